@@ -1,0 +1,179 @@
+//! Shared argument parsing for the attribute macros: keywords, duplicates, unknown arguments.
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{LitStr, Path, Token, bracketed};
+
+mod kw {
+    syn::custom_keyword!(path);
+    syn::custom_keyword!(name);
+    syn::custom_keyword!(middlewares);
+}
+
+/// Every argument any of our attributes understands; each macro says which it accepts.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) path: Option<LitStr>,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) middlewares: Option<(Span, Vec<Path>)>,
+    pub(crate) krate: Option<Path>,
+}
+
+/// Which arguments a macro accepts, for "expected ..." messages.
+#[derive(Clone, Copy)]
+pub(crate) enum Accepts {
+    Component,
+    WebSocket,
+}
+
+impl Accepts {
+    fn expected(self) -> &'static str {
+        match self {
+            Accepts::Component => "expected `name` or `crate`",
+            Accepts::WebSocket => "expected `path`, `name`, `middlewares` or `crate`",
+        }
+    }
+}
+
+pub(crate) fn parse_args(tokens: proc_macro2::TokenStream, accepts: Accepts) -> syn::Result<Args> {
+    let parser = move |input: ParseStream<'_>| parse_inner(input, accepts);
+    syn::parse::Parser::parse2(parser, tokens)
+}
+
+fn duplicate(span: Span, key: &str) -> syn::Error {
+    syn::Error::new(span, format!("`{key}` specified more than once"))
+}
+
+fn parse_inner(input: ParseStream<'_>, accepts: Accepts) -> syn::Result<Args> {
+    let mut args = Args::default();
+    let mut errors: Option<syn::Error> = None;
+    let mut push = |e: syn::Error| match &mut errors {
+        Some(all) => all.combine(e),
+        None => errors = Some(e),
+    };
+    while !input.is_empty() {
+        let lookahead = input.lookahead1();
+        if lookahead.peek(kw::path) && matches!(accepts, Accepts::WebSocket) {
+            let key = input.parse::<kw::path>()?;
+            input.parse::<Token![=]>()?;
+            let value: LitStr = input.parse()?;
+            if args.path.is_some() {
+                push(duplicate(key.span, "path"));
+            }
+            args.path = Some(value);
+        } else if lookahead.peek(kw::name) {
+            let key = input.parse::<kw::name>()?;
+            input.parse::<Token![=]>()?;
+            let value: LitStr = input.parse()?;
+            if value.value().trim().is_empty() {
+                push(syn::Error::new(value.span(), "`name` must not be empty"));
+            }
+            if args.name.is_some() {
+                push(duplicate(key.span, "name"));
+            }
+            args.name = Some(value);
+        } else if lookahead.peek(kw::middlewares) && matches!(accepts, Accepts::WebSocket) {
+            let key = input.parse::<kw::middlewares>()?;
+            input.parse::<Token![=]>()?;
+            let content;
+            bracketed!(content in input);
+            let list = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
+            if args.middlewares.is_some() {
+                push(duplicate(key.span, "middlewares"));
+            }
+            args.middlewares = Some((key.span, list.into_iter().collect()));
+        } else if lookahead.peek(Token![crate]) {
+            let key = input.parse::<Token![crate]>()?;
+            input.parse::<Token![=]>()?;
+            let value: Path = input.parse()?;
+            if args.krate.is_some() {
+                push(duplicate(key.span, "crate"));
+            }
+            args.krate = Some(value);
+        } else if input.peek(syn::Ident) {
+            let ident: syn::Ident = input.parse()?;
+            return Err(syn::Error::new(
+                ident.span(),
+                format!("unknown argument `{ident}`; {}", accepts.expected()),
+            ));
+        } else {
+            let mut err = lookahead.error();
+            err.combine(syn::Error::new(input.span(), accepts.expected()));
+            return Err(err);
+        }
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+        }
+    }
+    match errors {
+        Some(e) => Err(e),
+        None => Ok(args),
+    }
+}
+
+/// `crate = path` override, or `::asena_runtime`.
+pub(crate) fn runtime_path(args: &Args) -> proc_macro2::TokenStream {
+    match &args.krate {
+        Some(path) => quote::quote!(#path),
+        None => quote::quote!(::asena_runtime),
+    }
+}
+
+impl Parse for Args {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        parse_inner(input, Accepts::WebSocket)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn err(tokens: proc_macro2::TokenStream, accepts: Accepts) -> String {
+        match parse_args(tokens, accepts) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn parses_all_websocket_arguments() {
+        let args = parse_args(
+            quote!(path = "/chat", name = "Chat", middlewares = [A, b::B]),
+            Accepts::WebSocket,
+        )
+        .expect("valid arguments");
+        assert_eq!(args.path.map(|p| p.value()).as_deref(), Some("/chat"));
+        assert_eq!(args.name.map(|p| p.value()).as_deref(), Some("Chat"));
+        assert_eq!(args.middlewares.map(|m| m.1.len()), Some(2));
+    }
+
+    #[test]
+    fn rejects_unknown_argument_with_expected_list() {
+        let msg = err(quote!(path = "/a", room = "x"), Accepts::WebSocket);
+        assert_eq!(
+            msg,
+            "unknown argument `room`; expected `path`, `name`, `middlewares` or `crate`"
+        );
+    }
+
+    #[test]
+    fn path_is_not_a_component_argument() {
+        let msg = err(quote!(path = "/a"), Accepts::Component);
+        assert_eq!(msg, "unknown argument `path`; expected `name` or `crate`");
+    }
+
+    #[test]
+    fn reports_duplicates() {
+        let msg = err(quote!(path = "/a", path = "/b"), Accepts::WebSocket);
+        assert_eq!(msg, "`path` specified more than once");
+    }
+
+    #[test]
+    fn rejects_empty_name() {
+        let msg = err(quote!(name = " "), Accepts::Component);
+        assert_eq!(msg, "`name` must not be empty");
+    }
+}

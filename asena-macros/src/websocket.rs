@@ -1,0 +1,151 @@
+//! `#[websocket(path = "...", name = "...", middlewares = [..])]`: a WebSocket service.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::LitStr;
+use syn::spanned::Spanned;
+
+use crate::attr::{Accepts, parse_args, runtime_path};
+use crate::component::{Expansion, expand as expand_component, parse_struct};
+use crate::service::both;
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let (args, component) = both(
+        parse_args(args, Accepts::WebSocket),
+        parse_struct(item, "#[websocket]"),
+    )?;
+    let ident = component.item.ident.clone();
+    let path = match &args.path {
+        Some(path) => {
+            validate_path(path)?;
+            path.value()
+        }
+        None => {
+            return Err(syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "#[websocket] needs a `path`\nhint: `#[websocket(path = \"/chat\")]`",
+            ));
+        }
+    };
+    let name = match &args.name {
+        Some(name) => name.value(),
+        None => ident.to_string(),
+    };
+    let rt = runtime_path(&args);
+    let middlewares: Vec<syn::Path> = args.middlewares.map(|m| m.1).unwrap_or_default();
+    let refs = middlewares.iter().map(|m| {
+        quote_spanned!(m.span()=> __asena::MiddlewareRef {
+            type_id: ::core::any::TypeId::of::<#m>,
+            type_name: ::core::any::type_name::<#m>,
+        })
+    });
+    let deps = middlewares
+        .iter()
+        .map(|m| quote_spanned!(m.span()=> __asena::Dependency::required::<#m>()))
+        .collect();
+    let checks = middlewares.iter().map(|m| {
+        quote_spanned!(m.span()=> __asena::assert_middleware::<#m>();)
+    });
+    Ok(expand_component(
+        component,
+        Expansion {
+            rt,
+            name: args.name,
+            kind: quote_spanned!(ident.span()=>
+                __asena::ComponentKind::WebSocket(__asena::WebSocketRecord {
+                    path: #path,
+                    name: #name,
+                    middlewares: &[#(#refs,)*],
+                    entry: __asena::websocket_entry::<#ident>,
+                })
+            ),
+            extra_deps: deps,
+            extra_items: quote! {
+                #[allow(dead_code)]
+                fn __asena_checks() { #(#checks)* }
+            },
+        },
+    ))
+}
+
+fn validate_path(path: &LitStr) -> syn::Result<()> {
+    let value = path.value();
+    let hint = "hint: write an absolute path such as `path = \"/chat\"` or `path = \"/user/{id}\"`";
+    if value.is_empty() {
+        return Err(syn::Error::new(path.span(), format!("`path` must not be empty\n{hint}")));
+    }
+    if !value.starts_with('/') {
+        return Err(syn::Error::new(
+            path.span(),
+            format!("`path` must start with `/`, found `{value}`\n{hint}"),
+        ));
+    }
+    if value.contains(['?', '#', ' ']) {
+        return Err(syn::Error::new(
+            path.span(),
+            format!("`path` must be a plain path without query, fragment or spaces, found `{value}`\n{hint}"),
+        ));
+    }
+    let mut depth = 0i32;
+    for c in value.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            _ => {}
+        }
+        if !(0..=1).contains(&depth) {
+            break;
+        }
+    }
+    if depth != 0 || value.contains("{}") {
+        return Err(syn::Error::new(
+            path.span(),
+            format!("`path` has an unbalanced or empty `{{param}}` in `{value}`\n{hint}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(args: TokenStream) -> String {
+        match expand(args, quote!(struct S;)) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn path_is_required() {
+        assert!(err(quote!(name = "S")).starts_with("#[websocket] needs a `path`"));
+    }
+
+    #[test]
+    fn path_must_start_with_slash() {
+        assert!(err(quote!(path = "chat")).starts_with("`path` must start with `/`, found `chat`"));
+    }
+
+    #[test]
+    fn path_rejects_query_and_bad_params() {
+        assert!(err(quote!(path = "/a?b")).contains("without query"));
+        assert!(err(quote!(path = "/a/{b")).contains("unbalanced"));
+        assert!(err(quote!(path = "/a/{}")).contains("empty"));
+    }
+
+    #[test]
+    fn expansion_names_path_middlewares_and_entry() {
+        let out = expand(
+            quote!(path = "/chat/{room}", middlewares = [Auth, Log]),
+            quote!(struct Chat;),
+        )
+        .expect("valid")
+        .to_string();
+        assert!(out.contains("path : \"/chat/{room}\""));
+        assert!(out.contains("name : \"Chat\""));
+        assert!(out.contains("websocket_entry :: < Chat >"));
+        assert!(out.contains("Dependency :: required :: < Auth > ()"));
+        assert!(out.contains("assert_middleware :: < Log > ()"));
+    }
+}

@@ -1,0 +1,580 @@
+//! The app: [`AsenaBuilder`] builds and validates it, [`Asena`] is the running handle,
+//! [`Server`] serves it over TCP.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::watch;
+use tower_service::Service;
+
+use crate::di::{
+    self, Component, ComponentKind, ComponentRecord, Container, Plan,
+};
+use crate::error::Error;
+use crate::http::AppRef;
+use crate::middleware::{ErasedMiddleware, Middleware, Scope};
+use crate::namespace::{Limits, Namespace, SlowConsumer};
+use crate::transport::{Inbound, Transport};
+use crate::ulak::{Ulak, UlakBroker};
+use crate::ws::upgrade::{self, Endpoint};
+use crate::ws::{WebSocketService, close_code};
+
+/// Configures and builds an [`Asena`] app.
+#[must_use = "call .build().await to create the app"]
+pub struct AsenaBuilder {
+    auto_registration: bool,
+    explicit: Vec<&'static ComponentRecord>,
+    globals: Vec<(&'static ComponentRecord, Scope)>,
+    router: Router,
+    transport: Option<Arc<dyn Transport>>,
+    limits: Limits,
+    origins: Option<Vec<String>>,
+    origins_for: HashMap<String, Vec<String>>,
+    stop_timeout: Duration,
+}
+
+impl std::fmt::Debug for AsenaBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsenaBuilder")
+            .field("auto_registration", &self.auto_registration)
+            .field("explicit", &self.explicit.iter().map(|r| r.name).collect::<Vec<_>>())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl AsenaBuilder {
+    fn new() -> Self {
+        AsenaBuilder {
+            auto_registration: true,
+            explicit: Vec::new(),
+            globals: Vec::new(),
+            router: Router::new(),
+            transport: None,
+            limits: Limits::default(),
+            origins: None,
+            origins_for: HashMap::new(),
+            stop_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Registers a `#[service]` explicitly.
+    pub fn service<T: Component>(mut self) -> Self {
+        self.explicit.push(T::record());
+        self
+    }
+
+    /// Registers a `#[websocket]` service explicitly.
+    pub fn websocket<T: Component + WebSocketService>(mut self) -> Self {
+        self.explicit.push(T::record());
+        self
+    }
+
+    /// Registers a `#[middleware]` explicitly (it runs only where listed or made global).
+    pub fn middleware<T: Component + Middleware>(mut self) -> Self {
+        self.explicit.push(T::record());
+        self
+    }
+
+    /// Uses only the explicitly registered components, ignoring what the macros registered
+    /// through `inventory` (tests, several apps in one process, platforms without
+    /// `inventory`).
+    pub fn without_auto_registration(mut self) -> Self {
+        self.auto_registration = false;
+        self
+    }
+
+    /// Runs middleware `T` before every websocket service whose request path `scope`
+    /// matches, ahead of the service's own middlewares. Registers `T` too.
+    pub fn with_middleware<T: Component + Middleware>(mut self, scope: Scope) -> Self {
+        self.explicit.push(T::record());
+        self.globals.push((T::record(), scope));
+        self
+    }
+
+    /// Merges your own axum routes and layers next to the websocket routes. Handlers can
+    /// receive components with [`Inject`](crate::Inject).
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = self.router.merge(router);
+        self
+    }
+
+    /// Sets the transport to other instances (default: [`LocalTransport`](crate::LocalTransport)).
+    pub fn transport(mut self, transport: impl Transport) -> Self {
+        self.transport = if transport.is_local() {
+            None
+        } else {
+            Some(Arc::new(transport))
+        };
+        self
+    }
+
+    /// Sets a shared transport.
+    pub fn transport_arc(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = if transport.is_local() { None } else { Some(transport) };
+        self
+    }
+
+    /// Largest message a client may send (default 1 MiB); larger ones close with 1009.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.limits.max_message_size = bytes;
+        self
+    }
+
+    /// Bytes a socket's send queue may hold before the slow-consumer policy applies
+    /// (default 16 MiB).
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_queued_bytes = bytes;
+        self
+    }
+
+    /// What happens to a socket whose send queue is full (default: close with 1008).
+    pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
+        self.limits.slow_consumer = policy;
+        self
+    }
+
+    /// Closes sockets that sent nothing for this long with 1001 (default 120 s; `None` off).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.limits.idle_timeout = timeout;
+        self
+    }
+
+    /// Most sockets per websocket service; more are closed with 1008
+    /// "Connection limit reached".
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.limits.max_connections = Some(max);
+        self
+    }
+
+    /// Browser origins allowed to open sockets on every service (requests without `Origin`
+    /// are allowed); others are answered 403. Guards against cross-site WebSocket hijacking.
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Like [`allowed_origins`](Self::allowed_origins), for the service at `path` only
+    /// (overrides the global list there).
+    pub fn allowed_origins_for<I, S>(mut self, path: &str, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.origins_for
+            .insert(path.to_owned(), origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Bound for each component's `on_stop` hook (default 5 s).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
+        self
+    }
+
+    /// Validates the components, builds them in dependency order, starts the transport and
+    /// runs every `on_start` hook.
+    pub async fn build(self) -> Result<Asena, Error> {
+        let mut records = self.explicit.clone();
+        if self.auto_registration {
+            records.extend(di::registered());
+        }
+        di::sort_records(&mut records);
+        let plan = Plan::new(&records)?;
+
+        let live = Arc::new(AtomicUsize::new(0));
+        let mut namespaces = Vec::new();
+        for record in &plan.order {
+            if let ComponentKind::WebSocket(ws) = &record.kind {
+                let ns = Namespace::new(
+                    ws.path,
+                    ws.name,
+                    self.limits.clone(),
+                    self.transport.clone(),
+                    live.clone(),
+                );
+                namespaces.push(((record.type_id)(), ns));
+            }
+        }
+        let broker = UlakBroker::new(namespaces.clone());
+        let container = Container::build(plan, &broker)?;
+
+        let (mut services, mut sockets, mut middlewares) = (0, 0, 0);
+        for r in &container.order {
+            match r.kind {
+                ComponentKind::Service => services += 1,
+                ComponentKind::WebSocket(_) => sockets += 1,
+                ComponentKind::Middleware(_) => middlewares += 1,
+            }
+        }
+        tracing::info!(
+            target: "asena::di",
+            services,
+            websockets = sockets,
+            middlewares,
+            "registered {services} services, {sockets} websockets, {middlewares} middlewares"
+        );
+
+        let erased_middleware = |record: &ComponentRecord| -> Option<Arc<dyn ErasedMiddleware>> {
+            match record.kind {
+                ComponentKind::Middleware(entry) => {
+                    container.get((record.type_id)()).map(|i| entry(i.clone()))
+                }
+                _ => None,
+            }
+        };
+        let globals: Vec<(Arc<dyn ErasedMiddleware>, Scope)> = self
+            .globals
+            .iter()
+            .filter_map(|(r, scope)| erased_middleware(r).map(|m| (m, scope.clone())))
+            .collect();
+        let globals: Arc<[(Arc<dyn ErasedMiddleware>, Scope)]> = globals.into();
+
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let mut router = Router::new();
+        for record in &container.order {
+            let ComponentKind::WebSocket(ws) = &record.kind else {
+                continue;
+            };
+            let Some(instance) = container.get((record.type_id)()) else {
+                continue;
+            };
+            let ns = namespaces
+                .iter()
+                .find(|(id, _)| *id == (record.type_id)())
+                .map(|(_, ns)| ns.clone())
+                .expect("invariant: every websocket record has a namespace");
+            let own: Vec<Arc<dyn ErasedMiddleware>> = ws
+                .middlewares
+                .iter()
+                .filter_map(|m| {
+                    container
+                        .order
+                        .iter()
+                        .find(|r| (r.type_id)() == (m.type_id)())
+                        .and_then(|r| erased_middleware(r))
+                })
+                .collect();
+            let origins = self
+                .origins_for
+                .get(ws.path)
+                .or(self.origins.as_ref())
+                .map(|o| Arc::from(o.as_slice()));
+            let endpoint = Arc::new(Endpoint {
+                ns,
+                service: (ws.entry)(instance.clone()),
+                chain: own,
+                origins,
+                shutting_down: shutting_down.clone(),
+            });
+            let globals = globals.clone();
+            router = router.route(
+                ws.path,
+                axum::routing::any(move |req: http::Request<Body>| {
+                    let endpoint = endpoint.clone();
+                    let globals = globals.clone();
+                    async move { upgrade::handle_with_globals(endpoint, &globals, req).await }
+                }),
+            );
+        }
+        let router = router.merge(self.router);
+
+        let ns_list: Arc<[Namespace]> = namespaces.iter().map(|(_, ns)| ns.clone()).collect();
+        let (shutdown_tx, _) = watch::channel(false);
+        let inner = Arc::new_cyclic(|weak: &Weak<AppInner>| AppInner {
+            router: router.layer(axum::Extension(AppRef(weak.clone()))),
+            container,
+            broker,
+            namespaces: ns_list.clone(),
+            transport: self.transport.clone(),
+            shutdown: shutdown_tx,
+            shutting_down,
+            live,
+            stop_timeout: self.stop_timeout,
+            finished: tokio::sync::Mutex::new(false),
+        });
+
+        if let Some(t) = &inner.transport {
+            t.init(Inbound::new(ns_list)).await?;
+            tracing::info!(target: "asena::transport", transport = t.name(), "transport started");
+        }
+        if let Err((component, source)) = inner.container.start().await {
+            if let Some(t) = &inner.transport {
+                t.destroy().await;
+            }
+            return Err(Error::Start { component, source });
+        }
+        Ok(Asena { inner })
+    }
+}
+
+pub(crate) struct AppInner {
+    router: Router,
+    container: Container,
+    broker: UlakBroker,
+    namespaces: Arc<[Namespace]>,
+    transport: Option<Arc<dyn Transport>>,
+    shutdown: watch::Sender<bool>,
+    shutting_down: Arc<AtomicBool>,
+    live: Arc<AtomicUsize>,
+    stop_timeout: Duration,
+    finished: tokio::sync::Mutex<bool>,
+}
+
+impl AppInner {
+    fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.container
+            .get(TypeId::of::<T>())
+            .and_then(|i| i.clone().downcast::<T>().ok())
+    }
+}
+
+/// A built app. Cheap to clone; every clone is the same app.
+///
+/// ```no_run
+/// use asena_runtime::prelude::*;
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), asena_runtime::Error> {
+///     Asena::builder().build().await?.serve("127.0.0.1:3000").await
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Asena {
+    inner: Arc<AppInner>,
+}
+
+impl std::fmt::Debug for Asena {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Asena")
+            .field("namespaces", &self.inner.namespaces)
+            .finish()
+    }
+}
+
+impl Asena {
+    pub(crate) fn from_inner(inner: Arc<AppInner>) -> Asena {
+        Asena { inner }
+    }
+
+    /// Starts configuring an app.
+    pub fn builder() -> AsenaBuilder {
+        AsenaBuilder::new()
+    }
+
+    /// The singleton instance of component `T`.
+    pub fn get<T: Component>(&self) -> Option<Arc<T>> {
+        self.inner.get::<T>()
+    }
+
+    /// The typed Ulak handle of websocket service `N`.
+    pub fn ulak<N: WebSocketService>(&self) -> Option<Ulak<N>> {
+        self.inner.broker.ulak::<N>()
+    }
+
+    /// The app's broker.
+    pub fn broker(&self) -> &UlakBroker {
+        &self.inner.broker
+    }
+
+    /// The namespace served at `path`.
+    pub fn namespace(&self, path: &str) -> Option<Namespace> {
+        self.inner
+            .namespaces
+            .iter()
+            .find(|n| n.path() == path)
+            .cloned()
+    }
+
+    /// Every namespace.
+    pub fn namespaces(&self) -> &[Namespace] {
+        &self.inner.namespaces
+    }
+
+    /// The router (websocket routes plus yours), to serve with your own server. Prefer
+    /// [`serve`](Self::serve): with another server, sockets fall back to a slower I/O path
+    /// and need that server to support HTTP/1.1 upgrades.
+    pub fn router(&self) -> Router {
+        self.inner.router.clone()
+    }
+
+    /// Binds `addr` and returns the server, not yet running.
+    pub async fn listen(&self, addr: impl ToSocketAddrs + std::fmt::Display) -> Result<Server, Error> {
+        let text = addr.to_string();
+        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind {
+            addr: text,
+            source,
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Io {
+            addr: None,
+            source,
+        })?;
+        Ok(Server {
+            app: self.clone(),
+            listener,
+            local_addr,
+        })
+    }
+
+    /// Serves on `addr` until Ctrl-C, SIGTERM or [`shutdown`](Self::shutdown), then shuts
+    /// down gracefully.
+    pub async fn serve(self, addr: impl ToSocketAddrs + std::fmt::Display) -> Result<(), Error> {
+        let server = self.listen(addr).await?;
+        tracing::info!(target: "asena::ws", addr = %server.local_addr(), "listening");
+        server.run_until(termination_signal()).await
+    }
+
+    /// Stops the app: refuses new connections, closes every socket with 1001 (running each
+    /// `on_close`), runs the `on_stop` hooks in reverse order and destroys the transport.
+    /// Returns when all of that is done; later calls return at once.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        self.inner.shutdown.send_replace(true);
+        let mut finished = self.inner.finished.lock().await;
+        if *finished {
+            return;
+        }
+        for ns in self.inner.namespaces.iter() {
+            ns.close_all(close_code::GOING_AWAY, "Server shutting down");
+        }
+        // Wait for every connection task to run its on_close.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.inner.live.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.inner.container.stop(self.inner.stop_timeout).await;
+        if let Some(t) = &self.inner.transport {
+            t.destroy().await;
+        }
+        *finished = true;
+        tracing::info!(target: "asena::ws", "shut down");
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+async fn termination_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// A bound server; [`run`](Server::run) serves until the app shuts down.
+#[derive(Debug)]
+pub struct Server {
+    app: Asena,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// The bound address (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until [`Asena::shutdown`] is called.
+    pub async fn run(self) -> Result<(), Error> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until `signal` completes or [`Asena::shutdown`] is called, then shuts down
+    /// gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let Server { app, listener, .. } = self;
+        let mut stop = app.inner.shutdown.subscribe();
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                _ = &mut signal => break,
+                _ = stopped(&mut stop) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, remote)) => {
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(serve_http(stream, remote, app.inner.router.clone(), app.inner.shutdown.subscribe()));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: log, back off, keep serving.
+                        tracing::error!(target: "asena::ws", error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        drop(listener);
+        app.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+async fn serve_http(
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(remote));
+        let mut router = router.clone();
+        async move {
+            let resp: Result<_, Infallible> = router.call(req.map(Body::new)).await;
+            resp
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(target: "asena::ws", error = %e, "http connection error");
+            }
+        }
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Plain axum handlers next to the websocket routes: the [`Inject`] extractor.
+
+use std::sync::{Arc, Weak};
+
+use axum::extract::FromRequestParts;
+use http::StatusCode;
+use http::request::Parts;
+
+use crate::app::{AppInner, Asena};
+use crate::di::Component;
+use crate::ulak::{Ulak, UlakBroker};
+use crate::ws::WebSocketService;
+
+/// A weak handle to the app, stored in every request's extensions.
+#[derive(Clone)]
+pub(crate) struct AppRef(pub(crate) Weak<AppInner>);
+
+/// Extracts a component (or an [`Ulak<N>`] / [`UlakBroker`]) in an axum handler.
+///
+/// ```no_run
+/// use asena_runtime::prelude::*;
+/// use axum::routing::post;
+///
+/// #[service]
+/// struct Greeter;
+/// impl Greeter { fn hello(&self) -> &'static str { "hello" } }
+///
+/// async fn hello(Inject(greeter): Inject<Greeter>) -> &'static str {
+///     greeter.hello()
+/// }
+///
+/// # async fn run() -> Result<(), asena_runtime::Error> {
+/// Asena::builder()
+///     .service::<Greeter>()
+///     .router(axum::Router::new().route("/hello", post(hello)))
+///     .build().await?
+///     .serve("127.0.0.1:3000").await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Inject<T: ?Sized + Injected>(pub T::Output);
+
+/// What [`Inject`] can extract.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be extracted with `Inject`",
+    note = "use `Inject<T>` for a registered component `T`, `Inject<Ulak<N>>`, or `Inject<UlakBroker>`"
+)]
+pub trait Injected {
+    /// The extracted value.
+    type Output;
+    #[doc(hidden)]
+    fn extract(app: &Asena) -> Option<Self::Output>;
+}
+
+impl<T: Component> Injected for T {
+    type Output = Arc<T>;
+    fn extract(app: &Asena) -> Option<Arc<T>> {
+        app.get::<T>()
+    }
+}
+
+impl<N: WebSocketService> Injected for Ulak<N> {
+    type Output = Ulak<N>;
+    fn extract(app: &Asena) -> Option<Ulak<N>> {
+        app.ulak::<N>()
+    }
+}
+
+impl Injected for UlakBroker {
+    type Output = UlakBroker;
+    fn extract(app: &Asena) -> Option<UlakBroker> {
+        Some(app.broker().clone())
+    }
+}
+
+impl<S: Send + Sync, T: Injected + ?Sized> FromRequestParts<S> for Inject<T> {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let app = parts
+            .extensions
+            .get::<AppRef>()
+            .and_then(|a| a.0.upgrade())
+            .map(Asena::from_inner)
+            .ok_or((StatusCode::INTERNAL_SERVER_ERROR, "Asena app is not running"))?;
+        match T::extract(&app) {
+            Some(v) => Ok(Inject(v)),
+            None => {
+                tracing::error!(
+                    target: "asena::di",
+                    component = std::any::type_name::<T>(),
+                    "Inject<T>: the component is not registered in this app"
+                );
+                Err((StatusCode::INTERNAL_SERVER_ERROR, "component not registered"))
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! # Asena for Rust
+//!
+//! A declarative WebSocket framework on tokio and axum. Annotate plain structs and get a
+//! real-time server: services with rooms and pub/sub, middleware that runs before the upgrade,
+//! dependency injection wired at link time, a typed broker handle ([`Ulak`]) to send from
+//! anywhere, and fan-out across instances through a [`Transport`].
+//!
+//! ## Quick start
+//!
+//! ```no_run
+//! use asena_runtime::prelude::*;
+//!
+//! #[websocket(path = "/echo")]
+//! struct Echo;
+//!
+//! impl WebSocketService for Echo {
+//!     type Data = ();
+//!     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+//!         ws.subscribe("everyone");
+//!         Ok(())
+//!     }
+//!     async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+//!         // to everyone in the room but the sender, on every instance
+//!         ws.publish("everyone", &msg)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), asena_runtime::Error> {
+//!     Asena::builder().build().await?.serve("127.0.0.1:3000").await
+//! }
+//! ```
+//!
+//! ## The macros
+//! - `#[service]` — a component (singleton). `#[service(name = "Users")]` renames it.
+//! - `#[middleware]` — a component implementing [`Middleware`], run before the upgrade.
+//! - `#[websocket(path = "/chat", name = "ChatSocket", middlewares = [Auth])]` — a component
+//!   implementing [`WebSocketService`], served at `path` (which may hold `{param}`s).
+//!
+//! Fields marked `#[inject]` are filled from the container: `Arc<T>` for a component `T`,
+//! `Option<Arc<T>>` when `T` may be absent, [`Ulak<N>`] for websocket service `N`, or
+//! [`UlakBroker`]. Every other field is built with `Default::default()`. Generic structs are
+//! not supported.
+//!
+//! ## Dependency injection
+//! [`Asena::builder`] collects every registered component, checks the whole graph and
+//! reports *every* problem in one error — duplicate names or paths, missing providers
+//! (`UserService needs TokenService, which is not registered`), cycles
+//! (`Circular dependency detected: A -> B -> A`) — then builds each component once,
+//! dependencies first. Components may implement [`Lifecycle`] for `on_start`/`on_stop`.
+//!
+//! **The linking caveat.** Registration uses `inventory`: a component is found when the crate
+//! declaring it is linked into the binary. A library crate that the binary never references
+//! is not linked, so its components silently do not exist; an app with no components at all
+//! fails to build with an error that says so. Reference such a crate with
+//! `use my_components as _;`, or register its types explicitly with
+//! [`AsenaBuilder::service`], [`AsenaBuilder::websocket`] and [`AsenaBuilder::middleware`]
+//! (together with [`AsenaBuilder::without_auto_registration`] to build several isolated apps
+//! in one process, as tests do).
+//!
+//! ## Sockets and rooms
+//! Handlers receive a [`Socket<T>`] (`T` is the service's `Data`): `send`, `send_json`,
+//! `subscribe`, `unsubscribe`, `publish` (room minus the sender), `rooms`, `close`, and the
+//! request's headers, query and path parameters. The [`Namespace`] (`ws.namespace()`,
+//! [`Ulak<N>`], [`Asena::namespace`]) lists sockets and rooms and sends with `to(room, ..)`
+//! and `broadcast(..)` (sender included). Every socket is also in a room named by its id.
+//! Memberships are removed when a socket closes.
+//!
+//! What can be sent follows one rule ([`IntoFrame`]): strings go out as text exactly as
+//! given, bytes as binary, and `Serialize` values as JSON through [`Json`] or `send_json`.
+//!
+//! ## Errors and limits
+//! A handler that fails (returns `Err` or panics) sends
+//! `{"type":"error","message":"Server error occurred"}` and closes that socket with 1011;
+//! nothing else is affected. Close codes: 1007 invalid UTF-8, 1009 message too big
+//! ([`AsenaBuilder::max_message_size`], 1 MiB by default), 1008 policy (slow consumer,
+//! connection limit), 1001 shutdown and idle timeout, 1002 protocol errors.
+//!
+//! ## Performance
+//! See the [`namespace`] module for the fan-out hot path: one encoding per message, shared
+//! bytes for every recipient, one batched write per socket per wake-up, no buffer held by
+//! idle sockets.
+#![warn(missing_docs)]
+
+mod app;
+mod di;
+mod error;
+mod http;
+mod middleware;
+pub mod namespace;
+pub mod rooms;
+pub mod transport;
+mod ulak;
+mod ws;
+
+pub use app::{Asena, AsenaBuilder, Server};
+pub use asena_macros::{middleware, service, websocket};
+pub use di::{Component, ContainerError, DiError, Inject as InjectField, Lifecycle, Problem, Resolver};
+pub use error::{BoxError, Error, Result};
+pub use http::{Inject, Injected};
+pub use middleware::{Context, Middleware, Next, Rejection, Scope};
+pub use namespace::{Limits, Namespace, NamespaceStats, RoomInfo, SlowConsumer};
+pub use transport::{LocalTransport, Transport, TransportError};
+pub use ulak::{BulkOp, BulkResult, Ulak, UlakBroker, UlakError, UlakErrorCode, UlakNamespace};
+pub use ws::{
+    Frame, IntoFrame, Json, Message, SendError, Socket, SocketRef, WebSocketData,
+    WebSocketService, close_code,
+};
+
+/// Everything an app usually needs, in one import.
+pub mod prelude {
+    pub use crate::{
+        Asena, BoxError, Context, Inject, Json, Lifecycle, Message, Middleware, Namespace, Next,
+        Rejection, Result, Scope, Socket, SocketRef, Ulak, UlakBroker, WebSocketService,
+        middleware, service, websocket,
+    };
+    pub use serde::{Deserialize, Serialize};
+    pub use serde_json::json;
+    pub use std::sync::Arc;
+}
+
+/// Support for the macros' generated code. Not public API: may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::di::{
+        Component, ComponentKind, ComponentRecord, Dependency, DiError, HookProbe, Hooks,
+        Inject, MiddlewareRef, ProbeDefault, ProbeLifecycle, Registration, Resolver,
+        WebSocketRecord, construct_erased,
+    };
+    pub use crate::middleware::{assert_middleware, middleware_entry};
+    pub use crate::ws::websocket_entry;
+    pub use inventory;
+}

@@ -1,0 +1,174 @@
+//! [`Context`]: the upgrade request as middleware sees it.
+
+use std::any::Any;
+use std::net::SocketAddr;
+
+use http::request::Parts;
+use http::{Extensions, HeaderMap, Method, Uri, header};
+
+use crate::ws::WsValue;
+
+/// The upgrade request, before any socket exists.
+///
+/// Middleware reads the request (path, query, headers, cookies, peer address), passes data
+/// to later middleware through [`extensions`](Self::extensions_mut), adds response headers,
+/// and stores the connection's typed values with
+/// [`set_websocket_value`](Self::set_websocket_value).
+pub struct Context {
+    parts: Parts,
+    remote_addr: Option<SocketAddr>,
+    params: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    extensions: Extensions,
+    value: Option<WsValue>,
+    response_headers: HeaderMap,
+    pub(crate) reached_end: bool,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("method", &self.parts.method)
+            .field("uri", &self.parts.uri)
+            .field("remote_addr", &self.remote_addr)
+            .field("value", &self.value.as_ref().map(|v| v.type_name))
+            .finish()
+    }
+}
+
+impl Context {
+    pub(crate) fn new(
+        parts: Parts,
+        remote_addr: Option<SocketAddr>,
+        params: Vec<(String, String)>,
+        query: Vec<(String, String)>,
+    ) -> Context {
+        Context {
+            parts,
+            remote_addr,
+            params,
+            query,
+            extensions: Extensions::new(),
+            value: None,
+            response_headers: HeaderMap::new(),
+            reached_end: false,
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        Parts,
+        Vec<(String, String)>,
+        Vec<(String, String)>,
+        Option<WsValue>,
+        HeaderMap,
+    ) {
+        (
+            self.parts,
+            self.params,
+            self.query,
+            self.value,
+            self.response_headers,
+        )
+    }
+
+    /// The request method (always `GET` for a WebSocket upgrade).
+    pub fn method(&self) -> &Method {
+        &self.parts.method
+    }
+
+    /// The request URI.
+    pub fn uri(&self) -> &Uri {
+        &self.parts.uri
+    }
+
+    /// The request path, with its leading `/`.
+    pub fn path(&self) -> &str {
+        self.parts.uri.path()
+    }
+
+    /// A path parameter, e.g. `user_id` for `/user/events/{user_id}`.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A query parameter, percent-decoded (the first one when repeated).
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.parts.headers
+    }
+
+    /// A header, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The token of an `Authorization: Bearer <token>` header.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let value = self.parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// A cookie of the request.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim_matches('"'))
+    }
+
+    /// The peer's address, when known.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote_addr
+    }
+
+    /// Typed values shared between the middlewares of this request.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Mutable access to the per-request typed values.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
+    /// Headers added to the `101 Switching Protocols` response.
+    pub fn response_headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.response_headers
+    }
+
+    /// Stores the connection's values; the last call wins. The type must be the service's
+    /// `Data` type, otherwise the upgrade is answered 500 and the mismatch logged.
+    pub fn set_websocket_value<T: Any + Send + Sync>(&mut self, value: T) {
+        self.value = Some(WsValue {
+            value: Box::new(value),
+            type_name: std::any::type_name::<T>(),
+        });
+    }
+
+    /// The values stored so far, if they are a `T`.
+    pub fn websocket_value<T: Any>(&self) -> Option<&T> {
+        self.value.as_ref()?.value.downcast_ref::<T>()
+    }
+}

@@ -1,0 +1,343 @@
+//! The two tasks of a connection: the reader (decodes frames, runs handlers in order) and the
+//! writer (drains the outbox in batches).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::time::Instant;
+
+use super::frame::{Decoder, Incoming, close_code};
+use super::{Conn, Frame, Message, Socket, WebSocketService};
+use crate::error::BoxError;
+
+/// How long we wait for the peer's close frame after sending ours.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Frames larger than this are written straight from their buffer instead of being copied
+/// into the batch buffer.
+const COPY_LIMIT: usize = 16 * 1024;
+/// Read size per syscall.
+const READ_CHUNK: usize = 16 * 1024;
+const FAR_FUTURE: Duration = Duration::from_secs(86400 * 365);
+
+/// The upgraded transport of a connection.
+pub(crate) enum Io {
+    /// A plain TCP stream (our own server): split without locks; reads need no buffer while
+    /// idle.
+    Tcp { stream: TcpStream, leftover: Bytes },
+    /// Anything else hyper upgraded (e.g. when the router is served by the user's server).
+    Other(TokioIo<Upgraded>),
+}
+
+/// Counts a connection as live until dropped, for graceful shutdown.
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub(crate) async fn run<S: WebSocketService>(service: Arc<S>, conn: Arc<Conn>, io: Io) {
+    let live = conn.ns.live_tasks().clone();
+    live.fetch_add(1, Ordering::AcqRel);
+    let _live = Live(live);
+    match io {
+        Io::Tcp { stream, leftover } => {
+            let (r, w) = stream.into_split();
+            drive(service, conn, TcpSource(r), w, leftover).await;
+        }
+        Io::Other(io) => {
+            let (r, w) = tokio::io::split(io);
+            drive(service, conn, BufferedSource(r), w, Bytes::new()).await;
+        }
+    }
+}
+
+/// Where the reader gets bytes from.
+trait Source: Send {
+    fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
+}
+
+struct TcpSource(OwnedReadHalf);
+
+impl Source for TcpSource {
+    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            // Wait for readiness without holding a buffer, so idle sockets cost no read memory.
+            self.0.readable().await?;
+            match try_read_into(&self.0, buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+fn try_read_into(stream: &OwnedReadHalf, buf: &mut BytesMut) -> io::Result<usize> {
+    let mut chunk = [0u8; READ_CHUNK];
+    let n = stream.try_read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+struct BufferedSource<R>(R);
+
+impl<R: AsyncRead + Unpin + Send> Source for BufferedSource<R> {
+    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        buf.reserve(4096);
+        self.0.read_buf(buf).await
+    }
+}
+
+/// Runs a handler future, turning panics into errors.
+async fn guarded<F: Future<Output = Result<(), BoxError>>>(fut: F) -> Result<(), BoxError> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => Err(panic_message(&panic).into()),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".into());
+    format!("handler panicked: {msg}")
+}
+
+/// A handler failed: tell the client, log, count, close with 1011.
+fn handler_failed(conn: &Conn, handler: &'static str, err: &BoxError) {
+    conn.ns.stats().record_handler_error();
+    tracing::error!(
+        target: "asena::ws",
+        socket_id = %conn.id,
+        path = %conn.ns.path(),
+        handler,
+        error = %err,
+        "handler failed; closing socket with 1011"
+    );
+    let _ = conn.push(&Frame::text(
+        r#"{"type":"error","message":"Server error occurred"}"#,
+    ));
+    conn.close(close_code::INTERNAL, "Server error");
+}
+
+async fn drive<S, R, W>(service: Arc<S>, conn: Arc<Conn>, mut src: R, w: W, leftover: Bytes)
+where
+    S: WebSocketService,
+    R: Source,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let socket = Socket::<S::Data>::new(conn.clone());
+    let writer = tokio::spawn(write_loop(service.clone(), socket.clone(), w));
+    tracing::debug!(target: "asena::ws", socket_id = %conn.id, path = %conn.ns.path(), "open");
+
+    if let Err(e) = guarded(service.on_open(&socket)).await {
+        handler_failed(&conn, "on_open", &e);
+    }
+
+    let limits = conn.ns.limits();
+    let idle = limits.idle_timeout;
+    let mut decoder = Decoder::new(limits.max_message_size);
+    let mut buf = BytesMut::from(&leftover[..]);
+    let mut last_seen = Instant::now();
+    let sleep = tokio::time::sleep(idle.unwrap_or(FAR_FUTURE));
+    tokio::pin!(sleep);
+    let mut closing_since: Option<Instant> = None;
+    // The close code and reason reported to on_close.
+    let mut peer_close: Option<(u16, String)> = None;
+
+    'outer: loop {
+        // Handle everything already buffered.
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(None) => break,
+                Ok(Some(Incoming::Text(text))) => {
+                    if closing_since.is_none()
+                        && let Err(e) = guarded(service.on_message(&socket, Message::Text(text))).await
+                    {
+                        handler_failed(&conn, "on_message", &e);
+                    }
+                }
+                Ok(Some(Incoming::Binary(data))) => {
+                    if closing_since.is_none()
+                        && let Err(e) = guarded(service.on_message(&socket, Message::Binary(data))).await
+                    {
+                        handler_failed(&conn, "on_message", &e);
+                    }
+                }
+                Ok(Some(Incoming::Ping(payload))) => {
+                    let _ = conn.outbox.push(Frame::pong(&payload).wire(), usize::MAX);
+                }
+                Ok(Some(Incoming::Pong)) => {}
+                Ok(Some(Incoming::Close(code, reason))) => {
+                    if conn.close_requested().is_none() {
+                        // The peer started the handshake: echo its code.
+                        let echo = if code == close_code::NO_STATUS { close_code::NORMAL } else { code };
+                        conn.close(echo, "");
+                        peer_close = Some((code, reason));
+                    }
+                    break 'outer;
+                }
+                Err(e) => {
+                    conn.ns.stats().record_protocol_error();
+                    tracing::warn!(
+                        target: "asena::ws",
+                        socket_id = %conn.id,
+                        path = %conn.ns.path(),
+                        code = e.close_code(),
+                        reason = e.reason(),
+                        "closing socket after a bad frame"
+                    );
+                    conn.close(e.close_code(), e.reason());
+                    break 'outer;
+                }
+            }
+        }
+        if buf.is_empty() && buf.capacity() > 0 {
+            buf = BytesMut::new();
+        }
+        if closing_since.is_none() && conn.close_requested().is_some() {
+            let now = Instant::now();
+            closing_since = Some(now);
+            sleep.as_mut().reset(now + CLOSE_GRACE);
+        }
+        tokio::select! {
+            biased;
+            _ = conn.wake_reader.notified() => {
+                if conn.outbox.finished() && closing_since.is_none() {
+                    // The writer died (peer gone).
+                    break 'outer;
+                }
+            }
+            _ = &mut sleep => {
+                if closing_since.is_some() {
+                    break 'outer;
+                }
+                if let Some(idle) = idle {
+                    let deadline = last_seen + idle;
+                    if Instant::now() >= deadline {
+                        tracing::debug!(target: "asena::ws", socket_id = %conn.id, "idle timeout");
+                        conn.close(close_code::GOING_AWAY, "Idle timeout");
+                    } else {
+                        sleep.as_mut().reset(deadline);
+                    }
+                }
+            }
+            read = src.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break 'outer,
+                Ok(_) => last_seen = Instant::now(),
+            }
+        }
+    }
+
+    // Report the code of whoever closed first; a vanished peer is 1006.
+    let (code, reason) = peer_close
+        .or_else(|| conn.close_requested())
+        .unwrap_or((close_code::ABNORMAL, String::new()));
+    conn.ns.remove(&conn);
+    if let Err(e) = guarded(async {
+        service.on_close(&socket, code, &reason).await;
+        Ok(())
+    })
+    .await
+    {
+        conn.ns.stats().record_handler_error();
+        tracing::error!(target: "asena::ws", socket_id = %conn.id, error = %e, "on_close failed");
+    }
+    tracing::debug!(target: "asena::ws", socket_id = %conn.id, code, "closed");
+
+    // Let the writer flush the close frame, then make sure it is gone.
+    if conn.close_requested().is_none() {
+        conn.outbox.seal();
+    }
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(CLOSE_GRACE, writer).await.is_err() {
+        abort.abort();
+    }
+}
+
+async fn write_loop<S, W>(service: Arc<S>, socket: Socket<S::Data>, mut w: W)
+where
+    S: WebSocketService,
+    W: AsyncWrite + Unpin + Send,
+{
+    let conn = socket.as_ref().conn.clone();
+    let mut batch: VecDeque<Bytes> = VecDeque::new();
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let taken = conn.outbox.take(&mut batch);
+        if batch.is_empty() && taken.close.is_none() {
+            if conn.outbox.finished() {
+                break;
+            }
+            if conn.outbox.drained() {
+                service.on_drain(&socket).await;
+                continue;
+            }
+            conn.outbox.wake_writer.notified().await;
+            continue;
+        }
+        let mut result = write_batch(&mut w, &mut batch, &mut buf).await;
+        let closing = taken.close.is_some();
+        if let (Ok(()), Some(close)) = (&result, taken.close) {
+            result = async {
+                w.write_all(&close).await?;
+                w.shutdown().await
+            }
+            .await;
+        }
+        if result.is_err() || closing {
+            break;
+        }
+        if buf.capacity() > 256 * 1024 {
+            buf = Vec::new();
+        }
+        if batch.capacity() > 4096 {
+            batch = VecDeque::new();
+        }
+    }
+    conn.outbox.seal();
+    conn.wake_reader.notify_one();
+}
+
+/// Writes every queued frame with as few syscalls as possible.
+async fn write_batch<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    batch: &mut VecDeque<Bytes>,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    if batch.len() == 1 {
+        let frame = batch.pop_front().expect("invariant: len is 1");
+        return w.write_all(&frame).await;
+    }
+    buf.clear();
+    for frame in batch.drain(..) {
+        if frame.len() > COPY_LIMIT {
+            if !buf.is_empty() {
+                w.write_all(buf).await?;
+                buf.clear();
+            }
+            w.write_all(&frame).await?;
+        } else {
+            buf.extend_from_slice(&frame);
+        }
+    }
+    if !buf.is_empty() {
+        w.write_all(buf).await?;
+    }
+    Ok(())
+}

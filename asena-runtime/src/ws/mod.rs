@@ -1,0 +1,174 @@
+//! WebSocket services: the [`WebSocketService`] trait, sockets, messages and connection tasks.
+
+mod conn;
+mod frame;
+mod message;
+mod outbox;
+mod socket;
+pub(crate) mod upgrade;
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub(crate) use conn::Io;
+pub use frame::{Frame, close_code};
+pub use message::{IntoFrame, Json, Message};
+pub(crate) use socket::{Conn, RequestInfo};
+pub use socket::{SendError, Socket, SocketRef, WebSocketData};
+
+use crate::di::AnyArc;
+use crate::error::Result;
+
+/// The handlers of a websocket service.
+///
+/// `on_open` finishes before the first `on_message` of the same connection is dispatched, and
+/// the messages of one connection are handled one at a time, in order. A handler that returns
+/// `Err` or panics makes the client receive `{"type":"error","message":"Server error occurred"}`;
+/// after `on_open`/`on_message` the socket is then closed with 1011. Everything else keeps
+/// running.
+///
+/// ```
+/// use asena_runtime::prelude::*;
+///
+/// #[websocket(path = "/echo")]
+/// struct Echo;
+///
+/// impl WebSocketService for Echo {
+///     type Data = ();
+///     async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+///         ws.send(&msg)?;
+///         Ok(())
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is declared with #[websocket] but does not implement `WebSocketService`",
+    label = "missing `impl WebSocketService for {Self}`",
+    note = "add `impl WebSocketService for {Self} {{ type Data = (); async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {{ Ok(()) }} }}`"
+)]
+pub trait WebSocketService: Send + Sync + 'static {
+    /// The typed values middleware stores with `ctx.set_websocket_value(..)`; sockets read
+    /// them as `ws.data().values`. Without middleware they are `Data::default()`.
+    type Data: Default + Send + Sync + 'static;
+
+    /// A socket connected (after every middleware passed).
+    fn on_open(&self, ws: &Socket<Self::Data>) -> impl Future<Output = Result<()>> + Send {
+        let _ = ws;
+        async { Ok(()) }
+    }
+
+    /// A complete message arrived.
+    fn on_message(
+        &self,
+        ws: &Socket<Self::Data>,
+        message: Message,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The socket closed (cleanly or not: 1006 when the peer vanished). The socket has
+    /// already left every room.
+    fn on_close(
+        &self,
+        ws: &Socket<Self::Data>,
+        code: u16,
+        reason: &str,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (ws, code, reason);
+        async {}
+    }
+
+    /// The socket's send queue drained after being more than half full.
+    fn on_drain(&self, ws: &Socket<Self::Data>) -> impl Future<Output = ()> + Send {
+        let _ = ws;
+        async {}
+    }
+}
+
+/// A value set by middleware, with its type name for error messages.
+#[doc(hidden)]
+#[allow(missing_debug_implementations)]
+pub struct WsValue {
+    pub(crate) value: Box<dyn Any + Send + Sync>,
+    pub(crate) type_name: &'static str,
+}
+
+/// What middleware stored does not match the service's `Data` type.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct TypeMismatch {
+    pub(crate) expected: &'static str,
+    pub(crate) found: &'static str,
+}
+
+/// A websocket service with its types erased, as the router holds it. Hidden and
+/// effectively sealed: its methods name crate-private types.
+#[doc(hidden)]
+#[allow(private_interfaces)]
+pub trait ErasedService: Send + Sync + 'static {
+    /// Builds the connection's `WebSocketData<Data>`.
+    fn make_data(
+        &self,
+        value: Option<WsValue>,
+        id: &str,
+        path: &str,
+    ) -> std::result::Result<Box<dyn Any + Send + Sync>, TypeMismatch>;
+    /// Runs a connection to the end.
+    fn run(
+        self: Arc<Self>,
+        conn: Arc<Conn>,
+        io: Io,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+}
+
+impl std::fmt::Debug for dyn ErasedService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ErasedService")
+    }
+}
+
+struct ServiceAdapter<S>(Arc<S>);
+
+impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
+    fn make_data(
+        &self,
+        value: Option<WsValue>,
+        id: &str,
+        path: &str,
+    ) -> std::result::Result<Box<dyn Any + Send + Sync>, TypeMismatch> {
+        let values = match value {
+            None => S::Data::default(),
+            Some(v) => match v.value.downcast::<S::Data>() {
+                Ok(values) => *values,
+                Err(_) => {
+                    return Err(TypeMismatch {
+                        expected: std::any::type_name::<S::Data>(),
+                        found: v.type_name,
+                    });
+                }
+            },
+        };
+        Ok(Box::new(WebSocketData {
+            values,
+            id: id.to_owned(),
+            path: path.to_owned(),
+        }))
+    }
+
+    fn run(
+        self: Arc<Self>,
+        conn: Arc<Conn>,
+        io: Io,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(conn::run(self.0.clone(), conn, io))
+    }
+}
+
+/// Wraps a built websocket service for the router; referenced by generated records.
+#[doc(hidden)]
+pub fn websocket_entry<S: WebSocketService>(instance: AnyArc) -> Arc<dyn ErasedService> {
+    let service = instance
+        .downcast::<S>()
+        .unwrap_or_else(|_| panic!("invariant: record of {} built another type", std::any::type_name::<S>()));
+    Arc::new(ServiceAdapter(service))
+}

@@ -1,0 +1,304 @@
+//! The upgrade endpoint of a websocket service: handshake checks, Origin allow-list, the
+//! middleware chain, then the switch to the WebSocket protocol.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
+use base64::Engine;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::{Conn, ErasedService, Frame, Io, RequestInfo, close_code};
+use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Scope, run_chain};
+use crate::namespace::Namespace;
+
+/// Everything the route of one websocket service needs.
+pub(crate) struct Endpoint {
+    pub(crate) ns: Namespace,
+    pub(crate) service: Arc<dyn ErasedService>,
+    pub(crate) chain: Vec<Arc<dyn ErasedMiddleware>>,
+    pub(crate) origins: Option<Arc<[String]>>,
+    pub(crate) shutting_down: Arc<AtomicBool>,
+}
+
+fn json_response(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Checks the handshake headers; returns the client's key.
+fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Response<Body>> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    if method != Method::GET || !has_token(header::UPGRADE, "websocket") {
+        let mut resp = json_response(
+            StatusCode::UPGRADE_REQUIRED,
+            r#"{"error":"This endpoint only accepts WebSocket connections"}"#,
+        );
+        resp.headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        return Err(resp);
+    }
+    if !has_token(header::CONNECTION, "upgrade") {
+        return Err(json_response(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"Missing Connection: Upgrade header"}"#,
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        let mut resp = json_response(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"Unsupported WebSocket version; expected 13"}"#,
+        );
+        resp.headers_mut()
+            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return Err(resp);
+    }
+    headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|k| k.len() == 24)
+        .cloned()
+        .ok_or_else(|| {
+            json_response(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"Missing or invalid Sec-WebSocket-Key header"}"#,
+            )
+        })
+}
+
+/// `Sec-WebSocket-Accept` for a client key (RFC 6455 §4.2.2).
+pub(crate) fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
+pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&HeaderValue>) -> bool {
+    match origin.and_then(|o| o.to_str().ok()) {
+        // Non-browser clients send no Origin; the allow-list guards browsers.
+        None => true,
+        Some(origin) => allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin)),
+    }
+}
+
+fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Handles one upgrade request; `globals` are the builder's global middlewares.
+pub(crate) async fn handle_with_globals(
+    ep: Arc<Endpoint>,
+    globals: &[(Arc<dyn ErasedMiddleware>, Scope)],
+    req: Request<Body>,
+) -> Response<Body> {
+    let (mut parts, _body) = req.into_parts();
+    let key = match handshake_key(&parts.method, &parts.headers) {
+        Ok(key) => key,
+        Err(resp) => return resp,
+    };
+    if ep.shutting_down.load(Ordering::Acquire) {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"error":"Server is shutting down"}"#,
+        );
+    }
+    if let Some(allowed) = &ep.origins
+        && !origin_allowed(allowed, parts.headers.get(header::ORIGIN))
+    {
+        tracing::warn!(
+            target: "asena::middleware",
+            path = %ep.ns.path(),
+            origin = ?parts.headers.get(header::ORIGIN),
+            "origin not allowed"
+        );
+        return json_response(StatusCode::FORBIDDEN, r#"{"error":"Origin not allowed"}"#);
+    }
+    let params: Vec<(String, String)> = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .map(|p| {
+            p.iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let remote_addr: Option<SocketAddr> = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+        tracing::error!(
+            target: "asena::ws",
+            path = %ep.ns.path(),
+            "the HTTP server does not support upgrades; serve the app with Asena::serve or enable upgrades"
+        );
+        return json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"Internal Server Error"}"#,
+        );
+    };
+
+    let query = parse_query(parts.uri.query());
+    let mut ctx = Context::new(parts, remote_addr, params, query);
+    let outcome = if globals.is_empty() {
+        run_chain(&ep.chain, &mut ctx, ep.ns.path()).await
+    } else {
+        let chain: Vec<Arc<dyn ErasedMiddleware>> = globals
+            .iter()
+            .filter(|(_, scope)| scope.matches(ctx.path()))
+            .map(|(m, _)| m.clone())
+            .chain(ep.chain.iter().cloned())
+            .collect();
+        run_chain(&chain, &mut ctx, ep.ns.path()).await
+    };
+    match outcome {
+        ChainOutcome::Continue => {}
+        ChainOutcome::Respond(resp) => return resp,
+    }
+    let (parts, params, query, value, extra_headers) = ctx.into_parts();
+
+    let id = uuid::Uuid::now_v7().to_string();
+    let path = parts.uri.path().to_owned();
+    let data = match ep.service.make_data(value, &id, &path) {
+        Ok(data) => data,
+        Err(mismatch) => {
+            tracing::error!(
+                target: "asena::middleware",
+                path = %ep.ns.path(),
+                expected = mismatch.expected,
+                found = mismatch.found,
+                "middleware stored a websocket value of type `{}`, but the service's Data is `{}`",
+                mismatch.found,
+                mismatch.expected,
+            );
+            return json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"error":"Internal Server Error"}"#,
+            );
+        }
+    };
+    let request = RequestInfo {
+        remote_addr,
+        path,
+        headers: parts.headers,
+        query,
+        params,
+    };
+    let conn = Arc::new(Conn::new(
+        Namespace::next_key(),
+        Arc::from(id.as_str()),
+        ep.ns.clone(),
+        request,
+        data,
+    ));
+
+    let service = ep.service.clone();
+    let ns = ep.ns.clone();
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(target: "asena::ws", error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let io = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => Io::Tcp {
+                stream: parts.io.into_inner(),
+                leftover: parts.read_buf,
+            },
+            Err(upgraded) => Io::Other(TokioIo::new(upgraded)),
+        };
+        if !ns.insert(conn.clone()) {
+            ns.stats().record_rejected();
+            tracing::warn!(target: "asena::ws", path = %ns.path(), "connection limit reached; closing with 1008");
+            refuse(io, close_code::POLICY, "Connection limit reached").await;
+            return;
+        }
+        service.run(conn, io).await;
+    });
+
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = resp.headers_mut();
+    headers.extend(extra_headers);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept_key(key.as_bytes())) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
+
+/// Sends a close frame on a connection we will not serve, then drops it.
+async fn refuse(io: Io, code: u16, reason: &str) {
+    let frame = Frame::close(code, reason);
+    match io {
+        Io::Tcp { mut stream, .. } => {
+            let _ = stream.write_all(frame.wire()).await;
+            let _ = stream.shutdown().await;
+        }
+        Io::Other(mut io) => {
+            let _ = io.write_all(frame.wire()).await;
+            let _ = io.shutdown().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc_example() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn origin_allow_list() {
+        let allowed = vec!["https://app.example".to_owned()];
+        assert!(origin_allowed(&allowed, None));
+        assert!(origin_allowed(
+            &allowed,
+            Some(&HeaderValue::from_static("https://APP.example"))
+        ));
+        assert!(!origin_allowed(
+            &allowed,
+            Some(&HeaderValue::from_static("https://evil.example"))
+        ));
+    }
+}
