@@ -16,14 +16,16 @@ pub enum Problem {
     /// Nothing is registered at all.
     #[error(
         "no components are registered: nothing annotated with #[service], #[middleware] or \
-         #[websocket] was linked into this binary. A crate that nothing references is not \
-         linked, so its components never register; reference it from the binary with \
-         `use my_components as _;`, or register types explicitly with \
-         `Asena::builder().websocket::<MySocket>()`"
+         #[websocket] was linked into this binary. A library crate that the binary never \
+         references is not linked, so its components never register; reference it from the \
+         binary with `use my_crate as _;` (your crate's name), or register types explicitly \
+         with `Asena::builder().websocket::<MySocket>()`"
     )]
     EmptyRegistry,
     /// Two different types share a name.
-    #[error("duplicate component name `{name}`: `{first}` and `{second}`; give one of them `name = \"...\"`")]
+    #[error(
+        "duplicate component name `{name}`: `{first}` and `{second}`; give one of them `name = \"...\"`"
+    )]
     DuplicateName {
         /// The name.
         name: String,
@@ -59,7 +61,9 @@ pub enum Problem {
         needs: String,
     },
     /// A middleware list names a component that is not a middleware.
-    #[error("{component} lists {needs} in `middlewares`, but {needs} is registered as a {kind}, not a middleware")]
+    #[error(
+        "{component} lists {needs} in `middlewares`, but {needs} is registered as a {kind}, not a middleware"
+    )]
     NotMiddleware {
         /// The websocket service.
         component: String,
@@ -286,7 +290,10 @@ pub(crate) struct Container {
 impl fmt::Debug for Container {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Container")
-            .field("components", &self.order.iter().map(|r| r.name).collect::<Vec<_>>())
+            .field(
+                "components",
+                &self.order.iter().map(|r| r.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -317,11 +324,14 @@ impl Container {
     /// Runs `on_start` hooks in order; the first failure aborts with the component's name.
     pub(crate) async fn start(&self) -> Result<(), (&'static str, BoxError)> {
         for record in &self.order {
-            if let (Some(start), Some(instance)) =
-                ((record.hooks)().start, self.instances.get(&(record.type_id)()))
-            {
+            if let (Some(start), Some(instance)) = (
+                (record.hooks)().start,
+                self.instances.get(&(record.type_id)()),
+            ) {
                 tracing::debug!(target: "asena::di", component = record.name, "on_start");
-                start(instance.as_ref()).await.map_err(|e| (record.name, e))?;
+                start(instance.as_ref())
+                    .await
+                    .map_err(|e| (record.name, e))?;
             }
         }
         Ok(())
@@ -330,9 +340,10 @@ impl Container {
     /// Runs `on_stop` hooks in reverse order, each bounded by `timeout`.
     pub(crate) async fn stop(&self, timeout: Duration) {
         for record in self.order.iter().rev() {
-            if let (Some(stop), Some(instance)) =
-                ((record.hooks)().stop, self.instances.get(&(record.type_id)()))
-            {
+            if let (Some(stop), Some(instance)) = (
+                (record.hooks)().stop,
+                self.instances.get(&(record.type_id)()),
+            ) {
                 tracing::debug!(target: "asena::di", component = record.name, "on_stop");
                 let fut = std::panic::AssertUnwindSafe(stop(instance.as_ref()));
                 match tokio::time::timeout(timeout, futures_util::FutureExt::catch_unwind(fut))
@@ -374,6 +385,6 @@ mod tests {
     fn empty_registry_explains_the_linker() {
         let err = Plan::new(&[]).expect_err("empty is an error");
         let text = err.to_string();
-        assert!(text.contains("use my_components as _;"), "{text}");
+        assert!(text.contains("use my_crate as _;"), "{text}");
     }
 }
