@@ -44,12 +44,14 @@ pub trait Lifecycle: Send + Sync + 'static {
 }
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+type StartFn = for<'a> fn(&'a (dyn Any + Send + Sync)) -> BoxFut<'a, Result<(), BoxError>>;
+type StopFn = for<'a> fn(&'a (dyn Any + Send + Sync)) -> BoxFut<'a, ()>;
 
 /// Type-erased hooks of one component type.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Hooks {
-    pub(crate) start: Option<for<'a> fn(&'a (dyn Any + Send + Sync)) -> BoxFut<'a, Result<(), BoxError>>>,
-    pub(crate) stop: Option<for<'a> fn(&'a (dyn Any + Send + Sync)) -> BoxFut<'a, ()>>,
+    pub(crate) start: Option<StartFn>,
+    pub(crate) stop: Option<StopFn>,
 }
 
 fn start_erased<T: Lifecycle>(this: &(dyn Any + Send + Sync)) -> BoxFut<'_, Result<(), BoxError>> {

@@ -367,7 +367,13 @@ impl<T: Send + Sync + 'static> Socket<T> {
     }
 
     /// The untyped handle.
-    pub fn as_ref(&self) -> &SocketRef {
+    pub fn as_socket_ref(&self) -> &SocketRef {
+        &self.inner
+    }
+}
+
+impl<T> AsRef<SocketRef> for Socket<T> {
+    fn as_ref(&self) -> &SocketRef {
         &self.inner
     }
 }

@@ -1,0 +1,29 @@
+//! `cargo run --example auth`, then connect to
+//! `ws://127.0.0.1:3000/private?token=valid-token` (or send `Authorization: Bearer valid-token`).
+//!
+//! `/secure` shows a chain of three middlewares: logging, auth and a per-IP rate limit.
+//! `PORT` changes the port; `ASENA_TRANSPORT=redis://127.0.0.1:6379` (or `nats://…`) lets
+//! several instances share rooms.
+
+mod app;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
+    let mut builder = app::builder();
+    if let Some(transport) = asena_runtime::transport::from_env()? {
+        builder = builder.transport_arc(transport);
+    }
+    let app = builder.build().await?;
+    tracing::info!(
+        "auth on ws://127.0.0.1:{port}/private?token=valid-token and ws://127.0.0.1:{port}/secure"
+    );
+    app.serve(format!("127.0.0.1:{port}")).await?;
+    Ok(())
+}
