@@ -275,7 +275,7 @@ where
     S: WebSocketService,
     W: AsyncWrite + Unpin + Send,
 {
-    let conn = socket.as_ref().conn.clone();
+    let conn = socket.as_socket_ref().conn.clone();
     let mut batch: VecDeque<Bytes> = VecDeque::new();
     let mut buf: Vec<u8> = Vec::new();
     loop {
