@@ -141,10 +141,8 @@ impl Middleware for RateLimit {
         if let Some(addr) = ctx.remote_addr()
             && let Err(retry_after) = self.hit(addr.ip())
         {
-            return Err(
-                Rejection::json(429, json!({"error": "Too Many Requests"}))
-                    .with_header("retry-after", &retry_after.to_string()),
-            );
+            return Err(Rejection::json(429, json!({"error": "Too Many Requests"}))
+                .with_header("retry-after", &retry_after.to_string()));
         }
         mark(ctx, "rate-limit");
         next.run(ctx).await
