@@ -101,7 +101,11 @@ pub use error::{BoxError, Error, Result};
 pub use http::{Inject, Injected};
 pub use middleware::{Context, Middleware, Next, Rejection, Scope};
 pub use namespace::{Limits, Namespace, NamespaceStats, RoomInfo, SlowConsumer};
-pub use transport::{LocalTransport, Transport, TransportError};
+pub use transport::{Emitter, LocalTransport, Transport, TransportError, TransportStats};
+#[cfg(feature = "nats")]
+pub use transport::NatsTransport;
+#[cfg(feature = "redis")]
+pub use transport::RedisTransport;
 pub use ulak::{BulkOp, BulkResult, Ulak, UlakBroker, UlakError, UlakErrorCode, UlakNamespace};
 pub use ws::{
     Frame, IntoFrame, Json, Message, SendError, Socket, SocketRef, WebSocketData,

@@ -19,6 +19,18 @@ use crate::error::BoxError;
 use crate::namespace::Namespace;
 use crate::ws::Frame;
 
+mod emitter;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "redis")]
+pub mod redis;
+
+pub use emitter::{Emitter, NATS_SUBJECT, REDIS_CHANNEL, TransportStats};
+#[cfg(feature = "nats")]
+pub use nats::NatsTransport;
+#[cfg(feature = "redis")]
+pub use redis::RedisTransport;
+
 /// A boxed future, as transports return from their async methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -190,5 +202,13 @@ pub fn from_env() -> Result<Option<Arc<dyn Transport>>, TransportError> {
 
 /// The transport for a broker URL (`redis://…` or `nats://…`).
 pub fn from_url(url: &str) -> Result<Arc<dyn Transport>, TransportError> {
+    #[cfg(feature = "redis")]
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        return Ok(Arc::new(RedisTransport::new(url)));
+    }
+    #[cfg(feature = "nats")]
+    if url.starts_with("nats://") {
+        return Ok(Arc::new(NatsTransport::new(url)));
+    }
     Err(TransportError::InvalidUrl(url.to_owned()))
 }

@@ -1,0 +1,380 @@
+//! [`RedisTransport`]: fan-out across instances over Redis pub/sub.
+//!
+//! Every instance publishes to and subscribes to one channel, `asena:ws:transport`, with the
+//! JSON envelope described in the [`emitter`](super::emitter) module; a random pod id per
+//! instance lets it drop its own messages, so every socket gets a message exactly once.
+//!
+//! Two connections per instance: a publisher (multiplexed, pipelined batches sent from a task,
+//! so [`Transport::publish`] never blocks) and a subscriber. Both reconnect on their own with
+//! exponential backoff. While Redis is away local delivery goes on; outgoing messages are
+//! dropped, and every failure is logged (target `asena::transport`) and counted
+//! ([`RedisTransport::stats`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{MultiplexedConnection, PubSub};
+use redis::{AsyncConnectionConfig, Client};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::emitter::{
+    Backoff, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, REDIS_CHANNEL, TransportStats,
+    encode_outbound, handle_incoming, new_pod_id,
+};
+use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
+
+/// Most messages sent to Redis in one pipeline.
+const BATCH: usize = 256;
+
+/// How long `destroy` waits for queued messages to be flushed.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Fan-out across instances over Redis pub/sub.
+///
+/// ```no_run
+/// use asena_runtime::{Asena, RedisTransport};
+/// # async fn run() -> Result<(), asena_runtime::Error> {
+/// let app = Asena::builder()
+///     .transport(RedisTransport::new("redis://127.0.0.1:6379"))
+///     .build()
+///     .await?; // fails when Redis cannot be reached
+/// # Ok(()) }
+/// ```
+pub struct RedisTransport {
+    url: String,
+    pod_id: String,
+    counters: Arc<Counters>,
+    queue: OnceLock<mpsc::Sender<Outbound>>,
+    running: Mutex<Option<Running>>,
+    destroyed: AtomicBool,
+}
+
+struct Running {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RedisTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTransport")
+            .field("url", &self.url)
+            .field("pod_id", &self.pod_id)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl RedisTransport {
+    /// A transport to the Redis at `url` (`redis://host:port[/db]`). Nothing connects until
+    /// the app starts; an unreachable Redis then fails the startup.
+    pub fn new(url: impl Into<String>) -> RedisTransport {
+        RedisTransport {
+            url: url.into(),
+            pod_id: new_pod_id(),
+            counters: Arc::new(Counters::default()),
+            queue: OnceLock::new(),
+            running: Mutex::new(None),
+            destroyed: AtomicBool::new(false),
+        }
+    }
+
+    /// This instance's random pod id (the `o` of its envelopes).
+    pub fn pod_id(&self) -> &str {
+        &self.pod_id
+    }
+
+    /// The broker URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Counters: published, received, dropped, errors, reconnects.
+    pub fn stats(&self) -> TransportStats {
+        self.counters.snapshot()
+    }
+
+    fn connect_error(&self, source: impl Into<crate::error::BoxError>) -> TransportError {
+        TransportError::Connect {
+            url: self.url.clone(),
+            source: source.into(),
+        }
+    }
+
+    async fn start(&self, inbound: Inbound) -> Result<(), TransportError> {
+        if self.destroyed.load(Ordering::Acquire) {
+            return Err(TransportError::Closed);
+        }
+        if self.queue.get().is_some() {
+            return Err(TransportError::Other(
+                "RedisTransport is already started".into(),
+            ));
+        }
+        let client = Client::open(self.url.as_str())
+            .map_err(|_| TransportError::InvalidUrl(self.url.clone()))?;
+        let publisher = connect_publisher(&client)
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        let subscriber = connect_subscriber(&client)
+            .await
+            .map_err(|e| self.connect_error(e))?;
+
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let pub_task = tokio::spawn(
+            PublisherTask {
+                client: client.clone(),
+                pod_id: self.pod_id.clone(),
+                counters: self.counters.clone(),
+                rx,
+                shutdown: shutdown_rx.clone(),
+            }
+            .run(publisher),
+        );
+        let sub_task = tokio::spawn(
+            SubscriberTask {
+                client,
+                pod_id: self.pod_id.clone(),
+                counters: self.counters.clone(),
+                inbound,
+                shutdown: shutdown_rx,
+            }
+            .run(subscriber),
+        );
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        *running = Some(Running {
+            shutdown,
+            tasks: vec![pub_task, sub_task],
+        });
+        // Only after the tasks are registered, so `destroy` always finds them.
+        let _ = self.queue.set(tx);
+        tracing::info!(target: "asena::transport", transport = "redis", url = %self.url, pod_id = %self.pod_id, "connected");
+        Ok(())
+    }
+}
+
+impl Transport for RedisTransport {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn init(&self, inbound: Inbound) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(self.start(inbound))
+    }
+
+    fn publish(&self, message: Outbound) {
+        let Some(queue) = self.queue.get() else {
+            Counters::add(&self.counters.dropped, 1);
+            return;
+        };
+        match queue.try_send(message) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                if dropped.is_multiple_of(1000) {
+                    tracing::warn!(target: "asena::transport", transport = "redis", "outgoing queue full, dropping messages");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Counters::add(&self.counters.dropped, 1);
+            }
+        }
+    }
+
+    fn destroy(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.destroyed.store(true, Ordering::Release);
+            let running = self
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let Some(running) = running else { return };
+            let _ = running.shutdown.send(true);
+            for mut task in running.tasks {
+                if tokio::time::timeout(FLUSH_TIMEOUT + Duration::from_secs(1), &mut task)
+                    .await
+                    .is_err()
+                {
+                    task.abort();
+                }
+            }
+            tracing::info!(target: "asena::transport", transport = "redis", pod_id = %self.pod_id, "disconnected");
+        })
+    }
+}
+
+async fn connect_publisher(client: &Client) -> redis::RedisResult<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(CONNECT_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+async fn connect_subscriber(client: &Client) -> Result<PubSub, crate::error::BoxError> {
+    let fut = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(REDIS_CHANNEL).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    Ok(tokio::time::timeout(CONNECT_TIMEOUT, fut)
+        .await
+        .map_err(|_| "timed out")??)
+}
+
+struct PublisherTask {
+    client: Client,
+    pod_id: String,
+    counters: Arc<Counters>,
+    rx: mpsc::Receiver<Outbound>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl PublisherTask {
+    async fn run(mut self, conn: MultiplexedConnection) {
+        let mut conn = Some(conn);
+        let mut backoff = Backoff::new();
+        let mut next_attempt = Instant::now();
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let Some(c) = conn.as_mut() else {
+                // Disconnected: reconnect when the backoff allows, drop what comes meanwhile.
+                tokio::select! {
+                    _ = self.shutdown.changed() => return,
+                    _ = tokio::time::sleep_until(next_attempt) => {
+                        match connect_publisher(&self.client).await {
+                            Ok(c) => {
+                                Counters::add(&self.counters.reconnects, 1);
+                                tracing::info!(target: "asena::transport", transport = "redis", "publisher reconnected");
+                                backoff.reset();
+                                conn = Some(c);
+                            }
+                            Err(error) => {
+                                Counters::add(&self.counters.errors, 1);
+                                let delay = backoff.next_delay();
+                                tracing::warn!(target: "asena::transport", transport = "redis", %error, retry_in = ?delay, "publisher reconnect failed");
+                                next_attempt = Instant::now() + delay;
+                            }
+                        }
+                    }
+                    n = self.rx.recv_many(&mut batch, BATCH) => {
+                        if n == 0 {
+                            return;
+                        }
+                        Counters::add(&self.counters.dropped, n as u64);
+                        batch.clear();
+                    }
+                }
+                continue;
+            };
+            tokio::select! {
+                _ = self.shutdown.changed() => {
+                    // Flush what is already queued (e.g. messages from on_close handlers).
+                    self.rx.close();
+                    let mut rest = Vec::new();
+                    while self.rx.recv_many(&mut rest, BATCH).await > 0 {}
+                    let flush = async {
+                        for chunk in rest.chunks(BATCH) {
+                            send_batch(c, chunk, &self.pod_id, &self.counters).await?;
+                        }
+                        Ok::<_, redis::RedisError>(())
+                    };
+                    if !matches!(tokio::time::timeout(FLUSH_TIMEOUT, flush).await, Ok(Ok(()))) {
+                        tracing::warn!(target: "asena::transport", transport = "redis", "could not flush queued messages on shutdown");
+                    }
+                    return;
+                }
+                n = self.rx.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        return;
+                    }
+                    if let Err(error) = send_batch(c, &batch, &self.pod_id, &self.counters).await {
+                        Counters::add(&self.counters.errors, 1);
+                        Counters::add(&self.counters.dropped, n as u64);
+                        tracing::warn!(target: "asena::transport", transport = "redis", %error, dropped = n, "publish failed; reconnecting");
+                        conn = None;
+                        next_attempt = Instant::now() + backoff.next_delay();
+                    }
+                    batch.clear();
+                }
+            }
+        }
+    }
+}
+
+async fn send_batch(
+    conn: &mut MultiplexedConnection,
+    batch: &[Outbound],
+    pod_id: &str,
+    counters: &Counters,
+) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    for msg in batch {
+        pipe.cmd("PUBLISH")
+            .arg(REDIS_CHANNEL)
+            .arg(encode_outbound(msg, pod_id))
+            .ignore();
+    }
+    pipe.query_async::<()>(conn).await?;
+    Counters::add(&counters.published, batch.len() as u64);
+    Ok(())
+}
+
+struct SubscriberTask {
+    client: Client,
+    pod_id: String,
+    counters: Arc<Counters>,
+    inbound: Inbound,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl SubscriberTask {
+    async fn run(mut self, pubsub: PubSub) {
+        let mut pubsub = Some(pubsub);
+        let mut backoff = Backoff::new();
+        loop {
+            if let Some(p) = pubsub.take() {
+                let mut stream = p.into_on_message();
+                loop {
+                    tokio::select! {
+                        _ = self.shutdown.changed() => return,
+                        msg = stream.next() => match msg {
+                            Some(msg) => handle_incoming(
+                                msg.get_payload_bytes(),
+                                &self.pod_id,
+                                &self.inbound,
+                                &self.counters,
+                                "redis",
+                            ),
+                            None => break,
+                        }
+                    }
+                }
+                Counters::add(&self.counters.errors, 1);
+                tracing::warn!(target: "asena::transport", transport = "redis", "subscriber lost its connection; reconnecting");
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = self.shutdown.changed() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            match connect_subscriber(&self.client).await {
+                Ok(p) => {
+                    Counters::add(&self.counters.reconnects, 1);
+                    tracing::info!(target: "asena::transport", transport = "redis", "subscriber reconnected");
+                    backoff.reset();
+                    pubsub = Some(p);
+                }
+                Err(error) => {
+                    Counters::add(&self.counters.errors, 1);
+                    tracing::warn!(target: "asena::transport", transport = "redis", %error, "subscriber reconnect failed");
+                }
+            }
+        }
+    }
+}
