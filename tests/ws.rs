@@ -114,6 +114,13 @@ impl WebSocketService for TestSocket {
                 }
                 ws.send("flooded")?
             }
+            (Some("fillme"), Some(n), _) => {
+                let big = "f".repeat(64 * 1024);
+                for _ in 0..n.parse::<usize>()? {
+                    // Full queues drop (DropMessages policy); that is the point.
+                    let _ = ws.send(big.as_str());
+                }
+            }
             (Some("close"), Some(code), _) => ws.close(code.parse()?, "bye"),
             (Some("fail"), _, _) => return Err("boom".into()),
             (Some("panic"), _, _) => panic!("secret panic text"),
@@ -146,6 +153,11 @@ impl WebSocketService for TestSocket {
 
     async fn on_close(&self, ws: &Socket<()>, code: u16, reason: &str) {
         self.rec.push(format!("close:{}:{code}:{reason}", ws.id()));
+    }
+
+    async fn on_drain(&self, ws: &Socket<()>) {
+        self.rec.push(format!("drain:{}", ws.id()));
+        let _ = ws.send("drained");
     }
 }
 
@@ -522,7 +534,7 @@ async fn drop_policy_keeps_slow_consumer_open() -> anyhow::Result<()> {
         if t == "alive" {
             break;
         }
-        assert_eq!(t.len(), 64 * 1024);
+        assert!(t == "drained" || t.len() == 64 * 1024);
     }
     s.stop().await
 }
@@ -595,4 +607,30 @@ async fn shutdown_closes_every_socket_with_1001_and_runs_hooks() -> anyhow::Resu
     // New connections are refused.
     assert!(Client::connect(&format!("ws://{addr}/t")).await.is_err());
     Ok(())
+}
+
+#[tokio::test]
+async fn on_drain_fires_when_a_pressured_queue_empties() -> anyhow::Result<()> {
+    let s = start(
+        builder()
+            .max_queued_bytes(4 << 20)
+            .slow_consumer(SlowConsumer::DropMessages),
+    )
+    .await?;
+    let (mut a, a_id) = client(&s).await?;
+    // 25 MiB for a reader that is not reading: far more than socket buffers, so the queue
+    // passes half of its 4 MiB limit (the rest is dropped by the policy).
+    a.send_text("fillme:400").await?;
+    let mut frames = 0;
+    loop {
+        let t = a.recv_text().await?;
+        if t == "drained" {
+            break;
+        }
+        assert_eq!(t.len(), 64 * 1024);
+        frames += 1;
+    }
+    assert!(frames > 0);
+    rec(&s).wait_for(|e| e == format!("drain:{a_id}")).await;
+    s.stop().await
 }
