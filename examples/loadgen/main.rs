@@ -1,0 +1,655 @@
+//! A WebSocket load generator for the chat-room fan-out protocol (see `scripts/bench.sh`).
+//!
+//! Protocol: clients connect to `ws://127.0.0.1:PORT<PATH>?name=cN`, all are in one room, and
+//! every text message a client sends is delivered (unchanged or prefixed) to every client,
+//! sender included. Each message carries its send time as 16 hex digits (nanoseconds since the
+//! tool started) at its end, so every receiving client measures the delivery latency.
+//!
+//! ```text
+//! loadgen chat  PORT CONNS [-u PATH] [-s SENDERS] [-b BURST] [-w WINDOW] [-d SECS] [-r RATE] [-t THREADS]
+//!     closed loop (default): a round = each of the first S clients sends B messages; it is
+//!     done when CONNS*S*B frames arrived; W rounds are in flight.
+//!     open loop (-r RATE): RATE messages per second in total, round-robin over the senders.
+//!     Prints deliveries/s every second, then one `SUMMARY` line with mean deliveries/s
+//!     (first second skipped) and latency mean/p50/p99/max in microseconds.
+//! loadgen idle  PORT CONNS [-u PATH] [-d SECS]
+//!     opens CONNS connections and holds them for SECS seconds (server memory per connection).
+//! ```
+//!
+//! Bounds: the target is always 127.0.0.1; at most 60,000 connections, 300 s, 10 M msgs/s;
+//! the tool stops by itself (and reports `STALL` when nothing arrives for 5 s).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+const MAX_CONNS: usize = 60_000;
+const MAX_SECS: u64 = 300;
+const MAX_RATE: f64 = 10_000_000.0;
+const CONNECT_PARALLELISM: usize = 256;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+const STALL: Duration = Duration::from_secs(5);
+/// Payload: 16 hex digits of the send time.
+const PAYLOAD_LEN: usize = 16;
+/// Masked client text frame: 2 header bytes, 4 mask bytes (all zero), payload.
+const FRAME_LEN: usize = 6 + PAYLOAD_LEN;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone)]
+struct Opts {
+    mode: String,
+    port: u16,
+    conns: usize,
+    path: String,
+    senders: usize,
+    burst: usize,
+    window: u64,
+    secs: u64,
+    rate: Option<f64>,
+    threads: usize,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: loadgen chat|idle PORT CONNS [-u PATH] [-s SENDERS] [-b BURST] [-w WINDOW] \
+         [-d SECS] [-r RATE] [-t THREADS]"
+    );
+    std::process::exit(1)
+}
+
+fn parse_args() -> Opts {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 3 {
+        usage();
+    }
+    let num = |s: &str| -> f64 { s.parse().unwrap_or_else(|_| usage()) };
+    let mut o = Opts {
+        mode: args[0].clone(),
+        port: num(&args[1]) as u16,
+        conns: num(&args[2]) as usize,
+        path: "/".into(),
+        senders: 0,
+        burst: 0,
+        window: 2,
+        secs: 5,
+        rate: None,
+        threads: 1,
+    };
+    let mut i = 3;
+    while i + 1 < args.len() {
+        let v = &args[i + 1];
+        match args[i].as_str() {
+            "-u" => o.path = v.clone(),
+            "-s" => o.senders = num(v) as usize,
+            "-b" => o.burst = num(v) as usize,
+            "-w" => o.window = num(v) as u64,
+            "-d" => o.secs = num(v) as u64,
+            "-r" => o.rate = Some(num(v)),
+            "-t" => o.threads = num(v) as usize,
+            _ => usage(),
+        }
+        i += 2;
+    }
+    if !(1..=MAX_CONNS).contains(&o.conns)
+        || !(1..=MAX_SECS).contains(&o.secs)
+        || o.window < 1
+        || o.port == 0
+        || !o.path.starts_with('/')
+        || o.rate.is_some_and(|r| !(r > 0.0 && r <= MAX_RATE))
+        || !(1..=16).contains(&o.threads)
+    {
+        eprintln!(
+            "bounds: 1<=CONNS<={MAX_CONNS}, 1<=SECS<={MAX_SECS}, WINDOW>=1, 0<RATE<={MAX_RATE}, \
+             1<=THREADS<=16, PATH starts with /"
+        );
+        std::process::exit(1);
+    }
+    if o.senders == 0 || o.senders > o.conns {
+        o.senders = o.conns;
+    }
+    if o.burst == 0 {
+        o.burst = if o.conns >= 256 { 1 } else { 100 };
+    }
+    o
+}
+
+fn main() {
+    let opts = parse_args();
+    let rt = if opts.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(opts.threads)
+            .enable_all()
+            .build()
+    };
+    let rt = rt.unwrap_or_else(|e| {
+        eprintln!("runtime: {e}");
+        std::process::exit(3)
+    });
+    let code = rt.block_on(async move {
+        match opts.mode.as_str() {
+            "chat" => chat(opts).await,
+            "idle" => idle(opts).await,
+            _ => usage(),
+        }
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    std::process::exit(code);
+}
+
+/// Nanoseconds since the tool started (the clock of the timestamps in the payloads).
+fn now_ns() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Opens one WebSocket connection; returns the stream and any bytes read past the handshake.
+async fn open(port: u16, path: &str, n: usize) -> Result<(TcpStream, Vec<u8>), BoxError> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.set_nodelay(true)?;
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let req = format!(
+        "GET {path}{sep}name=c{n} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let r = stream.read(&mut chunk).await?;
+        if r == 0 {
+            return Err("connection closed during the handshake".into());
+        }
+        buf.extend_from_slice(&chunk[..r]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !buf.starts_with(b"HTTP/1.1 101") {
+                let line = String::from_utf8_lossy(&buf[..buf.len().min(60)]).into_owned();
+                return Err(format!("handshake refused: {line}").into());
+            }
+            let rest = buf.split_off(end + 4);
+            return Ok((stream, rest));
+        }
+        if buf.len() > 8192 {
+            return Err("handshake response too long".into());
+        }
+    }
+}
+
+/// Opens `n` connections, `CONNECT_PARALLELISM` at a time; failed ones are `None`.
+async fn open_all(o: &Opts) -> Vec<Option<(TcpStream, Vec<u8>)>> {
+    let t0 = Instant::now();
+    let mut out: Vec<Option<(TcpStream, Vec<u8>)>> = (0..o.conns).map(|_| None).collect();
+    let mut set = JoinSet::new();
+    let mut next = 0;
+    let mut failed = 0usize;
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    while next < o.conns || !set.is_empty() {
+        while next < o.conns && set.len() < CONNECT_PARALLELISM {
+            let (port, path, i) = (o.port, o.path.clone(), next);
+            set.spawn(async move { (i, open(port, &path, i).await) });
+            next += 1;
+        }
+        match tokio::time::timeout_at(deadline, set.join_next()).await {
+            Ok(Some(Ok((i, Ok(c))))) => out[i] = Some(c),
+            Ok(Some(Ok((_, Err(e))))) => {
+                if failed == 0 {
+                    eprintln!("connect failed: {e}");
+                }
+                failed += 1;
+            }
+            Ok(Some(Err(_))) => failed += 1,
+            Ok(None) => break,
+            Err(_) => {
+                eprintln!("connect phase timed out");
+                set.abort_all();
+                break;
+            }
+        }
+    }
+    let open = out.iter().filter(|c| c.is_some()).count();
+    println!(
+        "connected {open}/{} in {:.2} s ({failed} failed)",
+        o.conns,
+        t0.elapsed().as_secs_f64()
+    );
+    out
+}
+
+/// Log-linear latency histogram over nanoseconds: 32 sub-buckets per power of two (~3%).
+#[derive(Debug, Clone)]
+struct Hist {
+    buckets: Vec<u64>,
+    count: u64,
+    sum: u128,
+    max: u64,
+}
+
+const SUB_BITS: u32 = 5;
+const SUB: usize = 1 << SUB_BITS;
+
+impl Hist {
+    fn new() -> Hist {
+        Hist {
+            buckets: vec![0; SUB * 62],
+            count: 0,
+            sum: 0,
+            max: 0,
+        }
+    }
+
+    fn index(v: u64) -> usize {
+        if v < 2 * SUB as u64 {
+            return v as usize;
+        }
+        let shift = 63 - v.leading_zeros() - SUB_BITS;
+        ((shift as usize) << SUB_BITS) + (v >> shift) as usize
+    }
+
+    /// Midpoint of the bucket `idx`.
+    fn value(idx: usize) -> u64 {
+        if idx < 2 * SUB {
+            return idx as u64;
+        }
+        let shift = (idx >> SUB_BITS) - 1;
+        let low = ((idx - (shift << SUB_BITS)) as u64) << shift;
+        low + (1u64 << shift) / 2
+    }
+
+    fn record(&mut self, v: u64) {
+        self.buckets[Self::index(v)] += 1;
+        self.count += 1;
+        self.sum += u128::from(v);
+        self.max = self.max.max(v);
+    }
+
+    fn merge(&mut self, other: &Hist) {
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        self.max = self.max.max(other.max);
+    }
+
+    fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let target = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= target {
+                return Self::value(i).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count as f64
+        }
+    }
+}
+
+/// State shared by the coordinator and the reader of every connection.
+#[derive(Debug)]
+struct Shared {
+    /// Data frames received by all clients.
+    delivered: AtomicU64,
+    /// Frames per closed-loop round (0 in open-loop mode).
+    per_round: u64,
+    round_done: Notify,
+    /// Latencies are recorded only while this is set (after the warm-up second).
+    measuring: AtomicBool,
+    open: AtomicUsize,
+    hist: Mutex<Hist>,
+}
+
+/// Parses 16 hex digits.
+fn parse_hex16(b: &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for &c in b {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u64::from(d);
+    }
+    Some(v)
+}
+
+/// Reads server frames until the stream ends or `stop` fires; counts data frames and records
+/// the latency of every text frame that ends in a timestamp.
+async fn reader(
+    mut r: OwnedReadHalf,
+    mut buf: Vec<u8>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    record: bool,
+) {
+    let mut hist = record.then(Hist::new);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let mut pos = 0;
+        let mut frames = 0u64;
+        let now = now_ns();
+        let measuring = shared.measuring.load(Ordering::Relaxed);
+        let mut closed = false;
+        while buf.len() - pos >= 2 {
+            let b0 = buf[pos];
+            let b1 = buf[pos + 1];
+            let (len, mut hl) = match b1 & 0x7f {
+                126 if buf.len() - pos >= 4 => {
+                    (u16::from_be_bytes([buf[pos + 2], buf[pos + 3]]) as usize, 4)
+                }
+                127 if buf.len() - pos >= 10 => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&buf[pos + 2..pos + 10]);
+                    (u64::from_be_bytes(b) as usize, 10)
+                }
+                126 | 127 => break,
+                n => (n as usize, 2),
+            };
+            if b1 & 0x80 != 0 {
+                hl += 4;
+            }
+            if buf.len() - pos < hl + len {
+                break;
+            }
+            match b0 & 0x0f {
+                op @ (1 | 2) => {
+                    frames += 1;
+                    if op == 1
+                        && len >= PAYLOAD_LEN
+                        && measuring
+                        && let Some(h) = hist.as_mut()
+                    {
+                        let end = pos + hl + len;
+                        if let Some(sent) = parse_hex16(&buf[end - PAYLOAD_LEN..end]) {
+                            h.record(now.saturating_sub(sent));
+                        }
+                    }
+                }
+                8 => closed = true,
+                _ => {}
+            }
+            pos += hl + len;
+        }
+        buf.drain(..pos);
+        if frames > 0 && shared.per_round > 0 {
+            let before = shared.delivered.fetch_add(frames, Ordering::Relaxed);
+            if (before + frames) / shared.per_round != before / shared.per_round {
+                shared.round_done.notify_one();
+            }
+        } else if frames > 0 {
+            shared.delivered.fetch_add(frames, Ordering::Relaxed);
+        }
+        if closed {
+            break;
+        }
+        tokio::select! {
+            read = r.read(&mut chunk) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    shared.open.fetch_sub(1, Ordering::Relaxed);
+    if let Some(h) = hist {
+        shared
+            .hist
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .merge(&h);
+    }
+}
+
+/// Appends one masked (all-zero key) text frame carrying the current time.
+fn push_message(out: &mut Vec<u8>, now: u64) {
+    out.extend_from_slice(&[0x81, 0x80 | PAYLOAD_LEN as u8, 0, 0, 0, 0]);
+    out.extend_from_slice(format!("{now:016x}").as_bytes());
+}
+
+async fn chat(o: Opts) -> i32 {
+    let conns = open_all(&o).await;
+    let open_count = conns.iter().filter(|c| c.is_some()).count();
+    if open_count < o.conns {
+        eprintln!("only {open_count} of {} connections open", o.conns);
+    }
+    let per_round = if o.rate.is_some() {
+        0
+    } else {
+        (o.conns * o.senders * o.burst) as u64
+    };
+    let shared = Arc::new(Shared {
+        delivered: AtomicU64::new(0),
+        per_round,
+        round_done: Notify::new(),
+        measuring: AtomicBool::new(false),
+        open: AtomicUsize::new(open_count),
+        hist: Mutex::new(Hist::new()),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut writers: Vec<Option<OwnedWriteHalf>> = Vec::with_capacity(o.conns);
+    let mut readers = JoinSet::new();
+    for c in conns {
+        match c {
+            Some((stream, rest)) => {
+                let (r, w) = stream.into_split();
+                writers.push(Some(w));
+                readers.spawn(reader(r, rest, shared.clone(), stop_rx.clone(), true));
+            }
+            None => writers.push(None),
+        }
+    }
+    // Let anything sent on connect arrive before measuring.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shared.delivered.store(0, Ordering::Relaxed);
+    match o.rate {
+        Some(rate) => println!(
+            "chat (open loop): conns={} senders={} rate={rate:.0} msgs/s -> {:.0} deliveries/s \
+             offered, {} s",
+            o.conns,
+            o.senders,
+            rate * o.conns as f64,
+            o.secs
+        ),
+        None => println!(
+            "chat: conns={} senders={} burst={} window={} -> {per_round} deliveries/round, {} s",
+            o.conns, o.senders, o.burst, o.window, o.secs
+        ),
+    }
+
+    let t0 = Instant::now();
+    let mut samples: Vec<f64> = Vec::new();
+    let mut last_tick = t0;
+    let mut last_delivered = 0u64;
+    let mut last_progress = t0;
+    let mut started_rounds = 0u64;
+    let mut sent_msgs = 0u64;
+    let mut next_sender = 0usize;
+    let mut batch = Vec::with_capacity(FRAME_LEN * o.burst);
+    let mut stalled = false;
+    let mut send_failures = 0u64;
+    loop {
+        if let Some(rate) = o.rate {
+            // Open loop: send what the schedule owes so far, round-robin over the senders.
+            let owed = (t0.elapsed().as_secs_f64() * rate) as u64;
+            while sent_msgs < owed {
+                let s = next_sender % o.senders;
+                next_sender += 1;
+                sent_msgs += 1;
+                if let Some(w) = writers[s].as_mut() {
+                    batch.clear();
+                    push_message(&mut batch, now_ns());
+                    if w.write_all(&batch).await.is_err() {
+                        writers[s] = None;
+                        send_failures += 1;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        } else {
+            let done = shared.delivered.load(Ordering::Relaxed) / per_round;
+            while started_rounds.saturating_sub(done) < o.window {
+                started_rounds += 1;
+                for w in writers.iter_mut().take(o.senders) {
+                    let Some(sink) = w.as_mut() else { continue };
+                    batch.clear();
+                    let now = now_ns();
+                    for _ in 0..o.burst {
+                        push_message(&mut batch, now);
+                    }
+                    if sink.write_all(&batch).await.is_err() {
+                        *w = None;
+                        send_failures += 1;
+                    }
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(5), shared.round_done.notified())
+                .await;
+        }
+        let now = Instant::now();
+        let delivered = shared.delivered.load(Ordering::Relaxed);
+        if delivered != last_delivered {
+            last_progress = now;
+        }
+        if now - last_tick >= Duration::from_secs(1) {
+            let rate = (delivered - last_delivered) as f64 / (now - last_tick).as_secs_f64();
+            samples.push(rate);
+            println!(
+                "t={:2} deliveries/s={rate:10.0} open={}",
+                samples.len(),
+                shared.open.load(Ordering::Relaxed)
+            );
+            last_delivered = delivered;
+            last_tick = now;
+            // Latencies are recorded after the warm-up second.
+            shared.measuring.store(true, Ordering::Relaxed);
+            if samples.len() as u64 >= o.secs {
+                break;
+            }
+        }
+        if now - last_progress > STALL {
+            println!("STALL: no frames for {} s", STALL.as_secs());
+            stalled = true;
+            break;
+        }
+    }
+    shared.measuring.store(false, Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    drop(writers);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await;
+    readers.abort_all();
+
+    let from = usize::from(samples.len() > 1);
+    let measured = &samples[from..];
+    let mean = measured.iter().sum::<f64>() / measured.len().max(1) as f64;
+    let min = measured.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = measured.iter().copied().fold(0.0, f64::max);
+    let hist = shared.hist.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let us = |ns: u64| ns as f64 / 1000.0;
+    println!(
+        "SUMMARY conns={} senders={} burst={} window={} rate={} mean_deliveries/s={mean:.0} \
+         min={min:.0} max={max:.0} lat_samples={} lat_mean_us={:.1} lat_p50_us={:.1} \
+         lat_p99_us={:.1} lat_max_us={:.1} open={open_count} send_failures={send_failures}",
+        o.conns,
+        o.senders,
+        o.burst,
+        o.window,
+        o.rate.map_or("closed".to_string(), |r| format!("{r:.0}")),
+        hist.count,
+        hist.mean() / 1000.0,
+        us(hist.quantile(0.50)),
+        us(hist.quantile(0.99)),
+        us(hist.max),
+    );
+    if stalled || open_count < o.conns { 2 } else { 0 }
+}
+
+async fn idle(o: Opts) -> i32 {
+    let conns = open_all(&o).await;
+    let open_count = conns.iter().filter(|c| c.is_some()).count();
+    let shared = Arc::new(Shared {
+        delivered: AtomicU64::new(0),
+        per_round: 0,
+        round_done: Notify::new(),
+        measuring: AtomicBool::new(false),
+        open: AtomicUsize::new(open_count),
+        hist: Mutex::new(Hist::new()),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut writers = Vec::with_capacity(open_count);
+    let mut readers = JoinSet::new();
+    for (stream, rest) in conns.into_iter().flatten() {
+        let (r, w) = stream.into_split();
+        writers.push(w);
+        readers.spawn(reader(r, rest, shared.clone(), stop_rx.clone(), false));
+    }
+    println!("holding {open_count} connections for {} s", o.secs);
+    tokio::time::sleep(Duration::from_secs(o.secs)).await;
+    let still_open = shared.open.load(Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    drop(writers);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await;
+    readers.abort_all();
+    println!(
+        "idle done: {still_open} open, {} dead",
+        o.conns - still_open
+    );
+    if still_open == o.conns { 0 } else { 2 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_monotonic_and_close() {
+        let mut last = 0;
+        for v in [0u64, 1, 63, 64, 65, 100, 1000, 12_345, 1 << 20, 987_654_321] {
+            let i = Hist::index(v);
+            assert!(i >= last);
+            last = i;
+            let back = Hist::value(i);
+            assert!(back.abs_diff(v) as f64 <= v as f64 * 0.04 + 1.0, "{v} -> {back}");
+        }
+        let mut h = Hist::new();
+        for v in 1..=100u64 {
+            h.record(v * 1000);
+        }
+        let p50 = h.quantile(0.5) as f64;
+        assert!((p50 - 50_000.0).abs() < 2_000.0, "{p50}");
+    }
+
+    #[test]
+    fn hex_timestamps_round_trip() {
+        let mut out = Vec::new();
+        push_message(&mut out, 0xdead_beef_1234);
+        assert_eq!(out.len(), FRAME_LEN);
+        assert_eq!(parse_hex16(&out[6..]), Some(0xdead_beef_1234));
+    }
+}
