@@ -22,8 +22,11 @@ use super::frame::{Decoder, Incoming, close_code};
 use super::{Conn, Frame, Message, Socket, WebSocketService};
 use crate::error::BoxError;
 
-/// How long we wait for the peer's close frame after sending ours.
+/// How long we wait for the peer's close frame after ours is on the wire.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a close may wait behind a peer that does not read (slow consumer) before the
+/// connection is dropped without the closing handshake.
+const CLOSE_STALL: Duration = Duration::from_secs(10);
 /// Frames larger than this are written straight from their buffer instead of being copied
 /// into the batch buffer.
 const COPY_LIMIT: usize = 16 * 1024;
@@ -157,6 +160,7 @@ where
     let sleep = tokio::time::sleep(idle.unwrap_or(FAR_FUTURE));
     tokio::pin!(sleep);
     let mut closing_since: Option<Instant> = None;
+    let mut grace_started = false;
     // The close code and reason reported to on_close.
     let mut peer_close: Option<(u16, String)> = None;
 
@@ -167,14 +171,16 @@ where
                 Ok(None) => break,
                 Ok(Some(Incoming::Text(text))) => {
                     if closing_since.is_none()
-                        && let Err(e) = guarded(service.on_message(&socket, Message::Text(text))).await
+                        && let Err(e) =
+                            guarded(service.on_message(&socket, Message::Text(text))).await
                     {
                         handler_failed(&conn, "on_message", &e);
                     }
                 }
                 Ok(Some(Incoming::Binary(data))) => {
                     if closing_since.is_none()
-                        && let Err(e) = guarded(service.on_message(&socket, Message::Binary(data))).await
+                        && let Err(e) =
+                            guarded(service.on_message(&socket, Message::Binary(data))).await
                     {
                         handler_failed(&conn, "on_message", &e);
                     }
@@ -186,7 +192,11 @@ where
                 Ok(Some(Incoming::Close(code, reason))) => {
                     if conn.close_requested().is_none() {
                         // The peer started the handshake: echo its code.
-                        let echo = if code == close_code::NO_STATUS { close_code::NORMAL } else { code };
+                        let echo = if code == close_code::NO_STATUS {
+                            close_code::NORMAL
+                        } else {
+                            code
+                        };
                         conn.close(echo, "");
                         peer_close = Some((code, reason));
                     }
@@ -213,7 +223,11 @@ where
         if closing_since.is_none() && conn.close_requested().is_some() {
             let now = Instant::now();
             closing_since = Some(now);
-            sleep.as_mut().reset(now + CLOSE_GRACE);
+            sleep.as_mut().reset(now + CLOSE_STALL);
+        }
+        if closing_since.is_some() && !grace_started && conn.close_written.load(Ordering::Acquire) {
+            grace_started = true;
+            sleep.as_mut().reset(Instant::now() + CLOSE_GRACE);
         }
         tokio::select! {
             biased;
@@ -296,6 +310,7 @@ where
         if let (Ok(()), Some(close)) = (&result, taken.close) {
             result = async {
                 w.write_all(&close).await?;
+                conn.close_written.store(true, Ordering::Release);
                 w.shutdown().await
             }
             .await;

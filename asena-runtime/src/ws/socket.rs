@@ -64,6 +64,8 @@ pub(crate) struct Conn {
     pub(crate) data: Box<dyn Any + Send + Sync>,
     /// The close we initiated (code, reason), if any.
     pub(crate) closing: Mutex<Option<(u16, String)>>,
+    /// The writer has put our close frame on the wire.
+    pub(crate) close_written: AtomicBool,
     slow_reported: AtomicBool,
 }
 
@@ -91,6 +93,7 @@ impl Conn {
             request,
             data,
             closing: Mutex::new(None),
+            close_written: AtomicBool::new(false),
             slow_reported: AtomicBool::new(false),
         }
     }
@@ -181,7 +184,9 @@ pub struct SocketRef {
 
 impl fmt::Debug for SocketRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SocketRef").field("id", &self.conn.id).finish()
+        f.debug_struct("SocketRef")
+            .field("id", &self.conn.id)
+            .finish()
     }
 }
 
@@ -344,7 +349,9 @@ impl<T> Clone for Socket<T> {
 
 impl<T> fmt::Debug for Socket<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Socket").field("id", &self.inner.conn.id).finish()
+        f.debug_struct("Socket")
+            .field("id", &self.inner.conn.id)
+            .finish()
     }
 }
 
