@@ -19,9 +19,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
 use tower_service::Service;
 
-use crate::di::{
-    self, Component, ComponentKind, ComponentRecord, Container, Plan,
-};
+use crate::di::{self, Component, ComponentKind, ComponentRecord, Container, Plan};
 use crate::error::Error;
 use crate::http::AppRef;
 use crate::middleware::{ErasedMiddleware, Middleware, Scope};
@@ -49,7 +47,10 @@ impl std::fmt::Debug for AsenaBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsenaBuilder")
             .field("auto_registration", &self.auto_registration)
-            .field("explicit", &self.explicit.iter().map(|r| r.name).collect::<Vec<_>>())
+            .field(
+                "explicit",
+                &self.explicit.iter().map(|r| r.name).collect::<Vec<_>>(),
+            )
             .field("limits", &self.limits)
             .finish()
     }
@@ -123,7 +124,11 @@ impl AsenaBuilder {
 
     /// Sets a shared transport.
     pub fn transport_arc(mut self, transport: Arc<dyn Transport>) -> Self {
-        self.transport = if transport.is_local() { None } else { Some(transport) };
+        self.transport = if transport.is_local() {
+            None
+        } else {
+            Some(transport)
+        };
         self
     }
 
@@ -177,8 +182,10 @@ impl AsenaBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.origins_for
-            .insert(path.to_owned(), origins.into_iter().map(Into::into).collect());
+        self.origins_for.insert(
+            path.to_owned(),
+            origins.into_iter().map(Into::into).collect(),
+        );
         self
     }
 
@@ -415,16 +422,17 @@ impl Asena {
     }
 
     /// Binds `addr` and returns the server, not yet running.
-    pub async fn listen(&self, addr: impl ToSocketAddrs + std::fmt::Display) -> Result<Server, Error> {
+    pub async fn listen(
+        &self,
+        addr: impl ToSocketAddrs + std::fmt::Display,
+    ) -> Result<Server, Error> {
         let text = addr.to_string();
-        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind {
-            addr: text,
-            source,
-        })?;
-        let local_addr = listener.local_addr().map_err(|source| Error::Io {
-            addr: None,
-            source,
-        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr: text, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| Error::Io { addr: None, source })?;
         Ok(Server {
             app: self.clone(),
             listener,
@@ -455,7 +463,8 @@ impl Asena {
         }
         // Wait for every connection task to run its on_close.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.inner.live.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        while self.inner.live.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.inner.container.stop(self.inner.stop_timeout).await;

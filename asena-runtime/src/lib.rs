@@ -96,20 +96,22 @@ mod ws;
 
 pub use app::{Asena, AsenaBuilder, Server};
 pub use asena_macros::{middleware, service, websocket};
-pub use di::{Component, ContainerError, DiError, Inject as InjectField, Lifecycle, Problem, Resolver};
+pub use di::{
+    Component, ContainerError, DiError, Inject as InjectField, Lifecycle, Problem, Resolver,
+};
 pub use error::{BoxError, Error, Result};
 pub use http::{Inject, Injected};
 pub use middleware::{Context, Middleware, Next, Rejection, Scope};
 pub use namespace::{Limits, Namespace, NamespaceStats, RoomInfo, SlowConsumer};
-pub use transport::{Emitter, LocalTransport, Transport, TransportError, TransportStats};
 #[cfg(feature = "nats")]
 pub use transport::NatsTransport;
 #[cfg(feature = "redis")]
 pub use transport::RedisTransport;
+pub use transport::{Emitter, LocalTransport, Transport, TransportError, TransportStats};
 pub use ulak::{BulkOp, BulkResult, Ulak, UlakBroker, UlakError, UlakErrorCode, UlakNamespace};
 pub use ws::{
-    Frame, IntoFrame, Json, Message, SendError, Socket, SocketRef, WebSocketData,
-    WebSocketService, close_code,
+    Frame, IntoFrame, Json, Message, SendError, Socket, SocketRef, WebSocketData, WebSocketService,
+    close_code,
 };
 
 /// Everything an app usually needs, in one import.
@@ -128,9 +130,9 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::di::{
-        Component, ComponentKind, ComponentRecord, Dependency, DiError, HookProbe, Hooks,
-        Inject, MiddlewareRef, ProbeDefault, ProbeLifecycle, Registration, Resolver,
-        WebSocketRecord, construct_erased,
+        Component, ComponentKind, ComponentRecord, Dependency, DiError, HookProbe, Hooks, Inject,
+        MiddlewareRef, ProbeDefault, ProbeLifecycle, Registration, Resolver, WebSocketRecord,
+        construct_erased,
     };
     pub use crate::middleware::{assert_middleware, middleware_entry};
     pub use crate::ws::websocket_entry;

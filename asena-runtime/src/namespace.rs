@@ -264,7 +264,10 @@ impl Namespace {
     pub(crate) fn emit_room(&self, room: &str, frame: &Frame, except: Option<u64>) -> usize {
         let n = self.deliver_room(room, frame, except);
         if let Some(t) = &self.inner.transport {
-            t.publish(Outbound::new(format!("{}.{}", self.inner.topic, room), frame));
+            t.publish(Outbound::new(
+                format!("{}.{}", self.inner.topic, room),
+                frame,
+            ));
         }
         n
     }
@@ -344,11 +347,7 @@ impl Namespace {
 
     /// Removes a connection and all its memberships.
     pub(crate) fn remove(&self, conn: &Conn) {
-        let rooms: Vec<Arc<str>> = conn
-            .rooms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let rooms: Vec<Arc<str>> = conn.rooms.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if !rooms.is_empty() {
             let mut index = write(&self.inner.rooms);
             for room in &rooms {

@@ -96,7 +96,11 @@ impl<M: Member> RoomIndex<M> {
         }
         room.slots.insert(key, room.members.len());
         room.members.push(member);
-        if created { Change::Room } else { Change::Member }
+        if created {
+            Change::Room
+        } else {
+            Change::Member
+        }
     }
 
     /// Removes the member with `key` from `room`.
@@ -126,7 +130,9 @@ impl<M: Member> RoomIndex<M> {
 
     /// Whether `key` is in `room`.
     pub fn contains(&self, room: &str, key: u64) -> bool {
-        self.rooms.get(room).is_some_and(|r| r.slots.contains_key(&key))
+        self.rooms
+            .get(room)
+            .is_some_and(|r| r.slots.contains_key(&key))
     }
 
     /// Every room with its member count.

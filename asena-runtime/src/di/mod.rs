@@ -98,7 +98,9 @@ pub enum DiError {
         needs: &'static str,
     },
     /// `Ulak<N>` names a type that is not a registered websocket service.
-    #[error("{component}.{field} injects `Ulak<{service}>`, but `{service}` is not a registered websocket service")]
+    #[error(
+        "{component}.{field} injects `Ulak<{service}>`, but `{service}` is not a registered websocket service"
+    )]
     NamespaceMissing {
         /// The component being built.
         component: String,

@@ -140,8 +140,10 @@ inventory::collect!(Registration);
 /// Every record linked into this binary, sorted by (path, name, type) so order never depends
 /// on the linker.
 pub(crate) fn registered() -> Vec<&'static ComponentRecord> {
-    let mut all: Vec<&'static ComponentRecord> =
-        inventory::iter::<Registration>.into_iter().map(|r| r.0).collect();
+    let mut all: Vec<&'static ComponentRecord> = inventory::iter::<Registration>
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
     sort_records(&mut all);
     all
 }

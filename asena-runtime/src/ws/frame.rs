@@ -149,7 +149,10 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 
 /// Frame header for an unmasked frame with FIN set.
 fn header(opcode: u8, len: usize) -> HeaderBuf {
-    let mut h = HeaderBuf { buf: [0; 10], len: 0 };
+    let mut h = HeaderBuf {
+        buf: [0; 10],
+        len: 0,
+    };
     h.buf[0] = 0x80 | opcode;
     if len < 126 {
         h.buf[1] = len as u8;
@@ -428,7 +431,9 @@ mod tests {
         }
         assert_eq!(
             d.decode(&mut buf),
-            Ok(Some(Incoming::Text("hello wörld, longer than eight".into())))
+            Ok(Some(Incoming::Text(
+                "hello wörld, longer than eight".into()
+            )))
         );
         assert!(buf.is_empty());
     }
@@ -439,7 +444,10 @@ mod tests {
         let mut buf = client_frame(false, OP_TEXT, b"ab");
         buf.extend_from_slice(&client_frame(true, OP_PING, b"p"));
         buf.extend_from_slice(&client_frame(true, OP_CONTINUATION, b"cd"));
-        assert_eq!(d.decode(&mut buf), Ok(Some(Incoming::Ping(Bytes::from_static(b"p")))));
+        assert_eq!(
+            d.decode(&mut buf),
+            Ok(Some(Incoming::Ping(Bytes::from_static(b"p"))))
+        );
         assert_eq!(d.decode(&mut buf), Ok(Some(Incoming::Text("abcd".into()))));
     }
 
@@ -467,9 +475,15 @@ mod tests {
         let mut payload = 1000u16.to_be_bytes().to_vec();
         payload.extend_from_slice(b"bye");
         let mut buf = client_frame(true, OP_CLOSE, &payload);
-        assert_eq!(d.decode(&mut buf), Ok(Some(Incoming::Close(1000, "bye".into()))));
+        assert_eq!(
+            d.decode(&mut buf),
+            Ok(Some(Incoming::Close(1000, "bye".into())))
+        );
         let mut buf = client_frame(true, OP_CLOSE, &[]);
-        assert_eq!(d.decode(&mut buf), Ok(Some(Incoming::Close(1005, String::new()))));
+        assert_eq!(
+            d.decode(&mut buf),
+            Ok(Some(Incoming::Close(1005, String::new())))
+        );
     }
 
     #[test]

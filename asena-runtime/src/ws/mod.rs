@@ -167,8 +167,11 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
 /// Wraps a built websocket service for the router; referenced by generated records.
 #[doc(hidden)]
 pub fn websocket_entry<S: WebSocketService>(instance: AnyArc) -> Arc<dyn ErasedService> {
-    let service = instance
-        .downcast::<S>()
-        .unwrap_or_else(|_| panic!("invariant: record of {} built another type", std::any::type_name::<S>()));
+    let service = instance.downcast::<S>().unwrap_or_else(|_| {
+        panic!(
+            "invariant: record of {} built another type",
+            std::any::type_name::<S>()
+        )
+    });
     Arc::new(ServiceAdapter(service))
 }

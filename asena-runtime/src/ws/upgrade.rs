@@ -75,8 +75,10 @@ fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Re
             StatusCode::BAD_REQUEST,
             r#"{"error":"Unsupported WebSocket version; expected 13"}"#,
         );
-        resp.headers_mut()
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        resp.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         return Err(resp);
     }
     headers
