@@ -1,0 +1,646 @@
+//! Middleware before the upgrade (issue 4, DESIGN §5): every outcome of the chain, ordering,
+//! global scopes, typed values, the Origin allow-list, and that rejected requests create no
+//! socket. Over real sockets and raw HTTP.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use asena_runtime::prelude::*;
+use asena_runtime::{AsenaBuilder, Scope};
+use asena_tests::{Client, TestServer, body_of, eventually, start, upgrade_request};
+
+// ---------------------------------------------------------------------------------------
+// Components
+
+/// What `Collect` read from the request.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+struct Seen {
+    method: String,
+    path: String,
+    q: Option<String>,
+    header: Option<String>,
+    bearer: Option<String>,
+    cookie: Option<String>,
+    peer_ip: Option<String>,
+    greeting: String,
+}
+
+#[service]
+struct Greeter;
+
+impl Greeter {
+    fn greeting(&self) -> &'static str {
+        "hello from an injected service"
+    }
+}
+
+/// Reads every `Context` accessor into the socket's values; uses an injected service.
+#[middleware]
+struct Collect {
+    #[inject]
+    greeter: Arc<Greeter>,
+}
+
+impl Middleware for Collect {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+        let seen = Seen {
+            method: ctx.method().as_str().to_owned(),
+            path: ctx.path().to_owned(),
+            q: ctx.query("q").map(str::to_owned),
+            header: ctx.header("x-test").map(str::to_owned),
+            bearer: ctx.bearer_token().map(str::to_owned),
+            cookie: ctx.cookie("session").map(str::to_owned),
+            peer_ip: ctx.remote_addr().map(|a| a.ip().to_string()),
+            greeting: self.greeter.greeting().to_owned(),
+        };
+        ctx.set_websocket_value(seen);
+        next.run(ctx).await
+    }
+}
+
+/// 401 with a JSON body unless `?pass=yes`.
+#[middleware]
+struct Deny401;
+
+impl Middleware for Deny401 {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+        if ctx.query("pass") != Some("yes") {
+            return Err(Rejection::json(401, json!({"error": "Unauthorized"})));
+        }
+        next.run(ctx).await
+    }
+}
+
+/// Neither continues nor rejects.
+#[middleware]
+struct Silent;
+
+impl Middleware for Silent {
+    async fn handle(&self, _ctx: &mut Context, _next: Next<'_>) -> Result<(), Rejection> {
+        Ok(())
+    }
+}
+
+/// Always 429 with `Retry-After`.
+#[middleware]
+struct TooMany;
+
+impl Middleware for TooMany {
+    async fn handle(&self, _ctx: &mut Context, _next: Next<'_>) -> Result<(), Rejection> {
+        Err(Rejection::json(429, json!({"error": "Too Many Requests"}))
+            .with_header("retry-after", "7"))
+    }
+}
+
+/// Always 418 with a text body.
+#[middleware]
+struct Teapot;
+
+impl Middleware for Teapot {
+    async fn handle(&self, _ctx: &mut Context, _next: Next<'_>) -> Result<(), Rejection> {
+        Err(Rejection::text(418, "short and stout"))
+    }
+}
+
+/// Panics with a message that must never reach the client.
+#[middleware]
+struct Panicker;
+
+impl Middleware for Panicker {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+        if ctx.query("boom").is_some() {
+            panic!("secret-internal-detail: db password is hunter2");
+        }
+        next.run(ctx).await
+    }
+}
+
+/// Order markers: each appends its name to `x-order` before continuing and to `x-after`
+/// once the rest of the chain returned.
+macro_rules! marker {
+    ($name:ident, $label:literal) => {
+        #[middleware]
+        struct $name;
+
+        impl Middleware for $name {
+            async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+                ctx.response_headers_mut()
+                    .append("x-order", $label.parse().unwrap());
+                let outcome = next.run(ctx).await;
+                ctx.response_headers_mut()
+                    .append("x-after", $label.parse().unwrap());
+                outcome
+            }
+        }
+    };
+}
+marker!(First, "first");
+marker!(Second, "second");
+marker!(Third, "third");
+marker!(GlobalTag, "global");
+
+/// A global gate: 401 everywhere it applies.
+#[middleware]
+struct GlobalGate;
+
+impl Middleware for GlobalGate {
+    async fn handle(&self, _ctx: &mut Context, _next: Next<'_>) -> Result<(), Rejection> {
+        Err(Rejection::json(401, json!({"error": "gate"})))
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+struct Values {
+    who: String,
+    trace: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Trace(String);
+
+/// Passes data to the next middleware through the extensions, and sets a first value.
+#[middleware]
+struct SetA;
+
+impl Middleware for SetA {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+        ctx.extensions_mut().insert(Trace("from-a".into()));
+        ctx.set_websocket_value(Values {
+            who: "a".into(),
+            trace: None,
+        });
+        next.run(ctx).await
+    }
+}
+
+/// Reads what `SetA` left and replaces the value (last one wins).
+#[middleware]
+struct SetB;
+
+impl Middleware for SetB {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+        assert_eq!(
+            ctx.websocket_value::<Values>().map(|v| v.who.as_str()),
+            Some("a")
+        );
+        let trace = ctx.extensions().get::<Trace>().map(|t| t.0.clone());
+        ctx.set_websocket_value(Values {
+            who: "b".into(),
+            trace,
+        });
+        next.run(ctx).await
+    }
+}
+
+/// Stores a `String` where the service expects `Values`.
+#[middleware]
+struct SetString;
+
+impl Middleware for SetString {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+        ctx.set_websocket_value(String::from("not the right type"));
+        next.run(ctx).await
+    }
+}
+
+/// Reads the `{id}` path parameter.
+#[middleware]
+struct ParamReader;
+
+impl Middleware for ParamReader {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+        let id = ctx
+            .param("id")
+            .ok_or_else(|| Rejection::json(400, json!({"error": "no id"})))?
+            .to_owned();
+        ctx.set_websocket_value(Values {
+            who: id,
+            trace: None,
+        });
+        next.run(ctx).await
+    }
+}
+
+/// A websocket service that counts `on_open` calls and sends its values, its id and its `id`
+/// path parameter on open.
+macro_rules! socket {
+    ($name:ident, $data:ty, $($args:tt)*) => {
+        #[websocket($($args)*)]
+        struct $name {
+            opened: AtomicUsize,
+        }
+
+        impl WebSocketService for $name {
+            type Data = $data;
+            async fn on_open(&self, ws: &Socket<$data>) -> Result<()> {
+                self.opened.fetch_add(1, Ordering::SeqCst);
+                ws.send_json(&json!({
+                    "values": ws.data().values,
+                    "param": ws.param("id"),
+                    "id": ws.id(),
+                }))?;
+                Ok(())
+            }
+            async fn on_message(&self, _ws: &Socket<$data>, _msg: Message) -> Result<()> {
+                Ok(())
+            }
+        }
+    };
+}
+
+socket!(
+    CollectSocket,
+    Seen,
+    path = "/collect",
+    middlewares = [Collect]
+);
+socket!(Plain, (), path = "/plain");
+socket!(PlainB, (), path = "/plain-b");
+socket!(Reject401, (), path = "/reject/401", middlewares = [Deny401]);
+socket!(Reject403, (), path = "/reject/403", middlewares = [Silent]);
+socket!(Reject429, (), path = "/reject/429", middlewares = [TooMany]);
+socket!(Reject418, (), path = "/reject/418", middlewares = [Teapot]);
+socket!(
+    Reject500,
+    (),
+    path = "/reject/500",
+    middlewares = [Panicker]
+);
+socket!(
+    Ordered,
+    (),
+    path = "/ordered",
+    middlewares = [First, Second, Third]
+);
+socket!(AdminPanel, (), path = "/admin/panel", middlewares = [First]);
+socket!(AdminPublic, (), path = "/admin/public");
+socket!(Valued, Values, path = "/values", middlewares = [SetA, SetB]);
+socket!(Unvalued, Values, path = "/unvalued");
+socket!(
+    Mismatch,
+    Values,
+    path = "/mismatch",
+    middlewares = [SetString]
+);
+socket!(
+    UserEvents,
+    Values,
+    path = "/user/{id}",
+    middlewares = [ParamReader]
+);
+
+fn opened<T: asena_runtime::Component>(s: &TestServer, get: impl Fn(&T) -> usize) -> usize {
+    get(&s.app.get::<T>().expect("registered"))
+}
+
+fn base() -> AsenaBuilder {
+    Asena::builder().without_auto_registration()
+}
+
+/// Values of a header in a raw HTTP response, in order.
+fn header_values(response: &str, name: &str) -> Vec<String> {
+    let head = response.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_owned())
+        .collect()
+}
+
+fn json_body(response: &str) -> serde_json::Value {
+    serde_json::from_str(body_of(response)).unwrap_or_else(|e| panic!("not JSON ({e}): {response}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Outcomes
+
+#[tokio::test]
+async fn continue_reaches_on_open_with_context_values() -> anyhow::Result<()> {
+    let s = start(
+        base()
+            .websocket::<CollectSocket>()
+            .middleware::<Collect>()
+            .service::<Greeter>(),
+    )
+    .await?;
+    let mut c = Client::connect_with_headers(
+        &s.ws_url("/collect?q=a%20b&q=second"),
+        &[
+            ("x-test", "hello"),
+            ("authorization", "Bearer tok-1"),
+            ("cookie", "a=1; session=abc"),
+        ],
+    )
+    .await?;
+    let open = c.recv_json().await?;
+    assert_eq!(
+        open["values"],
+        json!({
+            "method": "GET",
+            "path": "/collect",
+            "q": "a b",
+            "header": "hello",
+            "bearer": "tok-1",
+            "cookie": "abc",
+            "peer_ip": "127.0.0.1",
+            "greeting": "hello from an injected service",
+        })
+    );
+    assert_eq!(
+        opened::<CollectSocket>(&s, |t| t.opened.load(Ordering::SeqCst)),
+        1
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn rejection_401_answers_json_and_creates_no_socket() -> anyhow::Result<()> {
+    let s = start(base().websocket::<Reject401>().middleware::<Deny401>()).await?;
+    for _ in 0..3 {
+        let (status, resp) = upgrade_request(s.addr, "/reject/401", &[]).await?;
+        assert_eq!(status, 401);
+        assert_eq!(json_body(&resp), json!({"error": "Unauthorized"}));
+        assert_eq!(header_values(&resp, "content-type"), ["application/json"]);
+    }
+    let ns = s.app.namespace("/reject/401").expect("namespace");
+    assert_eq!(ns.socket_count(), 0);
+    assert_eq!(
+        opened::<Reject401>(&s, |t| t.opened.load(Ordering::SeqCst)),
+        0
+    );
+
+    // The same route lets a good request through: exactly one socket, one on_open.
+    let mut c = s.connect("/reject/401?pass=yes").await?;
+    c.recv_json().await?;
+    eventually(|| ns.socket_count() == 1).await?;
+    assert_eq!(
+        opened::<Reject401>(&s, |t| t.opened.load(Ordering::SeqCst)),
+        1
+    );
+    c.close().await?;
+    eventually(|| ns.socket_count() == 0).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn neither_continue_nor_reject_is_403() -> anyhow::Result<()> {
+    let s = start(base().websocket::<Reject403>().middleware::<Silent>()).await?;
+    let (status, resp) = upgrade_request(s.addr, "/reject/403", &[]).await?;
+    assert_eq!(status, 403);
+    assert_eq!(json_body(&resp), json!({"error": "Forbidden"}));
+    assert_eq!(
+        s.app.namespace("/reject/403").expect("ns").socket_count(),
+        0
+    );
+    assert_eq!(
+        opened::<Reject403>(&s, |t| t.opened.load(Ordering::SeqCst)),
+        0
+    );
+    // A real client is refused too.
+    assert!(s.connect("/reject/403").await.is_err());
+    s.stop().await
+}
+
+#[tokio::test]
+async fn rejection_429_keeps_status_headers_and_body() -> anyhow::Result<()> {
+    let s = start(base().websocket::<Reject429>().middleware::<TooMany>()).await?;
+    let (status, resp) = upgrade_request(s.addr, "/reject/429", &[]).await?;
+    assert_eq!(status, 429);
+    assert_eq!(header_values(&resp, "retry-after"), ["7"]);
+    assert_eq!(json_body(&resp), json!({"error": "Too Many Requests"}));
+    assert_eq!(
+        s.app.namespace("/reject/429").expect("ns").socket_count(),
+        0
+    );
+    assert_eq!(
+        opened::<Reject429>(&s, |t| t.opened.load(Ordering::SeqCst)),
+        0
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn rejection_with_any_status_and_text_body() -> anyhow::Result<()> {
+    let s = start(base().websocket::<Reject418>().middleware::<Teapot>()).await?;
+    let (status, resp) = upgrade_request(s.addr, "/reject/418", &[]).await?;
+    assert_eq!(status, 418);
+    assert_eq!(body_of(&resp), "short and stout");
+    assert_eq!(
+        header_values(&resp, "content-type"),
+        ["text/plain; charset=utf-8"]
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn panic_is_500_without_leaking_and_server_keeps_running() -> anyhow::Result<()> {
+    let s = start(base().websocket::<Reject500>().middleware::<Panicker>()).await?;
+    let (status, resp) = upgrade_request(s.addr, "/reject/500?boom=1", &[]).await?;
+    assert_eq!(status, 500);
+    assert_eq!(json_body(&resp), json!({"error": "Internal Server Error"}));
+    assert!(
+        !resp.contains("secret") && !resp.contains("hunter2"),
+        "leaked: {resp}"
+    );
+    assert_eq!(
+        s.app.namespace("/reject/500").expect("ns").socket_count(),
+        0
+    );
+    assert_eq!(
+        opened::<Reject500>(&s, |t| t.opened.load(Ordering::SeqCst)),
+        0
+    );
+    // The same middleware serves the next request normally.
+    let mut c = s.connect("/reject/500").await?;
+    c.recv_json().await?;
+    assert_eq!(
+        opened::<Reject500>(&s, |t| t.opened.load(Ordering::SeqCst)),
+        1
+    );
+    s.stop().await
+}
+
+// ---------------------------------------------------------------------------------------
+// Order and scopes
+
+#[tokio::test]
+async fn three_middlewares_run_in_declared_order_and_unwind_in_reverse() -> anyhow::Result<()> {
+    let s = start(
+        base()
+            .websocket::<Ordered>()
+            .middleware::<First>()
+            .middleware::<Second>()
+            .middleware::<Third>(),
+    )
+    .await?;
+    let (status, resp) = upgrade_request(s.addr, "/ordered", &[]).await?;
+    assert_eq!(status, 101, "{resp}");
+    assert_eq!(
+        header_values(&resp, "x-order"),
+        ["first", "second", "third"]
+    );
+    assert_eq!(
+        header_values(&resp, "x-after"),
+        ["third", "second", "first"]
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn global_middleware_include_exclude_patterns() -> anyhow::Result<()> {
+    let s = start(
+        base()
+            .websocket::<AdminPanel>()
+            .websocket::<AdminPublic>()
+            .websocket::<Plain>()
+            .middleware::<First>()
+            .with_middleware::<GlobalTag>(
+                Scope::all().include("/admin/*").exclude("/admin/public"),
+            ),
+    )
+    .await?;
+    // Included: the global runs first, then the service's own list.
+    let (status, resp) = upgrade_request(s.addr, "/admin/panel", &[]).await?;
+    assert_eq!(status, 101, "{resp}");
+    assert_eq!(header_values(&resp, "x-order"), ["global", "first"]);
+    // Excluded, and outside the include pattern: the global does not run.
+    for path in ["/admin/public", "/plain"] {
+        let (status, resp) = upgrade_request(s.addr, path, &[]).await?;
+        assert_eq!(status, 101, "{path}: {resp}");
+        assert!(header_values(&resp, "x-order").is_empty(), "{path}: {resp}");
+    }
+    s.stop().await
+}
+
+#[tokio::test]
+async fn global_rejection_applies_only_where_its_scope_matches() -> anyhow::Result<()> {
+    let s = start(
+        base()
+            .websocket::<AdminPanel>()
+            .websocket::<Plain>()
+            .middleware::<First>()
+            .with_middleware::<GlobalGate>(Scope::all().include("/admin/*")),
+    )
+    .await?;
+    let (status, resp) = upgrade_request(s.addr, "/admin/panel", &[]).await?;
+    assert_eq!(status, 401);
+    assert_eq!(json_body(&resp), json!({"error": "gate"}));
+    // The service's own middleware never ran: the global rejected first.
+    assert!(header_values(&resp, "x-order").is_empty());
+    assert_eq!(
+        opened::<AdminPanel>(&s, |t| t.opened.load(Ordering::SeqCst)),
+        0
+    );
+    let mut c = s.connect("/plain").await?;
+    c.recv_json().await?;
+    s.stop().await
+}
+
+#[test]
+fn scope_patterns_match_the_path_with_its_leading_slash() {
+    let scope = Scope::all().include("/admin/*").exclude("/admin/health");
+    assert!(scope.matches("/admin/users"));
+    assert!(scope.matches("/admin/a/b"));
+    assert!(!scope.matches("/admin/health"));
+    assert!(!scope.matches("/admin"));
+    assert!(!scope.matches("/chat"));
+    assert!(Scope::all().matches("/anything"));
+    assert!(!Scope::all().exclude("*").matches("/anything"));
+    assert!(Scope::all().include("/a/*/c").matches("/a/b/c"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Typed values
+
+#[tokio::test]
+async fn last_value_wins_and_extensions_pass_between_middlewares() -> anyhow::Result<()> {
+    let s = start(
+        base()
+            .websocket::<Valued>()
+            .websocket::<Unvalued>()
+            .middleware::<SetA>()
+            .middleware::<SetB>(),
+    )
+    .await?;
+    let mut c = s.connect("/values").await?;
+    assert_eq!(
+        c.recv_json().await?["values"],
+        json!({"who": "b", "trace": "from-a"})
+    );
+    // No middleware: Data::default().
+    let mut d = s.connect("/unvalued").await?;
+    assert_eq!(
+        d.recv_json().await?["values"],
+        json!({"who": "", "trace": null})
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn value_type_mismatch_is_500_and_no_socket() -> anyhow::Result<()> {
+    let s = start(base().websocket::<Mismatch>().middleware::<SetString>()).await?;
+    let (status, resp) = upgrade_request(s.addr, "/mismatch", &[]).await?;
+    assert_eq!(status, 500);
+    assert_eq!(json_body(&resp), json!({"error": "Internal Server Error"}));
+    assert_eq!(s.app.namespace("/mismatch").expect("ns").socket_count(), 0);
+    assert_eq!(
+        opened::<Mismatch>(&s, |t| t.opened.load(Ordering::SeqCst)),
+        0
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn path_parameters_reach_middleware_and_socket() -> anyhow::Result<()> {
+    let s = start(base().websocket::<UserEvents>().middleware::<ParamReader>()).await?;
+    let mut c = s.connect("/user/42").await?;
+    let open = c.recv_json().await?;
+    assert_eq!(open["values"]["who"], "42");
+    assert_eq!(open["param"], "42");
+    s.stop().await
+}
+
+// ---------------------------------------------------------------------------------------
+// Origin allow-list
+
+#[tokio::test]
+async fn origin_allow_list_global_and_per_service() -> anyhow::Result<()> {
+    let s = start(
+        base()
+            .websocket::<Plain>()
+            .websocket::<PlainB>()
+            .allowed_origins(["https://good.example"])
+            .allowed_origins_for("/plain-b", ["https://b.example"]),
+    )
+    .await?;
+    let cases = [
+        ("/plain", Some("https://good.example"), 101),
+        ("/plain", Some("https://evil.example"), 403),
+        ("/plain", Some("https://b.example"), 403),
+        ("/plain", None, 101),
+        ("/plain-b", Some("https://b.example"), 101),
+        ("/plain-b", Some("https://good.example"), 403),
+    ];
+    for (path, origin, expected) in cases {
+        let headers: Vec<(&str, &str)> = origin.map(|o| ("Origin", o)).into_iter().collect();
+        let (status, resp) = upgrade_request(s.addr, path, &headers).await?;
+        assert_eq!(status, expected, "{path} from {origin:?}: {resp}");
+        if expected == 403 {
+            assert_eq!(json_body(&resp), json!({"error": "Origin not allowed"}));
+        }
+    }
+    // Exactly the accepted requests opened sockets (on_open runs after the 101 is sent, so
+    // wait for it), and all of them are gone once the raw clients hung up.
+    let count = |s: &TestServer| {
+        (
+            opened::<Plain>(s, |t| t.opened.load(Ordering::SeqCst)),
+            opened::<PlainB>(s, |t| t.opened.load(Ordering::SeqCst)),
+        )
+    };
+    eventually(|| count(&s) == (2, 1)).await?;
+    let plain = s.app.namespace("/plain").expect("ns");
+    eventually(|| plain.socket_count() == 0).await?;
+    assert_eq!(count(&s), (2, 1));
+    s.stop().await
+}
