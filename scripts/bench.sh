@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Fan-out benchmark: Bun's native publish vs. the framework (examples/bench_server) vs. bare
+# axum with batched writes (examples/bench_bare), interleaved, median of $RUNS runs each.
+#
+#   scripts/bench.sh            # full run (about 7 minutes on 2 cores)
+#   RUNS=1 DUR=3 scripts/bench.sh   # quick look
+#
+# Prints a markdown table: deliveries/s for (C=32,S=32,B=100), (C=1000,S=1000,B=1),
+# (C=1000,S=100,B=1) measured with the C client (../shared/bench/wsload.c); p50/p99 delivery
+# latency at 1,000 connections and 50% of each server's own peak, measured with the Rust
+# loadgen (examples/loadgen); server RSS per idle connection at 10,000 connections.
+# Only 127.0.0.1 is targeted; every step is bounded in time; servers are stopped by PID.
+# Never run from CI (it is a benchmark); CI only compiles the examples.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SHARED=${SHARED:-$ROOT/../shared/bench}
+RUNS=${RUNS:-3}
+DUR=${DUR:-5}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE_SECS=${IDLE_SECS:-10}
+OUT=${OUT:-$ROOT/target/bench}
+BUN_PORT=${BUN_PORT:-4101}
+FW_PORT=${FW_PORT:-4102}
+BARE_PORT=${BARE_PORT:-4103}
+mkdir -p "$OUT"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# ---- build -------------------------------------------------------------------------------
+log "building release examples"
+timeout 1200 cargo build --release --quiet --example bench_server --example bench_bare --example loadgen
+FW_BIN=$ROOT/target/release/examples/bench_server
+BARE_BIN=$ROOT/target/release/examples/bench_bare
+LOADGEN=$ROOT/target/release/examples/loadgen
+WSLOAD=$ROOT/target/wsload
+if [[ ! -x $WSLOAD || $SHARED/wsload.c -nt $WSLOAD ]]; then
+    log "compiling wsload.c"
+    gcc -O2 -o "$WSLOAD" "$SHARED/wsload.c"
+fi
+BUN=$ROOT/target/bunx/node_modules/.bin/bun
+if [[ ! -x $BUN ]]; then
+    log "installing Bun from npm into target/bunx"
+    mkdir -p "$ROOT/target/bunx"
+    (cd "$ROOT/target/bunx" && npm init -y >/dev/null && timeout 300 npm install --silent bun)
+fi
+HAVE_BUN=1
+if ! "$BUN" --version >/dev/null 2>&1; then
+    log "Bun unavailable; its column stays empty"
+    HAVE_BUN=0
+fi
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if (( $(ulimit -n) < IDLE_CONNS + 100 )); then
+    log "ulimit -n $(ulimit -n) is too low for $IDLE_CONNS connections; using $(( $(ulimit -n) - 200 ))"
+    IDLE_CONNS=$(( $(ulimit -n) - 200 ))
+fi
+
+# ---- servers -----------------------------------------------------------------------------
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# start_server NAME PORT -> sets SERVER_PID
+start_server() {
+    local name=$1 port=$2
+    case $name in
+        bun) PORT=$port "$BUN" "$SHARED/server.bun.js" >"$OUT/$name.log" 2>&1 & ;;
+        framework) PORT=$port "$FW_BIN" >"$OUT/$name.log" 2>&1 & ;;
+        bare) PORT=$port "$BARE_BIN" >"$OUT/$name.log" 2>&1 & ;;
+    esac
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    log "$name did not start on port $port"; cat "$OUT/$name.log" >&2; exit 1
+}
+
+stop_server() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+port_of() { case $1 in bun) echo "$BUN_PORT" ;; framework) echo "$FW_PORT" ;; bare) echo "$BARE_PORT" ;; esac; }
+path_of() { case $1 in bun) echo "/" ;; *) echo "/bench" ;; esac; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+median() { sort -g | awk '{a[NR]=$1} END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
+field() { grep -o "$1=[0-9.]*" | tail -1 | cut -d= -f2; }
+
+SERVERS=(framework bare)
+(( HAVE_BUN )) && SERVERS=(bun framework bare)
+
+# ---- idle memory: a fresh process per measurement ------------------------------------------
+declare -A RESULT
+for name in "${SERVERS[@]}"; do : > "$OUT/idle-$name.txt"; done
+for run in $(seq "$RUNS"); do
+    for name in "${SERVERS[@]}"; do
+        port=$(port_of "$name")
+        start_server "$name" "$port"
+        pid=$SERVER_PID
+        sleep 0.5
+        before=$(rss_kb "$pid")
+        timeout $(( IDLE_SECS + 90 )) "$WSLOAD" idle "$port" "$IDLE_CONNS" -d "$IDLE_SECS" -u "$(path_of "$name")" >"$OUT/idle-$name-$run.log" 2>&1 &
+        client=$!
+        # wait for the connect phase, then let the server settle
+        for _ in $(seq 900); do grep -q '^connected' "$OUT/idle-$name-$run.log" && break; sleep 0.1; done
+        sleep 2
+        during=$(rss_kb "$pid")
+        opened=$(grep -o '^connected [0-9]*' "$OUT/idle-$name-$run.log" | awk '{print $2}')
+        wait "$client" || true
+        stop_server "$pid"
+        per=$(awk -v a="$before" -v b="$during" -v n="${opened:-0}" 'BEGIN { if (n > 0) printf "%.2f", (b - a) * 1024 / n / 1000; else print "nan" }')
+        log "idle $name run $run: ${opened:-0} conns, VmRSS ${before} -> ${during} kB, ${per} KB/conn"
+        echo "$per" >> "$OUT/idle-$name.txt"
+    done
+done
+for name in "${SERVERS[@]}"; do RESULT[idle,$name]=$(median < "$OUT/idle-$name.txt"); done
+
+# ---- throughput (C client) and latency (Rust loadgen) -------------------------------------
+declare -A SPID
+for name in "${SERVERS[@]}"; do
+    start_server "$name" "$(port_of "$name")"
+    SPID[$name]=$SERVER_PID
+done
+
+CONFIGS=("32 32 100 2" "1000 1000 1 2" "1000 100 1 4")
+for cfg in "${CONFIGS[@]}"; do
+    read -r c s b w <<<"$cfg"
+    for name in "${SERVERS[@]}"; do : > "$OUT/chat-$c-$s-$b-$name.txt"; done
+    for run in $(seq "$RUNS"); do
+        for name in "${SERVERS[@]}"; do
+            line=$(timeout $(( DUR + 90 )) "$WSLOAD" chat "$(port_of "$name")" "$c" -d "$DUR" -b "$b" -s "$s" -w "$w" -u "$(path_of "$name")" | grep '^SUMMARY' || true)
+            v=$(field mean_deliveries/s <<<"$line")
+            log "C=$c S=$s B=$b $name run $run: ${v:-STALL} deliveries/s"
+            echo "${v:-0}" >> "$OUT/chat-$c-$s-$b-$name.txt"
+        done
+    done
+    for name in "${SERVERS[@]}"; do RESULT[chat$c-$s-$b,$name]=$(median < "$OUT/chat-$c-$s-$b-$name.txt"); done
+done
+
+# latency at 1,000 connections, every client sending, offered load = 50% of the server's own
+# C1000/S1000 peak (messages/s = peak deliveries/s / 2 / 1000)
+for name in "${SERVERS[@]}"; do : > "$OUT/lat50-$name.txt"; : > "$OUT/lat99-$name.txt"; done
+for run in $(seq "$RUNS"); do
+    for name in "${SERVERS[@]}"; do
+        peak=${RESULT[chat1000-1000-1,$name]}
+        rate=$(awk -v p="$peak" 'BEGIN { r = p / 2 / 1000; if (r < 1) r = 1; printf "%.0f", r }')
+        line=$(timeout $(( DUR + 90 )) "$LOADGEN" chat "$(port_of "$name")" 1000 -s 1000 -r "$rate" -d "$DUR" -u "$(path_of "$name")" | grep '^SUMMARY' || true)
+        p50=$(field lat_p50_us <<<"$line"); p99=$(field lat_p99_us <<<"$line")
+        log "latency $name run $run at $rate msgs/s: p50=${p50:-?} us p99=${p99:-?} us"
+        echo "${p50:-nan}" >> "$OUT/lat50-$name.txt"
+        echo "${p99:-nan}" >> "$OUT/lat99-$name.txt"
+        RESULT[rate,$name]=$rate
+    done
+done
+for name in "${SERVERS[@]}"; do
+    RESULT[lat50,$name]=$(median < "$OUT/lat50-$name.txt")
+    RESULT[lat99,$name]=$(median < "$OUT/lat99-$name.txt")
+done
+
+# ---- report -------------------------------------------------------------------------------
+fmt_m() { awk -v v="$1" 'BEGIN { if (v == "" || v == "nan") print "–"; else printf "%.2f M", v / 1e6 }'; }
+fmt_ms() { awk -v v="$1" 'BEGIN { if (v == "" || v == "nan") print "–"; else printf "%.2f ms", v / 1000 }'; }
+fmt_kb() { awk -v v="$1" 'BEGIN { if (v == "" || v == "nan") print "–"; else printf "%.1f KB", v }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "nan" || b == "nan" || b == 0) print "–"; else printf "%.2f×", a / b }'; }
+get() { echo "${RESULT[$1,$2]:-nan}"; }
+
+row() { # label key formatter
+    local label=$1 key=$2 f=$3
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$label" \
+        "$($f "$(get "$key" bun)")" "$($f "$(get "$key" framework)")" "$($f "$(get "$key" bare)")" \
+        "$(ratio "$(get "$key" framework)" "$(get "$key" bare)")" \
+        "$(ratio "$(get "$key" framework)" "$(get "$key" bun)")"
+}
+
+echo
+echo "## Fan-out benchmark ($(nproc) cores, 16-byte messages, median of $RUNS runs, ${DUR} s each)"
+echo
+echo "| metric | Bun native publish | framework (bench_server) | bare axum, batched (bench_bare) | framework / bare | framework / Bun |"
+echo "|---|---|---|---|---|---|"
+row "deliveries/s C=32 S=32 B=100" chat32-32-100 fmt_m
+row "deliveries/s C=1000 S=1000 B=1" chat1000-1000-1 fmt_m
+row "deliveries/s C=1000 S=100 B=1" chat1000-100-1 fmt_m
+row "latency p50, 1,000 conns, 50% of peak" lat50 fmt_ms
+row "latency p99, 1,000 conns, 50% of peak" lat99 fmt_ms
+row "RSS per idle connection (${IDLE_CONNS} conns)" idle fmt_kb
+echo
+echo "Offered load for latency (messages/s from 1,000 senders, each delivered to 1,000 clients):" \
+    "Bun $(get rate bun), framework $(get rate framework), bare $(get rate bare)."
+echo "Ratios for latency and memory are framework / other (lower is better there)."
+echo "Raw logs: $OUT"
