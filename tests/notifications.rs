@@ -1,0 +1,135 @@
+//! The `notifications` example's contract (DESIGN §8): sockets, `POST /admin/announcement`
+//! and `PUT /users/{id}/profile`, over real sockets and raw HTTP.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../examples/notifications/app.rs"]
+#[allow(dead_code)]
+mod notifications;
+#[allow(dead_code)]
+mod raw_http;
+
+use asena_tests::{Client, TestServer, eventually, start};
+use serde_json::{Value, json};
+
+async fn server() -> anyhow::Result<TestServer> {
+    start(notifications::builder().without_auto_registration()).await
+}
+
+async fn subscriber(s: &TestServer, user: &str) -> anyhow::Result<Client> {
+    let mut c = s
+        .connect(&format!("/ws/notifications?userId={user}"))
+        .await?;
+    assert_eq!(
+        c.recv_json().await?,
+        json!({"type": "connected", "message": "Connected to notification system"})
+    );
+    Ok(c)
+}
+
+fn is_iso8601(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|t| humantime::parse_rfc3339(t).is_ok() && t.ends_with('Z'))
+}
+
+#[tokio::test]
+async fn connect_joins_rooms_and_ping_pongs() -> anyhow::Result<()> {
+    let s = server().await?;
+    let mut c = subscriber(&s, "42").await?;
+    c.send_json(&json!({"type": "ping"})).await?;
+    assert_eq!(c.recv_json().await?, json!({"type": "pong"}));
+    let ns = s.app.namespace("/ws/notifications").expect("ns");
+    let rooms: Vec<String> = ns.rooms().into_iter().map(|r| r.name).collect();
+    assert_eq!(rooms, ["announcements", "user:42"]);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn announcement_reaches_every_socket() -> anyhow::Result<()> {
+    let s = server().await?;
+    let mut a = subscriber(&s, "1").await?;
+    let mut b = subscriber(&s, "2").await?;
+    let resp = raw_http::request(
+        s.addr,
+        "POST",
+        "/admin/announcement",
+        Some(&json!({"message": "Maintenance at noon"})),
+    )
+    .await?;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.json()?, json!({"success": true}));
+    for c in [&mut a, &mut b] {
+        let m = c.recv_json().await?;
+        assert_eq!(m["type"], "announcement");
+        assert_eq!(m["message"], "Maintenance at noon");
+        assert!(is_iso8601(&m["timestamp"]), "{m}");
+        assert_eq!(m.as_object().map(|o| o.len()), Some(3), "{m}");
+    }
+    s.stop().await
+}
+
+#[tokio::test]
+async fn profile_update_reaches_only_that_users_sockets() -> anyhow::Result<()> {
+    let s = server().await?;
+    let mut u7a = subscriber(&s, "7").await?;
+    let mut u7b = subscriber(&s, "7").await?;
+    let mut u8 = subscriber(&s, "8").await?;
+    let resp = raw_http::request(
+        s.addr,
+        "PUT",
+        "/users/7/profile",
+        Some(&json!({"name": "Ada"})),
+    )
+    .await?;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.json()?["success"], true);
+    for c in [&mut u7a, &mut u7b] {
+        let m = c.recv_json().await?;
+        assert_eq!(m["type"], "profile_updated");
+        assert!(m["message"].is_string());
+        assert!(is_iso8601(&m["timestamp"]), "{m}");
+    }
+    // User 8 got nothing: its next message is the answer to its own ping.
+    u8.send_json(&json!({"type": "ping"})).await?;
+    assert_eq!(u8.recv_json().await?, json!({"type": "pong"}));
+    // The socket service reads the profile through the injected UserService.
+    u7a.send_json(&json!({"type": "profile"})).await?;
+    assert_eq!(
+        u7a.recv_json().await?,
+        json!({"type": "profile", "profile": {"name": "Ada"}})
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn user_service_sends_through_ulak_not_the_socket_service() -> anyhow::Result<()> {
+    let s = server().await?;
+    let mut c = subscriber(&s, "9").await?;
+    let users = s
+        .app
+        .get::<notifications::UserService>()
+        .expect("UserService");
+    assert_eq!(users.announce("direct")?, 1);
+    assert_eq!(c.recv_json().await?["message"], "direct");
+    assert_eq!(users.update_profile("nobody", json!({}))?, 0);
+    c.close().await?;
+    let ns = s.app.namespace("/ws/notifications").expect("ns");
+    eventually(|| ns.socket_count() == 0 && ns.room_count() == 0).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn bad_announcement_body_is_refused() -> anyhow::Result<()> {
+    let s = server().await?;
+    let mut c = subscriber(&s, "1").await?;
+    let resp = raw_http::request(s.addr, "POST", "/admin/announcement", Some(&json!({}))).await?;
+    assert!(
+        (400..500).contains(&resp.status),
+        "{} {}",
+        resp.status,
+        resp.body
+    );
+    // Nothing was sent.
+    c.send_json(&json!({"type": "ping"})).await?;
+    assert_eq!(c.recv_json().await?, json!({"type": "pong"}));
+    s.stop().await
+}
