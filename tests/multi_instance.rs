@@ -1,0 +1,748 @@
+//! Many instances (DESIGN §7): several apps in one process, each with its own transport,
+//! against a real Redis (127.0.0.1:6379) and a real NATS (127.0.0.1:4222), both started by
+//! `scripts/services.sh`. Restart, startup-failure and leak tests run private broker
+//! processes on free ports.
+//!
+//! Tests run in parallel on the shared brokers, so every test uses its own room names (and
+//! broadcasts only in a namespace no other test uses on the same broker). Duplicates are ruled
+//! out deterministically: after a message the sender emits a marker along the same path, and
+//! the next message a receiver sees after the message must be that marker.
+#![allow(clippy::unwrap_used)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use asena_runtime::prelude::*;
+use asena_runtime::transport::from_url;
+use asena_runtime::{
+    AsenaBuilder, Emitter, NatsTransport, RedisTransport, Transport, TransportError, TransportStats,
+};
+use asena_tests::{Client, TestServer, start, tungstenite};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+const NATS: &str = "nats://127.0.0.1:4222";
+
+/// Upper bound for anything that polls (reconnects, connection counts).
+const POLL_DEADLINE: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------
+// The services under test
+// ---------------------------------------------------------------------------------------
+
+/// Joins `?room=` on open, says hello with its id, and runs commands:
+/// `{"op":"publish","room":R,"msg":M}` (room minus sender), `{"op":"publish_bin",...}`
+/// (the same, binary), `{"op":"to","room":R,"msg":M}` (room including sender),
+/// `{"op":"ping"}` → `pong`.
+#[websocket(path = "/mi")]
+#[derive(Debug)]
+struct Mi;
+
+impl WebSocketService for Mi {
+    type Data = ();
+
+    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+        if let Some(room) = ws.query("room") {
+            let room = room.to_owned();
+            ws.subscribe(&room);
+        }
+        ws.send_json(&json!({"type": "hello", "id": ws.id()}))?;
+        Ok(())
+    }
+
+    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+        let cmd: serde_json::Value = serde_json::from_str(msg.as_text().unwrap_or("{}"))?;
+        let room = cmd["room"].as_str().unwrap_or_default();
+        let text = cmd["msg"].as_str().unwrap_or_default().to_owned();
+        match cmd["op"].as_str() {
+            Some("publish") => {
+                ws.publish(room, text)?;
+            }
+            Some("publish_bin") => {
+                ws.publish(room, text.into_bytes())?;
+            }
+            Some("to") => {
+                ws.namespace().to(room, text)?;
+            }
+            Some("ping") => ws.send("pong")?,
+            _ => ws.send("unknown")?,
+        }
+        Ok(())
+    }
+}
+
+/// A namespace only the broadcast tests use (broadcasts reach every instance on a broker).
+#[websocket(path = "/mi-broadcast")]
+#[derive(Debug)]
+struct MiBroadcast;
+
+impl WebSocketService for MiBroadcast {
+    type Data = ();
+
+    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+        ws.send_json(&json!({"type": "hello", "id": ws.id()}))?;
+        Ok(())
+    }
+
+    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/// A name no other test (or run) uses.
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn builder() -> AsenaBuilder {
+    Asena::builder()
+        .without_auto_registration()
+        .websocket::<Mi>()
+        .websocket::<MiBroadcast>()
+}
+
+/// An app instance with a fresh transport to `url`.
+async fn instance(url: &str) -> anyhow::Result<TestServer> {
+    start(builder().transport_arc(from_url(url)?)).await
+}
+
+/// An app instance with the given transport (kept by the caller to read its stats).
+async fn instance_with(t: Arc<dyn Transport>) -> anyhow::Result<TestServer> {
+    start(builder().transport_arc(t)).await
+}
+
+/// Connects to `/mi` (joining `room` when given) and returns the client and its socket id.
+async fn join(s: &TestServer, room: Option<&str>) -> anyhow::Result<(Client, String)> {
+    let path = match room {
+        Some(r) => format!("/mi?room={r}"),
+        None => "/mi".to_owned(),
+    };
+    let mut c = s.connect(&path).await?;
+    let hello = c.recv_json().await?;
+    ensure!(hello["type"] == "hello", "expected hello, got {hello}");
+    let id = hello["id"].as_str().context("hello without id")?.to_owned();
+    Ok((c, id))
+}
+
+async fn publish(c: &mut Client, room: &str, msg: &str) -> anyhow::Result<()> {
+    c.send_json(&json!({"op": "publish", "room": room, "msg": msg}))
+        .await
+}
+
+async fn expect_binary(c: &mut Client, want: &[u8]) -> anyhow::Result<()> {
+    match c.recv().await? {
+        tungstenite::Message::Binary(data) => {
+            ensure!(&data[..] == want, "expected {want:?}, got {data:?}");
+            Ok(())
+        }
+        other => bail!("expected binary, got {other:?}"),
+    }
+}
+
+async fn expect_text(c: &mut Client, want: &str) -> anyhow::Result<()> {
+    let got = c.recv_text().await?;
+    ensure!(got == want, "expected {want:?}, got {got:?}");
+    Ok(())
+}
+
+/// A free TCP port on loopback.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Polls `check` every 50 ms until it returns true; fails after [`POLL_DEADLINE`].
+async fn poll_until<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
+    loop {
+        if check().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Redis,
+    Nats,
+}
+
+/// A private broker process on a free port, killed on drop.
+#[derive(Debug)]
+struct Broker {
+    kind: Kind,
+    port: u16,
+    monitor_port: u16,
+    child: Option<Child>,
+}
+
+impl Broker {
+    fn start(kind: Kind) -> anyhow::Result<Broker> {
+        let mut b = Broker {
+            kind,
+            port: free_port()?,
+            monitor_port: free_port()?,
+            child: None,
+        };
+        b.spawn()?;
+        Ok(b)
+    }
+
+    fn url(&self) -> String {
+        match self.kind {
+            Kind::Redis => format!("redis://127.0.0.1:{}", self.port),
+            Kind::Nats => format!("nats://127.0.0.1:{}", self.port),
+        }
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let port = self.port.to_string();
+        let mut cmd = match self.kind {
+            Kind::Redis => {
+                let mut c = Command::new("redis-server");
+                c.args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    &port,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]);
+                c
+            }
+            Kind::Nats => {
+                let bin = ["nats-server", "/usr/sbin/nats-server"]
+                    .into_iter()
+                    .find(|b| Command::new(b).arg("--version").output().is_ok())
+                    .context("nats-server not installed (run scripts/services.sh)")?;
+                let mut c = Command::new(bin);
+                c.args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-m",
+                    &self.monitor_port.to_string(),
+                ]);
+                c
+            }
+        };
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {:?} (run scripts/services.sh)", self.kind))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the broker accepts connections.
+    async fn ready(&self) -> anyhow::Result<()> {
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        poll_until("broker accepting", || async move {
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+        })
+        .await
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Live client connections as the broker sees them.
+    async fn connections(&self) -> anyhow::Result<usize> {
+        match self.kind {
+            Kind::Redis => redis_client_count(self.port).await,
+            Kind::Nats => nats_connection_count(self.monitor_port).await,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `CLIENT LIST` over a raw RESP connection; counts other clients (not this one).
+async fn redis_client_count(port: u16) -> anyhow::Result<usize> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n").await?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    tokio::time::timeout(asena_tests::WAIT, async {
+        loop {
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                bail!("redis closed the connection");
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            // `$<len>\r\n<body>\r\n`
+            if let Some(hdr_end) = buf.windows(2).position(|w| w == b"\r\n") {
+                let len: usize = std::str::from_utf8(&buf[1..hdr_end])?.parse()?;
+                if buf.len() >= hdr_end + 2 + len {
+                    let body = std::str::from_utf8(&buf[hdr_end + 2..hdr_end + 2 + len])?;
+                    return Ok(body.lines().filter(|l| !l.is_empty()).count() - 1);
+                }
+            }
+        }
+    })
+    .await
+    .context("CLIENT LIST timed out")?
+}
+
+/// `num_connections` from the NATS monitoring endpoint `/connz`.
+async fn nats_connection_count(monitor_port: u16) -> anyhow::Result<usize> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", monitor_port)).await?;
+    s.write_all(b"GET /connz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(asena_tests::WAIT, s.read_to_end(&mut raw))
+        .await
+        .context("connz timed out")??;
+    let text = String::from_utf8(raw)?;
+    let body = text.split("\r\n\r\n").nth(1).context("no HTTP body")?;
+    let v: serde_json::Value = serde_json::from_str(body)?;
+    v["num_connections"]
+        .as_u64()
+        .map(|n| n as usize)
+        .context("no num_connections")
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios, run against both brokers
+// ---------------------------------------------------------------------------------------
+
+/// Room messages reach members on every instance exactly once; `publish` excludes the
+/// sender across instances; other rooms get nothing; binary survives the trip.
+async fn rooms_exactly_once(url: &str) -> anyhow::Result<()> {
+    let (a, b, c) = (
+        instance(url).await?,
+        instance(url).await?,
+        instance(url).await?,
+    );
+    let room = unique("room");
+    let other = unique("other");
+    let (mut a1, _) = join(&a, Some(&room)).await?;
+    let (mut a2, _) = join(&a, Some(&room)).await?;
+    let (mut b1, _) = join(&b, Some(&room)).await?;
+    let (mut c1, _) = join(&c, Some(&room)).await?;
+    let (mut c2, _) = join(&c, Some(&other)).await?;
+
+    publish(&mut a1, &room, "hello from a1").await?;
+    publish(&mut a1, &room, "marker-1").await?;
+    for rx in [&mut a2, &mut b1, &mut c1] {
+        expect_text(rx, "hello from a1").await?;
+        // Exactly once: the next message is the marker, not a duplicate.
+        expect_text(rx, "marker-1").await?;
+    }
+
+    // The sender got neither message, not even back through the broker: the next thing
+    // it sees is b1's later message, which the broker ordered after a1's two.
+    publish(&mut b1, &room, "from b1").await?;
+    expect_text(&mut a1, "from b1").await?;
+    expect_text(&mut a2, "from b1").await?;
+    expect_text(&mut c1, "from b1").await?;
+    // b1 itself is excluded: its next message is the pong.
+    b1.send_json(&json!({"op": "ping"})).await?;
+    expect_text(&mut b1, "pong").await?;
+
+    // The other room saw none of it: its next message is one sent to it afterwards.
+    b.app.ulak::<Mi>().context("ulak")?.to(&other, "to other")?;
+    expect_text(&mut c2, "to other").await?;
+
+    // Binary across instances (sender excluded); `to` includes the sender.
+    c1.send_json(&json!({"op": "publish_bin", "room": room, "msg": "bin"}))
+        .await?;
+    c1.send_json(&json!({"op": "to", "room": room, "msg": "to all"}))
+        .await?;
+    for rx in [&mut a1, &mut a2, &mut b1] {
+        expect_binary(rx, b"bin").await?;
+        expect_text(rx, "to all").await?;
+    }
+    expect_text(&mut c1, "to all").await?;
+    for s in [a, b, c] {
+        s.stop().await?;
+    }
+    Ok(())
+}
+
+/// `Ulak::to_socket` reaches a socket on another instance, once.
+async fn to_socket_across(url: &str) -> anyhow::Result<()> {
+    let (a, b) = (instance(url).await?, instance(url).await?);
+    let (mut b1, b1_id) = join(&b, None).await?;
+    let (mut b2, _) = join(&b, None).await?;
+    let ulak = a.app.ulak::<Mi>().context("ulak")?;
+    ensure!(
+        a.app
+            .namespace("/mi")
+            .context("ns")?
+            .socket(&b1_id)
+            .is_none()
+    );
+    ulak.to_socket(&b1_id, "direct")?;
+    ulak.to_socket(&b1_id, "marker")?;
+    expect_text(&mut b1, "direct").await?;
+    expect_text(&mut b1, "marker").await?;
+    // b2 got nothing.
+    b2.send_json(&json!({"op": "ping"})).await?;
+    expect_text(&mut b2, "pong").await?;
+    a.stop().await?;
+    b.stop().await
+}
+
+/// `Ulak::broadcast` and the emitter's broadcast reach every socket of the namespace on
+/// every instance, once.
+async fn broadcast_across(url: &str) -> anyhow::Result<()> {
+    let (a, b) = (instance(url).await?, instance(url).await?);
+    let mut clients = Vec::new();
+    for s in [&a, &a, &b] {
+        let mut c = s.connect("/mi-broadcast").await?;
+        ensure!(c.recv_json().await?["type"] == "hello");
+        clients.push(c);
+    }
+    let ulak = a.app.ulak::<MiBroadcast>().context("ulak")?;
+    ensure!(ulak.broadcast("all")? == 2, "two local recipients");
+    ulak.broadcast("marker")?;
+    let emitter = Emitter::connect(url).await?;
+    emitter.broadcast("/mi-broadcast", "emitted").await?;
+    emitter.broadcast("mi-broadcast", "emitted-marker").await?;
+    for c in &mut clients {
+        expect_text(c, "all").await?;
+        expect_text(c, "marker").await?;
+        expect_text(c, "emitted").await?;
+        expect_text(c, "emitted-marker").await?;
+    }
+    emitter.close().await;
+    a.stop().await?;
+    b.stop().await
+}
+
+/// The emitter (no server) reaches rooms and sockets on every instance, once.
+async fn emitter_delivery(url: &str) -> anyhow::Result<()> {
+    let (a, b) = (instance(url).await?, instance(url).await?);
+    let room = unique("emit");
+    let (mut a1, _) = join(&a, Some(&room)).await?;
+    let (mut b1, b1_id) = join(&b, Some(&room)).await?;
+    let emitter = Emitter::connect(url).await?;
+    emitter
+        .to_room("/mi", &room, r#"{"type":"announcement","message":"hi"}"#)
+        .await?;
+    emitter.to_room("/mi", &room, "marker").await?;
+    for c in [&mut a1, &mut b1] {
+        let v = c.recv_json().await?;
+        ensure!(v == json!({"type": "announcement", "message": "hi"}), "{v}");
+        expect_text(c, "marker").await?;
+    }
+    emitter.to_socket("/mi", &b1_id, "just b1").await?;
+    emitter.to_socket("/mi", &b1_id, vec![1u8, 2, 3]).await?;
+    emitter.to_room("/mi", &room, "after").await?;
+    expect_text(&mut b1, "just b1").await?;
+    expect_binary(&mut b1, &[1, 2, 3]).await?;
+    expect_text(&mut b1, "after").await?;
+    // a1 got nothing meant for b1.
+    expect_text(&mut a1, "after").await?;
+    emitter.close().await;
+    a.stop().await?;
+    b.stop().await
+}
+
+/// A transport of `kind`, kept typed to read its stats.
+#[derive(Debug, Clone)]
+enum Typed {
+    Redis(Arc<RedisTransport>),
+    Nats(Arc<NatsTransport>),
+}
+
+impl Typed {
+    fn new(kind: Kind, url: &str) -> Typed {
+        match kind {
+            Kind::Redis => Typed::Redis(Arc::new(RedisTransport::new(url))),
+            Kind::Nats => Typed::Nats(Arc::new(NatsTransport::new(url))),
+        }
+    }
+
+    fn stats(&self) -> TransportStats {
+        match self {
+            Typed::Redis(t) => t.stats(),
+            Typed::Nats(t) => t.stats(),
+        }
+    }
+
+    fn as_dyn(&self) -> Arc<dyn Transport> {
+        match self {
+            Typed::Redis(t) => t.clone(),
+            Typed::Nats(t) => t.clone(),
+        }
+    }
+}
+
+/// Sends probes from `from` until `to` receives one; returns the last probe sent.
+async fn until_delivered(
+    from: &mut Client,
+    to: &mut Client,
+    room: &str,
+    tag: &str,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        publish(from, room, &format!("{tag}-{n}")).await?;
+        match tokio::time::timeout(Duration::from_millis(200), to.recv_text()).await {
+            Ok(Ok(t)) if t.starts_with(tag) => return Ok(()),
+            Ok(Ok(t)) => bail!("unexpected message {t:?}"),
+            Ok(Err(e)) => return Err(e),
+            Err(_) if tokio::time::Instant::now() < deadline => continue,
+            Err(_) => bail!("cross-instance delivery did not resume ({tag})"),
+        }
+    }
+}
+
+/// Skips messages until `want`; then the next one must be `next` (no duplicates).
+async fn skip_to(c: &mut Client, want: &str, next: &str) -> anyhow::Result<()> {
+    loop {
+        let t = c.recv_text().await?;
+        if t == want {
+            break;
+        }
+    }
+    expect_text(c, next).await
+}
+
+/// Kill the broker mid-test: local delivery goes on, failures are counted; restart it on
+/// the same port: cross-instance delivery resumes in both directions, exactly once.
+async fn broker_restart(kind: Kind) -> anyhow::Result<()> {
+    let mut broker = Broker::start(kind)?;
+    broker.ready().await?;
+    let url = broker.url();
+    let ta = Typed::new(kind, &url);
+    let a = instance_with(ta.as_dyn()).await?;
+    let b = instance_with(Typed::new(kind, &url).as_dyn()).await?;
+    let room = unique("restart");
+    let (mut a1, _) = join(&a, Some(&room)).await?;
+    let (mut a2, _) = join(&a, Some(&room)).await?;
+    let (mut b1, _) = join(&b, Some(&room)).await?;
+    publish(&mut a1, &room, "before").await?;
+    expect_text(&mut a2, "before").await?;
+    expect_text(&mut b1, "before").await?;
+
+    broker.kill();
+    let errors_before = ta.stats().errors;
+    poll_until("transport notices the broker is gone", || {
+        let ta = ta.clone();
+        async move { ta.stats().errors > errors_before }
+    })
+    .await?;
+    // Local delivery goes on while the broker is away.
+    publish(&mut a1, &room, "while down").await?;
+    expect_text(&mut a2, "while down").await?;
+    b1.send_json(&json!({"op": "ping"})).await?;
+    expect_text(&mut b1, "pong").await?;
+
+    broker.spawn()?;
+    broker.ready().await?;
+    until_delivered(&mut a1, &mut b1, &room, "a-probe").await?;
+    until_delivered(&mut b1, &mut a1, &room, "b-probe").await?;
+    // Exactly once after recovery.
+    publish(&mut a1, &room, "final").await?;
+    publish(&mut a1, &room, "final-marker").await?;
+    skip_to(&mut b1, "final", "final-marker").await?;
+    skip_to(&mut a2, "final", "final-marker").await?;
+    let s = ta.stats();
+    ensure!(s.reconnects >= 1, "reconnects counted: {s:?}");
+    ensure!(s.errors >= 1, "errors counted: {s:?}");
+    a.stop().await?;
+    b.stop().await
+}
+
+/// `destroy` on shutdown closes the broker connections: three start/stop cycles do not
+/// leave any behind.
+async fn no_leaks_across_cycles(kind: Kind) -> anyhow::Result<()> {
+    let broker = Broker::start(kind)?;
+    broker.ready().await?;
+    let url = broker.url();
+    let baseline = broker.connections().await?;
+    for cycle in 0..3 {
+        let (a, b) = (instance(&url).await?, instance(&url).await?);
+        let room = unique("leak");
+        let (mut a1, _) = join(&a, Some(&room)).await?;
+        let (mut b1, _) = join(&b, Some(&room)).await?;
+        publish(&mut a1, &room, "hi").await?;
+        expect_text(&mut b1, "hi").await?;
+        let during = broker.connections().await?;
+        ensure!(
+            during > baseline,
+            "cycle {cycle}: instances are connected ({during})"
+        );
+        a.stop().await?;
+        b.stop().await?;
+        let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
+        loop {
+            let now = broker.connections().await?;
+            if now == baseline {
+                break;
+            }
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "cycle {cycle}: {now} connections left, baseline {baseline}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// An unreachable broker fails `build()` with a clear error (no fallback to local).
+async fn unreachable_at_startup(kind: Kind) -> anyhow::Result<()> {
+    let port = free_port()?;
+    let url = match kind {
+        Kind::Redis => format!("redis://127.0.0.1:{port}"),
+        Kind::Nats => format!("nats://127.0.0.1:{port}"),
+    };
+    let t = from_url(&url)?;
+    let err = match builder().transport_arc(t).build().await {
+        Ok(app) => {
+            app.shutdown().await;
+            bail!("build() succeeded without a broker at {url}");
+        }
+        Err(e) => e,
+    };
+    let msg = format!("{err}");
+    let chain = format!("{err:?}");
+    ensure!(
+        msg.contains(&url) || chain.contains(&url),
+        "error names the broker: {msg} / {chain}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Redis
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn redis_rooms_publish_excludes_sender_exactly_once() -> anyhow::Result<()> {
+    rooms_exactly_once(REDIS).await
+}
+
+#[tokio::test]
+async fn redis_to_socket_across_instances() -> anyhow::Result<()> {
+    to_socket_across(REDIS).await
+}
+
+#[tokio::test]
+async fn redis_broadcast_across_instances() -> anyhow::Result<()> {
+    broadcast_across(REDIS).await
+}
+
+#[tokio::test]
+async fn redis_emitter_delivery() -> anyhow::Result<()> {
+    emitter_delivery(REDIS).await
+}
+
+#[tokio::test]
+async fn redis_broker_restart_recovery() -> anyhow::Result<()> {
+    broker_restart(Kind::Redis).await
+}
+
+#[tokio::test]
+async fn redis_destroy_on_shutdown_no_leaks() -> anyhow::Result<()> {
+    no_leaks_across_cycles(Kind::Redis).await
+}
+
+#[tokio::test]
+async fn redis_unreachable_at_startup_is_an_error() -> anyhow::Result<()> {
+    unreachable_at_startup(Kind::Redis).await
+}
+
+// ---------------------------------------------------------------------------------------
+// NATS
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn nats_rooms_publish_excludes_sender_exactly_once() -> anyhow::Result<()> {
+    rooms_exactly_once(NATS).await
+}
+
+#[tokio::test]
+async fn nats_to_socket_across_instances() -> anyhow::Result<()> {
+    to_socket_across(NATS).await
+}
+
+#[tokio::test]
+async fn nats_broadcast_across_instances() -> anyhow::Result<()> {
+    broadcast_across(NATS).await
+}
+
+#[tokio::test]
+async fn nats_emitter_delivery() -> anyhow::Result<()> {
+    emitter_delivery(NATS).await
+}
+
+#[tokio::test]
+async fn nats_broker_restart_recovery() -> anyhow::Result<()> {
+    broker_restart(Kind::Nats).await
+}
+
+#[tokio::test]
+async fn nats_destroy_on_shutdown_no_leaks() -> anyhow::Result<()> {
+    no_leaks_across_cycles(Kind::Nats).await
+}
+
+#[tokio::test]
+async fn nats_unreachable_at_startup_is_an_error() -> anyhow::Result<()> {
+    unreachable_at_startup(Kind::Nats).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Selection
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn from_url_selects_the_transport() -> anyhow::Result<()> {
+    assert_eq!(from_url(REDIS)?.name(), "redis");
+    assert_eq!(from_url(NATS)?.name(), "nats");
+    assert!(matches!(
+        from_url("http://127.0.0.1:1"),
+        Err(TransportError::InvalidUrl(_))
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn emitter_rejects_unknown_schemes() {
+    assert!(matches!(
+        Emitter::connect("amqp://127.0.0.1").await,
+        Err(TransportError::InvalidUrl(_))
+    ));
+}
