@@ -1,11 +1,87 @@
 //! Ulak: sending to sockets from anywhere, without dependency cycles.
 //!
-//! [`Ulak<N>`] is a typed handle to the namespace of websocket service `N`. Injecting it adds
-//! no dependency edge to `N`: a service can hold `Ulak<ChatSocket>` while `ChatSocket` injects
-//! that service. Use `Ulak<N>` whenever code only needs to *send* to `N`'s sockets; inject
-//! `Arc<N>` only to call `N`'s own methods (and then `N` may not inject you back).
+//! # `Ulak<N>` or the socket service itself?
 //!
-//! [`UlakBroker`] is the app-wide broker for namespaces chosen at run time by path.
+//! [`Ulak<N>`] is a typed handle to the *namespace* of websocket service `N` (its sockets and
+//! rooms), not to the service. It is resolved through the app's broker, so injecting it adds
+//! **no dependency edge** to `N`: a `#[service]` may hold `Ulak<NotificationSocket>` while
+//! `NotificationSocket` injects that service, and the app starts fine.
+//!
+//! - Inject **`Ulak<N>`** whenever code only needs to *send* to `N`'s clients — business
+//!   services, HTTP handlers ([`Inject<Ulak<N>>`](crate::Inject)), background jobs — and
+//!   always when `N` injects you back. The type parameter makes a wrong namespace a compile
+//!   error, and it is cheap to clone (one `Arc`).
+//! - Inject **`Arc<N>`** only to call `N`'s own methods (state the service keeps, helpers it
+//!   defines). That is a real dependency: `N` is built first, and `N` may not inject you back
+//!   (that cycle is reported at startup as `Circular dependency detected: A -> B -> A`).
+//! - Use **[`UlakBroker`]** when the namespace is chosen at run time by path
+//!   ([`UlakBroker::namespace`]), to reach every namespace ([`UlakBroker::broadcast_all`]), or
+//!   to send a batch ([`UlakBroker::bulk_send`]).
+//!
+//! ```
+//! use asena_runtime::prelude::*;
+//!
+//! #[service]
+//! struct UserService {
+//!     #[inject]
+//!     notifications: Ulak<NotificationSocket>, // no edge: no cycle
+//! }
+//!
+//! impl UserService {
+//!     fn profile_changed(&self, user_id: &str) -> Result<(), asena_runtime::UlakError> {
+//!         let room = format!("user:{user_id}");
+//!         self.notifications.to(&room, Json(json!({"type": "profile_updated"})))?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[websocket(path = "/notifications", name = "NotificationSocket")]
+//! struct NotificationSocket {
+//!     #[inject]
+//!     users: Arc<UserService>, // the socket service may depend on the service
+//! }
+//!
+//! impl WebSocketService for NotificationSocket {
+//!     type Data = ();
+//!     async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+//!         Ok(())
+//!     }
+//! }
+//! ```
+//!
+//! # Messages
+//! Everything sent follows one rule ([`IntoFrame`]): `&str`/`String` go out as text frames
+//! exactly as given (a string is never re-quoted as JSON), bytes (`&[u8]`, `Vec<u8>`,
+//! `Bytes`) as binary frames, and any `Serialize` value as JSON text through [`Json`](crate::Json)
+//! (a `serde_json::Value` is JSON already). A message is encoded once per call, however many
+//! sockets receive it.
+//!
+//! # Where messages go
+//! Room sends and broadcasts reach local sockets directly and every other instance through
+//! the app's [`Transport`](crate::Transport); the returned counts are *local* recipients.
+//! [`UlakNamespace::to_socket`] delivers to a local socket, forwards to the other instances
+//! when the id is unknown here and a transport exists, and fails with
+//! [`SocketNotFound`](UlakErrorCode::SocketNotFound) when there is no transport.
+//!
+//! # Errors
+//! Every failure is an [`UlakError`] with a stable [`UlakErrorCode`]. Batch operations
+//! ([`UlakBroker::bulk_send`], [`UlakBroker::broadcast_all`]) never fail as a whole: they
+//! return a [`BulkResult`] with one result per item. The codes this version produces:
+//!
+//! | code | when |
+//! |---|---|
+//! | `NamespaceNotFound` | [`UlakBroker::namespace`] (and bulk items) for a path no service serves |
+//! | `InvalidNamespace` | a path that does not start with `/` |
+//! | `InvalidMessage` | a [`Json`](crate::Json) value that cannot be serialised |
+//! | `SendFailed` | `to_socket` to a local socket that is closing or whose queue is full |
+//! | `SocketNotFound` | `to_socket` to an id unknown here, with no transport to forward it |
+//!
+//! The other codes are reserved so that matching code keeps compiling as the API grows:
+//! `NamespaceAlreadyExists` (namespaces are fixed when the app is built; duplicate paths are
+//! a startup error), `BroadcastFailed` (a local broadcast cannot fail as a whole; transport
+//! publishing is asynchronous, and its failures are logged and counted by the transport),
+//! `ServiceNotInitialized` (handles exist only once the app is built), `NoTransport`,
+//! `TransportNotFound`, `Timeout` and `RemoteError` (for acknowledged and remote operations).
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -25,33 +101,61 @@ use crate::ws::{Frame, IntoFrame, WebSocketService};
 pub enum UlakErrorCode {
     /// No websocket service is registered at that path.
     NamespaceNotFound,
-    /// A namespace with that path already exists (reserved for dynamic namespaces).
+    /// Reserved: a namespace with that path already exists. Namespaces are fixed when the
+    /// app is built (duplicate paths are a startup error), so this version never returns it.
     NamespaceAlreadyExists,
     /// The path is not a namespace path (it must start with `/`).
     InvalidNamespace,
-    /// The message could not be encoded (e.g. JSON serialisation failed).
+    /// The message could not be encoded (JSON serialisation failed).
     InvalidMessage,
-    /// A send to a room or socket failed.
+    /// A send to a local socket failed: it is closing, or its send queue is full.
     SendFailed,
-    /// A broadcast failed.
+    /// Reserved: a broadcast failed as a whole. Local broadcasts cannot; transport
+    /// publishing is asynchronous and its failures are logged by the transport.
     BroadcastFailed,
     /// No local socket has that id and no transport could carry the message elsewhere.
     SocketNotFound,
-    /// The broker was used before the app finished building.
+    /// Reserved: a handle was used before the app was built. Handles only exist afterwards.
     ServiceNotInitialized,
-    /// The operation needs a transport to other instances, and the app has none.
+    /// Reserved: the operation needs a transport to other instances and the app has none.
     NoTransport,
-    /// A transport was named that the app does not have.
+    /// Reserved: a transport was named that the app does not have.
     TransportNotFound,
-    /// The operation did not finish in time.
+    /// Reserved: an acknowledged or remote operation did not finish in time.
     Timeout,
-    /// Another instance reported an error.
+    /// Reserved: another instance reported an error.
     RemoteError,
+}
+
+impl UlakErrorCode {
+    /// The code as Asena spells it on the wire and in logs (`"NAMESPACE_NOT_FOUND"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UlakErrorCode::NamespaceNotFound => "NAMESPACE_NOT_FOUND",
+            UlakErrorCode::NamespaceAlreadyExists => "NAMESPACE_ALREADY_EXISTS",
+            UlakErrorCode::InvalidNamespace => "INVALID_NAMESPACE",
+            UlakErrorCode::InvalidMessage => "INVALID_MESSAGE",
+            UlakErrorCode::SendFailed => "SEND_FAILED",
+            UlakErrorCode::BroadcastFailed => "BROADCAST_FAILED",
+            UlakErrorCode::SocketNotFound => "SOCKET_NOT_FOUND",
+            UlakErrorCode::ServiceNotInitialized => "SERVICE_NOT_INITIALIZED",
+            UlakErrorCode::NoTransport => "NO_TRANSPORT",
+            UlakErrorCode::TransportNotFound => "TRANSPORT_NOT_FOUND",
+            UlakErrorCode::Timeout => "TIMEOUT",
+            UlakErrorCode::RemoteError => "REMOTE_ERROR",
+        }
+    }
+}
+
+impl fmt::Display for UlakErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An Ulak operation failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{code:?}{}: {message}", namespace.as_deref().map(|n| format!(" on {n}")).unwrap_or_default())]
+#[error("{code}{}: {message}", namespace.as_deref().map(|n| format!(" on {n}")).unwrap_or_default())]
 pub struct UlakError {
     /// The code.
     pub code: UlakErrorCode,
@@ -65,7 +169,11 @@ pub struct UlakError {
 }
 
 impl UlakError {
-    pub(crate) fn new(code: UlakErrorCode, namespace: Option<&str>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        code: UlakErrorCode,
+        namespace: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
         UlakError {
             code,
             namespace: namespace.map(str::to_owned),
@@ -74,11 +182,14 @@ impl UlakError {
         }
     }
 
-    fn invalid_message(namespace: &str, err: serde_json::Error) -> Self {
+    fn invalid_message(
+        namespace: &str,
+        err: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         UlakError {
             code: UlakErrorCode::InvalidMessage,
             namespace: Some(namespace.to_owned()),
-            message: "message could not be encoded".into(),
+            message: "message could not be encoded as JSON".into(),
             source: Some(Box::new(err)),
         }
     }
@@ -221,7 +332,7 @@ impl Inject for UlakBroker {
 pub struct BulkOp {
     namespace: String,
     target: BulkTarget,
-    message: Result<Frame, String>,
+    message: Result<Frame, serde_json::Error>,
 }
 
 #[derive(Debug, Clone)]
@@ -236,7 +347,7 @@ impl BulkOp {
         BulkOp {
             namespace: namespace.to_owned(),
             target,
-            message: message.into_frame().map_err(|e| e.to_string()),
+            message: message.into_frame(),
         }
     }
     /// Send to a room of a namespace.
@@ -352,45 +463,42 @@ impl UlakBroker {
         self.inner.by_path.contains_key(path)
     }
 
-    /// Broadcasts to every namespace; one result per namespace, in path order.
+    /// Broadcasts to every namespace; one result per namespace, in path order (`Ok` holds
+    /// local recipients). A message that cannot be encoded fails every item with
+    /// `InvalidMessage`.
     pub fn broadcast_all(&self, message: impl IntoFrame) -> BulkResult {
-        let frame = match message.into_frame() {
-            Ok(f) => f,
+        let paths = self.namespaces();
+        let results = match message.into_frame() {
+            Ok(frame) => paths
+                .iter()
+                .map(|p| Ok(self.inner.by_path[p].emit_all(&frame)))
+                .collect(),
             Err(e) => {
-                let msg = e.to_string();
-                return BulkResult::from_results(
-                    self.namespaces()
-                        .iter()
-                        .map(|p| {
-                            Err(UlakError::new(UlakErrorCode::InvalidMessage, Some(p), msg.clone()))
-                        })
-                        .collect(),
-                );
+                let e = Arc::new(e);
+                paths
+                    .iter()
+                    .map(|p| Err(UlakError::invalid_message(p, e.clone())))
+                    .collect()
             }
         };
-        let results = self
-            .namespaces()
-            .iter()
-            .map(|p| Ok(self.inner.by_path[p].emit_all(&frame)))
-            .collect();
         BulkResult::from_results(results)
     }
 
-    /// Runs every operation; failures are reported per operation.
+    /// Runs every operation in order; each one's failure is reported in its own result
+    /// (`NamespaceNotFound`, `InvalidNamespace`, `InvalidMessage`, `SocketNotFound`,
+    /// `SendFailed`) and never stops the others. `Ok` holds local recipients (1 for a
+    /// delivered or forwarded `to_socket`).
     pub fn bulk_send(&self, ops: impl IntoIterator<Item = BulkOp>) -> BulkResult {
         let results = ops
             .into_iter()
             .map(|op| {
                 let ns = self.namespace(&op.namespace)?;
-                let frame = op.message.map_err(|m| {
-                    UlakError::new(UlakErrorCode::InvalidMessage, Some(&op.namespace), m)
-                })?;
+                let frame = op
+                    .message
+                    .map_err(|e| UlakError::invalid_message(&op.namespace, e))?;
                 match op.target {
                     BulkTarget::Room(room) => ns.to(&room, &frame),
-                    BulkTarget::Broadcast => ns.broadcast(&frame).map_err(|mut e| {
-                        e.code = UlakErrorCode::BroadcastFailed;
-                        e
-                    }),
+                    BulkTarget::Broadcast => ns.broadcast(&frame),
                     BulkTarget::Socket(id) => ns.to_socket(&id, &frame).map(|()| 1),
                 }
             })
