@@ -598,6 +598,11 @@ async fn path_parameters_reach_middleware_and_socket() -> anyhow::Result<()> {
     let open = c.recv_json().await?;
     assert_eq!(open["values"]["who"], "42");
     assert_eq!(open["param"], "42");
+    // Parameters are percent-decoded, like query values.
+    let mut c = s.connect("/user/a%20b").await?;
+    let open = c.recv_json().await?;
+    assert_eq!(open["values"]["who"], "a b");
+    assert_eq!(open["param"], "a b");
     s.stop().await
 }
 

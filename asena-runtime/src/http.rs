@@ -82,7 +82,10 @@ impl<S: Send + Sync, T: Injected + ?Sized> FromRequestParts<S> for Inject<T> {
             .get::<AppRef>()
             .and_then(|a| a.0.upgrade())
             .map(Asena::from_inner)
-            .ok_or((StatusCode::INTERNAL_SERVER_ERROR, "Asena app is not running"))?;
+            .ok_or((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Asena app is not running",
+            ))?;
         match T::extract(&app) {
             Some(v) => Ok(Inject(v)),
             None => {
@@ -91,7 +94,10 @@ impl<S: Send + Sync, T: Injected + ?Sized> FromRequestParts<S> for Inject<T> {
                     component = std::any::type_name::<T>(),
                     "Inject<T>: the component is not registered in this app"
                 );
-                Err((StatusCode::INTERNAL_SERVER_ERROR, "component not registered"))
+                Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "component not registered",
+                ))
             }
         }
     }

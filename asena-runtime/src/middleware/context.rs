@@ -117,7 +117,12 @@ impl Context {
 
     /// The token of an `Authorization: Bearer <token>` header.
     pub fn bearer_token(&self) -> Option<&str> {
-        let value = self.parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let value = self
+            .parts
+            .headers
+            .get(header::AUTHORIZATION)?
+            .to_str()
+            .ok()?;
         let (scheme, token) = value.split_once(' ')?;
         scheme
             .eq_ignore_ascii_case("bearer")
@@ -153,7 +158,9 @@ impl Context {
         &mut self.extensions
     }
 
-    /// Headers added to the `101 Switching Protocols` response.
+    /// Headers added to the `101 Switching Protocols` response when the upgrade goes ahead
+    /// (a [`Rejection`](crate::Rejection) carries its own headers instead). Appending from
+    /// several middlewares keeps their order, which makes the chain order observable.
     pub fn response_headers_mut(&mut self) -> &mut HeaderMap {
         &mut self.response_headers
     }

@@ -1,10 +1,51 @@
 //! Middleware that runs before the WebSocket upgrade.
 //!
-//! The chain for a service is: global middlewares registered on the builder whose
-//! [`Scope`] matches the path, then the service's own `middlewares = [..]` in declared order,
-//! then the upgrade. Each middleware either continues with `next.run(ctx).await`, or rejects
-//! with a [`Rejection`] (answered as-is; no socket is created). A middleware that does
-//! neither is answered `403 Forbidden`, and a panic `500` with a generic body.
+//! The chain for a request is: the global middlewares registered with
+//! [`AsenaBuilder::with_middleware`](crate::AsenaBuilder::with_middleware) whose [`Scope`]
+//! matches the request path (in registration order), then the service's own
+//! `middlewares = [..]` in declared order, then the upgrade. The Origin allow-list
+//! ([`AsenaBuilder::allowed_origins`](crate::AsenaBuilder::allowed_origins)) is checked
+//! before any middleware runs.
+//!
+//! Each middleware decides one of:
+//! - **continue** with `next.run(ctx).await` (code after it sees the outcome of the rest of
+//!   the chain, so a middleware can time or log the request);
+//! - **reject** with `Err(Rejection)`: answered as-is (any status, headers and body); no
+//!   socket is created and `on_open` never runs;
+//! - **neither** (returns `Ok(())` without calling `next`): answered
+//!   `403 {"error":"Forbidden"}` — requests are refused by default, never upgraded anyway;
+//! - **panic**: answered `500 {"error":"Internal Server Error"}`; the panic message is only
+//!   logged, never sent.
+//!
+//! [`Context::set_websocket_value`] stores the connection's typed values (the last call
+//! wins); the service reads them as `ws.data().values`. If their type is not the service's
+//! `Data`, the upgrade is answered 500 and the log names both types.
+//!
+//! ```
+//! use asena_runtime::prelude::*;
+//!
+//! /// Adds a request id that later middlewares can read, and returns it on the 101.
+//! #[middleware]
+//! struct RequestId;
+//!
+//! #[derive(Clone)]
+//! struct Id(String);
+//!
+//! impl Middleware for RequestId {
+//!     async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+//!         let id = ctx.header("x-request-id").unwrap_or("generated").to_owned();
+//!         ctx.extensions_mut().insert(Id(id.clone()));
+//!         if let Ok(value) = id.parse() {
+//!             ctx.response_headers_mut().insert("x-request-id", value);
+//!         }
+//!         next.run(ctx).await
+//!     }
+//! }
+//!
+//! # fn builder() -> asena_runtime::AsenaBuilder {
+//! Asena::builder().with_middleware::<RequestId>(Scope::all().exclude("/health"))
+//! # }
+//! ```
 
 mod context;
 
@@ -59,7 +100,11 @@ type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A middleware with its type erased, as chains hold it.
 #[doc(hidden)]
 pub trait ErasedMiddleware: Send + Sync + 'static {
-    fn handle<'a>(&'a self, ctx: &'a mut Context, next: Next<'a>) -> BoxFut<'a, Result<(), Rejection>>;
+    fn handle<'a>(
+        &'a self,
+        ctx: &'a mut Context,
+        next: Next<'a>,
+    ) -> BoxFut<'a, Result<(), Rejection>>;
     fn name(&self) -> &'static str;
 }
 
@@ -72,7 +117,11 @@ impl std::fmt::Debug for dyn ErasedMiddleware {
 struct Adapter<M>(Arc<M>);
 
 impl<M: Middleware + Component> ErasedMiddleware for Adapter<M> {
-    fn handle<'a>(&'a self, ctx: &'a mut Context, next: Next<'a>) -> BoxFut<'a, Result<(), Rejection>> {
+    fn handle<'a>(
+        &'a self,
+        ctx: &'a mut Context,
+        next: Next<'a>,
+    ) -> BoxFut<'a, Result<(), Rejection>> {
         Box::pin(self.0.handle(ctx, next))
     }
     fn name(&self) -> &'static str {
@@ -83,9 +132,12 @@ impl<M: Middleware + Component> ErasedMiddleware for Adapter<M> {
 /// Turns a built middleware into a chain link; referenced by generated records.
 #[doc(hidden)]
 pub fn middleware_entry<M: Middleware + Component>(instance: AnyArc) -> Arc<dyn ErasedMiddleware> {
-    let m = instance
-        .downcast::<M>()
-        .unwrap_or_else(|_| panic!("invariant: record of {} built another type", std::any::type_name::<M>()));
+    let m = instance.downcast::<M>().unwrap_or_else(|_| {
+        panic!(
+            "invariant: record of {} built another type",
+            std::any::type_name::<M>()
+        )
+    });
     Arc::new(Adapter(m))
 }
 
@@ -132,7 +184,9 @@ pub(crate) async fn run_chain(
                 path,
                 "a middleware neither continued nor rejected; answering 403"
             );
-            ChainOutcome::Respond(Rejection::json(403, serde_json::json!({"error": "Forbidden"})).into_response())
+            ChainOutcome::Respond(
+                Rejection::json(403, serde_json::json!({"error": "Forbidden"})).into_response(),
+            )
         }
         Ok(Err(rejection)) => {
             tracing::debug!(target: "asena::middleware", path, status = %rejection.status, "rejected");
@@ -157,10 +211,23 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    /// A rejection with `status` and an empty body. Invalid codes become 500.
+    /// A rejection with `status` and an empty body. Codes that cannot end a request
+    /// (invalid ones and `1xx`, which would claim a protocol switch that never happens)
+    /// become 500.
     pub fn new(status: u16) -> Rejection {
+        let status = StatusCode::from_u16(status)
+            .ok()
+            .filter(|s| !s.is_informational())
+            .unwrap_or_else(|| {
+                tracing::error!(
+                    target: "asena::middleware",
+                    status,
+                    "a rejection needs a final status (200-999); answering 500"
+                );
+                StatusCode::INTERNAL_SERVER_ERROR
+            });
         Rejection {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            status,
             headers: HeaderMap::new(),
             body: bytes::Bytes::new(),
         }
@@ -170,7 +237,10 @@ impl Rejection {
     pub fn json(status: u16, body: serde_json::Value) -> Rejection {
         let mut r = Rejection::new(status);
         r.body = serde_json::to_vec(&body).unwrap_or_default().into();
-        r.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         r
     }
 
@@ -185,12 +255,43 @@ impl Rejection {
         r
     }
 
-    /// Adds a response header (invalid names or values are ignored).
+    /// Sets a response header, replacing an earlier value of the same name (so it can
+    /// override the `content-type` of [`json`](Self::json) or [`text`](Self::text)).
+    /// Invalid names or values are ignored and logged.
     pub fn with_header(mut self, name: &str, value: &str) -> Rejection {
-        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            self.headers.insert(n, v);
+        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            (Ok(n), Ok(v)) => {
+                self.headers.insert(n, v);
+            }
+            _ => {
+                tracing::warn!(target: "asena::middleware", name, "ignoring an invalid rejection header")
+            }
         }
         self
+    }
+
+    /// Adds a response header, keeping earlier values of the same name (e.g. several
+    /// `set-cookie`). Invalid names or values are ignored and logged.
+    pub fn append_header(mut self, name: &str, value: &str) -> Rejection {
+        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            (Ok(n), Ok(v)) => {
+                self.headers.append(n, v);
+            }
+            _ => {
+                tracing::warn!(target: "asena::middleware", name, "ignoring an invalid rejection header")
+            }
+        }
+        self
+    }
+
+    /// The response headers set so far.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
     }
 
     /// The status code.
@@ -238,15 +339,15 @@ impl Scope {
         Scope::default()
     }
 
-    /// Adds an include pattern.
+    /// Adds an include pattern (e.g. `"/admin/*"`).
     pub fn include(mut self, pattern: impl Into<String>) -> Scope {
-        self.include.push(pattern.into());
+        self.include.push(checked(pattern.into()));
         self
     }
 
-    /// Adds an exclude pattern.
+    /// Adds an exclude pattern (e.g. `"/admin/health"`).
     pub fn exclude(mut self, pattern: impl Into<String>) -> Scope {
-        self.exclude.push(pattern.into());
+        self.exclude.push(checked(pattern.into()));
         self
     }
 
@@ -255,6 +356,19 @@ impl Scope {
         (self.include.is_empty() || self.include.iter().any(|p| glob(p, path)))
             && !self.exclude.iter().any(|p| glob(p, path))
     }
+}
+
+/// Warns about a pattern that can never match: paths always start with `/`.
+fn checked(pattern: String) -> String {
+    if !pattern.starts_with(['/', '*']) {
+        tracing::warn!(
+            target: "asena::middleware",
+            pattern,
+            "middleware scope pattern does not start with `/` or `*` and matches no request path; \
+             write it with the leading slash, e.g. `/{pattern}`"
+        );
+    }
+    pattern
 }
 
 /// `*` matches any run of characters.
@@ -291,6 +405,41 @@ mod tests {
         assert!(!glob("/a/*/c", "/a/b/d"));
         assert!(glob("/exact", "/exact"));
         assert!(!glob("/exact", "/exactly"));
+    }
+
+    #[test]
+    fn informational_status_is_not_a_rejection() {
+        assert_eq!(
+            Rejection::new(101).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            Rejection::new(42).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(Rejection::new(204).status(), StatusCode::NO_CONTENT);
+    }
+
+    #[test]
+    fn headers_replace_or_append() {
+        let r = Rejection::json(429, serde_json::json!({}))
+            .with_header("content-type", "application/problem+json")
+            .append_header("set-cookie", "a=1")
+            .append_header("set-cookie", "b=2")
+            .with_header("bad name", "x");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert_eq!(r.headers().get_all(header::SET_COOKIE).iter().count(), 2);
+        assert_eq!(r.headers().len(), 3);
+        assert_eq!(r.body(), b"{}");
+    }
+
+    #[test]
+    fn scope_without_leading_slash_matches_nothing() {
+        assert!(!Scope::all().include("admin/*").matches("/admin/x"));
+        assert!(Scope::all().include("*/x").matches("/admin/x"));
     }
 
     #[test]
