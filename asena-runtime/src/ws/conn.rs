@@ -1,7 +1,6 @@
 //! The two tasks of a connection: the reader (decodes frames, runs handlers in order) and the
 //! writer (drains the outbox in batches).
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
@@ -19,6 +18,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 
 use super::frame::{Decoder, Incoming, close_code};
+use super::outbox::Pending;
 use super::{Conn, Frame, Message, Socket, WebSocketService};
 use crate::error::BoxError;
 
@@ -27,9 +27,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a close may wait behind a peer that does not read (slow consumer) before the
 /// connection is dropped without the closing handshake.
 const CLOSE_STALL: Duration = Duration::from_secs(10);
-/// Frames larger than this are written straight from their buffer instead of being copied
-/// into the batch buffer.
-const COPY_LIMIT: usize = 16 * 1024;
 /// Read size per syscall.
 const READ_CHUNK: usize = 16 * 1024;
 const FAR_FUTURE: Duration = Duration::from_secs(86400 * 365);
@@ -290,22 +287,23 @@ where
     W: AsyncWrite + Unpin + Send,
 {
     let conn = socket.as_socket_ref().conn.clone();
-    let mut batch: VecDeque<Bytes> = VecDeque::new();
-    let mut buf: Vec<u8> = Vec::new();
+    let mut pending = Pending::default();
     loop {
-        let taken = conn.outbox.take(&mut batch);
-        if batch.is_empty() && taken.close.is_none() {
-            if conn.outbox.finished() {
+        // One lock round-trip: takes the queue and says what to do when it was empty.
+        let taken = conn.outbox.take(&mut pending);
+        if pending.is_empty() && taken.close.is_none() {
+            if taken.finished {
                 break;
             }
-            if conn.outbox.drained() {
+            if taken.drained {
                 service.on_drain(&socket).await;
                 continue;
             }
             conn.outbox.wake_writer.notified().await;
             continue;
         }
-        let mut result = write_batch(&mut w, &mut batch, &mut buf).await;
+        let mut result = write_pending(&mut w, &pending).await;
+        pending.clear();
         let closing = taken.close.is_some();
         if let (Ok(()), Some(close)) = (&result, taken.close) {
             result = async {
@@ -318,41 +316,16 @@ where
         if result.is_err() || closing {
             break;
         }
-        if buf.capacity() > 256 * 1024 {
-            buf = Vec::new();
-        }
-        if batch.capacity() > 4096 {
-            batch = VecDeque::new();
-        }
     }
     conn.outbox.seal();
     conn.wake_reader.notify_one();
 }
 
-/// Writes every queued frame with as few syscalls as possible.
-async fn write_batch<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    batch: &mut VecDeque<Bytes>,
-    buf: &mut Vec<u8>,
-) -> io::Result<()> {
-    if batch.len() == 1 {
-        let frame = batch.pop_front().expect("invariant: len is 1");
-        return w.write_all(&frame).await;
-    }
-    buf.clear();
-    for frame in batch.drain(..) {
-        if frame.len() > COPY_LIMIT {
-            if !buf.is_empty() {
-                w.write_all(buf).await?;
-                buf.clear();
-            }
-            w.write_all(&frame).await?;
-        } else {
-            buf.extend_from_slice(&frame);
-        }
-    }
-    if !buf.is_empty() {
-        w.write_all(buf).await?;
+/// Writes everything taken from the outbox: small frames are already contiguous, so a batch
+/// without large frames is a single `write_all`.
+async fn write_pending<W: AsyncWrite + Unpin>(w: &mut W, pending: &Pending) -> io::Result<()> {
+    for segment in pending.segments() {
+        w.write_all(segment).await?;
     }
     Ok(())
 }
