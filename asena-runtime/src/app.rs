@@ -249,7 +249,11 @@ impl AsenaBuilder {
         let globals: Vec<(Arc<dyn ErasedMiddleware>, Scope)> = self
             .globals
             .iter()
-            .filter_map(|(r, scope)| erased_middleware(r).map(|m| (m, scope.clone())))
+            .map(|(r, scope)| {
+                let m = erased_middleware(r)
+                    .expect("invariant: with_middleware registered this middleware");
+                (m, scope.clone())
+            })
             .collect();
         let globals: Arc<[(Arc<dyn ErasedMiddleware>, Scope)]> = globals.into();
 
@@ -267,15 +271,18 @@ impl AsenaBuilder {
                 .find(|(id, _)| *id == (record.type_id)())
                 .map(|(_, ns)| ns.clone())
                 .expect("invariant: every websocket record has a namespace");
+            // Plan::new proved every listed middleware is a registered middleware: a missing
+            // link here would fail open, so it is an invariant, not something to skip.
             let own: Vec<Arc<dyn ErasedMiddleware>> = ws
                 .middlewares
                 .iter()
-                .filter_map(|m| {
+                .map(|m| {
                     container
                         .order
                         .iter()
                         .find(|r| (r.type_id)() == (m.type_id)())
                         .and_then(|r| erased_middleware(r))
+                        .expect("invariant: validated middleware is built")
                 })
                 .collect();
             let origins = self
