@@ -120,8 +120,7 @@ impl NatsTransport {
             .map_err(|e| connect_error(Box::new(e)))?;
         let subscribed = async {
             let sub = client.subscribe(NATS_SUBJECT).await?;
-            // The server has the subscription once the flush round trip is done.
-            client.flush().await?;
+            confirm_subscription(&client, &self.pod_id).await?;
             Ok::<_, crate::error::BoxError>(sub)
         };
         let subscriber = match tokio::time::timeout(CONNECT_TIMEOUT, subscribed).await {
@@ -169,6 +168,24 @@ impl NatsTransport {
         let _ = self.queue.set(tx);
         tracing::info!(target: "asena::transport", transport = "nats", url = %self.url, pod_id = %self.pod_id, "connected");
         Ok(())
+    }
+}
+
+/// Waits until the server has processed our SUB, so messages other instances publish once
+/// `init` returned are not missed. `flush` only writes the socket; a request to a subject
+/// nobody serves is a real round trip on this connection, answered with "no responders"
+/// after everything sent before it.
+async fn confirm_subscription(
+    client: &async_nats::Client,
+    pod_id: &str,
+) -> Result<(), crate::error::BoxError> {
+    use async_nats::RequestErrorKind;
+    let probe = client.request(format!("{NATS_SUBJECT}.ready.{pod_id}"), Bytes::new());
+    match tokio::time::timeout(CONNECT_TIMEOUT, probe).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => Ok(()),
+        Ok(Err(e)) => Err(Box::new(e)),
+        Err(e) => Err(Box::new(e)),
     }
 }
 
