@@ -11,6 +11,12 @@
 //! pod id of the publisher (receivers drop their own messages), and `b` is present (as `1`)
 //! only when `d` carries base64-encoded binary data.
 
+// With only some broker features enabled, parts of the shared code go unused.
+#![cfg_attr(
+    not(all(feature = "redis", feature = "nats")),
+    allow(dead_code, unreachable_code, unused_imports, unused_variables)
+)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -224,6 +230,9 @@ enum Backend {
     Redis(::redis::aio::MultiplexedConnection),
     #[cfg(feature = "nats")]
     Nats(async_nats::Client),
+    /// No broker feature is enabled: an emitter cannot exist.
+    #[cfg(not(any(feature = "redis", feature = "nats")))]
+    None(std::convert::Infallible),
 }
 
 /// Publishes into a fleet from a process that runs no server (a worker, a cron job, a CLI).
@@ -255,6 +264,8 @@ impl std::fmt::Debug for Emitter {
             Backend::Redis(_) => "redis",
             #[cfg(feature = "nats")]
             Backend::Nats(_) => "nats",
+            #[cfg(not(any(feature = "redis", feature = "nats")))]
+            Backend::None(n) => match *n {},
         };
         f.debug_struct("Emitter")
             .field("backend", &kind)
@@ -381,6 +392,8 @@ impl Emitter {
                     .await
                     .map_err(|e| TransportError::Other(Box::new(e)))?;
             }
+            #[cfg(not(any(feature = "redis", feature = "nats")))]
+            Backend::None(n) => match *n {},
         }
         Ok(())
     }
@@ -395,6 +408,8 @@ impl Emitter {
                 let _ = client.flush().await;
                 let _ = client.drain().await;
             }
+            #[cfg(not(any(feature = "redis", feature = "nats")))]
+            Backend::None(n) => match n {},
         }
     }
 }
