@@ -42,7 +42,22 @@ pub(crate) fn parse_args(tokens: proc_macro2::TokenStream, accepts: Accepts) -> 
 }
 
 fn duplicate(span: Span, key: &str) -> syn::Error {
-    syn::Error::new(span, format!("`{key}` specified more than once"))
+    syn::Error::new(
+        span,
+        format!("`{key}` specified more than once\nhint: keep a single `{key} = ...`"),
+    )
+}
+
+/// `= "..."` after `key`; a non-string value gets an example of the right form.
+fn string_value(input: ParseStream<'_>, key: &str, example: &str) -> syn::Result<LitStr> {
+    input.parse::<Token![=]>()?;
+    if input.peek(LitStr) {
+        return input.parse();
+    }
+    Err(syn::Error::new(
+        input.span(),
+        format!("`{key}` expects a string literal\nhint: `{key} = {example}`"),
+    ))
 }
 
 fn parse_inner(input: ParseStream<'_>, accepts: Accepts) -> syn::Result<Args> {
@@ -56,18 +71,20 @@ fn parse_inner(input: ParseStream<'_>, accepts: Accepts) -> syn::Result<Args> {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::path) && matches!(accepts, Accepts::WebSocket) {
             let key = input.parse::<kw::path>()?;
-            input.parse::<Token![=]>()?;
-            let value: LitStr = input.parse()?;
+            let value = string_value(input, "path", "\"/chat\"")?;
             if args.path.is_some() {
                 push(duplicate(key.span, "path"));
             }
             args.path = Some(value);
         } else if lookahead.peek(kw::name) {
             let key = input.parse::<kw::name>()?;
-            input.parse::<Token![=]>()?;
-            let value: LitStr = input.parse()?;
+            let value = string_value(input, "name", "\"ChatSocket\"")?;
             if value.value().trim().is_empty() {
-                push(syn::Error::new(value.span(), "`name` must not be empty"));
+                push(syn::Error::new(
+                    value.span(),
+                    "`name` must not be empty\nhint: remove `name` to use the type's name, \
+                     or write e.g. `name = \"ChatSocket\"`",
+                ));
             }
             if args.name.is_some() {
                 push(duplicate(key.span, "name"));
@@ -76,6 +93,13 @@ fn parse_inner(input: ParseStream<'_>, accepts: Accepts) -> syn::Result<Args> {
         } else if lookahead.peek(kw::middlewares) && matches!(accepts, Accepts::WebSocket) {
             let key = input.parse::<kw::middlewares>()?;
             input.parse::<Token![=]>()?;
+            if !input.peek(syn::token::Bracket) {
+                return Err(syn::Error::new(
+                    input.span(),
+                    "`middlewares` expects a list of middleware types in square brackets\n\
+                     hint: `middlewares = [Auth]` or `middlewares = [Auth, RateLimit]`",
+                ));
+            }
             let content;
             bracketed!(content in input);
             let list = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
@@ -168,12 +192,53 @@ mod tests {
     #[test]
     fn reports_duplicates() {
         let msg = err(quote!(path = "/a", path = "/b"), Accepts::WebSocket);
-        assert_eq!(msg, "`path` specified more than once");
+        assert_eq!(
+            msg,
+            "`path` specified more than once\nhint: keep a single `path = ...`"
+        );
+    }
+
+    #[test]
+    fn reports_every_duplicate_at_once() {
+        let result = parse_args(
+            quote!(path = "/a", name = "A", path = "/b", name = "B"),
+            Accepts::WebSocket,
+        );
+        let messages: Vec<String> = match result {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        };
+        assert_eq!(messages.len(), 2);
+        assert!(messages[0].starts_with("`path` specified more than once"));
+        assert!(messages[1].starts_with("`name` specified more than once"));
     }
 
     #[test]
     fn rejects_empty_name() {
         let msg = err(quote!(name = " "), Accepts::Component);
-        assert_eq!(msg, "`name` must not be empty");
+        assert!(msg.starts_with("`name` must not be empty\nhint: "), "{msg}");
+    }
+
+    #[test]
+    fn non_string_values_get_an_example() {
+        let msg = err(quote!(path = chat), Accepts::WebSocket);
+        assert_eq!(
+            msg,
+            "`path` expects a string literal\nhint: `path = \"/chat\"`"
+        );
+        let msg = err(quote!(name = 3), Accepts::Component);
+        assert_eq!(
+            msg,
+            "`name` expects a string literal\nhint: `name = \"ChatSocket\"`"
+        );
+    }
+
+    #[test]
+    fn middlewares_must_be_a_list() {
+        let msg = err(quote!(path = "/a", middlewares = Auth), Accepts::WebSocket);
+        assert!(
+            msg.starts_with("`middlewares` expects a list of middleware types in square brackets"),
+            "{msg}"
+        );
     }
 }

@@ -33,23 +33,24 @@ pub(crate) fn parse_struct(item: TokenStream, macro_name: &str) -> syn::Result<C
                 Item::Mod(_) => "a module",
                 _ => "this item",
             };
-            return Err(syn::Error::new(
-                item_span(&other),
+            return Err(syn::Error::new_spanned(
+                item_head(&other),
                 format!(
                     "{macro_name} can only be applied to a struct, not {what}\n\
-                     hint: declare a struct, e.g. `{macro_name} struct MyComponent {{ .. }}`"
+                     hint: declare a struct, e.g. {}",
+                    struct_example(macro_name)
                 ),
             ));
         }
     };
     if !item.generics.params.is_empty() {
-        return Err(syn::Error::new(
-            item.generics.span(),
+        return Err(syn::Error::new_spanned(
+            &item.generics,
             format!(
                 "{macro_name} does not support generic structs: the container builds exactly one \
                  instance of each registered type\n\
-                 hint: register a concrete type, e.g. `type UserCache = Cache<User>;` wrapped in \
-                 its own struct"
+                 hint: wrap a concrete instantiation in a non-generic struct, e.g. \
+                 `{macro_name} struct UserCache {{ cache: Cache<User> }}`"
             ),
         ));
     }
@@ -60,10 +61,11 @@ pub(crate) fn parse_struct(item: TokenStream, macro_name: &str) -> syn::Result<C
         let mut keep = Vec::with_capacity(field.attrs.len());
         for attr in field.attrs.drain(..) {
             if attr.path().is_ident("inject") {
-                if let Err(e) = attr.meta.require_path_only() {
-                    let e = syn::Error::new(
-                        e.span(),
-                        "`#[inject]` takes no arguments\nhint: write `#[inject]` alone",
+                if attr.meta.require_path_only().is_err() {
+                    let e = syn::Error::new_spanned(
+                        &attr.meta,
+                        "`#[inject]` takes no arguments: the field's type says what is injected\n\
+                         hint: write `#[inject]` alone, e.g. `#[inject] tokens: Arc<TokenService>`",
                     );
                     match &mut errors {
                         Some(all) => all.combine(e),
@@ -99,15 +101,45 @@ pub(crate) fn parse_struct(item: TokenStream, macro_name: &str) -> syn::Result<C
     }
 }
 
-fn item_span(item: &Item) -> proc_macro2::Span {
+/// The tokens that name a wrongly annotated item (`enum Mode`, `fn chat`), for the error span.
+fn item_head(item: &Item) -> TokenStream {
     match item {
-        Item::Enum(e) => e.enum_token.span(),
-        Item::Fn(f) => f.sig.fn_token.span(),
-        Item::Impl(i) => i.impl_token.span(),
-        Item::Trait(t) => t.trait_token.span(),
-        Item::Union(u) => u.union_token.span(),
-        Item::Mod(m) => m.mod_token.span(),
-        other => other.span(),
+        Item::Enum(e) => {
+            let (kw, ident) = (&e.enum_token, &e.ident);
+            quote!(#kw #ident)
+        }
+        Item::Fn(f) => {
+            let (kw, ident) = (&f.sig.fn_token, &f.sig.ident);
+            quote!(#kw #ident)
+        }
+        Item::Impl(i) => {
+            let (kw, ty) = (&i.impl_token, &i.self_ty);
+            quote!(#kw #ty)
+        }
+        Item::Trait(t) => {
+            let (kw, ident) = (&t.trait_token, &t.ident);
+            quote!(#kw #ident)
+        }
+        Item::Union(u) => {
+            let (kw, ident) = (&u.union_token, &u.ident);
+            quote!(#kw #ident)
+        }
+        Item::Mod(m) => {
+            let (kw, ident) = (&m.mod_token, &m.ident);
+            quote!(#kw #ident)
+        }
+        other => quote!(#other),
+    }
+}
+
+/// A correct use of each macro, for hints.
+fn struct_example(macro_name: &str) -> &'static str {
+    match macro_name {
+        "#[websocket]" => {
+            "`#[websocket(path = \"/chat\")] struct Chat;` plus `impl WebSocketService for Chat { .. }`"
+        }
+        "#[middleware]" => "`#[middleware] struct Auth;` plus `impl Middleware for Auth { .. }`",
+        _ => "`#[service] struct UserService { #[inject] repo: Arc<Repo> }`",
     }
 }
 
@@ -147,7 +179,27 @@ pub(crate) fn expand(component: ComponentStruct, parts: Expansion) -> TokenStrea
         if f.inject {
             quote_spanned!(ty.span()=> #member: <#ty as __asena::Inject>::resolve(__resolver, #field_name)?)
         } else {
-            quote_spanned!(ty.span()=> #member: <#ty as ::core::default::Default>::default())
+            quote_spanned!(ty.span()=> #member: <#ty as __AsenaDefaultField>::__asena_default())
+        }
+    });
+    // Fields without `#[inject]` go through this trait so a missing `Default` explains the
+    // choice between `Default` and `#[inject]` on the field's own span.
+    let default_check = fields.iter().any(|f| !f.inject).then(|| {
+        quote! {
+            #[diagnostic::on_unimplemented(
+                message = "`{Self}` does not implement `Default`, so a field of this type needs `#[inject]` or a `Default` impl",
+                label = "fields without `#[inject]` are built with `Default::default()`",
+                note = "derive or implement `Default` for `{Self}`",
+                note = "or let the container fill the field: `#[inject]` accepts `Arc<T>` or `Option<Arc<T>>` for a component `T`, `Ulak<N>` and `UlakBroker`"
+            )]
+            trait __AsenaDefaultField: ::core::marker::Sized {
+                fn __asena_default() -> Self;
+            }
+            impl<T: ::core::default::Default> __AsenaDefaultField for T {
+                fn __asena_default() -> Self {
+                    <T as ::core::default::Default>::default()
+                }
+            }
         }
     });
     let kind = &parts.kind;
@@ -190,6 +242,7 @@ pub(crate) fn expand(component: ComponentStruct, parts: Expansion) -> TokenStrea
 
             __asena::inventory::submit! { __asena::Registration(&#record) }
 
+            #default_check
             #extra_items
         };
     }
@@ -218,6 +271,50 @@ mod tests {
     }
 
     #[test]
+    fn websocket_hint_shows_a_path() {
+        let msg = match parse_struct(
+            quote!(
+                fn chat() {}
+            ),
+            "#[websocket]",
+        ) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        };
+        assert!(msg.starts_with("#[websocket] can only be applied to a struct, not a function"));
+        assert!(
+            msg.contains("#[websocket(path = \"/chat\")] struct Chat;"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn expansion_without_plain_fields_has_no_default_check() {
+        let parsed = parse_struct(
+            quote!(
+                struct A {
+                    #[inject]
+                    b: Arc<B>,
+                }
+            ),
+            "#[service]",
+        )
+        .expect("valid struct");
+        let out = expand(
+            parsed,
+            Expansion {
+                rt: quote!(::asena_runtime),
+                name: None,
+                kind: quote!(__asena::ComponentKind::Service),
+                extra_deps: Vec::new(),
+                extra_items: TokenStream::new(),
+            },
+        )
+        .to_string();
+        assert!(!out.contains("__AsenaDefaultField"));
+    }
+
+    #[test]
     fn rejects_generics() {
         let msg = err(quote!(
             struct A<T> {
@@ -230,7 +327,14 @@ mod tests {
     #[test]
     fn strips_inject_and_keeps_other_attributes() {
         let parsed = parse_struct(
-            quote!(struct A { #[inject] #[allow(dead_code)] b: Arc<B>, c: u32 }),
+            quote!(
+                struct A {
+                    #[inject]
+                    #[allow(dead_code)]
+                    b: Arc<B>,
+                    c: u32,
+                }
+            ),
             "#[service]",
         )
         .expect("valid struct");
@@ -243,14 +347,25 @@ mod tests {
 
     #[test]
     fn inject_with_arguments_is_an_error() {
-        let msg = err(quote!(struct A { #[inject(name = "x")] b: Arc<B> }));
+        let msg = err(quote!(
+            struct A {
+                #[inject(name = "x")]
+                b: Arc<B>,
+            }
+        ));
         assert!(msg.starts_with("`#[inject]` takes no arguments"));
     }
 
     #[test]
     fn expansion_registers_record_and_resolves_fields() {
         let parsed = parse_struct(
-            quote!(struct A { #[inject] b: Arc<B>, c: u32 }),
+            quote!(
+                struct A {
+                    #[inject]
+                    b: Arc<B>,
+                    c: u32,
+                }
+            ),
             "#[service]",
         )
         .expect("valid struct");
@@ -267,7 +382,8 @@ mod tests {
         .to_string();
         assert!(out.contains("inventory :: submit !"));
         assert!(out.contains("< Arc < B > as __asena :: Inject > :: resolve (__resolver , \"b\")"));
-        assert!(out.contains("< u32 as :: core :: default :: Default > :: default ()"));
+        assert!(out.contains("< u32 as __AsenaDefaultField > :: __asena_default ()"));
+        assert!(out.contains("trait __AsenaDefaultField"));
         assert!(out.contains("name : \"A\""));
     }
 }

@@ -43,9 +43,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         .iter()
         .map(|m| quote_spanned!(m.span()=> __asena::Dependency::required::<#m>()))
         .collect();
-    let checks = middlewares.iter().map(|m| {
-        quote_spanned!(m.span()=> __asena::assert_middleware::<#m>();)
-    });
+    let checks = middlewares
+        .iter()
+        .map(|m| quote_spanned!(m.span()=> __asena::assert_middleware::<#m>();));
     Ok(expand_component(
         component,
         Expansion {
@@ -72,7 +72,10 @@ fn validate_path(path: &LitStr) -> syn::Result<()> {
     let value = path.value();
     let hint = "hint: write an absolute path such as `path = \"/chat\"` or `path = \"/user/{id}\"`";
     if value.is_empty() {
-        return Err(syn::Error::new(path.span(), format!("`path` must not be empty\n{hint}")));
+        return Err(syn::Error::new(
+            path.span(),
+            format!("`path` must not be empty\n{hint}"),
+        ));
     }
     if !value.starts_with('/') {
         return Err(syn::Error::new(
@@ -83,7 +86,9 @@ fn validate_path(path: &LitStr) -> syn::Result<()> {
     if value.contains(['?', '#', ' ']) {
         return Err(syn::Error::new(
             path.span(),
-            format!("`path` must be a plain path without query, fragment or spaces, found `{value}`\n{hint}"),
+            format!(
+                "`path` must be a plain path without query, fragment or spaces, found `{value}`\n{hint}"
+            ),
         ));
     }
     let mut depth = 0i32;
@@ -111,7 +116,12 @@ mod tests {
     use super::*;
 
     fn err(args: TokenStream) -> String {
-        match expand(args, quote!(struct S;)) {
+        match expand(
+            args,
+            quote!(
+                struct S;
+            ),
+        ) {
             Ok(_) => panic!("expected an error"),
             Err(e) => e.to_string(),
         }
@@ -138,7 +148,9 @@ mod tests {
     fn expansion_names_path_middlewares_and_entry() {
         let out = expand(
             quote!(path = "/chat/{room}", middlewares = [Auth, Log]),
-            quote!(struct Chat;),
+            quote!(
+                struct Chat;
+            ),
         )
         .expect("valid")
         .to_string();

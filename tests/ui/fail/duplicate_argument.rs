@@ -1,0 +1,16 @@
+use asena_runtime::prelude::*;
+
+#[websocket(path = "/a", name = "A", path = "/b")]
+struct Chat;
+
+impl WebSocketService for Chat {
+    type Data = ();
+    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[service(name = "Users", name = "Accounts")]
+struct UserService;
+
+fn main() {}

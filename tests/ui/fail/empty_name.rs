@@ -1,0 +1,6 @@
+use asena_runtime::prelude::*;
+
+#[service(name = "")]
+struct UserService;
+
+fn main() {}

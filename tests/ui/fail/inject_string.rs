@@ -1,0 +1,9 @@
+use asena_runtime::prelude::*;
+
+#[service]
+struct Greeter {
+    #[inject]
+    greeting: String,
+}
+
+fn main() {}

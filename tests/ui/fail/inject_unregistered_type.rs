@@ -1,0 +1,11 @@
+use asena_runtime::prelude::*;
+
+struct Plain;
+
+#[service]
+struct Greeter {
+    #[inject]
+    plain: Arc<Plain>,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use asena_runtime::prelude::*;
+
+#[middleware]
+struct Auth;
+
+fn main() {}

@@ -1,0 +1,16 @@
+use asena_runtime::prelude::*;
+
+#[service]
+struct NotAMiddleware;
+
+#[websocket(path = "/chat", middlewares = [NotAMiddleware])]
+struct Chat;
+
+impl WebSocketService for Chat {
+    type Data = ();
+    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use asena_runtime::prelude::*;
+
+#[websocket(path = "/chat")]
+fn chat() {}
+
+fn main() {
+    chat();
+}

@@ -1,0 +1,6 @@
+use asena_runtime::prelude::*;
+
+#[service(path = "/users")]
+struct UserService;
+
+fn main() {}

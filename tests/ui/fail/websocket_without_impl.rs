@@ -1,0 +1,6 @@
+use asena_runtime::prelude::*;
+
+#[websocket(path = "/chat")]
+struct Chat;
+
+fn main() {}

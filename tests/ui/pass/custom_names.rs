@@ -1,0 +1,40 @@
+use asena_runtime::prelude::*;
+
+#[service(name = "Accounts")]
+struct UserService;
+
+#[middleware(name = "Authentication")]
+struct Auth;
+
+impl Middleware for Auth {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+        next.run(ctx).await
+    }
+}
+
+#[websocket(name = "ChatSocket", path = "/chat", middlewares = [Auth],)]
+struct Chat {
+    #[inject]
+    users: Arc<UserService>,
+}
+
+impl WebSocketService for Chat {
+    type Data = ();
+    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        let _ = &self.users;
+        Ok(())
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let app = Asena::builder().build().await.expect("valid graph");
+        let ns = app.namespace("/chat").expect("namespace");
+        assert_eq!(ns.name(), "ChatSocket");
+        app.shutdown().await;
+    });
+}

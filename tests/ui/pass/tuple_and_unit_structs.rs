@@ -1,0 +1,33 @@
+use asena_runtime::prelude::*;
+
+#[service]
+struct Leaf;
+
+#[service]
+struct Pair(#[inject] Arc<Leaf>, u32);
+
+#[websocket(path = "/tuple")]
+struct TupleSocket(#[inject] Arc<Pair>);
+
+impl WebSocketService for TupleSocket {
+    type Data = ();
+    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        let _ = &self.0;
+        Ok(())
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let app = Asena::builder().build().await.expect("valid graph");
+        let pair = app.get::<Pair>().expect("Pair");
+        let leaf = app.get::<Leaf>().expect("Leaf");
+        assert!(Arc::ptr_eq(&pair.0, &leaf));
+        assert_eq!(pair.1, 0);
+        app.shutdown().await;
+    });
+}
