@@ -310,6 +310,8 @@ async fn fields_without_inject_use_default() -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 // Validation errors.
 
+// Some fields exist only to create dependency edges.
+#[allow(dead_code)]
 mod cycle {
     use asena_runtime::prelude::*;
 
@@ -326,6 +328,8 @@ mod cycle {
     }
 }
 
+// Some fields exist only to create dependency edges.
+#[allow(dead_code)]
 mod missing {
     use asena_runtime::prelude::*;
 
@@ -608,6 +612,8 @@ async fn startup_logs_how_many_components_registered() -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 // Ulak<N> breaks Service <-> WebSocket cycles; Arc<N> does not.
 
+// Some fields exist only to create dependency edges.
+#[allow(dead_code)]
 mod ulak {
     use asena_runtime::prelude::*;
 
@@ -723,6 +729,8 @@ async fn ulak_of_an_unregistered_socket_is_an_error() -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 // Lifecycle hooks.
 
+// Some fields exist only to create dependency edges.
+#[allow(dead_code)]
 mod lifecycle {
     use std::sync::Mutex;
     use std::sync::atomic::Ordering;
