@@ -752,3 +752,127 @@ async fn emitter_rejects_unknown_schemes() {
         Err(TransportError::InvalidUrl(_))
     ));
 }
+
+// ---------------------------------------------------------------------------------------
+// The chat example as two OS processes
+// ---------------------------------------------------------------------------------------
+
+/// A child process killed on drop.
+#[derive(Debug)]
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Builds the chat example with the cargo running this test and returns its path.
+async fn chat_binary() -> anyhow::Result<std::path::PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_owned();
+    let dir = root.clone();
+    let build = tokio::task::spawn_blocking(move || {
+        Command::new(cargo)
+            .args(["build", "-p", "asena-examples", "--example", "chat"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+    });
+    // Building may compile the example from scratch.
+    let status = tokio::time::timeout(Duration::from_secs(900), build)
+        .await
+        .context("building the chat example timed out")???;
+    ensure!(status.success(), "cargo build --example chat failed");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let bin = target.join("debug").join("examples").join("chat");
+    ensure!(bin.exists(), "no binary at {}", bin.display());
+    Ok(bin)
+}
+
+/// Runs the chat example on a free port with `ASENA_TRANSPORT=url`; returns it and its port.
+async fn chat_process(bin: &std::path::Path, url: &str) -> anyhow::Result<(Proc, u16)> {
+    let port = free_port()?;
+    let child = Command::new(bin)
+        .env("ASENA_TRANSPORT", url)
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let proc = Proc(child);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    poll_until("chat process listening", || async move {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await?;
+    Ok((proc, port))
+}
+
+async fn chat_across_processes(url: &str) -> anyhow::Result<()> {
+    let bin = chat_binary().await?;
+    let (_p1, port1) = chat_process(&bin, url).await?;
+    let (_p2, port2) = chat_process(&bin, url).await?;
+    let room = unique("chat");
+    let mut alice = Client::connect(&format!(
+        "ws://127.0.0.1:{port1}/chat?username=alice&room={room}"
+    ))
+    .await?;
+    ensure!(alice.recv_json().await?["type"] == "welcome");
+    let mut bob = Client::connect(&format!(
+        "ws://127.0.0.1:{port2}/chat?username=bob&room={room}"
+    ))
+    .await?;
+    ensure!(bob.recv_json().await?["type"] == "welcome");
+    // Bob's join reached alice on the other process.
+    let joined = alice.recv_json().await?;
+    ensure!(
+        joined["type"] == "user_joined" && joined["username"] == "bob",
+        "{joined}"
+    );
+
+    alice
+        .send_json(&json!({"type": "message", "message": "hi from 1"}))
+        .await?;
+    let m = bob.recv_json().await?;
+    ensure!(
+        m["type"] == "message" && m["username"] == "alice" && m["message"] == "hi from 1",
+        "{m}"
+    );
+    bob.send_json(&json!({"type": "message", "message": "hi from 2"}))
+        .await?;
+    let m = alice.recv_json().await?;
+    ensure!(
+        m["type"] == "message" && m["username"] == "bob" && m["message"] == "hi from 2",
+        "{m}"
+    );
+
+    // The emitter reaches both processes.
+    let emitter = Emitter::connect(url).await?;
+    emitter
+        .to_room("/chat", &room, r#"{"type":"announcement","message":"hi"}"#)
+        .await?;
+    for c in [&mut alice, &mut bob] {
+        let v = c.recv_json().await?;
+        ensure!(v == json!({"type": "announcement", "message": "hi"}), "{v}");
+    }
+    emitter.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn redis_chat_example_two_processes() -> anyhow::Result<()> {
+    chat_across_processes(REDIS).await
+}
+
+#[tokio::test]
+async fn nats_chat_example_two_processes() -> anyhow::Result<()> {
+    chat_across_processes(NATS).await
+}
