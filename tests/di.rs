@@ -1010,3 +1010,54 @@ async fn lifecycle_state_is_per_app() -> anyhow::Result<()> {
     assert_eq!(e2.take(), ["stop Cache", "stop Db"]);
     Ok(())
 }
+
+mod failed_start {
+    use super::*;
+
+    pub static EARLY_STOPPED: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    #[service]
+    pub struct Early;
+
+    impl Lifecycle for Early {
+        async fn on_stop(&self) {
+            EARLY_STOPPED.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[service]
+    pub struct FailsAfterEarly {
+        #[inject]
+        pub early: Arc<Early>,
+    }
+
+    impl Lifecycle for FailsAfterEarly {
+        async fn on_start(&self) -> Result<()> {
+            Err("cannot start".into())
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_start_stops_the_components_that_already_started() -> anyhow::Result<()> {
+    use failed_start::*;
+    let result = Asena::builder()
+        .without_auto_registration()
+        .service::<FailsAfterEarly>()
+        .service::<Early>()
+        .build()
+        .await;
+    assert!(matches!(
+        result,
+        Err(Error::Start {
+            component: "FailsAfterEarly",
+            ..
+        })
+    ));
+    assert!(
+        EARLY_STOPPED.load(Ordering::SeqCst),
+        "Early started before the failure, so its on_stop must run"
+    );
+    Ok(())
+}

@@ -328,7 +328,7 @@ impl AsenaBuilder {
             t.init(Inbound::new(ns_list)).await?;
             tracing::info!(target: "asena::transport", transport = t.name(), "transport started");
         }
-        if let Err((component, source)) = inner.container.start().await {
+        if let Err((component, source)) = inner.container.start(inner.stop_timeout).await {
             if let Some(t) = &inner.transport {
                 t.destroy().await;
             }

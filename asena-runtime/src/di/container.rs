@@ -272,6 +272,14 @@ impl Plan {
             }
         }
         problems.extend(cycles.into_iter().map(Problem::Cycle));
+        // The same gap can be seen twice (e.g. a middleware both injected and listed).
+        let mut unique: Vec<Problem> = Vec::with_capacity(problems.len());
+        for p in problems {
+            if !unique.contains(&p) {
+                unique.push(p);
+            }
+        }
+        let problems = unique;
 
         if problems.is_empty() {
             Ok(Plan { order })
@@ -321,17 +329,19 @@ impl Container {
         self.instances.get(&id)
     }
 
-    /// Runs `on_start` hooks in order; the first failure aborts with the component's name.
-    pub(crate) async fn start(&self) -> Result<(), (&'static str, BoxError)> {
-        for record in &self.order {
+    /// Runs `on_start` hooks in order. The first failure aborts with the component's name,
+    /// after stopping (in reverse order) the components that had already started.
+    pub(crate) async fn start(&self, timeout: Duration) -> Result<(), (&'static str, BoxError)> {
+        for (i, record) in self.order.iter().enumerate() {
             if let (Some(start), Some(instance)) = (
                 (record.hooks)().start,
                 self.instances.get(&(record.type_id)()),
             ) {
                 tracing::debug!(target: "asena::di", component = record.name, "on_start");
-                start(instance.as_ref())
-                    .await
-                    .map_err(|e| (record.name, e))?;
+                if let Err(e) = start(instance.as_ref()).await {
+                    self.stop_these(&self.order[..i], timeout).await;
+                    return Err((record.name, e));
+                }
             }
         }
         Ok(())
@@ -339,7 +349,11 @@ impl Container {
 
     /// Runs `on_stop` hooks in reverse order, each bounded by `timeout`.
     pub(crate) async fn stop(&self, timeout: Duration) {
-        for record in self.order.iter().rev() {
+        self.stop_these(&self.order, timeout).await;
+    }
+
+    async fn stop_these(&self, records: &[&'static ComponentRecord], timeout: Duration) {
+        for record in records.iter().rev() {
             if let (Some(stop), Some(instance)) = (
                 (record.hooks)().stop,
                 self.instances.get(&(record.type_id)()),

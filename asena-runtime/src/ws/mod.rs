@@ -44,9 +44,10 @@ use crate::error::Result;
 /// }
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is declared with #[websocket] but does not implement `WebSocketService`",
-    label = "missing `impl WebSocketService for {Self}`",
-    note = "add `impl WebSocketService for {Self} {{ type Data = (); async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {{ Ok(()) }} }}`"
+    message = "`{Self}` is not a websocket service (no `impl WebSocketService for {Self}`)",
+    label = "not a websocket service",
+    note = "a `#[websocket(path = \"..\")]` struct needs `impl WebSocketService for {Self} {{ type Data = (); async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {{ Ok(()) }} }}`",
+    note = "`Ulak<N>` sends to the sockets of a websocket service `N`; to call a `#[service]`, inject `Arc<{Self}>` instead"
 )]
 pub trait WebSocketService: Send + Sync + 'static {
     /// The typed values middleware stores with `ctx.set_websocket_value(..)`; sockets read
