@@ -11,8 +11,14 @@ async fn server() -> anyhow::Result<TestServer> {
     start(chat::builder().without_auto_registration()).await
 }
 
-async fn join(s: &TestServer, user: &str, room: &str) -> anyhow::Result<(Client, serde_json::Value)> {
-    let mut c = s.connect(&format!("/chat?username={user}&room={room}")).await?;
+async fn join(
+    s: &TestServer,
+    user: &str,
+    room: &str,
+) -> anyhow::Result<(Client, serde_json::Value)> {
+    let mut c = s
+        .connect(&format!("/chat?username={user}&room={room}"))
+        .await?;
     let welcome = c.recv_json().await?;
     Ok((c, welcome))
 }
@@ -33,7 +39,11 @@ async fn welcome_and_join_notice() -> anyhow::Result<()> {
     let joined = alice.recv_json().await?;
     assert_eq!(joined["type"], "user_joined");
     assert_eq!(joined["username"], "bob");
-    assert!(joined["timestamp"].as_str().is_some_and(|t| t.contains('T')));
+    assert!(
+        joined["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.contains('T'))
+    );
     s.stop().await
 }
 
@@ -45,7 +55,9 @@ async fn messages_go_to_others_in_the_room_only() -> anyhow::Result<()> {
     let (mut carol, _) = join(&s, "carol", "other").await?;
     alice.recv_type("user_joined").await?;
 
-    alice.send_json(&json!({"type": "message", "message": "hi"})).await?;
+    alice
+        .send_json(&json!({"type": "message", "message": "hi"}))
+        .await?;
     let m = bob.recv_json().await?;
     assert_eq!(m["type"], "message");
     assert_eq!(m["username"], "alice");
@@ -67,7 +79,10 @@ async fn typing_room_info_and_private() -> anyhow::Result<()> {
     alice.recv_type("user_joined").await?;
 
     alice.send_json(&json!({"type": "typing"})).await?;
-    assert_eq!(bob.recv_json().await?, json!({"type": "typing", "username": "alice"}));
+    assert_eq!(
+        bob.recv_json().await?,
+        json!({"type": "typing", "username": "alice"})
+    );
 
     bob.send_json(&json!({"type": "room_info"})).await?;
     assert_eq!(
@@ -132,7 +147,9 @@ async fn serves_the_browser_page() -> anyhow::Result<()> {
     let (status, response) = asena_tests::upgrade_request(s.addr, "/", &[]).await?;
     // `/` is a plain page: the upgrade headers are ignored and HTML comes back.
     assert_eq!(status, 200);
-    for id in ["username", "room", "join", "message", "send", "messages", "users"] {
+    for id in [
+        "username", "room", "join", "message", "send", "messages", "users",
+    ] {
         assert!(response.contains(&format!("id=\"{id}\"")), "missing #{id}");
     }
     s.stop().await

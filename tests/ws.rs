@@ -213,7 +213,10 @@ async fn on_open_completes_before_first_message_and_order_is_kept() -> anyhow::R
     }
     let events = rec(&s).all();
     let open = events.iter().position(|e| e.starts_with("open:")).unwrap();
-    let first_msg = events.iter().position(|e| e.starts_with("message:")).unwrap();
+    let first_msg = events
+        .iter()
+        .position(|e| e.starts_with("message:"))
+        .unwrap();
     assert!(open < first_msg, "{events:?}");
     s.stop().await
 }
@@ -222,8 +225,7 @@ async fn on_open_completes_before_first_message_and_order_is_kept() -> anyhow::R
 async fn socket_api_exposes_id_data_request_and_rooms() -> anyhow::Result<()> {
     let s = server().await?;
     let mut c =
-        Client::connect_with_headers(&s.ws_url("/t?q=hello%20world"), &[("x-test", "yes")])
-            .await?;
+        Client::connect_with_headers(&s.ws_url("/t?q=hello%20world"), &[("x-test", "yes")]).await?;
     assert_eq!(c.recv_text().await?, "opened");
     c.send_text("sub:lobby").await?;
     assert_eq!(c.recv_text().await?, "ok");
@@ -364,7 +366,8 @@ async fn no_leaks_after_10000_connect_disconnect_cycles() -> anyhow::Result<()> 
             for i in 0..200 {
                 let mut c = Client::connect(&url).await?;
                 assert_eq!(c.recv_text().await?, "opened");
-                c.send_text(&format!("sub:room{}", (worker + i) % 7)).await?;
+                c.send_text(&format!("sub:room{}", (worker + i) % 7))
+                    .await?;
                 assert_eq!(c.recv_text().await?, "ok");
                 c.close().await?;
             }
@@ -375,7 +378,11 @@ async fn no_leaks_after_10000_connect_disconnect_cycles() -> anyhow::Result<()> 
         r??;
     }
     eventually(|| ns.socket_count() == 0 && ns.room_count() == 0).await?;
-    let closes = rec(&s).all().iter().filter(|e| e.starts_with("close:")).count();
+    let closes = rec(&s)
+        .all()
+        .iter()
+        .filter(|e| e.starts_with("close:"))
+        .count();
     assert_eq!(closes, 10_000);
     s.stop().await
 }
@@ -388,7 +395,10 @@ async fn failing_or_panicking_handler_closes_only_that_socket() -> anyhow::Resul
         let (mut bad, bad_id) = client(&s).await?;
         bad.send_text(cmd).await?;
         let err = bad.recv_json().await?;
-        assert_eq!(err, json!({"type": "error", "message": "Server error occurred"}));
+        assert_eq!(
+            err,
+            json!({"type": "error", "message": "Server error occurred"})
+        );
         let (code, _) = bad.recv_close().await?;
         assert_eq!(code, 1011);
         rec(&s)
@@ -600,7 +610,11 @@ async fn shutdown_closes_every_socket_with_1001_and_runs_hooks() -> anyhow::Resu
     stopping.await??;
     let events = recorder.all();
     for id in [a_id, b_id] {
-        assert!(events.iter().any(|e| e.starts_with(&format!("close:{id}:1001"))));
+        assert!(
+            events
+                .iter()
+                .any(|e| e.starts_with(&format!("close:{id}:1001")))
+        );
     }
     assert_eq!(events.last().map(String::as_str), Some("stopped"));
     assert!(app.is_shutting_down());

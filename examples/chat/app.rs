@@ -81,7 +81,10 @@ impl WebSocketService for ChatSocket {
         let Some(kind) = value.get("type") else {
             return error(ws, "Message type is required");
         };
-        let kind = kind.as_str().map(str::to_owned).unwrap_or_else(|| kind.to_string());
+        let kind = kind
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| kind.to_string());
         match kind.as_str() {
             "message" => {
                 let text = value["message"].as_str().unwrap_or_default();
@@ -98,7 +101,8 @@ impl WebSocketService for ChatSocket {
                 ws.send_json(&json!({"type": "room_info", "room": room, "totalUsers": total}))?;
             }
             "private" => {
-                let (Some(to), Some(text)) = (value["to"].as_str(), value["message"].as_str()) else {
+                let (Some(to), Some(text)) = (value["to"].as_str(), value["message"].as_str())
+                else {
                     return error(ws, "Private messages need `to` and `message`");
                 };
                 // A socket id is also the name of that socket's personal room, so this reaches
