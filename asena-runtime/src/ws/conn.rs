@@ -152,7 +152,15 @@ where
     let limits = conn.ns.limits();
     let idle = limits.idle_timeout;
     let mut decoder = Decoder::new(limits.max_message_size);
-    let mut buf = BytesMut::from(&leftover[..]);
+    // Copy what hyper read past the handshake and let go of its read buffer now: the
+    // `Bytes` is a view into hyper's 8 KiB buffer, and an async fn keeps its arguments alive
+    // until it returns, which for an idle socket is 8 KiB held for nothing.
+    let mut buf = if leftover.is_empty() {
+        BytesMut::new()
+    } else {
+        BytesMut::from(&leftover[..])
+    };
+    drop(leftover);
     let mut last_seen = Instant::now();
     let sleep = tokio::time::sleep(idle.unwrap_or(FAR_FUTURE));
     tokio::pin!(sleep);
