@@ -597,7 +597,12 @@ async fn no_leaks_across_cycles(kind: Kind) -> anyhow::Result<()> {
     let broker = Broker::start(kind)?;
     broker.ready().await?;
     let url = broker.url();
-    let baseline = broker.connections().await?;
+    // A private broker has no clients but ours (the readiness probe may linger briefly).
+    let baseline = 0;
+    poll_until("no clients before the first cycle", || async {
+        broker.connections().await.ok() == Some(0)
+    })
+    .await?;
     for cycle in 0..3 {
         let (a, b) = (instance(&url).await?, instance(&url).await?);
         let room = unique("leak");
@@ -630,7 +635,11 @@ async fn no_leaks_across_cycles(kind: Kind) -> anyhow::Result<()> {
 
 /// An unreachable broker fails `build()` with a clear error (no fallback to local).
 async fn unreachable_at_startup(kind: Kind) -> anyhow::Result<()> {
-    let port = free_port()?;
+    // Keep the port bound but not listening: connections are refused, and no other test can
+    // start a broker on it meanwhile.
+    let reserved = tokio::net::TcpSocket::new_v4()?;
+    reserved.bind(([127, 0, 0, 1], 0).into())?;
+    let port = reserved.local_addr()?.port();
     let url = match kind {
         Kind::Redis => format!("redis://127.0.0.1:{port}"),
         Kind::Nats => format!("nats://127.0.0.1:{port}"),
@@ -832,7 +841,7 @@ async fn chat_across_processes(url: &str) -> anyhow::Result<()> {
     .await?;
     ensure!(bob.recv_json().await?["type"] == "welcome");
     // Bob's join reached alice on the other process.
-    let joined = alice.recv_json().await?;
+    let joined = alice.recv_type("user_joined").await?;
     ensure!(
         joined["type"] == "user_joined" && joined["username"] == "bob",
         "{joined}"
@@ -841,14 +850,15 @@ async fn chat_across_processes(url: &str) -> anyhow::Result<()> {
     alice
         .send_json(&json!({"type": "message", "message": "hi from 1"}))
         .await?;
-    let m = bob.recv_json().await?;
+    // (Alice's own join notice may reach bob too, if it was still in flight when he joined.)
+    let m = bob.recv_type("message").await?;
     ensure!(
         m["type"] == "message" && m["username"] == "alice" && m["message"] == "hi from 1",
         "{m}"
     );
     bob.send_json(&json!({"type": "message", "message": "hi from 2"}))
         .await?;
-    let m = alice.recv_json().await?;
+    let m = alice.recv_type("message").await?;
     ensure!(
         m["type"] == "message" && m["username"] == "bob" && m["message"] == "hi from 2",
         "{m}"
@@ -860,7 +870,7 @@ async fn chat_across_processes(url: &str) -> anyhow::Result<()> {
         .to_room("/chat", &room, r#"{"type":"announcement","message":"hi"}"#)
         .await?;
     for c in [&mut alice, &mut bob] {
-        let v = c.recv_json().await?;
+        let v = c.recv_type("announcement").await?;
         ensure!(v == json!({"type": "announcement", "message": "hi"}), "{v}");
     }
     emitter.close().await;
