@@ -113,6 +113,7 @@ impl AsenaBuilder {
     }
 
     /// Sets the transport to other instances (default: [`LocalTransport`](crate::LocalTransport)).
+    /// A transport instance serves one app.
     pub fn transport(mut self, transport: impl Transport) -> Self {
         self.transport = if transport.is_local() {
             None
@@ -122,7 +123,9 @@ impl AsenaBuilder {
         self
     }
 
-    /// Sets a shared transport.
+    /// Sets the transport from an `Arc` (e.g. from [`transport::from_env`](crate::transport::from_env)).
+    /// A transport instance serves one app: build a new one for each app, also in tests that
+    /// run several instances in one process.
     pub fn transport_arc(mut self, transport: Arc<dyn Transport>) -> Self {
         self.transport = if transport.is_local() {
             None
@@ -325,7 +328,11 @@ impl AsenaBuilder {
         });
 
         if let Some(t) = &inner.transport {
-            t.init(Inbound::new(ns_list)).await?;
+            if let Err(e) = t.init(Inbound::new(ns_list)).await {
+                // destroy is idempotent; it releases whatever init opened before failing.
+                t.destroy().await;
+                return Err(e.into());
+            }
             tracing::info!(target: "asena::transport", transport = t.name(), "transport started");
         }
         if let Err((component, source)) = inner.container.start(inner.stop_timeout).await {
