@@ -19,6 +19,9 @@
 //! Bounds: the target is always 127.0.0.1; at most 60,000 connections, 300 s, 10 M msgs/s;
 //! the tool stops by itself (and reports `STALL` when nothing arrives for 5 s).
 
+// A command-line tool: its report is its stdout.
+#![allow(clippy::print_stdout)]
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -523,8 +526,8 @@ async fn chat(o: Opts) -> i32 {
                     }
                 }
             }
-            let _ = tokio::time::timeout(Duration::from_millis(5), shared.round_done.notified())
-                .await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(5), shared.round_done.notified()).await;
         }
         let now = Instant::now();
         let delivered = shared.delivered.load(Ordering::Relaxed);
@@ -567,7 +570,11 @@ async fn chat(o: Opts) -> i32 {
     let mean = measured.iter().sum::<f64>() / measured.len().max(1) as f64;
     let min = measured.iter().copied().fold(f64::INFINITY, f64::min);
     let max = measured.iter().copied().fold(0.0, f64::max);
-    let hist = shared.hist.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let hist = shared
+        .hist
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let us = |ns: u64| ns as f64 / 1000.0;
     println!(
         "SUMMARY conns={} senders={} burst={} window={} rate={} mean_deliveries/s={mean:.0} \
@@ -584,7 +591,11 @@ async fn chat(o: Opts) -> i32 {
         us(hist.quantile(0.99)),
         us(hist.max),
     );
-    if stalled || open_count < o.conns { 2 } else { 0 }
+    if stalled || open_count < o.conns {
+        2
+    } else {
+        0
+    }
 }
 
 async fn idle(o: Opts) -> i32 {
@@ -635,7 +646,10 @@ mod tests {
             assert!(i >= last);
             last = i;
             let back = Hist::value(i);
-            assert!(back.abs_diff(v) as f64 <= v as f64 * 0.04 + 1.0, "{v} -> {back}");
+            assert!(
+                back.abs_diff(v) as f64 <= v as f64 * 0.04 + 1.0,
+                "{v} -> {back}"
+            );
         }
         let mut h = Hist::new();
         for v in 1..=100u64 {
