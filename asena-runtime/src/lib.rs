@@ -77,6 +77,19 @@
 //! ([`AsenaBuilder::max_message_size`], 1 MiB by default), 1008 policy (slow consumer,
 //! connection limit), 1001 shutdown and idle timeout, 1002 protocol errors.
 //!
+//! ## Many instances
+//! A [`Transport`] carries room messages to the other instances of a fleet; each instance
+//! delivers them to its own sockets, exactly once, and `publish` still skips the sender.
+//! Pick one on the builder (`.transport(RedisTransport::new("redis://127.0.0.1:6379"))`,
+//! `NatsTransport::new("nats://127.0.0.1:4222")`) or from the environment with
+//! [`transport::from_env`] (`ASENA_TRANSPORT`). The Redis wire format is Asena's, so mixed
+//! fleets interoperate. An [`Emitter`] publishes into a fleet from a process without a
+//! server.
+//!
+//! ## Feature flags
+//! - `redis` (default): [`RedisTransport`] and Redis support in [`Emitter`].
+//! - `nats` (default): [`NatsTransport`] and NATS support in [`Emitter`].
+//!
 //! ## Performance
 //! See the [`namespace`] module for the fan-out hot path: one encoding per message, shared
 //! bytes for every recipient, one batched write per socket per wake-up, no buffer held by

@@ -8,6 +8,14 @@
 //!
 //! [`LocalTransport`] is the default: nothing leaves the process and the fan-out path does
 //! not even check for a transport.
+//!
+//! # Wire format
+//! The broker transports ([`RedisTransport`], [`NatsTransport`]) and the [`Emitter`] send
+//! one JSON envelope per message, compatible with Asena's Redis transport so mixed fleets
+//! work: `{"d": data, "t": topic, "o": podId}`, plus `"b": 1` when `d` is base64-encoded
+//! binary. Redis uses the channel `asena:ws:transport`, NATS the subject
+//! `asena.ws.transport`. Every instance has a random pod id and drops its own messages, so
+//! each socket receives a message exactly once.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,7 +1,7 @@
 //! [`RedisTransport`]: fan-out across instances over Redis pub/sub.
 //!
 //! Every instance publishes to and subscribes to one channel, `asena:ws:transport`, with the
-//! JSON envelope described in the [`emitter`](super::emitter) module; a random pod id per
+//! JSON envelope described in the [`transport`](super) module docs; a random pod id per
 //! instance lets it drop its own messages, so every socket gets a message exactly once.
 //!
 //! Two connections per instance: a publisher (multiplexed, pipelined batches sent from a task,
