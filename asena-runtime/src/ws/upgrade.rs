@@ -215,7 +215,7 @@ pub(crate) async fn handle_with_globals(
     let request = RequestInfo {
         remote_addr,
         path,
-        headers: parts.headers,
+        headers: compact_headers(&parts.headers),
         query,
         params,
     };
@@ -263,6 +263,19 @@ pub(crate) async fn handle_with_globals(
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     resp
+}
+
+/// Copies the request headers into their own small allocations. hyper's header values are
+/// views into its 8 KiB connection read buffer, so keeping the original map for the socket's
+/// lifetime would keep that whole buffer alive for every idle socket.
+fn compact_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), copy);
+    }
+    out
 }
 
 /// Sends a close frame on a connection we will not serve, then drops it.
