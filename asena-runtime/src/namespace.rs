@@ -2,11 +2,14 @@
 //!
 //! # The hot path
 //! A room message is encoded once into a [`Frame`] (header + payload in one shared buffer).
-//! Fan-out takes the room index's read lock, walks the room's dense member list, and pushes a
-//! reference-counted clone of the same bytes onto each member's queue — no per-recipient
-//! allocation, copy or serialisation. Each connection has one writer task that takes
-//! everything queued in one go, copies it into a single write buffer and writes it with one
+//! Fan-out takes the room index's read lock, walks the room's dense member list, and appends
+//! the same encoded bytes to each member's queue: frames up to 512 bytes are copied into the
+//! queue's contiguous byte buffer (cheaper than bumping a reference count that every core
+//! fanning out the same message would fight over), larger ones are queued as a
+//! reference-counted clone. Nothing is encoded or serialised per recipient. Each connection
+//! has one writer task that swaps the whole queue out under one lock and writes it with one
 //! syscall, so a burst of N messages costs one wake-up and one write per recipient, not N.
+//! Idle sockets hold no read buffer (reads wait for readiness first) and no handshake data.
 //! A full queue never blocks the publisher: the slow-consumer policy applies instead.
 
 use std::collections::HashMap;
