@@ -1011,6 +1011,7 @@ async fn lifecycle_state_is_per_app() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(dead_code)] // fields exist to create dependency edges
 mod failed_start {
     use super::*;
 

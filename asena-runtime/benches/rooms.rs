@@ -85,7 +85,12 @@ fn rooms(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % ROOMS;
             let room = idx.get(names[i].as_str()).expect("room exists");
-            black_box(room.members().iter().map(|m| m.key()).fold(0, u64::wrapping_add))
+            black_box(
+                room.members()
+                    .iter()
+                    .map(|m| m.key())
+                    .fold(0, u64::wrapping_add),
+            )
         })
     });
 
@@ -97,7 +102,12 @@ fn rooms(c: &mut Criterion) {
     group.bench_function("fanout_walk_100k_members", |b| {
         b.iter(|| {
             let room = big.get("all").expect("room exists");
-            black_box(room.members().iter().map(|m| m.key()).fold(0, u64::wrapping_add))
+            black_box(
+                room.members()
+                    .iter()
+                    .map(|m| m.key())
+                    .fold(0, u64::wrapping_add),
+            )
         })
     });
 
