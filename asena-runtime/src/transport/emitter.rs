@@ -138,6 +138,45 @@ pub struct TransportStats {
     pub reconnects: u64,
 }
 
+/// Queues an outgoing message for the transport's sender task without blocking; with no
+/// queue yet, or a full or closed one, the message is dropped and counted.
+pub(crate) fn enqueue(
+    queue: Option<&tokio::sync::mpsc::Sender<Outbound>>,
+    counters: &Counters,
+    transport: &'static str,
+    message: Outbound,
+) {
+    use tokio::sync::mpsc::error::TrySendError;
+    let Some(queue) = queue else {
+        Counters::add(&counters.dropped, 1);
+        return;
+    };
+    match queue.try_send(message) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            let dropped = counters.dropped.fetch_add(1, Ordering::Relaxed);
+            if dropped.is_multiple_of(1000) {
+                tracing::warn!(target: "asena::transport", transport, "outgoing queue full, dropping messages");
+            }
+        }
+        Err(TrySendError::Closed(_)) => Counters::add(&counters.dropped, 1),
+    }
+}
+
+/// Tells a transport's tasks to stop and waits for each at most `grace`, aborting stragglers.
+pub(crate) async fn stop_tasks(
+    shutdown: &tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    grace: Duration,
+) {
+    let _ = shutdown.send(true);
+    for mut task in tasks {
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) published: AtomicU64,

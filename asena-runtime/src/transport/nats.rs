@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::emitter::{
     Backoff, CONNECT_TIMEOUT, Counters, NATS_SUBJECT, QUEUE_CAPACITY, TransportStats,
-    encode_outbound, handle_incoming, new_pod_id,
+    encode_outbound, enqueue, handle_incoming, new_pod_id, stop_tasks,
 };
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
 
@@ -273,22 +273,7 @@ impl Transport for NatsTransport {
     }
 
     fn publish(&self, message: Outbound) {
-        let Some(queue) = self.queue.get() else {
-            Counters::add(&self.counters.dropped, 1);
-            return;
-        };
-        match queue.try_send(message) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                if dropped.is_multiple_of(1000) {
-                    tracing::warn!(target: "asena::transport", transport = "nats", "outgoing queue full, dropping messages");
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                Counters::add(&self.counters.dropped, 1);
-            }
-        }
+        enqueue(self.queue.get(), &self.counters, "nats", message);
     }
 
     fn destroy(&self) -> BoxFuture<'_, ()> {
@@ -300,15 +285,12 @@ impl Transport for NatsTransport {
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
             let Some(running) = running else { return };
-            let _ = running.shutdown.send(true);
-            for mut task in running.tasks {
-                if tokio::time::timeout(FLUSH_TIMEOUT + Duration::from_secs(1), &mut task)
-                    .await
-                    .is_err()
-                {
-                    task.abort();
-                }
-            }
+            stop_tasks(
+                &running.shutdown,
+                running.tasks,
+                FLUSH_TIMEOUT + Duration::from_secs(1),
+            )
+            .await;
             // Drain closes the connection once pending messages are out.
             let _ = running.client.drain().await;
             drop(running.client);

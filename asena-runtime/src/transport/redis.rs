@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::emitter::{
     Backoff, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, REDIS_CHANNEL, TransportStats,
-    encode_outbound, handle_incoming, new_pod_id,
+    encode_outbound, enqueue, handle_incoming, new_pod_id, stop_tasks,
 };
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
 
@@ -166,22 +166,7 @@ impl Transport for RedisTransport {
     }
 
     fn publish(&self, message: Outbound) {
-        let Some(queue) = self.queue.get() else {
-            Counters::add(&self.counters.dropped, 1);
-            return;
-        };
-        match queue.try_send(message) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                if dropped.is_multiple_of(1000) {
-                    tracing::warn!(target: "asena::transport", transport = "redis", "outgoing queue full, dropping messages");
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                Counters::add(&self.counters.dropped, 1);
-            }
-        }
+        enqueue(self.queue.get(), &self.counters, "redis", message);
     }
 
     fn destroy(&self) -> BoxFuture<'_, ()> {
@@ -193,15 +178,12 @@ impl Transport for RedisTransport {
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
             let Some(running) = running else { return };
-            let _ = running.shutdown.send(true);
-            for mut task in running.tasks {
-                if tokio::time::timeout(FLUSH_TIMEOUT + Duration::from_secs(1), &mut task)
-                    .await
-                    .is_err()
-                {
-                    task.abort();
-                }
-            }
+            stop_tasks(
+                &running.shutdown,
+                running.tasks,
+                FLUSH_TIMEOUT + Duration::from_secs(1),
+            )
+            .await;
             tracing::info!(target: "asena::transport", transport = "redis", pod_id = %self.pod_id, "disconnected");
         })
     }
