@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use crate::di::{self, Component, ComponentKind, ComponentRecord, Container, Plan
 use crate::error::Error;
 use crate::http::AppRef;
 use crate::middleware::{ErasedMiddleware, Middleware, Scope};
-use crate::namespace::{Limits, Namespace, SlowConsumer};
+use crate::namespace::{Limits, Namespace, SlowConsumer, Tracker};
 use crate::transport::{Inbound, Transport};
 use crate::ulak::{Ulak, UlakBroker};
 use crate::ws::upgrade::{self, Endpoint};
@@ -208,7 +208,7 @@ impl AsenaBuilder {
         di::sort_records(&mut records);
         let plan = Plan::new(&records)?;
 
-        let live = Arc::new(AtomicUsize::new(0));
+        let live = Arc::new(Tracker::default());
         let mut namespaces = Vec::new();
         for record in &plan.order {
             if let ComponentKind::WebSocket(ws) = &record.kind {
@@ -353,7 +353,7 @@ pub(crate) struct AppInner {
     transport: Option<Arc<dyn Transport>>,
     shutdown: watch::Sender<bool>,
     shutting_down: Arc<AtomicBool>,
-    live: Arc<AtomicUsize>,
+    live: Arc<Tracker>,
     stop_timeout: Duration,
     finished: tokio::sync::Mutex<bool>,
 }
@@ -476,10 +476,8 @@ impl Asena {
             ns.close_all(close_code::GOING_AWAY, "Server shutting down");
         }
         // Wait for every connection task to run its on_close.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.inner.live.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        if !self.inner.live.wait_idle(Duration::from_secs(15)).await {
+            tracing::warn!(target: "asena::ws", "some connections did not finish closing in 15 s");
         }
         self.inner.container.stop(self.inner.stop_timeout).await;
         if let Some(t) = &self.inner.transport {

@@ -128,7 +128,7 @@ struct Inner {
     limits: Limits,
     stats: NamespaceStats,
     transport: Option<Arc<dyn Transport>>,
-    live_tasks: Arc<AtomicUsize>,
+    live_tasks: Arc<Tracker>,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -151,13 +151,54 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
+/// Counts the live connection tasks of an app, so shutdown can wait for every `on_close`.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    live: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Keeps a connection counted as live until dropped.
+#[derive(Debug)]
+pub(crate) struct LiveGuard(Arc<Tracker>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Tracker {
+    pub(crate) fn enter(self: &Arc<Self>) -> LiveGuard {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        LiveGuard(self.clone())
+    }
+
+    /// Waits until no connection task is live, or `limit` passes. Returns whether it got idle.
+    pub(crate) async fn wait_idle(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, async {
+            loop {
+                let idle = self.idle.notified();
+                if self.live.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+}
+
 impl Namespace {
     pub(crate) fn new(
         path: &str,
         name: &str,
         limits: Limits,
         transport: Option<Arc<dyn Transport>>,
-        live_tasks: Arc<AtomicUsize>,
+        live_tasks: Arc<Tracker>,
     ) -> Namespace {
         Namespace {
             inner: Arc::new(Inner {
@@ -199,7 +240,7 @@ impl Namespace {
         &self.inner.stats
     }
 
-    pub(crate) fn live_tasks(&self) -> &Arc<AtomicUsize> {
+    pub(crate) fn tracker(&self) -> &Arc<Tracker> {
         &self.inner.live_tasks
     }
 

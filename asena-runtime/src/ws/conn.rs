@@ -5,7 +5,7 @@ use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -40,19 +40,8 @@ pub(crate) enum Io {
     Other(TokioIo<Upgraded>),
 }
 
-/// Counts a connection as live until dropped, for graceful shutdown.
-struct Live(Arc<AtomicUsize>);
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 pub(crate) async fn run<S: WebSocketService>(service: Arc<S>, conn: Arc<Conn>, io: Io) {
-    let live = conn.ns.live_tasks().clone();
-    live.fetch_add(1, Ordering::AcqRel);
-    let _live = Live(live);
+    let _live = conn.ns.tracker().enter();
     match io {
         Io::Tcp { stream, leftover } => {
             let (r, w) = stream.into_split();

@@ -229,6 +229,7 @@ pub(crate) async fn handle_with_globals(
 
     let service = ep.service.clone();
     let ns = ep.ns.clone();
+    let shutting_down = ep.shutting_down.clone();
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -244,11 +245,21 @@ pub(crate) async fn handle_with_globals(
             },
             Err(upgraded) => Io::Other(TokioIo::new(upgraded)),
         };
+        if shutting_down.load(Ordering::Acquire) {
+            // Upgraded after shutdown closed every socket: close this one the same way.
+            refuse(io, close_code::GOING_AWAY, "Server shutting down").await;
+            return;
+        }
         if !ns.insert(conn.clone()) {
             ns.stats().record_rejected();
             tracing::warn!(target: "asena::ws", path = %ns.path(), "connection limit reached; closing with 1008");
             refuse(io, close_code::POLICY, "Connection limit reached").await;
             return;
+        }
+        if shutting_down.load(Ordering::Acquire) {
+            // Shutdown began between the check above and the insert; close_all may have
+            // missed this socket, so close it here.
+            conn.close(close_code::GOING_AWAY, "Server shutting down");
         }
         service.run(conn, io).await;
     });
