@@ -127,6 +127,11 @@ pub use ws::{
     close_code,
 };
 
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Everything an app usually needs, in one import.
 pub mod prelude {
     pub use crate::{
