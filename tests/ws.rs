@@ -648,3 +648,23 @@ async fn on_drain_fires_when_a_pressured_queue_empties() -> anyhow::Result<()> {
     rec(&s).wait_for(|e| e == format!("drain:{a_id}")).await;
     s.stop().await
 }
+
+#[tokio::test]
+async fn limits_can_differ_per_service() -> anyhow::Result<()> {
+    let limited = asena_runtime::Limits {
+        max_connections: Some(1),
+        ..Default::default()
+    };
+    let s = start(builder().limits_for("/p/{room}", limited)).await?;
+    // /t keeps the app-wide limits: many sockets are fine.
+    let (_a, _) = client(&s).await?;
+    let (_b, _) = client(&s).await?;
+    let mut first = s.connect("/p/x").await?;
+    assert_eq!(first.recv_text().await?, "room=x");
+    let mut second = s.connect("/p/y").await?;
+    assert_eq!(
+        second.recv_close().await?,
+        (1008, "Connection limit reached".to_owned())
+    );
+    s.stop().await
+}

@@ -38,6 +38,7 @@ pub struct AsenaBuilder {
     router: Router,
     transport: Option<Arc<dyn Transport>>,
     limits: Limits,
+    limits_for: HashMap<String, Limits>,
     origins: Option<Vec<String>>,
     origins_for: HashMap<String, Vec<String>>,
     stop_timeout: Duration,
@@ -65,6 +66,7 @@ impl AsenaBuilder {
             router: Router::new(),
             transport: None,
             limits: Limits::default(),
+            limits_for: HashMap::new(),
             origins: None,
             origins_for: HashMap::new(),
             stop_timeout: Duration::from_secs(5),
@@ -167,6 +169,20 @@ impl AsenaBuilder {
         self
     }
 
+    /// Limits for the service at `path` only, replacing the app-wide ones there.
+    ///
+    /// ```
+    /// use asena_runtime::{Asena, Limits};
+    /// let builder = Asena::builder().limits_for(
+    ///     "/chat",
+    ///     Limits { max_connections: Some(10_000), ..Limits::default() },
+    /// );
+    /// ```
+    pub fn limits_for(mut self, path: &str, limits: Limits) -> Self {
+        self.limits_for.insert(path.to_owned(), limits);
+        self
+    }
+
     /// Browser origins allowed to open sockets on every service (requests without `Origin`
     /// are allowed); others are answered 403. Guards against cross-site WebSocket hijacking.
     pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
@@ -215,7 +231,7 @@ impl AsenaBuilder {
                 let ns = Namespace::new(
                     ws.path,
                     ws.name,
-                    self.limits.clone(),
+                    self.limits_for.get(ws.path).unwrap_or(&self.limits).clone(),
                     self.transport.clone(),
                     live.clone(),
                 );
