@@ -581,9 +581,13 @@ async fn path_parameters_reach_the_socket() -> anyhow::Result<()> {
 #[tokio::test]
 async fn plain_http_requests_are_answered_clearly() -> anyhow::Result<()> {
     let s = server().await?;
-    // Unknown path.
-    let (status, _) = asena_tests::upgrade_request(s.addr, "/nope", &[]).await?;
+    // An upgrade to an unknown namespace says so.
+    let (status, resp) = asena_tests::upgrade_request(s.addr, "/nope", &[]).await?;
     assert_eq!(status, 404);
+    assert_eq!(
+        asena_tests::body_of(&resp),
+        r#"{"error":"No WebSocket service at /nope"}"#
+    );
     // A plain GET on a socket path asks for an upgrade.
     let mut stream = tokio::net::TcpStream::connect(s.addr).await?;
     stream

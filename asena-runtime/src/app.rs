@@ -13,6 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -326,7 +327,9 @@ impl AsenaBuilder {
                 }),
             );
         }
-        let router = router.merge(self.router);
+        let router = router
+            .merge(self.router)
+            .layer(axum::middleware::map_response(unknown_namespace));
 
         let ns_list: Arc<[Namespace]> = namespaces.iter().map(|(_, ns)| ns.clone()).collect();
         let (shutdown_tx, _) = watch::channel(false);
@@ -576,6 +579,27 @@ impl Server {
         app.shutdown().await;
         Ok(())
     }
+}
+
+/// A WebSocket upgrade to a path no service (and no user route) serves gets a JSON answer
+/// that says so, and a log line, instead of an empty 404.
+async fn unknown_namespace(
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    response: axum::response::Response,
+) -> axum::response::Response {
+    let upgrade = headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrade || response.status() != http::StatusCode::NOT_FOUND {
+        return response;
+    }
+    tracing::warn!(target: "asena::ws", path = uri.path(), "upgrade to an unknown namespace");
+    let body = serde_json::json!({
+        "error": format!("No WebSocket service at {}", uri.path())
+    });
+    (http::StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone).
