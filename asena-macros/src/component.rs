@@ -202,6 +202,26 @@ pub(crate) fn expand(component: ComponentStruct, parts: Expansion) -> TokenStrea
             }
         }
     });
+    // A warning (through a deprecated probe method) for `Arc<T>` fields of a component `T`
+    // that lack `#[inject]`: they would silently get a second, private instance.
+    let field_probes: Vec<TokenStream> = fields
+        .iter()
+        .filter(|f| !f.inject)
+        .map(|f| {
+            let ty = &f.ty;
+            quote_spanned!(ty.span()=> (&__asena::FieldProbe::<#ty>::new()).__asena_check_field();)
+        })
+        .collect();
+    let field_checks = (!field_probes.is_empty()).then(|| {
+        quote! {
+            #[allow(dead_code)]
+            fn __asena_field_checks() {
+                #[allow(unused_imports)]
+                use __asena::{ProbePlainField as _, ProbeUninjectedComponent as _};
+                #(#field_probes)*
+            }
+        }
+    });
     let kind = &parts.kind;
     let extra_items = &parts.extra_items;
     quote! {
@@ -244,6 +264,7 @@ pub(crate) fn expand(component: ComponentStruct, parts: Expansion) -> TokenStrea
 
             #default_check
             #extra_items
+            #field_checks
         };
     }
 }

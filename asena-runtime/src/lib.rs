@@ -148,9 +148,9 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::di::{
-        Component, ComponentKind, ComponentRecord, Dependency, DiError, HookProbe, Hooks, Inject,
-        MiddlewareRef, ProbeDefault, ProbeLifecycle, Registration, Resolver, WebSocketRecord,
-        construct_erased,
+        Component, ComponentKind, ComponentRecord, Dependency, DiError, FieldProbe, HookProbe,
+        Hooks, Inject, MiddlewareRef, ProbeDefault, ProbeLifecycle, ProbePlainField,
+        ProbeUninjectedComponent, Registration, Resolver, WebSocketRecord, construct_erased,
     };
     pub use crate::middleware::{assert_middleware, middleware_entry};
     pub use crate::ws::websocket_entry;

@@ -38,3 +38,34 @@ impl<T: Component> Inject for Option<Arc<T>> {
         Ok(resolver.get::<T>())
     }
 }
+
+/// Probe used by generated code to warn about `Arc<T>` fields of a component `T` that lack
+/// `#[inject]`: such a field gets its own `T::default()` instead of the app's shared `T`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct FieldProbe<T>(std::marker::PhantomData<T>);
+
+impl<T> FieldProbe<T> {
+    #[doc(hidden)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        FieldProbe(std::marker::PhantomData)
+    }
+}
+
+#[doc(hidden)]
+pub trait ProbeUninjectedComponent {
+    #[deprecated(
+        note = "this field holds a registered component but is not marked `#[inject]`: it gets a separate `Default::default()` instance, not the app's shared singleton. Add `#[inject]` (or wrap the value in your own type if a private instance is really meant)"
+    )]
+    fn __asena_check_field(&self) {}
+}
+
+impl<T: Component> ProbeUninjectedComponent for FieldProbe<Arc<T>> {}
+
+#[doc(hidden)]
+pub trait ProbePlainField {
+    fn __asena_check_field(&self) {}
+}
+
+impl<T> ProbePlainField for &FieldProbe<T> {}

@@ -16,6 +16,8 @@ use std::sync::Arc;
 pub(crate) use container::{Container, Plan};
 pub use container::{ContainerError, Problem};
 pub use inject::Inject;
+#[doc(hidden)]
+pub use inject::{FieldProbe, ProbePlainField, ProbeUninjectedComponent};
 pub use lifecycle::Lifecycle;
 #[doc(hidden)]
 pub use lifecycle::{HookProbe, Hooks, ProbeDefault, ProbeLifecycle};
