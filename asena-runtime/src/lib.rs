@@ -40,8 +40,9 @@
 //!
 //! Fields marked `#[inject]` are filled from the container: `Arc<T>` for a component `T`,
 //! `Option<Arc<T>>` when `T` may be absent, [`Ulak<N>`] for websocket service `N`, or
-//! [`UlakBroker`]. Every other field is built with `Default::default()`. Generic structs are
-//! not supported.
+//! [`UlakBroker`]. Every other field is built with `Default::default()`; an `Arc<T>` field of
+//! a registered component `T` without `#[inject]` gets a deprecation warning, since it would
+//! hold a private instance instead of the shared one. Generic structs are not supported.
 //!
 //! ## Dependency injection
 //! [`Asena::builder`] collects every registered component, checks the whole graph and
