@@ -17,7 +17,8 @@
     allow(dead_code, unreachable_code, unused_imports, unused_variables)
 )]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -136,6 +137,53 @@ pub struct TransportStats {
     pub errors: u64,
     /// Successful reconnections after a lost connection.
     pub reconnects: u64,
+}
+
+/// What every broker transport holds: where it connects, who it is (the pod id its envelopes
+/// carry), its counters, its outgoing queue (set once started) and whether it was destroyed.
+#[derive(Debug)]
+pub(crate) struct BrokerCore {
+    pub(crate) url: String,
+    pub(crate) pod_id: String,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) queue: OnceLock<tokio::sync::mpsc::Sender<Outbound>>,
+    pub(crate) destroyed: AtomicBool,
+}
+
+impl BrokerCore {
+    pub(crate) fn new(url: String) -> BrokerCore {
+        BrokerCore {
+            url,
+            pod_id: new_pod_id(),
+            counters: Arc::new(Counters::default()),
+            queue: OnceLock::new(),
+            destroyed: AtomicBool::new(false),
+        }
+    }
+
+    /// A transport instance starts once: not twice, and not after `destroy`.
+    pub(crate) fn check_startable(&self, transport: &'static str) -> Result<(), TransportError> {
+        if self.destroyed.load(Ordering::Acquire) {
+            return Err(TransportError::Closed);
+        }
+        if self.queue.get().is_some() {
+            return Err(TransportError::Other(
+                format!("{transport} transport is already started; use one transport per app")
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn connect_error(
+        &self,
+        source: impl Into<crate::error::BoxError>,
+    ) -> TransportError {
+        TransportError::Connect {
+            url: self.url.clone(),
+            source: source.into(),
+        }
+    }
 }
 
 /// Queues an outgoing message for the transport's sender task without blocking; with no

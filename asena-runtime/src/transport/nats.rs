@@ -6,7 +6,7 @@
 //! the server is away local delivery goes on and disconnections are logged and counted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::emitter::{
-    Backoff, CONNECT_TIMEOUT, Counters, NATS_SUBJECT, QUEUE_CAPACITY, TransportStats,
-    encode_outbound, enqueue, handle_incoming, new_pod_id, stop_tasks,
+    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, NATS_SUBJECT, QUEUE_CAPACITY, TransportStats,
+    encode_outbound, enqueue, handle_incoming, stop_tasks,
 };
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
 
@@ -35,12 +35,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// # Ok(()) }
 /// ```
 pub struct NatsTransport {
-    url: String,
-    pod_id: String,
-    counters: Arc<Counters>,
-    queue: OnceLock<mpsc::Sender<Outbound>>,
+    core: BrokerCore,
     running: Mutex<Option<Running>>,
-    destroyed: AtomicBool,
 }
 
 struct Running {
@@ -52,8 +48,8 @@ struct Running {
 impl std::fmt::Debug for NatsTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsTransport")
-            .field("url", &self.url)
-            .field("pod_id", &self.pod_id)
+            .field("url", &self.core.url)
+            .field("pod_id", &self.core.pod_id)
             .field("stats", &self.stats())
             .finish()
     }
@@ -64,47 +60,33 @@ impl NatsTransport {
     /// the app starts; an unreachable server then fails the startup.
     pub fn new(url: impl Into<String>) -> NatsTransport {
         NatsTransport {
-            url: url.into(),
-            pod_id: new_pod_id(),
-            counters: Arc::new(Counters::default()),
-            queue: OnceLock::new(),
+            core: BrokerCore::new(url.into()),
             running: Mutex::new(None),
-            destroyed: AtomicBool::new(false),
         }
     }
 
     /// This instance's random pod id (the `o` of its envelopes).
     pub fn pod_id(&self) -> &str {
-        &self.pod_id
+        &self.core.pod_id
     }
 
     /// The broker URL.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.core.url
     }
 
     /// Counters: published, received, dropped, errors, reconnects.
     pub fn stats(&self) -> TransportStats {
-        self.counters.snapshot()
+        self.core.counters.snapshot()
     }
 
     async fn start(&self, inbound: Inbound) -> Result<(), TransportError> {
-        if self.destroyed.load(Ordering::Acquire) {
-            return Err(TransportError::Closed);
-        }
-        if self.queue.get().is_some() {
-            return Err(TransportError::Other(
-                "NatsTransport is already started".into(),
-            ));
-        }
-        let connect_error = |source: crate::error::BoxError| TransportError::Connect {
-            url: self.url.clone(),
-            source,
-        };
-        let counters = self.counters.clone();
+        self.core.check_startable("nats")?;
+        let connect_error = |source: crate::error::BoxError| self.core.connect_error(source);
+        let counters = self.core.counters.clone();
         let connected_once = Arc::new(AtomicBool::new(false));
         let options = async_nats::ConnectOptions::new()
-            .name(format!("asena-{}", self.pod_id))
+            .name(format!("asena-{}", self.core.pod_id))
             .no_echo()
             .connection_timeout(CONNECT_TIMEOUT)
             .max_reconnects(None)
@@ -114,13 +96,13 @@ impl NatsTransport {
                 let connected_once = connected_once.clone();
                 async move { on_event(event, &counters, &connected_once) }
             });
-        let client = tokio::time::timeout(CONNECT_TIMEOUT, options.connect(self.url.as_str()))
+        let client = tokio::time::timeout(CONNECT_TIMEOUT, options.connect(self.core.url.as_str()))
             .await
             .map_err(|e| connect_error(Box::new(e)))?
             .map_err(|e| connect_error(Box::new(e)))?;
         let subscribed = async {
             let sub = client.subscribe(NATS_SUBJECT).await?;
-            confirm_subscription(&client, &self.pod_id).await?;
+            confirm_subscription(&client, &self.core.pod_id).await?;
             Ok::<_, crate::error::BoxError>(sub)
         };
         let subscriber = match tokio::time::timeout(CONNECT_TIMEOUT, subscribed).await {
@@ -139,13 +121,13 @@ impl NatsTransport {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pub_task = tokio::spawn(publisher(
             client.clone(),
-            self.pod_id.clone(),
-            self.counters.clone(),
+            self.core.pod_id.clone(),
+            self.core.counters.clone(),
             rx,
             shutdown_rx.clone(),
         ));
-        let pod_id = self.pod_id.clone();
-        let counters = self.counters.clone();
+        let pod_id = self.core.pod_id.clone();
+        let counters = self.core.counters.clone();
         let mut shutdown_sub = shutdown_rx;
         let mut subscriber = subscriber;
         let sub_task = tokio::spawn(async move {
@@ -165,8 +147,8 @@ impl NatsTransport {
             shutdown,
             tasks: vec![pub_task, sub_task],
         });
-        let _ = self.queue.set(tx);
-        tracing::info!(target: "asena::transport", transport = "nats", url = %self.url, pod_id = %self.pod_id, "connected");
+        let _ = self.core.queue.set(tx);
+        tracing::info!(target: "asena::transport", transport = "nats", url = %self.core.url, pod_id = %self.core.pod_id, "connected");
         Ok(())
     }
 }
@@ -273,12 +255,12 @@ impl Transport for NatsTransport {
     }
 
     fn publish(&self, message: Outbound) {
-        enqueue(self.queue.get(), &self.counters, "nats", message);
+        enqueue(self.core.queue.get(), &self.core.counters, "nats", message);
     }
 
     fn destroy(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            self.destroyed.store(true, Ordering::Release);
+            self.core.destroyed.store(true, Ordering::Release);
             let running = self
                 .running
                 .lock()
@@ -294,7 +276,7 @@ impl Transport for NatsTransport {
             // Drain closes the connection once pending messages are out.
             let _ = running.client.drain().await;
             drop(running.client);
-            tracing::info!(target: "asena::transport", transport = "nats", pod_id = %self.pod_id, "disconnected");
+            tracing::info!(target: "asena::transport", transport = "nats", pod_id = %self.core.pod_id, "disconnected");
         })
     }
 }

@@ -10,8 +10,8 @@
 //! dropped, and every failure is logged (target `asena::transport`) and counted
 //! ([`RedisTransport::stats`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -22,8 +22,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::emitter::{
-    Backoff, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, REDIS_CHANNEL, TransportStats,
-    encode_outbound, enqueue, handle_incoming, new_pod_id, stop_tasks,
+    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, REDIS_CHANNEL, TransportStats,
+    encode_outbound, enqueue, handle_incoming, stop_tasks,
 };
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
 
@@ -45,12 +45,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// # Ok(()) }
 /// ```
 pub struct RedisTransport {
-    url: String,
-    pod_id: String,
-    counters: Arc<Counters>,
-    queue: OnceLock<mpsc::Sender<Outbound>>,
+    core: BrokerCore,
     running: Mutex<Option<Running>>,
-    destroyed: AtomicBool,
 }
 
 struct Running {
@@ -61,8 +57,8 @@ struct Running {
 impl std::fmt::Debug for RedisTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisTransport")
-            .field("url", &self.url)
-            .field("pod_id", &self.pod_id)
+            .field("url", &self.core.url)
+            .field("pod_id", &self.core.pod_id)
             .field("stats", &self.stats())
             .finish()
     }
@@ -73,62 +69,44 @@ impl RedisTransport {
     /// the app starts; an unreachable Redis then fails the startup.
     pub fn new(url: impl Into<String>) -> RedisTransport {
         RedisTransport {
-            url: url.into(),
-            pod_id: new_pod_id(),
-            counters: Arc::new(Counters::default()),
-            queue: OnceLock::new(),
+            core: BrokerCore::new(url.into()),
             running: Mutex::new(None),
-            destroyed: AtomicBool::new(false),
         }
     }
 
     /// This instance's random pod id (the `o` of its envelopes).
     pub fn pod_id(&self) -> &str {
-        &self.pod_id
+        &self.core.pod_id
     }
 
     /// The broker URL.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.core.url
     }
 
     /// Counters: published, received, dropped, errors, reconnects.
     pub fn stats(&self) -> TransportStats {
-        self.counters.snapshot()
-    }
-
-    fn connect_error(&self, source: impl Into<crate::error::BoxError>) -> TransportError {
-        TransportError::Connect {
-            url: self.url.clone(),
-            source: source.into(),
-        }
+        self.core.counters.snapshot()
     }
 
     async fn start(&self, inbound: Inbound) -> Result<(), TransportError> {
-        if self.destroyed.load(Ordering::Acquire) {
-            return Err(TransportError::Closed);
-        }
-        if self.queue.get().is_some() {
-            return Err(TransportError::Other(
-                "RedisTransport is already started".into(),
-            ));
-        }
-        let client = Client::open(self.url.as_str())
-            .map_err(|_| TransportError::InvalidUrl(self.url.clone()))?;
+        self.core.check_startable("redis")?;
+        let client = Client::open(self.core.url.as_str())
+            .map_err(|_| TransportError::InvalidUrl(self.core.url.clone()))?;
         let publisher = connect_publisher(&client)
             .await
-            .map_err(|e| self.connect_error(e))?;
+            .map_err(|e| self.core.connect_error(e))?;
         let subscriber = connect_subscriber(&client)
             .await
-            .map_err(|e| self.connect_error(e))?;
+            .map_err(|e| self.core.connect_error(e))?;
 
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pub_task = tokio::spawn(
             PublisherTask {
                 client: client.clone(),
-                pod_id: self.pod_id.clone(),
-                counters: self.counters.clone(),
+                pod_id: self.core.pod_id.clone(),
+                counters: self.core.counters.clone(),
                 rx,
                 shutdown: shutdown_rx.clone(),
             }
@@ -137,8 +115,8 @@ impl RedisTransport {
         let sub_task = tokio::spawn(
             SubscriberTask {
                 client,
-                pod_id: self.pod_id.clone(),
-                counters: self.counters.clone(),
+                pod_id: self.core.pod_id.clone(),
+                counters: self.core.counters.clone(),
                 inbound,
                 shutdown: shutdown_rx,
             }
@@ -150,8 +128,8 @@ impl RedisTransport {
             tasks: vec![pub_task, sub_task],
         });
         // Only after the tasks are registered, so `destroy` always finds them.
-        let _ = self.queue.set(tx);
-        tracing::info!(target: "asena::transport", transport = "redis", url = %self.url, pod_id = %self.pod_id, "connected");
+        let _ = self.core.queue.set(tx);
+        tracing::info!(target: "asena::transport", transport = "redis", url = %self.core.url, pod_id = %self.core.pod_id, "connected");
         Ok(())
     }
 }
@@ -166,12 +144,12 @@ impl Transport for RedisTransport {
     }
 
     fn publish(&self, message: Outbound) {
-        enqueue(self.queue.get(), &self.counters, "redis", message);
+        enqueue(self.core.queue.get(), &self.core.counters, "redis", message);
     }
 
     fn destroy(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            self.destroyed.store(true, Ordering::Release);
+            self.core.destroyed.store(true, Ordering::Release);
             let running = self
                 .running
                 .lock()
@@ -184,7 +162,7 @@ impl Transport for RedisTransport {
                 FLUSH_TIMEOUT + Duration::from_secs(1),
             )
             .await;
-            tracing::info!(target: "asena::transport", transport = "redis", pod_id = %self.pod_id, "disconnected");
+            tracing::info!(target: "asena::transport", transport = "redis", pod_id = %self.core.pod_id, "disconnected");
         })
     }
 }
