@@ -6,25 +6,11 @@
 #[allow(dead_code)]
 mod auth;
 
-use asena_tests::{Client, TestServer, body_of, start, upgrade_request};
+use asena_tests::{Client, TestServer, header_values, json_body, start, upgrade_request};
 use serde_json::{Value, json};
 
 async fn server() -> anyhow::Result<TestServer> {
     start(auth::builder().without_auto_registration()).await
-}
-
-fn json_body(response: &str) -> Value {
-    serde_json::from_str(body_of(response)).unwrap_or_else(|e| panic!("not JSON ({e}): {response}"))
-}
-
-fn header_values(response: &str, name: &str) -> Vec<String> {
-    let head = response.split("\r\n\r\n").next().unwrap_or_default();
-    head.lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_owned())
-        .collect()
 }
 
 fn authenticated() -> Value {

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use asena_runtime::prelude::*;
 use asena_runtime::{AsenaBuilder, Scope};
-use asena_tests::{Client, TestServer, body_of, eventually, start, upgrade_request};
+use asena_tests::{
+    Client, TestServer, body_of, eventually, header_values, json_body, start, upgrade_request,
+};
 
 // ---------------------------------------------------------------------------------------
 // Components
@@ -295,21 +297,6 @@ fn opened<T: asena_runtime::Component>(s: &TestServer, get: impl Fn(&T) -> usize
 
 fn base() -> AsenaBuilder {
     Asena::builder().without_auto_registration()
-}
-
-/// Values of a header in a raw HTTP response, in order.
-fn header_values(response: &str, name: &str) -> Vec<String> {
-    let head = response.split("\r\n\r\n").next().unwrap_or_default();
-    head.lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_owned())
-        .collect()
-}
-
-fn json_body(response: &str) -> serde_json::Value {
-    serde_json::from_str(body_of(response)).unwrap_or_else(|e| panic!("not JSON ({e}): {response}"))
 }
 
 // ---------------------------------------------------------------------------------------

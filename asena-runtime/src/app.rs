@@ -138,6 +138,16 @@ impl AsenaBuilder {
         self
     }
 
+    /// Uses the transport named by `ASENA_TRANSPORT` (`redis://…`, `nats://…`; unset, empty
+    /// or `local` keeps the local transport), as the examples do. A value that names no
+    /// transport is an error, never a silent fallback.
+    pub fn transport_from_env(self) -> Result<Self, Error> {
+        Ok(match crate::transport::from_env()? {
+            Some(transport) => self.transport_arc(transport),
+            None => self,
+        })
+    }
+
     /// Largest message a client may send (default 1 MiB); larger ones close with 1009.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.limits.max_message_size = bytes;

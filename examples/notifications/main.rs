@@ -19,11 +19,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
-    let mut builder = app::builder();
-    if let Some(transport) = asena_runtime::transport::from_env()? {
-        builder = builder.transport_arc(transport);
-    }
-    let app = builder.build().await?;
+    let app = app::builder().transport_from_env()?.build().await?;
     tracing::info!(
         "notifications on ws://127.0.0.1:{port}/ws/notifications?userId=X, \
          POST /admin/announcement, PUT /users/{{id}}/profile"

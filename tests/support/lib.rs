@@ -276,3 +276,20 @@ pub fn body_of(response: &str) -> &str {
         .map(|(_, b)| b)
         .unwrap_or("")
 }
+
+/// Values of a header in a raw HTTP response, in order.
+pub fn header_values(response: &str, name: &str) -> Vec<String> {
+    let head = response.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_owned())
+        .collect()
+}
+
+/// The body of a raw HTTP response parsed as JSON (panics with the response when it is not).
+pub fn json_body(response: &str) -> Value {
+    serde_json::from_str(body_of(response))
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): {response}"))
+}
