@@ -13,7 +13,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -606,10 +605,11 @@ async fn unknown_namespace(
         return response;
     }
     tracing::warn!(target: "asena::ws", path = uri.path(), "upgrade to an unknown namespace");
-    let body = serde_json::json!({
-        "error": format!("No WebSocket service at {}", uri.path())
-    });
-    (http::StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+    crate::Rejection::json(
+        404,
+        serde_json::json!({ "error": format!("No WebSocket service at {}", uri.path()) }),
+    )
+    .into_response()
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone).

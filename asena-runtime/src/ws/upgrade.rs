@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::{Conn, ErasedService, Frame, Io, RequestInfo, close_code};
-use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Scope, run_chain};
+use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Rejection, Scope, run_chain};
 use crate::namespace::Namespace;
 
 /// Everything the route of one websocket service needs.
@@ -28,20 +28,16 @@ pub(crate) struct Endpoint {
     pub(crate) shutting_down: Arc<AtomicBool>,
 }
 
-fn json_response(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut resp = Response::new(Body::from(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+/// A refused upgrade: `{"error": message}` with `status`, the same shape middleware
+/// rejections use.
+fn refusal(status: StatusCode, message: &str) -> Rejection {
+    Rejection::json(status.as_u16(), serde_json::json!({ "error": message }))
 }
 
 /// Checks the handshake headers; returns the client's key. (The error is the response to send;
 /// it is built once per rejected request, so its size does not matter.)
 #[allow(clippy::result_large_err)]
-fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Response<Body>> {
+fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Rejection> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
             v.to_str().is_ok_and(|s| {
@@ -51,44 +47,37 @@ fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Re
         })
     };
     if method != Method::GET || !has_token(header::UPGRADE, "websocket") {
-        let mut resp = json_response(
+        return Err(refusal(
             StatusCode::UPGRADE_REQUIRED,
-            r#"{"error":"This endpoint only accepts WebSocket connections"}"#,
-        );
-        resp.headers_mut()
-            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        return Err(resp);
+            "This endpoint only accepts WebSocket connections",
+        )
+        .with_header("upgrade", "websocket")
+        .with_header("connection", "Upgrade"));
     }
     if !has_token(header::CONNECTION, "upgrade") {
-        return Err(json_response(
+        return Err(refusal(
             StatusCode::BAD_REQUEST,
-            r#"{"error":"Missing Connection: Upgrade header"}"#,
+            "Missing Connection: Upgrade header",
         ));
     }
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_none_or(|v| v.as_bytes() != b"13")
     {
-        let mut resp = json_response(
+        return Err(refusal(
             StatusCode::BAD_REQUEST,
-            r#"{"error":"Unsupported WebSocket version; expected 13"}"#,
-        );
-        resp.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return Err(resp);
+            "Unsupported WebSocket version; expected 13",
+        )
+        .with_header("sec-websocket-version", "13"));
     }
     headers
         .get(header::SEC_WEBSOCKET_KEY)
         .filter(|k| k.len() == 24)
         .cloned()
         .ok_or_else(|| {
-            json_response(
+            refusal(
                 StatusCode::BAD_REQUEST,
-                r#"{"error":"Missing or invalid Sec-WebSocket-Key header"}"#,
+                "Missing or invalid Sec-WebSocket-Key header",
             )
         })
 }
@@ -130,13 +119,10 @@ pub(crate) async fn handle_with_globals(
     let (mut parts, _body) = req.into_parts();
     let key = match handshake_key(&parts.method, &parts.headers) {
         Ok(key) => key,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     if ep.shutting_down.load(Ordering::Acquire) {
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            r#"{"error":"Server is shutting down"}"#,
-        );
+        return refusal(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down").into_response();
     }
     if let Some(allowed) = &ep.origins
         && !origin_allowed(allowed, parts.headers.get(header::ORIGIN))
@@ -147,7 +133,7 @@ pub(crate) async fn handle_with_globals(
             origin = ?parts.headers.get(header::ORIGIN),
             "origin not allowed"
         );
-        return json_response(StatusCode::FORBIDDEN, r#"{"error":"Origin not allowed"}"#);
+        return refusal(StatusCode::FORBIDDEN, "Origin not allowed").into_response();
     }
     let params: Vec<(String, String)> = RawPathParams::from_request_parts(&mut parts, &())
         .await
@@ -167,10 +153,7 @@ pub(crate) async fn handle_with_globals(
             path = %ep.ns.path(),
             "the HTTP server does not support upgrades; serve the app with Asena::serve or enable upgrades"
         );
-        return json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            r#"{"error":"Internal Server Error"}"#,
-        );
+        return refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
     };
 
     let query = parse_query(parts.uri.query());
@@ -206,10 +189,8 @@ pub(crate) async fn handle_with_globals(
                 mismatch.found,
                 mismatch.expected,
             );
-            return json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                r#"{"error":"Internal Server Error"}"#,
-            );
+            return refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+                .into_response();
         }
     };
     let request = RequestInfo {
