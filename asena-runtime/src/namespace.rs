@@ -230,6 +230,11 @@ impl Namespace {
         &self.inner.topic
     }
 
+    /// The transport topic of `room`: `"<namespace>.<room>"`.
+    fn room_topic(&self, room: &str) -> String {
+        format!("{}.{}", self.inner.topic, room)
+    }
+
     /// The limits sockets of this namespace run under.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
@@ -308,10 +313,7 @@ impl Namespace {
     pub(crate) fn emit_room(&self, room: &str, frame: &Frame, except: Option<u64>) -> usize {
         let n = self.deliver_room(room, frame, except);
         if let Some(t) = &self.inner.transport {
-            t.publish(Outbound::new(
-                format!("{}.{}", self.inner.topic, room),
-                frame,
-            ));
+            t.publish(Outbound::new(self.room_topic(room), frame));
         }
         n
     }
@@ -362,7 +364,7 @@ impl Namespace {
         if change == Change::Room
             && let Some(t) = &self.inner.transport
         {
-            t.subscribe(&format!("{}.{}", self.inner.topic, room));
+            t.subscribe(&self.room_topic(room));
         }
         change != Change::None
     }
@@ -372,7 +374,7 @@ impl Namespace {
         if change == Change::Room
             && let Some(t) = &self.inner.transport
         {
-            t.unsubscribe(&format!("{}.{}", self.inner.topic, room));
+            t.unsubscribe(&self.room_topic(room));
         }
         change != Change::None
     }
@@ -398,7 +400,7 @@ impl Namespace {
                 if index.leave(room, conn.key) == Change::Room
                     && let Some(t) = &self.inner.transport
                 {
-                    t.unsubscribe(&format!("{}.{}", self.inner.topic, room));
+                    t.unsubscribe(&self.room_topic(room));
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use http::request::Parts;
 use http::{Extensions, HeaderMap, Method, Uri, header};
 
-use crate::ws::WsValue;
+use crate::ws::{WsValue, lookup};
 
 /// The upgrade request, before any socket exists.
 ///
@@ -91,18 +91,12 @@ impl Context {
 
     /// A path parameter, e.g. `user_id` for `/user/events/{user_id}`.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        lookup(&self.params, name)
     }
 
     /// A query parameter, percent-decoded (the first one when repeated).
     pub fn query(&self, key: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        lookup(&self.query, key)
     }
 
     /// Request headers.

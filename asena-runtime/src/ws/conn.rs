@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::frame::{Decoder, Incoming, close_code};
 use super::outbox::Pending;
-use super::{Conn, Frame, Message, Socket, WebSocketService};
+use super::{Conn, Frame, Socket, WebSocketService};
 use crate::error::BoxError;
 
 /// How long we wait for the peer's close frame after ours is on the wire.
@@ -163,18 +163,10 @@ where
         loop {
             match decoder.decode(&mut buf) {
                 Ok(None) => break,
-                Ok(Some(Incoming::Text(text))) => {
+                Ok(Some(Incoming::Data(message))) => {
+                    // After our close frame, data from the peer is discarded (RFC 6455 §5.5.1).
                     if closing_since.is_none()
-                        && let Err(e) =
-                            guarded(service.on_message(&socket, Message::Text(text))).await
-                    {
-                        handler_failed(&conn, "on_message", &e);
-                    }
-                }
-                Ok(Some(Incoming::Binary(data))) => {
-                    if closing_since.is_none()
-                        && let Err(e) =
-                            guarded(service.on_message(&socket, Message::Binary(data))).await
+                        && let Err(e) = guarded(service.on_message(&socket, message)).await
                     {
                         handler_failed(&conn, "on_message", &e);
                     }

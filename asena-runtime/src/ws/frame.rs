@@ -6,6 +6,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::Message;
+
 /// Close codes this crate sends (RFC 6455 §7.4.1).
 pub mod close_code {
     /// Normal closure.
@@ -184,8 +186,8 @@ impl std::ops::Deref for HeaderBuf {
 /// What the decoder got from the peer.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Incoming {
-    Text(String),
-    Binary(Bytes),
+    /// A complete text or binary message.
+    Data(Message),
     Ping(Bytes),
     Pong,
     /// A close frame: code (1005 when absent) and reason.
@@ -346,10 +348,10 @@ impl Decoder {
 fn finish(opcode: u8, payload: BytesMut) -> Result<Incoming, DecodeError> {
     if opcode == OP_TEXT {
         String::from_utf8(payload.to_vec())
-            .map(Incoming::Text)
+            .map(|text| Incoming::Data(Message::Text(text)))
             .map_err(|_| DecodeError::InvalidUtf8)
     } else {
-        Ok(Incoming::Binary(payload.freeze()))
+        Ok(Incoming::Data(Message::Binary(payload.freeze())))
     }
 }
 
@@ -431,9 +433,9 @@ mod tests {
         }
         assert_eq!(
             d.decode(&mut buf),
-            Ok(Some(Incoming::Text(
+            Ok(Some(Incoming::Data(Message::Text(
                 "hello wörld, longer than eight".into()
-            )))
+            ))))
         );
         assert!(buf.is_empty());
     }
@@ -448,7 +450,10 @@ mod tests {
             d.decode(&mut buf),
             Ok(Some(Incoming::Ping(Bytes::from_static(b"p"))))
         );
-        assert_eq!(d.decode(&mut buf), Ok(Some(Incoming::Text("abcd".into()))));
+        assert_eq!(
+            d.decode(&mut buf),
+            Ok(Some(Incoming::Data(Message::Text("abcd".into()))))
+        );
     }
 
     #[test]

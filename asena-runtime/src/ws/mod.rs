@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub(crate) use conn::Io;
 pub use frame::{Frame, close_code};
 pub use message::{IntoFrame, Json, Message};
-pub(crate) use socket::{Conn, RequestInfo};
+pub(crate) use socket::{Conn, RequestInfo, lookup};
 pub use socket::{SendError, Socket, SocketRef, WebSocketData};
 
 use crate::di::AnyArc;

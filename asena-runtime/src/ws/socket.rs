@@ -323,7 +323,8 @@ impl SocketRef {
     }
 }
 
-fn lookup<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+/// The first value for `key` in decoded request pairs (query or path parameters).
+pub(crate) fn lookup<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     pairs
         .iter()
         .find(|(k, _)| k == key)
