@@ -114,6 +114,15 @@ impl WebSocketService for TestSocket {
                 }
                 ws.send("flooded")?
             }
+            (Some("seq"), Some(room), Some(n)) => {
+                // Numbered frames, mostly small (copied into the queue), every 97th large
+                // (queued by reference), so a partial write can stop in either kind.
+                for i in 0..n.parse::<usize>()? {
+                    let pad = if i % 97 == 0 { 2000 } else { 100 };
+                    ns.to(room, format!("{i:07}:{}", "s".repeat(pad)))?;
+                }
+                ws.send("sequenced")?
+            }
             (Some("fillme"), Some(n), _) => {
                 let big = "f".repeat(64 * 1024);
                 for _ in 0..n.parse::<usize>()? {
@@ -538,6 +547,30 @@ async fn slow_consumer_is_closed_without_stalling_others() -> anyhow::Result<()>
     rec(&s)
         .wait_for(|e| e.starts_with(&format!("close:{slow_id}:1008:Slow consumer")))
         .await;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn fan_out_keeps_frame_order_through_a_full_socket_buffer() -> anyhow::Result<()> {
+    let s = start(builder().max_queued_bytes(64 << 20)).await?;
+    let (mut reader, _) = client(&s).await?;
+    let (mut sender, _) = client(&s).await?;
+    reader.send_text("sub:seq").await?;
+    assert_eq!(reader.recv_text().await?, "ok");
+    // About 9 MB while `reader` is not reading: far beyond the socket buffers, so the
+    // write stops part-way and the rest follows once the client reads again.
+    const N: usize = 80_000;
+    sender.send_text(&format!("seq:seq:{N}")).await?;
+    assert_eq!(sender.recv_text().await?, "sequenced");
+    for i in 0..N {
+        let t = reader.recv_text().await?;
+        let pad = if i % 97 == 0 { 2000 } else { 100 };
+        assert_eq!(t.len(), 8 + pad, "frame {i} is whole");
+        assert_eq!(&t[..8], format!("{i:07}:"), "frame {i} arrives in order");
+    }
+    reader.send_text("echo:done").await?;
+    assert_eq!(reader.recv_text().await?, "done");
+    assert_eq!(s.app.namespace("/t").unwrap().stats().slow_consumers(), 0);
     s.stop().await
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::rooms::{Change, RoomIndex};
 use crate::transport::{Outbound, Transport};
-use crate::ws::{Conn, Frame, IntoFrame, SendError, SocketRef};
+use crate::ws::{Conn, Flusher, Frame, IntoFrame, SendError, SocketRef};
 
 /// What happens when a socket's send queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -129,6 +129,8 @@ struct Inner {
     stats: NamespaceStats,
     transport: Option<Arc<dyn Transport>>,
     live_tasks: Arc<Tracker>,
+    /// Writes fan-out to idle sockets (`None` when created outside a runtime).
+    flusher: Option<Arc<Flusher>>,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -211,6 +213,7 @@ impl Namespace {
                 stats: NamespaceStats::default(),
                 transport,
                 live_tasks,
+                flusher: Flusher::current(),
             }),
         }
     }
@@ -325,6 +328,10 @@ impl Namespace {
             t.publish(Outbound::new(self.inner.topic.to_string(), frame));
         }
         n
+    }
+
+    pub(crate) fn flusher(&self) -> Option<&Arc<Flusher>> {
+        self.inner.flusher.as_ref()
     }
 
     /// Whether messages can reach sockets on other instances.

@@ -14,7 +14,6 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 
 use super::frame::{Decoder, Incoming, close_code};
@@ -44,8 +43,16 @@ pub(crate) async fn run<S: WebSocketService>(service: Arc<S>, conn: Arc<Conn>, i
     let _live = conn.ns.tracker().enter();
     match io {
         Io::Tcp { stream, leftover } => {
-            let (r, w) = stream.into_split();
-            drive(service, conn, TcpSource(r), w, leftover).await;
+            let stream = Arc::new(stream);
+            conn.attach_stream(stream.clone());
+            drive(
+                service,
+                conn,
+                TcpSource(stream.clone()),
+                TcpSink(stream),
+                leftover,
+            )
+            .await;
         }
         Io::Other(io) => {
             let (r, w) = tokio::io::split(io);
@@ -59,7 +66,7 @@ trait Source: Send {
     fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
 }
 
-struct TcpSource(OwnedReadHalf);
+struct TcpSource(Arc<TcpStream>);
 
 impl Source for TcpSource {
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
@@ -74,11 +81,51 @@ impl Source for TcpSource {
     }
 }
 
-fn try_read_into(stream: &OwnedReadHalf, buf: &mut BytesMut) -> io::Result<usize> {
+fn try_read_into(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     let mut chunk = [0u8; READ_CHUNK];
     let n = stream.try_read(&mut chunk)?;
     buf.extend_from_slice(&chunk[..n]);
     Ok(n)
+}
+
+/// Where the writer puts bytes.
+trait Sink: Send {
+    fn write_all(&mut self, buf: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+    /// Sends FIN after our close frame.
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// The write side of a plain TCP stream, shared with the flushers (never both at once: the
+/// outbox says who owns the socket).
+struct TcpSink(Arc<TcpStream>);
+
+impl Sink for TcpSink {
+    async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.0.try_write(buf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.0.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write)
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send> Sink for W {
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        AsyncWriteExt::write_all(self, buf).await
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        AsyncWriteExt::shutdown(self).await
+    }
 }
 
 struct BufferedSource<R>(R);
@@ -108,7 +155,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// A handler failed: tell the client, log, count, close with 1011.
-fn handler_failed(conn: &Conn, handler: &'static str, err: &BoxError) {
+fn handler_failed(conn: &Arc<Conn>, handler: &'static str, err: &BoxError) {
     conn.ns.stats().record_handler_error();
     tracing::error!(
         target: "asena::ws",
@@ -128,7 +175,7 @@ async fn drive<S, R, W>(service: Arc<S>, conn: Arc<Conn>, mut src: R, w: W, left
 where
     S: WebSocketService,
     R: Source,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: Sink + 'static,
 {
     let socket = Socket::<S::Data>::new(conn.clone());
     let writer = tokio::spawn(write_loop(service.clone(), socket.clone(), w));
@@ -172,7 +219,7 @@ where
                     }
                 }
                 Ok(Some(Incoming::Ping(payload))) => {
-                    let _ = conn.outbox.push(Frame::pong(&payload).wire(), usize::MAX);
+                    let _ = conn.push_wire(Frame::pong(&payload).wire(), usize::MAX);
                 }
                 Ok(Some(Incoming::Pong)) => {}
                 Ok(Some(Incoming::Close(code, reason))) => {
@@ -273,12 +320,15 @@ where
 async fn write_loop<S, W>(service: Arc<S>, socket: Socket<S::Data>, mut w: W)
 where
     S: WebSocketService,
-    W: AsyncWrite + Unpin + Send,
+    W: Sink,
 {
     let conn = socket.as_socket_ref().conn.clone();
     let mut pending = Pending::default();
     loop {
-        // One lock round-trip: takes the queue and says what to do when it was empty.
+        // Waits until the outbox hands the socket to this task (a flusher writes it
+        // otherwise); then one lock round-trip takes the batch and says what to do when it
+        // was empty.
+        conn.outbox.ready().await;
         let taken = conn.outbox.take(&mut pending);
         if pending.is_empty() && taken.close.is_none() {
             if taken.finished {
@@ -286,12 +336,10 @@ where
             }
             if taken.drained {
                 service.on_drain(&socket).await;
-                continue;
             }
-            conn.outbox.wake_writer.notified().await;
             continue;
         }
-        let mut result = write_pending(&mut w, &pending).await;
+        let mut result = write_pending(&mut w, &pending, taken.skip).await;
         pending.clear();
         let closing = taken.close.is_some();
         if let (Ok(()), Some(close)) = (&result, taken.close) {
@@ -310,10 +358,10 @@ where
     conn.wake_reader.notify_one();
 }
 
-/// Writes everything taken from the outbox: small frames are already contiguous, so a batch
-/// without large frames is a single `write_all`.
-async fn write_pending<W: AsyncWrite + Unpin>(w: &mut W, pending: &Pending) -> io::Result<()> {
-    for segment in pending.segments() {
+/// Writes a batch taken from the outbox, minus the `skip` bytes a flusher already wrote:
+/// small frames are already contiguous, so a batch without large frames is a single write.
+async fn write_pending<W: Sink>(w: &mut W, pending: &Pending, skip: usize) -> io::Result<()> {
+    for segment in pending.segments_from(skip) {
         w.write_all(segment).await?;
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! WebSocket services: the [`WebSocketService`] trait, sockets, messages and connection tasks.
 
 mod conn;
+mod flush;
 mod frame;
 mod message;
 mod outbox;
@@ -13,6 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub(crate) use conn::Io;
+pub(crate) use flush::Flusher;
 pub use frame::{Frame, close_code};
 pub use message::{IntoFrame, Json, Message};
 pub(crate) use socket::{Conn, RequestInfo, lookup};

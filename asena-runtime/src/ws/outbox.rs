@@ -7,11 +7,16 @@
 //! out the same message would otherwise fight over. The writer swaps that buffer out under
 //! the lock (double buffering, no allocation in steady state) and hands it to the socket as
 //! is. Large frames stay shared (`Bytes`) and are written from their own buffer, in order.
+//!
+//! The writer's waker lives under the same lock as the queue, so checking for work and
+//! registering for a wake-up is one lock round-trip, and a push pays for a wake-up only when
+//! the writer is actually waiting.
 
+use std::future::poll_fn;
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 /// Bookkeeping overhead counted per queued frame, so floods of tiny frames are bounded too.
 const PER_FRAME_OVERHEAD: usize = 32;
@@ -27,7 +32,19 @@ const KEEP_CAPACITY: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct Outbox {
     state: Mutex<State>,
-    pub(crate) wake_writer: Notify,
+}
+
+/// Who may write the socket right now. Exactly one party writes at a time, so frames from
+/// the flusher and the writer task never interleave on the wire.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Nobody: the next push decides.
+    #[default]
+    Idle,
+    /// The connection is on a flusher's list (direct mode, see `flush.rs`).
+    Flusher,
+    /// The connection's writer task.
+    Writer,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +60,22 @@ struct State {
     sealed: bool,
     /// The queue went past half its limit; `on_drain` fires when it empties.
     pressured: bool,
+    /// Pushes hand the socket to a flusher instead of waking the writer task.
+    direct: bool,
+    owner: Owner,
+    /// What a flusher could not write (the socket was full), and how many of its bytes were
+    /// written already; the writer task writes the rest before anything else.
+    carry: Option<(Pending, usize)>,
+    /// The writer task, waiting for the socket to be handed to it.
+    writer: Option<Waker>,
+}
+
+impl State {
+    /// Gives the socket to the writer task; returns its waker to wake after unlocking.
+    fn hand_to_writer(&mut self) -> Option<Waker> {
+        self.owner = Owner::Writer;
+        self.writer.take()
+    }
 }
 
 /// Queued bytes in write order: `bytes` holds the small frames back to back; each large frame
@@ -93,12 +126,23 @@ impl Pending {
             None => None,
         })
     }
+
+    /// The queued bytes after the first `skip`, as consecutive non-empty slices.
+    pub(crate) fn segments_from(&self, mut skip: usize) -> impl Iterator<Item = &[u8]> {
+        self.segments().filter_map(move |seg| {
+            let cut = skip.min(seg.len());
+            skip -= cut;
+            (cut < seg.len()).then(|| &seg[cut..])
+        })
+    }
 }
 
 /// Outcome of a push.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Pushed {
     Queued,
+    /// Queued, and the caller must put the connection on its flusher's list.
+    Schedule,
     Full,
     Closed,
 }
@@ -106,6 +150,8 @@ pub(crate) enum Pushed {
 /// What the writer took in one go, and what to do when it took nothing.
 #[derive(Debug)]
 pub(crate) struct Batch {
+    /// Bytes of the batch already written by a flusher.
+    pub(crate) skip: usize,
     pub(crate) close: Option<Bytes>,
     /// Nothing was queued and the queue is sealed: the writer is done.
     pub(crate) finished: bool,
@@ -113,11 +159,28 @@ pub(crate) struct Batch {
     pub(crate) drained: bool,
 }
 
+/// What a flusher should do with a connection it picked from its list.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FlushTake {
+    /// Write the taken bytes, then report with [`Outbox::flushed`].
+    Write,
+    /// Nothing for the flusher: the writer task has the socket now (close, seal, drain).
+    HandedOver,
+}
+
+/// How a flusher's write went.
+#[derive(Debug)]
+pub(crate) enum Flushed {
+    /// Everything was written.
+    All,
+    /// The socket took only this many bytes (or failed): the writer task continues.
+    Partial(usize),
+}
+
 impl Outbox {
     pub(crate) fn new() -> Outbox {
         Outbox {
             state: Mutex::new(State::default()),
-            wake_writer: Notify::new(),
         }
     }
 
@@ -125,17 +188,24 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// From now on a push that finds the socket idle hands it to a flusher
+    /// ([`Pushed::Schedule`]) instead of waking the writer task.
+    pub(crate) fn enable_direct(&self) {
+        self.lock().direct = true;
+    }
+
     /// Queues a frame unless the queue would exceed `limit` bytes (one frame is always
     /// accepted into an empty queue).
     pub(crate) fn push(&self, frame: &Bytes, limit: usize) -> Pushed {
         let cost = frame.len() + PER_FRAME_OVERHEAD;
-        let was_empty;
+        let mut schedule = false;
+        let mut writer = None;
         {
             let mut st = self.lock();
             if st.sealed {
                 return Pushed::Closed;
             }
-            was_empty = st.frames == 0;
+            let was_empty = st.frames == 0;
             if st.queued + cost > limit && !was_empty {
                 return Pushed::Full;
             }
@@ -154,25 +224,44 @@ impl Outbox {
                 let at = pending.bytes.len();
                 pending.large.push((at, frame.clone()));
             }
+            if st.owner == Owner::Idle {
+                if st.direct {
+                    st.owner = Owner::Flusher;
+                    schedule = true;
+                } else {
+                    writer = st.hand_to_writer();
+                }
+            }
         }
-        if was_empty {
-            self.wake_writer.notify_one();
+        if let Some(w) = writer {
+            w.wake();
         }
-        Pushed::Queued
+        if schedule {
+            Pushed::Schedule
+        } else {
+            Pushed::Queued
+        }
     }
 
     /// Seals the queue and schedules `frame` as the last thing written. Returns false when a
     /// close was already requested.
     pub(crate) fn close(&self, frame: Bytes) -> bool {
-        {
+        let writer = {
             let mut st = self.lock();
             if st.sealed {
                 return false;
             }
             st.sealed = true;
             st.close = Some(frame);
+            // A flusher that owns the socket hands it over when it is done with it.
+            match st.owner {
+                Owner::Idle => st.hand_to_writer(),
+                _ => None,
+            }
+        };
+        if let Some(w) = writer {
+            w.wake();
         }
-        self.wake_writer.notify_one();
         true
     }
 
@@ -181,22 +270,104 @@ impl Outbox {
         let mut st = self.lock();
         st.sealed = true;
         st.pending = Pending::default();
+        st.carry = None;
         st.frames = 0;
         st.queued = 0;
+        let writer = match st.owner {
+            Owner::Flusher => None,
+            _ => st.hand_to_writer(),
+        };
         drop(st);
-        self.wake_writer.notify_one();
+        if let Some(w) = writer {
+            w.wake();
+        }
     }
 
     pub(crate) fn is_sealed(&self) -> bool {
         self.lock().sealed
     }
 
-    /// Moves everything queued into `into`, which must be empty (its buffers are recycled as
-    /// the queue's next ones). One lock round-trip per batch, including the idle checks.
+    /// Flusher: takes what is queued into `into` (which must be empty), unless the writer
+    /// task has to take over.
+    pub(crate) fn flush_take(&self, into: &mut Pending) -> FlushTake {
+        debug_assert!(into.is_empty());
+        let mut st = self.lock();
+        debug_assert_eq!(st.owner, Owner::Flusher);
+        if st.sealed || st.frames == 0 {
+            // Closing, gone, or nothing left (a drain is due): the writer task decides.
+            let writer = st.hand_to_writer();
+            drop(st);
+            if let Some(w) = writer {
+                w.wake();
+            }
+            return FlushTake::HandedOver;
+        }
+        std::mem::swap(&mut st.pending, into);
+        st.frames = 0;
+        st.queued = 0;
+        FlushTake::Write
+    }
+
+    /// Flusher: reports how writing `written` (taken by [`Outbox::flush_take`]) went. Returns
+    /// true when more was queued meanwhile and the connection stays on the flusher's list.
+    pub(crate) fn flushed(&self, written: &mut Pending, outcome: Flushed) -> bool {
+        let mut st = self.lock();
+        let writer = match outcome {
+            Flushed::All if st.frames > 0 && !st.sealed => return true,
+            Flushed::All if !st.sealed && !st.pressured => {
+                st.owner = Owner::Idle;
+                None
+            }
+            // Closing, or a drain to report: both are the writer task's.
+            Flushed::All => st.hand_to_writer(),
+            Flushed::Partial(done) => {
+                if !st.sealed {
+                    st.carry = Some((std::mem::take(written), done));
+                }
+                st.hand_to_writer()
+            }
+        };
+        drop(st);
+        if let Some(w) = writer {
+            w.wake();
+        }
+        false
+    }
+
+    /// Writer: waits until the socket is handed to the writer task.
+    pub(crate) async fn ready(&self) {
+        poll_fn(|cx| self.poll_ready(cx)).await;
+    }
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.lock();
+        if st.owner == Owner::Writer {
+            return Poll::Ready(());
+        }
+        match &mut st.writer {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Writer: moves everything to write next into `into`, which must be empty (its buffers
+    /// are recycled as the queue's next ones). When there is nothing, the socket goes back
+    /// to idle, unless the queue is finished or a drain is due. One lock round-trip per
+    /// batch, including the idle checks.
     pub(crate) fn take(&self, into: &mut Pending) -> Batch {
         debug_assert!(into.is_empty());
         let mut st = self.lock();
         let st = &mut *st;
+        if let Some((carried, skip)) = st.carry.take() {
+            *into = carried;
+            return Batch {
+                skip,
+                close: None,
+                finished: false,
+                drained: false,
+            };
+        }
         std::mem::swap(&mut st.pending, into);
         let took = st.frames > 0;
         st.frames = 0;
@@ -205,7 +376,11 @@ impl Outbox {
         let idle = !took && close.is_none();
         let finished = idle && st.sealed;
         let drained = idle && !finished && std::mem::take(&mut st.pressured);
+        if idle && !finished && !drained {
+            st.owner = Owner::Idle;
+        }
         Batch {
+            skip: 0,
             close,
             finished,
             drained,
@@ -215,7 +390,7 @@ impl Outbox {
     /// True when the writer has nothing left to do and the queue is sealed.
     pub(crate) fn finished(&self) -> bool {
         let st = self.lock();
-        st.sealed && st.frames == 0 && st.close.is_none()
+        st.sealed && st.frames == 0 && st.close.is_none() && st.carry.is_none()
     }
 }
 
@@ -290,5 +465,143 @@ mod tests {
         assert!(!o.take(&mut batch).drained);
         o.seal();
         assert!(o.take(&mut batch).finished);
+    }
+
+    fn ready_now(o: &Outbox) -> bool {
+        use futures_util::FutureExt;
+        o.ready().now_or_never().is_some()
+    }
+
+    #[test]
+    fn without_direct_mode_a_push_hands_the_socket_to_the_writer() {
+        let o = Outbox::new();
+        assert!(!ready_now(&o));
+        assert_eq!(o.push(&Bytes::from_static(b"a"), 100), Pushed::Queued);
+        assert!(ready_now(&o));
+        let mut batch = Pending::default();
+        o.take(&mut batch);
+        assert_eq!(taken(&batch), b"a");
+        batch.clear();
+        // Nothing left: the writer gives the socket back and waits again.
+        o.take(&mut batch);
+        assert!(!ready_now(&o));
+    }
+
+    #[test]
+    fn direct_mode_schedules_an_idle_socket_once_per_flush() {
+        let o = Outbox::new();
+        o.enable_direct();
+        assert_eq!(o.push(&Bytes::from_static(b"a"), 1000), Pushed::Schedule);
+        assert_eq!(o.push(&Bytes::from_static(b"b"), 1000), Pushed::Queued);
+        assert!(!ready_now(&o), "the writer task stays out of direct writes");
+        let mut batch = Pending::default();
+        assert_eq!(o.flush_take(&mut batch), FlushTake::Write);
+        assert_eq!(taken(&batch), b"ab");
+        assert!(!o.flushed(&mut batch, Flushed::All));
+        batch.clear();
+        assert_eq!(o.push(&Bytes::from_static(b"c"), 1000), Pushed::Schedule);
+    }
+
+    #[test]
+    fn frames_queued_during_a_flush_keep_the_socket_on_the_list() {
+        let o = Outbox::new();
+        o.enable_direct();
+        o.push(&Bytes::from_static(b"a"), 1000);
+        let mut batch = Pending::default();
+        o.flush_take(&mut batch);
+        assert_eq!(o.push(&Bytes::from_static(b"b"), 1000), Pushed::Queued);
+        assert!(o.flushed(&mut batch, Flushed::All));
+        batch.clear();
+        assert_eq!(o.flush_take(&mut batch), FlushTake::Write);
+        assert_eq!(taken(&batch), b"b");
+    }
+
+    #[test]
+    fn a_partial_flush_leaves_the_rest_to_the_writer_in_order() {
+        let o = Outbox::new();
+        o.enable_direct();
+        let large = Bytes::from(vec![b'L'; INLINE_MAX + 1]);
+        o.push(&Bytes::from_static(b"abc"), usize::MAX);
+        o.push(&large, usize::MAX);
+        o.push(&Bytes::from_static(b"de"), usize::MAX);
+        let mut batch = Pending::default();
+        o.flush_take(&mut batch);
+        // The socket took "abc" and two bytes of the large frame.
+        assert!(!o.flushed(&mut batch, Flushed::Partial(5)));
+        assert!(ready_now(&o));
+        assert_eq!(
+            o.push(&Bytes::from_static(b"f"), usize::MAX),
+            Pushed::Queued
+        );
+        let mut batch = Pending::default();
+        let b = o.take(&mut batch);
+        let rest: Vec<u8> = batch.segments_from(b.skip).flatten().copied().collect();
+        let mut want = vec![b'L'; INLINE_MAX - 1];
+        want.extend_from_slice(b"de");
+        assert_eq!(rest, want);
+        batch.clear();
+        o.take(&mut batch);
+        assert_eq!(taken(&batch), b"f");
+        batch.clear();
+        o.take(&mut batch);
+        // Drained: the next frame goes the direct way again.
+        assert_eq!(
+            o.push(&Bytes::from_static(b"g"), usize::MAX),
+            Pushed::Schedule
+        );
+    }
+
+    #[test]
+    fn a_close_during_a_flush_is_written_by_the_writer_after_the_frames() {
+        let o = Outbox::new();
+        o.enable_direct();
+        o.push(&Bytes::from_static(b"a"), 100);
+        assert!(o.close(Bytes::from_static(b"close")));
+        assert!(
+            !ready_now(&o),
+            "the flusher owns the socket until it hands it over"
+        );
+        let mut batch = Pending::default();
+        assert_eq!(o.flush_take(&mut batch), FlushTake::HandedOver);
+        assert!(ready_now(&o));
+        let b = o.take(&mut batch);
+        assert_eq!(taken(&batch), b"a");
+        assert_eq!(b.close.as_deref(), Some(&b"close"[..]));
+    }
+
+    #[test]
+    fn a_flush_that_empties_a_pressured_queue_lets_the_writer_fire_on_drain() {
+        let o = Outbox::new();
+        o.enable_direct();
+        o.push(&Bytes::from(vec![0u8; 40]), 100);
+        let mut batch = Pending::default();
+        o.flush_take(&mut batch);
+        assert!(!o.flushed(&mut batch, Flushed::All));
+        assert!(ready_now(&o));
+        let mut batch = Pending::default();
+        assert!(o.take(&mut batch).drained);
+        o.take(&mut batch);
+        assert!(!ready_now(&o));
+    }
+
+    #[test]
+    fn segments_from_skips_across_segments() {
+        let o = Outbox::new();
+        let large = Bytes::from(vec![b'L'; INLINE_MAX + 1]);
+        o.push(&Bytes::from_static(b"ab"), usize::MAX);
+        o.push(&large, usize::MAX);
+        o.push(&Bytes::from_static(b"cd"), usize::MAX);
+        let mut batch = Pending::default();
+        o.take(&mut batch);
+        let lens: Vec<usize> = batch.segments_from(0).map(<[u8]>::len).collect();
+        assert_eq!(lens, [2, INLINE_MAX + 1, 2]);
+        let lens: Vec<usize> = batch.segments_from(2).map(<[u8]>::len).collect();
+        assert_eq!(lens, [INLINE_MAX + 1, 2]);
+        let lens: Vec<usize> = batch
+            .segments_from(INLINE_MAX + 4)
+            .map(<[u8]>::len)
+            .collect();
+        assert_eq!(lens, [1]);
+        assert_eq!(batch.segments_from(INLINE_MAX + 5).count(), 0);
     }
 }

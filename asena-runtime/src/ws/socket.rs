@@ -6,9 +6,11 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
 use http::HeaderMap;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::outbox::{Outbox, Pushed};
@@ -67,6 +69,8 @@ pub(crate) struct Conn {
     /// The writer has put our close frame on the wire.
     pub(crate) close_written: AtomicBool,
     slow_reported: AtomicBool,
+    /// The plain TCP stream, shared by the reader, the writer and the flushers.
+    stream: OnceLock<Arc<TcpStream>>,
 }
 
 impl Member for Conn {
@@ -95,19 +99,44 @@ impl Conn {
             closing: Mutex::new(None),
             close_written: AtomicBool::new(false),
             slow_reported: AtomicBool::new(false),
+            stream: OnceLock::new(),
         }
+    }
+
+    /// Serves this connection over a plain TCP stream: when the namespace has flushers,
+    /// frames queued on an idle socket are written by them (see `flush.rs`).
+    pub(crate) fn attach_stream(&self, stream: Arc<TcpStream>) {
+        if self.stream.set(stream).is_ok() && self.ns.flusher().is_some() {
+            self.outbox.enable_direct();
+        }
+    }
+
+    pub(crate) fn stream(&self) -> Option<&Arc<TcpStream>> {
+        self.stream.get()
     }
 
     /// Queues an encoded frame, applying the slow-consumer policy when the queue is full.
     /// Returns whether the frame was queued.
     #[inline]
-    pub(crate) fn push(&self, frame: &Frame) -> Result<(), SendError> {
+    pub(crate) fn push(self: &Arc<Self>, frame: &Frame) -> Result<(), SendError> {
         let limits = self.ns.limits();
-        match self.outbox.push(frame.wire(), limits.max_queued_bytes) {
+        self.push_wire(frame.wire(), limits.max_queued_bytes)
+    }
+
+    /// Queues encoded bytes (see [`Conn::push`]) against `limit`.
+    #[inline]
+    pub(crate) fn push_wire(self: &Arc<Self>, wire: &Bytes, limit: usize) -> Result<(), SendError> {
+        match self.outbox.push(wire, limit) {
             Pushed::Queued => Ok(()),
+            Pushed::Schedule => {
+                if let Some(flusher) = self.ns.flusher() {
+                    flusher.schedule(self.clone());
+                }
+                Ok(())
+            }
             Pushed::Closed => Err(SendError::Closed(self.id.to_string())),
             Pushed::Full => {
-                self.on_full(limits.slow_consumer);
+                self.on_full(self.ns.limits().slow_consumer);
                 Err(SendError::Full(self.id.to_string()))
             }
         }
