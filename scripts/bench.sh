@@ -2,13 +2,15 @@
 # Fan-out benchmark: Bun's native publish vs. the framework (examples/bench_server) vs. bare
 # axum with batched writes (examples/bench_bare), interleaved, median of $RUNS runs each.
 #
-#   scripts/bench.sh            # full run (about 7 minutes on 2 cores)
+#   scripts/bench.sh            # full run (about 10 minutes on 2 cores)
 #   RUNS=1 DUR=3 scripts/bench.sh   # quick look
 #
 # Prints a markdown table: deliveries/s for (C=32,S=32,B=100), (C=1000,S=1000,B=1),
 # (C=1000,S=100,B=1) measured with the C client (../shared/bench/wsload.c); p50/p99 delivery
-# latency at 1,000 connections and 50% of each server's own peak, measured with the Rust
-# loadgen (examples/loadgen); server RSS per idle connection at 10,000 connections.
+# latency at 1,000 connections, at 50% of each server's own peak and at one light load,
+# measured with the Rust loadgen (examples/loadgen) with server and client pinned to a core
+# each; the kernel's floor for one fan-out; server RSS per idle connection at 10,000
+# connections.
 # Only 127.0.0.1 is targeted; every step is bounded in time; servers are stopped by PID.
 # Never run from CI (it is a benchmark); CI only compiles the examples.
 set -euo pipefail
@@ -144,25 +146,77 @@ for cfg in "${CONFIGS[@]}"; do
     for name in "${SERVERS[@]}"; do RESULT[chat$c-$s-$b,$name]=$(median < "$OUT/chat-$c-$s-$b-$name.txt"); done
 done
 
-# latency at 1,000 connections, every client sending, offered load = 50% of the server's own
-# C1000/S1000 peak (messages/s = peak deliveries/s / 2 / 1000)
-for name in "${SERVERS[@]}"; do : > "$OUT/lat50-$name.txt"; : > "$OUT/lat99-$name.txt"; done
+for name in "${SERVERS[@]}"; do stop_server "${SPID[$name]}"; done
+
+# ---- latency: server on CPU 0, load client on CPU 1 ---------------------------------------
+# On 2 cores an unpinned load client and a multi-threaded server take turns on the same cores,
+# and the scheduler's time slices (milliseconds) end up in the latencies. Pinning gives each its
+# own core (tokio then starts one worker). The peak is measured in the same pinning (C client,
+# C=1000 S=1000 B=1), and the offered load is 50% of it: messages/s = peak / 2 / 1000, every
+# client sending, each message delivered to all 1,000. A second run offers every server the
+# same light load (LIGHT_RATE messages/s).
+LIGHT_RATE=${LIGHT_RATE:-250}
+SRV_CPU=() CLI_CPU=()
+if command -v taskset >/dev/null && (( $(nproc) >= 2 )); then
+    SRV_CPU=(taskset -c 0) CLI_CPU=(taskset -c 1)
+else
+    log "taskset or a second core is missing: latency runs unpinned"
+fi
+for name in "${SERVERS[@]}"; do
+    port=$(port_of "$name")
+    case $name in
+        bun) PORT=$port "${SRV_CPU[@]}" "$BUN" "$SHARED/server.bun.js" >"$OUT/$name-pinned.log" 2>&1 & ;;
+        framework) PORT=$port "${SRV_CPU[@]}" "$FW_BIN" >"$OUT/$name-pinned.log" 2>&1 & ;;
+        bare) PORT=$port "${SRV_CPU[@]}" "$BARE_BIN" >"$OUT/$name-pinned.log" 2>&1 & ;;
+    esac
+    SPID[$name]=$!
+    PIDS+=("${SPID[$name]}")
+done
+for name in "${SERVERS[@]}"; do
+    port=$(port_of "$name")
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    : > "$OUT/pinned-peak-$name.txt"
+done
 for run in $(seq "$RUNS"); do
     for name in "${SERVERS[@]}"; do
-        peak=${RESULT[chat1000-1000-1,$name]}
-        rate=$(awk -v p="$peak" 'BEGIN { r = p / 2 / 1000; if (r < 1) r = 1; printf "%.0f", r }')
-        line=$(timeout $(( DUR + 90 )) "$LOADGEN" chat "$(port_of "$name")" 1000 -s 1000 -r "$rate" -d "$DUR" -u "$(path_of "$name")" | grep '^SUMMARY' || true)
-        p50=$(field lat_p50_us <<<"$line"); p99=$(field lat_p99_us <<<"$line")
-        log "latency $name run $run at $rate msgs/s: p50=${p50:-?} us p99=${p99:-?} us"
-        echo "${p50:-nan}" >> "$OUT/lat50-$name.txt"
-        echo "${p99:-nan}" >> "$OUT/lat99-$name.txt"
-        RESULT[rate,$name]=$rate
+        line=$(timeout $(( DUR + 90 )) "${CLI_CPU[@]}" "$WSLOAD" chat "$(port_of "$name")" 1000 -d "$DUR" -b 1 -s 1000 -w 2 -u "$(path_of "$name")" | grep '^SUMMARY' || true)
+        v=$(field mean_deliveries/s <<<"$line")
+        log "pinned peak $name run $run: ${v:-STALL} deliveries/s"
+        echo "${v:-0}" >> "$OUT/pinned-peak-$name.txt"
     done
 done
 for name in "${SERVERS[@]}"; do
-    RESULT[lat50,$name]=$(median < "$OUT/lat50-$name.txt")
-    RESULT[lat99,$name]=$(median < "$OUT/lat99-$name.txt")
+    RESULT[pinnedpeak,$name]=$(median < "$OUT/pinned-peak-$name.txt")
+    RESULT[rate,$name]=$(awk -v p="${RESULT[pinnedpeak,$name]}" 'BEGIN { r = p / 2 / 1000; if (r < 1) r = 1; printf "%.0f", r }')
+    for k in lat50 lat99 light50 light99; do : > "$OUT/$k-$name.txt"; done
 done
+# latency NAME RATE P50FILE P99FILE
+latency() {
+    local name=$1 rate=$2 line p50 p99
+    line=$(timeout $(( DUR + 90 )) "${CLI_CPU[@]}" "$LOADGEN" chat "$(port_of "$name")" 1000 -s 1000 -r "$rate" -d "$DUR" -u "$(path_of "$name")" | grep '^SUMMARY' || true)
+    p50=$(field lat_p50_us <<<"$line"); p99=$(field lat_p99_us <<<"$line")
+    log "latency $name at $rate msgs/s: p50=${p50:-?} us p99=${p99:-?} us"
+    echo "${p50:-nan}" >> "$OUT/$3-$name.txt"
+    echo "${p99:-nan}" >> "$OUT/$4-$name.txt"
+}
+for run in $(seq "$RUNS"); do
+    for name in "${SERVERS[@]}"; do
+        latency "$name" "${RESULT[rate,$name]}" lat50 lat99
+        latency "$name" "$LIGHT_RATE" light50 light99
+    done
+done
+for name in "${SERVERS[@]}"; do
+    for k in lat50 lat99 light50 light99; do RESULT[$k,$name]=$(median < "$OUT/$k-$name.txt"); done
+done
+
+# ---- the kernel's floor: one small write to each of 1,000 loopback sockets, one core -------
+: > "$OUT/floor.txt"
+for run in $(seq "$RUNS"); do
+    v=$("${SRV_CPU[@]}" "$LOADGEN" floor 1000 | grep -o 'median_round_us=[0-9.]*' | cut -d= -f2)
+    log "floor run $run: ${v:-?} us per 1,000 writes"
+    echo "${v:-nan}" >> "$OUT/floor.txt"
+done
+FLOOR=$(median < "$OUT/floor.txt")
 
 # ---- report -------------------------------------------------------------------------------
 fmt_m() { awk -v v="$1" 'BEGIN { if (v == "" || v == "nan") print "–"; else printf "%.2f M", v / 1e6 }'; }
@@ -187,11 +241,18 @@ echo "|---|---|---|---|---|---|"
 row "deliveries/s C=32 S=32 B=100" chat32-32-100 fmt_m
 row "deliveries/s C=1000 S=1000 B=1" chat1000-1000-1 fmt_m
 row "deliveries/s C=1000 S=100 B=1" chat1000-100-1 fmt_m
-row "latency p50, 1,000 conns, 50% of peak" lat50 fmt_ms
-row "latency p99, 1,000 conns, 50% of peak" lat99 fmt_ms
+row "deliveries/s C=1000 S=1000 B=1, server pinned to 1 core" pinnedpeak fmt_m
+row "latency p50, 1,000 conns, 50% of pinned peak" lat50 fmt_ms
+row "latency p99, 1,000 conns, 50% of pinned peak" lat99 fmt_ms
+row "latency p50, 1,000 conns, ${LIGHT_RATE} msgs/s" light50 fmt_ms
+row "latency p99, 1,000 conns, ${LIGHT_RATE} msgs/s" light99 fmt_ms
 row "RSS per idle connection (${IDLE_CONNS} conns)" idle fmt_kb
 echo
-echo "Offered load for latency (messages/s from 1,000 senders, each delivered to 1,000 clients):" \
-    "Bun $(get rate bun), framework $(get rate framework), bare $(get rate bare)."
+echo "Offered load at 50% of the pinned peak (messages/s from 1,000 senders, each delivered to" \
+    "1,000 clients): Bun $(get rate bun), framework $(get rate framework), bare $(get rate bare)."
+echo "Latency runs: server on CPU 0, load client on CPU 1."
+echo "Kernel floor on this machine: one 24-byte write to each of 1,000 loopback sockets takes" \
+    "$(fmt_ms "$FLOOR") on one core (loadgen floor 1000), so no server on one core delivers a" \
+    "message to the last of 1,000 sockets sooner."
 echo "Ratios for latency and memory are framework / other (lower is better there)."
 echo "Raw logs: $OUT"

@@ -93,8 +93,8 @@
 //!
 //! ## Performance
 //! See the [`namespace`] module for the fan-out hot path: one encoding per message, shared
-//! bytes for every recipient, one batched write per socket per wake-up, no buffer held by
-//! idle sockets.
+//! bytes for every recipient, one batched write per socket per flusher pass, no buffer held
+//! by idle sockets.
 #![warn(missing_docs)]
 
 mod app;

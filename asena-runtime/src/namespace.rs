@@ -6,9 +6,16 @@
 //! the same encoded bytes to each member's queue: frames up to 512 bytes are copied into the
 //! queue's contiguous byte buffer (cheaper than bumping a reference count that every core
 //! fanning out the same message would fight over), larger ones are queued as a
-//! reference-counted clone. Nothing is encoded or serialised per recipient. Each connection
-//! has one writer task that swaps the whole queue out under one lock and writes it with one
-//! syscall, so a burst of N messages costs one wake-up and one write per recipient, not N.
+//! reference-counted clone. Nothing is encoded or serialised per recipient.
+//!
+//! The first frame queued on an idle socket puts the connection on a flusher's list (one list
+//! per runtime worker). The flusher writes the listed sockets in the order they became ready,
+//! 64 at a time with a poll for I/O in between, each with one non-blocking write of
+//! everything it has queued: a burst of N messages costs one write per recipient, not N, and
+//! no recipient of a room waits behind a thousand task wake-ups in the runtime's queue. A
+//! socket whose send buffer is full is handed, with the unwritten rest, to its own writer
+//! task, which waits until it is writable; the closing handshake and `on_drain` are the
+//! writer task's too, and the queue records who owns the socket so writes never interleave.
 //! Idle sockets hold no read buffer (reads wait for readiness first) and no handshake data.
 //! A full queue never blocks the publisher: the slow-consumer policy applies instead.
 

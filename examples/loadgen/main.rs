@@ -14,6 +14,11 @@
 //!     (first second skipped) and latency mean/p50/p99/max in microseconds.
 //! loadgen idle  PORT CONNS [-u PATH] [-d SECS]
 //!     opens CONNS connections and holds them for SECS seconds (server memory per connection).
+//! loadgen floor CONNS
+//!     no server: opens CONNS loopback TCP connections to itself and times one 24-byte
+//!     write to each (a server frame of the chat protocol), 20 rounds. The median round is
+//!     the kernel's own cost of fanning one message out to CONNS sockets on this machine: no
+//!     server can deliver to the last of them sooner.
 //! ```
 //!
 //! Bounds: the target is always 127.0.0.1; at most 60,000 connections, 300 s, 10 M msgs/s;
@@ -62,7 +67,7 @@ struct Opts {
 fn usage() -> ! {
     eprintln!(
         "usage: loadgen chat|idle PORT CONNS [-u PATH] [-s SENDERS] [-b BURST] [-w WINDOW] \
-         [-d SECS] [-r RATE] [-t THREADS]"
+         [-d SECS] [-r RATE] [-t THREADS]\n       loadgen floor CONNS"
     );
     std::process::exit(1)
 }
@@ -124,6 +129,14 @@ fn parse_args() -> Opts {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("floor") {
+        let conns = std::env::args()
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .filter(|n| (1..=MAX_CONNS).contains(n))
+            .unwrap_or_else(|| usage());
+        std::process::exit(floor(conns));
+    }
     let opts = parse_args();
     let rt = if opts.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -148,6 +161,62 @@ fn main() {
     });
     rt.shutdown_timeout(Duration::from_secs(1));
     std::process::exit(code);
+}
+
+/// Times one small write to each of `conns` loopback TCP sockets (see the module docs).
+fn floor(conns: usize) -> i32 {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    const ROUNDS: usize = 20;
+    let run = || -> std::io::Result<Vec<Duration>> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let mut pairs = Vec::with_capacity(conns);
+        for _ in 0..conns {
+            let client = TcpStream::connect(addr)?;
+            let (server, _) = listener.accept()?;
+            server.set_nodelay(true)?;
+            pairs.push((server, client));
+        }
+        // A 24-byte unmasked text frame: what a server writes per delivery in the benchmark.
+        let mut frame = vec![0x81, 22];
+        frame.extend_from_slice(&[b'x'; 22]);
+        let mut sink = [0u8; 4096];
+        let mut rounds = Vec::with_capacity(ROUNDS);
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            for (server, _) in &mut pairs {
+                server.write_all(&frame)?;
+            }
+            rounds.push(t.elapsed());
+            for (_, client) in &mut pairs {
+                let mut got = 0;
+                while got < frame.len() {
+                    got += client.read(&mut sink)?;
+                }
+            }
+        }
+        Ok(rounds)
+    };
+    match run() {
+        Ok(mut rounds) => {
+            rounds.sort();
+            let median = rounds[rounds.len() / 2];
+            println!(
+                "FLOOR conns={conns} rounds={ROUNDS} median_round_us={:.0} per_write_us={:.2} \
+                 min_round_us={:.0} max_round_us={:.0}",
+                median.as_secs_f64() * 1e6,
+                median.as_secs_f64() * 1e6 / conns as f64,
+                rounds[0].as_secs_f64() * 1e6,
+                rounds[rounds.len() - 1].as_secs_f64() * 1e6,
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("floor: {e}");
+            3
+        }
+    }
 }
 
 /// Nanoseconds since the tool started (the clock of the timestamps in the payloads).
