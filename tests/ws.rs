@@ -574,6 +574,31 @@ async fn fan_out_keeps_frame_order_through_a_full_socket_buffer() -> anyhow::Res
     s.stop().await
 }
 
+#[test]
+fn an_app_built_on_another_runtime_still_delivers() -> anyhow::Result<()> {
+    // Building on a short-lived runtime and serving on another must not leave fan-out
+    // writes scheduled on the first one.
+    let build = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let app = build.block_on(builder().build())?;
+    drop(build);
+    let serve = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    serve.block_on(async {
+        let s = asena_tests::serve(app).await?;
+        let (mut a, _) = client(&s).await?;
+        let (mut b, _) = client(&s).await?;
+        a.send_text("sub:r").await?;
+        assert_eq!(a.recv_text().await?, "ok");
+        b.send_text("to:r:hello").await?;
+        assert_eq!(a.recv_text().await?, "hello");
+        s.stop().await
+    })
+}
+
 #[tokio::test]
 async fn drop_policy_keeps_slow_consumer_open() -> anyhow::Result<()> {
     let s = start(

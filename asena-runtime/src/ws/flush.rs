@@ -1,18 +1,21 @@
-//! Flushers: write queued frames straight to idle sockets, one pass over all of them at a time.
+//! Flushers: write queued frames straight to idle sockets, in the order they became ready.
 //!
 //! Fanning a message out to a room queues the same encoded bytes on every member. Waking every
 //! member's writer task would put one task per socket in the runtime's queue, and the order in
 //! which tokio then runs a thousand tasks (local queue, LIFO slot, global queue) gives some
 //! sockets their bytes many milliseconds after others. Instead, the first frame queued on an
-//! idle plain-TCP socket puts the connection on a flusher's list. The flusher task first lets
-//! the runtime poll for I/O once (so handlers already scheduled add to this pass), then takes
-//! the whole list and writes each socket once, in the order they became ready, with a
-//! non-blocking write of everything it has queued. A socket that cannot take it all (its send
-//! buffer is full) is handed to its own writer task, which waits for it to become writable;
-//! closing handshakes and `on_drain` also belong to the writer task.
+//! idle plain-TCP socket appends the connection to a flusher's list (FIFO). The flusher task
+//! takes the list 64 sockets at a time and gives each one non-blocking write of everything it
+//! has queued by then. Before each chunk it lets the runtime poll for I/O, so messages that
+//! arrived meanwhile are handled first and ride along with the sockets still waiting: under
+//! load a socket gets one write per trip through the list, however many messages it carries,
+//! and a new message reaches every socket within about one trip.
 //!
-//! There is one list per runtime worker (a connection always uses the same one), so the
-//! workers flush in parallel; a flusher task exists only while its list is not empty.
+//! A socket that cannot take it all (its send buffer is full) is handed, with the rest, to its
+//! own writer task, which waits for it to become writable; closing handshakes and `on_drain`
+//! also belong to the writer task. There is one list per runtime worker (a connection always
+//! uses the same one), so the workers flush in parallel; a flusher task exists only while its
+//! list is not empty.
 
 use std::collections::VecDeque;
 use std::io;
@@ -64,7 +67,10 @@ impl Flusher {
         if !list.running {
             list.running = true;
             drop(list);
-            self.runtime.spawn(run(self.clone(), i));
+            // The runtime serving the push (the app may have been built on another one);
+            // the namespace's own for pushes from outside any runtime.
+            let runtime = Handle::try_current().unwrap_or_else(|_| self.runtime.clone());
+            runtime.spawn(run(self.clone(), i));
         }
     }
 }
