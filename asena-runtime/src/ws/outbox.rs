@@ -320,10 +320,10 @@ impl Outbox {
             }
             // Closing, or a drain to report: both are the writer task's.
             Flushed::All => st.hand_to_writer(),
+            // Kept even when sealed: a close requested meanwhile must follow these bytes, and
+            // for a connection that is gone the writer's next write fails and ends it.
             Flushed::Partial(done) => {
-                if !st.sealed {
-                    st.carry = Some((std::mem::take(written), done));
-                }
+                st.carry = Some((std::mem::take(written), done));
                 st.hand_to_writer()
             }
         };
@@ -582,6 +582,27 @@ mod tests {
         assert!(o.take(&mut batch).drained);
         o.take(&mut batch);
         assert!(!ready_now(&o));
+    }
+
+    #[test]
+    fn a_close_during_a_partial_flush_comes_after_the_unwritten_rest() {
+        let o = Outbox::new();
+        o.enable_direct();
+        o.push(&Bytes::from_static(b"abcdef"), usize::MAX);
+        let mut batch = Pending::default();
+        o.flush_take(&mut batch);
+        // The close is requested while the flusher is writing; the socket took 2 bytes.
+        assert!(o.close(Bytes::from_static(b"close")));
+        assert!(!o.flushed(&mut batch, Flushed::Partial(2)));
+        let mut batch = Pending::default();
+        let b = o.take(&mut batch);
+        let rest: Vec<u8> = batch.segments_from(b.skip).flatten().copied().collect();
+        assert_eq!(rest, b"cdef");
+        assert!(b.close.is_none());
+        assert!(!o.finished());
+        batch.clear();
+        let b = o.take(&mut batch);
+        assert_eq!(b.close.as_deref(), Some(&b"close"[..]));
     }
 
     #[test]
