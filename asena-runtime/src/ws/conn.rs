@@ -101,21 +101,36 @@ struct TcpSink(Arc<TcpStream>);
 
 impl Sink for TcpSink {
     async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            match self.0.try_write(buf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => buf = &buf[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.0.writable().await?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        loop {
+            let (n, stopped) = try_write_some(&self.0, buf);
+            buf = &buf[n..];
+            match stopped {
+                None => return Ok(()),
+                Some(e) if e.kind() == io::ErrorKind::WouldBlock => self.0.writable().await?,
+                Some(e) => return Err(e),
             }
         }
-        Ok(())
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
         socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write)
     }
+}
+
+/// Writes as much of `buf` as the socket takes without waiting. Returns how many bytes went
+/// out and, unless that is all of them, the error that stopped it (`WouldBlock` when the send
+/// buffer is full).
+pub(super) fn try_write_some(stream: &TcpStream, buf: &[u8]) -> (usize, Option<io::Error>) {
+    let mut at = 0;
+    while at < buf.len() {
+        match stream.try_write(&buf[at..]) {
+            Ok(0) => return (at, Some(io::ErrorKind::WriteZero.into())),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (at, Some(e)),
+        }
+    }
+    (at, None)
 }
 
 impl<W: AsyncWrite + Unpin + Send> Sink for W {

@@ -18,12 +18,12 @@
 //! list is not empty.
 
 use std::collections::VecDeque;
-use std::io;
 use std::sync::{Arc, Mutex};
 
 use tokio::runtime::Handle;
 
 use super::Conn;
+use super::conn::try_write_some;
 use super::outbox::{FlushTake, Flushed, Pending};
 
 /// Sockets written between two polls for I/O.
@@ -53,16 +53,16 @@ impl Flusher {
         }))
     }
 
-    fn list(&self, conn: &Conn) -> (usize, std::sync::MutexGuard<'_, List>) {
-        let i = (conn.key % self.lists.len() as u64) as usize;
-        (i, self.lists[i].lock().unwrap_or_else(|p| p.into_inner()))
+    fn lock(&self, i: usize) -> std::sync::MutexGuard<'_, List> {
+        self.lists[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Puts a connection whose outbox answered [`Pushed::Schedule`] on its list.
     ///
     /// [`Pushed::Schedule`]: super::outbox::Pushed::Schedule
     pub(crate) fn schedule(self: &Arc<Self>, conn: Arc<Conn>) {
-        let (i, mut list) = self.list(&conn);
+        let i = (conn.key % self.lists.len() as u64) as usize;
+        let mut list = self.lock(i);
         list.ready.push_back(conn);
         if !list.running {
             list.running = true;
@@ -87,7 +87,7 @@ async fn run(flusher: Arc<Flusher>, i: usize) {
         // message never waits for a whole pass to end before it starts going out.
         tokio::task::yield_now().await;
         {
-            let mut list = flusher.lists[i].lock().unwrap_or_else(|p| p.into_inner());
+            let mut list = flusher.lock(i);
             list.ready.extend(requeue.drain(..));
             if list.ready.is_empty() {
                 list.running = false;
@@ -114,31 +114,18 @@ fn flush_one(conn: &Conn, scratch: &mut Pending) -> bool {
     if conn.outbox.flush_take(scratch) == FlushTake::HandedOver {
         return false;
     }
+    // On WouldBlock the writer task waits for room; on any other error it hits the error
+    // again and ends the connection the usual way.
     let mut written = 0;
-    let mut complete = true;
+    let mut outcome = Flushed::All;
     for segment in scratch.segments() {
-        let mut at = 0;
-        while at < segment.len() {
-            match stream.try_write(&segment[at..]) {
-                Ok(0) => break,
-                Ok(n) => at += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // WouldBlock: the writer task waits for room; any other error: the writer
-                // task hits it again and ends the connection the usual way.
-                Err(_) => break,
-            }
-        }
-        written += at;
-        if at < segment.len() {
-            complete = false;
+        let (n, stopped) = try_write_some(stream, segment);
+        written += n;
+        if stopped.is_some() {
+            outcome = Flushed::Partial(written);
             break;
         }
     }
-    let outcome = if complete {
-        Flushed::All
-    } else {
-        Flushed::Partial(written)
-    };
     let again = conn.outbox.flushed(scratch, outcome);
     scratch.clear();
     again
