@@ -273,6 +273,21 @@ pub(crate) fn expand(component: ComponentStruct, parts: Expansion) -> TokenStrea
 mod tests {
     use super::*;
 
+    /// The expansion of a plain `#[service]`, as a string.
+    fn expand_service(parsed: ComponentStruct) -> String {
+        expand(
+            parsed,
+            Expansion {
+                rt: quote!(::asena_runtime),
+                name: None,
+                kind: quote!(__asena::ComponentKind::Service),
+                extra_deps: Vec::new(),
+                extra_items: TokenStream::new(),
+            },
+        )
+        .to_string()
+    }
+
     fn err(tokens: TokenStream) -> String {
         match parse_struct(tokens, "#[service]") {
             Ok(_) => panic!("expected an error"),
@@ -321,17 +336,7 @@ mod tests {
             "#[service]",
         )
         .expect("valid struct");
-        let out = expand(
-            parsed,
-            Expansion {
-                rt: quote!(::asena_runtime),
-                name: None,
-                kind: quote!(__asena::ComponentKind::Service),
-                extra_deps: Vec::new(),
-                extra_items: TokenStream::new(),
-            },
-        )
-        .to_string();
+        let out = expand_service(parsed);
         assert!(!out.contains("__AsenaDefaultField"));
     }
 
@@ -390,17 +395,7 @@ mod tests {
             "#[service]",
         )
         .expect("valid struct");
-        let out = expand(
-            parsed,
-            Expansion {
-                rt: quote!(::asena_runtime),
-                name: None,
-                kind: quote!(__asena::ComponentKind::Service),
-                extra_deps: Vec::new(),
-                extra_items: TokenStream::new(),
-            },
-        )
-        .to_string();
+        let out = expand_service(parsed);
         assert!(out.contains("inventory :: submit !"));
         assert!(out.contains("< Arc < B > as __asena :: Inject > :: resolve (__resolver , \"b\")"));
         assert!(out.contains("< u32 as __AsenaDefaultField > :: __asena_default ()"));

@@ -192,7 +192,10 @@ fn floor(conns: usize) -> i32 {
             for (_, client) in &mut pairs {
                 let mut got = 0;
                 while got < frame.len() {
-                    got += client.read(&mut sink)?;
+                    match client.read(&mut sink)? {
+                        0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                        n => got += n,
+                    }
                 }
             }
         }
@@ -493,6 +496,18 @@ async fn reader(
     }
 }
 
+/// Tells every reader to stop, closes the write halves, and waits (bounded) for the readers
+/// to hand in their counts.
+async fn stop_readers(stop: &watch::Sender<bool>, writers: impl Sized, readers: &mut JoinSet<()>) {
+    let _ = stop.send(true);
+    drop(writers);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await;
+    readers.abort_all();
+}
+
 /// Appends one masked (all-zero key) text frame carrying the current time.
 fn push_message(out: &mut Vec<u8>, now: u64) {
     out.extend_from_slice(&[0x81, 0x80 | PAYLOAD_LEN as u8, 0, 0, 0, 0]);
@@ -626,13 +641,7 @@ async fn chat(o: Opts) -> i32 {
         }
     }
     shared.measuring.store(false, Ordering::Relaxed);
-    let _ = stop_tx.send(true);
-    drop(writers);
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while readers.join_next().await.is_some() {}
-    })
-    .await;
-    readers.abort_all();
+    stop_readers(&stop_tx, writers, &mut readers).await;
 
     let from = usize::from(samples.len() > 1);
     let measured = &samples[from..];
@@ -689,13 +698,7 @@ async fn idle(o: Opts) -> i32 {
     println!("holding {open_count} connections for {} s", o.secs);
     tokio::time::sleep(Duration::from_secs(o.secs)).await;
     let still_open = shared.open.load(Ordering::Relaxed);
-    let _ = stop_tx.send(true);
-    drop(writers);
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while readers.join_next().await.is_some() {}
-    })
-    .await;
-    readers.abort_all();
+    stop_readers(&stop_tx, writers, &mut readers).await;
     println!(
         "idle done: {still_open} open, {} dead",
         o.conns - still_open
