@@ -67,13 +67,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_server NAME PORT -> sets SERVER_PID
+# start_server NAME PORT [PREFIX...] -> sets SERVER_PID; PREFIX (e.g. taskset -c 0) runs the
+# server
 start_server() {
     local name=$1 port=$2
+    shift 2
     case $name in
-        bun) PORT=$port "$BUN" "$SHARED/server.bun.js" >"$OUT/$name.log" 2>&1 & ;;
-        framework) PORT=$port "$FW_BIN" >"$OUT/$name.log" 2>&1 & ;;
-        bare) PORT=$port "$BARE_BIN" >"$OUT/$name.log" 2>&1 & ;;
+        bun) PORT=$port "$@" "$BUN" "$SHARED/server.bun.js" >"$OUT/$name.log" 2>&1 & ;;
+        framework) PORT=$port "$@" "$FW_BIN" >"$OUT/$name.log" 2>&1 & ;;
+        bare) PORT=$port "$@" "$BARE_BIN" >"$OUT/$name.log" 2>&1 & ;;
     esac
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
@@ -163,18 +165,7 @@ else
     log "taskset or a second core is missing: latency runs unpinned"
 fi
 for name in "${SERVERS[@]}"; do
-    port=$(port_of "$name")
-    case $name in
-        bun) PORT=$port "${SRV_CPU[@]}" "$BUN" "$SHARED/server.bun.js" >"$OUT/$name-pinned.log" 2>&1 & ;;
-        framework) PORT=$port "${SRV_CPU[@]}" "$FW_BIN" >"$OUT/$name-pinned.log" 2>&1 & ;;
-        bare) PORT=$port "${SRV_CPU[@]}" "$BARE_BIN" >"$OUT/$name-pinned.log" 2>&1 & ;;
-    esac
-    SPID[$name]=$!
-    PIDS+=("${SPID[$name]}")
-done
-for name in "${SERVERS[@]}"; do
-    port=$(port_of "$name")
-    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    start_server "$name" "$(port_of "$name")" "${SRV_CPU[@]}"
     : > "$OUT/pinned-peak-$name.txt"
 done
 for run in $(seq "$RUNS"); do
