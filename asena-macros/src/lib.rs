@@ -14,6 +14,7 @@ use proc_macro::TokenStream;
 
 mod attr;
 mod component;
+mod error;
 mod middleware;
 mod service;
 mod websocket;

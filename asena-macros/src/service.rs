@@ -5,6 +5,7 @@ use quote::quote;
 
 use crate::attr::{Accepts, parse_args, runtime_path};
 use crate::component::{Expansion, expand as expand_component, parse_struct};
+use crate::error::both;
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let (args, component) = both(
@@ -21,16 +22,4 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             extra_items: TokenStream::new(),
         },
     ))
-}
-
-/// Runs two checks and reports the errors of both.
-pub(crate) fn both<A, B>(a: syn::Result<A>, b: syn::Result<B>) -> syn::Result<(A, B)> {
-    match (a, b) {
-        (Ok(a), Ok(b)) => Ok((a, b)),
-        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
-        (Err(mut e1), Err(e2)) => {
-            e1.combine(e2);
-            Err(e1)
-        }
-    }
 }

@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 
 use crate::attr::{Accepts, parse_args, runtime_path};
 use crate::component::{Expansion, expand as expand_component, parse_struct};
-use crate::service::both;
+use crate::error::both;
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let (args, component) = both(
