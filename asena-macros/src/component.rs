@@ -166,7 +166,7 @@ pub(crate) fn expand(component: ComponentStruct, parts: Expansion) -> TokenStrea
     let record = format_ident!("__ASENA_RECORD_{}", ident);
     let deps = fields.iter().filter(|f| f.inject).map(|f| {
         let ty = &f.ty;
-        quote_spanned!(ty.span()=> <#ty as __asena::Inject>::DEPENDENCY)
+        quote_spanned!(ty.span()=> <#ty as __asena::Injectable>::DEPENDENCY)
     });
     let extra_deps = &parts.extra_deps;
     let inits = fields.iter().map(|f| {
@@ -177,7 +177,7 @@ pub(crate) fn expand(component: ComponentStruct, parts: Expansion) -> TokenStrea
             syn::Member::Unnamed(i) => i.index.to_string(),
         };
         if f.inject {
-            quote_spanned!(ty.span()=> #member: <#ty as __asena::Inject>::resolve(__resolver, #field_name)?)
+            quote_spanned!(ty.span()=> #member: <#ty as __asena::Injectable>::resolve(__resolver, #field_name)?)
         } else {
             quote_spanned!(ty.span()=> #member: <#ty as __AsenaDefaultField>::__asena_default())
         }
@@ -397,7 +397,9 @@ mod tests {
         .expect("valid struct");
         let out = expand_service(parsed);
         assert!(out.contains("inventory :: submit !"));
-        assert!(out.contains("< Arc < B > as __asena :: Inject > :: resolve (__resolver , \"b\")"));
+        assert!(
+            out.contains("< Arc < B > as __asena :: Injectable > :: resolve (__resolver , \"b\")")
+        );
         assert!(out.contains("< u32 as __AsenaDefaultField > :: __asena_default ()"));
         assert!(out.contains("trait __AsenaDefaultField"));
         assert!(out.contains("name : \"A\""));
