@@ -269,13 +269,190 @@ pub(crate) fn expand(component: ComponentStruct, parts: Expansion) -> TokenStrea
     }
 }
 
+/// An expansion read back as syntax, so the tests of every component macro check its structure
+/// rather than how `proc_macro2` prints tokens.
+#[cfg(test)]
+pub(crate) mod parsed {
+    use proc_macro2::{TokenStream, TokenTree};
+    use syn::{Expr, ImplItem, Item, Macro, Stmt, parse_quote};
+
+    /// The parsed expansion: the statements of its `const _: () = { .. };` block, plus the raw
+    /// tokens for [`Expanded::mentions`].
+    pub(crate) struct Expanded {
+        tokens: TokenStream,
+        block: Vec<Stmt>,
+    }
+
+    impl Expanded {
+        /// Parses a macro's output; panics unless it is a list of items with a `const _` block.
+        pub(crate) fn parse(tokens: TokenStream) -> Self {
+            let file: syn::File =
+                syn::parse2(tokens.clone()).expect("the expansion parses as a list of items");
+            let block = file
+                .items
+                .into_iter()
+                .find_map(|item| match item {
+                    Item::Const(c) if c.ident == "_" => match *c.expr {
+                        Expr::Block(b) => Some(b.block.stmts),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .expect("the expansion has a `const _: () = { .. };` block");
+            Self { tokens, block }
+        }
+
+        fn items(&self) -> impl Iterator<Item = &Item> {
+            self.block.iter().filter_map(|stmt| match stmt {
+                Stmt::Item(item) => Some(item),
+                _ => None,
+            })
+        }
+
+        /// The value of `field` in the `static __ASENA_RECORD_<Type>: ComponentRecord`.
+        pub(crate) fn record_field(&self, field: &str) -> &Expr {
+            let record = self
+                .items()
+                .find_map(|item| match item {
+                    Item::Static(s) if s.ident.to_string().starts_with("__ASENA_RECORD_") => {
+                        Some(&*s.expr)
+                    }
+                    _ => None,
+                })
+                .expect("the block declares the record static");
+            struct_field(record, field)
+        }
+
+        /// The initialiser of `member` in the `Self { .. }` that `Component::construct` returns.
+        pub(crate) fn construct_field(&self, member: &str) -> &Expr {
+            let construct = self
+                .items()
+                .find_map(|item| match item {
+                    Item::Impl(i)
+                        if i.trait_.as_ref().is_some_and(|(_, path, _)| {
+                            path.segments.last().is_some_and(|s| s.ident == "Component")
+                        }) =>
+                    {
+                        i.items.iter().find_map(|item| match item {
+                            ImplItem::Fn(f) if f.sig.ident == "construct" => Some(f),
+                            _ => None,
+                        })
+                    }
+                    _ => None,
+                })
+                .expect("the block implements `Component::construct`");
+            let Some(Stmt::Expr(returned, None)) = construct.block.stmts.last() else {
+                panic!("`construct` ends in an expression");
+            };
+            let value = only_arg(returned, &parse_quote!(::core::result::Result::Ok));
+            struct_field(value, member)
+        }
+
+        /// The body of the function `name` declared in the block.
+        pub(crate) fn fn_body(&self, name: &str) -> &[Stmt] {
+            self.items()
+                .find_map(|item| match item {
+                    Item::Fn(f) if f.sig.ident == name => Some(&f.block.stmts[..]),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("the block declares `fn {name}`"))
+        }
+
+        /// Whether the block declares a trait named `name`.
+        pub(crate) fn declares_trait(&self, name: &str) -> bool {
+            self.items()
+                .any(|item| matches!(item, Item::Trait(t) if t.ident == name))
+        }
+
+        /// The `inventory::submit! { .. }` call in the block.
+        pub(crate) fn submit(&self) -> &Macro {
+            self.block
+                .iter()
+                .find_map(|stmt| match stmt {
+                    Stmt::Macro(m)
+                        if m.mac
+                            .path
+                            .segments
+                            .last()
+                            .is_some_and(|s| s.ident == "submit") =>
+                    {
+                        Some(&m.mac)
+                    }
+                    _ => None,
+                })
+                .expect("the block calls `inventory::submit!`")
+        }
+
+        /// Whether any identifier in the expansion is `name`, macro arguments included.
+        pub(crate) fn mentions(&self, name: &str) -> bool {
+            fn walk(tokens: TokenStream, name: &str) -> bool {
+                tokens.into_iter().any(|tree| match tree {
+                    TokenTree::Ident(ident) => ident == name,
+                    TokenTree::Group(group) => walk(group.stream(), name),
+                    _ => false,
+                })
+            }
+            walk(self.tokens.clone(), name)
+        }
+    }
+
+    /// The value of `field` in a struct literal `Path { field: value, .. }`.
+    pub(crate) fn struct_field<'a>(expr: &'a Expr, field: &str) -> &'a Expr {
+        let Expr::Struct(literal) = expr else {
+            panic!("expected a struct literal, found {expr:?}");
+        };
+        literal
+            .fields
+            .iter()
+            .find(|f| matches!(&f.member, syn::Member::Named(i) if i == field))
+            .map(|f| &f.expr)
+            .unwrap_or_else(|| panic!("the struct literal has no field `{field}`"))
+    }
+
+    /// The single argument of a call `func(arg)`, checking what is called.
+    pub(crate) fn only_arg<'a>(expr: &'a Expr, func: &Expr) -> &'a Expr {
+        let Expr::Call(call) = expr else {
+            panic!("expected a call, found {expr:?}");
+        };
+        assert_eq!(*call.func, *func);
+        let [arg] = call.args.iter().collect::<Vec<_>>()[..] else {
+            panic!("expected one argument, found {}", call.args.len());
+        };
+        arg
+    }
+
+    /// The elements of a slice expression `&[a, b, ..]`.
+    pub(crate) fn slice_elems(expr: &Expr) -> Vec<&Expr> {
+        match expr {
+            Expr::Reference(r) => match &*r.expr {
+                Expr::Array(array) => array.elems.iter().collect(),
+                other => panic!("expected `&[..]`, found {other:?}"),
+            },
+            other => panic!("expected `&[..]`, found {other:?}"),
+        }
+    }
+
+    /// The value of a string literal expression.
+    pub(crate) fn str_value(expr: &Expr) -> String {
+        match expr {
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) => s.value(),
+            other => panic!("expected a string literal, found {other:?}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::parsed::{Expanded, slice_elems, str_value};
     use super::*;
+    use syn::{Expr, parse_quote};
 
-    /// The expansion of a plain `#[service]`, as a string.
-    fn expand_service(parsed: ComponentStruct) -> String {
-        expand(
+    /// The expansion of a plain `#[service]`, parsed.
+    fn expand_service(parsed: ComponentStruct) -> Expanded {
+        Expanded::parse(expand(
             parsed,
             Expansion {
                 rt: quote!(::asena_runtime),
@@ -284,8 +461,7 @@ mod tests {
                 extra_deps: Vec::new(),
                 extra_items: TokenStream::new(),
             },
-        )
-        .to_string()
+        ))
     }
 
     fn err(tokens: TokenStream) -> String {
@@ -337,7 +513,12 @@ mod tests {
         )
         .expect("valid struct");
         let out = expand_service(parsed);
-        assert!(!out.contains("__AsenaDefaultField"));
+        assert_eq!(
+            *out.construct_field("b"),
+            parse_quote!(<Arc<B> as __asena::Injectable>::resolve(__resolver, "b")?)
+        );
+        assert!(!out.declares_trait("__AsenaDefaultField"));
+        assert!(!out.mentions("__AsenaDefaultField"));
     }
 
     #[test]
@@ -396,12 +577,27 @@ mod tests {
         )
         .expect("valid struct");
         let out = expand_service(parsed);
-        assert!(out.contains("inventory :: submit !"));
-        assert!(
-            out.contains("< Arc < B > as __asena :: Injectable > :: resolve (__resolver , \"b\")")
+        let submit = out.submit();
+        assert_eq!(submit.path, parse_quote!(__asena::inventory::submit));
+        assert_eq!(
+            submit.parse_body::<Expr>().expect("an expression"),
+            parse_quote!(__asena::Registration(&__ASENA_RECORD_A))
         );
-        assert!(out.contains("< u32 as __AsenaDefaultField > :: __asena_default ()"));
-        assert!(out.contains("trait __AsenaDefaultField"));
-        assert!(out.contains("name : \"A\""));
+        assert_eq!(
+            *out.construct_field("b"),
+            parse_quote!(<Arc<B> as __asena::Injectable>::resolve(__resolver, "b")?)
+        );
+        assert_eq!(
+            *out.construct_field("c"),
+            parse_quote!(<u32 as __AsenaDefaultField>::__asena_default())
+        );
+        let deps: [Expr; 1] = [parse_quote!(<Arc<B> as __asena::Injectable>::DEPENDENCY)];
+        assert_eq!(
+            slice_elems(out.record_field("deps")),
+            deps.iter().collect::<Vec<_>>()
+        );
+        assert!(out.declares_trait("__AsenaDefaultField"));
+        assert!(out.mentions("__AsenaDefaultField"));
+        assert_eq!(str_value(out.record_field("name")), "A");
     }
 }

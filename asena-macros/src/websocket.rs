@@ -114,6 +114,8 @@ fn validate_path(path: &LitStr) -> syn::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::component::parsed::{Expanded, only_arg, slice_elems, str_value, struct_field};
+    use syn::{Expr, Stmt, parse_quote};
 
     fn err(args: TokenStream) -> String {
         match expand(
@@ -146,18 +148,38 @@ mod tests {
 
     #[test]
     fn expansion_names_path_middlewares_and_entry() {
-        let out = expand(
-            quote!(path = "/chat/{room}", middlewares = [Auth, Log]),
-            quote!(
-                struct Chat;
-            ),
-        )
-        .expect("valid")
-        .to_string();
-        assert!(out.contains("path : \"/chat/{room}\""));
-        assert!(out.contains("name : \"Chat\""));
-        assert!(out.contains("websocket_entry :: < Chat >"));
-        assert!(out.contains("Dependency :: required :: < Auth > ()"));
-        assert!(out.contains("assert_middleware :: < Log > ()"));
+        let out = Expanded::parse(
+            expand(
+                quote!(path = "/chat/{room}", middlewares = [Auth, Log]),
+                quote!(
+                    struct Chat;
+                ),
+            )
+            .expect("valid"),
+        );
+        assert_eq!(str_value(out.record_field("name")), "Chat");
+        let socket = only_arg(
+            out.record_field("kind"),
+            &parse_quote!(__asena::ComponentKind::WebSocket),
+        );
+        assert_eq!(str_value(struct_field(socket, "path")), "/chat/{room}");
+        assert_eq!(str_value(struct_field(socket, "name")), "Chat");
+        assert_eq!(
+            *struct_field(socket, "entry"),
+            parse_quote!(__asena::websocket_entry::<Chat>)
+        );
+        let deps: [Expr; 2] = [
+            parse_quote!(__asena::Dependency::required::<Auth>()),
+            parse_quote!(__asena::Dependency::required::<Log>()),
+        ];
+        assert_eq!(
+            slice_elems(out.record_field("deps")),
+            deps.iter().collect::<Vec<_>>()
+        );
+        let checks: [Stmt; 2] = [
+            parse_quote!(__asena::assert_middleware::<Auth>();),
+            parse_quote!(__asena::assert_middleware::<Log>();),
+        ];
+        assert_eq!(out.fn_body("__asena_checks"), checks);
     }
 }
