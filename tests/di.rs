@@ -525,11 +525,11 @@ mod gated {
     }
 
     impl Middleware for Gate {
-        async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+        async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
             if ctx.query("pass").is_some() {
                 next.run(ctx).await
             } else {
-                Err(Rejection::json(401, json!({"error": "no pass"})))
+                Err(Refusal::json(401, json!({"error": "no pass"})))
             }
         }
     }

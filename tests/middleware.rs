@@ -44,7 +44,7 @@ struct Collect {
 }
 
 impl Middleware for Collect {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         let seen = Seen {
             method: ctx.method().as_str().to_owned(),
             path: ctx.path().to_owned(),
@@ -65,9 +65,9 @@ impl Middleware for Collect {
 struct Deny401;
 
 impl Middleware for Deny401 {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         if ctx.query("pass") != Some("yes") {
-            return Err(Rejection::json(401, json!({"error": "Unauthorized"})));
+            return Err(Refusal::json(401, json!({"error": "Unauthorized"})));
         }
         next.run(ctx).await
     }
@@ -78,7 +78,7 @@ impl Middleware for Deny401 {
 struct Silent;
 
 impl Middleware for Silent {
-    async fn handle(&self, _ctx: &mut Context, _next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, _ctx: &mut Context, _next: Next<'_>) -> Result<(), Refusal> {
         Ok(())
     }
 }
@@ -88,8 +88,8 @@ impl Middleware for Silent {
 struct TooMany;
 
 impl Middleware for TooMany {
-    async fn handle(&self, _ctx: &mut Context, _next: Next<'_>) -> Result<(), Rejection> {
-        Err(Rejection::json(429, json!({"error": "Too Many Requests"}))
+    async fn handle(&self, _ctx: &mut Context, _next: Next<'_>) -> Result<(), Refusal> {
+        Err(Refusal::json(429, json!({"error": "Too Many Requests"}))
             .with_header("retry-after", "7"))
     }
 }
@@ -99,8 +99,8 @@ impl Middleware for TooMany {
 struct Teapot;
 
 impl Middleware for Teapot {
-    async fn handle(&self, _ctx: &mut Context, _next: Next<'_>) -> Result<(), Rejection> {
-        Err(Rejection::text(418, "short and stout"))
+    async fn handle(&self, _ctx: &mut Context, _next: Next<'_>) -> Result<(), Refusal> {
+        Err(Refusal::text(418, "short and stout"))
     }
 }
 
@@ -109,7 +109,7 @@ impl Middleware for Teapot {
 struct Panicker;
 
 impl Middleware for Panicker {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         if ctx.query("boom").is_some() {
             panic!("secret-internal-detail: db password is hunter2");
         }
@@ -125,7 +125,7 @@ macro_rules! marker {
         struct $name;
 
         impl Middleware for $name {
-            async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+            async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
                 ctx.response_headers_mut()
                     .append("x-order", $label.parse().unwrap());
                 let outcome = next.run(ctx).await;
@@ -146,8 +146,8 @@ marker!(GlobalTag, "global");
 struct GlobalGate;
 
 impl Middleware for GlobalGate {
-    async fn handle(&self, _ctx: &mut Context, _next: Next<'_>) -> Result<(), Rejection> {
-        Err(Rejection::json(401, json!({"error": "gate"})))
+    async fn handle(&self, _ctx: &mut Context, _next: Next<'_>) -> Result<(), Refusal> {
+        Err(Refusal::json(401, json!({"error": "gate"})))
     }
 }
 
@@ -165,7 +165,7 @@ struct Trace(String);
 struct SetA;
 
 impl Middleware for SetA {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         ctx.extensions_mut().insert(Trace("from-a".into()));
         ctx.set_websocket_value(Values {
             who: "a".into(),
@@ -180,7 +180,7 @@ impl Middleware for SetA {
 struct SetB;
 
 impl Middleware for SetB {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         assert_eq!(
             ctx.websocket_value::<Values>().map(|v| v.who.as_str()),
             Some("a")
@@ -199,7 +199,7 @@ impl Middleware for SetB {
 struct SetString;
 
 impl Middleware for SetString {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         ctx.set_websocket_value(String::from("not the right type"));
         next.run(ctx).await
     }
@@ -210,10 +210,10 @@ impl Middleware for SetString {
 struct ParamReader;
 
 impl Middleware for ParamReader {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         let id = ctx
             .param("id")
-            .ok_or_else(|| Rejection::json(400, json!({"error": "no id"})))?
+            .ok_or_else(|| Refusal::json(400, json!({"error": "no id"})))?
             .to_owned();
         ctx.set_websocket_value(Values {
             who: id,

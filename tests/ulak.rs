@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use asena_runtime::prelude::*;
-use asena_runtime::{AsenaBuilder, BulkOp, UlakError, UlakErrorCode};
+use asena_runtime::{AsenaBuilder, BulkOp, SendError, SendErrorCode};
 use asena_tests::{Client, TestServer, eventually, start, tungstenite};
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -27,11 +27,11 @@ struct Notifier {
     #[inject]
     broker: UlakBroker,
     /// What the last send from inside a handler returned (for `SendFailed`).
-    last: Mutex<Option<UlakErrorCode>>,
+    last: Mutex<Option<SendErrorCode>>,
 }
 
 impl Notifier {
-    fn notify(&self, room: &str) -> Result<usize, UlakError> {
+    fn notify(&self, room: &str) -> Result<usize, SendError> {
         self.alpha
             .to(room, Json(json!({"type": "notice", "room": room})))
     }
@@ -98,7 +98,7 @@ impl WebSocketService for Gamma {
     }
 }
 
-/// Never registered either (for `Inject<T>` of a missing component).
+/// Never registered either (for `FromApp<T>` of a missing component).
 #[service]
 struct Unregistered;
 
@@ -228,7 +228,7 @@ async fn to_socket_delivers_or_reports_socket_not_found() -> anyhow::Result<()> 
 
     // Only the local transport: an unknown id cannot be forwarded anywhere.
     let err = ulak.to_socket("no-such-socket", "x").unwrap_err();
-    assert_eq!(err.code, UlakErrorCode::SocketNotFound);
+    assert_eq!(err.code, SendErrorCode::SocketNotFound);
     assert_eq!(err.code.as_str(), "SOCKET_NOT_FOUND");
     assert_eq!(err.namespace.as_deref(), Some("/alpha"));
     assert!(err.to_string().contains("no-such-socket"), "{err}");
@@ -245,7 +245,7 @@ async fn to_socket_on_a_closing_socket_is_send_failed() -> anyhow::Result<()> {
     let notifier = s.app.get::<Notifier>().expect("Notifier");
     assert_eq!(
         *notifier.last.lock().unwrap(),
-        Some(UlakErrorCode::SendFailed)
+        Some(SendErrorCode::SendFailed)
     );
     s.stop().await
 }
@@ -279,7 +279,7 @@ async fn unencodable_messages_are_invalid_message() -> anyhow::Result<()> {
         ulak.to_many(["a"], unencodable()).unwrap_err(),
     ];
     for err in errors {
-        assert_eq!(err.code, UlakErrorCode::InvalidMessage);
+        assert_eq!(err.code, SendErrorCode::InvalidMessage);
         assert_eq!(err.namespace.as_deref(), Some("/alpha"));
         assert!(
             std::error::Error::source(&err).is_some(),
@@ -313,10 +313,10 @@ async fn broker_finds_namespaces_by_type_and_path() -> anyhow::Result<()> {
     assert_eq!(a.recv_text().await?, "by path");
 
     let err = broker.namespace("/nope").unwrap_err();
-    assert_eq!(err.code, UlakErrorCode::NamespaceNotFound);
+    assert_eq!(err.code, SendErrorCode::NamespaceNotFound);
     assert_eq!(err.namespace.as_deref(), Some("/nope"));
     let err = broker.namespace("alpha").unwrap_err();
-    assert_eq!(err.code, UlakErrorCode::InvalidNamespace);
+    assert_eq!(err.code, SendErrorCode::InvalidNamespace);
     assert_eq!(err.code.to_string(), "INVALID_NAMESPACE");
     s.stop().await
 }
@@ -340,7 +340,7 @@ async fn broadcast_all_reaches_every_namespace_with_per_namespace_results() -> a
     let result = broker.broadcast_all(unencodable());
     assert_eq!((result.total, result.succeeded, result.failed), (2, 0, 2));
     for r in &result.results {
-        assert_eq!(r.as_ref().unwrap_err().code, UlakErrorCode::InvalidMessage);
+        assert_eq!(r.as_ref().unwrap_err().code, SendErrorCode::InvalidMessage);
     }
     for c in [&mut a1, &mut a2, &mut b] {
         assert_quiet(c).await?;
@@ -367,7 +367,7 @@ async fn bulk_send_reports_each_item_and_never_fails_the_batch() -> anyhow::Resu
     assert_eq!(result.total, 7);
     assert_eq!(result.succeeded, 3);
     assert_eq!(result.failed, 4);
-    let outcome: Vec<Result<usize, UlakErrorCode>> = result
+    let outcome: Vec<Result<usize, SendErrorCode>> = result
         .results
         .iter()
         .map(|r| r.as_ref().map(|n| *n).map_err(|e| e.code))
@@ -376,10 +376,10 @@ async fn bulk_send_reports_each_item_and_never_fails_the_batch() -> anyhow::Resu
         outcome,
         [
             Ok(1),
-            Err(UlakErrorCode::SocketNotFound),
-            Err(UlakErrorCode::NamespaceNotFound),
-            Err(UlakErrorCode::InvalidNamespace),
-            Err(UlakErrorCode::InvalidMessage),
+            Err(SendErrorCode::SocketNotFound),
+            Err(SendErrorCode::NamespaceNotFound),
+            Err(SendErrorCode::InvalidNamespace),
+            Err(SendErrorCode::InvalidMessage),
             Ok(1),
             Ok(1),
         ]
@@ -474,25 +474,25 @@ async fn apps_in_one_process_do_not_share_namespaces() -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 // HTTP → WebSocket
 
-async fn via_ulak(Inject(ulak): Inject<Ulak<Alpha>>, Path(room): Path<String>) -> String {
+async fn via_ulak(FromApp(ulak): FromApp<Ulak<Alpha>>, Path(room): Path<String>) -> String {
     ulak.to(&room, format!("http:{room}"))
         .map(|n| n.to_string())
         .unwrap_or_default()
 }
 
-async fn via_broker(Inject(broker): Inject<UlakBroker>) -> axum::Json<Value> {
+async fn via_broker(FromApp(broker): FromApp<UlakBroker>) -> axum::Json<Value> {
     let result = broker.broadcast_all("http:all");
     axum::Json(json!({"total": result.total, "succeeded": result.succeeded}))
 }
 
-async fn via_service(Inject(notifier): Inject<Notifier>, Path(room): Path<String>) -> StatusCode {
+async fn via_service(FromApp(notifier): FromApp<Notifier>, Path(room): Path<String>) -> StatusCode {
     match notifier.notify(&room) {
         Ok(_) => StatusCode::NO_CONTENT,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-async fn via_missing(Inject(_missing): Inject<Unregistered>) -> StatusCode {
+async fn via_missing(FromApp(_missing): FromApp<Unregistered>) -> StatusCode {
     StatusCode::OK
 }
 

@@ -1,9 +1,8 @@
-//! Errors of building and running an app.
-
-use std::net::SocketAddr;
-
-use crate::di::{ContainerError, DiError};
-use crate::transport::TransportError;
+//! The error type handlers and hooks return.
+//!
+//! The app's own error ([`Error`](crate::Error)) lives with the app; each area has its own
+//! error type next to the code that produces it ([`SendError`](crate::SendError),
+//! [`TransportError`](crate::TransportError), [`ContainerError`](crate::ContainerError)).
 
 /// Any error a handler or hook may return; use `?` on anything that implements
 /// `std::error::Error`.
@@ -11,48 +10,3 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Result of handlers and hooks: `Result<()>` is `Result<(), BoxError>`.
 pub type Result<T = (), E = BoxError> = std::result::Result<T, E>;
-
-/// Building, starting or serving an app failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The component graph is invalid; every problem is listed.
-    #[error(transparent)]
-    Container(#[from] ContainerError),
-    /// A component could not be constructed.
-    #[error("could not build a component: {0}")]
-    Construct(#[from] DiError),
-    /// A component's `on_start` hook failed.
-    #[error("{component} failed to start: {source}")]
-    Start {
-        /// The component's name.
-        component: &'static str,
-        /// What its hook returned.
-        #[source]
-        source: BoxError,
-    },
-    /// The listener could not be bound.
-    #[error("could not listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The transport to other instances could not start.
-    #[error("transport failed to start: {0}")]
-    Transport(#[from] TransportError),
-    /// `ASENA_TRANSPORT` or a builder setting is not valid.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// An I/O error while serving.
-    #[error("server I/O error on {addr:?}: {source}")]
-    Io {
-        /// The local address, if known.
-        addr: Option<SocketAddr>,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-}

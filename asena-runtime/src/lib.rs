@@ -40,7 +40,7 @@
 //!
 //! Fields marked `#[inject]` are filled from the container: `Arc<T>` for a component `T`,
 //! `Option<Arc<T>>` when `T` may be absent, [`Ulak<N>`] for websocket service `N`, or
-//! [`UlakBroker`]. Every other field is built with `Default::default()`; an `Arc<T>` field of
+//! [`UlakBroker`] (the field types that implement [`Injectable`]). Every other field is built with `Default::default()`; an `Arc<T>` field of
 //! a registered component `T` without `#[inject]` gets a deprecation warning, since it would
 //! hold a private instance instead of the shared one. Generic structs are not supported.
 //!
@@ -83,50 +83,65 @@
 //! delivers them to its own sockets, exactly once, and `publish` still skips the sender.
 //! Pick one on the builder (`.transport(RedisTransport::new("redis://127.0.0.1:6379"))`,
 //! `NatsTransport::new("nats://127.0.0.1:4222")`) or from the environment with
-//! [`transport::from_env`] (`ASENA_TRANSPORT`). The Redis wire format is Asena's, so mixed
-//! fleets interoperate. An [`Emitter`] publishes into a fleet from a process without a
-//! server.
+//! [`transport::from_env`] (`ASENA_TRANSPORT`). The [`wire`] format (topics, envelope,
+//! channel) is Asena's, so mixed fleets interoperate, broadcasts included; the Redis channel
+//! is configurable ([`RedisTransport::channel`]). [`Asena::transport_stats`] counts what was
+//! published, received and dropped. An [`Emitter`] publishes into a fleet from a process
+//! without a server.
 //!
 //! ## Feature flags
 //! - `redis` (default): [`RedisTransport`] and Redis support in [`Emitter`].
 //! - `nats` (default): [`NatsTransport`] and NATS support in [`Emitter`].
 //!
+//! ## HTTP next to the sockets
+//! [`AsenaBuilder::router`] merges your own axum routes; their handlers take components with
+//! the [`FromApp`] extractor. [`AsenaBuilder::layer`] wraps the websocket routes in any tower
+//! layer (tracing, timeouts, CORS) that then sees every upgrade request.
+//!
 //! ## Performance
 //! See the [`namespace`] module for the fan-out hot path: one encoding per message, shared
 //! bytes for every recipient, one batched write per socket per flusher pass, no buffer held
-//! by idle sockets.
+//! by idle sockets. The repository's `ARCHITECTURE.md` describes the layers and the life of
+//! a connection and of a room message.
 #![warn(missing_docs)]
 
+// Modules from the bottom layer up: each one uses only modules listed above it (checked by
+// listing each file's `use crate::` lines; see ARCHITECTURE.md).
 mod app;
+mod config;
+mod conn;
 mod di;
 mod error;
-mod http;
+mod frame;
 mod middleware;
 pub mod namespace;
-pub mod rooms;
+mod request;
+mod rooms;
+mod shutdown;
+mod stats;
 pub mod transport;
 mod ulak;
+pub mod wire;
 mod ws;
 
-pub use app::{Asena, AsenaBuilder, Server};
+pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, Server};
 pub use asena_macros::{middleware, service, websocket};
-pub use di::{
-    Component, ContainerError, DiError, Inject as InjectField, Lifecycle, Problem, Resolver,
+pub use config::{Limits, SlowConsumer};
+pub use di::{Component, ContainerError, DiError, Injectable, Lifecycle, Problem, Resolver};
+pub use error::{BoxError, Result};
+pub use frame::{Frame, IntoFrame, Json, Message, close_code};
+pub use middleware::{Context, IntoStatusCode, Middleware, Next, Refusal, Scope};
+pub use namespace::{
+    Namespace, RoomInfo, SendError, SendErrorCode, Socket, SocketRef, WebSocketData,
 };
-pub use error::{BoxError, Error, Result};
-pub use http::{Inject, Injected};
-pub use middleware::{Context, Middleware, Next, Rejection, Scope};
-pub use namespace::{Limits, Namespace, NamespaceStats, RoomInfo, SlowConsumer};
+pub use stats::NamespaceStats;
 #[cfg(feature = "nats")]
 pub use transport::NatsTransport;
 #[cfg(feature = "redis")]
 pub use transport::RedisTransport;
 pub use transport::{Emitter, LocalTransport, Transport, TransportError, TransportStats};
-pub use ulak::{BulkOp, BulkResult, Ulak, UlakBroker, UlakError, UlakErrorCode, UlakNamespace};
-pub use ws::{
-    Frame, IntoFrame, Json, Message, SendError, Socket, SocketRef, WebSocketData, WebSocketService,
-    close_code,
-};
+pub use ulak::{BulkOp, BulkResult, Ulak, UlakBroker};
+pub use ws::WebSocketService;
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[cfg(doctest)]
@@ -136,9 +151,9 @@ pub struct ReadmeDoctests;
 /// Everything an app usually needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Asena, BoxError, Context, Inject, Json, Lifecycle, Message, Middleware, Namespace, Next,
-        Rejection, Result, Scope, Socket, SocketRef, Ulak, UlakBroker, WebSocketService,
-        middleware, service, websocket,
+        Asena, BoxError, Context, FromApp, Json, Lifecycle, Message, Middleware, Namespace, Next,
+        Refusal, Result, Scope, Socket, SocketRef, Ulak, UlakBroker, WebSocketService, middleware,
+        service, websocket,
     };
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::json;
@@ -150,10 +165,9 @@ pub mod prelude {
 pub mod __private {
     pub use crate::di::{
         Component, ComponentKind, ComponentRecord, Dependency, DiError, FieldProbe, HookProbe,
-        Hooks, Inject, MiddlewareRef, ProbeDefault, ProbeLifecycle, ProbePlainField,
-        ProbeUninjectedComponent, Registration, Resolver, WebSocketRecord, construct_erased,
+        Hooks, Injectable, MiddlewareRef, ProbeDefault, ProbeLifecycle, ProbePlainField,
+        ProbeUninjectedComponent, Registration, Resolver, WebSocketRecord, assert_middleware,
+        construct_erased, middleware_entry, websocket_entry,
     };
-    pub use crate::middleware::{assert_middleware, middleware_entry};
-    pub use crate::ws::websocket_entry;
     pub use inventory;
 }

@@ -43,11 +43,6 @@ impl<M: Member> Room<M> {
     pub fn len(&self) -> usize {
         self.members.len()
     }
-
-    /// Whether the room is empty (never true for a room held by the index).
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
 }
 
 /// Rooms by name.
@@ -129,6 +124,7 @@ impl<M: Member> RoomIndex<M> {
     }
 
     /// Whether `key` is in `room`.
+    #[cfg(test)]
     pub fn contains(&self, room: &str, key: u64) -> bool {
         self.rooms
             .get(room)
@@ -146,6 +142,7 @@ impl<M: Member> RoomIndex<M> {
     }
 
     /// Whether there are no rooms.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.rooms.is_empty()
     }

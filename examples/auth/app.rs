@@ -63,16 +63,16 @@ pub struct WsAuth {
 }
 
 impl Middleware for WsAuth {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         let token = ctx
             .query("token")
             .filter(|t| !t.is_empty())
             .or_else(|| ctx.bearer_token())
-            .ok_or_else(|| Rejection::json(401, json!({"error": "Unauthorized"})))?;
+            .ok_or_else(|| Refusal::json(401, json!({"error": "Unauthorized"})))?;
         let user = self
             .tokens
             .verify(token)
-            .ok_or_else(|| Rejection::json(401, json!({"error": "Invalid token"})))?;
+            .ok_or_else(|| Refusal::json(401, json!({"error": "Invalid token"})))?;
         ctx.set_websocket_value(UserData {
             user_id: user.id,
             username: user.name,
@@ -87,7 +87,7 @@ impl Middleware for WsAuth {
 pub struct RequestLogger;
 
 impl Middleware for RequestLogger {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         let started = Instant::now();
         let path = ctx.path().to_owned();
         let peer = ctx.remote_addr();
@@ -137,11 +137,11 @@ impl RateLimit {
 }
 
 impl Middleware for RateLimit {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         if let Some(addr) = ctx.remote_addr()
             && let Err(retry_after) = self.hit(addr.ip())
         {
-            return Err(Rejection::json(429, json!({"error": "Too Many Requests"}))
+            return Err(Refusal::json(429, json!({"error": "Too Many Requests"}))
                 .with_header("retry-after", &retry_after.to_string()));
         }
         mark(ctx, "rate-limit");

@@ -19,7 +19,7 @@ pub struct ChatUser {
 pub struct ChatQuery;
 
 impl Middleware for ChatQuery {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         let pick = |key: &str, default: &str| {
             ctx.query(key)
                 .map(str::trim)

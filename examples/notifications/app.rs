@@ -44,7 +44,7 @@ pub struct UserService {
 
 impl UserService {
     /// Sends an announcement to every connected socket; returns local recipients.
-    pub fn announce(&self, message: &str) -> Result<usize, asena_runtime::UlakError> {
+    pub fn announce(&self, message: &str) -> Result<usize, asena_runtime::SendError> {
         self.notifications.to(
             ANNOUNCEMENTS,
             Json(json!({"type": "announcement", "message": message, "timestamp": now()})),
@@ -56,7 +56,7 @@ impl UserService {
         &self,
         user_id: &str,
         profile: serde_json::Value,
-    ) -> Result<usize, asena_runtime::UlakError> {
+    ) -> Result<usize, asena_runtime::SendError> {
         self.profiles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -125,7 +125,7 @@ pub struct Announcement {
 }
 
 async fn announce(
-    Inject(users): Inject<UserService>,
+    FromApp(users): FromApp<UserService>,
     axum::Json(body): axum::Json<Announcement>,
 ) -> axum::Json<serde_json::Value> {
     let result = users.announce(&body.message);
@@ -133,7 +133,7 @@ async fn announce(
 }
 
 async fn update_profile(
-    Inject(users): Inject<UserService>,
+    FromApp(users): FromApp<UserService>,
     Path(id): Path<String>,
     body: Option<axum::Json<serde_json::Value>>,
 ) -> axum::Json<serde_json::Value> {

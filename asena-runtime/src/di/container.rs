@@ -5,9 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
+use http::Extensions;
+
 use super::{AnyArc, ComponentRecord, DependencyKind, DiError, Resolver};
 use crate::error::BoxError;
-use crate::ulak::UlakBroker;
 
 /// One thing wrong with the registered components.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -308,13 +309,13 @@ impl fmt::Debug for Container {
 
 impl Container {
     /// Builds every component of `plan`, dependencies first.
-    pub(crate) fn build(plan: Plan, broker: &UlakBroker) -> Result<Container, DiError> {
+    pub(crate) fn build(plan: Plan, provided: &Extensions) -> Result<Container, DiError> {
         let mut instances: HashMap<TypeId, AnyArc> = HashMap::with_capacity(plan.order.len());
         for record in &plan.order {
             let resolver = Resolver {
                 instances: &instances,
                 current: record.name,
-                broker,
+                provided,
             };
             let instance = (record.construct)(&resolver)?;
             instances.insert((record.type_id)(), instance);

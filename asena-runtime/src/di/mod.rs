@@ -3,9 +3,13 @@
 //! The macros submit one [`ComponentRecord`] per annotated struct through `inventory`. At
 //! startup the app snapshots those records (or the ones registered explicitly), validates the
 //! whole graph at once, and builds every component exactly once in dependency order.
+//!
+//! The container knows components, not what they are for: values the app provides to
+//! constructors (the [`UlakBroker`](crate::UlakBroker)) reach them through
+//! [`Resolver::provided`], and field types opt in by implementing [`Injectable`].
 
 mod container;
-mod inject;
+mod injectable;
 mod lifecycle;
 mod record;
 
@@ -15,9 +19,9 @@ use std::sync::Arc;
 
 pub(crate) use container::{Container, Plan};
 pub use container::{ContainerError, Problem};
-pub use inject::Inject;
+pub use injectable::Injectable;
 #[doc(hidden)]
-pub use inject::{FieldProbe, ProbePlainField, ProbeUninjectedComponent};
+pub use injectable::{FieldProbe, ProbePlainField, ProbeUninjectedComponent};
 pub use lifecycle::Lifecycle;
 #[doc(hidden)]
 pub use lifecycle::{HookProbe, Hooks, ProbeDefault, ProbeLifecycle};
@@ -25,9 +29,11 @@ pub use record::{
     AnyArc, ComponentKind, ComponentRecord, Dependency, DependencyKind, MiddlewareRef,
     Registration, WebSocketRecord,
 };
+#[doc(hidden)]
+pub use record::{assert_middleware, middleware_entry, websocket_entry};
 pub(crate) use record::{registered, sort_records};
 
-use crate::ulak::UlakBroker;
+use http::Extensions;
 
 /// A type registered with `#[service]`, `#[middleware]` or `#[websocket]`.
 ///
@@ -50,11 +56,12 @@ pub fn construct_erased<T: Component>(resolver: &Resolver<'_>) -> Result<AnyArc,
     Ok(Arc::new(T::construct(resolver)?))
 }
 
-/// What a component's constructor can see: the components built so far and the broker.
+/// What a component's constructor can see: the components built so far and the values the
+/// app provides.
 pub struct Resolver<'a> {
     pub(crate) instances: &'a HashMap<TypeId, AnyArc>,
     pub(crate) current: &'static str,
-    pub(crate) broker: &'a UlakBroker,
+    pub(crate) provided: &'a Extensions,
 }
 
 impl std::fmt::Debug for Resolver<'_> {
@@ -74,9 +81,10 @@ impl Resolver<'_> {
             .and_then(|any| Arc::clone(any).downcast::<T>().ok())
     }
 
-    /// The app's broker.
-    pub fn broker(&self) -> &UlakBroker {
-        self.broker
+    /// A value the app provides to every constructor (such as the
+    /// [`UlakBroker`](crate::UlakBroker)), by type.
+    pub fn provided<T: Clone + Send + Sync + 'static>(&self) -> Option<&T> {
+        self.provided.get::<T>()
     }
 
     /// Name of the component being built.

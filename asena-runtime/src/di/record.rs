@@ -3,7 +3,9 @@
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
-use super::{DiError, Hooks, Resolver};
+use super::{Component, DiError, Hooks, Resolver};
+use crate::middleware::{self, ErasedMiddleware, Middleware};
+use crate::ws::{self, ErasedService, WebSocketService};
 
 /// A component instance with its type erased.
 pub type AnyArc = Arc<dyn Any + Send + Sync>;
@@ -54,7 +56,7 @@ pub enum ComponentKind {
     /// `#[service]`.
     Service,
     /// `#[middleware]`, with the function that turns the instance into a chain link.
-    Middleware(fn(AnyArc) -> Arc<dyn crate::middleware::ErasedMiddleware>),
+    Middleware(fn(AnyArc) -> Arc<dyn ErasedMiddleware>),
     /// `#[websocket]`.
     WebSocket(WebSocketRecord),
 }
@@ -69,7 +71,7 @@ pub struct WebSocketRecord {
     /// The service's own middlewares, in declared order.
     pub middlewares: &'static [MiddlewareRef],
     /// Turns the instance into something the router can serve.
-    pub entry: fn(AnyArc) -> Arc<dyn crate::ws::ErasedService>,
+    pub entry: fn(AnyArc) -> Arc<dyn ErasedService>,
 }
 
 /// A middleware named in `middlewares = [..]`.
@@ -157,3 +159,29 @@ pub(crate) fn sort_records(records: &mut [&'static ComponentRecord]) {
         )
     });
 }
+
+/// The built instance behind an erased record entry.
+fn downcast<T: Send + Sync + 'static>(instance: AnyArc) -> Arc<T> {
+    instance.downcast::<T>().unwrap_or_else(|_| {
+        panic!(
+            "invariant: record of {} built another type",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// Turns a built middleware into a chain link; referenced by generated records.
+#[doc(hidden)]
+pub fn middleware_entry<M: Middleware + Component>(instance: AnyArc) -> Arc<dyn ErasedMiddleware> {
+    middleware::erase(downcast::<M>(instance), M::record().name)
+}
+
+/// Wraps a built websocket service for the router; referenced by generated records.
+#[doc(hidden)]
+pub fn websocket_entry<S: WebSocketService>(instance: AnyArc) -> Arc<dyn ErasedService> {
+    ws::erase(downcast::<S>(instance))
+}
+
+/// Compile-time check that a type listed in `middlewares = [..]` is a middleware component.
+#[doc(hidden)]
+pub fn assert_middleware<M: Middleware + Component>() {}

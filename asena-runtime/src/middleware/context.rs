@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use http::request::Parts;
 use http::{Extensions, HeaderMap, Method, Uri, header};
 
-use crate::ws::{WsValue, lookup};
+use super::WsValue;
+use crate::request::lookup;
 
 /// The upgrade request, before any socket exists.
 ///
@@ -153,7 +154,7 @@ impl Context {
     }
 
     /// Headers added to the `101 Switching Protocols` response when the upgrade goes ahead
-    /// (a [`Rejection`](crate::Rejection) carries its own headers instead). Appending from
+    /// (a [`Refusal`](crate::Refusal) carries its own headers instead). Appending from
     /// several middlewares keeps their order, which makes the chain order observable.
     pub fn response_headers_mut(&mut self) -> &mut HeaderMap {
         &mut self.response_headers

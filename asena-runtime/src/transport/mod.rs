@@ -1,21 +1,16 @@
 //! Transports carry room messages between app instances.
 //!
 //! Every namespace delivers to its local sockets itself; a transport only moves messages to
-//! *other* instances, which deliver them to *their* local sockets. Topics are
-//! `"<namespace>.<room>"` (the namespace is the service path without its leading `/`), a
-//! socket's personal room is its id, and a broadcast to a whole namespace uses the bare
-//! namespace as topic.
+//! *other* instances, which deliver them to *their* local sockets through the [`Inbound`]
+//! handed to [`Transport::init`]. What crosses the broker (topics, the JSON envelope, channel
+//! names) is defined in [`wire`](crate::wire), compatible with Asena's Redis transport so
+//! mixed fleets work. Every instance has a random pod id and drops its own messages, so each
+//! socket receives a message exactly once.
 //!
 //! [`LocalTransport`] is the default: nothing leaves the process and the fan-out path does
-//! not even check for a transport.
-//!
-//! # Wire format
-//! The broker transports ([`RedisTransport`], [`NatsTransport`]) and the [`Emitter`] send
-//! one JSON envelope per message, compatible with Asena's Redis transport so mixed fleets
-//! work: `{"d": data, "t": topic, "o": podId}`, plus `"b": 1` when `d` is base64-encoded
-//! binary. Redis uses the channel `asena:ws:transport`, NATS the subject
-//! `asena.ws.transport`. Every instance has a random pod id and drops its own messages, so
-//! each socket receives a message exactly once.
+//! not even check for a transport. The broker plumbing [`RedisTransport`] and
+//! [`NatsTransport`] share (counters, queue, backoff) lives in `broker.rs`; the [`Emitter`]
+//! publishes into a fleet from a process without a server.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,16 +19,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::BoxError;
-use crate::namespace::Namespace;
-use crate::ws::Frame;
 
+mod broker;
 mod emitter;
 #[cfg(feature = "nats")]
-pub mod nats;
+mod nats;
 #[cfg(feature = "redis")]
-pub mod redis;
+mod redis;
 
-pub use emitter::{Emitter, NATS_SUBJECT, REDIS_CHANNEL, TransportStats};
+pub use broker::TransportStats;
+pub use emitter::Emitter;
 #[cfg(feature = "nats")]
 pub use nats::NatsTransport;
 #[cfg(feature = "redis")]
@@ -69,22 +64,13 @@ pub enum TransportError {
 /// A message leaving this instance.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    /// `"<namespace>.<room>"`, or `"<namespace>"` for a broadcast.
+    /// The topic (see [`wire`](crate::wire)): `"<namespace>.<room>"`, or
+    /// `"<namespace>.__"` for a broadcast.
     pub topic: String,
     /// The message bytes (text is UTF-8).
     pub payload: Bytes,
     /// Whether the message is binary.
     pub binary: bool,
-}
-
-impl Outbound {
-    pub(crate) fn new(topic: String, frame: &Frame) -> Outbound {
-        Outbound {
-            topic,
-            payload: frame.payload_bytes(),
-            binary: !frame.is_text(),
-        }
-    }
 }
 
 /// Moves messages between app instances.
@@ -119,6 +105,12 @@ pub trait Transport: Send + Sync + 'static {
     fn is_local(&self) -> bool {
         false
     }
+
+    /// The transport's counters, for [`Asena::transport_stats`](crate::Asena::transport_stats);
+    /// `None` when it keeps none.
+    fn stats(&self) -> Option<TransportStats> {
+        None
+    }
 }
 
 /// The default transport: a single instance, nothing leaves the process.
@@ -142,58 +134,42 @@ impl Transport for LocalTransport {
 }
 
 /// Where a transport hands messages from other instances: the app's namespaces.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Inbound {
-    namespaces: Arc<[Namespace]>,
+    local: Arc<dyn Deliver>,
+}
+
+/// Local delivery of messages from other instances, implemented by the app's namespaces.
+pub(crate) trait Deliver: Send + Sync + 'static {
+    /// Delivers to the local sockets `topic` addresses; returns how many there were.
+    fn deliver(&self, topic: &str, payload: &[u8], binary: bool) -> usize;
+    /// Paths of the namespaces served here.
+    fn paths(&self) -> Vec<&str>;
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound")
+            .field("namespaces", &self.local.paths())
+            .finish()
+    }
 }
 
 impl Inbound {
-    pub(crate) fn new(namespaces: Arc<[Namespace]>) -> Inbound {
-        Inbound { namespaces }
+    pub(crate) fn new(local: Arc<dyn Deliver>) -> Inbound {
+        Inbound { local }
     }
 
-    /// Delivers a message from another instance to the local sockets of `topic`. Returns the
-    /// number of local recipients (0 for unknown namespaces).
+    /// Delivers a message from another instance to the local sockets `topic` addresses (see
+    /// [`wire`](crate::wire) for the scheme). Returns the number of local recipients (0 for
+    /// unknown namespaces).
     pub fn deliver(&self, topic: &str, payload: &[u8], binary: bool) -> usize {
-        let frame = if binary {
-            Frame::binary(payload)
-        } else {
-            match std::str::from_utf8(payload) {
-                Ok(text) => Frame::text(text),
-                Err(_) => {
-                    tracing::warn!(target: "asena::transport", topic, "dropping remote text message that is not UTF-8");
-                    return 0;
-                }
-            }
-        };
-        // Longest namespace prefix wins: "<ns>" broadcasts, "<ns>.<room>" targets a room.
-        let mut best: Option<(&Namespace, Option<&str>)> = None;
-        for ns in self.namespaces.iter() {
-            let t = ns.topic();
-            let hit = if topic == t {
-                Some(None)
-            } else {
-                topic
-                    .strip_prefix(t)
-                    .and_then(|rest| rest.strip_prefix('.'))
-                    .map(Some)
-            };
-            if let Some(room) = hit
-                && best.is_none_or(|(b, _)| b.topic().len() < t.len())
-            {
-                best = Some((ns, room));
-            }
-        }
-        match best {
-            Some((ns, Some(room))) => ns.deliver_room(room, &frame, None),
-            Some((ns, None)) => ns.deliver_all(&frame),
-            None => 0,
-        }
+        self.local.deliver(topic, payload, binary)
     }
 
     /// Paths of the namespaces this app serves.
-    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
-        self.namespaces.iter().map(|n| n.path())
+    pub fn namespaces(&self) -> Vec<&str> {
+        self.local.paths()
     }
 }
 

@@ -1,7 +1,8 @@
 //! [`NatsTransport`]: fan-out across instances over NATS core pub/sub.
 //!
-//! The same semantics as [`RedisTransport`](super::redis::RedisTransport): one subject,
-//! `asena.ws.transport`, the same JSON envelope, a random pod id per instance to drop our own
+//! The same semantics as [`RedisTransport`](super::RedisTransport): one subject
+//! (`asena.ws.transport` unless [`NatsTransport::subject`] names another), the same [`wire`]
+//! envelope, a random pod id per instance to drop our own
 //! messages. The NATS client reconnects (and re-subscribes) on its own with backoff; while
 //! the server is away local delivery goes on and disconnections are logged and counted.
 
@@ -14,11 +15,13 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::emitter::{
-    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, NATS_SUBJECT, QUEUE_CAPACITY, TransportStats,
+use super::broker::{
+    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, TransportStats,
     encode_outbound, enqueue, handle_incoming, stop_tasks,
 };
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
+use crate::error::BoxError;
+use crate::wire;
 
 /// How long `destroy` waits for queued messages to be flushed.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -60,7 +63,7 @@ impl NatsTransport {
     /// the app starts; an unreachable server then fails the startup.
     pub fn new(url: impl Into<String>) -> NatsTransport {
         NatsTransport {
-            core: BrokerCore::new(url.into()),
+            core: BrokerCore::new(url.into(), wire::NATS_SUBJECT),
             running: Mutex::new(None),
         }
     }
@@ -75,6 +78,18 @@ impl NatsTransport {
         &self.core.url
     }
 
+    /// Uses `subject` instead of the default [`wire::NATS_SUBJECT`]: instances (and emitters)
+    /// share rooms only on the same NATS subject.
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.core.channel = subject.into();
+        self
+    }
+
+    /// The NATS subject this transport publishes to and listens on.
+    pub fn subject_name(&self) -> &str {
+        &self.core.channel
+    }
+
     /// Counters: published, received, dropped, errors, reconnects.
     pub fn stats(&self) -> TransportStats {
         self.core.counters.snapshot()
@@ -82,7 +97,7 @@ impl NatsTransport {
 
     async fn start(&self, inbound: Inbound) -> Result<(), TransportError> {
         self.core.check_startable("nats")?;
-        let connect_error = |source: crate::error::BoxError| self.core.connect_error(source);
+        let connect_error = |source: BoxError| self.core.connect_error(source);
         let counters = self.core.counters.clone();
         let connected_once = Arc::new(AtomicBool::new(false));
         let options = async_nats::ConnectOptions::new()
@@ -101,9 +116,9 @@ impl NatsTransport {
             .map_err(|e| connect_error(Box::new(e)))?
             .map_err(|e| connect_error(Box::new(e)))?;
         let subscribed = async {
-            let sub = client.subscribe(NATS_SUBJECT).await?;
-            confirm_subscription(&client, &self.core.pod_id).await?;
-            Ok::<_, crate::error::BoxError>(sub)
+            let sub = client.subscribe(self.core.channel.clone()).await?;
+            confirm_subscription(&client, &self.core.channel, &self.core.pod_id).await?;
+            Ok::<_, BoxError>(sub)
         };
         let subscriber = match tokio::time::timeout(CONNECT_TIMEOUT, subscribed).await {
             Ok(Ok(sub)) => sub,
@@ -121,6 +136,7 @@ impl NatsTransport {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pub_task = tokio::spawn(publisher(
             client.clone(),
+            self.core.channel.clone(),
             self.core.pod_id.clone(),
             self.core.counters.clone(),
             rx,
@@ -159,10 +175,11 @@ impl NatsTransport {
 /// after everything sent before it.
 async fn confirm_subscription(
     client: &async_nats::Client,
+    subject: &str,
     pod_id: &str,
-) -> Result<(), crate::error::BoxError> {
+) -> Result<(), BoxError> {
     use async_nats::RequestErrorKind;
-    let probe = client.request(format!("{NATS_SUBJECT}.ready.{pod_id}"), Bytes::new());
+    let probe = client.request(format!("{subject}.ready.{pod_id}"), Bytes::new());
     match tokio::time::timeout(CONNECT_TIMEOUT, probe).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => Ok(()),
@@ -203,17 +220,20 @@ fn on_event(event: async_nats::Event, counters: &Counters, connected_once: &Atom
 
 async fn publisher(
     client: async_nats::Client,
+    subject: String,
     pod_id: String,
     counters: Arc<Counters>,
     mut rx: mpsc::Receiver<Outbound>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let subject = async_nats::Subject::from(subject);
     let send = |msg: Outbound| {
         let client = &client;
+        let subject = &subject;
         let counters = &counters;
         let body = Bytes::from(encode_outbound(&msg, &pod_id));
         async move {
-            match client.publish(NATS_SUBJECT, body).await {
+            match client.publish(subject.clone(), body).await {
                 Ok(()) => Counters::add(&counters.published, 1),
                 Err(error) => {
                     Counters::add(&counters.errors, 1);
@@ -252,6 +272,10 @@ impl Transport for NatsTransport {
 
     fn init(&self, inbound: Inbound) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(self.start(inbound))
+    }
+
+    fn stats(&self) -> Option<TransportStats> {
+        Some(self.core.counters.snapshot())
     }
 
     fn publish(&self, message: Outbound) {

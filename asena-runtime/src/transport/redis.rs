@@ -1,7 +1,7 @@
 //! [`RedisTransport`]: fan-out across instances over Redis pub/sub.
 //!
-//! Every instance publishes to and subscribes to one channel, `asena:ws:transport`, with the
-//! JSON envelope described in the [`transport`](super) module docs; a random pod id per
+//! Every instance publishes to and subscribes to one channel (Asena's `asena:ws:transport`
+//! unless [`RedisTransport::channel`] names another), with the [`wire`] envelope; a random pod id per
 //! instance lets it drop its own messages, so every socket gets a message exactly once.
 //!
 //! Two connections per instance: a publisher (multiplexed, pipelined batches sent from a task,
@@ -21,11 +21,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::emitter::{
-    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, REDIS_CHANNEL, TransportStats,
+use super::broker::{
+    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, TransportStats,
     encode_outbound, enqueue, handle_incoming, stop_tasks,
 };
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
+use crate::error::BoxError;
+use crate::wire;
 
 /// Most messages sent to Redis in one pipeline.
 const BATCH: usize = 256;
@@ -69,7 +71,7 @@ impl RedisTransport {
     /// the app starts; an unreachable Redis then fails the startup.
     pub fn new(url: impl Into<String>) -> RedisTransport {
         RedisTransport {
-            core: BrokerCore::new(url.into()),
+            core: BrokerCore::new(url.into(), wire::REDIS_CHANNEL),
             running: Mutex::new(None),
         }
     }
@@ -84,6 +86,18 @@ impl RedisTransport {
         &self.core.url
     }
 
+    /// Uses `channel` instead of the default [`wire::REDIS_CHANNEL`]: instances (and emitters)
+    /// share rooms only on the same Redis channel.
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.core.channel = channel.into();
+        self
+    }
+
+    /// The Redis channel this transport publishes to and listens on.
+    pub fn channel_name(&self) -> &str {
+        &self.core.channel
+    }
+
     /// Counters: published, received, dropped, errors, reconnects.
     pub fn stats(&self) -> TransportStats {
         self.core.counters.snapshot()
@@ -96,7 +110,7 @@ impl RedisTransport {
         let publisher = connect_publisher(&client)
             .await
             .map_err(|e| self.core.connect_error(e))?;
-        let subscriber = connect_subscriber(&client)
+        let subscriber = connect_subscriber(&client, &self.core.channel)
             .await
             .map_err(|e| self.core.connect_error(e))?;
 
@@ -105,6 +119,7 @@ impl RedisTransport {
         let pub_task = tokio::spawn(
             PublisherTask {
                 client: client.clone(),
+                channel: self.core.channel.clone(),
                 pod_id: self.core.pod_id.clone(),
                 counters: self.core.counters.clone(),
                 rx,
@@ -115,6 +130,7 @@ impl RedisTransport {
         let sub_task = tokio::spawn(
             SubscriberTask {
                 client,
+                channel: self.core.channel.clone(),
                 pod_id: self.core.pod_id.clone(),
                 counters: self.core.counters.clone(),
                 inbound,
@@ -141,6 +157,10 @@ impl Transport for RedisTransport {
 
     fn init(&self, inbound: Inbound) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(self.start(inbound))
+    }
+
+    fn stats(&self) -> Option<TransportStats> {
+        Some(self.core.counters.snapshot())
     }
 
     fn publish(&self, message: Outbound) {
@@ -176,10 +196,10 @@ async fn connect_publisher(client: &Client) -> redis::RedisResult<MultiplexedCon
         .await
 }
 
-async fn connect_subscriber(client: &Client) -> Result<PubSub, crate::error::BoxError> {
+async fn connect_subscriber(client: &Client, channel: &str) -> Result<PubSub, BoxError> {
     let fut = async {
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(REDIS_CHANNEL).await?;
+        pubsub.subscribe(channel).await?;
         Ok::<_, redis::RedisError>(pubsub)
     };
     Ok(tokio::time::timeout(CONNECT_TIMEOUT, fut)
@@ -189,6 +209,7 @@ async fn connect_subscriber(client: &Client) -> Result<PubSub, crate::error::Box
 
 struct PublisherTask {
     client: Client,
+    channel: String,
     pod_id: String,
     counters: Arc<Counters>,
     rx: mpsc::Receiver<Outbound>,
@@ -240,7 +261,7 @@ impl PublisherTask {
                     while self.rx.recv_many(&mut rest, BATCH).await > 0 {}
                     let flush = async {
                         for chunk in rest.chunks(BATCH) {
-                            send_batch(c, chunk, &self.pod_id, &self.counters).await?;
+                            send_batch(c, chunk, &self.channel, &self.pod_id, &self.counters).await?;
                         }
                         Ok::<_, redis::RedisError>(())
                     };
@@ -253,7 +274,7 @@ impl PublisherTask {
                     if n == 0 {
                         return;
                     }
-                    if let Err(error) = send_batch(c, &batch, &self.pod_id, &self.counters).await {
+                    if let Err(error) = send_batch(c, &batch, &self.channel, &self.pod_id, &self.counters).await {
                         Counters::add(&self.counters.errors, 1);
                         Counters::add(&self.counters.dropped, n as u64);
                         tracing::warn!(target: "asena::transport", transport = "redis", %error, dropped = n, "publish failed; reconnecting");
@@ -270,13 +291,14 @@ impl PublisherTask {
 async fn send_batch(
     conn: &mut MultiplexedConnection,
     batch: &[Outbound],
+    channel: &str,
     pod_id: &str,
     counters: &Counters,
 ) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
     for msg in batch {
         pipe.cmd("PUBLISH")
-            .arg(REDIS_CHANNEL)
+            .arg(channel)
             .arg(encode_outbound(msg, pod_id))
             .ignore();
     }
@@ -287,6 +309,7 @@ async fn send_batch(
 
 struct SubscriberTask {
     client: Client,
+    channel: String,
     pod_id: String,
     counters: Arc<Counters>,
     inbound: Inbound,
@@ -323,7 +346,7 @@ impl SubscriberTask {
                 _ = self.shutdown.changed() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
-            match connect_subscriber(&self.client).await {
+            match connect_subscriber(&self.client, &self.channel).await {
                 Ok(p) => {
                     Counters::add(&self.counters.reconnects, 1);
                     tracing::info!(target: "asena::transport", transport = "redis", "subscriber reconnected");

@@ -1,11 +1,7 @@
-//! WebSocket services: the [`WebSocketService`] trait, sockets, messages and connection tasks.
+//! WebSocket services: the [`WebSocketService`] trait, the upgrade endpoint that admits a
+//! connection (`upgrade.rs`), and the reader and writer loops that run it (`run.rs`).
 
-mod conn;
-mod flush;
-mod frame;
-mod message;
-mod outbox;
-mod socket;
+mod run;
 pub(crate) mod upgrade;
 
 use std::any::Any;
@@ -13,15 +9,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub(crate) use conn::Io;
-pub(crate) use flush::Flusher;
-pub use frame::{Frame, close_code};
-pub use message::{IntoFrame, Json, Message};
-pub(crate) use socket::{Conn, RequestInfo, lookup};
-pub use socket::{SendError, Socket, SocketRef, WebSocketData};
-
-use crate::di::AnyArc;
+use crate::conn::io::Io;
 use crate::error::Result;
+use crate::frame::Message;
+use crate::middleware::{TypeMismatch, WsValue};
+use crate::namespace::{Socket, SocketRef, WebSocketData};
 
 /// The handlers of a websocket service.
 ///
@@ -88,22 +80,6 @@ pub trait WebSocketService: Send + Sync + 'static {
     }
 }
 
-/// A value set by middleware, with its type name for error messages.
-#[doc(hidden)]
-#[allow(missing_debug_implementations)]
-pub struct WsValue {
-    pub(crate) value: Box<dyn Any + Send + Sync>,
-    pub(crate) type_name: &'static str,
-}
-
-/// What middleware stored does not match the service's `Data` type.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct TypeMismatch {
-    pub(crate) expected: &'static str,
-    pub(crate) found: &'static str,
-}
-
 /// A websocket service with its types erased, as the router holds it. Hidden and
 /// effectively sealed: its methods name crate-private types.
 #[doc(hidden)]
@@ -119,7 +95,7 @@ pub trait ErasedService: Send + Sync + 'static {
     /// Runs a connection to the end.
     fn run(
         self: Arc<Self>,
-        conn: Arc<Conn>,
+        socket: SocketRef,
         io: Io,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 }
@@ -160,21 +136,14 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
 
     fn run(
         self: Arc<Self>,
-        conn: Arc<Conn>,
+        socket: SocketRef,
         io: Io,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
-        Box::pin(conn::run(self.0.clone(), conn, io))
+        Box::pin(run::run(self.0.clone(), socket, io))
     }
 }
 
-/// Wraps a built websocket service for the router; referenced by generated records.
-#[doc(hidden)]
-pub fn websocket_entry<S: WebSocketService>(instance: AnyArc) -> Arc<dyn ErasedService> {
-    let service = instance.downcast::<S>().unwrap_or_else(|_| {
-        panic!(
-            "invariant: record of {} built another type",
-            std::any::type_name::<S>()
-        )
-    });
+/// Wraps a built websocket service for the router.
+pub(crate) fn erase<S: WebSocketService>(service: Arc<S>) -> Arc<dyn ErasedService> {
     Arc::new(ServiceAdapter(service))
 }

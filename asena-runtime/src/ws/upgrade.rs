@@ -15,9 +15,13 @@ use sha1::{Digest, Sha1};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{Conn, ErasedService, Frame, Io, RequestInfo, close_code};
-use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Rejection, Scope, run_chain};
-use crate::namespace::Namespace;
+use super::ErasedService;
+use crate::conn::Conn;
+use crate::conn::io::Io;
+use crate::frame::{Frame, close_code};
+use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Refusal, Scope, run_chain};
+use crate::namespace::{Namespace, SocketRef};
+use crate::request::{RequestInfo, compact_headers, parse_query};
 
 /// Everything the route of one websocket service needs.
 pub(crate) struct Endpoint {
@@ -29,15 +33,15 @@ pub(crate) struct Endpoint {
 }
 
 /// A refused upgrade: `{"error": message}` with `status`, the same shape middleware
-/// rejections use.
-fn refusal(status: StatusCode, message: &str) -> Rejection {
-    Rejection::json(status.as_u16(), serde_json::json!({ "error": message }))
+/// refusals use.
+fn refusal(status: StatusCode, message: &str) -> Refusal {
+    Refusal::json(status, serde_json::json!({ "error": message }))
 }
 
 /// Checks the handshake headers; returns the client's key. (The error is the response to send;
 /// it is built once per rejected request, so its size does not matter.)
 #[allow(clippy::result_large_err)]
-fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Rejection> {
+fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Refusal> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
             v.to_str().is_ok_and(|s| {
@@ -98,16 +102,6 @@ pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&HeaderValue>) -
             .iter()
             .any(|a| a == "*" || a.eq_ignore_ascii_case(origin)),
     }
-}
-
-fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Handles one upgrade request; `globals` are the builder's global middlewares.
@@ -201,9 +195,8 @@ pub(crate) async fn handle_with_globals(
         params,
     };
     let conn = Arc::new(Conn::new(
-        Namespace::next_key(),
         Arc::from(id.as_str()),
-        ep.ns.clone(),
+        ep.ns.shared().clone(),
         request,
         data,
     ));
@@ -242,7 +235,7 @@ pub(crate) async fn handle_with_globals(
             // missed this socket, so close it here.
             conn.close(close_code::GOING_AWAY, "Server shutting down");
         }
-        service.run(conn, io).await;
+        service.run(SocketRef { conn, ns }, io).await;
     });
 
     let mut resp = Response::new(Body::empty());
@@ -255,19 +248,6 @@ pub(crate) async fn handle_with_globals(
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     resp
-}
-
-/// Copies the request headers into their own small allocations. hyper's header values are
-/// views into its 8 KiB connection read buffer, so keeping the original map for the socket's
-/// lifetime would keep that whole buffer alive for every idle socket.
-fn compact_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-        copy.set_sensitive(value.is_sensitive());
-        out.append(name.clone(), copy);
-    }
-    out
 }
 
 /// Sends a close frame on a connection we will not serve, then drops it.

@@ -4,7 +4,7 @@ use asena_runtime::prelude::*;
 struct Auth;
 
 impl Middleware for Auth {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         next.run(ctx).await
     }
 }

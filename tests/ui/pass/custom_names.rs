@@ -7,7 +7,7 @@ struct UserService;
 struct Auth;
 
 impl Middleware for Auth {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         next.run(ctx).await
     }
 }

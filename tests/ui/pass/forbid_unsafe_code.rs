@@ -18,7 +18,7 @@ pub struct Auth {
 }
 
 impl Middleware for Auth {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         let _ = &self.tokens;
         next.run(ctx).await
     }

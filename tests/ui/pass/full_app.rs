@@ -25,14 +25,14 @@ struct WsAuth {
 }
 
 impl Middleware for WsAuth {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         let token = ctx
             .query("token")
-            .ok_or_else(|| Rejection::json(401, json!({"error": "Unauthorized"})))?;
+            .ok_or_else(|| Refusal::json(401, json!({"error": "Unauthorized"})))?;
         let user_id = self
             .tokens
             .verify(token)
-            .ok_or_else(|| Rejection::json(401, json!({"error": "Invalid token"})))?;
+            .ok_or_else(|| Refusal::json(401, json!({"error": "Invalid token"})))?;
         ctx.set_websocket_value(UserData { user_id });
         next.run(ctx).await
     }

@@ -1,5 +1,12 @@
 //! The app: [`AsenaBuilder`] builds and validates it, [`Asena`] is the running handle,
-//! [`Server`] serves it over TCP.
+//! [`Server`] serves it over TCP. The app is the top layer: it wires the container, the
+//! namespaces, the transport and the routes together; nothing below it knows it exists.
+
+mod error;
+mod extract;
+
+pub use error::Error;
+pub use extract::{AppValue, FromApp};
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -19,15 +26,20 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
 use tower_service::Service;
 
+use crate::config::{Limits, SlowConsumer};
 use crate::di::{self, Component, ComponentKind, ComponentRecord, Container, Plan};
-use crate::error::Error;
-use crate::http::AppRef;
-use crate::middleware::{ErasedMiddleware, Middleware, Scope};
-use crate::namespace::{Limits, Namespace, SlowConsumer, Tracker};
-use crate::transport::{Inbound, Transport};
+use crate::frame::close_code;
+use crate::middleware::{ErasedMiddleware, Middleware, Refusal, Scope};
+use crate::namespace::{Namespace, Namespaces};
+use crate::shutdown::Tracker;
+use crate::transport::{Inbound, Transport, TransportStats};
 use crate::ulak::{Ulak, UlakBroker};
+use crate::ws::WebSocketService;
 use crate::ws::upgrade::{self, Endpoint};
-use crate::ws::{WebSocketService, close_code};
+use extract::AppRef;
+
+/// A tower layer applied to the websocket routes, kept until the router exists.
+type LayerFn = Box<dyn FnOnce(Router) -> Router + Send>;
 
 /// Configures and builds an [`Asena`] app.
 #[must_use = "call .build().await to create the app"]
@@ -42,6 +54,7 @@ pub struct AsenaBuilder {
     origins: Option<Vec<String>>,
     origins_for: HashMap<String, Vec<String>>,
     stop_timeout: Duration,
+    layers: Vec<LayerFn>,
 }
 
 impl std::fmt::Debug for AsenaBuilder {
@@ -53,6 +66,7 @@ impl std::fmt::Debug for AsenaBuilder {
                 &self.explicit.iter().map(|r| r.name).collect::<Vec<_>>(),
             )
             .field("limits", &self.limits)
+            .field("layers", &self.layers.len())
             .finish()
     }
 }
@@ -70,6 +84,7 @@ impl AsenaBuilder {
             origins: None,
             origins_for: HashMap::new(),
             stop_timeout: Duration::from_secs(5),
+            layers: Vec::new(),
         }
     }
 
@@ -108,9 +123,41 @@ impl AsenaBuilder {
     }
 
     /// Merges your own axum routes and layers next to the websocket routes. Handlers can
-    /// receive components with [`Inject`](crate::Inject).
+    /// receive components with [`FromApp`].
     pub fn router(mut self, router: Router) -> Self {
         self.router = self.router.merge(router);
+        self
+    }
+
+    /// Wraps the websocket routes in a [tower layer](tower_layer::Layer), as axum's
+    /// `Router::layer` does: it sees every upgrade request before the handshake checks and
+    /// the middleware chain, and the response after (e.g. `tower-http` tracing, timeouts,
+    /// CORS, or `axum::middleware::from_fn`). Layers added later wrap the earlier ones. Your
+    /// own routes (from [`router`](Self::router)) keep their own layers.
+    ///
+    /// ```
+    /// use asena_runtime::Asena;
+    /// use axum::{extract::Request, middleware::{self, Next}, response::Response};
+    ///
+    /// async fn log_upgrade(request: Request, next: Next) -> Response {
+    ///     tracing::info!(path = %request.uri().path(), "upgrade request");
+    ///     next.run(request).await
+    /// }
+    ///
+    /// let builder = Asena::builder().layer(middleware::from_fn(log_upgrade));
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower_layer::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+        L::Service: tower_service::Service<http::Request<Body>> + Clone + Send + Sync + 'static,
+        <L::Service as tower_service::Service<http::Request<Body>>>::Response:
+            axum::response::IntoResponse + 'static,
+        <L::Service as tower_service::Service<http::Request<Body>>>::Error:
+            Into<Infallible> + 'static,
+        <L::Service as tower_service::Service<http::Request<Body>>>::Future: Send + 'static,
+    {
+        self.layers
+            .push(Box::new(move |router: Router| router.layer(layer)));
         self
     }
 
@@ -249,7 +296,9 @@ impl AsenaBuilder {
             }
         }
         let broker = UlakBroker::new(namespaces.clone());
-        let container = Container::build(plan, &broker)?;
+        let mut provided = http::Extensions::new();
+        provided.insert(broker.clone());
+        let container = Container::build(plan, &provided)?;
 
         let (mut services, mut sockets, mut middlewares) = (0, 0, 0);
         for r in &container.order {
@@ -336,6 +385,9 @@ impl AsenaBuilder {
                 }),
             );
         }
+        for layer in self.layers {
+            router = layer(router);
+        }
         let router = router
             .merge(self.router)
             .layer(axum::middleware::map_response(unknown_namespace));
@@ -356,7 +408,8 @@ impl AsenaBuilder {
         });
 
         if let Some(t) = &inner.transport {
-            if let Err(e) = t.init(Inbound::new(ns_list)).await {
+            let local = Arc::new(Namespaces(ns_list));
+            if let Err(e) = t.init(Inbound::new(local)).await {
                 // destroy is idempotent; it releases whatever init opened before failing.
                 t.destroy().await;
                 return Err(e.into());
@@ -454,6 +507,12 @@ impl Asena {
     /// Every namespace.
     pub fn namespaces(&self) -> &[Namespace] {
         &self.inner.namespaces
+    }
+
+    /// The transport's counters (published, received, dropped, errors, reconnects), or
+    /// `None` for a single instance (the local transport) or a transport that keeps none.
+    pub fn transport_stats(&self) -> Option<TransportStats> {
+        self.inner.transport.as_ref().and_then(|t| t.stats())
     }
 
     /// The router (websocket routes plus yours), to serve with your own server. Prefer
@@ -605,7 +664,7 @@ async fn unknown_namespace(
         return response;
     }
     tracing::warn!(target: "asena::ws", path = uri.path(), "upgrade to an unknown namespace");
-    crate::Rejection::json(
+    Refusal::json(
         404,
         serde_json::json!({ "error": format!("No WebSocket service at {}", uri.path()) }),
     )

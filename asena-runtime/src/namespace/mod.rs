@@ -1,4 +1,12 @@
-//! A namespace: the sockets and rooms of one websocket service, and fan-out to them.
+//! A namespace: the sockets and rooms of one websocket service, and sending to them.
+//!
+//! [`Namespace`] is the one sending handle: handlers reach it as `ws.namespace()`, other
+//! components through [`Ulak<N>`](crate::Ulak) (which dereferences to it), and the app with
+//! [`Asena::namespace`](crate::Asena::namespace). Sockets are handed out as [`SocketRef`]
+//! (untyped) and [`Socket<T>`] (what handlers get); every send fails with the one
+//! [`SendError`]. Room messages go to local members here and to other instances through the
+//! app's [`Transport`](crate::Transport), under the topics [`wire`](crate::wire) defines;
+//! messages from other instances come back in through `inbound.rs`.
 //!
 //! # The hot path
 //! A room message is encoded once into a [`Frame`] (header + payload in one shared buffer).
@@ -20,92 +28,25 @@
 //! A full queue never blocks the publisher: the slow-consumer policy applies instead.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
 
+mod error;
+mod inbound;
+mod socket;
+
+pub use error::{SendError, SendErrorCode};
+pub(crate) use inbound::Namespaces;
+pub use socket::{Socket, SocketRef, WebSocketData};
+
+use crate::config::Limits;
+use crate::conn::flush::Flusher;
+use crate::conn::{Conn, Shared};
+use crate::frame::{Frame, IntoFrame};
 use crate::rooms::{Change, RoomIndex};
+use crate::shutdown::Tracker;
+use crate::stats::NamespaceStats;
 use crate::transport::{Outbound, Transport};
-use crate::ws::{Conn, Flusher, Frame, IntoFrame, SendError, SocketRef};
-
-/// What happens when a socket's send queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum SlowConsumer {
-    /// Close the socket with 1008 "Slow consumer" (default).
-    #[default]
-    Close,
-    /// Drop messages for that socket until its queue has room again.
-    DropMessages,
-}
-
-/// Per-connection limits of a namespace.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest message accepted from a client (default 1 MiB); larger closes with 1009.
-    pub max_message_size: usize,
-    /// Bytes a socket's send queue may hold before the slow-consumer policy applies
-    /// (default 16 MiB).
-    pub max_queued_bytes: usize,
-    /// What to do with a slow consumer.
-    pub slow_consumer: SlowConsumer,
-    /// Close a socket that sent nothing for this long (default 120 s); `None` disables it.
-    pub idle_timeout: Option<Duration>,
-    /// Most sockets the namespace accepts; more are closed with 1008 (default unlimited).
-    pub max_connections: Option<usize>,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_message_size: 1 << 20,
-            max_queued_bytes: 16 << 20,
-            slow_consumer: SlowConsumer::Close,
-            idle_timeout: Some(Duration::from_secs(120)),
-            max_connections: None,
-        }
-    }
-}
-
-/// Counters of a namespace.
-#[derive(Debug, Default)]
-pub struct NamespaceStats {
-    slow_consumers: AtomicU64,
-    handler_errors: AtomicU64,
-    protocol_errors: AtomicU64,
-    rejected_connections: AtomicU64,
-}
-
-impl NamespaceStats {
-    pub(crate) fn record_slow_consumer(&self) {
-        self.slow_consumers.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn record_handler_error(&self) {
-        self.handler_errors.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn record_protocol_error(&self) {
-        self.protocol_errors.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn record_rejected(&self) {
-        self.rejected_connections.fetch_add(1, Ordering::Relaxed);
-    }
-    /// Times a full send queue triggered the slow-consumer policy.
-    pub fn slow_consumers(&self) -> u64 {
-        self.slow_consumers.load(Ordering::Relaxed)
-    }
-    /// Handlers that returned `Err` or panicked.
-    pub fn handler_errors(&self) -> u64 {
-        self.handler_errors.load(Ordering::Relaxed)
-    }
-    /// Connections closed for protocol violations, bad UTF-8 or oversized messages.
-    pub fn protocol_errors(&self) -> u64 {
-        self.protocol_errors.load(Ordering::Relaxed)
-    }
-    /// Connections refused by the connection limit.
-    pub fn rejected_connections(&self) -> u64 {
-        self.rejected_connections.load(Ordering::Relaxed)
-    }
-}
+use crate::wire;
 
 /// A room and how many local sockets are in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,24 +67,20 @@ pub struct Namespace {
 }
 
 struct Inner {
-    path: Arc<str>,
+    /// What the namespace's connections share (path, limits, counters, flushers).
+    shared: Arc<Shared>,
     name: Arc<str>,
     /// Transport topic prefix: the path without its leading `/`.
     topic: Arc<str>,
     sockets: RwLock<HashMap<Arc<str>, Arc<Conn>>>,
     rooms: RwLock<RoomIndex<Arc<Conn>>>,
-    limits: Limits,
-    stats: NamespaceStats,
     transport: Option<Arc<dyn Transport>>,
-    live_tasks: Arc<Tracker>,
-    /// Writes fan-out to idle sockets (`None` when created outside a runtime).
-    flusher: Option<Arc<Flusher>>,
 }
 
 impl std::fmt::Debug for Namespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Namespace")
-            .field("path", &self.inner.path)
+            .field("path", &self.path())
             .field("name", &self.inner.name)
             .field("sockets", &self.socket_count())
             .finish()
@@ -158,76 +95,35 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
 }
 
-static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
-
-/// Counts the live connection tasks of an app, so shutdown can wait for every `on_close`.
-#[derive(Debug, Default)]
-pub(crate) struct Tracker {
-    live: AtomicUsize,
-    idle: tokio::sync::Notify,
-}
-
-/// Keeps a connection counted as live until dropped.
-#[derive(Debug)]
-pub(crate) struct LiveGuard(Arc<Tracker>);
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
-impl Tracker {
-    pub(crate) fn enter(self: &Arc<Self>) -> LiveGuard {
-        self.live.fetch_add(1, Ordering::AcqRel);
-        LiveGuard(self.clone())
-    }
-
-    /// Waits until no connection task is live, or `limit` passes. Returns whether it got idle.
-    pub(crate) async fn wait_idle(&self, limit: Duration) -> bool {
-        tokio::time::timeout(limit, async {
-            loop {
-                let idle = self.idle.notified();
-                if self.live.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                idle.await;
-            }
-        })
-        .await
-        .is_ok()
-    }
-}
-
 impl Namespace {
     pub(crate) fn new(
         path: &str,
         name: &str,
         limits: Limits,
         transport: Option<Arc<dyn Transport>>,
-        live_tasks: Arc<Tracker>,
+        tracker: Arc<Tracker>,
     ) -> Namespace {
         Namespace {
             inner: Arc::new(Inner {
-                path: Arc::from(path),
+                shared: Arc::new(Shared {
+                    path: Arc::from(path),
+                    limits,
+                    stats: NamespaceStats::default(),
+                    flusher: Flusher::current(),
+                    tracker,
+                }),
                 name: Arc::from(name),
-                topic: Arc::from(path.trim_start_matches('/')),
+                topic: Arc::from(wire::namespace_topic(path)),
                 sockets: RwLock::new(HashMap::new()),
                 rooms: RwLock::new(RoomIndex::new()),
-                limits,
-                stats: NamespaceStats::default(),
                 transport,
-                live_tasks,
-                flusher: Flusher::current(),
             }),
         }
     }
 
     /// The service's path, e.g. `/chat`.
     pub fn path(&self) -> &str {
-        &self.inner.path
+        &self.inner.shared.path
     }
 
     /// The service's name.
@@ -235,28 +131,24 @@ impl Namespace {
         &self.inner.name
     }
 
-    /// The topic prefix used on transports (`chat` for `/chat`).
+    /// The topic prefix used on transports (`chat` for `/chat`; see [`wire`](crate::wire)).
     pub fn topic(&self) -> &str {
         &self.inner.topic
     }
 
-    /// The transport topic of `room`: `"<namespace>.<room>"`.
-    fn room_topic(&self, room: &str) -> String {
-        format!("{}.{}", self.inner.topic, room)
-    }
-
     /// The limits sockets of this namespace run under.
     pub fn limits(&self) -> &Limits {
-        &self.inner.limits
+        &self.inner.shared.limits
     }
 
     /// Counters.
     pub fn stats(&self) -> &NamespaceStats {
-        &self.inner.stats
+        &self.inner.shared.stats
     }
 
-    pub(crate) fn tracker(&self) -> &Arc<Tracker> {
-        &self.inner.live_tasks
+    /// What the namespace's connections share.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
     }
 
     /// Number of local sockets.
@@ -264,19 +156,24 @@ impl Namespace {
         read(&self.inner.sockets).len()
     }
 
+    fn handle(&self, conn: &Arc<Conn>) -> SocketRef {
+        SocketRef {
+            conn: conn.clone(),
+            ns: self.clone(),
+        }
+    }
+
     /// Every local socket.
     pub fn sockets(&self) -> Vec<SocketRef> {
         read(&self.inner.sockets)
             .values()
-            .map(|c| SocketRef { conn: c.clone() })
+            .map(|c| self.handle(c))
             .collect()
     }
 
     /// The local socket with `id`.
     pub fn socket(&self, id: &str) -> Option<SocketRef> {
-        read(&self.inner.sockets)
-            .get(id)
-            .map(|c| SocketRef { conn: c.clone() })
+        read(&self.inner.sockets).get(id).map(|c| self.handle(c))
     }
 
     /// Named rooms with their local member counts, sorted by name. Personal rooms (socket
@@ -296,54 +193,100 @@ impl Namespace {
     /// Local members of `room` (a socket id names that socket's personal room).
     pub fn sockets_in(&self, room: &str) -> Vec<SocketRef> {
         if let Some(r) = read(&self.inner.rooms).get(room) {
-            return r
-                .members()
-                .iter()
-                .map(|c| SocketRef { conn: c.clone() })
-                .collect();
+            return r.members().iter().map(|c| self.handle(c)).collect();
         }
         self.socket(room).into_iter().collect()
     }
 
+    /// Encodes a message once, for any number of recipients.
+    pub(crate) fn encode(&self, message: impl IntoFrame) -> Result<Frame, SendError> {
+        message
+            .into_frame()
+            .map_err(|e| SendError::invalid_message(Some(self.path()), e))
+    }
+
     /// Sends to every member of `room` on every instance, sender included. Returns the number
-    /// of local recipients.
+    /// of local recipients. The room `__` ([`wire::BROADCAST_ROOM`]) is the whole namespace.
     pub fn to(&self, room: &str, message: impl IntoFrame) -> Result<usize, SendError> {
-        let frame = message.into_frame()?;
+        let frame = self.encode(message)?;
         Ok(self.emit_room(room, &frame, None))
+    }
+
+    /// Sends to each of `rooms` (like calling [`to`](Self::to) for each; a socket in two of
+    /// them gets the message twice). The message is encoded once. Returns local recipients.
+    pub fn to_many<'r>(
+        &self,
+        rooms: impl IntoIterator<Item = &'r str>,
+        message: impl IntoFrame,
+    ) -> Result<usize, SendError> {
+        let frame = self.encode(message)?;
+        Ok(rooms
+            .into_iter()
+            .map(|room| self.emit_room(room, &frame, None))
+            .sum())
     }
 
     /// Sends to every socket of the namespace on every instance. Returns the number of local
     /// recipients.
     pub fn broadcast(&self, message: impl IntoFrame) -> Result<usize, SendError> {
-        let frame = message.into_frame()?;
+        let frame = self.encode(message)?;
         Ok(self.emit_all(&frame))
+    }
+
+    /// Sends to one socket by id. Locally unknown ids go to the other instances when the app
+    /// has a transport, and fail with [`SocketNotFound`](SendErrorCode::SocketNotFound) when
+    /// it does not; a local socket that is closing or not keeping up fails with
+    /// [`SendFailed`](SendErrorCode::SendFailed).
+    pub fn to_socket(&self, id: &str, message: impl IntoFrame) -> Result<(), SendError> {
+        let frame = self.encode(message)?;
+        if let Some(socket) = self.socket(id) {
+            return socket.push(&frame);
+        }
+        if self.inner.transport.is_some() {
+            self.emit_room(id, &frame, None);
+            return Ok(());
+        }
+        Err(SendError::new(
+            SendErrorCode::SocketNotFound,
+            Some(self.path()),
+            format!("no socket with id {id}"),
+        ))
+    }
+
+    /// Hands a message to the transport, if any.
+    fn publish(&self, topic: String, frame: &Frame) {
+        if let Some(t) = &self.inner.transport {
+            t.publish(Outbound {
+                topic,
+                payload: frame.payload_bytes(),
+                binary: !frame.is_text(),
+            });
+        }
     }
 
     /// Local fan-out to a room plus publication to other instances.
     pub(crate) fn emit_room(&self, room: &str, frame: &Frame, except: Option<u64>) -> usize {
+        if room == wire::BROADCAST_ROOM {
+            return self.emit_all_except(frame, except);
+        }
         let n = self.deliver_room(room, frame, except);
-        if let Some(t) = &self.inner.transport {
-            t.publish(Outbound::new(self.room_topic(room), frame));
+        if self.inner.transport.is_some() {
+            self.publish(wire::room_topic(&self.inner.topic, room), frame);
         }
         n
     }
 
     /// Local fan-out to every socket plus publication to other instances.
     pub(crate) fn emit_all(&self, frame: &Frame) -> usize {
-        let n = self.deliver_all(frame);
-        if let Some(t) = &self.inner.transport {
-            t.publish(Outbound::new(self.inner.topic.to_string(), frame));
+        self.emit_all_except(frame, None)
+    }
+
+    fn emit_all_except(&self, frame: &Frame, except: Option<u64>) -> usize {
+        let n = self.deliver_all(frame, except);
+        if self.inner.transport.is_some() {
+            self.publish(wire::broadcast_topic(&self.inner.topic), frame);
         }
         n
-    }
-
-    pub(crate) fn flusher(&self) -> Option<&Arc<Flusher>> {
-        self.inner.flusher.as_ref()
-    }
-
-    /// Whether messages can reach sockets on other instances.
-    pub(crate) fn has_transport(&self) -> bool {
-        self.inner.transport.is_some()
     }
 
     /// Local-only fan-out to a room (or a personal room), skipping `except`.
@@ -365,20 +308,24 @@ impl Namespace {
         }
     }
 
-    /// Local-only fan-out to every socket.
-    pub(crate) fn deliver_all(&self, frame: &Frame) -> usize {
+    /// Local-only fan-out to every socket, skipping `except`.
+    pub(crate) fn deliver_all(&self, frame: &Frame, except: Option<u64>) -> usize {
         read(&self.inner.sockets)
             .values()
-            .filter(|c| c.push(frame).is_ok())
+            .filter(|c| Some(c.key) != except && c.push(frame).is_ok())
             .count()
     }
 
     pub(crate) fn join(&self, room: &str, conn: &Arc<Conn>) -> bool {
+        if room == wire::BROADCAST_ROOM {
+            tracing::debug!(target: "asena::ws", socket_id = %conn.id, room, "the broadcast room cannot be joined by name");
+            return false;
+        }
         let change = write(&self.inner.rooms).join(room, conn.clone());
         if change == Change::Room
             && let Some(t) = &self.inner.transport
         {
-            t.subscribe(&self.room_topic(room));
+            t.subscribe(&wire::room_topic(&self.inner.topic, room));
         }
         change != Change::None
     }
@@ -388,7 +335,7 @@ impl Namespace {
         if change == Change::Room
             && let Some(t) = &self.inner.transport
         {
-            t.unsubscribe(&self.room_topic(room));
+            t.unsubscribe(&wire::room_topic(&self.inner.topic, room));
         }
         change != Change::None
     }
@@ -396,7 +343,7 @@ impl Namespace {
     /// Adds a new connection; fails when the connection limit is reached.
     pub(crate) fn insert(&self, conn: Arc<Conn>) -> bool {
         let mut sockets = write(&self.inner.sockets);
-        if let Some(max) = self.inner.limits.max_connections
+        if let Some(max) = self.limits().max_connections
             && sockets.len() >= max
         {
             return false;
@@ -407,14 +354,14 @@ impl Namespace {
 
     /// Removes a connection and all its memberships.
     pub(crate) fn remove(&self, conn: &Conn) {
-        let rooms: Vec<Arc<str>> = conn.rooms.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let rooms: Vec<Arc<str>> = conn.rooms_lock().clone();
         if !rooms.is_empty() {
             let mut index = write(&self.inner.rooms);
             for room in &rooms {
                 if index.leave(room, conn.key) == Change::Room
                     && let Some(t) = &self.inner.transport
                 {
-                    t.unsubscribe(&self.room_topic(room));
+                    t.unsubscribe(&wire::room_topic(&self.inner.topic, room));
                 }
             }
         }
@@ -426,10 +373,6 @@ impl Namespace {
         for conn in read(&self.inner.sockets).values() {
             conn.close(code, reason);
         }
-    }
-
-    pub(crate) fn next_key() -> u64 {
-        NEXT_KEY.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Number of rooms in the index (for leak checks).

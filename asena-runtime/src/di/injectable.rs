@@ -1,4 +1,4 @@
-//! Field types `#[inject]` understands.
+//! [`Injectable`]: the field types `#[inject]` understands.
 
 use std::sync::Arc;
 
@@ -14,14 +14,14 @@ use super::{Component, Dependency, DiError, Resolver};
     note = "`#[inject]` accepts `Arc<T>` or `Option<Arc<T>>` for a registered component `T`, `Ulak<N>` for a websocket service `N`, or `UlakBroker`",
     note = "remove `#[inject]` to build the field with `Default::default()` instead"
 )]
-pub trait Inject: Sized {
+pub trait Injectable: Sized {
     /// What this field needs from the container.
     const DEPENDENCY: Dependency;
     /// Builds the field; `field` names it in errors.
     fn resolve(resolver: &Resolver<'_>, field: &'static str) -> Result<Self, DiError>;
 }
 
-impl<T: Component> Inject for Arc<T> {
+impl<T: Component> Injectable for Arc<T> {
     const DEPENDENCY: Dependency = Dependency::required::<T>();
     fn resolve(resolver: &Resolver<'_>, field: &'static str) -> Result<Self, DiError> {
         resolver.get::<T>().ok_or_else(|| DiError::Unresolved {
@@ -32,7 +32,7 @@ impl<T: Component> Inject for Arc<T> {
     }
 }
 
-impl<T: Component> Inject for Option<Arc<T>> {
+impl<T: Component> Injectable for Option<Arc<T>> {
     const DEPENDENCY: Dependency = Dependency::optional::<T>();
     fn resolve(resolver: &Resolver<'_>, _field: &'static str) -> Result<Self, DiError> {
         Ok(resolver.get::<T>())

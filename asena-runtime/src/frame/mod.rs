@@ -1,12 +1,15 @@
-//! RFC 6455 framing: decoding client frames and encoding server frames.
+//! The WebSocket protocol's frames (RFC 6455): encoding server frames, decoding client
+//! frames, and the messages handlers receive and send ([`Message`], [`IntoFrame`]).
 //!
 //! Server frames are never masked, so the encoded bytes of one message are the same for every
 //! recipient: a [`Frame`] is encoded once and shared by reference count across all sockets it
 //! goes to.
 
+mod message;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::Message;
+pub use message::{IntoFrame, Json, Message};
 
 /// Close codes this crate sends (RFC 6455 §7.4.1).
 pub mod close_code {

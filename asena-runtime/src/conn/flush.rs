@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use tokio::runtime::Handle;
 
 use super::Conn;
-use super::conn::try_write_some;
+use super::io::try_write_some;
 use super::outbox::{FlushTake, Flushed, Pending};
 
 /// Sockets written between two polls for I/O.

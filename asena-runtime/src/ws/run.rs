@@ -10,44 +10,33 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::frame::{Decoder, Incoming, close_code};
-use super::outbox::Pending;
-use super::{Conn, Frame, Socket, WebSocketService};
+use super::WebSocketService;
+use crate::conn::Conn;
+use crate::conn::io::{BufferedSource, Io, Sink, Source, TcpSink, TcpSource};
+use crate::conn::outbox::Pending;
 use crate::error::BoxError;
+use crate::frame::{Decoder, Frame, Incoming, close_code};
+use crate::namespace::{Socket, SocketRef};
 
 /// How long we wait for the peer's close frame after ours is on the wire.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a close may wait behind a peer that does not read (slow consumer) before the
 /// connection is dropped without the closing handshake.
 const CLOSE_STALL: Duration = Duration::from_secs(10);
-/// Read size per syscall.
-const READ_CHUNK: usize = 16 * 1024;
 const FAR_FUTURE: Duration = Duration::from_secs(86400 * 365);
 
-/// The upgraded transport of a connection.
-pub(crate) enum Io {
-    /// A plain TCP stream (our own server): split without locks; reads need no buffer while
-    /// idle.
-    Tcp { stream: TcpStream, leftover: Bytes },
-    /// Anything else hyper upgraded (e.g. when the router is served by the user's server).
-    Other(TokioIo<Upgraded>),
-}
-
-pub(crate) async fn run<S: WebSocketService>(service: Arc<S>, conn: Arc<Conn>, io: Io) {
-    let _live = conn.ns.tracker().enter();
+/// Runs a connection to the end: `on_open`, every message, `on_close`.
+pub(crate) async fn run<S: WebSocketService>(service: Arc<S>, socket: SocketRef, io: Io) {
+    let _live = socket.conn.shared.tracker.enter();
     match io {
         Io::Tcp { stream, leftover } => {
             let stream = Arc::new(stream);
-            conn.attach_stream(stream.clone());
+            socket.conn.attach_stream(stream.clone());
             drive(
                 service,
-                conn,
+                socket,
                 TcpSource(stream.clone()),
                 TcpSink(stream),
                 leftover,
@@ -56,99 +45,8 @@ pub(crate) async fn run<S: WebSocketService>(service: Arc<S>, conn: Arc<Conn>, i
         }
         Io::Other(io) => {
             let (r, w) = tokio::io::split(io);
-            drive(service, conn, BufferedSource(r), w, Bytes::new()).await;
+            drive(service, socket, BufferedSource(r), w, Bytes::new()).await;
         }
-    }
-}
-
-/// Where the reader gets bytes from.
-trait Source: Send {
-    fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
-}
-
-struct TcpSource(Arc<TcpStream>);
-
-impl Source for TcpSource {
-    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        loop {
-            // Wait for readiness without holding a buffer, so idle sockets cost no read memory.
-            self.0.readable().await?;
-            match try_read_into(&self.0, buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return other,
-            }
-        }
-    }
-}
-
-fn try_read_into(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    let mut chunk = [0u8; READ_CHUNK];
-    let n = stream.try_read(&mut chunk)?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
-}
-
-/// Where the writer puts bytes.
-trait Sink: Send {
-    fn write_all(&mut self, buf: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
-    /// Sends FIN after our close frame.
-    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> + Send;
-}
-
-/// The write side of a plain TCP stream, shared with the flushers (never both at once: the
-/// outbox says who owns the socket).
-struct TcpSink(Arc<TcpStream>);
-
-impl Sink for TcpSink {
-    async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
-        loop {
-            let (n, stopped) = try_write_some(&self.0, buf);
-            buf = &buf[n..];
-            match stopped {
-                None => return Ok(()),
-                Some(e) if e.kind() == io::ErrorKind::WouldBlock => self.0.writable().await?,
-                Some(e) => return Err(e),
-            }
-        }
-    }
-
-    async fn shutdown(&mut self) -> io::Result<()> {
-        socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write)
-    }
-}
-
-/// Writes as much of `buf` as the socket takes without waiting. Returns how many bytes went
-/// out and, unless that is all of them, the error that stopped it (`WouldBlock` when the send
-/// buffer is full).
-pub(super) fn try_write_some(stream: &TcpStream, buf: &[u8]) -> (usize, Option<io::Error>) {
-    let mut at = 0;
-    while at < buf.len() {
-        match stream.try_write(&buf[at..]) {
-            Ok(0) => return (at, Some(io::ErrorKind::WriteZero.into())),
-            Ok(n) => at += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return (at, Some(e)),
-        }
-    }
-    (at, None)
-}
-
-impl<W: AsyncWrite + Unpin + Send> Sink for W {
-    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        AsyncWriteExt::write_all(self, buf).await
-    }
-
-    async fn shutdown(&mut self) -> io::Result<()> {
-        AsyncWriteExt::shutdown(self).await
-    }
-}
-
-struct BufferedSource<R>(R);
-
-impl<R: AsyncRead + Unpin + Send> Source for BufferedSource<R> {
-    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        buf.reserve(4096);
-        self.0.read_buf(buf).await
     }
 }
 
@@ -171,11 +69,11 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 /// A handler failed: tell the client, log, count, close with 1011.
 fn handler_failed(conn: &Arc<Conn>, handler: &'static str, err: &BoxError) {
-    conn.ns.stats().record_handler_error();
+    conn.shared.stats.record_handler_error();
     tracing::error!(
         target: "asena::ws",
         socket_id = %conn.id,
-        path = %conn.ns.path(),
+        path = %conn.path(),
         handler,
         error = %err,
         "handler failed; closing socket with 1011"
@@ -186,21 +84,23 @@ fn handler_failed(conn: &Arc<Conn>, handler: &'static str, err: &BoxError) {
     conn.close(close_code::INTERNAL, "Server error");
 }
 
-async fn drive<S, R, W>(service: Arc<S>, conn: Arc<Conn>, mut src: R, w: W, leftover: Bytes)
+async fn drive<S, R, W>(service: Arc<S>, handle: SocketRef, mut src: R, w: W, leftover: Bytes)
 where
     S: WebSocketService,
     R: Source,
     W: Sink + 'static,
 {
-    let socket = Socket::<S::Data>::new(conn.clone());
+    let conn = handle.conn.clone();
+    let ns = handle.ns.clone();
+    let socket = Socket::<S::Data>::new(handle);
     let writer = tokio::spawn(write_loop(service.clone(), socket.clone(), w));
-    tracing::debug!(target: "asena::ws", socket_id = %conn.id, path = %conn.ns.path(), "open");
+    tracing::debug!(target: "asena::ws", socket_id = %conn.id, path = %conn.path(), "open");
 
     if let Err(e) = guarded(service.on_open(&socket)).await {
         handler_failed(&conn, "on_open", &e);
     }
 
-    let limits = conn.ns.limits();
+    let limits = &conn.shared.limits;
     let idle = limits.idle_timeout;
     let mut decoder = Decoder::new(limits.max_message_size);
     // Copy what hyper read past the handshake and let go of its read buffer now: the
@@ -251,11 +151,11 @@ where
                     break 'outer;
                 }
                 Err(e) => {
-                    conn.ns.stats().record_protocol_error();
+                    conn.shared.stats.record_protocol_error();
                     tracing::warn!(
                         target: "asena::ws",
                         socket_id = %conn.id,
-                        path = %conn.ns.path(),
+                        path = %conn.path(),
                         code = e.close_code(),
                         reason = e.reason(),
                         "closing socket after a bad frame"
@@ -310,14 +210,14 @@ where
     let (code, reason) = peer_close
         .or_else(|| conn.close_requested())
         .unwrap_or((close_code::ABNORMAL, String::new()));
-    conn.ns.remove(&conn);
+    ns.remove(&conn);
     if let Err(e) = guarded(async {
         service.on_close(&socket, code, &reason).await;
         Ok(())
     })
     .await
     {
-        conn.ns.stats().record_handler_error();
+        conn.shared.stats.record_handler_error();
         tracing::error!(target: "asena::ws", socket_id = %conn.id, error = %e, "on_close failed");
     }
     tracing::debug!(target: "asena::ws", socket_id = %conn.id, code, "closed");

@@ -1,4 +1,4 @@
-//! Plain axum handlers next to the websocket routes: the [`Inject`] extractor.
+//! Plain axum handlers next to the websocket routes: the [`FromApp`] extractor.
 
 use std::sync::{Arc, Weak};
 
@@ -6,7 +6,7 @@ use axum::extract::FromRequestParts;
 use http::StatusCode;
 use http::request::Parts;
 
-use crate::app::{AppInner, Asena};
+use super::{AppInner, Asena};
 use crate::di::Component;
 use crate::ulak::{Ulak, UlakBroker};
 use crate::ws::WebSocketService;
@@ -15,7 +15,7 @@ use crate::ws::WebSocketService;
 #[derive(Clone)]
 pub(crate) struct AppRef(pub(crate) Weak<AppInner>);
 
-/// Extracts a component (or an [`Ulak<N>`] / [`UlakBroker`]) in an axum handler.
+/// Takes a component (or an [`Ulak<N>`] / [`UlakBroker`]) from the app in an axum handler.
 ///
 /// ```no_run
 /// use asena_runtime::prelude::*;
@@ -25,7 +25,7 @@ pub(crate) struct AppRef(pub(crate) Weak<AppInner>);
 /// struct Greeter;
 /// impl Greeter { fn hello(&self) -> &'static str { "hello" } }
 ///
-/// async fn hello(Inject(greeter): Inject<Greeter>) -> &'static str {
+/// async fn hello(FromApp(greeter): FromApp<Greeter>) -> &'static str {
 ///     greeter.hello()
 /// }
 ///
@@ -38,42 +38,43 @@ pub(crate) struct AppRef(pub(crate) Weak<AppInner>);
 /// # }
 /// ```
 #[derive(Debug)]
-pub struct Inject<T: ?Sized + Injected>(pub T::Output);
+pub struct FromApp<T: ?Sized + AppValue>(pub T::Output);
 
-/// What [`Inject`] can extract.
+/// What [`FromApp`] can take from the app: a registered component `T` (as `Arc<T>`), an
+/// [`Ulak<N>`], or the [`UlakBroker`].
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be extracted with `Inject`",
-    note = "use `Inject<T>` for a registered component `T`, `Inject<Ulak<N>>`, or `Inject<UlakBroker>`"
+    message = "`{Self}` cannot be taken from the app with `FromApp`",
+    note = "use `FromApp<T>` for a registered component `T`, `FromApp<Ulak<N>>`, or `FromApp<UlakBroker>`"
 )]
-pub trait Injected {
+pub trait AppValue {
     /// The extracted value.
     type Output;
     #[doc(hidden)]
     fn extract(app: &Asena) -> Option<Self::Output>;
 }
 
-impl<T: Component> Injected for T {
+impl<T: Component> AppValue for T {
     type Output = Arc<T>;
     fn extract(app: &Asena) -> Option<Arc<T>> {
         app.get::<T>()
     }
 }
 
-impl<N: WebSocketService> Injected for Ulak<N> {
+impl<N: WebSocketService> AppValue for Ulak<N> {
     type Output = Ulak<N>;
     fn extract(app: &Asena) -> Option<Ulak<N>> {
         app.ulak::<N>()
     }
 }
 
-impl Injected for UlakBroker {
+impl AppValue for UlakBroker {
     type Output = UlakBroker;
     fn extract(app: &Asena) -> Option<UlakBroker> {
         Some(app.broker().clone())
     }
 }
 
-impl<S: Send + Sync, T: Injected + ?Sized> FromRequestParts<S> for Inject<T> {
+impl<S: Send + Sync, T: AppValue + ?Sized> FromRequestParts<S> for FromApp<T> {
     type Rejection = (StatusCode, &'static str);
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
@@ -87,12 +88,12 @@ impl<S: Send + Sync, T: Injected + ?Sized> FromRequestParts<S> for Inject<T> {
                 "Asena app is not running",
             ))?;
         match T::extract(&app) {
-            Some(v) => Ok(Inject(v)),
+            Some(v) => Ok(FromApp(v)),
             None => {
                 tracing::error!(
                     target: "asena::di",
                     component = std::any::type_name::<T>(),
-                    "Inject<T>: the component is not registered in this app"
+                    "FromApp<T>: the component is not registered in this app"
                 );
                 Err((
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,0 +1,115 @@
+//! Raw socket I/O shared by a connection's loops and the flushers: the upgraded stream
+//! ([`Io`]), reading without holding a buffer while idle, and non-blocking writes.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Read size per syscall.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// The upgraded transport of a connection.
+pub(crate) enum Io {
+    /// A plain TCP stream (our own server): split without locks; reads need no buffer while
+    /// idle.
+    Tcp { stream: TcpStream, leftover: Bytes },
+    /// Anything else hyper upgraded (e.g. when the router is served by the user's server).
+    Other(TokioIo<Upgraded>),
+}
+
+/// Where the reader gets bytes from.
+pub(crate) trait Source: Send {
+    fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
+}
+
+pub(crate) struct TcpSource(pub(crate) Arc<TcpStream>);
+
+impl Source for TcpSource {
+    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            // Wait for readiness without holding a buffer, so idle sockets cost no read memory.
+            self.0.readable().await?;
+            match try_read_into(&self.0, buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+fn try_read_into(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let mut chunk = [0u8; READ_CHUNK];
+    let n = stream.try_read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+/// Where the writer puts bytes.
+pub(crate) trait Sink: Send {
+    fn write_all(&mut self, buf: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+    /// Sends FIN after our close frame.
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// The write side of a plain TCP stream, shared with the flushers (never both at once: the
+/// outbox says who owns the socket).
+pub(crate) struct TcpSink(pub(crate) Arc<TcpStream>);
+
+impl Sink for TcpSink {
+    async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        loop {
+            let (n, stopped) = try_write_some(&self.0, buf);
+            buf = &buf[n..];
+            match stopped {
+                None => return Ok(()),
+                Some(e) if e.kind() == io::ErrorKind::WouldBlock => self.0.writable().await?,
+                Some(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// Writes as much of `buf` as the socket takes without waiting. Returns how many bytes went
+/// out and, unless that is all of them, the error that stopped it (`WouldBlock` when the send
+/// buffer is full).
+pub(crate) fn try_write_some(stream: &TcpStream, buf: &[u8]) -> (usize, Option<io::Error>) {
+    let mut at = 0;
+    while at < buf.len() {
+        match stream.try_write(&buf[at..]) {
+            Ok(0) => return (at, Some(io::ErrorKind::WriteZero.into())),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (at, Some(e)),
+        }
+    }
+    (at, None)
+}
+
+impl<W: AsyncWrite + Unpin + Send> Sink for W {
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        AsyncWriteExt::write_all(self, buf).await
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        AsyncWriteExt::shutdown(self).await
+    }
+}
+
+pub(crate) struct BufferedSource<R>(pub(crate) R);
+
+impl<R: AsyncRead + Unpin + Send> Source for BufferedSource<R> {
+    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        buf.reserve(4096);
+        self.0.read_buf(buf).await
+    }
+}

@@ -1,0 +1,221 @@
+//! One live connection: [`Conn`] holds its state (send queue, rooms, close handshake, the
+//! request it came from and the middleware's typed values), shared by its two tasks, the
+//! namespace's socket map and the room index.
+//!
+//! The connection layer knows nothing of namespaces or services: what the connections of one
+//! namespace share (path, limits, counters, flushers, shutdown tracker) is a [`Shared`] they
+//! all point to. Sending to a connection is [`Conn::push`]: the frame's encoded bytes go into
+//! the [`outbox`](outbox) and, on an idle plain-TCP socket, the connection is put on a
+//! [`flush`](flush) list. The reader and writer loops that drive a connection are in
+//! `ws/run.rs`; the raw socket I/O they and the flushers share is in [`io`](io).
+
+pub(crate) mod flush;
+pub(crate) mod io;
+pub(crate) mod outbox;
+
+use std::any::Any;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::config::{Limits, SlowConsumer};
+use crate::frame::{Frame, close_code};
+use crate::request::RequestInfo;
+use crate::rooms::Member;
+use crate::shutdown::Tracker;
+use crate::stats::NamespaceStats;
+use flush::Flusher;
+use outbox::{Outbox, Pushed};
+
+/// What the connections of one namespace share.
+pub(crate) struct Shared {
+    /// The namespace path, for logs.
+    pub(crate) path: Arc<str>,
+    pub(crate) limits: Limits,
+    pub(crate) stats: NamespaceStats,
+    /// Writes fan-out to idle sockets (`None` when created outside a runtime).
+    pub(crate) flusher: Option<Arc<Flusher>>,
+    /// Live connection tasks of the app, for graceful shutdown.
+    pub(crate) tracker: Arc<Tracker>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("path", &self.path)
+            .field("limits", &self.limits)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The connection is closed or closing.
+    Closed,
+    /// The send queue is full; the slow-consumer policy was applied.
+    Full,
+}
+
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+/// A process-wide unique key for a new connection (cheaper to compare than its id).
+pub(crate) fn next_key() -> u64 {
+    NEXT_KEY.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One live connection.
+pub(crate) struct Conn {
+    pub(crate) key: u64,
+    pub(crate) id: Arc<str>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) outbox: Outbox,
+    pub(crate) wake_reader: Notify,
+    pub(crate) rooms: Mutex<Vec<Arc<str>>>,
+    pub(crate) request: RequestInfo,
+    pub(crate) data: Box<dyn Any + Send + Sync>,
+    /// The close we initiated (code, reason), if any.
+    pub(crate) closing: Mutex<Option<(u16, String)>>,
+    /// The writer has put our close frame on the wire.
+    pub(crate) close_written: AtomicBool,
+    slow_reported: AtomicBool,
+    /// The plain TCP stream, shared by the reader, the writer and the flushers.
+    stream: OnceLock<Arc<TcpStream>>,
+}
+
+impl Member for Conn {
+    fn key(&self) -> u64 {
+        self.key
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(
+        id: Arc<str>,
+        shared: Arc<Shared>,
+        request: RequestInfo,
+        data: Box<dyn Any + Send + Sync>,
+    ) -> Conn {
+        Conn {
+            key: next_key(),
+            id,
+            shared,
+            outbox: Outbox::new(),
+            wake_reader: Notify::new(),
+            rooms: Mutex::new(Vec::new()),
+            request,
+            data,
+            closing: Mutex::new(None),
+            close_written: AtomicBool::new(false),
+            slow_reported: AtomicBool::new(false),
+            stream: OnceLock::new(),
+        }
+    }
+
+    /// The namespace path, for logs.
+    pub(crate) fn path(&self) -> &str {
+        &self.shared.path
+    }
+
+    /// Serves this connection over a plain TCP stream: when the namespace has flushers,
+    /// frames queued on an idle socket are written by them (see `flush.rs`).
+    pub(crate) fn attach_stream(&self, stream: Arc<TcpStream>) {
+        if self.stream.set(stream).is_ok() && self.shared.flusher.is_some() {
+            self.outbox.enable_direct();
+        }
+    }
+
+    pub(crate) fn stream(&self) -> Option<&Arc<TcpStream>> {
+        self.stream.get()
+    }
+
+    /// Queues an encoded frame, applying the slow-consumer policy when the queue is full.
+    #[inline]
+    pub(crate) fn push(self: &Arc<Self>, frame: &Frame) -> Result<(), PushError> {
+        self.push_wire(frame.wire(), self.shared.limits.max_queued_bytes)
+    }
+
+    /// Queues encoded bytes (see [`Conn::push`]) against `limit`.
+    #[inline]
+    pub(crate) fn push_wire(self: &Arc<Self>, wire: &Bytes, limit: usize) -> Result<(), PushError> {
+        match self.outbox.push(wire, limit) {
+            Pushed::Queued => Ok(()),
+            Pushed::Schedule => {
+                if let Some(flusher) = &self.shared.flusher {
+                    flusher.schedule(self.clone());
+                }
+                Ok(())
+            }
+            Pushed::Closed => Err(PushError::Closed),
+            Pushed::Full => {
+                self.on_full(self.shared.limits.slow_consumer);
+                Err(PushError::Full)
+            }
+        }
+    }
+
+    #[cold]
+    fn on_full(&self, policy: SlowConsumer) {
+        self.shared.stats.record_slow_consumer();
+        let first = !self.slow_reported.swap(true, Ordering::Relaxed);
+        match policy {
+            SlowConsumer::Close => {
+                tracing::warn!(
+                    target: "asena::ws",
+                    socket_id = %self.id,
+                    path = %self.path(),
+                    "send queue full; closing slow consumer with 1008"
+                );
+                self.close(close_code::POLICY, "Slow consumer");
+            }
+            SlowConsumer::DropMessages => {
+                if first {
+                    tracing::warn!(
+                        target: "asena::ws",
+                        socket_id = %self.id,
+                        path = %self.path(),
+                        "send queue full; dropping messages for slow consumer"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Starts the closing handshake with `code`; later calls are ignored.
+    pub(crate) fn close(&self, code: u16, reason: &str) {
+        let mut closing = self.closing.lock().unwrap_or_else(|p| p.into_inner());
+        if closing.is_some() {
+            return;
+        }
+        *closing = Some((code, reason.to_owned()));
+        drop(closing);
+        self.outbox.close(Frame::close(code, reason).wire().clone());
+        self.wake_reader.notify_one();
+    }
+
+    pub(crate) fn close_requested(&self) -> Option<(u16, String)> {
+        self.closing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The named rooms this connection joined.
+    pub(crate) fn rooms_lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<str>>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.id)
+            .field("path", &self.path())
+            .finish()
+    }
+}

@@ -1,0 +1,239 @@
+//! What the broker transports share: where they connect, the pod id and channel their
+//! envelopes carry, their counters ([`TransportStats`]), the non-blocking outgoing queue, the
+//! reconnect [`Backoff`], and the hand-off of incoming envelopes to local delivery.
+//!
+//! The format of what crosses the broker is not here: it is the [`wire`](crate::wire)
+//! module's.
+
+// With only some broker features enabled, parts of the shared code go unused.
+#![cfg_attr(
+    not(all(feature = "redis", feature = "nats")),
+    allow(dead_code, unreachable_code, unused_imports, unused_variables)
+)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use super::{Inbound, Outbound, TransportError};
+use crate::error::BoxError;
+use crate::wire::Envelope;
+
+/// How long connecting to a broker may take before it counts as unreachable.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Capacity of a transport's outgoing queue; beyond it messages are dropped (and counted)
+/// rather than blocking the fan-out path.
+pub(crate) const QUEUE_CAPACITY: usize = 64 * 1024;
+
+/// A fresh random pod id.
+pub(crate) fn new_pod_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Encodes an outgoing message as the wire envelope.
+pub(crate) fn encode_outbound(msg: &Outbound, pod_id: &str) -> Vec<u8> {
+    Envelope::encode(&msg.topic, &msg.payload, msg.binary, pod_id)
+}
+
+/// Counters of a broker transport, as returned by `stats()`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportStats {
+    /// Messages sent to the broker.
+    pub published: u64,
+    /// Messages from other instances handed to local delivery.
+    pub received: u64,
+    /// Outgoing messages dropped: queue full, broker down, or send failed.
+    pub dropped: u64,
+    /// Broker errors: failed sends and connects, lost connections, malformed envelopes.
+    pub errors: u64,
+    /// Successful reconnections after a lost connection.
+    pub reconnects: u64,
+}
+
+/// What every broker transport holds: where it connects, who it is (the pod id its envelopes
+/// carry), its counters, its outgoing queue (set once started) and whether it was destroyed.
+#[derive(Debug)]
+pub(crate) struct BrokerCore {
+    pub(crate) url: String,
+    /// The Redis channel or NATS subject the fleet shares.
+    pub(crate) channel: String,
+    pub(crate) pod_id: String,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) queue: OnceLock<tokio::sync::mpsc::Sender<Outbound>>,
+    pub(crate) destroyed: AtomicBool,
+}
+
+impl BrokerCore {
+    pub(crate) fn new(url: String, channel: &str) -> BrokerCore {
+        BrokerCore {
+            url,
+            channel: channel.to_owned(),
+            pod_id: new_pod_id(),
+            counters: Arc::new(Counters::default()),
+            queue: OnceLock::new(),
+            destroyed: AtomicBool::new(false),
+        }
+    }
+
+    /// A transport instance starts once: not twice, and not after `destroy`.
+    pub(crate) fn check_startable(&self, transport: &'static str) -> Result<(), TransportError> {
+        if self.destroyed.load(Ordering::Acquire) {
+            return Err(TransportError::Closed);
+        }
+        if self.queue.get().is_some() {
+            return Err(TransportError::Other(
+                format!("{transport} transport is already started; use one transport per app")
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn connect_error(&self, source: impl Into<BoxError>) -> TransportError {
+        TransportError::Connect {
+            url: self.url.clone(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Queues an outgoing message for the transport's sender task without blocking; with no
+/// queue yet, or a full or closed one, the message is dropped and counted.
+pub(crate) fn enqueue(
+    queue: Option<&tokio::sync::mpsc::Sender<Outbound>>,
+    counters: &Counters,
+    transport: &'static str,
+    message: Outbound,
+) {
+    use tokio::sync::mpsc::error::TrySendError;
+    let Some(queue) = queue else {
+        Counters::add(&counters.dropped, 1);
+        return;
+    };
+    match queue.try_send(message) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            let dropped = counters.dropped.fetch_add(1, Ordering::Relaxed);
+            if dropped.is_multiple_of(1000) {
+                tracing::warn!(target: "asena::transport", transport, "outgoing queue full, dropping messages");
+            }
+        }
+        Err(TrySendError::Closed(_)) => Counters::add(&counters.dropped, 1),
+    }
+}
+
+/// Tells a transport's tasks to stop and waits for each at most `grace`, aborting stragglers.
+pub(crate) async fn stop_tasks(
+    shutdown: &tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    grace: Duration,
+) {
+    let _ = shutdown.send(true);
+    for mut task in tasks {
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) published: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> TransportStats {
+        TransportStats {
+            published: self.published.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Exponential backoff with jitter: 100 ms doubling up to 2 s.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    pub(crate) const MIN: Duration = Duration::from_millis(100);
+    pub(crate) const MAX: Duration = Duration::from_secs(2);
+
+    pub(crate) fn new() -> Backoff {
+        Backoff { attempt: 0 }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// The delay before the next attempt.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let d = Self::delay(self.attempt as usize);
+        self.attempt = self.attempt.saturating_add(1);
+        d
+    }
+
+    /// The delay before attempt number `attempt` (0-based).
+    pub(crate) fn delay(attempt: usize) -> Duration {
+        let exp = Self::MIN.saturating_mul(1u32 << attempt.min(5));
+        let base = exp.min(Self::MAX);
+        // Up to 20% jitter so a fleet does not reconnect in lockstep.
+        let jitter_ms = fastrand::u64(0..=base.as_millis() as u64 / 5);
+        base + Duration::from_millis(jitter_ms)
+    }
+}
+
+/// Delivers one raw envelope received from the broker, dropping our own messages.
+pub(crate) fn handle_incoming(
+    raw: &[u8],
+    pod_id: &str,
+    inbound: &Inbound,
+    counters: &Counters,
+    transport: &'static str,
+) {
+    match Envelope::decode(raw) {
+        Ok(msg) if msg.origin == pod_id => {}
+        Ok(msg) => {
+            Counters::add(&counters.received, 1);
+            inbound.deliver(&msg.topic, &msg.payload, msg.binary);
+        }
+        Err(error) => {
+            Counters::add(&counters.errors, 1);
+            tracing::warn!(target: "asena::transport", transport, %error, "dropping message from broker");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let mut b = Backoff::new();
+        let first = b.next_delay();
+        assert!(first >= Backoff::MIN && first <= Backoff::MIN + Backoff::MIN / 5);
+        for _ in 0..20 {
+            let d = b.next_delay();
+            assert!(d <= Backoff::MAX + Backoff::MAX / 5);
+        }
+        assert!(b.next_delay() >= Backoff::MAX);
+        b.reset();
+        assert!(b.next_delay() < Backoff::MIN * 2);
+    }
+}

@@ -1,0 +1,236 @@
+//! The wire format between instances: topics, the JSON envelope, and the default channel
+//! names. Every transport and the [`Emitter`](crate::Emitter) use this module and nothing
+//! else to speak to a fleet.
+//!
+//! # Topics
+//! A namespace's topic prefix is its path without the leading `/` (`/chat` → `chat`,
+//! `/ws/notifications` → `ws/notifications`). A room message goes out as
+//! `"<namespace>.<room>"`; a socket's personal room is its id, so a message to one socket is
+//! `"<namespace>.<socket id>"`. A broadcast to the whole namespace is
+//! `"<namespace>.__"`: Asena puts every socket in the room [`BROADCAST_ROOM`] (`__`), and
+//! this is how it publishes a broadcast, so mixed fleets deliver each other's broadcasts. On
+//! receipt, `"<namespace>.__"` and the bare `"<namespace>"` (what older versions of this
+//! crate sent) both reach every local socket of the namespace.
+//!
+//! # Envelope
+//! One JSON object per message, Asena's Redis transport format:
+//!
+//! ```json
+//! {"d": "<text, or base64 when b is 1>", "t": "chat.general", "o": "<pod id>", "b": 1}
+//! ```
+//!
+//! `t` is the topic, `o` the pod id of the publisher (receivers drop their own messages), and
+//! `b` is present (as `1`) only when `d` carries base64-encoded binary data. From other
+//! publishers `d` may be any JSON value; it is then delivered as its JSON text.
+//!
+//! ```
+//! use asena_runtime::wire::{self, Envelope, Target};
+//!
+//! let raw = Envelope::encode(&wire::room_topic("chat", "general"), b"hi", false, "pod-1");
+//! let envelope = Envelope::decode(&raw).unwrap();
+//! assert_eq!(envelope.topic, "chat.general");
+//! assert_eq!(wire::target(&envelope.topic, "chat"), Some(Target::Room("general")));
+//! assert_eq!(wire::target(&wire::broadcast_topic("chat"), "chat"), Some(Target::Broadcast));
+//! ```
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+
+/// The Redis pub/sub channel every instance publishes to and listens on by default (Asena's
+/// default channel).
+pub const REDIS_CHANNEL: &str = "asena:ws:transport";
+
+/// The NATS subject every instance publishes to and listens on by default.
+pub const NATS_SUBJECT: &str = "asena.ws.transport";
+
+/// The room every socket is in, as far as the wire is concerned: a message to it is a
+/// broadcast to the namespace. Sockets cannot join it by name.
+pub const BROADCAST_ROOM: &str = "__";
+
+/// The topic prefix of the namespace at `path`: the path without its leading `/`.
+pub fn namespace_topic(path: &str) -> &str {
+    path.strip_prefix('/').unwrap_or(path)
+}
+
+/// The topic of `room` in the namespace with topic prefix `namespace`.
+pub fn room_topic(namespace: &str, room: &str) -> String {
+    let mut topic = String::with_capacity(namespace.len() + 1 + room.len());
+    topic.push_str(namespace);
+    topic.push('.');
+    topic.push_str(room);
+    topic
+}
+
+/// The topic of a broadcast to the namespace with topic prefix `namespace`.
+pub fn broadcast_topic(namespace: &str) -> String {
+    room_topic(namespace, BROADCAST_ROOM)
+}
+
+/// Who a topic addresses within one namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// Every socket of the namespace.
+    Broadcast,
+    /// The members of a room (or the socket whose id this is).
+    Room(&'a str),
+}
+
+/// What `topic` addresses in the namespace with topic prefix `namespace`, or `None` when it
+/// belongs to another namespace.
+pub fn target<'a>(topic: &'a str, namespace: &str) -> Option<Target<'a>> {
+    let rest = topic.strip_prefix(namespace)?;
+    if rest.is_empty() {
+        return Some(Target::Broadcast);
+    }
+    match rest.strip_prefix('.')? {
+        BROADCAST_ROOM => Some(Target::Broadcast),
+        room => Some(Target::Room(room)),
+    }
+}
+
+/// A message between instances, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The topic (see the module docs).
+    pub topic: String,
+    /// The pod id of the publisher.
+    pub origin: String,
+    /// The message bytes (UTF-8 for text).
+    pub payload: Vec<u8>,
+    /// Whether the message is binary.
+    pub binary: bool,
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a> {
+    d: &'a str,
+    t: &'a str,
+    o: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    b: Option<u8>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeIn {
+    d: serde_json::Value,
+    t: String,
+    o: String,
+    #[serde(default)]
+    b: Option<serde_json::Value>,
+}
+
+/// An envelope that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed envelope: {0}")]
+pub struct EnvelopeError(String);
+
+impl Envelope {
+    /// Encodes a message as the JSON envelope.
+    pub fn encode(topic: &str, payload: &[u8], binary: bool, origin: &str) -> Vec<u8> {
+        let (data, b) = if binary {
+            (Cow::Owned(BASE64.encode(payload)), Some(1))
+        } else {
+            // Text frames always hold UTF-8; lossy conversion is only a safety net.
+            (String::from_utf8_lossy(payload), None)
+        };
+        let envelope = EnvelopeOut {
+            d: &data,
+            t: topic,
+            o: origin,
+            b,
+        };
+        // Serialising strings into a Vec cannot fail.
+        serde_json::to_vec(&envelope).unwrap_or_default()
+    }
+
+    /// Decodes a JSON envelope. `d` may be a string (text, or base64 when `b` is truthy) or,
+    /// from other publishers, any JSON value, which is delivered as its JSON text.
+    pub fn decode(raw: &[u8]) -> Result<Envelope, EnvelopeError> {
+        let env: EnvelopeIn =
+            serde_json::from_slice(raw).map_err(|e| EnvelopeError(e.to_string()))?;
+        let binary = match &env.b {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::Number(n)) => n.as_u64() != Some(0),
+            Some(other) => return Err(EnvelopeError(format!("unexpected b = {other}"))),
+        };
+        let payload = match (env.d, binary) {
+            (serde_json::Value::String(s), true) => BASE64
+                .decode(s.as_bytes())
+                .map_err(|e| EnvelopeError(format!("bad base64 in d: {e}")))?,
+            (serde_json::Value::String(s), false) => s.into_bytes(),
+            (_, true) => return Err(EnvelopeError("binary d is not a string".into())),
+            (other, false) => other.to_string().into_bytes(),
+        };
+        Ok(Envelope {
+            topic: env.t,
+            origin: env.o,
+            payload,
+            binary,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_round_trip() {
+        let raw = Envelope::encode("chat.general", b"{\"a\":1}", false, "pod-1");
+        let v: serde_json::Value = serde_json::from_slice(&raw).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"d": "{\"a\":1}", "t": "chat.general", "o": "pod-1"})
+        );
+        let d = Envelope::decode(&raw).expect("decode");
+        assert_eq!(d.topic, "chat.general");
+        assert_eq!(d.origin, "pod-1");
+        assert_eq!(d.payload, b"{\"a\":1}");
+        assert!(!d.binary);
+    }
+
+    #[test]
+    fn binary_round_trip() {
+        let raw = Envelope::encode("chat.__", &[0, 255, 7], true, "p");
+        let v: serde_json::Value = serde_json::from_slice(&raw).expect("json");
+        assert_eq!(v["b"], 1);
+        assert_eq!(v["d"], "AP8H");
+        let d = Envelope::decode(&raw).expect("decode");
+        assert_eq!(d.payload, vec![0, 255, 7]);
+        assert!(d.binary);
+    }
+
+    #[test]
+    fn foreign_json_data_is_delivered_as_json_text() {
+        let d = Envelope::decode(br#"{"d":{"x":1},"t":"chat.r","o":"ts-pod"}"#).expect("decode");
+        assert_eq!(d.payload, br#"{"x":1}"#);
+        assert!(Envelope::decode(b"not json").is_err());
+        assert!(Envelope::decode(br#"{"d":"!!","t":"x","o":"p","b":1}"#).is_err());
+    }
+
+    #[test]
+    fn topics_follow_asena() {
+        assert_eq!(namespace_topic("/chat"), "chat");
+        assert_eq!(namespace_topic("/ws/notifications"), "ws/notifications");
+        assert_eq!(room_topic("chat", "general"), "chat.general");
+        assert_eq!(broadcast_topic("chat"), "chat.__");
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(target("chat.__", "chat"), Some(Target::Broadcast));
+        assert_eq!(target("chat", "chat"), Some(Target::Broadcast));
+        assert_eq!(
+            target("chat.general", "chat"),
+            Some(Target::Room("general"))
+        );
+        assert_eq!(target("chat.a.b", "chat"), Some(Target::Room("a.b")));
+        assert_eq!(target("chat.", "chat"), Some(Target::Room("")));
+        assert_eq!(target("chatter.x", "chat"), None);
+        assert_eq!(target("other.x", "chat"), None);
+    }
+}
