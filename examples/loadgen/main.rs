@@ -50,9 +50,23 @@ const FRAME_LEN: usize = 6 + PAYLOAD_LEN;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What the command line asks for.
+#[derive(Debug, Clone)]
+enum Command {
+    Run(Opts),
+    Floor { conns: usize },
+    Help,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Chat,
+    Idle,
+}
+
 #[derive(Debug, Clone)]
 struct Opts {
-    mode: String,
+    mode: Mode,
     port: u16,
     conns: usize,
     path: String,
@@ -64,24 +78,61 @@ struct Opts {
     threads: usize,
 }
 
+const USAGE: &str = "usage: loadgen chat|idle PORT CONNS [-u PATH] [-s SENDERS] [-b BURST] [-w WINDOW] \
+                     [-d SECS] [-r RATE] [-t THREADS]\n       loadgen floor CONNS";
+
 fn usage() -> ! {
-    eprintln!(
-        "usage: loadgen chat|idle PORT CONNS [-u PATH] [-s SENDERS] [-b BURST] [-w WINDOW] \
-         [-d SECS] [-r RATE] [-t THREADS]\n       loadgen floor CONNS"
-    );
+    eprintln!("{USAGE}");
     std::process::exit(1)
 }
 
-fn parse_args() -> Opts {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 3 {
-        usage();
+/// Parses the command line (without the program name). Errors name the argument; the bounds
+/// are checked by [`check_bounds`].
+fn parse_args<I>(args: I) -> Result<Command, lexopt::Error>
+where
+    I: IntoIterator,
+    I::Item: Into<std::ffi::OsString>,
+{
+    use lexopt::prelude::*;
+
+    /// The value of option `name` (or of the positional `name`), parsed.
+    fn num<T>(name: &str, raw: std::ffi::OsString) -> Result<T, lexopt::Error>
+    where
+        T: std::str::FromStr,
+        T::Err: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        raw.parse().map_err(|e| format!("{name}: {e}").into())
     }
-    let num = |s: &str| -> f64 { s.parse().unwrap_or_else(|_| usage()) };
+
+    let mut p = lexopt::Parser::from_args(args);
+    let mode = match p.next()? {
+        Some(Value(mode)) => mode.string()?,
+        Some(Short('h') | Long("help")) => return Ok(Command::Help),
+        Some(other) => return Err(other.unexpected()),
+        None => return Err("missing the mode: chat, idle or floor".into()),
+    };
+    let mode = match mode.as_str() {
+        "floor" => {
+            let conns = match p.next()? {
+                Some(Value(v)) => num("CONNS", v)?,
+                Some(Short('h') | Long("help")) => return Ok(Command::Help),
+                Some(other) => return Err(other.unexpected()),
+                None => return Err("missing CONNS".into()),
+            };
+            if let Some(extra) = p.next()? {
+                return Err(extra.unexpected());
+            }
+            return Ok(Command::Floor { conns });
+        }
+        "chat" => Mode::Chat,
+        "idle" => Mode::Idle,
+        other => return Err(format!("unknown mode {other:?}: chat, idle or floor").into()),
+    };
+    let (mut port, mut conns) = (None, None);
     let mut o = Opts {
-        mode: args[0].clone(),
-        port: num(&args[1]) as u16,
-        conns: num(&args[2]) as usize,
+        mode,
+        port: 0,
+        conns: 0,
         path: "/".into(),
         senders: 0,
         burst: 0,
@@ -90,21 +141,28 @@ fn parse_args() -> Opts {
         rate: None,
         threads: 1,
     };
-    let mut i = 3;
-    while i + 1 < args.len() {
-        let v = &args[i + 1];
-        match args[i].as_str() {
-            "-u" => o.path = v.clone(),
-            "-s" => o.senders = num(v) as usize,
-            "-b" => o.burst = num(v) as usize,
-            "-w" => o.window = num(v) as u64,
-            "-d" => o.secs = num(v) as u64,
-            "-r" => o.rate = Some(num(v)),
-            "-t" => o.threads = num(v) as usize,
-            _ => usage(),
+    while let Some(arg) = p.next()? {
+        match arg {
+            Value(v) if port.is_none() => port = Some(num("PORT", v)?),
+            Value(v) if conns.is_none() => conns = Some(num("CONNS", v)?),
+            Short('u') => o.path = p.value()?.string()?,
+            Short('s') => o.senders = num("-s", p.value()?)?,
+            Short('b') => o.burst = num("-b", p.value()?)?,
+            Short('w') => o.window = num("-w", p.value()?)?,
+            Short('d') => o.secs = num("-d", p.value()?)?,
+            Short('r') => o.rate = Some(num("-r", p.value()?)?),
+            Short('t') => o.threads = num("-t", p.value()?)?,
+            Short('h') | Long("help") => return Ok(Command::Help),
+            other => return Err(other.unexpected()),
         }
-        i += 2;
     }
+    o.port = port.ok_or("missing PORT")?;
+    o.conns = conns.ok_or("missing CONNS")?;
+    Ok(Command::Run(o))
+}
+
+/// Checks the bounds of a run and fills in the defaults that depend on CONNS.
+fn check_bounds(mut o: Opts) -> Result<Opts, String> {
     if !(1..=MAX_CONNS).contains(&o.conns)
         || !(1..=MAX_SECS).contains(&o.secs)
         || o.window < 1
@@ -113,11 +171,10 @@ fn parse_args() -> Opts {
         || o.rate.is_some_and(|r| !(r > 0.0 && r <= MAX_RATE))
         || !(1..=16).contains(&o.threads)
     {
-        eprintln!(
+        return Err(format!(
             "bounds: 1<=CONNS<={MAX_CONNS}, 1<=SECS<={MAX_SECS}, WINDOW>=1, 0<RATE<={MAX_RATE}, \
              1<=THREADS<=16, PATH starts with /"
-        );
-        std::process::exit(1);
+        ));
     }
     if o.senders == 0 || o.senders > o.conns {
         o.senders = o.conns;
@@ -125,19 +182,28 @@ fn parse_args() -> Opts {
     if o.burst == 0 {
         o.burst = if o.conns >= 256 { 1 } else { 100 };
     }
-    o
+    Ok(o)
 }
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("floor") {
-        let conns = std::env::args()
-            .nth(2)
-            .and_then(|n| n.parse().ok())
-            .filter(|n| (1..=MAX_CONNS).contains(n))
-            .unwrap_or_else(|| usage());
-        std::process::exit(floor(conns));
-    }
-    let opts = parse_args();
+    let opts = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Command::Run(o)) => check_bounds(o).unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(1)
+        }),
+        Ok(Command::Floor { conns }) => {
+            if !(1..=MAX_CONNS).contains(&conns) {
+                eprintln!("bounds: 1<=CONNS<={MAX_CONNS}");
+                std::process::exit(1);
+            }
+            std::process::exit(floor(conns));
+        }
+        Ok(Command::Help) => usage(),
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            usage()
+        }
+    };
     let rt = if opts.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -153,10 +219,9 @@ fn main() {
         std::process::exit(3)
     });
     let code = rt.block_on(async move {
-        match opts.mode.as_str() {
-            "chat" => chat(opts).await,
-            "idle" => idle(opts).await,
-            _ => usage(),
+        match opts.mode {
+            Mode::Chat => chat(opts).await,
+            Mode::Idle => idle(opts).await,
         }
     });
     rt.shutdown_timeout(Duration::from_secs(1));
@@ -729,6 +794,63 @@ mod tests {
         }
         let p50 = h.quantile(0.5) as f64;
         assert!((p50 - 50_000.0).abs() < 2_000.0, "{p50}");
+    }
+
+    fn parse(args: &str) -> Result<Command, String> {
+        parse_args(args.split_whitespace()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bench_sh_invocations_parse() {
+        let Ok(Command::Run(o)) = parse("chat 4102 1000 -s 1000 -r 250 -d 5 -u /bench") else {
+            panic!("chat did not parse");
+        };
+        let o = check_bounds(o).expect("within bounds");
+        assert_eq!(o.mode, Mode::Chat);
+        assert_eq!((o.port, o.conns, o.senders, o.secs), (4102, 1000, 1000, 5));
+        assert_eq!(
+            (o.rate, o.path.as_str(), o.burst),
+            (Some(250.0), "/bench", 1)
+        );
+        assert_eq!((o.window, o.threads), (2, 1));
+        assert!(matches!(
+            parse("floor 1000"),
+            Ok(Command::Floor { conns: 1000 })
+        ));
+        assert!(matches!(parse("--help"), Ok(Command::Help)));
+        let Ok(Command::Run(o)) = parse("idle 4101 10") else {
+            panic!("idle did not parse");
+        };
+        let o = check_bounds(o).expect("within bounds");
+        assert_eq!(
+            (o.mode, o.senders, o.burst, o.secs),
+            (Mode::Idle, 10, 100, 5)
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        for (args, says) in [
+            ("", "missing the mode: chat, idle or floor"),
+            ("walk 1 2", "unknown mode \"walk\": chat, idle or floor"),
+            ("chat 4101", "missing CONNS"),
+            ("chat x 10", "PORT: cannot parse argument \"x\""),
+            ("chat 4101 10 -s", "missing argument for option '-s'"),
+            ("chat 4101 10 -r fast", "-r: cannot parse argument \"fast\""),
+            ("chat 4101 10 -q 1", "invalid option '-q'"),
+            ("chat 4101 10 11", "unexpected argument \"11\""),
+            ("floor", "missing CONNS"),
+            ("floor 10 -d 1", "invalid option '-d'"),
+        ] {
+            match parse(args) {
+                Err(e) => assert!(e.starts_with(says), "{args}: {e}"),
+                Ok(c) => panic!("{args}: parsed as {c:?}"),
+            }
+        }
+        let Ok(Command::Run(o)) = parse("chat 4101 0") else {
+            panic!("chat did not parse");
+        };
+        assert!(check_bounds(o).is_err_and(|e| e.starts_with("bounds:")));
     }
 
     #[test]
