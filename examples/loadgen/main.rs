@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -366,84 +367,12 @@ async fn open_all(o: &Opts) -> Vec<Option<(TcpStream, Vec<u8>)>> {
     out
 }
 
-/// Log-linear latency histogram over nanoseconds: 32 sub-buckets per power of two (~3%).
-#[derive(Debug, Clone)]
-struct Hist {
-    buckets: Vec<u64>,
-    count: u64,
-    sum: u128,
-    max: u64,
-}
+/// Latencies in nanoseconds, from 1 ns to 60 s (longer ones count as 60 s), to two
+/// significant digits (1%): about 30 KB, and every reader keeps its own.
+type Hist = Histogram<u64>;
 
-const SUB_BITS: u32 = 5;
-const SUB: usize = 1 << SUB_BITS;
-
-impl Hist {
-    fn new() -> Hist {
-        Hist {
-            buckets: vec![0; SUB * 62],
-            count: 0,
-            sum: 0,
-            max: 0,
-        }
-    }
-
-    fn index(v: u64) -> usize {
-        if v < 2 * SUB as u64 {
-            return v as usize;
-        }
-        let shift = 63 - v.leading_zeros() - SUB_BITS;
-        ((shift as usize) << SUB_BITS) + (v >> shift) as usize
-    }
-
-    /// Midpoint of the bucket `idx`.
-    fn value(idx: usize) -> u64 {
-        if idx < 2 * SUB {
-            return idx as u64;
-        }
-        let shift = (idx >> SUB_BITS) - 1;
-        let low = ((idx - (shift << SUB_BITS)) as u64) << shift;
-        low + (1u64 << shift) / 2
-    }
-
-    fn record(&mut self, v: u64) {
-        self.buckets[Self::index(v)] += 1;
-        self.count += 1;
-        self.sum += u128::from(v);
-        self.max = self.max.max(v);
-    }
-
-    fn merge(&mut self, other: &Hist) {
-        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
-            *a += b;
-        }
-        self.count += other.count;
-        self.sum += other.sum;
-        self.max = self.max.max(other.max);
-    }
-
-    fn quantile(&self, q: f64) -> u64 {
-        if self.count == 0 {
-            return 0;
-        }
-        let target = ((self.count as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, n) in self.buckets.iter().enumerate() {
-            seen += n;
-            if seen >= target {
-                return Self::value(i).min(self.max);
-            }
-        }
-        self.max
-    }
-
-    fn mean(&self) -> f64 {
-        if self.count == 0 {
-            0.0
-        } else {
-            self.sum as f64 / self.count as f64
-        }
-    }
+fn new_hist() -> Hist {
+    Histogram::new_with_bounds(1, 60_000_000_000, 2).expect("invariant: valid histogram bounds")
 }
 
 /// State shared by the coordinator and the reader of every connection.
@@ -483,7 +412,7 @@ async fn reader(
     mut stop: watch::Receiver<bool>,
     record: bool,
 ) {
-    let mut hist = record.then(Hist::new);
+    let mut hist = record.then(new_hist);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let mut pos = 0;
@@ -522,7 +451,7 @@ async fn reader(
                     {
                         let end = pos + hl + len;
                         if let Some(sent) = parse_hex16(&buf[end - PAYLOAD_LEN..end]) {
-                            h.record(now.saturating_sub(sent));
+                            h.saturating_record(now.saturating_sub(sent));
                         }
                     }
                 }
@@ -557,7 +486,8 @@ async fn reader(
             .hist
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .merge(&h);
+            .add(&h)
+            .expect("invariant: every histogram has the same bounds");
     }
 }
 
@@ -596,7 +526,7 @@ async fn chat(o: Opts) -> i32 {
         round_done: Notify::new(),
         measuring: AtomicBool::new(false),
         open: AtomicUsize::new(open_count),
-        hist: Mutex::new(Hist::new()),
+        hist: Mutex::new(new_hist()),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut writers: Vec<Option<OwnedWriteHalf>> = Vec::with_capacity(o.conns);
@@ -728,11 +658,11 @@ async fn chat(o: Opts) -> i32 {
         o.burst,
         o.window,
         o.rate.map_or("closed".to_string(), |r| format!("{r:.0}")),
-        hist.count,
+        hist.len(),
         hist.mean() / 1000.0,
-        us(hist.quantile(0.50)),
-        us(hist.quantile(0.99)),
-        us(hist.max),
+        us(hist.value_at_quantile(0.50)),
+        us(hist.value_at_quantile(0.99)),
+        us(hist.max()),
     );
     if stalled || open_count < o.conns {
         2
@@ -750,7 +680,7 @@ async fn idle(o: Opts) -> i32 {
         round_done: Notify::new(),
         measuring: AtomicBool::new(false),
         open: AtomicUsize::new(open_count),
-        hist: Mutex::new(Hist::new()),
+        hist: Mutex::new(new_hist()),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut writers = Vec::with_capacity(open_count);
@@ -776,24 +706,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_monotonic_and_close() {
-        let mut last = 0;
-        for v in [0u64, 1, 63, 64, 65, 100, 1000, 12_345, 1 << 20, 987_654_321] {
-            let i = Hist::index(v);
-            assert!(i >= last);
-            last = i;
-            let back = Hist::value(i);
-            assert!(
-                back.abs_diff(v) as f64 <= v as f64 * 0.04 + 1.0,
-                "{v} -> {back}"
-            );
-        }
-        let mut h = Hist::new();
+    fn histogram_quantiles_are_close_and_long_latencies_saturate() {
+        let mut h = new_hist();
         for v in 1..=100u64 {
-            h.record(v * 1000);
+            h.saturating_record(v * 1000);
         }
-        let p50 = h.quantile(0.5) as f64;
-        assert!((p50 - 50_000.0).abs() < 2_000.0, "{p50}");
+        let p50 = h.value_at_quantile(0.5) as f64;
+        assert!((p50 - 50_000.0).abs() < 1_000.0, "{p50}");
+        let p99 = h.value_at_quantile(0.99) as f64;
+        assert!((p99 - 99_000.0).abs() < 1_000.0, "{p99}");
+        h.saturating_record(u64::MAX);
+        assert_eq!(h.len(), 101);
+        assert!(h.max() >= 60_000_000_000, "{}", h.max());
+        // Each reader keeps one: it stays small.
+        assert!(h.distinct_values() * 8 < 40_000, "{}", h.distinct_values());
     }
 
     fn parse(args: &str) -> Result<Command, String> {
