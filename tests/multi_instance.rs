@@ -322,16 +322,9 @@ async fn redis_client_count(port: u16) -> anyhow::Result<usize> {
 
 /// `num_connections` from the NATS monitoring endpoint `/connz`.
 async fn nats_connection_count(monitor_port: u16) -> anyhow::Result<usize> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", monitor_port)).await?;
-    s.write_all(b"GET /connz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(asena_tests::WAIT, s.read_to_end(&mut raw))
-        .await
-        .context("connz timed out")??;
-    let text = String::from_utf8(raw)?;
-    let body = text.split("\r\n\r\n").nth(1).context("no HTTP body")?;
-    let v: serde_json::Value = serde_json::from_str(body)?;
+    let req = hyper::Request::get(format!("http://127.0.0.1:{monitor_port}/connz"))
+        .body(Default::default())?;
+    let v = asena_tests::http_request(req).await?.json()?;
     v["num_connections"]
         .as_u64()
         .map(|n| n as usize)
