@@ -150,7 +150,10 @@ async fn serves_the_browser_page() -> anyhow::Result<()> {
     for id in [
         "username", "room", "join", "message", "send", "messages", "users",
     ] {
-        assert!(response.contains(&format!("id=\"{id}\"")), "missing #{id}");
+        assert!(
+            response.body.contains(&format!("id=\"{id}\"")),
+            "missing #{id}"
+        );
     }
     s.stop().await
 }

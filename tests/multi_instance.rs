@@ -22,7 +22,6 @@ use asena_runtime::{
     AsenaBuilder, Emitter, NatsTransport, RedisTransport, Transport, TransportError, TransportStats,
 };
 use asena_tests::{Client, TestServer, start, tungstenite};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 const NATS: &str = "nats://127.0.0.1:4222";
@@ -293,28 +292,20 @@ impl Drop for Broker {
     }
 }
 
-/// `CLIENT LIST` over a raw RESP connection; counts other clients (not this one).
+/// `CLIENT LIST` through the `redis` crate; counts other clients (not this one).
 async fn redis_client_count(port: u16) -> anyhow::Result<usize> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(b"*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n").await?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
     tokio::time::timeout(asena_tests::WAIT, async {
-        loop {
-            let n = s.read(&mut chunk).await?;
-            if n == 0 {
-                bail!("redis closed the connection");
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            // `$<len>\r\n<body>\r\n`
-            if let Some(hdr_end) = buf.windows(2).position(|w| w == b"\r\n") {
-                let len: usize = std::str::from_utf8(&buf[1..hdr_end])?.parse()?;
-                if buf.len() >= hdr_end + 2 + len {
-                    let body = std::str::from_utf8(&buf[hdr_end + 2..hdr_end + 2 + len])?;
-                    return Ok(body.lines().filter(|l| !l.is_empty()).count() - 1);
-                }
-            }
-        }
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut conn)
+            .await?;
+        list.lines()
+            .filter(|l| !l.is_empty())
+            .count()
+            .checked_sub(1)
+            .context("CLIENT LIST does not list this connection")
     })
     .await
     .context("CLIENT LIST timed out")?
@@ -322,16 +313,9 @@ async fn redis_client_count(port: u16) -> anyhow::Result<usize> {
 
 /// `num_connections` from the NATS monitoring endpoint `/connz`.
 async fn nats_connection_count(monitor_port: u16) -> anyhow::Result<usize> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", monitor_port)).await?;
-    s.write_all(b"GET /connz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(asena_tests::WAIT, s.read_to_end(&mut raw))
-        .await
-        .context("connz timed out")??;
-    let text = String::from_utf8(raw)?;
-    let body = text.split("\r\n\r\n").nth(1).context("no HTTP body")?;
-    let v: serde_json::Value = serde_json::from_str(body)?;
+    let req = hyper::Request::get(format!("http://127.0.0.1:{monitor_port}/connz"))
+        .body(Default::default())?;
+    let v = asena_tests::http_request(req).await?.json()?;
     v["num_connections"]
         .as_u64()
         .map(|n| n as usize)

@@ -37,7 +37,15 @@ struct Args {
 
 const USAGE: &str = "usage: emit [--url URL] [--namespace /chat] (--room NAME | --socket ID | --broadcast) (--json JSON | --text TEXT)";
 
-fn parse(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
+/// Parses the command line (without the program name); a wrong argument is an error that
+/// names it, followed by [`USAGE`].
+fn parse<I>(argv: I) -> anyhow::Result<Args>
+where
+    I: IntoIterator,
+    I::Item: Into<std::ffi::OsString>,
+{
+    use lexopt::prelude::*;
+
     let mut url = std::env::var("ASENA_TRANSPORT")
         .ok()
         .filter(|u| !u.trim().is_empty() && u.trim() != "local")
@@ -45,33 +53,44 @@ fn parse(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let mut namespace = "/chat".to_owned();
     let mut target = None;
     let mut message = None;
-    while let Some(arg) = argv.next() {
-        let mut value = |name: &str| {
-            argv.next()
-                .with_context(|| format!("{name} needs a value\n{USAGE}"))
-        };
-        let set_target = |target: &mut Option<Target>, t: Target| {
-            if target.replace(t).is_some() {
-                bail!("give only one of --room, --socket, --broadcast\n{USAGE}");
+    let mut parser = lexopt::Parser::from_args(argv);
+    // lexopt's errors name the argument ("invalid option '--x'", "missing argument for option
+    // '--room'"); the usage follows them.
+    let usage = |e: lexopt::Error| anyhow::anyhow!("{e}\n{USAGE}");
+    let value = |parser: &mut lexopt::Parser| parser.value()?.string();
+    let set_target = |target: &mut Option<Target>, t: Target| {
+        if target.replace(t).is_some() {
+            bail!("give only one of --room, --socket, --broadcast\n{USAGE}");
+        }
+        Ok(())
+    };
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Long("url") => url = value(&mut parser).map_err(usage)?,
+            Long("namespace") => namespace = value(&mut parser).map_err(usage)?,
+            Long("room") => {
+                set_target(
+                    &mut target,
+                    Target::Room(value(&mut parser).map_err(usage)?),
+                )?;
             }
-            Ok(())
-        };
-        match arg.as_str() {
-            "--url" => url = value("--url")?,
-            "--namespace" => namespace = value("--namespace")?,
-            "--room" => set_target(&mut target, Target::Room(value("--room")?))?,
-            "--socket" => set_target(&mut target, Target::Socket(value("--socket")?))?,
-            "--broadcast" => set_target(&mut target, Target::Broadcast)?,
-            "--json" => {
-                let raw = value("--json")?;
+            Long("socket") => {
+                set_target(
+                    &mut target,
+                    Target::Socket(value(&mut parser).map_err(usage)?),
+                )?;
+            }
+            Long("broadcast") => set_target(&mut target, Target::Broadcast)?,
+            Long("json") => {
+                let raw = value(&mut parser).map_err(usage)?;
                 serde_json::from_str::<serde_json::Value>(&raw)
                     .context("--json is not valid JSON")?;
                 // Sent exactly as given (key order kept).
                 message = Some(raw);
             }
-            "--text" => message = Some(value("--text")?),
-            "-h" | "--help" => bail!("{USAGE}"),
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
+            Long("text") => message = Some(value(&mut parser).map_err(usage)?),
+            Short('h') | Long("help") => bail!("{USAGE}"),
+            other => return Err(usage(other.unexpected())),
         }
     }
     if !namespace.starts_with('/') {
@@ -93,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = parse(std::env::args().skip(1))?;
+    let args = parse(std::env::args_os().skip(1))?;
     let emitter = Emitter::connect(&args.url)
         .await
         .with_context(|| format!("cannot reach the broker at {}", args.url))?;
@@ -107,4 +126,58 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(url = %args.url, namespace = ns, target = ?args.target, "sent");
     emitter.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &str) -> anyhow::Result<Args> {
+        parse(args.split_whitespace())
+    }
+
+    #[test]
+    fn the_readme_invocation_parses() -> anyhow::Result<()> {
+        let args = parse([
+            "--namespace",
+            "chat",
+            "--room",
+            "general",
+            "--json",
+            r#"{"type":"announcement","message":"hi"}"#,
+        ])?;
+        assert_eq!(args.namespace, "/chat");
+        assert!(matches!(&args.target, Target::Room(r) if r == "general"));
+        assert_eq!(args.message, r#"{"type":"announcement","message":"hi"}"#);
+        let args = parse_str("--url nats://127.0.0.1:4222 --broadcast --text hi")?;
+        assert_eq!(args.url, "nats://127.0.0.1:4222");
+        assert_eq!(args.namespace, "/chat");
+        assert!(matches!(args.target, Target::Broadcast));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_arguments_are_named_and_followed_by_the_usage() {
+        let err = |args: &str| match parse_str(args) {
+            Ok(a) => panic!("{args}: parsed as {a:?}"),
+            Err(e) => e.to_string(),
+        };
+        for (args, says) in [
+            (
+                "--room a --frobnicate --text x",
+                "invalid option '--frobnicate'",
+            ),
+            ("--room a --text x stray", "unexpected argument \"stray\""),
+            ("--text x --room", "missing argument for option '--room'"),
+            ("--room a --broadcast --text x", "give only one of"),
+            ("--text x", "no target given"),
+            ("--room a", "no message given"),
+            ("--help", "usage: emit"),
+        ] {
+            let e = err(args);
+            assert!(e.starts_with(says), "{args}: {e}");
+            assert!(e.ends_with(USAGE), "{args}: {e}");
+        }
+        assert_eq!(err("--room a --json {"), "--json is not valid JSON");
+    }
 }

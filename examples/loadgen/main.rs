@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -50,9 +51,23 @@ const FRAME_LEN: usize = 6 + PAYLOAD_LEN;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What the command line asks for.
+#[derive(Debug, Clone)]
+enum Command {
+    Run(Opts),
+    Floor { conns: usize },
+    Help,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Chat,
+    Idle,
+}
+
 #[derive(Debug, Clone)]
 struct Opts {
-    mode: String,
+    mode: Mode,
     port: u16,
     conns: usize,
     path: String,
@@ -64,24 +79,61 @@ struct Opts {
     threads: usize,
 }
 
+const USAGE: &str = "usage: loadgen chat|idle PORT CONNS [-u PATH] [-s SENDERS] [-b BURST] [-w WINDOW] \
+                     [-d SECS] [-r RATE] [-t THREADS]\n       loadgen floor CONNS";
+
 fn usage() -> ! {
-    eprintln!(
-        "usage: loadgen chat|idle PORT CONNS [-u PATH] [-s SENDERS] [-b BURST] [-w WINDOW] \
-         [-d SECS] [-r RATE] [-t THREADS]\n       loadgen floor CONNS"
-    );
+    eprintln!("{USAGE}");
     std::process::exit(1)
 }
 
-fn parse_args() -> Opts {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 3 {
-        usage();
+/// Parses the command line (without the program name). Errors name the argument; the bounds
+/// are checked by [`check_bounds`].
+fn parse_args<I>(args: I) -> Result<Command, lexopt::Error>
+where
+    I: IntoIterator,
+    I::Item: Into<std::ffi::OsString>,
+{
+    use lexopt::prelude::*;
+
+    /// The value of option `name` (or of the positional `name`), parsed.
+    fn num<T>(name: &str, raw: std::ffi::OsString) -> Result<T, lexopt::Error>
+    where
+        T: std::str::FromStr,
+        T::Err: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        raw.parse().map_err(|e| format!("{name}: {e}").into())
     }
-    let num = |s: &str| -> f64 { s.parse().unwrap_or_else(|_| usage()) };
+
+    let mut p = lexopt::Parser::from_args(args);
+    let mode = match p.next()? {
+        Some(Value(mode)) => mode.string()?,
+        Some(Short('h') | Long("help")) => return Ok(Command::Help),
+        Some(other) => return Err(other.unexpected()),
+        None => return Err("missing the mode: chat, idle or floor".into()),
+    };
+    let mode = match mode.as_str() {
+        "floor" => {
+            let conns = match p.next()? {
+                Some(Value(v)) => num("CONNS", v)?,
+                Some(Short('h') | Long("help")) => return Ok(Command::Help),
+                Some(other) => return Err(other.unexpected()),
+                None => return Err("missing CONNS".into()),
+            };
+            if let Some(extra) = p.next()? {
+                return Err(extra.unexpected());
+            }
+            return Ok(Command::Floor { conns });
+        }
+        "chat" => Mode::Chat,
+        "idle" => Mode::Idle,
+        other => return Err(format!("unknown mode {other:?}: chat, idle or floor").into()),
+    };
+    let (mut port, mut conns) = (None, None);
     let mut o = Opts {
-        mode: args[0].clone(),
-        port: num(&args[1]) as u16,
-        conns: num(&args[2]) as usize,
+        mode,
+        port: 0,
+        conns: 0,
         path: "/".into(),
         senders: 0,
         burst: 0,
@@ -90,21 +142,28 @@ fn parse_args() -> Opts {
         rate: None,
         threads: 1,
     };
-    let mut i = 3;
-    while i + 1 < args.len() {
-        let v = &args[i + 1];
-        match args[i].as_str() {
-            "-u" => o.path = v.clone(),
-            "-s" => o.senders = num(v) as usize,
-            "-b" => o.burst = num(v) as usize,
-            "-w" => o.window = num(v) as u64,
-            "-d" => o.secs = num(v) as u64,
-            "-r" => o.rate = Some(num(v)),
-            "-t" => o.threads = num(v) as usize,
-            _ => usage(),
+    while let Some(arg) = p.next()? {
+        match arg {
+            Value(v) if port.is_none() => port = Some(num("PORT", v)?),
+            Value(v) if conns.is_none() => conns = Some(num("CONNS", v)?),
+            Short('u') => o.path = p.value()?.string()?,
+            Short('s') => o.senders = num("-s", p.value()?)?,
+            Short('b') => o.burst = num("-b", p.value()?)?,
+            Short('w') => o.window = num("-w", p.value()?)?,
+            Short('d') => o.secs = num("-d", p.value()?)?,
+            Short('r') => o.rate = Some(num("-r", p.value()?)?),
+            Short('t') => o.threads = num("-t", p.value()?)?,
+            Short('h') | Long("help") => return Ok(Command::Help),
+            other => return Err(other.unexpected()),
         }
-        i += 2;
     }
+    o.port = port.ok_or("missing PORT")?;
+    o.conns = conns.ok_or("missing CONNS")?;
+    Ok(Command::Run(o))
+}
+
+/// Checks the bounds of a run and fills in the defaults that depend on CONNS.
+fn check_bounds(mut o: Opts) -> Result<Opts, String> {
     if !(1..=MAX_CONNS).contains(&o.conns)
         || !(1..=MAX_SECS).contains(&o.secs)
         || o.window < 1
@@ -113,11 +172,10 @@ fn parse_args() -> Opts {
         || o.rate.is_some_and(|r| !(r > 0.0 && r <= MAX_RATE))
         || !(1..=16).contains(&o.threads)
     {
-        eprintln!(
+        return Err(format!(
             "bounds: 1<=CONNS<={MAX_CONNS}, 1<=SECS<={MAX_SECS}, WINDOW>=1, 0<RATE<={MAX_RATE}, \
              1<=THREADS<=16, PATH starts with /"
-        );
-        std::process::exit(1);
+        ));
     }
     if o.senders == 0 || o.senders > o.conns {
         o.senders = o.conns;
@@ -125,19 +183,28 @@ fn parse_args() -> Opts {
     if o.burst == 0 {
         o.burst = if o.conns >= 256 { 1 } else { 100 };
     }
-    o
+    Ok(o)
 }
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("floor") {
-        let conns = std::env::args()
-            .nth(2)
-            .and_then(|n| n.parse().ok())
-            .filter(|n| (1..=MAX_CONNS).contains(n))
-            .unwrap_or_else(|| usage());
-        std::process::exit(floor(conns));
-    }
-    let opts = parse_args();
+    let opts = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Command::Run(o)) => check_bounds(o).unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(1)
+        }),
+        Ok(Command::Floor { conns }) => {
+            if !(1..=MAX_CONNS).contains(&conns) {
+                eprintln!("bounds: 1<=CONNS<={MAX_CONNS}");
+                std::process::exit(1);
+            }
+            std::process::exit(floor(conns));
+        }
+        Ok(Command::Help) => usage(),
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            usage()
+        }
+    };
     let rt = if opts.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -153,10 +220,9 @@ fn main() {
         std::process::exit(3)
     });
     let code = rt.block_on(async move {
-        match opts.mode.as_str() {
-            "chat" => chat(opts).await,
-            "idle" => idle(opts).await,
-            _ => usage(),
+        match opts.mode {
+            Mode::Chat => chat(opts).await,
+            Mode::Idle => idle(opts).await,
         }
     });
     rt.shutdown_timeout(Duration::from_secs(1));
@@ -301,84 +367,12 @@ async fn open_all(o: &Opts) -> Vec<Option<(TcpStream, Vec<u8>)>> {
     out
 }
 
-/// Log-linear latency histogram over nanoseconds: 32 sub-buckets per power of two (~3%).
-#[derive(Debug, Clone)]
-struct Hist {
-    buckets: Vec<u64>,
-    count: u64,
-    sum: u128,
-    max: u64,
-}
+/// Latencies in nanoseconds, from 1 ns to 60 s (longer ones count as 60 s), to two
+/// significant digits (1%): about 30 KB, and every reader keeps its own.
+type Hist = Histogram<u64>;
 
-const SUB_BITS: u32 = 5;
-const SUB: usize = 1 << SUB_BITS;
-
-impl Hist {
-    fn new() -> Hist {
-        Hist {
-            buckets: vec![0; SUB * 62],
-            count: 0,
-            sum: 0,
-            max: 0,
-        }
-    }
-
-    fn index(v: u64) -> usize {
-        if v < 2 * SUB as u64 {
-            return v as usize;
-        }
-        let shift = 63 - v.leading_zeros() - SUB_BITS;
-        ((shift as usize) << SUB_BITS) + (v >> shift) as usize
-    }
-
-    /// Midpoint of the bucket `idx`.
-    fn value(idx: usize) -> u64 {
-        if idx < 2 * SUB {
-            return idx as u64;
-        }
-        let shift = (idx >> SUB_BITS) - 1;
-        let low = ((idx - (shift << SUB_BITS)) as u64) << shift;
-        low + (1u64 << shift) / 2
-    }
-
-    fn record(&mut self, v: u64) {
-        self.buckets[Self::index(v)] += 1;
-        self.count += 1;
-        self.sum += u128::from(v);
-        self.max = self.max.max(v);
-    }
-
-    fn merge(&mut self, other: &Hist) {
-        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
-            *a += b;
-        }
-        self.count += other.count;
-        self.sum += other.sum;
-        self.max = self.max.max(other.max);
-    }
-
-    fn quantile(&self, q: f64) -> u64 {
-        if self.count == 0 {
-            return 0;
-        }
-        let target = ((self.count as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, n) in self.buckets.iter().enumerate() {
-            seen += n;
-            if seen >= target {
-                return Self::value(i).min(self.max);
-            }
-        }
-        self.max
-    }
-
-    fn mean(&self) -> f64 {
-        if self.count == 0 {
-            0.0
-        } else {
-            self.sum as f64 / self.count as f64
-        }
-    }
+fn new_hist() -> Hist {
+    Histogram::new_with_bounds(1, 60_000_000_000, 2).expect("invariant: valid histogram bounds")
 }
 
 /// State shared by the coordinator and the reader of every connection.
@@ -418,7 +412,7 @@ async fn reader(
     mut stop: watch::Receiver<bool>,
     record: bool,
 ) {
-    let mut hist = record.then(Hist::new);
+    let mut hist = record.then(new_hist);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let mut pos = 0;
@@ -457,7 +451,7 @@ async fn reader(
                     {
                         let end = pos + hl + len;
                         if let Some(sent) = parse_hex16(&buf[end - PAYLOAD_LEN..end]) {
-                            h.record(now.saturating_sub(sent));
+                            h.saturating_record(now.saturating_sub(sent));
                         }
                     }
                 }
@@ -492,7 +486,8 @@ async fn reader(
             .hist
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .merge(&h);
+            .add(&h)
+            .expect("invariant: every histogram has the same bounds");
     }
 }
 
@@ -531,7 +526,7 @@ async fn chat(o: Opts) -> i32 {
         round_done: Notify::new(),
         measuring: AtomicBool::new(false),
         open: AtomicUsize::new(open_count),
-        hist: Mutex::new(Hist::new()),
+        hist: Mutex::new(new_hist()),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut writers: Vec<Option<OwnedWriteHalf>> = Vec::with_capacity(o.conns);
@@ -663,11 +658,11 @@ async fn chat(o: Opts) -> i32 {
         o.burst,
         o.window,
         o.rate.map_or("closed".to_string(), |r| format!("{r:.0}")),
-        hist.count,
+        hist.len(),
         hist.mean() / 1000.0,
-        us(hist.quantile(0.50)),
-        us(hist.quantile(0.99)),
-        us(hist.max),
+        us(hist.value_at_quantile(0.50)),
+        us(hist.value_at_quantile(0.99)),
+        us(hist.max()),
     );
     if stalled || open_count < o.conns {
         2
@@ -685,7 +680,7 @@ async fn idle(o: Opts) -> i32 {
         round_done: Notify::new(),
         measuring: AtomicBool::new(false),
         open: AtomicUsize::new(open_count),
-        hist: Mutex::new(Hist::new()),
+        hist: Mutex::new(new_hist()),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut writers = Vec::with_capacity(open_count);
@@ -711,24 +706,77 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_monotonic_and_close() {
-        let mut last = 0;
-        for v in [0u64, 1, 63, 64, 65, 100, 1000, 12_345, 1 << 20, 987_654_321] {
-            let i = Hist::index(v);
-            assert!(i >= last);
-            last = i;
-            let back = Hist::value(i);
-            assert!(
-                back.abs_diff(v) as f64 <= v as f64 * 0.04 + 1.0,
-                "{v} -> {back}"
-            );
-        }
-        let mut h = Hist::new();
+    fn histogram_quantiles_are_close_and_long_latencies_saturate() {
+        let mut h = new_hist();
         for v in 1..=100u64 {
-            h.record(v * 1000);
+            h.saturating_record(v * 1000);
         }
-        let p50 = h.quantile(0.5) as f64;
-        assert!((p50 - 50_000.0).abs() < 2_000.0, "{p50}");
+        let p50 = h.value_at_quantile(0.5) as f64;
+        assert!((p50 - 50_000.0).abs() < 1_000.0, "{p50}");
+        let p99 = h.value_at_quantile(0.99) as f64;
+        assert!((p99 - 99_000.0).abs() < 1_000.0, "{p99}");
+        h.saturating_record(u64::MAX);
+        assert_eq!(h.len(), 101);
+        assert!(h.max() >= 60_000_000_000, "{}", h.max());
+        // Each reader keeps one: it stays small.
+        assert!(h.distinct_values() * 8 < 40_000, "{}", h.distinct_values());
+    }
+
+    fn parse(args: &str) -> Result<Command, String> {
+        parse_args(args.split_whitespace()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bench_sh_invocations_parse() {
+        let Ok(Command::Run(o)) = parse("chat 4102 1000 -s 1000 -r 250 -d 5 -u /bench") else {
+            panic!("chat did not parse");
+        };
+        let o = check_bounds(o).expect("within bounds");
+        assert_eq!(o.mode, Mode::Chat);
+        assert_eq!((o.port, o.conns, o.senders, o.secs), (4102, 1000, 1000, 5));
+        assert_eq!(
+            (o.rate, o.path.as_str(), o.burst),
+            (Some(250.0), "/bench", 1)
+        );
+        assert_eq!((o.window, o.threads), (2, 1));
+        assert!(matches!(
+            parse("floor 1000"),
+            Ok(Command::Floor { conns: 1000 })
+        ));
+        assert!(matches!(parse("--help"), Ok(Command::Help)));
+        let Ok(Command::Run(o)) = parse("idle 4101 10") else {
+            panic!("idle did not parse");
+        };
+        let o = check_bounds(o).expect("within bounds");
+        assert_eq!(
+            (o.mode, o.senders, o.burst, o.secs),
+            (Mode::Idle, 10, 100, 5)
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        for (args, says) in [
+            ("", "missing the mode: chat, idle or floor"),
+            ("walk 1 2", "unknown mode \"walk\": chat, idle or floor"),
+            ("chat 4101", "missing CONNS"),
+            ("chat x 10", "PORT: cannot parse argument \"x\""),
+            ("chat 4101 10 -s", "missing argument for option '-s'"),
+            ("chat 4101 10 -r fast", "-r: cannot parse argument \"fast\""),
+            ("chat 4101 10 -q 1", "invalid option '-q'"),
+            ("chat 4101 10 11", "unexpected argument \"11\""),
+            ("floor", "missing CONNS"),
+            ("floor 10 -d 1", "invalid option '-d'"),
+        ] {
+            match parse(args) {
+                Err(e) => assert!(e.starts_with(says), "{args}: {e}"),
+                Ok(c) => panic!("{args}: parsed as {c:?}"),
+            }
+        }
+        let Ok(Command::Run(o)) = parse("chat 4101 0") else {
+            panic!("chat did not parse");
+        };
+        assert!(check_bounds(o).is_err_and(|e| e.starts_with("bounds:")));
     }
 
     #[test]

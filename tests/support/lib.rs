@@ -214,82 +214,96 @@ pub async fn eventually(mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A raw HTTP/1.1 GET with WebSocket upgrade headers; returns status line, headers and body
-/// (for requests the server rejects before upgrading).
+/// A response read whole by [`http_request`]: status, every header (repeated ones in the
+/// order sent) and the body. Displays as status, headers and body, for assertion messages.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The body parsed as JSON.
+    pub fn json(&self) -> anyhow::Result<Value> {
+        serde_json::from_str(&self.body).with_context(|| format!("not JSON: {}", self.body))
+    }
+}
+
+impl std::fmt::Display for HttpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "HTTP {}", self.status)?;
+        for (name, value) in &self.headers {
+            writeln!(f, "{name}: {}", String::from_utf8_lossy(value.as_bytes()))?;
+        }
+        write!(f, "\n{}", self.body)
+    }
+}
+
+/// Sends `req` (an absolute `http://` URI) with hyper's client and reads the whole response,
+/// within [`WAIT`]. Every request has a connection of its own, closed once the response is
+/// read (no idle pool), so a test's server sees the client hang up as it did with a one-shot
+/// socket; a `101 Switching Protocols` answer has an empty body and its upgraded connection
+/// is dropped unused.
+pub async fn http_request(
+    req: hyper::Request<http_body_util::Full<hyper::body::Bytes>>,
+) -> anyhow::Result<HttpResponse> {
+    use http_body_util::BodyExt as _;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http();
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    tokio::time::timeout(WAIT, async move {
+        let (parts, body) = client.request(req).await?.into_parts();
+        let body = body.collect().await?.to_bytes();
+        anyhow::Ok(HttpResponse {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: String::from_utf8(body.to_vec()).context("body is not UTF-8")?,
+        })
+    })
+    .await
+    .with_context(|| format!("{method} {uri} timed out"))?
+    .with_context(|| format!("{method} {uri}"))
+}
+
+/// A GET with WebSocket upgrade headers (a fixed key, `extra_headers` after them); returns
+/// the status and the response, whether the server upgrades (101, empty body) or refuses
+/// before upgrading (status, headers and body of the refusal).
 pub async fn upgrade_request(
     addr: SocketAddr,
     path: &str,
     extra_headers: &[(&str, &str)],
-) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::time::timeout(WAIT, TcpStream::connect(addr)).await??;
-    let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    );
+) -> anyhow::Result<(u16, HttpResponse)> {
+    let mut req = hyper::Request::get(format!("http://{addr}{path}"))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
     for (k, v) in extra_headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(*k, *v);
     }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    // The server answers and keeps the connection open; read until the body is complete.
-    let response = tokio::time::timeout(WAIT, async {
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let len = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse::<usize>().ok())?
-                    })
-                    .unwrap_or(0);
-                if head.starts_with("HTTP/1.1 101") || body.len() >= len {
-                    break;
-                }
-            }
-        }
-        anyhow::Ok(String::from_utf8_lossy(&buf).to_string())
-    })
-    .await
-    .context("timed out reading HTTP response")??;
-    let status: u16 = response
-        .split_whitespace()
-        .nth(1)
-        .context("no status")?
-        .parse()?;
-    Ok((status, response))
+    let resp = http_request(req.body(Default::default())?).await?;
+    Ok((resp.status, resp))
 }
 
-/// The body of a raw HTTP response.
-pub fn body_of(response: &str) -> &str {
+/// The body of a response.
+pub fn body_of(response: &HttpResponse) -> &str {
+    &response.body
+}
+
+/// Values of a header in a response, in order (non-UTF-8 bytes replaced).
+pub fn header_values(response: &HttpResponse, name: &str) -> Vec<String> {
     response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or("")
-}
-
-/// Values of a header in a raw HTTP response, in order.
-pub fn header_values(response: &str, name: &str) -> Vec<String> {
-    let head = response.split("\r\n\r\n").next().unwrap_or_default();
-    head.lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_owned())
+        .headers
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .collect()
 }
 
-/// The body of a raw HTTP response parsed as JSON (panics with the response when it is not).
-pub fn json_body(response: &str) -> Value {
+/// The body of a response parsed as JSON (panics with the response when it is not).
+pub fn json_body(response: &HttpResponse) -> Value {
     serde_json::from_str(body_of(response))
         .unwrap_or_else(|e| panic!("body is not JSON ({e}): {response}"))
 }
