@@ -12,7 +12,7 @@
 //! [`app`] only adds the HTTP routes.
 
 use asena_runtime::prelude::*;
-use asena_runtime::{AsenaBuilder, UlakError};
+use asena_runtime::{AsenaBuilder, SendError};
 use axum::http::StatusCode;
 use axum::routing::post;
 
@@ -31,11 +31,11 @@ pub struct User {
 pub struct RequireName;
 
 impl Middleware for RequireName {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Rejection> {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         let name = ctx
             .query("name")
             .filter(|name| !name.is_empty())
-            .ok_or_else(|| Rejection::json(401, json!({"error": "name required"})))?;
+            .ok_or_else(|| Refusal::json(401, json!({"error": "name required"})))?;
         ctx.set_websocket_value(User {
             name: name.to_owned(),
         });
@@ -79,7 +79,7 @@ pub struct Announcer {
 
 impl Announcer {
     /// Sends `text` to everyone in the lobby; returns how many local sockets got it.
-    pub fn announce(&self, text: &str) -> Result<usize, UlakError> {
+    pub fn announce(&self, text: &str) -> Result<usize, SendError> {
         self.lobby
             .to(LOBBY, Json(json!({"type": "announcement", "text": text})))
     }
@@ -87,7 +87,7 @@ impl Announcer {
 
 /// `POST /announce` with a text body.
 async fn announce(
-    Inject(announcer): Inject<Announcer>,
+    FromApp(announcer): FromApp<Announcer>,
     text: String,
 ) -> Result<String, (StatusCode, String)> {
     let sent = announcer
