@@ -1,4 +1,4 @@
-//! The `auth` example's contract (DESIGN §8) and its three-middleware chain, over real
+//! The `auth` example's contract (documented in `examples/auth/app.rs`) and its three-middleware chain, over real
 //! sockets and raw HTTP.
 #![allow(clippy::unwrap_used)]
 

@@ -1,4 +1,4 @@
-//! The `chat` example's contract (DESIGN §8), over real sockets.
+//! The `chat` example's contract (documented in `examples/chat/app.rs`), over real sockets.
 
 #[path = "../examples/chat/app.rs"]
 #[allow(dead_code)]

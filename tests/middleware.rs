@@ -1,6 +1,6 @@
-//! Middleware before the upgrade (issue 4, DESIGN §5): every outcome of the chain, ordering,
-//! global scopes, typed values, the Origin allow-list, and that rejected requests create no
-//! socket. Over real sockets and raw HTTP.
+//! Middleware before the upgrade: every outcome of the chain, ordering, global scopes, typed
+//! values, the Origin allow-list, tower layers on the websocket routes, and that refused
+//! requests create no socket. Over real sockets and HTTP.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -636,5 +636,85 @@ async fn origin_allow_list_global_and_per_service() -> anyhow::Result<()> {
     let plain = s.app.namespace("/plain").expect("ns");
     eventually(|| plain.socket_count() == 0).await?;
     assert_eq!(count(&s), (2, 1));
+    s.stop().await
+}
+
+// ---------------------------------------------------------------------------------------
+// Tower layers on the websocket routes
+
+/// Upgrade requests a tower layer saw: (path, upgrade header).
+static LAYER_SAW: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+async fn record_upgrade(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let upgrade = request
+        .headers()
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    LAYER_SAW
+        .lock()
+        .unwrap()
+        .push((request.uri().path().to_owned(), upgrade));
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert("x-layer", axum::http::HeaderValue::from_static("outer"));
+    response
+}
+
+async fn require_ticket(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, axum::http::StatusCode> {
+    if request
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("ticket=1"))
+    {
+        Ok(next.run(request).await)
+    } else {
+        Err(axum::http::StatusCode::PAYMENT_REQUIRED)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tower_layer_sees_every_upgrade_request_and_may_refuse_it() -> anyhow::Result<()> {
+    let s = start(
+        base()
+            .websocket::<Plain>()
+            .layer(axum::middleware::from_fn(require_ticket))
+            .layer(axum::middleware::from_fn(record_upgrade)),
+    )
+    .await?;
+
+    // The outer layer sees the refused request too, and its response.
+    let (status, resp) = upgrade_request(s.addr, "/plain", &[]).await?;
+    assert_eq!(status, 402);
+    assert_eq!(header_values(&resp, "x-layer"), ["outer"]);
+    let ns = s.app.namespace("/plain").expect("namespace");
+    assert_eq!(ns.socket_count(), 0);
+    assert_eq!(opened::<Plain>(&s, |t| t.opened.load(Ordering::SeqCst)), 0);
+
+    // Let through, the upgrade completes and the layer's header is on the 101.
+    let (status, resp) = upgrade_request(s.addr, "/plain?ticket=1", &[]).await?;
+    assert_eq!(status, 101);
+    assert_eq!(header_values(&resp, "x-layer"), ["outer"]);
+    let mut c = s.connect("/plain?ticket=1").await?;
+    c.recv_json().await?;
+
+    let saw = LAYER_SAW.lock().unwrap().clone();
+    assert_eq!(
+        saw,
+        [
+            ("/plain".to_owned(), "websocket".to_owned()),
+            ("/plain".to_owned(), "websocket".to_owned()),
+            ("/plain".to_owned(), "websocket".to_owned()),
+        ]
+    );
+    c.close().await?;
     s.stop().await
 }

@@ -1,4 +1,4 @@
-//! Many instances (DESIGN §7): several apps in one process, each with its own transport,
+//! Many instances: several apps in one process, each with its own transport,
 //! against a real Redis (127.0.0.1:6379) and a real NATS (127.0.0.1:4222), both started by
 //! `scripts/services.sh`. Restart, startup-failure and leak tests run private broker
 //! processes on free ports.

@@ -1,4 +1,4 @@
-//! The `notifications` example's contract (DESIGN §8): sockets, `POST /admin/announcement`
+//! The `notifications` example's contract (documented in `examples/notifications/app.rs`): sockets, `POST /admin/announcement`
 //! and `PUT /users/{id}/profile`, over real sockets and raw HTTP.
 #![allow(clippy::unwrap_used)]
 

@@ -1,4 +1,4 @@
-//! Ulak (issue 5, DESIGN §6): every `Ulak<N>` and `UlakBroker` method, every error code that
+//! Ulak, sending from anywhere: every `Ulak<N>` and `UlakBroker` method, every error code that
 //! is produced, the no-cycle guarantee, and HTTP → WebSocket delivery through a merged router.
 #![allow(clippy::unwrap_used)]
 

@@ -1,7 +1,7 @@
 //! The auth app: token authentication before the WebSocket upgrade, and a three-middleware
 //! chain that shows the order middlewares run in.
 //!
-//! Contract (kept by the tests, DESIGN §8 `auth`): `/private` takes a token from `?token=` or
+//! Contract (kept by `tests/auth.rs`): `/private` takes a token from `?token=` or
 //! `Authorization: Bearer`; no token → 401 `{"error":"Unauthorized"}`; a wrong one → 401
 //! `{"error":"Invalid token"}`; `valid-token` → the socket opens and receives
 //! `{"type":"authenticated","userId":"123","username":"john_doe"}`.

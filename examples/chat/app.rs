@@ -1,7 +1,25 @@
 //! The chat app: a room-based chat over one WebSocket service.
 //!
-//! Contract (kept by the tests): `GET /` serves the browser page; `/chat?username=U&room=R`
-//! opens a socket in room R (defaults `Anonymous`, `general`).
+//! Contract (kept by `tests/chat.rs`; JSON fields are camelCase):
+//! - `GET /` serves the browser page. Its elements have stable ids for browser tests:
+//!   `#username`, `#room`, `#join`, `#message`, `#send` (Enter in `#message` sends too),
+//!   `#messages` (one child per chat line, holding the sender's name and the text) and `#users`
+//!   (one child per member of the room).
+//! - `/chat?username=U&room=R` opens a socket in room R (defaults `Anonymous`, `general`).
+//! - On open the joiner gets `{"type":"welcome","id":<socket id>,"message":"Welcome to R, U!",
+//!   "users":[names in R]}`; the others in R get `{"type":"user_joined","username":U,
+//!   "timestamp":<ISO-8601>}`.
+//! - `{"type":"message","message":M}` → the others in R get
+//!   `{"type":"message","username":U,"message":M,"timestamp":…}`.
+//! - `{"type":"typing"}` → the others in R get `{"type":"typing","username":U}`.
+//! - `{"type":"room_info"}` → the sender gets `{"type":"room_info","room":R,"totalUsers":N}`.
+//! - `{"type":"private","to":<socket id>,"message":M}` → that socket gets
+//!   `{"type":"private_message","from":U,"message":M}`.
+//! - `{"type":"ping"}` → `{"type":"pong"}`.
+//! - Invalid JSON → `{"type":"error","message":"Invalid message format"}`; an unknown or
+//!   missing `type` → `{"type":"error","message":"Unknown message type: X"}` or
+//!   `"Message type is required"`; the socket stays open.
+//! - On close the others in R get `{"type":"user_left","username":U}`.
 
 use asena_runtime::prelude::*;
 use axum::response::Html;

@@ -1,6 +1,6 @@
 //! The notifications app: HTTP endpoints push to WebSocket clients through a service.
 //!
-//! Contract (kept by the tests, DESIGN §8 `notifications`):
+//! Contract (kept by `tests/notifications.rs`):
 //! - WebSocket `/ws/notifications?userId=X` joins the rooms `user:X` and `announcements` and
 //!   receives `{"type":"connected","message":"Connected to notification system"}`;
 //!   `{"type":"ping"}` → `{"type":"pong"}`.
