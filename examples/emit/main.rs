@@ -14,6 +14,8 @@
 //! - `--url URL`: the broker (`redis://…` or `nats://…`); default `ASENA_TRANSPORT`, else
 //!   `redis://127.0.0.1:6379`.
 //! - `--namespace PATH`: the websocket service path (default `/chat`).
+//! - `--channel NAME`: the Redis channel or NATS subject the fleet shares (default the
+//!   transports' own: `asena:ws:transport`, `asena.ws.transport`).
 //! - one target: `--room NAME`, `--socket ID` or `--broadcast`.
 //! - the message: `--json JSON` (validated, sent as JSON text) or `--text TEXT`.
 
@@ -31,11 +33,12 @@ enum Target {
 struct Args {
     url: String,
     namespace: String,
+    channel: Option<String>,
     target: Target,
     message: String,
 }
 
-const USAGE: &str = "usage: emit [--url URL] [--namespace /chat] (--room NAME | --socket ID | --broadcast) (--json JSON | --text TEXT)";
+const USAGE: &str = "usage: emit [--url URL] [--namespace /chat] [--channel NAME] (--room NAME | --socket ID | --broadcast) (--json JSON | --text TEXT)";
 
 /// Parses the command line (without the program name); a wrong argument is an error that
 /// names it, followed by [`USAGE`].
@@ -51,6 +54,7 @@ where
         .filter(|u| !u.trim().is_empty() && u.trim() != "local")
         .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
     let mut namespace = "/chat".to_owned();
+    let mut channel = None;
     let mut target = None;
     let mut message = None;
     let mut parser = lexopt::Parser::from_args(argv);
@@ -68,6 +72,7 @@ where
         match arg {
             Long("url") => url = value(&mut parser).map_err(usage)?,
             Long("namespace") => namespace = value(&mut parser).map_err(usage)?,
+            Long("channel") => channel = Some(value(&mut parser).map_err(usage)?),
             Long("room") => {
                 set_target(
                     &mut target,
@@ -99,6 +104,7 @@ where
     Ok(Args {
         url,
         namespace,
+        channel,
         target: target.with_context(|| format!("no target given\n{USAGE}"))?,
         message: message.with_context(|| format!("no message given\n{USAGE}"))?,
     })
@@ -113,9 +119,12 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = parse(std::env::args_os().skip(1))?;
-    let emitter = Emitter::connect(&args.url)
+    let mut emitter = Emitter::connect(&args.url)
         .await
         .with_context(|| format!("cannot reach the broker at {}", args.url))?;
+    if let Some(channel) = &args.channel {
+        emitter = emitter.channel(channel.clone());
+    }
     let ns = args.namespace.as_str();
     let msg = args.message.as_str();
     match &args.target {
@@ -153,6 +162,10 @@ mod tests {
         assert_eq!(args.url, "nats://127.0.0.1:4222");
         assert_eq!(args.namespace, "/chat");
         assert!(matches!(args.target, Target::Broadcast));
+        assert_eq!(args.channel, None);
+        let args = parse_str("--channel my:fleet --socket abc --text hi")?;
+        assert_eq!(args.channel.as_deref(), Some("my:fleet"));
+        assert!(matches!(&args.target, Target::Socket(id) if id == "abc"));
         Ok(())
     }
 
