@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh            # full run (about 10 minutes on 2 cores)
 #   RUNS=1 DUR=3 scripts/bench.sh   # quick look
+#   BARE_BIN=/path/to/other/bench_server scripts/bench.sh   # A/B: another build in the "bare" column
 #
 # Prints a markdown table: deliveries/s for (C=32,S=32,B=100), (C=1000,S=1000,B=1),
 # (C=1000,S=100,B=1) measured with the C client (../shared/bench/wsload.c); p50/p99 delivery
@@ -33,8 +34,8 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 # ---- build -------------------------------------------------------------------------------
 log "building release examples"
 timeout 1200 cargo build --release --quiet --example bench_server --example bench_bare --example loadgen
-FW_BIN=$ROOT/target/release/examples/bench_server
-BARE_BIN=$ROOT/target/release/examples/bench_bare
+FW_BIN=${FW_BIN:-$ROOT/target/release/examples/bench_server}
+BARE_BIN=${BARE_BIN:-$ROOT/target/release/examples/bench_bare}
 LOADGEN=$ROOT/target/release/examples/loadgen
 WSLOAD=$ROOT/target/wsload
 if [[ ! -x $WSLOAD || $SHARED/wsload.c -nt $WSLOAD ]]; then

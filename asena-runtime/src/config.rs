@@ -1,4 +1,5 @@
-//! Per-connection configuration: [`Limits`] and the [`SlowConsumer`] policy.
+//! Per-connection configuration: [`Limits`], the [`SlowConsumer`] policy and
+//! [`Compression`].
 //!
 //! Set app-wide on the builder ([`AsenaBuilder::max_message_size`](crate::AsenaBuilder::max_message_size)
 //! and its siblings) or per service with
@@ -41,6 +42,44 @@ impl Default for Limits {
             slow_consumer: SlowConsumer::Close,
             idle_timeout: Some(Duration::from_secs(120)),
             max_connections: None,
+        }
+    }
+}
+
+/// permessage-deflate (RFC 7692) for the sockets of a service.
+///
+/// Negotiated per connection: a client that does not offer it gets uncompressed frames. The
+/// server compresses each message on its own (no context takeover), so a room message is
+/// compressed once and the same compressed frame goes to every compressing member; members
+/// without compression get the plain frame. Messages from clients are limited by their
+/// inflated size ([`Limits::max_message_size`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    /// Accept the extension when a client offers it (default `true`).
+    pub enabled: bool,
+    /// Messages shorter than this many bytes go out uncompressed (default 256).
+    pub threshold: usize,
+    /// zlib compression level, 0–9 (default 1: fastest; each message is compressed once
+    /// however many sockets receive it).
+    pub level: u32,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression {
+            enabled: true,
+            threshold: 256,
+            level: 1,
+        }
+    }
+}
+
+impl Compression {
+    /// No compression: the extension is never negotiated.
+    pub fn disabled() -> Compression {
+        Compression {
+            enabled: false,
+            ..Compression::default()
         }
     }
 }

@@ -126,7 +126,7 @@ mod ws;
 
 pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, Server};
 pub use asena_macros::{middleware, service, websocket};
-pub use config::{Limits, SlowConsumer};
+pub use config::{Compression, Limits, SlowConsumer};
 pub use di::{Component, ContainerError, DiError, Injectable, Lifecycle, Problem, Resolver};
 pub use error::{BoxError, Result};
 pub use frame::{Frame, IntoFrame, Json, Message, close_code};

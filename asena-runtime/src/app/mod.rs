@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
 use tower_service::Service;
 
-use crate::config::{Limits, SlowConsumer};
+use crate::config::{Compression, Limits, SlowConsumer};
 use crate::di::{self, Component, ComponentKind, ComponentRecord, Container, Plan};
 use crate::frame::close_code;
 use crate::middleware::{ErasedMiddleware, Middleware, Refusal, Scope};
@@ -51,6 +51,8 @@ pub struct AsenaBuilder {
     transport: Option<Arc<dyn Transport>>,
     limits: Limits,
     limits_for: HashMap<String, Limits>,
+    compression: Compression,
+    compression_for: HashMap<String, Compression>,
     origins: Option<Vec<String>>,
     origins_for: HashMap<String, Vec<String>>,
     stop_timeout: Duration,
@@ -81,6 +83,8 @@ impl AsenaBuilder {
             transport: None,
             limits: Limits::default(),
             limits_for: HashMap::new(),
+            compression: Compression::default(),
+            compression_for: HashMap::new(),
             origins: None,
             origins_for: HashMap::new(),
             stop_timeout: Duration::from_secs(5),
@@ -240,6 +244,27 @@ impl AsenaBuilder {
         self
     }
 
+    /// permessage-deflate for every service (default: offered by the client → accepted,
+    /// messages from 256 bytes compressed at level 1). [`Compression::disabled`] turns it
+    /// off.
+    ///
+    /// ```
+    /// use asena_runtime::{Asena, Compression};
+    /// let builder = Asena::builder()
+    ///     .compression(Compression { threshold: 1024, ..Compression::default() })
+    ///     .compression_for("/binary-feed", Compression::disabled());
+    /// ```
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Compression for the service at `path` only, replacing the app-wide setting there.
+    pub fn compression_for(mut self, path: &str, compression: Compression) -> Self {
+        self.compression_for.insert(path.to_owned(), compression);
+        self
+    }
+
     /// Browser origins allowed to open sockets on every service (requests without `Origin`
     /// are allowed); others are answered 403. Guards against cross-site WebSocket hijacking.
     pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
@@ -289,6 +314,10 @@ impl AsenaBuilder {
                     ws.path,
                     ws.name,
                     self.limits_for.get(ws.path).unwrap_or(&self.limits).clone(),
+                    *self
+                        .compression_for
+                        .get(ws.path)
+                        .unwrap_or(&self.compression),
                     self.transport.clone(),
                     live.clone(),
                 );

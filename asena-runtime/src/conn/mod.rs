@@ -22,7 +22,8 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::config::{Limits, SlowConsumer};
+use crate::config::{Compression, Limits, SlowConsumer};
+use crate::frame::deflate::Deflate;
 use crate::frame::{Frame, close_code};
 use crate::request::RequestInfo;
 use crate::rooms::Member;
@@ -36,6 +37,7 @@ pub(crate) struct Shared {
     /// The namespace path, for logs.
     pub(crate) path: Arc<str>,
     pub(crate) limits: Limits,
+    pub(crate) compression: Compression,
     pub(crate) stats: NamespaceStats,
     /// Writes fan-out to idle sockets (`None` when created outside a runtime).
     pub(crate) flusher: Option<Arc<Flusher>>,
@@ -48,6 +50,7 @@ impl fmt::Debug for Shared {
         f.debug_struct("Shared")
             .field("path", &self.path)
             .field("limits", &self.limits)
+            .field("compression", &self.compression)
             .field("stats", &self.stats)
             .finish()
     }
@@ -79,6 +82,8 @@ pub(crate) struct Conn {
     pub(crate) rooms: Mutex<Vec<Arc<str>>>,
     pub(crate) request: RequestInfo,
     pub(crate) data: Box<dyn Any + Send + Sync>,
+    /// permessage-deflate, when negotiated.
+    pub(crate) deflate: Option<Deflate>,
     /// The close we initiated (code, reason), if any.
     pub(crate) closing: Mutex<Option<(u16, String)>>,
     /// The writer has put our close frame on the wire.
@@ -100,11 +105,13 @@ impl Conn {
         shared: Arc<Shared>,
         request: RequestInfo,
         data: Box<dyn Any + Send + Sync>,
+        deflate: Option<Deflate>,
     ) -> Conn {
         Conn {
             key: next_key(),
             id,
             shared,
+            deflate,
             outbox: Outbox::new(),
             wake_reader: Notify::new(),
             rooms: Mutex::new(Vec::new()),
@@ -134,10 +141,21 @@ impl Conn {
         self.stream.get()
     }
 
-    /// Queues an encoded frame, applying the slow-consumer policy when the queue is full.
+    /// Queues an encoded frame, applying the slow-consumer policy when the queue is full. A
+    /// socket with permessage-deflate gets the frame's compressed form (made once per frame,
+    /// shared by every compressing recipient) when the message is long enough.
     #[inline]
     pub(crate) fn push(self: &Arc<Self>, frame: &Frame) -> Result<(), PushError> {
-        self.push_wire(frame.wire(), self.shared.limits.max_queued_bytes)
+        let limit = self.shared.limits.max_queued_bytes;
+        if let Some(deflate) = &self.deflate
+            && frame.payload().len() >= self.shared.compression.threshold
+            && frame.is_data()
+            && let Some(compressed) =
+                frame.deflated(deflate.server_window_bits, self.shared.compression.level)
+        {
+            return self.push_wire(&compressed, limit);
+        }
+        self.push_wire(frame.wire(), limit)
     }
 
     /// Queues encoded bytes (see [`Conn::push`]) against `limit`.

@@ -38,7 +38,7 @@ pub use error::{SendError, SendErrorCode};
 pub(crate) use inbound::Namespaces;
 pub use socket::{Socket, SocketRef, WebSocketData};
 
-use crate::config::Limits;
+use crate::config::{Compression, Limits};
 use crate::conn::flush::Flusher;
 use crate::conn::{Conn, Shared};
 use crate::frame::{Frame, IntoFrame};
@@ -100,6 +100,7 @@ impl Namespace {
         path: &str,
         name: &str,
         limits: Limits,
+        compression: Compression,
         transport: Option<Arc<dyn Transport>>,
         tracker: Arc<Tracker>,
     ) -> Namespace {
@@ -108,6 +109,7 @@ impl Namespace {
                 shared: Arc::new(Shared {
                     path: Arc::from(path),
                     limits,
+                    compression,
                     stats: NamespaceStats::default(),
                     flusher: Flusher::current(),
                     tracker,
@@ -139,6 +141,11 @@ impl Namespace {
     /// The limits sockets of this namespace run under.
     pub fn limits(&self) -> &Limits {
         &self.inner.shared.limits
+    }
+
+    /// permessage-deflate settings of this namespace's sockets.
+    pub fn compression(&self) -> &Compression {
+        &self.inner.shared.compression
     }
 
     /// Counters.

@@ -70,42 +70,43 @@ impl Emitter {
             url: url.to_owned(),
             source,
         };
-        let (backend, channel): (Backend, &str) = if url.starts_with("redis://") || url.starts_with("rediss://") {
-            #[cfg(feature = "redis")]
-            {
-                let client = ::redis::Client::open(url)
-                    .map_err(|_| TransportError::InvalidUrl(url.to_owned()))?;
-                let config = ::redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(CONNECT_TIMEOUT));
-                let conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
+        let (backend, channel): (Backend, &str) =
+            if url.starts_with("redis://") || url.starts_with("rediss://") {
+                #[cfg(feature = "redis")]
+                {
+                    let client = ::redis::Client::open(url)
+                        .map_err(|_| TransportError::InvalidUrl(url.to_owned()))?;
+                    let config = ::redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                        .set_response_timeout(Some(CONNECT_TIMEOUT));
+                    let conn = client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                        .map_err(|e| connect_err(Box::new(e)))?;
+                    (Backend::Redis(conn), wire::REDIS_CHANNEL)
+                }
+                #[cfg(not(feature = "redis"))]
+                return Err(TransportError::InvalidUrl(url.to_owned()));
+            } else if url.starts_with("nats://") {
+                #[cfg(feature = "nats")]
+                {
+                    let client = tokio::time::timeout(
+                        CONNECT_TIMEOUT,
+                        async_nats::ConnectOptions::new()
+                            .connection_timeout(CONNECT_TIMEOUT)
+                            .name("asena-emitter")
+                            .connect(url),
+                    )
                     .await
+                    .map_err(|e| connect_err(Box::new(e)))?
                     .map_err(|e| connect_err(Box::new(e)))?;
-                (Backend::Redis(conn), wire::REDIS_CHANNEL)
-            }
-            #[cfg(not(feature = "redis"))]
-            return Err(TransportError::InvalidUrl(url.to_owned()));
-        } else if url.starts_with("nats://") {
-            #[cfg(feature = "nats")]
-            {
-                let client = tokio::time::timeout(
-                    CONNECT_TIMEOUT,
-                    async_nats::ConnectOptions::new()
-                        .connection_timeout(CONNECT_TIMEOUT)
-                        .name("asena-emitter")
-                        .connect(url),
-                )
-                .await
-                .map_err(|e| connect_err(Box::new(e)))?
-                .map_err(|e| connect_err(Box::new(e)))?;
-                (Backend::Nats(client), wire::NATS_SUBJECT)
-            }
-            #[cfg(not(feature = "nats"))]
-            return Err(TransportError::InvalidUrl(url.to_owned()));
-        } else {
-            return Err(TransportError::InvalidUrl(url.to_owned()));
-        };
+                    (Backend::Nats(client), wire::NATS_SUBJECT)
+                }
+                #[cfg(not(feature = "nats"))]
+                return Err(TransportError::InvalidUrl(url.to_owned()));
+            } else {
+                return Err(TransportError::InvalidUrl(url.to_owned()));
+            };
         Ok(Emitter {
             backend,
             pod_id: new_pod_id(),

@@ -102,7 +102,7 @@ where
 
     let limits = &conn.shared.limits;
     let idle = limits.idle_timeout;
-    let mut decoder = Decoder::new(limits.max_message_size);
+    let mut decoder = Decoder::new(limits.max_message_size, conn.deflate.as_ref());
     // Copy what hyper read past the handshake and let go of its read buffer now: the
     // `Bytes` is a view into hyper's 8 KiB buffer, and an async fn keeps its arguments alive
     // until it returns, which for an idle socket is 8 KiB held for nothing.

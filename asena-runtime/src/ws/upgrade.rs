@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use super::ErasedService;
 use crate::conn::Conn;
 use crate::conn::io::Io;
-use crate::frame::{Frame, close_code};
+use crate::frame::{Frame, close_code, deflate};
 use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Refusal, Scope, run_chain};
 use crate::namespace::{Namespace, SocketRef};
 use crate::request::{RequestInfo, compact_headers, parse_query};
@@ -194,11 +194,17 @@ pub(crate) async fn handle_with_globals(
         query,
         params,
     };
+    let deflate = if ep.ns.compression().enabled {
+        deflate::negotiate(&parts.headers)
+    } else {
+        None
+    };
     let conn = Arc::new(Conn::new(
         Arc::from(id.as_str()),
         ep.ns.shared().clone(),
         request,
         data,
+        deflate.as_ref().map(|(agreed, _)| *agreed),
     ));
 
     let service = ep.service.clone();
@@ -246,6 +252,9 @@ pub(crate) async fn handle_with_globals(
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     if let Ok(v) = HeaderValue::from_str(&accept_key(key.as_bytes())) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some((_, extension)) = deflate {
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, extension);
     }
     resp
 }
