@@ -29,7 +29,13 @@ pub struct Limits {
     /// What to do with a slow consumer.
     pub slow_consumer: SlowConsumer,
     /// Close a socket that sent nothing for this long (default 120 s); `None` disables it.
+    /// Pongs count: a peer that answers pings is never idle.
     pub idle_timeout: Option<Duration>,
+    /// Ping a socket that has been quiet this long (default 30 s); `None` disables pings.
+    pub ping_interval: Option<Duration>,
+    /// Close (1001 "Ping timeout") a socket that sends nothing within this long of a ping
+    /// (default 30 s).
+    pub ping_timeout: Duration,
     /// Most sockets the namespace accepts; more are closed with 1008 (default unlimited).
     pub max_connections: Option<usize>,
 }
@@ -41,6 +47,8 @@ impl Default for Limits {
             max_queued_bytes: 16 << 20,
             slow_consumer: SlowConsumer::Close,
             idle_timeout: Some(Duration::from_secs(120)),
+            ping_interval: Some(Duration::from_secs(30)),
+            ping_timeout: Duration::from_secs(30),
             max_connections: None,
         }
     }

@@ -223,6 +223,16 @@ impl AsenaBuilder {
         self
     }
 
+    /// Pings sockets that have been quiet for `interval` (default 30 s; `None` turns pings
+    /// off) and closes those that send nothing within `timeout` of a ping with 1001
+    /// "Ping timeout" (default 30 s). Browsers answer pings by themselves, so an open but
+    /// quiet tab stays connected and a vanished peer is noticed.
+    pub fn ping(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
+        self.limits.ping_interval = interval;
+        self.limits.ping_timeout = timeout;
+        self
+    }
+
     /// Most sockets per websocket service; more are closed with 1008
     /// "Connection limit reached".
     pub fn max_connections(mut self, max: usize) -> Self {

@@ -204,8 +204,29 @@ impl Conn {
         }
     }
 
-    /// Starts the closing handshake with `code`; later calls are ignored.
+    /// Queues the answer to a ping; at most one is ever queued (see the outbox).
+    pub(crate) fn push_pong(self: &Arc<Self>, payload: &[u8]) {
+        if self.outbox.push_pong(Frame::pong(payload).wire()) == Pushed::Schedule
+            && let Some(flusher) = &self.shared.flusher
+        {
+            flusher.schedule(self.clone());
+        }
+    }
+
+    /// Starts the closing handshake with `code`; later calls are ignored. A code that may
+    /// not be sent (1005, 1006, 1015, unassigned ones) is replaced by 1000 and logged.
     pub(crate) fn close(&self, code: u16, reason: &str) {
+        let code = if close_code::is_sendable(code) {
+            code
+        } else {
+            tracing::warn!(
+                target: "asena::ws",
+                socket_id = %self.id,
+                code,
+                "close code {code} may not be sent; closing with 1000 instead"
+            );
+            close_code::NORMAL
+        };
         let mut closing = self.closing.lock().unwrap_or_else(|p| p.into_inner());
         if closing.is_some() {
             return;

@@ -68,6 +68,9 @@ struct State {
     carry: Option<(Pending, usize)>,
     /// The writer task, waiting for the socket to be handed to it.
     writer: Option<Waker>,
+    /// The answer to the latest ping, written with the next batch: one at most, so a peer
+    /// that pings without reading cannot grow the queue.
+    pong: Option<Bytes>,
 }
 
 impl State {
@@ -75,6 +78,28 @@ impl State {
     fn hand_to_writer(&mut self) -> Option<Waker> {
         self.owner = Owner::Writer;
         self.writer.take()
+    }
+
+    /// Work was queued: an idle socket goes to a flusher (returns true: schedule it) or to
+    /// the writer task (its waker is put in `writer`).
+    fn claim_idle(&mut self, writer: &mut Option<Waker>) -> bool {
+        if self.owner != Owner::Idle {
+            return false;
+        }
+        if self.direct {
+            self.owner = Owner::Flusher;
+            true
+        } else {
+            *writer = self.hand_to_writer();
+            false
+        }
+    }
+
+    /// Moves the queued pong (if any) behind the bytes taken into `into`.
+    fn take_pong(&mut self, into: &mut Pending) {
+        if let Some(pong) = self.pong.take() {
+            into.bytes.extend_from_slice(&pong);
+        }
     }
 }
 
@@ -198,9 +223,8 @@ impl Outbox {
     /// accepted into an empty queue).
     pub(crate) fn push(&self, frame: &Bytes, limit: usize) -> Pushed {
         let cost = frame.len() + PER_FRAME_OVERHEAD;
-        let mut schedule = false;
         let mut writer = None;
-        {
+        let schedule = {
             let mut st = self.lock();
             if st.sealed {
                 return Pushed::Closed;
@@ -224,15 +248,32 @@ impl Outbox {
                 let at = pending.bytes.len();
                 pending.large.push((at, frame.clone()));
             }
-            if st.owner == Owner::Idle {
-                if st.direct {
-                    st.owner = Owner::Flusher;
-                    schedule = true;
-                } else {
-                    writer = st.hand_to_writer();
-                }
-            }
+            st.claim_idle(&mut writer)
+        };
+        if let Some(w) = writer {
+            w.wake();
         }
+        if schedule {
+            Pushed::Schedule
+        } else {
+            Pushed::Queued
+        }
+    }
+
+    /// Queues the answer to a ping, replacing one not yet written (RFC 6455 §5.5.3 allows
+    /// answering only the latest ping). It does not count against the queue limit.
+    pub(crate) fn push_pong(&self, frame: &Bytes) -> Pushed {
+        let mut writer = None;
+        let schedule = {
+            let mut st = self.lock();
+            if st.sealed {
+                return Pushed::Closed;
+            }
+            if st.pong.replace(frame.clone()).is_none() {
+                st.frames += 1;
+            }
+            st.claim_idle(&mut writer)
+        };
         if let Some(w) = writer {
             w.wake();
         }
@@ -270,6 +311,7 @@ impl Outbox {
         let mut st = self.lock();
         st.sealed = true;
         st.pending = Pending::default();
+        st.pong = None;
         st.carry = None;
         st.frames = 0;
         st.queued = 0;
@@ -303,6 +345,7 @@ impl Outbox {
             return FlushTake::HandedOver;
         }
         std::mem::swap(&mut st.pending, into);
+        st.take_pong(into);
         st.frames = 0;
         st.queued = 0;
         FlushTake::Write
@@ -369,6 +412,7 @@ impl Outbox {
             };
         }
         std::mem::swap(&mut st.pending, into);
+        st.take_pong(into);
         let took = st.frames > 0;
         st.frames = 0;
         st.queued = 0;
@@ -387,6 +431,11 @@ impl Outbox {
         }
     }
 
+    /// Bytes queued and not yet taken by a writer (what counts against the queue limit).
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.lock().queued
+    }
+
     /// True when the writer has nothing left to do and the queue is sealed.
     pub(crate) fn finished(&self) -> bool {
         let st = self.lock();
@@ -397,6 +446,39 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_one_pong_is_queued() {
+        let outbox = Outbox::new();
+        outbox.push(&Bytes::from_static(b"data"), 1 << 20);
+        for i in 0..1000u32 {
+            let pong = Bytes::from(vec![
+                0x8a,
+                4,
+                (i >> 24) as u8,
+                (i >> 16) as u8,
+                (i >> 8) as u8,
+                i as u8,
+            ]);
+            assert_ne!(outbox.push_pong(&pong), Pushed::Closed);
+        }
+        let mut pending = Pending::default();
+        let batch = outbox.take(&mut pending);
+        assert_eq!(batch.skip, 0);
+        // The data, then only the answer to the last ping.
+        assert_eq!(
+            pending.bytes,
+            [&b"data"[..], &[0x8a, 4, 0, 0, 3, 231]].concat()
+        );
+        pending.clear();
+        let batch = outbox.take(&mut pending);
+        assert!(pending.is_empty() && !batch.finished);
+        outbox.seal();
+        assert_eq!(
+            outbox.push_pong(&Bytes::from_static(b"\x8a\x00")),
+            Pushed::Closed
+        );
+    }
 
     fn taken(p: &Pending) -> Vec<u8> {
         p.segments().flatten().copied().collect()

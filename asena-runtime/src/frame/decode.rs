@@ -348,7 +348,7 @@ fn control(opcode: u8, payload: BytesMut) -> Result<Incoming, DecodeError> {
                 return Err(DecodeError::Protocol("Invalid close frame"));
             }
             let code = u16::from_be_bytes([payload[0], payload[1]]);
-            if !valid_close_code(code) {
+            if !close_code::is_sendable(code) {
                 return Err(DecodeError::Protocol("Invalid close code"));
             }
             let reason = std::str::from_utf8(&payload[2..])
@@ -358,11 +358,6 @@ fn control(opcode: u8, payload: BytesMut) -> Result<Incoming, DecodeError> {
         }
         _ => Err(DecodeError::Protocol("Unknown opcode")),
     }
-}
-
-/// Codes a peer may send in a close frame (RFC 6455 §7.4).
-pub(crate) fn valid_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 fn mask_at(buf: &[u8], header_len: usize) -> [u8; 4] {

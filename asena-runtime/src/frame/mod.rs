@@ -39,6 +39,13 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// A handler failed.
     pub const INTERNAL: u16 = 1011;
+
+    /// Whether `code` may be sent in a close frame: 1000–1003, 1007–1014 and the
+    /// application range 3000–4999. Reserved codes such as 1005 (no status) and 1006
+    /// (abnormal closure) only describe a close locally and never go on the wire.
+    pub fn is_sendable(code: u16) -> bool {
+        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
 }
 
 /// Set on the first frame of a compressed message (permessage-deflate).
@@ -124,6 +131,10 @@ impl Frame {
 
     pub(crate) fn pong(payload: &[u8]) -> Frame {
         Frame::encode(OP_PONG, payload)
+    }
+
+    pub(crate) fn ping(payload: &[u8]) -> Frame {
+        Frame::encode(OP_PING, payload)
     }
 
     fn encode(opcode: u8, payload: &[u8]) -> Frame {

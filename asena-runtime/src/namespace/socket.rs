@@ -187,7 +187,15 @@ impl SocketRef {
         out
     }
 
-    /// Closes the socket with `code` and `reason` (after everything already queued).
+    /// Bytes queued for this socket and not yet handed to the kernel.
+    pub fn queued_bytes(&self) -> usize {
+        self.conn.outbox.queued_bytes()
+    }
+
+    /// Closes the socket with `code` and `reason` (after everything already queued). Codes
+    /// that may not go on the wire ([`close_code::is_sendable`](crate::close_code::is_sendable):
+    /// 1005, 1006, 1015, unassigned ones) become 1000, with a log line. Messages the socket
+    /// sent that were not handled yet are not dispatched any more.
     pub fn close(&self, code: u16, reason: &str) {
         self.conn.close(code, reason);
     }

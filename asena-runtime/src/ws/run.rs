@@ -50,6 +50,66 @@ pub(crate) async fn run<S: WebSocketService>(service: Arc<S>, socket: SocketRef,
     }
 }
 
+/// When a connection is pinged, and when it is closed for being quiet.
+struct Liveness {
+    last_heard: Instant,
+    /// When our unanswered ping went out.
+    pinged: Option<Instant>,
+    idle: Option<Duration>,
+    ping_interval: Option<Duration>,
+    ping_timeout: Duration,
+}
+
+/// What the reader does when its timer fires.
+enum Check {
+    Wait,
+    Ping,
+    Close(&'static str),
+}
+
+impl Liveness {
+    fn new(limits: &crate::config::Limits, now: Instant) -> Liveness {
+        Liveness {
+            last_heard: now,
+            pinged: None,
+            idle: limits.idle_timeout,
+            ping_interval: limits.ping_interval,
+            ping_timeout: limits.ping_timeout,
+        }
+    }
+
+    /// Anything from the peer (a pong included) counts as a sign of life.
+    fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.pinged = None;
+    }
+
+    fn deadline(&self) -> Instant {
+        let far = self.last_heard + FAR_FUTURE;
+        let idle = self.idle.map_or(far, |d| self.last_heard + d);
+        let ping = match (self.pinged, self.ping_interval) {
+            (Some(at), _) => at + self.ping_timeout,
+            (None, Some(every)) => self.last_heard + every,
+            (None, None) => far,
+        };
+        idle.min(ping)
+    }
+
+    fn check(&mut self, now: Instant) -> Check {
+        if self.idle.is_some_and(|d| now >= self.last_heard + d) {
+            return Check::Close("Idle timeout");
+        }
+        match (self.pinged, self.ping_interval) {
+            (Some(at), _) if now >= at + self.ping_timeout => Check::Close("Ping timeout"),
+            (None, Some(every)) if now >= self.last_heard + every => {
+                self.pinged = Some(now);
+                Check::Ping
+            }
+            _ => Check::Wait,
+        }
+    }
+}
+
 /// Runs a handler future, turning panics into errors.
 async fn guarded<F: Future<Output = Result<(), BoxError>>>(fut: F) -> Result<(), BoxError> {
     match AssertUnwindSafe(fut).catch_unwind().await {
@@ -101,7 +161,6 @@ where
     }
 
     let limits = &conn.shared.limits;
-    let idle = limits.idle_timeout;
     let mut decoder = Decoder::new(limits.max_message_size, conn.deflate.as_ref());
     // Copy what hyper read past the handshake and let go of its read buffer now: the
     // `Bytes` is a view into hyper's 8 KiB buffer, and an async fn keeps its arguments alive
@@ -112,8 +171,8 @@ where
         BytesMut::from(&leftover[..])
     };
     drop(leftover);
-    let mut last_seen = Instant::now();
-    let sleep = tokio::time::sleep(idle.unwrap_or(FAR_FUTURE));
+    let mut alive = Liveness::new(limits, Instant::now());
+    let sleep = tokio::time::sleep_until(alive.deadline());
     tokio::pin!(sleep);
     let mut closing_since: Option<Instant> = None;
     let mut grace_started = false;
@@ -126,16 +185,16 @@ where
             match decoder.decode(&mut buf) {
                 Ok(None) => break,
                 Ok(Some(Incoming::Data(message))) => {
-                    // After our close frame, data from the peer is discarded (RFC 6455 §5.5.1).
-                    if closing_since.is_none()
+                    // Once a close is under way (ours, after a failed handler or `ws.close`,
+                    // or the peer's), buffered messages are not dispatched any more; after
+                    // our close frame, data from the peer is discarded (RFC 6455 §5.5.1).
+                    if conn.close_requested().is_none()
                         && let Err(e) = guarded(service.on_message(&socket, message)).await
                     {
                         handler_failed(&conn, "on_message", &e);
                     }
                 }
-                Ok(Some(Incoming::Ping(payload))) => {
-                    let _ = conn.push_wire(Frame::pong(&payload).wire(), usize::MAX);
-                }
+                Ok(Some(Incoming::Ping(payload))) => conn.push_pong(&payload),
                 Ok(Some(Incoming::Pong)) => {}
                 Ok(Some(Incoming::Close(code, reason))) => {
                     if conn.close_requested().is_none() {
@@ -189,19 +248,23 @@ where
                 if closing_since.is_some() {
                     break 'outer;
                 }
-                if let Some(idle) = idle {
-                    let deadline = last_seen + idle;
-                    if Instant::now() >= deadline {
-                        tracing::debug!(target: "asena::ws", socket_id = %conn.id, "idle timeout");
-                        conn.close(close_code::GOING_AWAY, "Idle timeout");
-                    } else {
-                        sleep.as_mut().reset(deadline);
+                match alive.check(Instant::now()) {
+                    Check::Wait => {}
+                    Check::Ping => {
+                        let _ = conn.push_wire(Frame::ping(b"").wire(), usize::MAX);
                     }
+                    Check::Close(reason) => {
+                        tracing::debug!(target: "asena::ws", socket_id = %conn.id, reason, "closing a quiet socket");
+                        conn.close(close_code::GOING_AWAY, reason);
+                    }
+                }
+                if conn.close_requested().is_none() {
+                    sleep.as_mut().reset(alive.deadline());
                 }
             }
             read = src.read(&mut buf) => match read {
                 Ok(0) | Err(_) => break 'outer,
-                Ok(_) => last_seen = Instant::now(),
+                Ok(_) => alive.heard(Instant::now()),
             }
         }
     }
