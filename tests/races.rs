@@ -1,0 +1,256 @@
+//! The write path under real parallelism: on a four-worker runtime, eight publishers fan out
+//! to the same rooms at once while some members read at full speed, some read through a tiny
+//! receive buffer (their sockets fill, so flushers hand them to their writer tasks and back),
+//! some never read (closed as slow consumers in the middle of the fan-out) and some close
+//! themselves half-way. Every reading member must get every message exactly once, in each
+//! publisher's order.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use asena_runtime::prelude::*;
+use asena_runtime::{AsenaBuilder, Limits, SlowConsumer};
+use asena_tests::{TestServer, WAIT, eventually, start};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PUBLISHERS: usize = 8;
+const PER_PUBLISHER: usize = 1500;
+
+#[websocket(path = "/fast")]
+#[derive(Debug)]
+struct Fast;
+
+impl WebSocketService for Fast {
+    type Data = ();
+    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+        ws.subscribe("room");
+        ws.send("joined")?;
+        Ok(())
+    }
+    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[websocket(path = "/slow")]
+#[derive(Debug)]
+struct Slow;
+
+impl WebSocketService for Slow {
+    type Data = ();
+    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+        ws.subscribe("room");
+        ws.send("joined")?;
+        Ok(())
+    }
+    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn app() -> AsenaBuilder {
+    Asena::builder()
+        .without_auto_registration()
+        .websocket::<Fast>()
+        .websocket::<Slow>()
+        .ping(None, Duration::from_secs(30))
+        .limits_for(
+            "/slow",
+            Limits {
+                max_queued_bytes: 32 * 1024,
+                slow_consumer: SlowConsumer::Close,
+                ping_interval: None,
+                ..Limits::default()
+            },
+        )
+}
+
+/// A raw client: handshake by hand, then frames straight off the socket.
+async fn raw(
+    s: &TestServer,
+    path: &str,
+    recv_buffer: Option<usize>,
+) -> anyhow::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size as u32)?;
+    }
+    let mut stream = tokio::time::timeout(WAIT, socket.connect(s.addr)).await??;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        s.addr
+    );
+    stream.write_all(req.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(WAIT, stream.read_exact(&mut byte)).await??;
+        head.push(byte[0]);
+    }
+    anyhow::ensure!(head.starts_with(b"HTTP/1.1 101"));
+    Ok(stream)
+}
+
+/// Reads text frames (a few bytes at a time) until `count` messages after "joined" arrived.
+async fn read_all(mut stream: tokio::net::TcpStream, count: usize) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::with_capacity(count);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 37];
+    let mut joined = false;
+    while out.len() < count {
+        // Parse whole frames from what arrived.
+        while buf.len() >= 2 {
+            let len = (buf[1] & 0x7f) as usize;
+            anyhow::ensure!(len < 126, "short frames only");
+            if buf.len() < 2 + len {
+                break;
+            }
+            anyhow::ensure!(buf[0] == 0x81, "text frames only: {:x}", buf[0]);
+            let text = String::from_utf8(buf[2..2 + len].to_vec())?;
+            buf.drain(..2 + len);
+            if joined {
+                out.push(text);
+            } else {
+                anyhow::ensure!(text == "joined");
+                joined = true;
+            }
+        }
+        if out.len() >= count {
+            break;
+        }
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "stalled after {} messages ({} bytes buffered)",
+                    out.len(),
+                    buf.len()
+                )
+            })??;
+        anyhow::ensure!(n > 0, "closed after {} messages", out.len());
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(out)
+}
+
+/// Every publisher's messages, each exactly once and in order.
+fn check_order(who: &str, got: &[String]) {
+    let mut next: HashMap<usize, usize> = HashMap::new();
+    for m in got {
+        let (p, i) = m.split_once(':').unwrap();
+        let (p, i): (usize, usize) = (p.parse().unwrap(), i.parse().unwrap());
+        let want = next.entry(p).or_default();
+        assert_eq!(i, *want, "{who}: publisher {p} out of order or duplicated");
+        *want += 1;
+    }
+    for p in 0..PUBLISHERS {
+        assert_eq!(
+            next.get(&p),
+            Some(&PER_PUBLISHER),
+            "{who}: publisher {p} incomplete"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_fan_out_through_full_sockets_slow_consumers_and_early_closes()
+-> anyhow::Result<()> {
+    let s = start(app()).await?;
+    let fast = s.app.namespace("/fast").unwrap();
+    let slow = s.app.namespace("/slow").unwrap();
+    let total = PUBLISHERS * PER_PUBLISHER;
+
+    // Readers: tungstenite clients at full speed, raw clients through a 4 KiB buffer.
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let (mut ws, _) =
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(s.ws_url("/fast")))
+                .await??;
+        readers.push(tokio::spawn(async move {
+            let mut got = Vec::with_capacity(total);
+            while got.len() < total + 1 {
+                let msg = tokio::time::timeout(WAIT, ws.next()).await?.unwrap()?;
+                if msg.is_text() {
+                    got.push(msg.into_text()?.to_string());
+                }
+            }
+            got.remove(0);
+            anyhow::Ok(got)
+        }));
+    }
+    for _ in 0..3 {
+        let stream = raw(&s, "/fast", Some(4096)).await?;
+        readers.push(tokio::spawn(read_all(stream, total)));
+    }
+    // Members that close half-way, and members that never read.
+    let mut quitters = Vec::new();
+    for _ in 0..2 {
+        let stream = raw(&s, "/fast", None).await?;
+        quitters.push(tokio::spawn(async move {
+            let mut stream = stream;
+            let mut seen = 0usize;
+            let mut chunk = [0u8; 4096];
+            while seen < 64 * 1024 {
+                let n = tokio::time::timeout(WAIT, stream.read(&mut chunk)).await??;
+                anyhow::ensure!(n > 0);
+                seen += n;
+            }
+            // A masked close frame, then gone.
+            stream
+                .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8])
+                .await?;
+            anyhow::Ok(())
+        }));
+    }
+    let mut sleepers = Vec::new();
+    for _ in 0..4 {
+        sleepers.push(raw(&s, "/slow", Some(4096)).await?);
+    }
+    eventually(|| fast.socket_count() == 8 && slow.socket_count() == 4).await?;
+
+    // Eight publishers on the four workers, to both rooms at once.
+    let mut publishers = Vec::new();
+    for p in 0..PUBLISHERS {
+        let (fast, slow) = (fast.clone(), slow.clone());
+        publishers.push(tokio::spawn(async move {
+            for i in 0..PER_PUBLISHER {
+                let msg = format!("{p}:{i}");
+                fast.to("room", msg.as_str()).unwrap();
+                let _ = slow.to("room", msg.as_str());
+                if i % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    for p in publishers {
+        p.await?;
+    }
+
+    for (i, reader) in readers.into_iter().enumerate() {
+        let got = tokio::time::timeout(WAIT * 6, reader).await???;
+        assert_eq!(got.len(), total);
+        check_order(&format!("reader {i}"), &got);
+    }
+    for q in quitters {
+        q.await??;
+    }
+    // Every non-reading member hit the slow-consumer policy in the middle of the fan-out;
+    // once they hang up, they are gone.
+    assert!(slow.stats().slow_consumers() >= 4, "{:?}", slow.stats());
+    assert!(slow.sockets().iter().all(|s| !s.is_open()));
+    drop(sleepers);
+    eventually(|| slow.socket_count() == 0).await?;
+    // Readers and quitters are gone too; nothing is left in the room index.
+    eventually(|| fast.socket_count() == 0).await?;
+    assert_eq!(fast.room_count() + slow.room_count(), 0);
+    assert_eq!(
+        fast.stats().slow_consumers(),
+        0,
+        "readers never fell behind the limit"
+    );
+    s.stop().await
+}
