@@ -74,9 +74,18 @@
 //! ## Errors and limits
 //! A handler that fails (returns `Err` or panics) sends
 //! `{"type":"error","message":"Server error occurred"}` and closes that socket with 1011;
-//! nothing else is affected. Close codes: 1007 invalid UTF-8, 1009 message too big
-//! ([`AsenaBuilder::max_message_size`], 1 MiB by default), 1008 policy (slow consumer,
-//! connection limit), 1001 shutdown and idle timeout, 1002 protocol errors.
+//! nothing else is affected, and messages the socket had already sent are not dispatched.
+//! Close codes: 1007 invalid UTF-8 (as soon as a text message cannot be completed to valid
+//! UTF-8, even mid-frame), 1009 message too big ([`AsenaBuilder::max_message_size`], 1 MiB by
+//! default, counted after inflation), 1008 policy (slow consumer, connection limit), 1001
+//! shutdown, idle timeout and unanswered pings, 1002 protocol errors. Close codes that may not
+//! be sent ([`close_code::is_sendable`]) never go on the wire.
+//!
+//! ## The wire
+//! Quiet sockets are pinged ([`AsenaBuilder::ping`], every 30 s by default) and closed when
+//! they stop answering; at most one pong is ever queued per socket. permessage-deflate
+//! ([`Compression`], on by default when the client offers it) compresses a room message once
+//! for every compressing member.
 //!
 //! ## Many instances
 //! A [`Transport`] carries room messages to the other instances of a fleet; each instance
