@@ -5,7 +5,7 @@
 //! [`Asena::namespace`](crate::Asena::namespace). Sockets are handed out as [`SocketRef`]
 //! (untyped) and [`Socket<T>`] (what handlers get); every send fails with the one
 //! [`SendError`]. Room messages go to local members here and to other instances through the
-//! app's [`Transport`](crate::Transport), under the topics [`wire`](crate::wire) defines;
+//! app's [`Transport`], under the topics [`wire`] defines;
 //! messages from other instances come back in through `inbound.rs`.
 //!
 //! # The hot path
@@ -133,7 +133,7 @@ impl Namespace {
         &self.inner.name
     }
 
-    /// The topic prefix used on transports (`chat` for `/chat`; see [`wire`](crate::wire)).
+    /// The topic prefix used on transports (`chat` for `/chat`; see [`wire`]).
     pub fn topic(&self) -> &str {
         &self.inner.topic
     }
