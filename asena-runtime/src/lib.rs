@@ -107,22 +107,22 @@
 
 // Modules from the bottom layer up: each one uses only modules listed above it (checked by
 // listing each file's `use crate::` lines; see ARCHITECTURE.md).
-mod app;
-mod config;
-mod conn;
-mod di;
 mod error;
-mod frame;
-mod middleware;
-pub mod namespace;
+mod config;
+mod stats;
+mod shutdown;
 mod request;
 mod rooms;
-mod shutdown;
-mod stats;
-pub mod transport;
-mod ulak;
+mod frame;
 pub mod wire;
+mod conn;
+pub mod transport;
+pub mod namespace;
+mod middleware;
 mod ws;
+mod di;
+mod ulak;
+mod app;
 
 pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, Server};
 pub use asena_macros::{middleware, service, websocket};
