@@ -48,6 +48,77 @@ pub trait WebSocketService: Send + Sync + 'static {
     /// them as `ws.data().values`. Without middleware they are `Data::default()`.
     type Data: Default + Send + Sync + 'static;
 
+    /// The subprotocols this service speaks (`Sec-WebSocket-Protocol`, RFC 6455 §1.9), for
+    /// clients that announce which application protocol they will use. Empty (the default):
+    /// the service speaks none and never answers one.
+    ///
+    /// The upgrade picks the first protocol in the *client's* offer (its order of
+    /// preference, across repeated headers and comma-separated lists) that appears here, and
+    /// names it on the 101 response; the order of this list does not matter, as RFC 6455
+    /// §4.2.2 has the server select one of the client's values. Names are compared exactly
+    /// (case-sensitive). The choice is made before any middleware runs; middleware reads it
+    /// with [`Context::protocol`](crate::Context::protocol), handlers with
+    /// [`SocketRef::protocol`].
+    ///
+    /// ```
+    /// use asena_runtime::prelude::*;
+    /// use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    ///
+    /// #[websocket(path = "/chat")]
+    /// struct Chat;
+    ///
+    /// impl WebSocketService for Chat {
+    ///     type Data = ();
+    ///     const PROTOCOLS: &'static [&'static str] = &["chat.v2", "chat.v1"];
+    ///     const REQUIRE_PROTOCOL: bool = true;
+    ///
+    ///     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    ///         ws.send_json(&json!({"protocol": ws.protocol()}))?;
+    ///         Ok(())
+    ///     }
+    ///     async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    ///         match ws.protocol() {
+    ///             Some("chat.v2") => ws.send_json(&json!({"echo": msg.as_text()}))?,
+    ///             _ => ws.send(&msg)?,
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    /// let app = Asena::builder()
+    ///     .without_auto_registration()
+    ///     .websocket::<Chat>()
+    ///     .build()
+    ///     .await?;
+    /// let server = app.listen("127.0.0.1:0").await?;
+    /// let url = format!("ws://{}/chat", server.local_addr());
+    /// tokio::spawn(server.run());
+    ///
+    /// // A client that prefers chat.v1 and also speaks chat.v2 gets chat.v1.
+    /// let mut request = url.as_str().into_client_request()?;
+    /// request
+    ///     .headers_mut()
+    ///     .insert("sec-websocket-protocol", "chat.v1, chat.v2".parse()?);
+    /// let (_ws, response) = tokio_tungstenite::connect_async(request).await?;
+    /// assert_eq!(response.headers()["sec-websocket-protocol"], "chat.v1");
+    ///
+    /// // Chat requires a protocol: a client that offers none of them is refused with 400.
+    /// assert!(tokio_tungstenite::connect_async(url.as_str()).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    const PROTOCOLS: &'static [&'static str] = &[];
+
+    /// Whether clients that offer none of [`PROTOCOLS`](Self::PROTOCOLS) (or no
+    /// `Sec-WebSocket-Protocol` at all) are refused. With `true` they get
+    /// `400 {"error": ..}` naming the supported protocols, before any middleware runs, and no
+    /// socket is created.
+    /// With `false` (the default) they connect without a protocol ([`SocketRef::protocol`]
+    /// is `None`).
+    const REQUIRE_PROTOCOL: bool = false;
+
     /// A socket connected (after every middleware passed).
     fn on_open(&self, ws: &Socket<Self::Data>) -> impl Future<Output = Result<()>> + Send {
         let _ = ws;
@@ -92,6 +163,10 @@ pub trait ErasedService: Send + Sync + 'static {
         id: &str,
         path: &str,
     ) -> std::result::Result<Box<dyn Any + Send + Sync>, TypeMismatch>;
+    /// [`WebSocketService::PROTOCOLS`].
+    fn protocols(&self) -> &'static [&'static str];
+    /// [`WebSocketService::REQUIRE_PROTOCOL`].
+    fn require_protocol(&self) -> bool;
     /// Runs a connection to the end.
     fn run(
         self: Arc<Self>,
@@ -132,6 +207,14 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
             id: id.to_owned(),
             path: path.to_owned(),
         }))
+    }
+
+    fn protocols(&self) -> &'static [&'static str] {
+        S::PROTOCOLS
+    }
+
+    fn require_protocol(&self) -> bool {
+        S::REQUIRE_PROTOCOL
     }
 
     fn run(
