@@ -60,6 +60,9 @@ pub trait WebSocketService: Send + Sync + 'static {
     /// with [`Context::protocol`](crate::Context::protocol), handlers with
     /// [`SocketRef::protocol`].
     ///
+    /// Each entry must be an HTTP token (letters, digits and ``!#$%&'*+-.^_`|~``): one that is
+    /// not could never be offered, so building an app with it fails to compile.
+    ///
     /// ```
     /// use asena_runtime::prelude::*;
     /// use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -114,7 +117,7 @@ pub trait WebSocketService: Send + Sync + 'static {
     /// Whether clients that offer none of [`PROTOCOLS`](Self::PROTOCOLS) (or no
     /// `Sec-WebSocket-Protocol` at all) are refused. With `true` they get
     /// `400 {"error": ..}` naming the supported protocols, before any middleware runs, and no
-    /// socket is created.
+    /// socket is created; `PROTOCOLS` must then be non-empty, or the app fails to compile.
     /// With `false` (the default) they connect without a protocol ([`SocketRef::protocol`]
     /// is `None`).
     const REQUIRE_PROTOCOL: bool = false;
@@ -226,7 +229,110 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
     }
 }
 
+impl<S: WebSocketService> ServiceAdapter<S> {
+    /// Evaluated for every service an app registers, so a bad `PROTOCOLS` or
+    /// `REQUIRE_PROTOCOL` fails the build (`cargo build`; `cargo check` does not evaluate it).
+    const VALID_PROTOCOLS: () = check_protocols(S::PROTOCOLS, S::REQUIRE_PROTOCOL);
+}
+
 /// Wraps a built websocket service for the router.
 pub(crate) fn erase<S: WebSocketService>(service: Arc<S>) -> Arc<dyn ErasedService> {
+    let () = ServiceAdapter::<S>::VALID_PROTOCOLS;
     Arc::new(ServiceAdapter(service))
+}
+
+/// Panics (at compile time, where it is used in a `const`) when a protocol name is not an
+/// HTTP token or a protocol is required but none is declared.
+const fn check_protocols(protocols: &[&str], required: bool) {
+    assert!(
+        !required || !protocols.is_empty(),
+        "`REQUIRE_PROTOCOL = true` needs at least one entry in `WebSocketService::PROTOCOLS`"
+    );
+    let mut i = 0;
+    while i < protocols.len() {
+        assert!(
+            is_token(protocols[i].as_bytes()),
+            "every entry of `WebSocketService::PROTOCOLS` must be a non-empty HTTP token \
+             (letters, digits and !#$%&'*+-.^_`|~; no spaces, commas or other separators)"
+        );
+        i += 1;
+    }
+}
+
+/// Whether `name` is an HTTP token (RFC 9110 §5.6.2), the form RFC 6455 §4.1 requires of a
+/// subprotocol name.
+const fn is_token(name: &[u8]) -> bool {
+    if name.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    while i < name.len() {
+        let ok = matches!(
+            name[i],
+            b'a'..=b'z'
+                | b'A'..=b'Z'
+                | b'0'..=b'9'
+                | b'!'
+                | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        );
+        if !ok {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_names_are_tokens() {
+        for good in [
+            "chat",
+            "chat.v2",
+            "graphql-transport-ws",
+            "v1.json.api",
+            "a!#$%&'*+-.^_`|~9",
+        ] {
+            assert!(is_token(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "", "chat v2", "a,b", "x;y", "\"q\"", "a/b", "tab\t", "é", "{}",
+        ] {
+            assert!(!is_token(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn checks_accept_valid_declarations() {
+        check_protocols(&[], false);
+        check_protocols(&["chat.v2", "chat.v1"], true);
+    }
+
+    #[test]
+    #[should_panic(expected = "needs at least one entry")]
+    fn a_required_protocol_needs_one_declared() {
+        check_protocols(&[], true);
+    }
+
+    #[test]
+    #[should_panic(expected = "non-empty HTTP token")]
+    fn a_protocol_name_with_a_space_is_rejected() {
+        check_protocols(&["chat v1"], false);
+    }
 }

@@ -310,8 +310,9 @@ pub(crate) async fn handle_with_globals(
     // The chosen protocol replaces anything middleware put there: the socket reports the one
     // the client was told.
     match protocol {
-        // An entry of PROTOCOLS equal to a value the client sent: a valid header value, which
-        // from_static takes without copying.
+        // An entry of PROTOCOLS (checked to be a token when the app was built), equal to a
+        // value the client sent: a valid header value, which from_static takes without
+        // copying.
         Some(name) => {
             headers.insert(
                 header::SEC_WEBSOCKET_PROTOCOL,
