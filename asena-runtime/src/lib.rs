@@ -63,10 +63,11 @@
 //! ## Sockets and rooms
 //! Handlers receive a [`Socket<T>`] (`T` is the service's `Data`): `send`, `send_json`,
 //! `subscribe`, `unsubscribe`, `publish` (room minus the sender), `rooms`, `close`, and the
-//! request's headers, query and path parameters. The [`Namespace`] (`ws.namespace()`,
-//! [`Ulak<N>`], [`Asena::namespace`]) lists sockets and rooms and sends with `to(room, ..)`
-//! and `broadcast(..)` (sender included). Every socket is also in a room named by its id.
-//! Memberships are removed when a socket closes.
+//! request's headers, query and path parameters, and the subprotocol chosen from the ones
+//! the service lists in [`WebSocketService::PROTOCOLS`] (`ws.protocol()`). The [`Namespace`]
+//! (`ws.namespace()`, [`Ulak<N>`], [`Asena::namespace`]) lists sockets and rooms and sends
+//! with `to(room, ..)` and `broadcast(..)` (sender included). Every socket is also in a room
+//! named by its id. Memberships are removed when a socket closes.
 //!
 //! What can be sent follows one rule ([`IntoFrame`]): strings go out as text exactly as
 //! given, bytes as binary, and `Serialize` values as JSON through [`Json`] or `send_json`.

@@ -1,5 +1,6 @@
 //! What the framework keeps of an upgrade request: the peer address, path, headers, query and
-//! path parameters, shared by the middleware [`Context`](crate::Context) and the socket.
+//! path parameters, and the subprotocol chosen for it, shared by the middleware
+//! [`Context`](crate::Context) and the socket.
 
 use std::net::SocketAddr;
 
@@ -13,6 +14,8 @@ pub(crate) struct RequestInfo {
     pub(crate) headers: HeaderMap,
     pub(crate) query: Vec<(String, String)>,
     pub(crate) params: Vec<(String, String)>,
+    /// The subprotocol chosen at the upgrade: an entry of the service's `PROTOCOLS`.
+    pub(crate) protocol: Option<&'static str>,
 }
 
 /// The first value for `key` in decoded request pairs (query or path parameters).

@@ -20,6 +20,7 @@ pub struct Context {
     remote_addr: Option<SocketAddr>,
     params: Vec<(String, String)>,
     query: Vec<(String, String)>,
+    protocol: Option<&'static str>,
     extensions: Extensions,
     value: Option<WsValue>,
     response_headers: HeaderMap,
@@ -32,6 +33,7 @@ impl std::fmt::Debug for Context {
             .field("method", &self.parts.method)
             .field("uri", &self.parts.uri)
             .field("remote_addr", &self.remote_addr)
+            .field("protocol", &self.protocol)
             .field("value", &self.value.as_ref().map(|v| v.type_name))
             .finish()
     }
@@ -43,12 +45,14 @@ impl Context {
         remote_addr: Option<SocketAddr>,
         params: Vec<(String, String)>,
         query: Vec<(String, String)>,
+        protocol: Option<&'static str>,
     ) -> Context {
         Context {
             parts,
             remote_addr,
             params,
             query,
+            protocol,
             extensions: Extensions::new(),
             value: None,
             response_headers: HeaderMap::new(),
@@ -110,6 +114,15 @@ impl Context {
         self.parts.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// The subprotocol chosen for this connection, one of the service's
+    /// [`PROTOCOLS`](crate::WebSocketService::PROTOCOLS); it is chosen before any middleware
+    /// runs and goes out on the 101 as `Sec-WebSocket-Protocol`. The client's whole offer is
+    /// in the request headers (`headers().get_all("sec-websocket-protocol")`: the header may
+    /// repeat, each value a comma-separated list).
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol
+    }
+
     /// The token of an `Authorization: Bearer <token>` header.
     pub fn bearer_token(&self) -> Option<&str> {
         let value = self
@@ -156,6 +169,8 @@ impl Context {
     /// Headers added to the `101 Switching Protocols` response when the upgrade goes ahead
     /// (a [`Refusal`](crate::Refusal) carries its own headers instead). Appending from
     /// several middlewares keeps their order, which makes the chain order observable.
+    /// `Sec-WebSocket-Protocol` is the framework's: set here, it is replaced by the
+    /// [chosen protocol](Self::protocol), or removed when there is none.
     pub fn response_headers_mut(&mut self) -> &mut HeaderMap {
         &mut self.response_headers
     }

@@ -4,8 +4,9 @@
 //! [`AsenaBuilder::with_middleware`](crate::AsenaBuilder::with_middleware) whose [`Scope`]
 //! matches the request path (in registration order), then the service's own
 //! `middlewares = [..]` in declared order, then the upgrade. The Origin allow-list
-//! ([`AsenaBuilder::allowed_origins`](crate::AsenaBuilder::allowed_origins)) is checked
-//! before any middleware runs.
+//! ([`AsenaBuilder::allowed_origins`](crate::AsenaBuilder::allowed_origins)) is checked and
+//! the subprotocol chosen ([`WebSocketService::PROTOCOLS`](crate::WebSocketService::PROTOCOLS),
+//! [`Context::protocol`]) before any middleware runs.
 //!
 //! Each middleware decides one of:
 //! - **continue** with `next.run(ctx).await` (code after it sees the outcome of the rest of

@@ -87,6 +87,13 @@ impl SocketRef {
             .and_then(|v| v.to_str().ok())
     }
 
+    /// The subprotocol chosen at the upgrade (`Sec-WebSocket-Protocol` on the 101), one of
+    /// the service's [`PROTOCOLS`](crate::WebSocketService::PROTOCOLS); `None` when the
+    /// client offered none of them or the service declares none.
+    pub fn protocol(&self) -> Option<&str> {
+        self.conn.request.protocol
+    }
+
     /// A query parameter of the upgrade request (percent-decoded; first wins).
     pub fn query(&self, key: &str) -> Option<&str> {
         request::lookup(&self.conn.request.query, key)

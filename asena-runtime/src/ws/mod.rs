@@ -48,6 +48,80 @@ pub trait WebSocketService: Send + Sync + 'static {
     /// them as `ws.data().values`. Without middleware they are `Data::default()`.
     type Data: Default + Send + Sync + 'static;
 
+    /// The subprotocols this service speaks (`Sec-WebSocket-Protocol`, RFC 6455 §1.9), for
+    /// clients that announce which application protocol they will use. Empty (the default):
+    /// the service speaks none and never answers one.
+    ///
+    /// The upgrade picks the first protocol in the *client's* offer (its order of
+    /// preference, across repeated headers and comma-separated lists) that appears here, and
+    /// names it on the 101 response; the order of this list does not matter, as RFC 6455
+    /// §4.2.2 has the server select one of the client's values. Names are compared exactly
+    /// (case-sensitive). The choice is made before any middleware runs; middleware reads it
+    /// with [`Context::protocol`](crate::Context::protocol), handlers with
+    /// [`SocketRef::protocol`].
+    ///
+    /// Each entry must be an HTTP token (letters, digits and ``!#$%&'*+-.^_`|~``): one that is
+    /// not could never be offered, so building an app with it fails to compile.
+    ///
+    /// ```
+    /// use asena_runtime::prelude::*;
+    /// use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    ///
+    /// #[websocket(path = "/chat")]
+    /// struct Chat;
+    ///
+    /// impl WebSocketService for Chat {
+    ///     type Data = ();
+    ///     const PROTOCOLS: &'static [&'static str] = &["chat.v2", "chat.v1"];
+    ///     const REQUIRE_PROTOCOL: bool = true;
+    ///
+    ///     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    ///         ws.send_json(&json!({"protocol": ws.protocol()}))?;
+    ///         Ok(())
+    ///     }
+    ///     async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    ///         match ws.protocol() {
+    ///             Some("chat.v2") => ws.send_json(&json!({"echo": msg.as_text()}))?,
+    ///             _ => ws.send(&msg)?,
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    /// let app = Asena::builder()
+    ///     .without_auto_registration()
+    ///     .websocket::<Chat>()
+    ///     .build()
+    ///     .await?;
+    /// let server = app.listen("127.0.0.1:0").await?;
+    /// let url = format!("ws://{}/chat", server.local_addr());
+    /// tokio::spawn(server.run());
+    ///
+    /// // A client that prefers chat.v1 and also speaks chat.v2 gets chat.v1.
+    /// let mut request = url.as_str().into_client_request()?;
+    /// request
+    ///     .headers_mut()
+    ///     .insert("sec-websocket-protocol", "chat.v1, chat.v2".parse()?);
+    /// let (_ws, response) = tokio_tungstenite::connect_async(request).await?;
+    /// assert_eq!(response.headers()["sec-websocket-protocol"], "chat.v1");
+    ///
+    /// // Chat requires a protocol: a client that offers none of them is refused with 400.
+    /// assert!(tokio_tungstenite::connect_async(url.as_str()).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    const PROTOCOLS: &'static [&'static str] = &[];
+
+    /// Whether clients that offer none of [`PROTOCOLS`](Self::PROTOCOLS) (or no
+    /// `Sec-WebSocket-Protocol` at all) are refused. With `true` they get
+    /// `400 {"error": ..}` naming the supported protocols, before any middleware runs, and no
+    /// socket is created; `PROTOCOLS` must then be non-empty, or the app fails to compile.
+    /// With `false` (the default) they connect without a protocol ([`SocketRef::protocol`]
+    /// is `None`).
+    const REQUIRE_PROTOCOL: bool = false;
+
     /// A socket connected (after every middleware passed).
     fn on_open(&self, ws: &Socket<Self::Data>) -> impl Future<Output = Result<()>> + Send {
         let _ = ws;
@@ -92,6 +166,10 @@ pub trait ErasedService: Send + Sync + 'static {
         id: &str,
         path: &str,
     ) -> std::result::Result<Box<dyn Any + Send + Sync>, TypeMismatch>;
+    /// [`WebSocketService::PROTOCOLS`].
+    fn protocols(&self) -> &'static [&'static str];
+    /// [`WebSocketService::REQUIRE_PROTOCOL`].
+    fn require_protocol(&self) -> bool;
     /// Runs a connection to the end.
     fn run(
         self: Arc<Self>,
@@ -134,6 +212,14 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
         }))
     }
 
+    fn protocols(&self) -> &'static [&'static str] {
+        S::PROTOCOLS
+    }
+
+    fn require_protocol(&self) -> bool {
+        S::REQUIRE_PROTOCOL
+    }
+
     fn run(
         self: Arc<Self>,
         socket: SocketRef,
@@ -143,7 +229,110 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
     }
 }
 
+impl<S: WebSocketService> ServiceAdapter<S> {
+    /// Evaluated for every service an app registers, so a bad `PROTOCOLS` or
+    /// `REQUIRE_PROTOCOL` fails the build (`cargo build`; `cargo check` does not evaluate it).
+    const VALID_PROTOCOLS: () = check_protocols(S::PROTOCOLS, S::REQUIRE_PROTOCOL);
+}
+
 /// Wraps a built websocket service for the router.
 pub(crate) fn erase<S: WebSocketService>(service: Arc<S>) -> Arc<dyn ErasedService> {
+    let () = ServiceAdapter::<S>::VALID_PROTOCOLS;
     Arc::new(ServiceAdapter(service))
+}
+
+/// Panics (at compile time, where it is used in a `const`) when a protocol name is not an
+/// HTTP token or a protocol is required but none is declared.
+const fn check_protocols(protocols: &[&str], required: bool) {
+    assert!(
+        !required || !protocols.is_empty(),
+        "`REQUIRE_PROTOCOL = true` needs at least one entry in `WebSocketService::PROTOCOLS`"
+    );
+    let mut i = 0;
+    while i < protocols.len() {
+        assert!(
+            is_token(protocols[i].as_bytes()),
+            "every entry of `WebSocketService::PROTOCOLS` must be a non-empty HTTP token \
+             (letters, digits and !#$%&'*+-.^_`|~; no spaces, commas or other separators)"
+        );
+        i += 1;
+    }
+}
+
+/// Whether `name` is an HTTP token (RFC 9110 §5.6.2), the form RFC 6455 §4.1 requires of a
+/// subprotocol name.
+const fn is_token(name: &[u8]) -> bool {
+    if name.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    while i < name.len() {
+        let ok = matches!(
+            name[i],
+            b'a'..=b'z'
+                | b'A'..=b'Z'
+                | b'0'..=b'9'
+                | b'!'
+                | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        );
+        if !ok {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_names_are_tokens() {
+        for good in [
+            "chat",
+            "chat.v2",
+            "graphql-transport-ws",
+            "v1.json.api",
+            "a!#$%&'*+-.^_`|~9",
+        ] {
+            assert!(is_token(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "", "chat v2", "a,b", "x;y", "\"q\"", "a/b", "tab\t", "é", "{}",
+        ] {
+            assert!(!is_token(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn checks_accept_valid_declarations() {
+        check_protocols(&[], false);
+        check_protocols(&["chat.v2", "chat.v1"], true);
+    }
+
+    #[test]
+    #[should_panic(expected = "needs at least one entry")]
+    fn a_required_protocol_needs_one_declared() {
+        check_protocols(&[], true);
+    }
+
+    #[test]
+    #[should_panic(expected = "non-empty HTTP token")]
+    fn a_protocol_name_with_a_space_is_rejected() {
+        check_protocols(&["chat v1"], false);
+    }
 }

@@ -1,5 +1,10 @@
 //! The upgrade endpoint of a websocket service: handshake checks, Origin allow-list, the
-//! middleware chain, then the switch to the WebSocket protocol.
+//! subprotocol, the middleware chain, then the switch to the WebSocket protocol.
+//!
+//! The subprotocol is chosen before the middleware chain, from the request alone: a client
+//! a service cannot talk to is refused without running middleware (which may cost a token
+//! lookup or a rate-limit slot), and middleware can read the choice
+//! ([`Context::protocol`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,6 +99,47 @@ pub(crate) fn accept_key(key: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha.finalize())
 }
 
+/// The subprotocol for a request: the first name in the client's offer (every
+/// `Sec-WebSocket-Protocol` value in order, each a comma-separated list) that `supported`
+/// holds. The client lists its preferences and the server picks one of its values
+/// (RFC 6455 §4.1, §4.2.2), so the client's order decides. Names compare exactly; empty list
+/// elements and values that are not visible ASCII are skipped.
+pub(crate) fn select_protocol(
+    headers: &HeaderMap,
+    supported: &'static [&'static str],
+) -> Option<&'static str> {
+    if supported.is_empty() {
+        return None;
+    }
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim_matches([' ', '\t']))
+        .find_map(|name| supported.iter().copied().find(|p| *p == name))
+}
+
+/// The refusal of a client that offers none of the protocols a service requires, logged.
+fn no_protocol(ep: &Endpoint, headers: &HeaderMap) -> Refusal {
+    let supported = ep.service.protocols().join(", ");
+    let offered: Vec<&HeaderValue> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .collect();
+    tracing::warn!(
+        target: "asena::ws",
+        path = %ep.ns.path(),
+        ?offered,
+        %supported,
+        "no supported subprotocol offered; refusing the upgrade with 400"
+    );
+    refusal(
+        StatusCode::BAD_REQUEST,
+        &format!("No supported WebSocket subprotocol offered; expected one of: {supported}"),
+    )
+}
+
 pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&HeaderValue>) -> bool {
     match origin.and_then(|o| o.to_str().ok()) {
         // Non-browser clients send no Origin; the allow-list guards browsers.
@@ -129,6 +175,10 @@ pub(crate) async fn handle_with_globals(
         );
         return refusal(StatusCode::FORBIDDEN, "Origin not allowed").into_response();
     }
+    let protocol = select_protocol(&parts.headers, ep.service.protocols());
+    if protocol.is_none() && ep.service.require_protocol() {
+        return no_protocol(&ep, &parts.headers).into_response();
+    }
     let params: Vec<(String, String)> = RawPathParams::from_request_parts(&mut parts, &())
         .await
         .map(|p| {
@@ -151,7 +201,7 @@ pub(crate) async fn handle_with_globals(
     };
 
     let query = parse_query(parts.uri.query());
-    let mut ctx = Context::new(parts, remote_addr, params, query);
+    let mut ctx = Context::new(parts, remote_addr, params, query, protocol);
     let outcome = if globals.is_empty() {
         run_chain(&ep.chain, &mut ctx, ep.ns.path()).await
     } else {
@@ -193,6 +243,7 @@ pub(crate) async fn handle_with_globals(
         headers: compact_headers(&parts.headers),
         query,
         params,
+        protocol,
     };
     let deflate = if ep.ns.compression().enabled {
         deflate::negotiate(&parts.headers)
@@ -256,6 +307,22 @@ pub(crate) async fn handle_with_globals(
     if let Some((_, extension)) = deflate {
         headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, extension);
     }
+    // The chosen protocol replaces anything middleware put there: the socket reports the one
+    // the client was told.
+    match protocol {
+        // An entry of PROTOCOLS (checked to be a token when the app was built), equal to a
+        // value the client sent: a valid header value, which from_static takes without
+        // copying.
+        Some(name) => {
+            headers.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(name),
+            );
+        }
+        None => {
+            headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
+        }
+    }
     resp
 }
 
@@ -284,6 +351,55 @@ mod tests {
             accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
+    }
+
+    fn offer(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_str(v).expect("a visible ASCII value"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn the_clients_first_supported_protocol_is_selected() {
+        const SUPPORTED: &[&str] = &["chat.v2", "chat.v1"];
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&[], None),
+            (&["chat.v1"], Some("chat.v1")),
+            (&["chat.v1, chat.v2"], Some("chat.v1")),
+            (&["chat.v2,chat.v1"], Some("chat.v2")),
+            (&["x, chat.v1"], Some("chat.v1")),
+            // Repeated headers are one list, in order.
+            (&["x", "chat.v1", "chat.v2"], Some("chat.v1")),
+            (&["x,", " ,\tchat.v2\t", "chat.v1"], Some("chat.v2")),
+            // Exact names: no case folding, no prefixes.
+            (&["CHAT.V1", "chat", "chat.v1x"], None),
+            (&["x, y"], None),
+            (&[""], None),
+        ];
+        for (values, expected) in cases {
+            assert_eq!(
+                select_protocol(&offer(values), SUPPORTED),
+                *expected,
+                "{values:?}"
+            );
+        }
+        assert_eq!(select_protocol(&offer(&["chat.v1"]), &[]), None);
+        // A value that is not visible ASCII is skipped, the others still count.
+        let mut headers = offer(&[]);
+        headers.append(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_bytes(b"chat.v2\xff").expect("a header value with an obs-text byte"),
+        );
+        headers.append(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("chat.v1"),
+        );
+        assert_eq!(select_protocol(&headers, SUPPORTED), Some("chat.v1"));
     }
 
     #[test]

@@ -1,0 +1,16 @@
+use asena_runtime::prelude::*;
+
+#[websocket(path = "/chat")]
+struct Chat;
+
+impl WebSocketService for Chat {
+    type Data = ();
+    // Would refuse every client.
+    const REQUIRE_PROTOCOL: bool = true;
+
+    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {}
