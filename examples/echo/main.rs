@@ -1,0 +1,53 @@
+//! The echo server the Autobahn|Testsuite fuzzing client runs against
+//! (`bash scripts/autobahn.sh`): every text message goes back as text, every binary message
+//! as binary, to the socket that sent it.
+//!
+//! `cargo run --example echo`, then connect to `ws://127.0.0.1:9001/echo`. `PORT` changes
+//! the port. The limits fit the suite's largest messages (16 MiB) and its slow cases; the
+//! log level defaults to `warn` because the suite's deliberately broken frames would
+//! otherwise flood it (`RUST_LOG=info` to see everything).
+
+use std::time::Duration;
+
+use asena_runtime::prelude::*;
+
+/// Largest message the server accepts and the most its send queue holds per socket: the
+/// suite sends messages of up to 16 MiB and expects them back.
+const LIMIT: usize = 64 << 20;
+
+/// `/echo`: sends every message back as it came.
+#[websocket(path = "/echo")]
+struct Echo;
+
+impl WebSocketService for Echo {
+    type Data = ();
+
+    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+        ws.send(&msg)?;
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let port = std::env::var("PORT").unwrap_or_else(|_| "9001".into());
+    let app = Asena::builder()
+        .without_auto_registration()
+        .websocket::<Echo>()
+        .max_message_size(LIMIT)
+        .max_queued_bytes(LIMIT)
+        // The suite keeps connections open while it waits, and a ping of ours in the middle
+        // of a case would be an event it did not expect.
+        .idle_timeout(None)
+        .ping(None, Duration::from_secs(30))
+        .build()
+        .await?;
+    eprintln!("echo listening on ws://127.0.0.1:{port}/echo");
+    app.serve(format!("127.0.0.1:{port}")).await?;
+    Ok(())
+}
