@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh
 cargo test --workspace --all-features "$@"
+# bash scripts/autobahn.sh  # enabled once permessage-deflate lands
 bash scripts/starter-check.sh
