@@ -2,16 +2,18 @@
 # Fan-out benchmark: Bun's native publish vs. the framework (examples/bench_server) vs. bare
 # axum with batched writes (examples/bench_bare), interleaved, median of $RUNS runs each.
 #
-#   scripts/bench.sh            # full run (about 10 minutes on 2 cores)
+#   scripts/bench.sh            # full run (about 11 minutes on 2 cores)
 #   RUNS=1 DUR=3 scripts/bench.sh   # quick look
 #   BARE_BIN=/path/to/other/bench_server scripts/bench.sh   # A/B: another build in the "bare" column
 #
 # Prints a markdown table: deliveries/s for (C=32,S=32,B=100), (C=1000,S=1000,B=1),
-# (C=1000,S=100,B=1) measured with the C client (../shared/bench/wsload.c); p50/p99 delivery
-# latency at 1,000 connections, at 50% of each server's own peak and at one light load,
-# measured with the Rust loadgen (examples/loadgen) with server and client pinned to a core
-# each; the kernel's floor for one fan-out; server RSS per idle connection at 10,000
-# connections.
+# (C=1000,S=100,B=1) measured with the C client (../shared/bench/wsload.c); for the framework
+# alone, deliveries/s and bytes on the wire per delivery at (C=1000,S=100) with 1 KiB
+# messages (ZSIZE), uncompressed and with permessage-deflate, measured with the Rust loadgen
+# (which inflates what it receives; wsload cannot); p50/p99 delivery latency at 1,000
+# connections, at 50% of each server's own peak and at one light load, measured with the Rust
+# loadgen (examples/loadgen) with server and client pinned to a core each; the kernel's floor
+# for one fan-out; server RSS per idle connection at 10,000 connections.
 # Only 127.0.0.1 is targeted; every step is bounded in time; servers are stopped by PID.
 # Never run from CI (it is a benchmark); CI only compiles the examples.
 set -euo pipefail
@@ -27,6 +29,7 @@ OUT=${OUT:-$ROOT/target/bench}
 BUN_PORT=${BUN_PORT:-4101}
 FW_PORT=${FW_PORT:-4102}
 BARE_PORT=${BARE_PORT:-4103}
+ZSIZE=${ZSIZE:-1024}
 mkdir -p "$OUT"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -149,6 +152,35 @@ for cfg in "${CONFIGS[@]}"; do
     for name in "${SERVERS[@]}"; do RESULT[chat$c-$s-$b,$name]=$(median < "$OUT/chat-$c-$s-$b-$name.txt"); done
 done
 
+# permessage-deflate, framework only: C=1000 S=100, $ZSIZE-byte JSON-like messages, closed
+# loop, with the Rust loadgen both times (it inflates every compressed delivery, in the
+# client, on the same two cores). bench_server compresses each room message of 256 bytes or
+# more once and sends that frame to every compressing member. (Bun has perMessageDeflate
+# too, but the shared server.bun.js turns it off; bench_bare does not negotiate it.)
+for mode in plain deflate; do : > "$OUT/z-$mode.txt"; : > "$OUT/zwire-$mode.txt"; done
+for run in $(seq "$RUNS"); do
+    for mode in plain deflate; do
+        flags=()
+        [[ $mode == deflate ]] && flags=(--deflate)
+        timeout $(( DUR + 90 )) "$LOADGEN" chat "$FW_PORT" 1000 -s 100 -w 4 --size "$ZSIZE" "${flags[@]}" \
+            -d "$DUR" -u /bench >"$OUT/z-$mode-$run.log" 2>&1 || true
+        line=$(grep '^SUMMARY' "$OUT/z-$mode-$run.log" || true)
+        # (no SUMMARY when loadgen fails, e.g. the server refused permessage-deflate)
+        v=$(field mean_deliveries/s <<<"$line" || true)
+        wire=$(field wire_bytes_per_msg <<<"$line" || true)
+        errors=$(field inflate_errors <<<"$line" || true)
+        log "C=1000 S=100 ${ZSIZE} B $mode framework run $run: ${v:-FAILED} deliveries/s," \
+            "${wire:-?} B/delivery, ${errors:-?} inflate errors"
+        [[ -n $line && ${errors:-0} == 0 ]] || tail -3 "$OUT/z-$mode-$run.log" >&2
+        echo "${v:-0}" >> "$OUT/z-$mode.txt"
+        echo "${wire:-nan}" >> "$OUT/zwire-$mode.txt"
+    done
+done
+for mode in plain deflate; do
+    RESULT[z-$mode,framework]=$(median < "$OUT/z-$mode.txt")
+    RESULT[zwire-$mode,framework]=$(median < "$OUT/zwire-$mode.txt")
+done
+
 for name in "${SERVERS[@]}"; do stop_server "${SPID[$name]}"; done
 
 # ---- latency: server on CPU 0, load client on CPU 1 ---------------------------------------
@@ -213,6 +245,7 @@ FLOOR=$(median < "$OUT/floor.txt")
 # ---- report -------------------------------------------------------------------------------
 fmt_m() { awk -v v="$1" 'BEGIN { if (v == "" || v == "nan") print "–"; else printf "%.2f M", v / 1e6 }'; }
 fmt_ms() { awk -v v="$1" 'BEGIN { if (v == "" || v == "nan") print "–"; else printf "%.2f ms", v / 1000 }'; }
+fmt_b() { awk -v v="$1" 'BEGIN { if (v == "" || v == "nan") print "–"; else printf "%.0f B", v }'; }
 fmt_kb() { awk -v v="$1" 'BEGIN { if (v == "" || v == "nan") print "–"; else printf "%.1f KB", v }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "nan" || b == "nan" || b == 0) print "–"; else printf "%.2f×", a / b }'; }
 get() { echo "${RESULT[$1,$2]:-nan}"; }
@@ -226,13 +259,19 @@ row() { # label key formatter
 }
 
 echo
-echo "## Fan-out benchmark ($(nproc) cores, 16-byte messages, median of $RUNS runs, ${DUR} s each)"
+echo "## Fan-out benchmark ($(nproc) cores, 16-byte messages unless a row says otherwise, median of $RUNS runs, ${DUR} s each)"
 echo
 echo "| metric | Bun native publish | framework (bench_server) | bare axum, batched (bench_bare) | framework / bare | framework / Bun |"
 echo "|---|---|---|---|---|---|"
 row "deliveries/s C=32 S=32 B=100" chat32-32-100 fmt_m
 row "deliveries/s C=1000 S=1000 B=1" chat1000-1000-1 fmt_m
 row "deliveries/s C=1000 S=100 B=1" chat1000-100-1 fmt_m
+ZLABEL="${ZSIZE}-byte"
+(( ZSIZE == 1024 )) && ZLABEL="1 KiB"
+row "deliveries/s C=1000 S=100, $ZLABEL messages, uncompressed (loadgen)" z-plain fmt_m
+row "deliveries/s C=1000 S=100, $ZLABEL messages, permessage-deflate (loadgen)" z-deflate fmt_m
+row "bytes on the wire per delivery, $ZLABEL messages, uncompressed" zwire-plain fmt_b
+row "bytes on the wire per delivery, $ZLABEL messages, permessage-deflate" zwire-deflate fmt_b
 row "deliveries/s C=1000 S=1000 B=1, server pinned to 1 core" pinnedpeak fmt_m
 row "latency p50, 1,000 conns, 50% of pinned peak" lat50 fmt_ms
 row "latency p99, 1,000 conns, 50% of pinned peak" lat99 fmt_ms
@@ -243,6 +282,9 @@ echo
 echo "Offered load at 50% of the pinned peak (messages/s from 1,000 senders, each delivered to" \
     "1,000 clients): Bun $(get rate bun), framework $(get rate framework), bare $(get rate bare)."
 echo "Latency runs: server on CPU 0, load client on CPU 1."
+echo "The $ZLABEL rows are the framework's alone, measured with the Rust loadgen (not wsload, as" \
+    "the other throughput rows are), which inflates every compressed delivery on the same cores;" \
+    "bytes on the wire are whole WebSocket frames, header included."
 echo "Kernel floor on this machine: one 24-byte write to each of 1,000 loopback sockets takes" \
     "$(fmt_ms "$FLOOR") on one core (loadgen floor 1000), so no server on one core delivers a" \
     "message to the last of 1,000 sockets sooner."

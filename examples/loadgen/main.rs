@@ -7,12 +7,21 @@
 //!
 //! ```text
 //! loadgen chat  PORT CONNS [-u PATH] [-s SENDERS] [-b BURST] [-w WINDOW] [-d SECS] [-r RATE] [-t THREADS]
+//!                          [--size BYTES] [--deflate]
 //!     closed loop (default): a round = each of the first S clients sends B messages; it is
 //!     done when CONNS*S*B frames arrived; W rounds are in flight.
 //!     open loop (-r RATE): RATE messages per second in total, round-robin over the senders.
+//!     --size BYTES: each message is BYTES long (default 16: the timestamp alone), padded
+//!     in front of the timestamp with compressible JSON-like chat text.
+//!     --deflate: offer permessage-deflate (RFC 7692) and fail unless the server accepts it;
+//!     messages are sent uncompressed (allowed), compressed ones received (RSV1) are inflated
+//!     to read their timestamp.
 //!     Prints deliveries/s every second, then one `SUMMARY` line with mean deliveries/s
-//!     (first second skipped) and latency mean/p50/p99/max in microseconds.
-//! loadgen idle  PORT CONNS [-u PATH] [-d SECS]
+//!     (first second skipped), latency mean/p50/p99/max in microseconds, and at its end the
+//!     message size, whether deflate was negotiated, the frame bytes received per delivery
+//!     (`wire_bytes_per_msg`, headers included: the compression ratio shows here) and the
+//!     compressed messages that failed to inflate.
+//! loadgen idle  PORT CONNS [-u PATH] [-d SECS] [--deflate]
 //!     opens CONNS connections and holds them for SECS seconds (server memory per connection).
 //! loadgen floor CONNS
 //!     no server: opens CONNS loopback TCP connections to itself and times one 24-byte
@@ -31,6 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use flate2::{Decompress, FlushDecompress, Status};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -44,10 +54,17 @@ const MAX_RATE: f64 = 10_000_000.0;
 const CONNECT_PARALLELISM: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 const STALL: Duration = Duration::from_secs(5);
-/// Payload: 16 hex digits of the send time.
+/// Payload: 16 hex digits of the send time (the whole message by default, its end with
+/// `--size`).
 const PAYLOAD_LEN: usize = 16;
-/// Masked client text frame: 2 header bytes, 4 mask bytes (all zero), payload.
-const FRAME_LEN: usize = 6 + PAYLOAD_LEN;
+/// The largest `--size`: the framework's default message limit.
+const MAX_SIZE: usize = 1 << 20;
+/// The most one compressed message may inflate to (a bound, not a protocol limit).
+const MAX_INFLATED: usize = 16 << 20;
+/// What every compressed message ends with before the sender strips it (RFC 7692 §7.2.1).
+const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+/// What `--deflate` offers.
+const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -77,10 +94,15 @@ struct Opts {
     secs: u64,
     rate: Option<f64>,
     threads: usize,
+    /// Message size in bytes, timestamp included.
+    size: usize,
+    /// Offer permessage-deflate and require it.
+    deflate: bool,
 }
 
 const USAGE: &str = "usage: loadgen chat|idle PORT CONNS [-u PATH] [-s SENDERS] [-b BURST] [-w WINDOW] \
-                     [-d SECS] [-r RATE] [-t THREADS]\n       loadgen floor CONNS";
+                     [-d SECS] [-r RATE] [-t THREADS] [--size BYTES] [--deflate]\n       \
+                     loadgen floor CONNS";
 
 fn usage() -> ! {
     eprintln!("{USAGE}");
@@ -141,6 +163,8 @@ where
         secs: 5,
         rate: None,
         threads: 1,
+        size: PAYLOAD_LEN,
+        deflate: false,
     };
     while let Some(arg) = p.next()? {
         match arg {
@@ -153,6 +177,8 @@ where
             Short('d') => o.secs = num("-d", p.value()?)?,
             Short('r') => o.rate = Some(num("-r", p.value()?)?),
             Short('t') => o.threads = num("-t", p.value()?)?,
+            Long("size") => o.size = num("--size", p.value()?)?,
+            Long("deflate") => o.deflate = true,
             Short('h') | Long("help") => return Ok(Command::Help),
             other => return Err(other.unexpected()),
         }
@@ -171,11 +197,15 @@ fn check_bounds(mut o: Opts) -> Result<Opts, String> {
         || !o.path.starts_with('/')
         || o.rate.is_some_and(|r| !(r > 0.0 && r <= MAX_RATE))
         || !(1..=16).contains(&o.threads)
+        || !(PAYLOAD_LEN..=MAX_SIZE).contains(&o.size)
     {
         return Err(format!(
             "bounds: 1<=CONNS<={MAX_CONNS}, 1<=SECS<={MAX_SECS}, WINDOW>=1, 0<RATE<={MAX_RATE}, \
-             1<=THREADS<=16, PATH starts with /"
+             1<=THREADS<=16, PATH starts with /, {PAYLOAD_LEN}<=SIZE<={MAX_SIZE}"
         ));
+    }
+    if o.mode == Mode::Idle && o.size != PAYLOAD_LEN {
+        return Err("--size: idle sends no messages".into());
     }
     if o.senders == 0 || o.senders > o.conns {
         o.senders = o.conns;
@@ -294,15 +324,74 @@ fn now_ns() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// Opens one WebSocket connection; returns the stream and any bytes read past the handshake.
-async fn open(port: u16, path: &str, n: usize) -> Result<(TcpStream, Vec<u8>), BoxError> {
+/// One open WebSocket connection.
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    /// Bytes read past the handshake.
+    rest: Vec<u8>,
+    /// permessage-deflate as agreed: `Some(server_no_context_takeover)`, or `None`.
+    deflate: Option<bool>,
+}
+
+/// Why a connection did not open.
+#[derive(Debug)]
+enum OpenError {
+    /// `--deflate` was given and the server did not accept the extension: the run is void.
+    DeflateRefused(String),
+    Other(BoxError),
+}
+
+impl From<std::io::Error> for OpenError {
+    fn from(e: std::io::Error) -> Self {
+        OpenError::Other(e.into())
+    }
+}
+
+impl From<&str> for OpenError {
+    fn from(e: &str) -> Self {
+        OpenError::Other(e.into())
+    }
+}
+
+impl From<String> for OpenError {
+    fn from(e: String) -> Self {
+        OpenError::Other(e.into())
+    }
+}
+
+/// The permessage-deflate extension a 101 response accepted: `Some(server_no_context_takeover)`
+/// for the first `permessage-deflate` in its `Sec-WebSocket-Extensions` headers, `None` when
+/// there is none. Header names are matched without regard to case.
+fn accepted_deflate(head: &str) -> Option<bool> {
+    head.split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-extensions"))
+        .flat_map(|(_, value)| value.split(','))
+        .find_map(|ext| {
+            let mut params = ext.split(';').map(str::trim);
+            params
+                .next()
+                .is_some_and(|name| name.eq_ignore_ascii_case("permessage-deflate"))
+                .then(|| params.any(|p| p.eq_ignore_ascii_case("server_no_context_takeover")))
+        })
+}
+
+/// Opens one WebSocket connection, offering permessage-deflate if `deflate`.
+async fn open(port: u16, path: &str, n: usize, deflate: bool) -> Result<Conn, OpenError> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
     stream.set_nodelay(true)?;
     let sep = if path.contains('?') { '&' } else { '?' };
+    let ext = if deflate {
+        format!("Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n")
+    } else {
+        String::new()
+    };
     let req = format!(
         "GET {path}{sep}name=c{n} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Version: 13\r\n{ext}\r\n"
     );
     stream.write_all(req.as_bytes()).await?;
     let mut buf = Vec::with_capacity(512);
@@ -319,7 +408,26 @@ async fn open(port: u16, path: &str, n: usize) -> Result<(TcpStream, Vec<u8>), B
                 return Err(format!("handshake refused: {line}").into());
             }
             let rest = buf.split_off(end + 4);
-            return Ok((stream, rest));
+            let head = String::from_utf8_lossy(&buf);
+            let agreed = if deflate {
+                match accepted_deflate(&head) {
+                    Some(no_context) => Some(no_context),
+                    None => {
+                        return Err(OpenError::DeflateRefused(format!(
+                            "the server did not accept permessage-deflate (offered \
+                             {DEFLATE_OFFER:?}); its response:\n{}",
+                            head.trim_end()
+                        )));
+                    }
+                }
+            } else {
+                None
+            };
+            return Ok(Conn {
+                stream,
+                rest,
+                deflate: agreed,
+            });
         }
         if buf.len() > 8192 {
             return Err("handshake response too long".into());
@@ -327,23 +435,28 @@ async fn open(port: u16, path: &str, n: usize) -> Result<(TcpStream, Vec<u8>), B
     }
 }
 
-/// Opens `n` connections, `CONNECT_PARALLELISM` at a time; failed ones are `None`.
-async fn open_all(o: &Opts) -> Vec<Option<(TcpStream, Vec<u8>)>> {
+/// Opens `n` connections, `CONNECT_PARALLELISM` at a time; failed ones are `None`. Fails as
+/// a whole when the server refuses permessage-deflate that `--deflate` requires.
+async fn open_all(o: &Opts) -> Result<Vec<Option<Conn>>, String> {
     let t0 = Instant::now();
-    let mut out: Vec<Option<(TcpStream, Vec<u8>)>> = (0..o.conns).map(|_| None).collect();
+    let mut out: Vec<Option<Conn>> = (0..o.conns).map(|_| None).collect();
     let mut set = JoinSet::new();
     let mut next = 0;
     let mut failed = 0usize;
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     while next < o.conns || !set.is_empty() {
         while next < o.conns && set.len() < CONNECT_PARALLELISM {
-            let (port, path, i) = (o.port, o.path.clone(), next);
-            set.spawn(async move { (i, open(port, &path, i).await) });
+            let (port, path, i, deflate) = (o.port, o.path.clone(), next, o.deflate);
+            set.spawn(async move { (i, open(port, &path, i, deflate).await) });
             next += 1;
         }
         match tokio::time::timeout_at(deadline, set.join_next()).await {
             Ok(Some(Ok((i, Ok(c))))) => out[i] = Some(c),
-            Ok(Some(Ok((_, Err(e))))) => {
+            Ok(Some(Ok((_, Err(OpenError::DeflateRefused(e)))))) => {
+                set.abort_all();
+                return Err(e);
+            }
+            Ok(Some(Ok((_, Err(OpenError::Other(e)))))) => {
                 if failed == 0 {
                     eprintln!("connect failed: {e}");
                 }
@@ -364,7 +477,7 @@ async fn open_all(o: &Opts) -> Vec<Option<(TcpStream, Vec<u8>)>> {
         o.conns,
         t0.elapsed().as_secs_f64()
     );
-    out
+    Ok(out)
 }
 
 /// Latencies in nanoseconds, from 1 ns to 60 s (longer ones count as 60 s), to two
@@ -380,6 +493,10 @@ fn new_hist() -> Hist {
 struct Shared {
     /// Data frames received by all clients.
     delivered: AtomicU64,
+    /// Bytes of the whole frames received by all clients, headers included.
+    wire_bytes: AtomicU64,
+    /// Compressed messages that did not inflate (or arrived without the extension).
+    inflate_errors: AtomicU64,
     /// Frames per closed-loop round (0 in open-loop mode).
     per_round: u64,
     round_done: Notify,
@@ -387,6 +504,21 @@ struct Shared {
     measuring: AtomicBool,
     open: AtomicUsize,
     hist: Mutex<Hist>,
+}
+
+impl Shared {
+    fn new(per_round: u64, open: usize) -> Shared {
+        Shared {
+            delivered: AtomicU64::new(0),
+            wire_bytes: AtomicU64::new(0),
+            inflate_errors: AtomicU64::new(0),
+            per_round,
+            round_done: Notify::new(),
+            measuring: AtomicBool::new(false),
+            open: AtomicUsize::new(open),
+            hist: Mutex::new(new_hist()),
+        }
+    }
 }
 
 /// Parses 16 hex digits.
@@ -403,11 +535,213 @@ fn parse_hex16(b: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-/// Reads server frames until the stream ends or `stop` fires; counts data frames and records
-/// the latency of every text frame that ends in a timestamp.
+/// The send time at the end of a text message, if it ends in one.
+fn stamp_of(payload: &[u8]) -> Option<u64> {
+    payload
+        .len()
+        .checked_sub(PAYLOAD_LEN)
+        .and_then(|from| parse_hex16(&payload[from..]))
+}
+
+/// permessage-deflate state of one connection: inflates each compressed message the server
+/// sends. With `server_no_context_takeover` every message is a deflate stream of its own and
+/// the state is reset after each; otherwise the window carries over.
+struct Inflate {
+    z: Decompress,
+    reset_each: bool,
+    /// Opcode and compressed payload so far of a message whose last frame is still to come.
+    pending: Option<(u8, Vec<u8>)>,
+    /// The compressed message with the tail put back.
+    input: Vec<u8>,
+    /// The inflated message.
+    out: Vec<u8>,
+}
+
+impl std::fmt::Debug for Inflate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inflate")
+            .field("reset_each", &self.reset_each)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inflate {
+    fn new(server_no_context_takeover: bool) -> Inflate {
+        Inflate {
+            // Raw deflate (no zlib header), the widest window: inflates any server window.
+            z: Decompress::new_with_window_bits(false, 15),
+            reset_each: server_no_context_takeover,
+            pending: None,
+            input: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Inflates one whole compressed message (its frames' payloads, tail stripped): appends
+    /// `00 00 ff ff` and inflates with a sync flush. `None` if it is not valid deflate data
+    /// or inflates past `MAX_INFLATED`.
+    fn message(&mut self, compressed: &[u8]) -> Option<&[u8]> {
+        self.input.clear();
+        self.input.extend_from_slice(compressed);
+        self.input.extend_from_slice(&DEFLATE_TAIL);
+        self.out.clear();
+        let ok = self.run();
+        if self.reset_each || !ok {
+            self.z.reset(false);
+        }
+        ok.then_some(&self.out[..])
+    }
+
+    fn run(&mut self) -> bool {
+        let mut input = &self.input[..];
+        loop {
+            if self.out.len() == self.out.capacity() {
+                if self.out.len() >= MAX_INFLATED {
+                    return false;
+                }
+                self.out.reserve(self.out.capacity().max(4096));
+            }
+            let (in_before, out_before) = (self.z.total_in(), self.out.len());
+            let Ok(status) = self
+                .z
+                .decompress_vec(input, &mut self.out, FlushDecompress::Sync)
+            else {
+                return false;
+            };
+            let consumed = (self.z.total_in() - in_before) as usize;
+            input = &input[consumed..];
+            if status == Status::StreamEnd {
+                // A final block ends the stream (what follows is the tail): start afresh.
+                self.z.reset(false);
+                return true;
+            }
+            let room_left = self.out.len() < self.out.capacity();
+            if input.is_empty() && room_left {
+                return true;
+            }
+            if consumed == 0 && self.out.len() == out_before && room_left {
+                return false;
+            }
+        }
+    }
+}
+
+/// What one pass over a connection's receive buffer found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Scan {
+    /// Bytes of the whole frames at the front of the buffer (the rest waits for more).
+    consumed: usize,
+    /// Data messages (text or binary), counted at their first frame.
+    messages: u64,
+    /// Bytes of those whole frames, headers included.
+    wire_bytes: u64,
+    /// Compressed messages that did not inflate, or arrived without the extension.
+    inflate_errors: u64,
+    /// A close frame arrived.
+    closed: bool,
+}
+
+/// Parses the whole server frames at the front of `buf`. Compressed messages (RSV1) are
+/// inflated with `inflate`; if `stamps`, `on_stamp` gets the send time at the end of every
+/// text message that ends in one.
+fn scan(
+    buf: &[u8],
+    mut inflate: Option<&mut Inflate>,
+    stamps: bool,
+    mut on_stamp: impl FnMut(u64),
+) -> Scan {
+    let mut s = Scan::default();
+    let mut pos = 0;
+    while buf.len() - pos >= 2 {
+        let b0 = buf[pos];
+        let b1 = buf[pos + 1];
+        let (len, mut hl) = match b1 & 0x7f {
+            126 if buf.len() - pos >= 4 => {
+                (u16::from_be_bytes([buf[pos + 2], buf[pos + 3]]) as usize, 4)
+            }
+            127 if buf.len() - pos >= 10 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&buf[pos + 2..pos + 10]);
+                (u64::from_be_bytes(b) as usize, 10)
+            }
+            126 | 127 => break,
+            n => (n as usize, 2),
+        };
+        if b1 & 0x80 != 0 {
+            hl += 4;
+        }
+        if buf.len() - pos < hl + len {
+            break;
+        }
+        let payload = &buf[pos + hl..pos + hl + len];
+        let (fin, rsv1) = (b0 & 0x80 != 0, b0 & 0x40 != 0);
+        match b0 & 0x0f {
+            op @ (1 | 2) => {
+                s.messages += 1;
+                if rsv1 {
+                    match inflate.as_deref_mut() {
+                        Some(inf) if fin => match inf.message(payload) {
+                            Some(text) => {
+                                if op == 1
+                                    && stamps
+                                    && let Some(sent) = stamp_of(text)
+                                {
+                                    on_stamp(sent);
+                                }
+                            }
+                            None => s.inflate_errors += 1,
+                        },
+                        Some(inf) => inf.pending = Some((op, payload.to_vec())),
+                        None => s.inflate_errors += 1,
+                    }
+                } else if op == 1
+                    && stamps
+                    && let Some(sent) = stamp_of(payload)
+                {
+                    on_stamp(sent);
+                }
+            }
+            // The next frame of a fragmented compressed message (uncompressed fragments are
+            // not timed, as before).
+            0 => {
+                if let Some(inf) = inflate.as_deref_mut()
+                    && let Some((op, mut pending)) = inf.pending.take()
+                {
+                    pending.extend_from_slice(payload);
+                    if !fin {
+                        inf.pending = Some((op, pending));
+                    } else {
+                        match inf.message(&pending) {
+                            Some(text) => {
+                                if op == 1
+                                    && stamps
+                                    && let Some(sent) = stamp_of(text)
+                                {
+                                    on_stamp(sent);
+                                }
+                            }
+                            None => s.inflate_errors += 1,
+                        }
+                    }
+                }
+            }
+            8 => s.closed = true,
+            _ => {}
+        }
+        pos += hl + len;
+        s.wire_bytes += (hl + len) as u64;
+    }
+    s.consumed = pos;
+    s
+}
+
+/// Reads server frames until the stream ends or `stop` fires; counts data frames and their
+/// bytes, and records the latency of every text message that ends in a timestamp
+/// (inflating compressed ones with `inflate`).
 async fn reader(
     mut r: OwnedReadHalf,
     mut buf: Vec<u8>,
+    mut inflate: Option<Inflate>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     record: bool,
@@ -415,52 +749,23 @@ async fn reader(
     let mut hist = record.then(new_hist);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        let mut pos = 0;
-        let mut frames = 0u64;
         let now = now_ns();
-        let measuring = shared.measuring.load(Ordering::Relaxed);
-        let mut closed = false;
-        while buf.len() - pos >= 2 {
-            let b0 = buf[pos];
-            let b1 = buf[pos + 1];
-            let (len, mut hl) = match b1 & 0x7f {
-                126 if buf.len() - pos >= 4 => {
-                    (u16::from_be_bytes([buf[pos + 2], buf[pos + 3]]) as usize, 4)
-                }
-                127 if buf.len() - pos >= 10 => {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&buf[pos + 2..pos + 10]);
-                    (u64::from_be_bytes(b) as usize, 10)
-                }
-                126 | 127 => break,
-                n => (n as usize, 2),
-            };
-            if b1 & 0x80 != 0 {
-                hl += 4;
+        let measuring = shared.measuring.load(Ordering::Relaxed) && hist.is_some();
+        let s = scan(&buf, inflate.as_mut(), measuring, |sent| {
+            if let Some(h) = hist.as_mut() {
+                h.saturating_record(now.saturating_sub(sent));
             }
-            if buf.len() - pos < hl + len {
-                break;
-            }
-            match b0 & 0x0f {
-                op @ (1 | 2) => {
-                    frames += 1;
-                    if op == 1
-                        && len >= PAYLOAD_LEN
-                        && measuring
-                        && let Some(h) = hist.as_mut()
-                    {
-                        let end = pos + hl + len;
-                        if let Some(sent) = parse_hex16(&buf[end - PAYLOAD_LEN..end]) {
-                            h.saturating_record(now.saturating_sub(sent));
-                        }
-                    }
-                }
-                8 => closed = true,
-                _ => {}
-            }
-            pos += hl + len;
+        });
+        buf.drain(..s.consumed);
+        let frames = s.messages;
+        if s.wire_bytes > 0 {
+            shared.wire_bytes.fetch_add(s.wire_bytes, Ordering::Relaxed);
         }
-        buf.drain(..pos);
+        if s.inflate_errors > 0 {
+            shared
+                .inflate_errors
+                .fetch_add(s.inflate_errors, Ordering::Relaxed);
+        }
         if frames > 0 && shared.per_round > 0 {
             let before = shared.delivered.fetch_add(frames, Ordering::Relaxed);
             if (before + frames) / shared.per_round != before / shared.per_round {
@@ -469,7 +774,7 @@ async fn reader(
         } else if frames > 0 {
             shared.delivered.fetch_add(frames, Ordering::Relaxed);
         }
-        if closed {
+        if s.closed {
             break;
         }
         tokio::select! {
@@ -503,14 +808,106 @@ async fn stop_readers(stop: &watch::Sender<bool>, writers: impl Sized, readers: 
     readers.abort_all();
 }
 
-/// Appends one masked (all-zero key) text frame carrying the current time.
-fn push_message(out: &mut Vec<u8>, now: u64) {
-    out.extend_from_slice(&[0x81, 0x80 | PAYLOAD_LEN as u8, 0, 0, 0, 0]);
+/// `len` bytes of JSON-like chat text that go before the timestamp of a `--size` message:
+/// repeated keys and a small vocabulary, compressible about as well as real chat traffic
+/// (not a run of one byte). Deterministic; empty for `len` 0.
+fn padding(len: usize) -> Vec<u8> {
+    const WORDS: [&str; 32] = [
+        "hello", "world", "room", "message", "the", "a", "is", "on", "at", "ok", "ready", "deploy",
+        "build", "test", "passed", "failed", "retry", "later", "today", "meeting", "lunch",
+        "coffee", "review", "merge", "branch", "server", "client", "latency", "fast", "slow",
+        "thanks", "see",
+    ];
+    let mut out = String::with_capacity(len + 128);
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut id = 0u32;
+    while out.len() < len {
+        out.push_str(&format!(
+            r#"{{"type":"message","id":{id},"user":"user{}","text":""#,
+            (seed >> 40) % 97
+        ));
+        for w in 0..6 + (seed >> 20) % 6 {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            if w > 0 {
+                out.push(' ');
+            }
+            out.push_str(WORDS[(seed >> 59) as usize]);
+        }
+        out.push_str("\"},");
+        id += 1;
+    }
+    out.truncate(len);
+    out.into_bytes()
+}
+
+/// The length on the wire of a message frame of `size` payload bytes (masked).
+fn frame_len(size: usize) -> usize {
+    let len_bytes = match size {
+        0..=125 => 0,
+        126..=0xffff => 2,
+        _ => 8,
+    };
+    2 + len_bytes + 4 + size
+}
+
+/// Appends one masked (all-zero key) text frame: `padding`, then the current time.
+fn push_message(out: &mut Vec<u8>, padding: &[u8], now: u64) {
+    let size = padding.len() + PAYLOAD_LEN;
+    match size {
+        0..=125 => out.extend_from_slice(&[0x81, 0x80 | size as u8]),
+        126..=0xffff => {
+            out.extend_from_slice(&[0x81, 0x80 | 126]);
+            out.extend_from_slice(&(size as u16).to_be_bytes());
+        }
+        _ => {
+            out.extend_from_slice(&[0x81, 0x80 | 127]);
+            out.extend_from_slice(&(size as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(padding);
     out.extend_from_slice(format!("{now:016x}").as_bytes());
 }
 
+/// Splits opened connections into write halves (`None` where none opened) and spawns a
+/// reader for each.
+fn start_readers(
+    conns: Vec<Option<Conn>>,
+    shared: &Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+    record: bool,
+    readers: &mut JoinSet<()>,
+) -> Vec<Option<OwnedWriteHalf>> {
+    conns
+        .into_iter()
+        .map(|c| {
+            c.map(|c| {
+                let (r, w) = c.stream.into_split();
+                let inflate = c.deflate.map(Inflate::new);
+                readers.spawn(reader(
+                    r,
+                    c.rest,
+                    inflate,
+                    shared.clone(),
+                    stop.clone(),
+                    record,
+                ));
+                w
+            })
+        })
+        .collect()
+}
+
 async fn chat(o: Opts) -> i32 {
-    let conns = open_all(&o).await;
+    let conns = match open_all(&o).await {
+        Ok(conns) => conns,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return 3;
+        }
+    };
     let open_count = conns.iter().filter(|c| c.is_some()).count();
     if open_count < o.conns {
         eprintln!("only {open_count} of {} connections open", o.conns);
@@ -520,30 +917,15 @@ async fn chat(o: Opts) -> i32 {
     } else {
         (o.conns * o.senders * o.burst) as u64
     };
-    let shared = Arc::new(Shared {
-        delivered: AtomicU64::new(0),
-        per_round,
-        round_done: Notify::new(),
-        measuring: AtomicBool::new(false),
-        open: AtomicUsize::new(open_count),
-        hist: Mutex::new(new_hist()),
-    });
+    let shared = Arc::new(Shared::new(per_round, open_count));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut writers: Vec<Option<OwnedWriteHalf>> = Vec::with_capacity(o.conns);
     let mut readers = JoinSet::new();
-    for c in conns {
-        match c {
-            Some((stream, rest)) => {
-                let (r, w) = stream.into_split();
-                writers.push(Some(w));
-                readers.spawn(reader(r, rest, shared.clone(), stop_rx.clone(), true));
-            }
-            None => writers.push(None),
-        }
-    }
+    let mut writers = start_readers(conns, &shared, &stop_rx, true, &mut readers);
+    let padding = padding(o.size - PAYLOAD_LEN);
     // Let anything sent on connect arrive before measuring.
     tokio::time::sleep(Duration::from_millis(300)).await;
     shared.delivered.store(0, Ordering::Relaxed);
+    shared.wire_bytes.store(0, Ordering::Relaxed);
     match o.rate {
         Some(rate) => println!(
             "chat (open loop): conns={} senders={} rate={rate:.0} msgs/s -> {:.0} deliveries/s \
@@ -567,7 +949,7 @@ async fn chat(o: Opts) -> i32 {
     let mut started_rounds = 0u64;
     let mut sent_msgs = 0u64;
     let mut next_sender = 0usize;
-    let mut batch = Vec::with_capacity(FRAME_LEN * o.burst);
+    let mut batch = Vec::with_capacity(frame_len(o.size) * o.burst);
     let mut stalled = false;
     let mut send_failures = 0u64;
     loop {
@@ -580,7 +962,7 @@ async fn chat(o: Opts) -> i32 {
                 sent_msgs += 1;
                 if let Some(w) = writers[s].as_mut() {
                     batch.clear();
-                    push_message(&mut batch, now_ns());
+                    push_message(&mut batch, &padding, now_ns());
                     if w.write_all(&batch).await.is_err() {
                         writers[s] = None;
                         send_failures += 1;
@@ -597,7 +979,7 @@ async fn chat(o: Opts) -> i32 {
                     batch.clear();
                     let now = now_ns();
                     for _ in 0..o.burst {
-                        push_message(&mut batch, now);
+                        push_message(&mut batch, &padding, now);
                     }
                     if sink.write_all(&batch).await.is_err() {
                         *w = None;
@@ -649,10 +1031,15 @@ async fn chat(o: Opts) -> i32 {
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     let us = |ns: u64| ns as f64 / 1000.0;
+    let delivered = shared.delivered.load(Ordering::Relaxed);
+    // NaN when nothing arrived.
+    let wire_per_msg = shared.wire_bytes.load(Ordering::Relaxed) as f64 / delivered as f64;
+    let inflate_errors = shared.inflate_errors.load(Ordering::Relaxed);
     println!(
         "SUMMARY conns={} senders={} burst={} window={} rate={} mean_deliveries/s={mean:.0} \
          min={min:.0} max={max:.0} lat_samples={} lat_mean_us={:.1} lat_p50_us={:.1} \
-         lat_p99_us={:.1} lat_max_us={:.1} open={open_count} send_failures={send_failures}",
+         lat_p99_us={:.1} lat_max_us={:.1} open={open_count} send_failures={send_failures} \
+         size={} deflate={} wire_bytes_per_msg={wire_per_msg:.1} inflate_errors={inflate_errors}",
         o.conns,
         o.senders,
         o.burst,
@@ -663,8 +1050,13 @@ async fn chat(o: Opts) -> i32 {
         us(hist.value_at_quantile(0.50)),
         us(hist.value_at_quantile(0.99)),
         us(hist.max()),
+        o.size,
+        u8::from(o.deflate),
     );
-    if stalled || open_count < o.conns {
+    if inflate_errors > 0 {
+        eprintln!("loadgen: {inflate_errors} compressed messages did not inflate");
+    }
+    if stalled || open_count < o.conns || inflate_errors > 0 {
         2
     } else {
         0
@@ -672,24 +1064,18 @@ async fn chat(o: Opts) -> i32 {
 }
 
 async fn idle(o: Opts) -> i32 {
-    let conns = open_all(&o).await;
+    let conns = match open_all(&o).await {
+        Ok(conns) => conns,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return 3;
+        }
+    };
     let open_count = conns.iter().filter(|c| c.is_some()).count();
-    let shared = Arc::new(Shared {
-        delivered: AtomicU64::new(0),
-        per_round: 0,
-        round_done: Notify::new(),
-        measuring: AtomicBool::new(false),
-        open: AtomicUsize::new(open_count),
-        hist: Mutex::new(new_hist()),
-    });
+    let shared = Arc::new(Shared::new(0, open_count));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut writers = Vec::with_capacity(open_count);
     let mut readers = JoinSet::new();
-    for (stream, rest) in conns.into_iter().flatten() {
-        let (r, w) = stream.into_split();
-        writers.push(w);
-        readers.spawn(reader(r, rest, shared.clone(), stop_rx.clone(), false));
-    }
+    let writers = start_readers(conns, &shared, &stop_rx, false, &mut readers);
     println!("holding {open_count} connections for {} s", o.secs);
     tokio::time::sleep(Duration::from_secs(o.secs)).await;
     let still_open = shared.open.load(Ordering::Relaxed);
@@ -782,8 +1168,224 @@ mod tests {
     #[test]
     fn hex_timestamps_round_trip() {
         let mut out = Vec::new();
-        push_message(&mut out, 0xdead_beef_1234);
-        assert_eq!(out.len(), FRAME_LEN);
+        push_message(&mut out, &[], 0xdead_beef_1234);
+        assert_eq!(out.len(), frame_len(PAYLOAD_LEN));
+        assert_eq!(out[..6], [0x81, 0x80 | 16, 0, 0, 0, 0], "as before --size");
         assert_eq!(parse_hex16(&out[6..]), Some(0xdead_beef_1234));
+    }
+
+    #[test]
+    fn size_and_deflate_parse_and_default_to_todays_messages() {
+        let Ok(Command::Run(o)) = parse("chat 4102 1000 -s 100 -d 5 -u /bench") else {
+            panic!("chat did not parse");
+        };
+        let o = check_bounds(o).expect("within bounds");
+        assert_eq!((o.size, o.deflate), (PAYLOAD_LEN, false));
+
+        let Ok(Command::Run(o)) =
+            parse("chat 4102 1000 -s 100 --size 1024 --deflate -w 4 -d 5 -u /bench")
+        else {
+            panic!("chat did not parse");
+        };
+        let o = check_bounds(o).expect("within bounds");
+        assert_eq!(
+            (o.size, o.deflate, o.senders, o.window),
+            (1024, true, 100, 4)
+        );
+        let Ok(Command::Run(o)) = parse("chat 4102 10 --size=2048") else {
+            panic!("--size=N did not parse");
+        };
+        assert_eq!(o.size, 2048);
+        let Ok(Command::Run(o)) = parse("idle 4102 10 --deflate") else {
+            panic!("idle did not parse");
+        };
+        assert!(check_bounds(o).expect("within bounds").deflate);
+
+        for (args, says) in [
+            (
+                "chat 4101 10 --size",
+                "missing argument for option '--size'",
+            ),
+            (
+                "chat 4101 10 --size big",
+                "--size: cannot parse argument \"big\"",
+            ),
+            (
+                "chat 4101 10 --deflate=yes",
+                "unexpected argument for option '--deflate'",
+            ),
+            ("chat 4101 10 --inflate", "invalid option '--inflate'"),
+        ] {
+            match parse(args) {
+                Err(e) => assert!(e.starts_with(says), "{args}: {e}"),
+                Ok(c) => panic!("{args}: parsed as {c:?}"),
+            }
+        }
+        for args in ["chat 4101 10 --size 15", "chat 4101 10 --size 1048577"] {
+            let Ok(Command::Run(o)) = parse(args) else {
+                panic!("{args} did not parse");
+            };
+            assert!(
+                check_bounds(o).is_err_and(|e| e.starts_with("bounds:")),
+                "{args}"
+            );
+        }
+        let Ok(Command::Run(o)) = parse("idle 4101 10 --size 1024") else {
+            panic!("idle did not parse");
+        };
+        assert!(check_bounds(o).is_err_and(|e| e.starts_with("--size")));
+    }
+
+    #[test]
+    fn sized_messages_are_padded_json_ending_in_the_timestamp() {
+        assert!(padding(0).is_empty());
+        let pad = padding(1024 - PAYLOAD_LEN);
+        assert_eq!(pad.len(), 1024 - PAYLOAD_LEN);
+        assert!(pad.starts_with(br#"{"type":"message","id":0,"user":"user"#));
+        assert!(pad.is_ascii(), "valid UTF-8 text");
+        // Compressible, but not trivially so.
+        let z = deflate(&pad);
+        assert!(
+            z.len() * 2 < pad.len() && z.len() * 20 > pad.len(),
+            "{}",
+            z.len()
+        );
+
+        for (size, header) in [
+            (16, 6),
+            (125, 6),
+            (126, 8),
+            (1024, 8),
+            (65_535, 8),
+            (65_536, 14),
+        ] {
+            let pad = padding(size - PAYLOAD_LEN);
+            let mut out = Vec::new();
+            push_message(&mut out, &pad, 0x1234);
+            assert_eq!(out.len(), frame_len(size), "{size}");
+            assert_eq!(out.len(), header + size, "{size}");
+            assert_eq!(out[0], 0x81);
+            assert!(out[1] & 0x80 != 0, "masked");
+            assert_eq!(&out[header..header + pad.len()], &pad[..]);
+            assert_eq!(stamp_of(&out[header..]), Some(0x1234));
+        }
+    }
+
+    #[test]
+    fn the_101_must_accept_permessage_deflate() {
+        let head = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\
+                    sec-websocket-extensions: permessage-deflate; server_no_context_takeover\r\n\
+                    sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+        assert_eq!(accepted_deflate(head), Some(true));
+        let head = "HTTP/1.1 101 Switching Protocols\r\n\
+                    Sec-WebSocket-Extensions: x-foo, permessage-deflate; server_max_window_bits=10";
+        assert_eq!(accepted_deflate(head), Some(false));
+        let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                    Connection: Upgrade\r\nX-Note: permessage-deflate";
+        assert_eq!(accepted_deflate(head), None);
+        assert_eq!(accepted_deflate("HTTP/1.1 101 Switching Protocols"), None);
+    }
+
+    /// What the server does: raw deflate of one message on its own, sync flush, tail
+    /// stripped.
+    fn deflate(msg: &[u8]) -> Vec<u8> {
+        let mut c = flate2::Compress::new(flate2::Compression::new(1), false);
+        let mut out = Vec::with_capacity(msg.len() + 64);
+        c.compress_vec(msg, &mut out, flate2::FlushCompress::Sync)
+            .expect("compresses");
+        assert_eq!(c.total_in() as usize, msg.len());
+        assert!(out.ends_with(&DEFLATE_TAIL));
+        out.truncate(out.len() - DEFLATE_TAIL.len());
+        out
+    }
+
+    /// An unmasked server frame.
+    fn server_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![b0];
+        match payload.len() {
+            n @ 0..=125 => f.push(n as u8),
+            n @ 126..=0xffff => {
+                f.push(126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn message(size: usize, stamp: u64) -> Vec<u8> {
+        let mut m = padding(size - PAYLOAD_LEN);
+        m.extend_from_slice(format!("{stamp:016x}").as_bytes());
+        m
+    }
+
+    fn scan_all(buf: &[u8], inflate: Option<&mut Inflate>) -> (Scan, Vec<u64>) {
+        let mut stamps = Vec::new();
+        let s = scan(buf, inflate, true, |t| stamps.push(t));
+        (s, stamps)
+    }
+
+    #[test]
+    fn compressed_frames_inflate_to_their_timestamps() {
+        let mut buf = Vec::new();
+        let mut wire = 0;
+        let mut first = 0;
+        for (i, size) in [1024, 300, 4096, 1024].into_iter().enumerate() {
+            let f = server_frame(0x80 | 0x40 | 1, &deflate(&message(size, 100 + i as u64)));
+            assert!(f.len() < size, "compressed on the wire");
+            wire += f.len();
+            first = if i == 0 { f.len() } else { first };
+            buf.extend_from_slice(&f);
+        }
+        // Short messages go out uncompressed, on the same connection.
+        let plain = server_frame(0x81, &message(16, 7));
+        wire += plain.len();
+        buf.extend_from_slice(&plain);
+        for no_context in [true, false] {
+            let mut inf = Inflate::new(no_context);
+            let (s, stamps) = scan_all(&buf, Some(&mut inf));
+            assert_eq!(stamps, [100, 101, 102, 103, 7]);
+            assert_eq!((s.messages, s.inflate_errors, s.closed), (5, 0, false));
+            assert_eq!((s.consumed, s.wire_bytes), (buf.len(), wire as u64));
+        }
+
+        // Whole frames only; the rest waits for the next read.
+        let mut inf = Inflate::new(true);
+        let (s, stamps) = scan_all(&buf[..first + 3], Some(&mut inf));
+        assert_eq!((s.consumed, s.messages, stamps), (first, 1, vec![100]));
+        // Not measuring: counted and inflated, not timed.
+        let s = scan(&buf, Some(&mut inf), false, |_| panic!("not measuring"));
+        assert_eq!((s.messages, s.inflate_errors), (5, 0));
+    }
+
+    #[test]
+    fn fragmented_compressed_messages_and_errors() {
+        let z = deflate(&message(2000, 42));
+        let (a, b) = z.split_at(z.len() / 3);
+        let (b, c) = b.split_at(b.len() / 2);
+        let mut buf = server_frame(0x40 | 1, a);
+        buf.extend(server_frame(0x89, b"ping"));
+        buf.extend(server_frame(0x00, b));
+        buf.extend(server_frame(0x80, c));
+        buf.extend(server_frame(0x88, &[0x03, 0xe8]));
+        let mut inf = Inflate::new(true);
+        let (s, stamps) = scan_all(&buf, Some(&mut inf));
+        assert_eq!(stamps, [42]);
+        assert_eq!((s.messages, s.inflate_errors, s.closed), (1, 0, true));
+
+        // RSV1 without the extension, and data that is not deflate.
+        let frame = server_frame(0xc1, &z);
+        let (s, stamps) = scan_all(&frame, None);
+        assert_eq!((s.messages, s.inflate_errors, stamps.len()), (1, 1, 0));
+        let garbage = server_frame(0xc1, &[0xff; 40]);
+        let (s, stamps) = scan_all(&garbage, Some(&mut inf));
+        assert_eq!((s.messages, s.inflate_errors, stamps.len()), (1, 1, 0));
+        // The connection's inflater recovers for the next message.
+        let (s, stamps) = scan_all(&frame, Some(&mut inf));
+        assert_eq!((s.inflate_errors, stamps), (0, vec![42]));
     }
 }
