@@ -151,12 +151,17 @@ pub(crate) fn compress(payload: &[u8], window_bits: u8, level: u32) -> Option<Ve
 pub(crate) struct Inflater {
     inflate: Decompress,
     reset_after_message: bool,
+    /// The message's DEFLATE stream ended with a final block (RFC 7692 §7.2.3.4): the rest
+    /// of the message (the empty block a sender appends after it) is ignored, and the next
+    /// message starts a new stream, as the sender's compressor did.
+    stream_ended: bool,
 }
 
 impl std::fmt::Debug for Inflater {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inflater")
             .field("reset_after_message", &self.reset_after_message)
+            .field("stream_ended", &self.stream_ended)
             .finish()
     }
 }
@@ -175,6 +180,7 @@ impl Inflater {
         Inflater {
             inflate: Decompress::new_with_window_bits(false, MAX_WINDOW_BITS),
             reset_after_message: deflate.client_no_context_takeover,
+            stream_ended: false,
         }
     }
 
@@ -186,12 +192,20 @@ impl Inflater {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
+        if self.stream_ended {
+            return Ok(());
+        }
         self.run(input, out, limit, FlushDecompress::None)
     }
 
     /// Ends a message: inflates the stripped tail and, without context takeover, resets.
     pub(crate) fn finish(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
-        let result = self.run(&TAIL, out, limit, FlushDecompress::Sync);
+        let result = if self.stream_ended {
+            Ok(())
+        } else {
+            self.run(&TAIL, out, limit, FlushDecompress::Sync)
+        };
+        self.stream_ended = false;
         if self.reset_after_message || result.is_err() {
             self.inflate.reset(false);
         }
@@ -228,6 +242,7 @@ impl Inflater {
             if status == Status::StreamEnd {
                 // A final block: the message's stream is over; what follows is its tail.
                 self.inflate.reset(false);
+                self.stream_ended = true;
                 return Ok(());
             }
             let room_left = out.len() < out.capacity();
@@ -317,6 +332,28 @@ mod tests {
             }
         }
         assert_eq!(compress(b"ab", 15, 1), None, "incompressible stays raw");
+    }
+
+    #[test]
+    fn a_message_ending_in_a_final_block_leaves_the_next_one_intact() {
+        // RFC 7692 §7.2.3.4: "Hello" in a block with BFINAL set, then the header octet of the
+        // empty stored block the sender appended (and stripped of its last four octets).
+        let hello = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+        let msg = b"the next message, from a compressor that started over".repeat(4);
+        // Whole, or split right after the final block, as frames or reads may split it.
+        for split in [hello.len(), 7] {
+            let mut inflater = Inflater::new(&Deflate {
+                server_window_bits: 15,
+                client_no_context_takeover: false,
+            });
+            let mut out = Vec::new();
+            for piece in [&hello[..split], &hello[split..]] {
+                inflater.feed(piece, &mut out, 1 << 20).expect("inflates");
+            }
+            inflater.finish(&mut out, 1 << 20).expect("finishes");
+            assert_eq!(out, b"Hello");
+            assert_eq!(round_trip(&mut inflater, &msg, 15), msg, "split at {split}");
+        }
     }
 
     #[test]
