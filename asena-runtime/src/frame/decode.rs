@@ -190,7 +190,8 @@ impl Decoder {
             .message
             .as_ref()
             .map_or(0, |m| if m.compressed { m.wire } else { m.data.len() });
-        if already as u64 + len > self.max_message as u64 {
+        // Saturating: a declared length near 2^64 must not wrap past the limit.
+        if (already as u64).saturating_add(len) > self.max_message as u64 {
             return Err(DecodeError::TooBig {
                 limit: self.max_message,
             });
@@ -479,6 +480,22 @@ mod tests {
         let mut buf = client_frame(true, OP_BINARY, &[0u8; 11]);
         buf.truncate(4);
         assert_eq!(d.decode(&mut buf), Err(DecodeError::TooBig { limit: 10 }));
+    }
+
+    #[test]
+    fn a_continuation_of_2_pow_64_bytes_is_too_big_not_an_overflow() {
+        // A message has begun; a continuation declares 2^64 - 1 more bytes. Added to what
+        // came before, that length wrapped around (a panic in debug builds, a frame that
+        // escaped the size limit in release builds).
+        for compressed in [false, true] {
+            let mut d = Decoder::new(100, Some(&deflate()));
+            let mut buf = client_frame_rsv(false, compressed, OP_BINARY, b"x");
+            buf.put_u8(OP_CONTINUATION);
+            buf.put_u8(0x80 | 127);
+            buf.put_u64(u64::MAX);
+            buf.put_slice(&[0; 4]);
+            assert_eq!(d.decode(&mut buf), Err(DecodeError::TooBig { limit: 100 }));
+        }
     }
 
     #[test]
