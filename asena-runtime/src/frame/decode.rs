@@ -260,9 +260,8 @@ impl Decoder {
                 .inflater
                 .as_mut()
                 .expect("invariant: compressed messages only with an inflater");
-            inflater
-                .feed(&chunk, &mut message.data, limit)
-                .map_err(|e| inflate_error(e, limit))?;
+            let fed = inflater.feed(&chunk, &mut message.data, limit);
+            inflate_result(fed, message, limit)?;
         } else {
             message.data.extend_from_slice(&chunk);
         }
@@ -286,9 +285,8 @@ impl Decoder {
                 .inflater
                 .as_mut()
                 .expect("invariant: compressed messages only with an inflater");
-            inflater
-                .finish(&mut message.data, limit)
-                .map_err(|e| inflate_error(e, limit))?;
+            let finished = inflater.finish(&mut message.data, limit);
+            inflate_result(finished, &mut message, limit)?;
             if message.text {
                 check_utf8(&mut message)?;
             }
@@ -319,11 +317,24 @@ enum Progress {
     Message(Message),
 }
 
-fn inflate_error(e: InflateError, limit: usize) -> DecodeError {
-    match e {
+/// An inflater's failure as the decoder's. Text inflated before the failure is checked
+/// first: invalid there, the message is invalid UTF-8 (1007), the error smaller reads would
+/// have found, so the close code does not depend on how the network split the message.
+fn inflate_result(
+    result: Result<(), InflateError>,
+    message: &mut Partial,
+    limit: usize,
+) -> Result<(), DecodeError> {
+    let Err(e) = result else {
+        return Ok(());
+    };
+    if message.text {
+        check_utf8(message)?;
+    }
+    Err(match e {
         InflateError::Corrupt => DecodeError::Protocol("Invalid compressed data"),
         InflateError::TooBig => DecodeError::TooBig { limit },
-    }
+    })
 }
 
 /// Validates what arrived since the last check; an incomplete character at the end may still
@@ -594,6 +605,28 @@ mod tests {
                 b"raw"
             )))))
         );
+    }
+
+    #[test]
+    fn invalid_text_before_corrupt_compressed_data_is_1007_however_it_is_read() {
+        // A stored block inflating to invalid UTF-8, then a block header of the reserved
+        // type 11: the text is invalid before the compressed data is. Whole or split after
+        // the stored block, the message fails the same way.
+        let text = b"ok \xff\xfe";
+        let mut compressed = vec![0x00, text.len() as u8, 0x00, !(text.len() as u8), 0xff];
+        compressed.extend_from_slice(text);
+        compressed.push(0x06);
+        let frame = client_frame_rsv(true, true, OP_TEXT, &compressed);
+        for split in [frame.len(), frame.len() - 1] {
+            let mut d = Decoder::new(100, Some(&deflate()));
+            let mut buf = BytesMut::from(&frame[..split]);
+            let mut result = d.decode(&mut buf);
+            if result == Ok(None) {
+                buf.extend_from_slice(&frame[split..]);
+                result = d.decode(&mut buf);
+            }
+            assert_eq!(result, Err(DecodeError::InvalidUtf8), "split at {split}");
+        }
     }
 
     #[test]
