@@ -106,23 +106,36 @@
 #![warn(missing_docs)]
 
 // Modules from the bottom layer up: each one uses only modules listed above it (checked by
-// listing each file's `use crate::` lines; see ARCHITECTURE.md).
-mod app;
+// tests/layers.rs, which reads each file's `crate::` paths; see ARCHITECTURE.md). rustfmt
+// sorts each group of `mod` lines, so a layer that must come later starts a new group.
+
+// No `crate::` uses.
 mod config;
-mod conn;
-mod di;
 mod error;
-mod frame;
-mod middleware;
-pub mod namespace;
 mod request;
 mod rooms;
 mod shutdown;
 mod stats;
-pub mod transport;
-mod ulak;
+
+// Frames and the wire format between instances.
+mod frame;
 pub mod wire;
+
+// One connection; the transports.
+mod conn;
+pub mod transport;
+
+pub mod namespace;
+
+mod middleware;
+
 mod ws;
+
+mod di;
+
+mod ulak;
+
+mod app;
 
 pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, Server};
 pub use asena_macros::{middleware, service, websocket};
