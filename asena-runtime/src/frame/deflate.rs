@@ -155,6 +155,10 @@ pub(crate) struct Inflater {
     /// of the message (the empty block a sender appends after it) is ignored, and the next
     /// message starts a new stream, as the sender's compressor did.
     stream_ended: bool,
+    /// The current message has brought compressed bytes. One without any (what a
+    /// compressor flushed twice in a row sends for an empty message) is the empty message,
+    /// and the stream stays where it was.
+    has_data: bool,
 }
 
 impl std::fmt::Debug for Inflater {
@@ -162,6 +166,7 @@ impl std::fmt::Debug for Inflater {
         f.debug_struct("Inflater")
             .field("reset_after_message", &self.reset_after_message)
             .field("stream_ended", &self.stream_ended)
+            .field("has_data", &self.has_data)
             .finish()
     }
 }
@@ -181,6 +186,7 @@ impl Inflater {
             inflate: Decompress::new_with_window_bits(false, MAX_WINDOW_BITS),
             reset_after_message: deflate.client_no_context_takeover,
             stream_ended: false,
+            has_data: false,
         }
     }
 
@@ -192,20 +198,22 @@ impl Inflater {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
-        if self.stream_ended {
+        if self.stream_ended || input.is_empty() {
             return Ok(());
         }
+        self.has_data = true;
         self.run(input, out, limit, FlushDecompress::None)
     }
 
     /// Ends a message: inflates the stripped tail and, without context takeover, resets.
     pub(crate) fn finish(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
-        let result = if self.stream_ended {
+        let result = if self.stream_ended || !self.has_data {
             Ok(())
         } else {
             self.run(&TAIL, out, limit, FlushDecompress::Sync)
         };
         self.stream_ended = false;
+        self.has_data = false;
         if self.reset_after_message || result.is_err() {
             self.inflate.reset(false);
         }
@@ -353,6 +361,37 @@ mod tests {
             inflater.finish(&mut out, 1 << 20).expect("finishes");
             assert_eq!(out, b"Hello");
             assert_eq!(round_trip(&mut inflater, &msg, 15), msg, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn a_message_with_no_compressed_data_is_empty_and_leaves_the_stream_alone() {
+        // A client compressor (context taken over) flushed twice in a row emits nothing for
+        // an empty message. The appended tail alone is no DEFLATE block: inflating it left
+        // the stream inside a stored block's header, and the next message came out wrong.
+        let mut client = Compress::new_with_window_bits(flate2::Compression::new(0), false, 15);
+        let mut send = |msg: &[u8]| {
+            let mut out = Vec::with_capacity(msg.len() + 64);
+            client
+                .compress_vec(msg, &mut out, FlushCompress::Sync)
+                .expect("compresses");
+            if out.ends_with(&TAIL) {
+                out.truncate(out.len() - TAIL.len());
+            }
+            out
+        };
+        let messages = [&b""[..], b"", b"", b"hello"];
+        let wire: Vec<Vec<u8>> = messages.iter().map(|m| send(m)).collect();
+        assert!(wire[1].is_empty(), "the second flush emits nothing");
+        let mut inflater = Inflater::new(&Deflate {
+            server_window_bits: 15,
+            client_no_context_takeover: false,
+        });
+        for (msg, data) in messages.iter().zip(&wire) {
+            let mut out = Vec::new();
+            inflater.feed(data, &mut out, 1 << 20).expect("inflates");
+            inflater.finish(&mut out, 1 << 20).expect("finishes");
+            assert_eq!(out, *msg);
         }
     }
 
