@@ -237,16 +237,16 @@ impl Inflater {
                 out.reserve_exact(out.capacity().max(4096).min(room));
             }
             let (in_before, out_before) = (self.inflate.total_in(), out.len());
-            let status = self
-                .inflate
-                .decompress_vec(input, out, flush)
-                .map_err(|_| InflateError::Corrupt)?;
-            let consumed = usize::try_from(self.inflate.total_in() - in_before)
-                .map_err(|_| InflateError::Corrupt)?;
-            input = &input[consumed..];
+            let result = self.inflate.decompress_vec(input, out, flush);
+            // Past the limit before the data turned bad (the inflater can fail on the next
+            // symbol with the output full): too big, as smaller pieces of input would find.
             if out.len() > limit {
                 return Err(InflateError::TooBig);
             }
+            let status = result.map_err(|_| InflateError::Corrupt)?;
+            let consumed = usize::try_from(self.inflate.total_in() - in_before)
+                .map_err(|_| InflateError::Corrupt)?;
+            input = &input[consumed..];
             if status == Status::StreamEnd {
                 // A final block: the message's stream is over; what follows is its tail.
                 self.inflate.reset(false);
@@ -392,6 +392,29 @@ mod tests {
             inflater.feed(data, &mut out, 1 << 20).expect("inflates");
             inflater.finish(&mut out, 1 << 20).expect("finishes");
             assert_eq!(out, *msg);
+        }
+    }
+
+    #[test]
+    fn too_big_before_corrupt_is_too_big_however_the_input_is_split() {
+        // Fixed-Huffman blocks that inflate past the 256-byte limit, then a bad symbol the
+        // inflater rejects with its output already full (found by the frame_decoder_deflate
+        // fuzz target). Fed whole it was corrupt; fed in pieces, too big.
+        let data = [
+            0x4a, 0x20, 0x00, 0x00, 0x4a, 0x20, 0x04, 0x00, 0x4a, 0x20, 0x00, 0x00, 0x4a, 0x20,
+            0x00, 0x00, 0x4a, 0x20, 0x00, 0x00, 0x4a, 0x20, 0x00, 0x00, 0x4a, 0x20, 0x00, 0x00,
+            0x4a, 0x20, 0x00, 0x00, 0xdc, 0x57, 0x8a, 0xf8, 0xfd, 0x97, 0xb7, 0x8b,
+        ];
+        for piece in [data.len(), 8, 1] {
+            let mut inflater = Inflater::new(&Deflate {
+                server_window_bits: 15,
+                client_no_context_takeover: false,
+            });
+            let mut out = Vec::new();
+            let result = data
+                .chunks(piece)
+                .try_for_each(|p| inflater.feed(p, &mut out, 256));
+            assert_eq!(result, Err(InflateError::TooBig), "pieces of {piece}");
         }
     }
 
