@@ -181,3 +181,160 @@ pub mod __private {
     };
     pub use inventory;
 }
+
+/// Entry points for the fuzz targets of the repository's `fuzz/` crate. Compiled only under
+/// `cfg(fuzzing)` (which `cargo fuzz` sets); not API, never built otherwise.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __fuzz {
+    use bytes::BytesMut;
+    use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+
+    use crate::frame::{Decoder, Incoming, close_code, deflate};
+    use crate::wire::{self, Envelope};
+
+    /// Client bytes into the frame decoder, without permessage-deflate.
+    pub fn frame_decoder(data: &[u8]) {
+        decode_frames(data, false);
+    }
+
+    /// Client bytes into the frame decoder, with permessage-deflate negotiated.
+    pub fn frame_decoder_deflate(data: &[u8]) {
+        decode_frames(data, true);
+    }
+
+    /// The first byte picks the read size (1 to 64 bytes), the message size limit and the
+    /// client's context takeover; the rest is the stream. Fed in reads of that size and
+    /// whole, the decoder must yield the same results, and fail only with 1002, 1007 or 1009.
+    fn decode_frames(data: &[u8], deflate: bool) {
+        let Some((&first, stream)) = data.split_first() else {
+            return;
+        };
+        let read = usize::from(first & 0x3f) + 1;
+        let max = if first & 0x40 == 0 { 1 << 20 } else { 256 };
+        let deflate = deflate.then_some(deflate::Deflate {
+            server_window_bits: deflate::MAX_WINDOW_BITS,
+            client_no_context_takeover: first & 0x80 != 0,
+        });
+        let mut decoder = Decoder::new(max, deflate.as_ref());
+        let in_reads = feed(&mut decoder, stream, read);
+        let mut decoder = Decoder::new(max, deflate.as_ref());
+        let whole = feed(&mut decoder, stream, stream.len().max(1));
+        assert_eq!(in_reads, whole, "reads of {read} bytes");
+    }
+
+    /// Everything the decoder yields for `stream` in reads of `read` bytes, up to its first
+    /// error (as the close code and reason it maps to).
+    fn feed(
+        decoder: &mut Decoder,
+        stream: &[u8],
+        read: usize,
+    ) -> Vec<Result<Incoming, (u16, &'static str)>> {
+        let mut buf = BytesMut::new();
+        let mut results = Vec::new();
+        for piece in stream.chunks(read) {
+            buf.extend_from_slice(piece);
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(incoming)) => results.push(Ok(incoming)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        let code = e.close_code();
+                        let expected = [
+                            close_code::PROTOCOL,
+                            close_code::INVALID_PAYLOAD,
+                            close_code::TOO_BIG,
+                        ];
+                        assert!(expected.contains(&code), "{e:?} closes with {code}");
+                        results.push(Err((code, e.reason())));
+                        return results;
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// An upgrade request: the first line is `METHOD target`, then `name: value` lines. Runs
+    /// the handshake checks, the Origin allow-list, query parsing and deflate negotiation.
+    pub fn upgrade_request(data: &[u8]) {
+        let mut lines = data.split(|&b| b == b'\n');
+        let first = lines.next().unwrap_or_default();
+        let mut words = first.split(|&b| b == b' ');
+        let method = words.next().unwrap_or_default();
+        let target = words.next().unwrap_or_default();
+        let Ok(method) = Method::from_bytes(method) else {
+            return;
+        };
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&line[..colon]),
+                HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+            ) else {
+                continue;
+            };
+            headers.append(name, value);
+        }
+
+        if let Ok(key) = crate::ws::upgrade::handshake_key(&method, &headers) {
+            assert_eq!(method, Method::GET);
+            assert_eq!(key.len(), 24);
+            assert_eq!(crate::ws::upgrade::accept_key(key.as_bytes()).len(), 28);
+        }
+
+        let origin = headers.get(header::ORIGIN);
+        assert!(crate::ws::upgrade::origin_allowed(
+            &["*".to_owned()],
+            origin
+        ));
+        let allowed = [
+            "https://app.example".to_owned(),
+            "http://localhost:3000".to_owned(),
+        ];
+        if crate::ws::upgrade::origin_allowed(&allowed, origin)
+            && let Some(origin) = origin.and_then(|o| o.to_str().ok())
+        {
+            assert!(allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)));
+        }
+
+        let query = target
+            .iter()
+            .position(|&b| b == b'?')
+            .map(|i| String::from_utf8_lossy(&target[i + 1..]));
+        let pairs = crate::request::parse_query(query.as_deref());
+        let again = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&pairs)
+            .finish();
+        assert_eq!(crate::request::parse_query(Some(&again)), pairs);
+
+        if let Some((agreed, response)) = deflate::negotiate(&headers) {
+            assert!((9..=deflate::MAX_WINDOW_BITS).contains(&agreed.server_window_bits));
+            // The response is an offer we would accept, with the same parameters.
+            let mut echo = HeaderMap::new();
+            echo.insert(header::SEC_WEBSOCKET_EXTENSIONS, response);
+            assert_eq!(deflate::negotiate(&echo).map(|(d, _)| d), Some(agreed));
+        }
+    }
+
+    /// A message from the Redis or NATS transport: decoded, re-encoded and decoded again to
+    /// the same envelope, and routed the way the namespaces route it.
+    pub fn envelope(data: &[u8]) {
+        let Ok(envelope) = Envelope::decode(data) else {
+            return;
+        };
+        let raw = Envelope::encode(
+            &envelope.topic,
+            &envelope.payload,
+            envelope.binary,
+            &envelope.origin,
+        );
+        assert_eq!(Envelope::decode(&raw).as_ref(), Ok(&envelope));
+        for namespace in ["chat", "ws/notifications", ""] {
+            let _ = wire::target(&envelope.topic, namespace);
+        }
+    }
+}

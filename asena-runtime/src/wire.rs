@@ -176,6 +176,9 @@ impl Envelope {
 
 #[cfg(test)]
 mod tests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -232,5 +235,88 @@ mod tests {
         assert_eq!(target("chat.", "chat"), Some(Target::Room("")));
         assert_eq!(target("chatter.x", "chat"), None);
         assert_eq!(target("other.x", "chat"), None);
+    }
+
+    /// Any JSON value, nested a little.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            "[A-Za-z0-9+/=]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..4).prop_map(Value::Array),
+                vec(("[a-z]{0,3}", inner), 0..4)
+                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// What `encode` makes, `decode` gives back, for any topic, origin and payload.
+        #[test]
+        fn any_envelope_round_trips(
+            topic in any::<String>(),
+            origin in any::<String>(),
+            text in any::<String>(),
+            data in vec(any::<u8>(), 0..300),
+            binary in any::<bool>(),
+        ) {
+            let payload = if binary { data } else { text.into_bytes() };
+            let raw = Envelope::encode(&topic, &payload, binary, &origin);
+            prop_assert_eq!(
+                Envelope::decode(&raw),
+                Ok(Envelope { topic, origin, payload, binary })
+            );
+        }
+
+        /// Arbitrary bytes never panic the decoder.
+        #[test]
+        fn arbitrary_bytes_never_panic(raw in vec(any::<u8>(), 0..512)) {
+            let _ = Envelope::decode(&raw);
+        }
+
+        /// Envelopes from other publishers, with any `d` and `b` (or none), possibly cut
+        /// short: no panic, and a string `d` without a truthy `b` is delivered as it is.
+        #[test]
+        fn foreign_envelopes_never_panic(
+            d in json_value(),
+            b in proptest::option::of(json_value()),
+            topic in any::<String>(),
+            cut in any::<proptest::sample::Index>(),
+            truncate in any::<bool>(),
+        ) {
+            let mut object = serde_json::json!({"d": d, "t": topic, "o": "other"});
+            if let Some(b) = &b {
+                object["b"] = b.clone();
+            }
+            let mut raw = serde_json::to_vec(&object).expect("serialises");
+            if truncate {
+                raw.truncate(cut.index(raw.len() + 1));
+            }
+            let decoded = Envelope::decode(&raw);
+            let plain = matches!(
+                b,
+                None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false))
+            );
+            if let (false, serde_json::Value::String(s), true) = (truncate, &d, plain) {
+                prop_assert_eq!(
+                    decoded,
+                    Ok(Envelope {
+                        topic,
+                        origin: "other".into(),
+                        payload: s.clone().into_bytes(),
+                        binary: false,
+                    })
+                );
+            }
+        }
     }
 }

@@ -190,7 +190,8 @@ impl Decoder {
             .message
             .as_ref()
             .map_or(0, |m| if m.compressed { m.wire } else { m.data.len() });
-        if already as u64 + len > self.max_message as u64 {
+        // Saturating: a declared length near 2^64 must not wrap past the limit.
+        if (already as u64).saturating_add(len) > self.max_message as u64 {
             return Err(DecodeError::TooBig {
                 limit: self.max_message,
             });
@@ -259,9 +260,8 @@ impl Decoder {
                 .inflater
                 .as_mut()
                 .expect("invariant: compressed messages only with an inflater");
-            inflater
-                .feed(&chunk, &mut message.data, limit)
-                .map_err(|e| inflate_error(e, limit))?;
+            let fed = inflater.feed(&chunk, &mut message.data, limit);
+            inflate_result(fed, message, limit)?;
         } else {
             message.data.extend_from_slice(&chunk);
         }
@@ -285,9 +285,8 @@ impl Decoder {
                 .inflater
                 .as_mut()
                 .expect("invariant: compressed messages only with an inflater");
-            inflater
-                .finish(&mut message.data, limit)
-                .map_err(|e| inflate_error(e, limit))?;
+            let finished = inflater.finish(&mut message.data, limit);
+            inflate_result(finished, &mut message, limit)?;
             if message.text {
                 check_utf8(&mut message)?;
             }
@@ -318,11 +317,24 @@ enum Progress {
     Message(Message),
 }
 
-fn inflate_error(e: InflateError, limit: usize) -> DecodeError {
-    match e {
+/// An inflater's failure as the decoder's. Text inflated before the failure is checked
+/// first: invalid there, the message is invalid UTF-8 (1007), the error smaller reads would
+/// have found, so the close code does not depend on how the network split the message.
+fn inflate_result(
+    result: Result<(), InflateError>,
+    message: &mut Partial,
+    limit: usize,
+) -> Result<(), DecodeError> {
+    let Err(e) = result else {
+        return Ok(());
+    };
+    if message.text {
+        check_utf8(message)?;
+    }
+    Err(match e {
         InflateError::Corrupt => DecodeError::Protocol("Invalid compressed data"),
         InflateError::TooBig => DecodeError::TooBig { limit },
-    }
+    })
 }
 
 /// Validates what arrived since the last check; an incomplete character at the end may still
@@ -477,6 +489,22 @@ mod tests {
     }
 
     #[test]
+    fn a_continuation_of_2_pow_64_bytes_is_too_big_not_an_overflow() {
+        // A message has begun; a continuation declares 2^64 - 1 more bytes. Added to what
+        // came before, that length wrapped around (a panic in debug builds, a frame that
+        // escaped the size limit in release builds).
+        for compressed in [false, true] {
+            let mut d = Decoder::new(100, Some(&deflate()));
+            let mut buf = client_frame_rsv(false, compressed, OP_BINARY, b"x");
+            buf.put_u8(OP_CONTINUATION);
+            buf.put_u8(0x80 | 127);
+            buf.put_u64(u64::MAX);
+            buf.put_slice(&[0; 4]);
+            assert_eq!(d.decode(&mut buf), Err(DecodeError::TooBig { limit: 100 }));
+        }
+    }
+
+    #[test]
     fn rejects_invalid_utf8_and_unmasked_frames() {
         let mut d = Decoder::new(100, None);
         let mut buf = client_frame(true, OP_TEXT, &[0xff, 0xfe]);
@@ -572,6 +600,28 @@ mod tests {
                 b"raw"
             )))))
         );
+    }
+
+    #[test]
+    fn invalid_text_before_corrupt_compressed_data_is_1007_however_it_is_read() {
+        // A stored block inflating to invalid UTF-8, then a block header of the reserved
+        // type 11: the text is invalid before the compressed data is. Whole or split after
+        // the stored block, the message fails the same way.
+        let text = b"ok \xff\xfe";
+        let mut compressed = vec![0x00, text.len() as u8, 0x00, !(text.len() as u8), 0xff];
+        compressed.extend_from_slice(text);
+        compressed.push(0x06);
+        let frame = client_frame_rsv(true, true, OP_TEXT, &compressed);
+        for split in [frame.len(), frame.len() - 1] {
+            let mut d = Decoder::new(100, Some(&deflate()));
+            let mut buf = BytesMut::from(&frame[..split]);
+            let mut result = d.decode(&mut buf);
+            if result == Ok(None) {
+                buf.extend_from_slice(&frame[split..]);
+                result = d.decode(&mut buf);
+            }
+            assert_eq!(result, Err(DecodeError::InvalidUtf8), "split at {split}");
+        }
     }
 
     #[test]

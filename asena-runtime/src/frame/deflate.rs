@@ -151,12 +151,22 @@ pub(crate) fn compress(payload: &[u8], window_bits: u8, level: u32) -> Option<Ve
 pub(crate) struct Inflater {
     inflate: Decompress,
     reset_after_message: bool,
+    /// The message's DEFLATE stream ended with a final block (RFC 7692 §7.2.3.4): the rest
+    /// of the message (the empty block a sender appends after it) is ignored, and the next
+    /// message starts a new stream, as the sender's compressor did.
+    stream_ended: bool,
+    /// The current message has brought compressed bytes. One without any (what a
+    /// compressor flushed twice in a row sends for an empty message) is the empty message,
+    /// and the stream stays where it was.
+    has_data: bool,
 }
 
 impl std::fmt::Debug for Inflater {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inflater")
             .field("reset_after_message", &self.reset_after_message)
+            .field("stream_ended", &self.stream_ended)
+            .field("has_data", &self.has_data)
             .finish()
     }
 }
@@ -175,6 +185,8 @@ impl Inflater {
         Inflater {
             inflate: Decompress::new_with_window_bits(false, MAX_WINDOW_BITS),
             reset_after_message: deflate.client_no_context_takeover,
+            stream_ended: false,
+            has_data: false,
         }
     }
 
@@ -186,12 +198,22 @@ impl Inflater {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
+        if self.stream_ended || input.is_empty() {
+            return Ok(());
+        }
+        self.has_data = true;
         self.run(input, out, limit, FlushDecompress::None)
     }
 
     /// Ends a message: inflates the stripped tail and, without context takeover, resets.
     pub(crate) fn finish(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
-        let result = self.run(&TAIL, out, limit, FlushDecompress::Sync);
+        let result = if self.stream_ended || !self.has_data {
+            Ok(())
+        } else {
+            self.run(&TAIL, out, limit, FlushDecompress::Sync)
+        };
+        self.stream_ended = false;
+        self.has_data = false;
         if self.reset_after_message || result.is_err() {
             self.inflate.reset(false);
         }
@@ -215,19 +237,20 @@ impl Inflater {
                 out.reserve_exact(out.capacity().max(4096).min(room));
             }
             let (in_before, out_before) = (self.inflate.total_in(), out.len());
-            let status = self
-                .inflate
-                .decompress_vec(input, out, flush)
-                .map_err(|_| InflateError::Corrupt)?;
-            let consumed = usize::try_from(self.inflate.total_in() - in_before)
-                .map_err(|_| InflateError::Corrupt)?;
-            input = &input[consumed..];
+            let result = self.inflate.decompress_vec(input, out, flush);
+            // Past the limit before the data turned bad (the inflater can fail on the next
+            // symbol with the output full): too big, as smaller pieces of input would find.
             if out.len() > limit {
                 return Err(InflateError::TooBig);
             }
+            let status = result.map_err(|_| InflateError::Corrupt)?;
+            let consumed = usize::try_from(self.inflate.total_in() - in_before)
+                .map_err(|_| InflateError::Corrupt)?;
+            input = &input[consumed..];
             if status == Status::StreamEnd {
                 // A final block: the message's stream is over; what follows is its tail.
                 self.inflate.reset(false);
+                self.stream_ended = true;
                 return Ok(());
             }
             let room_left = out.len() < out.capacity();
@@ -317,6 +340,82 @@ mod tests {
             }
         }
         assert_eq!(compress(b"ab", 15, 1), None, "incompressible stays raw");
+    }
+
+    #[test]
+    fn a_message_ending_in_a_final_block_leaves_the_next_one_intact() {
+        // RFC 7692 §7.2.3.4: "Hello" in a block with BFINAL set, then the header octet of the
+        // empty stored block the sender appended (and stripped of its last four octets).
+        let hello = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+        let msg = b"the next message, from a compressor that started over".repeat(4);
+        // Whole, or split right after the final block, as frames or reads may split it.
+        for split in [hello.len(), 7] {
+            let mut inflater = Inflater::new(&Deflate {
+                server_window_bits: 15,
+                client_no_context_takeover: false,
+            });
+            let mut out = Vec::new();
+            for piece in [&hello[..split], &hello[split..]] {
+                inflater.feed(piece, &mut out, 1 << 20).expect("inflates");
+            }
+            inflater.finish(&mut out, 1 << 20).expect("finishes");
+            assert_eq!(out, b"Hello");
+            assert_eq!(round_trip(&mut inflater, &msg, 15), msg, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn a_message_with_no_compressed_data_is_empty_and_leaves_the_stream_alone() {
+        // A client compressor (context taken over) flushed twice in a row emits nothing for
+        // an empty message. The appended tail alone is no DEFLATE block: inflating it left
+        // the stream inside a stored block's header, and the next message came out wrong.
+        let mut client = Compress::new_with_window_bits(flate2::Compression::new(0), false, 15);
+        let mut send = |msg: &[u8]| {
+            let mut out = Vec::with_capacity(msg.len() + 64);
+            client
+                .compress_vec(msg, &mut out, FlushCompress::Sync)
+                .expect("compresses");
+            if out.ends_with(&TAIL) {
+                out.truncate(out.len() - TAIL.len());
+            }
+            out
+        };
+        let messages = [&b""[..], b"", b"", b"hello"];
+        let wire: Vec<Vec<u8>> = messages.iter().map(|m| send(m)).collect();
+        assert!(wire[1].is_empty(), "the second flush emits nothing");
+        let mut inflater = Inflater::new(&Deflate {
+            server_window_bits: 15,
+            client_no_context_takeover: false,
+        });
+        for (msg, data) in messages.iter().zip(&wire) {
+            let mut out = Vec::new();
+            inflater.feed(data, &mut out, 1 << 20).expect("inflates");
+            inflater.finish(&mut out, 1 << 20).expect("finishes");
+            assert_eq!(out, *msg);
+        }
+    }
+
+    #[test]
+    fn too_big_before_corrupt_is_too_big_however_the_input_is_split() {
+        // Fixed-Huffman blocks that inflate past the 256-byte limit, then a bad symbol the
+        // inflater rejects with its output already full (found by the frame_decoder_deflate
+        // fuzz target). Fed whole it was corrupt; fed in pieces, too big.
+        let data = [
+            0x4a, 0x20, 0x00, 0x00, 0x4a, 0x20, 0x04, 0x00, 0x4a, 0x20, 0x00, 0x00, 0x4a, 0x20,
+            0x00, 0x00, 0x4a, 0x20, 0x00, 0x00, 0x4a, 0x20, 0x00, 0x00, 0x4a, 0x20, 0x00, 0x00,
+            0x4a, 0x20, 0x00, 0x00, 0xdc, 0x57, 0x8a, 0xf8, 0xfd, 0x97, 0xb7, 0x8b,
+        ];
+        for piece in [data.len(), 8, 1] {
+            let mut inflater = Inflater::new(&Deflate {
+                server_window_bits: 15,
+                client_no_context_takeover: false,
+            });
+            let mut out = Vec::new();
+            let result = data
+                .chunks(piece)
+                .try_for_each(|p| inflater.feed(p, &mut out, 256));
+            assert_eq!(result, Err(InflateError::TooBig), "pieces of {piece}");
+        }
     }
 
     #[test]

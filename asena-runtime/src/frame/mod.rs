@@ -10,6 +10,8 @@
 mod decode;
 pub(crate) mod deflate;
 mod message;
+#[cfg(test)]
+mod proptests;
 
 use std::borrow::Cow;
 use std::sync::OnceLock;

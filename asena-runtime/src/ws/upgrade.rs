@@ -46,7 +46,7 @@ fn refusal(status: StatusCode, message: &str) -> Refusal {
 /// Checks the handshake headers; returns the client's key. (The error is the response to send;
 /// it is built once per rejected request, so its size does not matter.)
 #[allow(clippy::result_large_err)]
-fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Refusal> {
+pub(crate) fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Refusal> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
             v.to_str().is_ok_and(|s| {
