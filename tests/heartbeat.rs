@@ -1,6 +1,6 @@
 //! Keeping connections honest, over real sockets: server pings keep a quiet but live client
 //! connected past the idle timeout, a peer that stops answering is closed, a peer that pings
-//! without reading gets at most one queued pong, nothing buffered is dispatched once a close is
+//! without reading cannot grow its queue, nothing buffered is dispatched once a close is
 //! under way, and close codes that may not go on the wire never do.
 #![allow(clippy::unwrap_used)]
 

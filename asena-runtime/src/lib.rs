@@ -84,7 +84,7 @@
 //!
 //! ## The wire
 //! Quiet sockets are pinged ([`AsenaBuilder::ping`], every 30 s by default) and closed when
-//! they stop answering; at most one pong is ever queued per socket. permessage-deflate
+//! they stop answering; unwritten pongs are bounded (2 KiB per socket). permessage-deflate
 //! ([`Compression`], on by default when the client offers it) compresses a room message once
 //! for every compressing member.
 //!

@@ -204,7 +204,7 @@ impl Conn {
         }
     }
 
-    /// Queues the answer to a ping; at most one is ever queued (see the outbox).
+    /// Queues the answer to a ping, in order; unwritten pongs are bounded (see the outbox).
     pub(crate) fn push_pong(self: &Arc<Self>, payload: &[u8]) {
         if self.outbox.push_pong(Frame::pong(payload).wire()) == Pushed::Schedule
             && let Some(flusher) = &self.shared.flusher

@@ -23,6 +23,9 @@ const PER_FRAME_OVERHEAD: usize = 32;
 /// Frames up to this many bytes are copied into the queue's byte buffer; larger ones are
 /// queued by reference.
 const INLINE_MAX: usize = 512;
+/// Bytes of unwritten pongs a connection may hold: enough to answer a burst of pings one by
+/// one, too little for a peer that pings without reading to matter.
+pub(crate) const PONG_BUDGET: usize = 2048;
 /// First allocation of an empty byte buffer, so a burst does not regrow it from a few bytes.
 const INITIAL_CAPACITY: usize = 256;
 /// Buffers with more capacity than this are released once written, so a socket that goes
@@ -68,9 +71,12 @@ struct State {
     carry: Option<(Pending, usize)>,
     /// The writer task, waiting for the socket to be handed to it.
     writer: Option<Waker>,
-    /// The answer to the latest ping, written with the next batch: one at most, so a peer
-    /// that pings without reading cannot grow the queue.
-    pong: Option<Bytes>,
+    /// Bytes of pongs queued and not yet taken (with the per-frame overhead); at most
+    /// [`PONG_BUDGET`], so a peer that pings without reading cannot grow the queue.
+    pong_bytes: usize,
+    /// Where the last queued pong is in `pending.large`, to answer a newer ping instead
+    /// once the budget is spent.
+    last_pong: Option<usize>,
 }
 
 impl State {
@@ -95,11 +101,10 @@ impl State {
         }
     }
 
-    /// Moves the queued pong (if any) behind the bytes taken into `into`.
-    fn take_pong(&mut self, into: &mut Pending) {
-        if let Some(pong) = self.pong.take() {
-            into.bytes.extend_from_slice(&pong);
-        }
+    /// The pending bytes were taken: their pongs went with them.
+    fn forget_pongs(&mut self) {
+        self.pong_bytes = 0;
+        self.last_pong = None;
     }
 }
 
@@ -260,8 +265,10 @@ impl Outbox {
         }
     }
 
-    /// Queues the answer to a ping, replacing one not yet written (RFC 6455 §5.5.3 allows
-    /// answering only the latest ping). It does not count against the queue limit.
+    /// Queues the answer to a ping, in order with the data. Unwritten pongs may take up to
+    /// [`PONG_BUDGET`] bytes; past it the newest one replaces the last queued (RFC 6455
+    /// §5.5.3 allows answering only the latest ping). Pongs do not count against the queue
+    /// limit.
     pub(crate) fn push_pong(&self, frame: &Bytes) -> Pushed {
         let mut writer = None;
         let schedule = {
@@ -269,8 +276,20 @@ impl Outbox {
             if st.sealed {
                 return Pushed::Closed;
             }
-            if st.pong.replace(frame.clone()).is_none() {
-                st.frames += 1;
+            let st = &mut *st;
+            let cost = frame.len() + PER_FRAME_OVERHEAD;
+            match st.last_pong {
+                Some(i) if st.pong_bytes + cost > PONG_BUDGET => {
+                    let old = std::mem::replace(&mut st.pending.large[i].1, frame.clone());
+                    st.pong_bytes = st.pong_bytes - old.len() + frame.len();
+                }
+                _ => {
+                    st.last_pong = Some(st.pending.large.len());
+                    let at = st.pending.bytes.len();
+                    st.pending.large.push((at, frame.clone()));
+                    st.pong_bytes += cost;
+                    st.frames += 1;
+                }
             }
             st.claim_idle(&mut writer)
         };
@@ -311,7 +330,7 @@ impl Outbox {
         let mut st = self.lock();
         st.sealed = true;
         st.pending = Pending::default();
-        st.pong = None;
+        st.forget_pongs();
         st.carry = None;
         st.frames = 0;
         st.queued = 0;
@@ -345,7 +364,7 @@ impl Outbox {
             return FlushTake::HandedOver;
         }
         std::mem::swap(&mut st.pending, into);
-        st.take_pong(into);
+        st.forget_pongs();
         st.frames = 0;
         st.queued = 0;
         FlushTake::Write
@@ -412,7 +431,7 @@ impl Outbox {
             };
         }
         std::mem::swap(&mut st.pending, into);
-        st.take_pong(into);
+        st.forget_pongs();
         let took = st.frames > 0;
         st.frames = 0;
         st.queued = 0;
@@ -447,41 +466,49 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    #[test]
-    fn at_most_one_pong_is_queued() {
-        let outbox = Outbox::new();
-        outbox.push(&Bytes::from_static(b"data"), 1 << 20);
-        for i in 0..1000u32 {
-            let pong = Bytes::from(vec![
-                0x8a,
-                4,
-                (i >> 24) as u8,
-                (i >> 16) as u8,
-                (i >> 8) as u8,
-                i as u8,
-            ]);
-            assert_ne!(outbox.push_pong(&pong), Pushed::Closed);
-        }
-        let mut pending = Pending::default();
-        let batch = outbox.take(&mut pending);
-        assert_eq!(batch.skip, 0);
-        // The data, then only the answer to the last ping.
-        assert_eq!(
-            pending.bytes,
-            [&b"data"[..], &[0x8a, 4, 0, 0, 3, 231]].concat()
-        );
-        pending.clear();
-        let batch = outbox.take(&mut pending);
-        assert!(pending.is_empty() && !batch.finished);
-        outbox.seal();
-        assert_eq!(
-            outbox.push_pong(&Bytes::from_static(b"\x8a\x00")),
-            Pushed::Closed
-        );
-    }
-
     fn taken(p: &Pending) -> Vec<u8> {
         p.segments().flatten().copied().collect()
+    }
+
+    fn pong(i: u32) -> Bytes {
+        Bytes::from(vec![
+            0x8a,
+            4,
+            (i >> 24) as u8,
+            (i >> 16) as u8,
+            (i >> 8) as u8,
+            i as u8,
+        ])
+    }
+
+    #[test]
+    fn pongs_keep_their_place_and_their_budget() {
+        let outbox = Outbox::new();
+        outbox.push(&Bytes::from_static(b"before"), 1 << 20);
+        outbox.push_pong(&pong(1));
+        outbox.push(&Bytes::from_static(b"after"), 1 << 20);
+        let mut pending = Pending::default();
+        outbox.take(&mut pending);
+        // In order: data queued before the ping, the pong, data queued after it.
+        assert_eq!(
+            taken(&pending),
+            [&b"before"[..], &pong(1), b"after"].concat()
+        );
+        pending.clear();
+
+        // A flood of pings without reading: the pongs stay within the budget, and the
+        // newest ping is the one answered last.
+        for i in 0..100_000u32 {
+            assert_ne!(outbox.push_pong(&pong(i)), Pushed::Closed);
+        }
+        outbox.take(&mut pending);
+        let bytes = taken(&pending);
+        assert!(bytes.len() <= PONG_BUDGET, "{} bytes of pongs", bytes.len());
+        assert_eq!(&bytes[bytes.len() - 6..], &pong(99_999)[..]);
+        assert_eq!(&bytes[..6], &pong(0)[..], "a burst is answered one by one");
+        pending.clear();
+        outbox.seal();
+        assert_eq!(outbox.push_pong(&pong(7)), Pushed::Closed);
     }
 
     #[test]
