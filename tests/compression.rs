@@ -5,12 +5,12 @@
 //! service, and text that turns invalid in the middle of a frame.
 #![allow(clippy::unwrap_used)]
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use asena_runtime::prelude::*;
 use asena_runtime::{AsenaBuilder, Compression};
-use asena_tests::{TestServer, WAIT, start};
+use asena_tests::{TestServer, masked_frame, raw_upgrade, read_frame, start};
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Joins `?room=`; echoes `echo:<x>` as `<x>`, sends `room:<x>` to the room (sender
@@ -67,7 +67,8 @@ fn app() -> AsenaBuilder {
 struct Received {
     rsv1: bool,
     opcode: u8,
-    wire: Vec<u8>,
+    /// The frame's first byte (FIN, RSV1, opcode).
+    first: u8,
     payload: Vec<u8>,
 }
 
@@ -79,24 +80,10 @@ struct Raw {
 
 impl Raw {
     async fn connect(s: &TestServer, path: &str, extensions: Option<&str>) -> anyhow::Result<Raw> {
-        let mut stream = tokio::time::timeout(WAIT, TcpStream::connect(s.addr)).await??;
         let ext = extensions
             .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
             .unwrap_or_default();
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{ext}\r\n",
-            s.addr
-        );
-        stream.write_all(req.as_bytes()).await?;
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            tokio::time::timeout(WAIT, stream.read_exact(&mut byte)).await??;
-            head.push(byte[0]);
-        }
-        let response = String::from_utf8(head)?;
-        anyhow::ensure!(response.starts_with("HTTP/1.1 101"), "{response}");
+        let (stream, response) = raw_upgrade(s.addr, path, &ext, None).await?;
         Ok(Raw {
             stream,
             response,
@@ -118,7 +105,7 @@ impl Raw {
         payload: &[u8],
     ) -> anyhow::Result<()> {
         self.stream
-            .write_all(&masked(fin, rsv1, opcode, payload))
+            .write_all(&masked_frame(fin, rsv1, opcode, payload))
             .await?;
         Ok(())
     }
@@ -132,37 +119,13 @@ impl Raw {
     }
 
     async fn recv(&mut self) -> anyhow::Result<Received> {
-        tokio::time::timeout(WAIT, async {
-            let mut h = [0u8; 2];
-            self.stream.read_exact(&mut h).await?;
-            let mut wire = h.to_vec();
-            let len = match h[1] & 0x7f {
-                126 => {
-                    let mut b = [0u8; 2];
-                    self.stream.read_exact(&mut b).await?;
-                    wire.extend_from_slice(&b);
-                    u16::from_be_bytes(b) as usize
-                }
-                127 => {
-                    let mut b = [0u8; 8];
-                    self.stream.read_exact(&mut b).await?;
-                    wire.extend_from_slice(&b);
-                    u64::from_be_bytes(b) as usize
-                }
-                n => n as usize,
-            };
-            let mut payload = vec![0u8; len];
-            self.stream.read_exact(&mut payload).await?;
-            wire.extend_from_slice(&payload);
-            anyhow::Ok(Received {
-                rsv1: h[0] & 0x40 != 0,
-                opcode: h[0] & 0x0f,
-                wire,
-                payload,
-            })
+        let (first, payload) = read_frame(&mut self.stream).await?;
+        Ok(Received {
+            rsv1: first & 0x40 != 0,
+            opcode: first & 0x0f,
+            first,
+            payload,
         })
-        .await
-        .context("no frame from the server")?
     }
 
     /// The next message's text, inflating it when it is compressed.
@@ -187,23 +150,6 @@ impl Raw {
             }
         }
     }
-}
-
-fn masked(fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
-    let mut out = vec![if fin { 0x80 } else { 0 } | if rsv1 { 0x40 } else { 0 } | opcode];
-    if payload.len() < 126 {
-        out.push(0x80 | payload.len() as u8);
-    } else if payload.len() <= 65535 {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
 }
 
 /// Compresses a message as a permessage-deflate client does (sync flush, tail stripped).
@@ -305,8 +251,15 @@ async fn a_room_message_is_compressed_once_for_every_compressing_member() -> any
         fa.rsv1 && fb.rsv1,
         "compressing members get the compressed frame"
     );
-    assert_eq!(fa.wire, fb.wire, "byte for byte the same frame");
-    assert!(fa.wire.len() < fr.wire.len() / 4, "and it is much smaller");
+    assert_eq!(
+        (fa.first, &fa.payload),
+        (fb.first, &fb.payload),
+        "byte for byte the same frame"
+    );
+    assert!(
+        fa.payload.len() < fr.payload.len() / 4,
+        "and it is much smaller"
+    );
     assert!(!fr.rsv1);
     assert_eq!(String::from_utf8(fr.payload)?, body);
     assert_eq!(
@@ -344,7 +297,7 @@ async fn text_that_turns_invalid_fails_before_the_frame_is_complete() -> anyhow:
     let mut payload = "ok ".repeat(30).into_bytes();
     payload.push(0xff);
     payload.resize(1000, b'a');
-    let frame = masked(true, false, 0x1, &payload);
+    let frame = masked_frame(true, false, 0x1, &payload);
     c.stream.write_all(&frame[..100]).await?;
     assert_eq!(c.recv_close().await?, 1007);
 

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
-use asena_tests::{TestServer, WAIT, eventually, start, tungstenite};
+use asena_tests::{
+    TestServer, WAIT, eventually, masked, raw_upgrade, read_frame, start, tungstenite,
+};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Records what it handles; `close:<code>` closes with that code, `echo:x` answers `x`.
 #[websocket(path = "/hb")]
@@ -51,49 +53,13 @@ fn beat(s: &TestServer) -> std::sync::Arc<Beat> {
 }
 
 async fn raw(s: &TestServer) -> anyhow::Result<tokio::net::TcpStream> {
-    let mut stream = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(s.addr)).await??;
-    let req = format!(
-        "GET /hb HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        s.addr
-    );
-    stream.write_all(req.as_bytes()).await?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tokio::time::timeout(WAIT, stream.read_exact(&mut byte)).await??;
-        head.push(byte[0]);
-    }
-    anyhow::ensure!(head.starts_with(b"HTTP/1.1 101"));
-    Ok(stream)
-}
-
-fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [9u8, 8, 7, 6];
-    let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8];
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
+    Ok(raw_upgrade(s.addr, "/hb", "", None).await?.0)
 }
 
 /// The next frame from the server: (opcode, payload).
 async fn frame(stream: &mut tokio::net::TcpStream) -> anyhow::Result<(u8, Vec<u8>)> {
-    tokio::time::timeout(WAIT, async {
-        let mut h = [0u8; 2];
-        stream.read_exact(&mut h).await?;
-        let len = match h[1] & 0x7f {
-            126 => {
-                let mut b = [0u8; 2];
-                stream.read_exact(&mut b).await?;
-                u16::from_be_bytes(b) as usize
-            }
-            n => n as usize,
-        };
-        let mut payload = vec![0u8; len];
-        stream.read_exact(&mut payload).await?;
-        anyhow::Ok((h[0] & 0x0f, payload))
-    })
-    .await?
+    let (first, payload) = read_frame(stream).await?;
+    Ok((first & 0x0f, payload))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,9 +127,8 @@ async fn a_peer_that_stops_answering_is_closed_with_1001() -> anyhow::Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_pings_without_reading_cannot_grow_the_queue() -> anyhow::Result<()> {
     let s = start(app().ping(None, Duration::from_secs(30))).await?;
-    let mut stream = raw(&s).await?;
-    // Shrink what the kernel holds for this client so the server's writes back up.
-    socket2::SockRef::from(&stream).set_recv_buffer_size(4096)?;
+    // A small receive buffer, so the server's writes back up.
+    let (mut stream, _) = raw_upgrade(s.addr, "/hb", "", Some(4096)).await?;
     let ping = masked(0x9, &[b'p'; 125]);
     let burst: Vec<u8> = ping
         .iter()

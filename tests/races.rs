@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use asena_runtime::prelude::*;
 use asena_runtime::{AsenaBuilder, Limits, SlowConsumer};
-use asena_tests::{TestServer, WAIT, eventually, start};
+use asena_tests::{TestServer, WAIT, eventually, raw_upgrade, start};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -50,6 +50,15 @@ impl WebSocketService for Slow {
     }
 }
 
+/// A raw client: handshake by hand, then frames straight off the socket.
+async fn raw(
+    s: &TestServer,
+    path: &str,
+    recv_buffer: Option<u32>,
+) -> anyhow::Result<tokio::net::TcpStream> {
+    Ok(raw_upgrade(s.addr, path, "", recv_buffer).await?.0)
+}
+
 fn app() -> AsenaBuilder {
     Asena::builder()
         .without_auto_registration()
@@ -65,33 +74,6 @@ fn app() -> AsenaBuilder {
                 ..Limits::default()
             },
         )
-}
-
-/// A raw client: handshake by hand, then frames straight off the socket.
-async fn raw(
-    s: &TestServer,
-    path: &str,
-    recv_buffer: Option<usize>,
-) -> anyhow::Result<tokio::net::TcpStream> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    if let Some(size) = recv_buffer {
-        socket.set_recv_buffer_size(size as u32)?;
-    }
-    let mut stream = tokio::time::timeout(WAIT, socket.connect(s.addr)).await??;
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        s.addr
-    );
-    stream.write_all(req.as_bytes()).await?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tokio::time::timeout(WAIT, stream.read_exact(&mut byte)).await??;
-        head.push(byte[0]);
-    }
-    anyhow::ensure!(head.starts_with(b"HTTP/1.1 101"));
-    Ok(stream)
 }
 
 /// Reads text frames (a few bytes at a time) until `count` messages after "joined" arrived.

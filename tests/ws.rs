@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use asena_runtime::prelude::*;
 use asena_runtime::{Lifecycle, SlowConsumer};
-use asena_tests::{Client, TestServer, WAIT, start, tungstenite::Message as Ws};
+use asena_tests::{
+    Client, TestServer, WAIT, masked, raw_upgrade, read_frame, start, tungstenite::Message as Ws,
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -462,55 +464,17 @@ async fn oversize_message_closes_with_1009() -> anyhow::Result<()> {
 
 /// Opens a raw connection (handshake by hand) to send frames a proper client would not.
 async fn raw_socket(s: &TestServer) -> anyhow::Result<tokio::net::TcpStream> {
-    let mut stream = tokio::net::TcpStream::connect(s.addr).await?;
-    let req = format!(
-        "GET /t HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        s.addr
-    );
-    stream.write_all(req.as_bytes()).await?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tokio::time::timeout(WAIT, stream.read_exact(&mut byte)).await??;
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    Ok(stream)
+    Ok(raw_upgrade(s.addr, "/t", "", None).await?.0)
 }
 
 /// Reads server frames until a close frame; returns its code.
 async fn raw_close_code(stream: &mut tokio::net::TcpStream) -> anyhow::Result<u16> {
     loop {
-        let mut h = [0u8; 2];
-        tokio::time::timeout(WAIT, stream.read_exact(&mut h)).await??;
-        let len = match h[1] & 0x7f {
-            126 => {
-                let mut b = [0u8; 2];
-                stream.read_exact(&mut b).await?;
-                u16::from_be_bytes(b) as usize
-            }
-            127 => {
-                let mut b = [0u8; 8];
-                stream.read_exact(&mut b).await?;
-                u64::from_be_bytes(b) as usize
-            }
-            n => n as usize,
-        };
-        let mut payload = vec![0u8; len];
-        stream.read_exact(&mut payload).await?;
-        if h[0] & 0x0f == 0x8 {
+        let (first, payload) = read_frame(stream).await?;
+        if first & 0x0f == 0x8 {
             return Ok(u16::from_be_bytes([payload[0], payload[1]]));
         }
     }
-}
-
-fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [1u8, 2, 3, 4];
-    let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8];
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
 }
 
 #[tokio::test]

@@ -307,3 +307,86 @@ pub fn json_body(response: &HttpResponse) -> Value {
     serde_json::from_str(body_of(response))
         .unwrap_or_else(|e| panic!("body is not JSON ({e}): {response}"))
 }
+
+/// A raw WebSocket connection to `path`, the handshake written by hand (with
+/// `extra_headers`, each ending in `\r\n`), for tests that send what a proper client would
+/// not. `recv_buffer` shrinks the kernel's receive buffer first. Returns the stream after the
+/// `101` and the response head.
+pub async fn raw_upgrade(
+    addr: SocketAddr,
+    path: &str,
+    extra_headers: &str,
+    recv_buffer: Option<u32>,
+) -> anyhow::Result<(TcpStream, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    let mut stream = tokio::time::timeout(WAIT, socket.connect(addr)).await??;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra_headers}\r\n"
+    );
+    stream.write_all(req.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(WAIT, stream.read_exact(&mut byte)).await??;
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head)?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 101"), "not upgraded: {head}");
+    Ok((stream, head))
+}
+
+/// A masked client frame (payloads of any length; `rsv1` marks a compressed message).
+pub fn masked_frame(fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+    let mut out = vec![if fin { 0x80 } else { 0 } | if rsv1 { 0x40 } else { 0 } | opcode];
+    if payload.len() < 126 {
+        out.push(0x80 | payload.len() as u8);
+    } else if payload.len() <= 65535 {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// A whole, unfragmented, masked client frame.
+pub fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    masked_frame(true, false, opcode, payload)
+}
+
+/// The next frame the server sent on a raw connection: its first byte (FIN, RSV1, opcode)
+/// and its payload, within [`WAIT`].
+pub async fn read_frame(stream: &mut TcpStream) -> anyhow::Result<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(WAIT, async {
+        let mut h = [0u8; 2];
+        stream.read_exact(&mut h).await?;
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                stream.read_exact(&mut b).await?;
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                stream.read_exact(&mut b).await?;
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await?;
+        anyhow::Ok((h[0], payload))
+    })
+    .await
+    .context("no frame from the server")?
+}

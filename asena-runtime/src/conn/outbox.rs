@@ -177,6 +177,19 @@ pub(crate) enum Pushed {
     Closed,
 }
 
+/// The outcome of a push that queued something: wakes the writer task if it was handed the
+/// socket (after the lock is released).
+fn queued(writer: Option<Waker>, schedule: bool) -> Pushed {
+    if let Some(w) = writer {
+        w.wake();
+    }
+    if schedule {
+        Pushed::Schedule
+    } else {
+        Pushed::Queued
+    }
+}
+
 /// What the writer took in one go, and what to do when it took nothing.
 #[derive(Debug)]
 pub(crate) struct Batch {
@@ -255,14 +268,7 @@ impl Outbox {
             }
             st.claim_idle(&mut writer)
         };
-        if let Some(w) = writer {
-            w.wake();
-        }
-        if schedule {
-            Pushed::Schedule
-        } else {
-            Pushed::Queued
-        }
+        queued(writer, schedule)
     }
 
     /// Queues the answer to a ping, in order with the data. Unwritten pongs may take up to
@@ -293,14 +299,7 @@ impl Outbox {
             }
             st.claim_idle(&mut writer)
         };
-        if let Some(w) = writer {
-            w.wake();
-        }
-        if schedule {
-            Pushed::Schedule
-        } else {
-            Pushed::Queued
-        }
+        queued(writer, schedule)
     }
 
     /// Seals the queue and schedules `frame` as the last thing written. Returns false when a
