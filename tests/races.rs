@@ -18,37 +18,30 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const PUBLISHERS: usize = 8;
 const PER_PUBLISHER: usize = 1500;
 
-#[websocket(path = "/fast")]
-#[derive(Debug)]
-struct Fast;
+/// Two services that differ only in path (and so in limits): each socket joins "room" and
+/// says "joined".
+macro_rules! room_service {
+    ($name:ident, $path:literal) => {
+        #[websocket(path = $path)]
+        #[derive(Debug)]
+        struct $name;
 
-impl WebSocketService for Fast {
-    type Data = ();
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
-        ws.subscribe("room");
-        ws.send("joined")?;
-        Ok(())
-    }
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
-        Ok(())
-    }
+        impl WebSocketService for $name {
+            type Data = ();
+            async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+                ws.subscribe("room");
+                ws.send("joined")?;
+                Ok(())
+            }
+            async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+                Ok(())
+            }
+        }
+    };
 }
 
-#[websocket(path = "/slow")]
-#[derive(Debug)]
-struct Slow;
-
-impl WebSocketService for Slow {
-    type Data = ();
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
-        ws.subscribe("room");
-        ws.send("joined")?;
-        Ok(())
-    }
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
-        Ok(())
-    }
-}
+room_service!(Fast, "/fast");
+room_service!(Slow, "/slow");
 
 /// A raw client: handshake by hand, then frames straight off the socket.
 async fn raw(

@@ -650,6 +650,15 @@ fn scan(
     stamps: bool,
     mut on_stamp: impl FnMut(u64),
 ) -> Scan {
+    // Times a whole text message by the stamp at its end.
+    let mut timed = |op: u8, text: &[u8]| {
+        if op == 1
+            && stamps
+            && let Some(sent) = stamp_of(text)
+        {
+            on_stamp(sent);
+        }
+    };
     let mut s = Scan::default();
     let mut pos = 0;
     while buf.len() - pos >= 2 {
@@ -681,24 +690,14 @@ fn scan(
                 if rsv1 {
                     match inflate.as_deref_mut() {
                         Some(inf) if fin => match inf.message(payload) {
-                            Some(text) => {
-                                if op == 1
-                                    && stamps
-                                    && let Some(sent) = stamp_of(text)
-                                {
-                                    on_stamp(sent);
-                                }
-                            }
+                            Some(text) => timed(op, text),
                             None => s.inflate_errors += 1,
                         },
                         Some(inf) => inf.pending = Some((op, payload.to_vec())),
                         None => s.inflate_errors += 1,
                     }
-                } else if op == 1
-                    && stamps
-                    && let Some(sent) = stamp_of(payload)
-                {
-                    on_stamp(sent);
+                } else {
+                    timed(op, payload);
                 }
             }
             // The next frame of a fragmented compressed message (uncompressed fragments are
@@ -712,14 +711,7 @@ fn scan(
                         inf.pending = Some((op, pending));
                     } else {
                         match inf.message(&pending) {
-                            Some(text) => {
-                                if op == 1
-                                    && stamps
-                                    && let Some(sent) = stamp_of(text)
-                                {
-                                    on_stamp(sent);
-                                }
-                            }
+                            Some(text) => timed(op, text),
                             None => s.inflate_errors += 1,
                         }
                     }
