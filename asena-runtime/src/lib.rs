@@ -125,6 +125,7 @@ mod request;
 mod rooms;
 mod frame;
 pub mod wire;
+mod channel;
 mod conn;
 pub mod transport;
 pub mod namespace;
@@ -136,6 +137,7 @@ mod app;
 
 pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, Server};
 pub use asena_macros::{middleware, service, websocket};
+pub use channel::{Channel, DecodeError, DecodeErrorKind, Encode, Incoming, Outgoing, Raw};
 pub use config::{Compression, Limits, SlowConsumer};
 pub use di::{Component, ContainerError, DiError, Injectable, Lifecycle, Problem, Resolver};
 pub use error::{BoxError, Result};
@@ -165,10 +167,15 @@ pub mod prelude {
         Refusal, Result, Scope, Socket, SocketRef, Ulak, UlakBroker, WebSocketService, middleware,
         service, websocket,
     };
+    pub use garde::Validate;
+    pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::json;
     pub use std::sync::Arc;
 }
+
+pub use garde;
+pub use schemars;
 
 /// Support for the macros' generated code. Not public API: may change in any release.
 #[doc(hidden)]
