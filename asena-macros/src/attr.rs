@@ -9,6 +9,9 @@ mod kw {
     syn::custom_keyword!(path);
     syn::custom_keyword!(name);
     syn::custom_keyword!(middlewares);
+    syn::custom_keyword!(params);
+    syn::custom_keyword!(receives);
+    syn::custom_keyword!(sends);
 }
 
 /// Every argument any of our attributes understands; each macro says which it accepts.
@@ -18,6 +21,10 @@ pub(crate) struct Args {
     pub(crate) name: Option<LitStr>,
     pub(crate) middlewares: Option<(Span, Vec<Path>)>,
     pub(crate) krate: Option<Path>,
+    /// `params = T`, `receives = T`, `sends = T`: the service's typed channel.
+    pub(crate) params: Option<syn::Type>,
+    pub(crate) receives: Option<syn::Type>,
+    pub(crate) sends: Option<syn::Type>,
 }
 
 /// Which arguments a macro accepts, for "expected ..." messages.
@@ -31,7 +38,9 @@ impl Accepts {
     fn expected(self) -> &'static str {
         match self {
             Accepts::Component => "expected `name` or `crate`",
-            Accepts::WebSocket => "expected `path`, `name`, `middlewares` or `crate`",
+            Accepts::WebSocket => {
+                "expected `path`, `name`, `middlewares`, `params`, `receives`, `sends` or `crate`"
+            }
         }
     }
 }
@@ -107,6 +116,30 @@ fn parse_inner(input: ParseStream<'_>, accepts: Accepts) -> syn::Result<Args> {
                 push(duplicate(key.span, "middlewares"));
             }
             args.middlewares = Some((key.span, list.into_iter().collect()));
+        } else if matches!(accepts, Accepts::WebSocket)
+            && (lookahead.peek(kw::params)
+                || lookahead.peek(kw::receives)
+                || lookahead.peek(kw::sends))
+        {
+            let key: syn::Ident = input.call(syn::ext::IdentExt::parse_any)?;
+            input.parse::<Token![=]>()?;
+            let value: syn::Type = input.parse().map_err(|e| {
+                let mut err = syn::Error::new(
+                    e.span(),
+                    format!("`{key}` expects a type\nhint: `{key} = ChatIn`"),
+                );
+                err.combine(e);
+                err
+            })?;
+            let slot = match key.to_string().as_str() {
+                "params" => &mut args.params,
+                "receives" => &mut args.receives,
+                _ => &mut args.sends,
+            };
+            if slot.is_some() {
+                push(duplicate(key.span(), &key.to_string()));
+            }
+            *slot = Some(value);
         } else if lookahead.peek(Token![crate]) {
             let key = input.parse::<Token![crate]>()?;
             input.parse::<Token![=]>()?;

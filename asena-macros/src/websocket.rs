@@ -43,6 +43,18 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         .iter()
         .map(|m| quote_spanned!(m.span()=> __asena::Dependency::required::<#m>()))
         .collect();
+    let params = args
+        .params
+        .as_ref()
+        .map_or_else(|| quote!(()), |t| quote_spanned!(t.span()=> #t));
+    let receives = args.receives.as_ref().map_or_else(
+        || quote!(__asena::Message),
+        |t| quote_spanned!(t.span()=> #t),
+    );
+    let sends = args
+        .sends
+        .as_ref()
+        .map_or_else(|| quote!(__asena::Raw), |t| quote_spanned!(t.span()=> #t));
     let checks = middlewares
         .iter()
         .map(|m| quote_spanned!(m.span()=> __asena::assert_middleware::<#m>();));
@@ -63,6 +75,13 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             extra_items: quote! {
                 #[allow(dead_code)]
                 fn __asena_checks() { #(#checks)* }
+                impl __asena::Channel for #ident {
+                    const PATH: &'static str = #path;
+                    const NAME: &'static str = #name;
+                    type Params = #params;
+                    type In = #receives;
+                    type Out = #sends;
+                }
             },
         },
     ))

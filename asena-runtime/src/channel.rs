@@ -40,9 +40,9 @@ pub trait Channel: Send + Sync + 'static {
     /// that does not deserialize is refused with 400). `()` when the service declares none.
     type Params: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static;
     /// What clients send.
-    type In: Incoming;
+    type In: Receives;
     /// What the service sends.
-    type Out: Outgoing;
+    type Out: Sends;
 }
 
 /// A type a service can receive: [`Message`] (raw) or any type that is `Deserialize`,
@@ -69,14 +69,14 @@ pub trait Channel: Send + Sync + 'static {
 ///
 /// `#[garde(allow_unvalidated)]` lets fields without a rule through; nested structs are
 /// validated when the field says `#[garde(dive)]`.
-pub trait Incoming: Sized + Send + 'static {
+pub trait Receives: Sized + Send + 'static {
     /// Decodes and validates a message.
     fn decode(message: Message) -> Result<Self, DecodeError>;
     /// The JSON Schema of the payload; `None` for raw messages.
     fn schema(generator: &mut SchemaGenerator) -> Option<Schema>;
 }
 
-impl Incoming for Message {
+impl Receives for Message {
     fn decode(message: Message) -> Result<Self, DecodeError> {
         Ok(message)
     }
@@ -85,7 +85,7 @@ impl Incoming for Message {
     }
 }
 
-impl<T> Incoming for T
+impl<T> Receives for T
 where
     T: DeserializeOwned + garde::Validate + JsonSchema + Send + 'static,
     T::Context: Default,
@@ -106,7 +106,7 @@ where
 
 /// A type a service can send: [`Raw`] (anything [`IntoFrame`]) or any type that is
 /// `Serialize` and [`JsonSchema`].
-pub trait Outgoing: Send + Sync + 'static {
+pub trait Sends: Send + Sync + 'static {
     /// The JSON Schema of the payload; `None` for raw messages.
     fn schema(generator: &mut SchemaGenerator) -> Option<Schema>;
 }
@@ -117,13 +117,13 @@ pub trait Outgoing: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Raw {}
 
-impl Outgoing for Raw {
+impl Sends for Raw {
     fn schema(_: &mut SchemaGenerator) -> Option<Schema> {
         None
     }
 }
 
-impl<T: Serialize + JsonSchema + Send + Sync + 'static> Outgoing for T {
+impl<T: Serialize + JsonSchema + Send + Sync + 'static> Sends for T {
     fn schema(generator: &mut SchemaGenerator) -> Option<Schema> {
         Some(generator.subschema_for::<T>())
     }
@@ -243,7 +243,11 @@ impl DecodeError {
     }
 
     fn from_serde(error: serde_path_to_error::Error<serde_json::Error>, input: &[u8]) -> Self {
-        let mut path = error.path().to_string();
+        let mut path = match error.path().to_string() {
+            // serde_path_to_error's "unknown position" (a syntax error before any key).
+            p if p == "?" => ".".to_owned(),
+            p => p,
+        };
         let inner = error.into_inner();
         let message = strip_position(&inner.to_string());
         let kind = match inner.classify() {
@@ -282,7 +286,11 @@ impl DecodeError {
         for (i, (p, e)) in report.iter().enumerate() {
             let p = p.to_string();
             if i == 0 {
-                path = if p.is_empty() { ".".to_owned() } else { p.clone() };
+                path = if p.is_empty() {
+                    ".".to_owned()
+                } else {
+                    p.clone()
+                };
             } else {
                 message.push_str("; ");
             }
@@ -342,12 +350,20 @@ fn classify(message: &str) -> DecodeErrorKind {
 /// For ``invalid type: integer `5`, expected a string`` with no path: the first field of the
 /// top-level object whose JSON matches the "invalid type" part, if exactly one does.
 fn locate_mismatch(input: &[u8], message: &str) -> Option<String> {
-    let found = message.strip_prefix("invalid type: ")?.split(", expected").next()?;
+    let found = message
+        .strip_prefix("invalid type: ")?
+        .split(", expected")
+        .next()?;
     let serde_json::Value::Object(map) = serde_json::from_slice(input).ok()? else {
         return None;
     };
     let mut hits = Vec::new();
-    collect_matches(&serde_json::Value::Object(map), found, String::new(), &mut hits);
+    collect_matches(
+        &serde_json::Value::Object(map),
+        found,
+        String::new(),
+        &mut hits,
+    );
     match hits.as_slice() {
         [one] => Some(one.clone()),
         _ => None,
@@ -511,6 +527,6 @@ mod tests {
             "{text} {defs}"
         );
         assert!(defs.contains("\"maximum\":9"), "{defs}");
-        assert!(<Message as Incoming>::schema(&mut generator).is_none());
+        assert!(<Message as Receives>::schema(&mut generator).is_none());
     }
 }

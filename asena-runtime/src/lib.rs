@@ -137,7 +137,7 @@ mod app;
 
 pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, Server};
 pub use asena_macros::{middleware, service, websocket};
-pub use channel::{Channel, DecodeError, DecodeErrorKind, Encode, Incoming, Outgoing, Raw};
+pub use channel::{Channel, DecodeError, DecodeErrorKind, Encode, Raw, Receives, Sends};
 pub use config::{Compression, Limits, SlowConsumer};
 pub use di::{Component, ContainerError, DiError, Injectable, Lifecycle, Problem, Resolver};
 pub use error::{BoxError, Result};
@@ -180,12 +180,14 @@ pub use schemars;
 /// Support for the macros' generated code. Not public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::channel::{Channel, Raw};
     pub use crate::di::{
         Component, ComponentKind, ComponentRecord, Dependency, DiError, FieldProbe, HookProbe,
         Hooks, Injectable, MiddlewareRef, ProbeDefault, ProbeLifecycle, ProbePlainField,
         ProbeUninjectedComponent, Registration, Resolver, WebSocketRecord, assert_middleware,
         construct_erased, middleware_entry, websocket_entry,
     };
+    pub use crate::frame::Message;
     pub use inventory;
 }
 

@@ -14,6 +14,8 @@ pub(crate) struct RequestInfo {
     pub(crate) headers: HeaderMap,
     pub(crate) query: Vec<(String, String)>,
     pub(crate) params: Vec<(String, String)>,
+    /// The path parameters deserialized into the service's `params` type (none for `()`).
+    pub(crate) typed_params: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// The subprotocol chosen at the upgrade: an entry of the service's `PROTOCOLS`.
     pub(crate) protocol: Option<&'static str>,
 }

@@ -10,6 +10,7 @@ pub struct NamespaceStats {
     handler_errors: AtomicU64,
     protocol_errors: AtomicU64,
     rejected_connections: AtomicU64,
+    invalid_messages: AtomicU64,
 }
 
 impl NamespaceStats {
@@ -24,6 +25,14 @@ impl NamespaceStats {
     }
     pub(crate) fn record_rejected(&self) {
         self.rejected_connections.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn record_invalid_message(&self) {
+        self.invalid_messages.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Messages that did not decode into the service's `receives` type or broke one of its
+    /// constraints (answered by `on_invalid`; the socket stayed open).
+    pub fn invalid_messages(&self) -> u64 {
+        self.invalid_messages.load(Ordering::Relaxed)
     }
     /// Times a full send queue triggered the slow-consumer policy.
     pub fn slow_consumers(&self) -> u64 {

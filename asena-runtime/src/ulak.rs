@@ -84,19 +84,22 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::channel::Channel;
 use crate::di::{Component, Dependency, DiError, Injectable, Resolver};
 use crate::frame::{Frame, IntoFrame};
 use crate::namespace::{Namespace, SendError, SendErrorCode};
 use crate::ws::WebSocketService;
 
 /// Typed handle to the namespace of websocket service `N`. Cheap to clone; inject it with
-/// `#[inject] notifications: Ulak<NotificationSocket>`. Dereferences to the [`Namespace`].
-pub struct Ulak<N> {
-    ns: Namespace,
+/// `#[inject] notifications: Ulak<NotificationSocket>`. Dereferences to the service's
+/// [`Namespace`], which for a service declared with `sends = T` accepts only `T`
+/// (`ulak.raw()` is the untyped namespace).
+pub struct Ulak<N: Channel> {
+    ns: Namespace<N::Out>,
     _service: PhantomData<fn() -> N>,
 }
 
-impl<N> Clone for Ulak<N> {
+impl<N: Channel> Clone for Ulak<N> {
     fn clone(&self) -> Self {
         Ulak {
             ns: self.ns.clone(),
@@ -105,7 +108,7 @@ impl<N> Clone for Ulak<N> {
     }
 }
 
-impl<N> fmt::Debug for Ulak<N> {
+impl<N: Channel> fmt::Debug for Ulak<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ulak")
             .field("service", &std::any::type_name::<N>())
@@ -114,9 +117,9 @@ impl<N> fmt::Debug for Ulak<N> {
     }
 }
 
-impl<N> Deref for Ulak<N> {
-    type Target = Namespace;
-    fn deref(&self) -> &Namespace {
+impl<N: Channel> Deref for Ulak<N> {
+    type Target = Namespace<N::Out>;
+    fn deref(&self) -> &Namespace<N::Out> {
         &self.ns
     }
 }
@@ -246,7 +249,7 @@ impl UlakBroker {
     /// The typed handle for websocket service `N`, if registered in this app.
     pub fn ulak<N: WebSocketService>(&self) -> Option<Ulak<N>> {
         self.inner.by_type.get(&TypeId::of::<N>()).map(|ns| Ulak {
-            ns: ns.clone(),
+            ns: ns.retype(),
             _service: PhantomData,
         })
     }

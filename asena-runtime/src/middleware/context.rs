@@ -19,6 +19,7 @@ pub struct Context {
     parts: Parts,
     remote_addr: Option<SocketAddr>,
     params: Vec<(String, String)>,
+    typed_params: Option<Box<dyn Any + Send + Sync>>,
     query: Vec<(String, String)>,
     protocol: Option<&'static str>,
     extensions: Extensions,
@@ -44,6 +45,7 @@ impl Context {
         parts: Parts,
         remote_addr: Option<SocketAddr>,
         params: Vec<(String, String)>,
+        typed_params: Option<Box<dyn Any + Send + Sync>>,
         query: Vec<(String, String)>,
         protocol: Option<&'static str>,
     ) -> Context {
@@ -51,6 +53,7 @@ impl Context {
             parts,
             remote_addr,
             params,
+            typed_params,
             query,
             protocol,
             extensions: Extensions::new(),
@@ -66,6 +69,7 @@ impl Context {
     ) -> (
         Parts,
         Vec<(String, String)>,
+        Option<Box<dyn Any + Send + Sync>>,
         Vec<(String, String)>,
         Option<WsValue>,
         HeaderMap,
@@ -73,6 +77,7 @@ impl Context {
         (
             self.parts,
             self.params,
+            self.typed_params,
             self.query,
             self.value,
             self.response_headers,
@@ -97,6 +102,14 @@ impl Context {
     /// A path parameter, e.g. `user_id` for `/user/events/{user_id}`.
     pub fn param(&self, name: &str) -> Option<&str> {
         lookup(&self.params, name)
+    }
+
+    /// The path parameters deserialized into the service's `params` type, when `P` is that
+    /// type (`#[websocket(path = "/user/{id}", params = UserPath)]`). They are parsed before
+    /// any middleware runs; a request whose parameters do not deserialize never gets here (it
+    /// is refused with 400).
+    pub fn params<P: 'static>(&self) -> Option<&P> {
+        self.typed_params.as_deref()?.downcast_ref::<P>()
     }
 
     /// A query parameter, percent-decoded (the first one when repeated).

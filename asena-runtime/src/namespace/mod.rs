@@ -28,6 +28,7 @@
 //! A full queue never blocks the publisher: the slow-consumer policy applies instead.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 mod error;
@@ -38,10 +39,11 @@ pub use error::{SendError, SendErrorCode};
 pub(crate) use inbound::Namespaces;
 pub use socket::{Socket, SocketRef, WebSocketData};
 
+use crate::channel::{Encode, Raw};
 use crate::config::{Compression, Limits};
 use crate::conn::flush::Flusher;
 use crate::conn::{Conn, Shared};
-use crate::frame::{Frame, IntoFrame};
+use crate::frame::Frame;
 use crate::rooms::{Change, RoomIndex};
 use crate::shutdown::Tracker;
 use crate::stats::NamespaceStats;
@@ -61,9 +63,27 @@ pub struct RoomInfo {
 ///
 /// Available to handlers as `ws.namespace()`, to any component through `Ulak<N>`, and from the
 /// app with [`Asena::namespace`](crate::Asena::namespace).
-#[derive(Clone)]
-pub struct Namespace {
+///
+/// `O` is what it sends ([`Encode`]): for a service declared with `sends = ChatOut`, its
+/// handles are `Namespace<ChatOut>` and accept only `ChatOut`; [`raw`](Self::raw) gives the
+/// untyped `Namespace` (`Namespace<Raw>`), which sends anything [`IntoFrame`](crate::IntoFrame).
+///
+/// A service at a parametrised path (`/user/events/{user_id}`) has one namespace for all its
+/// concrete paths; each socket is also in the room named by its concrete path
+/// (`/user/events/42`), so `to("/user/events/42", ..)` reaches everyone connected there, on
+/// every instance.
+pub struct Namespace<O = Raw> {
     inner: Arc<Inner>,
+    _out: PhantomData<fn() -> O>,
+}
+
+impl<O> Clone for Namespace<O> {
+    fn clone(&self) -> Self {
+        Namespace {
+            inner: self.inner.clone(),
+            _out: PhantomData,
+        }
+    }
 }
 
 struct Inner {
@@ -77,7 +97,7 @@ struct Inner {
     transport: Option<Arc<dyn Transport>>,
 }
 
-impl std::fmt::Debug for Namespace {
+impl<O> std::fmt::Debug for Namespace<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Namespace")
             .field("path", &self.path())
@@ -120,6 +140,23 @@ impl Namespace {
                 rooms: RwLock::new(RoomIndex::new()),
                 transport,
             }),
+            _out: PhantomData,
+        }
+    }
+}
+
+impl<O> Namespace<O> {
+    /// The untyped handle: sends anything [`IntoFrame`](crate::IntoFrame), whatever the
+    /// service declares it `sends`. The escape hatch of typed services.
+    pub fn raw(&self) -> Namespace {
+        self.retype()
+    }
+
+    /// The same namespace sending `P`.
+    pub(crate) fn retype<P>(&self) -> Namespace<P> {
+        Namespace {
+            inner: self.inner.clone(),
+            _out: PhantomData,
         }
     }
 
@@ -163,7 +200,7 @@ impl Namespace {
         read(&self.inner.sockets).len()
     }
 
-    fn handle(&self, conn: &Arc<Conn>) -> SocketRef {
+    fn handle(&self, conn: &Arc<Conn>) -> SocketRef<O> {
         SocketRef {
             conn: conn.clone(),
             ns: self.clone(),
@@ -171,7 +208,7 @@ impl Namespace {
     }
 
     /// Every local socket.
-    pub fn sockets(&self) -> Vec<SocketRef> {
+    pub fn sockets(&self) -> Vec<SocketRef<O>> {
         read(&self.inner.sockets)
             .values()
             .map(|c| self.handle(c))
@@ -179,7 +216,7 @@ impl Namespace {
     }
 
     /// The local socket with `id`.
-    pub fn socket(&self, id: &str) -> Option<SocketRef> {
+    pub fn socket(&self, id: &str) -> Option<SocketRef<O>> {
         read(&self.inner.sockets).get(id).map(|c| self.handle(c))
     }
 
@@ -198,7 +235,7 @@ impl Namespace {
     }
 
     /// Local members of `room` (a socket id names that socket's personal room).
-    pub fn sockets_in(&self, room: &str) -> Vec<SocketRef> {
+    pub fn sockets_in(&self, room: &str) -> Vec<SocketRef<O>> {
         if let Some(r) = read(&self.inner.rooms).get(room) {
             return r.members().iter().map(|c| self.handle(c)).collect();
         }
@@ -206,15 +243,15 @@ impl Namespace {
     }
 
     /// Encodes a message once, for any number of recipients.
-    pub(crate) fn encode(&self, message: impl IntoFrame) -> Result<Frame, SendError> {
+    pub(crate) fn encode(&self, message: impl Encode<O>) -> Result<Frame, SendError> {
         message
-            .into_frame()
+            .encode()
             .map_err(|e| SendError::invalid_message(Some(self.path()), e))
     }
 
     /// Sends to every member of `room` on every instance, sender included. Returns the number
     /// of local recipients. The room `__` ([`wire::BROADCAST_ROOM`]) is the whole namespace.
-    pub fn to(&self, room: &str, message: impl IntoFrame) -> Result<usize, SendError> {
+    pub fn to(&self, room: &str, message: impl Encode<O>) -> Result<usize, SendError> {
         let frame = self.encode(message)?;
         Ok(self.emit_room(room, &frame, None))
     }
@@ -224,7 +261,7 @@ impl Namespace {
     pub fn to_many<'r>(
         &self,
         rooms: impl IntoIterator<Item = &'r str>,
-        message: impl IntoFrame,
+        message: impl Encode<O>,
     ) -> Result<usize, SendError> {
         let frame = self.encode(message)?;
         Ok(rooms
@@ -235,7 +272,7 @@ impl Namespace {
 
     /// Sends to every socket of the namespace on every instance. Returns the number of local
     /// recipients.
-    pub fn broadcast(&self, message: impl IntoFrame) -> Result<usize, SendError> {
+    pub fn broadcast(&self, message: impl Encode<O>) -> Result<usize, SendError> {
         let frame = self.encode(message)?;
         Ok(self.emit_all(&frame))
     }
@@ -244,7 +281,7 @@ impl Namespace {
     /// has a transport, and fail with [`SocketNotFound`](SendErrorCode::SocketNotFound) when
     /// it does not; a local socket that is closing or not keeping up fails with
     /// [`SendFailed`](SendErrorCode::SendFailed).
-    pub fn to_socket(&self, id: &str, message: impl IntoFrame) -> Result<(), SendError> {
+    pub fn to_socket(&self, id: &str, message: impl Encode<O>) -> Result<(), SendError> {
         let frame = self.encode(message)?;
         if let Some(socket) = self.socket(id) {
             return socket.push(&frame);

@@ -11,8 +11,9 @@ use http::HeaderMap;
 
 use super::Namespace;
 use super::error::{SendError, SendErrorCode};
+use crate::channel::{Encode, Raw};
 use crate::conn::{Conn, PushError};
-use crate::frame::{Frame, IntoFrame, Json};
+use crate::frame::{Frame, Json};
 use crate::request;
 
 /// The values middleware stored for a connection, with its id and path.
@@ -26,17 +27,26 @@ pub struct WebSocketData<T> {
     pub path: String,
 }
 
-/// An untyped handle to a connected socket. Cheap to clone.
+/// A handle to a connected socket, without the service's `Data` type. Cheap to clone.
 ///
-/// Handlers get a [`Socket<T>`], which dereferences to this; namespace queries such as
-/// [`Namespace::sockets`] return it.
-#[derive(Clone)]
-pub struct SocketRef {
+/// Handlers get a [`Socket<T, O>`], which dereferences to this; namespace queries such as
+/// [`Namespace::sockets`] return it. `O` is what it sends ([`Encode`]): a typed service's
+/// sockets accept only its `sends` type, and [`raw`](Self::raw) gives the untyped handle.
+pub struct SocketRef<O = Raw> {
     pub(crate) conn: Arc<Conn>,
-    pub(crate) ns: Namespace,
+    pub(crate) ns: Namespace<O>,
 }
 
-impl fmt::Debug for SocketRef {
+impl<O> Clone for SocketRef<O> {
+    fn clone(&self) -> Self {
+        SocketRef {
+            conn: self.conn.clone(),
+            ns: self.ns.clone(),
+        }
+    }
+}
+
+impl<O> fmt::Debug for SocketRef<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SocketRef")
             .field("id", &self.conn.id)
@@ -44,15 +54,29 @@ impl fmt::Debug for SocketRef {
     }
 }
 
-impl PartialEq for SocketRef {
+impl<O> PartialEq for SocketRef<O> {
     fn eq(&self, other: &Self) -> bool {
         self.conn.key == other.conn.key
     }
 }
 
-impl Eq for SocketRef {}
+impl<O> Eq for SocketRef<O> {}
 
-impl SocketRef {
+impl<O> SocketRef<O> {
+    /// The untyped handle: sends anything [`IntoFrame`](crate::IntoFrame), whatever the
+    /// service declares it `sends`.
+    pub fn raw(&self) -> SocketRef {
+        self.retype()
+    }
+
+    /// The same socket sending `P`.
+    pub(crate) fn retype<P>(&self) -> SocketRef<P> {
+        SocketRef {
+            conn: self.conn.clone(),
+            ns: self.ns.retype(),
+        }
+    }
+
     /// The socket id, a UUID v7 string. It is also the name of the socket's personal room.
     pub fn id(&self) -> &str {
         &self.conn.id
@@ -64,7 +88,7 @@ impl SocketRef {
     }
 
     /// The namespace (websocket service) this socket belongs to.
-    pub fn namespace(&self) -> &Namespace {
+    pub fn namespace(&self) -> &Namespace<O> {
         &self.ns
     }
 
@@ -104,6 +128,16 @@ impl SocketRef {
         request::lookup(&self.conn.request.params, name)
     }
 
+    /// The typed path parameters, if `P` is the service's `params` type (`None` otherwise,
+    /// and for services that declare none). They were deserialized before the upgrade.
+    pub fn params<P: 'static>(&self) -> Option<&P> {
+        self.conn
+            .request
+            .typed_params
+            .as_deref()?
+            .downcast_ref::<P>()
+    }
+
     /// The typed values, if `T` is the service's `Data` type.
     pub fn data<T: 'static>(&self) -> Option<&WebSocketData<T>> {
         self.conn.data.downcast_ref::<WebSocketData<T>>()
@@ -114,22 +148,11 @@ impl SocketRef {
         !self.conn.outbox.is_sealed()
     }
 
-    /// Sends a message to this socket: strings as text, bytes as binary, [`Json`] as JSON.
-    pub fn send(&self, message: impl IntoFrame) -> Result<(), SendError> {
-        let frame = message
-            .into_frame()
-            .map_err(|e| SendError::invalid_message(Some(self.ns.path()), e))?;
+    /// Sends a message to this socket. Untyped: strings as text, bytes as binary, [`Json`] as
+    /// JSON. Typed: the service's `sends` type, as JSON.
+    pub fn send(&self, message: impl Encode<O>) -> Result<(), SendError> {
+        let frame = self.ns.encode(message)?;
         self.push(&frame)
-    }
-
-    /// Sends `value` as a JSON text message.
-    pub fn send_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), SendError> {
-        self.send(Json(value))
-    }
-
-    /// Sends a binary message.
-    pub fn send_binary(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
-        self.push(&Frame::binary(data.as_ref()))
     }
 
     /// Queues an encoded frame on this socket.
@@ -173,18 +196,9 @@ impl SocketRef {
 
     /// Sends to every member of `room` except this socket, on every instance. Returns the
     /// number of local recipients.
-    pub fn publish(&self, room: &str, message: impl IntoFrame) -> Result<usize, SendError> {
+    pub fn publish(&self, room: &str, message: impl Encode<O>) -> Result<usize, SendError> {
         let frame = self.ns.encode(message)?;
         Ok(self.ns.emit_room(room, &frame, Some(self.conn.key)))
-    }
-
-    /// [`publish`](Self::publish) for a JSON value.
-    pub fn publish_json<T: serde::Serialize + ?Sized>(
-        &self,
-        room: &str,
-        value: &T,
-    ) -> Result<usize, SendError> {
-        self.publish(room, Json(value))
     }
 
     /// The rooms this socket joined, its personal room (its id) first.
@@ -208,15 +222,39 @@ impl SocketRef {
     }
 }
 
-/// The socket a handler works with; `T` is the service's `Data` type.
+/// Shorthands of the untyped handle (typed services send their `sends` type with
+/// [`send`](SocketRef::send) and [`publish`](SocketRef::publish)).
+impl SocketRef {
+    /// Sends `value` as a JSON text message.
+    pub fn send_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), SendError> {
+        self.send(Json(value))
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
+        self.push(&Frame::binary(data.as_ref()))
+    }
+
+    /// [`publish`](Self::publish) for a JSON value.
+    pub fn publish_json<T: serde::Serialize + ?Sized>(
+        &self,
+        room: &str,
+        value: &T,
+    ) -> Result<usize, SendError> {
+        self.publish(room, Json(value))
+    }
+}
+
+/// The socket a handler works with; `T` is the service's `Data` type, `O` what it sends
+/// (the service's `sends` type, or [`Raw`] for anything).
 ///
 /// Dereferences to [`SocketRef`] for everything but [`data`](Socket::data).
-pub struct Socket<T> {
-    inner: SocketRef,
+pub struct Socket<T, O = Raw> {
+    inner: SocketRef<O>,
     _values: PhantomData<fn() -> T>,
 }
 
-impl<T> Clone for Socket<T> {
+impl<T, O> Clone for Socket<T, O> {
     fn clone(&self) -> Self {
         Socket {
             inner: self.inner.clone(),
@@ -225,7 +263,7 @@ impl<T> Clone for Socket<T> {
     }
 }
 
-impl<T> fmt::Debug for Socket<T> {
+impl<T, O> fmt::Debug for Socket<T, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Socket")
             .field("id", &self.inner.conn.id)
@@ -233,8 +271,8 @@ impl<T> fmt::Debug for Socket<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> Socket<T> {
-    pub(crate) fn new(socket: SocketRef) -> Self {
+impl<T: Send + Sync + 'static, O> Socket<T, O> {
+    pub(crate) fn new(socket: SocketRef<O>) -> Self {
         debug_assert!(socket.conn.data.is::<WebSocketData<T>>());
         Socket {
             inner: socket,
@@ -251,21 +289,30 @@ impl<T: Send + Sync + 'static> Socket<T> {
             .expect("invariant: a Socket<T> is only built over WebSocketData<T>")
     }
 
-    /// The untyped handle.
-    pub fn as_socket_ref(&self) -> &SocketRef {
+    /// The handle without the `Data` type.
+    pub fn as_socket_ref(&self) -> &SocketRef<O> {
+        &self.inner
+    }
+
+    /// The same socket, untyped: sends anything [`IntoFrame`](crate::IntoFrame) (the escape
+    /// hatch of typed services).
+    pub fn raw(&self) -> Socket<T> {
+        Socket {
+            inner: self.inner.raw(),
+            _values: PhantomData,
+        }
+    }
+}
+
+impl<T, O> AsRef<SocketRef<O>> for Socket<T, O> {
+    fn as_ref(&self) -> &SocketRef<O> {
         &self.inner
     }
 }
 
-impl<T> AsRef<SocketRef> for Socket<T> {
-    fn as_ref(&self) -> &SocketRef {
-        &self.inner
-    }
-}
-
-impl<T> Deref for Socket<T> {
-    type Target = SocketRef;
-    fn deref(&self) -> &SocketRef {
+impl<T, O> Deref for Socket<T, O> {
+    type Target = SocketRef<O>;
+    fn deref(&self) -> &SocketRef<O> {
         &self.inner
     }
 }

@@ -9,10 +9,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use http::request::Parts;
+
+use crate::channel::{Channel, DecodeError};
 use crate::conn::io::Io;
 use crate::error::Result;
-use crate::frame::Message;
-use crate::middleware::{TypeMismatch, WsValue};
+use crate::middleware::{Refusal, TypeMismatch, WsValue};
 use crate::namespace::{Socket, SocketRef, WebSocketData};
 
 /// The handlers of a websocket service.
@@ -43,7 +45,7 @@ use crate::namespace::{Socket, SocketRef, WebSocketData};
     note = "a `#[websocket(path = \"..\")]` struct needs `impl WebSocketService for {Self} {{ type Data = (); async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {{ Ok(()) }} }}`",
     note = "`Ulak<N>` sends to the sockets of a websocket service `N`; to call a `#[service]`, inject `Arc<{Self}>` instead"
 )]
-pub trait WebSocketService: Send + Sync + 'static {
+pub trait WebSocketService: Channel {
     /// The typed values middleware stores with `ctx.set_websocket_value(..)`; sockets read
     /// them as `ws.data().values`. Without middleware they are `Data::default()`.
     type Data: Default + Send + Sync + 'static;
@@ -123,23 +125,48 @@ pub trait WebSocketService: Send + Sync + 'static {
     const REQUIRE_PROTOCOL: bool = false;
 
     /// A socket connected (after every middleware passed).
-    fn on_open(&self, ws: &Socket<Self::Data>) -> impl Future<Output = Result<()>> + Send {
+    fn on_open(
+        &self,
+        ws: &Socket<Self::Data, Self::Out>,
+    ) -> impl Future<Output = Result<()>> + Send {
         let _ = ws;
         async { Ok(()) }
     }
 
-    /// A complete message arrived.
+    /// A complete message arrived: the raw [`Message`](crate::Message), or for a service
+    /// declared with `receives = T` the decoded and validated `T`.
     fn on_message(
         &self,
-        ws: &Socket<Self::Data>,
-        message: Message,
+        ws: &Socket<Self::Data, Self::Out>,
+        message: Self::In,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// A message did not decode into the service's `receives` type, or broke one of its
+    /// constraints; `on_message` is not called for it. The socket stays open (unless this
+    /// handler fails). Counted in
+    /// [`NamespaceStats::invalid_messages`](crate::NamespaceStats::invalid_messages).
+    ///
+    /// By default the client gets [`DecodeError::to_json`]:
+    /// `{"type":"error","code":"unknown_variant","message":"unknown variant `dance`, expected
+    /// one of `message`, `ping`","path":"type"}`. Override it to answer in the service's own
+    /// shape (`ws.raw()` sends anything).
+    fn on_invalid(
+        &self,
+        ws: &Socket<Self::Data, Self::Out>,
+        error: DecodeError,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let sent = ws.raw().send_json(&error.to_json());
+        async move {
+            sent?;
+            Ok(())
+        }
+    }
 
     /// The socket closed (cleanly or not: 1006 when the peer vanished). The socket has
     /// already left every room.
     fn on_close(
         &self,
-        ws: &Socket<Self::Data>,
+        ws: &Socket<Self::Data, Self::Out>,
         code: u16,
         reason: &str,
     ) -> impl Future<Output = ()> + Send {
@@ -148,7 +175,7 @@ pub trait WebSocketService: Send + Sync + 'static {
     }
 
     /// The socket's send queue drained after being more than half full.
-    fn on_drain(&self, ws: &Socket<Self::Data>) -> impl Future<Output = ()> + Send {
+    fn on_drain(&self, ws: &Socket<Self::Data, Self::Out>) -> impl Future<Output = ()> + Send {
         let _ = ws;
         async {}
     }
@@ -170,6 +197,12 @@ pub trait ErasedService: Send + Sync + 'static {
     fn protocols(&self) -> &'static [&'static str];
     /// [`WebSocketService::REQUIRE_PROTOCOL`].
     fn require_protocol(&self) -> bool;
+    /// Deserializes the path parameters into [`Channel::Params`] (`None` when it is `()`);
+    /// refuses with 400 naming the parameter when they do not deserialize.
+    fn parse_params<'a>(
+        &'a self,
+        parts: &'a mut Parts,
+    ) -> Pin<Box<dyn Future<Output = ParsedParams> + Send + 'a>>;
     /// Runs a connection to the end.
     fn run(
         self: Arc<Self>,
@@ -177,6 +210,9 @@ pub trait ErasedService: Send + Sync + 'static {
         io: Io,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 }
+
+/// What [`ErasedService::parse_params`] gives: the typed parameters, or the refusal.
+pub(crate) type ParsedParams = std::result::Result<Option<Box<dyn Any + Send + Sync>>, Refusal>;
 
 impl std::fmt::Debug for dyn ErasedService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,6 +254,13 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
 
     fn require_protocol(&self) -> bool {
         S::REQUIRE_PROTOCOL
+    }
+
+    fn parse_params<'a>(
+        &'a self,
+        parts: &'a mut Parts,
+    ) -> Pin<Box<dyn Future<Output = ParsedParams> + Send + 'a>> {
+        Box::pin(upgrade::parse_params::<S::Params>(parts))
     }
 
     fn run(

@@ -13,11 +13,12 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::WebSocketService;
+use crate::channel::Receives;
 use crate::conn::Conn;
 use crate::conn::io::{BufferedSource, Io, Sink, Source, TcpSink, TcpSource};
 use crate::conn::outbox::Pending;
-use crate::error::BoxError;
-use crate::frame::{Decoder, Frame, Incoming, close_code};
+use crate::error::{BoxError, Result};
+use crate::frame::{Decoder, Frame, Incoming, Message, close_code};
 use crate::namespace::{Socket, SocketRef};
 
 /// How long we wait for the peer's close frame after ours is on the wire.
@@ -152,9 +153,13 @@ where
 {
     let conn = handle.conn.clone();
     let ns = handle.ns.clone();
-    let socket = Socket::<S::Data>::new(handle);
+    let socket = Socket::<S::Data, S::Out>::new(handle.retype());
     let writer = tokio::spawn(write_loop(service.clone(), socket.clone(), w));
     tracing::debug!(target: "asena::ws", socket_id = %conn.id, path = %conn.path(), "open");
+    if ns.path().contains('{') {
+        // A parametrised service: the concrete path is a room (see `Namespace`).
+        socket.subscribe(&conn.request.path);
+    }
 
     if let Err(e) = guarded(service.on_open(&socket)).await {
         handler_failed(&conn, "on_open", &e);
@@ -189,7 +194,7 @@ where
                     // or the peer's), buffered messages are not dispatched any more; after
                     // our close frame, data from the peer is discarded (RFC 6455 §5.5.1).
                     if conn.close_requested().is_none()
-                        && let Err(e) = guarded(service.on_message(&socket, message)).await
+                        && let Err(e) = dispatch(&*service, &socket, message).await
                     {
                         handler_failed(&conn, "on_message", &e);
                     }
@@ -295,7 +300,31 @@ where
     }
 }
 
-async fn write_loop<S, W>(service: Arc<S>, socket: Socket<S::Data>, mut w: W)
+/// Decodes a message into the service's `receives` type and hands it to `on_message`, or
+/// the decode error to `on_invalid` (counted; the socket stays open).
+async fn dispatch<S: WebSocketService>(
+    service: &S,
+    socket: &Socket<S::Data, S::Out>,
+    message: Message,
+) -> Result<()> {
+    match S::In::decode(message) {
+        Ok(message) => guarded(service.on_message(socket, message)).await,
+        Err(error) => {
+            socket.conn.shared.stats.record_invalid_message();
+            tracing::debug!(
+                target: "asena::ws",
+                socket_id = %socket.id(),
+                path = %socket.path(),
+                code = error.kind().code(),
+                %error,
+                "message did not decode"
+            );
+            guarded(service.on_invalid(socket, error)).await
+        }
+    }
+}
+
+async fn write_loop<S, W>(service: Arc<S>, socket: Socket<S::Data, S::Out>, mut w: W)
 where
     S: WebSocketService,
     W: Sink,

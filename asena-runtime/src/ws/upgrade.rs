@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, RawPathParams};
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::upgrade::OnUpgrade;
@@ -20,7 +22,7 @@ use sha1::{Digest, Sha1};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::ErasedService;
+use super::{ErasedService, ParsedParams};
 use crate::conn::Conn;
 use crate::conn::io::Io;
 use crate::frame::{Frame, close_code, deflate};
@@ -140,6 +142,67 @@ fn no_protocol(ep: &Endpoint, headers: &HeaderMap) -> Refusal {
     )
 }
 
+/// Deserializes the path parameters into `P` (nothing for `()`). A request whose parameters
+/// do not deserialize is refused with `400 {"error": .., "parameter": <name>}`.
+pub(crate) async fn parse_params<P>(parts: &mut http::request::Parts) -> ParsedParams
+where
+    P: serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    if std::any::TypeId::of::<P>() == std::any::TypeId::of::<()>() {
+        return Ok(None);
+    }
+    match Path::<P>::from_request_parts(parts, &()).await {
+        Ok(Path(params)) => Ok(Some(Box::new(params))),
+        Err(rejection) => {
+            let (parameter, message) = describe_path_rejection(&rejection);
+            tracing::debug!(
+                target: "asena::ws",
+                path = %parts.uri.path(),
+                parameter,
+                %message,
+                "path parameters did not deserialize; refusing the upgrade with 400"
+            );
+            Err(Refusal::json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": message, "parameter": parameter }),
+            ))
+        }
+    }
+}
+
+/// The parameter a path rejection is about (if one is named) and what is wrong with it.
+fn describe_path_rejection(rejection: &PathRejection) -> (Option<String>, String) {
+    let PathRejection::FailedToDeserializePathParams(error) = rejection else {
+        return (None, rejection.body_text());
+    };
+    match error.kind() {
+        ErrorKind::ParseErrorAtKey {
+            key,
+            value,
+            expected_type,
+        } => (
+            Some(key.clone()),
+            format!("Invalid path parameter `{key}`: cannot parse `{value}` as `{expected_type}`"),
+        ),
+        ErrorKind::DeserializeError {
+            key,
+            value,
+            message,
+        } => (
+            Some(key.clone()),
+            format!("Invalid path parameter `{key}` = `{value}`: {message}"),
+        ),
+        ErrorKind::InvalidUtf8InPathParam { key } => (
+            Some(key.clone()),
+            format!("Invalid path parameter `{key}`: not valid UTF-8"),
+        ),
+        _ => (
+            None,
+            format!("Invalid path parameters: {}", error.body_text()),
+        ),
+    }
+}
+
 pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&HeaderValue>) -> bool {
     match origin.and_then(|o| o.to_str().ok()) {
         // Non-browser clients send no Origin; the allow-list guards browsers.
@@ -187,6 +250,10 @@ pub(crate) async fn handle_with_globals(
                 .collect()
         })
         .unwrap_or_default();
+    let typed_params = match ep.service.parse_params(&mut parts).await {
+        Ok(typed) => typed,
+        Err(refused) => return refused.into_response(),
+    };
     let remote_addr: Option<SocketAddr> = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -201,7 +268,7 @@ pub(crate) async fn handle_with_globals(
     };
 
     let query = parse_query(parts.uri.query());
-    let mut ctx = Context::new(parts, remote_addr, params, query, protocol);
+    let mut ctx = Context::new(parts, remote_addr, params, typed_params, query, protocol);
     let outcome = if globals.is_empty() {
         run_chain(&ep.chain, &mut ctx, ep.ns.path()).await
     } else {
@@ -217,7 +284,7 @@ pub(crate) async fn handle_with_globals(
         ChainOutcome::Continue => {}
         ChainOutcome::Respond(resp) => return resp,
     }
-    let (parts, params, query, value, extra_headers) = ctx.into_parts();
+    let (parts, params, typed_params, query, value, extra_headers) = ctx.into_parts();
 
     let id = uuid::Uuid::now_v7().to_string();
     let path = parts.uri.path().to_owned();
@@ -243,6 +310,7 @@ pub(crate) async fn handle_with_globals(
         headers: compact_headers(&parts.headers),
         query,
         params,
+        typed_params,
         protocol,
     };
     let deflate = if ep.ns.compression().enabled {

@@ -1,0 +1,339 @@
+//! Typed channels over real sockets: path parameters into a serde type (and the 400 when they
+//! do not deserialize), typed messages in and out, each decode error's answer with the socket
+//! staying open, garde constraints, a custom answer shape, typed `Ulak`, and the room of a
+//! concrete path.
+
+use asena_runtime::prelude::*;
+use asena_runtime::{DecodeError, DecodeErrorKind};
+use asena_tests::{Client, TestServer, start, upgrade_request};
+use serde_json::json;
+
+/// The path parameters of [`Events`].
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct EventsPath {
+    pub user_id: u64,
+}
+
+/// What clients send to [`Events`].
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Validate)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[garde(allow_unvalidated)]
+pub enum EventsIn {
+    Say {
+        #[garde(length(chars, min = 1, max = 10))]
+        text: String,
+    },
+    Move {
+        #[garde(dive)]
+        to: Point,
+    },
+    Whoami,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Validate)]
+pub struct Point {
+    #[garde(range(min = 0, max = 9))]
+    pub x: i32,
+    #[garde(range(min = 0, max = 9))]
+    pub y: i32,
+}
+
+/// What [`Events`] sends.
+#[derive(Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventsOut {
+    Said { user_id: u64, text: String },
+    Moved { x: i32, y: i32 },
+    You { user_id: u64, from_context: u64 },
+}
+
+/// The user id middleware read from the typed parameters.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    pub user_id: u64,
+}
+
+/// Middleware sees the typed parameters before the upgrade.
+#[middleware]
+#[derive(Debug)]
+pub struct ReadParams;
+
+impl Middleware for ReadParams {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
+        let user_id = ctx
+            .params::<EventsPath>()
+            .map(|p| p.user_id)
+            .ok_or_else(|| Refusal::new(500))?;
+        ctx.set_websocket_value(Seen { user_id });
+        next.run(ctx).await
+    }
+}
+
+#[websocket(
+    path = "/user/events/{user_id}",
+    params = EventsPath,
+    receives = EventsIn,
+    sends = EventsOut,
+    middlewares = [ReadParams]
+)]
+#[derive(Debug)]
+pub struct Events;
+
+impl WebSocketService for Events {
+    type Data = Seen;
+
+    async fn on_message(&self, ws: &Socket<Seen, EventsOut>, msg: EventsIn) -> Result<()> {
+        let user_id = ws.params::<EventsPath>().map_or(0, |p| p.user_id);
+        match msg {
+            EventsIn::Say { text } => {
+                // To everyone at this concrete path, sender included.
+                ws.namespace()
+                    .to(ws.path(), &EventsOut::Said { user_id, text })?;
+            }
+            EventsIn::Move { to } => ws.send(EventsOut::Moved { x: to.x, y: to.y })?,
+            EventsIn::Whoami => ws.send(&EventsOut::You {
+                user_id,
+                from_context: ws.data().values.user_id,
+            })?,
+        }
+        Ok(())
+    }
+}
+
+/// The same messages, answered in a shape of the service's own choosing.
+#[websocket(path = "/custom", receives = EventsIn, sends = EventsOut)]
+#[derive(Debug)]
+pub struct Custom;
+
+impl WebSocketService for Custom {
+    type Data = ();
+
+    async fn on_message(&self, ws: &Socket<(), EventsOut>, _msg: EventsIn) -> Result<()> {
+        ws.send(EventsOut::Moved { x: 0, y: 0 })?;
+        Ok(())
+    }
+
+    async fn on_invalid(&self, ws: &Socket<(), EventsOut>, error: DecodeError) -> Result<()> {
+        let text = match error.kind() {
+            DecodeErrorKind::UnknownVariant { value } => format!("Unknown message type: {value}"),
+            _ => error.to_string(),
+        };
+        ws.raw().send_json(&json!({"error": text}))?;
+        Ok(())
+    }
+}
+
+/// Sends typed messages from outside a handler.
+#[service]
+#[derive(Debug)]
+pub struct Announcer {
+    #[inject]
+    events: Ulak<Events>,
+}
+
+impl Announcer {
+    fn announce(&self, user_id: u64, text: &str) -> Result<usize, asena_runtime::SendError> {
+        let said = EventsOut::Said {
+            user_id,
+            text: text.to_owned(),
+        };
+        self.events.to(&format!("/user/events/{user_id}"), &said)
+    }
+}
+
+async fn server() -> anyhow::Result<TestServer> {
+    start(
+        Asena::builder()
+            .without_auto_registration()
+            .websocket::<Events>()
+            .websocket::<Custom>()
+            .middleware::<ReadParams>()
+            .service::<Announcer>(),
+    )
+    .await
+}
+
+async fn send(c: &mut Client, value: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    c.send_json(&value).await?;
+    c.recv_json().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_reach_middleware_and_socket() -> anyhow::Result<()> {
+    let s = server().await?;
+    let mut c = s.connect("/user/events/42").await?;
+    assert_eq!(
+        send(&mut c, json!({"type": "whoami"})).await?,
+        json!({"type": "you", "user_id": 42, "from_context": 42})
+    );
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameter_that_does_not_deserialize_is_refused_with_400() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (status, response) = upgrade_request(s.addr, "/user/events/abc", &[]).await?;
+    assert_eq!(status, 400);
+    assert_eq!(
+        response.json()?,
+        json!({
+            "error": "Invalid path parameter `user_id`: cannot parse `abc` as `u64`",
+            "parameter": "user_id",
+        })
+    );
+    // No socket was created, and the service still serves good paths.
+    assert_eq!(
+        s.app
+            .namespace("/user/events/{user_id}")
+            .map(|n| n.socket_count()),
+        Some(0)
+    );
+    let mut c = s.connect("/user/events/7").await?;
+    assert_eq!(send(&mut c, json!({"type": "whoami"})).await?["user_id"], 7);
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_decode_error_is_answered_and_the_socket_stays_open() -> anyhow::Result<()> {
+    let s = server().await?;
+    let mut c = s.connect("/user/events/1").await?;
+
+    c.send_text("{not json").await?;
+    assert_eq!(
+        c.recv_json().await?,
+        json!({"type": "error", "code": "syntax", "message": "key must be a string", "path": "."})
+    );
+    assert_eq!(
+        send(&mut c, json!({"type": "dance"})).await?,
+        json!({
+            "type": "error",
+            "code": "unknown_variant",
+            "message": "unknown variant `dance`, expected one of `say`, `move`, `whoami`",
+            "path": "type",
+        })
+    );
+    assert_eq!(
+        send(&mut c, json!({"text": "hi"})).await?,
+        json!({"type": "error", "code": "missing_field", "message": "missing field `type`", "path": "."})
+    );
+    assert_eq!(
+        send(&mut c, json!({"type": "say"})).await?,
+        json!({"type": "error", "code": "missing_field", "message": "missing field `text`", "path": "."})
+    );
+    assert_eq!(
+        send(&mut c, json!({"type": "say", "text": 5})).await?,
+        json!({
+            "type": "error",
+            "code": "invalid_value",
+            "message": "invalid type: integer `5`, expected a string",
+            "path": "text",
+        })
+    );
+    assert_eq!(
+        send(&mut c, json!({"type": "move", "to": {"x": 1, "y": "2"}})).await?["path"],
+        "to.y"
+    );
+
+    // Still open, and still served.
+    assert_eq!(
+        send(&mut c, json!({"type": "move", "to": {"x": 1, "y": 2}})).await?,
+        json!({"type": "moved", "x": 1, "y": 2})
+    );
+    let stats = s
+        .app
+        .namespace("/user/events/{user_id}")
+        .expect("registered");
+    assert_eq!(stats.stats().invalid_messages(), 6);
+    assert_eq!(stats.stats().handler_errors(), 0);
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constraints_are_enforced_on_receive() -> anyhow::Result<()> {
+    let s = server().await?;
+    let mut c = s.connect("/user/events/1").await?;
+    assert_eq!(
+        send(&mut c, json!({"type": "say", "text": ""})).await?,
+        json!({
+            "type": "error",
+            "code": "constraint",
+            "message": "text: length is lower than 1",
+            "path": "text",
+        })
+    );
+    assert_eq!(
+        send(&mut c, json!({"type": "say", "text": "far too long"})).await?["message"],
+        "text: length is greater than 10"
+    );
+    assert_eq!(
+        send(&mut c, json!({"type": "move", "to": {"x": -1, "y": 10}})).await?,
+        json!({
+            "type": "error",
+            "code": "constraint",
+            "message": "to.x: lower than 0; to.y: greater than 9",
+            "path": "to.x",
+        })
+    );
+    // Counted in characters, not bytes: ten of them pass.
+    assert_eq!(
+        send(&mut c, json!({"type": "say", "text": "éééééééééé"})).await?,
+        json!({"type": "said", "user_id": 1, "text": "éééééééééé"})
+    );
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_shape_is_the_services_choice() -> anyhow::Result<()> {
+    let s = server().await?;
+    let mut c = s.connect("/custom").await?;
+    assert_eq!(
+        send(&mut c, json!({"type": "dance"})).await?,
+        json!({"error": "Unknown message type: dance"})
+    );
+    assert_eq!(
+        send(&mut c, json!({"type": "say", "text": 5})).await?,
+        json!({"error": "text: invalid type: integer `5`, expected a string"})
+    );
+    assert_eq!(
+        send(&mut c, json!({"type": "whoami"})).await?,
+        json!({"type": "moved", "x": 0, "y": 0})
+    );
+    assert_eq!(
+        s.app
+            .namespace("/custom")
+            .map(|n| n.stats().invalid_messages()),
+        Some(2)
+    );
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concrete_path_is_a_room_for_handlers_and_ulak() -> anyhow::Result<()> {
+    let s = server().await?;
+    let mut a = s.connect("/user/events/5").await?;
+    let mut b = s.connect("/user/events/5").await?;
+    let mut other = s.connect("/user/events/6").await?;
+    // Both sockets of /user/events/5 joined before their first message is answered.
+    a.send_json(&json!({"type": "whoami"})).await?;
+    a.recv_json().await?;
+    b.send_json(&json!({"type": "whoami"})).await?;
+    b.recv_json().await?;
+
+    a.send_json(&json!({"type": "say", "text": "hi"})).await?;
+    let said = json!({"type": "said", "user_id": 5, "text": "hi"});
+    assert_eq!(a.recv_json().await?, said);
+    assert_eq!(b.recv_json().await?, said);
+
+    let announcer = s.app.get::<Announcer>().expect("registered");
+    assert_eq!(announcer.announce(5, "news")?, 2);
+    let news = json!({"type": "said", "user_id": 5, "text": "news"});
+    assert_eq!(a.recv_json().await?, news);
+    assert_eq!(b.recv_json().await?, news);
+
+    // /user/events/6 got neither: its next message is the answer to its own request.
+    assert_eq!(
+        send(&mut other, json!({"type": "whoami"})).await?["user_id"],
+        6
+    );
+    s.stop().await
+}
