@@ -60,9 +60,10 @@ impl<C: Channel> ClientBuilder<C> {
     ///
     /// ```no_run
     /// # use asena_client::Client;
+    /// # #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    /// # struct Room { room: String }
     /// # async fn run<C: asena_runtime::Channel<Params = Room>>() -> Result<(), asena_client::Error>
     /// # where C::Out: serde::de::DeserializeOwned {
-    /// # #[derive(serde::Serialize)] struct Room { room: String }
     /// // C::PATH is "/chat/{room}": connects to ws://127.0.0.1:3000/chat/general
     /// let client = Client::<C>::builder("ws://127.0.0.1:3000")
     ///     .params(&Room { room: "general".into() })

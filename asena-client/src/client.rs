@@ -11,7 +11,6 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::driver::CloseRequest;
 use crate::{ClientBuilder, Error, Event};
 
 /// A typed WebSocket client for the channel `C` (a `#[websocket]` service): it sends only
@@ -60,7 +59,7 @@ use crate::{ClientBuilder, Error, Event};
 pub struct Client<C: Channel> {
     pub(crate) sender: Sender<C>,
     pub(crate) events: mpsc::Receiver<Event<C::Out>>,
-    pub(crate) close: Option<oneshot::Sender<CloseRequest>>,
+    pub(crate) close: Option<oneshot::Sender<()>>,
     pub(crate) url: String,
 }
 
@@ -81,11 +80,14 @@ impl<C: Channel> Client<C> {
     /// Waits while the queue is full; fails with [`Error::Closed`] once the client is closed
     /// or gave up. Delivery is at most once: a message being written when the connection
     /// breaks is lost.
-    pub async fn send(&self, message: &C::In) -> Result<(), Error>
+    ///
+    /// The message is serialised before `send` returns its future, so the future does not
+    /// borrow it.
+    pub fn send(&self, message: &C::In) -> impl Future<Output = Result<(), Error>> + Send + '_
     where
         C::In: Serialize,
     {
-        self.sender.send(message).await
+        self.sender.send(message)
     }
 
     /// Like [`send`](Self::send), but fails with [`Error::QueueFull`] instead of waiting.
@@ -114,18 +116,10 @@ impl<C: Channel> Client<C> {
         let Some(close) = self.close.take() else {
             return Ok(());
         };
-        let (ack, mut done) = oneshot::channel();
-        if close.send(ack).is_err() {
-            return Ok(()); // the task already ended
-        }
-        // Drain events meanwhile: the task may be waiting to hand one over.
-        loop {
-            tokio::select! {
-                _ = &mut done => break,
-                event = self.events.recv() => if event.is_none() { break },
-            }
-        }
-        self.events.close();
+        let _ = close.send(());
+        // The stream ends when the task does. Events are drained meanwhile: the task may be
+        // waiting to hand one over.
+        while self.events.recv().await.is_some() {}
         Ok(())
     }
 }
@@ -178,12 +172,12 @@ impl<C: Channel> Sender<C> {
     }
 
     /// See [`Client::send`].
-    pub async fn send(&self, message: &C::In) -> Result<(), Error>
+    pub fn send(&self, message: &C::In) -> impl Future<Output = Result<(), Error>> + Send + '_
     where
         C::In: Serialize,
     {
-        let frame = encode(message)?;
-        self.tx.send(frame).await.map_err(|_| Error::Closed)
+        let frame = encode(message);
+        async move { self.tx.send(frame?).await.map_err(|_| Error::Closed) }
     }
 
     /// See [`Client::try_send`].

@@ -19,9 +19,6 @@ use crate::{Backoff, Error, Event};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A request to close, answered when the close handshake is done.
-pub(crate) type CloseRequest = oneshot::Sender<()>;
-
 /// How long a close handshake (ours or the server's) may take before the socket is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -80,11 +77,14 @@ enum Ended {
     Closed,
 }
 
+/// The task's state. Field order matters: when the task ends, `outgoing` is dropped before
+/// `events`, so once the event stream has ended every send fails with [`Error::Closed`].
 pub(crate) struct Driver<T> {
     pub(crate) config: Config,
     pub(crate) outgoing: mpsc::Receiver<WsMessage>,
     pub(crate) events: mpsc::Sender<Event<T>>,
-    pub(crate) close: oneshot::Receiver<CloseRequest>,
+    /// Resolves when the client asks to close (`Ok`) or is dropped (`Err`); both close.
+    pub(crate) close: oneshot::Receiver<()>,
 }
 
 impl<T: DeserializeOwned + Send + 'static> Driver<T> {
@@ -112,7 +112,7 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
             ws = next;
             tracing::info!(target: "asena::client", url = %self.config.url, "reconnected");
             if !self.emit(Event::Reconnected).await {
-                self.close_ws(&mut ws, None).await;
+                self.close_ws(&mut ws).await;
                 return;
             }
         }
@@ -131,9 +131,7 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
         loop {
             tokio::select! {
                 biased;
-                request = &mut self.close => {
-                    return self.close_ws(ws, request.ok()).await;
-                }
+                _ = &mut self.close => return self.close_ws(ws).await,
                 frame = ws.next() => {
                     let message = match frame {
                         Some(Ok(message)) => message,
@@ -167,14 +165,14 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
                     if let Some(event) = event
                         && !self.emit(event).await
                     {
-                        return self.close_ws(ws, None).await;
+                        return self.close_ws(ws).await;
                     }
                     dead.as_mut().reset(Instant::now() + silence);
                 }
                 message = self.outgoing.recv() => {
                     let Some(message) = message else {
                         // Every sender is gone, so the client is too.
-                        return self.close_ws(ws, None).await;
+                        return self.close_ws(ws).await;
                     };
                     if let Err(reason) = write(ws, message, heartbeat.map(|d| d * 2)).await {
                         return Ended::Lost { code: None, reason };
@@ -198,7 +196,7 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
     }
 
     /// Sends what is queued, then closes with 1000 and waits (bounded) for the server's reply.
-    async fn close_ws(&mut self, ws: &mut Ws, ack: Option<CloseRequest>) -> Ended {
+    async fn close_ws(&mut self, ws: &mut Ws) -> Ended {
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
             while let Ok(message) = self.outgoing.try_recv() {
                 ws.feed(message).await?;
@@ -212,9 +210,6 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
             Ok::<(), tungstenite::Error>(())
         })
         .await;
-        if let Some(ack) = ack {
-            let _ = ack.send(());
-        }
         Ended::Closed
     }
 
@@ -228,12 +223,7 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
             attempt = attempt.saturating_add(1);
             let result = tokio::select! {
                 biased;
-                request = &mut self.close => {
-                    if let Ok(ack) = request {
-                        let _ = ack.send(());
-                    }
-                    return None;
-                }
+                _ = &mut self.close => return None,
                 result = async {
                     tokio::time::sleep(delay).await;
                     connect(config).await
