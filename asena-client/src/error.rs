@@ -89,7 +89,9 @@ pub enum Error {
 
     /// The send queue is full (from [`Client::try_send`](crate::Client::try_send); `send`
     /// waits instead).
-    #[error("the send queue is full ({capacity} messages wait for the connection)")]
+    #[error(
+        "the send queue is full (capacity {capacity}); the connection is down or slower than the sender"
+    )]
     QueueFull {
         /// The queue's capacity.
         capacity: usize,

@@ -28,8 +28,9 @@ pub enum Event<T> {
         reason: String,
     },
     /// The client connected again after a [`Disconnected`](Event::Disconnected). Messages
-    /// sent meanwhile were queued and are now being delivered; server-side state tied to
-    /// the old connection (rooms joined in `on_open` aside) is gone.
+    /// sent meanwhile were queued and go out now. The server sees a new socket: its
+    /// `on_open` runs again, and whatever the old socket had (rooms joined later, its data)
+    /// is gone, so resend what re-establishes it here.
     Reconnected,
     /// Reconnecting failed `attempts` times in a row, the limit set by
     /// [`Backoff::max_attempts`](crate::Backoff::max_attempts). The stream ends next.

@@ -268,10 +268,11 @@ async fn an_undecodable_message_is_reported_and_the_stream_goes_on() {
         }
         other => panic!("expected an undecodable message, got {other:?}"),
     }
-    assert!(matches!(
-        next_event(&mut client).await,
-        Event::Message(ChatOut::Pong)
-    ));
+    // The client is also a `Stream`.
+    let event = timeout(WAIT, futures_util::StreamExt::next(&mut client))
+        .await
+        .unwrap();
+    assert!(matches!(event, Some(Event::Message(ChatOut::Pong))));
     server.stop().await;
 }
 
@@ -331,6 +332,7 @@ async fn messages_sent_while_disconnected_go_out_after_the_reconnect() {
             Duration::from_millis(20),
             Duration::from_millis(200),
         ))
+        .queue(1)
         .connect()
         .await
         .unwrap();
@@ -345,6 +347,13 @@ async fn messages_sent_while_disconnected_go_out_after_the_reconnect() {
         })
         .await
         .unwrap();
+    // The queue holds one message, and nothing takes it out while disconnected.
+    let full = client.try_send(&ChatIn::Ping).unwrap_err();
+    assert!(matches!(full, Error::QueueFull { capacity: 1 }), "{full:?}");
+    assert_eq!(
+        full.to_string(),
+        "the send queue is full (capacity 1); the connection is down or slower than the sender"
+    );
 
     let second = Server::start(&addr.to_string()).await;
     assert!(matches!(next_event(&mut client).await, Event::Reconnected));
