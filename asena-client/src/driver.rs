@@ -129,8 +129,8 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
         let dead = tokio::time::sleep(silence);
         tokio::pin!(dead);
         loop {
+            // Unbiased: a flood in one direction must not starve the other.
             tokio::select! {
-                biased;
                 _ = &mut self.close => return self.close_ws(ws).await,
                 frame = ws.next() => {
                     let message = match frame {
