@@ -1,0 +1,218 @@
+//! [`ClientBuilder`]: where to connect and how to stay connected.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use asena_runtime::Channel;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+
+use crate::driver::{Config, Driver};
+use crate::url::{Base, fill_path};
+use crate::{Backoff, Client, Error, Sender};
+
+/// How many events wait for [`Client::next`] before the client stops reading the socket.
+const EVENT_BUFFER: usize = 256;
+
+/// Configures a [`Client`]; made by [`Client::builder`], finished by
+/// [`connect`](Self::connect).
+///
+/// Setters never fail: a bad URL, header or parameter is reported by `connect`.
+///
+/// | setting | default |
+/// |---|---|
+/// | [`params`](Self::params) | none (a path with `{params}` then fails to connect) |
+/// | [`reconnect`](Self::reconnect) | on: [`Backoff::default`], 100 ms doubling to 10 s, unlimited |
+/// | [`heartbeat`](Self::heartbeat) | a ping every 15 s; 30 s without any frame is a dead connection |
+/// | [`connect_timeout`](Self::connect_timeout) | 10 s per attempt |
+/// | [`queue`](Self::queue) | 64 messages wait while disconnected |
+pub struct ClientBuilder<C: Channel> {
+    base: String,
+    params: Option<Result<Value, serde_json::Error>>,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    reconnect: Option<Backoff>,
+    heartbeat: Option<Duration>,
+    connect_timeout: Duration,
+    queue: usize,
+    channel: PhantomData<fn() -> C>,
+}
+
+impl<C: Channel> ClientBuilder<C> {
+    pub(crate) fn new(base: &str) -> Self {
+        ClientBuilder {
+            base: base.to_owned(),
+            params: None,
+            query: Vec::new(),
+            headers: Vec::new(),
+            reconnect: Some(Backoff::default()),
+            heartbeat: Some(Duration::from_secs(15)),
+            connect_timeout: Duration::from_secs(10),
+            queue: 64,
+            channel: PhantomData,
+        }
+    }
+
+    /// The path parameters: each field fills the `{field}` of the channel's path, as one
+    /// percent-encoded path segment. Strings, numbers and booleans are allowed.
+    ///
+    /// ```no_run
+    /// # use asena_client::Client;
+    /// # #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    /// # struct Room { room: String }
+    /// # async fn run<C: asena_runtime::Channel<Params = Room>>() -> Result<(), asena_client::Error>
+    /// # where C::Out: serde::de::DeserializeOwned {
+    /// // C::PATH is "/chat/{room}": connects to ws://127.0.0.1:3000/chat/general
+    /// let client = Client::<C>::builder("ws://127.0.0.1:3000")
+    ///     .params(&Room { room: "general".into() })
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn params(mut self, params: &C::Params) -> Self {
+        self.params = Some(serde_json::to_value(params));
+        self
+    }
+
+    /// Adds a query pair (`?key=value`, form-encoded); repeat for more.
+    pub fn query(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.query.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds a header to the upgrade request (and to every reconnect), e.g.
+    /// `.header("authorization", "Bearer t0k3n")`.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Reconnects after a lost connection with this backoff (the default is
+    /// [`Backoff::default`]).
+    pub fn reconnect(mut self, backoff: Backoff) -> Self {
+        self.reconnect = Some(backoff);
+        self
+    }
+
+    /// Never reconnects: after a lost connection the event stream yields
+    /// [`Event::Disconnected`](crate::Event::Disconnected) and ends.
+    pub fn without_reconnect(mut self) -> Self {
+        self.reconnect = None;
+        self
+    }
+
+    /// Pings the server every `interval`; a connection on which no frame at all arrived for
+    /// two intervals (and a write that stalls as long) counts as dead and is replaced.
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = Some(interval);
+        self
+    }
+
+    /// Never pings; a silent dead connection then goes unnoticed until the OS gives up on it.
+    pub fn without_heartbeat(mut self) -> Self {
+        self.heartbeat = None;
+        self
+    }
+
+    /// How long one connect attempt (TCP and handshake) may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How many sent messages may wait for the connection (during a reconnect, or when the
+    /// socket is slower than the sender). [`Client::send`] waits when the queue is full,
+    /// [`Client::try_send`] fails with [`Error::QueueFull`]. At least 1.
+    pub fn queue(mut self, capacity: usize) -> Self {
+        self.queue = capacity.max(1);
+        self
+    }
+
+    /// Connects, once: a failure is returned at once (reconnecting only starts after a first
+    /// successful connection), e.g. [`Error::Refused`] with the server's status and body, or
+    /// [`Error::MissingParam`] before anything is sent.
+    pub async fn connect(self) -> Result<Client<C>, Error>
+    where
+        C::Out: DeserializeOwned,
+    {
+        let config = self.config()?;
+        let ws = crate::driver::connect(&config).await?;
+        tracing::debug!(target: "asena::client", url = %config.url, path = config.path, "connected");
+        let url = config.url.clone();
+        let (tx, outgoing) = mpsc::channel(self.queue);
+        let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
+        let (close_tx, close) = oneshot::channel();
+        let driver = Driver {
+            config,
+            outgoing,
+            events: events_tx,
+            close,
+        };
+        tokio::spawn(driver.run(ws));
+        Ok(Client {
+            sender: Sender::new(tx, self.queue),
+            events,
+            close: Some(close_tx),
+            url,
+        })
+    }
+
+    fn config(&self) -> Result<Config, Error> {
+        let base = Base::parse(&self.base)?;
+        let params = match &self.params {
+            None => Value::Null,
+            Some(Ok(value)) => value.clone(),
+            Some(Err(e)) => {
+                return Err(Error::InvalidParam {
+                    path: C::PATH,
+                    name: String::new(),
+                    reason: format!("the params do not serialize: {e}"),
+                });
+            }
+        };
+        let path = fill_path(C::PATH, &params)?;
+        let url = base.join(&path, &self.query)?;
+        let headers = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let bad = |reason: String| Error::BadHeader {
+                    name: name.clone(),
+                    reason,
+                };
+                Ok((
+                    HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(e.to_string()))?,
+                    HeaderValue::from_str(value).map_err(|e| bad(e.to_string()))?,
+                ))
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(Config {
+            url,
+            path: C::PATH,
+            headers,
+            reconnect: self.reconnect,
+            heartbeat: self.heartbeat,
+            connect_timeout: self.connect_timeout,
+        })
+    }
+}
+
+impl<C: Channel> std::fmt::Debug for ClientBuilder<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("channel", &C::NAME)
+            .field("base", &self.base)
+            .field("query", &self.query)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("reconnect", &self.reconnect)
+            .field("heartbeat", &self.heartbeat)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,112 @@
+//! What can go wrong: building the URL, connecting, sending.
+
+use std::time::Duration;
+
+/// A boxed error from the WebSocket layer, kept as the [`source`](std::error::Error::source)
+/// of [`Error::Connect`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error from the client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The base URL given to [`Client::builder`](crate::Client::builder) is not a usable
+    /// `ws://` URL.
+    #[error("bad URL `{url}`: {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The channel's path has a `{name}` the path parameters do not fill.
+    #[error(
+        "the path `{path}` needs the parameter `{name}`, which the params do not have\nhint: pass it with `.params(..)`"
+    )]
+    MissingParam {
+        /// The channel's path pattern.
+        path: &'static str,
+        /// The missing parameter.
+        name: String,
+    },
+
+    /// The path parameters could not be turned into path segments.
+    #[error("path parameter `{name}` of `{path}`: {reason}")]
+    InvalidParam {
+        /// The channel's path pattern.
+        path: &'static str,
+        /// The parameter (empty when the parameters as a whole are the problem).
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A header given to the builder has an invalid name or value.
+    #[error("invalid header `{name}`: {reason}")]
+    BadHeader {
+        /// The header name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The TCP connection or the WebSocket handshake failed (refused, reset, not a WebSocket
+    /// server, ...).
+    #[error("could not connect to {url}")]
+    Connect {
+        /// The URL connected to.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The server answered the upgrade request with an HTTP error instead of switching
+    /// protocols, e.g. a middleware's `401 {"error":"Unauthorized"}`.
+    #[error("the server refused the WebSocket upgrade of {url} with {status}: {}", body_text(.body))]
+    Refused {
+        /// The URL connected to.
+        url: String,
+        /// The HTTP status, e.g. `400 Bad Request`.
+        status: tokio_tungstenite::tungstenite::http::StatusCode,
+        /// The response body (often JSON), lossily decoded as UTF-8.
+        body: String,
+    },
+
+    /// Connecting took longer than the connect timeout.
+    #[error("connecting to {url} timed out after {after:?}")]
+    Timeout {
+        /// The URL connected to.
+        url: String,
+        /// The timeout.
+        after: Duration,
+    },
+
+    /// A message could not be serialised as JSON.
+    #[error("could not encode the message as JSON")]
+    Encode(#[source] serde_json::Error),
+
+    /// The send queue is full (from [`Client::try_send`](crate::Client::try_send); `send`
+    /// waits instead).
+    #[error(
+        "the send queue is full (capacity {capacity}); the connection is down or slower than the sender"
+    )]
+    QueueFull {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+
+    /// The client is closed: [`close`](crate::Client::close) was called, the connection was
+    /// lost with reconnect off, or reconnecting gave up.
+    #[error("the client is closed")]
+    Closed,
+}
+
+fn body_text(body: &str) -> &str {
+    if body.is_empty() {
+        "(empty body)"
+    } else {
+        body
+    }
+}

@@ -1,0 +1,117 @@
+//! A typed client for Asena WebSocket services.
+//!
+//! A `#[websocket]` service declares its wire contract once — path, path parameters, what it
+//! receives and what it sends — as an [`asena_runtime::Channel`]. This crate connects to such
+//! a service from Rust with that same contract: [`Client<C>`](Client) sends only `C::In`,
+//! decodes `C::Out`, fills `{params}` in `C::PATH` from `C::Params`, and keeps the
+//! connection alive (reconnect with backoff, heartbeat).
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use asena_client::{Backoff, Client, Event};
+//! use serde::{Deserialize, Serialize};
+//! # use schemars::JsonSchema;
+//!
+//! // Shared with the server (usually a crate both depend on).
+//! #[derive(Serialize, Deserialize)]
+//! # #[derive(JsonSchema)]
+//! struct ChatParams { room: String }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! # #[derive(JsonSchema, garde::Validate)] #[garde(allow_unvalidated)]
+//! #[serde(tag = "type", rename_all = "snake_case")]
+//! enum ChatIn { Say { text: String }, Ping }
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! # #[derive(JsonSchema)]
+//! #[serde(tag = "type", rename_all = "snake_case")]
+//! enum ChatOut { Said { from: String, text: String }, Pong }
+//!
+//! // The server's service, e.g.
+//! // #[websocket(path = "/chat/{room}", params = ChatParams, receives = ChatIn, sends = ChatOut)]
+//! // struct Chat;
+//! # struct Chat;
+//! # impl asena_runtime::Channel for Chat {
+//! #     const PATH: &'static str = "/chat/{room}";
+//! #     const NAME: &'static str = "Chat";
+//! #     type Params = ChatParams;
+//! #     type In = ChatIn;
+//! #     type Out = ChatOut;
+//! # }
+//!
+//! # async fn run() -> Result<(), asena_client::Error> {
+//! let mut client = Client::<Chat>::builder("ws://127.0.0.1:3000")
+//!     .params(&ChatParams { room: "r1".into() })     // ws://127.0.0.1:3000/chat/r1
+//!     .query("username", "alice")                     // ...?username=alice
+//!     .header("authorization", "Bearer t0k3n")
+//!     .reconnect(Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10)))
+//!     .heartbeat(Duration::from_secs(15))
+//!     .connect()
+//!     .await?;
+//!
+//! client.send(&ChatIn::Say { text: "hi".into() }).await?;
+//! while let Some(event) = client.next().await {
+//!     match event {
+//!         Event::Message(ChatOut::Said { from, text }) => println!("{from}: {text}"),
+//!         Event::Message(ChatOut::Pong) => {}
+//!         Event::Undecodable { text, error } => eprintln!("not a ChatOut: {text} ({error})"),
+//!         Event::Disconnected { code, reason } => eprintln!("lost ({code:?}): {reason}"),
+//!         Event::Reconnected => eprintln!("back"),
+//!         Event::GaveUp { error, .. } => eprintln!("gave up: {error}"),
+//!         _ => {}
+//!     }
+//! }
+//! client.close().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Behaviour
+//!
+//! - **Connecting.** [`ClientBuilder::connect`] tries once and returns the error: a bad URL,
+//!   a [missing path parameter](Error::MissingParam), a [refused upgrade](Error::Refused)
+//!   with the server's status and body (a middleware's `401 {"error":"Unauthorized"}`), a
+//!   [connect failure](Error::Connect) or a [timeout](Error::Timeout).
+//! - **Reconnecting.** After that first connection, a lost connection — the server closed
+//!   it (with any code, 1001 on shutdown included), an I/O error, or a dead heartbeat — yields
+//!   [`Event::Disconnected`], then the client reconnects with [`Backoff`] (exponential, full
+//!   jitter, capped; the count resets after each success) and yields [`Event::Reconnected`].
+//!   With [`Backoff::max_attempts`] it may give up ([`Event::GaveUp`]); with
+//!   [`without_reconnect`](ClientBuilder::without_reconnect) it never tries. Either way the
+//!   stream then ends and sends fail with [`Error::Closed`].
+//! - **Sending.** [`Client::send`] queues the JSON of a `C::In` for the background task, so
+//!   it works during a reconnect: up to [`queue`](ClientBuilder::queue) messages (64) wait
+//!   and go out, in order, on the new connection; `send` waits when the queue is full,
+//!   [`try_send`](Client::try_send) fails with [`Error::QueueFull`]. [`Client::sender`] gives
+//!   a cloneable handle for other tasks. Delivery is at most once.
+//! - **Receiving.** Text and binary messages are decoded from JSON into `C::Out`; one that
+//!   does not decode is an [`Event::Undecodable`] with the text and serde's error, and the
+//!   stream goes on. If events are not read, at most 256 wait; then the client stops
+//!   reading the socket (TCP backpressure reaches the server).
+//! - **Heartbeat.** The client pings every [`heartbeat`](ClientBuilder::heartbeat) interval
+//!   (15 s); when no frame at all (message, ping, pong) arrived for two intervals the
+//!   connection counts as dead and is replaced. Asena servers also ping clients; the client
+//!   answers those by itself.
+//! - **Closing.** [`Client::close`] sends what is queued, then closes with 1000. Dropping
+//!   the client does the same without waiting.
+//!
+//! The client needs a tokio runtime. `wss://` is not supported yet (no TLS in this build).
+//! Logs go to the `tracing` target `asena::client`.
+
+mod backoff;
+mod builder;
+mod client;
+mod driver;
+mod error;
+mod event;
+mod url;
+
+pub use backoff::Backoff;
+pub use builder::ClientBuilder;
+pub use client::{Client, Sender};
+pub use error::{BoxError, Error};
+pub use event::Event;
+
+/// The contract a client is typed by (re-exported from `asena_runtime`).
+pub use asena_runtime::Channel;
