@@ -215,7 +215,7 @@ pub fn document(
                 let (name, message) = match found {
                     Found::Message(m) => {
                         let component = unique(
-                            &mut messages,
+                            &messages,
                             format!("{key}.{direction}.{}", component_key(&m.name, "message")),
                         );
                         let name = m.name.clone();
@@ -228,7 +228,7 @@ pub fn document(
                     }
                 };
                 let local = unique(
-                    &mut channel_messages,
+                    &channel_messages,
                     format!("{direction}.{}", component_key(&name, "message")),
                 );
                 channel_messages.insert(
@@ -737,6 +737,7 @@ mod tests {
 
     #[derive(Serialize, JsonSchema)]
     #[serde(tag = "type", rename_all = "snake_case")]
+    #[allow(dead_code)]
     enum ChatOut {
         Message { from: String, message: String },
         Pong,
