@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: starts Redis and NATS on loopback when they are not running, then
+# The whole test suite: starts Redis and NATS on loopback when they are not running,
+# installs the official AsyncAPI parser the `asyncapi` tests validate documents with, then
 # runs every unit, integration, trybuild UI and doc test of the workspace, builds a new app
 # from the starter in a temporary directory outside the repository and runs its tests, and
 # runs the Autobahn|Testsuite fuzzing client (every case, compression included) against the
@@ -7,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh
+bash scripts/asyncapi.sh
 cargo test --workspace --all-features "$@"
 bash scripts/starter-check.sh
 bash scripts/autobahn.sh

@@ -126,6 +126,7 @@ mod rooms;
 mod frame;
 pub mod wire;
 mod channel;
+pub mod asyncapi;
 mod conn;
 pub mod transport;
 pub mod namespace;

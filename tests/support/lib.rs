@@ -390,3 +390,66 @@ pub async fn read_frame(stream: &mut TcpStream) -> anyhow::Result<(u8, Vec<u8>)>
     .await
     .context("no frame from the server")?
 }
+
+/// Validates AsyncAPI documents with the official parser (`@asyncapi/parser`, run by
+/// `scripts/asyncapi/validate.mjs`): each `(name, document)` is written to a temporary
+/// `<name>.asyncapi.json` and parsed. Fails with the parser's diagnostics when a document has
+/// an error, and, never skipping, when the parser is not installed (`bash scripts/asyncapi.sh`
+/// installs it). Warnings are shown on stderr.
+pub fn validate_asyncapi(docs: &[(&str, Value)]) -> anyhow::Result<()> {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static RUN: AtomicUsize = AtomicUsize::new(0);
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/asyncapi");
+    if !dir.join("node_modules/@asyncapi/parser").is_dir() {
+        bail!(
+            "the AsyncAPI parser is not installed in {}: run `bash scripts/asyncapi.sh` \
+             (it needs node and npm)",
+            dir.join("node_modules").display()
+        );
+    }
+    let out = std::env::temp_dir().join(format!(
+        "asena-asyncapi-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
+    let mut files = Vec::new();
+    for (name, doc) in docs {
+        let name: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let file = out.join(format!("{name}.asyncapi.json"));
+        std::fs::write(&file, serde_json::to_string_pretty(doc)?)
+            .with_context(|| format!("write {}", file.display()))?;
+        files.push(file);
+    }
+    let output = std::process::Command::new("node")
+        .arg(dir.join("validate.mjs"))
+        .args(&files)
+        .output()
+        .context("run `node scripts/asyncapi/validate.mjs` (is node installed?)");
+    let _ = std::fs::remove_dir_all(&out);
+    let output = output?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!(
+            "the AsyncAPI parser rejected a document ({}):\n{stderr}{stdout}",
+            output.status
+        );
+    }
+    // Warnings are worth a look; infos (such as "3.1.0 is out") are not.
+    for line in stderr.lines().filter(|l| !l.contains(": info [")) {
+        eprintln!("{line}");
+    }
+    Ok(())
+}
