@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
 use tower_service::Service;
 
+use crate::asyncapi::{self, Info, ServerSpec};
 use crate::config::{Compression, Limits, SlowConsumer};
 use crate::di::{self, Component, ComponentKind, ComponentRecord, Container, Plan};
 use crate::frame::close_code;
@@ -34,8 +35,8 @@ use crate::namespace::{Namespace, Namespaces};
 use crate::shutdown::Tracker;
 use crate::transport::{Inbound, Transport, TransportStats};
 use crate::ulak::{Ulak, UlakBroker};
-use crate::ws::WebSocketService;
 use crate::ws::upgrade::{self, Endpoint};
+use crate::ws::{ErasedService, WebSocketService};
 use extract::AppRef;
 
 /// A tower layer applied to the websocket routes, kept until the router exists.
@@ -57,6 +58,9 @@ pub struct AsenaBuilder {
     origins_for: HashMap<String, Vec<String>>,
     stop_timeout: Duration,
     layers: Vec<LayerFn>,
+    asyncapi_info: Info,
+    asyncapi_servers: Vec<ServerSpec>,
+    asyncapi_route: Option<String>,
 }
 
 impl std::fmt::Debug for AsenaBuilder {
@@ -89,7 +93,32 @@ impl AsenaBuilder {
             origins_for: HashMap::new(),
             stop_timeout: Duration::from_secs(5),
             layers: Vec::new(),
+            asyncapi_info: Info::default(),
+            asyncapi_servers: Vec::new(),
+            asyncapi_route: None,
         }
+    }
+
+    /// The title, version and description of the app's AsyncAPI document
+    /// ([`Asena::asyncapi`]).
+    pub fn asyncapi_info(mut self, info: Info) -> Self {
+        self.asyncapi_info = info;
+        self
+    }
+
+    /// Adds a server to the app's AsyncAPI document (e.g.
+    /// `ServerSpec::new("production", "chat.example.com", "wss")`). Without any, the served
+    /// document names the host the request came to.
+    pub fn asyncapi_server(mut self, server: ServerSpec) -> Self {
+        self.asyncapi_servers.push(server);
+        self
+    }
+
+    /// Serves the app's AsyncAPI 3.0 document as JSON at `path` (e.g. `/asyncapi.json`).
+    /// Off by default: a protocol description is for the clients you choose to show it to.
+    pub fn serve_asyncapi(mut self, path: &str) -> Self {
+        self.asyncapi_route = Some(path.to_owned());
+        self
     }
 
     /// Registers a `#[service]` explicitly.
@@ -376,6 +405,7 @@ impl AsenaBuilder {
 
         let shutting_down = Arc::new(AtomicBool::new(false));
         let mut router = Router::new();
+        let mut services: Vec<Arc<dyn ErasedService>> = Vec::new();
         for record in &container.order {
             let ComponentKind::WebSocket(ws) = &record.kind else {
                 continue;
@@ -407,9 +437,11 @@ impl AsenaBuilder {
                 .get(ws.path)
                 .or(self.origins.as_ref())
                 .map(|o| Arc::from(o.as_slice()));
+            let service = (ws.entry)(instance.clone());
+            services.push(service.clone());
             let endpoint = Arc::new(Endpoint {
                 ns,
-                service: (ws.entry)(instance.clone()),
+                service,
                 chain: own,
                 origins,
                 shutting_down: shutting_down.clone(),
@@ -426,6 +458,21 @@ impl AsenaBuilder {
         }
         for layer in self.layers {
             router = layer(router);
+        }
+        let spec = Arc::new(AsyncApiSpec {
+            info: self.asyncapi_info,
+            servers: self.asyncapi_servers,
+            services,
+        });
+        if let Some(path) = &self.asyncapi_route {
+            let spec = spec.clone();
+            router = router.route(
+                path,
+                axum::routing::get(move |headers: http::HeaderMap| {
+                    let spec = spec.clone();
+                    async move { axum::Json(spec.served(&headers)) }
+                }),
+            );
         }
         let router = router
             .merge(self.router)
@@ -444,6 +491,7 @@ impl AsenaBuilder {
             live,
             stop_timeout: self.stop_timeout,
             finished: tokio::sync::Mutex::new(false),
+            asyncapi: spec,
         });
 
         if let Some(t) = &inner.transport {
@@ -476,6 +524,41 @@ pub(crate) struct AppInner {
     live: Arc<Tracker>,
     stop_timeout: Duration,
     finished: tokio::sync::Mutex<bool>,
+    asyncapi: Arc<AsyncApiSpec>,
+}
+
+/// What the AsyncAPI document is made from.
+struct AsyncApiSpec {
+    info: Info,
+    servers: Vec<ServerSpec>,
+    services: Vec<Arc<dyn ErasedService>>,
+}
+
+impl AsyncApiSpec {
+    fn document(&self, servers: &[ServerSpec]) -> serde_json::Value {
+        let mut generator = asyncapi::generator();
+        let channels: Vec<_> = self
+            .services
+            .iter()
+            .map(|s| s.describe(&mut generator))
+            .collect();
+        asyncapi::document(&self.info, servers, &channels, generator)
+    }
+
+    /// The document as the route serves it: the configured servers, or the host asked.
+    fn served(&self, headers: &http::HeaderMap) -> serde_json::Value {
+        if !self.servers.is_empty() {
+            return self.document(&self.servers);
+        }
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty());
+        match host {
+            Some(host) => self.document(&[ServerSpec::new("default", host, "ws")]),
+            None => self.document(&[]),
+        }
+    }
 }
 
 impl AppInner {
@@ -546,6 +629,15 @@ impl Asena {
     /// Every namespace.
     pub fn namespaces(&self) -> &[Namespace] {
         &self.inner.namespaces
+    }
+
+    /// The app's AsyncAPI 3.0 document: every websocket service as a channel (its address
+    /// with parameters, the messages it receives and sends with their JSON Schemas, garde
+    /// constraints included), a `receive` and a `send` operation for each, the servers given
+    /// to [`AsenaBuilder::asyncapi_server`] and the close codes in the description.
+    /// [`AsenaBuilder::serve_asyncapi`] serves it over HTTP.
+    pub fn asyncapi(&self) -> serde_json::Value {
+        self.inner.asyncapi.document(&self.inner.asyncapi.servers)
     }
 
     /// The transport's counters (published, received, dropped, errors, reconnects), or

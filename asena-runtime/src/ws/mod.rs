@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use http::request::Parts;
 
-use crate::channel::{Channel, DecodeError};
+use crate::asyncapi::ChannelSpec;
+use crate::channel::{Channel, DecodeError, Receives, Sends};
 use crate::conn::io::Io;
 use crate::error::Result;
 use crate::middleware::{Refusal, TypeMismatch, WsValue};
@@ -203,6 +204,8 @@ pub trait ErasedService: Send + Sync + 'static {
         &'a self,
         parts: &'a mut Parts,
     ) -> Pin<Box<dyn Future<Output = ParsedParams> + Send + 'a>>;
+    /// The service's channel for the AsyncAPI document, its schemas made with `generator`.
+    fn describe(&self, generator: &mut schemars::SchemaGenerator) -> ChannelSpec;
     /// Runs a connection to the end.
     fn run(
         self: Arc<Self>,
@@ -261,6 +264,18 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
         parts: &'a mut Parts,
     ) -> Pin<Box<dyn Future<Output = ParsedParams> + Send + 'a>> {
         Box::pin(upgrade::parse_params::<S::Params>(parts))
+    }
+
+    fn describe(&self, generator: &mut schemars::SchemaGenerator) -> ChannelSpec {
+        let typed_params = std::any::TypeId::of::<S::Params>() != std::any::TypeId::of::<()>();
+        ChannelSpec {
+            name: S::NAME.to_owned(),
+            path: S::PATH.to_owned(),
+            params: typed_params.then(|| generator.subschema_for::<S::Params>()),
+            receives: S::In::schema(generator),
+            sends: S::Out::schema(generator),
+            protocols: S::PROTOCOLS.iter().map(|p| (*p).to_owned()).collect(),
+        }
     }
 
     fn run(
