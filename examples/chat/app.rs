@@ -20,8 +20,13 @@
 //!   missing `type` → `{"type":"error","message":"Unknown message type: X"}` or
 //!   `"Message type is required"`; the socket stays open.
 //! - On close the others in R get `{"type":"user_left","username":U}`.
+//! - `GET /asyncapi.json` serves the protocol as an AsyncAPI 3.0 document.
+//!
+//! The protocol is the two enums below, [`ChatIn`] and [`ChatOut`]: the service receives
+//! decoded `ChatIn` values and can send only `ChatOut`.
 
 use asena_runtime::prelude::*;
+use asena_runtime::{DecodeError, DecodeErrorKind};
 use axum::response::Html;
 use axum::routing::get;
 
@@ -54,91 +59,161 @@ impl Middleware for ChatQuery {
     }
 }
 
-#[websocket(path = "/chat", name = "ChatSocket", middlewares = [ChatQuery])]
+/// What a client sends: `{"type": "message", "message": "hi"}` and so on.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Validate)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[garde(allow_unvalidated)]
+pub enum ChatIn {
+    /// A chat line for the others in the room (a missing `message` is an empty line).
+    Message {
+        #[serde(default)]
+        message: String,
+    },
+    /// The sender is typing.
+    Typing,
+    /// How many are in the room?
+    RoomInfo,
+    /// A message for one socket, by id, on whichever instance it is.
+    Private { to: String, message: String },
+    /// Answered with `pong`.
+    Ping,
+}
+
+/// What the chat sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChatOut {
+    /// To the joiner: its id, a greeting and who is in the room.
+    Welcome {
+        id: String,
+        message: String,
+        users: Vec<String>,
+    },
+    /// To the others in the room, when someone joins.
+    UserJoined { username: String, timestamp: String },
+    /// A chat line, to the others in the room.
+    Message {
+        username: String,
+        message: String,
+        timestamp: String,
+    },
+    /// Someone in the room is typing.
+    Typing { username: String },
+    /// The answer to `room_info`.
+    RoomInfo {
+        room: String,
+        #[serde(rename = "totalUsers")]
+        total_users: usize,
+    },
+    /// A private message.
+    PrivateMessage { from: String, message: String },
+    /// The answer to `ping`.
+    Pong,
+    /// To the others in the room, when someone leaves.
+    UserLeft { username: String },
+    /// A message the chat could not take.
+    Error { message: String },
+}
+
+#[websocket(path = "/chat", name = "ChatSocket", middlewares = [ChatQuery], receives = ChatIn, sends = ChatOut)]
 pub struct ChatSocket;
 
 fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
-fn error(ws: &Socket<ChatUser>, message: &str) -> Result<()> {
-    ws.send_json(&json!({"type": "error", "message": message}))?;
-    Ok(())
-}
+type ChatWs = Socket<ChatUser, ChatOut>;
 
 impl WebSocketService for ChatSocket {
     type Data = ChatUser;
 
-    async fn on_open(&self, ws: &Socket<ChatUser>) -> Result<()> {
+    async fn on_open(&self, ws: &ChatWs) -> Result<()> {
         let ChatUser { username, room } = &ws.data().values;
         ws.subscribe(room);
-        let users: Vec<String> = ws
+        let users = ws
             .namespace()
             .sockets_in(room)
             .iter()
             .filter_map(|s| s.data::<ChatUser>().map(|d| d.values.username.clone()))
             .collect();
-        ws.send_json(&json!({
-            "type": "welcome",
-            "id": ws.id(),
-            "message": format!("Welcome to {room}, {username}!"),
-            "users": users,
-        }))?;
-        ws.publish_json(
+        ws.send(ChatOut::Welcome {
+            id: ws.id().to_owned(),
+            message: format!("Welcome to {room}, {username}!"),
+            users,
+        })?;
+        let username = username.clone();
+        ws.publish(
             room,
-            &json!({"type": "user_joined", "username": username, "timestamp": now()}),
+            ChatOut::UserJoined {
+                username,
+                timestamp: now(),
+            },
         )?;
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<ChatUser>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &ChatWs, msg: ChatIn) -> Result<()> {
         let ChatUser { username, room } = &ws.data().values;
-        let Ok(value) = msg.json::<serde_json::Value>() else {
-            return error(ws, "Invalid message format");
-        };
-        let Some(kind) = value.get("type") else {
-            return error(ws, "Message type is required");
-        };
-        let kind = kind
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| kind.to_string());
-        match kind.as_str() {
-            "message" => {
-                let text = value["message"].as_str().unwrap_or_default();
-                ws.publish_json(
+        let username = username.clone();
+        match msg {
+            ChatIn::Message { message } => {
+                let timestamp = now();
+                ws.publish(
                     room,
-                    &json!({"type": "message", "username": username, "message": text, "timestamp": now()}),
+                    ChatOut::Message {
+                        username,
+                        message,
+                        timestamp,
+                    },
                 )?;
             }
-            "typing" => {
-                ws.publish_json(room, &json!({"type": "typing", "username": username}))?;
+            ChatIn::Typing => {
+                ws.publish(room, ChatOut::Typing { username })?;
             }
-            "room_info" => {
-                let total = ws.namespace().sockets_in(room).len();
-                ws.send_json(&json!({"type": "room_info", "room": room, "totalUsers": total}))?;
+            ChatIn::RoomInfo => {
+                let total_users = ws.namespace().sockets_in(room).len();
+                ws.send(ChatOut::RoomInfo {
+                    room: room.clone(),
+                    total_users,
+                })?;
             }
-            "private" => {
-                let (Some(to), Some(text)) = (value["to"].as_str(), value["message"].as_str())
-                else {
-                    return error(ws, "Private messages need `to` and `message`");
-                };
+            ChatIn::Private { to, message } => {
                 // A socket id is also the name of that socket's personal room, so this reaches
                 // it on whichever instance it is connected to.
                 ws.namespace().to(
-                    to,
-                    Json(json!({"type": "private_message", "from": username, "message": text})),
+                    &to,
+                    ChatOut::PrivateMessage {
+                        from: username,
+                        message,
+                    },
                 )?;
             }
-            "ping" => ws.send_json(&json!({"type": "pong"}))?,
-            other => return error(ws, &format!("Unknown message type: {other}")),
+            ChatIn::Ping => ws.send(ChatOut::Pong)?,
         }
         Ok(())
     }
 
-    async fn on_close(&self, ws: &Socket<ChatUser>, _code: u16, _reason: &str) {
+    /// Keeps the chat's own error texts for messages that do not decode.
+    async fn on_invalid(&self, ws: &ChatWs, error: DecodeError) -> Result<()> {
+        let message = match error.kind() {
+            DecodeErrorKind::Syntax => "Invalid message format".to_owned(),
+            DecodeErrorKind::MissingField { field } if field == "type" => {
+                "Message type is required".to_owned()
+            }
+            DecodeErrorKind::UnknownVariant { value } => format!("Unknown message type: {value}"),
+            DecodeErrorKind::MissingField { .. } => {
+                "Private messages need `to` and `message`".to_owned()
+            }
+            _ => format!("Invalid message: {error}"),
+        };
+        ws.send(ChatOut::Error { message })?;
+        Ok(())
+    }
+
+    async fn on_close(&self, ws: &ChatWs, _code: u16, _reason: &str) {
         let ChatUser { username, room } = &ws.data().values;
-        let _ = ws.publish_json(room, &json!({"type": "user_left", "username": username}));
+        let username = username.clone();
+        let _ = ws.publish(room, ChatOut::UserLeft { username });
     }
 }
 
@@ -156,4 +231,10 @@ pub fn builder() -> asena_runtime::AsenaBuilder {
         .websocket::<ChatSocket>()
         .middleware::<ChatQuery>()
         .router(routes())
+        .asyncapi_info(asena_runtime::asyncapi::Info {
+            title: "Asena chat".to_owned(),
+            version: "1.0.0".to_owned(),
+            description: Some("Room-based chat: join with `?username=U&room=R`.".to_owned()),
+        })
+        .serve_asyncapi("/asyncapi.json")
 }

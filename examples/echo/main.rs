@@ -3,7 +3,8 @@
 //! as binary, to the socket that sent it.
 //!
 //! `cargo run --example echo`, then connect to `ws://127.0.0.1:9001/echo`. `PORT` changes
-//! the port. The limits fit the suite's largest messages (16 MiB) and its slow cases; the
+//! the port; `--asyncapi` prints the protocol as an AsyncAPI 3.0 document. The limits fit
+//! the suite's largest messages (16 MiB) and its slow cases; the
 //! log level defaults to `warn` because the suite's deliberately broken frames would
 //! otherwise flood it (`RUST_LOG=info` to see everything).
 
@@ -17,7 +18,8 @@ const LIMIT: usize = 64 << 20;
 
 /// `/echo`: sends every message back as it came.
 #[websocket(path = "/echo")]
-struct Echo;
+#[derive(Debug)]
+pub struct Echo;
 
 impl WebSocketService for Echo {
     type Data = ();
@@ -28,15 +30,9 @@ impl WebSocketService for Echo {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
-    let port = std::env::var("PORT").unwrap_or_else(|_| "9001".into());
-    let app = Asena::builder()
+/// The app as the Autobahn run serves it.
+pub fn builder() -> asena_runtime::AsenaBuilder {
+    Asena::builder()
         .without_auto_registration()
         .websocket::<Echo>()
         .max_message_size(LIMIT)
@@ -45,8 +41,24 @@ async fn main() -> anyhow::Result<()> {
         // of a case would be an event it did not expect.
         .idle_timeout(None)
         .ping(None, Duration::from_secs(30))
-        .build()
-        .await?;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--asyncapi") {
+        // The protocol as an AsyncAPI 3.0 document, on stdout.
+        let app = builder().build().await?;
+        let json = serde_json::to_string_pretty(&app.asyncapi())?;
+        std::io::Write::write_all(&mut std::io::stdout(), format!("{json}\n").as_bytes())?;
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let port = std::env::var("PORT").unwrap_or_else(|_| "9001".into());
+    let app = builder().build().await?;
     eprintln!("echo listening on ws://127.0.0.1:{port}/echo");
     app.serve(format!("127.0.0.1:{port}")).await?;
     Ok(())

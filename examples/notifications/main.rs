@@ -6,6 +6,7 @@
 //! curl -X PUT localhost:3000/users/42/profile -H 'content-type: application/json' -d '{"name":"Ada"}'
 //! ```
 //!
+//! `cargo run --example notifications -- --asyncapi` prints the protocol as an AsyncAPI 3.0 document.
 //! `PORT` changes the port; `ASENA_TRANSPORT=redis://127.0.0.1:6379` (or `nats://…`) lets
 //! several instances share rooms.
 
@@ -13,6 +14,13 @@ mod app;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--asyncapi") {
+        // The protocol as an AsyncAPI 3.0 document, on stdout.
+        let app = app::builder().build().await?;
+        let json = serde_json::to_string_pretty(&app.asyncapi())?;
+        std::io::Write::write_all(&mut std::io::stdout(), format!("{json}\n").as_bytes())?;
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
