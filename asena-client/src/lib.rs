@@ -11,34 +11,27 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use asena_client::{Backoff, Client, Event};
-//! use serde::{Deserialize, Serialize};
-//! # use schemars::JsonSchema;
+//! use asena_runtime::prelude::*;
 //!
-//! // Shared with the server (usually a crate both depend on).
-//! #[derive(Serialize, Deserialize)]
-//! # #[derive(JsonSchema)]
+//! // The contract, shared by server and client (usually a crate both depend on).
+//! #[derive(Serialize, Deserialize, JsonSchema)]
 //! struct ChatParams { room: String }
 //!
-//! #[derive(Serialize, Deserialize)]
-//! # #[derive(JsonSchema, garde::Validate)] #[garde(allow_unvalidated)]
+//! #[derive(Serialize, Deserialize, JsonSchema, Validate)]
 //! #[serde(tag = "type", rename_all = "snake_case")]
+//! #[garde(allow_unvalidated)]
 //! enum ChatIn { Say { text: String }, Ping }
 //!
-//! #[derive(Debug, Serialize, Deserialize)]
-//! # #[derive(JsonSchema)]
+//! #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 //! #[serde(tag = "type", rename_all = "snake_case")]
 //! enum ChatOut { Said { from: String, text: String }, Pong }
 //!
-//! // The server's service, e.g.
-//! // #[websocket(path = "/chat/{room}", params = ChatParams, receives = ChatIn, sends = ChatOut)]
-//! // struct Chat;
-//! # struct Chat;
-//! # impl asena_runtime::Channel for Chat {
-//! #     const PATH: &'static str = "/chat/{room}";
-//! #     const NAME: &'static str = "Chat";
-//! #     type Params = ChatParams;
-//! #     type In = ChatIn;
-//! #     type Out = ChatOut;
+//! // The server's service; the client is typed by it.
+//! #[websocket(path = "/chat/{room}", params = ChatParams, receives = ChatIn, sends = ChatOut)]
+//! struct Chat;
+//! # impl WebSocketService for Chat {
+//! #     type Data = ();
+//! #     async fn on_message(&self, _: &Socket<(), ChatOut>, _: ChatIn) -> Result<()> { Ok(()) }
 //! # }
 //!
 //! # async fn run() -> Result<(), asena_client::Error> {

@@ -1,6 +1,6 @@
-//! The client against real servers on 127.0.0.1: a raw Asena service speaking the test
-//! channel's JSON (typed services are not in the macro yet), and for the heartbeat a TCP
-//! server that completes the handshake and then goes silent.
+//! The client against real servers on 127.0.0.1: a typed Asena service (the client is typed
+//! by that same service), and for the heartbeat a TCP server that completes the handshake and
+//! then goes silent.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use asena_client::{Backoff, Client, Error, Event};
+use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
-use asena_runtime::{AsenaBuilder, Channel};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -44,17 +44,6 @@ enum ChatIn {
 enum ChatOut {
     Said { room: String, text: String },
     Pong,
-}
-
-/// The channel marker the client is typed by.
-struct Chat;
-
-impl Channel for Chat {
-    const PATH: &'static str = "/chat/{room}";
-    const NAME: &'static str = "Chat";
-    type Params = RoomParams;
-    type In = ChatIn;
-    type Out = ChatOut;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -104,18 +93,25 @@ impl Middleware for RoomGate {
     }
 }
 
-#[websocket(path = "/chat/{room}", middlewares = [RoomGate])]
-struct ChatServer {
+/// The service, and the type the client is typed by.
+#[websocket(
+    path = "/chat/{room}",
+    params = RoomParams,
+    receives = ChatIn,
+    sends = ChatOut,
+    middlewares = [RoomGate]
+)]
+struct Chat {
     #[inject]
     seen: Arc<Seen>,
 }
 
-impl WebSocketService for ChatServer {
+impl WebSocketService for Chat {
     type Data = ();
 
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<(), ChatOut>) -> Result<()> {
         self.seen.opened.lock().unwrap().push(Opened {
-            room: ws.param("room").map(str::to_owned),
+            room: ws.params::<RoomParams>().map(|p| p.room.clone()),
             username: ws.query("username").map(str::to_owned),
             authorization: ws.header("authorization").map(str::to_owned),
         });
@@ -123,17 +119,21 @@ impl WebSocketService for ChatServer {
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
-        match serde_json::from_slice::<ChatIn>(msg.as_bytes())? {
+    async fn on_message(&self, ws: &Socket<(), ChatOut>, msg: ChatIn) -> Result<()> {
+        match msg {
             ChatIn::Say { text } => {
-                let room = ws.param("room").unwrap_or_default().to_owned();
-                ws.send_json(&ChatOut::Said { room, text })?;
+                let room = ws
+                    .params::<RoomParams>()
+                    .map(|p| p.room.clone())
+                    .unwrap_or_default();
+                ws.send(ChatOut::Said { room, text })?;
             }
             ChatIn::Garble => {
-                ws.send(r#"{"type":"nope"}"#)?;
-                ws.send_json(&ChatOut::Pong)?;
+                // Not a ChatOut: only the untyped handle can send it.
+                ws.raw().send(r#"{"type":"nope"}"#)?;
+                ws.send(ChatOut::Pong)?;
             }
-            ChatIn::Ping => ws.send_json(&ChatOut::Pong)?,
+            ChatIn::Ping => ws.send(ChatOut::Pong)?,
         }
         Ok(())
     }
@@ -142,7 +142,7 @@ impl WebSocketService for ChatServer {
 fn app() -> AsenaBuilder {
     Asena::builder()
         .without_auto_registration()
-        .websocket::<ChatServer>()
+        .websocket::<Chat>()
         .middleware::<RoomGate>()
         .service::<Seen>()
 }
