@@ -212,7 +212,8 @@ mod tests {
         let msg = err(quote!(path = "/a", room = "x"), Accepts::WebSocket);
         assert_eq!(
             msg,
-            "unknown argument `room`; expected `path`, `name`, `middlewares` or `crate`"
+            "unknown argument `room`; expected `path`, `name`, `middlewares`, `params`, \
+             `receives`, `sends` or `crate`"
         );
     }
 

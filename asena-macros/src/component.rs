@@ -358,6 +358,22 @@ pub(crate) mod parsed {
                 .unwrap_or_else(|| panic!("the block declares `fn {name}`"))
         }
 
+        /// The `impl <trait_path> for ..` item in the block, whose trait path ends in `name`.
+        pub(crate) fn impl_of(&self, name: &str) -> &syn::ItemImpl {
+            self.items()
+                .find_map(|item| match item {
+                    Item::Impl(i)
+                        if i.trait_.as_ref().is_some_and(|(_, path, _)| {
+                            path.segments.last().is_some_and(|s| s.ident == name)
+                        }) =>
+                    {
+                        Some(i)
+                    }
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("the block implements `{name}`"))
+        }
+
         /// Whether the block declares a trait named `name`.
         pub(crate) fn declares_trait(&self, name: &str) -> bool {
             self.items()

@@ -201,4 +201,122 @@ mod tests {
         ];
         assert_eq!(out.fn_body("__asena_checks"), checks);
     }
+
+    /// `type NAME = ..;` and `const NAME: .. = ..;` of an impl, as written.
+    fn impl_items(item: &syn::ItemImpl) -> Vec<(String, String)> {
+        item.items
+            .iter()
+            .filter_map(|i| match i {
+                syn::ImplItem::Type(t) => Some((t.ident.to_string(), quote!(#t).to_string())),
+                syn::ImplItem::Const(c) => Some((c.ident.to_string(), quote!(#c).to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_typed_channel_implements_channel_with_its_types() {
+        let out = Expanded::parse(
+            expand(
+                quote!(
+                    path = "/user/{id}",
+                    params = UserPath,
+                    receives = In,
+                    sends = out::Out
+                ),
+                quote!(
+                    struct Events;
+                ),
+            )
+            .expect("valid"),
+        );
+        let channel = out.impl_of("Channel");
+        assert_eq!(*channel.self_ty, parse_quote!(Events));
+        let expected: Vec<(String, String)> = [
+            (
+                "PATH",
+                quote!(
+                    const PATH: &'static str = "/user/{id}";
+                ),
+            ),
+            (
+                "NAME",
+                quote!(
+                    const NAME: &'static str = "Events";
+                ),
+            ),
+            (
+                "Params",
+                quote!(
+                    type Params = UserPath;
+                ),
+            ),
+            (
+                "In",
+                quote!(
+                    type In = In;
+                ),
+            ),
+            (
+                "Out",
+                quote!(
+                    type Out = out::Out;
+                ),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_string()))
+        .collect();
+        assert_eq!(impl_items(channel), expected);
+    }
+
+    #[test]
+    fn an_untyped_service_receives_messages_and_sends_anything() {
+        let out = Expanded::parse(
+            expand(
+                quote!(path = "/chat"),
+                quote!(
+                    struct Chat;
+                ),
+            )
+            .expect("valid"),
+        );
+        let items = impl_items(out.impl_of("Channel"));
+        assert!(
+            items.contains(&(
+                "Params".into(),
+                quote!(
+                    type Params = ();
+                )
+                .to_string()
+            ))
+        );
+        assert!(
+            items.contains(&(
+                "In".into(),
+                quote!(
+                    type In = __asena::Message;
+                )
+                .to_string()
+            ))
+        );
+        assert!(
+            items.contains(&(
+                "Out".into(),
+                quote!(
+                    type Out = __asena::Raw;
+                )
+                .to_string()
+            ))
+        );
+    }
+
+    #[test]
+    fn typed_arguments_need_types_and_appear_once() {
+        assert!(err(quote!(path = "/a", receives = "In")).starts_with("`receives` expects a type"));
+        assert!(
+            err(quote!(path = "/a", sends = A, sends = B))
+                .starts_with("`sends` specified more than once")
+        );
+    }
 }

@@ -36,7 +36,8 @@
 //! - `#[service]` — a component (singleton). `#[service(name = "Users")]` renames it.
 //! - `#[middleware]` — a component implementing [`Middleware`], run before the upgrade.
 //! - `#[websocket(path = "/chat", name = "ChatSocket", middlewares = [Auth])]` — a component
-//!   implementing [`WebSocketService`], served at `path` (which may hold `{param}`s).
+//!   implementing [`WebSocketService`], served at `path` (which may hold `{param}`s). With
+//!   `params = P`, `receives = In` and `sends = Out` it is a typed channel (below).
 //!
 //! Fields marked `#[inject]` are filled from the container: `Arc<T>` for a component `T`,
 //! `Option<Arc<T>>` when `T` may be absent, [`Ulak<N>`] for websocket service `N`, or
@@ -71,6 +72,16 @@
 //!
 //! What can be sent follows one rule ([`IntoFrame`]): strings go out as text exactly as
 //! given, bytes as binary, and `Serialize` values as JSON through [`Json`] or `send_json`.
+//!
+//! ## Typed channels
+//! `#[websocket(path = "/rooms/{id}", params = Room, receives = In, sends = Out)]` declares a
+//! service's protocol once ([`Channel`]): path parameters deserialize into `Room` before the
+//! upgrade (400 naming the parameter otherwise; `ctx.params::<Room>()`,
+//! `ws.params::<Room>()`), `on_message` gets a decoded, validated `In` (garde constraints;
+//! failures go to [`WebSocketService::on_invalid`] with a [`DecodeError`] and the socket
+//! stays open), and the service's [`Socket`], [`Namespace`] and [`Ulak`] accept only `Out`
+//! ([`Encode`]; `.raw()` for anything else). The same declarations give
+//! [`Asena::asyncapi`] its AsyncAPI 3.0 document and the `asena-client` crate its types.
 //!
 //! ## Errors and limits
 //! A handler that fails (returns `Err` or panics) sends
