@@ -337,3 +337,57 @@ async fn a_concrete_path_is_a_room_for_handlers_and_ulak() -> anyhow::Result<()>
     );
     s.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concrete_path_room_spans_instances() -> anyhow::Result<()> {
+    // Two instances on a real Redis, on a channel of their own.
+    let channel = format!("asena:typed-test:{}", uuid_like());
+    let app = |channel: &str| {
+        Asena::builder()
+            .without_auto_registration()
+            .websocket::<Events>()
+            .middleware::<ReadParams>()
+            .service::<Announcer>()
+            .transport(
+                asena_runtime::RedisTransport::new("redis://127.0.0.1:6379").channel(channel),
+            )
+    };
+    let a = start(app(&channel)).await?;
+    let b = start(app(&channel)).await?;
+    let mut client = a.connect("/user/events/9").await?;
+    assert_eq!(
+        send(&mut client, json!({"type": "whoami"})).await?["user_id"],
+        9
+    );
+
+    // B has no socket at /user/events/9; its Ulak reaches A's through the transport. The
+    // room's subscription reaches Redis asynchronously, so B announces until A delivers.
+    let announcer = b.app.get::<Announcer>().expect("registered");
+    let news = json!({"type": "said", "user_id": 9, "text": "from b"});
+    let delivered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            announcer.announce(9, "from b")?;
+            if let Ok(Ok(got)) =
+                tokio::time::timeout(std::time::Duration::from_millis(200), client.recv_json())
+                    .await
+            {
+                return anyhow::Ok(got);
+            }
+        }
+    })
+    .await??;
+    assert_eq!(delivered, news);
+    a.stop().await?;
+    b.stop().await
+}
+
+/// A name no other test run uses at the same time.
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    )
+}
