@@ -143,6 +143,7 @@ pub mod transport;
 pub mod namespace;
 mod middleware;
 mod ws;
+pub mod managed;
 mod di;
 mod ulak;
 mod app;
@@ -154,6 +155,7 @@ pub use config::{Compression, Limits, SlowConsumer};
 pub use di::{Component, ContainerError, DiError, Injectable, Lifecycle, Problem, Resolver};
 pub use error::{BoxError, Result};
 pub use frame::{Frame, IntoFrame, Json, Message, close_code};
+pub use managed::{Authenticated, Managed, ManagedOptions, ManagedService, ManagedSocket};
 pub use middleware::{Context, IntoStatusCode, Middleware, Next, Refusal, Scope};
 pub use namespace::{
     Namespace, RoomInfo, SendError, SendErrorCode, Socket, SocketRef, WebSocketData,
@@ -176,8 +178,8 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::{
         Asena, BoxError, Context, FromApp, Json, Lifecycle, Message, Middleware, Namespace, Next,
-        Refusal, Result, Scope, Socket, SocketRef, Ulak, UlakBroker, WebSocketService, middleware,
-        service, websocket,
+        Raw, Refusal, Result, Scope, Socket, SocketRef, Ulak, UlakBroker, WebSocketService,
+        middleware, service, websocket,
     };
     pub use garde::Validate;
     pub use schemars::JsonSchema;

@@ -61,6 +61,7 @@ pub struct AsenaBuilder {
     asyncapi_info: Info,
     asyncapi_servers: Vec<ServerSpec>,
     asyncapi_route: Option<String>,
+    managed_redis: Option<String>,
 }
 
 impl std::fmt::Debug for AsenaBuilder {
@@ -96,7 +97,17 @@ impl AsenaBuilder {
             asyncapi_info: Info::default(),
             asyncapi_servers: Vec::new(),
             asyncapi_route: None,
+            managed_redis: None,
         }
+    }
+
+    /// The Redis server managed services ([`ManagedService`](crate::ManagedService)) share
+    /// users, rooms and broadcasts through, in Ignis's channel layout (`ws:user:{id}`, ...).
+    /// [`transport_from_env`](Self::transport_from_env) sets it from a `redis://`
+    /// `ASENA_TRANSPORT`. Without it a managed service reaches only its own instance.
+    pub fn managed_redis(mut self, url: &str) -> Self {
+        self.managed_redis = Some(url.to_owned());
+        self
     }
 
     /// The title, version and description of the app's AsyncAPI document
@@ -220,7 +231,13 @@ impl AsenaBuilder {
     /// Uses the transport named by `ASENA_TRANSPORT` (`redis://…`, `nats://…`; unset, empty
     /// or `local` keeps the local transport), as the examples do. A value that names no
     /// transport is an error, never a silent fallback.
-    pub fn transport_from_env(self) -> Result<Self, Error> {
+    pub fn transport_from_env(mut self) -> Result<Self, Error> {
+        if let Ok(url) = std::env::var("ASENA_TRANSPORT")
+            && url.starts_with("redis://")
+        {
+            // Managed services share users and rooms over the same Redis.
+            self.managed_redis = Some(url);
+        }
         Ok(match crate::transport::from_env()? {
             Some(transport) => self.transport_arc(transport),
             None => self,
@@ -406,6 +423,7 @@ impl AsenaBuilder {
         let shutting_down = Arc::new(AtomicBool::new(false));
         let mut router = Router::new();
         let mut services: Vec<Arc<dyn ErasedService>> = Vec::new();
+        let mut attached: Vec<Attached> = Vec::new();
         for record in &container.order {
             let ComponentKind::WebSocket(ws) = &record.kind else {
                 continue;
@@ -439,6 +457,7 @@ impl AsenaBuilder {
                 .map(|o| Arc::from(o.as_slice()));
             let service = (ws.entry)(instance.clone());
             services.push(service.clone());
+            attached.push((service.clone(), ns.clone(), ws.name));
             let endpoint = Arc::new(Endpoint {
                 ns,
                 service,
@@ -492,6 +511,7 @@ impl AsenaBuilder {
             stop_timeout: self.stop_timeout,
             finished: tokio::sync::Mutex::new(false),
             asyncapi: spec,
+            attached,
         });
 
         if let Some(t) = &inner.transport {
@@ -502,6 +522,23 @@ impl AsenaBuilder {
                 return Err(e.into());
             }
             tracing::info!(target: "asena::transport", transport = t.name(), "transport started");
+        }
+        let env = crate::ws::AttachEnv {
+            managed_redis: self.managed_redis.clone(),
+        };
+        for (service, ns, name) in &inner.attached {
+            if let Err(source) = service.attach(ns, &env).await {
+                for (service, ns, _) in &inner.attached {
+                    service.detach(ns).await;
+                }
+                if let Some(t) = &inner.transport {
+                    t.destroy().await;
+                }
+                return Err(Error::Start {
+                    component: name,
+                    source,
+                });
+            }
         }
         if let Err((component, source)) = inner.container.start(inner.stop_timeout).await {
             if let Some(t) = &inner.transport {
@@ -525,7 +562,12 @@ pub(crate) struct AppInner {
     stop_timeout: Duration,
     finished: tokio::sync::Mutex<bool>,
     asyncapi: Arc<AsyncApiSpec>,
+    /// Every websocket service with its namespace and name, for attach and detach.
+    attached: Vec<Attached>,
 }
+
+/// A websocket service, its namespace and its name.
+type Attached = (Arc<dyn ErasedService>, Namespace, &'static str);
 
 /// What the AsyncAPI document is made from.
 struct AsyncApiSpec {
@@ -696,6 +738,9 @@ impl Asena {
         // Wait for every connection task to run its on_close.
         if !self.inner.live.wait_idle(Duration::from_secs(15)).await {
             tracing::warn!(target: "asena::ws", "some connections did not finish closing in 15 s");
+        }
+        for (service, ns, _) in &self.inner.attached {
+            service.detach(ns).await;
         }
         self.inner.container.stop(self.inner.stop_timeout).await;
         if let Some(t) = &self.inner.transport {

@@ -27,9 +27,10 @@
 //! Idle sockets hold no read buffer (reads wait for readiness first) and no handshake data.
 //! A full queue never blocks the publisher: the slow-consumer policy applies instead.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 mod error;
 mod inbound;
@@ -95,6 +96,8 @@ struct Inner {
     sockets: RwLock<HashMap<Arc<str>, Arc<Conn>>>,
     rooms: RwLock<RoomIndex<Arc<Conn>>>,
     transport: Option<Arc<dyn Transport>>,
+    /// State a protocol layered on the namespace keeps (the managed protocol's users).
+    extension: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 impl<O> std::fmt::Debug for Namespace<O> {
@@ -139,6 +142,7 @@ impl Namespace {
                 sockets: RwLock::new(HashMap::new()),
                 rooms: RwLock::new(RoomIndex::new()),
                 transport,
+                extension: OnceLock::new(),
             }),
             _out: PhantomData,
         }
@@ -150,6 +154,25 @@ impl<O> Namespace<O> {
     /// service declares it `sends`. The escape hatch of typed services.
     pub fn raw(&self) -> Namespace {
         self.retype()
+    }
+
+    /// The namespace's extension state of type `T`, made by `init` the first time. `None`
+    /// when the slot holds another type.
+    pub(crate) fn extension<T: Any + Send + Sync>(
+        &self,
+        init: impl FnOnce() -> T,
+    ) -> Option<Arc<T>> {
+        self.inner
+            .extension
+            .get_or_init(|| Arc::new(init()))
+            .clone()
+            .downcast::<T>()
+            .ok()
+    }
+
+    /// The namespace's extension state, if it holds a `T`.
+    pub(crate) fn extension_get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.inner.extension.get()?.clone().downcast::<T>().ok()
     }
 
     /// The same namespace sending `P`.

@@ -1,7 +1,7 @@
 //! WebSocket services: the [`WebSocketService`] trait, the upgrade endpoint that admits a
 //! connection (`upgrade.rs`), and the reader and writer loops that run it (`run.rs`).
 
-mod run;
+pub(crate) mod run;
 pub(crate) mod upgrade;
 
 use std::any::Any;
@@ -163,6 +163,40 @@ pub trait WebSocketService: Channel {
         }
     }
 
+    /// How a message reaches the service: decoded into [`Channel::In`] and handed to
+    /// `on_message`, or to `on_invalid`. Hidden: the managed protocol replaces it.
+    #[doc(hidden)]
+    fn __dispatch(
+        &self,
+        ws: &Socket<Self::Data, Self::Out>,
+        message: crate::frame::Message,
+    ) -> impl Future<Output = Result<()>> + Send
+    where
+        Self: Sized,
+    {
+        run::dispatch(self, ws, message)
+    }
+
+    /// Called once when the app is built, with the service's namespace. Hidden: the managed
+    /// protocol connects its fleet bus here.
+    #[doc(hidden)]
+    fn __attach(
+        &self,
+        ns: &crate::namespace::Namespace,
+        env: &AttachEnv,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (ns, env);
+        async { Ok(()) }
+    }
+
+    /// Called once when the app shuts down, after every socket closed. Hidden: the managed
+    /// protocol disconnects its fleet bus here.
+    #[doc(hidden)]
+    fn __detach(&self, ns: &crate::namespace::Namespace) -> impl Future<Output = ()> + Send {
+        let _ = ns;
+        async {}
+    }
+
     /// The socket closed (cleanly or not: 1006 when the peer vanished). The socket has
     /// already left every room.
     fn on_close(
@@ -206,12 +240,31 @@ pub trait ErasedService: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = ParsedParams> + Send + 'a>>;
     /// The service's channel for the AsyncAPI document, its schemas made with `generator`.
     fn describe(&self, generator: &mut schemars::SchemaGenerator) -> ChannelSpec;
+    /// [`WebSocketService::__attach`].
+    fn attach<'a>(
+        &'a self,
+        ns: &'a crate::namespace::Namespace,
+        env: &'a AttachEnv,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+    /// [`WebSocketService::__detach`].
+    fn detach<'a>(
+        &'a self,
+        ns: &'a crate::namespace::Namespace,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
     /// Runs a connection to the end.
     fn run(
         self: Arc<Self>,
         socket: SocketRef,
         io: Io,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+}
+
+/// What the app hands services when it is built (see `WebSocketService::__attach`).
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct AttachEnv {
+    /// The Redis URL managed services share users and rooms through, if any.
+    pub managed_redis: Option<String>,
 }
 
 /// What [`ErasedService::parse_params`] gives: the typed parameters, or the refusal.
@@ -276,6 +329,21 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
             sends: S::Out::schema(generator),
             protocols: S::PROTOCOLS.iter().map(|p| (*p).to_owned()).collect(),
         }
+    }
+
+    fn attach<'a>(
+        &'a self,
+        ns: &'a crate::namespace::Namespace,
+        env: &'a AttachEnv,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+        Box::pin(self.0.__attach(ns, env))
+    }
+
+    fn detach<'a>(
+        &'a self,
+        ns: &'a crate::namespace::Namespace,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.0.__detach(ns))
     }
 
     fn run(

@@ -194,7 +194,7 @@ where
                     // or the peer's), buffered messages are not dispatched any more; after
                     // our close frame, data from the peer is discarded (RFC 6455 §5.5.1).
                     if conn.close_requested().is_none()
-                        && let Err(e) = dispatch(&*service, &socket, message).await
+                        && let Err(e) = guarded(service.__dispatch(&socket, message)).await
                     {
                         handler_failed(&conn, "on_message", &e);
                     }
@@ -302,13 +302,13 @@ where
 
 /// Decodes a message into the service's `receives` type and hands it to `on_message`, or
 /// the decode error to `on_invalid` (counted; the socket stays open).
-async fn dispatch<S: WebSocketService>(
+pub(crate) async fn dispatch<S: WebSocketService>(
     service: &S,
     socket: &Socket<S::Data, S::Out>,
     message: Message,
 ) -> Result<()> {
     match S::In::decode(message) {
-        Ok(message) => guarded(service.on_message(socket, message)).await,
+        Ok(message) => service.on_message(socket, message).await,
         Err(error) => {
             socket.conn.shared.stats.record_invalid_message();
             tracing::debug!(
@@ -319,7 +319,7 @@ async fn dispatch<S: WebSocketService>(
                 %error,
                 "message did not decode"
             );
-            guarded(service.on_invalid(socket, error)).await
+            service.on_invalid(socket, error).await
         }
     }
 }

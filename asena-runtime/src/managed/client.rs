@@ -1,0 +1,160 @@
+//! One managed client: where it is in the authentication state machine, its user and
+//! metadata, and when it was last heard from.
+
+use std::sync::Mutex;
+
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+/// Where a client is in the authentication state machine.
+///
+/// `Unauthorized --authenticate--> Authenticating --> Authenticated`, and `Disconnected`
+/// from any of them (timeout, failed authentication, close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// Connected, no `authenticate` yet.
+    Unauthorized,
+    /// `authenticate` received; the service's `authenticate` is running.
+    Authenticating,
+    /// Authenticated: application events, rooms and deliveries.
+    Authenticated,
+    /// Closed or closing.
+    Disconnected,
+}
+
+/// The socket values of a managed service: the client's state, user and metadata. Handlers
+/// read it as `ws.data().values`.
+#[derive(Debug)]
+pub struct ManagedClient {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: ClientState,
+    user_id: Option<String>,
+    metadata: serde_json::Value,
+    connected_at: Instant,
+    last_activity: Instant,
+    authenticating_since: Option<Instant>,
+    watchdog: Option<AbortHandle>,
+}
+
+impl Default for ManagedClient {
+    fn default() -> Self {
+        let now = Instant::now();
+        ManagedClient {
+            inner: Mutex::new(Inner {
+                state: ClientState::Unauthorized,
+                user_id: None,
+                metadata: serde_json::Value::Null,
+                connected_at: now,
+                last_activity: now,
+                authenticating_since: None,
+                watchdog: None,
+            }),
+        }
+    }
+}
+
+impl ManagedClient {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where the client is in the state machine.
+    pub fn state(&self) -> ClientState {
+        self.lock().state
+    }
+
+    /// Whether it has authenticated (and not disconnected).
+    pub fn is_authenticated(&self) -> bool {
+        self.state() == ClientState::Authenticated
+    }
+
+    /// The user it authenticated as.
+    pub fn user_id(&self) -> Option<String> {
+        self.lock().user_id.clone()
+    }
+
+    /// What the service's `authenticate` returned with the user (`null` before).
+    pub fn metadata(&self) -> serde_json::Value {
+        self.lock().metadata.clone()
+    }
+
+    pub(crate) fn touch(&self) {
+        self.lock().last_activity = Instant::now();
+    }
+
+    /// Moves `Unauthorized` to `Authenticating`; false from any other state.
+    pub(crate) fn begin_authentication(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.state != ClientState::Unauthorized {
+            return false;
+        }
+        inner.state = ClientState::Authenticating;
+        inner.authenticating_since = Some(Instant::now());
+        true
+    }
+
+    /// Moves `Authenticating` to `Authenticated`; false if the client left meanwhile.
+    pub(crate) fn authenticated(&self, user_id: String, metadata: serde_json::Value) -> bool {
+        let mut inner = self.lock();
+        if inner.state != ClientState::Authenticating {
+            return false;
+        }
+        inner.state = ClientState::Authenticated;
+        inner.user_id = Some(user_id);
+        inner.metadata = metadata;
+        inner.last_activity = Instant::now();
+        true
+    }
+
+    /// Marks the client gone; returns its user id and stops its watchdog.
+    pub(crate) fn disconnected(&self) -> Option<String> {
+        let mut inner = self.lock();
+        inner.state = ClientState::Disconnected;
+        if let Some(w) = inner.watchdog.take() {
+            w.abort();
+        }
+        inner.user_id.clone()
+    }
+
+    pub(crate) fn set_watchdog(&self, handle: AbortHandle) {
+        let mut inner = self.lock();
+        if inner.state == ClientState::Disconnected {
+            handle.abort();
+        } else {
+            inner.watchdog = Some(handle);
+        }
+    }
+
+    /// When the current phase times out, and the close it gets then: the authentication
+    /// deadlines (4001) before, the heartbeat deadline (4002) after authenticating. `None`
+    /// once disconnected.
+    pub(crate) fn deadline(
+        &self,
+        auth_timeout: std::time::Duration,
+        heartbeat_timeout: Option<std::time::Duration>,
+    ) -> Option<(Option<Instant>, u16, &'static str)> {
+        let inner = self.lock();
+        match inner.state {
+            ClientState::Unauthorized => Some((
+                Some(inner.connected_at + auth_timeout),
+                super::close::AUTH_TIMEOUT,
+                "Authentication timeout",
+            )),
+            ClientState::Authenticating => Some((
+                inner.authenticating_since.map(|t| t + auth_timeout * 3),
+                super::close::AUTH_TIMEOUT,
+                "Authentication timeout",
+            )),
+            ClientState::Authenticated => Some((
+                heartbeat_timeout.map(|h| inner.last_activity + h),
+                super::close::HEARTBEAT_TIMEOUT,
+                "Heartbeat timeout",
+            )),
+            ClientState::Disconnected => None,
+        }
+    }
+}

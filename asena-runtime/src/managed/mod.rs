@@ -1,0 +1,494 @@
+//! The managed protocol (Ignis's model), opt-in per service: clients authenticate after the
+//! socket opens, keep the connection alive with heartbeats, ask to join rooms (which the
+//! service validates), and are reachable by client, user, room or broadcast on every
+//! instance.
+//!
+//! A `#[websocket]` service that implements [`ManagedService`] (instead of
+//! `WebSocketService`, which it then gets) speaks it. The wire, both ways, is the envelope
+//! `{"event": string, "data"?: any, "id"?: string}`:
+//!
+//! | event | direction | data |
+//! |---|---|---|
+//! | `authenticate` | client → server | the credentials, handed to [`ManagedService::authenticate`] |
+//! | `connected` | server → client | `{"id", "userId", "time"}` after authenticating |
+//! | `heartbeat` | client → server | — (only keeps the client alive) |
+//! | `join` / `leave` | both | `{"rooms": [..]}`; the answer lists the rooms joined or left |
+//! | `error` | server → client | `{"message"}` |
+//! | `disconnect` | client → server | — (closes with 1000) |
+//! | anything else | both | application events: `receives` / `sends` of the service |
+//!
+//! Close codes: 4001 no `authenticate` within the authentication timeout (or the
+//! authenticator took three times as long), 4002 no message within the heartbeat timeout,
+//! 4003 authentication refused or failed, 1001 shutdown.
+//!
+//! Messages without `event` are dropped (and logged); application events before
+//! authentication get `error` "Not authenticated". Across instances the service uses
+//! Ignis's Redis layout ([`AsenaBuilder::managed_redis`](crate::AsenaBuilder::managed_redis)).
+
+mod client;
+mod send;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub use client::{ClientState, ManagedClient};
+pub(crate) use send::ManagedState;
+pub use send::{EventMessage, Managed};
+
+use crate::channel::{Channel, DecodeError, Receives};
+use crate::error::Result;
+use crate::frame::Message;
+use crate::namespace::{Namespace, Socket};
+use crate::ws::{AttachEnv, WebSocketService};
+
+/// The close codes of the managed protocol.
+pub mod close {
+    /// No `authenticate` in time, or the authenticator did not finish in three times that.
+    pub const AUTH_TIMEOUT: u16 = 4001;
+    /// No message within the heartbeat timeout.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4002;
+    /// The authenticator refused the credentials or failed.
+    pub const AUTH_FAILED: u16 = 4003;
+    /// Encryption was required and the client did not agree a key.
+    pub const ENCRYPTION_REQUIRED: u16 = 4004;
+}
+
+/// Timeouts and default rooms of a managed service.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ManagedOptions {
+    /// How long a client may take to send `authenticate` (default 5 s); the authenticator
+    /// then gets three times as long.
+    pub auth_timeout: Duration,
+    /// How long an authenticated client may stay silent (default 90 s); `None` never.
+    pub heartbeat_timeout: Option<Duration>,
+    /// Rooms every client joins when it authenticates.
+    pub default_rooms: Vec<String>,
+}
+
+impl Default for ManagedOptions {
+    fn default() -> Self {
+        ManagedOptions {
+            auth_timeout: Duration::from_secs(5),
+            heartbeat_timeout: Some(Duration::from_secs(90)),
+            default_rooms: Vec::new(),
+        }
+    }
+}
+
+impl ManagedOptions {
+    /// The authentication timeout.
+    pub fn auth_timeout(mut self, timeout: Duration) -> Self {
+        self.auth_timeout = timeout;
+        self
+    }
+
+    /// The heartbeat timeout (`None`: never).
+    pub fn heartbeat_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Rooms every client joins when it authenticates.
+    pub fn default_rooms<I: IntoIterator<Item = S>, S: Into<String>>(mut self, rooms: I) -> Self {
+        self.default_rooms = rooms.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// Who a client authenticated as: its user id and whatever the service keeps with it.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The user; several clients may share one.
+    pub user_id: String,
+    /// Kept on the client ([`ManagedClient::metadata`]).
+    pub metadata: Value,
+}
+
+impl Authenticated {
+    /// A user without metadata.
+    pub fn user(user_id: impl Into<String>) -> Self {
+        Authenticated {
+            user_id: user_id.into(),
+            metadata: Value::Null,
+        }
+    }
+}
+
+/// The socket a managed service's handlers get.
+pub type ManagedSocket<O> = Socket<ManagedClient, O>;
+
+/// A websocket service speaking the managed protocol (see the [module docs](self)).
+///
+/// ```
+/// use asena_runtime::prelude::*;
+/// use asena_runtime::managed::{Authenticated, ManagedService, ManagedSocket};
+///
+/// #[websocket(path = "/ws")]
+/// struct Realtime;
+///
+/// impl ManagedService for Realtime {
+///     async fn authenticate(&self, _ws: &ManagedSocket<Raw>, credentials: serde_json::Value)
+///         -> Result<Option<Authenticated>> {
+///         Ok(match credentials["token"].as_str() {
+///             Some("alice-token") => Some(Authenticated::user("alice")),
+///             _ => None, // closes with 4003
+///         })
+///     }
+///     async fn validate_rooms(&self, _ws: &ManagedSocket<Raw>, rooms: Vec<String>) -> Vec<String> {
+///         rooms.into_iter().filter(|r| r == "lobby").collect()
+///     }
+///     async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+///         // An untyped service gets the whole envelope; `receives = T` decodes it into T.
+///         if let Some(m) = ws.namespace().managed() {
+///             m.to_room("lobby", ("echo", event.as_text()), &[ws.id()])?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait ManagedService: Channel {
+    /// Timeouts and default rooms (read once per connection).
+    fn options(&self) -> ManagedOptions {
+        ManagedOptions::default()
+    }
+
+    /// Checks the credentials of `authenticate`: `Some` admits the client as that user,
+    /// `None` or `Err` closes it with 4003.
+    fn authenticate(
+        &self,
+        ws: &ManagedSocket<Self::Out>,
+        credentials: Value,
+    ) -> impl Future<Output = Result<Option<Authenticated>>> + Send;
+
+    /// The subset of `rooms` (already sanitised: non-empty, at most 256 characters, no `ws:`
+    /// prefix) the client may join. By default none: joining is denied until a service
+    /// decides who may join what.
+    fn validate_rooms(
+        &self,
+        ws: &ManagedSocket<Self::Out>,
+        rooms: Vec<String>,
+    ) -> impl Future<Output = Vec<String>> + Send {
+        tracing::warn!(
+            target: "asena::managed",
+            socket_id = %ws.id(),
+            ?rooms,
+            "join refused: the service does not implement validate_rooms"
+        );
+        async { Vec::new() }
+    }
+
+    /// A client authenticated (after `connected` went out).
+    fn on_connected(
+        &self,
+        ws: &ManagedSocket<Self::Out>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = ws;
+        async { Ok(()) }
+    }
+
+    /// An application event of an authenticated client: the raw message for an untyped
+    /// service, the decoded `receives` type for a typed one.
+    fn on_event(
+        &self,
+        ws: &ManagedSocket<Self::Out>,
+        event: Self::In,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// A client left (closed, timed out, refused, or the server shut down with 1001).
+    /// Runs for every client that had connected, authenticated or not.
+    fn on_disconnected(
+        &self,
+        ws: &ManagedSocket<Self::Out>,
+        code: u16,
+        reason: &str,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (ws, code, reason);
+        async {}
+    }
+}
+
+/// What the protocol reads of every incoming message.
+#[derive(Deserialize)]
+struct Envelope {
+    event: Option<String>,
+    #[serde(default)]
+    data: Value,
+}
+
+fn state<O>(ns: &Namespace<O>) -> Option<Arc<ManagedState>> {
+    ns.extension(ManagedState::default)
+}
+
+/// Sends `{"event":"error","data":{"message":..}}`.
+fn error<O>(ws: &ManagedSocket<O>, message: &str) -> Result<()> {
+    ws.raw()
+        .send_json(&json!({"event": "error", "data": {"message": message}}))?;
+    Ok(())
+}
+
+impl<S: ManagedService> WebSocketService for S {
+    type Data = ManagedClient;
+
+    async fn on_open(&self, ws: &ManagedSocket<S::Out>) -> Result<()> {
+        let options = self.options();
+        let watched = ws.clone();
+        let watchdog = tokio::spawn(async move {
+            let client = &watched.data().values;
+            while let Some((deadline, code, reason)) =
+                client.deadline(options.auth_timeout, options.heartbeat_timeout)
+            {
+                let Some(deadline) = deadline else { return };
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::info!(target: "asena::managed", socket_id = %watched.id(), code, reason, "closing");
+                    watched.close(code, reason);
+                    return;
+                }
+                tokio::time::sleep_until(deadline).await;
+            }
+        });
+        ws.data().values.set_watchdog(watchdog.abort_handle());
+        Ok(())
+    }
+
+    async fn on_message(&self, _ws: &ManagedSocket<S::Out>, _message: S::In) -> Result<()> {
+        // Never called: `__dispatch` routes every message of a managed service.
+        Ok(())
+    }
+
+    fn __dispatch(
+        &self,
+        ws: &ManagedSocket<S::Out>,
+        message: Message,
+    ) -> impl Future<Output = Result<()>> + Send {
+        dispatch(self, ws, message)
+    }
+
+    async fn __attach(&self, ns: &Namespace, env: &AttachEnv) -> Result<()> {
+        let state = state(ns).ok_or("the namespace already holds another protocol's state")?;
+        if let Some(url) = &env.managed_redis {
+            bus::connect(ns, &state, url).await?;
+        }
+        Ok(())
+    }
+
+    async fn __detach(&self, ns: &Namespace) {
+        if let Some(state) = ns.extension_get::<ManagedState>() {
+            bus::disconnect(&state).await;
+        }
+    }
+
+    async fn on_close(&self, ws: &ManagedSocket<S::Out>, code: u16, reason: &str) {
+        let client = &ws.data().values;
+        if let Some(user) = client.disconnected()
+            && let Some(state) = state(ws.namespace())
+        {
+            state.remove_session(&user, ws.id());
+        }
+        self.on_disconnected(ws, code, reason).await;
+    }
+}
+
+async fn dispatch<S: ManagedService>(
+    service: &S,
+    ws: &ManagedSocket<S::Out>,
+    message: Message,
+) -> Result<()> {
+    let client = &ws.data().values;
+    client.touch();
+    let Ok(envelope) = serde_json::from_slice::<Envelope>(message.as_bytes()) else {
+        return error(ws, "Invalid message format");
+    };
+    let Some(event) = envelope.event else {
+        tracing::warn!(target: "asena::managed", socket_id = %ws.id(), "message without `event` dropped");
+        return Ok(());
+    };
+    match event.as_str() {
+        "heartbeat" => Ok(()),
+        "authenticate" => authenticate(service, ws, envelope.data).await,
+        "disconnect" => {
+            ws.close(crate::close_code::NORMAL, "Client disconnected");
+            Ok(())
+        }
+        _ if !client.is_authenticated() => error(ws, "Not authenticated"),
+        "join" => join(service, ws, &envelope.data).await,
+        "leave" => leave(ws, &envelope.data),
+        "connected" | "error" | "encrypted" => error(ws, &format!("Reserved event: {event}")),
+        _ => match S::In::decode(message) {
+            Ok(event) => service.on_event(ws, event).await,
+            Err(e) => invalid(ws, &e),
+        },
+    }
+}
+
+fn invalid<O>(ws: &ManagedSocket<O>, e: &DecodeError) -> Result<()> {
+    ws.namespace().stats().record_invalid_message();
+    tracing::debug!(target: "asena::managed", socket_id = %ws.id(), error = %e, "event did not decode");
+    ws.raw().send_json(&json!({
+        "event": "error",
+        "data": {"message": e.to_string(), "code": e.kind().code(), "path": e.path()},
+    }))?;
+    Ok(())
+}
+
+async fn authenticate<S: ManagedService>(
+    service: &S,
+    ws: &ManagedSocket<S::Out>,
+    credentials: Value,
+) -> Result<()> {
+    let client = &ws.data().values;
+    if !client.begin_authentication() {
+        return error(ws, "Already authenticated");
+    }
+    let options = service.options();
+    let outcome = tokio::time::timeout(
+        options.auth_timeout * 3,
+        service.authenticate(ws, credentials),
+    )
+    .await;
+    let admitted = match outcome {
+        Err(_) => {
+            ws.close(close::AUTH_TIMEOUT, "Authentication timeout");
+            return Ok(());
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(target: "asena::managed", socket_id = %ws.id(), error = %e, "authenticator failed");
+            None
+        }
+        Ok(Ok(admitted)) => admitted,
+    };
+    let Some(Authenticated { user_id, metadata }) = admitted else {
+        ws.close(close::AUTH_FAILED, "Authentication failed");
+        return Ok(());
+    };
+    if !client.authenticated(user_id.clone(), metadata) {
+        return Ok(());
+    }
+    if let Some(state) = state(ws.namespace()) {
+        state.add_session(&user_id, Arc::from(ws.id()));
+    }
+    for room in &options.default_rooms {
+        ws.subscribe(room);
+    }
+    ws.raw().send_json(&json!({
+        "event": "connected",
+        "data": {"id": ws.id(), "userId": user_id, "time": now_rfc3339()},
+    }))?;
+    service.on_connected(ws).await
+}
+
+/// The room names of a `join`/`leave`: `data.rooms` as strings, sanitised.
+fn requested_rooms(data: &Value) -> Vec<String> {
+    let mut rooms: Vec<String> = Vec::new();
+    for room in data["rooms"].as_array().into_iter().flatten() {
+        match room.as_str() {
+            Some(r) if !r.is_empty() && r.chars().count() <= 256 && !r.starts_with("ws:") => {
+                if !rooms.iter().any(|x| x == r) {
+                    rooms.push(r.to_owned());
+                }
+            }
+            _ => tracing::debug!(target: "asena::managed", ?room, "room name refused"),
+        }
+    }
+    rooms
+}
+
+async fn join<S: ManagedService>(
+    service: &S,
+    ws: &ManagedSocket<S::Out>,
+    data: &Value,
+) -> Result<()> {
+    let requested = requested_rooms(data);
+    let allowed = if requested.is_empty() {
+        Vec::new()
+    } else {
+        service.validate_rooms(ws, requested.clone()).await
+    };
+    // The validator picks from what was asked; it cannot add rooms.
+    let joined: Vec<&String> = requested.iter().filter(|r| allowed.contains(r)).collect();
+    for room in &joined {
+        ws.subscribe(room);
+    }
+    let denied: Vec<&String> = requested.iter().filter(|r| !allowed.contains(r)).collect();
+    if !denied.is_empty() {
+        tracing::info!(target: "asena::managed", socket_id = %ws.id(), ?denied, "join denied");
+    }
+    ws.raw()
+        .send_json(&json!({"event": "join", "data": {"rooms": joined, "denied": denied}}))?;
+    Ok(())
+}
+
+fn leave<O>(ws: &ManagedSocket<O>, data: &Value) -> Result<()> {
+    let left: Vec<String> = requested_rooms(data)
+        .into_iter()
+        .filter(|r| r != ws.id() && ws.unsubscribe(r))
+        .collect();
+    ws.raw()
+        .send_json(&json!({"event": "leave", "data": {"rooms": left}}))?;
+    Ok(())
+}
+
+/// Now as RFC 3339 UTC with milliseconds (`2026-11-30T12:00:00.000Z`).
+fn now_rfc3339() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// The fleet bus of managed services (Ignis's Redis layout), when the app names a Redis.
+mod bus {
+    use super::*;
+
+    pub(super) async fn connect(
+        _ns: &Namespace,
+        _state: &Arc<ManagedState>,
+        url: &str,
+    ) -> Result<()> {
+        Err(format!("managed services over Redis ({url}) are not available in this build").into())
+    }
+
+    pub(super) async fn disconnect(_state: &ManagedState) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_are_sanitised() {
+        let long = "x".repeat(257);
+        let data = json!({"rooms": ["lobby", "", "ws:client:x", long, 5, "lobby", "public-1"]});
+        assert_eq!(requested_rooms(&data), vec!["lobby", "public-1"]);
+        assert!(requested_rooms(&json!({})).is_empty());
+    }
+
+    #[test]
+    fn time_is_rfc3339() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+    }
+}

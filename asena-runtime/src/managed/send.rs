@@ -1,0 +1,285 @@
+//! Sending to managed clients: by client, by user (every session), by room, to everyone
+//! authenticated; each with an `exclude` list, locally and through the fleet bus.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::client::ManagedClient;
+use crate::channel::Raw;
+use crate::frame::Frame;
+use crate::namespace::{Namespace, SendError, SocketRef};
+
+/// What a managed namespace keeps besides its sockets: who is online as which user, and
+/// the fleet bus.
+#[derive(Debug)]
+pub(crate) struct ManagedState {
+    /// user id → that user's local client ids.
+    users: Mutex<HashMap<String, Vec<Arc<str>>>>,
+    /// This server's id on the fleet bus (self-dedup).
+    pub(crate) server_id: String,
+    pub(crate) bus: OnceLock<Arc<dyn FleetBus>>,
+}
+
+impl Default for ManagedState {
+    fn default() -> Self {
+        ManagedState {
+            users: Mutex::new(HashMap::new()),
+            server_id: uuid::Uuid::new_v4().to_string(),
+            bus: OnceLock::new(),
+        }
+    }
+}
+
+/// Where deliveries for other instances go (the Ignis layout over Redis).
+pub(crate) trait FleetBus: Send + Sync + std::fmt::Debug + 'static {
+    /// Hands a delivery to the other instances.
+    fn publish(&self, target: &Target<'_>, event: &str, data: &Value, exclude: &[&str]);
+}
+
+/// Who a delivery is for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target<'a> {
+    Client(&'a str),
+    User(&'a str),
+    Room(&'a str),
+    Broadcast,
+}
+
+impl ManagedState {
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Arc<str>>>> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn add_session(&self, user_id: &str, client_id: Arc<str>) {
+        self.users()
+            .entry(user_id.to_owned())
+            .or_default()
+            .push(client_id);
+    }
+
+    /// Removes a session; the user's entry goes with its last session.
+    pub(crate) fn remove_session(&self, user_id: &str, client_id: &str) {
+        let mut users = self.users();
+        if let Some(sessions) = users.get_mut(user_id) {
+            sessions.retain(|c| &**c != client_id);
+            if sessions.is_empty() {
+                users.remove(user_id);
+            }
+        }
+    }
+
+    /// The local client ids of `user_id`.
+    pub(crate) fn sessions(&self, user_id: &str) -> Vec<Arc<str>> {
+        self.users().get(user_id).cloned().unwrap_or_default()
+    }
+
+    /// Users with at least one local session, sorted.
+    pub(crate) fn local_users(&self) -> Vec<String> {
+        let mut users: Vec<String> = self.users().keys().cloned().collect();
+        users.sort();
+        users
+    }
+
+    /// Delivers to the local clients `target` names, skipping `exclude` and clients that
+    /// have not authenticated. The frame is encoded once for all of them.
+    pub(crate) fn deliver_local(
+        &self,
+        ns: &Namespace,
+        target: &Target<'_>,
+        event: &str,
+        data: &Value,
+        exclude: &[&str],
+    ) -> Result<usize, SendError> {
+        let frame = event_frame(ns, event, data)?;
+        let candidates: Vec<SocketRef> = match target {
+            Target::Client(id) => ns.socket(id).into_iter().collect(),
+            Target::User(user) => self
+                .sessions(user)
+                .iter()
+                .filter_map(|id| ns.socket(id))
+                .collect(),
+            Target::Room(room) => ns.sockets_in(room),
+            Target::Broadcast => ns.sockets(),
+        };
+        Ok(candidates
+            .iter()
+            .filter(|s| !exclude.contains(&s.id()))
+            .filter(|s| {
+                s.data::<ManagedClient>()
+                    .is_some_and(|d| d.values.is_authenticated())
+            })
+            .filter(|s| s.push(&frame).is_ok())
+            .count())
+    }
+
+    /// Local delivery, then the other instances.
+    pub(crate) fn deliver(
+        &self,
+        ns: &Namespace,
+        target: &Target<'_>,
+        event: &str,
+        data: &Value,
+        exclude: &[&str],
+    ) -> Result<usize, SendError> {
+        let local = self.deliver_local(ns, target, event, data, exclude)?;
+        if let Some(bus) = self.bus.get() {
+            bus.publish(target, event, data, exclude);
+        }
+        Ok(local)
+    }
+}
+
+/// `{"event": .., "data": ..}`, encoded once.
+pub(crate) fn event_frame(ns: &Namespace, event: &str, data: &Value) -> Result<Frame, SendError> {
+    Frame::json(&serde_json::json!({ "event": event, "data": data }))
+        .map_err(|e| SendError::invalid_message(Some(ns.path()), e))
+}
+
+/// A message for managed clients: `(event, data)` for an untyped service, the service's
+/// `sends` type (an enum with `#[serde(tag = "event", content = "data")]`) for a typed one.
+#[diagnostic::on_unimplemented(
+    message = "a managed service sending `{O}` cannot send `{Self}`",
+    note = "untyped managed services send `(\"event\", data)`; typed ones their `sends` type"
+)]
+pub trait EventMessage<O> {
+    /// The event name and its data.
+    fn into_event(self) -> Result<(String, Value), serde_json::Error>;
+}
+
+impl<D: Serialize> EventMessage<Raw> for (&str, D) {
+    fn into_event(self) -> Result<(String, Value), serde_json::Error> {
+        Ok((self.0.to_owned(), serde_json::to_value(self.1)?))
+    }
+}
+
+impl<O: Serialize + JsonSchema + Send + Sync + 'static> EventMessage<O> for &O {
+    fn into_event(self) -> Result<(String, Value), serde_json::Error> {
+        match serde_json::to_value(self)? {
+            Value::Object(mut map) => match map.remove("event") {
+                Some(Value::String(event)) => {
+                    Ok((event, map.remove("data").unwrap_or(Value::Null)))
+                }
+                _ => Err(not_an_event()),
+            },
+            _ => Err(not_an_event()),
+        }
+    }
+}
+
+fn not_an_event() -> serde_json::Error {
+    <serde_json::Error as serde::ser::Error>::custom(
+        "a managed service's `sends` type must serialize as {\"event\": .., \"data\": ..} \
+         (#[serde(tag = \"event\", content = \"data\")])",
+    )
+}
+
+/// Sends to the clients of a managed service, on every instance. Get it with
+/// [`Namespace::managed`] (`ws.namespace().managed()`, `ulak.managed()`). Cheap to clone.
+///
+/// Every method returns the number of *local* recipients; only authenticated clients
+/// receive anything, and `exclude` lists client ids to skip.
+pub struct Managed<O = Raw> {
+    ns: Namespace,
+    state: Arc<ManagedState>,
+    _out: PhantomData<fn() -> O>,
+}
+
+impl<O> Clone for Managed<O> {
+    fn clone(&self) -> Self {
+        Managed {
+            ns: self.ns.clone(),
+            state: self.state.clone(),
+            _out: PhantomData,
+        }
+    }
+}
+
+impl<O> std::fmt::Debug for Managed<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Managed")
+            .field("path", &self.ns.path())
+            .field("server_id", &self.state.server_id)
+            .finish()
+    }
+}
+
+impl<O> Namespace<O> {
+    /// The managed-protocol sender of this namespace; `None` unless its service is a
+    /// [`ManagedService`](crate::ManagedService).
+    pub fn managed(&self) -> Option<Managed<O>> {
+        let state = self.extension_get::<ManagedState>()?;
+        Some(Managed {
+            ns: self.raw(),
+            state,
+            _out: PhantomData,
+        })
+    }
+}
+
+impl<O> Managed<O> {
+    fn send(
+        &self,
+        target: Target<'_>,
+        message: impl EventMessage<O>,
+        exclude: &[&str],
+    ) -> Result<usize, SendError> {
+        let (event, data) = message
+            .into_event()
+            .map_err(|e| SendError::invalid_message(Some(self.ns.path()), e))?;
+        self.state
+            .deliver(&self.ns, &target, &event, &data, exclude)
+    }
+
+    /// To one client, by id, wherever it is connected.
+    pub fn to_client(
+        &self,
+        client_id: &str,
+        message: impl EventMessage<O>,
+    ) -> Result<usize, SendError> {
+        self.send(Target::Client(client_id), message, &[])
+    }
+
+    /// To every session of a user, on every instance.
+    pub fn to_user(
+        &self,
+        user_id: &str,
+        message: impl EventMessage<O>,
+    ) -> Result<usize, SendError> {
+        self.send(Target::User(user_id), message, &[])
+    }
+
+    /// To every member of a room (a client id names that client's own room), on every
+    /// instance, except the clients in `exclude`.
+    pub fn to_room(
+        &self,
+        room: &str,
+        message: impl EventMessage<O>,
+        exclude: &[&str],
+    ) -> Result<usize, SendError> {
+        self.send(Target::Room(room), message, exclude)
+    }
+
+    /// To every authenticated client, on every instance, except the clients in `exclude`.
+    pub fn broadcast(
+        &self,
+        message: impl EventMessage<O>,
+        exclude: &[&str],
+    ) -> Result<usize, SendError> {
+        self.send(Target::Broadcast, message, exclude)
+    }
+
+    /// Users with at least one session on this instance, sorted.
+    pub fn local_users(&self) -> Vec<String> {
+        self.state.local_users()
+    }
+
+    /// This instance's id on the fleet bus.
+    pub fn server_id(&self) -> &str {
+        &self.state.server_id
+    }
+}
