@@ -5,7 +5,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
+use asena_runtime::managed::{
+    Authenticated, ManagedOptions, ManagedService, ManagedSocket, OutboundTransform,
+};
 use asena_runtime::prelude::*;
 use asena_tests::{Client, TestServer, start};
 use serde_json::{Value, json};
@@ -82,6 +84,7 @@ impl ManagedService for Realtime {
                 metadata: json!({"role": "admin"}),
             })),
             Some("bob-token") => Ok(Some(Authenticated::user("bob"))),
+            Some("carol-token") => Ok(Some(Authenticated::user("carol"))),
             Some("slow-token") => {
                 // Longer than three authentication timeouts.
                 tokio::time::sleep(Duration::from_secs(5)).await;
@@ -101,6 +104,9 @@ impl ManagedService for Realtime {
 
     async fn on_connected(&self, ws: &ManagedSocket<AppOut>) -> Result<()> {
         let client = &ws.data().values;
+        if client.user_id().as_deref() == Some("carol") {
+            client.set_outbound(Arc::new(Shout));
+        }
         self.journal.push(format!(
             "connected {} {}",
             client.user_id().unwrap_or_default(),
@@ -126,6 +132,19 @@ impl ManagedService for Realtime {
     async fn on_disconnected(&self, ws: &ManagedSocket<AppOut>, code: u16, _reason: &str) {
         let user = ws.data().values.user_id().unwrap_or_else(|| "-".into());
         self.journal.push(format!("disconnected {user} {code}"));
+    }
+}
+
+/// Carol's outbound transformer: her deliveries come upper-cased, and are counted.
+#[derive(Debug)]
+struct Shout;
+
+static SHOUTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl OutboundTransform for Shout {
+    fn transform(&self, plaintext: &[u8]) -> std::result::Result<String, BoxError> {
+        SHOUTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(std::str::from_utf8(plaintext)?.to_uppercase())
     }
 }
 
@@ -398,5 +417,30 @@ async fn shutdown_closes_1001_and_runs_the_callbacks() -> anyhow::Result<()> {
     assert_eq!(bob.recv_close().await?.0, 1001);
     stopping.await?;
     assert!(journal.has("disconnected bob 1001"));
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transformed_client_leaves_the_others_on_the_shared_frame() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (mut carol, _) = login(&s, "carol-token").await?;
+    let (mut alice, _) = login(&s, "alice-token").await?;
+    let (mut bob, _) = login(&s, "bob-token").await?;
+    let managed = s
+        .app
+        .namespace("/rt")
+        .and_then(|n| n.managed())
+        .expect("managed");
+    let before = SHOUTS.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(managed.to_room("lobby", ("note", "quiet"), &[])?, 3);
+    // One transform, for carol alone; alice and bob got the same untouched bytes.
+    assert_eq!(SHOUTS.load(std::sync::atomic::Ordering::SeqCst) - before, 1);
+    assert_eq!(
+        carol.recv_text().await?,
+        r#"{"DATA":"QUIET","EVENT":"NOTE"}"#
+    );
+    let plain = r#"{"data":"quiet","event":"note"}"#;
+    assert_eq!(alice.recv_text().await?, plain);
+    assert_eq!(bob.recv_text().await?, plain);
     s.stop().await
 }

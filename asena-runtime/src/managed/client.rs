@@ -1,7 +1,7 @@
 //! One managed client: where it is in the authentication state machine, its user and
 //! metadata, and when it was last heard from.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -22,11 +22,21 @@ pub enum ClientState {
     Disconnected,
 }
 
+/// Rewrites what one client receives: every delivery to a client with a transformer is
+/// encoded for that client alone (the per-client path), while the other members of the room
+/// keep sharing one encoded frame. Per-client encryption is one.
+pub trait OutboundTransform: Send + Sync + std::fmt::Debug + 'static {
+    /// The text frame's payload for this client, from the plain `{"event","data"}` JSON.
+    /// `Err` drops the delivery to this client (logged).
+    fn transform(&self, plaintext: &[u8]) -> Result<String, crate::BoxError>;
+}
+
 /// The socket values of a managed service: the client's state, user and metadata. Handlers
 /// read it as `ws.data().values`.
 #[derive(Debug)]
 pub struct ManagedClient {
     inner: Mutex<Inner>,
+    outbound: std::sync::OnceLock<Arc<dyn OutboundTransform>>,
 }
 
 #[derive(Debug)]
@@ -53,6 +63,7 @@ impl Default for ManagedClient {
                 authenticating_since: None,
                 watchdog: None,
             }),
+            outbound: std::sync::OnceLock::new(),
         }
     }
 }
@@ -80,6 +91,17 @@ impl ManagedClient {
     /// What the service's `authenticate` returned with the user (`null` before).
     pub fn metadata(&self) -> serde_json::Value {
         self.lock().metadata.clone()
+    }
+
+    /// Gives this client an outbound transformer (once; later calls are ignored and return
+    /// false). From then on it takes the per-client delivery path.
+    pub fn set_outbound(&self, transform: Arc<dyn OutboundTransform>) -> bool {
+        self.outbound.set(transform).is_ok()
+    }
+
+    /// The client's outbound transformer, if it has one.
+    pub fn outbound(&self) -> Option<&Arc<dyn OutboundTransform>> {
+        self.outbound.get()
     }
 
     pub(crate) fn touch(&self) {

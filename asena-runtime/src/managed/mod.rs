@@ -35,7 +35,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use client::{ClientState, ManagedClient};
+pub use client::{ClientState, ManagedClient, OutboundTransform};
 pub(crate) use send::ManagedState;
 pub use send::{EventMessage, Managed};
 

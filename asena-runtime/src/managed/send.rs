@@ -96,6 +96,7 @@ impl ManagedState {
         exclude: &[&str],
     ) -> Result<usize, SendError> {
         let frame = event_frame(ns, event, data)?;
+        let mut n = 0;
         let candidates: Vec<SocketRef> = match target {
             Target::Client(id) => ns.socket(id).into_iter().collect(),
             Target::User(user) => self
@@ -106,15 +107,28 @@ impl ManagedState {
             Target::Room(room) => ns.sockets_in(room),
             Target::Broadcast => ns.sockets(),
         };
-        Ok(candidates
-            .iter()
-            .filter(|s| !exclude.contains(&s.id()))
-            .filter(|s| {
-                s.data::<ManagedClient>()
-                    .is_some_and(|d| d.values.is_authenticated())
-            })
-            .filter(|s| s.push(&frame).is_ok())
-            .count())
+        for socket in &candidates {
+            let Some(client) = socket.data::<ManagedClient>().map(|d| &d.values) else {
+                continue;
+            };
+            if !client.is_authenticated() || exclude.contains(&socket.id()) {
+                continue;
+            }
+            let delivered = match client.outbound() {
+                // The fast path: the same encoded frame for every plain member.
+                None => socket.push(&frame).is_ok(),
+                // The per-client path.
+                Some(transform) => match transform.transform(frame.payload_bytes().as_ref()) {
+                    Ok(text) => socket.push(&Frame::text(&text)).is_ok(),
+                    Err(error) => {
+                        tracing::warn!(target: "asena::managed", socket_id = %socket.id(), %error, "outbound transform failed; delivery dropped");
+                        false
+                    }
+                },
+            };
+            n += usize::from(delivered);
+        }
+        Ok(n)
     }
 
     /// Local delivery, then the other instances.
