@@ -26,7 +26,8 @@ const ROOM: &str = "room";
 
 /// The benchmark service: one room, echo-to-everyone.
 #[websocket(path = "/bench")]
-struct BenchSocket;
+#[derive(Debug)]
+pub struct BenchSocket;
 
 impl WebSocketService for BenchSocket {
     type Data = ();
@@ -51,7 +52,7 @@ static SERIALIZED: AtomicU64 = AtomicU64::new(0);
 
 /// What clients send to `/bench-typed`: some text and the sender's timestamp.
 #[derive(Deserialize, JsonSchema, Validate)]
-struct BenchIn {
+pub struct BenchIn {
     /// Anything (`loadgen --json --size N` pads with chat-like words).
     #[garde(length(max = 1_048_576))]
     text: String,
@@ -62,7 +63,7 @@ struct BenchIn {
 
 /// What `/bench-typed` sends to the room: the message as received.
 #[derive(JsonSchema)]
-struct BenchOut {
+pub struct BenchOut {
     text: String,
     sent: String,
 }
@@ -81,7 +82,8 @@ impl Serialize for BenchOut {
 /// The benchmark service, typed: one room, every message decoded, validated and sent to
 /// everyone as a `BenchOut`.
 #[websocket(path = "/bench-typed", receives = BenchIn, sends = BenchOut)]
-struct TypedBenchSocket;
+#[derive(Debug)]
+pub struct TypedBenchSocket;
 
 impl WebSocketService for TypedBenchSocket {
     type Data = ();
@@ -116,14 +118,27 @@ async fn report_typed_counts() {
     }
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> anyhow::Result<()> {
-    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
-    let app = Asena::builder()
+/// The benchmark app: both services, no idle timeout.
+pub fn builder() -> asena_runtime::AsenaBuilder {
+    Asena::builder()
+        .without_auto_registration()
+        .websocket::<BenchSocket>()
+        .websocket::<TypedBenchSocket>()
         // Idle benchmark connections must survive the whole run.
         .idle_timeout(None)
-        .build()
-        .await?;
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--asyncapi") {
+        // The protocol as an AsyncAPI 3.0 document, on stdout.
+        let app = builder().build().await?;
+        let json = serde_json::to_string_pretty(&app.asyncapi())?;
+        std::io::Write::write_all(&mut std::io::stdout(), format!("{json}\n").as_bytes())?;
+        return Ok(());
+    }
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
+    let app = builder().build().await?;
     eprintln!(
         "bench_server pid {} listening ws://127.0.0.1:{port}/bench and /bench-typed",
         std::process::id()
