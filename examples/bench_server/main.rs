@@ -51,7 +51,7 @@ static RECEIVED: AtomicU64 = AtomicU64::new(0);
 static SERIALIZED: AtomicU64 = AtomicU64::new(0);
 
 /// What clients send to `/bench-typed`: some text and the sender's timestamp.
-#[derive(Deserialize, JsonSchema, Validate)]
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
 pub struct BenchIn {
     /// Anything (`loadgen --json --size N` pads with chat-like words).
     #[garde(length(max = 1_048_576))]
@@ -62,7 +62,7 @@ pub struct BenchIn {
 }
 
 /// What `/bench-typed` sends to the room: the message as received.
-#[derive(JsonSchema)]
+#[derive(Debug, JsonSchema)]
 pub struct BenchOut {
     text: String,
     sent: String,
