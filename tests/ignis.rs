@@ -194,7 +194,7 @@ fn the_envelope_has_ignis_keys_and_omits_absent_optionals() -> anyhow::Result<()
             "lobby",
             "data:update",
             json!(42.5),
-            &["c-2".to_owned(), "c-3".to_owned()],
+            &["c-2", "c-3"],
         ))?,
         json!({"serverId": "s1", "type": "room", "target": "lobby", "event": "data:update", "data": 42.5, "exclude": ["c-2", "c-3"]}),
     );
@@ -226,7 +226,7 @@ fn envelopes_as_ignis_writes_them_decode() -> anyhow::Result<()> {
             "dashboard",
             "data:update",
             json!({"metric": "cpu"}),
-            &["a".to_owned()]
+            &["a"]
         )
     );
     let broadcast = IgnisEnvelope::decode(
@@ -295,7 +295,7 @@ async fn servers_receive_each_others_envelopes_but_not_their_own() -> anyhow::Re
             format!("{p}-room"),
             format!("{p}:room"),
             json!([3]),
-            &["c-x".to_owned()],
+            &["c-x"],
         ),
         IgnisEnvelope::broadcast(&id, format!("{p}:broadcast"), json!(null)),
     ];
@@ -440,7 +440,7 @@ async fn emitter_publishes_ignis_envelopes() -> anyhow::Result<()> {
 
     let event = format!("{p}:room");
     emitter
-        .to_room_event(&room, &event, 42.5, &["c-skip".to_owned()])
+        .to_room_event(&room, &event, 42.5, &["c-skip"])
         .await?;
     let (channel, value) = watcher.next_event(&event).await?;
     assert_eq!(channel, format!("ws:room:{room}"));

@@ -242,7 +242,10 @@ async fn main() -> anyhow::Result<()> {
         match &args.target {
             Target::Client(id) => emitter.to_client(id, event, data).await?,
             Target::User(id) => emitter.to_user(id, event, data).await?,
-            Target::Room(room) => emitter.to_room_event(room, event, data, &m.exclude).await?,
+            Target::Room(room) => {
+                let exclude: Vec<&str> = m.exclude.iter().map(String::as_str).collect();
+                emitter.to_room_event(room, event, data, &exclude).await?
+            }
             Target::Broadcast => emitter.broadcast_event(event, data).await?,
             Target::Socket(_) => bail!("--socket addresses an Asena service"),
         }

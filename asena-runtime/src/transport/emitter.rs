@@ -266,7 +266,7 @@ impl Emitter {
         room: &str,
         event: &str,
         data: impl serde::Serialize,
-        exclude: &[String],
+        exclude: &[&str],
     ) -> Result<(), TransportError> {
         let data = to_data(data)?;
         self.publish_ignis(

@@ -143,10 +143,11 @@ impl IgnisEnvelope {
         room: impl Into<String>,
         event: impl Into<String>,
         data: serde_json::Value,
-        exclude: &[String],
+        exclude: &[&str],
     ) -> IgnisEnvelope {
         let mut envelope = Self::targeted(server_id, IgnisTarget::Room, room, event, data);
-        envelope.exclude = (!exclude.is_empty()).then(|| exclude.to_vec());
+        envelope.exclude =
+            (!exclude.is_empty()).then(|| exclude.iter().map(|&id| id.to_owned()).collect());
         envelope
     }
 
@@ -629,7 +630,7 @@ mod tests {
 
     #[test]
     fn envelopes_have_ignis_keys_and_omit_absent_optionals() {
-        let room = IgnisEnvelope::room("s1", "lobby", "e", json!([1]), &["c1".to_owned()]);
+        let room = IgnisEnvelope::room("s1", "lobby", "e", json!([1]), &["c1"]);
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&room.encode()).expect("JSON"),
             json!({"serverId": "s1", "type": "room", "target": "lobby", "event": "e", "data": [1], "exclude": ["c1"]}),
