@@ -36,8 +36,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use client::{ClientState, ManagedClient, OutboundTransform};
+pub(crate) use send::ManagedState;
 pub use send::{EventMessage, Managed};
-pub(crate) use send::{FleetBus, ManagedState, Target};
 
 use crate::channel::{Channel, DecodeError, Receives};
 use crate::error::Result;
@@ -468,6 +468,7 @@ mod bus {
     use std::pin::Pin;
     use std::sync::Weak;
 
+    use super::send::{FleetBus, Target};
     use super::*;
     use crate::transport::ignis::{IgnisBus, IgnisEnvelope, IgnisSink, IgnisTarget};
 
@@ -551,9 +552,7 @@ mod bus {
     }
 
     pub(super) async fn disconnect(state: &ManagedState) {
-        if let Some(bus) = state.bus.get() {
-            bus.shutdown().await;
-        }
+        state.shutdown_bus().await;
     }
 }
 
@@ -569,7 +568,9 @@ mod bus {
         Err(format!("managed services share users and rooms over Redis ({url}), which needs the `redis` feature").into())
     }
 
-    pub(super) async fn disconnect(_state: &ManagedState) {}
+    pub(super) async fn disconnect(state: &ManagedState) {
+        state.shutdown_bus().await;
+    }
 }
 
 #[cfg(test)]

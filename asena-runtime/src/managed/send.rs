@@ -133,6 +133,13 @@ impl ManagedState {
         Ok(n)
     }
 
+    /// Disconnects the fleet bus, if any.
+    pub(crate) async fn shutdown_bus(&self) {
+        if let Some(bus) = self.bus.get() {
+            bus.shutdown().await;
+        }
+    }
+
     /// Local delivery, then the other instances.
     pub(crate) fn deliver(
         &self,
