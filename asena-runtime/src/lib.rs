@@ -83,6 +83,14 @@
 //! ([`Encode`]; `.raw()` for anything else). The same declarations give
 //! [`Asena::asyncapi`] its AsyncAPI 3.0 document and the `asena-client` crate its types.
 //!
+//! ## The managed protocol
+//! A `#[websocket]` service that implements [`ManagedService`] speaks Ignis's managed
+//! protocol instead of raw messages: `{"event","data","id"}` envelopes, authentication after
+//! open (4001 timeout, 4003 refused), heartbeats (4002), rooms the client asks to join (the
+//! service validates; denied by default), users with several sessions, and [`Managed`]
+//! sends by client, user, room or broadcast with `exclude` lists, on every instance through
+//! Ignis's Redis layout ([`AsenaBuilder::managed_redis`]). See the [`managed`] module.
+//!
 //! ## Errors and limits
 //! A handler that fails (returns `Err` or panics) sends
 //! `{"type":"error","message":"Server error occurred"}` and closes that socket with 1011;
@@ -111,7 +119,8 @@
 //! without a server.
 //!
 //! ## Feature flags
-//! - `redis` (default): [`RedisTransport`] and Redis support in [`Emitter`].
+//! - `redis` (default): [`RedisTransport`], Redis support in [`Emitter`] (its managed
+//!   methods included), and the managed protocol across instances (`transport::ignis`).
 //! - `nats` (default): [`NatsTransport`] and NATS support in [`Emitter`].
 //!
 //! ## HTTP next to the sockets

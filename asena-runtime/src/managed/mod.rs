@@ -151,6 +151,12 @@ pub type ManagedSocket<O> = Socket<ManagedClient, O>;
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a websocket service (no `impl WebSocketService for {Self}` or `impl ManagedService for {Self}`)",
+    label = "not a websocket service",
+    note = "a `#[websocket(path = \"..\")]` struct needs `impl WebSocketService for {Self} {{ type Data = (); async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {{ Ok(()) }} }}` (raw messages) or `impl ManagedService for {Self}` (the managed protocol)",
+    note = "`Ulak<N>` sends to the sockets of a websocket service `N`; to call a `#[service]`, inject `Arc<{Self}>` instead"
+)]
 pub trait ManagedService: Channel {
     /// Timeouts and default rooms (read once per connection).
     fn options(&self) -> ManagedOptions {
