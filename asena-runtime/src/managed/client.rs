@@ -97,7 +97,8 @@ impl ManagedClient {
     }
 
     /// Gives this client an outbound transformer (once; later calls are ignored and return
-    /// false). From then on it takes the per-client delivery path.
+    /// false). From then on it takes the per-client delivery path. An encrypted client
+    /// already has one: its encryption.
     pub fn set_outbound(&self, transform: Arc<dyn OutboundTransform>) -> bool {
         self.outbound.set(transform).is_ok()
     }

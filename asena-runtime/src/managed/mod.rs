@@ -329,7 +329,7 @@ impl<S: ManagedService> WebSocketService for S {
 async fn dispatch<S: ManagedService>(
     service: &S,
     ws: &ManagedSocket<S::Out>,
-    message: Message,
+    mut message: Message,
 ) -> Result<()> {
     let client = &ws.data().values;
     client.touch();
@@ -337,24 +337,23 @@ async fn dispatch<S: ManagedService>(
         return error(ws, "Invalid message format");
     };
     // An encrypted client's `encrypted` message: handled as the envelope inside.
-    let mut message = message;
     if let (Some("encrypted"), Some(session)) = (envelope.event.as_deref(), client.encryption()) {
-        let inner = match session.open(&envelope.data) {
-            Ok(plain) => String::from_utf8(plain).ok(),
+        let plain = match session.open(&envelope.data) {
+            Ok(plain) => plain,
             Err(e) => {
                 tracing::debug!(target: "asena::managed", socket_id = %ws.id(), error = %e, "decryption failed");
-                None
+                ws.namespace().stats().record_invalid_message();
+                return error(ws, "Decryption failed");
             }
         };
-        let Some(inner) = inner else {
-            ws.namespace().stats().record_invalid_message();
-            return error(ws, "Decryption failed");
-        };
-        let Ok(inner_envelope) = serde_json::from_str::<Envelope>(&inner) else {
+        let Ok(text) = String::from_utf8(plain) else {
             return error(ws, "Invalid message format");
         };
-        envelope = inner_envelope;
-        message = Message::Text(inner);
+        let Ok(inner) = serde_json::from_str::<Envelope>(&text) else {
+            return error(ws, "Invalid message format");
+        };
+        envelope = inner;
+        message = Message::Text(text);
     }
     let Some(event) = envelope.event else {
         tracing::warn!(target: "asena::managed", socket_id = %ws.id(), "message without `event` dropped");
