@@ -20,7 +20,11 @@ const REDIS: &str = "redis://127.0.0.1:6379";
 pub struct Fleet;
 
 impl ManagedService for Fleet {
-    async fn authenticate(&self, _ws: &ManagedSocket<Raw>, c: Value) -> Result<Option<Authenticated>> {
+    async fn authenticate(
+        &self,
+        _ws: &ManagedSocket<Raw>,
+        c: Value,
+    ) -> Result<Option<Authenticated>> {
         Ok(c["user"].as_str().map(Authenticated::user))
     }
 
@@ -36,7 +40,10 @@ impl ManagedService for Fleet {
         let data = &envelope["data"];
         match envelope["event"].as_str() {
             Some("poke") => {
-                managed.to_user(data["user"].as_str().unwrap_or_default(), ("poked", ws.id()))?;
+                managed.to_user(
+                    data["user"].as_str().unwrap_or_default(),
+                    ("poked", ws.id()),
+                )?;
             }
             Some("say") => {
                 let room = data["room"].as_str().unwrap_or_default();
@@ -64,7 +71,10 @@ async fn login(s: &TestServer, user: &str) -> anyhow::Result<(Client, String)> {
         .await?;
     let connected = c.recv_json().await?;
     anyhow::ensure!(connected["event"] == "connected", "{connected}");
-    let id = connected["data"]["id"].as_str().unwrap_or_default().to_owned();
+    let id = connected["data"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     Ok((c, id))
 }
 
@@ -95,7 +105,9 @@ async fn users_rooms_and_broadcasts_span_instances_in_ignis_layout() -> anyhow::
     let (mut bob_b, _) = login(&b, &bob).await?;
 
     // bob (on B) pokes alice: both of her sessions get it, the one on A through Redis.
-    bob_b.send_json(&event("poke", json!({"user": alice}))).await?;
+    bob_b
+        .send_json(&event("poke", json!({"user": alice})))
+        .await?;
     assert_eq!(alice_b.recv_json().await?["event"], "poked");
     assert_eq!(alice_a.recv_json().await?["event"], "poked");
 
@@ -124,7 +136,8 @@ async fn users_rooms_and_broadcasts_span_instances_in_ignis_layout() -> anyhow::
 
     // A room with members on both instances; the sender (on A) is excluded everywhere.
     for c in [&mut alice_a, &mut alice_b, &mut bob_b] {
-        c.send_json(&event("join", json!({"rooms": [room]}))).await?;
+        c.send_json(&event("join", json!({"rooms": [room]})))
+            .await?;
         assert_eq!(c.recv_json().await?["event"], "join");
     }
     alice_a
@@ -158,8 +171,21 @@ async fn users_rooms_and_broadcasts_span_instances_in_ignis_layout() -> anyhow::
     assert_eq!(alice_b.recv_json().await?, news);
     assert_eq!(bob_b.recv_json().await?, news);
     // alice_a got it exactly once: the next thing she sees is her own next poke.
-    bob_b.send_json(&event("poke", json!({"user": alice}))).await?;
+    bob_b
+        .send_json(&event("poke", json!({"user": alice})))
+        .await?;
     assert_eq!(alice_a.recv_json().await?["event"], "poked");
+    assert_eq!(alice_b.recv_json().await?["event"], "poked");
+
+    // A process without a server (the `emit` CLI) reaches every session of alice.
+    let emitter = asena_runtime::Emitter::connect(REDIS).await?;
+    emitter
+        .to_user(&alice, "notification", json!({"message": "hello"}))
+        .await?;
+    let note = event("notification", json!({"message": "hello"}));
+    assert_eq!(alice_a.recv_json().await?, note);
+    assert_eq!(alice_b.recv_json().await?, note);
+    emitter.close().await;
 
     // The user index entry goes with the last session: on B, alice is gone when her tab is.
     let managed_b = b

@@ -47,8 +47,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use client::{ClientState, ManagedClient, OutboundTransform};
-pub(crate) use send::{FleetBus, ManagedState, Target};
 pub use send::{EventMessage, Managed};
+pub(crate) use send::{FleetBus, ManagedState, Target};
 
 use crate::channel::{Channel, DecodeError, Receives};
 use crate::error::Result;
@@ -599,7 +599,11 @@ mod bus {
         }
     }
 
-    pub(super) async fn connect(ns: &Namespace, state: &Arc<ManagedState>, url: &str) -> Result<()> {
+    pub(super) async fn connect(
+        ns: &Namespace,
+        state: &Arc<ManagedState>,
+        url: &str,
+    ) -> Result<()> {
         let sink = Arc::new(Sink {
             ns: ns.clone(),
             state: Arc::downgrade(state),
@@ -623,7 +627,11 @@ mod bus {
 mod bus {
     use super::*;
 
-    pub(super) async fn connect(_ns: &Namespace, _state: &Arc<ManagedState>, url: &str) -> Result<()> {
+    pub(super) async fn connect(
+        _ns: &Namespace,
+        _state: &Arc<ManagedState>,
+        url: &str,
+    ) -> Result<()> {
         Err(format!("managed services share users and rooms over Redis ({url}), which needs the `redis` feature").into())
     }
 
