@@ -37,6 +37,8 @@ pub trait OutboundTransform: Send + Sync + std::fmt::Debug + 'static {
 pub struct ManagedClient {
     inner: Mutex<Inner>,
     outbound: std::sync::OnceLock<Arc<dyn OutboundTransform>>,
+    /// The AES-GCM session of an encrypted client (also its outbound transformer).
+    encryption: std::sync::OnceLock<Arc<super::crypto::Session>>,
 }
 
 #[derive(Debug)]
@@ -64,6 +66,7 @@ impl Default for ManagedClient {
                 watchdog: None,
             }),
             outbound: std::sync::OnceLock::new(),
+            encryption: std::sync::OnceLock::new(),
         }
     }
 }
@@ -94,7 +97,8 @@ impl ManagedClient {
     }
 
     /// Gives this client an outbound transformer (once; later calls are ignored and return
-    /// false). From then on it takes the per-client delivery path.
+    /// false). From then on it takes the per-client delivery path. An encrypted client
+    /// already has one: its encryption.
     pub fn set_outbound(&self, transform: Arc<dyn OutboundTransform>) -> bool {
         self.outbound.set(transform).is_ok()
     }
@@ -102,6 +106,22 @@ impl ManagedClient {
     /// The client's outbound transformer, if it has one.
     pub fn outbound(&self) -> Option<&Arc<dyn OutboundTransform>> {
         self.outbound.get()
+    }
+
+    /// Whether the client agreed a key when it authenticated: everything it receives after
+    /// `connected` is encrypted (see the [module docs](super)).
+    pub fn is_encrypted(&self) -> bool {
+        self.encryption.get().is_some()
+    }
+
+    pub(crate) fn encryption(&self) -> Option<&Arc<super::crypto::Session>> {
+        self.encryption.get()
+    }
+
+    /// Makes the client encrypted: the session becomes its outbound transformer. False if it
+    /// already has a transformer (or a session).
+    pub(crate) fn set_encryption(&self, session: Arc<super::crypto::Session>) -> bool {
+        self.set_outbound(session.clone()) && self.encryption.set(session).is_ok()
     }
 
     pub(crate) fn touch(&self) {

@@ -9,23 +9,34 @@
 //!
 //! | event | direction | data |
 //! |---|---|---|
-//! | `authenticate` | client → server | the credentials, handed to [`ManagedService::authenticate`] |
-//! | `connected` | server → client | `{"id", "userId", "time"}` after authenticating |
+//! | `authenticate` | client → server | the credentials, handed to [`ManagedService::authenticate`]; `publicKey` asks for encryption |
+//! | `connected` | server → client | `{"id", "userId", "time"}` after authenticating; `serverPublicKey` and `salt` for an encrypted client |
 //! | `heartbeat` | client → server | — (only keeps the client alive) |
 //! | `join` / `leave` | both | `{"rooms": [..]}`; the answer lists the rooms joined or left |
 //! | `error` | server → client | `{"message"}` |
+//! | `encrypted` | both | `{"iv", "payload"}`: any other event, AES-256-GCM encrypted |
 //! | `disconnect` | client → server | — (closes with 1000) |
 //! | anything else | both | application events: `receives` / `sends` of the service |
 //!
 //! Close codes: 4001 no `authenticate` within the authentication timeout (or the
 //! authenticator took three times as long), 4002 no message within the heartbeat timeout,
-//! 4003 authentication refused or failed, 1001 shutdown.
+//! 4003 authentication refused or failed, 4004 encryption required (no `publicKey`, or a
+//! malformed one), 1001 shutdown.
+//!
+//! A client that sends `publicKey` (base64 of a P-256 public key, SEC1 uncompressed) in
+//! `authenticate` is encrypted: `connected` (plain) carries the server's ephemeral public
+//! key and an HKDF salt, both sides derive an AES-256 key (ECDH, HKDF-SHA256 with info
+//! `asena-managed-v1`), and everything the client receives after `connected` comes as
+//! `encrypted`; it may send `encrypted` too. Services that insist set
+//! [`ManagedOptions::require_encryption`]. The other members of a room keep sharing one
+//! plain frame; [`ManagedClient::is_encrypted`] tells which kind a client is.
 //!
 //! Messages without `event` are dropped (and logged); application events before
 //! authentication get `error` "Not authenticated". Across instances the service uses
 //! Ignis's Redis layout ([`AsenaBuilder::managed_redis`](crate::AsenaBuilder::managed_redis)).
 
 mod client;
+mod crypto;
 mod send;
 
 use std::future::Future;
@@ -68,6 +79,9 @@ pub struct ManagedOptions {
     pub heartbeat_timeout: Option<Duration>,
     /// Rooms every client joins when it authenticates.
     pub default_rooms: Vec<String>,
+    /// Whether clients must agree a key (`publicKey` in `authenticate`; default false):
+    /// without one they are closed with 4004.
+    pub require_encryption: bool,
 }
 
 impl Default for ManagedOptions {
@@ -76,6 +90,7 @@ impl Default for ManagedOptions {
             auth_timeout: Duration::from_secs(5),
             heartbeat_timeout: Some(Duration::from_secs(90)),
             default_rooms: Vec::new(),
+            require_encryption: false,
         }
     }
 }
@@ -96,6 +111,12 @@ impl ManagedOptions {
     /// Rooms every client joins when it authenticates.
     pub fn default_rooms<I: IntoIterator<Item = S>, S: Into<String>>(mut self, rooms: I) -> Self {
         self.default_rooms = rooms.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Closes clients that do not agree a key when they authenticate (4004).
+    pub fn require_encryption(mut self, required: bool) -> Self {
+        self.require_encryption = required;
         self
     }
 }
@@ -232,8 +253,20 @@ fn state<O>(ns: &Namespace<O>) -> Option<Arc<ManagedState>> {
 
 /// Sends `{"event":"error","data":{"message":..}}`.
 fn error<O>(ws: &ManagedSocket<O>, message: &str) -> Result<()> {
-    ws.raw()
-        .send_json(&json!({"event": "error", "data": {"message": message}}))?;
+    send_system(ws, "error", json!({"message": message}))
+}
+
+/// Sends a protocol event to this client alone, through its outbound transformer if it has
+/// one (so an encrypted client gets it encrypted).
+fn send_system<O>(ws: &ManagedSocket<O>, event: &str, data: Value) -> Result<()> {
+    let envelope = json!({"event": event, "data": data});
+    match ws.data().values.outbound() {
+        None => ws.raw().send_json(&envelope)?,
+        Some(transform) => {
+            let text = transform.transform(&serde_json::to_vec(&envelope)?)?;
+            ws.raw().send(text)?;
+        }
+    }
     Ok(())
 }
 
@@ -302,13 +335,32 @@ impl<S: ManagedService> WebSocketService for S {
 async fn dispatch<S: ManagedService>(
     service: &S,
     ws: &ManagedSocket<S::Out>,
-    message: Message,
+    mut message: Message,
 ) -> Result<()> {
     let client = &ws.data().values;
     client.touch();
-    let Ok(envelope) = serde_json::from_slice::<Envelope>(message.as_bytes()) else {
+    let Ok(mut envelope) = serde_json::from_slice::<Envelope>(message.as_bytes()) else {
         return error(ws, "Invalid message format");
     };
+    // An encrypted client's `encrypted` message: handled as the envelope inside.
+    if let (Some("encrypted"), Some(session)) = (envelope.event.as_deref(), client.encryption()) {
+        let plain = match session.open(&envelope.data) {
+            Ok(plain) => plain,
+            Err(e) => {
+                tracing::debug!(target: "asena::managed", socket_id = %ws.id(), error = %e, "decryption failed");
+                ws.namespace().stats().record_invalid_message();
+                return error(ws, "Decryption failed");
+            }
+        };
+        let Ok(text) = String::from_utf8(plain) else {
+            return error(ws, "Invalid message format");
+        };
+        let Ok(inner) = serde_json::from_str::<Envelope>(&text) else {
+            return error(ws, "Invalid message format");
+        };
+        envelope = inner;
+        message = Message::Text(text);
+    }
     let Some(event) = envelope.event else {
         tracing::warn!(target: "asena::managed", socket_id = %ws.id(), "message without `event` dropped");
         return Ok(());
@@ -334,11 +386,11 @@ async fn dispatch<S: ManagedService>(
 fn invalid<O>(ws: &ManagedSocket<O>, e: &DecodeError) -> Result<()> {
     ws.namespace().stats().record_invalid_message();
     tracing::debug!(target: "asena::managed", socket_id = %ws.id(), error = %e, "event did not decode");
-    ws.raw().send_json(&json!({
-        "event": "error",
-        "data": {"message": e.to_string(), "code": e.kind().code(), "path": e.path()},
-    }))?;
-    Ok(())
+    send_system(
+        ws,
+        "error",
+        json!({"message": e.to_string(), "code": e.kind().code(), "path": e.path()}),
+    )
 }
 
 async fn authenticate<S: ManagedService>(
@@ -351,6 +403,10 @@ async fn authenticate<S: ManagedService>(
         return error(ws, "Already authenticated");
     }
     let options = service.options();
+    let public_key = credentials
+        .get("publicKey")
+        .filter(|k| !k.is_null())
+        .cloned();
     let outcome = tokio::time::timeout(
         options.auth_timeout * 3,
         service.authenticate(ws, credentials),
@@ -371,6 +427,24 @@ async fn authenticate<S: ManagedService>(
         ws.close(close::AUTH_FAILED, "Authentication failed");
         return Ok(());
     };
+    let mut connected = json!({"id": ws.id(), "userId": user_id, "time": now_rfc3339()});
+    // Before the client is deliverable: an encrypted one gets nothing plain after `connected`.
+    match crypto::negotiate(client, public_key.as_ref(), options.require_encryption) {
+        Ok(None) => {}
+        Ok(Some(handshake)) => {
+            connected["serverPublicKey"] = handshake.server_public_key.into();
+            connected["salt"] = handshake.salt.into();
+        }
+        Err(e) => {
+            tracing::warn!(target: "asena::managed", socket_id = %ws.id(), error = %e, "no key agreed");
+            ws.close(close::ENCRYPTION_REQUIRED, "Encryption required");
+            return Ok(());
+        }
+    }
+    // `connected` goes out before the client is deliverable, so nothing overtakes it, and
+    // plain even for an encrypted client: it carries what the client derives the key from.
+    ws.raw()
+        .send_json(&json!({"event": "connected", "data": connected}))?;
     if !client.authenticated(user_id.clone(), metadata) {
         return Ok(());
     }
@@ -380,10 +454,6 @@ async fn authenticate<S: ManagedService>(
     for room in &options.default_rooms {
         ws.subscribe(room);
     }
-    ws.raw().send_json(&json!({
-        "event": "connected",
-        "data": {"id": ws.id(), "userId": user_id, "time": now_rfc3339()},
-    }))?;
     service.on_connected(ws).await
 }
 
@@ -423,9 +493,7 @@ async fn join<S: ManagedService>(
     if !denied.is_empty() {
         tracing::info!(target: "asena::managed", socket_id = %ws.id(), ?denied, "join denied");
     }
-    ws.raw()
-        .send_json(&json!({"event": "join", "data": {"rooms": joined, "denied": denied}}))?;
-    Ok(())
+    send_system(ws, "join", json!({"rooms": joined, "denied": denied}))
 }
 
 fn leave<O>(ws: &ManagedSocket<O>, data: &Value) -> Result<()> {
@@ -433,9 +501,7 @@ fn leave<O>(ws: &ManagedSocket<O>, data: &Value) -> Result<()> {
         .into_iter()
         .filter(|r| r != ws.id() && ws.unsubscribe(r))
         .collect();
-    ws.raw()
-        .send_json(&json!({"event": "leave", "data": {"rooms": left}}))?;
-    Ok(())
+    send_system(ws, "leave", json!({"rooms": left}))
 }
 
 /// Now as RFC 3339 UTC with milliseconds (`2026-11-30T12:00:00.000Z`).

@@ -1,0 +1,384 @@
+//! Per-client encryption of managed services over real sockets: the key agreement in
+//! `authenticate`/`connected`, encrypted events both ways, a room delivery that reaches an
+//! encrypted member sealed and a plain member as the shared frame, 4004 when encryption is
+//! required and no usable key came, and a tampered message answered with an error.
+//!
+//! The test client does its half with the same RustCrypto crates, from the documented
+//! protocol alone: its own P-256 key pair, ECDH, HKDF-SHA256 (info `asena-managed-v1`),
+//! AES-256-GCM.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce};
+use aes_gcm::{Aes256Gcm, Key};
+use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
+use asena_runtime::prelude::*;
+use asena_tests::{Client, TestServer, start};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hkdf::Hkdf;
+use p256::{PublicKey, SecretKey};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+/// What the services saw: `user encrypted? event`.
+#[service]
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub lines: Mutex<Vec<String>>,
+}
+
+impl Seen {
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Shared by both services: everyone is admitted by token, may join `lobby`, and `say`
+/// goes to the lobby (the sender included) as `said`.
+async fn authenticate(credentials: &Value) -> Result<Option<Authenticated>> {
+    Ok(credentials["token"]
+        .as_str()
+        .and_then(|t| t.strip_suffix("-token"))
+        .map(Authenticated::user))
+}
+
+async fn handle(seen: &Seen, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+    let envelope: Value = event.json()?;
+    let client = &ws.data().values;
+    seen.lines
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(format!(
+            "{} encrypted={} {}",
+            client.user_id().unwrap_or_default(),
+            client.is_encrypted(),
+            envelope["event"].as_str().unwrap_or_default()
+        ));
+    if envelope["event"] == "say" {
+        let managed = ws.namespace().managed().ok_or("managed")?;
+        managed.to_room("lobby", ("said", &envelope["data"]), &[])?;
+    }
+    Ok(())
+}
+
+/// Encryption welcome, not required.
+#[websocket(path = "/open")]
+#[derive(Debug)]
+pub struct Open {
+    #[inject]
+    seen: Arc<Seen>,
+}
+
+impl ManagedService for Open {
+    fn options(&self) -> ManagedOptions {
+        ManagedOptions::default()
+            .heartbeat_timeout(Some(Duration::from_secs(30)))
+            .default_rooms(["lobby"])
+    }
+    async fn authenticate(
+        &self,
+        _ws: &ManagedSocket<Raw>,
+        credentials: Value,
+    ) -> Result<Option<Authenticated>> {
+        authenticate(&credentials).await
+    }
+    async fn validate_rooms(&self, _ws: &ManagedSocket<Raw>, rooms: Vec<String>) -> Vec<String> {
+        rooms.into_iter().filter(|r| r == "lobby").collect()
+    }
+    async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+        handle(&self.seen, ws, event).await
+    }
+}
+
+/// Encryption required.
+#[websocket(path = "/sealed")]
+#[derive(Debug)]
+pub struct Sealed {
+    #[inject]
+    seen: Arc<Seen>,
+}
+
+impl ManagedService for Sealed {
+    fn options(&self) -> ManagedOptions {
+        ManagedOptions::default().require_encryption(true)
+    }
+    async fn authenticate(
+        &self,
+        _ws: &ManagedSocket<Raw>,
+        credentials: Value,
+    ) -> Result<Option<Authenticated>> {
+        authenticate(&credentials).await
+    }
+    async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+        handle(&self.seen, ws, event).await
+    }
+}
+
+async fn server() -> anyhow::Result<TestServer> {
+    start(
+        Asena::builder()
+            .without_auto_registration()
+            .websocket::<Open>()
+            .websocket::<Sealed>()
+            .service::<Seen>(),
+    )
+    .await
+}
+
+fn event(name: &str, data: Value) -> Value {
+    json!({"event": name, "data": data})
+}
+
+/// The client's half of the key agreement.
+struct ClientKey {
+    secret: SecretKey,
+}
+
+impl ClientKey {
+    fn new() -> Self {
+        ClientKey {
+            secret: SecretKey::generate(),
+        }
+    }
+
+    /// `publicKey` for `authenticate`: base64 of the SEC1 uncompressed point.
+    fn public_key(&self) -> String {
+        let bytes = self.secret.public_key().to_sec1_bytes();
+        assert_eq!(bytes.len(), 65);
+        STANDARD.encode(bytes)
+    }
+
+    /// The session key from `connected`'s `serverPublicKey` and `salt`.
+    fn agree(&self, connected: &Value) -> anyhow::Result<Cipher> {
+        let server = STANDARD.decode(
+            connected["data"]["serverPublicKey"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("no serverPublicKey: {connected}"))?,
+        )?;
+        anyhow::ensure!(server.len() == 65 && server[0] == 0x04, "not uncompressed");
+        let server = PublicKey::from_sec1_bytes(&server)?;
+        let salt = STANDARD.decode(
+            connected["data"]["salt"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("no salt: {connected}"))?,
+        )?;
+        anyhow::ensure!(salt.len() == 16, "salt of {} bytes", salt.len());
+        let shared =
+            p256::ecdh::diffie_hellman(self.secret.to_nonzero_scalar(), server.as_affine());
+        let mut key = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(&salt), shared.raw_secret_bytes())
+            .expand(b"asena-managed-v1", &mut key)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Cipher(Aes256Gcm::new(&Key::<Aes256Gcm>::from(key))))
+    }
+}
+
+/// AES-256-GCM with the agreed key, in the `encrypted` envelope.
+struct Cipher(Aes256Gcm);
+
+impl Cipher {
+    fn seal(&self, plain: &Value) -> anyhow::Result<Value> {
+        let nonce = Nonce::<Aes256Gcm>::generate();
+        let payload = self
+            .0
+            .encrypt(&nonce, plain.to_string().as_bytes())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(event(
+            "encrypted",
+            json!({"iv": STANDARD.encode(nonce), "payload": STANDARD.encode(payload)}),
+        ))
+    }
+
+    fn open(&self, sealed: &Value) -> anyhow::Result<Value> {
+        anyhow::ensure!(sealed["event"] == "encrypted", "not encrypted: {sealed}");
+        let field = |name: &str| -> anyhow::Result<Vec<u8>> {
+            Ok(STANDARD.decode(
+                sealed["data"][name]
+                    .as_str()
+                    .ok_or_else(|| anyhow::anyhow!("no {name}: {sealed}"))?,
+            )?)
+        };
+        let nonce = Nonce::<Aes256Gcm>::try_from(field("iv")?.as_slice())?;
+        let plain = self
+            .0
+            .decrypt(&nonce, field("payload")?.as_slice())
+            .map_err(|e| anyhow::anyhow!("does not decrypt: {e}"))?;
+        Ok(serde_json::from_slice(&plain)?)
+    }
+}
+
+/// An encrypted client: connected, with its session key.
+struct Encrypted {
+    ws: Client,
+    cipher: Cipher,
+}
+
+impl Encrypted {
+    async fn login(s: &TestServer, path: &str, token: &str) -> anyhow::Result<(Self, Value)> {
+        let key = ClientKey::new();
+        let mut ws = s.connect(path).await?;
+        ws.send_json(&event(
+            "authenticate",
+            json!({"type": "token", "token": token, "publicKey": key.public_key()}),
+        ))
+        .await?;
+        let connected = ws.recv_json().await?;
+        anyhow::ensure!(connected["event"] == "connected", "{connected}");
+        let cipher = key.agree(&connected)?;
+        Ok((Encrypted { ws, cipher }, connected))
+    }
+
+    async fn send(&mut self, plain: &Value) -> anyhow::Result<()> {
+        let sealed = self.cipher.seal(plain)?;
+        self.ws.send_json(&sealed).await
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<Value> {
+        let sealed = self.ws.recv_json().await?;
+        self.cipher.open(&sealed)
+    }
+}
+
+async fn plain_login(s: &TestServer, path: &str, token: &str) -> anyhow::Result<Client> {
+    let mut c = s.connect(path).await?;
+    c.send_json(&event("authenticate", json!({"token": token})))
+        .await?;
+    let connected = c.recv_json().await?;
+    anyhow::ensure!(connected["event"] == "connected", "{connected}");
+    anyhow::ensure!(
+        connected["data"].get("serverPublicKey").is_none(),
+        "{connected}"
+    );
+    Ok(c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_client_and_a_plain_one_share_a_room() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (mut alice, connected) = Encrypted::login(&s, "/open", "alice-token").await?;
+    assert_eq!(connected["data"]["userId"], "alice");
+    let mut bob = plain_login(&s, "/open", "bob-token").await?;
+
+    // An encrypted application event is decrypted and handled; the room delivery it causes
+    // reaches alice sealed and bob as the plain frame.
+    alice
+        .send(&event("say", json!({"text": "secret hello"})))
+        .await?;
+    let said = event("said", json!({"text": "secret hello"}));
+    assert_eq!(alice.recv().await?, said);
+    assert_eq!(bob.recv_json().await?, said);
+    let seen = s.app.get::<Seen>().expect("registered");
+    assert_eq!(seen.lines(), vec!["alice encrypted=true say"]);
+
+    // Plain events from an encrypted client are still accepted; bob's say reaches alice
+    // sealed.
+    bob.send_json(&event("say", json!({"text": "hi"}))).await?;
+    let hi = event("said", json!({"text": "hi"}));
+    assert_eq!(bob.recv_json().await?, hi);
+    assert_eq!(alice.recv().await?, hi);
+
+    // Protocol answers to an encrypted client are sealed too; an encrypted heartbeat is
+    // taken silently (the next answer is the join's).
+    alice.send(&json!({"event": "heartbeat"})).await?;
+    alice
+        .send(&event("join", json!({"rooms": ["lobby", "vip"]})))
+        .await?;
+    assert_eq!(
+        alice.recv().await?,
+        event("join", json!({"rooms": ["lobby"], "denied": ["vip"]}))
+    );
+    alice.send(&event("connected", json!({}))).await?;
+    assert_eq!(
+        alice.recv().await?,
+        event("error", json!({"message": "Reserved event: connected"}))
+    );
+
+    let ns = s.app.namespace("/open").expect("registered");
+    let encrypted: Vec<bool> = ns
+        .sockets()
+        .iter()
+        .filter_map(|socket| socket.data::<asena_runtime::managed::ManagedClient>())
+        .map(|d| d.values.is_encrypted())
+        .collect();
+    assert_eq!(encrypted.iter().filter(|e| **e).count(), 1, "{encrypted:?}");
+    assert_eq!(encrypted.len(), 2);
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_encryption_closes_4004_without_a_usable_key() -> anyhow::Result<()> {
+    let s = server().await?;
+    let mut off_curve = vec![0x04];
+    off_curve.extend([0x01; 64]);
+    let garbage = [
+        None,
+        Some(json!("not a key")),
+        Some(json!(STANDARD.encode(off_curve))),
+        Some(json!(42)),
+    ];
+    for public_key in garbage {
+        let mut c = s.connect("/sealed").await?;
+        let mut credentials = json!({"token": "alice-token"});
+        if let Some(k) = &public_key {
+            credentials["publicKey"] = k.clone();
+        }
+        c.send_json(&event("authenticate", credentials)).await?;
+        assert_eq!(
+            c.recv_close().await?,
+            (4004, "Encryption required".into()),
+            "{public_key:?}"
+        );
+    }
+    // A malformed key is refused even where encryption is optional.
+    let mut c = s.connect("/open").await?;
+    c.send_json(&event(
+        "authenticate",
+        json!({"token": "bob-token", "publicKey": "AAAA"}),
+    ))
+    .await?;
+    assert_eq!(c.recv_close().await?, (4004, "Encryption required".into()));
+
+    // A good key is admitted.
+    let (mut carol, _) = Encrypted::login(&s, "/sealed", "carol-token").await?;
+    carol.send(&event("ping", json!(1))).await?;
+    let seen = s.app.get::<Seen>().expect("registered");
+    asena_tests::eventually(|| seen.lines() == vec!["carol encrypted=true ping"]).await?;
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_message_gets_an_error_and_the_socket_stays_open() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (mut alice, _) = Encrypted::login(&s, "/open", "alice-token").await?;
+    let mut sealed = alice.cipher.seal(&event("say", json!({"text": "x"})))?;
+    let mut payload = STANDARD.decode(sealed["data"]["payload"].as_str().unwrap_or_default())?;
+    payload[0] ^= 0x80;
+    sealed["data"]["payload"] = json!(STANDARD.encode(payload));
+    alice.ws.send_json(&sealed).await?;
+    assert_eq!(
+        alice.recv().await?,
+        event("error", json!({"message": "Decryption failed"}))
+    );
+    // Not even the shape: the same answer.
+    alice
+        .ws
+        .send_json(&event("encrypted", json!({"iv": "short"})))
+        .await?;
+    assert_eq!(
+        alice.recv().await?,
+        event("error", json!({"message": "Decryption failed"}))
+    );
+    assert_eq!(
+        s.app
+            .namespace("/open")
+            .map(|n| n.stats().invalid_messages()),
+        Some(2)
+    );
+
+    // Still open, still encrypted.
+    alice.send(&event("say", json!({"text": "ok"}))).await?;
+    assert_eq!(alice.recv().await?, event("said", json!({"text": "ok"})));
+    s.stop().await
+}
