@@ -212,10 +212,11 @@ impl Presence {
         session: &str,
         user: &str,
     ) -> Result<()> {
-        self.counted().insert(session.to_owned());
         match self.store.get() {
             Some(Store::Redis { conn, key }) => {
                 let (count, version, mut online) = count(conn, key, user, 1).await?;
+                // Counted in: from now on its close counts it out.
+                self.counted().insert(session.to_owned());
                 online.sort();
                 let snapshot = RealtimeOut::Presence { online, version };
                 if count == 1 {
@@ -225,6 +226,7 @@ impl Presence {
                 }
             }
             _ => {
+                self.counted().insert(session.to_owned());
                 let mut last = self.local.lock().unwrap_or_else(|p| p.into_inner());
                 let online = managed.local_users();
                 if online != last.0 {
@@ -350,7 +352,11 @@ impl ManagedService for Realtime {
         else {
             return Ok(());
         };
-        self.presence.session_opened(&managed, ws.id(), &user).await
+        // Presence is a nicety: when Redis is away the user still gets in.
+        if let Err(error) = self.presence.session_opened(&managed, ws.id(), &user).await {
+            tracing::warn!(%error, user, "presence not updated");
+        }
+        Ok(())
     }
 
     async fn on_event(&self, ws: &RealtimeSocket, event: RealtimeIn) -> Result<()> {
