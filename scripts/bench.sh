@@ -2,7 +2,7 @@
 # Fan-out benchmark: Bun's native publish vs. the framework (examples/bench_server) vs. bare
 # axum with batched writes (examples/bench_bare), interleaved, median of $RUNS runs each.
 #
-#   scripts/bench.sh            # full run (about 11 minutes on 2 cores)
+#   scripts/bench.sh            # full run (about 13 minutes on 2 cores)
 #   RUNS=1 DUR=3 scripts/bench.sh   # quick look
 #   BARE_BIN=/path/to/other/bench_server scripts/bench.sh   # A/B: another build in the "bare" column
 #
@@ -10,7 +10,11 @@
 # (C=1000,S=100,B=1) measured with the C client (../shared/bench/wsload.c); for the framework
 # alone, deliveries/s and bytes on the wire per delivery at (C=1000,S=100) with 1 KiB
 # messages (ZSIZE), uncompressed and with permessage-deflate, measured with the Rust loadgen
-# (which inflates what it receives; wsload cannot); p50/p99 delivery latency at 1,000
+# (which inflates what it receives; wsload cannot); for the framework alone, deliveries/s of
+# its raw service (/bench) and its typed one (/bench-typed: receives BenchIn, sends BenchOut)
+# under the same JSON load (loadgen --json; 37-byte and 1 KiB messages, C=1000 S=100 and
+# C=32 S=32 B=100), and how many times the typed server serialized a BenchOut per room
+# message it received (its own count); p50/p99 delivery latency at 1,000
 # connections, at 50% of each server's own peak and at one light load, measured with the Rust
 # loadgen (examples/loadgen) with server and client pinned to a core each; the kernel's floor
 # for one fan-out; server RSS per idle connection at 10,000 connections.
@@ -181,6 +185,40 @@ for mode in plain deflate; do
     RESULT[zwire-$mode,framework]=$(median < "$OUT/zwire-$mode.txt")
 done
 
+# Typed channels, framework only: the same JSON messages (loadgen --json) to the raw service
+# (/bench: each message goes out unchanged) and to the typed one (/bench-typed: each message
+# is decoded and validated into a BenchIn, and a BenchOut with the same fields, hence the same
+# bytes, goes to the room: serialized once however many sockets receive it). Same process,
+# interleaved. The server counts typed messages received and BenchOuts serialized, and logs
+# both (`typed: received=N serialized=M`).
+TYPED_CONFIGS=("1000 100 1 4 0" "1000 100 1 4 1024" "32 32 100 2 0")
+for cfg in "${TYPED_CONFIGS[@]}"; do
+    read -r c s b w size <<<"$cfg"
+    for variant in raw typed; do : > "$OUT/typed-$c-$s-$b-$size-$variant.txt"; done
+    sizeflag=()
+    (( size > 0 )) && sizeflag=(--size "$size")
+    for run in $(seq "$RUNS"); do
+        for variant in raw typed; do
+            path=/bench
+            [[ $variant == typed ]] && path=/bench-typed
+            line=$(timeout $(( DUR + 90 )) "$LOADGEN" chat "$FW_PORT" "$c" -s "$s" -b "$b" -w "$w" --json "${sizeflag[@]}" \
+                -d "$DUR" -u "$path" | grep '^SUMMARY' || true)
+            v=$(field mean_deliveries/s <<<"$line" || true)
+            msize=$(field size <<<"$line" || true)
+            log "C=$c S=$s B=$b ${msize:-?}-byte JSON $variant framework run $run: ${v:-STALL} deliveries/s"
+            echo "${v:-0}" >> "$OUT/typed-$c-$s-$b-$size-$variant.txt"
+        done
+    done
+    for variant in raw typed; do
+        RESULT[typed$c-$s-$b-$size,$variant]=$(median < "$OUT/typed-$c-$s-$b-$size-$variant.txt")
+    done
+done
+sleep 1.5 # the server logs its typed counts once a second
+counts=$(grep '^typed: ' "$OUT/framework.log" | tail -1 || true)
+TYPED_RECEIVED=$(field received <<<"$counts" || true)
+TYPED_SERIALIZED=$(field serialized <<<"$counts" || true)
+log "typed server: ${TYPED_RECEIVED:-?} messages received, ${TYPED_SERIALIZED:-?} BenchOuts serialized"
+
 for name in "${SERVERS[@]}"; do stop_server "${SPID[$name]}"; done
 
 # ---- latency: server on CPU 0, load client on CPU 1 ---------------------------------------
@@ -289,4 +327,20 @@ echo "Kernel floor on this machine: one 24-byte write to each of 1,000 loopback 
     "$(fmt_ms "$FLOOR") on one core (loadgen floor 1000), so no server on one core delivers a" \
     "message to the last of 1,000 sockets sooner."
 echo "Ratios for latency and memory are framework / other (lower is better there)."
+echo
+echo "## Typed channels: the framework's raw service (/bench) and its typed one (/bench-typed), same JSON load (loadgen --json), same process, interleaved"
+echo
+echo "| metric | raw (\`/bench\`) | typed (\`/bench-typed\`) | typed / raw |"
+echo "|---|---|---|---|"
+trow() { # label key
+    printf '| %s | %s | %s | %s |\n' "$1" "$(fmt_m "$(get "$2" raw)")" "$(fmt_m "$(get "$2" typed)")" \
+        "$(ratio "$(get "$2" typed)" "$(get "$2" raw)")"
+}
+trow "deliveries/s C=1000 S=100 B=1, 37-byte JSON messages" typed1000-100-1-0
+trow "deliveries/s C=1000 S=100 B=1, 1 KiB JSON messages" typed1000-100-1-1024
+trow "deliveries/s C=32 S=32 B=100, 37-byte JSON messages" typed32-32-100-0
+echo
+echo "The typed server serialized ${TYPED_SERIALIZED:-?} BenchOuts for the ${TYPED_RECEIVED:-?} messages it" \
+    "received ($(awk -v a="${TYPED_SERIALIZED:-}" -v b="${TYPED_RECEIVED:-}" 'BEGIN { if (a == "" || b == "" || b == 0) print "?"; else printf "%.3f", a / b }')" \
+    "per room message), each message going to every member of the room (1,000 or 32 sockets)."
 echo "Raw logs: $OUT"

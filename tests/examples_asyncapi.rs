@@ -18,6 +18,10 @@ mod notifications;
 #[allow(dead_code)]
 mod echo;
 
+#[path = "../examples/bench_server/main.rs"]
+#[allow(dead_code)]
+mod bench_server;
+
 use asena_runtime::AsenaBuilder;
 use asena_tests::{http_request, start, validate_asyncapi};
 use serde_json::Value;
@@ -36,6 +40,7 @@ async fn every_example_document_passes_the_official_parser() -> anyhow::Result<(
         ("auth", document(auth::builder()).await?),
         ("notifications", document(notifications::builder()).await?),
         ("echo", document(echo::builder()).await?),
+        ("bench_server", document(bench_server::builder()).await?),
     ];
     validate_asyncapi(&docs)
 }

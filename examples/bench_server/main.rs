@@ -4,15 +4,30 @@
 //! subscribed to one room, and every text message it sends goes unchanged to the whole room,
 //! sender included. `PORT` defaults to 3000; the runtime is multi-threaded (one worker per
 //! core unless `TOKIO_WORKER_THREADS` says otherwise).
+//!
+//! The same protocol, typed, at `/bench-typed`: a service declared with
+//! `receives = BenchIn, sends = BenchOut`. Clients send `{"text":"..","sent":"<16 hex>"}`
+//! (what `loadgen chat --json` sends); each message is decoded and validated into a
+//! [`BenchIn`], and a [`BenchOut`] with the same fields goes to the room, serialized once for
+//! all recipients (byte for byte the JSON that came in, so the load clients read their
+//! timestamps as before). The server counts the typed messages it received and the times a
+//! `BenchOut` was serialized, and prints both to stderr when they change
+//! (`typed: received=N serialized=M`, at most once a second): one serialization per room
+//! message, however many sockets receive it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use asena_runtime::prelude::*;
+use serde::ser::SerializeStruct;
 
 /// The one room every socket joins.
 const ROOM: &str = "room";
 
 /// The benchmark service: one room, echo-to-everyone.
 #[websocket(path = "/bench")]
-struct BenchSocket;
+#[derive(Debug)]
+pub struct BenchSocket;
 
 impl WebSocketService for BenchSocket {
     type Data = ();
@@ -30,18 +45,105 @@ impl WebSocketService for BenchSocket {
     }
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> anyhow::Result<()> {
-    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
-    let app = Asena::builder()
+/// Typed messages received by [`TypedBenchSocket`].
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+/// Times a [`BenchOut`] was serialized.
+static SERIALIZED: AtomicU64 = AtomicU64::new(0);
+
+/// What clients send to `/bench-typed`: some text and the sender's timestamp.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+pub struct BenchIn {
+    /// Anything (`loadgen --json --size N` pads with chat-like words).
+    #[garde(length(max = 1_048_576))]
+    text: String,
+    /// The send time, 16 lowercase hex digits (the load clients' clock).
+    #[garde(ascii, length(equal = 16))]
+    sent: String,
+}
+
+/// What `/bench-typed` sends to the room: the message as received.
+#[derive(Debug, JsonSchema)]
+pub struct BenchOut {
+    text: String,
+    sent: String,
+}
+
+/// `#[derive(Serialize)]`'s output, plus a count of the calls.
+impl Serialize for BenchOut {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        SERIALIZED.fetch_add(1, Ordering::Relaxed);
+        let mut out = s.serialize_struct("BenchOut", 2)?;
+        out.serialize_field("text", &self.text)?;
+        out.serialize_field("sent", &self.sent)?;
+        out.end()
+    }
+}
+
+/// The benchmark service, typed: one room, every message decoded, validated and sent to
+/// everyone as a `BenchOut`.
+#[websocket(path = "/bench-typed", receives = BenchIn, sends = BenchOut)]
+#[derive(Debug)]
+pub struct TypedBenchSocket;
+
+impl WebSocketService for TypedBenchSocket {
+    type Data = ();
+
+    async fn on_open(&self, ws: &Socket<(), BenchOut>) -> Result<()> {
+        ws.subscribe(ROOM);
+        Ok(())
+    }
+
+    async fn on_message(&self, ws: &Socket<(), BenchOut>, msg: BenchIn) -> Result<()> {
+        RECEIVED.fetch_add(1, Ordering::Relaxed);
+        let out = BenchOut {
+            text: msg.text,
+            sent: msg.sent,
+        };
+        ws.namespace().to(ROOM, &out)?;
+        Ok(())
+    }
+}
+
+/// Prints the typed counters when they changed, at most once a second.
+async fn report_typed_counts() {
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let serialized = SERIALIZED.load(Ordering::Relaxed);
+        if serialized != last {
+            last = serialized;
+            let received = RECEIVED.load(Ordering::Relaxed);
+            eprintln!("typed: received={received} serialized={serialized}");
+        }
+    }
+}
+
+/// The benchmark app: both services, no idle timeout.
+pub fn builder() -> asena_runtime::AsenaBuilder {
+    Asena::builder()
+        .without_auto_registration()
+        .websocket::<BenchSocket>()
+        .websocket::<TypedBenchSocket>()
         // Idle benchmark connections must survive the whole run.
         .idle_timeout(None)
-        .build()
-        .await?;
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--asyncapi") {
+        // The protocol as an AsyncAPI 3.0 document, on stdout.
+        let app = builder().build().await?;
+        let json = serde_json::to_string_pretty(&app.asyncapi())?;
+        std::io::Write::write_all(&mut std::io::stdout(), format!("{json}\n").as_bytes())?;
+        return Ok(());
+    }
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
+    let app = builder().build().await?;
     eprintln!(
-        "bench_server pid {} listening ws://127.0.0.1:{port}/bench",
+        "bench_server pid {} listening ws://127.0.0.1:{port}/bench and /bench-typed",
         std::process::id()
     );
+    tokio::spawn(report_typed_counts());
     app.serve(format!("127.0.0.1:{port}")).await?;
     Ok(())
 }

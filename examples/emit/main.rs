@@ -10,14 +10,30 @@
 //!     --json '{"type":"announcement","message":"hi"}'
 //! ```
 //!
+//! Managed services (Ignis's model: authenticated clients, user ids, rooms) take an event and
+//! its data, in Ignis's Redis layout (`ws:user:{id}`, … with serverId `emitter`):
+//!
+//! ```text
+//! cargo run --example emit -- --user u-42 --event notification --data '{"message":"ready"}'
+//! cargo run --example emit -- --room lobby --event chat:message --data '"hi"' --exclude c-1
+//! ```
+//!
 //! Options:
-//! - `--url URL`: the broker (`redis://…` or `nats://…`); default `ASENA_TRANSPORT`, else
-//!   `redis://127.0.0.1:6379`.
+//! - `--url URL`: the broker (`redis://…` or `nats://…`; managed services: Redis only);
+//!   default `ASENA_TRANSPORT`, else `redis://127.0.0.1:6379`.
+//!
+//! For an Asena service:
 //! - `--namespace PATH`: the websocket service path (default `/chat`).
 //! - `--channel NAME`: the Redis channel or NATS subject the fleet shares (default the
 //!   transports' own: `asena:ws:transport`, `asena.ws.transport`).
 //! - one target: `--room NAME`, `--socket ID` or `--broadcast`.
 //! - the message: `--json JSON` (validated, sent as JSON text) or `--text TEXT`.
+//!
+//! For a managed service (`--event` makes the message a managed one):
+//! - `--event NAME`: the event clients receive.
+//! - `--data JSON`: its payload (validated; default `null`).
+//! - one target: `--client ID`, `--user ID`, `--room NAME` or `--broadcast`.
+//! - `--exclude ID` (repeatable, with `--room`): client ids to skip.
 
 use anyhow::{Context as _, bail};
 use asena_runtime::Emitter;
@@ -27,6 +43,30 @@ enum Target {
     Room(String),
     Socket(String),
     Broadcast,
+    /// A managed service's connection, by client id.
+    Client(String),
+    /// Every session of a managed service's user.
+    User(String),
+}
+
+impl Target {
+    fn flag(&self) -> &'static str {
+        match self {
+            Target::Room(_) => "--room",
+            Target::Socket(_) => "--socket",
+            Target::Broadcast => "--broadcast",
+            Target::Client(_) => "--client",
+            Target::User(_) => "--user",
+        }
+    }
+}
+
+/// A message for a managed service.
+#[derive(Debug)]
+struct Managed {
+    event: String,
+    data: serde_json::Value,
+    exclude: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -35,10 +75,14 @@ struct Args {
     namespace: String,
     channel: Option<String>,
     target: Target,
+    /// The message for an Asena service (empty for a managed one).
     message: String,
+    /// Set when the message is for a managed service (`--event`).
+    managed: Option<Managed>,
 }
 
-const USAGE: &str = "usage: emit [--url URL] [--namespace /chat] [--channel NAME] (--room NAME | --socket ID | --broadcast) (--json JSON | --text TEXT)";
+const USAGE: &str = "usage: emit [--url URL] [--namespace /chat] [--channel NAME] (--room NAME | --socket ID | --broadcast) (--json JSON | --text TEXT)
+       emit [--url URL] --event NAME [--data JSON] (--client ID | --user ID | --room NAME [--exclude ID]... | --broadcast)";
 
 /// Parses the command line (without the program name); a wrong argument is an error that
 /// names it, followed by [`USAGE`].
@@ -53,10 +97,13 @@ where
         .ok()
         .filter(|u| !u.trim().is_empty() && u.trim() != "local")
         .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-    let mut namespace = "/chat".to_owned();
+    let mut namespace = None;
     let mut channel = None;
     let mut target = None;
     let mut message = None;
+    let mut event = None;
+    let mut data = None;
+    let mut exclude = Vec::new();
     let mut parser = lexopt::Parser::from_args(argv);
     // lexopt's errors name the argument ("invalid option '--x'", "missing argument for option
     // '--room'"); the usage follows them.
@@ -64,14 +111,14 @@ where
     let value = |parser: &mut lexopt::Parser| parser.value()?.string();
     let set_target = |target: &mut Option<Target>, t: Target| {
         if target.replace(t).is_some() {
-            bail!("give only one of --room, --socket, --broadcast\n{USAGE}");
+            bail!("give only one of --room, --socket, --client, --user, --broadcast\n{USAGE}");
         }
         Ok(())
     };
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
             Long("url") => url = value(&mut parser).map_err(usage)?,
-            Long("namespace") => namespace = value(&mut parser).map_err(usage)?,
+            Long("namespace") => namespace = Some(value(&mut parser).map_err(usage)?),
             Long("channel") => channel = Some(value(&mut parser).map_err(usage)?),
             Long("room") => {
                 set_target(
@@ -85,6 +132,18 @@ where
                     Target::Socket(value(&mut parser).map_err(usage)?),
                 )?;
             }
+            Long("client") => {
+                set_target(
+                    &mut target,
+                    Target::Client(value(&mut parser).map_err(usage)?),
+                )?;
+            }
+            Long("user") => {
+                set_target(
+                    &mut target,
+                    Target::User(value(&mut parser).map_err(usage)?),
+                )?;
+            }
             Long("broadcast") => set_target(&mut target, Target::Broadcast)?,
             Long("json") => {
                 let raw = value(&mut parser).map_err(usage)?;
@@ -94,19 +153,72 @@ where
                 message = Some(raw);
             }
             Long("text") => message = Some(value(&mut parser).map_err(usage)?),
+            Long("event") => event = Some(value(&mut parser).map_err(usage)?),
+            Long("data") => {
+                let raw = value(&mut parser).map_err(usage)?;
+                data = Some(serde_json::from_str(&raw).context("--data is not valid JSON")?);
+            }
+            Long("exclude") => exclude.push(value(&mut parser).map_err(usage)?),
             Short('h') | Long("help") => bail!("{USAGE}"),
             other => return Err(usage(other.unexpected())),
         }
     }
-    if !namespace.starts_with('/') {
-        namespace.insert(0, '/');
+    let target = target.with_context(|| format!("no target given\n{USAGE}"))?;
+    let Some(event) = event else {
+        // A message for an Asena service.
+        if let Target::Client(_) | Target::User(_) = target {
+            bail!(
+                "{} addresses a managed service: give --event (and --data)\n{USAGE}",
+                target.flag()
+            );
+        }
+        if data.is_some() || !exclude.is_empty() {
+            bail!("--data and --exclude are for managed services: give --event\n{USAGE}");
+        }
+        let mut namespace = namespace.unwrap_or_else(|| "/chat".to_owned());
+        if !namespace.starts_with('/') {
+            namespace.insert(0, '/');
+        }
+        return Ok(Args {
+            url,
+            namespace,
+            channel,
+            target,
+            message: message.with_context(|| format!("no message given\n{USAGE}"))?,
+            managed: None,
+        });
+    };
+    // A message for a managed service.
+    if namespace.is_some() || channel.is_some() {
+        bail!(
+            "--namespace and --channel are for Asena services; managed services use Ignis's ws:* channels\n{USAGE}"
+        );
+    }
+    if message.is_some() {
+        bail!("a managed message carries --data, not --json or --text\n{USAGE}");
+    }
+    if let Target::Socket(_) = target {
+        bail!(
+            "--socket addresses an Asena service; a managed message goes to --client, --user, --room or --broadcast\n{USAGE}"
+        );
+    }
+    if url.starts_with("nats://") {
+        bail!("managed services talk over Redis: give a redis:// --url\n{USAGE}");
+    }
+    if !exclude.is_empty() && !matches!(target, Target::Room(_)) {
+        bail!("--exclude goes with --room only\n{USAGE}");
     }
     Ok(Args {
         url,
-        namespace,
-        channel,
-        target: target.with_context(|| format!("no target given\n{USAGE}"))?,
-        message: message.with_context(|| format!("no message given\n{USAGE}"))?,
+        namespace: String::new(),
+        channel: None,
+        target,
+        message: String::new(),
+        managed: Some(Managed {
+            event,
+            data: data.unwrap_or_default(),
+            exclude,
+        }),
     })
 }
 
@@ -125,12 +237,29 @@ async fn main() -> anyhow::Result<()> {
     if let Some(channel) = &args.channel {
         emitter = emitter.channel(channel.clone());
     }
+    if let Some(m) = &args.managed {
+        let (event, data) = (m.event.as_str(), &m.data);
+        match &args.target {
+            Target::Client(id) => emitter.to_client(id, event, data).await?,
+            Target::User(id) => emitter.to_user(id, event, data).await?,
+            Target::Room(room) => {
+                let exclude: Vec<&str> = m.exclude.iter().map(String::as_str).collect();
+                emitter.to_room_event(room, event, data, &exclude).await?
+            }
+            Target::Broadcast => emitter.broadcast_event(event, data).await?,
+            Target::Socket(_) => bail!("--socket addresses an Asena service"),
+        }
+        tracing::info!(url = %args.url, event, target = ?args.target, "sent to managed services");
+        emitter.close().await;
+        return Ok(());
+    }
     let ns = args.namespace.as_str();
     let msg = args.message.as_str();
     match &args.target {
         Target::Room(room) => emitter.to_room(ns, room, msg).await?,
         Target::Socket(id) => emitter.to_socket(ns, id, msg).await?,
         Target::Broadcast => emitter.broadcast(ns, msg).await?,
+        Target::Client(_) | Target::User(_) => bail!("--client and --user need --event"),
     }
     tracing::info!(url = %args.url, namespace = ns, target = ?args.target, "sent");
     emitter.close().await;
@@ -192,5 +321,101 @@ mod tests {
             assert!(e.ends_with(USAGE), "{args}: {e}");
         }
         assert_eq!(err("--room a --json {"), "--json is not valid JSON");
+    }
+
+    fn managed(args: &Args) -> &Managed {
+        args.managed.as_ref().expect("a managed message")
+    }
+
+    #[test]
+    fn event_makes_a_managed_message() -> anyhow::Result<()> {
+        let args = parse([
+            "--user",
+            "u-42",
+            "--event",
+            "notification",
+            "--data",
+            r#"{"message":"ready"}"#,
+        ])?;
+        assert!(matches!(&args.target, Target::User(u) if u == "u-42"));
+        assert_eq!(managed(&args).event, "notification");
+        assert_eq!(managed(&args).data, serde_json::json!({"message": "ready"}));
+        assert!(managed(&args).exclude.is_empty());
+
+        let args = parse_str("--url redis://r:6379 --event e --client c-1")?;
+        assert_eq!(args.url, "redis://r:6379");
+        assert!(matches!(&args.target, Target::Client(c) if c == "c-1"));
+        assert_eq!(managed(&args).data, serde_json::Value::Null);
+
+        let args = parse_str("--room lobby --event e --data 1 --exclude c-1 --exclude c-2")?;
+        assert!(matches!(&args.target, Target::Room(r) if r == "lobby"));
+        assert_eq!(managed(&args).exclude, ["c-1", "c-2"]);
+
+        let args = parse_str("--broadcast --event system:maintenance")?;
+        assert!(matches!(args.target, Target::Broadcast));
+        assert_eq!(managed(&args).event, "system:maintenance");
+
+        // Without --event, --room and --broadcast keep addressing Asena services.
+        let args = parse_str("--room lobby --text hi")?;
+        assert!(args.managed.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn managed_and_asena_flags_do_not_mix() {
+        let err = |args: &str| match parse_str(args) {
+            Ok(a) => panic!("{args}: parsed as {a:?}"),
+            Err(e) => e.to_string(),
+        };
+        for (args, says) in [
+            ("--user u --text x", "--user addresses a managed service"),
+            (
+                "--client c --json 1",
+                "--client addresses a managed service",
+            ),
+            (
+                "--room r --data 1 --text x",
+                "--data and --exclude are for managed",
+            ),
+            (
+                "--room r --exclude c --text x",
+                "--data and --exclude are for managed",
+            ),
+            (
+                "--socket s --event e",
+                "--socket addresses an Asena service",
+            ),
+            (
+                "--user u --event e --text x",
+                "a managed message carries --data",
+            ),
+            (
+                "--user u --event e --namespace /chat",
+                "--namespace and --channel",
+            ),
+            (
+                "--user u --event e --channel c",
+                "--namespace and --channel",
+            ),
+            (
+                "--user u --event e --exclude c",
+                "--exclude goes with --room only",
+            ),
+            ("--user u --client c --event e", "give only one of"),
+            (
+                "--url nats://n:4222 --user u --event e",
+                "managed services talk over Redis",
+            ),
+            ("--event e", "no target given"),
+            ("--user u --event", "missing argument for option '--event'"),
+        ] {
+            let e = err(args);
+            assert!(e.starts_with(says), "{args}: {e}");
+            assert!(e.ends_with(USAGE), "{args}: {e}");
+        }
+        assert_eq!(
+            err("--user u --event e --data {"),
+            "--data is not valid JSON"
+        );
     }
 }

@@ -3,16 +3,20 @@
 //! Protocol: clients connect to `ws://127.0.0.1:PORT<PATH>?name=cN`, all are in one room, and
 //! every text message a client sends is delivered (unchanged or prefixed) to every client,
 //! sender included. Each message carries its send time as 16 hex digits (nanoseconds since the
-//! tool started) at its end, so every receiving client measures the delivery latency.
+//! tool started) at its end (with `--json`, just before its closing `"}`), so every receiving
+//! client measures the delivery latency.
 //!
 //! ```text
 //! loadgen chat  PORT CONNS [-u PATH] [-s SENDERS] [-b BURST] [-w WINDOW] [-d SECS] [-r RATE] [-t THREADS]
-//!                          [--size BYTES] [--deflate]
+//!                          [--size BYTES] [--deflate] [--json]
 //!     closed loop (default): a round = each of the first S clients sends B messages; it is
 //!     done when CONNS*S*B frames arrived; W rounds are in flight.
 //!     open loop (-r RATE): RATE messages per second in total, round-robin over the senders.
 //!     --size BYTES: each message is BYTES long (default 16: the timestamp alone), padded
 //!     in front of the timestamp with compressible JSON-like chat text.
+//!     --json: each message is a JSON object, `{"text":"<padding>","sent":"<timestamp>"}`
+//!     (37 bytes with empty text, the default with --json; --size pads the text), for servers
+//!     that decode typed messages (bench_server's `/bench-typed`).
 //!     --deflate: offer permessage-deflate (RFC 7692) and fail unless the server accepts it;
 //!     messages are sent uncompressed (allowed), compressed ones received (RSV1) are inflated
 //!     to read their timestamp.
@@ -59,6 +63,12 @@ const STALL: Duration = Duration::from_secs(5);
 const PAYLOAD_LEN: usize = 16;
 /// The largest `--size`: the framework's default message limit.
 const MAX_SIZE: usize = 1 << 20;
+/// A `--json` message: `JSON_HEAD`, the text, `JSON_MIDDLE`, the timestamp, `JSON_TAIL`.
+const JSON_HEAD: &[u8] = br#"{"text":""#;
+const JSON_MIDDLE: &[u8] = br#"","sent":""#;
+const JSON_TAIL: &[u8] = br#""}"#;
+/// The shortest `--json` message (empty text), and its default size.
+const JSON_MIN_LEN: usize = JSON_HEAD.len() + JSON_MIDDLE.len() + PAYLOAD_LEN + JSON_TAIL.len();
 /// The most one compressed message may inflate to (a bound, not a protocol limit).
 const MAX_INFLATED: usize = 16 << 20;
 /// What every compressed message ends with before the sender strips it (RFC 7692 §7.2.1).
@@ -98,10 +108,12 @@ struct Opts {
     size: usize,
     /// Offer permessage-deflate and require it.
     deflate: bool,
+    /// Send JSON objects (`{"text":..,"sent":..}`) instead of bare text.
+    json: bool,
 }
 
 const USAGE: &str = "usage: loadgen chat|idle PORT CONNS [-u PATH] [-s SENDERS] [-b BURST] [-w WINDOW] \
-                     [-d SECS] [-r RATE] [-t THREADS] [--size BYTES] [--deflate]\n       \
+                     [-d SECS] [-r RATE] [-t THREADS] [--size BYTES] [--deflate] [--json]\n       \
                      loadgen floor CONNS";
 
 fn usage() -> ! {
@@ -163,8 +175,10 @@ where
         secs: 5,
         rate: None,
         threads: 1,
-        size: PAYLOAD_LEN,
+        // 0 until given: `check_bounds` fills in the default, which depends on --json.
+        size: 0,
         deflate: false,
+        json: false,
     };
     while let Some(arg) = p.next()? {
         match arg {
@@ -179,6 +193,7 @@ where
             Short('t') => o.threads = num("-t", p.value()?)?,
             Long("size") => o.size = num("--size", p.value()?)?,
             Long("deflate") => o.deflate = true,
+            Long("json") => o.json = true,
             Short('h') | Long("help") => return Ok(Command::Help),
             other => return Err(other.unexpected()),
         }
@@ -188,8 +203,16 @@ where
     Ok(Command::Run(o))
 }
 
-/// Checks the bounds of a run and fills in the defaults that depend on CONNS.
+/// Checks the bounds of a run and fills in the defaults that depend on CONNS (and the
+/// message size, which depends on --json).
 fn check_bounds(mut o: Opts) -> Result<Opts, String> {
+    if o.mode == Mode::Idle && (o.size != 0 || o.json) {
+        return Err("--size, --json: idle sends no messages".into());
+    }
+    let min_size = if o.json { JSON_MIN_LEN } else { PAYLOAD_LEN };
+    if o.size == 0 {
+        o.size = min_size;
+    }
     if !(1..=MAX_CONNS).contains(&o.conns)
         || !(1..=MAX_SECS).contains(&o.secs)
         || o.window < 1
@@ -197,15 +220,12 @@ fn check_bounds(mut o: Opts) -> Result<Opts, String> {
         || !o.path.starts_with('/')
         || o.rate.is_some_and(|r| !(r > 0.0 && r <= MAX_RATE))
         || !(1..=16).contains(&o.threads)
-        || !(PAYLOAD_LEN..=MAX_SIZE).contains(&o.size)
+        || !(min_size..=MAX_SIZE).contains(&o.size)
     {
         return Err(format!(
             "bounds: 1<=CONNS<={MAX_CONNS}, 1<=SECS<={MAX_SECS}, WINDOW>=1, 0<RATE<={MAX_RATE}, \
-             1<=THREADS<=16, PATH starts with /, {PAYLOAD_LEN}<=SIZE<={MAX_SIZE}"
+             1<=THREADS<=16, PATH starts with /, {min_size}<=SIZE<={MAX_SIZE}"
         ));
-    }
-    if o.mode == Mode::Idle && o.size != PAYLOAD_LEN {
-        return Err("--size: idle sends no messages".into());
     }
     if o.senders == 0 || o.senders > o.conns {
         o.senders = o.conns;
@@ -535,8 +555,10 @@ fn parse_hex16(b: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-/// The send time at the end of a text message, if it ends in one.
+/// The send time at the end of a text message (before the closing `"}` of a `--json` one),
+/// if it ends in one.
 fn stamp_of(payload: &[u8]) -> Option<u64> {
+    let payload = payload.strip_suffix(JSON_TAIL).unwrap_or(payload);
     payload
         .len()
         .checked_sub(PAYLOAD_LEN)
@@ -834,6 +856,23 @@ fn padding(len: usize) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// What goes before and after the timestamp of a `size`-byte message: `padding`, or with
+/// `json` a JSON object whose text is `padding` (with `'` for `"`) and whose last field is
+/// the timestamp.
+fn message_parts(size: usize, json: bool) -> (Vec<u8>, &'static [u8]) {
+    if !json {
+        return (padding(size - PAYLOAD_LEN), b"");
+    }
+    let mut head = JSON_HEAD.to_vec();
+    head.extend(
+        padding(size - JSON_MIN_LEN)
+            .into_iter()
+            .map(|b| if b == b'"' { b'\'' } else { b }),
+    );
+    head.extend_from_slice(JSON_MIDDLE);
+    (head, JSON_TAIL)
+}
+
 /// The length on the wire of a message frame of `size` payload bytes (masked).
 fn frame_len(size: usize) -> usize {
     let len_bytes = match size {
@@ -844,9 +883,10 @@ fn frame_len(size: usize) -> usize {
     2 + len_bytes + 4 + size
 }
 
-/// Appends one masked (all-zero key) text frame: `padding`, then the current time.
-fn push_message(out: &mut Vec<u8>, padding: &[u8], now: u64) {
-    let size = padding.len() + PAYLOAD_LEN;
+/// Appends one masked (all-zero key) text frame: `head`, the current time, `tail` (see
+/// [`message_parts`]).
+fn push_message(out: &mut Vec<u8>, head: &[u8], tail: &[u8], now: u64) {
+    let size = head.len() + PAYLOAD_LEN + tail.len();
     match size {
         0..=125 => out.extend_from_slice(&[0x81, 0x80 | size as u8]),
         126..=0xffff => {
@@ -859,8 +899,9 @@ fn push_message(out: &mut Vec<u8>, padding: &[u8], now: u64) {
         }
     }
     out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(padding);
+    out.extend_from_slice(head);
     out.extend_from_slice(format!("{now:016x}").as_bytes());
+    out.extend_from_slice(tail);
 }
 
 /// Splits opened connections into write halves (`None` where none opened) and spawns a
@@ -913,7 +954,7 @@ async fn chat(o: Opts) -> i32 {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut readers = JoinSet::new();
     let mut writers = start_readers(conns, &shared, &stop_rx, true, &mut readers);
-    let padding = padding(o.size - PAYLOAD_LEN);
+    let (head, tail) = message_parts(o.size, o.json);
     // Let anything sent on connect arrive before measuring.
     tokio::time::sleep(Duration::from_millis(300)).await;
     shared.delivered.store(0, Ordering::Relaxed);
@@ -954,7 +995,7 @@ async fn chat(o: Opts) -> i32 {
                 sent_msgs += 1;
                 if let Some(w) = writers[s].as_mut() {
                     batch.clear();
-                    push_message(&mut batch, &padding, now_ns());
+                    push_message(&mut batch, &head, tail, now_ns());
                     if w.write_all(&batch).await.is_err() {
                         writers[s] = None;
                         send_failures += 1;
@@ -971,7 +1012,7 @@ async fn chat(o: Opts) -> i32 {
                     batch.clear();
                     let now = now_ns();
                     for _ in 0..o.burst {
-                        push_message(&mut batch, &padding, now);
+                        push_message(&mut batch, &head, tail, now);
                     }
                     if sink.write_all(&batch).await.is_err() {
                         *w = None;
@@ -1031,7 +1072,7 @@ async fn chat(o: Opts) -> i32 {
         "SUMMARY conns={} senders={} burst={} window={} rate={} mean_deliveries/s={mean:.0} \
          min={min:.0} max={max:.0} lat_samples={} lat_mean_us={:.1} lat_p50_us={:.1} \
          lat_p99_us={:.1} lat_max_us={:.1} open={open_count} send_failures={send_failures} \
-         size={} deflate={} wire_bytes_per_msg={wire_per_msg:.1} inflate_errors={inflate_errors}",
+         size={} json={} deflate={} wire_bytes_per_msg={wire_per_msg:.1} inflate_errors={inflate_errors}",
         o.conns,
         o.senders,
         o.burst,
@@ -1043,6 +1084,7 @@ async fn chat(o: Opts) -> i32 {
         us(hist.value_at_quantile(0.99)),
         us(hist.max()),
         o.size,
+        u8::from(o.json),
         u8::from(o.deflate),
     );
     if inflate_errors > 0 {
@@ -1160,7 +1202,7 @@ mod tests {
     #[test]
     fn hex_timestamps_round_trip() {
         let mut out = Vec::new();
-        push_message(&mut out, &[], 0xdead_beef_1234);
+        push_message(&mut out, &[], b"", 0xdead_beef_1234);
         assert_eq!(out.len(), frame_len(PAYLOAD_LEN));
         assert_eq!(out[..6], [0x81, 0x80 | 16, 0, 0, 0, 0], "as before --size");
         assert_eq!(parse_hex16(&out[6..]), Some(0xdead_beef_1234));
@@ -1229,6 +1271,48 @@ mod tests {
     }
 
     #[test]
+    fn json_messages_are_objects_with_the_timestamp_last() {
+        let Ok(Command::Run(o)) = parse("chat 4102 1000 -s 100 --json -d 5 -u /bench-typed") else {
+            panic!("--json did not parse");
+        };
+        let o = check_bounds(o).expect("within bounds");
+        assert_eq!((o.size, o.json), (JSON_MIN_LEN, true));
+        assert_eq!(JSON_MIN_LEN, 37);
+        let Ok(Command::Run(o)) = parse("chat 4102 10 --json --size 36") else {
+            panic!("--json --size did not parse");
+        };
+        assert!(check_bounds(o).is_err_and(|e| e.starts_with("bounds:")));
+        let Ok(Command::Run(o)) = parse("idle 4102 10 --json") else {
+            panic!("idle --json did not parse");
+        };
+        assert!(check_bounds(o).is_err_and(|e| e.contains("--json")));
+
+        for size in [JSON_MIN_LEN, 125, 1024] {
+            let (head, tail) = message_parts(size, true);
+            let mut out = Vec::new();
+            push_message(&mut out, &head, tail, 0xab_cdef);
+            assert_eq!(out.len(), frame_len(size), "{size}");
+            let body = &out[out.len() - size..];
+            let v: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+            assert_eq!(v["sent"], "0000000000abcdef", "{size}");
+            assert_eq!(v["text"].as_str().map(str::len), Some(size - JSON_MIN_LEN));
+            // bench_server's BenchOut (fields in this order) sends back the same bytes.
+            #[derive(serde::Serialize)]
+            struct Out<'a> {
+                text: &'a str,
+                sent: &'a str,
+            }
+            let out = Out {
+                text: v["text"].as_str().expect("text"),
+                sent: v["sent"].as_str().expect("sent"),
+            };
+            assert_eq!(serde_json::to_vec(&out).expect("JSON"), body, "{size}");
+            assert_eq!(stamp_of(body), Some(0xab_cdef));
+        }
+        assert_eq!(message_parts(16, false), (Vec::new(), &b""[..]));
+    }
+
+    #[test]
     fn sized_messages_are_padded_json_ending_in_the_timestamp() {
         assert!(padding(0).is_empty());
         let pad = padding(1024 - PAYLOAD_LEN);
@@ -1253,7 +1337,7 @@ mod tests {
         ] {
             let pad = padding(size - PAYLOAD_LEN);
             let mut out = Vec::new();
-            push_message(&mut out, &pad, 0x1234);
+            push_message(&mut out, &pad, b"", 0x1234);
             assert_eq!(out.len(), frame_len(size), "{size}");
             assert_eq!(out.len(), header + size, "{size}");
             assert_eq!(out[0], 0x81);

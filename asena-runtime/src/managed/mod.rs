@@ -36,7 +36,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use client::{ClientState, ManagedClient, OutboundTransform};
-pub(crate) use send::ManagedState;
+pub(crate) use send::{FleetBus, ManagedState, Target};
 pub use send::{EventMessage, Managed};
 
 use crate::channel::{Channel, DecodeError, Receives};
@@ -458,16 +458,107 @@ fn now_rfc3339() -> String {
     )
 }
 
-/// The fleet bus of managed services (Ignis's Redis layout), when the app names a Redis.
+/// The fleet bus of managed services: Ignis's Redis layout (`ws:client:{id}`,
+/// `ws:user:{id}`, `ws:room:{room}`, `ws:broadcast`), when the app names a Redis.
+///
+/// Ignis's layout has no namespace: every managed service of a fleet on one Redis hears
+/// every delivery. Run one managed service per Redis (or per Redis database).
+#[cfg(feature = "redis")]
+mod bus {
+    use std::pin::Pin;
+    use std::sync::Weak;
+
+    use super::*;
+    use crate::transport::ignis::{IgnisBus, IgnisEnvelope, IgnisSink, IgnisTarget};
+
+    /// Deliveries from other instances (and emitters) into this namespace.
+    struct Sink {
+        ns: Namespace,
+        state: Weak<ManagedState>,
+    }
+
+    impl IgnisSink for Sink {
+        fn deliver(&self, envelope: IgnisEnvelope) {
+            let Some(state) = self.state.upgrade() else {
+                return;
+            };
+            let target = match (envelope.kind, envelope.target.as_deref()) {
+                (IgnisTarget::Client, Some(id)) => Target::Client(id),
+                (IgnisTarget::User, Some(user)) => Target::User(user),
+                (IgnisTarget::Room, Some(room)) => Target::Room(room),
+                (IgnisTarget::Broadcast, _) => Target::Broadcast,
+                (kind, None) => {
+                    tracing::warn!(target: "asena::managed", ?kind, "fleet message without a target dropped");
+                    return;
+                }
+            };
+            let exclude: Vec<&str> = envelope
+                .exclude
+                .iter()
+                .flatten()
+                .map(String::as_str)
+                .collect();
+            if let Err(error) =
+                state.deliver_local(&self.ns, &target, &envelope.event, &envelope.data, &exclude)
+            {
+                tracing::warn!(target: "asena::managed", %error, "fleet message not delivered");
+            }
+        }
+    }
+
+    #[derive(Debug)]
+    struct RedisBus(IgnisBus);
+
+    impl FleetBus for RedisBus {
+        fn publish(&self, target: &Target<'_>, event: &str, data: &Value, exclude: &[&str]) {
+            let (kind, target) = match *target {
+                Target::Client(id) => (IgnisTarget::Client, Some(id.to_owned())),
+                Target::User(user) => (IgnisTarget::User, Some(user.to_owned())),
+                Target::Room(room) => (IgnisTarget::Room, Some(room.to_owned())),
+                Target::Broadcast => (IgnisTarget::Broadcast, None),
+            };
+            self.0.publish(IgnisEnvelope {
+                server_id: self.0.server_id().to_owned(),
+                kind,
+                target,
+                event: event.to_owned(),
+                data: data.clone(),
+                exclude: (!exclude.is_empty())
+                    .then(|| exclude.iter().map(|c| (*c).to_owned()).collect()),
+            });
+        }
+
+        fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            Box::pin(self.0.shutdown())
+        }
+    }
+
+    pub(super) async fn connect(ns: &Namespace, state: &Arc<ManagedState>, url: &str) -> Result<()> {
+        let sink = Arc::new(Sink {
+            ns: ns.clone(),
+            state: Arc::downgrade(state),
+        });
+        let bus = IgnisBus::connect(url, state.server_id.clone(), sink).await?;
+        tracing::info!(target: "asena::managed", path = %ns.path(), server_id = %state.server_id, "managed service on the fleet bus");
+        if state.bus.set(Arc::new(RedisBus(bus))).is_err() {
+            return Err("the managed service is already on a fleet bus".into());
+        }
+        Ok(())
+    }
+
+    pub(super) async fn disconnect(state: &ManagedState) {
+        if let Some(bus) = state.bus.get() {
+            bus.shutdown().await;
+        }
+    }
+}
+
+#[cfg(not(feature = "redis"))]
 mod bus {
     use super::*;
 
-    pub(super) async fn connect(
-        _ns: &Namespace,
-        _state: &Arc<ManagedState>,
-        url: &str,
-    ) -> Result<()> {
-        Err(format!("managed services over Redis ({url}) are not available in this build").into())
+    pub(super) async fn connect(_ns: &Namespace, _state: &Arc<ManagedState>, url: &str) -> Result<()> {
+        Err(format!("managed services share users and rooms over Redis ({url}), which needs the `redis` feature").into())
     }
 
     pub(super) async fn disconnect(_state: &ManagedState) {}

@@ -39,6 +39,8 @@ impl Default for ManagedState {
 pub(crate) trait FleetBus: Send + Sync + std::fmt::Debug + 'static {
     /// Hands a delivery to the other instances.
     fn publish(&self, target: &Target<'_>, event: &str, data: &Value, exclude: &[&str]);
+    /// Disconnects.
+    fn shutdown(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 /// Who a delivery is for.

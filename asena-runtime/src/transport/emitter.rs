@@ -8,9 +8,17 @@
 
 use super::TransportError;
 use super::broker::{CONNECT_TIMEOUT, new_pod_id};
+#[cfg(feature = "redis")]
+use super::ignis::{EMITTER_SERVER_ID, IgnisEnvelope};
 use crate::error::BoxError;
 use crate::frame::{Frame, IntoFrame};
 use crate::wire::{self, Envelope};
+
+/// A managed message's `data` as JSON.
+#[cfg(feature = "redis")]
+fn to_data(data: impl serde::Serialize) -> Result<serde_json::Value, TransportError> {
+    serde_json::to_value(data).map_err(|e| TransportError::Other(Box::new(e)))
+}
 
 enum Backend {
     #[cfg(feature = "redis")]
@@ -26,7 +34,12 @@ enum Backend {
 ///
 /// The emitter speaks the transports' wire format over Redis (`redis://…`) or NATS
 /// (`nats://…`), with its own random pod id, so every instance delivers its messages to its
-/// local sockets:
+/// local sockets.
+///
+/// Managed services (Ignis's layout, see [`ignis`](super::ignis)) are reached over Redis with
+/// [`to_client`](Emitter::to_client), [`to_user`](Emitter::to_user),
+/// [`to_room_event`](Emitter::to_room_event) and [`broadcast_event`](Emitter::broadcast_event),
+/// which publish with the `serverId` [`EMITTER_SERVER_ID`](super::ignis::EMITTER_SERVER_ID).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), asena_runtime::TransportError> {
@@ -206,6 +219,110 @@ impl Emitter {
             Backend::None(n) => match *n {},
         }
         Ok(())
+    }
+
+    /// Sends `event` with `data` to one connection of a managed service, on whichever server
+    /// holds it (`ws:client:{client_id}`). Redis only.
+    #[cfg(feature = "redis")]
+    pub async fn to_client(
+        &self,
+        client_id: &str,
+        event: &str,
+        data: impl serde::Serialize,
+    ) -> Result<(), TransportError> {
+        let data = to_data(data)?;
+        self.publish_ignis(
+            "to_client",
+            IgnisEnvelope::client(EMITTER_SERVER_ID, client_id, event, data),
+        )
+        .await
+    }
+
+    /// Sends `event` with `data` to every session of a managed service's user, on every
+    /// server (`ws:user:{user_id}`). Redis only.
+    #[cfg(feature = "redis")]
+    pub async fn to_user(
+        &self,
+        user_id: &str,
+        event: &str,
+        data: impl serde::Serialize,
+    ) -> Result<(), TransportError> {
+        let data = to_data(data)?;
+        self.publish_ignis(
+            "to_user",
+            IgnisEnvelope::user(EMITTER_SERVER_ID, user_id, event, data),
+        )
+        .await
+    }
+
+    /// Sends `event` with `data` to the members of a managed service's `room`, on every
+    /// server, except the client ids in `exclude` (`ws:room:{room}`). Redis only.
+    ///
+    /// The managed counterpart of [`to_room`](Emitter::to_room), which addresses an Asena
+    /// service's room.
+    #[cfg(feature = "redis")]
+    pub async fn to_room_event(
+        &self,
+        room: &str,
+        event: &str,
+        data: impl serde::Serialize,
+        exclude: &[&str],
+    ) -> Result<(), TransportError> {
+        let data = to_data(data)?;
+        self.publish_ignis(
+            "to_room_event",
+            IgnisEnvelope::room(EMITTER_SERVER_ID, room, event, data, exclude),
+        )
+        .await
+    }
+
+    /// Sends `event` with `data` to every authenticated connection of the managed services,
+    /// on every server (`ws:broadcast`). Redis only.
+    ///
+    /// The managed counterpart of [`broadcast`](Emitter::broadcast).
+    #[cfg(feature = "redis")]
+    pub async fn broadcast_event(
+        &self,
+        event: &str,
+        data: impl serde::Serialize,
+    ) -> Result<(), TransportError> {
+        let data = to_data(data)?;
+        self.publish_ignis(
+            "broadcast_event",
+            IgnisEnvelope::broadcast(EMITTER_SERVER_ID, event, data),
+        )
+        .await
+    }
+
+    /// Publishes an Ignis envelope on its channel; returns once Redis has it.
+    #[cfg(feature = "redis")]
+    async fn publish_ignis(
+        &self,
+        operation: &'static str,
+        envelope: IgnisEnvelope,
+    ) -> Result<(), TransportError> {
+        match &self.backend {
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                let channel = envelope.channel();
+                ::redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(envelope.encode())
+                    .query_async::<i64>(&mut conn)
+                    .await
+                    .map_err(|e| TransportError::Other(Box::new(e)))?;
+                tracing::debug!(target: "asena::transport", operation, %channel, "emitted a managed message");
+                Ok(())
+            }
+            #[cfg(feature = "nats")]
+            Backend::Nats(_) => Err(TransportError::Other(
+                format!(
+                    "Emitter::{operation} needs a redis:// emitter: managed services talk \
+                     over Redis only, and this emitter is connected to NATS"
+                )
+                .into(),
+            )),
+        }
     }
 
     /// Flushes and disconnects.

@@ -11,6 +11,10 @@
 //! not even check for a transport. The broker plumbing [`RedisTransport`] and
 //! [`NatsTransport`] share (counters, queue, backoff) lives in `broker.rs`; the [`Emitter`]
 //! publishes into a fleet from a process without a server.
+//!
+//! Managed services (Ignis's model: authenticated clients with user ids, rooms) talk over
+//! Redis in Ignis's layout instead, one channel per target; [`ignis`] holds that format and
+//! the [`IgnisBus`] that carries it (feature `redis`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +26,8 @@ use crate::error::BoxError;
 
 mod broker;
 mod emitter;
+#[cfg(feature = "redis")]
+pub mod ignis;
 #[cfg(feature = "nats")]
 mod nats;
 #[cfg(feature = "redis")]
@@ -29,6 +35,8 @@ mod redis;
 
 pub use broker::TransportStats;
 pub use emitter::Emitter;
+#[cfg(feature = "redis")]
+pub use ignis::{IgnisBus, IgnisEnvelope, IgnisSink, IgnisTarget};
 #[cfg(feature = "nats")]
 pub use nats::NatsTransport;
 #[cfg(feature = "redis")]

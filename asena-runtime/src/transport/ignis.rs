@@ -1,0 +1,690 @@
+//! Ignis's Redis layout for managed services: the [`IgnisEnvelope`], its channels, and the
+//! [`IgnisBus`] that carries envelopes between the servers of a fleet.
+//!
+//! Ignis (Venizia's Bun framework) sends a managed message to one channel per target instead
+//! of Asena's single channel with topic strings:
+//!
+//! | [`IgnisTarget`] | channel | reaches |
+//! |---|---|---|
+//! | `client` | `ws:client:{clientId}` | one connection, on whichever server holds it |
+//! | `user` | `ws:user:{userId}` | every session of a user, on every server |
+//! | `room` | `ws:room:{room}` | the room's members, on every server, minus `exclude` |
+//! | `broadcast` | `ws:broadcast` | every authenticated connection, on every server |
+//!
+//! Every message is one JSON object:
+//!
+//! ```json
+//! {"serverId":"<uuid or emitter>","type":"room","target":"lobby","event":"chat:message","data":{"text":"hi"},"exclude":["<client id>"]}
+//! ```
+//!
+//! `target` is absent for a broadcast, `exclude` is absent unless some clients are skipped.
+//! A server drops envelopes carrying its own `serverId` (it delivered them locally before
+//! publishing); publishers without a server, such as the [`Emitter`](super::Emitter), use
+//! [`EMITTER_SERVER_ID`], which no server has, so every server delivers their messages.
+//!
+//! ```
+//! use asena_runtime::transport::ignis::{IgnisEnvelope, IgnisTarget};
+//!
+//! let envelope = IgnisEnvelope::user("emitter", "u-42", "notification", serde_json::json!({"n": 1}));
+//! assert_eq!(envelope.channel(), "ws:user:u-42");
+//! assert_eq!(
+//!     envelope.encode(),
+//!     r#"{"serverId":"emitter","type":"user","target":"u-42","event":"notification","data":{"n":1}}"#,
+//! );
+//! let back = IgnisEnvelope::decode(envelope.encode().as_bytes()).unwrap();
+//! assert_eq!(back.kind, IgnisTarget::User);
+//! ```
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{MultiplexedConnection, PubSub};
+use redis::{AsyncConnectionConfig, Client};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::TransportError;
+use super::broker::{
+    Backoff, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, TransportStats, stop_tasks,
+};
+use crate::error::BoxError;
+
+/// The `serverId` of messages from publishers that run no server ([`Emitter`](super::Emitter)):
+/// no server has it, so every server delivers them.
+pub const EMITTER_SERVER_ID: &str = "emitter";
+
+/// The channel of broadcasts to every authenticated connection of the fleet.
+pub const BROADCAST_CHANNEL: &str = "ws:broadcast";
+
+/// The prefix of a client's channel, `ws:client:{clientId}`.
+pub const CLIENT_PREFIX: &str = "ws:client:";
+
+/// The prefix of a user's channel, `ws:user:{userId}`.
+pub const USER_PREFIX: &str = "ws:user:";
+
+/// The prefix of a room's channel, `ws:room:{room}`.
+pub const ROOM_PREFIX: &str = "ws:room:";
+
+/// The patterns a server subscribes to besides [`BROADCAST_CHANNEL`].
+const PATTERNS: [&str; 3] = ["ws:room:*", "ws:client:*", "ws:user:*"];
+
+/// Most envelopes sent to Redis in one pipeline.
+const BATCH: usize = 256;
+
+/// How long [`IgnisBus::shutdown`] waits for queued envelopes to be flushed.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a managed message targets (Ignis's `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IgnisTarget {
+    /// One connection, by client id.
+    Client,
+    /// Every session of a user, by user id.
+    User,
+    /// The members of a room.
+    Room,
+    /// Every authenticated connection.
+    Broadcast,
+}
+
+/// A managed message between servers, in Ignis's layout (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IgnisEnvelope {
+    /// The publishing server (`serverId`), or [`EMITTER_SERVER_ID`].
+    pub server_id: String,
+    /// What the message targets (`type`).
+    #[serde(rename = "type")]
+    pub kind: IgnisTarget,
+    /// The client id, user id or room; `None` for a broadcast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The event delivered to clients.
+    pub event: String,
+    /// The event's payload; `null` when the publisher sent none.
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// Client ids to skip (rooms and broadcasts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Vec<String>>,
+}
+
+impl IgnisEnvelope {
+    /// A message to one connection.
+    pub fn client(
+        server_id: impl Into<String>,
+        client_id: impl Into<String>,
+        event: impl Into<String>,
+        data: serde_json::Value,
+    ) -> IgnisEnvelope {
+        Self::targeted(server_id, IgnisTarget::Client, client_id, event, data)
+    }
+
+    /// A message to every session of a user.
+    pub fn user(
+        server_id: impl Into<String>,
+        user_id: impl Into<String>,
+        event: impl Into<String>,
+        data: serde_json::Value,
+    ) -> IgnisEnvelope {
+        Self::targeted(server_id, IgnisTarget::User, user_id, event, data)
+    }
+
+    /// A message to the members of `room` except the clients in `exclude` (none when empty).
+    pub fn room(
+        server_id: impl Into<String>,
+        room: impl Into<String>,
+        event: impl Into<String>,
+        data: serde_json::Value,
+        exclude: &[&str],
+    ) -> IgnisEnvelope {
+        let mut envelope = Self::targeted(server_id, IgnisTarget::Room, room, event, data);
+        envelope.exclude =
+            (!exclude.is_empty()).then(|| exclude.iter().map(|&id| id.to_owned()).collect());
+        envelope
+    }
+
+    /// A message to every authenticated connection.
+    pub fn broadcast(
+        server_id: impl Into<String>,
+        event: impl Into<String>,
+        data: serde_json::Value,
+    ) -> IgnisEnvelope {
+        IgnisEnvelope {
+            server_id: server_id.into(),
+            kind: IgnisTarget::Broadcast,
+            target: None,
+            event: event.into(),
+            data,
+            exclude: None,
+        }
+    }
+
+    fn targeted(
+        server_id: impl Into<String>,
+        kind: IgnisTarget,
+        target: impl Into<String>,
+        event: impl Into<String>,
+        data: serde_json::Value,
+    ) -> IgnisEnvelope {
+        IgnisEnvelope {
+            server_id: server_id.into(),
+            kind,
+            target: Some(target.into()),
+            event: event.into(),
+            data,
+            exclude: None,
+        }
+    }
+
+    /// The channel this message is published on: `ws:client:{id}`, `ws:user:{id}`,
+    /// `ws:room:{room}` or [`BROADCAST_CHANNEL`]. A missing target reads as empty.
+    pub fn channel(&self) -> String {
+        let prefix = match self.kind {
+            IgnisTarget::Client => CLIENT_PREFIX,
+            IgnisTarget::User => USER_PREFIX,
+            IgnisTarget::Room => ROOM_PREFIX,
+            IgnisTarget::Broadcast => return BROADCAST_CHANNEL.to_owned(),
+        };
+        let target = self.target.as_deref().unwrap_or_default();
+        let mut channel = String::with_capacity(prefix.len() + target.len());
+        channel.push_str(prefix);
+        channel.push_str(target);
+        channel
+    }
+
+    /// The JSON text of this message.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self)
+            .expect("invariant: an envelope of strings and a JSON value serializes")
+    }
+
+    /// Parses a message as Ignis publishes it; unknown keys are ignored.
+    pub fn decode(bytes: &[u8]) -> Result<IgnisEnvelope, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// Where an [`IgnisBus`] hands the envelopes other servers (and emitters) published: the
+/// managed service, which delivers them to its local connections.
+///
+/// `deliver` runs on the bus's receiving task, one envelope at a time in the order Redis sent
+/// them: it must not block (hand slow work to a task). A panic is caught, logged and counted.
+pub trait IgnisSink: Send + Sync + 'static {
+    /// Delivers one envelope from another server to the local connections it targets.
+    fn deliver(&self, envelope: IgnisEnvelope);
+}
+
+/// One server's connections to a fleet's Redis in Ignis's layout: publishes envelopes and
+/// receives everyone else's.
+///
+/// Two connections: a publisher (multiplexed; envelopes are queued and sent in pipelined
+/// batches from a task, so [`publish`](IgnisBus::publish) never blocks) and a subscriber on
+/// [`BROADCAST_CHANNEL`] and the `ws:room:*`, `ws:client:*`, `ws:user:*` patterns. Both
+/// reconnect on their own with exponential backoff (the subscriber subscribes again). While
+/// Redis is away outgoing envelopes are dropped; every failure is logged (target
+/// `asena::transport`) and counted ([`stats`](IgnisBus::stats)).
+///
+/// Cheap to clone; the connections close on [`shutdown`](IgnisBus::shutdown) or when the last
+/// clone is dropped.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use asena_runtime::transport::ignis::{IgnisBus, IgnisEnvelope, IgnisSink};
+///
+/// struct Print;
+/// impl IgnisSink for Print {
+///     fn deliver(&self, envelope: IgnisEnvelope) {
+///         println!("{} for {:?}", envelope.event, envelope.target);
+///     }
+/// }
+///
+/// # async fn run() -> Result<(), asena_runtime::TransportError> {
+/// let server_id = uuid::Uuid::new_v4().to_string();
+/// let bus = IgnisBus::connect("redis://127.0.0.1:6379", server_id, Arc::new(Print)).await?;
+/// bus.publish(IgnisEnvelope::room(bus.server_id(), "lobby", "hello", serde_json::json!({}), &[]));
+/// bus.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct IgnisBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    server_id: String,
+    counters: Arc<Counters>,
+    queue: mpsc::Sender<IgnisEnvelope>,
+    /// Whether the publisher is connected: envelopes published meanwhile are dropped at once.
+    connected: Arc<AtomicBool>,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for IgnisBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IgnisBus")
+            .field("url", &self.inner.url)
+            .field("server_id", &self.inner.server_id)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl IgnisBus {
+    /// Connects to the Redis at `url` as the server `server_id` and starts handing the
+    /// fleet's envelopes to `sink`, except those carrying `server_id` (its own).
+    ///
+    /// Fails when Redis cannot be reached, when `url` is not a Redis URL, and when
+    /// `server_id` is empty or [`EMITTER_SERVER_ID`] (the bus would drop every emitter's
+    /// messages). Once this returns, the subscriptions are in place.
+    pub async fn connect(
+        url: &str,
+        server_id: String,
+        sink: Arc<dyn IgnisSink>,
+    ) -> Result<IgnisBus, TransportError> {
+        if server_id.is_empty() || server_id == EMITTER_SERVER_ID {
+            return Err(TransportError::Other(
+                format!("an Ignis server id must be unique and not empty or `{EMITTER_SERVER_ID}`, got `{server_id}`").into(),
+            ));
+        }
+        let connect_error = |source: BoxError| TransportError::Connect {
+            url: url.to_owned(),
+            source,
+        };
+        let client = Client::open(url).map_err(|_| TransportError::InvalidUrl(url.to_owned()))?;
+        let publisher = connect_publisher(&client)
+            .await
+            .map_err(|e| connect_error(Box::new(e)))?;
+        let subscriber = connect_subscriber(&client).await.map_err(connect_error)?;
+
+        let counters = Arc::new(Counters::default());
+        let connected = Arc::new(AtomicBool::new(true));
+        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let pub_task = tokio::spawn(
+            PublisherTask {
+                client: client.clone(),
+                counters: counters.clone(),
+                connected: connected.clone(),
+                rx,
+                shutdown: shutdown_rx.clone(),
+            }
+            .run(publisher),
+        );
+        let sub_task = tokio::spawn(
+            SubscriberTask {
+                client,
+                server_id: server_id.clone(),
+                counters: counters.clone(),
+                sink,
+                shutdown: shutdown_rx,
+                malformed: 0,
+            }
+            .run(subscriber),
+        );
+        tracing::info!(target: "asena::transport", transport = "ignis", %url, %server_id, "connected");
+        Ok(IgnisBus {
+            inner: Arc::new(Inner {
+                url: url.to_owned(),
+                server_id,
+                counters,
+                queue,
+                connected,
+                running: Mutex::new(Some(Running {
+                    shutdown,
+                    tasks: vec![pub_task, sub_task],
+                })),
+            }),
+        })
+    }
+
+    /// This server's id: the `serverId` its envelopes should carry, and the one it drops.
+    pub fn server_id(&self) -> &str {
+        &self.inner.server_id
+    }
+
+    /// The Redis URL.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// Sends `envelope` on its [channel](IgnisEnvelope::channel) without waiting: it is
+    /// queued for the publishing task. When the queue is full, while Redis is away and after
+    /// [`shutdown`](IgnisBus::shutdown) the envelope is dropped, counted and logged.
+    ///
+    /// The envelope goes out as given: give it this bus's [`server_id`](IgnisBus::server_id)
+    /// so the fleet knows where it came from and this server does not receive it back.
+    pub fn publish(&self, envelope: IgnisEnvelope) {
+        let counters = &self.inner.counters;
+        if !self.inner.connected.load(Ordering::Relaxed) {
+            let dropped = counters.dropped.fetch_add(1, Ordering::Relaxed);
+            if dropped.is_multiple_of(1000) {
+                tracing::warn!(target: "asena::transport", transport = "ignis", dropped = dropped + 1, "Redis is away, dropping envelopes");
+            }
+            return;
+        }
+        match self.inner.queue.try_send(envelope) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let dropped = counters.dropped.fetch_add(1, Ordering::Relaxed);
+                if dropped.is_multiple_of(1000) {
+                    tracing::warn!(target: "asena::transport", transport = "ignis", dropped = dropped + 1, "outgoing queue full, dropping envelopes");
+                }
+            }
+            Err(TrySendError::Closed(_)) => Counters::add(&counters.dropped, 1),
+        }
+    }
+
+    /// Counters: envelopes published, received (handed to the sink), dropped, errors
+    /// (failed sends and connects, lost connections, malformed messages) and reconnects.
+    pub fn stats(&self) -> TransportStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Flushes what is queued (for at most two seconds) and disconnects. Idempotent; any
+    /// clone may call it, and every clone is closed afterwards.
+    pub async fn shutdown(&self) {
+        let running = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(running) = running else { return };
+        self.inner.connected.store(false, Ordering::Relaxed);
+        stop_tasks(
+            &running.shutdown,
+            running.tasks,
+            FLUSH_TIMEOUT + Duration::from_secs(1),
+        )
+        .await;
+        tracing::info!(target: "asena::transport", transport = "ignis", server_id = %self.inner.server_id, "disconnected");
+    }
+}
+
+async fn connect_publisher(client: &Client) -> redis::RedisResult<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(CONNECT_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+/// A pub/sub connection subscribed to everything a server listens on.
+async fn connect_subscriber(client: &Client) -> Result<PubSub, BoxError> {
+    let fut = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(BROADCAST_CHANNEL).await?;
+        pubsub.psubscribe(&PATTERNS[..]).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    Ok(tokio::time::timeout(CONNECT_TIMEOUT, fut)
+        .await
+        .map_err(|_| "timed out")??)
+}
+
+struct PublisherTask {
+    client: Client,
+    counters: Arc<Counters>,
+    connected: Arc<AtomicBool>,
+    rx: mpsc::Receiver<IgnisEnvelope>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl PublisherTask {
+    async fn run(mut self, conn: MultiplexedConnection) {
+        let mut conn = Some(conn);
+        let mut backoff = Backoff::new();
+        let mut next_attempt = Instant::now();
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let Some(c) = conn.as_mut() else {
+                // Disconnected: reconnect when the backoff allows, drop what is still queued.
+                tokio::select! {
+                    _ = self.shutdown.changed() => return,
+                    _ = tokio::time::sleep_until(next_attempt) => {
+                        match connect_publisher(&self.client).await {
+                            Ok(c) => {
+                                Counters::add(&self.counters.reconnects, 1);
+                                tracing::info!(target: "asena::transport", transport = "ignis", "publisher reconnected");
+                                backoff.reset();
+                                self.connected.store(true, Ordering::Relaxed);
+                                conn = Some(c);
+                            }
+                            Err(error) => {
+                                Counters::add(&self.counters.errors, 1);
+                                let delay = backoff.next_delay();
+                                tracing::warn!(target: "asena::transport", transport = "ignis", %error, retry_in = ?delay, "publisher reconnect failed");
+                                next_attempt = Instant::now() + delay;
+                            }
+                        }
+                    }
+                    n = self.rx.recv_many(&mut batch, BATCH) => {
+                        if n == 0 {
+                            return;
+                        }
+                        Counters::add(&self.counters.dropped, n as u64);
+                        batch.clear();
+                    }
+                }
+                continue;
+            };
+            tokio::select! {
+                _ = self.shutdown.changed() => {
+                    self.rx.close();
+                    let mut rest = Vec::new();
+                    while self.rx.recv_many(&mut rest, BATCH).await > 0 {}
+                    let flush = async {
+                        for chunk in rest.chunks(BATCH) {
+                            send_batch(c, chunk, &self.counters).await?;
+                        }
+                        Ok::<_, redis::RedisError>(())
+                    };
+                    if !matches!(tokio::time::timeout(FLUSH_TIMEOUT, flush).await, Ok(Ok(()))) {
+                        tracing::warn!(target: "asena::transport", transport = "ignis", "could not flush queued envelopes on shutdown");
+                    }
+                    return;
+                }
+                n = self.rx.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        return;
+                    }
+                    if let Err(error) = send_batch(c, &batch, &self.counters).await {
+                        Counters::add(&self.counters.errors, 1);
+                        Counters::add(&self.counters.dropped, n as u64);
+                        tracing::warn!(target: "asena::transport", transport = "ignis", %error, dropped = n, "publish failed; reconnecting");
+                        self.connected.store(false, Ordering::Relaxed);
+                        conn = None;
+                        next_attempt = Instant::now() + backoff.next_delay();
+                    }
+                    batch.clear();
+                }
+            }
+        }
+    }
+}
+
+async fn send_batch(
+    conn: &mut MultiplexedConnection,
+    batch: &[IgnisEnvelope],
+    counters: &Counters,
+) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    for envelope in batch {
+        pipe.cmd("PUBLISH")
+            .arg(envelope.channel())
+            .arg(envelope.encode())
+            .ignore();
+    }
+    pipe.query_async::<()>(conn).await?;
+    Counters::add(&counters.published, batch.len() as u64);
+    Ok(())
+}
+
+struct SubscriberTask {
+    client: Client,
+    server_id: String,
+    counters: Arc<Counters>,
+    sink: Arc<dyn IgnisSink>,
+    shutdown: watch::Receiver<bool>,
+    /// Malformed messages seen, to log the first few and then one in a thousand.
+    malformed: u64,
+}
+
+impl SubscriberTask {
+    async fn run(mut self, pubsub: PubSub) {
+        let mut pubsub = Some(pubsub);
+        let mut backoff = Backoff::new();
+        loop {
+            if let Some(p) = pubsub.take() {
+                let mut stream = p.into_on_message();
+                loop {
+                    tokio::select! {
+                        _ = self.shutdown.changed() => return,
+                        msg = stream.next() => match msg {
+                            Some(msg) => self.handle(msg.get_channel_name(), msg.get_payload_bytes()),
+                            None => break,
+                        }
+                    }
+                }
+                Counters::add(&self.counters.errors, 1);
+                tracing::warn!(target: "asena::transport", transport = "ignis", "subscriber lost its connection; reconnecting");
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = self.shutdown.changed() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            match connect_subscriber(&self.client).await {
+                Ok(p) => {
+                    Counters::add(&self.counters.reconnects, 1);
+                    tracing::info!(target: "asena::transport", transport = "ignis", "subscriber reconnected");
+                    backoff.reset();
+                    pubsub = Some(p);
+                }
+                Err(error) => {
+                    Counters::add(&self.counters.errors, 1);
+                    tracing::warn!(target: "asena::transport", transport = "ignis", %error, "subscriber reconnect failed");
+                }
+            }
+        }
+    }
+
+    /// Hands one message to the sink, unless it is ours or not an envelope.
+    fn handle(&mut self, channel: &str, payload: &[u8]) {
+        let envelope = match IgnisEnvelope::decode(payload) {
+            Ok(e) if e.target.is_none() && e.kind != IgnisTarget::Broadcast => {
+                self.malformed(
+                    channel,
+                    &format!("a `{:?}` message without a target", e.kind),
+                );
+                return;
+            }
+            Ok(e) => e,
+            Err(error) => {
+                self.malformed(channel, &error.to_string());
+                return;
+            }
+        };
+        if envelope.server_id == self.server_id {
+            return;
+        }
+        Counters::add(&self.counters.received, 1);
+        let sink = &self.sink;
+        if std::panic::catch_unwind(AssertUnwindSafe(|| sink.deliver(envelope))).is_err() {
+            Counters::add(&self.counters.errors, 1);
+            tracing::error!(target: "asena::transport", transport = "ignis", channel, "the Ignis sink panicked; envelope lost");
+        }
+    }
+
+    fn malformed(&mut self, channel: &str, error: &str) {
+        Counters::add(&self.counters.errors, 1);
+        self.malformed += 1;
+        if self.malformed <= 10 || self.malformed.is_multiple_of(1000) {
+            tracing::warn!(target: "asena::transport", transport = "ignis", channel, error, malformed = self.malformed, "dropping a message that is not an Ignis envelope");
+        } else {
+            tracing::debug!(target: "asena::transport", transport = "ignis", channel, error, "dropping a message that is not an Ignis envelope");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn envelopes_have_ignis_keys_and_omit_absent_optionals() {
+        let room = IgnisEnvelope::room("s1", "lobby", "e", json!([1]), &["c1"]);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&room.encode()).expect("JSON"),
+            json!({"serverId": "s1", "type": "room", "target": "lobby", "event": "e", "data": [1], "exclude": ["c1"]}),
+        );
+        assert_eq!(
+            IgnisEnvelope::broadcast("s1", "e", json!(null)).encode(),
+            r#"{"serverId":"s1","type":"broadcast","event":"e","data":null}"#,
+        );
+        assert_eq!(
+            IgnisEnvelope::room("s", "r", "e", json!(1), &[]).exclude,
+            None
+        );
+    }
+
+    #[test]
+    fn channels_follow_the_target() {
+        let data = json!({});
+        assert_eq!(
+            IgnisEnvelope::client("s", "c-1", "e", data.clone()).channel(),
+            "ws:client:c-1"
+        );
+        assert_eq!(
+            IgnisEnvelope::user("s", "u:1", "e", data.clone()).channel(),
+            "ws:user:u:1"
+        );
+        assert_eq!(
+            IgnisEnvelope::room("s", "a b", "e", data.clone(), &[]).channel(),
+            "ws:room:a b"
+        );
+        assert_eq!(
+            IgnisEnvelope::broadcast("s", "e", data).channel(),
+            BROADCAST_CHANNEL
+        );
+    }
+
+    #[test]
+    fn decoding_tolerates_what_javascript_omits_and_rejects_the_rest() {
+        let e = IgnisEnvelope::decode(
+            br#"{"serverId":"x","type":"user","target":"u","event":"e","extra":1}"#,
+        )
+        .expect("an envelope without data");
+        assert_eq!(e.data, json!(null));
+        for bad in [
+            &br#"{"serverId":"x","type":"everyone","event":"e","data":1}"#[..],
+            br#"{"type":"room","target":"r","event":"e","data":1}"#,
+            br#"{"serverId":"x","type":"room","target":"r","data":1}"#,
+            b"not json",
+            b"",
+        ] {
+            assert!(
+                IgnisEnvelope::decode(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
