@@ -1,6 +1,7 @@
 //! The `realtime` example's contract (documented in `examples/realtime/app.rs`), over real
 //! sockets: tokens, the room validator, `say`, presence (one instance, and two sharing Redis),
-//! notifications to every session of a user, the served files and the configured timeouts.
+//! notifications to every session of a user, the served files, the configured timeouts, and
+//! two instances on the managed Redis bus (rooms, presence and `Emitter::to_user` across them).
 
 #[path = "../examples/realtime/app.rs"]
 #[allow(dead_code)]
@@ -386,4 +387,94 @@ async fn presence_in_redis_spans_instances() -> anyhow::Result<()> {
         .await?;
     one.stop().await?;
     two.stop().await
+}
+
+/// Skips messages until a presence snapshot listing exactly `users`.
+async fn presence_until(c: &mut Client, users: &[&str]) -> anyhow::Result<()> {
+    loop {
+        let m = c.recv_json().await?;
+        if m["event"] == "presence" && m["data"]["online"] == json!(users) {
+            return Ok(());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Result<()> {
+    let key = unique_key();
+    let options = Options {
+        presence_redis: Some(REDIS.to_owned()),
+        presence_key: key.clone(),
+        ..Options::default()
+    };
+    // What `ASENA_TRANSPORT=redis://…` gives `main`: the managed services' Redis bus.
+    let instance = || async {
+        let builder = realtime::builder()
+            .without_auto_registration()
+            .managed_redis(REDIS);
+        serve(realtime::build(builder, options.clone()).await?).await
+    };
+    let one = instance().await?;
+    let two = instance().await?;
+
+    let (mut alice, _) = sign_in(&one, "alice-token").await?;
+    presence_until(&mut alice, &["alice"]).await?;
+    let (mut bob, _) = sign_in(&two, "bob-token").await?;
+    presence_until(&mut bob, &["alice", "bob"]).await?;
+    // bob coming online on instance two is broadcast to instance one.
+    presence_until(&mut alice, &["alice", "bob"]).await?;
+
+    // A room spans the instances; the sender is still excluded.
+    for c in [&mut alice, &mut bob] {
+        c.send_json(&event("join", json!({"rooms": ["public-fleet"]})))
+            .await?;
+        assert_eq!(next_not_presence(c).await?["event"], "join");
+    }
+    alice
+        .send_json(&event(
+            "say",
+            json!({"room": "public-fleet", "text": "across"}),
+        ))
+        .await?;
+    assert_eq!(
+        next_not_presence(&mut bob).await?,
+        event(
+            "said",
+            json!({"room": "public-fleet", "from": "alice", "text": "across"})
+        )
+    );
+
+    // `emit --user alice --event notification`: every session of alice, on both instances.
+    let (mut alice2, _) = sign_in(&two, "alice-token").await?;
+    let emitter = asena_runtime::Emitter::connect(REDIS).await?;
+    emitter
+        .to_user("alice", "notification", json!({"message": "hello"}))
+        .await?;
+    emitter.close().await;
+    let notification = event("notification", json!({"message": "hello"}));
+    assert_eq!(next_not_presence(&mut alice).await?, notification);
+    assert_eq!(next_not_presence(&mut alice2).await?, notification);
+    // Neither bob nor alice (the sender of `say`) got anything else.
+    for c in [&mut bob, &mut alice] {
+        c.send_json(&event("join", json!({"rooms": []}))).await?;
+        assert_eq!(next_not_presence(c).await?["event"], "join");
+    }
+
+    // bob leaving instance two is broadcast to instance one.
+    bob.close().await?;
+    presence_until(&mut alice, &["alice"]).await?;
+
+    alice.close().await?;
+    alice2.close().await?;
+    one.stop().await?;
+    two.stop().await?;
+    let mut redis = redis::Client::open(REDIS)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let () = redis::cmd("DEL")
+        .arg(&key)
+        .arg(format!("{key}:version"))
+        .query_async(&mut redis)
+        .await?;
+    Ok(())
 }
