@@ -1,0 +1,31 @@
+//! `cargo run --example realtime`, then open http://127.0.0.1:3000 (sign in with
+//! `alice-token` or `bob-token`).
+//!
+//! `cargo run --example realtime -- --asyncapi` prints the protocol as an AsyncAPI 3.0
+//! document. `PORT` changes the port; `AUTH_TIMEOUT_MS` and `HEARTBEAT_TIMEOUT_MS` the
+//! managed protocol's timeouts; `ASENA_TRANSPORT=redis://127.0.0.1:6379` lets several
+//! instances share users, rooms, broadcasts and presence.
+
+mod app;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--asyncapi") {
+        // The protocol as an AsyncAPI 3.0 document, on stdout.
+        let app = app::builder().build().await?;
+        let json = serde_json::to_string_pretty(&app.asyncapi())?;
+        std::io::Write::write_all(&mut std::io::stdout(), format!("{json}\n").as_bytes())?;
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
+    let options = app::Options::from_env()?;
+    let app = app::build(app::builder().transport_from_env()?, options).await?;
+    tracing::info!("realtime on http://127.0.0.1:{port}/ (managed WebSocket /ws)");
+    app.serve(format!("127.0.0.1:{port}")).await?;
+    Ok(())
+}

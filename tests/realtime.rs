@@ -1,0 +1,480 @@
+//! The `realtime` example's contract (documented in `examples/realtime/app.rs`), over real
+//! sockets: tokens, the room validator, `say`, presence (one instance, and two sharing Redis),
+//! notifications to every session of a user, the served files, the configured timeouts, and
+//! two instances on the managed Redis bus (rooms, presence and `Emitter::to_user` across them).
+
+#[path = "../examples/realtime/app.rs"]
+#[allow(dead_code)]
+mod realtime;
+
+use std::time::Duration;
+
+use asena_tests::{Client, TestServer, http_request, serve, validate_asyncapi};
+use realtime::Options;
+use serde_json::{Value, json};
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+async fn server_with(options: Options) -> anyhow::Result<TestServer> {
+    serve(realtime::build(realtime::builder().without_auto_registration(), options).await?).await
+}
+
+async fn server() -> anyhow::Result<TestServer> {
+    server_with(Options::default()).await
+}
+
+fn event(name: &str, data: Value) -> Value {
+    json!({"event": name, "data": data})
+}
+
+/// Connects to `/ws` and authenticates with `token`; returns the client and `connected`.
+async fn sign_in(s: &TestServer, token: &str) -> anyhow::Result<(Client, Value)> {
+    let mut c = s.connect("/ws").await?;
+    c.send_json(&event(
+        "authenticate",
+        json!({"type": "token", "token": token}),
+    ))
+    .await?;
+    let connected = c.recv_json().await?;
+    anyhow::ensure!(connected["event"] == "connected", "{connected}");
+    Ok((c, connected))
+}
+
+/// The next message that is not a presence snapshot.
+async fn next_not_presence(c: &mut Client) -> anyhow::Result<Value> {
+    loop {
+        let m = c.recv_json().await?;
+        if m["event"] != "presence" {
+            return Ok(m);
+        }
+    }
+}
+
+/// The next presence snapshot's users (other messages are an error).
+async fn presence(c: &mut Client) -> anyhow::Result<(Vec<String>, u64)> {
+    let m = c.recv_json().await?;
+    anyhow::ensure!(m["event"] == "presence", "expected presence, got {m}");
+    let online = serde_json::from_value(m["data"]["online"].clone())?;
+    let version = m["data"]["version"].as_u64().unwrap_or_default();
+    Ok((online, version))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_two_tokens_are_users_and_others_close_4003() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (_alice, connected) = sign_in(&s, "alice-token").await?;
+    assert_eq!(connected["data"]["userId"], "alice");
+    let (_bob, connected) = sign_in(&s, "bob-token").await?;
+    assert_eq!(connected["data"]["userId"], "bob");
+    for token in [json!("carol-token"), json!(""), Value::Null] {
+        let mut c = s.connect("/ws").await?;
+        c.send_json(&event("authenticate", json!({"token": token})))
+            .await?;
+        assert_eq!(
+            c.recv_close().await?,
+            (4003, "Authentication failed".into()),
+            "{token}"
+        );
+    }
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lobby_and_public_rooms_are_allowed_the_rest_denied() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (mut alice, _) = sign_in(&s, "alice-token").await?;
+    alice
+        .send_json(&event(
+            "join",
+            json!({"rooms": ["lobby", "public-1", "secret", "private-1", "publicity"]}),
+        ))
+        .await?;
+    assert_eq!(
+        next_not_presence(&mut alice).await?,
+        event(
+            "join",
+            json!({"rooms": ["lobby", "public-1"], "denied": ["secret", "private-1", "publicity"]})
+        )
+    );
+    alice
+        .send_json(&event("leave", json!({"rooms": ["public-1", "secret"]})))
+        .await?;
+    assert_eq!(
+        next_not_presence(&mut alice).await?,
+        event("leave", json!({"rooms": ["public-1"]}))
+    );
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn say_reaches_the_room_but_not_the_sender() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (mut alice, _) = sign_in(&s, "alice-token").await?;
+    let (mut bob, _) = sign_in(&s, "bob-token").await?;
+    for c in [&mut alice, &mut bob] {
+        c.send_json(&event("join", json!({"rooms": ["public-1"]})))
+            .await?;
+        assert_eq!(next_not_presence(c).await?["event"], "join");
+    }
+    // Everyone is in the default room `lobby`.
+    alice
+        .send_json(&event("say", json!({"room": "lobby", "text": "hi all"})))
+        .await?;
+    assert_eq!(
+        next_not_presence(&mut bob).await?,
+        event(
+            "said",
+            json!({"room": "lobby", "from": "alice", "text": "hi all"})
+        )
+    );
+    bob.send_json(&event("say", json!({"room": "public-1", "text": "hi"})))
+        .await?;
+    assert_eq!(
+        next_not_presence(&mut alice).await?,
+        event(
+            "said",
+            json!({"room": "public-1", "from": "bob", "text": "hi"})
+        )
+    );
+    // Neither sender got its own line: the next answer is to its next request.
+    for c in [&mut alice, &mut bob] {
+        c.send_json(&event("say", json!({"room": "public-9", "text": "x"})))
+            .await?;
+        assert_eq!(
+            next_not_presence(c).await?,
+            event("error", json!({"message": "Not in room public-9"}))
+        );
+    }
+    // The text's length is checked.
+    alice
+        .send_json(&event("say", json!({"room": "lobby", "text": ""})))
+        .await?;
+    let e = next_not_presence(&mut alice).await?;
+    assert_eq!(
+        (&e["event"], &e["data"]["code"]),
+        (&json!("error"), &json!("constraint"))
+    );
+    alice
+        .send_json(&event(
+            "say",
+            json!({"room": "lobby", "text": "x".repeat(501)}),
+        ))
+        .await?;
+    assert_eq!(
+        next_not_presence(&mut alice).await?["data"]["code"],
+        "constraint"
+    );
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_follows_users_not_sessions() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (mut alice, _) = sign_in(&s, "alice-token").await?;
+    let (online, v1) = presence(&mut alice).await?;
+    assert_eq!(online, vec!["alice"]);
+
+    let (mut bob, _) = sign_in(&s, "bob-token").await?;
+    let (online, v2) = presence(&mut bob).await?;
+    assert_eq!(online, vec!["alice", "bob"]);
+    assert!(v2 > v1);
+    assert_eq!(presence(&mut alice).await?, (online.clone(), v2));
+
+    // A second session of alice: only it gets the list; nobody else hears of it.
+    let (mut alice2, _) = sign_in(&s, "alice-token").await?;
+    assert_eq!(presence(&mut alice2).await?.0, vec!["alice", "bob"]);
+    alice2.close().await?;
+    // bob's next presence is alice going offline, not her second session.
+    alice.close().await?;
+    let (online, v3) = presence(&mut bob).await?;
+    assert_eq!(online, vec!["bob"]);
+    assert!(v3 > v2);
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_reaches_every_session_of_the_user() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (mut alice1, _) = sign_in(&s, "alice-token").await?;
+    let (mut alice2, _) = sign_in(&s, "alice-token").await?;
+    let (mut bob, _) = sign_in(&s, "bob-token").await?;
+    // What the emit example's `--user alice --event notification` delivers, sent in process.
+    let managed = s
+        .app
+        .namespace("/ws")
+        .and_then(|n| n.managed())
+        .expect("a managed namespace");
+    let notification = event("notification", json!({"message": "hello"}));
+    assert_eq!(
+        managed.to_user("alice", ("notification", json!({"message": "hello"})))?,
+        2
+    );
+    assert_eq!(next_not_presence(&mut alice1).await?, notification);
+    assert_eq!(next_not_presence(&mut alice2).await?, notification);
+    // bob got nothing: his next message answers his own request.
+    bob.send_json(&event("join", json!({"rooms": []}))).await?;
+    assert_eq!(next_not_presence(&mut bob).await?["event"], "join");
+    // The typed variant is the same message.
+    let typed = serde_json::to_value(realtime::RealtimeOut::Notification {
+        message: "hello".into(),
+    })?;
+    assert_eq!(typed, notification);
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_the_client_and_the_document_are_served() -> anyhow::Result<()> {
+    let s = server().await?;
+    let get = |path: &str| {
+        let uri = s.http_url(path);
+        async move { http_request(hyper::Request::get(uri).body(Default::default())?).await }
+    };
+    let page = get("/").await?;
+    assert_eq!(page.status, 200);
+    for id in [
+        "token",
+        "signin",
+        "room",
+        "join",
+        "leave",
+        "message",
+        "send",
+        "messages",
+        "online",
+        "notifications",
+        "status",
+    ] {
+        assert!(page.body.contains(&format!("id=\"{id}\"")), "#{id} missing");
+    }
+    assert!(page.body.contains("src=\"/client.js\""));
+    let client = get("/client.js").await?;
+    assert_eq!(client.status, 200);
+    assert!(
+        asena_tests::header_values(&client, "content-type")
+            .iter()
+            .any(|v| v.starts_with("text/javascript"))
+    );
+    assert!(client.body.contains("class ManagedClient"));
+    assert_eq!(
+        get("/config.json").await?.json()?,
+        json!({"authTimeoutMs": 5000, "heartbeatTimeoutMs": 30000})
+    );
+    let doc = get("/asyncapi.json").await?.json()?;
+    let messages = doc["channels"]["Realtime"]["messages"]
+        .as_object()
+        .map(|m| {
+            let mut keys: Vec<String> = m.keys().cloned().collect();
+            keys.sort();
+            keys
+        })
+        .unwrap_or_default();
+    // The app's events (the managed protocol adds its own, such as `send.error`).
+    for expected in [
+        "receive.say",
+        "send.said",
+        "send.presence",
+        "send.notification",
+    ] {
+        assert!(
+            messages.iter().any(|m| m == expected),
+            "{expected}: {messages:?}"
+        );
+    }
+    validate_asyncapi(&[("realtime", doc)])?;
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeouts_are_the_configured_ones() -> anyhow::Result<()> {
+    let s = server_with(Options {
+        auth_timeout: Duration::from_millis(200),
+        heartbeat_timeout: Duration::from_millis(600),
+        ..Options::default()
+    })
+    .await?;
+    let config =
+        http_request(hyper::Request::get(s.http_url("/config.json")).body(Default::default())?)
+            .await?;
+    assert_eq!(
+        config.json()?,
+        json!({"authTimeoutMs": 200, "heartbeatTimeoutMs": 600})
+    );
+    let started = tokio::time::Instant::now();
+    let mut silent = s.connect("/ws").await?;
+    assert_eq!(
+        silent.recv_close().await?,
+        (4001, "Authentication timeout".into())
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let (mut alice, _) = sign_in(&s, "alice-token").await?;
+    // Heartbeats every 150 ms for 1.2 s (twice the timeout) keep her.
+    let mut ticker = tokio::time::interval(Duration::from_millis(150));
+    for _ in 0..8 {
+        ticker.tick().await;
+        alice.send_json(&json!({"event": "heartbeat"})).await?;
+    }
+    alice
+        .send_json(&event("join", json!({"rooms": ["lobby"]})))
+        .await?;
+    assert_eq!(next_not_presence(&mut alice).await?["event"], "join");
+    // Then silence.
+    assert_eq!(
+        alice.recv_close().await?,
+        (4002, "Heartbeat timeout".into())
+    );
+    s.stop().await
+}
+
+/// A presence hash of this test alone.
+fn unique_key() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("realtime-test:{}:{nanos}", std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_in_redis_spans_instances() -> anyhow::Result<()> {
+    let key = unique_key();
+    let options = Options {
+        presence_redis: Some(REDIS.to_owned()),
+        presence_key: key.clone(),
+        ..Options::default()
+    };
+    let one = server_with(options.clone()).await?;
+    let two = server_with(options).await?;
+    let (mut alice, _) = sign_in(&one, "alice-token").await?;
+    assert_eq!(presence(&mut alice).await?.0, vec!["alice"]);
+    // bob, on the other instance, sees alice too.
+    let (mut bob, _) = sign_in(&two, "bob-token").await?;
+    let (online, _) = presence(&mut bob).await?;
+    assert_eq!(online, vec!["alice", "bob"]);
+    // A second session of alice on instance two is counted, not announced.
+    let (mut alice2, _) = sign_in(&two, "alice-token").await?;
+    assert_eq!(presence(&mut alice2).await?.0, vec!["alice", "bob"]);
+
+    let mut redis = redis::Client::open(REDIS)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let counts: std::collections::BTreeMap<String, i64> = redis::cmd("HGETALL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await?;
+    assert_eq!(counts, [("alice".into(), 2), ("bob".into(), 1)].into());
+
+    // Sessions closing are counted out; the hash empties with the last one.
+    alice.close().await?;
+    alice2.close().await?;
+    bob.close().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let len: i64 = redis::cmd("HLEN").arg(&key).query_async(&mut redis).await?;
+        if len == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{len} users still online"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let () = redis::cmd("DEL")
+        .arg(&key)
+        .arg(format!("{key}:version"))
+        .query_async(&mut redis)
+        .await?;
+    one.stop().await?;
+    two.stop().await
+}
+
+/// Skips messages until a presence snapshot listing exactly `users`.
+async fn presence_until(c: &mut Client, users: &[&str]) -> anyhow::Result<()> {
+    loop {
+        let m = c.recv_json().await?;
+        if m["event"] == "presence" && m["data"]["online"] == json!(users) {
+            return Ok(());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Result<()> {
+    let key = unique_key();
+    let options = Options {
+        presence_redis: Some(REDIS.to_owned()),
+        presence_key: key.clone(),
+        ..Options::default()
+    };
+    // What `ASENA_TRANSPORT=redis://…` gives `main`: the managed services' Redis bus.
+    let instance = || async {
+        let builder = realtime::builder()
+            .without_auto_registration()
+            .managed_redis(REDIS);
+        serve(realtime::build(builder, options.clone()).await?).await
+    };
+    let one = instance().await?;
+    let two = instance().await?;
+
+    let (mut alice, _) = sign_in(&one, "alice-token").await?;
+    presence_until(&mut alice, &["alice"]).await?;
+    let (mut bob, _) = sign_in(&two, "bob-token").await?;
+    presence_until(&mut bob, &["alice", "bob"]).await?;
+    // bob coming online on instance two is broadcast to instance one.
+    presence_until(&mut alice, &["alice", "bob"]).await?;
+
+    // A room spans the instances; the sender is still excluded.
+    for c in [&mut alice, &mut bob] {
+        c.send_json(&event("join", json!({"rooms": ["public-fleet"]})))
+            .await?;
+        assert_eq!(next_not_presence(c).await?["event"], "join");
+    }
+    alice
+        .send_json(&event(
+            "say",
+            json!({"room": "public-fleet", "text": "across"}),
+        ))
+        .await?;
+    assert_eq!(
+        next_not_presence(&mut bob).await?,
+        event(
+            "said",
+            json!({"room": "public-fleet", "from": "alice", "text": "across"})
+        )
+    );
+
+    // `emit --user alice --event notification`: every session of alice, on both instances.
+    let (mut alice2, _) = sign_in(&two, "alice-token").await?;
+    let emitter = asena_runtime::Emitter::connect(REDIS).await?;
+    emitter
+        .to_user("alice", "notification", json!({"message": "hello"}))
+        .await?;
+    emitter.close().await;
+    let notification = event("notification", json!({"message": "hello"}));
+    assert_eq!(next_not_presence(&mut alice).await?, notification);
+    assert_eq!(next_not_presence(&mut alice2).await?, notification);
+    // Neither bob nor alice (the sender of `say`) got anything else.
+    for c in [&mut bob, &mut alice] {
+        c.send_json(&event("join", json!({"rooms": []}))).await?;
+        assert_eq!(next_not_presence(c).await?["event"], "join");
+    }
+
+    // bob leaving instance two is broadcast to instance one.
+    bob.close().await?;
+    presence_until(&mut alice, &["alice"]).await?;
+
+    alice.close().await?;
+    alice2.close().await?;
+    one.stop().await?;
+    two.stop().await?;
+    let mut redis = redis::Client::open(REDIS)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let () = redis::cmd("DEL")
+        .arg(&key)
+        .arg(format!("{key}:version"))
+        .query_async(&mut redis)
+        .await?;
+    Ok(())
+}
