@@ -18,6 +18,10 @@ mod notifications;
 #[allow(dead_code)]
 mod echo;
 
+#[path = "../examples/realtime/app.rs"]
+#[allow(dead_code)]
+mod realtime;
+
 #[path = "../examples/bench_server/main.rs"]
 #[allow(dead_code)]
 mod bench_server;
@@ -41,6 +45,7 @@ async fn every_example_document_passes_the_official_parser() -> anyhow::Result<(
         ("notifications", document(notifications::builder()).await?),
         ("echo", document(echo::builder()).await?),
         ("bench_server", document(bench_server::builder()).await?),
+        ("realtime", document(realtime::builder()).await?),
     ];
     validate_asyncapi(&docs)
 }
