@@ -118,6 +118,22 @@
 //! published, received and dropped. An [`Emitter`] publishes into a fleet from a process
 //! without a server.
 //!
+//! ## Logs
+//! Everything logs through `tracing` under five targets, for `RUST_LOG` (e.g.
+//! `RUST_LOG=asena::ws=debug,asena::transport=info`):
+//!
+//! | target | what |
+//! |---|---|
+//! | `asena::ws` | upgrades, connections (open, close with code and reason, handler failures, protocol errors), pings |
+//! | `asena::middleware` | the middleware chain of each upgrade, refusals, origin checks |
+//! | `asena::managed` | the managed protocol: authentication, timeouts, joins, the fleet bus |
+//! | `asena::transport` | brokers: connects, reconnects, drops |
+//! | `asena::di` | the component graph at startup |
+//!
+//! Each connection's task runs in a `connection` span (`socket_id`, `path`, `remote`), so
+//! every line it logs (its handlers' included) carries them; the middleware chain runs in an
+//! `upgrade` span (`path`, `remote`).
+//!
 //! ## Feature flags
 //! - `redis` (default): [`RedisTransport`], Redis support in [`Emitter`] (its managed
 //!   methods included), and the managed protocol across instances (`transport::ignis`).

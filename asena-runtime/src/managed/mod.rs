@@ -276,7 +276,7 @@ impl<S: ManagedService> WebSocketService for S {
     async fn on_open(&self, ws: &ManagedSocket<S::Out>) -> Result<()> {
         let options = self.options();
         let watched = ws.clone();
-        let watchdog = tokio::spawn(async move {
+        let watchdog = tokio::spawn(tracing::Instrument::in_current_span(async move {
             let client = &watched.data().values;
             while let Some((deadline, code, reason)) =
                 client.deadline(options.auth_timeout, options.heartbeat_timeout)
@@ -289,7 +289,7 @@ impl<S: ManagedService> WebSocketService for S {
                 }
                 tokio::time::sleep_until(deadline).await;
             }
-        });
+        }));
         ws.data().values.set_watchdog(watchdog.abort_handle());
         Ok(())
     }

@@ -154,7 +154,11 @@ where
     let conn = handle.conn.clone();
     let ns = handle.ns.clone();
     let socket = Socket::<S::Data, S::Out>::new(handle.retype());
-    let writer = tokio::spawn(write_loop(service.clone(), socket.clone(), w));
+    let writer = tokio::spawn(tracing::Instrument::in_current_span(write_loop(
+        service.clone(),
+        socket.clone(),
+        w,
+    )));
     tracing::debug!(target: "asena::ws", socket_id = %conn.id, path = %conn.path(), "open");
     if ns.path().contains('{') {
         // A parametrised service: the concrete path is a room (see `Namespace`).
@@ -288,7 +292,7 @@ where
         conn.shared.stats.record_handler_error();
         tracing::error!(target: "asena::ws", socket_id = %conn.id, error = %e, "on_close failed");
     }
-    tracing::debug!(target: "asena::ws", socket_id = %conn.id, code, "closed");
+    tracing::debug!(target: "asena::ws", code, reason = %reason, "closed");
 
     // Let the writer flush the close frame, then make sure it is gone.
     if conn.close_requested().is_none() {

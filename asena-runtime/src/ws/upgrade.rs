@@ -269,17 +269,30 @@ pub(crate) async fn handle_with_globals(
 
     let query = parse_query(parts.uri.query());
     let mut ctx = Context::new(parts, remote_addr, params, typed_params, query, protocol);
-    let outcome = if globals.is_empty() {
-        run_chain(&ep.chain, &mut ctx, ep.ns.path()).await
-    } else {
-        let chain: Vec<Arc<dyn ErasedMiddleware>> = globals
-            .iter()
-            .filter(|(_, scope)| scope.matches(ctx.path()))
-            .map(|(m, _)| m.clone())
-            .chain(ep.chain.iter().cloned())
-            .collect();
-        run_chain(&chain, &mut ctx, ep.ns.path()).await
-    };
+    // The middleware chain's log lines carry the request path and peer.
+    let span = tracing::debug_span!(
+        target: "asena::middleware",
+        "upgrade",
+        path = %ctx.path(),
+        remote = ?remote_addr,
+    );
+    let outcome = tracing::Instrument::instrument(
+        async {
+            if globals.is_empty() {
+                run_chain(&ep.chain, &mut ctx, ep.ns.path()).await
+            } else {
+                let chain: Vec<Arc<dyn ErasedMiddleware>> = globals
+                    .iter()
+                    .filter(|(_, scope)| scope.matches(ctx.path()))
+                    .map(|(m, _)| m.clone())
+                    .chain(ep.chain.iter().cloned())
+                    .collect();
+                run_chain(&chain, &mut ctx, ep.ns.path()).await
+            }
+        },
+        span,
+    )
+    .await;
     match outcome {
         ChainOutcome::Continue => {}
         ChainOutcome::Respond(resp) => return resp,
@@ -329,39 +342,50 @@ pub(crate) async fn handle_with_globals(
     let service = ep.service.clone();
     let ns = ep.ns.clone();
     let shutting_down = ep.shutting_down.clone();
-    tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(target: "asena::ws", error = %e, "upgrade failed");
+    // Every log line of the connection carries its id, path and peer.
+    let span = tracing::info_span!(
+        target: "asena::ws",
+        "connection",
+        socket_id = %conn.id,
+        path = %conn.request.path,
+        remote = ?conn.request.remote_addr,
+    );
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let upgraded = match on_upgrade.await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::debug!(target: "asena::ws", error = %e, "upgrade failed");
+                    return;
+                }
+            };
+            let io = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => Io::Tcp {
+                    stream: parts.io.into_inner(),
+                    leftover: parts.read_buf,
+                },
+                Err(upgraded) => Io::Other(TokioIo::new(upgraded)),
+            };
+            if shutting_down.load(Ordering::Acquire) {
+                // Upgraded after shutdown closed every socket: close this one the same way.
+                refuse(io, close_code::GOING_AWAY, "Server shutting down").await;
                 return;
             }
-        };
-        let io = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => Io::Tcp {
-                stream: parts.io.into_inner(),
-                leftover: parts.read_buf,
-            },
-            Err(upgraded) => Io::Other(TokioIo::new(upgraded)),
-        };
-        if shutting_down.load(Ordering::Acquire) {
-            // Upgraded after shutdown closed every socket: close this one the same way.
-            refuse(io, close_code::GOING_AWAY, "Server shutting down").await;
-            return;
-        }
-        if !ns.insert(conn.clone()) {
-            ns.stats().record_rejected();
-            tracing::warn!(target: "asena::ws", path = %ns.path(), "connection limit reached; closing with 1008");
-            refuse(io, close_code::POLICY, "Connection limit reached").await;
-            return;
-        }
-        if shutting_down.load(Ordering::Acquire) {
-            // Shutdown began between the check above and the insert; close_all may have
-            // missed this socket, so close it here.
-            conn.close(close_code::GOING_AWAY, "Server shutting down");
-        }
-        service.run(SocketRef { conn, ns }, io).await;
-    });
+            if !ns.insert(conn.clone()) {
+                ns.stats().record_rejected();
+                tracing::warn!(target: "asena::ws", path = %ns.path(), "connection limit reached; closing with 1008");
+                refuse(io, close_code::POLICY, "Connection limit reached").await;
+                return;
+            }
+            if shutting_down.load(Ordering::Acquire) {
+                // Shutdown began between the check above and the insert; close_all may have
+                // missed this socket, so close it here.
+                conn.close(close_code::GOING_AWAY, "Server shutting down");
+            }
+            service.run(SocketRef { conn, ns }, io).await;
+        },
+        span,
+    ));
 
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
