@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: starts Redis and NATS on loopback when they are not running,
 # installs the official AsyncAPI parser the `asyncapi` tests validate documents with, then
-# runs every unit, integration, trybuild UI and doc test of the workspace, builds a new app
-# from the starter in a temporary directory outside the repository and runs its tests, and
+# runs every unit, integration, trybuild UI and doc test of the workspace, drives the chat and
+# realtime example pages in headless Chromium (scripts/browser.sh: installs Debian's chromium
+# and playwright-core when missing and reuses the debug build `cargo test` made), builds a new
+# app from the starter in a temporary directory outside the repository and runs its tests, and
 # runs the Autobahn|Testsuite fuzzing client (every case, compression included) against the
 # echo example.
 set -euo pipefail
@@ -10,5 +12,6 @@ cd "$(dirname "$0")/.."
 bash scripts/services.sh
 bash scripts/asyncapi.sh
 cargo test --workspace --all-features "$@"
+bash scripts/browser.sh
 bash scripts/starter-check.sh
 bash scripts/autobahn.sh

@@ -1,25 +1,82 @@
-// Drives the chat page in headless Chromium: two users join one room, see each other in
-// #users, and exchange messages (Enter in #message, and the #send button).
-// Usage: node chat.js http://127.0.0.1:PORT/ SCREENSHOT.png
-const { chromium } = require('playwright-core');
-const base = process.argv[2];
-const shot = process.argv[3];
-(async () => {
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium',
-    args: ['--headless','--no-sandbox','--disable-gpu','--disable-quic','--no-first-run','--disable-background-networking','--disable-component-update','--disable-sync'] });
-  const a = await browser.newPage(); const b = await browser.newPage();
-  for (const [p, name] of [[a, 'alice'], [b, 'bob']]) {
-    await p.goto(base);
-    await p.fill('#username', name); await p.fill('#room', 'lobby'); await p.click('#join');
-    await p.waitForFunction(() => !document.getElementById('message').disabled, null, {timeout: 5000});
+// Drives the chat page (examples/chat/index.html) in headless Chromium: alice and bob join
+// one room in two tabs and see each other in #users; bob's line (Enter) reaches alice, alice's
+// typing shows in bob's #typing and her line (the #send button) reaches bob; carol joins and
+// navigates away, then bob closes his tab, and alice sees each leave (a "left" notice in
+// #messages, the name gone from #users). Screenshots go to OUT_DIR: chat.png on success,
+// chat-failure-<tab>.png for every tab on failure.
+// Usage: node chat.js http://127.0.0.1:PORT/ OUT_DIR
+const { run, texts } = require('./harness');
+
+const [base, outDir] = process.argv.slice(2);
+if (!base || !outDir) {
+  console.error('usage: node chat.js http://127.0.0.1:PORT/ OUT_DIR');
+  process.exit(2);
+}
+const ROOM = 'lobby';
+
+// The names in #users, sorted.
+const users = (page) => page.$$eval('#users > *', (els) => els.map((e) => e.dataset.name).sort());
+const hasUsers = (page, names, timeout) => page.waitForFunction(
+  (want) => [...document.querySelectorAll('#users > *')].map((e) => e.dataset.name).sort().join(',') === want,
+  [...names].sort().join(','), { timeout });
+const hasLine = (page, text, timeout) => page.waitForFunction(
+  (want) => [...document.querySelectorAll('#messages > *')].some((e) => e.textContent === want),
+  text, { timeout });
+
+run('chat', outDir, async (t) => {
+  async function join(page, name) {
+    await page.goto(base);
+    await page.fill('#username', name);
+    await page.fill('#room', ROOM);
+    await page.click('#join');
+    await page.waitForFunction((room) => document.getElementById('status').textContent === `connected to ${room}`
+      && !document.getElementById('message').disabled, ROOM);
   }
-  await a.waitForFunction(() => document.querySelectorAll('#users > *').length === 2, null, {timeout: 5000});
-  await b.fill('#message', 'hello from bob'); await b.press('#message', 'Enter');
-  await a.waitForFunction(() => [...document.querySelectorAll('#messages > *')].some(e => e.textContent.includes('bob') && e.textContent.includes('hello from bob')), null, {timeout: 5000});
-  await a.fill('#message', 'hi bob'); await a.click('#send');
-  await b.waitForFunction(() => document.getElementById('messages').textContent.includes('alice: hi bob'), null, {timeout: 5000});
-  await a.screenshot({ path: shot });
-  console.log('users on a:', await a.$$eval('#users > *', els => els.map(e => e.textContent)));
-  console.log('messages on b:', await b.$$eval('#messages > *', els => els.map(e => e.textContent)));
-  await browser.close();
-})().catch(e => { console.error(e); process.exit(1); });
+
+  const a = await t.page('alice');
+  const b = await t.page('bob');
+  await t.step(`alice to join ${ROOM} (#status "connected to ${ROOM}", #message enabled)`, () => join(a, 'alice'));
+  await t.step(`bob to join ${ROOM}`, () => join(b, 'bob'));
+  await t.step('#users on both tabs to list exactly alice and bob', async () => {
+    await hasUsers(a, ['alice', 'bob']);
+    await hasUsers(b, ['alice', 'bob']);
+  });
+  await t.step('alice to see the notice "bob joined" in #messages', () => hasLine(a, 'bob joined'));
+
+  await t.step('bob\'s line sent with Enter to reach alice as "bob: hello from bob"', async () => {
+    await b.fill('#message', 'hello from bob');
+    await b.press('#message', 'Enter');
+    await hasLine(a, 'bob: hello from bob');
+    await hasLine(b, 'bob: hello from bob');
+  });
+
+  await t.step('alice typing in #message to show "alice is typing…" in bob\'s #typing', async () => {
+    await a.locator('#message').pressSequentially('hi bob');
+    await b.waitForFunction(() => document.getElementById('typing').textContent === 'alice is typing…');
+  });
+  await t.step('alice\'s line sent with #send to reach bob as "alice: hi bob" and clear his #typing', async () => {
+    await a.click('#send');
+    await hasLine(b, 'alice: hi bob');
+    await b.waitForFunction(() => document.getElementById('typing').textContent === '');
+  });
+
+  const c = await t.page('carol');
+  await t.step(`carol to join ${ROOM} and appear in alice's #users`, async () => {
+    await join(c, 'carol');
+    await hasUsers(a, ['alice', 'bob', 'carol']);
+  });
+  await t.step('carol navigating away to show "carol left" to alice and drop her from #users', async () => {
+    await c.goto('about:blank');
+    await hasLine(a, 'carol left');
+    await hasUsers(a, ['alice', 'bob']);
+  });
+  await t.step('bob closing his tab to show "bob left" to alice and leave only alice in #users', async () => {
+    await b.close();
+    await hasLine(a, 'bob left');
+    await hasUsers(a, ['alice']);
+  });
+
+  await a.screenshot({ path: `${outDir}/chat.png` });
+  console.log('chat: users on alice\'s tab:', JSON.stringify(await users(a)));
+  console.log('chat: messages on alice\'s tab:', JSON.stringify(await texts(a, 'messages')));
+});

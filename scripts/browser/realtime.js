@@ -1,79 +1,92 @@
-// Drives the realtime page in headless Chromium across two instances sharing Redis: alice
-// signs in on tab A (instance 1) and tab B (instance 2), bob on tab C (instance 2); every tab
-// sees both online; A's join shows the denied room; a line alice says in public-1 reaches bob
-// on the other instance; `emit --user alice --event notification` shows in both alice tabs
-// and not in bob's.
-// Usage: EMIT=path/to/emit node realtime.js URL1 URL2 SCREENSHOT.png
-// (EMIT unset: one instance, URL1 = URL2, and the notification step is skipped.)
-const { chromium } = require('playwright-core');
+// Drives the realtime page (examples/realtime/index.html) in headless Chromium across two
+// instances sharing Redis: alice signs in on tab A (instance 1) and tab B (instance 2), bob on
+// tab C (instance 2); every tab sees both online; A's join shows the denied room; a line alice
+// says in public-1 reaches bob on the other instance; `emit --user alice --event notification`
+// shows in both alice tabs and not in bob's. Screenshots go to OUT_DIR: realtime.png on
+// success, realtime-failure-<tab>.png for every tab on failure.
+// Usage: EMIT=path/to/emit node realtime.js URL1 URL2 OUT_DIR
+// (REALTIME_LOCAL=1 instead of EMIT: one instance, URL1 = URL2, no notification step; the
+// script says so.)
 const { execFileSync } = require('child_process');
-const [url1, url2, shot] = process.argv.slice(2);
-const emit = process.env.EMIT;
-const T = { timeout: 10000 };
+const { run, texts } = require('./harness');
 
-async function signIn(page, url, token, user) {
-  await page.goto(url);
-  await page.fill('#token', token);
-  await page.click('#signin');
-  await page.waitForFunction((u) => document.getElementById('status').textContent === `signed in as ${u}`, user, T);
+const [url1, url2, outDir] = process.argv.slice(2);
+const emit = process.env.EMIT;
+const local = process.env.REALTIME_LOCAL === '1';
+if (!url1 || !url2 || !outDir || (!emit && !local)) {
+  console.error('usage: EMIT=path/to/emit node realtime.js URL1 URL2 OUT_DIR (or REALTIME_LOCAL=1)');
+  process.exit(2);
 }
 
 const online = (page) => page.$$eval('#online > *', (els) => els.map((e) => e.dataset.user));
-const texts = (page, list) => page.$$eval(`#${list} > *`, (els) => els.map((e) => e.textContent));
+const hasText = (page, id, text) => page.waitForFunction(
+  ([i, want]) => document.getElementById(i).textContent.includes(want), [id, text]);
 
-(async () => {
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium',
-    args: ['--headless','--no-sandbox','--disable-gpu','--disable-quic','--no-first-run','--disable-background-networking','--disable-component-update','--disable-sync'] });
-  const a = await browser.newPage(); const b = await browser.newPage(); const c = await browser.newPage();
-  for (const p of [a, b, c]) p.on('pageerror', (e) => console.error('page error:', e.message));
-  await signIn(a, url1, 'alice-token', 'alice');
-  await signIn(b, url2, 'alice-token', 'alice');
-  await signIn(c, url2, 'bob-token', 'bob');
-
-  // Presence: everyone sees alice and bob (A hears of bob from the other instance).
-  for (const p of [a, b, c]) {
-    await p.waitForFunction(() => {
-      const users = [...document.querySelectorAll('#online > *')].map((e) => e.dataset.user);
-      return users.join(',') === 'alice,bob';
-    }, null, T);
+run('realtime', outDir, async (t) => {
+  async function signIn(page, url, token, user) {
+    await page.goto(url);
+    await page.fill('#token', token);
+    await page.click('#signin');
+    await page.waitForFunction((u) => document.getElementById('status').textContent === `signed in as ${u}`, user);
   }
 
-  // Rooms: public-1 joins, secret is denied and shown.
-  await a.fill('#room', 'public-1 secret'); await a.click('#join');
-  await a.waitForFunction(() => document.getElementById('messages').textContent.includes('denied: secret'), null, T);
-  await a.waitForFunction(() => document.getElementById('rooms').textContent === 'lobby, public-1', null, T);
-  await c.fill('#room', 'public-1'); await c.click('#join');
-  await c.waitForFunction(() => document.getElementById('rooms').textContent === 'lobby, public-1', null, T);
+  const a = await t.page('A-alice@1');
+  const b = await t.page('B-alice@2');
+  const c = await t.page('C-bob@2');
+  await t.step('alice to sign in on instance 1 (#status "signed in as alice")', () => signIn(a, url1, 'alice-token', 'alice'));
+  await t.step('alice to sign in on instance 2', () => signIn(b, url2, 'alice-token', 'alice'));
+  await t.step('bob to sign in on instance 2', () => signIn(c, url2, 'bob-token', 'bob'));
 
-  // Chat: alice (instance 1) to public-1 reaches bob (instance 2); Enter sends.
-  await a.fill('#room', 'public-1');
-  await a.fill('#message', 'hello bob'); await a.press('#message', 'Enter');
-  await c.waitForFunction(() => document.getElementById('messages').textContent.includes('[public-1] alice: hello bob'), null, T);
-  // bob answers in the lobby with the button: both alice tabs get it.
-  await c.fill('#room', 'lobby');
-  await c.fill('#message', 'hi alice'); await c.click('#send');
-  for (const p of [a, b]) {
-    await p.waitForFunction(() => document.getElementById('messages').textContent.includes('[lobby] bob: hi alice'), null, T);
-  }
+  await t.step('#online on every tab to list alice,bob (A hears of bob from the other instance)', async () => {
+    for (const p of [a, b, c]) {
+      await p.waitForFunction(() => [...document.querySelectorAll('#online > *')]
+        .map((e) => e.dataset.user).join(',') === 'alice,bob');
+    }
+  });
+
+  await t.step('joining "public-1 secret" on A to show "denied: secret" and #rooms "lobby, public-1"', async () => {
+    await a.fill('#room', 'public-1 secret');
+    await a.click('#join');
+    await hasText(a, 'messages', 'denied: secret');
+    await a.waitForFunction(() => document.getElementById('rooms').textContent === 'lobby, public-1');
+  });
+  await t.step('bob joining public-1 to show #rooms "lobby, public-1"', async () => {
+    await c.fill('#room', 'public-1');
+    await c.click('#join');
+    await c.waitForFunction(() => document.getElementById('rooms').textContent === 'lobby, public-1');
+  });
+
+  await t.step('alice\'s line in public-1 (Enter, instance 1) to reach bob on instance 2', async () => {
+    await a.fill('#room', 'public-1');
+    await a.fill('#message', 'hello bob');
+    await a.press('#message', 'Enter');
+    await hasText(c, 'messages', '[public-1] alice: hello bob');
+  });
+  await t.step('bob\'s line in the lobby (#send) to reach both alice tabs', async () => {
+    await c.fill('#room', 'lobby');
+    await c.fill('#message', 'hi alice');
+    await c.click('#send');
+    for (const p of [a, b]) await hasText(p, 'messages', '[lobby] bob: hi alice');
+  });
 
   if (emit) {
-    // A notification for alice from a process that serves nothing.
-    execFileSync(emit, ['--user', 'alice', '--event', 'notification', '--data', '{"message":"hello"}'],
-      { stdio: ['ignore', 'inherit', 'inherit'], timeout: 20000 });
-    for (const p of [a, b]) {
-      await p.waitForFunction(() => document.getElementById('notifications').textContent.includes('hello'), null, T);
-    }
-    // bob's tab got nothing (the alice tabs already did, so it would have by now).
-    await c.waitForTimeout(500);
-    const bobs = await texts(c, 'notifications');
-    if (bobs.length !== 0) throw new Error(`bob got notifications: ${JSON.stringify(bobs)}`);
+    await t.step('`emit --user alice --event notification` to show "hello" in both alice tabs', async () => {
+      execFileSync(emit, ['--user', 'alice', '--event', 'notification', '--data', '{"message":"hello"}'],
+        { stdio: ['ignore', 'inherit', 'inherit'], timeout: 20000 });
+      for (const p of [a, b]) await hasText(p, 'notifications', 'hello');
+    });
+    await t.step('bob\'s tab to get no notification', async () => {
+      // The alice tabs already have it, so bob's would have by now.
+      await c.waitForTimeout(500);
+      const bobs = await texts(c, 'notifications');
+      if (bobs.length !== 0) throw new Error(`bob got notifications: ${JSON.stringify(bobs)}`);
+    });
   } else {
-    console.log('EMIT unset: notification step skipped');
+    console.log('realtime: REALTIME_LOCAL=1: one instance, notification step not run');
   }
 
-  await a.screenshot({ path: shot });
+  await a.screenshot({ path: `${outDir}/realtime.png` });
   for (const [name, p] of [['A alice@1', a], ['B alice@2', b], ['C bob@2', c]]) {
-    console.log(`${name}: online ${JSON.stringify(await online(p))}, notifications ${JSON.stringify(await texts(p, 'notifications'))}, messages ${JSON.stringify(await texts(p, 'messages'))}`);
+    console.log(`realtime: ${name}: online ${JSON.stringify(await online(p))}, notifications ${JSON.stringify(await texts(p, 'notifications'))}, messages ${JSON.stringify(await texts(p, 'messages'))}`);
   }
-  await browser.close();
-})().catch((e) => { console.error(e); process.exit(1); });
+});
