@@ -185,7 +185,7 @@ pub use middleware::{Context, IntoStatusCode, Middleware, Next, Refusal, Scope};
 pub use namespace::{
     Namespace, RoomInfo, SendError, SendErrorCode, Socket, SocketRef, WebSocketData,
 };
-pub use stats::NamespaceStats;
+pub use stats::{FanoutHistogram, NamespaceStats};
 #[cfg(feature = "nats")]
 pub use transport::NatsTransport;
 #[cfg(feature = "redis")]
