@@ -75,6 +75,21 @@ async fn scrape(s: &TestServer) -> anyhow::Result<(String, Exposition)> {
     Ok((resp.body, parsed))
 }
 
+/// Scrapes until `ready` holds (every 10 ms, at most 10 s); returns the last scrape.
+async fn scrape_until(
+    s: &TestServer,
+    ready: impl Fn(&Exposition) -> bool,
+) -> anyhow::Result<(String, Exposition)> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (text, exp) = scrape(s).await?;
+        if ready(&exp) || tokio::time::Instant::now() > deadline {
+            return Ok((text, exp));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Parses the exposition strictly. The parser rejects `# UNIT` on a histogram, which the
 /// OpenMetrics spec allows (its own example is `foo_seconds`): that one line is checked here
 /// and left out of what the parser sees.
@@ -186,7 +201,12 @@ async fn counters_move_as_sockets_open_send_get_refused_and_close() -> anyhow::R
     assert_eq!(a.recv_text().await?, "hello");
     assert_eq!(b.recv_text().await?, "hello");
 
-    let (text, exp) = scrape(&s).await?;
+    // A reader adds what it counted once it has handled everything it read: the echo can
+    // reach the clients first.
+    let (text, exp) = scrape_until(&s, |exp| {
+        of(exp, "asena_fanout_queue_seconds", "/lobby") == 1.0
+    })
+    .await?;
     assert_eq!(
         value(
             &exp,

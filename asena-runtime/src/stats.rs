@@ -2,12 +2,16 @@
 //! relaxed atomic adds (no lock on any per-message path), and read at scrape time by the
 //! metrics exposition (`app/metrics.rs`).
 //!
-//! The counters the fan-out touches on every room message (messages sent, deliveries, the
-//! latency histogram) and the reader touches on every message received sit on cache lines of
-//! their own ([`Hot`]), away from the limits every recipient's push reads, so counting does
-//! not make other cores re-fetch those. A fan-out adds its recipient count once, never once
-//! per recipient.
+//! Per-message counting does not touch shared memory: while a connection's reader handles
+//! the messages of one read, it counts them, and the sends their handlers make (messages
+//! sent, deliveries, the fan-out latency), in a [`Tally`] of plain cells that travels with
+//! the dispatch as a task-local, and adds the tally to the namespace's atomics once per read.
+//! Sends made outside a handler (another task, a component, a message from another instance)
+//! add to the atomics directly. A fan-out counts its recipients once, never once per
+//! recipient. The atomics sit on cache lines of their own ([`Hot`]), away from the limits
+//! every recipient's push reads.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,20 +44,99 @@ const FANOUT_BOUNDS_NS: [u64; 14] = [
 ];
 
 tokio::task_local! {
-    /// When the message being handled arrived (read from the socket), set around the dispatch
-    /// of each received message.
-    static ARRIVAL: Instant;
+    /// The tally of the reader whose message is being handled, set around each dispatch.
+    static DISPATCH: Box<Tally>;
 }
 
-/// Runs `fut` (the handling of one received message) with `arrived` as the arrival time that
-/// room sends made from it are measured from.
-pub(crate) async fn with_arrival<F: Future>(arrived: Instant, fut: F) -> F::Output {
-    ARRIVAL.scope(arrived, fut).await
+/// What one connection's reader counts between two flushes into its namespace's
+/// [`NamespaceStats`]: cells, not atomics, since only the reader's task touches it.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    /// The address of the stats it flushes into: sends to another namespace bypass it.
+    owner: usize,
+    /// When the message being handled arrived (its bytes were read).
+    arrived: Cell<Instant>,
+    received: Cell<u64>,
+    received_bytes: Cell<u64>,
+    sent: Cell<u64>,
+    deliveries: Cell<u64>,
+    fanout_buckets: [Cell<u64>; FANOUT_BUCKETS.len() + 1],
+    fanout_sum_ns: Cell<u64>,
 }
 
-/// The arrival time of the message being handled, if this task is handling one.
-fn arrival() -> Option<Instant> {
-    ARRIVAL.try_with(|t| *t).ok()
+fn take(cell: &Cell<u64>) -> u64 {
+    cell.replace(0)
+}
+
+fn add(cell: &Cell<u64>, n: u64) {
+    cell.set(cell.get() + n);
+}
+
+fn bucket_of(ns: u64) -> usize {
+    FANOUT_BOUNDS_NS
+        .iter()
+        .position(|&b| ns <= b)
+        .unwrap_or(FANOUT_BOUNDS_NS.len())
+}
+
+impl Tally {
+    /// A tally flushing into `stats`.
+    pub(crate) fn new(stats: &NamespaceStats) -> Box<Tally> {
+        Box::new(Tally {
+            owner: std::ptr::from_ref(stats) as usize,
+            arrived: Cell::new(Instant::now()),
+            received: Cell::new(0),
+            received_bytes: Cell::new(0),
+            sent: Cell::new(0),
+            deliveries: Cell::new(0),
+            fanout_buckets: Default::default(),
+            fanout_sum_ns: Cell::new(0),
+        })
+    }
+
+    /// One message read, `bytes` long (its payload, after inflating), that arrived at
+    /// `arrived`.
+    #[inline]
+    pub(crate) fn received(&self, bytes: usize, arrived: Instant) {
+        add(&self.received, 1);
+        add(&self.received_bytes, bytes as u64);
+        self.arrived.set(arrived);
+    }
+
+    /// Adds what was counted to the namespace's atomics (the one it was made for).
+    pub(crate) fn flush(&self, stats: &NamespaceStats) {
+        let hot = &stats.hot;
+        for (cell, total) in [
+            (&self.received, &hot.messages_received),
+            (&self.received_bytes, &hot.received_bytes),
+            (&self.sent, &hot.messages_sent),
+            (&self.deliveries, &hot.deliveries),
+            (&self.fanout_sum_ns, &hot.fanout_sum_ns),
+        ] {
+            let n = take(cell);
+            if n > 0 {
+                total.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        for (cell, total) in self.fanout_buckets.iter().zip(&hot.fanout_buckets) {
+            let n = take(cell);
+            if n > 0 {
+                total.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Runs `fut` (the handling of one received message) with the reader's tally as a
+/// task-local, so the sends it makes count there; the tally goes back into `slot`.
+pub(crate) async fn dispatch<F: Future>(slot: &mut Option<Box<Tally>>, fut: F) -> F::Output {
+    let Some(tally) = slot.take() else {
+        return fut.await;
+    };
+    let mut scoped = std::pin::pin!(DISPATCH.scope(tally, fut));
+    let output = scoped.as_mut().await;
+    *slot = scoped.as_mut().take_value();
+    output
 }
 
 /// The counters updated per message, on cache lines of their own.
@@ -99,6 +182,10 @@ pub struct FanoutHistogram {
     pub sum_seconds: f64,
 }
 
+fn nanos_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
 fn bump(map: &Mutex<BTreeMap<u16, u64>>, key: u16) {
     *map.lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -142,41 +229,37 @@ impl NamespaceStats {
     pub(crate) fn record_refused(&self, status: u16) {
         bump(&self.refused, status);
     }
-    /// One message read from a socket, `bytes` long (its payload, after inflating).
+    /// One send (to a room, the namespace or a socket) that queued `deliveries` frames; a
+    /// room or broadcast send (`fanout`) also observes the fan-out latency when it was made
+    /// while handling a received message.
     #[inline]
-    pub(crate) fn record_received(&self, bytes: usize) {
-        self.hot.messages_received.fetch_add(1, Ordering::Relaxed);
-        self.hot
-            .received_bytes
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+    pub(crate) fn record_send(&self, deliveries: usize, fanout: bool) {
+        let owner = std::ptr::from_ref(self) as usize;
+        let counted = DISPATCH.try_with(|tally| {
+            if tally.owner != owner {
+                return false;
+            }
+            add(&tally.sent, 1);
+            add(&tally.deliveries, deliveries as u64);
+            if fanout {
+                let ns = nanos_since(tally.arrived.get());
+                add(&tally.fanout_buckets[bucket_of(ns)], 1);
+                add(&tally.fanout_sum_ns, ns);
+            }
+            true
+        });
+        if counted != Ok(true) {
+            self.hot.messages_sent.fetch_add(1, Ordering::Relaxed);
+            self.record_deliveries(deliveries);
+        }
     }
-    /// One send (to a room, the namespace or a socket) that queued `deliveries` frames.
-    #[inline]
-    pub(crate) fn record_sent(&self, deliveries: usize) {
-        self.hot.messages_sent.fetch_add(1, Ordering::Relaxed);
-        self.record_deliveries(deliveries);
-    }
-    /// Frames queued to sockets by one local fan-out (messages from other instances too).
+    /// Frames queued to sockets by one local fan-out of a message from another instance.
     #[inline]
     pub(crate) fn record_deliveries(&self, deliveries: usize) {
         if deliveries > 0 {
             self.hot
                 .deliveries
                 .fetch_add(deliveries as u64, Ordering::Relaxed);
-        }
-    }
-    /// The local fan-out of a room message is queued: when the message being handled
-    /// arrived from a socket of this app, observes the time since it was read.
-    #[inline]
-    pub(crate) fn record_fanout_queued(&self) {
-        if let Some(arrived) = arrival() {
-            let ns = u64::try_from(arrived.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            let bucket = FANOUT_BOUNDS_NS
-                .iter()
-                .position(|&b| ns <= b)
-                .unwrap_or(FANOUT_BOUNDS_NS.len());
-            self.hot.fanout_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-            self.hot.fanout_sum_ns.fetch_add(ns, Ordering::Relaxed);
         }
     }
 

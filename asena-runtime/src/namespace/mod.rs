@@ -308,7 +308,7 @@ impl<O> Namespace<O> {
         let frame = self.encode(message)?;
         if let Some(socket) = self.socket(id) {
             socket.push(&frame)?;
-            self.stats().record_sent(1);
+            self.stats().record_send(1, false);
             return Ok(());
         }
         if self.inner.transport.is_some() {
@@ -339,9 +339,7 @@ impl<O> Namespace<O> {
             return self.emit_all_except(frame, except);
         }
         let n = self.deliver_room(room, frame, except);
-        let stats = self.stats();
-        stats.record_sent(n);
-        stats.record_fanout_queued();
+        self.stats().record_send(n, true);
         if self.inner.transport.is_some() {
             self.publish(wire::room_topic(&self.inner.topic, room), frame);
         }
@@ -355,9 +353,7 @@ impl<O> Namespace<O> {
 
     fn emit_all_except(&self, frame: &Frame, except: Option<u64>) -> usize {
         let n = self.deliver_all(frame, except);
-        let stats = self.stats();
-        stats.record_sent(n);
-        stats.record_fanout_queued();
+        self.stats().record_send(n, true);
         if self.inner.transport.is_some() {
             self.publish(wire::broadcast_topic(&self.inner.topic), frame);
         }

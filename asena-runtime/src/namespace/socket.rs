@@ -153,7 +153,7 @@ impl<O> SocketRef<O> {
     pub fn send(&self, message: impl Encode<O>) -> Result<(), SendError> {
         let frame = self.ns.encode(message)?;
         self.push(&frame)?;
-        self.ns.stats().record_sent(1);
+        self.ns.stats().record_send(1, false);
         Ok(())
     }
 
@@ -235,7 +235,7 @@ impl SocketRef {
     /// Sends a binary message.
     pub fn send_binary(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
         self.push(&Frame::binary(data.as_ref()))?;
-        self.ns.stats().record_sent(1);
+        self.ns.stats().record_send(1, false);
         Ok(())
     }
 

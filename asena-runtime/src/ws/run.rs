@@ -20,7 +20,7 @@ use crate::conn::outbox::Pending;
 use crate::error::{BoxError, Result};
 use crate::frame::{Decoder, Frame, Incoming, Message, close_code};
 use crate::namespace::{Socket, SocketRef};
-use crate::stats;
+use crate::stats::{self, Tally};
 
 /// How long we wait for the peer's close frame after ours is on the wire.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -184,6 +184,9 @@ where
     let mut alive = Liveness::new(limits, Instant::now());
     // When the bytes being decoded were read: the arrival time of their messages.
     let mut read_at = Instant::now();
+    // What the messages of one read and their handlers' sends count, added to the
+    // namespace's counters once per read (made with the first message).
+    let mut tally: Option<Box<Tally>> = None;
     let sleep = tokio::time::sleep_until(alive.deadline());
     tokio::pin!(sleep);
     let mut closing_since: Option<Instant> = None;
@@ -200,12 +203,14 @@ where
                     // Once a close is under way (ours, after a failed handler or `ws.close`,
                     // or the peer's), buffered messages are not dispatched any more; after
                     // our close frame, data from the peer is discarded (RFC 6455 §5.5.1).
-                    conn.shared.stats.record_received(message.as_bytes().len());
+                    tally
+                        .get_or_insert_with(|| Tally::new(&conn.shared.stats))
+                        .received(message.as_bytes().len(), read_at);
                     if conn.close_requested().is_none()
-                        && let Err(e) = guarded(stats::with_arrival(
-                            read_at,
-                            service.__dispatch(&socket, message),
-                        ))
+                        && let Err(e) = stats::dispatch(
+                            &mut tally,
+                            guarded(service.__dispatch(&socket, message)),
+                        )
                         .await
                     {
                         handler_failed(&conn, "on_message", &e);
@@ -240,6 +245,9 @@ where
                     break 'outer;
                 }
             }
+        }
+        if let Some(tally) = &tally {
+            tally.flush(&conn.shared.stats);
         }
         if buf.is_empty() && buf.capacity() > 0 {
             buf = BytesMut::new();
@@ -293,6 +301,9 @@ where
     let (code, reason) = peer_close
         .or_else(|| conn.close_requested())
         .unwrap_or((close_code::ABNORMAL, String::new()));
+    if let Some(tally) = &tally {
+        tally.flush(&conn.shared.stats);
+    }
     // Counted before the socket leaves the namespace: whoever sees it gone sees it counted.
     conn.shared.stats.record_closed(code);
     ns.remove(&conn);
