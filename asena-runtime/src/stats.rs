@@ -336,3 +336,44 @@ impl NamespaceStats {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sends_count_in_the_readers_tally_until_it_is_flushed() {
+        let stats = NamespaceStats::default();
+        let other = NamespaceStats::default();
+        let mut slot = Some(Tally::new(&stats));
+        if let Some(tally) = &slot {
+            tally.received(5, Instant::now());
+        }
+        dispatch(&mut slot, async {
+            stats.record_send(3, true);
+            stats.record_send(1, false);
+            // Another namespace's sends bypass the tally.
+            other.record_send(2, true);
+        })
+        .await;
+        assert_eq!((stats.messages_sent(), stats.deliveries()), (0, 0));
+        assert_eq!((other.messages_sent(), other.deliveries()), (1, 2));
+        assert_eq!(other.fanout_latency().count, 0);
+
+        let tally = slot.expect("the tally comes back after the dispatch");
+        tally.flush(&stats);
+        assert_eq!(stats.messages_received(), 1);
+        assert_eq!(stats.received_bytes(), 5);
+        assert_eq!((stats.messages_sent(), stats.deliveries()), (2, 4));
+        let latency = stats.fanout_latency();
+        assert_eq!(latency.count, 1);
+        assert_eq!(latency.buckets.len(), FANOUT_BUCKETS.len() + 1);
+        // Flushing twice adds nothing.
+        tally.flush(&stats);
+        assert_eq!(stats.messages_sent(), 2);
+
+        // Outside any dispatch: straight to the atomics.
+        stats.record_send(7, true);
+        assert_eq!((stats.messages_sent(), stats.deliveries()), (3, 11));
+    }
+}
