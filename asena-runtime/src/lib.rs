@@ -134,6 +134,37 @@
 //! every line it logs (its handlers' included) carries them; the middleware chain runs in an
 //! `upgrade` span (`path`, `remote`).
 //!
+//! ## Metrics
+//! [`AsenaBuilder::metrics_route`] (opt-in) serves Prometheus metrics as OpenMetrics text,
+//! e.g. `.metrics_route("/metrics")`; [`Asena::metrics_text`] returns the same text for an
+//! app that serves it from its own HTTP server. Connections count with relaxed atomic adds
+//! (a room send adds its recipient count once, not once per recipient) and the text is made
+//! from those counters at scrape time. Labels come from bounded sets only: `namespace` is the
+//! service's path template (`/user/events/{user_id}`), never a concrete path, socket id or
+//! room name.
+//!
+//! | metric | type | labels | what |
+//! |---|---|---|---|
+//! | `asena_connections` | gauge | `namespace` | open connections |
+//! | `asena_connections_opened_total` | counter | `namespace` | connections admitted and running |
+//! | `asena_connections_closed_total` | counter | `namespace`, `code` | connections ended, by the close code `on_close` saw (1006: the peer vanished) |
+//! | `asena_refused_upgrades_total` | counter | `namespace`, `status` | upgrade requests answered with an HTTP status instead of 101 (middleware refusals, bad path parameters, origin, shutdown) |
+//! | `asena_rejected_connections_total` | counter | `namespace` | connections closed with 1008 by the connection limit |
+//! | `asena_rooms` | gauge | `namespace` | named rooms with a local member |
+//! | `asena_messages_received_total` | counter | `namespace` | messages read from sockets |
+//! | `asena_received_bytes_total` | counter | `namespace` | their payload bytes (after inflating) |
+//! | `asena_messages_sent_total` | counter | `namespace` | sends on this instance: room, broadcast and direct (a room send counts once) |
+//! | `asena_deliveries_total` | counter | `namespace` | frames queued to local sockets (local sends and messages from other instances) |
+//! | `asena_slow_consumer_total` | counter | `namespace` | sockets that hit the slow-consumer policy (once each) |
+//! | `asena_dropped_messages_total` | counter | `namespace` | frames not queued because a socket's send queue was full |
+//! | `asena_handler_errors_total` | counter | `namespace` | handlers that failed or panicked |
+//! | `asena_protocol_errors_total` | counter | `namespace` | connections closed for protocol violations |
+//! | `asena_invalid_messages_total` | counter | `namespace` | messages that did not decode into the service's `receives` type |
+//! | `asena_fanout_queue_seconds` | histogram | `namespace` | time from a message's arrival (its bytes read) to the local fan-out of a room or broadcast message its handler sent being *queued* on every local member (not written) |
+//! | `asena_transport_{published,received,dropped,errors,reconnects}_total` | counter | — | the transport's counters (`Asena::transport_stats`), when there is one |
+//!
+//! The same counters are readable in code from [`Namespace::stats`] ([`NamespaceStats`]).
+//!
 //! ## Feature flags
 //! - `redis` (default): [`RedisTransport`], Redis support in [`Emitter`] (its managed
 //!   methods included), and the managed protocol across instances (`transport::ignis`).
@@ -185,7 +216,7 @@ pub use middleware::{Context, IntoStatusCode, Middleware, Next, Refusal, Scope};
 pub use namespace::{
     Namespace, RoomInfo, SendError, SendErrorCode, Socket, SocketRef, WebSocketData,
 };
-pub use stats::NamespaceStats;
+pub use stats::{FanoutHistogram, NamespaceStats};
 #[cfg(feature = "nats")]
 pub use transport::NatsTransport;
 #[cfg(feature = "redis")]

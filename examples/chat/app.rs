@@ -237,4 +237,5 @@ pub fn builder() -> asena_runtime::AsenaBuilder {
             description: Some("Room-based chat: join with `?username=U&room=R`.".to_owned()),
         })
         .serve_asyncapi("/asyncapi.json")
+        .metrics_route("/metrics")
 }

@@ -4,6 +4,7 @@
 
 mod error;
 mod extract;
+mod metrics;
 
 pub use error::Error;
 pub use extract::{AppValue, FromApp};
@@ -61,6 +62,7 @@ pub struct AsenaBuilder {
     asyncapi_info: Info,
     asyncapi_servers: Vec<ServerSpec>,
     asyncapi_route: Option<String>,
+    metrics_route: Option<String>,
     managed_redis: Option<String>,
 }
 
@@ -97,6 +99,7 @@ impl AsenaBuilder {
             asyncapi_info: Info::default(),
             asyncapi_servers: Vec::new(),
             asyncapi_route: None,
+            metrics_route: None,
             managed_redis: None,
         }
     }
@@ -129,6 +132,14 @@ impl AsenaBuilder {
     /// Off by default: a protocol description is for the clients you choose to show it to.
     pub fn serve_asyncapi(mut self, path: &str) -> Self {
         self.asyncapi_route = Some(path.to_owned());
+        self
+    }
+
+    /// Serves the app's Prometheus metrics as OpenMetrics text at `path` (e.g. `/metrics`).
+    /// Off by default; [`Asena::metrics_text`] returns the same text for your own server.
+    /// The crate docs' "Metrics" section lists the metrics.
+    pub fn metrics_route(mut self, path: &str) -> Self {
+        self.metrics_route = Some(path.to_owned());
         self
     }
 
@@ -493,11 +504,30 @@ impl AsenaBuilder {
                 }),
             );
         }
+        let ns_list: Arc<[Namespace]> = namespaces.iter().map(|(_, ns)| ns.clone()).collect();
+        let scrape = metrics::Scrape {
+            namespaces: ns_list.clone(),
+            transport: self.transport.clone(),
+        };
+        if let Some(path) = &self.metrics_route {
+            let scrape = scrape.clone();
+            router = router.route(
+                path,
+                axum::routing::get(move || {
+                    let scrape = scrape.clone();
+                    async move {
+                        (
+                            [(http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                            scrape.text(),
+                        )
+                    }
+                }),
+            );
+        }
         let router = router
             .merge(self.router)
             .layer(axum::middleware::map_response(unknown_namespace));
 
-        let ns_list: Arc<[Namespace]> = namespaces.iter().map(|(_, ns)| ns.clone()).collect();
         let (shutdown_tx, _) = watch::channel(false);
         let inner = Arc::new_cyclic(|weak: &Weak<AppInner>| AppInner {
             router: router.layer(axum::Extension(AppRef(weak.clone()))),
@@ -511,6 +541,7 @@ impl AsenaBuilder {
             stop_timeout: self.stop_timeout,
             finished: tokio::sync::Mutex::new(false),
             asyncapi: spec,
+            scrape,
             attached,
         });
 
@@ -562,6 +593,8 @@ pub(crate) struct AppInner {
     stop_timeout: Duration,
     finished: tokio::sync::Mutex<bool>,
     asyncapi: Arc<AsyncApiSpec>,
+    /// What the metrics exposition reads.
+    scrape: metrics::Scrape,
     /// Every websocket service with its namespace and name, for attach and detach.
     attached: Vec<Attached>,
 }
@@ -686,6 +719,14 @@ impl Asena {
     /// `None` for a single instance (the local transport) or a transport that keeps none.
     pub fn transport_stats(&self) -> Option<TransportStats> {
         self.inner.transport.as_ref().and_then(|t| t.stats())
+    }
+
+    /// The app's Prometheus metrics as OpenMetrics text (what
+    /// [`AsenaBuilder::metrics_route`] serves), for an app that serves them itself; its
+    /// `Content-Type` is `application/openmetrics-text; version=1.0.0; charset=utf-8`. Made
+    /// now from the counters; the crate docs' "Metrics" section lists the metrics.
+    pub fn metrics_text(&self) -> String {
+        self.inner.scrape.text()
     }
 
     /// The router (websocket routes plus yours), to serve with your own server. Prefer

@@ -181,6 +181,9 @@ impl Conn {
     fn on_full(&self, policy: SlowConsumer) {
         self.shared.stats.record_slow_consumer();
         let first = !self.slow_reported.swap(true, Ordering::Relaxed);
+        if first {
+            self.shared.stats.record_slow_socket();
+        }
         match policy {
             SlowConsumer::Close => {
                 tracing::warn!(

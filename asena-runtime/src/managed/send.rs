@@ -130,6 +130,7 @@ impl ManagedState {
             };
             n += usize::from(delivered);
         }
+        ns.stats().record_send(n, false);
         Ok(n)
     }
 

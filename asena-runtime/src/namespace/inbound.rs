@@ -33,11 +33,15 @@ impl Deliver for Namespaces {
                 best = Some((ns, target));
             }
         }
-        match best {
-            Some((ns, Target::Room(room))) => ns.deliver_room(room, &frame, None),
-            Some((ns, Target::Broadcast)) => ns.deliver_all(&frame, None),
-            None => 0,
-        }
+        let Some((ns, target)) = best else {
+            return 0;
+        };
+        let n = match target {
+            Target::Room(room) => ns.deliver_room(room, &frame, None),
+            Target::Broadcast => ns.deliver_all(&frame, None),
+        };
+        ns.stats().record_deliveries(n);
+        n
     }
 
     fn paths(&self) -> Vec<&str> {

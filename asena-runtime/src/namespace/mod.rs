@@ -307,7 +307,9 @@ impl<O> Namespace<O> {
     pub fn to_socket(&self, id: &str, message: impl Encode<O>) -> Result<(), SendError> {
         let frame = self.encode(message)?;
         if let Some(socket) = self.socket(id) {
-            return socket.push(&frame);
+            socket.push(&frame)?;
+            self.stats().record_send(1, false);
+            return Ok(());
         }
         if self.inner.transport.is_some() {
             self.emit_room(id, &frame, None);
@@ -331,12 +333,13 @@ impl<O> Namespace<O> {
         }
     }
 
-    /// Local fan-out to a room plus publication to other instances.
+    /// Local fan-out to a room plus publication to other instances (one message sent).
     pub(crate) fn emit_room(&self, room: &str, frame: &Frame, except: Option<u64>) -> usize {
         if room == wire::BROADCAST_ROOM {
             return self.emit_all_except(frame, except);
         }
         let n = self.deliver_room(room, frame, except);
+        self.stats().record_send(n, true);
         if self.inner.transport.is_some() {
             self.publish(wire::room_topic(&self.inner.topic, room), frame);
         }
@@ -350,6 +353,7 @@ impl<O> Namespace<O> {
 
     fn emit_all_except(&self, frame: &Frame, except: Option<u64>) -> usize {
         let n = self.deliver_all(frame, except);
+        self.stats().record_send(n, true);
         if self.inner.transport.is_some() {
             self.publish(wire::broadcast_topic(&self.inner.topic), frame);
         }

@@ -152,7 +152,9 @@ impl<O> SocketRef<O> {
     /// JSON. Typed: the service's `sends` type, as JSON.
     pub fn send(&self, message: impl Encode<O>) -> Result<(), SendError> {
         let frame = self.ns.encode(message)?;
-        self.push(&frame)
+        self.push(&frame)?;
+        self.ns.stats().record_send(1, false);
+        Ok(())
     }
 
     /// Queues an encoded frame on this socket.
@@ -232,7 +234,9 @@ impl SocketRef {
 
     /// Sends a binary message.
     pub fn send_binary(&self, data: impl AsRef<[u8]>) -> Result<(), SendError> {
-        self.push(&Frame::binary(data.as_ref()))
+        self.push(&Frame::binary(data.as_ref()))?;
+        self.ns.stats().record_send(1, false);
+        Ok(())
     }
 
     /// [`publish`](Self::publish) for a JSON value.

@@ -20,6 +20,7 @@ use crate::conn::outbox::Pending;
 use crate::error::{BoxError, Result};
 use crate::frame::{Decoder, Frame, Incoming, Message, close_code};
 use crate::namespace::{Socket, SocketRef};
+use crate::stats::{self, Tally};
 
 /// How long we wait for the peer's close frame after ours is on the wire.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -181,6 +182,11 @@ where
     };
     drop(leftover);
     let mut alive = Liveness::new(limits, Instant::now());
+    // When the bytes being decoded were read: the arrival time of their messages.
+    let mut read_at = Instant::now();
+    // What the messages of one read and their handlers' sends count, added to the
+    // namespace's counters once per read (made with the first message).
+    let mut tally: Option<Box<Tally>> = None;
     let sleep = tokio::time::sleep_until(alive.deadline());
     tokio::pin!(sleep);
     let mut closing_since: Option<Instant> = None;
@@ -197,8 +203,15 @@ where
                     // Once a close is under way (ours, after a failed handler or `ws.close`,
                     // or the peer's), buffered messages are not dispatched any more; after
                     // our close frame, data from the peer is discarded (RFC 6455 §5.5.1).
+                    tally
+                        .get_or_insert_with(|| Tally::new(&conn.shared.stats))
+                        .received(message.as_bytes().len(), read_at);
                     if conn.close_requested().is_none()
-                        && let Err(e) = guarded(service.__dispatch(&socket, message)).await
+                        && let Err(e) = stats::dispatch(
+                            &mut tally,
+                            guarded(service.__dispatch(&socket, message)),
+                        )
+                        .await
                     {
                         handler_failed(&conn, "on_message", &e);
                     }
@@ -232,6 +245,9 @@ where
                     break 'outer;
                 }
             }
+        }
+        if let Some(tally) = &tally {
+            tally.flush(&conn.shared.stats);
         }
         if buf.is_empty() && buf.capacity() > 0 {
             buf = BytesMut::new();
@@ -273,7 +289,10 @@ where
             }
             read = src.read(&mut buf) => match read {
                 Ok(0) | Err(_) => break 'outer,
-                Ok(_) => alive.heard(Instant::now()),
+                Ok(_) => {
+                    read_at = Instant::now();
+                    alive.heard(read_at);
+                }
             }
         }
     }
@@ -282,6 +301,11 @@ where
     let (code, reason) = peer_close
         .or_else(|| conn.close_requested())
         .unwrap_or((close_code::ABNORMAL, String::new()));
+    if let Some(tally) = &tally {
+        tally.flush(&conn.shared.stats);
+    }
+    // Counted before the socket leaves the namespace: whoever sees it gone sees it counted.
+    conn.shared.stats.record_closed(code);
     ns.remove(&conn);
     if let Err(e) = guarded(async {
         service.on_close(&socket, code, &reason).await;

@@ -213,8 +213,23 @@ pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&HeaderValue>) -
     }
 }
 
-/// Handles one upgrade request; `globals` are the builder's global middlewares.
+/// Handles one upgrade request; `globals` are the builder's global middlewares. An answer
+/// other than 101 is counted as a refused upgrade, by status.
 pub(crate) async fn handle_with_globals(
+    ep: Arc<Endpoint>,
+    globals: &[(Arc<dyn ErasedMiddleware>, Scope)],
+    req: Request<Body>,
+) -> Response<Body> {
+    let ns = ep.ns.clone();
+    let resp = admit(ep, globals, req).await;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        ns.stats().record_refused(resp.status().as_u16());
+    }
+    resp
+}
+
+/// Checks an upgrade request and, when everything admits it, upgrades.
+async fn admit(
     ep: Arc<Endpoint>,
     globals: &[(Arc<dyn ErasedMiddleware>, Scope)],
     req: Request<Body>,
@@ -382,6 +397,7 @@ pub(crate) async fn handle_with_globals(
                 // missed this socket, so close it here.
                 conn.close(close_code::GOING_AWAY, "Server shutting down");
             }
+            ns.stats().record_opened();
             service.run(SocketRef { conn, ns }, io).await;
         },
         span,
