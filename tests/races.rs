@@ -215,8 +215,19 @@ async fn parallel_fan_out_through_full_sockets_slow_consumers_and_early_closes()
     }
     // Every non-reading member hit the slow-consumer policy in the middle of the fan-out;
     // once they hang up, they are gone.
-    assert!(slow.stats().slow_consumers() >= 4, "{:?}", slow.stats());
-    assert!(slow.sockets().iter().all(|s| !s.is_open()));
+    assert!(slow.stats().slow_consumers() >= 1, "{:?}", slow.stats());
+    // A member whose kernel buffers absorbed the whole burst has not hit the policy yet;
+    // more traffic must get it there (each send is bounded; the wait is too).
+    let filler = "x".repeat(16 * 1024);
+    let all_closed = tokio::time::timeout(WAIT, async {
+        while slow.sockets().iter().any(|s| s.is_open()) {
+            let _ = slow.to("room", filler.as_str());
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(all_closed.is_ok(), "{:?}", slow.stats());
+    assert_eq!(slow.stats().slow_sockets(), 4, "{:?}", slow.stats());
     drop(sleepers);
     eventually(|| slow.socket_count() == 0).await?;
     // Readers and quitters are gone too; nothing is left in the room index.
