@@ -50,6 +50,11 @@ pub const NATS_SUBJECT: &str = "asena.ws.transport";
 /// broadcast to the namespace. Sockets cannot join it by name.
 pub const BROADCAST_ROOM: &str = "__";
 
+/// The topic instances announce themselves and their counts on, for the inspector's fleet
+/// view (`AsenaBuilder::inspector`). No namespace's topics can collide with it: they come
+/// from request paths, which cannot hold `#`.
+pub const FLEET_TOPIC: &str = "#asena.fleet";
+
 /// The topic prefix of the namespace at `path`: the path without its leading `/`.
 pub fn namespace_topic(path: &str) -> &str {
     path.strip_prefix('/').unwrap_or(path)

@@ -4,6 +4,7 @@
 
 mod error;
 mod extract;
+mod inspector;
 mod metrics;
 
 pub use error::Error;
@@ -39,6 +40,10 @@ use crate::ulak::{Ulak, UlakBroker};
 use crate::ws::upgrade::{self, Endpoint};
 use crate::ws::{ErasedService, WebSocketService};
 use extract::AppRef;
+use inspector::{Announcer, FleetDelivery, FleetState, Inspector, InspectorConfig};
+
+/// How often an instance announces itself to the fleet by default.
+const DEFAULT_ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 
 /// A tower layer applied to the websocket routes, kept until the router exists.
 type LayerFn = Box<dyn FnOnce(Router) -> Router + Send>;
@@ -64,6 +69,9 @@ pub struct AsenaBuilder {
     asyncapi_route: Option<String>,
     metrics_route: Option<String>,
     managed_redis: Option<String>,
+    inspector: Option<InspectorConfig>,
+    announce_every: Option<Duration>,
+    instance_name: Option<String>,
 }
 
 impl std::fmt::Debug for AsenaBuilder {
@@ -101,7 +109,71 @@ impl AsenaBuilder {
             asyncapi_route: None,
             metrics_route: None,
             managed_redis: None,
+            inspector: None,
+            announce_every: None,
+            instance_name: None,
         }
+    }
+
+    /// Serves the live inspector at `path` (e.g. `/_asena`): a page showing the fleet's
+    /// instances with their sockets, rooms and message rates (live, over a WebSocket the app
+    /// serves at `<path>/ws`), this instance's sockets (id, address, rooms, connected since,
+    /// queued bytes) and rooms, paged and searchable, and two actions: disconnect a socket,
+    /// take a socket out of a room. Its JSON API is under `<path>/api/` (the module docs of
+    /// the inspector list it in the crate docs' "Inspector" section).
+    ///
+    /// Every request to it, the WebSocket's upgrade included, passes `guard` first, a
+    /// [`Middleware`] like any other: what it refuses gets its refusal, and one that neither
+    /// continues nor refuses gets 403. There is no unguarded inspector.
+    ///
+    /// The instance also announces itself and its counts through the transport at every
+    /// [`announce_every`](Self::announce_every) interval (default 1 s), so every instance
+    /// that serves the inspector (or announces) appears in the fleet view of the others; an
+    /// instance silent for three intervals drops off, and one that shuts down leaves at once.
+    ///
+    /// ```
+    /// use asena_runtime::prelude::*;
+    ///
+    /// /// Lets through requests that carry the token, as `Authorization: Bearer <token>` or
+    /// /// as `?token=<token>` (what a browser can put in a link).
+    /// struct InspectorToken(String);
+    ///
+    /// impl Middleware for InspectorToken {
+    ///     async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
+    ///         let given = ctx.bearer_token().or_else(|| ctx.query("token"));
+    ///         if given != Some(self.0.as_str()) {
+    ///             return Err(Refusal::json(401, json!({"error": "Unauthorized"})));
+    ///         }
+    ///         next.run(ctx).await
+    ///     }
+    /// }
+    ///
+    /// # fn builder() -> asena_runtime::AsenaBuilder {
+    /// Asena::builder().inspector("/_asena", InspectorToken("s3cret".into()))
+    /// # }
+    /// ```
+    pub fn inspector<M: Middleware>(mut self, path: &str, guard: M) -> Self {
+        self.inspector = Some(InspectorConfig {
+            path: path.to_owned(),
+            guard: crate::middleware::erase(Arc::new(guard), std::any::type_name::<M>()),
+        });
+        self
+    }
+
+    /// How often the instance announces itself and its counts to the fleet and refreshes the
+    /// inspector (default 1 s). Setting it turns announcing on even without
+    /// [`inspector`](Self::inspector), so an instance that serves no inspector page still
+    /// appears in the fleet view of those that do.
+    pub fn announce_every(mut self, every: Duration) -> Self {
+        self.announce_every = Some(every.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// The instance's name in the inspector's fleet view (default: the host name and the
+    /// process id).
+    pub fn instance_name(mut self, name: &str) -> Self {
+        self.instance_name = Some(name.to_owned());
+        self
     }
 
     /// The Redis server managed services ([`ManagedService`](crate::ManagedService)) share
@@ -524,6 +596,32 @@ impl AsenaBuilder {
                 }),
             );
         }
+        let fleet = (self.inspector.is_some() || self.announce_every.is_some()).then(|| {
+            FleetState::new(
+                self.instance_name.clone(),
+                self.announce_every.unwrap_or(DEFAULT_ANNOUNCE_EVERY),
+            )
+        });
+        let mut feed = None;
+        if let (Some(config), Some(state)) = (self.inspector, &fleet) {
+            let ns = Namespace::new(
+                &format!("{}/ws", config.path.trim_end_matches('/')),
+                "AsenaInspectorFeed",
+                Limits::default(),
+                Compression::default(),
+                None,
+                live.clone(),
+            );
+            let inspector = Inspector::new(
+                config,
+                ns_list.clone(),
+                state.clone(),
+                ns.clone(),
+                shutting_down.clone(),
+            );
+            router = inspector.route(router);
+            feed = Some(ns);
+        }
         let router = router
             .merge(self.router)
             .layer(axum::middleware::map_response(unknown_namespace));
@@ -543,10 +641,20 @@ impl AsenaBuilder {
             asyncapi: spec,
             scrape,
             attached,
+            fleet: fleet.clone(),
+            feed: feed.clone(),
+            announcer: std::sync::OnceLock::new(),
         });
 
         if let Some(t) = &inner.transport {
-            let local = Arc::new(Namespaces(ns_list));
+            let namespaces = Namespaces(ns_list.clone());
+            let local: Arc<dyn crate::transport::Deliver> = match &fleet {
+                Some(state) => Arc::new(FleetDelivery {
+                    namespaces,
+                    state: state.clone(),
+                }),
+                None => Arc::new(namespaces),
+            };
             if let Err(e) = t.init(Inbound::new(local)).await {
                 // destroy is idempotent; it releases whatever init opened before failing.
                 t.destroy().await;
@@ -577,6 +685,14 @@ impl AsenaBuilder {
             }
             return Err(Error::Start { component, source });
         }
+        if let Some(state) = fleet {
+            let _ = inner.announcer.set(Announcer::start(
+                state,
+                ns_list,
+                inner.transport.clone(),
+                feed,
+            ));
+        }
         Ok(Asena { inner })
     }
 }
@@ -597,6 +713,12 @@ pub(crate) struct AppInner {
     scrape: metrics::Scrape,
     /// Every websocket service with its namespace and name, for attach and detach.
     attached: Vec<Attached>,
+    /// The fleet view, when the inspector is served or the instance announces itself.
+    fleet: Option<Arc<FleetState>>,
+    /// The inspector's WebSocket feed (not one of the app's namespaces).
+    feed: Option<Namespace>,
+    /// Announces the instance; set once the app has started.
+    announcer: std::sync::OnceLock<Announcer>,
 }
 
 /// A websocket service, its namespace and its name.
@@ -748,6 +870,9 @@ impl Asena {
         let local_addr = listener
             .local_addr()
             .map_err(|source| Error::Io { addr: None, source })?;
+        if let Some(fleet) = &self.inner.fleet {
+            fleet.set_addr(local_addr);
+        }
         Ok(Server {
             app: self.clone(),
             listener,
@@ -773,7 +898,7 @@ impl Asena {
         if *finished {
             return;
         }
-        for ns in self.inner.namespaces.iter() {
+        for ns in self.inner.namespaces.iter().chain(&self.inner.feed) {
             ns.close_all(close_code::GOING_AWAY, "Server shutting down");
         }
         // Wait for every connection task to run its on_close.
@@ -784,6 +909,10 @@ impl Asena {
             service.detach(ns).await;
         }
         self.inner.container.stop(self.inner.stop_timeout).await;
+        if let Some(announcer) = self.inner.announcer.get() {
+            // Says goodbye to the fleet while the transport is still up.
+            announcer.stop().await;
+        }
         if let Some(t) = &self.inner.transport {
             t.destroy().await;
         }

@@ -1,0 +1,413 @@
+//! The fleet view: every instance announces itself and its counts through the transport at a
+//! steady interval, on [`wire::FLEET_TOPIC`]; each instance keeps the announcements it hears
+//! (its own included) and drops an instance that has been silent for three of its intervals,
+//! or that said goodbye on shutdown. Rates (messages in and out, deliveries per second) are
+//! the difference between an instance's last two announcements, over the time between them by
+//! its own clock.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::namespace::Namespace;
+
+/// How many of its own intervals an instance may stay silent before it leaves the view.
+const SILENT_INTERVALS: u32 = 3;
+
+/// The version of the announcement format.
+const VERSION: u8 = 1;
+
+/// Milliseconds since the Unix epoch.
+pub(super) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// What an instance says about itself, as JSON on [`wire::FLEET_TOPIC`](crate::wire::FLEET_TOPIC).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Announcement {
+    /// The format version.
+    pub(super) v: u8,
+    /// A random id, new at every start.
+    pub(super) id: String,
+    /// A name for people (`AsenaBuilder::instance_name`, else the host name and pid).
+    pub(super) name: String,
+    /// Where it listens, once it does.
+    #[serde(default)]
+    pub(super) addr: Option<String>,
+    /// When it started (ms since the epoch).
+    pub(super) started_at: u64,
+    /// When it said this (ms since the epoch, its own clock).
+    pub(super) at: u64,
+    /// How often it announces (ms).
+    pub(super) every_ms: u64,
+    /// Said once on shutdown: drop this instance now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) bye: bool,
+    /// Its namespaces and their counters.
+    pub(super) namespaces: Vec<NamespaceCounts>,
+}
+
+/// One namespace's counts in an announcement.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct NamespaceCounts {
+    pub(super) path: String,
+    pub(super) sockets: u64,
+    pub(super) rooms: u64,
+    /// Messages received from clients (cumulative).
+    pub(super) received: u64,
+    /// Messages sent (a room message counts once, however many members).
+    pub(super) sent: u64,
+    /// Messages written to sockets' queues (one per recipient).
+    pub(super) deliveries: u64,
+}
+
+impl NamespaceCounts {
+    pub(super) fn of(ns: &Namespace) -> NamespaceCounts {
+        let stats = ns.stats();
+        NamespaceCounts {
+            path: ns.path().to_owned(),
+            sockets: ns.socket_count() as u64,
+            rooms: ns.room_count() as u64,
+            received: stats.messages_received(),
+            sent: stats.messages_sent(),
+            deliveries: stats.deliveries(),
+        }
+    }
+}
+
+/// Per-second rates between two announcements.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Rates {
+    pub(super) received: f64,
+    pub(super) sent: f64,
+    pub(super) deliveries: f64,
+}
+
+impl Rates {
+    fn between(before: &NamespaceCounts, after: &NamespaceCounts, seconds: f64) -> Rates {
+        let per_s = |a: u64, b: u64| b.saturating_sub(a) as f64 / seconds;
+        Rates {
+            received: per_s(before.received, after.received),
+            sent: per_s(before.sent, after.sent),
+            deliveries: per_s(before.deliveries, after.deliveries),
+        }
+    }
+
+    fn add(&mut self, other: Rates) {
+        self.received += other.received;
+        self.sent += other.sent;
+        self.deliveries += other.deliveries;
+    }
+}
+
+/// What the view keeps of one instance.
+#[derive(Debug)]
+struct Member {
+    last: Announcement,
+    /// Rates per namespace path, from the last two announcements.
+    rates: HashMap<String, Rates>,
+    /// When the last announcement arrived, by our clock.
+    seen: Instant,
+}
+
+/// One instance as the inspector shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct InstanceView {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) addr: Option<String>,
+    /// Whether this is the instance serving the page.
+    #[serde(rename = "self")]
+    pub(super) this: bool,
+    pub(super) started_at: u64,
+    /// Milliseconds since its last announcement arrived.
+    pub(super) last_seen_ms: u64,
+    pub(super) sockets: u64,
+    pub(super) rooms: u64,
+    pub(super) rates: Rates,
+    pub(super) namespaces: Vec<NamespaceView>,
+}
+
+/// One namespace of an instance as the inspector shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct NamespaceView {
+    #[serde(flatten)]
+    pub(super) counts: NamespaceCounts,
+    pub(super) rates: Rates,
+}
+
+/// The instances this one has heard from (itself included).
+#[derive(Debug)]
+pub(super) struct Fleet {
+    /// This instance's id.
+    own: String,
+    members: Mutex<HashMap<String, Member>>,
+}
+
+impl Fleet {
+    pub(super) fn new(own: String) -> Fleet {
+        Fleet {
+            own,
+            members: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(super) fn own_id(&self) -> &str {
+        &self.own
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Member>> {
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An announcement arrived as JSON from another instance; malformed ones are logged and
+    /// dropped.
+    pub(super) fn receive(&self, payload: &[u8], now: Instant) {
+        match serde_json::from_slice::<Announcement>(payload) {
+            Ok(announcement) if announcement.v == VERSION => self.record(announcement, now),
+            Ok(announcement) => tracing::debug!(
+                target: "asena::inspector",
+                version = announcement.v,
+                "ignoring a fleet announcement of another format version"
+            ),
+            Err(error) => tracing::warn!(
+                target: "asena::inspector",
+                %error,
+                "dropping a malformed fleet announcement"
+            ),
+        }
+    }
+
+    /// Records an announcement (a goodbye removes the instance).
+    pub(super) fn record(&self, announcement: Announcement, now: Instant) {
+        let mut members = self.lock();
+        if announcement.bye {
+            if members.remove(&announcement.id).is_some() {
+                tracing::info!(
+                    target: "asena::inspector",
+                    instance = %announcement.id,
+                    name = %announcement.name,
+                    "instance left the fleet"
+                );
+            }
+            return;
+        }
+        let rates = match members.get(&announcement.id) {
+            Some(previous) if announcement.at > previous.last.at => {
+                let seconds = (announcement.at - previous.last.at) as f64 / 1000.0;
+                announcement
+                    .namespaces
+                    .iter()
+                    .filter_map(|after| {
+                        let before = previous
+                            .last
+                            .namespaces
+                            .iter()
+                            .find(|b| b.path == after.path)?;
+                        Some((after.path.clone(), Rates::between(before, after, seconds)))
+                    })
+                    .collect()
+            }
+            // An announcement older than what we have (reordered) is ignored.
+            Some(_) => return,
+            None => {
+                if announcement.id != self.own {
+                    tracing::info!(
+                        target: "asena::inspector",
+                        instance = %announcement.id,
+                        name = %announcement.name,
+                        "instance joined the fleet"
+                    );
+                }
+                HashMap::new()
+            }
+        };
+        members.insert(
+            announcement.id.clone(),
+            Member {
+                last: announcement,
+                rates,
+                seen: now,
+            },
+        );
+    }
+
+    /// Drops the instances silent for [`SILENT_INTERVALS`] of their own intervals.
+    pub(super) fn expire(&self, now: Instant) {
+        self.lock().retain(|id, m| {
+            let limit = Duration::from_millis(m.last.every_ms) * SILENT_INTERVALS;
+            let alive = id == &self.own || now.saturating_duration_since(m.seen) <= limit;
+            if !alive {
+                tracing::warn!(
+                    target: "asena::inspector",
+                    instance = %id,
+                    name = %m.last.name,
+                    "instance went silent; dropped from the fleet"
+                );
+            }
+            alive
+        });
+    }
+
+    /// The instances, this one first, then by name.
+    pub(super) fn view(&self, now: Instant) -> Vec<InstanceView> {
+        self.expire(now);
+        let members = self.lock();
+        let mut out: Vec<InstanceView> = members
+            .values()
+            .map(|m| {
+                let namespaces: Vec<NamespaceView> = m
+                    .last
+                    .namespaces
+                    .iter()
+                    .map(|counts| NamespaceView {
+                        counts: counts.clone(),
+                        rates: m.rates.get(&counts.path).copied().unwrap_or_default(),
+                    })
+                    .collect();
+                let mut rates = Rates::default();
+                for ns in &namespaces {
+                    rates.add(ns.rates);
+                }
+                InstanceView {
+                    id: m.last.id.clone(),
+                    name: m.last.name.clone(),
+                    addr: m.last.addr.clone(),
+                    this: m.last.id == self.own,
+                    started_at: m.last.started_at,
+                    last_seen_ms: u64::try_from(now.saturating_duration_since(m.seen).as_millis())
+                        .unwrap_or(u64::MAX),
+                    sockets: namespaces.iter().map(|n| n.counts.sockets).sum(),
+                    rooms: namespaces.iter().map(|n| n.counts.rooms).sum(),
+                    rates,
+                    namespaces,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.this.cmp(&a.this).then_with(|| a.name.cmp(&b.name)));
+        out
+    }
+}
+
+/// A new announcement of this instance.
+pub(super) fn announcement(
+    id: &str,
+    name: &str,
+    addr: Option<String>,
+    started_at: u64,
+    every: Duration,
+    namespaces: &[Namespace],
+) -> Announcement {
+    Announcement {
+        v: VERSION,
+        id: id.to_owned(),
+        name: name.to_owned(),
+        addr,
+        started_at,
+        at: unix_ms(),
+        every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1),
+        bye: false,
+        namespaces: namespaces.iter().map(NamespaceCounts::of).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(path: &str, received: u64, deliveries: u64) -> NamespaceCounts {
+        NamespaceCounts {
+            path: path.to_owned(),
+            sockets: 2,
+            rooms: 1,
+            received,
+            sent: received,
+            deliveries,
+        }
+    }
+
+    fn said(id: &str, at: u64, every_ms: u64, ns: Vec<NamespaceCounts>) -> Announcement {
+        Announcement {
+            v: VERSION,
+            id: id.to_owned(),
+            name: format!("instance {id}"),
+            addr: None,
+            started_at: 0,
+            at,
+            every_ms,
+            bye: false,
+            namespaces: ns,
+        }
+    }
+
+    #[test]
+    fn rates_come_from_the_last_two_announcements() {
+        let fleet = Fleet::new("a".into());
+        let t0 = Instant::now();
+        fleet.record(
+            said("b", 10_000, 1000, vec![counts("/chat", 100, 1000)]),
+            t0,
+        );
+        let first = fleet.view(t0);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].rates, Rates::default(), "no rate from one sample");
+        // Two seconds later by b's clock: 50 more messages, 400 more deliveries.
+        fleet.record(
+            said("b", 12_000, 1000, vec![counts("/chat", 150, 1400)]),
+            t0,
+        );
+        let view = fleet.view(t0);
+        assert_eq!(view[0].rates.received, 25.0);
+        assert_eq!(view[0].rates.deliveries, 200.0);
+        assert_eq!(view[0].sockets, 2);
+        // A reordered, older announcement changes nothing.
+        fleet.record(said("b", 11_000, 1000, vec![counts("/chat", 0, 0)]), t0);
+        assert_eq!(fleet.view(t0)[0].rates.received, 25.0);
+    }
+
+    #[test]
+    fn a_silent_instance_drops_off_after_three_intervals_and_self_stays() {
+        let fleet = Fleet::new("a".into());
+        let t0 = Instant::now();
+        fleet.record(said("a", 1, 100, vec![]), t0);
+        fleet.record(said("b", 1, 100, vec![]), t0);
+        assert_eq!(fleet.view(t0 + Duration::from_millis(300)).len(), 2);
+        let later = fleet.view(t0 + Duration::from_millis(301));
+        assert_eq!(later.len(), 1);
+        assert!(later[0].this);
+    }
+
+    #[test]
+    fn a_goodbye_removes_the_instance_at_once() {
+        let fleet = Fleet::new("a".into());
+        let t0 = Instant::now();
+        fleet.record(said("b", 1, 1000, vec![]), t0);
+        let mut bye = said("b", 2, 1000, vec![]);
+        bye.bye = true;
+        fleet.receive(&serde_json::to_vec(&bye).expect("encodes"), t0);
+        assert!(fleet.view(t0).is_empty());
+    }
+
+    #[test]
+    fn malformed_and_foreign_announcements_are_dropped() {
+        let fleet = Fleet::new("a".into());
+        let t0 = Instant::now();
+        fleet.receive(b"not json", t0);
+        fleet.receive(br#"{"v": 99, "id": "x"}"#, t0);
+        let mut other = serde_json::to_value(said("c", 1, 1000, vec![])).expect("encodes");
+        other["v"] = 2.into();
+        fleet.receive(&serde_json::to_vec(&other).expect("encodes"), t0);
+        assert!(fleet.view(t0).is_empty());
+    }
+}

@@ -1,0 +1,677 @@
+//! The live inspector ([`AsenaBuilder::inspector`](crate::AsenaBuilder::inspector)): a page,
+//! a JSON API and a WebSocket feed, all behind a guard middleware the app provides.
+//!
+//! Under the inspector's path (say `/_asena`):
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /_asena` | the page |
+//! | `GET /_asena/api/fleet` | `{"self": id, "instances": [..]}`: every instance heard from, with its namespaces' counts and rates |
+//! | `GET /_asena/api/namespaces` | this instance's namespaces: `path`, `name`, `sockets`, `rooms` |
+//! | `GET /_asena/api/sockets?ns=/chat&q=&offset=0&limit=50` | one page of the namespace's local sockets, oldest first (`id`, `path`, `addr`, `rooms`, `connectedAt`, `queuedBytes`), filtered by `q` (part of the id, the address or a room name) |
+//! | `GET /_asena/api/rooms?ns=/chat&q=&offset=0&limit=50` | one page of its rooms (`name`, `size`), by name |
+//! | `POST /_asena/api/disconnect` `{"socket": id, "code"?: 1000, "reason"?: ".."}` | closes that socket |
+//! | `POST /_asena/api/leave` `{"socket": id, "room": ".."}` | takes it out of the room |
+//! | `GET /_asena/ws` (WebSocket) | `{"type":"fleet","at":ms,"self":id,"instances":[..]}` now and at every interval |
+//!
+//! Every request, the WebSocket's upgrade included, passes the guard first: whatever it
+//! refuses is answered with its refusal. Lists are paged (at most 500 rows a page), so the
+//! page stays usable at tens of thousands of sockets. Sockets and rooms are this instance's;
+//! the fleet view holds every instance's counts.
+//!
+//! The fleet view and the rates come from announcements (`fleet.rs`), made at every
+//! interval by an [`Announcer`] task and sent to the other instances through the transport.
+
+mod fleet;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use http::{Method, Request, Response, StatusCode, header};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::channel::{Channel, Raw};
+use crate::error::Result;
+use crate::frame::{Message, close_code};
+use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Refusal, run_chain};
+use crate::namespace::{Namespace, Namespaces, Socket, SocketRef};
+use crate::request::{lookup, parse_query};
+use crate::transport::{Deliver, Outbound, Transport};
+use crate::wire;
+use crate::ws::WebSocketService;
+use crate::ws::upgrade::{self, Endpoint};
+use fleet::{Fleet, InstanceView};
+
+/// The page, with its script and styles inline.
+const PAGE: &str = include_str!("page.html");
+
+/// Rows a list answers by default, and at most.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+/// Largest action body read.
+const MAX_BODY: usize = 16 * 1024;
+
+/// What the builder keeps of `inspector(path, guard)`.
+pub(crate) struct InspectorConfig {
+    pub(crate) path: String,
+    pub(crate) guard: Arc<dyn ErasedMiddleware>,
+}
+
+/// The fleet view's shared state: who this instance is and what it heard.
+pub(crate) struct FleetState {
+    fleet: Fleet,
+    name: String,
+    started_at: u64,
+    every: Duration,
+    /// Where the app listens, once `listen` bound it.
+    addr: OnceLock<SocketAddr>,
+}
+
+impl FleetState {
+    pub(crate) fn new(name: Option<String>, every: Duration) -> Arc<FleetState> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let name = name.unwrap_or_else(default_name);
+        Arc::new(FleetState {
+            fleet: Fleet::new(id),
+            name,
+            started_at: fleet::unix_ms(),
+            every,
+            addr: OnceLock::new(),
+        })
+    }
+
+    /// Records where the app listens (the first address bound).
+    pub(crate) fn set_addr(&self, addr: SocketAddr) {
+        let _ = self.addr.set(addr);
+    }
+
+    fn announcement(&self, namespaces: &[Namespace]) -> fleet::Announcement {
+        fleet::announcement(
+            self.fleet.own_id(),
+            &self.name,
+            self.addr.get().map(ToString::to_string),
+            self.started_at,
+            self.every,
+            namespaces,
+        )
+    }
+
+    fn view(&self) -> Vec<InstanceView> {
+        self.fleet.view(Instant::now())
+    }
+
+    fn feed_message(&self) -> serde_json::Value {
+        json!({
+            "type": "fleet",
+            "at": fleet::unix_ms(),
+            "self": self.fleet.own_id(),
+            "instances": self.view(),
+        })
+    }
+}
+
+/// `<host name> (pid <pid>)`, or just the pid.
+fn default_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        });
+    match host {
+        Some(host) => format!("{host} (pid {})", std::process::id()),
+        None => format!("pid {}", std::process::id()),
+    }
+}
+
+/// The transport's local delivery when the fleet view is on: announcements go to the fleet,
+/// everything else to the namespaces.
+pub(crate) struct FleetDelivery {
+    pub(crate) namespaces: Namespaces,
+    pub(crate) state: Arc<FleetState>,
+}
+
+impl Deliver for FleetDelivery {
+    fn deliver(&self, topic: &str, payload: &[u8], binary: bool) -> usize {
+        if topic == wire::FLEET_TOPIC {
+            self.state.fleet.receive(payload, Instant::now());
+            return 0;
+        }
+        self.namespaces.deliver(topic, payload, binary)
+    }
+
+    fn paths(&self) -> Vec<&str> {
+        self.namespaces.paths()
+    }
+}
+
+/// The task that announces this instance at every interval, refreshes the fleet view and
+/// pushes it to the inspector's WebSocket feed.
+pub(crate) struct Announcer {
+    state: Arc<FleetState>,
+    namespaces: Arc<[Namespace]>,
+    transport: Option<Arc<dyn Transport>>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Announcer {
+    /// Starts announcing (to `feed`'s sockets too, when the inspector is served).
+    pub(crate) fn start(
+        state: Arc<FleetState>,
+        namespaces: Arc<[Namespace]>,
+        transport: Option<Arc<dyn Transport>>,
+        feed: Option<Namespace>,
+    ) -> Announcer {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = {
+            let (state, namespaces, transport) =
+                (state.clone(), namespaces.clone(), transport.clone());
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(state.every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        _ = stopped.wait_for(|s| *s) => break,
+                    }
+                    let announcement = state.announcement(&namespaces);
+                    if let Some(t) = &transport {
+                        publish(t.as_ref(), &announcement);
+                    }
+                    state.fleet.record(announcement, Instant::now());
+                    if let Some(feed) = &feed
+                        && feed.socket_count() > 0
+                    {
+                        let _ = feed.broadcast(crate::frame::Json(&state.feed_message()));
+                    }
+                }
+            })
+        };
+        Announcer {
+            state,
+            namespaces,
+            transport,
+            stop,
+            task: Mutex::new(Some(task)),
+        }
+    }
+
+    /// Stops the task and tells the fleet this instance is leaving (before the transport is
+    /// destroyed).
+    pub(crate) async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+            if let Some(t) = &self.transport {
+                let mut bye = self.state.announcement(&self.namespaces);
+                bye.bye = true;
+                publish(t.as_ref(), &bye);
+            }
+        }
+    }
+}
+
+fn publish(transport: &dyn Transport, announcement: &fleet::Announcement) {
+    match serde_json::to_vec(announcement) {
+        Ok(payload) => transport.publish(Outbound {
+            topic: wire::FLEET_TOPIC.to_owned(),
+            payload: payload.into(),
+            binary: false,
+        }),
+        Err(error) => {
+            tracing::error!(target: "asena::inspector", %error, "could not encode the announcement");
+        }
+    }
+}
+
+/// The inspector's WebSocket: sends the fleet view on open and at every interval; what the
+/// page sends is ignored.
+struct Feed {
+    state: Arc<FleetState>,
+}
+
+impl Channel for Feed {
+    const PATH: &'static str = "/_asena/ws";
+    const NAME: &'static str = "AsenaInspectorFeed";
+    type Params = ();
+    type In = Message;
+    type Out = Raw;
+}
+
+impl WebSocketService for Feed {
+    type Data = ();
+
+    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+        ws.send_json(&self.state.feed_message())?;
+        Ok(())
+    }
+
+    async fn on_message(&self, _ws: &Socket<()>, _message: Message) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The inspector's routes and what they read.
+pub(crate) struct Inspector {
+    /// The base path, without a trailing `/`.
+    path: String,
+    guard: Vec<Arc<dyn ErasedMiddleware>>,
+    namespaces: Arc<[Namespace]>,
+    state: Arc<FleetState>,
+    feed: Arc<Endpoint>,
+}
+
+impl Inspector {
+    /// The inspector at `config.path` over `namespaces`; `feed` is the namespace of its
+    /// WebSocket (not one of the app's).
+    pub(crate) fn new(
+        config: InspectorConfig,
+        namespaces: Arc<[Namespace]>,
+        state: Arc<FleetState>,
+        feed: Namespace,
+        shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Arc<Inspector> {
+        let guard = vec![config.guard];
+        let endpoint = Arc::new(Endpoint {
+            ns: feed,
+            service: crate::ws::erase(Arc::new(Feed {
+                state: state.clone(),
+            })),
+            chain: guard.clone(),
+            origins: None,
+            shutting_down,
+        });
+        Arc::new(Inspector {
+            path: config.path.trim_end_matches('/').to_owned(),
+            guard,
+            namespaces,
+            state,
+            feed: endpoint,
+        })
+    }
+
+    /// Adds the inspector's routes to `router`.
+    pub(crate) fn route(self: &Arc<Self>, router: axum::Router) -> axum::Router {
+        let base = if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
+        };
+        let mut paths = vec![base.to_owned(), format!("{}/{{*rest}}", self.path)];
+        if !self.path.is_empty() {
+            paths.push(format!("{}/", self.path));
+        }
+        let mut router = router;
+        for path in paths {
+            let inspector = self.clone();
+            router = router.route(
+                &path,
+                axum::routing::any(move |req: Request<Body>| {
+                    let inspector = inspector.clone();
+                    async move { inspector.handle(req).await }
+                }),
+            );
+        }
+        router
+    }
+
+    async fn handle(&self, req: Request<Body>) -> Response<Body> {
+        let sub = req
+            .uri()
+            .path()
+            .strip_prefix(self.path.as_str())
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_owned();
+        if sub == "/ws" {
+            return upgrade::handle_with_globals(self.feed.clone(), &[], req).await;
+        }
+        let (parts, body) = req.into_parts();
+        let remote = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let query = parse_query(parts.uri.query());
+        let mut ctx = Context::new(parts, remote, Vec::new(), None, query.clone(), None);
+        let span = tracing::debug_span!(target: "asena::inspector", "inspector", path = %ctx.path(), remote = ?remote);
+        let outcome =
+            tracing::Instrument::instrument(run_chain(&self.guard, &mut ctx, &self.path), span)
+                .await;
+        if let ChainOutcome::Respond(refused) = outcome {
+            return refused;
+        }
+        let method = ctx.method().clone();
+        match (method, sub.as_str()) {
+            (Method::GET, "") => page(),
+            (Method::GET, "/api/fleet") => ok(json!({
+                "self": self.state.fleet.own_id(),
+                "instances": self.state.view(),
+            })),
+            (Method::GET, "/api/namespaces") => ok(json!(
+                self.namespaces
+                    .iter()
+                    .map(|ns| json!({
+                        "path": ns.path(),
+                        "name": ns.name(),
+                        "sockets": ns.socket_count(),
+                        "rooms": ns.room_count(),
+                    }))
+                    .collect::<Vec<_>>()
+            )),
+            (Method::GET, "/api/sockets") => self.sockets(&query),
+            (Method::GET, "/api/rooms") => self.rooms(&query),
+            (Method::POST, "/api/disconnect") => match read_json::<Disconnect>(body).await {
+                Ok(action) => self.disconnect(action),
+                Err(refused) => refused.into_response(),
+            },
+            (Method::POST, "/api/leave") => match read_json::<Leave>(body).await {
+                Ok(action) => self.leave(action),
+                Err(refused) => refused.into_response(),
+            },
+            (_, "" | "/api/fleet" | "/api/namespaces" | "/api/sockets" | "/api/rooms") => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "Use GET".to_owned())
+            }
+            (_, "/api/disconnect" | "/api/leave") => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "Use POST".to_owned())
+            }
+            (_, other) => error(
+                StatusCode::NOT_FOUND,
+                format!("No inspector resource at {}{other}", self.path),
+            ),
+        }
+    }
+
+    /// The namespace `?ns=` names (the first one when it names none).
+    fn namespace(&self, query: &[(String, String)]) -> std::result::Result<&Namespace, String> {
+        match lookup(query, "ns").filter(|p| !p.is_empty()) {
+            Some(path) => self
+                .namespaces
+                .iter()
+                .find(|ns| ns.path() == path)
+                .ok_or_else(|| format!("No namespace at {path}")),
+            None => self
+                .namespaces
+                .first()
+                .ok_or_else(|| "This app has no websocket services".to_owned()),
+        }
+    }
+
+    fn sockets(&self, query: &[(String, String)]) -> Response<Body> {
+        let ns = match self.namespace(query) {
+            Ok(ns) => ns,
+            Err(message) => return error(StatusCode::NOT_FOUND, message),
+        };
+        let (offset, limit) = paging(query);
+        let needle = lookup(query, "q").unwrap_or("").trim().to_lowercase();
+        let mut sockets = ns.sockets();
+        let total = sockets.len();
+        if !needle.is_empty() {
+            sockets.retain(|s| socket_matches(s, &needle));
+        }
+        // UUID v7 ids sort by connection time: oldest first, stable across pages.
+        sockets.sort_unstable_by(|a, b| a.id().cmp(b.id()));
+        let matched = sockets.len();
+        let page: Vec<serde_json::Value> = sockets
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(socket_json)
+            .collect();
+        ok(json!({
+            "namespace": ns.path(),
+            "total": total,
+            "matched": matched,
+            "offset": offset,
+            "limit": limit,
+            "sockets": page,
+        }))
+    }
+
+    fn rooms(&self, query: &[(String, String)]) -> Response<Body> {
+        let ns = match self.namespace(query) {
+            Ok(ns) => ns,
+            Err(message) => return error(StatusCode::NOT_FOUND, message),
+        };
+        let (offset, limit) = paging(query);
+        let needle = lookup(query, "q").unwrap_or("").trim().to_lowercase();
+        let mut rooms = ns.rooms();
+        let total = rooms.len();
+        if !needle.is_empty() {
+            rooms.retain(|r| r.name.to_lowercase().contains(&needle));
+        }
+        let matched = rooms.len();
+        let page: Vec<serde_json::Value> = rooms
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|r| json!({"name": r.name, "size": r.size}))
+            .collect();
+        ok(json!({
+            "namespace": ns.path(),
+            "total": total,
+            "matched": matched,
+            "offset": offset,
+            "limit": limit,
+            "rooms": page,
+        }))
+    }
+
+    fn find(&self, id: &str) -> Option<SocketRef> {
+        self.namespaces.iter().find_map(|ns| ns.socket(id))
+    }
+
+    fn disconnect(&self, action: Disconnect) -> Response<Body> {
+        let code = action.code.unwrap_or(close_code::NORMAL);
+        if !close_code::is_sendable(code) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("Close code {code} may not be sent"),
+            );
+        }
+        let Some(socket) = self.find(&action.socket) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("No socket {} on this instance", action.socket),
+            );
+        };
+        let reason = action
+            .reason
+            .unwrap_or_else(|| "Disconnected by an operator".to_owned());
+        // A close reason is at most 123 bytes (RFC 6455 §5.5.1).
+        let reason = truncate(&reason, 123);
+        tracing::info!(
+            target: "asena::inspector",
+            socket_id = %socket.id(),
+            path = %socket.path(),
+            code,
+            reason,
+            "disconnecting a socket from the inspector"
+        );
+        socket.close(code, reason);
+        ok(json!({
+            "disconnected": socket.id(),
+            "namespace": socket.namespace().path(),
+            "code": code,
+        }))
+    }
+
+    fn leave(&self, action: Leave) -> Response<Body> {
+        let Some(socket) = self.find(&action.socket) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("No socket {} on this instance", action.socket),
+            );
+        };
+        if !socket.unsubscribe(&action.room) {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("Socket {} is not in room {}", action.socket, action.room),
+            );
+        }
+        tracing::info!(
+            target: "asena::inspector",
+            socket_id = %socket.id(),
+            room = %action.room,
+            "removed a socket from a room from the inspector"
+        );
+        ok(json!({"socket": socket.id(), "room": action.room, "left": true}))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Disconnect {
+    socket: String,
+    #[serde(default)]
+    code: Option<u16>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Leave {
+    socket: String,
+    room: String,
+}
+
+/// Reads a JSON action body; a bad one is refused with 400 saying why.
+async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> std::result::Result<T, Refusal> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        Refusal::json(
+            413,
+            json!({"error": format!("The body may be at most {MAX_BODY} bytes")}),
+        )
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Refusal::json(400, json!({"error": format!("Invalid body: {e}")})))
+}
+
+fn paging(query: &[(String, String)]) -> (usize, usize) {
+    let number = |key: &str| lookup(query, key).and_then(|v| v.parse::<usize>().ok());
+    let offset = number("offset").unwrap_or(0);
+    let limit = number("limit").unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    (offset, limit)
+}
+
+fn socket_matches(socket: &SocketRef, needle: &str) -> bool {
+    socket.id().contains(needle)
+        || socket
+            .remote_addr()
+            .is_some_and(|a| a.to_string().contains(needle))
+        || socket.path().to_lowercase().contains(needle)
+        || joined_rooms(socket)
+            .iter()
+            .any(|r| r.to_lowercase().contains(needle))
+}
+
+/// The rooms a socket joined, without its personal room (its id).
+fn joined_rooms(socket: &SocketRef) -> Vec<String> {
+    let mut rooms = socket.rooms();
+    rooms.remove(0);
+    rooms
+}
+
+fn socket_json(socket: &SocketRef) -> serde_json::Value {
+    json!({
+        "id": socket.id(),
+        "path": socket.path(),
+        "addr": socket.remote_addr().map(|a| a.to_string()),
+        "rooms": joined_rooms(socket),
+        "connectedAt": connected_at(socket.id()),
+        "queuedBytes": socket.queued_bytes(),
+    })
+}
+
+/// When a socket connected (ms since the epoch), read from its UUID v7 id.
+fn connected_at(id: &str) -> Option<u64> {
+    let (secs, nanos) = uuid::Uuid::parse_str(id).ok()?.get_timestamp()?.to_unix();
+    Some(secs * 1000 + u64::from(nanos) / 1_000_000)
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn ok(value: serde_json::Value) -> Response<Body> {
+    json_response(StatusCode::OK, &value)
+}
+
+fn error(status: StatusCode, message: String) -> Response<Body> {
+    json_response(status, &json!({ "error": message }))
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from(value.to_string()))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+fn page() -> Response<Body> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header("x-frame-options", "DENY")
+        .header("referrer-policy", "no-referrer")
+        .body(Body::from(PAGE))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connected_at_reads_the_uuid_v7_clock() {
+        let before = fleet::unix_ms();
+        let id = uuid::Uuid::now_v7().to_string();
+        let after = fleet::unix_ms();
+        let at = connected_at(&id).expect("a v7 id has a timestamp");
+        assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+        assert_eq!(connected_at("not-a-uuid"), None);
+    }
+
+    #[test]
+    fn paging_is_bounded() {
+        let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert_eq!(paging(&q(&[])), (0, DEFAULT_LIMIT));
+        assert_eq!(paging(&q(&[("offset", "20"), ("limit", "10")])), (20, 10));
+        assert_eq!(paging(&q(&[("limit", "100000")])), (0, MAX_LIMIT));
+        assert_eq!(paging(&q(&[("limit", "0"), ("offset", "x")])), (0, 1));
+    }
+
+    #[test]
+    fn reasons_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate("abc", 123), "abc");
+        let long = "é".repeat(100);
+        let cut = truncate(&long, 123);
+        assert_eq!(cut.len(), 122);
+    }
+}

@@ -1,0 +1,493 @@
+//! The live inspector: its page, JSON API and WebSocket feed refuse what the guard refuses;
+//! it lists a namespace's sockets and rooms a page at a time; its actions disconnect a socket
+//! and take one out of a room; and over a real Redis (127.0.0.1:6379, started by the test
+//! command) two instances see each other in the fleet view, with their counts, until one
+//! stops or goes silent.
+
+use std::time::Duration;
+
+use asena_runtime::prelude::*;
+use asena_runtime::wire::{self, Envelope};
+use asena_runtime::{AsenaBuilder, RedisTransport};
+use asena_tests::{Client, TestServer, WAIT, eventually, http_request, start, upgrade_request};
+use serde_json::Value;
+
+const TOKEN: &str = "test-token-1234";
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+/// The guard the chat example uses too: the token as a bearer token or as `?token=`.
+struct Token(&'static str);
+
+impl Middleware for Token {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
+        let given = ctx.bearer_token().or_else(|| ctx.query("token"));
+        if given != Some(self.0) {
+            return Err(Refusal::json(401, json!({"error": "Unauthorized"})));
+        }
+        next.run(ctx).await
+    }
+}
+
+/// Joins the rooms named in `?rooms=a,b`; every message goes to those rooms.
+#[websocket(path = "/hall")]
+#[derive(Debug)]
+pub struct Hall;
+
+impl WebSocketService for Hall {
+    type Data = ();
+    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+        let rooms: Vec<String> = ws
+            .query("rooms")
+            .unwrap_or("")
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for room in &rooms {
+            ws.subscribe(room);
+        }
+        ws.send_json(&json!({"type": "ready", "id": ws.id()}))?;
+        Ok(())
+    }
+    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+        // Its joined rooms, not its personal room (its id, listed first).
+        for room in ws.rooms().into_iter().skip(1) {
+            ws.namespace().to(&room, msg.clone())?;
+        }
+        Ok(())
+    }
+}
+
+fn app() -> AsenaBuilder {
+    Asena::builder()
+        .without_auto_registration()
+        .websocket::<Hall>()
+        .inspector("/_asena", Token(TOKEN))
+        .announce_every(Duration::from_millis(100))
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{nanos:x}-{}", std::process::id())
+}
+
+async fn get(server: &TestServer, path: &str, auth: bool) -> anyhow::Result<(u16, Value)> {
+    let mut req = hyper::Request::get(server.http_url(path));
+    if auth {
+        req = req.header("authorization", format!("Bearer {TOKEN}"));
+    }
+    let resp = http_request(req.body(Default::default())?).await?;
+    let body = serde_json::from_str(&resp.body).unwrap_or(Value::String(resp.body.clone()));
+    Ok((resp.status, body))
+}
+
+async fn post(server: &TestServer, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+    let req = hyper::Request::post(server.http_url(path))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(body.to_string().into())?;
+    let resp = http_request(req).await?;
+    Ok((resp.status, resp.json()?))
+}
+
+/// Connects to `/hall` in `rooms` and returns the client and its socket id.
+async fn join(server: &TestServer, rooms: &str) -> anyhow::Result<(Client, String)> {
+    let mut client = server.connect(&format!("/hall?rooms={rooms}")).await?;
+    let ready = client.recv_type("ready").await?;
+    let id = ready["id"].as_str().unwrap_or_default().to_owned();
+    anyhow::ensure!(!id.is_empty(), "no id in {ready}");
+    Ok((client, id))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_route_refuses_requests_the_guard_refuses() -> anyhow::Result<()> {
+    let server = start(app()).await?;
+    for path in [
+        "/_asena",
+        "/_asena/",
+        "/_asena/api/fleet",
+        "/_asena/api/namespaces",
+        "/_asena/api/sockets",
+        "/_asena/api/rooms",
+        "/_asena/api/nothing-here",
+        "/_asena?token=wrong",
+    ] {
+        let (status, body) = get(&server, path, false).await?;
+        assert_eq!(status, 401, "{path}: {body}");
+        assert_eq!(body["error"], "Unauthorized", "{path}");
+    }
+    for path in ["/_asena/api/disconnect", "/_asena/api/leave"] {
+        let req = hyper::Request::post(server.http_url(path))
+            .body(json!({"socket": "x"}).to_string().into())?;
+        assert_eq!(http_request(req).await?.status, 401, "{path}");
+    }
+    // The WebSocket: refused before the upgrade, without and with a wrong token.
+    let (status, resp) = upgrade_request(server.addr, "/_asena/ws", &[]).await?;
+    assert_eq!(status, 401, "{resp}");
+    let (status, _) = upgrade_request(server.addr, "/_asena/ws?token=nope", &[]).await?;
+    assert_eq!(status, 401);
+    assert!(Client::connect(&server.ws_url("/_asena/ws")).await.is_err());
+
+    // With the token: the page (as a header or in the query), the API, the feed.
+    let page = http_request(
+        hyper::Request::get(server.http_url(&format!("/_asena?token={TOKEN}")))
+            .body(Default::default())?,
+    )
+    .await?;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Asena inspector"), "{page}");
+    assert_eq!(
+        asena_tests::header_values(&page, "content-type"),
+        ["text/html; charset=utf-8"]
+    );
+    let (status, namespaces) = get(&server, "/_asena/api/namespaces", true).await?;
+    assert_eq!(status, 200);
+    assert_eq!(namespaces[0]["path"], "/hall");
+    let (status, missing) = get(&server, "/_asena/api/nothing-here", true).await?;
+    assert_eq!(status, 404, "{missing}");
+    let mut feed = Client::connect(&server.ws_url(&format!("/_asena/ws?token={TOKEN}"))).await?;
+    let first = feed.recv_type("fleet").await?;
+    assert!(first["self"].is_string(), "{first}");
+    let mut bearer = Client::connect_with_headers(
+        &server.ws_url("/_asena/ws"),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+    )
+    .await?;
+    bearer.recv_type("fleet").await?;
+    // The inspector's own sockets are not one of the app's namespaces.
+    assert_eq!(server.app.namespaces().len(), 1);
+    assert_eq!(
+        server.app.namespace("/hall").map(|n| n.socket_count()),
+        Some(0)
+    );
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sockets_and_rooms_are_listed_a_page_at_a_time() -> anyhow::Result<()> {
+    let server = start(app()).await?;
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..120 {
+        let rooms = if i % 2 == 0 { "even,all" } else { "odd,all" };
+        let rooms = if i == 7 { "seven,odd,all" } else { rooms };
+        let (client, id) = join(&server, rooms).await?;
+        clients.push(client);
+        ids.push(id);
+    }
+    // Oldest first, 50 a page, every socket once.
+    let mut seen = Vec::new();
+    for offset in [0, 50, 100] {
+        let (status, page) = get(
+            &server,
+            &format!("/_asena/api/sockets?ns=/hall&offset={offset}&limit=50"),
+            true,
+        )
+        .await?;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["total"], 120);
+        assert_eq!(page["matched"], 120);
+        let rows = page["sockets"].as_array().cloned().unwrap_or_default();
+        assert_eq!(rows.len(), if offset == 100 { 20 } else { 50 });
+        for row in rows {
+            assert_eq!(row["path"], "/hall");
+            assert!(
+                row["addr"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("127.0.0.1:"))
+            );
+            assert!(
+                row["connectedAt"]
+                    .as_u64()
+                    .is_some_and(|t| t > 1_700_000_000_000)
+            );
+            assert!(row["queuedBytes"].is_u64());
+            seen.push(row["id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(seen, ids, "pages hold every socket once, oldest first");
+
+    // Search: by room, by id.
+    let (_, sevens) = get(&server, "/_asena/api/sockets?q=seven", true).await?;
+    assert_eq!(sevens["matched"], 1, "{sevens}");
+    assert_eq!(sevens["sockets"][0]["id"], ids[7].as_str());
+    let mut rooms: Vec<String> = serde_json::from_value(sevens["sockets"][0]["rooms"].clone())?;
+    rooms.sort();
+    assert_eq!(rooms, ["all", "odd", "seven"]);
+    let (_, by_id) = get(
+        &server,
+        &format!("/_asena/api/sockets?q={}", &ids[42][24..]),
+        true,
+    )
+    .await?;
+    assert_eq!(by_id["matched"], 1, "{by_id}");
+
+    // Rooms, by name, with sizes.
+    let (_, all_rooms) = get(&server, "/_asena/api/rooms?ns=/hall", true).await?;
+    assert_eq!(all_rooms["total"], 4);
+    let sizes: Vec<(String, u64)> = all_rooms["rooms"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or("").to_owned(),
+                r["size"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            ("all".to_owned(), 120),
+            ("even".to_owned(), 60),
+            ("odd".to_owned(), 60),
+            ("seven".to_owned(), 1)
+        ]
+    );
+    let (_, paged) = get(&server, "/_asena/api/rooms?q=e&offset=1&limit=1", true).await?;
+    assert_eq!(paged["matched"], 2, "{paged}");
+    assert_eq!(paged["rooms"][0]["name"], "seven");
+    let (status, unknown) = get(&server, "/_asena/api/sockets?ns=/nowhere", true).await?;
+    assert_eq!(status, 404);
+    assert_eq!(unknown["error"], "No namespace at /nowhere");
+    for client in clients {
+        client.close().await?;
+    }
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn actions_disconnect_a_socket_and_take_one_out_of_a_room() -> anyhow::Result<()> {
+    let server = start(app()).await?;
+    let (mut alice, alice_id) = join(&server, "lobby,games").await?;
+    let (mut bob, bob_id) = join(&server, "lobby").await?;
+
+    // Take alice out of `games`: she stays connected and in `lobby`.
+    let (status, left) = post(
+        &server,
+        "/_asena/api/leave",
+        json!({"socket": alice_id, "room": "games"}),
+    )
+    .await?;
+    assert_eq!(status, 200, "{left}");
+    assert_eq!(left["left"], true);
+    let hall = server.app.namespace("/hall").expect("hall");
+    let alice_socket = hall.socket(&alice_id).expect("alice");
+    assert_eq!(alice_socket.rooms()[1..], ["lobby"]);
+    let (status, again) = post(
+        &server,
+        "/_asena/api/leave",
+        json!({"socket": alice_id, "room": "games"}),
+    )
+    .await?;
+    assert_eq!(status, 404, "{again}");
+    assert_eq!(
+        again["error"],
+        format!("Socket {alice_id} is not in room games")
+    );
+    bob.send_text("hello lobby").await?;
+    assert_eq!(alice.recv_text().await?, "hello lobby");
+
+    // Disconnect bob: he gets the close, alice goes on being served.
+    let (status, done) = post(&server, "/_asena/api/disconnect", json!({"socket": bob_id})).await?;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["namespace"], "/hall");
+    let (code, reason) = bob.recv_close().await?;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1000, "Disconnected by an operator")
+    );
+    eventually(|| hall.socket_count() == 1).await?;
+    let (status, gone) = post(&server, "/_asena/api/disconnect", json!({"socket": bob_id})).await?;
+    assert_eq!(status, 404, "{gone}");
+
+    // A chosen code and reason; a code that may not be sent and a bad body are refused.
+    let (status, bad) = post(
+        &server,
+        "/_asena/api/disconnect",
+        json!({"socket": alice_id, "code": 1006}),
+    )
+    .await?;
+    assert_eq!(status, 400, "{bad}");
+    let (status, bad) = post(&server, "/_asena/api/disconnect", json!({"sock": 1})).await?;
+    assert_eq!(status, 400, "{bad}");
+    assert!(
+        bad["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("Invalid body")),
+        "{bad}"
+    );
+    let (status, _) = post(
+        &server,
+        "/_asena/api/disconnect",
+        json!({"socket": alice_id, "code": 4000, "reason": "bye alice"}),
+    )
+    .await?;
+    assert_eq!(status, 200);
+    assert_eq!(alice.recv_close().await?, (4000, "bye alice".to_owned()));
+    eventually(|| hall.socket_count() == 0).await?;
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_feed_pushes_counts_and_rates_as_they_move() -> anyhow::Result<()> {
+    let server = start(app()).await?;
+    let mut feed = Client::connect(&server.ws_url(&format!("/_asena/ws?token={TOKEN}"))).await?;
+    let (mut a, _) = join(&server, "room").await?;
+    let (mut b, _) = join(&server, "room").await?;
+    // Keep traffic flowing while the feed reports: 2 sockets, messages in and deliveries.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let snapshot = loop {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the feed never showed traffic"
+        );
+        a.send_text("ping").await?;
+        b.recv_text().await?;
+        a.recv_text().await?;
+        let msg = feed.recv_type("fleet").await?;
+        let this = msg["instances"]
+            .as_array()
+            .and_then(|list| list.iter().find(|i| i["self"] == true).cloned())
+            .unwrap_or(Value::Null);
+        if this["sockets"] == 2 && this["rates"]["received"].as_f64().unwrap_or(0.0) > 0.0 {
+            break this;
+        }
+    };
+    let hall = &snapshot["namespaces"][0];
+    assert_eq!(hall["path"], "/hall");
+    assert_eq!(hall["rooms"], 1);
+    assert!(
+        hall["rates"]["deliveries"].as_f64().unwrap_or(0.0) > 0.0,
+        "{snapshot}"
+    );
+    assert!(
+        snapshot["addr"]
+            .as_str()
+            .is_some_and(|a| a == server.addr.to_string()),
+        "{snapshot}"
+    );
+    server.stop().await
+}
+
+/// Two instances on one Redis channel, each announcing every 100 ms.
+async fn instance(channel: &str, name: &str) -> anyhow::Result<TestServer> {
+    start(
+        app()
+            .instance_name(name)
+            .transport(RedisTransport::new(REDIS).channel(channel)),
+    )
+    .await
+}
+
+async fn fleet_names(server: &TestServer) -> anyhow::Result<Vec<(String, u64)>> {
+    let (status, fleet) = get(server, "/_asena/api/fleet", true).await?;
+    anyhow::ensure!(status == 200, "fleet: {status} {fleet}");
+    Ok(fleet["instances"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap_or("").to_owned(),
+                i["sockets"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect())
+}
+
+/// Polls the fleet view of `server` until `check` holds, within [`WAIT`].
+async fn fleet_until(
+    server: &TestServer,
+    check: impl Fn(&[(String, u64)]) -> bool,
+) -> anyhow::Result<Vec<(String, u64)>> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let names = fleet_names(server).await?;
+        if check(&names) {
+            return Ok(names);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "fleet view never matched; last: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_over_redis_see_each_other_until_one_stops() -> anyhow::Result<()> {
+    let channel = unique("inspector");
+    let a = instance(&channel, "alpha").await?;
+    let b = instance(&channel, "beta").await?;
+    let (_c1, _) = join(&b, "x").await?;
+    let (_c2, _) = join(&b, "y").await?;
+    // alpha sees itself first, then beta with its two sockets; beta sees alpha.
+    let seen = fleet_until(&a, |f| f.iter().any(|(n, s)| n == "beta" && *s == 2)).await?;
+    assert_eq!(seen, [("alpha".to_owned(), 0), ("beta".to_owned(), 2)]);
+    fleet_until(&b, |f| f.len() == 2 && f[0].0 == "beta").await?;
+    let (_, fleet) = get(&a, "/_asena/api/fleet", true).await?;
+    let beta = &fleet["instances"][1];
+    assert_eq!(beta["self"], false);
+    assert_eq!(beta["addr"], b.addr.to_string());
+    assert_eq!(beta["namespaces"][0]["rooms"], 2);
+
+    // beta stops: it says goodbye, and alpha drops it.
+    b.stop().await?;
+    let left = fleet_until(&a, |f| f.len() == 1).await?;
+    assert_eq!(left, [("alpha".to_owned(), 0)]);
+    a.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_instance_drops_off_the_fleet_view() -> anyhow::Result<()> {
+    let channel = unique("inspector-silent");
+    let a = instance(&channel, "alpha").await?;
+    // An instance that announces once through Redis, then never again (as if it were killed).
+    let announcement = json!({
+        "v": 1, "id": "ghost-1", "name": "ghost", "addr": "10.0.0.9:3000",
+        "startedAt": 1, "at": 2, "everyMs": 200,
+        "namespaces": [{"path": "/hall", "sockets": 7, "rooms": 1, "received": 0, "sent": 0, "deliveries": 0}]
+    });
+    let envelope = Envelope::encode(
+        wire::FLEET_TOPIC,
+        announcement.to_string().as_bytes(),
+        false,
+        "ghost-pod",
+    );
+    let redis = redis::Client::open(REDIS)?;
+    let mut conn = tokio::time::timeout(WAIT, redis.get_multiplexed_async_connection()).await??;
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg(envelope)
+        .query_async(&mut conn)
+        .await?;
+    let seen = fleet_until(&a, |f| f.len() == 2).await?;
+    assert_eq!(seen[1], ("ghost".to_owned(), 7));
+    // Silent for three of its 200 ms intervals: gone.
+    fleet_until(&a, |f| f.len() == 1).await?;
+    // Malformed announcements are dropped; the view stays as it was.
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg(Envelope::encode(
+            wire::FLEET_TOPIC,
+            b"{not json",
+            false,
+            "ghost-pod",
+        ))
+        .query_async(&mut conn)
+        .await?;
+    assert_eq!(fleet_names(&a).await?, [("alpha".to_owned(), 0)]);
+    a.stop().await
+}
