@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The browser tests: drives the chat and realtime example pages in headless Chromium.
-#   bash scripts/browser.sh [chat|realtime]...     (no argument: both)
+# The browser tests: drives the chat and realtime example pages and the chat's inspector in
+# headless Chromium.
+#   bash scripts/browser.sh [chat|realtime|inspector]...     (no argument: all three)
 # Installs what they need when it is missing, and fails loudly when it cannot (never skips):
 # - Debian's `chromium` (apt-get, non-interactive); CHROMIUM=/path overrides /usr/bin/chromium.
 # - playwright-core, pinned in scripts/browser/package-lock.json, into
@@ -9,12 +10,14 @@
 # Builds the examples with the flags of the test command's `cargo test` (so after it nothing
 # is rebuilt), then runs each test against freshly started servers on free loopback ports:
 # - chat: scripts/browser/chat.js against the chat example.
+# - inspector: scripts/browser/inspector.js against the chat example's inspector (/_asena),
+#   with a token set through ASENA_INSPECTOR_TOKEN.
 # - realtime: scripts/browser/realtime.js against two realtime instances sharing Redis on
 #   127.0.0.1:6379 (scripts/services.sh starts it), with `emit --user alice` in between. It
 #   clears the presence keys (realtime:online, realtime:online:version) first: do not point it
 #   at a Redis a real fleet uses. REALTIME_CHECK_LOCAL=1 runs one instance without Redis and
 #   without the notification step.
-# Server logs, screenshots (chat.png, realtime.png) and failure screenshots
+# Server logs, screenshots (chat.png, realtime.png, inspector.png) and failure screenshots
 # (<test>-failure-<tab>.png) go to target/browser/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,11 +33,11 @@ fail() {
 }
 
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(chat realtime)
+[ ${#tests[@]} -gt 0 ] || tests=(chat realtime inspector)
 for name in "${tests[@]}"; do
     case $name in
-    chat | realtime) ;;
-    *) fail "unknown test '$name' (expected chat or realtime)" ;;
+    chat | realtime | inspector) ;;
+    *) fail "unknown test '$name' (expected chat, realtime or inspector)" ;;
     esac
 done
 started=$SECONDS
@@ -126,6 +129,13 @@ run_chat() {
     port=$(free_port)
     serve chat chat "$port"
     node_test chat.js "http://127.0.0.1:$port/" "$OUT"
+}
+
+run_inspector() {
+    local port token=browser-test-token
+    port=$(free_port)
+    serve inspector chat "$port" ASENA_INSPECTOR_TOKEN=$token
+    node_test inspector.js "http://127.0.0.1:$port/" "$token" "$OUT"
 }
 
 run_realtime() {

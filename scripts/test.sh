@@ -2,7 +2,7 @@
 # The whole test suite: starts Redis and NATS on loopback when they are not running,
 # installs the official AsyncAPI parser the `asyncapi` tests validate documents with, then
 # runs every unit, integration, trybuild UI and doc test of the workspace, drives the chat and
-# realtime example pages in headless Chromium (scripts/browser.sh: installs Debian's chromium
+# realtime example pages and the chat's inspector in headless Chromium (scripts/browser.sh: installs Debian's chromium
 # and playwright-core when missing and reuses the debug build `cargo test` made), builds a new
 # app from the starter in a temporary directory outside the repository and runs its tests, and
 # runs the Autobahn|Testsuite fuzzing client (every case, compression included) against the

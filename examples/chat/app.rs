@@ -4,7 +4,8 @@
 //! - `GET /` serves the browser page. Its elements have stable ids for browser tests:
 //!   `#username`, `#room`, `#join`, `#message`, `#send` (Enter in `#message` sends too),
 //!   `#messages` (one child per chat line, holding the sender's name and the text) and `#users`
-//!   (one child per member of the room).
+//!   (one child per member of the room); `#status` says whether the page is connected and
+//!   carries the socket's id as `data-socket-id` once welcomed.
 //! - `/chat?username=U&room=R` opens a socket in room R (defaults `Anonymous`, `general`).
 //! - On open the joiner gets `{"type":"welcome","id":<socket id>,"message":"Welcome to R, U!",
 //!   "users":[names in R]}`; the others in R get `{"type":"user_joined","username":U,
@@ -20,7 +21,11 @@
 //!   missing `type` → `{"type":"error","message":"Unknown message type: X"}` or
 //!   `"Message type is required"`; the socket stays open.
 //! - On close the others in R get `{"type":"user_left","username":U}`.
-//! - `GET /asyncapi.json` serves the protocol as an AsyncAPI 3.0 document.
+//! - `GET /asyncapi.json` serves the protocol as an AsyncAPI 3.0 document; `GET /metrics` the
+//!   Prometheus metrics.
+//! - [`builder_with_inspector`] adds the live inspector at `/_asena`, guarded by
+//!   [`InspectorToken`]: the token as `Authorization: Bearer <token>` or as `?token=<token>`,
+//!   401 `{"error":"Unauthorized"}` without it.
 //!
 //! The protocol is the two enums below, [`ChatIn`] and [`ChatOut`]: the service receives
 //! decoded `ChatIn` values and can send only `ChatOut`.
@@ -225,7 +230,44 @@ pub fn routes() -> axum::Router {
     axum::Router::new().route("/", get(|| async { Html(PAGE) }))
 }
 
-/// The app builder as the example runs it (tests add `.without_auto_registration()` etc.).
+/// Where the example serves the inspector.
+pub const INSPECTOR_PATH: &str = "/_asena";
+
+/// The inspector's guard: lets through requests that carry the token, as
+/// `Authorization: Bearer <token>` (scripts, curl) or as `?token=<token>` (a browser link; the
+/// page passes it on to its API calls and its WebSocket). Anything else gets 401.
+pub struct InspectorToken(String);
+
+impl InspectorToken {
+    pub fn new(token: &str) -> InspectorToken {
+        InspectorToken(token.to_owned())
+    }
+}
+
+impl Middleware for InspectorToken {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
+        let given = ctx.bearer_token().or_else(|| ctx.query("token"));
+        if !given.is_some_and(|given| same(given.as_bytes(), self.0.as_bytes())) {
+            tracing::warn!(path = %ctx.path(), remote = ?ctx.remote_addr(), "inspector request without a valid token");
+            return Err(Refusal::json(401, json!({"error": "Unauthorized"})));
+        }
+        next.run(ctx).await
+    }
+}
+
+/// Compares in time that depends only on the lengths, so the token cannot be guessed a byte
+/// at a time from response times.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// The app as the example runs it: [`builder`] plus the inspector at [`INSPECTOR_PATH`],
+/// guarded by `token`.
+pub fn builder_with_inspector(token: &str) -> asena_runtime::AsenaBuilder {
+    builder().inspector(INSPECTOR_PATH, InspectorToken::new(token))
+}
+
+/// The app builder without the inspector (tests add `.without_auto_registration()` etc.).
 pub fn builder() -> asena_runtime::AsenaBuilder {
     Asena::builder()
         .websocket::<ChatSocket>()

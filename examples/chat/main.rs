@@ -3,6 +3,10 @@
 //! `cargo run --example chat -- --asyncapi` prints the protocol as an AsyncAPI 3.0 document.
 //! `PORT` changes the port; `ASENA_TRANSPORT=redis://127.0.0.1:6379` (or `nats://…`) lets
 //! several instances share rooms.
+//!
+//! The live inspector is at `/_asena`, guarded by the token in `ASENA_INSPECTOR_TOKEN`; when
+//! it is unset a random token is made and the inspector's link, with it, is printed at
+//! startup. Prometheus metrics are at `/metrics`.
 
 mod app;
 
@@ -21,8 +25,26 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
-    let app = app::builder().transport_from_env()?.build().await?;
+    let (token, generated) = match std::env::var("ASENA_INSPECTOR_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => (token.trim().to_owned(), false),
+        _ => (uuid::Uuid::new_v4().simple().to_string(), true),
+    };
+    let app = app::builder_with_inspector(&token)
+        .transport_from_env()?
+        .build()
+        .await?;
     tracing::info!("chat on http://127.0.0.1:{port}/ (WebSocket /chat)");
+    if generated {
+        tracing::info!(
+            "inspector on http://127.0.0.1:{port}{}?token={token} (set ASENA_INSPECTOR_TOKEN to choose the token)",
+            app::INSPECTOR_PATH
+        );
+    } else {
+        tracing::info!(
+            "inspector on http://127.0.0.1:{port}{}?token=<ASENA_INSPECTOR_TOKEN>",
+            app::INSPECTOR_PATH
+        );
+    }
     app.serve(format!("127.0.0.1:{port}")).await?;
     Ok(())
 }

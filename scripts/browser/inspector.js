@@ -1,0 +1,96 @@
+// Drives the live inspector (/_asena) of the chat example in headless Chromium: the page is
+// refused without the token; with it, the inspector's feed goes live and shows the one
+// instance with alice's and bob's sockets, each in the room they joined; a click takes bob out
+// of the room (his row and the rooms table show it); a click disconnects alice: her row goes,
+// her chat tab says "disconnected (1000)", and the fleet counts one socket. Screenshots go to
+// OUT_DIR: inspector.png on success, inspector-failure-<tab>.png for every tab on failure.
+// Usage: node inspector.js http://127.0.0.1:PORT/ TOKEN OUT_DIR
+const { run } = require('./harness');
+
+const [base, token, outDir] = process.argv.slice(2);
+if (!base || !token || !outDir) {
+  console.error('usage: node inspector.js http://127.0.0.1:PORT/ TOKEN OUT_DIR');
+  process.exit(2);
+}
+const ROOM = 'lobby';
+const inspectorUrl = `${base}_asena`;
+
+// The socket ids in the inspector's #sockets table, sorted.
+const rows = (page) => page.$$eval('#sockets > tr', (els) => els.map((e) => e.dataset.socket).sort());
+const hasRows = (page, ids) => page.waitForFunction(
+  (want) => [...document.querySelectorAll('#sockets > tr')].map((e) => e.dataset.socket).sort().join(',') === want,
+  [...ids].sort().join(','));
+const roomsOf = (page, id) => page.$$eval(`#sockets > tr[data-socket="${id}"] .rooms button.leave`,
+  (els) => els.map((e) => e.dataset.room));
+const hasLine = (page, text) => page.waitForFunction(
+  (want) => [...document.querySelectorAll('#messages > *')].some((e) => e.textContent === want), text);
+
+run('inspector', outDir, async (t) => {
+  const i = await t.page('inspector');
+  await t.step('the inspector without a token to answer 401', async () => {
+    const response = await i.goto(inspectorUrl);
+    if (response.status() !== 401) throw new Error(`got ${response.status()}`);
+    const wrong = await i.goto(`${inspectorUrl}?token=wrong-${token}`);
+    if (wrong.status() !== 401) throw new Error(`a wrong token got ${wrong.status()}`);
+  });
+
+  async function join(page, name) {
+    await page.goto(base);
+    await page.fill('#username', name);
+    await page.fill('#room', ROOM);
+    await page.click('#join');
+    await page.waitForFunction(() => document.getElementById('status').dataset.socketId);
+    return page.$eval('#status', (e) => e.dataset.socketId);
+  }
+  const a = await t.page('alice');
+  const b = await t.page('bob');
+  let alice;
+  let bob;
+  await t.step(`alice and bob to join ${ROOM} in the chat`, async () => {
+    alice = await join(a, 'alice');
+    bob = await join(b, 'bob');
+  });
+
+  await t.step('the inspector with ?token= to go live (#status "live")', async () => {
+    const response = await i.goto(`${inspectorUrl}?token=${encodeURIComponent(token)}`);
+    if (response.status() !== 200) throw new Error(`got ${response.status()}`);
+    await i.waitForFunction(() => document.getElementById('status').textContent === 'live');
+  });
+  await t.step('#fleet to show this instance with 2 sockets', () => i.waitForFunction(() => {
+    const row = document.querySelector('#fleet > tr');
+    return document.querySelectorAll('#fleet > tr').length === 1 && row
+      && row.textContent.includes('this') && row.children[2].textContent === '2';
+  }));
+  await t.step('#sockets to list exactly alice\'s and bob\'s sockets, each in lobby', async () => {
+    await hasRows(i, [alice, bob]);
+    for (const id of [alice, bob]) {
+      const rooms = await roomsOf(i, id);
+      if (rooms.join() !== ROOM) throw new Error(`${id} is in ${JSON.stringify(rooms)}`);
+    }
+    await i.waitForFunction((room) => document.querySelector(`#rooms > tr[data-room="${room}"]`)
+      ?.children[1].textContent === '2', ROOM);
+  });
+
+  await t.step('a click on × next to bob\'s room to take him out of it', async () => {
+    await i.click(`#sockets > tr[data-socket="${bob}"] button.leave[data-room="${ROOM}"]`);
+    await i.waitForFunction((id) => document.querySelector(`#sockets > tr[data-socket="${id}"] .rooms`)
+      ?.children.length === 0, bob);
+    await i.waitForFunction((room) => document.querySelector(`#rooms > tr[data-room="${room}"]`)
+      ?.children[1].textContent === '1', ROOM);
+    // He is still connected.
+    await b.waitForFunction(() => document.getElementById('status').textContent.startsWith('connected'));
+  });
+
+  await t.step('a click on Disconnect in alice\'s row to close her socket', async () => {
+    await i.click(`#sockets > tr[data-socket="${alice}"] button.disconnect`);
+    await hasRows(i, [bob]);
+    await i.waitForFunction((id) => document.getElementById('notice').textContent === `Disconnected ${id}`, alice);
+  });
+  await t.step('alice\'s chat tab to say "disconnected (1000)"', () => a.waitForFunction(
+    () => document.getElementById('status').textContent === 'disconnected (1000)'));
+  await t.step('#fleet to count 1 socket', () => i.waitForFunction(
+    () => document.querySelector('#fleet > tr')?.children[2].textContent === '1'));
+
+  await i.screenshot({ path: `${outDir}/inspector.png`, fullPage: true });
+  console.log('inspector: sockets listed:', JSON.stringify(await rows(i)));
+});
