@@ -119,7 +119,7 @@
 //! without a server.
 //!
 //! ## Logs
-//! Everything logs through `tracing` under five targets, for `RUST_LOG` (e.g.
+//! Everything logs through `tracing` under six targets, for `RUST_LOG` (e.g.
 //! `RUST_LOG=asena::ws=debug,asena::transport=info`):
 //!
 //! | target | what |
@@ -129,6 +129,7 @@
 //! | `asena::managed` | the managed protocol: authentication, timeouts, joins, the fleet bus |
 //! | `asena::transport` | brokers: connects, reconnects, drops |
 //! | `asena::di` | the component graph at startup |
+//! | `asena::inspector` | the inspector's guard and actions, instances joining and leaving the fleet view |
 //!
 //! Each connection's task runs in a `connection` span (`socket_id`, `path`, `remote`), so
 //! every line it logs (its handlers' included) carries them; the middleware chain runs in an
@@ -164,6 +165,29 @@
 //! | `asena_transport_{published,received,dropped,errors,reconnects}_total` | counter | — | the transport's counters (`Asena::transport_stats`), when there is one |
 //!
 //! The same counters are readable in code from [`Namespace::stats`] ([`NamespaceStats`]).
+//!
+//! ## Inspector
+//! [`AsenaBuilder::inspector`] (opt-in) serves a live page for operators at a path of your
+//! choice, behind a guard [`Middleware`] you provide: the fleet's instances with their
+//! counts and rates (each instance announces itself through the transport every
+//! [`AsenaBuilder::announce_every`], default 1 s), this instance's sockets and rooms (paged,
+//! searchable), and actions to disconnect a socket or take it out of a room. Under the path
+//! (say `/_asena`):
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /_asena` | the page |
+//! | `GET /_asena/ws` | a WebSocket: `{"type":"fleet","at","self","instances"}` on open and at every interval |
+//! | `GET /_asena/api/fleet` | `{"self", "instances": [{id, name, addr, self, startedAt, lastSeenMs, sockets, rooms, rates, namespaces}]}` (rates: `received`, `sent`, `deliveries` per second) |
+//! | `GET /_asena/api/namespaces` | `[{path, name, sockets, rooms}]` of this instance |
+//! | `GET /_asena/api/sockets?ns=&q=&offset=&limit=` | `{namespace, total, matched, offset, limit, sockets: [{id, path, addr, rooms, connectedAt, queuedBytes}]}`, oldest first, `q` matching part of the id, address or a room; at most 500 a page (default 50) |
+//! | `GET /_asena/api/rooms?ns=&q=&offset=&limit=` | `{namespace, total, matched, offset, limit, rooms: [{name, size}]}`, by name |
+//! | `POST /_asena/api/disconnect` `{"socket", "code"?, "reason"?}` | closes the socket (default 1000, "Disconnected by an operator"); 404 when it is not here, 400 for a code that may not be sent |
+//! | `POST /_asena/api/leave` `{"socket", "room"}` | takes it out of the room; 404 when it is not in it |
+//!
+//! Every request passes the guard first, the WebSocket's upgrade included. The inspector's
+//! own sockets are not one of the app's namespaces: they appear in no count, metric or
+//! AsyncAPI document.
 //!
 //! ## Feature flags
 //! - `redis` (default): [`RedisTransport`], Redis support in [`Emitter`] (its managed

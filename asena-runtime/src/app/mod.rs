@@ -119,8 +119,8 @@ impl AsenaBuilder {
     /// instances with their sockets, rooms and message rates (live, over a WebSocket the app
     /// serves at `<path>/ws`), this instance's sockets (id, address, rooms, connected since,
     /// queued bytes) and rooms, paged and searchable, and two actions: disconnect a socket,
-    /// take a socket out of a room. Its JSON API is under `<path>/api/` (the module docs of
-    /// the inspector list it in the crate docs' "Inspector" section).
+    /// take a socket out of a room. Its JSON API is under `<path>/api/`; the crate docs'
+    /// "Inspector" section lists it.
     ///
     /// Every request to it, the WebSocket's upgrade included, passes `guard` first, a
     /// [`Middleware`] like any other: what it refuses gets its refusal, and one that neither
