@@ -1,19 +1,20 @@
 //! The live inspector: its page, JSON API and WebSocket feed refuse what the guard refuses;
 //! it lists a namespace's sockets and rooms a page at a time; its actions disconnect a socket
-//! and take one out of a room; and over a real Redis (127.0.0.1:6379, started by the test
-//! command) two instances see each other in the fleet view, with their counts, until one
+//! and take one out of a room; and over a real Redis (127.0.0.1:6379) and a real NATS
+//! (127.0.0.1:4222), both started by the test command, two instances see each other in the fleet view, with their counts, until one
 //! stops or goes silent.
 
 use std::time::Duration;
 
 use asena_runtime::prelude::*;
 use asena_runtime::wire::{self, Envelope};
-use asena_runtime::{AsenaBuilder, RedisTransport};
+use asena_runtime::{AsenaBuilder, NatsTransport, RedisTransport};
 use asena_tests::{Client, TestServer, WAIT, eventually, http_request, start, upgrade_request};
 use serde_json::Value;
 
 const TOKEN: &str = "test-token-1234";
 const REDIS: &str = "redis://127.0.0.1:6379";
+const NATS: &str = "nats://127.0.0.1:4222";
 
 /// The guard the chat example uses too: the token as a bearer token or as `?token=`.
 struct Token(&'static str);
@@ -153,6 +154,15 @@ async fn every_route_refuses_requests_the_guard_refuses() -> anyhow::Result<()> 
     assert_eq!(namespaces[0]["path"], "/hall");
     let (status, missing) = get(&server, "/_asena/api/nothing-here", true).await?;
     assert_eq!(status, 404, "{missing}");
+    assert_eq!(
+        missing["error"],
+        "No inspector resource at /_asena/api/nothing-here"
+    );
+    // Actions are POSTs, reads are GETs.
+    let (status, wrong) = get(&server, "/_asena/api/disconnect", true).await?;
+    assert_eq!((status, wrong["error"].as_str()), (405, Some("Use POST")));
+    let (status, wrong) = post(&server, "/_asena/api/fleet", json!({})).await?;
+    assert_eq!((status, wrong["error"].as_str()), (405, Some("Use GET")));
     let mut feed = Client::connect(&server.ws_url(&format!("/_asena/ws?token={TOKEN}"))).await?;
     let first = feed.recv_type("fleet").await?;
     assert!(first["self"].is_string(), "{first}");
@@ -380,14 +390,15 @@ async fn the_feed_pushes_counts_and_rates_as_they_move() -> anyhow::Result<()> {
     server.stop().await
 }
 
-/// Two instances on one Redis channel, each announcing every 100 ms.
-async fn instance(channel: &str, name: &str) -> anyhow::Result<TestServer> {
-    start(
-        app()
-            .instance_name(name)
-            .transport(RedisTransport::new(REDIS).channel(channel)),
-    )
-    .await
+/// An instance on a Redis channel or a NATS subject, announcing every 100 ms.
+async fn instance(broker: &str, channel: &str, name: &str) -> anyhow::Result<TestServer> {
+    let builder = app().instance_name(name);
+    let builder = if broker.starts_with("nats://") {
+        builder.transport(NatsTransport::new(broker).subject(channel))
+    } else {
+        builder.transport(RedisTransport::new(broker).channel(channel))
+    };
+    start(builder).await
 }
 
 async fn fleet_names(server: &TestServer) -> anyhow::Result<Vec<(String, u64)>> {
@@ -428,9 +439,18 @@ async fn fleet_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_over_redis_see_each_other_until_one_stops() -> anyhow::Result<()> {
+    two_instances_see_each_other_until_one_stops(REDIS).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_over_nats_see_each_other_until_one_stops() -> anyhow::Result<()> {
+    two_instances_see_each_other_until_one_stops(NATS).await
+}
+
+async fn two_instances_see_each_other_until_one_stops(broker: &str) -> anyhow::Result<()> {
     let channel = unique("inspector");
-    let a = instance(&channel, "alpha").await?;
-    let b = instance(&channel, "beta").await?;
+    let a = instance(broker, &channel, "alpha").await?;
+    let b = instance(broker, &channel, "beta").await?;
     let (_c1, _) = join(&b, "x").await?;
     let (_c2, _) = join(&b, "y").await?;
     // alpha sees itself first, then beta with its two sockets; beta sees alpha.
@@ -453,7 +473,7 @@ async fn two_instances_over_redis_see_each_other_until_one_stops() -> anyhow::Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silent_instance_drops_off_the_fleet_view() -> anyhow::Result<()> {
     let channel = unique("inspector-silent");
-    let a = instance(&channel, "alpha").await?;
+    let a = instance(REDIS, &channel, "alpha").await?;
     // An instance that announces once through Redis, then never again (as if it were killed).
     let announcement = json!({
         "v": 1, "id": "ghost-1", "name": "ghost", "addr": "10.0.0.9:3000",
