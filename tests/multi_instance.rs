@@ -137,6 +137,8 @@ async fn join(s: &TestServer, room: Option<&str>) -> anyhow::Result<(Client, Str
     let hello = c.recv_json().await?;
     ensure!(hello["type"] == "hello", "expected hello, got {hello}");
     let id = hello["id"].as_str().context("hello without id")?.to_owned();
+    // NATS routes by interest: the room's messages reach this instance once it subscribed.
+    asena_tests::subscribed(s).await?;
     Ok((c, id))
 }
 
@@ -790,6 +792,31 @@ async fn chat_binary() -> anyhow::Result<std::path::PathBuf> {
     Ok(bin)
 }
 
+/// Over NATS (interest-based routing), waits until the chat process on `port` is subscribed
+/// to its one room, as its `/metrics` says; over Redis there is nothing to wait for.
+async fn room_subscribed(url: &str, port: u16) -> anyhow::Result<()> {
+    if !url.starts_with("nats://") {
+        return Ok(());
+    }
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
+    loop {
+        let text = asena_tests::http_request(
+            hyper::Request::get(metrics.as_str()).body(Default::default())?,
+        )
+        .await?
+        .body;
+        if text.lines().any(|l| l == "asena_transport_subscriptions 1") {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the chat on {port} never subscribed to its room"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs the chat example on a free port with `ASENA_TRANSPORT=url`; returns it and its port.
 async fn chat_process(bin: &std::path::Path, url: &str) -> anyhow::Result<(Proc, u16)> {
     let port = free_port()?;
@@ -819,11 +846,13 @@ async fn chat_across_processes(url: &str) -> anyhow::Result<()> {
     ))
     .await?;
     ensure!(alice.recv_json().await?["type"] == "welcome");
+    room_subscribed(url, port1).await?;
     let mut bob = Client::connect(&format!(
         "ws://127.0.0.1:{port2}/chat?username=bob&room={room}"
     ))
     .await?;
     ensure!(bob.recv_json().await?["type"] == "welcome");
+    room_subscribed(url, port2).await?;
     // Bob's join reached alice on the other process.
     let joined = alice.recv_type("user_joined").await?;
     ensure!(

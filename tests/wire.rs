@@ -65,6 +65,8 @@ async fn join(server: &TestServer, room: Option<&str>) -> anyhow::Result<Client>
     };
     let mut c = server.connect(&path).await?;
     anyhow::ensure!(c.recv_text().await? == "hello");
+    // Over NATS the room's messages reach this instance once it subscribed.
+    asena_tests::subscribed(server).await?;
     Ok(c)
 }
 

@@ -74,6 +74,61 @@ pub fn broadcast_topic(namespace: &str) -> String {
     room_topic(namespace, BROADCAST_ROOM)
 }
 
+/// Whether a message to `room` goes only to the instances with a member in it, on a transport
+/// that routes by interest (one NATS subject per room; see [`nats_room_subject`]). Not for
+/// the broadcast room, which every instance serving the namespace receives, nor for a room
+/// named like a socket id (any UUID): a socket's personal room is never joined, so a message
+/// to it, or to a room whose name merely looks like one, takes the shared channel that every
+/// instance receives. Both sides use this rule, so they always agree.
+///
+/// ```
+/// use asena_runtime::wire;
+/// assert!(wire::routes_by_interest("general"));
+/// assert!(!wire::routes_by_interest(wire::BROADCAST_ROOM));
+/// assert!(!wire::routes_by_interest("01a22cf0-f014-7193-8c9a-49e643189811"));
+/// ```
+pub fn routes_by_interest(room: &str) -> bool {
+    room != BROADCAST_ROOM && uuid::Uuid::try_parse(room).is_err()
+}
+
+/// Longest per-room NATS subject used; a room whose subject would be longer takes the shared
+/// subject (NATS limits a protocol line to 4 KiB).
+const MAX_ROOM_SUBJECT: usize = 1024;
+
+/// The NATS subject of `topic` (a room topic) under the fleet's `base` subject:
+/// `<base>.r.<topic>` with the topic as one subject token, bytes other than ASCII letters,
+/// digits, `-`, `_` and `/` written as `%XX` (`chat.general` → `asena.ws.transport.r.chat%2Egeneral`).
+/// `None` when it would be longer than 1 KiB: that room then takes the shared subject.
+///
+/// ```
+/// use asena_runtime::wire;
+/// assert_eq!(
+///     wire::nats_room_subject("asena.ws.transport", "chat.general").as_deref(),
+///     Some("asena.ws.transport.r.chat%2Egeneral")
+/// );
+/// assert_eq!(
+///     wire::nats_room_subject("s", "ws/news.a b*>é").as_deref(),
+///     Some("s.r.ws/news%2Ea%20b%2A%3E%C3%A9")
+/// );
+/// ```
+pub fn nats_room_subject(base: &str, topic: &str) -> Option<String> {
+    use std::fmt::Write as _;
+    let mut subject = String::with_capacity(base.len() + 3 + topic.len());
+    subject.push_str(base);
+    subject.push_str(".r.");
+    for byte in topic.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'/') {
+            subject.push(char::from(byte));
+        } else {
+            let _ = write!(subject, "%{byte:02X}");
+        }
+        if subject.len() > MAX_ROOM_SUBJECT {
+            return None;
+        }
+    }
+    Some(subject)
+}
+
 /// Who a topic addresses within one namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {

@@ -214,6 +214,29 @@ pub async fn eventually(mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits (at most [`WAIT`]) until the instance's transport is subscribed to every room its
+/// sockets are in, when it routes by interest (NATS): a room's first member joins at once,
+/// but messages other instances publish to the room reach this instance only once the broker
+/// has its subscription. Returns at once for a transport that does not route by interest.
+pub async fn subscribed(server: &TestServer) -> anyhow::Result<()> {
+    if !server.app.transport_routes_by_interest() {
+        return Ok(());
+    }
+    let app = &server.app;
+    eventually(|| {
+        let rooms = app
+            .namespaces()
+            .iter()
+            .flat_map(|ns| ns.rooms())
+            .filter(|r| asena_runtime::wire::routes_by_interest(&r.name))
+            .count() as u64;
+        app.transport_stats()
+            .is_some_and(|s| s.subscriptions >= rooms)
+    })
+    .await
+    .context("the transport did not subscribe to its rooms")
+}
+
 /// A response read whole by [`http_request`]: status, every header (repeated ones in the
 /// order sent) and the body. Displays as status, headers and body, for assertion messages.
 #[derive(Debug)]

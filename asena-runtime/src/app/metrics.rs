@@ -220,8 +220,17 @@ impl Collector for Scrape {
             }
         }
 
-        if let Some(stats) = self.transport.as_ref().and_then(|t| t.stats()) {
+        if let Some(t) = &self.transport
+            && let Some(stats) = t.stats()
+        {
             transport(e, &stats)?;
+            if t.routes_by_interest() {
+                gauge(
+                    "transport_subscriptions",
+                    "Rooms this instance is subscribed to on the broker (interest-based routing).",
+                )
+                .write(e, [(Labels::new(), stats.subscriptions)])?;
+            }
         }
         Ok(())
     }

@@ -843,6 +843,17 @@ impl Asena {
         self.inner.transport.as_ref().and_then(|t| t.stats())
     }
 
+    /// Whether the transport routes room messages by interest (NATS by default: each
+    /// instance receives the messages of the rooms it has members in; see
+    /// [`NatsTransport`](crate::NatsTransport)). `transport_stats().subscriptions` then counts
+    /// the rooms it is subscribed to.
+    pub fn transport_routes_by_interest(&self) -> bool {
+        self.inner
+            .transport
+            .as_ref()
+            .is_some_and(|t| t.routes_by_interest())
+    }
+
     /// The app's Prometheus metrics as OpenMetrics text (what
     /// [`AsenaBuilder::metrics_route`] serves), for an app that serves them itself; its
     /// `Content-Type` is `application/openmetrics-text; version=1.0.0; charset=utf-8`. Made

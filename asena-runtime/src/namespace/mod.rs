@@ -322,13 +322,15 @@ impl<O> Namespace<O> {
         ))
     }
 
-    /// Hands a message to the transport, if any.
-    fn publish(&self, topic: String, frame: &Frame) {
+    /// Hands a message to the transport, if any; `interest` when only the members of a named
+    /// room receive it (see [`Outbound::interest`]).
+    fn publish(&self, topic: String, frame: &Frame, interest: bool) {
         if let Some(t) = &self.inner.transport {
             t.publish(Outbound {
                 topic,
                 payload: frame.payload_bytes(),
                 binary: !frame.is_text(),
+                interest,
             });
         }
     }
@@ -341,7 +343,8 @@ impl<O> Namespace<O> {
         let n = self.deliver_room(room, frame, except);
         self.stats().record_send(n, true);
         if self.inner.transport.is_some() {
-            self.publish(wire::room_topic(&self.inner.topic, room), frame);
+            let interest = wire::routes_by_interest(room);
+            self.publish(wire::room_topic(&self.inner.topic, room), frame, interest);
         }
         n
     }
@@ -355,7 +358,7 @@ impl<O> Namespace<O> {
         let n = self.deliver_all(frame, except);
         self.stats().record_send(n, true);
         if self.inner.transport.is_some() {
-            self.publish(wire::broadcast_topic(&self.inner.topic), frame);
+            self.publish(wire::broadcast_topic(&self.inner.topic), frame, false);
         }
         n
     }
@@ -395,6 +398,7 @@ impl<O> Namespace<O> {
         let change = write(&self.inner.rooms).join(room, conn.clone());
         if change == Change::Room
             && let Some(t) = &self.inner.transport
+            && wire::routes_by_interest(room)
         {
             t.subscribe(&wire::room_topic(&self.inner.topic, room));
         }
@@ -405,6 +409,7 @@ impl<O> Namespace<O> {
         let change = write(&self.inner.rooms).leave(room, conn.key);
         if change == Change::Room
             && let Some(t) = &self.inner.transport
+            && wire::routes_by_interest(room)
         {
             t.unsubscribe(&wire::room_topic(&self.inner.topic, room));
         }
@@ -431,6 +436,7 @@ impl<O> Namespace<O> {
             for room in &rooms {
                 if index.leave(room, conn.key) == Change::Room
                     && let Some(t) = &self.inner.transport
+                    && wire::routes_by_interest(room)
                 {
                     t.unsubscribe(&wire::room_topic(&self.inner.topic, room));
                 }

@@ -50,6 +50,9 @@ pub struct TransportStats {
     pub errors: u64,
     /// Successful reconnections after a lost connection.
     pub reconnects: u64,
+    /// Rooms this instance holds a subscription of its own for (interest-based routing;
+    /// 0 for a transport that has one channel for everything).
+    pub subscriptions: u64,
 }
 
 /// What every broker transport holds: where it connects, who it is (the pod id its envelopes
@@ -145,6 +148,7 @@ pub(crate) struct Counters {
     pub(crate) dropped: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) reconnects: AtomicU64,
+    pub(crate) subscriptions: AtomicU64,
 }
 
 impl Counters {
@@ -159,6 +163,7 @@ impl Counters {
             dropped: self.dropped.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
+            subscriptions: self.subscriptions.load(Ordering::Relaxed),
         }
     }
 }

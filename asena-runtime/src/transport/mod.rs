@@ -79,6 +79,11 @@ pub struct Outbound {
     pub payload: Bytes,
     /// Whether the message is binary.
     pub binary: bool,
+    /// Whether only the members of a named room receive it ([`wire::routes_by_interest`](crate::wire::routes_by_interest)):
+    /// a transport that routes by interest sends it only to the instances that subscribed to
+    /// its topic (see [`Transport::subscribe`]). False for broadcasts, messages to one
+    /// socket and the fleet's announcements, which every instance receives.
+    pub interest: bool,
 }
 
 /// Moves messages between app instances.
@@ -108,6 +113,13 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Disconnects. Idempotent; always called on shutdown.
     fn destroy(&self) -> BoxFuture<'_, ()>;
+
+    /// Whether room messages go only to the instances subscribed to their topic (see
+    /// [`subscribe`](Self::subscribe) and [`Outbound::interest`]); false for a transport
+    /// whose instances all receive everything.
+    fn routes_by_interest(&self) -> bool {
+        false
+    }
 
     /// True only for [`LocalTransport`]: the app then skips transports entirely.
     fn is_local(&self) -> bool {

@@ -1,10 +1,27 @@
 //! [`NatsTransport`]: fan-out across instances over NATS core pub/sub.
 //!
-//! The same semantics as [`RedisTransport`](super::RedisTransport): one subject
+//! The same semantics as [`RedisTransport`](super::RedisTransport): a fleet subject
 //! (`asena.ws.transport` unless [`NatsTransport::subject`] names another), the same [`wire`]
-//! envelope, a random pod id per instance to drop our own
-//! messages. The NATS client reconnects (and re-subscribes) on its own with backoff; while
-//! the server is away local delivery goes on and disconnections are logged and counted.
+//! envelope, a random pod id per instance to drop our own messages. The NATS client
+//! reconnects (and re-subscribes) on its own with backoff; while the server is away local
+//! delivery goes on and disconnections are logged and counted.
+//!
+//! # Interest-based routing (the default)
+//! A message to a named room goes on that room's own subject
+//! ([`wire::nats_room_subject`]: `<subject>.r.<topic>`), and an instance subscribes to a
+//! room's subject when its first local member joins and unsubscribes when the last one
+//! leaves, so an instance receives the messages of its own rooms, not the whole fleet's.
+//! Subscription changes go through one task that never blocks a join; an unsubscription
+//! waits [`LINGER`] first and is cancelled by a join in the meantime, so a room whose members
+//! come and go does not churn. A message published while a room's subscription is being set
+//! up may miss the member that just joined; members already joined are subscribed already.
+//! Broadcasts, messages to one socket (its personal room) and the fleet's announcements stay
+//! on the fleet subject, which every instance receives; so do room messages from an
+//! [`Emitter`](crate::Emitter), and each instance still delivers them to its local members.
+//!
+//! [`NatsTransport::single_subject`] sends everything on the fleet subject instead (every
+//! instance receives everything): the layout of earlier versions, for a fleet that mixes with
+//! them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +43,17 @@ use crate::wire;
 /// How long `destroy` waits for queued messages to be flushed.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a room's subscription outlives its last local member; a join within it keeps
+/// the subscription.
+pub const LINGER: Duration = Duration::from_millis(500);
+
+/// A change of interest in a room's subject.
+#[derive(Debug)]
+enum Interest {
+    Add(String),
+    Remove(String),
+}
+
 /// Fan-out across instances over NATS.
 ///
 /// ```no_run
@@ -40,6 +68,10 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct NatsTransport {
     core: BrokerCore,
     running: Mutex<Option<Running>>,
+    /// Room messages on their rooms' subjects (the default), or everything on one subject.
+    by_interest: bool,
+    /// Where joins and leaves tell the subscription task (set once started).
+    interest: std::sync::OnceLock<mpsc::UnboundedSender<Interest>>,
 }
 
 struct Running {
@@ -65,7 +97,22 @@ impl NatsTransport {
         NatsTransport {
             core: BrokerCore::new(url.into(), wire::NATS_SUBJECT),
             running: Mutex::new(None),
+            by_interest: true,
+            interest: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sends every message on the one fleet subject, and every instance receives all of
+    /// them: the layout of earlier versions, for a fleet that mixes with instances that do
+    /// not route by interest. The default routes room messages by interest (module docs).
+    pub fn single_subject(mut self) -> Self {
+        self.by_interest = false;
+        self
+    }
+
+    /// Whether room messages go on their rooms' own subjects (the default).
+    pub fn routes_by_interest(&self) -> bool {
+        self.by_interest
     }
 
     /// This instance's random pod id (the `o` of its envelopes).
@@ -139,9 +186,24 @@ impl NatsTransport {
             self.core.channel.clone(),
             self.core.pod_id.clone(),
             self.core.counters.clone(),
+            self.by_interest,
             rx,
             shutdown_rx.clone(),
         ));
+        let mut tasks = vec![pub_task];
+        if self.by_interest {
+            let (interest_tx, interest_rx) = mpsc::unbounded_channel();
+            tasks.push(tokio::spawn(subscriptions(
+                client.clone(),
+                self.core.channel.clone(),
+                self.core.pod_id.clone(),
+                inbound.clone(),
+                self.core.counters.clone(),
+                interest_rx,
+                shutdown_rx.clone(),
+            )));
+            let _ = self.interest.set(interest_tx);
+        }
         let pod_id = self.core.pod_id.clone();
         let counters = self.core.counters.clone();
         let mut shutdown_sub = shutdown_rx;
@@ -158,10 +220,11 @@ impl NatsTransport {
             }
         });
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.push(sub_task);
         *running = Some(Running {
             client,
             shutdown,
-            tasks: vec![pub_task, sub_task],
+            tasks,
         });
         let _ = self.core.queue.set(tx);
         tracing::info!(target: "asena::transport", transport = "nats", url = %self.core.url, pod_id = %self.core.pod_id, "connected");
@@ -218,22 +281,138 @@ fn on_event(event: async_nats::Event, counters: &Counters, connected_once: &Atom
     }
 }
 
+/// Keeps one subscription per room with local members (see the module docs), each in a task
+/// of its own that hands what arrives to local delivery; aborting the task drops its
+/// subscriber, which unsubscribes.
+async fn subscriptions(
+    client: async_nats::Client,
+    base: String,
+    pod_id: String,
+    inbound: Inbound,
+    counters: Arc<Counters>,
+    mut changes: mpsc::UnboundedReceiver<Interest>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use std::collections::HashMap;
+    let mut subscribed: HashMap<String, JoinHandle<()>> = HashMap::new();
+    // Rooms whose last member left, with when to unsubscribe.
+    let mut leaving: HashMap<String, tokio::time::Instant> = HashMap::new();
+    let mut sweep = tokio::time::interval(LINGER / 2);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            change = changes.recv() => match change {
+                Some(Interest::Add(subject)) => {
+                    leaving.remove(&subject);
+                    if let std::collections::hash_map::Entry::Vacant(entry) =
+                        subscribed.entry(subject)
+                    {
+                        let task = tokio::spawn(room_subscriber(
+                            client.clone(),
+                            entry.key().clone(),
+                            pod_id.clone(),
+                            inbound.clone(),
+                            counters.clone(),
+                        ));
+                        entry.insert(task);
+                    }
+                }
+                Some(Interest::Remove(subject)) => {
+                    if subscribed.contains_key(&subject) {
+                        leaving.insert(subject, tokio::time::Instant::now() + LINGER);
+                    }
+                }
+                None => break,
+            },
+            _ = sweep.tick() => {
+                let now = tokio::time::Instant::now();
+                leaving.retain(|subject, at| {
+                    if *at > now {
+                        return true;
+                    }
+                    if let Some(task) = subscribed.remove(subject) {
+                        task.abort();
+                    }
+                    false
+                });
+            }
+        }
+    }
+    tracing::debug!(target: "asena::transport", transport = "nats", base = %base, rooms = subscribed.len(), "dropping room subscriptions");
+    for (_, task) in subscribed {
+        task.abort();
+    }
+}
+
+/// Counts a live room subscription for as long as it lives (aborting its task drops it).
+struct Live(Arc<Counters>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.subscriptions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One room's subscription: hands its messages to local delivery until aborted. It counts
+/// in [`TransportStats::subscriptions`] once the server has confirmed it.
+async fn room_subscriber(
+    client: async_nats::Client,
+    subject: String,
+    pod_id: String,
+    inbound: Inbound,
+    counters: Arc<Counters>,
+) {
+    let mut subscriber = match client.subscribe(subject.clone()).await {
+        Ok(subscriber) => subscriber,
+        Err(error) => {
+            Counters::add(&counters.errors, 1);
+            tracing::warn!(target: "asena::transport", transport = "nats", %subject, %error, "could not subscribe to a room");
+            return;
+        }
+    };
+    let confirmed = confirm_subscription(&client, &subject, &pod_id);
+    let mut live = None;
+    let mut confirmed = std::pin::pin!(confirmed);
+    loop {
+        tokio::select! {
+            done = &mut confirmed, if live.is_none() => {
+                if let Err(error) = done {
+                    tracing::debug!(target: "asena::transport", transport = "nats", %subject, %error, "room subscription not confirmed yet");
+                }
+                counters.subscriptions.fetch_add(1, Ordering::Relaxed);
+                live = Some(Live(counters.clone()));
+            }
+            msg = subscriber.next() => match msg {
+                Some(msg) => handle_incoming(&msg.payload, &pod_id, &inbound, &counters, "nats"),
+                None => return,
+            }
+        }
+    }
+}
+
 async fn publisher(
     client: async_nats::Client,
     subject: String,
     pod_id: String,
     counters: Arc<Counters>,
+    by_interest: bool,
     mut rx: mpsc::Receiver<Outbound>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let base = subject.clone();
     let subject = async_nats::Subject::from(subject);
     let send = |msg: Outbound| {
         let client = &client;
-        let subject = &subject;
+        let subject = match by_interest && msg.interest {
+            true => wire::nats_room_subject(&base, &msg.topic)
+                .map_or_else(|| subject.clone(), async_nats::Subject::from),
+            false => subject.clone(),
+        };
         let counters = &counters;
         let body = Bytes::from(encode_outbound(&msg, &pod_id));
         async move {
-            match client.publish(subject.clone(), body).await {
+            match client.publish(subject, body).await {
                 Ok(()) => Counters::add(&counters.published, 1),
                 Err(error) => {
                     Counters::add(&counters.errors, 1);
@@ -280,6 +459,26 @@ impl Transport for NatsTransport {
 
     fn publish(&self, message: Outbound) {
         enqueue(self.core.queue.get(), &self.core.counters, "nats", message);
+    }
+
+    fn routes_by_interest(&self) -> bool {
+        self.by_interest
+    }
+
+    fn subscribe(&self, topic: &str) {
+        if let Some(changes) = self.interest.get()
+            && let Some(subject) = wire::nats_room_subject(&self.core.channel, topic)
+        {
+            let _ = changes.send(Interest::Add(subject));
+        }
+    }
+
+    fn unsubscribe(&self, topic: &str) {
+        if let Some(changes) = self.interest.get()
+            && let Some(subject) = wire::nats_room_subject(&self.core.channel, topic)
+        {
+            let _ = changes.send(Interest::Remove(subject));
+        }
     }
 
     fn destroy(&self) -> BoxFuture<'_, ()> {

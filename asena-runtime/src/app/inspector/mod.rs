@@ -229,6 +229,7 @@ fn publish(transport: &dyn Transport, announcement: &fleet::Announcement) {
             topic: wire::FLEET_TOPIC.to_owned(),
             payload: payload.into(),
             binary: false,
+            interest: false,
         }),
         Err(error) => {
             tracing::error!(target: "asena::inspector", %error, "could not encode the announcement");

@@ -1,0 +1,422 @@
+//! Interest-based routing over NATS: an instance subscribes to a room's subject while it has
+//! local members, so a room message reaches exactly the instances with members (each member
+//! once) and an instance without members receives none of its envelopes (read from its
+//! transport's counters). Broadcasts and messages to one socket still reach every instance.
+//! Against the NATS server on 127.0.0.1:4222 (started by the test command) and against a real
+//! 3-node NATS cluster on loopback that the tests start, with instances on different nodes
+//! and a node restarted during traffic.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use asena_runtime::prelude::*;
+use asena_runtime::{NatsTransport, TransportStats};
+use asena_tests::{Client, TestServer, WAIT, start};
+use tokio::time::Instant;
+
+const NATS: &str = "nats://127.0.0.1:4222";
+
+/// Joins the rooms in `?rooms=a,b`. A text `to:<id>:<text>` goes to that socket, `all:<text>`
+/// to everyone, anything else to each of the sender's rooms.
+#[websocket(path = "/hall")]
+#[derive(Debug)]
+pub struct Hall;
+
+impl WebSocketService for Hall {
+    type Data = ();
+    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+        for room in ws.query("rooms").unwrap_or("").split(',') {
+            if !room.is_empty() {
+                ws.subscribe(room);
+            }
+        }
+        ws.send_json(&json!({"type": "ready", "id": ws.id()}))?;
+        Ok(())
+    }
+    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+        let text = msg.as_text().unwrap_or_default().to_owned();
+        if let Some(rest) = text.strip_prefix("to:") {
+            let (id, body) = rest.split_once(':').unwrap_or((rest, ""));
+            ws.namespace().to_socket(id, body)?;
+        } else if let Some(body) = text.strip_prefix("all:") {
+            ws.namespace().broadcast(body)?;
+        } else {
+            for room in ws.rooms().into_iter().skip(1) {
+                ws.namespace().to(&room, text.as_str())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn instance(url: &str, subject: &str, single: bool) -> anyhow::Result<TestServer> {
+    let transport = NatsTransport::new(url).subject(subject);
+    let transport = if single {
+        transport.single_subject()
+    } else {
+        transport
+    };
+    start(
+        Asena::builder()
+            .without_auto_registration()
+            .websocket::<Hall>()
+            .transport(transport),
+    )
+    .await
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}.t{nanos:x}p{}", std::process::id())
+}
+
+fn stats(server: &TestServer) -> TransportStats {
+    server.app.transport_stats().unwrap_or_default()
+}
+
+/// Polls `check` every 10 ms for at most `limit`.
+async fn within(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        anyhow::ensure!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+async fn join(server: &TestServer, rooms: &str) -> anyhow::Result<(Client, String)> {
+    let mut client = server.connect(&format!("/hall?rooms={rooms}")).await?;
+    let ready = client.recv_json().await?;
+    let id = ready["id"].as_str().context("no id")?.to_owned();
+    Ok((client, id))
+}
+
+/// Three instances; members of `r` on a and b, c only has a member of `q`. 20 messages to
+/// `r`, one message to b's member by id, then a broadcast as a marker: returns what c's
+/// transport received by the time c's member got the marker, and checks b's member got the
+/// 20 exactly once, in order.
+async fn route_twenty(
+    a: &TestServer,
+    b: &TestServer,
+    c: &TestServer,
+    interest: bool,
+) -> anyhow::Result<u64> {
+    let (mut a1, _) = join(a, "r").await?;
+    let (mut b1, b1_id) = join(b, "r").await?;
+    let (mut c1, _) = join(c, "q").await?;
+    if interest {
+        within(WAIT, "every instance subscribed to its room", || {
+            stats(a).subscriptions == 1
+                && stats(b).subscriptions == 1
+                && stats(c).subscriptions == 1
+        })
+        .await?;
+    } else {
+        // One subject for everything: no room subscriptions, and nothing to wait for.
+        assert_eq!(stats(b).subscriptions, 0);
+    }
+    for i in 0..20 {
+        a1.send_text(&format!("m{i}")).await?;
+    }
+    for i in 0..20 {
+        assert_eq!(b1.recv_text().await?, format!("m{i}"), "b1, message {i}");
+        assert_eq!(a1.recv_text().await?, format!("m{i}"), "a1, message {i}");
+    }
+    // A socket on another instance, by id: on the fleet subject.
+    a1.send_text(&format!("to:{b1_id}:direct")).await?;
+    assert_eq!(b1.recv_text().await?, "direct");
+    a1.send_text("all:end").await?;
+    assert_eq!(c1.recv_text().await?, "end");
+    // b1 got nothing twice: the next thing it sees is the broadcast.
+    assert_eq!(b1.recv_text().await?, "end");
+    Ok(stats(c).received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn room_messages_reach_only_instances_with_members() -> anyhow::Result<()> {
+    let subject = unique("interest");
+    let a = instance(NATS, &subject, false).await?;
+    let b = instance(NATS, &subject, false).await?;
+    let c = instance(NATS, &subject, false).await?;
+    let c_received = route_twenty(&a, &b, &c, true).await?;
+    // None of the 20 room messages reached c: only the direct message and the broadcast,
+    // which take the fleet subject every instance receives.
+    assert_eq!(c_received, 2, "c's transport: {:?}", stats(&c));
+    assert_eq!(
+        stats(&b).received,
+        22,
+        "20 room messages, the direct one, the broadcast"
+    );
+    for s in [a, b, c] {
+        s.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_one_subject_every_instance_receives_everything() -> anyhow::Result<()> {
+    // The control: the same traffic in the single-subject layout reaches c too.
+    let subject = unique("single");
+    let a = instance(NATS, &subject, true).await?;
+    let b = instance(NATS, &subject, true).await?;
+    let c = instance(NATS, &subject, true).await?;
+    let c_received = route_twenty(&a, &b, &c, false).await?;
+    assert_eq!(c_received, 22, "c's transport: {:?}", stats(&c));
+    for s in [a, b, c] {
+        s.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_member_leaving_unsubscribes_and_a_new_one_resubscribes() -> anyhow::Result<()> {
+    let subject = unique("leave");
+    let a = instance(NATS, &subject, false).await?;
+    let b = instance(NATS, &subject, false).await?;
+    let (mut a1, _) = join(&a, "r").await?;
+    let (b1, _) = join(&b, "r").await?;
+    let (mut b2, _) = join(&b, "other").await?;
+    within(WAIT, "b subscribed to r and other", || {
+        stats(&b).subscriptions == 2
+    })
+    .await?;
+    b1.close().await?;
+    within(WAIT, "b unsubscribed from r", || {
+        stats(&b).subscriptions == 1
+    })
+    .await?;
+    let before = stats(&b).received;
+    for i in 0..10 {
+        a1.send_text(&format!("m{i}")).await?;
+        assert_eq!(a1.recv_text().await?, format!("m{i}"));
+    }
+    a1.send_text("all:marker").await?;
+    assert_eq!(b2.recv_text().await?, "marker");
+    assert_eq!(
+        stats(&b).received,
+        before + 1,
+        "b received none of r's messages after its last member left"
+    );
+    // A new member subscribes again and gets r's messages.
+    let (mut b3, _) = join(&b, "r").await?;
+    within(WAIT, "b subscribed to r again", || {
+        stats(&b).subscriptions == 2
+    })
+    .await?;
+    a1.send_text("again").await?;
+    assert_eq!(b3.recv_text().await?, "again");
+    for s in [a, b] {
+        s.stop().await?;
+    }
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A 3-node NATS cluster on loopback: three `nats-server` processes with routes to each
+/// other, killed on drop.
+struct Cluster {
+    client_ports: [u16; 3],
+    cluster_ports: [u16; 3],
+    monitor_ports: [u16; 3],
+    children: [Option<Child>; 3],
+    name: String,
+}
+
+impl Cluster {
+    async fn start() -> anyhow::Result<Cluster> {
+        let mut cluster = Cluster {
+            client_ports: [free_port()?, free_port()?, free_port()?],
+            cluster_ports: [free_port()?, free_port()?, free_port()?],
+            monitor_ports: [free_port()?, free_port()?, free_port()?],
+            children: [None, None, None],
+            name: unique("asena-test").replace('.', "-"),
+        };
+        for node in 0..3 {
+            cluster.spawn(node)?;
+        }
+        for node in 0..3 {
+            cluster.ready(node).await?;
+        }
+        Ok(cluster)
+    }
+
+    fn url(&self, node: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.client_ports[node])
+    }
+
+    fn spawn(&mut self, node: usize) -> anyhow::Result<()> {
+        let bin = ["nats-server", "/usr/sbin/nats-server"]
+            .into_iter()
+            .find(|b| Command::new(b).arg("--version").output().is_ok())
+            .context("nats-server is not installed (run scripts/services.sh)")?;
+        let routes: Vec<String> = (0..3)
+            .filter(|n| *n != node)
+            .map(|n| format!("nats://127.0.0.1:{}", self.cluster_ports[n]))
+            .collect();
+        let child = Command::new(bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.client_ports[node].to_string(),
+            ])
+            .args(["-m", &self.monitor_ports[node].to_string()])
+            .args(["--cluster_name", &self.name])
+            .args([
+                "--cluster",
+                &format!("nats://127.0.0.1:{}", self.cluster_ports[node]),
+            ])
+            .args(["--routes", &routes.join(",")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start nats-server")?;
+        self.children[node] = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the node accepts clients and has routes to both others.
+    async fn ready(&self, node: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let monitor = format!("http://127.0.0.1:{}/routez", self.monitor_ports[node]);
+        loop {
+            let addr: SocketAddr = ([127, 0, 0, 1], self.client_ports[node]).into();
+            if tokio::net::TcpStream::connect(addr).await.is_ok()
+                && let Ok(resp) = asena_tests::http_request(
+                    hyper::Request::get(monitor.as_str()).body(Default::default())?,
+                )
+                .await
+                && resp.json()?["num_routes"].as_u64() == Some(2)
+            {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "NATS node {node} did not join the cluster within 15 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self, node: usize) {
+        if let Some(mut child) = self.children[node].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in 0..3 {
+            self.kill(node);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_three_node_cluster_with_instances_on_different_nodes() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let subject = unique("cluster");
+    let a = instance(&cluster.url(0), &subject, false).await?;
+    let b = instance(&cluster.url(1), &subject, false).await?;
+    let c = instance(&cluster.url(2), &subject, false).await?;
+    let c_received = route_twenty(&a, &b, &c, true).await?;
+    assert_eq!(c_received, 2, "c's transport: {:?}", stats(&c));
+    for s in [a, b, c] {
+        s.stop().await?;
+    }
+    drop(cluster);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_restart_during_traffic_resubscribes_and_delivers_nothing_twice()
+-> anyhow::Result<()> {
+    let mut cluster = Cluster::start().await?;
+    let subject = unique("restart");
+    let a = instance(&cluster.url(0), &subject, false).await?;
+    let b = instance(&cluster.url(1), &subject, false).await?;
+    let (mut a1, _) = join(&a, "r").await?;
+    let (mut b1, _) = join(&b, "r").await?;
+    within(WAIT, "both subscribed", || {
+        stats(&a).subscriptions == 1 && stats(&b).subscriptions == 1
+    })
+    .await?;
+
+    // Traffic from a (node 0) to r; b (node 1) loses its node half-way, which comes back on
+    // the same ports. b must get its room subscription back and see every message at most
+    // once, in order.
+    let mut sent = 0u64;
+    let mut got: Vec<u64> = Vec::new();
+    for _ in 0..10 {
+        a1.send_text(&format!("{sent}")).await?;
+        sent += 1;
+    }
+    for _ in 0..10 {
+        got.push(b1.recv_text().await?.parse()?);
+    }
+    cluster.kill(1);
+    let reconnects = stats(&b).reconnects;
+    for _ in 0..10 {
+        a1.send_text(&format!("{sent}")).await?;
+        sent += 1;
+    }
+    cluster.spawn(1)?;
+    cluster.ready(1).await?;
+    within(Duration::from_secs(15), "b reconnected", || {
+        stats(&b).reconnects > reconnects
+    })
+    .await?;
+    // Keep sending until b's member hears from r again (its subscription is back).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        anyhow::ensure!(Instant::now() < deadline, "b never heard from r again");
+        a1.send_text(&format!("{sent}")).await?;
+        sent += 1;
+        if let Ok(Ok(text)) = tokio::time::timeout(Duration::from_millis(200), b1.recv_text()).await
+        {
+            got.push(text.parse()?);
+            break;
+        }
+    }
+    a1.send_text("all:end").await?;
+    loop {
+        let text = b1.recv_text().await?;
+        if text == "end" {
+            break;
+        }
+        got.push(text.parse()?);
+    }
+    // In order and never twice; what the outage lost is the gap.
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "out of order or twice: {got:?}"
+    );
+    let lost = sent - got.len() as u64;
+    tracing::info!(
+        "node restart: {sent} sent to r, {} delivered on b, {lost} lost during the outage",
+        got.len()
+    );
+    assert!(got.len() >= 11, "{got:?}");
+    assert_eq!(got[..10], (0..10).collect::<Vec<u64>>());
+    for s in [a, b] {
+        s.stop().await?;
+    }
+    drop(cluster);
+    Ok(())
+}
