@@ -14,6 +14,12 @@
 //! `BenchOut` was serialized, and prints both to stderr when they change
 //! (`typed: received=N serialized=M`, at most once a second): one serialization per room
 //! message, however many sockets receive it.
+//!
+//! For fleets (`scripts/fleet-bench.sh`): `ASENA_TRANSPORT` (`redis://…`, `nats://…`) joins
+//! the instance to a fleet, `BENCH_NATS_SINGLE=1` makes NATS use one subject for everything
+//! instead of routing rooms by interest, `/bench/rooms/{room}` puts each socket in the room
+//! its path names (every message goes to that room), and `/metrics` serves the counters
+//! (the broker messages each instance received among them).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -40,6 +46,31 @@ impl WebSocketService for BenchSocket {
     async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
         if let Message::Text(_) = &msg {
             ws.namespace().to(ROOM, &msg)?;
+        }
+        Ok(())
+    }
+}
+
+/// `/bench/rooms/{room}`'s path parameter.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RoomPath {
+    /// The room's name.
+    pub room: String,
+}
+
+/// One room per path: a socket at `/bench/rooms/a` is in the room `/bench/rooms/a` (every
+/// socket of a parametrised service joins the room its concrete path names), and its
+/// messages go to that room.
+#[websocket(path = "/bench/rooms/{room}", params = RoomPath)]
+#[derive(Debug)]
+pub struct RoomBenchSocket;
+
+impl WebSocketService for RoomBenchSocket {
+    type Data = ();
+
+    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+        if let Message::Text(_) = &msg {
+            ws.namespace().to(ws.path(), &msg)?;
         }
         Ok(())
     }
@@ -125,6 +156,8 @@ pub fn builder() -> asena_runtime::AsenaBuilder {
         .without_auto_registration()
         .websocket::<BenchSocket>()
         .websocket::<TypedBenchSocket>()
+        .websocket::<RoomBenchSocket>()
+        .metrics_route("/metrics")
         // Idle benchmark connections must survive the whole run.
         .idle_timeout(None);
     match std::env::var("BENCH_INSPECTOR_TOKEN") {
@@ -156,7 +189,15 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
-    let app = builder().build().await?;
+    let builder = match std::env::var("ASENA_TRANSPORT") {
+        Ok(url)
+            if url.starts_with("nats://") && std::env::var_os("BENCH_NATS_SINGLE").is_some() =>
+        {
+            builder().transport(asena_runtime::NatsTransport::new(url).single_subject())
+        }
+        _ => builder().transport_from_env()?,
+    };
+    let app = builder.build().await?;
     eprintln!(
         "bench_server pid {} listening ws://127.0.0.1:{port}/bench and /bench-typed",
         std::process::id()

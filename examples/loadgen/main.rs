@@ -34,6 +34,10 @@
 //!     server can deliver to the last of them sooner.
 //! ```
 //!
+//! PORT may be a comma-separated list, the ports of several instances of one fleet: client N
+//! connects to the (N mod count)-th, so one room spreads over the instances
+//! (`scripts/fleet-bench.sh`).
+//!
 //! Bounds: the target is always 127.0.0.1; at most 60,000 connections, 300 s, 10 M msgs/s;
 //! the tool stops by itself (and reports `STALL` when nothing arrives for 5 s).
 
@@ -95,7 +99,9 @@ enum Mode {
 #[derive(Debug, Clone)]
 struct Opts {
     mode: Mode,
-    port: u16,
+    /// The server's port, or several instances' ports: client `i` connects to
+    /// `ports[i % ports.len()]`.
+    ports: Vec<u16>,
     conns: usize,
     path: String,
     senders: usize,
@@ -166,7 +172,7 @@ where
     let (mut port, mut conns) = (None, None);
     let mut o = Opts {
         mode,
-        port: 0,
+        ports: Vec::new(),
         conns: 0,
         path: "/".into(),
         senders: 0,
@@ -182,7 +188,14 @@ where
     };
     while let Some(arg) = p.next()? {
         match arg {
-            Value(v) if port.is_none() => port = Some(num("PORT", v)?),
+            Value(v) if port.is_none() => {
+                let list = v.string()?;
+                let ports = list
+                    .split(',')
+                    .map(|p| p.parse::<u16>().map_err(|e| format!("PORT {p:?}: {e}")))
+                    .collect::<Result<Vec<u16>, String>>()?;
+                port = Some(ports);
+            }
             Value(v) if conns.is_none() => conns = Some(num("CONNS", v)?),
             Short('u') => o.path = p.value()?.string()?,
             Short('s') => o.senders = num("-s", p.value()?)?,
@@ -198,7 +211,7 @@ where
             other => return Err(other.unexpected()),
         }
     }
-    o.port = port.ok_or("missing PORT")?;
+    o.ports = port.ok_or("missing PORT")?;
     o.conns = conns.ok_or("missing CONNS")?;
     Ok(Command::Run(o))
 }
@@ -216,7 +229,8 @@ fn check_bounds(mut o: Opts) -> Result<Opts, String> {
     if !(1..=MAX_CONNS).contains(&o.conns)
         || !(1..=MAX_SECS).contains(&o.secs)
         || o.window < 1
-        || o.port == 0
+        || o.ports.is_empty()
+        || o.ports.contains(&0)
         || !o.path.starts_with('/')
         || o.rate.is_some_and(|r| !(r > 0.0 && r <= MAX_RATE))
         || !(1..=16).contains(&o.threads)
@@ -466,7 +480,8 @@ async fn open_all(o: &Opts) -> Result<Vec<Option<Conn>>, String> {
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     while next < o.conns || !set.is_empty() {
         while next < o.conns && set.len() < CONNECT_PARALLELISM {
-            let (port, path, i, deflate) = (o.port, o.path.clone(), next, o.deflate);
+            let port = o.ports[next % o.ports.len()];
+            let (path, i, deflate) = (o.path.clone(), next, o.deflate);
             set.spawn(async move { (i, open(port, &path, i, deflate).await) });
             next += 1;
         }
@@ -1153,7 +1168,10 @@ mod tests {
         };
         let o = check_bounds(o).expect("within bounds");
         assert_eq!(o.mode, Mode::Chat);
-        assert_eq!((o.port, o.conns, o.senders, o.secs), (4102, 1000, 1000, 5));
+        assert_eq!(
+            (o.ports.clone(), o.conns, o.senders, o.secs),
+            (vec![4102], 1000, 1000, 5)
+        );
         assert_eq!(
             (o.rate, o.path.as_str(), o.burst),
             (Some(250.0), "/bench", 1)
@@ -1180,7 +1198,8 @@ mod tests {
             ("", "missing the mode: chat, idle or floor"),
             ("walk 1 2", "unknown mode \"walk\": chat, idle or floor"),
             ("chat 4101", "missing CONNS"),
-            ("chat x 10", "PORT: cannot parse argument \"x\""),
+            ("chat x 10", "PORT \"x\": invalid digit"),
+            ("chat 4101,,4102 10", "PORT \"\": cannot parse"),
             ("chat 4101 10 -s", "missing argument for option '-s'"),
             ("chat 4101 10 -r fast", "-r: cannot parse argument \"fast\""),
             ("chat 4101 10 -q 1", "invalid option '-q'"),
@@ -1197,6 +1216,15 @@ mod tests {
             panic!("chat did not parse");
         };
         assert!(check_bounds(o).is_err_and(|e| e.starts_with("bounds:")));
+    }
+
+    #[test]
+    fn several_ports_spread_the_clients() {
+        let Ok(Command::Run(o)) = parse("chat 4101,4102,4103 9 -s 3") else {
+            panic!("chat did not parse");
+        };
+        assert_eq!(o.ports, [4101, 4102, 4103]);
+        assert!(check_bounds(o).is_ok());
     }
 
     #[test]
