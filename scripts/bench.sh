@@ -15,7 +15,8 @@
 # under the same JSON load (loadgen --json; 37-byte and 1 KiB messages, C=1000 S=100 and
 # C=32 S=32 B=100), and how many times the typed server serialized a BenchOut per room
 # message it received (its own count); p50/p99 delivery latency at 1,000
-# connections, at 50% of each server's own peak and at one light load, measured with the Rust
+# connections, at 50% of each server's own peak, at one light load and at Bun's 50% load
+# (every server at the same messages/s), measured with the Rust
 # loadgen (examples/loadgen) with server and client pinned to a core each; the kernel's floor
 # for one fan-out; server RSS per idle connection at 10,000 connections.
 # Only 127.0.0.1 is targeted; every step is bounded in time; servers are stopped by PID.
@@ -227,7 +228,8 @@ for name in "${SERVERS[@]}"; do stop_server "${SPID[$name]}"; done
 # own core (tokio then starts one worker). The peak is measured in the same pinning (C client,
 # C=1000 S=1000 B=1), and the offered load is 50% of it: messages/s = peak / 2 / 1000, every
 # client sending, each message delivered to all 1,000. A second run offers every server the
-# same light load (LIGHT_RATE messages/s).
+# same light load (LIGHT_RATE messages/s), and a third every server Bun's 50% load (equal load:
+# the framework's p99 against Bun's at the same messages/s).
 LIGHT_RATE=${LIGHT_RATE:-250}
 SRV_CPU=() CLI_CPU=()
 if command -v taskset >/dev/null && (( $(nproc) >= 2 )); then
@@ -250,7 +252,7 @@ done
 for name in "${SERVERS[@]}"; do
     RESULT[pinnedpeak,$name]=$(median < "$OUT/pinned-peak-$name.txt")
     RESULT[rate,$name]=$(awk -v p="${RESULT[pinnedpeak,$name]}" 'BEGIN { r = p / 2 / 1000; if (r < 1) r = 1; printf "%.0f", r }')
-    for k in lat50 lat99 light50 light99; do : > "$OUT/$k-$name.txt"; done
+    for k in lat50 lat99 light50 light99 eq50 eq99; do : > "$OUT/$k-$name.txt"; done
 done
 # latency NAME RATE P50FILE P99FILE
 latency() {
@@ -265,10 +267,11 @@ for run in $(seq "$RUNS"); do
     for name in "${SERVERS[@]}"; do
         latency "$name" "${RESULT[rate,$name]}" lat50 lat99
         latency "$name" "$LIGHT_RATE" light50 light99
+        if (( HAVE_BUN )); then latency "$name" "${RESULT[rate,bun]}" eq50 eq99; fi
     done
 done
 for name in "${SERVERS[@]}"; do
-    for k in lat50 lat99 light50 light99; do RESULT[$k,$name]=$(median < "$OUT/$k-$name.txt"); done
+    for k in lat50 lat99 light50 light99 eq50 eq99; do RESULT[$k,$name]=$(median < "$OUT/$k-$name.txt"); done
 done
 
 # ---- the kernel's floor: one small write to each of 1,000 loopback sockets, one core -------
@@ -315,6 +318,8 @@ row "latency p50, 1,000 conns, 50% of pinned peak" lat50 fmt_ms
 row "latency p99, 1,000 conns, 50% of pinned peak" lat99 fmt_ms
 row "latency p50, 1,000 conns, ${LIGHT_RATE} msgs/s" light50 fmt_ms
 row "latency p99, 1,000 conns, ${LIGHT_RATE} msgs/s" light99 fmt_ms
+row "latency p50, 1,000 conns, Bun's 50% load ($(get rate bun) msgs/s)" eq50 fmt_ms
+row "latency p99, 1,000 conns, Bun's 50% load ($(get rate bun) msgs/s)" eq99 fmt_ms
 row "RSS per idle connection (${IDLE_CONNS} conns)" idle fmt_kb
 echo
 echo "Offered load at 50% of the pinned peak (messages/s from 1,000 senders, each delivered to" \
