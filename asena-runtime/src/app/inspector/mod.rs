@@ -410,62 +410,60 @@ impl Inspector {
     }
 
     fn sockets(&self, query: &[(String, String)]) -> Response<Body> {
-        let ns = match self.namespace(query) {
-            Ok(ns) => ns,
-            Err(message) => return error(StatusCode::NOT_FOUND, message),
-        };
-        let (offset, limit) = paging(query);
-        let needle = lookup(query, "q").unwrap_or("").trim().to_lowercase();
-        let mut sockets = ns.sockets();
-        let total = sockets.len();
-        if !needle.is_empty() {
-            sockets.retain(|s| socket_matches(s, &needle));
-        }
-        // UUID v7 ids sort by connection time: oldest first, stable across pages.
-        sockets.sort_unstable_by(|a, b| a.id().cmp(b.id()));
-        let matched = sockets.len();
-        let page: Vec<serde_json::Value> = sockets
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(socket_json)
-            .collect();
-        ok(json!({
-            "namespace": ns.path(),
-            "total": total,
-            "matched": matched,
-            "offset": offset,
-            "limit": limit,
-            "sockets": page,
-        }))
+        self.list(query, "sockets", |ns, needle| {
+            let mut sockets = ns.sockets();
+            let total = sockets.len();
+            if !needle.is_empty() {
+                sockets.retain(|s| socket_matches(s, needle));
+            }
+            // UUID v7 ids sort by connection time: oldest first, stable across pages.
+            sockets.sort_unstable_by(|a, b| a.id().cmp(b.id()));
+            (total, sockets.into_iter().map(|s| socket_json(&s)))
+        })
     }
 
     fn rooms(&self, query: &[(String, String)]) -> Response<Body> {
+        self.list(query, "rooms", |ns, needle| {
+            let mut rooms = ns.rooms();
+            let total = rooms.len();
+            if !needle.is_empty() {
+                rooms.retain(|r| r.name.to_lowercase().contains(needle));
+            }
+            let rows = rooms
+                .into_iter()
+                .map(|r| json!({"name": r.name, "size": r.size}));
+            (total, rows)
+        })
+    }
+
+    /// One page of a list of the namespace `?ns=` names:
+    /// `{namespace, total, matched, offset, limit, <key>: [..]}`. `rows` gives the list's
+    /// total and its rows matching `?q=` (lowercased), in order, lazily turned into JSON.
+    fn list<I>(
+        &self,
+        query: &[(String, String)],
+        key: &str,
+        rows: impl FnOnce(&Namespace, &str) -> (usize, I),
+    ) -> Response<Body>
+    where
+        I: ExactSizeIterator<Item = serde_json::Value>,
+    {
         let ns = match self.namespace(query) {
             Ok(ns) => ns,
             Err(message) => return error(StatusCode::NOT_FOUND, message),
         };
         let (offset, limit) = paging(query);
         let needle = lookup(query, "q").unwrap_or("").trim().to_lowercase();
-        let mut rooms = ns.rooms();
-        let total = rooms.len();
-        if !needle.is_empty() {
-            rooms.retain(|r| r.name.to_lowercase().contains(&needle));
-        }
-        let matched = rooms.len();
-        let page: Vec<serde_json::Value> = rooms
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|r| json!({"name": r.name, "size": r.size}))
-            .collect();
+        let (total, matching) = rows(ns, &needle);
+        let matched = matching.len();
+        let page: Vec<serde_json::Value> = matching.skip(offset).take(limit).collect();
         ok(json!({
             "namespace": ns.path(),
             "total": total,
             "matched": matched,
             "offset": offset,
             "limit": limit,
-            "rooms": page,
+            key: page,
         }))
     }
 
