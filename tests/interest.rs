@@ -1,10 +1,11 @@
-//! Interest-based routing over NATS: an instance subscribes to a room's subject while it has
-//! local members, so a room message reaches exactly the instances with members (each member
-//! once) and an instance without members receives none of its envelopes (read from its
-//! transport's counters). Broadcasts and messages to one socket still reach every instance.
-//! Against the NATS server on 127.0.0.1:4222 (started by the test command) and against a real
-//! 3-node NATS cluster on loopback that the tests start, with instances on different nodes
-//! and a node restarted during traffic.
+//! Interest-based routing over NATS and Redis: an instance subscribes to a room's subject or
+//! channel while it has local members, so a room message reaches exactly the instances with
+//! members (each member once) and an instance without members receives none of its
+//! envelopes (read from its transport's counters). Broadcasts and messages to one socket
+//! still reach every instance. Against the NATS server on 127.0.0.1:4222 and the Redis on
+//! 127.0.0.1:6379 (started by the test command), and against real 3-node NATS and Redis
+//! clusters on loopback that the tests start, with instances on different nodes; a NATS node
+//! and a Redis server are restarted during traffic.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -12,11 +13,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use asena_runtime::prelude::*;
-use asena_runtime::{NatsTransport, TransportStats};
+use asena_runtime::{NatsTransport, RedisTransport, TransportStats};
 use asena_tests::{Client, TestServer, WAIT, start};
 use tokio::time::Instant;
 
 const NATS: &str = "nats://127.0.0.1:4222";
+const REDIS: &str = "redis://127.0.0.1:6379";
 
 /// Joins the rooms in `?rooms=a,b`. A text `to:<id>:<text>` goes to that socket, `all:<text>`
 /// to everyone, anything else to each of the sender's rooms.
@@ -51,20 +53,25 @@ impl WebSocketService for Hall {
     }
 }
 
-async fn instance(url: &str, subject: &str, single: bool) -> anyhow::Result<TestServer> {
-    let transport = NatsTransport::new(url).subject(subject);
-    let transport = if single {
-        transport.single_subject()
-    } else {
-        transport
+/// An instance on `url` (NATS or Redis) with the fleet subject or channel `channel`, routing
+/// rooms by interest unless `single`.
+async fn instance(url: &str, channel: &str, single: bool) -> anyhow::Result<TestServer> {
+    let builder = Asena::builder()
+        .without_auto_registration()
+        .websocket::<Hall>();
+    let builder = match (url.starts_with("nats://"), single) {
+        (true, false) => builder.transport(NatsTransport::new(url).subject(channel)),
+        (true, true) => {
+            builder.transport(NatsTransport::new(url).subject(channel).single_subject())
+        }
+        (false, false) => builder.transport(
+            RedisTransport::new(url)
+                .channel(channel)
+                .route_by_interest(),
+        ),
+        (false, true) => builder.transport(RedisTransport::new(url).channel(channel)),
     };
-    start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Hall>()
-            .transport(transport),
-    )
-    .await
+    start(builder).await
 }
 
 fn unique(prefix: &str) -> String {
@@ -142,11 +149,20 @@ async fn route_twenty(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn room_messages_reach_only_instances_with_members() -> anyhow::Result<()> {
+async fn nats_room_messages_reach_only_instances_with_members() -> anyhow::Result<()> {
+    only_instances_with_members(NATS).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_room_messages_reach_only_instances_with_members() -> anyhow::Result<()> {
+    only_instances_with_members(REDIS).await
+}
+
+async fn only_instances_with_members(url: &str) -> anyhow::Result<()> {
     let subject = unique("interest");
-    let a = instance(NATS, &subject, false).await?;
-    let b = instance(NATS, &subject, false).await?;
-    let c = instance(NATS, &subject, false).await?;
+    let a = instance(url, &subject, false).await?;
+    let b = instance(url, &subject, false).await?;
+    let c = instance(url, &subject, false).await?;
     let c_received = route_twenty(&a, &b, &c, true).await?;
     // None of the 20 room messages reached c: only the direct message and the broadcast,
     // which take the fleet subject every instance receives.
@@ -163,12 +179,21 @@ async fn room_messages_reach_only_instances_with_members() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn with_one_subject_every_instance_receives_everything() -> anyhow::Result<()> {
+async fn nats_with_one_subject_every_instance_receives_everything() -> anyhow::Result<()> {
+    everything_on_one_channel(NATS).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_with_one_channel_every_instance_receives_everything() -> anyhow::Result<()> {
+    everything_on_one_channel(REDIS).await
+}
+
+async fn everything_on_one_channel(url: &str) -> anyhow::Result<()> {
     // The control: the same traffic in the single-subject layout reaches c too.
     let subject = unique("single");
-    let a = instance(NATS, &subject, true).await?;
-    let b = instance(NATS, &subject, true).await?;
-    let c = instance(NATS, &subject, true).await?;
+    let a = instance(url, &subject, true).await?;
+    let b = instance(url, &subject, true).await?;
+    let c = instance(url, &subject, true).await?;
     let c_received = route_twenty(&a, &b, &c, false).await?;
     assert_eq!(c_received, 22, "c's transport: {:?}", stats(&c));
     for s in [a, b, c] {
@@ -178,10 +203,20 @@ async fn with_one_subject_every_instance_receives_everything() -> anyhow::Result
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_last_member_leaving_unsubscribes_and_a_new_one_resubscribes() -> anyhow::Result<()> {
+async fn nats_the_last_member_leaving_unsubscribes() -> anyhow::Result<()> {
+    last_member_leaving_unsubscribes(NATS).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_the_last_member_leaving_unsubscribes() -> anyhow::Result<()> {
+    last_member_leaving_unsubscribes(REDIS).await
+}
+
+/// The last member leaving unsubscribes (after the linger) and a new one subscribes again.
+async fn last_member_leaving_unsubscribes(url: &str) -> anyhow::Result<()> {
     let subject = unique("leave");
-    let a = instance(NATS, &subject, false).await?;
-    let b = instance(NATS, &subject, false).await?;
+    let a = instance(url, &subject, false).await?;
+    let b = instance(url, &subject, false).await?;
     let (mut a1, _) = join(&a, "r").await?;
     let (b1, _) = join(&b, "r").await?;
     let (mut b2, _) = join(&b, "other").await?;
@@ -329,7 +364,7 @@ impl Drop for Cluster {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn on_a_three_node_cluster_with_instances_on_different_nodes() -> anyhow::Result<()> {
+async fn on_a_three_node_nats_cluster_with_instances_on_different_nodes() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
     let subject = unique("cluster");
     let a = instance(&cluster.url(0), &subject, false).await?;
@@ -418,5 +453,177 @@ async fn a_node_restart_during_traffic_resubscribes_and_delivers_nothing_twice()
         s.stop().await?;
     }
     drop(cluster);
+    Ok(())
+}
+
+/// A 3-node Redis Cluster on loopback (three `redis-server` processes with
+/// `cluster-enabled yes`, joined by `redis-cli --cluster create`), killed on drop. Classic
+/// pub/sub works across its nodes: a message published on one reaches subscribers on all.
+struct RedisCluster {
+    ports: [u16; 3],
+    children: Vec<Child>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    async fn start() -> anyhow::Result<RedisCluster> {
+        let dir = std::env::temp_dir().join(unique("asena-redis-cluster"));
+        std::fs::create_dir_all(&dir)?;
+        let mut cluster = RedisCluster {
+            ports: [free_port()?, free_port()?, free_port()?],
+            children: Vec::new(),
+            dir,
+        };
+        for port in cluster.ports {
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&cluster.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot start redis-server (run scripts/services.sh)")?;
+            cluster.children.push(child);
+        }
+        for port in cluster.ports {
+            within(WAIT, "redis node accepting", || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            })
+            .await?;
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let created = tokio::task::spawn_blocking(move || {
+            Command::new("redis-cli")
+                .arg("--cluster")
+                .arg("create")
+                .args(&nodes)
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+        })
+        .await?
+        .context("cannot run redis-cli (the redis-tools package; run scripts/services.sh)")?;
+        anyhow::ensure!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        for port in cluster.ports {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut conn)
+                    .await?;
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                anyhow::ensure!(Instant::now() < deadline, "node {port}: {info}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(cluster)
+    }
+
+    fn url(&self, node: usize) -> String {
+        format!("redis://127.0.0.1:{}", self.ports[node])
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_three_node_redis_cluster_with_instances_on_different_nodes() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start().await?;
+    let channel = unique("cluster");
+    let a = instance(&cluster.url(0), &channel, false).await?;
+    let b = instance(&cluster.url(1), &channel, false).await?;
+    let c = instance(&cluster.url(2), &channel, false).await?;
+    let c_received = route_twenty(&a, &b, &c, true).await?;
+    assert_eq!(c_received, 2, "c's transport: {:?}", stats(&c));
+    for s in [a, b, c] {
+        s.stop().await?;
+    }
+    drop(cluster);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_restart_resubscribes_every_room() -> anyhow::Result<()> {
+    let port = free_port()?;
+    let spawn = || {
+        Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start redis-server")
+    };
+    let mut server = spawn()?;
+    within(WAIT, "redis accepting", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await?;
+    let url = format!("redis://127.0.0.1:{port}");
+    let channel = unique("restart");
+    let a = instance(&url, &channel, false).await?;
+    let b = instance(&url, &channel, false).await?;
+    let (mut a1, _) = join(&a, "r").await?;
+    let (mut b1, _) = join(&b, "r,s").await?;
+    within(WAIT, "both subscribed", || {
+        stats(&a).subscriptions == 1 && stats(&b).subscriptions == 2
+    })
+    .await?;
+    a1.send_text("before").await?;
+    assert_eq!(b1.recv_text().await?, "before");
+
+    let _ = server.kill();
+    let _ = server.wait();
+    within(WAIT, "b noticed", || stats(&b).subscriptions == 0).await?;
+    let mut server = spawn()?;
+    within(Duration::from_secs(15), "b resubscribed both rooms", || {
+        stats(&b).subscriptions == 2 && stats(&a).subscriptions == 1
+    })
+    .await?;
+    // The publisher may need a moment of its own to reconnect: probe until r's messages flow.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 0;
+    loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "r's messages never reached b again"
+        );
+        n += 1;
+        a1.send_text(&format!("probe-{n}")).await?;
+        if let Ok(Ok(text)) = tokio::time::timeout(Duration::from_millis(200), b1.recv_text()).await
+        {
+            assert!(text.starts_with("probe-"), "{text}");
+            break;
+        }
+    }
+    for s in [a, b] {
+        s.stop().await?;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
     Ok(())
 }

@@ -129,6 +129,24 @@ pub fn nats_room_subject(base: &str, topic: &str) -> Option<String> {
     Some(subject)
 }
 
+/// The Redis channel of `topic` (a room topic) under the fleet's `channel`, for a
+/// `RedisTransport` that routes by interest: `<channel>:r:<topic>`.
+///
+/// ```
+/// use asena_runtime::wire;
+/// assert_eq!(
+///     wire::redis_room_channel("asena:ws:transport", "chat.general"),
+///     "asena:ws:transport:r:chat.general"
+/// );
+/// ```
+pub fn redis_room_channel(channel: &str, topic: &str) -> String {
+    let mut out = String::with_capacity(channel.len() + 3 + topic.len());
+    out.push_str(channel);
+    out.push_str(":r:");
+    out.push_str(topic);
+    out
+}
+
 /// Who a topic addresses within one namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {

@@ -9,6 +9,17 @@
 //! exponential backoff. While Redis is away local delivery goes on; outgoing messages are
 //! dropped, and every failure is logged (target `asena::transport`) and counted
 //! ([`RedisTransport::stats`]).
+//!
+//! # Interest-based routing (opt-in)
+//! [`RedisTransport::route_by_interest`] gives each room a channel of its own
+//! ([`wire::redis_room_channel`]: `<channel>:r:<topic>`), and the instance subscribes to it
+//! while it has a local member in the room, so it receives its own rooms' messages instead of
+//! the whole fleet's. Subscription changes are made by the subscriber task, batched, without
+//! ever blocking a join; an unsubscription waits [`LINGER`] and is cancelled by a join in the
+//! meantime; after a reconnection every room is subscribed again. Broadcasts, messages to
+//! one socket and the fleet's announcements stay on the fleet channel. It is off by default
+//! because Asena (Bun) instances listen on the fleet channel only: a fleet that mixes with
+//! them keeps the single channel.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -28,6 +39,17 @@ use super::broker::{
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
 use crate::error::BoxError;
 use crate::wire;
+
+/// How long a room's subscription outlives its last local member; a join within it keeps
+/// the subscription.
+pub const LINGER: Duration = Duration::from_millis(500);
+
+/// A change of interest in a room's channel.
+#[derive(Debug)]
+enum Interest {
+    Add(String),
+    Remove(String),
+}
 
 /// Most messages sent to Redis in one pipeline.
 const BATCH: usize = 256;
@@ -49,6 +71,10 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct RedisTransport {
     core: BrokerCore,
     running: Mutex<Option<Running>>,
+    /// Room messages on their rooms' channels, or everything on one (the default).
+    by_interest: bool,
+    /// Where joins and leaves tell the subscriber task (set once started).
+    interest: std::sync::OnceLock<mpsc::UnboundedSender<Interest>>,
 }
 
 struct Running {
@@ -73,7 +99,17 @@ impl RedisTransport {
         RedisTransport {
             core: BrokerCore::new(url.into(), wire::REDIS_CHANNEL),
             running: Mutex::new(None),
+            by_interest: false,
+            interest: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Gives every room a channel of its own, subscribed to only by the instances with a
+    /// member in it (module docs). Every instance of the fleet must use it: one on the single
+    /// channel (or an Asena instance) would not hear room messages.
+    pub fn route_by_interest(mut self) -> Self {
+        self.by_interest = true;
+        self
     }
 
     /// This instance's random pod id (the `o` of its envelopes).
@@ -122,11 +158,16 @@ impl RedisTransport {
                 channel: self.core.channel.clone(),
                 pod_id: self.core.pod_id.clone(),
                 counters: self.core.counters.clone(),
+                by_interest: self.by_interest,
                 rx,
                 shutdown: shutdown_rx.clone(),
             }
             .run(publisher),
         );
+        let (interest_tx, interest_rx) = mpsc::unbounded_channel();
+        if self.by_interest {
+            let _ = self.interest.set(interest_tx);
+        }
         let sub_task = tokio::spawn(
             SubscriberTask {
                 client,
@@ -135,6 +176,8 @@ impl RedisTransport {
                 counters: self.core.counters.clone(),
                 inbound,
                 shutdown: shutdown_rx,
+                changes: interest_rx,
+                rooms: Rooms::default(),
             }
             .run(subscriber),
         );
@@ -165,6 +208,28 @@ impl Transport for RedisTransport {
 
     fn publish(&self, message: Outbound) {
         enqueue(self.core.queue.get(), &self.core.counters, "redis", message);
+    }
+
+    fn routes_by_interest(&self) -> bool {
+        self.by_interest
+    }
+
+    fn subscribe(&self, topic: &str) {
+        if let Some(changes) = self.interest.get() {
+            let _ = changes.send(Interest::Add(wire::redis_room_channel(
+                &self.core.channel,
+                topic,
+            )));
+        }
+    }
+
+    fn unsubscribe(&self, topic: &str) {
+        if let Some(changes) = self.interest.get() {
+            let _ = changes.send(Interest::Remove(wire::redis_room_channel(
+                &self.core.channel,
+                topic,
+            )));
+        }
     }
 
     fn destroy(&self) -> BoxFuture<'_, ()> {
@@ -212,6 +277,7 @@ struct PublisherTask {
     channel: String,
     pod_id: String,
     counters: Arc<Counters>,
+    by_interest: bool,
     rx: mpsc::Receiver<Outbound>,
     shutdown: watch::Receiver<bool>,
 }
@@ -261,7 +327,7 @@ impl PublisherTask {
                     while self.rx.recv_many(&mut rest, BATCH).await > 0 {}
                     let flush = async {
                         for chunk in rest.chunks(BATCH) {
-                            send_batch(c, chunk, &self.channel, &self.pod_id, &self.counters).await?;
+                            send_batch(c, chunk, &self.channel, self.by_interest, &self.pod_id, &self.counters).await?;
                         }
                         Ok::<_, redis::RedisError>(())
                     };
@@ -274,7 +340,7 @@ impl PublisherTask {
                     if n == 0 {
                         return;
                     }
-                    if let Err(error) = send_batch(c, &batch, &self.channel, &self.pod_id, &self.counters).await {
+                    if let Err(error) = send_batch(c, &batch, &self.channel, self.by_interest, &self.pod_id, &self.counters).await {
                         Counters::add(&self.counters.errors, 1);
                         Counters::add(&self.counters.dropped, n as u64);
                         tracing::warn!(target: "asena::transport", transport = "redis", %error, dropped = n, "publish failed; reconnecting");
@@ -292,15 +358,19 @@ async fn send_batch(
     conn: &mut MultiplexedConnection,
     batch: &[Outbound],
     channel: &str,
+    by_interest: bool,
     pod_id: &str,
     counters: &Counters,
 ) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
     for msg in batch {
-        pipe.cmd("PUBLISH")
-            .arg(channel)
-            .arg(encode_outbound(msg, pod_id))
-            .ignore();
+        let cmd = pipe.cmd("PUBLISH");
+        if by_interest && msg.interest {
+            cmd.arg(wire::redis_room_channel(channel, &msg.topic));
+        } else {
+            cmd.arg(channel);
+        }
+        cmd.arg(encode_outbound(msg, pod_id)).ignore();
     }
     pipe.query_async::<()>(conn).await?;
     Counters::add(&counters.published, batch.len() as u64);
@@ -314,37 +384,116 @@ struct SubscriberTask {
     counters: Arc<Counters>,
     inbound: Inbound,
     shutdown: watch::Receiver<bool>,
+    /// Joins and leaves (interest-based routing only; never sent to otherwise).
+    changes: mpsc::UnboundedReceiver<Interest>,
+    rooms: Rooms,
+}
+
+/// The room channels the instance wants, and those whose last member left.
+#[derive(Debug, Default)]
+struct Rooms {
+    wanted: std::collections::HashSet<String>,
+    leaving: std::collections::HashMap<String, Instant>,
+}
+
+impl Rooms {
+    /// Applies a change; returns a channel to subscribe to now, if any.
+    fn apply(&mut self, change: Interest) -> Option<String> {
+        match change {
+            Interest::Add(channel) => {
+                self.leaving.remove(&channel);
+                self.wanted.insert(channel.clone()).then_some(channel)
+            }
+            Interest::Remove(channel) => {
+                if self.wanted.contains(&channel) {
+                    self.leaving.insert(channel, Instant::now() + LINGER);
+                }
+                None
+            }
+        }
+    }
+
+    /// The channels whose linger is over, no longer wanted.
+    fn expired(&mut self) -> Vec<String> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        self.leaving.retain(|channel, at| {
+            if *at > now {
+                return true;
+            }
+            out.push(channel.clone());
+            false
+        });
+        for channel in &out {
+            self.wanted.remove(channel);
+        }
+        out
+    }
 }
 
 impl SubscriberTask {
     async fn run(mut self, pubsub: PubSub) {
         let mut pubsub = Some(pubsub);
         let mut backoff = Backoff::new();
+        let mut sweep = tokio::time::interval(LINGER / 2);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Some(p) = pubsub.take() {
-                let mut stream = p.into_on_message();
-                loop {
-                    tokio::select! {
-                        _ = self.shutdown.changed() => return,
-                        msg = stream.next() => match msg {
-                            Some(msg) => handle_incoming(
-                                msg.get_payload_bytes(),
-                                &self.pod_id,
-                                &self.inbound,
-                                &self.counters,
-                                "redis",
-                            ),
-                            None => break,
+                let (mut sink, mut stream) = p.split();
+                // After a (re)connection: every room this instance has members in.
+                let rooms: Vec<&String> = self.rooms.wanted.iter().collect();
+                let resubscribed = rooms.is_empty() || sink.subscribe(rooms).await.is_ok();
+                if resubscribed {
+                    self.set_subscriptions();
+                    loop {
+                        tokio::select! {
+                            _ = self.shutdown.changed() => return,
+                            msg = stream.next() => match msg {
+                                Some(msg) => handle_incoming(
+                                    msg.get_payload_bytes(),
+                                    &self.pod_id,
+                                    &self.inbound,
+                                    &self.counters,
+                                    "redis",
+                                ),
+                                None => break,
+                            },
+                            Some(change) = self.changes.recv() => {
+                                let mut add: Vec<String> = self.rooms.apply(change).into_iter().collect();
+                                while let Ok(change) = self.changes.try_recv() {
+                                    add.extend(self.rooms.apply(change));
+                                }
+                                if !add.is_empty() {
+                                    if sink.subscribe(&add).await.is_err() {
+                                        break;
+                                    }
+                                    self.set_subscriptions();
+                                }
+                            }
+                            _ = sweep.tick() => {
+                                let gone = self.rooms.expired();
+                                if !gone.is_empty() {
+                                    if sink.unsubscribe(&gone).await.is_err() {
+                                        break;
+                                    }
+                                    self.set_subscriptions();
+                                }
+                            }
                         }
                     }
                 }
+                self.counters.subscriptions.store(0, Ordering::Relaxed);
                 Counters::add(&self.counters.errors, 1);
                 tracing::warn!(target: "asena::transport", transport = "redis", "subscriber lost its connection; reconnecting");
             }
-            let delay = backoff.next_delay();
-            tokio::select! {
-                _ = self.shutdown.changed() => return,
-                _ = tokio::time::sleep(delay) => {}
+            let wake = tokio::time::Instant::now() + backoff.next_delay();
+            loop {
+                tokio::select! {
+                    _ = self.shutdown.changed() => return,
+                    _ = tokio::time::sleep_until(wake) => break,
+                    // Joins and leaves meanwhile shape what is subscribed on reconnection.
+                    Some(change) = self.changes.recv() => { self.rooms.apply(change); }
+                }
             }
             match connect_subscriber(&self.client, &self.channel).await {
                 Ok(p) => {
@@ -359,5 +508,12 @@ impl SubscriberTask {
                 }
             }
         }
+    }
+
+    /// Counts the room channels now subscribed (each SUBSCRIBE was answered by the server).
+    fn set_subscriptions(&self) {
+        self.counters
+            .subscriptions
+            .store(self.rooms.wanted.len() as u64, Ordering::Relaxed);
     }
 }
