@@ -9,13 +9,14 @@
 #    opens CONNS connections spread round-robin over the instances' ports, all in one room;
 #    SENDERS of them send, and every message reaches every member on every instance (closed
 #    loop, WINDOW rounds in flight). Deliveries/s for: one instance alone (no broker), and
-#    2 and 4 instances through NATS (rooms routed by interest) and through Redis.
+#    2 and 4 instances through NATS (rooms routed by interest) and through Redis (one channel).
 # 2. Rooms partitioned across instances: 4 instances, each with its own PART_ROOMS rooms
 #    (/bench/rooms/i-k; all members of a room on one instance), PART_CONNS sockets each, every
 #    socket sending. What each instance received from the broker (its
 #    asena_transport_received_total, from /metrics, and the envelope bytes that makes) for:
-#    NATS routing by interest, NATS on one subject (BENCH_NATS_SINGLE=1), and Redis (one
-#    channel). With interest routing an instance receives only its own rooms' traffic.
+#    NATS routing by interest, NATS on one subject (BENCH_NATS_SINGLE=1), Redis routing by
+#    interest (BENCH_REDIS_INTEREST=1) and Redis on one channel. With interest routing an
+#    instance receives only its own rooms' traffic.
 # Private brokers on free loopback ports: a nats-server and a redis-server started here and
 # stopped at the end. Everything is bounded in time; processes are stopped by PID.
 # Never run from CI (it is a benchmark).
@@ -147,7 +148,8 @@ partitioned() {
 }
 partitioned nats-interest "$NATS_URL"
 partitioned nats-one-subject "$NATS_URL" BENCH_NATS_SINGLE=1
-partitioned redis "$REDIS_URL"
+partitioned redis-interest "$REDIS_URL" BENCH_REDIS_INTEREST=1
+partitioned redis-one-channel "$REDIS_URL"
 
 # ---- report ---------------------------------------------------------------------------------
 # A loadgen message is 16 bytes; its envelope ({"d","t","o"}) about 100 bytes with the topic.
@@ -169,7 +171,7 @@ echo "broker messages each instance received (and about $ENVELOPE_BYTES bytes ea
 echo
 echo "| layout | published by the fleet | received: instance 1 | 2 | 3 | 4 | received / published |"
 echo "|---|---|---|---|---|---|---|"
-for label in nats-interest nats-one-subject redis; do
+for label in nats-interest nats-one-subject redis-interest redis-one-channel; do
     total=0
     for i in 1 2 3 4; do total=$((total + ${GOT[$label,$i]:-0})); done
     share=$(awk -v a="$total" -v b="${SENT[$label]:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "–" }')

@@ -17,7 +17,8 @@
 //!
 //! For fleets (`scripts/fleet-bench.sh`): `ASENA_TRANSPORT` (`redis://…`, `nats://…`) joins
 //! the instance to a fleet, `BENCH_NATS_SINGLE=1` makes NATS use one subject for everything
-//! instead of routing rooms by interest, `/bench/rooms/{room}` puts each socket in the room
+//! instead of routing rooms by interest, `BENCH_REDIS_INTEREST=1` makes Redis route rooms by
+//! interest (a channel per room) instead of using one channel, `/bench/rooms/{room}` puts each socket in the room
 //! its path names (every message goes to that room), and `/metrics` serves the counters
 //! (the broker messages each instance received among them).
 
@@ -194,6 +195,12 @@ async fn main() -> anyhow::Result<()> {
             if url.starts_with("nats://") && std::env::var_os("BENCH_NATS_SINGLE").is_some() =>
         {
             builder().transport(asena_runtime::NatsTransport::new(url).single_subject())
+        }
+        Ok(url)
+            if url.starts_with("redis://")
+                && std::env::var_os("BENCH_REDIS_INTEREST").is_some() =>
+        {
+            builder().transport(asena_runtime::RedisTransport::new(url).route_by_interest())
         }
         _ => builder().transport_from_env()?,
     };
