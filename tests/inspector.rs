@@ -462,6 +462,15 @@ async fn two_instances_see_each_other_until_one_stops(broker: &str) -> anyhow::R
     assert_eq!(beta["self"], false);
     assert_eq!(beta["addr"], b.addr.to_string());
     assert_eq!(beta["namespaces"][0]["rooms"], 2);
+    // Its broker traffic: it announced itself (published), and heard alpha (received).
+    let broker = &beta["transport"];
+    assert!(
+        broker["published"].as_u64().is_some_and(|n| n > 0),
+        "{beta}"
+    );
+    assert!(broker["received"].as_u64().is_some_and(|n| n > 0), "{beta}");
+    assert_eq!(broker["dropped"], 0, "{beta}");
+    assert!(broker["publishedRate"].is_f64(), "{beta}");
 
     // beta stops: it says goodbye, and alpha drops it.
     b.stop().await?;

@@ -179,7 +179,7 @@
 //! |---|---|
 //! | `GET /_asena` | the page |
 //! | `GET /_asena/ws` | a WebSocket: `{"type":"fleet","at","self","instances"}` on open and at every interval |
-//! | `GET /_asena/api/fleet` | `{"self", "instances": [{id, name, addr, self, startedAt, lastSeenMs, sockets, rooms, rates, namespaces}]}` (rates: `received`, `sent`, `deliveries` per second) |
+//! | `GET /_asena/api/fleet` | `{"self", "instances": [{id, name, addr, self, startedAt, lastSeenMs, sockets, rooms, rates, namespaces, transport}]}` (rates: `received`, `sent`, `deliveries` per second; `transport`: the broker counters with `publishedRate` and `receivedRate`) |
 //! | `GET /_asena/api/namespaces` | `[{path, name, sockets, rooms}]` of this instance |
 //! | `GET /_asena/api/sockets?ns=&q=&offset=&limit=` | `{namespace, total, matched, offset, limit, sockets: [{id, path, addr, rooms, connectedAt, queuedBytes}]}`, oldest first, `q` matching part of the id, address or a room; at most 500 a page (default 50) |
 //! | `GET /_asena/api/rooms?ns=&q=&offset=&limit=` | `{namespace, total, matched, offset, limit, rooms: [{name, size}]}`, by name |

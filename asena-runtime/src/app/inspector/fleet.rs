@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::namespace::Namespace;
+use crate::transport::TransportStats;
 
 /// How many of its own intervals an instance may stay silent before it leaves the view.
 const SILENT_INTERVALS: u32 = 3;
@@ -52,6 +53,46 @@ pub(super) struct Announcement {
     pub(super) bye: bool,
     /// Its namespaces and their counters.
     pub(super) namespaces: Vec<NamespaceCounts>,
+    /// Its transport's counters, when it has a broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) transport: Option<BrokerCounts>,
+}
+
+/// A transport's counters in an announcement (cumulative, like [`TransportStats`]).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct BrokerCounts {
+    pub(super) published: u64,
+    pub(super) received: u64,
+    pub(super) dropped: u64,
+    pub(super) errors: u64,
+    pub(super) reconnects: u64,
+    /// Rooms subscribed on the broker (interest-based routing).
+    pub(super) subscriptions: u64,
+}
+
+impl From<TransportStats> for BrokerCounts {
+    fn from(s: TransportStats) -> BrokerCounts {
+        BrokerCounts {
+            published: s.published,
+            received: s.received,
+            dropped: s.dropped,
+            errors: s.errors,
+            reconnects: s.reconnects,
+            subscriptions: s.subscriptions,
+        }
+    }
+}
+
+/// A transport as the inspector shows it: its counters and its messages per second to and
+/// from the broker.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct BrokerView {
+    #[serde(flatten)]
+    pub(super) counts: BrokerCounts,
+    pub(super) published_rate: f64,
+    pub(super) received_rate: f64,
 }
 
 /// One namespace's counts in an announcement.
@@ -115,6 +156,8 @@ struct Member {
     last: Announcement,
     /// Rates per namespace path, from the last two announcements.
     rates: HashMap<String, Rates>,
+    /// Messages per second published to and received from the broker.
+    broker_rates: (f64, f64),
     /// When the last announcement arrived, by our clock.
     seen: Instant,
 }
@@ -136,6 +179,8 @@ pub(super) struct InstanceView {
     pub(super) rooms: u64,
     pub(super) rates: Rates,
     pub(super) namespaces: Vec<NamespaceView>,
+    /// Its broker traffic, when it has a transport.
+    pub(super) transport: Option<BrokerView>,
 }
 
 /// One namespace of an instance as the inspector shows it.
@@ -203,10 +248,10 @@ impl Fleet {
             }
             return;
         }
-        let rates = match members.get(&announcement.id) {
+        let (rates, broker_rates) = match members.get(&announcement.id) {
             Some(previous) if announcement.at > previous.last.at => {
                 let seconds = (announcement.at - previous.last.at) as f64 / 1000.0;
-                announcement
+                let rates = announcement
                     .namespaces
                     .iter()
                     .filter_map(|after| {
@@ -217,7 +262,15 @@ impl Fleet {
                             .find(|b| b.path == after.path)?;
                         Some((after.path.clone(), Rates::between(before, after, seconds)))
                     })
-                    .collect()
+                    .collect();
+                let broker = match (previous.last.transport, announcement.transport) {
+                    (Some(before), Some(after)) => (
+                        after.published.saturating_sub(before.published) as f64 / seconds,
+                        after.received.saturating_sub(before.received) as f64 / seconds,
+                    ),
+                    _ => (0.0, 0.0),
+                };
+                (rates, broker)
             }
             // An announcement older than what we have (reordered) is ignored.
             Some(_) => return,
@@ -230,7 +283,7 @@ impl Fleet {
                         "instance joined the fleet"
                     );
                 }
-                HashMap::new()
+                (HashMap::new(), (0.0, 0.0))
             }
         };
         members.insert(
@@ -238,6 +291,7 @@ impl Fleet {
             Member {
                 last: announcement,
                 rates,
+                broker_rates,
                 seen: now,
             },
         );
@@ -292,6 +346,11 @@ impl Fleet {
                     rooms: namespaces.iter().map(|n| n.counts.rooms).sum(),
                     rates,
                     namespaces,
+                    transport: m.last.transport.map(|counts| BrokerView {
+                        counts,
+                        published_rate: m.broker_rates.0,
+                        received_rate: m.broker_rates.1,
+                    }),
                 }
             })
             .collect();
@@ -308,6 +367,7 @@ pub(super) fn announcement(
     started_at: u64,
     every: Duration,
     namespaces: &[Namespace],
+    transport: Option<TransportStats>,
 ) -> Announcement {
     Announcement {
         v: VERSION,
@@ -319,6 +379,7 @@ pub(super) fn announcement(
         every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1),
         bye: false,
         namespaces: namespaces.iter().map(NamespaceCounts::of).collect(),
+        transport: transport.map(BrokerCounts::from),
     }
 }
 
@@ -348,6 +409,7 @@ mod tests {
             every_ms,
             bye: false,
             namespaces: ns,
+            transport: None,
         }
     }
 

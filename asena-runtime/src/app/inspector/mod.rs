@@ -92,7 +92,11 @@ impl FleetState {
         let _ = self.addr.set(addr);
     }
 
-    fn announcement(&self, namespaces: &[Namespace]) -> fleet::Announcement {
+    fn announcement(
+        &self,
+        namespaces: &[Namespace],
+        transport: Option<&Arc<dyn Transport>>,
+    ) -> fleet::Announcement {
         fleet::announcement(
             self.fleet.own_id(),
             &self.name,
@@ -100,6 +104,7 @@ impl FleetState {
             self.started_at,
             self.every,
             namespaces,
+            transport.and_then(|t| t.stats()),
         )
     }
 
@@ -185,7 +190,7 @@ impl Announcer {
                         _ = ticks.tick() => {}
                         _ = stopped.wait_for(|s| *s) => break,
                     }
-                    let announcement = state.announcement(&namespaces);
+                    let announcement = state.announcement(&namespaces, transport.as_ref());
                     if let Some(t) = &transport {
                         publish(t.as_ref(), &announcement);
                     }
@@ -215,7 +220,7 @@ impl Announcer {
         if let Some(task) = task {
             let _ = task.await;
             if let Some(t) = &self.transport {
-                let mut bye = self.state.announcement(&self.namespaces);
+                let mut bye = self.state.announcement(&self.namespaces, Some(t));
                 bye.bye = true;
                 publish(t.as_ref(), &bye);
             }
