@@ -14,10 +14,11 @@
 //!
 //! The fan-out latency needs a clock read, so it is measured for a sample of a connection's
 //! room and broadcast sends: its first one, then each with probability 1/[`SAMPLE_EVERY`]
-//! (a per-tally xorshift generator; random, so periodic traffic such as fixed-size bursts
-//! does not always land the same position in the sample). The histogram stays an unbiased
-//! distribution of those latencies; its count is about 1/16 of the room sends, not their
-//! number.
+//! (a per-tally xorshift generator; random, not every 16th, so periodic traffic such as
+//! fixed-size bursts does not always put the same position of a burst in the sample). The
+//! histogram is thus a random sample of the latencies, the only skew being each connection's
+//! first room send, always measured so that a connection sending once is seen; its count is
+//! about 1/16 of the room sends (more with many short-lived connections), not their number.
 
 use std::cell::{Cell, OnceCell};
 use std::collections::BTreeMap;
