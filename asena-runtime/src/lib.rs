@@ -138,9 +138,11 @@
 //! ## Metrics
 //! [`AsenaBuilder::metrics_route`] (opt-in) serves Prometheus metrics as OpenMetrics text,
 //! e.g. `.metrics_route("/metrics")`; [`Asena::metrics_text`] returns the same text for an
-//! app that serves it from its own HTTP server. Connections count with relaxed atomic adds
-//! (a room send adds its recipient count once, not once per recipient) and the text is made
-//! from those counters at scrape time. Labels come from bounded sets only: `namespace` is the
+//! app that serves it from its own HTTP server. Each connection's reader counts its messages
+//! and its handlers' sends in plain cells and adds them to relaxed atomics once per read (a
+//! room send adds its recipient count once, not once per recipient), and the text is made
+//! from those counters at scrape time. The fan-out latency histogram is sampled (one clock
+//! read per sampled send; see its row below). Labels come from bounded sets only: `namespace` is the
 //! service's path template (`/user/events/{user_id}`), never a concrete path, socket id or
 //! room name.
 //!
@@ -161,7 +163,7 @@
 //! | `asena_handler_errors_total` | counter | `namespace` | handlers that failed or panicked |
 //! | `asena_protocol_errors_total` | counter | `namespace` | connections closed for protocol violations |
 //! | `asena_invalid_messages_total` | counter | `namespace` | messages that did not decode into the service's `receives` type |
-//! | `asena_fanout_queue_seconds` | histogram | `namespace` | time from a message's arrival (its bytes read) to the local fan-out of a room or broadcast message its handler sent being *queued* on every local member (not written) |
+//! | `asena_fanout_queue_seconds` | histogram | `namespace` | time from a message's arrival (its bytes read) to the local fan-out of a room or broadcast message its handler sent being *queued* on every local member (not written); **sampled**: measured for each connection's first such send, then for one in 16 at random, so it is a random sample of the latencies but its count is about a sixteenth of the room sends, not their number |
 //! | `asena_transport_{published,received,dropped,errors,reconnects}_total` | counter | — | the transport's counters (`Asena::transport_stats`), when there is one |
 //! | `asena_transport_subscriptions` | gauge | — | rooms the instance is subscribed to on the broker, when the transport routes by interest (NATS) |
 //!

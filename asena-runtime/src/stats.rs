@@ -2,19 +2,28 @@
 //! relaxed atomic adds (no lock on any per-message path), and read at scrape time by the
 //! metrics exposition (`app/metrics.rs`).
 //!
-//! Per-message counting does not touch shared memory: while a connection's reader handles
-//! the messages of one read, it counts them, and the sends their handlers make (messages
-//! sent, deliveries, the fan-out latency), in a [`Tally`] of plain cells that travels with
-//! the dispatch as a task-local, and adds the tally to the namespace's atomics once per read.
-//! Sends made outside a handler (another task, a component, a message from another instance)
-//! add to the atomics directly. A fan-out counts its recipients once, never once per
-//! recipient. The atomics sit on cache lines of their own ([`Hot`]), away from the limits
-//! every recipient's push reads.
+//! Per-message counting does not touch shared memory: a connection's reader counts the
+//! messages of one read in locals, and the sends their handlers make (messages sent,
+//! deliveries, the fan-out latency) go into a [`Tally`] of plain cells, a task-local set once
+//! around the reader's whole message loop ([`counting`]; not around each dispatch, which
+//! would swap it in and out per message); the reader adds everything to the namespace's
+//! atomics once per read ([`end_read`]). Sends made outside a message handler (`on_open`,
+//! `on_close`, another task, a component, a message from another instance) add to the atomics
+//! directly. A fan-out counts its recipients once, never once per recipient. The atomics sit
+//! on cache lines of their own ([`Hot`]), away from the limits every recipient's push reads.
+//!
+//! The fan-out latency needs a clock read, so it is measured for a sample of a connection's
+//! room and broadcast sends: its first one, then each with probability 1/[`SAMPLE_EVERY`]
+//! (a per-tally xorshift generator; random, not every 16th, so periodic traffic such as
+//! fixed-size bursts does not always put the same position of a burst in the sample). The
+//! histogram is thus a random sample of the latencies, the only skew being each connection's
+//! first room send, always measured so that a connection sending once is seen; its count is
+//! about 1/16 of the room sends (more with many short-lived connections), not their number.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
@@ -43,10 +52,18 @@ const FANOUT_BOUNDS_NS: [u64; 14] = [
     1_000_000_000,
 ];
 
+/// One in how many room and broadcast sends (after a connection's first) has its fan-out
+/// latency measured, on average (a power of two).
+pub(crate) const SAMPLE_EVERY: u32 = 16;
+
 tokio::task_local! {
-    /// The tally of the reader whose message is being handled, set around each dispatch.
-    static DISPATCH: Box<Tally>;
+    /// The tally of the connection whose reader is running, set once around its message
+    /// loop; made with the first read message (an idle socket holds no tally).
+    static TALLY: OnceCell<Box<Tally>>;
 }
+
+/// Seeds of the tallies' samplers: a different sequence per connection.
+static SEED: AtomicU32 = AtomicU32::new(0x9E37_79B9);
 
 /// What one connection's reader counts between two flushes into its namespace's
 /// [`NamespaceStats`]: cells, not atomics, since only the reader's task touches it.
@@ -54,10 +71,14 @@ tokio::task_local! {
 pub(crate) struct Tally {
     /// The address of the stats it flushes into: sends to another namespace bypass it.
     owner: usize,
-    /// When the message being handled arrived (its bytes were read).
+    /// When the messages being handled arrived (the bytes of the current read were read).
     arrived: Cell<Instant>,
-    received: Cell<u64>,
-    received_bytes: Cell<u64>,
+    /// The fan-out latency sampler's xorshift32 state (never 0); 0 until the first room
+    /// send, which is always measured.
+    sampler: Cell<u32>,
+    seed: u32,
+    /// Whether a fan-out latency was observed since the last flush.
+    observed: Cell<bool>,
     sent: Cell<u64>,
     deliveries: Cell<u64>,
     fanout_buckets: [Cell<u64>; FANOUT_BUCKETS.len() + 1],
@@ -80,13 +101,14 @@ fn bucket_of(ns: u64) -> usize {
 }
 
 impl Tally {
-    /// A tally flushing into `stats`.
-    pub(crate) fn new(stats: &NamespaceStats) -> Box<Tally> {
+    /// A tally flushing into `stats`, its sampler seeded with `seed`.
+    fn new(stats: &NamespaceStats, seed: u32) -> Box<Tally> {
         Box::new(Tally {
             owner: std::ptr::from_ref(stats) as usize,
             arrived: Cell::new(Instant::now()),
-            received: Cell::new(0),
-            received_bytes: Cell::new(0),
+            sampler: Cell::new(0),
+            seed: seed | 1,
+            observed: Cell::new(false),
             sent: Cell::new(0),
             deliveries: Cell::new(0),
             fanout_buckets: Default::default(),
@@ -94,49 +116,97 @@ impl Tally {
         })
     }
 
-    /// One message read, `bytes` long (its payload, after inflating), that arrived at
-    /// `arrived`.
+    /// Whether this room or broadcast send's fan-out latency is measured: the first one,
+    /// then each with probability 1/[`SAMPLE_EVERY`].
     #[inline]
-    pub(crate) fn received(&self, bytes: usize, arrived: Instant) {
-        add(&self.received, 1);
-        add(&self.received_bytes, bytes as u64);
-        self.arrived.set(arrived);
+    fn sample(&self) -> bool {
+        let mut x = self.sampler.get();
+        if x == 0 {
+            self.sampler.set(self.seed);
+            return true;
+        }
+        // xorshift32 (Marsaglia): full period over the non-zero u32s.
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.sampler.set(x);
+        // The high bits are the better mixed ones.
+        x >> (32 - SAMPLE_EVERY.trailing_zeros()) == 0
+    }
+
+    /// One send that queued `deliveries` frames; `fanout`: a room or broadcast send.
+    #[inline]
+    fn send(&self, deliveries: usize, fanout: bool) {
+        add(&self.sent, 1);
+        add(&self.deliveries, deliveries as u64);
+        if fanout && self.sample() {
+            let ns = nanos_since(self.arrived.get());
+            add(&self.fanout_buckets[bucket_of(ns)], 1);
+            add(&self.fanout_sum_ns, ns);
+            self.observed.set(true);
+        }
     }
 
     /// Adds what was counted to the namespace's atomics (the one it was made for).
-    pub(crate) fn flush(&self, stats: &NamespaceStats) {
+    fn flush(&self, stats: &NamespaceStats) {
         let hot = &stats.hot;
         for (cell, total) in [
-            (&self.received, &hot.messages_received),
-            (&self.received_bytes, &hot.received_bytes),
             (&self.sent, &hot.messages_sent),
             (&self.deliveries, &hot.deliveries),
-            (&self.fanout_sum_ns, &hot.fanout_sum_ns),
         ] {
             let n = take(cell);
             if n > 0 {
                 total.fetch_add(n, Ordering::Relaxed);
             }
         }
-        for (cell, total) in self.fanout_buckets.iter().zip(&hot.fanout_buckets) {
-            let n = take(cell);
-            if n > 0 {
-                total.fetch_add(n, Ordering::Relaxed);
+        if self.observed.replace(false) {
+            hot.fanout_sum_ns
+                .fetch_add(take(&self.fanout_sum_ns), Ordering::Relaxed);
+            for (cell, total) in self.fanout_buckets.iter().zip(&hot.fanout_buckets) {
+                let n = take(cell);
+                if n > 0 {
+                    total.fetch_add(n, Ordering::Relaxed);
+                }
             }
         }
     }
 }
 
-/// Runs `fut` (the handling of one received message) with the reader's tally as a
-/// task-local, so the sends it makes count there; the tally goes back into `slot`.
-pub(crate) async fn dispatch<F: Future>(slot: &mut Option<Box<Tally>>, fut: F) -> F::Output {
-    let Some(tally) = slot.take() else {
-        return fut.await;
-    };
-    let mut scoped = std::pin::pin!(DISPATCH.scope(tally, fut));
-    let output = scoped.as_mut().await;
-    *slot = scoped.as_mut().take_value();
-    output
+/// Runs `fut` (a connection reader's message loop) with a task-local tally for the sends
+/// its handlers make (made with the first message read, [`begin_read`]); whatever it holds
+/// is flushed by [`end_read`] after each read, so nothing is left in it when `fut` ends.
+pub(crate) async fn counting<F: Future>(fut: F) -> F::Output {
+    TALLY.scope(OnceCell::new(), fut).await
+}
+
+/// Before the messages of a read are handled: they arrived at `at` (their fan-out latency
+/// counts from there). Outside [`counting`], does nothing.
+#[inline]
+pub(crate) fn begin_read(stats: &NamespaceStats, at: Instant) {
+    let _ = TALLY.try_with(|slot| {
+        slot.get_or_init(|| Tally::new(stats, SEED.fetch_add(0x9E37_79B9, Ordering::Relaxed)))
+            .arrived
+            .set(at);
+    });
+}
+
+/// After the messages of a read were handled: `received` of them, `bytes` long in all (their
+/// payloads, after inflating), and whatever their handlers' sends counted in the tally, go
+/// into `stats`' atomics.
+#[inline]
+pub(crate) fn end_read(stats: &NamespaceStats, received: u64, bytes: u64) {
+    if received > 0 {
+        stats
+            .hot
+            .messages_received
+            .fetch_add(received, Ordering::Relaxed);
+        stats.hot.received_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+    let _ = TALLY.try_with(|slot| {
+        if let Some(tally) = slot.get() {
+            tally.flush(stats);
+        }
+    });
 }
 
 /// The counters updated per message, on cache lines of their own.
@@ -230,23 +300,17 @@ impl NamespaceStats {
         bump(&self.refused, status);
     }
     /// One send (to a room, the namespace or a socket) that queued `deliveries` frames; a
-    /// room or broadcast send (`fanout`) also observes the fan-out latency when it was made
-    /// while handling a received message.
+    /// room or broadcast send (`fanout`) made while handling a received message also
+    /// observes the fan-out latency, for a sample of them (see the module docs).
     #[inline]
     pub(crate) fn record_send(&self, deliveries: usize, fanout: bool) {
         let owner = std::ptr::from_ref(self) as usize;
-        let counted = DISPATCH.try_with(|tally| {
-            if tally.owner != owner {
-                return false;
+        let counted = TALLY.try_with(|slot| match slot.get() {
+            Some(tally) if tally.owner == owner => {
+                tally.send(deliveries, fanout);
+                true
             }
-            add(&tally.sent, 1);
-            add(&tally.deliveries, deliveries as u64);
-            if fanout {
-                let ns = nanos_since(tally.arrived.get());
-                add(&tally.fanout_buckets[bucket_of(ns)], 1);
-                add(&tally.fanout_sum_ns, ns);
-            }
-            true
+            _ => false,
         });
         if counted != Ok(true) {
             self.hot.messages_sent.fetch_add(1, Ordering::Relaxed);
@@ -320,7 +384,9 @@ impl NamespaceStats {
     }
     /// The histogram of the time from a message's arrival (its bytes read by the socket's
     /// reader) to the local fan-out of a room or broadcast message its handler sent being
-    /// queued on every local member (queued, not yet written).
+    /// queued on every local member (queued, not yet written). Sampled: measured for each
+    /// connection's first such send, then for one in 16 at random, so `count` is about a
+    /// sixteenth of the room and broadcast sends, not their number.
     pub fn fanout_latency(&self) -> FanoutHistogram {
         let buckets: Vec<(f64, u64)> = FANOUT_BUCKETS
             .iter()
@@ -342,38 +408,91 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn sends_count_in_the_readers_tally_until_it_is_flushed() {
+    async fn sends_count_in_the_readers_tally_until_the_read_ends() {
         let stats = NamespaceStats::default();
         let other = NamespaceStats::default();
-        let mut slot = Some(Tally::new(&stats));
-        if let Some(tally) = &slot {
-            tally.received(5, Instant::now());
-        }
-        dispatch(&mut slot, async {
+        counting(async {
+            // Before the first read: no tally yet, straight to the atomics.
+            stats.record_send(1, false);
+            assert_eq!((stats.messages_sent(), stats.deliveries()), (1, 1));
+
+            begin_read(&stats, Instant::now());
             stats.record_send(3, true);
             stats.record_send(1, false);
             // Another namespace's sends bypass the tally.
             other.record_send(2, true);
+            assert_eq!((stats.messages_sent(), stats.deliveries()), (1, 1));
+            assert_eq!((other.messages_sent(), other.deliveries()), (1, 2));
+            assert_eq!(other.fanout_latency().count, 0);
+
+            end_read(&stats, 1, 5);
+            assert_eq!(stats.messages_received(), 1);
+            assert_eq!(stats.received_bytes(), 5);
+            assert_eq!((stats.messages_sent(), stats.deliveries()), (3, 5));
+            // A connection's first room send is always measured.
+            let latency = stats.fanout_latency();
+            assert_eq!(latency.count, 1);
+            assert_eq!(latency.buckets.len(), FANOUT_BUCKETS.len() + 1);
+            // Ending a read twice adds nothing.
+            end_read(&stats, 0, 0);
+            assert_eq!((stats.messages_sent(), stats.deliveries()), (3, 5));
+            assert_eq!(stats.fanout_latency().count, 1);
         })
         .await;
-        assert_eq!((stats.messages_sent(), stats.deliveries()), (0, 0));
-        assert_eq!((other.messages_sent(), other.deliveries()), (1, 2));
-        assert_eq!(other.fanout_latency().count, 0);
 
-        let tally = slot.expect("the tally comes back after the dispatch");
-        tally.flush(&stats);
-        assert_eq!(stats.messages_received(), 1);
-        assert_eq!(stats.received_bytes(), 5);
-        assert_eq!((stats.messages_sent(), stats.deliveries()), (2, 4));
-        let latency = stats.fanout_latency();
-        assert_eq!(latency.count, 1);
-        assert_eq!(latency.buckets.len(), FANOUT_BUCKETS.len() + 1);
-        // Flushing twice adds nothing.
-        tally.flush(&stats);
-        assert_eq!(stats.messages_sent(), 2);
-
-        // Outside any dispatch: straight to the atomics.
+        // Outside any reader: straight to the atomics, no latency.
         stats.record_send(7, true);
-        assert_eq!((stats.messages_sent(), stats.deliveries()), (3, 11));
+        assert_eq!((stats.messages_sent(), stats.deliveries()), (4, 12));
+        assert_eq!(stats.fanout_latency().count, 1);
+    }
+
+    #[tokio::test]
+    async fn fanout_latency_is_measured_for_a_sample_of_room_sends() {
+        let stats = NamespaceStats::default();
+        const SENDS: u64 = 160_000;
+        counting(async {
+            begin_read(&stats, Instant::now());
+            for _ in 0..SENDS {
+                stats.record_send(32, true);
+                // Direct sends are counted, never sampled.
+                stats.record_send(1, false);
+            }
+            end_read(&stats, 1, 1);
+        })
+        .await;
+        // Every send counts.
+        assert_eq!(stats.messages_sent(), 2 * SENDS);
+        assert_eq!(stats.deliveries(), 33 * SENDS);
+        // About one room send in SAMPLE_EVERY has its latency measured: 10,000 expected,
+        // and a binomial's standard deviation is under 100.
+        let latency = stats.fanout_latency();
+        let expected = SENDS / u64::from(SAMPLE_EVERY);
+        assert!(
+            latency.count.abs_diff(expected) < 500,
+            "{} samples of {SENDS} sends",
+            latency.count
+        );
+        assert_eq!(
+            latency.buckets.iter().map(|(_, n)| n).sum::<u64>(),
+            latency.count
+        );
+        assert!(latency.sum_seconds > 0.0);
+    }
+
+    #[test]
+    fn the_sampler_is_not_periodic_in_bursts() {
+        // Bursts of SAMPLE_EVERY sends: a counter would measure the same position of every
+        // burst; the random sampler measures every position about as often.
+        let stats = NamespaceStats::default();
+        let tally = Tally::new(&stats, 12345);
+        let mut by_position = [0u32; SAMPLE_EVERY as usize];
+        for i in 0..(SAMPLE_EVERY as usize * 16_000) {
+            if tally.sample() {
+                by_position[i % SAMPLE_EVERY as usize] += 1;
+            }
+        }
+        for n in by_position {
+            assert!((800..1200).contains(&n), "{by_position:?}");
+        }
     }
 }

@@ -207,7 +207,9 @@ impl Collector for Scrape {
                 "fanout_queue",
                 "Time from a message's arrival (its bytes read by the socket's reader) to the \
                  local fan-out of a room or broadcast message its handler sent being queued \
-                 on every local member (queued, not yet written).",
+                 on every local member (queued, not yet written). Sampled: each connection's \
+                 first such send, then one in 16 at random; the count is not the number of \
+                 messages.",
                 Some(&Unit::Seconds),
                 MetricType::Histogram,
             )?;

@@ -20,7 +20,7 @@ use crate::conn::outbox::Pending;
 use crate::error::{BoxError, Result};
 use crate::frame::{Decoder, Frame, Incoming, Message, close_code};
 use crate::namespace::{Socket, SocketRef};
-use crate::stats::{self, Tally};
+use crate::stats;
 
 /// How long we wait for the peer's close frame after ours is on the wire.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -170,6 +170,52 @@ where
         handler_failed(&conn, "on_open", &e);
     }
 
+    // The message loop runs with a task-local tally for its handlers' sends (see `stats`).
+    let peer_close = stats::counting(read_loop(&service, &conn, &socket, &mut src, leftover)).await;
+
+    // Report the code of whoever closed first; a vanished peer is 1006.
+    let (code, reason) = peer_close
+        .or_else(|| conn.close_requested())
+        .unwrap_or((close_code::ABNORMAL, String::new()));
+    // Counted before the socket leaves the namespace: whoever sees it gone sees it counted.
+    conn.shared.stats.record_closed(code);
+    ns.remove(&conn);
+    if let Err(e) = guarded(async {
+        service.on_close(&socket, code, &reason).await;
+        Ok(())
+    })
+    .await
+    {
+        conn.shared.stats.record_handler_error();
+        tracing::error!(target: "asena::ws", socket_id = %conn.id, error = %e, "on_close failed");
+    }
+    tracing::debug!(target: "asena::ws", code, reason = %reason, "closed");
+
+    // Let the writer flush the close frame, then make sure it is gone.
+    if conn.close_requested().is_none() {
+        conn.outbox.seal();
+    }
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(CLOSE_GRACE, writer).await.is_err() {
+        abort.abort();
+    }
+}
+
+/// Reads and handles messages until the connection ends; returns the peer's close code and
+/// reason if the peer started the closing handshake. Every read's messages, and what their
+/// handlers sent, are added to the namespace's counters once they are handled.
+async fn read_loop<S, R>(
+    service: &Arc<S>,
+    conn: &Arc<Conn>,
+    socket: &Socket<S::Data, S::Out>,
+    src: &mut R,
+    leftover: Bytes,
+) -> Option<(u16, String)>
+where
+    S: WebSocketService,
+    R: Source,
+{
+    let stats = &conn.shared.stats;
     let limits = &conn.shared.limits;
     let mut decoder = Decoder::new(limits.max_message_size, conn.deflate.as_ref());
     // Copy what hyper read past the handshake and let go of its read buffer now: the
@@ -184,9 +230,6 @@ where
     let mut alive = Liveness::new(limits, Instant::now());
     // When the bytes being decoded were read: the arrival time of their messages.
     let mut read_at = Instant::now();
-    // What the messages of one read and their handlers' sends count, added to the
-    // namespace's counters once per read (made with the first message).
-    let mut tally: Option<Box<Tally>> = None;
     let sleep = tokio::time::sleep_until(alive.deadline());
     tokio::pin!(sleep);
     let mut closing_since: Option<Instant> = None;
@@ -195,25 +238,25 @@ where
     let mut peer_close: Option<(u16, String)> = None;
 
     'outer: loop {
+        // The messages of this read and their payload bytes.
+        let (mut received, mut received_bytes) = (0u64, 0u64);
         // Handle everything already buffered.
         loop {
             match decoder.decode(&mut buf) {
                 Ok(None) => break,
                 Ok(Some(Incoming::Data(message))) => {
+                    if received == 0 {
+                        stats::begin_read(stats, read_at);
+                    }
+                    received += 1;
+                    received_bytes += message.as_bytes().len() as u64;
                     // Once a close is under way (ours, after a failed handler or `ws.close`,
                     // or the peer's), buffered messages are not dispatched any more; after
                     // our close frame, data from the peer is discarded (RFC 6455 §5.5.1).
-                    tally
-                        .get_or_insert_with(|| Tally::new(&conn.shared.stats))
-                        .received(message.as_bytes().len(), read_at);
                     if conn.close_requested().is_none()
-                        && let Err(e) = stats::dispatch(
-                            &mut tally,
-                            guarded(service.__dispatch(&socket, message)),
-                        )
-                        .await
+                        && let Err(e) = guarded(service.__dispatch(socket, message)).await
                     {
-                        handler_failed(&conn, "on_message", &e);
+                        handler_failed(conn, "on_message", &e);
                     }
                 }
                 Ok(Some(Incoming::Ping(payload))) => conn.push_pong(&payload),
@@ -229,10 +272,12 @@ where
                         conn.close(echo, "");
                         peer_close = Some((code, reason));
                     }
+                    stats::end_read(stats, received, received_bytes);
                     break 'outer;
                 }
                 Err(e) => {
-                    conn.shared.stats.record_protocol_error();
+                    stats::end_read(stats, received, received_bytes);
+                    stats.record_protocol_error();
                     tracing::warn!(
                         target: "asena::ws",
                         socket_id = %conn.id,
@@ -246,9 +291,7 @@ where
                 }
             }
         }
-        if let Some(tally) = &tally {
-            tally.flush(&conn.shared.stats);
-        }
+        stats::end_read(stats, received, received_bytes);
         if buf.is_empty() && buf.capacity() > 0 {
             buf = BytesMut::new();
         }
@@ -297,35 +340,7 @@ where
         }
     }
 
-    // Report the code of whoever closed first; a vanished peer is 1006.
-    let (code, reason) = peer_close
-        .or_else(|| conn.close_requested())
-        .unwrap_or((close_code::ABNORMAL, String::new()));
-    if let Some(tally) = &tally {
-        tally.flush(&conn.shared.stats);
-    }
-    // Counted before the socket leaves the namespace: whoever sees it gone sees it counted.
-    conn.shared.stats.record_closed(code);
-    ns.remove(&conn);
-    if let Err(e) = guarded(async {
-        service.on_close(&socket, code, &reason).await;
-        Ok(())
-    })
-    .await
-    {
-        conn.shared.stats.record_handler_error();
-        tracing::error!(target: "asena::ws", socket_id = %conn.id, error = %e, "on_close failed");
-    }
-    tracing::debug!(target: "asena::ws", code, reason = %reason, "closed");
-
-    // Let the writer flush the close frame, then make sure it is gone.
-    if conn.close_requested().is_none() {
-        conn.outbox.seal();
-    }
-    let abort = writer.abort_handle();
-    if tokio::time::timeout(CLOSE_GRACE, writer).await.is_err() {
-        abort.abort();
-    }
+    peer_close
 }
 
 /// Decodes a message into the service's `receives` type and hands it to `on_message`, or
