@@ -4,8 +4,8 @@
 //! envelopes (read from its transport's counters). Broadcasts and messages to one socket
 //! still reach every instance. Against the NATS server on 127.0.0.1:4222 and the Redis on
 //! 127.0.0.1:6379 (started by the test command), and against real 3-node NATS and Redis
-//! clusters on loopback that the tests start, with instances on different nodes; a NATS node
-//! and a Redis server are restarted during traffic.
+//! clusters on loopback that the tests start, with instances on different nodes; a NATS node,
+//! a Redis Cluster node and a Redis server are restarted during traffic.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -461,7 +461,7 @@ async fn a_node_restart_during_traffic_resubscribes_and_delivers_nothing_twice()
 /// pub/sub works across its nodes: a message published on one reaches subscribers on all.
 struct RedisCluster {
     ports: [u16; 3],
-    children: Vec<Child>,
+    children: Vec<Option<Child>>,
     dir: std::path::PathBuf,
 }
 
@@ -474,19 +474,9 @@ impl RedisCluster {
             children: Vec::new(),
             dir,
         };
-        for port in cluster.ports {
-            let child = Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--cluster-enabled", "yes"])
-                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&cluster.dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("cannot start redis-server (run scripts/services.sh)")?;
-            cluster.children.push(child);
+        for node in 0..3 {
+            let child = cluster.spawn(node)?;
+            cluster.children.push(Some(child));
         }
         for port in cluster.ports {
             within(WAIT, "redis node accepting", || {
@@ -516,23 +506,59 @@ impl RedisCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&created.stderr)
         );
-        for port in cluster.ports {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
-                let mut conn = client.get_multiplexed_async_connection().await?;
-                let info: String = redis::cmd("CLUSTER")
-                    .arg("INFO")
-                    .query_async(&mut conn)
-                    .await?;
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                anyhow::ensure!(Instant::now() < deadline, "node {port}: {info}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        for node in 0..3 {
+            cluster.ready(node).await?;
         }
         Ok(cluster)
+    }
+
+    /// Starts node `node` (again: its cluster config file is kept, so it rejoins).
+    fn spawn(&self, node: usize) -> anyhow::Result<Child> {
+        let port = self.ports[node];
+        Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start redis-server (run scripts/services.sh)")
+    }
+
+    /// Waits until the node says the cluster is ok.
+    async fn ready(&self, node: usize) -> anyhow::Result<()> {
+        let port = self.ports[node];
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let info: Option<String> = async {
+                let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut conn)
+                    .await
+                    .ok()
+            }
+            .await;
+            if info
+                .as_deref()
+                .is_some_and(|i| i.contains("cluster_state:ok"))
+            {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "node {port}: {info:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self, node: usize) {
+        if let Some(mut child) = self.children[node].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     fn url(&self, node: usize) -> String {
@@ -542,9 +568,8 @@ impl RedisCluster {
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+        for node in 0..self.children.len() {
+            self.kill(node);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -625,5 +650,79 @@ async fn a_redis_restart_resubscribes_every_room() -> anyhow::Result<()> {
     }
     let _ = server.kill();
     let _ = server.wait();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_cluster_node_restart_resubscribes_and_delivers_nothing_twice() -> anyhow::Result<()>
+{
+    let mut cluster = RedisCluster::start().await?;
+    let channel = unique("cluster-restart");
+    let a = instance(&cluster.url(0), &channel, false).await?;
+    let b = instance(&cluster.url(1), &channel, false).await?;
+    let (mut a1, _) = join(&a, "r").await?;
+    let (mut b1, _) = join(&b, "r").await?;
+    within(WAIT, "both subscribed", || {
+        stats(&a).subscriptions == 1 && stats(&b).subscriptions == 1
+    })
+    .await?;
+    let (mut sent, mut got) = (0u64, Vec::<u64>::new());
+    for _ in 0..10 {
+        a1.send_text(&format!("{sent}")).await?;
+        sent += 1;
+    }
+    for _ in 0..10 {
+        got.push(b1.recv_text().await?.parse()?);
+    }
+    // b's node goes away during traffic and comes back on the same port.
+    cluster.kill(1);
+    within(WAIT, "b noticed", || stats(&b).subscriptions == 0).await?;
+    for _ in 0..10 {
+        a1.send_text(&format!("{sent}")).await?;
+        sent += 1;
+    }
+    let child = cluster.spawn(1)?;
+    cluster.children[1] = Some(child);
+    cluster.ready(1).await?;
+    within(Duration::from_secs(15), "b resubscribed", || {
+        stats(&b).subscriptions == 1
+    })
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "r's messages never reached b again"
+        );
+        a1.send_text(&format!("{sent}")).await?;
+        sent += 1;
+        if let Ok(Ok(text)) = tokio::time::timeout(Duration::from_millis(200), b1.recv_text()).await
+        {
+            got.push(text.parse()?);
+            break;
+        }
+    }
+    a1.send_text("all:end").await?;
+    loop {
+        let text = b1.recv_text().await?;
+        if text == "end" {
+            break;
+        }
+        got.push(text.parse()?);
+    }
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "out of order or twice: {got:?}"
+    );
+    assert_eq!(got[..10], (0..10).collect::<Vec<u64>>());
+    tracing::info!(
+        "redis cluster node restart: {sent} sent to r, {} delivered on b, {} lost during the outage",
+        got.len(),
+        sent - got.len() as u64
+    );
+    for s in [a, b] {
+        s.stop().await?;
+    }
+    drop(cluster);
     Ok(())
 }
