@@ -383,13 +383,13 @@ async fn admit(
             };
             if shutting_down.load(Ordering::Acquire) {
                 // Upgraded after shutdown closed every socket: close this one the same way.
-                refuse(io, close_code::GOING_AWAY, "Server shutting down").await;
+                Box::pin(refuse(io, close_code::GOING_AWAY, "Server shutting down")).await;
                 return;
             }
             if !ns.insert(conn.clone()) {
                 ns.stats().record_rejected();
                 tracing::warn!(target: "asena::ws", path = %ns.path(), "connection limit reached; closing with 1008");
-                refuse(io, close_code::POLICY, "Connection limit reached").await;
+                Box::pin(refuse(io, close_code::POLICY, "Connection limit reached")).await;
                 return;
             }
             if shutting_down.load(Ordering::Acquire) {
