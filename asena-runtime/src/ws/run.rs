@@ -114,7 +114,7 @@ impl Liveness {
 
 /// Runs a handler future, turning panics into errors. The handler's future is boxed: held
 /// inline, the largest handler future would set the size of every connection's reader
-/// future, idle or not (see "Memory per connection" in the namespace docs).
+/// future, idle or not (see "Memory per connection" in ARCHITECTURE.md).
 fn guarded<F: Future<Output = Result<(), BoxError>>>(
     fut: F,
 ) -> impl Future<Output = Result<(), BoxError>> {
