@@ -129,3 +129,46 @@ impl fmt::Debug for Headers {
         fmt::Debug::fmt(self.map(), f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_headers_read_back_as_the_request_had_them() {
+        let mut map = HeaderMap::new();
+        map.insert("host", HeaderValue::from_static("example.com:80"));
+        map.append("x-multi", HeaderValue::from_static("one"));
+        map.append("x-multi", HeaderValue::from_static("two"));
+        let mut secret = HeaderValue::from_static("Bearer abc");
+        secret.set_sensitive(true);
+        map.insert("authorization", secret);
+        map.insert(
+            "x-bytes",
+            HeaderValue::from_bytes(b"caf\xc3\xa9").expect("a valid value"),
+        );
+        map.insert("x-empty", HeaderValue::from_static(""));
+
+        let headers = Headers::new(&map);
+        assert_eq!(headers.get("Host"), Some("example.com:80"));
+        assert_eq!(headers.get("x-multi"), Some("one"), "the first value wins");
+        assert_eq!(headers.get("x-empty"), Some(""));
+        assert_eq!(
+            headers.get("x-bytes"),
+            None,
+            "not visible ASCII, like to_str()"
+        );
+        assert_eq!(headers.get("x-missing"), None);
+
+        let rebuilt = headers.map();
+        assert_eq!(rebuilt, &map);
+        assert!(rebuilt["authorization"].is_sensitive());
+        let all: Vec<_> = rebuilt.get_all("x-multi").iter().collect();
+        assert_eq!(all, ["one", "two"]);
+        assert!(std::ptr::eq(rebuilt, headers.map()), "built once");
+
+        let empty = Headers::new(&HeaderMap::new());
+        assert_eq!(empty.get("host"), None);
+        assert!(empty.map().is_empty());
+    }
+}
