@@ -2,18 +2,21 @@
 //! path parameters, and the subprotocol chosen for it, shared by the middleware
 //! [`Context`](crate::Context) and the socket.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-/// What we know about the upgrade request of a connection.
+/// What we know about the upgrade request of a connection. Kept for the socket's lifetime,
+/// so kept small: the headers packed into one allocation, the pairs in exact-size slices.
 #[derive(Debug, Default)]
 pub(crate) struct RequestInfo {
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) path: String,
-    pub(crate) headers: HeaderMap,
-    pub(crate) query: Vec<(String, String)>,
-    pub(crate) params: Vec<(String, String)>,
+    pub(crate) headers: Headers,
+    pub(crate) query: Box<[(String, String)]>,
+    pub(crate) params: Box<[(String, String)]>,
     /// The path parameters deserialized into the service's `params` type (none for `()`).
     pub(crate) typed_params: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// The subprotocol chosen at the upgrade: an entry of the service's `PROTOCOLS`.
@@ -39,15 +42,133 @@ pub(crate) fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// Copies the request headers into their own small allocations. hyper's header values are
-/// views into its 8 KiB connection read buffer, so keeping the original map for the socket's
-/// lifetime would keep that whole buffer alive for every idle socket.
-pub(crate) fn compact_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-        copy.set_sensitive(value.is_sensitive());
-        out.append(name.clone(), copy);
+/// The headers of an upgrade request, packed into one allocation: a `HeaderMap` of the few
+/// headers of a typical upgrade is about 600 bytes in a dozen allocations (its buckets are
+/// sized for growth), held by every socket for its lifetime, while handlers rarely look at
+/// it. [`Headers::map`] builds the `HeaderMap` on first use; [`Headers::get`] reads the
+/// packed form directly. Copying also lets go of hyper's 8 KiB read buffer, which the
+/// request's own header values are views into.
+#[derive(Default)]
+pub(crate) struct Headers {
+    /// Per header, in order: a sensitivity flag byte, the name's and the value's lengths
+    /// (`u32`, little endian), the name, the value.
+    packed: Box<[u8]>,
+    map: OnceLock<Box<HeaderMap>>,
+}
+
+impl Headers {
+    pub(crate) fn new(headers: &HeaderMap) -> Headers {
+        let len = headers
+            .iter()
+            .map(|(name, value)| 9 + name.as_str().len() + value.len())
+            .sum();
+        let mut packed = Vec::with_capacity(len);
+        for (name, value) in headers {
+            let (name, sensitive, value) = (name.as_str(), value.is_sensitive(), value.as_bytes());
+            packed.push(u8::from(sensitive));
+            packed.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            packed.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            packed.extend_from_slice(name.as_bytes());
+            packed.extend_from_slice(value);
+        }
+        Headers {
+            packed: packed.into_boxed_slice(),
+            map: OnceLock::new(),
+        }
     }
-    out
+
+    /// (sensitive, name, value) per header, in order.
+    fn entries(&self) -> impl Iterator<Item = (bool, &[u8], &[u8])> {
+        let mut rest = &self.packed[..];
+        std::iter::from_fn(move || {
+            let (head, tail) = rest.split_at_checked(9)?;
+            let len = |at: usize| {
+                u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]) as usize
+            };
+            let (name, tail) = tail.split_at(len(1));
+            let (value, tail) = tail.split_at(len(5));
+            rest = tail;
+            Some((head[0] != 0, name, value))
+        })
+    }
+
+    /// The headers as a `HeaderMap` (built on first use, then kept).
+    pub(crate) fn map(&self) -> &HeaderMap {
+        self.map.get_or_init(|| {
+            let mut map = HeaderMap::new();
+            for (sensitive, name, value) in self.entries() {
+                // Both were valid in the request they were copied from.
+                if let (Ok(name), Ok(mut value)) =
+                    (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+                {
+                    value.set_sensitive(sensitive);
+                    map.append(name, value);
+                }
+            }
+            Box::new(map)
+        })
+    }
+
+    /// The first value of header `name` (any case), if it is visible ASCII like
+    /// [`HeaderValue::to_str`] requires.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        let (_, _, value) = self
+            .entries()
+            .find(|(_, n, _)| n.eq_ignore_ascii_case(name.as_bytes()))?;
+        let visible = value.iter().all(|&b| b == b'\t' || (32..127).contains(&b));
+        if visible {
+            std::str::from_utf8(value).ok()
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.map(), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_headers_read_back_as_the_request_had_them() {
+        let mut map = HeaderMap::new();
+        map.insert("host", HeaderValue::from_static("example.com:80"));
+        map.append("x-multi", HeaderValue::from_static("one"));
+        map.append("x-multi", HeaderValue::from_static("two"));
+        let mut secret = HeaderValue::from_static("Bearer abc");
+        secret.set_sensitive(true);
+        map.insert("authorization", secret);
+        map.insert(
+            "x-bytes",
+            HeaderValue::from_bytes(b"caf\xc3\xa9").expect("a valid value"),
+        );
+        map.insert("x-empty", HeaderValue::from_static(""));
+
+        let headers = Headers::new(&map);
+        assert_eq!(headers.get("Host"), Some("example.com:80"));
+        assert_eq!(headers.get("x-multi"), Some("one"), "the first value wins");
+        assert_eq!(headers.get("x-empty"), Some(""));
+        assert_eq!(
+            headers.get("x-bytes"),
+            None,
+            "not visible ASCII, like to_str()"
+        );
+        assert_eq!(headers.get("x-missing"), None);
+
+        let rebuilt = headers.map();
+        assert_eq!(rebuilt, &map);
+        assert!(rebuilt["authorization"].is_sensitive());
+        let all: Vec<_> = rebuilt.get_all("x-multi").iter().collect();
+        assert_eq!(all, ["one", "two"]);
+        assert!(std::ptr::eq(rebuilt, headers.map()), "built once");
+
+        let empty = Headers::new(&HeaderMap::new());
+        assert_eq!(empty.get("host"), None);
+        assert!(empty.map().is_empty());
+    }
 }

@@ -34,7 +34,11 @@ impl Source for TcpSource {
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         loop {
             // Wait for readiness without holding a buffer, so idle sockets cost no read memory.
-            self.0.readable().await?;
+            // `poll_read_ready` (not `readable()`) stores our waker in the stream's read slot,
+            // which drops the waker hyper left there when it read the upgrade request: that
+            // stale waker would keep hyper's finished connection task (~1.1 KB) allocated for
+            // as long as the socket stays idle.
+            std::future::poll_fn(|cx| self.0.poll_read_ready(cx)).await?;
             match try_read_into(&self.0, buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 other => return other,

@@ -75,7 +75,9 @@ struct Partial {
 #[derive(Debug)]
 pub(crate) struct Decoder {
     max_message: usize,
-    inflater: Option<Inflater>,
+    /// Boxed: a zlib stream is a few hundred bytes, which connections without
+    /// permessage-deflate (and their idle reader futures) should not carry.
+    inflater: Option<Box<Inflater>>,
     frame: Option<InFrame>,
     message: Option<Partial>,
 }
@@ -86,7 +88,7 @@ impl Decoder {
     pub(crate) fn new(max_message: usize, deflate: Option<&Deflate>) -> Decoder {
         Decoder {
             max_message,
-            inflater: deflate.map(Inflater::new),
+            inflater: deflate.map(|d| Box::new(Inflater::new(d))),
             frame: None,
             message: None,
         }

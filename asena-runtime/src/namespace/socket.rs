@@ -99,16 +99,12 @@ impl<O> SocketRef<O> {
 
     /// Headers of the upgrade request.
     pub fn headers(&self) -> &HeaderMap {
-        &self.conn.request.headers
+        self.conn.request.headers.map()
     }
 
     /// A header of the upgrade request, if present and valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.conn
-            .request
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
+        self.conn.request.headers.get(name)
     }
 
     /// The subprotocol chosen at the upgrade (`Sec-WebSocket-Protocol` on the 101), one of

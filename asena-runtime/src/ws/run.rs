@@ -112,11 +112,18 @@ impl Liveness {
     }
 }
 
-/// Runs a handler future, turning panics into errors.
-async fn guarded<F: Future<Output = Result<(), BoxError>>>(fut: F) -> Result<(), BoxError> {
-    match AssertUnwindSafe(fut).catch_unwind().await {
-        Ok(r) => r,
-        Err(panic) => Err(panic_message(&panic).into()),
+/// Runs a handler future, turning panics into errors. The handler's future is boxed: held
+/// inline, the largest handler future would set the size of every connection's reader
+/// future, idle or not (see "Memory per connection" in ARCHITECTURE.md).
+fn guarded<F: Future<Output = Result<(), BoxError>>>(
+    fut: F,
+) -> impl Future<Output = Result<(), BoxError>> {
+    let fut = Box::pin(AssertUnwindSafe(fut).catch_unwind());
+    async move {
+        match fut.await {
+            Ok(r) => r,
+            Err(panic) => Err(panic_message(&panic).into()),
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use crate::conn::io::Io;
 use crate::frame::{Frame, close_code, deflate};
 use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Refusal, Scope, run_chain};
 use crate::namespace::{Namespace, SocketRef};
-use crate::request::{RequestInfo, compact_headers, parse_query};
+use crate::request::{Headers, RequestInfo, parse_query};
 
 /// Everything the route of one websocket service needs.
 pub(crate) struct Endpoint {
@@ -335,9 +335,9 @@ async fn admit(
     let request = RequestInfo {
         remote_addr,
         path,
-        headers: compact_headers(&parts.headers),
-        query,
-        params,
+        headers: Headers::new(&parts.headers),
+        query: query.into_boxed_slice(),
+        params: params.into_boxed_slice(),
         typed_params,
         protocol,
     };
@@ -383,13 +383,13 @@ async fn admit(
             };
             if shutting_down.load(Ordering::Acquire) {
                 // Upgraded after shutdown closed every socket: close this one the same way.
-                refuse(io, close_code::GOING_AWAY, "Server shutting down").await;
+                Box::pin(refuse(io, close_code::GOING_AWAY, "Server shutting down")).await;
                 return;
             }
             if !ns.insert(conn.clone()) {
                 ns.stats().record_rejected();
                 tracing::warn!(target: "asena::ws", path = %ns.path(), "connection limit reached; closing with 1008");
-                refuse(io, close_code::POLICY, "Connection limit reached").await;
+                Box::pin(refuse(io, close_code::POLICY, "Connection limit reached")).await;
                 return;
             }
             if shutting_down.load(Ordering::Acquire) {
