@@ -457,7 +457,23 @@ async fn two_instances_see_each_other_until_one_stops(broker: &str) -> anyhow::R
     let seen = fleet_until(&a, |f| f.iter().any(|(n, s)| n == "beta" && *s == 2)).await?;
     assert_eq!(seen, [("alpha".to_owned(), 0), ("beta".to_owned(), 2)]);
     fleet_until(&b, |f| f.len() == 2 && f[0].0 == "beta").await?;
-    let (_, fleet) = get(&a, "/_asena/api/fleet", true).await?;
+    // beta's broker traffic shows once an announcement of beta's was made after it heard
+    // alpha (its first one may come before).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let fleet = loop {
+        let (_, fleet) = get(&a, "/_asena/api/fleet", true).await?;
+        if fleet["instances"][1]["transport"]["received"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+        {
+            break fleet;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "beta's broker traffic never showed: {fleet}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let beta = &fleet["instances"][1];
     assert_eq!(beta["self"], false);
     assert_eq!(beta["addr"], b.addr.to_string());
