@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::{Inbound, Outbound, TransportError};
 use crate::error::BoxError;
 use crate::wire::Envelope;
@@ -124,6 +126,61 @@ pub(crate) fn enqueue(
             }
         }
         Err(TrySendError::Closed(_)) => Counters::add(&counters.dropped, 1),
+    }
+}
+
+/// How long a room's subscription outlives its last local member; a join within it keeps
+/// the subscription.
+pub(crate) const LINGER: Duration = Duration::from_millis(500);
+
+/// A change of interest in a room's subject or channel, from `Transport::subscribe` and
+/// `unsubscribe`.
+#[derive(Debug)]
+pub(crate) enum Interest {
+    Add(String),
+    Remove(String),
+}
+
+/// The rooms (their subjects or channels) an instance routing by interest wants, and those
+/// whose last member left, waiting out their [`LINGER`].
+#[derive(Debug, Default)]
+pub(crate) struct Rooms {
+    pub(crate) wanted: std::collections::HashSet<String>,
+    leaving: std::collections::HashMap<String, Instant>,
+}
+
+impl Rooms {
+    /// Applies a change; returns the subject or channel to subscribe to now, if any.
+    pub(crate) fn apply(&mut self, change: Interest) -> Option<String> {
+        match change {
+            Interest::Add(channel) => {
+                self.leaving.remove(&channel);
+                self.wanted.insert(channel.clone()).then_some(channel)
+            }
+            Interest::Remove(channel) => {
+                if self.wanted.contains(&channel) {
+                    self.leaving.insert(channel, Instant::now() + LINGER);
+                }
+                None
+            }
+        }
+    }
+
+    /// The subjects or channels whose linger is over, no longer wanted.
+    pub(crate) fn expired(&mut self) -> Vec<String> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        self.leaving.retain(|channel, at| {
+            if *at > now {
+                return true;
+            }
+            out.push(channel.clone());
+            false
+        });
+        for channel in &out {
+            self.wanted.remove(channel);
+        }
+        out
     }
 }
 

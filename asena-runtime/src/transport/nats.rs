@@ -33,8 +33,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::broker::{
-    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, TransportStats,
-    encode_outbound, enqueue, handle_incoming, stop_tasks,
+    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, Interest, LINGER, QUEUE_CAPACITY, Rooms,
+    TransportStats, encode_outbound, enqueue, handle_incoming, stop_tasks,
 };
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
 use crate::error::BoxError;
@@ -42,17 +42,6 @@ use crate::wire;
 
 /// How long `destroy` waits for queued messages to be flushed.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How long a room's subscription outlives its last local member; a join within it keeps
-/// the subscription.
-pub const LINGER: Duration = Duration::from_millis(500);
-
-/// A change of interest in a room's subject.
-#[derive(Debug)]
-enum Interest {
-    Add(String),
-    Remove(String),
-}
 
 /// Fan-out across instances over NATS.
 ///
@@ -294,53 +283,39 @@ async fn subscriptions(
     mut shutdown: watch::Receiver<bool>,
 ) {
     use std::collections::HashMap;
-    let mut subscribed: HashMap<String, JoinHandle<()>> = HashMap::new();
-    // Rooms whose last member left, with when to unsubscribe.
-    let mut leaving: HashMap<String, tokio::time::Instant> = HashMap::new();
+    let mut rooms = Rooms::default();
+    let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut sweep = tokio::time::interval(LINGER / 2);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             change = changes.recv() => match change {
-                Some(Interest::Add(subject)) => {
-                    leaving.remove(&subject);
-                    if let std::collections::hash_map::Entry::Vacant(entry) =
-                        subscribed.entry(subject)
-                    {
+                Some(change) => {
+                    if let Some(subject) = rooms.apply(change) {
                         let task = tokio::spawn(room_subscriber(
                             client.clone(),
-                            entry.key().clone(),
+                            subject.clone(),
                             pod_id.clone(),
                             inbound.clone(),
                             counters.clone(),
                         ));
-                        entry.insert(task);
-                    }
-                }
-                Some(Interest::Remove(subject)) => {
-                    if subscribed.contains_key(&subject) {
-                        leaving.insert(subject, tokio::time::Instant::now() + LINGER);
+                        tasks.insert(subject, task);
                     }
                 }
                 None => break,
             },
             _ = sweep.tick() => {
-                let now = tokio::time::Instant::now();
-                leaving.retain(|subject, at| {
-                    if *at > now {
-                        return true;
-                    }
-                    if let Some(task) = subscribed.remove(subject) {
+                for subject in rooms.expired() {
+                    if let Some(task) = tasks.remove(&subject) {
                         task.abort();
                     }
-                    false
-                });
+                }
             }
         }
     }
-    tracing::debug!(target: "asena::transport", transport = "nats", base = %base, rooms = subscribed.len(), "dropping room subscriptions");
-    for (_, task) in subscribed {
+    tracing::debug!(target: "asena::transport", transport = "nats", base = %base, rooms = tasks.len(), "dropping room subscriptions");
+    for (_, task) in tasks {
         task.abort();
     }
 }

@@ -33,23 +33,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::broker::{
-    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, TransportStats,
-    encode_outbound, enqueue, handle_incoming, stop_tasks,
+    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, Interest, LINGER, QUEUE_CAPACITY, Rooms,
+    TransportStats, encode_outbound, enqueue, handle_incoming, stop_tasks,
 };
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
 use crate::error::BoxError;
 use crate::wire;
-
-/// How long a room's subscription outlives its last local member; a join within it keeps
-/// the subscription.
-pub const LINGER: Duration = Duration::from_millis(500);
-
-/// A change of interest in a room's channel.
-#[derive(Debug)]
-enum Interest {
-    Add(String),
-    Remove(String),
-}
 
 /// Most messages sent to Redis in one pipeline.
 const BATCH: usize = 256;
@@ -387,48 +376,6 @@ struct SubscriberTask {
     /// Joins and leaves (interest-based routing only; never sent to otherwise).
     changes: mpsc::UnboundedReceiver<Interest>,
     rooms: Rooms,
-}
-
-/// The room channels the instance wants, and those whose last member left.
-#[derive(Debug, Default)]
-struct Rooms {
-    wanted: std::collections::HashSet<String>,
-    leaving: std::collections::HashMap<String, Instant>,
-}
-
-impl Rooms {
-    /// Applies a change; returns a channel to subscribe to now, if any.
-    fn apply(&mut self, change: Interest) -> Option<String> {
-        match change {
-            Interest::Add(channel) => {
-                self.leaving.remove(&channel);
-                self.wanted.insert(channel.clone()).then_some(channel)
-            }
-            Interest::Remove(channel) => {
-                if self.wanted.contains(&channel) {
-                    self.leaving.insert(channel, Instant::now() + LINGER);
-                }
-                None
-            }
-        }
-    }
-
-    /// The channels whose linger is over, no longer wanted.
-    fn expired(&mut self) -> Vec<String> {
-        let now = Instant::now();
-        let mut out = Vec::new();
-        self.leaving.retain(|channel, at| {
-            if *at > now {
-                return true;
-            }
-            out.push(channel.clone());
-            false
-        });
-        for channel in &out {
-            self.wanted.remove(channel);
-        }
-        out
-    }
 }
 
 impl SubscriberTask {
