@@ -20,6 +20,15 @@
 //! one socket and the fleet's announcements stay on the fleet channel. It is off by default
 //! because Asena (Bun) instances listen on the fleet channel only: a fleet that mixes with
 //! them keeps the single channel.
+//!
+//! # Redis Cluster
+//! [`RedisTransport::cluster`] talks to a Redis Cluster through a cluster-aware client and
+//! routes rooms by interest on *sharded* pub/sub (`SPUBLISH`/`SSUBSCRIBE`): a room's channel
+//! lives on the node that owns its hash slot, so its messages cross no other node. Classic
+//! pub/sub also works on a cluster (`RedisTransport::new` with one node's URL), but every
+//! node then passes every message to every other node. The fleet channel stays on classic
+//! pub/sub in both, so an [`Emitter`](crate::Emitter) publishing to any node reaches the
+//! fleet. See `cluster.rs`.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -39,6 +48,8 @@ use super::broker::{
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
 use crate::error::BoxError;
 use crate::wire;
+
+mod cluster;
 
 /// Most messages sent to Redis in one pipeline.
 const BATCH: usize = 256;
@@ -64,6 +75,8 @@ pub struct RedisTransport {
     by_interest: bool,
     /// Where joins and leaves tell the subscriber task (set once started).
     interest: std::sync::OnceLock<mpsc::UnboundedSender<Interest>>,
+    /// The nodes of a Redis Cluster ([`RedisTransport::cluster`]), or none for one server.
+    cluster: Option<Vec<String>>,
 }
 
 struct Running {
@@ -90,12 +103,49 @@ impl RedisTransport {
             running: Mutex::new(None),
             by_interest: false,
             interest: std::sync::OnceLock::new(),
+            cluster: None,
         }
+    }
+
+    /// A transport to the Redis Cluster that `nodes` belong to (`redis://host:port` each; one
+    /// reachable node is enough, the client discovers the rest). Rooms are routed by interest
+    /// on sharded pub/sub (module docs); broadcasts, messages to one socket and the fleet's
+    /// announcements use the fleet channel's classic pub/sub. Every instance of the fleet
+    /// must use it; Asena (Bun) instances cannot share such a fleet's rooms.
+    ///
+    /// ```no_run
+    /// use asena_runtime::{Asena, RedisTransport};
+    /// # async fn run() -> Result<(), asena_runtime::Error> {
+    /// let app = Asena::builder()
+    ///     .transport(RedisTransport::cluster([
+    ///         "redis://10.0.0.1:7000",
+    ///         "redis://10.0.0.2:7000",
+    ///     ]))
+    ///     .build()
+    ///     .await?; // fails when no node can be reached
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster<I>(nodes: I) -> RedisTransport
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut transport = RedisTransport::new(nodes.join(","));
+        transport.by_interest = true;
+        transport.cluster = Some(nodes);
+        transport
+    }
+
+    /// Whether this transport talks to a Redis Cluster ([`RedisTransport::cluster`]).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
     }
 
     /// Gives every room a channel of its own, subscribed to only by the instances with a
     /// member in it (module docs). Every instance of the fleet must use it: one on the single
-    /// channel (or an Asena instance) would not hear room messages.
+    /// channel (or an Asena instance) would not hear room messages. A
+    /// [`cluster`](RedisTransport::cluster) transport always routes by interest.
     pub fn route_by_interest(mut self) -> Self {
         self.by_interest = true;
         self
@@ -130,6 +180,9 @@ impl RedisTransport {
 
     async fn start(&self, inbound: Inbound) -> Result<(), TransportError> {
         self.core.check_startable("redis")?;
+        if let Some(nodes) = &self.cluster {
+            return self.start_cluster(nodes, inbound).await;
+        }
         let client = Client::open(self.core.url.as_str())
             .map_err(|_| TransportError::InvalidUrl(self.core.url.clone()))?;
         let publisher = connect_publisher(&client)
@@ -178,6 +231,67 @@ impl RedisTransport {
         // Only after the tasks are registered, so `destroy` always finds them.
         let _ = self.core.queue.set(tx);
         tracing::info!(target: "asena::transport", transport = "redis", url = %self.core.url, pod_id = %self.core.pod_id, "connected");
+        Ok(())
+    }
+
+    async fn start_cluster(
+        &self,
+        nodes: &[String],
+        inbound: Inbound,
+    ) -> Result<(), TransportError> {
+        if nodes.is_empty() {
+            return Err(TransportError::InvalidUrl(String::new()));
+        }
+        let (pushes_tx, pushes) = mpsc::unbounded_channel();
+        let connect = |pushes| async {
+            let client = cluster::client(nodes, pushes)
+                .map_err(|_| TransportError::InvalidUrl(self.core.url.clone()))?;
+            cluster::connect(&client)
+                .await
+                .map_err(|e| self.core.connect_error(e))
+        };
+        let publisher = connect(None).await?;
+        let mut subscriber = connect(Some(pushes_tx)).await?;
+        subscriber
+            .subscribe(&self.core.channel)
+            .await
+            .map_err(|e| self.core.connect_error(e))?;
+
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (interest_tx, changes) = mpsc::unbounded_channel();
+        let _ = self.interest.set(interest_tx);
+        let pub_task = tokio::spawn(
+            cluster::Publisher {
+                conn: publisher,
+                channel: self.core.channel.clone(),
+                pod_id: self.core.pod_id.clone(),
+                counters: self.core.counters.clone(),
+                rx,
+                shutdown: shutdown_rx.clone(),
+            }
+            .run(),
+        );
+        let sub_task = tokio::spawn(
+            cluster::Subscriber {
+                conn: subscriber,
+                pushes,
+                pod_id: self.core.pod_id.clone(),
+                counters: self.core.counters.clone(),
+                inbound,
+                shutdown: shutdown_rx,
+                changes,
+                rooms: Rooms::default(),
+            }
+            .run(),
+        );
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        *running = Some(Running {
+            shutdown,
+            tasks: vec![pub_task, sub_task],
+        });
+        let _ = self.core.queue.set(tx);
+        tracing::info!(target: "asena::transport", transport = "redis-cluster", nodes = %self.core.url, pod_id = %self.core.pod_id, "connected");
         Ok(())
     }
 }
