@@ -6,10 +6,13 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use asena_runtime::prelude::*;
 use asena_runtime::wire::{self, Envelope};
 use asena_runtime::{AsenaBuilder, NatsTransport, RedisTransport};
-use asena_tests::{Client, TestServer, WAIT, eventually, http_request, start, upgrade_request};
+use asena_tests::{
+    Client, TestServer, WAIT, eventually, http_request, start, until_some, upgrade_request,
+};
 use serde_json::Value;
 
 const TOKEN: &str = "test-token-1234";
@@ -423,18 +426,17 @@ async fn fleet_until(
     server: &TestServer,
     check: impl Fn(&[(String, u64)]) -> bool,
 ) -> anyhow::Result<Vec<(String, u64)>> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let mut last = Vec::new();
+    until_some(WAIT, "the fleet view to match", async || {
         let names = fleet_names(server).await?;
         if check(&names) {
-            return Ok(names);
+            return Ok(Some(names));
         }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "fleet view never matched; last: {names:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        last = names;
+        Ok(None)
+    })
+    .await
+    .with_context(|| format!("last fleet view: {last:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -459,21 +461,12 @@ async fn two_instances_see_each_other_until_one_stops(broker: &str) -> anyhow::R
     fleet_until(&b, |f| f.len() == 2 && f[0].0 == "beta").await?;
     // beta's broker traffic shows once an announcement of beta's was made after it heard
     // alpha (its first one may come before).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let fleet = loop {
+    let fleet = until_some(WAIT, "beta's broker traffic to show", async || {
         let (_, fleet) = get(&a, "/_asena/api/fleet", true).await?;
-        if fleet["instances"][1]["transport"]["received"]
-            .as_u64()
-            .is_some_and(|n| n > 0)
-        {
-            break fleet;
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "beta's broker traffic never showed: {fleet}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        let received = fleet["instances"][1]["transport"]["received"].as_u64();
+        Ok(received.is_some_and(|n| n > 0).then_some(fleet))
+    })
+    .await?;
     let beta = &fleet["instances"][1];
     assert_eq!(beta["self"], false);
     assert_eq!(beta["addr"], b.addr.to_string());

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use asena_runtime::prelude::*;
 use asena_runtime::{NatsTransport, RedisTransport, TransportStats, wire};
-use asena_tests::{Client, TestServer, WAIT, start};
+use asena_tests::{Client, TestServer, WAIT, start, within};
 use tokio::time::Instant;
 
 const NATS: &str = "nats://127.0.0.1:4222";
@@ -106,20 +106,6 @@ fn unique(prefix: &str) -> String {
 
 fn stats(server: &TestServer) -> TransportStats {
     server.app.transport_stats().unwrap_or_default()
-}
-
-/// Polls `check` every 10 ms for at most `limit`.
-async fn within(
-    limit: Duration,
-    what: &str,
-    mut check: impl AsyncFnMut() -> bool,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        anyhow::ensure!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
 }
 
 async fn join(server: &TestServer, rooms: &str) -> anyhow::Result<(Client, String)> {

@@ -204,14 +204,37 @@ impl Client {
 /// Polls `check` until it holds (every 5 ms, at most [`WAIT`]); for state the server updates
 /// after a socket event, such as namespace counts after a disconnect.
 pub async fn eventually(mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check() {
-        if tokio::time::Instant::now() > deadline {
-            bail!("condition not reached within {WAIT:?}");
+    within(WAIT, "condition", async || check()).await
+}
+
+/// Polls the async `check` until it holds (every 10 ms, at most `limit`); the error says
+/// `what` was not reached.
+pub async fn within(
+    limit: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> bool,
+) -> anyhow::Result<()> {
+    until_some(limit, what, async || Ok(check().await.then_some(()))).await
+}
+
+/// Polls the async `check` until it returns `Some` (every 10 ms, at most `limit`) and returns
+/// that; an error from `check` ends the wait. The error says `what` was not reached, with the
+/// last `None`'s context where `check` gives none.
+pub async fn until_some<T>(
+    limit: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        if tokio::time::Instant::now() > deadline {
+            bail!("{what}: not reached within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Ok(())
 }
 
 /// Waits (at most [`WAIT`]) until the instance's transport is subscribed to every room its
