@@ -703,6 +703,42 @@ async fn on_a_redis_cluster_sharded_rooms_stay_on_their_node() -> anyhow::Result
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sharded_fleet_from_a_cluster_url_hears_the_emitter() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start().await?;
+    // As ASENA_TRANSPORT would give it: every node named, the first one down (the client
+    // finds the cluster through the others).
+    let dead = free_port()?;
+    let url = format!(
+        "redis-cluster://127.0.0.1:{dead},127.0.0.1:{},127.0.0.1:{}",
+        cluster.ports[1], cluster.ports[2]
+    );
+    let transport = asena_runtime::transport::from_url(&url)?;
+    let a = start(
+        Asena::builder()
+            .without_auto_registration()
+            .websocket::<Hall>()
+            .transport_arc(transport),
+    )
+    .await?;
+    anyhow::ensure!(
+        a.app.transport_routes_by_interest(),
+        "not routing by interest"
+    );
+    // The Emitter, given the same URL, reaches a's room from outside the fleet.
+    let (mut a1, _) = join(&a, "r").await?;
+    within(WAIT, "a subscribed", async || stats(&a).subscriptions == 1).await?;
+    let emitter = asena_runtime::Emitter::connect(&url).await?;
+    emitter.to_room("/hall", "r", "from the emitter").await?;
+    assert_eq!(a1.recv_text().await?, "from the emitter");
+    // The emitter's room message took the fleet channel (classic pub/sub), as any Asena
+    // emitter's would.
+    assert_eq!(stats(&a).received, 1, "{:?}", stats(&a));
+    a.stop().await?;
+    drop(cluster);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restart_of_a_rooms_shard_resubscribes_and_delivers_nothing_twice() -> anyhow::Result<()>
 {
     let mut cluster = RedisCluster::start().await?;

@@ -10,9 +10,27 @@ use super::TransportError;
 use super::broker::{CONNECT_TIMEOUT, new_pod_id};
 #[cfg(feature = "redis")]
 use super::ignis::{EMITTER_SERVER_ID, IgnisEnvelope};
+#[cfg(feature = "nats")]
 use crate::error::BoxError;
 use crate::frame::{Frame, IntoFrame};
 use crate::wire::{self, Envelope};
+
+/// A connection to the Redis at `url`, within [`CONNECT_TIMEOUT`].
+#[cfg(feature = "redis")]
+async fn redis_connect(url: &str) -> Result<::redis::aio::MultiplexedConnection, TransportError> {
+    let client =
+        ::redis::Client::open(url).map_err(|_| TransportError::InvalidUrl(url.to_owned()))?;
+    let config = ::redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(CONNECT_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| TransportError::Connect {
+            url: url.to_owned(),
+            source: Box::new(e),
+        })
+}
 
 /// A managed message's `data` as JSON.
 #[cfg(feature = "redis")]
@@ -77,32 +95,48 @@ impl std::fmt::Debug for Emitter {
 }
 
 impl Emitter {
-    /// Connects to the broker at `url` (`redis://…` or `nats://…`).
+    /// Connects to the broker at `url` (`redis://…`, `redis-cluster://host:port,host:port`
+    /// or `nats://…`).
     pub async fn connect(url: &str) -> Result<Emitter, TransportError> {
-        let connect_err = |source: BoxError| TransportError::Connect {
-            url: url.to_owned(),
-            source,
-        };
         let (backend, channel): (Backend, &str) =
             if url.starts_with("redis://") || url.starts_with("rediss://") {
                 #[cfg(feature = "redis")]
                 {
-                    let client = ::redis::Client::open(url)
-                        .map_err(|_| TransportError::InvalidUrl(url.to_owned()))?;
-                    let config = ::redis::AsyncConnectionConfig::new()
-                        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                        .set_response_timeout(Some(CONNECT_TIMEOUT));
-                    let conn = client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await
-                        .map_err(|e| connect_err(Box::new(e)))?;
+                    let conn = redis_connect(url).await?;
                     (Backend::Redis(conn), wire::REDIS_CHANNEL)
                 }
                 #[cfg(not(feature = "redis"))]
                 return Err(TransportError::InvalidUrl(url.to_owned()));
+            } else if let Some(nodes) = url.strip_prefix("redis-cluster://") {
+                // A fleet on a Redis Cluster hears the fleet channel's classic pub/sub, which
+                // any node passes on to the others: the first node that answers will do.
+                #[cfg(feature = "redis")]
+                {
+                    let mut last = TransportError::InvalidUrl(url.to_owned());
+                    let mut connected = None;
+                    for node in nodes.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                        match redis_connect(&format!("redis://{node}")).await {
+                            Ok(conn) => {
+                                connected = Some(conn);
+                                break;
+                            }
+                            Err(error) => last = error,
+                        }
+                    }
+                    (Backend::Redis(connected.ok_or(last)?), wire::REDIS_CHANNEL)
+                }
+                #[cfg(not(feature = "redis"))]
+                {
+                    let _ = nodes;
+                    return Err(TransportError::InvalidUrl(url.to_owned()));
+                }
             } else if url.starts_with("nats://") {
                 #[cfg(feature = "nats")]
                 {
+                    let connect_err = |source: BoxError| TransportError::Connect {
+                        url: url.to_owned(),
+                        source,
+                    };
                     let client = tokio::time::timeout(
                         CONNECT_TIMEOUT,
                         async_nats::ConnectOptions::new()

@@ -59,7 +59,9 @@ pub enum TransportError {
         source: BoxError,
     },
     /// The URL is not one this transport understands.
-    #[error("invalid transport URL `{0}`: expected redis://host:port or nats://host:port")]
+    #[error(
+        "invalid transport URL `{0}`: expected redis://host:port, redis-cluster://host:port,host:port or nats://host:port"
+    )]
     InvalidUrl(String),
     /// The transport was already destroyed.
     #[error("transport is closed")]
@@ -194,7 +196,8 @@ impl Inbound {
 }
 
 /// The transport named by `ASENA_TRANSPORT`: unset, empty or `local` → `None` (local only);
-/// `redis://…` → Redis; `nats://…` → NATS. Anything else is an error, never a silent
+/// `redis://…` → Redis; `redis-cluster://host:port,host:port` → a Redis Cluster
+/// ([`RedisTransport::cluster`]); `nats://…` → NATS. Anything else is an error, never a silent
 /// fallback to local.
 pub fn from_env() -> Result<Option<Arc<dyn Transport>>, TransportError> {
     match std::env::var("ASENA_TRANSPORT") {
@@ -204,11 +207,17 @@ pub fn from_env() -> Result<Option<Arc<dyn Transport>>, TransportError> {
     }
 }
 
-/// The transport for a broker URL (`redis://…` or `nats://…`).
+/// The transport for a broker URL (`redis://…`, `redis-cluster://…` or `nats://…`).
 pub fn from_url(url: &str) -> Result<Arc<dyn Transport>, TransportError> {
     #[cfg(feature = "redis")]
     if url.starts_with("redis://") || url.starts_with("rediss://") {
         return Ok(Arc::new(RedisTransport::new(url)));
+    }
+    #[cfg(feature = "redis")]
+    if url.starts_with(redis::CLUSTER_SCHEME) {
+        return RedisTransport::from_cluster_url(url)
+            .map(|t| Arc::new(t) as Arc<dyn Transport>)
+            .ok_or_else(|| TransportError::InvalidUrl(url.to_owned()));
     }
     #[cfg(feature = "nats")]
     if url.starts_with("nats://") {

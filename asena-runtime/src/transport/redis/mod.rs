@@ -51,6 +51,9 @@ use crate::wire;
 
 mod cluster;
 
+/// The scheme of a URL naming a Redis Cluster's nodes ([`RedisTransport::from_cluster_url`]).
+pub(crate) const CLUSTER_SCHEME: &str = "redis-cluster://";
+
 /// Most messages sent to Redis in one pipeline.
 const BATCH: usize = 256;
 
@@ -135,6 +138,30 @@ impl RedisTransport {
         transport.by_interest = true;
         transport.cluster = Some(nodes);
         transport
+    }
+
+    /// A [`cluster`](RedisTransport::cluster) transport from a `redis-cluster://` URL, which
+    /// names the nodes separated by commas (`redis-cluster://10.0.0.1:7000,10.0.0.2:7000`,
+    /// each with its own `user:password@` if needed), as `ASENA_TRANSPORT` may. `None` for any
+    /// other URL, or one without a node.
+    ///
+    /// ```
+    /// use asena_runtime::RedisTransport;
+    /// let t = RedisTransport::from_cluster_url("redis-cluster://10.0.0.1:7000,10.0.0.2:7000").unwrap();
+    /// assert!(t.is_cluster());
+    /// assert_eq!(t.url(), "redis://10.0.0.1:7000,redis://10.0.0.2:7000");
+    /// assert!(RedisTransport::from_cluster_url("redis://10.0.0.1:7000").is_none());
+    /// assert!(RedisTransport::from_cluster_url("redis-cluster://").is_none());
+    /// ```
+    pub fn from_cluster_url(url: &str) -> Option<RedisTransport> {
+        let nodes: Vec<String> = url
+            .strip_prefix(CLUSTER_SCHEME)?
+            .split(',')
+            .map(str::trim)
+            .filter(|node| !node.is_empty())
+            .map(|node| format!("redis://{node}"))
+            .collect();
+        (!nodes.is_empty()).then(|| RedisTransport::cluster(nodes))
     }
 
     /// Whether this transport talks to a Redis Cluster ([`RedisTransport::cluster`]).
