@@ -186,15 +186,7 @@ fn event(name: &str, data: Value) -> Value {
 }
 
 async fn login(s: &TestServer, token: &str) -> anyhow::Result<(Client, Value)> {
-    let mut c = s.connect("/rt").await?;
-    c.send_json(&event(
-        "authenticate",
-        json!({"type": "token", "token": token}),
-    ))
-    .await?;
-    let connected = c.recv_json().await?;
-    anyhow::ensure!(connected["event"] == "connected", "{connected}");
-    Ok((c, connected))
+    asena_tests::managed_login(s, "/rt", json!({"type": "token", "token": token})).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -218,14 +218,12 @@ struct Encrypted {
 impl Encrypted {
     async fn login(s: &TestServer, path: &str, token: &str) -> anyhow::Result<(Self, Value)> {
         let key = ClientKey::new();
-        let mut ws = s.connect(path).await?;
-        ws.send_json(&event(
-            "authenticate",
+        let (ws, connected) = asena_tests::managed_login(
+            s,
+            path,
             json!({"type": "token", "token": token, "publicKey": key.public_key()}),
-        ))
+        )
         .await?;
-        let connected = ws.recv_json().await?;
-        anyhow::ensure!(connected["event"] == "connected", "{connected}");
         let cipher = key.agree(&connected)?;
         Ok((Encrypted { ws, cipher }, connected))
     }
@@ -242,11 +240,7 @@ impl Encrypted {
 }
 
 async fn plain_login(s: &TestServer, path: &str, token: &str) -> anyhow::Result<Client> {
-    let mut c = s.connect(path).await?;
-    c.send_json(&event("authenticate", json!({"token": token})))
-        .await?;
-    let connected = c.recv_json().await?;
-    anyhow::ensure!(connected["event"] == "connected", "{connected}");
+    let (c, connected) = asena_tests::managed_login(s, path, json!({"token": token})).await?;
     anyhow::ensure!(
         connected["data"].get("serverPublicKey").is_none(),
         "{connected}"

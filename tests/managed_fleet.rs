@@ -66,11 +66,7 @@ async fn instance() -> anyhow::Result<TestServer> {
 }
 
 async fn login(s: &TestServer, user: &str) -> anyhow::Result<(Client, String)> {
-    let mut c = s.connect("/fleet").await?;
-    c.send_json(&json!({"event": "authenticate", "data": {"user": user}}))
-        .await?;
-    let connected = c.recv_json().await?;
-    anyhow::ensure!(connected["event"] == "connected", "{connected}");
+    let (c, connected) = asena_tests::managed_login(s, "/fleet", json!({"user": user})).await?;
     let id = connected["data"]["id"]
         .as_str()
         .unwrap_or_default()

@@ -201,6 +201,23 @@ impl Client {
     }
 }
 
+/// Opens a socket to the managed service at `path` and authenticates with `credentials`
+/// (the `authenticate` event's data); returns the client and the `connected` event, or an
+/// error with whatever came instead.
+pub async fn managed_login(
+    server: &TestServer,
+    path: &str,
+    credentials: Value,
+) -> anyhow::Result<(Client, Value)> {
+    let mut client = server.connect(path).await?;
+    client
+        .send_json(&serde_json::json!({"event": "authenticate", "data": credentials}))
+        .await?;
+    let connected = client.recv_json().await?;
+    anyhow::ensure!(connected["event"] == "connected", "{connected}");
+    Ok((client, connected))
+}
+
 /// Polls `check` until it holds (every 5 ms, at most [`WAIT`]); for state the server updates
 /// after a socket event, such as namespace counts after a disconnect.
 pub async fn eventually(mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
