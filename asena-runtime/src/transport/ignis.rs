@@ -41,18 +41,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSub};
-use redis::{AsyncConnectionConfig, Client};
+use redis::Client;
+use redis::aio::PubSub;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use super::TransportError;
 use super::broker::{
     Backoff, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, TransportStats, stop_tasks,
 };
+use super::redis::publisher::{self, FLUSH_TIMEOUT, Publisher};
 use crate::error::BoxError;
 
 /// The `serverId` of messages from publishers that run no server ([`Emitter`](super::Emitter)):
@@ -73,12 +73,6 @@ pub const ROOM_PREFIX: &str = "ws:room:";
 
 /// The patterns a server subscribes to besides [`BROADCAST_CHANNEL`].
 const PATTERNS: [&str; 3] = ["ws:room:*", "ws:client:*", "ws:user:*"];
-
-/// Most envelopes sent to Redis in one pipeline.
-const BATCH: usize = 256;
-
-/// How long [`IgnisBus::shutdown`] waits for queued envelopes to be flushed.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a managed message targets (Ignis's `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -305,7 +299,7 @@ impl IgnisBus {
             source,
         };
         let client = Client::open(url).map_err(|_| TransportError::InvalidUrl(url.to_owned()))?;
-        let publisher = connect_publisher(&client)
+        let publisher = publisher::connect(&client)
             .await
             .map_err(|e| connect_error(Box::new(e)))?;
         let subscriber = connect_subscriber(&client).await.map_err(connect_error)?;
@@ -315,12 +309,19 @@ impl IgnisBus {
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pub_task = tokio::spawn(
-            PublisherTask {
+            Publisher {
+                transport: "ignis",
                 client: client.clone(),
                 counters: counters.clone(),
                 connected: connected.clone(),
                 rx,
                 shutdown: shutdown_rx.clone(),
+                command: Box::new(|envelope: &IgnisEnvelope, pipe: &mut redis::Pipeline| {
+                    pipe.cmd("PUBLISH")
+                        .arg(envelope.channel())
+                        .arg(envelope.encode())
+                        .ignore();
+                }),
             }
             .run(publisher),
         );
@@ -415,15 +416,6 @@ impl IgnisBus {
     }
 }
 
-async fn connect_publisher(client: &Client) -> redis::RedisResult<MultiplexedConnection> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(CONNECT_TIMEOUT));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-}
-
 /// A pub/sub connection subscribed to everything a server listens on.
 async fn connect_subscriber(client: &Client) -> Result<PubSub, BoxError> {
     let fut = async {
@@ -435,104 +427,6 @@ async fn connect_subscriber(client: &Client) -> Result<PubSub, BoxError> {
     Ok(tokio::time::timeout(CONNECT_TIMEOUT, fut)
         .await
         .map_err(|_| "timed out")??)
-}
-
-struct PublisherTask {
-    client: Client,
-    counters: Arc<Counters>,
-    connected: Arc<AtomicBool>,
-    rx: mpsc::Receiver<IgnisEnvelope>,
-    shutdown: watch::Receiver<bool>,
-}
-
-impl PublisherTask {
-    async fn run(mut self, conn: MultiplexedConnection) {
-        let mut conn = Some(conn);
-        let mut backoff = Backoff::new();
-        let mut next_attempt = Instant::now();
-        let mut batch = Vec::with_capacity(BATCH);
-        loop {
-            let Some(c) = conn.as_mut() else {
-                // Disconnected: reconnect when the backoff allows, drop what is still queued.
-                tokio::select! {
-                    _ = self.shutdown.changed() => return,
-                    _ = tokio::time::sleep_until(next_attempt) => {
-                        match connect_publisher(&self.client).await {
-                            Ok(c) => {
-                                Counters::add(&self.counters.reconnects, 1);
-                                tracing::info!(target: "asena::transport", transport = "ignis", "publisher reconnected");
-                                backoff.reset();
-                                self.connected.store(true, Ordering::Relaxed);
-                                conn = Some(c);
-                            }
-                            Err(error) => {
-                                Counters::add(&self.counters.errors, 1);
-                                let delay = backoff.next_delay();
-                                tracing::warn!(target: "asena::transport", transport = "ignis", %error, retry_in = ?delay, "publisher reconnect failed");
-                                next_attempt = Instant::now() + delay;
-                            }
-                        }
-                    }
-                    n = self.rx.recv_many(&mut batch, BATCH) => {
-                        if n == 0 {
-                            return;
-                        }
-                        Counters::add(&self.counters.dropped, n as u64);
-                        batch.clear();
-                    }
-                }
-                continue;
-            };
-            tokio::select! {
-                _ = self.shutdown.changed() => {
-                    self.rx.close();
-                    let mut rest = Vec::new();
-                    while self.rx.recv_many(&mut rest, BATCH).await > 0 {}
-                    let flush = async {
-                        for chunk in rest.chunks(BATCH) {
-                            send_batch(c, chunk, &self.counters).await?;
-                        }
-                        Ok::<_, redis::RedisError>(())
-                    };
-                    if !matches!(tokio::time::timeout(FLUSH_TIMEOUT, flush).await, Ok(Ok(()))) {
-                        tracing::warn!(target: "asena::transport", transport = "ignis", "could not flush queued envelopes on shutdown");
-                    }
-                    return;
-                }
-                n = self.rx.recv_many(&mut batch, BATCH) => {
-                    if n == 0 {
-                        return;
-                    }
-                    if let Err(error) = send_batch(c, &batch, &self.counters).await {
-                        Counters::add(&self.counters.errors, 1);
-                        Counters::add(&self.counters.dropped, n as u64);
-                        tracing::warn!(target: "asena::transport", transport = "ignis", %error, dropped = n, "publish failed; reconnecting");
-                        self.connected.store(false, Ordering::Relaxed);
-                        conn = None;
-                        next_attempt = Instant::now() + backoff.next_delay();
-                    }
-                    batch.clear();
-                }
-            }
-        }
-    }
-}
-
-async fn send_batch(
-    conn: &mut MultiplexedConnection,
-    batch: &[IgnisEnvelope],
-    counters: &Counters,
-) -> redis::RedisResult<()> {
-    let mut pipe = redis::pipe();
-    for envelope in batch {
-        pipe.cmd("PUBLISH")
-            .arg(envelope.channel())
-            .arg(envelope.encode())
-            .ignore();
-    }
-    pipe.query_async::<()>(conn).await?;
-    Counters::add(&counters.published, batch.len() as u64);
-    Ok(())
 }
 
 struct SubscriberTask {

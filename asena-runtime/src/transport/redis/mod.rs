@@ -30,16 +30,15 @@
 //! pub/sub in both, so an [`Emitter`](crate::Emitter) publishing to any node reaches the
 //! fleet. See `cluster.rs`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSub};
-use redis::{AsyncConnectionConfig, Client};
+use redis::Client;
+use redis::aio::PubSub;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use super::broker::{
     Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, Interest, LINGER, QUEUE_CAPACITY, Rooms,
@@ -50,15 +49,12 @@ use crate::error::BoxError;
 use crate::wire;
 
 mod cluster;
+pub(crate) mod publisher;
+
+use publisher::{BATCH, FLUSH_TIMEOUT, Publisher};
 
 /// The scheme of a URL naming a Redis Cluster's nodes ([`RedisTransport::from_cluster_url`]).
 pub(crate) const CLUSTER_SCHEME: &str = "redis-cluster://";
-
-/// Most messages sent to Redis in one pipeline.
-const BATCH: usize = 256;
-
-/// How long `destroy` waits for queued messages to be flushed.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Fan-out across instances over Redis pub/sub.
 ///
@@ -212,7 +208,7 @@ impl RedisTransport {
         }
         let client = Client::open(self.core.url.as_str())
             .map_err(|_| TransportError::InvalidUrl(self.core.url.clone()))?;
-        let publisher = connect_publisher(&client)
+        let publisher = publisher::connect(&client)
             .await
             .map_err(|e| self.core.connect_error(e))?;
         let subscriber = connect_subscriber(&client, &self.core.channel)
@@ -221,15 +217,28 @@ impl RedisTransport {
 
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (channel, pod_id, by_interest) = (
+            self.core.channel.clone(),
+            self.core.pod_id.clone(),
+            self.by_interest,
+        );
         let pub_task = tokio::spawn(
-            PublisherTask {
+            Publisher {
+                transport: "redis",
                 client: client.clone(),
-                channel: self.core.channel.clone(),
-                pod_id: self.core.pod_id.clone(),
                 counters: self.core.counters.clone(),
-                by_interest: self.by_interest,
+                connected: Arc::new(AtomicBool::new(true)),
                 rx,
                 shutdown: shutdown_rx.clone(),
+                command: Box::new(move |msg: &Outbound, pipe: &mut redis::Pipeline| {
+                    let cmd = pipe.cmd("PUBLISH");
+                    if by_interest && msg.interest {
+                        cmd.arg(wire::redis_room_channel(&channel, &msg.topic));
+                    } else {
+                        cmd.arg(&channel);
+                    }
+                    cmd.arg(encode_outbound(msg, &pod_id)).ignore();
+                }),
             }
             .run(publisher),
         );
@@ -382,15 +391,6 @@ impl Transport for RedisTransport {
     }
 }
 
-async fn connect_publisher(client: &Client) -> redis::RedisResult<MultiplexedConnection> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(CONNECT_TIMEOUT));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-}
-
 async fn connect_subscriber(client: &Client, channel: &str) -> Result<PubSub, BoxError> {
     let fut = async {
         let mut pubsub = client.get_async_pubsub().await?;
@@ -400,111 +400,6 @@ async fn connect_subscriber(client: &Client, channel: &str) -> Result<PubSub, Bo
     Ok(tokio::time::timeout(CONNECT_TIMEOUT, fut)
         .await
         .map_err(|_| "timed out")??)
-}
-
-struct PublisherTask {
-    client: Client,
-    channel: String,
-    pod_id: String,
-    counters: Arc<Counters>,
-    by_interest: bool,
-    rx: mpsc::Receiver<Outbound>,
-    shutdown: watch::Receiver<bool>,
-}
-
-impl PublisherTask {
-    async fn run(mut self, conn: MultiplexedConnection) {
-        let mut conn = Some(conn);
-        let mut backoff = Backoff::new();
-        let mut next_attempt = Instant::now();
-        let mut batch = Vec::with_capacity(BATCH);
-        loop {
-            let Some(c) = conn.as_mut() else {
-                // Disconnected: reconnect when the backoff allows, drop what comes meanwhile.
-                tokio::select! {
-                    _ = self.shutdown.changed() => return,
-                    _ = tokio::time::sleep_until(next_attempt) => {
-                        match connect_publisher(&self.client).await {
-                            Ok(c) => {
-                                Counters::add(&self.counters.reconnects, 1);
-                                tracing::info!(target: "asena::transport", transport = "redis", "publisher reconnected");
-                                backoff.reset();
-                                conn = Some(c);
-                            }
-                            Err(error) => {
-                                Counters::add(&self.counters.errors, 1);
-                                let delay = backoff.next_delay();
-                                tracing::warn!(target: "asena::transport", transport = "redis", %error, retry_in = ?delay, "publisher reconnect failed");
-                                next_attempt = Instant::now() + delay;
-                            }
-                        }
-                    }
-                    n = self.rx.recv_many(&mut batch, BATCH) => {
-                        if n == 0 {
-                            return;
-                        }
-                        Counters::add(&self.counters.dropped, n as u64);
-                        batch.clear();
-                    }
-                }
-                continue;
-            };
-            tokio::select! {
-                _ = self.shutdown.changed() => {
-                    // Flush what is already queued (e.g. messages from on_close handlers).
-                    self.rx.close();
-                    let mut rest = Vec::new();
-                    while self.rx.recv_many(&mut rest, BATCH).await > 0 {}
-                    let flush = async {
-                        for chunk in rest.chunks(BATCH) {
-                            send_batch(c, chunk, &self.channel, self.by_interest, &self.pod_id, &self.counters).await?;
-                        }
-                        Ok::<_, redis::RedisError>(())
-                    };
-                    if !matches!(tokio::time::timeout(FLUSH_TIMEOUT, flush).await, Ok(Ok(()))) {
-                        tracing::warn!(target: "asena::transport", transport = "redis", "could not flush queued messages on shutdown");
-                    }
-                    return;
-                }
-                n = self.rx.recv_many(&mut batch, BATCH) => {
-                    if n == 0 {
-                        return;
-                    }
-                    if let Err(error) = send_batch(c, &batch, &self.channel, self.by_interest, &self.pod_id, &self.counters).await {
-                        Counters::add(&self.counters.errors, 1);
-                        Counters::add(&self.counters.dropped, n as u64);
-                        tracing::warn!(target: "asena::transport", transport = "redis", %error, dropped = n, "publish failed; reconnecting");
-                        conn = None;
-                        next_attempt = Instant::now() + backoff.next_delay();
-                    }
-                    batch.clear();
-                }
-            }
-        }
-    }
-}
-
-async fn send_batch(
-    conn: &mut MultiplexedConnection,
-    batch: &[Outbound],
-    channel: &str,
-    by_interest: bool,
-    pod_id: &str,
-    counters: &Counters,
-) -> redis::RedisResult<()> {
-    let mut pipe = redis::pipe();
-    for msg in batch {
-        let cmd = pipe.cmd("PUBLISH");
-        if by_interest && msg.interest {
-            cmd.arg(wire::redis_room_channel(channel, &msg.topic));
-        } else {
-            cmd.arg(channel);
-        }
-        cmd.arg(encode_outbound(msg, pod_id)).ignore();
-    }
-    pipe.query_async::<()>(conn).await?;
-    Counters::add(&counters.published, batch.len() as u64);
-    Ok(())
 }
 
 struct SubscriberTask {
