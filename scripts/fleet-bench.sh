@@ -17,8 +17,12 @@
 #    NATS routing by interest, NATS on one subject (BENCH_NATS_SINGLE=1), Redis routing by
 #    interest (BENCH_REDIS_INTEREST=1) and Redis on one channel. With interest routing an
 #    instance receives only its own rooms' traffic.
-# Private brokers on free loopback ports: a nats-server and a redis-server started here and
-# stopped at the end. Everything is bounded in time; processes are stopped by PID.
+# 3. The same on a 3-node Redis Cluster: sharded pub/sub (BENCH_REDIS_CLUSTER=1) against
+#    classic pub/sub by interest, with the messages the nodes passed each other over the
+#    cluster bus (cluster_stats_messages_publish_sent, summed over the nodes); and one room
+#    over 4 instances through it.
+# Private brokers on free loopback ports: a nats-server, a redis-server and a 3-node Redis
+# Cluster started here and stopped at the end. Everything is bounded in time; processes are stopped by PID.
 # Never run from CI (it is a benchmark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +64,7 @@ BROKERS=()
 cleanup() {
     for pid in "${PIDS[@]}" "${BROKERS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}" "${BROKERS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ -n ${CLUSTER_DIR:-} ]]; then rm -rf "$CLUSTER_DIR"; fi
 }
 trap cleanup EXIT
 
@@ -73,6 +78,40 @@ wait_port "$NATS_PORT" || fail "nats-server did not start (see $OUT/nats.log)"
 wait_port "$REDIS_PORT" || fail "redis-server did not start (see $OUT/redis.log)"
 NATS_URL=nats://127.0.0.1:$NATS_PORT
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+
+CLUSTER_PORTS=()
+CLUSTER_DIR=$(mktemp -d)
+for _ in 1 2 3; do
+    port=$(free_port)
+    "$REDIS_BIN" --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+        --cluster-config-file "nodes-$port.conf" --dir "$CLUSTER_DIR" --save "" --appendonly no \
+        >"$OUT/redis-cluster-$port.log" 2>&1 &
+    BROKERS+=($!)
+    CLUSTER_PORTS+=("$port")
+done
+for port in "${CLUSTER_PORTS[@]}"; do
+    wait_port "$port" || fail "redis-server $port (cluster) did not start (see $OUT/redis-cluster-$port.log)"
+done
+timeout 60 redis-cli --cluster create $(printf '127.0.0.1:%s ' "${CLUSTER_PORTS[@]}") \
+    --cluster-replicas 0 --cluster-yes >"$OUT/redis-cluster-create.log" 2>&1 ||
+    fail "redis-cli --cluster create failed (see $OUT/redis-cluster-create.log)"
+for port in "${CLUSTER_PORTS[@]}"; do
+    for _ in $(seq 300); do
+        redis-cli -p "$port" cluster info 2>/dev/null | grep -q cluster_state:ok && break
+        sleep 0.05
+    done
+    redis-cli -p "$port" cluster info | grep -q cluster_state:ok || fail "Redis Cluster node $port is not ok"
+done
+CLUSTER_URL=redis://127.0.0.1:${CLUSTER_PORTS[0]}
+# Messages the cluster's nodes have passed each other for classic pub/sub so far.
+bus_publishes() {
+    local total=0 port n
+    for port in "${CLUSTER_PORTS[@]}"; do
+        n=$(redis-cli -p "$port" cluster info | tr -d '\r' | awk -F: '$1 == "cluster_stats_messages_publish_sent" {print $2}')
+        total=$((total + ${n:-0}))
+    done
+    echo "$total"
+}
 
 # start_fleet N URL [ENV=VALUE...]: N instances; sets PORTS (array).
 start_fleet() {
@@ -102,7 +141,8 @@ fmt_m() { awk -v v="$1" 'BEGIN { if (v == "" || v == "nan") print "–"; else pr
 declare -A RATE
 one_room() {
     local label=$1 n=$2 url=$3
-    start_fleet "$n" "$url"
+    shift 3
+    start_fleet "$n" "$url" "$@"
     local line
     line=$(timeout $((DUR + 90)) "$LG" chat "$(csv "${PORTS[@]}")" "$CONNS" -s "$SENDERS" -w "$WINDOW" \
         -d "$DUR" -u /bench | tee "$OUT/one-room-$label-$n.log" | grep '^SUMMARY' || true)
@@ -118,9 +158,12 @@ done
 
 # ---- 2. rooms partitioned across 4 instances --------------------------------------------------
 declare -A GOT SENT
+declare -A BUS
 partitioned() {
     local label=$1 url=$2
     shift 2
+    local bus_before=0
+    if [[ $url == "$CLUSTER_URL" ]]; then bus_before=$(bus_publishes); fi
     start_fleet 4 "$url" "$@"
     local pids=() i k
     for i in 1 2 3 4; do
@@ -143,13 +186,19 @@ partitioned() {
         p=$(curl -s "http://127.0.0.1:${PORTS[$((i - 1))]}/metrics" | awk '$1 == "asena_transport_published_total" {print $2}')
         SENT[$label]=$((SENT[$label] + ${p:-0}))
     done
-    log "partitioned, $label: published ${SENT[$label]}, received per instance: ${GOT[$label,1]} ${GOT[$label,2]} ${GOT[$label,3]} ${GOT[$label,4]}"
+    if [[ $url == "$CLUSTER_URL" ]]; then BUS[$label]=$(($(bus_publishes) - bus_before)); fi
+    log "partitioned, $label: published ${SENT[$label]}, received per instance: ${GOT[$label,1]} ${GOT[$label,2]} ${GOT[$label,3]} ${GOT[$label,4]}${BUS[$label]:+, cluster bus: ${BUS[$label]}}"
     stop_fleet
 }
 partitioned nats-interest "$NATS_URL"
 partitioned nats-one-subject "$NATS_URL" BENCH_NATS_SINGLE=1
 partitioned redis-interest "$REDIS_URL" BENCH_REDIS_INTEREST=1
 partitioned redis-one-channel "$REDIS_URL"
+partitioned cluster-sharded "$CLUSTER_URL" BENCH_REDIS_CLUSTER=1
+partitioned cluster-classic-interest "$CLUSTER_URL" BENCH_REDIS_INTEREST=1
+
+# ---- 3. one room over 4 instances through the Redis Cluster ---------------------------------
+one_room cluster-sharded 4 "$CLUSTER_URL" BENCH_REDIS_CLUSTER=1
 
 # ---- report ---------------------------------------------------------------------------------
 # A loadgen message is 16 bytes; its envelope ({"d","t","o"}) about 100 bytes with the topic.
@@ -165,15 +214,19 @@ for n in 2 4; do
     ratio_r=$(awk -v a="${RATE[redis,$n]:-0}" -v b="${RATE[single,1]:-0}" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "–" }')
     echo "| $n | $(fmt_m "${RATE[nats,$n]:-}") | $(fmt_m "${RATE[redis,$n]:-}") | NATS $ratio_n, Redis $ratio_r |"
 done
+ratio_c=$(awk -v a="${RATE[cluster-sharded,4]:-0}" -v b="${RATE[single,1]:-0}" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "–" }')
+echo
+echo "One room over 4 instances on the 3-node Redis Cluster, sharded: $(fmt_m "${RATE[cluster-sharded,4]:-}") deliveries/s ($ratio_c)"
+
 echo
 echo "Rooms partitioned over 4 instances ($PART_ROOMS rooms each, $PART_CONNS sockets a room, every one sending), ${DUR} s:"
 echo "broker messages each instance received (and about $ENVELOPE_BYTES bytes each):"
 echo
-echo "| layout | published by the fleet | received: instance 1 | 2 | 3 | 4 | received / published |"
-echo "|---|---|---|---|---|---|---|"
-for label in nats-interest nats-one-subject redis-interest redis-one-channel; do
+echo "| layout | published by the fleet | received: instance 1 | 2 | 3 | 4 | received / published | cluster bus messages |"
+echo "|---|---|---|---|---|---|---|---|"
+for label in nats-interest nats-one-subject redis-interest redis-one-channel cluster-sharded cluster-classic-interest; do
     total=0
     for i in 1 2 3 4; do total=$((total + ${GOT[$label,$i]:-0})); done
     share=$(awk -v a="$total" -v b="${SENT[$label]:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "–" }')
-    echo "| $label | ${SENT[$label]} | ${GOT[$label,1]} | ${GOT[$label,2]} | ${GOT[$label,3]} | ${GOT[$label,4]} | $share |"
+    echo "| $label | ${SENT[$label]} | ${GOT[$label,1]} | ${GOT[$label,2]} | ${GOT[$label,3]} | ${GOT[$label,4]} | $share | ${BUS[$label]:-} |"
 done

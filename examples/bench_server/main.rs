@@ -18,7 +18,9 @@
 //! For fleets (`scripts/fleet-bench.sh`): `ASENA_TRANSPORT` (`redis://…`, `nats://…`) joins
 //! the instance to a fleet, `BENCH_NATS_SINGLE=1` makes NATS use one subject for everything
 //! instead of routing rooms by interest, `BENCH_REDIS_INTEREST=1` makes Redis route rooms by
-//! interest (a channel per room) instead of using one channel, `/bench/rooms/{room}` puts each socket in the room
+//! interest (a channel per room) instead of using one channel, `BENCH_REDIS_CLUSTER=1` treats the
+//! Redis URL as a node of a Redis Cluster (`RedisTransport::cluster`: rooms on sharded pub/sub),
+//! `/bench/rooms/{room}` puts each socket in the room
 //! its path names (every message goes to that room), and `/metrics` serves the counters
 //! (the broker messages each instance received among them).
 
@@ -195,6 +197,11 @@ async fn main() -> anyhow::Result<()> {
             if url.starts_with("nats://") && std::env::var_os("BENCH_NATS_SINGLE").is_some() =>
         {
             builder().transport(asena_runtime::NatsTransport::new(url).single_subject())
+        }
+        Ok(url)
+            if url.starts_with("redis://") && std::env::var_os("BENCH_REDIS_CLUSTER").is_some() =>
+        {
+            builder().transport(asena_runtime::RedisTransport::cluster([url]))
         }
         Ok(url)
             if url.starts_with("redis://")
