@@ -118,6 +118,12 @@
 //! published, received and dropped. An [`Emitter`] publishes into a fleet from a process
 //! without a server.
 //!
+//! Rooms can be routed by interest, so that an instance receives only the messages of rooms
+//! it has members in: NATS does it by default ([`NatsTransport`]), Redis with
+//! [`RedisTransport::route_by_interest`], and a Redis Cluster with [`RedisTransport::cluster`]
+//! (`redis-cluster://host:port,host:port`) on sharded pub/sub, which keeps a room's messages on
+//! the node that owns it.
+//!
 //! ## Logs
 //! Everything logs through `tracing` under six targets, for `RUST_LOG` (e.g.
 //! `RUST_LOG=asena::ws=debug,asena::transport=info`):
