@@ -276,19 +276,36 @@ async fn everything_on_one_channel(url: &str) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nats_the_last_member_leaving_unsubscribes() -> anyhow::Result<()> {
-    last_member_leaving_unsubscribes(NATS).await
+    last_member_leaving_unsubscribes(async |channel| instance(NATS, channel, false).await).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_the_last_member_leaving_unsubscribes() -> anyhow::Result<()> {
-    last_member_leaving_unsubscribes(REDIS).await
+    last_member_leaving_unsubscribes(async |channel| instance(REDIS, channel, false).await).await
 }
 
-/// The last member leaving unsubscribes (after the linger) and a new one subscribes again.
-async fn last_member_leaving_unsubscribes(url: &str) -> anyhow::Result<()> {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_redis_cluster_the_last_member_leaving_sunsubscribes() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start().await?;
+    let (first, second) = (cluster.url(0), cluster.url(2));
+    let mut n = 0;
+    last_member_leaving_unsubscribes(async |channel| {
+        n += 1;
+        sharded_instance(if n == 1 { &first } else { &second }, channel).await
+    })
+    .await?;
+    drop(cluster);
+    Ok(())
+}
+
+/// The last member leaving unsubscribes (after the linger) and a new one subscribes again;
+/// `instance` starts an instance on the fleet subject or channel it is given.
+async fn last_member_leaving_unsubscribes(
+    mut instance: impl AsyncFnMut(&str) -> anyhow::Result<TestServer>,
+) -> anyhow::Result<()> {
     let subject = unique("leave");
-    let a = instance(url, &subject, false).await?;
-    let b = instance(url, &subject, false).await?;
+    let a = instance(&subject).await?;
+    let b = instance(&subject).await?;
     let (mut a1, _) = join(&a, "r").await?;
     let (b1, _) = join(&b, "r").await?;
     let (mut b2, _) = join(&b, "other").await?;
