@@ -83,7 +83,8 @@ CLUSTER_PORTS=()
 CLUSTER_DIR=$(mktemp -d)
 for _ in 1 2 3; do
     port=$(free_port)
-    "$REDIS_BIN" --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+    # An explicit bus port: the default (port + 10000) can be past 65535.
+    "$REDIS_BIN" --bind 127.0.0.1 --port "$port" --cluster-enabled yes --cluster-port "$(free_port)" \
         --cluster-config-file "nodes-$port.conf" --dir "$CLUSTER_DIR" --save "" --appendonly no \
         >"$OUT/redis-cluster-$port.log" 2>&1 &
     BROKERS+=($!)

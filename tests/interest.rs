@@ -520,16 +520,37 @@ async fn a_node_restart_during_traffic_resubscribes_and_delivers_nothing_twice()
 /// pub/sub works across its nodes: a message published on one reaches subscribers on all.
 struct RedisCluster {
     ports: [u16; 3],
+    /// The nodes' cluster bus ports, chosen here: Redis's default (the port + 10,000) can be
+    /// past 65,535 or taken for a port from the ephemeral range.
+    bus_ports: [u16; 3],
     children: Vec<Option<Child>>,
     dir: std::path::PathBuf,
 }
 
 impl RedisCluster {
+    /// Starts a cluster; an attempt that does not form one (a port taken between choosing and
+    /// binding it, a node slow to join) is logged and made again on fresh ports, three times
+    /// at most.
     async fn start() -> anyhow::Result<RedisCluster> {
+        let mut attempt = 1;
+        loop {
+            match Self::try_start().await {
+                Ok(cluster) => return Ok(cluster),
+                Err(error) if attempt < 3 => {
+                    tracing::warn!("a Redis Cluster did not form (attempt {attempt}): {error:#}");
+                    attempt += 1;
+                }
+                Err(error) => return Err(error.context("no Redis Cluster after 3 attempts")),
+            }
+        }
+    }
+
+    async fn try_start() -> anyhow::Result<RedisCluster> {
         let dir = std::env::temp_dir().join(unique("asena-redis-cluster"));
         std::fs::create_dir_all(&dir)?;
         let mut cluster = RedisCluster {
             ports: [free_port()?, free_port()?, free_port()?],
+            bus_ports: [free_port()?, free_port()?, free_port()?],
             children: Vec::new(),
             dir,
         };
@@ -538,7 +559,7 @@ impl RedisCluster {
             cluster.children.push(Some(child));
         }
         for port in cluster.ports {
-            within(WAIT, "redis node accepting", async || {
+            within(WAIT, &format!("redis node {port} accepting"), async || {
                 std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
             })
             .await?;
@@ -554,15 +575,15 @@ impl RedisCluster {
                 .arg("create")
                 .args(&nodes)
                 .args(["--cluster-replicas", "0", "--cluster-yes"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
                 .output()
         })
         .await?
         .context("cannot run redis-cli (the redis-tools package; run scripts/services.sh)")?;
+        // redis-cli reports its errors on stdout.
         anyhow::ensure!(
             created.status.success(),
-            "redis-cli --cluster create failed: {}",
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&created.stdout),
             String::from_utf8_lossy(&created.stderr)
         );
         for node in 0..3 {
@@ -577,6 +598,7 @@ impl RedisCluster {
         Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-port", &self.bus_ports[node].to_string()])
             .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
