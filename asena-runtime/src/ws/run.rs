@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use super::WebSocketService;
@@ -162,11 +163,11 @@ where
     let conn = handle.conn.clone();
     let ns = handle.ns.clone();
     let socket = Socket::<S::Data, S::Out>::new(handle.retype());
-    let writer = tokio::spawn(tracing::Instrument::in_current_span(write_loop(
-        service.clone(),
-        socket.clone(),
-        w,
-    )));
+    // The writer task is spawned when the outbox first hands it the socket (see `Writer` in
+    // `conn/outbox.rs`); the spawner holds the socket, so it is dropped when this returns.
+    let _spawner = SpawnerGuard(&conn);
+    conn.outbox
+        .spawn_writer_lazily(writer_spawner(service.clone(), socket.clone(), w));
     tracing::debug!(target: "asena::ws", socket_id = %conn.id, path = %conn.path(), "open");
     if ns.path().contains('{') {
         // A parametrised service: the concrete path is a room (see `Namespace`).
@@ -202,10 +203,50 @@ where
     if conn.close_requested().is_none() {
         conn.outbox.seal();
     }
-    let abort = writer.abort_handle();
-    if tokio::time::timeout(CLOSE_GRACE, writer).await.is_err() {
-        abort.abort();
+    let grace = tokio::time::sleep(CLOSE_GRACE);
+    tokio::pin!(grace);
+    // The writer notifies `wake_reader` as it exits (a permit is kept if nobody waits yet).
+    while !conn.outbox.writer_done() {
+        tokio::select! {
+            _ = conn.wake_reader.notified() => {}
+            _ = &mut grace => break,
+        }
     }
+    conn.outbox.abort_writer();
+}
+
+/// Drops a writer spawner that was never used (it holds the connection) when the reader
+/// ends, however it ends.
+struct SpawnerGuard<'a>(&'a Conn);
+
+impl Drop for SpawnerGuard<'_> {
+    fn drop(&mut self) {
+        self.0.outbox.drop_spawner();
+    }
+}
+
+/// What spawns the connection's writer task: on the runtime of whoever hands it the socket
+/// first, in the connection's span.
+fn writer_spawner<S, W>(
+    service: Arc<S>,
+    socket: Socket<S::Data, S::Out>,
+    w: W,
+) -> crate::conn::outbox::Spawn
+where
+    S: WebSocketService,
+    W: Sink + 'static,
+{
+    let span = tracing::Span::current();
+    // The reader's runtime (a hand-over can come from any thread).
+    let runtime = Handle::current();
+    Box::new(move || {
+        runtime
+            .spawn(tracing::Instrument::instrument(
+                write_loop(service, socket, w),
+                span,
+            ))
+            .abort_handle()
+    })
 }
 
 /// Reads and handles messages until the connection ends; returns the peer's close code and
@@ -412,6 +453,7 @@ where
         }
     }
     conn.outbox.seal();
+    conn.outbox.writer_exited();
     conn.wake_reader.notify_one();
 }
 
