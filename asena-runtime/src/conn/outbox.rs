@@ -121,7 +121,9 @@ struct State {
     owner: Owner,
     /// What a flusher could not write (the socket was full), and how many of its bytes were
     /// written already; the writer task writes the rest before anything else.
-    carry: Option<(Pending, usize)>,
+    /// Boxed: only a socket whose send buffer filled has one, and an idle socket's queue
+    /// should not carry the room for it.
+    carry: Option<Box<(Pending, usize)>>,
     /// The writer task: not spawned yet, running, or gone.
     writer: Writer,
     /// Bytes of pongs queued and not yet taken (with the per-frame overhead); at most
@@ -511,7 +513,7 @@ impl Outbox {
             // Kept even when sealed: a close requested meanwhile must follow these bytes, and
             // for a connection that is gone the writer's next write fails and ends it.
             Flushed::Partial(done) => {
-                st.carry = Some((std::mem::take(written), done));
+                st.carry = Some(Box::new((std::mem::take(written), done)));
                 st.hand_to_writer()
             }
         };
@@ -547,7 +549,8 @@ impl Outbox {
         debug_assert!(into.is_empty());
         let mut st = self.lock();
         let st = &mut *st;
-        if let Some((carried, skip)) = st.carry.take() {
+        if let Some(carry) = st.carry.take() {
+            let (carried, skip) = *carry;
             *into = carried;
             return Batch {
                 skip,
