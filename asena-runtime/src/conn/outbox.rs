@@ -250,6 +250,7 @@ pub(crate) enum Pushed {
 
 /// The outcome of a push that queued something: wakes (or spawns) the writer task if it was
 /// handed the socket (after the lock is released).
+#[inline]
 fn queued(outbox: &Outbox, writer: Handover, schedule: bool) -> Pushed {
     outbox.hand_over(writer);
     if schedule {
@@ -300,8 +301,18 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Carries out a [`Handover`] decided under the lock (call it unlocked).
+    /// Carries out a [`Handover`] decided under the lock (call it unlocked). Most pushes
+    /// hand nothing over: that check stays inline on the fan-out path.
+    #[inline]
     fn hand_over(&self, handover: Handover) {
+        if !matches!(handover, Handover::Nothing) {
+            self.hand_over_now(handover);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn hand_over_now(&self, handover: Handover) {
         match handover {
             Handover::Nothing => {}
             Handover::Wake(waker) => waker.wake(),
