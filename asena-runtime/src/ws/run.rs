@@ -1,5 +1,6 @@
 //! The two tasks of a connection: the reader (decodes frames, runs handlers in order) and the
-//! writer (drains the outbox in batches).
+//! writer (drains the outbox in batches), spawned only once the outbox first hands it the
+//! socket.
 
 use std::future::Future;
 use std::io;
