@@ -465,6 +465,9 @@ where
     W: Sink,
 {
     let conn = socket.as_socket_ref().conn.clone();
+    // However this task ends (done, aborted, or `on_drain` panicked), the reader waiting for
+    // it hears so at once, as it did from the `JoinHandle` it used to hold.
+    let _exit = WriterExit(&conn);
     let mut pending = Pending::default();
     loop {
         // Waits until the outbox hands the socket to this task (a flusher writes it
@@ -497,8 +500,16 @@ where
         }
     }
     conn.outbox.seal();
-    conn.outbox.writer_exited();
-    conn.wake_reader.notify_one();
+}
+
+/// Tells the reader the writer task is gone, when dropped.
+struct WriterExit<'a>(&'a Conn);
+
+impl Drop for WriterExit<'_> {
+    fn drop(&mut self) {
+        self.0.outbox.writer_exited();
+        self.0.wake_reader.notify_one();
+    }
 }
 
 /// Writes a batch taken from the outbox, minus the `skip` bytes a flusher already wrote:
