@@ -240,3 +240,97 @@ async fn parallel_fan_out_through_full_sockets_slow_consumers_and_early_closes()
     );
     s.stop().await
 }
+
+/// Messages `Burst` sends when asked (every other one over the outbox's inline limit, so
+/// they are queued by reference).
+const BURST: usize = 8000;
+
+/// Answers any message with [`BURST`] numbered messages, then closes with 4001.
+#[websocket(path = "/burst")]
+#[derive(Debug)]
+struct Burst;
+
+impl WebSocketService for Burst {
+    type Data = ();
+    async fn on_message(&self, ws: &Socket<()>, _msg: Message) -> Result<()> {
+        for i in 0..BURST {
+            let pad = if i % 2 == 0 { 90 } else { 990 };
+            ws.send(format!("{i}:{}", "x".repeat(pad)))?;
+        }
+        ws.close(4001, "done");
+        Ok(())
+    }
+}
+
+/// A connection's writer task is spawned only when its send buffer first fills (flushers
+/// write the rest). A burst far larger than the socket buffers, to a client that reads late
+/// through a small receive buffer, must still arrive whole and in order, followed by the
+/// close the handler asked for behind it, and the connection must end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_send_buffer_gets_a_writer_that_delivers_everything_then_the_close()
+-> anyhow::Result<()> {
+    let s = start(
+        Asena::builder()
+            .without_auto_registration()
+            .websocket::<Burst>(),
+    )
+    .await?;
+    let mut stream = raw(&s, "/burst", Some(4096)).await?;
+    // "go", masked with a zero key.
+    stream
+        .write_all(&[0x81, 0x82, 0, 0, 0, 0, b'g', b'o'])
+        .await?;
+    // Let the burst fill the socket before reading any of it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut next = 0;
+    let close = loop {
+        // Whole frames: text (7-bit or 16-bit length) or the close.
+        if buf.len() >= 2 {
+            let (len, at) = match buf[1] & 0x7f {
+                126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+                126 => (usize::MAX, 0),
+                n => (n as usize, 2),
+            };
+            if len != usize::MAX && buf.len() >= at + len {
+                let payload = buf[at..at + len].to_vec();
+                let opcode = buf[0];
+                buf.drain(..at + len);
+                if opcode == 0x88 {
+                    break payload;
+                }
+                anyhow::ensure!(opcode == 0x81, "unexpected frame {opcode:x}");
+                let text = String::from_utf8(payload)?;
+                let (i, _) = text.split_once(':').expect("numbered");
+                anyhow::ensure!(
+                    i.parse::<usize>()? == next,
+                    "message {i} where {next} was due"
+                );
+                next += 1;
+                continue;
+            }
+        }
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .map_err(|_| anyhow::anyhow!("stalled after {next} messages"))??;
+        anyhow::ensure!(n > 0, "closed after {next} messages without a close frame");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    assert_eq!(next, BURST, "every message before the close");
+    assert_eq!(&close[..2], &4001u16.to_be_bytes());
+    assert_eq!(&close[2..], b"done");
+    // Answer the close; the server ends the connection.
+    stream
+        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x0f, 0xa1])
+        .await?;
+    let n = tokio::time::timeout(WAIT, stream.read(&mut chunk)).await??;
+    assert_eq!(
+        n, 0,
+        "the server closes the TCP connection after the handshake"
+    );
+    let ns = s.app.namespace("/burst").expect("namespace");
+    eventually(|| ns.socket_count() == 0).await?;
+    Ok(())
+}

@@ -175,8 +175,10 @@ impl Tally {
 /// Runs `fut` (a connection reader's message loop) with a task-local tally for the sends
 /// its handlers make (made with the first message read, [`begin_read`]); whatever it holds
 /// is flushed by [`end_read`] after each read, so nothing is left in it when `fut` ends.
-pub(crate) async fn counting<F: Future>(fut: F) -> F::Output {
-    TALLY.scope(OnceCell::new(), fut).await
+pub(crate) fn counting<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    // Not an `async fn`: that would keep `fut` twice, as its argument and inside the scope
+    // (see "Memory per connection" in ARCHITECTURE.md).
+    TALLY.scope(OnceCell::new(), fut)
 }
 
 /// Before the messages of a read are handled: they arrived at `at` (their fan-out latency

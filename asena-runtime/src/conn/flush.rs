@@ -12,8 +12,9 @@
 //! and a new message reaches every socket within about one trip.
 //!
 //! A socket that cannot take it all (its send buffer is full) is handed, with the rest, to its
-//! own writer task, which waits for it to become writable; closing handshakes and `on_drain`
-//! also belong to the writer task. There is one list per runtime worker (a connection always
+//! own writer task (spawned then, the first time it is needed: most sockets never need one),
+//! which waits for it to become writable; closing handshakes and `on_drain` also belong to
+//! the writer task. There is one list per runtime worker (a connection always
 //! uses the same one), so the workers flush in parallel; a flusher task exists only while its
 //! list is not empty.
 

@@ -1,6 +1,7 @@
 //! One live connection: [`Conn`] holds its state (send queue, rooms, close handshake, the
-//! request it came from and the middleware's typed values), shared by its two tasks, the
-//! namespace's socket map and the room index.
+//! request it came from and the middleware's typed values), shared by its reader task, its
+//! writer task (spawned when first needed, see [`outbox`](outbox)), the namespace's socket
+//! map and the room index.
 //!
 //! The connection layer knows nothing of namespaces or services: what the connections of one
 //! namespace share (path, limits, counters, flushers, shutdown tracker) is a [`Shared`] they

@@ -1,5 +1,6 @@
-//! The per-connection send queue: producers push encoded frames, one writer task takes
-//! everything queued in one go and writes it with as few syscalls as possible.
+//! The per-connection send queue: producers push encoded frames, and whoever owns the socket
+//! (a flusher, or the connection's writer task) takes everything queued in one go and writes
+//! it with as few syscalls as possible.
 //!
 //! Small frames (the common case for chat-style fan-out) are copied into one contiguous byte
 //! buffer as they are queued: copying a few dozen bytes is cheaper than bumping and later
@@ -11,12 +12,18 @@
 //! The writer's waker lives under the same lock as the queue, so checking for work and
 //! registering for a wake-up is one lock round-trip, and a push pays for a wake-up only when
 //! the writer is actually waiting.
+//!
+//! The writer task itself is spawned the first time the socket is handed to it (a send buffer
+//! filled, a close or a drain is due, or the transport is not a plain TCP stream): an idle
+//! socket has none. The queue keeps the spawner until then, and the task's abort handle
+//! after, so the reader waits for it (and stops it) through the queue, not a `JoinHandle`.
 
 use std::future::poll_fn;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
+use tokio::task::AbortHandle;
 
 /// Bookkeeping overhead counted per queued frame, so floods of tiny frames are bounded too.
 const PER_FRAME_OVERHEAD: usize = 32;
@@ -50,6 +57,52 @@ enum Owner {
     Writer,
 }
 
+/// Spawns a connection's writer task; returns its abort handle.
+pub(crate) type Spawn = Box<dyn FnOnce() -> AbortHandle + Send>;
+
+/// A connection's writer task. It is spawned the first time the socket is handed to it: on a
+/// plain TCP socket the flushers write everything until a send buffer fills or the socket
+/// closes, so most connections never need one (a task is about 0.75 KB per connection).
+enum Writer {
+    /// Not spawned yet: this spawns it.
+    Lazy(Spawn),
+    /// Spawned (or, for an outbox without a spawner, driven by its owner).
+    Running {
+        /// Its waker while it waits for the socket to be handed to it.
+        waker: Option<Waker>,
+        abort: Option<AbortHandle>,
+    },
+    /// It finished, was aborted, or was never needed.
+    Done,
+}
+
+impl Default for Writer {
+    fn default() -> Writer {
+        Writer::Running {
+            waker: None,
+            abort: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Writer::Lazy(_) => "Lazy",
+            Writer::Running { .. } => "Running",
+            Writer::Done => "Done",
+        })
+    }
+}
+
+/// What to do, after unlocking, to give the socket to the writer task.
+#[must_use]
+enum Handover {
+    Nothing,
+    Wake(Waker),
+    Spawn(Spawn),
+}
+
 #[derive(Debug, Default)]
 struct State {
     pending: Pending,
@@ -68,9 +121,11 @@ struct State {
     owner: Owner,
     /// What a flusher could not write (the socket was full), and how many of its bytes were
     /// written already; the writer task writes the rest before anything else.
-    carry: Option<(Pending, usize)>,
-    /// The writer task, waiting for the socket to be handed to it.
-    writer: Option<Waker>,
+    /// Boxed: only a socket whose send buffer filled has one, and an idle socket's queue
+    /// should not carry the room for it.
+    carry: Option<Box<(Pending, usize)>>,
+    /// The writer task: not spawned yet, running, or gone.
+    writer: Writer,
     /// Bytes of pongs queued and not yet taken (with the per-frame overhead); at most
     /// [`PONG_BUDGET`], so a peer that pings without reading cannot grow the queue.
     pong_bytes: usize,
@@ -80,15 +135,31 @@ struct State {
 }
 
 impl State {
-    /// Gives the socket to the writer task; returns its waker to wake after unlocking.
-    fn hand_to_writer(&mut self) -> Option<Waker> {
+    /// Gives the socket to the writer task; returns what to do after unlocking (wake it, or
+    /// spawn it if it does not exist yet).
+    fn hand_to_writer(&mut self) -> Handover {
         self.owner = Owner::Writer;
-        self.writer.take()
+        match &mut self.writer {
+            Writer::Running { waker, .. } => waker.take().map_or(Handover::Nothing, Handover::Wake),
+            Writer::Done => Handover::Nothing,
+            Writer::Lazy(_) => {
+                let Writer::Lazy(spawn) = std::mem::replace(
+                    &mut self.writer,
+                    Writer::Running {
+                        waker: None,
+                        abort: None,
+                    },
+                ) else {
+                    unreachable!()
+                };
+                Handover::Spawn(spawn)
+            }
+        }
     }
 
     /// Work was queued: an idle socket goes to a flusher (returns true: schedule it) or to
-    /// the writer task (its waker is put in `writer`).
-    fn claim_idle(&mut self, writer: &mut Option<Waker>) -> bool {
+    /// the writer task (what to do is put in `writer`).
+    fn claim_idle(&mut self, writer: &mut Handover) -> bool {
         if self.owner != Owner::Idle {
             return false;
         }
@@ -177,12 +248,11 @@ pub(crate) enum Pushed {
     Closed,
 }
 
-/// The outcome of a push that queued something: wakes the writer task if it was handed the
-/// socket (after the lock is released).
-fn queued(writer: Option<Waker>, schedule: bool) -> Pushed {
-    if let Some(w) = writer {
-        w.wake();
-    }
+/// The outcome of a push that queued something: wakes (or spawns) the writer task if it was
+/// handed the socket (after the lock is released).
+#[inline]
+fn queued(outbox: &Outbox, writer: Handover, schedule: bool) -> Pushed {
+    outbox.hand_over(writer);
     if schedule {
         Pushed::Schedule
     } else {
@@ -231,6 +301,74 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Carries out a [`Handover`] decided under the lock (call it unlocked). Most pushes
+    /// hand nothing over: that check stays inline on the fan-out path.
+    #[inline]
+    fn hand_over(&self, handover: Handover) {
+        if !matches!(handover, Handover::Nothing) {
+            self.hand_over_now(handover);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn hand_over_now(&self, handover: Handover) {
+        match handover {
+            Handover::Nothing => {}
+            Handover::Wake(waker) => waker.wake(),
+            Handover::Spawn(spawn) => {
+                let handle = spawn();
+                match &mut self.lock().writer {
+                    Writer::Running { abort, .. } => *abort = Some(handle),
+                    // Aborted before it was spawned (or already finished, where this is a
+                    // no-op: the writer does not yield after `writer_exited`).
+                    _ => handle.abort(),
+                }
+            }
+        }
+    }
+
+    /// Spawn the writer task with `spawn` the first time the socket is handed to it, instead
+    /// of expecting one to be running.
+    pub(crate) fn spawn_writer_lazily(&self, spawn: Spawn) {
+        let mut st = self.lock();
+        debug_assert_eq!(st.owner, Owner::Idle);
+        st.writer = Writer::Lazy(spawn);
+    }
+
+    /// Writer: it is about to return.
+    pub(crate) fn writer_exited(&self) {
+        self.lock().writer = Writer::Done;
+    }
+
+    /// True when there is no writer task, and none will be spawned.
+    pub(crate) fn writer_done(&self) -> bool {
+        matches!(self.lock().writer, Writer::Done)
+    }
+
+    /// Drops the writer's spawner if it was never used.
+    pub(crate) fn drop_spawner(&self) {
+        let mut st = self.lock();
+        if matches!(st.writer, Writer::Lazy(_)) {
+            let spawn = std::mem::replace(&mut st.writer, Writer::Done);
+            drop(st);
+            drop(spawn);
+        }
+    }
+
+    /// The connection is over: aborts the writer task (still writing to a peer that does not
+    /// read), or drops its spawner when it was never needed.
+    pub(crate) fn abort_writer(&self) {
+        let writer = std::mem::replace(&mut self.lock().writer, Writer::Done);
+        if let Writer::Running {
+            abort: Some(abort), ..
+        } = &writer
+        {
+            abort.abort();
+        }
+        drop(writer);
+    }
+
     /// From now on a push that finds the socket idle hands it to a flusher
     /// ([`Pushed::Schedule`]) instead of waking the writer task.
     pub(crate) fn enable_direct(&self) {
@@ -241,7 +379,7 @@ impl Outbox {
     /// accepted into an empty queue).
     pub(crate) fn push(&self, frame: &Bytes, limit: usize) -> Pushed {
         let cost = frame.len() + PER_FRAME_OVERHEAD;
-        let mut writer = None;
+        let mut writer = Handover::Nothing;
         let schedule = {
             let mut st = self.lock();
             if st.sealed {
@@ -268,7 +406,7 @@ impl Outbox {
             }
             st.claim_idle(&mut writer)
         };
-        queued(writer, schedule)
+        queued(self, writer, schedule)
     }
 
     /// Queues the answer to a ping, in order with the data. Unwritten pongs may take up to
@@ -276,7 +414,7 @@ impl Outbox {
     /// §5.5.3 allows answering only the latest ping). Pongs do not count against the queue
     /// limit.
     pub(crate) fn push_pong(&self, frame: &Bytes) -> Pushed {
-        let mut writer = None;
+        let mut writer = Handover::Nothing;
         let schedule = {
             let mut st = self.lock();
             if st.sealed {
@@ -299,7 +437,7 @@ impl Outbox {
             }
             st.claim_idle(&mut writer)
         };
-        queued(writer, schedule)
+        queued(self, writer, schedule)
     }
 
     /// Seals the queue and schedules `frame` as the last thing written. Returns false when a
@@ -315,12 +453,10 @@ impl Outbox {
             // A flusher that owns the socket hands it over when it is done with it.
             match st.owner {
                 Owner::Idle => st.hand_to_writer(),
-                _ => None,
+                _ => Handover::Nothing,
             }
         };
-        if let Some(w) = writer {
-            w.wake();
-        }
+        self.hand_over(writer);
         true
     }
 
@@ -334,13 +470,19 @@ impl Outbox {
         st.frames = 0;
         st.queued = 0;
         let writer = match st.owner {
-            Owner::Flusher => None,
+            Owner::Flusher => Handover::Nothing,
+            // Nothing is left to write: a writer that was never spawned is not needed.
+            Owner::Idle if matches!(st.writer, Writer::Lazy(_)) => {
+                st.owner = Owner::Writer;
+                let spawn = std::mem::replace(&mut st.writer, Writer::Done);
+                drop(st);
+                drop(spawn);
+                return;
+            }
             _ => st.hand_to_writer(),
         };
         drop(st);
-        if let Some(w) = writer {
-            w.wake();
-        }
+        self.hand_over(writer);
     }
 
     pub(crate) fn is_sealed(&self) -> bool {
@@ -357,9 +499,7 @@ impl Outbox {
             // Closing, gone, or nothing left (a drain is due): the writer task decides.
             let writer = st.hand_to_writer();
             drop(st);
-            if let Some(w) = writer {
-                w.wake();
-            }
+            self.hand_over(writer);
             return FlushTake::HandedOver;
         }
         std::mem::swap(&mut st.pending, into);
@@ -377,21 +517,19 @@ impl Outbox {
             Flushed::All if st.frames > 0 && !st.sealed => return true,
             Flushed::All if !st.sealed && !st.pressured => {
                 st.owner = Owner::Idle;
-                None
+                Handover::Nothing
             }
             // Closing, or a drain to report: both are the writer task's.
             Flushed::All => st.hand_to_writer(),
             // Kept even when sealed: a close requested meanwhile must follow these bytes, and
             // for a connection that is gone the writer's next write fails and ends it.
             Flushed::Partial(done) => {
-                st.carry = Some((std::mem::take(written), done));
+                st.carry = Some(Box::new((std::mem::take(written), done)));
                 st.hand_to_writer()
             }
         };
         drop(st);
-        if let Some(w) = writer {
-            w.wake();
-        }
+        self.hand_over(writer);
         false
     }
 
@@ -405,9 +543,11 @@ impl Outbox {
         if st.owner == Owner::Writer {
             return Poll::Ready(());
         }
-        match &mut st.writer {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
+        if let Writer::Running { waker, .. } = &mut st.writer {
+            match waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
         }
         Poll::Pending
     }
@@ -420,7 +560,8 @@ impl Outbox {
         debug_assert!(into.is_empty());
         let mut st = self.lock();
         let st = &mut *st;
-        if let Some((carried, skip)) = st.carry.take() {
+        if let Some(carry) = st.carry.take() {
+            let (carried, skip) = *carry;
             *into = carried;
             return Batch {
                 skip,
@@ -711,6 +852,127 @@ mod tests {
         batch.clear();
         let b = o.take(&mut batch);
         assert_eq!(b.close.as_deref(), Some(&b"close"[..]));
+    }
+
+    /// A spawner that counts its calls (the "writer" it spawns does nothing).
+    fn counting_spawner() -> (Spawn, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        let spawn: Spawn = Box::new(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(std::future::pending::<()>()).abort_handle()
+        });
+        (spawn, calls)
+    }
+
+    fn spawned(calls: &std::sync::atomic::AtomicUsize) -> usize {
+        calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn the_writer_is_spawned_when_a_flusher_first_cannot_write_everything() {
+        let o = Outbox::new();
+        o.enable_direct();
+        let (spawn, calls) = counting_spawner();
+        o.spawn_writer_lazily(spawn);
+        // Flushes that write everything need no writer.
+        for _ in 0..3 {
+            assert_eq!(o.push(&Bytes::from_static(b"a"), 1000), Pushed::Schedule);
+            let mut batch = Pending::default();
+            assert_eq!(o.flush_take(&mut batch), FlushTake::Write);
+            assert!(!o.flushed(&mut batch, Flushed::All));
+        }
+        assert_eq!(spawned(&calls), 0);
+        assert!(!o.writer_done());
+        // A full send buffer hands the rest to the writer: spawned once, and it has the socket.
+        o.push(&Bytes::from_static(b"bcd"), 1000);
+        let mut batch = Pending::default();
+        o.flush_take(&mut batch);
+        assert!(!o.flushed(&mut batch, Flushed::Partial(1)));
+        assert_eq!(spawned(&calls), 1);
+        assert!(ready_now(&o));
+        let mut batch = Pending::default();
+        let b = o.take(&mut batch);
+        let rest: Vec<u8> = batch.segments_from(b.skip).flatten().copied().collect();
+        assert_eq!(rest, b"cd");
+        batch.clear();
+        o.take(&mut batch);
+        // Back to idle; the next hand-over wakes the same writer instead of spawning another.
+        assert!(!ready_now(&o));
+        o.push(&Bytes::from_static(b"e"), 1000);
+        let mut batch = Pending::default();
+        o.flush_take(&mut batch);
+        assert!(!o.flushed(&mut batch, Flushed::Partial(0)));
+        assert!(ready_now(&o));
+        assert_eq!(spawned(&calls), 1);
+        o.writer_exited();
+        assert!(o.writer_done());
+    }
+
+    #[tokio::test]
+    async fn a_close_spawns_the_writer_and_a_seal_does_not() {
+        let o = Outbox::new();
+        o.enable_direct();
+        let (spawn, calls) = counting_spawner();
+        o.spawn_writer_lazily(spawn);
+        assert!(o.close(Bytes::from_static(b"close")));
+        assert_eq!(spawned(&calls), 1, "the close frame needs the writer");
+        assert!(ready_now(&o));
+        assert!(!o.writer_done());
+
+        // A connection that ends without a close (the peer went away) needs no writer.
+        let o = Outbox::new();
+        o.enable_direct();
+        let (spawn, calls) = counting_spawner();
+        o.spawn_writer_lazily(spawn);
+        o.seal();
+        assert_eq!(spawned(&calls), 0);
+        assert!(o.writer_done());
+        assert_eq!(o.push(&Bytes::from_static(b"a"), 1000), Pushed::Closed);
+
+        // ... unless a flusher still has the socket: it hands it over when it is done.
+        let o = Outbox::new();
+        o.enable_direct();
+        let (spawn, calls) = counting_spawner();
+        o.spawn_writer_lazily(spawn);
+        o.push(&Bytes::from_static(b"a"), 1000);
+        o.close(Bytes::from_static(b"close"));
+        assert_eq!(spawned(&calls), 0, "the flusher owns the socket");
+        let mut batch = Pending::default();
+        assert_eq!(o.flush_take(&mut batch), FlushTake::HandedOver);
+        assert_eq!(spawned(&calls), 1);
+        let b = o.take(&mut batch);
+        assert_eq!(taken(&batch), b"a");
+        assert_eq!(b.close.as_deref(), Some(&b"close"[..]));
+    }
+
+    #[tokio::test]
+    async fn aborting_drops_an_unused_spawner_and_stops_a_spawned_writer() {
+        let o = Outbox::new();
+        let (spawn, calls) = counting_spawner();
+        o.spawn_writer_lazily(spawn);
+        o.drop_spawner();
+        assert!(o.writer_done());
+        o.close(Bytes::from_static(b"close"));
+        assert_eq!(spawned(&calls), 0, "a dropped spawner spawns nothing");
+
+        let o = Outbox::new();
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (tx, rx) = tokio::sync::oneshot::channel::<tokio::task::JoinHandle<()>>();
+        let counted = calls.clone();
+        o.spawn_writer_lazily(Box::new(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let task = tokio::spawn(std::future::pending::<()>());
+            let abort = task.abort_handle();
+            let _ = tx.send(task);
+            abort
+        }));
+        o.push(&Bytes::from_static(b"a"), 1000);
+        assert_eq!(spawned(&calls), 1);
+        o.abort_writer();
+        assert!(o.writer_done());
+        let task = rx.await.expect("spawned");
+        assert!(task.await.expect_err("aborted").is_cancelled());
     }
 
     #[test]

@@ -351,7 +351,7 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
         socket: SocketRef,
         io: Io,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
-        Box::pin(run::run(self.0.clone(), socket, io))
+        run::run(self.0.clone(), socket, io)
     }
 }
 

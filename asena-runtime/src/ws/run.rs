@@ -1,25 +1,30 @@
 //! The two tasks of a connection: the reader (decodes frames, runs handlers in order) and the
-//! writer (drains the outbox in batches).
+//! writer (drains the outbox in batches), spawned only once the outbox first hands it the
+//! socket.
 
 use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use super::WebSocketService;
 use crate::channel::Receives;
+use crate::config::Limits;
 use crate::conn::Conn;
 use crate::conn::io::{BufferedSource, Io, Sink, Source, TcpSink, TcpSource};
 use crate::conn::outbox::Pending;
 use crate::error::{BoxError, Result};
 use crate::frame::{Decoder, Frame, Incoming, Message, close_code};
 use crate::namespace::{Socket, SocketRef};
+use crate::shutdown::LiveGuard;
 use crate::stats;
 
 /// How long we wait for the peer's close frame after ours is on the wire.
@@ -29,37 +34,61 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const CLOSE_STALL: Duration = Duration::from_secs(10);
 const FAR_FUTURE: Duration = Duration::from_secs(86400 * 365);
 
-/// Runs a connection to the end: `on_open`, every message, `on_close`.
-pub(crate) async fn run<S: WebSocketService>(service: Arc<S>, socket: SocketRef, io: Io) {
-    let _live = socket.conn.shared.tracker.enter();
+/// The future that runs a connection to the end: `on_open`, every message, `on_close`.
+///
+/// Not an `async fn`: one keeps its arguments for as long as it runs, next to what it moved
+/// out of them, so the transport (72 bytes) would be held twice by every idle connection.
+/// What can be done before the first poll is done here, and the box holds only `drive`.
+pub(crate) fn run<S: WebSocketService>(
+    service: Arc<S>,
+    socket: SocketRef,
+    io: Io,
+) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+    let live = socket.conn.shared.tracker.enter();
     match io {
         Io::Tcp { stream, leftover } => {
             let stream = Arc::new(stream);
             socket.conn.attach_stream(stream.clone());
-            drive(
+            Box::pin(drive(
                 service,
                 socket,
+                live,
                 TcpSource(stream.clone()),
                 TcpSink(stream),
-                leftover,
-            )
-            .await;
+                read_buffer(leftover),
+            ))
         }
         Io::Other(io) => {
             let (r, w) = tokio::io::split(io);
-            drive(service, socket, BufferedSource(r), w, Bytes::new()).await;
+            Box::pin(drive(
+                service,
+                socket,
+                live,
+                BufferedSource(r),
+                w,
+                BytesMut::new(),
+            ))
         }
     }
 }
 
-/// When a connection is pinged, and when it is closed for being quiet.
+/// The reader's first buffer: a copy of what hyper read past the handshake, so its 8 KiB
+/// read buffer (which `leftover` is a view into) is let go of now, not held by an idle
+/// socket.
+fn read_buffer(leftover: Bytes) -> BytesMut {
+    if leftover.is_empty() {
+        BytesMut::new()
+    } else {
+        BytesMut::from(&leftover[..])
+    }
+}
+
+/// When a connection is pinged, and when it is closed for being quiet (the durations are
+/// the namespace's [`Limits`](crate::config::Limits), not copied per connection).
 struct Liveness {
     last_heard: Instant,
     /// When our unanswered ping went out.
     pinged: Option<Instant>,
-    idle: Option<Duration>,
-    ping_interval: Option<Duration>,
-    ping_timeout: Duration,
 }
 
 /// What the reader does when its timer fires.
@@ -70,13 +99,10 @@ enum Check {
 }
 
 impl Liveness {
-    fn new(limits: &crate::config::Limits, now: Instant) -> Liveness {
+    fn new(now: Instant) -> Liveness {
         Liveness {
             last_heard: now,
             pinged: None,
-            idle: limits.idle_timeout,
-            ping_interval: limits.ping_interval,
-            ping_timeout: limits.ping_timeout,
         }
     }
 
@@ -86,23 +112,26 @@ impl Liveness {
         self.pinged = None;
     }
 
-    fn deadline(&self) -> Instant {
+    fn deadline(&self, limits: &Limits) -> Instant {
         let far = self.last_heard + FAR_FUTURE;
-        let idle = self.idle.map_or(far, |d| self.last_heard + d);
-        let ping = match (self.pinged, self.ping_interval) {
-            (Some(at), _) => at + self.ping_timeout,
+        let idle = limits.idle_timeout.map_or(far, |d| self.last_heard + d);
+        let ping = match (self.pinged, limits.ping_interval) {
+            (Some(at), _) => at + limits.ping_timeout,
             (None, Some(every)) => self.last_heard + every,
             (None, None) => far,
         };
         idle.min(ping)
     }
 
-    fn check(&mut self, now: Instant) -> Check {
-        if self.idle.is_some_and(|d| now >= self.last_heard + d) {
+    fn check(&mut self, limits: &Limits, now: Instant) -> Check {
+        if limits
+            .idle_timeout
+            .is_some_and(|d| now >= self.last_heard + d)
+        {
             return Check::Close("Idle timeout");
         }
-        match (self.pinged, self.ping_interval) {
-            (Some(at), _) if now >= at + self.ping_timeout => Check::Close("Ping timeout"),
+        match (self.pinged, limits.ping_interval) {
+            (Some(at), _) if now >= at + limits.ping_timeout => Check::Close("Ping timeout"),
             (None, Some(every)) if now >= self.last_heard + every => {
                 self.pinged = Some(now);
                 Check::Ping
@@ -153,201 +182,257 @@ fn handler_failed(conn: &Arc<Conn>, handler: &'static str, err: &BoxError) {
     conn.close(close_code::INTERNAL, "Server error");
 }
 
-async fn drive<S, R, W>(service: Arc<S>, handle: SocketRef, mut src: R, w: W, leftover: Bytes)
+/// Runs the connection: `on_open`, the message loop, `on_close`, then waits for the writer
+/// task (if one was spawned) to finish.
+///
+/// An `async move` block rather than an `async fn`: an `async fn` copies each argument into a
+/// local of its future and keeps both for as long as it runs (a block uses them in place),
+/// and this future is what every idle connection holds.
+#[allow(clippy::manual_async_fn)]
+fn drive<S, R, W>(
+    service: Arc<S>,
+    handle: SocketRef,
+    live: LiveGuard,
+    mut src: R,
+    w: W,
+    buf: BytesMut,
+) -> impl Future<Output = ()>
 where
     S: WebSocketService,
     R: Source,
     W: Sink + 'static,
 {
-    let conn = handle.conn.clone();
-    let ns = handle.ns.clone();
-    let socket = Socket::<S::Data, S::Out>::new(handle.retype());
-    let writer = tokio::spawn(tracing::Instrument::in_current_span(write_loop(
-        service.clone(),
-        socket.clone(),
-        w,
-    )));
-    tracing::debug!(target: "asena::ws", socket_id = %conn.id, path = %conn.path(), "open");
-    if ns.path().contains('{') {
-        // A parametrised service: the concrete path is a room (see `Namespace`).
-        socket.subscribe(&conn.request.path);
+    async move {
+        let conn = handle.conn.clone();
+        let ns = handle.ns.clone();
+        let socket = Socket::<S::Data, S::Out>::new(handle.retype());
+        // The writer task is spawned when the outbox first hands it the socket (see `Writer` in
+        // `conn/outbox.rs`); the spawner holds the socket, so it is dropped when this returns.
+        let _spawner = SpawnerGuard(&conn);
+        conn.outbox
+            .spawn_writer_lazily(writer_spawner(service.clone(), socket.clone(), w));
+        tracing::debug!(target: "asena::ws", socket_id = %conn.id, path = %conn.path(), "open");
+        if ns.path().contains('{') {
+            // A parametrised service: the concrete path is a room (see `Namespace`).
+            socket.subscribe(&conn.request.path);
+        }
+
+        if let Err(e) = guarded(service.on_open(&socket)).await {
+            handler_failed(&conn, "on_open", &e);
+        }
+
+        // The message loop runs with a task-local tally for its handlers' sends (see `stats`).
+        let peer_close = stats::counting(read_loop(&service, &conn, &socket, &mut src, buf)).await;
+
+        // Report the code of whoever closed first; a vanished peer is 1006.
+        let (code, reason) = peer_close
+            .or_else(|| conn.close_requested())
+            .unwrap_or((close_code::ABNORMAL, String::new()));
+        // Counted before the socket leaves the namespace: whoever sees it gone sees it counted.
+        conn.shared.stats.record_closed(code);
+        ns.remove(&conn);
+        if let Err(e) = guarded(async {
+            service.on_close(&socket, code, &reason).await;
+            Ok(())
+        })
+        .await
+        {
+            conn.shared.stats.record_handler_error();
+            tracing::error!(target: "asena::ws", socket_id = %conn.id, error = %e, "on_close failed");
+        }
+        tracing::debug!(target: "asena::ws", code, reason = %reason, "closed");
+
+        // Let the writer flush the close frame, then make sure it is gone.
+        if conn.close_requested().is_none() {
+            conn.outbox.seal();
+        }
+        let grace = tokio::time::sleep(CLOSE_GRACE);
+        tokio::pin!(grace);
+        // The writer notifies `wake_reader` as it exits (a permit is kept if nobody waits yet).
+        while !conn.outbox.writer_done() {
+            tokio::select! {
+                _ = conn.wake_reader.notified() => {}
+                _ = &mut grace => break,
+            }
+        }
+        conn.outbox.abort_writer();
+        drop(live);
     }
+}
 
-    if let Err(e) = guarded(service.on_open(&socket)).await {
-        handler_failed(&conn, "on_open", &e);
+/// Drops a writer spawner that was never used (it holds the connection) when the reader
+/// ends, however it ends.
+struct SpawnerGuard<'a>(&'a Conn);
+
+impl Drop for SpawnerGuard<'_> {
+    fn drop(&mut self) {
+        self.0.outbox.drop_spawner();
     }
+}
 
-    // The message loop runs with a task-local tally for its handlers' sends (see `stats`).
-    let peer_close = stats::counting(read_loop(&service, &conn, &socket, &mut src, leftover)).await;
-
-    // Report the code of whoever closed first; a vanished peer is 1006.
-    let (code, reason) = peer_close
-        .or_else(|| conn.close_requested())
-        .unwrap_or((close_code::ABNORMAL, String::new()));
-    // Counted before the socket leaves the namespace: whoever sees it gone sees it counted.
-    conn.shared.stats.record_closed(code);
-    ns.remove(&conn);
-    if let Err(e) = guarded(async {
-        service.on_close(&socket, code, &reason).await;
-        Ok(())
+/// What spawns the connection's writer task: on the runtime of whoever hands it the socket
+/// first, in the connection's span.
+fn writer_spawner<S, W>(
+    service: Arc<S>,
+    socket: Socket<S::Data, S::Out>,
+    w: W,
+) -> crate::conn::outbox::Spawn
+where
+    S: WebSocketService,
+    W: Sink + 'static,
+{
+    let span = tracing::Span::current();
+    // The reader's runtime (a hand-over can come from any thread).
+    let runtime = Handle::current();
+    Box::new(move || {
+        runtime
+            .spawn(tracing::Instrument::instrument(
+                write_loop(service, socket, w),
+                span,
+            ))
+            .abort_handle()
     })
-    .await
-    {
-        conn.shared.stats.record_handler_error();
-        tracing::error!(target: "asena::ws", socket_id = %conn.id, error = %e, "on_close failed");
-    }
-    tracing::debug!(target: "asena::ws", code, reason = %reason, "closed");
-
-    // Let the writer flush the close frame, then make sure it is gone.
-    if conn.close_requested().is_none() {
-        conn.outbox.seal();
-    }
-    let abort = writer.abort_handle();
-    if tokio::time::timeout(CLOSE_GRACE, writer).await.is_err() {
-        abort.abort();
-    }
 }
 
 /// Reads and handles messages until the connection ends; returns the peer's close code and
 /// reason if the peer started the closing handshake. Every read's messages, and what their
 /// handlers sent, are added to the namespace's counters once they are handled.
-async fn read_loop<S, R>(
+///
+/// An `async move` block rather than an `async fn`, for the reason given at [`drive`].
+#[allow(clippy::manual_async_fn)]
+fn read_loop<S, R>(
     service: &Arc<S>,
     conn: &Arc<Conn>,
     socket: &Socket<S::Data, S::Out>,
     src: &mut R,
-    leftover: Bytes,
-) -> Option<(u16, String)>
+    mut buf: BytesMut,
+) -> impl Future<Output = Option<(u16, String)>>
 where
     S: WebSocketService,
     R: Source,
 {
-    let stats = &conn.shared.stats;
-    let limits = &conn.shared.limits;
-    let mut decoder = Decoder::new(limits.max_message_size, conn.deflate.as_ref());
-    // Copy what hyper read past the handshake and let go of its read buffer now: the
-    // `Bytes` is a view into hyper's 8 KiB buffer, and an async fn keeps its arguments alive
-    // until it returns, which for an idle socket is 8 KiB held for nothing.
-    let mut buf = if leftover.is_empty() {
-        BytesMut::new()
-    } else {
-        BytesMut::from(&leftover[..])
-    };
-    drop(leftover);
-    let mut alive = Liveness::new(limits, Instant::now());
-    // When the bytes being decoded were read: the arrival time of their messages.
-    let mut read_at = Instant::now();
-    let sleep = tokio::time::sleep_until(alive.deadline());
-    tokio::pin!(sleep);
-    let mut closing_since: Option<Instant> = None;
-    let mut grace_started = false;
-    // The close code and reason reported to on_close.
-    let mut peer_close: Option<(u16, String)> = None;
+    async move {
+        let stats = &conn.shared.stats;
+        let limits = &conn.shared.limits;
+        let mut decoder = Decoder::new(limits.max_message_size, conn.deflate.as_ref());
+        let mut alive = Liveness::new(Instant::now());
+        // When the bytes being decoded were read: the arrival time of their messages.
+        let mut read_at = Instant::now();
+        let sleep = tokio::time::sleep_until(alive.deadline(limits));
+        tokio::pin!(sleep);
+        let mut closing_since: Option<Instant> = None;
+        let mut grace_started = false;
+        // The close code and reason reported to on_close.
+        let mut peer_close: Option<(u16, String)> = None;
 
-    'outer: loop {
-        // The messages of this read and their payload bytes.
-        let (mut received, mut received_bytes) = (0u64, 0u64);
-        // Handle everything already buffered.
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(None) => break,
-                Ok(Some(Incoming::Data(message))) => {
-                    if received == 0 {
-                        stats::begin_read(stats, read_at);
+        'outer: loop {
+            // The messages of this read and their payload bytes.
+            let (mut received, mut received_bytes) = (0u64, 0u64);
+            // Handle everything already buffered.
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(None) => break,
+                    Ok(Some(Incoming::Data(message))) => {
+                        if received == 0 {
+                            stats::begin_read(stats, read_at);
+                        }
+                        received += 1;
+                        received_bytes += message.as_bytes().len() as u64;
+                        // Once a close is under way (ours, after a failed handler or `ws.close`,
+                        // or the peer's), buffered messages are not dispatched any more; after
+                        // our close frame, data from the peer is discarded (RFC 6455 §5.5.1).
+                        if conn.close_requested().is_none()
+                            && let Err(e) = guarded(service.__dispatch(socket, message)).await
+                        {
+                            handler_failed(conn, "on_message", &e);
+                        }
                     }
-                    received += 1;
-                    received_bytes += message.as_bytes().len() as u64;
-                    // Once a close is under way (ours, after a failed handler or `ws.close`,
-                    // or the peer's), buffered messages are not dispatched any more; after
-                    // our close frame, data from the peer is discarded (RFC 6455 §5.5.1).
-                    if conn.close_requested().is_none()
-                        && let Err(e) = guarded(service.__dispatch(socket, message)).await
-                    {
-                        handler_failed(conn, "on_message", &e);
+                    Ok(Some(Incoming::Ping(payload))) => conn.push_pong(&payload),
+                    Ok(Some(Incoming::Pong)) => {}
+                    Ok(Some(Incoming::Close(code, reason))) => {
+                        if conn.close_requested().is_none() {
+                            // The peer started the handshake: echo its code.
+                            let echo = if code == close_code::NO_STATUS {
+                                close_code::NORMAL
+                            } else {
+                                code
+                            };
+                            conn.close(echo, "");
+                            peer_close = Some((code, reason));
+                        }
+                        stats::end_read(stats, received, received_bytes);
+                        break 'outer;
+                    }
+                    Err(e) => {
+                        stats::end_read(stats, received, received_bytes);
+                        stats.record_protocol_error();
+                        tracing::warn!(
+                            target: "asena::ws",
+                            socket_id = %conn.id,
+                            path = %conn.path(),
+                            code = e.close_code(),
+                            reason = e.reason(),
+                            "closing socket after a bad frame"
+                        );
+                        conn.close(e.close_code(), e.reason());
+                        break 'outer;
                     }
                 }
-                Ok(Some(Incoming::Ping(payload))) => conn.push_pong(&payload),
-                Ok(Some(Incoming::Pong)) => {}
-                Ok(Some(Incoming::Close(code, reason))) => {
+            }
+            stats::end_read(stats, received, received_bytes);
+            if buf.is_empty() && buf.capacity() > 0 {
+                buf = BytesMut::new();
+            }
+            if closing_since.is_none() && conn.close_requested().is_some() {
+                let now = Instant::now();
+                closing_since = Some(now);
+                sleep.as_mut().reset(now + CLOSE_STALL);
+            }
+            if closing_since.is_some()
+                && !grace_started
+                && conn.close_written.load(Ordering::Acquire)
+            {
+                grace_started = true;
+                sleep.as_mut().reset(Instant::now() + CLOSE_GRACE);
+            }
+            tokio::select! {
+                biased;
+                _ = conn.wake_reader.notified() => {
+                    if conn.outbox.finished() && closing_since.is_none() {
+                        // The writer died (peer gone).
+                        break 'outer;
+                    }
+                }
+                _ = &mut sleep => {
+                    if closing_since.is_some() {
+                        break 'outer;
+                    }
+                    match alive.check(limits, Instant::now()) {
+                        Check::Wait => {}
+                        Check::Ping => {
+                            let _ = conn.push_wire(Frame::ping(b"").wire(), usize::MAX);
+                        }
+                        Check::Close(reason) => {
+                            tracing::debug!(target: "asena::ws", socket_id = %conn.id, reason, "closing a quiet socket");
+                            conn.close(close_code::GOING_AWAY, reason);
+                        }
+                    }
                     if conn.close_requested().is_none() {
-                        // The peer started the handshake: echo its code.
-                        let echo = if code == close_code::NO_STATUS {
-                            close_code::NORMAL
-                        } else {
-                            code
-                        };
-                        conn.close(echo, "");
-                        peer_close = Some((code, reason));
-                    }
-                    stats::end_read(stats, received, received_bytes);
-                    break 'outer;
-                }
-                Err(e) => {
-                    stats::end_read(stats, received, received_bytes);
-                    stats.record_protocol_error();
-                    tracing::warn!(
-                        target: "asena::ws",
-                        socket_id = %conn.id,
-                        path = %conn.path(),
-                        code = e.close_code(),
-                        reason = e.reason(),
-                        "closing socket after a bad frame"
-                    );
-                    conn.close(e.close_code(), e.reason());
-                    break 'outer;
-                }
-            }
-        }
-        stats::end_read(stats, received, received_bytes);
-        if buf.is_empty() && buf.capacity() > 0 {
-            buf = BytesMut::new();
-        }
-        if closing_since.is_none() && conn.close_requested().is_some() {
-            let now = Instant::now();
-            closing_since = Some(now);
-            sleep.as_mut().reset(now + CLOSE_STALL);
-        }
-        if closing_since.is_some() && !grace_started && conn.close_written.load(Ordering::Acquire) {
-            grace_started = true;
-            sleep.as_mut().reset(Instant::now() + CLOSE_GRACE);
-        }
-        tokio::select! {
-            biased;
-            _ = conn.wake_reader.notified() => {
-                if conn.outbox.finished() && closing_since.is_none() {
-                    // The writer died (peer gone).
-                    break 'outer;
-                }
-            }
-            _ = &mut sleep => {
-                if closing_since.is_some() {
-                    break 'outer;
-                }
-                match alive.check(Instant::now()) {
-                    Check::Wait => {}
-                    Check::Ping => {
-                        let _ = conn.push_wire(Frame::ping(b"").wire(), usize::MAX);
-                    }
-                    Check::Close(reason) => {
-                        tracing::debug!(target: "asena::ws", socket_id = %conn.id, reason, "closing a quiet socket");
-                        conn.close(close_code::GOING_AWAY, reason);
+                        sleep.as_mut().reset(alive.deadline(limits));
                     }
                 }
-                if conn.close_requested().is_none() {
-                    sleep.as_mut().reset(alive.deadline());
-                }
-            }
-            read = src.read(&mut buf) => match read {
-                Ok(0) | Err(_) => break 'outer,
-                Ok(_) => {
-                    read_at = Instant::now();
-                    alive.heard(read_at);
+                read = src.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => break 'outer,
+                    Ok(_) => {
+                        read_at = Instant::now();
+                        alive.heard(read_at);
+                    }
                 }
             }
         }
-    }
 
-    peer_close
+        peer_close
+    }
 }
 
 /// Decodes a message into the service's `receives` type and hands it to `on_message`, or
@@ -380,6 +465,9 @@ where
     W: Sink,
 {
     let conn = socket.as_socket_ref().conn.clone();
+    // However this task ends (done, aborted, or `on_drain` panicked), the reader waiting for
+    // it hears so at once, as it did from the `JoinHandle` it used to hold.
+    let _exit = WriterExit(&conn);
     let mut pending = Pending::default();
     loop {
         // Waits until the outbox hands the socket to this task (a flusher writes it
@@ -412,7 +500,16 @@ where
         }
     }
     conn.outbox.seal();
-    conn.wake_reader.notify_one();
+}
+
+/// Tells the reader the writer task is gone, when dropped.
+struct WriterExit<'a>(&'a Conn);
+
+impl Drop for WriterExit<'_> {
+    fn drop(&mut self) {
+        self.0.outbox.writer_exited();
+        self.0.wake_reader.notify_one();
+    }
 }
 
 /// Writes a batch taken from the outbox, minus the `skip` bytes a flusher already wrote:
