@@ -259,15 +259,21 @@ impl RedisTransport {
             }
             .run(subscriber),
         );
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        *running = Some(Running {
-            shutdown,
-            tasks: vec![pub_task, sub_task],
-        });
-        // Only after the tasks are registered, so `destroy` always finds them.
-        let _ = self.core.queue.set(tx);
+        self.running_with(shutdown, vec![pub_task, sub_task], tx);
         tracing::info!(target: "asena::transport", transport = "redis", url = %self.core.url, pod_id = %self.core.pod_id, "connected");
         Ok(())
+    }
+
+    /// Records the started tasks, then opens the outgoing queue: only after the tasks are
+    /// registered, so `destroy` always finds them.
+    fn running_with(
+        &self,
+        shutdown: watch::Sender<bool>,
+        tasks: Vec<JoinHandle<()>>,
+        queue: mpsc::Sender<Outbound>,
+    ) {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running { shutdown, tasks });
+        let _ = self.core.queue.set(queue);
     }
 
     async fn start_cluster(
@@ -321,12 +327,7 @@ impl RedisTransport {
             }
             .run(),
         );
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        *running = Some(Running {
-            shutdown,
-            tasks: vec![pub_task, sub_task],
-        });
-        let _ = self.core.queue.set(tx);
+        self.running_with(shutdown, vec![pub_task, sub_task], tx);
         tracing::info!(target: "asena::transport", transport = "redis-cluster", nodes = %self.core.url, pod_id = %self.core.pod_id, "connected");
         Ok(())
     }
