@@ -1,5 +1,6 @@
 //! Keeping connections honest, over real sockets: server pings keep a quiet but live client
-//! connected past the idle timeout, a peer that stops answering is closed, a peer that pings
+//! connected past the idle timeout, the namespace's one liveness timer runs only while it has
+//! sockets, a peer that stops answering is closed, a peer that pings
 //! without reading cannot grow its queue, nothing buffered is dispatched once a close is
 //! under way, and close codes that may not go on the wire never do.
 #![allow(clippy::unwrap_used)]
@@ -97,6 +98,31 @@ async fn pings_keep_a_quiet_live_client_past_the_idle_timeout() -> anyhow::Resul
         }
     }
     assert!(beat(&s).closed.lock().unwrap().is_empty());
+    s.stop().await
+}
+
+/// One timer per namespace pings and closes quiet sockets: it stops once the namespace has no
+/// sockets, and the next socket starts it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_liveness_sweep_stops_when_the_last_socket_leaves_and_starts_with_the_next()
+-> anyhow::Result<()> {
+    let s = start(
+        app()
+            .idle_timeout(None)
+            .ping(Some(Duration::from_millis(100)), Duration::from_secs(5)),
+    )
+    .await?;
+    let ns = s.app.namespace("/hb").unwrap();
+    assert!(!ns.__liveness_sweep_running(), "no sockets, no timer");
+    for round in 0..2 {
+        let mut stream = raw(&s).await?;
+        let (opcode, _) = frame(&mut stream).await?;
+        assert!(ns.__liveness_sweep_running(), "round {round}: started");
+        assert_eq!(opcode, 0x9, "round {round}: the quiet socket is pinged");
+        drop(stream);
+        eventually(|| ns.socket_count() == 0).await?;
+        eventually(|| !ns.__liveness_sweep_running()).await?;
+    }
     s.stop().await
 }
 

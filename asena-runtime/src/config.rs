@@ -19,6 +19,11 @@ pub enum SlowConsumer {
 }
 
 /// Per-connection limits of a namespace.
+///
+/// The three liveness durations (`idle_timeout`, `ping_interval`, `ping_timeout`) are checked
+/// by one timer per namespace, every quarter of the shortest of them (at least every second,
+/// at most every 10 ms): a ping or a close comes up to that much later than the duration
+/// says (with the defaults, within a second).
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest message accepted from a client (default 1 MiB); larger closes with 1009.

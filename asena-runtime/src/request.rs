@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 #[derive(Debug, Default)]
 pub(crate) struct RequestInfo {
     pub(crate) remote_addr: Option<SocketAddr>,
-    pub(crate) path: String,
+    pub(crate) path: Arc<str>,
     pub(crate) headers: Headers,
     pub(crate) query: Box<[(String, String)]>,
     pub(crate) params: Box<[(String, String)]>,

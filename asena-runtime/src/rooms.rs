@@ -118,6 +118,11 @@ impl<M: Member> RoomIndex<M> {
         }
     }
 
+    /// The room's name as the index holds it (one allocation shared by whoever keeps it).
+    pub fn name(&self, room: &str) -> Option<Arc<str>> {
+        self.rooms.get_key_value(room).map(|(name, _)| name.clone())
+    }
+
     /// The room, if it has members.
     pub fn get<Q: Borrow<str> + ?Sized>(&self, room: &Q) -> Option<&Room<M>> {
         self.rooms.get(room.borrow())

@@ -3,13 +3,17 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+
+use super::Conn;
 
 /// Read size per syscall.
 const READ_CHUNK: usize = 16 * 1024;
@@ -23,25 +27,37 @@ pub(crate) enum Io {
     Other(TokioIo<Upgraded>),
 }
 
-/// Where the reader gets bytes from.
+/// Where the reader gets bytes from. A poll, not a future: the reader waits on its socket,
+/// its wake-up signal and (when closing) a timer in one `poll_fn`, so an idle connection
+/// holds no read future.
 pub(crate) trait Source: Send {
-    fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
+    /// Appends what the socket has to `buf`; `Ok(0)` is the end of the stream.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
 }
 
-pub(crate) struct TcpSource(pub(crate) Arc<TcpStream>);
+/// The read side of a connection's plain TCP stream (which the connection holds).
+pub(crate) struct TcpSource(pub(crate) Arc<Conn>);
+
+/// The connection's TCP stream; attached before its reader and writer start.
+fn stream(conn: &Conn) -> io::Result<&TcpStream> {
+    conn.stream()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no TCP stream attached"))
+}
 
 impl Source for TcpSource {
-    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         loop {
             // Wait for readiness without holding a buffer, so idle sockets cost no read memory.
             // `poll_read_ready` (not `readable()`) stores our waker in the stream's read slot,
             // which drops the waker hyper left there when it read the upgrade request: that
             // stale waker would keep hyper's finished connection task (~1.1 KB) allocated for
             // as long as the socket stays idle.
-            std::future::poll_fn(|cx| self.0.poll_read_ready(cx)).await?;
-            match try_read_into(&self.0, buf) {
+            let stream = stream(&self.0)?;
+            ready!(stream.poll_read_ready(cx))?;
+            match try_read_into(stream, buf) {
+                // The readiness was stale (tokio cleared it): wait again.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return other,
+                other => return Poll::Ready(other),
             }
         }
     }
@@ -63,23 +79,24 @@ pub(crate) trait Sink: Send {
 
 /// The write side of a plain TCP stream, shared with the flushers (never both at once: the
 /// outbox says who owns the socket).
-pub(crate) struct TcpSink(pub(crate) Arc<TcpStream>);
+pub(crate) struct TcpSink(pub(crate) Arc<Conn>);
 
 impl Sink for TcpSink {
     async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
         loop {
-            let (n, stopped) = try_write_some(&self.0, buf);
+            let stream = stream(&self.0)?;
+            let (n, stopped) = try_write_some(stream, buf);
             buf = &buf[n..];
             match stopped {
                 None => return Ok(()),
-                Some(e) if e.kind() == io::ErrorKind::WouldBlock => self.0.writable().await?,
+                Some(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
                 Some(e) => return Err(e),
             }
         }
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
-        socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write)
+        socket2::SockRef::from(stream(&self.0)?).shutdown(std::net::Shutdown::Write)
     }
 }
 
@@ -112,8 +129,11 @@ impl<W: AsyncWrite + Unpin + Send> Sink for W {
 pub(crate) struct BufferedSource<R>(pub(crate) R);
 
 impl<R: AsyncRead + Unpin + Send> Source for BufferedSource<R> {
-    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        buf.reserve(4096);
-        self.0.read_buf(buf).await
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        let mut chunk = [0u8; READ_CHUNK];
+        let mut read = ReadBuf::new(&mut chunk);
+        ready!(Pin::new(&mut self.0).poll_read(cx, &mut read))?;
+        buf.extend_from_slice(read.filled());
+        Poll::Ready(Ok(read.filled().len()))
     }
 }

@@ -12,7 +12,9 @@
 
 pub(crate) mod flush;
 pub(crate) mod io;
+pub(crate) mod liveness;
 pub(crate) mod outbox;
+pub(crate) mod signal;
 
 use std::any::Any;
 use std::fmt;
@@ -21,7 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
+use tokio::runtime::Handle;
 
 use crate::config::{Compression, Limits, SlowConsumer};
 use crate::frame::deflate::Deflate;
@@ -31,7 +33,9 @@ use crate::rooms::Member;
 use crate::shutdown::Tracker;
 use crate::stats::NamespaceStats;
 use flush::Flusher;
+use liveness::Liveness;
 use outbox::{Outbox, Pushed};
+use signal::Signal;
 
 /// What the connections of one namespace share.
 pub(crate) struct Shared {
@@ -44,6 +48,9 @@ pub(crate) struct Shared {
     pub(crate) flusher: Option<Arc<Flusher>>,
     /// Live connection tasks of the app, for graceful shutdown.
     pub(crate) tracker: Arc<Tracker>,
+    /// The runtime the connections' readers run on, where their writer tasks are spawned
+    /// (a hand-over to a writer can come from any thread). Set by the first reader.
+    pub(crate) runtime: OnceLock<Handle>,
 }
 
 impl fmt::Debug for Shared {
@@ -79,7 +86,10 @@ pub(crate) struct Conn {
     pub(crate) id: Arc<str>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) outbox: Outbox,
-    pub(crate) wake_reader: Notify,
+    /// Wakes the reader: a close was asked for, or the writer task ended.
+    pub(crate) wake_reader: Signal,
+    /// When the peer was last heard from, for the namespace's liveness sweep.
+    pub(crate) alive: Liveness,
     pub(crate) rooms: Mutex<Vec<Arc<str>>>,
     pub(crate) request: RequestInfo,
     pub(crate) data: Box<dyn Any + Send + Sync>,
@@ -90,8 +100,9 @@ pub(crate) struct Conn {
     /// The writer has put our close frame on the wire.
     pub(crate) close_written: AtomicBool,
     slow_reported: AtomicBool,
-    /// The plain TCP stream, shared by the reader, the writer and the flushers.
-    stream: OnceLock<Arc<TcpStream>>,
+    /// The plain TCP stream, shared by the reader, the writer and the flushers (held here,
+    /// not in an `Arc` of its own: one allocation less per connection).
+    stream: OnceLock<TcpStream>,
 }
 
 impl Member for Conn {
@@ -114,7 +125,8 @@ impl Conn {
             shared,
             deflate,
             outbox: Outbox::new(),
-            wake_reader: Notify::new(),
+            wake_reader: Signal::default(),
+            alive: Liveness::new(),
             rooms: Mutex::new(Vec::new()),
             request,
             data,
@@ -132,13 +144,13 @@ impl Conn {
 
     /// Serves this connection over a plain TCP stream: when the namespace has flushers,
     /// frames queued on an idle socket are written by them (see `flush.rs`).
-    pub(crate) fn attach_stream(&self, stream: Arc<TcpStream>) {
+    pub(crate) fn attach_stream(&self, stream: TcpStream) {
         if self.stream.set(stream).is_ok() && self.shared.flusher.is_some() {
             self.outbox.enable_direct();
         }
     }
 
-    pub(crate) fn stream(&self) -> Option<&Arc<TcpStream>> {
+    pub(crate) fn stream(&self) -> Option<&TcpStream> {
         self.stream.get()
     }
 
@@ -238,7 +250,7 @@ impl Conn {
         *closing = Some((code, reason.to_owned()));
         drop(closing);
         self.outbox.close(Frame::close(code, reason).wire().clone());
-        self.wake_reader.notify_one();
+        self.wake_reader.notify();
     }
 
     pub(crate) fn close_requested(&self) -> Option<(u16, String)> {

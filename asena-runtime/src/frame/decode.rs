@@ -79,7 +79,9 @@ pub(crate) struct Decoder {
     /// permessage-deflate (and their idle reader futures) should not carry.
     inflater: Option<Box<Inflater>>,
     frame: Option<InFrame>,
-    message: Option<Partial>,
+    /// Boxed: only a fragmented, compressed or not yet complete message has one, and every
+    /// idle connection's reader holds a decoder.
+    message: Option<Box<Partial>>,
 }
 
 impl Decoder {
@@ -222,13 +224,13 @@ impl Decoder {
         let mask = mask_at(buf, header_len);
         buf.advance(header_len);
         if self.message.is_none() {
-            self.message = Some(Partial {
+            self.message = Some(Box::new(Partial {
                 text: opcode == OP_TEXT,
                 compressed: rsv1,
                 data: Vec::with_capacity(len_usize.min(64 * 1024)),
                 utf8_valid: 0,
                 wire: 0,
-            });
+            }));
         }
         self.frame = Some(InFrame {
             fin,
@@ -254,7 +256,7 @@ impl Decoder {
         let limit = self.max_message;
         let message = self
             .message
-            .as_mut()
+            .as_deref_mut()
             .expect("invariant: a data frame belongs to a message");
         if message.compressed {
             message.wire += n;
@@ -278,7 +280,7 @@ impl Decoder {
         if !frame.fin {
             return Ok(Progress::FrameDone);
         }
-        let mut message = self
+        let mut message = *self
             .message
             .take()
             .expect("invariant: a data frame belongs to a message");

@@ -34,11 +34,13 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 mod error;
 mod inbound;
 mod socket;
+mod sweep;
 
 pub use error::{SendError, SendErrorCode};
 pub(crate) use inbound::Namespaces;
@@ -102,6 +104,8 @@ struct Inner {
     transport: Option<Arc<dyn Transport>>,
     /// State a protocol layered on the namespace keeps (the managed protocol's users).
     extension: OnceLock<Arc<dyn Any + Send + Sync>>,
+    /// The liveness sweep is running (see `sweep.rs`).
+    sweeping: AtomicBool,
 }
 
 impl<O> std::fmt::Debug for Namespace<O> {
@@ -140,6 +144,7 @@ impl Namespace {
                     stats: NamespaceStats::default(),
                     flusher: Flusher::current(),
                     tracker,
+                    runtime: OnceLock::new(),
                 }),
                 name: Arc::from(name),
                 topic: Arc::from(wire::namespace_topic(path)),
@@ -147,6 +152,7 @@ impl Namespace {
                 rooms: RwLock::new(RoomIndex::new()),
                 transport,
                 extension: OnceLock::new(),
+                sweeping: AtomicBool::new(false),
             }),
             _out: PhantomData,
         }
@@ -225,6 +231,15 @@ impl<O> Namespace<O> {
     /// Number of local sockets.
     pub fn socket_count(&self) -> usize {
         read(&self.inner.sockets).len()
+    }
+
+    /// Whether the namespace's liveness sweep (the one timer that pings and closes its quiet
+    /// sockets) is running: from its first socket until a tick finds none. For tests.
+    #[doc(hidden)]
+    pub fn __liveness_sweep_running(&self) -> bool {
+        self.inner
+            .sweeping
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn handle(&self, conn: &Arc<Conn>) -> SocketRef<O> {
@@ -394,19 +409,25 @@ impl<O> Namespace<O> {
             .count()
     }
 
-    pub(crate) fn join(&self, room: &str, conn: &Arc<Conn>) -> bool {
+    /// Adds `conn` to `room`; returns the room's name as the index holds it (for the
+    /// connection's own list, so it costs no copy) when it was not a member yet.
+    pub(crate) fn join(&self, room: &str, conn: &Arc<Conn>) -> Option<Arc<str>> {
         if room == wire::BROADCAST_ROOM {
             tracing::debug!(target: "asena::ws", socket_id = %conn.id, room, "the broadcast room cannot be joined by name");
-            return false;
+            return None;
         }
-        let change = write(&self.inner.rooms).join(room, conn.clone());
+        let (change, name) = {
+            let mut index = write(&self.inner.rooms);
+            let change = index.join(room, conn.clone());
+            (change, index.name(room))
+        };
         if change == Change::Room
             && let Some(t) = &self.inner.transport
             && wire::routes_by_interest(room)
         {
             t.subscribe(&wire::room_topic(&self.inner.topic, room));
         }
-        change != Change::None
+        name.filter(|_| change != Change::None)
     }
 
     pub(crate) fn leave(&self, room: &str, conn: &Conn) -> bool {
@@ -429,6 +450,7 @@ impl<O> Namespace<O> {
             return false;
         }
         sockets.insert(conn.id.clone(), conn);
+        sweep::ensure(&self.inner);
         true
     }
 

@@ -17,14 +17,17 @@ use crate::frame::{Frame, Json};
 use crate::request;
 
 /// The values middleware stored for a connection, with its id and path.
+///
+/// `id` and `path` are the connection's own strings, shared (not copies): they dereference
+/// to `&str`, and `.to_string()` makes an owned copy.
 #[derive(Debug, Clone, Default)]
 pub struct WebSocketData<T> {
     /// What the last middleware passed to `set_websocket_value` (or `T::default()`).
     pub values: T,
     /// The socket id (a UUID v7 string).
-    pub id: String,
+    pub id: Arc<str>,
     /// The request path the socket connected to.
-    pub path: String,
+    pub path: Arc<str>,
 }
 
 /// A handle to a connected socket, without the service's `Data` type. Cheap to clone.
@@ -171,11 +174,17 @@ impl<O> SocketRef<O> {
         if !self.is_open() {
             return false;
         }
-        let joined = self.ns.join(room, &self.conn);
-        if joined {
-            self.conn.rooms_lock().push(Arc::from(room));
+        let Some(name) = self.ns.join(room, &self.conn) else {
+            return false;
+        };
+        // Most sockets are in one or two rooms: the list grows one at a time up to four (a
+        // `Vec`'s first growth would make room for four at once), then as usual.
+        let mut rooms = self.conn.rooms_lock();
+        if rooms.capacity() < 4 {
+            rooms.reserve_exact(1);
         }
-        joined
+        rooms.push(name);
+        true
     }
 
     /// Leaves `room`. Returns false if the socket was not a member.

@@ -225,8 +225,8 @@ pub trait ErasedService: Send + Sync + 'static {
     fn make_data(
         &self,
         value: Option<WsValue>,
-        id: &str,
-        path: &str,
+        id: &Arc<str>,
+        path: &Arc<str>,
     ) -> std::result::Result<Box<dyn Any + Send + Sync>, TypeMismatch>;
     /// [`WebSocketService::PROTOCOLS`].
     fn protocols(&self) -> &'static [&'static str];
@@ -282,8 +282,8 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
     fn make_data(
         &self,
         value: Option<WsValue>,
-        id: &str,
-        path: &str,
+        id: &Arc<str>,
+        path: &Arc<str>,
     ) -> std::result::Result<Box<dyn Any + Send + Sync>, TypeMismatch> {
         let values = match value {
             None => S::Data::default(),
@@ -299,8 +299,8 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
         };
         Ok(Box::new(WebSocketData {
             values,
-            id: id.to_owned(),
-            path: path.to_owned(),
+            id: id.clone(),
+            path: path.clone(),
         }))
     }
 

@@ -8,16 +8,16 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use tokio::runtime::Handle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::WebSocketService;
 use crate::channel::Receives;
-use crate::config::Limits;
 use crate::conn::Conn;
 use crate::conn::io::{BufferedSource, Io, Sink, Source, TcpSink, TcpSource};
 use crate::conn::outbox::Pending;
@@ -32,7 +32,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a close may wait behind a peer that does not read (slow consumer) before the
 /// connection is dropped without the closing handshake.
 const CLOSE_STALL: Duration = Duration::from_secs(10);
-const FAR_FUTURE: Duration = Duration::from_secs(86400 * 365);
 
 /// The future that runs a connection to the end: `on_open`, every message, `on_close`.
 ///
@@ -44,18 +43,20 @@ pub(crate) fn run<S: WebSocketService>(
     socket: SocketRef,
     io: Io,
 ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
-    let live = socket.conn.shared.tracker.enter();
+    let shared = &socket.conn.shared;
+    let live = shared.tracker.enter();
+    shared.runtime.get_or_init(Handle::current);
+    let socket = Socket::<S::Data, S::Out>::new(socket.retype());
     match io {
         Io::Tcp { stream, leftover } => {
-            let stream = Arc::new(stream);
-            socket.conn.attach_stream(stream.clone());
+            let conn = socket.as_socket_ref().conn.clone();
+            conn.attach_stream(stream);
             Box::pin(drive(
                 service,
                 socket,
                 live,
-                TcpSource(stream.clone()),
-                TcpSink(stream),
-                read_buffer(leftover),
+                Reader::new(TcpSource(conn.clone()), read_buffer(leftover)),
+                TcpSink(conn),
             ))
         }
         Io::Other(io) => {
@@ -64,9 +65,8 @@ pub(crate) fn run<S: WebSocketService>(
                 service,
                 socket,
                 live,
-                BufferedSource(r),
+                Reader::new(BufferedSource(r), BytesMut::new()),
                 w,
-                BytesMut::new(),
             ))
         }
     }
@@ -83,62 +83,45 @@ fn read_buffer(leftover: Bytes) -> BytesMut {
     }
 }
 
-/// When a connection is pinged, and when it is closed for being quiet (the durations are
-/// the namespace's [`Limits`](crate::config::Limits), not copied per connection).
-struct Liveness {
-    last_heard: Instant,
-    /// When our unanswered ping went out.
-    pinged: Option<Instant>,
+/// The read side of a connection: the socket and what was read from it and not yet decoded.
+struct Reader<R> {
+    src: R,
+    buf: BytesMut,
 }
 
-/// What the reader does when its timer fires.
-enum Check {
-    Wait,
-    Ping,
-    Close(&'static str),
+impl<R: Source> Reader<R> {
+    fn new(src: R, buf: BytesMut) -> Reader<R> {
+        Reader { src, buf }
+    }
 }
 
-impl Liveness {
-    fn new(now: Instant) -> Liveness {
-        Liveness {
-            last_heard: now,
-            pinged: None,
+/// What ended the reader's wait.
+enum Woke {
+    /// `Conn::wake_reader`: a close was asked for, or the writer task ended.
+    Signal,
+    /// The closing handshake's timer ran out.
+    Timer,
+    Read(io::Result<usize>),
+}
+
+/// Waits for the reader's signal, its closing timer (when closing) and its socket, in that
+/// order, in one poll: an idle connection holds no future for any of them.
+fn wait<'a, R: Source>(
+    conn: &'a Conn,
+    timer: &'a mut Option<Pin<Box<Sleep>>>,
+    reader: &'a mut Reader<R>,
+) -> impl Future<Output = Woke> + 'a {
+    std::future::poll_fn(move |cx| {
+        if conn.wake_reader.poll(cx).is_ready() {
+            return Poll::Ready(Woke::Signal);
         }
-    }
-
-    /// Anything from the peer (a pong included) counts as a sign of life.
-    fn heard(&mut self, now: Instant) {
-        self.last_heard = now;
-        self.pinged = None;
-    }
-
-    fn deadline(&self, limits: &Limits) -> Instant {
-        let far = self.last_heard + FAR_FUTURE;
-        let idle = limits.idle_timeout.map_or(far, |d| self.last_heard + d);
-        let ping = match (self.pinged, limits.ping_interval) {
-            (Some(at), _) => at + limits.ping_timeout,
-            (None, Some(every)) => self.last_heard + every,
-            (None, None) => far,
-        };
-        idle.min(ping)
-    }
-
-    fn check(&mut self, limits: &Limits, now: Instant) -> Check {
-        if limits
-            .idle_timeout
-            .is_some_and(|d| now >= self.last_heard + d)
+        if let Some(timer) = timer
+            && timer.as_mut().poll(cx).is_ready()
         {
-            return Check::Close("Idle timeout");
+            return Poll::Ready(Woke::Timer);
         }
-        match (self.pinged, limits.ping_interval) {
-            (Some(at), _) if now >= at + limits.ping_timeout => Check::Close("Ping timeout"),
-            (None, Some(every)) if now >= self.last_heard + every => {
-                self.pinged = Some(now);
-                Check::Ping
-            }
-            _ => Check::Wait,
-        }
-    }
+        reader.src.poll_read(cx, &mut reader.buf).map(Woke::Read)
+    })
 }
 
 /// Runs a handler future, turning panics into errors. The handler's future is boxed: held
@@ -187,15 +170,16 @@ fn handler_failed(conn: &Arc<Conn>, handler: &'static str, err: &BoxError) {
 ///
 /// An `async move` block rather than an `async fn`: an `async fn` copies each argument into a
 /// local of its future and keeps both for as long as it runs (a block uses them in place),
-/// and this future is what every idle connection holds.
+/// and this future is what every idle connection holds. For the same reason it keeps no
+/// copies of what `socket` leads to (the connection, the namespace): each use reaches them
+/// through it.
 #[allow(clippy::manual_async_fn)]
 fn drive<S, R, W>(
     service: Arc<S>,
-    handle: SocketRef,
+    socket: Socket<S::Data, S::Out>,
     live: LiveGuard,
-    mut src: R,
+    mut reader: Reader<R>,
     w: W,
-    buf: BytesMut,
 ) -> impl Future<Output = ()>
 where
     S: WebSocketService,
@@ -203,26 +187,25 @@ where
     W: Sink + 'static,
 {
     async move {
-        let conn = handle.conn.clone();
-        let ns = handle.ns.clone();
-        let socket = Socket::<S::Data, S::Out>::new(handle.retype());
+        let conn = &socket.as_socket_ref().conn;
         // The writer task is spawned when the outbox first hands it the socket (see `Writer` in
         // `conn/outbox.rs`); the spawner holds the socket, so it is dropped when this returns.
-        let _spawner = SpawnerGuard(&conn);
+        let _spawner = SpawnerGuard(conn);
         conn.outbox
             .spawn_writer_lazily(writer_spawner(service.clone(), socket.clone(), w));
         tracing::debug!(target: "asena::ws", socket_id = %conn.id, path = %conn.path(), "open");
-        if ns.path().contains('{') {
+        if socket.as_socket_ref().ns.path().contains('{') {
             // A parametrised service: the concrete path is a room (see `Namespace`).
             socket.subscribe(&conn.request.path);
         }
 
         if let Err(e) = guarded(service.on_open(&socket)).await {
-            handler_failed(&conn, "on_open", &e);
+            handler_failed(conn, "on_open", &e);
         }
 
         // The message loop runs with a task-local tally for its handlers' sends (see `stats`).
-        let peer_close = stats::counting(read_loop(&service, &conn, &socket, &mut src, buf)).await;
+        let peer_close = stats::counting(read_loop(&service, &socket, &mut reader)).await;
+        drop(reader);
 
         // Report the code of whoever closed first; a vanished peer is 1006.
         let (code, reason) = peer_close
@@ -230,7 +213,7 @@ where
             .unwrap_or((close_code::ABNORMAL, String::new()));
         // Counted before the socket leaves the namespace: whoever sees it gone sees it counted.
         conn.shared.stats.record_closed(code);
-        ns.remove(&conn);
+        socket.as_socket_ref().ns.remove(conn);
         if let Err(e) = guarded(async {
             service.on_close(&socket, code, &reason).await;
             Ok(())
@@ -246,13 +229,15 @@ where
         if conn.close_requested().is_none() {
             conn.outbox.seal();
         }
-        let grace = tokio::time::sleep(CLOSE_GRACE);
-        tokio::pin!(grace);
-        // The writer notifies `wake_reader` as it exits (a permit is kept if nobody waits yet).
+        let mut grace = Box::pin(tokio::time::sleep(CLOSE_GRACE));
+        // The writer notifies `wake_reader` as it exits (kept if nobody waits yet).
         while !conn.outbox.writer_done() {
-            tokio::select! {
-                _ = conn.wake_reader.notified() => {}
-                _ = &mut grace => break,
+            let timed_out = std::future::poll_fn(|cx| match conn.wake_reader.poll(cx) {
+                Poll::Ready(()) => Poll::Ready(false),
+                Poll::Pending => grace.as_mut().poll(cx).map(|()| true),
+            });
+            if timed_out.await {
+                break;
             }
         }
         conn.outbox.abort_writer();
@@ -270,8 +255,9 @@ impl Drop for SpawnerGuard<'_> {
     }
 }
 
-/// What spawns the connection's writer task: on the runtime of whoever hands it the socket
-/// first, in the connection's span.
+/// What spawns the connection's writer task: on the runtime its reader runs on, in a span
+/// with the connection's fields (whoever hands the socket over first may be in any span,
+/// on any thread).
 fn writer_spawner<S, W>(
     service: Arc<S>,
     socket: Socket<S::Data, S::Out>,
@@ -281,89 +267,97 @@ where
     S: WebSocketService,
     W: Sink + 'static,
 {
-    let span = tracing::Span::current();
-    // The reader's runtime (a hand-over can come from any thread).
-    let runtime = Handle::current();
     Box::new(move || {
-        runtime
-            .spawn(tracing::Instrument::instrument(
-                write_loop(service, socket, w),
-                span,
-            ))
-            .abort_handle()
+        let span = connection_span(&socket.as_socket_ref().conn);
+        let runtime = socket.as_socket_ref().conn.shared.runtime.get().cloned();
+        let spawn = tracing::Instrument::instrument(write_loop(service, socket, w), span);
+        match runtime {
+            Some(runtime) => runtime.spawn(spawn),
+            None => tokio::spawn(spawn),
+        }
+        .abort_handle()
     })
+}
+
+/// The span every log line of a connection's tasks is in: its id, path and peer.
+pub(crate) fn connection_span(conn: &Conn) -> tracing::Span {
+    tracing::info_span!(
+        target: "asena::ws",
+        "connection",
+        socket_id = %conn.id,
+        path = %conn.request.path,
+        remote = ?conn.request.remote_addr,
+    )
 }
 
 /// Reads and handles messages until the connection ends; returns the peer's close code and
 /// reason if the peer started the closing handshake. Every read's messages, and what their
 /// handlers sent, are added to the namespace's counters once they are handled.
 ///
-/// An `async move` block rather than an `async fn`, for the reason given at [`drive`].
+/// Once a close is under way (ours, after a failed handler, `ws.close` or the liveness
+/// sweep; or the peer's), buffered messages are not dispatched any more; after our close
+/// frame, data from the peer is discarded (RFC 6455 §5.5.1) while we wait for its close
+/// frame: at most [`CLOSE_STALL`] for ours to be written, then [`CLOSE_GRACE`].
+///
+/// An `async move` block rather than an `async fn`, for the reason given at [`drive`]. What
+/// it holds while idle is kept small on purpose (see "Memory per connection" in
+/// ARCHITECTURE.md): no timer (the namespace's liveness sweep pings and closes quiet sockets),
+/// no wait futures (see [`wait`]), and the closing timer is boxed, made only when closing.
 #[allow(clippy::manual_async_fn)]
-fn read_loop<S, R>(
-    service: &Arc<S>,
-    conn: &Arc<Conn>,
-    socket: &Socket<S::Data, S::Out>,
-    src: &mut R,
-    mut buf: BytesMut,
-) -> impl Future<Output = Option<(u16, String)>>
+fn read_loop<'a, S, R>(
+    service: &'a Arc<S>,
+    socket: &'a Socket<S::Data, S::Out>,
+    reader: &'a mut Reader<R>,
+) -> impl Future<Output = Option<(u16, String)>> + 'a
 where
     S: WebSocketService,
     R: Source,
 {
     async move {
-        let stats = &conn.shared.stats;
-        let limits = &conn.shared.limits;
-        let mut decoder = Decoder::new(limits.max_message_size, conn.deflate.as_ref());
-        let mut alive = Liveness::new(Instant::now());
+        let conn = &socket.as_socket_ref().conn;
+        let mut decoder = Decoder::new(conn.shared.limits.max_message_size, conn.deflate.as_ref());
         // When the bytes being decoded were read: the arrival time of their messages.
         let mut read_at = Instant::now();
-        let sleep = tokio::time::sleep_until(alive.deadline(limits));
-        tokio::pin!(sleep);
-        let mut closing_since: Option<Instant> = None;
+        // Set once a close is under way: first the stall limit, then the grace period.
+        let mut timer: Option<Pin<Box<Sleep>>> = None;
         let mut grace_started = false;
-        // The close code and reason reported to on_close.
-        let mut peer_close: Option<(u16, String)> = None;
 
-        'outer: loop {
+        loop {
             // The messages of this read and their payload bytes.
             let (mut received, mut received_bytes) = (0u64, 0u64);
             // Handle everything already buffered.
             loop {
-                match decoder.decode(&mut buf) {
+                let message = match decoder.decode(&mut reader.buf) {
                     Ok(None) => break,
                     Ok(Some(Incoming::Data(message))) => {
                         if received == 0 {
-                            stats::begin_read(stats, read_at);
+                            stats::begin_read(&conn.shared.stats, read_at);
                         }
                         received += 1;
                         received_bytes += message.as_bytes().len() as u64;
-                        // Once a close is under way (ours, after a failed handler or `ws.close`,
-                        // or the peer's), buffered messages are not dispatched any more; after
-                        // our close frame, data from the peer is discarded (RFC 6455 §5.5.1).
-                        if conn.close_requested().is_none()
-                            && let Err(e) = guarded(service.__dispatch(socket, message)).await
-                        {
-                            handler_failed(conn, "on_message", &e);
-                        }
+                        message
                     }
-                    Ok(Some(Incoming::Ping(payload))) => conn.push_pong(&payload),
-                    Ok(Some(Incoming::Pong)) => {}
+                    Ok(Some(Incoming::Ping(payload))) => {
+                        conn.push_pong(&payload);
+                        continue;
+                    }
+                    Ok(Some(Incoming::Pong)) => continue,
                     Ok(Some(Incoming::Close(code, reason))) => {
-                        if conn.close_requested().is_none() {
-                            // The peer started the handshake: echo its code.
-                            let echo = if code == close_code::NO_STATUS {
-                                close_code::NORMAL
-                            } else {
-                                code
-                            };
-                            conn.close(echo, "");
-                            peer_close = Some((code, reason));
+                        stats::end_read(&conn.shared.stats, received, received_bytes);
+                        if conn.close_requested().is_some() {
+                            return None;
                         }
-                        stats::end_read(stats, received, received_bytes);
-                        break 'outer;
+                        // The peer started the handshake: echo its code.
+                        let echo = if code == close_code::NO_STATUS {
+                            close_code::NORMAL
+                        } else {
+                            code
+                        };
+                        conn.close(echo, "");
+                        return Some((code, reason));
                     }
                     Err(e) => {
+                        let stats = &conn.shared.stats;
                         stats::end_read(stats, received, received_bytes);
                         stats.record_protocol_error();
                         tracing::warn!(
@@ -375,63 +369,42 @@ where
                             "closing socket after a bad frame"
                         );
                         conn.close(e.close_code(), e.reason());
-                        break 'outer;
+                        return None;
+                    }
+                };
+                if conn.close_requested().is_none() {
+                    // The handler's boxed future holds the message: counted in the arm above,
+                    // `message` is never borrowed, so its slot is not kept across the await.
+                    if let Err(e) = guarded(service.__dispatch(socket, message)).await {
+                        handler_failed(conn, "on_message", &e);
                     }
                 }
             }
-            stats::end_read(stats, received, received_bytes);
-            if buf.is_empty() && buf.capacity() > 0 {
-                buf = BytesMut::new();
+            stats::end_read(&conn.shared.stats, received, received_bytes);
+            if reader.buf.is_empty() && reader.buf.capacity() > 0 {
+                reader.buf = BytesMut::new();
             }
-            if closing_since.is_none() && conn.close_requested().is_some() {
-                let now = Instant::now();
-                closing_since = Some(now);
-                sleep.as_mut().reset(now + CLOSE_STALL);
+            if timer.is_none() && conn.close_requested().is_some() {
+                timer = Some(Box::pin(tokio::time::sleep(CLOSE_STALL)));
             }
-            if closing_since.is_some()
+            if let Some(timer) = &mut timer
                 && !grace_started
                 && conn.close_written.load(Ordering::Acquire)
             {
                 grace_started = true;
-                sleep.as_mut().reset(Instant::now() + CLOSE_GRACE);
+                timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
             }
-            tokio::select! {
-                biased;
-                _ = conn.wake_reader.notified() => {
-                    if conn.outbox.finished() && closing_since.is_none() {
-                        // The writer died (peer gone).
-                        break 'outer;
-                    }
-                }
-                _ = &mut sleep => {
-                    if closing_since.is_some() {
-                        break 'outer;
-                    }
-                    match alive.check(limits, Instant::now()) {
-                        Check::Wait => {}
-                        Check::Ping => {
-                            let _ = conn.push_wire(Frame::ping(b"").wire(), usize::MAX);
-                        }
-                        Check::Close(reason) => {
-                            tracing::debug!(target: "asena::ws", socket_id = %conn.id, reason, "closing a quiet socket");
-                            conn.close(close_code::GOING_AWAY, reason);
-                        }
-                    }
-                    if conn.close_requested().is_none() {
-                        sleep.as_mut().reset(alive.deadline(limits));
-                    }
-                }
-                read = src.read(&mut buf) => match read {
-                    Ok(0) | Err(_) => break 'outer,
-                    Ok(_) => {
-                        read_at = Instant::now();
-                        alive.heard(read_at);
-                    }
+            match wait(conn, &mut timer, reader).await {
+                // The writer died (peer gone) before any close.
+                Woke::Signal if conn.outbox.finished() && timer.is_none() => return None,
+                Woke::Signal => {}
+                Woke::Timer | Woke::Read(Ok(0) | Err(_)) => return None,
+                Woke::Read(Ok(_)) => {
+                    read_at = Instant::now();
+                    conn.alive.heard(read_at);
                 }
             }
         }
-
-        peer_close
     }
 }
 
@@ -508,7 +481,7 @@ struct WriterExit<'a>(&'a Conn);
 impl Drop for WriterExit<'_> {
     fn drop(&mut self) {
         self.0.outbox.writer_exited();
-        self.0.wake_reader.notify_one();
+        self.0.wake_reader.notify();
     }
 }
 

@@ -314,8 +314,9 @@ async fn admit(
     }
     let (parts, params, typed_params, query, value, extra_headers) = ctx.into_parts();
 
-    let id = uuid::Uuid::now_v7().to_string();
-    let path = parts.uri.path().to_owned();
+    // One copy of each, shared by the connection and its `WebSocketData`.
+    let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
+    let path: Arc<str> = Arc::from(parts.uri.path());
     let data = match ep.service.make_data(value, &id, &path) {
         Ok(data) => data,
         Err(mismatch) => {
@@ -347,7 +348,7 @@ async fn admit(
         None
     };
     let conn = Arc::new(Conn::new(
-        Arc::from(id.as_str()),
+        id,
         ep.ns.shared().clone(),
         request,
         data,
@@ -358,13 +359,7 @@ async fn admit(
     let ns = ep.ns.clone();
     let shutting_down = ep.shutting_down.clone();
     // Every log line of the connection carries its id, path and peer.
-    let span = tracing::info_span!(
-        target: "asena::ws",
-        "connection",
-        socket_id = %conn.id,
-        path = %conn.request.path,
-        remote = ?conn.request.remote_addr,
-    );
+    let span = super::run::connection_span(&conn);
     tokio::spawn(tracing::Instrument::instrument(
         async move {
             let upgraded = match on_upgrade.await {
