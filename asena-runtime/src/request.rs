@@ -48,6 +48,10 @@ pub(crate) fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
 /// it. [`Headers::map`] builds the `HeaderMap` on first use; [`Headers::get`] reads the
 /// packed form directly. Copying also lets go of hyper's 8 KiB read buffer, which the
 /// request's own header values are views into.
+///
+/// The headers of the handshake itself ([`HANDSHAKE_ONLY`]) are left out: they only say that
+/// this was a WebSocket upgrade (what it negotiated is the socket's state), and in a
+/// typical upgrade they are most of the bytes every socket would keep.
 #[derive(Default)]
 pub(crate) struct Headers {
     /// Per header, in order: a sensitivity flag byte, the name's and the value's lengths
@@ -56,14 +60,27 @@ pub(crate) struct Headers {
     map: OnceLock<Box<HeaderMap>>,
 }
 
+/// Upgrade request headers a socket does not keep (see [`Headers`]).
+pub(crate) const HANDSHAKE_ONLY: [HeaderName; 5] = [
+    http::header::CONNECTION,
+    http::header::UPGRADE,
+    http::header::SEC_WEBSOCKET_KEY,
+    http::header::SEC_WEBSOCKET_VERSION,
+    http::header::SEC_WEBSOCKET_EXTENSIONS,
+];
+
 impl Headers {
     pub(crate) fn new(headers: &HeaderMap) -> Headers {
-        let len = headers
-            .iter()
+        let kept = || {
+            headers
+                .iter()
+                .filter(|(name, _)| !HANDSHAKE_ONLY.contains(name))
+        };
+        let len = kept()
             .map(|(name, value)| 9 + name.as_str().len() + value.len())
             .sum();
         let mut packed = Vec::with_capacity(len);
-        for (name, value) in headers {
+        for (name, value) in kept() {
             let (name, sensitive, value) = (name.as_str(), value.is_sensitive(), value.as_bytes());
             packed.push(u8::from(sensitive));
             packed.extend_from_slice(&(name.len() as u32).to_le_bytes());
@@ -170,5 +187,22 @@ mod tests {
         let empty = Headers::new(&HeaderMap::new());
         assert_eq!(empty.get("host"), None);
         assert!(empty.map().is_empty());
+    }
+
+    #[test]
+    fn the_handshake_headers_are_not_kept() {
+        let mut map = HeaderMap::new();
+        map.insert("host", HeaderValue::from_static("example.com:80"));
+        for name in &HANDSHAKE_ONLY {
+            map.insert(name, HeaderValue::from_static("x"));
+        }
+        map.insert("sec-websocket-protocol", HeaderValue::from_static("chat"));
+        let headers = Headers::new(&map);
+        for name in &HANDSHAKE_ONLY {
+            assert_eq!(headers.get(name.as_str()), None, "{name}");
+        }
+        assert_eq!(headers.get("host"), Some("example.com:80"));
+        assert_eq!(headers.get("sec-websocket-protocol"), Some("chat"));
+        assert_eq!(headers.map().len(), 2);
     }
 }

@@ -8,7 +8,9 @@
 //! all point to. Sending to a connection is [`Conn::push`]: the frame's encoded bytes go into
 //! the [`outbox`](outbox) and, on an idle plain-TCP socket, the connection is put on a
 //! [`flush`](flush) list. The reader and writer loops that drive a connection are in
-//! `ws/run.rs`; the raw socket I/O they and the flushers share is in [`io`](io).
+//! `ws/run.rs`; the raw socket I/O they and the flushers share is in [`io`](io). The reader
+//! is woken through a [`signal`](signal), and records when it last heard from the peer in
+//! its [`liveness`](liveness) timestamps, which the namespace's sweep reads.
 
 pub(crate) mod flush;
 pub(crate) mod io;

@@ -24,7 +24,8 @@
 //! socket whose send buffer is full is handed, with the unwritten rest, to its own writer
 //! task, which waits until it is writable; the closing handshake and `on_drain` are the
 //! writer task's too, and the queue records who owns the socket so writes never interleave.
-//! Idle sockets hold no read buffer (reads wait for readiness first) and no handshake data;
+//! Idle sockets hold no read buffer (reads wait for readiness first), no timer (one sweep per
+//! namespace pings and closes quiet sockets, see `sweep.rs`) and no handshake data;
 //! the upgrade request's headers are kept packed, and the reader's future holds no handler
 //! future while idle (handlers' futures are boxed while they run). Where the bytes of an
 //! idle connection go, component by component, is in ARCHITECTURE.md ("Memory per

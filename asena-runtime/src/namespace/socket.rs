@@ -100,7 +100,10 @@ impl<O> SocketRef<O> {
         self.conn.request.remote_addr
     }
 
-    /// Headers of the upgrade request.
+    /// Headers of the upgrade request, without those of the handshake itself (`Connection`,
+    /// `Upgrade`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version`, `Sec-WebSocket-Extensions`),
+    /// which every socket would otherwise keep for nothing: middleware, which runs before
+    /// the upgrade, sees them all.
     pub fn headers(&self) -> &HeaderMap {
         self.conn.request.headers.map()
     }
