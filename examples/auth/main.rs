@@ -10,12 +10,9 @@ mod app;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if std::env::args().any(|a| a == "--asyncapi") {
+    if asena_runtime::Asena::asyncapi_requested() {
         // The protocol as an AsyncAPI 3.0 document, on stdout.
-        let app = app::builder().build().await?;
-        let json = serde_json::to_string_pretty(&app.asyncapi())?;
-        std::io::Write::write_all(&mut std::io::stdout(), format!("{json}\n").as_bytes())?;
-        return Ok(());
+        return Ok(app::builder().build().await?.print_asyncapi()?);
     }
     tracing_subscriber::fmt()
         .with_env_filter(

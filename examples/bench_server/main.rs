@@ -184,12 +184,9 @@ impl Middleware for InspectorToken {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    if std::env::args().any(|a| a == "--asyncapi") {
+    if Asena::asyncapi_requested() {
         // The protocol as an AsyncAPI 3.0 document, on stdout.
-        let app = builder().build().await?;
-        let json = serde_json::to_string_pretty(&app.asyncapi())?;
-        std::io::Write::write_all(&mut std::io::stdout(), format!("{json}\n").as_bytes())?;
-        return Ok(());
+        return Ok(builder().build().await?.print_asyncapi()?);
     }
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let builder = match std::env::var("ASENA_TRANSPORT") {
