@@ -99,16 +99,9 @@ async fn until_marker(
     .with_context(|| format!("no marker {marker:?}"))?
 }
 
-/// Polls `check` every 50 ms until it returns true; fails after [`POLL_DEADLINE`].
+/// Polls `check` until it returns true; fails after [`POLL_DEADLINE`].
 async fn poll_until(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
-    while !check() {
-        if tokio::time::Instant::now() >= deadline {
-            bail!("timed out waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
+    asena_tests::within(POLL_DEADLINE, what, async || check()).await
 }
 
 /// A plain Redis client subscribed to every `ws:*` channel, as a fleet's server would be.
@@ -538,14 +531,11 @@ impl PrivateRedis {
 
     async fn ready(&self) -> anyhow::Result<()> {
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
-        let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            if tokio::time::Instant::now() >= deadline {
-                bail!("redis-server on {} never accepted", self.port);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+        let what = format!("redis-server on {} accepting", self.port);
+        asena_tests::within(POLL_DEADLINE, &what, async || {
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+        })
+        .await
     }
 
     fn kill(&mut self) {

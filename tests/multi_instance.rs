@@ -168,22 +168,13 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Polls `check` every 50 ms until it returns true; fails after [`POLL_DEADLINE`].
+/// Polls `check` until it returns true; fails after [`POLL_DEADLINE`].
 async fn poll_until<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
-    loop {
-        if check().await {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("timed out waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    asena_tests::within(POLL_DEADLINE, what, async || check().await).await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -603,18 +594,11 @@ async fn no_leaks_across_cycles(kind: Kind) -> anyhow::Result<()> {
         );
         a.stop().await?;
         b.stop().await?;
-        let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
-        loop {
-            let now = broker.connections().await?;
-            if now == baseline {
-                break;
-            }
-            ensure!(
-                tokio::time::Instant::now() < deadline,
-                "cycle {cycle}: {now} connections left, baseline {baseline}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("cycle {cycle}: the broker back to {baseline} connections");
+        asena_tests::until_some(POLL_DEADLINE, &what, async || {
+            Ok((broker.connections().await? == baseline).then_some(()))
+        })
+        .await?;
     }
     Ok(())
 }
@@ -799,22 +783,19 @@ async fn room_subscribed(url: &str, port: u16) -> anyhow::Result<()> {
         return Ok(());
     }
     let metrics = format!("http://127.0.0.1:{port}/metrics");
-    let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
-    loop {
+    let what = format!("the chat on {port} subscribed to its room");
+    asena_tests::until_some(POLL_DEADLINE, &what, async || {
         let text = asena_tests::http_request(
             hyper::Request::get(metrics.as_str()).body(Default::default())?,
         )
         .await?
         .body;
-        if text.lines().any(|l| l == "asena_transport_subscriptions 1") {
-            return Ok(());
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the chat on {port} never subscribed to its room"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        Ok(text
+            .lines()
+            .any(|l| l == "asena_transport_subscriptions 1")
+            .then_some(()))
+    })
+    .await
 }
 
 /// Runs the chat example on a free port with `ASENA_TRANSPORT=url`; returns it and its port.

@@ -368,18 +368,11 @@ async fn presence_in_redis_spans_instances() -> anyhow::Result<()> {
     alice.close().await?;
     alice2.close().await?;
     bob.close().await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
+    asena_tests::until_some(Duration::from_secs(5), "no user online", async || {
         let len: i64 = redis::cmd("HLEN").arg(&key).query_async(&mut redis).await?;
-        if len == 0 {
-            break;
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{len} users still online"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        Ok((len == 0).then_some(()))
+    })
+    .await?;
     let () = redis::cmd("DEL")
         .arg(&key)
         .arg(format!("{key}:version"))
