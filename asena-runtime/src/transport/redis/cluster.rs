@@ -234,19 +234,31 @@ impl Subscriber {
         }
     }
 
-    /// `SSUBSCRIBE`s each channel (all at once, one command each); failures go to `retry`.
-    async fn subscribe(&self, channels: Vec<String>, retry: &mut HashSet<String>) {
-        if channels.is_empty() {
-            return;
-        }
-        let results = join_all(channels.into_iter().map(|channel| {
-            let mut conn = self.conn.clone();
+    /// Runs `command` for each channel at once, one command per channel (the channels of
+    /// one command would have to share a hash slot); returns each channel's result.
+    async fn each_channel(
+        &self,
+        channels: Vec<String>,
+        command: impl AsyncFn(ClusterConnection, &str) -> redis::RedisResult<()>,
+    ) -> Vec<(String, redis::RedisResult<()>)> {
+        let command = &command;
+        join_all(channels.into_iter().map(|channel| {
+            let conn = self.conn.clone();
             async move {
-                let result = conn.ssubscribe(&channel).await;
+                let result = command(conn, &channel).await;
                 (channel, result)
             }
         }))
-        .await;
+        .await
+    }
+
+    /// `SSUBSCRIBE`s each channel (all at once, one command each); failures go to `retry`.
+    async fn subscribe(&self, channels: Vec<String>, retry: &mut HashSet<String>) {
+        let results = self
+            .each_channel(channels, async |mut conn, channel| {
+                conn.ssubscribe(channel).await
+            })
+            .await;
         for (channel, result) in results {
             if let Err(error) = result {
                 Counters::add(&self.counters.errors, 1);
@@ -259,17 +271,11 @@ impl Subscriber {
     /// `SUNSUBSCRIBE`s each channel; a failure is logged (the node is away, and so is the
     /// subscription).
     async fn unsubscribe(&self, channels: Vec<String>) {
-        if channels.is_empty() {
-            return;
-        }
-        let results = join_all(channels.into_iter().map(|channel| {
-            let mut conn = self.conn.clone();
-            async move {
-                let result = conn.sunsubscribe(&channel).await;
-                (channel, result)
-            }
-        }))
-        .await;
+        let results = self
+            .each_channel(channels, async |mut conn, channel| {
+                conn.sunsubscribe(channel).await
+            })
+            .await;
         for (channel, result) in results {
             if let Err(error) = result {
                 tracing::debug!(target: "asena::transport", transport = "redis-cluster", %channel, %error, "room unsubscription failed");
