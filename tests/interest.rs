@@ -685,19 +685,41 @@ impl Drop for RedisCluster {
     }
 }
 
+/// Three instances of the fleet on `channel`, one on each node of `cluster` (rooms on sharded
+/// channels, or classic pub/sub by interest), route twenty room messages ([`route_twenty`]).
+/// Returns the instances, what c's transport received, and how many messages the nodes sent
+/// each other over the cluster bus meanwhile.
+async fn twenty_over_the_cluster(
+    cluster: &RedisCluster,
+    channel: &str,
+    sharded: bool,
+) -> anyhow::Result<([TestServer; 3], u64, u64)> {
+    let mut fleet = Vec::new();
+    for node in 0..3 {
+        let url = cluster.url(node);
+        fleet.push(if sharded {
+            sharded_instance(&url, channel).await?
+        } else {
+            instance(&url, channel, false).await?
+        });
+    }
+    let [a, b, c]: [TestServer; 3] = fleet
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("three instances"))?;
+    let bus = cluster.bus_publishes().await?;
+    let c_received = route_twenty(&a, &b, &c, true).await?;
+    let bus = cluster.bus_publishes().await? - bus;
+    Ok(([a, b, c], c_received, bus))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_a_three_node_redis_cluster_with_instances_on_different_nodes() -> anyhow::Result<()> {
     let cluster = RedisCluster::start().await?;
-    let channel = unique("cluster");
-    let a = instance(&cluster.url(0), &channel, false).await?;
-    let b = instance(&cluster.url(1), &channel, false).await?;
-    let c = instance(&cluster.url(2), &channel, false).await?;
-    let bus = cluster.bus_publishes().await?;
-    let c_received = route_twenty(&a, &b, &c, true).await?;
+    let ([a, b, c], c_received, bus) =
+        twenty_over_the_cluster(&cluster, &unique("cluster"), false).await?;
     assert_eq!(c_received, 2, "c's transport: {:?}", stats(&c));
     // Classic pub/sub: c received none of r's messages, but every node was sent every one
     // of them (the control for the sharded test below).
-    let bus = cluster.bus_publishes().await? - bus;
     assert!(bus >= 2 * 22, "{bus} messages over the cluster bus");
     for s in [a, b, c] {
         s.stop().await?;
@@ -710,16 +732,11 @@ async fn on_a_three_node_redis_cluster_with_instances_on_different_nodes() -> an
 async fn on_a_redis_cluster_sharded_rooms_stay_on_their_node() -> anyhow::Result<()> {
     let cluster = RedisCluster::start().await?;
     let channel = unique("sharded");
-    let a = sharded_instance(&cluster.url(0), &channel).await?;
-    let b = sharded_instance(&cluster.url(1), &channel).await?;
-    let c = sharded_instance(&cluster.url(2), &channel).await?;
-    let bus = cluster.bus_publishes().await?;
-    let c_received = route_twenty(&a, &b, &c, true).await?;
+    let ([a, b, c], c_received, bus) = twenty_over_the_cluster(&cluster, &channel, true).await?;
     assert_eq!(c_received, 2, "c's transport: {:?}", stats(&c));
     assert_eq!(stats(&b).received, 22, "b's transport: {:?}", stats(&b));
     // Only the message to one socket and the broadcast (the fleet channel, classic pub/sub)
     // crossed the bus, to the two other nodes each; r's 20 messages crossed none.
-    let bus = cluster.bus_publishes().await? - bus;
     assert!(bus <= 2 * 2, "{bus} messages over the cluster bus");
     // r's channel has its two subscribers (a and b) on the node that owns its slot, and q's
     // has c's; no other node has any.
