@@ -23,7 +23,7 @@ impl WebSocketService for Zipped {
     type Data = ();
     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
         let room = ws.query("room").unwrap_or("r").to_owned();
-        ws.subscribe(&room);
+        ws.subscribe(&room)?;
         ws.send("ready")?;
         Ok(())
     }

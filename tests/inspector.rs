@@ -48,7 +48,7 @@ impl WebSocketService for Hall {
             .map(str::to_owned)
             .collect();
         for room in &rooms {
-            ws.subscribe(room);
+            ws.subscribe(room)?;
         }
         ws.send_json(&json!({"type": "ready", "id": ws.id()}))?;
         Ok(())

@@ -34,7 +34,7 @@ impl WebSocketService for Hall {
     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
         for room in ws.query("rooms").unwrap_or("").split(',') {
             if !room.is_empty() {
-                ws.subscribe(room);
+                ws.subscribe(room)?;
             }
         }
         ws.send_json(&json!({"type": "ready", "id": ws.id()}))?;

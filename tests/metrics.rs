@@ -35,7 +35,7 @@ pub struct Lobby;
 impl WebSocketService for Lobby {
     type Data = ();
     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
-        ws.subscribe("lobby");
+        ws.subscribe("lobby")?;
         Ok(())
     }
     async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {

@@ -47,7 +47,7 @@ impl WebSocketService for Mi {
     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
         if let Some(room) = ws.query("room") {
             let room = room.to_owned();
-            ws.subscribe(&room);
+            ws.subscribe(&room)?;
         }
         ws.send_json(&json!({"type": "hello", "id": ws.id()}))?;
         Ok(())

@@ -29,7 +29,7 @@ macro_rules! room_service {
         impl WebSocketService for $name {
             type Data = ();
             async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
-                ws.subscribe("room");
+                ws.subscribe("room")?;
                 ws.send("joined")?;
                 Ok(())
             }

@@ -50,7 +50,7 @@ impl WebSocketService for Alpha {
     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
         for room in ws.query("rooms").unwrap_or_default().split(',') {
             if !room.is_empty() {
-                ws.subscribe(room);
+                ws.subscribe(room)?;
             }
         }
         ws.send_json(&json!({"type": "open", "id": ws.id()}))?;

@@ -24,7 +24,7 @@ impl WebSocketService for Compat {
     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
         if let Some(room) = ws.query("room") {
             let room = room.to_owned();
-            ws.subscribe(&room);
+            ws.subscribe(&room)?;
         }
         ws.send("hello")?;
         Ok(())
@@ -147,9 +147,12 @@ async fn our_broadcasts_and_room_messages_go_out_as_asena_topics() -> anyhow::Re
     assert_eq!(env.payload, vec![0u8, 159, 255]);
     assert!(env.binary);
 
-    // `to("__")` is the broadcast room, as in Asena.
-    ns.to(wire::BROADCAST_ROOM, "also to all")?;
-    assert_eq!(next_envelope(&mut sub).await?.topic, "compat.__");
+    // `__` is Asena's broadcast room on the wire, but no send may name it: a broadcast is
+    // `broadcast`, and nothing is published for the refused send.
+    assert!(ns.to(wire::BROADCAST_ROOM, "not to all").is_err());
+    ns.broadcast("also to all")?;
+    let env = next_envelope(&mut sub).await?;
+    assert_eq!((env.topic.as_str(), env.payload.as_slice()), ("compat.__", &b"also to all"[..]));
 
     server.stop().await
 }
@@ -245,12 +248,18 @@ async fn a_single_instance_has_no_transport_stats() -> anyhow::Result<()> {
         .unwrap()
         .broadcast("local")?;
     assert_eq!(c.recv_text().await?, "local");
-    // The broadcast room cannot be joined by name; sending to it reaches everyone.
+    // The broadcast room can be neither joined nor sent to by name: a broadcast is
+    // `broadcast`.
     let ns = server.app.namespace("/compat").unwrap();
     let sock = ns.sockets().remove(0);
-    assert!(!sock.subscribe(wire::BROADCAST_ROOM));
-    assert!(sock.subscribe("named"));
-    assert_eq!(ns.to(wire::BROADCAST_ROOM, "all of us")?, 1);
+    assert_eq!(
+        sock.subscribe(wire::BROADCAST_ROOM),
+        Err(asena_runtime::RoomError::Reserved)
+    );
+    assert_eq!(sock.subscribe("named"), Ok(true));
+    let refused = ns.to(wire::BROADCAST_ROOM, "all of us").unwrap_err();
+    assert_eq!(refused.code, asena_runtime::SendErrorCode::InvalidRoom);
+    assert_eq!(ns.to("named", "all of us")?, 1);
     assert_eq!(c.recv_text().await?, "all of us");
     server.stop().await
 }

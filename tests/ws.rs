@@ -92,7 +92,7 @@ impl WebSocketService for TestSocket {
                 ws.send(x)?
             }
             (Some("sub"), Some(room), _) => {
-                ws.subscribe(room);
+                ws.subscribe(room)?;
                 ws.send("ok")?
             }
             (Some("unsub"), Some(room), _) => {

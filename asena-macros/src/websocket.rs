@@ -110,6 +110,14 @@ fn validate_path(path: &LitStr) -> syn::Result<()> {
             ),
         ));
     }
+    if value.contains('.') {
+        return Err(syn::Error::new(
+            path.span(),
+            format!(
+                "`path` must not contain `.`, found `{value}`: instances name a room `<path>.<room>` between them, so a dot in the path would make `/a` room `b.x` and `/a.b` room `x` one channel\n{hint}"
+            ),
+        ));
+    }
     let mut depth = 0i32;
     for c in value.chars() {
         match c {
@@ -161,6 +169,7 @@ mod tests {
     #[test]
     fn path_rejects_query_and_bad_params() {
         assert!(err(quote!(path = "/a?b")).contains("without query"));
+        assert!(err(quote!(path = "/a.b")).contains("must not contain `.`"));
         assert!(err(quote!(path = "/a/{b")).contains("unbalanced"));
         assert!(err(quote!(path = "/a/{}")).contains("empty"));
     }

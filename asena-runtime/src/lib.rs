@@ -16,7 +16,7 @@
 //! impl WebSocketService for Echo {
 //!     type Data = ();
 //!     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
-//!         ws.subscribe("everyone");
+//!         ws.subscribe("everyone")?;
 //!         Ok(())
 //!     }
 //!     async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
@@ -249,6 +249,7 @@ pub use middleware::{Context, IntoStatusCode, Middleware, Next, Refusal, Scope};
 pub use namespace::{
     Namespace, RoomInfo, SendError, SendErrorCode, Socket, SocketRef, WebSocketData,
 };
+pub use rooms::{MAX_ROOM_NAME, RoomError, validate_room};
 pub use stats::{FanoutHistogram, NamespaceStats};
 #[cfg(feature = "nats")]
 pub use transport::NatsTransport;

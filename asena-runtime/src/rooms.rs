@@ -1,11 +1,124 @@
-//! The room index: which sockets are in which room.
+//! Rooms: which names a client may use, and the index of which sockets are in which room.
 //!
+//! # Names
+//! One address space holds three kinds of name, and they must never be confused:
+//! - **rooms** that clients join and publish to (`general`, `match-17`, `a.b`);
+//! - **socket ids** (UUIDs): a private send goes to the socket with that id, on whichever
+//!   instance holds it (a managed client is also in the room of its own id, Ignis's
+//!   convention, so server code reaching it through a room reaches only it);
+//! - **the framework's own names**: the broadcast room `__` (every socket of the namespace),
+//!   anything else starting with `__`, and the room of a socket's concrete path
+//!   (`/user/events/42`, which only the framework puts sockets in).
+//!
+//! [`validate_room`] is the one check a name from a client goes through: every join
+//! (`Socket::subscribe`, the managed protocol's `join`) and every publish on a socket's behalf
+//! (`Socket::publish`) calls it, so no client can join, publish to or otherwise name a room
+//! that is another socket's id or a reserved name. Server-side sends to a room
+//! (`Namespace::to`) may name a socket id (that reaches the socket) but no reserved name.
+//!
+//! # The index
 //! Each room keeps its members in a dense `Vec` (fan-out is a linear walk with no hashing)
 //! plus a slot map for O(1) removal. Rooms disappear when their last member leaves.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
+
+/// The longest room name, in bytes.
+pub const MAX_ROOM_NAME: usize = 256;
+
+/// Why a room name was refused ([`validate_room`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RoomError {
+    /// The name is empty.
+    Empty,
+    /// The name is longer than [`MAX_ROOM_NAME`] bytes.
+    TooLong,
+    /// The name is the framework's: `__` (the broadcast room) or another name starting with
+    /// `__`; for a client also a path (starting with `/`: the room of the sockets connected
+    /// at a parametrised service's concrete path, which only the framework fills).
+    Reserved,
+    /// The name is a socket id (any UUID): joining it would receive that socket's private
+    /// messages.
+    SocketId,
+    /// The name holds a control character (U+0000–U+001F, U+007F).
+    ControlCharacter,
+}
+
+impl RoomError {
+    /// A short stable name: `empty`, `too_long`, `reserved`, `socket_id`,
+    /// `control_character`.
+    pub fn code(self) -> &'static str {
+        match self {
+            RoomError::Empty => "empty",
+            RoomError::TooLong => "too_long",
+            RoomError::Reserved => "reserved",
+            RoomError::SocketId => "socket_id",
+            RoomError::ControlCharacter => "control_character",
+        }
+    }
+}
+
+impl fmt::Display for RoomError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RoomError::Empty => "a room name must not be empty",
+            RoomError::TooLong => "a room name must be at most 256 bytes long",
+            RoomError::Reserved => {
+                "room names starting with `__` or `/` are reserved for the framework"
+            }
+            RoomError::SocketId => "a room name must not be a socket id (a UUID)",
+            RoomError::ControlCharacter => "a room name must not hold control characters",
+        })
+    }
+}
+
+impl std::error::Error for RoomError {}
+
+/// Checks a room name that a client chose (see the [module docs](self)): not empty, at most
+/// [`MAX_ROOM_NAME`] bytes, no control characters, not reserved (`__`, `__…`, `/…`) and not a
+/// socket id (any UUID). Linear in the name's length.
+///
+/// ```
+/// use asena_runtime::{RoomError, validate_room};
+///
+/// assert_eq!(validate_room("general"), Ok(()));
+/// assert_eq!(validate_room("a.b"), Ok(()));
+/// assert_eq!(validate_room("__"), Err(RoomError::Reserved));
+/// assert_eq!(validate_room("/user/events/42"), Err(RoomError::Reserved));
+/// assert_eq!(validate_room("019af3c2-7b1e-7c3d-9a4f-2b6c8d0e1f23"), Err(RoomError::SocketId));
+/// ```
+pub fn validate_room(name: &str) -> Result<(), RoomError> {
+    validate_target(name)?;
+    if name.starts_with('/') {
+        return Err(RoomError::Reserved);
+    }
+    if uuid::Uuid::try_parse(name).is_ok() {
+        return Err(RoomError::SocketId);
+    }
+    Ok(())
+}
+
+/// The check for a room that server code sends to: [`validate_room`]'s rules except that a
+/// socket id (a send to it reaches that socket) and a concrete path (the room of the sockets
+/// connected at that path) are allowed.
+pub(crate) fn validate_target(name: &str) -> Result<(), RoomError> {
+    if name.is_empty() {
+        return Err(RoomError::Empty);
+    }
+    if name.len() > MAX_ROOM_NAME {
+        return Err(RoomError::TooLong);
+    }
+    if name.starts_with("__") {
+        return Err(RoomError::Reserved);
+    }
+    if name.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(RoomError::ControlCharacter);
+    }
+    Ok(())
+}
 
 /// Anything that can be a room member: it needs a stable, unique key.
 pub trait Member {
@@ -162,6 +275,31 @@ mod tests {
     impl Member for M {
         fn key(&self) -> u64 {
             self.0
+        }
+    }
+
+    #[test]
+    fn names_clients_may_not_use() {
+        assert_eq!(validate_room(""), Err(RoomError::Empty));
+        assert_eq!(validate_room(&"x".repeat(257)), Err(RoomError::TooLong));
+        assert_eq!(validate_room(&"x".repeat(256)), Ok(()));
+        for reserved in ["__", "__x", "/chat", "/user/events/42"] {
+            assert_eq!(validate_room(reserved), Err(RoomError::Reserved), "{reserved}");
+        }
+        assert_eq!(validate_target("/user/events/42"), Ok(()));
+        assert_eq!(validate_target("__"), Err(RoomError::Reserved));
+        let id = uuid::Uuid::now_v7();
+        for form in [
+            id.to_string(),
+            id.simple().to_string(),
+            id.to_string().to_uppercase(),
+        ] {
+            assert_eq!(validate_room(&form), Err(RoomError::SocketId), "{form}");
+            assert_eq!(validate_target(&form), Ok(()), "{form}");
+        }
+        assert_eq!(validate_room("a\nb"), Err(RoomError::ControlCharacter));
+        for fine in ["general", "a.b", "ws-1", "_x", "é", "a/b"] {
+            assert_eq!(validate_room(fine), Ok(()), "{fine}");
         }
     }
 

@@ -55,6 +55,14 @@ pub const BROADCAST_ROOM: &str = "__";
 /// from request paths, which cannot hold `#`.
 pub const FLEET_TOPIC: &str = "#asena.fleet";
 
+/// Whether `path` can name a namespace on the wire: it holds no `.`, so the first `.` of a
+/// topic ends the namespace and `(namespace, room) → topic` is one-to-one (`/a` room `b.x`
+/// and `/a.b` room `x` would otherwise share `a.b.x`). `#[websocket]` refuses such a path
+/// at compile time, the app at build time, the [`Emitter`](crate::Emitter) when it sends.
+pub fn is_namespace_path(path: &str) -> bool {
+    !path.contains('.')
+}
+
 /// The topic prefix of the namespace at `path`: the path without its leading `/`.
 pub fn namespace_topic(path: &str) -> &str {
     path.strip_prefix('/').unwrap_or(path)

@@ -42,7 +42,7 @@ impl WebSocketService for BenchSocket {
     type Data = ();
 
     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
-        ws.subscribe(ROOM);
+        ws.subscribe(ROOM)?;
         Ok(())
     }
 
@@ -123,7 +123,7 @@ impl WebSocketService for TypedBenchSocket {
     type Data = ();
 
     async fn on_open(&self, ws: &Socket<(), BenchOut>) -> Result<()> {
-        ws.subscribe(ROOM);
+        ws.subscribe(ROOM)?;
         Ok(())
     }
 

@@ -7,6 +7,8 @@
 //!   (one child per member of the room); `#status` says whether the page is connected and
 //!   carries the socket's id as `data-socket-id` once welcomed.
 //! - `/chat?username=U&room=R` opens a socket in room R (defaults `Anonymous`, `general`).
+//!   A room no client may use (`validate_room`: reserved such as `__`, a socket id, control
+//!   characters) is refused with 400 `{"error":"invalid room","code":..,"message":..}`.
 //! - On open the joiner gets `{"type":"welcome","id":<socket id>,"message":"Welcome to R, U!",
 //!   "users":[names in R]}`; the others in R get `{"type":"user_joined","username":U,
 //!   "timestamp":<ISO-8601>}`.
@@ -14,8 +16,9 @@
 //!   `{"type":"message","username":U,"message":M,"timestamp":…}`.
 //! - `{"type":"typing"}` → the others in R get `{"type":"typing","username":U}`.
 //! - `{"type":"room_info"}` → the sender gets `{"type":"room_info","room":R,"totalUsers":N}`.
-//! - `{"type":"private","to":<socket id>,"message":M}` → that socket gets
-//!   `{"type":"private_message","from":U,"message":M}`.
+//! - `{"type":"private","to":<socket id>,"message":M}` → that socket, and only it, gets
+//!   `{"type":"private_message","from":U,"message":M}`; without a transport an unknown id
+//!   answers `{"type":"error","message":"No such user"}`.
 //! - `{"type":"ping"}` → `{"type":"pong"}`.
 //! - Invalid JSON → `{"type":"error","message":"Invalid message format"}`; an unknown or
 //!   missing `type` → `{"type":"error","message":"Unknown message type: X"}` or
@@ -31,7 +34,7 @@
 //! decoded `ChatIn` values and can send only `ChatOut`.
 
 use asena_runtime::prelude::*;
-use asena_runtime::{DecodeError, DecodeErrorKind};
+use asena_runtime::{DecodeError, DecodeErrorKind, validate_room};
 use axum::response::Html;
 use axum::routing::get;
 
@@ -59,6 +62,14 @@ impl Middleware for ChatQuery {
             username: pick("username", "Anonymous"),
             room: pick("room", "general"),
         };
+        // The room comes from the client: a reserved name or another socket's id is refused
+        // here, before the upgrade, with the framework's reason.
+        if let Err(e) = validate_room(&user.room) {
+            return Err(Refusal::json(
+                400,
+                json!({"error": "invalid room", "code": e.code(), "message": e.to_string()}),
+            ));
+        }
         ctx.set_websocket_value(user);
         next.run(ctx).await
     }
@@ -134,7 +145,7 @@ impl WebSocketService for ChatSocket {
 
     async fn on_open(&self, ws: &ChatWs) -> Result<()> {
         let ChatUser { username, room } = &ws.data().values;
-        ws.subscribe(room);
+        ws.subscribe(room)?;
         let users = ws
             .namespace()
             .sockets_in(room)
@@ -183,15 +194,20 @@ impl WebSocketService for ChatSocket {
                 })?;
             }
             ChatIn::Private { to, message } => {
-                // A socket id is also the name of that socket's personal room, so this reaches
-                // it on whichever instance it is connected to.
-                ws.namespace().to(
+                // To that socket alone, on whichever instance it is connected to; an id that
+                // names no socket reaches nobody.
+                let sent = ws.namespace().to_socket(
                     &to,
                     ChatOut::PrivateMessage {
                         from: username,
                         message,
                     },
-                )?;
+                );
+                if sent.is_err() {
+                    ws.send(ChatOut::Error {
+                        message: "No such user".to_owned(),
+                    })?;
+                }
             }
             ChatIn::Ping => ws.send(ChatOut::Pong)?,
         }

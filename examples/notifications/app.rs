@@ -94,9 +94,9 @@ impl WebSocketService for NotificationSocket {
 
     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
         if let Some(user_id) = ws.query("userId").filter(|u| !u.is_empty()) {
-            ws.subscribe(&user_room(user_id));
+            ws.subscribe(&user_room(user_id))?;
         }
-        ws.subscribe(ANNOUNCEMENTS);
+        ws.subscribe(ANNOUNCEMENTS)?;
         ws.send_json(&json!({"type": "connected", "message": "Connected to notification system"}))?;
         Ok(())
     }

@@ -36,6 +36,7 @@ use crate::middleware::{ErasedMiddleware, Middleware, Refusal, Scope};
 use crate::namespace::{Namespace, Namespaces};
 use crate::shutdown::Tracker;
 use crate::transport::{Inbound, Transport, TransportStats};
+use crate::wire;
 use crate::ulak::{Ulak, UlakBroker};
 use crate::ws::upgrade::{self, Endpoint};
 use crate::ws::{ErasedService, WebSocketService};
@@ -449,6 +450,12 @@ impl AsenaBuilder {
         let mut namespaces = Vec::new();
         for record in &plan.order {
             if let ComponentKind::WebSocket(ws) = &record.kind {
+                if !wire::is_namespace_path(ws.path) {
+                    return Err(Error::Config(format!(
+                        "the websocket path `{}` holds a `.`: instances name a room `<path>.<room>` between them, so the dot would make two namespaces' rooms one",
+                        ws.path
+                    )));
+                }
                 let ns = Namespace::new(
                     ws.path,
                     ws.name,
@@ -664,6 +671,7 @@ impl AsenaBuilder {
         }
         let env = crate::ws::AttachEnv {
             managed_redis: self.managed_redis.clone(),
+            managed_prefixes: Arc::default(),
         };
         for (service, ns, name) in &inner.attached {
             if let Err(source) = service.attach(ns, &env).await {

@@ -82,6 +82,18 @@ pub struct ManagedOptions {
     /// Whether clients must agree a key (`publicKey` in `authenticate`; default false):
     /// without one they are closed with 4004.
     pub require_encryption: bool,
+    /// How many rooms one `join` or `leave` may name (default 100); a longer list is refused
+    /// as a whole with an `error` event (`code` `too_many_rooms_in_request`).
+    pub max_rooms_per_request: usize,
+    /// How many rooms a client may be in (default 1,000, its own room not counted); a
+    /// `join` that would pass it is refused as a whole (`too_many_rooms_for_client`).
+    pub max_rooms_per_client: usize,
+    /// The first part of the service's fleet channels (default `ws`, Ignis's layout:
+    /// `ws:room:{room}`, `ws:client:{id}`, `ws:user:{id}`, `ws:broadcast`). Two managed
+    /// services on one transport need two prefixes (the app refuses to start otherwise):
+    /// Redis pub/sub knows no databases, so apps on one Redis hear each other's channels
+    /// whatever database their URLs name, unless their prefixes differ.
+    pub channel_prefix: String,
 }
 
 impl Default for ManagedOptions {
@@ -91,6 +103,9 @@ impl Default for ManagedOptions {
             heartbeat_timeout: Some(Duration::from_secs(90)),
             default_rooms: Vec::new(),
             require_encryption: false,
+            max_rooms_per_request: 100,
+            max_rooms_per_client: 1_000,
+            channel_prefix: "ws".to_owned(),
         }
     }
 }
@@ -117,6 +132,24 @@ impl ManagedOptions {
     /// Closes clients that do not agree a key when they authenticate (4004).
     pub fn require_encryption(mut self, required: bool) -> Self {
         self.require_encryption = required;
+        self
+    }
+
+    /// How many rooms one `join` or `leave` may name.
+    pub fn max_rooms_per_request(mut self, limit: usize) -> Self {
+        self.max_rooms_per_request = limit;
+        self
+    }
+
+    /// How many rooms a client may be in.
+    pub fn max_rooms_per_client(mut self, limit: usize) -> Self {
+        self.max_rooms_per_client = limit;
+        self
+    }
+
+    /// The first part of the service's fleet channels (`ws` by default).
+    pub fn channel_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.channel_prefix = prefix.into();
         self
     }
 }
@@ -192,9 +225,12 @@ pub trait ManagedService: Channel {
         credentials: Value,
     ) -> impl Future<Output = Result<Option<Authenticated>>> + Send;
 
-    /// The subset of `rooms` (already sanitised: non-empty, at most 256 characters, no `ws:`
-    /// prefix) the client may join. By default none: joining is denied until a service
-    /// decides who may join what.
+    /// The subset of `rooms` the client may join. The names are already checked: at most
+    /// [`max_rooms_per_request`](ManagedOptions::max_rooms_per_request) of them, no
+    /// duplicates, each a name a client may use ([`validate_room`](crate::validate_room): not
+    /// empty, at most 256 bytes, not reserved, not a socket id) and not under the channel
+    /// prefix (`ws:`). By default none: joining is denied until a service decides who may
+    /// join what.
     fn validate_rooms(
         &self,
         ws: &ManagedSocket<Self::Out>,
@@ -203,7 +239,7 @@ pub trait ManagedService: Channel {
         tracing::warn!(
             target: "asena::managed",
             socket_id = %ws.id(),
-            ?rooms,
+            rooms = rooms.len(),
             "join refused: the service does not implement validate_rooms"
         );
         async { Vec::new() }
@@ -310,7 +346,9 @@ impl<S: ManagedService> WebSocketService for S {
     async fn __attach(&self, ns: &Namespace, env: &AttachEnv) -> Result<()> {
         let state = state(ns).ok_or("the namespace already holds another protocol's state")?;
         if let Some(url) = &env.managed_redis {
-            bus::connect(ns, &state, url).await?;
+            let prefix = self.options().channel_prefix;
+            env.claim_prefix(&prefix, S::NAME)?;
+            bus::connect(ns, &state, url, &prefix).await?;
         }
         Ok(())
     }
@@ -374,7 +412,7 @@ async fn dispatch<S: ManagedService>(
         }
         _ if !client.is_authenticated() => error(ws, "Not authenticated"),
         "join" => join(service, ws, &envelope.data).await,
-        "leave" => leave(ws, &envelope.data),
+        "leave" => leave(service, ws, &envelope.data),
         "connected" | "error" | "encrypted" => error(ws, &format!("Reserved event: {event}")),
         _ => match S::In::decode(message) {
             Ok(event) => service.on_event(ws, event).await,
@@ -452,25 +490,101 @@ async fn authenticate<S: ManagedService>(
         state.add_session(&user_id, Arc::from(ws.id()));
     }
     for room in &options.default_rooms {
-        ws.subscribe(room);
+        if let Err(e) = ws.subscribe(room) {
+            tracing::warn!(target: "asena::managed", room = %room.chars().take(64).collect::<String>(), error = %e, "default room refused");
+        }
     }
     service.on_connected(ws).await
 }
 
-/// The room names of a `join`/`leave`: `data.rooms` as strings, sanitised.
-fn requested_rooms(data: &Value) -> Vec<String> {
-    let mut rooms: Vec<String> = Vec::new();
-    for room in data["rooms"].as_array().into_iter().flatten() {
+/// Why a `join` or `leave` was refused as a whole.
+#[derive(Debug, PartialEq, Eq)]
+enum RoomsRefused {
+    /// `data.rooms` names more rooms than one request may.
+    TooManyInRequest { limit: usize, got: usize },
+    /// Joining would put the client in more rooms than it may be in.
+    TooManyForClient { limit: usize, joined: usize, new: usize },
+}
+
+impl RoomsRefused {
+    fn code(&self) -> &'static str {
+        match self {
+            RoomsRefused::TooManyInRequest { .. } => "too_many_rooms_in_request",
+            RoomsRefused::TooManyForClient { .. } => "too_many_rooms_for_client",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            RoomsRefused::TooManyInRequest { limit, got } => {
+                format!("a join or leave names at most {limit} rooms (max_rooms_per_request); this one named {got}")
+            }
+            RoomsRefused::TooManyForClient { limit, joined, new } => format!(
+                "a client is in at most {limit} rooms (max_rooms_per_client); it is in {joined} and asked for {new} more"
+            ),
+        }
+    }
+}
+
+/// The first few names of a list, for a bounded log line.
+fn first_names(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .take(3)
+        .map(|n| n.chars().take(64).collect())
+        .collect()
+}
+
+/// The room names of a `join`/`leave`: `data.rooms` as strings, each checked by
+/// [`validate_room`](crate::validate_room) and not under the service's channel prefix (`ws:`
+/// by default), duplicates removed (first one kept), in one pass. Refused as a whole when
+/// it names more than `limit` entries. Returns the accepted names and how many were refused.
+fn requested_rooms(
+    data: &Value,
+    prefix: &str,
+    limit: usize,
+) -> std::result::Result<(Vec<String>, usize), RoomsRefused> {
+    let listed = data["rooms"].as_array().map_or(&[][..], Vec::as_slice);
+    if listed.len() > limit {
+        return Err(RoomsRefused::TooManyInRequest {
+            limit,
+            got: listed.len(),
+        });
+    }
+    let mut seen = std::collections::HashSet::with_capacity(listed.len());
+    let mut rooms = Vec::with_capacity(listed.len());
+    let mut refused = 0;
+    for room in listed {
         match room.as_str() {
-            Some(r) if !r.is_empty() && r.chars().count() <= 256 && !r.starts_with("ws:") => {
-                if !rooms.iter().any(|x| x == r) {
+            Some(r)
+                if crate::rooms::validate_room(r).is_ok()
+                    && !reserved_by_protocol(r, prefix) =>
+            {
+                if seen.insert(r) {
                     rooms.push(r.to_owned());
                 }
             }
-            _ => tracing::debug!(target: "asena::managed", ?room, "room name refused"),
+            _ => refused += 1,
         }
     }
-    rooms
+    Ok((rooms, refused))
+}
+
+/// Names under the protocol's channel prefix (`ws:` by default, Ignis's rule) are its own.
+fn reserved_by_protocol(room: &str, prefix: &str) -> bool {
+    room.strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with(':'))
+        || room.starts_with("ws:")
+}
+
+/// Answers a refused `join`/`leave` with an `error` event naming the limit.
+fn refuse<O>(ws: &ManagedSocket<O>, event: &str, refused: &RoomsRefused) -> Result<()> {
+    tracing::debug!(target: "asena::managed", socket_id = %ws.id(), event, reason = refused.code(), "room request refused");
+    send_system(
+        ws,
+        "error",
+        json!({"message": refused.message(), "code": refused.code(), "event": event}),
+    )
 }
 
 async fn join<S: ManagedService>(
@@ -478,28 +592,60 @@ async fn join<S: ManagedService>(
     ws: &ManagedSocket<S::Out>,
     data: &Value,
 ) -> Result<()> {
-    let requested = requested_rooms(data);
-    let allowed = if requested.is_empty() {
-        Vec::new()
+    let options = service.options();
+    let (requested, _) = match requested_rooms(
+        data,
+        &options.channel_prefix,
+        options.max_rooms_per_request,
+    ) {
+        Ok(rooms) => rooms,
+        Err(refused) => return refuse(ws, "join", &refused),
+    };
+    let new = requested.iter().filter(|r| !ws.in_room(r)).count();
+    let joined_before = ws.joined_count();
+    if joined_before + new > options.max_rooms_per_client {
+        let refused = RoomsRefused::TooManyForClient {
+            limit: options.max_rooms_per_client,
+            joined: joined_before,
+            new,
+        };
+        return refuse(ws, "join", &refused);
+    }
+    let allowed: std::collections::HashSet<String> = if requested.is_empty() {
+        Default::default()
     } else {
-        service.validate_rooms(ws, requested.clone()).await
+        service
+            .validate_rooms(ws, requested.clone())
+            .await
+            .into_iter()
+            .collect()
     };
     // The validator picks from what was asked; it cannot add rooms.
-    let joined: Vec<&String> = requested.iter().filter(|r| allowed.contains(r)).collect();
+    let (joined, denied): (Vec<String>, Vec<String>) =
+        requested.into_iter().partition(|r| allowed.contains(r));
     for room in &joined {
-        ws.subscribe(room);
+        // Checked by `requested_rooms`; a refusal here cannot happen.
+        let _ = ws.subscribe(room);
     }
-    let denied: Vec<&String> = requested.iter().filter(|r| !allowed.contains(r)).collect();
     if !denied.is_empty() {
-        tracing::info!(target: "asena::managed", socket_id = %ws.id(), ?denied, "join denied");
+        tracing::debug!(target: "asena::managed", socket_id = %ws.id(), denied = denied.len(), first = ?first_names(&denied), "join denied");
     }
     send_system(ws, "join", json!({"rooms": joined, "denied": denied}))
 }
 
-fn leave<O>(ws: &ManagedSocket<O>, data: &Value) -> Result<()> {
-    let left: Vec<String> = requested_rooms(data)
+fn leave<S: ManagedService>(service: &S, ws: &ManagedSocket<S::Out>, data: &Value) -> Result<()> {
+    let options = service.options();
+    let requested = match requested_rooms(
+        data,
+        &options.channel_prefix,
+        options.max_rooms_per_request,
+    ) {
+        Ok((rooms, _)) => rooms,
+        Err(refused) => return refuse(ws, "leave", &refused),
+    };
+    let left: Vec<String> = requested
         .into_iter()
-        .filter(|r| r != ws.id() && ws.unsubscribe(r))
+        .filter(|r| ws.unsubscribe(r))
         .collect();
     send_system(ws, "leave", json!({"rooms": left}))
 }
@@ -531,10 +677,9 @@ fn now_rfc3339() -> String {
 }
 
 /// The fleet bus of managed services: Ignis's Redis layout (`ws:client:{id}`,
-/// `ws:user:{id}`, `ws:room:{room}`, `ws:broadcast`), when the app names a Redis.
-///
-/// Ignis's layout has no namespace: every managed service of a fleet on one Redis hears
-/// every delivery. Run one managed service per Redis (or per Redis database).
+/// `ws:user:{id}`, `ws:room:{room}`, `ws:broadcast`), when the app names a Redis, under the
+/// service's channel prefix (`ws` by default): services under different prefixes never hear
+/// each other, and the app refuses to start two under one.
 #[cfg(feature = "redis")]
 mod bus {
     use std::pin::Pin;
@@ -610,13 +755,14 @@ mod bus {
         ns: &Namespace,
         state: &Arc<ManagedState>,
         url: &str,
+        prefix: &str,
     ) -> Result<()> {
         let sink = Arc::new(Sink {
             ns: ns.clone(),
             state: Arc::downgrade(state),
         });
-        let bus = IgnisBus::connect(url, state.server_id.clone(), sink).await?;
-        tracing::info!(target: "asena::managed", path = %ns.path(), server_id = %state.server_id, "managed service on the fleet bus");
+        let bus = IgnisBus::connect_under(prefix, url, state.server_id.clone(), sink).await?;
+        tracing::info!(target: "asena::managed", path = %ns.path(), server_id = %state.server_id, prefix, "managed service on the fleet bus");
         if state.bus.set(Arc::new(RedisBus(bus))).is_err() {
             return Err("the managed service is already on a fleet bus".into());
         }
@@ -636,6 +782,7 @@ mod bus {
         _ns: &Namespace,
         _state: &Arc<ManagedState>,
         url: &str,
+        _prefix: &str,
     ) -> Result<()> {
         Err(format!("managed services share users and rooms over Redis ({url}), which needs the `redis` feature").into())
     }
@@ -652,9 +799,29 @@ mod tests {
     #[test]
     fn rooms_are_sanitised() {
         let long = "x".repeat(257);
-        let data = json!({"rooms": ["lobby", "", "ws:client:x", long, 5, "lobby", "public-1"]});
-        assert_eq!(requested_rooms(&data), vec!["lobby", "public-1"]);
-        assert!(requested_rooms(&json!({})).is_empty());
+        let id = uuid::Uuid::now_v7().to_string();
+        let data = json!({"rooms": ["lobby", "", "ws:client:x", long, 5, "lobby", "public-1", "__", id, "/p", "app:room:x"]});
+        assert_eq!(
+            requested_rooms(&data, "app", 100),
+            Ok((vec!["lobby".to_owned(), "public-1".to_owned()], 8))
+        );
+        assert_eq!(requested_rooms(&json!({}), "ws", 100), Ok((Vec::new(), 0)));
+    }
+
+    #[test]
+    fn a_long_list_is_refused_whole_and_dedupe_is_linear() {
+        let many: Vec<String> = (0..101).map(|i| format!("r{i}")).collect();
+        assert_eq!(
+            requested_rooms(&json!({"rooms": many}), "ws", 100),
+            Err(RoomsRefused::TooManyInRequest {
+                limit: 100,
+                got: 101
+            })
+        );
+        let repeated = vec!["same"; 100_000];
+        let (rooms, refused) =
+            requested_rooms(&json!({"rooms": repeated}), "ws", usize::MAX).expect("within");
+        assert_eq!((rooms, refused), (vec!["same".to_owned()], 0));
     }
 
     #[test]

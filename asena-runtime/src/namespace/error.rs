@@ -23,6 +23,10 @@ pub enum SendErrorCode {
     /// `to_socket`: no local socket has that id and no transport could carry the message
     /// to another instance.
     SocketNotFound,
+    /// The room name is not one this send may name ([`RoomError`](crate::RoomError)): a
+    /// reserved name such as the broadcast room `__` for any send, or another socket's id for
+    /// a socket's own `publish`.
+    InvalidRoom,
 }
 
 impl SendErrorCode {
@@ -34,6 +38,7 @@ impl SendErrorCode {
             SendErrorCode::InvalidMessage => "INVALID_MESSAGE",
             SendErrorCode::SendFailed => "SEND_FAILED",
             SendErrorCode::SocketNotFound => "SOCKET_NOT_FOUND",
+            SendErrorCode::InvalidRoom => "INVALID_ROOM",
         }
     }
 }
@@ -72,6 +77,22 @@ impl SendError {
             message: message.into(),
             source: None,
         }
+    }
+
+    /// A room name refused by [`validate_room`](crate::validate_room); the name is quoted
+    /// up to 64 characters.
+    pub(crate) fn invalid_room(
+        namespace: Option<&str>,
+        room: &str,
+        error: crate::RoomError,
+    ) -> SendError {
+        let shown: String = room.chars().take(64).collect();
+        let cut = if shown.len() < room.len() { "…" } else { "" };
+        SendError::new(
+            SendErrorCode::InvalidRoom,
+            namespace,
+            format!("room {shown:?}{cut}: {error}"),
+        )
     }
 
     pub(crate) fn invalid_message(

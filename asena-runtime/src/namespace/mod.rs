@@ -293,24 +293,39 @@ impl<O> Namespace<O> {
     }
 
     /// Sends to every member of `room` on every instance, sender included. Returns the number
-    /// of local recipients. The room `__` ([`wire::BROADCAST_ROOM`]) is the whole namespace.
+    /// of local recipients. A socket id names that socket (it is the only member of the room
+    /// of its id). Reserved names ([`RoomError::Reserved`](crate::RoomError)), the broadcast
+    /// room `__` among them, fail with [`InvalidRoom`](SendErrorCode::InvalidRoom): a
+    /// broadcast is [`broadcast`](Self::broadcast).
     pub fn to(&self, room: &str, message: impl Encode<O>) -> Result<usize, SendError> {
+        self.check_target(room)?;
         let frame = self.encode(message)?;
         Ok(self.emit_room(room, &frame, None))
     }
 
     /// Sends to each of `rooms` (like calling [`to`](Self::to) for each; a socket in two of
     /// them gets the message twice). The message is encoded once. Returns local recipients.
+    /// Every name is checked before anything is sent.
     pub fn to_many<'r>(
         &self,
         rooms: impl IntoIterator<Item = &'r str>,
         message: impl Encode<O>,
     ) -> Result<usize, SendError> {
+        let rooms: Vec<&str> = rooms.into_iter().collect();
+        for room in &rooms {
+            self.check_target(room)?;
+        }
         let frame = self.encode(message)?;
         Ok(rooms
             .into_iter()
             .map(|room| self.emit_room(room, &frame, None))
             .sum())
+    }
+
+    /// A room server code may send to: any name but a reserved one.
+    fn check_target(&self, room: &str) -> Result<(), SendError> {
+        crate::rooms::validate_target(room)
+            .map_err(|e| SendError::invalid_room(Some(self.path()), room, e))
     }
 
     /// Sends to every socket of the namespace on every instance. Returns the number of local
@@ -320,10 +335,12 @@ impl<O> Namespace<O> {
         Ok(self.emit_all(&frame))
     }
 
-    /// Sends to one socket by id. Locally unknown ids go to the other instances when the app
-    /// has a transport, and fail with [`SocketNotFound`](SendErrorCode::SocketNotFound) when
-    /// it does not; a local socket that is closing or not keeping up fails with
-    /// [`SendFailed`](SendErrorCode::SendFailed).
+    /// Sends to one socket by id, and to nobody else: the message goes to the socket, never
+    /// through a room a client could have joined (no client can join a room named like a
+    /// socket id). Locally unknown ids go to the other instances when the app has a
+    /// transport, and fail with [`SocketNotFound`](SendErrorCode::SocketNotFound) when it
+    /// does not or when `id` is not a socket id at all; a local socket that is closing or
+    /// not keeping up fails with [`SendFailed`](SendErrorCode::SendFailed).
     pub fn to_socket(&self, id: &str, message: impl Encode<O>) -> Result<(), SendError> {
         let frame = self.encode(message)?;
         if let Some(socket) = self.socket(id) {
@@ -331,14 +348,15 @@ impl<O> Namespace<O> {
             self.stats().record_send(1, false);
             return Ok(());
         }
-        if self.inner.transport.is_some() {
+        if self.inner.transport.is_some() && uuid::Uuid::try_parse(id).is_ok() {
             self.emit_room(id, &frame, None);
             return Ok(());
         }
+        let shown: String = id.chars().take(64).collect();
         Err(SendError::new(
             SendErrorCode::SocketNotFound,
             Some(self.path()),
-            format!("no socket with id {id}"),
+            format!("no socket with id {shown:?}"),
         ))
     }
 
@@ -355,11 +373,9 @@ impl<O> Namespace<O> {
         }
     }
 
-    /// Local fan-out to a room plus publication to other instances (one message sent).
+    /// Local fan-out to a room plus publication to other instances (one message sent). The
+    /// name was checked by the caller: it is never the broadcast room.
     pub(crate) fn emit_room(&self, room: &str, frame: &Frame, except: Option<u64>) -> usize {
-        if room == wire::BROADCAST_ROOM {
-            return self.emit_all_except(frame, except);
-        }
         let n = self.deliver_room(room, frame, except);
         self.stats().record_send(n, true);
         if self.inner.transport.is_some() {
@@ -371,11 +387,7 @@ impl<O> Namespace<O> {
 
     /// Local fan-out to every socket plus publication to other instances.
     pub(crate) fn emit_all(&self, frame: &Frame) -> usize {
-        self.emit_all_except(frame, None)
-    }
-
-    fn emit_all_except(&self, frame: &Frame, except: Option<u64>) -> usize {
-        let n = self.deliver_all(frame, except);
+        let n = self.deliver_all(frame, None);
         self.stats().record_send(n, true);
         if self.inner.transport.is_some() {
             self.publish(wire::broadcast_topic(&self.inner.topic), frame, false);
@@ -413,10 +425,6 @@ impl<O> Namespace<O> {
     /// Adds `conn` to `room`; returns the room's name as the index holds it (for the
     /// connection's own list, so it costs no copy) when it was not a member yet.
     pub(crate) fn join(&self, room: &str, conn: &Arc<Conn>) -> Option<Arc<str>> {
-        if room == wire::BROADCAST_ROOM {
-            tracing::debug!(target: "asena::ws", socket_id = %conn.id, room, "the broadcast room cannot be joined by name");
-            return None;
-        }
         let (change, name) = {
             let mut index = write(&self.inner.rooms);
             let change = index.join(room, conn.clone());

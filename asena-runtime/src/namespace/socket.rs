@@ -15,6 +15,7 @@ use crate::channel::{Encode, Raw};
 use crate::conn::{Conn, PushError};
 use crate::frame::{Frame, Json};
 use crate::request;
+use crate::rooms::{RoomError, validate_room};
 
 /// The values middleware stored for a connection, with its id and path.
 ///
@@ -172,8 +173,19 @@ impl<O> SocketRef<O> {
         })
     }
 
-    /// Joins `room`. Returns false if the socket was already a member or is closed.
-    pub fn subscribe(&self, room: &str) -> bool {
+    /// Joins `room`: `Ok(true)` when it joined, `Ok(false)` when it was already a member or
+    /// is closed. A name no client may use is refused with the [`RoomError`] that says why
+    /// ([`validate_room`](crate::validate_room): empty, too long, reserved such as the
+    /// broadcast room `__`, or another socket's id), so a room name taken from a client can be
+    /// passed straight in: `ws.subscribe(room)?`.
+    pub fn subscribe(&self, room: &str) -> Result<bool, RoomError> {
+        validate_room(room)?;
+        Ok(self.join(room))
+    }
+
+    /// Joins `room` without checking its name: for the framework's own rooms (the concrete
+    /// path of a parametrised service).
+    pub(crate) fn join(&self, room: &str) -> bool {
         if !self.is_open() {
             return false;
         }
@@ -188,6 +200,11 @@ impl<O> SocketRef<O> {
         }
         rooms.push(name);
         true
+    }
+
+    /// How many rooms the socket joined (its personal room not counted).
+    pub(crate) fn joined_count(&self) -> usize {
+        self.conn.rooms_lock().len()
     }
 
     /// Leaves `room`. Returns false if the socket was not a member.
@@ -205,8 +222,11 @@ impl<O> SocketRef<O> {
     }
 
     /// Sends to every member of `room` except this socket, on every instance. Returns the
-    /// number of local recipients.
+    /// number of local recipients. The socket speaks for its client, so `room` must be a name
+    /// a client may use ([`validate_room`](crate::validate_room)); anything else fails with
+    /// [`InvalidRoom`](SendErrorCode::InvalidRoom) and reaches nobody.
     pub fn publish(&self, room: &str, message: impl Encode<O>) -> Result<usize, SendError> {
+        validate_room(room).map_err(|e| SendError::invalid_room(Some(self.ns.path()), room, e))?;
         let frame = self.ns.encode(message)?;
         Ok(self.ns.emit_room(room, &frame, Some(self.conn.key)))
     }

@@ -32,6 +32,23 @@ async fn redis_connect(url: &str) -> Result<::redis::aio::MultiplexedConnection,
         })
 }
 
+/// The topic prefix of the namespace at `path`, refused when the path cannot name one
+/// ([`wire::is_namespace_path`]).
+fn checked_namespace(path: &str) -> Result<&str, TransportError> {
+    if wire::is_namespace_path(path) {
+        Ok(wire::namespace_topic(path))
+    } else {
+        Err(TransportError::Other(
+            format!("{:?} is not a namespace path: it holds a `.`", short(path)).into(),
+        ))
+    }
+}
+
+/// At most 64 characters of a name, for an error message.
+fn short(name: &str) -> String {
+    name.chars().take(64).collect()
+}
+
 /// A managed message's `data` as JSON.
 #[cfg(feature = "redis")]
 fn to_data(data: impl serde::Serialize) -> Result<serde_json::Value, TransportError> {
@@ -74,6 +91,9 @@ pub struct Emitter {
     backend: Backend,
     pod_id: String,
     channel: String,
+    /// The channel prefix of the managed services it sends to (`ws`, Ignis's).
+    #[cfg(feature = "redis")]
+    managed_prefix: String,
 }
 
 impl std::fmt::Debug for Emitter {
@@ -158,6 +178,8 @@ impl Emitter {
             backend,
             pod_id: new_pod_id(),
             channel: channel.to_owned(),
+            #[cfg(feature = "redis")]
+            managed_prefix: super::ignis::DEFAULT_PREFIX.to_owned(),
         })
     }
 
@@ -169,38 +191,52 @@ impl Emitter {
         self
     }
 
+    /// Sends the managed events (`to_client`, `to_user`, `to_room_event`,
+    /// `broadcast_event`) on the channels under `prefix` instead of Ignis's `ws`: the
+    /// `ManagedOptions::channel_prefix` of the service they are for.
+    #[cfg(feature = "redis")]
+    pub fn managed_prefix(mut self, prefix: impl Into<String>) -> Emitter {
+        self.managed_prefix = prefix.into();
+        self
+    }
+
     /// This emitter's pod id (the `o` of its envelopes).
     pub fn pod_id(&self) -> &str {
         &self.pod_id
     }
 
     /// Sends to every member of `room` of the namespace at `namespace` (e.g. `/chat`), on
-    /// every instance.
+    /// every instance. The room is checked as `Namespace::to` checks it: a reserved name
+    /// (the broadcast room `__` among them) is refused; [`broadcast`](Self::broadcast) is the
+    /// broadcast.
     pub async fn to_room(
         &self,
         namespace: &str,
         room: &str,
         message: impl IntoFrame,
     ) -> Result<(), TransportError> {
-        self.publish(
-            &wire::room_topic(wire::namespace_topic(namespace), room),
-            message,
-        )
-        .await
+        let namespace = checked_namespace(namespace)?;
+        crate::rooms::validate_target(room).map_err(|e| {
+            TransportError::Other(format!("room {:?}: {e}", short(room)).into())
+        })?;
+        self.publish(&wire::room_topic(namespace, room), message)
+            .await
     }
 
-    /// Sends to one socket by id, on whichever instance holds it.
+    /// Sends to one socket by id (a UUID), on whichever instance holds it.
     pub async fn to_socket(
         &self,
         namespace: &str,
         id: &str,
         message: impl IntoFrame,
     ) -> Result<(), TransportError> {
-        self.publish(
-            &wire::room_topic(wire::namespace_topic(namespace), id),
-            message,
-        )
-        .await
+        let namespace = checked_namespace(namespace)?;
+        if uuid::Uuid::try_parse(id).is_err() {
+            return Err(TransportError::Other(
+                format!("{:?} is not a socket id", short(id)).into(),
+            ));
+        }
+        self.publish(&wire::room_topic(namespace, id), message).await
     }
 
     /// Sends to every socket of the namespace at `namespace`, on every instance.
@@ -209,11 +245,9 @@ impl Emitter {
         namespace: &str,
         message: impl IntoFrame,
     ) -> Result<(), TransportError> {
-        self.publish(
-            &wire::broadcast_topic(wire::namespace_topic(namespace)),
-            message,
-        )
-        .await
+        let namespace = checked_namespace(namespace)?;
+        self.publish(&wire::broadcast_topic(namespace), message)
+            .await
     }
 
     /// Publishes `message` under a raw topic (see [`wire`] for the scheme). Returns once the
@@ -338,7 +372,7 @@ impl Emitter {
         match &self.backend {
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
-                let channel = envelope.channel();
+                let channel = envelope.channel_under(&self.managed_prefix);
                 ::redis::cmd("PUBLISH")
                     .arg(&channel)
                     .arg(envelope.encode())

@@ -71,8 +71,11 @@ pub const USER_PREFIX: &str = "ws:user:";
 /// The prefix of a room's channel, `ws:room:{room}`.
 pub const ROOM_PREFIX: &str = "ws:room:";
 
-/// The patterns a server subscribes to besides [`BROADCAST_CHANNEL`].
-const PATTERNS: [&str; 3] = ["ws:room:*", "ws:client:*", "ws:user:*"];
+/// The first part of every channel of Ignis's layout, `ws`. A managed service may choose
+/// another (`ManagedOptions::channel_prefix`): its channels are then `{prefix}:room:{room}`,
+/// `{prefix}:client:{id}`, `{prefix}:user:{id}` and `{prefix}:broadcast`, and it hears
+/// nothing of services under other prefixes.
+pub const DEFAULT_PREFIX: &str = "ws";
 
 /// What a managed message targets (Ignis's `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -178,18 +181,27 @@ impl IgnisEnvelope {
         }
     }
 
-    /// The channel this message is published on: `ws:client:{id}`, `ws:user:{id}`,
-    /// `ws:room:{room}` or [`BROADCAST_CHANNEL`]. A missing target reads as empty.
+    /// The channel this message is published on under Ignis's prefix: `ws:client:{id}`,
+    /// `ws:user:{id}`, `ws:room:{room}` or [`BROADCAST_CHANNEL`]. A missing target reads as
+    /// empty.
     pub fn channel(&self) -> String {
-        let prefix = match self.kind {
-            IgnisTarget::Client => CLIENT_PREFIX,
-            IgnisTarget::User => USER_PREFIX,
-            IgnisTarget::Room => ROOM_PREFIX,
-            IgnisTarget::Broadcast => return BROADCAST_CHANNEL.to_owned(),
+        self.channel_under(DEFAULT_PREFIX)
+    }
+
+    /// The channel this message is published on under `prefix` (see [`DEFAULT_PREFIX`]):
+    /// `{prefix}:client:{id}`, `{prefix}:user:{id}`, `{prefix}:room:{room}` or
+    /// `{prefix}:broadcast`.
+    pub fn channel_under(&self, prefix: &str) -> String {
+        let kind = match self.kind {
+            IgnisTarget::Client => ":client:",
+            IgnisTarget::User => ":user:",
+            IgnisTarget::Room => ":room:",
+            IgnisTarget::Broadcast => return format!("{prefix}:broadcast"),
         };
         let target = self.target.as_deref().unwrap_or_default();
-        let mut channel = String::with_capacity(prefix.len() + target.len());
+        let mut channel = String::with_capacity(prefix.len() + kind.len() + target.len());
         channel.push_str(prefix);
+        channel.push_str(kind);
         channel.push_str(target);
         channel
     }
@@ -289,6 +301,24 @@ impl IgnisBus {
         server_id: String,
         sink: Arc<dyn IgnisSink>,
     ) -> Result<IgnisBus, TransportError> {
+        IgnisBus::connect_under(DEFAULT_PREFIX, url, server_id, sink).await
+    }
+
+    /// [`connect`](Self::connect) with the channels under `prefix` instead of `ws` (see
+    /// [`DEFAULT_PREFIX`]): the bus publishes and hears only `{prefix}:…` channels. The
+    /// prefix must be non-empty and hold no `:`, `*`, `?` or `[` (it is part of a pattern).
+    pub async fn connect_under(
+        prefix: &str,
+        url: &str,
+        server_id: String,
+        sink: Arc<dyn IgnisSink>,
+    ) -> Result<IgnisBus, TransportError> {
+        if prefix.is_empty() || prefix.contains([':', '*', '?', '[', ']', '\\']) {
+            return Err(TransportError::Other(
+                format!("a managed channel prefix must be non-empty without `:`, `*`, `?`, `[`, `]` or `\\`, got {prefix:?}").into(),
+            ));
+        }
+        let prefix: Arc<str> = Arc::from(prefix);
         if server_id.is_empty() || server_id == EMITTER_SERVER_ID {
             return Err(TransportError::Other(
                 format!("an Ignis server id must be unique and not empty or `{EMITTER_SERVER_ID}`, got `{server_id}`").into(),
@@ -302,7 +332,9 @@ impl IgnisBus {
         let publisher = publisher::connect(&client)
             .await
             .map_err(|e| connect_error(Box::new(e)))?;
-        let subscriber = connect_subscriber(&client).await.map_err(connect_error)?;
+        let subscriber = connect_subscriber(&client, &prefix)
+            .await
+            .map_err(connect_error)?;
 
         let counters = Arc::new(Counters::default());
         let connected = Arc::new(AtomicBool::new(true));
@@ -316,18 +348,22 @@ impl IgnisBus {
                 connected: connected.clone(),
                 rx,
                 shutdown: shutdown_rx.clone(),
-                command: Box::new(|envelope: &IgnisEnvelope, pipe: &mut redis::Pipeline| {
-                    pipe.cmd("PUBLISH")
-                        .arg(envelope.channel())
-                        .arg(envelope.encode())
-                        .ignore();
-                }),
+                command: {
+                    let prefix = prefix.clone();
+                    Box::new(move |envelope: &IgnisEnvelope, pipe: &mut redis::Pipeline| {
+                        pipe.cmd("PUBLISH")
+                            .arg(envelope.channel_under(&prefix))
+                            .arg(envelope.encode())
+                            .ignore();
+                    })
+                },
             }
             .run(publisher),
         );
         let sub_task = tokio::spawn(
             SubscriberTask {
                 client,
+                prefix: prefix.clone(),
                 server_id: server_id.clone(),
                 counters: counters.clone(),
                 sink,
@@ -416,12 +452,13 @@ impl IgnisBus {
     }
 }
 
-/// A pub/sub connection subscribed to everything a server listens on.
-async fn connect_subscriber(client: &Client) -> Result<PubSub, BoxError> {
+/// A pub/sub connection subscribed to everything a server under `prefix` listens on.
+async fn connect_subscriber(client: &Client, prefix: &str) -> Result<PubSub, BoxError> {
+    let patterns = ["room", "client", "user"].map(|kind| format!("{prefix}:{kind}:*"));
     let fut = async {
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(BROADCAST_CHANNEL).await?;
-        pubsub.psubscribe(&PATTERNS[..]).await?;
+        pubsub.subscribe(format!("{prefix}:broadcast")).await?;
+        pubsub.psubscribe(&patterns[..]).await?;
         Ok::<_, redis::RedisError>(pubsub)
     };
     Ok(tokio::time::timeout(CONNECT_TIMEOUT, fut)
@@ -431,6 +468,8 @@ async fn connect_subscriber(client: &Client) -> Result<PubSub, BoxError> {
 
 struct SubscriberTask {
     client: Client,
+    /// The channels' first part; an envelope must arrive on its own channel under it.
+    prefix: Arc<str>,
     server_id: String,
     counters: Arc<Counters>,
     sink: Arc<dyn IgnisSink>,
@@ -463,7 +502,7 @@ impl SubscriberTask {
                 _ = self.shutdown.changed() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
-            match connect_subscriber(&self.client).await {
+            match connect_subscriber(&self.client, &self.prefix).await {
                 Ok(p) => {
                     Counters::add(&self.counters.reconnects, 1);
                     tracing::info!(target: "asena::transport", transport = "ignis", "subscriber reconnected");
@@ -495,6 +534,12 @@ impl SubscriberTask {
             }
         };
         if envelope.server_id == self.server_id {
+            return;
+        }
+        // The channel says whom a message is for; the envelope must agree (a `client`
+        // message published on a room's channel is not delivered to that client).
+        if envelope.channel_under(&self.prefix) != channel {
+            self.malformed(channel, "the envelope's target is not its channel's");
             return;
         }
         Counters::add(&self.counters.received, 1);

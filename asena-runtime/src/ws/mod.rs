@@ -5,6 +5,7 @@ pub(crate) mod run;
 pub(crate) mod upgrade;
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -265,6 +266,29 @@ pub trait ErasedService: Send + Sync + 'static {
 pub struct AttachEnv {
     /// The Redis URL managed services share users and rooms through, if any.
     pub managed_redis: Option<String>,
+    /// The channel prefixes managed services took on that Redis, with the service that took
+    /// each: a second service under one prefix would hear the first one's deliveries.
+    pub managed_prefixes: Arc<std::sync::Mutex<HashMap<String, &'static str>>>,
+}
+
+impl AttachEnv {
+    /// Records that `service` uses channels under `prefix`; fails naming both services when
+    /// another one already does.
+    pub fn claim_prefix(&self, prefix: &str, service: &'static str) -> Result<(), String> {
+        let mut taken = self
+            .managed_prefixes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match taken.get(prefix) {
+            Some(other) => Err(format!(
+                "the managed services {other} and {service} both use the channel prefix `{prefix}` on one Redis, so each would hear the other's deliveries: give one of them its own `ManagedOptions::channel_prefix`"
+            )),
+            None => {
+                taken.insert(prefix.to_owned(), service);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// What [`ErasedService::parse_params`] gives: the typed parameters, or the refusal.

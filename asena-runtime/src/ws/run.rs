@@ -196,7 +196,7 @@ where
         tracing::debug!(target: "asena::ws", socket_id = %conn.id, path = %conn.path(), "open");
         if socket.as_socket_ref().ns.path().contains('{') {
             // A parametrised service: the concrete path is a room (see `Namespace`).
-            socket.subscribe(&conn.request.path);
+            socket.join(&conn.request.path);
         }
 
         if let Err(e) = guarded(service.on_open(&socket)).await {

@@ -52,7 +52,7 @@ impl WebSocketService for Lobby {
     type Data = User;
 
     async fn on_open(&self, ws: &Socket<User>) -> Result<()> {
-        ws.subscribe(LOBBY);
+        ws.subscribe(LOBBY)?;
         ws.send_json(&json!({"type": "welcome", "name": ws.data().values.name}))?;
         Ok(())
     }
