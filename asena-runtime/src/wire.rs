@@ -343,8 +343,71 @@ mod tests {
         })
     }
 
+    /// What a message can address in one namespace.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Address {
+        Broadcast,
+        Room(String),
+    }
+
+    /// The topic of an address, as a namespace publishes it.
+    fn topic_of(namespace_path: &str, address: &Address) -> String {
+        let ns = namespace_topic(namespace_path);
+        match address {
+            Address::Broadcast => broadcast_topic(ns),
+            Address::Room(room) => room_topic(ns, room),
+        }
+    }
+
+    /// Namespace paths as `#[websocket]` accepts them (no `.`), with parameters and unicode.
+    fn namespace_path() -> impl Strategy<Value = String> {
+        "(/[a-z{}é_-]{0,6}){1,3}"
+    }
+
+    /// Room names a send may name: client rooms (dots included), socket ids, concrete paths.
+    fn address() -> impl Strategy<Value = Address> {
+        prop_oneof![
+            Just(Address::Broadcast),
+            "[a-z._:/é-]{1,12}"
+                .prop_filter("a name a send may name", |r| {
+                    crate::rooms::validate_target(r).is_ok()
+                })
+                .prop_map(Address::Room),
+            any::<u128>().prop_map(|n| Address::Room(uuid::Uuid::from_u128(n).to_string())),
+        ]
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// `(namespace, room) → topic` is one-to-one: two different pairs never share a
+        /// topic, so never a Redis channel or NATS subject either (both are one-to-one
+        /// functions of the topic).
+        #[test]
+        fn distinct_addresses_have_distinct_channels(
+            a in (namespace_path(), address()),
+            b in (namespace_path(), address()),
+        ) {
+            let (topic_a, topic_b) = (topic_of(&a.0, &a.1), topic_of(&b.0, &b.1));
+            let same_namespace = namespace_topic(&a.0) == namespace_topic(&b.0);
+            if !(same_namespace && a.1 == b.1) {
+                prop_assert_ne!(&topic_a, &topic_b);
+                prop_assert_ne!(
+                    redis_room_channel(REDIS_CHANNEL, &topic_a),
+                    redis_room_channel(REDIS_CHANNEL, &topic_b)
+                );
+                prop_assert_ne!(
+                    nats_room_subject(NATS_SUBJECT, &topic_a),
+                    nats_room_subject(NATS_SUBJECT, &topic_b)
+                );
+            }
+            // And the receiving side reads back exactly what was sent.
+            let expected = match &a.1 {
+                Address::Broadcast => Target::Broadcast,
+                Address::Room(room) => Target::Room(room),
+            };
+            prop_assert_eq!(target(&topic_a, namespace_topic(&a.0)), Some(expected));
+        }
 
         /// What `encode` makes, `decode` gives back, for any topic, origin and payload.
         #[test]
