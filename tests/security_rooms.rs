@@ -19,7 +19,11 @@ const REDIS: &str = "redis://127.0.0.1:6379";
 
 /// A name no other test run uses (a Redis channel is shared by every test on the machine).
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple())
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    )
 }
 
 /// Joins the room in `?room=` (answering `refused:<code>` when the name is refused), says
@@ -95,7 +99,11 @@ async fn chat_private_messages_cannot_be_hijacked_through_a_room() -> anyhow::Re
 #[tokio::test]
 async fn chat_refuses_reserved_rooms() -> anyhow::Result<()> {
     let s = start(chat::builder().without_auto_registration()).await?;
-    for (room, code) in [("__", "reserved"), ("__x", "reserved"), ("%2Fchat", "reserved")] {
+    for (room, code) in [
+        ("__", "reserved"),
+        ("__x", "reserved"),
+        ("%2Fchat", "reserved"),
+    ] {
         let (status, refusal) =
             upgrade_request(s.addr, &format!("/chat?username=eve&room={room}"), &[]).await?;
         assert_eq!(status, 400, "{room}: {refusal}");
@@ -143,7 +151,7 @@ async fn a_private_send_across_the_fleet_reaches_only_its_socket() -> anyhow::Re
     assert_eq!(victim.recv_text().await?, "after");
 
     // Not a socket id at all: no send anywhere.
-    let refused = ns.to_socket("general", "x").unwrap_err();
+    let refused = ns.to_socket("general", "x").expect_err("refused");
     assert_eq!(refused.code, SendErrorCode::SocketNotFound);
     a.stop().await?;
     b.stop().await
@@ -168,7 +176,7 @@ async fn the_broadcast_room_cannot_be_named() -> anyhow::Result<()> {
     eve.send_text("pub:__:to everyone").await?;
     assert_eq!(eve.recv_text().await?, "error:INVALID_ROOM");
     let ns = s.app.namespace("/rooms").expect("namespace");
-    let refused = ns.to("__", "to everyone").unwrap_err();
+    let refused = ns.to("__", "to everyone").expect_err("refused");
     assert_eq!(refused.code, SendErrorCode::InvalidRoom);
     // The next thing the other socket gets is this broadcast, not eve's line.
     ns.broadcast("marker")?;
@@ -203,11 +211,20 @@ async fn a_socket_cannot_publish_to_another_sockets_id() -> anyhow::Result<()> {
 #[tokio::test]
 async fn dotted_namespaces_are_refused_by_the_emitter() -> anyhow::Result<()> {
     let emitter = Emitter::connect(REDIS).await?;
-    let error = emitter.to_room("/a.b", "x", "hi").await.unwrap_err();
+    let error = emitter
+        .to_room("/a.b", "x", "hi")
+        .await
+        .expect_err("refused");
     assert!(error.to_string().contains("holds a `.`"), "{error}");
-    let error = emitter.to_room("/a", "__", "hi").await.unwrap_err();
+    let error = emitter
+        .to_room("/a", "__", "hi")
+        .await
+        .expect_err("refused");
     assert!(error.to_string().contains("reserved"), "{error}");
-    let error = emitter.to_socket("/a", "not-an-id", "hi").await.unwrap_err();
+    let error = emitter
+        .to_socket("/a", "not-an-id", "hi")
+        .await
+        .expect_err("refused");
     assert!(error.to_string().contains("not a socket id"), "{error}");
     emitter.close().await;
     Ok(())
@@ -270,7 +287,10 @@ async fn managed_joins_are_bounded_and_checked() -> anyhow::Result<()> {
     .await?;
     let (mut victim, connected) =
         asena_tests::managed_login(&s, "/open", json!({"user": "victim"})).await?;
-    let victim_id = connected["data"]["id"].as_str().unwrap_or_default().to_owned();
+    let victim_id = connected["data"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let (mut eve, _) = asena_tests::managed_login(&s, "/open", json!({"user": "eve"})).await?;
 
     let many: Vec<String> = (0..10_000).map(|i| format!("room-{i}")).collect();
@@ -280,7 +300,10 @@ async fn managed_joins_are_bounded_and_checked() -> anyhow::Result<()> {
     assert_eq!(answer["event"], "error", "{answer}");
     assert_eq!(answer["data"]["code"], "too_many_rooms_in_request");
     let message = answer["data"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("max_rooms_per_request") && message.contains("10000"), "{message}");
+    assert!(
+        message.contains("max_rooms_per_request") && message.contains("10000"),
+        "{message}"
+    );
 
     let mut asked = vec!["same"; 50];
     asked.extend([victim_id.as_str(), "__", "ws:client:x", "/open", "fine"]);
@@ -291,7 +314,11 @@ async fn managed_joins_are_bounded_and_checked() -> anyhow::Result<()> {
     assert_eq!(answer["data"]["rooms"], json!(["same", "fine"]));
 
     // The victim's own room is still the victim's alone.
-    let managed = s.app.namespace("/open").and_then(|n| n.managed()).expect("managed");
+    let managed = s
+        .app
+        .namespace("/open")
+        .and_then(|n| n.managed())
+        .expect("managed");
     managed.to_room(&victim_id, ("private", "for the victim"), &[])?;
     assert_eq!(victim.recv_json().await?["event"], "private");
     managed.broadcast(("marker", Value::Null), &[])?;
@@ -318,7 +345,10 @@ async fn managed_clients_are_limited_in_rooms() -> anyhow::Result<()> {
     eve.send_json(&json!({"event": "join", "data": {"rooms": ["one-more"]}}))
         .await?;
     let answer = eve.recv_json().await?;
-    assert_eq!(answer["data"]["code"], "too_many_rooms_for_client", "{answer}");
+    assert_eq!(
+        answer["data"]["code"], "too_many_rooms_for_client",
+        "{answer}"
+    );
     s.stop().await
 }
 
@@ -333,7 +363,7 @@ async fn two_managed_services_under_one_prefix_do_not_start() -> anyhow::Result<
         .managed_redis(REDIS)
         .build()
         .await
-        .unwrap_err()
+        .expect_err("refused")
         .to_string();
     assert!(
         error.contains("Open") && error.contains("OpenToo") && error.contains("`ws`"),
@@ -353,12 +383,9 @@ async fn managed_services_under_different_prefixes_are_isolated() -> anyhow::Res
             .managed_redis(REDIS),
     )
     .await?;
-    let (mut client, _) =
-        asena_tests::managed_login(&s, "/isolated", json!({"user": "u"})).await?;
+    let (mut client, _) = asena_tests::managed_login(&s, "/isolated", json!({"user": "u"})).await?;
     let emitter = Emitter::connect(REDIS).await?;
-    emitter
-        .broadcast_event("from-ws", json!({"n": 1}))
-        .await?;
+    emitter.broadcast_event("from-ws", json!({"n": 1})).await?;
     let emitter = emitter.managed_prefix(isolated_prefix());
     emitter
         .broadcast_event("from-own-prefix", json!({"n": 2}))

@@ -152,7 +152,10 @@ async fn our_broadcasts_and_room_messages_go_out_as_asena_topics() -> anyhow::Re
     assert!(ns.to(wire::BROADCAST_ROOM, "not to all").is_err());
     ns.broadcast("also to all")?;
     let env = next_envelope(&mut sub).await?;
-    assert_eq!((env.topic.as_str(), env.payload.as_slice()), ("compat.__", &b"also to all"[..]));
+    assert_eq!(
+        (env.topic.as_str(), env.payload.as_slice()),
+        ("compat.__", &b"also to all"[..])
+    );
 
     server.stop().await
 }
@@ -257,7 +260,9 @@ async fn a_single_instance_has_no_transport_stats() -> anyhow::Result<()> {
         Err(asena_runtime::RoomError::Reserved)
     );
     assert_eq!(sock.subscribe("named"), Ok(true));
-    let refused = ns.to(wire::BROADCAST_ROOM, "all of us").unwrap_err();
+    let refused = ns
+        .to(wire::BROADCAST_ROOM, "all of us")
+        .expect_err("refused");
     assert_eq!(refused.code, asena_runtime::SendErrorCode::InvalidRoom);
     assert_eq!(ns.to("named", "all of us")?, 1);
     assert_eq!(c.recv_text().await?, "all of us");

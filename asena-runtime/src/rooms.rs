@@ -284,7 +284,11 @@ mod tests {
         assert_eq!(validate_room(&"x".repeat(257)), Err(RoomError::TooLong));
         assert_eq!(validate_room(&"x".repeat(256)), Ok(()));
         for reserved in ["__", "__x", "/chat", "/user/events/42"] {
-            assert_eq!(validate_room(reserved), Err(RoomError::Reserved), "{reserved}");
+            assert_eq!(
+                validate_room(reserved),
+                Err(RoomError::Reserved),
+                "{reserved}"
+            );
         }
         assert_eq!(validate_target("/user/events/42"), Ok(()));
         assert_eq!(validate_target("__"), Err(RoomError::Reserved));

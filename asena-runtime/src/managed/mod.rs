@@ -503,7 +503,11 @@ enum RoomsRefused {
     /// `data.rooms` names more rooms than one request may.
     TooManyInRequest { limit: usize, got: usize },
     /// Joining would put the client in more rooms than it may be in.
-    TooManyForClient { limit: usize, joined: usize, new: usize },
+    TooManyForClient {
+        limit: usize,
+        joined: usize,
+        new: usize,
+    },
 }
 
 impl RoomsRefused {
@@ -517,7 +521,9 @@ impl RoomsRefused {
     fn message(&self) -> String {
         match self {
             RoomsRefused::TooManyInRequest { limit, got } => {
-                format!("a join or leave names at most {limit} rooms (max_rooms_per_request); this one named {got}")
+                format!(
+                    "a join or leave names at most {limit} rooms (max_rooms_per_request); this one named {got}"
+                )
             }
             RoomsRefused::TooManyForClient { limit, joined, new } => format!(
                 "a client is in at most {limit} rooms (max_rooms_per_client); it is in {joined} and asked for {new} more"
@@ -557,8 +563,7 @@ fn requested_rooms(
     for room in listed {
         match room.as_str() {
             Some(r)
-                if crate::rooms::validate_room(r).is_ok()
-                    && !reserved_by_protocol(r, prefix) =>
+                if crate::rooms::validate_room(r).is_ok() && !reserved_by_protocol(r, prefix) =>
             {
                 if seen.insert(r) {
                     rooms.push(r.to_owned());
@@ -593,14 +598,11 @@ async fn join<S: ManagedService>(
     data: &Value,
 ) -> Result<()> {
     let options = service.options();
-    let (requested, _) = match requested_rooms(
-        data,
-        &options.channel_prefix,
-        options.max_rooms_per_request,
-    ) {
-        Ok(rooms) => rooms,
-        Err(refused) => return refuse(ws, "join", &refused),
-    };
+    let (requested, _) =
+        match requested_rooms(data, &options.channel_prefix, options.max_rooms_per_request) {
+            Ok(rooms) => rooms,
+            Err(refused) => return refuse(ws, "join", &refused),
+        };
     let new = requested.iter().filter(|r| !ws.in_room(r)).count();
     let joined_before = ws.joined_count();
     if joined_before + new > options.max_rooms_per_client {
@@ -635,14 +637,11 @@ async fn join<S: ManagedService>(
 
 fn leave<S: ManagedService>(service: &S, ws: &ManagedSocket<S::Out>, data: &Value) -> Result<()> {
     let options = service.options();
-    let requested = match requested_rooms(
-        data,
-        &options.channel_prefix,
-        options.max_rooms_per_request,
-    ) {
-        Ok((rooms, _)) => rooms,
-        Err(refused) => return refuse(ws, "leave", &refused),
-    };
+    let requested =
+        match requested_rooms(data, &options.channel_prefix, options.max_rooms_per_request) {
+            Ok((rooms, _)) => rooms,
+            Err(refused) => return refuse(ws, "leave", &refused),
+        };
     let left: Vec<String> = requested
         .into_iter()
         .filter(|r| ws.unsubscribe(r))

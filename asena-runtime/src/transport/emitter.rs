@@ -216,9 +216,8 @@ impl Emitter {
         message: impl IntoFrame,
     ) -> Result<(), TransportError> {
         let namespace = checked_namespace(namespace)?;
-        crate::rooms::validate_target(room).map_err(|e| {
-            TransportError::Other(format!("room {:?}: {e}", short(room)).into())
-        })?;
+        crate::rooms::validate_target(room)
+            .map_err(|e| TransportError::Other(format!("room {:?}: {e}", short(room)).into()))?;
         self.publish(&wire::room_topic(namespace, room), message)
             .await
     }
@@ -236,7 +235,8 @@ impl Emitter {
                 format!("{:?} is not a socket id", short(id)).into(),
             ));
         }
-        self.publish(&wire::room_topic(namespace, id), message).await
+        self.publish(&wire::room_topic(namespace, id), message)
+            .await
     }
 
     /// Sends to every socket of the namespace at `namespace`, on every instance.

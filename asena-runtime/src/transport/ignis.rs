@@ -350,12 +350,14 @@ impl IgnisBus {
                 shutdown: shutdown_rx.clone(),
                 command: {
                     let prefix = prefix.clone();
-                    Box::new(move |envelope: &IgnisEnvelope, pipe: &mut redis::Pipeline| {
-                        pipe.cmd("PUBLISH")
-                            .arg(envelope.channel_under(&prefix))
-                            .arg(envelope.encode())
-                            .ignore();
-                    })
+                    Box::new(
+                        move |envelope: &IgnisEnvelope, pipe: &mut redis::Pipeline| {
+                            pipe.cmd("PUBLISH")
+                                .arg(envelope.channel_under(&prefix))
+                                .arg(envelope.encode())
+                                .ignore();
+                        },
+                    )
                 },
             }
             .run(publisher),
