@@ -45,6 +45,7 @@ use crate::request::{lookup, parse_query};
 use crate::transport::{Deliver, Outbound, Transport};
 use crate::wire;
 use crate::ws::WebSocketService;
+use crate::ws::origin::OriginPolicy;
 use crate::ws::upgrade::{self, Endpoint};
 use fleet::{Fleet, InstanceView};
 
@@ -296,7 +297,8 @@ impl Inspector {
                 state: state.clone(),
             })),
             chain: guard.clone(),
-            origins: None,
+            // The page is served by this app: its feed is same-origin.
+            origins: OriginPolicy::SameOrigin,
             shutting_down,
         });
         Arc::new(Inspector {
