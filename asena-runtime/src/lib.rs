@@ -236,8 +236,9 @@ pub mod managed;
 mod di;
 mod ulak;
 mod app;
+mod secret;
 
-pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, Server};
+pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, InspectorToken, Server};
 pub use asena_macros::{middleware, service, websocket};
 pub use channel::{Channel, DecodeError, DecodeErrorKind, Encode, Raw, Receives, Sends};
 pub use config::{Compression, Limits, SlowConsumer};
@@ -249,6 +250,7 @@ pub use middleware::{Context, IntoStatusCode, Middleware, Next, Refusal, Scope};
 pub use namespace::{
     Namespace, RoomInfo, SendError, SendErrorCode, Socket, SocketRef, WebSocketData,
 };
+pub use secret::secret_eq;
 pub use stats::{FanoutHistogram, NamespaceStats};
 #[cfg(feature = "nats")]
 pub use transport::NatsTransport;

@@ -9,6 +9,7 @@ mod metrics;
 
 pub use error::Error;
 pub use extract::{AppValue, FromApp};
+pub use inspector::InspectorToken;
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -141,17 +142,27 @@ impl AsenaBuilder {
     /// that serves the inspector (or announces) appears in the fleet view of the others; an
     /// instance silent for three intervals drops off, and one that shuts down leaves at once.
     ///
+    /// [`InspectorToken`] is a ready-made guard; a guard of your own reads the token from
+    /// [`Context::bearer_token`](crate::Context::bearer_token) and compares it with
+    /// [`secret_eq`](crate::secret_eq), never `==`. A browser signs in on the login form the
+    /// page shows without credentials: the inspector runs the guard on the posted token and
+    /// sets an `HttpOnly`, `SameSite=Strict` cookie, which it hands to the guard as the bearer
+    /// token of later requests and of the feed's upgrade. A token in the URL (`?token=`) is
+    /// refused with 400, whatever the guard.
+    ///
     /// ```
     /// use asena_runtime::prelude::*;
+    /// use asena_runtime::secret_eq;
     ///
-    /// /// Lets through requests that carry the token, as `Authorization: Bearer <token>` or
-    /// /// as `?token=<token>` (what a browser can put in a link).
-    /// struct InspectorToken(String);
+    /// /// Lets through requests that carry the token as `Authorization: Bearer <token>` (or
+    /// /// the inspector's login cookie, which arrives as one), from the office network.
+    /// struct OfficeOnly(String);
     ///
-    /// impl Middleware for InspectorToken {
+    /// impl Middleware for OfficeOnly {
     ///     async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
-    ///         let given = ctx.bearer_token().or_else(|| ctx.query("token"));
-    ///         if given != Some(self.0.as_str()) {
+    ///         let from_office = ctx.remote_addr().is_some_and(|a| a.ip().is_loopback());
+    ///         let token_ok = ctx.bearer_token().is_some_and(|t| secret_eq(t, &self.0));
+    ///         if !(from_office && token_ok) {
     ///             return Err(Refusal::json(401, json!({"error": "Unauthorized"})));
     ///         }
     ///         next.run(ctx).await
@@ -159,7 +170,7 @@ impl AsenaBuilder {
     /// }
     ///
     /// # fn builder() -> asena_runtime::AsenaBuilder {
-    /// Asena::builder().inspector("/_asena", InspectorToken("s3cret".into()))
+    /// Asena::builder().inspector("/_asena", OfficeOnly("s3cret".into()))
     /// # }
     /// ```
     pub fn inspector<M: Middleware>(mut self, path: &str, guard: M) -> Self {
