@@ -714,7 +714,9 @@ fn page() -> Response<Body> {
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-store")
         .header("x-frame-options", "DENY")
-        .header("referrer-policy", "no-referrer")
+        // Not `no-referrer`: under it browsers send `Origin: null` with the sign-out form's
+        // POST, which the same-origin check refuses.
+        .header("referrer-policy", "same-origin")
         .body(Body::from(PAGE))
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }

@@ -189,7 +189,9 @@ pub(crate) fn login_page(base: &str, status: StatusCode, failed: bool) -> Respon
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-store")
         .header("x-frame-options", "DENY")
-        .header("referrer-policy", "no-referrer")
+        // Not `no-referrer`: under it browsers send `Origin: null` with the form's POST, which
+        // the login's same-origin check refuses.
+        .header("referrer-policy", "same-origin")
         .header(
             "content-security-policy",
             "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
