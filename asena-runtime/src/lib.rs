@@ -170,7 +170,7 @@
 //! | `asena_protocol_errors_total` | counter | `namespace` | connections closed for protocol violations |
 //! | `asena_invalid_messages_total` | counter | `namespace` | messages that did not decode into the service's `receives` type |
 //! | `asena_fanout_queue_seconds` | histogram | `namespace` | time from a message's arrival (its bytes read) to the local fan-out of a room or broadcast message its handler sent being *queued* on every local member (not written); **sampled**: measured for each connection's first such send, then for one in 16 at random, so it is a random sample of the latencies but its count is about a sixteenth of the room sends, not their number |
-//! | `asena_transport_{published,received,dropped,errors,reconnects}_total` | counter | — | the transport's counters (`Asena::transport_stats`), when there is one |
+//! | `asena_transport_{published,received,dropped,oversize,errors,reconnects}_total` | counter | — | the transport's counters (`Asena::transport_stats`), when there is one |
 //! | `asena_transport_subscriptions` | gauge | — | rooms the instance is subscribed to on the broker, when the transport routes by interest (NATS) |
 //!
 //! The same counters are readable in code from [`Namespace::stats`] ([`NamespaceStats`]).
