@@ -748,7 +748,9 @@ async fn a_cross_origin_upgrade_is_refused_by_default() -> anyhow::Result<()> {
     let same = format!("http://{here}");
     let other_port = format!("http://127.0.0.1:{}", port.wrapping_add(1).max(1));
     let other_host = format!("http://localhost:{port}");
-    let cases: &[(Option<&[u8]>, &[&[u8]], u16)] = &[
+    // (Host, Origin values, expected status)
+    type Case<'a> = (Option<&'a [u8]>, &'a [&'a [u8]], u16);
+    let cases: &[Case<'_>] = &[
         // Non-browser clients send no Origin: allowed.
         (None, &[], 101),
         (None, &[same.as_bytes()], 101),
