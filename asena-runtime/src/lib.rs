@@ -185,7 +185,9 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /_asena` | the page |
+//! | `GET /_asena` | the page; without credentials (the guard answers 401) a login form |
+//! | `POST /_asena/login` `token=..` (form) | runs the guard on the token; when it passes, `303` to the page with an `HttpOnly`, `SameSite=Strict` cookie the inspector hands to the guard as the bearer token of later requests |
+//! | `POST /_asena/logout` | clears the cookie |
 //! | `GET /_asena/ws` | a WebSocket: `{"type":"fleet","at","self","instances"}` on open and at every interval |
 //! | `GET /_asena/api/fleet` | `{"self", "instances": [{id, name, addr, self, startedAt, lastSeenMs, sockets, rooms, rates, namespaces, transport}]}` (rates: `received`, `sent`, `deliveries` per second; `transport`: the broker counters with `publishedRate` and `receivedRate`) |
 //! | `GET /_asena/api/namespaces` | `[{path, name, sockets, rooms}]` of this instance |
@@ -193,6 +195,10 @@
 //! | `GET /_asena/api/rooms?ns=&q=&offset=&limit=` | `{namespace, total, matched, offset, limit, rooms: [{name, size}]}`, by name |
 //! | `POST /_asena/api/disconnect` `{"socket", "code"?, "reason"?}` | closes the socket (default 1000, "Disconnected by an operator"); 404 when it is not here, 400 for a code that may not be sent |
 //! | `POST /_asena/api/leave` `{"socket", "room"}` | takes it out of the room; 404 when it is not in it |
+//!
+//! The token travels as `Authorization: Bearer` or in the login cookie, never in the URL: a
+//! request with `token` in its query is refused with 400. [`InspectorToken`] is a ready-made
+//! guard (constant-time comparison, [`secret_eq`]).
 //!
 //! Every request passes the guard first, the WebSocket's upgrade included. The inspector's
 //! own sockets are not one of the app's namespaces: they appear in no count, metric or
