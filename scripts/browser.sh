@@ -11,7 +11,7 @@
 # is rebuilt), then runs each test against freshly started servers on free loopback ports:
 # - chat: scripts/browser/chat.js against the chat example.
 # - inspector: scripts/browser/inspector.js against the chat example's inspector (/_asena),
-#   with a token set through ASENA_INSPECTOR_TOKEN.
+#   with a token set through ASENA_INSPECTOR_TOKEN, signing in through its login form.
 # - realtime: scripts/browser/realtime.js against two realtime instances sharing Redis on
 #   127.0.0.1:6379 (scripts/services.sh starts it), with `emit --user alice` in between. It
 #   clears the presence keys (realtime:online, realtime:online:version) first: do not point it

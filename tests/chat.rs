@@ -159,7 +159,7 @@ async fn serves_the_browser_page() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_inspector_wants_the_token_as_a_bearer_or_in_the_query() -> anyhow::Result<()> {
+async fn the_inspector_wants_the_token_as_a_bearer_never_in_the_query() -> anyhow::Result<()> {
     let s = start(chat::builder_with_inspector("open-sesame").without_auto_registration()).await?;
     let get = |path: &str, bearer: Option<&str>| {
         let mut req = hyper::Request::get(s.http_url(path));
@@ -169,26 +169,34 @@ async fn the_inspector_wants_the_token_as_a_bearer_or_in_the_query() -> anyhow::
         asena_tests::http_request(req.body(Default::default()).expect("request"))
     };
     for (path, bearer) in [
-        ("/_asena", None),
-        ("/_asena?token=open", None),
+        ("/_asena/api/fleet", None),
         ("/_asena/api/fleet", Some("open-sesamE")),
-        ("/_asena/api/sockets?token=", None),
+        ("/_asena/api/sockets", Some("")),
     ] {
         let refused = get(path, bearer).await?;
         assert_eq!(refused.status, 401, "{path}: {refused}");
         assert_eq!(refused.json()?, json!({"error": "Unauthorized"}));
     }
+    // The page without a token is the login form; a token in the URL never counts.
+    assert_eq!(get("/_asena", None).await?.status, 401);
+    for path in ["/_asena?token=open-sesame", "/_asena/api/sockets?token="] {
+        assert_eq!(get(path, None).await?.status, 400, "{path}");
+    }
     let (status, _) = asena_tests::upgrade_request(s.addr, "/_asena/ws", &[]).await?;
     assert_eq!(status, 401);
 
-    let page = get("/_asena?token=open-sesame", None).await?;
+    let page = get("/_asena", Some("open-sesame")).await?;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Asena inspector"));
     let (alice, _) = join(&s, "alice", "r1").await?;
     let sockets = get("/_asena/api/sockets?ns=/chat", Some("open-sesame")).await?;
     assert_eq!(sockets.status, 200, "{sockets}");
     assert_eq!(sockets.json()?["sockets"][0]["rooms"], json!(["r1"]));
-    let mut feed = Client::connect(&s.ws_url("/_asena/ws?token=open-sesame")).await?;
+    let mut feed = Client::connect_with_headers(
+        &s.ws_url("/_asena/ws"),
+        &[("authorization", "Bearer open-sesame")],
+    )
+    .await?;
     assert_eq!(feed.recv_type("fleet").await?["instances"][0]["self"], true);
     // The chat's own routes stay open.
     assert_eq!(get("/metrics", None).await?.status, 200);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use asena_runtime::prelude::*;
 use asena_runtime::wire::{self, Envelope};
-use asena_runtime::{AsenaBuilder, NatsTransport, RedisTransport};
+use asena_runtime::{AsenaBuilder, InspectorToken, NatsTransport, RedisTransport};
 use asena_tests::{
     Client, TestServer, WAIT, eventually, http_request, start, until_some, upgrade_request,
 };
@@ -19,13 +19,14 @@ const TOKEN: &str = "test-token-1234";
 const REDIS: &str = "redis://127.0.0.1:6379";
 const NATS: &str = "nats://127.0.0.1:4222";
 
-/// The guard the chat example uses too: the token as a bearer token or as `?token=`.
-struct Token(&'static str);
+/// A guard that would accept the token from anywhere, the URL included: the inspector must
+/// still refuse a token in the URL before it runs.
+struct Lenient(&'static str);
 
-impl Middleware for Token {
+impl Middleware for Lenient {
     async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         let given = ctx.bearer_token().or_else(|| ctx.query("token"));
-        if given != Some(self.0) {
+        if !given.is_some_and(|g| asena_runtime::secret_eq(g, self.0)) {
             return Err(Refusal::json(401, json!({"error": "Unauthorized"})));
         }
         next.run(ctx).await
@@ -66,7 +67,7 @@ fn app() -> AsenaBuilder {
     Asena::builder()
         .without_auto_registration()
         .websocket::<Hall>()
-        .inspector("/_asena", Token(TOKEN))
+        .inspector("/_asena", InspectorToken::new(TOKEN))
         .announce_every(Duration::from_millis(100))
 }
 
@@ -115,18 +116,26 @@ async fn join(server: &TestServer, rooms: &str) -> anyhow::Result<(Client, Strin
 async fn every_route_refuses_requests_the_guard_refuses() -> anyhow::Result<()> {
     let server = start(app()).await?;
     for path in [
-        "/_asena",
-        "/_asena/",
         "/_asena/api/fleet",
         "/_asena/api/namespaces",
         "/_asena/api/sockets",
         "/_asena/api/rooms",
         "/_asena/api/nothing-here",
-        "/_asena?token=wrong",
     ] {
         let (status, body) = get(&server, path, false).await?;
         assert_eq!(status, 401, "{path}: {body}");
         assert_eq!(body["error"], "Unauthorized", "{path}");
+    }
+    // The page without credentials: the login form, with the guard's 401.
+    for path in ["/_asena", "/_asena/"] {
+        let (status, body) = get(&server, path, false).await?;
+        assert_eq!(status, 401, "{path}");
+        let body = body.as_str().unwrap_or_default();
+        assert!(body.contains(r#"action="/_asena/login""#), "{path}: {body}");
+        assert!(
+            !body.contains("Fleet"),
+            "{path}: the login form shows no data"
+        );
     }
     for path in ["/_asena/api/disconnect", "/_asena/api/leave"] {
         let req = hyper::Request::post(server.http_url(path))
@@ -136,13 +145,19 @@ async fn every_route_refuses_requests_the_guard_refuses() -> anyhow::Result<()> 
     // The WebSocket: refused before the upgrade, without and with a wrong token.
     let (status, resp) = upgrade_request(server.addr, "/_asena/ws", &[]).await?;
     assert_eq!(status, 401, "{resp}");
-    let (status, _) = upgrade_request(server.addr, "/_asena/ws?token=nope", &[]).await?;
+    let (status, _) = upgrade_request(
+        server.addr,
+        "/_asena/ws",
+        &[("authorization", "Bearer nope")],
+    )
+    .await?;
     assert_eq!(status, 401);
     assert!(Client::connect(&server.ws_url("/_asena/ws")).await.is_err());
 
-    // With the token: the page (as a header or in the query), the API, the feed.
+    // With the token: the page, the API, the feed.
     let page = http_request(
-        hyper::Request::get(server.http_url(&format!("/_asena?token={TOKEN}")))
+        hyper::Request::get(server.http_url("/_asena"))
+            .header("authorization", format!("Bearer {TOKEN}"))
             .body(Default::default())?,
     )
     .await?;
@@ -166,20 +181,148 @@ async fn every_route_refuses_requests_the_guard_refuses() -> anyhow::Result<()> 
     assert_eq!((status, wrong["error"].as_str()), (405, Some("Use POST")));
     let (status, wrong) = post(&server, "/_asena/api/fleet", json!({})).await?;
     assert_eq!((status, wrong["error"].as_str()), (405, Some("Use GET")));
-    let mut feed = Client::connect(&server.ws_url(&format!("/_asena/ws?token={TOKEN}"))).await?;
-    let first = feed.recv_type("fleet").await?;
-    assert!(first["self"].is_string(), "{first}");
     let mut bearer = Client::connect_with_headers(
         &server.ws_url("/_asena/ws"),
         &[("authorization", &format!("Bearer {TOKEN}"))],
     )
     .await?;
-    bearer.recv_type("fleet").await?;
+    let first = bearer.recv_type("fleet").await?;
+    assert!(first["self"].is_string(), "{first}");
     // The inspector's own sockets are not one of the app's namespaces.
     assert_eq!(server.app.namespaces().len(), 1);
     assert_eq!(
         server.app.namespace("/hall").map(|n| n.socket_count()),
         Some(0)
+    );
+    server.stop().await
+}
+
+/// A login: the form posted from the inspector's own origin; returns the response.
+async fn login(
+    server: &TestServer,
+    form: &str,
+    origin: Option<&str>,
+) -> anyhow::Result<asena_tests::HttpResponse> {
+    let mut req = hyper::Request::post(server.http_url("/_asena/login"))
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(origin) = origin {
+        req = req.header("origin", origin);
+    }
+    http_request(req.body(form.to_owned().into())?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_token_never_authenticates_in_the_url() -> anyhow::Result<()> {
+    // Even a guard that reads `?token=` never sees one: the inspector refuses it first.
+    let server = start(
+        Asena::builder()
+            .without_auto_registration()
+            .websocket::<Hall>()
+            .inspector("/_asena", Lenient(TOKEN)),
+    )
+    .await?;
+    for path in [
+        format!("/_asena?token={TOKEN}"),
+        format!("/_asena/?token={TOKEN}"),
+        format!("/_asena/api/fleet?token={TOKEN}"),
+        format!("/_asena/api/sockets?ns=/hall&token={TOKEN}"),
+        "/_asena?token=wrong".to_owned(),
+    ] {
+        let (status, body) = get(&server, &path, false).await?;
+        assert_eq!(status, 400, "{path}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains("never in the URL"), "{path}: {body}");
+    }
+    let (status, resp) =
+        upgrade_request(server.addr, &format!("/_asena/ws?token={TOKEN}"), &[]).await?;
+    assert_eq!(status, 400, "{resp}");
+    assert!(
+        Client::connect(&server.ws_url(&format!("/_asena/ws?token={TOKEN}")))
+            .await
+            .is_err()
+    );
+    // The same guard admits the header.
+    let (status, _) = get(&server, "/_asena/api/fleet", true).await?;
+    assert_eq!(status, 200);
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_browser_signs_in_with_a_cookie() -> anyhow::Result<()> {
+    let server = start(app()).await?;
+    let own_origin = format!("http://{}", server.addr);
+    // A wrong token: the login form again, with the guard's status, and no cookie.
+    let wrong = login(&server, "token=nope", Some(&own_origin)).await?;
+    assert_eq!(wrong.status, 401, "{wrong}");
+    assert!(wrong.body.contains("refused"), "{wrong}");
+    assert!(asena_tests::header_values(&wrong, "set-cookie").is_empty());
+    // Another site's page cannot log a browser in.
+    let forged = login(
+        &server,
+        &format!("token={TOKEN}"),
+        Some("https://evil.example"),
+    )
+    .await?;
+    assert_eq!(forged.status, 403, "{forged}");
+    assert!(asena_tests::header_values(&forged, "set-cookie").is_empty());
+    // Only POST logs in.
+    let (status, _) = get(&server, "/_asena/login", false).await?;
+    assert_eq!(status, 405);
+
+    let ok = login(&server, &format!("token={TOKEN}"), Some(&own_origin)).await?;
+    assert_eq!(ok.status, 303, "{ok}");
+    assert_eq!(asena_tests::header_values(&ok, "location"), ["/_asena/"]);
+    let cookies = asena_tests::header_values(&ok, "set-cookie");
+    let [cookie] = cookies.as_slice() else {
+        anyhow::bail!("one cookie expected: {cookies:?}");
+    };
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/_asena"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie encodes the token: {cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap_or_default().to_owned();
+
+    // The cookie authenticates the page, the API and the feed's upgrade.
+    let with_cookie = |path: &str| {
+        hyper::Request::get(server.http_url(path))
+            .header("cookie", format!("theme=dark; {pair}"))
+            .body(Default::default())
+    };
+    let page = http_request(with_cookie("/_asena/")?).await?;
+    assert_eq!(page.status, 200, "{page}");
+    assert!(page.body.contains("Fleet"), "the page itself");
+    let api = http_request(with_cookie("/_asena/api/namespaces")?).await?;
+    assert_eq!(api.status, 200, "{api}");
+    assert_eq!(api.json()?[0]["path"], "/hall");
+    let mut feed =
+        Client::connect_with_headers(&server.ws_url("/_asena/ws"), &[("cookie", &pair)]).await?;
+    feed.recv_type("fleet").await?;
+    // A forged cookie does not.
+    let (status, _) = upgrade_request(
+        server.addr,
+        "/_asena/ws",
+        &[("cookie", "asena_inspector=bm9wZQ")],
+    )
+    .await?;
+    assert_eq!(status, 401);
+
+    // Signing out clears the cookie.
+    let out = http_request(
+        hyper::Request::post(server.http_url("/_asena/logout"))
+            .header("origin", &own_origin)
+            .body(Default::default())?,
+    )
+    .await?;
+    assert_eq!(out.status, 303, "{out}");
+    let cleared = asena_tests::header_values(&out, "set-cookie");
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("asena_inspector=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
     );
     server.stop().await
 }
@@ -355,7 +498,11 @@ async fn actions_disconnect_a_socket_and_take_one_out_of_a_room() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_feed_pushes_counts_and_rates_as_they_move() -> anyhow::Result<()> {
     let server = start(app()).await?;
-    let mut feed = Client::connect(&server.ws_url(&format!("/_asena/ws?token={TOKEN}"))).await?;
+    let mut feed = Client::connect_with_headers(
+        &server.ws_url("/_asena/ws"),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+    )
+    .await?;
     let (mut a, _) = join(&server, "room").await?;
     let (mut b, _) = join(&server, "room").await?;
     // Keep traffic flowing while the feed reports: 2 sockets, messages in and deliveries.

@@ -713,3 +713,124 @@ async fn limits_can_differ_per_service() -> anyhow::Result<()> {
     );
     s.stop().await
 }
+
+// ---------------------------------------------------------------------------------------
+// Origin policy
+
+/// The status of an upgrade request to `/t` with these `Host` and `Origin` header values
+/// (raw bytes: a test can send what no browser would), and the response for messages.
+async fn upgrade_with(
+    s: &TestServer,
+    host: Option<&[u8]>,
+    origins: &[&[u8]],
+) -> anyhow::Result<(u16, String)> {
+    use asena_tests::tungstenite::http::HeaderValue;
+    let mut req = hyper::Request::get(format!("http://{}/t", s.addr))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    if let Some(host) = host {
+        req = req.header("host", HeaderValue::from_bytes(host)?);
+    }
+    for origin in origins {
+        req = req.header("origin", HeaderValue::from_bytes(origin)?);
+    }
+    let resp = asena_tests::http_request(req.body(Default::default())?).await?;
+    Ok((resp.status, resp.to_string()))
+}
+
+#[tokio::test]
+async fn a_cross_origin_upgrade_is_refused_by_default() -> anyhow::Result<()> {
+    let s = server().await?;
+    let here = s.addr.to_string();
+    let port = s.addr.port();
+    let same = format!("http://{here}");
+    let other_port = format!("http://127.0.0.1:{}", port.wrapping_add(1).max(1));
+    let other_host = format!("http://localhost:{port}");
+    // (Host, Origin values, expected status)
+    type Case<'a> = (Option<&'a [u8]>, &'a [&'a [u8]], u16);
+    let cases: &[Case<'_>] = &[
+        // Non-browser clients send no Origin: allowed.
+        (None, &[], 101),
+        (None, &[same.as_bytes()], 101),
+        // The Origin's host and port compare with the Host header's, case-insensitively,
+        // default ports included.
+        (Some(b"App.Example"), &[b"https://app.example"], 101),
+        (Some(b"app.example:443"), &[b"https://APP.example"], 101),
+        (Some(b"app.example"), &[b"http://app.example:80"], 101),
+        (Some(b"[::1]:8080"), &[b"http://[::1]:8080"], 101),
+        // Another host, another port, another default port: refused.
+        (None, &[other_host.as_bytes()], 403),
+        (None, &[other_port.as_bytes()], 403),
+        (None, &[b"https://evil.example"], 403),
+        (Some(b"app.example"), &[b"https://app.example:8443"], 403),
+        (Some(b"app.example:80"), &[b"https://app.example"], 403),
+        (
+            Some(b"app.example.evil.example"),
+            &[b"https://app.example"],
+            403,
+        ),
+        // What is not an origin, or not one: refused, never treated as absent.
+        (None, &[b"\xff\xfe"], 403),
+        (None, &[b"http://127.0.0.1\xff"], 403),
+        (None, &[b"null"], 403),
+        (None, &[b""], 403),
+        (None, &[b"not a url"], 403),
+        (Some(b"app.example"), &[b"https://user@app.example"], 403),
+        (Some(b"app.example/x"), &[b"https://app.example"], 403),
+        // Two Origin headers are ambiguous.
+        (None, &[same.as_bytes(), same.as_bytes()], 403),
+    ];
+    for (host, origins, expected) in cases {
+        let (status, resp) = upgrade_with(&s, *host, origins).await?;
+        let shown: Vec<String> = origins
+            .iter()
+            .map(|o| String::from_utf8_lossy(o).into_owned())
+            .collect();
+        assert_eq!(status, *expected, "Host {host:?}, Origin {shown:?}: {resp}");
+        if *expected == 403 {
+            assert!(resp.contains("Origin not allowed"), "{resp}");
+        }
+    }
+    s.stop().await
+}
+
+#[tokio::test]
+async fn allow_any_origin_turns_the_check_off() -> anyhow::Result<()> {
+    let s = start(builder().allow_any_origin()).await?;
+    for origin in [&b"https://evil.example"[..], b"null", b"\xff"] {
+        let (status, resp) = upgrade_with(&s, None, &[origin]).await?;
+        assert_eq!(status, 101, "{resp}");
+    }
+    s.stop().await
+}
+
+#[tokio::test]
+async fn an_allow_list_refuses_an_origin_that_is_not_utf8() -> anyhow::Result<()> {
+    let s = start(builder().allowed_origins(["https://good.example"])).await?;
+    let cases: &[(&[u8], u16)] = &[
+        (b"https://good.example", 101),
+        (b"https://GOOD.example", 101),
+        (b"https://evil.example", 403),
+        (b"https://good.example\xff", 403),
+        (b"\xff", 403),
+    ];
+    for (origin, expected) in cases {
+        let (status, resp) = upgrade_with(&s, None, &[origin]).await?;
+        assert_eq!(
+            status,
+            *expected,
+            "{:?}: {resp}",
+            String::from_utf8_lossy(origin)
+        );
+    }
+    let (status, resp) = upgrade_with(&s, None, &[]).await?;
+    assert_eq!(status, 101, "no Origin: {resp}");
+    // Per service, the opt-out applies to that path only.
+    s.stop().await?;
+    let s = start(builder().allow_any_origin_for("/t")).await?;
+    let (status, resp) = upgrade_with(&s, None, &[b"https://evil.example"]).await?;
+    assert_eq!(status, 101, "{resp}");
+    s.stop().await
+}

@@ -170,7 +170,7 @@
 //! | `asena_protocol_errors_total` | counter | `namespace` | connections closed for protocol violations |
 //! | `asena_invalid_messages_total` | counter | `namespace` | messages that did not decode into the service's `receives` type |
 //! | `asena_fanout_queue_seconds` | histogram | `namespace` | time from a message's arrival (its bytes read) to the local fan-out of a room or broadcast message its handler sent being *queued* on every local member (not written); **sampled**: measured for each connection's first such send, then for one in 16 at random, so it is a random sample of the latencies but its count is about a sixteenth of the room sends, not their number |
-//! | `asena_transport_{published,received,dropped,errors,reconnects}_total` | counter | — | the transport's counters (`Asena::transport_stats`), when there is one |
+//! | `asena_transport_{published,received,dropped,oversize,errors,reconnects}_total` | counter | — | the transport's counters (`Asena::transport_stats`), when there is one |
 //! | `asena_transport_subscriptions` | gauge | — | rooms the instance is subscribed to on the broker, when the transport routes by interest (NATS) |
 //!
 //! The same counters are readable in code from [`Namespace::stats`] ([`NamespaceStats`]).
@@ -185,7 +185,9 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /_asena` | the page |
+//! | `GET /_asena` | the page; without credentials (the guard answers 401) a login form |
+//! | `POST /_asena/login` `token=..` (form) | runs the guard on the token; when it passes, `303` to the page with an `HttpOnly`, `SameSite=Strict` cookie the inspector hands to the guard as the bearer token of later requests |
+//! | `POST /_asena/logout` | clears the cookie |
 //! | `GET /_asena/ws` | a WebSocket: `{"type":"fleet","at","self","instances"}` on open and at every interval |
 //! | `GET /_asena/api/fleet` | `{"self", "instances": [{id, name, addr, self, startedAt, lastSeenMs, sockets, rooms, rates, namespaces, transport}]}` (rates: `received`, `sent`, `deliveries` per second; `transport`: the broker counters with `publishedRate` and `receivedRate`) |
 //! | `GET /_asena/api/namespaces` | `[{path, name, sockets, rooms}]` of this instance |
@@ -193,6 +195,10 @@
 //! | `GET /_asena/api/rooms?ns=&q=&offset=&limit=` | `{namespace, total, matched, offset, limit, rooms: [{name, size}]}`, by name |
 //! | `POST /_asena/api/disconnect` `{"socket", "code"?, "reason"?}` | closes the socket (default 1000, "Disconnected by an operator"); 404 when it is not here, 400 for a code that may not be sent |
 //! | `POST /_asena/api/leave` `{"socket", "room"}` | takes it out of the room; 404 when it is not in it |
+//!
+//! The token travels as `Authorization: Bearer` or in the login cookie, never in the URL: a
+//! request with `token` in its query is refused with 400. [`InspectorToken`] is a ready-made
+//! guard (constant-time comparison, [`secret_eq`]).
 //!
 //! Every request passes the guard first, the WebSocket's upgrade included. The inspector's
 //! own sockets are not one of the app's namespaces: they appear in no count, metric or
@@ -236,8 +242,9 @@ pub mod managed;
 mod di;
 mod ulak;
 mod app;
+mod secret;
 
-pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, Server};
+pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, InspectorToken, Server};
 pub use asena_macros::{middleware, service, websocket};
 pub use channel::{Channel, DecodeError, DecodeErrorKind, Encode, Raw, Receives, Sends};
 pub use config::{Compression, Limits, SlowConsumer};
@@ -250,6 +257,7 @@ pub use namespace::{
     Namespace, RoomInfo, SendError, SendErrorCode, Socket, SocketRef, WebSocketData,
 };
 pub use rooms::{MAX_ROOM_NAME, RoomError, validate_room};
+pub use secret::secret_eq;
 pub use stats::{FanoutHistogram, NamespaceStats};
 #[cfg(feature = "nats")]
 pub use transport::NatsTransport;

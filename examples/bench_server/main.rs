@@ -153,7 +153,8 @@ async fn report_typed_counts() {
 }
 
 /// The benchmark app: both services, no idle timeout; with `BENCH_INSPECTOR_TOKEN` set, the
-/// inspector at `/_asena` too (to measure it with many sockets).
+/// inspector at `/_asena` too (to measure it with many sockets), guarded by
+/// [`InspectorToken`](asena_runtime::InspectorToken): the token as a bearer token.
 pub fn builder() -> asena_runtime::AsenaBuilder {
     let builder = Asena::builder()
         .without_auto_registration()
@@ -164,21 +165,10 @@ pub fn builder() -> asena_runtime::AsenaBuilder {
         // Idle benchmark connections must survive the whole run.
         .idle_timeout(None);
     match std::env::var("BENCH_INSPECTOR_TOKEN") {
-        Ok(token) if !token.is_empty() => builder.inspector("/_asena", InspectorToken(token)),
-        _ => builder,
-    }
-}
-
-/// The inspector's guard: `Authorization: Bearer <BENCH_INSPECTOR_TOKEN>` or `?token=`.
-struct InspectorToken(String);
-
-impl Middleware for InspectorToken {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
-        let given = ctx.bearer_token().or_else(|| ctx.query("token"));
-        if given != Some(self.0.as_str()) {
-            return Err(Refusal::json(401, json!({"error": "Unauthorized"})));
+        Ok(token) if !token.is_empty() => {
+            builder.inspector("/_asena", asena_runtime::InspectorToken::new(token))
         }
-        next.run(ctx).await
+        _ => builder,
     }
 }
 

@@ -27,8 +27,8 @@
 //! - `GET /asyncapi.json` serves the protocol as an AsyncAPI 3.0 document; `GET /metrics` the
 //!   Prometheus metrics.
 //! - [`builder_with_inspector`] adds the live inspector at `/_asena`, guarded by
-//!   [`InspectorToken`]: the token as `Authorization: Bearer <token>` or as `?token=<token>`,
-//!   401 `{"error":"Unauthorized"}` without it.
+//!   [`InspectorToken`]: the token as `Authorization: Bearer <token>` or the login cookie a
+//!   browser gets from the inspector's login form, 401 `{"error":"Unauthorized"}` without it.
 //!
 //! The protocol is the two enums below, [`ChatIn`] and [`ChatOut`]: the service receives
 //! decoded `ChatIn` values and can send only `ChatOut`.
@@ -249,33 +249,10 @@ pub fn routes() -> axum::Router {
 /// Where the example serves the inspector.
 pub const INSPECTOR_PATH: &str = "/_asena";
 
-/// The inspector's guard: lets through requests that carry the token, as
-/// `Authorization: Bearer <token>` (scripts, curl) or as `?token=<token>` (a browser link; the
-/// page passes it on to its API calls and its WebSocket). Anything else gets 401.
-pub struct InspectorToken(String);
-
-impl InspectorToken {
-    pub fn new(token: &str) -> InspectorToken {
-        InspectorToken(token.to_owned())
-    }
-}
-
-impl Middleware for InspectorToken {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
-        let given = ctx.bearer_token().or_else(|| ctx.query("token"));
-        if !given.is_some_and(|given| same(given.as_bytes(), self.0.as_bytes())) {
-            tracing::warn!(path = %ctx.path(), remote = ?ctx.remote_addr(), "inspector request without a valid token");
-            return Err(Refusal::json(401, json!({"error": "Unauthorized"})));
-        }
-        next.run(ctx).await
-    }
-}
-
-/// Compares in time that depends only on the lengths, so the token cannot be guessed a byte
-/// at a time from response times.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
-}
+/// The inspector's guard: the runtime's [`InspectorToken`], which admits the token as
+/// `Authorization: Bearer <token>` (scripts, curl) or as the login cookie the inspector's
+/// login form sets in a browser, compared in constant time. Anything else gets 401.
+pub use asena_runtime::InspectorToken;
 
 /// The app as the example runs it: [`builder`] plus the inspector at [`INSPECTOR_PATH`],
 /// guarded by `token`.

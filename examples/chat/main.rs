@@ -4,9 +4,8 @@
 //! `PORT` changes the port; `ASENA_TRANSPORT=redis://127.0.0.1:6379` (or `nats://…`) lets
 //! several instances share rooms.
 //!
-//! The live inspector is at `/_asena`, guarded by the token in `ASENA_INSPECTOR_TOKEN`; when
-//! it is unset a random token is made and the inspector's link, with it, is printed at
-//! startup. Prometheus metrics are at `/metrics`.
+//! The live inspector is at `/_asena`, guarded by the token in `ASENA_INSPECTOR_TOKEN` (its
+//! page asks for it); when it is unset a random token is made and printed at startup. Prometheus metrics are at `/metrics`.
 
 mod app;
 
@@ -33,12 +32,12 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("chat on http://127.0.0.1:{port}/ (WebSocket /chat)");
     if generated {
         tracing::info!(
-            "inspector on http://127.0.0.1:{port}{}?token={token} (set ASENA_INSPECTOR_TOKEN to choose the token)",
+            "inspector on http://127.0.0.1:{port}{}, sign in with the token {token} (set ASENA_INSPECTOR_TOKEN to choose it)",
             app::INSPECTOR_PATH
         );
     } else {
         tracing::info!(
-            "inspector on http://127.0.0.1:{port}{}?token=<ASENA_INSPECTOR_TOKEN>",
+            "inspector on http://127.0.0.1:{port}{}, sign in with ASENA_INSPECTOR_TOKEN",
             app::INSPECTOR_PATH
         );
     }

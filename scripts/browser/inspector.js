@@ -1,5 +1,7 @@
-// Drives the live inspector (/_asena) of the chat example in headless Chromium: the page is
-// refused without the token; with it, the inspector's feed goes live and shows the one
+// Drives the live inspector (/_asena) of the chat example in headless Chromium: without the
+// token the page is the login form (401), a token in the URL is refused (400) and a wrong one
+// is refused by the form; signed in with the form (an HttpOnly cookie), the inspector's feed
+// goes live and shows the one
 // instance with alice's and bob's sockets, each in the room they joined; a click takes bob out
 // of the room (his row and the rooms table show it); a click disconnects alice: her row goes,
 // her chat tab says "disconnected (1000)", and the fleet counts one socket. Screenshots go to
@@ -27,11 +29,22 @@ const hasLine = (page, text) => page.waitForFunction(
 
 run('inspector', outDir, async (t) => {
   const i = await t.page('inspector');
-  await t.step('the inspector without a token to answer 401', async () => {
+  await t.step('the inspector without a token to answer 401 with the login form', async () => {
     const response = await i.goto(inspectorUrl);
     if (response.status() !== 401) throw new Error(`got ${response.status()}`);
-    const wrong = await i.goto(`${inspectorUrl}?token=wrong-${token}`);
-    if (wrong.status() !== 401) throw new Error(`a wrong token got ${wrong.status()}`);
+    await i.waitForSelector('#login #token');
+  });
+  await t.step('the token in the URL to be refused with 400', async () => {
+    const inUrl = await i.goto(`${inspectorUrl}?token=${encodeURIComponent(token)}`);
+    if (inUrl.status() !== 400) throw new Error(`a token in the URL got ${inUrl.status()}`);
+  });
+  await t.step('a wrong token in the login form to be refused', async () => {
+    await i.goto(inspectorUrl);
+    await i.fill('#token', `wrong-${token}`);
+    const [response] = await Promise.all([i.waitForNavigation(), i.click('#sign-in')]);
+    if (response.status() !== 401) throw new Error(`a wrong token got ${response.status()}`);
+    const message = await i.$eval('#message', (e) => e.textContent);
+    if (!message.includes('refused')) throw new Error(`the form says ${JSON.stringify(message)}`);
   });
 
   async function join(page, name) {
@@ -51,9 +64,14 @@ run('inspector', outDir, async (t) => {
     bob = await join(b, 'bob');
   });
 
-  await t.step('the inspector with ?token= to go live (#status "live")', async () => {
-    const response = await i.goto(`${inspectorUrl}?token=${encodeURIComponent(token)}`);
+  await t.step('the login form with the token to open the inspector and go live (#status "live")', async () => {
+    await i.goto(inspectorUrl);
+    await i.fill('#token', token);
+    const [response] = await Promise.all([i.waitForNavigation(), i.click('#sign-in')]);
     if (response.status() !== 200) throw new Error(`got ${response.status()}`);
+    if (i.url().includes('token')) throw new Error(`the token is in the URL: ${i.url()}`);
+    const visible = await i.evaluate(() => document.cookie);
+    if (visible.includes('asena_inspector')) throw new Error('the cookie is readable by scripts');
     await i.waitForFunction(() => document.getElementById('status').textContent === 'live');
   });
   await t.step('#fleet to show this instance with 2 sockets', () => i.waitForFunction(() => {
@@ -93,4 +111,11 @@ run('inspector', outDir, async (t) => {
 
   await i.screenshot({ path: `${outDir}/inspector.png`, fullPage: true });
   console.log('inspector: sockets listed:', JSON.stringify(await rows(i)));
+
+  await t.step('Sign out to bring back the login form', async () => {
+    await Promise.all([i.waitForNavigation(), i.click('#sign-out')]);
+    await i.waitForSelector('#login #token');
+    const again = await i.goto(inspectorUrl);
+    if (again.status() !== 401) throw new Error(`after signing out the page got ${again.status()}`);
+  });
 });

@@ -253,6 +253,11 @@ fn transport(e: &mut DescriptorEncoder<'_>, stats: &TransportStats) -> Result<()
     )
     .write(e, one(stats.dropped))?;
     counter(
+        "transport_oversize",
+        "Outgoing messages refused as larger than the broker accepts (counted in dropped too).",
+    )
+    .write(e, one(stats.oversize))?;
+    counter(
         "transport_errors",
         "Broker errors: failed sends and connects, lost connections, malformed envelopes.",
     )

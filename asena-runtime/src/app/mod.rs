@@ -9,6 +9,7 @@ mod metrics;
 
 pub use error::Error;
 pub use extract::{AppValue, FromApp};
+pub use inspector::InspectorToken;
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -38,6 +39,7 @@ use crate::shutdown::Tracker;
 use crate::transport::{Inbound, Transport, TransportStats};
 use crate::ulak::{Ulak, UlakBroker};
 use crate::wire;
+use crate::ws::origin::OriginPolicy;
 use crate::ws::upgrade::{self, Endpoint};
 use crate::ws::{ErasedService, WebSocketService};
 use extract::AppRef;
@@ -45,6 +47,15 @@ use inspector::{Announcer, FleetDelivery, FleetState, Inspector, InspectorConfig
 
 /// How often an instance announces itself to the fleet by default.
 const DEFAULT_ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+
+/// The Origin policy of an allow-list.
+fn allow_list<I, S>(origins: I) -> OriginPolicy
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    OriginPolicy::AllowList(origins.into_iter().map(Into::into).collect())
+}
 
 /// A tower layer applied to the websocket routes, kept until the router exists.
 type LayerFn = Box<dyn FnOnce(Router) -> Router + Send>;
@@ -61,8 +72,8 @@ pub struct AsenaBuilder {
     limits_for: HashMap<String, Limits>,
     compression: Compression,
     compression_for: HashMap<String, Compression>,
-    origins: Option<Vec<String>>,
-    origins_for: HashMap<String, Vec<String>>,
+    origins: OriginPolicy,
+    origins_for: HashMap<String, OriginPolicy>,
     stop_timeout: Duration,
     layers: Vec<LayerFn>,
     asyncapi_info: Info,
@@ -101,7 +112,7 @@ impl AsenaBuilder {
             limits_for: HashMap::new(),
             compression: Compression::default(),
             compression_for: HashMap::new(),
-            origins: None,
+            origins: OriginPolicy::SameOrigin,
             origins_for: HashMap::new(),
             stop_timeout: Duration::from_secs(5),
             layers: Vec::new(),
@@ -132,17 +143,27 @@ impl AsenaBuilder {
     /// that serves the inspector (or announces) appears in the fleet view of the others; an
     /// instance silent for three intervals drops off, and one that shuts down leaves at once.
     ///
+    /// [`InspectorToken`] is a ready-made guard; a guard of your own reads the token from
+    /// [`Context::bearer_token`](crate::Context::bearer_token) and compares it with
+    /// [`secret_eq`](crate::secret_eq), never `==`. A browser signs in on the login form the
+    /// page shows without credentials: the inspector runs the guard on the posted token and
+    /// sets an `HttpOnly`, `SameSite=Strict` cookie, which it hands to the guard as the bearer
+    /// token of later requests and of the feed's upgrade. A token in the URL (`?token=`) is
+    /// refused with 400, whatever the guard.
+    ///
     /// ```
     /// use asena_runtime::prelude::*;
+    /// use asena_runtime::secret_eq;
     ///
-    /// /// Lets through requests that carry the token, as `Authorization: Bearer <token>` or
-    /// /// as `?token=<token>` (what a browser can put in a link).
-    /// struct InspectorToken(String);
+    /// /// Lets through requests that carry the token as `Authorization: Bearer <token>` (or
+    /// /// the inspector's login cookie, which arrives as one), from the office network.
+    /// struct OfficeOnly(String);
     ///
-    /// impl Middleware for InspectorToken {
+    /// impl Middleware for OfficeOnly {
     ///     async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
-    ///         let given = ctx.bearer_token().or_else(|| ctx.query("token"));
-    ///         if given != Some(self.0.as_str()) {
+    ///         let from_office = ctx.remote_addr().is_some_and(|a| a.ip().is_loopback());
+    ///         let token_ok = ctx.bearer_token().is_some_and(|t| secret_eq(t, &self.0));
+    ///         if !(from_office && token_ok) {
     ///             return Err(Refusal::json(401, json!({"error": "Unauthorized"})));
     ///         }
     ///         next.run(ctx).await
@@ -150,7 +171,7 @@ impl AsenaBuilder {
     /// }
     ///
     /// # fn builder() -> asena_runtime::AsenaBuilder {
-    /// Asena::builder().inspector("/_asena", InspectorToken("s3cret".into()))
+    /// Asena::builder().inspector("/_asena", OfficeOnly("s3cret".into()))
     /// # }
     /// ```
     pub fn inspector<M: Middleware>(mut self, path: &str, guard: M) -> Self {
@@ -405,28 +426,55 @@ impl AsenaBuilder {
         self
     }
 
-    /// Browser origins allowed to open sockets on every service (requests without `Origin`
-    /// are allowed); others are answered 403. Guards against cross-site WebSocket hijacking.
+    /// Browser origins allowed to open sockets on every service, replacing the same-origin
+    /// default: an `Origin` equal to an entry (ASCII case-insensitively; `*` allows any) is
+    /// let through, any other is answered 403, as is one that is not visible ASCII. Requests
+    /// without `Origin` (non-browser clients) are allowed. Guards against cross-site
+    /// WebSocket hijacking.
+    ///
+    /// Without it, an upgrade is same-origin only: an `Origin` whose host and port differ
+    /// from the request's `Host` gets 403 (what a page served by this app sends passes). List
+    /// the public origins here when a proxy rewrites `Host`, or pages of other origins must
+    /// connect.
+    ///
+    /// ```
+    /// use asena_runtime::Asena;
+    /// let builder = Asena::builder()
+    ///     .allowed_origins(["https://app.example", "https://admin.example"])
+    ///     .allow_any_origin_for("/public-feed");
+    /// ```
     pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.origins = Some(origins.into_iter().map(Into::into).collect());
+        self.origins = allow_list(origins);
         self
     }
 
     /// Like [`allowed_origins`](Self::allowed_origins), for the service at `path` only
-    /// (overrides the global list there).
+    /// (overrides the app-wide policy there).
     pub fn allowed_origins_for<I, S>(mut self, path: &str, origins: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.origins_for.insert(
-            path.to_owned(),
-            origins.into_iter().map(Into::into).collect(),
-        );
+        self.origins_for
+            .insert(path.to_owned(), allow_list(origins));
+        self
+    }
+
+    /// Lets pages of every origin open sockets on every service: the `Origin` header is not
+    /// checked at all. Only for services that authenticate with something a browser does not
+    /// send on its own (a token in the first message, not a cookie), or serve public data.
+    pub fn allow_any_origin(mut self) -> Self {
+        self.origins = OriginPolicy::Any;
+        self
+    }
+
+    /// Like [`allow_any_origin`](Self::allow_any_origin), for the service at `path` only.
+    pub fn allow_any_origin_for(mut self, path: &str) -> Self {
+        self.origins_for.insert(path.to_owned(), OriginPolicy::Any);
         self
     }
 
@@ -543,8 +591,8 @@ impl AsenaBuilder {
             let origins = self
                 .origins_for
                 .get(ws.path)
-                .or(self.origins.as_ref())
-                .map(|o| Arc::from(o.as_slice()));
+                .unwrap_or(&self.origins)
+                .clone();
             let service = (ws.entry)(instance.clone());
             services.push(service.clone());
             attached.push((service.clone(), ns.clone(), ws.name));

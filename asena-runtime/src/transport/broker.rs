@@ -46,8 +46,12 @@ pub struct TransportStats {
     pub published: u64,
     /// Messages from other instances handed to local delivery.
     pub received: u64,
-    /// Outgoing messages dropped: queue full, broker down, or send failed.
+    /// Outgoing messages dropped: queue full, broker down, send failed, too large for the
+    /// broker, or published while the fleet was re-subscribing after an outage.
     pub dropped: u64,
+    /// Outgoing messages refused because they exceed the broker's largest message (NATS's
+    /// `max_payload`); each is counted in `dropped` too.
+    pub oversize: u64,
     /// Broker errors: failed sends and connects, lost connections, malformed envelopes.
     pub errors: u64,
     /// Successful reconnections after a lost connection.
@@ -129,6 +133,12 @@ pub(crate) fn enqueue(
     }
 }
 
+/// How long a transport drops (and counts) what it publishes after reconnecting to its
+/// broker: every other instance lost the broker at the same moment and reconnects within one
+/// [`Backoff`] delay of its return (at most [`Backoff::MAX`] plus 20% jitter), and a message
+/// published before it re-subscribed would reach nobody there and be lost without a trace.
+pub(crate) const RESUBSCRIBE_GRACE: Duration = Duration::from_millis(3000);
+
 /// How long a room's subscription outlives its last local member; a join within it keeps
 /// the subscription.
 pub(crate) const LINGER: Duration = Duration::from_millis(500);
@@ -203,6 +213,7 @@ pub(crate) struct Counters {
     pub(crate) published: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) oversize: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) subscriptions: AtomicU64,
@@ -218,6 +229,7 @@ impl Counters {
             published: self.published.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            oversize: self.oversize.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             subscriptions: self.subscriptions.load(Ordering::Relaxed),

@@ -6,6 +6,24 @@
 //! reconnects (and re-subscribes) on its own with backoff; while the server is away local
 //! delivery goes on and disconnections are logged and counted.
 //!
+//! # Outages
+//! NATS core pub/sub keeps nothing for an instance that is not subscribed, and the client
+//! would hold what is published while the server is away and send it on reconnection,
+//! before the other instances are back and subscribed: lost without a trace. So, as the
+//! Redis transport does, what an outage costs is dropped and counted
+//! ([`TransportStats::dropped`]) instead: messages published while the connection is down,
+//! and for [`NatsTransport::resubscribe_grace`] (default 3 s, longer than the reconnect
+//! backoff of every instance) after it is back, while the rest of the fleet reconnects.
+//! Messages already written to the socket when the server dies are lost with it, uncounted;
+//! no fire-and-forget transport can know.
+//!
+//! # Message size
+//! The server refuses a message larger than its `max_payload` (1 MiB by default; from its
+//! `INFO`). Such a publish is refused up front: counted in [`TransportStats::oversize`] and
+//! [`TransportStats::dropped`] and logged (the first, then every 1000th), never sent; the
+//! [`Emitter`](crate::Emitter) returns an error. The check uses the envelope's size: a binary
+//! message grows by a third (base64).
+//!
 //! # Interest-based routing (the default)
 //! A message to a named room goes on that room's own subject
 //! ([`wire::nats_room_subject`]: `<subject>.r.<topic>`), and an instance subscribes to a
@@ -23,7 +41,7 @@
 //! instance receives everything): the layout of earlier versions, for a fleet that mixes with
 //! them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,10 +49,12 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::broker::{
-    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, Interest, LINGER, QUEUE_CAPACITY, Rooms,
-    TransportStats, encode_outbound, enqueue, handle_incoming, stop_tasks,
+    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, Interest, LINGER, QUEUE_CAPACITY,
+    RESUBSCRIBE_GRACE, Rooms, TransportStats, encode_outbound, enqueue, handle_incoming,
+    stop_tasks,
 };
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
 use crate::error::BoxError;
@@ -61,6 +81,30 @@ pub struct NatsTransport {
     by_interest: bool,
     /// Where joins and leaves tell the subscription task (set once started).
     interest: std::sync::OnceLock<mpsc::UnboundedSender<Interest>>,
+    /// The server's `max_payload` (0 until connected).
+    max_payload: Arc<AtomicUsize>,
+    /// How long publishing waits after a reconnection (module docs).
+    grace: Duration,
+}
+
+/// What the publisher knows of the connection beyond its state: when it last came back.
+#[derive(Debug, Default)]
+struct Link {
+    resumed_at: Mutex<Option<Instant>>,
+}
+
+impl Link {
+    fn resumed(&self) {
+        *self.resumed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether the connection came back less than `grace` ago.
+    fn settling(&self, grace: Duration) -> bool {
+        self.resumed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() < grace)
+    }
 }
 
 struct Running {
@@ -88,7 +132,23 @@ impl NatsTransport {
             running: Mutex::new(None),
             by_interest: true,
             interest: std::sync::OnceLock::new(),
+            max_payload: Arc::new(AtomicUsize::new(0)),
+            grace: RESUBSCRIBE_GRACE,
         }
+    }
+
+    /// How long, after reconnecting to the server, publishing drops (and counts) messages
+    /// while the rest of the fleet reconnects and re-subscribes (default 3 s; module docs).
+    /// Shorter loses fewer messages after an outage, but any shorter than the other
+    /// instances' reconnect delay (at most 2.4 s) loses some of them uncounted.
+    pub fn resubscribe_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// The server's largest message (`max_payload` from its `INFO`), once connected.
+    pub fn max_payload(&self) -> Option<usize> {
+        Some(self.max_payload.load(Ordering::Relaxed)).filter(|&m| m > 0)
     }
 
     /// Sends every message on the one fleet subject, and every instance receives all of
@@ -136,6 +196,8 @@ impl NatsTransport {
         let connect_error = |source: BoxError| self.core.connect_error(source);
         let counters = self.core.counters.clone();
         let connected_once = Arc::new(AtomicBool::new(false));
+        let link = Arc::new(Link::default());
+        let events_link = link.clone();
         let options = async_nats::ConnectOptions::new()
             .name(format!("asena-{}", self.core.pod_id))
             .no_echo()
@@ -145,7 +207,8 @@ impl NatsTransport {
             .event_callback(move |event| {
                 let counters = counters.clone();
                 let connected_once = connected_once.clone();
-                async move { on_event(event, &counters, &connected_once) }
+                let link = events_link.clone();
+                async move { on_event(event, &counters, &connected_once, &link) }
             });
         let client = tokio::time::timeout(CONNECT_TIMEOUT, options.connect(self.core.url.as_str()))
             .await
@@ -168,17 +231,24 @@ impl NatsTransport {
             }
         };
 
+        self.max_payload
+            .store(client.server_info().max_payload, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let pub_task = tokio::spawn(publisher(
-            client.clone(),
-            self.core.channel.clone(),
-            self.core.pod_id.clone(),
-            self.core.counters.clone(),
-            self.by_interest,
-            rx,
-            shutdown_rx.clone(),
-        ));
+        let pub_task = tokio::spawn(
+            Publisher {
+                client: client.clone(),
+                subject: self.core.channel.clone(),
+                pod_id: self.core.pod_id.clone(),
+                counters: self.core.counters.clone(),
+                by_interest: self.by_interest,
+                link,
+                grace: self.grace,
+                max_payload: self.max_payload.clone(),
+                down: false,
+            }
+            .run(rx, shutdown_rx.clone()),
+        );
         let mut tasks = vec![pub_task];
         if self.by_interest {
             let (interest_tx, interest_rx) = mpsc::unbounded_channel();
@@ -240,10 +310,16 @@ async fn confirm_subscription(
     }
 }
 
-fn on_event(event: async_nats::Event, counters: &Counters, connected_once: &AtomicBool) {
+fn on_event(
+    event: async_nats::Event,
+    counters: &Counters,
+    connected_once: &AtomicBool,
+    link: &Link,
+) {
     match event {
         async_nats::Event::Connected => {
             if connected_once.swap(true, Ordering::AcqRel) {
+                link.resumed();
                 Counters::add(&counters.reconnects, 1);
                 tracing::info!(target: "asena::transport", transport = "nats", "reconnected");
             }
@@ -366,56 +442,109 @@ async fn room_subscriber(
     }
 }
 
-async fn publisher(
+/// The task that sends queued messages: refuses what the server would not take, and drops
+/// (counting) what an outage would lose (module docs).
+struct Publisher {
     client: async_nats::Client,
+    /// The fleet subject.
     subject: String,
     pod_id: String,
     counters: Arc<Counters>,
     by_interest: bool,
-    mut rx: mpsc::Receiver<Outbound>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let base = subject.clone();
-    let subject = async_nats::Subject::from(subject);
-    let send = |msg: Outbound| {
-        let client = &client;
-        let subject = match by_interest && msg.interest {
-            true => wire::nats_room_subject(&base, &msg.topic)
-                .map_or_else(|| subject.clone(), async_nats::Subject::from),
-            false => subject.clone(),
-        };
-        let counters = &counters;
-        let body = Bytes::from(encode_outbound(&msg, &pod_id));
-        async move {
-            match client.publish(subject, body).await {
-                Ok(()) => Counters::add(&counters.published, 1),
-                Err(error) => {
-                    Counters::add(&counters.errors, 1);
-                    Counters::add(&counters.dropped, 1);
-                    tracing::warn!(target: "asena::transport", transport = "nats", %error, "publish failed");
+    link: Arc<Link>,
+    grace: Duration,
+    max_payload: Arc<AtomicUsize>,
+    /// Whether the last message found the connection down.
+    down: bool,
+}
+
+impl Publisher {
+    async fn run(mut self, mut rx: mpsc::Receiver<Outbound>, mut shutdown: watch::Receiver<bool>) {
+        let fleet = async_nats::Subject::from(self.subject.clone());
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.send(&fleet, msg, true).await,
+                    None => return,
                 }
             }
         }
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            msg = rx.recv() => match msg {
-                Some(msg) => send(msg).await,
-                None => return,
+        // Flush what is already queued (e.g. messages from on_close handlers).
+        rx.close();
+        let flush = async {
+            while let Some(msg) = rx.recv().await {
+                self.send(&fleet, msg, false).await;
+            }
+            self.client.flush().await
+        };
+        if !matches!(tokio::time::timeout(FLUSH_TIMEOUT, flush).await, Ok(Ok(()))) {
+            tracing::warn!(target: "asena::transport", transport = "nats", "could not flush queued messages on shutdown");
+        }
+    }
+
+    /// Sends one message, unless the connection is down or settling (`settle`: whether to
+    /// honour the grace; not on shutdown) or the message is too large.
+    async fn send(&mut self, fleet: &async_nats::Subject, msg: Outbound, settle: bool) {
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            if !self.down {
+                self.down = true;
+                tracing::warn!(target: "asena::transport", transport = "nats", "server away: dropping outgoing messages until it is back");
+            }
+            Counters::add(&self.counters.dropped, 1);
+            return;
+        }
+        if self.down {
+            // Back before the event callback said so: the grace starts now.
+            self.down = false;
+            self.link.resumed();
+        }
+        if settle && self.link.settling(self.grace) {
+            let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            if dropped.is_multiple_of(1000) {
+                tracing::info!(target: "asena::transport", transport = "nats", grace = ?self.grace, "reconnected: dropping outgoing messages while the fleet re-subscribes");
+            }
+            return;
+        }
+        let body = Bytes::from(encode_outbound(&msg, &self.pod_id));
+        let max_payload = self.client.max_payload();
+        self.max_payload.store(max_payload, Ordering::Relaxed);
+        if body.len() > max_payload {
+            refuse_oversize(&self.counters, body.len(), max_payload, &msg.topic);
+            return;
+        }
+        let subject = match self.by_interest && msg.interest {
+            true => wire::nats_room_subject(&self.subject, &msg.topic)
+                .map_or_else(|| fleet.clone(), async_nats::Subject::from),
+            false => fleet.clone(),
+        };
+        match self.client.publish(subject, body).await {
+            Ok(()) => Counters::add(&self.counters.published, 1),
+            Err(error) => {
+                Counters::add(&self.counters.errors, 1);
+                Counters::add(&self.counters.dropped, 1);
+                tracing::warn!(target: "asena::transport", transport = "nats", %error, "publish failed");
             }
         }
     }
-    // Flush what is already queued (e.g. messages from on_close handlers).
-    rx.close();
-    let flush = async {
-        while let Some(msg) = rx.recv().await {
-            send(msg).await;
-        }
-        client.flush().await
-    };
-    if !matches!(tokio::time::timeout(FLUSH_TIMEOUT, flush).await, Ok(Ok(()))) {
-        tracing::warn!(target: "asena::transport", transport = "nats", "could not flush queued messages on shutdown");
+}
+
+/// Counts (and logs, the first and every 1000th) a message too large for the server.
+fn refuse_oversize(counters: &Counters, size: usize, max_payload: usize, topic: &str) {
+    Counters::add(&counters.dropped, 1);
+    let refused = counters.oversize.fetch_add(1, Ordering::Relaxed);
+    if refused.is_multiple_of(1000) {
+        // The topic names a room, which a client may have chosen: cut short.
+        let topic: String = topic.chars().take(64).collect();
+        tracing::warn!(target: "asena::transport", transport = "nats", size, max_payload, %topic, refused = refused + 1, "message larger than the server's max_payload; not sent");
+    }
+}
+
+/// The least an outgoing message's envelope can take: its payload, base64 for binary.
+fn envelope_size_at_least(msg: &Outbound) -> usize {
+    match msg.binary {
+        true => msg.payload.len().div_ceil(3) * 4,
+        false => msg.payload.len(),
     }
 }
 
@@ -433,6 +562,13 @@ impl Transport for NatsTransport {
     }
 
     fn publish(&self, message: Outbound) {
+        // Refused here, before it is queued, when even its payload is too large.
+        let max_payload = self.max_payload.load(Ordering::Relaxed);
+        let least = envelope_size_at_least(&message);
+        if max_payload > 0 && least > max_payload {
+            refuse_oversize(&self.core.counters, least, max_payload, &message.topic);
+            return;
+        }
         enqueue(self.core.queue.get(), &self.core.counters, "nats", message);
     }
 

@@ -1,6 +1,7 @@
 //! WebSocket services: the [`WebSocketService`] trait, the upgrade endpoint that admits a
-//! connection (`upgrade.rs`), and the reader and writer loops that run it (`run.rs`).
+//! connection (`upgrade.rs`, with its Origin policy in `origin.rs`), and the reader and writer loops that run it (`run.rs`).
 
+pub(crate) mod origin;
 pub(crate) mod run;
 pub(crate) mod upgrade;
 

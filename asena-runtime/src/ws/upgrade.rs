@@ -1,5 +1,6 @@
-//! The upgrade endpoint of a websocket service: handshake checks, Origin allow-list, the
-//! subprotocol, the middleware chain, then the switch to the WebSocket protocol.
+//! The upgrade endpoint of a websocket service: handshake checks, the Origin policy
+//! (`origin.rs`), the subprotocol, the middleware chain, then the switch to the WebSocket
+//! protocol.
 //!
 //! The subprotocol is chosen before the middleware chain, from the request alone: a client
 //! a service cannot talk to is refused without running middleware (which may cost a token
@@ -22,6 +23,7 @@ use sha1::{Digest, Sha1};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::origin::OriginPolicy;
 use super::{ErasedService, ParsedParams};
 use crate::conn::Conn;
 use crate::conn::io::Io;
@@ -35,7 +37,7 @@ pub(crate) struct Endpoint {
     pub(crate) ns: Namespace,
     pub(crate) service: Arc<dyn ErasedService>,
     pub(crate) chain: Vec<Arc<dyn ErasedMiddleware>>,
-    pub(crate) origins: Option<Arc<[String]>>,
+    pub(crate) origins: OriginPolicy,
     pub(crate) shutting_down: Arc<AtomicBool>,
 }
 
@@ -203,16 +205,6 @@ fn describe_path_rejection(rejection: &PathRejection) -> (Option<String>, String
     }
 }
 
-pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&HeaderValue>) -> bool {
-    match origin.and_then(|o| o.to_str().ok()) {
-        // Non-browser clients send no Origin; the allow-list guards browsers.
-        None => true,
-        Some(origin) => allowed
-            .iter()
-            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin)),
-    }
-}
-
 /// Handles one upgrade request; `globals` are the builder's global middlewares. An answer
 /// other than 101 is counted as a refused upgrade, by status.
 pub(crate) async fn handle_with_globals(
@@ -242,14 +234,17 @@ async fn admit(
     if ep.shutting_down.load(Ordering::Acquire) {
         return refusal(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down").into_response();
     }
-    if let Some(allowed) = &ep.origins
-        && !origin_allowed(allowed, parts.headers.get(header::ORIGIN))
-    {
+    if !ep.origins.allows(&parts.headers) {
+        // The Origin is client-supplied: logged cut short, never whole.
+        let origin = parts
+            .headers
+            .get(header::ORIGIN)
+            .map(|o| String::from_utf8_lossy(&o.as_bytes()[..o.len().min(100)]).into_owned());
         tracing::warn!(
             target: "asena::middleware",
             path = %ep.ns.path(),
-            origin = ?parts.headers.get(header::ORIGIN),
-            "origin not allowed"
+            origin = ?origin,
+            "origin not allowed; refusing the upgrade with 403"
         );
         return refusal(StatusCode::FORBIDDEN, "Origin not allowed").into_response();
     }
@@ -503,19 +498,5 @@ mod tests {
             HeaderValue::from_static("chat.v1"),
         );
         assert_eq!(select_protocol(&headers, SUPPORTED), Some("chat.v1"));
-    }
-
-    #[test]
-    fn origin_allow_list() {
-        let allowed = vec!["https://app.example".to_owned()];
-        assert!(origin_allowed(&allowed, None));
-        assert!(origin_allowed(
-            &allowed,
-            Some(&HeaderValue::from_static("https://APP.example"))
-        ));
-        assert!(!origin_allowed(
-            &allowed,
-            Some(&HeaderValue::from_static("https://evil.example"))
-        ));
     }
 }

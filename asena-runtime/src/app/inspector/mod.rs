@@ -5,7 +5,9 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /_asena` | the page |
+//! | `GET /_asena` | the page; without credentials, when the guard answers 401, a login form |
+//! | `POST /_asena/login` `token=..` (a form) | `303` to the page with the login cookie set, when the guard admits the token (`session.rs`) |
+//! | `POST /_asena/logout` | `303` to the page, the cookie cleared |
 //! | `GET /_asena/api/fleet` | `{"self": id, "instances": [..]}`: every instance heard from, with its namespaces' counts and rates |
 //! | `GET /_asena/api/namespaces` | this instance's namespaces: `path`, `name`, `sockets`, `rooms` |
 //! | `GET /_asena/api/sockets?ns=/chat&q=&offset=0&limit=50` | one page of the namespace's local sockets, oldest first (`id`, `path`, `addr`, `rooms`, `connectedAt`, `queuedBytes`), filtered by `q` (part of the id, the address or a room name) |
@@ -15,7 +17,9 @@
 //! | `GET /_asena/ws` (WebSocket) | `{"type":"fleet","at":ms,"self":id,"instances":[..]}` now and at every interval |
 //!
 //! Every request, the WebSocket's upgrade included, passes the guard first: whatever it
-//! refuses is answered with its refusal. Lists are paged (at most 500 rows a page), so the
+//! refuses is answered with its refusal. The token travels in an `Authorization: Bearer`
+//! header or in the login cookie, which the inspector hands to the guard as a bearer token;
+//! a request with `token` in its query is refused with 400 (`session.rs`). Lists are paged (at most 500 rows a page), so the
 //! page stays usable at tens of thousands of sockets. Sockets and rooms are this instance's;
 //! the fleet view holds every instance's counts.
 //!
@@ -23,6 +27,9 @@
 //! interval by an [`Announcer`] task and sent to the other instances through the transport.
 
 mod fleet;
+mod session;
+
+pub use session::InspectorToken;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -45,6 +52,7 @@ use crate::request::{lookup, parse_query};
 use crate::transport::{Deliver, Outbound, Transport};
 use crate::wire;
 use crate::ws::WebSocketService;
+use crate::ws::origin::OriginPolicy;
 use crate::ws::upgrade::{self, Endpoint};
 use fleet::{Fleet, InstanceView};
 
@@ -296,7 +304,8 @@ impl Inspector {
                 state: state.clone(),
             })),
             chain: guard.clone(),
-            origins: None,
+            // The page is served by this app: its feed is same-origin.
+            origins: OriginPolicy::SameOrigin,
             shutting_down,
         });
         Arc::new(Inspector {
@@ -341,21 +350,38 @@ impl Inspector {
             .unwrap_or("")
             .trim_end_matches('/')
             .to_owned();
+        let query = parse_query(req.uri().query());
+        if let Some(refused) = session::token_in_url(&query) {
+            return refused;
+        }
+        match sub.as_str() {
+            "/login" => return self.login(req).await,
+            "/logout" => return self.logout(&req),
+            _ => {}
+        }
+        let (mut parts, body) = req.into_parts();
+        session::cookie_as_bearer(&mut parts.headers);
         if sub == "/ws" {
+            let req = Request::from_parts(parts, body);
             return upgrade::handle_with_globals(self.feed.clone(), &[], req).await;
         }
-        let (parts, body) = req.into_parts();
         let remote = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0);
-        let query = parse_query(parts.uri.query());
         let mut ctx = Context::new(parts, remote, Vec::new(), None, query.clone(), None);
         let span = tracing::debug_span!(target: "asena::inspector", "inspector", path = %ctx.path(), remote = ?remote);
         let outcome =
             tracing::Instrument::instrument(run_chain(&self.guard, &mut ctx, &self.path), span)
                 .await;
         if let ChainOutcome::Respond(refused) = outcome {
+            // A browser that opens the page without credentials gets the login form.
+            if sub.is_empty()
+                && ctx.method() == Method::GET
+                && refused.status() == StatusCode::UNAUTHORIZED
+            {
+                return session::login_page(&self.path, StatusCode::UNAUTHORIZED, false);
+            }
             return refused;
         }
         let method = ctx.method().clone();
@@ -397,6 +423,56 @@ impl Inspector {
                 format!("No inspector resource at {}{other}", self.path),
             ),
         }
+    }
+
+    /// `POST <path>/login` (see `session.rs`): runs the guard on the posted token and sets the
+    /// cookie when it passes.
+    async fn login(&self, req: Request<Body>) -> Response<Body> {
+        if req.method() != Method::POST {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "Use POST".to_owned());
+        }
+        let (mut parts, body) = req.into_parts();
+        if !session::same_origin(&parts.headers) {
+            return error(StatusCode::FORBIDDEN, "Origin not allowed".to_owned());
+        }
+        let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("The body may be at most {MAX_BODY} bytes"),
+                );
+            }
+        };
+        let Some((token, headers)) = session::login_headers(&parts.headers, &bytes) else {
+            return session::login_page(&self.path, StatusCode::BAD_REQUEST, true);
+        };
+        parts.headers = headers;
+        let remote = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let mut ctx = Context::new(parts, remote, Vec::new(), None, Vec::new(), None);
+        match run_chain(&self.guard, &mut ctx, &self.path).await {
+            ChainOutcome::Continue => {
+                tracing::info!(target: "asena::inspector", remote = ?remote, "signed in to the inspector");
+                session::redirect_with_cookie(&self.path, ctx.headers(), Some(&token))
+            }
+            ChainOutcome::Respond(refused) => {
+                session::login_page(&self.path, refused.status(), true)
+            }
+        }
+    }
+
+    /// `POST <path>/logout`: clears the cookie.
+    fn logout(&self, req: &Request<Body>) -> Response<Body> {
+        if req.method() != Method::POST {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "Use POST".to_owned());
+        }
+        if !session::same_origin(req.headers()) {
+            return error(StatusCode::FORBIDDEN, "Origin not allowed".to_owned());
+        }
+        session::redirect_with_cookie(&self.path, req.headers(), None)
     }
 
     /// The namespace `?ns=` names (the first one when it names none).
@@ -638,7 +714,9 @@ fn page() -> Response<Body> {
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-store")
         .header("x-frame-options", "DENY")
-        .header("referrer-policy", "no-referrer")
+        // Not `no-referrer`: under it browsers send `Origin: null` with the sign-out form's
+        // POST, which the same-origin check refuses.
+        .header("referrer-policy", "same-origin")
         .body(Body::from(PAGE))
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }

@@ -1,6 +1,9 @@
 //! The task that sends a Redis transport's queued messages: pipelined batches of `PUBLISH`
 //! on a multiplexed connection, reconnecting with backoff, dropping (and counting) what is
-//! queued while Redis is away, and flushing what is left on shutdown. Shared by
+//! queued while Redis is away and for [`RESUBSCRIBE_GRACE`] after it is back (while the
+//! other instances' subscribers reconnect: pub/sub keeps nothing for a subscriber that is
+//! not there yet, so what is published before would be lost uncounted), and flushing what is
+//! left on shutdown. Shared by
 //! [`RedisTransport`](super::RedisTransport) (Asena's envelopes) and the
 //! [`IgnisBus`](crate::transport::IgnisBus) (Ignis's), which differ only in how a message
 //! becomes a command.
@@ -14,7 +17,7 @@ use redis::{AsyncConnectionConfig, Client};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::transport::broker::{Backoff, CONNECT_TIMEOUT, Counters};
+use crate::transport::broker::{Backoff, CONNECT_TIMEOUT, Counters, RESUBSCRIBE_GRACE};
 
 /// Most messages sent to Redis in one pipeline.
 pub(crate) const BATCH: usize = 256;
@@ -54,6 +57,8 @@ impl<M: Send + 'static> Publisher<M> {
         let mut conn = Some(conn);
         let mut backoff = Backoff::new();
         let mut next_attempt = Instant::now();
+        // Until when, after a reconnection, batches are dropped while the fleet re-subscribes.
+        let mut settling_until: Option<Instant> = None;
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             let Some(c) = conn.as_mut() else {
@@ -67,6 +72,7 @@ impl<M: Send + 'static> Publisher<M> {
                                 tracing::info!(target: "asena::transport", transport, "publisher reconnected");
                                 backoff.reset();
                                 self.connected.store(true, Ordering::Relaxed);
+                                settling_until = Some(Instant::now() + RESUBSCRIBE_GRACE);
                                 conn = Some(c);
                             }
                             Err(error) => {
@@ -108,6 +114,12 @@ impl<M: Send + 'static> Publisher<M> {
                     if n == 0 {
                         return;
                     }
+                    if settling_until.is_some_and(|until| Instant::now() < until) {
+                        Counters::add(&self.counters.dropped, n as u64);
+                        batch.clear();
+                        continue;
+                    }
+                    settling_until = None;
                     if let Err(error) = send(c, &batch, &self.command, &self.counters).await {
                         Counters::add(&self.counters.errors, 1);
                         Counters::add(&self.counters.dropped, n as u64);

@@ -1,0 +1,526 @@
+//! Broker outages are counted, never silent: two instances share a private broker (Redis or
+//! NATS, its own process on a free port), a client on one streams numbered messages to a
+//! room whose member is on the other, and the broker is killed and restarted mid-stream.
+//! Every message either reaches the member or is counted in the sending transport's
+//! `dropped`; the two add up to exactly what was sent.
+//!
+//! The member's instance reaches the broker through a proxy that lets it back in only once
+//! the sender's instance has reconnected: every instance reconnects on its own backoff, and
+//! this makes the one that receives the last to re-subscribe, every time (the order in which
+//! a real fleet comes back is chance). It then reconnects within one backoff delay (at most
+//! 2.4 s), inside the sender's re-subscribe grace (3 s).
+//!
+//! The kill happens between messages (the member has received everything sent so far):
+//! what a broker holds in flight when it dies is lost with it, and no fire-and-forget
+//! transport can count that. Everything sent while it is away and after it is back is the
+//! subject: buffered and flushed into a fleet that has not re-subscribed, it would vanish.
+//!
+//! Also here: a NATS publish larger than the server's `max_payload` is refused up front and
+//! counted, and the [`Emitter`] returns an error for it.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use asena_runtime::prelude::*;
+use asena_runtime::{Emitter, NatsTransport, RedisTransport, Transport, TransportStats};
+use asena_tests::{Client, TestServer, start, tungstenite};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+/// Upper bound for anything that polls (reconnects, catching up).
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The pace of the stream: one message every 20 ms (50 messages/s).
+const PACE: Duration = Duration::from_millis(20);
+
+/// The room the stream goes to.
+const ROOM: &str = "stream";
+
+/// With `?listen=1` joins the room; every text message it receives goes to the room.
+#[websocket(path = "/stream")]
+#[derive(Debug)]
+struct Stream;
+
+impl WebSocketService for Stream {
+    type Data = ();
+
+    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+        if ws.query("listen").is_some() {
+            ws.subscribe(ROOM);
+        }
+        ws.send("ready")?;
+        Ok(())
+    }
+
+    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+        ws.namespace().to(ROOM, msg)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Redis,
+    Nats,
+}
+
+/// A private broker process on a free port, killed on drop.
+#[derive(Debug)]
+struct Broker {
+    kind: Kind,
+    port: u16,
+    /// NATS's `max_payload`, when not the default.
+    max_payload: Option<usize>,
+    child: Option<Child>,
+}
+
+impl Broker {
+    fn start(kind: Kind, max_payload: Option<usize>) -> anyhow::Result<Broker> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut broker = Broker {
+            kind,
+            port,
+            max_payload,
+            child: None,
+        };
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    fn url(&self) -> String {
+        match self.kind {
+            Kind::Redis => format!("redis://127.0.0.1:{}", self.port),
+            Kind::Nats => format!("nats://127.0.0.1:{}", self.port),
+        }
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let port = self.port.to_string();
+        let mut cmd = match self.kind {
+            Kind::Redis => {
+                let mut c = Command::new("redis-server");
+                c.args(["--bind", "127.0.0.1", "--port", &port]).args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]);
+                c
+            }
+            Kind::Nats => {
+                let bin = ["nats-server", "/usr/sbin/nats-server"]
+                    .into_iter()
+                    .find(|b| Command::new(b).arg("--version").output().is_ok())
+                    .context("nats-server not installed (run scripts/services.sh)")?;
+                let mut c = Command::new(bin);
+                c.args(["-a", "127.0.0.1", "-p", &port]);
+                if let Some(max) = self.max_payload {
+                    // Only a configuration file sets max_payload.
+                    let conf = std::env::temp_dir().join(format!("asena-outage-{port}.conf"));
+                    std::fs::write(&conf, format!("max_payload: {max}\n"))?;
+                    c.arg("-c").arg(conf);
+                }
+                c
+            }
+        };
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {:?} (run scripts/services.sh)", self.kind))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the broker accepts connections.
+    async fn ready(&self) -> anyhow::Result<()> {
+        let addr = format!("127.0.0.1:{}", self.port);
+        asena_tests::within(DEADLINE, "broker accepting connections", async || {
+            tokio::net::TcpStream::connect(&addr).await.is_ok()
+        })
+        .await
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP proxy to a broker whose gate, when closed, hangs up on new connections at once (an
+/// instance's reconnection attempts then fail until it opens). A broker that dies takes the
+/// proxied connections with it.
+struct Proxy {
+    port: u16,
+    gate: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> anyhow::Result<Proxy> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let (gate, open) = watch::channel(true);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*open.borrow() {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+        Ok(Proxy { port, gate, task })
+    }
+
+    fn url(&self, kind: Kind) -> String {
+        match kind {
+            Kind::Redis => format!("redis://127.0.0.1:{}", self.port),
+            Kind::Nats => format!("nats://127.0.0.1:{}", self.port),
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A transport of `kind`, kept typed to read its stats.
+#[derive(Debug, Clone)]
+enum Typed {
+    Redis(Arc<RedisTransport>),
+    Nats(Arc<NatsTransport>),
+}
+
+impl Typed {
+    fn new(kind: Kind, url: &str) -> Typed {
+        match kind {
+            Kind::Redis => Typed::Redis(Arc::new(RedisTransport::new(url))),
+            Kind::Nats => Typed::Nats(Arc::new(NatsTransport::new(url))),
+        }
+    }
+
+    fn stats(&self) -> TransportStats {
+        match self {
+            Typed::Redis(t) => t.stats(),
+            Typed::Nats(t) => t.stats(),
+        }
+    }
+
+    fn as_dyn(&self) -> Arc<dyn Transport> {
+        match self {
+            Typed::Redis(t) => t.clone(),
+            Typed::Nats(t) => t.clone(),
+        }
+    }
+}
+
+async fn instance(t: &Typed) -> anyhow::Result<TestServer> {
+    start(
+        Asena::builder()
+            .without_auto_registration()
+            .websocket::<Stream>()
+            .transport_arc(t.as_dyn()),
+    )
+    .await
+}
+
+/// The numbers a client received, recorded by a task until `stop`.
+struct Received {
+    numbers: Arc<Mutex<Vec<u64>>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Received {
+    fn record(mut client: Client) -> Received {
+        let numbers = Arc::new(Mutex::new(Vec::new()));
+        let (stop, mut stopped) = watch::channel(false);
+        let task = {
+            let numbers = numbers.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stopped.wait_for(|s| *s) => return,
+                        msg = client.ws.next() => match msg {
+                            Some(Ok(tungstenite::Message::Text(t))) => {
+                                if let Some(n) = t.strip_prefix("m-").and_then(|n| n.parse().ok()) {
+                                    numbers.lock().unwrap().push(n);
+                                }
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(_)) | None => return,
+                        }
+                    }
+                }
+            })
+        };
+        Received {
+            numbers,
+            stop,
+            task,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.numbers.lock().unwrap().len()
+    }
+
+    fn has(&self, n: u64) -> bool {
+        self.numbers.lock().unwrap().contains(&n)
+    }
+
+    fn count_from(&self, from: u64) -> usize {
+        self.numbers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&n| n >= from)
+            .count()
+    }
+
+    async fn finish(self) -> anyhow::Result<Vec<u64>> {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .context("the receiving task did not stop")??;
+        Ok(Arc::try_unwrap(self.numbers)
+            .map_err(|_| anyhow::anyhow!("numbers still shared"))?
+            .into_inner()
+            .unwrap())
+    }
+}
+
+/// Connects to `/stream` (listening to the room or not) and waits for its `ready`.
+async fn connect(s: &TestServer, listen: bool) -> anyhow::Result<Client> {
+    let path = if listen {
+        "/stream?listen=1"
+    } else {
+        "/stream"
+    };
+    let mut c = s.connect(path).await?;
+    ensure!(c.recv_text().await? == "ready");
+    asena_tests::subscribed(s).await?;
+    Ok(c)
+}
+
+/// The stream from `sender`: numbered messages at [`PACE`].
+struct Sender {
+    client: Client,
+    next: u64,
+    ticks: tokio::time::Interval,
+}
+
+impl Sender {
+    fn new(client: Client) -> Sender {
+        let mut ticks = tokio::time::interval(PACE);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Sender {
+            client,
+            next: 0,
+            ticks,
+        }
+    }
+
+    async fn send_one(&mut self) -> anyhow::Result<u64> {
+        self.ticks.tick().await;
+        let n = self.next;
+        self.client.send_text(&format!("m-{n}")).await?;
+        self.next += 1;
+        Ok(n)
+    }
+
+    async fn send(&mut self, count: usize) -> anyhow::Result<()> {
+        for _ in 0..count {
+            self.send_one().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The scenario of the module docs, against a broker of `kind`.
+async fn outage_is_counted(kind: Kind) -> anyhow::Result<()> {
+    let mut broker = Broker::start(kind, None)?;
+    broker.ready().await?;
+    let url = broker.url();
+    let proxy = Proxy::start(broker.port).await?;
+    let (ta, tb) = (Typed::new(kind, &url), Typed::new(kind, &proxy.url(kind)));
+    let a = instance(&ta).await?;
+    let b = instance(&tb).await?;
+    let received = Received::record(connect(&b, true).await?);
+    let mut sender = Sender::new(connect(&a, false).await?);
+
+    // Before: every message arrives.
+    sender.send(20).await?;
+    let sent = sender.next;
+    asena_tests::within(
+        DEADLINE,
+        "the stream arrives before the outage",
+        async || received.count() as u64 == sent,
+    )
+    .await?;
+    let dropped_before = ta.stats().dropped;
+    ensure!(dropped_before == 0, "nothing dropped yet: {:?}", ta.stats());
+
+    // The broker dies between two messages; both instances notice.
+    let (errors_a, errors_b) = (ta.stats().errors, tb.stats().errors);
+    proxy.gate.send_replace(false);
+    broker.kill();
+    asena_tests::within(DEADLINE, "both transports notice the outage", async || {
+        ta.stats().errors > errors_a && tb.stats().errors > errors_b
+    })
+    .await?;
+    // While it is away, the stream goes on.
+    sender.send(25).await?;
+
+    // It comes back, the member's instance once the sender's has reconnected; the stream
+    // goes on until 25 messages sent after the restart arrived.
+    let reconnects = ta.stats().reconnects;
+    broker.spawn()?;
+    broker.ready().await?;
+    let after_restart = sender.next;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut gated = true;
+    while received.count_from(after_restart) < 25 {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "delivery did not resume after the restart: {:?}",
+            ta.stats()
+        );
+        if gated && ta.stats().reconnects > reconnects {
+            proxy.gate.send_replace(true);
+            gated = false;
+        }
+        sender.send_one().await?;
+    }
+    let sent = sender.next;
+    // Everything sent is settled: arrived, or counted as dropped.
+    let settled = asena_tests::within(
+        DEADLINE,
+        "every message arrived or was counted",
+        async || received.count() as u64 + ta.stats().dropped == sent,
+    )
+    .await;
+    let last = sent - 1;
+    ensure!(received.has(last), "the last message arrived");
+    let numbers = received.finish().await?;
+    let unique: BTreeSet<u64> = numbers.iter().copied().collect();
+    let stats = ta.stats();
+    let missed = sent - unique.len() as u64;
+    ensure!(
+        unique.len() == numbers.len(),
+        "{kind:?}: duplicates received"
+    );
+    settled.with_context(|| {
+        format!(
+            "{kind:?}: {sent} sent, {} received, {missed} missed, but the sender's transport counted {} dropped ({stats:?})",
+            unique.len(),
+            stats.dropped
+        )
+    })?;
+    ensure!(
+        missed == stats.dropped && missed > 0,
+        "{kind:?}: {missed} missed, {} counted ({stats:?})",
+        stats.dropped
+    );
+    ensure!(
+        stats.reconnects >= 1,
+        "{kind:?}: a reconnection counted: {stats:?}"
+    );
+    a.stop().await?;
+    b.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_outage_is_counted() -> anyhow::Result<()> {
+    outage_is_counted(Kind::Redis).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nats_outage_is_counted() -> anyhow::Result<()> {
+    outage_is_counted(Kind::Nats).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nats_publish_larger_than_max_payload_is_refused_and_counted() -> anyhow::Result<()> {
+    const MAX: usize = 4096;
+    let broker = Broker::start(Kind::Nats, Some(MAX))?;
+    broker.ready().await?;
+    let url = broker.url();
+    let ta = Typed::new(Kind::Nats, &url);
+    let a = instance(&ta).await?;
+    let b = instance(&Typed::new(Kind::Nats, &url)).await?;
+    let Typed::Nats(nats) = &ta else {
+        unreachable!()
+    };
+    ensure!(
+        nats.max_payload() == Some(MAX),
+        "max_payload {:?}",
+        nats.max_payload()
+    );
+    let mut listener = connect(&b, true).await?;
+    let mut sender = connect(&a, false).await?;
+
+    // Too large however it is measured, too large once wrapped in the envelope, and small.
+    let huge = "x".repeat(MAX + 1);
+    let wrapped = "y".repeat(MAX - 20);
+    sender.send_text(&huge).await?;
+    sender.send_text(&wrapped).await?;
+    sender.send_text("small").await?;
+    ensure!(
+        listener.recv_text().await? == "small",
+        "only the small message crossed"
+    );
+    asena_tests::within(DEADLINE, "both refusals counted", async || {
+        ta.stats().oversize == 2
+    })
+    .await?;
+    let stats = ta.stats();
+    ensure!(stats.dropped == 2, "refusals count as dropped: {stats:?}");
+    ensure!(stats.published == 1, "{stats:?}");
+
+    // The metric.
+    let text = a.app.metrics_text();
+    ensure!(
+        text.contains("asena_transport_oversize_total 2"),
+        "the exposition counts the refusals:\n{text}"
+    );
+
+    // The emitter has a caller to tell.
+    let emitter = Emitter::connect(&url).await?;
+    let error = emitter
+        .to_room("/stream", ROOM, huge.as_str())
+        .await
+        .err()
+        .context("the emitter refuses an oversize message")?;
+    ensure!(
+        format!("{error}").contains("exceeded"),
+        "the error says why: {error}"
+    );
+    emitter.to_room("/stream", ROOM, "emitted").await?;
+    ensure!(listener.recv_text().await? == "emitted");
+    emitter.close().await;
+    a.stop().await?;
+    b.stop().await
+}
