@@ -405,7 +405,9 @@ pub(crate) fn fuzz_encrypted_frame(data: &[u8]) {
         Ok(Ok(sealed)) => sealed,
         other => panic!("sealing failed: {other:?}"),
     };
-    let opened = server.open_data(&sealed["data"]).expect("the next message opens");
+    let opened = server
+        .open_data(&sealed["data"])
+        .expect("the next message opens");
     assert_eq!(opened, data);
     assert!(server.open_data(&sealed["data"]).is_err(), "a replay opens");
 }
@@ -449,8 +451,7 @@ mod tests {
     #[test]
     fn both_ends_derive_the_same_keys() {
         let secret = SecretKey::generate();
-        let (session, handshake) =
-            agree(&public_key_b64(&secret), Flow::Channel).expect("agreed");
+        let (session, handshake) = agree(&public_key_b64(&secret), Flow::Channel).expect("agreed");
         let Session::Channel(server) = session else {
             panic!("a channel")
         };
@@ -459,7 +460,10 @@ mod tests {
             let up = client.seal(&[i]).expect("sealed");
             assert_eq!(server.open_data(&sealed_data(&up)).expect("opens"), [i]);
             let down = server.seal(&[i, i]).expect("sealed");
-            assert_eq!(client.open_data(&sealed_data(&down)).expect("opens"), [i, i]);
+            assert_eq!(
+                client.open_data(&sealed_data(&down)).expect("opens"),
+                [i, i]
+            );
         }
     }
 
@@ -469,7 +473,10 @@ mod tests {
         let refused = server.seal_then(b"lost", |_| Err::<(), ()>(()));
         assert!(matches!(refused, Ok(Err(()))));
         let next = server.seal(b"next").expect("sealed");
-        assert_eq!(client.open_data(&sealed_data(&next)).expect("opens"), b"next");
+        assert_eq!(
+            client.open_data(&sealed_data(&next)).expect("opens"),
+            b"next"
+        );
     }
 
     #[test]
@@ -484,9 +491,7 @@ mod tests {
             (json!(compressed), "SEC1 uncompressed"),
             (json!(STANDARD.encode(off_curve)), "not a point"),
         ] {
-            let error = agree(&key, Flow::Channel)
-                .expect_err("refused")
-                .to_string();
+            let error = agree(&key, Flow::Channel).expect_err("refused").to_string();
             assert!(error.contains(expected), "{key}: {error}");
         }
     }

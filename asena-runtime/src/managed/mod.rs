@@ -393,7 +393,10 @@ async fn dispatch<S: ManagedService>(
             return Ok(());
         };
         let data = match envelope {
-            Some(Envelope { event: Some(event), data }) if event == "encrypted" => data,
+            Some(Envelope {
+                event: Some(event),
+                data,
+            }) if event == "encrypted" => data,
             _ => return broken(ws, &"a plain message"),
         };
         let plain = match session.open(&data) {
@@ -520,7 +523,12 @@ async fn authenticate<S: ManagedService>(
     let key_exchange = client.key_exchange();
     let public_key = key_exchange
         .ignis
-        .then(|| credentials.get("publicKey").filter(|k| !k.is_null()).cloned())
+        .then(|| {
+            credentials
+                .get("publicKey")
+                .filter(|k| !k.is_null())
+                .cloned()
+        })
         .flatten();
     let outcome = tokio::time::timeout(
         options.auth_timeout * 3,
