@@ -141,12 +141,12 @@ pub(crate) fn agree(public_key: &Value, flow: Flow) -> Result<(Session, Handshak
     let shared = ours.diffie_hellman(&theirs);
     let hkdf = Hkdf::<Sha256>::new(Some(&salt), shared.raw_secret_bytes());
     let session = match flow {
-        Flow::Channel => Session::Channel(Channel::new(
+        Flow::Channel => Session::Channel(Box::new(Channel::new(
             derive(&hkdf, INFO_C2S),
             derive(&hkdf, INFO_S2C),
             Side::Server,
-        )),
-        Flow::Ignis => Session::Ignis(derive(&hkdf, INFO_IGNIS)),
+        ))),
+        Flow::Ignis => Session::Ignis(Box::new(derive(&hkdf, INFO_IGNIS))),
     };
     let handshake = Handshake {
         server_public_key: STANDARD.encode(PublicKey::from(&ours).to_sec1_bytes()),
@@ -168,9 +168,9 @@ fn derive(hkdf: &Hkdf<Sha256>, info: &[u8]) -> Aes256Gcm {
 /// The keys of one encrypted client.
 pub(crate) enum Session {
     /// The channel (see the [module docs](self)).
-    Channel(Channel),
+    Channel(Box<Channel>),
     /// Ignis's single key.
-    Ignis(Aes256Gcm),
+    Ignis(Box<Aes256Gcm>),
 }
 
 impl std::fmt::Debug for Session {

@@ -9,7 +9,7 @@
 //!
 //! | event | direction | data |
 //! |---|---|---|
-//! | `encrypt` | client → server | `{"publicKey"}`: asks for encryption; the client's first message ([`crypto`](self::crypto) has the protocol) |
+//! | `encrypt` | client → server | `{"publicKey"}`: asks for encryption; the client's first message ([`crypto`] has the protocol) |
 //! | `encrypted` | server → client | `{"serverPublicKey", "salt"}`: the answer to `encrypt`, the last plain message |
 //! | `encrypted` | both | `{"iv", "payload"}`: any other message, sealed, once a key is agreed |
 //! | `authenticate` | client → server | the credentials, handed to [`ManagedService::authenticate`] |
