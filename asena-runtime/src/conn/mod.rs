@@ -113,7 +113,8 @@ pub(crate) struct Conn {
     pub(crate) close_written: AtomicBool,
     slow_reported: AtomicBool,
     /// What every data frame for this connection passes through, if its protocol needs it.
-    seal: Option<Arc<dyn Seal>>,
+    /// Boxed: a thin pointer (8 bytes) in every connection, sealed or not.
+    seal: Option<Box<Arc<dyn Seal>>>,
     /// The plain TCP stream, shared by the reader, the writer and the flushers (held here,
     /// not in an `Arc` of its own: one allocation less per connection).
     stream: OnceLock<TcpStream>,
@@ -133,7 +134,11 @@ impl Conn {
         data: Box<dyn Any + Send + Sync>,
         deflate: Option<Deflate>,
     ) -> Conn {
-        let seal = shared.seal_for.get().and_then(|seal_for| seal_for(&*data));
+        let seal = shared
+            .seal_for
+            .get()
+            .and_then(|seal_for| seal_for(&*data))
+            .map(Box::new);
         Conn {
             key: next_key(),
             seal,
