@@ -434,3 +434,78 @@ async fn required_encryption_closes_4004_unless_encrypt_comes_first() -> anyhow:
     assert_eq!(alice.recv().await?, event("echoed", json!("ok")));
     s.stop().await
 }
+
+/// On the fleet bus (Redis, Ignis's layout).
+#[websocket(path = "/crypto-fleet")]
+#[derive(Debug)]
+pub struct FleetChan;
+
+impl ManagedService for FleetChan {
+    async fn authenticate(
+        &self,
+        _ws: &ManagedSocket<Raw>,
+        credentials: Value,
+    ) -> Result<Option<Authenticated>> {
+        admit(&credentials).await
+    }
+    async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+        on_event(ws, event).await
+    }
+}
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+async fn fleet_instance() -> anyhow::Result<TestServer> {
+    start(
+        Asena::builder()
+            .without_auto_registration()
+            .websocket::<FleetChan>()
+            .managed_redis(REDIS),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_from_other_instances_and_emitters_are_sealed_and_gated() -> anyhow::Result<()> {
+    let a = fleet_instance().await?;
+    let b = fleet_instance().await?;
+    // Ignis's layout has no namespace: a user name no other test uses.
+    let user = format!("crypto{}", std::process::id());
+    let (mut alice, connected) =
+        Sealed::login(&a, "/crypto-fleet", &format!("{user}-token")).await?;
+    let alice_id = connected["id"].as_str().expect("an id").to_owned();
+    let mut stranger = a.connect("/crypto-fleet").await?;
+    let ns_a = a.app.namespace("/crypto-fleet").expect("registered");
+    asena_tests::eventually(|| ns_a.socket_count() == 2).await?;
+    let stranger_id = ns_a
+        .sockets()
+        .iter()
+        .map(|socket| socket.id().to_owned())
+        .find(|id| *id != alice_id)
+        .expect("the stranger");
+
+    // From the other instance, and from a process without a server.
+    let managed_b = b
+        .app
+        .namespace("/crypto-fleet")
+        .and_then(|n| n.managed())
+        .expect("managed");
+    managed_b.to_user(&user, ("from-b", 1))?;
+    managed_b.to_client(&stranger_id, ("from-b", 2))?;
+    assert_eq!(alice.recv().await?, event("from-b", json!(1)));
+    let emitter = asena_runtime::Emitter::connect(REDIS).await?;
+    emitter.to_client(&stranger_id, "emitted", json!(3)).await?;
+    emitter.to_user(&user, "emitted", json!(4)).await?;
+    assert_eq!(alice.recv().await?, event("emitted", json!(4)));
+    emitter.close().await;
+
+    // Both deliveries for the stranger were handled before alice's second one (one bus
+    // subscription, in order); the stranger's next message is the answer to its own event.
+    stranger.send_json(&event("say", json!("hi"))).await?;
+    assert_eq!(
+        stranger.recv_json().await?,
+        event("error", json!({"message": "Not authenticated"}))
+    );
+    b.stop().await?;
+    a.stop().await
+}
