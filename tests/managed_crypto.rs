@@ -1,5 +1,5 @@
-//! Per-client encryption of managed services over real sockets: the key agreement in
-//! `authenticate`/`connected`, encrypted events both ways, a room delivery that reaches an
+//! Ignis's key exchange (the explicit opt-in `ManagedOptions::ignis_key_exchange`) over real
+//! sockets: the key agreement in `authenticate`/`connected`, encrypted events both ways, a room delivery that reaches an
 //! encrypted member sealed and a plain member as the shared frame, 4004 when encryption is
 //! required and no usable key came, and a tampered message answered with an error.
 //!
@@ -74,6 +74,7 @@ pub struct Open {
 impl ManagedService for Open {
     fn options(&self) -> ManagedOptions {
         ManagedOptions::default()
+            .ignis_key_exchange(true)
             .heartbeat_timeout(Some(Duration::from_secs(30)))
             .default_rooms(["lobby"])
     }
@@ -102,7 +103,9 @@ pub struct Sealed {
 
 impl ManagedService for Sealed {
     fn options(&self) -> ManagedOptions {
-        ManagedOptions::default().require_encryption(true)
+        ManagedOptions::default()
+            .ignis_key_exchange(true)
+            .require_encryption(true)
     }
     async fn authenticate(
         &self,

@@ -314,6 +314,18 @@ pub mod __fuzz {
     use crate::frame::{Decoder, Incoming, close_code, deflate};
     use crate::wire::{self, Envelope};
 
+    /// A client message of a managed service: the protocol's envelope decoder, then the key
+    /// agreement or the channel's decryption its event leads to.
+    pub fn managed_envelope(data: &[u8]) {
+        crate::managed::fuzz_envelope(data);
+    }
+
+    /// The data of an `encrypted` client message, opened by a channel's server end (always
+    /// refused); then a message sealed with the input as plaintext opens once, and only once.
+    pub fn encrypted_frame(data: &[u8]) {
+        crate::managed::crypto::fuzz_encrypted_frame(data);
+    }
+
     /// Client bytes into the frame decoder, without permessage-deflate.
     pub fn frame_decoder(data: &[u8]) {
         decode_frames(data, false);

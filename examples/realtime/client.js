@@ -1,8 +1,8 @@
 // A small, dependency-free client for Asena's managed protocol (Ignis's wire format):
 // every message is {"event": string, "data"?: any}.
 //
-//   const client = new ManagedClient({ heartbeatInterval: 10000 });
-//   await client.connect("ws://127.0.0.1:3000/ws");
+//   const client = new ManagedClient({ heartbeatInterval: 10000, encrypt: true });
+//   await client.connect("ws://127.0.0.1:3000/ws");           // with encrypt: keys agreed too
 //   const me = await client.authenticate("alice-token");   // {id, userId, time}
 //   const { rooms, denied } = await client.join(["public-1", "secret"]);
 //   client.on("said", (data) => console.log(data.from, data.text));
@@ -12,6 +12,13 @@
 // refused). Heartbeats start once authenticated, every `heartbeatInterval` ms (a third of
 // the server's heartbeat timeout is a good value). on("close", ({code, reason}) => ..)
 // reports the end of the connection; on("error", ({message}) => ..) the server's errors.
+//
+// With `encrypt: true` (WebCrypto: a secure context, which http://localhost is) connect()
+// agrees keys before anything else: `encrypt` with an ephemeral ECDH P-256 public key, the
+// server's `encrypted` answer with its key and a salt, HKDF-SHA256 for one AES-256-GCM key
+// per direction. Every message after that, the credentials included, is sealed with the
+// nonce `direction tag || 64-bit counter` (also the associated data); a message from the
+// server that is not the next sealed one closes the socket with 4005.
 // Works as a classic script (window.ManagedClient) and as a CommonJS module.
 (function (root) {
   "use strict";
@@ -23,7 +30,37 @@
     4002: "heartbeat timeout",
     4003: "authentication failed",
     4004: "encryption required",
+    4005: "decryption failed",
   };
+
+  const C2S_INFO = "asena-managed-v2 client-to-server";
+  const S2C_INFO = "asena-managed-v2 server-to-client";
+  const C2S_TAG = 1;
+  const S2C_TAG = 2;
+  const utf8 = new TextEncoder();
+  const fromUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+  function toBase64(bytes) {
+    let text = "";
+    for (const b of new Uint8Array(bytes)) text += String.fromCharCode(b);
+    return btoa(text);
+  }
+
+  function fromBase64(text) {
+    const raw = atob(text);
+    const bytes = new Uint8Array(raw.length);
+    for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+    return bytes;
+  }
+
+  /** The 12-byte nonce of a direction's message `counter`: tag (4 bytes), counter (8, BE). */
+  function nonce(tag, counter) {
+    const bytes = new Uint8Array(12);
+    const view = new DataView(bytes.buffer);
+    view.setUint32(0, tag);
+    view.setBigUint64(4, BigInt(counter));
+    return bytes;
+  }
 
   class ManagedClient {
     constructor(options = {}) {
@@ -34,23 +71,56 @@
       this.handlers = new Map();
       this.pending = new Map(); // "join" / "leave" / "connected" -> [{resolve, reject}]
       this.heartbeat = null;
+      this.encrypt = options.encrypt ?? false;
+      this.subtle = options.subtle ?? root.crypto?.subtle;
+      this.channel = null; // {up, down}: {key, tag, next} per direction, once keys are agreed
+      this.inbox = Promise.resolve(); // received messages, handled one after the other
+      this.outbox = Promise.resolve(); // sealed messages, sent in counter order
     }
 
-    /** Opens the socket; resolves once it is open. */
-    connect(url) {
+    /** Opens the socket (and agrees keys with `encrypt`); resolves once it is ready. */
+    async connect(url) {
       if (this.socket) this.close();
-      return new Promise((resolve, reject) => {
+      await new Promise((resolve, reject) => {
         const socket = new this.WebSocket(url);
         this.socket = socket;
         let opened = false;
         socket.onopen = () => { opened = true; resolve(this); };
-        socket.onmessage = (e) => this._receive(e.data);
+        socket.onmessage = (e) => {
+          this.inbox = this.inbox
+            .then(() => this._receive(e.data))
+            .catch((error) => this._refuse(socket, error));
+        };
         socket.onclose = (e) => {
           if (this.socket !== socket) return;
           this._closed(e.code, e.reason || CLOSE_REASONS[e.code] || "");
           if (!opened) reject(closeError(e.code, e.reason));
         };
       });
+      if (this.encrypt) await this._agree();
+      return this;
+    }
+
+    /** The key agreement: `encrypt`, the server's `encrypted`, HKDF for both directions. */
+    async _agree() {
+      if (!this.subtle) throw new Error("encryption needs WebCrypto (a secure context)");
+      const subtle = this.subtle;
+      const curve = { name: "ECDH", namedCurve: "P-256" };
+      const pair = await subtle.generateKey(curve, false, ["deriveBits"]);
+      const publicKey = toBase64(await subtle.exportKey("raw", pair.publicKey));
+      const answer = this._await("encrypted");
+      this._sendText(JSON.stringify({ event: "encrypt", data: { publicKey } }));
+      const { serverPublicKey, salt } = await answer;
+      const server = await subtle.importKey("raw", fromBase64(serverPublicKey), curve, false, []);
+      const secret = await subtle.deriveBits({ name: "ECDH", public: server }, pair.privateKey, 256);
+      const ikm = await subtle.importKey("raw", secret, "HKDF", false, ["deriveKey"]);
+      const key = (info, usage) => subtle.deriveKey(
+        { name: "HKDF", hash: "SHA-256", salt: fromBase64(salt), info: utf8.encode(info) },
+        ikm, { name: "AES-GCM", length: 256 }, false, [usage]);
+      this.channel = {
+        up: { key: await key(C2S_INFO, "encrypt"), tag: C2S_TAG, next: 0 },
+        down: { key: await key(S2C_INFO, "decrypt"), tag: S2C_TAG, next: 0 },
+      };
     }
 
     /** Sends `authenticate`; resolves with the `connected` data, rejects on a close. */
@@ -78,12 +148,33 @@
       return answer;
     }
 
-    /** Sends an event; false when the socket is not open. */
+    /** Sends an event (sealed on an encrypted channel); false when the socket is not open. */
     send(event, data) {
       if (!this.socket || this.socket.readyState !== 1) return false;
       const message = data === undefined ? { event } : { event, data };
-      this.socket.send(JSON.stringify(message));
+      this._sendText(JSON.stringify(message));
       return true;
+    }
+
+    /** Sends text as is, or sealed with the next counter once keys are agreed. */
+    _sendText(text) {
+      const socket = this.socket;
+      if (!this.channel) {
+        socket.send(text);
+        return;
+      }
+      const up = this.channel.up;
+      const iv = nonce(up.tag, up.next++);
+      this.outbox = this.outbox.then(async () => {
+        const payload = await this.subtle.encrypt(
+          { name: "AES-GCM", iv, additionalData: iv }, up.key, utf8.encode(text));
+        if (socket.readyState === 1) {
+          socket.send(JSON.stringify({
+            event: "encrypted",
+            data: { iv: toBase64(iv), payload: toBase64(payload) },
+          }));
+        }
+      });
     }
 
     /** Calls `handler(data, message)` for every `event`; returns a function that unsubscribes. */
@@ -98,7 +189,8 @@
       const socket = this.socket;
       if (!socket) return;
       this.send("disconnect");
-      socket.close(1000, "Client disconnected");
+      // After the sealed `disconnect` went out.
+      this.outbox.then(() => socket.close(1000, "Client disconnected"));
       this._closed(1000, "Client disconnected");
     }
 
@@ -113,13 +205,38 @@
       });
     }
 
-    _receive(text) {
+    async _receive(text) {
       let message;
-      try { message = JSON.parse(text); } catch { return; }
+      try { message = JSON.parse(text); } catch { message = null; }
+      if (this.channel) text = await this._open(message);
+      if (this.channel) {
+        try { message = JSON.parse(text); } catch { return; }
+      }
       if (!message || typeof message.event !== "string") return;
       const waiting = this.pending.get(message.event);
       if (waiting && waiting.length) waiting.shift().resolve(message.data);
       this._emit(message.event, message.data, message);
+    }
+
+    /** The plaintext of the next sealed message; throws for anything else. */
+    async _open(message) {
+      const down = this.channel.down;
+      const iv = nonce(down.tag, down.next);
+      if (message?.event !== "encrypted" || message.data?.iv !== toBase64(iv)) {
+        throw new Error("not the next sealed message");
+      }
+      const plain = await this.subtle.decrypt(
+        { name: "AES-GCM", iv, additionalData: iv }, down.key, fromBase64(message.data.payload));
+      down.next++;
+      return fromUtf8.decode(plain);
+    }
+
+    /** A message broke the channel: close with 4005, as the server does. */
+    _refuse(socket, error) {
+      if (this.socket !== socket) return;
+      console.error("refusing the connection:", error);
+      socket.close(4005, "Decryption failed");
+      this._closed(4005, "Decryption failed");
     }
 
     _emit(event, data, message) {
@@ -140,6 +257,7 @@
       this.heartbeat = null;
       this.socket = null;
       this.user = null;
+      this.channel = null;
       const error = closeError(code, reason);
       for (const waiting of this.pending.values()) {
         for (const { reject } of waiting) reject(error);

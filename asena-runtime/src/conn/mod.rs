@@ -10,12 +10,15 @@
 //! [`flush`](flush) list. The reader and writer loops that drive a connection are in
 //! `ws/run.rs`; the raw socket I/O they and the flushers share is in [`io`](io). The reader
 //! is woken through a [`signal`](signal), and records when it last heard from the peer in
-//! its [`liveness`](liveness) timestamps, which the namespace's sweep reads.
+//! its [`liveness`](liveness) timestamps, which the namespace's sweep reads. A protocol that
+//! must see (encrypt, withhold) every frame one connection is sent gives it a
+//! [`seal`](seal).
 
 pub(crate) mod flush;
 pub(crate) mod io;
 pub(crate) mod liveness;
 pub(crate) mod outbox;
+pub(crate) mod seal;
 pub(crate) mod signal;
 
 use std::any::Any;
@@ -37,6 +40,7 @@ use crate::stats::NamespaceStats;
 use flush::Flusher;
 use liveness::Liveness;
 use outbox::{Outbox, Pushed};
+use seal::{Origin, Seal, SealFor};
 use signal::Signal;
 
 /// What the connections of one namespace share.
@@ -53,6 +57,9 @@ pub(crate) struct Shared {
     /// The runtime the connections' readers run on, where their writer tasks are spawned
     /// (a hand-over to a writer can come from any thread). Set by the first reader.
     pub(crate) runtime: OnceLock<Handle>,
+    /// Where new connections find their [`seal`](seal), for a protocol that needs one (set
+    /// once, when the app is built).
+    pub(crate) seal_for: OnceLock<SealFor>,
 }
 
 impl fmt::Debug for Shared {
@@ -73,6 +80,9 @@ pub(crate) enum PushError {
     Closed,
     /// The send queue is full; the slow-consumer policy was applied.
     Full,
+    /// The connection's seal refused the frame (a managed client that has not
+    /// authenticated, or an outbound transformer that failed).
+    Withheld,
 }
 
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
@@ -102,6 +112,9 @@ pub(crate) struct Conn {
     /// The writer has put our close frame on the wire.
     pub(crate) close_written: AtomicBool,
     slow_reported: AtomicBool,
+    /// What every data frame for this connection passes through, if its protocol needs it.
+    /// Boxed: a thin pointer (8 bytes) in every connection, sealed or not.
+    seal: Option<Box<Arc<dyn Seal>>>,
     /// The plain TCP stream, shared by the reader, the writer and the flushers (held here,
     /// not in an `Arc` of its own: one allocation less per connection).
     stream: OnceLock<TcpStream>,
@@ -121,8 +134,14 @@ impl Conn {
         data: Box<dyn Any + Send + Sync>,
         deflate: Option<Deflate>,
     ) -> Conn {
+        let seal = shared
+            .seal_for
+            .get()
+            .and_then(|seal_for| seal_for(&*data))
+            .map(Box::new);
         Conn {
             key: next_key(),
+            seal,
             id,
             shared,
             deflate,
@@ -156,11 +175,31 @@ impl Conn {
         self.stream.get()
     }
 
-    /// Queues an encoded frame, applying the slow-consumer policy when the queue is full. A
-    /// socket with permessage-deflate gets the frame's compressed form (made once per frame,
-    /// shared by every compressing recipient) when the message is long enough.
+    /// Queues an encoded frame from the application, through the connection's seal if it
+    /// has one (see [`Conn::push_unsealed`]).
     #[inline]
     pub(crate) fn push(self: &Arc<Self>, frame: &Frame) -> Result<(), PushError> {
+        match &self.seal {
+            None => self.push_unsealed(frame),
+            Some(seal) => seal.push(self, frame, Origin::App),
+        }
+    }
+
+    /// Queues one of the connection protocol's own events: through the seal too (which may
+    /// encrypt it), but never withheld as not yet admitted.
+    pub(crate) fn push_protocol(self: &Arc<Self>, frame: &Frame) -> Result<(), PushError> {
+        match &self.seal {
+            None => self.push_unsealed(frame),
+            Some(seal) => seal.push(self, frame, Origin::Protocol),
+        }
+    }
+
+    /// Queues an encoded frame as is, applying the slow-consumer policy when the queue is
+    /// full. A socket with permessage-deflate gets the frame's compressed form (made once per
+    /// frame, shared by every compressing recipient) when the message is long enough. Only
+    /// the connection and its seal call this: everything else goes through [`Conn::push`].
+    #[inline]
+    pub(crate) fn push_unsealed(self: &Arc<Self>, frame: &Frame) -> Result<(), PushError> {
         let limit = self.shared.limits.max_queued_bytes;
         if let Some(deflate) = &self.deflate
             && frame.payload().len() >= self.shared.compression.threshold

@@ -6,6 +6,9 @@ use std::sync::{Arc, Mutex};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::crypto::{Flow, Session};
+use super::gate::Gate;
+
 /// Where a client is in the authentication state machine.
 ///
 /// `Unauthorized --authenticate--> Authenticating --> Authenticated`, and `Disconnected`
@@ -22,12 +25,14 @@ pub enum ClientState {
     Disconnected,
 }
 
-/// Rewrites what one client receives: every delivery to a client with a transformer is
-/// encoded for that client alone (the per-client path), while the other members of the room
-/// keep sharing one encoded frame. Per-client encryption is one.
+/// Rewrites what one client receives: every message to a client with a transformer, from
+/// any send path, is encoded for that client alone (the per-client path), while the other
+/// members of a room keep sharing one encoded frame. Per-client encryption is the built-in
+/// one; a client has one or the other.
 pub trait OutboundTransform: Send + Sync + std::fmt::Debug + 'static {
-    /// The text frame's payload for this client, from the plain `{"event","data"}` JSON.
-    /// `Err` drops the delivery to this client (logged).
+    /// The text frame's payload for this client, from the plain message (the
+    /// `{"event","data"}` JSON of an event, or whatever else was sent). `Err` drops the
+    /// delivery to this client (logged).
     fn transform(&self, plaintext: &[u8]) -> Result<String, crate::BoxError>;
 }
 
@@ -36,9 +41,9 @@ pub trait OutboundTransform: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug)]
 pub struct ManagedClient {
     inner: Mutex<Inner>,
-    outbound: std::sync::OnceLock<Arc<dyn OutboundTransform>>,
-    /// The AES-GCM session of an encrypted client (also its outbound transformer).
-    encryption: std::sync::OnceLock<Arc<super::crypto::Session>>,
+    /// What every message to the client passes through: withheld before it authenticates,
+    /// then transformed or encrypted (also the connection's seal).
+    gate: Arc<Gate>,
 }
 
 #[derive(Debug)]
@@ -50,6 +55,17 @@ struct Inner {
     last_activity: Instant,
     authenticating_since: Option<Instant>,
     watchdog: Option<AbortHandle>,
+    /// The service's key exchange settings, read when the socket opened.
+    key_exchange: KeyExchange,
+}
+
+/// How a client may agree a key (from the service's options).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KeyExchange {
+    /// Clients must agree a key before anything else (or in `authenticate`, Ignis's way).
+    pub(crate) required: bool,
+    /// Ignis's key exchange instead of the channel's.
+    pub(crate) ignis: bool,
 }
 
 impl Default for ManagedClient {
@@ -64,9 +80,9 @@ impl Default for ManagedClient {
                 last_activity: now,
                 authenticating_since: None,
                 watchdog: None,
+                key_exchange: KeyExchange::default(),
             }),
-            outbound: std::sync::OnceLock::new(),
-            encryption: std::sync::OnceLock::new(),
+            gate: Arc::default(),
         }
     }
 }
@@ -97,31 +113,48 @@ impl ManagedClient {
     }
 
     /// Gives this client an outbound transformer (once; later calls are ignored and return
-    /// false). From then on it takes the per-client delivery path. An encrypted client
-    /// already has one: its encryption.
+    /// false, and so does a call for an encrypted client). From then on it takes the
+    /// per-client delivery path on every send.
     pub fn set_outbound(&self, transform: Arc<dyn OutboundTransform>) -> bool {
-        self.outbound.set(transform).is_ok()
+        self.gate.set_transform(transform)
     }
 
-    /// The client's outbound transformer, if it has one.
+    /// The client's outbound transformer, if the service gave it one.
     pub fn outbound(&self) -> Option<&Arc<dyn OutboundTransform>> {
-        self.outbound.get()
+        self.gate.transform()
     }
 
-    /// Whether the client agreed a key when it authenticated: everything it receives after
-    /// `connected` is encrypted (see the [module docs](super)).
+    /// Whether the client agreed a key: everything it receives after the key agreement is
+    /// encrypted (see the [module docs](super)).
     pub fn is_encrypted(&self) -> bool {
-        self.encryption.get().is_some()
+        self.gate.session().is_some()
     }
 
-    pub(crate) fn encryption(&self) -> Option<&Arc<super::crypto::Session>> {
-        self.encryption.get()
+    pub(crate) fn encryption(&self) -> Option<&Arc<Session>> {
+        self.gate.session()
     }
 
-    /// Makes the client encrypted: the session becomes its outbound transformer. False if it
-    /// already has a transformer (or a session).
-    pub(crate) fn set_encryption(&self, session: Arc<super::crypto::Session>) -> bool {
-        self.set_outbound(session.clone()) && self.encryption.set(session).is_ok()
+    /// Whether the client agreed a key with the channel's key exchange (`encrypt` first).
+    pub(crate) fn has_channel(&self) -> bool {
+        self.encryption().is_some_and(|s| s.flow() == Flow::Channel)
+    }
+
+    /// Makes the client encrypted. False if it already has a transformer (or a session).
+    pub(crate) fn set_encryption(&self, session: Arc<Session>) -> bool {
+        self.gate.set_session(session)
+    }
+
+    /// The client's gate, the seal of its connection.
+    pub(crate) fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
+    pub(crate) fn set_key_exchange(&self, key_exchange: KeyExchange) {
+        self.lock().key_exchange = key_exchange;
+    }
+
+    pub(crate) fn key_exchange(&self) -> KeyExchange {
+        self.lock().key_exchange
     }
 
     pub(crate) fn touch(&self) {
@@ -146,6 +179,7 @@ impl ManagedClient {
             return false;
         }
         inner.state = ClientState::Authenticated;
+        self.gate.set_open(true);
         inner.user_id = Some(user_id);
         inner.metadata = metadata;
         inner.last_activity = Instant::now();
@@ -156,6 +190,7 @@ impl ManagedClient {
     pub(crate) fn disconnected(&self) -> Option<String> {
         let mut inner = self.lock();
         inner.state = ClientState::Disconnected;
+        self.gate.set_open(false);
         if let Some(w) = inner.watchdog.take() {
             w.abort();
         }

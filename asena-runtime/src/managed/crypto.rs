@@ -1,35 +1,47 @@
-//! Per-client encryption of managed services: a P-256 key agreement when the client
-//! authenticates, then AES-256-GCM for every message to (and, if the client likes, from) it.
-//! RustCrypto does the cryptography (`p256`, `hkdf`, `sha2`, `aes-gcm`); this module only
-//! wires it to the protocol.
+//! Per-client encryption of managed services: a P-256 key agreement before the client
+//! authenticates, then AES-256-GCM for every message both ways. RustCrypto does the
+//! cryptography (`p256`, `hkdf`, `sha2`, `aes-gcm`); this module wires it to the protocol.
 //!
-//! # The protocol
+//! # The channel
 //!
-//! 1. The client makes a P-256 key pair and sends its public key with its credentials:
-//!    `{"event":"authenticate","data":{.., "publicKey": base64(SEC1 uncompressed, 65 bytes)}}`.
-//! 2. Once the service's `authenticate` admits the client, the server makes an ephemeral
-//!    P-256 key pair and a random 16-byte salt, and derives the 32-byte AES key as
-//!    `HKDF-SHA256(ikm = ECDH shared secret (the x coordinate), salt, info = "asena-managed-v1")`.
-//! 3. `connected` (in plain text) carries the server's half:
-//!    `{"id", "userId", "time", "serverPublicKey": base64(SEC1 uncompressed), "salt": base64}`.
-//!    The client derives the same key.
-//! 4. From then on every message to the client, system events included, is
-//!    `{"event":"encrypted","data":{"iv": base64(12 random bytes), "payload": base64(ciphertext
-//!    and 16-byte tag)}}`, the AES-256-GCM encryption (no associated data) of the plain
-//!    `{"event","data"}` JSON. The client may send the same shape (any event, `heartbeat`
-//!    too); the server decrypts it and handles the inner envelope as if it had come plain. A
-//!    message that does not decrypt gets `error` "Decryption failed" (and counts as an
-//!    invalid message); the socket stays open.
+//! 1. The client makes a P-256 key pair and, as its first message, sends
+//!    `{"event":"encrypt","data":{"publicKey": base64(SEC1 uncompressed, 65 bytes)}}`.
+//! 2. The server makes an ephemeral P-256 key pair and a random 16-byte salt, answers
+//!    (in plain text, the last plain message of the connection)
+//!    `{"event":"encrypted","data":{"serverPublicKey": base64(SEC1 uncompressed), "salt": base64}}`,
+//!    and both sides derive two 32-byte AES keys from the ECDH shared secret (its x
+//!    coordinate) with HKDF-SHA256 and that salt: info `asena-managed-v2 client-to-server`
+//!    for what the client sends, `asena-managed-v2 server-to-client` for what it receives.
+//! 3. From then on every message, both ways, is
+//!    `{"event":"encrypted","data":{"iv": base64(12 bytes), "payload": base64(ciphertext and
+//!    16-byte tag)}}`: the AES-256-GCM encryption of the plain message (for an event, its
+//!    `{"event","data"}` JSON). The 12-byte nonce is a 4-byte direction tag (`00 00 00 01`
+//!    client to server, `00 00 00 02` server to client) followed by a 64-bit big-endian
+//!    counter that starts at 0 in each direction and grows by one per message; the
+//!    associated data is the nonce itself, so direction and counter are bound to the
+//!    ciphertext twice over (key and associated data).
+//! 4. The receiver accepts exactly the next counter of its direction. A message that is
+//!    not the next one (replayed, reordered, dropped in between), was sent the other way
+//!    (reflected), is cut short or altered, or is not `encrypted` at all, closes the socket
+//!    with [`DECRYPTION_FAILED`](super::close::DECRYPTION_FAILED) (4005).
 //!
-//! Base64 is the standard alphabet with padding. `publicKey` that is not base64 of a
-//! 65-byte uncompressed point of P-256 closes the socket with 4004 "Encryption required",
-//! and so does a missing one when the service sets
-//! [`require_encryption`](super::ManagedOptions::require_encryption); without that option a
-//! client that sends no key stays plain. Nonces are random, so one key should not seal more
-//! than 2³² messages: a connection that needs more should reconnect.
+//! `authenticate` and its credentials then travel inside the channel. Base64 is the
+//! standard alphabet with padding. A `publicKey` that is not base64 of a 65-byte
+//! uncompressed point of P-256 closes the socket with 4004 "Encryption required".
+//!
+//! # Ignis's key exchange (opt-in)
+//!
+//! With [`ManagedOptions::ignis_key_exchange`](super::ManagedOptions::ignis_key_exchange)
+//! the client sends `publicKey` inside `authenticate` (so its credentials travel in plain
+//! text), `connected` carries `serverPublicKey` and `salt` in plain text, one key (HKDF info
+//! `asena-managed-v1`) serves both directions, nonces are random, nothing is bound as
+//! associated data, and the client may keep sending plain messages. It protects against a
+//! passive observer of later messages only; replays and reflections are not detected.
+
+use std::sync::Mutex;
 
 use aes_gcm::aead::common::getrandom;
-use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce};
+use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce, Payload};
 use aes_gcm::{Aes256Gcm, Key};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -40,10 +52,16 @@ use p256::elliptic_curve::zeroize::Zeroize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::client::{ManagedClient, OutboundTransform};
-
-/// HKDF's `info`: binds the key to this protocol and its version.
-const INFO: &[u8] = b"asena-managed-v1";
+/// HKDF's `info` of the channel's client-to-server key.
+const INFO_C2S: &[u8] = b"asena-managed-v2 client-to-server";
+/// HKDF's `info` of the channel's server-to-client key.
+const INFO_S2C: &[u8] = b"asena-managed-v2 server-to-client";
+/// HKDF's `info` of Ignis's single key.
+const INFO_IGNIS: &[u8] = b"asena-managed-v1";
+/// The nonce's direction tag of client-to-server messages.
+const TAG_C2S: [u8; 4] = [0, 0, 0, 1];
+/// The nonce's direction tag of server-to-client messages.
+const TAG_S2C: [u8; 4] = [0, 0, 0, 2];
 /// Bytes of the HKDF salt.
 const SALT_LEN: usize = 16;
 /// Bytes of a SEC1 uncompressed P-256 point (`0x04 || x || y`).
@@ -73,51 +91,27 @@ pub(crate) enum CryptoError {
     /// An `encrypted` message without base64 `iv` (12 bytes) and `payload`.
     #[error("`encrypted` needs base64 `iv` (12 bytes) and `payload`")]
     Envelope,
+    /// The nonce is not the next one of this direction: replayed, reordered, reflected.
+    #[error("the message is not the next one of its direction (replayed, reordered or reflected)")]
+    OutOfOrder,
     /// AES-GCM refused: a wrong key, or a tampered nonce, ciphertext or tag.
-    #[error("the message does not decrypt (wrong key or tampered)")]
+    #[error("the message does not decrypt (wrong key, truncated or tampered)")]
     Aead,
-    /// The service gave the client an outbound transformer of its own before the key
-    /// agreement; the two cannot both apply.
-    #[error("the client already has an outbound transformer")]
-    TransformTaken,
+    /// A direction's 2⁶⁴ messages are spent.
+    #[error("the channel's message counter is exhausted")]
+    Exhausted,
 }
 
-/// The key agreement of `authenticate`, once the service admitted the client: with a
-/// `publicKey` the client becomes encrypted and this returns the server's half for
-/// `connected`; without one it stays plain (`None`) unless encryption is `required`. `Err`
-/// closes the client with 4004.
-pub(crate) fn negotiate(
-    client: &ManagedClient,
-    public_key: Option<&Value>,
-    required: bool,
-) -> Result<Option<Handshake>, CryptoError> {
-    let Some(public_key) = public_key else {
-        return if required {
-            Err(CryptoError::KeyMissing)
-        } else {
-            Ok(None)
-        };
-    };
-    let (session, handshake) = Session::agree(public_key)?;
-    if !client.set_encryption(std::sync::Arc::new(session)) {
-        return Err(CryptoError::TransformTaken);
-    }
-    Ok(Some(handshake))
+/// Which key exchange a client uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// The channel: `encrypt` first, a key and a counter per direction.
+    Channel,
+    /// Ignis's: `publicKey` in `authenticate`, one key, random nonces.
+    Ignis,
 }
 
-/// The AES-256-GCM key of one encrypted client. As its [`OutboundTransform`] it seals
-/// every delivery into an `encrypted` envelope.
-pub(crate) struct Session {
-    cipher: Aes256Gcm,
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").finish_non_exhaustive()
-    }
-}
-
-/// The server's half of the key agreement, for `connected`.
+/// The server's half of the key agreement.
 #[derive(Debug)]
 pub(crate) struct Handshake {
     /// Base64 of our ephemeral public key (SEC1 uncompressed).
@@ -126,79 +120,308 @@ pub(crate) struct Handshake {
     pub(crate) salt: String,
 }
 
-impl Session {
-    /// Agrees a key with the client's `publicKey` (the value from `authenticate`'s data): an
-    /// ephemeral key pair and a salt of ours, ECDH, HKDF-SHA256.
-    pub(crate) fn agree(public_key: &Value) -> Result<(Session, Handshake), CryptoError> {
-        let encoded = public_key.as_str().ok_or(CryptoError::KeyNotAString)?;
-        let bytes = STANDARD.decode(encoded).map_err(CryptoError::KeyBase64)?;
-        if bytes.len() != PUBLIC_KEY_LEN || bytes[0] != 0x04 {
-            return Err(CryptoError::KeyShape);
-        }
-        let theirs = PublicKey::from_sec1_bytes(&bytes).map_err(|_| CryptoError::KeyNotOnCurve)?;
-        let ours = EphemeralSecret::try_generate().map_err(CryptoError::Rng)?;
-        let salt = <[u8; SALT_LEN]>::try_generate().map_err(CryptoError::Rng)?;
-        let shared = ours.diffie_hellman(&theirs);
-        let mut key = [0u8; 32];
-        Hkdf::<Sha256>::new(Some(&salt), shared.raw_secret_bytes())
-            .expand(INFO, &mut key)
-            .expect("invariant: 32 bytes is a valid HKDF-SHA256 output length");
-        let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(key));
-        key.zeroize();
-        let handshake = Handshake {
-            server_public_key: STANDARD.encode(PublicKey::from(&ours).to_sec1_bytes()),
-            salt: STANDARD.encode(salt),
-        };
-        Ok((Session { cipher }, handshake))
-    }
-
-    /// The `encrypted` envelope of `plaintext`, as JSON text.
-    pub(crate) fn seal(&self, plaintext: &[u8]) -> Result<String, CryptoError> {
-        let nonce = Nonce::<Aes256Gcm>::try_generate().map_err(CryptoError::Rng)?;
-        let payload = self
-            .cipher
-            .encrypt(&nonce, plaintext)
-            .map_err(|_| CryptoError::Aead)?;
-        Ok(json!({
-            "event": "encrypted",
-            "data": {"iv": STANDARD.encode(nonce), "payload": STANDARD.encode(payload)},
-        })
-        .to_string())
-    }
-
-    /// The plaintext of an `encrypted` envelope's data (`{"iv", "payload"}`).
-    pub(crate) fn open(&self, data: &Value) -> Result<Vec<u8>, CryptoError> {
-        let field = |name: &str| {
-            data[name]
-                .as_str()
-                .and_then(|s| STANDARD.decode(s).ok())
-                .ok_or(CryptoError::Envelope)
-        };
-        let iv = field("iv")?;
-        let payload = field("payload")?;
-        let nonce =
-            Nonce::<Aes256Gcm>::try_from(iv.as_slice()).map_err(|_| CryptoError::Envelope)?;
-        self.cipher
-            .decrypt(&nonce, payload.as_slice())
-            .map_err(|_| CryptoError::Aead)
+impl Handshake {
+    /// `{"serverPublicKey", "salt"}`.
+    pub(crate) fn to_json(&self) -> Value {
+        json!({"serverPublicKey": self.server_public_key, "salt": self.salt})
     }
 }
 
-impl OutboundTransform for Session {
-    fn transform(&self, plaintext: &[u8]) -> Result<String, crate::BoxError> {
-        Ok(self.seal(plaintext)?)
+/// Agrees keys with the client's `publicKey` (the JSON value it sent): an ephemeral key pair
+/// and a salt of ours, ECDH, HKDF-SHA256.
+pub(crate) fn agree(public_key: &Value, flow: Flow) -> Result<(Session, Handshake), CryptoError> {
+    let encoded = public_key.as_str().ok_or(CryptoError::KeyNotAString)?;
+    let bytes = STANDARD.decode(encoded).map_err(CryptoError::KeyBase64)?;
+    if bytes.len() != PUBLIC_KEY_LEN || bytes[0] != 0x04 {
+        return Err(CryptoError::KeyShape);
     }
+    let theirs = PublicKey::from_sec1_bytes(&bytes).map_err(|_| CryptoError::KeyNotOnCurve)?;
+    let ours = EphemeralSecret::try_generate().map_err(CryptoError::Rng)?;
+    let salt = <[u8; SALT_LEN]>::try_generate().map_err(CryptoError::Rng)?;
+    let shared = ours.diffie_hellman(&theirs);
+    let hkdf = Hkdf::<Sha256>::new(Some(&salt), shared.raw_secret_bytes());
+    let session = match flow {
+        Flow::Channel => Session::Channel(Box::new(Channel::new(
+            derive(&hkdf, INFO_C2S),
+            derive(&hkdf, INFO_S2C),
+            Side::Server,
+        ))),
+        Flow::Ignis => Session::Ignis(Box::new(derive(&hkdf, INFO_IGNIS))),
+    };
+    let handshake = Handshake {
+        server_public_key: STANDARD.encode(PublicKey::from(&ours).to_sec1_bytes()),
+        salt: STANDARD.encode(salt),
+    };
+    Ok((session, handshake))
+}
+
+/// One AES-256 key of `hkdf`, for `info`.
+fn derive(hkdf: &Hkdf<Sha256>, info: &[u8]) -> Aes256Gcm {
+    let mut key = [0u8; 32];
+    hkdf.expand(info, &mut key)
+        .expect("invariant: 32 bytes is a valid HKDF-SHA256 output length");
+    let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(key));
+    key.zeroize();
+    cipher
+}
+
+/// The keys of one encrypted client.
+pub(crate) enum Session {
+    /// The channel (see the [module docs](self)).
+    Channel(Box<Channel>),
+    /// Ignis's single key.
+    Ignis(Box<Aes256Gcm>),
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Session::Channel(_) => "Session::Channel",
+            Session::Ignis(_) => "Session::Ignis",
+        })
+    }
+}
+
+impl Session {
+    /// Which key exchange made this session.
+    pub(crate) fn flow(&self) -> Flow {
+        match self {
+            Session::Channel(_) => Flow::Channel,
+            Session::Ignis(_) => Flow::Ignis,
+        }
+    }
+
+    /// Seals `plaintext` into an `encrypted` envelope and hands it to `push`, in the order
+    /// of the counter: the next message is sealed only after `push` returned, and the
+    /// counter moves on only when `push` succeeded (a message the queue refused is not a
+    /// gap the client would have to skip).
+    pub(crate) fn seal_then<E>(
+        &self,
+        plaintext: &[u8],
+        push: impl FnOnce(String) -> Result<(), E>,
+    ) -> Result<Result<(), E>, CryptoError> {
+        match self {
+            Session::Channel(channel) => channel.seal_then(plaintext, push),
+            Session::Ignis(cipher) => {
+                let nonce = Nonce::<Aes256Gcm>::try_generate().map_err(CryptoError::Rng)?;
+                let payload = cipher
+                    .encrypt(&nonce, plaintext)
+                    .map_err(|_| CryptoError::Aead)?;
+                Ok(push(envelope(&nonce, &payload)))
+            }
+        }
+    }
+
+    /// The plaintext of an `encrypted` envelope's data (`{"iv", "payload"}`) from the client.
+    pub(crate) fn open(&self, data: &Value) -> Result<Vec<u8>, CryptoError> {
+        let (iv, payload) = fields(data)?;
+        match self {
+            Session::Channel(channel) => channel.open(&iv, &payload),
+            Session::Ignis(cipher) => {
+                let nonce = Nonce::<Aes256Gcm>::try_from(iv.as_slice())
+                    .map_err(|_| CryptoError::Envelope)?;
+                cipher
+                    .decrypt(&nonce, payload.as_slice())
+                    .map_err(|_| CryptoError::Aead)
+            }
+        }
+    }
+}
+
+/// `{"event":"encrypted","data":{"iv","payload"}}` as JSON text.
+fn envelope(nonce: &[u8], payload: &[u8]) -> String {
+    json!({
+        "event": "encrypted",
+        "data": {"iv": STANDARD.encode(nonce), "payload": STANDARD.encode(payload)},
+    })
+    .to_string()
+}
+
+/// The decoded `iv` and `payload` of an `encrypted` message's data.
+fn fields(data: &Value) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
+    let field = |name: &str| {
+        data.get(name)
+            .and_then(Value::as_str)
+            .and_then(|s| STANDARD.decode(s).ok())
+            .ok_or(CryptoError::Envelope)
+    };
+    Ok((field("iv")?, field("payload")?))
+}
+
+/// Which end of a channel this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Server,
+    /// The client's end: what tests and the fuzz targets play.
+    #[cfg_attr(not(any(test, fuzzing)), allow(dead_code))]
+    Client,
+}
+
+/// One direction of a channel: its key, nonce tag and next counter.
+struct Direction {
+    cipher: Aes256Gcm,
+    tag: [u8; 4],
+    next: u64,
+}
+
+impl Direction {
+    /// The nonce (and associated data) of the next message: tag, then counter.
+    fn nonce(&self) -> [u8; 12] {
+        let mut nonce = [0u8; 12];
+        nonce[..4].copy_from_slice(&self.tag);
+        nonce[4..].copy_from_slice(&self.next.to_be_bytes());
+        nonce
+    }
+
+    /// Moves to the next counter.
+    fn advance(&mut self) -> Result<(), CryptoError> {
+        self.next = self.next.checked_add(1).ok_or(CryptoError::Exhausted)?;
+        Ok(())
+    }
+}
+
+/// The keys and counters of an encrypted client (see the [module docs](self)).
+pub(crate) struct Channel {
+    send: Mutex<Direction>,
+    recv: Mutex<Direction>,
+}
+
+impl Channel {
+    /// The channel's end `side` from the two keys.
+    pub(crate) fn new(c2s: Aes256Gcm, s2c: Aes256Gcm, side: Side) -> Channel {
+        let c2s = Direction {
+            cipher: c2s,
+            tag: TAG_C2S,
+            next: 0,
+        };
+        let s2c = Direction {
+            cipher: s2c,
+            tag: TAG_S2C,
+            next: 0,
+        };
+        let (send, recv) = match side {
+            Side::Server => (s2c, c2s),
+            Side::Client => (c2s, s2c),
+        };
+        Channel {
+            send: Mutex::new(send),
+            recv: Mutex::new(recv),
+        }
+    }
+
+    /// See [`Session::seal_then`].
+    pub(crate) fn seal_then<E>(
+        &self,
+        plaintext: &[u8],
+        push: impl FnOnce(String) -> Result<(), E>,
+    ) -> Result<Result<(), E>, CryptoError> {
+        let mut send = self.send.lock().unwrap_or_else(|p| p.into_inner());
+        if send.next == u64::MAX {
+            return Err(CryptoError::Exhausted);
+        }
+        let nonce = send.nonce();
+        let payload = send
+            .cipher
+            .encrypt(
+                &Nonce::<Aes256Gcm>::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &nonce,
+                },
+            )
+            .map_err(|_| CryptoError::Aead)?;
+        let pushed = push(envelope(&nonce, &payload));
+        if pushed.is_ok() {
+            send.advance()?;
+        }
+        Ok(pushed)
+    }
+
+    /// The plaintext of the next message, from its decoded `iv` and `payload`.
+    pub(crate) fn open(&self, iv: &[u8], payload: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut recv = self.recv.lock().unwrap_or_else(|p| p.into_inner());
+        if iv.len() != 12 {
+            return Err(CryptoError::Envelope);
+        }
+        let nonce = recv.nonce();
+        if iv != nonce {
+            return Err(CryptoError::OutOfOrder);
+        }
+        let plain = recv
+            .cipher
+            .decrypt(
+                &Nonce::<Aes256Gcm>::from(nonce),
+                Payload {
+                    msg: payload,
+                    aad: &nonce,
+                },
+            )
+            .map_err(|_| CryptoError::Aead)?;
+        recv.advance()?;
+        Ok(plain)
+    }
+
+    /// [`open`](Self::open) for an `encrypted` message's data.
+    #[cfg_attr(not(any(test, fuzzing)), allow(dead_code))]
+    pub(crate) fn open_data(&self, data: &Value) -> Result<Vec<u8>, CryptoError> {
+        let (iv, payload) = fields(data)?;
+        self.open(&iv, &payload)
+    }
+
+    /// A sealed message as JSON text (what [`seal_then`](Self::seal_then) pushes).
+    #[cfg_attr(not(any(test, fuzzing)), allow(dead_code))]
+    pub(crate) fn seal(&self, plaintext: &[u8]) -> Result<String, CryptoError> {
+        let mut sealed = String::new();
+        self.seal_then(plaintext, |text| {
+            sealed = text;
+            Ok::<(), ()>(())
+        })?
+        .map_err(|()| CryptoError::Aead)?;
+        Ok(sealed)
+    }
+}
+
+/// Both ends of a channel over fixed keys (for the property tests and the fuzz targets).
+#[cfg(any(test, fuzzing))]
+pub(crate) fn channel_pair(c2s: [u8; 32], s2c: [u8; 32]) -> (Channel, Channel) {
+    let cipher = |k: [u8; 32]| Aes256Gcm::new(&Key::<Aes256Gcm>::from(k));
+    (
+        Channel::new(cipher(c2s), cipher(s2c), Side::Server),
+        Channel::new(cipher(c2s), cipher(s2c), Side::Client),
+    )
+}
+
+/// Fuzz entry: `data` as the JSON data of an `encrypted` message from a client, opened by a
+/// server end that expects counter 0 of fixed keys; then a sealed message of the client end,
+/// with `data` as its plaintext, opens once and only once. Never panics.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_encrypted_frame(data: &[u8]) {
+    let (server, client) = channel_pair([7; 32], [9; 32]);
+    if let Ok(value) = serde_json::from_slice::<Value>(data) {
+        // A fuzzer cannot forge a tag: anything it makes is refused.
+        assert!(server.open_data(&value).is_err());
+    }
+    let sealed: Value = match client.seal(data).map(|s| serde_json::from_str(&s)) {
+        Ok(Ok(sealed)) => sealed,
+        other => panic!("sealing failed: {other:?}"),
+    };
+    let opened = server
+        .open_data(&sealed["data"])
+        .expect("the next message opens");
+    assert_eq!(opened, data);
+    assert!(server.open_data(&sealed["data"]).is_err(), "a replay opens");
 }
 
 #[cfg(test)]
 mod tests {
     use p256::SecretKey;
     use p256::elliptic_curve::sec1::ToSec1Point;
+    use proptest::prelude::*;
 
     use super::*;
 
-    /// The client's side: a key pair, and the key derived from `connected`'s half.
-    fn client_key(secret: &SecretKey, handshake: &Handshake) -> Aes256Gcm {
+    /// The client's end from `encrypted`'s half.
+    fn client_end(secret: &SecretKey, handshake: &Handshake) -> Channel {
         let server = STANDARD
             .decode(&handshake.server_public_key)
             .expect("base64");
@@ -207,54 +430,53 @@ mod tests {
         let salt = STANDARD.decode(&handshake.salt).expect("base64");
         assert_eq!(salt.len(), SALT_LEN);
         let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), server.as_affine());
-        let mut key = [0u8; 32];
-        Hkdf::<Sha256>::new(Some(&salt), shared.raw_secret_bytes())
-            .expand(INFO, &mut key)
-            .expect("32 bytes");
-        Aes256Gcm::new(&Key::<Aes256Gcm>::from(key))
+        let hkdf = Hkdf::<Sha256>::new(Some(&salt), shared.raw_secret_bytes());
+        Channel::new(
+            derive(&hkdf, INFO_C2S),
+            derive(&hkdf, INFO_S2C),
+            Side::Client,
+        )
     }
 
     fn public_key_b64(secret: &SecretKey) -> Value {
         Value::String(STANDARD.encode(secret.public_key().to_sec1_bytes()))
     }
 
-    #[test]
-    fn both_sides_derive_the_same_key() {
-        let secret = SecretKey::generate();
-        let (session, handshake) = Session::agree(&public_key_b64(&secret)).expect("agreed");
-        let client = client_key(&secret, &handshake);
-
-        // Server to client.
-        let sealed: Value =
-            serde_json::from_str(&session.seal(br#"{"event":"x"}"#).expect("sealed"))
-                .expect("json");
+    fn sealed_data(text: &str) -> Value {
+        let sealed: Value = serde_json::from_str(text).expect("json");
         assert_eq!(sealed["event"], "encrypted");
-        let iv = STANDARD
-            .decode(sealed["data"]["iv"].as_str().expect("iv"))
-            .expect("b64");
-        let payload = STANDARD
-            .decode(sealed["data"]["payload"].as_str().expect("payload"))
-            .expect("b64");
-        let nonce = Nonce::<Aes256Gcm>::try_from(iv.as_slice()).expect("12 bytes");
-        assert_eq!(
-            client.decrypt(&nonce, payload.as_slice()).expect("opens"),
-            br#"{"event":"x"}"#
-        );
+        sealed["data"].clone()
+    }
 
-        // Client to server, then tampered.
-        let nonce = Nonce::<Aes256Gcm>::generate();
-        let mut payload = client.encrypt(&nonce, &b"hello"[..]).expect("sealed");
-        let data = |payload: &[u8]| json!({"iv": STANDARD.encode(nonce), "payload": STANDARD.encode(payload)});
-        assert_eq!(session.open(&data(&payload)).expect("opens"), b"hello");
-        payload[0] ^= 1;
-        assert!(matches!(
-            session.open(&data(&payload)),
-            Err(CryptoError::Aead)
-        ));
-        assert!(matches!(
-            session.open(&json!({"iv": "AAAA"})),
-            Err(CryptoError::Envelope)
-        ));
+    #[test]
+    fn both_ends_derive_the_same_keys() {
+        let secret = SecretKey::generate();
+        let (session, handshake) = agree(&public_key_b64(&secret), Flow::Channel).expect("agreed");
+        let Session::Channel(server) = session else {
+            panic!("a channel")
+        };
+        let client = client_end(&secret, &handshake);
+        for i in 0..3u8 {
+            let up = client.seal(&[i]).expect("sealed");
+            assert_eq!(server.open_data(&sealed_data(&up)).expect("opens"), [i]);
+            let down = server.seal(&[i, i]).expect("sealed");
+            assert_eq!(
+                client.open_data(&sealed_data(&down)).expect("opens"),
+                [i, i]
+            );
+        }
+    }
+
+    #[test]
+    fn the_counter_waits_for_a_successful_push() {
+        let (server, client) = channel_pair([1; 32], [2; 32]);
+        let refused = server.seal_then(b"lost", |_| Err::<(), ()>(()));
+        assert!(matches!(refused, Ok(Err(()))));
+        let next = server.seal(b"next").expect("sealed");
+        assert_eq!(
+            client.open_data(&sealed_data(&next)).expect("opens"),
+            b"next"
+        );
     }
 
     #[test]
@@ -269,8 +491,93 @@ mod tests {
             (json!(compressed), "SEC1 uncompressed"),
             (json!(STANDARD.encode(off_curve)), "not a point"),
         ] {
-            let error = Session::agree(&key).expect_err("refused").to_string();
+            let error = agree(&key, Flow::Channel).expect_err("refused").to_string();
             assert!(error.contains(expected), "{key}: {error}");
+        }
+    }
+
+    /// What an attacker can do to a stream of sealed client messages.
+    #[derive(Debug, Clone)]
+    enum Attack {
+        /// Send message `i` again after it was accepted.
+        Replay(usize),
+        /// Send message `i + 1` before message `i`.
+        Reorder(usize),
+        /// Send the server's own message back as the client's.
+        Reflect,
+        /// Cut the payload after `n` bytes.
+        Truncate(usize, usize),
+        /// Flip one bit of the payload.
+        Tamper(usize, usize, u8),
+        /// Flip one bit of the nonce.
+        TamperIv(usize, usize, u8),
+    }
+
+    fn attack() -> impl Strategy<Value = Attack> {
+        prop_oneof![
+            (0..4usize).prop_map(Attack::Replay),
+            (0..3usize).prop_map(Attack::Reorder),
+            Just(Attack::Reflect),
+            (0..4usize, 0..64usize).prop_map(|(i, n)| Attack::Truncate(i, n)),
+            (0..4usize, 0..64usize, 0..8u8).prop_map(|(i, at, b)| Attack::Tamper(i, at, b)),
+            (0..4usize, 0..12usize, 0..8u8).prop_map(|(i, at, b)| Attack::TamperIv(i, at, b)),
+        ]
+    }
+
+    fn decoded(data: &Value, name: &str) -> Vec<u8> {
+        STANDARD
+            .decode(data[name].as_str().expect("a string"))
+            .expect("base64")
+    }
+
+    fn with(data: &Value, iv: &[u8], payload: &[u8]) -> Value {
+        let mut data = data.clone();
+        data["iv"] = STANDARD.encode(iv).into();
+        data["payload"] = STANDARD.encode(payload).into();
+        data
+    }
+
+    proptest! {
+        /// Honest messages open in order; every attack is refused at the point it is made
+        /// (and the messages before it opened).
+        #[test]
+        fn attacks_on_the_framing_are_refused(
+            messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..48), 5),
+            attack in attack(),
+        ) {
+            let (server, client) = channel_pair([3; 32], [4; 32]);
+            let sealed: Vec<Value> = messages
+                .iter()
+                .map(|m| sealed_data(&client.seal(m).expect("sealed")))
+                .collect();
+            let (accepted, forged) = match attack {
+                Attack::Replay(i) => (i + 1, sealed[i].clone()),
+                Attack::Reorder(i) => (i, sealed[i + 1].clone()),
+                Attack::Reflect => {
+                    let down = sealed_data(&server.seal(&messages[0]).expect("sealed"));
+                    (0, down)
+                }
+                Attack::Truncate(i, n) => {
+                    let payload = decoded(&sealed[i], "payload");
+                    let cut = n.min(payload.len().saturating_sub(1));
+                    (i, with(&sealed[i], &decoded(&sealed[i], "iv"), &payload[..cut]))
+                }
+                Attack::Tamper(i, at, bit) => {
+                    let mut payload = decoded(&sealed[i], "payload");
+                    let at = at % payload.len();
+                    payload[at] ^= 1 << bit;
+                    (i, with(&sealed[i], &decoded(&sealed[i], "iv"), &payload))
+                }
+                Attack::TamperIv(i, at, bit) => {
+                    let mut iv = decoded(&sealed[i], "iv");
+                    iv[at] ^= 1 << bit;
+                    (i, with(&sealed[i], &iv, &decoded(&sealed[i], "payload")))
+                }
+            };
+            for (message, data) in messages.iter().zip(&sealed).take(accepted) {
+                prop_assert_eq!(&server.open_data(data).expect("in order"), message);
+            }
+            prop_assert!(server.open_data(&forged).is_err(), "{:?} accepted", attack);
         }
     }
 }

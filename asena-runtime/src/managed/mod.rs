@@ -9,34 +9,47 @@
 //!
 //! | event | direction | data |
 //! |---|---|---|
-//! | `authenticate` | client → server | the credentials, handed to [`ManagedService::authenticate`]; `publicKey` asks for encryption |
-//! | `connected` | server → client | `{"id", "userId", "time"}` after authenticating; `serverPublicKey` and `salt` for an encrypted client |
+//! | `encrypt` | client → server | `{"publicKey"}`: asks for encryption; the client's first message ([`crypto`] has the protocol) |
+//! | `encrypted` | server → client | `{"serverPublicKey", "salt"}`: the answer to `encrypt`, the last plain message |
+//! | `encrypted` | both | `{"iv", "payload"}`: any other message, sealed, once a key is agreed |
+//! | `authenticate` | client → server | the credentials, handed to [`ManagedService::authenticate`] |
+//! | `connected` | server → client | `{"id", "userId", "time"}` after authenticating |
 //! | `heartbeat` | client → server | — (only keeps the client alive) |
 //! | `join` / `leave` | both | `{"rooms": [..]}`; the answer lists the rooms joined or left |
 //! | `error` | server → client | `{"message"}` |
-//! | `encrypted` | both | `{"iv", "payload"}`: any other event, AES-256-GCM encrypted |
 //! | `disconnect` | client → server | — (closes with 1000) |
 //! | anything else | both | application events: `receives` / `sends` of the service |
 //!
-//! Close codes: 4001 no `authenticate` within the authentication timeout (or the
+//! Close codes ([`close`]): 4001 no `authenticate` within the authentication timeout (or the
 //! authenticator took three times as long), 4002 no message within the heartbeat timeout,
-//! 4003 authentication refused or failed, 4004 encryption required (no `publicKey`, or a
-//! malformed one), 1001 shutdown.
+//! 4003 authentication refused or failed, 4004 encryption required (the first message was
+//! not `encrypt` while [`ManagedOptions::require_encryption`] is set, or its `publicKey` is
+//! malformed), 4005 a message from an encrypting client that is not the next sealed one
+//! (plain, replayed, reordered, reflected, truncated or tampered), 1001 shutdown.
 //!
-//! A client that sends `publicKey` (base64 of a P-256 public key, SEC1 uncompressed) in
-//! `authenticate` is encrypted: `connected` (plain) carries the server's ephemeral public
-//! key and an HKDF salt, both sides derive an AES-256 key (ECDH, HKDF-SHA256 with info
-//! `asena-managed-v1`), and everything the client receives after `connected` comes as
-//! `encrypted`; it may send `encrypted` too. Services that insist set
-//! [`ManagedOptions::require_encryption`]. The other members of a room keep sharing one
-//! plain frame; [`ManagedClient::is_encrypted`] tells which kind a client is.
+//! A client that wants encryption sends `encrypt` with its P-256 public key before anything
+//! else; the server answers `encrypted` with its own and a salt, both derive a key per
+//! direction, and from then on every message both ways is `encrypted`, credentials
+//! included. [`ManagedClient::is_encrypted`] tells which kind a client is. The other members
+//! of a room keep sharing one plain frame.
+//!
+//! Nothing reaches a client before it authenticates but the protocol's own events (the key
+//! agreement, `connected`, `error`): room, broadcast, user and socket sends, `Ulak`, other
+//! instances and emitters skip it. Every message to a client, from any of these paths,
+//! passes through its gate: withheld before authentication, sealed for an encrypted client,
+//! rewritten for a client with an [`OutboundTransform`].
+//!
+//! Ignis's looser key exchange (`publicKey` inside `authenticate`, `connected` with the
+//! server's key in plain text, one key, no counter) is available as an explicit opt-in,
+//! [`ManagedOptions::ignis_key_exchange`], for Ignis's own clients.
 //!
 //! Messages without `event` are dropped (and logged); application events before
 //! authentication get `error` "Not authenticated". Across instances the service uses
 //! Ignis's Redis layout ([`AsenaBuilder::managed_redis`](crate::AsenaBuilder::managed_redis)).
 
 mod client;
-mod crypto;
+pub mod crypto;
+mod gate;
 mod send;
 
 use std::future::Future;
@@ -64,8 +77,12 @@ pub mod close {
     pub const HEARTBEAT_TIMEOUT: u16 = 4002;
     /// The authenticator refused the credentials or failed.
     pub const AUTH_FAILED: u16 = 4003;
-    /// Encryption was required and the client did not agree a key.
+    /// Encryption was required and the client's first message was not `encrypt` (or its
+    /// `publicKey` was malformed).
     pub const ENCRYPTION_REQUIRED: u16 = 4004;
+    /// A message from an encrypting client was not the next sealed one of its channel:
+    /// plain, replayed, reordered, reflected, truncated or tampered.
+    pub const DECRYPTION_FAILED: u16 = 4005;
 }
 
 /// Timeouts and default rooms of a managed service.
@@ -79,8 +96,8 @@ pub struct ManagedOptions {
     pub heartbeat_timeout: Option<Duration>,
     /// Rooms every client joins when it authenticates.
     pub default_rooms: Vec<String>,
-    /// Whether clients must agree a key (`publicKey` in `authenticate`; default false):
-    /// without one they are closed with 4004.
+    /// Whether clients must agree a key (default false): a client whose first message is
+    /// not `encrypt` is closed with 4004.
     pub require_encryption: bool,
     /// How many rooms one `join` or `leave` may name (default 100); a longer list is refused
     /// as a whole with an `error` event (`code` `too_many_rooms_in_request`).
@@ -94,6 +111,13 @@ pub struct ManagedOptions {
     /// Redis pub/sub knows no databases, so apps on one Redis hear each other's channels
     /// whatever database their URLs name, unless their prefixes differ.
     pub channel_prefix: String,
+    /// Ignis's key exchange instead of the channel's (default false): `publicKey` inside
+    /// `authenticate`, `serverPublicKey` and `salt` in the plain `connected`, one key for
+    /// both directions, random nonces, no associated data, plain messages still accepted
+    /// from an encrypted client. Credentials then travel before any key exists, and replays
+    /// or reflections are not detected: only for interoperating with Ignis's clients.
+    /// `require_encryption` then means a `publicKey` in `authenticate`.
+    pub ignis_key_exchange: bool,
 }
 
 impl Default for ManagedOptions {
@@ -106,6 +130,7 @@ impl Default for ManagedOptions {
             max_rooms_per_request: 100,
             max_rooms_per_client: 1_000,
             channel_prefix: "ws".to_owned(),
+            ignis_key_exchange: false,
         }
     }
 }
@@ -129,7 +154,7 @@ impl ManagedOptions {
         self
     }
 
-    /// Closes clients that do not agree a key when they authenticate (4004).
+    /// Closes clients that do not agree a key first (4004).
     pub fn require_encryption(mut self, required: bool) -> Self {
         self.require_encryption = required;
         self
@@ -150,6 +175,12 @@ impl ManagedOptions {
     /// The first part of the service's fleet channels (`ws` by default).
     pub fn channel_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.channel_prefix = prefix.into();
+        self
+    }
+
+    /// Opts in to Ignis's looser key exchange (see the field's docs).
+    pub fn ignis_key_exchange(mut self, ignis: bool) -> Self {
+        self.ignis_key_exchange = ignis;
         self
     }
 }
@@ -292,17 +323,21 @@ fn error<O>(ws: &ManagedSocket<O>, message: &str) -> Result<()> {
     send_system(ws, "error", json!({"message": message}))
 }
 
-/// Sends a protocol event to this client alone, through its outbound transformer if it has
-/// one (so an encrypted client gets it encrypted).
+/// Sends a protocol event to this client alone, authenticated or not, through its gate (so
+/// an encrypted client gets it encrypted).
 fn send_system<O>(ws: &ManagedSocket<O>, event: &str, data: Value) -> Result<()> {
-    let envelope = json!({"event": event, "data": data});
-    match ws.data().values.outbound() {
-        None => ws.raw().send_json(&envelope)?,
-        Some(transform) => {
-            let text = transform.transform(&serde_json::to_vec(&envelope)?)?;
-            ws.raw().send(text)?;
-        }
+    let frame = crate::frame::Frame::json(&json!({"event": event, "data": data}))?;
+    if ws.conn.push_protocol(&frame).is_err() {
+        tracing::debug!(target: "asena::managed", socket_id = %ws.id(), event, "protocol event not queued (closing or full)");
     }
+    Ok(())
+}
+
+/// Closes an encrypting client whose message broke the channel (4005).
+fn broken<O>(ws: &ManagedSocket<O>, why: &dyn std::fmt::Display) -> Result<()> {
+    ws.namespace().stats().record_invalid_message();
+    tracing::info!(target: "asena::managed", socket_id = %ws.id(), error = %why, "encrypted channel broken; closing with 4005");
+    ws.close(close::DECRYPTION_FAILED, "Decryption failed");
     Ok(())
 }
 
@@ -311,6 +346,10 @@ impl<S: ManagedService> WebSocketService for S {
 
     async fn on_open(&self, ws: &ManagedSocket<S::Out>) -> Result<()> {
         let options = self.options();
+        ws.data().values.set_key_exchange(client::KeyExchange {
+            required: options.require_encryption,
+            ignis: options.ignis_key_exchange,
+        });
         let watched = ws.clone();
         let watchdog = tokio::spawn(tracing::Instrument::in_current_span(async move {
             let client = &watched.data().values;
@@ -345,6 +384,8 @@ impl<S: ManagedService> WebSocketService for S {
 
     async fn __attach(&self, ns: &Namespace, env: &AttachEnv) -> Result<()> {
         let state = state(ns).ok_or("the namespace already holds another protocol's state")?;
+        // Every connection of the namespace sends through its client's gate.
+        let _ = ns.shared().seal_for.set(gate::seal_for);
         if let Some(url) = &env.managed_redis {
             let prefix = self.options().channel_prefix;
             env.claim_prefix(&prefix, S::NAME)?;
@@ -370,6 +411,33 @@ impl<S: ManagedService> WebSocketService for S {
     }
 }
 
+/// Reads the envelope of a client message (the managed protocol's decoder: one pass of
+/// `serde_json`, linear in the message).
+fn decode(bytes: &[u8]) -> Option<Envelope> {
+    serde_json::from_slice::<Envelope>(bytes).ok()
+}
+
+/// Fuzz entry: `data` as a client message. The envelope decoder never panics; `encrypt`'s
+/// key agreement and `encrypted`'s decryption (by a channel's server end over fixed keys,
+/// which nothing the fuzzer makes can open) fail cleanly.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_envelope(data: &[u8]) {
+    let Some(envelope) = decode(data) else {
+        return;
+    };
+    match envelope.event.as_deref() {
+        Some("encrypt") => {
+            let key = envelope.data.get("publicKey").unwrap_or(&Value::Null);
+            let _ = crypto::agree(key, crypto::Flow::Channel);
+        }
+        Some("encrypted") => {
+            let (server, _client) = crypto::channel_pair([1; 32], [2; 32]);
+            assert!(server.open_data(&envelope.data).is_err());
+        }
+        _ => {}
+    }
+}
+
 async fn dispatch<S: ManagedService>(
     service: &S,
     ws: &ManagedSocket<S::Out>,
@@ -377,29 +445,67 @@ async fn dispatch<S: ManagedService>(
 ) -> Result<()> {
     let client = &ws.data().values;
     client.touch();
-    let Ok(mut envelope) = serde_json::from_slice::<Envelope>(message.as_bytes()) else {
-        return error(ws, "Invalid message format");
-    };
-    // An encrypted client's `encrypted` message: handled as the envelope inside.
-    if let (Some("encrypted"), Some(session)) = (envelope.event.as_deref(), client.encryption()) {
-        let plain = match session.open(&envelope.data) {
+    let envelope = decode(message.as_bytes());
+    let mut envelope = if client.has_channel() {
+        // An encrypting client sends nothing but the next sealed message.
+        let Some(session) = client.encryption() else {
+            return Ok(());
+        };
+        let data = match envelope {
+            Some(Envelope {
+                event: Some(event),
+                data,
+            }) if event == "encrypted" => data,
+            _ => return broken(ws, &"a plain message"),
+        };
+        let plain = match session.open(&data) {
             Ok(plain) => plain,
-            Err(e) => {
-                tracing::debug!(target: "asena::managed", socket_id = %ws.id(), error = %e, "decryption failed");
-                ws.namespace().stats().record_invalid_message();
-                return error(ws, "Decryption failed");
-            }
+            Err(e) => return broken(ws, &e),
         };
         let Ok(text) = String::from_utf8(plain) else {
             return error(ws, "Invalid message format");
         };
-        let Ok(inner) = serde_json::from_str::<Envelope>(&text) else {
+        let Some(inner) = decode(text.as_bytes()) else {
             return error(ws, "Invalid message format");
         };
-        envelope = inner;
         message = Message::Text(text);
-    }
-    let Some(event) = envelope.event else {
+        inner
+    } else {
+        let Some(envelope) = envelope else {
+            return error(ws, "Invalid message format");
+        };
+        let key_exchange = client.key_exchange();
+        match (envelope.event.as_deref(), client.encryption()) {
+            (Some("encrypt"), None) if !key_exchange.ignis => {
+                return encrypt(ws, &envelope.data);
+            }
+            _ if key_exchange.required && !key_exchange.ignis => {
+                ws.close(close::ENCRYPTION_REQUIRED, "Encryption required");
+                return Ok(());
+            }
+            // Ignis's key exchange: a sealed message, handled as the envelope inside.
+            (Some("encrypted"), Some(session)) => {
+                let plain = match session.open(&envelope.data) {
+                    Ok(plain) => plain,
+                    Err(e) => {
+                        tracing::debug!(target: "asena::managed", socket_id = %ws.id(), error = %e, "decryption failed");
+                        ws.namespace().stats().record_invalid_message();
+                        return error(ws, "Decryption failed");
+                    }
+                };
+                let Ok(text) = String::from_utf8(plain) else {
+                    return error(ws, "Invalid message format");
+                };
+                let Some(inner) = decode(text.as_bytes()) else {
+                    return error(ws, "Invalid message format");
+                };
+                message = Message::Text(text);
+                inner
+            }
+            _ => envelope,
+        }
+    };
+    let Some(event) = envelope.event.take() else {
         tracing::warn!(target: "asena::managed", socket_id = %ws.id(), "message without `event` dropped");
         return Ok(());
     };
@@ -410,6 +516,8 @@ async fn dispatch<S: ManagedService>(
             ws.close(crate::close_code::NORMAL, "Client disconnected");
             Ok(())
         }
+        "encrypt" if client.is_encrypted() => error(ws, "Already encrypted"),
+        "encrypt" => error(ws, "Encryption is agreed before authenticate"),
         _ if !client.is_authenticated() => error(ws, "Not authenticated"),
         "join" => join(service, ws, &envelope.data).await,
         "leave" => leave(service, ws, &envelope.data),
@@ -419,6 +527,36 @@ async fn dispatch<S: ManagedService>(
             Err(e) => invalid(ws, &e),
         },
     }
+}
+
+/// `encrypt`, the client's first message: agrees the channel's keys and answers
+/// `encrypted` (plain, the last plain message); 4004 for a malformed `publicKey`.
+fn encrypt<O>(ws: &ManagedSocket<O>, data: &Value) -> Result<()> {
+    let client = &ws.data().values;
+    if client.state() != ClientState::Unauthorized {
+        return error(ws, "Encryption is agreed before authenticate");
+    }
+    if client.outbound().is_some() {
+        tracing::warn!(target: "asena::managed", socket_id = %ws.id(), "the service gave the client an outbound transformer; it cannot also be encrypted");
+        ws.close(close::ENCRYPTION_REQUIRED, "Encryption unavailable");
+        return Ok(());
+    }
+    let public_key = data.get("publicKey").unwrap_or(&Value::Null);
+    match crypto::agree(public_key, crypto::Flow::Channel) {
+        Ok((session, handshake)) => {
+            send_system(ws, "encrypted", handshake.to_json())?;
+            // Only this client's own dispatch sends it anything before it authenticates, so
+            // nothing goes out between the answer and the session.
+            if !client.set_encryption(Arc::new(session)) {
+                ws.close(close::ENCRYPTION_REQUIRED, "Encryption unavailable");
+            }
+        }
+        Err(e) => {
+            tracing::info!(target: "asena::managed", socket_id = %ws.id(), error = %e, "no key agreed; closing with 4004");
+            ws.close(close::ENCRYPTION_REQUIRED, "Encryption required");
+        }
+    }
+    Ok(())
 }
 
 fn invalid<O>(ws: &ManagedSocket<O>, e: &DecodeError) -> Result<()> {
@@ -441,10 +579,16 @@ async fn authenticate<S: ManagedService>(
         return error(ws, "Already authenticated");
     }
     let options = service.options();
-    let public_key = credentials
-        .get("publicKey")
-        .filter(|k| !k.is_null())
-        .cloned();
+    let key_exchange = client.key_exchange();
+    let public_key = key_exchange
+        .ignis
+        .then(|| {
+            credentials
+                .get("publicKey")
+                .filter(|k| !k.is_null())
+                .cloned()
+        })
+        .flatten();
     let outcome = tokio::time::timeout(
         options.auth_timeout * 3,
         service.authenticate(ws, credentials),
@@ -466,23 +610,33 @@ async fn authenticate<S: ManagedService>(
         return Ok(());
     };
     let mut connected = json!({"id": ws.id(), "userId": user_id, "time": now_rfc3339()});
-    // Before the client is deliverable: an encrypted one gets nothing plain after `connected`.
-    match crypto::negotiate(client, public_key.as_ref(), options.require_encryption) {
-        Ok(None) => {}
-        Ok(Some(handshake)) => {
-            connected["serverPublicKey"] = handshake.server_public_key.into();
-            connected["salt"] = handshake.salt.into();
-        }
-        Err(e) => {
-            tracing::warn!(target: "asena::managed", socket_id = %ws.id(), error = %e, "no key agreed");
-            ws.close(close::ENCRYPTION_REQUIRED, "Encryption required");
-            return Ok(());
+    // Ignis's key exchange: `connected` carries the server's half in plain text, and the
+    // session applies from the next message on.
+    let mut ignis_session = None;
+    if key_exchange.ignis {
+        match ignis_key_exchange(public_key.as_ref(), key_exchange.required) {
+            Ok(None) => {}
+            Ok(Some((session, handshake))) => {
+                connected["serverPublicKey"] = handshake.server_public_key.into();
+                connected["salt"] = handshake.salt.into();
+                ignis_session = Some(session);
+            }
+            Err(e) => {
+                tracing::warn!(target: "asena::managed", socket_id = %ws.id(), error = %e, "no key agreed");
+                ws.close(close::ENCRYPTION_REQUIRED, "Encryption required");
+                return Ok(());
+            }
         }
     }
-    // `connected` goes out before the client is deliverable, so nothing overtakes it, and
-    // plain even for an encrypted client: it carries what the client derives the key from.
-    ws.raw()
-        .send_json(&json!({"event": "connected", "data": connected}))?;
+    // `connected` goes out before the client is deliverable, so nothing overtakes it (sealed
+    // for a client that agreed a key with `encrypt`).
+    send_system(ws, "connected", connected)?;
+    if let Some(session) = ignis_session
+        && !client.set_encryption(Arc::new(session))
+    {
+        ws.close(close::ENCRYPTION_REQUIRED, "Encryption unavailable");
+        return Ok(());
+    }
     if !client.authenticated(user_id.clone(), metadata) {
         return Ok(());
     }
@@ -495,6 +649,19 @@ async fn authenticate<S: ManagedService>(
         }
     }
     service.on_connected(ws).await
+}
+
+/// Ignis's key agreement in `authenticate`: with a `publicKey` a session and the server's
+/// half for `connected`; without one none (`Err` when encryption is `required`).
+fn ignis_key_exchange(
+    public_key: Option<&Value>,
+    required: bool,
+) -> std::result::Result<Option<(crypto::Session, crypto::Handshake)>, crypto::CryptoError> {
+    match public_key {
+        None if required => Err(crypto::CryptoError::KeyMissing),
+        None => Ok(None),
+        Some(key) => crypto::agree(key, crypto::Flow::Ignis).map(Some),
+    }
 }
 
 /// Why a `join` or `leave` was refused as a whole.

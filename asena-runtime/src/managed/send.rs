@@ -9,7 +9,6 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::client::ManagedClient;
 use crate::channel::Raw;
 use crate::frame::Frame;
 use crate::namespace::{Namespace, SendError, SocketRef};
@@ -87,8 +86,9 @@ impl ManagedState {
         users
     }
 
-    /// Delivers to the local clients `target` names, skipping `exclude` and clients that
-    /// have not authenticated. The frame is encoded once for all of them.
+    /// Delivers to the local clients `target` names, skipping `exclude` (and, through their
+    /// gates, clients that have not authenticated). The frame is encoded once for all of
+    /// them; an encrypted client's gate seals it for that client.
     pub(crate) fn deliver_local(
         &self,
         ns: &Namespace,
@@ -110,25 +110,12 @@ impl ManagedState {
             Target::Broadcast => ns.sockets(),
         };
         for socket in &candidates {
-            let Some(client) = socket.data::<ManagedClient>().map(|d| &d.values) else {
-                continue;
-            };
-            if !client.is_authenticated() || exclude.contains(&socket.id()) {
+            if exclude.contains(&socket.id()) {
                 continue;
             }
-            let delivered = match client.outbound() {
-                // The fast path: the same encoded frame for every plain member.
-                None => socket.push(&frame).is_ok(),
-                // The per-client path.
-                Some(transform) => match transform.transform(frame.payload_bytes().as_ref()) {
-                    Ok(text) => socket.push(&Frame::text(&text)).is_ok(),
-                    Err(error) => {
-                        tracing::warn!(target: "asena::managed", socket_id = %socket.id(), %error, "outbound transform failed; delivery dropped");
-                        false
-                    }
-                },
-            };
-            n += usize::from(delivered);
+            // The client's gate withholds it before authentication and seals it for an
+            // encrypted client; a plain one gets the shared frame.
+            n += usize::from(socket.conn.push(&frame).is_ok());
         }
         ns.stats().record_send(n, false);
         Ok(n)

@@ -146,6 +146,7 @@ impl Namespace {
                     flusher: Flusher::current(),
                     tracker,
                     runtime: OnceLock::new(),
+                    seal_for: OnceLock::new(),
                 }),
                 name: Arc::from(name),
                 topic: Arc::from(wire::namespace_topic(path)),

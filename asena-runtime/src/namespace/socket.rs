@@ -168,6 +168,9 @@ impl<O> SocketRef<O> {
                 PushError::Full => {
                     format!("socket {} is not keeping up; message dropped", self.conn.id)
                 }
+                PushError::Withheld => {
+                    format!("socket {} may not receive this message now", self.conn.id)
+                }
             };
             SendError::new(SendErrorCode::SendFailed, Some(self.ns.path()), message)
         })
