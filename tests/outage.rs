@@ -51,14 +51,18 @@ impl WebSocketService for Stream {
 
     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
         if ws.query("listen").is_some() {
-            ws.subscribe(ROOM);
+            ws.subscribe(ROOM)?;
         }
         ws.send("ready")?;
         Ok(())
     }
 
+    /// Sends the message to the room; a send the namespace refuses is answered with
+    /// `refused:<code>`.
     async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
-        ws.namespace().to(ROOM, msg)?;
+        if let Err(e) = ws.namespace().to(ROOM, msg) {
+            ws.send(format!("refused:{}", e.code))?;
+        }
         Ok(())
     }
 }
@@ -482,29 +486,38 @@ async fn a_nats_publish_larger_than_max_payload_is_refused_and_counted() -> anyh
     let mut listener = connect(&b, true).await?;
     let mut sender = connect(&a, false).await?;
 
-    // Too large however it is measured, too large once wrapped in the envelope, and small.
+    // Too large however it is measured: the sender is told, nobody gets it. Too large once
+    // wrapped in the envelope: the transport refuses and counts it. Small: it crosses.
     let huge = "x".repeat(MAX + 1);
     let wrapped = "y".repeat(MAX - 20);
     sender.send_text(&huge).await?;
+    let answer = sender.recv_text().await?;
+    ensure!(answer == "refused:MESSAGE_TOO_LARGE", "{answer}");
     sender.send_text(&wrapped).await?;
     sender.send_text("small").await?;
     ensure!(
         listener.recv_text().await? == "small",
         "only the small message crossed"
     );
-    asena_tests::within(DEADLINE, "both refusals counted", async || {
-        ta.stats().oversize == 2
+    asena_tests::within(DEADLINE, "the transport's refusal counted", async || {
+        ta.stats().oversize == 1
     })
     .await?;
     let stats = ta.stats();
-    ensure!(stats.dropped == 2, "refusals count as dropped: {stats:?}");
+    ensure!(stats.dropped == 1, "refusals count as dropped: {stats:?}");
     ensure!(stats.published == 1, "{stats:?}");
+    let refused_up_front = a.app.namespace("/stream").map(|n| n.stats().too_large());
+    ensure!(refused_up_front == Some(1), "{refused_up_front:?}");
 
-    // The metric.
+    // The metrics.
     let text = a.app.metrics_text();
     ensure!(
-        text.contains("asena_transport_oversize_total 2"),
-        "the exposition counts the refusals:\n{text}"
+        text.contains("asena_transport_oversize_total 1"),
+        "the exposition counts the transport's refusal:\n{text}"
+    );
+    ensure!(
+        text.contains("asena_too_large_sends_total{namespace=\"/stream\"} 1"),
+        "the exposition counts the refusal up front:\n{text}"
     );
 
     // The emitter has a caller to tell.

@@ -235,6 +235,7 @@ pub struct NamespaceStats {
     rejected_connections: AtomicU64,
     invalid_messages: AtomicU64,
     opened: AtomicU64,
+    too_large: AtomicU64,
     /// Connections closed, by close code: once per connection, never per message.
     closed: Mutex<BTreeMap<u16, u64>>,
     /// Upgrade requests answered with an HTTP error instead of 101, by status.
@@ -292,6 +293,9 @@ impl NamespaceStats {
     pub(crate) fn record_invalid_message(&self) {
         self.invalid_messages.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn record_too_large(&self) {
+        self.too_large.fetch_add(1, Ordering::Relaxed);
+    }
     pub(crate) fn record_opened(&self) {
         self.opened.fetch_add(1, Ordering::Relaxed);
     }
@@ -333,6 +337,11 @@ impl NamespaceStats {
     /// constraints (answered by `on_invalid`; the socket stayed open).
     pub fn invalid_messages(&self) -> u64 {
         self.invalid_messages.load(Ordering::Relaxed)
+    }
+    /// Sends refused because the message is larger than the transport carries between
+    /// instances (`MESSAGE_TOO_LARGE`): each reached nobody.
+    pub fn too_large(&self) -> u64 {
+        self.too_large.load(Ordering::Relaxed)
     }
     /// Times a full send queue triggered the slow-consumer policy: each is one frame that
     /// was not queued (dropped).

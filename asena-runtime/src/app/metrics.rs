@@ -201,6 +201,11 @@ impl Collector for Scrape {
             "Messages that did not decode into the service's receives type (sent to on_invalid).",
         )
         .write(e, per_ns(|ns| ns.stats().invalid_messages()))?;
+        counter(
+            "too_large_sends",
+            "Sends refused as larger than the transport carries between instances (NATS max_payload).",
+        )
+        .write(e, per_ns(|ns| ns.stats().too_large()))?;
 
         if !nss.is_empty() {
             let mut metric = e.encode_descriptor(

@@ -219,10 +219,10 @@ pub type ManagedSocket<O> = Socket<ManagedClient, O>;
 /// impl ManagedService for Realtime {
 ///     async fn authenticate(&self, _ws: &ManagedSocket<Raw>, credentials: serde_json::Value)
 ///         -> Result<Option<Authenticated>> {
-///         Ok(match credentials["token"].as_str() {
-///             Some("alice-token") => Some(Authenticated::user("alice")),
-///             _ => None, // closes with 4003
-///         })
+///         let token = credentials["token"].as_str().unwrap_or_default();
+///         // Constant time: how long the comparison takes says nothing about the token.
+///         Ok(asena_runtime::secret_eq(token, "alice-token")
+///             .then(|| Authenticated::user("alice"))) // `None` closes with 4003
 ///     }
 ///     async fn validate_rooms(&self, _ws: &ManagedSocket<Raw>, rooms: Vec<String>) -> Vec<String> {
 ///         rooms.into_iter().filter(|r| r == "lobby").collect()

@@ -27,6 +27,10 @@ pub enum SendErrorCode {
     /// reserved name such as the broadcast room `__` for any send, or another socket's id for
     /// a socket's own `publish`.
     InvalidRoom,
+    /// The message is larger than the transport carries between instances
+    /// ([`Transport::max_message_size`](crate::Transport::max_message_size)); it was sent to
+    /// nobody.
+    MessageTooLarge,
 }
 
 impl SendErrorCode {
@@ -39,6 +43,7 @@ impl SendErrorCode {
             SendErrorCode::SendFailed => "SEND_FAILED",
             SendErrorCode::SocketNotFound => "SOCKET_NOT_FOUND",
             SendErrorCode::InvalidRoom => "INVALID_ROOM",
+            SendErrorCode::MessageTooLarge => "MESSAGE_TOO_LARGE",
         }
     }
 }

@@ -301,6 +301,7 @@ impl<O> Namespace<O> {
     pub fn to(&self, room: &str, message: impl Encode<O>) -> Result<usize, SendError> {
         self.check_target(room)?;
         let frame = self.encode(message)?;
+        self.check_fits(&frame)?;
         Ok(self.emit_room(room, &frame, None))
     }
 
@@ -317,10 +318,30 @@ impl<O> Namespace<O> {
             self.check_target(room)?;
         }
         let frame = self.encode(message)?;
+        self.check_fits(&frame)?;
         Ok(rooms
             .into_iter()
             .map(|room| self.emit_room(room, &frame, None))
             .sum())
+    }
+
+    /// Whether the transport carries `frame` to the other instances: a message it would
+    /// refuse is sent to nobody, and the caller is told.
+    pub(crate) fn check_fits(&self, frame: &Frame) -> Result<(), SendError> {
+        let Some(max) = self.inner.transport.as_ref().and_then(|t| t.max_message_size()) else {
+            return Ok(());
+        };
+        let len = frame.payload_bytes().len();
+        let size = if frame.is_text() { len } else { len.div_ceil(3) * 4 };
+        if size <= max {
+            return Ok(());
+        }
+        self.stats().record_too_large();
+        Err(SendError::new(
+            SendErrorCode::MessageTooLarge,
+            Some(self.path()),
+            format!("a message of {size} bytes on the wire is larger than the transport's {max}"),
+        ))
     }
 
     /// A room server code may send to: any name but a reserved one.
@@ -333,6 +354,7 @@ impl<O> Namespace<O> {
     /// recipients.
     pub fn broadcast(&self, message: impl Encode<O>) -> Result<usize, SendError> {
         let frame = self.encode(message)?;
+        self.check_fits(&frame)?;
         Ok(self.emit_all(&frame))
     }
 
@@ -350,6 +372,7 @@ impl<O> Namespace<O> {
             return Ok(());
         }
         if self.inner.transport.is_some() && uuid::Uuid::try_parse(id).is_ok() {
+            self.check_fits(&frame)?;
             self.emit_room(id, &frame, None);
             return Ok(());
         }

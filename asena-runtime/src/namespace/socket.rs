@@ -231,6 +231,7 @@ impl<O> SocketRef<O> {
     pub fn publish(&self, room: &str, message: impl Encode<O>) -> Result<usize, SendError> {
         validate_room(room).map_err(|e| SendError::invalid_room(Some(self.ns.path()), room, e))?;
         let frame = self.ns.encode(message)?;
+        self.ns.check_fits(&frame)?;
         Ok(self.ns.emit_room(room, &frame, Some(self.conn.key)))
     }
 

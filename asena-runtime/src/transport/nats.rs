@@ -576,6 +576,10 @@ impl Transport for NatsTransport {
         self.by_interest
     }
 
+    fn max_message_size(&self) -> Option<usize> {
+        self.max_payload()
+    }
+
     fn subscribe(&self, topic: &str) {
         if let Some(changes) = self.interest.get()
             && let Some(subject) = wire::nats_room_subject(&self.core.channel, topic)
