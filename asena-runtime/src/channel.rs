@@ -795,6 +795,8 @@ mod tests {
         let e = err(&inputs[3]);
         let quoted = format!("unknown variant `{}…`", "k".repeat(DecodeError::MAX_QUOTED));
         assert!(e.message().starts_with(&quoted), "{}", e.message());
+        let tags = Tags::decode(Message::Text(r#"{"tags":{"a":1}}"#.into())).expect("valid");
+        assert_eq!(tags.tags.get("a"), Some(&1));
         // A path through a long key is cut to the bound.
         let input = format!(r#"{{"tags":{{"{long}":"x"}}}}"#);
         let e = match Tags::decode(Message::Text(input)) {

@@ -234,6 +234,7 @@ pub struct NamespaceStats {
     protocol_errors: AtomicU64,
     rejected_connections: AtomicU64,
     invalid_messages: AtomicU64,
+    rate_limited: AtomicU64,
     opened: AtomicU64,
     /// Connections closed, by close code: once per connection, never per message.
     closed: Mutex<BTreeMap<u16, u64>>,
@@ -292,6 +293,9 @@ impl NamespaceStats {
     pub(crate) fn record_invalid_message(&self) {
         self.invalid_messages.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn record_rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
     pub(crate) fn record_opened(&self) {
         self.opened.fetch_add(1, Ordering::Relaxed);
     }
@@ -333,6 +337,14 @@ impl NamespaceStats {
     /// constraints (answered by `on_invalid`; the socket stayed open).
     pub fn invalid_messages(&self) -> u64 {
         self.invalid_messages.load(Ordering::Relaxed)
+    }
+    /// Messages over their socket's inbound [`RateLimit`](crate::RateLimit): dropped
+    /// ([`RateLimitPolicy::DropMessages`](crate::RateLimitPolicy::DropMessages)), or the one
+    /// that closed its socket with 1008 ([`RateLimitPolicy::Close`](crate::RateLimitPolicy::Close)).
+    /// Either way no handler saw it. They count in
+    /// [`messages_received`](Self::messages_received) too.
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
     }
     /// Times a full send queue triggered the slow-consumer policy: each is one frame that
     /// was not queued (dropped).

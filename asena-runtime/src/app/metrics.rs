@@ -201,6 +201,12 @@ impl Collector for Scrape {
             "Messages that did not decode into the service's receives type (sent to on_invalid).",
         )
         .write(e, per_ns(|ns| ns.stats().invalid_messages()))?;
+        counter(
+            "rate_limited",
+            "Messages over their socket's inbound rate limit: dropped, or the one that closed \
+             the socket with 1008 (no handler saw them).",
+        )
+        .write(e, per_ns(|ns| ns.stats().rate_limited()))?;
 
         if !nss.is_empty() {
             let mut metric = e.encode_descriptor(

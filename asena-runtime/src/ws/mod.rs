@@ -1,6 +1,7 @@
 //! WebSocket services: the [`WebSocketService`] trait, the upgrade endpoint that admits a
 //! connection (`upgrade.rs`), and the reader and writer loops that run it (`run.rs`).
 
+mod rate;
 pub(crate) mod run;
 pub(crate) mod upgrade;
 
