@@ -29,7 +29,8 @@
 # query strings and headers) to the example that serves them (chat, realtime, echo), a fresh
 # server process per input, and prints per input the server's time to answer (median of
 # ADV_REPEAT tries) and its peak memory (VmHWM) before and after. ADV_BIN_DIR=/path/to/
-# release/examples measures other builds of the servers (e.g. an older commit's).
+# release/examples measures other builds of the servers (e.g. an older commit's). Each server
+# runs with its address space capped at ADV_MEM_KB (default 4 GiB).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -52,6 +53,7 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 if [[ ${1:-} == adversarial ]]; then
     ADV_PORT=${ADV_PORT:-4104}
     ADV_REPEAT=${ADV_REPEAT:-3}
+    ADV_MEM_KB=${ADV_MEM_KB:-4194304}
     ADV_SIZES=${ADV_SIZES:-"65536 262144 1048576"}
     ADV_KINDS=${ADV_KINDS:-"typed-matches typed-deep typed-long-tag join-rooms deflate-bomb fragments query header headers-many"}
     log "building release examples (adversary, chat, realtime, echo)"
@@ -66,7 +68,9 @@ if [[ ${1:-} == adversarial ]]; then
     for kind in $ADV_KINDS; do
         for size in $ADV_SIZES; do
             server=$(server_of "$kind")
-            env -u ASENA_TRANSPORT PORT=$ADV_PORT timeout 300 "$BIN_DIR/$server" >"$OUT/adv-$kind-$size.log" 2>&1 &
+            # Address space capped (ADV_MEM_KB, default 4 GiB): a quadratic build must fail
+            # there, not take the machine's memory.
+            (ulimit -v "$ADV_MEM_KB"; exec env -u ASENA_TRANSPORT PORT=$ADV_PORT "$BIN_DIR/$server") >"$OUT/adv-$kind-$size.log" 2>&1 &
             ADV_PID=$!
             for _ in $(seq 100); do
                 (exec 3<>"/dev/tcp/127.0.0.1/$ADV_PORT") 2>/dev/null && break
