@@ -85,7 +85,7 @@ if [[ ${1:-} == adversarial ]]; then
             ADV[$kind,$size,ms]=$(afield median_ms <<<"$line" || true)
             before=$(afield hwm_before_kb <<<"$line" || true)
             after=$(afield hwm_after_kb <<<"$line" || true)
-            ADV[$kind,$size,mem]=$(awk -v a="${after:-}" -v b="${before:-}" 'BEGIN { if (a == "" || b == "") print "?"; else printf "%.1f", (a - b) / 1024 }')
+            ADV[$kind,$size,mem]=$(awk -v a="${after:-}" -v b="${before:-}" 'BEGIN { if (a == "" || b == "") print "?"; else if (a == 0) print "died"; else printf "%.1f", (a - b) / 1024 }')
             ADV[$kind,$size,answer]=$(grep -o 'answer="[^"]*"' <<<"$line" | cut -d'"' -f2 | cut -c1-40 || true)
         done
     done
