@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::config::RateLimit;
 
-const NANOS_PER_SEC: u128 = 1_000_000_000;
+const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 /// The epoch of the buckets' clock: set when the first bucket is made, so every time a
 /// bucket is asked about (a read after its reader started) comes after it.
@@ -38,9 +38,16 @@ pub(crate) struct Bucket {
 }
 
 /// `amount` units at `per_second` a second, in nanoseconds (saturating; a rate of 0 counts
-/// as 1).
-fn cost(amount: u128, per_second: u64) -> u64 {
-    u64::try_from(amount * NANOS_PER_SEC / u128::from(per_second.max(1))).unwrap_or(u64::MAX)
+/// as 1). In `u64` arithmetic when it fits (any message under 16 GiB), `u128` otherwise.
+fn cost(amount: u64, per_second: u64) -> u64 {
+    let per_second = per_second.max(1);
+    match amount.checked_mul(NANOS_PER_SEC) {
+        Some(scaled) => scaled / per_second,
+        None => {
+            u64::try_from(u128::from(amount) * u128::from(NANOS_PER_SEC) / u128::from(per_second))
+                .unwrap_or(u64::MAX)
+        }
+    }
 }
 
 impl Bucket {
@@ -68,12 +75,12 @@ impl Bucket {
         let per_message = cost(1, u64::from(limit.messages_per_second));
         // The message bucket holds `burst` worth of messages, and always one.
         let message_room = burst.max(per_message);
-        let byte_room = burst.max(cost(max_message as u128, limit.bytes_per_second));
+        let byte_room = burst.max(cost(max_message as u64, limit.bytes_per_second));
         let messages = self.messages.max(now).saturating_add(per_message);
         let bytes = self
             .bytes
             .max(now)
-            .saturating_add(cost(len as u128, limit.bytes_per_second));
+            .saturating_add(cost(len as u64, limit.bytes_per_second));
         if messages - now > message_room || bytes - now > byte_room {
             return false;
         }
@@ -128,6 +135,14 @@ mod tests {
         let t1 = t0 + Duration::from_millis(500);
         assert!(b.admit(&limit, 100, t1, 500));
         assert!(!b.admit(&limit, 100, t1, 1));
+    }
+
+    #[test]
+    fn costs_saturate_instead_of_overflowing() {
+        assert_eq!(cost(1, 1_000), 1_000_000);
+        assert_eq!(cost(u64::MAX, 1), u64::MAX);
+        assert_eq!(cost(1 << 40, 1 << 30), 1_024 * NANOS_PER_SEC);
+        assert_eq!(cost(5, 0), 5 * NANOS_PER_SEC);
     }
 
     #[test]
