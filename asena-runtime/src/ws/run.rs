@@ -320,9 +320,9 @@ where
 {
     async move {
         let conn = &socket.as_socket_ref().conn;
-        let limits = &conn.shared.limits;
-        let mut decoder = Decoder::new(limits.max_message_size, conn.deflate.as_ref());
-        // The socket's inbound rate limit: two timestamps, refilled by the clock at each read.
+        let mut decoder = Decoder::new(conn.shared.limits.max_message_size, conn.deflate.as_ref());
+        // The socket's inbound rate limit: two timestamps, refilled by the clock at each read
+        // (the limits are reached through `conn` where used: a local would be kept too).
         let mut bucket = Bucket::new();
         // When the bytes being decoded were read: the arrival time of their messages.
         let mut read_at = Instant::now();
@@ -381,15 +381,8 @@ where
                     }
                 };
                 if conn.close_requested().is_none() {
-                    if let Some(limit) = &limits.rate_limit
-                        && !bucket.admit(
-                            limit,
-                            limits.max_message_size,
-                            read_at,
-                            message.as_bytes().len(),
-                        )
-                    {
-                        rate_limited(conn, limit.policy);
+                    if let Some(policy) = over_limit(conn, &mut bucket, read_at, &message) {
+                        rate_limited(conn, policy);
                         continue;
                     }
                     // The handler's boxed future holds the message: counted in the arm above,
@@ -425,6 +418,21 @@ where
             }
         }
     }
+}
+
+/// Whether `message`, read at `at`, is over the socket's rate limit: the policy to apply
+/// if it is (taken from the bucket if it is not).
+#[inline]
+fn over_limit(
+    conn: &Conn,
+    bucket: &mut Bucket,
+    at: Instant,
+    message: &Message,
+) -> Option<RateLimitPolicy> {
+    let limits = &conn.shared.limits;
+    let limit = limits.rate_limit.as_ref()?;
+    let len = message.as_bytes().len();
+    (!bucket.admit(limit, limits.max_message_size, at, len)).then_some(limit.policy)
 }
 
 /// A message over the socket's rate limit: counted, and dropped or the socket closed with
