@@ -21,6 +21,16 @@
 # for one fan-out; server RSS per idle connection at 10,000 connections.
 # Only 127.0.0.1 is targeted; every step is bounded in time; servers are stopped by PID.
 # Never run from CI (it is a benchmark); CI only compiles the examples.
+#
+#   scripts/bench.sh adversarial    # worst-case inputs (about 3 minutes)
+#
+# Sends 64 KiB, 256 KiB and 1 MiB worst-case inputs of each kind (examples/adversary: invalid
+# typed JSON, a managed join with many rooms, a compression bomb, 1-byte fragments, huge
+# query strings and headers) to the example that serves them (chat, realtime, echo), a fresh
+# server process per input, and prints per input the server's time to answer (median of
+# ADV_REPEAT tries) and its peak memory (VmHWM) before and after. ADV_BIN_DIR=/path/to/
+# release/examples measures other builds of the servers (e.g. an older commit's). Each server
+# runs with its address space capped at ADV_MEM_KB (default 4 GiB).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -38,6 +48,62 @@ ZSIZE=${ZSIZE:-1024}
 mkdir -p "$OUT"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
+
+# ---- adversarial mode --------------------------------------------------------------------
+if [[ ${1:-} == adversarial ]]; then
+    ADV_PORT=${ADV_PORT:-4104}
+    ADV_REPEAT=${ADV_REPEAT:-3}
+    ADV_MEM_KB=${ADV_MEM_KB:-4194304}
+    ADV_SIZES=${ADV_SIZES:-"65536 262144 1048576"}
+    ADV_KINDS=${ADV_KINDS:-"typed-matches typed-deep typed-long-tag join-rooms deflate-bomb fragments query header headers-many"}
+    log "building release examples (adversary, chat, realtime, echo)"
+    timeout 1800 cargo build --release --quiet --example adversary --example chat --example realtime --example echo
+    ADVERSARY=$ROOT/target/release/examples/adversary
+    BIN_DIR=${ADV_BIN_DIR:-$ROOT/target/release/examples}
+    afield() { grep -o "$1=[0-9.]*" | tail -1 | cut -d= -f2; }
+    server_of() { case $1 in join-rooms) echo realtime ;; fragments) echo echo ;; *) echo chat ;; esac; }
+    ADV_PID=
+    trap '[[ -n $ADV_PID ]] && { kill "$ADV_PID" 2>/dev/null; wait "$ADV_PID" 2>/dev/null; }; true' EXIT
+    declare -A ADV
+    for kind in $ADV_KINDS; do
+        for size in $ADV_SIZES; do
+            server=$(server_of "$kind")
+            # Address space capped (ADV_MEM_KB, default 4 GiB): a quadratic build must fail
+            # there, not take the machine's memory.
+            (ulimit -v "$ADV_MEM_KB"; exec env -u ASENA_TRANSPORT PORT=$ADV_PORT "$BIN_DIR/$server") >"$OUT/adv-$kind-$size.log" 2>&1 &
+            ADV_PID=$!
+            for _ in $(seq 100); do
+                (exec 3<>"/dev/tcp/127.0.0.1/$ADV_PORT") 2>/dev/null && break
+                sleep 0.1
+            done
+            sleep 0.3 # let the server finish starting before its memory is read
+            line=$(timeout 400 "$ADVERSARY" "$kind" "$ADV_PORT" "$size" --pid "$ADV_PID" --repeat "$ADV_REPEAT" 2>&1 | tail -1 || true)
+            kill "$ADV_PID" 2>/dev/null || true
+            wait "$ADV_PID" 2>/dev/null || true
+            ADV_PID=
+            log "$server: $line"
+            ADV[$kind,$size,ms]=$(afield median_ms <<<"$line" || true)
+            before=$(afield hwm_before_kb <<<"$line" || true)
+            after=$(afield hwm_after_kb <<<"$line" || true)
+            ADV[$kind,$size,mem]=$(awk -v a="${after:-}" -v b="${before:-}" 'BEGIN { if (a == "" || b == "") print "?"; else if (a == 0) print "died"; else printf "%.1f", (a - b) / 1024 }')
+            ADV[$kind,$size,answer]=$(grep -o 'answer="[^"]*"' <<<"$line" | cut -d'"' -f2 | cut -c1-40 || true)
+        done
+    done
+    read -r s1 s2 s3 <<<"$ADV_SIZES"
+    r() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "–"; else printf "%.1f×", a / b }'; }
+    ms() { awk -v v="$1" 'BEGIN { if (v == "") print "timeout"; else printf "%.2f ms", v }'; }
+    echo
+    echo "## Adversarial inputs ($(nproc) cores; time to the server's answer, median of $ADV_REPEAT; peak memory raise = VmHWM after − before, MB)"
+    echo
+    echo "| input | server | answer (largest) | $s1 B | $s2 B | $s3 B | ×4 size → time | ×16 size → time | peak raise $s1 / $s2 / $s3 |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    for kind in $ADV_KINDS; do
+        echo "| $kind | $(server_of "$kind") | ${ADV[$kind,$s3,answer]:-?} | $(ms "${ADV[$kind,$s1,ms]:-}") | $(ms "${ADV[$kind,$s2,ms]:-}") | $(ms "${ADV[$kind,$s3,ms]:-}") | $(r "${ADV[$kind,$s2,ms]:-}" "${ADV[$kind,$s1,ms]:-}") / $(r "${ADV[$kind,$s3,ms]:-}" "${ADV[$kind,$s2,ms]:-}") | $(r "${ADV[$kind,$s3,ms]:-}" "${ADV[$kind,$s1,ms]:-}") | ${ADV[$kind,$s1,mem]} / ${ADV[$kind,$s2,mem]} / ${ADV[$kind,$s3,mem]} |"
+    done
+    echo
+    echo "Servers: $BIN_DIR. Raw logs: $OUT/adv-*.log"
+    exit 0
+fi
 
 # ---- build -------------------------------------------------------------------------------
 log "building release examples"

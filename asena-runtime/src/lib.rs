@@ -169,6 +169,7 @@
 //! | `asena_handler_errors_total` | counter | `namespace` | handlers that failed or panicked |
 //! | `asena_protocol_errors_total` | counter | `namespace` | connections closed for protocol violations |
 //! | `asena_invalid_messages_total` | counter | `namespace` | messages that did not decode into the service's `receives` type |
+//! | `asena_rate_limited_total` | counter | `namespace` | messages over their socket's inbound rate limit ([`RateLimit`]): dropped, or the one that closed the socket with 1008 |
 //! | `asena_fanout_queue_seconds` | histogram | `namespace` | time from a message's arrival (its bytes read) to the local fan-out of a room or broadcast message its handler sent being *queued* on every local member (not written); **sampled**: measured for each connection's first such send, then for one in 16 at random, so it is a random sample of the latencies but its count is about a sixteenth of the room sends, not their number |
 //! | `asena_transport_{published,received,dropped,oversize,errors,reconnects}_total` | counter | — | the transport's counters (`Asena::transport_stats`), when there is one |
 //! | `asena_transport_subscriptions` | gauge | — | rooms the instance is subscribed to on the broker, when the transport routes by interest (NATS) |
@@ -247,7 +248,7 @@ mod secret;
 pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, InspectorToken, Server};
 pub use asena_macros::{middleware, service, websocket};
 pub use channel::{Channel, DecodeError, DecodeErrorKind, Encode, Raw, Receives, Sends};
-pub use config::{Compression, Limits, SlowConsumer};
+pub use config::{Compression, Limits, RateLimit, RateLimitPolicy, SlowConsumer};
 pub use di::{Component, ContainerError, DiError, Injectable, Lifecycle, Problem, Resolver};
 pub use error::{BoxError, Result};
 pub use frame::{Frame, IntoFrame, Json, Message, close_code};

@@ -234,6 +234,7 @@ pub struct NamespaceStats {
     protocol_errors: AtomicU64,
     rejected_connections: AtomicU64,
     invalid_messages: AtomicU64,
+    rate_limited: AtomicU64,
     opened: AtomicU64,
     too_large: AtomicU64,
     /// Connections closed, by close code: once per connection, never per message.
@@ -296,6 +297,9 @@ impl NamespaceStats {
     pub(crate) fn record_too_large(&self) {
         self.too_large.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn record_rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
     pub(crate) fn record_opened(&self) {
         self.opened.fetch_add(1, Ordering::Relaxed);
     }
@@ -342,6 +346,14 @@ impl NamespaceStats {
     /// instances (`MESSAGE_TOO_LARGE`): each reached nobody.
     pub fn too_large(&self) -> u64 {
         self.too_large.load(Ordering::Relaxed)
+    }
+    /// Messages over their socket's inbound [`RateLimit`](crate::RateLimit): dropped
+    /// ([`RateLimitPolicy::DropMessages`](crate::RateLimitPolicy::DropMessages)), or the one
+    /// that closed its socket with 1008 ([`RateLimitPolicy::Close`](crate::RateLimitPolicy::Close)).
+    /// Either way no handler saw it. They count in
+    /// [`messages_received`](Self::messages_received) too.
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
     }
     /// Times a full send queue triggered the slow-consumer policy: each is one frame that
     /// was not queued (dropped).

@@ -152,9 +152,10 @@ async fn report_typed_counts() {
     }
 }
 
-/// The benchmark app: both services, no idle timeout; with `BENCH_INSPECTOR_TOKEN` set, the
-/// inspector at `/_asena` too (to measure it with many sockets), guarded by
-/// [`InspectorToken`](asena_runtime::InspectorToken): the token as a bearer token.
+/// The benchmark app: both services, no idle timeout, no inbound rate limit; with
+/// `BENCH_INSPECTOR_TOKEN` set, the inspector at `/_asena` too (to measure it with many
+/// sockets), guarded by [`InspectorToken`](asena_runtime::InspectorToken): the token as a
+/// bearer token.
 pub fn builder() -> asena_runtime::AsenaBuilder {
     let builder = Asena::builder()
         .without_auto_registration()
@@ -163,7 +164,10 @@ pub fn builder() -> asena_runtime::AsenaBuilder {
         .websocket::<RoomBenchSocket>()
         .metrics_route("/metrics")
         // Idle benchmark connections must survive the whole run.
-        .idle_timeout(None);
+        .idle_timeout(None)
+        // A load client sends as fast as the server answers (C=32 B=100 is thousands of
+        // messages a second per socket), far over the default 1,000 a second.
+        .rate_limit(None);
     match std::env::var("BENCH_INSPECTOR_TOKEN") {
         Ok(token) if !token.is_empty() => {
             builder.inspector("/_asena", asena_runtime::InspectorToken::new(token))

@@ -37,6 +37,9 @@ pub fn builder() -> asena_runtime::AsenaBuilder {
         .websocket::<Echo>()
         .max_message_size(LIMIT)
         .max_queued_bytes(LIMIT)
+        // The suite sends its cases as fast as it can (up to 16 MiB messages, and 1,000
+        // messages in a row), far over the default inbound rate limit.
+        .rate_limit(None)
         // The suite keeps connections open while it waits, and a ping of ours in the middle
         // of a case would be an event it did not expect.
         .idle_timeout(None)

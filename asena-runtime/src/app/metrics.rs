@@ -206,6 +206,12 @@ impl Collector for Scrape {
             "Sends refused as larger than the transport carries between instances (NATS max_payload).",
         )
         .write(e, per_ns(|ns| ns.stats().too_large()))?;
+        counter(
+            "rate_limited",
+            "Messages over their socket's inbound rate limit: dropped, or the one that closed \
+             the socket with 1008 (no handler saw them).",
+        )
+        .write(e, per_ns(|ns| ns.stats().rate_limited()))?;
 
         if !nss.is_empty() {
             let mut metric = e.encode_descriptor(

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tower_service::Service;
 
 use crate::asyncapi::{self, Info, ServerSpec};
-use crate::config::{Compression, Limits, SlowConsumer};
+use crate::config::{Compression, Limits, RateLimit, SlowConsumer};
 use crate::di::{self, Component, ComponentKind, ComponentRecord, Container, Plan};
 use crate::frame::close_code;
 use crate::middleware::{ErasedMiddleware, Middleware, Refusal, Scope};
@@ -388,6 +388,22 @@ impl AsenaBuilder {
     /// "Connection limit reached".
     pub fn max_connections(mut self, max: usize) -> Self {
         self.limits.max_connections = Some(max);
+        self
+    }
+
+    /// How many messages and payload bytes a second each socket may send, and what happens
+    /// to a message over it (default [`RateLimit::default`]: 1,000 messages and 4 MiB a
+    /// second, a second's worth at once, close with 1008 "rate limit exceeded"); `None`
+    /// turns the limit off.
+    ///
+    /// ```
+    /// use asena_runtime::{Asena, RateLimit, RateLimitPolicy};
+    /// let builder = Asena::builder().rate_limit(Some(
+    ///     RateLimit::per_second(50, 64 * 1024).with_policy(RateLimitPolicy::DropMessages),
+    /// ));
+    /// ```
+    pub fn rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.limits.rate_limit = limit;
         self
     }
 

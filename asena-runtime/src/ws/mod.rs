@@ -2,6 +2,7 @@
 //! connection (`upgrade.rs`, with its Origin policy in `origin.rs`), and the reader and writer loops that run it (`run.rs`).
 
 pub(crate) mod origin;
+mod rate;
 pub(crate) mod run;
 pub(crate) mod upgrade;
 

@@ -17,7 +17,9 @@ use tokio::runtime::Handle;
 use tokio::time::{Instant, Sleep};
 
 use super::WebSocketService;
+use super::rate::Bucket;
 use crate::channel::Receives;
+use crate::config::RateLimitPolicy;
 use crate::conn::Conn;
 use crate::conn::io::{BufferedSource, Io, Sink, Source, TcpSink, TcpSource};
 use crate::conn::outbox::Pending;
@@ -27,6 +29,9 @@ use crate::namespace::{Socket, SocketRef};
 use crate::shutdown::LiveGuard;
 use crate::stats;
 
+/// The reason of the 1008 close a socket over its rate limit gets
+/// ([`RateLimitPolicy::Close`]).
+pub(crate) const RATE_LIMIT_EXCEEDED: &str = "rate limit exceeded";
 /// How long we wait for the peer's close frame after ours is on the wire.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a close may wait behind a peer that does not read (slow consumer) before the
@@ -316,6 +321,9 @@ where
     async move {
         let conn = &socket.as_socket_ref().conn;
         let mut decoder = Decoder::new(conn.shared.limits.max_message_size, conn.deflate.as_ref());
+        // The socket's inbound rate limit: two timestamps, refilled by the clock at each read
+        // (the limits are reached through `conn` where used: a local would be kept too).
+        let mut bucket = Bucket::new();
         // When the bytes being decoded were read: the arrival time of their messages.
         let mut read_at = Instant::now();
         // Set once a close is under way: first the stall limit, then the grace period.
@@ -373,6 +381,10 @@ where
                     }
                 };
                 if conn.close_requested().is_none() {
+                    if let Some(policy) = over_limit(conn, &mut bucket, read_at, &message) {
+                        rate_limited(conn, policy);
+                        continue;
+                    }
                     // The handler's boxed future holds the message: counted in the arm above,
                     // `message` is never borrowed, so its slot is not kept across the await.
                     if let Err(e) = guarded(service.__dispatch(socket, message)).await {
@@ -404,6 +416,40 @@ where
                     conn.alive.heard(read_at);
                 }
             }
+        }
+    }
+}
+
+/// Whether `message`, read at `at`, is over the socket's rate limit: the policy to apply
+/// if it is (taken from the bucket if it is not).
+#[inline]
+fn over_limit(
+    conn: &Conn,
+    bucket: &mut Bucket,
+    at: Instant,
+    message: &Message,
+) -> Option<RateLimitPolicy> {
+    let limits = &conn.shared.limits;
+    let limit = limits.rate_limit.as_ref()?;
+    let len = message.as_bytes().len();
+    (!bucket.admit(limit, limits.max_message_size, at, len)).then_some(limit.policy)
+}
+
+/// A message over the socket's rate limit: counted, and dropped or the socket closed with
+/// 1008 "rate limit exceeded" (logged once per socket, since nothing it sends afterwards is
+/// dispatched).
+fn rate_limited(conn: &Conn, policy: RateLimitPolicy) {
+    conn.shared.stats.record_rate_limited();
+    match policy {
+        RateLimitPolicy::DropMessages => {}
+        RateLimitPolicy::Close => {
+            tracing::warn!(
+                target: "asena::ws",
+                socket_id = %conn.id,
+                path = %conn.path(),
+                "rate limit exceeded; closing socket with 1008"
+            );
+            conn.close(close_code::POLICY, RATE_LIMIT_EXCEEDED);
         }
     }
 }

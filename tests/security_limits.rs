@@ -1,0 +1,302 @@
+//! Bounded work for hostile clients, over real sockets: the per-socket inbound rate limit
+//! (a flood is closed with 1008 or its excess dropped, counted; other clients and a polite
+//! client are untouched) and typed decode errors that stay small and fast on a 1 MiB
+//! hostile message.
+
+use std::time::Duration;
+
+use asena_runtime::prelude::*;
+use asena_runtime::{Limits, RateLimit, RateLimitPolicy};
+use asena_tests::{Client, TestServer, WAIT, eventually, start, until_some};
+
+/// `/echo`: every text message goes back to its sender.
+#[websocket(path = "/echo")]
+#[derive(Debug)]
+struct Echo;
+
+impl WebSocketService for Echo {
+    type Data = ();
+    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+        ws.send(&msg)?;
+        Ok(())
+    }
+}
+
+/// `/drop`: the same, under a limit that drops the excess.
+#[websocket(path = "/drop")]
+#[derive(Debug)]
+struct DropEcho;
+
+impl WebSocketService for DropEcho {
+    type Data = ();
+    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+        ws.send(&msg)?;
+        Ok(())
+    }
+}
+
+/// `/bytes`: the same, under a byte limit.
+#[websocket(path = "/bytes")]
+#[derive(Debug)]
+struct BytesEcho;
+
+impl WebSocketService for BytesEcho {
+    type Data = ();
+    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+        ws.send(&msg)?;
+        Ok(())
+    }
+}
+
+/// What clients send to [`Typed`].
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[garde(allow_unvalidated)]
+enum TypedIn {
+    Say {
+        #[garde(length(chars, min = 1, max = 100))]
+        text: String,
+    },
+    Move {
+        #[garde(dive)]
+        to: Point,
+    },
+}
+
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+struct Point {
+    #[garde(range(min = 0, max = 9))]
+    x: i32,
+    #[garde(range(min = 0, max = 9))]
+    y: i32,
+}
+
+/// `/typed`: answers `say` with its text; decode errors get the default answer.
+#[websocket(path = "/typed", receives = TypedIn)]
+#[derive(Debug)]
+struct Typed;
+
+impl WebSocketService for Typed {
+    type Data = ();
+    async fn on_message(&self, ws: &Socket<(), Raw>, msg: TypedIn) -> Result<()> {
+        if let TypedIn::Say { text } = msg {
+            ws.send(text)?;
+        }
+        Ok(())
+    }
+}
+
+fn limited(limit: RateLimit) -> Limits {
+    Limits {
+        rate_limit: Some(limit),
+        ..Limits::default()
+    }
+}
+
+async fn app() -> anyhow::Result<TestServer> {
+    start(
+        Asena::builder()
+            .without_auto_registration()
+            .websocket::<Echo>()
+            .websocket::<DropEcho>()
+            .websocket::<BytesEcho>()
+            .websocket::<Typed>()
+            // /echo keeps the defaults (1,000 messages a second, a second's worth at once).
+            .limits_for(
+                "/drop",
+                limited(
+                    RateLimit::per_second(20, 1 << 20).with_policy(RateLimitPolicy::DropMessages),
+                ),
+            )
+            .limits_for(
+                "/bytes",
+                Limits {
+                    max_message_size: 16 << 10,
+                    ..limited(RateLimit::per_second(10_000, 64 << 10))
+                },
+            )
+            .limits_for(
+                "/typed",
+                Limits {
+                    max_message_size: 2 << 20,
+                    ..Limits::default()
+                },
+            ),
+    )
+    .await
+}
+
+/// Sends `n` text messages `prefix0`, `prefix1`, … as fast as the socket takes them (one
+/// flush at the end).
+async fn flood(client: &mut Client, prefix: &str, n: usize) -> anyhow::Result<()> {
+    use futures_util::SinkExt;
+    for i in 0..n {
+        client
+            .ws
+            .feed(asena_tests::tungstenite::Message::text(format!(
+                "{prefix}{i}"
+            )))
+            .await?;
+    }
+    client.ws.flush().await?;
+    Ok(())
+}
+
+/// Reads the echoes `m0`, `m1`, … in order until the server's close frame; returns how
+/// many came and the close's code and reason.
+async fn echoes_until_close(client: &mut Client) -> anyhow::Result<(usize, (u16, String))> {
+    use asena_tests::tungstenite::Message as Ws;
+    use futures_util::StreamExt;
+    let mut echoed = 0;
+    loop {
+        let next = tokio::time::timeout(WAIT, client.ws.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("stream ended without a close frame"))??;
+        match next {
+            Ws::Text(text) => {
+                assert_eq!(text.as_str(), format!("m{echoed}"));
+                echoed += 1;
+            }
+            Ws::Close(Some(frame)) => {
+                return Ok((echoed, (u16::from(frame.code), frame.reason.to_string())));
+            }
+            other => anyhow::bail!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_flood_is_closed_with_1008_while_other_clients_are_served() -> anyhow::Result<()> {
+    let s = app().await?;
+    let mut attacker = s.connect("/echo").await?;
+    let mut other = s.connect("/echo").await?;
+    // Three seconds' worth of messages at the default limit, at once.
+    flood(&mut attacker, "m", 3_000).await?;
+    // The burst (a second's worth) is echoed in order, then the socket is closed.
+    let (echoed, close) = echoes_until_close(&mut attacker).await?;
+    assert_eq!(close, (1008, "rate limit exceeded".to_owned()));
+    let ns = s.app.namespace("/echo").expect("registered");
+    let stats = ns.stats();
+    eventually(|| stats.rate_limited() == 1).await?;
+    assert!(
+        (1_000..1_100).contains(&echoed),
+        "{echoed} echoed before the close"
+    );
+    eventually(|| stats.closed().contains(&(1008, 1))).await?;
+    // The other client is served as before.
+    other.send_text("still here").await?;
+    assert_eq!(other.recv_text().await?, "still here");
+    let text = s.app.metrics_text();
+    assert!(
+        text.contains("asena_rate_limited_total{namespace=\"/echo\"} 1"),
+        "{text}"
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn the_close_names_the_limit() -> anyhow::Result<()> {
+    let s = app().await?;
+    let mut attacker = s.connect("/bytes").await?;
+    // 64 KiB a second: four 16 KiB messages fit the burst, the fifth does not.
+    let big = "x".repeat(16 << 10);
+    for _ in 0..5 {
+        attacker.send_text(&big).await?;
+    }
+    for _ in 0..4 {
+        assert_eq!(attacker.recv_text().await?.len(), big.len());
+    }
+    assert_eq!(
+        attacker.recv_close().await?,
+        (1008, "rate limit exceeded".to_owned())
+    );
+    let ns = s.app.namespace("/bytes").expect("registered");
+    let stats = ns.stats();
+    eventually(|| stats.rate_limited() == 1).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn the_drop_policy_drops_and_counts_the_excess_and_keeps_the_socket() -> anyhow::Result<()> {
+    let s = app().await?;
+    let ns = s.app.namespace("/drop").expect("registered");
+    let stats = ns.stats();
+    let mut flooder = s.connect("/drop").await?;
+    const N: usize = 200;
+    flood(&mut flooder, "m", N).await?;
+    eventually(|| stats.messages_received() == N as u64).await?;
+    let dropped = stats.rate_limited() as usize;
+    // 20 a second with a second's burst: about 20 get through, the rest are dropped.
+    assert!((N - 30..=N - 20).contains(&dropped), "{dropped} dropped");
+    // The ones that got through are echoed in order, with gaps where messages were dropped.
+    let mut last = None;
+    for _ in 0..N - dropped {
+        let text = flooder.recv_text().await?;
+        let i: usize = text.trim_start_matches('m').parse()?;
+        assert!(last.is_none_or(|l| i > l), "{text} after {last:?}");
+        last = Some(i);
+    }
+    // The socket stays open: once the bucket refills (50 ms a message), a message passes.
+    let answer = until_some(WAIT, "a message after the flood", async || {
+        flooder.send_text("again").await?;
+        match tokio::time::timeout(Duration::from_millis(20), flooder.recv_text()).await {
+            Ok(text) => Ok(Some(text?)),
+            Err(_) => Ok(None),
+        }
+    })
+    .await?;
+    assert_eq!(answer, "again");
+    assert!(stats.closed().is_empty(), "{:?}", stats.closed());
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_polite_client_is_untouched() -> anyhow::Result<()> {
+    let s = app().await?;
+    let ns = s.app.namespace("/drop").expect("registered");
+    let stats = ns.stats();
+    let mut polite = s.connect("/drop").await?;
+    // 20 a second sustained: 40 messages at 10 a second never touch the limit.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for i in 0..40 {
+        tick.tick().await;
+        polite.send_text(&format!("p{i}")).await?;
+        assert_eq!(polite.recv_text().await?, format!("p{i}"));
+    }
+    assert_eq!(stats.rate_limited(), 0);
+    polite.close().await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_megabyte_of_hostile_typed_json_gets_a_small_answer_at_once() -> anyhow::Result<()> {
+    let s = app().await?;
+    let mut attacker = s.connect("/typed").await?;
+    let mut other = s.connect("/typed").await?;
+    let fives = vec!["5"; 1 << 19].join(",");
+    let long = "k".repeat(1 << 19);
+    let hostile = [
+        // A long string quoted by the error.
+        format!(r#"{{"type":"move","to":{{"x":"{long}{long}","y":1}}}}"#),
+        // A long unknown tag.
+        format!(r#"{{"type":"{long}{long}"}}"#),
+        // Many values matching the mismatch, under a long key.
+        format!(r#"{{"type":"say","text":5,"{long}":[{fives}]}}"#),
+    ];
+    for input in &hostile {
+        assert!(input.len() >= 1 << 20);
+        attacker.send_text(input).await?;
+        // The answer comes within the usual wait, and is small.
+        let answer = attacker.recv_text().await?;
+        assert!(answer.len() <= 700, "{} bytes: {answer:.200}", answer.len());
+        let json: serde_json::Value = serde_json::from_str(&answer)?;
+        assert_eq!(json["type"], "error");
+        // Meanwhile another client is served.
+        other.send_text(r#"{"type":"say","text":"hi"}"#).await?;
+        assert_eq!(other.recv_text().await?, "hi");
+    }
+    let ns = s.app.namespace("/typed").expect("registered");
+    let stats = ns.stats();
+    assert_eq!(stats.invalid_messages(), hostile.len() as u64);
+    s.stop().await
+}
