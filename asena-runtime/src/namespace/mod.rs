@@ -328,11 +328,20 @@ impl<O> Namespace<O> {
     /// Whether the transport carries `frame` to the other instances: a message it would
     /// refuse is sent to nobody, and the caller is told.
     pub(crate) fn check_fits(&self, frame: &Frame) -> Result<(), SendError> {
-        let Some(max) = self.inner.transport.as_ref().and_then(|t| t.max_message_size()) else {
+        let Some(max) = self
+            .inner
+            .transport
+            .as_ref()
+            .and_then(|t| t.max_message_size())
+        else {
             return Ok(());
         };
         let len = frame.payload_bytes().len();
-        let size = if frame.is_text() { len } else { len.div_ceil(3) * 4 };
+        let size = if frame.is_text() {
+            len
+        } else {
+            len.div_ceil(3) * 4
+        };
         if size <= max {
             return Ok(());
         }
