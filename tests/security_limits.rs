@@ -300,3 +300,53 @@ async fn a_megabyte_of_hostile_typed_json_gets_a_small_answer_at_once() -> anyho
     assert_eq!(stats.invalid_messages(), hostile.len() as u64);
     s.stop().await
 }
+
+/// A message of many nested containers is refused before serde builds a value per container
+/// (which for an internally tagged enum means buffering the whole message first).
+#[tokio::test]
+async fn a_message_of_many_containers_is_refused_before_decoding() -> anyhow::Result<()> {
+    let s = app().await?;
+    let mut attacker = s.connect("/typed").await?;
+    let deep = format!("{}5{}", "[".repeat(100), "]".repeat(100));
+    let hostile = format!(
+        r#"{{"type":"say","text":[{}]}}"#,
+        vec![deep.as_str(); 5_000].join(",")
+    );
+    attacker.send_text(&hostile).await?;
+    let answer: serde_json::Value = serde_json::from_str(&attacker.recv_text().await?)?;
+    assert_eq!(answer["code"], "too_many_containers", "{answer}");
+    attacker.send_text(r#"{"type":"say","text":"hi"}"#).await?;
+    assert_eq!(attacker.recv_text().await?, "hi");
+    s.stop().await
+}
+
+/// An upgrade whose query string holds more pairs than a socket may keep is refused with
+/// 400, and a request head larger than the server reads gets 431 or 414: a socket keeps its
+/// upgrade's query and headers for its life.
+#[tokio::test]
+async fn upgrade_requests_are_bounded() -> anyhow::Result<()> {
+    let s = app().await?;
+    let many = vec!["a"; 65].join("&");
+    let (status, response) =
+        asena_tests::upgrade_request(s.addr, &format!("/echo?{many}"), &[]).await?;
+    assert_eq!(status, 400, "{response}");
+    assert!(
+        asena_tests::body_of(&response).contains("64 query parameters"),
+        "{response}"
+    );
+    let enough = vec!["a"; 64].join("&");
+    let (status, response) =
+        asena_tests::upgrade_request(s.addr, &format!("/echo?{enough}"), &[]).await?;
+    assert_eq!(status, 101, "{response}");
+
+    let long_query = "a".repeat(40 * 1024);
+    let (status, _) =
+        asena_tests::upgrade_request(s.addr, &format!("/echo?q={long_query}"), &[]).await?;
+    assert!(status == 414 || status == 431, "{status}");
+    for size in [40 * 1024, 100 * 1024] {
+        let big = "x".repeat(size);
+        let (status, _) = asena_tests::upgrade_request(s.addr, "/echo", &[("x-big", &big)]).await?;
+        assert_eq!(status, 431, "{size}");
+    }
+    s.stop().await
+}

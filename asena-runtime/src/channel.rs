@@ -99,6 +99,9 @@ where
 {
     fn decode(message: Message) -> Result<Self, DecodeError> {
         let bytes = message.as_bytes();
+        if !within_containers(bytes, DecodeError::MAX_CONTAINERS) {
+            return Err(DecodeError::too_many_containers());
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let value: T = serde_path_to_error::deserialize(&mut de)
             .map_err(|e| DecodeError::from_serde(e, bytes))?;
@@ -109,6 +112,38 @@ where
     fn schema(generator: &mut SchemaGenerator) -> Option<Schema> {
         Some(generator.subschema_for::<T>())
     }
+}
+
+/// Whether the JSON in `bytes` opens at most `max` arrays and objects, counted in one pass
+/// that skips strings (escapes included). Malformed JSON is counted as far as it goes; serde
+/// refuses it afterwards.
+pub(crate) fn within_containers(bytes: &[u8], max: usize) -> bool {
+    let mut containers = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                containers += 1;
+                if containers > max {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
 }
 
 /// A type a service can send: [`Raw`] (anything [`IntoFrame`]) or any type that is
@@ -192,11 +227,14 @@ pub enum DecodeErrorKind {
     },
     /// The message decoded but breaks a declared constraint (garde).
     Constraint,
+    /// The message holds more arrays and objects than
+    /// [`DecodeError::MAX_CONTAINERS`]; it was not decoded.
+    TooManyContainers,
 }
 
 impl DecodeErrorKind {
     /// A short stable name: `syntax`, `unknown_variant`, `missing_field`, `invalid_value`,
-    /// `unknown_field`, `constraint`.
+    /// `unknown_field`, `constraint`, `too_many_containers`.
     pub fn code(&self) -> &'static str {
         match self {
             DecodeErrorKind::Syntax => "syntax",
@@ -205,6 +243,7 @@ impl DecodeErrorKind {
             DecodeErrorKind::InvalidValue => "invalid_value",
             DecodeErrorKind::UnknownField { .. } => "unknown_field",
             DecodeErrorKind::Constraint => "constraint",
+            DecodeErrorKind::TooManyContainers => "too_many_containers",
         }
     }
 }
@@ -232,6 +271,25 @@ impl DecodeError {
     /// and of the value or field a [`DecodeErrorKind`] carries; a longer one is cut and
     /// ends in `…`.
     pub const MAX_QUOTED: usize = 32;
+
+    /// The most arrays and objects one typed message may hold (10,000). A message is counted
+    /// in one pass over its bytes before serde sees it: decoding builds a value per container
+    /// (serde buffers a whole message of an internally tagged enum, about 70 bytes a nested
+    /// container), so without the bound a 1 MiB message of nested arrays would hold some
+    /// 70 MB while it is decoded. With it, decoding holds at most about 16 times the
+    /// message's size (serde's ~32 bytes per scalar of at least two bytes).
+    pub const MAX_CONTAINERS: usize = 10_000;
+
+    fn too_many_containers() -> DecodeError {
+        DecodeError {
+            kind: DecodeErrorKind::TooManyContainers,
+            path: ".".to_owned(),
+            message: format!(
+                "a message may hold at most {} arrays and objects",
+                DecodeError::MAX_CONTAINERS
+            ),
+        }
+    }
 
     /// What kind of problem it is.
     pub fn kind(&self) -> &DecodeErrorKind {
@@ -649,6 +707,33 @@ mod tests {
             Ok(v) => panic!("{json} decoded to {v:?}"),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn containers_are_counted_outside_strings_only() {
+        assert!(within_containers(br#"{"a":[1,{"b":[]}]}"#, 4));
+        assert!(!within_containers(br#"{"a":[1,{"b":[]}]}"#, 3));
+        assert!(within_containers(br#"{"a":"[[[{{{\"[[["}"#, 1));
+        assert!(within_containers(br#""\\""#, 0));
+    }
+
+    #[test]
+    fn a_message_of_many_containers_is_refused_before_decoding() {
+        let many = format!(
+            r#"{{"type":"trace","points":[{}]}}"#,
+            vec![r#"{"x":1,"y":1}"#; DecodeError::MAX_CONTAINERS].join(",")
+        );
+        let e = err(&many);
+        assert_eq!(e.kind(), &DecodeErrorKind::TooManyContainers);
+        assert_eq!(e.kind().code(), "too_many_containers");
+        let fewer = format!(
+            r#"{{"type":"trace","points":[{}]}}"#,
+            vec![r#"{"x":1,"y":1}"#; DecodeError::MAX_CONTAINERS - 2].join(",")
+        );
+        assert!(matches!(
+            In::decode(Message::Text(fewer)),
+            Ok(In::Trace { points }) if points.len() == DecodeError::MAX_CONTAINERS - 2
+        ));
     }
 
     #[test]

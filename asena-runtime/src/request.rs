@@ -31,6 +31,28 @@ pub(crate) fn lookup<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a
         .map(|(_, v)| v.as_str())
 }
 
+/// The largest request head (request line and headers, 32 KiB) the server reads, and the
+/// most an upgrade may carry: a socket keeps its request's headers and query for its life.
+pub(crate) const MAX_REQUEST_HEAD: usize = 32 * 1024;
+
+/// The most query pairs an upgrade request may carry (64). The pairs are kept for the
+/// socket's life, and a pair costs about 50 bytes more than its text: without a bound a 64 KiB
+/// query of `a&a&a…` would keep some 2.5 MB per socket.
+pub(crate) const MAX_QUERY_PAIRS: usize = 64;
+
+/// Decodes a query string (`a=1&b=x%20y`) into pairs, in order; `None` when it holds more
+/// than [`MAX_QUERY_PAIRS`] (decoding stops there).
+pub(crate) fn parse_query_bounded(query: Option<&str>) -> Option<Vec<(String, String)>> {
+    let Some(query) = query else {
+        return Some(Vec::new());
+    };
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .take(MAX_QUERY_PAIRS + 1)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    (pairs.len() <= MAX_QUERY_PAIRS).then_some(pairs)
+}
+
 /// Decodes a query string (`a=1&b=x%20y`) into pairs, in order.
 pub(crate) fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
     query

@@ -1145,6 +1145,9 @@ async fn serve_http(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
+        // hyper's read buffer, at most (its default is about 400 KiB); a head it reads
+        // whole may still pass this by one read, and the upgrade refuses it then.
+        .max_buf_size(crate::request::MAX_REQUEST_HEAD)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

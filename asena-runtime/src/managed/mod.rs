@@ -413,7 +413,13 @@ impl<S: ManagedService> WebSocketService for S {
 
 /// Reads the envelope of a client message (the managed protocol's decoder: one pass of
 /// `serde_json`, linear in the message).
+/// The envelope of a client message; `None` when it is not JSON, or holds more arrays and
+/// objects than a typed message may ([`DecodeError::MAX_CONTAINERS`]), which would make its
+/// `data` value cost far more memory than its bytes.
 fn decode(bytes: &[u8]) -> Option<Envelope> {
+    if !crate::channel::within_containers(bytes, DecodeError::MAX_CONTAINERS) {
+        return None;
+    }
     serde_json::from_slice::<Envelope>(bytes).ok()
 }
 

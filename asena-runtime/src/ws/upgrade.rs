@@ -30,7 +30,9 @@ use crate::conn::io::Io;
 use crate::frame::{Frame, close_code, deflate};
 use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Refusal, Scope, run_chain};
 use crate::namespace::{Namespace, SocketRef};
-use crate::request::{Headers, RequestInfo, parse_query};
+use crate::request::{
+    Headers, MAX_QUERY_PAIRS, MAX_REQUEST_HEAD, RequestInfo, parse_query_bounded,
+};
 
 /// Everything the route of one websocket service needs.
 pub(crate) struct Endpoint {
@@ -227,6 +229,21 @@ async fn admit(
     req: Request<Body>,
 ) -> Response<Body> {
     let (mut parts, _body) = req.into_parts();
+    // The socket keeps its request's headers and query for its life: a head larger than
+    // this is refused, whatever the HTTP server let through.
+    let head = parts.uri.to_string().len()
+        + parts
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if head > MAX_REQUEST_HEAD {
+        return refusal(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request header fields too large",
+        )
+        .into_response();
+    }
     let key = match handshake_key(&parts.method, &parts.headers) {
         Ok(key) => key,
         Err(refused) => return refused.into_response(),
@@ -277,7 +294,15 @@ async fn admit(
         return refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
     };
 
-    let query = parse_query(parts.uri.query());
+    let Some(query) = parse_query_bounded(parts.uri.query()) else {
+        return Refusal::json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({
+                "error": format!("at most {MAX_QUERY_PAIRS} query parameters"),
+            }),
+        )
+        .into_response();
+    };
     let mut ctx = Context::new(parts, remote_addr, params, typed_params, query, protocol);
     // The middleware chain's log lines carry the request path and peer.
     let span = tracing::debug_span!(
