@@ -276,8 +276,8 @@ impl DecodeError {
     /// in one pass over its bytes before serde sees it: decoding builds a value per container
     /// (serde buffers a whole message of an internally tagged enum, about 70 bytes a nested
     /// container), so without the bound a 1 MiB message of nested arrays would hold some
-    /// 70 MB while it is decoded. With it, decoding holds at most about 16 times the
-    /// message's size (serde's ~32 bytes per scalar of at least two bytes).
+    /// 70 MB while it is decoded. With it, decoding holds about 20 times the message's
+    /// size at most (serde's ~32 bytes per scalar of at least two bytes, plus the buffer).
     pub const MAX_CONTAINERS: usize = 10_000;
 
     fn too_many_containers() -> DecodeError {

@@ -444,6 +444,13 @@ pub(crate) fn fuzz_envelope(data: &[u8]) {
     }
 }
 
+/// A decrypted message as text, and the envelope it holds.
+fn opened(plain: Vec<u8>) -> Option<(Message, Envelope)> {
+    let text = String::from_utf8(plain).ok()?;
+    let envelope = decode(text.as_bytes())?;
+    Some((Message::Text(text), envelope))
+}
+
 async fn dispatch<S: ManagedService>(
     service: &S,
     ws: &ManagedSocket<S::Out>,
@@ -468,13 +475,10 @@ async fn dispatch<S: ManagedService>(
             Ok(plain) => plain,
             Err(e) => return broken(ws, &e),
         };
-        let Ok(text) = String::from_utf8(plain) else {
+        let Some((text, inner)) = opened(plain) else {
             return error(ws, "Invalid message format");
         };
-        let Some(inner) = decode(text.as_bytes()) else {
-            return error(ws, "Invalid message format");
-        };
-        message = Message::Text(text);
+        message = text;
         inner
     } else {
         let Some(envelope) = envelope else {
@@ -499,20 +503,17 @@ async fn dispatch<S: ManagedService>(
                         return error(ws, "Decryption failed");
                     }
                 };
-                let Ok(text) = String::from_utf8(plain) else {
+                let Some((text, inner)) = opened(plain) else {
                     return error(ws, "Invalid message format");
                 };
-                let Some(inner) = decode(text.as_bytes()) else {
-                    return error(ws, "Invalid message format");
-                };
-                message = Message::Text(text);
+                message = text;
                 inner
             }
             _ => envelope,
         }
     };
     let Some(event) = envelope.event.take() else {
-        tracing::warn!(target: "asena::managed", socket_id = %ws.id(), "message without `event` dropped");
+        tracing::debug!(target: "asena::managed", socket_id = %ws.id(), "message without `event` dropped");
         return Ok(());
     };
     match event.as_str() {
