@@ -77,7 +77,7 @@ impl fmt::Display for RoomError {
 
 impl std::error::Error for RoomError {}
 
-/// Checks a room name that a client chose (see the [module docs](self)): not empty, at most
+/// Checks a room name that a client chose: not empty, at most
 /// [`MAX_ROOM_NAME`] bytes, no control characters, not reserved (`__`, `__…`, `/…`) and not a
 /// socket id (any UUID). Linear in the name's length.
 ///
