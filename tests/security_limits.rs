@@ -178,8 +178,10 @@ async fn a_flood_is_closed_with_1008_while_other_clients_are_served() -> anyhow:
     let ns = s.app.namespace("/echo").expect("registered");
     let stats = ns.stats();
     eventually(|| stats.rate_limited() == 1).await?;
+    // At least the burst; fewer than all, however slowly this machine reads (three seconds'
+    // worth would need two seconds of reading to pass).
     assert!(
-        (1_000..1_100).contains(&echoed),
+        (1_000..3_000).contains(&echoed),
         "{echoed} echoed before the close"
     );
     eventually(|| stats.closed().contains(&(1008, 1))).await?;
@@ -198,18 +200,31 @@ async fn a_flood_is_closed_with_1008_while_other_clients_are_served() -> anyhow:
 async fn the_close_names_the_limit() -> anyhow::Result<()> {
     let s = app().await?;
     let mut attacker = s.connect("/bytes").await?;
-    // 64 KiB a second: four 16 KiB messages fit the burst, the fifth does not.
+    // 64 KiB a second: four 16 KiB messages fit the burst, and one more each quarter of a
+    // second; eight sent at once do not all fit, however slowly this machine reads them.
     let big = "x".repeat(16 << 10);
-    for _ in 0..5 {
+    for _ in 0..8 {
         attacker.send_text(&big).await?;
     }
-    for _ in 0..4 {
-        assert_eq!(attacker.recv_text().await?.len(), big.len());
-    }
-    assert_eq!(
-        attacker.recv_close().await?,
-        (1008, "rate limit exceeded".to_owned())
-    );
+    let mut echoed = 0;
+    let close = loop {
+        use futures_util::StreamExt;
+        let next = tokio::time::timeout(WAIT, attacker.ws.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("stream ended without a close frame"))??;
+        match next {
+            asena_tests::tungstenite::Message::Text(text) => {
+                assert_eq!(text.len(), big.len());
+                echoed += 1;
+            }
+            asena_tests::tungstenite::Message::Close(Some(frame)) => {
+                break (u16::from(frame.code), frame.reason.to_string());
+            }
+            other => anyhow::bail!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(close, (1008, "rate limit exceeded".to_owned()));
+    assert!((4..8).contains(&echoed), "{echoed} echoed before the close");
     let ns = s.app.namespace("/bytes").expect("registered");
     let stats = ns.stats();
     eventually(|| stats.rate_limited() == 1).await?;
@@ -226,8 +241,9 @@ async fn the_drop_policy_drops_and_counts_the_excess_and_keeps_the_socket() -> a
     flood(&mut flooder, "m", N).await?;
     eventually(|| stats.messages_received() == N as u64).await?;
     let dropped = stats.rate_limited() as usize;
-    // 20 a second with a second's burst: about 20 get through, the rest are dropped.
-    assert!((N - 30..=N - 20).contains(&dropped), "{dropped} dropped");
+    // 20 a second with a second's burst: about 20 get through (more if this machine takes
+    // long to read them), the rest are dropped.
+    assert!((N - 60..=N - 20).contains(&dropped), "{dropped} dropped");
     // The ones that got through are echoed in order, with gaps where messages were dropped.
     let mut last = None;
     for _ in 0..N - dropped {
