@@ -9,7 +9,7 @@
 //! the next message a receiver sees after the message must be that marker.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,9 +18,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use asena_runtime::prelude::*;
 use asena_runtime::transport::from_url;
-use asena_runtime::{
-    AsenaBuilder, Emitter, NatsTransport, RedisTransport, Transport, TransportError, TransportStats,
-};
+use asena_runtime::{AsenaBuilder, Emitter, Transport, TransportError};
+use asena_tests::broker::{Broker, Kind, Typed, free_port};
 use asena_tests::{Client, TestServer, start, tungstenite};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -163,11 +162,6 @@ async fn expect_text(c: &mut Client, want: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A free TCP port on loopback.
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Polls `check` until it returns true; fails after [`POLL_DEADLINE`].
 async fn poll_until<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
 where
@@ -177,111 +171,11 @@ where
     asena_tests::within(POLL_DEADLINE, what, async || check().await).await
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Redis,
-    Nats,
-}
-
-/// A private broker process on a free port, killed on drop.
-#[derive(Debug)]
-struct Broker {
-    kind: Kind,
-    port: u16,
-    monitor_port: u16,
-    child: Option<Child>,
-}
-
-impl Broker {
-    fn start(kind: Kind) -> anyhow::Result<Broker> {
-        let mut b = Broker {
-            kind,
-            port: free_port()?,
-            monitor_port: free_port()?,
-            child: None,
-        };
-        b.spawn()?;
-        Ok(b)
-    }
-
-    fn url(&self) -> String {
-        match self.kind {
-            Kind::Redis => format!("redis://127.0.0.1:{}", self.port),
-            Kind::Nats => format!("nats://127.0.0.1:{}", self.port),
-        }
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let port = self.port.to_string();
-        let mut cmd = match self.kind {
-            Kind::Redis => {
-                let mut c = Command::new("redis-server");
-                c.args([
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    &port,
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ]);
-                c
-            }
-            Kind::Nats => {
-                let bin = ["nats-server", "/usr/sbin/nats-server"]
-                    .into_iter()
-                    .find(|b| Command::new(b).arg("--version").output().is_ok())
-                    .context("nats-server not installed (run scripts/services.sh)")?;
-                let mut c = Command::new(bin);
-                c.args([
-                    "-a",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    "-m",
-                    &self.monitor_port.to_string(),
-                ]);
-                c
-            }
-        };
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {:?} (run scripts/services.sh)", self.kind))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    /// Waits until the broker accepts connections.
-    async fn ready(&self) -> anyhow::Result<()> {
-        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
-        poll_until("broker accepting", || async move {
-            tokio::net::TcpStream::connect(addr).await.is_ok()
-        })
-        .await
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Live client connections as the broker sees them.
-    async fn connections(&self) -> anyhow::Result<usize> {
-        match self.kind {
-            Kind::Redis => redis_client_count(self.port).await,
-            Kind::Nats => nats_connection_count(self.monitor_port).await,
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
+/// Live client connections as `broker` sees them.
+async fn connections(broker: &Broker) -> anyhow::Result<usize> {
+    match broker.kind {
+        Kind::Redis => redis_client_count(broker.port).await,
+        Kind::Nats => nats_connection_count(broker.monitor_port).await,
     }
 }
 
@@ -456,36 +350,6 @@ async fn emitter_delivery(url: &str) -> anyhow::Result<()> {
     b.stop().await
 }
 
-/// A transport of `kind`, kept typed to read its stats.
-#[derive(Debug, Clone)]
-enum Typed {
-    Redis(Arc<RedisTransport>),
-    Nats(Arc<NatsTransport>),
-}
-
-impl Typed {
-    fn new(kind: Kind, url: &str) -> Typed {
-        match kind {
-            Kind::Redis => Typed::Redis(Arc::new(RedisTransport::new(url))),
-            Kind::Nats => Typed::Nats(Arc::new(NatsTransport::new(url))),
-        }
-    }
-
-    fn stats(&self) -> TransportStats {
-        match self {
-            Typed::Redis(t) => t.stats(),
-            Typed::Nats(t) => t.stats(),
-        }
-    }
-
-    fn as_dyn(&self) -> Arc<dyn Transport> {
-        match self {
-            Typed::Redis(t) => t.clone(),
-            Typed::Nats(t) => t.clone(),
-        }
-    }
-}
-
 /// Sends probes from `from` until `to` receives one; returns the last probe sent.
 async fn until_delivered(
     from: &mut Client,
@@ -526,7 +390,7 @@ async fn skip_to(c: &mut Client, want: &str, next: &str) -> anyhow::Result<()> {
 /// the same port: cross-instance delivery resumes in both directions, exactly once.
 async fn broker_restart(kind: Kind) -> anyhow::Result<()> {
     let mut broker = Broker::start(kind)?;
-    broker.ready().await?;
+    broker.ready(POLL_DEADLINE).await?;
     let url = broker.url();
     let ta = Typed::new(kind, &url);
     let a = instance_with(ta.as_dyn()).await?;
@@ -553,7 +417,7 @@ async fn broker_restart(kind: Kind) -> anyhow::Result<()> {
     expect_text(&mut b1, "pong").await?;
 
     broker.spawn()?;
-    broker.ready().await?;
+    broker.ready(POLL_DEADLINE).await?;
     until_delivered(&mut a1, &mut b1, &room, "a-probe").await?;
     until_delivered(&mut b1, &mut a1, &room, "b-probe").await?;
     // Exactly once after recovery.
@@ -572,12 +436,12 @@ async fn broker_restart(kind: Kind) -> anyhow::Result<()> {
 /// leave any behind.
 async fn no_leaks_across_cycles(kind: Kind) -> anyhow::Result<()> {
     let broker = Broker::start(kind)?;
-    broker.ready().await?;
+    broker.ready(POLL_DEADLINE).await?;
     let url = broker.url();
     // A private broker has no clients but ours (the readiness probe may linger briefly).
     let baseline = 0;
     poll_until("no clients before the first cycle", || async {
-        broker.connections().await.ok() == Some(0)
+        connections(&broker).await.ok() == Some(0)
     })
     .await?;
     for cycle in 0..3 {
@@ -587,7 +451,7 @@ async fn no_leaks_across_cycles(kind: Kind) -> anyhow::Result<()> {
         let (mut b1, _) = join(&b, Some(&room)).await?;
         publish(&mut a1, &room, "hi").await?;
         expect_text(&mut b1, "hi").await?;
-        let during = broker.connections().await?;
+        let during = connections(&broker).await?;
         ensure!(
             during > baseline,
             "cycle {cycle}: instances are connected ({during})"
@@ -596,7 +460,7 @@ async fn no_leaks_across_cycles(kind: Kind) -> anyhow::Result<()> {
         b.stop().await?;
         let what = format!("cycle {cycle}: the broker back to {baseline} connections");
         asena_tests::until_some(POLL_DEADLINE, &what, async || {
-            Ok((broker.connections().await? == baseline).then_some(()))
+            Ok((connections(&broker).await? == baseline).then_some(()))
         })
         .await?;
     }
@@ -610,10 +474,7 @@ async fn unreachable_at_startup(kind: Kind) -> anyhow::Result<()> {
     let reserved = tokio::net::TcpSocket::new_v4()?;
     reserved.bind(([127, 0, 0, 1], 0).into())?;
     let port = reserved.local_addr()?.port();
-    let url = match kind {
-        Kind::Redis => format!("redis://127.0.0.1:{port}"),
-        Kind::Nats => format!("nats://127.0.0.1:{port}"),
-    };
+    let url = kind.url(port);
     let t = from_url(&url)?;
     let err = match builder().transport_arc(t).build().await {
         Ok(app) => {

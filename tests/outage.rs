@@ -20,14 +20,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
+use asena_runtime::Emitter;
 use asena_runtime::prelude::*;
-use asena_runtime::{Emitter, NatsTransport, RedisTransport, Transport, TransportStats};
+use asena_tests::broker::{Broker, Kind, Typed};
 use asena_tests::{Client, TestServer, start, tungstenite};
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -67,103 +66,6 @@ impl WebSocketService for Stream {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Redis,
-    Nats,
-}
-
-/// A private broker process on a free port, killed on drop.
-#[derive(Debug)]
-struct Broker {
-    kind: Kind,
-    port: u16,
-    /// NATS's `max_payload`, when not the default.
-    max_payload: Option<usize>,
-    child: Option<Child>,
-}
-
-impl Broker {
-    fn start(kind: Kind, max_payload: Option<usize>) -> anyhow::Result<Broker> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut broker = Broker {
-            kind,
-            port,
-            max_payload,
-            child: None,
-        };
-        broker.spawn()?;
-        Ok(broker)
-    }
-
-    fn url(&self) -> String {
-        match self.kind {
-            Kind::Redis => format!("redis://127.0.0.1:{}", self.port),
-            Kind::Nats => format!("nats://127.0.0.1:{}", self.port),
-        }
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let port = self.port.to_string();
-        let mut cmd = match self.kind {
-            Kind::Redis => {
-                let mut c = Command::new("redis-server");
-                c.args(["--bind", "127.0.0.1", "--port", &port]).args([
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ]);
-                c
-            }
-            Kind::Nats => {
-                let bin = ["nats-server", "/usr/sbin/nats-server"]
-                    .into_iter()
-                    .find(|b| Command::new(b).arg("--version").output().is_ok())
-                    .context("nats-server not installed (run scripts/services.sh)")?;
-                let mut c = Command::new(bin);
-                c.args(["-a", "127.0.0.1", "-p", &port]);
-                if let Some(max) = self.max_payload {
-                    // Only a configuration file sets max_payload.
-                    let conf = std::env::temp_dir().join(format!("asena-outage-{port}.conf"));
-                    std::fs::write(&conf, format!("max_payload: {max}\n"))?;
-                    c.arg("-c").arg(conf);
-                }
-                c
-            }
-        };
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {:?} (run scripts/services.sh)", self.kind))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    /// Waits until the broker accepts connections.
-    async fn ready(&self) -> anyhow::Result<()> {
-        let addr = format!("127.0.0.1:{}", self.port);
-        asena_tests::within(DEADLINE, "broker accepting connections", async || {
-            tokio::net::TcpStream::connect(&addr).await.is_ok()
-        })
-        .await
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// A TCP proxy to a broker whose gate, when closed, hangs up on new connections at once (an
 /// instance's reconnection attempts then fail until it opens). A broker that dies takes the
 /// proxied connections with it.
@@ -197,46 +99,13 @@ impl Proxy {
     }
 
     fn url(&self, kind: Kind) -> String {
-        match kind {
-            Kind::Redis => format!("redis://127.0.0.1:{}", self.port),
-            Kind::Nats => format!("nats://127.0.0.1:{}", self.port),
-        }
+        kind.url(self.port)
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// A transport of `kind`, kept typed to read its stats.
-#[derive(Debug, Clone)]
-enum Typed {
-    Redis(Arc<RedisTransport>),
-    Nats(Arc<NatsTransport>),
-}
-
-impl Typed {
-    fn new(kind: Kind, url: &str) -> Typed {
-        match kind {
-            Kind::Redis => Typed::Redis(Arc::new(RedisTransport::new(url))),
-            Kind::Nats => Typed::Nats(Arc::new(NatsTransport::new(url))),
-        }
-    }
-
-    fn stats(&self) -> TransportStats {
-        match self {
-            Typed::Redis(t) => t.stats(),
-            Typed::Nats(t) => t.stats(),
-        }
-    }
-
-    fn as_dyn(&self) -> Arc<dyn Transport> {
-        match self {
-            Typed::Redis(t) => t.clone(),
-            Typed::Nats(t) => t.clone(),
-        }
     }
 }
 
@@ -365,8 +234,8 @@ impl Sender {
 
 /// The scenario of the module docs, against a broker of `kind`.
 async fn outage_is_counted(kind: Kind) -> anyhow::Result<()> {
-    let mut broker = Broker::start(kind, None)?;
-    broker.ready().await?;
+    let mut broker = Broker::start(kind)?;
+    broker.ready(DEADLINE).await?;
     let url = broker.url();
     let proxy = Proxy::start(broker.port).await?;
     let (ta, tb) = (Typed::new(kind, &url), Typed::new(kind, &proxy.url(kind)));
@@ -402,7 +271,7 @@ async fn outage_is_counted(kind: Kind) -> anyhow::Result<()> {
     // goes on until 25 messages sent after the restart arrived.
     let reconnects = ta.stats().reconnects;
     broker.spawn()?;
-    broker.ready().await?;
+    broker.ready(DEADLINE).await?;
     let after_restart = sender.next;
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let mut gated = true;
@@ -469,8 +338,8 @@ async fn a_nats_outage_is_counted() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_nats_publish_larger_than_max_payload_is_refused_and_counted() -> anyhow::Result<()> {
     const MAX: usize = 4096;
-    let broker = Broker::start(Kind::Nats, Some(MAX))?;
-    broker.ready().await?;
+    let broker = Broker::start_with(Kind::Nats, Some(MAX))?;
+    broker.ready(DEADLINE).await?;
     let url = broker.url();
     let ta = Typed::new(Kind::Nats, &url);
     let a = instance(&ta).await?;

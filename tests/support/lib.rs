@@ -17,6 +17,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub use tokio_tungstenite::tungstenite;
 
+pub mod broker;
+
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
 

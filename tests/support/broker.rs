@@ -1,0 +1,170 @@
+//! Private Redis and NATS servers for the tests that kill and restart a broker: a process on
+//! a free loopback port, killed on drop, and a transport kept typed to read its counters.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use asena_runtime::{NatsTransport, RedisTransport, Transport, TransportStats};
+
+/// Which broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Redis,
+    Nats,
+}
+
+impl Kind {
+    /// The URL of this kind of broker on loopback at `port`.
+    pub fn url(self, port: u16) -> String {
+        match self {
+            Kind::Redis => format!("redis://127.0.0.1:{port}"),
+            Kind::Nats => format!("nats://127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A private broker process on a free port, killed on drop.
+#[derive(Debug)]
+pub struct Broker {
+    pub kind: Kind,
+    pub port: u16,
+    /// NATS's HTTP monitoring port (`/connz`).
+    pub monitor_port: u16,
+    /// NATS's `max_payload`, when not the default.
+    max_payload: Option<usize>,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Starts a broker of `kind` with its defaults.
+    pub fn start(kind: Kind) -> anyhow::Result<Broker> {
+        Broker::start_with(kind, None)
+    }
+
+    /// Starts a broker of `kind`; for NATS with `max_payload` when given.
+    pub fn start_with(kind: Kind, max_payload: Option<usize>) -> anyhow::Result<Broker> {
+        let mut broker = Broker {
+            kind,
+            port: free_port()?,
+            monitor_port: free_port()?,
+            max_payload,
+            child: None,
+        };
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    pub fn url(&self) -> String {
+        self.kind.url(self.port)
+    }
+
+    /// Starts the process (again, after [`kill`](Self::kill)), on the same ports.
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        let port = self.port.to_string();
+        let mut cmd = match self.kind {
+            Kind::Redis => {
+                let mut c = Command::new("redis-server");
+                c.args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    &port,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]);
+                c
+            }
+            Kind::Nats => {
+                let bin = ["nats-server", "/usr/sbin/nats-server"]
+                    .into_iter()
+                    .find(|b| Command::new(b).arg("--version").output().is_ok())
+                    .context("nats-server not installed (run scripts/services.sh)")?;
+                let mut c = Command::new(bin);
+                c.args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-m",
+                    &self.monitor_port.to_string(),
+                ]);
+                if let Some(max) = self.max_payload {
+                    // Only a configuration file sets max_payload.
+                    let conf = std::env::temp_dir().join(format!("asena-broker-{port}.conf"));
+                    std::fs::write(&conf, format!("max_payload: {max}\n"))?;
+                    c.arg("-c").arg(conf);
+                }
+                c
+            }
+        };
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {:?} (run scripts/services.sh)", self.kind))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits (at most `limit`) until the broker accepts connections.
+    pub async fn ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let addr = format!("127.0.0.1:{}", self.port);
+        crate::within(limit, "broker accepting connections", async || {
+            tokio::net::TcpStream::connect(&addr).await.is_ok()
+        })
+        .await
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A transport of `kind`, kept typed to read its stats.
+#[derive(Debug, Clone)]
+pub enum Typed {
+    Redis(Arc<RedisTransport>),
+    Nats(Arc<NatsTransport>),
+}
+
+impl Typed {
+    pub fn new(kind: Kind, url: &str) -> Typed {
+        match kind {
+            Kind::Redis => Typed::Redis(Arc::new(RedisTransport::new(url))),
+            Kind::Nats => Typed::Nats(Arc::new(NatsTransport::new(url))),
+        }
+    }
+
+    pub fn stats(&self) -> TransportStats {
+        match self {
+            Typed::Redis(t) => t.stats(),
+            Typed::Nats(t) => t.stats(),
+        }
+    }
+
+    pub fn as_dyn(&self) -> Arc<dyn Transport> {
+        match self {
+            Typed::Redis(t) => t.clone(),
+            Typed::Nats(t) => t.clone(),
+        }
+    }
+}
