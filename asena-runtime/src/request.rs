@@ -46,22 +46,18 @@ pub(crate) fn parse_query_bounded(query: Option<&str>) -> Option<Vec<(String, St
     let Some(query) = query else {
         return Some(Vec::new());
     };
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .take(MAX_QUERY_PAIRS + 1)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let pairs: Vec<(String, String)> = pairs(query).take(MAX_QUERY_PAIRS + 1).collect();
     (pairs.len() <= MAX_QUERY_PAIRS).then_some(pairs)
+}
+
+/// The decoded pairs of a query string, in order, as they are read.
+fn pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned()))
 }
 
 /// Decodes a query string (`a=1&b=x%20y`) into pairs, in order.
 pub(crate) fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
+    query.map(|q| pairs(q).collect()).unwrap_or_default()
 }
 
 /// The headers of an upgrade request, packed into one allocation: a `HeaderMap` of the few

@@ -717,13 +717,13 @@ fn first_names(names: &[String]) -> Vec<String> {
 
 /// The room names of a `join`/`leave`: `data.rooms` as strings, each checked by
 /// [`validate_room`](crate::validate_room) and not under the service's channel prefix (`ws:`
-/// by default), duplicates removed (first one kept), in one pass. Refused as a whole when
-/// it names more than `limit` entries. Returns the accepted names and how many were refused.
+/// by default), duplicates removed (first one kept), in one pass; names that break a rule
+/// are left out. Refused as a whole when it names more than `limit` entries.
 fn requested_rooms(
     data: &Value,
     prefix: &str,
     limit: usize,
-) -> std::result::Result<(Vec<String>, usize), RoomsRefused> {
+) -> std::result::Result<Vec<String>, RoomsRefused> {
     let listed = data["rooms"].as_array().map_or(&[][..], Vec::as_slice);
     if listed.len() > limit {
         return Err(RoomsRefused::TooManyInRequest {
@@ -732,21 +732,13 @@ fn requested_rooms(
         });
     }
     let mut seen = std::collections::HashSet::with_capacity(listed.len());
-    let mut rooms = Vec::with_capacity(listed.len());
-    let mut refused = 0;
-    for room in listed {
-        match room.as_str() {
-            Some(r)
-                if crate::rooms::validate_room(r).is_ok() && !reserved_by_protocol(r, prefix) =>
-            {
-                if seen.insert(r) {
-                    rooms.push(r.to_owned());
-                }
-            }
-            _ => refused += 1,
-        }
-    }
-    Ok((rooms, refused))
+    Ok(listed
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|r| crate::rooms::validate_room(r).is_ok() && !reserved_by_protocol(r, prefix))
+        .filter(|r| seen.insert(*r))
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Names under the protocol's channel prefix (`ws:` by default, Ignis's rule) are its own.
@@ -772,7 +764,7 @@ async fn join<S: ManagedService>(
     data: &Value,
 ) -> Result<()> {
     let options = service.options();
-    let (requested, _) =
+    let requested =
         match requested_rooms(data, &options.channel_prefix, options.max_rooms_per_request) {
             Ok(rooms) => rooms,
             Err(refused) => return refuse(ws, "join", &refused),
@@ -800,8 +792,8 @@ async fn join<S: ManagedService>(
     let (joined, denied): (Vec<String>, Vec<String>) =
         requested.into_iter().partition(|r| allowed.contains(r));
     for room in &joined {
-        // Checked by `requested_rooms`; a refusal here cannot happen.
-        let _ = ws.subscribe(room);
+        // Each name was checked by `requested_rooms`.
+        ws.join(room);
     }
     if !denied.is_empty() {
         tracing::debug!(target: "asena::managed", socket_id = %ws.id(), denied = denied.len(), first = ?first_names(&denied), "join denied");
@@ -813,7 +805,7 @@ fn leave<S: ManagedService>(service: &S, ws: &ManagedSocket<S::Out>, data: &Valu
     let options = service.options();
     let requested =
         match requested_rooms(data, &options.channel_prefix, options.max_rooms_per_request) {
-            Ok((rooms, _)) => rooms,
+            Ok(rooms) => rooms,
             Err(refused) => return refuse(ws, "leave", &refused),
         };
     let left: Vec<String> = requested
@@ -955,9 +947,9 @@ mod tests {
         let data = json!({"rooms": ["lobby", "", "ws:client:x", long, 5, "lobby", "public-1", "__", id, "/p", "app:room:x"]});
         assert_eq!(
             requested_rooms(&data, "app", 100),
-            Ok((vec!["lobby".to_owned(), "public-1".to_owned()], 8))
+            Ok(vec!["lobby".to_owned(), "public-1".to_owned()])
         );
-        assert_eq!(requested_rooms(&json!({}), "ws", 100), Ok((Vec::new(), 0)));
+        assert_eq!(requested_rooms(&json!({}), "ws", 100), Ok(Vec::new()));
     }
 
     #[test]
@@ -971,9 +963,8 @@ mod tests {
             })
         );
         let repeated = vec!["same"; 100_000];
-        let (rooms, refused) =
-            requested_rooms(&json!({"rooms": repeated}), "ws", usize::MAX).expect("within");
-        assert_eq!((rooms, refused), (vec!["same".to_owned()], 0));
+        let rooms = requested_rooms(&json!({"rooms": repeated}), "ws", usize::MAX).expect("within");
+        assert_eq!(rooms, vec!["same".to_owned()]);
     }
 
     #[test]

@@ -336,7 +336,7 @@ impl<O> Namespace<O> {
         else {
             return Ok(());
         };
-        let len = frame.payload_bytes().len();
+        let len = frame.payload().len();
         let size = if frame.is_text() {
             len
         } else {
