@@ -268,6 +268,15 @@ async fn a_browser_signs_in_with_a_cookie() -> anyhow::Result<()> {
     // Only POST logs in.
     let (status, _) = get(&server, "/_asena/login", false).await?;
     assert_eq!(status, 405);
+    // A body past 16 KiB is not read: 413, no cookie.
+    let huge = login(
+        &server,
+        &format!("token={TOKEN}&pad={}", "x".repeat(16 * 1024)),
+        Some(&own_origin),
+    )
+    .await?;
+    assert_eq!(huge.status, 413, "{huge}");
+    assert!(asena_tests::header_values(&huge, "set-cookie").is_empty());
 
     let ok = login(&server, &format!("token={TOKEN}"), Some(&own_origin)).await?;
     assert_eq!(ok.status, 303, "{ok}");

@@ -953,6 +953,20 @@ mod tests {
     }
 
     #[test]
+    fn an_envelope_of_too_many_containers_is_not_decoded() {
+        let many = format!(
+            r#"{{"event":"say","data":[{}]}}"#,
+            vec!["[]"; DecodeError::MAX_CONTAINERS].join(",")
+        );
+        assert!(decode(many.as_bytes()).is_none());
+        let fewer = format!(
+            r#"{{"event":"say","data":[{}]}}"#,
+            vec!["[]"; DecodeError::MAX_CONTAINERS - 2].join(",")
+        );
+        assert!(decode(fewer.as_bytes()).is_some());
+    }
+
+    #[test]
     fn a_long_list_is_refused_whole_and_dedupe_is_linear() {
         let many: Vec<String> = (0..101).map(|i| format!("r{i}")).collect();
         assert_eq!(

@@ -231,7 +231,8 @@ async fn admit(
     let (mut parts, _body) = req.into_parts();
     // The socket keeps its request's headers and query for its life: a head larger than
     // this is refused, whatever the HTTP server let through.
-    let head = parts.uri.to_string().len()
+    let head = parts.uri.authority().map_or(0, |a| a.as_str().len())
+        + parts.uri.path_and_query().map_or(0, |p| p.as_str().len())
         + parts
             .headers
             .iter()
