@@ -1,28 +1,31 @@
-//! Ignis's Redis layout for managed services: the envelope's JSON shape and channels, two
-//! [`IgnisBus`] servers on the real Redis (127.0.0.1:6379, started by `scripts/services.sh`),
-//! the [`Emitter`]'s managed messages as a plain Redis subscriber sees them, and a bus
-//! surviving a restart of a private `redis-server`.
+//! Ignis's layout of channels for managed services: the envelope's JSON shape and channels;
+//! managed instances sharing users, rooms and broadcasts over the app's transport — the
+//! real Redis (127.0.0.1:6379) and the real NATS (127.0.0.1:4222), both started by
+//! `scripts/services.sh`; the [`Emitter`]'s managed messages as a plain Redis subscriber
+//! sees them and as clients receive them, over Redis and NATS; malformed messages; and
+//! deliveries resuming after a restart of a private `redis-server`.
 //!
-//! Tests run in parallel on the shared Redis and every bus hears every `ws:*` message, so each
-//! test uses its own targets and event names and skips envelopes that are not its own.
+//! Tests run in parallel on the shared brokers, so each one uses a service under a channel
+//! prefix of its own.
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
+use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
+use asena_runtime::prelude::*;
 use asena_runtime::transport::ignis::{
-    BROADCAST_CHANNEL, EMITTER_SERVER_ID, IgnisBus, IgnisEnvelope, IgnisSink, IgnisTarget,
+    BROADCAST_CHANNEL, EMITTER_SERVER_ID, IgnisEnvelope, IgnisTarget,
 };
-use asena_runtime::{Emitter, TransportError};
-use asena_tests::WAIT;
+use asena_runtime::{
+    Component, Emitter, Endpoint, ManagedProtocol, NatsTransport, RedisTransport, Transport,
+};
+use asena_tests::broker::{Broker, Kind};
+use asena_tests::{Client, TestServer, WAIT, managed_login};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 const REDIS: &str = "redis://127.0.0.1:6379";
+const NATS: &str = "nats://127.0.0.1:4222";
 
 /// Upper bound for anything that polls (a restart noticed, a reconnect).
 const POLL_DEADLINE: Duration = Duration::from_secs(20);
@@ -31,89 +34,97 @@ const POLL_DEADLINE: Duration = Duration::from_secs(20);
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// A name no other test (or run) uses.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
+/// A managed service at `$path` under the channel prefix `$prefix` that admits
+/// `{"user": U}` as U and lets clients join any room.
+macro_rules! managed_service {
+    ($name:ident, $path:literal, $prefix:literal) => {
+        #[websocket(path = $path, managed)]
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl ManagedService for $name {
+            fn options(&self) -> ManagedOptions {
+                ManagedOptions::default().channel_prefix($prefix)
+            }
+
+            async fn authenticate(
+                &self,
+                _ws: &ManagedSocket<Raw>,
+                c: Value,
+            ) -> Result<Option<Authenticated>> {
+                Ok(c["user"].as_str().map(Authenticated::user))
+            }
+
+            async fn validate_rooms(
+                &self,
+                _ws: &ManagedSocket<Raw>,
+                rooms: Vec<String>,
+            ) -> Vec<String> {
+                rooms
+            }
+
+            async fn on_event(&self, _ws: &ManagedSocket<Raw>, _event: Message) -> Result<()> {
+                Ok(())
+            }
+        }
+    };
+}
+
+managed_service!(UsersOverRedis, "/users-redis", "ignis-users-redis");
+managed_service!(UsersOverNats, "/users-nats", "ignis-users-nats");
+managed_service!(Malformed, "/malformed", "ignis-malformed");
+managed_service!(Emitted, "/emitted", "ignis-emitted");
+managed_service!(EmittedNats, "/emitted-nats", "ignis-emitted-nats");
+managed_service!(Restarted, "/restarted", "ignis-restarted");
+
+/// An instance serving the managed service `S` over `transport`.
+async fn instance<S: Endpoint + Component>(
+    transport: impl Transport,
+) -> anyhow::Result<TestServer> {
+    asena_tests::start(
+        Asena::builder()
+            .without_auto_registration()
+            .websocket::<S>()
+            .transport(transport),
     )
+    .await
 }
 
-/// A sink that forwards every envelope into a channel the test reads.
-struct Forward(mpsc::UnboundedSender<IgnisEnvelope>);
-
-impl IgnisSink for Forward {
-    fn deliver(&self, envelope: IgnisEnvelope) {
-        let _ = self.0.send(envelope);
-    }
-}
-
-type Inbox = mpsc::UnboundedReceiver<IgnisEnvelope>;
-
-/// A bus for a fresh server id, and what its sink receives.
-async fn server(url: &str) -> anyhow::Result<(IgnisBus, Inbox)> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let bus = IgnisBus::connect(url, unique("server"), Arc::new(Forward(tx))).await?;
-    Ok((bus, rx))
-}
-
-/// The next envelope carrying `event`, skipping other tests' traffic.
-async fn next_event(inbox: &mut Inbox, event: &str) -> anyhow::Result<IgnisEnvelope> {
+/// The next message of `client` whose event is `event`, skipping the others.
+async fn next_event(client: &mut Client, event: &str) -> anyhow::Result<Value> {
     tokio::time::timeout(WAIT, async {
         loop {
-            let envelope = inbox.recv().await.context("sink closed")?;
-            if envelope.event == event {
-                return Ok(envelope);
+            let message = client.recv_json().await?;
+            if message["event"] == event {
+                return Ok(message);
             }
         }
     })
     .await
-    .with_context(|| format!("no envelope with event {event:?}"))?
+    .with_context(|| format!("no {event:?} event"))?
 }
 
-/// Every envelope of this test (its events start with `prefix`) up to the one with `marker`.
-async fn until_marker(
-    inbox: &mut Inbox,
-    prefix: &str,
-    marker: &str,
-) -> anyhow::Result<Vec<IgnisEnvelope>> {
-    tokio::time::timeout(WAIT, async {
-        let mut seen = Vec::new();
-        loop {
-            let envelope = inbox.recv().await.context("sink closed")?;
-            if envelope.event == marker {
-                return Ok(seen);
-            }
-            if envelope.event.starts_with(prefix) {
-                seen.push(envelope);
-            }
-        }
-    })
-    .await
-    .with_context(|| format!("no marker {marker:?}"))?
+/// Joins `room` and waits for the answer.
+async fn join(client: &mut Client, room: &str) -> anyhow::Result<()> {
+    client
+        .send_json(&json!({"event": "join", "data": {"rooms": [room]}}))
+        .await?;
+    let answer = next_event(client, "join").await?;
+    ensure!(answer["data"]["rooms"] == json!([room]), "{answer}");
+    Ok(())
 }
 
-/// Polls `check` until it returns true; fails after [`POLL_DEADLINE`].
-async fn poll_until(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
-    asena_tests::within(POLL_DEADLINE, what, async || check()).await
-}
-
-/// A plain Redis client subscribed to every `ws:*` channel, as a fleet's server would be.
+/// A plain Redis client subscribed to every channel under `prefix`, as a fleet's server
+/// would be.
 struct Watcher {
     messages: std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>,
 }
 
 impl Watcher {
-    async fn new() -> anyhow::Result<Watcher> {
+    async fn new(prefix: &str) -> anyhow::Result<Watcher> {
         let client = redis::Client::open(REDIS)?;
         let mut pubsub = tokio::time::timeout(WAIT, client.get_async_pubsub()).await??;
-        tokio::time::timeout(WAIT, pubsub.psubscribe("ws:*")).await??;
+        tokio::time::timeout(WAIT, pubsub.psubscribe(format!("{prefix}:*"))).await??;
         Ok(Watcher {
             messages: Box::pin(pubsub.into_on_message()),
         })
@@ -263,130 +274,155 @@ fn channel_names_are_ignis_channels() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Two servers on the shared Redis
+// Instances sharing users, rooms and broadcasts over one transport
 // ---------------------------------------------------------------------------------------
 
-/// Every kind of envelope one server publishes reaches the other server's sink as it was
-/// sent, and never its own (self-dedup).
-#[tokio::test]
-async fn servers_receive_each_others_envelopes_but_not_their_own() -> anyhow::Result<()> {
-    asena_tests::init_tracing();
-    let (a, mut a_in) = server(REDIS).await?;
-    let (b, mut b_in) = server(REDIS).await?;
-    let p = unique("kinds");
-    let id = a.server_id().to_owned();
-    let sent = [
-        IgnisEnvelope::client(
-            &id,
-            format!("{p}-client"),
-            format!("{p}:client"),
-            json!({"k": 1}),
-        ),
-        IgnisEnvelope::user(&id, format!("{p}-user"), format!("{p}:user"), json!("two")),
-        IgnisEnvelope::room(
-            &id,
-            format!("{p}-room"),
-            format!("{p}:room"),
-            json!([3]),
-            &["c-x"],
-        ),
-        IgnisEnvelope::broadcast(&id, format!("{p}:broadcast"), json!(null)),
-    ];
-    for envelope in &sent {
-        a.publish(envelope.clone());
-    }
-    for envelope in &sent {
-        let got = next_event(&mut b_in, &envelope.event).await?;
-        assert_eq!(&got, envelope);
-    }
+/// A user with a session on each instance: every kind of delivery from A reaches B's session
+/// once, and A's own session once (no echo back from the broker).
+async fn instances_share_users<S: Endpoint<Protocol = ManagedProtocol> + Component>(
+    a: TestServer,
+    b: TestServer,
+    path: &str,
+) -> anyhow::Result<()> {
+    let (mut on_a, _) = managed_login(&a, path, json!({"user": "alice"})).await?;
+    let (mut on_b, connected_b) = managed_login(&b, path, json!({"user": "alice"})).await?;
+    join(&mut on_a, "lobby").await?;
+    join(&mut on_b, "lobby").await?;
+    let b_client = connected_b["data"]["id"]
+        .as_str()
+        .context("a client id")?
+        .to_owned();
+    let managed = a.app.ulak::<S>().context("registered")?.managed().raw();
 
-    // B publishes a marker once B has everything A sent: Redis handled A's PUBLISHes first,
-    // so A would have heard its own envelopes before the marker.
-    let marker = format!("{p}:marker");
-    b.publish(IgnisEnvelope::broadcast(
-        b.server_id(),
-        &marker,
-        json!(null),
-    ));
-    let before_marker = until_marker(&mut a_in, &p, &marker).await?;
+    // Sent until B hears it: the instances subscribed when they started, but a first
+    // message may race the broker's own bookkeeping on a loaded machine.
+    asena_tests::until_some(
+        WAIT,
+        "a user delivery reaches the other instance",
+        async || {
+            managed.to_user("alice", ("hello", 1))?;
+            Ok(
+                tokio::time::timeout(Duration::from_millis(200), next_event(&mut on_b, "hello"))
+                    .await
+                    .ok()
+                    .transpose()?,
+            )
+        },
+    )
+    .await?;
+
     ensure!(
-        before_marker.is_empty(),
-        "A heard its own envelopes: {before_marker:?}"
+        managed.to_user("alice", ("user", 2))? == 1,
+        "one local session"
     );
-    let sa = a.stats();
-    ensure!(sa.published == 4, "A published 4: {sa:?}");
-    ensure!(b.stats().received >= 4, "B counted what it received");
-    a.shutdown().await;
-    b.shutdown().await;
-    Ok(())
+    ensure!(
+        managed.to_room("lobby", ("room", 3), &[])? == 1,
+        "one local member"
+    );
+    ensure!(
+        managed.broadcast(("everyone", 4), &[])? == 1,
+        "one local client"
+    );
+    ensure!(
+        managed.to_client(&b_client, ("client", 5))? == 0,
+        "B's client is not here"
+    );
+    for (event, data) in [("user", 2), ("room", 3), ("everyone", 4), ("client", 5)] {
+        let got = next_event(&mut on_b, event).await?;
+        assert_eq!(got["data"], data, "{got}");
+    }
+    // A's own session got each message once: the one after them is the marker.
+    for event in ["user", "room", "everyone"] {
+        next_event(&mut on_a, event).await?;
+    }
+    managed.to_client(
+        a.app
+            .namespace(path)
+            .and_then(|ns| ns.sockets().into_iter().next())
+            .context("A's socket")?
+            .id(),
+        ("marker", 0),
+    )?;
+    let next = on_a.recv_json().await?;
+    ensure!(next["event"] == "marker", "A heard a message twice: {next}");
+
+    let stats = a.app.transport_stats().context("a broker transport")?;
+    ensure!(stats.published >= 5, "published counted: {stats:?}");
+    let stats = b.app.transport_stats().context("a broker transport")?;
+    ensure!(stats.received >= 4, "received counted: {stats:?}");
+    a.stop().await?;
+    b.stop().await
 }
 
-/// A message that is not an envelope is dropped and counted; the bus goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_instances_share_users_over_redis() -> anyhow::Result<()> {
+    asena_tests::init_tracing();
+    let a = instance::<UsersOverRedis>(RedisTransport::new(REDIS)).await?;
+    let b = instance::<UsersOverRedis>(RedisTransport::new(REDIS)).await?;
+    instances_share_users::<UsersOverRedis>(a, b, "/users-redis").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_instances_share_users_over_nats() -> anyhow::Result<()> {
+    asena_tests::init_tracing();
+    let a = instance::<UsersOverNats>(NatsTransport::new(NATS)).await?;
+    let b = instance::<UsersOverNats>(NatsTransport::new(NATS)).await?;
+    instances_share_users::<UsersOverNats>(a, b, "/users-nats").await
+}
+
+/// A message that is not an envelope, or not for the channel it came on, is dropped and
+/// counted; deliveries go on.
 #[tokio::test]
 async fn malformed_messages_are_dropped_and_counted() -> anyhow::Result<()> {
     asena_tests::init_tracing();
-    let (bus, mut inbox) = server(REDIS).await?;
-    let room = unique("malformed");
-    let errors_before = bus.stats().errors;
-    raw_publish(&format!("ws:room:{room}"), "not json").await?;
+    let s = instance::<Malformed>(RedisTransport::new(REDIS)).await?;
+    let (mut client, connected) = managed_login(&s, "/malformed", json!({"user": "m"})).await?;
+    join(&mut client, "lobby").await?;
+    let id = connected["data"]["id"]
+        .as_str()
+        .context("an id")?
+        .to_owned();
+    let errors_before = s.app.transport_stats().context("stats")?.errors;
+    raw_publish("ignis-malformed:room:lobby", "not json").await?;
     raw_publish(
-        &format!("ws:room:{room}"),
+        "ignis-malformed:room:lobby",
         r#"{"serverId":"x","type":"room","event":"no target","data":1}"#,
     )
     .await?;
-    let event = format!("{room}:after");
+    // A message for one client, published on a room's channel, is not delivered to it.
     raw_publish(
-        &format!("ws:room:{room}"),
-        &IgnisEnvelope::room("elsewhere", &room, &event, json!(1), &[]).encode(),
+        "ignis-malformed:room:lobby",
+        &IgnisEnvelope::client("elsewhere", &id, "misrouted", json!(1)).encode(),
     )
     .await?;
-    let got = next_event(&mut inbox, &event).await?;
-    assert_eq!(got.target.as_deref(), Some(room.as_str()));
-    // Other tests may publish garbage too; ours is at least two.
-    let s = bus.stats();
-    ensure!(s.errors >= errors_before + 2, "malformed counted: {s:?}");
-    bus.shutdown().await;
-    Ok(())
+    let after = IgnisEnvelope::room("elsewhere", "lobby", "after", json!(1), &[]);
+    raw_publish("ignis-malformed:room:lobby", &after.encode()).await?;
+    let got = client.recv_json().await?;
+    assert_eq!(got, json!({"event": "after", "data": 1}));
+    let stats = s.app.transport_stats().context("stats")?;
+    ensure!(
+        stats.errors == errors_before + 3,
+        "malformed counted: {stats:?}"
+    );
+    s.stop().await
 }
 
-/// After `shutdown` nothing is received and publishing drops (counted).
+/// An instance with a managed service refuses a channel prefix no transport can carry.
 #[tokio::test]
-async fn shutdown_stops_the_bus() -> anyhow::Result<()> {
-    let (bus, mut inbox) = server(REDIS).await?;
-    let clone = bus.clone();
-    bus.shutdown().await;
-    clone.shutdown().await; // idempotent, from any clone
-    clone.publish(IgnisEnvelope::broadcast(bus.server_id(), "x", json!(null)));
-    ensure!(bus.stats().dropped == 1, "dropped: {:?}", bus.stats());
-    let closed = tokio::time::timeout(WAIT, async { while inbox.recv().await.is_some() {} }).await;
-    ensure!(closed.is_ok(), "the sink was released on shutdown");
-    Ok(())
-}
-
-#[tokio::test]
-async fn connect_refuses_bad_server_ids_and_unreachable_redis() -> anyhow::Result<()> {
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let sink: Arc<dyn IgnisSink> = Arc::new(Forward(tx));
-    for id in ["", EMITTER_SERVER_ID] {
-        let err = IgnisBus::connect(REDIS, id.to_owned(), sink.clone())
-            .await
-            .err()
-            .context("accepted a bad server id")?;
-        ensure!(err.to_string().contains("server id"), "{err}");
-    }
-    let err = IgnisBus::connect("nats://127.0.0.1:4222", unique("s"), sink.clone())
+async fn a_channel_prefix_must_be_a_plain_token() -> anyhow::Result<()> {
+    managed_service!(Dotted, "/dotted", "ws.room");
+    let err = Asena::builder()
+        .without_auto_registration()
+        .websocket::<Dotted>()
+        .transport(RedisTransport::new(REDIS))
+        .build()
         .await
         .err()
-        .context("accepted a NATS URL")?;
-    ensure!(matches!(err, TransportError::InvalidUrl(_)), "{err:?}");
-    // Bound but not listening: connections are refused.
-    let reserved = TcpListener::bind("127.0.0.1:0")?;
-    let url = format!("redis://127.0.0.1:{}", reserved.local_addr()?.port());
-    let err = IgnisBus::connect(&url, unique("s"), sink)
-        .await
-        .err()
-        .context("connected to nothing")?;
-    ensure!(matches!(err, TransportError::Connect { .. }), "{err:?}");
+        .context("a dotted prefix was accepted")?;
+    ensure!(
+        err.to_string().contains("1 to 64 ASCII letters, digits"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -399,215 +435,154 @@ async fn connect_refuses_bad_server_ids_and_unreachable_redis() -> anyhow::Resul
 #[tokio::test]
 async fn emitter_publishes_ignis_envelopes() -> anyhow::Result<()> {
     asena_tests::init_tracing();
-    let mut watcher = Watcher::new().await?;
-    let (bus, mut inbox) = server(REDIS).await?;
-    let emitter = Emitter::connect(REDIS).await?;
-    let p = unique("emit");
-    let (client, user, room) = (
-        format!("{p}-client"),
-        format!("{p}-user"),
-        format!("{p}-room"),
-    );
+    let prefix = "ignis-emitted";
+    let mut watcher = Watcher::new(prefix).await?;
+    let s = instance::<Emitted>(RedisTransport::new(REDIS)).await?;
+    let (mut client, connected) = managed_login(&s, "/emitted", json!({"user": "u-7"})).await?;
+    join(&mut client, "room-7").await?;
+    let id = connected["data"]["id"]
+        .as_str()
+        .context("an id")?
+        .to_owned();
+    let emitter = Emitter::connect(REDIS).await?.managed_prefix(prefix);
 
-    let event = format!("{p}:client");
     emitter
-        .to_client(&client, &event, json!({"jobId": "123", "progress": 75}))
+        .to_client(&id, "job", json!({"jobId": "123", "progress": 75}))
         .await?;
-    let (channel, value) = watcher.next_event(&event).await?;
-    assert_eq!(channel, format!("ws:client:{client}"));
+    let (channel, value) = watcher.next_event("job").await?;
+    assert_eq!(channel, format!("{prefix}:client:{id}"));
     assert_eq!(
         value,
-        json!({"serverId": "emitter", "type": "client", "target": client, "event": event, "data": {"jobId": "123", "progress": 75}})
+        json!({"serverId": "emitter", "type": "client", "target": id, "event": "job", "data": {"jobId": "123", "progress": 75}})
     );
 
-    let event = format!("{p}:user");
-    emitter
-        .to_user(&user, &event, json!({"message": "ready"}))
-        .await?;
-    let (channel, value) = watcher.next_event(&event).await?;
-    assert_eq!(channel, format!("ws:user:{user}"));
+    emitter.to_user("u-7", "ready", json!({"m": 1})).await?;
+    let (channel, value) = watcher.next_event("ready").await?;
+    assert_eq!(channel, format!("{prefix}:user:u-7"));
     assert_eq!(
         value,
-        json!({"serverId": "emitter", "type": "user", "target": user, "event": event, "data": {"message": "ready"}})
+        json!({"serverId": "emitter", "type": "user", "target": "u-7", "event": "ready", "data": {"m": 1}})
     );
 
-    let event = format!("{p}:room");
     emitter
-        .to_room_event(&room, &event, 42.5, &["c-skip"])
+        .to_room_event("room-7", "update", 42.5, &["c-skip"])
         .await?;
-    let (channel, value) = watcher.next_event(&event).await?;
-    assert_eq!(channel, format!("ws:room:{room}"));
+    let (channel, value) = watcher.next_event("update").await?;
+    assert_eq!(channel, format!("{prefix}:room:room-7"));
     assert_eq!(
         value,
-        json!({"serverId": "emitter", "type": "room", "target": room, "event": event, "data": 42.5, "exclude": ["c-skip"]})
+        json!({"serverId": "emitter", "type": "room", "target": "room-7", "event": "update", "data": 42.5, "exclude": ["c-skip"]})
     );
-    let event = format!("{p}:room-all");
-    emitter.to_room_event(&room, &event, "x", &[]).await?;
-    let (_, value) = watcher.next_event(&event).await?;
+    emitter.to_room_event("room-7", "all", "x", &[]).await?;
+    let (_, value) = watcher.next_event("all").await?;
     ensure!(value.get("exclude").is_none(), "no exclude key: {value}");
 
-    let event = format!("{p}:broadcast");
     emitter
-        .broadcast_event(&event, json!({"message": "maintenance"}))
+        .broadcast_event("maintenance", json!({"m": 2}))
         .await?;
-    let (channel, value) = watcher.next_event(&event).await?;
-    assert_eq!(channel, "ws:broadcast");
+    let (channel, value) = watcher.next_event("maintenance").await?;
+    assert_eq!(channel, format!("{prefix}:broadcast"));
     assert_eq!(
         value,
-        json!({"serverId": "emitter", "type": "broadcast", "event": event, "data": {"message": "maintenance"}})
+        json!({"serverId": "emitter", "type": "broadcast", "event": "maintenance", "data": {"m": 2}})
     );
 
-    // A server delivers the emitter's messages (no self-dedup on `emitter`).
-    for suffix in ["client", "user", "room", "room-all", "broadcast"] {
-        let got = next_event(&mut inbox, &format!("{p}:{suffix}")).await?;
-        assert_eq!(got.server_id, EMITTER_SERVER_ID);
+    // The server delivers the emitter's messages (no self-dedup on `emitter`), in order.
+    for (event, data) in [
+        ("job", json!({"jobId": "123", "progress": 75})),
+        ("ready", json!({"m": 1})),
+        ("update", json!(42.5)),
+        ("all", json!("x")),
+        ("maintenance", json!({"m": 2})),
+    ] {
+        assert_eq!(
+            client.recv_json().await?,
+            json!({"event": event, "data": data})
+        );
     }
     emitter.close().await;
-    bus.shutdown().await;
-    Ok(())
+    s.stop().await
 }
 
+/// Over NATS the emitter reaches managed clients the same way.
 #[tokio::test]
-async fn a_nats_emitter_refuses_managed_messages() -> anyhow::Result<()> {
-    let emitter = Emitter::connect("nats://127.0.0.1:4222").await?;
-    let err = emitter
-        .to_user("u", "e", json!(null))
-        .await
-        .err()
-        .context("a NATS emitter sent a managed message")?;
-    ensure!(
-        err.to_string()
-            .contains("Emitter::to_user needs a redis:// emitter"),
-        "{err}"
+async fn a_nats_emitter_reaches_managed_clients() -> anyhow::Result<()> {
+    asena_tests::init_tracing();
+    let s = instance::<EmittedNats>(NatsTransport::new(NATS)).await?;
+    let (mut client, _) = managed_login(&s, "/emitted-nats", json!({"user": "n-1"})).await?;
+    let emitter = Emitter::connect(NATS)
+        .await?
+        .managed_prefix("ignis-emitted-nats");
+    emitter
+        .to_user("n-1", "hello", json!({"over": "nats"}))
+        .await?;
+    assert_eq!(
+        client.recv_json().await?,
+        json!({"event": "hello", "data": {"over": "nats"}})
     );
     emitter.close().await;
-    Ok(())
+    s.stop().await
 }
 
 // ---------------------------------------------------------------------------------------
 // A Redis restart
 // ---------------------------------------------------------------------------------------
 
-/// A private `redis-server` on a free port, killed on drop.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start() -> anyhow::Result<PrivateRedis> {
-        let mut redis = PrivateRedis {
-            port: TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
-            child: None,
-        };
-        redis.spawn()?;
-        Ok(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let port = self.port.to_string();
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start redis-server (run scripts/services.sh)")?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    async fn ready(&self) -> anyhow::Result<()> {
-        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
-        let what = format!("redis-server on {} accepting", self.port);
-        asena_tests::within(POLL_DEADLINE, &what, async || {
-            tokio::net::TcpStream::connect(addr).await.is_ok()
-        })
-        .await
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Kill Redis: publishing drops and counts; restart it on the same port: both servers
-/// reconnect, subscribe again and exchange envelopes in both directions.
-#[tokio::test]
-async fn a_bus_survives_a_redis_restart() -> anyhow::Result<()> {
+/// Kill Redis: publishing drops and counts; restart it on the same port: both instances
+/// reconnect, subscribe again and deliver to each other's users in both directions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_deliveries_survive_a_redis_restart() -> anyhow::Result<()> {
     asena_tests::init_tracing();
-    let mut redis = PrivateRedis::start()?;
-    redis.ready().await?;
+    let mut redis = Broker::start(Kind::Redis)?;
+    redis.ready(POLL_DEADLINE).await?;
     let url = redis.url();
-    let (a, mut a_in) = server(&url).await?;
-    let (b, mut b_in) = server(&url).await?;
-    a.publish(IgnisEnvelope::user(a.server_id(), "u", "before", json!(1)));
-    next_event(&mut b_in, "before").await?;
+    let a = instance::<Restarted>(RedisTransport::new(&url)).await?;
+    let b = instance::<Restarted>(RedisTransport::new(&url)).await?;
+    let (mut on_a, _) = managed_login(&a, "/restarted", json!({"user": "on-a"})).await?;
+    let (mut on_b, _) = managed_login(&b, "/restarted", json!({"user": "on-b"})).await?;
+    let from_a = a
+        .app
+        .ulak::<Restarted>()
+        .context("registered")?
+        .managed()
+        .raw();
+    let from_b = b
+        .app
+        .ulak::<Restarted>()
+        .context("registered")?
+        .managed()
+        .raw();
+    from_a.to_user("on-b", ("before", 1))?;
+    next_event(&mut on_b, "before").await?;
 
     redis.kill();
-    let errors_before = a.stats().errors;
-    poll_until("the bus notices Redis is gone", || {
-        a.stats().errors > errors_before
+    let stats = || a.app.transport_stats().unwrap_or_default();
+    let errors_before = stats().errors;
+    asena_tests::within(POLL_DEADLINE, "A notices Redis is gone", async || {
+        stats().errors > errors_before
     })
-    .await?;
-    let dropped_before = a.stats().dropped;
-    a.publish(IgnisEnvelope::user(
-        a.server_id(),
-        "u",
-        "while down",
-        json!(1),
-    ));
-    poll_until(
-        "an envelope published while Redis is away is dropped",
-        || a.stats().dropped > dropped_before,
-    )
     .await?;
 
     redis.spawn()?;
-    redis.ready().await?;
-    // Publish until heard: the subscribers come back on their own schedule.
-    for (from, to_in, event) in [(&a, &mut b_in, "a-probe"), (&b, &mut a_in, "b-probe")] {
+    redis.ready(POLL_DEADLINE).await?;
+    // Sent until heard: the subscribers come back on their own schedule.
+    for (from, to, client) in [(&from_a, "on-b", &mut on_b), (&from_b, "on-a", &mut on_a)] {
         let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
         loop {
-            from.publish(IgnisEnvelope::broadcast(
-                from.server_id(),
-                event,
-                json!(null),
-            ));
-            match tokio::time::timeout(Duration::from_millis(200), next_event(to_in, event)).await {
+            from.to_user(to, ("probe", 2))?;
+            match tokio::time::timeout(Duration::from_millis(200), next_event(client, "probe"))
+                .await
+            {
                 Ok(Ok(_)) => break,
                 _ if tokio::time::Instant::now() >= deadline => {
-                    bail!("{event} never arrived after the restart")
+                    bail!("no delivery to {to} after the restart")
                 }
                 _ => {}
             }
         }
     }
-    let s = a.stats();
+    let s = stats();
     ensure!(s.reconnects >= 1, "reconnects counted: {s:?}");
-    ensure!(s.errors >= 1, "errors counted: {s:?}");
-    a.shutdown().await;
-    b.shutdown().await;
-    Ok(())
+    a.stop().await?;
+    b.stop().await
 }

@@ -58,7 +58,7 @@ impl Journal {
     }
 }
 
-#[websocket(path = "/rt", receives = AppIn, sends = AppOut)]
+#[websocket(path = "/rt", receives = AppIn, sends = AppOut, managed)]
 #[derive(Debug)]
 pub struct Realtime {
     #[inject]
@@ -117,7 +117,7 @@ impl ManagedService for Realtime {
 
     async fn on_event(&self, ws: &ManagedSocket<AppOut>, event: AppIn) -> Result<()> {
         let me = ws.data().values.user_id().unwrap_or_default();
-        let managed = ws.namespace().managed().ok_or("managed")?;
+        let managed = ws.managed();
         match event {
             AppIn::Say { room, text } => {
                 managed.to_room(&room, &AppOut::Said { from: me, text }, &[ws.id()])?;
@@ -149,7 +149,7 @@ impl OutboundTransform for Shout {
 }
 
 /// A managed service that does not say who may join what.
-#[websocket(path = "/closed")]
+#[websocket(path = "/closed", managed)]
 #[derive(Debug)]
 pub struct Closed;
 
@@ -164,7 +164,7 @@ impl ManagedService for Closed {
     async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
         // Untyped: the whole envelope, echoed as a `got` event.
         let envelope: Value = event.json()?;
-        let managed = ws.namespace().managed().ok_or("managed")?;
+        let managed = ws.managed();
         managed.to_client(ws.id(), ("got", envelope))?;
         Ok(())
     }
@@ -385,8 +385,8 @@ async fn rooms_exclude_and_users_with_several_sessions() -> anyhow::Result<()> {
 
     let managed = s
         .app
-        .namespace("/rt")
-        .and_then(|n| n.managed())
+        .ulak::<Realtime>()
+        .map(|u| u.managed().raw())
         .expect("managed");
     assert_eq!(managed.local_users(), vec!["alice", "bob"]);
     // The user goes with the last session.
@@ -420,8 +420,8 @@ async fn a_transformed_client_leaves_the_others_on_the_shared_frame() -> anyhow:
     let (mut bob, _) = login(&s, "bob-token").await?;
     let managed = s
         .app
-        .namespace("/rt")
-        .and_then(|n| n.managed())
+        .ulak::<Realtime>()
+        .map(|u| u.managed().raw())
         .expect("managed");
     let before = SHOUTS.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(managed.to_room("lobby", ("note", "quiet"), &[])?, 3);

@@ -57,14 +57,14 @@ async fn handle(seen: &Seen, ws: &ManagedSocket<Raw>, event: Message) -> Result<
             envelope["event"].as_str().unwrap_or_default()
         ));
     if envelope["event"] == "say" {
-        let managed = ws.namespace().managed().ok_or("managed")?;
+        let managed = ws.managed();
         managed.to_room("lobby", ("said", &envelope["data"]), &[])?;
     }
     Ok(())
 }
 
 /// Encryption welcome, not required.
-#[websocket(path = "/open")]
+#[websocket(path = "/open", managed)]
 #[derive(Debug)]
 pub struct Open {
     #[inject]
@@ -94,7 +94,7 @@ impl ManagedService for Open {
 }
 
 /// Encryption required.
-#[websocket(path = "/sealed")]
+#[websocket(path = "/sealed", managed)]
 #[derive(Debug)]
 pub struct Sealed {
     #[inject]

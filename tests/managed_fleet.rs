@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 
-#[websocket(path = "/fleet")]
+#[websocket(path = "/fleet", managed)]
 #[derive(Debug)]
 pub struct Fleet;
 
@@ -36,7 +36,7 @@ impl ManagedService for Fleet {
     /// "data":{"room":R,"text":T}}` → the room, sender excluded.
     async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
         let envelope: Value = event.json()?;
-        let managed = ws.namespace().managed().ok_or("managed")?;
+        let managed = ws.managed();
         let data = &envelope["data"];
         match envelope["event"].as_str() {
             Some("poke") => {
@@ -60,7 +60,7 @@ async fn instance() -> anyhow::Result<TestServer> {
         Asena::builder()
             .without_auto_registration()
             .websocket::<Fleet>()
-            .managed_redis(REDIS),
+            .transport(asena_runtime::RedisTransport::new(REDIS)),
     )
     .await
 }
@@ -110,8 +110,8 @@ async fn users_rooms_and_broadcasts_span_instances_in_ignis_layout() -> anyhow::
     // On the wire: Ignis's envelope on ws:user:{id}, from B's server id.
     let server_b = b
         .app
-        .namespace("/fleet")
-        .and_then(|n| n.managed())
+        .ulak::<Fleet>()
+        .map(|u| u.managed())
         .map(|m| m.server_id().to_owned())
         .expect("managed");
     let msg = tokio::time::timeout(Duration::from_secs(10), async {
@@ -156,11 +156,7 @@ async fn users_rooms_and_broadcasts_span_instances_in_ignis_layout() -> anyhow::
     assert_eq!(envelope["exclude"], json!([alice_a_id]));
 
     // A broadcast from A reaches B's clients, and A's own clients once (no echo from Redis).
-    let managed_a = a
-        .app
-        .namespace("/fleet")
-        .and_then(|n| n.managed())
-        .expect("managed");
+    let managed_a = a.app.ulak::<Fleet>().map(|u| u.managed()).expect("managed");
     assert_eq!(managed_a.broadcast(("news", tag), &[])?, 1);
     let news = event("news", json!(tag));
     assert_eq!(alice_a.recv_json().await?, news);
@@ -184,11 +180,7 @@ async fn users_rooms_and_broadcasts_span_instances_in_ignis_layout() -> anyhow::
     emitter.close().await;
 
     // The user index entry goes with the last session: on B, alice is gone when her tab is.
-    let managed_b = b
-        .app
-        .namespace("/fleet")
-        .and_then(|n| n.managed())
-        .expect("managed");
+    let managed_b = b.app.ulak::<Fleet>().map(|u| u.managed()).expect("managed");
     alice_b.close().await?;
     asena_tests::eventually(|| !managed_b.local_users().contains(&alice)).await?;
     assert!(managed_a.local_users().contains(&alice));

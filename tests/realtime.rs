@@ -201,8 +201,8 @@ async fn a_notification_reaches_every_session_of_the_user() -> anyhow::Result<()
     // What the emit example's `--user alice --event notification` delivers, sent in process.
     let managed = s
         .app
-        .namespace("/ws")
-        .and_then(|n| n.managed())
+        .ulak::<realtime::Realtime>()
+        .map(|u| u.managed().raw())
         .expect("a managed namespace");
     let notification = event("notification", json!({"message": "hello"}));
     assert_eq!(
@@ -404,7 +404,7 @@ async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Resul
     let instance = || async {
         let builder = realtime::builder()
             .without_auto_registration()
-            .managed_redis(REDIS);
+            .transport(asena_runtime::RedisTransport::new(REDIS));
         serve(realtime::build(builder, options.clone()).await?).await
     };
     let one = instance().await?;

@@ -50,7 +50,7 @@ async fn on_event(ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
 }
 
 /// Encryption welcome, not required.
-#[websocket(path = "/chan")]
+#[websocket(path = "/chan", managed)]
 #[derive(Debug)]
 pub struct Chan;
 
@@ -73,7 +73,7 @@ impl ManagedService for Chan {
 }
 
 /// Encryption required.
-#[websocket(path = "/strict")]
+#[websocket(path = "/strict", managed)]
 #[derive(Debug)]
 pub struct Strict;
 
@@ -255,7 +255,7 @@ async fn every_send_path_reaches_an_encrypted_client_sealed() -> anyhow::Result<
     assert_eq!(connected["userId"], "alice");
     let id = connected["id"].as_str().expect("an id").to_owned();
     let ns = s.app.namespace("/chan").expect("registered");
-    let managed = ns.managed().expect("managed");
+    let managed = s.app.ulak::<Chan>().expect("registered").managed();
     let ulak = s.app.ulak::<Chan>().expect("registered");
 
     // Socket::send from a handler.
@@ -322,7 +322,7 @@ async fn a_socket_that_never_authenticated_receives_no_traffic() -> anyhow::Resu
         .ulak::<Chan>()
         .expect("registered")
         .broadcast("through Ulak")?;
-    let managed = ns.managed().expect("managed");
+    let managed = s.app.ulak::<Chan>().expect("registered").managed();
     managed.broadcast(("news", 1), &[])?;
     managed.to_client(&stranger_id, ("direct", 2))?;
     managed.to_room(&stranger_id, ("room", 3), &[])?;
@@ -436,7 +436,7 @@ async fn required_encryption_closes_4004_unless_encrypt_comes_first() -> anyhow:
 }
 
 /// On the fleet bus (Redis, Ignis's layout).
-#[websocket(path = "/crypto-fleet")]
+#[websocket(path = "/crypto-fleet", managed)]
 #[derive(Debug)]
 pub struct FleetChan;
 
@@ -460,7 +460,7 @@ async fn fleet_instance() -> anyhow::Result<TestServer> {
         Asena::builder()
             .without_auto_registration()
             .websocket::<FleetChan>()
-            .managed_redis(REDIS),
+            .transport(asena_runtime::RedisTransport::new(REDIS)),
     )
     .await
 }
@@ -487,8 +487,8 @@ async fn deliveries_from_other_instances_and_emitters_are_sealed_and_gated() -> 
     // From the other instance, and from a process without a server.
     let managed_b = b
         .app
-        .namespace("/crypto-fleet")
-        .and_then(|n| n.managed())
+        .ulak::<FleetChan>()
+        .map(|u| u.managed())
         .expect("managed");
     managed_b.to_user(&user, ("from-b", 1))?;
     managed_b.to_client(&stranger_id, ("from-b", 2))?;

@@ -234,7 +234,7 @@ async fn dotted_namespaces_are_refused_by_the_emitter() -> anyhow::Result<()> {
 /// chosen by the test.
 macro_rules! managed_service {
     ($name:ident, $path:literal, $prefix:expr) => {
-        #[websocket(path = $path)]
+        #[websocket(path = $path, managed)]
         #[derive(Debug)]
         pub struct $name;
 
@@ -314,11 +314,7 @@ async fn managed_joins_are_bounded_and_checked() -> anyhow::Result<()> {
     assert_eq!(answer["data"]["rooms"], json!(["same", "fine"]));
 
     // The victim's own room is still the victim's alone.
-    let managed = s
-        .app
-        .namespace("/open")
-        .and_then(|n| n.managed())
-        .expect("managed");
+    let managed = s.app.ulak::<Open>().map(|u| u.managed()).expect("managed");
     managed.to_room(&victim_id, ("private", "for the victim"), &[])?;
     assert_eq!(victim.recv_json().await?["event"], "private");
     managed.broadcast(("marker", Value::Null), &[])?;
@@ -360,7 +356,7 @@ async fn two_managed_services_under_one_prefix_do_not_start() -> anyhow::Result<
         .without_auto_registration()
         .websocket::<Open>()
         .websocket::<OpenToo>()
-        .managed_redis(REDIS)
+        .transport(asena_runtime::RedisTransport::new(REDIS))
         .build()
         .await
         .expect_err("refused")
@@ -380,7 +376,7 @@ async fn managed_services_under_different_prefixes_are_isolated() -> anyhow::Res
         Asena::builder()
             .without_auto_registration()
             .websocket::<Isolated>()
-            .managed_redis(REDIS),
+            .transport(asena_runtime::RedisTransport::new(REDIS)),
     )
     .await?;
     let (mut client, _) = asena_tests::managed_login(&s, "/isolated", json!({"user": "u"})).await?;

@@ -12,6 +12,7 @@ mod kw {
     syn::custom_keyword!(params);
     syn::custom_keyword!(receives);
     syn::custom_keyword!(sends);
+    syn::custom_keyword!(managed);
 }
 
 /// Every argument any of our attributes understands; each macro says which it accepts.
@@ -25,6 +26,8 @@ pub(crate) struct Args {
     pub(crate) params: Option<syn::Type>,
     pub(crate) receives: Option<syn::Type>,
     pub(crate) sends: Option<syn::Type>,
+    /// `managed`: the service speaks the managed protocol.
+    pub(crate) managed: Option<Span>,
 }
 
 /// Which arguments a macro accepts, for "expected ..." messages.
@@ -39,7 +42,7 @@ impl Accepts {
         match self {
             Accepts::Component => "expected `name` or `crate`",
             Accepts::WebSocket => {
-                "expected `path`, `name`, `middlewares`, `params`, `receives`, `sends` or `crate`"
+                "expected `path`, `name`, `middlewares`, `params`, `receives`, `sends`, `managed` or `crate`"
             }
         }
     }
@@ -140,6 +143,15 @@ fn parse_inner(input: ParseStream<'_>, accepts: Accepts) -> syn::Result<Args> {
                 push(duplicate(key.span(), &key.to_string()));
             }
             *slot = Some(value);
+        } else if lookahead.peek(kw::managed) && matches!(accepts, Accepts::WebSocket) {
+            let key = input.parse::<kw::managed>()?;
+            if args.managed.is_some() {
+                push(syn::Error::new(
+                    key.span,
+                    "`managed` specified more than once\nhint: keep a single `managed`",
+                ));
+            }
+            args.managed = Some(key.span);
         } else if lookahead.peek(Token![crate]) {
             let key = input.parse::<Token![crate]>()?;
             input.parse::<Token![=]>()?;

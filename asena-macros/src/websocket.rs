@@ -1,4 +1,5 @@
-//! `#[websocket(path = "...", name = "...", middlewares = [..])]`: a WebSocket service.
+//! `#[websocket(path = "...", name = "...", middlewares = [..], managed)]`: a WebSocket service
+//! and the protocol it speaks (`managed`: the managed protocol; otherwise its channel's messages).
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -55,6 +56,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         .sends
         .as_ref()
         .map_or_else(|| quote!(__asena::Raw), |t| quote_spanned!(t.span()=> #t));
+    let protocol = match args.managed {
+        Some(span) => quote_spanned!(span=> __asena::ManagedProtocol),
+        None => quote!(__asena::ChannelProtocol),
+    };
     let checks = middlewares
         .iter()
         .map(|m| quote_spanned!(m.span()=> __asena::assert_middleware::<#m>();));
@@ -81,6 +86,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
                     type Params = #params;
                     type In = #receives;
                     type Out = #sends;
+                }
+                impl __asena::Endpoint for #ident {
+                    type Protocol = #protocol;
                 }
             },
         },

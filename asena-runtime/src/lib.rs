@@ -84,12 +84,12 @@
 //! [`Asena::asyncapi`] its AsyncAPI 3.0 document and the `asena-client` crate its types.
 //!
 //! ## The managed protocol
-//! A `#[websocket]` service that implements [`ManagedService`] speaks Ignis's managed
-//! protocol instead of raw messages: `{"event","data","id"}` envelopes, authentication after
+//! A service declared `#[websocket(path = "..", managed)]` implements [`ManagedService`] and
+//! speaks Ignis's managed protocol instead of raw messages: `{"event","data","id"}` envelopes, authentication after
 //! open (4001 timeout, 4003 refused), heartbeats (4002), rooms the client asks to join (the
 //! service validates; denied by default), users with several sessions, and [`Managed`]
 //! sends by client, user, room or broadcast with `exclude` lists, on every instance through
-//! Ignis's Redis layout ([`AsenaBuilder::managed_redis`]). See the [`managed`] module.
+//! Ignis's layout of channels on the app's transport. See the [`managed`] module.
 //!
 //! ## Errors and limits
 //! A handler that fails (returns `Err` or panics) sends
@@ -252,7 +252,9 @@ pub use config::{Compression, Limits, RateLimit, RateLimitPolicy, SlowConsumer};
 pub use di::{Component, ContainerError, DiError, Injectable, Lifecycle, Problem, Resolver};
 pub use error::{BoxError, Result};
 pub use frame::{Frame, IntoFrame, Json, Message, close_code};
-pub use managed::{Authenticated, Managed, ManagedOptions, ManagedService, ManagedSocket};
+pub use managed::{
+    Authenticated, Managed, ManagedOptions, ManagedProtocol, ManagedService, ManagedSocket,
+};
 pub use middleware::{Context, IntoStatusCode, Middleware, Next, Refusal, Scope};
 pub use namespace::{
     Namespace, RoomInfo, SendError, SendErrorCode, Socket, SocketRef, WebSocketData,
@@ -266,7 +268,7 @@ pub use transport::NatsTransport;
 pub use transport::RedisTransport;
 pub use transport::{Emitter, LocalTransport, Transport, TransportError, TransportStats};
 pub use ulak::{BulkOp, BulkResult, Ulak, UlakBroker};
-pub use ws::WebSocketService;
+pub use ws::{ChannelProtocol, DataOf, Endpoint, Fleet, Protocol, WebSocketService};
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[cfg(doctest)]
@@ -301,6 +303,8 @@ pub mod __private {
         construct_erased, middleware_entry, websocket_entry,
     };
     pub use crate::frame::Message;
+    pub use crate::managed::ManagedProtocol;
+    pub use crate::ws::{ChannelProtocol, Endpoint};
     pub use inventory;
 }
 

@@ -87,8 +87,9 @@ use std::sync::Arc;
 use crate::channel::Channel;
 use crate::di::{Component, Dependency, DiError, Injectable, Resolver};
 use crate::frame::{Frame, IntoFrame};
+use crate::managed::{Managed, ManagedProtocol};
 use crate::namespace::{Namespace, SendError, SendErrorCode};
-use crate::ws::WebSocketService;
+use crate::ws::Endpoint;
 
 /// Typed handle to the namespace of websocket service `N`. Cheap to clone; inject it with
 /// `#[inject] notifications: Ulak<NotificationSocket>`. Dereferences to the service's
@@ -124,7 +125,7 @@ impl<N: Channel> Deref for Ulak<N> {
     }
 }
 
-impl<N: WebSocketService + Component> Injectable for Ulak<N> {
+impl<N: Endpoint + Component> Injectable for Ulak<N> {
     const DEPENDENCY: Dependency = Dependency::namespace::<N>();
     fn resolve(resolver: &Resolver<'_>, field: &'static str) -> Result<Self, DiError> {
         resolver
@@ -135,6 +136,14 @@ impl<N: WebSocketService + Component> Injectable for Ulak<N> {
                 field,
                 service: std::any::type_name::<N>(),
             })
+    }
+}
+
+impl<N: Endpoint<Protocol = ManagedProtocol>> Ulak<N> {
+    /// The managed-protocol sender of `N`, a service declared `managed`: to a client, a
+    /// user's every session, a room or everyone, on every instance.
+    pub fn managed(&self) -> Managed<N::Out> {
+        self.ns.managed()
     }
 }
 
@@ -247,7 +256,7 @@ impl UlakBroker {
     }
 
     /// The typed handle for websocket service `N`, if registered in this app.
-    pub fn ulak<N: WebSocketService>(&self) -> Option<Ulak<N>> {
+    pub fn ulak<N: Endpoint>(&self) -> Option<Ulak<N>> {
         self.inner.by_type.get(&TypeId::of::<N>()).map(|ns| Ulak {
             ns: ns.retype(),
             _service: PhantomData,

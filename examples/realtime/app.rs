@@ -307,7 +307,7 @@ async fn count(
 }
 
 /// The managed service at `/ws`.
-#[websocket(path = "/ws", receives = RealtimeIn, sends = RealtimeOut)]
+#[websocket(path = "/ws", receives = RealtimeIn, sends = RealtimeOut, managed)]
 #[derive(Debug)]
 pub struct Realtime {
     #[inject]
@@ -349,19 +349,22 @@ impl ManagedService for Realtime {
     }
 
     async fn on_connected(&self, ws: &RealtimeSocket) -> Result<()> {
-        let (Some(managed), Some(user)) = (ws.namespace().managed(), ws.data().values.user_id())
-        else {
+        let Some(user) = ws.data().values.user_id() else {
             return Ok(());
         };
         // Presence is a nicety: when Redis is away the user still gets in.
-        if let Err(error) = self.presence.session_opened(&managed, ws.id(), &user).await {
+        if let Err(error) = self
+            .presence
+            .session_opened(&ws.managed(), ws.id(), &user)
+            .await
+        {
             tracing::warn!(%error, user, "presence not updated");
         }
         Ok(())
     }
 
     async fn on_event(&self, ws: &RealtimeSocket, event: RealtimeIn) -> Result<()> {
-        let managed = ws.namespace().managed().ok_or("not a managed namespace")?;
+        let managed = ws.managed();
         let from = ws.data().values.user_id().unwrap_or_default();
         match event {
             RealtimeIn::Say { room, text } => {
@@ -383,11 +386,14 @@ impl ManagedService for Realtime {
     }
 
     async fn on_disconnected(&self, ws: &RealtimeSocket, _code: u16, _reason: &str) {
-        let (Some(managed), Some(user)) = (ws.namespace().managed(), ws.data().values.user_id())
-        else {
+        let Some(user) = ws.data().values.user_id() else {
             return;
         };
-        if let Err(error) = self.presence.session_closed(&managed, ws.id(), &user).await {
+        if let Err(error) = self
+            .presence
+            .session_closed(&ws.managed(), ws.id(), &user)
+            .await
+        {
             tracing::warn!(%error, user, "presence not updated");
         }
     }

@@ -9,7 +9,7 @@ use http::request::Parts;
 use super::{AppInner, Asena};
 use crate::di::Component;
 use crate::ulak::{Ulak, UlakBroker};
-use crate::ws::WebSocketService;
+use crate::ws::Endpoint;
 
 /// A weak handle to the app, stored in every request's extensions.
 #[derive(Clone)]
@@ -60,7 +60,7 @@ impl<T: Component> AppValue for T {
     }
 }
 
-impl<N: WebSocketService> AppValue for Ulak<N> {
+impl<N: Endpoint> AppValue for Ulak<N> {
     type Output = Ulak<N>;
     fn extract(app: &Asena) -> Option<Ulak<N>> {
         app.ulak::<N>()

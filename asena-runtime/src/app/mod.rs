@@ -40,8 +40,8 @@ use crate::transport::{Inbound, Transport, TransportStats};
 use crate::ulak::{Ulak, UlakBroker};
 use crate::wire;
 use crate::ws::origin::OriginPolicy;
-use crate::ws::upgrade::{self, Endpoint};
-use crate::ws::{ErasedService, WebSocketService};
+use crate::ws::upgrade::{self, Route};
+use crate::ws::{Endpoint, ErasedService};
 use extract::AppRef;
 use inspector::{Announcer, FleetDelivery, FleetState, Inspector, InspectorConfig};
 
@@ -80,7 +80,6 @@ pub struct AsenaBuilder {
     asyncapi_servers: Vec<ServerSpec>,
     asyncapi_route: Option<String>,
     metrics_route: Option<String>,
-    managed_redis: Option<String>,
     inspector: Option<InspectorConfig>,
     announce_every: Option<Duration>,
     instance_name: Option<String>,
@@ -120,7 +119,6 @@ impl AsenaBuilder {
             asyncapi_servers: Vec::new(),
             asyncapi_route: None,
             metrics_route: None,
-            managed_redis: None,
             inspector: None,
             announce_every: None,
             instance_name: None,
@@ -198,15 +196,6 @@ impl AsenaBuilder {
         self
     }
 
-    /// The Redis server managed services ([`ManagedService`](crate::ManagedService)) share
-    /// users, rooms and broadcasts through, in Ignis's channel layout (`ws:user:{id}`, ...).
-    /// [`transport_from_env`](Self::transport_from_env) sets it from a `redis://`
-    /// `ASENA_TRANSPORT`. Without it a managed service reaches only its own instance.
-    pub fn managed_redis(mut self, url: &str) -> Self {
-        self.managed_redis = Some(url.to_owned());
-        self
-    }
-
     /// The title, version and description of the app's AsyncAPI document
     /// ([`Asena::asyncapi`]).
     pub fn asyncapi_info(mut self, info: Info) -> Self {
@@ -244,7 +233,7 @@ impl AsenaBuilder {
     }
 
     /// Registers a `#[websocket]` service explicitly.
-    pub fn websocket<T: Component + WebSocketService>(mut self) -> Self {
+    pub fn websocket<T: Component + Endpoint>(mut self) -> Self {
         self.explicit.push(T::record());
         self
     }
@@ -336,13 +325,7 @@ impl AsenaBuilder {
     /// Uses the transport named by `ASENA_TRANSPORT` (`redis://…`, `nats://…`; unset, empty
     /// or `local` keeps the local transport), as the examples do. A value that names no
     /// transport is an error, never a silent fallback.
-    pub fn transport_from_env(mut self) -> Result<Self, Error> {
-        if let Ok(url) = std::env::var("ASENA_TRANSPORT")
-            && url.starts_with("redis://")
-        {
-            // Managed services share users and rooms over the same Redis.
-            self.managed_redis = Some(url);
-        }
+    pub fn transport_from_env(self) -> Result<Self, Error> {
         Ok(match crate::transport::from_env()? {
             Some(transport) => self.transport_arc(transport),
             None => self,
@@ -612,7 +595,7 @@ impl AsenaBuilder {
             let service = (ws.entry)(instance.clone());
             services.push(service.clone());
             attached.push((service.clone(), ns.clone(), ws.name));
-            let endpoint = Arc::new(Endpoint {
+            let endpoint = Arc::new(Route {
                 ns,
                 service,
                 chain: own,
@@ -717,6 +700,22 @@ impl AsenaBuilder {
             announcer: std::sync::OnceLock::new(),
         });
 
+        // Protocols start first: what they listen to is subscribed when the transport starts.
+        let bus = crate::ws::Fleet::new(
+            inner
+                .transport
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::transport::LocalTransport)),
+        );
+        for (service, ns, name) in &inner.attached {
+            if let Err(source) = service.start(ns, &bus).await {
+                inner.undo_start().await;
+                return Err(Error::Start {
+                    component: name,
+                    source,
+                });
+            }
+        }
         if let Some(t) = &inner.transport {
             let namespaces = Namespaces(ns_list.clone());
             let local: Arc<dyn crate::transport::Deliver> = match &fleet {
@@ -726,35 +725,14 @@ impl AsenaBuilder {
                 }),
                 None => Arc::new(namespaces),
             };
-            if let Err(e) = t.init(Inbound::new(local)).await {
-                // destroy is idempotent; it releases whatever init opened before failing.
-                t.destroy().await;
+            if let Err(e) = t.init(Inbound::new(local, bus.listeners())).await {
+                inner.undo_start().await;
                 return Err(e.into());
             }
             tracing::info!(target: "asena::transport", transport = t.name(), "transport started");
         }
-        let env = crate::ws::AttachEnv {
-            managed_redis: self.managed_redis.clone(),
-            managed_prefixes: Arc::default(),
-        };
-        for (service, ns, name) in &inner.attached {
-            if let Err(source) = service.attach(ns, &env).await {
-                for (service, ns, _) in &inner.attached {
-                    service.detach(ns).await;
-                }
-                if let Some(t) = &inner.transport {
-                    t.destroy().await;
-                }
-                return Err(Error::Start {
-                    component: name,
-                    source,
-                });
-            }
-        }
         if let Err((component, source)) = inner.container.start(inner.stop_timeout).await {
-            if let Some(t) = &inner.transport {
-                t.destroy().await;
-            }
+            inner.undo_start().await;
             return Err(Error::Start { component, source });
         }
         if let Some(state) = fleet {
@@ -766,6 +744,19 @@ impl AsenaBuilder {
             ));
         }
         Ok(Asena { inner })
+    }
+}
+
+impl AppInner {
+    /// Undoes a start that failed part way: every service's protocol is stopped and the
+    /// transport destroyed (both are idempotent and safe on what never started).
+    async fn undo_start(&self) {
+        for (service, ns, _) in &self.attached {
+            service.stop(ns).await;
+        }
+        if let Some(t) = &self.transport {
+            t.destroy().await;
+        }
     }
 }
 
@@ -877,7 +868,7 @@ impl Asena {
     }
 
     /// The typed Ulak handle of websocket service `N`.
-    pub fn ulak<N: WebSocketService>(&self) -> Option<Ulak<N>> {
+    pub fn ulak<N: Endpoint>(&self) -> Option<Ulak<N>> {
         self.inner.broker.ulak::<N>()
     }
 
@@ -1012,7 +1003,7 @@ impl Asena {
             tracing::warn!(target: "asena::ws", "some connections did not finish closing in 15 s");
         }
         for (service, ns, _) in &self.inner.attached {
-            service.detach(ns).await;
+            service.stop(ns).await;
         }
         self.inner.container.stop(self.inner.stop_timeout).await;
         if let Some(announcer) = self.inner.announcer.get() {

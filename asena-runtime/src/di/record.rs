@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{Component, DiError, Hooks, Resolver};
 use crate::middleware::{self, ErasedMiddleware, Middleware};
-use crate::ws::{self, ErasedService, WebSocketService};
+use crate::ws::{self, Endpoint, ErasedService};
 
 /// A component instance with its type erased.
 pub type AnyArc = Arc<dyn Any + Send + Sync>;
@@ -178,7 +178,7 @@ pub fn middleware_entry<M: Middleware + Component>(instance: AnyArc) -> Arc<dyn 
 
 /// Wraps a built websocket service for the router; referenced by generated records.
 #[doc(hidden)]
-pub fn websocket_entry<S: WebSocketService>(instance: AnyArc) -> Arc<dyn ErasedService> {
+pub fn websocket_entry<S: Endpoint>(instance: AnyArc) -> Arc<dyn ErasedService> {
     ws::erase(downcast::<S>(instance))
 }
 

@@ -3,8 +3,8 @@
 //! service validates), and are reachable by client, user, room or broadcast on every
 //! instance.
 //!
-//! A `#[websocket]` service that implements [`ManagedService`] (instead of
-//! `WebSocketService`, which it then gets) speaks it. The wire, both ways, is the envelope
+//! A service declared `#[websocket(path = "..", managed)]` speaks it, and implements
+//! [`ManagedService`] instead of `WebSocketService`. The wire, both ways, is the envelope
 //! `{"event": string, "data"?: any, "id"?: string}`:
 //!
 //! | event | direction | data |
@@ -45,7 +45,9 @@
 //!
 //! Messages without `event` are dropped (and logged); application events before
 //! authentication get `error` "Not authenticated". Across instances the service uses
-//! Ignis's Redis layout ([`AsenaBuilder::managed_redis`](crate::AsenaBuilder::managed_redis)).
+//! Ignis's layout of channels on the app's transport
+//! ([`AsenaBuilder::transport`](crate::AsenaBuilder::transport): Redis, a Redis Cluster or
+//! NATS), under its [`ManagedOptions::channel_prefix`].
 
 mod client;
 pub mod crypto;
@@ -67,7 +69,7 @@ use crate::channel::{Channel, DecodeError, Receives};
 use crate::error::Result;
 use crate::frame::Message;
 use crate::namespace::{Namespace, Socket};
-use crate::ws::{AttachEnv, WebSocketService};
+use crate::ws::{Fleet, Protocol};
 
 /// The close codes of the managed protocol.
 pub mod close {
@@ -213,7 +215,7 @@ pub type ManagedSocket<O> = Socket<ManagedClient, O>;
 /// use asena_runtime::prelude::*;
 /// use asena_runtime::managed::{Authenticated, ManagedService, ManagedSocket};
 ///
-/// #[websocket(path = "/ws")]
+/// #[websocket(path = "/ws", managed)]
 /// struct Realtime;
 ///
 /// impl ManagedService for Realtime {
@@ -229,18 +231,15 @@ pub type ManagedSocket<O> = Socket<ManagedClient, O>;
 ///     }
 ///     async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
 ///         // An untyped service gets the whole envelope; `receives = T` decodes it into T.
-///         if let Some(m) = ws.namespace().managed() {
-///             m.to_room("lobby", ("echo", event.as_text()), &[ws.id()])?;
-///         }
+///         ws.managed().to_room("lobby", ("echo", event.as_text()), &[ws.id()])?;
 ///         Ok(())
 ///     }
 /// }
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a websocket service (no `impl WebSocketService for {Self}` or `impl ManagedService for {Self}`)",
-    label = "not a websocket service",
-    note = "a `#[websocket(path = \"..\")]` struct needs `impl WebSocketService for {Self} {{ type Data = (); async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {{ Ok(()) }} }}` (raw messages) or `impl ManagedService for {Self}` (the managed protocol)",
-    note = "`Ulak<N>` sends to the sockets of a websocket service `N`; to call a `#[service]`, inject `Arc<{Self}>` instead"
+    message = "`{Self}` is declared `managed` but does not speak the managed protocol (no `impl ManagedService for {Self}`)",
+    label = "declared `#[websocket(.., managed)]`",
+    note = "a managed service implements `ManagedService` (authenticate, on_event, ...); without `managed` in `#[websocket(..)]` it implements `WebSocketService` instead"
 )]
 pub trait ManagedService: Channel {
     /// Timeouts and default rooms (read once per connection).
@@ -341,11 +340,29 @@ fn broken<O>(ws: &ManagedSocket<O>, why: &dyn std::fmt::Display) -> Result<()> {
     Ok(())
 }
 
-impl<S: ManagedService> WebSocketService for S {
+/// The managed protocol, as the protocol layer runs it: `#[websocket(path = "..", managed)]`
+/// declares a service that speaks it (see the [module docs](self)).
+#[derive(Debug, Clone, Copy)]
+pub enum ManagedProtocol {}
+
+impl<S: ManagedService> Protocol<S> for ManagedProtocol {
     type Data = ManagedClient;
 
-    async fn on_open(&self, ws: &ManagedSocket<S::Out>) -> Result<()> {
-        let options = self.options();
+    async fn start(service: &S, ns: &Namespace, fleet: &Fleet) -> Result<()> {
+        let state = state(ns).ok_or("the namespace already holds another protocol's state")?;
+        // Every connection of the namespace sends through its client's gate.
+        let _ = ns.shared().seal_for.set(gate::seal_for);
+        bus::connect(
+            S::NAME,
+            ns,
+            &state,
+            fleet,
+            &service.options().channel_prefix,
+        )
+    }
+
+    async fn open(service: &S, ws: &ManagedSocket<S::Out>) -> Result<()> {
+        let options = service.options();
         ws.data().values.set_key_exchange(client::KeyExchange {
             required: options.require_encryption,
             ignis: options.ignis_key_exchange,
@@ -369,45 +386,24 @@ impl<S: ManagedService> WebSocketService for S {
         Ok(())
     }
 
-    async fn on_message(&self, _ws: &ManagedSocket<S::Out>, _message: S::In) -> Result<()> {
-        // Never called: `__dispatch` routes every message of a managed service.
-        Ok(())
-    }
-
-    fn __dispatch(
-        &self,
+    fn receive(
+        service: &S,
         ws: &ManagedSocket<S::Out>,
         message: Message,
     ) -> impl Future<Output = Result<()>> + Send {
-        dispatch(self, ws, message)
+        dispatch(service, ws, message)
     }
 
-    async fn __attach(&self, ns: &Namespace, env: &AttachEnv) -> Result<()> {
-        let state = state(ns).ok_or("the namespace already holds another protocol's state")?;
-        // Every connection of the namespace sends through its client's gate.
-        let _ = ns.shared().seal_for.set(gate::seal_for);
-        if let Some(url) = &env.managed_redis {
-            let prefix = self.options().channel_prefix;
-            env.claim_prefix(&prefix, S::NAME)?;
-            bus::connect(ns, &state, url, &prefix).await?;
-        }
-        Ok(())
-    }
+    async fn drain(_service: &S, _ws: &ManagedSocket<S::Out>) {}
 
-    async fn __detach(&self, ns: &Namespace) {
-        if let Some(state) = ns.extension_get::<ManagedState>() {
-            bus::disconnect(&state).await;
-        }
-    }
-
-    async fn on_close(&self, ws: &ManagedSocket<S::Out>, code: u16, reason: &str) {
+    async fn close(service: &S, ws: &ManagedSocket<S::Out>, code: u16, reason: &str) {
         let client = &ws.data().values;
         if let Some(user) = client.disconnected()
             && let Some(state) = state(ws.namespace())
         {
             state.remove_session(&user, ws.id());
         }
-        self.on_disconnected(ws, code, reason).await;
+        service.on_disconnected(ws, code, reason).await;
     }
 }
 
@@ -820,38 +816,52 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
-/// The fleet bus of managed services: Ignis's Redis layout (`ws:client:{id}`,
-/// `ws:user:{id}`, `ws:room:{room}`, `ws:broadcast`), when the app names a Redis, under the
-/// service's channel prefix (`ws` by default): services under different prefixes never hear
-/// each other, and the app refuses to start two under one.
-#[cfg(feature = "redis")]
+/// The managed protocol across instances: Ignis's layout of channels (`ws:client:{id}`,
+/// `ws:user:{id}`, `ws:room:{room}`, `ws:broadcast`, under the service's channel prefix) on
+/// the app's transport. Services under different prefixes never hear each other, and the
+/// app refuses to start two under one.
 mod bus {
-    use std::pin::Pin;
     use std::sync::Weak;
 
     use super::send::{FleetBus, Target};
     use super::*;
-    use crate::transport::ignis::{IgnisBus, IgnisEnvelope, IgnisSink, IgnisTarget};
+    use crate::transport::ignis::{IgnisEnvelope, IgnisTarget};
+    use crate::transport::{Heard, Listener, Outbound, Transport};
 
     /// Deliveries from other instances (and emitters) into this namespace.
     struct Sink {
         ns: Namespace,
         state: Weak<ManagedState>,
+        prefix: String,
     }
 
-    impl IgnisSink for Sink {
-        fn deliver(&self, envelope: IgnisEnvelope) {
+    impl Listener for Sink {
+        fn deliver(&self, channel: &str, payload: &[u8]) -> Heard {
             let Some(state) = self.state.upgrade() else {
-                return;
+                return Heard::Own;
             };
+            if !crate::channel::within_containers(payload, DecodeError::MAX_CONTAINERS) {
+                return Heard::Refused("too many arrays and objects".to_owned());
+            }
+            let envelope = match IgnisEnvelope::decode(payload) {
+                Ok(envelope) => envelope,
+                Err(error) => return Heard::Refused(format!("not a managed envelope: {error}")),
+            };
+            if envelope.server_id == state.server_id {
+                return Heard::Own;
+            }
+            // The channel says whom a message is for; the envelope must agree (a `client`
+            // message published on a room's channel is not delivered to that client).
+            if envelope.channel_under(&self.prefix) != channel {
+                return Heard::Refused("the envelope's target is not its channel's".to_owned());
+            }
             let target = match (envelope.kind, envelope.target.as_deref()) {
                 (IgnisTarget::Client, Some(id)) => Target::Client(id),
                 (IgnisTarget::User, Some(user)) => Target::User(user),
                 (IgnisTarget::Room, Some(room)) => Target::Room(room),
                 (IgnisTarget::Broadcast, _) => Target::Broadcast,
                 (kind, None) => {
-                    tracing::warn!(target: "asena::managed", ?kind, "fleet message without a target dropped");
-                    return;
+                    return Heard::Refused(format!("a `{kind:?}` message without a target"));
                 }
             };
             let exclude: Vec<&str> = envelope
@@ -860,18 +870,31 @@ mod bus {
                 .flatten()
                 .map(String::as_str)
                 .collect();
-            if let Err(error) =
-                state.deliver_local(&self.ns, &target, &envelope.event, &envelope.data, &exclude)
+            match state.deliver_local(&self.ns, &target, &envelope.event, &envelope.data, &exclude)
             {
-                tracing::warn!(target: "asena::managed", %error, "fleet message not delivered");
+                Ok(_) => Heard::Delivered,
+                Err(error) => Heard::Refused(error.to_string()),
             }
         }
     }
 
-    #[derive(Debug)]
-    struct RedisBus(IgnisBus);
+    /// Publishes this namespace's deliveries on the transport.
+    struct TransportBus {
+        transport: Arc<dyn Transport>,
+        prefix: String,
+        server_id: String,
+    }
 
-    impl FleetBus for RedisBus {
+    impl std::fmt::Debug for TransportBus {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("TransportBus")
+                .field("transport", &self.transport.name())
+                .field("prefix", &self.prefix)
+                .finish()
+        }
+    }
+
+    impl FleetBus for TransportBus {
         fn publish(&self, target: &Target<'_>, event: &str, data: &Value, exclude: &[&str]) {
             let (kind, target) = match *target {
                 Target::Client(id) => (IgnisTarget::Client, Some(id.to_owned())),
@@ -879,60 +902,51 @@ mod bus {
                 Target::Room(room) => (IgnisTarget::Room, Some(room.to_owned())),
                 Target::Broadcast => (IgnisTarget::Broadcast, None),
             };
-            self.0.publish(IgnisEnvelope {
-                server_id: self.0.server_id().to_owned(),
+            let envelope = IgnisEnvelope {
+                server_id: self.server_id.clone(),
                 kind,
                 target,
                 event: event.to_owned(),
                 data: data.clone(),
                 exclude: (!exclude.is_empty())
                     .then(|| exclude.iter().map(|c| (*c).to_owned()).collect()),
-            });
-        }
-
-        fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-            Box::pin(self.0.shutdown())
+            };
+            self.transport.publish(Outbound::channel(
+                envelope.channel_under(&self.prefix),
+                envelope.encode().into(),
+            ));
         }
     }
 
-    pub(super) async fn connect(
+    /// Puts the namespace of `service` on the fleet's transport under `prefix` (nothing to
+    /// do for a single instance).
+    pub(super) fn connect(
+        service: &'static str,
         ns: &Namespace,
         state: &Arc<ManagedState>,
-        url: &str,
+        fleet: &Fleet,
         prefix: &str,
     ) -> Result<()> {
+        let transport = fleet.transport();
+        if transport.is_local() {
+            return Ok(());
+        }
         let sink = Arc::new(Sink {
             ns: ns.clone(),
             state: Arc::downgrade(state),
+            prefix: prefix.to_owned(),
         });
-        let bus = IgnisBus::connect_under(prefix, url, state.server_id.clone(), sink).await?;
-        tracing::info!(target: "asena::managed", path = %ns.path(), server_id = %state.server_id, prefix, "managed service on the fleet bus");
-        if state.bus.set(Arc::new(RedisBus(bus))).is_err() {
-            return Err("the managed service is already on a fleet bus".into());
+        fleet.listen(prefix, service, sink)?;
+        let bus = TransportBus {
+            transport: transport.clone(),
+            prefix: prefix.to_owned(),
+            server_id: state.server_id.clone(),
+        };
+        if state.bus.set(Arc::new(bus)).is_err() {
+            return Err("the managed service is already on the fleet's transport".into());
         }
+        tracing::info!(target: "asena::managed", path = %ns.path(), server_id = %state.server_id, prefix, transport = transport.name(), "managed service on the fleet's transport");
         Ok(())
-    }
-
-    pub(super) async fn disconnect(state: &ManagedState) {
-        state.shutdown_bus().await;
-    }
-}
-
-#[cfg(not(feature = "redis"))]
-mod bus {
-    use super::*;
-
-    pub(super) async fn connect(
-        _ns: &Namespace,
-        _state: &Arc<ManagedState>,
-        url: &str,
-        _prefix: &str,
-    ) -> Result<()> {
-        Err(format!("managed services share users and rooms over Redis ({url}), which needs the `redis` feature").into())
-    }
-
-    pub(super) async fn disconnect(state: &ManagedState) {
-        state.shutdown_bus().await;
     }
 }
 

@@ -11,15 +11,17 @@ use serde_json::Value;
 
 use crate::channel::Raw;
 use crate::frame::Frame;
-use crate::namespace::{Namespace, SendError, SocketRef};
+use crate::namespace::{Namespace, SendError, Socket, SocketRef};
+
+use super::ManagedClient;
 
 /// What a managed namespace keeps besides its sockets: who is online as which user, and
-/// the fleet bus.
+/// where deliveries for other instances go.
 #[derive(Debug)]
 pub(crate) struct ManagedState {
     /// user id → that user's local client ids.
     users: Mutex<HashMap<String, Vec<Arc<str>>>>,
-    /// This server's id on the fleet bus (self-dedup).
+    /// This server's id in the fleet's envelopes (self-dedup).
     pub(crate) server_id: String,
     pub(crate) bus: OnceLock<Arc<dyn FleetBus>>,
 }
@@ -34,12 +36,11 @@ impl Default for ManagedState {
     }
 }
 
-/// Where deliveries for other instances go (the Ignis layout over Redis).
+/// Where deliveries for other instances go (the managed layout of channels on the app's
+/// transport).
 pub(crate) trait FleetBus: Send + Sync + std::fmt::Debug + 'static {
     /// Hands a delivery to the other instances.
     fn publish(&self, target: &Target<'_>, event: &str, data: &Value, exclude: &[&str]);
-    /// Disconnects.
-    fn shutdown(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 /// Who a delivery is for.
@@ -121,13 +122,6 @@ impl ManagedState {
         Ok(n)
     }
 
-    /// Disconnects the fleet bus, if any.
-    pub(crate) async fn shutdown_bus(&self) {
-        if let Some(bus) = self.bus.get() {
-            bus.shutdown().await;
-        }
-    }
-
     /// Local delivery, then the other instances.
     pub(crate) fn deliver(
         &self,
@@ -190,7 +184,7 @@ fn not_an_event() -> serde_json::Error {
 }
 
 /// Sends to the clients of a managed service, on every instance. Get it with
-/// [`Namespace::managed`] (`ws.namespace().managed()`, `ulak.managed()`). Cheap to clone.
+/// `ws.managed()` in a managed service's handlers, `ulak.managed()` elsewhere. Cheap to clone.
 ///
 /// Every method returns the number of *local* recipients; only authenticated clients
 /// receive anything, and `exclude` lists client ids to skip.
@@ -220,19 +214,40 @@ impl<O> std::fmt::Debug for Managed<O> {
 }
 
 impl<O> Namespace<O> {
-    /// The managed-protocol sender of this namespace; `None` unless its service is a
-    /// [`ManagedService`](crate::ManagedService).
-    pub fn managed(&self) -> Option<Managed<O>> {
-        let state = self.extension_get::<ManagedState>()?;
-        Some(Managed {
+    /// The managed-protocol sender of this namespace, whose service speaks the managed
+    /// protocol (the types of the callers, `ManagedSocket` and `Ulak<N>` of a managed `N`,
+    /// say so).
+    pub(crate) fn managed(&self) -> Managed<O> {
+        let state = self
+            .extension(ManagedState::default)
+            .expect("a namespace's extension state is the managed protocol's");
+        Managed {
             ns: self.raw(),
             state,
             _out: PhantomData,
-        })
+        }
+    }
+}
+
+impl<O> Socket<ManagedClient, O> {
+    /// The managed-protocol sender of this socket's service: to a client, a user's every
+    /// session, a room or everyone, on every instance.
+    pub fn managed(&self) -> Managed<O> {
+        self.namespace().managed()
     }
 }
 
 impl<O> Managed<O> {
+    /// The untyped sender: any `(event, data)` pair, whatever the service declares it
+    /// `sends`.
+    pub fn raw(&self) -> Managed {
+        Managed {
+            ns: self.ns.clone(),
+            state: self.state.clone(),
+            _out: PhantomData,
+        }
+    }
+
     fn send(
         &self,
         target: Target<'_>,

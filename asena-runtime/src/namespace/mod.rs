@@ -182,11 +182,6 @@ impl<O> Namespace<O> {
             .ok()
     }
 
-    /// The namespace's extension state, if it holds a `T`.
-    pub(crate) fn extension_get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        self.inner.extension.get()?.clone().downcast::<T>().ok()
-    }
-
     /// The same namespace sending `P`.
     pub(crate) fn retype<P>(&self) -> Namespace<P> {
         Namespace {
@@ -394,15 +389,15 @@ impl<O> Namespace<O> {
     }
 
     /// Hands a message to the transport, if any; `interest` when only the members of a named
-    /// room receive it (see [`Outbound::interest`]).
+    /// room receive it (see [`Route::Topic`](crate::transport::Route::Topic)).
     fn publish(&self, topic: String, frame: &Frame, interest: bool) {
         if let Some(t) = &self.inner.transport {
-            t.publish(Outbound {
+            t.publish(Outbound::topic(
                 topic,
-                payload: frame.payload_bytes(),
-                binary: !frame.is_text(),
+                frame.payload_bytes(),
+                !frame.is_text(),
                 interest,
-            });
+            ));
         }
     }
 

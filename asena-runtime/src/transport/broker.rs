@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Inbound, Outbound, TransportError};
+use super::{Heard, Inbound, Outbound, Route, TransportError};
 use crate::error::BoxError;
 use crate::wire::Envelope;
 
@@ -33,9 +33,13 @@ pub(crate) fn new_pod_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Encodes an outgoing message as the wire envelope.
+/// What goes on the broker for an outgoing message: a topic's message wrapped in the wire
+/// envelope, a named channel's as it is.
 pub(crate) fn encode_outbound(msg: &Outbound, pod_id: &str) -> Vec<u8> {
-    Envelope::encode(&msg.topic, &msg.payload, msg.binary, pod_id)
+    match &msg.route {
+        Route::Topic { topic, .. } => Envelope::encode(topic, &msg.payload, msg.binary, pod_id),
+        Route::Channel(_) => msg.payload.to_vec(),
+    }
 }
 
 /// Counters of a broker transport, as returned by `stats()`.
@@ -269,6 +273,36 @@ impl Backoff {
         // Up to 20% jitter so a fleet does not reconnect in lockstep.
         let jitter_ms = fastrand::u64(0..=base.as_millis() as u64 / 5);
         base + Duration::from_millis(jitter_ms)
+    }
+}
+
+/// Hands a message on a named channel to its listener, and counts what it made of it; a
+/// refusal is logged for the first ten errors and then once in a thousand.
+pub(crate) fn handle_channel(
+    channel: &str,
+    payload: &[u8],
+    inbound: &Inbound,
+    counters: &Counters,
+    transport: &'static str,
+) {
+    let heard = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        inbound.deliver_channel(channel, payload)
+    }));
+    let why = match heard {
+        Ok(Heard::Delivered) => {
+            Counters::add(&counters.received, 1);
+            return;
+        }
+        Ok(Heard::Own) => return,
+        Ok(Heard::Refused(why)) => why,
+        Err(_) => "its listener panicked".to_owned(),
+    };
+    let errors = counters.errors.fetch_add(1, Ordering::Relaxed) + 1;
+    let channel: String = channel.chars().take(64).collect();
+    if errors <= 10 || errors.is_multiple_of(1000) {
+        tracing::warn!(target: "asena::transport", transport, channel, error = %why, errors, "dropping a message");
+    } else {
+        tracing::debug!(target: "asena::transport", transport, channel, error = %why, "dropping a message");
     }
 }
 

@@ -8,9 +8,7 @@
 
 use super::TransportError;
 use super::broker::{CONNECT_TIMEOUT, new_pod_id};
-#[cfg(feature = "redis")]
 use super::ignis::{EMITTER_SERVER_ID, IgnisEnvelope};
-#[cfg(feature = "nats")]
 use crate::error::BoxError;
 use crate::frame::{Frame, IntoFrame};
 use crate::wire::{self, Envelope};
@@ -50,9 +48,16 @@ fn short(name: &str) -> String {
 }
 
 /// A managed message's `data` as JSON.
-#[cfg(feature = "redis")]
 fn to_data(data: impl serde::Serialize) -> Result<serde_json::Value, TransportError> {
     serde_json::to_value(data).map_err(|e| TransportError::Other(Box::new(e)))
+}
+
+/// Where [`Emitter::send`] sends.
+enum Destination<'a> {
+    /// The fleet's channel (Redis) or subject (NATS).
+    Fleet,
+    /// A named channel of the managed layout.
+    Channel(&'a str),
 }
 
 enum Backend {
@@ -71,7 +76,7 @@ enum Backend {
 /// (`nats://…`), with its own random pod id, so every instance delivers its messages to its
 /// local sockets.
 ///
-/// Managed services (Ignis's layout, see [`ignis`](super::ignis)) are reached over Redis with
+/// Managed services (Ignis's layout, see [`ignis`](super::ignis)) are reached, over Redis or NATS, with
 /// [`to_client`](Emitter::to_client), [`to_user`](Emitter::to_user),
 /// [`to_room_event`](Emitter::to_room_event) and [`broadcast_event`](Emitter::broadcast_event),
 /// which publish with the `serverId` [`EMITTER_SERVER_ID`](super::ignis::EMITTER_SERVER_ID).
@@ -92,7 +97,6 @@ pub struct Emitter {
     pod_id: String,
     channel: String,
     /// The channel prefix of the managed services it sends to (`ws`, Ignis's).
-    #[cfg(feature = "redis")]
     managed_prefix: String,
 }
 
@@ -178,7 +182,6 @@ impl Emitter {
             backend,
             pod_id: new_pod_id(),
             channel: channel.to_owned(),
-            #[cfg(feature = "redis")]
             managed_prefix: super::ignis::DEFAULT_PREFIX.to_owned(),
         })
     }
@@ -194,7 +197,6 @@ impl Emitter {
     /// Sends the managed events (`to_client`, `to_user`, `to_room_event`,
     /// `broadcast_event`) on the channels under `prefix` instead of Ignis's `ws`: the
     /// `ManagedOptions::channel_prefix` of the service they are for.
-    #[cfg(feature = "redis")]
     pub fn managed_prefix(mut self, prefix: impl Into<String>) -> Emitter {
         self.managed_prefix = prefix.into();
         self
@@ -261,27 +263,45 @@ impl Emitter {
             .into_frame()
             .map_err(|e| TransportError::Other(Box::new(e)))?;
         let body = Envelope::encode(topic, frame.payload(), !frame.is_text(), &self.pod_id);
+        self.send(Destination::Fleet, body).await
+    }
+
+    /// Sends `body` on the fleet's channel (or subject), or on a named channel; returns once
+    /// the broker has it.
+    async fn send(&self, to: Destination<'_>, body: Vec<u8>) -> Result<(), TransportError> {
+        let failed = |e: BoxError| TransportError::Other(e);
         match &self.backend {
             #[cfg(feature = "redis")]
             Backend::Redis(conn) => {
+                let channel = match to {
+                    Destination::Fleet => self.channel.as_str(),
+                    Destination::Channel(named) => named,
+                };
                 let mut conn = conn.clone();
                 ::redis::cmd("PUBLISH")
-                    .arg(&self.channel)
+                    .arg(channel)
                     .arg(body)
                     .query_async::<i64>(&mut conn)
                     .await
-                    .map_err(|e| TransportError::Other(Box::new(e)))?;
+                    .map_err(|e| failed(Box::new(e)))?;
             }
             #[cfg(feature = "nats")]
             Backend::Nats(client) => {
+                let subject = match to {
+                    Destination::Fleet => self.channel.clone(),
+                    Destination::Channel(named) => {
+                        super::nats::channel_subject(&self.channel, named).ok_or_else(|| {
+                            TransportError::Other(
+                                format!("{:?} has no prefix", short(named)).into(),
+                            )
+                        })?
+                    }
+                };
                 client
-                    .publish(self.channel.clone(), bytes::Bytes::from(body))
+                    .publish(subject, bytes::Bytes::from(body))
                     .await
-                    .map_err(|e| TransportError::Other(Box::new(e)))?;
-                client
-                    .flush()
-                    .await
-                    .map_err(|e| TransportError::Other(Box::new(e)))?;
+                    .map_err(|e| failed(Box::new(e)))?;
+                client.flush().await.map_err(|e| failed(Box::new(e)))?;
             }
             #[cfg(not(any(feature = "redis", feature = "nats")))]
             Backend::None(n) => match *n {},
@@ -291,7 +311,6 @@ impl Emitter {
 
     /// Sends `event` with `data` to one connection of a managed service, on whichever server
     /// holds it (`ws:client:{client_id}`). Redis only.
-    #[cfg(feature = "redis")]
     pub async fn to_client(
         &self,
         client_id: &str,
@@ -308,7 +327,6 @@ impl Emitter {
 
     /// Sends `event` with `data` to every session of a managed service's user, on every
     /// server (`ws:user:{user_id}`). Redis only.
-    #[cfg(feature = "redis")]
     pub async fn to_user(
         &self,
         user_id: &str,
@@ -328,7 +346,6 @@ impl Emitter {
     ///
     /// The managed counterpart of [`to_room`](Emitter::to_room), which addresses an Asena
     /// service's room.
-    #[cfg(feature = "redis")]
     pub async fn to_room_event(
         &self,
         room: &str,
@@ -348,7 +365,6 @@ impl Emitter {
     /// on every server (`ws:broadcast`). Redis only.
     ///
     /// The managed counterpart of [`broadcast`](Emitter::broadcast).
-    #[cfg(feature = "redis")]
     pub async fn broadcast_event(
         &self,
         event: &str,
@@ -362,35 +378,20 @@ impl Emitter {
         .await
     }
 
-    /// Publishes an Ignis envelope on its channel; returns once Redis has it.
-    #[cfg(feature = "redis")]
+    /// Publishes a managed envelope on its channel; returns once the broker has it.
     async fn publish_ignis(
         &self,
         operation: &'static str,
         envelope: IgnisEnvelope,
     ) -> Result<(), TransportError> {
-        match &self.backend {
-            Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                let channel = envelope.channel_under(&self.managed_prefix);
-                ::redis::cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg(envelope.encode())
-                    .query_async::<i64>(&mut conn)
-                    .await
-                    .map_err(|e| TransportError::Other(Box::new(e)))?;
-                tracing::debug!(target: "asena::transport", operation, %channel, "emitted a managed message");
-                Ok(())
-            }
-            #[cfg(feature = "nats")]
-            Backend::Nats(_) => Err(TransportError::Other(
-                format!(
-                    "Emitter::{operation} needs a redis:// emitter: managed services talk \
-                     over Redis only, and this emitter is connected to NATS"
-                )
-                .into(),
-            )),
-        }
+        let channel = envelope.channel_under(&self.managed_prefix);
+        self.send(
+            Destination::Channel(&channel),
+            envelope.encode().into_bytes(),
+        )
+        .await?;
+        tracing::debug!(target: "asena::transport", operation, channel = %short(&channel), "emitted a managed message");
+        Ok(())
     }
 
     /// Flushes and disconnects.

@@ -12,9 +12,12 @@
 //! [`NatsTransport`] share (counters, queue, backoff) lives in `broker.rs`; the [`Emitter`]
 //! publishes into a fleet from a process without a server.
 //!
-//! Managed services (Ignis's model: authenticated clients with user ids, rooms) talk over
-//! Redis in Ignis's layout instead, one channel per target; [`ignis`] holds that format and
-//! the [`IgnisBus`] that carries it (feature `redis`).
+//! One bus carries two layouts of channels ([`Route`]): Asena's topics, wrapped in the
+//! [`wire`](crate::wire) envelope, which the namespaces deliver; and named channels
+//! `<prefix>:<rest>`, carried as they are, which a protocol's [`Listener`] takes. The
+//! managed protocol uses the second for Ignis's layout (`ws:room:{room}`, one channel per
+//! target; [`ignis`] holds the format), so managed services reach every instance over any
+//! transport: Redis, a Redis Cluster or NATS.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +29,6 @@ use crate::error::BoxError;
 
 mod broker;
 mod emitter;
-#[cfg(feature = "redis")]
 pub mod ignis;
 #[cfg(feature = "nats")]
 mod nats;
@@ -35,8 +37,7 @@ mod redis;
 
 pub use broker::TransportStats;
 pub use emitter::Emitter;
-#[cfg(feature = "redis")]
-pub use ignis::{IgnisBus, IgnisEnvelope, IgnisSink, IgnisTarget};
+pub use ignis::{IgnisEnvelope, IgnisTarget};
 #[cfg(feature = "nats")]
 pub use nats::NatsTransport;
 #[cfg(feature = "redis")]
@@ -74,18 +75,62 @@ pub enum TransportError {
 /// A message leaving this instance.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    /// The topic (see [`wire`](crate::wire)): `"<namespace>.<room>"`, or
-    /// `"<namespace>.__"` for a broadcast.
-    pub topic: String,
+    /// Where it goes.
+    pub route: Route,
     /// The message bytes (text is UTF-8).
     pub payload: Bytes,
     /// Whether the message is binary.
     pub binary: bool,
-    /// Whether only the members of a named room receive it ([`wire::routes_by_interest`](crate::wire::routes_by_interest)):
-    /// a transport that routes by interest sends it only to the instances that subscribed to
-    /// its topic (see [`Transport::subscribe`]). False for broadcasts, messages to one
-    /// socket and the fleet's announcements, which every instance receives.
-    pub interest: bool,
+}
+
+/// Where an [`Outbound`] message goes: one bus, two layouts of channels on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A topic of Asena's layout (see [`wire`](crate::wire)): `"<namespace>.<room>"`, or
+    /// `"<namespace>.__"` for a broadcast. The transport wraps the payload in the fleet
+    /// envelope and picks the channel.
+    Topic {
+        /// The topic.
+        topic: String,
+        /// Whether only the members of a named room receive it
+        /// ([`wire::routes_by_interest`](crate::wire::routes_by_interest)): a transport that
+        /// routes by interest sends it only to the instances that subscribed to its topic
+        /// (see [`Transport::subscribe`]). False for broadcasts, messages to one socket and
+        /// the fleet's announcements, which every instance receives.
+        interest: bool,
+    },
+    /// A named channel of a protocol's own layout, `<prefix>:<rest>` (the managed
+    /// protocol's `ws:room:lobby`): the payload travels as it is, and reaches the
+    /// [`Listener`] of its prefix on every instance, this one included.
+    Channel(String),
+}
+
+impl Outbound {
+    /// A message on an Asena topic.
+    pub fn topic(topic: String, payload: Bytes, binary: bool, interest: bool) -> Outbound {
+        Outbound {
+            route: Route::Topic { topic, interest },
+            payload,
+            binary,
+        }
+    }
+
+    /// A text message on a named channel.
+    pub fn channel(channel: String, payload: Bytes) -> Outbound {
+        Outbound {
+            route: Route::Channel(channel),
+            payload,
+            binary: false,
+        }
+    }
+
+    /// The topic or channel, for logs.
+    pub fn address(&self) -> &str {
+        match &self.route {
+            Route::Topic { topic, .. } => topic,
+            Route::Channel(channel) => channel,
+        }
+    }
 }
 
 /// Moves messages between app instances.
@@ -117,7 +162,7 @@ pub trait Transport: Send + Sync + 'static {
     fn destroy(&self) -> BoxFuture<'_, ()>;
 
     /// Whether room messages go only to the instances subscribed to their topic (see
-    /// [`subscribe`](Self::subscribe) and [`Outbound::interest`]); false for a transport
+    /// [`subscribe`](Self::subscribe) and [`Route::Topic`]); false for a transport
     /// whose instances all receive everything.
     fn routes_by_interest(&self) -> bool {
         false
@@ -163,10 +208,12 @@ impl Transport for LocalTransport {
     }
 }
 
-/// Where a transport hands messages from other instances: the app's namespaces.
+/// Where a transport hands what arrives: the app's namespaces (Asena's topics) and the
+/// protocols' listeners (named channels).
 #[derive(Clone)]
 pub struct Inbound {
     local: Arc<dyn Deliver>,
+    listeners: Listeners,
 }
 
 /// Local delivery of messages from other instances, implemented by the app's namespaces.
@@ -177,17 +224,78 @@ pub(crate) trait Deliver: Send + Sync + 'static {
     fn paths(&self) -> Vec<&str>;
 }
 
+/// Takes the messages of the named channels under one prefix ([`Route::Channel`]), from
+/// every instance (its own included: a listener recognises and skips its own messages).
+///
+/// `deliver` runs on the transport's receiving task, one message at a time in the order the
+/// broker sent them: it must not block. A panic is caught, logged and counted.
+pub trait Listener: Send + Sync + 'static {
+    /// A message arrived on `channel`.
+    fn deliver(&self, channel: &str, payload: &[u8]) -> Heard;
+}
+
+/// What a [`Listener`] made of a message; the transport counts it
+/// ([`TransportStats::received`] or [`errors`](TransportStats::errors)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// Delivered to the local sockets it addresses.
+    Delivered,
+    /// This instance's own message, back from the broker: skipped.
+    Own,
+    /// Not a message of the listener's layout, or not for the channel it came on; dropped.
+    Refused(String),
+}
+
+/// The listeners of an app, by channel prefix (`ws` listens on `ws:…`). Filled while the
+/// app starts its services, before the transport starts, which subscribes to every prefix.
+#[derive(Clone, Default)]
+pub(crate) struct Listeners(
+    Arc<std::sync::RwLock<std::collections::HashMap<String, Arc<dyn Listener>>>>,
+);
+
+impl Listeners {
+    /// Adds the listener of `prefix`; false when the prefix already has one.
+    pub(crate) fn add(&self, prefix: &str, listener: Arc<dyn Listener>) -> bool {
+        let mut map = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.contains_key(prefix) {
+            return false;
+        }
+        map.insert(prefix.to_owned(), listener);
+        true
+    }
+
+    fn get(&self, prefix: &str) -> Option<Arc<dyn Listener>> {
+        let map = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(prefix).cloned()
+    }
+
+    fn prefixes(&self) -> Vec<String> {
+        let map = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.keys().cloned().collect()
+    }
+}
+
 impl std::fmt::Debug for Inbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inbound")
             .field("namespaces", &self.local.paths())
+            .field("channel_prefixes", &self.listeners.prefixes())
             .finish()
     }
 }
 
 impl Inbound {
-    pub(crate) fn new(local: Arc<dyn Deliver>) -> Inbound {
-        Inbound { local }
+    pub(crate) fn new(local: Arc<dyn Deliver>, listeners: Listeners) -> Inbound {
+        Inbound { local, listeners }
     }
 
     /// Delivers a message from another instance to the local sockets `topic` addresses (see
@@ -197,10 +305,37 @@ impl Inbound {
         self.local.deliver(topic, payload, binary)
     }
 
+    /// Hands a message on a named channel (`<prefix>:<rest>`) to the listener of its prefix
+    /// (refused when there is none).
+    pub fn deliver_channel(&self, channel: &str, payload: &[u8]) -> Heard {
+        let listener = channel
+            .split_once(':')
+            .and_then(|(prefix, _)| self.listeners.get(prefix));
+        match listener {
+            Some(listener) => listener.deliver(channel, payload),
+            None => Heard::Refused("no listener for this channel".to_owned()),
+        }
+    }
+
     /// Paths of the namespaces this app serves.
     pub fn namespaces(&self) -> Vec<&str> {
         self.local.paths()
     }
+
+    /// The prefixes of the named channels listened to here: a transport subscribes to every
+    /// channel under each (`<prefix>:*`) when it starts.
+    pub fn channel_prefixes(&self) -> Vec<String> {
+        self.listeners.prefixes()
+    }
+}
+
+/// Whether `prefix` can name a family of channels on every transport: 1 to 64 ASCII letters,
+/// digits, `-` and `_` (it becomes a Redis pattern and a NATS subject token).
+pub fn is_channel_prefix(prefix: &str) -> bool {
+    (1..=64).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The transport named by `ASENA_TRANSPORT`: unset, empty or `local` → `None` (local only);

@@ -53,10 +53,10 @@ use tokio::time::Instant;
 
 use super::broker::{
     Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, Interest, LINGER, QUEUE_CAPACITY,
-    RESUBSCRIBE_GRACE, Rooms, TransportStats, encode_outbound, enqueue, handle_incoming,
-    stop_tasks,
+    RESUBSCRIBE_GRACE, Rooms, TransportStats, encode_outbound, enqueue, handle_channel,
+    handle_incoming, stop_tasks,
 };
-use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
+use super::{BoxFuture, Inbound, Outbound, Route, Transport, TransportError};
 use crate::error::BoxError;
 use crate::wire;
 
@@ -215,9 +215,13 @@ impl NatsTransport {
             .map_err(|e| connect_error(Box::new(e)))?
             .map_err(|e| connect_error(Box::new(e)))?;
         let subscribed = async {
-            let sub = client.subscribe(self.core.channel.clone()).await?;
+            let mut subs = vec![client.subscribe(self.core.channel.clone()).await?];
+            for prefix in inbound.channel_prefixes() {
+                let wildcard = format!("{}.{CHANNELS}.{prefix}.>", self.core.channel);
+                subs.push(client.subscribe(wildcard).await?);
+            }
             confirm_subscription(&client, &self.core.channel, &self.core.pod_id).await?;
-            Ok::<_, BoxError>(sub)
+            Ok::<_, BoxError>(futures_util::stream::select_all(subs))
         };
         let subscriber = match tokio::time::timeout(CONNECT_TIMEOUT, subscribed).await {
             Ok(Ok(sub)) => sub,
@@ -265,6 +269,7 @@ impl NatsTransport {
         }
         let pod_id = self.core.pod_id.clone();
         let counters = self.core.counters.clone();
+        let base = self.core.channel.clone();
         let mut shutdown_sub = shutdown_rx;
         let mut subscriber = subscriber;
         let sub_task = tokio::spawn(async move {
@@ -272,7 +277,10 @@ impl NatsTransport {
                 tokio::select! {
                     _ = shutdown_sub.changed() => return,
                     msg = subscriber.next() => match msg {
-                        Some(msg) => handle_incoming(&msg.payload, &pod_id, &inbound, &counters, "nats"),
+                        Some(msg) => match subject_channel(&base, &msg.subject) {
+                            Some(channel) => handle_channel(&channel, &msg.payload, &inbound, &counters, "nats"),
+                            None => handle_incoming(&msg.payload, &pod_id, &inbound, &counters, "nats"),
+                        },
                         None => return,
                     }
                 }
@@ -510,13 +518,25 @@ impl Publisher {
         let max_payload = self.client.max_payload();
         self.max_payload.store(max_payload, Ordering::Relaxed);
         if body.len() > max_payload {
-            refuse_oversize(&self.counters, body.len(), max_payload, &msg.topic);
+            refuse_oversize(&self.counters, body.len(), max_payload, msg.address());
             return;
         }
-        let subject = match self.by_interest && msg.interest {
-            true => wire::nats_room_subject(&self.subject, &msg.topic)
+        let subject = match &msg.route {
+            Route::Topic {
+                topic,
+                interest: true,
+            } if self.by_interest => wire::nats_room_subject(&self.subject, topic)
                 .map_or_else(|| fleet.clone(), async_nats::Subject::from),
-            false => fleet.clone(),
+            Route::Topic { .. } => fleet.clone(),
+            Route::Channel(channel) => match channel_subject(&self.subject, channel) {
+                Some(subject) => async_nats::Subject::from(subject),
+                None => {
+                    Counters::add(&self.counters.dropped, 1);
+                    Counters::add(&self.counters.errors, 1);
+                    tracing::warn!(target: "asena::transport", transport = "nats", "a named channel without a prefix; not sent");
+                    return;
+                }
+            },
         };
         match self.client.publish(subject, body).await {
             Ok(()) => Counters::add(&self.counters.published, 1),
@@ -538,6 +558,48 @@ fn refuse_oversize(counters: &Counters, size: usize, max_payload: usize, topic: 
         let topic: String = topic.chars().take(64).collect();
         tracing::warn!(target: "asena::transport", transport = "nats", size, max_payload, %topic, refused = refused + 1, "message larger than the server's max_payload; not sent");
     }
+}
+
+/// The token between the fleet subject and a prefix in the subjects of named channels:
+/// `<base>.c.<prefix>.<rest>` carries the channel `<prefix>:<rest>`.
+const CHANNELS: &str = "c";
+
+/// The subject of the named channel `<prefix>:<rest>`: `<base>.c.<prefix>.<rest>`, the rest
+/// escaped into one token (bytes other than ASCII letters, digits, `-`, `_`, `/` and `:` as
+/// `%XX`). `None` for a channel without a prefix.
+pub(crate) fn channel_subject(base: &str, channel: &str) -> Option<String> {
+    use std::fmt::Write as _;
+    let (prefix, rest) = channel.split_once(':')?;
+    let mut subject = format!("{base}.{CHANNELS}.{prefix}.");
+    for byte in rest.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'/' | b':') {
+            subject.push(char::from(byte));
+        } else {
+            let _ = write!(subject, "%{byte:02X}");
+        }
+    }
+    Some(subject)
+}
+
+/// The named channel a subject carries (the inverse of [`channel_subject`]); `None` for the
+/// fleet's and the rooms' subjects.
+fn subject_channel(base: &str, subject: &str) -> Option<String> {
+    let tail = subject.strip_prefix(base)?.strip_prefix('.')?;
+    let tail = tail.strip_prefix(CHANNELS)?.strip_prefix('.')?;
+    let (prefix, rest) = tail.split_once('.')?;
+    let mut bytes = Vec::with_capacity(prefix.len() + 1 + rest.len());
+    bytes.extend_from_slice(prefix.as_bytes());
+    bytes.push(b':');
+    let mut escaped = rest.bytes();
+    while let Some(byte) = escaped.next() {
+        if byte == b'%' {
+            let hex = [escaped.next()?, escaped.next()?];
+            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            bytes.push(byte);
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// The least an outgoing message's envelope can take: its payload, base64 for binary.
@@ -566,7 +628,7 @@ impl Transport for NatsTransport {
         let max_payload = self.max_payload.load(Ordering::Relaxed);
         let least = envelope_size_at_least(&message);
         if max_payload > 0 && least > max_payload {
-            refuse_oversize(&self.core.counters, least, max_payload, &message.topic);
+            refuse_oversize(&self.core.counters, least, max_payload, message.address());
             return;
         }
         enqueue(self.core.queue.get(), &self.core.counters, "nats", message);
@@ -616,5 +678,34 @@ impl Transport for NatsTransport {
             drop(running.client);
             tracing::info!(target: "asena::transport", transport = "nats", pod_id = %self.core.pod_id, "disconnected");
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_channels_round_trip_through_subjects() {
+        let base = wire::NATS_SUBJECT;
+        for channel in [
+            "ws:room:lobby",
+            "ws:user:u-42",
+            "ws:broadcast",
+            "ws:room:a.b c*>%é",
+            "app_2:client:0190a0b0-0000-7000-8000-000000000000",
+        ] {
+            let subject = channel_subject(base, channel).expect("a prefix");
+            let tail = &subject[base.len() + 1..];
+            assert_eq!(tail.split('.').count(), 3, "{subject}: one token per part");
+            assert!(!tail.contains([' ', '*', '>']), "{subject}");
+            assert_eq!(subject_channel(base, &subject).as_deref(), Some(channel));
+        }
+        assert_eq!(channel_subject(base, "no-prefix"), None);
+        // The fleet's and the rooms' subjects carry no named channel.
+        assert_eq!(subject_channel(base, base), None);
+        let room = wire::nats_room_subject(base, "chat.lobby").expect("short");
+        assert_eq!(subject_channel(base, &room), None);
+        assert_eq!(subject_channel(base, &format!("{base}.c.ws.%4")), None);
     }
 }

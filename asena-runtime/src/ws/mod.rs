@@ -2,12 +2,12 @@
 //! connection (`upgrade.rs`, with its Origin policy in `origin.rs`), and the reader and writer loops that run it (`run.rs`).
 
 pub(crate) mod origin;
+pub(crate) mod protocol;
 mod rate;
 pub(crate) mod run;
 pub(crate) mod upgrade;
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,7 +19,9 @@ use crate::channel::{Channel, DecodeError, Receives, Sends};
 use crate::conn::io::Io;
 use crate::error::Result;
 use crate::middleware::{Refusal, TypeMismatch, WsValue};
-use crate::namespace::{Socket, SocketRef, WebSocketData};
+use crate::namespace::{Namespace, Socket, SocketRef, WebSocketData};
+
+pub use protocol::{ChannelProtocol, DataOf, Endpoint, Fleet, Protocol};
 
 /// The handlers of a websocket service.
 ///
@@ -46,8 +48,7 @@ use crate::namespace::{Socket, SocketRef, WebSocketData};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a websocket service (no `impl WebSocketService for {Self}`)",
     label = "not a websocket service",
-    note = "a `#[websocket(path = \"..\")]` struct needs `impl WebSocketService for {Self} {{ type Data = (); async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {{ Ok(()) }} }}`",
-    note = "`Ulak<N>` sends to the sockets of a websocket service `N`; to call a `#[service]`, inject `Arc<{Self}>` instead"
+    note = "a `#[websocket(path = \"..\")]` struct needs `impl WebSocketService for {Self} {{ type Data = (); async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {{ Ok(()) }} }}`; one declared `managed` implements `ManagedService` instead"
 )]
 pub trait WebSocketService: Channel {
     /// The typed values middleware stores with `ctx.set_websocket_value(..)`; sockets read
@@ -166,40 +167,6 @@ pub trait WebSocketService: Channel {
         }
     }
 
-    /// How a message reaches the service: decoded into [`Channel::In`] and handed to
-    /// `on_message`, or to `on_invalid`. Hidden: the managed protocol replaces it.
-    #[doc(hidden)]
-    fn __dispatch(
-        &self,
-        ws: &Socket<Self::Data, Self::Out>,
-        message: crate::frame::Message,
-    ) -> impl Future<Output = Result<()>> + Send
-    where
-        Self: Sized,
-    {
-        run::dispatch(self, ws, message)
-    }
-
-    /// Called once when the app is built, with the service's namespace. Hidden: the managed
-    /// protocol connects its fleet bus here.
-    #[doc(hidden)]
-    fn __attach(
-        &self,
-        ns: &crate::namespace::Namespace,
-        env: &AttachEnv,
-    ) -> impl Future<Output = Result<()>> + Send {
-        let _ = (ns, env);
-        async { Ok(()) }
-    }
-
-    /// Called once when the app shuts down, after every socket closed. Hidden: the managed
-    /// protocol disconnects its fleet bus here.
-    #[doc(hidden)]
-    fn __detach(&self, ns: &crate::namespace::Namespace) -> impl Future<Output = ()> + Send {
-        let _ = ns;
-        async {}
-    }
-
     /// The socket closed (cleanly or not: 1006 when the peer vanished). The socket has
     /// already left every room.
     fn on_close(
@@ -243,54 +210,20 @@ pub trait ErasedService: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = ParsedParams> + Send + 'a>>;
     /// The service's channel for the AsyncAPI document, its schemas made with `generator`.
     fn describe(&self, generator: &mut schemars::SchemaGenerator) -> ChannelSpec;
-    /// [`WebSocketService::__attach`].
-    fn attach<'a>(
+    /// [`Protocol::start`].
+    fn start<'a>(
         &'a self,
-        ns: &'a crate::namespace::Namespace,
-        env: &'a AttachEnv,
+        ns: &'a Namespace,
+        fleet: &'a Fleet,
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
-    /// [`WebSocketService::__detach`].
-    fn detach<'a>(
-        &'a self,
-        ns: &'a crate::namespace::Namespace,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    /// [`Protocol::stop`].
+    fn stop<'a>(&'a self, ns: &'a Namespace) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
     /// Runs a connection to the end.
     fn run(
         self: Arc<Self>,
         socket: SocketRef,
         io: Io,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-}
-
-/// What the app hands services when it is built (see `WebSocketService::__attach`).
-#[doc(hidden)]
-#[derive(Debug, Clone, Default)]
-pub struct AttachEnv {
-    /// The Redis URL managed services share users and rooms through, if any.
-    pub managed_redis: Option<String>,
-    /// The channel prefixes managed services took on that Redis, with the service that took
-    /// each: a second service under one prefix would hear the first one's deliveries.
-    pub managed_prefixes: Arc<std::sync::Mutex<HashMap<String, &'static str>>>,
-}
-
-impl AttachEnv {
-    /// Records that `service` uses channels under `prefix`; fails naming both services when
-    /// another one already does.
-    pub fn claim_prefix(&self, prefix: &str, service: &'static str) -> Result<(), String> {
-        let mut taken = self
-            .managed_prefixes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match taken.get(prefix) {
-            Some(other) => Err(format!(
-                "the managed services {other} and {service} both use the channel prefix `{prefix}` on one Redis, so each would hear the other's deliveries: give one of them its own `ManagedOptions::channel_prefix`"
-            )),
-            None => {
-                taken.insert(prefix.to_owned(), service);
-                Ok(())
-            }
-        }
-    }
 }
 
 /// What [`ErasedService::parse_params`] gives: the typed parameters, or the refusal.
@@ -304,7 +237,7 @@ impl std::fmt::Debug for dyn ErasedService {
 
 struct ServiceAdapter<S>(Arc<S>);
 
-impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
+impl<S: Endpoint> ErasedService for ServiceAdapter<S> {
     fn make_data(
         &self,
         value: Option<WsValue>,
@@ -312,12 +245,12 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
         path: &Arc<str>,
     ) -> std::result::Result<Box<dyn Any + Send + Sync>, TypeMismatch> {
         let values = match value {
-            None => S::Data::default(),
-            Some(v) => match v.value.downcast::<S::Data>() {
+            None => DataOf::<S>::default(),
+            Some(v) => match v.value.downcast::<DataOf<S>>() {
                 Ok(values) => *values,
                 Err(_) => {
                     return Err(TypeMismatch {
-                        expected: std::any::type_name::<S::Data>(),
+                        expected: std::any::type_name::<DataOf<S>>(),
                         found: v.type_name,
                     });
                 }
@@ -331,11 +264,11 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
     }
 
     fn protocols(&self) -> &'static [&'static str] {
-        S::PROTOCOLS
+        S::Protocol::SUBPROTOCOLS
     }
 
     fn require_protocol(&self) -> bool {
-        S::REQUIRE_PROTOCOL
+        S::Protocol::REQUIRE_SUBPROTOCOL
     }
 
     fn parse_params<'a>(
@@ -353,23 +286,23 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
             params: typed_params.then(|| generator.subschema_for::<S::Params>()),
             receives: S::In::schema(generator),
             sends: S::Out::schema(generator),
-            protocols: S::PROTOCOLS.iter().map(|p| (*p).to_owned()).collect(),
+            protocols: S::Protocol::SUBPROTOCOLS
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
         }
     }
 
-    fn attach<'a>(
+    fn start<'a>(
         &'a self,
-        ns: &'a crate::namespace::Namespace,
-        env: &'a AttachEnv,
+        ns: &'a Namespace,
+        fleet: &'a Fleet,
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
-        Box::pin(self.0.__attach(ns, env))
+        Box::pin(S::Protocol::start(&self.0, ns, fleet))
     }
 
-    fn detach<'a>(
-        &'a self,
-        ns: &'a crate::namespace::Namespace,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        Box::pin(self.0.__detach(ns))
+    fn stop<'a>(&'a self, ns: &'a Namespace) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(S::Protocol::stop(&self.0, ns))
     }
 
     fn run(
@@ -381,14 +314,15 @@ impl<S: WebSocketService> ErasedService for ServiceAdapter<S> {
     }
 }
 
-impl<S: WebSocketService> ServiceAdapter<S> {
+impl<S: Endpoint> ServiceAdapter<S> {
     /// Evaluated for every service an app registers, so a bad `PROTOCOLS` or
     /// `REQUIRE_PROTOCOL` fails the build (`cargo build`; `cargo check` does not evaluate it).
-    const VALID_PROTOCOLS: () = check_protocols(S::PROTOCOLS, S::REQUIRE_PROTOCOL);
+    const VALID_PROTOCOLS: () =
+        check_protocols(S::Protocol::SUBPROTOCOLS, S::Protocol::REQUIRE_SUBPROTOCOL);
 }
 
 /// Wraps a built websocket service for the router.
-pub(crate) fn erase<S: WebSocketService>(service: Arc<S>) -> Arc<dyn ErasedService> {
+pub(crate) fn erase<S: Endpoint>(service: Arc<S>) -> Arc<dyn ErasedService> {
     let () = ServiceAdapter::<S>::VALID_PROTOCOLS;
     Arc::new(ServiceAdapter(service))
 }

@@ -16,9 +16,8 @@ use futures_util::FutureExt;
 use tokio::runtime::Handle;
 use tokio::time::{Instant, Sleep};
 
-use super::WebSocketService;
+use super::protocol::{DataOf, Endpoint, Protocol};
 use super::rate::Bucket;
-use crate::channel::Receives;
 use crate::config::RateLimitPolicy;
 use crate::conn::Conn;
 use crate::conn::io::{BufferedSource, Io, Sink, Source, TcpSink, TcpSource};
@@ -43,7 +42,7 @@ const CLOSE_STALL: Duration = Duration::from_secs(10);
 /// Not an `async fn`: one keeps its arguments for as long as it runs, next to what it moved
 /// out of them, so the transport (72 bytes) would be held twice by every idle connection.
 /// What can be done before the first poll is done here, and the box holds only `drive`.
-pub(crate) fn run<S: WebSocketService>(
+pub(crate) fn run<S: Endpoint>(
     service: Arc<S>,
     socket: SocketRef,
     io: Io,
@@ -51,7 +50,7 @@ pub(crate) fn run<S: WebSocketService>(
     let shared = &socket.conn.shared;
     let live = shared.tracker.enter();
     shared.runtime.get_or_init(Handle::current);
-    let socket = Socket::<S::Data, S::Out>::new(socket.retype());
+    let socket = Socket::<DataOf<S>, S::Out>::new(socket.retype());
     match io {
         Io::Tcp { stream, leftover } => {
             let conn = socket.as_socket_ref().conn.clone();
@@ -181,13 +180,13 @@ fn handler_failed(conn: &Arc<Conn>, handler: &'static str, err: &BoxError) {
 #[allow(clippy::manual_async_fn)]
 fn drive<S, R, W>(
     service: Arc<S>,
-    socket: Socket<S::Data, S::Out>,
+    socket: Socket<DataOf<S>, S::Out>,
     live: LiveGuard,
     mut reader: Reader<R>,
     w: W,
 ) -> impl Future<Output = ()>
 where
-    S: WebSocketService,
+    S: Endpoint,
     R: Source,
     W: Sink + 'static,
 {
@@ -204,7 +203,7 @@ where
             socket.join(&conn.request.path);
         }
 
-        if let Err(e) = guarded(service.on_open(&socket)).await {
+        if let Err(e) = guarded(S::Protocol::open(&service, &socket)).await {
             handler_failed(conn, "on_open", &e);
         }
 
@@ -220,7 +219,7 @@ where
         conn.shared.stats.record_closed(code);
         socket.as_socket_ref().ns.remove(conn);
         if let Err(e) = guarded(async {
-            service.on_close(&socket, code, &reason).await;
+            S::Protocol::close(&service, &socket, code, &reason).await;
             Ok(())
         })
         .await
@@ -265,11 +264,11 @@ impl Drop for SpawnerGuard<'_> {
 /// on any thread).
 fn writer_spawner<S, W>(
     service: Arc<S>,
-    socket: Socket<S::Data, S::Out>,
+    socket: Socket<DataOf<S>, S::Out>,
     w: W,
 ) -> crate::conn::outbox::Spawn
 where
-    S: WebSocketService,
+    S: Endpoint,
     W: Sink + 'static,
 {
     Box::new(move || {
@@ -311,11 +310,11 @@ pub(crate) fn connection_span(conn: &Conn) -> tracing::Span {
 #[allow(clippy::manual_async_fn)]
 fn read_loop<'a, S, R>(
     service: &'a Arc<S>,
-    socket: &'a Socket<S::Data, S::Out>,
+    socket: &'a Socket<DataOf<S>, S::Out>,
     reader: &'a mut Reader<R>,
 ) -> impl Future<Output = Option<(u16, String)>> + 'a
 where
-    S: WebSocketService,
+    S: Endpoint,
     R: Source,
 {
     async move {
@@ -387,7 +386,7 @@ where
                     }
                     // The handler's boxed future holds the message: counted in the arm above,
                     // `message` is never borrowed, so its slot is not kept across the await.
-                    if let Err(e) = guarded(service.__dispatch(socket, message)).await {
+                    if let Err(e) = guarded(S::Protocol::receive(service, socket, message)).await {
                         handler_failed(conn, "on_message", &e);
                     }
                 }
@@ -454,33 +453,9 @@ fn rate_limited(conn: &Conn, policy: RateLimitPolicy) {
     }
 }
 
-/// Decodes a message into the service's `receives` type and hands it to `on_message`, or
-/// the decode error to `on_invalid` (counted; the socket stays open).
-pub(crate) async fn dispatch<S: WebSocketService>(
-    service: &S,
-    socket: &Socket<S::Data, S::Out>,
-    message: Message,
-) -> Result<()> {
-    match S::In::decode(message) {
-        Ok(message) => service.on_message(socket, message).await,
-        Err(error) => {
-            socket.conn.shared.stats.record_invalid_message();
-            tracing::debug!(
-                target: "asena::ws",
-                socket_id = %socket.id(),
-                path = %socket.path(),
-                code = error.kind().code(),
-                %error,
-                "message did not decode"
-            );
-            service.on_invalid(socket, error).await
-        }
-    }
-}
-
-async fn write_loop<S, W>(service: Arc<S>, socket: Socket<S::Data, S::Out>, mut w: W)
+async fn write_loop<S, W>(service: Arc<S>, socket: Socket<DataOf<S>, S::Out>, mut w: W)
 where
-    S: WebSocketService,
+    S: Endpoint,
     W: Sink,
 {
     let conn = socket.as_socket_ref().conn.clone();
@@ -499,7 +474,7 @@ where
                 break;
             }
             if taken.drained {
-                service.on_drain(&socket).await;
+                S::Protocol::drain(&service, &socket).await;
             }
             continue;
         }

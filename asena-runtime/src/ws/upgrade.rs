@@ -35,7 +35,7 @@ use crate::request::{
 };
 
 /// Everything the route of one websocket service needs.
-pub(crate) struct Endpoint {
+pub(crate) struct Route {
     pub(crate) ns: Namespace,
     pub(crate) service: Arc<dyn ErasedService>,
     pub(crate) chain: Vec<Arc<dyn ErasedMiddleware>>,
@@ -127,7 +127,7 @@ pub(crate) fn select_protocol(
 }
 
 /// The refusal of a client that offers none of the protocols a service requires, logged.
-fn no_protocol(ep: &Endpoint, headers: &HeaderMap) -> Refusal {
+fn no_protocol(ep: &Route, headers: &HeaderMap) -> Refusal {
     let supported = ep.service.protocols().join(", ");
     let offered: Vec<&HeaderValue> = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -210,7 +210,7 @@ fn describe_path_rejection(rejection: &PathRejection) -> (Option<String>, String
 /// Handles one upgrade request; `globals` are the builder's global middlewares. An answer
 /// other than 101 is counted as a refused upgrade, by status.
 pub(crate) async fn handle_with_globals(
-    ep: Arc<Endpoint>,
+    ep: Arc<Route>,
     globals: &[(Arc<dyn ErasedMiddleware>, Scope)],
     req: Request<Body>,
 ) -> Response<Body> {
@@ -224,7 +224,7 @@ pub(crate) async fn handle_with_globals(
 
 /// Checks an upgrade request and, when everything admits it, upgrades.
 async fn admit(
-    ep: Arc<Endpoint>,
+    ep: Arc<Route>,
     globals: &[(Arc<dyn ErasedMiddleware>, Scope)],
     req: Request<Body>,
 ) -> Response<Body> {

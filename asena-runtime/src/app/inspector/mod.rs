@@ -51,9 +51,9 @@ use crate::namespace::{Namespace, Namespaces, Socket, SocketRef};
 use crate::request::{lookup, parse_query};
 use crate::transport::{Deliver, Outbound, Transport};
 use crate::wire;
-use crate::ws::WebSocketService;
 use crate::ws::origin::OriginPolicy;
-use crate::ws::upgrade::{self, Endpoint};
+use crate::ws::upgrade::{self, Route};
+use crate::ws::{ChannelProtocol, Endpoint, WebSocketService};
 use fleet::{Fleet, InstanceView};
 
 /// The page, with its script and styles inline.
@@ -238,12 +238,12 @@ impl Announcer {
 
 fn publish(transport: &dyn Transport, announcement: &fleet::Announcement) {
     match serde_json::to_vec(announcement) {
-        Ok(payload) => transport.publish(Outbound {
-            topic: wire::FLEET_TOPIC.to_owned(),
-            payload: payload.into(),
-            binary: false,
-            interest: false,
-        }),
+        Ok(payload) => transport.publish(Outbound::topic(
+            wire::FLEET_TOPIC.to_owned(),
+            payload.into(),
+            false,
+            false,
+        )),
         Err(error) => {
             tracing::error!(target: "asena::inspector", %error, "could not encode the announcement");
         }
@@ -262,6 +262,10 @@ impl Channel for Feed {
     type Params = ();
     type In = Message;
     type Out = Raw;
+}
+
+impl Endpoint for Feed {
+    type Protocol = ChannelProtocol;
 }
 
 impl WebSocketService for Feed {
@@ -284,7 +288,7 @@ pub(crate) struct Inspector {
     guard: Vec<Arc<dyn ErasedMiddleware>>,
     namespaces: Arc<[Namespace]>,
     state: Arc<FleetState>,
-    feed: Arc<Endpoint>,
+    feed: Arc<Route>,
 }
 
 impl Inspector {
@@ -298,7 +302,7 @@ impl Inspector {
         shutting_down: Arc<std::sync::atomic::AtomicBool>,
     ) -> Arc<Inspector> {
         let guard = vec![config.guard];
-        let endpoint = Arc::new(Endpoint {
+        let endpoint = Arc::new(Route {
             ns: feed,
             service: crate::ws::erase(Arc::new(Feed {
                 state: state.clone(),

@@ -31,9 +31,10 @@ use tokio::sync::{mpsc, watch};
 use super::{BATCH, FLUSH_TIMEOUT};
 use crate::error::BoxError;
 use crate::transport::broker::{
-    CONNECT_TIMEOUT, Counters, Interest, LINGER, Rooms, encode_outbound, handle_incoming,
+    CONNECT_TIMEOUT, Counters, Interest, LINGER, Rooms, encode_outbound, handle_channel,
+    handle_incoming,
 };
-use crate::transport::{Inbound, Outbound};
+use crate::transport::{Inbound, Outbound, Route};
 use crate::wire;
 
 /// A client for the cluster that `nodes` (some of its nodes, `redis://host:port`) belong to;
@@ -125,13 +126,15 @@ impl Publisher {
     async fn send(&self, batch: &[Outbound]) -> redis::RedisResult<()> {
         let mut pipes: Vec<(Slot, redis::Pipeline, u64)> = Vec::new();
         for msg in batch {
-            let (command, channel) = if msg.interest {
-                (
-                    "SPUBLISH",
-                    wire::redis_room_channel(&self.channel, &msg.topic),
-                )
-            } else {
-                ("PUBLISH", self.channel.clone())
+            // Named channels use classic pub/sub: their listeners subscribe by pattern, which
+            // sharded pub/sub does not have.
+            let (command, channel) = match &msg.route {
+                Route::Topic {
+                    topic,
+                    interest: true,
+                } => ("SPUBLISH", wire::redis_room_channel(&self.channel, topic)),
+                Route::Topic { .. } => ("PUBLISH", self.channel.clone()),
+                Route::Channel(named) => ("PUBLISH", named.clone()),
             };
             let slot = Slot::for_key(&channel);
             let at = match pipes.iter().position(|(s, _, _)| *s == slot) {
@@ -196,12 +199,18 @@ impl Subscriber {
                             handle_incoming(payload, &self.pod_id, &self.inbound, &self.counters, "redis-cluster");
                         }
                     }
+                    PushKind::PMessage => {
+                        if let [_, Value::BulkString(channel), Value::BulkString(payload)] = push.data.as_slice() {
+                            let channel = String::from_utf8_lossy(channel);
+                            handle_channel(&channel, payload, &self.inbound, &self.counters, "redis-cluster");
+                        }
+                    }
                     PushKind::Disconnection => {
                         disconnected = true;
                         Counters::add(&self.counters.errors, 1);
                         tracing::warn!(target: "asena::transport", transport = "redis-cluster", "lost a node's connection; the client reconnects and subscribes again");
                     }
-                    PushKind::Subscribe | PushKind::SSubscribe if disconnected => {
+                    PushKind::Subscribe | PushKind::PSubscribe | PushKind::SSubscribe if disconnected => {
                         disconnected = false;
                         Counters::add(&self.counters.reconnects, 1);
                         tracing::info!(target: "asena::transport", transport = "redis-cluster", "subscribed again after a reconnection");

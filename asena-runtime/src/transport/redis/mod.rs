@@ -42,9 +42,9 @@ use tokio::task::JoinHandle;
 
 use super::broker::{
     Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, Interest, LINGER, QUEUE_CAPACITY, Rooms,
-    TransportStats, encode_outbound, enqueue, handle_incoming, stop_tasks,
+    TransportStats, encode_outbound, enqueue, handle_channel, handle_incoming, stop_tasks,
 };
-use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
+use super::{BoxFuture, Inbound, Outbound, Route, Transport, TransportError};
 use crate::error::BoxError;
 use crate::wire;
 
@@ -211,7 +211,8 @@ impl RedisTransport {
         let publisher = publisher::connect(&client)
             .await
             .map_err(|e| self.core.connect_error(e))?;
-        let subscriber = connect_subscriber(&client, &self.core.channel)
+        let patterns = channel_patterns(&inbound);
+        let subscriber = connect_subscriber(&client, &self.core.channel, &patterns)
             .await
             .map_err(|e| self.core.connect_error(e))?;
 
@@ -232,11 +233,14 @@ impl RedisTransport {
                 shutdown: shutdown_rx.clone(),
                 command: Box::new(move |msg: &Outbound, pipe: &mut redis::Pipeline| {
                     let cmd = pipe.cmd("PUBLISH");
-                    if by_interest && msg.interest {
-                        cmd.arg(wire::redis_room_channel(&channel, &msg.topic));
-                    } else {
-                        cmd.arg(&channel);
-                    }
+                    match &msg.route {
+                        Route::Topic {
+                            topic,
+                            interest: true,
+                        } if by_interest => cmd.arg(wire::redis_room_channel(&channel, topic)),
+                        Route::Topic { .. } => cmd.arg(&channel),
+                        Route::Channel(named) => cmd.arg(named),
+                    };
                     cmd.arg(encode_outbound(msg, &pod_id)).ignore();
                 }),
             }
@@ -250,6 +254,7 @@ impl RedisTransport {
             SubscriberTask {
                 client,
                 channel: self.core.channel.clone(),
+                patterns,
                 pod_id: self.core.pod_id.clone(),
                 counters: self.core.counters.clone(),
                 inbound,
@@ -298,6 +303,13 @@ impl RedisTransport {
             .subscribe(&self.core.channel)
             .await
             .map_err(|e| self.core.connect_error(e))?;
+        let patterns = channel_patterns(&inbound);
+        if !patterns.is_empty() {
+            subscriber
+                .psubscribe(&patterns)
+                .await
+                .map_err(|e| self.core.connect_error(e))?;
+        }
 
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -392,10 +404,27 @@ impl Transport for RedisTransport {
     }
 }
 
-async fn connect_subscriber(client: &Client, channel: &str) -> Result<PubSub, BoxError> {
+/// The Redis patterns of the named channels the app listens to: `<prefix>:*` for each.
+pub(crate) fn channel_patterns(inbound: &Inbound) -> Vec<String> {
+    inbound
+        .channel_prefixes()
+        .into_iter()
+        .map(|prefix| format!("{prefix}:*"))
+        .collect()
+}
+
+/// A pub/sub connection on the fleet's `channel` and the named channels' `patterns`.
+async fn connect_subscriber(
+    client: &Client,
+    channel: &str,
+    patterns: &[String],
+) -> Result<PubSub, BoxError> {
     let fut = async {
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
+        if !patterns.is_empty() {
+            pubsub.psubscribe(patterns).await?;
+        }
         Ok::<_, redis::RedisError>(pubsub)
     };
     Ok(tokio::time::timeout(CONNECT_TIMEOUT, fut)
@@ -406,6 +435,8 @@ async fn connect_subscriber(client: &Client, channel: &str) -> Result<PubSub, Bo
 struct SubscriberTask {
     client: Client,
     channel: String,
+    /// The named channels' patterns (`<prefix>:*`).
+    patterns: Vec<String>,
     pod_id: String,
     counters: Arc<Counters>,
     inbound: Inbound,
@@ -433,6 +464,13 @@ impl SubscriberTask {
                         tokio::select! {
                             _ = self.shutdown.changed() => return,
                             msg = stream.next() => match msg {
+                                Some(msg) if msg.from_pattern() => handle_channel(
+                                    msg.get_channel_name(),
+                                    msg.get_payload_bytes(),
+                                    &self.inbound,
+                                    &self.counters,
+                                    "redis",
+                                ),
                                 Some(msg) => handle_incoming(
                                     msg.get_payload_bytes(),
                                     &self.pod_id,
@@ -479,7 +517,7 @@ impl SubscriberTask {
                     Some(change) = self.changes.recv() => { self.rooms.apply(change); }
                 }
             }
-            match connect_subscriber(&self.client, &self.channel).await {
+            match connect_subscriber(&self.client, &self.channel, &self.patterns).await {
                 Ok(p) => {
                     Counters::add(&self.counters.reconnects, 1);
                     tracing::info!(target: "asena::transport", transport = "redis", "subscriber reconnected");
