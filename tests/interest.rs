@@ -8,13 +8,15 @@
 //! a Redis Cluster node and a Redis server are restarted during traffic. On the Redis Cluster
 //! both ways are checked: classic pub/sub by interest (`RedisTransport::new` on one node,
 //! which the cluster bus copies to every node) and sharded pub/sub (`RedisTransport::cluster`,
-//! which the tests prove keeps room messages off the bus and on the room's own node).
+//! which the tests prove keeps room messages off the bus and on the room's own node). A
+//! managed service on a Redis Cluster reaches its users on instances attached to other nodes.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use asena_runtime::managed::{Authenticated, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
 use asena_runtime::{NatsTransport, RedisTransport, TransportStats, wire};
 use asena_tests::{Client, TestServer, WAIT, start, within};
@@ -282,6 +284,70 @@ async fn nats_the_last_member_leaving_unsubscribes() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_the_last_member_leaving_unsubscribes() -> anyhow::Result<()> {
     last_member_leaving_unsubscribes(async |channel| instance(REDIS, channel, false).await).await
+}
+
+/// A managed service that admits `{"user": U}` as U.
+#[websocket(path = "/managed-hall", managed)]
+#[derive(Debug)]
+pub struct ManagedHall;
+
+impl ManagedService for ManagedHall {
+    async fn authenticate(
+        &self,
+        _ws: &ManagedSocket<Raw>,
+        c: serde_json::Value,
+    ) -> Result<Option<Authenticated>> {
+        Ok(c["user"].as_str().map(Authenticated::user))
+    }
+
+    async fn on_event(&self, _ws: &ManagedSocket<Raw>, _event: Message) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Managed services share the fleet's transport, a Redis Cluster too: a user's session on
+/// an instance attached to one node receives what an instance on another node sends to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_redis_cluster_managed_users_span_nodes() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start().await?;
+    let on_node = async |node: String| {
+        start(
+            Asena::builder()
+                .without_auto_registration()
+                .websocket::<ManagedHall>()
+                .transport(RedisTransport::cluster([node])),
+        )
+        .await
+    };
+    let (a, b) = (
+        on_node(cluster.url(0)).await?,
+        on_node(cluster.url(2)).await?,
+    );
+    let (mut alice, _) =
+        asena_tests::managed_login(&b, "/managed-hall", json!({"user": "alice"})).await?;
+    let managed = a
+        .app
+        .ulak::<ManagedHall>()
+        .context("registered")?
+        .managed()
+        .raw();
+    let got = asena_tests::until_some(WAIT, "a delivery across nodes", async || {
+        managed.to_user("alice", ("note", "across"))?;
+        Ok(
+            tokio::time::timeout(Duration::from_millis(200), alice.recv_json())
+                .await
+                .ok()
+                .transpose()?,
+        )
+    })
+    .await?;
+    assert_eq!(got, json!({"event": "note", "data": "across"}));
+    let stats = b.app.transport_stats().context("a broker transport")?;
+    anyhow::ensure!(stats.received >= 1, "received counted: {stats:?}");
+    a.stop().await?;
+    b.stop().await?;
+    drop(cluster);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
