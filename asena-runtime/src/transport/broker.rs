@@ -1,6 +1,7 @@
 //! What the broker transports share: where they connect, the pod id and channel their
 //! envelopes carry, their counters ([`TransportStats`]), the non-blocking outgoing queue, the
-//! reconnect [`Backoff`], and the hand-off of incoming envelopes to local delivery.
+//! reconnect [`Backoff`], the [`Running`] state of a started transport, and the hand-off of
+//! incoming messages to local delivery.
 //!
 //! The format of what crosses the broker is not here: it is the [`wire`](crate::wire)
 //! module's.
@@ -198,20 +199,6 @@ impl Rooms {
     }
 }
 
-/// Tells a transport's tasks to stop and waits for each at most `grace`, aborting stragglers.
-pub(crate) async fn stop_tasks(
-    shutdown: &tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    grace: Duration,
-) {
-    let _ = shutdown.send(true);
-    for mut task in tasks {
-        if tokio::time::timeout(grace, &mut task).await.is_err() {
-            task.abort();
-        }
-    }
-}
-
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) published: AtomicU64,
@@ -241,38 +228,79 @@ impl Counters {
     }
 }
 
-/// Exponential backoff with jitter: 100 ms doubling up to 2 s.
+/// The delays between reconnection attempts: 100 ms doubling up to 1.2 s, each with up to
+/// as much again of random jitter (so a fleet does not reconnect in lockstep), so never more
+/// than [`Backoff::MAX`]; forever. The arithmetic is `backon`'s.
 #[derive(Debug)]
-pub(crate) struct Backoff {
-    attempt: u32,
-}
+pub(crate) struct Backoff(backon::ExponentialBackoff);
 
 impl Backoff {
     pub(crate) const MIN: Duration = Duration::from_millis(100);
-    pub(crate) const MAX: Duration = Duration::from_secs(2);
+    /// The longest delay, jitter included.
+    pub(crate) const MAX: Duration = Duration::from_millis(2400);
 
     pub(crate) fn new() -> Backoff {
-        Backoff { attempt: 0 }
+        use backon::BackoffBuilder as _;
+        Backoff(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Self::MIN)
+                .with_max_delay(Self::MAX / 2)
+                .with_factor(2.0)
+                .with_jitter()
+                .without_max_times()
+                .build(),
+        )
     }
 
+    /// Starts again from the shortest delay (after a success).
     pub(crate) fn reset(&mut self) {
-        self.attempt = 0;
+        *self = Backoff::new();
     }
 
     /// The delay before the next attempt.
     pub(crate) fn next_delay(&mut self) -> Duration {
-        let d = Self::delay(self.attempt as usize);
-        self.attempt = self.attempt.saturating_add(1);
-        d
+        self.0.next().unwrap_or(Self::MAX).min(Self::MAX)
     }
 
-    /// The delay before attempt number `attempt` (0-based).
+    /// The delay before attempt number `attempt` (0-based), for clients that count attempts
+    /// themselves (NATS's reconnect callback).
     pub(crate) fn delay(attempt: usize) -> Duration {
-        let exp = Self::MIN.saturating_mul(1u32 << attempt.min(5));
-        let base = exp.min(Self::MAX);
-        // Up to 20% jitter so a fleet does not reconnect in lockstep.
-        let jitter_ms = fastrand::u64(0..=base.as_millis() as u64 / 5);
-        base + Duration::from_millis(jitter_ms)
+        // Past the fifth attempt the delay no longer grows.
+        let mut backoff = Backoff::new();
+        for _ in 0..attempt.min(5) {
+            backoff.next_delay();
+        }
+        backoff.next_delay()
+    }
+}
+
+/// A started transport's tasks, the signal that stops them, and its connection `C` (or
+/// `()` when the tasks own theirs).
+#[derive(Debug)]
+pub(crate) struct Running<C = ()> {
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(crate) connection: C,
+}
+
+impl<C> Running<C> {
+    /// Takes what `slot` holds, leaving it empty: a transport stops once.
+    pub(crate) fn take(slot: &std::sync::Mutex<Option<Running<C>>>) -> Option<Running<C>> {
+        slot.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    /// Tells the tasks to stop and waits for each at most `grace` (aborting stragglers);
+    /// returns the connection.
+    pub(crate) async fn stop(self, grace: Duration) -> C {
+        let _ = self.shutdown.send(true);
+        for mut task in self.tasks {
+            if tokio::time::timeout(grace, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+        self.connection
     }
 }
 
@@ -335,13 +363,18 @@ mod tests {
     fn backoff_grows_and_caps() {
         let mut b = Backoff::new();
         let first = b.next_delay();
-        assert!(first >= Backoff::MIN && first <= Backoff::MIN + Backoff::MIN / 5);
+        assert!(
+            first >= Backoff::MIN && first <= Backoff::MIN * 2,
+            "{first:?}"
+        );
         for _ in 0..20 {
             let d = b.next_delay();
-            assert!(d <= Backoff::MAX + Backoff::MAX / 5);
+            assert!(d <= Backoff::MAX, "{d:?}");
         }
-        assert!(b.next_delay() >= Backoff::MAX);
+        assert!(b.next_delay() >= Backoff::MAX / 2);
         b.reset();
-        assert!(b.next_delay() < Backoff::MIN * 2);
+        assert!(b.next_delay() <= Backoff::MIN * 2);
+        assert!(Backoff::delay(0) <= Backoff::MIN * 2);
+        assert!(Backoff::delay(1000) >= Backoff::MAX / 2);
     }
 }

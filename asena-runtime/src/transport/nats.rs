@@ -53,8 +53,8 @@ use tokio::time::Instant;
 
 use super::broker::{
     Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, Interest, LINGER, QUEUE_CAPACITY,
-    RESUBSCRIBE_GRACE, Rooms, TransportStats, encode_outbound, enqueue, handle_channel,
-    handle_incoming, stop_tasks,
+    RESUBSCRIBE_GRACE, Rooms, Running, TransportStats, encode_outbound, enqueue, handle_channel,
+    handle_incoming,
 };
 use super::{BoxFuture, Inbound, Outbound, Route, Transport, TransportError};
 use crate::error::BoxError;
@@ -76,7 +76,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// ```
 pub struct NatsTransport {
     core: BrokerCore,
-    running: Mutex<Option<Running>>,
+    running: Mutex<Option<Running<async_nats::Client>>>,
     /// Room messages on their rooms' subjects (the default), or everything on one subject.
     by_interest: bool,
     /// Where joins and leaves tell the subscription task (set once started).
@@ -105,12 +105,6 @@ impl Link {
             .unwrap_or_else(|p| p.into_inner())
             .is_some_and(|at| at.elapsed() < grace)
     }
-}
-
-struct Running {
-    client: async_nats::Client,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for NatsTransport {
@@ -289,9 +283,9 @@ impl NatsTransport {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         tasks.push(sub_task);
         *running = Some(Running {
-            client,
             shutdown,
             tasks,
+            connection: client,
         });
         let _ = self.core.queue.set(tx);
         tracing::info!(target: "asena::transport", transport = "nats", url = %self.core.url, pod_id = %self.core.pod_id, "connected");
@@ -661,21 +655,12 @@ impl Transport for NatsTransport {
     fn destroy(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.core.destroyed.store(true, Ordering::Release);
-            let running = self
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            let Some(running) = running else { return };
-            stop_tasks(
-                &running.shutdown,
-                running.tasks,
-                FLUSH_TIMEOUT + Duration::from_secs(1),
-            )
-            .await;
+            let Some(running) = Running::take(&self.running) else {
+                return;
+            };
+            let client = running.stop(FLUSH_TIMEOUT + Duration::from_secs(1)).await;
             // Drain closes the connection once pending messages are out.
-            let _ = running.client.drain().await;
-            drop(running.client);
+            let _ = client.drain().await;
             tracing::info!(target: "asena::transport", transport = "nats", pod_id = %self.core.pod_id, "disconnected");
         })
     }

@@ -30,7 +30,7 @@
 //! pub/sub in both, so an [`Emitter`](crate::Emitter) publishing to any node reaches the
 //! fleet. See `cluster.rs`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,9 +42,9 @@ use tokio::task::JoinHandle;
 
 use super::broker::{
     Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, Interest, LINGER, QUEUE_CAPACITY, Rooms,
-    TransportStats, encode_outbound, enqueue, handle_channel, handle_incoming, stop_tasks,
+    Running, TransportStats, enqueue, handle_channel, handle_incoming,
 };
-use super::{BoxFuture, Inbound, Outbound, Route, Transport, TransportError};
+use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
 use crate::error::BoxError;
 use crate::wire;
 
@@ -76,11 +76,6 @@ pub struct RedisTransport {
     interest: std::sync::OnceLock<mpsc::UnboundedSender<Interest>>,
     /// The nodes of a Redis Cluster ([`RedisTransport::cluster`]), or none for one server.
     cluster: Option<Vec<String>>,
-}
-
-struct Running {
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for RedisTransport {
@@ -225,24 +220,13 @@ impl RedisTransport {
         );
         let pub_task = tokio::spawn(
             Publisher {
-                transport: "redis",
                 client: client.clone(),
+                channel,
+                pod_id,
+                by_interest,
                 counters: self.core.counters.clone(),
-                connected: Arc::new(AtomicBool::new(true)),
                 rx,
                 shutdown: shutdown_rx.clone(),
-                command: Box::new(move |msg: &Outbound, pipe: &mut redis::Pipeline| {
-                    let cmd = pipe.cmd("PUBLISH");
-                    match &msg.route {
-                        Route::Topic {
-                            topic,
-                            interest: true,
-                        } if by_interest => cmd.arg(wire::redis_room_channel(&channel, topic)),
-                        Route::Topic { .. } => cmd.arg(&channel),
-                        Route::Channel(named) => cmd.arg(named),
-                    };
-                    cmd.arg(encode_outbound(msg, &pod_id)).ignore();
-                }),
             }
             .run(publisher),
         );
@@ -277,7 +261,11 @@ impl RedisTransport {
         tasks: Vec<JoinHandle<()>>,
         queue: mpsc::Sender<Outbound>,
     ) {
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running { shutdown, tasks });
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
+            shutdown,
+            tasks,
+            connection: (),
+        });
         let _ = self.core.queue.set(queue);
     }
 
@@ -387,18 +375,10 @@ impl Transport for RedisTransport {
     fn destroy(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.core.destroyed.store(true, Ordering::Release);
-            let running = self
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            let Some(running) = running else { return };
-            stop_tasks(
-                &running.shutdown,
-                running.tasks,
-                FLUSH_TIMEOUT + Duration::from_secs(1),
-            )
-            .await;
+            let Some(running) = Running::take(&self.running) else {
+                return;
+            };
+            running.stop(FLUSH_TIMEOUT + Duration::from_secs(1)).await;
             tracing::info!(target: "asena::transport", transport = "redis", pod_id = %self.core.pod_id, "disconnected");
         })
     }

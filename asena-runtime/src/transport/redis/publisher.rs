@@ -3,13 +3,9 @@
 //! queued while Redis is away and for [`RESUBSCRIBE_GRACE`] after it is back (while the
 //! other instances' subscribers reconnect: pub/sub keeps nothing for a subscriber that is
 //! not there yet, so what is published before would be lost uncounted), and flushing what is
-//! left on shutdown. Shared by
-//! [`RedisTransport`](super::RedisTransport) (Asena's envelopes) and the
-//! [`IgnisBus`](crate::transport::IgnisBus) (Ignis's), which differ only in how a message
-//! becomes a command.
+//! left on shutdown.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -17,7 +13,11 @@ use redis::{AsyncConnectionConfig, Client};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::transport::broker::{Backoff, CONNECT_TIMEOUT, Counters, RESUBSCRIBE_GRACE};
+use crate::transport::broker::{
+    Backoff, CONNECT_TIMEOUT, Counters, RESUBSCRIBE_GRACE, encode_outbound,
+};
+use crate::transport::{Outbound, Route};
+use crate::wire;
 
 /// Most messages sent to Redis in one pipeline.
 pub(crate) const BATCH: usize = 256;
@@ -35,25 +35,22 @@ pub(crate) async fn connect(client: &Client) -> redis::RedisResult<MultiplexedCo
         .await
 }
 
-/// Adds one message's command (a `PUBLISH`, its reply ignored) to a pipeline.
-pub(crate) type Command<M> = Box<dyn Fn(&M, &mut redis::Pipeline) + Send + Sync>;
-
 /// Sends the messages queued on `rx` until shutdown.
-pub(crate) struct Publisher<M> {
-    /// For logs: `"redis"`, `"ignis"`.
-    pub(crate) transport: &'static str,
+pub(crate) struct Publisher {
     pub(crate) client: Client,
+    /// The fleet channel.
+    pub(crate) channel: String,
+    pub(crate) pod_id: String,
+    /// Whether room messages go on their rooms' channels.
+    pub(crate) by_interest: bool,
     pub(crate) counters: Arc<Counters>,
-    /// Whether the connection is up (false from a failed send until a reconnection).
-    pub(crate) connected: Arc<AtomicBool>,
-    pub(crate) rx: mpsc::Receiver<M>,
+    pub(crate) rx: mpsc::Receiver<Outbound>,
     pub(crate) shutdown: watch::Receiver<bool>,
-    pub(crate) command: Command<M>,
 }
 
-impl<M: Send + 'static> Publisher<M> {
+impl Publisher {
     pub(crate) async fn run(mut self, conn: MultiplexedConnection) {
-        let transport = self.transport;
+        let transport = "redis";
         let mut conn = Some(conn);
         let mut backoff = Backoff::new();
         let mut next_attempt = Instant::now();
@@ -71,7 +68,6 @@ impl<M: Send + 'static> Publisher<M> {
                                 Counters::add(&self.counters.reconnects, 1);
                                 tracing::info!(target: "asena::transport", transport, "publisher reconnected");
                                 backoff.reset();
-                                self.connected.store(true, Ordering::Relaxed);
                                 settling_until = Some(Instant::now() + RESUBSCRIBE_GRACE);
                                 conn = Some(c);
                             }
@@ -101,7 +97,7 @@ impl<M: Send + 'static> Publisher<M> {
                     while self.rx.recv_many(&mut rest, BATCH).await > 0 {}
                     let flush = async {
                         for chunk in rest.chunks(BATCH) {
-                            send(c, chunk, &self.command, &self.counters).await?;
+                            self.send(c, chunk).await?;
                         }
                         Ok::<_, redis::RedisError>(())
                     };
@@ -120,11 +116,10 @@ impl<M: Send + 'static> Publisher<M> {
                         continue;
                     }
                     settling_until = None;
-                    if let Err(error) = send(c, &batch, &self.command, &self.counters).await {
+                    if let Err(error) = self.send(c, &batch).await {
                         Counters::add(&self.counters.errors, 1);
                         Counters::add(&self.counters.dropped, n as u64);
                         tracing::warn!(target: "asena::transport", transport, %error, dropped = n, "publish failed; reconnecting");
-                        self.connected.store(false, Ordering::Relaxed);
                         conn = None;
                         next_attempt = Instant::now() + backoff.next_delay();
                     }
@@ -135,18 +130,29 @@ impl<M: Send + 'static> Publisher<M> {
     }
 }
 
-/// Sends `batch` as one pipeline and counts it as published.
-async fn send<M>(
-    conn: &mut MultiplexedConnection,
-    batch: &[M],
-    command: &Command<M>,
-    counters: &Counters,
-) -> redis::RedisResult<()> {
-    let mut pipe = redis::pipe();
-    for msg in batch {
-        command(msg, &mut pipe);
+impl Publisher {
+    /// Sends `batch` as one pipeline of `PUBLISH`es (their replies ignored) and counts it as
+    /// published.
+    async fn send(
+        &self,
+        conn: &mut MultiplexedConnection,
+        batch: &[Outbound],
+    ) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for msg in batch {
+            let cmd = pipe.cmd("PUBLISH");
+            match &msg.route {
+                Route::Topic {
+                    topic,
+                    interest: true,
+                } if self.by_interest => cmd.arg(wire::redis_room_channel(&self.channel, topic)),
+                Route::Topic { .. } => cmd.arg(&self.channel),
+                Route::Channel(named) => cmd.arg(named),
+            };
+            cmd.arg(encode_outbound(msg, &self.pod_id)).ignore();
+        }
+        pipe.query_async::<()>(conn).await?;
+        Counters::add(&self.counters.published, batch.len() as u64);
+        Ok(())
     }
-    pipe.query_async::<()>(conn).await?;
-    Counters::add(&counters.published, batch.len() as u64);
-    Ok(())
 }
