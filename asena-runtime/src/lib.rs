@@ -238,6 +238,8 @@ mod conn;
 pub mod transport;
 pub mod namespace;
 mod middleware;
+mod service;
+pub mod protocol;
 mod ws;
 pub mod managed;
 mod di;
@@ -261,6 +263,7 @@ pub use namespace::{
 };
 pub use rooms::{MAX_ROOM_NAME, RoomError, validate_room};
 pub use secret::secret_eq;
+pub use service::WebSocketService;
 pub use stats::{FanoutHistogram, NamespaceStats};
 #[cfg(feature = "nats")]
 pub use transport::NatsTransport;
@@ -268,7 +271,6 @@ pub use transport::NatsTransport;
 pub use transport::RedisTransport;
 pub use transport::{Emitter, LocalTransport, Transport, TransportError, TransportStats};
 pub use ulak::{BulkOp, BulkResult, Ulak, UlakBroker};
-pub use ws::{ChannelProtocol, DataOf, Endpoint, Fleet, Protocol, WebSocketService};
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[cfg(doctest)]
@@ -304,7 +306,7 @@ pub mod __private {
     };
     pub use crate::frame::Message;
     pub use crate::managed::ManagedProtocol;
-    pub use crate::ws::{ChannelProtocol, Endpoint};
+    pub use crate::protocol::{ChannelProtocol, Endpoint};
     pub use inventory;
 }
 

@@ -89,7 +89,7 @@ use crate::di::{Component, Dependency, DiError, Injectable, Resolver};
 use crate::frame::{Frame, IntoFrame};
 use crate::managed::{Managed, ManagedProtocol};
 use crate::namespace::{Namespace, SendError, SendErrorCode};
-use crate::ws::Endpoint;
+use crate::protocol::Endpoint;
 
 /// Typed handle to the namespace of websocket service `N`. Cheap to clone; inject it with
 /// `#[inject] notifications: Ulak<NotificationSocket>`. Dereferences to the service's

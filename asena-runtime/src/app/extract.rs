@@ -8,8 +8,8 @@ use http::request::Parts;
 
 use super::{AppInner, Asena};
 use crate::di::Component;
+use crate::protocol::Endpoint;
 use crate::ulak::{Ulak, UlakBroker};
-use crate::ws::Endpoint;
 
 /// A weak handle to the app, stored in every request's extensions.
 #[derive(Clone)]

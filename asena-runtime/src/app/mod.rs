@@ -35,13 +35,14 @@ use crate::di::{self, Component, ComponentKind, ComponentRecord, Container, Plan
 use crate::frame::close_code;
 use crate::middleware::{ErasedMiddleware, Middleware, Refusal, Scope};
 use crate::namespace::{Namespace, Namespaces};
+use crate::protocol::Endpoint;
 use crate::shutdown::Tracker;
 use crate::transport::{Inbound, Transport, TransportStats};
 use crate::ulak::{Ulak, UlakBroker};
 use crate::wire;
+use crate::ws::ErasedService;
 use crate::ws::origin::OriginPolicy;
 use crate::ws::upgrade::{self, Route};
-use crate::ws::{Endpoint, ErasedService};
 use extract::AppRef;
 use inspector::{Announcer, FleetDelivery, FleetState, Inspector, InspectorConfig};
 
@@ -701,7 +702,7 @@ impl AsenaBuilder {
         });
 
         // Protocols start first: what they listen to is subscribed when the transport starts.
-        let bus = crate::ws::Fleet::new(
+        let bus = crate::protocol::Fleet::new(
             inner
                 .transport
                 .clone()

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::{Component, DiError, Hooks, Resolver};
 use crate::middleware::{self, ErasedMiddleware, Middleware};
-use crate::ws::{self, Endpoint, ErasedService};
+use crate::protocol::Endpoint;
+use crate::ws::{self, ErasedService};
 
 /// A component instance with its type erased.
 pub type AnyArc = Arc<dyn Any + Send + Sync>;

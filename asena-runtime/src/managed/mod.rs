@@ -69,7 +69,7 @@ use crate::channel::{Channel, DecodeError, Receives};
 use crate::error::Result;
 use crate::frame::Message;
 use crate::namespace::{Namespace, Socket};
-use crate::ws::{Fleet, Protocol};
+use crate::protocol::{Fleet, Protocol};
 
 /// The close codes of the managed protocol.
 pub mod close {

@@ -16,7 +16,6 @@ use futures_util::FutureExt;
 use tokio::runtime::Handle;
 use tokio::time::{Instant, Sleep};
 
-use super::protocol::{DataOf, Endpoint, Protocol};
 use super::rate::Bucket;
 use crate::config::RateLimitPolicy;
 use crate::conn::Conn;
@@ -25,6 +24,7 @@ use crate::conn::outbox::Pending;
 use crate::error::{BoxError, Result};
 use crate::frame::{Decoder, Frame, Incoming, Message, close_code};
 use crate::namespace::{Socket, SocketRef};
+use crate::protocol::{DataOf, Endpoint, Protocol};
 use crate::shutdown::LiveGuard;
 use crate::stats;
 

@@ -48,12 +48,13 @@ use crate::error::Result;
 use crate::frame::{Message, close_code};
 use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Refusal, run_chain};
 use crate::namespace::{Namespace, Namespaces, Socket, SocketRef};
+use crate::protocol::{ChannelProtocol, Endpoint};
 use crate::request::{lookup, parse_query};
+use crate::service::WebSocketService;
 use crate::transport::{Deliver, Outbound, Transport};
 use crate::wire;
 use crate::ws::origin::OriginPolicy;
 use crate::ws::upgrade::{self, Route};
-use crate::ws::{ChannelProtocol, Endpoint, WebSocketService};
 use fleet::{Fleet, InstanceView};
 
 /// The page, with its script and styles inline.

@@ -24,7 +24,7 @@ use crate::frame::Message;
 use crate::namespace::{Namespace, Socket};
 use crate::transport::{Listener, Listeners, Transport, is_channel_prefix};
 
-use super::WebSocketService;
+use crate::service::WebSocketService;
 
 /// A `#[websocket]` struct: its channel and the protocol its connections speak. The macro
 /// implements it; see the [module docs](self).
