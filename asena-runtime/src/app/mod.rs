@@ -141,27 +141,21 @@ impl Asena {
         self.inner.asyncapi.document(&self.inner.asyncapi.servers)
     }
 
-    /// Writes [`Asena::asyncapi`], pretty-printed, to standard output: an app's
-    /// `--asyncapi` flag (see [`Asena::asyncapi_requested`]).
-    pub fn print_asyncapi(&self) -> std::io::Result<()> {
-        let mut json = serde_json::to_string_pretty(&self.asyncapi())?;
-        json.push('\n');
-        std::io::Write::write_all(&mut std::io::stdout().lock(), json.as_bytes())
-    }
-
-    /// Whether the process was started with `--asyncapi`, the flag with which this
-    /// repository's examples print their protocol instead of serving it:
+    /// Writes [`Asena::asyncapi`], pretty-printed, to standard output, for an app that prints
+    /// its protocol on request. The library reads no arguments; the app decides when:
     ///
     /// ```no_run
     /// # use asena_runtime::Asena;
     /// # async fn main_(builder: fn() -> asena_runtime::AsenaBuilder) -> anyhow::Result<()> {
-    /// if Asena::asyncapi_requested() {
+    /// if std::env::args().any(|arg| arg == "--asyncapi") {
     ///     return Ok(builder().build().await?.print_asyncapi()?);
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn asyncapi_requested() -> bool {
-        std::env::args_os().skip(1).any(|arg| arg == "--asyncapi")
+    pub fn print_asyncapi(&self) -> std::io::Result<()> {
+        let mut json = serde_json::to_string_pretty(&self.asyncapi())?;
+        json.push('\n');
+        std::io::Write::write_all(&mut std::io::stdout().lock(), json.as_bytes())
     }
 
     /// The transport's counters (published, received, dropped, errors, reconnects), or
