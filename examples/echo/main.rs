@@ -47,7 +47,7 @@ pub fn builder() -> asena_runtime::AsenaBuilder {
         .ping(None, Duration::from_secs(30))
 }
 
-/// The command line.
+/// Serves the example; `--asyncapi` prints its protocol instead.
 #[derive(Parser)]
 struct Cli {
     /// Print the protocol as an AsyncAPI 3.0 document on stdout instead of serving.

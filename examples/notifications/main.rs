@@ -14,7 +14,7 @@ use clap::Parser;
 
 mod app;
 
-/// The command line.
+/// Serves the example; `--asyncapi` prints its protocol instead.
 #[derive(Parser)]
 struct Cli {
     /// Print the protocol as an AsyncAPI 3.0 document on stdout instead of serving.

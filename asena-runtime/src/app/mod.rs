@@ -6,6 +6,7 @@
 mod builder;
 mod error;
 mod extract;
+mod guard;
 mod inspector;
 mod metrics;
 mod router;
@@ -15,6 +16,7 @@ mod shutdown;
 pub use builder::AsenaBuilder;
 pub use error::Error;
 pub use extract::{AppValue, FromApp};
+pub use guard::TokenGuard;
 pub use inspector::InspectorToken;
 pub use serve::Server;
 
