@@ -97,7 +97,7 @@ impl AsenaBuilder {
     /// that serves the inspector (or announces) appears in the fleet view of the others; an
     /// instance silent for three intervals drops off, and one that shuts down leaves at once.
     ///
-    /// [`InspectorToken`] is a ready-made guard; a guard of your own reads the token from
+    /// [`TokenGuard`](crate::TokenGuard) (or [`InspectorToken`](crate::InspectorToken), the same type) is a ready-made guard; a guard of your own reads the token from
     /// [`Context::bearer_token`](crate::Context::bearer_token) and compares it with
     /// [`secret_eq`](crate::secret_eq), never `==`. A browser signs in on the login form the
     /// page shows without credentials: the inspector runs the guard on the posted token and
@@ -226,7 +226,7 @@ impl AsenaBuilder {
     }
 
     /// Merges your own axum routes and layers next to the websocket routes. Handlers can
-    /// receive components with [`FromApp`].
+    /// receive components with [`FromApp`](crate::FromApp).
     pub fn router(mut self, router: Router) -> Self {
         self.routes.user = self.routes.user.merge(router);
         self
