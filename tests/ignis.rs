@@ -13,11 +13,12 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
+use asena_runtime::protocol::Endpoint;
 use asena_runtime::transport::ignis::{
     BROADCAST_CHANNEL, EMITTER_SERVER_ID, IgnisEnvelope, IgnisTarget,
 };
 use asena_runtime::{
-    Component, Emitter, Endpoint, ManagedProtocol, NatsTransport, RedisTransport, Transport,
+    Component, Emitter, ManagedProtocol, NatsTransport, RedisTransport, Transport,
 };
 use asena_tests::broker::{Broker, Kind};
 use asena_tests::{Client, TestServer, WAIT, managed_login};

@@ -6,6 +6,8 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Item, ItemStruct, LitStr};
 
+use crate::attr::{Accepts, Args, parse_args, runtime_path};
+
 /// A struct accepted by one of the component macros, with `#[inject]` stripped.
 pub(crate) struct ComponentStruct {
     pub(crate) item: ItemStruct,
@@ -140,6 +142,53 @@ fn struct_example(macro_name: &str) -> &'static str {
         }
         "#[middleware]" => "`#[middleware] struct Auth;` plus `impl Middleware for Auth { .. }`",
         _ => "`#[service] struct UserService { #[inject] repo: Arc<Repo> }`",
+    }
+}
+
+/// What a macro emits when its input has a mistake, next to the `compile_error!`: the struct
+/// (without `#[inject]`), a `Component` impl, and whatever `extra` adds (a socket's `Channel`),
+/// so the user's own `impl WebSocketService`, `Arc<T>` fields and middleware lists still
+/// type-check and rustc reports only the mistake. The impls never run: the crate does not
+/// compile. A generic struct, or an item that is not a struct, comes back as it was written.
+pub(crate) fn stand_in(
+    args: TokenStream,
+    item: TokenStream,
+    accepts: Accepts,
+    extra: impl FnOnce(&Args, &syn::Ident) -> TokenStream,
+) -> TokenStream {
+    let Ok(Item::Struct(mut item)) = syn::parse2::<Item>(item.clone()) else {
+        return item;
+    };
+    for field in item.fields.iter_mut() {
+        field.attrs.retain(|a| !a.path().is_ident("inject"));
+    }
+    if !item.generics.params.is_empty() {
+        return quote!(#item);
+    }
+    let args = parse_args(args, accepts).unwrap_or_default();
+    let rt = runtime_path(&args);
+    let ident = &item.ident;
+    let extra = extra(&args, ident);
+    quote! {
+        #item
+
+        #[doc(hidden)]
+        const _: () = {
+            use #rt::__private as __asena;
+
+            impl __asena::Component for #ident {
+                fn record() -> &'static __asena::ComponentRecord {
+                    ::core::unreachable!()
+                }
+                fn construct(
+                    _: &__asena::Resolver<'_>,
+                ) -> ::core::result::Result<Self, __asena::DiError> {
+                    ::core::unreachable!()
+                }
+            }
+
+            #extra
+        };
     }
 }
 

@@ -11,6 +11,10 @@
 //! `Default::default()`.
 
 use proc_macro::TokenStream;
+use proc_macro2::TokenStream as TokenStream2;
+use quote::quote;
+
+use crate::attr::Accepts;
 
 mod attr;
 mod component;
@@ -25,7 +29,10 @@ mod websocket;
 /// `::asena_runtime`).
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand(item.clone(), service::expand(args.into(), item.into()))
+    let (args, item): (TokenStream2, TokenStream2) = (args.into(), item.into());
+    expand(service::expand(args.clone(), item.clone()), || {
+        component::stand_in(args, item, Accepts::Component, |_, _| quote!())
+    })
 }
 
 /// Registers a struct as a middleware component. The struct must implement `Middleware`.
@@ -33,7 +40,10 @@ pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Arguments: `name = "..."`, `crate = path`.
 #[proc_macro_attribute]
 pub fn middleware(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand(item.clone(), middleware::expand(args.into(), item.into()))
+    let (args, item): (TokenStream2, TokenStream2) = (args.into(), item.into());
+    expand(middleware::expand(args.clone(), item.clone()), || {
+        component::stand_in(args, item, Accepts::Component, |_, _| quote!())
+    })
 }
 
 /// Registers a struct as a WebSocket service. The struct must implement `WebSocketService`.
@@ -43,32 +53,25 @@ pub fn middleware(args: TokenStream, item: TokenStream) -> TokenStream {
 /// order before the upgrade), `crate = path`.
 #[proc_macro_attribute]
 pub fn websocket(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand(item.clone(), websocket::expand(args.into(), item.into()))
+    let (args, item): (TokenStream2, TokenStream2) = (args.into(), item.into());
+    expand(websocket::expand(args.clone(), item.clone()), || {
+        component::stand_in(args, item, Accepts::WebSocket, websocket::channel_stand_in)
+    })
 }
 
-/// Turns a macro result into tokens. On error the original item is emitted unchanged next to
-/// the `compile_error!`s, so one mistake does not cascade into "cannot find type" errors.
-fn expand(item: TokenStream, result: syn::Result<proc_macro2::TokenStream>) -> TokenStream {
+/// Turns a macro result into tokens. On error, `stand_in` gives the item plus the impls other
+/// code relies on, next to the `compile_error!`s, so one mistake is reported once instead of
+/// cascading into "cannot find type" or "trait not implemented" errors.
+fn expand(
+    result: syn::Result<TokenStream2>,
+    stand_in: impl FnOnce() -> TokenStream2,
+) -> TokenStream {
     match result {
         Ok(tokens) => tokens.into(),
         Err(err) => {
-            let mut out: proc_macro2::TokenStream = strip_inject(item.into());
+            let mut out = stand_in();
             out.extend(err.into_compile_error());
             out.into()
         }
-    }
-}
-
-/// Removes `#[inject]` from the fields of an item we failed to expand, so rustc does not add
-/// "cannot find attribute `inject`" to the real error.
-fn strip_inject(item: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
-    match syn::parse2::<syn::Item>(item.clone()) {
-        Ok(syn::Item::Struct(mut s)) => {
-            for field in s.fields.iter_mut() {
-                field.attrs.retain(|a| !a.path().is_ident("inject"));
-            }
-            quote::ToTokens::into_token_stream(s)
-        }
-        _ => item,
     }
 }

@@ -6,7 +6,7 @@ use quote::{quote, quote_spanned};
 use syn::LitStr;
 use syn::spanned::Spanned;
 
-use crate::attr::{Accepts, parse_args, runtime_path};
+use crate::attr::{Accepts, Args, parse_args, runtime_path};
 use crate::component::{Expansion, expand as expand_component, parse_struct};
 use crate::error::both;
 
@@ -33,6 +33,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         None => ident.to_string(),
     };
     let rt = runtime_path(&args);
+    let (params, receives, sends) = channel_types(&args);
+    let protocol = protocol_type(&args);
     let middlewares: Vec<syn::Path> = args.middlewares.map(|m| m.1).unwrap_or_default();
     let refs = middlewares.iter().map(|m| {
         quote_spanned!(m.span()=> __asena::MiddlewareRef {
@@ -44,22 +46,6 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         .iter()
         .map(|m| quote_spanned!(m.span()=> __asena::Dependency::required::<#m>()))
         .collect();
-    let params = args
-        .params
-        .as_ref()
-        .map_or_else(|| quote!(()), |t| quote_spanned!(t.span()=> #t));
-    let receives = args.receives.as_ref().map_or_else(
-        || quote!(__asena::Message),
-        |t| quote_spanned!(t.span()=> #t),
-    );
-    let sends = args
-        .sends
-        .as_ref()
-        .map_or_else(|| quote!(__asena::Raw), |t| quote_spanned!(t.span()=> #t));
-    let protocol = match args.managed {
-        Some(span) => quote_spanned!(span=> __asena::ManagedProtocol),
-        None => quote!(__asena::ChannelProtocol),
-    };
     let checks = middlewares
         .iter()
         .map(|m| quote_spanned!(m.span()=> __asena::assert_middleware::<#m>();));
@@ -93,6 +79,53 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             },
         },
     ))
+}
+
+/// The protocol a socket speaks: the managed one when declared `managed`.
+fn protocol_type(args: &Args) -> TokenStream {
+    match args.managed {
+        Some(span) => quote_spanned!(span=> __asena::ManagedProtocol),
+        None => quote!(__asena::ChannelProtocol),
+    }
+}
+
+/// The `Params`, `In` and `Out` types of a socket's `Channel` impl: the declared ones, or
+/// `()`, `Message` and `Raw`.
+fn channel_types(args: &Args) -> (TokenStream, TokenStream, TokenStream) {
+    let params = args
+        .params
+        .as_ref()
+        .map_or_else(|| quote!(()), |t| quote_spanned!(t.span()=> #t));
+    let receives = args.receives.as_ref().map_or_else(
+        || quote!(__asena::Message),
+        |t| quote_spanned!(t.span()=> #t),
+    );
+    let sends = args
+        .sends
+        .as_ref()
+        .map_or_else(|| quote!(__asena::Raw), |t| quote_spanned!(t.span()=> #t));
+    (params, receives, sends)
+}
+
+/// The `Channel` impl of a socket whose attribute has a mistake (see
+/// [`crate::component::stand_in`]): the declared types when the arguments parse, so the user's
+/// `impl WebSocketService` matches it.
+pub(crate) fn channel_stand_in(args: &Args, ident: &syn::Ident) -> TokenStream {
+    let (params, receives, sends) = channel_types(args);
+    let protocol = protocol_type(args);
+    let name = ident.to_string();
+    quote! {
+        impl __asena::Channel for #ident {
+            const PATH: &'static str = "/";
+            const NAME: &'static str = #name;
+            type Params = #params;
+            type In = #receives;
+            type Out = #sends;
+        }
+        impl __asena::Endpoint for #ident {
+            type Protocol = #protocol;
+        }
+    }
 }
 
 fn validate_path(path: &LitStr) -> syn::Result<()> {

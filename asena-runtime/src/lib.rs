@@ -247,7 +247,7 @@ mod ulak;
 mod app;
 mod secret;
 
-pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, InspectorToken, Server};
+pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, InspectorToken, Server, TokenGuard};
 pub use asena_macros::{middleware, service, websocket};
 pub use channel::{Channel, DecodeError, DecodeErrorKind, Encode, Raw, Receives, Sends};
 pub use config::{Compression, Limits, RateLimit, RateLimitPolicy, SlowConsumer};

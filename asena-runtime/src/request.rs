@@ -31,6 +31,28 @@ pub(crate) fn lookup<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a
         .map(|(_, v)| v.as_str())
 }
 
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The value of cookie `name`, from every `Cookie` header.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
 /// The largest request head (request line and headers, 32 KiB) the server reads, and the
 /// most an upgrade may carry: a socket keeps its request's headers and query for its life.
 pub(crate) const MAX_REQUEST_HEAD: usize = 32 * 1024;

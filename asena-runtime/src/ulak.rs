@@ -77,7 +77,7 @@
 //! | `SendFailed` | a send to a local socket that is closing or whose queue is full |
 //! | `SocketNotFound` | `to_socket` to an id unknown here, with no transport to forward it |
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -95,12 +95,25 @@ use crate::protocol::Endpoint;
 /// `#[inject] notifications: Ulak<NotificationSocket>`. Dereferences to the service's
 /// [`Namespace`], which for a service declared with `sends = T` accepts only `T`
 /// (`ulak.raw()` is the untyped namespace).
-pub struct Ulak<N: Channel> {
-    ns: Namespace<N::Out>,
+///
+/// The struct itself puts no bound on `N` (the impls do), so a mistaken `Ulak<SomeService>`
+/// field is reported once, where it is injected, with the hint to inject `Arc<SomeService>`.
+pub struct Ulak<N> {
+    /// The `Namespace<N::Out>`, erased so the struct's type needs no `N: Channel`.
+    ns: Arc<dyn Any + Send + Sync>,
     _service: PhantomData<fn() -> N>,
 }
 
-impl<N: Channel> Clone for Ulak<N> {
+impl<N: Channel> Ulak<N> {
+    fn new(ns: Namespace<N::Out>) -> Self {
+        Ulak {
+            ns: Arc::new(ns),
+            _service: PhantomData,
+        }
+    }
+}
+
+impl<N> Clone for Ulak<N> {
     fn clone(&self) -> Self {
         Ulak {
             ns: self.ns.clone(),
@@ -113,7 +126,7 @@ impl<N: Channel> fmt::Debug for Ulak<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ulak")
             .field("service", &std::any::type_name::<N>())
-            .field("path", &self.ns.path())
+            .field("path", &self.path())
             .finish()
     }
 }
@@ -121,7 +134,9 @@ impl<N: Channel> fmt::Debug for Ulak<N> {
 impl<N: Channel> Deref for Ulak<N> {
     type Target = Namespace<N::Out>;
     fn deref(&self) -> &Namespace<N::Out> {
-        &self.ns
+        self.ns
+            .downcast_ref()
+            .expect("Ulak::new stores a Namespace<N::Out>")
     }
 }
 
@@ -143,7 +158,7 @@ impl<N: Endpoint<Protocol = ManagedProtocol>> Ulak<N> {
     /// The managed-protocol sender of `N`, a service declared `managed`: to a client, a
     /// user's every session, a room or everyone, on every instance.
     pub fn managed(&self) -> Managed<N::Out> {
-        self.ns.managed()
+        Deref::deref(self).managed()
     }
 }
 
@@ -257,10 +272,10 @@ impl UlakBroker {
 
     /// The typed handle for websocket service `N`, if registered in this app.
     pub fn ulak<N: Endpoint>(&self) -> Option<Ulak<N>> {
-        self.inner.by_type.get(&TypeId::of::<N>()).map(|ns| Ulak {
-            ns: ns.retype(),
-            _service: PhantomData,
-        })
+        self.inner
+            .by_type
+            .get(&TypeId::of::<N>())
+            .map(|ns| Ulak::new(ns.retype()))
     }
 
     /// The namespace at `path` (e.g. `"/chat"`).

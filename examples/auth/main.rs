@@ -6,11 +6,21 @@
 //! `PORT` changes the port; `ASENA_TRANSPORT=redis://127.0.0.1:6379` (or `nats://…`) lets
 //! several instances share rooms.
 
+use clap::Parser;
+
 mod app;
+
+/// Serves the example; `--asyncapi` prints its protocol instead.
+#[derive(Parser)]
+struct Cli {
+    /// Print the protocol as an AsyncAPI 3.0 document on stdout instead of serving.
+    #[arg(long)]
+    asyncapi: bool,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if asena_runtime::Asena::asyncapi_requested() {
+    if Cli::parse().asyncapi {
         // The protocol as an AsyncAPI 3.0 document, on stdout.
         return Ok(app::builder().build().await?.print_asyncapi()?);
     }

@@ -24,6 +24,7 @@
 //! its path names (every message goes to that room), and `/metrics` serves the counters
 //! (the broker messages each instance received among them).
 
+use clap::Parser;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -176,9 +177,17 @@ pub fn builder() -> asena_runtime::AsenaBuilder {
     }
 }
 
+/// Serves the example; `--asyncapi` prints its protocol instead.
+#[derive(Parser)]
+struct Cli {
+    /// Print the protocol as an AsyncAPI 3.0 document on stdout instead of serving.
+    #[arg(long)]
+    asyncapi: bool,
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    if Asena::asyncapi_requested() {
+    if Cli::parse().asyncapi {
         // The protocol as an AsyncAPI 3.0 document, on stdout.
         return Ok(builder().build().await?.print_asyncapi()?);
     }

@@ -7,11 +7,21 @@
 //! The live inspector is at `/_asena`, guarded by the token in `ASENA_INSPECTOR_TOKEN` (its
 //! page asks for it); when it is unset a random token is made and printed at startup. Prometheus metrics are at `/metrics`.
 
+use clap::Parser;
+
 mod app;
+
+/// Serves the example; `--asyncapi` prints its protocol instead.
+#[derive(Parser)]
+struct Cli {
+    /// Print the protocol as an AsyncAPI 3.0 document on stdout instead of serving.
+    #[arg(long)]
+    asyncapi: bool,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if asena_runtime::Asena::asyncapi_requested() {
+    if Cli::parse().asyncapi {
         // The protocol as an AsyncAPI 3.0 document, on stdout.
         return Ok(app::builder().build().await?.print_asyncapi()?);
     }

@@ -8,6 +8,7 @@
 //! log level defaults to `warn` because the suite's deliberately broken frames would
 //! otherwise flood it (`RUST_LOG=info` to see everything).
 
+use clap::Parser;
 use std::time::Duration;
 
 use asena_runtime::prelude::*;
@@ -46,9 +47,17 @@ pub fn builder() -> asena_runtime::AsenaBuilder {
         .ping(None, Duration::from_secs(30))
 }
 
+/// Serves the example; `--asyncapi` prints its protocol instead.
+#[derive(Parser)]
+struct Cli {
+    /// Print the protocol as an AsyncAPI 3.0 document on stdout instead of serving.
+    #[arg(long)]
+    asyncapi: bool,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if Asena::asyncapi_requested() {
+    if Cli::parse().asyncapi {
         // The protocol as an AsyncAPI 3.0 document, on stdout.
         return Ok(builder().build().await?.print_asyncapi()?);
     }

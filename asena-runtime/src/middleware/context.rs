@@ -4,7 +4,7 @@ use std::any::Any;
 use std::net::SocketAddr;
 
 use http::request::Parts;
-use http::{Extensions, HeaderMap, Method, Uri, header};
+use http::{Extensions, HeaderMap, Method, Uri};
 
 use super::WsValue;
 use crate::request::lookup;
@@ -138,30 +138,12 @@ impl Context {
 
     /// The token of an `Authorization: Bearer <token>` header.
     pub fn bearer_token(&self) -> Option<&str> {
-        let value = self
-            .parts
-            .headers
-            .get(header::AUTHORIZATION)?
-            .to_str()
-            .ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim())
-            .filter(|t| !t.is_empty())
+        crate::request::bearer_token(&self.parts.headers)
     }
 
     /// A cookie of the request.
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.trim_matches('"'))
+        crate::request::cookie(&self.parts.headers, name)
     }
 
     /// The peer's address, when known.

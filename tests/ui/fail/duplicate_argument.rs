@@ -10,7 +10,4 @@ impl WebSocketService for Chat {
     }
 }
 
-#[service(name = "Users", name = "Accounts")]
-struct UserService;
-
 fn main() {}

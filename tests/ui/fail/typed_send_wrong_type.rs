@@ -1,4 +1,4 @@
-// A typed service's socket, namespace and Ulak send only its `sends` type.
+// A typed service's socket sends only its `sends` type.
 use asena_runtime::prelude::*;
 
 #[derive(Deserialize, JsonSchema, Validate)]
@@ -26,14 +26,8 @@ impl WebSocketService for Typed {
     type Data = ();
     async fn on_message(&self, ws: &Socket<(), Out>, _msg: In) -> Result<()> {
         ws.send(&Other { n: 1 })?;
-        ws.send("a string")?;
-        ws.namespace().broadcast(json!({"type": "Pong"}))?;
         Ok(())
     }
-}
-
-fn from_a_service(ulak: Ulak<Typed>) {
-    let _ = ulak.to("room", Other { n: 2 });
 }
 
 fn main() {}

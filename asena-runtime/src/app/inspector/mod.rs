@@ -131,13 +131,15 @@ impl FleetState {
     }
 }
 
-/// `<host name> (pid <pid>)`, or just the pid.
+/// `<host name> (pid <pid>)`, or just the pid when the host has no name. `HOSTNAME` wins,
+/// as containers set it to the name the orchestrator shows.
 fn default_name() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
         .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
+            gethostname::gethostname()
+                .into_string()
                 .ok()
                 .map(|h| h.trim().to_owned())
                 .filter(|h| !h.is_empty())

@@ -25,8 +25,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
-use crate::middleware::{Context, Middleware, Next, Refusal};
-use crate::secret_eq;
+use crate::app::TokenGuard;
 use crate::ws::origin::OriginPolicy;
 
 /// The name of the inspector's cookie.
@@ -35,10 +34,9 @@ pub(crate) const COOKIE: &str = "asena_inspector";
 /// The login page: a form that posts the token to `<path>/login`.
 const LOGIN_PAGE: &str = include_str!("login.html");
 
-/// A ready-made guard for [`AsenaBuilder::inspector`](crate::AsenaBuilder::inspector): lets
-/// through requests whose bearer token (an `Authorization: Bearer` header, or the login
-/// cookie the inspector turns into one) is the token, compared in constant time
-/// ([`secret_eq`](crate::secret_eq)); anything else gets 401 `{"error":"Unauthorized"}`.
+/// The inspector's ready-made guard: a [`TokenGuard`], the name kept for apps that guard
+/// the inspector with it. The login cookie reaches the guard as a bearer token, so the
+/// guard needs no cookie name here.
 ///
 /// ```
 /// use asena_runtime::{Asena, InspectorToken};
@@ -47,42 +45,7 @@ const LOGIN_PAGE: &str = include_str!("login.html");
 /// Asena::builder().inspector("/_asena", InspectorToken::new(token))
 /// # }
 /// ```
-pub struct InspectorToken(String);
-
-impl InspectorToken {
-    /// A guard that admits `token`. An empty token admits nobody.
-    pub fn new(token: impl Into<String>) -> InspectorToken {
-        InspectorToken(token.into())
-    }
-}
-
-impl std::fmt::Debug for InspectorToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("InspectorToken(..)")
-    }
-}
-
-impl Middleware for InspectorToken {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
-        let admitted = !self.0.is_empty()
-            && ctx
-                .bearer_token()
-                .is_some_and(|given| secret_eq(given, &self.0));
-        if !admitted {
-            tracing::warn!(
-                target: "asena::inspector",
-                path = %ctx.path(),
-                remote = ?ctx.remote_addr(),
-                "inspector request without a valid token"
-            );
-            return Err(Refusal::json(
-                401,
-                serde_json::json!({"error": "Unauthorized"}),
-            ));
-        }
-        next.run(ctx).await
-    }
-}
+pub type InspectorToken = TokenGuard;
 
 /// Refuses a request whose query names `token` (module docs).
 pub(crate) fn token_in_url(query: &[(String, String)]) -> Option<Response<Body>> {
