@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use asena_runtime::transport::ignis::{
-    BROADCAST_CHANNEL, EMITTER_SERVER_ID, IgnisBus, IgnisEnvelope, IgnisSink, IgnisTarget,
+    BROADCAST_CHANNEL, EMITTER_SERVER_ID, IgnisBus, IgnisSink, ManagedEnvelope, TargetKind,
 };
 use asena_runtime::{Emitter, TransportError};
 use asena_tests::WAIT;
@@ -46,15 +46,15 @@ fn unique(prefix: &str) -> String {
 }
 
 /// A sink that forwards every envelope into a channel the test reads.
-struct Forward(mpsc::UnboundedSender<IgnisEnvelope>);
+struct Forward(mpsc::UnboundedSender<ManagedEnvelope>);
 
 impl IgnisSink for Forward {
-    fn deliver(&self, envelope: IgnisEnvelope) {
+    fn deliver(&self, envelope: ManagedEnvelope) {
         let _ = self.0.send(envelope);
     }
 }
 
-type Inbox = mpsc::UnboundedReceiver<IgnisEnvelope>;
+type Inbox = mpsc::UnboundedReceiver<ManagedEnvelope>;
 
 /// A bus for a fresh server id, and what its sink receives.
 async fn server(url: &str) -> anyhow::Result<(IgnisBus, Inbox)> {
@@ -64,7 +64,7 @@ async fn server(url: &str) -> anyhow::Result<(IgnisBus, Inbox)> {
 }
 
 /// The next envelope carrying `event`, skipping other tests' traffic.
-async fn next_event(inbox: &mut Inbox, event: &str) -> anyhow::Result<IgnisEnvelope> {
+async fn next_event(inbox: &mut Inbox, event: &str) -> anyhow::Result<ManagedEnvelope> {
     tokio::time::timeout(WAIT, async {
         loop {
             let envelope = inbox.recv().await.context("sink closed")?;
@@ -82,7 +82,7 @@ async fn until_marker(
     inbox: &mut Inbox,
     prefix: &str,
     marker: &str,
-) -> anyhow::Result<Vec<IgnisEnvelope>> {
+) -> anyhow::Result<Vec<ManagedEnvelope>> {
     tokio::time::timeout(WAIT, async {
         let mut seen = Vec::new();
         loop {
@@ -156,7 +156,7 @@ async fn raw_publish(channel: &str, payload: &str) -> anyhow::Result<()> {
 // The envelope
 // ---------------------------------------------------------------------------------------
 
-fn json_of(envelope: &IgnisEnvelope) -> anyhow::Result<Value> {
+fn json_of(envelope: &ManagedEnvelope) -> anyhow::Result<Value> {
     Ok(serde_json::from_str(&envelope.encode())?)
 }
 
@@ -164,7 +164,7 @@ fn json_of(envelope: &IgnisEnvelope) -> anyhow::Result<Value> {
 fn the_envelope_has_ignis_keys_and_omits_absent_optionals() -> anyhow::Result<()> {
     let data = json!({"text": "hi", "n": [1, 2]});
     assert_eq!(
-        json_of(&IgnisEnvelope::client(
+        json_of(&ManagedEnvelope::client(
             "s1",
             "c-1",
             "job:progress",
@@ -173,7 +173,7 @@ fn the_envelope_has_ignis_keys_and_omits_absent_optionals() -> anyhow::Result<()
         json!({"serverId": "s1", "type": "client", "target": "c-1", "event": "job:progress", "data": data}),
     );
     assert_eq!(
-        json_of(&IgnisEnvelope::user(
+        json_of(&ManagedEnvelope::user(
             "s1",
             "u-1",
             "notification",
@@ -182,7 +182,7 @@ fn the_envelope_has_ignis_keys_and_omits_absent_optionals() -> anyhow::Result<()
         json!({"serverId": "s1", "type": "user", "target": "u-1", "event": "notification", "data": "x"}),
     );
     assert_eq!(
-        json_of(&IgnisEnvelope::room(
+        json_of(&ManagedEnvelope::room(
             "s1",
             "lobby",
             "data:update",
@@ -192,11 +192,11 @@ fn the_envelope_has_ignis_keys_and_omits_absent_optionals() -> anyhow::Result<()
         json!({"serverId": "s1", "type": "room", "target": "lobby", "event": "data:update", "data": 42.5, "exclude": ["c-2", "c-3"]}),
     );
     assert_eq!(
-        json_of(&IgnisEnvelope::room("s1", "lobby", "e", json!(null), &[]))?,
+        json_of(&ManagedEnvelope::room("s1", "lobby", "e", json!(null), &[]))?,
         json!({"serverId": "s1", "type": "room", "target": "lobby", "event": "e", "data": null}),
     );
     assert_eq!(
-        json_of(&IgnisEnvelope::broadcast(
+        json_of(&ManagedEnvelope::broadcast(
             EMITTER_SERVER_ID,
             "system:maintenance",
             json!({})
@@ -209,12 +209,12 @@ fn the_envelope_has_ignis_keys_and_omits_absent_optionals() -> anyhow::Result<()
 #[test]
 fn envelopes_as_ignis_writes_them_decode() -> anyhow::Result<()> {
     // What JSON.stringify makes of an IRedisSocketMessage (undefined optionals vanish).
-    let room = IgnisEnvelope::decode(
+    let room = ManagedEnvelope::decode(
         br#"{"serverId":"6f1c","type":"room","target":"dashboard","event":"data:update","data":{"metric":"cpu"},"exclude":["a"]}"#,
     )?;
     assert_eq!(
         room,
-        IgnisEnvelope::room(
+        ManagedEnvelope::room(
             "6f1c",
             "dashboard",
             "data:update",
@@ -222,19 +222,19 @@ fn envelopes_as_ignis_writes_them_decode() -> anyhow::Result<()> {
             &["a"]
         )
     );
-    let broadcast = IgnisEnvelope::decode(
+    let broadcast = ManagedEnvelope::decode(
         br#"{"serverId":"emitter","type":"broadcast","event":"system:maintenance","data":{"m":1}}"#,
     )?;
-    assert_eq!(broadcast.kind, IgnisTarget::Broadcast);
+    assert_eq!(broadcast.kind, TargetKind::Broadcast);
     assert_eq!(broadcast.target, None);
     assert_eq!(broadcast.exclude, None);
     assert_eq!(
-        IgnisEnvelope::decode(
-            IgnisEnvelope::user("s", "u", "e", json!([true]))
+        ManagedEnvelope::decode(
+            ManagedEnvelope::user("s", "u", "e", json!([true]))
                 .encode()
                 .as_bytes()
         )?,
-        IgnisEnvelope::user("s", "u", "e", json!([true]))
+        ManagedEnvelope::user("s", "u", "e", json!([true]))
     );
     Ok(())
 }
@@ -243,19 +243,19 @@ fn envelopes_as_ignis_writes_them_decode() -> anyhow::Result<()> {
 fn channel_names_are_ignis_channels() {
     let d = json!(null);
     assert_eq!(
-        IgnisEnvelope::client("s", "uuid-of-client", "e", d.clone()).channel(),
+        ManagedEnvelope::client("s", "uuid-of-client", "e", d.clone()).channel(),
         "ws:client:uuid-of-client"
     );
     assert_eq!(
-        IgnisEnvelope::user("s", "user-456", "e", d.clone()).channel(),
+        ManagedEnvelope::user("s", "user-456", "e", d.clone()).channel(),
         "ws:user:user-456"
     );
     assert_eq!(
-        IgnisEnvelope::room("s", "dashboard-viewers", "e", d.clone(), &[]).channel(),
+        ManagedEnvelope::room("s", "dashboard-viewers", "e", d.clone(), &[]).channel(),
         "ws:room:dashboard-viewers"
     );
     assert_eq!(
-        IgnisEnvelope::broadcast("s", "e", d).channel(),
+        ManagedEnvelope::broadcast("s", "e", d).channel(),
         "ws:broadcast"
     );
     assert_eq!(BROADCAST_CHANNEL, "ws:broadcast");
@@ -276,21 +276,21 @@ async fn servers_receive_each_others_envelopes_but_not_their_own() -> anyhow::Re
     let p = unique("kinds");
     let id = a.server_id().to_owned();
     let sent = [
-        IgnisEnvelope::client(
+        ManagedEnvelope::client(
             &id,
             format!("{p}-client"),
             format!("{p}:client"),
             json!({"k": 1}),
         ),
-        IgnisEnvelope::user(&id, format!("{p}-user"), format!("{p}:user"), json!("two")),
-        IgnisEnvelope::room(
+        ManagedEnvelope::user(&id, format!("{p}-user"), format!("{p}:user"), json!("two")),
+        ManagedEnvelope::room(
             &id,
             format!("{p}-room"),
             format!("{p}:room"),
             json!([3]),
             &["c-x"],
         ),
-        IgnisEnvelope::broadcast(&id, format!("{p}:broadcast"), json!(null)),
+        ManagedEnvelope::broadcast(&id, format!("{p}:broadcast"), json!(null)),
     ];
     for envelope in &sent {
         a.publish(envelope.clone());
@@ -303,7 +303,7 @@ async fn servers_receive_each_others_envelopes_but_not_their_own() -> anyhow::Re
     // B publishes a marker once B has everything A sent: Redis handled A's PUBLISHes first,
     // so A would have heard its own envelopes before the marker.
     let marker = format!("{p}:marker");
-    b.publish(IgnisEnvelope::broadcast(
+    b.publish(ManagedEnvelope::broadcast(
         b.server_id(),
         &marker,
         json!(null),
@@ -337,7 +337,7 @@ async fn malformed_messages_are_dropped_and_counted() -> anyhow::Result<()> {
     let event = format!("{room}:after");
     raw_publish(
         &format!("ws:room:{room}"),
-        &IgnisEnvelope::room("elsewhere", &room, &event, json!(1), &[]).encode(),
+        &ManagedEnvelope::room("elsewhere", &room, &event, json!(1), &[]).encode(),
     )
     .await?;
     let got = next_event(&mut inbox, &event).await?;
@@ -356,7 +356,11 @@ async fn shutdown_stops_the_bus() -> anyhow::Result<()> {
     let clone = bus.clone();
     bus.shutdown().await;
     clone.shutdown().await; // idempotent, from any clone
-    clone.publish(IgnisEnvelope::broadcast(bus.server_id(), "x", json!(null)));
+    clone.publish(ManagedEnvelope::broadcast(
+        bus.server_id(),
+        "x",
+        json!(null),
+    ));
     ensure!(bus.stats().dropped == 1, "dropped: {:?}", bus.stats());
     let closed = tokio::time::timeout(WAIT, async { while inbox.recv().await.is_some() {} }).await;
     ensure!(closed.is_ok(), "the sink was released on shutdown");
@@ -562,7 +566,12 @@ async fn a_bus_survives_a_redis_restart() -> anyhow::Result<()> {
     let url = redis.url();
     let (a, mut a_in) = server(&url).await?;
     let (b, mut b_in) = server(&url).await?;
-    a.publish(IgnisEnvelope::user(a.server_id(), "u", "before", json!(1)));
+    a.publish(ManagedEnvelope::user(
+        a.server_id(),
+        "u",
+        "before",
+        json!(1),
+    ));
     next_event(&mut b_in, "before").await?;
 
     redis.kill();
@@ -572,7 +581,7 @@ async fn a_bus_survives_a_redis_restart() -> anyhow::Result<()> {
     })
     .await?;
     let dropped_before = a.stats().dropped;
-    a.publish(IgnisEnvelope::user(
+    a.publish(ManagedEnvelope::user(
         a.server_id(),
         "u",
         "while down",
@@ -590,7 +599,7 @@ async fn a_bus_survives_a_redis_restart() -> anyhow::Result<()> {
     for (from, to_in, event) in [(&a, &mut b_in, "a-probe"), (&b, &mut a_in, "b-probe")] {
         let deadline = tokio::time::Instant::now() + POLL_DEADLINE;
         loop {
-            from.publish(IgnisEnvelope::broadcast(
+            from.publish(ManagedEnvelope::broadcast(
                 from.server_id(),
                 event,
                 json!(null),

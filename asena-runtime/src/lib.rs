@@ -231,7 +231,7 @@ mod shutdown;
 mod request;
 mod rooms;
 mod frame;
-pub mod wire;
+pub use asena_protocol::wire;
 mod channel;
 pub mod asyncapi;
 mod conn;

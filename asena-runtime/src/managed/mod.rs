@@ -69,20 +69,12 @@ use crate::frame::Message;
 use crate::namespace::{Namespace, Socket};
 use crate::ws::{AttachEnv, WebSocketService};
 
-/// The close codes of the managed protocol.
+/// The close codes of the managed protocol (from `asena-protocol`'s
+/// [`close_code`](crate::close_code)).
 pub mod close {
-    /// No `authenticate` in time, or the authenticator did not finish in three times that.
-    pub const AUTH_TIMEOUT: u16 = 4001;
-    /// No message within the heartbeat timeout.
-    pub const HEARTBEAT_TIMEOUT: u16 = 4002;
-    /// The authenticator refused the credentials or failed.
-    pub const AUTH_FAILED: u16 = 4003;
-    /// Encryption was required and the client's first message was not `encrypt` (or its
-    /// `publicKey` was malformed).
-    pub const ENCRYPTION_REQUIRED: u16 = 4004;
-    /// A message from an encrypting client was not the next sealed one of its channel:
-    /// plain, replayed, reordered, reflected, truncated or tampered.
-    pub const DECRYPTION_FAILED: u16 = 4005;
+    pub use asena_protocol::close_code::{
+        AUTH_FAILED, AUTH_TIMEOUT, DECRYPTION_FAILED, ENCRYPTION_REQUIRED, HEARTBEAT_TIMEOUT,
+    };
 }
 
 /// Timeouts and default rooms of a managed service.
@@ -831,7 +823,7 @@ mod bus {
 
     use super::send::{FleetBus, Target};
     use super::*;
-    use crate::transport::ignis::{IgnisBus, IgnisEnvelope, IgnisSink, IgnisTarget};
+    use crate::transport::ignis::{IgnisBus, IgnisSink, ManagedEnvelope, TargetKind};
 
     /// Deliveries from other instances (and emitters) into this namespace.
     struct Sink {
@@ -840,15 +832,15 @@ mod bus {
     }
 
     impl IgnisSink for Sink {
-        fn deliver(&self, envelope: IgnisEnvelope) {
+        fn deliver(&self, envelope: ManagedEnvelope) {
             let Some(state) = self.state.upgrade() else {
                 return;
             };
             let target = match (envelope.kind, envelope.target.as_deref()) {
-                (IgnisTarget::Client, Some(id)) => Target::Client(id),
-                (IgnisTarget::User, Some(user)) => Target::User(user),
-                (IgnisTarget::Room, Some(room)) => Target::Room(room),
-                (IgnisTarget::Broadcast, _) => Target::Broadcast,
+                (TargetKind::Client, Some(id)) => Target::Client(id),
+                (TargetKind::User, Some(user)) => Target::User(user),
+                (TargetKind::Room, Some(room)) => Target::Room(room),
+                (TargetKind::Broadcast, _) => Target::Broadcast,
                 (kind, None) => {
                     tracing::warn!(target: "asena::managed", ?kind, "fleet message without a target dropped");
                     return;
@@ -874,12 +866,12 @@ mod bus {
     impl FleetBus for RedisBus {
         fn publish(&self, target: &Target<'_>, event: &str, data: &Value, exclude: &[&str]) {
             let (kind, target) = match *target {
-                Target::Client(id) => (IgnisTarget::Client, Some(id.to_owned())),
-                Target::User(user) => (IgnisTarget::User, Some(user.to_owned())),
-                Target::Room(room) => (IgnisTarget::Room, Some(room.to_owned())),
-                Target::Broadcast => (IgnisTarget::Broadcast, None),
+                Target::Client(id) => (TargetKind::Client, Some(id.to_owned())),
+                Target::User(user) => (TargetKind::User, Some(user.to_owned())),
+                Target::Room(room) => (TargetKind::Room, Some(room.to_owned())),
+                Target::Broadcast => (TargetKind::Broadcast, None),
             };
-            self.0.publish(IgnisEnvelope {
+            self.0.publish(ManagedEnvelope {
                 server_id: self.0.server_id().to_owned(),
                 kind,
                 target,

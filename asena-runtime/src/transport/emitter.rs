@@ -8,12 +8,12 @@
 
 use super::TransportError;
 use super::broker::{CONNECT_TIMEOUT, new_pod_id};
-#[cfg(feature = "redis")]
-use super::ignis::{EMITTER_SERVER_ID, IgnisEnvelope};
 #[cfg(feature = "nats")]
 use crate::error::BoxError;
 use crate::frame::{Frame, IntoFrame};
 use crate::wire::{self, Envelope};
+#[cfg(feature = "redis")]
+use asena_protocol::managed::{EMITTER_SERVER_ID, ManagedEnvelope};
 
 /// A connection to the Redis at `url`, within [`CONNECT_TIMEOUT`].
 #[cfg(feature = "redis")]
@@ -301,7 +301,7 @@ impl Emitter {
         let data = to_data(data)?;
         self.publish_ignis(
             "to_client",
-            IgnisEnvelope::client(EMITTER_SERVER_ID, client_id, event, data),
+            ManagedEnvelope::client(EMITTER_SERVER_ID, client_id, event, data),
         )
         .await
     }
@@ -318,7 +318,7 @@ impl Emitter {
         let data = to_data(data)?;
         self.publish_ignis(
             "to_user",
-            IgnisEnvelope::user(EMITTER_SERVER_ID, user_id, event, data),
+            ManagedEnvelope::user(EMITTER_SERVER_ID, user_id, event, data),
         )
         .await
     }
@@ -339,7 +339,7 @@ impl Emitter {
         let data = to_data(data)?;
         self.publish_ignis(
             "to_room_event",
-            IgnisEnvelope::room(EMITTER_SERVER_ID, room, event, data, exclude),
+            ManagedEnvelope::room(EMITTER_SERVER_ID, room, event, data, exclude),
         )
         .await
     }
@@ -357,7 +357,7 @@ impl Emitter {
         let data = to_data(data)?;
         self.publish_ignis(
             "broadcast_event",
-            IgnisEnvelope::broadcast(EMITTER_SERVER_ID, event, data),
+            ManagedEnvelope::broadcast(EMITTER_SERVER_ID, event, data),
         )
         .await
     }
@@ -367,7 +367,7 @@ impl Emitter {
     async fn publish_ignis(
         &self,
         operation: &'static str,
-        envelope: IgnisEnvelope,
+        envelope: ManagedEnvelope,
     ) -> Result<(), TransportError> {
         match &self.backend {
             Backend::Redis(conn) => {

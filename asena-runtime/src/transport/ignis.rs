@@ -1,39 +1,6 @@
-//! Ignis's Redis layout for managed services: the [`IgnisEnvelope`], its channels, and the
-//! [`IgnisBus`] that carries envelopes between the servers of a fleet.
-//!
-//! Ignis (Venizia's Bun framework) sends a managed message to one channel per target instead
-//! of Asena's single channel with topic strings:
-//!
-//! | [`IgnisTarget`] | channel | reaches |
-//! |---|---|---|
-//! | `client` | `ws:client:{clientId}` | one connection, on whichever server holds it |
-//! | `user` | `ws:user:{userId}` | every session of a user, on every server |
-//! | `room` | `ws:room:{room}` | the room's members, on every server, minus `exclude` |
-//! | `broadcast` | `ws:broadcast` | every authenticated connection, on every server |
-//!
-//! Every message is one JSON object:
-//!
-//! ```json
-//! {"serverId":"<uuid or emitter>","type":"room","target":"lobby","event":"chat:message","data":{"text":"hi"},"exclude":["<client id>"]}
-//! ```
-//!
-//! `target` is absent for a broadcast, `exclude` is absent unless some clients are skipped.
-//! A server drops envelopes carrying its own `serverId` (it delivered them locally before
-//! publishing); publishers without a server, such as the [`Emitter`](super::Emitter), use
-//! [`EMITTER_SERVER_ID`], which no server has, so every server delivers their messages.
-//!
-//! ```
-//! use asena_runtime::transport::ignis::{IgnisEnvelope, IgnisTarget};
-//!
-//! let envelope = IgnisEnvelope::user("emitter", "u-42", "notification", serde_json::json!({"n": 1}));
-//! assert_eq!(envelope.channel(), "ws:user:u-42");
-//! assert_eq!(
-//!     envelope.encode(),
-//!     r#"{"serverId":"emitter","type":"user","target":"u-42","event":"notification","data":{"n":1}}"#,
-//! );
-//! let back = IgnisEnvelope::decode(envelope.encode().as_bytes()).unwrap();
-//! assert_eq!(back.kind, IgnisTarget::User);
-//! ```
+//! The [`IgnisBus`]: carries the managed protocol's envelopes
+//! ([`ManagedEnvelope`](asena_protocol::managed::ManagedEnvelope), Ignis's Redis layout,
+//! defined in [`asena_protocol::managed`]) between the servers of a fleet.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,7 +10,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::Client;
 use redis::aio::PubSub;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -55,168 +21,10 @@ use super::broker::{
 use super::redis::publisher::{self, FLUSH_TIMEOUT, Publisher};
 use crate::error::BoxError;
 
-/// The `serverId` of messages from publishers that run no server ([`Emitter`](super::Emitter)):
-/// no server has it, so every server delivers them.
-pub const EMITTER_SERVER_ID: &str = "emitter";
-
-/// The channel of broadcasts to every authenticated connection of the fleet.
-pub const BROADCAST_CHANNEL: &str = "ws:broadcast";
-
-/// The prefix of a client's channel, `ws:client:{clientId}`.
-pub const CLIENT_PREFIX: &str = "ws:client:";
-
-/// The prefix of a user's channel, `ws:user:{userId}`.
-pub const USER_PREFIX: &str = "ws:user:";
-
-/// The prefix of a room's channel, `ws:room:{room}`.
-pub const ROOM_PREFIX: &str = "ws:room:";
-
-/// The first part of every channel of Ignis's layout, `ws`. A managed service may choose
-/// another (`ManagedOptions::channel_prefix`): its channels are then `{prefix}:room:{room}`,
-/// `{prefix}:client:{id}`, `{prefix}:user:{id}` and `{prefix}:broadcast`, and it hears
-/// nothing of services under other prefixes.
-pub const DEFAULT_PREFIX: &str = "ws";
-
-/// What a managed message targets (Ignis's `type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IgnisTarget {
-    /// One connection, by client id.
-    Client,
-    /// Every session of a user, by user id.
-    User,
-    /// The members of a room.
-    Room,
-    /// Every authenticated connection.
-    Broadcast,
-}
-
-/// A managed message between servers, in Ignis's layout (see the [module docs](self)).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IgnisEnvelope {
-    /// The publishing server (`serverId`), or [`EMITTER_SERVER_ID`].
-    pub server_id: String,
-    /// What the message targets (`type`).
-    #[serde(rename = "type")]
-    pub kind: IgnisTarget,
-    /// The client id, user id or room; `None` for a broadcast.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// The event delivered to clients.
-    pub event: String,
-    /// The event's payload; `null` when the publisher sent none.
-    #[serde(default)]
-    pub data: serde_json::Value,
-    /// Client ids to skip (rooms and broadcasts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exclude: Option<Vec<String>>,
-}
-
-impl IgnisEnvelope {
-    /// A message to one connection.
-    pub fn client(
-        server_id: impl Into<String>,
-        client_id: impl Into<String>,
-        event: impl Into<String>,
-        data: serde_json::Value,
-    ) -> IgnisEnvelope {
-        Self::targeted(server_id, IgnisTarget::Client, client_id, event, data)
-    }
-
-    /// A message to every session of a user.
-    pub fn user(
-        server_id: impl Into<String>,
-        user_id: impl Into<String>,
-        event: impl Into<String>,
-        data: serde_json::Value,
-    ) -> IgnisEnvelope {
-        Self::targeted(server_id, IgnisTarget::User, user_id, event, data)
-    }
-
-    /// A message to the members of `room` except the clients in `exclude` (none when empty).
-    pub fn room(
-        server_id: impl Into<String>,
-        room: impl Into<String>,
-        event: impl Into<String>,
-        data: serde_json::Value,
-        exclude: &[&str],
-    ) -> IgnisEnvelope {
-        let mut envelope = Self::targeted(server_id, IgnisTarget::Room, room, event, data);
-        envelope.exclude =
-            (!exclude.is_empty()).then(|| exclude.iter().map(|&id| id.to_owned()).collect());
-        envelope
-    }
-
-    /// A message to every authenticated connection.
-    pub fn broadcast(
-        server_id: impl Into<String>,
-        event: impl Into<String>,
-        data: serde_json::Value,
-    ) -> IgnisEnvelope {
-        IgnisEnvelope {
-            server_id: server_id.into(),
-            kind: IgnisTarget::Broadcast,
-            target: None,
-            event: event.into(),
-            data,
-            exclude: None,
-        }
-    }
-
-    fn targeted(
-        server_id: impl Into<String>,
-        kind: IgnisTarget,
-        target: impl Into<String>,
-        event: impl Into<String>,
-        data: serde_json::Value,
-    ) -> IgnisEnvelope {
-        IgnisEnvelope {
-            server_id: server_id.into(),
-            kind,
-            target: Some(target.into()),
-            event: event.into(),
-            data,
-            exclude: None,
-        }
-    }
-
-    /// The channel this message is published on under Ignis's prefix: `ws:client:{id}`,
-    /// `ws:user:{id}`, `ws:room:{room}` or [`BROADCAST_CHANNEL`]. A missing target reads as
-    /// empty.
-    pub fn channel(&self) -> String {
-        self.channel_under(DEFAULT_PREFIX)
-    }
-
-    /// The channel this message is published on under `prefix` (see [`DEFAULT_PREFIX`]):
-    /// `{prefix}:client:{id}`, `{prefix}:user:{id}`, `{prefix}:room:{room}` or
-    /// `{prefix}:broadcast`.
-    pub fn channel_under(&self, prefix: &str) -> String {
-        let kind = match self.kind {
-            IgnisTarget::Client => ":client:",
-            IgnisTarget::User => ":user:",
-            IgnisTarget::Room => ":room:",
-            IgnisTarget::Broadcast => return format!("{prefix}:broadcast"),
-        };
-        let target = self.target.as_deref().unwrap_or_default();
-        let mut channel = String::with_capacity(prefix.len() + kind.len() + target.len());
-        channel.push_str(prefix);
-        channel.push_str(kind);
-        channel.push_str(target);
-        channel
-    }
-
-    /// The JSON text of this message.
-    pub fn encode(&self) -> String {
-        serde_json::to_string(self)
-            .expect("invariant: an envelope of strings and a JSON value serializes")
-    }
-
-    /// Parses a message as Ignis publishes it; unknown keys are ignored.
-    pub fn decode(bytes: &[u8]) -> Result<IgnisEnvelope, serde_json::Error> {
-        serde_json::from_slice(bytes)
-    }
-}
+pub use asena_protocol::managed::{
+    BROADCAST_CHANNEL, CLIENT_PREFIX, DEFAULT_PREFIX, EMITTER_SERVER_ID, ManagedEnvelope,
+    ROOM_PREFIX, TargetKind, USER_PREFIX,
+};
 
 /// Where an [`IgnisBus`] hands the envelopes other servers (and emitters) published: the
 /// managed service, which delivers them to its local connections.
@@ -225,7 +33,7 @@ impl IgnisEnvelope {
 /// them: it must not block (hand slow work to a task). A panic is caught, logged and counted.
 pub trait IgnisSink: Send + Sync + 'static {
     /// Delivers one envelope from another server to the local connections it targets.
-    fn deliver(&self, envelope: IgnisEnvelope);
+    fn deliver(&self, envelope: ManagedEnvelope);
 }
 
 /// One server's connections to a fleet's Redis in Ignis's layout: publishes envelopes and
@@ -243,11 +51,11 @@ pub trait IgnisSink: Send + Sync + 'static {
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use asena_runtime::transport::ignis::{IgnisBus, IgnisEnvelope, IgnisSink};
+/// use asena_runtime::transport::ignis::{IgnisBus, ManagedEnvelope, IgnisSink};
 ///
 /// struct Print;
 /// impl IgnisSink for Print {
-///     fn deliver(&self, envelope: IgnisEnvelope) {
+///     fn deliver(&self, envelope: ManagedEnvelope) {
 ///         println!("{} for {:?}", envelope.event, envelope.target);
 ///     }
 /// }
@@ -255,7 +63,7 @@ pub trait IgnisSink: Send + Sync + 'static {
 /// # async fn run() -> Result<(), asena_runtime::TransportError> {
 /// let server_id = uuid::Uuid::new_v4().to_string();
 /// let bus = IgnisBus::connect("redis://127.0.0.1:6379", server_id, Arc::new(Print)).await?;
-/// bus.publish(IgnisEnvelope::room(bus.server_id(), "lobby", "hello", serde_json::json!({}), &[]));
+/// bus.publish(ManagedEnvelope::room(bus.server_id(), "lobby", "hello", serde_json::json!({}), &[]));
 /// bus.shutdown().await;
 /// # Ok(()) }
 /// ```
@@ -268,7 +76,7 @@ struct Inner {
     url: String,
     server_id: String,
     counters: Arc<Counters>,
-    queue: mpsc::Sender<IgnisEnvelope>,
+    queue: mpsc::Sender<ManagedEnvelope>,
     /// Whether the publisher is connected: envelopes published meanwhile are dropped at once.
     connected: Arc<AtomicBool>,
     running: Mutex<Option<Running>>,
@@ -351,7 +159,7 @@ impl IgnisBus {
                 command: {
                     let prefix = prefix.clone();
                     Box::new(
-                        move |envelope: &IgnisEnvelope, pipe: &mut redis::Pipeline| {
+                        move |envelope: &ManagedEnvelope, pipe: &mut redis::Pipeline| {
                             pipe.cmd("PUBLISH")
                                 .arg(envelope.channel_under(&prefix))
                                 .arg(envelope.encode())
@@ -400,13 +208,13 @@ impl IgnisBus {
         &self.inner.url
     }
 
-    /// Sends `envelope` on its [channel](IgnisEnvelope::channel) without waiting: it is
+    /// Sends `envelope` on its [channel](ManagedEnvelope::channel) without waiting: it is
     /// queued for the publishing task. When the queue is full, while Redis is away and after
     /// [`shutdown`](IgnisBus::shutdown) the envelope is dropped, counted and logged.
     ///
     /// The envelope goes out as given: give it this bus's [`server_id`](IgnisBus::server_id)
     /// so the fleet knows where it came from and this server does not receive it back.
-    pub fn publish(&self, envelope: IgnisEnvelope) {
+    pub fn publish(&self, envelope: ManagedEnvelope) {
         let counters = &self.inner.counters;
         if !self.inner.connected.load(Ordering::Relaxed) {
             let dropped = counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -521,8 +329,8 @@ impl SubscriberTask {
 
     /// Hands one message to the sink, unless it is ours or not an envelope.
     fn handle(&mut self, channel: &str, payload: &[u8]) {
-        let envelope = match IgnisEnvelope::decode(payload) {
-            Ok(e) if e.target.is_none() && e.kind != IgnisTarget::Broadcast => {
+        let envelope = match ManagedEnvelope::decode(payload) {
+            Ok(e) if e.target.is_none() && e.kind != TargetKind::Broadcast => {
                 self.malformed(
                     channel,
                     &format!("a `{:?}` message without a target", e.kind),
@@ -559,73 +367,6 @@ impl SubscriberTask {
             tracing::warn!(target: "asena::transport", transport = "ignis", channel, error, malformed = self.malformed, "dropping a message that is not an Ignis envelope");
         } else {
             tracing::debug!(target: "asena::transport", transport = "ignis", channel, error, "dropping a message that is not an Ignis envelope");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn envelopes_have_ignis_keys_and_omit_absent_optionals() {
-        let room = IgnisEnvelope::room("s1", "lobby", "e", json!([1]), &["c1"]);
-        assert_eq!(
-            serde_json::from_str::<serde_json::Value>(&room.encode()).expect("JSON"),
-            json!({"serverId": "s1", "type": "room", "target": "lobby", "event": "e", "data": [1], "exclude": ["c1"]}),
-        );
-        assert_eq!(
-            IgnisEnvelope::broadcast("s1", "e", json!(null)).encode(),
-            r#"{"serverId":"s1","type":"broadcast","event":"e","data":null}"#,
-        );
-        assert_eq!(
-            IgnisEnvelope::room("s", "r", "e", json!(1), &[]).exclude,
-            None
-        );
-    }
-
-    #[test]
-    fn channels_follow_the_target() {
-        let data = json!({});
-        assert_eq!(
-            IgnisEnvelope::client("s", "c-1", "e", data.clone()).channel(),
-            "ws:client:c-1"
-        );
-        assert_eq!(
-            IgnisEnvelope::user("s", "u:1", "e", data.clone()).channel(),
-            "ws:user:u:1"
-        );
-        assert_eq!(
-            IgnisEnvelope::room("s", "a b", "e", data.clone(), &[]).channel(),
-            "ws:room:a b"
-        );
-        assert_eq!(
-            IgnisEnvelope::broadcast("s", "e", data).channel(),
-            BROADCAST_CHANNEL
-        );
-    }
-
-    #[test]
-    fn decoding_tolerates_what_javascript_omits_and_rejects_the_rest() {
-        let e = IgnisEnvelope::decode(
-            br#"{"serverId":"x","type":"user","target":"u","event":"e","extra":1}"#,
-        )
-        .expect("an envelope without data");
-        assert_eq!(e.data, json!(null));
-        for bad in [
-            &br#"{"serverId":"x","type":"everyone","event":"e","data":1}"#[..],
-            br#"{"type":"room","target":"r","event":"e","data":1}"#,
-            br#"{"serverId":"x","type":"room","target":"r","data":1}"#,
-            b"not json",
-            b"",
-        ] {
-            assert!(
-                IgnisEnvelope::decode(bad).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
         }
     }
 }

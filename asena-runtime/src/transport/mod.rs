@@ -13,8 +13,9 @@
 //! publishes into a fleet from a process without a server.
 //!
 //! Managed services (Ignis's model: authenticated clients with user ids, rooms) talk over
-//! Redis in Ignis's layout instead, one channel per target; [`ignis`] holds that format and
-//! the [`IgnisBus`] that carries it (feature `redis`).
+//! Redis in Ignis's layout instead, one channel per target: the format is
+//! [`asena_protocol::managed`] ([`ManagedEnvelope`]), and [`ignis`] holds the [`IgnisBus`]
+//! that carries it (feature `redis`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,10 +34,11 @@ mod nats;
 #[cfg(feature = "redis")]
 mod redis;
 
+pub use asena_protocol::managed::{ManagedEnvelope, TargetKind};
 pub use broker::TransportStats;
 pub use emitter::Emitter;
 #[cfg(feature = "redis")]
-pub use ignis::{IgnisBus, IgnisEnvelope, IgnisSink, IgnisTarget};
+pub use ignis::{IgnisBus, IgnisSink};
 #[cfg(feature = "nats")]
 pub use nats::NatsTransport;
 #[cfg(feature = "redis")]
