@@ -147,8 +147,7 @@ async fn a_client_not_trusting_the_root_fails_with_a_tls_error() {
         .connect_timeout(WAIT)
         .connect()
         .await
-        .err()
-        .expect("an untrusted certificate is refused");
+        .expect_err("an untrusted certificate is refused");
     let Error::Tls { url, .. } = &error else {
         panic!("expected a TLS error, got {error:?}");
     };
@@ -170,14 +169,12 @@ async fn a_root_that_does_not_parse_is_refused_before_connecting() {
         .add_root_certificate("-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n")
         .connect()
         .await
-        .err()
-        .expect("a bad PEM is refused");
+        .expect_err("a bad PEM is refused");
     assert!(matches!(error, Error::BadCertificate { .. }), "{error:?}");
     let error = Client::<Echo>::builder("wss://127.0.0.1:9")
         .add_root_certificate(b"not DER".to_vec())
         .connect()
         .await
-        .err()
-        .expect("bad DER is refused");
+        .expect_err("bad DER is refused");
     assert!(matches!(error, Error::BadCertificate { .. }), "{error:?}");
 }

@@ -231,7 +231,6 @@ mod shutdown;
 mod request;
 mod rooms;
 mod frame;
-pub use asena_protocol::wire;
 mod channel;
 pub mod asyncapi;
 mod conn;
@@ -247,6 +246,9 @@ mod secret;
 
 pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, InspectorToken, Server};
 pub use asena_macros::{middleware, service, websocket};
+/// The wire format between instances (topics, the JSON envelope, channel names), from
+/// `asena-protocol`: below every layer here.
+pub use asena_protocol::wire;
 pub use channel::{Channel, DecodeError, DecodeErrorKind, Encode, Raw, Receives, Sends};
 pub use config::{Compression, Limits, RateLimit, RateLimitPolicy, SlowConsumer};
 pub use di::{Component, ContainerError, DiError, Injectable, Lifecycle, Problem, Resolver};

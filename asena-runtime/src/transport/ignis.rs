@@ -1,5 +1,5 @@
 //! The [`IgnisBus`]: carries the managed protocol's envelopes
-//! ([`ManagedEnvelope`](asena_protocol::managed::ManagedEnvelope), Ignis's Redis layout,
+//! ([`ManagedEnvelope`], Ignis's Redis layout,
 //! defined in [`asena_protocol::managed`]) between the servers of a fleet.
 
 use std::panic::AssertUnwindSafe;
