@@ -11,8 +11,8 @@
 //! What is structured comes from serde_json and serde_path_to_error: the category (syntax,
 //! end of input, data), the position (stripped from the message) and the field's path.
 //! Which data error it is (unknown variant, missing or unknown field, wrong type) serde
-//! passes to serde_json only as text, so one private function, `read_data_error`, reads it from
-//! serde's fixed wording.
+//! passes to serde_json only as text, so one private function, `read_data_error`, reads it
+//! from serde's fixed wording.
 
 /// What was wrong with a message that did not decode into a service's `receives` type.
 #[derive(Debug, Clone, PartialEq, Eq)]
