@@ -11,12 +11,12 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
+use asena_runtime::managed::envelope::{
+    BROADCAST_CHANNEL, EMITTER_SERVER_ID, ManagedEnvelope, TargetKind,
+};
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
 use asena_runtime::protocol::Endpoint;
-use asena_runtime::transport::ignis::{
-    BROADCAST_CHANNEL, EMITTER_SERVER_ID, IgnisEnvelope, IgnisTarget,
-};
 use asena_runtime::{
     Component, Emitter, ManagedProtocol, NatsTransport, RedisTransport, Transport,
 };
@@ -168,7 +168,7 @@ async fn raw_publish(channel: &str, payload: &str) -> anyhow::Result<()> {
 // The envelope
 // ---------------------------------------------------------------------------------------
 
-fn json_of(envelope: &IgnisEnvelope) -> anyhow::Result<Value> {
+fn json_of(envelope: &ManagedEnvelope) -> anyhow::Result<Value> {
     Ok(serde_json::from_str(&envelope.encode())?)
 }
 
@@ -176,7 +176,7 @@ fn json_of(envelope: &IgnisEnvelope) -> anyhow::Result<Value> {
 fn the_envelope_has_ignis_keys_and_omits_absent_optionals() -> anyhow::Result<()> {
     let data = json!({"text": "hi", "n": [1, 2]});
     assert_eq!(
-        json_of(&IgnisEnvelope::client(
+        json_of(&ManagedEnvelope::client(
             "s1",
             "c-1",
             "job:progress",
@@ -185,7 +185,7 @@ fn the_envelope_has_ignis_keys_and_omits_absent_optionals() -> anyhow::Result<()
         json!({"serverId": "s1", "type": "client", "target": "c-1", "event": "job:progress", "data": data}),
     );
     assert_eq!(
-        json_of(&IgnisEnvelope::user(
+        json_of(&ManagedEnvelope::user(
             "s1",
             "u-1",
             "notification",
@@ -194,7 +194,7 @@ fn the_envelope_has_ignis_keys_and_omits_absent_optionals() -> anyhow::Result<()
         json!({"serverId": "s1", "type": "user", "target": "u-1", "event": "notification", "data": "x"}),
     );
     assert_eq!(
-        json_of(&IgnisEnvelope::room(
+        json_of(&ManagedEnvelope::room(
             "s1",
             "lobby",
             "data:update",
@@ -204,11 +204,11 @@ fn the_envelope_has_ignis_keys_and_omits_absent_optionals() -> anyhow::Result<()
         json!({"serverId": "s1", "type": "room", "target": "lobby", "event": "data:update", "data": 42.5, "exclude": ["c-2", "c-3"]}),
     );
     assert_eq!(
-        json_of(&IgnisEnvelope::room("s1", "lobby", "e", json!(null), &[]))?,
+        json_of(&ManagedEnvelope::room("s1", "lobby", "e", json!(null), &[]))?,
         json!({"serverId": "s1", "type": "room", "target": "lobby", "event": "e", "data": null}),
     );
     assert_eq!(
-        json_of(&IgnisEnvelope::broadcast(
+        json_of(&ManagedEnvelope::broadcast(
             EMITTER_SERVER_ID,
             "system:maintenance",
             json!({})
@@ -221,12 +221,12 @@ fn the_envelope_has_ignis_keys_and_omits_absent_optionals() -> anyhow::Result<()
 #[test]
 fn envelopes_as_ignis_writes_them_decode() -> anyhow::Result<()> {
     // What JSON.stringify makes of an IRedisSocketMessage (undefined optionals vanish).
-    let room = IgnisEnvelope::decode(
+    let room = ManagedEnvelope::decode(
         br#"{"serverId":"6f1c","type":"room","target":"dashboard","event":"data:update","data":{"metric":"cpu"},"exclude":["a"]}"#,
     )?;
     assert_eq!(
         room,
-        IgnisEnvelope::room(
+        ManagedEnvelope::room(
             "6f1c",
             "dashboard",
             "data:update",
@@ -234,19 +234,19 @@ fn envelopes_as_ignis_writes_them_decode() -> anyhow::Result<()> {
             &["a"]
         )
     );
-    let broadcast = IgnisEnvelope::decode(
+    let broadcast = ManagedEnvelope::decode(
         br#"{"serverId":"emitter","type":"broadcast","event":"system:maintenance","data":{"m":1}}"#,
     )?;
-    assert_eq!(broadcast.kind, IgnisTarget::Broadcast);
+    assert_eq!(broadcast.kind, TargetKind::Broadcast);
     assert_eq!(broadcast.target, None);
     assert_eq!(broadcast.exclude, None);
     assert_eq!(
-        IgnisEnvelope::decode(
-            IgnisEnvelope::user("s", "u", "e", json!([true]))
+        ManagedEnvelope::decode(
+            ManagedEnvelope::user("s", "u", "e", json!([true]))
                 .encode()
                 .as_bytes()
         )?,
-        IgnisEnvelope::user("s", "u", "e", json!([true]))
+        ManagedEnvelope::user("s", "u", "e", json!([true]))
     );
     Ok(())
 }
@@ -255,19 +255,19 @@ fn envelopes_as_ignis_writes_them_decode() -> anyhow::Result<()> {
 fn channel_names_are_ignis_channels() {
     let d = json!(null);
     assert_eq!(
-        IgnisEnvelope::client("s", "uuid-of-client", "e", d.clone()).channel(),
+        ManagedEnvelope::client("s", "uuid-of-client", "e", d.clone()).channel(),
         "ws:client:uuid-of-client"
     );
     assert_eq!(
-        IgnisEnvelope::user("s", "user-456", "e", d.clone()).channel(),
+        ManagedEnvelope::user("s", "user-456", "e", d.clone()).channel(),
         "ws:user:user-456"
     );
     assert_eq!(
-        IgnisEnvelope::room("s", "dashboard-viewers", "e", d.clone(), &[]).channel(),
+        ManagedEnvelope::room("s", "dashboard-viewers", "e", d.clone(), &[]).channel(),
         "ws:room:dashboard-viewers"
     );
     assert_eq!(
-        IgnisEnvelope::broadcast("s", "e", d).channel(),
+        ManagedEnvelope::broadcast("s", "e", d).channel(),
         "ws:broadcast"
     );
     assert_eq!(BROADCAST_CHANNEL, "ws:broadcast");
@@ -302,12 +302,10 @@ async fn instances_share_users<S: Endpoint<Protocol = ManagedProtocol> + Compone
         "a user delivery reaches the other instance",
         async || {
             managed.to_user("alice", ("hello", 1))?;
-            Ok(
-                tokio::time::timeout(Duration::from_millis(200), next_event(&mut on_b, "hello"))
-                    .await
-                    .ok()
-                    .transpose()?,
-            )
+            tokio::time::timeout(Duration::from_millis(200), next_event(&mut on_b, "hello"))
+                .await
+                .ok()
+                .transpose()
         },
     )
     .await?;
@@ -393,10 +391,10 @@ async fn malformed_messages_are_dropped_and_counted() -> anyhow::Result<()> {
     // A message for one client, published on a room's channel, is not delivered to it.
     raw_publish(
         "ignis-malformed:room:lobby",
-        &IgnisEnvelope::client("elsewhere", &id, "misrouted", json!(1)).encode(),
+        &ManagedEnvelope::client("elsewhere", &id, "misrouted", json!(1)).encode(),
     )
     .await?;
-    let after = IgnisEnvelope::room("elsewhere", "lobby", "after", json!(1), &[]);
+    let after = ManagedEnvelope::room("elsewhere", "lobby", "after", json!(1), &[]);
     raw_publish("ignis-malformed:room:lobby", &after.encode()).await?;
     let got = client.recv_json().await?;
     assert_eq!(got, json!({"event": "after", "data": 1}));

@@ -2,19 +2,22 @@
 
 use std::time::Duration;
 
-/// The reconnect policy: exponential backoff with full jitter, capped, with an optional limit
-/// on attempts.
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+/// The reconnect policy: exponential backoff with jitter, capped, with an optional limit on
+/// attempts. The delays come from the `backon` crate.
 ///
-/// Before attempt `n` (counting from 0 after each lost connection) the client waits a random
-/// time between zero and `min(max, base * 2^n)` ("full jitter"), so a fleet of clients that
-/// lost the same server does not come back in lockstep. The count starts again after every
+/// Attempt `n` (counting from 0 after each lost connection) has the ceiling
+/// `min(max, base * 2^n)`; the client waits a random time between half the ceiling and the
+/// ceiling ("equal jitter"), so a fleet of clients that lost the same server does not come
+/// back in lockstep, and no wait is longer than `max`. The count starts again after every
 /// successful connection.
 ///
 /// ```
 /// use std::time::Duration;
 /// use asena_client::Backoff;
 ///
-/// // At most 0.1 s, 0.2 s, 0.4 s, ... 10 s, 10 s, ... and give up after 20 attempts.
+/// // Ceilings 0.1 s, 0.2 s, 0.4 s, ... 10 s, 10 s, ... and give up after 20 attempts.
 /// let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10))
 ///     .max_attempts(20);
 /// assert_eq!(backoff.ceiling(3), Duration::from_millis(800));
@@ -38,10 +41,10 @@ impl Backoff {
         }
     }
 
-    /// Gives up after `attempts` failed reconnect attempts in a row (the client then ends its
-    /// event stream with [`Event::GaveUp`](crate::Event::GaveUp)).
+    /// Gives up after `attempts` failed reconnect attempts in a row (at least 1; the client
+    /// then ends its event stream with [`Event::GaveUp`](crate::Event::GaveUp)).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = Some(attempts);
+        self.max_attempts = Some(attempts.max(1));
         self
     }
 
@@ -56,11 +59,22 @@ impl Backoff {
         self.base.saturating_mul(factor).min(self.max)
     }
 
-    /// The wait before attempt `attempt`: uniformly random in `0..=ceiling(attempt)`.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let ceiling = self.ceiling(attempt);
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(fastrand::u64(0..=nanos))
+    /// The waits before attempts 0, 1, 2, ...: each random between half its
+    /// [`ceiling`](Self::ceiling) and the ceiling; as many as
+    /// [`attempts_limit`](Self::attempts_limit) allows.
+    pub(crate) fn delays(&self) -> impl Iterator<Item = Duration> + Send + use<> {
+        // backon waits `d` plus a random fraction of `d`, `d` doubling from `base / 2` to
+        // `max / 2`: between half the ceiling and the ceiling.
+        let builder = ExponentialBuilder::new()
+            .with_min_delay(self.base / 2)
+            .with_max_delay(self.max / 2)
+            .with_factor(2.0)
+            .with_jitter();
+        let builder = match self.max_attempts {
+            Some(limit) => builder.with_max_times(limit as usize),
+            None => builder.without_max_times(),
+        };
+        builder.build()
     }
 }
 
@@ -86,11 +100,29 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_under_the_ceiling() {
+    fn jitter_stays_between_half_the_ceiling_and_the_ceiling() {
         let b = Backoff::exponential(Duration::from_millis(10), Duration::from_millis(50));
-        for attempt in 0..20 {
-            assert!(b.delay(attempt) <= b.ceiling(attempt));
+        // f32 arithmetic inside backon: allow a microsecond either way.
+        let slack = Duration::from_micros(1);
+        for (attempt, delay) in b.delays().take(20).enumerate() {
+            let ceiling = b.ceiling(attempt as u32);
+            assert!(
+                delay <= ceiling + slack,
+                "{attempt}: {delay:?} > {ceiling:?}"
+            );
+            assert!(
+                delay + slack >= ceiling / 2,
+                "{attempt}: {delay:?} < half {ceiling:?}"
+            );
         }
+    }
+
+    #[test]
+    fn the_limit_ends_the_delays() {
+        let b = Backoff::default().max_attempts(3);
+        assert_eq!(b.delays().count(), 3);
+        assert_eq!(Backoff::default().max_attempts(0).attempts_limit(), Some(1));
+        assert!(Backoff::default().delays().nth(1000).is_some());
     }
 
     #[test]

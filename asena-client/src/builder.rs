@@ -1,9 +1,12 @@
 //! [`ClientBuilder`]: where to connect and how to stay connected.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
-use asena_runtime::Channel;
+use asena_protocol::Channel;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +31,7 @@ const EVENT_BUFFER: usize = 256;
 /// | [`heartbeat`](Self::heartbeat) | a ping every 15 s; 30 s without any frame is a dead connection |
 /// | [`connect_timeout`](Self::connect_timeout) | 10 s per attempt |
 /// | [`queue`](Self::queue) | 64 messages wait while disconnected |
+/// | [`add_root_certificate`](Self::add_root_certificate) | `wss://` trusts Mozilla's roots (`webpki-roots`) only |
 pub struct ClientBuilder<C: Channel> {
     base: String,
     params: Option<Result<Value, serde_json::Error>>,
@@ -37,6 +41,7 @@ pub struct ClientBuilder<C: Channel> {
     heartbeat: Option<Duration>,
     connect_timeout: Duration,
     queue: usize,
+    roots: Vec<Vec<u8>>,
     channel: PhantomData<fn() -> C>,
 }
 
@@ -51,6 +56,7 @@ impl<C: Channel> ClientBuilder<C> {
             heartbeat: Some(Duration::from_secs(15)),
             connect_timeout: Duration::from_secs(10),
             queue: 64,
+            roots: Vec::new(),
             channel: PhantomData,
         }
     }
@@ -62,7 +68,7 @@ impl<C: Channel> ClientBuilder<C> {
     /// # use asena_client::Client;
     /// # #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
     /// # struct Room { room: String }
-    /// # async fn run<C: asena_runtime::Channel<Params = Room>>() -> Result<(), asena_client::Error>
+    /// # async fn run<C: asena_protocol::Channel<Params = Room>>() -> Result<(), asena_client::Error>
     /// # where C::Out: serde::de::DeserializeOwned {
     /// // C::PATH is "/chat/{room}": connects to ws://127.0.0.1:3000/chat/general
     /// let client = Client::<C>::builder("ws://127.0.0.1:3000")
@@ -130,6 +136,27 @@ impl<C: Channel> ClientBuilder<C> {
         self
     }
 
+    /// Trusts `certificate` as a root for `wss://`, besides Mozilla's roots: a private CA's,
+    /// or a test server's self-signed certificate. DER, or PEM (every `CERTIFICATE` in it);
+    /// repeat for more. A certificate that does not parse fails
+    /// [`connect`](Self::connect) with [`Error::BadCertificate`].
+    ///
+    /// ```no_run
+    /// # use asena_client::Client;
+    /// # async fn run<C: asena_protocol::Channel<Params = ()>>() -> Result<(), asena_client::Error>
+    /// # where C::Out: serde::de::DeserializeOwned {
+    /// let ca = std::fs::read("ca.pem").expect("the CA's certificate");
+    /// let client = Client::<C>::builder("wss://chat.internal:8443")
+    ///     .add_root_certificate(ca)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn add_root_certificate(mut self, certificate: impl Into<Vec<u8>>) -> Self {
+        self.roots.push(certificate.into());
+        self
+    }
+
     /// Connects, once: a failure is returned at once (reconnecting only starts after a first
     /// successful connection), e.g. [`Error::Refused`] with the server's status and body, or
     /// [`Error::MissingParam`] before anything is sent.
@@ -173,7 +200,12 @@ impl<C: Channel> ClientBuilder<C> {
             }
         };
         let path = fill_path(C::PATH, &params)?;
-        let url = base.join(&path, &self.query)?;
+        let url = base.join(&path, &self.query);
+        let tls = if base.is_tls() {
+            Some(tls_config(&self.roots)?)
+        } else {
+            None
+        };
         let headers = self
             .headers
             .iter()
@@ -195,8 +227,40 @@ impl<C: Channel> ClientBuilder<C> {
             reconnect: self.reconnect,
             heartbeat: self.heartbeat,
             connect_timeout: self.connect_timeout,
+            tls,
         })
     }
+}
+
+/// The TLS configuration of `wss://`: Mozilla's roots and `extra` (DER or PEM), rustls on
+/// the `ring` provider, TLS 1.2 and 1.3.
+fn tls_config(extra: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let bad = |reason: String| Error::BadCertificate { reason };
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for certificate in extra {
+        let ders = if certificate.trim_ascii_start().starts_with(b"-----BEGIN") {
+            CertificateDer::pem_slice_iter(certificate)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("PEM: {e}")))?
+        } else {
+            vec![CertificateDer::from(certificate.clone())]
+        };
+        if ders.is_empty() {
+            return Err(bad("the PEM holds no CERTIFICATE".to_owned()));
+        }
+        for der in ders {
+            roots.add(der).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 impl<C: Channel> std::fmt::Debug for ClientBuilder<C> {
@@ -213,6 +277,7 @@ impl<C: Channel> std::fmt::Debug for ClientBuilder<C> {
             .field("heartbeat", &self.heartbeat)
             .field("connect_timeout", &self.connect_timeout)
             .field("queue", &self.queue)
+            .field("extra_roots", &self.roots.len())
             .finish_non_exhaustive()
     }
 }

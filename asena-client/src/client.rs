@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use asena_runtime::Channel;
+use asena_protocol::Channel;
 use futures_util::Stream;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -28,7 +28,7 @@ use crate::{ClientBuilder, Error, Event};
 /// # #[derive(Serialize, Deserialize, schemars::JsonSchema, garde::Validate)] #[garde(allow_unvalidated)] enum ChatIn { Ping }
 /// # #[derive(Serialize, Deserialize, schemars::JsonSchema, Debug)] enum ChatOut { Pong }
 /// # struct Chat;
-/// # impl asena_runtime::Channel for Chat {
+/// # impl asena_protocol::Channel for Chat {
 /// #     const PATH: &'static str = "/chat/{room}"; const NAME: &'static str = "Chat";
 /// #     type Params = ChatParams; type In = ChatIn; type Out = ChatOut;
 /// # }
@@ -146,7 +146,7 @@ impl<C: Channel> std::fmt::Debug for Client<C> {
 /// [`Error::Closed`] once the client is closed or dropped.
 ///
 /// ```no_run
-/// # async fn run<C: asena_runtime::Channel>(client: asena_client::Client<C>, hello: C::In)
+/// # async fn run<C: asena_protocol::Channel>(client: asena_client::Client<C>, hello: C::In)
 /// # where C::In: serde::Serialize {
 /// let sender = client.sender();
 /// tokio::spawn(async move {

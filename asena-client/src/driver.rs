@@ -1,6 +1,7 @@
 //! The background task behind a [`Client`](crate::Client): it owns the WebSocket, writes the
 //! queued messages, decodes what arrives into events, pings, and reconnects.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -13,7 +14,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::{Backoff, Error, Event};
 
@@ -31,6 +32,8 @@ pub(crate) struct Config {
     pub(crate) reconnect: Option<Backoff>,
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) connect_timeout: Duration,
+    /// The TLS configuration of a `wss://` URL; `None` for `ws://`.
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Opens the WebSocket, turning an HTTP answer other than 101 into [`Error::Refused`].
@@ -46,7 +49,12 @@ pub(crate) async fn connect(config: &Config) -> Result<Ws, Error> {
     for (name, value) in &config.headers {
         request.headers_mut().append(name.clone(), value.clone());
     }
-    let attempt = tokio_tungstenite::connect_async(request);
+    let connector = match &config.tls {
+        Some(tls) => Connector::Rustls(Arc::clone(tls)),
+        None => Connector::Plain,
+    };
+    let attempt =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector));
     match tokio::time::timeout(config.connect_timeout, attempt).await {
         Err(_) => Err(Error::Timeout {
             url: config.url.clone(),
@@ -61,6 +69,14 @@ pub(crate) async fn connect(config: &Config) -> Result<Ws, Error> {
                 .as_deref()
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default(),
+        }),
+        Ok(Err(e @ tungstenite::Error::Tls(_))) => Err(Error::Tls {
+            url: config.url.clone(),
+            source: Box::new(e),
+        }),
+        Ok(Err(tungstenite::Error::Io(e))) if is_tls_error(&e) => Err(Error::Tls {
+            url: config.url.clone(),
+            source: Box::new(e),
         }),
         Ok(Err(e)) => Err(Error::Connect {
             url: config.url.clone(),
@@ -215,11 +231,11 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
 
     /// Waits, connects, and again, as the backoff says; `None` when closed or out of attempts.
     async fn reconnect(&mut self) -> Option<Ws> {
-        let backoff = self.config.reconnect?;
+        let mut delays = self.config.reconnect?.delays();
         let mut attempt = 0u32;
         let config = &self.config;
         loop {
-            let delay = backoff.delay(attempt);
+            let delay = delays.next()?;
             attempt = attempt.saturating_add(1);
             let result = tokio::select! {
                 biased;
@@ -229,34 +245,31 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
                     connect(config).await
                 } => result,
             };
-            match result {
+            let error = match result {
                 Ok(ws) => return Some(ws),
-                Err(error) => {
-                    tracing::debug!(
-                        target: "asena::client",
-                        url = %config.url,
-                        attempt,
-                        error = %error,
-                        "reconnect failed"
-                    );
-                    if let Some(limit) = backoff.attempts_limit()
-                        && attempt >= limit
-                    {
-                        tracing::warn!(
-                            target: "asena::client",
-                            url = %config.url,
-                            attempts = attempt,
-                            error = %error,
-                            "giving up reconnecting"
-                        );
-                        self.emit(Event::GaveUp {
-                            attempts: attempt,
-                            error,
-                        })
-                        .await;
-                        return None;
-                    }
-                }
+                Err(error) => error,
+            };
+            tracing::debug!(
+                target: "asena::client",
+                url = %config.url,
+                attempt,
+                error = %error,
+                "reconnect failed"
+            );
+            if config.reconnect?.attempts_limit() == Some(attempt) {
+                tracing::warn!(
+                    target: "asena::client",
+                    url = %config.url,
+                    attempts = attempt,
+                    error = %error,
+                    "giving up reconnecting"
+                );
+                self.emit(Event::GaveUp {
+                    attempts: attempt,
+                    error,
+                })
+                .await;
+                return None;
             }
         }
     }
@@ -297,4 +310,12 @@ fn decode_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Option<Event<T>> {
             error,
         },
     })
+}
+
+/// Whether an I/O error from the handshake is rustls's (tokio-rustls reports a refused
+/// certificate as an I/O error of kind `InvalidData` wrapping the `rustls::Error`).
+fn is_tls_error(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
 }

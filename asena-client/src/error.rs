@@ -11,7 +11,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum Error {
     /// The base URL given to [`Client::builder`](crate::Client::builder) is not a usable
-    /// `ws://` URL.
+    /// `ws://` or `wss://` URL.
     #[error("bad URL `{url}`: {reason}")]
     BadUrl {
         /// The URL as given.
@@ -60,6 +60,28 @@ pub enum Error {
         /// The underlying error.
         #[source]
         source: BoxError,
+    },
+
+    /// The TLS handshake of a `wss://` URL failed, e.g. the server's certificate is not
+    /// signed by a trusted root (add a private CA's with
+    /// [`add_root_certificate`](crate::ClientBuilder::add_root_certificate)) or does not
+    /// name the host. The source is rustls's reason.
+    #[error("TLS handshake with {url} failed: {source}")]
+    Tls {
+        /// The URL connected to.
+        url: String,
+        /// rustls's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A root certificate given to
+    /// [`add_root_certificate`](crate::ClientBuilder::add_root_certificate) is not a
+    /// usable DER or PEM certificate.
+    #[error("bad root certificate: {reason}")]
+    BadCertificate {
+        /// What is wrong with it.
+        reason: String,
     },
 
     /// The server answered the upgrade request with an HTTP error instead of switching

@@ -1,8 +1,10 @@
 //! A typed client for Asena WebSocket services.
 //!
 //! A `#[websocket]` service declares its wire contract once — path, path parameters, what it
-//! receives and what it sends — as an [`asena_runtime::Channel`]. This crate connects to such
-//! a service from Rust with that same contract: [`Client<C>`](Client) sends only `C::In`,
+//! receives and what it sends — as a [`Channel`] (the trait lives in `asena-protocol`, which
+//! the server re-exports as `asena_runtime::Channel`). This crate connects to such a service
+//! from Rust with that same contract, and depends on `asena-protocol` alone, not on the
+//! server: [`Client<C>`](Client) sends only `C::In`,
 //! decodes `C::Out`, fills `{params}` in `C::PATH` from `C::Params`, and keeps the
 //! connection alive (reconnect with backoff, heartbeat).
 //!
@@ -62,14 +64,17 @@
 //!
 //! # Behaviour
 //!
-//! - **Connecting.** [`ClientBuilder::connect`] tries once and returns the error: a bad URL,
+//! - **Connecting.** `ws://` or `wss://` (TLS with rustls; Mozilla's roots, plus any
+//!   [`add_root_certificate`](ClientBuilder::add_root_certificate) adds for a private CA).
+//!   [`ClientBuilder::connect`] tries once and returns the error: a bad URL,
 //!   a [missing path parameter](Error::MissingParam), a [refused upgrade](Error::Refused)
 //!   with the server's status and body (a middleware's `401 {"error":"Unauthorized"}`), a
-//!   [connect failure](Error::Connect) or a [timeout](Error::Timeout).
+//!   [connect failure](Error::Connect), a [TLS failure](Error::Tls) (an untrusted
+//!   certificate) or a [timeout](Error::Timeout).
 //! - **Reconnecting.** After that first connection, a lost connection — the server closed
 //!   it (with any code, 1001 on shutdown included), an I/O error, or a dead heartbeat — yields
-//!   [`Event::Disconnected`], then the client reconnects with [`Backoff`] (exponential, full
-//!   jitter, capped; the count resets after each success) and yields [`Event::Reconnected`].
+//!   [`Event::Disconnected`], then the client reconnects with [`Backoff`] (exponential,
+//!   jittered, capped; the count resets after each success) and yields [`Event::Reconnected`].
 //!   With [`Backoff::max_attempts`] it may give up ([`Event::GaveUp`]); with
 //!   [`without_reconnect`](ClientBuilder::without_reconnect) it never tries. Either way the
 //!   stream then ends and sends fail with [`Error::Closed`].
@@ -89,8 +94,7 @@
 //! - **Closing.** [`Client::close`] sends what is queued, then closes with 1000. Dropping
 //!   the client does the same without waiting.
 //!
-//! The client needs a tokio runtime. `wss://` is not supported yet (no TLS in this build).
-//! Logs go to the `tracing` target `asena::client`.
+//! The client needs a tokio runtime. Logs go to the `tracing` target `asena::client`.
 
 mod backoff;
 mod builder;
@@ -106,5 +110,5 @@ pub use client::{Client, Sender};
 pub use error::{BoxError, Error};
 pub use event::Event;
 
-/// The contract a client is typed by (re-exported from `asena_runtime`).
-pub use asena_runtime::Channel;
+/// The contract a client is typed by (re-exported from `asena_protocol`).
+pub use asena_protocol::Channel;

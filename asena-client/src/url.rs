@@ -1,78 +1,78 @@
-//! The URL a client connects to: the base URL, the channel's path with its `{params}` filled
-//! in, and the query.
+//! The URL a client connects to: the base URL (parsed by the `url` crate), the channel's
+//! path with its `{params}` filled in, and the query.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
+use url::Url;
 
 use crate::Error;
 
-/// A parsed base URL: `ws://host:port` plus an optional path prefix and query.
+/// What a path parameter's value keeps as it is: RFC 3986's unreserved characters; every
+/// other byte is percent-encoded, `/` included, so a value is one path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A parsed base URL: `ws://` or `wss://`, host and port, an optional path prefix and query.
 #[derive(Debug, Clone)]
 pub(crate) struct Base {
-    /// `ws://host:port` (no trailing slash).
-    origin: String,
-    /// A path prefix without trailing slash (`/api`), or empty.
-    prefix: String,
-    /// The base URL's own query, without `?`, or empty.
-    query: String,
+    url: Url,
 }
 
 impl Base {
-    /// Parses `ws://host[:port][/prefix][?query]`; `http://` is taken as `ws://`.
-    pub(crate) fn parse(url: &str) -> Result<Base, Error> {
-        let bad = |reason: &str| Error::BadUrl {
-            url: url.to_owned(),
-            reason: reason.to_owned(),
+    /// Parses `ws[s]://host[:port][/prefix][?query]`; `http://` is taken as `ws://` and
+    /// `https://` as `wss://`.
+    pub(crate) fn parse(text: &str) -> Result<Base, Error> {
+        let bad = |reason: String| Error::BadUrl {
+            url: text.to_owned(),
+            reason,
         };
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| bad("expected `ws://host:port`"))?;
-        let scheme = match scheme.to_ascii_lowercase().as_str() {
-            "ws" | "http" => "ws",
-            "wss" | "https" => {
-                return Err(bad(
-                    "wss:// needs TLS, which this build of asena-client does not include",
-                ));
+        let mut url = Url::parse(text).map_err(|e| match e {
+            url::ParseError::RelativeUrlWithoutBase => {
+                bad("expected `ws://host:port` or `wss://host:port`".to_owned())
             }
-            _ => return Err(bad("the scheme must be `ws://`")),
+            url::ParseError::EmptyHost => bad("no host".to_owned()),
+            other => bad(other.to_string()),
+        })?;
+        let scheme = match url.scheme() {
+            "ws" | "http" => "ws",
+            "wss" | "https" => "wss",
+            _ => return Err(bad("the scheme must be `ws://` or `wss://`".to_owned())),
         };
-        if rest.contains('#') {
-            return Err(bad("a WebSocket URL has no fragment (`#...`)"));
+        url.set_scheme(scheme)
+            .map_err(|()| bad("the scheme must be `ws://` or `wss://`".to_owned()))?;
+        if url.fragment().is_some() {
+            return Err(bad("a WebSocket URL has no fragment (`#...`)".to_owned()));
         }
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(end);
-        if authority.is_empty() {
-            return Err(bad("no host"));
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(bad("no host".to_owned()));
         }
-        let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
-        Ok(Base {
-            origin: format!("{scheme}://{authority}"),
-            prefix: path.trim_end_matches('/').to_owned(),
-            query: query.to_owned(),
-        })
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad(
+                "credentials in the URL are not sent; use `.header(\"authorization\", ..)`"
+                    .to_owned(),
+            ));
+        }
+        Ok(Base { url })
     }
 
-    /// The full URL for `path` (already filled in) with the `query` pairs appended.
-    pub(crate) fn join(&self, path: &str, query: &[(String, String)]) -> Result<String, Error> {
-        let mut url = format!("{}{}{}", self.origin, self.prefix, path);
-        let mut pairs = form_urlencoded::Serializer::new(String::new());
-        pairs.extend_pairs(query);
-        let pairs = pairs.finish();
-        let query = match (self.query.is_empty(), pairs.is_empty()) {
-            (true, true) => String::new(),
-            (false, true) => self.query.clone(),
-            (true, false) => pairs,
-            (false, false) => format!("{}&{pairs}", self.query),
-        };
+    /// Whether the URL asks for TLS (`wss://`).
+    pub(crate) fn is_tls(&self) -> bool {
+        self.url.scheme() == "wss"
+    }
+
+    /// The full URL for `path` (already filled in and encoded) under the base URL's path
+    /// prefix, with the `query` pairs (form-encoded) after the base URL's own query.
+    pub(crate) fn join(&self, path: &str, query: &[(String, String)]) -> String {
+        let mut url = self.url.clone();
+        let prefix = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{prefix}{path}"));
         if !query.is_empty() {
-            url.push('?');
-            url.push_str(&query);
+            url.query_pairs_mut().extend_pairs(query);
         }
-        url.parse::<tokio_tungstenite::tungstenite::http::Uri>()
-            .map_err(|e| Error::BadUrl {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(url)
+        url.into()
     }
 }
 
@@ -148,15 +148,7 @@ pub(crate) fn fill_path(pattern: &'static str, params: &Value) -> Result<String,
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 fn encode_segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, SEGMENT).to_string()
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -215,15 +207,24 @@ mod tests {
         let base = Base::parse("ws://127.0.0.1:3000").unwrap();
         let q = vec![("username".to_owned(), "al ice&co".to_owned())];
         assert_eq!(
-            base.join("/chat/r1", &q).unwrap(),
+            base.join("/chat/r1", &q),
             "ws://127.0.0.1:3000/chat/r1?username=al+ice%26co"
         );
         let base = Base::parse("http://host/api/?v=1").unwrap();
         assert_eq!(
-            base.join("/chat", &q).unwrap(),
+            base.join("/chat", &q),
             "ws://host/api/chat?v=1&username=al+ice%26co"
         );
-        assert_eq!(base.join("/chat", &[]).unwrap(), "ws://host/api/chat?v=1");
+        assert_eq!(base.join("/chat", &[]), "ws://host/api/chat?v=1");
+        // Encoded parameters stay as they are.
+        assert_eq!(
+            base.join("/user/a%20b%2Fc", &[]),
+            "ws://host/api/user/a%20b%2Fc?v=1"
+        );
+        let tls = Base::parse("https://example.com:8443").unwrap();
+        assert!(tls.is_tls());
+        assert_eq!(tls.join("/chat", &[]), "wss://example.com:8443/chat");
+        assert!(!base.is_tls());
     }
 
     #[test]
@@ -231,7 +232,7 @@ mod tests {
         let e = Base::parse("127.0.0.1:3000").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "bad URL `127.0.0.1:3000`: expected `ws://host:port`"
+            "bad URL `127.0.0.1:3000`: expected `ws://host:port` or `wss://host:port`"
         );
         assert!(
             Base::parse("ftp://x")
@@ -240,16 +241,22 @@ mod tests {
                 .contains("scheme")
         );
         assert!(
-            Base::parse("wss://x")
-                .unwrap_err()
-                .to_string()
-                .contains("TLS")
-        );
-        assert!(
-            Base::parse("ws:///chat")
+            Base::parse("ws://")
                 .unwrap_err()
                 .to_string()
                 .contains("no host")
+        );
+        assert!(
+            Base::parse("ws://host/chat#top")
+                .unwrap_err()
+                .to_string()
+                .contains("fragment")
+        );
+        assert!(
+            Base::parse("ws://user:secret@host")
+                .unwrap_err()
+                .to_string()
+                .contains("credentials")
         );
     }
 }

@@ -231,7 +231,6 @@ mod shutdown;
 mod request;
 mod rooms;
 mod frame;
-pub mod wire;
 mod channel;
 pub mod asyncapi;
 mod conn;
@@ -249,6 +248,9 @@ mod secret;
 
 pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, InspectorToken, Server, TokenGuard};
 pub use asena_macros::{middleware, service, websocket};
+/// The wire format between instances (topics, the JSON envelope, channel names), from
+/// `asena-protocol`: below every layer here.
+pub use asena_protocol::wire;
 pub use channel::{Channel, DecodeError, DecodeErrorKind, Encode, Raw, Receives, Sends};
 pub use config::{Compression, Limits, RateLimit, RateLimitPolicy, SlowConsumer};
 pub use di::{Component, ContainerError, DiError, Injectable, Lifecycle, Problem, Resolver};
@@ -426,20 +428,26 @@ pub mod __fuzz {
             assert_eq!(crate::ws::upgrade::accept_key(key.as_bytes()).len(), 28);
         }
 
+        // The Origin policies: `*` lets through any request with no Origin or one readable
+        // Origin, an allow-list only its entries; same-origin never panics.
+        use crate::ws::origin::OriginPolicy;
         let origin = headers.get(header::ORIGIN);
-        assert!(crate::ws::upgrade::origin_allowed(
-            &["*".to_owned()],
-            origin
-        ));
-        let allowed = [
+        let origins = headers.get_all(header::ORIGIN).iter().count();
+        let star = OriginPolicy::AllowList(std::sync::Arc::from(vec!["*".to_owned()]));
+        if origins == 0 || (origins == 1 && origin.is_some_and(|o| o.to_str().is_ok())) {
+            assert!(star.allows(&headers));
+        }
+        let allowed = vec![
             "https://app.example".to_owned(),
             "http://localhost:3000".to_owned(),
         ];
-        if crate::ws::upgrade::origin_allowed(&allowed, origin)
+        let list = OriginPolicy::AllowList(std::sync::Arc::from(allowed.clone()));
+        if list.allows(&headers)
             && let Some(origin) = origin.and_then(|o| o.to_str().ok())
         {
             assert!(allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)));
         }
+        let _ = OriginPolicy::SameOrigin.allows(&headers);
 
         let query = target
             .iter()

@@ -25,26 +25,26 @@ pub(crate) enum Incoming {
 
 /// Why the decoder gave up; each maps to a close code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DecodeError {
+pub(crate) enum FrameError {
     Protocol(&'static str),
     InvalidUtf8,
     TooBig { limit: usize },
 }
 
-impl DecodeError {
+impl FrameError {
     pub(crate) fn close_code(&self) -> u16 {
         match self {
-            DecodeError::Protocol(_) => close_code::PROTOCOL,
-            DecodeError::InvalidUtf8 => close_code::INVALID_PAYLOAD,
-            DecodeError::TooBig { .. } => close_code::TOO_BIG,
+            FrameError::Protocol(_) => close_code::PROTOCOL,
+            FrameError::InvalidUtf8 => close_code::INVALID_PAYLOAD,
+            FrameError::TooBig { .. } => close_code::TOO_BIG,
         }
     }
 
     pub(crate) fn reason(&self) -> &'static str {
         match self {
-            DecodeError::Protocol(why) => why,
-            DecodeError::InvalidUtf8 => "Invalid UTF-8 in text message",
-            DecodeError::TooBig { .. } => "Message too big",
+            FrameError::Protocol(why) => why,
+            FrameError::InvalidUtf8 => "Invalid UTF-8 in text message",
+            FrameError::TooBig { .. } => "Message too big",
         }
     }
 }
@@ -98,7 +98,7 @@ impl Decoder {
 
     /// Decodes the next complete message or control frame from `buf`; `Ok(None)` means more
     /// bytes are needed (what was usable has been consumed from `buf`).
-    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, DecodeError> {
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, FrameError> {
         loop {
             if let Some(frame) = self.frame {
                 match self.payload(frame, buf)? {
@@ -116,7 +116,7 @@ impl Decoder {
     }
 
     /// Reads one frame header (and a control frame or a whole lone data frame with it).
-    fn header(&mut self, buf: &mut BytesMut) -> Result<Header, DecodeError> {
+    fn header(&mut self, buf: &mut BytesMut) -> Result<Header, FrameError> {
         if buf.len() < 2 {
             return Ok(Header::NeedMore);
         }
@@ -124,11 +124,11 @@ impl Decoder {
         let fin = b0 & 0x80 != 0;
         let rsv1 = b0 & 0x40 != 0;
         if b0 & 0x30 != 0 {
-            return Err(DecodeError::Protocol("Reserved bits set"));
+            return Err(FrameError::Protocol("Reserved bits set"));
         }
         let opcode = b0 & 0x0F;
         if b1 & 0x80 == 0 {
-            return Err(DecodeError::Protocol("Client frames must be masked"));
+            return Err(FrameError::Protocol("Client frames must be masked"));
         }
         let (len, header_len) = match b1 & 0x7F {
             126 => {
@@ -151,13 +151,13 @@ impl Decoder {
         let is_control = opcode & 0x08 != 0;
         if is_control {
             if !fin {
-                return Err(DecodeError::Protocol("Fragmented control frame"));
+                return Err(FrameError::Protocol("Fragmented control frame"));
             }
             if len > 125 {
-                return Err(DecodeError::Protocol("Control frame too long"));
+                return Err(FrameError::Protocol("Control frame too long"));
             }
             if rsv1 {
-                return Err(DecodeError::Protocol("Reserved bits set"));
+                return Err(FrameError::Protocol("Reserved bits set"));
             }
             // Control frames are small: wait for the whole frame.
             let len = len as usize;
@@ -174,21 +174,21 @@ impl Decoder {
         match opcode {
             OP_TEXT | OP_BINARY => {
                 if self.message.is_some() {
-                    return Err(DecodeError::Protocol("Expected a continuation frame"));
+                    return Err(FrameError::Protocol("Expected a continuation frame"));
                 }
                 if rsv1 && self.inflater.is_none() {
-                    return Err(DecodeError::Protocol("Reserved bits set"));
+                    return Err(FrameError::Protocol("Reserved bits set"));
                 }
             }
             OP_CONTINUATION => {
                 if self.message.is_none() {
-                    return Err(DecodeError::Protocol("Unexpected continuation frame"));
+                    return Err(FrameError::Protocol("Unexpected continuation frame"));
                 }
                 if rsv1 {
-                    return Err(DecodeError::Protocol("Reserved bits set"));
+                    return Err(FrameError::Protocol("Reserved bits set"));
                 }
             }
-            _ => return Err(DecodeError::Protocol("Unknown opcode")),
+            _ => return Err(FrameError::Protocol("Unknown opcode")),
         }
         let already = self
             .message
@@ -196,7 +196,7 @@ impl Decoder {
             .map_or(0, |m| if m.compressed { m.wire } else { m.data.len() });
         // Saturating: a declared length near 2^64 must not wrap past the limit.
         if (already as u64).saturating_add(len) > self.max_message as u64 {
-            return Err(DecodeError::TooBig {
+            return Err(FrameError::TooBig {
                 limit: self.max_message,
             });
         }
@@ -210,7 +210,7 @@ impl Decoder {
             unmask(&mut payload, mask, 0);
             let message = if opcode == OP_TEXT {
                 Message::Text(
-                    String::from_utf8(payload.to_vec()).map_err(|_| DecodeError::InvalidUtf8)?,
+                    String::from_utf8(payload.to_vec()).map_err(|_| FrameError::InvalidUtf8)?,
                 )
             } else {
                 Message::Binary(payload.freeze())
@@ -242,7 +242,7 @@ impl Decoder {
     }
 
     /// Consumes what `buf` holds of the current data frame's payload.
-    fn payload(&mut self, mut frame: InFrame, buf: &mut BytesMut) -> Result<Progress, DecodeError> {
+    fn payload(&mut self, mut frame: InFrame, buf: &mut BytesMut) -> Result<Progress, FrameError> {
         let n = usize::try_from(frame.remaining)
             .unwrap_or(usize::MAX)
             .min(buf.len());
@@ -297,9 +297,9 @@ impl Decoder {
         }
         let done = if message.text {
             if message.utf8_valid != message.data.len() {
-                return Err(DecodeError::InvalidUtf8);
+                return Err(FrameError::InvalidUtf8);
             }
-            Message::Text(String::from_utf8(message.data).map_err(|_| DecodeError::InvalidUtf8)?)
+            Message::Text(String::from_utf8(message.data).map_err(|_| FrameError::InvalidUtf8)?)
         } else {
             Message::Binary(Bytes::from(message.data))
         };
@@ -328,7 +328,7 @@ fn inflate_result(
     result: Result<(), InflateError>,
     message: &mut Partial,
     limit: usize,
-) -> Result<(), DecodeError> {
+) -> Result<(), FrameError> {
     let Err(e) = result else {
         return Ok(());
     };
@@ -336,23 +336,23 @@ fn inflate_result(
         check_utf8(message)?;
     }
     Err(match e {
-        InflateError::Corrupt => DecodeError::Protocol("Invalid compressed data"),
-        InflateError::TooBig => DecodeError::TooBig { limit },
+        InflateError::Corrupt => FrameError::Protocol("Invalid compressed data"),
+        InflateError::TooBig => FrameError::TooBig { limit },
     })
 }
 
 /// Validates what arrived since the last check; an incomplete character at the end may still
 /// be completed, anything else invalid fails now.
-fn check_utf8(message: &mut Partial) -> Result<(), DecodeError> {
+fn check_utf8(message: &mut Partial) -> Result<(), FrameError> {
     match std::str::from_utf8(&message.data[message.utf8_valid..]) {
         Ok(_) => message.utf8_valid = message.data.len(),
         Err(e) if e.error_len().is_none() => message.utf8_valid += e.valid_up_to(),
-        Err(_) => return Err(DecodeError::InvalidUtf8),
+        Err(_) => return Err(FrameError::InvalidUtf8),
     }
     Ok(())
 }
 
-fn control(opcode: u8, payload: BytesMut) -> Result<Incoming, DecodeError> {
+fn control(opcode: u8, payload: BytesMut) -> Result<Incoming, FrameError> {
     match opcode {
         OP_PING => Ok(Incoming::Ping(payload.freeze())),
         OP_PONG => Ok(Incoming::Pong),
@@ -361,18 +361,18 @@ fn control(opcode: u8, payload: BytesMut) -> Result<Incoming, DecodeError> {
                 return Ok(Incoming::Close(close_code::NO_STATUS, String::new()));
             }
             if payload.len() == 1 {
-                return Err(DecodeError::Protocol("Invalid close frame"));
+                return Err(FrameError::Protocol("Invalid close frame"));
             }
             let code = u16::from_be_bytes([payload[0], payload[1]]);
             if !close_code::is_sendable(code) {
-                return Err(DecodeError::Protocol("Invalid close code"));
+                return Err(FrameError::Protocol("Invalid close code"));
             }
             let reason = std::str::from_utf8(&payload[2..])
-                .map_err(|_| DecodeError::InvalidUtf8)?
+                .map_err(|_| FrameError::InvalidUtf8)?
                 .to_owned();
             Ok(Incoming::Close(code, reason))
         }
-        _ => Err(DecodeError::Protocol("Unknown opcode")),
+        _ => Err(FrameError::Protocol("Unknown opcode")),
     }
 }
 
@@ -489,7 +489,7 @@ mod tests {
         let mut d = Decoder::new(10, None);
         let mut buf = client_frame(true, OP_BINARY, &[0u8; 11]);
         buf.truncate(4);
-        assert_eq!(d.decode(&mut buf), Err(DecodeError::TooBig { limit: 10 }));
+        assert_eq!(d.decode(&mut buf), Err(FrameError::TooBig { limit: 10 }));
     }
 
     #[test]
@@ -504,7 +504,7 @@ mod tests {
             buf.put_u8(0x80 | 127);
             buf.put_u64(u64::MAX);
             buf.put_slice(&[0; 4]);
-            assert_eq!(d.decode(&mut buf), Err(DecodeError::TooBig { limit: 100 }));
+            assert_eq!(d.decode(&mut buf), Err(FrameError::TooBig { limit: 100 }));
         }
     }
 
@@ -512,10 +512,10 @@ mod tests {
     fn rejects_invalid_utf8_and_unmasked_frames() {
         let mut d = Decoder::new(100, None);
         let mut buf = client_frame(true, OP_TEXT, &[0xff, 0xfe]);
-        assert_eq!(d.decode(&mut buf), Err(DecodeError::InvalidUtf8));
+        assert_eq!(d.decode(&mut buf), Err(FrameError::InvalidUtf8));
         let mut d = Decoder::new(100, None);
         let mut buf = BytesMut::from(&b"\x81\x02hi"[..]);
-        assert!(matches!(d.decode(&mut buf), Err(DecodeError::Protocol(_))));
+        assert!(matches!(d.decode(&mut buf), Err(FrameError::Protocol(_))));
     }
 
     #[test]
@@ -531,7 +531,7 @@ mod tests {
         let cut = full.len() - 6;
         let mut d = Decoder::new(1 << 20, None);
         let mut buf = BytesMut::from(&full[..cut]);
-        assert_eq!(d.decode(&mut buf), Err(DecodeError::InvalidUtf8));
+        assert_eq!(d.decode(&mut buf), Err(FrameError::InvalidUtf8));
     }
 
     #[test]
@@ -547,7 +547,7 @@ mod tests {
         );
         // ...but a message may not end in the middle of one.
         let mut buf = client_frame(true, OP_TEXT, &euro[..2]);
-        assert_eq!(d.decode(&mut buf), Err(DecodeError::InvalidUtf8));
+        assert_eq!(d.decode(&mut buf), Err(FrameError::InvalidUtf8));
     }
 
     #[test]
@@ -556,7 +556,7 @@ mod tests {
         let mut buf = client_frame(false, OP_TEXT, b"valid ");
         assert_eq!(d.decode(&mut buf), Ok(None));
         let mut buf = client_frame(false, OP_CONTINUATION, &[0xc0, 0xaf]);
-        assert_eq!(d.decode(&mut buf), Err(DecodeError::InvalidUtf8));
+        assert_eq!(d.decode(&mut buf), Err(FrameError::InvalidUtf8));
     }
 
     #[test]
@@ -624,7 +624,7 @@ mod tests {
                 buf.extend_from_slice(&frame[split..]);
                 result = d.decode(&mut buf);
             }
-            assert_eq!(result, Err(DecodeError::InvalidUtf8), "split at {split}");
+            assert_eq!(result, Err(FrameError::InvalidUtf8), "split at {split}");
         }
     }
 
@@ -632,11 +632,11 @@ mod tests {
     fn rsv1_without_the_extension_or_on_a_continuation_is_a_protocol_error() {
         let mut d = Decoder::new(100, None);
         let mut buf = client_frame_rsv(true, true, OP_TEXT, b"x");
-        assert!(matches!(d.decode(&mut buf), Err(DecodeError::Protocol(_))));
+        assert!(matches!(d.decode(&mut buf), Err(FrameError::Protocol(_))));
         let mut d = Decoder::new(100, Some(&deflate()));
         let mut buf = client_frame(false, OP_TEXT, b"x");
         buf.extend_from_slice(&client_frame_rsv(true, true, OP_CONTINUATION, b"y"));
-        assert!(matches!(d.decode(&mut buf), Err(DecodeError::Protocol(_))));
+        assert!(matches!(d.decode(&mut buf), Err(FrameError::Protocol(_))));
     }
 
     #[test]
@@ -646,7 +646,7 @@ mod tests {
         let mut buf = client_frame_rsv(true, true, OP_BINARY, &bomb);
         assert_eq!(
             d.decode(&mut buf),
-            Err(DecodeError::TooBig { limit: 1 << 20 })
+            Err(FrameError::TooBig { limit: 1 << 20 })
         );
     }
 }

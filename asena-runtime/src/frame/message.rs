@@ -1,40 +1,9 @@
-//! Messages: what handlers receive, and what can be sent.
+//! What can be sent to sockets ([`IntoFrame`], [`Json`]); the messages handlers receive
+//! ([`Message`]) are `asena-protocol`'s.
 
 use bytes::Bytes;
 
-use super::Frame;
-
-/// A complete message received from a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    /// A text message (valid UTF-8).
-    Text(String),
-    /// A binary message.
-    Binary(Bytes),
-}
-
-impl Message {
-    /// The text, if this is a text message.
-    pub fn as_text(&self) -> Option<&str> {
-        match self {
-            Message::Text(t) => Some(t),
-            Message::Binary(_) => None,
-        }
-    }
-
-    /// The raw bytes of either kind.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Message::Text(t) => t.as_bytes(),
-            Message::Binary(b) => b,
-        }
-    }
-
-    /// Parses the message (text or binary) as JSON.
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(self.as_bytes())
-    }
-}
+use super::{Frame, Message};
 
 /// Something that can be sent to sockets. One rule everywhere: strings go out as text frames
 /// exactly as given (never re-quoted), bytes go out as binary frames, and anything

@@ -18,37 +18,12 @@ use std::sync::OnceLock;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+pub use asena_protocol::Message;
 pub(crate) use decode::{Decoder, Incoming};
-pub use message::{IntoFrame, Json, Message};
+pub use message::{IntoFrame, Json};
 
-/// Close codes this crate sends (RFC 6455 §7.4.1).
-pub mod close_code {
-    /// Normal closure.
-    pub const NORMAL: u16 = 1000;
-    /// The server is going away (shutdown, idle timeout).
-    pub const GOING_AWAY: u16 = 1001;
-    /// The peer broke the protocol.
-    pub const PROTOCOL: u16 = 1002;
-    /// No status code was present in the peer's close frame.
-    pub const NO_STATUS: u16 = 1005;
-    /// The connection dropped without a close frame.
-    pub const ABNORMAL: u16 = 1006;
-    /// A text message was not valid UTF-8.
-    pub const INVALID_PAYLOAD: u16 = 1007;
-    /// Policy: slow consumer, connection limit, rate limit.
-    pub const POLICY: u16 = 1008;
-    /// A message exceeded the size limit.
-    pub const TOO_BIG: u16 = 1009;
-    /// A handler failed.
-    pub const INTERNAL: u16 = 1011;
-
-    /// Whether `code` may be sent in a close frame: 1000–1003, 1007–1014 and the
-    /// application range 3000–4999. Reserved codes such as 1005 (no status) and 1006
-    /// (abnormal closure) only describe a close locally and never go on the wire.
-    pub fn is_sendable(code: u16) -> bool {
-        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
-    }
-}
+/// Close codes (RFC 6455 §7.4.1 and the managed protocol's), from `asena-protocol`.
+pub use asena_protocol::close_code;
 
 /// Set on the first frame of a compressed message (permessage-deflate).
 const RSV1: u8 = 0x40;

@@ -11,7 +11,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use super::decode::DecodeError;
+use super::decode::FrameError;
 use super::deflate::{self, Deflate};
 use super::{
     Decoder, Incoming, Message, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT, RSV1,
@@ -206,7 +206,7 @@ impl ClientDeflate {
 
 // ---- decoding ----
 
-type Results = Vec<Result<Incoming, DecodeError>>;
+type Results = Vec<Result<Incoming, FrameError>>;
 
 /// Decodes what `buf` holds into `out`; false once the decoder failed.
 fn drain(decoder: &mut Decoder, buf: &mut BytesMut, out: &mut Results) -> bool {
@@ -469,7 +469,7 @@ proptest! {
         }
         let expected = match &valid {
             Some(text) => Ok(Incoming::Data(Message::Text(text.clone()))),
-            None => Err(DecodeError::InvalidUtf8),
+            None => Err(FrameError::InvalidUtf8),
         };
         let params = compressed.then(|| deflate_params(false));
         for got in [
@@ -487,7 +487,7 @@ proptest! {
         put_frame(&mut stream, FIN | OP_CLOSE, [9, 8, 7, 6], &payload);
         let expected = match std::str::from_utf8(reason) {
             Ok(reason) => Ok(Incoming::Close(1000, reason.to_owned())),
-            Err(_) => Err(DecodeError::InvalidUtf8),
+            Err(_) => Err(FrameError::InvalidUtf8),
         };
         prop_assert_eq!(decode_whole(&mut Decoder::new(MAX, None), &stream), vec![expected]);
     }

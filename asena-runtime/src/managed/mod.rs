@@ -65,26 +65,22 @@ pub use client::{ClientState, ManagedClient, OutboundTransform};
 pub(crate) use send::ManagedState;
 pub use send::{EventMessage, Managed};
 
+/// The managed protocol between servers: the envelope, its channels in Ignis's layout, and
+/// the emitters' server id (from `asena-protocol`).
+pub use asena_protocol::managed as envelope;
+
 use crate::channel::{Channel, DecodeError, Receives};
 use crate::error::Result;
 use crate::frame::Message;
 use crate::namespace::{Namespace, Socket};
 use crate::protocol::{Fleet, Protocol};
 
-/// The close codes of the managed protocol.
+/// The close codes of the managed protocol (from `asena-protocol`'s
+/// [`close_code`](crate::close_code)).
 pub mod close {
-    /// No `authenticate` in time, or the authenticator did not finish in three times that.
-    pub const AUTH_TIMEOUT: u16 = 4001;
-    /// No message within the heartbeat timeout.
-    pub const HEARTBEAT_TIMEOUT: u16 = 4002;
-    /// The authenticator refused the credentials or failed.
-    pub const AUTH_FAILED: u16 = 4003;
-    /// Encryption was required and the client's first message was not `encrypt` (or its
-    /// `publicKey` was malformed).
-    pub const ENCRYPTION_REQUIRED: u16 = 4004;
-    /// A message from an encrypting client was not the next sealed one of its channel:
-    /// plain, replayed, reordered, reflected, truncated or tampered.
-    pub const DECRYPTION_FAILED: u16 = 4005;
+    pub use asena_protocol::close_code::{
+        AUTH_FAILED, AUTH_TIMEOUT, DECRYPTION_FAILED, ENCRYPTION_REQUIRED, HEARTBEAT_TIMEOUT,
+    };
 }
 
 /// Timeouts and default rooms of a managed service.
@@ -825,7 +821,8 @@ mod bus {
 
     use super::send::{FleetBus, Target};
     use super::*;
-    use crate::transport::ignis::{IgnisEnvelope, IgnisTarget};
+    use asena_protocol::managed::{ManagedEnvelope, TargetKind};
+
     use crate::transport::{Heard, Listener, Outbound, Transport};
 
     /// Deliveries from other instances (and emitters) into this namespace.
@@ -843,7 +840,7 @@ mod bus {
             if !crate::channel::within_containers(payload, DecodeError::MAX_CONTAINERS) {
                 return Heard::Refused("too many arrays and objects".to_owned());
             }
-            let envelope = match IgnisEnvelope::decode(payload) {
+            let envelope = match ManagedEnvelope::decode(payload) {
                 Ok(envelope) => envelope,
                 Err(error) => return Heard::Refused(format!("not a managed envelope: {error}")),
             };
@@ -856,10 +853,10 @@ mod bus {
                 return Heard::Refused("the envelope's target is not its channel's".to_owned());
             }
             let target = match (envelope.kind, envelope.target.as_deref()) {
-                (IgnisTarget::Client, Some(id)) => Target::Client(id),
-                (IgnisTarget::User, Some(user)) => Target::User(user),
-                (IgnisTarget::Room, Some(room)) => Target::Room(room),
-                (IgnisTarget::Broadcast, _) => Target::Broadcast,
+                (TargetKind::Client, Some(id)) => Target::Client(id),
+                (TargetKind::User, Some(user)) => Target::User(user),
+                (TargetKind::Room, Some(room)) => Target::Room(room),
+                (TargetKind::Broadcast, _) => Target::Broadcast,
                 (kind, None) => {
                     return Heard::Refused(format!("a `{kind:?}` message without a target"));
                 }
@@ -897,12 +894,12 @@ mod bus {
     impl FleetBus for TransportBus {
         fn publish(&self, target: &Target<'_>, event: &str, data: &Value, exclude: &[&str]) {
             let (kind, target) = match *target {
-                Target::Client(id) => (IgnisTarget::Client, Some(id.to_owned())),
-                Target::User(user) => (IgnisTarget::User, Some(user.to_owned())),
-                Target::Room(room) => (IgnisTarget::Room, Some(room.to_owned())),
-                Target::Broadcast => (IgnisTarget::Broadcast, None),
+                Target::Client(id) => (TargetKind::Client, Some(id.to_owned())),
+                Target::User(user) => (TargetKind::User, Some(user.to_owned())),
+                Target::Room(room) => (TargetKind::Room, Some(room.to_owned())),
+                Target::Broadcast => (TargetKind::Broadcast, None),
             };
-            let envelope = IgnisEnvelope {
+            let envelope = ManagedEnvelope {
                 server_id: self.server_id.clone(),
                 kind,
                 target,

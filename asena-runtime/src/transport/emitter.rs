@@ -6,9 +6,10 @@
     allow(dead_code, unreachable_code, unused_imports, unused_variables)
 )]
 
+use asena_protocol::managed::{DEFAULT_PREFIX, EMITTER_SERVER_ID, ManagedEnvelope};
+
 use super::TransportError;
 use super::broker::{CONNECT_TIMEOUT, new_pod_id};
-use super::ignis::{EMITTER_SERVER_ID, IgnisEnvelope};
 use crate::error::BoxError;
 use crate::frame::{Frame, IntoFrame};
 use crate::wire::{self, Envelope};
@@ -76,10 +77,10 @@ enum Backend {
 /// (`nats://…`), with its own random pod id, so every instance delivers its messages to its
 /// local sockets.
 ///
-/// Managed services (Ignis's layout, see [`ignis`](super::ignis)) are reached, over Redis or NATS, with
+/// Managed services (Ignis's layout, see [`envelope`](crate::managed::envelope)) are reached, over Redis or NATS, with
 /// [`to_client`](Emitter::to_client), [`to_user`](Emitter::to_user),
 /// [`to_room_event`](Emitter::to_room_event) and [`broadcast_event`](Emitter::broadcast_event),
-/// which publish with the `serverId` [`EMITTER_SERVER_ID`](super::ignis::EMITTER_SERVER_ID).
+/// which publish with the `serverId` [`EMITTER_SERVER_ID`](crate::managed::envelope::EMITTER_SERVER_ID).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), asena_runtime::TransportError> {
@@ -182,7 +183,7 @@ impl Emitter {
             backend,
             pod_id: new_pod_id(),
             channel: channel.to_owned(),
-            managed_prefix: super::ignis::DEFAULT_PREFIX.to_owned(),
+            managed_prefix: DEFAULT_PREFIX.to_owned(),
         })
     }
 
@@ -318,9 +319,9 @@ impl Emitter {
         data: impl serde::Serialize,
     ) -> Result<(), TransportError> {
         let data = to_data(data)?;
-        self.publish_ignis(
+        self.publish_managed(
             "to_client",
-            IgnisEnvelope::client(EMITTER_SERVER_ID, client_id, event, data),
+            ManagedEnvelope::client(EMITTER_SERVER_ID, client_id, event, data),
         )
         .await
     }
@@ -334,9 +335,9 @@ impl Emitter {
         data: impl serde::Serialize,
     ) -> Result<(), TransportError> {
         let data = to_data(data)?;
-        self.publish_ignis(
+        self.publish_managed(
             "to_user",
-            IgnisEnvelope::user(EMITTER_SERVER_ID, user_id, event, data),
+            ManagedEnvelope::user(EMITTER_SERVER_ID, user_id, event, data),
         )
         .await
     }
@@ -354,9 +355,9 @@ impl Emitter {
         exclude: &[&str],
     ) -> Result<(), TransportError> {
         let data = to_data(data)?;
-        self.publish_ignis(
+        self.publish_managed(
             "to_room_event",
-            IgnisEnvelope::room(EMITTER_SERVER_ID, room, event, data, exclude),
+            ManagedEnvelope::room(EMITTER_SERVER_ID, room, event, data, exclude),
         )
         .await
     }
@@ -371,18 +372,18 @@ impl Emitter {
         data: impl serde::Serialize,
     ) -> Result<(), TransportError> {
         let data = to_data(data)?;
-        self.publish_ignis(
+        self.publish_managed(
             "broadcast_event",
-            IgnisEnvelope::broadcast(EMITTER_SERVER_ID, event, data),
+            ManagedEnvelope::broadcast(EMITTER_SERVER_ID, event, data),
         )
         .await
     }
 
     /// Publishes a managed envelope on its channel; returns once the broker has it.
-    async fn publish_ignis(
+    async fn publish_managed(
         &self,
         operation: &'static str,
-        envelope: IgnisEnvelope,
+        envelope: ManagedEnvelope,
     ) -> Result<(), TransportError> {
         let channel = envelope.channel_under(&self.managed_prefix);
         self.send(

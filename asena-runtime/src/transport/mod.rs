@@ -16,7 +16,7 @@
 //! [`wire`](crate::wire) envelope, which the namespaces deliver; and named channels
 //! `<prefix>:<rest>`, carried as they are, which a protocol's [`Listener`] takes. The
 //! managed protocol uses the second for Ignis's layout (`ws:room:{room}`, one channel per
-//! target; [`ignis`] holds the format), so managed services reach every instance over any
+//! target; [`envelope`](crate::managed::envelope) holds the format), so managed services reach every instance over any
 //! transport: Redis, a Redis Cluster or NATS.
 
 use std::future::Future;
@@ -29,7 +29,6 @@ use crate::error::BoxError;
 
 mod broker;
 mod emitter;
-pub mod ignis;
 #[cfg(feature = "nats")]
 mod nats;
 #[cfg(feature = "redis")]
@@ -37,7 +36,6 @@ mod redis;
 
 pub use broker::TransportStats;
 pub use emitter::Emitter;
-pub use ignis::{IgnisEnvelope, IgnisTarget};
 #[cfg(feature = "nats")]
 pub use nats::NatsTransport;
 #[cfg(feature = "redis")]

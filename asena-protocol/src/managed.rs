@@ -1,11 +1,10 @@
-//! Ignis's layout of channels for managed services: the [`IgnisEnvelope`] and the channel
-//! each one travels on. The app's transport carries them
-//! ([`Route::Channel`](super::Route::Channel)).
+//! The managed protocol's messages between servers, in Ignis's Redis layout: the
+//! [`ManagedEnvelope`] and the channels it is published on.
 //!
 //! Ignis (Venizia's Bun framework) sends a managed message to one channel per target instead
 //! of Asena's single channel with topic strings:
 //!
-//! | [`IgnisTarget`] | channel | reaches |
+//! | [`TargetKind`] | channel | reaches |
 //! |---|---|---|
 //! | `client` | `ws:client:{clientId}` | one connection, on whichever server holds it |
 //! | `user` | `ws:user:{userId}` | every session of a user, on every server |
@@ -20,25 +19,25 @@
 //!
 //! `target` is absent for a broadcast, `exclude` is absent unless some clients are skipped.
 //! A server drops envelopes carrying its own `serverId` (it delivered them locally before
-//! publishing); publishers without a server, such as the [`Emitter`](super::Emitter), use
-//! [`EMITTER_SERVER_ID`], which no server has, so every server delivers their messages.
+//! publishing); publishers without a server (an emitter) use [`EMITTER_SERVER_ID`], which no
+//! server has, so every server delivers their messages.
 //!
 //! ```
-//! use asena_runtime::transport::ignis::{IgnisEnvelope, IgnisTarget};
+//! use asena_protocol::managed::{ManagedEnvelope, TargetKind};
 //!
-//! let envelope = IgnisEnvelope::user("emitter", "u-42", "notification", serde_json::json!({"n": 1}));
+//! let envelope = ManagedEnvelope::user("emitter", "u-42", "notification", serde_json::json!({"n": 1}));
 //! assert_eq!(envelope.channel(), "ws:user:u-42");
 //! assert_eq!(
 //!     envelope.encode(),
 //!     r#"{"serverId":"emitter","type":"user","target":"u-42","event":"notification","data":{"n":1}}"#,
 //! );
-//! let back = IgnisEnvelope::decode(envelope.encode().as_bytes()).unwrap();
-//! assert_eq!(back.kind, IgnisTarget::User);
+//! let back = ManagedEnvelope::decode(envelope.encode().as_bytes()).unwrap();
+//! assert_eq!(back.kind, TargetKind::User);
 //! ```
 
 use serde::{Deserialize, Serialize};
 
-/// The `serverId` of messages from publishers that run no server ([`Emitter`](super::Emitter)):
+/// The `serverId` of messages from publishers that run no server (an emitter):
 /// no server has it, so every server delivers them.
 pub const EMITTER_SERVER_ID: &str = "emitter";
 
@@ -55,7 +54,7 @@ pub const USER_PREFIX: &str = "ws:user:";
 pub const ROOM_PREFIX: &str = "ws:room:";
 
 /// The first part of every channel of Ignis's layout, `ws`. A managed service may choose
-/// another (`ManagedOptions::channel_prefix`): its channels are then `{prefix}:room:{room}`,
+/// another (the runtime's `ManagedOptions::channel_prefix`): its channels are then `{prefix}:room:{room}`,
 /// `{prefix}:client:{id}`, `{prefix}:user:{id}` and `{prefix}:broadcast`, and it hears
 /// nothing of services under other prefixes.
 pub const DEFAULT_PREFIX: &str = "ws";
@@ -63,7 +62,7 @@ pub const DEFAULT_PREFIX: &str = "ws";
 /// What a managed message targets (Ignis's `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum IgnisTarget {
+pub enum TargetKind {
     /// One connection, by client id.
     Client,
     /// Every session of a user, by user id.
@@ -77,12 +76,12 @@ pub enum IgnisTarget {
 /// A managed message between servers, in Ignis's layout (see the [module docs](self)).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct IgnisEnvelope {
+pub struct ManagedEnvelope {
     /// The publishing server (`serverId`), or [`EMITTER_SERVER_ID`].
     pub server_id: String,
     /// What the message targets (`type`).
     #[serde(rename = "type")]
-    pub kind: IgnisTarget,
+    pub kind: TargetKind,
     /// The client id, user id or room; `None` for a broadcast.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -96,15 +95,15 @@ pub struct IgnisEnvelope {
     pub exclude: Option<Vec<String>>,
 }
 
-impl IgnisEnvelope {
+impl ManagedEnvelope {
     /// A message to one connection.
     pub fn client(
         server_id: impl Into<String>,
         client_id: impl Into<String>,
         event: impl Into<String>,
         data: serde_json::Value,
-    ) -> IgnisEnvelope {
-        Self::targeted(server_id, IgnisTarget::Client, client_id, event, data)
+    ) -> ManagedEnvelope {
+        Self::targeted(server_id, TargetKind::Client, client_id, event, data)
     }
 
     /// A message to every session of a user.
@@ -113,8 +112,8 @@ impl IgnisEnvelope {
         user_id: impl Into<String>,
         event: impl Into<String>,
         data: serde_json::Value,
-    ) -> IgnisEnvelope {
-        Self::targeted(server_id, IgnisTarget::User, user_id, event, data)
+    ) -> ManagedEnvelope {
+        Self::targeted(server_id, TargetKind::User, user_id, event, data)
     }
 
     /// A message to the members of `room` except the clients in `exclude` (none when empty).
@@ -124,8 +123,8 @@ impl IgnisEnvelope {
         event: impl Into<String>,
         data: serde_json::Value,
         exclude: &[&str],
-    ) -> IgnisEnvelope {
-        let mut envelope = Self::targeted(server_id, IgnisTarget::Room, room, event, data);
+    ) -> ManagedEnvelope {
+        let mut envelope = Self::targeted(server_id, TargetKind::Room, room, event, data);
         envelope.exclude =
             (!exclude.is_empty()).then(|| exclude.iter().map(|&id| id.to_owned()).collect());
         envelope
@@ -136,10 +135,10 @@ impl IgnisEnvelope {
         server_id: impl Into<String>,
         event: impl Into<String>,
         data: serde_json::Value,
-    ) -> IgnisEnvelope {
-        IgnisEnvelope {
+    ) -> ManagedEnvelope {
+        ManagedEnvelope {
             server_id: server_id.into(),
-            kind: IgnisTarget::Broadcast,
+            kind: TargetKind::Broadcast,
             target: None,
             event: event.into(),
             data,
@@ -149,12 +148,12 @@ impl IgnisEnvelope {
 
     fn targeted(
         server_id: impl Into<String>,
-        kind: IgnisTarget,
+        kind: TargetKind,
         target: impl Into<String>,
         event: impl Into<String>,
         data: serde_json::Value,
-    ) -> IgnisEnvelope {
-        IgnisEnvelope {
+    ) -> ManagedEnvelope {
+        ManagedEnvelope {
             server_id: server_id.into(),
             kind,
             target: Some(target.into()),
@@ -176,10 +175,10 @@ impl IgnisEnvelope {
     /// `{prefix}:broadcast`.
     pub fn channel_under(&self, prefix: &str) -> String {
         let kind = match self.kind {
-            IgnisTarget::Client => ":client:",
-            IgnisTarget::User => ":user:",
-            IgnisTarget::Room => ":room:",
-            IgnisTarget::Broadcast => return format!("{prefix}:broadcast"),
+            TargetKind::Client => ":client:",
+            TargetKind::User => ":user:",
+            TargetKind::Room => ":room:",
+            TargetKind::Broadcast => return format!("{prefix}:broadcast"),
         };
         let target = self.target.as_deref().unwrap_or_default();
         let mut channel = String::with_capacity(prefix.len() + kind.len() + target.len());
@@ -196,7 +195,7 @@ impl IgnisEnvelope {
     }
 
     /// Parses a message as Ignis publishes it; unknown keys are ignored.
-    pub fn decode(bytes: &[u8]) -> Result<IgnisEnvelope, serde_json::Error> {
+    pub fn decode(bytes: &[u8]) -> Result<ManagedEnvelope, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
 }
@@ -209,17 +208,17 @@ mod tests {
 
     #[test]
     fn envelopes_have_ignis_keys_and_omit_absent_optionals() {
-        let room = IgnisEnvelope::room("s1", "lobby", "e", json!([1]), &["c1"]);
+        let room = ManagedEnvelope::room("s1", "lobby", "e", json!([1]), &["c1"]);
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&room.encode()).expect("JSON"),
             json!({"serverId": "s1", "type": "room", "target": "lobby", "event": "e", "data": [1], "exclude": ["c1"]}),
         );
         assert_eq!(
-            IgnisEnvelope::broadcast("s1", "e", json!(null)).encode(),
+            ManagedEnvelope::broadcast("s1", "e", json!(null)).encode(),
             r#"{"serverId":"s1","type":"broadcast","event":"e","data":null}"#,
         );
         assert_eq!(
-            IgnisEnvelope::room("s", "r", "e", json!(1), &[]).exclude,
+            ManagedEnvelope::room("s", "r", "e", json!(1), &[]).exclude,
             None
         );
     }
@@ -228,26 +227,26 @@ mod tests {
     fn channels_follow_the_target() {
         let data = json!({});
         assert_eq!(
-            IgnisEnvelope::client("s", "c-1", "e", data.clone()).channel(),
+            ManagedEnvelope::client("s", "c-1", "e", data.clone()).channel(),
             "ws:client:c-1"
         );
         assert_eq!(
-            IgnisEnvelope::user("s", "u:1", "e", data.clone()).channel(),
+            ManagedEnvelope::user("s", "u:1", "e", data.clone()).channel(),
             "ws:user:u:1"
         );
         assert_eq!(
-            IgnisEnvelope::room("s", "a b", "e", data.clone(), &[]).channel(),
+            ManagedEnvelope::room("s", "a b", "e", data.clone(), &[]).channel(),
             "ws:room:a b"
         );
         assert_eq!(
-            IgnisEnvelope::broadcast("s", "e", data).channel(),
+            ManagedEnvelope::broadcast("s", "e", data).channel(),
             BROADCAST_CHANNEL
         );
     }
 
     #[test]
     fn decoding_tolerates_what_javascript_omits_and_rejects_the_rest() {
-        let e = IgnisEnvelope::decode(
+        let e = ManagedEnvelope::decode(
             br#"{"serverId":"x","type":"user","target":"u","event":"e","extra":1}"#,
         )
         .expect("an envelope without data");
@@ -260,7 +259,7 @@ mod tests {
             b"",
         ] {
             assert!(
-                IgnisEnvelope::decode(bad).is_err(),
+                ManagedEnvelope::decode(bad).is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );

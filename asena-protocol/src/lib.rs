@@ -1,0 +1,29 @@
+//! What Asena's server, its typed client and tools made from a service's contract share:
+//! the contract itself, the messages, the close codes and the formats on the wire. No async
+//! runtime, HTTP stack or broker client: a client or a code generator depends on this crate
+//! alone, and `asena-runtime` re-exports what its users name.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`channel`] | [`Channel`] (a service's path, params, `In`, `Out`), [`Receives`], [`Sends`], [`Raw`] |
+//! | [`decode`] | [`DecodeError`], [`DecodeErrorKind`]: a typed message that did not decode, bounded |
+//! | [`message`] | [`Message`]: one text or binary message |
+//! | [`close_code`] | RFC 6455 close codes and the managed protocol's 4001–4005 |
+//! | [`wire`] | Asena's format between instances: topics, the JSON envelope, channel names |
+//! | [`managed`] | the managed protocol between servers (Ignis's layout): [`ManagedEnvelope`], [`TargetKind`], channel names |
+//!
+//! Encoding and decoding WebSocket frames (RFC 6455 framing, permessage-deflate) is the
+//! server's and the client library's business, not this crate's.
+#![warn(missing_docs)]
+
+pub mod channel;
+pub mod close_code;
+pub mod decode;
+pub mod managed;
+pub mod message;
+pub mod wire;
+
+pub use channel::{Channel, Raw, Receives, Sends};
+pub use decode::{DecodeError, DecodeErrorKind};
+pub use managed::{ManagedEnvelope, TargetKind};
+pub use message::Message;
