@@ -45,7 +45,7 @@ use schemars::{Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use crate::channel::DecodeErrorKind;
-use crate::frame::close_code;
+use crate::codec::close_code;
 
 /// Where [`generator`] puts the schemas that others refer to, as a JSON pointer into the
 /// document.

@@ -20,7 +20,7 @@ use serde::Serialize;
 pub use asena_protocol::channel::{Channel, Raw, Receives, Sends, within_containers};
 pub use asena_protocol::decode::{DecodeError, DecodeErrorKind};
 
-use crate::frame::{Frame, IntoFrame};
+use crate::codec::{Frame, IntoFrame};
 
 /// What a handle of a channel whose messages are `O` can send: for [`Raw`] anything
 /// [`IntoFrame`], for a typed service only its `sends` type (by value or by reference),

@@ -230,12 +230,13 @@ mod stats;
 mod shutdown;
 mod request;
 mod rooms;
-mod frame;
+mod codec;
 mod channel;
 pub mod asyncapi;
-mod conn;
+mod connection;
 pub mod transport;
 pub mod namespace;
+mod secret;
 mod middleware;
 mod service;
 pub mod protocol;
@@ -243,26 +244,27 @@ mod ws;
 pub mod managed;
 mod di;
 mod ulak;
+mod observe;
 mod app;
-mod secret;
 
-pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, InspectorToken, Server, TokenGuard};
+pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, Server};
 pub use asena_macros::{middleware, service, websocket};
 /// The wire format between instances (topics, the JSON envelope, channel names), from
 /// `asena-protocol`: below every layer here.
 pub use asena_protocol::wire;
 pub use channel::{Channel, DecodeError, DecodeErrorKind, Encode, Raw, Receives, Sends};
+pub use codec::{Frame, IntoFrame, Json, Message, close_code};
 pub use config::{Compression, Limits, RateLimit, RateLimitPolicy, SlowConsumer};
 pub use di::{Component, ContainerError, DiError, Injectable, Lifecycle, Problem, Resolver};
 pub use error::{BoxError, Result};
-pub use frame::{Frame, IntoFrame, Json, Message, close_code};
 pub use managed::{
     Authenticated, Managed, ManagedOptions, ManagedProtocol, ManagedService, ManagedSocket,
 };
-pub use middleware::{Context, IntoStatusCode, Middleware, Next, Refusal, Scope};
+pub use middleware::{Context, IntoStatusCode, Middleware, Next, Refusal, Scope, TokenGuard};
 pub use namespace::{
     Namespace, RoomInfo, SendError, SendErrorCode, Socket, SocketRef, WebSocketData,
 };
+pub use observe::inspector::InspectorToken;
 pub use rooms::{MAX_ROOM_NAME, RoomError, validate_room};
 pub use secret::secret_eq;
 pub use service::WebSocketService;
@@ -300,13 +302,13 @@ pub use schemars;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::channel::{Channel, Raw};
+    pub use crate::codec::Message;
     pub use crate::di::{
         Component, ComponentKind, ComponentRecord, Dependency, DiError, FieldProbe, HookProbe,
         Hooks, Injectable, MiddlewareRef, ProbeDefault, ProbeLifecycle, ProbePlainField,
         ProbeUninjectedComponent, Registration, Resolver, WebSocketRecord, assert_middleware,
         construct_erased, middleware_entry, websocket_entry,
     };
-    pub use crate::frame::Message;
     pub use crate::managed::ManagedProtocol;
     pub use crate::protocol::{ChannelProtocol, Endpoint};
     pub use inventory;
@@ -320,7 +322,7 @@ pub mod __fuzz {
     use bytes::BytesMut;
     use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
-    use crate::frame::{Decoder, Incoming, close_code, deflate};
+    use crate::codec::{Decoder, Incoming, close_code, deflate};
     use crate::wire::{self, Envelope};
 
     /// A client message of a managed service: the protocol's envelope decoder, then the key

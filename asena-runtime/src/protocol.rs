@@ -19,8 +19,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::channel::{Channel, Receives};
+use crate::codec::Message;
 use crate::error::Result;
-use crate::frame::Message;
 use crate::namespace::{Namespace, Socket};
 use crate::transport::{Listener, Listeners, Transport, is_channel_prefix};
 

@@ -1,6 +1,6 @@
 //! [`NamespaceStats`]: the counters of one namespace, updated by its connections with
 //! relaxed atomic adds (no lock on any per-message path), and read at scrape time by the
-//! metrics exposition (`app/metrics.rs`).
+//! metrics exposition (`observe/metrics.rs`).
 //!
 //! Per-message counting does not touch shared memory: a connection's reader counts the
 //! messages of one read in locals, and the sends their handlers make (messages sent,

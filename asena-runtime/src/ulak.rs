@@ -85,8 +85,8 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::channel::Channel;
+use crate::codec::{Frame, IntoFrame};
 use crate::di::{Component, Dependency, DiError, Injectable, Resolver};
-use crate::frame::{Frame, IntoFrame};
 use crate::managed::{Managed, ManagedProtocol};
 use crate::namespace::{Namespace, SendError, SendErrorCode};
 use crate::protocol::Endpoint;

@@ -13,14 +13,14 @@ use axum::body::Body;
 use tokio::sync::watch;
 
 use super::extract::AppRef;
-use super::inspector::{FleetState, InspectorConfig};
 use super::router::{Assembled, Parts, RouteOptions, allow_list};
-use super::{Announcer, AppInner, Asena, Error, metrics, shutdown};
+use super::{Announcer, AppInner, Asena, Error, shutdown};
 use crate::asyncapi::{Info, ServerSpec};
 use crate::config::{Compression, Limits, RateLimit, SlowConsumer};
 use crate::di::{self, Component, ComponentKind, ComponentRecord, Container, Plan};
 use crate::middleware::{Middleware, Scope};
 use crate::namespace::Namespace;
+use crate::observe::inspector::{FleetState, InspectorConfig};
 use crate::protocol::Endpoint;
 use crate::shutdown::Tracker;
 use crate::transport::Transport;
@@ -461,7 +461,7 @@ impl AsenaBuilder {
 
         let shutting_down = Arc::new(AtomicBool::new(false));
         let ns_list: Arc<[Namespace]> = namespaces.iter().map(|(_, ns)| ns.clone()).collect();
-        let scrape = metrics::Scrape {
+        let scrape = crate::observe::metrics::Scrape {
             namespaces: ns_list.clone(),
             transport: self.transport.clone(),
         };

@@ -6,9 +6,6 @@
 mod builder;
 mod error;
 mod extract;
-mod guard;
-mod inspector;
-mod metrics;
 mod router;
 mod serve;
 mod shutdown;
@@ -16,8 +13,6 @@ mod shutdown;
 pub use builder::AsenaBuilder;
 pub use error::Error;
 pub use extract::{AppValue, FromApp};
-pub use guard::TokenGuard;
-pub use inspector::InspectorToken;
 pub use serve::Server;
 
 use std::any::TypeId;
@@ -30,12 +25,12 @@ use tokio::sync::watch;
 
 use crate::di::{Component, Container};
 use crate::namespace::Namespace;
+use crate::observe::inspector::{Announcer, FleetState};
 use crate::protocol::Endpoint;
 use crate::shutdown::Tracker;
 use crate::transport::{Transport, TransportStats};
 use crate::ulak::{Ulak, UlakBroker};
 use crate::ws::ErasedService;
-use inspector::{Announcer, FleetState};
 use router::AsyncApiSpec;
 
 pub(crate) struct AppInner {
@@ -51,7 +46,7 @@ pub(crate) struct AppInner {
     finished: tokio::sync::Mutex<bool>,
     asyncapi: Arc<AsyncApiSpec>,
     /// What the metrics exposition reads.
-    scrape: metrics::Scrape,
+    scrape: crate::observe::metrics::Scrape,
     /// Every websocket service with its namespace and name, for its protocol's start and stop.
     attached: Vec<Attached>,
     /// The fleet view, when the inspector is served or the instance announces itself.

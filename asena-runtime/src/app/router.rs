@@ -10,13 +10,13 @@ use std::sync::atomic::AtomicBool;
 use axum::Router;
 use axum::body::Body;
 
-use super::inspector::{FleetState, Inspector, InspectorConfig};
-use super::{Attached, metrics};
+use super::Attached;
 use crate::asyncapi::{self, Info, ServerSpec};
 use crate::config::{Compression, Limits};
 use crate::di::{ComponentKind, ComponentRecord, Container};
 use crate::middleware::{ErasedMiddleware, Refusal, Scope};
 use crate::namespace::Namespace;
+use crate::observe::inspector::{FleetState, Inspector, InspectorConfig};
 use crate::shutdown::Tracker;
 use crate::ws::ErasedService;
 use crate::ws::origin::OriginPolicy;
@@ -56,7 +56,7 @@ pub(super) struct Parts<'a> {
     /// Each websocket service's namespace, by the service's type.
     pub(super) namespaces: &'a [(TypeId, Namespace)],
     pub(super) ns_list: &'a Arc<[Namespace]>,
-    pub(super) scrape: &'a metrics::Scrape,
+    pub(super) scrape: &'a crate::observe::metrics::Scrape,
     /// The fleet view, when the inspector is served or the instance announces itself.
     pub(super) fleet: Option<&'a Arc<FleetState>>,
     pub(super) live: &'a Arc<Tracker>,
@@ -117,7 +117,10 @@ impl RouteOptions {
                     let scrape = scrape.clone();
                     async move {
                         (
-                            [(http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                            [(
+                                http::header::CONTENT_TYPE,
+                                crate::observe::metrics::CONTENT_TYPE,
+                            )],
                             scrape.text(),
                         )
                     }

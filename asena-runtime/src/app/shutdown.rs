@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::inspector::FleetDelivery;
 use super::{AppInner, Asena, Error};
-use crate::frame::close_code;
+use crate::codec::close_code;
 use crate::namespace::Namespaces;
+use crate::observe::inspector::FleetDelivery;
 use crate::protocol::Fleet;
 use crate::transport::{Deliver, Inbound, LocalTransport};
 

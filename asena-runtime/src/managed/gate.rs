@@ -15,9 +15,9 @@ use std::sync::{Arc, OnceLock};
 
 use super::client::{ManagedClient, OutboundTransform};
 use super::crypto::Session;
-use crate::conn::seal::{Origin, Seal};
-use crate::conn::{Conn, PushError};
-use crate::frame::Frame;
+use crate::codec::Frame;
+use crate::connection::seal::{Origin, Seal};
+use crate::connection::{Conn, PushError};
 use crate::namespace::WebSocketData;
 
 /// The seal of one managed client (held by its [`ManagedClient`] and its connection).
@@ -102,7 +102,7 @@ impl Seal for Gate {
     }
 }
 
-/// The [`SealFor`](crate::conn::seal::SealFor) of managed namespaces: a connection's seal
+/// The [`SealFor`](crate::connection::seal::SealFor) of managed namespaces: a connection's seal
 /// is its client's gate.
 pub(crate) fn seal_for(data: &(dyn Any + Send + Sync)) -> Option<Arc<dyn Seal>> {
     let data = data.downcast_ref::<WebSocketData<ManagedClient>>()?;

@@ -70,8 +70,8 @@ pub use send::{EventMessage, Managed};
 pub use asena_protocol::managed as envelope;
 
 use crate::channel::{Channel, DecodeError, Receives};
+use crate::codec::Message;
 use crate::error::Result;
-use crate::frame::Message;
 use crate::namespace::{Namespace, Socket};
 use crate::protocol::{Fleet, Protocol};
 
@@ -321,7 +321,7 @@ fn error<O>(ws: &ManagedSocket<O>, message: &str) -> Result<()> {
 /// Sends a protocol event to this client alone, authenticated or not, through its gate (so
 /// an encrypted client gets it encrypted).
 fn send_system<O>(ws: &ManagedSocket<O>, event: &str, data: Value) -> Result<()> {
-    let frame = crate::frame::Frame::json(&json!({"event": event, "data": data}))?;
+    let frame = crate::codec::Frame::json(&json!({"event": event, "data": data}))?;
     if ws.conn.push_protocol(&frame).is_err() {
         tracing::debug!(target: "asena::managed", socket_id = %ws.id(), event, "protocol event not queued (closing or full)");
     }

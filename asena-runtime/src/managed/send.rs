@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::channel::Raw;
-use crate::frame::Frame;
+use crate::codec::Frame;
 use crate::namespace::{Namespace, SendError, Socket, SocketRef};
 
 use super::ManagedClient;

@@ -49,6 +49,7 @@
 //! ```
 
 mod context;
+mod guard;
 mod refusal;
 mod scope;
 mod value;
@@ -63,6 +64,7 @@ use futures_util::FutureExt;
 use http::Response;
 
 pub use context::Context;
+pub use guard::TokenGuard;
 pub use refusal::{IntoStatusCode, Refusal};
 pub use scope::Scope;
 pub(crate) use value::{TypeMismatch, WsValue};

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::Namespace;
-use crate::frame::Frame;
+use crate::codec::Frame;
 use crate::transport::Deliver;
 use crate::wire::{self, Target};
 

@@ -48,10 +48,10 @@ pub(crate) use inbound::Namespaces;
 pub use socket::{Socket, SocketRef, WebSocketData};
 
 use crate::channel::{Encode, Raw};
+use crate::codec::Frame;
 use crate::config::{Compression, Limits};
-use crate::conn::flush::Flusher;
-use crate::conn::{Conn, Shared};
-use crate::frame::Frame;
+use crate::connection::flush::Flusher;
+use crate::connection::{Conn, Shared};
 use crate::rooms::{Change, RoomIndex};
 use crate::shutdown::Tracker;
 use crate::stats::NamespaceStats;

@@ -12,8 +12,8 @@ use http::HeaderMap;
 use super::Namespace;
 use super::error::{SendError, SendErrorCode};
 use crate::channel::{Encode, Raw};
-use crate::conn::{Conn, PushError};
-use crate::frame::{Frame, Json};
+use crate::codec::{Frame, Json};
+use crate::connection::{Conn, PushError};
 use crate::request;
 use crate::rooms::{RoomError, validate_room};
 

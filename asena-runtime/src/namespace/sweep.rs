@@ -1,5 +1,5 @@
 //! The liveness sweep: one task per namespace pings its quiet sockets and closes those that
-//! stay quiet (see `conn/liveness.rs` for why this is not a timer per connection).
+//! stay quiet (see `connection/liveness.rs` for why this is not a timer per connection).
 //!
 //! The task starts with the namespace's first socket and ends at the first tick that finds
 //! none (the next socket starts it again), so an app without connections runs no timers.
@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 
 use super::{Inner, read};
-use crate::conn::Conn;
-use crate::conn::liveness::{self, Check};
-use crate::frame::{Frame, close_code};
+use crate::codec::{Frame, close_code};
+use crate::connection::Conn;
+use crate::connection::liveness::{self, Check};
 
 /// Starts the sweep of `inner` if it is not running and the limits ask for one. Called with
 /// the socket map's write lock held, so a sweep ending for lack of sockets (which looks

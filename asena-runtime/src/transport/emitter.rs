@@ -10,8 +10,8 @@ use asena_protocol::managed::{DEFAULT_PREFIX, EMITTER_SERVER_ID, ManagedEnvelope
 
 use super::TransportError;
 use super::broker::{CONNECT_TIMEOUT, new_pod_id};
+use crate::codec::{Frame, IntoFrame};
 use crate::error::BoxError;
-use crate::frame::{Frame, IntoFrame};
 use crate::wire::{self, Envelope};
 
 /// A connection to the Redis at `url`, within [`CONNECT_TIMEOUT`].

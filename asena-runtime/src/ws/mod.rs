@@ -16,7 +16,7 @@ use http::request::Parts;
 
 use crate::asyncapi::ChannelSpec;
 use crate::channel::{Receives, Sends};
-use crate::conn::io::Io;
+use crate::connection::io::Io;
 use crate::error::Result;
 use crate::middleware::{Refusal, TypeMismatch, WsValue};
 use crate::namespace::{Namespace, SocketRef, WebSocketData};

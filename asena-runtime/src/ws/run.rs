@@ -17,12 +17,12 @@ use tokio::runtime::Handle;
 use tokio::time::{Instant, Sleep};
 
 use super::rate::Bucket;
+use crate::codec::{Decoder, Frame, Incoming, Message, close_code};
 use crate::config::RateLimitPolicy;
-use crate::conn::Conn;
-use crate::conn::io::{BufferedSource, Io, Sink, Source, TcpSink, TcpSource};
-use crate::conn::outbox::Pending;
+use crate::connection::Conn;
+use crate::connection::io::{BufferedSource, Io, Sink, Source, TcpSink, TcpSource};
+use crate::connection::outbox::Pending;
 use crate::error::{BoxError, Result};
-use crate::frame::{Decoder, Frame, Incoming, Message, close_code};
 use crate::namespace::{Socket, SocketRef};
 use crate::protocol::{DataOf, Endpoint, Protocol};
 use crate::shutdown::LiveGuard;
@@ -193,7 +193,7 @@ where
     async move {
         let conn = &socket.as_socket_ref().conn;
         // The writer task is spawned when the outbox first hands it the socket (see `Writer` in
-        // `conn/outbox.rs`); the spawner holds the socket, so it is dropped when this returns.
+        // `connection/outbox.rs`); the spawner holds the socket, so it is dropped when this returns.
         let _spawner = SpawnerGuard(conn);
         conn.outbox
             .spawn_writer_lazily(writer_spawner(service.clone(), socket.clone(), w));
@@ -266,7 +266,7 @@ fn writer_spawner<S, W>(
     service: Arc<S>,
     socket: Socket<DataOf<S>, S::Out>,
     w: W,
-) -> crate::conn::outbox::Spawn
+) -> crate::connection::outbox::Spawn
 where
     S: Endpoint,
     W: Sink + 'static,

@@ -25,9 +25,9 @@ use tokio::net::TcpStream;
 
 use super::origin::OriginPolicy;
 use super::{ErasedService, ParsedParams};
-use crate::conn::Conn;
-use crate::conn::io::Io;
-use crate::frame::{Frame, close_code, deflate};
+use crate::codec::{Frame, close_code, deflate};
+use crate::connection::Conn;
+use crate::connection::io::Io;
 use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Refusal, Scope, run_chain};
 use crate::namespace::{Namespace, SocketRef};
 use crate::request::{

@@ -30,9 +30,9 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 
+use crate::codec::deflate::Deflate;
+use crate::codec::{Frame, close_code};
 use crate::config::{Compression, Limits, SlowConsumer};
-use crate::frame::deflate::Deflate;
-use crate::frame::{Frame, close_code};
 use crate::request::RequestInfo;
 use crate::rooms::Member;
 use crate::shutdown::Tracker;

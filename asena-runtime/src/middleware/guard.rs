@@ -12,7 +12,7 @@ use http::HeaderMap;
 
 use crate::middleware::{self, Context, Middleware, Refusal};
 use crate::request;
-use crate::secret_eq;
+use crate::secret::secret_eq;
 
 /// Admits requests that carry one token: as `Authorization: Bearer <token>`, or, when
 /// [`cookie`](Self::cookie) names one, in that cookie. The comparison is constant-time

@@ -25,7 +25,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
-use crate::app::TokenGuard;
+use crate::middleware::TokenGuard;
 use crate::ws::origin::OriginPolicy;
 
 /// The name of the inspector's cookie.

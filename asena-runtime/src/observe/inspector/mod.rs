@@ -44,8 +44,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::channel::{Channel, Raw};
+use crate::codec::{Message, close_code};
 use crate::error::Result;
-use crate::frame::{Message, close_code};
 use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Refusal, run_chain};
 use crate::namespace::{Namespace, Namespaces, Socket, SocketRef};
 use crate::protocol::{ChannelProtocol, Endpoint};
@@ -209,7 +209,7 @@ impl Announcer {
                     if let Some(feed) = &feed
                         && feed.socket_count() > 0
                     {
-                        let _ = feed.broadcast(crate::frame::Json(&state.feed_message()));
+                        let _ = feed.broadcast(crate::codec::Json(&state.feed_message()));
                     }
                 }
             })

@@ -14,7 +14,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use super::{Conn, PushError};
-use crate::frame::Frame;
+use crate::codec::Frame;
 
 /// Who sent a frame: the application (a socket, a namespace, a room, the transport), or the
 /// connection's own protocol (its handshake and system events).
