@@ -37,9 +37,13 @@ for crate in crates:
         kind, name = page.removesuffix(".html").split(".", 1)
         path = "::".join([crate, *modules, name])
         lines.append(f"{kind} {path}")
-        # The prelude and re-exported crates repeat names on purpose.
+        # A re-export is the same item: it is told apart by where its source is.
         if kind in {"struct", "enum", "trait", "fn", "type", "union"} and "prelude" not in modules:
-            names[name].add(path)
+            page_text = (doc / href).read_text()
+            source = re.search(r'href="[./]*src/([^"#]+)#(\d+)', page_text)
+            # An item inlined from another crate of the workspace has no source link here.
+            if source:
+                names[name].add(source.groups())
     if crate == "asena_runtime":
         index = (doc / "index.html").read_text()
         # Items defined or inlined at the root are the list's `<dt>`s; re-exports of a public
@@ -50,7 +54,7 @@ for crate in crates:
             sys.exit(f"asena_runtime's crate root holds {len(root)} items, more than {limit}:\n  " + "\n  ".join(sorted(root)))
         print(f"asena_runtime's crate root: {len(root)} items (at most {limit})")
 
-clashes = {n: sorted(p) for n, p in names.items() if len(p) > 1}
+clashes = {n: sorted(map(str, p)) for n, p in names.items() if len(p) > 1}
 if clashes:
     sys.exit("public items sharing a name:\n" + "\n".join(f"  {n}: {', '.join(p)}" for n, p in sorted(clashes.items())))
 

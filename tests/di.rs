@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use asena_runtime::Error;
+use asena_runtime::di::{ContainerError, Problem};
 use asena_runtime::prelude::*;
-use asena_runtime::{ContainerError, Error, Problem};
 use asena_tests::{Client, WAIT, serve};
 
 /// Builds and expects the graph to be rejected; returns the container error.

@@ -11,15 +11,15 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
+use asena_runtime::di::Component;
+use asena_runtime::managed::ManagedProtocol;
 use asena_runtime::managed::envelope::{
     BROADCAST_CHANNEL, EMITTER_SERVER_ID, ManagedEnvelope, TargetKind,
 };
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
 use asena_runtime::protocol::Endpoint;
-use asena_runtime::{
-    Component, Emitter, ManagedProtocol, NatsTransport, RedisTransport, Transport,
-};
+use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport, Transport};
 use asena_tests::broker::{Broker, Kind};
 use asena_tests::{Client, TestServer, WAIT, managed_login};
 use futures_util::StreamExt;

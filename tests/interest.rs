@@ -18,7 +18,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use asena_runtime::managed::{Authenticated, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
-use asena_runtime::{NatsTransport, RedisTransport, TransportStats, wire};
+use asena_runtime::transport::{NatsTransport, RedisTransport, TransportStats};
+use asena_runtime::wire;
 use asena_tests::{Client, TestServer, WAIT, start, within};
 use tokio::time::Instant;
 
@@ -847,7 +848,7 @@ async fn a_sharded_fleet_from_a_cluster_url_hears_the_emitter() -> anyhow::Resul
     // The Emitter, given the same URL, reaches a's room from outside the fleet.
     let (mut a1, _) = join(&a, "r").await?;
     within(WAIT, "a subscribed", async || stats(&a).subscriptions == 1).await?;
-    let emitter = asena_runtime::Emitter::connect(&url).await?;
+    let emitter = asena_runtime::transport::Emitter::connect(&url).await?;
     emitter.to_room("/hall", "r", "from the emitter").await?;
     assert_eq!(a1.recv_text().await?, "from the emitter");
     // The emitter's room message took the fleet channel (classic pub/sub), as any Asena

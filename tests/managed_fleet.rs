@@ -60,7 +60,7 @@ async fn instance() -> anyhow::Result<TestServer> {
         Asena::builder()
             .without_auto_registration()
             .websocket::<Fleet>()
-            .transport(asena_runtime::RedisTransport::new(REDIS)),
+            .transport(asena_runtime::transport::RedisTransport::new(REDIS)),
     )
     .await
 }
@@ -170,7 +170,7 @@ async fn users_rooms_and_broadcasts_span_instances_in_ignis_layout() -> anyhow::
     assert_eq!(alice_b.recv_json().await?["event"], "poked");
 
     // A process without a server (the `emit` CLI) reaches every session of alice.
-    let emitter = asena_runtime::Emitter::connect(REDIS).await?;
+    let emitter = asena_runtime::transport::Emitter::connect(REDIS).await?;
     emitter
         .to_user(&alice, "notification", json!({"message": "hello"}))
         .await?;

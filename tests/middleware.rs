@@ -291,7 +291,7 @@ socket!(
     middlewares = [ParamReader]
 );
 
-fn opened<T: asena_runtime::Component>(s: &TestServer, get: impl Fn(&T) -> usize) -> usize {
+fn opened<T: asena_runtime::di::Component>(s: &TestServer, get: impl Fn(&T) -> usize) -> usize {
     get(&s.app.get::<T>().expect("registered"))
 }
 

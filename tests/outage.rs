@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use asena_runtime::Emitter;
 use asena_runtime::prelude::*;
+use asena_runtime::transport::Emitter;
 use asena_tests::broker::{Broker, Kind, Typed};
 use asena_tests::{Client, TestServer, start, tungstenite};
 use futures_util::StreamExt;

@@ -404,7 +404,7 @@ async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Resul
     let instance = || async {
         let builder = realtime::builder()
             .without_auto_registration()
-            .transport(asena_runtime::RedisTransport::new(REDIS));
+            .transport(asena_runtime::transport::RedisTransport::new(REDIS));
         serve(realtime::build(builder, options.clone()).await?).await
     };
     let one = instance().await?;
@@ -439,7 +439,7 @@ async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Resul
 
     // `emit --user alice --event notification`: every session of alice, on both instances.
     let (mut alice2, _) = sign_in(&two, "alice-token").await?;
-    let emitter = asena_runtime::Emitter::connect(REDIS).await?;
+    let emitter = asena_runtime::transport::Emitter::connect(REDIS).await?;
     emitter
         .to_user("alice", "notification", json!({"message": "hello"}))
         .await?;

@@ -460,7 +460,7 @@ async fn fleet_instance() -> anyhow::Result<TestServer> {
         Asena::builder()
             .without_auto_registration()
             .websocket::<FleetChan>()
-            .transport(asena_runtime::RedisTransport::new(REDIS)),
+            .transport(asena_runtime::transport::RedisTransport::new(REDIS)),
     )
     .await
 }
@@ -493,7 +493,7 @@ async fn deliveries_from_other_instances_and_emitters_are_sealed_and_gated() -> 
     managed_b.to_user(&user, ("from-b", 1))?;
     managed_b.to_client(&stranger_id, ("from-b", 2))?;
     assert_eq!(alice.recv().await?, event("from-b", json!(1)));
-    let emitter = asena_runtime::Emitter::connect(REDIS).await?;
+    let emitter = asena_runtime::transport::Emitter::connect(REDIS).await?;
     emitter.to_client(&stranger_id, "emitted", json!(3)).await?;
     emitter.to_user(&user, "emitted", json!(4)).await?;
     assert_eq!(alice.recv().await?, event("emitted", json!(4)));

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use asena_runtime::config::{Limits, RateLimit, RateLimitPolicy};
 use asena_runtime::prelude::*;
-use asena_runtime::{Limits, RateLimit, RateLimitPolicy};
 use asena_tests::{Client, TestServer, WAIT, eventually, start, until_some};
 
 /// `/echo`: every text message goes back to its sender.

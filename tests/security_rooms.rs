@@ -10,8 +10,9 @@ use std::time::Duration;
 mod chat;
 
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
+use asena_runtime::namespace::SendErrorCode;
 use asena_runtime::prelude::*;
-use asena_runtime::{Emitter, RedisTransport, SendErrorCode};
+use asena_runtime::transport::{Emitter, RedisTransport};
 use asena_tests::{Client, start, upgrade_request};
 use serde_json::{Value, json};
 
@@ -356,7 +357,7 @@ async fn two_managed_services_under_one_prefix_do_not_start() -> anyhow::Result<
         .without_auto_registration()
         .websocket::<Open>()
         .websocket::<OpenToo>()
-        .transport(asena_runtime::RedisTransport::new(REDIS))
+        .transport(asena_runtime::transport::RedisTransport::new(REDIS))
         .build()
         .await
         .expect_err("refused")
@@ -376,7 +377,7 @@ async fn managed_services_under_different_prefixes_are_isolated() -> anyhow::Res
         Asena::builder()
             .without_auto_registration()
             .websocket::<Isolated>()
-            .transport(asena_runtime::RedisTransport::new(REDIS)),
+            .transport(asena_runtime::transport::RedisTransport::new(REDIS)),
     )
     .await?;
     let (mut client, _) = asena_tests::managed_login(&s, "/isolated", json!({"user": "u"})).await?;

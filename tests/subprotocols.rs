@@ -128,7 +128,10 @@ fn base() -> AsenaBuilder {
         .middleware::<Impostor>()
 }
 
-fn count<T: asena_runtime::Component>(s: &TestServer, get: impl Fn(&T) -> &AtomicUsize) -> usize {
+fn count<T: asena_runtime::di::Component>(
+    s: &TestServer,
+    get: impl Fn(&T) -> &AtomicUsize,
+) -> usize {
     get(&s.app.get::<T>().expect("registered")).load(Ordering::SeqCst)
 }
 

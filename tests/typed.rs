@@ -349,7 +349,8 @@ async fn a_concrete_path_room_spans_instances() -> anyhow::Result<()> {
             .middleware::<ReadParams>()
             .service::<Announcer>()
             .transport(
-                asena_runtime::RedisTransport::new("redis://127.0.0.1:6379").channel(channel),
+                asena_runtime::transport::RedisTransport::new("redis://127.0.0.1:6379")
+                    .channel(channel),
             )
     };
     let a = start(app(&channel)).await?;

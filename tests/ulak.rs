@@ -8,8 +8,9 @@ mod raw_http;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use asena_runtime::namespace::SendErrorCode;
 use asena_runtime::prelude::*;
-use asena_runtime::{AsenaBuilder, BulkOp, SendError, SendErrorCode};
+use asena_runtime::{AsenaBuilder, BulkOp, SendError};
 use asena_tests::{Client, TestServer, eventually, start, tungstenite};
 use axum::extract::Path;
 use axum::http::StatusCode;

@@ -5,9 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 use anyhow::Context as _;
+use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
+use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport};
 use asena_runtime::wire::{self, Envelope};
-use asena_runtime::{AsenaBuilder, Emitter, NatsTransport, RedisTransport};
 use asena_tests::{Client, TestServer, WAIT, start};
 use futures_util::StreamExt;
 
@@ -257,13 +258,16 @@ async fn a_single_instance_has_no_transport_stats() -> anyhow::Result<()> {
     let sock = ns.sockets().remove(0);
     assert_eq!(
         sock.subscribe(wire::BROADCAST_ROOM),
-        Err(asena_runtime::RoomError::Reserved)
+        Err(asena_runtime::namespace::RoomError::Reserved)
     );
     assert_eq!(sock.subscribe("named"), Ok(true));
     let refused = ns
         .to(wire::BROADCAST_ROOM, "all of us")
         .expect_err("refused");
-    assert_eq!(refused.code, asena_runtime::SendErrorCode::InvalidRoom);
+    assert_eq!(
+        refused.code,
+        asena_runtime::namespace::SendErrorCode::InvalidRoom
+    );
     assert_eq!(ns.to("named", "all of us")?, 1);
     assert_eq!(c.recv_text().await?, "all of us");
     server.stop().await

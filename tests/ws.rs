@@ -5,8 +5,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use asena_runtime::Lifecycle;
+use asena_runtime::config::SlowConsumer;
 use asena_runtime::prelude::*;
-use asena_runtime::{Lifecycle, SlowConsumer};
 use asena_tests::{
     Client, TestServer, WAIT, masked, raw_upgrade, read_frame, start, tungstenite::Message as Ws,
 };
@@ -696,7 +697,7 @@ async fn on_drain_fires_when_a_pressured_queue_empties() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn limits_can_differ_per_service() -> anyhow::Result<()> {
-    let limited = asena_runtime::Limits {
+    let limited = asena_runtime::config::Limits {
         max_connections: Some(1),
         ..Default::default()
     };

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
 use crate::driver::{Config, Driver};
 use crate::url::{Base, fill_path};
-use crate::{Backoff, Client, Error, Sender};
+use crate::{Backoff, Client, ClientError, Sender};
 
 /// How many events wait for [`Client::next`] before the client stops reading the socket.
 const EVENT_BUFFER: usize = 256;
@@ -68,7 +68,7 @@ impl<C: Channel> ClientBuilder<C> {
     /// # use asena_client::Client;
     /// # #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
     /// # struct Room { room: String }
-    /// # async fn run<C: asena_protocol::Channel<Params = Room>>() -> Result<(), asena_client::Error>
+    /// # async fn run<C: asena_protocol::Channel<Params = Room>>() -> Result<(), asena_client::ClientError>
     /// # where C::Out: serde::de::DeserializeOwned {
     /// // C::PATH is "/chat/{room}": connects to ws://127.0.0.1:3000/chat/general
     /// let client = Client::<C>::builder("ws://127.0.0.1:3000")
@@ -130,7 +130,7 @@ impl<C: Channel> ClientBuilder<C> {
 
     /// How many sent messages may wait for the connection (during a reconnect, or when the
     /// socket is slower than the sender). [`Client::send`] waits when the queue is full,
-    /// [`Client::try_send`] fails with [`Error::QueueFull`]. At least 1.
+    /// [`Client::try_send`] fails with [`ClientError::QueueFull`]. At least 1.
     pub fn queue(mut self, capacity: usize) -> Self {
         self.queue = capacity.max(1);
         self
@@ -139,11 +139,11 @@ impl<C: Channel> ClientBuilder<C> {
     /// Trusts `certificate` as a root for `wss://`, besides Mozilla's roots: a private CA's,
     /// or a test server's self-signed certificate. DER, or PEM (every `CERTIFICATE` in it);
     /// repeat for more. A certificate that does not parse fails
-    /// [`connect`](Self::connect) with [`Error::BadCertificate`].
+    /// [`connect`](Self::connect) with [`ClientError::BadCertificate`].
     ///
     /// ```no_run
     /// # use asena_client::Client;
-    /// # async fn run<C: asena_protocol::Channel<Params = ()>>() -> Result<(), asena_client::Error>
+    /// # async fn run<C: asena_protocol::Channel<Params = ()>>() -> Result<(), asena_client::ClientError>
     /// # where C::Out: serde::de::DeserializeOwned {
     /// let ca = std::fs::read("ca.pem").expect("the CA's certificate");
     /// let client = Client::<C>::builder("wss://chat.internal:8443")
@@ -158,9 +158,9 @@ impl<C: Channel> ClientBuilder<C> {
     }
 
     /// Connects, once: a failure is returned at once (reconnecting only starts after a first
-    /// successful connection), e.g. [`Error::Refused`] with the server's status and body, or
-    /// [`Error::MissingParam`] before anything is sent.
-    pub async fn connect(self) -> Result<Client<C>, Error>
+    /// successful connection), e.g. [`ClientError::Refused`] with the server's status and body, or
+    /// [`ClientError::MissingParam`] before anything is sent.
+    pub async fn connect(self) -> Result<Client<C>, ClientError>
     where
         C::Out: DeserializeOwned,
     {
@@ -186,13 +186,13 @@ impl<C: Channel> ClientBuilder<C> {
         })
     }
 
-    fn config(&self) -> Result<Config, Error> {
+    fn config(&self) -> Result<Config, ClientError> {
         let base = Base::parse(&self.base)?;
         let params = match &self.params {
             None => Value::Null,
             Some(Ok(value)) => value.clone(),
             Some(Err(e)) => {
-                return Err(Error::InvalidParam {
+                return Err(ClientError::InvalidParam {
                     path: C::PATH,
                     name: String::new(),
                     reason: format!("the params do not serialize: {e}"),
@@ -210,7 +210,7 @@ impl<C: Channel> ClientBuilder<C> {
             .headers
             .iter()
             .map(|(name, value)| {
-                let bad = |reason: String| Error::BadHeader {
+                let bad = |reason: String| ClientError::BadHeader {
                     name: name.clone(),
                     reason,
                 };
@@ -219,7 +219,7 @@ impl<C: Channel> ClientBuilder<C> {
                     HeaderValue::from_str(value).map_err(|e| bad(e.to_string()))?,
                 ))
             })
-            .collect::<Result<_, Error>>()?;
+            .collect::<Result<_, ClientError>>()?;
         Ok(Config {
             url,
             path: C::PATH,
@@ -234,8 +234,8 @@ impl<C: Channel> ClientBuilder<C> {
 
 /// The TLS configuration of `wss://`: Mozilla's roots and `extra` (DER or PEM), rustls on
 /// the `ring` provider, TLS 1.2 and 1.3.
-fn tls_config(extra: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, Error> {
-    let bad = |reason: String| Error::BadCertificate { reason };
+fn tls_config(extra: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    let bad = |reason: String| ClientError::BadCertificate { reason };
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::{ClientBuilder, Error, Event};
+use crate::{ClientBuilder, ClientError, Event};
 
 /// A typed WebSocket client for the channel `C` (a `#[websocket]` service): it sends only
 /// `C::In`, yields `C::Out` as [`Event::Message`], and reconnects by itself.
@@ -33,7 +33,7 @@ use crate::{ClientBuilder, Error, Event};
 /// #     type Params = ChatParams; type In = ChatIn; type Out = ChatOut;
 /// # }
 ///
-/// # async fn run() -> Result<(), asena_client::Error> {
+/// # async fn run() -> Result<(), asena_client::ClientError> {
 /// let mut client = Client::<Chat>::builder("ws://127.0.0.1:3000")
 ///     .params(&ChatParams { room: "r1".into() })            // fills {room}
 ///     .query("username", "alice")
@@ -77,21 +77,21 @@ impl<C: Channel> Client<C> {
 
     /// Sends a message as JSON text. It is queued and written by the background task, in
     /// order; during a reconnect it waits in the queue and goes out on the new connection.
-    /// Waits while the queue is full; fails with [`Error::Closed`] once the client is closed
+    /// Waits while the queue is full; fails with [`ClientError::Closed`] once the client is closed
     /// or gave up. Delivery is at most once: a message being written when the connection
     /// breaks is lost.
     ///
     /// The message is serialised before `send` returns its future, so the future does not
     /// borrow it.
-    pub fn send(&self, message: &C::In) -> impl Future<Output = Result<(), Error>> + Send + '_
+    pub fn send(&self, message: &C::In) -> impl Future<Output = Result<(), ClientError>> + Send + '_
     where
         C::In: Serialize,
     {
         self.sender.send(message)
     }
 
-    /// Like [`send`](Self::send), but fails with [`Error::QueueFull`] instead of waiting.
-    pub fn try_send(&self, message: &C::In) -> Result<(), Error>
+    /// Like [`send`](Self::send), but fails with [`ClientError::QueueFull`] instead of waiting.
+    pub fn try_send(&self, message: &C::In) -> Result<(), ClientError>
     where
         C::In: Serialize,
     {
@@ -112,7 +112,7 @@ impl<C: Channel> Client<C> {
     /// Sends what is queued, closes the connection with 1000 and waits (about two seconds at
     /// most) for the server's answer. Events still unread are dropped; the stream then ends.
     /// Closing a closed client does nothing.
-    pub async fn close(&mut self) -> Result<(), Error> {
+    pub async fn close(&mut self) -> Result<(), ClientError> {
         let Some(close) = self.close.take() else {
             return Ok(());
         };
@@ -143,7 +143,7 @@ impl<C: Channel> std::fmt::Debug for Client<C> {
 }
 
 /// Sends on a [`Client`]'s connection from anywhere; cheap to clone. It fails with
-/// [`Error::Closed`] once the client is closed or dropped.
+/// [`ClientError::Closed`] once the client is closed or dropped.
 ///
 /// ```no_run
 /// # async fn run<C: asena_protocol::Channel>(client: asena_client::Client<C>, hello: C::In)
@@ -172,25 +172,25 @@ impl<C: Channel> Sender<C> {
     }
 
     /// See [`Client::send`].
-    pub fn send(&self, message: &C::In) -> impl Future<Output = Result<(), Error>> + Send + '_
+    pub fn send(&self, message: &C::In) -> impl Future<Output = Result<(), ClientError>> + Send + '_
     where
         C::In: Serialize,
     {
         let frame = encode(message);
-        async move { self.tx.send(frame?).await.map_err(|_| Error::Closed) }
+        async move { self.tx.send(frame?).await.map_err(|_| ClientError::Closed) }
     }
 
     /// See [`Client::try_send`].
-    pub fn try_send(&self, message: &C::In) -> Result<(), Error>
+    pub fn try_send(&self, message: &C::In) -> Result<(), ClientError>
     where
         C::In: Serialize,
     {
         let frame = encode(message)?;
         self.tx.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Error::QueueFull {
+            mpsc::error::TrySendError::Full(_) => ClientError::QueueFull {
                 capacity: self.capacity,
             },
-            mpsc::error::TrySendError::Closed(_) => Error::Closed,
+            mpsc::error::TrySendError::Closed(_) => ClientError::Closed,
         })
     }
 
@@ -200,10 +200,10 @@ impl<C: Channel> Sender<C> {
     }
 }
 
-fn encode<T: Serialize>(message: &T) -> Result<WsMessage, Error> {
+fn encode<T: Serialize>(message: &T) -> Result<WsMessage, ClientError> {
     serde_json::to_string(message)
         .map(WsMessage::text)
-        .map_err(Error::Encode)
+        .map_err(ClientError::Encode)
 }
 
 impl<C: Channel> Clone for Sender<C> {

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::{Backoff, Error, Event};
+use crate::{Backoff, ClientError, Event};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -36,16 +36,17 @@ pub(crate) struct Config {
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-/// Opens the WebSocket, turning an HTTP answer other than 101 into [`Error::Refused`].
-pub(crate) async fn connect(config: &Config) -> Result<Ws, Error> {
-    let mut request = config
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| Error::BadUrl {
-            url: config.url.clone(),
-            reason: e.to_string(),
-        })?;
+/// Opens the WebSocket, turning an HTTP answer other than 101 into [`ClientError::Refused`].
+pub(crate) async fn connect(config: &Config) -> Result<Ws, ClientError> {
+    let mut request =
+        config
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ClientError::BadUrl {
+                url: config.url.clone(),
+                reason: e.to_string(),
+            })?;
     for (name, value) in &config.headers {
         request.headers_mut().append(name.clone(), value.clone());
     }
@@ -56,12 +57,12 @@ pub(crate) async fn connect(config: &Config) -> Result<Ws, Error> {
     let attempt =
         tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector));
     match tokio::time::timeout(config.connect_timeout, attempt).await {
-        Err(_) => Err(Error::Timeout {
+        Err(_) => Err(ClientError::Timeout {
             url: config.url.clone(),
             after: config.connect_timeout,
         }),
         Ok(Ok((ws, _response))) => Ok(ws),
-        Ok(Err(tungstenite::Error::Http(response))) => Err(Error::Refused {
+        Ok(Err(tungstenite::Error::Http(response))) => Err(ClientError::Refused {
             url: config.url.clone(),
             status: response.status(),
             body: response
@@ -70,15 +71,15 @@ pub(crate) async fn connect(config: &Config) -> Result<Ws, Error> {
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default(),
         }),
-        Ok(Err(e @ tungstenite::Error::Tls(_))) => Err(Error::Tls {
+        Ok(Err(e @ tungstenite::Error::Tls(_))) => Err(ClientError::Tls {
             url: config.url.clone(),
             source: Box::new(e),
         }),
-        Ok(Err(tungstenite::Error::Io(e))) if is_tls_error(&e) => Err(Error::Tls {
+        Ok(Err(tungstenite::Error::Io(e))) if is_tls_error(&e) => Err(ClientError::Tls {
             url: config.url.clone(),
             source: Box::new(e),
         }),
-        Ok(Err(e)) => Err(Error::Connect {
+        Ok(Err(e)) => Err(ClientError::Connect {
             url: config.url.clone(),
             source: Box::new(e),
         }),
@@ -94,7 +95,7 @@ enum Ended {
 }
 
 /// The task's state. Field order matters: when the task ends, `outgoing` is dropped before
-/// `events`, so once the event stream has ended every send fails with [`Error::Closed`].
+/// `events`, so once the event stream has ended every send fails with [`ClientError::Closed`].
 pub(crate) struct Driver<T> {
     pub(crate) config: Config,
     pub(crate) outgoing: mpsc::Receiver<WsMessage>,

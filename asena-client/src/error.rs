@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 /// A boxed error from the WebSocket layer, kept as the [`source`](std::error::Error::source)
-/// of [`Error::Connect`].
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// of [`ClientError::Connect`].
+pub use asena_protocol::BoxError;
 
 /// An error from the client.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum ClientError {
     /// The base URL given to [`Client::builder`](crate::Client::builder) is not a usable
     /// `ws://` or `wss://` URL.
     #[error("bad URL `{url}`: {reason}")]

@@ -1,6 +1,6 @@
 //! What a client's event stream yields.
 
-use crate::Error;
+use crate::ClientError;
 
 /// One event from a [`Client`](crate::Client): a decoded server message, a message that did
 /// not decode, or a change of the connection.
@@ -38,6 +38,6 @@ pub enum Event<T> {
         /// How many attempts were made.
         attempts: u32,
         /// Why the last one failed.
-        error: Error,
+        error: ClientError,
     },
 }

@@ -36,7 +36,7 @@
 //! #     async fn on_message(&self, _: &Socket<(), ChatOut>, _: ChatIn) -> Result<()> { Ok(()) }
 //! # }
 //!
-//! # async fn run() -> Result<(), asena_client::Error> {
+//! # async fn run() -> Result<(), asena_client::ClientError> {
 //! let mut client = Client::<Chat>::builder("ws://127.0.0.1:3000")
 //!     .params(&ChatParams { room: "r1".into() })     // ws://127.0.0.1:3000/chat/r1
 //!     .query("username", "alice")                     // ...?username=alice
@@ -67,21 +67,21 @@
 //! - **Connecting.** `ws://` or `wss://` (TLS with rustls; Mozilla's roots, plus any
 //!   [`add_root_certificate`](ClientBuilder::add_root_certificate) adds for a private CA).
 //!   [`ClientBuilder::connect`] tries once and returns the error: a bad URL,
-//!   a [missing path parameter](Error::MissingParam), a [refused upgrade](Error::Refused)
+//!   a [missing path parameter](ClientError::MissingParam), a [refused upgrade](ClientError::Refused)
 //!   with the server's status and body (a middleware's `401 {"error":"Unauthorized"}`), a
-//!   [connect failure](Error::Connect), a [TLS failure](Error::Tls) (an untrusted
-//!   certificate) or a [timeout](Error::Timeout).
+//!   [connect failure](ClientError::Connect), a [TLS failure](ClientError::Tls) (an untrusted
+//!   certificate) or a [timeout](ClientError::Timeout).
 //! - **Reconnecting.** After that first connection, a lost connection — the server closed
 //!   it (with any code, 1001 on shutdown included), an I/O error, or a dead heartbeat — yields
 //!   [`Event::Disconnected`], then the client reconnects with [`Backoff`] (exponential,
 //!   jittered, capped; the count resets after each success) and yields [`Event::Reconnected`].
 //!   With [`Backoff::max_attempts`] it may give up ([`Event::GaveUp`]); with
 //!   [`without_reconnect`](ClientBuilder::without_reconnect) it never tries. Either way the
-//!   stream then ends and sends fail with [`Error::Closed`].
+//!   stream then ends and sends fail with [`ClientError::Closed`].
 //! - **Sending.** [`Client::send`] queues the JSON of a `C::In` for the background task, so
 //!   it works during a reconnect: up to [`queue`](ClientBuilder::queue) messages (64) wait
 //!   and go out, in order, on the new connection; `send` waits when the queue is full,
-//!   [`try_send`](Client::try_send) fails with [`Error::QueueFull`]. [`Client::sender`] gives
+//!   [`try_send`](Client::try_send) fails with [`ClientError::QueueFull`]. [`Client::sender`] gives
 //!   a cloneable handle for other tasks. Delivery is at most once.
 //! - **Receiving.** Text and binary messages are decoded from JSON into `C::Out`; one that
 //!   does not decode is an [`Event::Undecodable`] with the text and serde's error, and the
@@ -107,7 +107,7 @@ mod url;
 pub use backoff::Backoff;
 pub use builder::ClientBuilder;
 pub use client::{Client, Sender};
-pub use error::{BoxError, Error};
+pub use error::{BoxError, ClientError};
 pub use event::Event;
 
 /// The contract a client is typed by (re-exported from `asena_protocol`).

@@ -5,7 +5,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use url::Url;
 
-use crate::Error;
+use crate::ClientError;
 
 /// What a path parameter's value keeps as it is: RFC 3986's unreserved characters; every
 /// other byte is percent-encoded, `/` included, so a value is one path segment.
@@ -24,8 +24,8 @@ pub(crate) struct Base {
 impl Base {
     /// Parses `ws[s]://host[:port][/prefix][?query]`; `http://` is taken as `ws://` and
     /// `https://` as `wss://`.
-    pub(crate) fn parse(text: &str) -> Result<Base, Error> {
-        let bad = |reason: String| Error::BadUrl {
+    pub(crate) fn parse(text: &str) -> Result<Base, ClientError> {
+        let bad = |reason: String| ClientError::BadUrl {
             url: text.to_owned(),
             reason,
         };
@@ -78,13 +78,13 @@ impl Base {
 
 /// Fills `{name}` (and `{*name}`, which may span segments) in `pattern` from `params`, the
 /// JSON form of the channel's `Params`; each value is percent-encoded as a path segment.
-pub(crate) fn fill_path(pattern: &'static str, params: &Value) -> Result<String, Error> {
+pub(crate) fn fill_path(pattern: &'static str, params: &Value) -> Result<String, ClientError> {
     let empty = serde_json::Map::new();
     let map = match params {
         Value::Object(map) => map,
         Value::Null => &empty,
         other => {
-            return Err(Error::InvalidParam {
+            return Err(ClientError::InvalidParam {
                 path: pattern,
                 name: String::new(),
                 reason: format!(
@@ -99,7 +99,7 @@ pub(crate) fn fill_path(pattern: &'static str, params: &Value) -> Result<String,
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        let close = after.find('}').ok_or_else(|| Error::InvalidParam {
+        let close = after.find('}').ok_or_else(|| ClientError::InvalidParam {
             path: pattern,
             name: String::new(),
             reason: "unbalanced `{` in the path".to_owned(),
@@ -109,11 +109,11 @@ pub(crate) fn fill_path(pattern: &'static str, params: &Value) -> Result<String,
             Some(name) => (name, true),
             None => (raw_name, false),
         };
-        let value = map.get(name).ok_or_else(|| Error::MissingParam {
+        let value = map.get(name).ok_or_else(|| ClientError::MissingParam {
             path: pattern,
             name: name.to_owned(),
         })?;
-        let invalid = |reason: String| Error::InvalidParam {
+        let invalid = |reason: String| ClientError::InvalidParam {
             path: pattern,
             name: name.to_owned(),
             reason,
@@ -188,7 +188,7 @@ mod tests {
             "{e}"
         );
         let e = fill_path("/user/{id}", &json!(null)).unwrap_err();
-        assert!(matches!(e, Error::MissingParam { .. }), "{e}");
+        assert!(matches!(e, ClientError::MissingParam { .. }), "{e}");
     }
 
     #[test]

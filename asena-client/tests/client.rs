@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use asena_client::{Backoff, Client, Error, Event};
+use asena_client::{Backoff, Client, ClientError, Event};
 use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -242,7 +242,7 @@ async fn typed_round_trip_with_params_query_and_headers() {
     assert!(timeout(WAIT, client.next()).await.unwrap().is_none());
     assert!(matches!(
         client.send(&ChatIn::Ping).await,
-        Err(Error::Closed)
+        Err(ClientError::Closed)
     ));
     server.stop().await;
 }
@@ -349,7 +349,10 @@ async fn messages_sent_while_disconnected_go_out_after_the_reconnect() {
         .unwrap();
     // The queue holds one message, and nothing takes it out while disconnected.
     let full = client.try_send(&ChatIn::Ping).unwrap_err();
-    assert!(matches!(full, Error::QueueFull { capacity: 1 }), "{full:?}");
+    assert!(
+        matches!(full, ClientError::QueueFull { capacity: 1 }),
+        "{full:?}"
+    );
     assert_eq!(
         full.to_string(),
         "the send queue is full (capacity 1); the connection is down or slower than the sender"
@@ -374,7 +377,7 @@ async fn a_refused_upgrade_names_status_and_body() {
         .await
         .unwrap_err();
     match &error {
-        Error::Refused { status, body, .. } => {
+        ClientError::Refused { status, body, .. } => {
             assert_eq!(status.as_u16(), 400);
             assert_eq!(body, r#"{"error":"room is closed"}"#);
         }
@@ -397,7 +400,7 @@ async fn a_missing_path_parameter_fails_before_connecting() {
         .connect()
         .await
         .unwrap_err();
-    assert!(matches!(error, Error::MissingParam { ref name, .. } if name == "room"));
+    assert!(matches!(error, ClientError::MissingParam { ref name, .. } if name == "room"));
     assert!(
         error
             .to_string()
@@ -423,7 +426,7 @@ async fn the_first_connect_fails_at_once_and_reconnecting_can_give_up() {
     .await
     .unwrap()
     .unwrap_err();
-    assert!(matches!(error, Error::Connect { .. }), "{error:?}");
+    assert!(matches!(error, ClientError::Connect { .. }), "{error:?}");
     assert_eq!(
         error.to_string(),
         format!("could not connect to ws://{addr}/chat/r1")
@@ -447,14 +450,14 @@ async fn the_first_connect_fails_at_once_and_reconnecting_can_give_up() {
     match next_event(&mut client).await {
         Event::GaveUp { attempts, error } => {
             assert_eq!(attempts, 3);
-            assert!(matches!(error, Error::Connect { .. }), "{error:?}");
+            assert!(matches!(error, ClientError::Connect { .. }), "{error:?}");
         }
         other => panic!("expected to give up, got {other:?}"),
     }
     assert!(timeout(WAIT, client.next()).await.unwrap().is_none());
     assert!(matches!(
         client.send(&ChatIn::Ping).await,
-        Err(Error::Closed)
+        Err(ClientError::Closed)
     ));
 }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use asena_client::{Channel, Client, Error, Event};
+use asena_client::{Channel, Client, ClientError, Event};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -148,7 +148,7 @@ async fn a_client_not_trusting_the_root_fails_with_a_tls_error() {
         .connect()
         .await
         .expect_err("an untrusted certificate is refused");
-    let Error::Tls { url, .. } = &error else {
+    let ClientError::Tls { url, .. } = &error else {
         panic!("expected a TLS error, got {error:?}");
     };
     assert_eq!(url, &format!("wss://{addr}/echo"));
@@ -170,11 +170,17 @@ async fn a_root_that_does_not_parse_is_refused_before_connecting() {
         .connect()
         .await
         .expect_err("a bad PEM is refused");
-    assert!(matches!(error, Error::BadCertificate { .. }), "{error:?}");
+    assert!(
+        matches!(error, ClientError::BadCertificate { .. }),
+        "{error:?}"
+    );
     let error = Client::<Echo>::builder("wss://127.0.0.1:9")
         .add_root_certificate(b"not DER".to_vec())
         .connect()
         .await
         .expect_err("bad DER is refused");
-    assert!(matches!(error, Error::BadCertificate { .. }), "{error:?}");
+    assert!(
+        matches!(error, ClientError::BadCertificate { .. }),
+        "{error:?}"
+    );
 }

@@ -27,3 +27,7 @@ pub use channel::{Channel, Raw, Receives, Sends};
 pub use decode::{DecodeError, DecodeErrorKind};
 pub use managed::{ManagedEnvelope, TargetKind};
 pub use message::Message;
+
+/// Any error, boxed: what a handler or hook may return, and the source the client keeps of a
+/// failed connection.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

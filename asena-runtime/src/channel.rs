@@ -12,7 +12,7 @@
 //! A message that does not decode or validate never reaches `on_message`: the service's
 //! [`on_invalid`](crate::WebSocketService::on_invalid) answers it (by default with
 //! [`DecodeError::to_json`]), the namespace counts it
-//! ([`NamespaceStats::invalid_messages`](crate::NamespaceStats)), and the socket stays open.
+//! ([`NamespaceStats::invalid_messages`](crate::namespace::NamespaceStats)), and the socket stays open.
 
 use schemars::JsonSchema;
 use serde::Serialize;

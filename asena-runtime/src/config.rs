@@ -73,7 +73,7 @@ pub enum RateLimitPolicy {
     #[default]
     Close,
     /// Drop the message (it never reaches a handler) and keep the socket open; counted in
-    /// [`NamespaceStats::rate_limited`](crate::NamespaceStats::rate_limited).
+    /// [`NamespaceStats::rate_limited`](crate::namespace::NamespaceStats::rate_limited).
     DropMessages,
 }
 
@@ -84,7 +84,7 @@ pub enum RateLimitPolicy {
 /// type or handed to a handler: the bucket is two timestamps in the connection's reader
 /// (a generic cell rate algorithm: no timer, no task, refilled by the clock at each read).
 /// Bytes are the message's payload after inflating, as
-/// [`NamespaceStats::received_bytes`](crate::NamespaceStats::received_bytes) counts them;
+/// [`NamespaceStats::received_bytes`](crate::namespace::NamespaceStats::received_bytes) counts them;
 /// a single message up to [`Limits::max_message_size`] always fits a full bucket. Control
 /// frames (pings, pongs, close) are not counted: pongs are bounded by the outbox.
 ///

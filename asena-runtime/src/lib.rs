@@ -3,7 +3,7 @@
 //! A declarative WebSocket framework on tokio and axum. Annotate plain structs and get a
 //! real-time server: services with rooms and pub/sub, middleware that runs before the upgrade,
 //! dependency injection wired at link time, a typed broker handle ([`Ulak`]) to send from
-//! anywhere, and fan-out across instances through a [`Transport`].
+//! anywhere, and fan-out across instances through a [`Transport`](crate::transport::Transport).
 //!
 //! ## Quick start
 //!
@@ -41,7 +41,7 @@
 //!
 //! Fields marked `#[inject]` are filled from the container: `Arc<T>` for a component `T`,
 //! `Option<Arc<T>>` when `T` may be absent, [`Ulak<N>`] for websocket service `N`, or
-//! [`UlakBroker`] (the field types that implement [`Injectable`]). Every other field is built with `Default::default()`; an `Arc<T>` field of
+//! [`UlakBroker`] (the field types that implement [`Injectable`](crate::di::Injectable)). Every other field is built with `Default::default()`; an `Arc<T>` field of
 //! a registered component `T` without `#[inject]` gets a deprecation warning, since it would
 //! hold a private instance instead of the shared one. Generic structs are not supported.
 //!
@@ -84,10 +84,10 @@
 //! [`Asena::asyncapi`] its AsyncAPI 3.0 document and the `asena-client` crate its types.
 //!
 //! ## The managed protocol
-//! A service declared `#[websocket(path = "..", managed)]` implements [`ManagedService`] and
+//! A service declared `#[websocket(path = "..", managed)]` implements [`ManagedService`](crate::managed::ManagedService) and
 //! speaks Ignis's managed protocol instead of raw messages: `{"event","data","id"}` envelopes, authentication after
 //! open (4001 timeout, 4003 refused), heartbeats (4002), rooms the client asks to join (the
-//! service validates; denied by default), users with several sessions, and [`Managed`]
+//! service validates; denied by default), users with several sessions, and [`Managed`](crate::managed::Managed)
 //! sends by client, user, room or broadcast with `exclude` lists, on every instance through
 //! Ignis's layout of channels on the app's transport. See the [`managed`] module.
 //!
@@ -104,23 +104,23 @@
 //! ## The wire
 //! Quiet sockets are pinged ([`AsenaBuilder::ping`], every 30 s by default) and closed when
 //! they stop answering; unwritten pongs are bounded (2 KiB per socket). permessage-deflate
-//! ([`Compression`], on by default when the client offers it) compresses a room message once
+//! ([`Compression`](crate::config::Compression), on by default when the client offers it) compresses a room message once
 //! for every compressing member.
 //!
 //! ## Many instances
-//! A [`Transport`] carries room messages to the other instances of a fleet; each instance
+//! A [`Transport`](crate::transport::Transport) carries room messages to the other instances of a fleet; each instance
 //! delivers them to its own sockets, exactly once, and `publish` still skips the sender.
 //! Pick one on the builder (`.transport(RedisTransport::new("redis://127.0.0.1:6379"))`,
 //! `NatsTransport::new("nats://127.0.0.1:4222")`) or from the environment with
 //! [`transport::from_env`] (`ASENA_TRANSPORT`). The [`wire`] format (topics, envelope,
 //! channel) is Asena's, so mixed fleets interoperate, broadcasts included; the Redis channel
-//! is configurable ([`RedisTransport::channel`]). [`Asena::transport_stats`] counts what was
-//! published, received and dropped. An [`Emitter`] publishes into a fleet from a process
+//! is configurable ([`RedisTransport::channel`](crate::transport::RedisTransport::channel)). [`Asena::transport_stats`] counts what was
+//! published, received and dropped. An [`Emitter`](crate::transport::Emitter) publishes into a fleet from a process
 //! without a server.
 //!
 //! Rooms can be routed by interest, so that an instance receives only the messages of rooms
-//! it has members in: NATS does it by default ([`NatsTransport`]), Redis with
-//! [`RedisTransport::route_by_interest`], and a Redis Cluster with [`RedisTransport::cluster`]
+//! it has members in: NATS does it by default ([`NatsTransport`](crate::transport::NatsTransport)), Redis with
+//! [`RedisTransport::route_by_interest`](crate::transport::RedisTransport::route_by_interest), and a Redis Cluster with [`RedisTransport::cluster`](crate::transport::RedisTransport::cluster)
 //! (`redis-cluster://host:port,host:port`) on sharded pub/sub, which keeps a room's messages on
 //! the node that owns it.
 //!
@@ -169,12 +169,12 @@
 //! | `asena_handler_errors_total` | counter | `namespace` | handlers that failed or panicked |
 //! | `asena_protocol_errors_total` | counter | `namespace` | connections closed for protocol violations |
 //! | `asena_invalid_messages_total` | counter | `namespace` | messages that did not decode into the service's `receives` type |
-//! | `asena_rate_limited_total` | counter | `namespace` | messages over their socket's inbound rate limit ([`RateLimit`]): dropped, or the one that closed the socket with 1008 |
+//! | `asena_rate_limited_total` | counter | `namespace` | messages over their socket's inbound rate limit ([`RateLimit`](crate::config::RateLimit)): dropped, or the one that closed the socket with 1008 |
 //! | `asena_fanout_queue_seconds` | histogram | `namespace` | time from a message's arrival (its bytes read) to the local fan-out of a room or broadcast message its handler sent being *queued* on every local member (not written); **sampled**: measured for each connection's first such send, then for one in 16 at random, so it is a random sample of the latencies but its count is about a sixteenth of the room sends, not their number |
 //! | `asena_transport_{published,received,dropped,oversize,errors,reconnects}_total` | counter | — | the transport's counters (`Asena::transport_stats`), when there is one |
 //! | `asena_transport_subscriptions` | gauge | — | rooms the instance is subscribed to on the broker, when the transport routes by interest (NATS) |
 //!
-//! The same counters are readable in code from [`Namespace::stats`] ([`NamespaceStats`]).
+//! The same counters are readable in code from [`Namespace::stats`] ([`NamespaceStats`](crate::namespace::NamespaceStats)).
 //!
 //! ## Inspector
 //! [`AsenaBuilder::inspector`] (opt-in) serves a live page for operators at a path of your
@@ -206,9 +206,9 @@
 //! AsyncAPI document.
 //!
 //! ## Feature flags
-//! - `redis` (default): [`RedisTransport`], Redis support in [`Emitter`] (its managed
+//! - `redis` (default): [`RedisTransport`](crate::transport::RedisTransport), Redis support in [`Emitter`](crate::transport::Emitter) (its managed
 //!   methods included), and the managed protocol across instances (`transport::ignis`).
-//! - `nats` (default): [`NatsTransport`] and NATS support in [`Emitter`].
+//! - `nats` (default): [`NatsTransport`](crate::transport::NatsTransport) and NATS support in [`Emitter`](crate::transport::Emitter).
 //!
 //! ## HTTP next to the sockets
 //! [`AsenaBuilder::router`] merges your own axum routes; their handlers take components with
@@ -225,7 +225,7 @@
 // Modules from the bottom layer up: each one uses only modules listed above it (checked by
 // listing each file's `use crate::` lines; see ARCHITECTURE.md).
 mod error;
-mod config;
+pub mod config;
 mod stats;
 mod shutdown;
 mod request;
@@ -242,7 +242,7 @@ mod service;
 pub mod protocol;
 mod ws;
 pub mod managed;
-mod di;
+pub mod di;
 mod ulak;
 mod observe;
 mod app;
@@ -254,26 +254,13 @@ pub use asena_macros::{middleware, service, websocket};
 pub use asena_protocol::wire;
 pub use channel::{Channel, DecodeError, DecodeErrorKind, Encode, Raw, Receives, Sends};
 pub use codec::{Frame, IntoFrame, Json, Message, close_code};
-pub use config::{Compression, Limits, RateLimit, RateLimitPolicy, SlowConsumer};
-pub use di::{Component, ContainerError, DiError, Injectable, Lifecycle, Problem, Resolver};
+pub use di::Lifecycle;
 pub use error::{BoxError, Result};
-pub use managed::{
-    Authenticated, Managed, ManagedOptions, ManagedProtocol, ManagedService, ManagedSocket,
-};
 pub use middleware::{Context, IntoStatusCode, Middleware, Next, Refusal, Scope, TokenGuard};
-pub use namespace::{
-    Namespace, RoomInfo, SendError, SendErrorCode, Socket, SocketRef, WebSocketData,
-};
+pub use namespace::{Namespace, SendError, Socket, SocketRef};
 pub use observe::inspector::InspectorToken;
-pub use rooms::{MAX_ROOM_NAME, RoomError, validate_room};
 pub use secret::secret_eq;
 pub use service::WebSocketService;
-pub use stats::{FanoutHistogram, NamespaceStats};
-#[cfg(feature = "nats")]
-pub use transport::NatsTransport;
-#[cfg(feature = "redis")]
-pub use transport::RedisTransport;
-pub use transport::{Emitter, LocalTransport, Transport, TransportError, TransportStats};
 pub use ulak::{BulkOp, BulkResult, Ulak, UlakBroker};
 
 /// The README's Rust examples, compiled as doctests so they stay true.

@@ -8,7 +8,7 @@
 //! | declared as | protocol | the service implements |
 //! |---|---|---|
 //! | `#[websocket(path = "..")]` | [`ChannelProtocol`]: each message decoded into the channel's `In` (raw [`Message`], JSON, or a typed, validated message) | [`WebSocketService`] |
-//! | `#[websocket(path = "..", managed)]` | [`ManagedProtocol`](crate::managed::ManagedProtocol): authentication after open, heartbeats, users, validated joins, encryption | [`ManagedService`](crate::ManagedService) |
+//! | `#[websocket(path = "..", managed)]` | [`ManagedProtocol`](crate::managed::ManagedProtocol): authentication after open, heartbeats, users, validated joins, encryption | [`ManagedService`](crate::managed::ManagedService) |
 //!
 //! The reader loop (`run.rs`) calls the protocol's functions and nothing else; a protocol is
 //! a type implementing [`Protocol<S>`] for the services it serves, so an app may bring its
@@ -187,7 +187,7 @@ impl Fleet {
         self.listeners.clone()
     }
 
-    /// The transport between the app's instances ([`LocalTransport`](crate::LocalTransport)
+    /// The transport between the app's instances ([`LocalTransport`](crate::transport::LocalTransport)
     /// for a single instance). It starts after every protocol did.
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.transport

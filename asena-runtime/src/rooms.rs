@@ -82,7 +82,7 @@ impl std::error::Error for RoomError {}
 /// socket id (any UUID). Linear in the name's length.
 ///
 /// ```
-/// use asena_runtime::{RoomError, validate_room};
+/// use asena_runtime::namespace::{RoomError, validate_room};
 ///
 /// assert_eq!(validate_room("general"), Ok(()));
 /// assert_eq!(validate_room("a.b"), Ok(()));

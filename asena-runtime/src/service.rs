@@ -135,7 +135,7 @@ pub trait WebSocketService: Channel {
     /// A message did not decode into the service's `receives` type, or broke one of its
     /// constraints; `on_message` is not called for it. The socket stays open (unless this
     /// handler fails). Counted in
-    /// [`NamespaceStats::invalid_messages`](crate::NamespaceStats::invalid_messages).
+    /// [`NamespaceStats::invalid_messages`](crate::namespace::NamespaceStats::invalid_messages).
     ///
     /// By default the client gets [`DecodeError::to_json`]:
     /// `{"type":"error","code":"unknown_variant","message":"unknown variant `dance`, expected

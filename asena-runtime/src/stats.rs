@@ -347,9 +347,9 @@ impl NamespaceStats {
     pub fn too_large(&self) -> u64 {
         self.too_large.load(Ordering::Relaxed)
     }
-    /// Messages over their socket's inbound [`RateLimit`](crate::RateLimit): dropped
-    /// ([`RateLimitPolicy::DropMessages`](crate::RateLimitPolicy::DropMessages)), or the one
-    /// that closed its socket with 1008 ([`RateLimitPolicy::Close`](crate::RateLimitPolicy::Close)).
+    /// Messages over their socket's inbound [`RateLimit`](crate::config::RateLimit): dropped
+    /// ([`RateLimitPolicy::DropMessages`](crate::config::RateLimitPolicy::DropMessages)), or the one
+    /// that closed its socket with 1008 ([`RateLimitPolicy::Close`](crate::config::RateLimitPolicy::Close)).
     /// Either way no handler saw it. They count in
     /// [`messages_received`](Self::messages_received) too.
     pub fn rate_limited(&self) -> u64 {

@@ -59,7 +59,7 @@
 //! # Where messages go
 //! [`Ulak<N>`] dereferences to `N`'s [`Namespace`], the one sending handle: room sends and
 //! broadcasts reach local sockets directly and every other instance through the app's
-//! [`Transport`](crate::Transport); the returned counts are *local* recipients.
+//! [`Transport`](crate::transport::Transport); the returned counts are *local* recipients.
 //! [`Namespace::to_socket`] delivers to a local socket, forwards to the other instances when
 //! the id is unknown here and a transport exists, and fails with
 //! [`SocketNotFound`](SendErrorCode::SocketNotFound) when there is no transport.

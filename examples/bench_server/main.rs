@@ -196,18 +196,19 @@ async fn main() -> anyhow::Result<()> {
         Ok(url)
             if url.starts_with("nats://") && std::env::var_os("BENCH_NATS_SINGLE").is_some() =>
         {
-            builder().transport(asena_runtime::NatsTransport::new(url).single_subject())
+            builder().transport(asena_runtime::transport::NatsTransport::new(url).single_subject())
         }
         Ok(url)
             if url.starts_with("redis://") && std::env::var_os("BENCH_REDIS_CLUSTER").is_some() =>
         {
-            builder().transport(asena_runtime::RedisTransport::cluster([url]))
+            builder().transport(asena_runtime::transport::RedisTransport::cluster([url]))
         }
         Ok(url)
             if url.starts_with("redis://")
                 && std::env::var_os("BENCH_REDIS_INTEREST").is_some() =>
         {
-            builder().transport(asena_runtime::RedisTransport::new(url).route_by_interest())
+            builder()
+                .transport(asena_runtime::transport::RedisTransport::new(url).route_by_interest())
         }
         _ => builder().transport_from_env()?,
     };

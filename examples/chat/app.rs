@@ -33,8 +33,9 @@
 //! The protocol is the two enums below, [`ChatIn`] and [`ChatOut`]: the service receives
 //! decoded `ChatIn` values and can send only `ChatOut`.
 
+use asena_runtime::namespace::validate_room;
 use asena_runtime::prelude::*;
-use asena_runtime::{DecodeError, DecodeErrorKind, validate_room};
+use asena_runtime::{DecodeError, DecodeErrorKind};
 use axum::response::Html;
 use axum::routing::get;
 

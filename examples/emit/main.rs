@@ -1,5 +1,5 @@
 //! Publish into a running fleet from a process that serves nothing (a worker, a cron job, a
-//! CLI), with [`Emitter`](asena_runtime::Emitter).
+//! CLI), with [`Emitter`](asena_runtime::transport::Emitter).
 //!
 //! Start two chat instances sharing Redis, then announce to a room on both:
 //!
@@ -36,7 +36,7 @@
 //! - `--exclude ID` (repeatable, with `--room`): client ids to skip.
 
 use anyhow::{Context as _, bail};
-use asena_runtime::Emitter;
+use asena_runtime::transport::Emitter;
 
 #[derive(Debug)]
 enum Target {

@@ -48,9 +48,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use asena_runtime::managed::Managed;
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
-use asena_runtime::{AsenaBuilder, FromApp, Managed};
+use asena_runtime::{AsenaBuilder, FromApp};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use serde_json::Value;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use asena_runtime::{NatsTransport, RedisTransport, Transport, TransportStats};
+use asena_runtime::transport::{NatsTransport, RedisTransport, Transport, TransportStats};
 
 /// Which broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -254,7 +254,7 @@ impl AsenaBuilder {
         self
     }
 
-    /// Sets the transport to other instances (default: [`LocalTransport`](crate::LocalTransport)).
+    /// Sets the transport to other instances (default: [`LocalTransport`](crate::transport::LocalTransport)).
     /// A transport instance serves one app.
     pub fn transport(mut self, transport: impl Transport) -> Self {
         self.transport = if transport.is_local() {
@@ -335,7 +335,8 @@ impl AsenaBuilder {
     /// turns the limit off.
     ///
     /// ```
-    /// use asena_runtime::{Asena, RateLimit, RateLimitPolicy};
+    /// use asena_runtime::{Asena};
+    /// use asena_runtime::config::{RateLimit, RateLimitPolicy};
     /// let builder = Asena::builder().rate_limit(Some(
     ///     RateLimit::per_second(50, 64 * 1024).with_policy(RateLimitPolicy::DropMessages),
     /// ));
@@ -348,7 +349,8 @@ impl AsenaBuilder {
     /// Limits for the service at `path` only, replacing the app-wide ones there.
     ///
     /// ```
-    /// use asena_runtime::{Asena, Limits};
+    /// use asena_runtime::{Asena};
+    /// use asena_runtime::config::Limits;
     /// let builder = Asena::builder().limits_for(
     ///     "/chat",
     ///     Limits { max_connections: Some(10_000), ..Limits::default() },
@@ -364,7 +366,8 @@ impl AsenaBuilder {
     /// off.
     ///
     /// ```
-    /// use asena_runtime::{Asena, Compression};
+    /// use asena_runtime::{Asena};
+    /// use asena_runtime::config::Compression;
     /// let builder = Asena::builder()
     ///     .compression(Compression { threshold: 1024, ..Compression::default() })
     ///     .compression_for("/binary-feed", Compression::disabled());

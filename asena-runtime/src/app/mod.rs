@@ -164,7 +164,7 @@ impl Asena {
 
     /// Whether the transport routes room messages by interest (NATS by default: each
     /// instance receives the messages of the rooms it has members in; see
-    /// [`NatsTransport`](crate::NatsTransport)). `transport_stats().subscriptions` then counts
+    /// [`NatsTransport`](crate::transport::NatsTransport)). `transport_stats().subscriptions` then counts
     /// the rooms it is subscribed to.
     pub fn transport_routes_by_interest(&self) -> bool {
         self.inner

@@ -25,10 +25,11 @@ pub use injectable::{FieldProbe, ProbePlainField, ProbeUninjectedComponent};
 pub use lifecycle::Lifecycle;
 #[doc(hidden)]
 pub use lifecycle::{HookProbe, Hooks, ProbeDefault, ProbeLifecycle};
+#[doc(hidden)]
 pub use record::{
-    AnyArc, ComponentKind, ComponentRecord, Dependency, DependencyKind, MiddlewareRef,
-    Registration, WebSocketRecord,
+    AnyArc, ComponentKind, ComponentRecord, MiddlewareRef, Registration, WebSocketRecord,
 };
+pub use record::{Dependency, DependencyKind};
 #[doc(hidden)]
 pub use record::{assert_middleware, middleware_entry, websocket_entry};
 pub(crate) use record::{registered, sort_records};

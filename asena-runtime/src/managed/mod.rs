@@ -253,7 +253,7 @@ pub trait ManagedService: Channel {
 
     /// The subset of `rooms` the client may join. The names are already checked: at most
     /// [`max_rooms_per_request`](ManagedOptions::max_rooms_per_request) of them, no
-    /// duplicates, each a name a client may use ([`validate_room`](crate::validate_room): not
+    /// duplicates, each a name a client may use ([`validate_room`](crate::namespace::validate_room): not
     /// empty, at most 256 bytes, not reserved, not a socket id) and not under the channel
     /// prefix (`ws:`). By default none: joining is denied until a service decides who may
     /// join what.
@@ -708,7 +708,7 @@ fn first_names(names: &[String]) -> Vec<String> {
 }
 
 /// The room names of a `join`/`leave`: `data.rooms` as strings, each checked by
-/// [`validate_room`](crate::validate_room) and not under the service's channel prefix (`ws:`
+/// [`validate_room`](crate::namespace::validate_room) and not under the service's channel prefix (`ws:`
 /// by default), duplicates removed (first one kept), in one pass; names that break a rule
 /// are left out. Refused as a whole when it names more than `limit` entries.
 fn requested_rooms(

@@ -23,12 +23,12 @@ pub enum SendErrorCode {
     /// `to_socket`: no local socket has that id and no transport could carry the message
     /// to another instance.
     SocketNotFound,
-    /// The room name is not one this send may name ([`RoomError`](crate::RoomError)): a
+    /// The room name is not one this send may name ([`RoomError`](crate::namespace::RoomError)): a
     /// reserved name such as the broadcast room `__` for any send, or another socket's id for
     /// a socket's own `publish`.
     InvalidRoom,
     /// The message is larger than the transport carries between instances
-    /// ([`Transport::max_message_size`](crate::Transport::max_message_size)); it was sent to
+    /// ([`Transport::max_message_size`](crate::transport::Transport::max_message_size)); it was sent to
     /// nobody.
     MessageTooLarge,
 }
@@ -84,12 +84,12 @@ impl SendError {
         }
     }
 
-    /// A room name refused by [`validate_room`](crate::validate_room); the name is quoted
+    /// A room name refused by [`validate_room`](crate::namespace::validate_room); the name is quoted
     /// up to 64 characters.
     pub(crate) fn invalid_room(
         namespace: Option<&str>,
         room: &str,
-        error: crate::RoomError,
+        error: crate::namespace::RoomError,
     ) -> SendError {
         let shown: String = room.chars().take(64).collect();
         let cut = if shown.len() < room.len() { "…" } else { "" };

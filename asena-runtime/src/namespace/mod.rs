@@ -47,6 +47,9 @@ pub use error::{SendError, SendErrorCode};
 pub(crate) use inbound::Namespaces;
 pub use socket::{Socket, SocketRef, WebSocketData};
 
+pub use crate::rooms::{MAX_ROOM_NAME, RoomError, validate_room};
+pub use crate::stats::{FanoutHistogram, NamespaceStats};
+
 use crate::channel::{Encode, Raw};
 use crate::codec::Frame;
 use crate::config::{Compression, Limits};
@@ -54,7 +57,6 @@ use crate::connection::flush::Flusher;
 use crate::connection::{Conn, Shared};
 use crate::rooms::{Change, RoomIndex};
 use crate::shutdown::Tracker;
-use crate::stats::NamespaceStats;
 use crate::transport::{Outbound, Transport};
 use crate::wire;
 
@@ -290,7 +292,7 @@ impl<O> Namespace<O> {
 
     /// Sends to every member of `room` on every instance, sender included. Returns the number
     /// of local recipients. A socket id names that socket (it is the only member of the room
-    /// of its id). Reserved names ([`RoomError::Reserved`](crate::RoomError)), the broadcast
+    /// of its id). Reserved names ([`RoomError::Reserved`](crate::namespace::RoomError)), the broadcast
     /// room `__` among them, fail with [`InvalidRoom`](SendErrorCode::InvalidRoom): a
     /// broadcast is [`broadcast`](Self::broadcast).
     pub fn to(&self, room: &str, message: impl Encode<O>) -> Result<usize, SendError> {

@@ -178,7 +178,7 @@ impl<O> SocketRef<O> {
 
     /// Joins `room`: `Ok(true)` when it joined, `Ok(false)` when it was already a member or
     /// is closed. A name no client may use is refused with the [`RoomError`] that says why
-    /// ([`validate_room`](crate::validate_room): empty, too long, reserved such as the
+    /// ([`validate_room`](crate::namespace::validate_room): empty, too long, reserved such as the
     /// broadcast room `__`, or another socket's id), so a room name taken from a client can be
     /// passed straight in: `ws.subscribe(room)?`.
     pub fn subscribe(&self, room: &str) -> Result<bool, RoomError> {
@@ -226,7 +226,7 @@ impl<O> SocketRef<O> {
 
     /// Sends to every member of `room` except this socket, on every instance. Returns the
     /// number of local recipients. The socket speaks for its client, so `room` must be a name
-    /// a client may use ([`validate_room`](crate::validate_room)); anything else fails with
+    /// a client may use ([`validate_room`](crate::namespace::validate_room)); anything else fails with
     /// [`InvalidRoom`](SendErrorCode::InvalidRoom) and reaches nobody.
     pub fn publish(&self, room: &str, message: impl Encode<O>) -> Result<usize, SendError> {
         validate_room(room).map_err(|e| SendError::invalid_room(Some(self.ns.path()), room, e))?;

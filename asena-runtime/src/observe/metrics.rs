@@ -1,7 +1,7 @@
 //! The Prometheus exposition of the app's counters, made at scrape time.
 //!
 //! Nothing here runs on the hot path: connections count with relaxed atomic adds in each
-//! namespace's [`NamespaceStats`](crate::NamespaceStats) (a fan-out adds its recipient count
+//! namespace's [`NamespaceStats`](crate::namespace::NamespaceStats) (a fan-out adds its recipient count
 //! once), and a scrape reads those atomics, the namespaces' socket and room counts and the
 //! transport's [`TransportStats`] into one [`Collector`], which `prometheus-client` encodes
 //! as OpenMetrics text (`# TYPE`, `# UNIT`, `# HELP`, `_total` counters, `# EOF`).

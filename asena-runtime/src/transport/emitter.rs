@@ -83,8 +83,8 @@ enum Backend {
 /// which publish with the `serverId` [`EMITTER_SERVER_ID`](crate::managed::envelope::EMITTER_SERVER_ID).
 ///
 /// ```no_run
-/// # async fn run() -> Result<(), asena_runtime::TransportError> {
-/// use asena_runtime::Emitter;
+/// # async fn run() -> Result<(), asena_runtime::transport::TransportError> {
+/// use asena_runtime::transport::Emitter;
 /// let emitter = Emitter::connect("redis://127.0.0.1:6379").await?;
 /// emitter
 ///     .to_room("/chat", "general", r#"{"type":"announcement","message":"hi"}"#)

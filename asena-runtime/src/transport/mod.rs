@@ -169,7 +169,7 @@ pub trait Transport: Send + Sync + 'static {
     /// The largest message the broker takes, in bytes, when it has a limit (NATS: the
     /// server's `max_payload`). A send whose payload cannot fit (binary payloads count as
     /// base64) is refused before anything is sent, with
-    /// [`MessageTooLarge`](crate::SendErrorCode::MessageTooLarge).
+    /// [`MessageTooLarge`](crate::namespace::SendErrorCode::MessageTooLarge).
     fn max_message_size(&self) -> Option<usize> {
         None
     }

@@ -21,7 +21,7 @@
 //! The server refuses a message larger than its `max_payload` (1 MiB by default; from its
 //! `INFO`). Such a publish is refused up front: counted in [`TransportStats::oversize`] and
 //! [`TransportStats::dropped`] and logged (the first, then every 1000th), never sent; the
-//! [`Emitter`](crate::Emitter) returns an error. The check uses the envelope's size: a binary
+//! [`Emitter`](crate::transport::Emitter) returns an error. The check uses the envelope's size: a binary
 //! message grows by a third (base64).
 //!
 //! # Interest-based routing (the default)
@@ -35,7 +35,7 @@
 //! up may miss the member that just joined; members already joined are subscribed already.
 //! Broadcasts, messages to one socket (its personal room) and the fleet's announcements stay
 //! on the fleet subject, which every instance receives; so do room messages from an
-//! [`Emitter`](crate::Emitter), and each instance still delivers them to its local members.
+//! [`Emitter`](crate::transport::Emitter), and each instance still delivers them to its local members.
 //!
 //! [`NatsTransport::single_subject`] sends everything on the fleet subject instead (every
 //! instance receives everything): the layout of earlier versions, for a fleet that mixes with
@@ -66,7 +66,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Fan-out across instances over NATS.
 ///
 /// ```no_run
-/// use asena_runtime::{Asena, NatsTransport};
+/// use asena_runtime::{Asena};
+/// use asena_runtime::transport::NatsTransport;
 /// # async fn run() -> Result<(), asena_runtime::Error> {
 /// let app = Asena::builder()
 ///     .transport(NatsTransport::new("nats://127.0.0.1:4222"))

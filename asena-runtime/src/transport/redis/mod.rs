@@ -27,7 +27,7 @@
 //! lives on the node that owns its hash slot, so its messages cross no other node. Classic
 //! pub/sub also works on a cluster (`RedisTransport::new` with one node's URL), but every
 //! node then passes every message to every other node. The fleet channel stays on classic
-//! pub/sub in both, so an [`Emitter`](crate::Emitter) publishing to any node reaches the
+//! pub/sub in both, so an [`Emitter`](crate::transport::Emitter) publishing to any node reaches the
 //! fleet. See `cluster.rs`.
 
 use std::sync::atomic::Ordering;
@@ -59,7 +59,8 @@ pub(crate) const CLUSTER_SCHEME: &str = "redis-cluster://";
 /// Fan-out across instances over Redis pub/sub.
 ///
 /// ```no_run
-/// use asena_runtime::{Asena, RedisTransport};
+/// use asena_runtime::{Asena};
+/// use asena_runtime::transport::RedisTransport;
 /// # async fn run() -> Result<(), asena_runtime::Error> {
 /// let app = Asena::builder()
 ///     .transport(RedisTransport::new("redis://127.0.0.1:6379"))
@@ -108,7 +109,8 @@ impl RedisTransport {
     /// must use it; Asena (Bun) instances cannot share such a fleet's rooms.
     ///
     /// ```no_run
-    /// use asena_runtime::{Asena, RedisTransport};
+    /// use asena_runtime::{Asena};
+    /// use asena_runtime::transport::RedisTransport;
     /// # async fn run() -> Result<(), asena_runtime::Error> {
     /// let app = Asena::builder()
     ///     .transport(RedisTransport::cluster([
@@ -137,7 +139,7 @@ impl RedisTransport {
     /// other URL, or one without a node.
     ///
     /// ```
-    /// use asena_runtime::RedisTransport;
+    /// use asena_runtime::transport::RedisTransport;
     /// let t = RedisTransport::from_cluster_url("redis-cluster://10.0.0.1:7000,10.0.0.2:7000").unwrap();
     /// assert!(t.is_cluster());
     /// assert_eq!(t.url(), "redis://10.0.0.1:7000,redis://10.0.0.2:7000");
