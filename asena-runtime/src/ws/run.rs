@@ -460,7 +460,7 @@ where
 {
     let conn = socket.as_socket_ref().conn.clone();
     // However this task ends (done, aborted, or `on_drain` panicked), the reader waiting for
-    // it hears so at once, as it did from the `JoinHandle` it used to hold.
+    // it hears so at once: it holds no `JoinHandle`, the outbox marks the writer done.
     let _exit = WriterExit(&conn);
     let mut pending = Pending::default();
     loop {
