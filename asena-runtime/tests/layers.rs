@@ -135,3 +135,184 @@ fn the_checker_sees_grouped_and_inline_paths() {
         ["app", "rooms", "wire"]
     );
 }
+
+/// Every `.rs` file under `src/` but `lib.rs`, with its module path (`namespace/mod.rs` is
+/// `["namespace"]`, `namespace/socket.rs` is `["namespace", "socket"]`).
+fn source_files() -> Vec<(PathBuf, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![src()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(src()).expect("under src");
+            if path.extension().is_none_or(|e| e != "rs") || relative == Path::new("lib.rs") {
+                continue;
+            }
+            let mut module: Vec<String> = relative
+                .with_extension("")
+                .iter()
+                .map(|part| part.to_string_lossy().into_owned())
+                .collect();
+            if module.last().is_some_and(|last| last == "mod") {
+                module.pop();
+            }
+            out.push((path, module));
+        }
+    }
+    out
+}
+
+/// The code of a file without comments and without its `#[cfg(test)] mod tests`.
+fn code_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).expect("read source");
+    let text = text
+        .split("#[cfg(test)]\nmod tests")
+        .next()
+        .unwrap_or_default();
+    text.lines()
+        .map(|line| line.split("//").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The module paths a file names through `crate::`, `super::` and `self::`, groups included
+/// (`use super::{a::B, c}` names `a::B` and `c`), made absolute.
+fn paths_named(code: &str, module: &[String], is_mod_rs: bool) -> Vec<Vec<String>> {
+    fn ident(s: &str) -> &str {
+        let end = s
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(s.len());
+        &s[..end]
+    }
+    /// The `::`-separated path at the start of `s` (stops at anything else).
+    fn path_at(mut s: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let name = ident(s.trim_start());
+            if name.is_empty() {
+                return out;
+            }
+            out.push(name.to_owned());
+            s = &s.trim_start()[name.len()..];
+            match s.strip_prefix("::") {
+                Some(rest) if !rest.starts_with('{') => s = rest,
+                _ => return out,
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for root in ["crate::", "super::", "self::"] {
+        let base: Vec<String> = match root {
+            "crate::" => Vec::new(),
+            // `super` of `a/b.rs` (module a::b) is `a`; of `a/mod.rs` (module a) it is the root.
+            "super::" => module[..module.len().saturating_sub(1)].to_vec(),
+            _ if is_mod_rs => module.to_vec(),
+            _ => module.to_vec(),
+        };
+        let mut rest = code;
+        while let Some(i) = rest.find(root) {
+            let before = rest[..i].chars().last();
+            rest = &rest[i + root.len()..];
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
+            if let Some(group) = rest.strip_prefix('{') {
+                let end = group.find('}').unwrap_or(group.len());
+                for item in group[..end].split(',') {
+                    let mut path = base.clone();
+                    path.extend(path_at(item));
+                    found.push(path);
+                }
+            } else {
+                let mut path = base.clone();
+                path.extend(path_at(rest));
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// No two files of the runtime name each other, directly or around a loop: the files of one
+/// module form layers too (a `mod.rs` may use its children, or they it, not both ways).
+#[test]
+fn no_import_cycles_between_files() {
+    let files = source_files();
+    let index: std::collections::HashMap<Vec<String>, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (_, module))| (module.clone(), i))
+        .collect();
+    let mut edges: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); files.len()];
+    for (i, (path, module)) in files.iter().enumerate() {
+        let is_mod_rs = path.ends_with("mod.rs");
+        for named in paths_named(&code_of(path), module, is_mod_rs) {
+            // The file a path lands in: its longest prefix that is a file's module.
+            let target = (1..=named.len())
+                .rev()
+                .find_map(|n| index.get(&named[..n]).copied());
+            if let Some(target) = target
+                && target != i
+            {
+                edges[i].insert(target);
+            }
+        }
+    }
+    // Depth-first search; a grey node reached again closes a cycle.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        White,
+        Grey,
+        Black,
+    }
+    fn visit(
+        node: usize,
+        edges: &[BTreeSet<usize>],
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        marks[node] = Mark::Grey;
+        stack.push(node);
+        for &next in &edges[node] {
+            match marks[next] {
+                Mark::Grey => {
+                    let from = stack.iter().position(|&n| n == next).unwrap_or(0);
+                    return Some(stack[from..].to_vec());
+                }
+                Mark::White => {
+                    if let Some(cycle) = visit(next, edges, marks, stack) {
+                        return Some(cycle);
+                    }
+                }
+                Mark::Black => {}
+            }
+        }
+        stack.pop();
+        marks[node] = Mark::Black;
+        None
+    }
+    let mut marks = vec![Mark::White; files.len()];
+    for start in 0..files.len() {
+        if marks[start] == Mark::White
+            && let Some(cycle) = visit(start, &edges, &mut marks, &mut Vec::new())
+        {
+            let names: Vec<String> = cycle
+                .iter()
+                .map(|&n| {
+                    files[n]
+                        .0
+                        .strip_prefix(src())
+                        .unwrap_or(&files[n].0)
+                        .display()
+                        .to_string()
+                })
+                .collect();
+            panic!("import cycle between files: {}", names.join(" -> "));
+        }
+    }
+    assert!(files.len() > 40, "found {} source files", files.len());
+}

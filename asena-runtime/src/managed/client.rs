@@ -1,13 +1,16 @@
 //! One managed client: where it is in the authentication state machine, its user and
 //! metadata, and when it was last heard from.
 
+use std::any::Any;
 use std::sync::{Arc, Mutex};
 
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::crypto::{Flow, Session};
-use super::gate::Gate;
+use super::gate::{Gate, OutboundTransform};
+use crate::connection::seal::Seal;
+use crate::namespace::WebSocketData;
 
 /// Where a client is in the authentication state machine.
 ///
@@ -23,17 +26,6 @@ pub enum ClientState {
     Authenticated,
     /// Closed or closing.
     Disconnected,
-}
-
-/// Rewrites what one client receives: every message to a client with a transformer, from
-/// any send path, is encoded for that client alone (the per-client path), while the other
-/// members of a room keep sharing one encoded frame. Per-client encryption is the built-in
-/// one; a client has one or the other.
-pub trait OutboundTransform: Send + Sync + std::fmt::Debug + 'static {
-    /// The text frame's payload for this client, from the plain message (the
-    /// `{"event","data"}` JSON of an event, or whatever else was sent). `Err` drops the
-    /// delivery to this client (logged).
-    fn transform(&self, plaintext: &[u8]) -> Result<String, crate::BoxError>;
 }
 
 /// The socket values of a managed service: the client's state, user and metadata. Handlers
@@ -234,4 +226,11 @@ impl ManagedClient {
             ClientState::Disconnected => None,
         }
     }
+}
+
+/// The [`SealFor`](crate::connection::seal::SealFor) of managed namespaces: a connection's seal
+/// is its client's gate.
+pub(crate) fn seal_for(data: &(dyn Any + Send + Sync)) -> Option<Arc<dyn Seal>> {
+    let data = data.downcast_ref::<WebSocketData<ManagedClient>>()?;
+    Some(data.values.gate().clone())
 }

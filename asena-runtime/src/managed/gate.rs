@@ -9,18 +9,27 @@
 //! an [`OutboundTransform`] gets it rewritten, and a plain client gets the shared frame as
 //! is: other recipients of a fan-out keep sharing one encoded frame.
 
-use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use super::client::{ManagedClient, OutboundTransform};
 use super::crypto::Session;
 use crate::codec::Frame;
 use crate::connection::seal::{Origin, Seal};
 use crate::connection::{Conn, PushError};
-use crate::namespace::WebSocketData;
 
-/// The seal of one managed client (held by its [`ManagedClient`] and its connection).
+/// Rewrites what one client receives: every message to a client with a transformer, from
+/// any send path, is encoded for that client alone (the per-client path), while the other
+/// members of a room keep sharing one encoded frame. Per-client encryption is the built-in
+/// one; a client has one or the other.
+pub trait OutboundTransform: Send + Sync + std::fmt::Debug + 'static {
+    /// The text frame's payload for this client, from the plain message (the
+    /// `{"event","data"}` JSON of an event, or whatever else was sent). `Err` drops the
+    /// delivery to this client (logged).
+    fn transform(&self, plaintext: &[u8]) -> Result<String, crate::BoxError>;
+}
+
+/// The seal of one managed client (held by its [`ManagedClient`](super::ManagedClient) and its
+/// connection).
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
     /// The client authenticated: application traffic may pass.
@@ -100,11 +109,4 @@ impl Seal for Gate {
             }
         }
     }
-}
-
-/// The [`SealFor`](crate::connection::seal::SealFor) of managed namespaces: a connection's seal
-/// is its client's gate.
-pub(crate) fn seal_for(data: &(dyn Any + Send + Sync)) -> Option<Arc<dyn Seal>> {
-    let data = data.downcast_ref::<WebSocketData<ManagedClient>>()?;
-    Some(data.values.gate().clone())
 }

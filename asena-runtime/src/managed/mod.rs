@@ -61,7 +61,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use client::{ClientState, ManagedClient, OutboundTransform};
+pub use client::{ClientState, ManagedClient};
+pub use gate::OutboundTransform;
 pub(crate) use send::ManagedState;
 pub use send::{EventMessage, Managed};
 
@@ -347,7 +348,7 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
     async fn start(service: &S, ns: &Namespace, fleet: &Fleet) -> Result<()> {
         let state = state(ns).ok_or("the namespace already holds another protocol's state")?;
         // Every connection of the namespace sends through its client's gate.
-        let _ = ns.shared().seal_for.set(gate::seal_for);
+        let _ = ns.shared().seal_for.set(client::seal_for);
         bus::connect(
             S::NAME,
             ns,
