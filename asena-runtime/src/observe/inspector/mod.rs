@@ -16,12 +16,20 @@
 //! | `POST /_asena/api/leave` `{"socket": id, "room": ".."}` | takes it out of the room |
 //! | `GET /_asena/ws` (WebSocket) | `{"type":"fleet","at":ms,"self":id,"instances":[..]}` now and at every interval |
 //!
-//! Every request, the WebSocket's upgrade included, passes the guard first: whatever it
-//! refuses is answered with its refusal. The token travels in an `Authorization: Bearer`
-//! header or in the login cookie, which the inspector hands to the guard as a bearer token;
-//! a request with `token` in its query is refused with 400 (`session.rs`). Lists are paged (at most 500 rows a page), so the
-//! page stays usable at tens of thousands of sockets. Sockets and rooms are this instance's;
-//! the fleet view holds every instance's counts.
+//! The inspector is an axum [`Router`] with one route for each row above, served under its
+//! path with `nest_service` (so `/_asena` and `/_asena/` both reach the page). The guard is
+//! the layer of every route but the login and the logout, of the wrong-method answers
+//! (`405 {"error":"Use GET"}` or `"Use POST"`) and of the fallback too, so a route is guarded
+//! by construction and nothing under the path answers a request the guard refuses: its
+//! refusal answers, the WebSocket's upgrade included. A path no route serves is the router's
+//! `404 {"error":"No inspector resource at <path>"}` once the guard admits it. The login runs
+//! the guard on the posted token itself; the logout only clears the cookie. Before any of
+//! them, a request with `token` in its query is refused with 400 (`session.rs`).
+//!
+//! The token travels in an `Authorization: Bearer` header or in the login cookie, which the
+//! guard's layer hands to the guard as a bearer token. Lists are paged (at most 500 rows a
+//! page), so the page stays usable at tens of thousands of sockets. Sockets and rooms are
+//! this instance's; the fleet view holds every instance's counts.
 //!
 //! The fleet view and the rates come from announcements (`fleet.rs`), made at every
 //! interval by an [`Announcer`] task and sent to the other instances through the transport.
@@ -265,6 +273,8 @@ struct Feed {
 }
 
 impl Channel for Feed {
+    /// The feed as the default inspector path serves it; its route is [`FEED_ROUTE`] under
+    /// whatever path the app chose, and its namespace is named from that.
     const PATH: &'static str = "/_asena/ws";
     const NAME: &'static str = "AsenaInspectorFeed";
     type Params = ();
