@@ -1,7 +1,8 @@
 //! The live inspector: its page, JSON API and WebSocket feed refuse what the guard refuses,
-//! and the guard sees the path the client asked for; it lists a namespace's sockets and rooms a page at a time; its actions disconnect a socket
-//! and take one out of a room; and over a real Redis (127.0.0.1:6379) and a real NATS
-//! (127.0.0.1:4222), both started by the test command, two instances see each other in the fleet view, with their counts, until one
+//! and the guard sees the path the client asked for; it lists a namespace's sockets and rooms
+//! a page at a time; its actions disconnect a socket and take one out of a room; and over a
+//! real Redis (127.0.0.1:6379) and a real NATS (127.0.0.1:4222), both started by the test
+//! command, two instances see each other in the fleet view, with their counts, until one
 //! stops or goes silent.
 
 use std::sync::{Arc, Mutex};
