@@ -1,9 +1,11 @@
-//! The live inspector: its page, JSON API and WebSocket feed refuse what the guard refuses;
-//! it lists a namespace's sockets and rooms a page at a time; its actions disconnect a socket
-//! and take one out of a room; and over a real Redis (127.0.0.1:6379) and a real NATS
-//! (127.0.0.1:4222), both started by the test command, two instances see each other in the fleet view, with their counts, until one
+//! The live inspector: its page, JSON API and WebSocket feed refuse what the guard refuses,
+//! and the guard sees the path the client asked for; it lists a namespace's sockets and rooms
+//! a page at a time; its actions disconnect a socket and take one out of a room; and over a
+//! real Redis (127.0.0.1:6379) and a real NATS (127.0.0.1:4222), both started by the test
+//! command, two instances see each other in the fleet view, with their counts, until one
 //! stops or goes silent.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -30,6 +32,19 @@ impl Middleware for Lenient {
         if !given.is_some_and(|g| asena_runtime::secret_eq(g, self.0)) {
             return Err(Refusal::json(401, json!({"error": "Unauthorized"})));
         }
+        next.run(ctx).await
+    }
+}
+
+/// Admits every request, recording the URI it was asked for.
+struct Recording(Arc<Mutex<Vec<String>>>);
+
+impl Middleware for Recording {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .push(ctx.uri().to_string());
         next.run(ctx).await
     }
 }
@@ -194,6 +209,33 @@ async fn every_route_refuses_requests_the_guard_refuses() -> anyhow::Result<()> 
     assert_eq!(
         server.app.namespace("/hall").map(|n| n.socket_count()),
         Some(0)
+    );
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_guard_sees_the_path_the_client_asked_for() -> anyhow::Result<()> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let server = start(
+        Asena::builder()
+            .without_auto_registration()
+            .websocket::<Hall>()
+            .inspector("/_asena", Recording(seen.clone())),
+    )
+    .await?;
+    let (status, page) = get(&server, "/_asena/api/sockets?ns=/hall", false).await?;
+    assert_eq!(status, 200, "{page}");
+    let (status, missing) = get(&server, "/_asena/api/nothing-here", false).await?;
+    assert_eq!(status, 404, "{missing}");
+    let mut feed = Client::connect(&server.ws_url("/_asena/ws")).await?;
+    feed.recv_type("fleet").await?;
+    assert_eq!(
+        *seen.lock().expect("not poisoned"),
+        [
+            "/_asena/api/sockets?ns=/hall",
+            "/_asena/api/nothing-here",
+            "/_asena/ws"
+        ]
     );
     server.stop().await
 }

@@ -12,7 +12,6 @@ use axum::body::Body;
 
 use super::Attached;
 use crate::asyncapi::{self, Info, ServerSpec};
-use crate::config::{Compression, Limits};
 use crate::di::{ComponentKind, ComponentRecord, Container};
 use crate::middleware::{ErasedMiddleware, Refusal, Scope};
 use crate::namespace::Namespace;
@@ -129,23 +128,15 @@ impl RouteOptions {
         }
         let mut feed = None;
         if let (Some(config), Some(state)) = (self.inspector, parts.fleet) {
-            let ns = Namespace::new(
-                &format!("{}/ws", config.path.trim_end_matches('/')),
-                "AsenaInspectorFeed",
-                Limits::default(),
-                Compression::default(),
-                None,
-                parts.live.clone(),
-            );
             let inspector = Inspector::new(
                 config,
                 parts.ns_list.clone(),
                 state.clone(),
-                ns.clone(),
+                parts.live.clone(),
                 parts.shutting_down.clone(),
             );
-            router = inspector.route(router);
-            feed = Some(ns);
+            feed = Some(inspector.feed().clone());
+            router = inspector.mount(router);
         }
         let router = router
             .merge(self.user)

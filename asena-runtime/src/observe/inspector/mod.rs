@@ -16,12 +16,20 @@
 //! | `POST /_asena/api/leave` `{"socket": id, "room": ".."}` | takes it out of the room |
 //! | `GET /_asena/ws` (WebSocket) | `{"type":"fleet","at":ms,"self":id,"instances":[..]}` now and at every interval |
 //!
-//! Every request, the WebSocket's upgrade included, passes the guard first: whatever it
-//! refuses is answered with its refusal. The token travels in an `Authorization: Bearer`
-//! header or in the login cookie, which the inspector hands to the guard as a bearer token;
-//! a request with `token` in its query is refused with 400 (`session.rs`). Lists are paged (at most 500 rows a page), so the
-//! page stays usable at tens of thousands of sockets. Sockets and rooms are this instance's;
-//! the fleet view holds every instance's counts.
+//! The inspector is an axum [`Router`] with one route for each row above, served under its
+//! path with `nest_service` (so `/_asena` and `/_asena/` both reach the page). The guard is
+//! the layer of every route but the login and the logout, of the wrong-method answers
+//! (`405 {"error":"Use GET"}` or `"Use POST"`) and of the fallback too, so a route is guarded
+//! by construction and nothing under the path answers a request the guard refuses: its
+//! refusal answers, the WebSocket's upgrade included. A path no route serves is the router's
+//! `404 {"error":"No inspector resource at <path>"}` once the guard admits it. The login runs
+//! the guard on the posted token itself; the logout only clears the cookie. Before any of
+//! them, a request with `token` in its query is refused with 400 (`session.rs`).
+//!
+//! The token travels in an `Authorization: Bearer` header or in the login cookie, which the
+//! guard's layer hands to the guard as a bearer token. Lists are paged (at most 500 rows a
+//! page), so the page stays usable at tens of thousands of sockets. Sockets and rooms are
+//! this instance's; the fleet view holds every instance's counts.
 //!
 //! The fleet view and the rates come from announcements (`fleet.rs`), made at every
 //! interval by an [`Announcer`] task and sent to the other instances through the transport.
@@ -32,12 +40,15 @@ mod session;
 pub use session::InspectorToken;
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
-use http::{Method, Request, Response, StatusCode, header};
+use axum::extract::{ConnectInfo, State};
+use axum::routing::{any, get, post};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
@@ -45,12 +56,14 @@ use tokio::time::Instant;
 
 use crate::channel::{Channel, Raw};
 use crate::codec::{Message, close_code};
+use crate::config::{Compression, Limits};
 use crate::error::Result;
 use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Refusal, run_chain};
 use crate::namespace::{Namespace, Namespaces, Socket, SocketRef};
 use crate::protocol::{ChannelProtocol, Endpoint};
 use crate::request::{lookup, parse_query};
 use crate::service::WebSocketService;
+use crate::shutdown::Tracker;
 use crate::transport::{Deliver, Outbound, Transport};
 use crate::wire;
 use crate::ws::origin::OriginPolicy;
@@ -260,6 +273,8 @@ struct Feed {
 }
 
 impl Channel for Feed {
+    /// The feed as the default inspector path serves it; its route is [`FEED_ROUTE`] under
+    /// whatever path the app chose, and its namespace is named from that.
     const PATH: &'static str = "/_asena/ws";
     const NAME: &'static str = "AsenaInspectorFeed";
     type Params = ();
@@ -284,7 +299,11 @@ impl WebSocketService for Feed {
     }
 }
 
-/// The inspector's routes and what they read.
+/// The route of the feed's WebSocket, under the inspector's path.
+const FEED_ROUTE: &str = "/ws";
+
+/// What the inspector's routes read: its path, its guard, the app's namespaces, the fleet
+/// view and the feed.
 pub(crate) struct Inspector {
     /// The base path, without a trailing `/`.
     path: String,
@@ -295,149 +314,106 @@ pub(crate) struct Inspector {
 }
 
 impl Inspector {
-    /// The inspector at `config.path` over `namespaces`; `feed` is the namespace of its
-    /// WebSocket (not one of the app's).
+    /// The inspector at `config.path` over `namespaces`, with the namespace of its feed (not
+    /// one of the app's) at `<path>/ws`.
     pub(crate) fn new(
         config: InspectorConfig,
         namespaces: Arc<[Namespace]>,
         state: Arc<FleetState>,
-        feed: Namespace,
-        shutting_down: Arc<std::sync::atomic::AtomicBool>,
+        live: Arc<Tracker>,
+        shutting_down: Arc<AtomicBool>,
     ) -> Arc<Inspector> {
-        let guard = vec![config.guard];
-        let endpoint = Arc::new(Route {
-            ns: feed,
+        let path = config.path.trim_end_matches('/').to_owned();
+        let ns = Namespace::new(
+            &format!("{path}{FEED_ROUTE}"),
+            Feed::NAME,
+            Limits::default(),
+            Compression::default(),
+            None,
+            live,
+        );
+        let feed = Arc::new(Route {
+            ns,
             service: crate::ws::erase(Arc::new(Feed {
                 state: state.clone(),
             })),
-            chain: guard.clone(),
+            // The guard runs as the router's layer, before the upgrade is looked at.
+            chain: Vec::new(),
             // The page is served by this app: its feed is same-origin.
             origins: OriginPolicy::SameOrigin,
             shutting_down,
         });
         Arc::new(Inspector {
-            path: config.path.trim_end_matches('/').to_owned(),
-            guard,
+            path,
+            guard: vec![config.guard],
             namespaces,
             state,
-            feed: endpoint,
+            feed,
         })
     }
 
-    /// Adds the inspector's routes to `router`.
-    pub(crate) fn route(self: &Arc<Self>, router: axum::Router) -> axum::Router {
-        let base = if self.path.is_empty() {
-            "/"
-        } else {
-            &self.path
-        };
-        let mut paths = vec![base.to_owned(), format!("{}/{{*rest}}", self.path)];
-        if !self.path.is_empty() {
-            paths.push(format!("{}/", self.path));
-        }
-        let mut router = router;
-        for path in paths {
-            let inspector = self.clone();
-            router = router.route(
-                &path,
-                axum::routing::any(move |req: Request<Body>| {
-                    let inspector = inspector.clone();
-                    async move { inspector.handle(req).await }
-                }),
-            );
-        }
-        router
+    /// The namespace of the feed's sockets, which the [`Announcer`] pushes the fleet view to.
+    pub(crate) fn feed(&self) -> &Namespace {
+        &self.feed.ns
     }
 
-    async fn handle(&self, req: Request<Body>) -> Response<Body> {
-        let sub = req
-            .uri()
-            .path()
-            .strip_prefix(self.path.as_str())
-            .unwrap_or("")
-            .trim_end_matches('/')
-            .to_owned();
-        let query = parse_query(req.uri().query());
-        if let Some(refused) = session::token_in_url(&query) {
-            return refused;
+    /// Serves the inspector's router under its path in `router` (at the root, merged in).
+    ///
+    /// `nest_service` rather than `nest`: it hands the inspector both `<path>` and `<path>/`
+    /// (where the login redirects), which `nest` maps to `<path>` alone.
+    pub(crate) fn mount(self: Arc<Self>, router: Router) -> Router {
+        let path = self.path.clone();
+        let inspector = self.router();
+        if path.is_empty() {
+            router.merge(inspector)
+        } else {
+            router.nest_service(&path, inspector)
         }
-        match sub.as_str() {
-            "/login" => return self.login(req).await,
-            "/logout" => return self.logout(&req),
-            _ => {}
-        }
-        let (mut parts, body) = req.into_parts();
-        session::cookie_as_bearer(&mut parts.headers);
-        if sub == "/ws" {
-            let req = Request::from_parts(parts, body);
-            return upgrade::handle_with_globals(self.feed.clone(), &[], req).await;
-        }
-        let remote = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        let mut ctx = Context::new(parts, remote, Vec::new(), None, query.clone(), None);
-        let span = tracing::debug_span!(target: "asena::inspector", "inspector", path = %ctx.path(), remote = ?remote);
-        let outcome =
-            tracing::Instrument::instrument(run_chain(&self.guard, &mut ctx, &self.path), span)
-                .await;
-        if let ChainOutcome::Respond(refused) = outcome {
-            // A browser that opens the page without credentials gets the login form.
-            if sub.is_empty()
-                && ctx.method() == Method::GET
-                && refused.status() == StatusCode::UNAUTHORIZED
-            {
-                return session::login_page(&self.path, StatusCode::UNAUTHORIZED, false);
-            }
-            return refused;
-        }
-        let method = ctx.method().clone();
-        match (method, sub.as_str()) {
-            (Method::GET, "") => page(),
-            (Method::GET, "/api/fleet") => ok(json!({
-                "self": self.state.fleet.own_id(),
-                "instances": self.state.view(),
-            })),
-            (Method::GET, "/api/namespaces") => ok(json!(
-                self.namespaces
-                    .iter()
-                    .map(|ns| json!({
-                        "path": ns.path(),
-                        "name": ns.name(),
-                        "sockets": ns.socket_count(),
-                        "rooms": ns.room_count(),
-                    }))
-                    .collect::<Vec<_>>()
-            )),
-            (Method::GET, "/api/sockets") => self.sockets(&query),
-            (Method::GET, "/api/rooms") => self.rooms(&query),
-            (Method::POST, "/api/disconnect") => match read_json::<Disconnect>(body).await {
-                Ok(action) => self.disconnect(action),
-                Err(refused) => refused.into_response(),
-            },
-            (Method::POST, "/api/leave") => match read_json::<Leave>(body).await {
-                Ok(action) => self.leave(action),
-                Err(refused) => refused.into_response(),
-            },
-            (_, "" | "/api/fleet" | "/api/namespaces" | "/api/sockets" | "/api/rooms") => {
-                error(StatusCode::METHOD_NOT_ALLOWED, "Use GET".to_owned())
-            }
-            (_, "/api/disconnect" | "/api/leave") => {
-                error(StatusCode::METHOD_NOT_ALLOWED, "Use POST".to_owned())
-            }
-            (_, other) => error(
-                StatusCode::NOT_FOUND,
-                format!("No inspector resource at {}{other}", self.path),
-            ),
-        }
+    }
+
+    /// One route per page, API endpoint and the feed, all behind the guard (the fallback's
+    /// 404 and the 405s too, so nothing answers a request the guard refuses); the login and
+    /// the logout beside it, and no token in any URL.
+    fn router(self: Arc<Self>) -> Router {
+        let guarded = Router::new()
+            .route("/", get(page).fallback(use_get))
+            .route("/api/fleet", get(fleet).fallback(use_get))
+            .route("/api/namespaces", get(namespaces).fallback(use_get))
+            .route("/api/sockets", get(sockets).fallback(use_get))
+            .route("/api/rooms", get(rooms).fallback(use_get))
+            .route("/api/disconnect", post(disconnect).fallback(use_post))
+            .route("/api/leave", post(leave).fallback(use_post))
+            .route(FEED_ROUTE, any(feed))
+            .fallback(not_found)
+            .layer(axum::middleware::from_fn_with_state(self.clone(), guard));
+        let session = Router::new()
+            .route("/login", post(login).fallback(use_post))
+            .route("/logout", post(logout).fallback(use_post));
+        guarded
+            .merge(session)
+            .layer(axum::middleware::from_fn(session::refuse_token_in_url))
+            .with_state(self)
+    }
+
+    /// The URI the client asked for, from the one `nest_service` left (without the
+    /// inspector's path).
+    fn full_uri(&self, uri: &Uri) -> Uri {
+        let path = match uri.path() {
+            "/" if !self.path.is_empty() => self.path.clone(),
+            rest => format!("{}{rest}", self.path),
+        };
+        let path_and_query = match uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let mut parts = uri.clone().into_parts();
+        parts.path_and_query = path_and_query.parse().ok();
+        Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
     }
 
     /// `POST <path>/login` (see `session.rs`): runs the guard on the posted token and sets the
     /// cookie when it passes.
     async fn login(&self, req: Request<Body>) -> Response<Body> {
-        if req.method() != Method::POST {
-            return error(StatusCode::METHOD_NOT_ALLOWED, "Use POST".to_owned());
-        }
         let (mut parts, body) = req.into_parts();
         if !session::same_origin(&parts.headers) {
             return error(StatusCode::FORBIDDEN, "Origin not allowed".to_owned());
@@ -455,10 +431,8 @@ impl Inspector {
             return session::login_page(&self.path, StatusCode::BAD_REQUEST, true);
         };
         parts.headers = headers;
-        let remote = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
+        parts.uri = self.full_uri(&parts.uri);
+        let remote = remote_addr(&parts);
         let mut ctx = Context::new(parts, remote, Vec::new(), None, Vec::new(), None);
         match run_chain(&self.guard, &mut ctx, &self.path).await {
             ChainOutcome::Continue => {
@@ -470,18 +444,144 @@ impl Inspector {
             }
         }
     }
+}
 
-    /// `POST <path>/logout`: clears the cookie.
-    fn logout(&self, req: &Request<Body>) -> Response<Body> {
-        if req.method() != Method::POST {
-            return error(StatusCode::METHOD_NOT_ALLOWED, "Use POST".to_owned());
+/// The guard, as the layer of every route but the login and the logout: the login cookie
+/// goes to it as a bearer token, and what it refuses is answered with its refusal (the page
+/// answers a 401 with the login form). What it lets through goes on with the URI the client
+/// asked for, so the routes and the feed's sockets see the inspector's full path.
+async fn guard(
+    State(inspector): State<Arc<Inspector>>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    let page = parts.uri.path() == "/";
+    parts.uri = inspector.full_uri(&parts.uri);
+    session::cookie_as_bearer(&mut parts.headers);
+    let remote = remote_addr(&parts);
+    let query = parse_query(parts.uri.query());
+    let mut ctx = Context::new(parts, remote, Vec::new(), None, query, None);
+    let span = tracing::debug_span!(target: "asena::inspector", "inspector", path = %ctx.path(), remote = ?remote);
+    let outcome = tracing::Instrument::instrument(
+        run_chain(&inspector.guard, &mut ctx, &inspector.path),
+        span,
+    )
+    .await;
+    match outcome {
+        ChainOutcome::Continue => {
+            let (parts, ..) = ctx.into_parts();
+            next.run(Request::from_parts(parts, body)).await
         }
-        if !session::same_origin(req.headers()) {
-            return error(StatusCode::FORBIDDEN, "Origin not allowed".to_owned());
+        // A browser that opens the page without credentials gets the login form.
+        ChainOutcome::Respond(refused)
+            if page
+                && ctx.method() == Method::GET
+                && refused.status() == StatusCode::UNAUTHORIZED =>
+        {
+            session::login_page(&inspector.path, StatusCode::UNAUTHORIZED, false)
         }
-        session::redirect_with_cookie(&self.path, req.headers(), None)
+        ChainOutcome::Respond(refused) => refused,
     }
+}
 
+fn remote_addr(parts: &http::request::Parts) -> Option<SocketAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+}
+
+async fn page() -> Response<Body> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header("x-frame-options", "DENY")
+        // Not `no-referrer`: under it browsers send `Origin: null` with the sign-out form's
+        // POST, which the same-origin check refuses.
+        .header("referrer-policy", "same-origin")
+        .body(Body::from(PAGE))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+async fn fleet(State(inspector): State<Arc<Inspector>>) -> Response<Body> {
+    ok(json!({
+        "self": inspector.state.fleet.own_id(),
+        "instances": inspector.state.view(),
+    }))
+}
+
+async fn namespaces(State(inspector): State<Arc<Inspector>>) -> Response<Body> {
+    let rows: Vec<_> = inspector
+        .namespaces
+        .iter()
+        .map(|ns| {
+            json!({
+                "path": ns.path(),
+                "name": ns.name(),
+                "sockets": ns.socket_count(),
+                "rooms": ns.room_count(),
+            })
+        })
+        .collect();
+    ok(json!(rows))
+}
+
+async fn sockets(State(inspector): State<Arc<Inspector>>, uri: Uri) -> Response<Body> {
+    inspector.sockets(&parse_query(uri.query()))
+}
+
+async fn rooms(State(inspector): State<Arc<Inspector>>, uri: Uri) -> Response<Body> {
+    inspector.rooms(&parse_query(uri.query()))
+}
+
+async fn disconnect(State(inspector): State<Arc<Inspector>>, body: Body) -> Response<Body> {
+    match read_json::<Disconnect>(body).await {
+        Ok(action) => inspector.disconnect(action),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn leave(State(inspector): State<Arc<Inspector>>, body: Body) -> Response<Body> {
+    match read_json::<Leave>(body).await {
+        Ok(action) => inspector.leave(action),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// The feed's WebSocket upgrade (the guard already let it through).
+async fn feed(State(inspector): State<Arc<Inspector>>, req: Request<Body>) -> Response<Body> {
+    upgrade::handle_with_globals(inspector.feed.clone(), &[], req).await
+}
+
+async fn login(State(inspector): State<Arc<Inspector>>, req: Request<Body>) -> Response<Body> {
+    inspector.login(req).await
+}
+
+/// `POST <path>/logout`: clears the cookie.
+async fn logout(State(inspector): State<Arc<Inspector>>, headers: HeaderMap) -> Response<Body> {
+    if !session::same_origin(&headers) {
+        return error(StatusCode::FORBIDDEN, "Origin not allowed".to_owned());
+    }
+    session::redirect_with_cookie(&inspector.path, &headers, None)
+}
+
+async fn not_found(uri: Uri) -> Response<Body> {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("No inspector resource at {}", uri.path()),
+    )
+}
+
+async fn use_get() -> Response<Body> {
+    error(StatusCode::METHOD_NOT_ALLOWED, "Use GET".to_owned())
+}
+
+async fn use_post() -> Response<Body> {
+    error(StatusCode::METHOD_NOT_ALLOWED, "Use POST".to_owned())
+}
+
+impl Inspector {
     /// The namespace `?ns=` names (the first one when it names none).
     fn namespace(&self, query: &[(String, String)]) -> std::result::Result<&Namespace, String> {
         match lookup(query, "ns").filter(|p| !p.is_empty()) {
@@ -713,18 +813,6 @@ fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::CACHE_CONTROL, "no-store")
         .body(Body::from(value.to_string()))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
-}
-
-fn page() -> Response<Body> {
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .header(header::CACHE_CONTROL, "no-store")
-        .header("x-frame-options", "DENY")
-        // Not `no-referrer`: under it browsers send `Origin: null` with the sign-out form's
-        // POST, which the same-origin check refuses.
-        .header("referrer-policy", "same-origin")
-        .body(Body::from(PAGE))
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 

@@ -21,6 +21,8 @@
 //! says).
 
 use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::Next;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -47,16 +49,18 @@ const LOGIN_PAGE: &str = include_str!("login.html");
 /// ```
 pub type InspectorToken = TokenGuard;
 
-/// Refuses a request whose query names `token` (module docs).
-pub(crate) fn token_in_url(query: &[(String, String)]) -> Option<Response<Body>> {
-    query.iter().any(|(k, _)| k == "token").then(|| {
-        super::error(
+/// Refuses a request whose query names `token` (module docs), before anything else runs.
+pub(crate) async fn refuse_token_in_url(req: Request, next: Next) -> Response<Body> {
+    let query = crate::request::parse_query(req.uri().query());
+    if query.iter().any(|(k, _)| k == "token") {
+        return super::error(
             StatusCode::BAD_REQUEST,
             "The inspector's token goes in an Authorization: Bearer header or its login cookie, \
              never in the URL"
                 .to_owned(),
-        )
-    })
+        );
+    }
+    next.run(req).await
 }
 
 /// Hands the cookie's token to the guard as a bearer token, when the request has no
