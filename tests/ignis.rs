@@ -14,7 +14,6 @@ use anyhow::{Context as _, bail, ensure};
 use asena_runtime::managed::envelope::{
     BROADCAST_CHANNEL, EMITTER_SERVER_ID, ManagedEnvelope, TargetKind,
 };
-use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
 use asena_runtime::protocol::Endpoint;
 use asena_runtime::{

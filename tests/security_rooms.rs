@@ -9,7 +9,6 @@ use std::time::Duration;
 #[allow(dead_code)]
 mod chat;
 
-use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
 use asena_runtime::{Emitter, RedisTransport, SendErrorCode};
 use asena_tests::{Client, managed_service, start, start_service, upgrade_request};
