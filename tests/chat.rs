@@ -105,21 +105,18 @@ async fn typing_room_info_and_private() -> anyhow::Result<()> {
 async fn bad_input_gets_errors_and_socket_stays_open() -> anyhow::Result<()> {
     let s = server().await?;
     let (mut alice, _) = join(&s, "alice", "r1").await?;
-    alice.send_text("{not json").await?;
-    assert_eq!(
-        alice.recv_json().await?,
-        json!({"type": "error", "message": "Invalid message format"})
-    );
-    alice.send_json(&json!({"type": "dance"})).await?;
-    assert_eq!(
-        alice.recv_json().await?,
-        json!({"type": "error", "message": "Unknown message type: dance"})
-    );
-    alice.send_json(&json!({"message": "no type"})).await?;
-    assert_eq!(
-        alice.recv_json().await?,
-        json!({"type": "error", "message": "Message type is required"})
-    );
+    for (input, error) in [
+        ("{not json", "Invalid message format"),
+        (r#"{"type":"dance"}"#, "Unknown message type: dance"),
+        (r#"{"message":"no type"}"#, "Message type is required"),
+    ] {
+        alice.send_text(input).await?;
+        assert_eq!(
+            alice.recv_json().await?,
+            json!({"type": "error", "message": error}),
+            "{input}"
+        );
+    }
     alice.send_json(&json!({"type": "ping"})).await?;
     assert_eq!(alice.recv_json().await?, json!({"type": "pong"}));
     s.stop().await

@@ -9,7 +9,7 @@ use anyhow::bail;
 use asena_runtime::AsenaBuilder;
 use asena_runtime::config::Compression;
 use asena_runtime::prelude::*;
-use asena_tests::{TestServer, masked_frame, raw_upgrade, read_frame, start};
+use asena_tests::{TestServer, echo_service, masked_frame, raw_upgrade, read_frame, start};
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -41,18 +41,8 @@ impl WebSocketService for Zipped {
     }
 }
 
-/// The same service at another path, where compression is turned off.
-#[websocket(path = "/plain")]
-#[derive(Debug)]
-struct Plain;
-
-impl WebSocketService for Plain {
-    type Data = ();
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
-        ws.send(&msg)?;
-        Ok(())
-    }
-}
+// An echo at another path, where compression is turned off.
+echo_service!(Plain, "/plain");
 
 fn app() -> AsenaBuilder {
     Asena::builder()

@@ -16,12 +16,11 @@ use asena_runtime::managed::ManagedProtocol;
 use asena_runtime::managed::envelope::{
     BROADCAST_CHANNEL, EMITTER_SERVER_ID, ManagedEnvelope, TargetKind,
 };
-use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
 use asena_runtime::protocol::Endpoint;
 use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport, Transport};
 use asena_tests::broker::{Broker, Kind};
-use asena_tests::{Client, TestServer, WAIT, managed_login};
+use asena_tests::{Client, TestServer, WAIT, managed_login, managed_service};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -34,42 +33,6 @@ const POLL_DEADLINE: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-/// A managed service at `$path` under the channel prefix `$prefix` that admits
-/// `{"user": U}` as U and lets clients join any room.
-macro_rules! managed_service {
-    ($name:ident, $path:literal, $prefix:literal) => {
-        #[websocket(path = $path, managed)]
-        #[derive(Debug)]
-        pub struct $name;
-
-        impl ManagedService for $name {
-            fn options(&self) -> ManagedOptions {
-                ManagedOptions::default().channel_prefix($prefix)
-            }
-
-            async fn authenticate(
-                &self,
-                _ws: &ManagedSocket<Raw>,
-                c: Value,
-            ) -> Result<Option<Authenticated>> {
-                Ok(c["user"].as_str().map(Authenticated::user))
-            }
-
-            async fn validate_rooms(
-                &self,
-                _ws: &ManagedSocket<Raw>,
-                rooms: Vec<String>,
-            ) -> Vec<String> {
-                rooms
-            }
-
-            async fn on_event(&self, _ws: &ManagedSocket<Raw>, _event: Message) -> Result<()> {
-                Ok(())
-            }
-        }
-    };
-}
 
 managed_service!(UsersOverRedis, "/users-redis", "ignis-users-redis");
 managed_service!(UsersOverNats, "/users-nats", "ignis-users-nats");
@@ -254,22 +217,23 @@ fn envelopes_as_ignis_writes_them_decode() -> anyhow::Result<()> {
 #[test]
 fn channel_names_are_ignis_channels() {
     let d = json!(null);
-    assert_eq!(
-        ManagedEnvelope::client("s", "uuid-of-client", "e", d.clone()).channel(),
-        "ws:client:uuid-of-client"
-    );
-    assert_eq!(
-        ManagedEnvelope::user("s", "user-456", "e", d.clone()).channel(),
-        "ws:user:user-456"
-    );
-    assert_eq!(
-        ManagedEnvelope::room("s", "dashboard-viewers", "e", d.clone(), &[]).channel(),
-        "ws:room:dashboard-viewers"
-    );
-    assert_eq!(
-        ManagedEnvelope::broadcast("s", "e", d).channel(),
-        "ws:broadcast"
-    );
+    for (envelope, channel) in [
+        (
+            ManagedEnvelope::client("s", "uuid-of-client", "e", d.clone()),
+            "ws:client:uuid-of-client",
+        ),
+        (
+            ManagedEnvelope::user("s", "user-456", "e", d.clone()),
+            "ws:user:user-456",
+        ),
+        (
+            ManagedEnvelope::room("s", "dashboard-viewers", "e", d.clone(), &[]),
+            "ws:room:dashboard-viewers",
+        ),
+        (ManagedEnvelope::broadcast("s", "e", d), "ws:broadcast"),
+    ] {
+        assert_eq!(envelope.channel(), channel);
+    }
     assert_eq!(BROADCAST_CHANNEL, "ws:broadcast");
     assert_eq!(EMITTER_SERVER_ID, "emitter");
 }

@@ -9,7 +9,7 @@ use asena_runtime::managed::{
     Authenticated, ManagedOptions, ManagedService, ManagedSocket, OutboundTransform,
 };
 use asena_runtime::prelude::*;
-use asena_tests::{Client, TestServer, start};
+use asena_tests::{Client, TestServer, event, start};
 use serde_json::{Value, json};
 
 /// What clients send besides the system events.
@@ -179,10 +179,6 @@ async fn server() -> anyhow::Result<TestServer> {
             .service::<Journal>(),
     )
     .await
-}
-
-fn event(name: &str, data: Value) -> Value {
-    json!({"event": name, "data": data})
 }
 
 async fn login(s: &TestServer, token: &str) -> anyhow::Result<(Client, Value)> {

@@ -14,7 +14,7 @@ use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce};
 use aes_gcm::{Aes256Gcm, Key};
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
-use asena_tests::{Client, TestServer, start};
+use asena_tests::{Client, TestServer, base64_field, event, start};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
@@ -63,61 +63,68 @@ async fn handle(seen: &Seen, ws: &ManagedSocket<Raw>, event: Message) -> Result<
     Ok(())
 }
 
-/// Encryption welcome, not required.
-#[websocket(path = "/open", managed)]
-#[derive(Debug)]
-pub struct Open {
-    #[inject]
-    seen: Arc<Seen>,
+/// A managed service at `$path` with `$options` that records what it sees in [`Seen`],
+/// admits by token and handles its events with [`handle`]; `rooms = f` filters the rooms a
+/// client may join.
+macro_rules! seen_service {
+    ($name:ident, $path:literal, $options:expr $(, rooms = $rooms:path)?) => {
+        #[websocket(path = $path, managed)]
+        #[derive(Debug)]
+        pub struct $name {
+            #[inject]
+            seen: Arc<Seen>,
+        }
+
+        impl ManagedService for $name {
+            fn options(&self) -> ManagedOptions {
+                $options
+            }
+            async fn authenticate(
+                &self,
+                _ws: &ManagedSocket<Raw>,
+                credentials: Value,
+            ) -> Result<Option<Authenticated>> {
+                authenticate(&credentials).await
+            }
+            $(
+                async fn validate_rooms(
+                    &self,
+                    _ws: &ManagedSocket<Raw>,
+                    rooms: Vec<String>,
+                ) -> Vec<String> {
+                    $rooms(rooms)
+                }
+            )?
+            async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+                handle(&self.seen, ws, event).await
+            }
+        }
+    };
 }
 
-impl ManagedService for Open {
-    fn options(&self) -> ManagedOptions {
-        ManagedOptions::default()
-            .ignis_key_exchange(true)
-            .heartbeat_timeout(Some(Duration::from_secs(30)))
-            .default_rooms(["lobby"])
-    }
-    async fn authenticate(
-        &self,
-        _ws: &ManagedSocket<Raw>,
-        credentials: Value,
-    ) -> Result<Option<Authenticated>> {
-        authenticate(&credentials).await
-    }
-    async fn validate_rooms(&self, _ws: &ManagedSocket<Raw>, rooms: Vec<String>) -> Vec<String> {
-        rooms.into_iter().filter(|r| r == "lobby").collect()
-    }
-    async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
-        handle(&self.seen, ws, event).await
-    }
+fn lobby_only(rooms: Vec<String>) -> Vec<String> {
+    rooms.into_iter().filter(|r| r == "lobby").collect()
 }
 
-/// Encryption required.
-#[websocket(path = "/sealed", managed)]
-#[derive(Debug)]
-pub struct Sealed {
-    #[inject]
-    seen: Arc<Seen>,
-}
+// Encryption welcome, not required.
+seen_service!(
+    Open,
+    "/open",
+    ManagedOptions::default()
+        .ignis_key_exchange(true)
+        .heartbeat_timeout(Some(Duration::from_secs(30)))
+        .default_rooms(["lobby"]),
+    rooms = lobby_only
+);
 
-impl ManagedService for Sealed {
-    fn options(&self) -> ManagedOptions {
-        ManagedOptions::default()
-            .ignis_key_exchange(true)
-            .require_encryption(true)
-    }
-    async fn authenticate(
-        &self,
-        _ws: &ManagedSocket<Raw>,
-        credentials: Value,
-    ) -> Result<Option<Authenticated>> {
-        authenticate(&credentials).await
-    }
-    async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
-        handle(&self.seen, ws, event).await
-    }
-}
+// Encryption required.
+seen_service!(
+    Sealed,
+    "/sealed",
+    ManagedOptions::default()
+        .ignis_key_exchange(true)
+        .require_encryption(true)
+);
 
 async fn server() -> anyhow::Result<TestServer> {
     start(
@@ -128,10 +135,6 @@ async fn server() -> anyhow::Result<TestServer> {
             .service::<Seen>(),
     )
     .await
-}
-
-fn event(name: &str, data: Value) -> Value {
-    json!({"event": name, "data": data})
 }
 
 /// The client's half of the key agreement.
@@ -155,18 +158,10 @@ impl ClientKey {
 
     /// The session key from `connected`'s `serverPublicKey` and `salt`.
     fn agree(&self, connected: &Value) -> anyhow::Result<Cipher> {
-        let server = STANDARD.decode(
-            connected["data"]["serverPublicKey"]
-                .as_str()
-                .ok_or_else(|| anyhow::anyhow!("no serverPublicKey: {connected}"))?,
-        )?;
+        let server = base64_field(connected, "serverPublicKey")?;
         anyhow::ensure!(server.len() == 65 && server[0] == 0x04, "not uncompressed");
         let server = PublicKey::from_sec1_bytes(&server)?;
-        let salt = STANDARD.decode(
-            connected["data"]["salt"]
-                .as_str()
-                .ok_or_else(|| anyhow::anyhow!("no salt: {connected}"))?,
-        )?;
+        let salt = base64_field(connected, "salt")?;
         anyhow::ensure!(salt.len() == 16, "salt of {} bytes", salt.len());
         let shared =
             p256::ecdh::diffie_hellman(self.secret.to_nonzero_scalar(), server.as_affine());
@@ -196,17 +191,10 @@ impl Cipher {
 
     fn open(&self, sealed: &Value) -> anyhow::Result<Value> {
         anyhow::ensure!(sealed["event"] == "encrypted", "not encrypted: {sealed}");
-        let field = |name: &str| -> anyhow::Result<Vec<u8>> {
-            Ok(STANDARD.decode(
-                sealed["data"][name]
-                    .as_str()
-                    .ok_or_else(|| anyhow::anyhow!("no {name}: {sealed}"))?,
-            )?)
-        };
-        let nonce = Nonce::<Aes256Gcm>::try_from(field("iv")?.as_slice())?;
+        let nonce = Nonce::<Aes256Gcm>::try_from(base64_field(sealed, "iv")?.as_slice())?;
         let plain = self
             .0
-            .decrypt(&nonce, field("payload")?.as_slice())
+            .decrypt(&nonce, base64_field(sealed, "payload")?.as_slice())
             .map_err(|e| anyhow::anyhow!("does not decrypt: {e}"))?;
         Ok(serde_json::from_slice(&plain)?)
     }

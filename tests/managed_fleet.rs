@@ -7,52 +7,38 @@
 
 use std::time::Duration;
 
-use asena_runtime::managed::{Authenticated, ManagedService, ManagedSocket};
+use anyhow::Context as _;
+
+use asena_runtime::managed::ManagedSocket;
 use asena_runtime::prelude::*;
-use asena_tests::{Client, TestServer, start};
+use asena_tests::{Client, TestServer, event, managed_service, start};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 
-#[websocket(path = "/fleet", managed)]
-#[derive(Debug)]
-pub struct Fleet;
+managed_service!(Fleet, "/fleet", on_event = fleet_event);
 
-impl ManagedService for Fleet {
-    async fn authenticate(
-        &self,
-        _ws: &ManagedSocket<Raw>,
-        c: Value,
-    ) -> Result<Option<Authenticated>> {
-        Ok(c["user"].as_str().map(Authenticated::user))
-    }
-
-    async fn validate_rooms(&self, _ws: &ManagedSocket<Raw>, rooms: Vec<String>) -> Vec<String> {
-        rooms
-    }
-
-    /// `{"event":"poke","data":{"user":U}}` → every session of U; `{"event":"say",
-    /// "data":{"room":R,"text":T}}` → the room, sender excluded.
-    async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
-        let envelope: Value = event.json()?;
-        let managed = ws.managed();
-        let data = &envelope["data"];
-        match envelope["event"].as_str() {
-            Some("poke") => {
-                managed.to_user(
-                    data["user"].as_str().unwrap_or_default(),
-                    ("poked", ws.id()),
-                )?;
-            }
-            Some("say") => {
-                let room = data["room"].as_str().unwrap_or_default();
-                managed.to_room(room, ("said", &data["text"]), &[ws.id()])?;
-            }
-            _ => {}
+/// `{"event":"poke","data":{"user":U}}` → every session of U; `{"event":"say",
+/// "data":{"room":R,"text":T}}` → the room, sender excluded.
+async fn fleet_event(ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+    let envelope: Value = event.json()?;
+    let managed = ws.managed();
+    let data = &envelope["data"];
+    match envelope["event"].as_str() {
+        Some("poke") => {
+            managed.to_user(
+                data["user"].as_str().unwrap_or_default(),
+                ("poked", ws.id()),
+            )?;
         }
-        Ok(())
+        Some("say") => {
+            let room = data["room"].as_str().unwrap_or_default();
+            managed.to_room(room, ("said", &data["text"]), &[ws.id()])?;
+        }
+        _ => {}
     }
+    Ok(())
 }
 
 async fn instance() -> anyhow::Result<TestServer> {
@@ -74,8 +60,22 @@ async fn login(s: &TestServer, user: &str) -> anyhow::Result<(Client, String)> {
     Ok((c, id))
 }
 
-fn event(name: &str, data: Value) -> Value {
-    json!({"event": name, "data": data})
+/// The payload of the next message `seen` gets on `channel` (others skipped), within 10 s.
+async fn next_on(
+    seen: &mut (impl futures_util::Stream<Item = redis::Msg> + Unpin),
+    channel: &str,
+) -> anyhow::Result<Value> {
+    let msg = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let m = seen.next().await?;
+            if m.get_channel_name() == channel {
+                return Some(m);
+            }
+        }
+    })
+    .await?
+    .with_context(|| format!("no message on {channel}"))?;
+    Ok(serde_json::from_slice(msg.get_payload_bytes())?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,17 +114,7 @@ async fn users_rooms_and_broadcasts_span_instances_in_ignis_layout() -> anyhow::
         .map(|u| u.managed())
         .map(|m| m.server_id().to_owned())
         .expect("managed");
-    let msg = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let m = seen.next().await?;
-            if m.get_channel_name() == format!("ws:user:{alice}") {
-                return Some(m);
-            }
-        }
-    })
-    .await?
-    .expect("a message on ws:user:{alice}");
-    let envelope: Value = serde_json::from_slice(msg.get_payload_bytes())?;
+    let envelope = next_on(&mut seen, &format!("ws:user:{alice}")).await?;
     assert_eq!(envelope["serverId"], server_b.as_str());
     assert_eq!(envelope["type"], "user");
     assert_eq!(envelope["target"], alice.as_str());
@@ -141,17 +131,7 @@ async fn users_rooms_and_broadcasts_span_instances_in_ignis_layout() -> anyhow::
         .await?;
     assert_eq!(alice_b.recv_json().await?, event("said", json!("hi")));
     assert_eq!(bob_b.recv_json().await?, event("said", json!("hi")));
-    let msg = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let m = seen.next().await?;
-            if m.get_channel_name() == format!("ws:room:{room}") {
-                return Some(m);
-            }
-        }
-    })
-    .await?
-    .expect("a message on ws:room:{room}");
-    let envelope: Value = serde_json::from_slice(msg.get_payload_bytes())?;
+    let envelope = next_on(&mut seen, &format!("ws:room:{room}")).await?;
     assert_eq!(envelope["type"], "room");
     assert_eq!(envelope["exclude"], json!([alice_a_id]));
 

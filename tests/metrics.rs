@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use asena_runtime::prelude::*;
-use asena_tests::{TestServer, eventually, http_request, start, upgrade_request};
+use asena_tests::{TestServer, eventually, http_request, start, start_service, upgrade_request};
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -282,12 +282,7 @@ async fn counters_move_as_sockets_open_send_get_refused_and_close() -> anyhow::R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_route_is_opt_in() -> anyhow::Result<()> {
-    let s = start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Items>(),
-    )
-    .await?;
+    let s = start_service::<Items>().await?;
     let resp =
         http_request(hyper::Request::get(s.http_url("/metrics")).body(Default::default())?).await?;
     assert_eq!(resp.status, 404, "{resp}");

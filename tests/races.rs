@@ -12,7 +12,7 @@ use std::time::Duration;
 use asena_runtime::AsenaBuilder;
 use asena_runtime::config::{Limits, SlowConsumer};
 use asena_runtime::prelude::*;
-use asena_tests::{TestServer, WAIT, eventually, raw_upgrade, start};
+use asena_tests::{TestServer, WAIT, eventually, raw_upgrade, start, start_service};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -270,12 +270,7 @@ impl WebSocketService for Burst {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_send_buffer_gets_a_writer_that_delivers_everything_then_the_close()
 -> anyhow::Result<()> {
-    let s = start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Burst>(),
-    )
-    .await?;
+    let s = start_service::<Burst>().await?;
     let mut stream = raw(&s, "/burst", Some(4096)).await?;
     // "go", masked with a zero key.
     stream

@@ -9,7 +9,7 @@ mod realtime;
 
 use std::time::Duration;
 
-use asena_tests::{Client, TestServer, http_request, serve, validate_asyncapi};
+use asena_tests::{Client, TestServer, event, http_request, serve, validate_asyncapi};
 use realtime::Options;
 use serde_json::{Value, json};
 
@@ -21,10 +21,6 @@ async fn server_with(options: Options) -> anyhow::Result<TestServer> {
 
 async fn server() -> anyhow::Result<TestServer> {
     server_with(Options::default()).await
-}
-
-fn event(name: &str, data: Value) -> Value {
-    json!({"event": name, "data": data})
 }
 
 /// Connects to `/ws` and authenticates with `token`; returns the client and `connected`.

@@ -17,7 +17,7 @@ use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce, Payload};
 use aes_gcm::{Aes256Gcm, Key};
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
-use asena_tests::{Client, TestServer, start};
+use asena_tests::{Client, TestServer, base64_field, event, start};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
@@ -49,51 +49,49 @@ async fn on_event(ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
     Ok(())
 }
 
-/// Encryption welcome, not required.
-#[websocket(path = "/chan", managed)]
-#[derive(Debug)]
-pub struct Chan;
+/// A managed service at `$path` with `$options` that admits `U-token` as U and handles its
+/// events with [`on_event`].
+macro_rules! sealed_service {
+    ($name:ident, $path:literal, $options:expr) => {
+        #[websocket(path = $path, managed)]
+        #[derive(Debug)]
+        pub struct $name;
 
-impl ManagedService for Chan {
-    fn options(&self) -> ManagedOptions {
-        ManagedOptions::default()
-            .heartbeat_timeout(Some(Duration::from_secs(30)))
-            .default_rooms(["lobby"])
-    }
-    async fn authenticate(
-        &self,
-        _ws: &ManagedSocket<Raw>,
-        credentials: Value,
-    ) -> Result<Option<Authenticated>> {
-        admit(&credentials).await
-    }
-    async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
-        on_event(ws, event).await
-    }
+        impl ManagedService for $name {
+            fn options(&self) -> ManagedOptions {
+                $options
+            }
+            async fn authenticate(
+                &self,
+                _ws: &ManagedSocket<Raw>,
+                credentials: Value,
+            ) -> Result<Option<Authenticated>> {
+                admit(&credentials).await
+            }
+            async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+                on_event(ws, event).await
+            }
+        }
+    };
 }
 
-/// Encryption required.
-#[websocket(path = "/strict", managed)]
-#[derive(Debug)]
-pub struct Strict;
+// Encryption welcome, not required.
+sealed_service!(
+    Chan,
+    "/chan",
+    ManagedOptions::default()
+        .heartbeat_timeout(Some(Duration::from_secs(30)))
+        .default_rooms(["lobby"])
+);
 
-impl ManagedService for Strict {
-    fn options(&self) -> ManagedOptions {
-        ManagedOptions::default()
-            .require_encryption(true)
-            .default_rooms(["lobby"])
-    }
-    async fn authenticate(
-        &self,
-        _ws: &ManagedSocket<Raw>,
-        credentials: Value,
-    ) -> Result<Option<Authenticated>> {
-        admit(&credentials).await
-    }
-    async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
-        on_event(ws, event).await
-    }
-}
+// Encryption required.
+sealed_service!(
+    Strict,
+    "/strict",
+    ManagedOptions::default()
+        .require_encryption(true)
+        .default_rooms(["lobby"])
+);
 
 async fn server() -> anyhow::Result<TestServer> {
     start(
@@ -103,10 +101,6 @@ async fn server() -> anyhow::Result<TestServer> {
             .websocket::<Strict>(),
     )
     .await
-}
-
-fn event(name: &str, data: Value) -> Value {
-    json!({"event": name, "data": data})
 }
 
 /// One direction of the client's channel.
@@ -144,15 +138,8 @@ impl Sealed {
             .await?;
         let answer = ws.recv_json().await?;
         anyhow::ensure!(answer["event"] == "encrypted", "{answer}");
-        let field = |name: &str| -> anyhow::Result<Vec<u8>> {
-            Ok(STANDARD.decode(
-                answer["data"][name]
-                    .as_str()
-                    .ok_or_else(|| anyhow::anyhow!("no {name}: {answer}"))?,
-            )?)
-        };
-        let server = PublicKey::from_sec1_bytes(&field("serverPublicKey")?)?;
-        let salt = field("salt")?;
+        let server = PublicKey::from_sec1_bytes(&base64_field(&answer, "serverPublicKey")?)?;
+        let salt = base64_field(&answer, "salt")?;
         anyhow::ensure!(salt.len() == 16, "salt of {} bytes", salt.len());
         let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), server.as_affine());
         let hkdf = Hkdf::<Sha256>::new(Some(&salt), shared.raw_secret_bytes());
@@ -218,22 +205,18 @@ impl Sealed {
     async fn recv_bytes(&mut self) -> anyhow::Result<Vec<u8>> {
         let sealed = self.ws.recv_json().await?;
         anyhow::ensure!(sealed["event"] == "encrypted", "not sealed: {sealed}");
-        let field = |name: &str| -> anyhow::Result<Vec<u8>> {
-            Ok(STANDARD.decode(
-                sealed["data"][name]
-                    .as_str()
-                    .ok_or_else(|| anyhow::anyhow!("no {name}: {sealed}"))?,
-            )?)
-        };
         let nonce = self.down.nonce();
-        anyhow::ensure!(field("iv")? == nonce, "not the next counter: {sealed}");
+        anyhow::ensure!(
+            base64_field(&sealed, "iv")? == nonce,
+            "not the next counter: {sealed}"
+        );
         let plain = self
             .down
             .cipher
             .decrypt(
                 &Nonce::<Aes256Gcm>::from(nonce),
                 Payload {
-                    msg: &field("payload")?,
+                    msg: &base64_field(&sealed, "payload")?,
                     aad: &nonce,
                 },
             )
@@ -435,23 +418,8 @@ async fn required_encryption_closes_4004_unless_encrypt_comes_first() -> anyhow:
     s.stop().await
 }
 
-/// On the fleet bus (Redis, Ignis's layout).
-#[websocket(path = "/crypto-fleet", managed)]
-#[derive(Debug)]
-pub struct FleetChan;
-
-impl ManagedService for FleetChan {
-    async fn authenticate(
-        &self,
-        _ws: &ManagedSocket<Raw>,
-        credentials: Value,
-    ) -> Result<Option<Authenticated>> {
-        admit(&credentials).await
-    }
-    async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
-        on_event(ws, event).await
-    }
-}
+// On the fleet bus (Redis, Ignis's layout).
+sealed_service!(FleetChan, "/crypto-fleet", ManagedOptions::default());
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 

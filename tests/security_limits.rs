@@ -7,46 +7,16 @@ use std::time::Duration;
 
 use asena_runtime::config::{Limits, RateLimit, RateLimitPolicy};
 use asena_runtime::prelude::*;
-use asena_tests::{Client, TestServer, WAIT, eventually, start, until_some};
+use asena_tests::{Client, TestServer, WAIT, echo_service, eventually, start, until_some};
 
-/// `/echo`: every text message goes back to its sender.
-#[websocket(path = "/echo")]
-#[derive(Debug)]
-struct Echo;
+// `/echo`: every text message goes back to its sender.
+echo_service!(Echo, "/echo");
 
-impl WebSocketService for Echo {
-    type Data = ();
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
-        ws.send(&msg)?;
-        Ok(())
-    }
-}
+// `/drop`: the same, under a limit that drops the excess.
+echo_service!(DropEcho, "/drop");
 
-/// `/drop`: the same, under a limit that drops the excess.
-#[websocket(path = "/drop")]
-#[derive(Debug)]
-struct DropEcho;
-
-impl WebSocketService for DropEcho {
-    type Data = ();
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
-        ws.send(&msg)?;
-        Ok(())
-    }
-}
-
-/// `/bytes`: the same, under a byte limit.
-#[websocket(path = "/bytes")]
-#[derive(Debug)]
-struct BytesEcho;
-
-impl WebSocketService for BytesEcho {
-    type Data = ();
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
-        ws.send(&msg)?;
-        Ok(())
-    }
-}
+// `/bytes`: the same, under a byte limit.
+echo_service!(BytesEcho, "/bytes");
 
 /// What clients send to [`Typed`].
 #[derive(Debug, Deserialize, JsonSchema, Validate)]

@@ -9,11 +9,10 @@ use std::time::Duration;
 #[allow(dead_code)]
 mod chat;
 
-use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::namespace::SendErrorCode;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{Emitter, RedisTransport};
-use asena_tests::{Client, start, upgrade_request};
+use asena_tests::{Client, managed_service, start, start_service, upgrade_request};
 use serde_json::{Value, json};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -162,12 +161,7 @@ async fn a_private_send_across_the_fleet_reaches_only_its_socket() -> anyhow::Re
 /// fails with INVALID_ROOM and reaches nobody, and so does a server-side `to("__")`.
 #[tokio::test]
 async fn the_broadcast_room_cannot_be_named() -> anyhow::Result<()> {
-    let s = start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Rooms>(),
-    )
-    .await?;
+    let s = start_service::<Rooms>().await?;
     let mut eve = s.connect("/rooms?room=__").await?;
     assert_eq!(eve.recv_text().await?, "refused:reserved");
     hello(&mut eve).await?;
@@ -188,12 +182,7 @@ async fn the_broadcast_room_cannot_be_named() -> anyhow::Result<()> {
 /// A socket publishing to another socket's id is refused: it may not name that room.
 #[tokio::test]
 async fn a_socket_cannot_publish_to_another_sockets_id() -> anyhow::Result<()> {
-    let s = start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Rooms>(),
-    )
-    .await?;
+    let s = start_service::<Rooms>().await?;
     let mut victim = s.connect("/rooms").await?;
     let victim_id = hello(&mut victim).await?;
     let mut eve = s.connect("/rooms").await?;
@@ -231,42 +220,6 @@ async fn dotted_namespaces_are_refused_by_the_emitter() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A managed service that lets clients join any room they ask for, under a channel prefix
-/// chosen by the test.
-macro_rules! managed_service {
-    ($name:ident, $path:literal, $prefix:expr) => {
-        #[websocket(path = $path, managed)]
-        #[derive(Debug)]
-        pub struct $name;
-
-        impl ManagedService for $name {
-            fn options(&self) -> ManagedOptions {
-                ManagedOptions::default().channel_prefix($prefix)
-            }
-
-            async fn authenticate(
-                &self,
-                _ws: &ManagedSocket<Raw>,
-                c: Value,
-            ) -> Result<Option<Authenticated>> {
-                Ok(c["user"].as_str().map(Authenticated::user))
-            }
-
-            async fn validate_rooms(
-                &self,
-                _ws: &ManagedSocket<Raw>,
-                rooms: Vec<String>,
-            ) -> Vec<String> {
-                rooms
-            }
-
-            async fn on_event(&self, _ws: &ManagedSocket<Raw>, _event: Message) -> Result<()> {
-                Ok(())
-            }
-        }
-    };
-}
-
 fn isolated_prefix() -> &'static str {
     static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     PREFIX.get_or_init(|| unique("iso"))
@@ -280,12 +233,7 @@ managed_service!(Isolated, "/isolated", isolated_prefix());
 /// the limit, and joins nothing; duplicates, reserved names and socket ids are never joined.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_joins_are_bounded_and_checked() -> anyhow::Result<()> {
-    let s = start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Open>(),
-    )
-    .await?;
+    let s = start_service::<Open>().await?;
     let (mut victim, connected) =
         asena_tests::managed_login(&s, "/open", json!({"user": "victim"})).await?;
     let victim_id = connected["data"]["id"]
@@ -326,12 +274,7 @@ async fn managed_joins_are_bounded_and_checked() -> anyhow::Result<()> {
 /// A client may be in at most `max_rooms_per_client` rooms.
 #[tokio::test]
 async fn managed_clients_are_limited_in_rooms() -> anyhow::Result<()> {
-    let s = start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Open>(),
-    )
-    .await?;
+    let s = start_service::<Open>().await?;
     let (mut eve, _) = asena_tests::managed_login(&s, "/open", json!({"user": "eve"})).await?;
     for batch in 0..10 {
         let rooms: Vec<String> = (0..100).map(|i| format!("r-{batch}-{i}")).collect();

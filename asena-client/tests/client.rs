@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use asena_client::{Backoff, Client, ClientError, Event};
+use asena_client::{Backoff, Client, ClientBuilder, ClientError, Event};
 use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -185,6 +185,24 @@ fn room(name: &str) -> RoomParams {
     RoomParams { room: name.into() }
 }
 
+/// A client of the room `r1` at `base`.
+fn in_r1(base: impl AsRef<str>) -> ClientBuilder<Chat> {
+    Client::<Chat>::builder(base).params(&room("r1"))
+}
+
+/// Reconnects soon: after 20 ms, then doubling up to 200 ms.
+fn quick_reconnect() -> Backoff {
+    Backoff::exponential(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+/// The text of the next event, which must be a `Said` message.
+async fn next_said(client: &mut Client<Chat>) -> String {
+    match next_event(client).await {
+        Event::Message(ChatOut::Said { text, .. }) => text,
+        other => panic!("expected a said message, got {other:?}"),
+    }
+}
+
 async fn next_event(client: &mut Client<Chat>) -> Event<ChatOut> {
     timeout(WAIT, client.next())
         .await
@@ -250,11 +268,7 @@ async fn typed_round_trip_with_params_query_and_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_message_is_reported_and_the_stream_goes_on() {
     let server = Server::start("127.0.0.1:0").await;
-    let mut client = Client::<Chat>::builder(server.base())
-        .params(&room("r1"))
-        .connect()
-        .await
-        .unwrap();
+    let mut client = in_r1(server.base()).connect().await.unwrap();
     client.send(&ChatIn::Garble).await.unwrap();
     match next_event(&mut client).await {
         Event::Undecodable { text, error } => {
@@ -280,12 +294,8 @@ async fn an_undecodable_message_is_reported_and_the_stream_goes_on() {
 async fn reconnects_to_a_server_restarted_on_the_same_port() {
     let first = Server::start("127.0.0.1:0").await;
     let addr = first.addr;
-    let mut client = Client::<Chat>::builder(first.base())
-        .params(&room("r1"))
-        .reconnect(Backoff::exponential(
-            Duration::from_millis(20),
-            Duration::from_millis(200),
-        ))
+    let mut client = in_r1(first.base())
+        .reconnect(quick_reconnect())
         .connect()
         .await
         .unwrap();
@@ -314,10 +324,7 @@ async fn reconnects_to_a_server_restarted_on_the_same_port() {
         })
         .await
         .unwrap();
-    match next_event(&mut client).await {
-        Event::Message(ChatOut::Said { text, .. }) => assert_eq!(text, "again"),
-        other => panic!("expected a message, got {other:?}"),
-    }
+    assert_eq!(next_said(&mut client).await, "again");
     client.close().await.unwrap();
     second.stop().await;
 }
@@ -326,12 +333,8 @@ async fn reconnects_to_a_server_restarted_on_the_same_port() {
 async fn messages_sent_while_disconnected_go_out_after_the_reconnect() {
     let first = Server::start("127.0.0.1:0").await;
     let addr = first.addr;
-    let mut client = Client::<Chat>::builder(first.base())
-        .params(&room("r1"))
-        .reconnect(Backoff::exponential(
-            Duration::from_millis(20),
-            Duration::from_millis(200),
-        ))
+    let mut client = in_r1(first.base())
+        .reconnect(quick_reconnect())
         .queue(1)
         .connect()
         .await
@@ -360,10 +363,7 @@ async fn messages_sent_while_disconnected_go_out_after_the_reconnect() {
 
     let second = Server::start(&addr.to_string()).await;
     assert!(matches!(next_event(&mut client).await, Event::Reconnected));
-    match next_event(&mut client).await {
-        Event::Message(ChatOut::Said { text, .. }) => assert_eq!(text, "queued"),
-        other => panic!("expected the queued message's answer, got {other:?}"),
-    }
+    assert_eq!(next_said(&mut client).await, "queued");
     client.close().await.unwrap();
     second.stop().await;
 }
@@ -417,15 +417,10 @@ async fn the_first_connect_fails_at_once_and_reconnecting_can_give_up() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let error = timeout(
-        WAIT,
-        Client::<Chat>::builder(format!("ws://{addr}"))
-            .params(&room("r1"))
-            .connect(),
-    )
-    .await
-    .unwrap()
-    .unwrap_err();
+    let error = timeout(WAIT, in_r1(format!("ws://{addr}")).connect())
+        .await
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(error, ClientError::Connect { .. }), "{error:?}");
     assert_eq!(
         error.to_string(),
@@ -433,8 +428,7 @@ async fn the_first_connect_fails_at_once_and_reconnecting_can_give_up() {
     );
 
     let server = Server::start("127.0.0.1:0").await;
-    let mut client = Client::<Chat>::builder(server.base())
-        .params(&room("r1"))
+    let mut client = in_r1(server.base())
         .reconnect(
             Backoff::exponential(Duration::from_millis(5), Duration::from_millis(20))
                 .max_attempts(3),
@@ -464,8 +458,7 @@ async fn the_first_connect_fails_at_once_and_reconnecting_can_give_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_reconnect_the_stream_ends_after_the_disconnect() {
     let server = Server::start("127.0.0.1:0").await;
-    let mut client = Client::<Chat>::builder(server.base())
-        .params(&room("r1"))
+    let mut client = in_r1(server.base())
         .without_reconnect()
         .connect()
         .await
@@ -521,8 +514,7 @@ async fn a_silent_server_is_found_dead_after_two_heartbeats() {
     let (addr, server) = silent_server().await;
     let interval = Duration::from_millis(200);
     let connected = tokio::time::Instant::now();
-    let mut client = Client::<Chat>::builder(format!("ws://{addr}"))
-        .params(&room("r1"))
+    let mut client = in_r1(format!("ws://{addr}"))
         .heartbeat(interval)
         .without_reconnect()
         .connect()

@@ -7,30 +7,15 @@
 //! The live inspector is at `/_asena`, guarded by the token in `ASENA_INSPECTOR_TOKEN` (its
 //! page asks for it); when it is unset a random token is made and printed at startup. Prometheus metrics are at `/metrics`.
 
-use clap::Parser;
-
 mod app;
-
-/// Serves the example; `--asyncapi` prints its protocol instead.
-#[derive(Parser)]
-struct Cli {
-    /// Print the protocol as an AsyncAPI 3.0 document on stdout instead of serving.
-    #[arg(long)]
-    asyncapi: bool,
-}
+#[path = "../launch.rs"]
+mod launch;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if Cli::parse().asyncapi {
-        // The protocol as an AsyncAPI 3.0 document, on stdout.
-        return Ok(app::builder().build().await?.print_asyncapi()?);
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
+    let Some(port) = launch::start(app::builder, "info", "3000").await? else {
+        return Ok(());
+    };
     let (token, generated) = match std::env::var("ASENA_INSPECTOR_TOKEN") {
         Ok(token) if !token.trim().is_empty() => (token.trim().to_owned(), false),
         _ => (uuid::Uuid::new_v4().simple().to_string(), true),

@@ -8,10 +8,12 @@
 //! log level defaults to `warn` because the suite's deliberately broken frames would
 //! otherwise flood it (`RUST_LOG=info` to see everything).
 
-use clap::Parser;
 use std::time::Duration;
 
 use asena_runtime::prelude::*;
+
+#[path = "../launch.rs"]
+mod launch;
 
 /// Largest message the server accepts and the most its send queue holds per socket: the
 /// suite sends messages of up to 16 MiB and expects them back.
@@ -47,26 +49,11 @@ pub fn builder() -> asena_runtime::AsenaBuilder {
         .ping(None, Duration::from_secs(30))
 }
 
-/// Serves the example; `--asyncapi` prints its protocol instead.
-#[derive(Parser)]
-struct Cli {
-    /// Print the protocol as an AsyncAPI 3.0 document on stdout instead of serving.
-    #[arg(long)]
-    asyncapi: bool,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if Cli::parse().asyncapi {
-        // The protocol as an AsyncAPI 3.0 document, on stdout.
-        return Ok(builder().build().await?.print_asyncapi()?);
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
-    let port = std::env::var("PORT").unwrap_or_else(|_| "9001".into());
+    let Some(port) = launch::start(builder, "warn", "9001").await? else {
+        return Ok(());
+    };
     let app = builder().build().await?;
     eprintln!("echo listening on ws://127.0.0.1:{port}/echo");
     app.serve(format!("127.0.0.1:{port}")).await?;

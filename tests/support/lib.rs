@@ -47,6 +47,20 @@ pub async fn start(builder: AsenaBuilder) -> anyhow::Result<TestServer> {
     serve(app).await
 }
 
+/// Serves an app of the one service `S` (nothing registered automatically) on
+/// `127.0.0.1:0`.
+pub async fn start_service<S>() -> anyhow::Result<TestServer>
+where
+    S: asena_runtime::di::Component + asena_runtime::protocol::Endpoint,
+{
+    start(
+        asena_runtime::Asena::builder()
+            .without_auto_registration()
+            .websocket::<S>(),
+    )
+    .await
+}
+
 /// Serves an already built app on `127.0.0.1:0`.
 pub async fn serve(app: Asena) -> anyhow::Result<TestServer> {
     let server = app.listen("127.0.0.1:0").await?;
@@ -201,6 +215,104 @@ impl Client {
         .await;
         Ok(())
     }
+}
+
+/// A managed protocol message: `{"event": name, "data": data}`.
+pub fn event(name: &str, data: Value) -> Value {
+    serde_json::json!({"event": name, "data": data})
+}
+
+/// The bytes of the base64 field `name` of `message`'s data (as in the managed protocol's
+/// `encrypted` and `connected` events); an error names the field and shows the message.
+pub fn base64_field(message: &Value, name: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine as _;
+    let text = message["data"][name]
+        .as_str()
+        .with_context(|| format!("no {name}: {message}"))?;
+    Ok(base64::engine::general_purpose::STANDARD.decode(text)?)
+}
+
+/// Declares a service `$name` at `$path` that sends every message back to its sender as it
+/// came.
+#[macro_export]
+macro_rules! echo_service {
+    ($name:ident, $path:literal) => {
+        #[::asena_runtime::websocket(path = $path)]
+        #[derive(Debug)]
+        struct $name;
+
+        impl ::asena_runtime::WebSocketService for $name {
+            type Data = ();
+            async fn on_message(
+                &self,
+                ws: &::asena_runtime::Socket<()>,
+                msg: ::asena_runtime::Message,
+            ) -> ::asena_runtime::Result<()> {
+                ws.send(&msg)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+/// Declares a managed service `$name` at `$path` that admits `{"user": U}` as U and lets
+/// clients join any room they ask for. Its events are ignored, or handled by
+/// `on_event = f` (an `async fn(&ManagedSocket<Raw>, Message) -> Result<()>`); its channels
+/// are under the default prefix, or under `$prefix` (any expression giving a `&str`).
+#[macro_export]
+macro_rules! managed_service {
+    ($name:ident, $path:literal, on_event = $on_event:path) => {
+        $crate::managed_service!(@service $name, $path, [], [$on_event]);
+    };
+    ($name:ident, $path:literal, $prefix:expr) => {
+        $crate::managed_service!(@service $name, $path, [$prefix], []);
+    };
+    (@service $name:ident, $path:literal, [$($prefix:expr)?], [$($on_event:path)?]) => {
+        #[::asena_runtime::websocket(path = $path, managed)]
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl ::asena_runtime::managed::ManagedService for $name {
+            $(
+                fn options(&self) -> ::asena_runtime::managed::ManagedOptions {
+                    ::asena_runtime::managed::ManagedOptions::default().channel_prefix($prefix)
+                }
+            )?
+
+            async fn authenticate(
+                &self,
+                _ws: &::asena_runtime::managed::ManagedSocket<::asena_runtime::Raw>,
+                credentials: ::serde_json::Value,
+            ) -> ::asena_runtime::Result<Option<::asena_runtime::managed::Authenticated>> {
+                Ok(credentials["user"]
+                    .as_str()
+                    .map(::asena_runtime::managed::Authenticated::user))
+            }
+
+            async fn validate_rooms(
+                &self,
+                _ws: &::asena_runtime::managed::ManagedSocket<::asena_runtime::Raw>,
+                rooms: Vec<String>,
+            ) -> Vec<String> {
+                rooms
+            }
+
+            async fn on_event(
+                &self,
+                ws: &::asena_runtime::managed::ManagedSocket<::asena_runtime::Raw>,
+                event: ::asena_runtime::Message,
+            ) -> ::asena_runtime::Result<()> {
+                $crate::managed_service!(@on_event ws, event $(, $on_event)?)
+            }
+        }
+    };
+    (@on_event $ws:ident, $event:ident) => {{
+        let _ = ($ws, $event);
+        Ok(())
+    }};
+    (@on_event $ws:ident, $event:ident, $on_event:path) => {
+        $on_event($ws, $event).await
+    };
 }
 
 /// Opens a socket to the managed service at `path` and authenticates with `credentials`

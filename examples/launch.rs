@@ -1,0 +1,38 @@
+//! How the example apps start, shared by their `main.rs`: `--asyncapi` prints the app's
+//! protocol as an AsyncAPI 3.0 document on stdout instead of serving; otherwise the log goes
+//! to stderr (`RUST_LOG`, else the example's default level) and the app serves on
+//! `127.0.0.1:$PORT`.
+
+use asena_runtime::AsenaBuilder;
+use clap::Parser;
+
+/// Serves the example; `--asyncapi` prints its protocol instead.
+#[derive(Parser)]
+struct Cli {
+    /// Print the protocol as an AsyncAPI 3.0 document on stdout instead of serving.
+    #[arg(long)]
+    asyncapi: bool,
+}
+
+/// Reads the flags. With `--asyncapi`, prints the protocol of the app `builder` makes and
+/// returns `None`; otherwise installs the log subscriber (`RUST_LOG`, else `default_log`)
+/// and returns the port to serve on (`PORT`, else `default_port`).
+pub async fn start(
+    builder: impl FnOnce() -> AsenaBuilder,
+    default_log: &str,
+    default_port: &str,
+) -> anyhow::Result<Option<String>> {
+    if Cli::parse().asyncapi {
+        builder().build().await?.print_asyncapi()?;
+        return Ok(None);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_log.into()),
+        )
+        .init();
+    Ok(Some(
+        std::env::var("PORT").unwrap_or_else(|_| default_port.into()),
+    ))
+}
