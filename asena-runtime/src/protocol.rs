@@ -10,9 +10,9 @@
 //! | `#[websocket(path = "..")]` | [`ChannelProtocol`]: each message decoded into the channel's `In` (raw [`Message`], JSON, or a typed, validated message) | [`WebSocketService`] |
 //! | `#[websocket(path = "..", managed)]` | [`ManagedProtocol`](crate::managed::ManagedProtocol): authentication after open, heartbeats, users, validated joins, encryption | [`ManagedService`](crate::managed::ManagedService) |
 //!
-//! The reader loop (`run.rs`) calls the protocol's functions and nothing else; a protocol is
-//! a type implementing [`Protocol<S>`] for the services it serves, so an app may bring its
-//! own (`impl Endpoint for MyService { type Protocol = MyProtocol; }`).
+//! The reader loop (`ws/run.rs`) calls the protocol's functions and nothing else: a protocol
+//! is a type implementing [`Protocol<S>`] for the services it serves, and the two above are
+//! its two implementations.
 
 use std::collections::HashMap;
 use std::future::Future;
