@@ -225,7 +225,26 @@ mod tests {
         assert_eq!(
             msg,
             "unknown argument `room`; expected `path`, `name`, `middlewares`, `params`, \
-             `receives`, `sends` or `crate`"
+             `receives`, `sends`, `managed` or `crate`"
+        );
+    }
+
+    #[test]
+    fn managed_is_a_flag_given_once() {
+        let args =
+            parse_args(quote!(path = "/rt", managed), Accepts::WebSocket).expect("valid arguments");
+        assert!(args.managed.is_some());
+        let plain = parse_args(quote!(path = "/rt"), Accepts::WebSocket).expect("valid arguments");
+        assert!(plain.managed.is_none());
+        let twice = err(quote!(path = "/rt", managed, managed), Accepts::WebSocket);
+        assert!(
+            twice.starts_with("`managed` specified more than once"),
+            "{twice}"
+        );
+        let service = err(quote!(managed), Accepts::Component);
+        assert!(
+            service.starts_with("unknown argument `managed`"),
+            "{service}"
         );
     }
 
