@@ -33,8 +33,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         None => ident.to_string(),
     };
     let rt = runtime_path(&args);
-    let (params, receives, sends) = channel_types(&args);
-    let protocol = protocol_type(&args);
+    let socket_impls = socket_impls(&args, &ident, &path, &name);
     let middlewares: Vec<syn::Path> = args.middlewares.map(|m| m.1).unwrap_or_default();
     let refs = middlewares.iter().map(|m| {
         quote_spanned!(m.span()=> __asena::MiddlewareRef {
@@ -66,16 +65,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             extra_items: quote! {
                 #[allow(dead_code)]
                 fn __asena_checks() { #(#checks)* }
-                impl __asena::Channel for #ident {
-                    const PATH: &'static str = #path;
-                    const NAME: &'static str = #name;
-                    type Params = #params;
-                    type In = #receives;
-                    type Out = #sends;
-                }
-                impl __asena::Endpoint for #ident {
-                    type Protocol = #protocol;
-                }
+                #socket_impls
             },
         },
     ))
@@ -107,16 +97,14 @@ fn channel_types(args: &Args) -> (TokenStream, TokenStream, TokenStream) {
     (params, receives, sends)
 }
 
-/// The `Channel` impl of a socket whose attribute has a mistake (see
-/// [`crate::component::stand_in`]): the declared types when the arguments parse, so the user's
-/// `impl WebSocketService` matches it.
-pub(crate) fn channel_stand_in(args: &Args, ident: &syn::Ident) -> TokenStream {
+/// The `Channel` and `Endpoint` impls of a socket at `path` named `name`, with the declared
+/// types (or `()`, `Message` and `Raw`) and protocol.
+fn socket_impls(args: &Args, ident: &syn::Ident, path: &str, name: &str) -> TokenStream {
     let (params, receives, sends) = channel_types(args);
     let protocol = protocol_type(args);
-    let name = ident.to_string();
     quote! {
         impl __asena::Channel for #ident {
-            const PATH: &'static str = "/";
+            const PATH: &'static str = #path;
             const NAME: &'static str = #name;
             type Params = #params;
             type In = #receives;
@@ -126,6 +114,13 @@ pub(crate) fn channel_stand_in(args: &Args, ident: &syn::Ident) -> TokenStream {
             type Protocol = #protocol;
         }
     }
+}
+
+/// The impls of a socket whose attribute has a mistake (see [`crate::component::stand_in`]):
+/// the declared types when the arguments parse, so the user's `impl WebSocketService` matches
+/// them.
+pub(crate) fn channel_stand_in(args: &Args, ident: &syn::Ident) -> TokenStream {
+    socket_impls(args, ident, "/", &ident.to_string())
 }
 
 fn validate_path(path: &LitStr) -> syn::Result<()> {
