@@ -14,9 +14,8 @@
 //! is a type implementing [`Protocol<S>`] for the services it serves, and the two above are
 //! its two implementations.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use crate::channel::{Channel, Receives};
 use crate::codec::Message;
@@ -162,7 +161,6 @@ impl<S: WebSocketService> Protocol<S> for ChannelProtocol {
 pub struct Fleet {
     transport: Arc<dyn Transport>,
     listeners: Listeners,
-    owners: Arc<Mutex<HashMap<String, &'static str>>>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -178,7 +176,6 @@ impl Fleet {
         Fleet {
             transport,
             listeners: Listeners::default(),
-            owners: Arc::default(),
         }
     }
 
@@ -210,15 +207,11 @@ impl Fleet {
             )
             .into());
         }
-        let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(other) = owners.get(prefix) {
-            return Err(format!(
+        self.listeners.add(prefix, service, listener).map_err(|other| {
+            format!(
                 "the services {other} and {service} both use the channel prefix `{prefix}` on one transport, so each would hear the other's messages: give one of them its own prefix (`ManagedOptions::channel_prefix`)"
             )
-            .into());
-        }
-        owners.insert(prefix.to_owned(), service);
-        self.listeners.add(prefix, listener);
-        Ok(())
+            .into()
+        })
     }
 }

@@ -247,22 +247,29 @@ pub enum Heard {
 /// The listeners of an app, by channel prefix (`ws` listens on `ws:…`). Filled while the
 /// app starts its services, before the transport starts, which subscribes to every prefix.
 #[derive(Clone, Default)]
-pub(crate) struct Listeners(
-    Arc<std::sync::RwLock<std::collections::HashMap<String, Arc<dyn Listener>>>>,
-);
+pub(crate) struct Listeners(Arc<std::sync::RwLock<std::collections::HashMap<String, Owned>>>);
+
+/// A listener and the service it listens for.
+type Owned = (&'static str, Arc<dyn Listener>);
 
 impl Listeners {
-    /// Adds the listener of `prefix`; false when the prefix already has one.
-    pub(crate) fn add(&self, prefix: &str, listener: Arc<dyn Listener>) -> bool {
+    /// Adds the listener of `prefix` for `service`; when the prefix already has one, fails
+    /// with the service that has it.
+    pub(crate) fn add(
+        &self,
+        prefix: &str,
+        service: &'static str,
+        listener: Arc<dyn Listener>,
+    ) -> Result<(), &'static str> {
         let mut map = self
             .0
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.contains_key(prefix) {
-            return false;
+        if let Some((other, _)) = map.get(prefix) {
+            return Err(other);
         }
-        map.insert(prefix.to_owned(), listener);
-        true
+        map.insert(prefix.to_owned(), (service, listener));
+        Ok(())
     }
 
     fn get(&self, prefix: &str) -> Option<Arc<dyn Listener>> {
@@ -270,7 +277,7 @@ impl Listeners {
             .0
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(prefix).cloned()
+        map.get(prefix).map(|(_, listener)| listener.clone())
     }
 
     fn prefixes(&self) -> Vec<String> {
