@@ -824,7 +824,7 @@ mod bus {
     use super::*;
     use asena_protocol::managed::{ManagedEnvelope, TargetKind};
 
-    use crate::transport::{Heard, Listener, Outbound, Transport};
+    use crate::transport::{Heard, Listener};
 
     /// Deliveries from other instances (and emitters) into this namespace.
     struct Sink {
@@ -876,46 +876,6 @@ mod bus {
         }
     }
 
-    /// Publishes this namespace's deliveries on the transport.
-    struct TransportBus {
-        transport: Arc<dyn Transport>,
-        prefix: String,
-        server_id: String,
-    }
-
-    impl std::fmt::Debug for TransportBus {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("TransportBus")
-                .field("transport", &self.transport.name())
-                .field("prefix", &self.prefix)
-                .finish()
-        }
-    }
-
-    impl FleetBus for TransportBus {
-        fn publish(&self, target: &Target<'_>, event: &str, data: &Value, exclude: &[&str]) {
-            let (kind, target) = match *target {
-                Target::Client(id) => (TargetKind::Client, Some(id.to_owned())),
-                Target::User(user) => (TargetKind::User, Some(user.to_owned())),
-                Target::Room(room) => (TargetKind::Room, Some(room.to_owned())),
-                Target::Broadcast => (TargetKind::Broadcast, None),
-            };
-            let envelope = ManagedEnvelope {
-                server_id: self.server_id.clone(),
-                kind,
-                target,
-                event: event.to_owned(),
-                data: data.clone(),
-                exclude: (!exclude.is_empty())
-                    .then(|| exclude.iter().map(|c| (*c).to_owned()).collect()),
-            };
-            self.transport.publish(Outbound::channel(
-                envelope.channel_under(&self.prefix),
-                envelope.encode().into(),
-            ));
-        }
-    }
-
     /// Puts the namespace of `service` on the fleet's transport under `prefix` (nothing to
     /// do for a single instance).
     pub(super) fn connect(
@@ -935,12 +895,11 @@ mod bus {
             prefix: prefix.to_owned(),
         });
         fleet.listen(prefix, service, sink)?;
-        let bus = TransportBus {
+        let bus = FleetBus {
             transport: transport.clone(),
             prefix: prefix.to_owned(),
-            server_id: state.server_id.clone(),
         };
-        if state.bus.set(Arc::new(bus)).is_err() {
+        if state.bus.set(bus).is_err() {
             return Err("the managed service is already on the fleet's transport".into());
         }
         tracing::info!(target: "asena::managed", path = %ns.path(), server_id = %state.server_id, prefix, transport = transport.name(), "managed service on the fleet's transport");

@@ -13,7 +13,10 @@ use crate::channel::Raw;
 use crate::codec::Frame;
 use crate::namespace::{Namespace, SendError, Socket, SocketRef};
 
+use asena_protocol::managed::{ManagedEnvelope, TargetKind};
+
 use super::ManagedClient;
+use crate::transport::{Outbound, Transport};
 
 /// What a managed namespace keeps besides its sockets: who is online as which user, and
 /// where deliveries for other instances go.
@@ -23,7 +26,7 @@ pub(crate) struct ManagedState {
     users: Mutex<HashMap<String, Vec<Arc<str>>>>,
     /// This server's id in the fleet's envelopes (self-dedup).
     pub(crate) server_id: String,
-    pub(crate) bus: OnceLock<Arc<dyn FleetBus>>,
+    pub(crate) bus: OnceLock<FleetBus>,
 }
 
 impl Default for ManagedState {
@@ -36,11 +39,52 @@ impl Default for ManagedState {
     }
 }
 
-/// Where deliveries for other instances go (the managed layout of channels on the app's
-/// transport).
-pub(crate) trait FleetBus: Send + Sync + std::fmt::Debug + 'static {
-    /// Hands a delivery to the other instances.
-    fn publish(&self, target: &Target<'_>, event: &str, data: &Value, exclude: &[&str]);
+/// Where deliveries for other instances go: the managed layout of channels (under `prefix`)
+/// on the app's transport.
+pub(crate) struct FleetBus {
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) prefix: String,
+}
+
+impl std::fmt::Debug for FleetBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetBus")
+            .field("transport", &self.transport.name())
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl FleetBus {
+    /// Hands a delivery to the other instances, from the server `server_id`.
+    fn publish(
+        &self,
+        server_id: &str,
+        target: &Target<'_>,
+        event: &str,
+        data: &Value,
+        exclude: &[&str],
+    ) {
+        let (kind, target) = match *target {
+            Target::Client(id) => (TargetKind::Client, Some(id.to_owned())),
+            Target::User(user) => (TargetKind::User, Some(user.to_owned())),
+            Target::Room(room) => (TargetKind::Room, Some(room.to_owned())),
+            Target::Broadcast => (TargetKind::Broadcast, None),
+        };
+        let envelope = ManagedEnvelope {
+            server_id: server_id.to_owned(),
+            kind,
+            target,
+            event: event.to_owned(),
+            data: data.clone(),
+            exclude: (!exclude.is_empty())
+                .then(|| exclude.iter().map(|c| (*c).to_owned()).collect()),
+        };
+        self.transport.publish(Outbound::channel(
+            envelope.channel_under(&self.prefix),
+            envelope.encode().into(),
+        ));
+    }
 }
 
 /// Who a delivery is for.
@@ -133,7 +177,7 @@ impl ManagedState {
     ) -> Result<usize, SendError> {
         let local = self.deliver_local(ns, target, event, data, exclude)?;
         if let Some(bus) = self.bus.get() {
-            bus.publish(target, event, data, exclude);
+            bus.publish(&self.server_id, target, event, data, exclude);
         }
         Ok(local)
     }
