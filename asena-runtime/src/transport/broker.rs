@@ -1,7 +1,8 @@
-//! What the broker transports share: where they connect, the pod id and channel their
-//! envelopes carry, their counters ([`TransportStats`]), the non-blocking outgoing queue, the
-//! reconnect [`Backoff`], the [`Running`] state of a started transport, and the hand-off of
-//! incoming messages to local delivery.
+//! What the broker transports share on the sending side and around their tasks: where they
+//! connect, the pod id and channel their envelopes carry, their counters
+//! ([`TransportStats`]), the non-blocking outgoing queue, the reconnect [`Backoff`] and the
+//! [`Running`] state of a started transport. What they share on the receiving side is the
+//! subscriber task (`subscriber.rs`).
 //!
 //! The format of what crosses the broker is not here: it is the [`wire`](crate::wire)
 //! module's.
@@ -16,9 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use super::{Heard, Inbound, Outbound, Route, TransportError};
+use super::subscriber::Interest;
+use super::{Outbound, Route, TransportError};
 use crate::error::BoxError;
 use crate::wire::Envelope;
 
@@ -76,6 +76,9 @@ pub(crate) struct BrokerCore {
     pub(crate) pod_id: String,
     pub(crate) counters: Arc<Counters>,
     pub(crate) queue: OnceLock<tokio::sync::mpsc::Sender<Outbound>>,
+    /// Where joins and leaves tell the subscriber task (set once started, when it routes
+    /// rooms by interest).
+    interest: OnceLock<tokio::sync::mpsc::UnboundedSender<Interest>>,
     pub(crate) destroyed: AtomicBool,
 }
 
@@ -87,6 +90,7 @@ impl BrokerCore {
             pod_id: new_pod_id(),
             counters: Arc::new(Counters::default()),
             queue: OnceLock::new(),
+            interest: OnceLock::new(),
             destroyed: AtomicBool::new(false),
         }
     }
@@ -103,6 +107,27 @@ impl BrokerCore {
             ));
         }
         Ok(())
+    }
+
+    /// The subscriber task's end of the joins and leaves: sent to only when the transport
+    /// routes rooms `by_interest`.
+    pub(crate) fn interest(
+        &self,
+        by_interest: bool,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<Interest> {
+        let (changes, receiver) = tokio::sync::mpsc::unbounded_channel();
+        if by_interest {
+            let _ = self.interest.set(changes);
+        }
+        receiver
+    }
+
+    /// Tells the subscriber task of a join or leave (built only when it routes by
+    /// interest and is started).
+    pub(crate) fn want(&self, change: impl FnOnce() -> Interest) {
+        if let Some(changes) = self.interest.get() {
+            let _ = changes.send(change());
+        }
     }
 
     pub(crate) fn connect_error(&self, source: impl Into<BoxError>) -> TransportError {
@@ -143,61 +168,6 @@ pub(crate) fn enqueue(
 /// [`Backoff`] delay of its return (at most [`Backoff::MAX`] plus 20% jitter), and a message
 /// published before it re-subscribed would reach nobody there and be lost without a trace.
 pub(crate) const RESUBSCRIBE_GRACE: Duration = Duration::from_millis(3000);
-
-/// How long a room's subscription outlives its last local member; a join within it keeps
-/// the subscription.
-pub(crate) const LINGER: Duration = Duration::from_millis(500);
-
-/// A change of interest in a room's subject or channel, from `Transport::subscribe` and
-/// `unsubscribe`.
-#[derive(Debug)]
-pub(crate) enum Interest {
-    Add(String),
-    Remove(String),
-}
-
-/// The rooms (their subjects or channels) an instance routing by interest wants, and those
-/// whose last member left, waiting out their [`LINGER`].
-#[derive(Debug, Default)]
-pub(crate) struct Rooms {
-    pub(crate) wanted: std::collections::HashSet<String>,
-    leaving: std::collections::HashMap<String, Instant>,
-}
-
-impl Rooms {
-    /// Applies a change; returns the subject or channel to subscribe to now, if any.
-    pub(crate) fn apply(&mut self, change: Interest) -> Option<String> {
-        match change {
-            Interest::Add(channel) => {
-                self.leaving.remove(&channel);
-                self.wanted.insert(channel.clone()).then_some(channel)
-            }
-            Interest::Remove(channel) => {
-                if self.wanted.contains(&channel) {
-                    self.leaving.insert(channel, Instant::now() + LINGER);
-                }
-                None
-            }
-        }
-    }
-
-    /// The subjects or channels whose linger is over, no longer wanted.
-    pub(crate) fn expired(&mut self) -> Vec<String> {
-        let now = Instant::now();
-        let mut out = Vec::new();
-        self.leaving.retain(|channel, at| {
-            if *at > now {
-                return true;
-            }
-            out.push(channel.clone());
-            false
-        });
-        for channel in &out {
-            self.wanted.remove(channel);
-        }
-        out
-    }
-}
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -301,57 +271,6 @@ impl<C> Running<C> {
             }
         }
         self.connection
-    }
-}
-
-/// Hands a message on a named channel to its listener, and counts what it made of it; a
-/// refusal is logged for the first ten errors and then once in a thousand.
-pub(crate) fn handle_channel(
-    channel: &str,
-    payload: &[u8],
-    inbound: &Inbound,
-    counters: &Counters,
-    transport: &'static str,
-) {
-    let heard = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        inbound.deliver_channel(channel, payload)
-    }));
-    let why = match heard {
-        Ok(Heard::Delivered) => {
-            Counters::add(&counters.received, 1);
-            return;
-        }
-        Ok(Heard::Own) => return,
-        Ok(Heard::Refused(why)) => why,
-        Err(_) => "its listener panicked".to_owned(),
-    };
-    let errors = counters.errors.fetch_add(1, Ordering::Relaxed) + 1;
-    let channel: String = channel.chars().take(64).collect();
-    if errors <= 10 || errors.is_multiple_of(1000) {
-        tracing::warn!(target: "asena::transport", transport, channel, error = %why, errors, "dropping a message");
-    } else {
-        tracing::debug!(target: "asena::transport", transport, channel, error = %why, "dropping a message");
-    }
-}
-
-/// Delivers one raw envelope received from the broker, dropping our own messages.
-pub(crate) fn handle_incoming(
-    raw: &[u8],
-    pod_id: &str,
-    inbound: &Inbound,
-    counters: &Counters,
-    transport: &'static str,
-) {
-    match Envelope::decode(raw) {
-        Ok(msg) if msg.origin == pod_id => {}
-        Ok(msg) => {
-            Counters::add(&counters.received, 1);
-            inbound.deliver(&msg.topic, &msg.payload, msg.binary);
-        }
-        Err(error) => {
-            Counters::add(&counters.errors, 1);
-            tracing::warn!(target: "asena::transport", transport, %error, "dropping message from broker");
-        }
     }
 }
 

@@ -9,7 +9,8 @@
 //!
 //! [`LocalTransport`] is the default: nothing leaves the process and the fan-out path does
 //! not even check for a transport. The broker plumbing [`RedisTransport`] and
-//! [`NatsTransport`] share (counters, queue, backoff) lives in `broker.rs`; the [`Emitter`]
+//! [`NatsTransport`] share lives in `broker.rs` (counters, queue, backoff) and
+//! `subscriber.rs` (the one task that receives, for every broker); the [`Emitter`]
 //! publishes into a fleet from a process without a server.
 //!
 //! One bus carries two layouts of channels ([`Route`]): Asena's topics, wrapped in the
@@ -33,6 +34,7 @@ mod emitter;
 mod nats;
 #[cfg(feature = "redis")]
 mod redis;
+mod subscriber;
 
 pub use broker::TransportStats;
 pub use emitter::Emitter;

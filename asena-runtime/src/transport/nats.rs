@@ -30,7 +30,7 @@
 //! room's subject when its first local member joins and unsubscribes when the last one
 //! leaves, so an instance receives the messages of its own rooms, not the whole fleet's.
 //! Subscription changes go through one task that never blocks a join; an unsubscription
-//! waits [`LINGER`] first and is cancelled by a join in the meantime, so a room whose members
+//! waits [`LINGER`](super::subscriber::LINGER) first and is cancelled by a join in the meantime, so a room whose members
 //! come and go does not churn. A message published while a room's subscription is being set
 //! up may miss the member that just joined; members already joined are subscribed already.
 //! Broadcasts, messages to one socket (its personal room) and the fleet's announcements stay
@@ -47,15 +47,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::stream::{AbortHandle, Abortable};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::broker::{
-    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, Interest, LINGER, QUEUE_CAPACITY,
-    RESUBSCRIBE_GRACE, Rooms, Running, TransportStats, encode_outbound, enqueue, handle_channel,
-    handle_incoming,
+    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, RESUBSCRIBE_GRACE, Running,
+    TransportStats, encode_outbound, enqueue,
 };
+use super::subscriber::{Event, Failed, Interest, SubscriberTask, Subscription};
 use super::{BoxFuture, Inbound, Outbound, Route, Transport, TransportError};
 use crate::error::BoxError;
 use crate::wire;
@@ -80,8 +80,6 @@ pub struct NatsTransport {
     running: Mutex<Option<Running<async_nats::Client>>>,
     /// Room messages on their rooms' subjects (the default), or everything on one subject.
     by_interest: bool,
-    /// Where joins and leaves tell the subscription task (set once started).
-    interest: std::sync::OnceLock<mpsc::UnboundedSender<Interest>>,
     /// The server's `max_payload` (0 until connected).
     max_payload: Arc<AtomicUsize>,
     /// How long publishing waits after a reconnection (module docs).
@@ -126,7 +124,6 @@ impl NatsTransport {
             core: BrokerCore::new(url.into(), wire::NATS_SUBJECT),
             running: Mutex::new(None),
             by_interest: true,
-            interest: std::sync::OnceLock::new(),
             max_payload: Arc::new(AtomicUsize::new(0)),
             grace: RESUBSCRIBE_GRACE,
         }
@@ -210,13 +207,14 @@ impl NatsTransport {
             .map_err(|e| connect_error(Box::new(e)))?
             .map_err(|e| connect_error(Box::new(e)))?;
         let subscribed = async {
-            let mut subs = vec![client.subscribe(self.core.channel.clone()).await?];
+            let fleet = client.subscribe(self.core.channel.clone()).await?;
+            let mut subscriber = Subscriber::new(client.clone(), self.core.channel.clone(), fleet);
             for prefix in inbound.channel_prefixes() {
                 let wildcard = format!("{}.{CHANNELS}.{prefix}.>", self.core.channel);
-                subs.push(client.subscribe(wildcard).await?);
+                subscriber.channels(client.subscribe(wildcard).await?);
             }
             confirm_subscription(&client, &self.core.channel, &self.core.pod_id).await?;
-            Ok::<_, BoxError>(futures_util::stream::select_all(subs))
+            Ok::<_, BoxError>(subscriber)
         };
         let subscriber = match tokio::time::timeout(CONNECT_TIMEOUT, subscribed).await {
             Ok(Ok(sub)) => sub,
@@ -248,44 +246,20 @@ impl NatsTransport {
             }
             .run(rx, shutdown_rx.clone()),
         );
-        let mut tasks = vec![pub_task];
-        if self.by_interest {
-            let (interest_tx, interest_rx) = mpsc::unbounded_channel();
-            tasks.push(tokio::spawn(subscriptions(
-                client.clone(),
-                self.core.channel.clone(),
-                self.core.pod_id.clone(),
-                inbound.clone(),
-                self.core.counters.clone(),
-                interest_rx,
-                shutdown_rx.clone(),
-            )));
-            let _ = self.interest.set(interest_tx);
-        }
-        let pod_id = self.core.pod_id.clone();
-        let counters = self.core.counters.clone();
-        let base = self.core.channel.clone();
-        let mut shutdown_sub = shutdown_rx;
-        let mut subscriber = subscriber;
-        let sub_task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown_sub.changed() => return,
-                    msg = subscriber.next() => match msg {
-                        Some(msg) => match subject_channel(&base, &msg.subject) {
-                            Some(channel) => handle_channel(&channel, &msg.payload, &inbound, &counters, "nats"),
-                            None => handle_incoming(&msg.payload, &pod_id, &inbound, &counters, "nats"),
-                        },
-                        None => return,
-                    }
-                }
+        let sub_task = tokio::spawn(
+            SubscriberTask {
+                subscription: subscriber,
+                pod_id: self.core.pod_id.clone(),
+                counters: self.core.counters.clone(),
+                inbound,
+                changes: self.core.interest(self.by_interest),
+                shutdown: shutdown_rx,
             }
-        });
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        tasks.push(sub_task);
-        *running = Some(Running {
+            .run(),
+        );
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
             shutdown,
-            tasks,
+            tasks: vec![pub_task, sub_task],
             connection: client,
         });
         let _ = self.core.queue.set(tx);
@@ -349,99 +323,97 @@ fn on_event(
     }
 }
 
-/// Keeps one subscription per room with local members (see the module docs), each in a task
-/// of its own that hands what arrives to local delivery; aborting the task drops its
-/// subscriber, which unsubscribes.
-async fn subscriptions(
+/// A stream of what one NATS subscription receives, as the subscriber task's events.
+type Events = futures_util::stream::BoxStream<'static, Event<Bytes>>;
+
+/// The subscription of a NATS client, which reconnects (and subscribes again) itself: the
+/// fleet subject, the named channels' wildcards and one subscription per room with local
+/// members, merged into one stream. Aborting a room's stream ends it, and dropping its
+/// subscriber unsubscribes.
+struct Subscriber {
     client: async_nats::Client,
+    /// The fleet subject.
     base: String,
-    pod_id: String,
-    inbound: Inbound,
-    counters: Arc<Counters>,
-    mut changes: mpsc::UnboundedReceiver<Interest>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    use std::collections::HashMap;
-    let mut rooms = Rooms::default();
-    let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
-    let mut sweep = tokio::time::interval(LINGER / 2);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            change = changes.recv() => match change {
-                Some(change) => {
-                    if let Some(subject) = rooms.apply(change) {
-                        let task = tokio::spawn(room_subscriber(
-                            client.clone(),
-                            subject.clone(),
-                            pod_id.clone(),
-                            inbound.clone(),
-                            counters.clone(),
-                        ));
-                        tasks.insert(subject, task);
-                    }
-                }
-                None => break,
-            },
-            _ = sweep.tick() => {
-                for subject in rooms.expired() {
-                    if let Some(task) = tasks.remove(&subject) {
-                        task.abort();
-                    }
-                }
-            }
-        }
+    streams: futures_util::stream::SelectAll<Abortable<Events>>,
+    rooms: std::collections::HashMap<String, AbortHandle>,
+}
+
+impl Subscriber {
+    fn new(client: async_nats::Client, base: String, fleet: async_nats::Subscriber) -> Subscriber {
+        let mut subscriber = Subscriber {
+            client,
+            base,
+            streams: futures_util::stream::SelectAll::new(),
+            rooms: std::collections::HashMap::new(),
+        };
+        subscriber.add(fleet.map(|msg| Event::Envelope(msg.payload)).boxed());
+        subscriber
     }
-    tracing::debug!(target: "asena::transport", transport = "nats", base = %base, rooms = tasks.len(), "dropping room subscriptions");
-    for (_, task) in tasks {
-        task.abort();
+
+    /// Adds the subscription to a wildcard of named channels.
+    fn channels(&mut self, wildcard: async_nats::Subscriber) {
+        let base = self.base.clone();
+        self.add(
+            wildcard
+                .map(move |msg| match subject_channel(&base, &msg.subject) {
+                    Some(channel) => Event::Channel(channel, msg.payload),
+                    None => Event::Other,
+                })
+                .boxed(),
+        );
+    }
+
+    fn add(&mut self, events: Events) -> AbortHandle {
+        let (events, handle) = futures_util::stream::abortable(events);
+        self.streams.push(events);
+        handle
     }
 }
 
-/// Counts a live room subscription for as long as it lives (aborting its task drops it).
-struct Live(Arc<Counters>);
+impl Subscription for Subscriber {
+    type Payload = Bytes;
+    const NAME: &'static str = "nats";
 
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.subscriptions.fetch_sub(1, Ordering::Relaxed);
+    async fn next(&mut self) -> Event<Bytes> {
+        // The fleet's stream ends only when the client is closed.
+        self.streams.next().await.unwrap_or(Event::Lost)
     }
-}
 
-/// One room's subscription: hands its messages to local delivery until aborted. It counts
-/// in [`TransportStats::subscriptions`] once the server has confirmed it.
-async fn room_subscriber(
-    client: async_nats::Client,
-    subject: String,
-    pod_id: String,
-    inbound: Inbound,
-    counters: Arc<Counters>,
-) {
-    let mut subscriber = match client.subscribe(subject.clone()).await {
-        Ok(subscriber) => subscriber,
-        Err(error) => {
-            Counters::add(&counters.errors, 1);
-            tracing::warn!(target: "asena::transport", transport = "nats", %subject, %error, "could not subscribe to a room");
-            return;
-        }
-    };
-    let confirmed = confirm_subscription(&client, &subject, &pod_id);
-    let mut live = None;
-    let mut confirmed = std::pin::pin!(confirmed);
-    loop {
-        tokio::select! {
-            done = &mut confirmed, if live.is_none() => {
-                if let Err(error) = done {
-                    tracing::debug!(target: "asena::transport", transport = "nats", %subject, %error, "room subscription not confirmed yet");
+    async fn subscribe(&mut self, rooms: Vec<String>) -> Result<(), Failed> {
+        let mut failed = Vec::new();
+        for subject in rooms {
+            match self.client.subscribe(subject.clone()).await {
+                Ok(room) => {
+                    let handle = self.add(room.map(|msg| Event::Envelope(msg.payload)).boxed());
+                    self.rooms.insert(subject, handle);
                 }
-                counters.subscriptions.fetch_add(1, Ordering::Relaxed);
-                live = Some(Live(counters.clone()));
-            }
-            msg = subscriber.next() => match msg {
-                Some(msg) => handle_incoming(&msg.payload, &pod_id, &inbound, &counters, "nats"),
-                None => return,
+                Err(error) => {
+                    tracing::debug!(target: "asena::transport", transport = "nats", %subject, %error, "SUB failed");
+                    failed.push(subject);
+                }
             }
         }
+        // One round trip for the whole batch: once answered, the server has every SUB.
+        if let Err(error) = confirm_subscription(&self.client, &self.base, "rooms").await {
+            tracing::debug!(target: "asena::transport", transport = "nats", %error, "room subscriptions not confirmed yet");
+        }
+        match failed.is_empty() {
+            true => Ok(()),
+            false => Err(Failed::Rooms(failed)),
+        }
+    }
+
+    async fn unsubscribe(&mut self, rooms: Vec<String>) -> Result<(), Failed> {
+        for subject in rooms {
+            if let Some(room) = self.rooms.remove(&subject) {
+                room.abort();
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconnect(&mut self) -> Result<(), BoxError> {
+        Err("the NATS client is closed".into())
     }
 }
 
@@ -638,18 +610,14 @@ impl Transport for NatsTransport {
     }
 
     fn subscribe(&self, topic: &str) {
-        if let Some(changes) = self.interest.get()
-            && let Some(subject) = wire::nats_room_subject(&self.core.channel, topic)
-        {
-            let _ = changes.send(Interest::Add(subject));
+        if let Some(subject) = wire::nats_room_subject(&self.core.channel, topic) {
+            self.core.want(|| Interest::Add(subject));
         }
     }
 
     fn unsubscribe(&self, topic: &str) {
-        if let Some(changes) = self.interest.get()
-            && let Some(subject) = wire::nats_room_subject(&self.core.channel, topic)
-        {
-            let _ = changes.send(Interest::Remove(subject));
+        if let Some(subject) = wire::nats_room_subject(&self.core.channel, topic) {
+            self.core.want(|| Interest::Remove(subject));
         }
     }
 

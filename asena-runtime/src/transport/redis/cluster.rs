@@ -17,9 +17,7 @@
 //!
 //! [`Emitter`]: crate::transport::Emitter
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use futures_util::future::join_all;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -30,11 +28,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::{BATCH, FLUSH_TIMEOUT};
 use crate::error::BoxError;
-use crate::transport::broker::{
-    CONNECT_TIMEOUT, Counters, Interest, LINGER, Rooms, encode_outbound, handle_channel,
-    handle_incoming,
-};
-use crate::transport::{Inbound, Outbound, Route};
+use crate::transport::broker::{CONNECT_TIMEOUT, Counters, encode_outbound};
+use crate::transport::subscriber::{Event, Failed, Subscription};
+use crate::transport::{Outbound, Route};
 use crate::wire;
 
 /// A client for the cluster that `nodes` (some of its nodes, `redis://host:port`) belong to;
@@ -170,138 +166,110 @@ impl Publisher {
     }
 }
 
-/// Receives the fleet channel's and the rooms' messages, and keeps the rooms subscribed.
+/// The subscription of a cluster: the cluster client's connections, which it makes again
+/// (and subscribes again) itself, and the messages it pushes.
 pub(super) struct Subscriber {
-    pub(super) conn: ClusterConnection,
-    pub(super) pushes: mpsc::UnboundedReceiver<PushInfo>,
-    pub(super) pod_id: String,
-    pub(super) counters: Arc<Counters>,
-    pub(super) inbound: Inbound,
-    pub(super) shutdown: watch::Receiver<bool>,
-    pub(super) changes: mpsc::UnboundedReceiver<Interest>,
-    pub(super) rooms: Rooms,
+    conn: ClusterConnection,
+    pushes: mpsc::UnboundedReceiver<PushInfo>,
+    /// A node's connection dropped; the next subscription reply is its resubscription.
+    disconnected: bool,
 }
 
 impl Subscriber {
-    pub(super) async fn run(mut self) {
-        // Rooms whose SSUBSCRIBE failed (their node was away): tried again at every sweep.
-        let mut retry: HashSet<String> = HashSet::new();
-        // A node's connection dropped; the next subscription reply is its resubscription.
-        let mut disconnected = false;
-        let mut sweep = tokio::time::interval(LINGER / 2);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = self.shutdown.changed() => return,
-                Some(push) = self.pushes.recv() => match push.kind {
-                    PushKind::Message | PushKind::SMessage => {
-                        if let [_, Value::BulkString(payload)] = push.data.as_slice() {
-                            handle_incoming(payload, &self.pod_id, &self.inbound, &self.counters, "redis-cluster");
-                        }
-                    }
-                    PushKind::PMessage => {
-                        if let [_, Value::BulkString(channel), Value::BulkString(payload)] = push.data.as_slice() {
-                            let channel = String::from_utf8_lossy(channel);
-                            handle_channel(&channel, payload, &self.inbound, &self.counters, "redis-cluster");
-                        }
-                    }
-                    PushKind::Disconnection => {
-                        disconnected = true;
-                        Counters::add(&self.counters.errors, 1);
-                        tracing::warn!(target: "asena::transport", transport = "redis-cluster", "lost a node's connection; the client reconnects and subscribes again");
-                    }
-                    PushKind::Subscribe | PushKind::PSubscribe | PushKind::SSubscribe if disconnected => {
-                        disconnected = false;
-                        Counters::add(&self.counters.reconnects, 1);
-                        tracing::info!(target: "asena::transport", transport = "redis-cluster", "subscribed again after a reconnection");
-                    }
-                    _ => {}
-                },
-                Some(change) = self.changes.recv() => {
-                    let mut add: Vec<String> = self.rooms.apply(change).into_iter().collect();
-                    while let Ok(change) = self.changes.try_recv() {
-                        add.extend(self.rooms.apply(change));
-                    }
-                    if !add.is_empty() {
-                        self.subscribe(add, &mut retry).await;
-                        self.set_subscriptions(&retry);
-                    }
-                }
-                _ = sweep.tick() => {
-                    let gone = self.rooms.expired();
-                    for channel in &gone {
-                        retry.remove(channel);
-                    }
-                    let again: Vec<String> = retry.drain().filter(|c| self.rooms.wanted.contains(c)).collect();
-                    if !gone.is_empty() || !again.is_empty() {
-                        self.unsubscribe(gone).await;
-                        self.subscribe(again, &mut retry).await;
-                        self.set_subscriptions(&retry);
-                    }
-                }
-            }
+    pub(super) fn new(
+        conn: ClusterConnection,
+        pushes: mpsc::UnboundedReceiver<PushInfo>,
+    ) -> Subscriber {
+        Subscriber {
+            conn,
+            pushes,
+            disconnected: false,
         }
     }
 
     /// Runs `command` for each channel at once, one command per channel (the channels of
-    /// one command would have to share a hash slot); returns each channel's result.
+    /// one command would have to share a hash slot); returns the channels that failed.
     async fn each_channel(
         &self,
         channels: Vec<String>,
         command: impl AsyncFn(ClusterConnection, &str) -> redis::RedisResult<()>,
-    ) -> Vec<(String, redis::RedisResult<()>)> {
+    ) -> Vec<(String, redis::RedisError)> {
         let command = &command;
         join_all(channels.into_iter().map(|channel| {
             let conn = self.conn.clone();
-            async move {
-                let result = command(conn, &channel).await;
-                (channel, result)
-            }
+            async move { command(conn, &channel).await.err().map(|e| (channel, e)) }
         }))
         .await
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+impl Subscription for Subscriber {
+    type Payload = Vec<u8>;
+    const NAME: &'static str = "redis-cluster";
+
+    async fn next(&mut self) -> Event<Vec<u8>> {
+        let Some(push) = self.pushes.recv().await else {
+            return Event::Lost;
+        };
+        match push.kind {
+            PushKind::Message | PushKind::SMessage => match <[Value; 2]>::try_from(push.data) {
+                Ok([_, Value::BulkString(payload)]) => Event::Envelope(payload),
+                _ => Event::Other,
+            },
+            PushKind::PMessage => match <[Value; 3]>::try_from(push.data) {
+                Ok([_, Value::BulkString(channel), Value::BulkString(payload)]) => {
+                    Event::Channel(String::from_utf8_lossy(&channel).into_owned(), payload)
+                }
+                _ => Event::Other,
+            },
+            PushKind::Disconnection => {
+                self.disconnected = true;
+                Event::Interrupted
+            }
+            PushKind::Subscribe | PushKind::PSubscribe | PushKind::SSubscribe
+                if self.disconnected =>
+            {
+                self.disconnected = false;
+                Event::Resumed
+            }
+            _ => Event::Other,
+        }
     }
 
-    /// `SSUBSCRIBE`s each channel (all at once, one command each); failures go to `retry`.
-    async fn subscribe(&self, channels: Vec<String>, retry: &mut HashSet<String>) {
-        let results = self
-            .each_channel(channels, async |mut conn, channel| {
+    async fn subscribe(&mut self, rooms: Vec<String>) -> Result<(), Failed> {
+        let failed = self
+            .each_channel(rooms, async |mut conn, channel| {
                 conn.ssubscribe(channel).await
             })
             .await;
-        for (channel, result) in results {
-            if let Err(error) = result {
-                Counters::add(&self.counters.errors, 1);
-                tracing::warn!(target: "asena::transport", transport = "redis-cluster", %channel, %error, "room subscription failed; trying again");
-                retry.insert(channel);
-            }
+        if failed.is_empty() {
+            return Ok(());
         }
+        if let Some((_, error)) = failed.first() {
+            tracing::debug!(target: "asena::transport", transport = Self::NAME, %error, "SSUBSCRIBE failed");
+        }
+        Err(Failed::Rooms(
+            failed.into_iter().map(|(channel, _)| channel).collect(),
+        ))
     }
 
-    /// `SUNSUBSCRIBE`s each channel; a failure is logged (the node is away, and so is the
-    /// subscription).
-    async fn unsubscribe(&self, channels: Vec<String>) {
-        let results = self
-            .each_channel(channels, async |mut conn, channel| {
+    async fn unsubscribe(&mut self, rooms: Vec<String>) -> Result<(), Failed> {
+        // A failure means the node is away, and its subscription with it.
+        for (channel, error) in self
+            .each_channel(rooms, async |mut conn, channel| {
                 conn.sunsubscribe(channel).await
             })
-            .await;
-        for (channel, result) in results {
-            if let Err(error) = result {
-                tracing::debug!(target: "asena::transport", transport = "redis-cluster", %channel, %error, "room unsubscription failed");
-            }
+            .await
+        {
+            tracing::debug!(target: "asena::transport", transport = Self::NAME, %channel, %error, "room unsubscription failed");
         }
+        Ok(())
     }
 
-    /// Counts the room channels the cluster confirmed (wanted, and not waiting for a retry).
-    fn set_subscriptions(&self, retry: &HashSet<String>) {
-        let confirmed = self
-            .rooms
-            .wanted
-            .iter()
-            .filter(|c| !retry.contains(*c))
-            .count();
-        self.counters
-            .subscriptions
-            .store(confirmed as u64, Ordering::Relaxed);
+    async fn reconnect(&mut self) -> Result<(), BoxError> {
+        Err("the cluster client is closed".into())
     }
 }

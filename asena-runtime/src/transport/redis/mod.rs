@@ -15,7 +15,7 @@
 //! ([`wire::redis_room_channel`]: `<channel>:r:<topic>`), and the instance subscribes to it
 //! while it has a local member in the room, so it receives its own rooms' messages instead of
 //! the whole fleet's. Subscription changes are made by the subscriber task, batched, without
-//! ever blocking a join; an unsubscription waits [`LINGER`] and is cancelled by a join in the
+//! ever blocking a join; an unsubscription waits [`LINGER`](super::subscriber::LINGER) and is cancelled by a join in the
 //! meantime; after a reconnection every room is subscribed again. Broadcasts, messages to
 //! one socket and the fleet's announcements stay on the fleet channel. It is off by default
 //! because Asena (Bun) instances listen on the fleet channel only: a fleet that mixes with
@@ -30,20 +30,20 @@
 //! pub/sub in both, so an [`Emitter`](crate::transport::Emitter) publishing to any node reaches the
 //! fleet. See `cluster.rs`.
 
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::Client;
-use redis::aio::PubSub;
+use redis::aio::{PubSub, PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::broker::{
-    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, Interest, LINGER, QUEUE_CAPACITY, Rooms,
-    Running, TransportStats, enqueue, handle_channel, handle_incoming,
+    BrokerCore, CONNECT_TIMEOUT, QUEUE_CAPACITY, Running, TransportStats, enqueue,
 };
+use super::subscriber::{Event, Failed, Interest, SubscriberTask, Subscription};
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
 use crate::error::BoxError;
 use crate::wire;
@@ -73,8 +73,6 @@ pub struct RedisTransport {
     running: Mutex<Option<Running>>,
     /// Room messages on their rooms' channels, or everything on one (the default).
     by_interest: bool,
-    /// Where joins and leaves tell the subscriber task (set once started).
-    interest: std::sync::OnceLock<mpsc::UnboundedSender<Interest>>,
     /// The nodes of a Redis Cluster ([`RedisTransport::cluster`]), or none for one server.
     cluster: Option<Vec<String>>,
 }
@@ -97,7 +95,6 @@ impl RedisTransport {
             core: BrokerCore::new(url.into(), wire::REDIS_CHANNEL),
             running: Mutex::new(None),
             by_interest: false,
-            interest: std::sync::OnceLock::new(),
             cluster: None,
         }
     }
@@ -232,23 +229,21 @@ impl RedisTransport {
             }
             .run(publisher),
         );
-        let (interest_tx, interest_rx) = mpsc::unbounded_channel();
-        if self.by_interest {
-            let _ = self.interest.set(interest_tx);
-        }
         let sub_task = tokio::spawn(
             SubscriberTask {
-                client,
-                channel: self.core.channel.clone(),
-                patterns,
+                subscription: Subscriber::new(
+                    client,
+                    self.core.channel.clone(),
+                    patterns,
+                    subscriber,
+                ),
                 pod_id: self.core.pod_id.clone(),
                 counters: self.core.counters.clone(),
                 inbound,
+                changes: self.core.interest(self.by_interest),
                 shutdown: shutdown_rx,
-                changes: interest_rx,
-                rooms: Rooms::default(),
             }
-            .run(subscriber),
+            .run(),
         );
         self.running_with(shutdown, vec![pub_task, sub_task], tx);
         tracing::info!(target: "asena::transport", transport = "redis", url = %self.core.url, pod_id = %self.core.pod_id, "connected");
@@ -303,8 +298,6 @@ impl RedisTransport {
 
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (interest_tx, changes) = mpsc::unbounded_channel();
-        let _ = self.interest.set(interest_tx);
         let pub_task = tokio::spawn(
             cluster::Publisher {
                 conn: publisher,
@@ -317,15 +310,13 @@ impl RedisTransport {
             .run(),
         );
         let sub_task = tokio::spawn(
-            cluster::Subscriber {
-                conn: subscriber,
-                pushes,
+            SubscriberTask {
+                subscription: cluster::Subscriber::new(subscriber, pushes),
                 pod_id: self.core.pod_id.clone(),
                 counters: self.core.counters.clone(),
                 inbound,
+                changes: self.core.interest(true),
                 shutdown: shutdown_rx,
-                changes,
-                rooms: Rooms::default(),
             }
             .run(),
         );
@@ -357,21 +348,13 @@ impl Transport for RedisTransport {
     }
 
     fn subscribe(&self, topic: &str) {
-        if let Some(changes) = self.interest.get() {
-            let _ = changes.send(Interest::Add(wire::redis_room_channel(
-                &self.core.channel,
-                topic,
-            )));
-        }
+        self.core
+            .want(|| Interest::Add(wire::redis_room_channel(&self.core.channel, topic)));
     }
 
     fn unsubscribe(&self, topic: &str) {
-        if let Some(changes) = self.interest.get() {
-            let _ = changes.send(Interest::Remove(wire::redis_room_channel(
-                &self.core.channel,
-                topic,
-            )));
-        }
+        self.core
+            .want(|| Interest::Remove(wire::redis_room_channel(&self.core.channel, topic)));
     }
 
     fn destroy(&self) -> BoxFuture<'_, ()> {
@@ -414,110 +397,70 @@ async fn connect_subscriber(
         .map_err(|_| "timed out")??)
 }
 
-struct SubscriberTask {
+/// The subscription of one Redis server: a pub/sub connection, made again when lost.
+struct Subscriber {
     client: Client,
+    /// The fleet channel.
     channel: String,
     /// The named channels' patterns (`<prefix>:*`).
     patterns: Vec<String>,
-    pod_id: String,
-    counters: Arc<Counters>,
-    inbound: Inbound,
-    shutdown: watch::Receiver<bool>,
-    /// Joins and leaves (interest-based routing only; never sent to otherwise).
-    changes: mpsc::UnboundedReceiver<Interest>,
-    rooms: Rooms,
+    sink: PubSubSink,
+    stream: PubSubStream,
 }
 
-impl SubscriberTask {
-    async fn run(mut self, pubsub: PubSub) {
-        let mut pubsub = Some(pubsub);
-        let mut backoff = Backoff::new();
-        let mut sweep = tokio::time::interval(LINGER / 2);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            if let Some(p) = pubsub.take() {
-                let (mut sink, mut stream) = p.split();
-                // After a (re)connection: every room this instance has members in.
-                let rooms: Vec<&String> = self.rooms.wanted.iter().collect();
-                let resubscribed = rooms.is_empty() || sink.subscribe(rooms).await.is_ok();
-                if resubscribed {
-                    self.set_subscriptions();
-                    loop {
-                        tokio::select! {
-                            _ = self.shutdown.changed() => return,
-                            msg = stream.next() => match msg {
-                                Some(msg) if msg.from_pattern() => handle_channel(
-                                    msg.get_channel_name(),
-                                    msg.get_payload_bytes(),
-                                    &self.inbound,
-                                    &self.counters,
-                                    "redis",
-                                ),
-                                Some(msg) => handle_incoming(
-                                    msg.get_payload_bytes(),
-                                    &self.pod_id,
-                                    &self.inbound,
-                                    &self.counters,
-                                    "redis",
-                                ),
-                                None => break,
-                            },
-                            Some(change) = self.changes.recv() => {
-                                let mut add: Vec<String> = self.rooms.apply(change).into_iter().collect();
-                                while let Ok(change) = self.changes.try_recv() {
-                                    add.extend(self.rooms.apply(change));
-                                }
-                                if !add.is_empty() {
-                                    if sink.subscribe(&add).await.is_err() {
-                                        break;
-                                    }
-                                    self.set_subscriptions();
-                                }
-                            }
-                            _ = sweep.tick() => {
-                                let gone = self.rooms.expired();
-                                if !gone.is_empty() {
-                                    if sink.unsubscribe(&gone).await.is_err() {
-                                        break;
-                                    }
-                                    self.set_subscriptions();
-                                }
-                            }
-                        }
-                    }
-                }
-                self.counters.subscriptions.store(0, Ordering::Relaxed);
-                Counters::add(&self.counters.errors, 1);
-                tracing::warn!(target: "asena::transport", transport = "redis", "subscriber lost its connection; reconnecting");
+impl Subscriber {
+    fn new(client: Client, channel: String, patterns: Vec<String>, pubsub: PubSub) -> Subscriber {
+        let (sink, stream) = pubsub.split();
+        Subscriber {
+            client,
+            channel,
+            patterns,
+            sink,
+            stream,
+        }
+    }
+}
+
+/// A message's bytes, left where the client put them.
+struct Payload(redis::Msg);
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        self.0.get_payload_bytes()
+    }
+}
+
+impl Subscription for Subscriber {
+    type Payload = Payload;
+    const NAME: &'static str = "redis";
+
+    async fn next(&mut self) -> Event<Payload> {
+        match self.stream.next().await {
+            Some(msg) if msg.from_pattern() => {
+                Event::Channel(msg.get_channel_name().to_owned(), Payload(msg))
             }
-            let wake = tokio::time::Instant::now() + backoff.next_delay();
-            loop {
-                tokio::select! {
-                    _ = self.shutdown.changed() => return,
-                    _ = tokio::time::sleep_until(wake) => break,
-                    // Joins and leaves meanwhile shape what is subscribed on reconnection.
-                    Some(change) = self.changes.recv() => { self.rooms.apply(change); }
-                }
-            }
-            match connect_subscriber(&self.client, &self.channel, &self.patterns).await {
-                Ok(p) => {
-                    Counters::add(&self.counters.reconnects, 1);
-                    tracing::info!(target: "asena::transport", transport = "redis", "subscriber reconnected");
-                    backoff.reset();
-                    pubsub = Some(p);
-                }
-                Err(error) => {
-                    Counters::add(&self.counters.errors, 1);
-                    tracing::warn!(target: "asena::transport", transport = "redis", %error, "subscriber reconnect failed");
-                }
-            }
+            Some(msg) => Event::Envelope(Payload(msg)),
+            None => Event::Lost,
         }
     }
 
-    /// Counts the room channels now subscribed (each SUBSCRIBE was answered by the server).
-    fn set_subscriptions(&self) {
-        self.counters
-            .subscriptions
-            .store(self.rooms.wanted.len() as u64, Ordering::Relaxed);
+    async fn subscribe(&mut self, rooms: Vec<String>) -> Result<(), Failed> {
+        self.sink
+            .subscribe(rooms)
+            .await
+            .map_err(|_| Failed::Connection)
+    }
+
+    async fn unsubscribe(&mut self, rooms: Vec<String>) -> Result<(), Failed> {
+        self.sink
+            .unsubscribe(rooms)
+            .await
+            .map_err(|_| Failed::Connection)
+    }
+
+    async fn reconnect(&mut self) -> Result<(), BoxError> {
+        let pubsub = connect_subscriber(&self.client, &self.channel, &self.patterns).await?;
+        (self.sink, self.stream) = pubsub.split();
+        Ok(())
     }
 }
