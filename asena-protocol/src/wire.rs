@@ -37,6 +37,7 @@ use std::borrow::Cow;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 /// The Redis pub/sub channel every instance publishes to and listens on by default (Asena's
@@ -103,6 +104,11 @@ pub fn routes_by_interest(room: &str) -> bool {
 /// subject (NATS limits a protocol line to 4 KiB).
 const MAX_ROOM_SUBJECT: usize = 1024;
 
+/// The bytes a NATS subject token made by this module keeps as they are: ASCII letters,
+/// digits, `-`, `_` and `/`. Every other byte is written `%XX`, so a token never holds the
+/// subject separator `.`, the wildcards `*` and `>`, or white space.
+const NATS_TOKEN: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'/');
+
 /// The NATS subject of `topic` (a room topic) under the fleet's `base` subject:
 /// `<base>.r.<topic>` with the topic as one subject token, bytes other than ASCII letters,
 /// digits, `-`, `_` and `/` written as `%XX` (`chat.general` → `asena.ws.transport.r.chat%2Egeneral`).
@@ -120,21 +126,51 @@ const MAX_ROOM_SUBJECT: usize = 1024;
 /// );
 /// ```
 pub fn nats_room_subject(base: &str, topic: &str) -> Option<String> {
-    use std::fmt::Write as _;
-    let mut subject = String::with_capacity(base.len() + 3 + topic.len());
-    subject.push_str(base);
-    subject.push_str(".r.");
-    for byte in topic.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'/') {
-            subject.push(char::from(byte));
-        } else {
-            let _ = write!(subject, "%{byte:02X}");
-        }
-        if subject.len() > MAX_ROOM_SUBJECT {
-            return None;
-        }
+    // Each byte takes at most three: a topic that long is refused before it is encoded.
+    if base.len() + 3 + topic.len() > MAX_ROOM_SUBJECT {
+        return None;
     }
-    Some(subject)
+    let subject = format!("{base}.r.{}", utf8_percent_encode(topic, NATS_TOKEN));
+    (subject.len() <= MAX_ROOM_SUBJECT).then_some(subject)
+}
+
+/// The NATS subject of the named channel `<prefix>:<rest>` (a protocol's own layout, such
+/// as the managed protocol's `ws:room:lobby`) under the fleet's `base` subject:
+/// `<base>.c.<prefix>.<rest>`, the rest one token written as room names are
+/// ([`nats_room_subject`]). `None` for a channel without a prefix.
+///
+/// ```
+/// use asena_protocol::wire;
+/// let subject = wire::nats_channel_subject("asena.ws.transport", "ws:room:a.b").unwrap();
+/// assert_eq!(subject, "asena.ws.transport.c.ws.room%3Aa%2Eb");
+/// assert_eq!(
+///     wire::nats_subject_channel("asena.ws.transport", &subject).as_deref(),
+///     Some("ws:room:a.b")
+/// );
+/// ```
+pub fn nats_channel_subject(base: &str, channel: &str) -> Option<String> {
+    let (prefix, rest) = channel.split_once(':')?;
+    Some(format!(
+        "{base}.c.{prefix}.{}",
+        utf8_percent_encode(rest, NATS_TOKEN)
+    ))
+}
+
+/// The subject that matches every named channel of `prefix` under `base`:
+/// `<base>.c.<prefix>.>`.
+pub fn nats_channel_wildcard(base: &str, prefix: &str) -> String {
+    format!("{base}.c.{prefix}.>")
+}
+
+/// The named channel a NATS subject carries, the inverse of [`nats_channel_subject`]. `None`
+/// for the fleet's and the rooms' subjects, and for any subject that function would not have
+/// written (an invalid or needless escape).
+pub fn nats_subject_channel(base: &str, subject: &str) -> Option<String> {
+    let tail = subject.strip_prefix(base)?.strip_prefix(".c.")?;
+    let (prefix, rest) = tail.split_once('.')?;
+    let rest = percent_decode_str(rest).decode_utf8().ok()?;
+    let channel = format!("{prefix}:{rest}");
+    (nats_channel_subject(base, &channel).as_deref() == Some(subject)).then_some(channel)
 }
 
 /// The Redis channel of `topic` (a room topic) under the fleet's `channel`, for a
@@ -266,6 +302,48 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn named_channels_round_trip_through_nats_subjects() {
+        let base = NATS_SUBJECT;
+        for channel in [
+            "ws:room:lobby",
+            "ws:user:u-42",
+            "ws:broadcast",
+            "ws:room:a.b c*>%é",
+            "app_2:client:0190a0b0-0000-7000-8000-000000000000",
+        ] {
+            let subject = nats_channel_subject(base, channel).expect("a prefix");
+            let tail = &subject[base.len() + 1..];
+            assert_eq!(tail.split('.').count(), 3, "{subject}: one token per part");
+            assert!(!tail.contains([' ', '*', '>']), "{subject}");
+            assert_eq!(
+                nats_subject_channel(base, &subject).as_deref(),
+                Some(channel)
+            );
+        }
+        assert_eq!(nats_channel_subject(base, "no-prefix"), None);
+        // The fleet's and the rooms' subjects carry no named channel.
+        assert_eq!(nats_subject_channel(base, base), None);
+        let room = nats_room_subject(base, "chat.lobby").expect("short");
+        assert_eq!(nats_subject_channel(base, &room), None);
+        // Only what nats_channel_subject writes: no broken, needless or lower-case escapes.
+        for subject in ["c.ws.%4", "c.ws.a%2", "c.ws.%61", "c.ws.a%2eb", "c.ws.a.b"] {
+            assert_eq!(
+                nats_subject_channel(base, &format!("{base}.{subject}")),
+                None,
+                "{subject}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_room_subject_longer_than_the_limit_is_none() {
+        let long = "é".repeat(200);
+        assert!(nats_room_subject(NATS_SUBJECT, &long[..300]).is_some());
+        assert_eq!(nats_room_subject(NATS_SUBJECT, &long), None);
+        assert_eq!(nats_room_subject(NATS_SUBJECT, &"a".repeat(2000)), None);
+    }
 
     #[test]
     fn text_round_trip() {

@@ -290,13 +290,12 @@ impl Emitter {
             Backend::Nats(client) => {
                 let subject = match to {
                     Destination::Fleet => self.channel.clone(),
-                    Destination::Channel(named) => {
-                        super::nats::channel_subject(&self.channel, named).ok_or_else(|| {
+                    Destination::Channel(named) => wire::nats_channel_subject(&self.channel, named)
+                        .ok_or_else(|| {
                             TransportError::Other(
                                 format!("{:?} has no prefix", short(named)).into(),
                             )
-                        })?
-                    }
+                        })?,
                 };
                 client
                     .publish(subject, bytes::Bytes::from(body))

@@ -210,7 +210,7 @@ impl NatsTransport {
             let fleet = client.subscribe(self.core.channel.clone()).await?;
             let mut subscriber = Subscriber::new(client.clone(), self.core.channel.clone(), fleet);
             for prefix in inbound.channel_prefixes() {
-                let wildcard = format!("{}.{CHANNELS}.{prefix}.>", self.core.channel);
+                let wildcard = wire::nats_channel_wildcard(&self.core.channel, &prefix);
                 subscriber.channels(client.subscribe(wildcard).await?);
             }
             confirm_subscription(&client, &self.core.channel, &self.core.pod_id).await?;
@@ -355,10 +355,12 @@ impl Subscriber {
         let base = self.base.clone();
         self.add(
             wildcard
-                .map(move |msg| match subject_channel(&base, &msg.subject) {
-                    Some(channel) => Event::Channel(channel, msg.payload),
-                    None => Event::Other,
-                })
+                .map(
+                    move |msg| match wire::nats_subject_channel(&base, &msg.subject) {
+                        Some(channel) => Event::Channel(channel, msg.payload),
+                        None => Event::Other,
+                    },
+                )
                 .boxed(),
         );
     }
@@ -495,7 +497,7 @@ impl Publisher {
             } if self.by_interest => wire::nats_room_subject(&self.subject, topic)
                 .map_or_else(|| fleet.clone(), async_nats::Subject::from),
             Route::Topic { .. } => fleet.clone(),
-            Route::Channel(channel) => match channel_subject(&self.subject, channel) {
+            Route::Channel(channel) => match wire::nats_channel_subject(&self.subject, channel) {
                 Some(subject) => async_nats::Subject::from(subject),
                 None => {
                     Counters::add(&self.counters.dropped, 1);
@@ -525,48 +527,6 @@ fn refuse_oversize(counters: &Counters, size: usize, max_payload: usize, topic: 
         let topic: String = topic.chars().take(64).collect();
         tracing::warn!(target: "asena::transport", transport = "nats", size, max_payload, %topic, refused = refused + 1, "message larger than the server's max_payload; not sent");
     }
-}
-
-/// The token between the fleet subject and a prefix in the subjects of named channels:
-/// `<base>.c.<prefix>.<rest>` carries the channel `<prefix>:<rest>`.
-const CHANNELS: &str = "c";
-
-/// The subject of the named channel `<prefix>:<rest>`: `<base>.c.<prefix>.<rest>`, the rest
-/// escaped into one token (bytes other than ASCII letters, digits, `-`, `_`, `/` and `:` as
-/// `%XX`). `None` for a channel without a prefix.
-pub(crate) fn channel_subject(base: &str, channel: &str) -> Option<String> {
-    use std::fmt::Write as _;
-    let (prefix, rest) = channel.split_once(':')?;
-    let mut subject = format!("{base}.{CHANNELS}.{prefix}.");
-    for byte in rest.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'/' | b':') {
-            subject.push(char::from(byte));
-        } else {
-            let _ = write!(subject, "%{byte:02X}");
-        }
-    }
-    Some(subject)
-}
-
-/// The named channel a subject carries (the inverse of [`channel_subject`]); `None` for the
-/// fleet's and the rooms' subjects.
-fn subject_channel(base: &str, subject: &str) -> Option<String> {
-    let tail = subject.strip_prefix(base)?.strip_prefix('.')?;
-    let tail = tail.strip_prefix(CHANNELS)?.strip_prefix('.')?;
-    let (prefix, rest) = tail.split_once('.')?;
-    let mut bytes = Vec::with_capacity(prefix.len() + 1 + rest.len());
-    bytes.extend_from_slice(prefix.as_bytes());
-    bytes.push(b':');
-    let mut escaped = rest.bytes();
-    while let Some(byte) = escaped.next() {
-        if byte == b'%' {
-            let hex = [escaped.next()?, escaped.next()?];
-            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
-        } else {
-            bytes.push(byte);
-        }
-    }
-    String::from_utf8(bytes).ok()
 }
 
 /// The least an outgoing message's envelope can take: its payload, base64 for binary.
@@ -632,34 +592,5 @@ impl Transport for NatsTransport {
             let _ = client.drain().await;
             tracing::info!(target: "asena::transport", transport = "nats", pod_id = %self.core.pod_id, "disconnected");
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn named_channels_round_trip_through_subjects() {
-        let base = wire::NATS_SUBJECT;
-        for channel in [
-            "ws:room:lobby",
-            "ws:user:u-42",
-            "ws:broadcast",
-            "ws:room:a.b c*>%é",
-            "app_2:client:0190a0b0-0000-7000-8000-000000000000",
-        ] {
-            let subject = channel_subject(base, channel).expect("a prefix");
-            let tail = &subject[base.len() + 1..];
-            assert_eq!(tail.split('.').count(), 3, "{subject}: one token per part");
-            assert!(!tail.contains([' ', '*', '>']), "{subject}");
-            assert_eq!(subject_channel(base, &subject).as_deref(), Some(channel));
-        }
-        assert_eq!(channel_subject(base, "no-prefix"), None);
-        // The fleet's and the rooms' subjects carry no named channel.
-        assert_eq!(subject_channel(base, base), None);
-        let room = wire::nats_room_subject(base, "chat.lobby").expect("short");
-        assert_eq!(subject_channel(base, &room), None);
-        assert_eq!(subject_channel(base, &format!("{base}.c.ws.%4")), None);
     }
 }
