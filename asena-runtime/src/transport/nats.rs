@@ -38,8 +38,8 @@
 //! [`Emitter`](crate::transport::Emitter), and each instance still delivers them to its local members.
 //!
 //! [`NatsTransport::single_subject`] sends everything on the fleet subject instead (every
-//! instance receives everything): the layout of earlier versions, for a fleet that mixes with
-//! them.
+//! instance receives everything): for a fleet that mixes with instances that do not route by
+//! interest.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -144,8 +144,8 @@ impl NatsTransport {
     }
 
     /// Sends every message on the one fleet subject, and every instance receives all of
-    /// them: the layout of earlier versions, for a fleet that mixes with instances that do
-    /// not route by interest. The default routes room messages by interest (module docs).
+    /// them: for a fleet that mixes with instances that do not route by interest. The
+    /// default routes room messages by interest (module docs).
     pub fn single_subject(mut self) -> Self {
         self.by_interest = false;
         self
