@@ -163,12 +163,6 @@ pub(crate) fn enqueue(
     }
 }
 
-/// How long a transport drops (and counts) what it publishes after reconnecting to its
-/// broker: every other instance lost the broker at the same moment and reconnects within one
-/// [`Backoff`] delay of its return (at most [`Backoff::MAX`] plus 20% jitter), and a message
-/// published before it re-subscribed would reach nobody there and be lost without a trace.
-pub(crate) const RESUBSCRIBE_GRACE: Duration = Duration::from_millis(3000);
-
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) published: AtomicU64,

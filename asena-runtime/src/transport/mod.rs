@@ -34,6 +34,7 @@ mod emitter;
 mod nats;
 #[cfg(feature = "redis")]
 mod redis;
+mod publisher;
 mod subscriber;
 
 pub use broker::TransportStats;

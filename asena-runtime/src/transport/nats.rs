@@ -49,19 +49,16 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::{AbortHandle, Abortable};
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 
 use super::broker::{
-    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, RESUBSCRIBE_GRACE, Running,
-    TransportStats, encode_outbound, enqueue,
+    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, Running, TransportStats,
+    encode_outbound, enqueue,
 };
+use super::publisher::{FLUSH_TIMEOUT, Link, Lost, Publish, PublisherTask, RESUBSCRIBE_GRACE};
 use super::subscriber::{Event, Failed, Interest, SubscriberTask, Subscription};
 use super::{BoxFuture, Inbound, Outbound, Route, Transport, TransportError};
 use crate::error::BoxError;
 use crate::wire;
-
-/// How long `destroy` waits for queued messages to be flushed.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Fan-out across instances over NATS.
 ///
@@ -84,26 +81,6 @@ pub struct NatsTransport {
     max_payload: Arc<AtomicUsize>,
     /// How long publishing waits after a reconnection (module docs).
     grace: Duration,
-}
-
-/// What the publisher knows of the connection beyond its state: when it last came back.
-#[derive(Debug, Default)]
-struct Link {
-    resumed_at: Mutex<Option<Instant>>,
-}
-
-impl Link {
-    fn resumed(&self) {
-        *self.resumed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-    }
-
-    /// Whether the connection came back less than `grace` ago.
-    fn settling(&self, grace: Duration) -> bool {
-        self.resumed_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|at| at.elapsed() < grace)
-    }
 }
 
 impl std::fmt::Debug for NatsTransport {
@@ -233,18 +210,25 @@ impl NatsTransport {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pub_task = tokio::spawn(
-            Publisher {
-                client: client.clone(),
-                subject: self.core.channel.clone(),
-                pod_id: self.core.pod_id.clone(),
+            PublisherTask {
+                publish: Publisher {
+                    client: client.clone(),
+                    subject: self.core.channel.clone().into(),
+                    pod_id: self.core.pod_id.clone(),
+                    counters: self.core.counters.clone(),
+                    by_interest: self.by_interest,
+                    link: link.clone(),
+                    grace: self.grace,
+                    max_payload: self.max_payload.clone(),
+                    down: false,
+                },
                 counters: self.core.counters.clone(),
-                by_interest: self.by_interest,
+                rx,
+                shutdown: shutdown_rx.clone(),
                 link,
                 grace: self.grace,
-                max_payload: self.max_payload.clone(),
-                down: false,
             }
-            .run(rx, shutdown_rx.clone()),
+            .run(),
         );
         let sub_task = tokio::spawn(
             SubscriberTask {
@@ -419,12 +403,12 @@ impl Subscription for Subscriber {
     }
 }
 
-/// The task that sends queued messages: refuses what the server would not take, and drops
-/// (counting) what an outage would lose (module docs).
+/// Publishes on NATS: refuses what the server would not take, and drops (counting) what the
+/// connection being down would lose (module docs).
 struct Publisher {
     client: async_nats::Client,
     /// The fleet subject.
-    subject: String,
+    subject: async_nats::Subject,
     pod_id: String,
     counters: Arc<Counters>,
     by_interest: bool,
@@ -435,55 +419,57 @@ struct Publisher {
     down: bool,
 }
 
-impl Publisher {
-    async fn run(mut self, mut rx: mpsc::Receiver<Outbound>, mut shutdown: watch::Receiver<bool>) {
-        let fleet = async_nats::Subject::from(self.subject.clone());
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                msg = rx.recv() => match msg {
-                    Some(msg) => self.send(&fleet, msg, true).await,
-                    None => return,
-                }
+impl Publish for Publisher {
+    const NAME: &'static str = "nats";
+
+    /// Sends each message: the client reconnects itself, so the connection is never lost
+    /// here, only found down (that message dropped). Found back, the rest of the batch waits
+    /// out the grace as later batches do (dropped).
+    async fn send(&mut self, batch: &[Outbound]) -> Result<(), Lost> {
+        for (at, msg) in batch.iter().enumerate() {
+            if !self.connected() {
+                Counters::add(&self.counters.dropped, 1);
+                continue;
             }
-        }
-        // Flush what is already queued (e.g. messages from on_close handlers).
-        rx.close();
-        let flush = async {
-            while let Some(msg) = rx.recv().await {
-                self.send(&fleet, msg, false).await;
+            if self.link.settling(self.grace) {
+                Counters::add(&self.counters.dropped, (batch.len() - at) as u64);
+                break;
             }
-            self.client.flush().await
-        };
-        if !matches!(tokio::time::timeout(FLUSH_TIMEOUT, flush).await, Ok(Ok(()))) {
-            tracing::warn!(target: "asena::transport", transport = "nats", "could not flush queued messages on shutdown");
+            self.send_one(msg).await;
         }
+        Ok(())
     }
 
-    /// Sends one message, unless the connection is down or settling (`settle`: whether to
-    /// honour the grace; not on shutdown) or the message is too large.
-    async fn send(&mut self, fleet: &async_nats::Subject, msg: Outbound, settle: bool) {
+    async fn reconnect(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), BoxError> {
+        Ok(self.client.flush().await?)
+    }
+}
+
+impl Publisher {
+    /// Whether the connection is up; found back before the client's event said so, the
+    /// grace starts now.
+    fn connected(&mut self) -> bool {
         if self.client.connection_state() != async_nats::connection::State::Connected {
             if !self.down {
                 self.down = true;
                 tracing::warn!(target: "asena::transport", transport = "nats", "server away: dropping outgoing messages until it is back");
             }
-            Counters::add(&self.counters.dropped, 1);
-            return;
+            return false;
         }
         if self.down {
-            // Back before the event callback said so: the grace starts now.
             self.down = false;
             self.link.resumed();
         }
-        if settle && self.link.settling(self.grace) {
-            let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            if dropped.is_multiple_of(1000) {
-                tracing::info!(target: "asena::transport", transport = "nats", grace = ?self.grace, "reconnected: dropping outgoing messages while the fleet re-subscribes");
-            }
-            return;
-        }
-        let body = Bytes::from(encode_outbound(&msg, &self.pod_id));
+        true
+    }
+
+    /// Sends one message, unless it is too large.
+    async fn send_one(&mut self, msg: &Outbound) {
+        let body = Bytes::from(encode_outbound(msg, &self.pod_id));
         let max_payload = self.client.max_payload();
         self.max_payload.store(max_payload, Ordering::Relaxed);
         if body.len() > max_payload {
@@ -495,8 +481,8 @@ impl Publisher {
                 topic,
                 interest: true,
             } if self.by_interest => wire::nats_room_subject(&self.subject, topic)
-                .map_or_else(|| fleet.clone(), async_nats::Subject::from),
-            Route::Topic { .. } => fleet.clone(),
+                .map_or_else(|| self.subject.clone(), async_nats::Subject::from),
+            Route::Topic { .. } => self.subject.clone(),
             Route::Channel(channel) => match wire::nats_channel_subject(&self.subject, channel) {
                 Some(subject) => async_nats::Subject::from(subject),
                 None => {

@@ -24,11 +24,11 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 use redis::{ProtocolVersion, PushInfo, PushKind, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
-use super::{BATCH, FLUSH_TIMEOUT};
 use crate::error::BoxError;
 use crate::transport::broker::{CONNECT_TIMEOUT, Counters, encode_outbound};
+use crate::transport::publisher::{Lost, Publish};
 use crate::transport::subscriber::{Event, Failed, Subscription};
 use crate::transport::{Outbound, Route};
 use crate::wire;
@@ -68,58 +68,39 @@ pub(super) async fn connect(client: &ClusterClient) -> Result<ClusterConnection,
     )
 }
 
-/// Sends queued messages: one pipeline per hash slot, the slots' pipelines at once.
+/// Publishes on the cluster: one pipeline per hash slot, the slots' pipelines at once.
 pub(super) struct Publisher {
     pub(super) conn: ClusterConnection,
     pub(super) channel: String,
     pub(super) pod_id: String,
     pub(super) counters: Arc<Counters>,
-    pub(super) rx: mpsc::Receiver<Outbound>,
-    pub(super) shutdown: watch::Receiver<bool>,
+}
+
+impl Publish for Publisher {
+    const NAME: &'static str = "redis-cluster";
+
+    /// The client repairs its connections itself: a failed pipeline is counted (dropped,
+    /// and one error per batch), never a lost connection. A node away holds the batch (and
+    /// the ones behind it, which keeps every room's order) for at most the client's overall
+    /// timeout.
+    async fn send(&mut self, batch: &[Outbound]) -> Result<(), Lost> {
+        if let Err(error) = self.publish(batch).await {
+            Counters::add(&self.counters.errors, 1);
+            tracing::warn!(target: "asena::transport", transport = Self::NAME, %error, "publish failed");
+        }
+        Ok(())
+    }
+
+    async fn reconnect(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
 }
 
 impl Publisher {
-    pub(super) async fn run(mut self) {
-        let mut batch = Vec::with_capacity(BATCH);
-        loop {
-            tokio::select! {
-                _ = self.shutdown.changed() => {
-                    // Flush what is already queued (e.g. messages from on_close handlers).
-                    self.rx.close();
-                    let mut rest = Vec::new();
-                    while self.rx.recv_many(&mut rest, BATCH).await > 0 {}
-                    let flush = async {
-                        for chunk in rest.chunks(BATCH) {
-                            self.send(chunk).await?;
-                        }
-                        Ok::<_, redis::RedisError>(())
-                    };
-                    if !matches!(tokio::time::timeout(FLUSH_TIMEOUT, flush).await, Ok(Ok(()))) {
-                        tracing::warn!(target: "asena::transport", transport = "redis-cluster", "could not flush queued messages on shutdown");
-                    }
-                    return;
-                }
-                n = self.rx.recv_many(&mut batch, BATCH) => {
-                    if n == 0 {
-                        return;
-                    }
-                    // The client repairs its connections itself; a failed batch is counted. A
-                    // node away holds the batch (and the ones behind it, which keeps every
-                    // room's order) for at most the client's overall timeout.
-                    if let Err(error) = self.send(&batch).await {
-                        Counters::add(&self.counters.errors, 1);
-                        tracing::warn!(target: "asena::transport", transport = "redis-cluster", %error, "publish failed");
-                    }
-                    batch.clear();
-                }
-            }
-        }
-    }
-
     /// Publishes `batch`: room messages with `SPUBLISH` on their rooms' channels, the rest
     /// with `PUBLISH` on the fleet channel. Counts what was published and what was dropped;
     /// returns the first error.
-    async fn send(&self, batch: &[Outbound]) -> redis::RedisResult<()> {
+    async fn publish(&self, batch: &[Outbound]) -> redis::RedisResult<()> {
         let mut pipes: Vec<(Slot, redis::Pipeline, u64)> = Vec::new();
         for msg in batch {
             // Named channels use classic pub/sub: their listeners subscribe by pattern, which

@@ -30,8 +30,8 @@
 //! pub/sub in both, so an [`Emitter`](crate::transport::Emitter) publishing to any node reaches the
 //! fleet. See `cluster.rs`.
 
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -43,6 +43,7 @@ use tokio::task::JoinHandle;
 use super::broker::{
     BrokerCore, CONNECT_TIMEOUT, QUEUE_CAPACITY, Running, TransportStats, enqueue,
 };
+use super::publisher::{FLUSH_TIMEOUT, PublisherTask, RESUBSCRIBE_GRACE};
 use super::subscriber::{Event, Failed, Interest, SubscriberTask, Subscription};
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
 use crate::error::BoxError;
@@ -51,7 +52,7 @@ use crate::wire;
 mod cluster;
 pub(crate) mod publisher;
 
-use publisher::{BATCH, FLUSH_TIMEOUT, Publisher};
+use publisher::Publisher;
 
 /// The scheme of a URL naming a Redis Cluster's nodes ([`RedisTransport::from_cluster_url`]).
 pub(crate) const CLUSTER_SCHEME: &str = "redis-cluster://";
@@ -212,22 +213,23 @@ impl RedisTransport {
 
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (channel, pod_id, by_interest) = (
-            self.core.channel.clone(),
-            self.core.pod_id.clone(),
-            self.by_interest,
-        );
         let pub_task = tokio::spawn(
-            Publisher {
-                client: client.clone(),
-                channel,
-                pod_id,
-                by_interest,
+            PublisherTask {
+                publish: Publisher {
+                    client: client.clone(),
+                    conn: publisher,
+                    channel: self.core.channel.clone(),
+                    pod_id: self.core.pod_id.clone(),
+                    by_interest: self.by_interest,
+                    counters: self.core.counters.clone(),
+                },
                 counters: self.core.counters.clone(),
                 rx,
                 shutdown: shutdown_rx.clone(),
+                link: Arc::default(),
+                grace: RESUBSCRIBE_GRACE,
             }
-            .run(publisher),
+            .run(),
         );
         let sub_task = tokio::spawn(
             SubscriberTask {
@@ -299,13 +301,20 @@ impl RedisTransport {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pub_task = tokio::spawn(
-            cluster::Publisher {
-                conn: publisher,
-                channel: self.core.channel.clone(),
-                pod_id: self.core.pod_id.clone(),
+            PublisherTask {
+                publish: cluster::Publisher {
+                    conn: publisher,
+                    channel: self.core.channel.clone(),
+                    pod_id: self.core.pod_id.clone(),
+                    counters: self.core.counters.clone(),
+                },
                 counters: self.core.counters.clone(),
                 rx,
                 shutdown: shutdown_rx.clone(),
+                link: Arc::default(),
+                // The cluster client reconnects a node and subscribes it again within its
+                // retries; what it could not send meanwhile is counted as dropped.
+                grace: Duration::ZERO,
             }
             .run(),
         );
