@@ -1,11 +1,8 @@
-//! What the broker transports share on the sending side and around their tasks: where they
-//! connect, the pod id and channel their envelopes carry, their counters
-//! ([`TransportStats`]), the non-blocking outgoing queue, the reconnect [`Backoff`] and the
-//! [`Running`] state of a started transport. What they share on the receiving side is the
-//! subscriber task (`subscriber.rs`).
-//!
-//! The format of what crosses the broker is not here: it is the [`wire`](crate::wire)
-//! module's.
+//! What every broker transport is built on: [`BrokerCore`] holds where it connects, the pod
+//! id its envelopes carry, its counters ([`TransportStats`]), its non-blocking outgoing queue,
+//! and, once connected, runs its two tasks (the publisher of `publisher.rs` and the subscriber
+//! of `subscriber.rs`) until it stops them. A broker brings only what differs: how it
+//! connects, publishes a batch and receives. The reconnect [`Backoff`] is here too.
 
 // With only some broker features enabled, parts of the shared code go unused.
 #![cfg_attr(
@@ -14,11 +11,14 @@
 )]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use super::subscriber::Interest;
-use super::{Outbound, Route, TransportError};
+use tokio::sync::{mpsc, watch};
+
+use super::publisher::{FLUSH_TIMEOUT, Link, Publish, PublisherTask};
+use super::subscriber::{Interest, SubscriberTask, Subscription};
+use super::{Inbound, Outbound, Route, TransportError};
 use crate::error::BoxError;
 use crate::wire::Envelope;
 
@@ -27,7 +27,7 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Capacity of a transport's outgoing queue; beyond it messages are dropped (and counted)
 /// rather than blocking the fan-out path.
-pub(crate) const QUEUE_CAPACITY: usize = 64 * 1024;
+const QUEUE_CAPACITY: usize = 64 * 1024;
 
 /// A fresh random pod id.
 pub(crate) fn new_pod_id() -> String {
@@ -67,23 +67,38 @@ pub struct TransportStats {
 }
 
 /// What every broker transport holds: where it connects, who it is (the pod id its envelopes
-/// carry), its counters, its outgoing queue (set once started) and whether it was destroyed.
+/// carry), its counters, its outgoing queue and tasks (set once started, with its connection
+/// `C` if the transport keeps one) and whether it was destroyed.
 #[derive(Debug)]
-pub(crate) struct BrokerCore {
+pub(crate) struct BrokerCore<C = ()> {
     pub(crate) url: String,
     /// The Redis channel or NATS subject the fleet shares.
     pub(crate) channel: String,
     pub(crate) pod_id: String,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) queue: OnceLock<tokio::sync::mpsc::Sender<Outbound>>,
+    queue: OnceLock<mpsc::Sender<Outbound>>,
     /// Where joins and leaves tell the subscriber task (set once started, when it routes
     /// rooms by interest).
-    interest: OnceLock<tokio::sync::mpsc::UnboundedSender<Interest>>,
-    pub(crate) destroyed: AtomicBool,
+    interest: OnceLock<mpsc::UnboundedSender<Interest>>,
+    running: Mutex<Option<Running<C>>>,
+    destroyed: AtomicBool,
 }
 
-impl BrokerCore {
-    pub(crate) fn new(url: String, channel: &str) -> BrokerCore {
+/// What a broker transport starts with, once connected: see [`BrokerCore::run`].
+pub(crate) struct Tasks<P, S> {
+    pub(crate) publish: P,
+    pub(crate) subscription: S,
+    pub(crate) inbound: Inbound,
+    /// Whether rooms are routed by interest (joins and leaves reach the subscriber task).
+    pub(crate) by_interest: bool,
+    /// When the connection last came back, if the client reconnects itself and says so.
+    pub(crate) link: Arc<Link>,
+    /// How long after a reconnection the publisher drops (zero: never).
+    pub(crate) grace: Duration,
+}
+
+impl<C: Send + 'static> BrokerCore<C> {
+    pub(crate) fn new(url: String, channel: &str) -> BrokerCore<C> {
         BrokerCore {
             url,
             channel: channel.to_owned(),
@@ -91,7 +106,80 @@ impl BrokerCore {
             counters: Arc::new(Counters::default()),
             queue: OnceLock::new(),
             interest: OnceLock::new(),
+            running: Mutex::new(None),
             destroyed: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts the publisher and subscriber tasks over a connected broker, then opens the
+    /// outgoing queue: only after the tasks are recorded, so `stop` always finds them.
+    pub(crate) fn run<P: Publish, S: Subscription>(&self, tasks: Tasks<P, S>, connection: C) {
+        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (interest, changes) = mpsc::unbounded_channel();
+        if tasks.by_interest {
+            let _ = self.interest.set(interest);
+        }
+        let publisher = tokio::spawn(
+            PublisherTask {
+                publish: tasks.publish,
+                counters: self.counters.clone(),
+                rx,
+                shutdown: shutdown_rx.clone(),
+                link: tasks.link,
+                grace: tasks.grace,
+            }
+            .run(),
+        );
+        let subscriber = tokio::spawn(
+            SubscriberTask {
+                subscription: tasks.subscription,
+                pod_id: self.pod_id.clone(),
+                counters: self.counters.clone(),
+                inbound: tasks.inbound,
+                changes,
+                shutdown: shutdown_rx,
+            }
+            .run(),
+        );
+        *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(Running {
+            shutdown,
+            tasks: vec![publisher, subscriber],
+            connection,
+        });
+        let _ = self.queue.set(queue);
+        tracing::info!(target: "asena::transport", transport = P::NAME, url = %self.url, pod_id = %self.pod_id, "connected");
+    }
+
+    /// Stops the tasks (once; later calls, and calls before a start, find nothing), letting
+    /// the publisher flush what is queued; returns the connection.
+    pub(crate) async fn stop(&self) -> Option<C> {
+        self.destroyed.store(true, Ordering::Release);
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        Some(running.stop(FLUSH_TIMEOUT + Duration::from_secs(1)).await)
+    }
+
+    /// Queues an outgoing message for the publisher task without blocking; before the
+    /// start, or with a full or closed queue, the message is dropped and counted.
+    pub(crate) fn enqueue(&self, transport: &'static str, message: Outbound) {
+        use tokio::sync::mpsc::error::TrySendError;
+        let Some(queue) = self.queue.get() else {
+            Counters::add(&self.counters.dropped, 1);
+            return;
+        };
+        match queue.try_send(message) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                if dropped.is_multiple_of(1000) {
+                    tracing::warn!(target: "asena::transport", transport, "outgoing queue full, dropping messages");
+                }
+            }
+            Err(TrySendError::Closed(_)) => Counters::add(&self.counters.dropped, 1),
         }
     }
 
@@ -109,19 +197,6 @@ impl BrokerCore {
         Ok(())
     }
 
-    /// The subscriber task's end of the joins and leaves: sent to only when the transport
-    /// routes rooms `by_interest`.
-    pub(crate) fn interest(
-        &self,
-        by_interest: bool,
-    ) -> tokio::sync::mpsc::UnboundedReceiver<Interest> {
-        let (changes, receiver) = tokio::sync::mpsc::unbounded_channel();
-        if by_interest {
-            let _ = self.interest.set(changes);
-        }
-        receiver
-    }
-
     /// Tells the subscriber task of a join or leave (built only when it routes by
     /// interest and is started).
     pub(crate) fn want(&self, change: impl FnOnce() -> Interest) {
@@ -135,31 +210,6 @@ impl BrokerCore {
             url: self.url.clone(),
             source: source.into(),
         }
-    }
-}
-
-/// Queues an outgoing message for the transport's sender task without blocking; with no
-/// queue yet, or a full or closed one, the message is dropped and counted.
-pub(crate) fn enqueue(
-    queue: Option<&tokio::sync::mpsc::Sender<Outbound>>,
-    counters: &Counters,
-    transport: &'static str,
-    message: Outbound,
-) {
-    use tokio::sync::mpsc::error::TrySendError;
-    let Some(queue) = queue else {
-        Counters::add(&counters.dropped, 1);
-        return;
-    };
-    match queue.try_send(message) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
-            let dropped = counters.dropped.fetch_add(1, Ordering::Relaxed);
-            if dropped.is_multiple_of(1000) {
-                tracing::warn!(target: "asena::transport", transport, "outgoing queue full, dropping messages");
-            }
-        }
-        Err(TrySendError::Closed(_)) => Counters::add(&counters.dropped, 1),
     }
 }
 
@@ -241,23 +291,16 @@ impl Backoff {
 /// A started transport's tasks, the signal that stops them, and its connection `C` (or
 /// `()` when the tasks own theirs).
 #[derive(Debug)]
-pub(crate) struct Running<C = ()> {
-    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
-    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
-    pub(crate) connection: C,
+struct Running<C> {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    connection: C,
 }
 
 impl<C> Running<C> {
-    /// Takes what `slot` holds, leaving it empty: a transport stops once.
-    pub(crate) fn take(slot: &std::sync::Mutex<Option<Running<C>>>) -> Option<Running<C>> {
-        slot.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-    }
-
     /// Tells the tasks to stop and waits for each at most `grace` (aborting stragglers);
     /// returns the connection.
-    pub(crate) async fn stop(self, grace: Duration) -> C {
+    async fn stop(self, grace: Duration) -> C {
         let _ = self.shutdown.send(true);
         for mut task in self.tasks {
             if tokio::time::timeout(grace, &mut task).await.is_err() {

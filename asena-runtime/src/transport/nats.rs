@@ -41,21 +41,19 @@
 //! instance receives everything): for a fleet that mixes with instances that do not route by
 //! interest.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::{AbortHandle, Abortable};
-use tokio::sync::{mpsc, watch};
 
 use super::broker::{
-    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, QUEUE_CAPACITY, Running, TransportStats,
-    encode_outbound, enqueue,
+    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, Tasks, TransportStats, encode_outbound,
 };
-use super::publisher::{FLUSH_TIMEOUT, Link, Lost, Publish, PublisherTask, RESUBSCRIBE_GRACE};
-use super::subscriber::{Event, Failed, Interest, SubscriberTask, Subscription};
+use super::publisher::{Link, Lost, Publish, RESUBSCRIBE_GRACE};
+use super::subscriber::{Event, Failed, Interest, Subscription};
 use super::{BoxFuture, Inbound, Outbound, Route, Transport, TransportError};
 use crate::error::BoxError;
 use crate::wire;
@@ -73,8 +71,7 @@ use crate::wire;
 /// # Ok(()) }
 /// ```
 pub struct NatsTransport {
-    core: BrokerCore,
-    running: Mutex<Option<Running<async_nats::Client>>>,
+    core: BrokerCore<async_nats::Client>,
     /// Room messages on their rooms' subjects (the default), or everything on one subject.
     by_interest: bool,
     /// The server's `max_payload` (0 until connected).
@@ -99,7 +96,6 @@ impl NatsTransport {
     pub fn new(url: impl Into<String>) -> NatsTransport {
         NatsTransport {
             core: BrokerCore::new(url.into(), wire::NATS_SUBJECT),
-            running: Mutex::new(None),
             by_interest: true,
             max_payload: Arc::new(AtomicUsize::new(0)),
             grace: RESUBSCRIBE_GRACE,
@@ -207,47 +203,28 @@ impl NatsTransport {
 
         self.max_payload
             .store(client.server_info().max_payload, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let pub_task = tokio::spawn(
-            PublisherTask {
-                publish: Publisher {
-                    client: client.clone(),
-                    subject: self.core.channel.clone().into(),
-                    pod_id: self.core.pod_id.clone(),
-                    counters: self.core.counters.clone(),
-                    by_interest: self.by_interest,
-                    link: link.clone(),
-                    grace: self.grace,
-                    max_payload: self.max_payload.clone(),
-                    down: false,
-                },
-                counters: self.core.counters.clone(),
-                rx,
-                shutdown: shutdown_rx.clone(),
+        let publish = Publisher {
+            client: client.clone(),
+            subject: self.core.channel.clone().into(),
+            pod_id: self.core.pod_id.clone(),
+            counters: self.core.counters.clone(),
+            by_interest: self.by_interest,
+            link: link.clone(),
+            grace: self.grace,
+            max_payload: self.max_payload.clone(),
+            down: false,
+        };
+        self.core.run(
+            Tasks {
+                publish,
+                subscription: subscriber,
+                inbound,
+                by_interest: self.by_interest,
                 link,
                 grace: self.grace,
-            }
-            .run(),
+            },
+            client,
         );
-        let sub_task = tokio::spawn(
-            SubscriberTask {
-                subscription: subscriber,
-                pod_id: self.core.pod_id.clone(),
-                counters: self.core.counters.clone(),
-                inbound,
-                changes: self.core.interest(self.by_interest),
-                shutdown: shutdown_rx,
-            }
-            .run(),
-        );
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
-            shutdown,
-            tasks: vec![pub_task, sub_task],
-            connection: client,
-        });
-        let _ = self.core.queue.set(tx);
-        tracing::info!(target: "asena::transport", transport = "nats", url = %self.core.url, pod_id = %self.core.pod_id, "connected");
         Ok(())
     }
 }
@@ -544,7 +521,7 @@ impl Transport for NatsTransport {
             refuse_oversize(&self.core.counters, least, max_payload, message.address());
             return;
         }
-        enqueue(self.core.queue.get(), &self.core.counters, "nats", message);
+        self.core.enqueue("nats", message);
     }
 
     fn routes_by_interest(&self) -> bool {
@@ -569,11 +546,9 @@ impl Transport for NatsTransport {
 
     fn destroy(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            self.core.destroyed.store(true, Ordering::Release);
-            let Some(running) = Running::take(&self.running) else {
+            let Some(client) = self.core.stop().await else {
                 return;
             };
-            let client = running.stop(FLUSH_TIMEOUT + Duration::from_secs(1)).await;
             // Drain closes the connection once pending messages are out.
             let _ = client.drain().await;
             tracing::info!(target: "asena::transport", transport = "nats", pod_id = %self.core.pod_id, "disconnected");

@@ -30,21 +30,17 @@
 //! pub/sub in both, so an [`Emitter`](crate::transport::Emitter) publishing to any node reaches the
 //! fleet. See `cluster.rs`.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::Client;
 use redis::aio::{PubSub, PubSubSink, PubSubStream};
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 
-use super::broker::{
-    BrokerCore, CONNECT_TIMEOUT, QUEUE_CAPACITY, Running, TransportStats, enqueue,
-};
-use super::publisher::{FLUSH_TIMEOUT, PublisherTask, RESUBSCRIBE_GRACE};
-use super::subscriber::{Event, Failed, Interest, SubscriberTask, Subscription};
+use super::broker::{BrokerCore, CONNECT_TIMEOUT, Tasks, TransportStats};
+use super::publisher::RESUBSCRIBE_GRACE;
+use super::subscriber::{Event, Failed, Interest, Subscription};
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};
 use crate::error::BoxError;
 use crate::wire;
@@ -71,7 +67,6 @@ pub(crate) const CLUSTER_SCHEME: &str = "redis-cluster://";
 /// ```
 pub struct RedisTransport {
     core: BrokerCore,
-    running: Mutex<Option<Running>>,
     /// Room messages on their rooms' channels, or everything on one (the default).
     by_interest: bool,
     /// The nodes of a Redis Cluster ([`RedisTransport::cluster`]), or none for one server.
@@ -94,7 +89,6 @@ impl RedisTransport {
     pub fn new(url: impl Into<String>) -> RedisTransport {
         RedisTransport {
             core: BrokerCore::new(url.into(), wire::REDIS_CHANNEL),
-            running: Mutex::new(None),
             by_interest: false,
             cluster: None,
         }
@@ -211,61 +205,27 @@ impl RedisTransport {
             .await
             .map_err(|e| self.core.connect_error(e))?;
 
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let pub_task = tokio::spawn(
-            PublisherTask {
-                publish: Publisher {
-                    client: client.clone(),
-                    conn: publisher,
-                    channel: self.core.channel.clone(),
-                    pod_id: self.core.pod_id.clone(),
-                    by_interest: self.by_interest,
-                    counters: self.core.counters.clone(),
-                },
-                counters: self.core.counters.clone(),
-                rx,
-                shutdown: shutdown_rx.clone(),
+        let publish = Publisher {
+            client: client.clone(),
+            conn: publisher,
+            channel: self.core.channel.clone(),
+            pod_id: self.core.pod_id.clone(),
+            by_interest: self.by_interest,
+            counters: self.core.counters.clone(),
+        };
+        let subscription = Subscriber::new(client, self.core.channel.clone(), patterns, subscriber);
+        self.core.run(
+            Tasks {
+                publish,
+                subscription,
+                inbound,
+                by_interest: self.by_interest,
                 link: Arc::default(),
                 grace: RESUBSCRIBE_GRACE,
-            }
-            .run(),
+            },
+            (),
         );
-        let sub_task = tokio::spawn(
-            SubscriberTask {
-                subscription: Subscriber::new(
-                    client,
-                    self.core.channel.clone(),
-                    patterns,
-                    subscriber,
-                ),
-                pod_id: self.core.pod_id.clone(),
-                counters: self.core.counters.clone(),
-                inbound,
-                changes: self.core.interest(self.by_interest),
-                shutdown: shutdown_rx,
-            }
-            .run(),
-        );
-        self.running_with(shutdown, vec![pub_task, sub_task], tx);
-        tracing::info!(target: "asena::transport", transport = "redis", url = %self.core.url, pod_id = %self.core.pod_id, "connected");
         Ok(())
-    }
-
-    /// Records the started tasks, then opens the outgoing queue: only after the tasks are
-    /// registered, so `destroy` always finds them.
-    fn running_with(
-        &self,
-        shutdown: watch::Sender<bool>,
-        tasks: Vec<JoinHandle<()>>,
-        queue: mpsc::Sender<Outbound>,
-    ) {
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
-            shutdown,
-            tasks,
-            connection: (),
-        });
-        let _ = self.core.queue.set(queue);
     }
 
     async fn start_cluster(
@@ -298,39 +258,25 @@ impl RedisTransport {
                 .map_err(|e| self.core.connect_error(e))?;
         }
 
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let pub_task = tokio::spawn(
-            PublisherTask {
-                publish: cluster::Publisher {
-                    conn: publisher,
-                    channel: self.core.channel.clone(),
-                    pod_id: self.core.pod_id.clone(),
-                    counters: self.core.counters.clone(),
-                },
-                counters: self.core.counters.clone(),
-                rx,
-                shutdown: shutdown_rx.clone(),
+        let publish = cluster::Publisher {
+            conn: publisher,
+            channel: self.core.channel.clone(),
+            pod_id: self.core.pod_id.clone(),
+            counters: self.core.counters.clone(),
+        };
+        self.core.run(
+            Tasks {
+                publish,
+                subscription: cluster::Subscriber::new(subscriber, pushes),
+                inbound,
+                by_interest: true,
                 link: Arc::default(),
                 // The cluster client reconnects a node and subscribes it again within its
                 // retries; what it could not send meanwhile is counted as dropped.
                 grace: Duration::ZERO,
-            }
-            .run(),
+            },
+            (),
         );
-        let sub_task = tokio::spawn(
-            SubscriberTask {
-                subscription: cluster::Subscriber::new(subscriber, pushes),
-                pod_id: self.core.pod_id.clone(),
-                counters: self.core.counters.clone(),
-                inbound,
-                changes: self.core.interest(true),
-                shutdown: shutdown_rx,
-            }
-            .run(),
-        );
-        self.running_with(shutdown, vec![pub_task, sub_task], tx);
-        tracing::info!(target: "asena::transport", transport = "redis-cluster", nodes = %self.core.url, pod_id = %self.core.pod_id, "connected");
         Ok(())
     }
 }
@@ -349,7 +295,7 @@ impl Transport for RedisTransport {
     }
 
     fn publish(&self, message: Outbound) {
-        enqueue(self.core.queue.get(), &self.core.counters, "redis", message);
+        self.core.enqueue("redis", message);
     }
 
     fn routes_by_interest(&self) -> bool {
@@ -368,12 +314,9 @@ impl Transport for RedisTransport {
 
     fn destroy(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            self.core.destroyed.store(true, Ordering::Release);
-            let Some(running) = Running::take(&self.running) else {
-                return;
-            };
-            running.stop(FLUSH_TIMEOUT + Duration::from_secs(1)).await;
-            tracing::info!(target: "asena::transport", transport = "redis", pod_id = %self.core.pod_id, "disconnected");
+            if self.core.stop().await.is_some() {
+                tracing::info!(target: "asena::transport", transport = "redis", pod_id = %self.core.pod_id, "disconnected");
+            }
         })
     }
 }
