@@ -1,8 +1,8 @@
 //! What every broker transport is built on: [`BrokerCore`] holds where it connects, the pod
-//! id its envelopes carry, its counters ([`TransportStats`]), its non-blocking outgoing queue,
+//! id its envelopes carry, its counters, its non-blocking outgoing queue,
 //! and, once connected, runs its two tasks (the publisher of `publisher.rs` and the subscriber
 //! of `subscriber.rs`) until it stops them. A broker brings only what differs: how it
-//! connects, publishes a batch and receives. The reconnect [`Backoff`] is here too.
+//! connects, publishes a batch and receives.
 
 // With only some broker features enabled, parts of the shared code go unused.
 #![cfg_attr(
@@ -10,12 +10,13 @@
     allow(dead_code, unreachable_code, unused_imports, unused_variables)
 )]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use super::counters::Counters;
 use super::publisher::{FLUSH_TIMEOUT, Link, Publish, PublisherTask};
 use super::subscriber::{Interest, SubscriberTask, Subscription};
 use super::{Inbound, Outbound, Route, TransportError};
@@ -41,29 +42,6 @@ pub(crate) fn encode_outbound(msg: &Outbound, pod_id: &str) -> Vec<u8> {
         Route::Topic { topic, .. } => Envelope::encode(topic, &msg.payload, msg.binary, pod_id),
         Route::Channel(_) => msg.payload.to_vec(),
     }
-}
-
-/// Counters of a broker transport, as returned by `stats()`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TransportStats {
-    /// Messages sent to the broker.
-    pub published: u64,
-    /// Messages from other instances handed to local delivery.
-    pub received: u64,
-    /// Outgoing messages dropped: queue full, broker down, send failed, too large for the
-    /// broker, or published while the fleet was re-subscribing after an outage.
-    pub dropped: u64,
-    /// Outgoing messages refused because they exceed the broker's largest message (NATS's
-    /// `max_payload`); each is counted in `dropped` too.
-    pub oversize: u64,
-    /// Broker errors: failed sends and connects, lost connections, malformed envelopes.
-    pub errors: u64,
-    /// Successful reconnections after a lost connection.
-    pub reconnects: u64,
-    /// Rooms this instance holds a subscription of its own for (interest-based routing;
-    /// 0 for a transport that has one channel for everything).
-    pub subscriptions: u64,
 }
 
 /// What every broker transport holds: where it connects, who it is (the pod id its envelopes
@@ -213,81 +191,6 @@ impl<C: Send + 'static> BrokerCore<C> {
     }
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) published: AtomicU64,
-    pub(crate) received: AtomicU64,
-    pub(crate) dropped: AtomicU64,
-    pub(crate) oversize: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    pub(crate) reconnects: AtomicU64,
-    pub(crate) subscriptions: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self) -> TransportStats {
-        TransportStats {
-            published: self.published.load(Ordering::Relaxed),
-            received: self.received.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            oversize: self.oversize.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
-            reconnects: self.reconnects.load(Ordering::Relaxed),
-            subscriptions: self.subscriptions.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// The delays between reconnection attempts: 100 ms doubling up to 1.2 s, each with up to
-/// as much again of random jitter (so a fleet does not reconnect in lockstep), so never more
-/// than [`Backoff::MAX`]; forever. The arithmetic is `backon`'s.
-#[derive(Debug)]
-pub(crate) struct Backoff(backon::ExponentialBackoff);
-
-impl Backoff {
-    pub(crate) const MIN: Duration = Duration::from_millis(100);
-    /// The longest delay, jitter included.
-    pub(crate) const MAX: Duration = Duration::from_millis(2400);
-
-    pub(crate) fn new() -> Backoff {
-        use backon::BackoffBuilder as _;
-        Backoff(
-            backon::ExponentialBuilder::default()
-                .with_min_delay(Self::MIN)
-                .with_max_delay(Self::MAX / 2)
-                .with_factor(2.0)
-                .with_jitter()
-                .without_max_times()
-                .build(),
-        )
-    }
-
-    /// Starts again from the shortest delay (after a success).
-    pub(crate) fn reset(&mut self) {
-        *self = Backoff::new();
-    }
-
-    /// The delay before the next attempt.
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        self.0.next().unwrap_or(Self::MAX).min(Self::MAX)
-    }
-
-    /// The delay before attempt number `attempt` (0-based), for clients that count attempts
-    /// themselves (NATS's reconnect callback).
-    pub(crate) fn delay(attempt: usize) -> Duration {
-        // Past the fifth attempt the delay no longer grows.
-        let mut backoff = Backoff::new();
-        for _ in 0..attempt.min(5) {
-            backoff.next_delay();
-        }
-        backoff.next_delay()
-    }
-}
-
 /// A started transport's tasks, the signal that stops them, and its connection `C` (or
 /// `()` when the tasks own theirs).
 #[derive(Debug)]
@@ -308,29 +211,5 @@ impl<C> Running<C> {
             }
         }
         self.connection
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        let mut b = Backoff::new();
-        let first = b.next_delay();
-        assert!(
-            first >= Backoff::MIN && first <= Backoff::MIN * 2,
-            "{first:?}"
-        );
-        for _ in 0..20 {
-            let d = b.next_delay();
-            assert!(d <= Backoff::MAX, "{d:?}");
-        }
-        assert!(b.next_delay() >= Backoff::MAX / 2);
-        b.reset();
-        assert!(b.next_delay() <= Backoff::MIN * 2);
-        assert!(Backoff::delay(0) <= Backoff::MIN * 2);
-        assert!(Backoff::delay(1000) >= Backoff::MAX / 2);
     }
 }

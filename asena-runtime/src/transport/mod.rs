@@ -9,8 +9,9 @@
 //!
 //! [`LocalTransport`] is the default: nothing leaves the process and the fan-out path does
 //! not even check for a transport. The broker plumbing [`RedisTransport`] and
-//! [`NatsTransport`] share lives in `broker.rs` (counters, queue, backoff) and
-//! `subscriber.rs` (the one task that receives, for every broker); the [`Emitter`]
+//! [`NatsTransport`] share lives in `broker.rs` (the core each is built on, with the
+//! queue and the running state), `publisher.rs` and `subscriber.rs` (the one task that
+//! sends and the one that receives, for every broker), `counters.rs` and `backoff.rs`; the [`Emitter`]
 //! publishes into a fleet from a process without a server.
 //!
 //! One bus carries two layouts of channels ([`Route`]): Asena's topics, wrapped in the
@@ -28,7 +29,9 @@ use bytes::Bytes;
 
 use crate::error::BoxError;
 
+mod backoff;
 mod broker;
+mod counters;
 mod emitter;
 #[cfg(feature = "nats")]
 mod nats;
@@ -37,7 +40,7 @@ mod redis;
 mod publisher;
 mod subscriber;
 
-pub use broker::TransportStats;
+pub use counters::TransportStats;
 pub use emitter::Emitter;
 #[cfg(feature = "nats")]
 pub use nats::NatsTransport;

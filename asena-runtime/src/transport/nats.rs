@@ -49,9 +49,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::{AbortHandle, Abortable};
 
-use super::broker::{
-    Backoff, BrokerCore, CONNECT_TIMEOUT, Counters, Tasks, TransportStats, encode_outbound,
-};
+use super::backoff::Backoff;
+use super::broker::{BrokerCore, CONNECT_TIMEOUT, Tasks, encode_outbound};
+use super::counters::{Counters, TransportStats};
 use super::publisher::{Link, Lost, Publish, RESUBSCRIBE_GRACE};
 use super::subscriber::{Event, Failed, Interest, Subscription};
 use super::{BoxFuture, Inbound, Outbound, Route, Transport, TransportError};

@@ -32,7 +32,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::Outbound;
-use super::broker::{Backoff, Counters};
+use super::backoff::Backoff;
+use super::counters::Counters;
 use crate::error::BoxError;
 
 /// Most messages handed to the broker at once.

@@ -29,7 +29,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::broker::{Backoff, Counters};
+use super::backoff::Backoff;
+use super::counters::Counters;
 use super::{Heard, Inbound};
 use crate::error::BoxError;
 use crate::wire::Envelope;

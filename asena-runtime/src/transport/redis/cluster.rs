@@ -27,7 +27,8 @@ use redis::{ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
 use crate::error::BoxError;
-use crate::transport::broker::{CONNECT_TIMEOUT, Counters, encode_outbound};
+use crate::transport::broker::{CONNECT_TIMEOUT, encode_outbound};
+use crate::transport::counters::Counters;
 use crate::transport::publisher::{Lost, Publish};
 use crate::transport::subscriber::{Event, Failed, Subscription};
 use crate::transport::{Outbound, Route};

@@ -38,7 +38,8 @@ use redis::Client;
 use redis::aio::{PubSub, PubSubSink, PubSubStream};
 use tokio::sync::mpsc;
 
-use super::broker::{BrokerCore, CONNECT_TIMEOUT, Tasks, TransportStats};
+use super::broker::{BrokerCore, CONNECT_TIMEOUT, Tasks};
+use super::counters::TransportStats;
 use super::publisher::RESUBSCRIBE_GRACE;
 use super::subscriber::{Event, Failed, Interest, Subscription};
 use super::{BoxFuture, Inbound, Outbound, Transport, TransportError};

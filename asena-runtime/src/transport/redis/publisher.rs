@@ -6,7 +6,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
 
 use crate::error::BoxError;
-use crate::transport::broker::{CONNECT_TIMEOUT, Counters, encode_outbound};
+use crate::transport::broker::{CONNECT_TIMEOUT, encode_outbound};
+use crate::transport::counters::Counters;
 use crate::transport::publisher::{Lost, Publish};
 use crate::transport::{Outbound, Route};
 use crate::wire;
