@@ -20,7 +20,7 @@ struct Auto {
 
 impl WebSocketService for Auto {
     type Data = ();
-    async fn on_message(&self, ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, _msg: Message) -> Result<()> {
         let tick = self
             .clock
             .ticks

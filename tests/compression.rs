@@ -22,13 +22,13 @@ struct Zipped;
 
 impl WebSocketService for Zipped {
     type Data = ();
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         let room = ws.query("room").unwrap_or("r").to_owned();
         ws.subscribe(&room)?;
         ws.send("ready")?;
         Ok(())
     }
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         match &msg {
             Message::Text(t) if t.starts_with("room:") => {
                 let room = ws.query("room").unwrap_or("r").to_owned();

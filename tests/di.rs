@@ -91,7 +91,7 @@ mod levels {
 
     impl WebSocketService for LevelSocket {
         type Data = ();
-        async fn on_message(&self, ws: &Socket<()>, _msg: Message) -> Result<()> {
+        async fn on_message(&self, ws: &Socket<Self>, _msg: Message) -> Result<()> {
             // Answers with something only the injected chain can know.
             ws.send(format!("port={}", self.users.repo.config.port))?;
             Ok(())
@@ -355,14 +355,14 @@ mod duplicates {
 
     impl WebSocketService for DupOne {
         type Data = ();
-        async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
             Ok(())
         }
     }
 
     impl WebSocketService for DupTwo {
         type Data = ();
-        async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
             Ok(())
         }
     }
@@ -543,7 +543,7 @@ mod gated {
 
     impl WebSocketService for Gated {
         type Data = ();
-        async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+        async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
             ws.send(&msg)?;
             Ok(())
         }
@@ -634,7 +634,7 @@ mod ulak {
 
     impl WebSocketService for NotifySocket {
         type Data = ();
-        async fn on_message(&self, _ws: &Socket<()>, msg: Message) -> Result<()> {
+        async fn on_message(&self, _ws: &Socket<Self>, msg: Message) -> Result<()> {
             // Sends through the service, which sends through its Ulak handle.
             self.notifier.socket.broadcast(&msg)?;
             Ok(())
@@ -655,7 +655,7 @@ mod ulak {
 
     impl WebSocketService for LoopSocket {
         type Data = ();
-        async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
             Ok(())
         }
     }
@@ -808,7 +808,7 @@ mod lifecycle {
 
     impl WebSocketService for Front {
         type Data = ();
-        async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
             Ok(())
         }
     }

@@ -48,7 +48,7 @@ struct Typed;
 
 impl WebSocketService for Typed {
     type Data = ();
-    async fn on_message(&self, ws: &Socket<(), Raw>, msg: TypedIn) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: TypedIn) -> Result<()> {
         if let TypedIn::Say { text } = msg {
             ws.send(text)?;
         }

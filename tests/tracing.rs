@@ -50,7 +50,7 @@ pub struct Fails;
 
 impl WebSocketService for Fails {
     type Data = ();
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Err("the database is down".into())
     }
 }

@@ -22,7 +22,7 @@ struct Compat;
 
 impl WebSocketService for Compat {
     type Data = ();
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         if let Some(room) = ws.query("room") {
             let room = room.to_owned();
             ws.subscribe(&room)?;
@@ -30,7 +30,7 @@ impl WebSocketService for Compat {
         ws.send("hello")?;
         Ok(())
     }
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }

@@ -15,11 +15,11 @@
 //!
 //! impl WebSocketService for Echo {
 //!     type Data = ();
-//!     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+//!     async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
 //!         ws.subscribe("everyone")?;
 //!         Ok(())
 //!     }
-//!     async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+//!     async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
 //!         // to everyone in the room but the sender, on every instance
 //!         ws.publish("everyone", &msg)?;
 //!         Ok(())
@@ -62,13 +62,16 @@
 //! in one process, as tests do).
 //!
 //! ## Sockets and rooms
-//! Handlers receive a [`Socket<T>`] (`T` is the service's `Data`): `send`, `send_json`,
-//! `subscribe`, `unsubscribe`, `publish` (room minus the sender), `rooms`, `close`, and the
-//! request's headers, query and path parameters, and the subprotocol chosen from the ones
-//! the service lists in [`WebSocketService::PROTOCOLS`] (`ws.protocol()`). The [`Namespace`]
-//! (`ws.namespace()`, [`Ulak<N>`], [`Asena::namespace`]) lists sockets and rooms and sends
-//! with `to(room, ..)` and `broadcast(..)` (sender included). Every socket is also in a room
-//! named by its id. Memberships are removed when a socket closes.
+//! Handlers receive a [`Socket<Self>`](Socket): `send`, `send_json`, `subscribe`,
+//! `unsubscribe`, `publish` (room minus the sender), `rooms`, `close`, the request's headers,
+//! query and path parameters, and the subprotocol chosen from the ones the service lists in
+//! [`WebSocketService::PROTOCOLS`] (`ws.protocol()`). What the service declares comes with
+//! its types: `ws.data().values` is its `Data` (what middleware stored), `ws.params()` its
+//! `params`, and sends take its `sends` type. The [`Namespace`] (`ws.namespace()`,
+//! [`Ulak<N>`], [`Asena::namespace`]) lists sockets and rooms and sends with `to(room, ..)`
+//! and `broadcast(..)` (sender included); [`Ulak<N>`] lists them as `Socket<N>`, with their
+//! data. Every socket is also in a room named by its id. Memberships are removed when a
+//! socket closes.
 //!
 //! What can be sent follows one rule ([`IntoFrame`]): strings go out as text exactly as
 //! given, bytes as binary, and `Serialize` values as JSON through [`Json`] or `send_json`.
@@ -76,8 +79,9 @@
 //! ## Typed channels
 //! `#[websocket(path = "/rooms/{id}", params = Room, receives = In, sends = Out)]` declares a
 //! service's protocol once ([`Channel`]): path parameters deserialize into `Room` before the
-//! upgrade (400 naming the parameter otherwise; `ctx.params::<Room>()`,
-//! `ws.params::<Room>()`), `on_message` gets a decoded, validated `In` (garde constraints;
+//! upgrade (400 naming the parameter otherwise; `ctx.params::<Room>()` in middleware, which
+//! runs for any service, and `ws.params()`, a `&Room`, in handlers), `on_message` gets a
+//! decoded, validated `In` (garde constraints;
 //! failures go to [`WebSocketService::on_invalid`] with a [`DecodeError`] and the socket
 //! stays open), and the service's [`Socket`], [`Namespace`] and [`Ulak`] accept only `Out`
 //! ([`Encode`]; `.raw()` for anything else). The same declarations give

@@ -51,13 +51,13 @@ pub struct Lobby;
 impl WebSocketService for Lobby {
     type Data = User;
 
-    async fn on_open(&self, ws: &Socket<User>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         ws.subscribe(LOBBY)?;
         ws.send_json(&json!({"type": "welcome", "name": ws.data().values.name}))?;
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<User>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         let text = msg.as_text().unwrap_or_default();
         let from = &ws.data().values.name;
         // `to` reaches the whole room, sender included, on every instance.

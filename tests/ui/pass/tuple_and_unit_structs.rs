@@ -11,7 +11,7 @@ struct TupleSocket(#[inject] Arc<Pair>);
 
 impl WebSocketService for TupleSocket {
     type Data = ();
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         let _ = &self.0;
         Ok(())
     }
