@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use asena_tests::serve;
 

@@ -6,9 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 use anyhow::bail;
-use asena_runtime::AsenaBuilder;
 use asena_runtime::config::Compression;
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::{TestServer, echo_service, masked_frame, raw_upgrade, read_frame, start};
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress};
 use tokio::io::AsyncWriteExt;

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use asena_runtime::Error;
 use asena_runtime::di::{ContainerError, Problem};
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, Error};
 use asena_tests::{Client, WAIT, serve};
 
 /// Builds and expects the graph to be rejected; returns the container error.
@@ -60,6 +60,7 @@ impl Write for Captured {
 // Injection across levels: Config <- Repo <- Users <- LevelSocket (4 levels).
 
 mod levels {
+    use asena_runtime::Asena;
     use asena_runtime::prelude::*;
 
     #[service]
@@ -616,6 +617,7 @@ async fn startup_logs_how_many_components_registered() -> anyhow::Result<()> {
 // Some fields exist only to create dependency edges.
 #[allow(dead_code)]
 mod ulak {
+    use asena_runtime::UlakBroker;
     use asena_runtime::prelude::*;
 
     #[service]

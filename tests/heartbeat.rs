@@ -8,8 +8,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::{
     TestServer, WAIT, eventually, masked, raw_upgrade, read_frame, start, tungstenite,
 };

@@ -11,12 +11,12 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
+use asena_runtime::Asena;
 use asena_runtime::di::Component;
 use asena_runtime::managed::ManagedService;
 use asena_runtime::managed::envelope::{
     BROADCAST_CHANNEL, EMITTER_SERVER_ID, ManagedEnvelope, TargetKind,
 };
-use asena_runtime::prelude::*;
 use asena_runtime::protocol::Endpoint;
 use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport, Transport};
 use asena_tests::broker::{Broker, Kind};

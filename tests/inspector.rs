@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{NatsTransport, RedisTransport};
 use asena_runtime::wire::{self, Envelope};
-use asena_runtime::{AsenaBuilder, InspectorToken};
+use asena_runtime::{Asena, AsenaBuilder, InspectorToken};
 use asena_tests::{
     Client, TestServer, WAIT, eventually, http_request, start, until_some, upgrade_request,
 };

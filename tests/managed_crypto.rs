@@ -14,6 +14,7 @@ use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce};
 use aes_gcm::{Aes256Gcm, Key};
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, Raw};
 use asena_tests::{Client, TestServer, base64_field, event, start};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use asena_tests::{Client, TestServer, event, managed_service, start};
 use futures_util::StreamExt;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use asena_tests::{TestServer, eventually, http_request, start, start_service, upgrade_request};
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};

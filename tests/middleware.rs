@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use asena_runtime::prelude::*;
-use asena_runtime::{AsenaBuilder, Scope};
+use asena_runtime::{Asena, AsenaBuilder, Scope};
 use asena_tests::{
     Client, TestServer, body_of, eventually, header_values, json_body, start, upgrade_request,
 };

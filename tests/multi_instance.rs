@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::from_url;
 use asena_runtime::transport::{Emitter, Transport, TransportError};
+use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::broker::{Broker, Kind, Typed, free_port};
 use asena_tests::{Client, TestServer, start, tungstenite};
 

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::Emitter;
 use asena_tests::broker::{Broker, Kind, Typed};

@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use asena_runtime::AsenaBuilder;
 use asena_runtime::config::{Limits, SlowConsumer};
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::{TestServer, WAIT, eventually, raw_upgrade, start, start_service};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use asena_runtime::Asena;
 use asena_runtime::config::{Limits, RateLimit, RateLimitPolicy};
 use asena_runtime::prelude::*;
 use asena_tests::{Client, TestServer, WAIT, echo_service, eventually, start, until_some};

@@ -9,6 +9,7 @@ use std::time::Duration;
 #[allow(dead_code)]
 mod chat;
 
+use asena_runtime::Asena;
 use asena_runtime::namespace::SendErrorCode;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{Emitter, RedisTransport};

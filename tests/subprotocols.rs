@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context as _, ensure};
-use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::tungstenite::client::IntoClientRequest;
 use asena_tests::{Client, TestServer, WAIT, header_values, json_body, start, upgrade_request};
 use serde_json::Value;

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use asena_tests::{serve, upgrade_request};
 

@@ -5,7 +5,7 @@
 //! room of a concrete path.
 
 use asena_runtime::prelude::*;
-use asena_runtime::{DecodeError, DecodeErrorKind};
+use asena_runtime::{Asena, DecodeError, DecodeErrorKind};
 use asena_tests::{Client, TestServer, start, upgrade_request};
 use serde_json::json;
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use asena_runtime::namespace::SendErrorCode;
 use asena_runtime::prelude::*;
-use asena_runtime::{AsenaBuilder, BulkOp, SendError};
+use asena_runtime::{Asena, AsenaBuilder, BulkOp, FromApp, SendError, UlakBroker};
 use asena_tests::{Client, TestServer, eventually, start, tungstenite};
 use axum::extract::Path;
 use axum::http::StatusCode;

@@ -5,10 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 use anyhow::Context as _;
-use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport};
 use asena_runtime::wire::{self, Envelope};
+use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::{Client, TestServer, WAIT, start};
 use futures_util::StreamExt;
 

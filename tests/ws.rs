@@ -5,9 +5,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use asena_runtime::Lifecycle;
 use asena_runtime::config::SlowConsumer;
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, Lifecycle};
 use asena_tests::{
     Client, TestServer, WAIT, masked, raw_upgrade, read_frame, start, tungstenite::Message as Ws,
 };

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use asena_client::{Backoff, Client, ClientBuilder, ClientError, Event};
-use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, AsenaBuilder};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;

@@ -9,6 +9,7 @@
 //!
 //! ```no_run
 //! use asena_runtime::prelude::*;
+//! use asena_runtime::Asena;
 //!
 //! #[websocket(path = "/echo")]
 //! struct Echo;
@@ -272,12 +273,17 @@ pub use ulak::{BulkOp, BulkResult, Ulak, UlakBroker};
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
-/// Everything an app usually needs, in one import.
+/// What a file of services, middleware and components needs, in one import: the macros,
+/// the handler and middleware traits with what their signatures name, `Ulak` and `Arc` for
+/// injected fields, and the derives of typed messages.
+///
+/// What builds and serves the app ([`Asena`], [`FromApp`] for HTTP handlers, [`Scope`],
+/// [`UlakBroker`]) is imported from the crate root, and a managed service's trait and types
+/// from [`managed`].
 pub mod prelude {
     pub use crate::{
-        Asena, BoxError, Context, FromApp, Json, Lifecycle, Message, Middleware, Namespace, Next,
-        Raw, Refusal, Result, Scope, Socket, SocketRef, Ulak, UlakBroker, WebSocketService,
-        middleware, service, websocket,
+        BoxError, Context, Json, Lifecycle, Message, Middleware, Next, Refusal, Result, Socket,
+        SocketRef, Ulak, WebSocketService, middleware, service, websocket,
     };
     pub use garde::Validate;
     pub use schemars::JsonSchema;

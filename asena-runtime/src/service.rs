@@ -59,6 +59,7 @@ pub trait WebSocketService: Channel + Sized {
     ///
     /// ```
     /// use asena_runtime::prelude::*;
+    /// use asena_runtime::Asena;
     /// use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     ///
     /// #[websocket(path = "/chat")]

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use axum::http::HeaderValue;
 

@@ -28,6 +28,7 @@ use clap::Parser;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use serde::ser::SerializeStruct;
 

@@ -35,7 +35,7 @@
 
 use asena_runtime::namespace::validate_room;
 use asena_runtime::prelude::*;
-use asena_runtime::{DecodeError, DecodeErrorKind};
+use asena_runtime::{Asena, DecodeError, DecodeErrorKind};
 use axum::response::Html;
 use axum::routing::get;
 

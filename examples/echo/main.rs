@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 
 #[path = "../launch.rs"]

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, FromApp};
 use axum::extract::Path;
 use axum::routing::{post, put};
 

@@ -51,7 +51,7 @@ use anyhow::Context as _;
 use asena_runtime::managed::Managed;
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
 use asena_runtime::prelude::*;
-use asena_runtime::{AsenaBuilder, FromApp};
+use asena_runtime::{Asena, AsenaBuilder, FromApp};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use serde_json::Value;

@@ -12,7 +12,7 @@
 //! [`app`] only adds the HTTP routes.
 
 use asena_runtime::prelude::*;
-use asena_runtime::{AsenaBuilder, SendError};
+use asena_runtime::{Asena, AsenaBuilder, FromApp, SendError};
 use axum::http::StatusCode;
 use axum::routing::post;
 

@@ -1,5 +1,6 @@
 //! A complete set: services, a middleware and a websocket service with every field form.
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, UlakBroker};
 
 #[derive(Clone, Default, Serialize, Deserialize)]
 struct UserData {

@@ -1,4 +1,5 @@
 use asena_runtime::prelude::*;
+use asena_runtime::Asena;
 
 #[service]
 struct Leaf;
