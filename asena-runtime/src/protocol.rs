@@ -41,8 +41,8 @@ pub trait Endpoint: Channel + Sized + Send + Sync + 'static {
 /// The connection state a service `S` gets in its handlers: `ws.data().values`.
 pub type DataOf<S> = <<S as Endpoint>::Protocol as Protocol<S>>::Data;
 
-/// The connection state is the protocol's ([`Protocol::Data`]), so its accessor is defined
-/// here, where the protocol of a service is known.
+// The connection state is the protocol's (`Protocol::Data`), so its accessor is defined
+// here, where a service's protocol is known.
 impl<S: Endpoint> Socket<S> {
     /// The connection's state, id and path: for a [`WebSocketService`] the `Data` that
     /// middleware stored (`Data::default()` when none did), for a managed service its

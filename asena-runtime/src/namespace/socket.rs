@@ -333,7 +333,8 @@ impl<S: Channel> Socket<S> {
             .expect("invariant: a Socket<S> is only made over a connection S's upgrade admitted")
     }
 
-    /// The handle without the service's types but what it sends.
+    /// The [`SocketRef`] this socket dereferences to: the same handle, sending the service's
+    /// `sends` type, without its `params` and `data`.
     pub fn as_socket_ref(&self) -> &SocketRef<S::Out> {
         &self.inner
     }
