@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use asena_tests::serve;
 
@@ -20,7 +21,7 @@ struct Auto {
 
 impl WebSocketService for Auto {
     type Data = ();
-    async fn on_message(&self, ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, _msg: Message) -> Result<()> {
         let tick = self
             .clock
             .ticks

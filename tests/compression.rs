@@ -6,9 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 use anyhow::bail;
-use asena_runtime::AsenaBuilder;
 use asena_runtime::config::Compression;
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::{TestServer, echo_service, masked_frame, raw_upgrade, read_frame, start};
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress};
 use tokio::io::AsyncWriteExt;
@@ -22,13 +22,13 @@ struct Zipped;
 
 impl WebSocketService for Zipped {
     type Data = ();
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         let room = ws.query("room").unwrap_or("r").to_owned();
         ws.subscribe(&room)?;
         ws.send("ready")?;
         Ok(())
     }
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         match &msg {
             Message::Text(t) if t.starts_with("room:") => {
                 let room = ws.query("room").unwrap_or("r").to_owned();

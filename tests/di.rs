@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use asena_runtime::Error;
 use asena_runtime::di::{ContainerError, Problem};
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, Error};
 use asena_tests::{Client, WAIT, serve};
 
 /// Builds and expects the graph to be rejected; returns the container error.
@@ -60,6 +60,7 @@ impl Write for Captured {
 // Injection across levels: Config <- Repo <- Users <- LevelSocket (4 levels).
 
 mod levels {
+    use asena_runtime::Asena;
     use asena_runtime::prelude::*;
 
     #[service]
@@ -91,7 +92,7 @@ mod levels {
 
     impl WebSocketService for LevelSocket {
         type Data = ();
-        async fn on_message(&self, ws: &Socket<()>, _msg: Message) -> Result<()> {
+        async fn on_message(&self, ws: &Socket<Self>, _msg: Message) -> Result<()> {
             // Answers with something only the injected chain can know.
             ws.send(format!("port={}", self.users.repo.config.port))?;
             Ok(())
@@ -355,14 +356,14 @@ mod duplicates {
 
     impl WebSocketService for DupOne {
         type Data = ();
-        async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
             Ok(())
         }
     }
 
     impl WebSocketService for DupTwo {
         type Data = ();
-        async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
             Ok(())
         }
     }
@@ -543,7 +544,7 @@ mod gated {
 
     impl WebSocketService for Gated {
         type Data = ();
-        async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+        async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
             ws.send(&msg)?;
             Ok(())
         }
@@ -616,6 +617,7 @@ async fn startup_logs_how_many_components_registered() -> anyhow::Result<()> {
 // Some fields exist only to create dependency edges.
 #[allow(dead_code)]
 mod ulak {
+    use asena_runtime::UlakBroker;
     use asena_runtime::prelude::*;
 
     #[service]
@@ -634,7 +636,7 @@ mod ulak {
 
     impl WebSocketService for NotifySocket {
         type Data = ();
-        async fn on_message(&self, _ws: &Socket<()>, msg: Message) -> Result<()> {
+        async fn on_message(&self, _ws: &Socket<Self>, msg: Message) -> Result<()> {
             // Sends through the service, which sends through its Ulak handle.
             self.notifier.socket.broadcast(&msg)?;
             Ok(())
@@ -655,7 +657,7 @@ mod ulak {
 
     impl WebSocketService for LoopSocket {
         type Data = ();
-        async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
             Ok(())
         }
     }
@@ -808,7 +810,7 @@ mod lifecycle {
 
     impl WebSocketService for Front {
         type Data = ();
-        async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
             Ok(())
         }
     }

@@ -8,8 +8,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::{
     TestServer, WAIT, eventually, masked, raw_upgrade, read_frame, start, tungstenite,
 };
@@ -26,7 +26,7 @@ struct Beat {
 
 impl WebSocketService for Beat {
     type Data = ();
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         let text = msg.as_text().unwrap_or_default().to_owned();
         self.seen.lock().unwrap().push(text.clone());
         if let Some(code) = text.strip_prefix("close:") {
@@ -38,7 +38,7 @@ impl WebSocketService for Beat {
         }
         Ok(())
     }
-    async fn on_close(&self, _ws: &Socket<()>, code: u16, reason: &str) {
+    async fn on_close(&self, _ws: &Socket<Self>, code: u16, reason: &str) {
         self.closed.lock().unwrap().push((code, reason.to_owned()));
     }
 }

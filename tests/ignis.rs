@@ -11,12 +11,12 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
+use asena_runtime::Asena;
 use asena_runtime::di::Component;
-use asena_runtime::managed::ManagedProtocol;
+use asena_runtime::managed::ManagedService;
 use asena_runtime::managed::envelope::{
     BROADCAST_CHANNEL, EMITTER_SERVER_ID, ManagedEnvelope, TargetKind,
 };
-use asena_runtime::prelude::*;
 use asena_runtime::protocol::Endpoint;
 use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport, Transport};
 use asena_tests::broker::{Broker, Kind};
@@ -244,7 +244,7 @@ fn channel_names_are_ignis_channels() {
 
 /// A user with a session on each instance: every kind of delivery from A reaches B's session
 /// once, and A's own session once (no echo back from the broker).
-async fn instances_share_users<S: Endpoint<Protocol = ManagedProtocol> + Component>(
+async fn instances_share_users<S: ManagedService + Component>(
     a: TestServer,
     b: TestServer,
     path: &str,

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{NatsTransport, RedisTransport};
 use asena_runtime::wire::{self, Envelope};
-use asena_runtime::{AsenaBuilder, InspectorToken};
+use asena_runtime::{Asena, AsenaBuilder, InspectorToken};
 use asena_tests::{
     Client, TestServer, WAIT, eventually, http_request, start, until_some, upgrade_request,
 };
@@ -56,7 +56,7 @@ pub struct Hall;
 
 impl WebSocketService for Hall {
     type Data = ();
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         let rooms: Vec<String> = ws
             .query("rooms")
             .unwrap_or("")
@@ -70,7 +70,7 @@ impl WebSocketService for Hall {
         ws.send_json(&json!({"type": "ready", "id": ws.id()}))?;
         Ok(())
     }
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         // Its joined rooms, not its personal room (its id, listed first).
         for room in ws.rooms().into_iter().skip(1) {
             ws.namespace().to(&room, msg.clone())?;

@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use asena_runtime::managed::{Authenticated, ManagedService, ManagedSocket};
+use asena_runtime::Asena;
+use asena_runtime::managed::{Authenticated, ManagedService};
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{NatsTransport, RedisTransport, TransportStats};
 use asena_runtime::wire;
@@ -34,7 +35,7 @@ pub struct Hall;
 
 impl WebSocketService for Hall {
     type Data = ();
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         for room in ws.query("rooms").unwrap_or("").split(',') {
             if !room.is_empty() {
                 ws.subscribe(room)?;
@@ -43,7 +44,7 @@ impl WebSocketService for Hall {
         ws.send_json(&json!({"type": "ready", "id": ws.id()}))?;
         Ok(())
     }
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         let text = msg.as_text().unwrap_or_default().to_owned();
         if let Some(rest) = text.strip_prefix("to:") {
             let (id, body) = rest.split_once(':').unwrap_or((rest, ""));
@@ -295,13 +296,13 @@ pub struct ManagedHall;
 impl ManagedService for ManagedHall {
     async fn authenticate(
         &self,
-        _ws: &ManagedSocket<Raw>,
+        _ws: &Socket<Self>,
         c: serde_json::Value,
     ) -> Result<Option<Authenticated>> {
         Ok(c["user"].as_str().map(Authenticated::user))
     }
 
-    async fn on_event(&self, _ws: &ManagedSocket<Raw>, _event: Message) -> Result<()> {
+    async fn on_event(&self, _ws: &Socket<Self>, _event: Message) -> Result<()> {
         Ok(())
     }
 }

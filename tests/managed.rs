@@ -5,9 +5,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use asena_runtime::managed::{
-    Authenticated, ManagedOptions, ManagedService, ManagedSocket, OutboundTransform,
-};
+use asena_runtime::Asena;
+use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, OutboundTransform};
 use asena_runtime::prelude::*;
 use asena_tests::{Client, TestServer, event, start};
 use serde_json::{Value, json};
@@ -75,7 +74,7 @@ impl ManagedService for Realtime {
 
     async fn authenticate(
         &self,
-        _ws: &ManagedSocket<AppOut>,
+        _ws: &Socket<Self>,
         credentials: Value,
     ) -> Result<Option<Authenticated>> {
         match credentials["token"].as_str() {
@@ -95,14 +94,14 @@ impl ManagedService for Realtime {
         }
     }
 
-    async fn validate_rooms(&self, _ws: &ManagedSocket<AppOut>, rooms: Vec<String>) -> Vec<String> {
+    async fn validate_rooms(&self, _ws: &Socket<Self>, rooms: Vec<String>) -> Vec<String> {
         rooms
             .into_iter()
             .filter(|r| r == "lobby" || r.starts_with("public-"))
             .collect()
     }
 
-    async fn on_connected(&self, ws: &ManagedSocket<AppOut>) -> Result<()> {
+    async fn on_connected(&self, ws: &Socket<Self>) -> Result<()> {
         let client = &ws.data().values;
         if client.user_id().as_deref() == Some("carol") {
             client.set_outbound(Arc::new(Shout));
@@ -115,7 +114,7 @@ impl ManagedService for Realtime {
         Ok(())
     }
 
-    async fn on_event(&self, ws: &ManagedSocket<AppOut>, event: AppIn) -> Result<()> {
+    async fn on_event(&self, ws: &Socket<Self>, event: AppIn) -> Result<()> {
         let me = ws.data().values.user_id().unwrap_or_default();
         let managed = ws.managed();
         match event {
@@ -129,7 +128,7 @@ impl ManagedService for Realtime {
         Ok(())
     }
 
-    async fn on_disconnected(&self, ws: &ManagedSocket<AppOut>, code: u16, _reason: &str) {
+    async fn on_disconnected(&self, ws: &Socket<Self>, code: u16, _reason: &str) {
         let user = ws.data().values.user_id().unwrap_or_else(|| "-".into());
         self.journal.push(format!("disconnected {user} {code}"));
     }
@@ -154,14 +153,10 @@ impl OutboundTransform for Shout {
 pub struct Closed;
 
 impl ManagedService for Closed {
-    async fn authenticate(
-        &self,
-        _ws: &ManagedSocket<Raw>,
-        _c: Value,
-    ) -> Result<Option<Authenticated>> {
+    async fn authenticate(&self, _ws: &Socket<Self>, _c: Value) -> Result<Option<Authenticated>> {
         Ok(Some(Authenticated::user("anyone")))
     }
-    async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+    async fn on_event(&self, ws: &Socket<Self>, event: Message) -> Result<()> {
         // Untyped: the whole envelope, echoed as a `got` event.
         let envelope: Value = event.json()?;
         let managed = ws.managed();

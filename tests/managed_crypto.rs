@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce};
 use aes_gcm::{Aes256Gcm, Key};
-use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
+use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, Raw};
 use asena_tests::{Client, TestServer, base64_field, event, start};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -44,7 +45,11 @@ async fn authenticate(credentials: &Value) -> Result<Option<Authenticated>> {
         .map(Authenticated::user))
 }
 
-async fn handle(seen: &Seen, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+async fn handle<S: ManagedService<Out = Raw>>(
+    seen: &Seen,
+    ws: &Socket<S>,
+    event: Message,
+) -> Result<()> {
     let envelope: Value = event.json()?;
     let client = &ws.data().values;
     seen.lines
@@ -81,7 +86,7 @@ macro_rules! seen_service {
             }
             async fn authenticate(
                 &self,
-                _ws: &ManagedSocket<Raw>,
+                _ws: &Socket<Self>,
                 credentials: Value,
             ) -> Result<Option<Authenticated>> {
                 authenticate(&credentials).await
@@ -89,13 +94,13 @@ macro_rules! seen_service {
             $(
                 async fn validate_rooms(
                     &self,
-                    _ws: &ManagedSocket<Raw>,
+                    _ws: &Socket<Self>,
                     rooms: Vec<String>,
                 ) -> Vec<String> {
                     $rooms(rooms)
                 }
             )?
-            async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+            async fn on_event(&self, ws: &Socket<Self>, event: Message) -> Result<()> {
                 handle(&self.seen, ws, event).await
             }
         }
@@ -280,12 +285,11 @@ async fn an_encrypted_client_and_a_plain_one_share_a_room() -> anyhow::Result<()
         event("error", json!({"message": "Reserved event: connected"}))
     );
 
-    let ns = s.app.namespace("/open").expect("registered");
-    let encrypted: Vec<bool> = ns
+    let open = s.app.ulak::<Open>().expect("registered");
+    let encrypted: Vec<bool> = open
         .sockets()
         .iter()
-        .filter_map(|socket| socket.data::<asena_runtime::managed::ManagedClient>())
-        .map(|d| d.values.is_encrypted())
+        .map(|socket| socket.data().values.is_encrypted())
         .collect();
     assert_eq!(encrypted.iter().filter(|e| **e).count(), 1, "{encrypted:?}");
     assert_eq!(encrypted.len(), 2);

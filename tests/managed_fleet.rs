@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use asena_runtime::managed::ManagedSocket;
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use asena_tests::{Client, TestServer, event, managed_service, start};
 use futures_util::StreamExt;
@@ -21,7 +21,7 @@ managed_service!(Fleet, "/fleet", on_event = fleet_event);
 
 /// `{"event":"poke","data":{"user":U}}` → every session of U; `{"event":"say",
 /// "data":{"room":R,"text":T}}` → the room, sender excluded.
-async fn fleet_event(ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+async fn fleet_event(ws: &Socket<Fleet>, event: Message) -> Result<()> {
     let envelope: Value = event.json()?;
     let managed = ws.managed();
     let data = &envelope["data"];

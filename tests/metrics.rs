@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use asena_tests::{TestServer, eventually, http_request, start, start_service, upgrade_request};
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
@@ -34,11 +35,11 @@ pub struct Lobby;
 
 impl WebSocketService for Lobby {
     type Data = ();
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         ws.subscribe("lobby")?;
         Ok(())
     }
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         ws.namespace().to("lobby", msg)?;
         Ok(())
     }
@@ -51,7 +52,7 @@ pub struct Items;
 
 impl WebSocketService for Items {
     type Data = ();
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }

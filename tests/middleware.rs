@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use asena_runtime::prelude::*;
-use asena_runtime::{AsenaBuilder, Scope};
+use asena_runtime::{Asena, AsenaBuilder, Scope};
 use asena_tests::{
     Client, TestServer, body_of, eventually, header_values, json_body, start, upgrade_request,
 };
@@ -234,7 +234,7 @@ macro_rules! socket {
 
         impl WebSocketService for $name {
             type Data = $data;
-            async fn on_open(&self, ws: &Socket<$data>) -> Result<()> {
+            async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
                 self.opened.fetch_add(1, Ordering::SeqCst);
                 ws.send_json(&json!({
                     "values": ws.data().values,
@@ -243,7 +243,7 @@ macro_rules! socket {
                 }))?;
                 Ok(())
             }
-            async fn on_message(&self, _ws: &Socket<$data>, _msg: Message) -> Result<()> {
+            async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
                 Ok(())
             }
         }

@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::from_url;
 use asena_runtime::transport::{Emitter, Transport, TransportError};
+use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::broker::{Broker, Kind, Typed, free_port};
 use asena_tests::{Client, TestServer, start, tungstenite};
 
@@ -44,7 +44,7 @@ struct Mi;
 impl WebSocketService for Mi {
     type Data = ();
 
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         if let Some(room) = ws.query("room") {
             let room = room.to_owned();
             ws.subscribe(&room)?;
@@ -53,7 +53,7 @@ impl WebSocketService for Mi {
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         let cmd: serde_json::Value = serde_json::from_str(msg.as_text().unwrap_or("{}"))?;
         let room = cmd["room"].as_str().unwrap_or_default();
         let text = cmd["msg"].as_str().unwrap_or_default().to_owned();
@@ -82,12 +82,12 @@ struct MiBroadcast;
 impl WebSocketService for MiBroadcast {
     type Data = ();
 
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         ws.send_json(&json!({"type": "hello", "id": ws.id()}))?;
         Ok(())
     }
 
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::Emitter;
 use asena_tests::broker::{Broker, Kind, Typed};
@@ -48,7 +49,7 @@ struct Stream;
 impl WebSocketService for Stream {
     type Data = ();
 
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         if ws.query("listen").is_some() {
             ws.subscribe(ROOM)?;
         }
@@ -58,7 +59,7 @@ impl WebSocketService for Stream {
 
     /// Sends the message to the room; a send the namespace refuses is answered with
     /// `refused:<code>`.
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         if let Err(e) = ws.namespace().to(ROOM, msg) {
             ws.send(format!("refused:{}", e.code))?;
         }

@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use asena_runtime::AsenaBuilder;
 use asena_runtime::config::{Limits, SlowConsumer};
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::{TestServer, WAIT, eventually, raw_upgrade, start, start_service};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,12 +29,12 @@ macro_rules! room_service {
 
         impl WebSocketService for $name {
             type Data = ();
-            async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+            async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
                 ws.subscribe("room")?;
                 ws.send("joined")?;
                 Ok(())
             }
-            async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+            async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
                 Ok(())
             }
         }
@@ -253,7 +253,7 @@ struct Burst;
 
 impl WebSocketService for Burst {
     type Data = ();
-    async fn on_message(&self, ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, _msg: Message) -> Result<()> {
         for i in 0..BURST {
             let pad = if i % 2 == 0 { 90 } else { 990 };
             ws.send(format!("{i}:{}", "x".repeat(pad)))?;

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce, Payload};
 use aes_gcm::{Aes256Gcm, Key};
-use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
+use asena_runtime::Asena;
+use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
 use asena_runtime::prelude::*;
 use asena_tests::{Client, TestServer, base64_field, event, start};
 use base64::Engine;
@@ -34,7 +35,7 @@ async fn admit(credentials: &Value) -> Result<Option<Authenticated>> {
 
 /// `echo` answers through `Socket::send`, `fail` fails the handler, anything else goes to
 /// the lobby.
-async fn on_event(ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+async fn on_event(ws: &SocketRef, event: Message) -> Result<()> {
     let envelope: Value = event.json()?;
     match envelope["event"].as_str() {
         Some("echo") => ws.send(Json(&json!({"event": "echoed", "data": envelope["data"]})))?,
@@ -63,12 +64,12 @@ macro_rules! sealed_service {
             }
             async fn authenticate(
                 &self,
-                _ws: &ManagedSocket<Raw>,
+                _ws: &Socket<Self>,
                 credentials: Value,
             ) -> Result<Option<Authenticated>> {
                 admit(&credentials).await
             }
-            async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+            async fn on_event(&self, ws: &Socket<Self>, event: Message) -> Result<()> {
                 on_event(ws, event).await
             }
         }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use asena_runtime::Asena;
 use asena_runtime::config::{Limits, RateLimit, RateLimitPolicy};
 use asena_runtime::prelude::*;
 use asena_tests::{Client, TestServer, WAIT, echo_service, eventually, start, until_some};
@@ -48,7 +49,7 @@ struct Typed;
 
 impl WebSocketService for Typed {
     type Data = ();
-    async fn on_message(&self, ws: &Socket<(), Raw>, msg: TypedIn) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: TypedIn) -> Result<()> {
         if let TypedIn::Say { text } = msg {
             ws.send(text)?;
         }

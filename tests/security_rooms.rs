@@ -9,6 +9,7 @@ use std::time::Duration;
 #[allow(dead_code)]
 mod chat;
 
+use asena_runtime::Asena;
 use asena_runtime::namespace::SendErrorCode;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{Emitter, RedisTransport};
@@ -36,7 +37,7 @@ pub struct Rooms;
 impl WebSocketService for Rooms {
     type Data = ();
 
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         if let Some(room) = ws.query("room") {
             let room = room.to_owned();
             if let Err(e) = ws.subscribe(&room) {
@@ -47,7 +48,7 @@ impl WebSocketService for Rooms {
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<()>, message: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, message: Message) -> Result<()> {
         let text = message.as_text().unwrap_or_default().to_owned();
         if let Some(rest) = text.strip_prefix("pub:")
             && let Some((room, body)) = rest.split_once(':')

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context as _, ensure};
-use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::tungstenite::client::IntoClientRequest;
 use asena_tests::{Client, TestServer, WAIT, header_values, json_body, start, upgrade_request};
 use serde_json::Value;
@@ -62,9 +62,10 @@ impl Middleware for Impostor {
     }
 }
 
-/// Sends what the socket and the middleware saw as the first message.
-fn hello(ws: &Socket<Seen>) -> Result<()> {
-    ws.send_json(&json!({"protocol": ws.protocol(), "seen": ws.data().values}))?;
+/// Sends what the socket and the middleware (`seen`, the socket's data) saw as the first
+/// message.
+fn hello(ws: &SocketRef, seen: &Seen) -> Result<()> {
+    ws.send_json(&json!({"protocol": ws.protocol(), "seen": seen}))?;
     Ok(())
 }
 
@@ -78,11 +79,11 @@ impl WebSocketService for Chat {
     type Data = Seen;
     const PROTOCOLS: &'static [&'static str] = &["chat.v2", "chat.v1"];
 
-    async fn on_open(&self, ws: &Socket<Seen>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         self.opened.fetch_add(1, Ordering::SeqCst);
-        hello(ws)
+        hello(ws, &ws.data().values)
     }
-    async fn on_message(&self, _ws: &Socket<Seen>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }
@@ -98,11 +99,11 @@ impl WebSocketService for Strict {
     const PROTOCOLS: &'static [&'static str] = &["chat.v2", "chat.v1"];
     const REQUIRE_PROTOCOL: bool = true;
 
-    async fn on_open(&self, ws: &Socket<Seen>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         self.opened.fetch_add(1, Ordering::SeqCst);
-        hello(ws)
+        hello(ws, &ws.data().values)
     }
-    async fn on_message(&self, _ws: &Socket<Seen>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }
@@ -113,10 +114,10 @@ struct Plain;
 
 impl WebSocketService for Plain {
     type Data = Seen;
-    async fn on_open(&self, ws: &Socket<Seen>) -> Result<()> {
-        hello(ws)
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
+        hello(ws, &ws.data().values)
     }
-    async fn on_message(&self, _ws: &Socket<Seen>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ struct Echo;
 
 impl WebSocketService for Echo {
     type Data = ();
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         ws.send(msg)?;
         Ok(())
     }

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use asena_tests::{serve, upgrade_request};
 
@@ -50,7 +51,7 @@ pub struct Fails;
 
 impl WebSocketService for Fails {
     type Data = ();
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Err("the database is down".into())
     }
 }

@@ -1,10 +1,11 @@
 //! Typed channels over real sockets: path parameters into a serde type (and the 400 when they
-//! do not deserialize), typed messages in and out, each decode error's answer with the socket
-//! staying open, garde constraints, a custom answer shape, typed `Ulak`, and the room of a
-//! concrete path.
+//! do not deserialize) reaching middleware and `Socket<Self>`, typed messages in and out, each
+//! decode error's answer with the socket staying open, garde constraints, a custom answer
+//! shape, typed `Ulak` (sends, and sockets listed with their parameters and data), and the
+//! room of a concrete path.
 
 use asena_runtime::prelude::*;
-use asena_runtime::{DecodeError, DecodeErrorKind};
+use asena_runtime::{Asena, DecodeError, DecodeErrorKind};
 use asena_tests::{Client, TestServer, start, upgrade_request};
 use serde_json::json;
 
@@ -82,8 +83,8 @@ pub struct Events;
 impl WebSocketService for Events {
     type Data = Seen;
 
-    async fn on_message(&self, ws: &Socket<Seen, EventsOut>, msg: EventsIn) -> Result<()> {
-        let user_id = ws.params::<EventsPath>().map_or(0, |p| p.user_id);
+    async fn on_message(&self, ws: &Socket<Self>, msg: EventsIn) -> Result<()> {
+        let user_id = ws.params().user_id;
         match msg {
             EventsIn::Say { text } => {
                 // To everyone at this concrete path, sender included.
@@ -108,12 +109,14 @@ pub struct Custom;
 impl WebSocketService for Custom {
     type Data = ();
 
-    async fn on_message(&self, ws: &Socket<(), EventsOut>, _msg: EventsIn) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, _msg: EventsIn) -> Result<()> {
+        // A service without `params` has `()`, which the upgrade stored like any other type.
+        let &() = ws.params();
         ws.send(EventsOut::Moved { x: 0, y: 0 })?;
         Ok(())
     }
 
-    async fn on_invalid(&self, ws: &Socket<(), EventsOut>, error: DecodeError) -> Result<()> {
+    async fn on_invalid(&self, ws: &Socket<Self>, error: DecodeError) -> Result<()> {
         let text = match error.kind() {
             DecodeErrorKind::UnknownVariant { value } => format!("Unknown message type: {value}"),
             _ => error.to_string(),
@@ -335,6 +338,37 @@ async fn a_concrete_path_is_a_room_for_handlers_and_ulak() -> anyhow::Result<()>
         send(&mut other, json!({"type": "whoami"})).await?["user_id"],
         6
     );
+    s.stop().await
+}
+
+/// `Ulak<Events>` lists `Socket<Events>`s: each with its own typed parameters and the data
+/// middleware stored for it, read without naming a type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ulak_lists_sockets_with_their_params_and_data() -> anyhow::Result<()> {
+    let s = server().await?;
+    let mut a = s.connect("/user/events/5").await?;
+    let mut b = s.connect("/user/events/6").await?;
+    // Both are registered once they answer.
+    assert_eq!(send(&mut a, json!({"type": "whoami"})).await?["user_id"], 5);
+    assert_eq!(send(&mut b, json!({"type": "whoami"})).await?["user_id"], 6);
+
+    let events = s.app.ulak::<Events>().expect("registered");
+    let mut seen: Vec<(u64, u64)> = events
+        .sockets()
+        .iter()
+        .map(|socket| (socket.params().user_id, socket.data().values.user_id))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [(5, 5), (6, 6)]);
+
+    let in_five = events.sockets_in("/user/events/5");
+    assert_eq!(in_five.len(), 1);
+    let five = events
+        .socket(in_five[0].id())
+        .expect("listed, so connected");
+    assert_eq!(five.params().user_id, 5);
+    assert_eq!(five.data().values.user_id, 5);
+    assert!(events.socket("no-such-socket").is_none());
     s.stop().await
 }
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use asena_runtime::namespace::SendErrorCode;
 use asena_runtime::prelude::*;
-use asena_runtime::{AsenaBuilder, BulkOp, SendError};
+use asena_runtime::{Asena, AsenaBuilder, BulkOp, FromApp, SendError, UlakBroker};
 use asena_tests::{Client, TestServer, eventually, start, tungstenite};
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -48,7 +48,7 @@ struct Alpha {
 impl WebSocketService for Alpha {
     type Data = ();
 
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         for room in ws.query("rooms").unwrap_or_default().split(',') {
             if !room.is_empty() {
                 ws.subscribe(room)?;
@@ -58,7 +58,7 @@ impl WebSocketService for Alpha {
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         let text = msg.as_text().unwrap_or_default();
         if text == "close-then-send" {
             ws.close(1000, "bye");
@@ -82,7 +82,7 @@ struct Beta;
 
 impl WebSocketService for Beta {
     type Data = ();
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         ws.send(format!("echo:{}", msg.as_text().unwrap_or_default()))?;
         Ok(())
     }
@@ -94,7 +94,7 @@ struct Gamma;
 
 impl WebSocketService for Gamma {
     type Data = ();
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }
@@ -120,7 +120,7 @@ struct CyclicSocket {
 
 impl WebSocketService for CyclicSocket {
     type Data = ();
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }

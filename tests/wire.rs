@@ -5,10 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 use anyhow::Context as _;
-use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport};
 use asena_runtime::wire::{self, Envelope};
+use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::{Client, TestServer, WAIT, start};
 use futures_util::StreamExt;
 
@@ -22,7 +22,7 @@ struct Compat;
 
 impl WebSocketService for Compat {
     type Data = ();
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         if let Some(room) = ws.query("room") {
             let room = room.to_owned();
             ws.subscribe(&room)?;
@@ -30,7 +30,7 @@ impl WebSocketService for Compat {
         ws.send("hello")?;
         Ok(())
     }
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }

@@ -5,9 +5,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use asena_runtime::Lifecycle;
 use asena_runtime::config::SlowConsumer;
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, Lifecycle};
 use asena_tests::{
     Client, TestServer, WAIT, masked, raw_upgrade, read_frame, start, tungstenite::Message as Ws,
 };
@@ -64,7 +64,7 @@ struct TestSocket {
 impl WebSocketService for TestSocket {
     type Data = ();
 
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         if ws.query("slow_open").is_some() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -76,7 +76,7 @@ impl WebSocketService for TestSocket {
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         let Some(text) = msg.as_text() else {
             ws.send_binary(msg.as_bytes())?;
             return Ok(());
@@ -163,11 +163,11 @@ impl WebSocketService for TestSocket {
         Ok(())
     }
 
-    async fn on_close(&self, ws: &Socket<()>, code: u16, reason: &str) {
+    async fn on_close(&self, ws: &Socket<Self>, code: u16, reason: &str) {
         self.rec.push(format!("close:{}:{code}:{reason}", ws.id()));
     }
 
-    async fn on_drain(&self, ws: &Socket<()>) {
+    async fn on_drain(&self, ws: &Socket<Self>) {
         self.rec.push(format!("drain:{}", ws.id()));
         let _ = ws.send("drained");
     }
@@ -178,11 +178,11 @@ struct ParamSocket;
 
 impl WebSocketService for ParamSocket {
     type Data = ();
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         ws.send(format!("room={}", ws.param("room").unwrap_or("?")))?;
         Ok(())
     }
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }

@@ -33,7 +33,7 @@
 //! struct Chat;
 //! # impl WebSocketService for Chat {
 //! #     type Data = ();
-//! #     async fn on_message(&self, _: &Socket<(), ChatOut>, _: ChatIn) -> Result<()> { Ok(()) }
+//! #     async fn on_message(&self, _: &Socket<Self>, _: ChatIn) -> Result<()> { Ok(()) }
 //! # }
 //!
 //! # async fn run() -> Result<(), asena_client::ClientError> {

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use asena_client::{Backoff, Client, ClientBuilder, ClientError, Event};
-use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, AsenaBuilder};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -52,7 +52,7 @@ enum ChatOut {
 /// What each upgrade carried, recorded in `on_open`.
 #[derive(Debug, Clone, PartialEq)]
 struct Opened {
-    room: Option<String>,
+    room: String,
     username: Option<String>,
     authorization: Option<String>,
 }
@@ -109,9 +109,9 @@ struct Chat {
 impl WebSocketService for Chat {
     type Data = ();
 
-    async fn on_open(&self, ws: &Socket<(), ChatOut>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         self.seen.opened.lock().unwrap().push(Opened {
-            room: ws.params::<RoomParams>().map(|p| p.room.clone()),
+            room: ws.params().room.clone(),
             username: ws.query("username").map(str::to_owned),
             authorization: ws.header("authorization").map(str::to_owned),
         });
@@ -119,13 +119,10 @@ impl WebSocketService for Chat {
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<(), ChatOut>, msg: ChatIn) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: ChatIn) -> Result<()> {
         match msg {
             ChatIn::Say { text } => {
-                let room = ws
-                    .params::<RoomParams>()
-                    .map(|p| p.room.clone())
-                    .unwrap_or_default();
+                let room = ws.params().room.clone();
                 ws.send(ChatOut::Said { room, text })?;
             }
             ChatIn::Garble => {
@@ -235,7 +232,7 @@ async fn typed_round_trip_with_params_query_and_headers() {
     assert_eq!(
         opened[0],
         Opened {
-            room: Some("r 1/ü".into()),
+            room: "r 1/ü".into(),
             username: Some("alice & bob".into()),
             authorization: Some("Bearer t0k3n".into()),
         }
@@ -314,10 +311,7 @@ async fn reconnects_to_a_server_restarted_on_the_same_port() {
     // The client retries against a closed port until the new server is up.
     let second = Server::start(&addr.to_string()).await;
     assert!(matches!(next_event(&mut client).await, Event::Reconnected));
-    assert_eq!(
-        second.seen().wait_for(1).await[0].room.as_deref(),
-        Some("r1")
-    );
+    assert_eq!(second.seen().wait_for(1).await[0].room, "r1");
     client
         .send(&ChatIn::Say {
             text: "again".into(),

@@ -9,17 +9,18 @@
 //!
 //! ```no_run
 //! use asena_runtime::prelude::*;
+//! use asena_runtime::Asena;
 //!
 //! #[websocket(path = "/echo")]
 //! struct Echo;
 //!
 //! impl WebSocketService for Echo {
 //!     type Data = ();
-//!     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+//!     async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
 //!         ws.subscribe("everyone")?;
 //!         Ok(())
 //!     }
-//!     async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+//!     async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
 //!         // to everyone in the room but the sender, on every instance
 //!         ws.publish("everyone", &msg)?;
 //!         Ok(())
@@ -62,13 +63,16 @@
 //! in one process, as tests do).
 //!
 //! ## Sockets and rooms
-//! Handlers receive a [`Socket<T>`] (`T` is the service's `Data`): `send`, `send_json`,
-//! `subscribe`, `unsubscribe`, `publish` (room minus the sender), `rooms`, `close`, and the
-//! request's headers, query and path parameters, and the subprotocol chosen from the ones
-//! the service lists in [`WebSocketService::PROTOCOLS`] (`ws.protocol()`). The [`Namespace`]
-//! (`ws.namespace()`, [`Ulak<N>`], [`Asena::namespace`]) lists sockets and rooms and sends
-//! with `to(room, ..)` and `broadcast(..)` (sender included). Every socket is also in a room
-//! named by its id. Memberships are removed when a socket closes.
+//! Handlers receive a [`Socket<Self>`](Socket): `send`, `send_json`, `subscribe`,
+//! `unsubscribe`, `publish` (room minus the sender), `rooms`, `close`, the request's headers,
+//! query and path parameters, and the subprotocol chosen from the ones the service lists in
+//! [`WebSocketService::PROTOCOLS`] (`ws.protocol()`). What the service declares comes with
+//! its types: `ws.data().values` is its `Data` (what middleware stored), `ws.params()` its
+//! `params`, and sends take its `sends` type. The [`Namespace`] (`ws.namespace()`,
+//! [`Ulak<N>`], [`Asena::namespace`]) lists sockets and rooms and sends with `to(room, ..)`
+//! and `broadcast(..)` (sender included); [`Ulak<N>`] lists them as `Socket<N>`, with their
+//! data. Every socket is also in a room named by its id. Memberships are removed when a
+//! socket closes.
 //!
 //! What can be sent follows one rule ([`IntoFrame`]): strings go out as text exactly as
 //! given, bytes as binary, and `Serialize` values as JSON through [`Json`] or `send_json`.
@@ -76,8 +80,9 @@
 //! ## Typed channels
 //! `#[websocket(path = "/rooms/{id}", params = Room, receives = In, sends = Out)]` declares a
 //! service's protocol once ([`Channel`]): path parameters deserialize into `Room` before the
-//! upgrade (400 naming the parameter otherwise; `ctx.params::<Room>()`,
-//! `ws.params::<Room>()`), `on_message` gets a decoded, validated `In` (garde constraints;
+//! upgrade (400 naming the parameter otherwise; `ctx.params::<Room>()` in middleware, which
+//! runs for any service, and `ws.params()`, a `&Room`, in handlers), `on_message` gets a
+//! decoded, validated `In` (garde constraints;
 //! failures go to [`WebSocketService::on_invalid`] with a [`DecodeError`] and the socket
 //! stays open), and the service's [`Socket`], [`Namespace`] and [`Ulak`] accept only `Out`
 //! ([`Encode`]; `.raw()` for anything else). The same declarations give
@@ -268,12 +273,17 @@ pub use ulak::{BulkOp, BulkResult, Ulak, UlakBroker};
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
-/// Everything an app usually needs, in one import.
+/// What a file of services, middleware and components needs, in one import: the macros,
+/// the handler and middleware traits with what their signatures name, `Ulak` and `Arc` for
+/// injected fields, and the derives of typed messages.
+///
+/// What builds and serves the app ([`Asena`], [`FromApp`] for HTTP handlers, [`Scope`],
+/// [`UlakBroker`]) is imported from the crate root, and a managed service's trait and types
+/// from [`managed`].
 pub mod prelude {
     pub use crate::{
-        Asena, BoxError, Context, FromApp, Json, Lifecycle, Message, Middleware, Namespace, Next,
-        Raw, Refusal, Result, Scope, Socket, SocketRef, Ulak, UlakBroker, WebSocketService,
-        middleware, service, websocket,
+        BoxError, Context, Json, Lifecycle, Message, Middleware, Next, Refusal, Result, Socket,
+        SocketRef, Ulak, WebSocketService, middleware, service, websocket,
     };
     pub use garde::Validate;
     pub use schemars::JsonSchema;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::channel::{Channel, Receives};
 use crate::codec::Message;
 use crate::error::Result;
-use crate::namespace::{Namespace, Socket};
+use crate::namespace::{Namespace, Socket, WebSocketData};
 use crate::transport::{Listener, Listeners, Transport, is_channel_prefix};
 
 use crate::service::WebSocketService;
@@ -40,6 +40,21 @@ pub trait Endpoint: Channel + Sized + Send + Sync + 'static {
 
 /// The connection state a service `S` gets in its handlers: `ws.data().values`.
 pub type DataOf<S> = <<S as Endpoint>::Protocol as Protocol<S>>::Data;
+
+// The connection state is the protocol's (`Protocol::Data`), so its accessor is defined
+// here, where a service's protocol is known.
+impl<S: Endpoint> Socket<S> {
+    /// The connection's state, id and path: for a [`WebSocketService`] the `Data` that
+    /// middleware stored (`Data::default()` when none did), for a managed service its
+    /// [`ManagedClient`](crate::managed::ManagedClient).
+    pub fn data(&self) -> &WebSocketData<DataOf<S>> {
+        self.as_socket_ref()
+            .conn
+            .data
+            .downcast_ref::<WebSocketData<DataOf<S>>>()
+            .expect("invariant: a Socket<S> is only made over a connection S's upgrade admitted")
+    }
+}
 
 /// How the connections of a service `S` handle what their clients send (see the [module
 /// docs](self)). The reader loop calls `open` once, `receive` for each message in order
@@ -82,26 +97,23 @@ pub trait Protocol<S: Channel>: Sized + Send + Sync + 'static {
 
     /// A connection opened (after every middleware passed); finishes before `receive` is
     /// first called.
-    fn open(
-        service: &S,
-        ws: &Socket<Self::Data, S::Out>,
-    ) -> impl Future<Output = Result<()>> + Send;
+    fn open(service: &S, ws: &Socket<S>) -> impl Future<Output = Result<()>> + Send;
 
     /// A complete message arrived.
     fn receive(
         service: &S,
-        ws: &Socket<Self::Data, S::Out>,
+        ws: &Socket<S>,
         message: Message,
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// The connection's send queue drained after being more than half full.
-    fn drain(service: &S, ws: &Socket<Self::Data, S::Out>) -> impl Future<Output = ()> + Send;
+    fn drain(service: &S, ws: &Socket<S>) -> impl Future<Output = ()> + Send;
 
     /// The connection closed with `code` (1006 when the peer vanished); it has left every
     /// room.
     fn close(
         service: &S,
-        ws: &Socket<Self::Data, S::Out>,
+        ws: &Socket<S>,
         code: u16,
         reason: &str,
     ) -> impl Future<Output = ()> + Send;
@@ -119,11 +131,11 @@ impl<S: WebSocketService> Protocol<S> for ChannelProtocol {
     const SUBPROTOCOLS: &'static [&'static str] = S::PROTOCOLS;
     const REQUIRE_SUBPROTOCOL: bool = S::REQUIRE_PROTOCOL;
 
-    fn open(service: &S, ws: &Socket<S::Data, S::Out>) -> impl Future<Output = Result<()>> + Send {
+    fn open(service: &S, ws: &Socket<S>) -> impl Future<Output = Result<()>> + Send {
         service.on_open(ws)
     }
 
-    async fn receive(service: &S, ws: &Socket<S::Data, S::Out>, message: Message) -> Result<()> {
+    async fn receive(service: &S, ws: &Socket<S>, message: Message) -> Result<()> {
         match S::In::decode(message) {
             Ok(message) => service.on_message(ws, message).await,
             Err(error) => {
@@ -141,13 +153,13 @@ impl<S: WebSocketService> Protocol<S> for ChannelProtocol {
         }
     }
 
-    fn drain(service: &S, ws: &Socket<S::Data, S::Out>) -> impl Future<Output = ()> + Send {
+    fn drain(service: &S, ws: &Socket<S>) -> impl Future<Output = ()> + Send {
         service.on_drain(ws)
     }
 
     fn close(
         service: &S,
-        ws: &Socket<S::Data, S::Out>,
+        ws: &Socket<S>,
         code: u16,
         reason: &str,
     ) -> impl Future<Output = ()> + Send {

@@ -17,7 +17,8 @@ pub(crate) struct RequestInfo {
     pub(crate) headers: Headers,
     pub(crate) query: Box<[(String, String)]>,
     pub(crate) params: Box<[(String, String)]>,
-    /// The path parameters deserialized into the service's `params` type (none for `()`).
+    /// The path parameters deserialized into the service's `params` type (`()` when it
+    /// declares none); the upgrade always sets them.
     pub(crate) typed_params: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// The subprotocol chosen at the upgrade: an entry of the service's `PROTOCOLS`.
     pub(crate) protocol: Option<&'static str>,

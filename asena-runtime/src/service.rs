@@ -25,7 +25,7 @@ use crate::namespace::SocketRef;
 ///
 /// impl WebSocketService for Echo {
 ///     type Data = ();
-///     async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+///     async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
 ///         ws.send(&msg)?;
 ///         Ok(())
 ///     }
@@ -34,11 +34,12 @@ use crate::namespace::SocketRef;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a websocket service (no `impl WebSocketService for {Self}`)",
     label = "not a websocket service",
-    note = "a `#[websocket(path = \"..\")]` struct needs `impl WebSocketService for {Self} {{ type Data = (); async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {{ Ok(()) }} }}`; one declared `managed` implements `ManagedService` instead"
+    note = "a `#[websocket(path = \"..\")]` struct needs `impl WebSocketService for {Self} {{ type Data = (); async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {{ Ok(()) }} }}`; one declared `managed` implements `ManagedService` instead"
 )]
-pub trait WebSocketService: Channel {
-    /// The typed values middleware stores with `ctx.set_websocket_value(..)`; sockets read
-    /// them as `ws.data().values`. Without middleware they are `Data::default()`.
+pub trait WebSocketService: Channel + Sized {
+    /// The typed values middleware stores with `ctx.set_websocket_value(..)`; handlers read
+    /// them as `ws.data().values`. Without middleware they are `Data::default()`; a
+    /// middleware that stores another type is a 500 at the upgrade, naming both types.
     type Data: Default + Send + Sync + 'static;
 
     /// The subprotocols this service speaks (`Sec-WebSocket-Protocol`, RFC 6455 §1.9), for
@@ -58,6 +59,7 @@ pub trait WebSocketService: Channel {
     ///
     /// ```
     /// use asena_runtime::prelude::*;
+    /// use asena_runtime::Asena;
     /// use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     ///
     /// #[websocket(path = "/chat")]
@@ -68,11 +70,11 @@ pub trait WebSocketService: Channel {
     ///     const PROTOCOLS: &'static [&'static str] = &["chat.v2", "chat.v1"];
     ///     const REQUIRE_PROTOCOL: bool = true;
     ///
-    ///     async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    ///     async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
     ///         ws.send_json(&json!({"protocol": ws.protocol()}))?;
     ///         Ok(())
     ///     }
-    ///     async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    ///     async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
     ///         match ws.protocol() {
     ///             Some("chat.v2") => ws.send_json(&json!({"echo": msg.as_text()}))?,
     ///             _ => ws.send(&msg)?,
@@ -116,10 +118,7 @@ pub trait WebSocketService: Channel {
     const REQUIRE_PROTOCOL: bool = false;
 
     /// A socket connected (after every middleware passed).
-    fn on_open(
-        &self,
-        ws: &Socket<Self::Data, Self::Out>,
-    ) -> impl Future<Output = Result<()>> + Send {
+    fn on_open(&self, ws: &Socket<Self>) -> impl Future<Output = Result<()>> + Send {
         let _ = ws;
         async { Ok(()) }
     }
@@ -128,7 +127,7 @@ pub trait WebSocketService: Channel {
     /// declared with `receives = T` the decoded and validated `T`.
     fn on_message(
         &self,
-        ws: &Socket<Self::Data, Self::Out>,
+        ws: &Socket<Self>,
         message: Self::In,
     ) -> impl Future<Output = Result<()>> + Send;
 
@@ -143,7 +142,7 @@ pub trait WebSocketService: Channel {
     /// shape (`ws.raw()` sends anything).
     fn on_invalid(
         &self,
-        ws: &Socket<Self::Data, Self::Out>,
+        ws: &Socket<Self>,
         error: DecodeError,
     ) -> impl Future<Output = Result<()>> + Send {
         let sent = ws.raw().send_json(&error.to_json());
@@ -157,7 +156,7 @@ pub trait WebSocketService: Channel {
     /// already left every room.
     fn on_close(
         &self,
-        ws: &Socket<Self::Data, Self::Out>,
+        ws: &Socket<Self>,
         code: u16,
         reason: &str,
     ) -> impl Future<Output = ()> + Send {
@@ -166,7 +165,7 @@ pub trait WebSocketService: Channel {
     }
 
     /// The socket's send queue drained after being more than half full.
-    fn on_drain(&self, ws: &Socket<Self::Data, Self::Out>) -> impl Future<Output = ()> + Send {
+    fn on_drain(&self, ws: &Socket<Self>) -> impl Future<Output = ()> + Send {
         let _ = ws;
         async {}
     }

@@ -43,7 +43,7 @@
 //!
 //! impl WebSocketService for NotificationSocket {
 //!     type Data = ();
-//!     async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+//!     async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
 //!         Ok(())
 //!     }
 //! }
@@ -87,8 +87,8 @@ use std::sync::Arc;
 use crate::channel::Channel;
 use crate::codec::{Frame, IntoFrame};
 use crate::di::{Component, Dependency, DiError, Injectable, Resolver};
-use crate::managed::{Managed, ManagedProtocol};
-use crate::namespace::{Namespace, SendError, SendErrorCode};
+use crate::managed::{Managed, ManagedService};
+use crate::namespace::{Namespace, SendError, SendErrorCode, Socket, SocketRef};
 use crate::protocol::Endpoint;
 
 /// Typed handle to the namespace of websocket service `N`. Cheap to clone; inject it with
@@ -111,6 +111,31 @@ impl<N: Channel> Ulak<N> {
             _service: PhantomData,
         }
     }
+}
+
+/// `N`'s sockets with `N`'s types: the [`Namespace`]'s listings give [`SocketRef`]s, which
+/// know nothing of the service; these give [`Socket<N>`]s, whose [`params`](Socket::params)
+/// and [`data`](Socket::data) are `N`'s. `ulak.raw()` lists the untyped handles.
+impl<N: Endpoint> Ulak<N> {
+    /// The local socket with this id, if it is connected here.
+    pub fn socket(&self, id: &str) -> Option<Socket<N>> {
+        Deref::deref(self).socket(id).map(Socket::of_service)
+    }
+
+    /// Every local socket.
+    pub fn sockets(&self) -> Vec<Socket<N>> {
+        typed(Deref::deref(self).sockets())
+    }
+
+    /// The local members of `room` (a socket id names that socket's personal room).
+    pub fn sockets_in(&self, room: &str) -> Vec<Socket<N>> {
+        typed(Deref::deref(self).sockets_in(room))
+    }
+}
+
+/// Sockets of `N`'s namespace as `N`'s sockets.
+fn typed<N: Endpoint>(sockets: Vec<SocketRef<N::Out>>) -> Vec<Socket<N>> {
+    sockets.into_iter().map(Socket::of_service).collect()
 }
 
 impl<N> Clone for Ulak<N> {
@@ -154,7 +179,7 @@ impl<N: Endpoint + Component> Injectable for Ulak<N> {
     }
 }
 
-impl<N: Endpoint<Protocol = ManagedProtocol>> Ulak<N> {
+impl<N: ManagedService> Ulak<N> {
     /// The managed-protocol sender of `N`, a service declared `managed`: to a client, a
     /// user's every session, a room or everyone, on every instance.
     pub fn managed(&self) -> Managed<N::Out> {

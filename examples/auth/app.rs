@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use axum::http::HeaderValue;
 
@@ -157,7 +158,7 @@ pub struct PrivateSocket;
 impl WebSocketService for PrivateSocket {
     type Data = UserData;
 
-    async fn on_open(&self, ws: &Socket<UserData>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         let user = &ws.data().values;
         ws.send_json(&json!({
             "type": "authenticated",
@@ -167,7 +168,7 @@ impl WebSocketService for PrivateSocket {
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<UserData>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         match msg.json::<serde_json::Value>() {
             Ok(v) if v["type"] == "ping" => ws.send_json(&json!({"type": "pong"}))?,
             Ok(v) if v["type"] == "whoami" => ws.send_json(&json!({
@@ -192,12 +193,12 @@ pub struct SecureSocket;
 impl WebSocketService for SecureSocket {
     type Data = UserData;
 
-    async fn on_open(&self, ws: &Socket<UserData>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         ws.send_json(&json!({"type": "welcome", "username": ws.data().values.username}))?;
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<UserData>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         // Echo, as the authenticated user.
         ws.send_json(&json!({
             "type": "echo",

@@ -28,6 +28,7 @@ use clap::Parser;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use serde::ser::SerializeStruct;
 
@@ -42,12 +43,12 @@ pub struct BenchSocket;
 impl WebSocketService for BenchSocket {
     type Data = ();
 
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         ws.subscribe(ROOM)?;
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         if let Message::Text(_) = &msg {
             ws.namespace().to(ROOM, &msg)?;
         }
@@ -72,7 +73,7 @@ pub struct RoomBenchSocket;
 impl WebSocketService for RoomBenchSocket {
     type Data = ();
 
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         if let Message::Text(_) = &msg {
             ws.namespace().to(ws.path(), &msg)?;
         }
@@ -123,12 +124,12 @@ pub struct TypedBenchSocket;
 impl WebSocketService for TypedBenchSocket {
     type Data = ();
 
-    async fn on_open(&self, ws: &Socket<(), BenchOut>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         ws.subscribe(ROOM)?;
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<(), BenchOut>, msg: BenchIn) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: BenchIn) -> Result<()> {
         RECEIVED.fetch_add(1, Ordering::Relaxed);
         let out = BenchOut {
             text: msg.text,

@@ -35,7 +35,7 @@
 
 use asena_runtime::namespace::validate_room;
 use asena_runtime::prelude::*;
-use asena_runtime::{DecodeError, DecodeErrorKind};
+use asena_runtime::{Asena, DecodeError, DecodeErrorKind};
 use axum::response::Html;
 use axum::routing::get;
 
@@ -133,25 +133,27 @@ pub enum ChatOut {
 }
 
 #[websocket(path = "/chat", name = "ChatSocket", middlewares = [ChatQuery], receives = ChatIn, sends = ChatOut)]
-pub struct ChatSocket;
+pub struct ChatSocket {
+    /// The service's own sockets, typed: who is in a room, by name.
+    #[inject]
+    sockets: Ulak<ChatSocket>,
+}
 
 fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
-type ChatWs = Socket<ChatUser, ChatOut>;
-
 impl WebSocketService for ChatSocket {
     type Data = ChatUser;
 
-    async fn on_open(&self, ws: &ChatWs) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         let ChatUser { username, room } = &ws.data().values;
         ws.subscribe(room)?;
-        let users = ws
-            .namespace()
+        let users = self
+            .sockets
             .sockets_in(room)
             .iter()
-            .filter_map(|s| s.data::<ChatUser>().map(|d| d.values.username.clone()))
+            .map(|s| s.data().values.username.clone())
             .collect();
         ws.send(ChatOut::Welcome {
             id: ws.id().to_owned(),
@@ -169,7 +171,7 @@ impl WebSocketService for ChatSocket {
         Ok(())
     }
 
-    async fn on_message(&self, ws: &ChatWs, msg: ChatIn) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: ChatIn) -> Result<()> {
         let ChatUser { username, room } = &ws.data().values;
         let username = username.clone();
         match msg {
@@ -216,7 +218,7 @@ impl WebSocketService for ChatSocket {
     }
 
     /// Keeps the chat's own error texts for messages that do not decode.
-    async fn on_invalid(&self, ws: &ChatWs, error: DecodeError) -> Result<()> {
+    async fn on_invalid(&self, ws: &Socket<Self>, error: DecodeError) -> Result<()> {
         let message = match error.kind() {
             DecodeErrorKind::Syntax => "Invalid message format".to_owned(),
             DecodeErrorKind::MissingField { field } if field == "type" => {
@@ -232,7 +234,7 @@ impl WebSocketService for ChatSocket {
         Ok(())
     }
 
-    async fn on_close(&self, ws: &ChatWs, _code: u16, _reason: &str) {
+    async fn on_close(&self, ws: &Socket<Self>, _code: u16, _reason: &str) {
         let ChatUser { username, room } = &ws.data().values;
         let username = username.clone();
         let _ = ws.publish(room, ChatOut::UserLeft { username });

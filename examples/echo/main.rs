@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 
 #[path = "../launch.rs"]
@@ -27,7 +28,7 @@ pub struct Echo;
 impl WebSocketService for Echo {
     type Data = ();
 
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         ws.send(&msg)?;
         Ok(())
     }

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, FromApp};
 use axum::extract::Path;
 use axum::routing::{post, put};
 
@@ -92,7 +93,7 @@ pub struct NotificationSocket {
 impl WebSocketService for NotificationSocket {
     type Data = ();
 
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         if let Some(user_id) = ws.query("userId").filter(|u| !u.is_empty()) {
             ws.subscribe(&user_room(user_id))?;
         }
@@ -101,7 +102,7 @@ impl WebSocketService for NotificationSocket {
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         let kind = msg
             .json::<serde_json::Value>()
             .ok()

@@ -49,9 +49,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use asena_runtime::managed::Managed;
-use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
+use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
 use asena_runtime::prelude::*;
-use asena_runtime::{AsenaBuilder, FromApp};
+use asena_runtime::{Asena, AsenaBuilder, FromApp};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use serde_json::Value;
@@ -317,8 +317,6 @@ pub struct Realtime {
     presence: Arc<Presence>,
 }
 
-type RealtimeSocket = ManagedSocket<RealtimeOut>;
-
 impl ManagedService for Realtime {
     fn options(&self) -> ManagedOptions {
         let options = self.settings.options();
@@ -330,7 +328,7 @@ impl ManagedService for Realtime {
 
     async fn authenticate(
         &self,
-        _ws: &RealtimeSocket,
+        _ws: &Socket<Self>,
         credentials: Value,
     ) -> Result<Option<Authenticated>> {
         // A real app asks its token store; two fixed tokens keep the example self-contained.
@@ -342,14 +340,14 @@ impl ManagedService for Realtime {
             .map(|(_, user)| Authenticated::user(user)))
     }
 
-    async fn validate_rooms(&self, _ws: &RealtimeSocket, rooms: Vec<String>) -> Vec<String> {
+    async fn validate_rooms(&self, _ws: &Socket<Self>, rooms: Vec<String>) -> Vec<String> {
         rooms
             .into_iter()
             .filter(|r| r == "lobby" || r.starts_with("public-"))
             .collect()
     }
 
-    async fn on_connected(&self, ws: &RealtimeSocket) -> Result<()> {
+    async fn on_connected(&self, ws: &Socket<Self>) -> Result<()> {
         let Some(user) = ws.data().values.user_id() else {
             return Ok(());
         };
@@ -364,7 +362,7 @@ impl ManagedService for Realtime {
         Ok(())
     }
 
-    async fn on_event(&self, ws: &RealtimeSocket, event: RealtimeIn) -> Result<()> {
+    async fn on_event(&self, ws: &Socket<Self>, event: RealtimeIn) -> Result<()> {
         let managed = ws.managed();
         let from = ws.data().values.user_id().unwrap_or_default();
         match event {
@@ -386,7 +384,7 @@ impl ManagedService for Realtime {
         Ok(())
     }
 
-    async fn on_disconnected(&self, ws: &RealtimeSocket, _code: u16, _reason: &str) {
+    async fn on_disconnected(&self, ws: &Socket<Self>, _code: u16, _reason: &str) {
         let Some(user) = ws.data().values.user_id() else {
             return;
         };

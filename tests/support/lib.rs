@@ -245,7 +245,7 @@ macro_rules! echo_service {
             type Data = ();
             async fn on_message(
                 &self,
-                ws: &::asena_runtime::Socket<()>,
+                ws: &::asena_runtime::Socket<Self>,
                 msg: ::asena_runtime::Message,
             ) -> ::asena_runtime::Result<()> {
                 ws.send(&msg)?;
@@ -257,7 +257,7 @@ macro_rules! echo_service {
 
 /// Declares a managed service `$name` at `$path` that admits `{"user": U}` as U and lets
 /// clients join any room they ask for. Its events are ignored, or handled by
-/// `on_event = f` (an `async fn(&ManagedSocket<Raw>, Message) -> Result<()>`); its channels
+/// `on_event = f` (an `async fn<S: ManagedService>(&Socket<S>, Message) -> Result<()>`); its channels
 /// are under the default prefix, or under `$prefix` (any expression giving a `&str`).
 #[macro_export]
 macro_rules! managed_service {
@@ -281,7 +281,7 @@ macro_rules! managed_service {
 
             async fn authenticate(
                 &self,
-                _ws: &::asena_runtime::managed::ManagedSocket<::asena_runtime::Raw>,
+                _ws: &::asena_runtime::Socket<Self>,
                 credentials: ::serde_json::Value,
             ) -> ::asena_runtime::Result<Option<::asena_runtime::managed::Authenticated>> {
                 Ok(credentials["user"]
@@ -291,7 +291,7 @@ macro_rules! managed_service {
 
             async fn validate_rooms(
                 &self,
-                _ws: &::asena_runtime::managed::ManagedSocket<::asena_runtime::Raw>,
+                _ws: &::asena_runtime::Socket<Self>,
                 rooms: Vec<String>,
             ) -> Vec<String> {
                 rooms
@@ -299,7 +299,7 @@ macro_rules! managed_service {
 
             async fn on_event(
                 &self,
-                ws: &::asena_runtime::managed::ManagedSocket<::asena_runtime::Raw>,
+                ws: &::asena_runtime::Socket<Self>,
                 event: ::asena_runtime::Message,
             ) -> ::asena_runtime::Result<()> {
                 $crate::managed_service!(@on_event ws, event $(, $on_event)?)

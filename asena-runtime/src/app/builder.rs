@@ -105,7 +105,7 @@ impl AsenaBuilder {
     ///
     /// ```
     /// use asena_runtime::prelude::*;
-    /// use asena_runtime::secret_eq;
+    /// use asena_runtime::{Asena, secret_eq};
     ///
     /// /// Lets through requests that carry the token as `Authorization: Bearer <token>` (or
     /// /// the inspector's login cookie, which arrives as one), from the office network.

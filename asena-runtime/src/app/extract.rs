@@ -19,6 +19,7 @@ pub(crate) struct AppRef(pub(crate) Weak<AppInner>);
 ///
 /// ```no_run
 /// use asena_runtime::prelude::*;
+/// use asena_runtime::{Asena, FromApp};
 /// use axum::routing::post;
 ///
 /// #[service]

@@ -71,7 +71,7 @@ impl AppInner {
 /// A built app. Cheap to clone; every clone is the same app.
 ///
 /// ```no_run
-/// use asena_runtime::prelude::*;
+/// use asena_runtime::Asena;
 ///
 /// #[tokio::main]
 /// async fn main() -> Result<(), asena_runtime::Error> {

@@ -70,11 +70,11 @@ pub use send::{EventMessage, Managed};
 /// the emitters' server id (from `asena-protocol`).
 pub use asena_protocol::managed as envelope;
 
-use crate::channel::{Channel, DecodeError, Receives};
+use crate::channel::{DecodeError, Receives};
 use crate::codec::Message;
 use crate::error::Result;
-use crate::namespace::{Namespace, Socket};
-use crate::protocol::{Fleet, Protocol};
+use crate::namespace::{Namespace, Socket, SocketRef};
+use crate::protocol::{Endpoint, Fleet, Protocol};
 
 /// The close codes of the managed protocol (from `asena-protocol`'s
 /// [`close_code`](crate::close_code)).
@@ -203,30 +203,32 @@ impl Authenticated {
     }
 }
 
-/// The socket a managed service's handlers get.
-pub type ManagedSocket<O> = Socket<ManagedClient, O>;
-
 /// A websocket service speaking the managed protocol (see the [module docs](self)).
+///
+/// `#[websocket(path = "..", managed)]` implements its supertrait, an [`Endpoint`] whose
+/// protocol is [`ManagedProtocol`]. Handlers get `ws: &Socket<Self>`: `ws.data().values` is
+/// the client's [`ManagedClient`], and [`ws.managed()`](Socket::managed) sends to clients,
+/// users and rooms on every instance.
 ///
 /// ```
 /// use asena_runtime::prelude::*;
-/// use asena_runtime::managed::{Authenticated, ManagedService, ManagedSocket};
+/// use asena_runtime::managed::{Authenticated, ManagedService};
 ///
 /// #[websocket(path = "/ws", managed)]
 /// struct Realtime;
 ///
 /// impl ManagedService for Realtime {
-///     async fn authenticate(&self, _ws: &ManagedSocket<Raw>, credentials: serde_json::Value)
+///     async fn authenticate(&self, _ws: &Socket<Self>, credentials: serde_json::Value)
 ///         -> Result<Option<Authenticated>> {
 ///         let token = credentials["token"].as_str().unwrap_or_default();
 ///         // Constant time: how long the comparison takes says nothing about the token.
 ///         Ok(asena_runtime::secret_eq(token, "alice-token")
 ///             .then(|| Authenticated::user("alice"))) // `None` closes with 4003
 ///     }
-///     async fn validate_rooms(&self, _ws: &ManagedSocket<Raw>, rooms: Vec<String>) -> Vec<String> {
+///     async fn validate_rooms(&self, _ws: &Socket<Self>, rooms: Vec<String>) -> Vec<String> {
 ///         rooms.into_iter().filter(|r| r == "lobby").collect()
 ///     }
-///     async fn on_event(&self, ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
+///     async fn on_event(&self, ws: &Socket<Self>, event: Message) -> Result<()> {
 ///         // An untyped service gets the whole envelope; `receives = T` decodes it into T.
 ///         ws.managed().to_room("lobby", ("echo", event.as_text()), &[ws.id()])?;
 ///         Ok(())
@@ -238,7 +240,7 @@ pub type ManagedSocket<O> = Socket<ManagedClient, O>;
     label = "declared `#[websocket(.., managed)]`",
     note = "a managed service implements `ManagedService` (authenticate, on_event, ...); without `managed` in `#[websocket(..)]` it implements `WebSocketService` instead"
 )]
-pub trait ManagedService: Channel {
+pub trait ManagedService: Endpoint<Protocol = ManagedProtocol> {
     /// Timeouts and default rooms (read once per connection).
     fn options(&self) -> ManagedOptions {
         ManagedOptions::default()
@@ -248,7 +250,7 @@ pub trait ManagedService: Channel {
     /// `None` or `Err` closes it with 4003.
     fn authenticate(
         &self,
-        ws: &ManagedSocket<Self::Out>,
+        ws: &Socket<Self>,
         credentials: Value,
     ) -> impl Future<Output = Result<Option<Authenticated>>> + Send;
 
@@ -260,7 +262,7 @@ pub trait ManagedService: Channel {
     /// join what.
     fn validate_rooms(
         &self,
-        ws: &ManagedSocket<Self::Out>,
+        ws: &Socket<Self>,
         rooms: Vec<String>,
     ) -> impl Future<Output = Vec<String>> + Send {
         tracing::warn!(
@@ -273,10 +275,7 @@ pub trait ManagedService: Channel {
     }
 
     /// A client authenticated (after `connected` went out).
-    fn on_connected(
-        &self,
-        ws: &ManagedSocket<Self::Out>,
-    ) -> impl Future<Output = Result<()>> + Send {
+    fn on_connected(&self, ws: &Socket<Self>) -> impl Future<Output = Result<()>> + Send {
         let _ = ws;
         async { Ok(()) }
     }
@@ -285,7 +284,7 @@ pub trait ManagedService: Channel {
     /// service, the decoded `receives` type for a typed one.
     fn on_event(
         &self,
-        ws: &ManagedSocket<Self::Out>,
+        ws: &Socket<Self>,
         event: Self::In,
     ) -> impl Future<Output = Result<()>> + Send;
 
@@ -293,7 +292,7 @@ pub trait ManagedService: Channel {
     /// Runs for every client that had connected, authenticated or not.
     fn on_disconnected(
         &self,
-        ws: &ManagedSocket<Self::Out>,
+        ws: &Socket<Self>,
         code: u16,
         reason: &str,
     ) -> impl Future<Output = ()> + Send {
@@ -315,13 +314,13 @@ fn state<O>(ns: &Namespace<O>) -> Option<Arc<ManagedState>> {
 }
 
 /// Sends `{"event":"error","data":{"message":..}}`.
-fn error<O>(ws: &ManagedSocket<O>, message: &str) -> Result<()> {
+fn error<O>(ws: &SocketRef<O>, message: &str) -> Result<()> {
     send_system(ws, "error", json!({"message": message}))
 }
 
 /// Sends a protocol event to this client alone, authenticated or not, through its gate (so
 /// an encrypted client gets it encrypted).
-fn send_system<O>(ws: &ManagedSocket<O>, event: &str, data: Value) -> Result<()> {
+fn send_system<O>(ws: &SocketRef<O>, event: &str, data: Value) -> Result<()> {
     let frame = crate::codec::Frame::json(&json!({"event": event, "data": data}))?;
     if ws.conn.push_protocol(&frame).is_err() {
         tracing::debug!(target: "asena::managed", socket_id = %ws.id(), event, "protocol event not queued (closing or full)");
@@ -330,7 +329,7 @@ fn send_system<O>(ws: &ManagedSocket<O>, event: &str, data: Value) -> Result<()>
 }
 
 /// Closes an encrypting client whose message broke the channel (4005).
-fn broken<O>(ws: &ManagedSocket<O>, why: &dyn std::fmt::Display) -> Result<()> {
+fn broken<O>(ws: &SocketRef<O>, why: &dyn std::fmt::Display) -> Result<()> {
     ws.namespace().stats().record_invalid_message();
     tracing::info!(target: "asena::managed", socket_id = %ws.id(), error = %why, "encrypted channel broken; closing with 4005");
     ws.close(close::DECRYPTION_FAILED, "Decryption failed");
@@ -358,7 +357,7 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
         )
     }
 
-    async fn open(service: &S, ws: &ManagedSocket<S::Out>) -> Result<()> {
+    async fn open(service: &S, ws: &Socket<S>) -> Result<()> {
         let options = service.options();
         ws.data().values.set_key_exchange(client::KeyExchange {
             required: options.require_encryption,
@@ -385,15 +384,15 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
 
     fn receive(
         service: &S,
-        ws: &ManagedSocket<S::Out>,
+        ws: &Socket<S>,
         message: Message,
     ) -> impl Future<Output = Result<()>> + Send {
         dispatch(service, ws, message)
     }
 
-    async fn drain(_service: &S, _ws: &ManagedSocket<S::Out>) {}
+    async fn drain(_service: &S, _ws: &Socket<S>) {}
 
-    async fn close(service: &S, ws: &ManagedSocket<S::Out>, code: u16, reason: &str) {
+    async fn close(service: &S, ws: &Socket<S>, code: u16, reason: &str) {
         let client = &ws.data().values;
         if let Some(user) = client.disconnected()
             && let Some(state) = state(ws.namespace())
@@ -446,7 +445,7 @@ fn opened(plain: Vec<u8>) -> Option<(Message, Envelope)> {
 
 async fn dispatch<S: ManagedService>(
     service: &S,
-    ws: &ManagedSocket<S::Out>,
+    ws: &Socket<S>,
     mut message: Message,
 ) -> Result<()> {
     let client = &ws.data().values;
@@ -531,7 +530,7 @@ async fn dispatch<S: ManagedService>(
 
 /// `encrypt`, the client's first message: agrees the channel's keys and answers
 /// `encrypted` (plain, the last plain message); 4004 for a malformed `publicKey`.
-fn encrypt<O>(ws: &ManagedSocket<O>, data: &Value) -> Result<()> {
+fn encrypt<S: ManagedService>(ws: &Socket<S>, data: &Value) -> Result<()> {
     let client = &ws.data().values;
     if client.state() != ClientState::Unauthorized {
         return error(ws, "Encryption is agreed before authenticate");
@@ -559,7 +558,7 @@ fn encrypt<O>(ws: &ManagedSocket<O>, data: &Value) -> Result<()> {
     Ok(())
 }
 
-fn invalid<O>(ws: &ManagedSocket<O>, e: &DecodeError) -> Result<()> {
+fn invalid<O>(ws: &SocketRef<O>, e: &DecodeError) -> Result<()> {
     ws.namespace().stats().record_invalid_message();
     tracing::debug!(target: "asena::managed", socket_id = %ws.id(), error = %e, "event did not decode");
     send_system(
@@ -571,7 +570,7 @@ fn invalid<O>(ws: &ManagedSocket<O>, e: &DecodeError) -> Result<()> {
 
 async fn authenticate<S: ManagedService>(
     service: &S,
-    ws: &ManagedSocket<S::Out>,
+    ws: &Socket<S>,
     credentials: Value,
 ) -> Result<()> {
     let client = &ws.data().values;
@@ -742,7 +741,7 @@ fn reserved_by_protocol(room: &str, prefix: &str) -> bool {
 }
 
 /// Answers a refused `join`/`leave` with an `error` event naming the limit.
-fn refuse<O>(ws: &ManagedSocket<O>, event: &str, refused: &RoomsRefused) -> Result<()> {
+fn refuse<O>(ws: &SocketRef<O>, event: &str, refused: &RoomsRefused) -> Result<()> {
     tracing::debug!(target: "asena::managed", socket_id = %ws.id(), event, reason = refused.code(), "room request refused");
     send_system(
         ws,
@@ -751,11 +750,7 @@ fn refuse<O>(ws: &ManagedSocket<O>, event: &str, refused: &RoomsRefused) -> Resu
     )
 }
 
-async fn join<S: ManagedService>(
-    service: &S,
-    ws: &ManagedSocket<S::Out>,
-    data: &Value,
-) -> Result<()> {
+async fn join<S: ManagedService>(service: &S, ws: &Socket<S>, data: &Value) -> Result<()> {
     let options = service.options();
     let requested =
         match requested_rooms(data, &options.channel_prefix, options.max_rooms_per_request) {
@@ -794,7 +789,7 @@ async fn join<S: ManagedService>(
     send_system(ws, "join", json!({"rooms": joined, "denied": denied}))
 }
 
-fn leave<S: ManagedService>(service: &S, ws: &ManagedSocket<S::Out>, data: &Value) -> Result<()> {
+fn leave<S: ManagedService>(service: &S, ws: &Socket<S>, data: &Value) -> Result<()> {
     let options = service.options();
     let requested =
         match requested_rooms(data, &options.channel_prefix, options.max_rooms_per_request) {

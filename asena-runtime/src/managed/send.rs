@@ -15,7 +15,7 @@ use crate::namespace::{Namespace, SendError, Socket, SocketRef};
 
 use asena_protocol::managed::{ManagedEnvelope, TargetKind};
 
-use super::ManagedClient;
+use super::ManagedService;
 use crate::transport::{Outbound, Transport};
 
 /// What a managed namespace keeps besides its sockets: who is online as which user, and
@@ -259,7 +259,7 @@ impl<O> std::fmt::Debug for Managed<O> {
 
 impl<O> Namespace<O> {
     /// The managed-protocol sender of this namespace, whose service speaks the managed
-    /// protocol (the types of the callers, `ManagedSocket` and `Ulak<N>` of a managed `N`,
+    /// protocol (the types of the callers, `Socket<S>` and `Ulak<N>` of a managed service,
     /// say so).
     pub(crate) fn managed(&self) -> Managed<O> {
         let state = self
@@ -273,10 +273,11 @@ impl<O> Namespace<O> {
     }
 }
 
-impl<O> Socket<ManagedClient, O> {
+impl<S: ManagedService> Socket<S> {
     /// The managed-protocol sender of this socket's service: to a client, a user's every
-    /// session, a room or everyone, on every instance.
-    pub fn managed(&self) -> Managed<O> {
+    /// session, a room or everyone, on every instance. Only a managed service's socket has
+    /// it.
+    pub fn managed(&self) -> Managed<S::Out> {
         self.namespace().managed()
     }
 }

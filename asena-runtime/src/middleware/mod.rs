@@ -24,6 +24,7 @@
 //!
 //! ```
 //! use asena_runtime::prelude::*;
+//! use asena_runtime::{Asena, Scope};
 //!
 //! /// Adds a request id that later middlewares can read, and returns it on the 101.
 //! #[middleware]

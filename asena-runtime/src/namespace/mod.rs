@@ -3,7 +3,8 @@
 //! [`Namespace`] is the one sending handle: handlers reach it as `ws.namespace()`, other
 //! components through [`Ulak<N>`](crate::Ulak) (which dereferences to it), and the app with
 //! [`Asena::namespace`](crate::Asena::namespace). Sockets are handed out as [`SocketRef`]
-//! (untyped) and [`Socket<T>`] (what handlers get); every send fails with the one
+//! (without their service's types) and [`Socket<S>`] (what the handlers of a service `S`
+//! get, and what `Ulak<S>` lists); every send fails with the one
 //! [`SendError`]. Room messages go to local members here and to other instances through the
 //! app's [`Transport`], under the topics [`wire`] defines;
 //! messages from other instances come back in through `inbound.rs`.

@@ -1,5 +1,5 @@
-//! Socket handles: the untyped [`SocketRef`] the namespace hands out, and the typed
-//! [`Socket<T>`] handlers receive.
+//! Socket handles: the [`SocketRef`] the namespace hands out, and the [`Socket<S>`] the
+//! handlers of a service `S` receive.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -11,7 +11,7 @@ use http::HeaderMap;
 
 use super::Namespace;
 use super::error::{SendError, SendErrorCode};
-use crate::channel::{Encode, Raw};
+use crate::channel::{Channel, Encode, Raw};
 use crate::codec::{Frame, Json};
 use crate::connection::{Conn, PushError};
 use crate::request;
@@ -31,11 +31,14 @@ pub struct WebSocketData<T> {
     pub path: Arc<str>,
 }
 
-/// A handle to a connected socket, without the service's `Data` type. Cheap to clone.
+/// A handle to a connected socket, without its service's types: its request, rooms and
+/// sends. Cheap to clone.
 ///
-/// Handlers get a [`Socket<T, O>`], which dereferences to this; namespace queries such as
-/// [`Namespace::sockets`] return it. `O` is what it sends ([`Encode`]): a typed service's
-/// sockets accept only its `sends` type, and [`raw`](Self::raw) gives the untyped handle.
+/// Handlers get a [`Socket<S>`], which dereferences to this; the namespace's queries such as
+/// [`Namespace::sockets`] return it (a service's [`Ulak`](crate::Ulak) lists its sockets as
+/// `Socket<S>`, with their typed parameters and state). `O` is what it sends ([`Encode`]): a
+/// typed service's sockets accept only its `sends` type, and [`raw`](Self::raw) gives the
+/// untyped handle.
 pub struct SocketRef<O = Raw> {
     pub(crate) conn: Arc<Conn>,
     pub(crate) ns: Namespace<O>,
@@ -129,21 +132,6 @@ impl<O> SocketRef<O> {
     /// A path parameter, e.g. `id` for a service at `/user/{id}`.
     pub fn param(&self, name: &str) -> Option<&str> {
         request::lookup(&self.conn.request.params, name)
-    }
-
-    /// The typed path parameters, if `P` is the service's `params` type (`None` otherwise,
-    /// and for services that declare none). They were deserialized before the upgrade.
-    pub fn params<P: 'static>(&self) -> Option<&P> {
-        self.conn
-            .request
-            .typed_params
-            .as_deref()?
-            .downcast_ref::<P>()
-    }
-
-    /// The typed values, if `T` is the service's `Data` type.
-    pub fn data<T: 'static>(&self) -> Option<&WebSocketData<T>> {
-        self.conn.data.downcast_ref::<WebSocketData<T>>()
     }
 
     /// Whether the socket is open (no close started).
@@ -281,74 +269,86 @@ impl SocketRef {
     }
 }
 
-/// The socket a handler works with; `T` is the service's `Data` type, `O` what it sends
-/// (the service's `sends` type, or [`Raw`] for anything).
+/// The socket a handler of the service `S` works with: `ws: &Socket<Self>` in every handler
+/// of a [`WebSocketService`](crate::WebSocketService) or
+/// [`ManagedService`](crate::managed::ManagedService).
 ///
-/// Dereferences to [`SocketRef`] for everything but [`data`](Socket::data).
-pub struct Socket<T, O = Raw> {
-    inner: SocketRef<O>,
-    _values: PhantomData<fn() -> T>,
+/// What the service declares is reached through its types, so a mistake is a compile error:
+/// - [`params`](Socket::params) is the service's `params` type (`()` when it declares none),
+///   deserialized before the upgrade;
+/// - [`data`](Socket::data) holds the connection's state: what middleware stored, of the
+///   service's `Data` type (for a managed service, its
+///   [`ManagedClient`](crate::managed::ManagedClient));
+/// - a managed service's socket also has [`managed`](Socket::managed), its protocol's sender;
+/// - sending ([`send`](SocketRef::send), [`publish`](SocketRef::publish)) takes the
+///   service's `sends` type; [`raw`](SocketRef::raw) gives the untyped [`SocketRef`], which
+///   sends anything [`IntoFrame`](crate::IntoFrame) (the escape hatch of typed services).
+///
+/// Dereferences to [`SocketRef`] (sending `S`'s `sends` type) for everything else. Cheap to
+/// clone.
+pub struct Socket<S: Channel> {
+    inner: SocketRef<S::Out>,
+    _service: PhantomData<fn() -> S>,
 }
 
-impl<T, O> Clone for Socket<T, O> {
+impl<S: Channel> Clone for Socket<S> {
     fn clone(&self) -> Self {
         Socket {
             inner: self.inner.clone(),
-            _values: PhantomData,
+            _service: PhantomData,
         }
     }
 }
 
-impl<T, O> fmt::Debug for Socket<T, O> {
+impl<S: Channel> fmt::Debug for Socket<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Socket")
+            .field("service", &S::NAME)
             .field("id", &self.inner.conn.id)
             .finish()
     }
 }
 
-impl<T: Send + Sync + 'static, O> Socket<T, O> {
-    pub(crate) fn new(socket: SocketRef<O>) -> Self {
-        debug_assert!(socket.conn.data.is::<WebSocketData<T>>());
+impl<S: Channel> Socket<S> {
+    /// A socket of `S`'s namespace: one admitted by `S`'s upgrade, which stored its typed
+    /// parameters and its connection state.
+    pub(crate) fn of_service(socket: SocketRef<S::Out>) -> Self {
         Socket {
             inner: socket,
-            _values: PhantomData,
+            _service: PhantomData,
         }
     }
 
-    /// The connection's typed values, id and path.
-    pub fn data(&self) -> &WebSocketData<T> {
+    /// The path parameters, deserialized into the service's `params` type before the upgrade
+    /// (a request whose parameters do not deserialize is refused with 400 and never becomes
+    /// a socket). `&()` for a service that declares none; [`param`](SocketRef::param) reads
+    /// one as a string.
+    pub fn params(&self) -> &S::Params {
         self.inner
             .conn
-            .data
-            .downcast_ref::<WebSocketData<T>>()
-            .expect("invariant: a Socket<T> is only built over WebSocketData<T>")
+            .request
+            .typed_params
+            .as_deref()
+            .and_then(|params| params.downcast_ref::<S::Params>())
+            .expect("invariant: a Socket<S> is only made over a connection S's upgrade admitted")
     }
 
-    /// The handle without the `Data` type.
-    pub fn as_socket_ref(&self) -> &SocketRef<O> {
-        &self.inner
-    }
-
-    /// The same socket, untyped: sends anything [`IntoFrame`](crate::IntoFrame) (the escape
-    /// hatch of typed services).
-    pub fn raw(&self) -> Socket<T> {
-        Socket {
-            inner: self.inner.raw(),
-            _values: PhantomData,
-        }
-    }
-}
-
-impl<T, O> AsRef<SocketRef<O>> for Socket<T, O> {
-    fn as_ref(&self) -> &SocketRef<O> {
+    /// The [`SocketRef`] this socket dereferences to: the same handle, sending the service's
+    /// `sends` type, without its `params` and `data`.
+    pub fn as_socket_ref(&self) -> &SocketRef<S::Out> {
         &self.inner
     }
 }
 
-impl<T, O> Deref for Socket<T, O> {
-    type Target = SocketRef<O>;
-    fn deref(&self) -> &SocketRef<O> {
+impl<S: Channel> AsRef<SocketRef<S::Out>> for Socket<S> {
+    fn as_ref(&self) -> &SocketRef<S::Out> {
+        &self.inner
+    }
+}
+
+impl<S: Channel> Deref for Socket<S> {
+    type Target = SocketRef<S::Out>;
+    fn deref(&self) -> &SocketRef<S::Out> {
         &self.inner
     }
 }

@@ -39,8 +39,8 @@ pub trait ErasedService: Send + Sync + 'static {
     fn protocols(&self) -> &'static [&'static str];
     /// [`WebSocketService::REQUIRE_PROTOCOL`].
     fn require_protocol(&self) -> bool;
-    /// Deserializes the path parameters into [`Channel::Params`] (`None` when it is `()`);
-    /// refuses with 400 naming the parameter when they do not deserialize.
+    /// Deserializes the path parameters into [`Channel::Params`]; refuses with 400 naming the
+    /// parameter when they do not deserialize.
     fn parse_params<'a>(
         &'a self,
         parts: &'a mut Parts,

@@ -24,7 +24,7 @@ use crate::connection::io::{BufferedSource, Io, Sink, Source, TcpSink, TcpSource
 use crate::connection::outbox::Pending;
 use crate::error::{BoxError, Result};
 use crate::namespace::{Socket, SocketRef};
-use crate::protocol::{DataOf, Endpoint, Protocol};
+use crate::protocol::{Endpoint, Protocol};
 use crate::shutdown::LiveGuard;
 use crate::stats;
 
@@ -50,7 +50,7 @@ pub(crate) fn run<S: Endpoint>(
     let shared = &socket.conn.shared;
     let live = shared.tracker.enter();
     shared.runtime.get_or_init(Handle::current);
-    let socket = Socket::<DataOf<S>, S::Out>::new(socket.retype());
+    let socket = Socket::<S>::of_service(socket.retype());
     match io {
         Io::Tcp { stream, leftover } => {
             let conn = socket.as_socket_ref().conn.clone();
@@ -180,7 +180,7 @@ fn handler_failed(conn: &Arc<Conn>, handler: &'static str, err: &BoxError) {
 #[allow(clippy::manual_async_fn)]
 fn drive<S, R, W>(
     service: Arc<S>,
-    socket: Socket<DataOf<S>, S::Out>,
+    socket: Socket<S>,
     live: LiveGuard,
     mut reader: Reader<R>,
     w: W,
@@ -264,7 +264,7 @@ impl Drop for SpawnerGuard<'_> {
 /// on any thread).
 fn writer_spawner<S, W>(
     service: Arc<S>,
-    socket: Socket<DataOf<S>, S::Out>,
+    socket: Socket<S>,
     w: W,
 ) -> crate::connection::outbox::Spawn
 where
@@ -310,7 +310,7 @@ pub(crate) fn connection_span(conn: &Conn) -> tracing::Span {
 #[allow(clippy::manual_async_fn)]
 fn read_loop<'a, S, R>(
     service: &'a Arc<S>,
-    socket: &'a Socket<DataOf<S>, S::Out>,
+    socket: &'a Socket<S>,
     reader: &'a mut Reader<R>,
 ) -> impl Future<Output = Option<(u16, String)>> + 'a
 where
@@ -453,7 +453,7 @@ fn rate_limited(conn: &Conn, policy: RateLimitPolicy) {
     }
 }
 
-async fn write_loop<S, W>(service: Arc<S>, socket: Socket<DataOf<S>, S::Out>, mut w: W)
+async fn write_loop<S, W>(service: Arc<S>, socket: Socket<S>, mut w: W)
 where
     S: Endpoint,
     W: Sink,

@@ -146,14 +146,16 @@ fn no_protocol(ep: &Route, headers: &HeaderMap) -> Refusal {
     )
 }
 
-/// Deserializes the path parameters into `P` (nothing for `()`). A request whose parameters
+/// Deserializes the path parameters into `P` (`()` reads nothing). A request whose parameters
 /// do not deserialize is refused with `400 {"error": .., "parameter": <name>}`.
 pub(crate) async fn parse_params<P>(parts: &mut http::request::Parts) -> ParsedParams
 where
     P: serde::de::DeserializeOwned + Send + Sync + 'static,
 {
+    // A service without `params` has `()`, kept as such (a box of nothing allocates
+    // nothing): its sockets' `params()` is `&()` like any other type's.
     if std::any::TypeId::of::<P>() == std::any::TypeId::of::<()>() {
-        return Ok(None);
+        return Ok(Some(Box::new(())));
     }
     match Path::<P>::from_request_parts(parts, &()).await {
         Ok(Path(params)) => Ok(Some(Box::new(params))),

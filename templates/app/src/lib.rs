@@ -12,7 +12,7 @@
 //! [`app`] only adds the HTTP routes.
 
 use asena_runtime::prelude::*;
-use asena_runtime::{AsenaBuilder, SendError};
+use asena_runtime::{Asena, AsenaBuilder, FromApp, SendError};
 use axum::http::StatusCode;
 use axum::routing::post;
 
@@ -51,13 +51,13 @@ pub struct Lobby;
 impl WebSocketService for Lobby {
     type Data = User;
 
-    async fn on_open(&self, ws: &Socket<User>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         ws.subscribe(LOBBY)?;
         ws.send_json(&json!({"type": "welcome", "name": ws.data().values.name}))?;
         Ok(())
     }
 
-    async fn on_message(&self, ws: &Socket<User>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         let text = msg.as_text().unwrap_or_default();
         let from = &ws.data().values.name;
         // `to` reaches the whole room, sender included, on every instance.

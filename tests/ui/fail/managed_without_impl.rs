@@ -6,7 +6,7 @@ struct Live;
 
 impl WebSocketService for Live {
     type Data = ();
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ impl WebSocketService for Chat {
     // A space is a separator: no client can offer this name.
     const PROTOCOLS: &'static [&'static str] = &["chat.v2", "chat v1"];
 
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }

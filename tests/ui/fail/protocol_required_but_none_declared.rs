@@ -8,7 +8,7 @@ impl WebSocketService for Chat {
     // Would refuse every client.
     const REQUIRE_PROTOCOL: bool = true;
 
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ struct Typed;
 
 impl WebSocketService for Typed {
     type Data = ();
-    async fn on_message(&self, ws: &Socket<(), Out>, _msg: In) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, _msg: In) -> Result<()> {
         ws.namespace().broadcast(json!({"type": "Pong"}))?;
         Ok(())
     }

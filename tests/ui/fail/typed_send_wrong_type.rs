@@ -24,7 +24,7 @@ struct Typed;
 
 impl WebSocketService for Typed {
     type Data = ();
-    async fn on_message(&self, ws: &Socket<(), Out>, _msg: In) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, _msg: In) -> Result<()> {
         ws.send(&Other { n: 1 })?;
         Ok(())
     }

@@ -5,7 +5,7 @@ struct Chat;
 
 impl WebSocketService for Chat {
     type Data = ();
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
 }

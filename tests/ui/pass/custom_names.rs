@@ -1,4 +1,5 @@
 use asena_runtime::prelude::*;
+use asena_runtime::Asena;
 
 #[service(name = "Accounts")]
 struct UserService;
@@ -20,7 +21,7 @@ struct Chat {
 
 impl WebSocketService for Chat {
     type Data = ();
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         let _ = &self.users;
         Ok(())
     }

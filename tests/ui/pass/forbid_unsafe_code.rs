@@ -34,7 +34,7 @@ pub struct Chat {
 
 impl WebSocketService for Chat {
     type Data = ();
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         let _ = &self.tokens;
         ws.send(&msg)?;
         Ok(())

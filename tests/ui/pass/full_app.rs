@@ -1,5 +1,6 @@
 //! A complete set: services, a middleware and a websocket service with every field form.
 use asena_runtime::prelude::*;
+use asena_runtime::{Asena, UlakBroker};
 
 #[derive(Clone, Default, Serialize, Deserialize)]
 struct UserData {
@@ -65,15 +66,15 @@ struct PrivateSocket {
 
 impl WebSocketService for PrivateSocket {
     type Data = UserData;
-    async fn on_open(&self, ws: &Socket<UserData>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         let _ = &self.users;
         ws.send_json(&json!({"type": "authenticated", "userId": ws.data().values.user_id}))?;
         Ok(())
     }
-    async fn on_message(&self, _ws: &Socket<UserData>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         Ok(())
     }
-    async fn on_close(&self, _ws: &Socket<UserData>, _code: u16, _reason: &str) {}
+    async fn on_close(&self, _ws: &Socket<Self>, _code: u16, _reason: &str) {}
 }
 
 fn main() {

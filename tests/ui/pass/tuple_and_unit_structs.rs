@@ -1,4 +1,5 @@
 use asena_runtime::prelude::*;
+use asena_runtime::Asena;
 
 #[service]
 struct Leaf;
@@ -11,7 +12,7 @@ struct TupleSocket(#[inject] Arc<Pair>);
 
 impl WebSocketService for TupleSocket {
     type Data = ();
-    async fn on_message(&self, _ws: &Socket<()>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
         let _ = &self.0;
         Ok(())
     }

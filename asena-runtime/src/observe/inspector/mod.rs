@@ -289,12 +289,12 @@ impl Endpoint for Feed {
 impl WebSocketService for Feed {
     type Data = ();
 
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         ws.send_json(&self.state.feed_message())?;
         Ok(())
     }
 
-    async fn on_message(&self, _ws: &Socket<()>, _message: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _message: Message) -> Result<()> {
         Ok(())
     }
 }
