@@ -19,13 +19,10 @@ use asena_runtime::managed::envelope::{
 use asena_runtime::prelude::*;
 use asena_runtime::protocol::Endpoint;
 use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport, Transport};
-use asena_tests::broker::{Broker, Kind};
+use asena_tests::broker::{Broker, Kind, NATS, REDIS};
 use asena_tests::{Client, TestServer, WAIT, managed_login, managed_service};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-
-const REDIS: &str = "redis://127.0.0.1:6379";
-const NATS: &str = "nats://127.0.0.1:4222";
 
 /// Upper bound for anything that polls (a restart noticed, a reconnect).
 const POLL_DEADLINE: Duration = Duration::from_secs(20);

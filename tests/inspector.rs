@@ -13,14 +13,13 @@ use asena_runtime::prelude::*;
 use asena_runtime::transport::{NatsTransport, RedisTransport};
 use asena_runtime::wire::{self, Envelope};
 use asena_runtime::{AsenaBuilder, InspectorToken};
+use asena_tests::broker::REDIS;
 use asena_tests::{
-    Client, TestServer, WAIT, eventually, http_request, start, until_some, upgrade_request,
+    Client, TestServer, WAIT, eventually, http_request, start, unique, until_some, upgrade_request,
 };
 use serde_json::Value;
 
 const TOKEN: &str = "test-token-1234";
-const REDIS: &str = "redis://127.0.0.1:6379";
-const NATS: &str = "nats://127.0.0.1:4222";
 
 /// A guard that would accept the token from anywhere, the URL included: the inspector must
 /// still refuse a token in the URL before it runs.
@@ -85,19 +84,6 @@ fn app() -> AsenaBuilder {
         .websocket::<Hall>()
         .inspector("/_asena", InspectorToken::new(TOKEN))
         .announce_every(Duration::from_millis(100))
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid_like())
-}
-
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{nanos:x}-{}", std::process::id())
 }
 
 async fn get(server: &TestServer, path: &str, auth: bool) -> anyhow::Result<(u16, Value)> {
@@ -638,14 +624,9 @@ async fn fleet_until(
     .with_context(|| format!("last fleet view: {last:?}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_instances_over_redis_see_each_other_until_one_stops() -> anyhow::Result<()> {
-    two_instances_see_each_other_until_one_stops(REDIS).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_instances_over_nats_see_each_other_until_one_stops() -> anyhow::Result<()> {
-    two_instances_see_each_other_until_one_stops(NATS).await
+asena_tests::on_each_broker! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    two_instances_see_each_other_until_one_stops => two_instances_see_each_other_until_one_stops;
 }
 
 async fn two_instances_see_each_other_until_one_stops(broker: &str) -> anyhow::Result<()> {

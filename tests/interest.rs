@@ -20,11 +20,8 @@ use asena_runtime::managed::{Authenticated, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{NatsTransport, RedisTransport, TransportStats};
 use asena_runtime::wire;
-use asena_tests::{Client, TestServer, WAIT, start, within};
+use asena_tests::{Client, TestServer, WAIT, start, unique, within};
 use tokio::time::Instant;
-
-const NATS: &str = "nats://127.0.0.1:4222";
-const REDIS: &str = "redis://127.0.0.1:6379";
 
 /// Joins the rooms in `?rooms=a,b`. A text `to:<id>:<text>` goes to that socket, `all:<text>`
 /// to everyone, anything else to each of the sender's rooms.
@@ -97,14 +94,6 @@ fn room_channel(channel: &str, room: &str) -> String {
         channel,
         &wire::room_topic(wire::namespace_topic("/hall"), room),
     )
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{prefix}.t{nanos:x}p{}", std::process::id())
 }
 
 fn stats(server: &TestServer) -> TransportStats {
@@ -223,14 +212,11 @@ async fn route_twenty(
     Ok(stats(c).received)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn nats_room_messages_reach_only_instances_with_members() -> anyhow::Result<()> {
-    only_instances_with_members(NATS).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_room_messages_reach_only_instances_with_members() -> anyhow::Result<()> {
-    only_instances_with_members(REDIS).await
+asena_tests::on_each_broker! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    room_messages_reach_only_instances_with_members => only_instances_with_members;
+    with_one_channel_every_instance_receives_everything => everything_on_one_channel;
+    the_last_member_leaving_unsubscribes => last_member_leaving_unsubscribes_on;
 }
 
 async fn only_instances_with_members(url: &str) -> anyhow::Result<()> {
@@ -253,16 +239,6 @@ async fn only_instances_with_members(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn nats_with_one_subject_every_instance_receives_everything() -> anyhow::Result<()> {
-    everything_on_one_channel(NATS).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_with_one_channel_every_instance_receives_everything() -> anyhow::Result<()> {
-    everything_on_one_channel(REDIS).await
-}
-
 async fn everything_on_one_channel(url: &str) -> anyhow::Result<()> {
     // The control: the same traffic in the single-subject layout reaches c too.
     let subject = unique("single");
@@ -277,14 +253,8 @@ async fn everything_on_one_channel(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn nats_the_last_member_leaving_unsubscribes() -> anyhow::Result<()> {
-    last_member_leaving_unsubscribes(async |channel| instance(NATS, channel, false).await).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_the_last_member_leaving_unsubscribes() -> anyhow::Result<()> {
-    last_member_leaving_unsubscribes(async |channel| instance(REDIS, channel, false).await).await
+async fn last_member_leaving_unsubscribes_on(url: &str) -> anyhow::Result<()> {
+    last_member_leaving_unsubscribes(async |channel| instance(url, channel, false).await).await
 }
 
 /// A managed service that admits `{"user": U}` as U.
@@ -432,7 +402,7 @@ impl Cluster {
             cluster_ports: [free_port()?, free_port()?, free_port()?],
             monitor_ports: [free_port()?, free_port()?, free_port()?],
             children: [None, None, None],
-            name: unique("asena-test").replace('.', "-"),
+            name: unique("asena-test"),
         };
         for node in 0..3 {
             cluster.spawn(node)?;

@@ -11,11 +11,10 @@ use anyhow::Context as _;
 
 use asena_runtime::managed::ManagedSocket;
 use asena_runtime::prelude::*;
+use asena_tests::broker::REDIS;
 use asena_tests::{Client, TestServer, event, managed_service, start};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-
-const REDIS: &str = "redis://127.0.0.1:6379";
 
 managed_service!(Fleet, "/fleet", on_event = fleet_event);
 

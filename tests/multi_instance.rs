@@ -12,7 +12,6 @@
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
@@ -20,11 +19,8 @@ use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::from_url;
 use asena_runtime::transport::{Emitter, Transport, TransportError};
-use asena_tests::broker::{Broker, Kind, Typed, free_port};
-use asena_tests::{Client, TestServer, start, tungstenite};
-
-const REDIS: &str = "redis://127.0.0.1:6379";
-const NATS: &str = "nats://127.0.0.1:4222";
+use asena_tests::broker::{Broker, Kind, NATS, REDIS, Typed, free_port};
+use asena_tests::{Client, TestServer, start, tungstenite, unique};
 
 /// Upper bound for anything that polls (reconnects, connection counts).
 const POLL_DEADLINE: Duration = Duration::from_secs(20);
@@ -95,20 +91,6 @@ impl WebSocketService for MiBroadcast {
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-/// A name no other test (or run) uses.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn builder() -> AsenaBuilder {
     Asena::builder()
@@ -494,81 +476,19 @@ async fn unreachable_at_startup(kind: Kind) -> anyhow::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Redis
+// Each on Redis and on NATS
 // ---------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn redis_rooms_publish_excludes_sender_exactly_once() -> anyhow::Result<()> {
-    rooms_exactly_once(REDIS).await
-}
-
-#[tokio::test]
-async fn redis_to_socket_across_instances() -> anyhow::Result<()> {
-    to_socket_across(REDIS).await
-}
-
-#[tokio::test]
-async fn redis_broadcast_across_instances() -> anyhow::Result<()> {
-    broadcast_across(REDIS).await
-}
-
-#[tokio::test]
-async fn redis_emitter_delivery() -> anyhow::Result<()> {
-    emitter_delivery(REDIS).await
-}
-
-#[tokio::test]
-async fn redis_broker_restart_recovery() -> anyhow::Result<()> {
-    broker_restart(Kind::Redis).await
-}
-
-#[tokio::test]
-async fn redis_destroy_on_shutdown_no_leaks() -> anyhow::Result<()> {
-    no_leaks_across_cycles(Kind::Redis).await
-}
-
-#[tokio::test]
-async fn redis_unreachable_at_startup_is_an_error() -> anyhow::Result<()> {
-    unreachable_at_startup(Kind::Redis).await
-}
-
-// ---------------------------------------------------------------------------------------
-// NATS
-// ---------------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn nats_rooms_publish_excludes_sender_exactly_once() -> anyhow::Result<()> {
-    rooms_exactly_once(NATS).await
-}
-
-#[tokio::test]
-async fn nats_to_socket_across_instances() -> anyhow::Result<()> {
-    to_socket_across(NATS).await
-}
-
-#[tokio::test]
-async fn nats_broadcast_across_instances() -> anyhow::Result<()> {
-    broadcast_across(NATS).await
-}
-
-#[tokio::test]
-async fn nats_emitter_delivery() -> anyhow::Result<()> {
-    emitter_delivery(NATS).await
-}
-
-#[tokio::test]
-async fn nats_broker_restart_recovery() -> anyhow::Result<()> {
-    broker_restart(Kind::Nats).await
-}
-
-#[tokio::test]
-async fn nats_destroy_on_shutdown_no_leaks() -> anyhow::Result<()> {
-    no_leaks_across_cycles(Kind::Nats).await
-}
-
-#[tokio::test]
-async fn nats_unreachable_at_startup_is_an_error() -> anyhow::Result<()> {
-    unreachable_at_startup(Kind::Nats).await
+asena_tests::on_each_broker! {
+    #[tokio::test]
+    rooms_publish_excludes_sender_exactly_once => rooms_exactly_once;
+    to_socket_across_instances => to_socket_across;
+    broadcast_across_instances => broadcast_across;
+    emitter_delivery => emitter_delivery;
+    broker_restart_recovery => broker_restart(Kind);
+    destroy_on_shutdown_no_leaks => no_leaks_across_cycles(Kind);
+    unreachable_at_startup_is_an_error => unreachable_at_startup(Kind);
+    chat_example_two_processes => chat_across_processes;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -731,14 +651,4 @@ async fn chat_across_processes(url: &str) -> anyhow::Result<()> {
     }
     emitter.close().await;
     Ok(())
-}
-
-#[tokio::test]
-async fn redis_chat_example_two_processes() -> anyhow::Result<()> {
-    chat_across_processes(REDIS).await
-}
-
-#[tokio::test]
-async fn nats_chat_example_two_processes() -> anyhow::Result<()> {
-    chat_across_processes(NATS).await
 }

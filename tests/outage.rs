@@ -325,14 +325,9 @@ async fn outage_is_counted(kind: Kind) -> anyhow::Result<()> {
     b.stop().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_redis_outage_is_counted() -> anyhow::Result<()> {
-    outage_is_counted(Kind::Redis).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_nats_outage_is_counted() -> anyhow::Result<()> {
-    outage_is_counted(Kind::Nats).await
+asena_tests::on_each_broker! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    an_outage_is_counted => outage_is_counted(Kind);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -9,11 +9,10 @@ mod realtime;
 
 use std::time::Duration;
 
-use asena_tests::{Client, TestServer, event, http_request, serve, validate_asyncapi};
+use asena_tests::broker::REDIS;
+use asena_tests::{Client, TestServer, event, http_request, serve, unique, validate_asyncapi};
 use realtime::Options;
 use serde_json::{Value, json};
-
-const REDIS: &str = "redis://127.0.0.1:6379";
 
 async fn server_with(options: Options) -> anyhow::Result<TestServer> {
     serve(realtime::build(realtime::builder().without_auto_registration(), options).await?).await
@@ -323,17 +322,9 @@ async fn the_timeouts_are_the_configured_ones() -> anyhow::Result<()> {
 }
 
 /// A presence hash of this test alone.
-fn unique_key() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("realtime-test:{}:{nanos}", std::process::id())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_in_redis_spans_instances() -> anyhow::Result<()> {
-    let key = unique_key();
+    let key = unique("realtime-test");
     let options = Options {
         presence_redis: Some(REDIS.to_owned()),
         presence_key: key.clone(),
@@ -390,7 +381,7 @@ async fn presence_until(c: &mut Client, users: &[&str]) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Result<()> {
-    let key = unique_key();
+    let key = unique("realtime-test");
     let options = Options {
         presence_redis: Some(REDIS.to_owned()),
         presence_key: key.clone(),

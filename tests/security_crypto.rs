@@ -17,6 +17,7 @@ use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce, Payload};
 use aes_gcm::{Aes256Gcm, Key};
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
+use asena_tests::broker::REDIS;
 use asena_tests::{Client, TestServer, base64_field, event, start};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -420,8 +421,6 @@ async fn required_encryption_closes_4004_unless_encrypt_comes_first() -> anyhow:
 
 // On the fleet bus (Redis, Ignis's layout).
 sealed_service!(FleetChan, "/crypto-fleet", ManagedOptions::default());
-
-const REDIS: &str = "redis://127.0.0.1:6379";
 
 async fn fleet_instance() -> anyhow::Result<TestServer> {
     start(

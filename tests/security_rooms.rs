@@ -12,19 +12,9 @@ mod chat;
 use asena_runtime::namespace::SendErrorCode;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{Emitter, RedisTransport};
-use asena_tests::{Client, managed_service, start, start_service, upgrade_request};
+use asena_tests::broker::REDIS;
+use asena_tests::{Client, managed_service, start, start_service, unique, upgrade_request};
 use serde_json::{Value, json};
-
-const REDIS: &str = "redis://127.0.0.1:6379";
-
-/// A name no other test run uses (a Redis channel is shared by every test on the machine).
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        uuid::Uuid::now_v7().simple()
-    )
-}
 
 /// Joins the room in `?room=` (answering `refused:<code>` when the name is refused), says
 /// `hello <id>`; a text `pub:<room>:<text>` publishes `<text>` to `<room>` (answering

@@ -22,6 +22,16 @@ pub mod broker;
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// A name no other test or run uses, for rooms, channels, subjects and keys on the shared
+/// brokers: `prefix`, the process id and a UUID v7.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    )
+}
+
 /// Installs a test log subscriber once (RUST_LOG controls it).
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -312,6 +322,39 @@ macro_rules! managed_service {
     }};
     (@on_event $ws:ident, $event:ident, $on_event:path) => {
         $on_event($ws, $event).await
+    };
+}
+
+/// Declares each test twice, in the modules `over_redis` and `over_nats`: `name => body`
+/// runs `body(url)` with the URL of that shared broker ([`broker::REDIS`],
+/// [`broker::NATS`]), `name => body(Kind)` runs `body(kind)` with its [`broker::Kind`] (for
+/// tests on a private broker). Every test gets the attribute given first, such as
+/// `#[tokio::test]`. Once per module, as it declares the two.
+#[macro_export]
+macro_rules! on_each_broker {
+    (#[$test:meta] $($name:ident => $body:ident $(($kind:ident))?;)+) => {
+        mod over_redis {
+            $(
+                #[$test]
+                async fn $name() -> ::anyhow::Result<()> {
+                    super::$body($crate::on_each_broker!(@arg Redis, REDIS $(, $kind)?)).await
+                }
+            )+
+        }
+        mod over_nats {
+            $(
+                #[$test]
+                async fn $name() -> ::anyhow::Result<()> {
+                    super::$body($crate::on_each_broker!(@arg Nats, NATS $(, $kind)?)).await
+                }
+            )+
+        }
+    };
+    (@arg $kind:ident, $url:ident) => {
+        $crate::broker::$url
+    };
+    (@arg $kind:ident, $url:ident, Kind) => {
+        $crate::broker::Kind::$kind
     };
 }
 
