@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
 use asena_tests::{
-    TestServer, WAIT, eventually, masked, raw_upgrade, read_frame, start, tungstenite,
+    TestServer, WAIT, eventually, isolated, masked, raw_upgrade, read_frame, start, tungstenite,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
@@ -44,9 +44,7 @@ impl WebSocketService for Beat {
 }
 
 fn app() -> AsenaBuilder {
-    Asena::builder()
-        .without_auto_registration()
-        .websocket::<Beat>()
+    isolated().websocket::<Beat>()
 }
 
 fn beat(s: &TestServer) -> std::sync::Arc<Beat> {

@@ -16,11 +16,10 @@ use asena_runtime::managed::ManagedProtocol;
 use asena_runtime::managed::envelope::{
     BROADCAST_CHANNEL, EMITTER_SERVER_ID, ManagedEnvelope, TargetKind,
 };
-use asena_runtime::prelude::*;
 use asena_runtime::protocol::Endpoint;
 use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport, Transport};
 use asena_tests::broker::{Broker, Kind, NATS, REDIS};
-use asena_tests::{Client, TestServer, WAIT, managed_login, managed_service};
+use asena_tests::{Client, TestServer, WAIT, isolated, managed_login, managed_service};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -42,13 +41,7 @@ managed_service!(Restarted, "/restarted", "ignis-restarted");
 async fn instance<S: Endpoint + Component>(
     transport: impl Transport,
 ) -> anyhow::Result<TestServer> {
-    asena_tests::start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<S>()
-            .transport(transport),
-    )
-    .await
+    asena_tests::start(isolated().websocket::<S>().transport(transport)).await
 }
 
 /// The next message of `client` whose event is `event`, skipping the others.
@@ -371,8 +364,7 @@ async fn malformed_messages_are_dropped_and_counted() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_channel_prefix_must_be_a_plain_token() -> anyhow::Result<()> {
     managed_service!(Dotted, "/dotted", "ws.room");
-    let err = Asena::builder()
-        .without_auto_registration()
+    let err = isolated()
         .websocket::<Dotted>()
         .transport(RedisTransport::new(REDIS))
         .build()

@@ -15,7 +15,8 @@ use asena_runtime::wire::{self, Envelope};
 use asena_runtime::{AsenaBuilder, InspectorToken};
 use asena_tests::broker::REDIS;
 use asena_tests::{
-    Client, TestServer, WAIT, eventually, http_request, start, unique, until_some, upgrade_request,
+    Client, TestServer, WAIT, eventually, http_request, isolated, start, unique, until_some,
+    upgrade_request,
 };
 use serde_json::Value;
 
@@ -79,8 +80,7 @@ impl WebSocketService for Hall {
 }
 
 fn app() -> AsenaBuilder {
-    Asena::builder()
-        .without_auto_registration()
+    isolated()
         .websocket::<Hall>()
         .inspector("/_asena", InspectorToken::new(TOKEN))
         .announce_every(Duration::from_millis(100))
@@ -203,8 +203,7 @@ async fn every_route_refuses_requests_the_guard_refuses() -> anyhow::Result<()> 
 async fn the_guard_sees_the_path_the_client_asked_for() -> anyhow::Result<()> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let server = start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Hall>()
             .inspector("/_asena", Recording(seen.clone())),
     )
@@ -244,8 +243,7 @@ async fn login(
 async fn the_token_never_authenticates_in_the_url() -> anyhow::Result<()> {
     // Even a guard that reads `?token=` never sees one: the inspector refuses it first.
     let server = start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Hall>()
             .inspector("/_asena", Lenient(TOKEN)),
     )

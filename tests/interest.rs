@@ -20,7 +20,7 @@ use asena_runtime::managed::{Authenticated, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{NatsTransport, RedisTransport, TransportStats};
 use asena_runtime::wire;
-use asena_tests::{Client, TestServer, WAIT, start, unique, within};
+use asena_tests::{Client, TestServer, WAIT, isolated, start, unique, within};
 use tokio::time::Instant;
 
 /// Joins the rooms in `?rooms=a,b`. A text `to:<id>:<text>` goes to that socket, `all:<text>`
@@ -59,9 +59,7 @@ impl WebSocketService for Hall {
 /// An instance on `url` (NATS or Redis) with the fleet subject or channel `channel`, routing
 /// rooms by interest unless `single`.
 async fn instance(url: &str, channel: &str, single: bool) -> anyhow::Result<TestServer> {
-    let builder = Asena::builder()
-        .without_auto_registration()
-        .websocket::<Hall>();
+    let builder = isolated().websocket::<Hall>();
     let builder = match (url.starts_with("nats://"), single) {
         (true, false) => builder.transport(NatsTransport::new(url).subject(channel)),
         (true, true) => {
@@ -80,8 +78,7 @@ async fn instance(url: &str, channel: &str, single: bool) -> anyhow::Result<Test
 /// An instance on the Redis Cluster that `node` belongs to, on sharded pub/sub.
 async fn sharded_instance(node: &str, channel: &str) -> anyhow::Result<TestServer> {
     start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Hall>()
             .transport(RedisTransport::cluster([node]).channel(channel)),
     )
@@ -283,8 +280,7 @@ async fn on_a_redis_cluster_managed_users_span_nodes() -> anyhow::Result<()> {
     let cluster = RedisCluster::start().await?;
     let on_node = async |node: String| {
         start(
-            Asena::builder()
-                .without_auto_registration()
+            isolated()
                 .websocket::<ManagedHall>()
                 .transport(RedisTransport::cluster([node])),
         )
@@ -455,10 +451,7 @@ impl Cluster {
         loop {
             let addr: SocketAddr = ([127, 0, 0, 1], self.client_ports[node]).into();
             if tokio::net::TcpStream::connect(addr).await.is_ok()
-                && let Ok(resp) = asena_tests::http_request(
-                    hyper::Request::get(monitor.as_str()).body(Default::default())?,
-                )
-                .await
+                && let Ok(resp) = asena_tests::http_get(&monitor).await
                 && resp.json()?["num_routes"].as_u64() == Some(2)
             {
                 return Ok(());
@@ -804,13 +797,7 @@ async fn a_sharded_fleet_from_a_cluster_url_hears_the_emitter() -> anyhow::Resul
         cluster.ports[1], cluster.ports[2]
     );
     let transport = asena_runtime::transport::from_url(&url)?;
-    let a = start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Hall>()
-            .transport_arc(transport),
-    )
-    .await?;
+    let a = start(isolated().websocket::<Hall>().transport_arc(transport)).await?;
     anyhow::ensure!(
         a.app.transport_routes_by_interest(),
         "not routing by interest"

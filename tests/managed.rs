@@ -9,7 +9,7 @@ use asena_runtime::managed::{
     Authenticated, ManagedOptions, ManagedService, ManagedSocket, OutboundTransform,
 };
 use asena_runtime::prelude::*;
-use asena_tests::{Client, TestServer, event, start};
+use asena_tests::{Client, TestServer, event, isolated, start};
 use serde_json::{Value, json};
 
 /// What clients send besides the system events.
@@ -172,8 +172,7 @@ impl ManagedService for Closed {
 
 async fn server() -> anyhow::Result<TestServer> {
     start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Realtime>()
             .websocket::<Closed>()
             .service::<Journal>(),

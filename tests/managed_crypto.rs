@@ -14,7 +14,7 @@ use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce};
 use aes_gcm::{Aes256Gcm, Key};
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
-use asena_tests::{Client, TestServer, base64_field, event, start};
+use asena_tests::{Client, TestServer, base64_field, event, isolated, start};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
@@ -128,8 +128,7 @@ seen_service!(
 
 async fn server() -> anyhow::Result<TestServer> {
     start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Open>()
             .websocket::<Sealed>()
             .service::<Seen>(),

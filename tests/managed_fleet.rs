@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use asena_runtime::managed::ManagedSocket;
 use asena_runtime::prelude::*;
 use asena_tests::broker::REDIS;
-use asena_tests::{Client, TestServer, event, managed_service, start};
+use asena_tests::{Client, TestServer, event, isolated, managed_service, start};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -42,8 +42,7 @@ async fn fleet_event(ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
 
 async fn instance() -> anyhow::Result<TestServer> {
     start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Fleet>()
             .transport(asena_runtime::transport::RedisTransport::new(REDIS)),
     )

@@ -20,7 +20,7 @@ use asena_runtime::prelude::*;
 use asena_runtime::transport::from_url;
 use asena_runtime::transport::{Emitter, Transport, TransportError};
 use asena_tests::broker::{Broker, Kind, NATS, REDIS, Typed, free_port};
-use asena_tests::{Client, TestServer, start, tungstenite, unique};
+use asena_tests::{Client, TestServer, isolated, start, tungstenite, unique};
 
 /// Upper bound for anything that polls (reconnects, connection counts).
 const POLL_DEADLINE: Duration = Duration::from_secs(20);
@@ -93,10 +93,7 @@ impl WebSocketService for MiBroadcast {
 // ---------------------------------------------------------------------------------------
 
 fn builder() -> AsenaBuilder {
-    Asena::builder()
-        .without_auto_registration()
-        .websocket::<Mi>()
-        .websocket::<MiBroadcast>()
+    isolated().websocket::<Mi>().websocket::<MiBroadcast>()
 }
 
 /// An app instance with a fresh transport to `url`.
@@ -183,9 +180,9 @@ async fn redis_client_count(port: u16) -> anyhow::Result<usize> {
 
 /// `num_connections` from the NATS monitoring endpoint `/connz`.
 async fn nats_connection_count(monitor_port: u16) -> anyhow::Result<usize> {
-    let req = hyper::Request::get(format!("http://127.0.0.1:{monitor_port}/connz"))
-        .body(Default::default())?;
-    let v = asena_tests::http_request(req).await?.json()?;
+    let v = asena_tests::http_get(&format!("http://127.0.0.1:{monitor_port}/connz"))
+        .await?
+        .json()?;
     v["num_connections"]
         .as_u64()
         .map(|n| n as usize)
@@ -567,11 +564,7 @@ async fn room_subscribed(url: &str, port: u16) -> anyhow::Result<()> {
     let metrics = format!("http://127.0.0.1:{port}/metrics");
     let what = format!("the chat on {port} subscribed to its room");
     asena_tests::until_some(POLL_DEADLINE, &what, async || {
-        let text = asena_tests::http_request(
-            hyper::Request::get(metrics.as_str()).body(Default::default())?,
-        )
-        .await?
-        .body;
+        let text = asena_tests::http_get(&metrics).await?.body;
         Ok(text
             .lines()
             .any(|l| l == "asena_transport_subscriptions 1")

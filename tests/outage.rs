@@ -27,7 +27,7 @@ use anyhow::{Context as _, ensure};
 use asena_runtime::prelude::*;
 use asena_runtime::transport::Emitter;
 use asena_tests::broker::{Broker, Kind, Typed};
-use asena_tests::{Client, TestServer, start, tungstenite};
+use asena_tests::{Client, TestServer, isolated, start, tungstenite};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
@@ -110,13 +110,7 @@ impl Drop for Proxy {
 }
 
 async fn instance(t: &Typed) -> anyhow::Result<TestServer> {
-    start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Stream>()
-            .transport_arc(t.as_dyn()),
-    )
-    .await
+    start(isolated().websocket::<Stream>().transport_arc(t.as_dyn())).await
 }
 
 /// The numbers a client received, recorded by a task until `stop`.

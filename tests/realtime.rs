@@ -10,7 +10,7 @@ mod realtime;
 use std::time::Duration;
 
 use asena_tests::broker::REDIS;
-use asena_tests::{Client, TestServer, event, http_request, serve, unique, validate_asyncapi};
+use asena_tests::{Client, TestServer, event, serve, unique, validate_asyncapi};
 use realtime::Options;
 use serde_json::{Value, json};
 
@@ -220,11 +220,7 @@ async fn a_notification_reaches_every_session_of_the_user() -> anyhow::Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_the_client_and_the_document_are_served() -> anyhow::Result<()> {
     let s = server().await?;
-    let get = |path: &str| {
-        let uri = s.http_url(path);
-        async move { http_request(hyper::Request::get(uri).body(Default::default())?).await }
-    };
-    let page = get("/").await?;
+    let page = s.get("/").await?;
     assert_eq!(page.status, 200);
     for id in [
         "token",
@@ -242,7 +238,7 @@ async fn the_page_the_client_and_the_document_are_served() -> anyhow::Result<()>
         assert!(page.body.contains(&format!("id=\"{id}\"")), "#{id} missing");
     }
     assert!(page.body.contains("src=\"/client.js\""));
-    let client = get("/client.js").await?;
+    let client = s.get("/client.js").await?;
     assert_eq!(client.status, 200);
     assert!(
         asena_tests::header_values(&client, "content-type")
@@ -251,10 +247,10 @@ async fn the_page_the_client_and_the_document_are_served() -> anyhow::Result<()>
     );
     assert!(client.body.contains("class ManagedClient"));
     assert_eq!(
-        get("/config.json").await?.json()?,
+        s.get("/config.json").await?.json()?,
         json!({"authTimeoutMs": 5000, "heartbeatTimeoutMs": 30000})
     );
-    let doc = get("/asyncapi.json").await?.json()?;
+    let doc = s.get("/asyncapi.json").await?.json()?;
     let messages = doc["channels"]["Realtime"]["messages"]
         .as_object()
         .map(|m| {
@@ -287,9 +283,7 @@ async fn the_timeouts_are_the_configured_ones() -> anyhow::Result<()> {
         ..Options::default()
     })
     .await?;
-    let config =
-        http_request(hyper::Request::get(s.http_url("/config.json")).body(Default::default())?)
-            .await?;
+    let config = s.get("/config.json").await?;
     assert_eq!(
         config.json()?,
         json!({"authTimeoutMs": 200, "heartbeatTimeoutMs": 600})

@@ -18,7 +18,7 @@ use aes_gcm::{Aes256Gcm, Key};
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
 use asena_tests::broker::REDIS;
-use asena_tests::{Client, TestServer, base64_field, event, start};
+use asena_tests::{Client, TestServer, base64_field, event, isolated, start};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
@@ -95,13 +95,7 @@ sealed_service!(
 );
 
 async fn server() -> anyhow::Result<TestServer> {
-    start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Chan>()
-            .websocket::<Strict>(),
-    )
-    .await
+    start(isolated().websocket::<Chan>().websocket::<Strict>()).await
 }
 
 /// One direction of the client's channel.
@@ -424,8 +418,7 @@ sealed_service!(FleetChan, "/crypto-fleet", ManagedOptions::default());
 
 async fn fleet_instance() -> anyhow::Result<TestServer> {
     start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<FleetChan>()
             .transport(asena_runtime::transport::RedisTransport::new(REDIS)),
     )

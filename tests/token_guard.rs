@@ -2,9 +2,9 @@
 //! inspector's guard, the right token passes in the header or the cookie, a wrong or missing
 //! one gets 401.
 
+use asena_runtime::TokenGuard;
 use asena_runtime::prelude::*;
-use asena_runtime::{Asena, TokenGuard};
-use asena_tests::{HttpResponse, TestServer, http_request, start};
+use asena_tests::{HttpResponse, TestServer, http_request, isolated, start};
 use axum::Router;
 use axum::routing::get;
 
@@ -29,8 +29,7 @@ async fn app() -> anyhow::Result<TestServer> {
         .route_layer(guard.clone());
     let open = Router::new().route("/open", get(|| async { "open page" }));
     start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Echo>()
             .router(admin)
             .router(open)

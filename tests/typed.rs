@@ -6,7 +6,7 @@
 use asena_runtime::prelude::*;
 use asena_runtime::{DecodeError, DecodeErrorKind};
 use asena_tests::broker::REDIS;
-use asena_tests::{Client, TestServer, start, unique, upgrade_request};
+use asena_tests::{Client, TestServer, isolated, start, unique, upgrade_request};
 use serde_json::json;
 
 /// The path parameters of [`Events`].
@@ -144,8 +144,7 @@ impl Announcer {
 
 async fn server() -> anyhow::Result<TestServer> {
     start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Events>()
             .websocket::<Custom>()
             .middleware::<ReadParams>()
@@ -344,8 +343,7 @@ async fn a_concrete_path_room_spans_instances() -> anyhow::Result<()> {
     // Two instances on a real Redis, on a channel of their own.
     let channel = unique("asena:typed-test");
     let app = |channel: &str| {
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Events>()
             .middleware::<ReadParams>()
             .service::<Announcer>()

@@ -10,7 +10,7 @@ use asena_runtime::prelude::*;
 use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport};
 use asena_runtime::wire::{self, Envelope};
 use asena_tests::broker::{NATS, REDIS};
-use asena_tests::{Client, TestServer, WAIT, start, unique};
+use asena_tests::{Client, TestServer, WAIT, isolated, start, unique};
 use futures_util::StreamExt;
 
 /// Joins `?room=` on open and says hello once it is in.
@@ -34,9 +34,7 @@ impl WebSocketService for Compat {
 }
 
 fn builder() -> AsenaBuilder {
-    Asena::builder()
-        .without_auto_registration()
-        .websocket::<Compat>()
+    isolated().websocket::<Compat>()
 }
 
 async fn redis_app(channel: &str) -> anyhow::Result<TestServer> {

@@ -50,6 +50,12 @@ pub struct TestServer {
     handle: Option<JoinHandle<Result<(), asena_runtime::Error>>>,
 }
 
+/// An app builder that registers nothing automatically: the app has exactly the components
+/// the test names, whatever else the test binary links.
+pub fn isolated() -> AsenaBuilder {
+    Asena::builder().without_auto_registration()
+}
+
 /// Builds `builder` and serves it on `127.0.0.1:0`.
 pub async fn start(builder: AsenaBuilder) -> anyhow::Result<TestServer> {
     init_tracing();
@@ -63,12 +69,7 @@ pub async fn start_service<S>() -> anyhow::Result<TestServer>
 where
     S: asena_runtime::di::Component + asena_runtime::protocol::Endpoint,
 {
-    start(
-        asena_runtime::Asena::builder()
-            .without_auto_registration()
-            .websocket::<S>(),
-    )
-    .await
+    start(isolated().websocket::<S>()).await
 }
 
 /// Serves an already built app on `127.0.0.1:0`.
@@ -97,6 +98,31 @@ impl TestServer {
     /// Connects a client to `path` (which may carry a query).
     pub async fn connect(&self, path: &str) -> anyhow::Result<Client> {
         Client::connect(&self.ws_url(path)).await
+    }
+
+    /// A GET of `path`, read whole by [`http_request`].
+    pub async fn get(&self, path: &str) -> anyhow::Result<HttpResponse> {
+        http_get(&self.http_url(path)).await
+    }
+
+    /// Sends `method path`, with `json` as the body when given, and reads the whole response
+    /// ([`http_request`]).
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        json: Option<&Value>,
+    ) -> anyhow::Result<HttpResponse> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(self.http_url(path));
+        let req = match json {
+            Some(v) => req
+                .header("content-type", "application/json")
+                .body(v.to_string().into())?,
+            None => req.body(Default::default())?,
+        };
+        http_request(req).await
     }
 
     /// Shuts the app down and waits for the server task.
@@ -485,6 +511,11 @@ pub async fn http_request(
     .await
     .with_context(|| format!("{method} {uri} timed out"))?
     .with_context(|| format!("{method} {uri}"))
+}
+
+/// A GET of `url` (an absolute `http://` URI), read whole by [`http_request`].
+pub async fn http_get(url: &str) -> anyhow::Result<HttpResponse> {
+    http_request(hyper::Request::get(url).body(Default::default())?).await
 }
 
 /// A GET with WebSocket upgrade headers (a fixed key, `extra_headers` after them); returns
