@@ -49,35 +49,7 @@ impl Middleware for Recording {
     }
 }
 
-/// Joins the rooms named in `?rooms=a,b`; every message goes to those rooms.
-#[websocket(path = "/hall")]
-#[derive(Debug)]
-pub struct Hall;
-
-impl WebSocketService for Hall {
-    type Data = ();
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
-        let rooms: Vec<String> = ws
-            .query("rooms")
-            .unwrap_or("")
-            .split(',')
-            .filter(|r| !r.is_empty())
-            .map(str::to_owned)
-            .collect();
-        for room in &rooms {
-            ws.subscribe(room)?;
-        }
-        ws.send_json(&json!({"type": "ready", "id": ws.id()}))?;
-        Ok(())
-    }
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
-        // Its joined rooms, not its personal room (its id, listed first).
-        for room in ws.rooms().into_iter().skip(1) {
-            ws.namespace().to(&room, msg.clone())?;
-        }
-        Ok(())
-    }
-}
+asena_tests::hall_service!(Hall, "/hall");
 
 fn app() -> AsenaBuilder {
     isolated()

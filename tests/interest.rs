@@ -16,45 +16,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use asena_runtime::managed::{Authenticated, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{NatsTransport, RedisTransport, TransportStats};
 use asena_runtime::wire;
 use asena_tests::{Client, TestServer, WAIT, isolated, start, unique, within};
 use tokio::time::Instant;
 
-/// Joins the rooms in `?rooms=a,b`. A text `to:<id>:<text>` goes to that socket, `all:<text>`
-/// to everyone, anything else to each of the sender's rooms.
-#[websocket(path = "/hall")]
-#[derive(Debug)]
-pub struct Hall;
-
-impl WebSocketService for Hall {
-    type Data = ();
-    async fn on_open(&self, ws: &Socket<()>) -> Result<()> {
-        for room in ws.query("rooms").unwrap_or("").split(',') {
-            if !room.is_empty() {
-                ws.subscribe(room)?;
-            }
-        }
-        ws.send_json(&json!({"type": "ready", "id": ws.id()}))?;
-        Ok(())
-    }
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
-        let text = msg.as_text().unwrap_or_default().to_owned();
-        if let Some(rest) = text.strip_prefix("to:") {
-            let (id, body) = rest.split_once(':').unwrap_or((rest, ""));
-            ws.namespace().to_socket(id, body)?;
-        } else if let Some(body) = text.strip_prefix("all:") {
-            ws.namespace().broadcast(body)?;
-        } else {
-            for room in ws.rooms().into_iter().skip(1) {
-                ws.namespace().to(&room, text.as_str())?;
-            }
-        }
-        Ok(())
-    }
-}
+asena_tests::hall_service!(Hall, "/hall");
 
 /// An instance on `url` (NATS or Redis) with the fleet subject or channel `channel`, routing
 /// rooms by interest unless `single`.
@@ -254,24 +222,7 @@ async fn last_member_leaving_unsubscribes_on(url: &str) -> anyhow::Result<()> {
     last_member_leaving_unsubscribes(async |channel| instance(url, channel, false).await).await
 }
 
-/// A managed service that admits `{"user": U}` as U.
-#[websocket(path = "/managed-hall", managed)]
-#[derive(Debug)]
-pub struct ManagedHall;
-
-impl ManagedService for ManagedHall {
-    async fn authenticate(
-        &self,
-        _ws: &ManagedSocket<Raw>,
-        c: serde_json::Value,
-    ) -> Result<Option<Authenticated>> {
-        Ok(c["user"].as_str().map(Authenticated::user))
-    }
-
-    async fn on_event(&self, _ws: &ManagedSocket<Raw>, _event: Message) -> Result<()> {
-        Ok(())
-    }
-}
+asena_tests::managed_service!(ManagedHall, "/managed-hall");
 
 /// Managed services share the fleet's transport, a Redis Cluster too: a user's session on
 /// an instance attached to one node receives what an instance on another node sends to it.

@@ -143,20 +143,17 @@ async fn counters_move_as_sockets_open_send_get_refused_and_close() -> anyhow::R
         "{text}"
     );
     assert!(text.contains("# UNIT asena_received_bytes bytes"), "{text}");
+    let type_of = |family: &str| exp.families.get(family).map(|f| &f.family_type);
     assert!(
         matches!(
-            exp.families
-                .get("asena_connections_opened")
-                .map(|f| &f.family_type),
+            type_of("asena_connections_opened"),
             Some(OpenMetricsType::Counter)
         ),
         "{text}"
     );
     assert!(
         matches!(
-            exp.families
-                .get("asena_fanout_queue_seconds")
-                .map(|f| &f.family_type),
+            type_of("asena_fanout_queue_seconds"),
             Some(OpenMetricsType::Histogram)
         ),
         "{text}"

@@ -291,12 +291,61 @@ macro_rules! echo_service {
     };
 }
 
+/// Declares a service `$name` at `$path` whose sockets join the rooms named in
+/// `?rooms=a,b` and say `{"type": "ready", "id": ..}`; a text `to:<id>:<text>` goes to that
+/// socket, `all:<text>` to everyone, anything else to each of the sender's rooms.
+#[macro_export]
+macro_rules! hall_service {
+    ($name:ident, $path:literal) => {
+        #[::asena_runtime::websocket(path = $path)]
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl ::asena_runtime::WebSocketService for $name {
+            type Data = ();
+
+            async fn on_open(&self, ws: &::asena_runtime::Socket<()>) -> ::asena_runtime::Result<()> {
+                for room in ws.query("rooms").unwrap_or("").split(',') {
+                    if !room.is_empty() {
+                        ws.subscribe(room)?;
+                    }
+                }
+                ws.send_json(&::serde_json::json!({"type": "ready", "id": ws.id()}))?;
+                Ok(())
+            }
+
+            async fn on_message(
+                &self,
+                ws: &::asena_runtime::Socket<()>,
+                msg: ::asena_runtime::Message,
+            ) -> ::asena_runtime::Result<()> {
+                let text = msg.as_text().unwrap_or_default().to_owned();
+                if let Some(rest) = text.strip_prefix("to:") {
+                    let (id, body) = rest.split_once(':').unwrap_or((rest, ""));
+                    ws.namespace().to_socket(id, body)?;
+                } else if let Some(body) = text.strip_prefix("all:") {
+                    ws.namespace().broadcast(body)?;
+                } else {
+                    // Its joined rooms, not its own room (its id, listed first).
+                    for room in ws.rooms().into_iter().skip(1) {
+                        ws.namespace().to(&room, text.as_str())?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
 /// Declares a managed service `$name` at `$path` that admits `{"user": U}` as U and lets
 /// clients join any room they ask for. Its events are ignored, or handled by
 /// `on_event = f` (an `async fn(&ManagedSocket<Raw>, Message) -> Result<()>`); its channels
 /// are under the default prefix, or under `$prefix` (any expression giving a `&str`).
 #[macro_export]
 macro_rules! managed_service {
+    ($name:ident, $path:literal) => {
+        $crate::managed_service!(@service $name, $path, [], []);
+    };
     ($name:ident, $path:literal, on_event = $on_event:path) => {
         $crate::managed_service!(@service $name, $path, [], [$on_event]);
     };
