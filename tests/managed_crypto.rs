@@ -14,7 +14,7 @@ use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce};
 use aes_gcm::{Aes256Gcm, Key};
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
-use asena_tests::{Client, TestServer, base64_field, event, isolated, start};
+use asena_tests::{Client, TestServer, base64_field, event, isolated, managed_login_closed, start};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
@@ -303,14 +303,12 @@ async fn required_encryption_closes_4004_without_a_usable_key() -> anyhow::Resul
         Some(json!(42)),
     ];
     for public_key in garbage {
-        let mut c = s.connect("/sealed").await?;
         let mut credentials = json!({"token": "alice-token"});
         if let Some(k) = &public_key {
             credentials["publicKey"] = k.clone();
         }
-        c.send_json(&event("authenticate", credentials)).await?;
         assert_eq!(
-            c.recv_close().await?,
+            managed_login_closed(&s, "/sealed", credentials).await?,
             (4004, "Encryption required".into()),
             "{public_key:?}"
         );

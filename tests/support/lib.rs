@@ -441,13 +441,37 @@ pub async fn managed_login(
     path: &str,
     credentials: Value,
 ) -> anyhow::Result<(Client, Value)> {
-    let mut client = server.connect(path).await?;
-    client
-        .send_json(&serde_json::json!({"event": "authenticate", "data": credentials}))
-        .await?;
+    let mut client = authenticating(server, path, credentials).await?;
     let connected = client.recv_json().await?;
     anyhow::ensure!(connected["event"] == "connected", "{connected}");
     Ok((client, connected))
+}
+
+/// Opens a socket to the managed service at `path`, authenticates with `credentials` (which
+/// the service is to refuse) and returns the code and reason of the close that answers.
+pub async fn managed_login_closed(
+    server: &TestServer,
+    path: &str,
+    credentials: Value,
+) -> anyhow::Result<(u16, String)> {
+    authenticating(server, path, credentials)
+        .await?
+        .recv_close()
+        .await
+}
+
+/// A socket to the managed service at `path` that has sent `authenticate` with
+/// `credentials`.
+async fn authenticating(
+    server: &TestServer,
+    path: &str,
+    credentials: Value,
+) -> anyhow::Result<Client> {
+    let mut client = server.connect(path).await?;
+    client
+        .send_json(&event("authenticate", credentials))
+        .await?;
+    Ok(client)
 }
 
 /// Polls `check` until it holds (every 5 ms, at most [`WAIT`]); for state the server updates
