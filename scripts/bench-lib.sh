@@ -1,6 +1,22 @@
-# What the benchmark scripts share, sourced by scripts/bench.sh and scripts/idle-mem.sh: the
-# wait for a server's port, a process's resident memory, the median of a column of numbers,
-# and the idle-memory measurement, so that both scripts measure it the same way.
+# What the benchmark scripts share, sourced by scripts/bench.sh and scripts/idle-mem.sh from
+# the repository's root ($ROOT): where the shared benchmark sources are ($SHARED, default
+# ../shared/bench) and the tools built from them, the wait for a server's port, a process's
+# resident memory, the median of a column of numbers, and the idle-memory measurement, so
+# that both scripts measure it the same way.
+
+SHARED=${SHARED:-$ROOT/../shared/bench}
+# The C load client, built from $SHARED/wsload.c by build_wsload.
+WSLOAD=$ROOT/target/wsload
+# Bun, as bench.sh installs it, for $SHARED/server.bun.js.
+BUN=$ROOT/target/bunx/node_modules/.bin/bun
+
+# build_wsload: compiles $WSLOAD when it is missing or older than its source.
+build_wsload() {
+    if [[ ! -x $WSLOAD || $SHARED/wsload.c -nt $WSLOAD ]]; then
+        printf 'compiling wsload.c\n' >&2
+        gcc -O2 -o "$WSLOAD" "$SHARED/wsload.c"
+    fi
+}
 
 # wait_port PORT: waits (at most 10 s) until something accepts on 127.0.0.1:PORT; fails
 # when nothing does.

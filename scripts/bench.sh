@@ -36,7 +36,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 source "$ROOT/scripts/bench-lib.sh"
-SHARED=${SHARED:-$ROOT/../shared/bench}
 RUNS=${RUNS:-3}
 DUR=${DUR:-5}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -109,12 +108,7 @@ timeout 1200 cargo build --release --quiet --example bench_server --example benc
 FW_BIN=${FW_BIN:-$ROOT/target/release/examples/bench_server}
 BARE_BIN=${BARE_BIN:-$ROOT/target/release/examples/bench_bare}
 LOADGEN=$ROOT/target/release/examples/loadgen
-WSLOAD=$ROOT/target/wsload
-if [[ ! -x $WSLOAD || $SHARED/wsload.c -nt $WSLOAD ]]; then
-    log "compiling wsload.c"
-    gcc -O2 -o "$WSLOAD" "$SHARED/wsload.c"
-fi
-BUN=$ROOT/target/bunx/node_modules/.bin/bun
+build_wsload
 if [[ ! -x $BUN ]]; then
     log "installing Bun from npm into target/bunx"
     mkdir -p "$ROOT/target/bunx"

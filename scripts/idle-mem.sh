@@ -14,18 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 source "$ROOT/scripts/bench-lib.sh"
-SHARED=${SHARED:-$ROOT/../shared/bench}
 RUNS=${RUNS:-3}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_SECS=${IDLE_SECS:-8}
 PORT=${PORT:-4110}
 OUT=${OUT:-$ROOT/target/idle-mem}
-WSLOAD=$ROOT/target/wsload
-BUN=$ROOT/target/bunx/node_modules/.bin/bun
 mkdir -p "$OUT"
-if [[ ! -x $WSLOAD || $SHARED/wsload.c -nt $WSLOAD ]]; then
-    gcc -O2 -o "$WSLOAD" "$SHARED/wsload.c"
-fi
+build_wsload
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 (($#)) || set -- "$ROOT/target/release/examples/bench_server"
 
