@@ -15,8 +15,8 @@ use asena_runtime::wire::{self, Envelope};
 use asena_runtime::{AsenaBuilder, InspectorToken};
 use asena_tests::broker::REDIS;
 use asena_tests::{
-    Client, TestServer, WAIT, eventually, http_request, isolated, start, unique, until_some,
-    upgrade_request,
+    Client, TestServer, WAIT, eventually, http_request, isolated, join_hall, start, unique,
+    until_some, upgrade_request,
 };
 use serde_json::Value;
 
@@ -75,15 +75,6 @@ async fn post(server: &TestServer, path: &str, body: Value) -> anyhow::Result<(u
         .body(body.to_string().into())?;
     let resp = http_request(req).await?;
     Ok((resp.status, resp.json()?))
-}
-
-/// Connects to `/hall` in `rooms` and returns the client and its socket id.
-async fn join(server: &TestServer, rooms: &str) -> anyhow::Result<(Client, String)> {
-    let mut client = server.connect(&format!("/hall?rooms={rooms}")).await?;
-    let ready = client.recv_type("ready").await?;
-    let id = ready["id"].as_str().unwrap_or_default().to_owned();
-    anyhow::ensure!(!id.is_empty(), "no id in {ready}");
-    Ok((client, id))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -343,7 +334,7 @@ async fn sockets_and_rooms_are_listed_a_page_at_a_time() -> anyhow::Result<()> {
     for i in 0..120 {
         let rooms = if i % 2 == 0 { "even,all" } else { "odd,all" };
         let rooms = if i == 7 { "seven,odd,all" } else { rooms };
-        let (client, id) = join(&server, rooms).await?;
+        let (client, id) = join_hall(&server, rooms).await?;
         clients.push(client);
         ids.push(id);
     }
@@ -433,8 +424,8 @@ async fn sockets_and_rooms_are_listed_a_page_at_a_time() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn actions_disconnect_a_socket_and_take_one_out_of_a_room() -> anyhow::Result<()> {
     let server = start(app()).await?;
-    let (mut alice, alice_id) = join(&server, "lobby,games").await?;
-    let (mut bob, bob_id) = join(&server, "lobby").await?;
+    let (mut alice, alice_id) = join_hall(&server, "lobby,games").await?;
+    let (mut bob, bob_id) = join_hall(&server, "lobby").await?;
 
     // Take alice out of `games`: she stays connected and in `lobby`.
     let (status, left) = post(
@@ -511,8 +502,8 @@ async fn the_feed_pushes_counts_and_rates_as_they_move() -> anyhow::Result<()> {
         &[("authorization", &format!("Bearer {TOKEN}"))],
     )
     .await?;
-    let (mut a, _) = join(&server, "room").await?;
-    let (mut b, _) = join(&server, "room").await?;
+    let (mut a, _) = join_hall(&server, "room").await?;
+    let (mut b, _) = join_hall(&server, "room").await?;
     // Keep traffic flowing while the feed reports: 2 sockets, messages in and deliveries.
     let deadline = tokio::time::Instant::now() + WAIT;
     let snapshot = loop {
@@ -603,8 +594,8 @@ async fn two_instances_see_each_other_until_one_stops(broker: &str) -> anyhow::R
     let channel = unique("inspector");
     let a = instance(broker, &channel, "alpha").await?;
     let b = instance(broker, &channel, "beta").await?;
-    let (_c1, _) = join(&b, "x").await?;
-    let (_c2, _) = join(&b, "y").await?;
+    let (_c1, _) = join_hall(&b, "x").await?;
+    let (_c2, _) = join_hall(&b, "y").await?;
     // alpha sees itself first, then beta with its two sockets; beta sees alpha.
     let seen = fleet_until(&a, |f| f.iter().any(|(n, s)| n == "beta" && *s == 2)).await?;
     assert_eq!(seen, [("alpha".to_owned(), 0), ("beta".to_owned(), 2)]);

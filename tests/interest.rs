@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{NatsTransport, RedisTransport, TransportStats};
 use asena_runtime::wire;
-use asena_tests::{Client, TestServer, WAIT, isolated, start, unique, within};
+use asena_tests::{Client, TestServer, WAIT, isolated, join_hall, start, unique, within};
 use tokio::time::Instant;
 
 asena_tests::hall_service!(Hall, "/hall");
@@ -63,13 +63,6 @@ fn room_channel(channel: &str, room: &str) -> String {
 
 fn stats(server: &TestServer) -> TransportStats {
     server.app.transport_stats().unwrap_or_default()
-}
-
-async fn join(server: &TestServer, rooms: &str) -> anyhow::Result<(Client, String)> {
-    let mut client = server.connect(&format!("/hall?rooms={rooms}")).await?;
-    let ready = client.recv_json().await?;
-    let id = ready["id"].as_str().context("no id")?.to_owned();
-    Ok((client, id))
 }
 
 /// A step of an outage during [`across_a_restart`].
@@ -146,9 +139,9 @@ async fn route_twenty(
     c: &TestServer,
     interest: bool,
 ) -> anyhow::Result<u64> {
-    let (mut a1, _) = join(a, "r").await?;
-    let (mut b1, b1_id) = join(b, "r").await?;
-    let (mut c1, _) = join(c, "q").await?;
+    let (mut a1, _) = join_hall(a, "r").await?;
+    let (mut b1, b1_id) = join_hall(b, "r").await?;
+    let (mut c1, _) = join_hall(c, "q").await?;
     if interest {
         within(WAIT, "every instance subscribed to its room", async || {
             stats(a).subscriptions == 1
@@ -288,9 +281,9 @@ async fn last_member_leaving_unsubscribes(
     let subject = unique("leave");
     let a = instance(&subject).await?;
     let b = instance(&subject).await?;
-    let (mut a1, _) = join(&a, "r").await?;
-    let (b1, _) = join(&b, "r").await?;
-    let (mut b2, _) = join(&b, "other").await?;
+    let (mut a1, _) = join_hall(&a, "r").await?;
+    let (b1, _) = join_hall(&b, "r").await?;
+    let (mut b2, _) = join_hall(&b, "other").await?;
     within(WAIT, "b subscribed to r and other", async || {
         stats(&b).subscriptions == 2
     })
@@ -313,7 +306,7 @@ async fn last_member_leaving_unsubscribes(
         "b received none of r's messages after its last member left"
     );
     // A new member subscribes again and gets r's messages.
-    let (mut b3, _) = join(&b, "r").await?;
+    let (mut b3, _) = join_hall(&b, "r").await?;
     within(WAIT, "b subscribed to r again", async || {
         stats(&b).subscriptions == 2
     })
@@ -454,8 +447,8 @@ async fn a_node_restart_during_traffic_resubscribes_and_delivers_nothing_twice()
     let subject = unique("restart");
     let a = instance(&cluster.url(0), &subject, false).await?;
     let b = instance(&cluster.url(1), &subject, false).await?;
-    let (mut a1, _) = join(&a, "r").await?;
-    let (mut b1, _) = join(&b, "r").await?;
+    let (mut a1, _) = join_hall(&a, "r").await?;
+    let (mut b1, _) = join_hall(&b, "r").await?;
     within(WAIT, "both subscribed", async || {
         stats(&a).subscriptions == 1 && stats(&b).subscriptions == 1
     })
@@ -754,7 +747,7 @@ async fn a_sharded_fleet_from_a_cluster_url_hears_the_emitter() -> anyhow::Resul
         "not routing by interest"
     );
     // The Emitter, given the same URL, reaches a's room from outside the fleet.
-    let (mut a1, _) = join(&a, "r").await?;
+    let (mut a1, _) = join_hall(&a, "r").await?;
     within(WAIT, "a subscribed", async || stats(&a).subscriptions == 1).await?;
     let emitter = asena_runtime::transport::Emitter::connect(&url).await?;
     emitter.to_room("/hall", "r", "from the emitter").await?;
@@ -774,8 +767,8 @@ async fn a_restart_of_a_rooms_shard_resubscribes_and_delivers_nothing_twice() ->
     let channel = unique("shard-restart");
     let a = sharded_instance(&cluster.url(0), &channel).await?;
     let b = sharded_instance(&cluster.url(1), &channel).await?;
-    let (mut a1, _) = join(&a, "r").await?;
-    let (mut b1, _) = join(&b, "r").await?;
+    let (mut a1, _) = join_hall(&a, "r").await?;
+    let (mut b1, _) = join_hall(&b, "r").await?;
     within(WAIT, "both subscribed", async || {
         stats(&a).subscriptions == 1 && stats(&b).subscriptions == 1
     })
@@ -839,8 +832,8 @@ async fn a_redis_restart_resubscribes_every_room() -> anyhow::Result<()> {
     let channel = unique("restart");
     let a = instance(&url, &channel, false).await?;
     let b = instance(&url, &channel, false).await?;
-    let (mut a1, _) = join(&a, "r").await?;
-    let (mut b1, _) = join(&b, "r,s").await?;
+    let (mut a1, _) = join_hall(&a, "r").await?;
+    let (mut b1, _) = join_hall(&b, "r,s").await?;
     within(WAIT, "both subscribed", async || {
         stats(&a).subscriptions == 1 && stats(&b).subscriptions == 2
     })
@@ -889,8 +882,8 @@ async fn a_redis_cluster_node_restart_resubscribes_and_delivers_nothing_twice() 
     let channel = unique("cluster-restart");
     let a = instance(&cluster.url(0), &channel, false).await?;
     let b = instance(&cluster.url(1), &channel, false).await?;
-    let (mut a1, _) = join(&a, "r").await?;
-    let (mut b1, _) = join(&b, "r").await?;
+    let (mut a1, _) = join_hall(&a, "r").await?;
+    let (mut b1, _) = join_hall(&b, "r").await?;
     within(WAIT, "both subscribed", async || {
         stats(&a).subscriptions == 1 && stats(&b).subscriptions == 1
     })

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use asena_runtime::managed::ManagedSocket;
 use asena_runtime::prelude::*;
 use asena_tests::broker::REDIS;
-use asena_tests::{Client, TestServer, event, isolated, managed_service, start};
+use asena_tests::{Client, TestServer, event, managed_service, start_service_with};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -41,12 +41,7 @@ async fn fleet_event(ws: &ManagedSocket<Raw>, event: Message) -> Result<()> {
 }
 
 async fn instance() -> anyhow::Result<TestServer> {
-    start(
-        isolated()
-            .websocket::<Fleet>()
-            .transport(asena_runtime::transport::RedisTransport::new(REDIS)),
-    )
-    .await
+    start_service_with::<Fleet>(asena_runtime::transport::RedisTransport::new(REDIS)).await
 }
 
 async fn login(s: &TestServer, user: &str) -> anyhow::Result<(Client, String)> {

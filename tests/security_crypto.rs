@@ -18,7 +18,7 @@ use aes_gcm::{Aes256Gcm, Key};
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, ManagedSocket};
 use asena_runtime::prelude::*;
 use asena_tests::broker::REDIS;
-use asena_tests::{Client, TestServer, base64_field, event, isolated, start};
+use asena_tests::{Client, TestServer, base64_field, event, isolated, start, start_service_with};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
@@ -417,12 +417,7 @@ async fn required_encryption_closes_4004_unless_encrypt_comes_first() -> anyhow:
 sealed_service!(FleetChan, "/crypto-fleet", ManagedOptions::default());
 
 async fn fleet_instance() -> anyhow::Result<TestServer> {
-    start(
-        isolated()
-            .websocket::<FleetChan>()
-            .transport(asena_runtime::transport::RedisTransport::new(REDIS)),
-    )
-    .await
+    start_service_with::<FleetChan>(asena_runtime::transport::RedisTransport::new(REDIS)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

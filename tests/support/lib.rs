@@ -72,6 +72,17 @@ where
     start(isolated().websocket::<S>()).await
 }
 
+/// Serves an app of the one service `S` (nothing registered automatically) with
+/// `transport` on `127.0.0.1:0`: one instance of a fleet.
+pub async fn start_service_with<S>(
+    transport: impl asena_runtime::transport::Transport,
+) -> anyhow::Result<TestServer>
+where
+    S: asena_runtime::di::Component + asena_runtime::protocol::Endpoint,
+{
+    start(isolated().websocket::<S>().transport(transport)).await
+}
+
 /// Serves an already built app on `127.0.0.1:0`.
 pub async fn serve(app: Asena) -> anyhow::Result<TestServer> {
     let server = app.listen("127.0.0.1:0").await?;
@@ -335,6 +346,18 @@ macro_rules! hall_service {
             }
         }
     };
+}
+
+/// Connects to the [`hall_service!`] at `/hall`, in the rooms `rooms` (`a,b`), and returns
+/// the client, once it is ready, and its socket id.
+pub async fn join_hall(server: &TestServer, rooms: &str) -> anyhow::Result<(Client, String)> {
+    let mut client = server.connect(&format!("/hall?rooms={rooms}")).await?;
+    let ready = client.recv_type("ready").await?;
+    let id = ready["id"]
+        .as_str()
+        .with_context(|| format!("no id in {ready}"))?
+        .to_owned();
+    Ok((client, id))
 }
 
 /// Declares a managed service `$name` at `$path` that admits `{"user": U}` as U and lets
