@@ -3,24 +3,14 @@
 //! one gets 401.
 
 use asena_runtime::TokenGuard;
-use asena_runtime::prelude::*;
 use asena_tests::{HttpResponse, TestServer, http_request, isolated, start};
 use axum::Router;
 use axum::routing::get;
 
 const TOKEN: &str = "s3cret-token";
 
-/// The inspector lists this socket's namespace.
-#[websocket(path = "/echo")]
-struct Echo;
-
-impl WebSocketService for Echo {
-    type Data = ();
-    async fn on_message(&self, ws: &Socket<()>, msg: Message) -> Result<()> {
-        ws.send(msg)?;
-        Ok(())
-    }
-}
+// The inspector lists this socket's namespace.
+asena_tests::echo_service!(Echo, "/echo");
 
 async fn app() -> anyhow::Result<TestServer> {
     let guard = TokenGuard::new(TOKEN).cookie("session");
