@@ -35,7 +35,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-SHARED=${SHARED:-$ROOT/../shared/bench}
+source "$ROOT/scripts/bench-lib.sh"
 RUNS=${RUNS:-3}
 DUR=${DUR:-5}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -72,10 +72,7 @@ if [[ ${1:-} == adversarial ]]; then
             # there, not take the machine's memory.
             (ulimit -v "$ADV_MEM_KB"; exec env -u ASENA_TRANSPORT PORT=$ADV_PORT "$BIN_DIR/$server") >"$OUT/adv-$kind-$size.log" 2>&1 &
             ADV_PID=$!
-            for _ in $(seq 100); do
-                (exec 3<>"/dev/tcp/127.0.0.1/$ADV_PORT") 2>/dev/null && break
-                sleep 0.1
-            done
+            wait_port "$ADV_PORT" || true
             sleep 0.3 # let the server finish starting before its memory is read
             line=$(timeout 400 "$ADVERSARY" "$kind" "$ADV_PORT" "$size" --pid "$ADV_PID" --repeat "$ADV_REPEAT" 2>&1 | tail -1 || true)
             kill "$ADV_PID" 2>/dev/null || true
@@ -111,12 +108,7 @@ timeout 1200 cargo build --release --quiet --example bench_server --example benc
 FW_BIN=${FW_BIN:-$ROOT/target/release/examples/bench_server}
 BARE_BIN=${BARE_BIN:-$ROOT/target/release/examples/bench_bare}
 LOADGEN=$ROOT/target/release/examples/loadgen
-WSLOAD=$ROOT/target/wsload
-if [[ ! -x $WSLOAD || $SHARED/wsload.c -nt $WSLOAD ]]; then
-    log "compiling wsload.c"
-    gcc -O2 -o "$WSLOAD" "$SHARED/wsload.c"
-fi
-BUN=$ROOT/target/bunx/node_modules/.bin/bun
+build_wsload
 if [[ ! -x $BUN ]]; then
     log "installing Bun from npm into target/bunx"
     mkdir -p "$ROOT/target/bunx"
@@ -154,10 +146,7 @@ start_server() {
     esac
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
+    wait_port "$port" && return 0
     log "$name did not start on port $port"; cat "$OUT/$name.log" >&2; exit 1
 }
 
@@ -168,8 +157,6 @@ stop_server() {
 
 port_of() { case $1 in bun) echo "$BUN_PORT" ;; framework) echo "$FW_PORT" ;; bare) echo "$BARE_PORT" ;; esac; }
 path_of() { case $1 in bun) echo "/" ;; *) echo "/bench" ;; esac; }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-median() { sort -g | awk '{a[NR]=$1} END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
 field() { grep -o "$1=[0-9.]*" | tail -1 | cut -d= -f2; }
 
 SERVERS=(framework bare)
@@ -184,18 +171,9 @@ for run in $(seq "$RUNS"); do
         start_server "$name" "$port"
         pid=$SERVER_PID
         sleep 0.5
-        before=$(rss_kb "$pid")
-        timeout $(( IDLE_SECS + 90 )) "$WSLOAD" idle "$port" "$IDLE_CONNS" -d "$IDLE_SECS" -u "$(path_of "$name")" >"$OUT/idle-$name-$run.log" 2>&1 &
-        client=$!
-        # wait for the connect phase, then let the server settle
-        for _ in $(seq 900); do grep -q '^connected' "$OUT/idle-$name-$run.log" && break; sleep 0.1; done
-        sleep 2
-        during=$(rss_kb "$pid")
-        opened=$(grep -o '^connected [0-9]*' "$OUT/idle-$name-$run.log" | awk '{print $2}')
-        wait "$client" || true
+        read -r opened before during per < <(idle_rss "$WSLOAD" "$pid" "$port" "$(path_of "$name")" "$IDLE_CONNS" "$IDLE_SECS" "$OUT/idle-$name-$run.log")
         stop_server "$pid"
-        per=$(awk -v a="$before" -v b="$during" -v n="${opened:-0}" 'BEGIN { if (n > 0) printf "%.2f", (b - a) * 1024 / n / 1000; else print "nan" }')
-        log "idle $name run $run: ${opened:-0} conns, VmRSS ${before} -> ${during} kB, ${per} KB/conn"
+        log "idle $name run $run: $opened conns, VmRSS ${before} -> ${during} kB, ${per} KB/conn"
         echo "$per" >> "$OUT/idle-$name.txt"
     done
 done

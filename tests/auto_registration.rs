@@ -44,10 +44,8 @@ async fn auto_registration_finds_the_binarys_components() -> anyhow::Result<()> 
         "only this binary's components, nothing else"
     );
     assert_eq!(
-        app.namespace("/auto")
-            .map(|n| n.name().to_owned())
-            .as_deref(),
-        Some("AutoSocket")
+        app.namespace("/auto").expect("registered").name(),
+        "AutoSocket"
     );
 
     let server = serve(app).await?;

@@ -6,10 +6,12 @@
 #![allow(clippy::unwrap_used)]
 
 use anyhow::bail;
+use asena_runtime::AsenaBuilder;
 use asena_runtime::config::Compression;
 use asena_runtime::prelude::*;
-use asena_runtime::{Asena, AsenaBuilder};
-use asena_tests::{TestServer, echo_service, masked_frame, raw_upgrade, read_frame, start};
+use asena_tests::{
+    TestServer, echo_service, isolated, masked_frame, raw_upgrade, read_frame, start,
+};
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -45,8 +47,7 @@ impl WebSocketService for Zipped {
 echo_service!(Plain, "/plain");
 
 fn app() -> AsenaBuilder {
-    Asena::builder()
-        .without_auto_registration()
+    isolated()
         .websocket::<Zipped>()
         .websocket::<Plain>()
         .max_message_size(64 * 1024)

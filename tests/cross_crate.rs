@@ -16,10 +16,8 @@ async fn components_of_a_linked_library_crate_are_auto_registered() -> anyhow::R
     let paths: Vec<&str> = app.namespaces().iter().map(|n| n.path()).collect();
     assert_eq!(paths, ["/fixture"]);
     assert_eq!(
-        app.namespace("/fixture")
-            .map(|n| n.name().to_owned())
-            .as_deref(),
-        Some("FixtureSocket")
+        app.namespace("/fixture").expect("registered").name(),
+        "FixtureSocket"
     );
 
     // The socket greets with the text of its injected service: both were found and wired.

@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use asena_runtime::di::{ContainerError, Problem};
 use asena_runtime::prelude::*;
 use asena_runtime::{Asena, Error};
-use asena_tests::{Client, WAIT, serve};
+use asena_tests::{Client, WAIT, isolated, serve};
 
 /// Builds and expects the graph to be rejected; returns the container error.
 async fn container_error(builder: asena_runtime::AsenaBuilder) -> anyhow::Result<ContainerError> {
@@ -60,7 +60,6 @@ impl Write for Captured {
 // Injection across levels: Config <- Repo <- Users <- LevelSocket (4 levels).
 
 mod levels {
-    use asena_runtime::Asena;
     use asena_runtime::prelude::*;
 
     #[service]
@@ -100,8 +99,7 @@ mod levels {
     }
 
     pub fn builder() -> asena_runtime::AsenaBuilder {
-        Asena::builder()
-            .without_auto_registration()
+        asena_tests::isolated()
             .websocket::<LevelSocket>()
             .service::<UserService>()
             .service::<Repo>()
@@ -141,11 +139,7 @@ async fn injected_components_serve_real_sockets() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn get_returns_none_for_unregistered_components() -> anyhow::Result<()> {
-    let app = Asena::builder()
-        .without_auto_registration()
-        .service::<levels::Config>()
-        .build()
-        .await?;
+    let app = isolated().service::<levels::Config>().build().await?;
     assert!(app.get::<levels::Config>().is_some());
     assert!(app.get::<levels::Repo>().is_none());
     app.shutdown().await;
@@ -213,8 +207,7 @@ mod optional {
 #[tokio::test]
 async fn option_injection_is_some_when_registered_and_none_otherwise() -> anyhow::Result<()> {
     use optional::*;
-    let app = Asena::builder()
-        .without_auto_registration()
+    let app = isolated()
         .service::<Holder>()
         .service::<Present>()
         .build()
@@ -235,8 +228,7 @@ async fn option_injection_is_some_when_registered_and_none_otherwise() -> anyhow
 async fn optional_dependency_registered_later_is_built_first() -> anyhow::Result<()> {
     use optional::*;
     // Registration order puts Holder first; the optional edge still orders Absent before it.
-    let app = Asena::builder()
-        .without_auto_registration()
+    let app = isolated()
         .service::<Holder>()
         .service::<Absent>()
         .build()
@@ -284,8 +276,7 @@ mod defaults {
 #[tokio::test]
 async fn fields_without_inject_use_default() -> anyhow::Result<()> {
     use defaults::*;
-    let app = Asena::builder()
-        .without_auto_registration()
+    let app = isolated()
         .service::<Defaults>()
         .service::<Tuple>()
         .service::<Leaf>()
@@ -377,13 +368,7 @@ mod duplicates {
 
 #[tokio::test]
 async fn cycle_error_names_the_loop() -> anyhow::Result<()> {
-    let err = container_error(
-        Asena::builder()
-            .without_auto_registration()
-            .service::<cycle::B>()
-            .service::<cycle::A>(),
-    )
-    .await?;
+    let err = container_error(isolated().service::<cycle::B>().service::<cycle::A>()).await?;
     assert_eq!(err.to_string(), "Circular dependency detected: A -> B -> A");
     assert_eq!(
         err.problems,
@@ -394,19 +379,13 @@ async fn cycle_error_names_the_loop() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn missing_provider_error_names_who_needs_what() -> anyhow::Result<()> {
-    let err = container_error(
-        Asena::builder()
-            .without_auto_registration()
-            .service::<missing::UserService>(),
-    )
-    .await?;
+    let err = container_error(isolated().service::<missing::UserService>()).await?;
     assert_eq!(
         err.to_string(),
         "UserService needs TokenService, which is not registered"
     );
     // With the provider registered the same graph is fine.
-    let app = Asena::builder()
-        .without_auto_registration()
+    let app = isolated()
         .service::<missing::UserService>()
         .service::<missing::TokenService>()
         .build()
@@ -419,8 +398,7 @@ async fn missing_provider_error_names_who_needs_what() -> anyhow::Result<()> {
 #[tokio::test]
 async fn duplicate_websocket_path_is_an_error() -> anyhow::Result<()> {
     let err = container_error(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<duplicates::DupTwo>()
             .websocket::<duplicates::DupOne>(),
     )
@@ -435,8 +413,7 @@ async fn duplicate_websocket_path_is_an_error() -> anyhow::Result<()> {
 #[tokio::test]
 async fn duplicate_component_name_is_an_error() -> anyhow::Result<()> {
     let err = container_error(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .service::<duplicates::SameA>()
             .service::<duplicates::SameB>(),
     )
@@ -457,8 +434,7 @@ async fn duplicate_component_name_is_an_error() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn registering_the_same_type_twice_is_not_a_duplicate() -> anyhow::Result<()> {
-    let app = Asena::builder()
-        .without_auto_registration()
+    let app = isolated()
         .service::<levels::Config>()
         .service::<levels::Config>()
         .build()
@@ -471,8 +447,7 @@ async fn registering_the_same_type_twice_is_not_a_duplicate() -> anyhow::Result<
 #[tokio::test]
 async fn every_problem_is_reported_at_once() -> anyhow::Result<()> {
     let err = container_error(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .service::<cycle::A>()
             .service::<cycle::B>()
             .service::<missing::UserService>()
@@ -554,8 +529,7 @@ mod gated {
 #[tokio::test]
 async fn listed_middleware_must_be_registered() -> anyhow::Result<()> {
     let err = container_error(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<gated::Gated>()
             .service::<levels::Config>(),
     )
@@ -566,8 +540,7 @@ async fn listed_middleware_must_be_registered() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn middleware_components_are_injected_and_run() -> anyhow::Result<()> {
-    let app = Asena::builder()
-        .without_auto_registration()
+    let app = isolated()
         .websocket::<gated::Gated>()
         .middleware::<gated::Gate>()
         .service::<levels::Config>()
@@ -594,8 +567,7 @@ async fn middleware_components_are_injected_and_run() -> anyhow::Result<()> {
 async fn startup_logs_how_many_components_registered() -> anyhow::Result<()> {
     let logs = Captured::default();
     let _guard = logs.install();
-    let app = Asena::builder()
-        .without_auto_registration()
+    let app = isolated()
         .websocket::<gated::Gated>()
         .middleware::<gated::Gate>()
         .service::<levels::Config>()
@@ -666,8 +638,7 @@ mod ulak {
 #[tokio::test]
 async fn ulak_injection_is_not_a_dependency_edge() -> anyhow::Result<()> {
     use ulak::*;
-    let app = Asena::builder()
-        .without_auto_registration()
+    let app = isolated()
         .service::<Notifier>()
         .websocket::<NotifySocket>()
         .build()
@@ -701,8 +672,7 @@ async fn ulak_injection_is_not_a_dependency_edge() -> anyhow::Result<()> {
 #[tokio::test]
 async fn arc_injection_between_service_and_socket_is_a_cycle() -> anyhow::Result<()> {
     let err = container_error(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<ulak::LoopSocket>()
             .service::<ulak::LoopService>(),
     )
@@ -716,12 +686,7 @@ async fn arc_injection_between_service_and_socket_is_a_cycle() -> anyhow::Result
 
 #[tokio::test]
 async fn ulak_of_an_unregistered_socket_is_an_error() -> anyhow::Result<()> {
-    let err = container_error(
-        Asena::builder()
-            .without_auto_registration()
-            .service::<ulak::Notifier>(),
-    )
-    .await?;
+    let err = container_error(isolated().service::<ulak::Notifier>()).await?;
     assert_eq!(
         err.to_string(),
         "Notifier injects Ulak<NotifySocket>, but NotifySocket is not a registered websocket service"
@@ -877,8 +842,7 @@ mod lifecycle {
 #[tokio::test]
 async fn on_start_runs_dependencies_first_and_on_stop_in_reverse() -> anyhow::Result<()> {
     use lifecycle::*;
-    let app = Asena::builder()
-        .without_auto_registration()
+    let app = isolated()
         .websocket::<Front>()
         .service::<Cache>()
         .service::<Db>()
@@ -902,8 +866,7 @@ async fn on_start_runs_dependencies_first_and_on_stop_in_reverse() -> anyhow::Re
 #[tokio::test]
 async fn on_start_failure_aborts_build_with_the_component_name() -> anyhow::Result<()> {
     use lifecycle::*;
-    let result = Asena::builder()
-        .without_auto_registration()
+    let result = isolated()
         .service::<AfterFailing>()
         .service::<Failing>()
         .service::<Db>()
@@ -922,8 +885,7 @@ async fn on_start_failure_aborts_build_with_the_component_name() -> anyhow::Resu
         !AFTER_FAILING_STARTED.load(Ordering::SeqCst),
         "components after the failing one do not start"
     );
-    let err = Asena::builder()
-        .without_auto_registration()
+    let err = isolated()
         .service::<Failing>()
         .service::<Db>()
         .service::<Events>()
@@ -943,8 +905,7 @@ async fn on_stop_timeout_and_panic_are_logged_and_the_rest_still_stop() -> anyho
     use lifecycle::*;
     let logs = Captured::default();
     let _guard = logs.install();
-    let app = Asena::builder()
-        .without_auto_registration()
+    let app = isolated()
         .service::<Panics>()
         .service::<Hangs>()
         .service::<Db>()
@@ -985,8 +946,7 @@ async fn on_stop_timeout_and_panic_are_logged_and_the_rest_still_stop() -> anyho
 async fn lifecycle_state_is_per_app() -> anyhow::Result<()> {
     use lifecycle::*;
     let build = || {
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .service::<Cache>()
             .service::<Db>()
             .service::<Events>()
@@ -1046,8 +1006,7 @@ mod failed_start {
 #[tokio::test]
 async fn a_failed_start_stops_the_components_that_already_started() -> anyhow::Result<()> {
     use failed_start::*;
-    let result = Asena::builder()
-        .without_auto_registration()
+    let result = isolated()
         .service::<FailsAfterEarly>()
         .service::<Early>()
         .build()

@@ -27,7 +27,7 @@ mod realtime;
 mod bench_server;
 
 use asena_runtime::AsenaBuilder;
-use asena_tests::{http_request, start, validate_asyncapi};
+use asena_tests::{start, validate_asyncapi};
 use serde_json::Value;
 
 async fn document(builder: AsenaBuilder) -> anyhow::Result<Value> {
@@ -90,9 +90,7 @@ async fn the_chat_document_is_its_protocol() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_route_serves_the_document_with_the_host_asked() -> anyhow::Result<()> {
     let s = start(chat::builder().without_auto_registration()).await?;
-    let response =
-        http_request(hyper::Request::get(s.http_url("/asyncapi.json")).body(Default::default())?)
-            .await?;
+    let response = s.get("/asyncapi.json").await?;
     assert_eq!(response.status, 200);
     let served = response.json()?;
     assert_eq!(served["asyncapi"], "3.0.0");
@@ -103,10 +101,7 @@ async fn the_route_serves_the_document_with_the_host_asked() -> anyhow::Result<(
 
     // Opt-in: an app that does not ask for the route does not have it.
     let plain = start(echo::builder()).await?;
-    let response = http_request(
-        hyper::Request::get(plain.http_url("/asyncapi.json")).body(Default::default())?,
-    )
-    .await?;
+    let response = plain.get("/asyncapi.json").await?;
     assert_eq!(response.status, 404);
     plain.stop().await?;
     s.stop().await

@@ -8,10 +8,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
-use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::{
-    TestServer, WAIT, eventually, masked, raw_upgrade, read_frame, start, tungstenite,
+    TestServer, WAIT, eventually, isolated, masked, raw_upgrade, read_frame, start, tungstenite,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
@@ -44,9 +44,7 @@ impl WebSocketService for Beat {
 }
 
 fn app() -> AsenaBuilder {
-    Asena::builder()
-        .without_auto_registration()
-        .websocket::<Beat>()
+    isolated().websocket::<Beat>()
 }
 
 fn beat(s: &TestServer) -> std::sync::Arc<Beat> {

@@ -11,21 +11,18 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use asena_runtime::Asena;
 use asena_runtime::di::Component;
 use asena_runtime::managed::ManagedService;
 use asena_runtime::managed::envelope::{
     BROADCAST_CHANNEL, EMITTER_SERVER_ID, ManagedEnvelope, TargetKind,
 };
-use asena_runtime::protocol::Endpoint;
-use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport, Transport};
-use asena_tests::broker::{Broker, Kind};
-use asena_tests::{Client, TestServer, WAIT, managed_login, managed_service};
+use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport};
+use asena_tests::broker::{Broker, Kind, NATS, REDIS};
+use asena_tests::{
+    Client, TestServer, WAIT, isolated, managed_login, managed_service, start_service_with,
+};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-
-const REDIS: &str = "redis://127.0.0.1:6379";
-const NATS: &str = "nats://127.0.0.1:4222";
 
 /// Upper bound for anything that polls (a restart noticed, a reconnect).
 const POLL_DEADLINE: Duration = Duration::from_secs(20);
@@ -40,19 +37,6 @@ managed_service!(Malformed, "/malformed", "ignis-malformed");
 managed_service!(Emitted, "/emitted", "ignis-emitted");
 managed_service!(EmittedNats, "/emitted-nats", "ignis-emitted-nats");
 managed_service!(Restarted, "/restarted", "ignis-restarted");
-
-/// An instance serving the managed service `S` over `transport`.
-async fn instance<S: Endpoint + Component>(
-    transport: impl Transport,
-) -> anyhow::Result<TestServer> {
-    asena_tests::start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<S>()
-            .transport(transport),
-    )
-    .await
-}
 
 /// The next message of `client` whose event is `event`, skipping the others.
 async fn next_event(client: &mut Client, event: &str) -> anyhow::Result<Value> {
@@ -320,16 +304,16 @@ async fn instances_share_users<S: ManagedService + Component>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_instances_share_users_over_redis() -> anyhow::Result<()> {
     asena_tests::init_tracing();
-    let a = instance::<UsersOverRedis>(RedisTransport::new(REDIS)).await?;
-    let b = instance::<UsersOverRedis>(RedisTransport::new(REDIS)).await?;
+    let a = start_service_with::<UsersOverRedis>(RedisTransport::new(REDIS)).await?;
+    let b = start_service_with::<UsersOverRedis>(RedisTransport::new(REDIS)).await?;
     instances_share_users::<UsersOverRedis>(a, b, "/users-redis").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_instances_share_users_over_nats() -> anyhow::Result<()> {
     asena_tests::init_tracing();
-    let a = instance::<UsersOverNats>(NatsTransport::new(NATS)).await?;
-    let b = instance::<UsersOverNats>(NatsTransport::new(NATS)).await?;
+    let a = start_service_with::<UsersOverNats>(NatsTransport::new(NATS)).await?;
+    let b = start_service_with::<UsersOverNats>(NatsTransport::new(NATS)).await?;
     instances_share_users::<UsersOverNats>(a, b, "/users-nats").await
 }
 
@@ -338,7 +322,7 @@ async fn managed_instances_share_users_over_nats() -> anyhow::Result<()> {
 #[tokio::test]
 async fn malformed_messages_are_dropped_and_counted() -> anyhow::Result<()> {
     asena_tests::init_tracing();
-    let s = instance::<Malformed>(RedisTransport::new(REDIS)).await?;
+    let s = start_service_with::<Malformed>(RedisTransport::new(REDIS)).await?;
     let (mut client, connected) = managed_login(&s, "/malformed", json!({"user": "m"})).await?;
     join(&mut client, "lobby").await?;
     let id = connected["data"]["id"]
@@ -374,8 +358,7 @@ async fn malformed_messages_are_dropped_and_counted() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_channel_prefix_must_be_a_plain_token() -> anyhow::Result<()> {
     managed_service!(Dotted, "/dotted", "ws.room");
-    let err = Asena::builder()
-        .without_auto_registration()
+    let err = isolated()
         .websocket::<Dotted>()
         .transport(RedisTransport::new(REDIS))
         .build()
@@ -400,7 +383,7 @@ async fn emitter_publishes_ignis_envelopes() -> anyhow::Result<()> {
     asena_tests::init_tracing();
     let prefix = "ignis-emitted";
     let mut watcher = Watcher::new(prefix).await?;
-    let s = instance::<Emitted>(RedisTransport::new(REDIS)).await?;
+    let s = start_service_with::<Emitted>(RedisTransport::new(REDIS)).await?;
     let (mut client, connected) = managed_login(&s, "/emitted", json!({"user": "u-7"})).await?;
     join(&mut client, "room-7").await?;
     let id = connected["data"]["id"]
@@ -471,7 +454,7 @@ async fn emitter_publishes_ignis_envelopes() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_nats_emitter_reaches_managed_clients() -> anyhow::Result<()> {
     asena_tests::init_tracing();
-    let s = instance::<EmittedNats>(NatsTransport::new(NATS)).await?;
+    let s = start_service_with::<EmittedNats>(NatsTransport::new(NATS)).await?;
     let (mut client, _) = managed_login(&s, "/emitted-nats", json!({"user": "n-1"})).await?;
     let emitter = Emitter::connect(NATS)
         .await?
@@ -499,8 +482,8 @@ async fn managed_deliveries_survive_a_redis_restart() -> anyhow::Result<()> {
     let mut redis = Broker::start(Kind::Redis)?;
     redis.ready(POLL_DEADLINE).await?;
     let url = redis.url();
-    let a = instance::<Restarted>(RedisTransport::new(&url)).await?;
-    let b = instance::<Restarted>(RedisTransport::new(&url)).await?;
+    let a = start_service_with::<Restarted>(RedisTransport::new(&url)).await?;
+    let b = start_service_with::<Restarted>(RedisTransport::new(&url)).await?;
     let (mut on_a, _) = managed_login(&a, "/restarted", json!({"user": "on-a"})).await?;
     let (mut on_b, _) = managed_login(&b, "/restarted", json!({"user": "on-b"})).await?;
     let from_a = a

@@ -12,15 +12,15 @@ use anyhow::Context as _;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{NatsTransport, RedisTransport};
 use asena_runtime::wire::{self, Envelope};
-use asena_runtime::{Asena, AsenaBuilder, InspectorToken};
+use asena_runtime::{AsenaBuilder, InspectorToken};
+use asena_tests::broker::REDIS;
 use asena_tests::{
-    Client, TestServer, WAIT, eventually, http_request, start, until_some, upgrade_request,
+    Client, TestServer, WAIT, eventually, http_request, isolated, join_hall, start, unique,
+    until_some, upgrade_request,
 };
 use serde_json::Value;
 
 const TOKEN: &str = "test-token-1234";
-const REDIS: &str = "redis://127.0.0.1:6379";
-const NATS: &str = "nats://127.0.0.1:4222";
 
 /// A guard that would accept the token from anywhere, the URL included: the inspector must
 /// still refuse a token in the URL before it runs.
@@ -49,55 +49,13 @@ impl Middleware for Recording {
     }
 }
 
-/// Joins the rooms named in `?rooms=a,b`; every message goes to those rooms.
-#[websocket(path = "/hall")]
-#[derive(Debug)]
-pub struct Hall;
-
-impl WebSocketService for Hall {
-    type Data = ();
-    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
-        let rooms: Vec<String> = ws
-            .query("rooms")
-            .unwrap_or("")
-            .split(',')
-            .filter(|r| !r.is_empty())
-            .map(str::to_owned)
-            .collect();
-        for room in &rooms {
-            ws.subscribe(room)?;
-        }
-        ws.send_json(&json!({"type": "ready", "id": ws.id()}))?;
-        Ok(())
-    }
-    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
-        // Its joined rooms, not its personal room (its id, listed first).
-        for room in ws.rooms().into_iter().skip(1) {
-            ws.namespace().to(&room, msg.clone())?;
-        }
-        Ok(())
-    }
-}
+asena_tests::hall_service!(Hall, "/hall");
 
 fn app() -> AsenaBuilder {
-    Asena::builder()
-        .without_auto_registration()
+    isolated()
         .websocket::<Hall>()
         .inspector("/_asena", InspectorToken::new(TOKEN))
         .announce_every(Duration::from_millis(100))
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid_like())
-}
-
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{nanos:x}-{}", std::process::id())
 }
 
 async fn get(server: &TestServer, path: &str, auth: bool) -> anyhow::Result<(u16, Value)> {
@@ -117,15 +75,6 @@ async fn post(server: &TestServer, path: &str, body: Value) -> anyhow::Result<(u
         .body(body.to_string().into())?;
     let resp = http_request(req).await?;
     Ok((resp.status, resp.json()?))
-}
-
-/// Connects to `/hall` in `rooms` and returns the client and its socket id.
-async fn join(server: &TestServer, rooms: &str) -> anyhow::Result<(Client, String)> {
-    let mut client = server.connect(&format!("/hall?rooms={rooms}")).await?;
-    let ready = client.recv_type("ready").await?;
-    let id = ready["id"].as_str().unwrap_or_default().to_owned();
-    anyhow::ensure!(!id.is_empty(), "no id in {ready}");
-    Ok((client, id))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -217,8 +166,7 @@ async fn every_route_refuses_requests_the_guard_refuses() -> anyhow::Result<()> 
 async fn the_guard_sees_the_path_the_client_asked_for() -> anyhow::Result<()> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let server = start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Hall>()
             .inspector("/_asena", Recording(seen.clone())),
     )
@@ -258,8 +206,7 @@ async fn login(
 async fn the_token_never_authenticates_in_the_url() -> anyhow::Result<()> {
     // Even a guard that reads `?token=` never sees one: the inspector refuses it first.
     let server = start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Hall>()
             .inspector("/_asena", Lenient(TOKEN)),
     )
@@ -387,7 +334,7 @@ async fn sockets_and_rooms_are_listed_a_page_at_a_time() -> anyhow::Result<()> {
     for i in 0..120 {
         let rooms = if i % 2 == 0 { "even,all" } else { "odd,all" };
         let rooms = if i == 7 { "seven,odd,all" } else { rooms };
-        let (client, id) = join(&server, rooms).await?;
+        let (client, id) = join_hall(&server, rooms).await?;
         clients.push(client);
         ids.push(id);
     }
@@ -477,8 +424,8 @@ async fn sockets_and_rooms_are_listed_a_page_at_a_time() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn actions_disconnect_a_socket_and_take_one_out_of_a_room() -> anyhow::Result<()> {
     let server = start(app()).await?;
-    let (mut alice, alice_id) = join(&server, "lobby,games").await?;
-    let (mut bob, bob_id) = join(&server, "lobby").await?;
+    let (mut alice, alice_id) = join_hall(&server, "lobby,games").await?;
+    let (mut bob, bob_id) = join_hall(&server, "lobby").await?;
 
     // Take alice out of `games`: she stays connected and in `lobby`.
     let (status, left) = post(
@@ -555,8 +502,8 @@ async fn the_feed_pushes_counts_and_rates_as_they_move() -> anyhow::Result<()> {
         &[("authorization", &format!("Bearer {TOKEN}"))],
     )
     .await?;
-    let (mut a, _) = join(&server, "room").await?;
-    let (mut b, _) = join(&server, "room").await?;
+    let (mut a, _) = join_hall(&server, "room").await?;
+    let (mut b, _) = join_hall(&server, "room").await?;
     // Keep traffic flowing while the feed reports: 2 sockets, messages in and deliveries.
     let deadline = tokio::time::Instant::now() + WAIT;
     let snapshot = loop {
@@ -638,22 +585,17 @@ async fn fleet_until(
     .with_context(|| format!("last fleet view: {last:?}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_instances_over_redis_see_each_other_until_one_stops() -> anyhow::Result<()> {
-    two_instances_see_each_other_until_one_stops(REDIS).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_instances_over_nats_see_each_other_until_one_stops() -> anyhow::Result<()> {
-    two_instances_see_each_other_until_one_stops(NATS).await
+asena_tests::on_each_broker! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    two_instances_see_each_other_until_one_stops => two_instances_see_each_other_until_one_stops;
 }
 
 async fn two_instances_see_each_other_until_one_stops(broker: &str) -> anyhow::Result<()> {
     let channel = unique("inspector");
     let a = instance(broker, &channel, "alpha").await?;
     let b = instance(broker, &channel, "beta").await?;
-    let (_c1, _) = join(&b, "x").await?;
-    let (_c2, _) = join(&b, "y").await?;
+    let (_c1, _) = join_hall(&b, "x").await?;
+    let (_c2, _) = join_hall(&b, "y").await?;
     // alpha sees itself first, then beta with its two sockets; beta sees alpha.
     let seen = fleet_until(&a, |f| f.iter().any(|(n, s)| n == "beta" && *s == 2)).await?;
     assert_eq!(seen, [("alpha".to_owned(), 0), ("beta".to_owned(), 2)]);

@@ -16,56 +16,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use asena_runtime::Asena;
-use asena_runtime::managed::{Authenticated, ManagedService};
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{NatsTransport, RedisTransport, TransportStats};
 use asena_runtime::wire;
-use asena_tests::{Client, TestServer, WAIT, start, within};
+use asena_tests::{Client, TestServer, WAIT, isolated, join_hall, start, unique, within};
 use tokio::time::Instant;
 
-const NATS: &str = "nats://127.0.0.1:4222";
-const REDIS: &str = "redis://127.0.0.1:6379";
-
-/// Joins the rooms in `?rooms=a,b`. A text `to:<id>:<text>` goes to that socket, `all:<text>`
-/// to everyone, anything else to each of the sender's rooms.
-#[websocket(path = "/hall")]
-#[derive(Debug)]
-pub struct Hall;
-
-impl WebSocketService for Hall {
-    type Data = ();
-    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
-        for room in ws.query("rooms").unwrap_or("").split(',') {
-            if !room.is_empty() {
-                ws.subscribe(room)?;
-            }
-        }
-        ws.send_json(&json!({"type": "ready", "id": ws.id()}))?;
-        Ok(())
-    }
-    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
-        let text = msg.as_text().unwrap_or_default().to_owned();
-        if let Some(rest) = text.strip_prefix("to:") {
-            let (id, body) = rest.split_once(':').unwrap_or((rest, ""));
-            ws.namespace().to_socket(id, body)?;
-        } else if let Some(body) = text.strip_prefix("all:") {
-            ws.namespace().broadcast(body)?;
-        } else {
-            for room in ws.rooms().into_iter().skip(1) {
-                ws.namespace().to(&room, text.as_str())?;
-            }
-        }
-        Ok(())
-    }
-}
+asena_tests::hall_service!(Hall, "/hall");
 
 /// An instance on `url` (NATS or Redis) with the fleet subject or channel `channel`, routing
 /// rooms by interest unless `single`.
 async fn instance(url: &str, channel: &str, single: bool) -> anyhow::Result<TestServer> {
-    let builder = Asena::builder()
-        .without_auto_registration()
-        .websocket::<Hall>();
+    let builder = isolated().websocket::<Hall>();
     let builder = match (url.starts_with("nats://"), single) {
         (true, false) => builder.transport(NatsTransport::new(url).subject(channel)),
         (true, true) => {
@@ -84,8 +46,7 @@ async fn instance(url: &str, channel: &str, single: bool) -> anyhow::Result<Test
 /// An instance on the Redis Cluster that `node` belongs to, on sharded pub/sub.
 async fn sharded_instance(node: &str, channel: &str) -> anyhow::Result<TestServer> {
     start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Hall>()
             .transport(RedisTransport::cluster([node]).channel(channel)),
     )
@@ -100,23 +61,8 @@ fn room_channel(channel: &str, room: &str) -> String {
     )
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{prefix}.t{nanos:x}p{}", std::process::id())
-}
-
 fn stats(server: &TestServer) -> TransportStats {
     server.app.transport_stats().unwrap_or_default()
-}
-
-async fn join(server: &TestServer, rooms: &str) -> anyhow::Result<(Client, String)> {
-    let mut client = server.connect(&format!("/hall?rooms={rooms}")).await?;
-    let ready = client.recv_json().await?;
-    let id = ready["id"].as_str().context("no id")?.to_owned();
-    Ok((client, id))
 }
 
 /// A step of an outage during [`across_a_restart`].
@@ -193,9 +139,9 @@ async fn route_twenty(
     c: &TestServer,
     interest: bool,
 ) -> anyhow::Result<u64> {
-    let (mut a1, _) = join(a, "r").await?;
-    let (mut b1, b1_id) = join(b, "r").await?;
-    let (mut c1, _) = join(c, "q").await?;
+    let (mut a1, _) = join_hall(a, "r").await?;
+    let (mut b1, b1_id) = join_hall(b, "r").await?;
+    let (mut c1, _) = join_hall(c, "q").await?;
     if interest {
         within(WAIT, "every instance subscribed to its room", async || {
             stats(a).subscriptions == 1
@@ -224,14 +170,11 @@ async fn route_twenty(
     Ok(stats(c).received)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn nats_room_messages_reach_only_instances_with_members() -> anyhow::Result<()> {
-    only_instances_with_members(NATS).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_room_messages_reach_only_instances_with_members() -> anyhow::Result<()> {
-    only_instances_with_members(REDIS).await
+asena_tests::on_each_broker! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    room_messages_reach_only_instances_with_members => only_instances_with_members;
+    with_one_channel_every_instance_receives_everything => everything_on_one_channel;
+    the_last_member_leaving_unsubscribes => last_member_leaving_unsubscribes_on;
 }
 
 async fn only_instances_with_members(url: &str) -> anyhow::Result<()> {
@@ -254,16 +197,6 @@ async fn only_instances_with_members(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn nats_with_one_subject_every_instance_receives_everything() -> anyhow::Result<()> {
-    everything_on_one_channel(NATS).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_with_one_channel_every_instance_receives_everything() -> anyhow::Result<()> {
-    everything_on_one_channel(REDIS).await
-}
-
 async fn everything_on_one_channel(url: &str) -> anyhow::Result<()> {
     // The control: the same traffic in the single-subject layout reaches c too.
     let subject = unique("single");
@@ -278,34 +211,11 @@ async fn everything_on_one_channel(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn nats_the_last_member_leaving_unsubscribes() -> anyhow::Result<()> {
-    last_member_leaving_unsubscribes(async |channel| instance(NATS, channel, false).await).await
+async fn last_member_leaving_unsubscribes_on(url: &str) -> anyhow::Result<()> {
+    last_member_leaving_unsubscribes(async |channel| instance(url, channel, false).await).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_the_last_member_leaving_unsubscribes() -> anyhow::Result<()> {
-    last_member_leaving_unsubscribes(async |channel| instance(REDIS, channel, false).await).await
-}
-
-/// A managed service that admits `{"user": U}` as U.
-#[websocket(path = "/managed-hall", managed)]
-#[derive(Debug)]
-pub struct ManagedHall;
-
-impl ManagedService for ManagedHall {
-    async fn authenticate(
-        &self,
-        _ws: &Socket<Self>,
-        c: serde_json::Value,
-    ) -> Result<Option<Authenticated>> {
-        Ok(c["user"].as_str().map(Authenticated::user))
-    }
-
-    async fn on_event(&self, _ws: &Socket<Self>, _event: Message) -> Result<()> {
-        Ok(())
-    }
-}
+asena_tests::managed_service!(ManagedHall, "/managed-hall");
 
 /// Managed services share the fleet's transport, a Redis Cluster too: a user's session on
 /// an instance attached to one node receives what an instance on another node sends to it.
@@ -314,8 +224,7 @@ async fn on_a_redis_cluster_managed_users_span_nodes() -> anyhow::Result<()> {
     let cluster = RedisCluster::start().await?;
     let on_node = async |node: String| {
         start(
-            Asena::builder()
-                .without_auto_registration()
+            isolated()
                 .websocket::<ManagedHall>()
                 .transport(RedisTransport::cluster([node])),
         )
@@ -372,9 +281,9 @@ async fn last_member_leaving_unsubscribes(
     let subject = unique("leave");
     let a = instance(&subject).await?;
     let b = instance(&subject).await?;
-    let (mut a1, _) = join(&a, "r").await?;
-    let (b1, _) = join(&b, "r").await?;
-    let (mut b2, _) = join(&b, "other").await?;
+    let (mut a1, _) = join_hall(&a, "r").await?;
+    let (b1, _) = join_hall(&b, "r").await?;
+    let (mut b2, _) = join_hall(&b, "other").await?;
     within(WAIT, "b subscribed to r and other", async || {
         stats(&b).subscriptions == 2
     })
@@ -397,7 +306,7 @@ async fn last_member_leaving_unsubscribes(
         "b received none of r's messages after its last member left"
     );
     // A new member subscribes again and gets r's messages.
-    let (mut b3, _) = join(&b, "r").await?;
+    let (mut b3, _) = join_hall(&b, "r").await?;
     within(WAIT, "b subscribed to r again", async || {
         stats(&b).subscriptions == 2
     })
@@ -433,7 +342,7 @@ impl Cluster {
             cluster_ports: [free_port()?, free_port()?, free_port()?],
             monitor_ports: [free_port()?, free_port()?, free_port()?],
             children: [None, None, None],
-            name: unique("asena-test").replace('.', "-"),
+            name: unique("asena-test"),
         };
         for node in 0..3 {
             cluster.spawn(node)?;
@@ -486,10 +395,7 @@ impl Cluster {
         loop {
             let addr: SocketAddr = ([127, 0, 0, 1], self.client_ports[node]).into();
             if tokio::net::TcpStream::connect(addr).await.is_ok()
-                && let Ok(resp) = asena_tests::http_request(
-                    hyper::Request::get(monitor.as_str()).body(Default::default())?,
-                )
-                .await
+                && let Ok(resp) = asena_tests::http_get(&monitor).await
                 && resp.json()?["num_routes"].as_u64() == Some(2)
             {
                 return Ok(());
@@ -541,8 +447,8 @@ async fn a_node_restart_during_traffic_resubscribes_and_delivers_nothing_twice()
     let subject = unique("restart");
     let a = instance(&cluster.url(0), &subject, false).await?;
     let b = instance(&cluster.url(1), &subject, false).await?;
-    let (mut a1, _) = join(&a, "r").await?;
-    let (mut b1, _) = join(&b, "r").await?;
+    let (mut a1, _) = join_hall(&a, "r").await?;
+    let (mut b1, _) = join_hall(&b, "r").await?;
     within(WAIT, "both subscribed", async || {
         stats(&a).subscriptions == 1 && stats(&b).subscriptions == 1
     })
@@ -835,19 +741,13 @@ async fn a_sharded_fleet_from_a_cluster_url_hears_the_emitter() -> anyhow::Resul
         cluster.ports[1], cluster.ports[2]
     );
     let transport = asena_runtime::transport::from_url(&url)?;
-    let a = start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Hall>()
-            .transport_arc(transport),
-    )
-    .await?;
+    let a = start(isolated().websocket::<Hall>().transport_arc(transport)).await?;
     anyhow::ensure!(
         a.app.transport_routes_by_interest(),
         "not routing by interest"
     );
     // The Emitter, given the same URL, reaches a's room from outside the fleet.
-    let (mut a1, _) = join(&a, "r").await?;
+    let (mut a1, _) = join_hall(&a, "r").await?;
     within(WAIT, "a subscribed", async || stats(&a).subscriptions == 1).await?;
     let emitter = asena_runtime::transport::Emitter::connect(&url).await?;
     emitter.to_room("/hall", "r", "from the emitter").await?;
@@ -867,8 +767,8 @@ async fn a_restart_of_a_rooms_shard_resubscribes_and_delivers_nothing_twice() ->
     let channel = unique("shard-restart");
     let a = sharded_instance(&cluster.url(0), &channel).await?;
     let b = sharded_instance(&cluster.url(1), &channel).await?;
-    let (mut a1, _) = join(&a, "r").await?;
-    let (mut b1, _) = join(&b, "r").await?;
+    let (mut a1, _) = join_hall(&a, "r").await?;
+    let (mut b1, _) = join_hall(&b, "r").await?;
     within(WAIT, "both subscribed", async || {
         stats(&a).subscriptions == 1 && stats(&b).subscriptions == 1
     })
@@ -932,8 +832,8 @@ async fn a_redis_restart_resubscribes_every_room() -> anyhow::Result<()> {
     let channel = unique("restart");
     let a = instance(&url, &channel, false).await?;
     let b = instance(&url, &channel, false).await?;
-    let (mut a1, _) = join(&a, "r").await?;
-    let (mut b1, _) = join(&b, "r,s").await?;
+    let (mut a1, _) = join_hall(&a, "r").await?;
+    let (mut b1, _) = join_hall(&b, "r,s").await?;
     within(WAIT, "both subscribed", async || {
         stats(&a).subscriptions == 1 && stats(&b).subscriptions == 2
     })
@@ -982,8 +882,8 @@ async fn a_redis_cluster_node_restart_resubscribes_and_delivers_nothing_twice() 
     let channel = unique("cluster-restart");
     let a = instance(&cluster.url(0), &channel, false).await?;
     let b = instance(&cluster.url(1), &channel, false).await?;
-    let (mut a1, _) = join(&a, "r").await?;
-    let (mut b1, _) = join(&b, "r").await?;
+    let (mut a1, _) = join_hall(&a, "r").await?;
+    let (mut b1, _) = join_hall(&b, "r").await?;
     within(WAIT, "both subscribed", async || {
         stats(&a).subscriptions == 1 && stats(&b).subscriptions == 1
     })

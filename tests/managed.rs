@@ -5,10 +5,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use asena_runtime::Asena;
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, OutboundTransform};
 use asena_runtime::prelude::*;
-use asena_tests::{Client, TestServer, event, start};
+use asena_tests::{Client, TestServer, event, isolated, managed_login_closed, start};
 use serde_json::{Value, json};
 
 /// What clients send besides the system events.
@@ -167,8 +166,7 @@ impl ManagedService for Closed {
 
 async fn server() -> anyhow::Result<TestServer> {
     start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Realtime>()
             .websocket::<Closed>()
             .service::<Journal>(),
@@ -207,11 +205,8 @@ async fn no_authenticate_in_time_closes_4001() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_authenticator_closes_4001() -> anyhow::Result<()> {
     let s = server().await?;
-    let mut c = s.connect("/rt").await?;
-    c.send_json(&event("authenticate", json!({"token": "slow-token"})))
-        .await?;
     assert_eq!(
-        c.recv_close().await?,
+        managed_login_closed(&s, "/rt", json!({"token": "slow-token"})).await?,
         (4001, "Authentication timeout".into())
     );
     s.stop().await
@@ -221,11 +216,8 @@ async fn a_slow_authenticator_closes_4001() -> anyhow::Result<()> {
 async fn refused_or_failing_authentication_closes_4003() -> anyhow::Result<()> {
     let s = server().await?;
     for token in ["wrong", "broken-token"] {
-        let mut c = s.connect("/rt").await?;
-        c.send_json(&event("authenticate", json!({"token": token})))
-            .await?;
         assert_eq!(
-            c.recv_close().await?,
+            managed_login_closed(&s, "/rt", json!({"token": token})).await?,
             (4003, "Authentication failed".into()),
             "{token}"
         );

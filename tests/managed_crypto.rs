@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce};
 use aes_gcm::{Aes256Gcm, Key};
+use asena_runtime::Raw;
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
 use asena_runtime::prelude::*;
-use asena_runtime::{Asena, Raw};
-use asena_tests::{Client, TestServer, base64_field, event, start};
+use asena_tests::{Client, TestServer, base64_field, event, isolated, managed_login_closed, start};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
@@ -133,8 +133,7 @@ seen_service!(
 
 async fn server() -> anyhow::Result<TestServer> {
     start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Open>()
             .websocket::<Sealed>()
             .service::<Seen>(),
@@ -308,14 +307,12 @@ async fn required_encryption_closes_4004_without_a_usable_key() -> anyhow::Resul
         Some(json!(42)),
     ];
     for public_key in garbage {
-        let mut c = s.connect("/sealed").await?;
         let mut credentials = json!({"token": "alice-token"});
         if let Some(k) = &public_key {
             credentials["publicKey"] = k.clone();
         }
-        c.send_json(&event("authenticate", credentials)).await?;
         assert_eq!(
-            c.recv_close().await?,
+            managed_login_closed(&s, "/sealed", credentials).await?,
             (4004, "Encryption required".into()),
             "{public_key:?}"
         );

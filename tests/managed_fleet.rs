@@ -9,13 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use asena_runtime::Asena;
 use asena_runtime::prelude::*;
-use asena_tests::{Client, TestServer, event, managed_service, start};
+use asena_tests::broker::REDIS;
+use asena_tests::{Client, TestServer, event, managed_service, start_service_with};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-
-const REDIS: &str = "redis://127.0.0.1:6379";
 
 managed_service!(Fleet, "/fleet", on_event = fleet_event);
 
@@ -42,13 +40,7 @@ async fn fleet_event(ws: &Socket<Fleet>, event: Message) -> Result<()> {
 }
 
 async fn instance() -> anyhow::Result<TestServer> {
-    start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Fleet>()
-            .transport(asena_runtime::transport::RedisTransport::new(REDIS)),
-    )
-    .await
+    start_service_with::<Fleet>(asena_runtime::transport::RedisTransport::new(REDIS)).await
 }
 
 async fn login(s: &TestServer, user: &str) -> anyhow::Result<(Client, String)> {

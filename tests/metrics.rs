@@ -3,9 +3,8 @@
 
 use std::collections::HashMap;
 
-use asena_runtime::Asena;
 use asena_runtime::prelude::*;
-use asena_tests::{TestServer, eventually, http_request, start, start_service, upgrade_request};
+use asena_tests::{TestServer, eventually, isolated, start, start_service, upgrade_request};
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -60,8 +59,7 @@ impl WebSocketService for Items {
 type Exposition = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
 
 async fn scrape(s: &TestServer) -> anyhow::Result<(String, Exposition)> {
-    let resp =
-        http_request(hyper::Request::get(s.http_url("/metrics")).body(Default::default())?).await?;
+    let resp = s.get("/metrics").await?;
     anyhow::ensure!(resp.status == 200, "{resp}");
     let content_type = resp
         .headers
@@ -129,8 +127,7 @@ fn of(exp: &Exposition, family: &str, ns: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_as_sockets_open_send_get_refused_and_close() -> anyhow::Result<()> {
     let s = start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Lobby>()
             .websocket::<Items>()
             .middleware::<NeedsName>()
@@ -146,20 +143,17 @@ async fn counters_move_as_sockets_open_send_get_refused_and_close() -> anyhow::R
         "{text}"
     );
     assert!(text.contains("# UNIT asena_received_bytes bytes"), "{text}");
+    let type_of = |family: &str| exp.families.get(family).map(|f| &f.family_type);
     assert!(
         matches!(
-            exp.families
-                .get("asena_connections_opened")
-                .map(|f| &f.family_type),
+            type_of("asena_connections_opened"),
             Some(OpenMetricsType::Counter)
         ),
         "{text}"
     );
     assert!(
         matches!(
-            exp.families
-                .get("asena_fanout_queue_seconds")
-                .map(|f| &f.family_type),
+            type_of("asena_fanout_queue_seconds"),
             Some(OpenMetricsType::Histogram)
         ),
         "{text}"
@@ -284,8 +278,7 @@ async fn counters_move_as_sockets_open_send_get_refused_and_close() -> anyhow::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_route_is_opt_in() -> anyhow::Result<()> {
     let s = start_service::<Items>().await?;
-    let resp =
-        http_request(hyper::Request::get(s.http_url("/metrics")).body(Default::default())?).await?;
+    let resp = s.get("/metrics").await?;
     assert_eq!(resp.status, 404, "{resp}");
     // The text is there all the same.
     assert!(s.app.metrics_text().ends_with("# EOF\n"));

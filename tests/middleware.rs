@@ -5,10 +5,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use asena_runtime::Scope;
 use asena_runtime::prelude::*;
-use asena_runtime::{Asena, AsenaBuilder, Scope};
 use asena_tests::{
-    Client, TestServer, body_of, eventually, header_values, json_body, start, upgrade_request,
+    Client, TestServer, body_of, eventually, header_values, isolated, json_body, start,
+    upgrade_request,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -295,17 +296,13 @@ fn opened<T: asena_runtime::di::Component>(s: &TestServer, get: impl Fn(&T) -> u
     get(&s.app.get::<T>().expect("registered"))
 }
 
-fn base() -> AsenaBuilder {
-    Asena::builder().without_auto_registration()
-}
-
 // ---------------------------------------------------------------------------------------
 // Outcomes
 
 #[tokio::test]
 async fn continue_reaches_on_open_with_context_values() -> anyhow::Result<()> {
     let s = start(
-        base()
+        isolated()
             .websocket::<CollectSocket>()
             .middleware::<Collect>()
             .service::<Greeter>(),
@@ -343,7 +340,7 @@ async fn continue_reaches_on_open_with_context_values() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn rejection_401_answers_json_and_creates_no_socket() -> anyhow::Result<()> {
-    let s = start(base().websocket::<Reject401>().middleware::<Deny401>()).await?;
+    let s = start(isolated().websocket::<Reject401>().middleware::<Deny401>()).await?;
     for _ in 0..3 {
         let (status, resp) = upgrade_request(s.addr, "/reject/401", &[]).await?;
         assert_eq!(status, 401);
@@ -372,7 +369,7 @@ async fn rejection_401_answers_json_and_creates_no_socket() -> anyhow::Result<()
 
 #[tokio::test]
 async fn neither_continue_nor_reject_is_403() -> anyhow::Result<()> {
-    let s = start(base().websocket::<Reject403>().middleware::<Silent>()).await?;
+    let s = start(isolated().websocket::<Reject403>().middleware::<Silent>()).await?;
     let (status, resp) = upgrade_request(s.addr, "/reject/403", &[]).await?;
     assert_eq!(status, 403);
     assert_eq!(json_body(&resp), json!({"error": "Forbidden"}));
@@ -391,7 +388,7 @@ async fn neither_continue_nor_reject_is_403() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn rejection_429_keeps_status_headers_and_body() -> anyhow::Result<()> {
-    let s = start(base().websocket::<Reject429>().middleware::<TooMany>()).await?;
+    let s = start(isolated().websocket::<Reject429>().middleware::<TooMany>()).await?;
     let (status, resp) = upgrade_request(s.addr, "/reject/429", &[]).await?;
     assert_eq!(status, 429);
     assert_eq!(header_values(&resp, "retry-after"), ["7"]);
@@ -409,7 +406,7 @@ async fn rejection_429_keeps_status_headers_and_body() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn rejection_with_any_status_and_text_body() -> anyhow::Result<()> {
-    let s = start(base().websocket::<Reject418>().middleware::<Teapot>()).await?;
+    let s = start(isolated().websocket::<Reject418>().middleware::<Teapot>()).await?;
     let (status, resp) = upgrade_request(s.addr, "/reject/418", &[]).await?;
     assert_eq!(status, 418);
     assert_eq!(body_of(&resp), "short and stout");
@@ -422,7 +419,7 @@ async fn rejection_with_any_status_and_text_body() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn panic_is_500_without_leaking_and_server_keeps_running() -> anyhow::Result<()> {
-    let s = start(base().websocket::<Reject500>().middleware::<Panicker>()).await?;
+    let s = start(isolated().websocket::<Reject500>().middleware::<Panicker>()).await?;
     let (status, resp) = upgrade_request(s.addr, "/reject/500?boom=1", &[]).await?;
     assert_eq!(status, 500);
     assert_eq!(json_body(&resp), json!({"error": "Internal Server Error"}));
@@ -456,7 +453,7 @@ async fn panic_is_500_without_leaking_and_server_keeps_running() -> anyhow::Resu
 #[tokio::test]
 async fn three_middlewares_run_in_declared_order_and_unwind_in_reverse() -> anyhow::Result<()> {
     let s = start(
-        base()
+        isolated()
             .websocket::<Ordered>()
             .middleware::<First>()
             .middleware::<Second>()
@@ -479,7 +476,7 @@ async fn three_middlewares_run_in_declared_order_and_unwind_in_reverse() -> anyh
 #[tokio::test]
 async fn global_middleware_include_exclude_patterns() -> anyhow::Result<()> {
     let s = start(
-        base()
+        isolated()
             .websocket::<AdminPanel>()
             .websocket::<AdminPublic>()
             .websocket::<Plain>()
@@ -505,7 +502,7 @@ async fn global_middleware_include_exclude_patterns() -> anyhow::Result<()> {
 #[tokio::test]
 async fn global_rejection_applies_only_where_its_scope_matches() -> anyhow::Result<()> {
     let s = start(
-        base()
+        isolated()
             .websocket::<AdminPanel>()
             .websocket::<Plain>()
             .middleware::<First>()
@@ -545,7 +542,7 @@ fn scope_patterns_match_the_path_with_its_leading_slash() {
 #[tokio::test]
 async fn last_value_wins_and_extensions_pass_between_middlewares() -> anyhow::Result<()> {
     let s = start(
-        base()
+        isolated()
             .websocket::<Valued>()
             .websocket::<Unvalued>()
             .middleware::<SetA>()
@@ -568,7 +565,7 @@ async fn last_value_wins_and_extensions_pass_between_middlewares() -> anyhow::Re
 
 #[tokio::test]
 async fn value_type_mismatch_is_500_and_no_socket() -> anyhow::Result<()> {
-    let s = start(base().websocket::<Mismatch>().middleware::<SetString>()).await?;
+    let s = start(isolated().websocket::<Mismatch>().middleware::<SetString>()).await?;
     let (status, resp) = upgrade_request(s.addr, "/mismatch", &[]).await?;
     assert_eq!(status, 500);
     assert_eq!(json_body(&resp), json!({"error": "Internal Server Error"}));
@@ -582,7 +579,12 @@ async fn value_type_mismatch_is_500_and_no_socket() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn path_parameters_reach_middleware_and_socket() -> anyhow::Result<()> {
-    let s = start(base().websocket::<UserEvents>().middleware::<ParamReader>()).await?;
+    let s = start(
+        isolated()
+            .websocket::<UserEvents>()
+            .middleware::<ParamReader>(),
+    )
+    .await?;
     let mut c = s.connect("/user/42").await?;
     let open = c.recv_json().await?;
     assert_eq!(open["values"]["who"], "42");
@@ -601,7 +603,7 @@ async fn path_parameters_reach_middleware_and_socket() -> anyhow::Result<()> {
 #[tokio::test]
 async fn origin_allow_list_global_and_per_service() -> anyhow::Result<()> {
     let s = start(
-        base()
+        isolated()
             .websocket::<Plain>()
             .websocket::<PlainB>()
             .allowed_origins(["https://good.example"])
@@ -684,7 +686,7 @@ async fn require_ticket(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tower_layer_sees_every_upgrade_request_and_may_refuse_it() -> anyhow::Result<()> {
     let s = start(
-        base()
+        isolated()
             .websocket::<Plain>()
             .layer(axum::middleware::from_fn(require_ticket))
             .layer(axum::middleware::from_fn(record_upgrade)),

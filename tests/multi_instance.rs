@@ -12,19 +12,15 @@
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
+use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::from_url;
 use asena_runtime::transport::{Emitter, Transport, TransportError};
-use asena_runtime::{Asena, AsenaBuilder};
-use asena_tests::broker::{Broker, Kind, Typed, free_port};
-use asena_tests::{Client, TestServer, start, tungstenite};
-
-const REDIS: &str = "redis://127.0.0.1:6379";
-const NATS: &str = "nats://127.0.0.1:4222";
+use asena_tests::broker::{Broker, Kind, NATS, REDIS, Typed, free_port};
+use asena_tests::{Client, TestServer, isolated, start, tungstenite, unique};
 
 /// Upper bound for anything that polls (reconnects, connection counts).
 const POLL_DEADLINE: Duration = Duration::from_secs(20);
@@ -96,25 +92,8 @@ impl WebSocketService for MiBroadcast {
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// A name no other test (or run) uses.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 fn builder() -> AsenaBuilder {
-    Asena::builder()
-        .without_auto_registration()
-        .websocket::<Mi>()
-        .websocket::<MiBroadcast>()
+    isolated().websocket::<Mi>().websocket::<MiBroadcast>()
 }
 
 /// An app instance with a fresh transport to `url`.
@@ -201,9 +180,9 @@ async fn redis_client_count(port: u16) -> anyhow::Result<usize> {
 
 /// `num_connections` from the NATS monitoring endpoint `/connz`.
 async fn nats_connection_count(monitor_port: u16) -> anyhow::Result<usize> {
-    let req = hyper::Request::get(format!("http://127.0.0.1:{monitor_port}/connz"))
-        .body(Default::default())?;
-    let v = asena_tests::http_request(req).await?.json()?;
+    let v = asena_tests::http_get(&format!("http://127.0.0.1:{monitor_port}/connz"))
+        .await?
+        .json()?;
     v["num_connections"]
         .as_u64()
         .map(|n| n as usize)
@@ -494,81 +473,19 @@ async fn unreachable_at_startup(kind: Kind) -> anyhow::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Redis
+// Each on Redis and on NATS
 // ---------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn redis_rooms_publish_excludes_sender_exactly_once() -> anyhow::Result<()> {
-    rooms_exactly_once(REDIS).await
-}
-
-#[tokio::test]
-async fn redis_to_socket_across_instances() -> anyhow::Result<()> {
-    to_socket_across(REDIS).await
-}
-
-#[tokio::test]
-async fn redis_broadcast_across_instances() -> anyhow::Result<()> {
-    broadcast_across(REDIS).await
-}
-
-#[tokio::test]
-async fn redis_emitter_delivery() -> anyhow::Result<()> {
-    emitter_delivery(REDIS).await
-}
-
-#[tokio::test]
-async fn redis_broker_restart_recovery() -> anyhow::Result<()> {
-    broker_restart(Kind::Redis).await
-}
-
-#[tokio::test]
-async fn redis_destroy_on_shutdown_no_leaks() -> anyhow::Result<()> {
-    no_leaks_across_cycles(Kind::Redis).await
-}
-
-#[tokio::test]
-async fn redis_unreachable_at_startup_is_an_error() -> anyhow::Result<()> {
-    unreachable_at_startup(Kind::Redis).await
-}
-
-// ---------------------------------------------------------------------------------------
-// NATS
-// ---------------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn nats_rooms_publish_excludes_sender_exactly_once() -> anyhow::Result<()> {
-    rooms_exactly_once(NATS).await
-}
-
-#[tokio::test]
-async fn nats_to_socket_across_instances() -> anyhow::Result<()> {
-    to_socket_across(NATS).await
-}
-
-#[tokio::test]
-async fn nats_broadcast_across_instances() -> anyhow::Result<()> {
-    broadcast_across(NATS).await
-}
-
-#[tokio::test]
-async fn nats_emitter_delivery() -> anyhow::Result<()> {
-    emitter_delivery(NATS).await
-}
-
-#[tokio::test]
-async fn nats_broker_restart_recovery() -> anyhow::Result<()> {
-    broker_restart(Kind::Nats).await
-}
-
-#[tokio::test]
-async fn nats_destroy_on_shutdown_no_leaks() -> anyhow::Result<()> {
-    no_leaks_across_cycles(Kind::Nats).await
-}
-
-#[tokio::test]
-async fn nats_unreachable_at_startup_is_an_error() -> anyhow::Result<()> {
-    unreachable_at_startup(Kind::Nats).await
+asena_tests::on_each_broker! {
+    #[tokio::test]
+    rooms_publish_excludes_sender_exactly_once => rooms_exactly_once;
+    to_socket_across_instances => to_socket_across;
+    broadcast_across_instances => broadcast_across;
+    emitter_delivery => emitter_delivery;
+    broker_restart_recovery => broker_restart(Kind);
+    destroy_on_shutdown_no_leaks => no_leaks_across_cycles(Kind);
+    unreachable_at_startup_is_an_error => unreachable_at_startup(Kind);
+    chat_example_two_processes => chat_across_processes;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -647,11 +564,7 @@ async fn room_subscribed(url: &str, port: u16) -> anyhow::Result<()> {
     let metrics = format!("http://127.0.0.1:{port}/metrics");
     let what = format!("the chat on {port} subscribed to its room");
     asena_tests::until_some(POLL_DEADLINE, &what, async || {
-        let text = asena_tests::http_request(
-            hyper::Request::get(metrics.as_str()).body(Default::default())?,
-        )
-        .await?
-        .body;
+        let text = asena_tests::http_get(&metrics).await?.body;
         Ok(text
             .lines()
             .any(|l| l == "asena_transport_subscriptions 1")
@@ -731,14 +644,4 @@ async fn chat_across_processes(url: &str) -> anyhow::Result<()> {
     }
     emitter.close().await;
     Ok(())
-}
-
-#[tokio::test]
-async fn redis_chat_example_two_processes() -> anyhow::Result<()> {
-    chat_across_processes(REDIS).await
-}
-
-#[tokio::test]
-async fn nats_chat_example_two_processes() -> anyhow::Result<()> {
-    chat_across_processes(NATS).await
 }

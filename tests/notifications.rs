@@ -5,8 +5,6 @@
 #[path = "../examples/notifications/app.rs"]
 #[allow(dead_code)]
 mod notifications;
-#[allow(dead_code)]
-mod raw_http;
 
 use asena_tests::{Client, TestServer, eventually, start};
 use serde_json::{Value, json};
@@ -48,13 +46,13 @@ async fn announcement_reaches_every_socket() -> anyhow::Result<()> {
     let s = server().await?;
     let mut a = subscriber(&s, "1").await?;
     let mut b = subscriber(&s, "2").await?;
-    let resp = raw_http::request(
-        s.addr,
-        "POST",
-        "/admin/announcement",
-        Some(&json!({"message": "Maintenance at noon"})),
-    )
-    .await?;
+    let resp = s
+        .request(
+            "POST",
+            "/admin/announcement",
+            Some(&json!({"message": "Maintenance at noon"})),
+        )
+        .await?;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(resp.json()?, json!({"success": true}));
     for c in [&mut a, &mut b] {
@@ -73,13 +71,9 @@ async fn profile_update_reaches_only_that_users_sockets() -> anyhow::Result<()> 
     let mut u7a = subscriber(&s, "7").await?;
     let mut u7b = subscriber(&s, "7").await?;
     let mut u8 = subscriber(&s, "8").await?;
-    let resp = raw_http::request(
-        s.addr,
-        "PUT",
-        "/users/7/profile",
-        Some(&json!({"name": "Ada"})),
-    )
-    .await?;
+    let resp = s
+        .request("PUT", "/users/7/profile", Some(&json!({"name": "Ada"})))
+        .await?;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(resp.json()?["success"], true);
     for c in [&mut u7a, &mut u7b] {
@@ -121,7 +115,9 @@ async fn user_service_sends_through_ulak_not_the_socket_service() -> anyhow::Res
 async fn bad_announcement_body_is_refused() -> anyhow::Result<()> {
     let s = server().await?;
     let mut c = subscriber(&s, "1").await?;
-    let resp = raw_http::request(s.addr, "POST", "/admin/announcement", Some(&json!({}))).await?;
+    let resp = s
+        .request("POST", "/admin/announcement", Some(&json!({})))
+        .await?;
     assert!(
         (400..500).contains(&resp.status),
         "{} {}",

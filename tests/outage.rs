@@ -24,11 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use asena_runtime::Asena;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::Emitter;
 use asena_tests::broker::{Broker, Kind, Typed};
-use asena_tests::{Client, TestServer, start, tungstenite};
+use asena_tests::{Client, TestServer, isolated, start, tungstenite};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
@@ -111,13 +110,7 @@ impl Drop for Proxy {
 }
 
 async fn instance(t: &Typed) -> anyhow::Result<TestServer> {
-    start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Stream>()
-            .transport_arc(t.as_dyn()),
-    )
-    .await
+    start(isolated().websocket::<Stream>().transport_arc(t.as_dyn())).await
 }
 
 /// The numbers a client received, recorded by a task until `stop`.
@@ -326,14 +319,9 @@ async fn outage_is_counted(kind: Kind) -> anyhow::Result<()> {
     b.stop().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_redis_outage_is_counted() -> anyhow::Result<()> {
-    outage_is_counted(Kind::Redis).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_nats_outage_is_counted() -> anyhow::Result<()> {
-    outage_is_counted(Kind::Nats).await
+asena_tests::on_each_broker! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    an_outage_is_counted => outage_is_counted(Kind);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

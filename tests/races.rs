@@ -9,10 +9,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use asena_runtime::AsenaBuilder;
 use asena_runtime::config::{Limits, SlowConsumer};
 use asena_runtime::prelude::*;
-use asena_runtime::{Asena, AsenaBuilder};
-use asena_tests::{TestServer, WAIT, eventually, raw_upgrade, start, start_service};
+use asena_tests::{TestServer, WAIT, eventually, isolated, raw_upgrade, start, start_service};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -54,8 +54,7 @@ async fn raw(
 }
 
 fn app() -> AsenaBuilder {
-    Asena::builder()
-        .without_auto_registration()
+    isolated()
         .websocket::<Fast>()
         .websocket::<Slow>()
         .ping(None, Duration::from_secs(30))

@@ -9,11 +9,13 @@ mod realtime;
 
 use std::time::Duration;
 
-use asena_tests::{Client, TestServer, event, http_request, serve, validate_asyncapi};
+use asena_tests::broker::REDIS;
+use asena_tests::{
+    Client, TestServer, event, managed_login, managed_login_closed, serve, unique,
+    validate_asyncapi,
+};
 use realtime::Options;
 use serde_json::{Value, json};
-
-const REDIS: &str = "redis://127.0.0.1:6379";
 
 async fn server_with(options: Options) -> anyhow::Result<TestServer> {
     serve(realtime::build(realtime::builder().without_auto_registration(), options).await?).await
@@ -25,15 +27,7 @@ async fn server() -> anyhow::Result<TestServer> {
 
 /// Connects to `/ws` and authenticates with `token`; returns the client and `connected`.
 async fn sign_in(s: &TestServer, token: &str) -> anyhow::Result<(Client, Value)> {
-    let mut c = s.connect("/ws").await?;
-    c.send_json(&event(
-        "authenticate",
-        json!({"type": "token", "token": token}),
-    ))
-    .await?;
-    let connected = c.recv_json().await?;
-    anyhow::ensure!(connected["event"] == "connected", "{connected}");
-    Ok((c, connected))
+    managed_login(s, "/ws", json!({"type": "token", "token": token})).await
 }
 
 /// The next message that is not a presence snapshot.
@@ -44,6 +38,55 @@ async fn next_not_presence(c: &mut Client) -> anyhow::Result<Value> {
             return Ok(m);
         }
     }
+}
+
+/// Asks to join `rooms`; returns the answer, the next message that is not a presence
+/// snapshot.
+async fn join(c: &mut Client, rooms: &[&str]) -> anyhow::Result<Value> {
+    c.send_json(&event("join", json!({"rooms": rooms}))).await?;
+    next_not_presence(c).await
+}
+
+/// `from`, signed in as `name`, says `text` in `room`; `to` hears it next (presence snapshots
+/// aside).
+async fn say_to(
+    from: &mut Client,
+    name: &str,
+    room: &str,
+    text: &str,
+    to: &mut Client,
+) -> anyhow::Result<()> {
+    from.send_json(&event("say", json!({"room": room, "text": text})))
+        .await?;
+    assert_eq!(
+        next_not_presence(to).await?,
+        event("said", json!({"room": room, "from": name, "text": text}))
+    );
+    Ok(())
+}
+
+/// The options of an instance keeping presence in a hash of the shared Redis that no other
+/// test uses.
+fn redis_presence() -> Options {
+    Options {
+        presence_redis: Some(REDIS.to_owned()),
+        presence_key: unique("realtime-test"),
+        ..Options::default()
+    }
+}
+
+/// Deletes the presence hash of `options` (and its version) from Redis.
+async fn delete_presence(options: &Options) -> anyhow::Result<()> {
+    let mut redis = redis::Client::open(REDIS)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let key = &options.presence_key;
+    let () = redis::cmd("DEL")
+        .arg(key)
+        .arg(format!("{key}:version"))
+        .query_async(&mut redis)
+        .await?;
+    Ok(())
 }
 
 /// The next presence snapshot's users (other messages are an error).
@@ -63,11 +106,8 @@ async fn the_two_tokens_are_users_and_others_close_4003() -> anyhow::Result<()> 
     let (_bob, connected) = sign_in(&s, "bob-token").await?;
     assert_eq!(connected["data"]["userId"], "bob");
     for token in [json!("carol-token"), json!(""), Value::Null] {
-        let mut c = s.connect("/ws").await?;
-        c.send_json(&event("authenticate", json!({"token": token})))
-            .await?;
         assert_eq!(
-            c.recv_close().await?,
+            managed_login_closed(&s, "/ws", json!({"token": token})).await?,
             (4003, "Authentication failed".into()),
             "{token}"
         );
@@ -79,14 +119,12 @@ async fn the_two_tokens_are_users_and_others_close_4003() -> anyhow::Result<()> 
 async fn lobby_and_public_rooms_are_allowed_the_rest_denied() -> anyhow::Result<()> {
     let s = server().await?;
     let (mut alice, _) = sign_in(&s, "alice-token").await?;
-    alice
-        .send_json(&event(
-            "join",
-            json!({"rooms": ["lobby", "public-1", "secret", "private-1", "publicity"]}),
-        ))
-        .await?;
     assert_eq!(
-        next_not_presence(&mut alice).await?,
+        join(
+            &mut alice,
+            &["lobby", "public-1", "secret", "private-1", "publicity"]
+        )
+        .await?,
         event(
             "join",
             json!({"rooms": ["lobby", "public-1"], "denied": ["secret", "private-1", "publicity"]})
@@ -108,30 +146,11 @@ async fn say_reaches_the_room_but_not_the_sender() -> anyhow::Result<()> {
     let (mut alice, _) = sign_in(&s, "alice-token").await?;
     let (mut bob, _) = sign_in(&s, "bob-token").await?;
     for c in [&mut alice, &mut bob] {
-        c.send_json(&event("join", json!({"rooms": ["public-1"]})))
-            .await?;
-        assert_eq!(next_not_presence(c).await?["event"], "join");
+        assert_eq!(join(c, &["public-1"]).await?["event"], "join");
     }
     // Everyone is in the default room `lobby`.
-    alice
-        .send_json(&event("say", json!({"room": "lobby", "text": "hi all"})))
-        .await?;
-    assert_eq!(
-        next_not_presence(&mut bob).await?,
-        event(
-            "said",
-            json!({"room": "lobby", "from": "alice", "text": "hi all"})
-        )
-    );
-    bob.send_json(&event("say", json!({"room": "public-1", "text": "hi"})))
-        .await?;
-    assert_eq!(
-        next_not_presence(&mut alice).await?,
-        event(
-            "said",
-            json!({"room": "public-1", "from": "bob", "text": "hi"})
-        )
-    );
+    say_to(&mut alice, "alice", "lobby", "hi all", &mut bob).await?;
+    say_to(&mut bob, "bob", "public-1", "hi", &mut alice).await?;
     // Neither sender got its own line: the next answer is to its next request.
     for c in [&mut alice, &mut bob] {
         c.send_json(&event("say", json!({"room": "public-9", "text": "x"})))
@@ -208,8 +227,7 @@ async fn a_notification_reaches_every_session_of_the_user() -> anyhow::Result<()
     assert_eq!(next_not_presence(&mut alice1).await?, notification);
     assert_eq!(next_not_presence(&mut alice2).await?, notification);
     // bob got nothing: his next message answers his own request.
-    bob.send_json(&event("join", json!({"rooms": []}))).await?;
-    assert_eq!(next_not_presence(&mut bob).await?["event"], "join");
+    assert_eq!(join(&mut bob, &[]).await?["event"], "join");
     // The typed variant is the same message.
     let typed = serde_json::to_value(realtime::RealtimeOut::Notification {
         message: "hello".into(),
@@ -221,11 +239,7 @@ async fn a_notification_reaches_every_session_of_the_user() -> anyhow::Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_the_client_and_the_document_are_served() -> anyhow::Result<()> {
     let s = server().await?;
-    let get = |path: &str| {
-        let uri = s.http_url(path);
-        async move { http_request(hyper::Request::get(uri).body(Default::default())?).await }
-    };
-    let page = get("/").await?;
+    let page = s.get("/").await?;
     assert_eq!(page.status, 200);
     for id in [
         "token",
@@ -243,7 +257,7 @@ async fn the_page_the_client_and_the_document_are_served() -> anyhow::Result<()>
         assert!(page.body.contains(&format!("id=\"{id}\"")), "#{id} missing");
     }
     assert!(page.body.contains("src=\"/client.js\""));
-    let client = get("/client.js").await?;
+    let client = s.get("/client.js").await?;
     assert_eq!(client.status, 200);
     assert!(
         asena_tests::header_values(&client, "content-type")
@@ -252,10 +266,10 @@ async fn the_page_the_client_and_the_document_are_served() -> anyhow::Result<()>
     );
     assert!(client.body.contains("class ManagedClient"));
     assert_eq!(
-        get("/config.json").await?.json()?,
+        s.get("/config.json").await?.json()?,
         json!({"authTimeoutMs": 5000, "heartbeatTimeoutMs": 30000})
     );
-    let doc = get("/asyncapi.json").await?.json()?;
+    let doc = s.get("/asyncapi.json").await?.json()?;
     let messages = doc["channels"]["Realtime"]["messages"]
         .as_object()
         .map(|m| {
@@ -288,9 +302,7 @@ async fn the_timeouts_are_the_configured_ones() -> anyhow::Result<()> {
         ..Options::default()
     })
     .await?;
-    let config =
-        http_request(hyper::Request::get(s.http_url("/config.json")).body(Default::default())?)
-            .await?;
+    let config = s.get("/config.json").await?;
     assert_eq!(
         config.json()?,
         json!({"authTimeoutMs": 200, "heartbeatTimeoutMs": 600})
@@ -310,10 +322,7 @@ async fn the_timeouts_are_the_configured_ones() -> anyhow::Result<()> {
         ticker.tick().await;
         alice.send_json(&json!({"event": "heartbeat"})).await?;
     }
-    alice
-        .send_json(&event("join", json!({"rooms": ["lobby"]})))
-        .await?;
-    assert_eq!(next_not_presence(&mut alice).await?["event"], "join");
+    assert_eq!(join(&mut alice, &["lobby"]).await?["event"], "join");
     // Then silence.
     assert_eq!(
         alice.recv_close().await?,
@@ -323,24 +332,12 @@ async fn the_timeouts_are_the_configured_ones() -> anyhow::Result<()> {
 }
 
 /// A presence hash of this test alone.
-fn unique_key() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("realtime-test:{}:{nanos}", std::process::id())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_in_redis_spans_instances() -> anyhow::Result<()> {
-    let key = unique_key();
-    let options = Options {
-        presence_redis: Some(REDIS.to_owned()),
-        presence_key: key.clone(),
-        ..Options::default()
-    };
+    let options = redis_presence();
+    let key = options.presence_key.clone();
     let one = server_with(options.clone()).await?;
-    let two = server_with(options).await?;
+    let two = server_with(options.clone()).await?;
     let (mut alice, _) = sign_in(&one, "alice-token").await?;
     assert_eq!(presence(&mut alice).await?.0, vec!["alice"]);
     // bob, on the other instance, sees alice too.
@@ -369,11 +366,7 @@ async fn presence_in_redis_spans_instances() -> anyhow::Result<()> {
         Ok((len == 0).then_some(()))
     })
     .await?;
-    let () = redis::cmd("DEL")
-        .arg(&key)
-        .arg(format!("{key}:version"))
-        .query_async(&mut redis)
-        .await?;
+    delete_presence(&options).await?;
     one.stop().await?;
     two.stop().await
 }
@@ -390,12 +383,7 @@ async fn presence_until(c: &mut Client, users: &[&str]) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Result<()> {
-    let key = unique_key();
-    let options = Options {
-        presence_redis: Some(REDIS.to_owned()),
-        presence_key: key.clone(),
-        ..Options::default()
-    };
+    let options = redis_presence();
     // What `ASENA_TRANSPORT=redis://…` gives `main`: the managed services' Redis bus.
     let instance = || async {
         let builder = realtime::builder()
@@ -415,23 +403,9 @@ async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Resul
 
     // A room spans the instances; the sender is still excluded.
     for c in [&mut alice, &mut bob] {
-        c.send_json(&event("join", json!({"rooms": ["public-fleet"]})))
-            .await?;
-        assert_eq!(next_not_presence(c).await?["event"], "join");
+        assert_eq!(join(c, &["public-fleet"]).await?["event"], "join");
     }
-    alice
-        .send_json(&event(
-            "say",
-            json!({"room": "public-fleet", "text": "across"}),
-        ))
-        .await?;
-    assert_eq!(
-        next_not_presence(&mut bob).await?,
-        event(
-            "said",
-            json!({"room": "public-fleet", "from": "alice", "text": "across"})
-        )
-    );
+    say_to(&mut alice, "alice", "public-fleet", "across", &mut bob).await?;
 
     // `emit --user alice --event notification`: every session of alice, on both instances.
     let (mut alice2, _) = sign_in(&two, "alice-token").await?;
@@ -445,8 +419,7 @@ async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Resul
     assert_eq!(next_not_presence(&mut alice2).await?, notification);
     // Neither bob nor alice (the sender of `say`) got anything else.
     for c in [&mut bob, &mut alice] {
-        c.send_json(&event("join", json!({"rooms": []}))).await?;
-        assert_eq!(next_not_presence(c).await?["event"], "join");
+        assert_eq!(join(c, &[]).await?["event"], "join");
     }
 
     // bob leaving instance two is broadcast to instance one.
@@ -457,13 +430,5 @@ async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Resul
     alice2.close().await?;
     one.stop().await?;
     two.stop().await?;
-    let mut redis = redis::Client::open(REDIS)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let () = redis::cmd("DEL")
-        .arg(&key)
-        .arg(format!("{key}:version"))
-        .query_async(&mut redis)
-        .await?;
-    Ok(())
+    delete_presence(&options).await
 }

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce, Payload};
 use aes_gcm::{Aes256Gcm, Key};
-use asena_runtime::Asena;
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
 use asena_runtime::prelude::*;
-use asena_tests::{Client, TestServer, base64_field, event, start};
+use asena_tests::broker::REDIS;
+use asena_tests::{Client, TestServer, base64_field, event, isolated, start, start_service_with};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
@@ -95,13 +95,7 @@ sealed_service!(
 );
 
 async fn server() -> anyhow::Result<TestServer> {
-    start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<Chan>()
-            .websocket::<Strict>(),
-    )
-    .await
+    start(isolated().websocket::<Chan>().websocket::<Strict>()).await
 }
 
 /// One direction of the client's channel.
@@ -422,16 +416,8 @@ async fn required_encryption_closes_4004_unless_encrypt_comes_first() -> anyhow:
 // On the fleet bus (Redis, Ignis's layout).
 sealed_service!(FleetChan, "/crypto-fleet", ManagedOptions::default());
 
-const REDIS: &str = "redis://127.0.0.1:6379";
-
 async fn fleet_instance() -> anyhow::Result<TestServer> {
-    start(
-        Asena::builder()
-            .without_auto_registration()
-            .websocket::<FleetChan>()
-            .transport(asena_runtime::transport::RedisTransport::new(REDIS)),
-    )
-    .await
+    start_service_with::<FleetChan>(asena_runtime::transport::RedisTransport::new(REDIS)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

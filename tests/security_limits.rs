@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
-use asena_runtime::Asena;
 use asena_runtime::config::{Limits, RateLimit, RateLimitPolicy};
 use asena_runtime::prelude::*;
-use asena_tests::{Client, TestServer, WAIT, echo_service, eventually, start, until_some};
+use asena_tests::{
+    Client, TestServer, WAIT, echo_service, eventually, isolated, start, until_some,
+};
 
 // `/echo`: every text message goes back to its sender.
 echo_service!(Echo, "/echo");
@@ -66,8 +67,7 @@ fn limited(limit: RateLimit) -> Limits {
 
 async fn app() -> anyhow::Result<TestServer> {
     start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Echo>()
             .websocket::<DropEcho>()
             .websocket::<BytesEcho>()

@@ -9,23 +9,14 @@ use std::time::Duration;
 #[allow(dead_code)]
 mod chat;
 
-use asena_runtime::Asena;
 use asena_runtime::namespace::SendErrorCode;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{Emitter, RedisTransport};
-use asena_tests::{Client, managed_service, start, start_service, upgrade_request};
+use asena_tests::broker::REDIS;
+use asena_tests::{
+    Client, isolated, managed_service, start, start_service, unique, upgrade_request,
+};
 use serde_json::{Value, json};
-
-const REDIS: &str = "redis://127.0.0.1:6379";
-
-/// A name no other test run uses (a Redis channel is shared by every test on the machine).
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        uuid::Uuid::now_v7().simple()
-    )
-}
 
 /// Joins the room in `?room=` (answering `refused:<code>` when the name is refused), says
 /// `hello <id>`; a text `pub:<room>:<text>` publishes `<text>` to `<room>` (answering
@@ -121,8 +112,7 @@ async fn a_private_send_across_the_fleet_reaches_only_its_socket() -> anyhow::Re
     let channel = unique("sec-rooms");
     let instance = async || {
         start(
-            Asena::builder()
-                .without_auto_registration()
+            isolated()
                 .websocket::<Rooms>()
                 .transport(RedisTransport::new(REDIS).channel(channel.clone())),
         )
@@ -297,8 +287,7 @@ async fn managed_clients_are_limited_in_rooms() -> anyhow::Result<()> {
 /// refuses to start and names both.
 #[tokio::test]
 async fn two_managed_services_under_one_prefix_do_not_start() -> anyhow::Result<()> {
-    let error = Asena::builder()
-        .without_auto_registration()
+    let error = isolated()
         .websocket::<Open>()
         .websocket::<OpenToo>()
         .transport(asena_runtime::transport::RedisTransport::new(REDIS))
@@ -318,8 +307,7 @@ async fn two_managed_services_under_one_prefix_do_not_start() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_services_under_different_prefixes_are_isolated() -> anyhow::Result<()> {
     let s = start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Isolated>()
             .transport(asena_runtime::transport::RedisTransport::new(REDIS)),
     )

@@ -9,10 +9,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context as _, ensure};
+use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
-use asena_runtime::{Asena, AsenaBuilder};
 use asena_tests::tungstenite::client::IntoClientRequest;
-use asena_tests::{Client, TestServer, WAIT, header_values, json_body, start, upgrade_request};
+use asena_tests::{
+    Client, TestServer, WAIT, header_values, isolated, json_body, start, upgrade_request,
+};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -123,8 +125,7 @@ impl WebSocketService for Plain {
 }
 
 fn base() -> AsenaBuilder {
-    Asena::builder()
-        .without_auto_registration()
+    isolated()
         .middleware::<SeeProtocol>()
         .middleware::<Impostor>()
 }

@@ -2,25 +2,15 @@
 //! inspector's guard, the right token passes in the header or the cookie, a wrong or missing
 //! one gets 401.
 
-use asena_runtime::prelude::*;
-use asena_runtime::{Asena, TokenGuard};
-use asena_tests::{HttpResponse, TestServer, http_request, start};
+use asena_runtime::TokenGuard;
+use asena_tests::{HttpResponse, TestServer, http_request, isolated, start};
 use axum::Router;
 use axum::routing::get;
 
 const TOKEN: &str = "s3cret-token";
 
-/// The inspector lists this socket's namespace.
-#[websocket(path = "/echo")]
-struct Echo;
-
-impl WebSocketService for Echo {
-    type Data = ();
-    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
-        ws.send(msg)?;
-        Ok(())
-    }
-}
+// The inspector lists this socket's namespace.
+asena_tests::echo_service!(Echo, "/echo");
 
 async fn app() -> anyhow::Result<TestServer> {
     let guard = TokenGuard::new(TOKEN).cookie("session");
@@ -29,8 +19,7 @@ async fn app() -> anyhow::Result<TestServer> {
         .route_layer(guard.clone());
     let open = Router::new().route("/open", get(|| async { "open page" }));
     start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Echo>()
             .router(admin)
             .router(open)

@@ -4,9 +4,8 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use asena_runtime::Asena;
 use asena_runtime::prelude::*;
-use asena_tests::{serve, upgrade_request};
+use asena_tests::{isolated, serve, upgrade_request};
 
 /// Everything the subscriber writes, for the test to read.
 #[derive(Clone, Default)]
@@ -66,8 +65,7 @@ async fn log_lines_carry_the_connection_span() -> anyhow::Result<()> {
         .with_writer(move || writer.clone())
         .init();
 
-    let app = Asena::builder()
-        .without_auto_registration()
+    let app = isolated()
         .websocket::<Fails>()
         .middleware::<OnlyWithName>()
         .build()

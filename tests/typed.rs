@@ -5,8 +5,9 @@
 //! room of a concrete path.
 
 use asena_runtime::prelude::*;
-use asena_runtime::{Asena, DecodeError, DecodeErrorKind};
-use asena_tests::{Client, TestServer, start, upgrade_request};
+use asena_runtime::{DecodeError, DecodeErrorKind};
+use asena_tests::broker::REDIS;
+use asena_tests::{Client, TestServer, isolated, start, unique, upgrade_request};
 use serde_json::json;
 
 /// The path parameters of [`Events`].
@@ -146,8 +147,7 @@ impl Announcer {
 
 async fn server() -> anyhow::Result<TestServer> {
     start(
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Events>()
             .websocket::<Custom>()
             .middleware::<ReadParams>()
@@ -375,17 +375,13 @@ async fn ulak_lists_sockets_with_their_params_and_data() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concrete_path_room_spans_instances() -> anyhow::Result<()> {
     // Two instances on a real Redis, on a channel of their own.
-    let channel = format!("asena:typed-test:{}", uuid_like());
+    let channel = unique("asena:typed-test");
     let app = |channel: &str| {
-        Asena::builder()
-            .without_auto_registration()
+        isolated()
             .websocket::<Events>()
             .middleware::<ReadParams>()
             .service::<Announcer>()
-            .transport(
-                asena_runtime::transport::RedisTransport::new("redis://127.0.0.1:6379")
-                    .channel(channel),
-            )
+            .transport(asena_runtime::transport::RedisTransport::new(REDIS).channel(channel))
     };
     let a = start(app(&channel)).await?;
     let b = start(app(&channel)).await?;
@@ -414,15 +410,4 @@ async fn a_concrete_path_room_spans_instances() -> anyhow::Result<()> {
     assert_eq!(delivered, news);
     a.stop().await?;
     b.stop().await
-}
-
-/// A name no other test run uses at the same time.
-fn uuid_like() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    )
 }

@@ -2,16 +2,13 @@
 //! is produced, the no-cycle guarantee, and HTTP → WebSocket delivery through a merged router.
 #![allow(clippy::unwrap_used)]
 
-#[allow(dead_code)]
-mod raw_http;
-
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use asena_runtime::namespace::SendErrorCode;
 use asena_runtime::prelude::*;
-use asena_runtime::{Asena, AsenaBuilder, BulkOp, FromApp, SendError, UlakBroker};
-use asena_tests::{Client, TestServer, eventually, start, tungstenite};
+use asena_runtime::{AsenaBuilder, BulkOp, FromApp, SendError, UlakBroker};
+use asena_tests::{Client, TestServer, eventually, isolated, start, tungstenite};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -142,8 +139,7 @@ fn unencodable() -> Json<BTreeMap<(u8, u8), u8>> {
 // Helpers
 
 fn app() -> AsenaBuilder {
-    Asena::builder()
-        .without_auto_registration()
+    isolated()
         .service::<Notifier>()
         .websocket::<Alpha>()
         .websocket::<Beta>()
@@ -421,8 +417,7 @@ async fn ulak_injection_adds_no_edge_so_service_and_socket_may_inject_each_other
 
 #[tokio::test]
 async fn a_real_cycle_through_arc_fields_still_fails() {
-    let err = Asena::builder()
-        .without_auto_registration()
+    let err = isolated()
         .service::<CyclicService>()
         .websocket::<CyclicSocket>()
         .build()
@@ -438,8 +433,7 @@ async fn a_real_cycle_through_arc_fields_still_fails() {
 
 #[tokio::test]
 async fn ulak_of_an_unregistered_socket_is_a_startup_error() {
-    let err = Asena::builder()
-        .without_auto_registration()
+    let err = isolated()
         .service::<NeedsBeta>()
         .websocket::<Alpha>()
         .service::<Notifier>()
@@ -513,17 +507,17 @@ async fn http_handlers_send_to_sockets_through_inject() -> anyhow::Result<()> {
     let (mut a, _) = alpha(&s, "r1").await?;
     let mut b = s.connect("/beta").await?;
 
-    let resp = raw_http::request(s.addr, "POST", "/ulak/r1", None).await?;
+    let resp = s.request("POST", "/ulak/r1", None).await?;
     assert_eq!((resp.status, resp.body.as_str()), (200, "1"));
     assert_eq!(a.recv_text().await?, "http:r1");
 
-    let resp = raw_http::request(s.addr, "POST", "/broker", None).await?;
+    let resp = s.request("POST", "/broker", None).await?;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.json()?, json!({"total": 2, "succeeded": 2}));
     assert_eq!(a.recv_text().await?, "http:all");
     assert_eq!(b.recv_text().await?, "http:all");
 
-    let resp = raw_http::request(s.addr, "POST", "/service/r1", None).await?;
+    let resp = s.request("POST", "/service/r1", None).await?;
     assert_eq!(resp.status, 204);
     assert_eq!(
         a.recv_json().await?,
@@ -531,7 +525,7 @@ async fn http_handlers_send_to_sockets_through_inject() -> anyhow::Result<()> {
     );
 
     // A component the app does not have: 500, and the server keeps serving.
-    let resp = raw_http::request(s.addr, "POST", "/missing", None).await?;
+    let resp = s.request("POST", "/missing", None).await?;
     assert_eq!(resp.status, 500);
     assert_quiet(&mut a).await?;
     assert_quiet(&mut b).await?;

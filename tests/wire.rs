@@ -5,15 +5,13 @@
 #![allow(clippy::unwrap_used)]
 
 use anyhow::Context as _;
+use asena_runtime::AsenaBuilder;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport};
 use asena_runtime::wire::{self, Envelope};
-use asena_runtime::{Asena, AsenaBuilder};
-use asena_tests::{Client, TestServer, WAIT, start};
+use asena_tests::broker::{NATS, REDIS};
+use asena_tests::{Client, TestServer, WAIT, isolated, start, unique};
 use futures_util::StreamExt;
-
-const REDIS: &str = "redis://127.0.0.1:6379";
-const NATS: &str = "nats://127.0.0.1:4222";
 
 /// Joins `?room=` on open and says hello once it is in.
 #[websocket(path = "/compat")]
@@ -35,24 +33,8 @@ impl WebSocketService for Compat {
     }
 }
 
-/// A channel (or subject) no other test uses.
-fn unique_channel(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid_like())
-}
-
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{nanos:x}-{}", std::process::id())
-}
-
 fn builder() -> AsenaBuilder {
-    Asena::builder()
-        .without_auto_registration()
-        .websocket::<Compat>()
+    isolated().websocket::<Compat>()
 }
 
 async fn redis_app(channel: &str) -> anyhow::Result<TestServer> {
@@ -107,7 +89,7 @@ async fn next_envelope(pubsub: &mut redis::aio::PubSub) -> anyhow::Result<Envelo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_asena_broadcast_reaches_every_socket_and_a_room_message_only_the_room()
 -> anyhow::Result<()> {
-    let channel = unique_channel("compat-in");
+    let channel = unique("compat-in");
     let server = redis_app(&channel).await?;
     let mut in_room = join(&server, Some("lobby")).await?;
     let mut elsewhere = join(&server, None).await?;
@@ -129,7 +111,7 @@ async fn an_asena_broadcast_reaches_every_socket_and_a_room_message_only_the_roo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_broadcasts_and_room_messages_go_out_as_asena_topics() -> anyhow::Result<()> {
-    let channel = unique_channel("compat-out");
+    let channel = unique("compat-out");
     let mut sub = redis_subscriber(&channel).await?;
     let server = redis_app(&channel).await?;
     let ns = server.app.namespace("/compat").context("namespace")?;
@@ -163,7 +145,7 @@ async fn our_broadcasts_and_room_messages_go_out_as_asena_topics() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcasts_cross_between_two_instances_and_an_emitter() -> anyhow::Result<()> {
-    let channel = unique_channel("compat-fleet");
+    let channel = unique("compat-fleet");
     let a = redis_app(&channel).await?;
     let b = redis_app(&channel).await?;
     let mut on_a = join(&a, None).await?;
@@ -190,8 +172,8 @@ async fn the_redis_channel_is_configurable_and_separates_fleets() -> anyhow::Res
         "asena:ws:transport",
         "Asena's default channel"
     );
-    let ours = unique_channel("compat-ours");
-    let theirs = unique_channel("compat-theirs");
+    let ours = unique("compat-ours");
+    let theirs = unique("compat-theirs");
     let a = redis_app(&ours).await?;
     let b = redis_app(&theirs).await?;
     let c = redis_app(&ours).await?;
@@ -224,7 +206,7 @@ async fn the_nats_subject_is_configurable() -> anyhow::Result<()> {
         NatsTransport::new(NATS).subject_name(),
         "asena.ws.transport"
     );
-    let subject = unique_channel("compat.subject");
+    let subject = unique("compat.subject");
     let a = start(builder().transport(NatsTransport::new(NATS).subject(subject.clone()))).await?;
     let b = start(builder().transport(NatsTransport::new(NATS).subject(subject.clone()))).await?;
     let mut on_b = join(&b, Some("r")).await?;

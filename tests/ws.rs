@@ -5,11 +5,12 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use asena_runtime::Lifecycle;
 use asena_runtime::config::SlowConsumer;
 use asena_runtime::prelude::*;
-use asena_runtime::{Asena, Lifecycle};
 use asena_tests::{
-    Client, TestServer, WAIT, masked, raw_upgrade, read_frame, start, tungstenite::Message as Ws,
+    Client, TestServer, WAIT, isolated, masked, raw_upgrade, read_frame, start,
+    tungstenite::Message as Ws,
 };
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -188,8 +189,7 @@ impl WebSocketService for ParamSocket {
 }
 
 fn builder() -> asena_runtime::AsenaBuilder {
-    Asena::builder()
-        .without_auto_registration()
+    isolated()
         .service::<Recorder>()
         .websocket::<TestSocket>()
         .websocket::<ParamSocket>()

@@ -234,29 +234,14 @@ mod tests {
             e.to_string(),
             "bad URL `127.0.0.1:3000`: expected `ws://host:port` or `wss://host:port`"
         );
-        assert!(
-            Base::parse("ftp://x")
-                .unwrap_err()
-                .to_string()
-                .contains("scheme")
-        );
-        assert!(
-            Base::parse("ws://")
-                .unwrap_err()
-                .to_string()
-                .contains("no host")
-        );
-        assert!(
-            Base::parse("ws://host/chat#top")
-                .unwrap_err()
-                .to_string()
-                .contains("fragment")
-        );
-        assert!(
-            Base::parse("ws://user:secret@host")
-                .unwrap_err()
-                .to_string()
-                .contains("credentials")
-        );
+        for (url, why) in [
+            ("ftp://x", "scheme"),
+            ("ws://", "no host"),
+            ("ws://host/chat#top", "fragment"),
+            ("ws://user:secret@host", "credentials"),
+        ] {
+            let e = Base::parse(url).unwrap_err().to_string();
+            assert!(e.contains(why), "{url}: {e}");
+        }
     }
 }

@@ -171,10 +171,12 @@ impl Server {
         self.app.get::<Seen>().unwrap()
     }
 
-    /// Shuts down (sockets closed with 1001) and waits until the port is free.
-    async fn stop(self) {
+    /// Shuts down (sockets closed with 1001) and waits until the port is free; returns the
+    /// address, to start a server on again.
+    async fn stop(self) -> SocketAddr {
         timeout(WAIT, self.app.shutdown()).await.unwrap();
         timeout(WAIT, self.task).await.unwrap().unwrap().unwrap();
+        self.addr
     }
 }
 
@@ -187,9 +189,13 @@ fn in_r1(base: impl AsRef<str>) -> ClientBuilder<Chat> {
     Client::<Chat>::builder(base).params(&room("r1"))
 }
 
-/// Reconnects soon: after 20 ms, then doubling up to 200 ms.
-fn quick_reconnect() -> Backoff {
-    Backoff::exponential(Duration::from_millis(20), Duration::from_millis(200))
+/// A client of the room `r1` on `server` that reconnects soon: after 20 ms, then doubling up
+/// to 200 ms.
+fn reconnecting(server: &Server) -> ClientBuilder<Chat> {
+    in_r1(server.base()).reconnect(Backoff::exponential(
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+    ))
 }
 
 /// The text of the next event, which must be a `Said` message.
@@ -205,6 +211,30 @@ async fn next_event(client: &mut Client<Chat>) -> Event<ChatOut> {
         .await
         .expect("no event in time")
         .expect("the event stream ended")
+}
+
+/// The close code and reason of the next event, which must be `Disconnected`.
+async fn next_disconnect(client: &mut Client<Chat>) -> (Option<u16>, String) {
+    match next_event(client).await {
+        Event::Disconnected { code, reason } => (code, reason),
+        other => panic!("expected a disconnect, got {other:?}"),
+    }
+}
+
+/// Starts a server on `addr` again and waits until `client` has reconnected to it.
+async fn restart(addr: SocketAddr, client: &mut Client<Chat>) -> Server {
+    let server = Server::start(&addr.to_string()).await;
+    assert!(matches!(next_event(client).await, Event::Reconnected));
+    server
+}
+
+/// The event stream has ended, and sends fail with `Closed`.
+async fn assert_ended(client: &mut Client<Chat>) {
+    assert!(timeout(WAIT, client.next()).await.unwrap().is_none());
+    assert!(matches!(
+        client.send(&ChatIn::Ping).await,
+        Err(ClientError::Closed)
+    ));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -254,11 +284,7 @@ async fn typed_round_trip_with_params_query_and_headers() {
     }
 
     client.close().await.unwrap();
-    assert!(timeout(WAIT, client.next()).await.unwrap().is_none());
-    assert!(matches!(
-        client.send(&ChatIn::Ping).await,
-        Err(ClientError::Closed)
-    ));
+    assert_ended(&mut client).await;
     server.stop().await;
 }
 
@@ -290,27 +316,18 @@ async fn an_undecodable_message_is_reported_and_the_stream_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_to_a_server_restarted_on_the_same_port() {
     let first = Server::start("127.0.0.1:0").await;
-    let addr = first.addr;
-    let mut client = in_r1(first.base())
-        .reconnect(quick_reconnect())
-        .connect()
-        .await
-        .unwrap();
+    let mut client = reconnecting(&first).connect().await.unwrap();
     client.send(&ChatIn::Ping).await.unwrap();
     assert!(matches!(
         next_event(&mut client).await,
         Event::Message(ChatOut::Pong)
     ));
 
-    first.stop().await;
-    match next_event(&mut client).await {
-        Event::Disconnected { code, .. } => assert_eq!(code, Some(1001)),
-        other => panic!("expected a disconnect, got {other:?}"),
-    }
+    let addr = first.stop().await;
+    assert_eq!(next_disconnect(&mut client).await.0, Some(1001));
 
     // The client retries against a closed port until the new server is up.
-    let second = Server::start(&addr.to_string()).await;
-    assert!(matches!(next_event(&mut client).await, Event::Reconnected));
+    let second = restart(addr, &mut client).await;
     assert_eq!(second.seen().wait_for(1).await[0].room, "r1");
     client
         .send(&ChatIn::Say {
@@ -326,18 +343,9 @@ async fn reconnects_to_a_server_restarted_on_the_same_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_while_disconnected_go_out_after_the_reconnect() {
     let first = Server::start("127.0.0.1:0").await;
-    let addr = first.addr;
-    let mut client = in_r1(first.base())
-        .reconnect(quick_reconnect())
-        .queue(1)
-        .connect()
-        .await
-        .unwrap();
-    first.stop().await;
-    assert!(matches!(
-        next_event(&mut client).await,
-        Event::Disconnected { .. }
-    ));
+    let mut client = reconnecting(&first).queue(1).connect().await.unwrap();
+    let addr = first.stop().await;
+    next_disconnect(&mut client).await;
     client
         .send(&ChatIn::Say {
             text: "queued".into(),
@@ -355,8 +363,7 @@ async fn messages_sent_while_disconnected_go_out_after_the_reconnect() {
         "the send queue is full (capacity 1); the connection is down or slower than the sender"
     );
 
-    let second = Server::start(&addr.to_string()).await;
-    assert!(matches!(next_event(&mut client).await, Event::Reconnected));
+    let second = restart(addr, &mut client).await;
     assert_eq!(next_said(&mut client).await, "queued");
     client.close().await.unwrap();
     second.stop().await;
@@ -431,10 +438,7 @@ async fn the_first_connect_fails_at_once_and_reconnecting_can_give_up() {
         .await
         .unwrap();
     server.stop().await;
-    assert!(matches!(
-        next_event(&mut client).await,
-        Event::Disconnected { .. }
-    ));
+    next_disconnect(&mut client).await;
     match next_event(&mut client).await {
         Event::GaveUp { attempts, error } => {
             assert_eq!(attempts, 3);
@@ -442,11 +446,7 @@ async fn the_first_connect_fails_at_once_and_reconnecting_can_give_up() {
         }
         other => panic!("expected to give up, got {other:?}"),
     }
-    assert!(timeout(WAIT, client.next()).await.unwrap().is_none());
-    assert!(matches!(
-        client.send(&ChatIn::Ping).await,
-        Err(ClientError::Closed)
-    ));
+    assert_ended(&mut client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,14 +458,8 @@ async fn without_reconnect_the_stream_ends_after_the_disconnect() {
         .await
         .unwrap();
     server.stop().await;
-    assert!(matches!(
-        next_event(&mut client).await,
-        Event::Disconnected {
-            code: Some(1001),
-            ..
-        }
-    ));
-    assert!(timeout(WAIT, client.next()).await.unwrap().is_none());
+    assert_eq!(next_disconnect(&mut client).await.0, Some(1001));
+    assert_ended(&mut client).await;
 }
 
 /// Accepts one WebSocket handshake, then never reads or writes again.
@@ -515,14 +509,10 @@ async fn a_silent_server_is_found_dead_after_two_heartbeats() {
         .await
         .unwrap();
     // Bounded by the test's wait, well under the OS's own detection.
-    match next_event(&mut client).await {
-        Event::Disconnected { code, reason } => {
-            assert_eq!(code, None);
-            assert!(reason.contains("2 heartbeat intervals"), "{reason}");
-        }
-        other => panic!("expected a disconnect, got {other:?}"),
-    }
+    let (code, reason) = next_disconnect(&mut client).await;
+    assert_eq!(code, None);
+    assert!(reason.contains("2 heartbeat intervals"), "{reason}");
     assert!(connected.elapsed() >= interval * 2);
-    assert!(timeout(WAIT, client.next()).await.unwrap().is_none());
+    assert_ended(&mut client).await;
     server.abort();
 }

@@ -165,22 +165,23 @@ async fn a_client_not_trusting_the_root_fails_with_a_tls_error() {
 #[tokio::test]
 async fn a_root_that_does_not_parse_is_refused_before_connecting() {
     // Nothing listens here: the certificate is checked before any I/O.
-    let error = Client::<Echo>::builder("wss://127.0.0.1:9")
-        .add_root_certificate("-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n")
-        .connect()
-        .await
-        .expect_err("a bad PEM is refused");
-    assert!(
-        matches!(error, ClientError::BadCertificate { .. }),
-        "{error:?}"
-    );
-    let error = Client::<Echo>::builder("wss://127.0.0.1:9")
-        .add_root_certificate(b"not DER".to_vec())
-        .connect()
-        .await
-        .expect_err("bad DER is refused");
-    assert!(
-        matches!(error, ClientError::BadCertificate { .. }),
-        "{error:?}"
-    );
+    let client = || Client::<Echo>::builder("wss://127.0.0.1:9");
+    for (builder, what) in [
+        (
+            client().add_root_certificate(
+                "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
+            ),
+            "a bad PEM is refused",
+        ),
+        (
+            client().add_root_certificate(b"not DER".to_vec()),
+            "bad DER is refused",
+        ),
+    ] {
+        let error = builder.connect().await.expect_err(what);
+        assert!(
+            matches!(error, ClientError::BadCertificate { .. }),
+            "{what}: {error:?}"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! `#[inject]` fields, and expanding the registration record plus the `Component` impl.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Item, ItemStruct, LitStr};
 
@@ -105,31 +105,16 @@ pub(crate) fn parse_struct(item: TokenStream, macro_name: &str) -> syn::Result<C
 
 /// The tokens that name a wrongly annotated item (`enum Mode`, `fn chat`), for the error span.
 fn item_head(item: &Item) -> TokenStream {
+    fn head(keyword: &impl ToTokens, name: &impl ToTokens) -> TokenStream {
+        quote!(#keyword #name)
+    }
     match item {
-        Item::Enum(e) => {
-            let (kw, ident) = (&e.enum_token, &e.ident);
-            quote!(#kw #ident)
-        }
-        Item::Fn(f) => {
-            let (kw, ident) = (&f.sig.fn_token, &f.sig.ident);
-            quote!(#kw #ident)
-        }
-        Item::Impl(i) => {
-            let (kw, ty) = (&i.impl_token, &i.self_ty);
-            quote!(#kw #ty)
-        }
-        Item::Trait(t) => {
-            let (kw, ident) = (&t.trait_token, &t.ident);
-            quote!(#kw #ident)
-        }
-        Item::Union(u) => {
-            let (kw, ident) = (&u.union_token, &u.ident);
-            quote!(#kw #ident)
-        }
-        Item::Mod(m) => {
-            let (kw, ident) = (&m.mod_token, &m.ident);
-            quote!(#kw #ident)
-        }
+        Item::Enum(e) => head(&e.enum_token, &e.ident),
+        Item::Fn(f) => head(&f.sig.fn_token, &f.sig.ident),
+        Item::Impl(i) => head(&i.impl_token, &i.self_ty),
+        Item::Trait(t) => head(&t.trait_token, &t.ident),
+        Item::Union(u) => head(&u.union_token, &u.ident),
+        Item::Mod(m) => head(&m.mod_token, &m.ident),
         other => quote!(#other),
     }
 }

@@ -327,33 +327,29 @@ mod tests {
             .expect("valid"),
         );
         let items = impl_items(out.impl_of("Channel"));
-        assert!(
-            items.contains(&(
-                "Params".into(),
+        for (name, item) in [
+            (
+                "Params",
                 quote!(
                     type Params = ();
-                )
-                .to_string()
-            ))
-        );
-        assert!(
-            items.contains(&(
-                "In".into(),
+                ),
+            ),
+            (
+                "In",
                 quote!(
                     type In = __asena::Message;
-                )
-                .to_string()
-            ))
-        );
-        assert!(
-            items.contains(&(
-                "Out".into(),
+                ),
+            ),
+            (
+                "Out",
                 quote!(
                     type Out = __asena::Raw;
-                )
-                .to_string()
-            ))
-        );
+                ),
+            ),
+        ] {
+            let expected = (name.to_owned(), item.to_string());
+            assert!(items.contains(&expected), "{expected:?} in {items:?}");
+        }
     }
 
     #[test]

@@ -275,34 +275,78 @@ fn snapshot(map: &Mutex<BTreeMap<u16, u64>>) -> Vec<(u16, u64)> {
         .collect()
 }
 
+/// The plain counters of [`NamespaceStats`], each declared once: a public reader (with its
+/// documentation) for every one; for those in `cold`, which events bump one at a time, the
+/// crate's `record_*` that adds one as well. The `hot` ones are added to in bulk (see
+/// [`end_read`] and [`NamespaceStats::record_send`]).
+macro_rules! counters {
+    (
+        hot { $($(#[$hot_doc:meta])* $hot:ident;)+ }
+        cold { $($(#[$cold_doc:meta])* $cold:ident => $record:ident;)+ }
+    ) => {
+        impl NamespaceStats {
+            $(
+                $(#[$hot_doc])*
+                pub fn $hot(&self) -> u64 {
+                    self.hot.$hot.load(Ordering::Relaxed)
+                }
+            )+
+            $(
+                $(#[$cold_doc])*
+                pub fn $cold(&self) -> u64 {
+                    self.$cold.load(Ordering::Relaxed)
+                }
+
+                pub(crate) fn $record(&self) {
+                    self.$cold.fetch_add(1, Ordering::Relaxed);
+                }
+            )+
+        }
+    };
+}
+
+counters! {
+    hot {
+        /// Messages read from sockets.
+        messages_received;
+        /// Payload bytes of the messages read from sockets (after inflating).
+        received_bytes;
+        /// Sends made on this instance: room, broadcast and direct ones (a room send is one,
+        /// however many members it reaches).
+        messages_sent;
+        /// Frames queued to local sockets, by local sends and messages from other instances.
+        deliveries;
+    }
+    cold {
+        /// Messages that did not decode into the service's `receives` type or broke one of its
+        /// constraints (answered by `on_invalid`; the socket stayed open).
+        invalid_messages => record_invalid_message;
+        /// Sends refused because the message is larger than the transport carries between
+        /// instances (`MESSAGE_TOO_LARGE`): each reached nobody.
+        too_large => record_too_large;
+        /// Messages over their socket's inbound [`RateLimit`](crate::config::RateLimit): dropped
+        /// ([`RateLimitPolicy::DropMessages`](crate::config::RateLimitPolicy::DropMessages)), or the one
+        /// that closed its socket with 1008 ([`RateLimitPolicy::Close`](crate::config::RateLimitPolicy::Close)).
+        /// Either way no handler saw it. They count in
+        /// [`messages_received`](Self::messages_received) too.
+        rate_limited => record_rate_limited;
+        /// Times a full send queue triggered the slow-consumer policy: each is one frame that
+        /// was not queued (dropped).
+        slow_consumers => record_slow_consumer;
+        /// Sockets that hit the slow-consumer policy (each counted once).
+        slow_sockets => record_slow_socket;
+        /// Handlers that returned `Err` or panicked.
+        handler_errors => record_handler_error;
+        /// Connections closed for protocol violations, bad UTF-8 or oversized messages.
+        protocol_errors => record_protocol_error;
+        /// Connections refused by the connection limit.
+        rejected_connections => record_rejected;
+        /// Connections that were admitted and started running.
+        opened => record_opened;
+    }
+}
+
 impl NamespaceStats {
-    pub(crate) fn record_slow_consumer(&self) {
-        self.slow_consumers.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn record_slow_socket(&self) {
-        self.slow_sockets.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn record_handler_error(&self) {
-        self.handler_errors.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn record_protocol_error(&self) {
-        self.protocol_errors.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn record_rejected(&self) {
-        self.rejected_connections.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn record_invalid_message(&self) {
-        self.invalid_messages.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn record_too_large(&self) {
-        self.too_large.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn record_rate_limited(&self) {
-        self.rate_limited.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn record_opened(&self) {
-        self.opened.fetch_add(1, Ordering::Relaxed);
-    }
     pub(crate) fn record_closed(&self, code: u16) {
         bump(&self.closed, code);
     }
@@ -337,49 +381,6 @@ impl NamespaceStats {
         }
     }
 
-    /// Messages that did not decode into the service's `receives` type or broke one of its
-    /// constraints (answered by `on_invalid`; the socket stayed open).
-    pub fn invalid_messages(&self) -> u64 {
-        self.invalid_messages.load(Ordering::Relaxed)
-    }
-    /// Sends refused because the message is larger than the transport carries between
-    /// instances (`MESSAGE_TOO_LARGE`): each reached nobody.
-    pub fn too_large(&self) -> u64 {
-        self.too_large.load(Ordering::Relaxed)
-    }
-    /// Messages over their socket's inbound [`RateLimit`](crate::config::RateLimit): dropped
-    /// ([`RateLimitPolicy::DropMessages`](crate::config::RateLimitPolicy::DropMessages)), or the one
-    /// that closed its socket with 1008 ([`RateLimitPolicy::Close`](crate::config::RateLimitPolicy::Close)).
-    /// Either way no handler saw it. They count in
-    /// [`messages_received`](Self::messages_received) too.
-    pub fn rate_limited(&self) -> u64 {
-        self.rate_limited.load(Ordering::Relaxed)
-    }
-    /// Times a full send queue triggered the slow-consumer policy: each is one frame that
-    /// was not queued (dropped).
-    pub fn slow_consumers(&self) -> u64 {
-        self.slow_consumers.load(Ordering::Relaxed)
-    }
-    /// Sockets that hit the slow-consumer policy (each counted once).
-    pub fn slow_sockets(&self) -> u64 {
-        self.slow_sockets.load(Ordering::Relaxed)
-    }
-    /// Handlers that returned `Err` or panicked.
-    pub fn handler_errors(&self) -> u64 {
-        self.handler_errors.load(Ordering::Relaxed)
-    }
-    /// Connections closed for protocol violations, bad UTF-8 or oversized messages.
-    pub fn protocol_errors(&self) -> u64 {
-        self.protocol_errors.load(Ordering::Relaxed)
-    }
-    /// Connections refused by the connection limit.
-    pub fn rejected_connections(&self) -> u64 {
-        self.rejected_connections.load(Ordering::Relaxed)
-    }
-    /// Connections that were admitted and started running.
-    pub fn opened(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
-    }
     /// Connections that ended, by the close code `on_close` saw (1006: the peer vanished).
     pub fn closed(&self) -> Vec<(u16, u64)> {
         snapshot(&self.closed)
@@ -387,23 +388,6 @@ impl NamespaceStats {
     /// Upgrade requests answered with an HTTP status instead of 101, by status.
     pub fn refused_upgrades(&self) -> Vec<(u16, u64)> {
         snapshot(&self.refused)
-    }
-    /// Messages read from sockets.
-    pub fn messages_received(&self) -> u64 {
-        self.hot.messages_received.load(Ordering::Relaxed)
-    }
-    /// Payload bytes of the messages read from sockets (after inflating).
-    pub fn received_bytes(&self) -> u64 {
-        self.hot.received_bytes.load(Ordering::Relaxed)
-    }
-    /// Sends made on this instance: room, broadcast and direct ones (a room send is one,
-    /// however many members it reaches).
-    pub fn messages_sent(&self) -> u64 {
-        self.hot.messages_sent.load(Ordering::Relaxed)
-    }
-    /// Frames queued to local sockets, by local sends and messages from other instances.
-    pub fn deliveries(&self) -> u64 {
-        self.hot.deliveries.load(Ordering::Relaxed)
     }
     /// The histogram of the time from a message's arrival (its bytes read by the socket's
     /// reader) to the local fan-out of a room or broadcast message its handler sent being

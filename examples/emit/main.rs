@@ -108,7 +108,9 @@ where
     // lexopt's errors name the argument ("invalid option '--x'", "missing argument for option
     // '--room'"); the usage follows them.
     let usage = |e: lexopt::Error| anyhow::anyhow!("{e}\n{USAGE}");
-    let value = |parser: &mut lexopt::Parser| parser.value()?.string();
+    let value = |parser: &mut lexopt::Parser| -> anyhow::Result<String> {
+        parser.value().and_then(|v| v.string()).map_err(usage)
+    };
     let set_target = |target: &mut Option<Target>, t: Target| {
         if target.replace(t).is_some() {
             bail!("give only one of --room, --socket, --client, --user, --broadcast\n{USAGE}");
@@ -117,48 +119,28 @@ where
     };
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
-            Long("url") => url = value(&mut parser).map_err(usage)?,
-            Long("namespace") => namespace = Some(value(&mut parser).map_err(usage)?),
-            Long("channel") => channel = Some(value(&mut parser).map_err(usage)?),
-            Long("room") => {
-                set_target(
-                    &mut target,
-                    Target::Room(value(&mut parser).map_err(usage)?),
-                )?;
-            }
-            Long("socket") => {
-                set_target(
-                    &mut target,
-                    Target::Socket(value(&mut parser).map_err(usage)?),
-                )?;
-            }
-            Long("client") => {
-                set_target(
-                    &mut target,
-                    Target::Client(value(&mut parser).map_err(usage)?),
-                )?;
-            }
-            Long("user") => {
-                set_target(
-                    &mut target,
-                    Target::User(value(&mut parser).map_err(usage)?),
-                )?;
-            }
+            Long("url") => url = value(&mut parser)?,
+            Long("namespace") => namespace = Some(value(&mut parser)?),
+            Long("channel") => channel = Some(value(&mut parser)?),
+            Long("room") => set_target(&mut target, Target::Room(value(&mut parser)?))?,
+            Long("socket") => set_target(&mut target, Target::Socket(value(&mut parser)?))?,
+            Long("client") => set_target(&mut target, Target::Client(value(&mut parser)?))?,
+            Long("user") => set_target(&mut target, Target::User(value(&mut parser)?))?,
             Long("broadcast") => set_target(&mut target, Target::Broadcast)?,
             Long("json") => {
-                let raw = value(&mut parser).map_err(usage)?;
+                let raw = value(&mut parser)?;
                 serde_json::from_str::<serde_json::Value>(&raw)
                     .context("--json is not valid JSON")?;
                 // Sent exactly as given (key order kept).
                 message = Some(raw);
             }
-            Long("text") => message = Some(value(&mut parser).map_err(usage)?),
-            Long("event") => event = Some(value(&mut parser).map_err(usage)?),
+            Long("text") => message = Some(value(&mut parser)?),
+            Long("event") => event = Some(value(&mut parser)?),
             Long("data") => {
-                let raw = value(&mut parser).map_err(usage)?;
+                let raw = value(&mut parser)?;
                 data = Some(serde_json::from_str(&raw).context("--data is not valid JSON")?);
             }
-            Long("exclude") => exclude.push(value(&mut parser).map_err(usage)?),
+            Long("exclude") => exclude.push(value(&mut parser)?),
             Short('h') | Long("help") => bail!("{USAGE}"),
             other => return Err(usage(other.unexpected())),
         }
@@ -274,16 +256,19 @@ mod tests {
         parse(args.split_whitespace())
     }
 
+    /// What parsing `args` says, which must fail.
+    fn parse_err(args: &str) -> String {
+        match parse_str(args) {
+            Ok(a) => panic!("{args}: parsed as {a:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
     fn the_readme_invocation_parses() -> anyhow::Result<()> {
-        let args = parse([
-            "--namespace",
-            "chat",
-            "--room",
-            "general",
-            "--json",
-            r#"{"type":"announcement","message":"hi"}"#,
-        ])?;
+        let args = parse_str(
+            r#"--namespace chat --room general --json {"type":"announcement","message":"hi"}"#,
+        )?;
         assert_eq!(args.namespace, "/chat");
         assert!(matches!(&args.target, Target::Room(r) if r == "general"));
         assert_eq!(args.message, r#"{"type":"announcement","message":"hi"}"#);
@@ -300,10 +285,6 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_named_and_followed_by_the_usage() {
-        let err = |args: &str| match parse_str(args) {
-            Ok(a) => panic!("{args}: parsed as {a:?}"),
-            Err(e) => e.to_string(),
-        };
         for (args, says) in [
             (
                 "--room a --frobnicate --text x",
@@ -316,11 +297,11 @@ mod tests {
             ("--room a", "no message given"),
             ("--help", "usage: emit"),
         ] {
-            let e = err(args);
+            let e = parse_err(args);
             assert!(e.starts_with(says), "{args}: {e}");
             assert!(e.ends_with(USAGE), "{args}: {e}");
         }
-        assert_eq!(err("--room a --json {"), "--json is not valid JSON");
+        assert_eq!(parse_err("--room a --json {"), "--json is not valid JSON");
     }
 
     fn managed(args: &Args) -> &Managed {
@@ -329,14 +310,7 @@ mod tests {
 
     #[test]
     fn event_makes_a_managed_message() -> anyhow::Result<()> {
-        let args = parse([
-            "--user",
-            "u-42",
-            "--event",
-            "notification",
-            "--data",
-            r#"{"message":"ready"}"#,
-        ])?;
+        let args = parse_str(r#"--user u-42 --event notification --data {"message":"ready"}"#)?;
         assert!(matches!(&args.target, Target::User(u) if u == "u-42"));
         assert_eq!(managed(&args).event, "notification");
         assert_eq!(managed(&args).data, serde_json::json!({"message": "ready"}));
@@ -363,10 +337,6 @@ mod tests {
 
     #[test]
     fn managed_and_asena_flags_do_not_mix() {
-        let err = |args: &str| match parse_str(args) {
-            Ok(a) => panic!("{args}: parsed as {a:?}"),
-            Err(e) => e.to_string(),
-        };
         for (args, says) in [
             ("--user u --text x", "--user addresses a managed service"),
             (
@@ -409,12 +379,12 @@ mod tests {
             ("--event e", "no target given"),
             ("--user u --event", "missing argument for option '--event'"),
         ] {
-            let e = err(args);
+            let e = parse_err(args);
             assert!(e.starts_with(says), "{args}: {e}");
             assert!(e.ends_with(USAGE), "{args}: {e}");
         }
         assert_eq!(
-            err("--user u --event e --data {"),
+            parse_err("--user u --event e --data {"),
             "--data is not valid JSON"
         );
     }

@@ -948,15 +948,25 @@ fn start_readers(
         .collect()
 }
 
-async fn chat(o: Opts) -> i32 {
-    let conns = match open_all(&o).await {
-        Ok(conns) => conns,
+/// [`open_all`], and how many of the connections are open; `None` (said on stderr) when
+/// that fails.
+async fn open_counted(o: &Opts) -> Option<(Vec<Option<Conn>>, usize)> {
+    match open_all(o).await {
+        Ok(conns) => {
+            let open_count = conns.iter().filter(|c| c.is_some()).count();
+            Some((conns, open_count))
+        }
         Err(e) => {
             eprintln!("loadgen: {e}");
-            return 3;
+            None
         }
+    }
+}
+
+async fn chat(o: Opts) -> i32 {
+    let Some((conns, open_count)) = open_counted(&o).await else {
+        return 3;
     };
-    let open_count = conns.iter().filter(|c| c.is_some()).count();
     if open_count < o.conns {
         eprintln!("only {open_count} of {} connections open", o.conns);
     }
@@ -1113,14 +1123,9 @@ async fn chat(o: Opts) -> i32 {
 }
 
 async fn idle(o: Opts) -> i32 {
-    let conns = match open_all(&o).await {
-        Ok(conns) => conns,
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return 3;
-        }
+    let Some((conns, open_count)) = open_counted(&o).await else {
+        return 3;
     };
-    let open_count = conns.iter().filter(|c| c.is_some()).count();
     let shared = Arc::new(Shared::new(0, open_count));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut readers = JoinSet::new();
@@ -1161,11 +1166,17 @@ mod tests {
         parse_args(args.split_whitespace()).map_err(|e| e.to_string())
     }
 
+    /// The options of a `chat` or `idle` command line, which must parse as one.
+    fn run_opts(args: &str) -> Opts {
+        match parse(args) {
+            Ok(Command::Run(o)) => o,
+            other => panic!("{args} did not parse as a run: {other:?}"),
+        }
+    }
+
     #[test]
     fn bench_sh_invocations_parse() {
-        let Ok(Command::Run(o)) = parse("chat 4102 1000 -s 1000 -r 250 -d 5 -u /bench") else {
-            panic!("chat did not parse");
-        };
+        let o = run_opts("chat 4102 1000 -s 1000 -r 250 -d 5 -u /bench");
         let o = check_bounds(o).expect("within bounds");
         assert_eq!(o.mode, Mode::Chat);
         assert_eq!(
@@ -1182,9 +1193,7 @@ mod tests {
             Ok(Command::Floor { conns: 1000 })
         ));
         assert!(matches!(parse("--help"), Ok(Command::Help)));
-        let Ok(Command::Run(o)) = parse("idle 4101 10") else {
-            panic!("idle did not parse");
-        };
+        let o = run_opts("idle 4101 10");
         let o = check_bounds(o).expect("within bounds");
         assert_eq!(
             (o.mode, o.senders, o.burst, o.secs),
@@ -1212,17 +1221,13 @@ mod tests {
                 Ok(c) => panic!("{args}: parsed as {c:?}"),
             }
         }
-        let Ok(Command::Run(o)) = parse("chat 4101 0") else {
-            panic!("chat did not parse");
-        };
+        let o = run_opts("chat 4101 0");
         assert!(check_bounds(o).is_err_and(|e| e.starts_with("bounds:")));
     }
 
     #[test]
     fn several_ports_spread_the_clients() {
-        let Ok(Command::Run(o)) = parse("chat 4101,4102,4103 9 -s 3") else {
-            panic!("chat did not parse");
-        };
+        let o = run_opts("chat 4101,4102,4103 9 -s 3");
         assert_eq!(o.ports, [4101, 4102, 4103]);
         assert!(check_bounds(o).is_ok());
     }
@@ -1238,29 +1243,19 @@ mod tests {
 
     #[test]
     fn size_and_deflate_parse_and_default_to_todays_messages() {
-        let Ok(Command::Run(o)) = parse("chat 4102 1000 -s 100 -d 5 -u /bench") else {
-            panic!("chat did not parse");
-        };
+        let o = run_opts("chat 4102 1000 -s 100 -d 5 -u /bench");
         let o = check_bounds(o).expect("within bounds");
         assert_eq!((o.size, o.deflate), (PAYLOAD_LEN, false));
 
-        let Ok(Command::Run(o)) =
-            parse("chat 4102 1000 -s 100 --size 1024 --deflate -w 4 -d 5 -u /bench")
-        else {
-            panic!("chat did not parse");
-        };
+        let o = run_opts("chat 4102 1000 -s 100 --size 1024 --deflate -w 4 -d 5 -u /bench");
         let o = check_bounds(o).expect("within bounds");
         assert_eq!(
             (o.size, o.deflate, o.senders, o.window),
             (1024, true, 100, 4)
         );
-        let Ok(Command::Run(o)) = parse("chat 4102 10 --size=2048") else {
-            panic!("--size=N did not parse");
-        };
+        let o = run_opts("chat 4102 10 --size=2048");
         assert_eq!(o.size, 2048);
-        let Ok(Command::Run(o)) = parse("idle 4102 10 --deflate") else {
-            panic!("idle did not parse");
-        };
+        let o = run_opts("idle 4102 10 --deflate");
         assert!(check_bounds(o).expect("within bounds").deflate);
 
         for (args, says) in [
@@ -1284,35 +1279,25 @@ mod tests {
             }
         }
         for args in ["chat 4101 10 --size 15", "chat 4101 10 --size 1048577"] {
-            let Ok(Command::Run(o)) = parse(args) else {
-                panic!("{args} did not parse");
-            };
+            let o = run_opts(args);
             assert!(
                 check_bounds(o).is_err_and(|e| e.starts_with("bounds:")),
                 "{args}"
             );
         }
-        let Ok(Command::Run(o)) = parse("idle 4101 10 --size 1024") else {
-            panic!("idle did not parse");
-        };
+        let o = run_opts("idle 4101 10 --size 1024");
         assert!(check_bounds(o).is_err_and(|e| e.starts_with("--size")));
     }
 
     #[test]
     fn json_messages_are_objects_with_the_timestamp_last() {
-        let Ok(Command::Run(o)) = parse("chat 4102 1000 -s 100 --json -d 5 -u /bench-typed") else {
-            panic!("--json did not parse");
-        };
+        let o = run_opts("chat 4102 1000 -s 100 --json -d 5 -u /bench-typed");
         let o = check_bounds(o).expect("within bounds");
         assert_eq!((o.size, o.json), (JSON_MIN_LEN, true));
         assert_eq!(JSON_MIN_LEN, 37);
-        let Ok(Command::Run(o)) = parse("chat 4102 10 --json --size 36") else {
-            panic!("--json --size did not parse");
-        };
+        let o = run_opts("chat 4102 10 --json --size 36");
         assert!(check_bounds(o).is_err_and(|e| e.starts_with("bounds:")));
-        let Ok(Command::Run(o)) = parse("idle 4102 10 --json") else {
-            panic!("idle --json did not parse");
-        };
+        let o = run_opts("idle 4102 10 --json");
         assert!(check_bounds(o).is_err_and(|e| e.contains("--json")));
 
         for size in [JSON_MIN_LEN, 125, 1024] {

@@ -228,25 +228,29 @@ impl Presence {
             }
             _ => {
                 self.counted().insert(session.to_owned());
-                let mut last = self.local.lock().unwrap_or_else(|p| p.into_inner());
-                let online = managed.local_users();
-                if online != last.0 {
-                    last.0 = online.clone();
-                    last.1 += 1;
-                    managed.broadcast(
-                        &RealtimeOut::Presence {
-                            online,
-                            version: last.1,
-                        },
-                        &[],
-                    )?;
-                } else {
-                    let version = last.1;
-                    managed.to_client(session, &RealtimeOut::Presence { online, version })?;
+                if let Some(unchanged) = self.local_presence(managed)? {
+                    managed.to_client(session, &unchanged)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Without Redis: when the users online on this instance changed since the last
+    /// snapshot, everyone gets the new one and the answer is `None`; otherwise the answer is
+    /// the snapshot, unchanged.
+    fn local_presence(&self, managed: &Managed<RealtimeOut>) -> Result<Option<RealtimeOut>> {
+        let mut last = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let online = managed.local_users();
+        if online == last.0 {
+            let version = last.1;
+            return Ok(Some(RealtimeOut::Presence { online, version }));
+        }
+        last.0 = online.clone();
+        last.1 += 1;
+        let version = last.1;
+        managed.broadcast(&RealtimeOut::Presence { online, version }, &[])?;
+        Ok(None)
     }
 
     /// A session closed: everyone learns when it was the user's last one.
@@ -268,19 +272,7 @@ impl Presence {
                 }
             }
             _ => {
-                let mut last = self.local.lock().unwrap_or_else(|p| p.into_inner());
-                let online = managed.local_users();
-                if online != last.0 {
-                    last.0 = online.clone();
-                    last.1 += 1;
-                    managed.broadcast(
-                        &RealtimeOut::Presence {
-                            online,
-                            version: last.1,
-                        },
-                        &[],
-                    )?;
-                }
+                self.local_presence(managed)?;
             }
         }
         Ok(())

@@ -1,5 +1,7 @@
-//! Private Redis and NATS servers for the tests that kill and restart a broker: a process on
-//! a free loopback port, killed on drop, and a transport kept typed to read its counters.
+//! The brokers of the multi-instance tests: the shared Redis and NATS `scripts/services.sh`
+//! runs on their default ports, and private servers for the tests that kill and restart a
+//! broker (a process on a free loopback port, killed on drop, and a transport kept typed to
+//! read its counters).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -8,6 +10,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use asena_runtime::transport::{NatsTransport, RedisTransport, Transport, TransportStats};
+
+/// The shared Redis; tests on it keep apart by [`unique`](crate::unique) names.
+pub const REDIS: &str = "redis://127.0.0.1:6379";
+
+/// The shared NATS; tests on it keep apart by [`unique`](crate::unique) names.
+pub const NATS: &str = "nats://127.0.0.1:4222";
 
 /// Which broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

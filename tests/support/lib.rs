@@ -22,6 +22,16 @@ pub mod broker;
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// A name no other test or run uses, for rooms, channels, subjects and keys on the shared
+/// brokers: `prefix`, the process id and a UUID v7.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    )
+}
+
 /// Installs a test log subscriber once (RUST_LOG controls it).
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -40,6 +50,12 @@ pub struct TestServer {
     handle: Option<JoinHandle<Result<(), asena_runtime::Error>>>,
 }
 
+/// An app builder that registers nothing automatically: the app has exactly the components
+/// the test names, whatever else the test binary links.
+pub fn isolated() -> AsenaBuilder {
+    Asena::builder().without_auto_registration()
+}
+
 /// Builds `builder` and serves it on `127.0.0.1:0`.
 pub async fn start(builder: AsenaBuilder) -> anyhow::Result<TestServer> {
     init_tracing();
@@ -53,12 +69,18 @@ pub async fn start_service<S>() -> anyhow::Result<TestServer>
 where
     S: asena_runtime::di::Component + asena_runtime::protocol::Endpoint,
 {
-    start(
-        asena_runtime::Asena::builder()
-            .without_auto_registration()
-            .websocket::<S>(),
-    )
-    .await
+    start(isolated().websocket::<S>()).await
+}
+
+/// Serves an app of the one service `S` (nothing registered automatically) with
+/// `transport` on `127.0.0.1:0`: one instance of a fleet.
+pub async fn start_service_with<S>(
+    transport: impl asena_runtime::transport::Transport,
+) -> anyhow::Result<TestServer>
+where
+    S: asena_runtime::di::Component + asena_runtime::protocol::Endpoint,
+{
+    start(isolated().websocket::<S>().transport(transport)).await
 }
 
 /// Serves an already built app on `127.0.0.1:0`.
@@ -87,6 +109,31 @@ impl TestServer {
     /// Connects a client to `path` (which may carry a query).
     pub async fn connect(&self, path: &str) -> anyhow::Result<Client> {
         Client::connect(&self.ws_url(path)).await
+    }
+
+    /// A GET of `path`, read whole by [`http_request`].
+    pub async fn get(&self, path: &str) -> anyhow::Result<HttpResponse> {
+        http_get(&self.http_url(path)).await
+    }
+
+    /// Sends `method path`, with `json` as the body when given, and reads the whole response
+    /// ([`http_request`]).
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        json: Option<&Value>,
+    ) -> anyhow::Result<HttpResponse> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(self.http_url(path));
+        let req = match json {
+            Some(v) => req
+                .header("content-type", "application/json")
+                .body(v.to_string().into())?,
+            None => req.body(Default::default())?,
+        };
+        http_request(req).await
     }
 
     /// Shuts the app down and waits for the server task.
@@ -255,12 +302,73 @@ macro_rules! echo_service {
     };
 }
 
+/// Declares a service `$name` at `$path` whose sockets join the rooms named in
+/// `?rooms=a,b` and say `{"type": "ready", "id": ..}`; a text `to:<id>:<text>` goes to that
+/// socket, `all:<text>` to everyone, anything else to each of the sender's rooms.
+#[macro_export]
+macro_rules! hall_service {
+    ($name:ident, $path:literal) => {
+        #[::asena_runtime::websocket(path = $path)]
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl ::asena_runtime::WebSocketService for $name {
+            type Data = ();
+
+            async fn on_open(&self, ws: &::asena_runtime::Socket<Self>) -> ::asena_runtime::Result<()> {
+                for room in ws.query("rooms").unwrap_or("").split(',') {
+                    if !room.is_empty() {
+                        ws.subscribe(room)?;
+                    }
+                }
+                ws.send_json(&::serde_json::json!({"type": "ready", "id": ws.id()}))?;
+                Ok(())
+            }
+
+            async fn on_message(
+                &self,
+                ws: &::asena_runtime::Socket<Self>,
+                msg: ::asena_runtime::Message,
+            ) -> ::asena_runtime::Result<()> {
+                let text = msg.as_text().unwrap_or_default().to_owned();
+                if let Some(rest) = text.strip_prefix("to:") {
+                    let (id, body) = rest.split_once(':').unwrap_or((rest, ""));
+                    ws.namespace().to_socket(id, body)?;
+                } else if let Some(body) = text.strip_prefix("all:") {
+                    ws.namespace().broadcast(body)?;
+                } else {
+                    // Its joined rooms, not its own room (its id, listed first).
+                    for room in ws.rooms().into_iter().skip(1) {
+                        ws.namespace().to(&room, text.as_str())?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+/// Connects to the [`hall_service!`] at `/hall`, in the rooms `rooms` (`a,b`), and returns
+/// the client, once it is ready, and its socket id.
+pub async fn join_hall(server: &TestServer, rooms: &str) -> anyhow::Result<(Client, String)> {
+    let mut client = server.connect(&format!("/hall?rooms={rooms}")).await?;
+    let ready = client.recv_type("ready").await?;
+    let id = ready["id"]
+        .as_str()
+        .with_context(|| format!("no id in {ready}"))?
+        .to_owned();
+    Ok((client, id))
+}
+
 /// Declares a managed service `$name` at `$path` that admits `{"user": U}` as U and lets
 /// clients join any room they ask for. Its events are ignored, or handled by
 /// `on_event = f` (an `async fn<S: ManagedService>(&Socket<S>, Message) -> Result<()>`); its channels
 /// are under the default prefix, or under `$prefix` (any expression giving a `&str`).
 #[macro_export]
 macro_rules! managed_service {
+    ($name:ident, $path:literal) => {
+        $crate::managed_service!(@service $name, $path, [], []);
+    };
     ($name:ident, $path:literal, on_event = $on_event:path) => {
         $crate::managed_service!(@service $name, $path, [], [$on_event]);
     };
@@ -315,6 +423,39 @@ macro_rules! managed_service {
     };
 }
 
+/// Declares each test twice, in the modules `over_redis` and `over_nats`: `name => body`
+/// runs `body(url)` with the URL of that shared broker ([`broker::REDIS`],
+/// [`broker::NATS`]), `name => body(Kind)` runs `body(kind)` with its [`broker::Kind`] (for
+/// tests on a private broker). Every test gets the attribute given first, such as
+/// `#[tokio::test]`. Once per module, as it declares the two.
+#[macro_export]
+macro_rules! on_each_broker {
+    (#[$test:meta] $($name:ident => $body:ident $(($kind:ident))?;)+) => {
+        mod over_redis {
+            $(
+                #[$test]
+                async fn $name() -> ::anyhow::Result<()> {
+                    super::$body($crate::on_each_broker!(@arg Redis, REDIS $(, $kind)?)).await
+                }
+            )+
+        }
+        mod over_nats {
+            $(
+                #[$test]
+                async fn $name() -> ::anyhow::Result<()> {
+                    super::$body($crate::on_each_broker!(@arg Nats, NATS $(, $kind)?)).await
+                }
+            )+
+        }
+    };
+    (@arg $kind:ident, $url:ident) => {
+        $crate::broker::$url
+    };
+    (@arg $kind:ident, $url:ident, Kind) => {
+        $crate::broker::Kind::$kind
+    };
+}
+
 /// Opens a socket to the managed service at `path` and authenticates with `credentials`
 /// (the `authenticate` event's data); returns the client and the `connected` event, or an
 /// error with whatever came instead.
@@ -323,13 +464,37 @@ pub async fn managed_login(
     path: &str,
     credentials: Value,
 ) -> anyhow::Result<(Client, Value)> {
-    let mut client = server.connect(path).await?;
-    client
-        .send_json(&serde_json::json!({"event": "authenticate", "data": credentials}))
-        .await?;
+    let mut client = authenticating(server, path, credentials).await?;
     let connected = client.recv_json().await?;
     anyhow::ensure!(connected["event"] == "connected", "{connected}");
     Ok((client, connected))
+}
+
+/// Opens a socket to the managed service at `path`, authenticates with `credentials` (which
+/// the service is to refuse) and returns the code and reason of the close that answers.
+pub async fn managed_login_closed(
+    server: &TestServer,
+    path: &str,
+    credentials: Value,
+) -> anyhow::Result<(u16, String)> {
+    authenticating(server, path, credentials)
+        .await?
+        .recv_close()
+        .await
+}
+
+/// A socket to the managed service at `path` that has sent `authenticate` with
+/// `credentials`.
+async fn authenticating(
+    server: &TestServer,
+    path: &str,
+    credentials: Value,
+) -> anyhow::Result<Client> {
+    let mut client = server.connect(path).await?;
+    client
+        .send_json(&event("authenticate", credentials))
+        .await?;
+    Ok(client)
 }
 
 /// Polls `check` until it holds (every 5 ms, at most [`WAIT`]); for state the server updates
@@ -442,6 +607,11 @@ pub async fn http_request(
     .await
     .with_context(|| format!("{method} {uri} timed out"))?
     .with_context(|| format!("{method} {uri}"))
+}
+
+/// A GET of `url` (an absolute `http://` URI), read whole by [`http_request`].
+pub async fn http_get(url: &str) -> anyhow::Result<HttpResponse> {
+    http_request(hyper::Request::get(url).body(Default::default())?).await
 }
 
 /// A GET with WebSocket upgrade headers (a fixed key, `extra_headers` after them); returns

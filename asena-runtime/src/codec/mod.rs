@@ -99,7 +99,7 @@ impl Frame {
     }
 
     pub(crate) fn close(code: u16, reason: &str) -> Frame {
-        let reason = truncate_utf8(reason, 123);
+        let reason = close_reason(reason);
         let mut payload = Vec::with_capacity(2 + reason.len());
         payload.extend_from_slice(&code.to_be_bytes());
         payload.extend_from_slice(reason.as_bytes());
@@ -183,15 +183,10 @@ impl Frame {
     }
 }
 
-fn truncate_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+/// `reason` as a close frame carries it: at most 123 bytes (RFC 6455 §5.5.1), cut on a
+/// character boundary.
+pub(crate) fn close_reason(reason: &str) -> &str {
+    &reason[..reason.floor_char_boundary(123)]
 }
 
 /// Frame header for an unmasked frame with FIN set.
@@ -231,6 +226,14 @@ impl std::ops::Deref for HeaderBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_reasons_are_cut_on_a_character_boundary() {
+        assert_eq!(close_reason("abc"), "abc");
+        let long = "é".repeat(100);
+        assert_eq!(close_reason(&long).len(), 122);
+        assert_eq!(close_reason(&"x".repeat(200)).len(), 123);
+    }
 
     #[test]
     fn encodes_headers_for_all_lengths() {

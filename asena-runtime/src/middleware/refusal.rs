@@ -123,24 +123,27 @@ impl Refusal {
     /// Sets a response header, replacing an earlier value of the same name (so it can
     /// override the `content-type` of [`json`](Self::json) or [`text`](Self::text)).
     /// Invalid names or values are ignored and logged.
-    pub fn with_header(mut self, name: &str, value: &str) -> Refusal {
-        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            (Ok(n), Ok(v)) => {
-                self.response.headers_mut().insert(n, v);
-            }
-            _ => {
-                tracing::warn!(target: "asena::middleware", name, "ignoring an invalid refusal header")
-            }
-        }
-        self
+    pub fn with_header(self, name: &str, value: &str) -> Refusal {
+        self.header(name, value, false)
     }
 
     /// Adds a response header, keeping earlier values of the same name (e.g. several
     /// `set-cookie`). Invalid names or values are ignored and logged.
-    pub fn append_header(mut self, name: &str, value: &str) -> Refusal {
+    pub fn append_header(self, name: &str, value: &str) -> Refusal {
+        self.header(name, value, true)
+    }
+
+    /// Sets a response header, or with `append` adds it; an invalid name or value is
+    /// ignored and logged.
+    fn header(mut self, name: &str, value: &str, append: bool) -> Refusal {
         match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
             (Ok(n), Ok(v)) => {
-                self.response.headers_mut().append(n, v);
+                let headers = self.response.headers_mut();
+                if append {
+                    headers.append(n, v);
+                } else {
+                    headers.insert(n, v);
+                }
             }
             _ => {
                 tracing::warn!(target: "asena::middleware", name, "ignoring an invalid refusal header")

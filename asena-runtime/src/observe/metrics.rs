@@ -16,7 +16,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::namespace::Namespace;
+use crate::namespace::{Namespace, NamespaceStats};
 use crate::transport::{Transport, TransportStats};
 
 /// The `Content-Type` of the exposition.
@@ -102,6 +102,75 @@ fn gauge<'a>(name: &'a str, help: &'a str) -> Family<'a> {
     }
 }
 
+/// One of a namespace's counters, read from its [`NamespaceStats`].
+type Counter = fn(&NamespaceStats) -> u64;
+
+/// The counters of each namespace exposed as its [`NamespaceStats`] reads them: name, help
+/// and the reader.
+const NAMESPACE_COUNTERS: [(&str, &str, Counter); 12] = [
+    (
+        "connections_opened",
+        "Connections admitted (upgraded and running).",
+        NamespaceStats::opened,
+    ),
+    (
+        "rejected_connections",
+        "Upgraded connections closed with 1008 because the connection limit was reached.",
+        NamespaceStats::rejected_connections,
+    ),
+    (
+        "messages_received",
+        "Messages read from sockets.",
+        NamespaceStats::messages_received,
+    ),
+    (
+        "messages_sent",
+        "Sends made on this instance: room, broadcast and direct (a room send counts once).",
+        NamespaceStats::messages_sent,
+    ),
+    (
+        "deliveries",
+        "Frames queued to local sockets, by local sends and messages from other instances.",
+        NamespaceStats::deliveries,
+    ),
+    (
+        "slow_consumer",
+        "Sockets that hit the slow-consumer policy (once each).",
+        NamespaceStats::slow_sockets,
+    ),
+    (
+        "dropped_messages",
+        "Frames not queued to a socket because its send queue was full.",
+        NamespaceStats::slow_consumers,
+    ),
+    (
+        "handler_errors",
+        "Handlers that returned an error or panicked.",
+        NamespaceStats::handler_errors,
+    ),
+    (
+        "protocol_errors",
+        "Connections closed for protocol violations, bad UTF-8 or oversized messages.",
+        NamespaceStats::protocol_errors,
+    ),
+    (
+        "invalid_messages",
+        "Messages that did not decode into the service's receives type (sent to on_invalid).",
+        NamespaceStats::invalid_messages,
+    ),
+    (
+        "too_large_sends",
+        "Sends refused as larger than the transport carries between instances (NATS max_payload).",
+        NamespaceStats::too_large,
+    ),
+    (
+        "rate_limited",
+        "Messages over their socket's inbound rate limit: dropped, or the one that closed \
+         the socket with 1008 (no handler saw them).",
+        NamespaceStats::rate_limited,
+    ),
+];
+
 fn ns_label(ns: &Namespace) -> Labels {
     vec![("namespace", ns.path().to_owned())]
 }
@@ -111,107 +180,43 @@ impl Collector for Scrape {
         let e = &mut encoder;
         let nss = &self.namespaces;
         let per_ns = |f: fn(&Namespace) -> u64| nss.iter().map(move |ns| (ns_label(ns), f(ns)));
+        let per_ns_stat =
+            |read: Counter| nss.iter().map(move |ns| (ns_label(ns), read(ns.stats())));
+        // A count per namespace and per `label` (a close code, an HTTP status).
+        let per_ns_and = |label: &'static str, read: fn(&NamespaceStats) -> Vec<(u16, u64)>| {
+            nss.iter().flat_map(move |ns| {
+                read(ns.stats()).into_iter().map(move |(key, n)| {
+                    let mut labels = ns_label(ns);
+                    labels.push((label, key.to_string()));
+                    (labels, n)
+                })
+            })
+        };
 
         gauge("connections", "Open websocket connections.")
             .write(e, per_ns(|ns| ns.socket_count() as u64))?;
         counter(
-            "connections_opened",
-            "Connections admitted (upgraded and running).",
-        )
-        .write(e, per_ns(|ns| ns.stats().opened()))?;
-        counter(
             "connections_closed",
             "Connections ended, by the close code on_close saw (1006: the peer vanished).",
         )
-        .write(
-            e,
-            nss.iter().flat_map(|ns| {
-                ns.stats().closed().into_iter().map(move |(code, n)| {
-                    let mut labels = ns_label(ns);
-                    labels.push(("code", code.to_string()));
-                    (labels, n)
-                })
-            }),
-        )?;
+        .write(e, per_ns_and("code", NamespaceStats::closed))?;
         counter(
             "refused_upgrades",
             "Upgrade requests answered with an HTTP status instead of 101, by status.",
         )
-        .write(
-            e,
-            nss.iter().flat_map(|ns| {
-                ns.stats()
-                    .refused_upgrades()
-                    .into_iter()
-                    .map(move |(status, n)| {
-                        let mut labels = ns_label(ns);
-                        labels.push(("status", status.to_string()));
-                        (labels, n)
-                    })
-            }),
-        )?;
-        counter(
-            "rejected_connections",
-            "Upgraded connections closed with 1008 because the connection limit was reached.",
-        )
-        .write(e, per_ns(|ns| ns.stats().rejected_connections()))?;
+        .write(e, per_ns_and("status", NamespaceStats::refused_upgrades))?;
         gauge("rooms", "Named rooms with at least one local member.")
             .write(e, per_ns(|ns| ns.room_count() as u64))?;
-        counter("messages_received", "Messages read from sockets.")
-            .write(e, per_ns(|ns| ns.stats().messages_received()))?;
         Family {
             name: "received",
             help: "Payload bytes of the messages read from sockets (after inflating).",
             unit: Some(Unit::Bytes),
             kind: MetricType::Counter,
         }
-        .write(e, per_ns(|ns| ns.stats().received_bytes()))?;
-        counter(
-            "messages_sent",
-            "Sends made on this instance: room, broadcast and direct (a room send counts once).",
-        )
-        .write(e, per_ns(|ns| ns.stats().messages_sent()))?;
-        counter(
-            "deliveries",
-            "Frames queued to local sockets, by local sends and messages from other instances.",
-        )
-        .write(e, per_ns(|ns| ns.stats().deliveries()))?;
-        counter(
-            "slow_consumer",
-            "Sockets that hit the slow-consumer policy (once each).",
-        )
-        .write(e, per_ns(|ns| ns.stats().slow_sockets()))?;
-        counter(
-            "dropped_messages",
-            "Frames not queued to a socket because its send queue was full.",
-        )
-        .write(e, per_ns(|ns| ns.stats().slow_consumers()))?;
-        counter(
-            "handler_errors",
-            "Handlers that returned an error or panicked.",
-        )
-        .write(e, per_ns(|ns| ns.stats().handler_errors()))?;
-        counter(
-            "protocol_errors",
-            "Connections closed for protocol violations, bad UTF-8 or oversized messages.",
-        )
-        .write(e, per_ns(|ns| ns.stats().protocol_errors()))?;
-        counter(
-            "invalid_messages",
-            "Messages that did not decode into the service's receives type (sent to on_invalid).",
-        )
-        .write(e, per_ns(|ns| ns.stats().invalid_messages()))?;
-        counter(
-            "too_large_sends",
-            "Sends refused as larger than the transport carries between instances (NATS max_payload).",
-        )
-        .write(e, per_ns(|ns| ns.stats().too_large()))?;
-        counter(
-            "rate_limited",
-            "Messages over their socket's inbound rate limit: dropped, or the one that closed \
-             the socket with 1008 (no handler saw them).",
-        )
-        .write(e, per_ns(|ns| ns.stats().rate_limited()))?;
+        .write(e, per_ns_stat(NamespaceStats::received_bytes))?;
+        for (name, help, read) in NAMESPACE_COUNTERS {
+            counter(name, help).write(e, per_ns_stat(read))?;
+        }
 
         if !nss.is_empty() {
             let mut metric = e.encode_descriptor(
@@ -250,34 +255,40 @@ impl Collector for Scrape {
 }
 
 fn transport(e: &mut DescriptorEncoder<'_>, stats: &TransportStats) -> Result<(), std::fmt::Error> {
-    let one = |v: u64| [(Labels::new(), v)];
-    counter("transport_published", "Messages sent to the broker.")
-        .write(e, one(stats.published))?;
-    counter(
-        "transport_received",
-        "Messages from other instances handed to local delivery.",
-    )
-    .write(e, one(stats.received))?;
-    counter(
-        "transport_dropped",
-        "Outgoing messages dropped: queue full, broker down, or send failed.",
-    )
-    .write(e, one(stats.dropped))?;
-    counter(
-        "transport_oversize",
-        "Outgoing messages refused as larger than the broker accepts (counted in dropped too).",
-    )
-    .write(e, one(stats.oversize))?;
-    counter(
-        "transport_errors",
-        "Broker errors: failed sends and connects, lost connections, malformed envelopes.",
-    )
-    .write(e, one(stats.errors))?;
-    counter(
-        "transport_reconnects",
-        "Successful reconnections after a lost connection.",
-    )
-    .write(e, one(stats.reconnects))?;
+    for (name, help, value) in [
+        (
+            "transport_published",
+            "Messages sent to the broker.",
+            stats.published,
+        ),
+        (
+            "transport_received",
+            "Messages from other instances handed to local delivery.",
+            stats.received,
+        ),
+        (
+            "transport_dropped",
+            "Outgoing messages dropped: queue full, broker down, or send failed.",
+            stats.dropped,
+        ),
+        (
+            "transport_oversize",
+            "Outgoing messages refused as larger than the broker accepts (counted in dropped too).",
+            stats.oversize,
+        ),
+        (
+            "transport_errors",
+            "Broker errors: failed sends and connects, lost connections, malformed envelopes.",
+            stats.errors,
+        ),
+        (
+            "transport_reconnects",
+            "Successful reconnections after a lost connection.",
+            stats.reconnects,
+        ),
+    ] {
+        counter(name, help).write(e, [(Labels::new(), value)])?;
+    }
     Ok(())
 }
 

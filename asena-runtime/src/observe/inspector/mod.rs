@@ -55,7 +55,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::channel::{Channel, Raw};
-use crate::codec::{Message, close_code};
+use crate::codec::{Message, close_code, close_reason};
 use crate::config::{Compression, Limits};
 use crate::error::Result;
 use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Refusal, run_chain};
@@ -676,8 +676,7 @@ impl Inspector {
         let reason = action
             .reason
             .unwrap_or_else(|| "Disconnected by an operator".to_owned());
-        // A close reason is at most 123 bytes (RFC 6455 §5.5.1).
-        let reason = truncate(&reason, 123);
+        let reason = close_reason(&reason);
         tracing::info!(
             target: "asena::inspector",
             socket_id = %socket.id(),
@@ -788,17 +787,6 @@ fn connected_at(id: &str) -> Option<u64> {
     Some(secs * 1000 + u64::from(nanos) / 1_000_000)
 }
 
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 fn ok(value: serde_json::Value) -> Response<Body> {
     json_response(StatusCode::OK, &value)
 }
@@ -842,13 +830,5 @@ mod tests {
         assert_eq!(paging(&q(&[("offset", "20"), ("limit", "10")])), (20, 10));
         assert_eq!(paging(&q(&[("limit", "100000")])), (0, MAX_LIMIT));
         assert_eq!(paging(&q(&[("limit", "0"), ("offset", "x")])), (0, 1));
-    }
-
-    #[test]
-    fn reasons_are_cut_on_a_character_boundary() {
-        assert_eq!(truncate("abc", 123), "abc");
-        let long = "é".repeat(100);
-        let cut = truncate(&long, 123);
-        assert_eq!(cut.len(), 122);
     }
 }
