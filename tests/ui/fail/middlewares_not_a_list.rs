@@ -12,11 +12,4 @@ impl Middleware for Auth {
 #[websocket(path = "/chat", middlewares = Auth)]
 struct Chat;
 
-impl WebSocketService for Chat {
-    type Data = ();
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-        Ok(())
-    }
-}
-
-fn main() {}
+include!("../common/chat_service.rs");

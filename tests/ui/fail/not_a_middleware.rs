@@ -6,11 +6,4 @@ struct NotAMiddleware;
 #[websocket(path = "/chat", middlewares = [NotAMiddleware])]
 struct Chat;
 
-impl WebSocketService for Chat {
-    type Data = ();
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-        Ok(())
-    }
-}
-
-fn main() {}
+include!("../common/chat_service.rs");

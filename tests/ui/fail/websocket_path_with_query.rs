@@ -3,11 +3,4 @@ use asena_runtime::prelude::*;
 #[websocket(path = "/chat?room=1")]
 struct Chat;
 
-impl WebSocketService for Chat {
-    type Data = ();
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-        Ok(())
-    }
-}
-
-fn main() {}
+include!("../common/chat_service.rs");

@@ -27,15 +27,11 @@ impl WebSocketService for Chat {
     }
 }
 
+include!("../common/run_app.rs");
+
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let app = Asena::builder().build().await.expect("valid graph");
+    run_app(async |app| {
         let ns = app.namespace("/chat").expect("namespace");
         assert_eq!(ns.name(), "ChatSocket");
-        app.shutdown().await;
     });
 }

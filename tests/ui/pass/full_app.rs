@@ -77,18 +77,14 @@ impl WebSocketService for PrivateSocket {
     async fn on_close(&self, _ws: &Socket<Self>, _code: u16, _reason: &str) {}
 }
 
+include!("../common/run_app.rs");
+
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let app = Asena::builder().build().await.expect("valid graph");
+    run_app(async |app| {
         let users = app.get::<UserService>().expect("UserService");
         let socket = app.get::<PrivateSocket>().expect("PrivateSocket");
         assert!(Arc::ptr_eq(&socket.users, &users));
         assert!(users.audit.is_some());
         assert_eq!(users.notifications.path(), "/private/{room}");
-        app.shutdown().await;
     });
 }

@@ -18,17 +18,13 @@ impl WebSocketService for TupleSocket {
     }
 }
 
+include!("../common/run_app.rs");
+
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let app = Asena::builder().build().await.expect("valid graph");
+    run_app(async |app| {
         let pair = app.get::<Pair>().expect("Pair");
         let leaf = app.get::<Leaf>().expect("Leaf");
         assert!(Arc::ptr_eq(&pair.0, &leaf));
         assert_eq!(pair.1, 0);
-        app.shutdown().await;
     });
 }
