@@ -137,7 +137,9 @@ pub fn nats_room_subject(base: &str, topic: &str) -> Option<String> {
 /// The NATS subject of the named channel `<prefix>:<rest>` (a protocol's own layout, such
 /// as the managed protocol's `ws:room:lobby`) under the fleet's `base` subject:
 /// `<base>.c.<prefix>.<rest>`, the rest one token written as room names are
-/// ([`nats_room_subject`]). `None` for a channel without a prefix.
+/// ([`nats_room_subject`]). `None` for a channel without a prefix, and for one whose subject
+/// would be longer than 1 KiB (NATS refuses a protocol line over 4 KiB by closing the
+/// connection); the channel of any valid room name fits.
 ///
 /// ```
 /// use asena_protocol::wire;
@@ -150,10 +152,15 @@ pub fn nats_room_subject(base: &str, topic: &str) -> Option<String> {
 /// ```
 pub fn nats_channel_subject(base: &str, channel: &str) -> Option<String> {
     let (prefix, rest) = channel.split_once(':')?;
-    Some(format!(
+    // Each byte takes at most three: a channel that long is refused before it is encoded.
+    if base.len() + 4 + channel.len() > MAX_ROOM_SUBJECT {
+        return None;
+    }
+    let subject = format!(
         "{base}.c.{prefix}.{}",
         utf8_percent_encode(rest, NATS_TOKEN)
-    ))
+    );
+    (subject.len() <= MAX_ROOM_SUBJECT).then_some(subject)
 }
 
 /// The subject that matches every named channel of `prefix` under `base`:
@@ -335,6 +342,24 @@ mod tests {
                 "{subject}"
             );
         }
+    }
+
+    #[test]
+    fn a_channel_subject_longer_than_the_limit_is_none() {
+        // The longest room name, every byte escaped, still has a subject.
+        let room = "é".repeat(128);
+        let subject = nats_channel_subject(NATS_SUBJECT, &format!("ws:room:{room}"));
+        assert!(subject.is_some_and(|s| s.len() <= MAX_ROOM_SUBJECT));
+        // A user id of 4 KiB (chosen by the service, perhaps from what a client sent) has none.
+        let user = "u".repeat(4096);
+        assert_eq!(
+            nats_channel_subject(NATS_SUBJECT, &format!("ws:user:{user}")),
+            None
+        );
+        assert_eq!(
+            nats_channel_subject(NATS_SUBJECT, &format!("ws:user:{}", &"é".repeat(200))),
+            None
+        );
     }
 
     #[test]

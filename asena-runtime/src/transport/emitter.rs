@@ -293,7 +293,11 @@ impl Emitter {
                     Destination::Channel(named) => wire::nats_channel_subject(&self.channel, named)
                         .ok_or_else(|| {
                             TransportError::Other(
-                                format!("{:?} has no prefix", short(named)).into(),
+                                format!(
+                                    "{:?} has no prefix or is too long for a NATS subject",
+                                    short(named)
+                                )
+                                .into(),
                             )
                         })?,
                 };

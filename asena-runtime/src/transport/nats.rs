@@ -465,7 +465,7 @@ impl Publisher {
                 None => {
                     Counters::add(&self.counters.dropped, 1);
                     Counters::add(&self.counters.errors, 1);
-                    tracing::warn!(target: "asena::transport", transport = "nats", "a named channel without a prefix; not sent");
+                    tracing::warn!(target: "asena::transport", transport = "nats", "a named channel without a prefix, or too long for a NATS subject; not sent");
                     return;
                 }
             },
