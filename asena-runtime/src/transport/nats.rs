@@ -374,10 +374,6 @@ impl Subscription for Subscriber {
         }
         Ok(())
     }
-
-    async fn reconnect(&mut self) -> Result<(), BoxError> {
-        Err("the NATS client is closed".into())
-    }
 }
 
 /// Publishes on NATS: refuses what the server would not take, and drops (counting) what the
@@ -414,10 +410,6 @@ impl Publish for Publisher {
             }
             self.send_one(msg).await;
         }
-        Ok(())
-    }
-
-    async fn reconnect(&mut self) -> Result<(), BoxError> {
         Ok(())
     }
 

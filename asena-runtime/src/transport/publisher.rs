@@ -61,8 +61,11 @@ pub(crate) trait Publish: Send + 'static {
     /// when the connection is lost.
     fn send(&mut self, batch: &[Outbound]) -> impl Future<Output = Result<(), Lost>> + Send;
 
-    /// Connects again after [`Lost`]. Only a publisher that can be lost is asked.
-    fn reconnect(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send;
+    /// Connects again after [`Lost`]. Only a publisher that can be lost is asked; one whose
+    /// client reconnects by itself keeps this default.
+    fn reconnect(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
+        async { Err("this client reconnects by itself".into()) }
+    }
 
     /// Waits until what was sent is written (on shutdown).
     fn flush(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {

@@ -95,8 +95,10 @@ pub(crate) trait Subscription: Send + 'static {
 
     /// Connects again after [`Event::Lost`] (or a [`Failed::Connection`]), subscribed to the
     /// fleet's channels; the task then subscribes the rooms. Only a subscription that can be
-    /// lost is asked.
-    fn reconnect(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send;
+    /// lost is asked; one whose client reconnects by itself keeps this default.
+    fn reconnect(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send {
+        async { Err("this client reconnects by itself".into()) }
+    }
 }
 
 /// The rooms (their subjects or channels) an instance routing by interest wants, and those

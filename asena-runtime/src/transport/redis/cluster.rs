@@ -91,10 +91,6 @@ impl Publish for Publisher {
         }
         Ok(())
     }
-
-    async fn reconnect(&mut self) -> Result<(), BoxError> {
-        Ok(())
-    }
 }
 
 impl Publisher {
@@ -249,9 +245,5 @@ impl Subscription for Subscriber {
             tracing::debug!(target: "asena::transport", transport = Self::NAME, %channel, %error, "room unsubscription failed");
         }
         Ok(())
-    }
-
-    async fn reconnect(&mut self) -> Result<(), BoxError> {
-        Err("the cluster client is closed".into())
     }
 }
