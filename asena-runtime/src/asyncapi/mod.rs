@@ -40,7 +40,11 @@
 //! any other typed payload is one message; an untyped (raw) direction is one message with
 //! an unconstrained payload.
 
+mod example;
+mod formats;
+
 use schemars::generate::SchemaSettings;
+use schemars::transform::RecursiveTransform;
 use schemars::{Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
@@ -144,13 +148,15 @@ impl ServerSpec {
 
 /// The schema generator the specs' schemas must be made with: JSON Schema draft-07 (what
 /// AsyncAPI's default schema format is based on), with referenced schemas under
-/// `#/components/schemas/`.
+/// `#/components/schemas/` and only the formats JSON Schema defines (Rust's integer formats
+/// such as `uint8` become `minimum` / `maximum`).
 pub fn generator() -> SchemaGenerator {
     SchemaSettings::draft07()
         .with(|s| {
             s.definitions_path = SCHEMAS.into();
             s.meta_schema = None;
         })
+        .with_transform(RecursiveTransform(formats::standard_formats))
         .into_generator()
 }
 
@@ -208,8 +214,16 @@ pub fn document(
         let mut refs = |direction: &str, payload: Option<Value>, error: bool| {
             let mut list = Vec::new();
             let mut found = payload_messages(payload, &schemas);
-            if error {
-                found.push(Found::Error);
+            // One message per `type`: a service that declares its own `error` has the
+            // framework's error frames described in it instead of listed beside it.
+            let own_error = found.iter_mut().find_map(|f| match f {
+                Found::Message(m) if m.name == "error" => Some(m),
+                _ => None,
+            });
+            match own_error {
+                Some(own) if error => own.description = Some(shared_error(own.description.take())),
+                _ if error => found.push(Found::Error),
+                _ => {}
             }
             for found in found {
                 let (name, message) = match found {
@@ -219,7 +233,7 @@ pub fn document(
                             format!("{key}.{direction}.{}", component_key(&m.name, "message")),
                         );
                         let name = m.name.clone();
-                        messages.insert(component.clone(), m.to_value());
+                        messages.insert(component.clone(), m.to_value(&schemas));
                         (name, component)
                     }
                     Found::Error => {
@@ -332,9 +346,12 @@ struct Msg {
 }
 
 impl Msg {
-    fn to_value(&self) -> Value {
+    /// The Message Object: name, title, description, content type, payload and, where one
+    /// can be made from the payload's schema (`schemas` resolves its references), an example.
+    fn to_value(&self, schemas: &Map<String, Value>) -> Value {
         let mut m = Map::new();
         m.insert("name".into(), self.name.clone().into());
+        m.insert("title".into(), title(&self.name).into());
         if let Some(description) = &self.description {
             m.insert("description".into(), description.clone().into());
         }
@@ -342,8 +359,41 @@ impl Msg {
             m.insert("contentType".into(), "application/json".into());
         }
         m.insert("payload".into(), self.payload.clone());
+        if self.json
+            && let Some(payload) = example::example(&self.payload, schemas)
+        {
+            m.insert(
+                "examples".into(),
+                json!([{ "name": self.name, "payload": payload }]),
+            );
+        }
         m.into()
     }
+}
+
+/// A message's title from its name: `user_joined` → `User joined`.
+fn title(name: &str) -> String {
+    let words = name.replace(['_', '-', '.'], " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => words,
+    }
+}
+
+/// The description of a service's own `error` message, which also stands for the framework's
+/// error frames (they have the same `type`).
+fn shared_error(own: Option<String>) -> String {
+    let mut text = own
+        .map(|d| format!("{}\n\n", d.trim_end()))
+        .unwrap_or_default();
+    text.push_str(
+        "The framework sends this type too: `{\"type\":\"error\",\"message\":\"Server error occurred\"}` \
+         before a handler failure closes the socket with 1011, and (unless the service overrides \
+         `on_invalid`) `{\"type\":\"error\",\"code\":..,\"message\":..,\"path\":..}` in answer to a \
+         message that does not decode or validate.",
+    );
+    text
 }
 
 /// The messages of one direction: one per variant of a tagged enum, one for any other typed
@@ -485,6 +535,7 @@ fn error_frame() -> Value {
             field: String::new(),
         },
         DecodeErrorKind::Constraint,
+        DecodeErrorKind::TooManyContainers,
     ]
     .iter()
     .map(DecodeErrorKind::code)
@@ -497,6 +548,21 @@ fn error_frame() -> Value {
             overrides `on_invalid`) `{\"type\":\"error\",\"code\":..,\"message\":..,\"path\":..}` \
             in answer to a message that does not decode or validate; the socket then stays open.",
         "contentType": "application/json",
+        "examples": [
+            {
+                "name": "invalid",
+                "payload": {
+                    "type": "error",
+                    "code": "missing_field",
+                    "message": "missing field `message`",
+                    "path": ".",
+                },
+            },
+            {
+                "name": "handler_failed",
+                "payload": { "type": "error", "message": "Server error occurred" },
+            },
+        ],
         "payload": {
             "type": "object",
             "required": ["type", "message"],
@@ -910,7 +976,7 @@ mod tests {
         let user_id = &events["parameters"]["user_id"];
         assert_eq!(
             user_id["description"],
-            "The user whose events these are: integer (uint64), minimum 0"
+            "The user whose events these are: integer, minimum 0"
         );
         assert!(user_id.get("schema").is_none());
         let kind = &events["parameters"]["kind"];
@@ -983,5 +1049,112 @@ mod tests {
         let message = &doc["components"]["messages"]["a_b_2.send.message"];
         assert_eq!(message["payload"], json!({ "type": "string" }));
         assert!(doc["components"].get("schemas").is_none());
+    }
+
+    /// Every schema in `value` with a `format`, and the format.
+    fn formats(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(f)) = map.get("format") {
+                    out.push(f.clone());
+                }
+                map.values().for_each(|v| formats(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| formats(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn only_standard_formats() {
+        #[derive(Serialize, JsonSchema)]
+        struct Numbers {
+            a: u8,
+            b: u32,
+            c: usize,
+            d: i64,
+            e: f64,
+            when: String,
+        }
+        let mut generator = generator();
+        let spec = ChannelSpec {
+            name: "Numbers".into(),
+            path: "/n".into(),
+            params: None,
+            receives: None,
+            sends: Some(generator.subschema_for::<Numbers>()),
+            protocols: vec![],
+        };
+        let doc = document(&Info::default(), &[], &[spec], generator);
+        let mut found = Vec::new();
+        formats(&doc, &mut found);
+        assert_eq!(found, Vec::<String>::new());
+        let numbers = &doc["components"]["schemas"]["Numbers"]["properties"];
+        assert_eq!(
+            numbers["a"],
+            json!({"type": "integer", "minimum": 0, "maximum": 255})
+        );
+        assert_eq!(numbers["b"]["maximum"], u32::MAX);
+        assert_eq!(numbers["c"], json!({"type": "integer", "minimum": 0}));
+        assert_eq!(numbers["d"], json!({"type": "integer"}));
+    }
+
+    #[test]
+    fn every_message_has_a_title_and_an_example() {
+        let doc = doc();
+        let messages = doc["components"]["messages"].as_object().expect("messages");
+        for (key, message) in messages {
+            assert!(message["title"].is_string(), "{key} has no title");
+            let typed = message.get("contentType").is_some();
+            let examples = message.get("examples").and_then(Value::as_array);
+            assert_eq!(examples.is_some(), typed, "{key}: examples {examples:?}");
+        }
+        let moved = &messages["ChatSocket.receive.move"];
+        assert_eq!(moved["title"], "Move");
+        assert_eq!(
+            moved["examples"][0]["payload"],
+            json!({"type": "move", "x": 0, "y": 0})
+        );
+        let typing = &messages["ChatSocket.receive.typing"];
+        assert_eq!(typing["examples"][0]["payload"], json!({"type": "typing"}));
+    }
+
+    #[test]
+    fn an_own_error_message_stands_for_the_frameworks() {
+        #[derive(Serialize, JsonSchema)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        #[allow(dead_code)]
+        enum Out {
+            /// Something went wrong.
+            Error {
+                message: String,
+            },
+            Done,
+        }
+        let mut generator = generator();
+        let spec = ChannelSpec {
+            name: "Jobs".into(),
+            path: "/jobs".into(),
+            params: None,
+            receives: None,
+            sends: Some(generator.subschema_for::<Out>()),
+            protocols: vec![],
+        };
+        let doc = document(&Info::default(), &[], &[spec], generator);
+        let send = doc["operations"]["Jobs.send"]["messages"]
+            .as_array()
+            .expect("messages");
+        assert_eq!(send.len(), 2, "{send:?}");
+        assert!(doc["components"]["messages"].get(ERROR_MESSAGE).is_none());
+        let error = &doc["components"]["messages"]["Jobs.send.error"];
+        let description = error["description"].as_str().expect("description");
+        assert!(
+            description.starts_with("Something went wrong.\n\n"),
+            "{description}"
+        );
+        assert!(
+            description.contains("The framework sends this type too"),
+            "{description}"
+        );
     }
 }
