@@ -1,9 +1,11 @@
 //! How the example apps start, shared by their `main.rs`: `--asyncapi` prints the app's
-//! protocol as an AsyncAPI 3.0 document on stdout instead of serving; otherwise the log goes
+//! protocol as an AsyncAPI 3.0 document on stdout instead of serving (with the server
+//! `local`, `ws://127.0.0.1:$PORT`); otherwise the log goes
 //! to stderr (`RUST_LOG`, else the example's default level) and the app serves on
 //! `127.0.0.1:$PORT`.
 
 use asena_runtime::AsenaBuilder;
+use asena_runtime::asyncapi::ServerSpec;
 use clap::Parser;
 
 /// Serves the example; `--asyncapi` prints its protocol instead.
@@ -22,8 +24,14 @@ pub async fn start(
     default_log: &str,
     default_port: &str,
 ) -> anyhow::Result<Option<String>> {
+    let port = std::env::var("PORT").unwrap_or_else(|_| default_port.into());
     if Cli::parse().asyncapi {
-        builder().build().await?.print_asyncapi()?;
+        let local = ServerSpec::new("local", format!("127.0.0.1:{port}"), "ws");
+        builder()
+            .asyncapi_server(local)
+            .build()
+            .await?
+            .print_asyncapi()?;
         return Ok(None);
     }
     tracing_subscriber::fmt()
@@ -32,7 +40,5 @@ pub async fn start(
                 .unwrap_or_else(|_| default_log.into()),
         )
         .init();
-    Ok(Some(
-        std::env::var("PORT").unwrap_or_else(|_| default_port.into()),
-    ))
+    Ok(Some(port))
 }

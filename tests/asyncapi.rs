@@ -84,26 +84,22 @@ fn app_doc() -> Value {
     let chat = ChannelSpec {
         name: "ChatSocket".into(),
         path: "/chat".into(),
-        params: None,
         receives: Some(generator.subschema_for::<ChatIn>()),
         sends: Some(generator.subschema_for::<ChatOut>()),
         protocols: vec!["chat.v2".into(), "chat.v1".into()],
+        ..ChannelSpec::default()
     };
     let events = ChannelSpec {
         name: "UserEvents".into(),
         path: "/user/events/{user_id}/{topic}".into(),
         params: Some(generator.subschema_for::<EventParams>()),
-        receives: None,
         sends: Some(generator.subschema_for::<Event>()),
-        protocols: vec![],
+        ..ChannelSpec::default()
     };
     let echo = ChannelSpec {
         name: "Echo".into(),
         path: "/echo/{*rest}".into(),
-        params: None,
-        receives: None,
-        sends: None,
-        protocols: vec![],
+        ..ChannelSpec::default()
     };
     let info = Info {
         title: "Chat".into(),

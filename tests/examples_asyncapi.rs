@@ -47,7 +47,136 @@ async fn every_example_document_passes_the_official_parser() -> anyhow::Result<(
         ("bench_server", document(bench_server::builder()).await?),
         ("realtime", document(realtime::builder()).await?),
     ];
-    validate_asyncapi(&docs)
+    validate_asyncapi(&docs)?;
+    for (name, doc) in &docs {
+        feeds_other_generators(name, doc);
+    }
+    Ok(())
+}
+
+/// What other generators need of a document: only the formats JSON Schema defines, one
+/// message per name in each operation, every message named and titled, and an example for
+/// every JSON message.
+fn feeds_other_generators(app: &str, doc: &Value) {
+    const STANDARD: [&str; 11] = [
+        "date-time",
+        "date",
+        "time",
+        "duration",
+        "email",
+        "hostname",
+        "ipv4",
+        "ipv6",
+        "uri",
+        "uri-reference",
+        "uuid",
+    ];
+    fn formats<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(f)) = map.get("format") {
+                    out.push(f);
+                }
+                map.values().for_each(|v| formats(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| formats(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    formats(doc, &mut found);
+    found.retain(|f| !STANDARD.contains(f));
+    assert!(found.is_empty(), "{app}: non-standard formats {found:?}");
+
+    let message = |reference: &Value| -> &Value {
+        let pointer = reference["$ref"]
+            .as_str()
+            .expect("a $ref")
+            .trim_start_matches('#');
+        let target = doc.pointer(pointer).expect("the $ref resolves");
+        match target.get("$ref") {
+            Some(_) => doc
+                .pointer(
+                    target["$ref"]
+                        .as_str()
+                        .expect("a $ref")
+                        .trim_start_matches('#'),
+                )
+                .expect("the $ref resolves"),
+            None => target,
+        }
+    };
+    for (key, operation) in doc["operations"].as_object().expect("operations") {
+        let mut names: Vec<&str> = operation["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| message(m)["name"].as_str().expect("a named message"))
+            .collect();
+        let listed = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            listed,
+            "{app}: {key} lists a name twice: {names:?}"
+        );
+    }
+    for (key, message) in doc["components"]["messages"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        assert!(message["title"].is_string(), "{app}: {key} has no title");
+        if message.get("contentType").is_some() {
+            assert!(
+                message["examples"][0]["payload"].is_object(),
+                "{app}: {key} has no example"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_query_parameters_and_the_managed_protocol_are_described() -> anyhow::Result<()> {
+    let chat = document(chat::builder()).await?;
+    for (request, answer) in [("ping", "pong"), ("room_info", "room_info")] {
+        let operation = &chat["operations"][format!("ChatSocket.{request}")];
+        assert_eq!(
+            operation["reply"]["messages"][0]["$ref"],
+            format!("#/channels/ChatSocket/messages/send.{answer}")
+        );
+    }
+    let query = &chat["channels"]["ChatSocket"]["bindings"]["ws"]["query"]["properties"];
+    assert!(query["username"]["description"].is_string(), "{query}");
+    assert!(query["room"]["description"].is_string(), "{query}");
+
+    let realtime = document(realtime::builder()).await?;
+    let (key, channel) = realtime["channels"]
+        .as_object()
+        .and_then(|c| c.iter().next())
+        .expect("the realtime channel");
+    for event in [
+        "receive.authenticate",
+        "receive.join",
+        "receive.heartbeat",
+        "send.connected",
+        "send.error",
+    ] {
+        assert!(
+            channel["messages"].get(event).is_some(),
+            "{key}: no {event}"
+        );
+    }
+    let description = channel["description"].as_str().expect("a description");
+    for code in 4001..=4004 {
+        assert!(
+            description.contains(&format!("`{code}`")),
+            "{code}: {description}"
+        );
+    }
+    assert!(realtime["operations"][format!("{key}.authenticate")]["reply"].is_object());
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::asyncapi::{self, ChannelSpec};
 use crate::channel::{Channel, Receives};
 use crate::codec::Message;
 use crate::error::Result;
@@ -99,6 +100,12 @@ pub trait Protocol<S: Channel>: Sized + Send + Sync + 'static {
     /// first called.
     fn open(service: &S, ws: &Socket<S>) -> impl Future<Output = Result<()>> + Send;
 
+    /// What the protocol adds to the AsyncAPI document of a service that speaks it: its own
+    /// messages, replies and close codes (`spec` already holds the service's channel).
+    fn describe(spec: &mut ChannelSpec) {
+        let _ = spec;
+    }
+
     /// A complete message arrived.
     fn receive(
         service: &S,
@@ -133,6 +140,19 @@ impl<S: WebSocketService> Protocol<S> for ChannelProtocol {
 
     fn open(service: &S, ws: &Socket<S>) -> impl Future<Output = Result<()>> + Send {
         service.on_open(ws)
+    }
+
+    /// A typed service sends the framework's `error` frame beside its own messages (a raw
+    /// one's untyped message covers it), and answers the requests it lists in
+    /// [`WebSocketService::REPLIES`].
+    fn describe(spec: &mut ChannelSpec) {
+        if spec.sends.is_some() {
+            spec.protocol.sends.push(asyncapi::error_message());
+        }
+        spec.replies = S::REPLIES
+            .iter()
+            .map(|(request, answer)| ((*request).to_owned(), (*answer).to_owned()))
+            .collect();
     }
 
     async fn receive(service: &S, ws: &Socket<S>, message: Message) -> Result<()> {

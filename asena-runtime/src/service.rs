@@ -117,6 +117,12 @@ pub trait WebSocketService: Channel + Sized {
     /// is `None`).
     const REQUIRE_PROTOCOL: bool = false;
 
+    /// The messages the service answers, by name, each with the name of its answer:
+    /// `&[("ping", "pong"), ("room_info", "room_info")]`. The AsyncAPI document describes
+    /// each as a request with a `reply`, so that clients generated from it can wait for the
+    /// answer. The names are the messages' names in the document (a tagged enum's tag values).
+    const REPLIES: &'static [(&'static str, &'static str)] = &[];
+
     /// A socket connected (after every middleware passed).
     fn on_open(&self, ws: &Socket<Self>) -> impl Future<Output = Result<()>> + Send {
         let _ = ws;

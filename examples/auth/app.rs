@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use asena_runtime::Asena;
+use asena_runtime::asyncapi::QueryParam;
 use asena_runtime::prelude::*;
 use axum::http::HeaderValue;
 
@@ -65,6 +66,12 @@ pub struct WsAuth {
 }
 
 impl Middleware for WsAuth {
+    const QUERY: &'static [QueryParam] = &[QueryParam {
+        name: "token",
+        description: "The access token (or send `Authorization: Bearer <token>`); 401 without a valid one.",
+        required: false,
+    }];
+
     async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         let token = ctx
             .query("token")

@@ -33,6 +33,7 @@
 //! The protocol is the two enums below, [`ChatIn`] and [`ChatOut`]: the service receives
 //! decoded `ChatIn` values and can send only `ChatOut`.
 
+use asena_runtime::asyncapi::QueryParam;
 use asena_runtime::namespace::validate_room;
 use asena_runtime::prelude::*;
 use asena_runtime::{Asena, DecodeError, DecodeErrorKind};
@@ -51,6 +52,19 @@ pub struct ChatUser {
 pub struct ChatQuery;
 
 impl Middleware for ChatQuery {
+    const QUERY: &'static [QueryParam] = &[
+        QueryParam {
+            name: "username",
+            description: "The name the others see (at most 64 characters; `Anonymous` without it).",
+            required: false,
+        },
+        QueryParam {
+            name: "room",
+            description: "The room to chat in (`general` without it); a reserved name or a socket id is refused with 400.",
+            required: false,
+        },
+    ];
+
     async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
         let pick = |key: &str, default: &str| {
             ctx.query(key)
@@ -145,6 +159,8 @@ fn now() -> String {
 
 impl WebSocketService for ChatSocket {
     type Data = ChatUser;
+    const REPLIES: &'static [(&'static str, &'static str)] =
+        &[("ping", "pong"), ("room_info", "room_info")];
 
     async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
         let ChatUser { username, room } = &ws.data().values;

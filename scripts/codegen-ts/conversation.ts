@@ -103,11 +103,12 @@ async function main() {
   const dm = await alice.next('private_message');
   expect('alice gets bob\'s private message', [dm.from, dm.message], ['bob', 'psst']);
 
-  await alice.send(new ReceiveRoomInfo({}));
+  // Requests the document describes with a `reply` have publish functions of their own.
+  await websocket.publishToChatSocketRoomInfo({ message: new ReceiveRoomInfo({}), ws: alice.ws });
   const info = await alice.next('room_info');
   expect('room_info answers with the room and its size', [info.room, info.totalUsers], [room, 2]);
 
-  await alice.send(new ReceivePing({}));
+  await websocket.publishToChatSocketPing({ message: new ReceivePing({}), ws: alice.ws });
   await alice.next('pong');
   console.log('ok   ping is answered with pong');
 

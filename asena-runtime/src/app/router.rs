@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Body;
 
 use super::Attached;
-use crate::asyncapi::{self, Info, ServerSpec};
+use crate::asyncapi::{self, Info, QueryParam, ServerSpec};
 use crate::di::{ComponentKind, ComponentRecord, Container};
 use crate::middleware::{ErasedMiddleware, Refusal, Scope};
 use crate::namespace::Namespace;
@@ -89,14 +89,18 @@ impl RouteOptions {
     }
 
     pub(super) fn assemble(self, parts: Parts<'_>) -> Assembled {
-        let (mut router, attached) = self.websocket_routes(&parts);
+        let (mut router, attached, queries) = self.websocket_routes(&parts);
         for layer in self.layers {
             router = layer(router);
         }
         let spec = Arc::new(AsyncApiSpec {
             info: self.asyncapi_info,
             servers: self.asyncapi_servers,
-            services: attached.iter().map(|(s, _, _)| s.clone()).collect(),
+            services: attached
+                .iter()
+                .map(|(s, _, _)| s.clone())
+                .zip(queries)
+                .collect(),
         });
         if let Some(path) = &self.asyncapi_route {
             let spec = spec.clone();
@@ -149,8 +153,9 @@ impl RouteOptions {
         }
     }
 
-    /// A route for each websocket service, and the services with their namespaces.
-    fn websocket_routes(&self, parts: &Parts<'_>) -> (Router, Vec<Attached>) {
+    /// A route for each websocket service, the services with their namespaces, and the query
+    /// parameters each service's middlewares read (for the AsyncAPI document).
+    fn websocket_routes(&self, parts: &Parts<'_>) -> (Router, Vec<Attached>, Vec<Vec<QueryParam>>) {
         let container = parts.container;
         let erased_middleware = |record: &ComponentRecord| -> Option<Arc<dyn ErasedMiddleware>> {
             match record.kind {
@@ -171,6 +176,7 @@ impl RouteOptions {
             .collect();
         let mut router = Router::new();
         let mut attached: Vec<Attached> = Vec::new();
+        let mut queries = Vec::new();
         for record in &container.order {
             let ComponentKind::WebSocket(ws) = &record.kind else {
                 continue;
@@ -205,6 +211,16 @@ impl RouteOptions {
                 .clone();
             let service = (ws.entry)(instance.clone());
             attached.push((service.clone(), ns.clone(), ws.name));
+            let mut query: Vec<QueryParam> = Vec::new();
+            let applying = globals.iter().filter(|(_, scope)| scope.matches(ws.path));
+            for m in applying.map(|(m, _)| m).chain(&own) {
+                for q in m.query() {
+                    if !query.iter().any(|known| known.name == q.name) {
+                        query.push(*q);
+                    }
+                }
+            }
+            queries.push(query);
             let endpoint = Arc::new(Route {
                 ns,
                 service,
@@ -222,7 +238,7 @@ impl RouteOptions {
                 }),
             );
         }
-        (router, attached)
+        (router, attached, queries)
     }
 }
 
@@ -230,7 +246,7 @@ impl RouteOptions {
 pub(super) struct AsyncApiSpec {
     info: Info,
     pub(super) servers: Vec<ServerSpec>,
-    services: Vec<Arc<dyn ErasedService>>,
+    services: Vec<(Arc<dyn ErasedService>, Vec<QueryParam>)>,
 }
 
 impl AsyncApiSpec {
@@ -239,7 +255,11 @@ impl AsyncApiSpec {
         let channels: Vec<_> = self
             .services
             .iter()
-            .map(|s| s.describe(&mut generator))
+            .map(|(s, query)| {
+                let mut spec = s.describe(&mut generator);
+                spec.query = query.clone();
+                spec
+            })
             .collect();
         asyncapi::document(&self.info, servers, &channels, generator)
     }

@@ -25,6 +25,7 @@
 //!     receives: Some(generator.subschema_for::<ChatIn>()),
 //!     sends: None,
 //!     protocols: vec![],
+//!     ..ChannelSpec::default()
 //! };
 //! let server = ServerSpec::new("local", "127.0.0.1:3000", "ws");
 //! let doc = asyncapi::document(&Info::default(), &[server], &[chat], generator);
@@ -82,7 +83,7 @@ const CLOSE_CODES: [(u16, &str); 7] = [
 ];
 
 /// One websocket service as the document describes it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ChannelSpec {
     /// The service's name, e.g. `ChatSocket`; the channel's key is made from it.
     pub name: String,
@@ -96,6 +97,70 @@ pub struct ChannelSpec {
     pub sends: Option<Schema>,
     /// The subprotocols (`Sec-WebSocket-Protocol`) the service speaks.
     pub protocols: Vec<String>,
+    /// The query parameters of the upgrade request its middlewares read
+    /// (`bindings.ws.query`).
+    pub query: Vec<QueryParam>,
+    /// Requests and their answers, by message name (`("ping", "pong")`): each request gets an
+    /// operation of its own whose `reply` is the answer.
+    pub replies: Vec<(String, String)>,
+    /// What the service's protocol adds: its own messages, replies and close codes.
+    pub protocol: ProtocolSpec,
+}
+
+/// A query parameter of the upgrade request, declared by the middleware that reads it
+/// ([`Middleware::QUERY`](crate::middleware::Middleware::QUERY)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryParam {
+    /// The parameter's name, e.g. `username`.
+    pub name: &'static str,
+    /// What it is and what happens without it.
+    pub description: &'static str,
+    /// Whether the upgrade is refused without it.
+    pub required: bool,
+}
+
+/// What a protocol adds to every channel that speaks it.
+#[derive(Debug, Clone, Default)]
+pub struct ProtocolSpec {
+    /// Messages clients may send beside the service's own (the managed `authenticate`).
+    pub receives: Vec<ProtocolMessage>,
+    /// Messages the protocol sends beside the service's own (the `error` frame).
+    pub sends: Vec<ProtocolMessage>,
+    /// The protocol's requests and their answers, by message name (`("join", "join")`).
+    pub replies: Vec<(String, String)>,
+    /// Close codes beside the framework's, with their meaning.
+    pub close_codes: Vec<(u16, String)>,
+}
+
+/// A message of a protocol, the same on every channel that speaks it.
+#[derive(Debug, Clone)]
+pub struct ProtocolMessage {
+    /// Its key in `components.messages`, shared by those channels, e.g. `asena.error`.
+    pub key: String,
+    /// Its name: the value of the property that tells the messages apart, e.g. `error`.
+    pub name: String,
+    /// The Message Object: `name`, `title`, `description`, `contentType`, `payload`,
+    /// `examples`.
+    pub message: Value,
+}
+
+impl ProtocolMessage {
+    /// A JSON message named `name` under the key `key`, with `payload` (a JSON Schema) and
+    /// one `example`.
+    pub fn new(key: &str, name: &str, description: &str, payload: Value, example: Value) -> Self {
+        ProtocolMessage {
+            key: key.to_owned(),
+            name: name.to_owned(),
+            message: json!({
+                "name": name,
+                "title": title(name),
+                "description": description,
+                "contentType": "application/json",
+                "payload": payload,
+                "examples": [{ "name": name, "payload": example }],
+            }),
+        }
+    }
 }
 
 /// The document's `info`: the app's title, version and description.
@@ -194,7 +259,6 @@ pub fn document(
     let mut doc_channels = Map::new();
     let mut operations = Map::new();
     let mut messages = Map::new();
-    let mut error_message = false;
     for (spec, params, receives, sends) in specs {
         let key = unique(&doc_channels, component_key(&spec.name, "channel"));
         let mut channel = Map::new();
@@ -211,20 +275,23 @@ pub fn document(
         }
 
         let mut channel_messages = Map::new();
-        let mut refs = |direction: &str, payload: Option<Value>, error: bool| {
-            let mut list = Vec::new();
-            let mut found = payload_messages(payload, &schemas);
-            // One message per `type`: a service that declares its own `error` has the
-            // framework's error frames described in it instead of listed beside it.
-            let own_error = found.iter_mut().find_map(|f| match f {
-                Found::Message(m) if m.name == "error" => Some(m),
-                _ => None,
-            });
-            match own_error {
-                Some(own) if error => own.description = Some(shared_error(own.description.take())),
-                _ if error => found.push(Found::Error),
-                _ => {}
+        // `direction.name` → the message's key in the channel, for the replies
+        let mut local_of = std::collections::HashMap::new();
+        let mut refs = |direction: &str, payload: Option<Value>, extra: &[ProtocolMessage]| {
+            let mut found: Vec<Found<'_>> = payload_messages(payload, &schemas);
+            // One message per name: a service's own message of a protocol message's name
+            // stands for both, and says so.
+            for pm in extra {
+                let own = found.iter_mut().find_map(|f| match f {
+                    Found::Message(m) if m.name == pm.name => Some(m),
+                    _ => None,
+                });
+                match own {
+                    Some(own) => own.description = Some(shared(own.description.take(), pm)),
+                    None => found.push(Found::Protocol(pm)),
+                }
             }
+            let mut list = Vec::new();
             for found in found {
                 let (name, message) = match found {
                     Found::Message(m) => {
@@ -232,13 +299,14 @@ pub fn document(
                             &messages,
                             format!("{key}.{direction}.{}", component_key(&m.name, "message")),
                         );
-                        let name = m.name.clone();
                         messages.insert(component.clone(), m.to_value(&schemas));
-                        (name, component)
+                        (m.name, component)
                     }
-                    Found::Error => {
-                        error_message = true;
-                        ("error".to_owned(), ERROR_MESSAGE.to_owned())
+                    Found::Protocol(pm) => {
+                        messages
+                            .entry(pm.key.clone())
+                            .or_insert_with(|| pm.message.clone());
+                        (pm.name.clone(), pm.key.clone())
                     }
                 };
                 let local = unique(
@@ -249,16 +317,16 @@ pub fn document(
                     local.clone(),
                     json!({ "$ref": format!("#/components/messages/{message}") }),
                 );
+                local_of.insert(format!("{direction}.{name}"), local.clone());
                 list.push(json!({ "$ref": format!("#/channels/{key}/messages/{local}") }));
             }
             list
         };
-        let typed_sends = sends.is_some();
-        let received = refs("receive", receives, false);
-        let sent = refs("send", sends, typed_sends);
+        let received = refs("receive", receives, &spec.protocol.receives);
+        let sent = refs("send", sends, &spec.protocol.sends);
         channel.insert("messages".into(), channel_messages.into());
-        if !spec.protocols.is_empty() {
-            channel.insert("bindings".into(), protocol_binding(&spec.protocols));
+        if let Some(bindings) = ws_binding(&spec.protocols, &spec.query) {
+            channel.insert("bindings".into(), bindings);
         }
 
         let operation = |action: &str, summary: String, list: Vec<Value>| {
@@ -285,10 +353,38 @@ pub fn document(
                 sent,
             ),
         );
+        for (request, answer) in spec.protocol.replies.iter().chain(&spec.replies) {
+            let (Some(asked), Some(answered)) = (
+                local_of.get(&format!("receive.{request}")),
+                local_of.get(&format!("send.{answer}")),
+            ) else {
+                tracing::warn!(
+                    target: "asena::asyncapi",
+                    channel = %spec.name,
+                    %request,
+                    %answer,
+                    "a reply names a message the channel does not have; not described"
+                );
+                continue;
+            };
+            let mut op = operation(
+                "receive",
+                format!("`{request}`, answered with `{answer}`"),
+                vec![json!({ "$ref": format!("#/channels/{key}/messages/{asked}") })],
+            );
+            op["reply"] = json!({
+                "channel": { "$ref": format!("#/channels/{key}") },
+                "messages": [{ "$ref": format!("#/channels/{key}/messages/{answered}") }],
+            });
+            operations.insert(
+                unique(
+                    &operations,
+                    format!("{key}.{}", component_key(request, "request")),
+                ),
+                op,
+            );
+        }
         doc_channels.insert(key, channel.into());
-    }
-    if error_message {
-        messages.insert(ERROR_MESSAGE.to_owned(), error_frame());
     }
 
     let servers = servers
@@ -326,15 +422,12 @@ pub fn document(
     doc.into()
 }
 
-/// The key of the framework's `error` message in `components.messages`.
-const ERROR_MESSAGE: &str = "asena.error";
-
-/// A message of a payload.
-enum Found {
+/// A message of a channel.
+enum Found<'a> {
     /// A message of the service's own types, or the raw one.
     Message(Msg),
-    /// The framework's `error` message.
-    Error,
+    /// A message of the channel's protocol.
+    Protocol(&'a ProtocolMessage),
 }
 
 /// A message object, before it goes into `components.messages`.
@@ -381,24 +474,23 @@ fn title(name: &str) -> String {
     }
 }
 
-/// The description of a service's own `error` message, which also stands for the framework's
-/// error frames (they have the same `type`).
-fn shared_error(own: Option<String>) -> String {
+/// The description of a service's own message that also stands for its protocol's message of
+/// the same name (a service's `error` and the framework's error frames).
+fn shared(own: Option<String>, protocol: &ProtocolMessage) -> String {
     let mut text = own
         .map(|d| format!("{}\n\n", d.trim_end()))
         .unwrap_or_default();
-    text.push_str(
-        "The framework sends this type too: `{\"type\":\"error\",\"message\":\"Server error occurred\"}` \
-         before a handler failure closes the socket with 1011, and (unless the service overrides \
-         `on_invalid`) `{\"type\":\"error\",\"code\":..,\"message\":..,\"path\":..}` in answer to a \
-         message that does not decode or validate.",
-    );
+    text.push_str("The protocol sends this message too");
+    match protocol.message["description"].as_str() {
+        Some(theirs) => text.push_str(&format!(": {theirs}")),
+        None => text.push('.'),
+    }
     text
 }
 
 /// The messages of one direction: one per variant of a tagged enum, one for any other typed
 /// payload, one unconstrained message for a raw one.
-fn payload_messages(payload: Option<Value>, schemas: &Map<String, Value>) -> Vec<Found> {
+fn payload_messages(payload: Option<Value>, schemas: &Map<String, Value>) -> Vec<Found<'static>> {
     let Some(payload) = payload else {
         return vec![Found::Message(Msg {
             name: "message".to_owned(),
@@ -519,9 +611,10 @@ fn description_of(schema: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The framework's `error` message: sent before a handler failure closes the socket with
-/// 1011, and, by default, in answer to a message that does not decode or validate.
-fn error_frame() -> Value {
+/// The framework's `error` message, which every typed service of the Asena protocol sends:
+/// before a handler failure closes the socket with 1011, and, by default, in answer to a
+/// message that does not decode or validate.
+pub fn error_message() -> ProtocolMessage {
     let codes: Vec<_> = [
         DecodeErrorKind::Syntax,
         DecodeErrorKind::UnknownVariant {
@@ -540,7 +633,7 @@ fn error_frame() -> Value {
     .iter()
     .map(DecodeErrorKind::code)
     .collect();
-    json!({
+    let message = json!({
         "name": "error",
         "title": "Error",
         "description": "Sent by the framework: `{\"type\":\"error\",\"message\":\"Server error occurred\"}` \
@@ -580,7 +673,12 @@ fn error_frame() -> Value {
                 },
             },
         },
-    })
+    });
+    ProtocolMessage {
+        key: "asena.error".to_owned(),
+        name: "error".to_owned(),
+        message,
+    }
 }
 
 /// The info description: the app's own, then the close codes.
@@ -609,16 +707,28 @@ fn channel_description(spec: &ChannelSpec) -> String {
             list.join(", ")
         ));
     }
+    if !spec.protocol.close_codes.is_empty() {
+        text.push_str("\n\nClose codes of its protocol, beside the server's:\n\n");
+        for (code, meaning) in &spec.protocol.close_codes {
+            text.push_str(&format!("- `{code}`: {meaning}\n"));
+        }
+    }
     text
 }
 
 /// The WebSocket channel binding: the upgrade is a GET whose `Sec-WebSocket-Protocol`
-/// header offers the service's subprotocols.
-fn protocol_binding(protocols: &[String]) -> Value {
-    json!({
-        "ws": {
-            "method": "GET",
-            "headers": {
+/// header offers the service's subprotocols and whose query holds what its middlewares
+/// read; `None` when there is neither.
+fn ws_binding(protocols: &[String], query: &[QueryParam]) -> Option<Value> {
+    if protocols.is_empty() && query.is_empty() {
+        return None;
+    }
+    let mut ws = Map::new();
+    ws.insert("method".into(), "GET".into());
+    if !protocols.is_empty() {
+        ws.insert(
+            "headers".into(),
+            json!({
                 "type": "object",
                 "properties": {
                     "Sec-WebSocket-Protocol": {
@@ -629,10 +739,30 @@ fn protocol_binding(protocols: &[String]) -> Value {
                         ),
                     },
                 },
-            },
-            "bindingVersion": "0.1.0",
-        },
-    })
+            }),
+        );
+    }
+    if !query.is_empty() {
+        let properties: Map<_, _> = query
+            .iter()
+            .map(|q| {
+                let schema = json!({ "type": "string", "description": q.description });
+                (q.name.to_owned(), schema)
+            })
+            .collect();
+        let required: Vec<_> = query
+            .iter()
+            .filter(|q| q.required)
+            .map(|q| q.name)
+            .collect();
+        let mut schema = json!({ "type": "object", "properties": properties });
+        if !required.is_empty() {
+            schema["required"] = json!(required);
+        }
+        ws.insert("query".into(), schema);
+    }
+    ws.insert("bindingVersion".into(), "0.1.0".into());
+    Some(json!({ "ws": ws }))
 }
 
 /// The names of a path's `{param}`s (and `{*rest}`s), in order.
@@ -840,26 +970,32 @@ mod tests {
         let chat = ChannelSpec {
             name: "ChatSocket".into(),
             path: "/chat/{room}".into(),
-            params: None,
+            protocol: ProtocolSpec {
+                sends: vec![error_message()],
+                ..ProtocolSpec::default()
+            },
+            replies: vec![("ping".into(), "pong".into())],
+            query: vec![QueryParam {
+                name: "token",
+                description: "Who connects.",
+                required: true,
+            }],
             receives: Some(generator.subschema_for::<ChatIn>()),
             sends: Some(generator.subschema_for::<ChatOut>()),
             protocols: vec!["chat.v1".into(), "chat.v2".into()],
+            ..ChannelSpec::default()
         };
         let events = ChannelSpec {
             name: "User Events".into(),
             path: "/user/events/{user_id}/{kind}".into(),
             params: Some(generator.subschema_for::<EventParams>()),
-            receives: None,
             sends: Some(generator.subschema_for::<Notice>()),
-            protocols: vec![],
+            ..ChannelSpec::default()
         };
         let echo = ChannelSpec {
             name: "Echo".into(),
             path: "/echo".into(),
-            params: None,
-            receives: None,
-            sends: None,
-            protocols: vec![],
+            ..ChannelSpec::default()
         };
         let info = Info {
             description: Some("A test app.".into()),
@@ -1031,10 +1167,8 @@ mod tests {
         let mut spec = |name: &str| ChannelSpec {
             name: name.into(),
             path: "/files/{*rest}".into(),
-            params: None,
-            receives: None,
             sends: Some(generator.subschema_for::<String>()),
-            protocols: vec![],
+            ..ChannelSpec::default()
         };
         let specs = [spec("a/b"), spec("a:b")];
         let doc = document(&Info::default(), &[], &specs, generator);
@@ -1080,10 +1214,8 @@ mod tests {
         let spec = ChannelSpec {
             name: "Numbers".into(),
             path: "/n".into(),
-            params: None,
-            receives: None,
             sends: Some(generator.subschema_for::<Numbers>()),
-            protocols: vec![],
+            ..ChannelSpec::default()
         };
         let doc = document(&Info::default(), &[], &[spec], generator);
         let mut found = Vec::new();
@@ -1133,19 +1265,21 @@ mod tests {
         }
         let mut generator = generator();
         let spec = ChannelSpec {
+            protocol: ProtocolSpec {
+                sends: vec![error_message()],
+                ..ProtocolSpec::default()
+            },
             name: "Jobs".into(),
             path: "/jobs".into(),
-            params: None,
-            receives: None,
             sends: Some(generator.subschema_for::<Out>()),
-            protocols: vec![],
+            ..ChannelSpec::default()
         };
         let doc = document(&Info::default(), &[], &[spec], generator);
         let send = doc["operations"]["Jobs.send"]["messages"]
             .as_array()
             .expect("messages");
         assert_eq!(send.len(), 2, "{send:?}");
-        assert!(doc["components"]["messages"].get(ERROR_MESSAGE).is_none());
+        assert!(doc["components"]["messages"].get("asena.error").is_none());
         let error = &doc["components"]["messages"]["Jobs.send.error"];
         let description = error["description"].as_str().expect("description");
         assert!(
@@ -1153,8 +1287,62 @@ mod tests {
             "{description}"
         );
         assert!(
-            description.contains("The framework sends this type too"),
+            description.contains("The protocol sends this message too: Sent by the framework"),
             "{description}"
         );
+    }
+
+    #[test]
+    fn replies_get_operations_of_their_own() {
+        let doc = doc();
+        let ping = &doc["operations"]["ChatSocket.ping"];
+        assert_eq!(ping["action"], "receive");
+        assert_eq!(
+            ping["messages"],
+            json!([{ "$ref": "#/channels/ChatSocket/messages/receive.ping" }])
+        );
+        assert_eq!(
+            ping["reply"],
+            json!({
+                "channel": { "$ref": "#/channels/ChatSocket" },
+                "messages": [{ "$ref": "#/channels/ChatSocket/messages/send.pong" }],
+            })
+        );
+        // the request stays among everything the channel receives
+        let receive = doc["operations"]["ChatSocket.receive"]["messages"].to_string();
+        assert!(receive.contains("receive.ping"), "{receive}");
+    }
+
+    #[test]
+    fn a_reply_to_an_unknown_message_is_left_out() {
+        let spec = ChannelSpec {
+            name: "Echo".into(),
+            path: "/echo".into(),
+            replies: vec![("nope".into(), "message".into())],
+            ..ChannelSpec::default()
+        };
+        let doc = document(&Info::default(), &[], &[spec], generator());
+        assert_eq!(
+            sorted_keys(&doc["operations"]),
+            ["Echo.receive", "Echo.send"]
+        );
+    }
+
+    #[test]
+    fn query_parameters_are_in_the_ws_binding() {
+        let doc = doc();
+        let ws = &doc["channels"]["ChatSocket"]["bindings"]["ws"];
+        assert_eq!(ws["method"], "GET");
+        assert_eq!(
+            ws["query"],
+            json!({
+                "type": "object",
+                "properties": { "token": { "type": "string", "description": "Who connects." } },
+                "required": ["token"],
+            })
+        );
+        assert!(ws["headers"]["properties"]["Sec-WebSocket-Protocol"].is_object());
+        // a channel without subprotocols or query parameters has no binding
+        assert!(doc["channels"]["Echo"].get("bindings").is_none());
     }
 }

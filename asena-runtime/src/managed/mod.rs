@@ -49,6 +49,7 @@
 //! ([`AsenaBuilder::transport`](crate::AsenaBuilder::transport): Redis, a Redis Cluster or
 //! NATS), under its [`ManagedOptions::channel_prefix`].
 
+mod asyncapi;
 mod client;
 pub mod crypto;
 mod gate;
@@ -343,6 +344,10 @@ pub enum ManagedProtocol {}
 
 impl<S: ManagedService> Protocol<S> for ManagedProtocol {
     type Data = ManagedClient;
+
+    fn describe(spec: &mut crate::asyncapi::ChannelSpec) {
+        asyncapi::describe(spec);
+    }
 
     async fn start(service: &S, ns: &Namespace, fleet: &Fleet) -> Result<()> {
         let state = state(ns).ok_or("the namespace already holds another protocol's state")?;

@@ -60,6 +60,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::asyncapi::QueryParam;
 use axum::body::Body;
 use futures_util::FutureExt;
 use http::Response;
@@ -95,6 +96,10 @@ pub(crate) use value::{TypeMismatch, WsValue};
     note = "annotate it with `#[middleware]` and add `impl Middleware for {Self} {{ async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {{ next.run(ctx).await }} }}`"
 )]
 pub trait Middleware: Send + Sync + 'static {
+    /// The query parameters of the upgrade request this middleware reads, for the AsyncAPI
+    /// document of every service it guards (`bindings.ws.query`).
+    const QUERY: &'static [QueryParam] = &[];
+
     /// Inspects the request; call `next.run(ctx).await` to continue.
     fn handle(
         &self,
@@ -114,6 +119,7 @@ pub trait ErasedMiddleware: Send + Sync + 'static {
         next: Next<'a>,
     ) -> BoxFut<'a, Result<(), Refusal>>;
     fn name(&self) -> &'static str;
+    fn query(&self) -> &'static [QueryParam];
 }
 
 impl std::fmt::Debug for dyn ErasedMiddleware {
@@ -137,6 +143,9 @@ impl<M: Middleware> ErasedMiddleware for Adapter<M> {
     }
     fn name(&self) -> &'static str {
         self.name
+    }
+    fn query(&self) -> &'static [QueryParam] {
+        M::QUERY
     }
 }
 

@@ -117,7 +117,7 @@ impl<S: Endpoint> ErasedService for ServiceAdapter<S> {
 
     fn describe(&self, generator: &mut schemars::SchemaGenerator) -> ChannelSpec {
         let typed_params = std::any::TypeId::of::<S::Params>() != std::any::TypeId::of::<()>();
-        ChannelSpec {
+        let mut spec = ChannelSpec {
             name: S::NAME.to_owned(),
             path: S::PATH.to_owned(),
             params: typed_params.then(|| generator.subschema_for::<S::Params>()),
@@ -127,7 +127,10 @@ impl<S: Endpoint> ErasedService for ServiceAdapter<S> {
                 .iter()
                 .map(|p| (*p).to_owned())
                 .collect(),
-        }
+            ..ChannelSpec::default()
+        };
+        <S::Protocol as Protocol<S>>::describe(&mut spec);
+        spec
     }
 
     fn start<'a>(
