@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{NatsTransport, RedisTransport, TransportStats};
 use asena_runtime::wire;
+use asena_tests::broker::free_port;
 use asena_tests::{Client, TestServer, WAIT, isolated, join_hall, start, unique, within};
 use tokio::time::Instant;
 
@@ -43,6 +44,16 @@ async fn instance(url: &str, channel: &str, single: bool) -> anyhow::Result<Test
     start(builder).await
 }
 
+/// Instances a, b and c of the fleet on `channel`, at `urls` (see [`instance`]).
+async fn three(urls: [&str; 3], channel: &str, single: bool) -> anyhow::Result<[TestServer; 3]> {
+    let [a, b, c] = urls;
+    Ok([
+        instance(a, channel, single).await?,
+        instance(b, channel, single).await?,
+        instance(c, channel, single).await?,
+    ])
+}
+
 /// An instance on the Redis Cluster that `node` belongs to, on sharded pub/sub.
 async fn sharded_instance(node: &str, channel: &str) -> anyhow::Result<TestServer> {
     start(
@@ -61,6 +72,14 @@ fn room_channel(channel: &str, room: &str) -> String {
     )
 }
 
+/// Stops every instance in turn.
+async fn stop_all(servers: impl IntoIterator<Item = TestServer>) -> anyhow::Result<()> {
+    for s in servers {
+        s.stop().await?;
+    }
+    Ok(())
+}
+
 fn stats(server: &TestServer) -> TransportStats {
     server.app.transport_stats().unwrap_or_default()
 }
@@ -76,12 +95,14 @@ enum Outage {
 /// Traffic from a1 to room r across a broker node's restart: ten messages b1 must all get in
 /// order, `outage(Down)`, ten more, `outage(Up)`, then messages until b1 hears from r again,
 /// then a broadcast as a marker. Checks that b1 got the first ten, and everything in order and
-/// never twice; returns (sent, delivered): what the outage lost is the difference.
+/// never twice; logs, as `what`, how many were sent and delivered (what the outage lost is
+/// the difference).
 async fn across_a_restart(
+    what: &str,
     a1: &mut Client,
     b1: &mut Client,
     mut outage: impl AsyncFnMut(Outage) -> anyhow::Result<()>,
-) -> anyhow::Result<(u64, usize)> {
+) -> anyhow::Result<()> {
     let (mut sent, mut got) = (0u64, Vec::<u64>::new());
     for _ in 0..10 {
         a1.send_text(&format!("{sent}")).await?;
@@ -126,7 +147,95 @@ async fn across_a_restart(
     );
     assert_eq!(got[..10], (0..10).collect::<Vec<u64>>());
     assert!(got.len() >= 11, "{got:?}");
-    Ok((sent, got.len()))
+    tracing::info!(
+        "{what}: {sent} sent to r, {} delivered on b, {} lost during the outage",
+        got.len(),
+        sent - got.len() as u64
+    );
+    Ok(())
+}
+
+/// A member of `a_rooms` (`r,s`) on a and one of `b_rooms` on b, once each instance
+/// subscribed to its member's rooms.
+async fn members(
+    a: &TestServer,
+    a_rooms: &str,
+    b: &TestServer,
+    b_rooms: &str,
+) -> anyhow::Result<(Client, Client)> {
+    let (a1, _) = join_hall(a, a_rooms).await?;
+    let (b1, _) = join_hall(b, b_rooms).await?;
+    let count = |rooms: &str| rooms.split(',').count() as u64;
+    within(WAIT, "both subscribed", async || {
+        stats(a).subscriptions == count(a_rooms) && stats(b).subscriptions == count(b_rooms)
+    })
+    .await?;
+    Ok((a1, b1))
+}
+
+/// A cluster whose nodes a test takes down and brings back.
+enum Restartable {
+    Nats(Cluster),
+    Redis(RedisCluster),
+}
+
+impl Restartable {
+    fn url(&self, node: usize) -> String {
+        match self {
+            Restartable::Nats(cluster) => cluster.url(node),
+            Restartable::Redis(cluster) => cluster.url(node),
+        }
+    }
+
+    /// Kills `node` (`Down`), or starts it again on its ports and waits until it is back in
+    /// the cluster (`Up`).
+    async fn node(&mut self, node: usize, step: Outage) -> anyhow::Result<()> {
+        match (self, step) {
+            (Restartable::Nats(cluster), Outage::Down) => cluster.kill(node),
+            (Restartable::Redis(cluster), Outage::Down) => cluster.kill(node),
+            (Restartable::Nats(cluster), Outage::Up) => {
+                cluster.spawn(node)?;
+                cluster.ready(node).await?;
+            }
+            (Restartable::Redis(cluster), Outage::Up) => {
+                cluster.children[node] = Some(cluster.spawn(node)?);
+                cluster.ready(node).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Instances a and b of the fleet on `channel` on the cluster's nodes 0 and 1, a member of r
+/// on each, and [`across_a_restart`]'s traffic from a's member while node 1 restarts. Once
+/// node 1 is down, b's transport stats must say `noticed`; once it is up again, `back` (given
+/// the stats at the outage and now) must hold within 15 s.
+async fn node_restart(
+    mut cluster: Restartable,
+    what: &str,
+    channel: &str,
+    noticed: impl Fn(&TransportStats) -> bool,
+    back: impl Fn(&TransportStats, &TransportStats) -> bool,
+) -> anyhow::Result<()> {
+    let a = instance(&cluster.url(0), channel, false).await?;
+    let b = instance(&cluster.url(1), channel, false).await?;
+    let (mut a1, mut b1) = members(&a, "r", &b, "r").await?;
+    let mut at_outage = TransportStats::default();
+    across_a_restart(what, &mut a1, &mut b1, async |step| {
+        let down = matches!(step, Outage::Down);
+        cluster.node(1, step).await?;
+        if down {
+            at_outage = stats(&b);
+            within(WAIT, "b noticed", async || noticed(&stats(&b))).await
+        } else {
+            within(Duration::from_secs(15), "b is back", async || {
+                back(&at_outage, &stats(&b))
+            })
+            .await
+        }
+    })
+    .await?;
+    stop_all([a, b]).await
 }
 
 /// Three instances; members of `r` on a and b, c only has a member of `q`. 20 messages to
@@ -178,10 +287,7 @@ asena_tests::on_each_broker! {
 }
 
 async fn only_instances_with_members(url: &str) -> anyhow::Result<()> {
-    let subject = unique("interest");
-    let a = instance(url, &subject, false).await?;
-    let b = instance(url, &subject, false).await?;
-    let c = instance(url, &subject, false).await?;
+    let [a, b, c] = three([url; 3], &unique("interest"), false).await?;
     let c_received = route_twenty(&a, &b, &c, true).await?;
     // None of the 20 room messages reached c: only the direct message and the broadcast,
     // which take the fleet subject every instance receives.
@@ -191,24 +297,15 @@ async fn only_instances_with_members(url: &str) -> anyhow::Result<()> {
         22,
         "20 room messages, the direct one, the broadcast"
     );
-    for s in [a, b, c] {
-        s.stop().await?;
-    }
-    Ok(())
+    stop_all([a, b, c]).await
 }
 
 async fn everything_on_one_channel(url: &str) -> anyhow::Result<()> {
     // The control: the same traffic in the single-subject layout reaches c too.
-    let subject = unique("single");
-    let a = instance(url, &subject, true).await?;
-    let b = instance(url, &subject, true).await?;
-    let c = instance(url, &subject, true).await?;
+    let [a, b, c] = three([url; 3], &unique("single"), true).await?;
     let c_received = route_twenty(&a, &b, &c, false).await?;
     assert_eq!(c_received, 22, "c's transport: {:?}", stats(&c));
-    for s in [a, b, c] {
-        s.stop().await?;
-    }
-    Ok(())
+    stop_all([a, b, c]).await
 }
 
 async fn last_member_leaving_unsubscribes_on(url: &str) -> anyhow::Result<()> {
@@ -313,16 +410,7 @@ async fn last_member_leaving_unsubscribes(
     .await?;
     a1.send_text("again").await?;
     assert_eq!(b3.recv_text().await?, "again");
-    for s in [a, b] {
-        s.stop().await?;
-    }
-    Ok(())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    stop_all([a, b]).await
 }
 
 /// A 3-node NATS cluster on loopback: three `nats-server` processes with routes to each
@@ -427,64 +515,33 @@ impl Drop for Cluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_a_three_node_nats_cluster_with_instances_on_different_nodes() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
-    let subject = unique("cluster");
-    let a = instance(&cluster.url(0), &subject, false).await?;
-    let b = instance(&cluster.url(1), &subject, false).await?;
-    let c = instance(&cluster.url(2), &subject, false).await?;
+    let urls = [cluster.url(0), cluster.url(1), cluster.url(2)];
+    let [a, b, c] = three(
+        urls.each_ref().map(String::as_str),
+        &unique("cluster"),
+        false,
+    )
+    .await?;
     let c_received = route_twenty(&a, &b, &c, true).await?;
     assert_eq!(c_received, 2, "c's transport: {:?}", stats(&c));
-    for s in [a, b, c] {
-        s.stop().await?;
-    }
-    drop(cluster);
-    Ok(())
+    stop_all([a, b, c]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_restart_during_traffic_resubscribes_and_delivers_nothing_twice()
 -> anyhow::Result<()> {
-    let mut cluster = Cluster::start().await?;
-    let subject = unique("restart");
-    let a = instance(&cluster.url(0), &subject, false).await?;
-    let b = instance(&cluster.url(1), &subject, false).await?;
-    let (mut a1, _) = join_hall(&a, "r").await?;
-    let (mut b1, _) = join_hall(&b, "r").await?;
-    within(WAIT, "both subscribed", async || {
-        stats(&a).subscriptions == 1 && stats(&b).subscriptions == 1
-    })
-    .await?;
-
-    // Traffic from a (node 0) to r; b (node 1) loses its node half-way, which comes back on
-    // the same ports. b must get its room subscription back and see every message at most
-    // once, in order.
-    let mut reconnects = 0;
-    let (sent, delivered) = across_a_restart(&mut a1, &mut b1, async |step| {
-        match step {
-            Outage::Down => {
-                cluster.kill(1);
-                reconnects = stats(&b).reconnects;
-            }
-            Outage::Up => {
-                cluster.spawn(1)?;
-                cluster.ready(1).await?;
-                within(Duration::from_secs(15), "b reconnected", async || {
-                    stats(&b).reconnects > reconnects
-                })
-                .await?;
-            }
-        }
-        Ok(())
-    })
-    .await?;
-    tracing::info!(
-        "node restart: {sent} sent to r, {delivered} delivered on b, {} lost during the outage",
-        sent - delivered as u64
-    );
-    for s in [a, b] {
-        s.stop().await?;
-    }
-    drop(cluster);
-    Ok(())
+    // b (node 1) loses its node half-way, which comes back on the same ports. b must get its
+    // room subscription back and see every message at most once, in order. NATS keeps b's
+    // subscriptions through the outage: b is back once it reconnected.
+    let cluster = Restartable::Nats(Cluster::start().await?);
+    node_restart(
+        cluster,
+        "node restart",
+        &unique("restart"),
+        |_| true,
+        |at_outage, now| now.reconnects > at_outage.reconnects,
+    )
+    .await
 }
 
 /// A 3-node Redis Cluster on loopback (three `redis-server` processes with
@@ -693,11 +750,7 @@ async fn on_a_three_node_redis_cluster_with_instances_on_different_nodes() -> an
     // Classic pub/sub: c received none of r's messages, but every node was sent every one
     // of them (the control for the sharded test below).
     assert!(bus >= 2 * 22, "{bus} messages over the cluster bus");
-    for s in [a, b, c] {
-        s.stop().await?;
-    }
-    drop(cluster);
-    Ok(())
+    stop_all([a, b, c]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -723,11 +776,7 @@ async fn on_a_redis_cluster_sharded_rooms_stay_on_their_node() -> anyhow::Result
             "{room}: {counts:?}"
         );
     }
-    for s in [a, b, c] {
-        s.stop().await?;
-    }
-    drop(cluster);
-    Ok(())
+    stop_all([a, b, c]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -767,12 +816,7 @@ async fn a_restart_of_a_rooms_shard_resubscribes_and_delivers_nothing_twice() ->
     let channel = unique("shard-restart");
     let a = sharded_instance(&cluster.url(0), &channel).await?;
     let b = sharded_instance(&cluster.url(1), &channel).await?;
-    let (mut a1, _) = join_hall(&a, "r").await?;
-    let (mut b1, _) = join_hall(&b, "r").await?;
-    within(WAIT, "both subscribed", async || {
-        stats(&a).subscriptions == 1 && stats(&b).subscriptions == 1
-    })
-    .await?;
+    let (mut a1, mut b1) = members(&a, "r", &b, "r").await?;
     let r = room_channel(&channel, "r");
     let counts = cluster.shard_subscribers(&r).await;
     let owner = counts
@@ -781,7 +825,8 @@ async fn a_restart_of_a_rooms_shard_resubscribes_and_delivers_nothing_twice() ->
         .with_context(|| format!("no node has both subscribers of r: {counts:?}"))?;
     // The node that owns r's slot goes away during traffic and comes back on its port.
     let reconnects = stats(&b).reconnects;
-    let (sent, delivered) = across_a_restart(&mut a1, &mut b1, async |step| {
+    let what = "redis cluster shard restart";
+    across_a_restart(what, &mut a1, &mut b1, async |step| {
         match step {
             Outage::Down => cluster.kill(owner),
             Outage::Up => {
@@ -799,16 +844,8 @@ async fn a_restart_of_a_rooms_shard_resubscribes_and_delivers_nothing_twice() ->
     })
     .await?;
     assert!(stats(&b).reconnects > reconnects, "{:?}", stats(&b));
-    tracing::info!(
-        "redis cluster shard restart: {sent} sent to r, {delivered} delivered on b, {} lost during the outage ({} counted dropped by a)",
-        sent - delivered as u64,
-        stats(&a).dropped
-    );
-    for s in [a, b] {
-        s.stop().await?;
-    }
-    drop(cluster);
-    Ok(())
+    tracing::info!("{what}: {} counted dropped by a", stats(&a).dropped);
+    stop_all([a, b]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -832,12 +869,7 @@ async fn a_redis_restart_resubscribes_every_room() -> anyhow::Result<()> {
     let channel = unique("restart");
     let a = instance(&url, &channel, false).await?;
     let b = instance(&url, &channel, false).await?;
-    let (mut a1, _) = join_hall(&a, "r").await?;
-    let (mut b1, _) = join_hall(&b, "r,s").await?;
-    within(WAIT, "both subscribed", async || {
-        stats(&a).subscriptions == 1 && stats(&b).subscriptions == 2
-    })
-    .await?;
+    let (mut a1, mut b1) = members(&a, "r", &b, "r,s").await?;
     a1.send_text("before").await?;
     assert_eq!(b1.recv_text().await?, "before");
 
@@ -867,9 +899,7 @@ async fn a_redis_restart_resubscribes_every_room() -> anyhow::Result<()> {
             break;
         }
     }
-    for s in [a, b] {
-        s.stop().await?;
-    }
+    stop_all([a, b]).await?;
     let _ = server.kill();
     let _ = server.wait();
     Ok(())
@@ -878,42 +908,15 @@ async fn a_redis_restart_resubscribes_every_room() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_cluster_node_restart_resubscribes_and_delivers_nothing_twice() -> anyhow::Result<()>
 {
-    let mut cluster = RedisCluster::start().await?;
-    let channel = unique("cluster-restart");
-    let a = instance(&cluster.url(0), &channel, false).await?;
-    let b = instance(&cluster.url(1), &channel, false).await?;
-    let (mut a1, _) = join_hall(&a, "r").await?;
-    let (mut b1, _) = join_hall(&b, "r").await?;
-    within(WAIT, "both subscribed", async || {
-        stats(&a).subscriptions == 1 && stats(&b).subscriptions == 1
-    })
-    .await?;
-    // b's node goes away during traffic and comes back on the same port.
-    let (sent, delivered) = across_a_restart(&mut a1, &mut b1, async |step| {
-        match step {
-            Outage::Down => {
-                cluster.kill(1);
-                within(WAIT, "b noticed", async || stats(&b).subscriptions == 0).await?;
-            }
-            Outage::Up => {
-                cluster.children[1] = Some(cluster.spawn(1)?);
-                cluster.ready(1).await?;
-                within(Duration::from_secs(15), "b resubscribed", async || {
-                    stats(&b).subscriptions == 1
-                })
-                .await?;
-            }
-        }
-        Ok(())
-    })
-    .await?;
-    tracing::info!(
-        "redis cluster node restart: {sent} sent to r, {delivered} delivered on b, {} lost during the outage",
-        sent - delivered as u64
-    );
-    for s in [a, b] {
-        s.stop().await?;
-    }
-    drop(cluster);
-    Ok(())
+    // b's node goes away during traffic and comes back on the same port; b notices, and is
+    // back once it resubscribed.
+    let cluster = Restartable::Redis(RedisCluster::start().await?);
+    node_restart(
+        cluster,
+        "redis cluster node restart",
+        &unique("cluster-restart"),
+        |now| now.subscriptions == 0,
+        |_, now| now.subscriptions == 1,
+    )
+    .await
 }

@@ -70,23 +70,8 @@ impl WebSocketService for Mi {
     }
 }
 
-/// A namespace only the broadcast tests use (broadcasts reach every instance on a broker).
-#[websocket(path = "/mi-broadcast")]
-#[derive(Debug)]
-struct MiBroadcast;
-
-impl WebSocketService for MiBroadcast {
-    type Data = ();
-
-    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
-        ws.send_json(&json!({"type": "hello", "id": ws.id()}))?;
-        Ok(())
-    }
-
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-        Ok(())
-    }
-}
+// A namespace only the broadcast tests use (broadcasts reach every instance on a broker).
+asena_tests::hall_service!(MiBroadcast, "/mi-broadcast");
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -278,7 +263,7 @@ async fn broadcast_across(url: &str) -> anyhow::Result<()> {
     let mut clients = Vec::new();
     for s in [&a, &a, &b] {
         let mut c = s.connect("/mi-broadcast").await?;
-        ensure!(c.recv_json().await?["type"] == "hello");
+        c.recv_type("ready").await?;
         clients.push(c);
     }
     let ulak = a.app.ulak::<MiBroadcast>().context("ulak")?;

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use asena_runtime::Namespace;
 use asena_runtime::config::{Limits, RateLimit, RateLimitPolicy};
 use asena_runtime::prelude::*;
 use asena_tests::{
@@ -95,6 +96,15 @@ async fn app() -> anyhow::Result<TestServer> {
             ),
     )
     .await
+}
+
+/// The app, its `/drop` namespace (20 messages a second, the excess dropped) and a client
+/// there.
+async fn on_drop() -> anyhow::Result<(TestServer, Namespace, Client)> {
+    let s = app().await?;
+    let ns = s.app.namespace("/drop").expect("registered");
+    let client = s.connect("/drop").await?;
+    Ok((s, ns, client))
 }
 
 /// Sends `n` text messages `prefix0`, `prefix1`, … as fast as the socket takes them (one
@@ -204,10 +214,8 @@ async fn the_close_names_the_limit() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn the_drop_policy_drops_and_counts_the_excess_and_keeps_the_socket() -> anyhow::Result<()> {
-    let s = app().await?;
-    let ns = s.app.namespace("/drop").expect("registered");
+    let (s, ns, mut flooder) = on_drop().await?;
     let stats = ns.stats();
-    let mut flooder = s.connect("/drop").await?;
     const N: usize = 200;
     flood(&mut flooder, "m", N).await?;
     eventually(|| stats.messages_received() == N as u64).await?;
@@ -239,10 +247,7 @@ async fn the_drop_policy_drops_and_counts_the_excess_and_keeps_the_socket() -> a
 
 #[tokio::test]
 async fn a_polite_client_is_untouched() -> anyhow::Result<()> {
-    let s = app().await?;
-    let ns = s.app.namespace("/drop").expect("registered");
-    let stats = ns.stats();
-    let mut polite = s.connect("/drop").await?;
+    let (s, ns, mut polite) = on_drop().await?;
     // 20 a second sustained: 40 messages at 10 a second never touch the limit.
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     for i in 0..40 {
@@ -250,7 +255,7 @@ async fn a_polite_client_is_untouched() -> anyhow::Result<()> {
         polite.send_text(&format!("p{i}")).await?;
         assert_eq!(polite.recv_text().await?, format!("p{i}"));
     }
-    assert_eq!(stats.rate_limited(), 0);
+    assert_eq!(ns.stats().rate_limited(), 0);
     polite.close().await?;
     s.stop().await
 }

@@ -71,58 +71,44 @@ fn hello(ws: &SocketRef, seen: &Seen) -> Result<()> {
     Ok(())
 }
 
-/// Speaks `chat.v2` (listed first) and `chat.v1`; lets other clients in without one.
-#[websocket(path = "/chat", middlewares = [SeeProtocol, Impostor])]
-struct Chat {
-    opened: AtomicUsize,
+/// Declares a service `$name` at `$path` behind [`SeeProtocol`] and [`Impostor`] that counts
+/// its opens and says [`hello`]; `$protocols` are the constants of its impl that declare its
+/// subprotocols.
+macro_rules! protocol_service {
+    ($name:ident, $path:literal, { $($protocols:tt)* }) => {
+        #[websocket(path = $path, middlewares = [SeeProtocol, Impostor])]
+        struct $name {
+            opened: AtomicUsize,
+        }
+
+        impl WebSocketService for $name {
+            type Data = Seen;
+            $($protocols)*
+
+            async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
+                self.opened.fetch_add(1, Ordering::SeqCst);
+                hello(ws, &ws.data().values)
+            }
+            async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
+                Ok(())
+            }
+        }
+    };
 }
 
-impl WebSocketService for Chat {
-    type Data = Seen;
+// Speaks `chat.v2` (listed first) and `chat.v1`; lets other clients in without one.
+protocol_service!(Chat, "/chat", {
     const PROTOCOLS: &'static [&'static str] = &["chat.v2", "chat.v1"];
+});
 
-    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
-        self.opened.fetch_add(1, Ordering::SeqCst);
-        hello(ws, &ws.data().values)
-    }
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// The same protocols, required.
-#[websocket(path = "/strict", middlewares = [SeeProtocol, Impostor])]
-struct Strict {
-    opened: AtomicUsize,
-}
-
-impl WebSocketService for Strict {
-    type Data = Seen;
+// The same protocols, required.
+protocol_service!(Strict, "/strict", {
     const PROTOCOLS: &'static [&'static str] = &["chat.v2", "chat.v1"];
     const REQUIRE_PROTOCOL: bool = true;
+});
 
-    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
-        self.opened.fetch_add(1, Ordering::SeqCst);
-        hello(ws, &ws.data().values)
-    }
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// Declares no protocols.
-#[websocket(path = "/plain", middlewares = [SeeProtocol, Impostor])]
-struct Plain;
-
-impl WebSocketService for Plain {
-    type Data = Seen;
-    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
-        hello(ws, &ws.data().values)
-    }
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-        Ok(())
-    }
-}
+// Declares no protocols.
+protocol_service!(Plain, "/plain", {});
 
 fn base() -> AsenaBuilder {
     isolated()

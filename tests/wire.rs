@@ -13,25 +13,8 @@ use asena_tests::broker::{NATS, REDIS};
 use asena_tests::{Client, TestServer, WAIT, isolated, start, unique};
 use futures_util::StreamExt;
 
-/// Joins `?room=` on open and says hello once it is in.
-#[websocket(path = "/compat")]
-#[derive(Debug)]
-struct Compat;
-
-impl WebSocketService for Compat {
-    type Data = ();
-    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
-        if let Some(room) = ws.query("room") {
-            let room = room.to_owned();
-            ws.subscribe(&room)?;
-        }
-        ws.send("hello")?;
-        Ok(())
-    }
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-        Ok(())
-    }
-}
+// The sockets join the rooms of `?rooms=` and say they are ready once in.
+asena_tests::hall_service!(Compat, "/compat");
 
 fn builder() -> AsenaBuilder {
     isolated().websocket::<Compat>()
@@ -42,12 +25,10 @@ async fn redis_app(channel: &str) -> anyhow::Result<TestServer> {
 }
 
 async fn join(server: &TestServer, room: Option<&str>) -> anyhow::Result<Client> {
-    let path = match room {
-        Some(r) => format!("/compat?room={r}"),
-        None => "/compat".to_owned(),
-    };
-    let mut c = server.connect(&path).await?;
-    anyhow::ensure!(c.recv_text().await? == "hello");
+    let mut c = server
+        .connect(&format!("/compat?rooms={}", room.unwrap_or_default()))
+        .await?;
+    c.recv_type("ready").await?;
     // Over NATS the room's messages reach this instance once it subscribed.
     asena_tests::subscribed(server).await?;
     Ok(c)

@@ -207,6 +207,13 @@ async fn client(s: &TestServer) -> anyhow::Result<(Client, String)> {
     Ok((c, id))
 }
 
+/// Has `c`'s socket join `room` (`sub:<room>`) and waits for its `ok`.
+async fn join(c: &mut Client, room: &str) -> anyhow::Result<()> {
+    c.send_text(&format!("sub:{room}")).await?;
+    assert_eq!(c.recv_text().await?, "ok", "joining {room}");
+    Ok(())
+}
+
 fn rec(s: &TestServer) -> Arc<Recorder> {
     s.app.get::<Recorder>().unwrap()
 }
@@ -239,8 +246,7 @@ async fn socket_api_exposes_id_data_request_and_rooms() -> anyhow::Result<()> {
     let mut c =
         Client::connect_with_headers(&s.ws_url("/t?q=hello%20world"), &[("x-test", "yes")]).await?;
     assert_eq!(c.recv_text().await?, "opened");
-    c.send_text("sub:lobby").await?;
-    assert_eq!(c.recv_text().await?, "ok");
+    join(&mut c, "lobby").await?;
     c.send_text("info").await?;
     let info = c.recv_json().await?;
     let id = info["id"].as_str().unwrap();
@@ -278,8 +284,7 @@ async fn publish_excludes_sender_while_to_and_broadcast_include_it() -> anyhow::
     let (mut b, _) = client(&s).await?;
     let (mut outsider, _) = client(&s).await?;
     for c in [&mut a, &mut b] {
-        c.send_text("sub:room").await?;
-        assert_eq!(c.recv_text().await?, "ok");
+        join(c, "room").await?;
     }
 
     a.send_text("pub:room:hi").await?;
@@ -309,12 +314,9 @@ async fn personal_room_and_namespace_queries() -> anyhow::Result<()> {
     b.send_text(&format!("to:{a_id}:direct")).await?;
     assert_eq!(a.recv_text().await?, "direct");
 
-    a.send_text("sub:a").await?;
-    assert_eq!(a.recv_text().await?, "ok");
-    b.send_text("sub:a").await?;
-    assert_eq!(b.recv_text().await?, "ok");
-    b.send_text("sub:b").await?;
-    assert_eq!(b.recv_text().await?, "ok");
+    join(&mut a, "a").await?;
+    join(&mut b, "a").await?;
+    join(&mut b, "b").await?;
     b.send_text("ns").await?;
     let ns = b.recv_json().await?;
     assert_eq!(ns["count"], 2);
@@ -333,8 +335,7 @@ async fn personal_room_and_namespace_queries() -> anyhow::Result<()> {
 async fn close_cleans_up_rooms_and_runs_on_close() -> anyhow::Result<()> {
     let s = server().await?;
     let (mut a, a_id) = client(&s).await?;
-    a.send_text("sub:x").await?;
-    assert_eq!(a.recv_text().await?, "ok");
+    join(&mut a, "x").await?;
     let ns = s.app.namespace("/t").unwrap();
     assert_eq!(ns.room_count(), 1);
     a.close().await?;
@@ -498,8 +499,7 @@ async fn slow_consumer_is_closed_without_stalling_others() -> anyhow::Result<()>
     let s = start(builder().max_queued_bytes(256 * 1024)).await?;
     let (mut slow, slow_id) = client(&s).await?;
     let (mut fast, _) = client(&s).await?;
-    slow.send_text("sub:slow").await?;
-    assert_eq!(slow.recv_text().await?, "ok");
+    join(&mut slow, "slow").await?;
     // `slow` stops reading. 400 x 64 KiB is far beyond its queue and socket buffers.
     fast.send_text("flood:slow:400").await?;
     assert_eq!(fast.recv_text().await?, "flooded");
@@ -520,8 +520,7 @@ async fn fan_out_keeps_frame_order_through_a_full_socket_buffer() -> anyhow::Res
     let s = start(builder().max_queued_bytes(64 << 20)).await?;
     let (mut reader, _) = client(&s).await?;
     let (mut sender, _) = client(&s).await?;
-    reader.send_text("sub:seq").await?;
-    assert_eq!(reader.recv_text().await?, "ok");
+    join(&mut reader, "seq").await?;
     // About 9 MB while `reader` is not reading: far beyond the socket buffers, so the
     // write stops part-way and the rest follows once the client reads again.
     const N: usize = 80_000;
@@ -556,8 +555,7 @@ fn an_app_built_on_another_runtime_still_delivers() -> anyhow::Result<()> {
         let s = asena_tests::serve(app).await?;
         let (mut a, _) = client(&s).await?;
         let (mut b, _) = client(&s).await?;
-        a.send_text("sub:r").await?;
-        assert_eq!(a.recv_text().await?, "ok");
+        join(&mut a, "r").await?;
         b.send_text("to:r:hello").await?;
         assert_eq!(a.recv_text().await?, "hello");
         s.stop().await
@@ -574,8 +572,7 @@ async fn drop_policy_keeps_slow_consumer_open() -> anyhow::Result<()> {
     .await?;
     let (mut slow, _) = client(&s).await?;
     let (mut fast, _) = client(&s).await?;
-    slow.send_text("sub:slow").await?;
-    assert_eq!(slow.recv_text().await?, "ok");
+    join(&mut slow, "slow").await?;
     fast.send_text("flood:slow:400").await?;
     assert_eq!(fast.recv_text().await?, "flooded");
     assert!(s.app.namespace("/t").unwrap().stats().slow_consumers() >= 1);

@@ -71,33 +71,42 @@ async fn a_socket_without_a_name_is_refused() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_reaches_the_whole_lobby() -> anyhow::Result<()> {
+/// Starts the app with ada and bob in the lobby.
+async fn ada_and_bob() -> anyhow::Result<(SocketAddr, [Client; 2])> {
     let addr = start().await?;
-    let mut ada = join(addr, "ada").await?;
-    let mut bob = join(addr, "bob").await?;
-    timeout(WAIT, ada.send(Message::text("hi"))).await??;
-    for ws in [&mut ada, &mut bob] {
-        assert_eq!(
-            recv(ws).await?,
-            json!({"type": "message", "from": "ada", "text": "hi"})
-        );
+    let ada = join(addr, "ada").await?;
+    let bob = join(addr, "bob").await?;
+    Ok((addr, [ada, bob]))
+}
+
+/// Checks that every client in `lobby` receives `expected` next.
+async fn everyone_receives(lobby: &mut [Client], expected: Value) -> anyhow::Result<()> {
+    for ws in lobby {
+        assert_eq!(recv(ws).await?, expected);
     }
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_reaches_the_whole_lobby() -> anyhow::Result<()> {
+    let (_, mut lobby) = ada_and_bob().await?;
+    let [ada, _] = &mut lobby;
+    timeout(WAIT, ada.send(Message::text("hi"))).await??;
+    everyone_receives(
+        &mut lobby,
+        json!({"type": "message", "from": "ada", "text": "hi"}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_announcement_reaches_the_whole_lobby() -> anyhow::Result<()> {
-    let addr = start().await?;
-    let mut ada = join(addr, "ada").await?;
-    let mut bob = join(addr, "bob").await?;
+    let (addr, mut lobby) = ada_and_bob().await?;
     let response = post(addr, "/announce", "doors close at ten").await?;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    for ws in [&mut ada, &mut bob] {
-        assert_eq!(
-            recv(ws).await?,
-            json!({"type": "announcement", "text": "doors close at ten"})
-        );
-    }
-    Ok(())
+    everyone_receives(
+        &mut lobby,
+        json!({"type": "announcement", "text": "doors close at ten"}),
+    )
+    .await
 }
