@@ -32,33 +32,17 @@ fn build(schema: &Value, schemas: &Map<String, Value>, depth: usize) -> Option<V
     if schema.contains_key("not") || schema.contains_key("pattern") {
         return None;
     }
-    if let Some(first) = schema
-        .get("examples")
-        .and_then(Value::as_array)
-        .and_then(|e| e.first())
+    // what the schema says itself, in this order
+    let first = |key: &str| schema.get(key)?.as_array()?.first();
+    if let Some(given) = first("examples")
+        .or_else(|| schema.get("const"))
+        .or_else(|| schema.get("default"))
+        .or_else(|| first("enum"))
     {
-        return Some(first.clone());
+        return Some(given.clone());
     }
-    for key in ["const", "default"] {
-        if let Some(value) = schema.get(key) {
-            return Some(value.clone());
-        }
-    }
-    if let Some(first) = schema
-        .get("enum")
-        .and_then(Value::as_array)
-        .and_then(|e| e.first())
-    {
-        return Some(first.clone());
-    }
-    for key in ["oneOf", "anyOf"] {
-        if let Some(first) = schema
-            .get(key)
-            .and_then(Value::as_array)
-            .and_then(|v| v.first())
-        {
-            return build(first, schemas, depth);
-        }
+    if let Some(variant) = first("oneOf").or_else(|| first("anyOf")) {
+        return build(variant, schemas, depth);
     }
     if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
         let mut merged = Map::new();

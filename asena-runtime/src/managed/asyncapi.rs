@@ -27,6 +27,9 @@ pub(super) fn describe(spec: &mut ChannelSpec) {
     spec.receives.get_or_insert_with(application_event);
     spec.sends.get_or_insert_with(application_event);
     let rooms = json!({ "type": "array", "items": { "type": "string" } });
+    // `{"rooms": [..]}`, what join and leave carry both ways
+    let in_rooms =
+        json!({ "type": "object", "required": ["rooms"], "properties": { "rooms": rooms } });
     spec.protocol.receives = vec![
         event(
             "receive",
@@ -53,14 +56,14 @@ pub(super) fn describe(spec: &mut ChannelSpec) {
             "receive",
             "join",
             "Asks to join rooms; the service validates each. Answered with `join`.",
-            json!({ "type": "object", "required": ["rooms"], "properties": { "rooms": rooms } }),
+            in_rooms.clone(),
             json!({ "rooms": ["lobby"] }),
         ),
         event(
             "receive",
             "leave",
             "Leaves rooms. Answered with `leave`.",
-            json!({ "type": "object", "required": ["rooms"], "properties": { "rooms": rooms } }),
+            in_rooms.clone(),
             json!({ "rooms": ["lobby"] }),
         ),
         event(
@@ -102,7 +105,7 @@ pub(super) fn describe(spec: &mut ChannelSpec) {
             "send",
             "leave",
             "The answer to `leave`: the rooms left.",
-            json!({ "type": "object", "required": ["rooms"], "properties": { "rooms": rooms } }),
+            in_rooms.clone(),
             json!({ "rooms": ["lobby"] }),
         ),
         event(
