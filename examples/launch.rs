@@ -42,3 +42,20 @@ pub async fn start(
         .init();
     Ok(Some(port))
 }
+
+/// The whole `main` of an example that serves its `builder` as it is, with the transport
+/// `ASENA_TRANSPORT` names: [`start`] (log level `info`, port 3000 by default), then build and
+/// serve, logging `banner(port)` once it listens.
+#[allow(dead_code, reason = "each example includes this file; not all of them serve this way")]
+pub async fn serve(
+    builder: impl Fn() -> AsenaBuilder,
+    banner: impl FnOnce(&str) -> String,
+) -> anyhow::Result<()> {
+    let Some(port) = start(&builder, "info", "3000").await? else {
+        return Ok(());
+    };
+    let app = builder().transport_from_env()?.build().await?;
+    tracing::info!("{}", banner(&port));
+    app.serve(format!("127.0.0.1:{port}")).await?;
+    Ok(())
+}

@@ -1,9 +1,14 @@
-# What the benchmark scripts share, sourced by scripts/bench.sh and scripts/idle-mem.sh from
-# the repository's root ($ROOT): where the shared benchmark sources are ($SHARED, default
-# ../shared/bench) and the tools built from them, the wait for a server's port, a process's
-# resident memory, the median of a column of numbers, and the idle-memory measurement, so
-# that both scripts measure it the same way.
+# What the benchmark scripts share, sourced by scripts/bench.sh and scripts/idle-mem.sh: it
+# moves to the repository's root ($ROOT) and sets the defaults both read (RUNS 3, IDLE_CONNS
+# 10000); then where the shared benchmark sources are ($SHARED, default ../shared/bench) and
+# the tools built from them, the wait for a server's port, a process's resident memory, the
+# median of a column of numbers, and the idle-memory measurement, so that both scripts measure
+# it the same way.
 
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+RUNS=${RUNS:-3}
+IDLE_CONNS=${IDLE_CONNS:-10000}
 SHARED=${SHARED:-$ROOT/../shared/bench}
 # The C load client, built from $SHARED/wsload.c by build_wsload.
 WSLOAD=$ROOT/target/wsload

@@ -33,12 +33,8 @@
 # runs with its address space capped at ADV_MEM_KB (default 4 GiB).
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-source "$ROOT/scripts/bench-lib.sh"
-RUNS=${RUNS:-3}
+source "$(dirname "$0")/bench-lib.sh"
 DUR=${DUR:-5}
-IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_SECS=${IDLE_SECS:-10}
 OUT=${OUT:-$ROOT/target/bench}
 BUN_PORT=${BUN_PORT:-4101}

@@ -11,11 +11,7 @@
 # PORT (4110), PREFIX (a command prefix for the server, e.g. `env MALLOC_ARENA_MAX=2`).
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-source "$ROOT/scripts/bench-lib.sh"
-RUNS=${RUNS:-3}
-IDLE_CONNS=${IDLE_CONNS:-10000}
+source "$(dirname "$0")/bench-lib.sh"
 IDLE_SECS=${IDLE_SECS:-8}
 PORT=${PORT:-4110}
 OUT=${OUT:-$ROOT/target/idle-mem}

@@ -12,13 +12,10 @@ mod launch;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Some(port) = launch::start(app::builder, "info", "3000").await? else {
-        return Ok(());
-    };
-    let app = app::builder().transport_from_env()?.build().await?;
-    tracing::info!(
-        "auth on ws://127.0.0.1:{port}/private?token=valid-token and ws://127.0.0.1:{port}/secure"
-    );
-    app.serve(format!("127.0.0.1:{port}")).await?;
-    Ok(())
+    launch::serve(app::builder, |port| {
+        format!(
+            "auth on ws://127.0.0.1:{port}/private?token=valid-token and ws://127.0.0.1:{port}/secure"
+        )
+    })
+    .await
 }

@@ -16,14 +16,11 @@ mod launch;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Some(port) = launch::start(app::builder, "info", "3000").await? else {
-        return Ok(());
-    };
-    let app = app::builder().transport_from_env()?.build().await?;
-    tracing::info!(
-        "notifications on ws://127.0.0.1:{port}/ws/notifications?userId=X, \
-         POST /admin/announcement, PUT /users/{{id}}/profile"
-    );
-    app.serve(format!("127.0.0.1:{port}")).await?;
-    Ok(())
+    launch::serve(app::builder, |port| {
+        format!(
+            "notifications on ws://127.0.0.1:{port}/ws/notifications?userId=X, \
+             POST /admin/announcement, PUT /users/{{id}}/profile"
+        )
+    })
+    .await
 }
