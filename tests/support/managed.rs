@@ -1,5 +1,5 @@
-//! Helpers for tests of managed services: the socket id a `connected` event carries and the
-//! untyped sender of an app's managed service.
+//! Helpers for tests of managed services: the socket id a `connected` event carries, the
+//! `U-token` admission and logins, and the untyped sender of an app's managed service.
 
 use anyhow::Context as _;
 use asena_runtime::managed::{Authenticated, Managed, ManagedService};
