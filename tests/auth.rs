@@ -13,69 +13,54 @@ async fn server() -> anyhow::Result<TestServer> {
     start(auth::builder().without_auto_registration()).await
 }
 
+/// No extra request headers.
+const NO_HEADERS: &[(&str, &str)] = &[];
+
 fn authenticated() -> Value {
     json!({"type": "authenticated", "userId": "123", "username": "john_doe"})
 }
 
+/// No token is 401 `Unauthorized`, a wrong one 401 `Invalid token`; no socket opens.
 #[tokio::test]
-async fn no_token_is_401_unauthorized() -> anyhow::Result<()> {
+async fn no_token_is_401_unauthorized_and_a_wrong_one_invalid_token() -> anyhow::Result<()> {
     let s = server().await?;
-    for path in ["/private", "/private?token="] {
-        let (status, resp) = upgrade_request(s.addr, path, &[]).await?;
-        assert_eq!(status, 401, "{path}");
-        assert_eq!(json_body(&resp), json!({"error": "Unauthorized"}), "{path}");
-    }
     // A non-Bearer Authorization header carries no token either.
-    let (status, resp) = upgrade_request(
-        s.addr,
-        "/private",
-        &[("Authorization", "Basic dXNlcjpwYXNz")],
-    )
-    .await?;
-    assert_eq!(status, 401);
-    assert_eq!(json_body(&resp), json!({"error": "Unauthorized"}));
+    let basic = [("Authorization", "Basic dXNlcjpwYXNz")];
+    let wrong_bearer = [("Authorization", "Bearer nope")];
+    for (path, headers, error) in [
+        ("/private", NO_HEADERS, "Unauthorized"),
+        ("/private?token=", NO_HEADERS, "Unauthorized"),
+        ("/private", &basic[..], "Unauthorized"),
+        ("/private?token=nope", NO_HEADERS, "Invalid token"),
+        ("/private", &wrong_bearer[..], "Invalid token"),
+    ] {
+        let (status, resp) = upgrade_request(s.addr, path, headers).await?;
+        assert_eq!(status, 401, "{path} {headers:?}");
+        let body = json_body(&resp);
+        assert_eq!(body, json!({"error": error}), "{path} {headers:?}");
+    }
     assert_eq!(s.app.namespace("/private").expect("ns").socket_count(), 0);
     s.stop().await
 }
 
+/// A valid token in the query or as a bearer: the socket opens, is told who it is, and
+/// answers `ping` and `whoami`.
 #[tokio::test]
-async fn wrong_token_is_401_invalid_token() -> anyhow::Result<()> {
+async fn valid_query_or_bearer_token_opens_and_authenticates() -> anyhow::Result<()> {
     let s = server().await?;
-    let (status, resp) = upgrade_request(s.addr, "/private?token=nope", &[]).await?;
-    assert_eq!(status, 401);
-    assert_eq!(json_body(&resp), json!({"error": "Invalid token"}));
-    let (status, resp) =
-        upgrade_request(s.addr, "/private", &[("Authorization", "Bearer nope")]).await?;
-    assert_eq!(status, 401);
-    assert_eq!(json_body(&resp), json!({"error": "Invalid token"}));
-    assert_eq!(s.app.namespace("/private").expect("ns").socket_count(), 0);
-    s.stop().await
-}
-
-#[tokio::test]
-async fn valid_query_token_opens_and_authenticates() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut c = s.connect("/private?token=valid-token").await?;
-    assert_eq!(c.recv_json().await?, authenticated());
-    c.send_json(&json!({"type": "ping"})).await?;
-    assert_eq!(c.recv_json().await?, json!({"type": "pong"}));
-    s.stop().await
-}
-
-#[tokio::test]
-async fn valid_bearer_token_opens_and_authenticates() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut c = Client::connect_with_headers(
-        &s.ws_url("/private"),
-        &[("Authorization", "Bearer valid-token")],
-    )
-    .await?;
-    assert_eq!(c.recv_json().await?, authenticated());
-    c.send_json(&json!({"type": "whoami"})).await?;
-    assert_eq!(
-        c.recv_json().await?,
-        json!({"type": "whoami", "userId": "123", "username": "john_doe"})
-    );
+    let bearer = [("Authorization", "Bearer valid-token")];
+    for (path, headers) in [
+        ("/private?token=valid-token", NO_HEADERS),
+        ("/private", &bearer[..]),
+    ] {
+        let mut c = Client::connect_with_headers(&s.ws_url(path), headers).await?;
+        assert_eq!(c.recv_json().await?, authenticated(), "{path}");
+        c.send_json(&json!({"type": "ping"})).await?;
+        assert_eq!(c.recv_json().await?, json!({"type": "pong"}), "{path}");
+        c.send_json(&json!({"type": "whoami"})).await?;
+        let whoami = json!({"type": "whoami", "userId": "123", "username": "john_doe"});
+        assert_eq!(c.recv_json().await?, whoami, "{path}");
+    }
     s.stop().await
 }
 

@@ -4,23 +4,12 @@
 #[allow(dead_code)]
 mod chat;
 
+use asena_tests::chat::{join, private, private_message};
 use asena_tests::{Client, TestServer, start};
 use serde_json::json;
 
 async fn server() -> anyhow::Result<TestServer> {
     start(chat::builder().without_auto_registration()).await
-}
-
-async fn join(
-    s: &TestServer,
-    user: &str,
-    room: &str,
-) -> anyhow::Result<(Client, serde_json::Value)> {
-    let mut c = s
-        .connect(&format!("/chat?username={user}&room={room}"))
-        .await?;
-    let welcome = c.recv_json().await?;
-    Ok((c, welcome))
 }
 
 #[tokio::test]
@@ -90,14 +79,9 @@ async fn typing_room_info_and_private() -> anyhow::Result<()> {
         json!({"type": "room_info", "room": "r1", "totalUsers": 2})
     );
 
-    let bob_id = bob_welcome["id"].as_str().unwrap_or_default().to_owned();
-    alice
-        .send_json(&json!({"type": "private", "to": bob_id, "message": "psst"}))
-        .await?;
-    assert_eq!(
-        bob.recv_json().await?,
-        json!({"type": "private_message", "from": "alice", "message": "psst"})
-    );
+    let bob_id = bob_welcome["id"].as_str().unwrap_or_default();
+    let got = private(&mut alice, &mut bob, bob_id, "psst").await?;
+    assert_eq!(got, private_message("alice", "psst"));
     s.stop().await
 }
 

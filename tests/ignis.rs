@@ -11,15 +11,14 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use asena_runtime::di::Component;
-use asena_runtime::managed::ManagedService;
 use asena_runtime::managed::envelope::{
     BROADCAST_CHANNEL, EMITTER_SERVER_ID, ManagedEnvelope, TargetKind,
 };
 use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport};
-use asena_tests::broker::{Broker, Kind, NATS, REDIS};
+use asena_tests::broker::{Broker, Kind, NATS, REDIS, Typed};
+use asena_tests::managed::{connected_id, raw_sender};
 use asena_tests::{
-    Client, TestServer, WAIT, isolated, managed_login, managed_service, start_service_with,
+    Client, TestServer, WAIT, isolated, managed_login, managed_service, start, start_service_with,
 };
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -31,8 +30,7 @@ const POLL_DEADLINE: Duration = Duration::from_secs(20);
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-managed_service!(UsersOverRedis, "/users-redis", "ignis-users-redis");
-managed_service!(UsersOverNats, "/users-nats", "ignis-users-nats");
+managed_service!(Users, "/users", "ignis-users");
 managed_service!(Malformed, "/malformed", "ignis-malformed");
 managed_service!(Emitted, "/emitted", "ignis-emitted");
 managed_service!(EmittedNats, "/emitted-nats", "ignis-emitted-nats");
@@ -60,6 +58,19 @@ async fn join(client: &mut Client, room: &str) -> anyhow::Result<()> {
     let answer = next_event(client, "join").await?;
     ensure!(answer["data"]["rooms"] == json!([room]), "{answer}");
     Ok(())
+}
+
+/// Logs in to the managed service at `path` as `user` and joins `room`; returns the client
+/// and its socket id.
+async fn member(
+    s: &TestServer,
+    path: &str,
+    user: &str,
+    room: &str,
+) -> anyhow::Result<(Client, String)> {
+    let (mut client, connected) = managed_login(s, path, json!({"user": user})).await?;
+    join(&mut client, room).await?;
+    Ok((client, connected_id(&connected)?))
 }
 
 /// A plain Redis client subscribed to every channel under `prefix`, as a fleet's server
@@ -226,22 +237,27 @@ fn channel_names_are_ignis_channels() {
 // Instances sharing users, rooms and broadcasts over one transport
 // ---------------------------------------------------------------------------------------
 
-/// A user with a session on each instance: every kind of delivery from A reaches B's session
-/// once, and A's own session once (no echo back from the broker).
-async fn instances_share_users<S: ManagedService + Component>(
-    a: TestServer,
-    b: TestServer,
-    path: &str,
-) -> anyhow::Result<()> {
-    let (mut on_a, _) = managed_login(&a, path, json!({"user": "alice"})).await?;
-    let (mut on_b, connected_b) = managed_login(&b, path, json!({"user": "alice"})).await?;
-    join(&mut on_a, "lobby").await?;
-    join(&mut on_b, "lobby").await?;
-    let b_client = connected_b["data"]["id"]
-        .as_str()
-        .context("a client id")?
-        .to_owned();
-    let managed = a.app.ulak::<S>().context("registered")?.managed().raw();
+asena_tests::on_each_broker! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    managed_instances_share_users => instances_share_users(Kind);
+}
+
+/// A user with a session on each of two instances on the shared broker of `kind`: every
+/// kind of delivery from A reaches B's session once, and A's own session once (no echo back
+/// from the broker).
+async fn instances_share_users(kind: Kind) -> anyhow::Result<()> {
+    asena_tests::init_tracing();
+    let url = match kind {
+        Kind::Redis => REDIS,
+        Kind::Nats => NATS,
+    };
+    let transport = || Typed::new(kind, url).as_dyn();
+    let a = start(isolated().websocket::<Users>().transport_arc(transport())).await?;
+    let b = start(isolated().websocket::<Users>().transport_arc(transport())).await?;
+    let path = "/users";
+    let (mut on_a, _) = member(&a, path, "alice", "lobby").await?;
+    let (mut on_b, b_client) = member(&b, path, "alice", "lobby").await?;
+    let managed = raw_sender::<Users>(&a)?;
 
     // Sent until B hears it: the instances subscribed when they started, but a first
     // message may race the broker's own bookkeeping on a loaded machine.
@@ -301,34 +317,13 @@ async fn instances_share_users<S: ManagedService + Component>(
     b.stop().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn managed_instances_share_users_over_redis() -> anyhow::Result<()> {
-    asena_tests::init_tracing();
-    let a = start_service_with::<UsersOverRedis>(RedisTransport::new(REDIS)).await?;
-    let b = start_service_with::<UsersOverRedis>(RedisTransport::new(REDIS)).await?;
-    instances_share_users::<UsersOverRedis>(a, b, "/users-redis").await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn managed_instances_share_users_over_nats() -> anyhow::Result<()> {
-    asena_tests::init_tracing();
-    let a = start_service_with::<UsersOverNats>(NatsTransport::new(NATS)).await?;
-    let b = start_service_with::<UsersOverNats>(NatsTransport::new(NATS)).await?;
-    instances_share_users::<UsersOverNats>(a, b, "/users-nats").await
-}
-
 /// A message that is not an envelope, or not for the channel it came on, is dropped and
 /// counted; deliveries go on.
 #[tokio::test]
 async fn malformed_messages_are_dropped_and_counted() -> anyhow::Result<()> {
     asena_tests::init_tracing();
     let s = start_service_with::<Malformed>(RedisTransport::new(REDIS)).await?;
-    let (mut client, connected) = managed_login(&s, "/malformed", json!({"user": "m"})).await?;
-    join(&mut client, "lobby").await?;
-    let id = connected["data"]["id"]
-        .as_str()
-        .context("an id")?
-        .to_owned();
+    let (mut client, id) = member(&s, "/malformed", "m", "lobby").await?;
     let errors_before = s.app.transport_stats().context("stats")?.errors;
     raw_publish("ignis-malformed:room:lobby", "not json").await?;
     raw_publish(
@@ -384,12 +379,7 @@ async fn emitter_publishes_ignis_envelopes() -> anyhow::Result<()> {
     let prefix = "ignis-emitted";
     let mut watcher = Watcher::new(prefix).await?;
     let s = start_service_with::<Emitted>(RedisTransport::new(REDIS)).await?;
-    let (mut client, connected) = managed_login(&s, "/emitted", json!({"user": "u-7"})).await?;
-    join(&mut client, "room-7").await?;
-    let id = connected["data"]["id"]
-        .as_str()
-        .context("an id")?
-        .to_owned();
+    let (mut client, id) = member(&s, "/emitted", "u-7", "room-7").await?;
     let emitter = Emitter::connect(REDIS).await?.managed_prefix(prefix);
 
     emitter
@@ -486,18 +476,8 @@ async fn managed_deliveries_survive_a_redis_restart() -> anyhow::Result<()> {
     let b = start_service_with::<Restarted>(RedisTransport::new(&url)).await?;
     let (mut on_a, _) = managed_login(&a, "/restarted", json!({"user": "on-a"})).await?;
     let (mut on_b, _) = managed_login(&b, "/restarted", json!({"user": "on-b"})).await?;
-    let from_a = a
-        .app
-        .ulak::<Restarted>()
-        .context("registered")?
-        .managed()
-        .raw();
-    let from_b = b
-        .app
-        .ulak::<Restarted>()
-        .context("registered")?
-        .managed()
-        .raw();
+    let from_a = raw_sender::<Restarted>(&a)?;
+    let from_b = raw_sender::<Restarted>(&b)?;
     from_a.to_user("on-b", ("before", 1))?;
     next_event(&mut on_b, "before").await?;
 

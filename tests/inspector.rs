@@ -77,6 +77,24 @@ async fn post(server: &TestServer, path: &str, body: Value) -> anyhow::Result<(u
     Ok((resp.status, resp.json()?))
 }
 
+/// The `name` of each object of the JSON array `list`, with its number under `count` (an
+/// empty name or 0 where one is missing).
+fn names_with(list: &Value, count: &str) -> Vec<(String, u64)> {
+    let items = list.as_array().map(Vec::as_slice).unwrap_or_default();
+    items
+        .iter()
+        .map(|item| {
+            let name = item["name"].as_str().unwrap_or("").to_owned();
+            (name, item[count].as_u64().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// The status of an upgrade to the inspector's feed (`/_asena/ws`) with `headers`.
+async fn feed_upgrade(server: &TestServer, headers: &[(&str, &str)]) -> anyhow::Result<u16> {
+    Ok(upgrade_request(server.addr, "/_asena/ws", headers).await?.0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_route_refuses_requests_the_guard_refuses() -> anyhow::Result<()> {
     let server = start(app()).await?;
@@ -110,13 +128,10 @@ async fn every_route_refuses_requests_the_guard_refuses() -> anyhow::Result<()> 
     // The WebSocket: refused before the upgrade, without and with a wrong token.
     let (status, resp) = upgrade_request(server.addr, "/_asena/ws", &[]).await?;
     assert_eq!(status, 401, "{resp}");
-    let (status, _) = upgrade_request(
-        server.addr,
-        "/_asena/ws",
-        &[("authorization", "Bearer nope")],
-    )
-    .await?;
-    assert_eq!(status, 401);
+    assert_eq!(
+        feed_upgrade(&server, &[("authorization", "Bearer nope")]).await?,
+        401
+    );
     assert!(Client::connect(&server.ws_url("/_asena/ws")).await.is_err());
 
     // With the token: the page, the API, the feed.
@@ -300,13 +315,10 @@ async fn a_browser_signs_in_with_a_cookie() -> anyhow::Result<()> {
         Client::connect_with_headers(&server.ws_url("/_asena/ws"), &[("cookie", &pair)]).await?;
     feed.recv_type("fleet").await?;
     // A forged cookie does not.
-    let (status, _) = upgrade_request(
-        server.addr,
-        "/_asena/ws",
-        &[("cookie", "asena_inspector=bm9wZQ")],
-    )
-    .await?;
-    assert_eq!(status, 401);
+    assert_eq!(
+        feed_upgrade(&server, &[("cookie", "asena_inspector=bm9wZQ")]).await?,
+        401
+    );
 
     // Signing out clears the cookie.
     let out = http_request(
@@ -388,18 +400,7 @@ async fn sockets_and_rooms_are_listed_a_page_at_a_time() -> anyhow::Result<()> {
     // Rooms, by name, with sizes.
     let (_, all_rooms) = get(&server, "/_asena/api/rooms?ns=/hall", true).await?;
     assert_eq!(all_rooms["total"], 4);
-    let sizes: Vec<(String, u64)> = all_rooms["rooms"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|r| {
-            (
-                r["name"].as_str().unwrap_or("").to_owned(),
-                r["size"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect();
+    let sizes = names_with(&all_rooms["rooms"], "size");
     assert_eq!(
         sizes,
         [
@@ -428,23 +429,14 @@ async fn actions_disconnect_a_socket_and_take_one_out_of_a_room() -> anyhow::Res
     let (mut bob, bob_id) = join_hall(&server, "lobby").await?;
 
     // Take alice out of `games`: she stays connected and in `lobby`.
-    let (status, left) = post(
-        &server,
-        "/_asena/api/leave",
-        json!({"socket": alice_id, "room": "games"}),
-    )
-    .await?;
+    let out_of_games = json!({"socket": alice_id, "room": "games"});
+    let (status, left) = post(&server, "/_asena/api/leave", out_of_games.clone()).await?;
     assert_eq!(status, 200, "{left}");
     assert_eq!(left["left"], true);
     let hall = server.app.namespace("/hall").expect("hall");
     let alice_socket = hall.socket(&alice_id).expect("alice");
     assert_eq!(alice_socket.rooms()[1..], ["lobby"]);
-    let (status, again) = post(
-        &server,
-        "/_asena/api/leave",
-        json!({"socket": alice_id, "room": "games"}),
-    )
-    .await?;
+    let (status, again) = post(&server, "/_asena/api/leave", out_of_games).await?;
     assert_eq!(status, 404, "{again}");
     assert_eq!(
         again["error"],
@@ -553,18 +545,7 @@ async fn instance(broker: &str, channel: &str, name: &str) -> anyhow::Result<Tes
 async fn fleet_names(server: &TestServer) -> anyhow::Result<Vec<(String, u64)>> {
     let (status, fleet) = get(server, "/_asena/api/fleet", true).await?;
     anyhow::ensure!(status == 200, "fleet: {status} {fleet}");
-    Ok(fleet["instances"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|i| {
-            (
-                i["name"].as_str().unwrap_or("").to_owned(),
-                i["sockets"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect())
+    Ok(names_with(&fleet["instances"], "sockets"))
 }
 
 /// Polls the fleet view of `server` until `check` holds, within [`WAIT`].

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, OutboundTransform};
 use asena_runtime::prelude::*;
+use asena_tests::managed::{raw_sender, token_logins};
 use asena_tests::{Client, TestServer, event, isolated, managed_login_closed, start};
 use serde_json::{Value, json};
 
@@ -191,24 +192,20 @@ async fn authentication_admits_with_connected() -> anyhow::Result<()> {
     s.stop().await
 }
 
+/// No `authenticate` in time, or an authenticator slower than the timeout: closed with 4001.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_authenticate_in_time_closes_4001() -> anyhow::Result<()> {
+async fn no_authentication_in_time_closes_4001() -> anyhow::Result<()> {
     let s = server().await?;
-    let mut c = s.connect("/rt").await?;
-    assert_eq!(
-        c.recv_close().await?,
-        (4001, "Authentication timeout".into())
-    );
-    s.stop().await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_authenticator_closes_4001() -> anyhow::Result<()> {
-    let s = server().await?;
-    assert_eq!(
-        managed_login_closed(&s, "/rt", json!({"token": "slow-token"})).await?,
-        (4001, "Authentication timeout".into())
-    );
+    for credentials in [None, Some(json!({"token": "slow-token"}))] {
+        let mut c = s.connect("/rt").await?;
+        if let Some(credentials) = &credentials {
+            c.send_json(&event("authenticate", credentials.clone()))
+                .await?;
+        }
+        let closed = c.recv_close().await?;
+        let timeout = (4001, "Authentication timeout".into());
+        assert_eq!(closed, timeout, "{credentials:?}");
+    }
     s.stop().await
 }
 
@@ -344,9 +341,8 @@ async fn joins_are_validated_and_leaves_only_joined_rooms() -> anyhow::Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_exclude_and_users_with_several_sessions() -> anyhow::Result<()> {
     let s = server().await?;
-    let (mut alice1, _) = login(&s, "alice-token").await?;
-    let (mut alice2, _) = login(&s, "alice-token").await?;
-    let (mut bob, _) = login(&s, "bob-token").await?;
+    let [mut alice1, mut alice2, mut bob] =
+        token_logins(&s, "/rt", ["alice-token", "alice-token", "bob-token"]).await?;
 
     // Every session of alice gets the poke.
     bob.send_json(&event("poke", json!({"user": "alice"})))
@@ -366,11 +362,7 @@ async fn rooms_exclude_and_users_with_several_sessions() -> anyhow::Result<()> {
     alice1.send_json(&event("dance", json!({}))).await?;
     assert_eq!(alice1.recv_json().await?["event"], "error");
 
-    let managed = s
-        .app
-        .ulak::<Realtime>()
-        .map(|u| u.managed().raw())
-        .expect("managed");
+    let managed = raw_sender::<Realtime>(&s)?;
     assert_eq!(managed.local_users(), vec!["alice", "bob"]);
     // The user goes with the last session.
     alice1.close().await?;
@@ -398,14 +390,9 @@ async fn shutdown_closes_1001_and_runs_the_callbacks() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transformed_client_leaves_the_others_on_the_shared_frame() -> anyhow::Result<()> {
     let s = server().await?;
-    let (mut carol, _) = login(&s, "carol-token").await?;
-    let (mut alice, _) = login(&s, "alice-token").await?;
-    let (mut bob, _) = login(&s, "bob-token").await?;
-    let managed = s
-        .app
-        .ulak::<Realtime>()
-        .map(|u| u.managed().raw())
-        .expect("managed");
+    let [mut carol, mut alice, mut bob] =
+        token_logins(&s, "/rt", ["carol-token", "alice-token", "bob-token"]).await?;
+    let managed = raw_sender::<Realtime>(&s)?;
     let before = SHOUTS.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(managed.to_room("lobby", ("note", "quiet"), &[])?, 3);
     // One transform, for carol alone; alice and bob got the same untouched bytes.

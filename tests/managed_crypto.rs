@@ -15,6 +15,7 @@ use aes_gcm::{Aes256Gcm, Key};
 use asena_runtime::Raw;
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
 use asena_runtime::prelude::*;
+use asena_tests::managed::token_user;
 use asena_tests::{Client, TestServer, base64_field, event, isolated, managed_login_closed, start};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -36,15 +37,8 @@ impl Seen {
     }
 }
 
-/// Shared by both services: everyone is admitted by token, may join `lobby`, and `say`
-/// goes to the lobby (the sender included) as `said`.
-async fn authenticate(credentials: &Value) -> Result<Option<Authenticated>> {
-    Ok(credentials["token"]
-        .as_str()
-        .and_then(|t| t.strip_suffix("-token"))
-        .map(Authenticated::user))
-}
-
+/// Shared by both services: records the event in `seen`; `say` goes to the lobby (the
+/// sender included) as `said`.
 async fn handle<S: ManagedService<Out = Raw>>(
     seen: &Seen,
     ws: &Socket<S>,
@@ -69,7 +63,7 @@ async fn handle<S: ManagedService<Out = Raw>>(
 }
 
 /// A managed service at `$path` with `$options` that records what it sees in [`Seen`],
-/// admits by token and handles its events with [`handle`]; `rooms = f` filters the rooms a
+/// admits `U-token` as U ([`token_user`]) and handles its events with [`handle`]; `rooms = f` filters the rooms a
 /// client may join.
 macro_rules! seen_service {
     ($name:ident, $path:literal, $options:expr $(, rooms = $rooms:path)?) => {
@@ -89,7 +83,7 @@ macro_rules! seen_service {
                 _ws: &Socket<Self>,
                 credentials: Value,
             ) -> Result<Option<Authenticated>> {
-                authenticate(&credentials).await
+                Ok(token_user(&credentials))
             }
             $(
                 async fn validate_rooms(

@@ -10,6 +10,7 @@ mod realtime;
 use std::time::Duration;
 
 use asena_tests::broker::REDIS;
+use asena_tests::managed::{raw_sender, token_logins};
 use asena_tests::{
     Client, TestServer, event, managed_login, managed_login_closed, serve, unique,
     validate_asyncapi,
@@ -143,8 +144,7 @@ async fn lobby_and_public_rooms_are_allowed_the_rest_denied() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn say_reaches_the_room_but_not_the_sender() -> anyhow::Result<()> {
     let s = server().await?;
-    let (mut alice, _) = sign_in(&s, "alice-token").await?;
-    let (mut bob, _) = sign_in(&s, "bob-token").await?;
+    let [mut alice, mut bob] = token_logins(&s, "/ws", ["alice-token", "bob-token"]).await?;
     for c in [&mut alice, &mut bob] {
         assert_eq!(join(c, &["public-1"]).await?["event"], "join");
     }
@@ -210,15 +210,10 @@ async fn presence_follows_users_not_sessions() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_reaches_every_session_of_the_user() -> anyhow::Result<()> {
     let s = server().await?;
-    let (mut alice1, _) = sign_in(&s, "alice-token").await?;
-    let (mut alice2, _) = sign_in(&s, "alice-token").await?;
-    let (mut bob, _) = sign_in(&s, "bob-token").await?;
+    let [mut alice1, mut alice2, mut bob] =
+        token_logins(&s, "/ws", ["alice-token", "alice-token", "bob-token"]).await?;
     // What the emit example's `--user alice --event notification` delivers, sent in process.
-    let managed = s
-        .app
-        .ulak::<realtime::Realtime>()
-        .map(|u| u.managed().raw())
-        .expect("a managed namespace");
+    let managed = raw_sender::<realtime::Realtime>(&s)?;
     let notification = event("notification", json!({"message": "hello"}));
     assert_eq!(
         managed.to_user("alice", ("notification", json!({"message": "hello"})))?,

@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce, Payload};
 use aes_gcm::{Aes256Gcm, Key};
+use anyhow::Context as _;
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
 use asena_runtime::prelude::*;
 use asena_tests::broker::REDIS;
+use asena_tests::managed::{connected_id, token_user};
 use asena_tests::{Client, TestServer, base64_field, event, isolated, start, start_service_with};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -25,13 +27,6 @@ use hkdf::Hkdf;
 use p256::{PublicKey, SecretKey};
 use serde_json::{Value, json};
 use sha2::Sha256;
-
-async fn admit(credentials: &Value) -> Result<Option<Authenticated>> {
-    Ok(credentials["token"]
-        .as_str()
-        .and_then(|t| t.strip_suffix("-token"))
-        .map(Authenticated::user))
-}
 
 /// `echo` answers through `Socket::send`, `fail` fails the handler, anything else goes to
 /// the lobby.
@@ -50,7 +45,8 @@ async fn on_event(ws: &SocketRef, event: Message) -> Result<()> {
     Ok(())
 }
 
-/// A managed service at `$path` with `$options` that admits `U-token` as U and handles its
+/// A managed service at `$path` with `$options` that admits `U-token` as U ([`token_user`])
+/// and handles its
 /// events with [`on_event`].
 macro_rules! sealed_service {
     ($name:ident, $path:literal, $options:expr) => {
@@ -67,7 +63,7 @@ macro_rules! sealed_service {
                 _ws: &Socket<Self>,
                 credentials: Value,
             ) -> Result<Option<Authenticated>> {
-                admit(&credentials).await
+                Ok(token_user(&credentials))
             }
             async fn on_event(&self, ws: &Socket<Self>, event: Message) -> Result<()> {
                 on_event(ws, event).await
@@ -112,7 +108,21 @@ impl Direction {
         nonce[4..].copy_from_slice(&self.next.to_be_bytes());
         nonce
     }
+
+    /// `aead` (sealing or opening) on this direction's next message, with its nonce as the
+    /// associated data; the counter moves on when it succeeds.
+    fn step(&mut self, msg: &[u8], aead: AeadOp) -> anyhow::Result<Vec<u8>> {
+        let nonce = self.nonce();
+        let payload = Payload { msg, aad: &nonce };
+        let out = aead(&self.cipher, &Nonce::<Aes256Gcm>::from(nonce), payload)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.next += 1;
+        Ok(out)
+    }
 }
+
+/// [`Aead::encrypt`] or [`Aead::decrypt`] of AES-256-GCM.
+type AeadOp = fn(&Aes256Gcm, &Nonce<Aes256Gcm>, Payload<'_, '_>) -> aes_gcm::aead::Result<Vec<u8>>;
 
 /// A client that agreed keys with `encrypt`.
 struct Sealed {
@@ -173,18 +183,7 @@ impl Sealed {
     /// The next client-to-server message, sealed (and counted).
     fn seal(&mut self, plain: &[u8]) -> anyhow::Result<Value> {
         let nonce = self.up.nonce();
-        let payload = self
-            .up
-            .cipher
-            .encrypt(
-                &Nonce::<Aes256Gcm>::from(nonce),
-                Payload {
-                    msg: plain,
-                    aad: &nonce,
-                },
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        self.up.next += 1;
+        let payload = self.up.step(plain, |key, n, p| key.encrypt(n, p))?;
         Ok(event(
             "encrypted",
             json!({"iv": STANDARD.encode(nonce), "payload": STANDARD.encode(payload)}),
@@ -205,18 +204,10 @@ impl Sealed {
             base64_field(&sealed, "iv")? == nonce,
             "not the next counter: {sealed}"
         );
-        let plain = self
-            .down
-            .cipher
-            .decrypt(
-                &Nonce::<Aes256Gcm>::from(nonce),
-                Payload {
-                    msg: &base64_field(&sealed, "payload")?,
-                    aad: &nonce,
-                },
-            )
-            .map_err(|e| anyhow::anyhow!("does not decrypt: {e}"))?;
-        self.down.next += 1;
+        let payload = base64_field(&sealed, "payload")?;
+        let plain = (self.down)
+            .step(&payload, |key, n, p| key.decrypt(n, p))
+            .context("does not decrypt")?;
         self.received.push(sealed);
         Ok(plain)
     }
@@ -275,21 +266,28 @@ async fn every_send_path_reaches_an_encrypted_client_sealed() -> anyhow::Result<
     s.stop().await
 }
 
+/// Connects a socket to `path` that does not authenticate; returns it and its id, once the
+/// namespace has it besides the socket `known`.
+async fn stranger(s: &TestServer, path: &str, known: &str) -> anyhow::Result<(Client, String)> {
+    let client = s.connect(path).await?;
+    let ns = s.app.namespace(path).context("registered")?;
+    asena_tests::eventually(|| ns.socket_count() == 2).await?;
+    let id = ns
+        .sockets()
+        .iter()
+        .map(|socket| socket.id().to_owned())
+        .find(|id| id != known)
+        .context("the stranger")?;
+    Ok((client, id))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_never_authenticated_receives_no_traffic() -> anyhow::Result<()> {
     let s = server().await?;
     let (mut alice, connected) =
         asena_tests::managed_login(&s, "/chan", json!({"token": "alice-token"})).await?;
-    let connected = connected["data"].clone();
-    let mut stranger = s.connect("/chan").await?;
+    let (mut stranger, stranger_id) = stranger(&s, "/chan", &connected_id(&connected)?).await?;
     let ns = s.app.namespace("/chan").expect("registered");
-    asena_tests::eventually(|| ns.socket_count() == 2).await?;
-    let stranger_id = ns
-        .sockets()
-        .iter()
-        .map(|socket| socket.id().to_owned())
-        .find(|id| connected["id"] != *id)
-        .expect("the stranger");
 
     // Every path a server can address a socket by, including the stranger's own id.
     ns.broadcast("to everyone")?;
@@ -428,16 +426,8 @@ async fn deliveries_from_other_instances_and_emitters_are_sealed_and_gated() -> 
     let user = format!("crypto{}", std::process::id());
     let (mut alice, connected) =
         Sealed::login(&a, "/crypto-fleet", &format!("{user}-token")).await?;
-    let alice_id = connected["id"].as_str().expect("an id").to_owned();
-    let mut stranger = a.connect("/crypto-fleet").await?;
-    let ns_a = a.app.namespace("/crypto-fleet").expect("registered");
-    asena_tests::eventually(|| ns_a.socket_count() == 2).await?;
-    let stranger_id = ns_a
-        .sockets()
-        .iter()
-        .map(|socket| socket.id().to_owned())
-        .find(|id| *id != alice_id)
-        .expect("the stranger");
+    let alice_id = connected["id"].as_str().expect("an id");
+    let (mut stranger, stranger_id) = stranger(&a, "/crypto-fleet", alice_id).await?;
 
     // From the other instance, and from a process without a server.
     let managed_b = b

@@ -13,6 +13,8 @@ use asena_runtime::namespace::SendErrorCode;
 use asena_runtime::prelude::*;
 use asena_runtime::transport::{Emitter, RedisTransport};
 use asena_tests::broker::REDIS;
+use asena_tests::chat::{join, private, private_message};
+use asena_tests::managed::connected_id;
 use asena_tests::{
     Client, isolated, managed_service, start, start_service, unique, upgrade_request,
 };
@@ -64,8 +66,7 @@ async fn hello(c: &mut Client) -> anyhow::Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_private_messages_cannot_be_hijacked_through_a_room() -> anyhow::Result<()> {
     let s = start(chat::builder().without_auto_registration()).await?;
-    let mut bob = s.connect("/chat?username=bob&room=r1").await?;
-    let welcome = bob.recv_json().await?;
+    let (mut bob, welcome) = join(&s, "bob", "r1").await?;
     let bob_id = welcome["id"].as_str().unwrap_or_default().to_owned();
     assert_eq!(bob_id.len(), 36, "{welcome}");
 
@@ -74,15 +75,9 @@ async fn chat_private_messages_cannot_be_hijacked_through_a_room() -> anyhow::Re
     assert_eq!(status, 400, "{refusal}");
     assert_eq!(asena_tests::json_body(&refusal)["code"], "socket_id");
 
-    let mut alice = s.connect("/chat?username=alice&room=r2").await?;
-    alice.recv_type("welcome").await?;
-    alice
-        .send_json(&json!({"type": "private", "to": bob_id, "message": "psst"}))
-        .await?;
-    assert_eq!(
-        bob.recv_json().await?,
-        json!({"type": "private_message", "from": "alice", "message": "psst"})
-    );
+    let (mut alice, _) = join(&s, "alice", "r2").await?;
+    let got = private(&mut alice, &mut bob, &bob_id, "psst").await?;
+    assert_eq!(got, private_message("alice", "psst"));
     s.stop().await
 }
 
@@ -227,10 +222,7 @@ async fn managed_joins_are_bounded_and_checked() -> anyhow::Result<()> {
     let s = start_service::<Open>().await?;
     let (mut victim, connected) =
         asena_tests::managed_login(&s, "/open", json!({"user": "victim"})).await?;
-    let victim_id = connected["data"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let victim_id = connected_id(&connected)?;
     let (mut eve, _) = asena_tests::managed_login(&s, "/open", json!({"user": "eve"})).await?;
 
     let many: Vec<String> = (0..10_000).map(|i| format!("room-{i}")).collect();

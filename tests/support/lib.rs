@@ -800,3 +800,5 @@ pub fn validate_asyncapi(docs: &[(&str, Value)]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+pub mod chat;
+pub mod managed;

@@ -1,0 +1,51 @@
+//! Helpers for tests of managed services: the socket id a `connected` event carries, the
+//! `U-token` admission and logins, and the untyped sender of an app's managed service.
+
+use anyhow::Context as _;
+use asena_runtime::managed::{Authenticated, Managed, ManagedService};
+use serde_json::Value;
+
+use crate::{Client, TestServer, managed_login};
+
+/// The socket id of a managed `connected` event (its `data.id`).
+pub fn connected_id(connected: &Value) -> anyhow::Result<String> {
+    connected["data"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no id in {connected}"))
+}
+
+/// The user a `{"token": "U-token"}` credential names: U, or nobody for any other
+/// credential.
+pub fn token_user(credentials: &Value) -> Option<Authenticated> {
+    credentials["token"]
+        .as_str()
+        .and_then(|t| t.strip_suffix("-token"))
+        .map(Authenticated::user)
+}
+
+/// The untyped managed sender ([`Managed::raw`]) of the service `S` of `server`'s app.
+pub fn raw_sender<S: ManagedService>(server: &TestServer) -> anyhow::Result<Managed> {
+    let ulak = server
+        .app
+        .ulak::<S>()
+        .with_context(|| format!("{} is not registered", std::any::type_name::<S>()))?;
+    Ok(ulak.managed().raw())
+}
+
+/// Logs in to the managed service at `path` once per token, in order, each with
+/// `{"type": "token", "token": T}` ([`managed_login`]); returns the clients.
+pub async fn token_logins<const N: usize>(
+    server: &TestServer,
+    path: &str,
+    tokens: [&str; N],
+) -> anyhow::Result<[Client; N]> {
+    let mut clients = Vec::with_capacity(N);
+    for token in tokens {
+        let credentials = serde_json::json!({"type": "token", "token": token});
+        clients.push(managed_login(server, path, credentials).await?.0);
+    }
+    Ok(clients
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one client per token")))
+}
