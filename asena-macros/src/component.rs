@@ -7,6 +7,7 @@ use syn::spanned::Spanned;
 use syn::{Item, ItemStruct, LitStr};
 
 use crate::attr::{Accepts, Args, parse_args, runtime_path};
+use crate::error::both;
 
 /// A struct accepted by one of the component macros, with `#[inject]` stripped.
 pub(crate) struct ComponentStruct {
@@ -18,6 +19,16 @@ struct FieldPlan {
     member: syn::Member,
     ty: syn::Type,
     inject: bool,
+}
+
+/// Parses an attribute's arguments and the struct it annotates, reporting the errors of both.
+pub(crate) fn parse_attribute(
+    args: TokenStream,
+    item: TokenStream,
+    accepts: Accepts,
+    macro_name: &str,
+) -> syn::Result<(Args, ComponentStruct)> {
+    both(parse_args(args, accepts), parse_struct(item, macro_name))
 }
 
 /// Parses the annotated item; `macro_name` is used in messages ("#[service]").
@@ -514,35 +525,67 @@ mod tests {
         ))
     }
 
-    fn err(tokens: TokenStream) -> String {
-        match parse_struct(tokens, "#[service]") {
+    /// The message of the error `macro_name` reports for `tokens`.
+    fn error_of(tokens: TokenStream, macro_name: &str) -> String {
+        match parse_struct(tokens, macro_name) {
             Ok(_) => panic!("expected an error"),
             Err(e) => e.to_string(),
         }
     }
 
+    /// The message of the error `#[service]` reports for `tokens`.
+    fn err(tokens: TokenStream) -> String {
+        error_of(tokens, "#[service]")
+    }
+
+    /// `tokens` parsed as a valid `#[service]` struct.
+    fn parsed(tokens: TokenStream) -> ComponentStruct {
+        parse_struct(tokens, "#[service]").expect("valid struct")
+    }
+
     #[test]
-    fn rejects_enums_with_hint() {
-        let msg = err(quote!(
-            enum A {
-                X,
-            }
-        ));
-        assert!(msg.starts_with("#[service] can only be applied to a struct, not an enum"));
-        assert!(msg.contains("hint:"));
+    fn rejections_name_the_problem_and_give_a_hint() {
+        for (item, problem) in [
+            (
+                quote!(
+                    enum A {
+                        X,
+                    }
+                ),
+                "#[service] can only be applied to a struct, not an enum",
+            ),
+            (
+                quote!(
+                    struct A<T> {
+                        x: T,
+                    }
+                ),
+                "#[service] does not support generic structs",
+            ),
+            (
+                quote!(
+                    struct A {
+                        #[inject(name = "x")]
+                        b: Arc<B>,
+                    }
+                ),
+                "`#[inject]` takes no arguments",
+            ),
+        ] {
+            let msg = err(item.clone());
+            assert!(msg.starts_with(problem), "{item}: {msg}");
+            assert!(msg.contains("hint:"), "{item}: {msg}");
+        }
     }
 
     #[test]
     fn websocket_hint_shows_a_path() {
-        let msg = match parse_struct(
+        let msg = error_of(
             quote!(
                 fn chat() {}
             ),
             "#[websocket]",
-        ) {
-            Ok(_) => panic!("expected an error"),
-            Err(e) => e.to_string(),
-        };
+        );
         assert!(msg.starts_with("#[websocket] can only be applied to a struct, not a function"));
         assert!(
             msg.contains("#[websocket(path = \"/chat\")] struct Chat;"),
@@ -552,16 +595,12 @@ mod tests {
 
     #[test]
     fn expansion_without_plain_fields_has_no_default_check() {
-        let parsed = parse_struct(
-            quote!(
-                struct A {
-                    #[inject]
-                    b: Arc<B>,
-                }
-            ),
-            "#[service]",
-        )
-        .expect("valid struct");
+        let parsed = parsed(quote!(
+            struct A {
+                #[inject]
+                b: Arc<B>,
+            }
+        ));
         let out = expand_service(parsed);
         assert_eq!(
             *out.construct_field("b"),
@@ -572,29 +611,15 @@ mod tests {
     }
 
     #[test]
-    fn rejects_generics() {
-        let msg = err(quote!(
-            struct A<T> {
-                x: T,
+    fn strips_inject_and_keeps_other_attributes() {
+        let parsed = parsed(quote!(
+            struct A {
+                #[inject]
+                #[allow(dead_code)]
+                b: Arc<B>,
+                c: u32,
             }
         ));
-        assert!(msg.starts_with("#[service] does not support generic structs"));
-    }
-
-    #[test]
-    fn strips_inject_and_keeps_other_attributes() {
-        let parsed = parse_struct(
-            quote!(
-                struct A {
-                    #[inject]
-                    #[allow(dead_code)]
-                    b: Arc<B>,
-                    c: u32,
-                }
-            ),
-            "#[service]",
-        )
-        .expect("valid struct");
         let field = parsed.item.fields.iter().next().expect("one field");
         assert_eq!(field.attrs.len(), 1);
         assert!(field.attrs[0].path().is_ident("allow"));
@@ -603,29 +628,14 @@ mod tests {
     }
 
     #[test]
-    fn inject_with_arguments_is_an_error() {
-        let msg = err(quote!(
+    fn expansion_registers_record_and_resolves_fields() {
+        let parsed = parsed(quote!(
             struct A {
-                #[inject(name = "x")]
+                #[inject]
                 b: Arc<B>,
+                c: u32,
             }
         ));
-        assert!(msg.starts_with("`#[inject]` takes no arguments"));
-    }
-
-    #[test]
-    fn expansion_registers_record_and_resolves_fields() {
-        let parsed = parse_struct(
-            quote!(
-                struct A {
-                    #[inject]
-                    b: Arc<B>,
-                    c: u32,
-                }
-            ),
-            "#[service]",
-        )
-        .expect("valid struct");
         let out = expand_service(parsed);
         let submit = out.submit();
         assert_eq!(submit.path, parse_quote!(__asena::inventory::submit));

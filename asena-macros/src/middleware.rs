@@ -3,15 +3,11 @@
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 
-use crate::attr::{Accepts, parse_args, runtime_path};
-use crate::component::{Expansion, expand as expand_component, parse_struct};
-use crate::error::both;
+use crate::attr::{Accepts, runtime_path};
+use crate::component::{Expansion, expand as expand_component, parse_attribute};
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let (args, component) = both(
-        parse_args(args, Accepts::Component),
-        parse_struct(item, "#[middleware]"),
-    )?;
+    let (args, component) = parse_attribute(args, item, Accepts::Component, "#[middleware]")?;
     let ident = component.item.ident.clone();
     Ok(expand_component(
         component,

@@ -6,15 +6,11 @@ use quote::{quote, quote_spanned};
 use syn::LitStr;
 use syn::spanned::Spanned;
 
-use crate::attr::{Accepts, Args, parse_args, runtime_path};
-use crate::component::{Expansion, expand as expand_component, parse_struct};
-use crate::error::both;
+use crate::attr::{Accepts, Args, runtime_path};
+use crate::component::{Expansion, expand as expand_component, parse_attribute};
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let (args, component) = both(
-        parse_args(args, Accepts::WebSocket),
-        parse_struct(item, "#[websocket]"),
-    )?;
+    let (args, component) = parse_attribute(args, item, Accepts::WebSocket, "#[websocket]")?;
     let ident = component.item.ident.clone();
     let path = match &args.path {
         Some(path) => {

@@ -414,26 +414,14 @@ mod tests {
     use bytes::BufMut;
 
     use super::super::deflate::compress;
+    use super::super::put_client_frame;
     use super::*;
 
     fn client_frame_rsv(fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> BytesMut {
-        let mask = [0x11, 0x22, 0x33, 0x44];
-        let mut out = BytesMut::new();
-        out.put_u8(if fin { 0x80 } else { 0 } | if rsv1 { 0x40 } else { 0 } | opcode);
-        if payload.len() < 126 {
-            out.put_u8(0x80 | payload.len() as u8);
-        } else if payload.len() <= 65535 {
-            out.put_u8(0x80 | 126);
-            out.put_u16(payload.len() as u16);
-        } else {
-            out.put_u8(0x80 | 127);
-            out.put_u64(payload.len() as u64);
-        }
-        out.put_slice(&mask);
-        for (i, b) in payload.iter().enumerate() {
-            out.put_u8(b ^ mask[i % 4]);
-        }
-        out
+        let b0 = if fin { 0x80 } else { 0 } | if rsv1 { 0x40 } else { 0 } | opcode;
+        let mut out = Vec::new();
+        put_client_frame(&mut out, b0, [0x11, 0x22, 0x33, 0x44], payload);
+        BytesMut::from(&out[..])
     }
 
     fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> BytesMut {

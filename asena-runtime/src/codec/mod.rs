@@ -223,6 +223,19 @@ impl std::ops::Deref for HeaderBuf {
     }
 }
 
+/// A client frame as a conforming client writes it, for the decoder's tests: first byte
+/// `b0`, the length as [`header`] encodes it with the mask bit set, then `mask` and the
+/// masked payload.
+#[cfg(test)]
+pub(crate) fn put_client_frame(out: &mut Vec<u8>, b0: u8, mask: [u8; 4], payload: &[u8]) {
+    let header = header(0, payload.len());
+    out.push(b0);
+    out.push(0x80 | header[1]);
+    out.extend_from_slice(&header[2..]);
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use super::decode::FrameError;
 use super::deflate::{self, Deflate};
 use super::{
     Decoder, Incoming, Message, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT, RSV1,
-    close_code,
+    close_code, put_client_frame,
 };
 
 const FIN: u8 = 0x80;
@@ -31,24 +31,6 @@ fn config() -> ProptestConfig {
 }
 
 // ---- building client streams ----
-
-/// One client frame: first byte as given, masked with `mask`, shortest length encoding.
-fn put_frame(out: &mut Vec<u8>, b0: u8, mask: [u8; 4], payload: &[u8]) {
-    out.push(b0);
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-}
 
 /// How one message is cut into frames, masked, and interleaved with pings.
 #[derive(Debug, Clone)]
@@ -93,10 +75,10 @@ impl Fragmentation {
                 b0 |= FIN;
             }
             let mask = *masks.next().expect("cycle of a non-empty list");
-            put_frame(out, b0, mask, &payload[start..end]);
+            put_client_frame(out, b0, mask, &payload[start..end]);
             start = end;
             if let (false, Some(Some(ping))) = (last, self.pings.get(i)) {
-                put_frame(out, FIN | OP_PING, mask, ping);
+                put_client_frame(out, FIN | OP_PING, mask, ping);
                 pings.push(Bytes::copy_from_slice(ping));
             }
         }
@@ -398,7 +380,7 @@ proptest! {
         if let Some((code, reason)) = close {
             let mut payload = code.to_be_bytes().to_vec();
             payload.extend_from_slice(&reason);
-            put_frame(&mut stream, FIN | OP_CLOSE, [1, 2, 3, 4], &payload);
+            put_client_frame(&mut stream, FIN | OP_CLOSE, [1, 2, 3, 4], &payload);
         }
         if let Some((at, xor)) = garbage
             && !stream.is_empty()
@@ -442,7 +424,7 @@ proptest! {
         if let Some((compressed, payload)) = start {
             let compressed = compressed && deflate;
             let b0 = if compressed { OP_BINARY | RSV1 } else { OP_BINARY };
-            put_frame(&mut stream, b0, [5, 6, 7, 8], &payload);
+            put_client_frame(&mut stream, b0, [5, 6, 7, 8], &payload);
         }
         stream.extend(frames.concat());
         let params = deflate.then(|| deflate_params(false));
@@ -484,7 +466,7 @@ proptest! {
         let mut payload = 1000u16.to_be_bytes().to_vec();
         payload.extend_from_slice(reason);
         let mut stream = Vec::new();
-        put_frame(&mut stream, FIN | OP_CLOSE, [9, 8, 7, 6], &payload);
+        put_client_frame(&mut stream, FIN | OP_CLOSE, [9, 8, 7, 6], &payload);
         let expected = match std::str::from_utf8(reason) {
             Ok(reason) => Ok(Incoming::Close(1000, reason.to_owned())),
             Err(_) => Err(FrameError::InvalidUtf8),

@@ -610,6 +610,30 @@ mod tests {
         p.segments().flatten().copied().collect()
     }
 
+    /// What is left to write of a batch after its first `skip` bytes.
+    fn taken_from(p: &Pending, skip: usize) -> Vec<u8> {
+        p.segments_from(skip).flatten().copied().collect()
+    }
+
+    /// A frame too large to be copied inline: queued as its own segment.
+    fn large_frame() -> Vec<u8> {
+        vec![b'L'; INLINE_MAX + 1]
+    }
+
+    /// Queues `frames` in order, the queue unbounded.
+    fn push_unbounded(o: &Outbox, frames: &[&[u8]]) {
+        for frame in frames {
+            o.push(&Bytes::copy_from_slice(frame), usize::MAX);
+        }
+    }
+
+    /// An outbox in direct mode: flushers write to the socket themselves.
+    fn direct_outbox() -> Outbox {
+        let o = Outbox::new();
+        o.enable_direct();
+        o
+    }
+
     fn pong(i: u32) -> Bytes {
         Bytes::from(vec![
             0x8a,
@@ -684,15 +708,11 @@ mod tests {
     #[test]
     fn small_and_large_frames_keep_their_order() {
         let o = Outbox::new();
-        let large = Bytes::from(vec![b'L'; INLINE_MAX + 1]);
-        o.push(&large, usize::MAX);
-        o.push(&Bytes::from_static(b"ab"), usize::MAX);
-        o.push(&large, usize::MAX);
-        o.push(&large, usize::MAX);
-        o.push(&Bytes::from_static(b"cd"), usize::MAX);
+        let large = large_frame();
+        push_unbounded(&o, &[&large, b"ab", &large, &large, b"cd"]);
         let mut batch = Pending::default();
         o.take(&mut batch);
-        let mut want = large.to_vec();
+        let mut want = large.clone();
         want.extend_from_slice(b"ab");
         want.extend_from_slice(&large);
         want.extend_from_slice(&large);
@@ -738,8 +758,7 @@ mod tests {
 
     #[test]
     fn direct_mode_schedules_an_idle_socket_once_per_flush() {
-        let o = Outbox::new();
-        o.enable_direct();
+        let o = direct_outbox();
         assert_eq!(o.push(&Bytes::from_static(b"a"), 1000), Pushed::Schedule);
         assert_eq!(o.push(&Bytes::from_static(b"b"), 1000), Pushed::Queued);
         assert!(!ready_now(&o), "the writer task stays out of direct writes");
@@ -753,8 +772,7 @@ mod tests {
 
     #[test]
     fn frames_queued_during_a_flush_keep_the_socket_on_the_list() {
-        let o = Outbox::new();
-        o.enable_direct();
+        let o = direct_outbox();
         o.push(&Bytes::from_static(b"a"), 1000);
         let mut batch = Pending::default();
         o.flush_take(&mut batch);
@@ -767,12 +785,8 @@ mod tests {
 
     #[test]
     fn a_partial_flush_leaves_the_rest_to_the_writer_in_order() {
-        let o = Outbox::new();
-        o.enable_direct();
-        let large = Bytes::from(vec![b'L'; INLINE_MAX + 1]);
-        o.push(&Bytes::from_static(b"abc"), usize::MAX);
-        o.push(&large, usize::MAX);
-        o.push(&Bytes::from_static(b"de"), usize::MAX);
+        let o = direct_outbox();
+        push_unbounded(&o, &[b"abc", &large_frame(), b"de"]);
         let mut batch = Pending::default();
         o.flush_take(&mut batch);
         // The socket took "abc" and two bytes of the large frame.
@@ -784,7 +798,7 @@ mod tests {
         );
         let mut batch = Pending::default();
         let b = o.take(&mut batch);
-        let rest: Vec<u8> = batch.segments_from(b.skip).flatten().copied().collect();
+        let rest = taken_from(&batch, b.skip);
         let mut want = vec![b'L'; INLINE_MAX - 1];
         want.extend_from_slice(b"de");
         assert_eq!(rest, want);
@@ -802,8 +816,7 @@ mod tests {
 
     #[test]
     fn a_close_during_a_flush_is_written_by_the_writer_after_the_frames() {
-        let o = Outbox::new();
-        o.enable_direct();
+        let o = direct_outbox();
         o.push(&Bytes::from_static(b"a"), 100);
         assert!(o.close(Bytes::from_static(b"close")));
         assert!(
@@ -820,8 +833,7 @@ mod tests {
 
     #[test]
     fn a_flush_that_empties_a_pressured_queue_lets_the_writer_fire_on_drain() {
-        let o = Outbox::new();
-        o.enable_direct();
+        let o = direct_outbox();
         o.push(&Bytes::from(vec![0u8; 40]), 100);
         let mut batch = Pending::default();
         o.flush_take(&mut batch);
@@ -835,8 +847,7 @@ mod tests {
 
     #[test]
     fn a_close_during_a_partial_flush_comes_after_the_unwritten_rest() {
-        let o = Outbox::new();
-        o.enable_direct();
+        let o = direct_outbox();
         o.push(&Bytes::from_static(b"abcdef"), usize::MAX);
         let mut batch = Pending::default();
         o.flush_take(&mut batch);
@@ -845,7 +856,7 @@ mod tests {
         assert!(!o.flushed(&mut batch, Flushed::Partial(2)));
         let mut batch = Pending::default();
         let b = o.take(&mut batch);
-        let rest: Vec<u8> = batch.segments_from(b.skip).flatten().copied().collect();
+        let rest = taken_from(&batch, b.skip);
         assert_eq!(rest, b"cdef");
         assert!(b.close.is_none());
         assert!(!o.finished());
@@ -865,16 +876,22 @@ mod tests {
         (spawn, calls)
     }
 
+    /// A direct-mode outbox whose writer is spawned lazily by a [`counting_spawner`].
+    fn direct_outbox_with_lazy_writer() -> (Outbox, std::sync::Arc<std::sync::atomic::AtomicUsize>)
+    {
+        let o = direct_outbox();
+        let (spawn, calls) = counting_spawner();
+        o.spawn_writer_lazily(spawn);
+        (o, calls)
+    }
+
     fn spawned(calls: &std::sync::atomic::AtomicUsize) -> usize {
         calls.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     #[tokio::test]
     async fn the_writer_is_spawned_when_a_flusher_first_cannot_write_everything() {
-        let o = Outbox::new();
-        o.enable_direct();
-        let (spawn, calls) = counting_spawner();
-        o.spawn_writer_lazily(spawn);
+        let (o, calls) = direct_outbox_with_lazy_writer();
         // Flushes that write everything need no writer.
         for _ in 0..3 {
             assert_eq!(o.push(&Bytes::from_static(b"a"), 1000), Pushed::Schedule);
@@ -893,7 +910,7 @@ mod tests {
         assert!(ready_now(&o));
         let mut batch = Pending::default();
         let b = o.take(&mut batch);
-        let rest: Vec<u8> = batch.segments_from(b.skip).flatten().copied().collect();
+        let rest = taken_from(&batch, b.skip);
         assert_eq!(rest, b"cd");
         batch.clear();
         o.take(&mut batch);
@@ -911,30 +928,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_close_spawns_the_writer_and_a_seal_does_not() {
-        let o = Outbox::new();
-        o.enable_direct();
-        let (spawn, calls) = counting_spawner();
-        o.spawn_writer_lazily(spawn);
+        let (o, calls) = direct_outbox_with_lazy_writer();
         assert!(o.close(Bytes::from_static(b"close")));
         assert_eq!(spawned(&calls), 1, "the close frame needs the writer");
         assert!(ready_now(&o));
         assert!(!o.writer_done());
 
         // A connection that ends without a close (the peer went away) needs no writer.
-        let o = Outbox::new();
-        o.enable_direct();
-        let (spawn, calls) = counting_spawner();
-        o.spawn_writer_lazily(spawn);
+        let (o, calls) = direct_outbox_with_lazy_writer();
         o.seal();
         assert_eq!(spawned(&calls), 0);
         assert!(o.writer_done());
         assert_eq!(o.push(&Bytes::from_static(b"a"), 1000), Pushed::Closed);
 
         // ... unless a flusher still has the socket: it hands it over when it is done.
-        let o = Outbox::new();
-        o.enable_direct();
-        let (spawn, calls) = counting_spawner();
-        o.spawn_writer_lazily(spawn);
+        let (o, calls) = direct_outbox_with_lazy_writer();
         o.push(&Bytes::from_static(b"a"), 1000);
         o.close(Bytes::from_static(b"close"));
         assert_eq!(spawned(&calls), 0, "the flusher owns the socket");
@@ -978,10 +986,7 @@ mod tests {
     #[test]
     fn segments_from_skips_across_segments() {
         let o = Outbox::new();
-        let large = Bytes::from(vec![b'L'; INLINE_MAX + 1]);
-        o.push(&Bytes::from_static(b"ab"), usize::MAX);
-        o.push(&large, usize::MAX);
-        o.push(&Bytes::from_static(b"cd"), usize::MAX);
+        push_unbounded(&o, &[b"ab", &large_frame(), b"cd"]);
         let mut batch = Pending::default();
         o.take(&mut batch);
         let lens: Vec<usize> = batch.segments_from(0).map(<[u8]>::len).collect();

@@ -265,12 +265,42 @@ struct Direction {
 }
 
 impl Direction {
+    /// The direction tagged `tag`, at counter 0.
+    fn new(cipher: Aes256Gcm, tag: [u8; 4]) -> Direction {
+        Direction {
+            cipher,
+            tag,
+            next: 0,
+        }
+    }
+
     /// The nonce (and associated data) of the next message: tag, then counter.
     fn nonce(&self) -> [u8; 12] {
         let mut nonce = [0u8; 12];
         nonce[..4].copy_from_slice(&self.tag);
         nonce[4..].copy_from_slice(&self.next.to_be_bytes());
         nonce
+    }
+
+    /// `aead` (AES-GCM's encryption or decryption) of the next message's `msg`, under its
+    /// nonce, which is its associated data too; returns the nonce with the output.
+    fn crypt(
+        &self,
+        msg: &[u8],
+        aead: impl FnOnce(
+            &Aes256Gcm,
+            &Nonce<Aes256Gcm>,
+            Payload<'_, '_>,
+        ) -> aes_gcm::aead::Result<Vec<u8>>,
+    ) -> Result<([u8; 12], Vec<u8>), CryptoError> {
+        let nonce = self.nonce();
+        let output = aead(
+            &self.cipher,
+            &Nonce::<Aes256Gcm>::from(nonce),
+            Payload { msg, aad: &nonce },
+        )
+        .map_err(|_| CryptoError::Aead)?;
+        Ok((nonce, output))
     }
 
     /// Moves to the next counter.
@@ -289,16 +319,8 @@ pub(crate) struct Channel {
 impl Channel {
     /// The channel's end `side` from the two keys.
     pub(crate) fn new(c2s: Aes256Gcm, s2c: Aes256Gcm, side: Side) -> Channel {
-        let c2s = Direction {
-            cipher: c2s,
-            tag: TAG_C2S,
-            next: 0,
-        };
-        let s2c = Direction {
-            cipher: s2c,
-            tag: TAG_S2C,
-            next: 0,
-        };
+        let c2s = Direction::new(c2s, TAG_C2S);
+        let s2c = Direction::new(s2c, TAG_S2C);
         let (send, recv) = match side {
             Side::Server => (s2c, c2s),
             Side::Client => (c2s, s2c),
@@ -319,17 +341,9 @@ impl Channel {
         if send.next == u64::MAX {
             return Err(CryptoError::Exhausted);
         }
-        let nonce = send.nonce();
-        let payload = send
-            .cipher
-            .encrypt(
-                &Nonce::<Aes256Gcm>::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &nonce,
-                },
-            )
-            .map_err(|_| CryptoError::Aead)?;
+        let (nonce, payload) = send.crypt(plaintext, |cipher, nonce, payload| {
+            cipher.encrypt(nonce, payload)
+        })?;
         let pushed = push(envelope(&nonce, &payload));
         if pushed.is_ok() {
             send.advance()?;
@@ -343,20 +357,12 @@ impl Channel {
         if iv.len() != 12 {
             return Err(CryptoError::Envelope);
         }
-        let nonce = recv.nonce();
-        if iv != nonce {
+        if iv != recv.nonce() {
             return Err(CryptoError::OutOfOrder);
         }
-        let plain = recv
-            .cipher
-            .decrypt(
-                &Nonce::<Aes256Gcm>::from(nonce),
-                Payload {
-                    msg: payload,
-                    aad: &nonce,
-                },
-            )
-            .map_err(|_| CryptoError::Aead)?;
+        let (_, plain) = recv.crypt(payload, |cipher, nonce, payload| {
+            cipher.decrypt(nonce, payload)
+        })?;
         recv.advance()?;
         Ok(plain)
     }

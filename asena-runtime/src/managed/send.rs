@@ -240,11 +240,7 @@ pub struct Managed<O = Raw> {
 
 impl<O> Clone for Managed<O> {
     fn clone(&self) -> Self {
-        Managed {
-            ns: self.ns.clone(),
-            state: self.state.clone(),
-            _out: PhantomData,
-        }
+        self.typed()
     }
 }
 
@@ -286,6 +282,11 @@ impl<O> Managed<O> {
     /// The untyped sender: any `(event, data)` pair, whatever the service declares it
     /// `sends`.
     pub fn raw(&self) -> Managed {
+        self.typed()
+    }
+
+    /// The same sender, sending the messages of `P`.
+    fn typed<P>(&self) -> Managed<P> {
         Managed {
             ns: self.ns.clone(),
             state: self.state.clone(),

@@ -41,26 +41,38 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
+    /// The request as any route sees it: no path parameters, no subprotocol.
     pub(crate) fn new(
         parts: Parts,
         remote_addr: Option<SocketAddr>,
-        params: Vec<(String, String)>,
-        typed_params: Option<Box<dyn Any + Send + Sync>>,
         query: Vec<(String, String)>,
-        protocol: Option<&'static str>,
     ) -> Context {
         Context {
             parts,
             remote_addr,
-            params,
-            typed_params,
+            params: Vec::new(),
+            typed_params: None,
             query,
-            protocol,
+            protocol: None,
             extensions: Extensions::new(),
             value: None,
             response_headers: HeaderMap::new(),
             reached_end: false,
         }
+    }
+
+    /// The request as its websocket service sees it: the route's path parameters (raw and
+    /// typed) and the subprotocol chosen.
+    pub(crate) fn for_service(
+        mut self,
+        params: Vec<(String, String)>,
+        typed_params: Option<Box<dyn Any + Send + Sync>>,
+        protocol: Option<&'static str>,
+    ) -> Context {
+        self.params = params;
+        self.typed_params = typed_params;
+        self.protocol = protocol;
+        self
     }
 
     #[allow(clippy::type_complexity)]

@@ -89,6 +89,19 @@ impl<C: Send + 'static> BrokerCore<C> {
         }
     }
 
+    /// The `Debug` of the transport `name` built on this core: its URL, pod id and counters.
+    pub(crate) fn fmt_transport(
+        &self,
+        name: &str,
+        f: &mut std::fmt::Formatter<'_>,
+    ) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("url", &self.url)
+            .field("pod_id", &self.pod_id)
+            .field("stats", &self.counters.snapshot())
+            .finish()
+    }
+
     /// Starts the publisher and subscriber tasks over a connected broker, then opens the
     /// outgoing queue: only after the tasks are recorded, so `stop` always finds them.
     pub(crate) fn run<P: Publish, S: Subscription>(&self, tasks: Tasks<P, S>, connection: C) {

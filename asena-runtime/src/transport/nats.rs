@@ -82,11 +82,7 @@ pub struct NatsTransport {
 
 impl std::fmt::Debug for NatsTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsTransport")
-            .field("url", &self.core.url)
-            .field("pod_id", &self.core.pod_id)
-            .field("stats", &self.stats())
-            .finish()
+        self.core.fmt_transport("NatsTransport", f)
     }
 }
 

@@ -306,7 +306,8 @@ async fn admit(
         )
         .into_response();
     };
-    let mut ctx = Context::new(parts, remote_addr, params, typed_params, query, protocol);
+    let mut ctx =
+        Context::new(parts, remote_addr, query).for_service(params, typed_params, protocol);
     // The middleware chain's log lines carry the request path and peer.
     let span = tracing::debug_span!(
         target: "asena::middleware",

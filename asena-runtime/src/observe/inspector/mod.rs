@@ -433,7 +433,7 @@ impl Inspector {
         parts.headers = headers;
         parts.uri = self.full_uri(&parts.uri);
         let remote = remote_addr(&parts);
-        let mut ctx = Context::new(parts, remote, Vec::new(), None, Vec::new(), None);
+        let mut ctx = Context::new(parts, remote, Vec::new());
         match run_chain(&self.guard, &mut ctx, &self.path).await {
             ChainOutcome::Continue => {
                 tracing::info!(target: "asena::inspector", remote = ?remote, "signed in to the inspector");
@@ -461,7 +461,7 @@ async fn guard(
     session::cookie_as_bearer(&mut parts.headers);
     let remote = remote_addr(&parts);
     let query = parse_query(parts.uri.query());
-    let mut ctx = Context::new(parts, remote, Vec::new(), None, query, None);
+    let mut ctx = Context::new(parts, remote, query);
     let span = tracing::debug_span!(target: "asena::inspector", "inspector", path = %ctx.path(), remote = ?remote);
     let outcome = tracing::Instrument::instrument(
         run_chain(&inspector.guard, &mut ctx, &inspector.path),

@@ -76,11 +76,7 @@ pub struct RedisTransport {
 
 impl std::fmt::Debug for RedisTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisTransport")
-            .field("url", &self.core.url)
-            .field("pod_id", &self.core.pod_id)
-            .field("stats", &self.stats())
-            .finish()
+        self.core.fmt_transport("RedisTransport", f)
     }
 }
 
