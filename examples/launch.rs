@@ -46,7 +46,10 @@ pub async fn start(
 /// The whole `main` of an example that serves its `builder` as it is, with the transport
 /// `ASENA_TRANSPORT` names: [`start`] (log level `info`, port 3000 by default), then build and
 /// serve, logging `banner(port)` once it listens.
-#[allow(dead_code, reason = "each example includes this file; not all of them serve this way")]
+#[allow(
+    dead_code,
+    reason = "each example includes this file; not all of them serve this way"
+)]
 pub async fn serve(
     builder: impl Fn() -> AsenaBuilder,
     banner: impl FnOnce(&str) -> String,

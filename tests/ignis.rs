@@ -310,9 +310,11 @@ async fn instances_share_users(kind: Kind) -> anyhow::Result<()> {
     ensure!(next["event"] == "marker", "A heard a message twice: {next}");
 
     // A publish is counted when the broker confirms it, which may come after B delivered it.
-    asena_tests::within(Duration::from_secs(5), "A's publishes counted", async || {
-        a.app.transport_stats().is_some_and(|s| s.published >= 5)
-    })
+    asena_tests::within(
+        Duration::from_secs(5),
+        "A's publishes counted",
+        async || a.app.transport_stats().is_some_and(|s| s.published >= 5),
+    )
     .await?;
     let stats = b.app.transport_stats().context("a broker transport")?;
     ensure!(stats.received >= 4, "received counted: {stats:?}");
