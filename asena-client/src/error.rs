@@ -119,6 +119,20 @@ pub enum ClientError {
         capacity: usize,
     },
 
+    /// The message breaks a constraint of the channel's schema (checked by
+    /// [`publish`](crate::publish) and [`publish_on`](crate::publish_on)); it was not sent.
+    #[error("the message was not sent: {0}")]
+    Invalid(#[source] asena_protocol::DecodeError),
+
+    /// Writing to or reading from a socket the application owns failed
+    /// ([`publish_on`](crate::publish_on), [`subscribe_on`](crate::subscribe_on)).
+    #[error("the WebSocket failed: {source}")]
+    Socket {
+        /// tungstenite's error.
+        #[source]
+        source: BoxError,
+    },
+
     /// The client is closed: [`close`](crate::Client::close) was called, the connection was
     /// lost with reconnect off, or reconnecting gave up.
     #[error("the client is closed")]

@@ -94,10 +94,16 @@
 //! - **Closing.** [`Client::close`] sends what is queued, then closes with 1000. Dropping
 //!   the client does the same without waiting.
 //!
+//! - **Checked publish and subscribe.** [`publish`] and [`subscribe`] check each message
+//!   against the channel's constraints (by default; [`MessageOptions`] skips it);
+//!   [`publish_on`] and [`subscribe_on`] do the same over a tokio-tungstenite socket the
+//!   application connected itself. Code generated from an AsyncAPI document calls them.
+//!
 //! The client needs a tokio runtime. Logs go to the `tracing` target `asena::client`.
 
 mod backoff;
 mod builder;
+mod checked;
 mod client;
 mod driver;
 mod error;
@@ -106,9 +112,18 @@ mod url;
 
 pub use backoff::Backoff;
 pub use builder::ClientBuilder;
+pub use checked::{MessageOptions, publish, publish_on, subscribe, subscribe_on};
 pub use client::{Client, Sender};
 pub use error::{BoxError, ClientError};
 pub use event::Event;
 
 /// The contract a client is typed by (re-exported from `asena_protocol`).
 pub use asena_protocol::Channel;
+/// Why a received message was refused by [`subscribe`] or [`subscribe_on`], or a message to
+/// publish by [`publish`] or [`publish_on`] (re-exported from `asena_protocol`).
+pub use asena_protocol::DecodeError;
+/// The traits of the sockets [`publish_on`] and [`subscribe_on`] take (re-exported from
+/// `futures-util`).
+pub use futures_util::{Sink, Stream};
+/// The WebSocket library of [`publish_on`] and [`subscribe_on`]'s sockets.
+pub use tokio_tungstenite;

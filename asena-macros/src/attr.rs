@@ -12,6 +12,7 @@ mod kw {
     syn::custom_keyword!(params);
     syn::custom_keyword!(receives);
     syn::custom_keyword!(sends);
+    syn::custom_keyword!(channel);
     syn::custom_keyword!(managed);
 }
 
@@ -26,6 +27,9 @@ pub(crate) struct Args {
     pub(crate) params: Option<syn::Type>,
     pub(crate) receives: Option<syn::Type>,
     pub(crate) sends: Option<syn::Type>,
+    /// `channel = C`: the path, params and messages of an existing `Channel` (a contract
+    /// generated from an AsyncAPI document), instead of `path`, `params`, `receives`, `sends`.
+    pub(crate) channel: Option<syn::Type>,
     /// `managed`: the service speaks the managed protocol.
     pub(crate) managed: Option<Span>,
 }
@@ -42,7 +46,7 @@ impl Accepts {
         match self {
             Accepts::Component => "expected `name` or `crate`",
             Accepts::WebSocket => {
-                "expected `path`, `name`, `middlewares`, `params`, `receives`, `sends`, `managed` or `crate`"
+                "expected `path`, `name`, `middlewares`, `params`, `receives`, `sends`, `channel`, `managed` or `crate`"
             }
         }
     }
@@ -122,14 +126,20 @@ fn parse_inner(input: ParseStream<'_>, accepts: Accepts) -> syn::Result<Args> {
         } else if matches!(accepts, Accepts::WebSocket)
             && (lookahead.peek(kw::params)
                 || lookahead.peek(kw::receives)
-                || lookahead.peek(kw::sends))
+                || lookahead.peek(kw::sends)
+                || lookahead.peek(kw::channel))
         {
             let key: syn::Ident = input.call(syn::ext::IdentExt::parse_any)?;
             input.parse::<Token![=]>()?;
             let value: syn::Type = input.parse().map_err(|e| {
                 let mut err = syn::Error::new(
                     e.span(),
-                    format!("`{key}` expects a type\nhint: `{key} = ChatIn`"),
+                    if key == "channel" {
+                        "`channel` expects a type\nhint: `channel = user_events::UserEvents`"
+                            .to_owned()
+                    } else {
+                        format!("`{key}` expects a type\nhint: `{key} = ChatIn`")
+                    },
                 );
                 err.combine(e);
                 err
@@ -137,6 +147,7 @@ fn parse_inner(input: ParseStream<'_>, accepts: Accepts) -> syn::Result<Args> {
             let slot = match key.to_string().as_str() {
                 "params" => &mut args.params,
                 "receives" => &mut args.receives,
+                "channel" => &mut args.channel,
                 _ => &mut args.sends,
             };
             if slot.is_some() {
@@ -225,7 +236,7 @@ mod tests {
         assert_eq!(
             msg,
             "unknown argument `room`; expected `path`, `name`, `middlewares`, `params`, \
-             `receives`, `sends`, `managed` or `crate`"
+             `receives`, `sends`, `channel`, `managed` or `crate`"
         );
     }
 

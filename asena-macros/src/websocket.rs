@@ -12,15 +12,37 @@ use crate::component::{Expansion, expand as expand_component, parse_attribute};
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let (args, component) = parse_attribute(args, item, Accepts::WebSocket, "#[websocket]")?;
     let ident = component.item.ident.clone();
-    let path = match &args.path {
-        Some(path) => {
+    let path = match (&args.path, &args.channel) {
+        (Some(path), None) => {
             validate_path(path)?;
-            path.value()
+            let path = path.value();
+            quote!(#path)
         }
-        None => {
+        (None, Some(channel)) => {
+            if let Some(ty) = [&args.params, &args.receives, &args.sends]
+                .into_iter()
+                .flatten()
+                .next()
+            {
+                return Err(syn::Error::new(
+                    ty.span(),
+                    "`channel` declares the path parameters and messages; remove `params`, \
+                     `receives` and `sends`",
+                ));
+            }
+            quote_spanned!(channel.span()=> <#channel as __asena::Channel>::PATH)
+        }
+        (Some(path), Some(_)) => {
+            return Err(syn::Error::new(
+                path.span(),
+                "`channel` declares the path; remove `path`",
+            ));
+        }
+        (None, None) => {
             return Err(syn::Error::new(
                 proc_macro2::Span::call_site(),
-                "#[websocket] needs a `path`\nhint: `#[websocket(path = \"/chat\")]`",
+                "#[websocket] needs a `path`\nhint: `#[websocket(path = \"/chat\")]`, or \
+                 `#[websocket(channel = user_events::UserEvents)]` for a generated contract",
             ));
         }
     };
@@ -75,9 +97,16 @@ fn protocol_type(args: &Args) -> TokenStream {
     }
 }
 
-/// The `Params`, `In` and `Out` types of a socket's `Channel` impl: the declared ones, or
-/// `()`, `Message` and `Raw`.
+/// The `Params`, `In` and `Out` types of a socket's `Channel` impl: the `channel`'s, the
+/// declared ones, or `()`, `Message` and `Raw`.
 fn channel_types(args: &Args) -> (TokenStream, TokenStream, TokenStream) {
+    if let Some(channel) = &args.channel {
+        return (
+            quote_spanned!(channel.span()=> <#channel as __asena::Channel>::Params),
+            quote_spanned!(channel.span()=> <#channel as __asena::Channel>::In),
+            quote_spanned!(channel.span()=> <#channel as __asena::Channel>::Out),
+        );
+    }
     let params = args
         .params
         .as_ref()
@@ -95,7 +124,7 @@ fn channel_types(args: &Args) -> (TokenStream, TokenStream, TokenStream) {
 
 /// The `Channel` and `Endpoint` impls of a socket at `path` named `name`, with the declared
 /// types (or `()`, `Message` and `Raw`) and protocol.
-fn socket_impls(args: &Args, ident: &syn::Ident, path: &str, name: &str) -> TokenStream {
+fn socket_impls(args: &Args, ident: &syn::Ident, path: &TokenStream, name: &str) -> TokenStream {
     let (params, receives, sends) = channel_types(args);
     let protocol = protocol_type(args);
     quote! {
@@ -116,7 +145,7 @@ fn socket_impls(args: &Args, ident: &syn::Ident, path: &str, name: &str) -> Toke
 /// the declared types when the arguments parse, so the user's `impl WebSocketService` matches
 /// them.
 pub(crate) fn channel_stand_in(args: &Args, ident: &syn::Ident) -> TokenStream {
-    socket_impls(args, ident, "/", &ident.to_string())
+    socket_impls(args, ident, &quote!("/"), &ident.to_string())
 }
 
 fn validate_path(path: &LitStr) -> syn::Result<()> {

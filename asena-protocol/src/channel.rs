@@ -98,19 +98,50 @@ where
     T::Context: Default,
 {
     fn decode(message: Message) -> Result<Self, DecodeError> {
-        let bytes = message.as_bytes();
-        if !within_containers(bytes, DecodeError::MAX_CONTAINERS) {
-            return Err(DecodeError::too_many_containers());
-        }
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let value: T = serde_path_to_error::deserialize(&mut de)
-            .map_err(|e| DecodeError::from_serde(e, bytes))?;
-        de.end().map_err(|e| DecodeError::syntax(&e))?;
-        value.validate().map_err(DecodeError::from_report)?;
+        let value: T = decode_json(message.as_bytes())?;
+        value.check()?;
         Ok(value)
     }
     fn schema(generator: &mut SchemaGenerator) -> Option<Schema> {
         Some(generator.subschema_for::<T>())
+    }
+}
+
+/// Decodes the JSON in `bytes` into `T` as a typed message is decoded, without checking its
+/// constraints ([`Checked::check`] does that): at most [`DecodeError::MAX_CONTAINERS`] arrays
+/// and objects, and an error that names the failing field.
+///
+/// ```
+/// let err = asena_protocol::channel::decode_json::<Vec<u8>>(b"[1, 300]").unwrap_err();
+/// assert_eq!((err.path(), err.kind().code()), ("[1]", "invalid_value"));
+/// ```
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if !within_containers(bytes, DecodeError::MAX_CONTAINERS) {
+        return Err(DecodeError::too_many_containers());
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::from_serde(e, bytes))?;
+    de.end().map_err(|e| DecodeError::syntax(&e))?;
+    Ok(value)
+}
+
+/// A message whose declared constraints can be checked: any [`garde::Validate`] type whose
+/// context has a default (every type `asena-codegen` generates, every typed `receives`).
+/// A server checks what it receives; a typed client may check what it sends and receives.
+pub trait Checked {
+    /// The constraints the value breaks, as a [`DecodeError`] of kind `constraint` with the
+    /// first violation's path.
+    fn check(&self) -> Result<(), DecodeError>;
+}
+
+impl<T> Checked for T
+where
+    T: garde::Validate + ?Sized,
+    T::Context: Default,
+{
+    fn check(&self) -> Result<(), DecodeError> {
+        self.validate().map_err(DecodeError::from_report)
     }
 }
 

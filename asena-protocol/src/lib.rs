@@ -5,9 +5,10 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`channel`] | [`Channel`] (a service's path, params, `In`, `Out`), [`Receives`], [`Sends`], [`Raw`] |
+//! | [`channel`] | [`Channel`] (a service's path, params, `In`, `Out`), [`Receives`], [`Sends`], [`Raw`], [`Checked`] |
 //! | [`decode`] | [`DecodeError`], [`DecodeErrorKind`]: a typed message that did not decode, bounded |
 //! | [`message`] | [`Message`]: one text or binary message |
+//! | [`rules`] | JSON Schema constraints garde has no rule for (formats, `multipleOf`), for generated message types |
 //! | [`close_code`] | RFC 6455 close codes and the managed protocol's 4001–4005 |
 //! | [`wire`] | Asena's format between instances: topics, the JSON envelope, channel names |
 //! | [`managed`] | the managed protocol between servers (Ignis's layout): [`ManagedEnvelope`], [`TargetKind`], channel names |
@@ -21,9 +22,10 @@ pub mod close_code;
 pub mod decode;
 pub mod managed;
 pub mod message;
+pub mod rules;
 pub mod wire;
 
-pub use channel::{Channel, Raw, Receives, Sends};
+pub use channel::{Channel, Checked, Raw, Receives, Sends};
 pub use decode::{DecodeError, DecodeErrorKind};
 pub use managed::{ManagedEnvelope, TargetKind};
 pub use message::Message;
