@@ -30,7 +30,9 @@ pub fn file(sources: &Sources, api: &Api, options: &Options) -> Result<TokenStre
             module = format!("{base}_{n}");
             n += 1;
         }
-        modules.push(endpoint_module(&mut space, endpoint, &module, options)?);
+        modules.push(endpoint_module(
+            &mut space, sources, endpoint, &module, options,
+        )?);
     }
     let defs = space.defs.iter().map(|def| definition(&space, def));
     Ok(quote! {
@@ -156,6 +158,10 @@ fn rule_tokens(rule: &Rule) -> TokenStream {
         Rule::Url => quote!(url),
         Rule::DateTime => quote!(custom(::asena_protocol::rules::date_time)),
         Rule::Uuid => quote!(custom(::asena_protocol::rules::uuid)),
+        Rule::OneOf(values) => {
+            let values = values.iter().map(|v| Literal::f64_unsuffixed(*v));
+            quote!(custom(::asena_protocol::rules::one_of(&[#(#values),*])))
+        }
         Rule::Inner(rules) => {
             let inner = rules.list.iter().map(rule_tokens);
             quote!(inner(#(#inner),*))
@@ -271,24 +277,98 @@ fn definition(space: &TypeSpace<'_>, def: &Def) -> TokenStream {
             }
         }
         Body::Union { tag, variants } => {
-            let derive = derives();
             let repr = match tag {
                 Some(tag) => quote!(#[serde(tag = #tag)]),
                 None => quote!(#[serde(untagged)]),
             };
-            let variants = variants.iter().map(|v| {
-                let vname = format_ident!("{}", v.name);
-                let doc = docs(v.doc.as_deref());
-                let rename = v.tag.as_ref().map(|t| quote!(#[serde(rename = #t)]));
-                let ty = ty_tokens(space, &v.ty, &none);
-                let garde = garde_attr(space, &v.ty, &v.rules, false);
-                quote! { #doc #rename #vname(#garde #ty) }
-            });
-            quote! {
-                #doc
-                #derive
-                #repr
-                pub enum #name { #(#variants,)* }
+            let variants: Vec<UnionVariant> = variants
+                .iter()
+                .map(|v| UnionVariant {
+                    name: format_ident!("{}", v.name),
+                    attrs: {
+                        let doc = docs(v.doc.as_deref());
+                        let rename = v.tag.as_ref().map(|t| quote!(#[serde(rename = #t)]));
+                        quote!(#doc #rename)
+                    },
+                    ty: v.ty.clone(),
+                    rules: v.rules.clone(),
+                })
+                .collect();
+            union(space, &name, doc, repr, &variants, &none)
+        }
+    }
+}
+
+/// One variant of an enum of alternatives.
+struct UnionVariant {
+    name: syn::Ident,
+    attrs: TokenStream,
+    ty: Ty,
+    rules: Rules,
+}
+
+/// An enum of alternatives (`oneOf`, or a direction's messages). Its `garde::Validate`
+/// passes each variant's check through without a path segment of its own, so a violation's
+/// path is the JSON path (`pair[1]`, not `[0].pair[1]`); an untagged variant with rules of
+/// its own needs garde's derive instead.
+fn union(
+    space: &TypeSpace<'_>,
+    name: &syn::Ident,
+    attrs: TokenStream,
+    repr: TokenStream,
+    variants: &[UnionVariant],
+    prefix: &TokenStream,
+) -> TokenStream {
+    let own_rules = variants.iter().any(|v| !v.rules.list.is_empty());
+    let body = variants.iter().map(|v| {
+        let vname = &v.name;
+        let vattrs = &v.attrs;
+        let garde = if own_rules {
+            garde_attr(space, &v.ty, &v.rules, false)
+        } else {
+            quote!()
+        };
+        let ty = ty_tokens(space, &v.ty, prefix);
+        quote! { #vattrs #vname(#garde #ty) }
+    });
+    if own_rules {
+        let derive = derives();
+        return quote! {
+            #attrs
+            #derive
+            #repr
+            pub enum #name { #(#body,)* }
+        };
+    }
+    let arms = variants.iter().map(|v| {
+        let vname = &v.name;
+        if space.dives(&v.ty) {
+            quote!(Self::#vname(value) => ::garde::Validate::validate_into(value, ctx, parent, report))
+        } else {
+            quote!(Self::#vname(_) => {})
+        }
+    });
+    let (ctx, parent, report) = if variants.iter().any(|v| space.dives(&v.ty)) {
+        (quote!(ctx), quote!(parent), quote!(report))
+    } else {
+        (quote!(_), quote!(_), quote!(_))
+    };
+    quote! {
+        #attrs
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::schemars::JsonSchema)]
+        #repr
+        pub enum #name { #(#body,)* }
+
+        impl ::garde::Validate for #name {
+            type Context = ();
+
+            fn validate_into(
+                &self,
+                #ctx: &(),
+                #parent: &mut dyn FnMut() -> ::garde::Path,
+                #report: &mut ::garde::Report,
+            ) {
+                match self { #(#arms,)* }
             }
         }
     }
@@ -338,7 +418,6 @@ fn direction(
     } else {
         None
     };
-    let derive = derives();
     let mut variants = Vec::new();
     let mut taken = std::collections::HashSet::new();
     for (i, m) in messages.iter().enumerate() {
@@ -353,7 +432,6 @@ fn direction(
             vname = format!("{base}{n}");
             n += 1;
         }
-        let vident = format_ident!("{}", vname);
         let mdoc = docs(m.description.as_deref().or(m.title.as_deref()));
         let hint = payload_hint(endpoint, m);
         let (ty, rules, rename) = match (&tag, &m.payload) {
@@ -372,9 +450,12 @@ fn direction(
             }
             (_, None) => (Ty::Value, Rules::default(), None),
         };
-        let garde = garde_attr(space, &ty, &rules, false);
-        let ty = ty_tokens(space, &ty, &sup);
-        variants.push(quote! { #mdoc #rename #vident(#garde #ty) });
+        variants.push(UnionVariant {
+            name: format_ident!("{}", vname),
+            attrs: quote!(#mdoc #rename),
+            ty,
+            rules,
+        });
     }
     let repr = match &tag {
         Some(tag) => {
@@ -386,12 +467,14 @@ fn direction(
         }
         None => quote!(#[serde(untagged)]),
     };
-    Ok(quote! {
-        #[doc = #doc]
-        #derive
-        #repr
-        pub enum #ident { #(#variants,)* }
-    })
+    Ok(union(
+        space,
+        &ident,
+        quote!(#[doc = #doc]),
+        repr,
+        &variants,
+        &sup,
+    ))
 }
 
 fn payload_hint(endpoint: &str, m: &Msg) -> String {
@@ -404,16 +487,40 @@ fn payload_hint(endpoint: &str, m: &Msg) -> String {
     }
 }
 
-fn examples(messages: &[Msg]) -> Vec<String> {
-    messages
-        .iter()
-        .flat_map(|m| m.examples.iter())
-        .map(Value::to_string)
-        .collect()
+/// The document's example payloads of `messages`, and for a message without any, one made
+/// from its schema (when one can be made for sure). In a direction told apart by `tag`, a
+/// sample gets the tag's value when its schema left the property optional.
+fn examples(space: &TypeSpace<'_>, sources: &Sources, messages: &[Msg]) -> Vec<String> {
+    let payloads: Vec<Loc> = messages.iter().filter_map(|m| m.payload.clone()).collect();
+    let tag = if payloads.len() == messages.len() && !messages.is_empty() {
+        space.common_tag(&payloads)
+    } else {
+        None
+    };
+    let mut out = Vec::new();
+    for m in messages {
+        if !m.examples.is_empty() {
+            out.extend(m.examples.iter().map(Value::to_string));
+            continue;
+        }
+        let Some(payload) = &m.payload else { continue };
+        let schema = sources.inline(payload, 32);
+        let Some(mut sample) = asena_protocol::example::example(&schema, &|s| s) else {
+            continue;
+        };
+        if let (Some(tag), Value::Object(fields)) = (&tag, &mut sample)
+            && let Ok(Some(value)) = space.tag_value(payload, tag)
+        {
+            fields.entry(tag.clone()).or_insert(Value::String(value));
+        }
+        out.push(sample.to_string());
+    }
+    out
 }
 
 fn endpoint_module(
     space: &mut TypeSpace<'_>,
+    sources: &Sources,
     endpoint: &Endpoint,
     module: &str,
     options: &Options,
@@ -445,8 +552,8 @@ fn endpoint_module(
         &endpoint.name,
         "the server sends",
     )?;
-    let client_examples = examples(&endpoint.receives);
-    let server_examples = examples(&endpoint.sends);
+    let client_examples = examples(space, sources, &endpoint.receives);
+    let server_examples = examples(space, sources, &endpoint.sends);
     let ops: Vec<String> = endpoint
         .operations
         .iter()
@@ -564,9 +671,11 @@ fn endpoint_module(
                 type Out = ServerMessage;
             }
 
-            /// The payloads of the document's examples of messages clients send, as JSON.
+            /// Example payloads of messages clients send, as JSON: the document's examples, and
+            /// for a message without any, one made from its schema.
             pub const CLIENT_EXAMPLES: &[&str] = &[#(#client_examples),*];
-            /// The payloads of the document's examples of messages the server sends, as JSON.
+            /// Example payloads of messages the server sends, as JSON: the document's examples,
+            /// and for a message without any, one made from its schema.
             pub const SERVER_EXAMPLES: &[&str] = &[#(#server_examples),*];
 
             #client

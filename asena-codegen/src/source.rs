@@ -107,6 +107,27 @@ impl Sources {
         ))
     }
 
+    /// The schema at `loc` with every `$ref` replaced by what it names, `depth` levels deep
+    /// (deeper references, as in a recursive schema, stay references).
+    pub fn inline(&self, loc: &Loc, depth: usize) -> Value {
+        let Ok((loc, value)) = self.resolve(loc) else {
+            return Value::Null;
+        };
+        match value {
+            Value::Object(map) if depth > 0 => Value::Object(
+                map.keys()
+                    .map(|k| (k.clone(), self.inline(&loc.join(k), depth - 1)))
+                    .collect(),
+            ),
+            Value::Array(items) if depth > 0 => Value::Array(
+                (0..items.len())
+                    .map(|i| self.inline(&loc.join(i), depth - 1))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     /// Where the reference `target`, written in the file of `from`, points.
     fn target(&self, from: &Loc, target: &str) -> Result<Loc, Error> {
         let (file_part, pointer) = target.split_once('#').unwrap_or((target, ""));

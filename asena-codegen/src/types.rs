@@ -105,6 +105,8 @@ pub enum Rule {
     Uuid,
     /// Rules for each item of a list or value of a map.
     Inner(Box<Rules>),
+    /// A number `enum`.
+    OneOf(Vec<f64>),
 }
 
 /// The rules of one position, and whether garde dives into it.
@@ -379,7 +381,7 @@ impl<'s> TypeSpace<'s> {
             .into_iter()
             .find(|k| value.get(*k).is_some() && value.get("properties").is_none());
         if let Some(key) = union {
-            return self.union(&loc.join(key), value, name, depth);
+            return self.union(&loc.join(key), value, name, omit, depth);
         }
         if value.get("allOf").is_some() && value.get("properties").is_none() {
             let mut parts = Parts::default();
@@ -514,7 +516,16 @@ impl<'s> TypeSpace<'s> {
         })
     }
 
-    fn union(&mut self, at: &Loc, value: &Value, name: &str, depth: usize) -> Result<Body, Error> {
+    /// The enum of a `oneOf`/`anyOf` at `at`. `omit` is the tag of an enclosing enum, left
+    /// out of every branch (they all have the same value for it).
+    fn union(
+        &mut self,
+        at: &Loc,
+        value: &Value,
+        name: &str,
+        omit: Option<&str>,
+        depth: usize,
+    ) -> Result<Body, Error> {
         let Some(Value::Array(branches)) = self.sources.get(at).ok().cloned() else {
             return Err(self.err(at, "expected a list of schemas"));
         };
@@ -565,6 +576,11 @@ impl<'s> TypeSpace<'s> {
                         Rules::dive(),
                     )
                 }
+                None if omit.is_some() && self.is_object_at(bloc) => {
+                    let hint = format!("{name}{}", type_name(&label));
+                    let id = self.def(bloc, &hint, omit, depth + 1)?;
+                    (type_name(&label), None, self.named(id), Rules::dive())
+                }
                 None => {
                     let (ty, rules) =
                         self.ty(bloc, &format!("{name}{}", type_name(&label)), depth + 1)?;
@@ -594,26 +610,12 @@ impl<'s> TypeSpace<'s> {
     }
 
     /// The property every schema at `locs` has with a distinct constant string value, if
-    /// one exists: the tag of an internally tagged enum.
+    /// one exists: the tag of an internally tagged enum. The tag is then required on the
+    /// wire, also where a schema leaves the property optional.
     pub fn common_tag(&self, locs: &[Loc]) -> Option<String> {
         let mut candidates: Option<Vec<String>> = None;
         for loc in locs {
-            let mut parts = Parts::default();
-            self.collect(loc, &mut parts, 0).ok()?;
-            let consts: Vec<String> = parts
-                .props
-                .iter()
-                .filter(|(name, ploc)| {
-                    parts.required.contains(name)
-                        && self
-                            .sources
-                            .resolve(ploc)
-                            .ok()
-                            .and_then(|(_, v)| single_string(v))
-                            .is_some()
-                })
-                .map(|(name, _)| name.clone())
-                .collect();
+            let consts = self.const_props(loc, 0)?;
             candidates = Some(match candidates {
                 None => consts,
                 Some(c) => c.into_iter().filter(|n| consts.contains(n)).collect(),
@@ -638,10 +640,59 @@ impl<'s> TypeSpace<'s> {
         None
     }
 
-    /// The constant value of the property `tag` in the object at `loc` (through `allOf`).
-    pub fn tag_value(&self, loc: &Loc, tag: &str) -> Result<Option<String>, Error> {
+    /// The properties with one constant string value of the object at `loc`; of a union,
+    /// those every branch has. `None` when it is neither.
+    fn const_props(&self, loc: &Loc, depth: usize) -> Option<Vec<String>> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let (loc, value) = self.sources.resolve(loc).ok()?;
+        if let Some((key, n)) = union_of(value) {
+            let mut common: Option<Vec<String>> = None;
+            for i in 0..n {
+                let props = self.const_props(&loc.join(key).join(i), depth + 1)?;
+                common = Some(match common {
+                    None => props,
+                    Some(c) => c.into_iter().filter(|p| props.contains(p)).collect(),
+                });
+            }
+            return common;
+        }
         let mut parts = Parts::default();
-        self.collect(loc, &mut parts, 0)?;
+        self.collect(&loc, &mut parts, 0).ok()?;
+        Some(
+            parts
+                .props
+                .iter()
+                .filter(|(_, ploc)| {
+                    self.sources
+                        .resolve(ploc)
+                        .ok()
+                        .and_then(|(_, v)| single_string(v))
+                        .is_some()
+                })
+                .map(|(name, _)| name.clone())
+                .collect(),
+        )
+    }
+
+    /// The constant value of the property `tag` in the object at `loc` (through `allOf`);
+    /// of a union, the one value all its branches have.
+    pub fn tag_value(&self, loc: &Loc, tag: &str) -> Result<Option<String>, Error> {
+        let (rloc, value) = self.sources.resolve(loc)?;
+        if let Some((key, n)) = union_of(value) {
+            let mut found: Option<String> = None;
+            for i in 0..n {
+                match (self.tag_value(&rloc.join(key).join(i), tag)?, &found) {
+                    (None, _) => return Ok(None),
+                    (Some(v), Some(f)) if v != *f => return Ok(None),
+                    (Some(v), _) => found = Some(v),
+                }
+            }
+            return Ok(found);
+        }
+        let mut parts = Parts::default();
+        self.collect(&rloc, &mut parts, 0)?;
         Ok(parts
             .props
             .iter()
@@ -747,6 +798,9 @@ impl<'s> TypeSpace<'s> {
                 if let Some(m) = num("multipleOf") {
                     rules.list.push(Rule::MultipleOf(m));
                 }
+                if let Some(values) = number_values(value) {
+                    rules.list.push(Rule::OneOf(values));
+                }
                 Ty::Int { signed }
             }
             "number" => {
@@ -764,6 +818,9 @@ impl<'s> TypeSpace<'s> {
                 }
                 if let Some(m) = num("multipleOf") {
                     rules.list.push(Rule::MultipleOf(m));
+                }
+                if let Some(values) = number_values(value) {
+                    rules.list.push(Rule::OneOf(values));
                 }
                 Ty::Float
             }
@@ -828,6 +885,16 @@ struct Parts {
     doc: Option<String>,
 }
 
+/// The key (`oneOf` or `anyOf`) and length of a union schema without properties of its own.
+fn union_of(value: &Value) -> Option<(&'static str, usize)> {
+    if value.get("properties").is_some() {
+        return None;
+    }
+    ["oneOf", "anyOf"]
+        .into_iter()
+        .find_map(|k| value.get(k).and_then(Value::as_array).map(|a| (k, a.len())))
+}
+
 /// An object with properties, an `allOf`, or a union: a definition of its own.
 fn is_object_like(value: &Value) -> bool {
     value.get("properties").is_some()
@@ -878,6 +945,15 @@ fn string_values(value: &Value) -> Option<Vec<Option<String>>> {
         })
         .collect::<Option<_>>()?;
     strings.iter().any(Option::is_some).then_some(strings)
+}
+
+/// The values of a number `enum` (or `const`).
+fn number_values(value: &Value) -> Option<Vec<f64>> {
+    match (value.get("enum"), value.get("const")) {
+        (Some(Value::Array(items)), _) => items.iter().map(Value::as_f64).collect(),
+        (None, Some(c)) => c.as_f64().map(|v| vec![v]),
+        _ => None,
+    }
 }
 
 /// The one string a schema allows (`const`, or an `enum` of one).

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`channel`] | [`Channel`] (a service's path, params, `In`, `Out`), [`Receives`], [`Sends`], [`Raw`], [`Checked`] |
 //! | [`decode`] | [`DecodeError`], [`DecodeErrorKind`]: a typed message that did not decode, bounded |
+//! | [`example`] | an example value made from a JSON Schema (documents, generated code's tests) |
 //! | [`message`] | [`Message`]: one text or binary message |
 //! | [`rules`] | JSON Schema constraints garde has no rule for (formats, `multipleOf`), for generated message types |
 //! | [`close_code`] | RFC 6455 close codes and the managed protocol's 4001–4005 |
@@ -20,6 +21,7 @@
 pub mod channel;
 pub mod close_code;
 pub mod decode;
+pub mod example;
 pub mod managed;
 pub mod message;
 pub mod rules;

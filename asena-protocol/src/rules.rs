@@ -1,5 +1,6 @@
 //! JSON Schema constraints that garde has no built-in rule for, as functions for
-//! `#[garde(custom(..))]`: the string formats `date-time` and `uuid`, and `multipleOf`.
+//! `#[garde(custom(..))]`: the string formats `date-time` and `uuid`, `multipleOf`, exclusive
+//! bounds and number `enum`s.
 //! Message types generated from an AsyncAPI document (`asena-codegen`) use them; so can any
 //! hand-written typed message.
 //!
@@ -105,6 +106,18 @@ pub fn multiple_of<T: NumberField + ?Sized>(factor: f64) -> impl Fn(&T, &()) -> 
         } else {
             Err(garde::Error::new(format!("not a multiple of {factor}")))
         }
+    }
+}
+
+/// A number `enum` (or `const`): the value is one of `values`.
+pub fn one_of<T: NumberField + ?Sized>(
+    values: &'static [f64],
+) -> impl Fn(&T, &()) -> garde::Result {
+    move |value: &T, _: &()| match value.number_field() {
+        Some(number) if !values.contains(&number) => {
+            Err(garde::Error::new(format!("not one of {values:?}")))
+        }
+        _ => Ok(()),
     }
 }
 

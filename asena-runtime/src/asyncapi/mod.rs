@@ -41,7 +41,6 @@
 //! any other typed payload is one message; an untyped (raw) direction is one message with
 //! an unconstrained payload.
 
-mod example;
 mod formats;
 
 use schemars::generate::SchemaSettings;
@@ -453,7 +452,8 @@ impl Msg {
         }
         m.insert("payload".into(), self.payload.clone());
         if self.json
-            && let Some(payload) = example::example(&self.payload, schemas)
+            && let Some(payload) =
+                asena_protocol::example::example(&self.payload, &|s| resolve(s, schemas))
         {
             m.insert(
                 "examples".into(),

@@ -1,5 +1,5 @@
-//! An example payload for every message, made from its schema when the type gives none, so
-//! that readers and generators of the document see a concrete message.
+//! An example value made from a JSON Schema: what a server's AsyncAPI document shows for a
+//! message whose type gives no example, and what generated code tests a message type with.
 //!
 //! [`example`] takes the schema's own `examples` or `default` first; otherwise it builds the
 //! smallest value the schema accepts: the `const` or first `enum` value, every required
@@ -10,20 +10,28 @@
 
 use serde_json::{Map, Value, json};
 
-use super::resolve;
-
 /// How deep [`example`] follows nested schemas (a recursive type ends there).
 const DEPTH: usize = 16;
 
-/// An example value of `schema` (references into `schemas` followed), or `None` when the
+/// Follows a schema's reference (`$ref`) to the schema it names; gives a schema without one
+/// back as it is.
+pub type Resolve<'a> = dyn Fn(&'a Value) -> &'a Value + 'a;
+
+/// An example value of `schema` (its references followed by `resolve`), or `None` when the
 /// schema asks for something this cannot be sure to meet.
-pub(super) fn example(schema: &Value, schemas: &Map<String, Value>) -> Option<Value> {
-    build(schema, schemas, DEPTH)
+///
+/// ```
+/// use serde_json::json;
+/// let schema = json!({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer", "minimum": 1}}});
+/// assert_eq!(asena_protocol::example::example(&schema, &|s| s), Some(json!({"n": 1})));
+/// ```
+pub fn example<'a>(schema: &'a Value, resolve: &Resolve<'a>) -> Option<Value> {
+    build(schema, resolve, DEPTH)
 }
 
-fn build(schema: &Value, schemas: &Map<String, Value>, depth: usize) -> Option<Value> {
+fn build<'a>(schema: &'a Value, schemas: &Resolve<'a>, depth: usize) -> Option<Value> {
     let depth = depth.checked_sub(1)?;
-    let schema = resolve(schema, schemas);
+    let schema = schemas(schema);
     let schema = match schema {
         Value::Bool(true) => return Some(json!({})),
         Value::Object(object) => object,
@@ -86,9 +94,9 @@ fn type_of(schema: &Map<String, Value>) -> Option<&str> {
 }
 
 /// Every required property, each with its example.
-fn object(
-    schema: &Map<String, Value>,
-    schemas: &Map<String, Value>,
+fn object<'a>(
+    schema: &'a Map<String, Value>,
+    schemas: &Resolve<'a>,
     depth: usize,
 ) -> Option<Map<String, Value>> {
     let mut out = Map::new();
@@ -105,7 +113,7 @@ fn object(
     (out.len() as u64 >= min).then_some(out)
 }
 
-fn array(schema: &Map<String, Value>, schemas: &Map<String, Value>, depth: usize) -> Option<Value> {
+fn array<'a>(schema: &'a Map<String, Value>, schemas: &Resolve<'a>, depth: usize) -> Option<Value> {
     let min = schema.get("minItems").and_then(Value::as_u64).unwrap_or(0);
     if min == 0 {
         return Some(json!([]));
@@ -185,7 +193,7 @@ mod tests {
     use super::*;
 
     fn of(schema: Value) -> Option<Value> {
-        example(&schema, &Map::new())
+        example(&schema, &|s| s)
     }
 
     #[test]
@@ -258,14 +266,25 @@ mod tests {
 
     #[test]
     fn references_are_followed_and_recursion_ends() {
-        let schemas = json!({
+        let schemas: &'static Value = Box::leak(Box::new(json!({
             "Point": {"type": "object", "required": ["x"], "properties": {"x": {"type": "integer"}}},
             "Node": {"type": "object", "required": ["next"], "properties": {"next": {"$ref": "#/components/schemas/Node"}}},
-        });
-        let schemas = schemas.as_object().expect("object");
+        })));
+        let resolve = |s: &'static Value| -> &'static Value {
+            let name = s
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"));
+            match name.and_then(|n| schemas.get(n)) {
+                Some(target) => target,
+                None => s,
+            }
+        };
         let point = json!({"$ref": "#/components/schemas/Point"});
-        assert_eq!(example(&point, schemas), Some(json!({"x": 0})));
-        let node = json!({"$ref": "#/components/schemas/Node"});
-        assert_eq!(example(&node, schemas), None);
+        let point: &'static Value = Box::leak(Box::new(point));
+        assert_eq!(example(point, &resolve), Some(json!({"x": 0})));
+        let node: &'static Value =
+            Box::leak(Box::new(json!({"$ref": "#/components/schemas/Node"})));
+        assert_eq!(example(node, &resolve), None);
     }
 }
