@@ -1,0 +1,51 @@
+//! The generated code for the seed's User Service document and two corpus documents, kept in
+//! `tests/snapshots/`: a change to the generator shows here as a diff to review.
+//! `ASENA_BLESS=1 cargo test -p asena-codegen --test snapshots` rewrites them.
+
+use std::path::Path;
+
+fn snapshot(spec: &str, name: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let code = asena_codegen::Builder::new(root.join(spec))
+        .to_source()
+        .unwrap_or_else(|e| panic!("{spec}: {e}"));
+    let path = root.join("tests/snapshots").join(format!("{name}.rs.snap"));
+    if std::env::var_os("ASENA_BLESS").is_some() {
+        std::fs::write(&path, &code).expect("write the snapshot");
+        return;
+    }
+    let kept = std::fs::read_to_string(&path).unwrap_or_default();
+    if kept != code {
+        let first = kept
+            .lines()
+            .zip(code.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(kept.lines().count().min(code.lines().count()));
+        panic!(
+            "{name}: the generated code differs from {} from line {} on:\n  kept:      {:?}\n  generated: {:?}\n\
+             review it, then bless with `ASENA_BLESS=1 cargo test -p asena-codegen --test snapshots`",
+            path.display(),
+            first + 1,
+            kept.lines().nth(first).unwrap_or("<end>"),
+            code.lines().nth(first).unwrap_or("<end>"),
+        );
+    }
+}
+
+#[test]
+fn the_user_service() {
+    snapshot("../examples/user-events/asyncapi.yaml", "user-events");
+}
+
+#[test]
+fn gemini_market_data() {
+    snapshot("tests/corpus/websocket-gemini-asyncapi.yml", "gemini");
+}
+
+#[test]
+fn kraken_request_reply_over_channels() {
+    snapshot(
+        "tests/corpus/kraken-websocket-request-reply-multiple-channels-asyncapi.yml",
+        "kraken-channels",
+    );
+}
