@@ -25,6 +25,7 @@
 )]
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -142,19 +143,25 @@ impl<P: Publish> PublisherTask<P> {
     async fn reconnect(&mut self, batch: &mut Vec<Outbound>) -> Result<(), Shutdown> {
         let mut backoff = Backoff::new();
         loop {
-            let wake = Instant::now() + backoff.next_delay();
-            loop {
-                tokio::select! {
-                    _ = self.shutdown.changed() => return Err(Shutdown),
-                    _ = tokio::time::sleep_until(wake) => break,
-                    n = self.rx.recv_many(batch, BATCH) => {
-                        if n == 0 {
-                            return Err(Shutdown);
-                        }
-                        Counters::add(&self.counters.dropped, n as u64);
-                        batch.clear();
-                    }
+            // The number of messages that came meanwhile, 0 once the queue is closed.
+            let queued = futures_util::stream::poll_fn(|cx| {
+                let n = self.rx.poll_recv_many(cx, batch, BATCH);
+                batch.clear();
+                n.map(Some)
+            });
+            let drop_queued = |n: usize| {
+                if n == 0 {
+                    return ControlFlow::Break(());
                 }
+                Counters::add(&self.counters.dropped, n as u64);
+                ControlFlow::Continue(())
+            };
+            if backoff
+                .wait(&mut self.shutdown, queued, drop_queued)
+                .await
+                .is_break()
+            {
+                return Err(Shutdown);
             }
             match self.publish.reconnect().await {
                 Ok(()) => {

@@ -22,6 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -261,13 +262,17 @@ impl<S: Subscription> SubscriberTask<S> {
     async fn reconnect(&mut self, rooms: &mut Rooms) -> Result<(), Shutdown> {
         let mut backoff = Backoff::new();
         loop {
-            let wake = Instant::now() + backoff.next_delay();
-            loop {
-                tokio::select! {
-                    _ = self.shutdown.changed() => return Err(Shutdown),
-                    _ = tokio::time::sleep_until(wake) => break,
-                    Some(change) = self.changes.recv() => { rooms.apply(change); }
-                }
+            let changes = futures_util::stream::poll_fn(|cx| self.changes.poll_recv(cx));
+            let follow = |change| {
+                rooms.apply(change);
+                ControlFlow::Continue(())
+            };
+            if backoff
+                .wait(&mut self.shutdown, changes, follow)
+                .await
+                .is_break()
+            {
+                return Err(Shutdown);
             }
             if let Err(error) = self.subscription.reconnect().await {
                 Counters::add(&self.counters.errors, 1);
