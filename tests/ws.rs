@@ -9,7 +9,7 @@ use asena_runtime::Lifecycle;
 use asena_runtime::config::SlowConsumer;
 use asena_runtime::prelude::*;
 use asena_tests::{
-    Client, TestServer, WAIT, isolated, masked, raw_upgrade, read_frame, start,
+    Client, TestServer, WAIT, in_order, isolated, masked, raw_upgrade, read_frame, start,
     tungstenite::Message as Ws,
 };
 use serde_json::Value;
@@ -207,6 +207,11 @@ async fn client(s: &TestServer) -> anyhow::Result<(Client, String)> {
     Ok((c, id))
 }
 
+/// `N` [`client`]s, connected in order.
+async fn clients<const N: usize>(s: &TestServer) -> anyhow::Result<[(Client, String); N]> {
+    in_order([(); N], async |()| client(s).await).await
+}
+
 /// Has `c`'s socket join `room` (`sub:<room>`) and waits for its `ok`.
 async fn join(c: &mut Client, room: &str) -> anyhow::Result<()> {
     c.send_text(&format!("sub:{room}")).await?;
@@ -309,8 +314,7 @@ async fn publish_excludes_sender_while_to_and_broadcast_include_it() -> anyhow::
 #[tokio::test]
 async fn personal_room_and_namespace_queries() -> anyhow::Result<()> {
     let s = server().await?;
-    let (mut a, a_id) = client(&s).await?;
-    let (mut b, b_id) = client(&s).await?;
+    let [(mut a, a_id), (mut b, b_id)] = clients(&s).await?;
     b.send_text(&format!("to:{a_id}:direct")).await?;
     assert_eq!(a.recv_text().await?, "direct");
 
@@ -642,8 +646,7 @@ async fn plain_http_requests_are_answered_clearly() -> anyhow::Result<()> {
 #[tokio::test]
 async fn shutdown_closes_every_socket_with_1001_and_runs_hooks() -> anyhow::Result<()> {
     let s = server().await?;
-    let (mut a, a_id) = client(&s).await?;
-    let (mut b, b_id) = client(&s).await?;
+    let [(mut a, a_id), (mut b, b_id)] = clients(&s).await?;
     let app = s.app.clone();
     let addr = s.addr;
     let recorder = rec(&s);

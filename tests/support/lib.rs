@@ -423,6 +423,54 @@ macro_rules! managed_service {
     };
 }
 
+/// Implements `ManagedService` for the managed service `$name` (declared by the caller)
+/// with `$options`: it admits `{"token": "U-token"}` as U ([`managed::token_user`]);
+/// `on_event = |service, ws, event| handler` handles its events (the future `handler` gives);
+/// `rooms = f` (an `fn(Vec<String>) -> Vec<String>`) filters the rooms a client may join,
+/// where all are allowed without it.
+#[macro_export]
+macro_rules! impl_token_service {
+    (
+        $name:ident,
+        $options:expr,
+        on_event = |$this:ident, $ws:ident, $event:ident| $on_event:expr
+        $(, rooms = $rooms:path)?
+    ) => {
+        impl ::asena_runtime::managed::ManagedService for $name {
+            fn options(&self) -> ::asena_runtime::managed::ManagedOptions {
+                $options
+            }
+
+            async fn authenticate(
+                &self,
+                _ws: &::asena_runtime::Socket<Self>,
+                credentials: ::serde_json::Value,
+            ) -> ::asena_runtime::Result<Option<::asena_runtime::managed::Authenticated>> {
+                Ok($crate::managed::token_user(&credentials))
+            }
+
+            $(
+                async fn validate_rooms(
+                    &self,
+                    _ws: &::asena_runtime::Socket<Self>,
+                    rooms: Vec<String>,
+                ) -> Vec<String> {
+                    $rooms(rooms)
+                }
+            )?
+
+            async fn on_event(
+                &self,
+                ws: &::asena_runtime::Socket<Self>,
+                event: ::asena_runtime::Message,
+            ) -> ::asena_runtime::Result<()> {
+                let ($this, $ws, $event) = (self, ws, event);
+                $on_event.await
+            }
+        }
+    };
+}
+
 /// Declares each test twice, in the modules `over_redis` and `over_nats`: `name => body`
 /// runs `body(url)` with the URL of that shared broker ([`broker::REDIS`],
 /// [`broker::NATS`]), `name => body(Kind)` runs `body(kind)` with its [`broker::Kind`] (for
@@ -495,6 +543,21 @@ async fn authenticating(
         .send_json(&event("authenticate", credentials))
         .await?;
     Ok(client)
+}
+
+/// Runs `f` on each of `items` in turn (one connection after the other, say) and returns the
+/// results in their order.
+pub async fn in_order<I, T, const N: usize>(
+    items: [I; N],
+    mut f: impl AsyncFnMut(I) -> anyhow::Result<T>,
+) -> anyhow::Result<[T; N]> {
+    let mut results = Vec::with_capacity(N);
+    for item in items {
+        results.push(f(item).await?);
+    }
+    Ok(results
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one result per item")))
 }
 
 /// Polls `check` until it holds (every 5 ms, at most [`WAIT`]); for state the server updates

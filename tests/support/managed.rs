@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use asena_runtime::managed::{Authenticated, Managed, ManagedService};
 use serde_json::Value;
 
-use crate::{Client, TestServer, managed_login};
+use crate::{Client, TestServer, in_order, managed_login};
 
 /// The socket id of a managed `connected` event (its `data.id`).
 pub fn connected_id(connected: &Value) -> anyhow::Result<String> {
@@ -40,12 +40,9 @@ pub async fn token_logins<const N: usize>(
     path: &str,
     tokens: [&str; N],
 ) -> anyhow::Result<[Client; N]> {
-    let mut clients = Vec::with_capacity(N);
-    for token in tokens {
+    in_order(tokens, async |token| {
         let credentials = serde_json::json!({"type": "token", "token": token});
-        clients.push(managed_login(server, path, credentials).await?.0);
-    }
-    Ok(clients
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("one client per token")))
+        Ok(managed_login(server, path, credentials).await?.0)
+    })
+    .await
 }
