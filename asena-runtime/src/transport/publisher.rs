@@ -25,7 +25,6 @@
 )]
 
 use std::future::Future;
-use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::Outbound;
-use super::backoff::Backoff;
+use super::backoff::{Backoff, Shutdown};
 use super::counters::Counters;
 use crate::error::BoxError;
 
@@ -151,18 +150,14 @@ impl<P: Publish> PublisherTask<P> {
             });
             let drop_queued = |n: usize| {
                 if n == 0 {
-                    return ControlFlow::Break(());
+                    return Err(Shutdown);
                 }
                 Counters::add(&self.counters.dropped, n as u64);
-                ControlFlow::Continue(())
+                Ok(())
             };
-            if backoff
+            backoff
                 .wait(&mut self.shutdown, queued, drop_queued)
-                .await
-                .is_break()
-            {
-                return Err(Shutdown);
-            }
+                .await?;
             match self.publish.reconnect().await {
                 Ok(()) => {
                     Counters::add(&self.counters.reconnects, 1);
@@ -198,6 +193,3 @@ impl<P: Publish> PublisherTask<P> {
         }
     }
 }
-
-/// The task was told to stop.
-struct Shutdown;

@@ -22,7 +22,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -30,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::backoff::Backoff;
+use super::backoff::{Backoff, Shutdown};
 use super::counters::Counters;
 use super::{Heard, Inbound};
 use crate::error::BoxError;
@@ -265,15 +264,9 @@ impl<S: Subscription> SubscriberTask<S> {
             let changes = futures_util::stream::poll_fn(|cx| self.changes.poll_recv(cx));
             let follow = |change| {
                 rooms.apply(change);
-                ControlFlow::Continue(())
+                Ok(())
             };
-            if backoff
-                .wait(&mut self.shutdown, changes, follow)
-                .await
-                .is_break()
-            {
-                return Err(Shutdown);
-            }
+            backoff.wait(&mut self.shutdown, changes, follow).await?;
             if let Err(error) = self.subscription.reconnect().await {
                 Counters::add(&self.counters.errors, 1);
                 tracing::warn!(target: "asena::transport", transport = S::NAME, %error, "subscriber reconnect failed");
@@ -329,6 +322,3 @@ impl<S: Subscription> SubscriberTask<S> {
         }
     }
 }
-
-/// The task was told to stop.
-struct Shutdown;
