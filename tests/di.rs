@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use asena_runtime::di::{ContainerError, Problem};
 use asena_runtime::prelude::*;
 use asena_runtime::{Asena, Error};
-use asena_tests::{Client, WAIT, isolated, serve};
+use asena_tests::{Client, WAIT, isolated, serve, stop_all};
 
 /// Builds and expects the graph to be rejected; returns the container error.
 async fn container_error(builder: asena_runtime::AsenaBuilder) -> anyhow::Result<ContainerError> {
@@ -179,8 +179,7 @@ async fn two_apps_in_one_process_are_isolated() -> anyhow::Result<()> {
     .context("socket never registered in the first app")?;
     assert_eq!(ns1.sockets().len(), 1);
     assert_eq!(ns2.sockets().len(), 0);
-    first.stop().await?;
-    second.stop().await
+    stop_all([first, second]).await
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, OutboundTransform};
 use asena_runtime::prelude::*;
-use asena_tests::managed::{raw_sender, token_logins};
+use asena_tests::managed::{raw_sender, with_token_users};
 use asena_tests::{Client, TestServer, event, isolated, managed_login_closed, start};
 use serde_json::{Value, json};
 
@@ -175,6 +175,11 @@ async fn server() -> anyhow::Result<TestServer> {
     .await
 }
 
+/// A [`server`] with each of `users` logged in to `/rt` with its `U-token`, in order.
+async fn with_users<const N: usize>(users: [&str; N]) -> anyhow::Result<(TestServer, [Client; N])> {
+    with_token_users(server().await?, "/rt", users).await
+}
+
 async fn login(s: &TestServer, token: &str) -> anyhow::Result<(Client, Value)> {
     asena_tests::managed_login(s, "/rt", json!({"type": "token", "token": token})).await
 }
@@ -340,9 +345,7 @@ async fn joins_are_validated_and_leaves_only_joined_rooms() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_exclude_and_users_with_several_sessions() -> anyhow::Result<()> {
-    let s = server().await?;
-    let [mut alice1, mut alice2, mut bob] =
-        token_logins(&s, "/rt", ["alice-token", "alice-token", "bob-token"]).await?;
+    let (s, [mut alice1, mut alice2, mut bob]) = with_users(["alice", "alice", "bob"]).await?;
 
     // Every session of alice gets the poke.
     bob.send_json(&event("poke", json!({"user": "alice"})))
@@ -389,9 +392,7 @@ async fn shutdown_closes_1001_and_runs_the_callbacks() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transformed_client_leaves_the_others_on_the_shared_frame() -> anyhow::Result<()> {
-    let s = server().await?;
-    let [mut carol, mut alice, mut bob] =
-        token_logins(&s, "/rt", ["carol-token", "alice-token", "bob-token"]).await?;
+    let (s, [mut carol, mut alice, mut bob]) = with_users(["carol", "alice", "bob"]).await?;
     let managed = raw_sender::<Realtime>(&s)?;
     let before = SHOUTS.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(managed.to_room("lobby", ("note", "quiet"), &[])?, 3);

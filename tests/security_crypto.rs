@@ -20,7 +20,9 @@ use asena_runtime::managed::ManagedOptions;
 use asena_runtime::prelude::*;
 use asena_tests::broker::REDIS;
 use asena_tests::managed::connected_id;
-use asena_tests::{Client, TestServer, base64_field, event, isolated, start, start_service_with};
+use asena_tests::{
+    Client, TestServer, base64_field, event, isolated, start, start_service_with, stop_all,
+};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
@@ -440,6 +442,5 @@ async fn deliveries_from_other_instances_and_emitters_are_sealed_and_gated() -> 
         stranger.recv_json().await?,
         event("error", json!({"message": "Not authenticated"}))
     );
-    b.stop().await?;
-    a.stop().await
+    stop_all([b, a]).await
 }

@@ -7,7 +7,9 @@
 use asena_runtime::prelude::*;
 use asena_runtime::{DecodeError, DecodeErrorKind};
 use asena_tests::broker::REDIS;
-use asena_tests::{Client, TestServer, isolated, start, unique, upgrade_request};
+use asena_tests::{
+    Client, TestServer, in_order, isolated, start, stop_all, unique, upgrade_request,
+};
 use serde_json::json;
 
 /// The path parameters of [`Events`].
@@ -161,10 +163,31 @@ async fn send(c: &mut Client, value: serde_json::Value) -> anyhow::Result<serde_
     c.recv_json().await
 }
 
+/// A [`server`] and a client connected to each of `paths`, in order.
+async fn connected<const N: usize>(paths: [&str; N]) -> anyhow::Result<(TestServer, [Client; N])> {
+    let s = server().await?;
+    let clients = in_order(paths, async |path| s.connect(path).await).await?;
+    Ok((s, clients))
+}
+
+/// Sends each request in turn and asserts that the answer to it is the one paired with it.
+async fn assert_answers<const N: usize>(
+    c: &mut Client,
+    exchanges: [(serde_json::Value, serde_json::Value); N],
+) -> anyhow::Result<()> {
+    for (request, answer) in exchanges {
+        assert_eq!(
+            send(c, request.clone()).await?,
+            answer,
+            "answer to {request}"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parameters_reach_middleware_and_socket() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut c = s.connect("/user/events/42").await?;
+    let (s, [mut c]) = connected(["/user/events/42"]).await?;
     assert_eq!(
         send(&mut c, json!({"type": "whoami"})).await?,
         json!({"type": "you", "user_id": 42, "from_context": 42})
@@ -198,40 +221,45 @@ async fn a_parameter_that_does_not_deserialize_is_refused_with_400() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_decode_error_is_answered_and_the_socket_stays_open() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut c = s.connect("/user/events/1").await?;
+    let (s, [mut c]) = connected(["/user/events/1"]).await?;
 
     c.send_text("{not json").await?;
     assert_eq!(
         c.recv_json().await?,
         json!({"type": "error", "code": "syntax", "message": "key must be a string", "path": "."})
     );
-    assert_eq!(
-        send(&mut c, json!({"type": "dance"})).await?,
-        json!({
-            "type": "error",
-            "code": "unknown_variant",
-            "message": "unknown variant `dance`, expected one of `say`, `move`, `whoami`",
-            "path": "type",
-        })
-    );
-    assert_eq!(
-        send(&mut c, json!({"text": "hi"})).await?,
-        json!({"type": "error", "code": "missing_field", "message": "missing field `type`", "path": "."})
-    );
-    assert_eq!(
-        send(&mut c, json!({"type": "say"})).await?,
-        json!({"type": "error", "code": "missing_field", "message": "missing field `text`", "path": "."})
-    );
-    assert_eq!(
-        send(&mut c, json!({"type": "say", "text": 5})).await?,
-        json!({
-            "type": "error",
-            "code": "invalid_value",
-            "message": "invalid type: integer `5`, expected a string",
-            "path": "text",
-        })
-    );
+    assert_answers(
+        &mut c,
+        [
+            (
+                json!({"type": "dance"}),
+                json!({
+                    "type": "error",
+                    "code": "unknown_variant",
+                    "message": "unknown variant `dance`, expected one of `say`, `move`, `whoami`",
+                    "path": "type",
+                }),
+            ),
+            (
+                json!({"text": "hi"}),
+                json!({"type": "error", "code": "missing_field", "message": "missing field `type`", "path": "."}),
+            ),
+            (
+                json!({"type": "say"}),
+                json!({"type": "error", "code": "missing_field", "message": "missing field `text`", "path": "."}),
+            ),
+            (
+                json!({"type": "say", "text": 5}),
+                json!({
+                    "type": "error",
+                    "code": "invalid_value",
+                    "message": "invalid type: integer `5`, expected a string",
+                    "path": "text",
+                }),
+            ),
+        ],
+    )
+    .await?;
     assert_eq!(
         send(&mut c, json!({"type": "move", "to": {"x": 1, "y": "2"}})).await?["path"],
         "to.y"
@@ -253,8 +281,7 @@ async fn each_decode_error_is_answered_and_the_socket_stays_open() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn constraints_are_enforced_on_receive() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut c = s.connect("/user/events/1").await?;
+    let (s, [mut c]) = connected(["/user/events/1"]).await?;
     assert_eq!(
         send(&mut c, json!({"type": "say", "text": ""})).await?,
         json!({
@@ -287,20 +314,25 @@ async fn constraints_are_enforced_on_receive() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_answer_shape_is_the_services_choice() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut c = s.connect("/custom").await?;
-    assert_eq!(
-        send(&mut c, json!({"type": "dance"})).await?,
-        json!({"error": "Unknown message type: dance"})
-    );
-    assert_eq!(
-        send(&mut c, json!({"type": "say", "text": 5})).await?,
-        json!({"error": "text: invalid type: integer `5`, expected a string"})
-    );
-    assert_eq!(
-        send(&mut c, json!({"type": "whoami"})).await?,
-        json!({"type": "moved", "x": 0, "y": 0})
-    );
+    let (s, [mut c]) = connected(["/custom"]).await?;
+    assert_answers(
+        &mut c,
+        [
+            (
+                json!({"type": "dance"}),
+                json!({"error": "Unknown message type: dance"}),
+            ),
+            (
+                json!({"type": "say", "text": 5}),
+                json!({"error": "text: invalid type: integer `5`, expected a string"}),
+            ),
+            (
+                json!({"type": "whoami"}),
+                json!({"type": "moved", "x": 0, "y": 0}),
+            ),
+        ],
+    )
+    .await?;
     assert_eq!(
         s.app
             .namespace("/custom")
@@ -312,10 +344,8 @@ async fn the_answer_shape_is_the_services_choice() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concrete_path_is_a_room_for_handlers_and_ulak() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut a = s.connect("/user/events/5").await?;
-    let mut b = s.connect("/user/events/5").await?;
-    let mut other = s.connect("/user/events/6").await?;
+    let (s, [mut a, mut b, mut other]) =
+        connected(["/user/events/5", "/user/events/5", "/user/events/6"]).await?;
     // Both sockets of /user/events/5 joined before their first message is answered.
     a.send_json(&json!({"type": "whoami"})).await?;
     a.recv_json().await?;
@@ -345,9 +375,7 @@ async fn a_concrete_path_is_a_room_for_handlers_and_ulak() -> anyhow::Result<()>
 /// middleware stored for it, read without naming a type.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ulak_lists_sockets_with_their_params_and_data() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut a = s.connect("/user/events/5").await?;
-    let mut b = s.connect("/user/events/6").await?;
+    let (s, [mut a, mut b]) = connected(["/user/events/5", "/user/events/6"]).await?;
     // Both are registered once they answer.
     assert_eq!(send(&mut a, json!({"type": "whoami"})).await?["user_id"], 5);
     assert_eq!(send(&mut b, json!({"type": "whoami"})).await?["user_id"], 6);
@@ -408,6 +436,5 @@ async fn a_concrete_path_room_spans_instances() -> anyhow::Result<()> {
     })
     .await??;
     assert_eq!(delivered, news);
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }

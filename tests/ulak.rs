@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use asena_runtime::namespace::SendErrorCode;
 use asena_runtime::prelude::*;
 use asena_runtime::{AsenaBuilder, BulkOp, FromApp, SendError, UlakBroker};
-use asena_tests::{Client, TestServer, eventually, isolated, start, tungstenite};
+use asena_tests::{Client, TestServer, eventually, isolated, start, stop_all, tungstenite};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -462,8 +462,7 @@ async fn apps_in_one_process_do_not_share_namespaces() -> anyhow::Result<()> {
     );
     assert_eq!(c1.recv_text().await?, "only one");
     assert_quiet(&mut c2).await?;
-    one.stop().await?;
-    two.stop().await
+    stop_all([one, two]).await
 }
 
 // ---------------------------------------------------------------------------------------

@@ -150,6 +150,14 @@ impl TestServer {
     }
 }
 
+/// Stops each of `servers` in turn ([`TestServer::stop`]); the first that fails ends it.
+pub async fn stop_all<const N: usize>(servers: [TestServer; N]) -> anyhow::Result<()> {
+    for server in servers {
+        server.stop().await?;
+    }
+    Ok(())
+}
+
 /// A real WebSocket client (tokio-tungstenite).
 #[derive(Debug)]
 pub struct Client {

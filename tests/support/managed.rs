@@ -46,3 +46,15 @@ pub async fn token_logins<const N: usize>(
     })
     .await
 }
+
+/// `server` with each of `users` logged in, in order, to its managed service at `path` with
+/// the token `U-token` ([`token_logins`]); returns the server and the clients.
+pub async fn with_token_users<const N: usize>(
+    server: TestServer,
+    path: &str,
+    users: [&str; N],
+) -> anyhow::Result<(TestServer, [Client; N])> {
+    let tokens = users.map(|user| format!("{user}-token"));
+    let clients = token_logins(&server, path, tokens.each_ref().map(String::as_str)).await?;
+    Ok((server, clients))
+}
