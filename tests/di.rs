@@ -344,19 +344,9 @@ mod duplicates {
     #[websocket(path = "/dup")]
     pub struct DupTwo;
 
-    impl WebSocketService for DupOne {
-        type Data = ();
-        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-            Ok(())
-        }
-    }
+    asena_tests::impl_message_service!(DupOne);
 
-    impl WebSocketService for DupTwo {
-        type Data = ();
-        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-            Ok(())
-        }
-    }
+    asena_tests::impl_message_service!(DupTwo);
 
     #[service(name = "Same")]
     pub struct SameA;
@@ -626,12 +616,7 @@ mod ulak {
         pub service: Arc<LoopService>,
     }
 
-    impl WebSocketService for LoopSocket {
-        type Data = ();
-        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-            Ok(())
-        }
-    }
+    asena_tests::impl_message_service!(LoopSocket);
 }
 
 #[tokio::test]
@@ -772,12 +757,7 @@ mod lifecycle {
         }
     }
 
-    impl WebSocketService for Front {
-        type Data = ();
-        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-            Ok(())
-        }
-    }
+    asena_tests::impl_message_service!(Front);
 
     #[service]
     pub struct Failing {

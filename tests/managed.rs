@@ -296,25 +296,23 @@ async fn bad_messages_get_errors_or_are_dropped() -> anyhow::Result<()> {
 async fn joins_are_validated_and_leaves_only_joined_rooms() -> anyhow::Result<()> {
     let s = server().await?;
     let (mut c, _) = login(&s, "alice-token").await?;
-    c.send_json(&event(
-        "join",
-        json!({"rooms": ["public-1", "secret", "ws:broadcast", "public-2"]}),
-    ))
-    .await?;
     assert_eq!(
-        c.recv_json().await?,
+        c.ask(&event(
+            "join",
+            json!({"rooms": ["public-1", "secret", "ws:broadcast", "public-2"]}),
+        ))
+        .await?,
         event(
             "join",
             json!({"rooms": ["public-1", "public-2"], "denied": ["secret"]})
         )
     );
-    c.send_json(&event(
-        "leave",
-        json!({"rooms": ["public-1", "never-joined"]}),
-    ))
-    .await?;
     assert_eq!(
-        c.recv_json().await?,
+        c.ask(&event(
+            "leave",
+            json!({"rooms": ["public-1", "never-joined"]}),
+        ))
+        .await?,
         event("leave", json!({"rooms": ["public-1"]}))
     );
     let ns = s.app.namespace("/rt").expect("registered");
@@ -323,21 +321,19 @@ async fn joins_are_validated_and_leaves_only_joined_rooms() -> anyhow::Result<()
 
     // Without a validator every join is refused.
     let mut closed = s.connect("/closed").await?;
-    closed.send_json(&event("authenticate", json!({}))).await?;
-    assert_eq!(closed.recv_json().await?["event"], "connected");
-    closed
-        .send_json(&event("join", json!({"rooms": ["lobby"]})))
-        .await?;
     assert_eq!(
-        closed.recv_json().await?,
+        closed.ask(&event("authenticate", json!({}))).await?["event"],
+        "connected"
+    );
+    assert_eq!(
+        closed
+            .ask(&event("join", json!({"rooms": ["lobby"]})))
+            .await?,
         event("join", json!({"rooms": [], "denied": ["lobby"]}))
     );
     // Untyped events arrive whole.
-    closed
-        .send_json(&event("anything", json!({"x": 1})))
-        .await?;
     assert_eq!(
-        closed.recv_json().await?,
+        closed.ask(&event("anything", json!({"x": 1}))).await?,
         event("got", event("anything", json!({"x": 1})))
     );
     s.stop().await

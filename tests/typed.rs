@@ -158,11 +158,6 @@ async fn server() -> anyhow::Result<TestServer> {
     .await
 }
 
-async fn send(c: &mut Client, value: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-    c.send_json(&value).await?;
-    c.recv_json().await
-}
-
 /// A [`server`] and a client connected to each of `paths`, in order.
 async fn connected<const N: usize>(paths: [&str; N]) -> anyhow::Result<(TestServer, [Client; N])> {
     let s = server().await?;
@@ -176,11 +171,7 @@ async fn assert_answers<const N: usize>(
     exchanges: [(serde_json::Value, serde_json::Value); N],
 ) -> anyhow::Result<()> {
     for (request, answer) in exchanges {
-        assert_eq!(
-            send(c, request.clone()).await?,
-            answer,
-            "answer to {request}"
-        );
+        assert_eq!(c.ask(&request).await?, answer, "answer to {request}");
     }
     Ok(())
 }
@@ -189,7 +180,7 @@ async fn assert_answers<const N: usize>(
 async fn parameters_reach_middleware_and_socket() -> anyhow::Result<()> {
     let (s, [mut c]) = connected(["/user/events/42"]).await?;
     assert_eq!(
-        send(&mut c, json!({"type": "whoami"})).await?,
+        c.ask(&json!({"type": "whoami"})).await?,
         json!({"type": "you", "user_id": 42, "from_context": 42})
     );
     s.stop().await
@@ -215,7 +206,7 @@ async fn a_parameter_that_does_not_deserialize_is_refused_with_400() -> anyhow::
         Some(0)
     );
     let mut c = s.connect("/user/events/7").await?;
-    assert_eq!(send(&mut c, json!({"type": "whoami"})).await?["user_id"], 7);
+    assert_eq!(c.ask(&json!({"type": "whoami"})).await?["user_id"], 7);
     s.stop().await
 }
 
@@ -261,13 +252,15 @@ async fn each_decode_error_is_answered_and_the_socket_stays_open() -> anyhow::Re
     )
     .await?;
     assert_eq!(
-        send(&mut c, json!({"type": "move", "to": {"x": 1, "y": "2"}})).await?["path"],
+        c.ask(&json!({"type": "move", "to": {"x": 1, "y": "2"}}))
+            .await?["path"],
         "to.y"
     );
 
     // Still open, and still served.
     assert_eq!(
-        send(&mut c, json!({"type": "move", "to": {"x": 1, "y": 2}})).await?,
+        c.ask(&json!({"type": "move", "to": {"x": 1, "y": 2}}))
+            .await?,
         json!({"type": "moved", "x": 1, "y": 2})
     );
     let stats = s
@@ -283,7 +276,7 @@ async fn each_decode_error_is_answered_and_the_socket_stays_open() -> anyhow::Re
 async fn constraints_are_enforced_on_receive() -> anyhow::Result<()> {
     let (s, [mut c]) = connected(["/user/events/1"]).await?;
     assert_eq!(
-        send(&mut c, json!({"type": "say", "text": ""})).await?,
+        c.ask(&json!({"type": "say", "text": ""})).await?,
         json!({
             "type": "error",
             "code": "constraint",
@@ -292,11 +285,13 @@ async fn constraints_are_enforced_on_receive() -> anyhow::Result<()> {
         })
     );
     assert_eq!(
-        send(&mut c, json!({"type": "say", "text": "far too long"})).await?["message"],
+        c.ask(&json!({"type": "say", "text": "far too long"}))
+            .await?["message"],
         "text: length is greater than 10"
     );
     assert_eq!(
-        send(&mut c, json!({"type": "move", "to": {"x": -1, "y": 10}})).await?,
+        c.ask(&json!({"type": "move", "to": {"x": -1, "y": 10}}))
+            .await?,
         json!({
             "type": "error",
             "code": "constraint",
@@ -306,7 +301,7 @@ async fn constraints_are_enforced_on_receive() -> anyhow::Result<()> {
     );
     // Counted in characters, not bytes: ten of them pass.
     assert_eq!(
-        send(&mut c, json!({"type": "say", "text": "éééééééééé"})).await?,
+        c.ask(&json!({"type": "say", "text": "éééééééééé"})).await?,
         json!({"type": "said", "user_id": 1, "text": "éééééééééé"})
     );
     s.stop().await
@@ -364,10 +359,7 @@ async fn a_concrete_path_is_a_room_for_handlers_and_ulak() -> anyhow::Result<()>
     assert_eq!(b.recv_json().await?, news);
 
     // /user/events/6 got neither: its next message is the answer to its own request.
-    assert_eq!(
-        send(&mut other, json!({"type": "whoami"})).await?["user_id"],
-        6
-    );
+    assert_eq!(other.ask(&json!({"type": "whoami"})).await?["user_id"], 6);
     s.stop().await
 }
 
@@ -377,8 +369,8 @@ async fn a_concrete_path_is_a_room_for_handlers_and_ulak() -> anyhow::Result<()>
 async fn ulak_lists_sockets_with_their_params_and_data() -> anyhow::Result<()> {
     let (s, [mut a, mut b]) = connected(["/user/events/5", "/user/events/6"]).await?;
     // Both are registered once they answer.
-    assert_eq!(send(&mut a, json!({"type": "whoami"})).await?["user_id"], 5);
-    assert_eq!(send(&mut b, json!({"type": "whoami"})).await?["user_id"], 6);
+    assert_eq!(a.ask(&json!({"type": "whoami"})).await?["user_id"], 5);
+    assert_eq!(b.ask(&json!({"type": "whoami"})).await?["user_id"], 6);
 
     let events = s.app.ulak::<Events>().expect("registered");
     let mut seen: Vec<(u64, u64)> = events
@@ -414,10 +406,7 @@ async fn a_concrete_path_room_spans_instances() -> anyhow::Result<()> {
     let a = start(app(&channel)).await?;
     let b = start(app(&channel)).await?;
     let mut client = a.connect("/user/events/9").await?;
-    assert_eq!(
-        send(&mut client, json!({"type": "whoami"})).await?["user_id"],
-        9
-    );
+    assert_eq!(client.ask(&json!({"type": "whoami"})).await?["user_id"], 9);
 
     // B has no socket at /user/events/9; its Ulak reaches A's through the transport. The
     // room's subscription reaches Redis asynchronously, so B announces until A delivers.

@@ -233,6 +233,12 @@ impl Client {
         serde_json::from_str(&text).with_context(|| format!("not JSON: {text}"))
     }
 
+    /// Sends `value` as JSON and returns the next text message parsed as JSON: its answer.
+    pub async fn ask(&mut self, value: &Value) -> anyhow::Result<Value> {
+        self.send_json(value).await?;
+        self.recv_json().await
+    }
+
     /// Skips messages until one whose `type` is `ty`.
     pub async fn recv_type(&mut self, ty: &str) -> anyhow::Result<Value> {
         loop {
@@ -296,6 +302,22 @@ macro_rules! echo_service {
         #[derive(Debug)]
         struct $name;
 
+        $crate::impl_message_service!($name, |ws, msg| {
+            ws.send(&msg)?;
+            Ok(())
+        });
+    };
+}
+
+/// Implements `WebSocketService` for the service `$name` (declared by the caller), with no
+/// data per socket: `|ws, msg| handler` handles each message (the handler a `Result<()>`);
+/// without it, every message is ignored.
+#[macro_export]
+macro_rules! impl_message_service {
+    ($name:ident) => {
+        $crate::impl_message_service!($name, |_ws, _msg| Ok(()));
+    };
+    ($name:ident, |$ws:pat_param, $msg:pat_param| $handler:expr) => {
         impl ::asena_runtime::WebSocketService for $name {
             type Data = ();
             async fn on_message(
@@ -303,8 +325,8 @@ macro_rules! echo_service {
                 ws: &::asena_runtime::Socket<Self>,
                 msg: ::asena_runtime::Message,
             ) -> ::asena_runtime::Result<()> {
-                ws.send(&msg)?;
-                Ok(())
+                let ($ws, $msg) = (ws, msg);
+                $handler
             }
         }
     };
