@@ -6,10 +6,19 @@ mod chat;
 
 use asena_tests::chat::{join, private, private_message};
 use asena_tests::{Client, TestServer, start};
-use serde_json::json;
+use serde_json::{Value, json};
 
 async fn server() -> anyhow::Result<TestServer> {
     start(chat::builder().without_auto_registration()).await
+}
+
+/// A server with alice and bob in `r1`, once alice has heard bob join; bob's welcome.
+async fn alice_and_bob() -> anyhow::Result<(TestServer, Client, Client, Value)> {
+    let s = server().await?;
+    let (mut alice, _) = join(&s, "alice", "r1").await?;
+    let (bob, bob_welcome) = join(&s, "bob", "r1").await?;
+    alice.recv_type("user_joined").await?;
+    Ok((s, alice, bob, bob_welcome))
 }
 
 #[tokio::test]
@@ -38,11 +47,8 @@ async fn welcome_and_join_notice() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn messages_go_to_others_in_the_room_only() -> anyhow::Result<()> {
-    let s = server().await?;
-    let (mut alice, _) = join(&s, "alice", "r1").await?;
-    let (mut bob, _) = join(&s, "bob", "r1").await?;
+    let (s, mut alice, mut bob, _) = alice_and_bob().await?;
     let (mut carol, _) = join(&s, "carol", "other").await?;
-    alice.recv_type("user_joined").await?;
 
     alice
         .send_json(&json!({"type": "message", "message": "hi"}))
@@ -62,10 +68,7 @@ async fn messages_go_to_others_in_the_room_only() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn typing_room_info_and_private() -> anyhow::Result<()> {
-    let s = server().await?;
-    let (mut alice, _) = join(&s, "alice", "r1").await?;
-    let (mut bob, bob_welcome) = join(&s, "bob", "r1").await?;
-    alice.recv_type("user_joined").await?;
+    let (s, mut alice, mut bob, bob_welcome) = alice_and_bob().await?;
 
     alice.send_json(&json!({"type": "typing"})).await?;
     assert_eq!(

@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use asena_runtime::di::{ContainerError, Problem};
 use asena_runtime::prelude::*;
 use asena_runtime::{Asena, Error};
-use asena_tests::{Client, WAIT, isolated, serve};
+use asena_tests::{Client, WAIT, isolated, serve, stop_all};
 
 /// Builds and expects the graph to be rejected; returns the container error.
 async fn container_error(builder: asena_runtime::AsenaBuilder) -> anyhow::Result<ContainerError> {
@@ -179,8 +179,7 @@ async fn two_apps_in_one_process_are_isolated() -> anyhow::Result<()> {
     .context("socket never registered in the first app")?;
     assert_eq!(ns1.sockets().len(), 1);
     assert_eq!(ns2.sockets().len(), 0);
-    first.stop().await?;
-    second.stop().await
+    stop_all([first, second]).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -345,19 +344,9 @@ mod duplicates {
     #[websocket(path = "/dup")]
     pub struct DupTwo;
 
-    impl WebSocketService for DupOne {
-        type Data = ();
-        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-            Ok(())
-        }
-    }
+    asena_tests::impl_message_service!(DupOne);
 
-    impl WebSocketService for DupTwo {
-        type Data = ();
-        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-            Ok(())
-        }
-    }
+    asena_tests::impl_message_service!(DupTwo);
 
     #[service(name = "Same")]
     pub struct SameA;
@@ -627,12 +616,7 @@ mod ulak {
         pub service: Arc<LoopService>,
     }
 
-    impl WebSocketService for LoopSocket {
-        type Data = ();
-        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-            Ok(())
-        }
-    }
+    asena_tests::impl_message_service!(LoopSocket);
 }
 
 #[tokio::test]
@@ -773,12 +757,7 @@ mod lifecycle {
         }
     }
 
-    impl WebSocketService for Front {
-        type Data = ();
-        async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-            Ok(())
-        }
-    }
+    asena_tests::impl_message_service!(Front);
 
     #[service]
     pub struct Failing {

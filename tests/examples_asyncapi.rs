@@ -27,7 +27,7 @@ mod realtime;
 mod bench_server;
 
 use asena_runtime::AsenaBuilder;
-use asena_tests::{start, validate_asyncapi};
+use asena_tests::{start, stop_all, validate_asyncapi};
 use serde_json::Value;
 
 async fn document(builder: AsenaBuilder) -> anyhow::Result<Value> {
@@ -232,6 +232,5 @@ async fn the_route_serves_the_document_with_the_host_asked() -> anyhow::Result<(
     let plain = start(echo::builder()).await?;
     let response = plain.get("/asyncapi.json").await?;
     assert_eq!(response.status, 404);
-    plain.stop().await?;
-    s.stop().await
+    stop_all([plain, s]).await
 }

@@ -19,6 +19,7 @@ use asena_tests::broker::{Broker, Kind, NATS, REDIS, Typed};
 use asena_tests::managed::{connected_id, raw_sender};
 use asena_tests::{
     Client, TestServer, WAIT, isolated, managed_login, managed_service, start, start_service_with,
+    stop_all,
 };
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -318,8 +319,7 @@ async fn instances_share_users(kind: Kind) -> anyhow::Result<()> {
     .await?;
     let stats = b.app.transport_stats().context("a broker transport")?;
     ensure!(stats.received >= 4, "received counted: {stats:?}");
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }
 
 /// A message that is not an envelope, or not for the channel it came on, is dropped and
@@ -514,6 +514,5 @@ async fn managed_deliveries_survive_a_redis_restart() -> anyhow::Result<()> {
     }
     let s = stats();
     ensure!(s.reconnects >= 1, "reconnects counted: {s:?}");
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService, OutboundTransform};
 use asena_runtime::prelude::*;
-use asena_tests::managed::{raw_sender, token_logins};
+use asena_tests::managed::{raw_sender, with_token_users};
 use asena_tests::{Client, TestServer, event, isolated, managed_login_closed, start};
 use serde_json::{Value, json};
 
@@ -175,6 +175,11 @@ async fn server() -> anyhow::Result<TestServer> {
     .await
 }
 
+/// A [`server`] with each of `users` logged in to `/rt` with its `U-token`, in order.
+async fn with_users<const N: usize>(users: [&str; N]) -> anyhow::Result<(TestServer, [Client; N])> {
+    with_token_users(server().await?, "/rt", users).await
+}
+
 async fn login(s: &TestServer, token: &str) -> anyhow::Result<(Client, Value)> {
     asena_tests::managed_login(s, "/rt", json!({"type": "token", "token": token})).await
 }
@@ -291,25 +296,23 @@ async fn bad_messages_get_errors_or_are_dropped() -> anyhow::Result<()> {
 async fn joins_are_validated_and_leaves_only_joined_rooms() -> anyhow::Result<()> {
     let s = server().await?;
     let (mut c, _) = login(&s, "alice-token").await?;
-    c.send_json(&event(
-        "join",
-        json!({"rooms": ["public-1", "secret", "ws:broadcast", "public-2"]}),
-    ))
-    .await?;
     assert_eq!(
-        c.recv_json().await?,
+        c.ask(&event(
+            "join",
+            json!({"rooms": ["public-1", "secret", "ws:broadcast", "public-2"]}),
+        ))
+        .await?,
         event(
             "join",
             json!({"rooms": ["public-1", "public-2"], "denied": ["secret"]})
         )
     );
-    c.send_json(&event(
-        "leave",
-        json!({"rooms": ["public-1", "never-joined"]}),
-    ))
-    .await?;
     assert_eq!(
-        c.recv_json().await?,
+        c.ask(&event(
+            "leave",
+            json!({"rooms": ["public-1", "never-joined"]}),
+        ))
+        .await?,
         event("leave", json!({"rooms": ["public-1"]}))
     );
     let ns = s.app.namespace("/rt").expect("registered");
@@ -318,21 +321,19 @@ async fn joins_are_validated_and_leaves_only_joined_rooms() -> anyhow::Result<()
 
     // Without a validator every join is refused.
     let mut closed = s.connect("/closed").await?;
-    closed.send_json(&event("authenticate", json!({}))).await?;
-    assert_eq!(closed.recv_json().await?["event"], "connected");
-    closed
-        .send_json(&event("join", json!({"rooms": ["lobby"]})))
-        .await?;
     assert_eq!(
-        closed.recv_json().await?,
+        closed.ask(&event("authenticate", json!({}))).await?["event"],
+        "connected"
+    );
+    assert_eq!(
+        closed
+            .ask(&event("join", json!({"rooms": ["lobby"]})))
+            .await?,
         event("join", json!({"rooms": [], "denied": ["lobby"]}))
     );
     // Untyped events arrive whole.
-    closed
-        .send_json(&event("anything", json!({"x": 1})))
-        .await?;
     assert_eq!(
-        closed.recv_json().await?,
+        closed.ask(&event("anything", json!({"x": 1}))).await?,
         event("got", event("anything", json!({"x": 1})))
     );
     s.stop().await
@@ -340,9 +341,7 @@ async fn joins_are_validated_and_leaves_only_joined_rooms() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_exclude_and_users_with_several_sessions() -> anyhow::Result<()> {
-    let s = server().await?;
-    let [mut alice1, mut alice2, mut bob] =
-        token_logins(&s, "/rt", ["alice-token", "alice-token", "bob-token"]).await?;
+    let (s, [mut alice1, mut alice2, mut bob]) = with_users(["alice", "alice", "bob"]).await?;
 
     // Every session of alice gets the poke.
     bob.send_json(&event("poke", json!({"user": "alice"})))
@@ -389,9 +388,7 @@ async fn shutdown_closes_1001_and_runs_the_callbacks() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transformed_client_leaves_the_others_on_the_shared_frame() -> anyhow::Result<()> {
-    let s = server().await?;
-    let [mut carol, mut alice, mut bob] =
-        token_logins(&s, "/rt", ["carol-token", "alice-token", "bob-token"]).await?;
+    let (s, [mut carol, mut alice, mut bob]) = with_users(["carol", "alice", "bob"]).await?;
     let managed = raw_sender::<Realtime>(&s)?;
     let before = SHOUTS.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(managed.to_room("lobby", ("note", "quiet"), &[])?, 3);

@@ -13,9 +13,8 @@ use std::time::Duration;
 use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce};
 use aes_gcm::{Aes256Gcm, Key};
 use asena_runtime::Raw;
-use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
+use asena_runtime::managed::{ManagedOptions, ManagedService};
 use asena_runtime::prelude::*;
-use asena_tests::managed::token_user;
 use asena_tests::{Client, TestServer, base64_field, event, isolated, managed_login_closed, start};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -63,8 +62,8 @@ async fn handle<S: ManagedService<Out = Raw>>(
 }
 
 /// A managed service at `$path` with `$options` that records what it sees in [`Seen`],
-/// admits `U-token` as U ([`token_user`]) and handles its events with [`handle`]; `rooms = f` filters the rooms a
-/// client may join.
+/// admits `U-token` as U and handles its events with [`handle`]; `rooms = f` filters the
+/// rooms a client may join.
 macro_rules! seen_service {
     ($name:ident, $path:literal, $options:expr $(, rooms = $rooms:path)?) => {
         #[websocket(path = $path, managed)]
@@ -74,30 +73,12 @@ macro_rules! seen_service {
             seen: Arc<Seen>,
         }
 
-        impl ManagedService for $name {
-            fn options(&self) -> ManagedOptions {
-                $options
-            }
-            async fn authenticate(
-                &self,
-                _ws: &Socket<Self>,
-                credentials: Value,
-            ) -> Result<Option<Authenticated>> {
-                Ok(token_user(&credentials))
-            }
-            $(
-                async fn validate_rooms(
-                    &self,
-                    _ws: &Socket<Self>,
-                    rooms: Vec<String>,
-                ) -> Vec<String> {
-                    $rooms(rooms)
-                }
-            )?
-            async fn on_event(&self, ws: &Socket<Self>, event: Message) -> Result<()> {
-                handle(&self.seen, ws, event).await
-            }
-        }
+        asena_tests::impl_token_service!(
+            $name,
+            $options,
+            on_event = |service, ws, event| handle(&service.seen, ws, event)
+            $(, rooms = $rooms)?
+        );
     };
 }
 

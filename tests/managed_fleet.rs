@@ -11,7 +11,7 @@ use anyhow::Context as _;
 
 use asena_runtime::prelude::*;
 use asena_tests::broker::REDIS;
-use asena_tests::{Client, TestServer, event, managed_service, start_service_with};
+use asena_tests::{Client, TestServer, event, managed_service, start_service_with, stop_all};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -157,6 +157,5 @@ async fn users_rooms_and_broadcasts_span_instances_in_ignis_layout() -> anyhow::
     asena_tests::eventually(|| !managed_b.local_users().contains(&alice)).await?;
     assert!(managed_a.local_users().contains(&alice));
 
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }

@@ -49,12 +49,7 @@ impl WebSocketService for Lobby {
 #[derive(Debug)]
 pub struct Items;
 
-impl WebSocketService for Items {
-    type Data = ();
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-        Ok(())
-    }
-}
+asena_tests::impl_message_service!(Items);
 
 type Exposition = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
 

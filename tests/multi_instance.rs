@@ -20,7 +20,7 @@ use asena_runtime::prelude::*;
 use asena_runtime::transport::from_url;
 use asena_runtime::transport::{Emitter, Transport, TransportError};
 use asena_tests::broker::{Broker, Kind, NATS, REDIS, Typed, free_port};
-use asena_tests::{Client, TestServer, isolated, start, tungstenite, unique};
+use asena_tests::{Client, TestServer, isolated, start, stop_all, tungstenite, unique};
 
 /// Upper bound for anything that polls (reconnects, connection counts).
 const POLL_DEADLINE: Duration = Duration::from_secs(20);
@@ -252,8 +252,7 @@ async fn to_socket_across(url: &str) -> anyhow::Result<()> {
     // b2 got nothing.
     b2.send_json(&json!({"op": "ping"})).await?;
     expect_text(&mut b2, "pong").await?;
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }
 
 /// `Ulak::broadcast` and the emitter's broadcast reach every socket of the namespace on
@@ -282,8 +281,7 @@ async fn broadcast_across(url: &str) -> anyhow::Result<()> {
         expect_text(c, "emitted-marker").await?;
     }
     emitter.close().await;
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }
 
 /// The emitter (no server) reaches rooms and sockets on every instance, once.
@@ -311,8 +309,7 @@ async fn emitter_delivery(url: &str) -> anyhow::Result<()> {
     // a1 got nothing meant for b1.
     expect_text(&mut a1, "after").await?;
     emitter.close().await;
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }
 
 /// Sends probes from `from` until `to` receives one; returns the last probe sent.
@@ -393,8 +390,7 @@ async fn broker_restart(kind: Kind) -> anyhow::Result<()> {
     let s = ta.stats();
     ensure!(s.reconnects >= 1, "reconnects counted: {s:?}");
     ensure!(s.errors >= 1, "errors counted: {s:?}");
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }
 
 /// `destroy` on shutdown closes the broker connections: three start/stop cycles do not

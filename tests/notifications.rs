@@ -6,7 +6,7 @@
 #[allow(dead_code)]
 mod notifications;
 
-use asena_tests::{Client, TestServer, eventually, start};
+use asena_tests::{Client, TestServer, eventually, in_order, start};
 use serde_json::{Value, json};
 
 async fn server() -> anyhow::Result<TestServer> {
@@ -24,6 +24,33 @@ async fn subscriber(s: &TestServer, user: &str) -> anyhow::Result<Client> {
     Ok(c)
 }
 
+/// A server with one [`subscriber`], `user`.
+async fn server_with_subscriber(user: &str) -> anyhow::Result<(TestServer, Client)> {
+    let s = server().await?;
+    let c = subscriber(&s, user).await?;
+    Ok((s, c))
+}
+
+/// Connects a [`subscriber`] for each user, in order.
+async fn subscribers<const N: usize>(
+    s: &TestServer,
+    users: [&str; N],
+) -> anyhow::Result<[Client; N]> {
+    in_order(users, async |user| subscriber(s, user).await).await
+}
+
+/// `method path` with the JSON `body`, answered with a 200; returns the answer's JSON.
+async fn request_ok(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let resp = s.request(method, path, Some(&body)).await?;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    resp.json()
+}
+
 fn is_iso8601(v: &Value) -> bool {
     v.as_str()
         .is_some_and(|t| humantime::parse_rfc3339(t).is_ok() && t.ends_with('Z'))
@@ -31,8 +58,7 @@ fn is_iso8601(v: &Value) -> bool {
 
 #[tokio::test]
 async fn connect_joins_rooms_and_ping_pongs() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut c = subscriber(&s, "42").await?;
+    let (s, mut c) = server_with_subscriber("42").await?;
     c.send_json(&json!({"type": "ping"})).await?;
     assert_eq!(c.recv_json().await?, json!({"type": "pong"}));
     let ns = s.app.namespace("/ws/notifications").expect("ns");
@@ -44,17 +70,15 @@ async fn connect_joins_rooms_and_ping_pongs() -> anyhow::Result<()> {
 #[tokio::test]
 async fn announcement_reaches_every_socket() -> anyhow::Result<()> {
     let s = server().await?;
-    let mut a = subscriber(&s, "1").await?;
-    let mut b = subscriber(&s, "2").await?;
-    let resp = s
-        .request(
-            "POST",
-            "/admin/announcement",
-            Some(&json!({"message": "Maintenance at noon"})),
-        )
-        .await?;
-    assert_eq!(resp.status, 200, "{}", resp.body);
-    assert_eq!(resp.json()?, json!({"success": true}));
+    let [mut a, mut b] = subscribers(&s, ["1", "2"]).await?;
+    let answer = request_ok(
+        &s,
+        "POST",
+        "/admin/announcement",
+        json!({"message": "Maintenance at noon"}),
+    )
+    .await?;
+    assert_eq!(answer, json!({"success": true}));
     for c in [&mut a, &mut b] {
         let m = c.recv_json().await?;
         assert_eq!(m["type"], "announcement");
@@ -68,14 +92,9 @@ async fn announcement_reaches_every_socket() -> anyhow::Result<()> {
 #[tokio::test]
 async fn profile_update_reaches_only_that_users_sockets() -> anyhow::Result<()> {
     let s = server().await?;
-    let mut u7a = subscriber(&s, "7").await?;
-    let mut u7b = subscriber(&s, "7").await?;
-    let mut u8 = subscriber(&s, "8").await?;
-    let resp = s
-        .request("PUT", "/users/7/profile", Some(&json!({"name": "Ada"})))
-        .await?;
-    assert_eq!(resp.status, 200, "{}", resp.body);
-    assert_eq!(resp.json()?["success"], true);
+    let [mut u7a, mut u7b, mut u8] = subscribers(&s, ["7", "7", "8"]).await?;
+    let answer = request_ok(&s, "PUT", "/users/7/profile", json!({"name": "Ada"})).await?;
+    assert_eq!(answer["success"], true);
     for c in [&mut u7a, &mut u7b] {
         let m = c.recv_json().await?;
         assert_eq!(m["type"], "profile_updated");
@@ -96,8 +115,7 @@ async fn profile_update_reaches_only_that_users_sockets() -> anyhow::Result<()> 
 
 #[tokio::test]
 async fn user_service_sends_through_ulak_not_the_socket_service() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut c = subscriber(&s, "9").await?;
+    let (s, mut c) = server_with_subscriber("9").await?;
     let users = s
         .app
         .get::<notifications::UserService>()
@@ -113,8 +131,7 @@ async fn user_service_sends_through_ulak_not_the_socket_service() -> anyhow::Res
 
 #[tokio::test]
 async fn bad_announcement_body_is_refused() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut c = subscriber(&s, "1").await?;
+    let (s, mut c) = server_with_subscriber("1").await?;
     let resp = s
         .request("POST", "/admin/announcement", Some(&json!({})))
         .await?;

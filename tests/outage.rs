@@ -27,7 +27,7 @@ use anyhow::{Context as _, ensure};
 use asena_runtime::prelude::*;
 use asena_runtime::transport::Emitter;
 use asena_tests::broker::{Broker, Kind, Typed};
-use asena_tests::{Client, TestServer, isolated, start, tungstenite};
+use asena_tests::{Client, TestServer, isolated, start, stop_all, tungstenite};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
@@ -315,8 +315,7 @@ async fn outage_is_counted(kind: Kind) -> anyhow::Result<()> {
         stats.reconnects >= 1,
         "{kind:?}: a reconnection counted: {stats:?}"
     );
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }
 
 asena_tests::on_each_broker! {
@@ -392,6 +391,5 @@ async fn a_nats_publish_larger_than_max_payload_is_refused_and_counted() -> anyh
     emitter.to_room("/stream", ROOM, "emitted").await?;
     ensure!(listener.recv_text().await? == "emitted");
     emitter.close().await;
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }

@@ -10,9 +10,9 @@ mod realtime;
 use std::time::Duration;
 
 use asena_tests::broker::REDIS;
-use asena_tests::managed::{raw_sender, token_logins};
+use asena_tests::managed::{raw_sender, with_token_users};
 use asena_tests::{
-    Client, TestServer, event, managed_login, managed_login_closed, serve, unique,
+    Client, TestServer, event, managed_login, managed_login_closed, serve, stop_all, unique,
     validate_asyncapi,
 };
 use realtime::Options;
@@ -29,6 +29,11 @@ async fn server() -> anyhow::Result<TestServer> {
 /// Connects to `/ws` and authenticates with `token`; returns the client and `connected`.
 async fn sign_in(s: &TestServer, token: &str) -> anyhow::Result<(Client, Value)> {
     managed_login(s, "/ws", json!({"type": "token", "token": token})).await
+}
+
+/// A [`server`] with each of `users` signed in with its `U-token`, in order.
+async fn with_users<const N: usize>(users: [&str; N]) -> anyhow::Result<(TestServer, [Client; N])> {
+    with_token_users(server().await?, "/ws", users).await
 }
 
 /// The next message that is not a presence snapshot.
@@ -118,8 +123,7 @@ async fn the_two_tokens_are_users_and_others_close_4003() -> anyhow::Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lobby_and_public_rooms_are_allowed_the_rest_denied() -> anyhow::Result<()> {
-    let s = server().await?;
-    let (mut alice, _) = sign_in(&s, "alice-token").await?;
+    let (s, [mut alice]) = with_users(["alice"]).await?;
     assert_eq!(
         join(
             &mut alice,
@@ -143,8 +147,7 @@ async fn lobby_and_public_rooms_are_allowed_the_rest_denied() -> anyhow::Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn say_reaches_the_room_but_not_the_sender() -> anyhow::Result<()> {
-    let s = server().await?;
-    let [mut alice, mut bob] = token_logins(&s, "/ws", ["alice-token", "bob-token"]).await?;
+    let (s, [mut alice, mut bob]) = with_users(["alice", "bob"]).await?;
     for c in [&mut alice, &mut bob] {
         assert_eq!(join(c, &["public-1"]).await?["event"], "join");
     }
@@ -184,8 +187,7 @@ async fn say_reaches_the_room_but_not_the_sender() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_follows_users_not_sessions() -> anyhow::Result<()> {
-    let s = server().await?;
-    let (mut alice, _) = sign_in(&s, "alice-token").await?;
+    let (s, [mut alice]) = with_users(["alice"]).await?;
     let (online, v1) = presence(&mut alice).await?;
     assert_eq!(online, vec!["alice"]);
 
@@ -209,9 +211,7 @@ async fn presence_follows_users_not_sessions() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_reaches_every_session_of_the_user() -> anyhow::Result<()> {
-    let s = server().await?;
-    let [mut alice1, mut alice2, mut bob] =
-        token_logins(&s, "/ws", ["alice-token", "alice-token", "bob-token"]).await?;
+    let (s, [mut alice1, mut alice2, mut bob]) = with_users(["alice", "alice", "bob"]).await?;
     // What the emit example's `--user alice --event notification` delivers, sent in process.
     let managed = raw_sender::<realtime::Realtime>(&s)?;
     let notification = event("notification", json!({"message": "hello"}));
@@ -362,8 +362,7 @@ async fn presence_in_redis_spans_instances() -> anyhow::Result<()> {
     })
     .await?;
     delete_presence(&options).await?;
-    one.stop().await?;
-    two.stop().await
+    stop_all([one, two]).await
 }
 
 /// Skips messages until a presence snapshot listing exactly `users`.

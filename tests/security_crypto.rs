@@ -16,11 +16,13 @@ use std::time::Duration;
 use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce, Payload};
 use aes_gcm::{Aes256Gcm, Key};
 use anyhow::Context as _;
-use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
+use asena_runtime::managed::ManagedOptions;
 use asena_runtime::prelude::*;
 use asena_tests::broker::REDIS;
-use asena_tests::managed::{connected_id, token_user};
-use asena_tests::{Client, TestServer, base64_field, event, isolated, start, start_service_with};
+use asena_tests::managed::connected_id;
+use asena_tests::{
+    Client, TestServer, base64_field, event, isolated, start, start_service_with, stop_all,
+};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hkdf::Hkdf;
@@ -45,8 +47,7 @@ async fn on_event(ws: &SocketRef, event: Message) -> Result<()> {
     Ok(())
 }
 
-/// A managed service at `$path` with `$options` that admits `U-token` as U ([`token_user`])
-/// and handles its
+/// A managed service at `$path` with `$options` that admits `U-token` as U and handles its
 /// events with [`on_event`].
 macro_rules! sealed_service {
     ($name:ident, $path:literal, $options:expr) => {
@@ -54,21 +55,11 @@ macro_rules! sealed_service {
         #[derive(Debug)]
         pub struct $name;
 
-        impl ManagedService for $name {
-            fn options(&self) -> ManagedOptions {
-                $options
-            }
-            async fn authenticate(
-                &self,
-                _ws: &Socket<Self>,
-                credentials: Value,
-            ) -> Result<Option<Authenticated>> {
-                Ok(token_user(&credentials))
-            }
-            async fn on_event(&self, ws: &Socket<Self>, event: Message) -> Result<()> {
-                on_event(ws, event).await
-            }
-        }
+        asena_tests::impl_token_service!(
+            $name,
+            $options,
+            on_event = |_service, ws, event| on_event(ws, event)
+        );
     };
 }
 
@@ -451,6 +442,5 @@ async fn deliveries_from_other_instances_and_emitters_are_sealed_and_gated() -> 
         stranger.recv_json().await?,
         event("error", json!({"message": "Not authenticated"}))
     );
-    b.stop().await?;
-    a.stop().await
+    stop_all([b, a]).await
 }

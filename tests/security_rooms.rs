@@ -16,7 +16,7 @@ use asena_tests::broker::REDIS;
 use asena_tests::chat::{join, private, private_message};
 use asena_tests::managed::connected_id;
 use asena_tests::{
-    Client, isolated, managed_service, start, start_service, unique, upgrade_request,
+    Client, isolated, managed_service, start, start_service, stop_all, unique, upgrade_request,
 };
 use serde_json::{Value, json};
 
@@ -139,8 +139,7 @@ async fn a_private_send_across_the_fleet_reaches_only_its_socket() -> anyhow::Re
     // Not a socket id at all: no send anywhere.
     let refused = ns.to_socket("general", "x").expect_err("refused");
     assert_eq!(refused.code, SendErrorCode::SocketNotFound);
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }
 
 /// A socket cannot reach the whole namespace through the broadcast room: publishing to `__`

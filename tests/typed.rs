@@ -7,7 +7,9 @@
 use asena_runtime::prelude::*;
 use asena_runtime::{DecodeError, DecodeErrorKind};
 use asena_tests::broker::REDIS;
-use asena_tests::{Client, TestServer, isolated, start, unique, upgrade_request};
+use asena_tests::{
+    Client, TestServer, in_order, isolated, start, stop_all, unique, upgrade_request,
+};
 use serde_json::json;
 
 /// The path parameters of [`Events`].
@@ -156,17 +158,29 @@ async fn server() -> anyhow::Result<TestServer> {
     .await
 }
 
-async fn send(c: &mut Client, value: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-    c.send_json(&value).await?;
-    c.recv_json().await
+/// A [`server`] and a client connected to each of `paths`, in order.
+async fn connected<const N: usize>(paths: [&str; N]) -> anyhow::Result<(TestServer, [Client; N])> {
+    let s = server().await?;
+    let clients = in_order(paths, async |path| s.connect(path).await).await?;
+    Ok((s, clients))
+}
+
+/// Sends each request in turn and asserts that the answer to it is the one paired with it.
+async fn assert_answers<const N: usize>(
+    c: &mut Client,
+    exchanges: [(serde_json::Value, serde_json::Value); N],
+) -> anyhow::Result<()> {
+    for (request, answer) in exchanges {
+        assert_eq!(c.ask(&request).await?, answer, "answer to {request}");
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parameters_reach_middleware_and_socket() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut c = s.connect("/user/events/42").await?;
+    let (s, [mut c]) = connected(["/user/events/42"]).await?;
     assert_eq!(
-        send(&mut c, json!({"type": "whoami"})).await?,
+        c.ask(&json!({"type": "whoami"})).await?,
         json!({"type": "you", "user_id": 42, "from_context": 42})
     );
     s.stop().await
@@ -192,54 +206,61 @@ async fn a_parameter_that_does_not_deserialize_is_refused_with_400() -> anyhow::
         Some(0)
     );
     let mut c = s.connect("/user/events/7").await?;
-    assert_eq!(send(&mut c, json!({"type": "whoami"})).await?["user_id"], 7);
+    assert_eq!(c.ask(&json!({"type": "whoami"})).await?["user_id"], 7);
     s.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_decode_error_is_answered_and_the_socket_stays_open() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut c = s.connect("/user/events/1").await?;
+    let (s, [mut c]) = connected(["/user/events/1"]).await?;
 
     c.send_text("{not json").await?;
     assert_eq!(
         c.recv_json().await?,
         json!({"type": "error", "code": "syntax", "message": "key must be a string", "path": "."})
     );
+    assert_answers(
+        &mut c,
+        [
+            (
+                json!({"type": "dance"}),
+                json!({
+                    "type": "error",
+                    "code": "unknown_variant",
+                    "message": "unknown variant `dance`, expected one of `say`, `move`, `whoami`",
+                    "path": "type",
+                }),
+            ),
+            (
+                json!({"text": "hi"}),
+                json!({"type": "error", "code": "missing_field", "message": "missing field `type`", "path": "."}),
+            ),
+            (
+                json!({"type": "say"}),
+                json!({"type": "error", "code": "missing_field", "message": "missing field `text`", "path": "."}),
+            ),
+            (
+                json!({"type": "say", "text": 5}),
+                json!({
+                    "type": "error",
+                    "code": "invalid_value",
+                    "message": "invalid type: integer `5`, expected a string",
+                    "path": "text",
+                }),
+            ),
+        ],
+    )
+    .await?;
     assert_eq!(
-        send(&mut c, json!({"type": "dance"})).await?,
-        json!({
-            "type": "error",
-            "code": "unknown_variant",
-            "message": "unknown variant `dance`, expected one of `say`, `move`, `whoami`",
-            "path": "type",
-        })
-    );
-    assert_eq!(
-        send(&mut c, json!({"text": "hi"})).await?,
-        json!({"type": "error", "code": "missing_field", "message": "missing field `type`", "path": "."})
-    );
-    assert_eq!(
-        send(&mut c, json!({"type": "say"})).await?,
-        json!({"type": "error", "code": "missing_field", "message": "missing field `text`", "path": "."})
-    );
-    assert_eq!(
-        send(&mut c, json!({"type": "say", "text": 5})).await?,
-        json!({
-            "type": "error",
-            "code": "invalid_value",
-            "message": "invalid type: integer `5`, expected a string",
-            "path": "text",
-        })
-    );
-    assert_eq!(
-        send(&mut c, json!({"type": "move", "to": {"x": 1, "y": "2"}})).await?["path"],
+        c.ask(&json!({"type": "move", "to": {"x": 1, "y": "2"}}))
+            .await?["path"],
         "to.y"
     );
 
     // Still open, and still served.
     assert_eq!(
-        send(&mut c, json!({"type": "move", "to": {"x": 1, "y": 2}})).await?,
+        c.ask(&json!({"type": "move", "to": {"x": 1, "y": 2}}))
+            .await?,
         json!({"type": "moved", "x": 1, "y": 2})
     );
     let stats = s
@@ -253,10 +274,9 @@ async fn each_decode_error_is_answered_and_the_socket_stays_open() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn constraints_are_enforced_on_receive() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut c = s.connect("/user/events/1").await?;
+    let (s, [mut c]) = connected(["/user/events/1"]).await?;
     assert_eq!(
-        send(&mut c, json!({"type": "say", "text": ""})).await?,
+        c.ask(&json!({"type": "say", "text": ""})).await?,
         json!({
             "type": "error",
             "code": "constraint",
@@ -265,11 +285,13 @@ async fn constraints_are_enforced_on_receive() -> anyhow::Result<()> {
         })
     );
     assert_eq!(
-        send(&mut c, json!({"type": "say", "text": "far too long"})).await?["message"],
+        c.ask(&json!({"type": "say", "text": "far too long"}))
+            .await?["message"],
         "text: length is greater than 10"
     );
     assert_eq!(
-        send(&mut c, json!({"type": "move", "to": {"x": -1, "y": 10}})).await?,
+        c.ask(&json!({"type": "move", "to": {"x": -1, "y": 10}}))
+            .await?,
         json!({
             "type": "error",
             "code": "constraint",
@@ -279,7 +301,7 @@ async fn constraints_are_enforced_on_receive() -> anyhow::Result<()> {
     );
     // Counted in characters, not bytes: ten of them pass.
     assert_eq!(
-        send(&mut c, json!({"type": "say", "text": "éééééééééé"})).await?,
+        c.ask(&json!({"type": "say", "text": "éééééééééé"})).await?,
         json!({"type": "said", "user_id": 1, "text": "éééééééééé"})
     );
     s.stop().await
@@ -287,20 +309,25 @@ async fn constraints_are_enforced_on_receive() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_answer_shape_is_the_services_choice() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut c = s.connect("/custom").await?;
-    assert_eq!(
-        send(&mut c, json!({"type": "dance"})).await?,
-        json!({"error": "Unknown message type: dance"})
-    );
-    assert_eq!(
-        send(&mut c, json!({"type": "say", "text": 5})).await?,
-        json!({"error": "text: invalid type: integer `5`, expected a string"})
-    );
-    assert_eq!(
-        send(&mut c, json!({"type": "whoami"})).await?,
-        json!({"type": "moved", "x": 0, "y": 0})
-    );
+    let (s, [mut c]) = connected(["/custom"]).await?;
+    assert_answers(
+        &mut c,
+        [
+            (
+                json!({"type": "dance"}),
+                json!({"error": "Unknown message type: dance"}),
+            ),
+            (
+                json!({"type": "say", "text": 5}),
+                json!({"error": "text: invalid type: integer `5`, expected a string"}),
+            ),
+            (
+                json!({"type": "whoami"}),
+                json!({"type": "moved", "x": 0, "y": 0}),
+            ),
+        ],
+    )
+    .await?;
     assert_eq!(
         s.app
             .namespace("/custom")
@@ -312,10 +339,8 @@ async fn the_answer_shape_is_the_services_choice() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concrete_path_is_a_room_for_handlers_and_ulak() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut a = s.connect("/user/events/5").await?;
-    let mut b = s.connect("/user/events/5").await?;
-    let mut other = s.connect("/user/events/6").await?;
+    let (s, [mut a, mut b, mut other]) =
+        connected(["/user/events/5", "/user/events/5", "/user/events/6"]).await?;
     // Both sockets of /user/events/5 joined before their first message is answered.
     a.send_json(&json!({"type": "whoami"})).await?;
     a.recv_json().await?;
@@ -334,10 +359,7 @@ async fn a_concrete_path_is_a_room_for_handlers_and_ulak() -> anyhow::Result<()>
     assert_eq!(b.recv_json().await?, news);
 
     // /user/events/6 got neither: its next message is the answer to its own request.
-    assert_eq!(
-        send(&mut other, json!({"type": "whoami"})).await?["user_id"],
-        6
-    );
+    assert_eq!(other.ask(&json!({"type": "whoami"})).await?["user_id"], 6);
     s.stop().await
 }
 
@@ -345,12 +367,10 @@ async fn a_concrete_path_is_a_room_for_handlers_and_ulak() -> anyhow::Result<()>
 /// middleware stored for it, read without naming a type.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ulak_lists_sockets_with_their_params_and_data() -> anyhow::Result<()> {
-    let s = server().await?;
-    let mut a = s.connect("/user/events/5").await?;
-    let mut b = s.connect("/user/events/6").await?;
+    let (s, [mut a, mut b]) = connected(["/user/events/5", "/user/events/6"]).await?;
     // Both are registered once they answer.
-    assert_eq!(send(&mut a, json!({"type": "whoami"})).await?["user_id"], 5);
-    assert_eq!(send(&mut b, json!({"type": "whoami"})).await?["user_id"], 6);
+    assert_eq!(a.ask(&json!({"type": "whoami"})).await?["user_id"], 5);
+    assert_eq!(b.ask(&json!({"type": "whoami"})).await?["user_id"], 6);
 
     let events = s.app.ulak::<Events>().expect("registered");
     let mut seen: Vec<(u64, u64)> = events
@@ -386,10 +406,7 @@ async fn a_concrete_path_room_spans_instances() -> anyhow::Result<()> {
     let a = start(app(&channel)).await?;
     let b = start(app(&channel)).await?;
     let mut client = a.connect("/user/events/9").await?;
-    assert_eq!(
-        send(&mut client, json!({"type": "whoami"})).await?["user_id"],
-        9
-    );
+    assert_eq!(client.ask(&json!({"type": "whoami"})).await?["user_id"], 9);
 
     // B has no socket at /user/events/9; its Ulak reaches A's through the transport. The
     // room's subscription reaches Redis asynchronously, so B announces until A delivers.
@@ -408,6 +425,5 @@ async fn a_concrete_path_room_spans_instances() -> anyhow::Result<()> {
     })
     .await??;
     assert_eq!(delivered, news);
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }

@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use asena_runtime::namespace::SendErrorCode;
 use asena_runtime::prelude::*;
 use asena_runtime::{AsenaBuilder, BulkOp, FromApp, SendError, UlakBroker};
-use asena_tests::{Client, TestServer, eventually, isolated, start, tungstenite};
+use asena_tests::{
+    Client, TestServer, eventually, in_order, isolated, start, stop_all, tungstenite,
+};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -89,12 +91,7 @@ impl WebSocketService for Beta {
 #[websocket(path = "/gamma", name = "Gamma")]
 struct Gamma;
 
-impl WebSocketService for Gamma {
-    type Data = ();
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-        Ok(())
-    }
-}
+asena_tests::impl_message_service!(Gamma);
 
 /// Never registered either (for `FromApp<T>` of a missing component).
 #[service]
@@ -115,12 +112,7 @@ struct CyclicSocket {
     service: Arc<CyclicService>,
 }
 
-impl WebSocketService for CyclicSocket {
-    type Data = ();
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-        Ok(())
-    }
-}
+asena_tests::impl_message_service!(CyclicSocket);
 
 /// Injects `Ulak<Beta>` without `Beta` registered.
 #[allow(dead_code)]
@@ -145,10 +137,32 @@ fn app() -> AsenaBuilder {
         .websocket::<Beta>()
 }
 
+/// A server of [`app`] and its `Ulak<Alpha>`.
+async fn with_ulak() -> anyhow::Result<(TestServer, Ulak<Alpha>)> {
+    let s = start(app()).await?;
+    let ulak = s.app.ulak::<Alpha>().expect("Ulak<Alpha>");
+    Ok((s, ulak))
+}
+
+/// A server of [`app`] and its `UlakBroker`.
+async fn with_broker() -> anyhow::Result<(TestServer, UlakBroker)> {
+    let s = start(app()).await?;
+    let broker = s.app.broker().clone();
+    Ok((s, broker))
+}
+
 async fn alpha(s: &TestServer, rooms: &str) -> anyhow::Result<(Client, String)> {
     let mut c = s.connect(&format!("/alpha?rooms={rooms}")).await?;
     let open = c.recv_json().await?;
     Ok((c, open["id"].as_str().unwrap().to_owned()))
+}
+
+/// An [`alpha`] client in each of `rooms` (`a,b` each), connected in order.
+async fn alphas<const N: usize>(
+    s: &TestServer,
+    rooms: [&str; N],
+) -> anyhow::Result<[(Client, String); N]> {
+    in_order(rooms, async |rooms| alpha(s, rooms).await).await
 }
 
 /// Proves nothing else is queued for `c`: its next message is the echo of a fresh probe.
@@ -163,10 +177,8 @@ async fn assert_quiet(c: &mut Client) -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn broadcast_reaches_the_namespace_only_and_sends_messages_as_given() -> anyhow::Result<()> {
-    let s = start(app()).await?;
-    let ulak = s.app.ulak::<Alpha>().expect("Ulak<Alpha>");
-    let (mut a1, _) = alpha(&s, "").await?;
-    let (mut a2, _) = alpha(&s, "").await?;
+    let (s, ulak) = with_ulak().await?;
+    let [(mut a1, _), (mut a2, _)] = alphas(&s, ["", ""]).await?;
     let mut b = s.connect("/beta").await?;
 
     // A string goes out as-is (not JSON-quoted).
@@ -188,12 +200,13 @@ async fn broadcast_reaches_the_namespace_only_and_sends_messages_as_given() -> a
 
 #[tokio::test]
 async fn to_and_to_many_reach_room_members() -> anyhow::Result<()> {
-    let s = start(app()).await?;
-    let ulak = s.app.ulak::<Alpha>().expect("Ulak<Alpha>");
-    let (mut in_a, _) = alpha(&s, "a").await?;
-    let (mut in_b, _) = alpha(&s, "b").await?;
-    let (mut in_both, _) = alpha(&s, "a,b").await?;
-    let (mut in_none, _) = alpha(&s, "").await?;
+    let (s, ulak) = with_ulak().await?;
+    let [
+        (mut in_a, _),
+        (mut in_b, _),
+        (mut in_both, _),
+        (mut in_none, _),
+    ] = alphas(&s, ["a", "b", "a,b", ""]).await?;
 
     assert_eq!(ulak.to("a", "to-a")?, 2);
     assert_eq!(in_a.recv_text().await?, "to-a");
@@ -215,10 +228,8 @@ async fn to_and_to_many_reach_room_members() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn to_socket_delivers_or_reports_socket_not_found() -> anyhow::Result<()> {
-    let s = start(app()).await?;
-    let ulak = s.app.ulak::<Alpha>().expect("Ulak<Alpha>");
-    let (mut target, id) = alpha(&s, "").await?;
-    let (mut other, _) = alpha(&s, "").await?;
+    let (s, ulak) = with_ulak().await?;
+    let [(mut target, id), (mut other, _)] = alphas(&s, ["", ""]).await?;
     ulak.to_socket(&id, "just you")?;
     assert_eq!(target.recv_text().await?, "just you");
     assert_quiet(&mut other).await?;
@@ -249,11 +260,9 @@ async fn to_socket_on_a_closing_socket_is_send_failed() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn socket_count_follows_connections() -> anyhow::Result<()> {
-    let s = start(app()).await?;
-    let ulak = s.app.ulak::<Alpha>().expect("Ulak<Alpha>");
+    let (s, ulak) = with_ulak().await?;
     assert_eq!(ulak.socket_count(), 0);
-    let (c1, _) = alpha(&s, "").await?;
-    let (_c2, _) = alpha(&s, "").await?;
+    let [(c1, _), (_c2, _)] = alphas(&s, ["", ""]).await?;
     assert_eq!(ulak.socket_count(), 2);
     c1.close().await?;
     eventually(|| ulak.socket_count() == 1).await?;
@@ -266,8 +275,7 @@ async fn socket_count_follows_connections() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn unencodable_messages_are_invalid_message() -> anyhow::Result<()> {
-    let s = start(app()).await?;
-    let ulak = s.app.ulak::<Alpha>().expect("Ulak<Alpha>");
+    let (s, ulak) = with_ulak().await?;
     let (mut c, id) = alpha(&s, "a").await?;
     let errors = [
         ulak.broadcast(unencodable()).unwrap_err(),
@@ -292,8 +300,7 @@ async fn unencodable_messages_are_invalid_message() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn broker_finds_namespaces_by_type_and_path() -> anyhow::Result<()> {
-    let s = start(app()).await?;
-    let broker = s.app.broker().clone();
+    let (s, broker) = with_broker().await?;
     assert!(broker.ulak::<Alpha>().is_some());
     assert!(
         broker.ulak::<Gamma>().is_none(),
@@ -320,10 +327,8 @@ async fn broker_finds_namespaces_by_type_and_path() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn broadcast_all_reaches_every_namespace_with_per_namespace_results() -> anyhow::Result<()> {
-    let s = start(app()).await?;
-    let broker = s.app.broker().clone();
-    let (mut a1, _) = alpha(&s, "").await?;
-    let (mut a2, _) = alpha(&s, "").await?;
+    let (s, broker) = with_broker().await?;
+    let [(mut a1, _), (mut a2, _)] = alphas(&s, ["", ""]).await?;
     let mut b = s.connect("/beta").await?;
 
     let result = broker.broadcast_all("everyone");
@@ -347,8 +352,7 @@ async fn broadcast_all_reaches_every_namespace_with_per_namespace_results() -> a
 
 #[tokio::test]
 async fn bulk_send_reports_each_item_and_never_fails_the_batch() -> anyhow::Result<()> {
-    let s = start(app()).await?;
-    let broker = s.app.broker().clone();
+    let (s, broker) = with_broker().await?;
     let (mut a, a_id) = alpha(&s, "room").await?;
     let mut b = s.connect("/beta").await?;
 
@@ -415,36 +419,39 @@ async fn ulak_injection_adds_no_edge_so_service_and_socket_may_inject_each_other
     s.stop().await
 }
 
+/// Building `builder` fails, with an error that names each of `needles`.
+async fn assert_startup_error(builder: AsenaBuilder, needles: &[&str]) {
+    let err = builder.build().await.unwrap_err().to_string();
+    for needle in needles {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn a_real_cycle_through_arc_fields_still_fails() {
-    let err = isolated()
-        .service::<CyclicService>()
-        .websocket::<CyclicSocket>()
-        .build()
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("Circular dependency detected"), "{err}");
-    assert!(
-        err.contains("CyclicService") && err.contains("CyclicSocket"),
-        "{err}"
-    );
+    assert_startup_error(
+        isolated()
+            .service::<CyclicService>()
+            .websocket::<CyclicSocket>(),
+        &[
+            "Circular dependency detected",
+            "CyclicService",
+            "CyclicSocket",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn ulak_of_an_unregistered_socket_is_a_startup_error() {
-    let err = isolated()
-        .service::<NeedsBeta>()
-        .websocket::<Alpha>()
-        .service::<Notifier>()
-        .build()
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("Ulak<Beta>") && err.contains("not a registered websocket service"),
-        "{err}"
-    );
+    assert_startup_error(
+        isolated()
+            .service::<NeedsBeta>()
+            .websocket::<Alpha>()
+            .service::<Notifier>(),
+        &["Ulak<Beta>", "not a registered websocket service"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -462,8 +469,7 @@ async fn apps_in_one_process_do_not_share_namespaces() -> anyhow::Result<()> {
     );
     assert_eq!(c1.recv_text().await?, "only one");
     assert_quiet(&mut c2).await?;
-    one.stop().await?;
-    two.stop().await
+    stop_all([one, two]).await
 }
 
 // ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ use asena_runtime::prelude::*;
 use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport};
 use asena_runtime::wire::{self, Envelope};
 use asena_tests::broker::{NATS, REDIS};
-use asena_tests::{Client, TestServer, WAIT, isolated, start, unique};
+use asena_tests::{Client, TestServer, WAIT, isolated, start, stop_all, unique};
 use futures_util::StreamExt;
 
 // The sockets join the rooms of `?rooms=` and say they are ready once in.
@@ -142,8 +142,7 @@ async fn broadcasts_cross_between_two_instances_and_an_emitter() -> anyhow::Resu
     assert_eq!(on_b.recv_text().await?, "from the emitter");
     emitter.close().await;
 
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,9 +175,7 @@ async fn the_redis_channel_is_configurable_and_separates_fleets() -> anyhow::Res
     let c_stats = c.app.transport_stats().context("redis keeps stats")?;
     assert!(c_stats.received >= 1, "{c_stats:?}");
 
-    a.stop().await?;
-    b.stop().await?;
-    c.stop().await
+    stop_all([a, b, c]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,8 +197,7 @@ async fn the_nats_subject_is_configurable() -> anyhow::Result<()> {
     emitter.close().await;
 
     assert!(a.app.transport_stats().unwrap().published >= 1);
-    a.stop().await?;
-    b.stop().await
+    stop_all([a, b]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use asena_runtime::Lifecycle;
 use asena_runtime::config::SlowConsumer;
 use asena_runtime::prelude::*;
 use asena_tests::{
-    Client, TestServer, WAIT, isolated, masked, raw_upgrade, read_frame, start,
+    Client, TestServer, WAIT, in_order, isolated, masked, raw_upgrade, read_frame, start,
     tungstenite::Message as Ws,
 };
 use serde_json::Value;
@@ -207,6 +207,11 @@ async fn client(s: &TestServer) -> anyhow::Result<(Client, String)> {
     Ok((c, id))
 }
 
+/// `N` [`client`]s, connected in order.
+async fn clients<const N: usize>(s: &TestServer) -> anyhow::Result<[(Client, String); N]> {
+    in_order([(); N], async |()| client(s).await).await
+}
+
 /// Has `c`'s socket join `room` (`sub:<room>`) and waits for its `ok`.
 async fn join(c: &mut Client, room: &str) -> anyhow::Result<()> {
     c.send_text(&format!("sub:{room}")).await?;
@@ -280,9 +285,7 @@ fn uuid_version(id: &str) -> Option<u32> {
 #[tokio::test]
 async fn publish_excludes_sender_while_to_and_broadcast_include_it() -> anyhow::Result<()> {
     let s = server().await?;
-    let (mut a, _) = client(&s).await?;
-    let (mut b, _) = client(&s).await?;
-    let (mut outsider, _) = client(&s).await?;
+    let [(mut a, _), (mut b, _), (mut outsider, _)] = clients(&s).await?;
     for c in [&mut a, &mut b] {
         join(c, "room").await?;
     }
@@ -309,8 +312,7 @@ async fn publish_excludes_sender_while_to_and_broadcast_include_it() -> anyhow::
 #[tokio::test]
 async fn personal_room_and_namespace_queries() -> anyhow::Result<()> {
     let s = server().await?;
-    let (mut a, a_id) = client(&s).await?;
-    let (mut b, b_id) = client(&s).await?;
+    let [(mut a, a_id), (mut b, b_id)] = clients(&s).await?;
     b.send_text(&format!("to:{a_id}:direct")).await?;
     assert_eq!(a.recv_text().await?, "direct");
 
@@ -497,8 +499,7 @@ async fn invalid_utf8_closes_with_1007_and_protocol_errors_with_1002() -> anyhow
 #[tokio::test]
 async fn slow_consumer_is_closed_without_stalling_others() -> anyhow::Result<()> {
     let s = start(builder().max_queued_bytes(256 * 1024)).await?;
-    let (mut slow, slow_id) = client(&s).await?;
-    let (mut fast, _) = client(&s).await?;
+    let [(mut slow, slow_id), (mut fast, _)] = clients(&s).await?;
     join(&mut slow, "slow").await?;
     // `slow` stops reading. 400 x 64 KiB is far beyond its queue and socket buffers.
     fast.send_text("flood:slow:400").await?;
@@ -518,8 +519,7 @@ async fn slow_consumer_is_closed_without_stalling_others() -> anyhow::Result<()>
 #[tokio::test]
 async fn fan_out_keeps_frame_order_through_a_full_socket_buffer() -> anyhow::Result<()> {
     let s = start(builder().max_queued_bytes(64 << 20)).await?;
-    let (mut reader, _) = client(&s).await?;
-    let (mut sender, _) = client(&s).await?;
+    let [(mut reader, _), (mut sender, _)] = clients(&s).await?;
     join(&mut reader, "seq").await?;
     // About 9 MB while `reader` is not reading: far beyond the socket buffers, so the
     // write stops part-way and the rest follows once the client reads again.
@@ -553,8 +553,7 @@ fn an_app_built_on_another_runtime_still_delivers() -> anyhow::Result<()> {
         .build()?;
     serve.block_on(async {
         let s = asena_tests::serve(app).await?;
-        let (mut a, _) = client(&s).await?;
-        let (mut b, _) = client(&s).await?;
+        let [(mut a, _), (mut b, _)] = clients(&s).await?;
         join(&mut a, "r").await?;
         b.send_text("to:r:hello").await?;
         assert_eq!(a.recv_text().await?, "hello");
@@ -570,8 +569,7 @@ async fn drop_policy_keeps_slow_consumer_open() -> anyhow::Result<()> {
             .slow_consumer(SlowConsumer::DropMessages),
     )
     .await?;
-    let (mut slow, _) = client(&s).await?;
-    let (mut fast, _) = client(&s).await?;
+    let [(mut slow, _), (mut fast, _)] = clients(&s).await?;
     join(&mut slow, "slow").await?;
     fast.send_text("flood:slow:400").await?;
     assert_eq!(fast.recv_text().await?, "flooded");
@@ -642,8 +640,7 @@ async fn plain_http_requests_are_answered_clearly() -> anyhow::Result<()> {
 #[tokio::test]
 async fn shutdown_closes_every_socket_with_1001_and_runs_hooks() -> anyhow::Result<()> {
     let s = server().await?;
-    let (mut a, a_id) = client(&s).await?;
-    let (mut b, b_id) = client(&s).await?;
+    let [(mut a, a_id), (mut b, b_id)] = clients(&s).await?;
     let app = s.app.clone();
     let addr = s.addr;
     let recorder = rec(&s);
@@ -700,8 +697,7 @@ async fn limits_can_differ_per_service() -> anyhow::Result<()> {
     };
     let s = start(builder().limits_for("/p/{room}", limited)).await?;
     // /t keeps the app-wide limits: many sockets are fine.
-    let (_a, _) = client(&s).await?;
-    let (_b, _) = client(&s).await?;
+    let [(_a, _), (_b, _)] = clients(&s).await?;
     let mut first = s.connect("/p/x").await?;
     assert_eq!(first.recv_text().await?, "room=x");
     let mut second = s.connect("/p/y").await?;

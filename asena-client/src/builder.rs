@@ -45,6 +45,17 @@ pub struct ClientBuilder<C: Channel> {
     channel: PhantomData<fn() -> C>,
 }
 
+/// Declares setters that set one field each: `name(argument: Type) => field = value`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty)?) => $field:ident = $value:expr;)+) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self $(, $arg: $ty)?) -> Self {
+            self.$field = $value;
+            self
+        }
+    )+};
+}
+
 impl<C: Channel> ClientBuilder<C> {
     pub(crate) fn new(base: &str) -> Self {
         ClientBuilder {
@@ -95,45 +106,29 @@ impl<C: Channel> ClientBuilder<C> {
         self
     }
 
-    /// Reconnects after a lost connection with this backoff (the default is
-    /// [`Backoff::default`]).
-    pub fn reconnect(mut self, backoff: Backoff) -> Self {
-        self.reconnect = Some(backoff);
-        self
-    }
+    setters! {
+        /// Reconnects after a lost connection with this backoff (the default is
+        /// [`Backoff::default`]).
+        reconnect(backoff: Backoff) => reconnect = Some(backoff);
 
-    /// Never reconnects: after a lost connection the event stream yields
-    /// [`Event::Disconnected`](crate::Event::Disconnected) and ends.
-    pub fn without_reconnect(mut self) -> Self {
-        self.reconnect = None;
-        self
-    }
+        /// Never reconnects: after a lost connection the event stream yields
+        /// [`Event::Disconnected`](crate::Event::Disconnected) and ends.
+        without_reconnect() => reconnect = None;
 
-    /// Pings the server every `interval`; a connection on which no frame at all arrived for
-    /// two intervals (and a write that stalls as long) counts as dead and is replaced.
-    pub fn heartbeat(mut self, interval: Duration) -> Self {
-        self.heartbeat = Some(interval);
-        self
-    }
+        /// Pings the server every `interval`; a connection on which no frame at all arrived for
+        /// two intervals (and a write that stalls as long) counts as dead and is replaced.
+        heartbeat(interval: Duration) => heartbeat = Some(interval);
 
-    /// Never pings; a silent dead connection then goes unnoticed until the OS gives up on it.
-    pub fn without_heartbeat(mut self) -> Self {
-        self.heartbeat = None;
-        self
-    }
+        /// Never pings; a silent dead connection then goes unnoticed until the OS gives up on it.
+        without_heartbeat() => heartbeat = None;
 
-    /// How long one connect attempt (TCP and handshake) may take.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
+        /// How long one connect attempt (TCP and handshake) may take.
+        connect_timeout(timeout: Duration) => connect_timeout = timeout;
 
-    /// How many sent messages may wait for the connection (during a reconnect, or when the
-    /// socket is slower than the sender). [`Client::send`] waits when the queue is full,
-    /// [`Client::try_send`] fails with [`ClientError::QueueFull`]. At least 1.
-    pub fn queue(mut self, capacity: usize) -> Self {
-        self.queue = capacity.max(1);
-        self
+        /// How many sent messages may wait for the connection (during a reconnect, or when the
+        /// socket is slower than the sender). [`Client::send`] waits when the queue is full,
+        /// [`Client::try_send`] fails with [`ClientError::QueueFull`]. At least 1.
+        queue(capacity: usize) => queue = capacity.max(1);
     }
 
     /// Trusts `certificate` as a root for `wss://`, besides Mozilla's roots: a private CA's,

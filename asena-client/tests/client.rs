@@ -228,6 +228,14 @@ async fn restart(addr: SocketAddr, client: &mut Client<Chat>) -> Server {
     server
 }
 
+/// The next event of `client` is the `Said` message `text`; then the client closes and
+/// `server` stops.
+async fn said_then_stop(client: &mut Client<Chat>, server: Server, text: &str) {
+    assert_eq!(next_said(client).await, text);
+    client.close().await.unwrap();
+    server.stop().await;
+}
+
 /// The event stream has ended, and sends fail with `Closed`.
 async fn assert_ended(client: &mut Client<Chat>) {
     assert!(timeout(WAIT, client.next()).await.unwrap().is_none());
@@ -335,9 +343,7 @@ async fn reconnects_to_a_server_restarted_on_the_same_port() {
         })
         .await
         .unwrap();
-    assert_eq!(next_said(&mut client).await, "again");
-    client.close().await.unwrap();
-    second.stop().await;
+    said_then_stop(&mut client, second, "again").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,9 +370,7 @@ async fn messages_sent_while_disconnected_go_out_after_the_reconnect() {
     );
 
     let second = restart(addr, &mut client).await;
-    assert_eq!(next_said(&mut client).await, "queued");
-    client.close().await.unwrap();
-    second.stop().await;
+    said_then_stop(&mut client, second, "queued").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,25 +95,27 @@ pub struct ManagedEnvelope {
     pub exclude: Option<Vec<String>>,
 }
 
-impl ManagedEnvelope {
-    /// A message to one connection.
-    pub fn client(
-        server_id: impl Into<String>,
-        client_id: impl Into<String>,
-        event: impl Into<String>,
-        data: serde_json::Value,
-    ) -> ManagedEnvelope {
-        Self::targeted(server_id, TargetKind::Client, client_id, event, data)
-    }
+/// Declares the constructors of messages to one target named by an id: `name(id) => kind`.
+macro_rules! targeted_constructors {
+    ($($(#[$doc:meta])* $name:ident($id:ident) => $kind:ident;)+) => {$(
+        $(#[$doc])*
+        pub fn $name(
+            server_id: impl Into<String>,
+            $id: impl Into<String>,
+            event: impl Into<String>,
+            data: serde_json::Value,
+        ) -> ManagedEnvelope {
+            Self::targeted(server_id, TargetKind::$kind, Some($id.into()), event, data)
+        }
+    )+};
+}
 
-    /// A message to every session of a user.
-    pub fn user(
-        server_id: impl Into<String>,
-        user_id: impl Into<String>,
-        event: impl Into<String>,
-        data: serde_json::Value,
-    ) -> ManagedEnvelope {
-        Self::targeted(server_id, TargetKind::User, user_id, event, data)
+impl ManagedEnvelope {
+    targeted_constructors! {
+        /// A message to one connection.
+        client(client_id) => Client;
+        /// A message to every session of a user.
+        user(user_id) => User;
     }
 
     /// A message to the members of `room` except the clients in `exclude` (none when empty).
@@ -124,7 +126,8 @@ impl ManagedEnvelope {
         data: serde_json::Value,
         exclude: &[&str],
     ) -> ManagedEnvelope {
-        let mut envelope = Self::targeted(server_id, TargetKind::Room, room, event, data);
+        let mut envelope =
+            Self::targeted(server_id, TargetKind::Room, Some(room.into()), event, data);
         envelope.exclude =
             (!exclude.is_empty()).then(|| exclude.iter().map(|&id| id.to_owned()).collect());
         envelope
@@ -136,27 +139,20 @@ impl ManagedEnvelope {
         event: impl Into<String>,
         data: serde_json::Value,
     ) -> ManagedEnvelope {
-        ManagedEnvelope {
-            server_id: server_id.into(),
-            kind: TargetKind::Broadcast,
-            target: None,
-            event: event.into(),
-            data,
-            exclude: None,
-        }
+        Self::targeted(server_id, TargetKind::Broadcast, None, event, data)
     }
 
     fn targeted(
         server_id: impl Into<String>,
         kind: TargetKind,
-        target: impl Into<String>,
+        target: Option<String>,
         event: impl Into<String>,
         data: serde_json::Value,
     ) -> ManagedEnvelope {
         ManagedEnvelope {
             server_id: server_id.into(),
             kind,
-            target: Some(target.into()),
+            target,
             event: event.into(),
             data,
             exclude: None,

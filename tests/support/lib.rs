@@ -150,6 +150,14 @@ impl TestServer {
     }
 }
 
+/// Stops each of `servers` in turn ([`TestServer::stop`]); the first that fails ends it.
+pub async fn stop_all<const N: usize>(servers: [TestServer; N]) -> anyhow::Result<()> {
+    for server in servers {
+        server.stop().await?;
+    }
+    Ok(())
+}
+
 /// A real WebSocket client (tokio-tungstenite).
 #[derive(Debug)]
 pub struct Client {
@@ -225,6 +233,12 @@ impl Client {
         serde_json::from_str(&text).with_context(|| format!("not JSON: {text}"))
     }
 
+    /// Sends `value` as JSON and returns the next text message parsed as JSON: its answer.
+    pub async fn ask(&mut self, value: &Value) -> anyhow::Result<Value> {
+        self.send_json(value).await?;
+        self.recv_json().await
+    }
+
     /// Skips messages until one whose `type` is `ty`.
     pub async fn recv_type(&mut self, ty: &str) -> anyhow::Result<Value> {
         loop {
@@ -288,6 +302,22 @@ macro_rules! echo_service {
         #[derive(Debug)]
         struct $name;
 
+        $crate::impl_message_service!($name, |ws, msg| {
+            ws.send(&msg)?;
+            Ok(())
+        });
+    };
+}
+
+/// Implements `WebSocketService` for the service `$name` (declared by the caller), with no
+/// data per socket: `|ws, msg| handler` handles each message (the handler a `Result<()>`);
+/// without it, every message is ignored.
+#[macro_export]
+macro_rules! impl_message_service {
+    ($name:ident) => {
+        $crate::impl_message_service!($name, |_ws, _msg| Ok(()));
+    };
+    ($name:ident, |$ws:pat_param, $msg:pat_param| $handler:expr) => {
         impl ::asena_runtime::WebSocketService for $name {
             type Data = ();
             async fn on_message(
@@ -295,8 +325,8 @@ macro_rules! echo_service {
                 ws: &::asena_runtime::Socket<Self>,
                 msg: ::asena_runtime::Message,
             ) -> ::asena_runtime::Result<()> {
-                ws.send(&msg)?;
-                Ok(())
+                let ($ws, $msg) = (ws, msg);
+                $handler
             }
         }
     };
@@ -423,6 +453,54 @@ macro_rules! managed_service {
     };
 }
 
+/// Implements `ManagedService` for the managed service `$name` (declared by the caller)
+/// with `$options`: it admits `{"token": "U-token"}` as U ([`managed::token_user`]);
+/// `on_event = |service, ws, event| handler` handles its events (the future `handler` gives);
+/// `rooms = f` (an `fn(Vec<String>) -> Vec<String>`) filters the rooms a client may join,
+/// where all are allowed without it.
+#[macro_export]
+macro_rules! impl_token_service {
+    (
+        $name:ident,
+        $options:expr,
+        on_event = |$this:ident, $ws:ident, $event:ident| $on_event:expr
+        $(, rooms = $rooms:path)?
+    ) => {
+        impl ::asena_runtime::managed::ManagedService for $name {
+            fn options(&self) -> ::asena_runtime::managed::ManagedOptions {
+                $options
+            }
+
+            async fn authenticate(
+                &self,
+                _ws: &::asena_runtime::Socket<Self>,
+                credentials: ::serde_json::Value,
+            ) -> ::asena_runtime::Result<Option<::asena_runtime::managed::Authenticated>> {
+                Ok($crate::managed::token_user(&credentials))
+            }
+
+            $(
+                async fn validate_rooms(
+                    &self,
+                    _ws: &::asena_runtime::Socket<Self>,
+                    rooms: Vec<String>,
+                ) -> Vec<String> {
+                    $rooms(rooms)
+                }
+            )?
+
+            async fn on_event(
+                &self,
+                ws: &::asena_runtime::Socket<Self>,
+                event: ::asena_runtime::Message,
+            ) -> ::asena_runtime::Result<()> {
+                let ($this, $ws, $event) = (self, ws, event);
+                $on_event.await
+            }
+        }
+    };
+}
+
 /// Declares each test twice, in the modules `over_redis` and `over_nats`: `name => body`
 /// runs `body(url)` with the URL of that shared broker ([`broker::REDIS`],
 /// [`broker::NATS`]), `name => body(Kind)` runs `body(kind)` with its [`broker::Kind`] (for
@@ -495,6 +573,21 @@ async fn authenticating(
         .send_json(&event("authenticate", credentials))
         .await?;
     Ok(client)
+}
+
+/// Runs `f` on each of `items` in turn (one connection after the other, say) and returns the
+/// results in their order.
+pub async fn in_order<I, T, const N: usize>(
+    items: [I; N],
+    mut f: impl AsyncFnMut(I) -> anyhow::Result<T>,
+) -> anyhow::Result<[T; N]> {
+    let mut results = Vec::with_capacity(N);
+    for item in items {
+        results.push(f(item).await?);
+    }
+    Ok(results
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one result per item")))
 }
 
 /// Polls `check` until it holds (every 5 ms, at most [`WAIT`]); for state the server updates

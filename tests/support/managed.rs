@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use asena_runtime::managed::{Authenticated, Managed, ManagedService};
 use serde_json::Value;
 
-use crate::{Client, TestServer, managed_login};
+use crate::{Client, TestServer, in_order, managed_login};
 
 /// The socket id of a managed `connected` event (its `data.id`).
 pub fn connected_id(connected: &Value) -> anyhow::Result<String> {
@@ -40,12 +40,21 @@ pub async fn token_logins<const N: usize>(
     path: &str,
     tokens: [&str; N],
 ) -> anyhow::Result<[Client; N]> {
-    let mut clients = Vec::with_capacity(N);
-    for token in tokens {
+    in_order(tokens, async |token| {
         let credentials = serde_json::json!({"type": "token", "token": token});
-        clients.push(managed_login(server, path, credentials).await?.0);
-    }
-    Ok(clients
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("one client per token")))
+        Ok(managed_login(server, path, credentials).await?.0)
+    })
+    .await
+}
+
+/// `server` with each of `users` logged in, in order, to its managed service at `path` with
+/// the token `U-token` ([`token_logins`]); returns the server and the clients.
+pub async fn with_token_users<const N: usize>(
+    server: TestServer,
+    path: &str,
+    users: [&str; N],
+) -> anyhow::Result<(TestServer, [Client; N])> {
+    let tokens = users.map(|user| format!("{user}-token"));
+    let clients = token_logins(&server, path, tokens.each_ref().map(String::as_str)).await?;
+    Ok((server, clients))
 }

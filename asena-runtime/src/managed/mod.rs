@@ -820,7 +820,7 @@ fn now_rfc3339() -> String {
 mod bus {
     use std::sync::Weak;
 
-    use super::send::{FleetBus, Target};
+    use super::send::{Delivery, FleetBus, Target};
     use super::*;
     use asena_protocol::managed::{ManagedEnvelope, TargetKind};
 
@@ -868,8 +868,13 @@ mod bus {
                 .flatten()
                 .map(String::as_str)
                 .collect();
-            match state.deliver_local(&self.ns, &target, &envelope.event, &envelope.data, &exclude)
-            {
+            let delivery = Delivery {
+                target,
+                event: &envelope.event,
+                data: &envelope.data,
+                exclude: &exclude,
+            };
+            match state.deliver_local(&self.ns, delivery) {
                 Ok(_) => Heard::Delivered,
                 Err(error) => Heard::Refused(error.to_string()),
             }

@@ -57,15 +57,8 @@ impl std::fmt::Debug for FleetBus {
 
 impl FleetBus {
     /// Hands a delivery to the other instances, from the server `server_id`.
-    fn publish(
-        &self,
-        server_id: &str,
-        target: &Target<'_>,
-        event: &str,
-        data: &Value,
-        exclude: &[&str],
-    ) {
-        let (kind, target) = match *target {
+    fn publish(&self, server_id: &str, delivery: Delivery<'_>) {
+        let (kind, target) = match delivery.target {
             Target::Client(id) => (TargetKind::Client, Some(id.to_owned())),
             Target::User(user) => (TargetKind::User, Some(user.to_owned())),
             Target::Room(room) => (TargetKind::Room, Some(room.to_owned())),
@@ -75,10 +68,10 @@ impl FleetBus {
             server_id: server_id.to_owned(),
             kind,
             target,
-            event: event.to_owned(),
-            data: data.clone(),
-            exclude: (!exclude.is_empty())
-                .then(|| exclude.iter().map(|c| (*c).to_owned()).collect()),
+            event: delivery.event.to_owned(),
+            data: delivery.data.clone(),
+            exclude: (!delivery.exclude.is_empty())
+                .then(|| delivery.exclude.iter().map(|c| (*c).to_owned()).collect()),
         };
         self.transport.publish(Outbound::channel(
             envelope.channel_under(&self.prefix),
@@ -94,6 +87,15 @@ pub(crate) enum Target<'a> {
     User(&'a str),
     Room(&'a str),
     Broadcast,
+}
+
+/// One delivery: who it is for, the event and its data, and the clients it skips.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Delivery<'a> {
+    pub(crate) target: Target<'a>,
+    pub(crate) event: &'a str,
+    pub(crate) data: &'a Value,
+    pub(crate) exclude: &'a [&'a str],
 }
 
 impl ManagedState {
@@ -137,14 +139,11 @@ impl ManagedState {
     pub(crate) fn deliver_local(
         &self,
         ns: &Namespace,
-        target: &Target<'_>,
-        event: &str,
-        data: &Value,
-        exclude: &[&str],
+        delivery: Delivery<'_>,
     ) -> Result<usize, SendError> {
-        let frame = event_frame(ns, event, data)?;
+        let frame = event_frame(ns, delivery.event, delivery.data)?;
         let mut n = 0;
-        let candidates: Vec<SocketRef> = match target {
+        let candidates: Vec<SocketRef> = match delivery.target {
             Target::Client(id) => ns.socket(id).into_iter().collect(),
             Target::User(user) => self
                 .sessions(user)
@@ -155,7 +154,7 @@ impl ManagedState {
             Target::Broadcast => ns.sockets(),
         };
         for socket in &candidates {
-            if exclude.contains(&socket.id()) {
+            if delivery.exclude.contains(&socket.id()) {
                 continue;
             }
             // The client's gate withholds it before authentication and seals it for an
@@ -170,14 +169,11 @@ impl ManagedState {
     pub(crate) fn deliver(
         &self,
         ns: &Namespace,
-        target: &Target<'_>,
-        event: &str,
-        data: &Value,
-        exclude: &[&str],
+        delivery: Delivery<'_>,
     ) -> Result<usize, SendError> {
-        let local = self.deliver_local(ns, target, event, data, exclude)?;
+        let local = self.deliver_local(ns, delivery)?;
         if let Some(bus) = self.bus.get() {
-            bus.publish(&self.server_id, target, event, data, exclude);
+            bus.publish(&self.server_id, delivery);
         }
         Ok(local)
     }
@@ -278,6 +274,21 @@ impl<S: ManagedService> Socket<S> {
     }
 }
 
+/// Declares the senders to one target named by an id, excluding no one:
+/// `name(id) => Target variant`.
+macro_rules! senders_to_one {
+    ($($(#[$doc:meta])* $name:ident($id:ident) => $target:ident;)+) => {$(
+        $(#[$doc])*
+        pub fn $name(
+            &self,
+            $id: &str,
+            message: impl EventMessage<O>,
+        ) -> Result<usize, SendError> {
+            self.send(Target::$target($id), message, &[])
+        }
+    )+};
+}
+
 impl<O> Managed<O> {
     /// The untyped sender: any `(event, data)` pair, whatever the service declares it
     /// `sends`.
@@ -303,26 +314,20 @@ impl<O> Managed<O> {
         let (event, data) = message
             .into_event()
             .map_err(|e| SendError::invalid_message(Some(self.ns.path()), e))?;
-        self.state
-            .deliver(&self.ns, &target, &event, &data, exclude)
+        let delivery = Delivery {
+            target,
+            event: &event,
+            data: &data,
+            exclude,
+        };
+        self.state.deliver(&self.ns, delivery)
     }
 
-    /// To one client, by id, wherever it is connected.
-    pub fn to_client(
-        &self,
-        client_id: &str,
-        message: impl EventMessage<O>,
-    ) -> Result<usize, SendError> {
-        self.send(Target::Client(client_id), message, &[])
-    }
-
-    /// To every session of a user, on every instance.
-    pub fn to_user(
-        &self,
-        user_id: &str,
-        message: impl EventMessage<O>,
-    ) -> Result<usize, SendError> {
-        self.send(Target::User(user_id), message, &[])
+    senders_to_one! {
+        /// To one client, by id, wherever it is connected.
+        to_client(client_id) => Client;
+        /// To every session of a user, on every instance.
+        to_user(user_id) => User;
     }
 
     /// To every member of a room (a client id names that client's own room), on every

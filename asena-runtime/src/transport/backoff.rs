@@ -3,7 +3,15 @@
 // With only some broker features enabled, parts of it go unused.
 #![cfg_attr(not(all(feature = "redis", feature = "nats")), allow(dead_code))]
 
+use std::pin::pin;
 use std::time::Duration;
+
+use futures_util::{Stream, StreamExt as _};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// A transport's task was told to stop.
+pub(crate) struct Shutdown;
 
 /// The delays between reconnection attempts: 100 ms doubling up to 1.2 s, each with up to
 /// as much again of random jitter (so a fleet does not reconnect in lockstep), so never more
@@ -37,6 +45,27 @@ impl Backoff {
     /// The delay before the next attempt.
     pub(crate) fn next_delay(&mut self) -> Duration {
         self.0.next().unwrap_or(Self::MAX).min(Self::MAX)
+    }
+
+    /// Waits out the next delay, handing `on` what `meanwhile` yields along the way (the
+    /// queue, or the joins and leaves, that keep coming while there is no connection); a
+    /// `meanwhile` that ends is no longer asked. `Err` as soon as `shutdown` changes or `on`
+    /// fails.
+    pub(crate) async fn wait<T>(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+        meanwhile: impl Stream<Item = T>,
+        mut on: impl FnMut(T) -> Result<(), Shutdown>,
+    ) -> Result<(), Shutdown> {
+        let wake = Instant::now() + self.next_delay();
+        let mut meanwhile = pin!(meanwhile);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return Err(Shutdown),
+                _ = tokio::time::sleep_until(wake) => return Ok(()),
+                Some(item) = meanwhile.next() => on(item)?,
+            }
+        }
     }
 
     /// The delay before attempt number `attempt` (0-based), for clients that count attempts

@@ -7,7 +7,13 @@
 // With only some broker features enabled, parts of the shared code go unused.
 #![cfg_attr(
     not(all(feature = "redis", feature = "nats")),
-    allow(dead_code, unreachable_code, unused_imports, unused_variables)
+    allow(
+        dead_code,
+        unreachable_code,
+        unused_imports,
+        unused_macros,
+        unused_variables
+    )
 )]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +49,68 @@ pub(crate) fn encode_outbound(msg: &Outbound, pod_id: &str) -> Vec<u8> {
         Route::Channel(_) => msg.payload.to_vec(),
     }
 }
+
+/// Declares what a broker transport `$transport` (its `core` a [`BrokerCore`]) shares with
+/// the others: its `Debug` (the core's), and the methods `pod_id`, `url`, `stats` and the
+/// setter and getter of its fleet channel, named and described by the caller (`channel` and
+/// `channel_name` for Redis, `subject` and `subject_name` for NATS).
+macro_rules! broker_methods {
+    ($transport:ident, $(#[$set_doc:meta])* $set:ident, $(#[$get_doc:meta])* $get:ident) => {
+        impl std::fmt::Debug for $transport {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.core.fmt_transport(stringify!($transport), f)
+            }
+        }
+
+        impl $transport {
+            /// This instance's random pod id (the `o` of its envelopes).
+            pub fn pod_id(&self) -> &str {
+                &self.core.pod_id
+            }
+
+            /// The broker URL.
+            pub fn url(&self) -> &str {
+                &self.core.url
+            }
+
+            $(#[$set_doc])*
+            pub fn $set(mut self, $set: impl Into<String>) -> Self {
+                self.core.channel = $set.into();
+                self
+            }
+
+            $(#[$get_doc])*
+            pub fn $get(&self) -> &str {
+                &self.core.channel
+            }
+
+            /// Counters: published, received, dropped, errors, reconnects.
+            pub fn stats(&self) -> TransportStats {
+                self.core.counters.snapshot()
+            }
+        }
+    };
+}
+pub(crate) use broker_methods;
+
+/// Declares the `Transport` methods every broker transport has alike: its `name`, `init`
+/// (its own `start`) and `stats` (its counters).
+macro_rules! broker_transport_methods {
+    ($name:literal) => {
+        fn name(&self) -> &'static str {
+            $name
+        }
+
+        fn init(&self, inbound: Inbound) -> BoxFuture<'_, Result<(), TransportError>> {
+            Box::pin(self.start(inbound))
+        }
+
+        fn stats(&self) -> Option<TransportStats> {
+            Some(self.core.counters.snapshot())
+        }
+    };
+}
+pub(crate) use broker_transport_methods;
 
 /// What every broker transport holds: where it connects, who it is (the pod id its envelopes
 /// carry), its counters, its outgoing queue and tasks (set once started, with its connection

@@ -50,7 +50,9 @@ use futures_util::StreamExt;
 use futures_util::stream::{AbortHandle, Abortable};
 
 use super::backoff::Backoff;
-use super::broker::{BrokerCore, CONNECT_TIMEOUT, Tasks, encode_outbound};
+use super::broker::{
+    BrokerCore, CONNECT_TIMEOUT, Tasks, broker_methods, broker_transport_methods, encode_outbound,
+};
 use super::counters::{Counters, TransportStats};
 use super::publisher::{Link, Lost, Publish, RESUBSCRIBE_GRACE};
 use super::subscriber::{Event, Failed, Interest, Subscription};
@@ -78,12 +80,6 @@ pub struct NatsTransport {
     max_payload: Arc<AtomicUsize>,
     /// How long publishing waits after a reconnection (module docs).
     grace: Duration,
-}
-
-impl std::fmt::Debug for NatsTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.core.fmt_transport("NatsTransport", f)
-    }
 }
 
 impl NatsTransport {
@@ -123,33 +119,6 @@ impl NatsTransport {
     /// Whether room messages go on their rooms' own subjects (the default).
     pub fn routes_by_interest(&self) -> bool {
         self.by_interest
-    }
-
-    /// This instance's random pod id (the `o` of its envelopes).
-    pub fn pod_id(&self) -> &str {
-        &self.core.pod_id
-    }
-
-    /// The broker URL.
-    pub fn url(&self) -> &str {
-        &self.core.url
-    }
-
-    /// Uses `subject` instead of the default [`wire::NATS_SUBJECT`]: instances (and emitters)
-    /// share rooms only on the same NATS subject.
-    pub fn subject(mut self, subject: impl Into<String>) -> Self {
-        self.core.channel = subject.into();
-        self
-    }
-
-    /// The NATS subject this transport publishes to and listens on.
-    pub fn subject_name(&self) -> &str {
-        &self.core.channel
-    }
-
-    /// Counters: published, received, dropped, errors, reconnects.
-    pub fn stats(&self) -> TransportStats {
-        self.core.counters.snapshot()
     }
 
     async fn start(&self, inbound: Inbound) -> Result<(), TransportError> {
@@ -488,18 +457,17 @@ fn envelope_size_at_least(msg: &Outbound) -> usize {
     }
 }
 
+broker_methods! {
+    NatsTransport,
+    /// Uses `subject` instead of the default [`wire::NATS_SUBJECT`]: instances (and emitters)
+    /// share rooms only on the same NATS subject.
+    subject,
+    /// The NATS subject this transport publishes to and listens on.
+    subject_name
+}
+
 impl Transport for NatsTransport {
-    fn name(&self) -> &'static str {
-        "nats"
-    }
-
-    fn init(&self, inbound: Inbound) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(self.start(inbound))
-    }
-
-    fn stats(&self) -> Option<TransportStats> {
-        Some(self.core.counters.snapshot())
-    }
+    broker_transport_methods!("nats");
 
     fn publish(&self, message: Outbound) {
         // Refused here, before it is queued, when even its payload is too large.

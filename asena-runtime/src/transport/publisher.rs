@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::Outbound;
-use super::backoff::Backoff;
+use super::backoff::{Backoff, Shutdown};
 use super::counters::Counters;
 use crate::error::BoxError;
 
@@ -142,20 +142,22 @@ impl<P: Publish> PublisherTask<P> {
     async fn reconnect(&mut self, batch: &mut Vec<Outbound>) -> Result<(), Shutdown> {
         let mut backoff = Backoff::new();
         loop {
-            let wake = Instant::now() + backoff.next_delay();
-            loop {
-                tokio::select! {
-                    _ = self.shutdown.changed() => return Err(Shutdown),
-                    _ = tokio::time::sleep_until(wake) => break,
-                    n = self.rx.recv_many(batch, BATCH) => {
-                        if n == 0 {
-                            return Err(Shutdown);
-                        }
-                        Counters::add(&self.counters.dropped, n as u64);
-                        batch.clear();
-                    }
+            // The number of messages that came meanwhile, 0 once the queue is closed.
+            let queued = futures_util::stream::poll_fn(|cx| {
+                let n = self.rx.poll_recv_many(cx, batch, BATCH);
+                batch.clear();
+                n.map(Some)
+            });
+            let drop_queued = |n: usize| {
+                if n == 0 {
+                    return Err(Shutdown);
                 }
-            }
+                Counters::add(&self.counters.dropped, n as u64);
+                Ok(())
+            };
+            backoff
+                .wait(&mut self.shutdown, queued, drop_queued)
+                .await?;
             match self.publish.reconnect().await {
                 Ok(()) => {
                     Counters::add(&self.counters.reconnects, 1);
@@ -191,6 +193,3 @@ impl<P: Publish> PublisherTask<P> {
         }
     }
 }
-
-/// The task was told to stop.
-struct Shutdown;

@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::backoff::Backoff;
+use super::backoff::{Backoff, Shutdown};
 use super::counters::Counters;
 use super::{Heard, Inbound};
 use crate::error::BoxError;
@@ -261,14 +261,12 @@ impl<S: Subscription> SubscriberTask<S> {
     async fn reconnect(&mut self, rooms: &mut Rooms) -> Result<(), Shutdown> {
         let mut backoff = Backoff::new();
         loop {
-            let wake = Instant::now() + backoff.next_delay();
-            loop {
-                tokio::select! {
-                    _ = self.shutdown.changed() => return Err(Shutdown),
-                    _ = tokio::time::sleep_until(wake) => break,
-                    Some(change) = self.changes.recv() => { rooms.apply(change); }
-                }
-            }
+            let changes = futures_util::stream::poll_fn(|cx| self.changes.poll_recv(cx));
+            let follow = |change| {
+                rooms.apply(change);
+                Ok(())
+            };
+            backoff.wait(&mut self.shutdown, changes, follow).await?;
             if let Err(error) = self.subscription.reconnect().await {
                 Counters::add(&self.counters.errors, 1);
                 tracing::warn!(target: "asena::transport", transport = S::NAME, %error, "subscriber reconnect failed");
@@ -324,6 +322,3 @@ impl<S: Subscription> SubscriberTask<S> {
         }
     }
 }
-
-/// The task was told to stop.
-struct Shutdown;

@@ -38,7 +38,7 @@ use redis::Client;
 use redis::aio::{PubSub, PubSubSink, PubSubStream};
 use tokio::sync::mpsc;
 
-use super::broker::{BrokerCore, CONNECT_TIMEOUT, Tasks};
+use super::broker::{BrokerCore, CONNECT_TIMEOUT, Tasks, broker_methods, broker_transport_methods};
 use super::counters::TransportStats;
 use super::publisher::RESUBSCRIBE_GRACE;
 use super::subscriber::{Event, Failed, Interest, Subscription};
@@ -72,12 +72,6 @@ pub struct RedisTransport {
     by_interest: bool,
     /// The nodes of a Redis Cluster ([`RedisTransport::cluster`]), or none for one server.
     cluster: Option<Vec<String>>,
-}
-
-impl std::fmt::Debug for RedisTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.core.fmt_transport("RedisTransport", f)
-    }
 }
 
 impl RedisTransport {
@@ -158,33 +152,6 @@ impl RedisTransport {
     pub fn route_by_interest(mut self) -> Self {
         self.by_interest = true;
         self
-    }
-
-    /// This instance's random pod id (the `o` of its envelopes).
-    pub fn pod_id(&self) -> &str {
-        &self.core.pod_id
-    }
-
-    /// The broker URL.
-    pub fn url(&self) -> &str {
-        &self.core.url
-    }
-
-    /// Uses `channel` instead of the default [`wire::REDIS_CHANNEL`]: instances (and emitters)
-    /// share rooms only on the same Redis channel.
-    pub fn channel(mut self, channel: impl Into<String>) -> Self {
-        self.core.channel = channel.into();
-        self
-    }
-
-    /// The Redis channel this transport publishes to and listens on.
-    pub fn channel_name(&self) -> &str {
-        &self.core.channel
-    }
-
-    /// Counters: published, received, dropped, errors, reconnects.
-    pub fn stats(&self) -> TransportStats {
-        self.core.counters.snapshot()
     }
 
     async fn start(&self, inbound: Inbound) -> Result<(), TransportError> {
@@ -278,18 +245,17 @@ impl RedisTransport {
     }
 }
 
+broker_methods! {
+    RedisTransport,
+    /// Uses `channel` instead of the default [`wire::REDIS_CHANNEL`]: instances (and emitters)
+    /// share rooms only on the same Redis channel.
+    channel,
+    /// The Redis channel this transport publishes to and listens on.
+    channel_name
+}
+
 impl Transport for RedisTransport {
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-
-    fn init(&self, inbound: Inbound) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(self.start(inbound))
-    }
-
-    fn stats(&self) -> Option<TransportStats> {
-        Some(self.core.counters.snapshot())
-    }
+    broker_transport_methods!("redis");
 
     fn publish(&self, message: Outbound) {
         self.core.enqueue("redis", message);
