@@ -8,24 +8,14 @@
 /// The code generated from the documents (`build.rs`).
 #[allow(dead_code)]
 mod generated {
-    pub mod gemini {
-        include!(concat!(env!("OUT_DIR"), "/codegen_gemini.rs"));
-    }
-    pub mod kraken_filter {
-        include!(concat!(env!("OUT_DIR"), "/codegen_kraken_filter.rs"));
-    }
-    pub mod kraken_channels {
-        include!(concat!(env!("OUT_DIR"), "/codegen_kraken_channels.rs"));
-    }
-    pub mod slack {
-        include!(concat!(env!("OUT_DIR"), "/codegen_slack.rs"));
-    }
-    pub mod social_frontend {
-        include!(concat!(env!("OUT_DIR"), "/codegen_social_frontend.rs"));
-    }
-    pub mod bench_server {
-        include!(concat!(env!("OUT_DIR"), "/codegen_bench_server.rs"));
-    }
+    asena_tests::generated!(
+        gemini => "codegen_gemini.rs",
+        kraken_filter => "codegen_kraken_filter.rs",
+        kraken_channels => "codegen_kraken_channels.rs",
+        slack => "codegen_slack.rs",
+        social_frontend => "codegen_social_frontend.rs",
+        bench_server => "codegen_bench_server.rs",
+    );
 }
 
 use std::fmt::Debug;

@@ -76,13 +76,12 @@ pub async fn subscribe<C>(
 }
 
 /// Checks `message`, then sends it as JSON text on `ws`, a socket the application owns.
-pub async fn publish_on<C, S>(
+pub async fn publish_on<C: Channel, S>(
     ws: &mut S,
     message: &C::In,
     options: MessageOptions,
 ) -> Result<(), ClientError>
 where
-    C: Channel,
     C::In: Serialize + Checked,
     S: Sink<WsMessage, Error = tungstenite::Error> + Unpin,
 {

@@ -8,7 +8,9 @@ use serde_json::Value;
 use crate::Error;
 use crate::model::{Api, Endpoint, Msg};
 use crate::source::{Loc, Sources};
-use crate::types::{Body, Def, Num, Rule, Rules, Ty, TypeSpace, field_name, type_name};
+use crate::types::{
+    Body, Def, Num, Rule, Rules, Ty, TypeSpace, field_name, type_name, unique, variant_name,
+};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -23,13 +25,7 @@ pub fn file(sources: &Sources, api: &Api, options: &Options) -> Result<TokenStre
     let mut modules = Vec::new();
     let mut module_names = std::collections::HashSet::new();
     for endpoint in &api.endpoints {
-        let mut module = field_name(&endpoint.name);
-        let base = module.clone();
-        let mut n = 2;
-        while !module_names.insert(module.clone()) {
-            module = format!("{base}_{n}");
-            n += 1;
-        }
+        let module = unique(&mut module_names, field_name(&endpoint.name), "_");
         modules.push(endpoint_module(
             &mut space, sources, endpoint, &module, options,
         )?);
@@ -412,26 +408,16 @@ fn direction(
             }
         });
     }
-    let payloads: Vec<Loc> = messages.iter().filter_map(|m| m.payload.clone()).collect();
-    let tag = if payloads.len() == messages.len() && !messages.is_empty() {
-        space.common_tag(&payloads)
-    } else {
-        None
-    };
+    let tag = direction_tag(space, messages);
     let mut variants = Vec::new();
     let mut taken = std::collections::HashSet::new();
     for (i, m) in messages.iter().enumerate() {
-        let label = m.name.clone().unwrap_or_else(|| m.key.clone());
-        let mut vname = type_name(&label);
-        if vname.is_empty() {
-            vname = format!("Message{}", i + 1);
-        }
-        let base = vname.clone();
-        let mut n = 2;
-        while !taken.insert(vname.clone()) {
-            vname = format!("{base}{n}");
-            n += 1;
-        }
+        let label = m.name.as_deref().unwrap_or(&m.key);
+        let vname = unique(
+            &mut taken,
+            variant_name(label, &format!("Message{}", i + 1)),
+            "",
+        );
         let mdoc = docs(m.description.as_deref().or(m.title.as_deref()));
         let hint = payload_hint(endpoint, m);
         let (ty, rules, rename) = match (&tag, &m.payload) {
@@ -477,6 +463,17 @@ fn direction(
     ))
 }
 
+/// The property that tells one direction's messages apart, when every message has a
+/// payload and they share one with a distinct constant value.
+fn direction_tag(space: &TypeSpace<'_>, messages: &[Msg]) -> Option<String> {
+    let payloads: Vec<Loc> = messages.iter().filter_map(|m| m.payload.clone()).collect();
+    if payloads.len() == messages.len() && !messages.is_empty() {
+        space.common_tag(&payloads)
+    } else {
+        None
+    }
+}
+
 fn payload_hint(endpoint: &str, m: &Msg) -> String {
     // A message's payload is named after the message component (`#/components/messages/X`),
     // or the endpoint and the message's key.
@@ -491,12 +488,7 @@ fn payload_hint(endpoint: &str, m: &Msg) -> String {
 /// from its schema (when one can be made for sure). In a direction told apart by `tag`, a
 /// sample gets the tag's value when its schema left the property optional.
 fn examples(space: &TypeSpace<'_>, sources: &Sources, messages: &[Msg]) -> Vec<String> {
-    let payloads: Vec<Loc> = messages.iter().filter_map(|m| m.payload.clone()).collect();
-    let tag = if payloads.len() == messages.len() && !messages.is_empty() {
-        space.common_tag(&payloads)
-    } else {
-        None
-    };
+    let tag = direction_tag(space, messages);
     let mut out = Vec::new();
     for m in messages {
         if !m.examples.is_empty() {
@@ -708,16 +700,7 @@ fn params(endpoint: &Endpoint) -> TokenStream {
                 let ename = format_ident!("{}", type_name(&p.name));
                 let mut taken = std::collections::HashSet::new();
                 let variants = values.iter().map(|v| {
-                    let mut n = type_name(v);
-                    if n.is_empty() {
-                        n = "Empty".to_owned();
-                    }
-                    let base = n.clone();
-                    let mut k = 2;
-                    while !taken.insert(n.clone()) {
-                        n = format!("{base}{k}");
-                        k += 1;
-                    }
+                    let n = unique(&mut taken, variant_name(v, "Empty"), "");
                     let n = format_ident!("{}", n);
                     quote!(#[serde(rename = #v)] #n)
                 });

@@ -362,6 +362,7 @@ impl Reader<'_> {
         let channel = self.channel_at(&loc.join("channel"), &channel_ref)?;
         let messages = self.pick(&loc.join("messages"), value.get("messages"), channel)?;
         let mut reply = Vec::new();
+        let mut reply_loc = channel.loc.clone();
         if value.get("reply").is_some() {
             let (rloc, r) = sources.resolve(&loc.join("reply"))?;
             if r.get("address").is_some() {
@@ -375,28 +376,16 @@ impl Reader<'_> {
                 None => channel,
             };
             reply = self.pick(&rloc.join("messages"), r.get("messages"), reply_channel)?;
-            let reply_loc = reply_channel.loc.clone();
-            return Ok((
-                Operation {
-                    name: key.to_owned(),
-                    action,
-                    channel: channel.key.clone(),
-                    messages,
-                    reply,
-                },
-                reply_loc,
-            ));
+            reply_loc = reply_channel.loc.clone();
         }
-        Ok((
-            Operation {
-                name: key.to_owned(),
-                action,
-                channel: channel.key.clone(),
-                messages,
-                reply,
-            },
-            channel.loc.clone(),
-        ))
+        let operation = Operation {
+            name: key.to_owned(),
+            action,
+            channel: channel.key.clone(),
+            messages,
+            reply,
+        };
+        Ok((operation, reply_loc))
     }
 
     fn endpoints(self, operations: Vec<(Operation, Loc)>) -> Result<Vec<Endpoint>, Error> {
@@ -531,28 +520,54 @@ fn path_name(path: &str) -> String {
     }
 }
 
-/// What an Asena server accepts as a path (the rules of `#[websocket(path = ..)]`).
+/// What an Asena server accepts as a path (the rules of `#[websocket(path = ..)]`): no
+/// query, fragment, space or dot, and `{name}`s that each close before the next opens.
 fn check_path(path: &str) -> Result<(), String> {
-    if path.contains(['?', '#', ' ', '.']) {
+    if let Some(bad) = path.chars().find(|c| matches!(c, '?' | '#' | ' ' | '.')) {
         return Err(format!(
-            "the address `{path}` has `?`, `#`, `.` or a space, which a WebSocket path of an Asena server cannot"
+            "the address `{path}` has `{bad}`, which a WebSocket path of an Asena server cannot"
         ));
     }
-    let mut depth = 0i32;
-    for c in path.chars() {
-        match c {
-            '{' => depth += 1,
-            '}' => depth -= 1,
-            _ => {}
-        }
-        if !(0..=1).contains(&depth) {
-            break;
-        }
-    }
-    if depth != 0 || path.contains("{}") {
+    let params_close = path.split('{').skip(1).all(|rest| {
+        rest.split_once('}')
+            .is_some_and(|(name, _)| !name.is_empty() && !name.contains('}'))
+    });
+    let stray_close = path
+        .split('{')
+        .next()
+        .is_some_and(|head| head.contains('}'))
+        || path.split('{').skip(1).any(|rest| {
+            rest.split_once('}')
+                .is_some_and(|(_, after)| after.contains('}'))
+        });
+    if !params_close || stray_close {
         return Err(format!(
             "the address `{path}` has an unbalanced or empty `{{param}}`"
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_path, path_name, path_params};
+
+    #[test]
+    fn paths_follow_the_servers_rules() {
+        for ok in ["/", "/a/{id}", "/user/events/{userId}/{kind}", "/v1/{a}b"] {
+            assert!(check_path(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "/a.b", "/a?x", "/a/{", "/a/{}", "/a/}", "/a/{b}}", "/{a{b}}", "/a b",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parameters_and_names_come_from_the_path() {
+        assert_eq!(path_params("/user/{id}/x/{kind}"), ["id", "kind"]);
+        assert_eq!(path_name("/v1/marketdata/{symbol}"), "v1_marketdata");
+        assert_eq!(path_name("/"), "root");
+    }
 }

@@ -195,14 +195,7 @@ impl<'s> TypeSpace<'s> {
 
     /// A type name not taken yet, from `hint`.
     pub fn fresh_name(&mut self, hint: &str) -> String {
-        let base = type_name(hint);
-        let mut name = base.clone();
-        let mut n = 2;
-        while !self.names.insert(name.clone()) {
-            name = format!("{base}{n}");
-            n += 1;
-        }
-        name
+        unique(&mut self.names, type_name(hint), "")
     }
 
     fn err(&self, loc: &Loc, message: impl Into<String>) -> Error {
@@ -362,16 +355,7 @@ impl<'s> TypeSpace<'s> {
                 .into_iter()
                 .flatten()
                 .map(|v| {
-                    let mut variant = type_name(&v);
-                    if variant.is_empty() || variant == "_" {
-                        variant = "Empty".to_owned();
-                    }
-                    let base = variant.clone();
-                    let mut n = 2;
-                    while !taken.insert(variant.clone()) {
-                        variant = format!("{base}{n}");
-                        n += 1;
-                    }
+                    let variant = unique(&mut taken, variant_name(&v, "Empty"), "");
                     (variant, v)
                 })
                 .collect();
@@ -381,7 +365,15 @@ impl<'s> TypeSpace<'s> {
             .into_iter()
             .find(|k| value.get(*k).is_some() && value.get("properties").is_none());
         if let Some(key) = union {
-            return self.union(&loc.join(key), value, name, omit, depth);
+            let discriminator = match value.get("discriminator") {
+                Some(Value::String(p)) => Some(p.clone()),
+                Some(Value::Object(d)) => d
+                    .get("propertyName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                _ => None,
+            };
+            return self.union(&loc.join(key), discriminator, name, omit, depth);
         }
         if value.get("allOf").is_some() && value.get("properties").is_none() {
             let mut parts = Parts::default();
@@ -470,13 +462,7 @@ impl<'s> TypeSpace<'s> {
             let hint = format!("{name}{}", type_name(json));
             let (ty, rules) = self.ty(ploc, &hint, depth + 1)?;
             let required = parts.required.contains(json);
-            let mut ident = field_name(json);
-            let base = ident.clone();
-            let mut n = 2;
-            while !idents.insert(ident.clone()) {
-                ident = format!("{base}_{n}");
-                n += 1;
-            }
+            let ident = unique(&mut idents, field_name(json), "_");
             let doc = self.sources.resolve(ploc).ok().and_then(|(_, v)| doc_of(v));
             fields.push(Field {
                 json: json.clone(),
@@ -518,24 +504,17 @@ impl<'s> TypeSpace<'s> {
 
     /// The enum of a `oneOf`/`anyOf` at `at`. `omit` is the tag of an enclosing enum, left
     /// out of every branch (they all have the same value for it).
+    /// `discriminator` is the schema's own, if it names one.
     fn union(
         &mut self,
         at: &Loc,
-        value: &Value,
+        discriminator: Option<String>,
         name: &str,
         omit: Option<&str>,
         depth: usize,
     ) -> Result<Body, Error> {
         let Some(Value::Array(branches)) = self.sources.get(at).ok().cloned() else {
             return Err(self.err(at, "expected a list of schemas"));
-        };
-        let discriminator = match value.get("discriminator") {
-            Some(Value::String(p)) => Some(p.clone()),
-            Some(Value::Object(d)) => d
-                .get("propertyName")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            _ => None,
         };
         let locs: Vec<Loc> = (0..branches.len()).map(|i| at.join(i)).collect();
         let tag = match discriminator {
@@ -587,17 +566,11 @@ impl<'s> TypeSpace<'s> {
                     (type_name(&label), None, ty, self.keep(rules))
                 }
             };
-            let mut vname = if vname.is_empty() {
-                format!("Variant{}", i + 1)
-            } else {
-                vname
-            };
-            let base = vname.clone();
-            let mut n = 2;
-            while !taken.insert(vname.clone()) {
-                vname = format!("{base}{n}");
-                n += 1;
-            }
+            let vname = unique(
+                &mut taken,
+                variant_name(&vname, &format!("Variant{}", i + 1)),
+                "",
+            );
             variants.push(Variant {
                 name: vname,
                 tag: tag_value,
@@ -972,13 +945,28 @@ fn doc_of(value: &Value) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// `name`, or when `taken` has it, `name` with the first free number after `separator`
+/// (`Message2`, `user_id_2`); recorded as taken.
+pub fn unique(taken: &mut HashSet<String>, name: String, separator: &str) -> String {
+    let mut candidate = name.clone();
+    let mut n = 2;
+    while !taken.insert(candidate.clone()) {
+        candidate = format!("{name}{separator}{n}");
+        n += 1;
+    }
+    candidate
+}
+
+/// `text` with every character that is not an ASCII letter or digit made a word break.
+fn words(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { ' ' })
+        .collect()
+}
+
 /// A Rust type name (UpperCamelCase, starting with a letter) from any text.
 pub fn type_name(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { ' ' })
-        .collect();
-    let name = cleaned.to_upper_camel_case();
+    let name = words(text).to_upper_camel_case();
     match name.chars().next() {
         None => String::new(),
         Some(c) if c.is_ascii_digit() => format!("N{name}"),
@@ -987,17 +975,21 @@ pub fn type_name(text: &str) -> String {
     }
 }
 
-/// A Rust field or module name (snake_case) from any text, `r#` where it is a keyword.
+/// A Rust enum variant name from `text`, `fallback` when it has no letter or digit.
+pub fn variant_name(text: &str, fallback: &str) -> String {
+    match type_name(text) {
+        name if name.is_empty() => fallback.to_owned(),
+        name => name,
+    }
+}
+
+/// A Rust field or module name (snake_case) from any text; `r#` is added where it is a
+/// keyword when it is printed.
 pub fn field_name(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { ' ' })
-        .collect();
-    let name = cleaned.to_snake_case();
-    let name = match name.chars().next() {
-        None => "field".to_owned(),
-        Some(c) if c.is_ascii_digit() => format!("n{name}"),
-        Some(_) => name,
+    let name = match words(text).to_snake_case() {
+        name if name.is_empty() => "field".to_owned(),
+        name if name.starts_with(|c: char| c.is_ascii_digit()) => format!("n{name}"),
+        name => name,
     };
     if matches!(name.as_str(), "self" | "super" | "crate" | "extern") {
         format!("{name}_")

@@ -30,7 +30,10 @@ fn with_payload(name: &str, payload: &str) -> asena_codegen::Error {
 
 #[test]
 fn unsupported_keywords_name_their_pointer() {
-    let e = with_payload("not.yaml", "{type: object, properties: {a: {not: {type: string}}}}");
+    let e = with_payload(
+        "not.yaml",
+        "{type: object, properties: {a: {not: {type: string}}}}",
+    );
     assert_eq!(e.pointer, "/channels/c/messages/m/payload/properties/a/not");
     assert!(e.message.contains("`not` is not supported"), "{e}");
 
@@ -44,7 +47,10 @@ fn unsupported_keywords_name_their_pointer() {
 
 #[test]
 fn only_asyncapi_3_documents_are_read() {
-    let e = error_of(&document("v2.yaml", "asyncapi: 2.6.0\ninfo: {title: T, version: '1'}\n"));
+    let e = error_of(&document(
+        "v2.yaml",
+        "asyncapi: 2.6.0\ninfo: {title: T, version: '1'}\n",
+    ));
     assert_eq!(e.pointer, "/asyncapi");
     assert!(e.message.contains("3.0 or 3.1"), "{e}");
 }
@@ -59,7 +65,10 @@ fn broken_references_are_errors() {
     assert!(e.message.contains("cannot read"), "{e}");
 
     let e = with_payload("remote.yaml", "{$ref: 'https://example.com/a.yaml#/A'}");
-    assert!(e.message.contains("remote references are not supported"), "{e}");
+    assert!(
+        e.message.contains("remote references are not supported"),
+        "{e}"
+    );
 
     let cycle = format!(
         "{HEAD}channels:\n  c:\n    address: /c\n    messages:\n      m: {{$ref: '#/components/messages/a'}}\n\
@@ -77,7 +86,10 @@ fn operations_name_messages_of_their_channel() {
     );
     let e = error_of(&document("foreign.yaml", &text));
     assert_eq!(e.pointer, "/operations/o/messages/0");
-    assert!(e.message.contains("not a message of the channel `c`"), "{e}");
+    assert!(
+        e.message.contains("not a message of the channel `c`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -101,7 +113,10 @@ fn oversized_and_deep_documents_are_refused_before_generating() {
 
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
     let e = error_of(&document("deep.json", &deep));
-    assert!(e.message.contains("not valid JSON") || e.message.contains("nest deeper"), "{e}");
+    assert!(
+        e.message.contains("not valid JSON") || e.message.contains("nest deeper"),
+        "{e}"
+    );
 
     let nested = format!(
         "{{\"asyncapi\":\"3.0.0\",\"x\":{}1{}}}",

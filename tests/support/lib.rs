@@ -893,5 +893,18 @@ pub fn validate_asyncapi(docs: &[(&str, Value)]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+/// Modules of code `build.rs` generated from AsyncAPI documents: `generated!(chat_app =>
+/// "codegen_chat.rs")` is `pub mod chat_app { include!(<OUT_DIR>/codegen_chat.rs) }`.
+#[macro_export]
+macro_rules! generated {
+    ($($module:ident => $file:literal),* $(,)?) => {
+        $(
+            pub mod $module {
+                include!(concat!(env!("OUT_DIR"), "/", $file));
+            }
+        )*
+    };
+}
+
 pub mod chat;
 pub mod managed;

@@ -43,6 +43,15 @@ fn event(user: &str, email: &str) -> UserSignedUp {
     }
 }
 
+/// Publishes `event` as `client` (checked) and returns what comes back to it.
+async fn publish_and_hear(
+    client: &mut asena_client::Client<user_events::UserEvents>,
+    event: &UserSignedUp,
+) -> anyhow::Result<UserSignedUp> {
+    user_events::publish(client, event, MessageOptions::default()).await?;
+    next_message(client).await
+}
+
 /// The next message the client decodes, within [`WAIT`].
 async fn next_message(
     client: &mut asena_client::Client<user_events::UserEvents>,
@@ -72,8 +81,7 @@ async fn a_published_event_reaches_every_connection_of_that_user_only() -> anyho
 
     // Bob's first message is his own event: alice's never reached /user/events/bob.
     let bobs = event("bob", "bob@example.com");
-    user_events::publish(&bob, &bobs, MessageOptions::default()).await?;
-    assert_eq!(next_message(&mut bob).await?, bobs);
+    assert_eq!(publish_and_hear(&mut bob, &bobs).await?, bobs);
     Ok(())
 }
 
@@ -127,8 +135,7 @@ async fn a_client_does_not_publish_what_breaks_the_document() -> anyhow::Result<
 
     // The socket stays open: a valid event still goes through.
     let good = event("alice", "alice@example.com");
-    user_events::publish(&alice, &good, MessageOptions::default()).await?;
-    assert_eq!(next_message(&mut alice).await?, good);
+    assert_eq!(publish_and_hear(&mut alice, &good).await?, good);
     Ok(())
 }
 
@@ -202,23 +209,15 @@ async fn publish_on_and_subscribe_on_work_over_a_socket_the_application_owns() -
     Ok(())
 }
 
-/// Sends, on open, an event that decodes but breaks the document's `email` format.
+/// Answers any message with an event that decodes but breaks the document's `email` format.
 #[websocket(path = "/broken")]
 #[derive(Debug)]
 struct Broken;
 
-impl WebSocketService for Broken {
-    type Data = ();
-
-    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
-        ws.send_json(&json!({"userId": "eve", "email": "not-an-email"}))?;
-        Ok(())
-    }
-
-    async fn on_message(&self, _: &Socket<Self>, _: Message) -> Result<()> {
-        Ok(())
-    }
-}
+asena_tests::impl_message_service!(Broken, |ws, _msg| {
+    ws.send_json(&json!({"userId": "eve", "email": "not-an-email"}))?;
+    Ok(())
+});
 
 /// The first message `subscribe_on` hands over from `/broken` with `options`.
 async fn first_from_broken(
@@ -226,6 +225,7 @@ async fn first_from_broken(
     options: MessageOptions,
 ) -> anyhow::Result<Result<UserSignedUp, DecodeError>> {
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/broken")).await?;
+    ws.send(WsMessage::text("go")).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let reader = async {
         let _ = user_events::subscribe_on(&mut ws, options, |data| {
