@@ -4,7 +4,8 @@
 //!
 //! A document describes the server. An operation `action: receive` lists messages clients
 //! send; `action: send` lists messages the server sends; a `reply` goes the other way on the
-//! same connection. An operation without `messages` means all of its channel's messages.
+//! same connection. An operation without `messages` means all of its channel's messages; a
+//! message no operation names is sent by neither side, and nothing is generated for it.
 
 use std::collections::BTreeMap;
 
