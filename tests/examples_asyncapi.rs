@@ -3,8 +3,7 @@
 //! opt-in route. And spec first, the round trip: each document, kept in
 //! `fixtures/asyncapi/` (checked here to be what the app prints), is turned into Rust by
 //! `asena-codegen` at build time (`build.rs`), and the generated client holds a conversation
-//! with the running app over real sockets. (The bench server's generated code is
-//! round-tripped in `codegen_corpus.rs`.)
+//! with the running app over real sockets.
 //!
 //! `ASENA_BLESS=1 cargo test -p asena-tests --test examples_asyncapi` rewrites the fixtures
 //! after an app's document changed on purpose.
@@ -260,6 +259,7 @@ mod generated {
         notifications_app => "codegen_notifications.rs",
         echo_app => "codegen_echo.rs",
         realtime_app => "codegen_realtime.rs",
+        bench_server_app => "codegen_bench_server.rs",
     );
 }
 
@@ -382,7 +382,7 @@ async fn the_generated_chat_client_talks_to_the_chat() -> anyhow::Result<()> {
             other => anyhow::bail!("expected room_info, got {other:?}"),
         }
     };
-    assert_eq!((info.room.as_str(), info.total_users), ("codegen", 2));
+    assert_eq!((info.room.as_str(), info.totalUsers), ("codegen", 2));
 
     chat_socket::publish(&ana, &In::Ping(ChatSocketReceivePing {}), options).await?;
     assert!(matches!(next(&mut ana).await?, Out::Pong(_)));
@@ -484,5 +484,38 @@ async fn the_generated_realtime_client_speaks_the_managed_protocol() -> anyhow::
         }
     };
     assert!(matches!(joined, ServerMessage::Join(_)), "{joined:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_generated_bench_clients_get_their_broadcasts() -> anyhow::Result<()> {
+    use generated::bench_server_app::{room_bench_socket, typed_bench_socket};
+    let server = start(bench_server::builder()).await?;
+    let options = MessageOptions::default();
+
+    let mut typed = open(typed_bench_socket::client(&server.ws_url("")), &[]).await?;
+    let hello: typed_bench_socket::ClientMessage =
+        serde_json::from_value(json!({"text": "hi", "sent": "0000000000000007"}))?;
+    typed_bench_socket::publish(&typed, &hello, options).await?;
+    let echoed = serde_json::to_value(next(&mut typed).await?)?;
+    assert_eq!(echoed, json!({"text": "hi", "sent": "0000000000000007"}));
+    // The document's `sent` is 16 characters: the generated client does not send a shorter one.
+    let short: typed_bench_socket::ClientMessage =
+        serde_json::from_value(json!({"text": "hi", "sent": "7"}))?;
+    let refused = typed_bench_socket::publish(&typed, &short, options).await;
+    assert!(
+        matches!(refused, Err(asena_client::ClientError::Invalid(_))),
+        "{refused:?}"
+    );
+
+    let params = room_bench_socket::Params { room: "r1".into() };
+    let mut room = open(room_bench_socket::client(&server.ws_url(""), &params), &[]).await?;
+    assert!(room.url().ends_with("/bench/rooms/r1"), "{}", room.url());
+    let line = room_bench_socket::ClientMessage::Message(json!({"n": 1}));
+    room_bench_socket::publish(&room, &line, options).await?;
+    assert_eq!(
+        next(&mut room).await?,
+        room_bench_socket::ServerMessage::Message(json!({"n": 1}))
+    );
     Ok(())
 }

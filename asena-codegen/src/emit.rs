@@ -1,6 +1,7 @@
 //! The generated Rust code, as tokens: the types, then a module per endpoint with its
 //! parameters, its two message types, its contract and its client functions.
 
+use heck::ToSnakeCase;
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 use serde_json::Value;
@@ -265,10 +266,15 @@ fn definition(space: &TypeSpace<'_>, def: &Def) -> TokenStream {
                 }
             });
             let comma = rest.as_ref().map(|_| quote!(,));
+            // Fields carry their JSON names where those are identifiers (see `types`).
+            let case = fields_of(def)
+                .any(|f| f.ident != f.ident.to_snake_case())
+                .then(|| quote!(#[allow(non_snake_case)]));
             quote! {
                 #doc
                 #derive
                 #deny
+                #case
                 pub struct #name { #(#fields,)* #rest #comma }
             }
         }
@@ -292,6 +298,14 @@ fn definition(space: &TypeSpace<'_>, def: &Def) -> TokenStream {
                 .collect();
             union(space, &name, doc, repr, &variants, &none)
         }
+    }
+}
+
+/// The fields of a struct definition.
+fn fields_of(def: &Def) -> impl Iterator<Item = &crate::types::Field> {
+    match &def.body {
+        Body::Struct { fields, .. } => fields.iter(),
+        _ => [].iter(),
     }
 }
 

@@ -462,7 +462,14 @@ impl<'s> TypeSpace<'s> {
             let hint = format!("{name}{}", type_name(json));
             let (ty, rules) = self.ty(ploc, &hint, depth + 1)?;
             let required = parts.required.contains(json);
-            let ident = unique(&mut idents, field_name(json), "_");
+            // The JSON name itself where it is a Rust identifier: garde names a violation's
+            // path after the field, so the path is then the JSON one (`userId`).
+            let ident = if is_identifier(json) {
+                json.clone()
+            } else {
+                field_name(json)
+            };
+            let ident = unique(&mut idents, ident, "_");
             let doc = self.sources.resolve(ploc).ok().and_then(|(_, v)| doc_of(v));
             fields.push(Field {
                 json: json.clone(),
@@ -973,6 +980,15 @@ pub fn type_name(text: &str) -> String {
         Some(_) if is_reserved_type(&name) => format!("{name}Type"),
         Some(_) => name,
     }
+}
+
+/// Whether `text` is a plain Rust identifier (not a keyword): a field of that name needs no
+/// serde rename.
+pub fn is_identifier(text: &str) -> bool {
+    text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && text != "_"
+        && syn::parse_str::<syn::Ident>(text).is_ok()
 }
 
 /// A Rust enum variant name from `text`, `fallback` when it has no letter or digit.

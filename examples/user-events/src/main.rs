@@ -44,7 +44,10 @@ async fn main() -> anyhow::Result<()> {
                 .without_reconnect()
                 .connect()
                 .await?;
-            let event = UserSignedUp { user_id, email };
+            let event = UserSignedUp {
+                userId: user_id,
+                email,
+            };
             user_events::publish(&client, &event, MessageOptions::default()).await?;
             let mut echo = None;
             while echo.is_none() {

@@ -38,7 +38,7 @@ async fn connect(
 
 fn event(user: &str, email: &str) -> UserSignedUp {
     UserSignedUp {
-        user_id: user.to_owned(),
+        userId: user.to_owned(),
         email: email.to_owned(),
     }
 }
@@ -116,7 +116,7 @@ async fn a_client_does_not_publish_what_breaks_the_document() -> anyhow::Result<
     };
     assert_eq!(error.kind().code(), "constraint");
     assert!(error.message().contains("email"), "{error}");
-    assert!(error.message().contains("user_id"), "{error}");
+    assert!(error.message().contains("userId"), "{error}");
 
     // Skipping the check sends it; the server checks on its own and answers with an error
     // frame naming the first broken rule, which the subscriber reports as an `Err`.
@@ -158,10 +158,9 @@ async fn the_server_refuses_what_breaks_the_document_before_the_handler() -> any
     raw.send_json(&json!({"userId": "x".repeat(65), "email": "c@example.com"}))
         .await?;
     let long = raw.recv_json().await?;
-    // A constraint's path names the Rust field (garde's paths), a decode error's the JSON one.
     assert_eq!(
         (long["code"].as_str(), long["path"].as_str()),
-        (Some("constraint"), Some("user_id"))
+        (Some("constraint"), Some("userId"))
     );
     // Nothing was broadcast: the next message is the answer to a valid event.
     raw.send_json(&json!({"userId": "carol", "email": "c@example.com"}))
