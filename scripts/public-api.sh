@@ -40,8 +40,11 @@ for crate in crates:
         # A re-export is the same item: it is told apart by where its source is.
         if kind in {"struct", "enum", "trait", "fn", "type", "union"} and "prelude" not in modules:
             page_text = (doc / href).read_text()
-            source = re.search(r'href="[./]*src/([^"#]+)#(\d+)', page_text)
-            # An item inlined from another crate of the workspace has no source link here.
+            # The item's own source link is in the page's heading (the first link elsewhere
+            # may be an impl's). An item inlined from another crate of the workspace has none
+            # when that crate's pages were written after this one's.
+            heading = page_text.split('class="main-heading"', 1)[-1].split('class="rust item-decl"', 1)[0]
+            source = re.search(r'href="[./]*src/([^"#]+)#(\d+)', heading)
             if source:
                 names[name].add(source.groups())
     if crate == "asena_runtime":
