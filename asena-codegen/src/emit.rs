@@ -432,7 +432,7 @@ fn direction(
             variant_name(label, &format!("Message{}", i + 1)),
             "",
         );
-        let mdoc = docs(m.description.as_deref().or(m.title.as_deref()));
+        let mdoc = docs(m.doc.as_deref());
         let hint = payload_hint(endpoint, m);
         let (ty, rules, rename) = match (&tag, &m.payload) {
             (Some(tag), Some(payload)) => {

@@ -56,8 +56,8 @@ pub struct Msg {
     /// Where the message object is.
     pub loc: Loc,
     pub name: Option<String>,
-    pub title: Option<String>,
-    pub description: Option<String>,
+    /// Its `description`, else its `summary`, else its `title`.
+    pub doc: Option<String>,
     /// Where the payload schema is (`None`: the message has no payload schema).
     pub payload: Option<Loc>,
     /// The payloads of the message's `examples`.
@@ -283,8 +283,9 @@ impl Reader<'_> {
             key: key.to_owned(),
             loc,
             name: text(value, "name"),
-            title: text(value, "title"),
-            description: text(value, "description").or_else(|| text(value, "summary")),
+            doc: ["description", "summary", "title"]
+                .iter()
+                .find_map(|key| text(value, key)),
             payload,
             examples,
         })

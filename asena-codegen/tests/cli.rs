@@ -1,6 +1,6 @@
-//! The `asena-codegen` binary: `check` lists a document and fails with the pointer of what
-//! it cannot represent; `generate` writes a standalone crate that `cargo build`s and passes
-//! clippy with `-D warnings`.
+//! The `asena-codegen` binary: `check` lists a document (its failure is in `errors.rs`);
+//! `generate` writes a standalone crate that `cargo build`s and passes clippy with
+//! `-D warnings`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,41 +29,19 @@ fn check_lists_what_a_document_holds() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    for line in [
+    let expected = [
         "User Service 1.0.0",
         "endpoint userEvents at /user/events/{userId} (channels: userEvents)",
         "  param userId",
         "  operation receiveUserEvent (receive) on userEvents: userSignedUp",
         "  clients send: userSignedUp",
         "  the server sends: userSignedUp",
-    ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "no line {line:?} in:\n{text}"
-        );
-    }
-}
-
-#[test]
-fn check_fails_with_the_pointer() {
-    let dir = std::env::temp_dir().join(format!("asena-codegen-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let spec = dir.join("bad.yaml");
-    std::fs::write(
-        &spec,
-        "asyncapi: 3.1.0\ninfo: {title: T, version: '1'}\nchannels:\n  c:\n    address: /c\n    messages:\n      m: {payload: {type: object, properties: {a: {if: {}}}}}\n\
-         operations:\n  o: {action: send, channel: {$ref: '#/channels/c'}}\n",
-    )
-    .expect("write");
-    let out = codegen(&["check", spec.to_str().expect("utf-8 path")]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(
-            "bad.yaml#/channels/c/messages/m/payload/properties/a/if: `if` is not supported"
-        ),
-        "{err}"
-    );
+    ];
+    let missing: Vec<&str> = expected
+        .into_iter()
+        .filter(|line| !text.lines().any(|l| l == *line))
+        .collect();
+    assert!(missing.is_empty(), "missing {missing:?} in:\n{text}");
 }
 
 /// Generates the User Service as a crate and builds it from the workspace's lock file (the

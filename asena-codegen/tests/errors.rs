@@ -126,3 +126,27 @@ fn oversized_and_deep_documents_are_refused_before_generating() {
     let e = error_of(&document("nested.json", &nested));
     assert!(e.message.contains("nest deeper than 64"), "{e}");
 }
+
+#[test]
+fn the_cli_fails_with_the_file_and_pointer() {
+    let spec = document(
+        "bad.yaml",
+        &format!(
+            "{HEAD}channels:\n  c:\n    address: /c\n    messages:\n      m: {{payload: {{type: object, properties: {{a: {{if: {{}}}}}}}}}}\n\
+             operations:\n  o: {{action: send, channel: {{$ref: '#/channels/c'}}}}\n"
+        ),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_asena-codegen"))
+        .arg("check")
+        .arg(&spec)
+        .output()
+        .expect("run asena-codegen");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "bad.yaml#/channels/c/messages/m/payload/properties/a/if: `if` is not supported"
+        ),
+        "{err}"
+    );
+}
