@@ -18,9 +18,26 @@
 //! - `CLIENT_EXAMPLES` and `SERVER_EXAMPLES`: the document's example payloads.
 //!
 //! The payload types are plain structs and enums with serde, schemars and garde derives,
-//! documented from the document's descriptions (see the `types` table in the crate's
-//! README for the schema mapping). Anything the generator cannot represent faithfully is an
-//! error naming the file and JSON pointer, never a silent skip.
+//! documented from the document's descriptions:
+//!
+//! | schema | Rust |
+//! |---|---|
+//! | `type: object` with `properties` | a struct; a field has the property's name where that is a Rust identifier (so a broken rule's path is the JSON path, `userId`), else a snake_case name renamed for serde; optional properties are `Option`s; `additionalProperties: false` denies unknown fields, a schema collects them into a flattened map |
+//! | `type: object` with only `additionalProperties` | `BTreeMap<String, T>` |
+//! | `allOf` of objects | one struct with all their properties; `allOf` of a `$ref` and annotations is the referenced type |
+//! | `oneOf` / `anyOf` | an enum: internally tagged by `discriminator` or by a `const` property every branch has (left out of the branches' structs), else untagged, tried in order |
+//! | `enum` / `const` of strings | a unit enum with serde renames |
+//! | `type: [T, "null"]`, a `null` branch | `Option<T>` |
+//! | `string`, `integer` (`u64` when `minimum >= 0`), `number`, `boolean`, `array`, `{}` | `String`, `u64`/`i64`, `f64`, `bool`, `Vec<T>`, `serde_json::Value` |
+//!
+//! Constraints become checks: `minLength`/`maxLength` (characters), `pattern` (ECMA-262
+//! translated, checked when generating), `minimum`/`maximum` and their exclusive forms,
+//! `multipleOf`, number `enum`s, `minItems`/`maxItems`, formats `email`, `uri`, `date-time`
+//! and `uuid` (other formats are annotations, as JSON Schema has them by default). Anything
+//! the generator cannot represent faithfully (`not`, `if`, `patternProperties`,
+//! `uniqueItems`, tuple `items`, lookaround, traits, non-JSON payloads, remote `$ref`s, a
+//! channel without an address) is an error naming the file and JSON pointer, never a silent
+//! skip; a message no operation names is sent by neither side and generates nothing.
 //!
 //! # From `build.rs`
 //!
