@@ -223,6 +223,21 @@ fn rec(s: &TestServer) -> Arc<Recorder> {
     s.app.get::<Recorder>().unwrap()
 }
 
+asena_tests::echo_service!(Short, "/short");
+
+#[tokio::test]
+async fn a_path_alone_declares_the_service() -> anyhow::Result<()> {
+    // `#[websocket("/short")]`, as Asena's `@WebSocket('/short')`: served there, named after
+    // the type.
+    let s = asena_tests::start(asena_tests::isolated().websocket::<Short>()).await?;
+    let mut c = s.connect("/short").await?;
+    c.send_text("hi").await?;
+    assert_eq!(c.recv_text().await?, "hi");
+    assert_eq!(<Short as asena_runtime::Channel>::NAME, "Short");
+    assert_eq!(<Short as asena_runtime::Channel>::PATH, "/short");
+    s.stop().await
+}
+
 #[tokio::test]
 async fn on_open_completes_before_first_message_and_order_is_kept() -> anyhow::Result<()> {
     let s = server().await?;

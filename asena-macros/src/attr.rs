@@ -83,6 +83,13 @@ fn parse_inner(input: ParseStream<'_>, accepts: Accepts) -> syn::Result<Args> {
         Some(all) => all.combine(e),
         None => errors = Some(e),
     };
+    // `#[websocket("/chat")]`: the path alone, first, as Asena's `@WebSocket('/chat')`.
+    if matches!(accepts, Accepts::WebSocket) && input.peek(LitStr) {
+        args.path = Some(input.parse()?);
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+        }
+    }
     while !input.is_empty() {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::path) && matches!(accepts, Accepts::WebSocket) {
@@ -228,6 +235,21 @@ mod tests {
         assert_eq!(args.path.map(|p| p.value()).as_deref(), Some("/chat"));
         assert_eq!(args.name.map(|p| p.value()).as_deref(), Some("Chat"));
         assert_eq!(args.middlewares.map(|m| m.1.len()), Some(2));
+    }
+
+    #[test]
+    fn a_leading_string_is_the_path() {
+        let args = parse_args(quote!("/chat", name = "Chat"), Accepts::WebSocket)
+            .expect("valid arguments");
+        assert_eq!(args.path.map(|p| p.value()).as_deref(), Some("/chat"));
+        assert_eq!(args.name.map(|p| p.value()).as_deref(), Some("Chat"));
+        let twice = err(quote!("/a", path = "/b"), Accepts::WebSocket);
+        assert!(
+            twice.starts_with("`path` specified more than once"),
+            "{twice}"
+        );
+        let component = err(quote!("/a"), Accepts::Component);
+        assert!(!component.is_empty());
     }
 
     #[test]

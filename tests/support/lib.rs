@@ -298,7 +298,8 @@ pub fn base64_field(message: &Value, name: &str) -> anyhow::Result<Vec<u8>> {
 #[macro_export]
 macro_rules! echo_service {
     ($name:ident, $path:literal) => {
-        #[::asena_runtime::websocket(path = $path)]
+        // The path alone, as Asena's `@WebSocket('/echo')`.
+        #[::asena_runtime::websocket($path)]
         #[derive(Debug)]
         struct $name;
 
