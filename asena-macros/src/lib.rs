@@ -48,9 +48,12 @@ pub fn middleware(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Registers a struct as a WebSocket service. The struct must implement `WebSocketService`.
 ///
-/// Arguments: `path = "/chat"` (required, starts with `/`, may hold `{param}` segments),
-/// `name = "ChatSocket"` (defaults to the type name), `middlewares = [A, B]` (run in this
-/// order before the upgrade), `crate = path`.
+/// Arguments: `path = "/chat"` (required, starts with `/`, may hold `{param}` segments; a
+/// string alone first is the path: `#[websocket("/chat")]`), `name = "ChatSocket"` (defaults
+/// to the type name), `middlewares = [A, B]` (run in this order before the upgrade),
+/// `params = P`, `receives = I`, `sends = O` (a typed channel), `channel = C` (instead of the
+/// path and the three types: a contract such as `asena-codegen` generates), `managed` (the
+/// managed protocol), `crate = path`.
 #[proc_macro_attribute]
 pub fn websocket(args: TokenStream, item: TokenStream) -> TokenStream {
     let (args, item): (TokenStream2, TokenStream2) = (args.into(), item.into());
