@@ -30,7 +30,7 @@ impl WebSocketService for Beat {
         let text = msg.as_text().unwrap_or_default().to_owned();
         self.seen.lock().unwrap().push(text.clone());
         if let Some(code) = text.strip_prefix("close:") {
-            ws.close(code.parse()?, "asked to");
+            ws.close_with(code.parse()?, "asked to");
         } else if let Some(x) = text.strip_prefix("echo:") {
             ws.send(x)?;
         } else if text == "fail" {

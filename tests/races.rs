@@ -257,7 +257,7 @@ impl WebSocketService for Burst {
             let pad = if i % 2 == 0 { 90 } else { 990 };
             ws.send(format!("{i}:{}", "x".repeat(pad)))?;
         }
-        ws.close(4001, "done");
+        ws.close_with(4001, "done");
         Ok(())
     }
 }

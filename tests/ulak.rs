@@ -60,7 +60,7 @@ impl WebSocketService for Alpha {
     async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
         let text = msg.as_text().unwrap_or_default();
         if text == "close-then-send" {
-            ws.close(1000, "bye");
+            ws.close_with(1000, "bye");
             // The socket is still registered but closing: the send fails with SendFailed.
             let code = self
                 .notifier

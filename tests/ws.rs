@@ -134,7 +134,8 @@ impl WebSocketService for TestSocket {
                     let _ = ws.send(big.as_str());
                 }
             }
-            (Some("close"), Some(code), _) => ws.close(code.parse()?, "bye"),
+            (Some("close"), Some(code), _) => ws.close_with(code.parse()?, "bye"),
+            (Some("close"), None, _) => ws.close(),
             (Some("fail"), _, _) => return Err("boom".into()),
             (Some("panic"), _, _) => panic!("secret panic text"),
             (Some("info"), _, _) => ws.send_json(&json!({
@@ -381,6 +382,13 @@ async fn server_close_code_reaches_client_and_on_close() -> anyhow::Result<()> {
     assert_eq!(a.recv_close().await?, (4000, "bye".to_owned()));
     rec(&s)
         .wait_for(|e| e == format!("close:{a_id}:4000:bye"))
+        .await;
+    // `close()` without arguments, as Asena's `ws.close()`: a normal closure.
+    let (mut b, b_id) = client(&s).await?;
+    b.send_text("close").await?;
+    assert_eq!(b.recv_close().await?, (1000, String::new()));
+    rec(&s)
+        .wait_for(|e| e == format!("close:{b_id}:1000:"))
         .await;
     s.stop().await
 }

@@ -333,7 +333,7 @@ fn send_system<O>(ws: &SocketRef<O>, event: &str, data: Value) -> Result<()> {
 fn broken<O>(ws: &SocketRef<O>, why: &dyn std::fmt::Display) -> Result<()> {
     ws.namespace().stats().record_invalid_message();
     tracing::info!(target: "asena::managed", socket_id = %ws.id(), error = %why, "encrypted channel broken; closing with 4005");
-    ws.close(close::DECRYPTION_FAILED, "Decryption failed");
+    ws.close_with(close::DECRYPTION_FAILED, "Decryption failed");
     Ok(())
 }
 
@@ -377,7 +377,7 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
                 let Some(deadline) = deadline else { return };
                 if tokio::time::Instant::now() >= deadline {
                     tracing::info!(target: "asena::managed", socket_id = %watched.id(), code, reason, "closing");
-                    watched.close(code, reason);
+                    watched.close_with(code, reason);
                     return;
                 }
                 tokio::time::sleep_until(deadline).await;
@@ -487,7 +487,7 @@ async fn dispatch<S: ManagedService>(
                 return encrypt(ws, &envelope.data);
             }
             _ if key_exchange.required && !key_exchange.ignis => {
-                ws.close(close::ENCRYPTION_REQUIRED, "Encryption required");
+                ws.close_with(close::ENCRYPTION_REQUIRED, "Encryption required");
                 return Ok(());
             }
             // Ignis's key exchange: a sealed message, handled as the envelope inside.
@@ -517,7 +517,7 @@ async fn dispatch<S: ManagedService>(
         "heartbeat" => Ok(()),
         "authenticate" => authenticate(service, ws, envelope.data).await,
         "disconnect" => {
-            ws.close(crate::close_code::NORMAL, "Client disconnected");
+            ws.close_with(crate::close_code::NORMAL, "Client disconnected");
             Ok(())
         }
         "encrypt" if client.is_encrypted() => error(ws, "Already encrypted"),
@@ -542,7 +542,7 @@ fn encrypt<S: ManagedService>(ws: &Socket<S>, data: &Value) -> Result<()> {
     }
     if client.outbound().is_some() {
         tracing::warn!(target: "asena::managed", socket_id = %ws.id(), "the service gave the client an outbound transformer; it cannot also be encrypted");
-        ws.close(close::ENCRYPTION_REQUIRED, "Encryption unavailable");
+        ws.close_with(close::ENCRYPTION_REQUIRED, "Encryption unavailable");
         return Ok(());
     }
     let public_key = data.get("publicKey").unwrap_or(&Value::Null);
@@ -552,12 +552,12 @@ fn encrypt<S: ManagedService>(ws: &Socket<S>, data: &Value) -> Result<()> {
             // Only this client's own dispatch sends it anything before it authenticates, so
             // nothing goes out between the answer and the session.
             if !client.set_encryption(Arc::new(session)) {
-                ws.close(close::ENCRYPTION_REQUIRED, "Encryption unavailable");
+                ws.close_with(close::ENCRYPTION_REQUIRED, "Encryption unavailable");
             }
         }
         Err(e) => {
             tracing::info!(target: "asena::managed", socket_id = %ws.id(), error = %e, "no key agreed; closing with 4004");
-            ws.close(close::ENCRYPTION_REQUIRED, "Encryption required");
+            ws.close_with(close::ENCRYPTION_REQUIRED, "Encryption required");
         }
     }
     Ok(())
@@ -600,7 +600,7 @@ async fn authenticate<S: ManagedService>(
     .await;
     let admitted = match outcome {
         Err(_) => {
-            ws.close(close::AUTH_TIMEOUT, "Authentication timeout");
+            ws.close_with(close::AUTH_TIMEOUT, "Authentication timeout");
             return Ok(());
         }
         Ok(Err(e)) => {
@@ -610,7 +610,7 @@ async fn authenticate<S: ManagedService>(
         Ok(Ok(admitted)) => admitted,
     };
     let Some(Authenticated { user_id, metadata }) = admitted else {
-        ws.close(close::AUTH_FAILED, "Authentication failed");
+        ws.close_with(close::AUTH_FAILED, "Authentication failed");
         return Ok(());
     };
     let mut connected = json!({"id": ws.id(), "userId": user_id, "time": now_rfc3339()});
@@ -627,7 +627,7 @@ async fn authenticate<S: ManagedService>(
             }
             Err(e) => {
                 tracing::warn!(target: "asena::managed", socket_id = %ws.id(), error = %e, "no key agreed");
-                ws.close(close::ENCRYPTION_REQUIRED, "Encryption required");
+                ws.close_with(close::ENCRYPTION_REQUIRED, "Encryption required");
                 return Ok(());
             }
         }
@@ -638,7 +638,7 @@ async fn authenticate<S: ManagedService>(
     if let Some(session) = ignis_session
         && !client.set_encryption(Arc::new(session))
     {
-        ws.close(close::ENCRYPTION_REQUIRED, "Encryption unavailable");
+        ws.close_with(close::ENCRYPTION_REQUIRED, "Encryption unavailable");
         return Ok(());
     }
     if !client.authenticated(user_id.clone(), metadata) {

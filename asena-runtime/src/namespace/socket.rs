@@ -235,11 +235,18 @@ impl<O> SocketRef<O> {
         self.conn.outbox.queued_bytes()
     }
 
+    /// Closes the socket normally (1000, no reason), after everything already queued; see
+    /// [`close_with`](Self::close_with).
+    #[doc(alias = "close()")]
+    pub fn close(&self) {
+        self.close_with(crate::close_code::NORMAL, "");
+    }
+
     /// Closes the socket with `code` and `reason` (after everything already queued). Codes
     /// that may not go on the wire ([`close_code::is_sendable`](crate::close_code::is_sendable):
     /// 1005, 1006, 1015, unassigned ones) become 1000, with a log line. Messages the socket
     /// sent that were not handled yet are not dispatched any more.
-    pub fn close(&self, code: u16, reason: &str) {
+    pub fn close_with(&self, code: u16, reason: &str) {
         self.conn.close(code, reason);
     }
 }

@@ -685,7 +685,7 @@ impl Inspector {
             reason,
             "disconnecting a socket from the inspector"
         );
-        socket.close(code, reason);
+        socket.close_with(code, reason);
         ok(json!({
             "disconnected": socket.id(),
             "namespace": socket.namespace().path(),
