@@ -484,6 +484,28 @@ fn from_url_selects_the_transport() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `RedisTransport::with_client`: a client the app configured (here: a database number in
+/// the URL) carries rooms between instances like a URL does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_redis_client_carries_rooms() -> anyhow::Result<()> {
+    let transport = || -> anyhow::Result<Arc<dyn Transport>> {
+        let client = redis::Client::open(format!("{REDIS}/3"))?;
+        Ok(Arc::new(
+            asena_runtime::transport::RedisTransport::with_client(client),
+        ))
+    };
+    let (a, b) = (
+        instance_with(transport()?).await?,
+        instance_with(transport()?).await?,
+    );
+    let room = unique("client");
+    let (mut a1, _) = join(&a, Some(&room)).await?;
+    let (mut b1, _) = join(&b, Some(&room)).await?;
+    publish(&mut a1, &room, "over a configured client").await?;
+    expect_text(&mut b1, "over a configured client").await?;
+    asena_tests::stop_all([a, b]).await
+}
+
 #[tokio::test]
 async fn emitter_rejects_unknown_schemes() {
     assert!(matches!(

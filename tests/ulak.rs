@@ -326,6 +326,32 @@ async fn broker_finds_namespaces_by_type_and_path() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn broker_sends_by_path_as_asenas_string_keyed_ulak() -> anyhow::Result<()> {
+    let (s, broker) = with_broker().await?;
+    let [(mut a1, a1_id), (mut a2, _)] = alphas(&s, ["r", ""]).await?;
+    let mut b = s.connect("/beta").await?;
+
+    assert_eq!(broker.to("/alpha", "r", "to r")?, 1);
+    assert_eq!(a1.recv_text().await?, "to r");
+    assert_eq!(broker.broadcast("/alpha", "to alpha")?, 2);
+    for c in [&mut a1, &mut a2] {
+        assert_eq!(c.recv_text().await?, "to alpha");
+    }
+    broker.to_socket("/alpha", &a1_id, "to a1")?;
+    assert_eq!(a1.recv_text().await?, "to a1");
+    // Nothing reached the other namespace, nor a2 beyond the broadcast.
+    assert_quiet(&mut a2).await?;
+    b.send_text("probe").await?;
+    assert_eq!(b.recv_text().await?, "echo:probe");
+
+    let err = broker.broadcast("/nope", "x").unwrap_err();
+    assert_eq!(err.code, SendErrorCode::NamespaceNotFound);
+    let err = broker.to("alpha", "r", "x").unwrap_err();
+    assert_eq!(err.code, SendErrorCode::InvalidNamespace);
+    s.stop().await
+}
+
+#[tokio::test]
 async fn broadcast_all_reaches_every_namespace_with_per_namespace_results() -> anyhow::Result<()> {
     let (s, broker) = with_broker().await?;
     let [(mut a1, _), (mut a2, _)] = alphas(&s, ["", ""]).await?;

@@ -321,6 +321,31 @@ impl UlakBroker {
         })
     }
 
+    /// Sends to every member of `room` of the namespace at `path`, on every instance (Asena's
+    /// `ulak.to('/chat', room, data)`, for code that does not know the service's type).
+    /// Returns the local recipients.
+    pub fn to(&self, path: &str, room: &str, message: impl IntoFrame) -> Result<usize, SendError> {
+        self.namespace(path)?.to(room, message)
+    }
+
+    /// Sends to every socket of the namespace at `path`, on every instance (Asena's
+    /// `ulak.broadcast('/chat', data)`). Returns the local recipients.
+    pub fn broadcast(&self, path: &str, message: impl IntoFrame) -> Result<usize, SendError> {
+        self.namespace(path)?.broadcast(message)
+    }
+
+    /// Sends to the socket `id` of the namespace at `path`, wherever in the fleet it is
+    /// (Asena's `ulak.toSocket('/chat', id, data)`).
+    #[doc(alias = "toSocket")]
+    pub fn to_socket(
+        &self,
+        path: &str,
+        id: &str,
+        message: impl IntoFrame,
+    ) -> Result<(), SendError> {
+        self.namespace(path)?.to_socket(id, message)
+    }
+
     /// Paths of every namespace, sorted.
     pub fn namespaces(&self) -> Vec<String> {
         let mut paths: Vec<String> = self.inner.by_path.keys().cloned().collect();

@@ -72,6 +72,9 @@ pub struct RedisTransport {
     by_interest: bool,
     /// The nodes of a Redis Cluster ([`RedisTransport::cluster`]), or none for one server.
     cluster: Option<Vec<String>>,
+    /// A client the app configured itself ([`RedisTransport::with_client`]), used instead of
+    /// one opened from the URL.
+    client: Option<Client>,
 }
 
 impl RedisTransport {
@@ -82,6 +85,28 @@ impl RedisTransport {
             core: BrokerCore::new(url.into(), wire::REDIS_CHANNEL),
             by_interest: false,
             cluster: None,
+            client: None,
+        }
+    }
+
+    /// A transport over a client the app configured itself (TLS, credentials, database,
+    /// protocol), as Asena's `RedisTransport` takes an existing client. The transport opens
+    /// its publishing and subscribing connections from it, and again from it after a broker
+    /// outage. Logs and stats name the server by its address, without credentials.
+    ///
+    /// ```no_run
+    /// use asena_runtime::transport::RedisTransport;
+    /// # fn run() -> redis::RedisResult<()> {
+    /// let client = redis::Client::open("rediss://:secret@cache.internal:6380/2")?;
+    /// let transport = RedisTransport::with_client(client);
+    /// # let _ = transport; Ok(()) }
+    /// ```
+    #[doc(alias = "RedisTransport(client)")]
+    pub fn with_client(client: Client) -> RedisTransport {
+        let address = client.get_connection_info().addr().to_string();
+        RedisTransport {
+            client: Some(client),
+            ..RedisTransport::new(format!("redis://{address}"))
         }
     }
 
@@ -159,8 +184,11 @@ impl RedisTransport {
         if let Some(nodes) = &self.cluster {
             return self.start_cluster(nodes, inbound).await;
         }
-        let client = Client::open(self.core.url.as_str())
-            .map_err(|_| TransportError::InvalidUrl(self.core.url.clone()))?;
+        let client = match &self.client {
+            Some(client) => client.clone(),
+            None => Client::open(self.core.url.as_str())
+                .map_err(|_| TransportError::InvalidUrl(self.core.url.clone()))?,
+        };
         let publisher = publisher::connect(&client)
             .await
             .map_err(|e| self.core.connect_error(e))?;
