@@ -363,10 +363,22 @@ async fn rooms_exclude_and_users_with_several_sessions() -> anyhow::Result<()> {
 
     let managed = raw_sender::<Realtime>(&s)?;
     assert_eq!(managed.local_users(), vec!["alice", "bob"]);
+    // Ignis's getClientsByUser: alice's two sessions, each reachable by its id.
+    let alices = managed.user_clients("alice");
+    assert_eq!((alices.len(), managed.user_clients("bob").len()), (2, 1));
+    assert!(managed.user_clients("carol").is_empty());
+    assert_eq!(managed.to_client(&alices[1], ("ping", 2))?, 1);
+    assert_eq!(managed.to_client(&alices[0], ("ping", 1))?, 1);
+    let pings = [alice1.recv_json().await?, alice2.recv_json().await?];
+    assert!(
+        pings.contains(&event("ping", json!(1))) && pings.contains(&event("ping", json!(2))),
+        "{pings:?}"
+    );
     // The user goes with the last session.
     alice1.close().await?;
     alice2.close().await?;
     asena_tests::eventually(|| managed.local_users() == vec!["bob".to_owned()]).await?;
+    assert!(managed.user_clients("alice").is_empty());
     assert_eq!(managed.to_user("alice", ("x", 1))?, 0);
     assert_eq!(managed.broadcast(("news", "all"), &[])?, 1);
     assert_eq!(bob.recv_json().await?, event("news", json!("all")));

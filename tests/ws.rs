@@ -345,6 +345,22 @@ async fn personal_room_and_namespace_queries() -> anyhow::Result<()> {
     let namespace = s.app.namespace("/t").unwrap();
     assert_eq!(namespace.sockets().len(), 2);
     assert_eq!(namespace.sockets_in(&a_id).len(), 1);
+    // Who is in which room (Asena's `this.rooms`).
+    let members: Vec<(String, Vec<String>)> = namespace
+        .room_members()
+        .into_iter()
+        .map(|(room, sockets)| {
+            let mut ids: Vec<String> = sockets.iter().map(|s| s.id().to_owned()).collect();
+            ids.sort();
+            (room, ids)
+        })
+        .collect();
+    let mut both = vec![a_id.clone(), b_id.clone()];
+    both.sort();
+    assert_eq!(
+        members,
+        [("a".to_owned(), both), ("b".to_owned(), vec![b_id.clone()])]
+    );
     assert!(namespace.socket("missing").is_none());
     s.stop().await
 }

@@ -355,6 +355,19 @@ impl<O> Managed<O> {
         self.state.local_users()
     }
 
+    /// The ids of `user_id`'s clients connected to this instance, in the order they
+    /// authenticated (empty for a user with none here). Ignis's `getClientsByUser`; like it,
+    /// local only: [`to_user`](Self::to_user) reaches the user's sessions on every instance.
+    #[doc(alias = "getClientsByUser")]
+    #[doc(alias = "clients_by_user")]
+    pub fn user_clients(&self, user_id: &str) -> Vec<String> {
+        self.state
+            .sessions(user_id)
+            .iter()
+            .map(|id| id.to_string())
+            .collect()
+    }
+
     /// This instance's id on the fleet bus.
     pub fn server_id(&self) -> &str {
         &self.state.server_id

@@ -276,6 +276,22 @@ impl<O> Namespace<O> {
         out
     }
 
+    /// Named rooms with their local members, sorted by name: who is in which room, as
+    /// Asena's `this.rooms`. [`rooms`](Self::rooms) gives the counts alone, without taking a
+    /// handle to every member.
+    #[doc(alias = "this.rooms")]
+    pub fn room_members(&self) -> Vec<(String, Vec<SocketRef<O>>)> {
+        let mut out: Vec<(String, Vec<SocketRef<O>>)> = read(&self.inner.rooms)
+            .iter()
+            .map(|(name, room)| {
+                let members = room.members().iter().map(|c| self.handle(c)).collect();
+                (name.to_string(), members)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Local members of `room` (a socket id names that socket's personal room).
     pub fn sockets_in(&self, room: &str) -> Vec<SocketRef<O>> {
         if let Some(r) = read(&self.inner.rooms).get(room) {
