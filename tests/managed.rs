@@ -24,6 +24,8 @@ pub enum AppIn {
     },
     /// To every session of a user.
     Poke { user: String },
+    /// Fails the handler.
+    Fail,
 }
 
 /// What the service sends.
@@ -124,6 +126,7 @@ impl ManagedService for Realtime {
             AppIn::Poke { user } => {
                 managed.to_user(&user, &AppOut::Poked { by: me })?;
             }
+            AppIn::Fail => return Err("the handler failed".into()),
         }
         Ok(())
     }
@@ -413,5 +416,19 @@ async fn a_transformed_client_leaves_the_others_on_the_shared_frame() -> anyhow:
     let plain = r#"{"data":"quiet","event":"note"}"#;
     assert_eq!(alice.recv_text().await?, plain);
     assert_eq!(bob.recv_text().await?, plain);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_failing_handler_answers_with_the_managed_error_event() -> anyhow::Result<()> {
+    let (s, [mut alice]) = with_users(["alice"]).await?;
+    alice.send_json(&event("fail", json!(null))).await?;
+    // The managed protocol's `error` event, not Asena's `{"type":"error"}`; no detail of the
+    // failure reaches the client.
+    assert_eq!(
+        alice.recv_json().await?,
+        event("error", json!({"message": "Server error occurred"}))
+    );
+    assert_eq!(alice.recv_close().await?.0, 1011);
     s.stop().await
 }

@@ -63,7 +63,8 @@ impl<S: Endpoint> Socket<S> {
 /// `start` and `stop` run once per app, around every connection.
 ///
 /// A function that fails (or panics) has the same effect whichever protocol it belongs to:
-/// the client receives `{"type":"error","message":"Server error occurred"}` and, after
+/// the client receives the protocol's [`FAILURE`](Self::FAILURE) message (through the same
+/// path as the service's own sends, so an encrypted managed client gets it sealed) and, after
 /// `open` or `receive`, the socket closes with 1011.
 pub trait Protocol<S: Channel>: Sized + Send + Sync + 'static {
     /// The state each connection keeps, reached as `ws.data().values`. For
@@ -78,6 +79,11 @@ pub trait Protocol<S: Channel>: Sized + Send + Sync + 'static {
     /// Whether a client must offer one of [`SUBPROTOCOLS`](Self::SUBPROTOCOLS); see
     /// [`WebSocketService::REQUIRE_PROTOCOL`].
     const REQUIRE_SUBPROTOCOL: bool = false;
+
+    /// What a client receives when one of this protocol's functions fails:
+    /// `{"type":"error","message":"Server error occurred"}` (Asena's shape) unless the
+    /// protocol says otherwise. Fixed text: a failure's details stay in the server's log.
+    const FAILURE: &'static str = r#"{"type":"error","message":"Server error occurred"}"#;
 
     /// The app was built: the service's namespace exists, no connection is accepted yet.
     /// Failing fails the build (every service started before is stopped again).

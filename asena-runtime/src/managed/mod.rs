@@ -345,6 +345,9 @@ pub enum ManagedProtocol {}
 impl<S: ManagedService> Protocol<S> for ManagedProtocol {
     type Data = ManagedClient;
 
+    /// The managed protocol's own `error` event (Ignis's shape), not Asena's.
+    const FAILURE: &'static str = r#"{"event":"error","data":{"message":"Server error occurred"}}"#;
+
     fn describe(spec: &mut crate::asyncapi::ChannelSpec) {
         asyncapi::describe(spec);
     }

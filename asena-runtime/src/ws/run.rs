@@ -152,8 +152,9 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     format!("handler panicked: {msg}")
 }
 
-/// A handler failed: tell the client, log, count, close with 1011.
-fn handler_failed(conn: &Arc<Conn>, handler: &'static str, err: &BoxError) {
+/// A handler failed: tell the client (with its protocol's `failure` message), log, count,
+/// close with 1011.
+fn handler_failed(conn: &Arc<Conn>, handler: &'static str, err: &BoxError, failure: &'static str) {
     conn.shared.stats.record_handler_error();
     tracing::error!(
         target: "asena::ws",
@@ -163,9 +164,7 @@ fn handler_failed(conn: &Arc<Conn>, handler: &'static str, err: &BoxError) {
         error = %err,
         "handler failed; closing socket with 1011"
     );
-    let _ = conn.push(&Frame::text(
-        r#"{"type":"error","message":"Server error occurred"}"#,
-    ));
+    let _ = conn.push(&Frame::text(failure));
     conn.close(close_code::INTERNAL, "Server error");
 }
 
@@ -204,7 +203,7 @@ where
         }
 
         if let Err(e) = guarded(S::Protocol::open(&service, &socket)).await {
-            handler_failed(conn, "on_open", &e);
+            handler_failed(conn, "on_open", &e, <S::Protocol as Protocol<S>>::FAILURE);
         }
 
         // The message loop runs with a task-local tally for its handlers' sends (see `stats`).
@@ -387,7 +386,12 @@ where
                     // The handler's boxed future holds the message: counted in the arm above,
                     // `message` is never borrowed, so its slot is not kept across the await.
                     if let Err(e) = guarded(S::Protocol::receive(service, socket, message)).await {
-                        handler_failed(conn, "on_message", &e);
+                        handler_failed(
+                            conn,
+                            "on_message",
+                            &e,
+                            <S::Protocol as Protocol<S>>::FAILURE,
+                        );
                     }
                 }
             }
