@@ -37,7 +37,7 @@ impl Seen {
 }
 
 /// Shared by both services: records the event in `seen`; `say` goes to the lobby (the
-/// sender included) as `said`.
+/// sender included) as `said`; `fail` fails the handler.
 async fn handle<S: ManagedService<Out = Raw>>(
     seen: &Seen,
     ws: &Socket<S>,
@@ -57,6 +57,9 @@ async fn handle<S: ManagedService<Out = Raw>>(
     if envelope["event"] == "say" {
         let managed = ws.managed();
         managed.to_room("lobby", ("said", &envelope["data"]), &[])?;
+    }
+    if envelope["event"] == "fail" {
+        return Err("the handler failed".into());
     }
     Ok(())
 }
@@ -341,5 +344,19 @@ async fn a_tampered_message_gets_an_error_and_the_socket_stays_open() -> anyhow:
     // Still open, still encrypted.
     alice.send(&event("say", json!({"text": "ok"}))).await?;
     assert_eq!(alice.recv().await?, event("said", json!({"text": "ok"})));
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_failing_handler_answers_an_encrypted_client_sealed() -> anyhow::Result<()> {
+    let s = server().await?;
+    let (mut alice, _) = Encrypted::login(&s, "/sealed", "alice-token").await?;
+    alice.send(&json!({"event": "fail"})).await?;
+    // `recv` opens the envelope: a plaintext error would not open.
+    assert_eq!(
+        alice.recv().await?,
+        json!({"event": "error", "data": {"message": "Server error occurred"}})
+    );
+    assert_eq!(alice.ws.recv_close().await?.0, 1011);
     s.stop().await
 }
