@@ -432,3 +432,32 @@ async fn a_failing_handler_answers_with_the_managed_error_event() -> anyhow::Res
     assert_eq!(alice.recv_close().await?.0, 1011);
     s.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_resolves_its_destination_as_ignis_does() -> anyhow::Result<()> {
+    let (s, [mut alice, mut bob]) = with_users(["alice", "bob"]).await?;
+    let managed = raw_sender::<Realtime>(&s)?;
+    // No destination: everyone.
+    assert_eq!(managed.send(None, ("all", 1))?, 2);
+    for c in [&mut alice, &mut bob] {
+        assert_eq!(c.recv_json().await?, event("all", json!(1)));
+    }
+    // A client connected here: that client alone.
+    let alice_id = managed.user_clients("alice").remove(0);
+    assert_eq!(managed.send(Some(&alice_id), ("you", 2))?, 1);
+    assert_eq!(alice.recv_json().await?, event("you", json!(2)));
+    // Anything else: a room (both are in the default `lobby`).
+    assert_eq!(managed.send(Some("lobby"), ("room", 3))?, 2);
+    for c in [&mut alice, &mut bob] {
+        assert_eq!(c.recv_json().await?, event("room", json!(3)));
+    }
+    // A room nobody here is in reaches no one here.
+    assert_eq!(managed.send(Some("elsewhere"), ("none", 4))?, 0);
+    // Bob got neither the private message nor the last one: his next is this.
+    assert_eq!(
+        managed.to_client(&managed.user_clients("bob")[0], ("last", 5))?,
+        1
+    );
+    assert_eq!(bob.recv_json().await?, event("last", json!(5)));
+    s.stop().await
+}

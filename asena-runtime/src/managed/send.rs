@@ -284,7 +284,7 @@ macro_rules! senders_to_one {
             $id: &str,
             message: impl EventMessage<O>,
         ) -> Result<usize, SendError> {
-            self.send(Target::$target($id), message, &[])
+            self.deliver(Target::$target($id), message, &[])
         }
     )+};
 }
@@ -305,7 +305,7 @@ impl<O> Managed<O> {
         }
     }
 
-    fn send(
+    fn deliver(
         &self,
         target: Target<'_>,
         message: impl EventMessage<O>,
@@ -338,7 +338,7 @@ impl<O> Managed<O> {
         message: impl EventMessage<O>,
         exclude: &[&str],
     ) -> Result<usize, SendError> {
-        self.send(Target::Room(room), message, exclude)
+        self.deliver(Target::Room(room), message, exclude)
     }
 
     /// To every authenticated client, on every instance, except the clients in `exclude`.
@@ -347,7 +347,25 @@ impl<O> Managed<O> {
         message: impl EventMessage<O>,
         exclude: &[&str],
     ) -> Result<usize, SendError> {
-        self.send(Target::Broadcast, message, exclude)
+        self.deliver(Target::Broadcast, message, exclude)
+    }
+
+    /// Sends to `destination` resolved as Ignis's `send({ destination })` does: none is
+    /// everyone ([`broadcast`](Self::broadcast)); a client connected here is that client
+    /// ([`to_client`](Self::to_client)); anything else is a room, on every instance
+    /// ([`to_room`](Self::to_room)). A user id is not a destination: use
+    /// [`to_user`](Self::to_user).
+    #[doc(alias = "send({ destination })")]
+    pub fn send(
+        &self,
+        destination: Option<&str>,
+        message: impl EventMessage<O>,
+    ) -> Result<usize, SendError> {
+        match destination {
+            None => self.broadcast(message, &[]),
+            Some(id) if self.ns.socket(id).is_some() => self.to_client(id, message),
+            Some(room) => self.to_room(room, message, &[]),
+        }
     }
 
     /// Users with at least one session on this instance, sorted.
