@@ -251,8 +251,11 @@ async fn every_send_path_reaches_an_encrypted_client_sealed() -> anyhow::Result<
     );
     // The error reply of a failing handler, then its close.
     alice.send(&event("fail", Value::Null)).await?;
-    let reply = alice.recv().await?;
-    assert_eq!(reply["type"], "error", "{reply}");
+    // The managed `error` event, sealed like the rest.
+    assert_eq!(
+        alice.recv().await?,
+        event("error", json!({"message": "Server error occurred"}))
+    );
     assert_eq!(alice.ws.recv_close().await?.0, 1011);
     s.stop().await
 }
