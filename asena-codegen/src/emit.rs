@@ -59,11 +59,11 @@ fn docs(doc: Option<&str>) -> TokenStream {
     }
 }
 
-const DERIVES: &str = "Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::schemars::JsonSchema, ::garde::Validate";
-
 fn derives() -> TokenStream {
-    let d: TokenStream = DERIVES.parse().unwrap_or_default();
-    quote!(#[derive(#d)] #[garde(allow_unvalidated)])
+    quote! {
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::schemars::JsonSchema, ::garde::Validate)]
+        #[garde(allow_unvalidated)]
+    }
 }
 
 pub fn ty_tokens(space: &TypeSpace<'_>, ty: &Ty, prefix: &TokenStream) -> TokenStream {
@@ -390,6 +390,7 @@ fn union(
 fn direction(
     space: &mut TypeSpace<'_>,
     messages: &[Msg],
+    tag: Option<&str>,
     name: &str,
     endpoint: &str,
     who: &str,
@@ -422,7 +423,6 @@ fn direction(
             }
         });
     }
-    let tag = direction_tag(space, messages);
     let mut variants = Vec::new();
     let mut taken = std::collections::HashSet::new();
     for (i, m) in messages.iter().enumerate() {
@@ -434,7 +434,7 @@ fn direction(
         );
         let mdoc = docs(m.doc.as_deref());
         let hint = payload_hint(endpoint, m);
-        let (ty, rules, rename) = match (&tag, &m.payload) {
+        let (ty, rules, rename) = match (tag, &m.payload) {
             (Some(tag), Some(payload)) => {
                 let value = space.tag_value(payload, tag)?.unwrap_or_default();
                 let id = space.def(payload, &hint, Some(tag), 0)?;
@@ -457,7 +457,7 @@ fn direction(
             rules,
         });
     }
-    let repr = match &tag {
+    let repr = match tag {
         Some(tag) => {
             let strategy = format!(" Told apart by the `{tag}` property.");
             quote!(#[doc = ""] #[doc = #strategy] #[serde(tag = #tag)])
@@ -501,8 +501,12 @@ fn payload_hint(endpoint: &str, m: &Msg) -> String {
 /// The document's example payloads of `messages`, and for a message without any, one made
 /// from its schema (when one can be made for sure). In a direction told apart by `tag`, a
 /// sample gets the tag's value when its schema left the property optional.
-fn examples(space: &TypeSpace<'_>, sources: &Sources, messages: &[Msg]) -> Vec<String> {
-    let tag = direction_tag(space, messages);
+fn examples(
+    space: &TypeSpace<'_>,
+    sources: &Sources,
+    messages: &[Msg],
+    tag: Option<&str>,
+) -> Vec<String> {
     let mut out = Vec::new();
     for m in messages {
         if !m.examples.is_empty() {
@@ -514,10 +518,10 @@ fn examples(space: &TypeSpace<'_>, sources: &Sources, messages: &[Msg]) -> Vec<S
         let Some(mut sample) = asena_protocol::example::example(&schema, &|s| s) else {
             continue;
         };
-        if let (Some(tag), Value::Object(fields)) = (&tag, &mut sample)
+        if let (Some(tag), Value::Object(fields)) = (tag, &mut sample)
             && let Ok(Some(value)) = space.tag_value(payload, tag)
         {
-            fields.entry(tag.clone()).or_insert(Value::String(value));
+            fields.entry(tag.to_owned()).or_insert(Value::String(value));
         }
         out.push(sample.to_string());
     }
@@ -544,9 +548,13 @@ fn endpoint_module(
         doc.push_str(d.lines().next().unwrap_or_default());
     }
     let params = params(endpoint);
+    // Each direction's tag, found once for its type and its examples.
+    let client_tag = direction_tag(space, &endpoint.receives);
+    let server_tag = direction_tag(space, &endpoint.sends);
     let client_messages = direction(
         space,
         &endpoint.receives,
+        client_tag.as_deref(),
         "ClientMessage",
         &endpoint.name,
         "clients send",
@@ -554,12 +562,13 @@ fn endpoint_module(
     let server_messages = direction(
         space,
         &endpoint.sends,
+        server_tag.as_deref(),
         "ServerMessage",
         &endpoint.name,
         "the server sends",
     )?;
-    let client_examples = examples(space, sources, &endpoint.receives);
-    let server_examples = examples(space, sources, &endpoint.sends);
+    let client_examples = examples(space, sources, &endpoint.receives, client_tag.as_deref());
+    let server_examples = examples(space, sources, &endpoint.sends, server_tag.as_deref());
     let ops: Vec<String> = endpoint
         .operations
         .iter()
@@ -711,7 +720,14 @@ fn params(endpoint: &Endpoint) -> TokenStream {
         let doc = docs(p.description.as_deref());
         let ty = match &p.values {
             Some(values) => {
-                let ename = format_ident!("{}", type_name(&p.name));
+                // Not one of the module's own names (a parameter called `params`).
+                let ename = match type_name(&p.name) {
+                    n if matches!(n.as_str(), "Params" | "ClientMessage" | "ServerMessage") => {
+                        format!("{n}Value")
+                    }
+                    n => n,
+                };
+                let ename = format_ident!("{}", ename);
                 let mut taken = std::collections::HashSet::new();
                 let variants = values.iter().map(|v| {
                     let n = unique(&mut taken, variant_name(v, "Empty"), "");

@@ -138,11 +138,22 @@ impl Builder {
 
     /// The generated code, formatted, as the body of a module or an `include!`.
     pub fn to_source(&self) -> Result<String, Error> {
+        let (sources, api) = self.read()?;
+        self.render(&sources, &api)
+    }
+
+    /// The document's files and what they say.
+    fn read(&self) -> Result<(source::Sources, model::Api), Error> {
         let sources = source::Sources::load(&self.spec)?;
         let api = model::Api::read(&sources)?;
+        Ok((sources, api))
+    }
+
+    /// The generated code of a document already read.
+    fn render(&self, sources: &source::Sources, api: &model::Api) -> Result<String, Error> {
         let tokens = emit::file(
-            &sources,
-            &api,
+            sources,
+            api,
             &emit::Options {
                 client: self.client,
                 rules: self.rules,
@@ -207,8 +218,8 @@ impl Builder {
         name: &str,
         asena_path: Option<&Path>,
     ) -> Result<(), Error> {
-        let api = model::Api::read(&source::Sources::load(&self.spec)?)?;
-        let code = self.to_source()?;
+        let (sources, api) = self.read()?;
+        let code = self.render(&sources, &api)?;
         let mut lib = String::new();
         lib.push_str(&format!(
             "//! {} {}: the typed contract and client generated from its AsyncAPI document.\n",
@@ -256,10 +267,9 @@ impl Builder {
 
     /// What the document holds: endpoints, their operations and messages, one per line.
     pub fn check(&self) -> Result<String, Error> {
-        let sources = source::Sources::load(&self.spec)?;
-        let api = model::Api::read(&sources)?;
+        let (sources, api) = self.read()?;
         // Generating is the full check: every schema must map to a type.
-        self.to_source()?;
+        self.render(&sources, &api)?;
         let mut out = format!("{} {}\n", api.title, api.version);
         for e in &api.endpoints {
             out.push_str(&format!(
