@@ -256,3 +256,26 @@ async fn a_received_message_that_breaks_the_document_is_an_error_unless_skipped(
     assert_eq!(skipped.ok(), Some(event("eve", "not-an-email")));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_container_bomb_costs_the_generated_server_one_pass() -> anyhow::Result<()> {
+    // 10,001 nested arrays under a field: refused by the count before serde sees it, the
+    // socket stays open and the next valid event goes through.
+    let server = server().await?;
+    let mut raw = asena_tests::Client::connect(&server.ws_url("/user/events/bomb")).await?;
+    let bomb = format!(
+        r#"{{"userId":"bomb","email":"b@example.com","x":{}{}}}"#,
+        "[".repeat(10_001),
+        "]".repeat(10_001)
+    );
+    raw.send_text(&bomb).await?;
+    let answer = raw.recv_json().await?;
+    assert_eq!(answer["code"], "too_many_containers", "{answer}");
+    raw.send_json(&json!({"userId": "bomb", "email": "b@example.com"}))
+        .await?;
+    assert_eq!(
+        raw.recv_json().await?,
+        json!({"userId": "bomb", "email": "b@example.com"})
+    );
+    Ok(())
+}
