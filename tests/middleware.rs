@@ -720,3 +720,61 @@ async fn a_tower_layer_sees_every_upgrade_request_and_may_refuse_it() -> anyhow:
     c.close().await?;
     s.stop().await
 }
+
+// ---------------------------------------------------------------------------------------
+// Middlewares guarding HTTP routes
+
+/// `/api/trace` answers what `SetA` left in the extensions; `/api/panic` is reached only
+/// through `Panicker`; `/open` is not guarded.
+fn guarded_app() -> asena_runtime::AsenaBuilder {
+    use axum::routing::get;
+    let api = axum::Router::new()
+        .route(
+            "/api/trace",
+            get(|axum::Extension(Trace(t)): axum::Extension<Trace>| async move { t }),
+        )
+        .route("/api/ordered", get(|| async { "handler" }));
+    let panicky = axum::Router::new().route("/api/panic", get(|| async { "calm" }));
+    let open = axum::Router::new().route("/open", get(|| async { "open" }));
+    isolated()
+        .guarded_router::<(Deny401, SetA, First, Second)>(api)
+        .guarded_router::<Panicker>(panicky)
+        .guarded_router::<Silent>(axum::Router::new().route("/silent", get(|| async { "no" })))
+        .router(open)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_router_runs_the_chain_before_its_handlers() -> anyhow::Result<()> {
+    let s = start(guarded_app()).await?;
+    // Refused by the first middleware, as an upgrade would be; the handler never ran.
+    let resp = s.get("/api/trace").await?;
+    assert_eq!(resp.status, 401, "{resp}");
+    assert_eq!(json_body(&resp), json!({"error": "Unauthorized"}));
+    // Admitted: the extensions reach the handler, the response headers its answer, in order.
+    let resp = s.get("/api/trace?pass=yes").await?;
+    assert_eq!((resp.status, resp.body.as_str()), (200, "from-a"), "{resp}");
+    let resp = s.get("/api/ordered?pass=yes").await?;
+    assert_eq!(resp.body, "handler");
+    assert_eq!(header_values(&resp, "x-order"), ["first", "second"]);
+    assert_eq!(header_values(&resp, "x-after"), ["second", "first"]);
+    // Neither continuing nor refusing is 403; a panic is 500 and leaks nothing.
+    let resp = s.get("/silent").await?;
+    assert_eq!(resp.status, 403, "{resp}");
+    let resp = s.get("/api/panic?boom=1").await?;
+    assert_eq!(resp.status, 500, "{resp}");
+    assert!(!resp.to_string().contains("hunter2"), "leaked: {resp}");
+    assert_eq!(s.get("/api/panic").await?.body, "calm");
+    // Routes merged without middlewares stay open.
+    let resp = s.get("/open").await?;
+    assert_eq!((resp.status, resp.body.as_str()), (200, "open"));
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_guarded_router_refuses_a_query_of_too_many_pairs() -> anyhow::Result<()> {
+    let s = start(guarded_app()).await?;
+    let query = vec!["a=1"; 65].join("&");
+    let resp = s.get(&format!("/api/trace?pass=yes&{query}")).await?;
+    assert_eq!(resp.status, 400, "{resp}");
+    s.stop().await
+}

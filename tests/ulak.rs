@@ -563,3 +563,78 @@ async fn http_handlers_send_to_sockets_through_inject() -> anyhow::Result<()> {
     assert_quiet(&mut b).await?;
     s.stop().await
 }
+
+/// Asena's service-level `this.to(room, data)`, `this.in(data)` and `this.sockets`: the
+/// service injects its own namespace as `Ulak<Self>` (no edge, so no cycle) and sends from
+/// its own methods, which other code calls on the service value.
+#[websocket("/announce")]
+struct Announcer {
+    #[inject]
+    this: Ulak<Announcer>,
+}
+
+impl Announcer {
+    fn notify_room(&self, room: &str, text: &str) -> Result<usize, SendError> {
+        self.this
+            .to(room, Json(json!({"type": "announcement", "text": text})))
+    }
+
+    fn broadcast_notification(&self, text: &str) -> Result<usize, SendError> {
+        self.this
+            .broadcast(Json(json!({"type": "notification", "text": text})))
+    }
+
+    fn connected(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .this
+            .sockets()
+            .iter()
+            .map(|s| s.id().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+impl WebSocketService for Announcer {
+    type Data = ();
+
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
+        if let Some(room) = ws.query("room") {
+            ws.subscribe(room)?;
+        }
+        ws.send(ws.id())?;
+        Ok(())
+    }
+
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_sends_to_its_own_rooms_and_sockets_from_its_methods() -> anyhow::Result<()> {
+    let s = start(isolated().websocket::<Announcer>()).await?;
+    let announcer = s.app.get::<Announcer>().expect("Announcer");
+    let mut lobby = s.connect("/announce?room=lobby").await?;
+    let mut other = s.connect("/announce").await?;
+    let lobby_id = lobby.recv_text().await?;
+    let other_id = other.recv_text().await?;
+
+    assert_eq!(announcer.notify_room("lobby", "doors open")?, 1);
+    assert_eq!(
+        lobby.recv_json().await?,
+        json!({"type": "announcement", "text": "doors open"})
+    );
+    assert_eq!(announcer.broadcast_notification("hello all")?, 2);
+    for c in [&mut lobby, &mut other] {
+        assert_eq!(
+            c.recv_json().await?,
+            json!({"type": "notification", "text": "hello all"})
+        );
+    }
+    let mut expected = vec![lobby_id, other_id];
+    expected.sort();
+    assert_eq!(announcer.connected(), expected);
+    s.stop().await
+}

@@ -261,7 +261,9 @@ pub use channel::{Channel, DecodeError, DecodeErrorKind, Encode, Raw, Receives, 
 pub use codec::{Frame, IntoFrame, Json, Message, close_code};
 pub use di::Lifecycle;
 pub use error::{BoxError, Result};
-pub use middleware::{Context, IntoStatusCode, Middleware, Next, Refusal, Scope, TokenGuard};
+pub use middleware::{
+    Context, IntoStatusCode, Middleware, Middlewares, Next, Refusal, Scope, TokenGuard,
+};
 pub use namespace::{Namespace, SendError, Socket, SocketRef};
 pub use observe::inspector::InspectorToken;
 pub use secret::secret_eq;

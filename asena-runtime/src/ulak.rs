@@ -14,6 +14,10 @@
 //! - Inject **`Arc<N>`** only to call `N`'s own methods (state the service keeps, helpers it
 //!   defines). That is a real dependency: `N` is built first, and `N` may not inject you back
 //!   (that cycle is reported at startup as `Circular dependency detected: A -> B -> A`).
+//! - Inject **`Ulak<Self>`** in a socket service to send from its own methods, as Asena's
+//!   `this.to(room, data)`, `this.in(data)` and `this.sockets` do inside a service: the
+//!   handle is the service's own namespace, reached without a cycle, and code holding the
+//!   service (`Arc<ChatSocket>`) calls those methods.
 //! - Use **[`UlakBroker`]** when the namespace is chosen at run time by path
 //!   ([`UlakBroker::namespace`]), to reach every namespace ([`UlakBroker::broadcast_all`]), or
 //!   to send a batch ([`UlakBroker::bulk_send`]).

@@ -18,7 +18,7 @@ use super::{Announcer, AppInner, Asena, Error, shutdown};
 use crate::asyncapi::{Info, ServerSpec};
 use crate::config::{Compression, Limits, RateLimit, SlowConsumer};
 use crate::di::{self, Component, ComponentKind, ComponentRecord, Container, Plan};
-use crate::middleware::{Middleware, Scope};
+use crate::middleware::{Middleware, Middlewares, Scope};
 use crate::namespace::Namespace;
 use crate::observe::inspector::{FleetState, InspectorConfig};
 use crate::protocol::Endpoint;
@@ -218,6 +218,52 @@ impl AsenaBuilder {
     /// receive components with [`FromApp`](crate::FromApp).
     pub fn router(mut self, router: Router) -> Self {
         self.routes.user = self.routes.user.merge(router);
+        self
+    }
+
+    /// Merges your own axum routes behind middlewares `M` (one `#[middleware]` type, or a
+    /// tuple of up to four, run in order), as Asena's `@Controller({ middlewares: [..] })`
+    /// guards a controller; registers them too. The chain answers a request exactly as it
+    /// answers an upgrade (refusals as given, 403 when a middleware neither continues nor
+    /// refuses, 500 when one panics); for a request it lets through, what middlewares put in
+    /// [`Context::extensions_mut`](crate::Context::extensions_mut) reaches the handler as
+    /// request extensions (axum's `Extension<T>`), and their response headers are added to
+    /// the handler's answer. Only the routes of `router` are guarded, not its fallback.
+    ///
+    /// ```
+    /// use asena_runtime::prelude::*;
+    /// use asena_runtime::Asena;
+    /// use axum::{Extension, Router, routing::get};
+    ///
+    /// #[derive(Clone)]
+    /// struct User(String);
+    ///
+    /// /// Admits requests with `x-user`, and hands the user to the handler.
+    /// #[middleware]
+    /// struct RequireUser;
+    ///
+    /// impl Middleware for RequireUser {
+    ///     async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
+    ///         let user = ctx
+    ///             .header("x-user")
+    ///             .ok_or_else(|| Refusal::json(401, json!({"error": "who are you?"})))?
+    ///             .to_owned();
+    ///         ctx.extensions_mut().insert(User(user));
+    ///         next.run(ctx).await
+    ///     }
+    /// }
+    ///
+    /// let api = Router::new().route(
+    ///     "/api/me",
+    ///     get(|Extension(User(name)): Extension<User>| async move { name }),
+    /// );
+    /// let builder = Asena::builder().guarded_router::<RequireUser>(api);
+    /// ```
+    #[doc(alias = "Controller")]
+    pub fn guarded_router<M: Middlewares>(mut self, router: Router) -> Self {
+        let records = M::records();
+        self.explicit.extend(records.iter().copied());
+        self.routes.guarded.push((records, router));
         self
     }
 

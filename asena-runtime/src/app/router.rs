@@ -13,7 +13,7 @@ use axum::body::Body;
 use super::Attached;
 use crate::asyncapi::{self, Info, QueryParam, ServerSpec};
 use crate::di::{ComponentKind, ComponentRecord, Container};
-use crate::middleware::{ErasedMiddleware, Refusal, Scope};
+use crate::middleware::{self, ErasedMiddleware, Refusal, Scope};
 use crate::namespace::Namespace;
 use crate::observe::inspector::{FleetState, Inspector, InspectorConfig};
 use crate::shutdown::Tracker;
@@ -39,6 +39,8 @@ pub(super) struct RouteOptions {
     pub(super) globals: Vec<(&'static ComponentRecord, Scope)>,
     /// The user's own routes.
     pub(super) user: Router,
+    /// The user's routes guarded by middlewares, with the middlewares' records in order.
+    pub(super) guarded: Vec<(Vec<&'static ComponentRecord>, Router)>,
     pub(super) origins: OriginPolicy,
     pub(super) origins_for: HashMap<String, OriginPolicy>,
     pub(super) layers: Vec<LayerFn>,
@@ -77,6 +79,7 @@ impl RouteOptions {
         RouteOptions {
             globals: Vec::new(),
             user: Router::new(),
+            guarded: Vec::new(),
             origins: OriginPolicy::SameOrigin,
             origins_for: HashMap::new(),
             layers: Vec::new(),
@@ -142,6 +145,19 @@ impl RouteOptions {
             feed = Some(inspector.feed().clone());
             router = inspector.mount(router);
         }
+        for (records, routes) in self.guarded {
+            let chain: middleware::Chain = records
+                .iter()
+                .map(|record| {
+                    erased_middleware(parts.container, record)
+                        .expect("invariant: guarded_router registered this middleware")
+                })
+                .collect();
+            router = router.merge(routes.route_layer(axum::middleware::from_fn_with_state(
+                chain,
+                middleware::guard_http,
+            )));
+        }
         let router = router
             .merge(self.user)
             .layer(axum::middleware::map_response(unknown_namespace));
@@ -157,19 +173,11 @@ impl RouteOptions {
     /// parameters each service's middlewares read (for the AsyncAPI document).
     fn websocket_routes(&self, parts: &Parts<'_>) -> (Router, Vec<Attached>, Vec<Vec<QueryParam>>) {
         let container = parts.container;
-        let erased_middleware = |record: &ComponentRecord| -> Option<Arc<dyn ErasedMiddleware>> {
-            match record.kind {
-                ComponentKind::Middleware(entry) => {
-                    container.get((record.type_id)()).map(|i| entry(i.clone()))
-                }
-                _ => None,
-            }
-        };
         let globals: Arc<[(Arc<dyn ErasedMiddleware>, Scope)]> = self
             .globals
             .iter()
             .map(|(r, scope)| {
-                let m = erased_middleware(r)
+                let m = erased_middleware(container, r)
                     .expect("invariant: with_middleware registered this middleware");
                 (m, scope.clone())
             })
@@ -200,7 +208,7 @@ impl RouteOptions {
                         .order
                         .iter()
                         .find(|r| (r.type_id)() == (m.type_id)())
-                        .and_then(|r| erased_middleware(r))
+                        .and_then(|r| erased_middleware(container, r))
                         .expect("invariant: validated middleware is built")
                 })
                 .collect();
@@ -300,4 +308,18 @@ async fn unknown_namespace(
         serde_json::json!({ "error": format!("No WebSocket service at {}", uri.path()) }),
     )
     .into_response()
+}
+
+/// The built middleware of `record`, type-erased as chains hold it; `None` when `record` is
+/// not a middleware the container built.
+fn erased_middleware(
+    container: &Container,
+    record: &ComponentRecord,
+) -> Option<Arc<dyn ErasedMiddleware>> {
+    match record.kind {
+        ComponentKind::Middleware(entry) => {
+            container.get((record.type_id)()).map(|i| entry(i.clone()))
+        }
+        _ => None,
+    }
 }

@@ -96,6 +96,12 @@ impl Context {
         )
     }
 
+    /// What an HTTP route's handler gets of a chain that continued: the request, the
+    /// middlewares' extensions and the response headers they added.
+    pub(crate) fn into_request_parts(self) -> (Parts, Extensions, HeaderMap) {
+        (self.parts, self.extensions, self.response_headers)
+    }
+
     /// The request method (always `GET` for a WebSocket upgrade).
     pub fn method(&self) -> &Method {
         &self.parts.method

@@ -1,4 +1,5 @@
-//! Middleware that runs before the WebSocket upgrade.
+//! Middleware that runs before the WebSocket upgrade, and before the handlers of HTTP routes
+//! it guards ([`AsenaBuilder::guarded_router`](crate::AsenaBuilder::guarded_router)).
 //!
 //! The chain for a request is: the global middlewares registered with
 //! [`AsenaBuilder::with_middleware`](crate::AsenaBuilder::with_middleware) whose [`Scope`]
@@ -52,6 +53,7 @@
 mod context;
 mod guard;
 mod refusal;
+mod routes;
 mod scope;
 mod value;
 
@@ -68,6 +70,8 @@ use http::Response;
 pub use context::Context;
 pub use guard::TokenGuard;
 pub use refusal::{IntoStatusCode, Refusal};
+pub use routes::Middlewares;
+pub(crate) use routes::{Chain, guard as guard_http, remote_addr};
 pub use scope::Scope;
 pub(crate) use value::{TypeMismatch, WsValue};
 

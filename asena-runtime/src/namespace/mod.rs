@@ -373,8 +373,9 @@ impl<O> Namespace<O> {
             .map_err(|e| SendError::invalid_room(Some(self.path()), room, e))
     }
 
-    /// Sends to every socket of the namespace on every instance. Returns the number of local
-    /// recipients.
+    /// Sends to every socket of the namespace on every instance (Asena's `this.in(data)`).
+    /// Returns the number of local recipients.
+    #[doc(alias = "in")]
     pub fn broadcast(&self, message: impl Encode<O>) -> Result<usize, SendError> {
         let frame = self.encode(message)?;
         self.check_fits(&frame)?;

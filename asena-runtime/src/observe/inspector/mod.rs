@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::routing::{any, get, post};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
 use serde::Deserialize;
@@ -58,7 +58,7 @@ use crate::channel::{Channel, Raw};
 use crate::codec::{Message, close_code, close_reason};
 use crate::config::{Compression, Limits};
 use crate::error::Result;
-use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Refusal, run_chain};
+use crate::middleware::{ChainOutcome, Context, ErasedMiddleware, Refusal, remote_addr, run_chain};
 use crate::namespace::{Namespace, Namespaces, Socket, SocketRef};
 use crate::protocol::{ChannelProtocol, Endpoint};
 use crate::request::{lookup, parse_query};
@@ -483,13 +483,6 @@ async fn guard(
         }
         ChainOutcome::Respond(refused) => refused,
     }
-}
-
-fn remote_addr(parts: &http::request::Parts) -> Option<SocketAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
 }
 
 async fn page() -> Response<Body> {
