@@ -909,3 +909,8 @@ macro_rules! generated {
 
 pub mod chat;
 pub mod managed;
+
+/// The porting guide from Asena (TypeScript), compiled as doctests so its Rust stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/porting-from-asena.md")]
+pub struct PortingFromAsena;
