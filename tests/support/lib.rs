@@ -914,3 +914,8 @@ pub mod managed;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/porting-from-asena.md")]
 pub struct PortingFromAsena;
+
+/// The porting guide from Ignis (TypeScript), compiled as doctests so its Rust stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/porting-from-ignis.md")]
+pub struct PortingFromIgnis;
