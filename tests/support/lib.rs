@@ -909,3 +909,13 @@ macro_rules! generated {
 
 pub mod chat;
 pub mod managed;
+
+/// The porting guide from Asena (TypeScript), compiled as doctests so its Rust stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/porting-from-asena.md")]
+pub struct PortingFromAsena;
+
+/// The porting guide from Ignis (TypeScript), compiled as doctests so its Rust stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/porting-from-ignis.md")]
+pub struct PortingFromIgnis;
