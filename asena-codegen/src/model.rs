@@ -30,21 +30,28 @@ pub struct Endpoint {
     pub name: String,
     /// The path, with a leading `/`, e.g. `/user/events/{userId}`.
     pub path: String,
+    /// The channel's `description`, for the contract's docs.
     pub description: Option<String>,
+    /// The keys of the document's channels at this address, in document order.
     pub channels: Vec<String>,
+    /// The parameters of the address, in the order they appear in it.
     pub params: Vec<Param>,
     /// What clients send (the server's `receive` operations, and replies to its `send`s).
     pub receives: Vec<Msg>,
     /// What the server sends (its `send` operations, and replies to its `receive`s).
     pub sends: Vec<Msg>,
+    /// Every operation on these channels, for the contract's docs.
     pub operations: Vec<Operation>,
 }
 
 /// A path parameter. AsyncAPI 3 parameters are strings, optionally from an `enum`.
 #[derive(Debug)]
 pub struct Param {
+    /// The name between braces in the address.
     pub name: String,
+    /// Its `description`.
     pub description: Option<String>,
+    /// Its `enum`: the only values it takes (a Rust enum), or any string when `None`.
     pub values: Option<Vec<String>>,
 }
 
@@ -55,6 +62,7 @@ pub struct Msg {
     pub key: String,
     /// Where the message object is.
     pub loc: Loc,
+    /// Its `name`, which names its variant in the generated enums (else its key does).
     pub name: Option<String>,
     /// Its `description`, else its `summary`, else its `title`.
     pub doc: Option<String>,
@@ -67,10 +75,15 @@ pub struct Msg {
 /// An operation, for listings and docs.
 #[derive(Debug)]
 pub struct Operation {
+    /// Its key in `operations`.
     pub name: String,
+    /// Whether the server sends or receives its messages.
     pub action: Action,
+    /// The key of its channel.
     pub channel: String,
+    /// The keys of its messages in that channel.
     pub messages: Vec<String>,
+    /// The keys of its reply's messages, when it has a reply.
     pub reply: Vec<String>,
 }
 

@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// counters, and [`Counters::snapshot`], which reads the one into the other.
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident,)+) => {
-        /// Counters of a broker transport, as returned by `stats()`.
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        /// Counters of a broker transport, as returned by `stats()`. The fleet's
+        /// announcements carry them as JSON (camelCase; a missing counter reads as 0).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "camelCase", default)]
         #[non_exhaustive]
         pub struct TransportStats {
             $($(#[$doc])* pub $name: u64,)+

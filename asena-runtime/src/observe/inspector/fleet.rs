@@ -55,33 +55,7 @@ pub(super) struct Announcement {
     pub(super) namespaces: Vec<NamespaceCounts>,
     /// Its transport's counters, when it has a broker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) transport: Option<BrokerCounts>,
-}
-
-/// A transport's counters in an announcement (cumulative, like [`TransportStats`]).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct BrokerCounts {
-    pub(super) published: u64,
-    pub(super) received: u64,
-    pub(super) dropped: u64,
-    pub(super) errors: u64,
-    pub(super) reconnects: u64,
-    /// Rooms subscribed on the broker (interest-based routing).
-    pub(super) subscriptions: u64,
-}
-
-impl From<TransportStats> for BrokerCounts {
-    fn from(s: TransportStats) -> BrokerCounts {
-        BrokerCounts {
-            published: s.published,
-            received: s.received,
-            dropped: s.dropped,
-            errors: s.errors,
-            reconnects: s.reconnects,
-            subscriptions: s.subscriptions,
-        }
-    }
+    pub(super) transport: Option<TransportStats>,
 }
 
 /// A transport as the inspector shows it: its counters and its messages per second to and
@@ -90,7 +64,7 @@ impl From<TransportStats> for BrokerCounts {
 #[serde(rename_all = "camelCase")]
 pub(super) struct BrokerView {
     #[serde(flatten)]
-    pub(super) counts: BrokerCounts,
+    pub(super) counts: TransportStats,
     pub(super) published_rate: f64,
     pub(super) received_rate: f64,
 }
@@ -379,7 +353,7 @@ pub(super) fn announcement(
         every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1),
         bye: false,
         namespaces: namespaces.iter().map(NamespaceCounts::of).collect(),
-        transport: transport.map(BrokerCounts::from),
+        transport,
     }
 }
 
