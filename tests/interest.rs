@@ -356,6 +356,23 @@ async fn on_a_redis_cluster_managed_users_span_nodes() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The app's own settings reach the cluster's clients: credentials the nodes do not expect
+/// fail the start with Redis's own answer, where the same transport without them starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_transport_connects_with_the_apps_client_settings() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start().await?;
+    let transport = RedisTransport::cluster([cluster.url(0)])
+        .cluster_client(|builder| builder.password("not-the-password"));
+    let refused = start(isolated().websocket::<Hall>().transport(transport)).await;
+    let error = format!("{:#}", refused.err().context("the start should fail")?);
+    anyhow::ensure!(error.to_lowercase().contains("auth"), "{error}");
+    let plain = RedisTransport::cluster([cluster.url(0)]).cluster_client(|builder| builder);
+    let app = start(isolated().websocket::<Hall>().transport(plain)).await?;
+    app.stop().await?;
+    drop(cluster);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_a_redis_cluster_the_last_member_leaving_sunsubscribes() -> anyhow::Result<()> {
     let cluster = RedisCluster::start().await?;

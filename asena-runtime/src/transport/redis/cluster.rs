@@ -34,8 +34,11 @@ use crate::transport::subscriber::{Event, Failed, Subscription};
 use crate::transport::{Outbound, Route};
 use crate::wire;
 
-/// A client for the cluster that `nodes` (some of its nodes, `redis://host:port`) belong to;
-/// with `pushes`, over RESP3 with subscription messages sent there.
+/// The app's own settings of a cluster client, applied before the transport's.
+pub(super) type Configure = Arc<dyn Fn(ClusterClientBuilder) -> ClusterClientBuilder + Send + Sync>;
+
+/// A client for the cluster that `nodes` (some of its nodes, `redis://host:port`) belong to,
+/// with the app's settings; with `pushes`, over RESP3 with subscription messages sent there.
 ///
 /// A command whose node is away is retried every 100–500 ms (the client's default starts
 /// at 1.28 s) for at most [`CONNECT_TIMEOUT`] in all, then fails: a node back within that
@@ -43,9 +46,14 @@ use crate::wire;
 /// dropped) instead of stalling the publisher for minutes.
 pub(super) fn client(
     nodes: &[String],
+    configure: Option<&Configure>,
     pushes: Option<mpsc::UnboundedSender<PushInfo>>,
 ) -> redis::RedisResult<ClusterClient> {
-    let builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+    let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str));
+    if let Some(configure) = configure {
+        builder = configure(builder);
+    }
+    let builder = builder
         .connection_timeout(CONNECT_TIMEOUT)
         .response_timeout(CONNECT_TIMEOUT)
         .overall_response_timeout(Some(CONNECT_TIMEOUT))

@@ -36,6 +36,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::Client;
 use redis::aio::{PubSub, PubSubSink, PubSubStream};
+use redis::cluster::ClusterClientBuilder;
 use tokio::sync::mpsc;
 
 use super::broker::{BrokerCore, CONNECT_TIMEOUT, Tasks, broker_methods, broker_transport_methods};
@@ -72,6 +73,8 @@ pub struct RedisTransport {
     by_interest: bool,
     /// The nodes of a Redis Cluster ([`RedisTransport::cluster`]), or none for one server.
     cluster: Option<Vec<String>>,
+    /// The app's own settings of the cluster's clients ([`RedisTransport::cluster_client`]).
+    configure: Option<cluster::Configure>,
     /// A client the app configured itself ([`RedisTransport::with_client`]), used instead of
     /// one opened from the URL.
     client: Option<Client>,
@@ -85,6 +88,7 @@ impl RedisTransport {
             core: BrokerCore::new(url.into(), wire::REDIS_CHANNEL),
             by_interest: false,
             cluster: None,
+            configure: None,
             client: None,
         }
     }
@@ -139,6 +143,29 @@ impl RedisTransport {
         transport.by_interest = true;
         transport.cluster = Some(nodes);
         transport
+    }
+
+    /// Configures the clients of a [`cluster`](RedisTransport::cluster) transport as the app
+    /// needs (TLS, credentials, RESP version of commands, read from replicas...), as Asena's
+    /// `RedisTransport` takes a cluster client the app built. `configure` gets redis-rs's
+    /// builder for the nodes and returns it changed; the transport then sets its own
+    /// timeouts and retries (so an unreachable node fails a send within seconds instead of
+    /// stalling it) and, on its subscribing client, the pushes it listens to. It runs for
+    /// each client the transport makes. No effect on a transport to one server.
+    ///
+    /// ```no_run
+    /// use asena_runtime::transport::RedisTransport;
+    /// let transport = RedisTransport::cluster(["rediss://10.0.0.1:7000"])
+    ///     .cluster_client(|builder| builder.username("fleet").password("s3cret"));
+    /// # let _ = transport;
+    /// ```
+    #[doc(alias = "Cluster")]
+    pub fn cluster_client<F>(mut self, configure: F) -> Self
+    where
+        F: Fn(ClusterClientBuilder) -> ClusterClientBuilder + Send + Sync + 'static,
+    {
+        self.configure = Some(Arc::new(configure));
+        self
     }
 
     /// A [`cluster`](RedisTransport::cluster) transport from a `redis-cluster://` URL, which
@@ -230,7 +257,7 @@ impl RedisTransport {
         }
         let (pushes_tx, pushes) = mpsc::unbounded_channel();
         let connect = |pushes| async {
-            let client = cluster::client(nodes, pushes)
+            let client = cluster::client(nodes, self.configure.as_ref(), pushes)
                 .map_err(|_| TransportError::InvalidUrl(self.core.url.clone()))?;
             cluster::connect(&client)
                 .await
