@@ -393,3 +393,165 @@ async fn a_nats_publish_larger_than_max_payload_is_refused_and_counted() -> anyh
     emitter.close().await;
     stop_all([a, b]).await
 }
+
+// ---------------------------------------------------------------------------------------
+// Redis Sentinel: the fleet follows a failover
+
+asena_tests::hall_service!(Hall, "/hall");
+
+/// A process killed on drop.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private `redis-server` with `args`, on `port`.
+fn redis_process(port: u16, args: &[&str]) -> anyhow::Result<Process> {
+    let port = port.to_string();
+    let child = std::process::Command::new("redis-server")
+        .args(args)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start redis-server (run scripts/services.sh)")?;
+    Ok(Process(child))
+}
+
+/// Asks the sentinel at `url` something, as a `redis-cli` would.
+async fn sentinel_cmd(url: &str, args: &[&str]) -> anyhow::Result<redis::Value> {
+    let client = redis::Client::open(url)?;
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.get_multiplexed_async_connection(),
+    )
+    .await??;
+    Ok(redis::cmd("SENTINEL")
+        .arg(args)
+        .query_async(&mut conn)
+        .await?)
+}
+
+/// The port of the master the sentinel at `url` names for `m`.
+async fn master_port(url: &str) -> anyhow::Result<Option<u16>> {
+    let value = sentinel_cmd(url, &["get-master-addr-by-name", "m"]).await?;
+    let addr: Option<(String, String)> = redis::from_redis_value(value).ok();
+    Ok(addr.and_then(|(_, port)| port.parse().ok()))
+}
+
+/// Two instances reach a Sentinel-monitored Redis through the sentinel, then the sentinel
+/// fails the master over to its replica and the old master dies: the instances, told by
+/// the sentinel where the new master is when they reconnect, keep sharing the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_transport_follows_a_failover() -> anyhow::Result<()> {
+    use asena_runtime::transport::RedisTransport;
+    use redis::sentinel::{SentinelClient, SentinelServerType};
+
+    let (primary_port, replica_port, sentinel_port) = (
+        asena_tests::broker::free_port()?,
+        asena_tests::broker::free_port()?,
+        asena_tests::broker::free_port()?,
+    );
+    let mut primary = Some(redis_process(primary_port, &[])?);
+    let primary_addr = format!("127.0.0.1 {primary_port}");
+    let _replica = redis_process(replica_port, &["--replicaof", &primary_addr])?;
+    let dir = std::env::temp_dir().join(asena_tests::unique("asena-sentinel"));
+    std::fs::create_dir_all(&dir)?;
+    let conf = dir.join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sentinel_port}\nbind 127.0.0.1\ndir {}\n\
+             sentinel monitor m 127.0.0.1 {primary_port} 1\n\
+             sentinel down-after-milliseconds m 1000\n\
+             sentinel failover-timeout m 10000\n",
+            dir.display()
+        ),
+    )?;
+    let sentinel = Process(
+        std::process::Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot start redis-server --sentinel")?,
+    );
+    let sentinel_url = format!("redis://127.0.0.1:{sentinel_port}");
+    // The sentinel names the master and knows its replica (it must, to fail over).
+    asena_tests::within(
+        DEADLINE,
+        "the sentinel knows master and replica",
+        async || {
+            let replicas = sentinel_cmd(&sentinel_url, &["replicas", "m"]).await;
+            matches!(master_port(&sentinel_url).await, Ok(Some(p)) if p == primary_port)
+                && matches!(replicas, Ok(redis::Value::Array(r)) if !r.is_empty())
+        },
+    )
+    .await?;
+
+    let instance = async || {
+        let sentinel = SentinelClient::build(
+            vec![sentinel_url.as_str()],
+            String::from("m"),
+            None,
+            SentinelServerType::Master,
+        )?;
+        start(
+            isolated()
+                .websocket::<Hall>()
+                .transport(RedisTransport::sentinel(sentinel)),
+        )
+        .await
+    };
+    let (a, b) = (instance().await?, instance().await?);
+    let (mut sender, _) = asena_tests::join_hall(&a, "r").await?;
+    let (mut member, _) = asena_tests::join_hall(&b, "r").await?;
+    let crossed = async |sender: &mut Client, member: &mut Client, text: &str| {
+        asena_tests::until_some(DEADLINE, "a room message across instances", async || {
+            sender.send_text(text).await?;
+            Ok(
+                tokio::time::timeout(Duration::from_millis(300), member.recv_text())
+                    .await
+                    .ok()
+                    .transpose()?
+                    .filter(|got| got == text),
+            )
+        })
+        .await
+    };
+    crossed(&mut sender, &mut member, "before").await?;
+
+    // Fail over to the replica, then take the old master away for good.
+    asena_tests::within(DEADLINE, "the failover to the replica", async || {
+        let _ = sentinel_cmd(&sentinel_url, &["failover", "m"]).await;
+        matches!(master_port(&sentinel_url).await, Ok(Some(p)) if p == replica_port)
+    })
+    .await?;
+    drop(primary.take());
+    crossed(&mut sender, &mut member, "after").await?;
+    for s in [&a, &b] {
+        let stats = s.app.transport_stats().context("a broker transport")?;
+        ensure!(
+            stats.reconnects >= 1,
+            "reconnected to the new master: {stats:?}"
+        );
+    }
+    stop_all([a, b]).await?;
+    drop(sentinel);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -37,6 +37,7 @@ use futures_util::StreamExt;
 use redis::Client;
 use redis::aio::{PubSub, PubSubSink, PubSubStream};
 use redis::cluster::ClusterClientBuilder;
+use redis::sentinel::SentinelClient;
 use tokio::sync::mpsc;
 
 use super::broker::{BrokerCore, CONNECT_TIMEOUT, Tasks, broker_methods, broker_transport_methods};
@@ -49,8 +50,10 @@ use crate::wire;
 
 mod cluster;
 pub(crate) mod publisher;
+mod source;
 
 use publisher::Publisher;
+use source::Source;
 
 /// The scheme of a URL naming a Redis Cluster's nodes ([`RedisTransport::from_cluster_url`]).
 pub(crate) const CLUSTER_SCHEME: &str = "redis-cluster://";
@@ -75,9 +78,9 @@ pub struct RedisTransport {
     cluster: Option<Vec<String>>,
     /// The app's own settings of the cluster's clients ([`RedisTransport::cluster_client`]).
     configure: Option<cluster::Configure>,
-    /// A client the app configured itself ([`RedisTransport::with_client`]), used instead of
-    /// one opened from the URL.
-    client: Option<Client>,
+    /// A client the app configured itself ([`RedisTransport::with_client`]) or a Sentinel
+    /// ([`RedisTransport::sentinel`]), used instead of a client opened from the URL.
+    source: Option<Source>,
 }
 
 impl RedisTransport {
@@ -89,7 +92,7 @@ impl RedisTransport {
             by_interest: false,
             cluster: None,
             configure: None,
-            client: None,
+            source: None,
         }
     }
 
@@ -109,8 +112,38 @@ impl RedisTransport {
     pub fn with_client(client: Client) -> RedisTransport {
         let address = client.get_connection_info().addr().to_string();
         RedisTransport {
-            client: Some(client),
+            source: Some(Source::Client(client)),
             ..RedisTransport::new(format!("redis://{address}"))
+        }
+    }
+
+    /// A transport to the master of a service that Redis Sentinel monitors, as Asena's
+    /// `RedisTransport` takes a Sentinel-aware client. The sentinels are asked for the master
+    /// when the app starts and again at every reconnection, so after a failover (Sentinel
+    /// disconnects the old master's clients) the fleet follows the new master. What is
+    /// published while no master is reachable is dropped and counted, as in any outage.
+    /// Logs and stats name it `redis-sentinel`.
+    ///
+    /// ```no_run
+    /// use asena_runtime::transport::RedisTransport;
+    /// use redis::sentinel::{SentinelClient, SentinelServerType};
+    /// # fn run() -> redis::RedisResult<()> {
+    /// let sentinel = SentinelClient::build(
+    ///     vec!["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"],
+    ///     String::from("mymaster"),
+    ///     None,
+    ///     SentinelServerType::Master,
+    /// )?;
+    /// let transport = RedisTransport::sentinel(sentinel);
+    /// # let _ = transport; Ok(()) }
+    /// ```
+    #[doc(alias = "Sentinel")]
+    pub fn sentinel(sentinel: SentinelClient) -> RedisTransport {
+        RedisTransport {
+            source: Some(Source::Sentinel(Arc::new(tokio::sync::Mutex::new(
+                sentinel,
+            )))),
+            ..RedisTransport::new("redis-sentinel")
         }
     }
 
@@ -211,11 +244,17 @@ impl RedisTransport {
         if let Some(nodes) = &self.cluster {
             return self.start_cluster(nodes, inbound).await;
         }
-        let client = match &self.client {
-            Some(client) => client.clone(),
-            None => Client::open(self.core.url.as_str())
-                .map_err(|_| TransportError::InvalidUrl(self.core.url.clone()))?,
+        let source = match &self.source {
+            Some(source) => source.clone(),
+            None => Source::Client(
+                Client::open(self.core.url.as_str())
+                    .map_err(|_| TransportError::InvalidUrl(self.core.url.clone()))?,
+            ),
         };
+        let client = source
+            .client()
+            .await
+            .map_err(|e| self.core.connect_error(e))?;
         let publisher = publisher::connect(&client)
             .await
             .map_err(|e| self.core.connect_error(e))?;
@@ -225,14 +264,14 @@ impl RedisTransport {
             .map_err(|e| self.core.connect_error(e))?;
 
         let publish = Publisher {
-            client: client.clone(),
+            source: source.clone(),
             conn: publisher,
             channel: self.core.channel.clone(),
             pod_id: self.core.pod_id.clone(),
             by_interest: self.by_interest,
             counters: self.core.counters.clone(),
         };
-        let subscription = Subscriber::new(client, self.core.channel.clone(), patterns, subscriber);
+        let subscription = Subscriber::new(source, self.core.channel.clone(), patterns, subscriber);
         self.core.run(
             Tasks {
                 publish,
@@ -369,7 +408,7 @@ async fn connect_subscriber(
 
 /// The subscription of one Redis server: a pub/sub connection, made again when lost.
 struct Subscriber {
-    client: Client,
+    source: Source,
     /// The fleet channel.
     channel: String,
     /// The named channels' patterns (`<prefix>:*`).
@@ -379,10 +418,10 @@ struct Subscriber {
 }
 
 impl Subscriber {
-    fn new(client: Client, channel: String, patterns: Vec<String>, pubsub: PubSub) -> Subscriber {
+    fn new(source: Source, channel: String, patterns: Vec<String>, pubsub: PubSub) -> Subscriber {
         let (sink, stream) = pubsub.split();
         Subscriber {
-            client,
+            source,
             channel,
             patterns,
             sink,
@@ -429,7 +468,8 @@ impl Subscription for Subscriber {
     }
 
     async fn reconnect(&mut self) -> Result<(), BoxError> {
-        let pubsub = connect_subscriber(&self.client, &self.channel, &self.patterns).await?;
+        let client = self.source.client().await?;
+        let pubsub = connect_subscriber(&client, &self.channel, &self.patterns).await?;
         (self.sink, self.stream) = pubsub.split();
         Ok(())
     }

@@ -5,6 +5,7 @@
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
 
+use super::source::Source;
 use crate::error::BoxError;
 use crate::transport::broker::{CONNECT_TIMEOUT, encode_outbound};
 use crate::transport::counters::Counters;
@@ -25,7 +26,7 @@ pub(crate) async fn connect(client: &Client) -> redis::RedisResult<MultiplexedCo
 
 /// The publisher of one Redis server.
 pub(crate) struct Publisher {
-    pub(crate) client: Client,
+    pub(crate) source: Source,
     pub(crate) conn: MultiplexedConnection,
     /// The fleet channel.
     pub(crate) channel: String,
@@ -61,7 +62,7 @@ impl Publish for Publisher {
     }
 
     async fn reconnect(&mut self) -> Result<(), BoxError> {
-        self.conn = connect(&self.client).await?;
+        self.conn = connect(&self.source.client().await?).await?;
         Ok(())
     }
 }
