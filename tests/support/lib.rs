@@ -908,4 +908,5 @@ macro_rules! generated {
 }
 
 pub mod chat;
+pub mod interop;
 pub mod managed;
