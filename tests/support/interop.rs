@@ -51,15 +51,15 @@ impl BunProcess {
         script: &str,
         env: &[(&str, String)],
     ) -> anyhow::Result<(BunProcess, Value)> {
+        // Ignis's logger writes its files and their audit records in the log folder and the
+        // working directory: both are a temporary directory.
+        let logs = std::env::temp_dir().join("asena-interop-logs");
+        std::fs::create_dir_all(&logs)?;
         let mut cmd = Command::new(bun()?);
         cmd.arg("run")
-            .arg(script)
-            .current_dir(interop_dir())
-            // Ignis's logger writes its files there.
-            .env(
-                "APP_ENV_LOGGER_FOLDER_PATH",
-                std::env::temp_dir().join("asena-interop-logs"),
-            )
+            .arg(interop_dir().join(script))
+            .current_dir(&logs)
+            .env("APP_ENV_LOGGER_FOLDER_PATH", &logs)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
