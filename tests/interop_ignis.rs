@@ -277,3 +277,30 @@ async fn a_real_ignis_server_reaches_our_clients() -> anyhow::Result<()> {
     );
     ours.stop().await
 }
+
+/// The realtime example's JavaScript client, run by Bun against a real Ignis server: it logs
+/// in, and its `join()` and `leave()`, which Ignis never answers, reject with `NO_ANSWER`
+/// after their timeout instead of waiting forever.
+#[tokio::test]
+async fn our_javascript_client_gives_up_on_ignis_unanswered_join_and_leave() -> anyhow::Result<()>
+{
+    let ignis = Ignis::start(&unique("ignis-client")).await?;
+    let (_client, outcome) = asena_tests::interop::BunProcess::start(
+        "the realtime client",
+        "client-join.ts",
+        &[
+            ("WS_URL", format!("ws://127.0.0.1:{}/ws", ignis.port)),
+            ("ANSWER_TIMEOUT", "500".into()),
+        ],
+    )
+    .await?;
+    assert_eq!(outcome["authenticated"], "alice", "{outcome}");
+    for request in ["join", "leave"] {
+        assert_eq!(outcome[request]["code"], "NO_ANSWER", "{outcome}");
+        assert_eq!(
+            outcome[request]["message"],
+            format!("no answer to {request} within 500 ms")
+        );
+    }
+    Ok(())
+}
