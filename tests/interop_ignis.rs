@@ -159,7 +159,10 @@ async fn our_sends_reach_the_clients_of_a_real_ignis_server() -> anyhow::Result<
     ensure!(managed.to_user("alice", ("to-user", 1))? == 1, "alice here");
     managed.to_room("lobby", ("to-room", 2), &[&bob_id])?;
     managed.broadcast(("to-all", 3), &[])?;
-    ensure!(managed.to_client(&bob_id, ("to-client", 4))? == 0, "bob is on Ignis");
+    ensure!(
+        managed.to_client(&bob_id, ("to-client", 4))? == 0,
+        "bob is on Ignis"
+    );
     managed.send(Some("lobby"), ("send-room", 5))?;
     managed.send(None, ("send-all", 6))?;
     // The emitter publishes on a connection of its own: it starts once Redis has ours, so
@@ -171,7 +174,9 @@ async fn our_sends_reach_the_clients_of_a_real_ignis_server() -> anyhow::Result<
 
     let emitter = Emitter::connect(REDIS).await?.managed_prefix(prefix);
     emitter.to_user("bob", "emit-user", 7).await?;
-    emitter.to_room_event("lobby", "emit-room", 8, &[&alice_id]).await?;
+    emitter
+        .to_room_event("lobby", "emit-room", 8, &[&alice_id])
+        .await?;
     emitter.to_client(&alice_id, "emit-client", 9).await?;
     emitter.broadcast_event("emit-all", 10).await?;
 
@@ -202,7 +207,12 @@ async fn our_sends_reach_the_clients_of_a_real_ignis_server() -> anyhow::Result<
     let here: Vec<_> = events_until(&mut alice_here, "emit-all").await?;
     assert_eq!(
         here,
-        pairs(&[("to-user", 1), ("to-all", 3), ("send-all", 6), ("emit-all", 10)])
+        pairs(&[
+            ("to-user", 1),
+            ("to-all", 3),
+            ("send-all", 6),
+            ("emit-all", 10)
+        ])
     );
     emitter.close().await;
     ours.stop().await
@@ -282,8 +292,7 @@ async fn a_real_ignis_server_reaches_our_clients() -> anyhow::Result<()> {
 /// in, and its `join()` and `leave()`, which Ignis never answers, reject with `NO_ANSWER`
 /// after their timeout instead of waiting forever.
 #[tokio::test]
-async fn our_javascript_client_gives_up_on_ignis_unanswered_join_and_leave() -> anyhow::Result<()>
-{
+async fn our_javascript_client_gives_up_on_ignis_unanswered_join_and_leave() -> anyhow::Result<()> {
     let ignis = Ignis::start(&unique("ignis-client")).await?;
     let (_client, outcome) = asena_tests::interop::BunProcess::start(
         "the realtime client",

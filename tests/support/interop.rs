@@ -161,7 +161,11 @@ impl Ignis {
         crate::within(crate::WAIT, "the Ignis client is in its room", async || {
             self.control(json!({"op": "client", "id": id}))
                 .await
-                .is_ok_and(|c| c["rooms"].as_array().is_some_and(|r| r.contains(&json!(room))))
+                .is_ok_and(|c| {
+                    c["rooms"]
+                        .as_array()
+                        .is_some_and(|r| r.contains(&json!(room)))
+                })
         })
         .await
     }
