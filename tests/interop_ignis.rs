@@ -9,16 +9,24 @@
 //!   resolution) and our [`Emitter`];
 //! - Ignis to our clients: its server helper's public `send()`, its own Redis publication
 //!   for the other instances (a user, a room with an exclusion, a client), and its
-//!   standalone `WebSocketEmitter`.
+//!   standalone `WebSocketEmitter`;
+//! - the realtime example's JavaScript client (`examples/realtime/client.js`), run by Bun
+//!   against the Ignis server: its `join()` and `leave()` give up after their answer timeout.
+//!
+//! Without a transport on our side, the first message never crosses and both exchange tests
+//! fail.
 //!
 //! Clients authenticate on both sides with `{"token": "U-token"}`. Each test starts its own
 //! Ignis process under a channel prefix of its own (the app swaps Ignis's first channel word
 //! `ws` for it), so the tests run in parallel on the shared Redis.
 //!
-//! Where Ignis 0.0.7 differs from its documentation, these tests follow the documentation
-//! on our side and work around the difference: `join` and `leave` get no answer (membership is
-//! read through the app's control endpoint instead), and port 0 means "unset" (the test picks
-//! a free port).
+//! Where Ignis 0.0.7 differs from its documentation, our side follows the documentation and
+//! these tests work around the difference: `join` and `leave` get no answer (membership is
+//! read through the app's control endpoint instead, and our JavaScript client times out); its
+//! Redis channel names are fixed (`ws:…`, rewritten by the app as said above); port 0 means
+//! "unset" and listens on 3000 (the test picks a free port); and its server reaches a user, a
+//! room with an exclusion or a client on another instance only through `publishToRedis`,
+//! private in its typings, which its own `send()` uses.
 
 use std::sync::LazyLock;
 
