@@ -39,7 +39,8 @@ pub fn bun() -> anyhow::Result<PathBuf> {
 #[derive(Debug)]
 pub struct BunProcess {
     child: Child,
-    stdout: Lines<BufReader<ChildStdout>>,
+    /// Its output until the ready line; then a task reads the rest.
+    stdout: Option<Lines<BufReader<ChildStdout>>>,
     name: &'static str,
 }
 
@@ -69,17 +70,23 @@ impl BunProcess {
         let stdout = child.stdout.take().context("the child's stdout")?;
         let mut process = BunProcess {
             child,
-            stdout: BufReader::new(stdout).lines(),
+            stdout: Some(BufReader::new(stdout).lines()),
             name,
         };
         let ready = tokio::time::timeout(STARTUP, process.ready())
             .await
             .with_context(|| format!("{name} printed no ready line within {STARTUP:?}"))??;
+        // The rest of its output (Ignis logs every connection) is read and dropped, so that a
+        // full pipe never blocks it.
+        if let Some(mut rest) = process.stdout.take() {
+            tokio::spawn(async move { while let Ok(Some(_)) = rest.next_line().await {} });
+        }
         Ok((process, ready))
     }
 
     async fn ready(&mut self) -> anyhow::Result<Value> {
-        while let Some(line) = self.stdout.next_line().await? {
+        let lines = self.stdout.as_mut().context("output already read")?;
+        while let Some(line) = lines.next_line().await? {
             if let Some(json) = line.strip_prefix("ready ") {
                 return Ok(serde_json::from_str(json)?);
             }
