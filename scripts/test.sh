@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: starts Redis and NATS on loopback when they are not running,
-# installs the official AsyncAPI parser the `asyncapi` tests validate documents with, then
+# installs the official AsyncAPI parser the `asyncapi` tests validate documents with and the
+# real Ignis 0.0.7 with Bun that the `interop_ignis` tests run against (scripts/interop.sh), then
 # runs every unit, integration, trybuild UI and doc test of the workspace, drives the chat and
 # realtime example pages and the chat's inspector in headless Chromium (scripts/browser.sh: installs Debian's chromium
 # and playwright-core when missing and reuses the debug build `cargo test` made), builds a new
@@ -12,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh
 bash scripts/asyncapi.sh
+bash scripts/interop.sh
 cargo test --workspace --all-features "$@"
 bash scripts/browser.sh
 bash scripts/codegen-ts.sh

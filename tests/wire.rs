@@ -1,7 +1,9 @@
 //! The wire between instances, read and written by a real broker client: an Asena instance
 //! sharing our Redis channel (its broadcasts are topic `<namespace>.__`, its room messages
 //! `<namespace>.<room>`), the configurable Redis channel and NATS subject, and the transport
-//! counters as the app reports them.
+//! counters as the app reports them. The Asena side is imitated: its Redis package
+//! (`@asenajs/asena-redis`) and the HTTP adapters an Asena app runs on are not on the npm
+//! registry this project installs from, where `tests/interop_ignis.rs` runs the real Ignis.
 #![allow(clippy::unwrap_used)]
 
 use anyhow::Context as _;

@@ -9,7 +9,9 @@
 //   client.send("say", { room: "public-1", text: "hi" });
 //
 // authenticate() rejects with an Error whose `code` is the close code (4001: too slow, 4003:
-// refused). Heartbeats start once authenticated, every `heartbeatInterval` ms (a third of
+// refused). join() and leave() reject with an Error whose `code` is "NO_ANSWER" when no answer
+// comes within `answerTimeout` ms (default 5000; 0 waits as long as the socket is open): a
+// server of Ignis 0.0.7 never answers them, although it does join and leave the rooms. Heartbeats start once authenticated, every `heartbeatInterval` ms (a third of
 // the server's heartbeat timeout is a good value). on("close", ({code, reason}) => ..)
 // reports the end of the connection; on("error", ({message}) => ..) the server's errors.
 //
@@ -65,6 +67,7 @@
   class ManagedClient {
     constructor(options = {}) {
       this.heartbeatInterval = options.heartbeatInterval ?? 10000;
+      this.answerTimeout = options.answerTimeout ?? 5000;
       this.WebSocket = options.WebSocket ?? root.WebSocket;
       this.socket = null;
       this.user = null;
@@ -134,16 +137,16 @@
       });
     }
 
-    /** Asks to join rooms; resolves with `{rooms, denied}`. */
+    /** Asks to join rooms; resolves with `{rooms, denied}`, rejects without an answer. */
     join(rooms) {
-      const answer = this._await("join");
+      const answer = this._await("join", this.answerTimeout);
       this.send("join", { rooms: [].concat(rooms) });
       return answer;
     }
 
-    /** Leaves rooms; resolves with `{rooms}` (the rooms actually left). */
+    /** Leaves rooms; resolves with `{rooms}` (the rooms actually left), rejects without an answer. */
     leave(rooms) {
-      const answer = this._await("leave");
+      const answer = this._await("leave", this.answerTimeout);
       this.send("leave", { rooms: [].concat(rooms) });
       return answer;
     }
@@ -198,10 +201,28 @@
       return !!this.socket && this.socket.readyState === 1 && !!this.user;
     }
 
-    _await(event) {
+    /** The data of the next `event`; after `timeout` ms (when > 0) a "NO_ANSWER" rejection. */
+    _await(event, timeout = 0) {
       return new Promise((resolve, reject) => {
         if (!this.pending.has(event)) this.pending.set(event, []);
-        this.pending.get(event).push({ resolve, reject });
+        const queue = this.pending.get(event);
+        if (!(timeout > 0)) {
+          queue.push({ resolve, reject });
+          return;
+        }
+        const timer = setTimeout(() => {
+          // A later answer goes to the next waiter, not to this one.
+          const at = queue.indexOf(waiter);
+          if (at >= 0) queue.splice(at, 1);
+          const error = new Error(`no answer to ${event} within ${timeout} ms`);
+          error.code = "NO_ANSWER";
+          reject(error);
+        }, timeout);
+        const waiter = {
+          resolve: (data) => { clearTimeout(timer); resolve(data); },
+          reject: (error) => { clearTimeout(timer); reject(error); },
+        };
+        queue.push(waiter);
       });
     }
 

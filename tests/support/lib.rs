@@ -908,6 +908,7 @@ macro_rules! generated {
 }
 
 pub mod chat;
+pub mod interop;
 pub mod managed;
 
 /// The porting guide from Asena (TypeScript), compiled as doctests so its Rust stays true.
