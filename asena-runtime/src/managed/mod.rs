@@ -5,7 +5,10 @@
 //!
 //! A service declared `#[websocket(path = "..", managed)]` speaks it, and implements
 //! [`ManagedService`] instead of `WebSocketService`. The wire, both ways, is the envelope
-//! `{"event": string, "data"?: any, "id"?: string}`:
+//! `{"event": string, "data"?: any, "id"?: string}`. A client's `id` names its request: the
+//! server's answer to that message (`connected`, `join`, `leave`, or the `error` it caused)
+//! carries the same `id`, so a client can tell which request it answers (Ignis leaves `id`
+//! to the application; sends from the service never carry one):
 //!
 //! | event | direction | data |
 //! |---|---|---|
@@ -13,19 +16,22 @@
 //! | `encrypted` | server → client | `{"serverPublicKey", "salt"}`: the answer to `encrypt`, the last plain message |
 //! | `encrypted` | both | `{"iv", "payload"}`: any other message, sealed, once a key is agreed |
 //! | `authenticate` | client → server | the credentials, handed to [`ManagedService::authenticate`] |
-//! | `connected` | server → client | `{"id", "userId", "time"}` after authenticating |
+//! | `connected` | server → client | `{"id", "userId", "time"}` after authenticating (plus what the service's [`handshake`](ManagedService::handshake) agreed) |
 //! | `heartbeat` | client → server | — (only keeps the client alive) |
 //! | `join` / `leave` | both | `{"rooms": [..]}`; the answer lists the rooms joined or left |
 //! | `error` | server → client | `{"message"}` |
 //! | `disconnect` | client → server | — (closes with 1000) |
+//! | `disconnect` | server → client | `{"reason"}`: [`Managed::disconnect`], then the server closes with 1000 and the reason |
 //! | anything else | both | application events: `receives` / `sends` of the service |
 //!
 //! Close codes ([`close`]): 4001 no `authenticate` within the authentication timeout (or the
-//! authenticator took three times as long), 4002 no message within the heartbeat timeout,
+//! authenticator and handshake took three times as long), 4002 no message within the
+//! heartbeat timeout (checked at the deadline, or on [`ManagedOptions::heartbeat_interval`]),
 //! 4003 authentication refused or failed, 4004 encryption required (the first message was
-//! not `encrypt` while [`ManagedOptions::require_encryption`] is set, or its `publicKey` is
-//! malformed), 4005 a message from an encrypting client that is not the next sealed one
-//! (plain, replayed, reordered, reflected, truncated or tampered), 1001 shutdown.
+//! not `encrypt` while [`ManagedOptions::require_encryption`] is set, its `publicKey` is
+//! malformed, or the service's [`handshake`](ManagedService::handshake) declined), 4005 a
+//! message from an encrypting client that is not the next sealed one (plain, replayed,
+//! reordered, reflected, truncated or tampered), 1001 shutdown.
 //!
 //! A client that wants encryption sends `encrypt` with its P-256 public key before anything
 //! else; the server answers `encrypted` with its own and a salt, both derive a key per
@@ -42,6 +48,15 @@
 //! Ignis's looser key exchange (`publicKey` inside `authenticate`, `connected` with the
 //! server's key in plain text, one key, no counter) is available as an explicit opt-in,
 //! [`ManagedOptions::ignis_key_exchange`], for Ignis's own clients.
+//!
+//! A client's view ([`ManagedClient`]) tells when it connected and was last heard from, and
+//! whether its send queue is past its high-water mark ([`ManagedClient::is_backpressured`]);
+//! [`ManagedService::on_drain`] runs when such a queue drained (Ignis's `drain`). The
+//! service's [`ManagedOptions`] carry Ignis's other settings: `heartbeatInterval`,
+//! `encryptedBatchLimit`, `identifier`, the service-wide `outboundTransformer`, and
+//! [`ManagedOptions::ignis`] Ignis's default rooms (`ws-default`, `ws-notification`).
+//! [`Managed::to_user`] reaches a user's sessions on every instance, where Ignis's
+//! `sendToUser` stays on its own: [`Managed::to_local_user`] is that one.
 //!
 //! Messages without `event` are dropped (and logged); application events before
 //! authentication get `error` "Not authenticated". Across instances the service uses
