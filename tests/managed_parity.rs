@@ -193,13 +193,15 @@ pub struct Ticking;
 asena_tests::impl_token_service!(
     Ticking,
     ManagedOptions::default()
+        .auth_timeout(Duration::from_millis(200))
         .heartbeat_timeout(Some(Duration::from_millis(100)))
         .heartbeat_interval(Some(Duration::from_millis(1500))),
     on_event = |_service, _ws, _event| async { Ok(()) }
 );
 
-/// With a heartbeat interval a silent client is closed on the next check, not at its
-/// deadline (100 ms here).
+/// With a heartbeat interval a silent client is closed on the next check (1.5 s after it
+/// connected), not at its deadline (100 ms after it authenticated, once the 200 ms
+/// authentication deadline has passed).
 #[tokio::test]
 async fn heartbeat_timeouts_are_checked_on_the_interval() -> anyhow::Result<()> {
     let s = start_service::<Ticking>().await?;
@@ -209,6 +211,70 @@ async fn heartbeat_timeouts_are_checked_on_the_interval() -> anyhow::Result<()> 
     let waited = silent_since.elapsed();
     assert!(waited >= Duration::from_millis(1300), "{waited:?}");
     s.stop().await
+}
+
+#[websocket(path = "/scoped", managed)]
+#[derive(Debug)]
+pub struct Scoped;
+
+asena_tests::impl_token_service!(
+    Scoped,
+    ManagedOptions::default()
+        .identifier("parity-scope")
+        .auth_timeout(Duration::from_millis(200))
+        .heartbeat_timeout(Some(Duration::from_millis(100))),
+    on_event = |_service, _ws, _event| async { Ok(()) }
+);
+
+/// Everything a subscriber writes, for the test to read.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The identifier scopes the service's start line and its clients' timeout lines. (A
+/// current-thread runtime: the subscriber set for this thread sees every task.)
+#[tokio::test]
+async fn the_identifier_scopes_the_service_s_log_lines() -> anyhow::Result<()> {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("asena::managed=info")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _scope = tracing::subscriber::set_default(subscriber);
+    let s = start_service::<Scoped>().await?;
+    let (mut client, _) = managed_login(&s, "/scoped", json!({"token": "u-token"})).await?;
+    assert_eq!(client.recv_close().await?.0, 4002);
+    s.stop().await?;
+    let text =
+        String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    let started = text
+        .lines()
+        .find(|l| l.contains("managed service started"))
+        .unwrap_or_default();
+    assert!(started.contains("identifier=parity-scope"), "{text}");
+    let closing = text
+        .lines()
+        .find(|l| l.contains("closing") && l.contains("4002"))
+        .unwrap_or_default();
+    assert!(
+        closing.contains("managed{identifier=parity-scope}"),
+        "{text}"
+    );
+    Ok(())
 }
 
 #[websocket(path = "/ignis-rooms", managed)]

@@ -527,7 +527,7 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
         let _ = ns.shared().seal_for.set(client::seal_for);
         tracing::info!(
             target: "asena::managed",
-            identifier = options.identifier.as_deref().unwrap_or(S::NAME),
+            identifier = %options.identifier.as_deref().unwrap_or(S::NAME),
             path = %ns.path(),
             server_id = %state.server_id,
             heartbeat_interval = ?options.heartbeat_interval,
@@ -548,7 +548,9 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
         let watched = ws.clone();
         // The watchdog's lines are scoped by the service's identifier, when it has one.
         let scope = match &options.identifier {
-            Some(identifier) => tracing::info_span!("managed", identifier = %identifier),
+            Some(identifier) => {
+                tracing::info_span!(target: "asena::managed", "managed", identifier = %identifier)
+            }
             None => tracing::Span::current(),
         };
         let watchdog = tokio::spawn(tracing::Instrument::instrument(
@@ -561,18 +563,23 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
                     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     ticks
                 });
+                // Whether the heartbeat deadline is being read on a tick (it is read only then).
+                let mut on_tick = false;
                 while let Some((deadline, code, reason)) =
                     client.deadline(options.auth_timeout, options.heartbeat_timeout)
                 {
                     let Some(deadline) = deadline else { return };
-                    if tokio::time::Instant::now() >= deadline {
+                    let ticking = code == close::HEARTBEAT_TIMEOUT && ticks.is_some();
+                    if tokio::time::Instant::now() >= deadline && (on_tick || !ticking) {
                         tracing::info!(target: "asena::managed", socket_id = %watched.id(), code, reason, "closing");
                         watched.close_with(code, reason);
                         return;
                     }
+                    on_tick = false;
                     match &mut ticks {
-                        Some(ticks) if code == close::HEARTBEAT_TIMEOUT => {
+                        Some(ticks) if ticking => {
                             ticks.tick().await;
+                            on_tick = true;
                         }
                         _ => tokio::time::sleep_until(deadline).await,
                     }

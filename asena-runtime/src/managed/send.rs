@@ -361,9 +361,9 @@ impl<O> Managed<O> {
     /// Tells a client connected to this instance to go (Ignis's `disconnect` system event,
     /// server to client): it is sent `{"event":"disconnect","data":{"reason"}}` (sealed for
     /// an encrypted client; sent before authentication too), then the socket closes with
-    /// 1000 and `reason`, after everything already queued for it.
-    /// [`ManagedService::on_disconnected`] runs with that code and reason. Returns whether
-    /// the client is connected here.
+    /// 1000 and `reason` (cut to what a close frame holds, 123 bytes), after everything
+    /// already queued for it. [`ManagedService::on_disconnected`] runs with that code and
+    /// reason. Returns whether the client is connected here.
     ///
     /// Local only: Ignis's fleet envelope has no message type for it (`client`, `user`,
     /// `room`, `broadcast`), so a client on another instance is told to go by that
