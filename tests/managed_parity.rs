@@ -481,13 +481,30 @@ asena_tests::impl_token_service!(
     on_event = |_service, _ws, _event| async { Ok(()) }
 );
 
+#[websocket(path = "/no-ticks", managed)]
+#[derive(Debug)]
+pub struct NoTicks;
+
+asena_tests::impl_token_service!(
+    NoTicks,
+    ManagedOptions::default().heartbeat_interval(Some(Duration::ZERO)),
+    on_event = |_service, _ws, _event| async { Ok(()) }
+);
+
 #[tokio::test]
-async fn an_encrypted_batch_limit_of_zero_is_refused_at_start() -> anyhow::Result<()> {
+async fn a_zero_batch_limit_or_heartbeat_interval_is_refused_at_start() -> anyhow::Result<()> {
     let error = start_service::<NoBatches>()
         .await
         .expect_err("a limit of 0 is refused");
     assert!(
         format!("{error:#}").contains("encrypted_batch_limit"),
+        "{error:#}"
+    );
+    let error = start_service::<NoTicks>()
+        .await
+        .expect_err("an interval of 0 is refused");
+    assert!(
+        format!("{error:#}").contains("heartbeat_interval"),
         "{error:#}"
     );
     Ok(())

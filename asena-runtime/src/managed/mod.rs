@@ -139,6 +139,7 @@ pub struct ManagedOptions {
     /// silent client is closed exactly `heartbeat_timeout` after it was last heard from;
     /// `Some(every)` checks on that tick instead, as Ignis does (every 30 s there), so a
     /// silent client goes up to `every` later. The authentication deadlines stay exact.
+    /// Zero is refused when the app starts.
     pub heartbeat_interval: Option<Duration>,
     /// How many sealed (per-client) sends of one room or broadcast fan-out may run at once
     /// (Ignis's `encryptedBatchLimit`, default 10). Sealing here is synchronous and in
@@ -522,6 +523,9 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
         let options = service.options();
         if options.encrypted_batch_limit == 0 {
             return Err(format!("{}: encrypted_batch_limit must be at least 1", S::NAME).into());
+        }
+        if options.heartbeat_interval == Some(Duration::ZERO) {
+            return Err(format!("{}: heartbeat_interval must not be zero", S::NAME).into());
         }
         // Every connection of the namespace sends through its client's gate.
         let _ = ns.shared().seal_for.set(client::seal_for);
