@@ -376,8 +376,8 @@ async fn a_channel_prefix_must_be_a_plain_token() -> anyhow::Result<()> {
 // The Emitter
 // ---------------------------------------------------------------------------------------
 
-/// `to_client`, `to_user`, `to_room_event` and `broadcast_event` publish Ignis envelopes with
-/// serverId `emitter` on the right channels, and servers deliver them.
+/// The emitter's managed view (`to_client`, `to_user`, `to_room`, `broadcast`) publishes
+/// Ignis envelopes with serverId `emitter` on the right channels, and servers deliver them.
 #[tokio::test]
 async fn emitter_publishes_ignis_envelopes() -> anyhow::Result<()> {
     asena_tests::init_tracing();
@@ -385,10 +385,11 @@ async fn emitter_publishes_ignis_envelopes() -> anyhow::Result<()> {
     let mut watcher = Watcher::new(prefix).await?;
     let s = start_service_with::<Emitted>(RedisTransport::new(REDIS)).await?;
     let (mut client, id) = member(&s, "/emitted", "u-7", "room-7").await?;
-    let emitter = Emitter::connect(REDIS).await?.managed_prefix(prefix);
+    let connection = Emitter::connect(REDIS).await?;
+    let emitter = connection.managed(prefix);
 
     emitter
-        .to_client(&id, "job", json!({"jobId": "123", "progress": 75}))
+        .to_client(&id, ("job", json!({"jobId": "123", "progress": 75})))
         .await?;
     let (channel, value) = watcher.next_event("job").await?;
     assert_eq!(channel, format!("{prefix}:client:{id}"));
@@ -397,7 +398,7 @@ async fn emitter_publishes_ignis_envelopes() -> anyhow::Result<()> {
         json!({"serverId": "emitter", "type": "client", "target": id, "event": "job", "data": {"jobId": "123", "progress": 75}})
     );
 
-    emitter.to_user("u-7", "ready", json!({"m": 1})).await?;
+    emitter.to_user("u-7", ("ready", json!({"m": 1}))).await?;
     let (channel, value) = watcher.next_event("ready").await?;
     assert_eq!(channel, format!("{prefix}:user:u-7"));
     assert_eq!(
@@ -406,7 +407,7 @@ async fn emitter_publishes_ignis_envelopes() -> anyhow::Result<()> {
     );
 
     emitter
-        .to_room_event("room-7", "update", 42.5, &["c-skip"])
+        .to_room("room-7", ("update", 42.5), &["c-skip"])
         .await?;
     let (channel, value) = watcher.next_event("update").await?;
     assert_eq!(channel, format!("{prefix}:room:room-7"));
@@ -414,12 +415,12 @@ async fn emitter_publishes_ignis_envelopes() -> anyhow::Result<()> {
         value,
         json!({"serverId": "emitter", "type": "room", "target": "room-7", "event": "update", "data": 42.5, "exclude": ["c-skip"]})
     );
-    emitter.to_room_event("room-7", "all", "x", &[]).await?;
+    emitter.to_room("room-7", ("all", "x"), &[]).await?;
     let (_, value) = watcher.next_event("all").await?;
     ensure!(value.get("exclude").is_none(), "no exclude key: {value}");
 
     emitter
-        .broadcast_event("maintenance", json!({"m": 2}))
+        .broadcast(("maintenance", json!({"m": 2})), &[])
         .await?;
     let (channel, value) = watcher.next_event("maintenance").await?;
     assert_eq!(channel, format!("{prefix}:broadcast"));
@@ -441,7 +442,7 @@ async fn emitter_publishes_ignis_envelopes() -> anyhow::Result<()> {
             json!({"event": event, "data": data})
         );
     }
-    emitter.close().await;
+    connection.close().await;
     s.stop().await
 }
 
@@ -451,11 +452,10 @@ async fn a_nats_emitter_reaches_managed_clients() -> anyhow::Result<()> {
     asena_tests::init_tracing();
     let s = start_service_with::<EmittedNats>(NatsTransport::new(NATS)).await?;
     let (mut client, _) = managed_login(&s, "/emitted-nats", json!({"user": "n-1"})).await?;
-    let emitter = Emitter::connect(NATS)
-        .await?
-        .managed_prefix("ignis-emitted-nats");
+    let emitter = Emitter::connect(NATS).await?;
     emitter
-        .to_user("n-1", "hello", json!({"over": "nats"}))
+        .managed("ignis-emitted-nats")
+        .to_user("n-1", ("hello", json!({"over": "nats"})))
         .await?;
     assert_eq!(
         client.recv_json().await?,

@@ -144,7 +144,8 @@ async fn users_rooms_and_broadcasts_span_instances_in_ignis_layout() -> anyhow::
     // A process without a server (the `emit` CLI) reaches every session of alice.
     let emitter = asena_runtime::transport::Emitter::connect(REDIS).await?;
     emitter
-        .to_user(&alice, "notification", json!({"message": "hello"}))
+        .managed("ws")
+        .to_user(&alice, ("notification", json!({"message": "hello"})))
         .await?;
     let note = event("notification", json!({"message": "hello"}));
     assert_eq!(alice_a.recv_json().await?, note);

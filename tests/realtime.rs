@@ -405,7 +405,8 @@ async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Resul
     let (mut alice2, _) = sign_in(&two, "alice-token").await?;
     let emitter = asena_runtime::transport::Emitter::connect(REDIS).await?;
     emitter
-        .to_user("alice", "notification", json!({"message": "hello"}))
+        .managed("ws")
+        .to_user("alice", ("notification", json!({"message": "hello"})))
         .await?;
     emitter.close().await;
     let notification = event("notification", json!({"message": "hello"}));

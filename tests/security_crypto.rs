@@ -433,8 +433,11 @@ async fn deliveries_from_other_instances_and_emitters_are_sealed_and_gated() -> 
     managed_b.to_client(&stranger_id, ("from-b", 2))?;
     assert_eq!(alice.recv().await?, event("from-b", json!(1)));
     let emitter = asena_runtime::transport::Emitter::connect(REDIS).await?;
-    emitter.to_client(&stranger_id, "emitted", json!(3)).await?;
-    emitter.to_user(&user, "emitted", json!(4)).await?;
+    let managed = emitter.managed("ws");
+    managed
+        .to_client(&stranger_id, ("emitted", json!(3)))
+        .await?;
+    managed.to_user(&user, ("emitted", json!(4))).await?;
     assert_eq!(alice.recv().await?, event("emitted", json!(4)));
     emitter.close().await;
 

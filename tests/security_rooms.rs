@@ -305,10 +305,13 @@ async fn managed_services_under_different_prefixes_are_isolated() -> anyhow::Res
     .await?;
     let (mut client, _) = asena_tests::managed_login(&s, "/isolated", json!({"user": "u"})).await?;
     let emitter = Emitter::connect(REDIS).await?;
-    emitter.broadcast_event("from-ws", json!({"n": 1})).await?;
-    let emitter = emitter.managed_prefix(isolated_prefix());
     emitter
-        .broadcast_event("from-own-prefix", json!({"n": 2}))
+        .managed("ws")
+        .broadcast(("from-ws", json!({"n": 1})), &[])
+        .await?;
+    emitter
+        .managed(isolated_prefix())
+        .broadcast(("from-own-prefix", json!({"n": 2})), &[])
         .await?;
     let got = tokio::time::timeout(Duration::from_secs(10), client.recv_json()).await??;
     assert_eq!(got["event"], "from-own-prefix", "{got}");

@@ -33,9 +33,13 @@
 //! - `--event NAME`: the event clients receive.
 //! - `--data JSON`: its payload (validated; default `null`).
 //! - one target: `--client ID`, `--user ID`, `--room NAME` or `--broadcast`.
-//! - `--exclude ID` (repeatable, with `--room`): client ids to skip.
+//! - `--exclude ID` (repeatable, with `--room` or `--broadcast`): client ids to skip.
+//!
+//! The managed messages go through `emitter.managed(prefix)`, whose verbs (`to_client`,
+//! `to_user`, `to_room`, `broadcast`) are those of the Asena sends and of `Managed`.
 
 use anyhow::{Context as _, bail};
+use asena_runtime::managed::envelope::DEFAULT_PREFIX;
 use asena_runtime::transport::Emitter;
 
 #[derive(Debug)]
@@ -82,7 +86,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: emit [--url URL] [--namespace /chat] [--channel NAME] (--room NAME | --socket ID | --broadcast) (--json JSON | --text TEXT)
-       emit [--url URL] --event NAME [--data JSON] (--client ID | --user ID | --room NAME [--exclude ID]... | --broadcast)";
+       emit [--url URL] --event NAME [--data JSON] (--client ID | --user ID | (--room NAME | --broadcast) [--exclude ID]...)";
 
 /// Parses the command line (without the program name); a wrong argument is an error that
 /// names it, followed by [`USAGE`].
@@ -187,8 +191,8 @@ where
     if url.starts_with("nats://") {
         bail!("managed services talk over Redis: give a redis:// --url\n{USAGE}");
     }
-    if !exclude.is_empty() && !matches!(target, Target::Room(_)) {
-        bail!("--exclude goes with --room only\n{USAGE}");
+    if !exclude.is_empty() && !matches!(target, Target::Room(_) | Target::Broadcast) {
+        bail!("--exclude goes with --room or --broadcast\n{USAGE}");
     }
     Ok(Args {
         url,
@@ -221,14 +225,13 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(m) = &args.managed {
         let (event, data) = (m.event.as_str(), &m.data);
+        let managed = emitter.managed(DEFAULT_PREFIX);
+        let exclude: Vec<&str> = m.exclude.iter().map(String::as_str).collect();
         match &args.target {
-            Target::Client(id) => emitter.to_client(id, event, data).await?,
-            Target::User(id) => emitter.to_user(id, event, data).await?,
-            Target::Room(room) => {
-                let exclude: Vec<&str> = m.exclude.iter().map(String::as_str).collect();
-                emitter.to_room_event(room, event, data, &exclude).await?
-            }
-            Target::Broadcast => emitter.broadcast_event(event, data).await?,
+            Target::Client(id) => managed.to_client(id, (event, data)).await?,
+            Target::User(id) => managed.to_user(id, (event, data)).await?,
+            Target::Room(room) => managed.to_room(room, (event, data), &exclude).await?,
+            Target::Broadcast => managed.broadcast((event, data), &exclude).await?,
             Target::Socket(_) => bail!("--socket addresses an Asena service"),
         }
         tracing::info!(url = %args.url, event, target = ?args.target, "sent to managed services");
@@ -369,7 +372,7 @@ mod tests {
             ),
             (
                 "--user u --event e --exclude c",
-                "--exclude goes with --room only",
+                "--exclude goes with --room or --broadcast",
             ),
             ("--user u --client c --event e", "give only one of"),
             (

@@ -590,6 +590,12 @@ impl Outbox {
         }
     }
 
+    /// Whether the queue went past half its limit and has not emptied since (the flag
+    /// `on_drain` clears).
+    pub(crate) fn is_pressured(&self) -> bool {
+        self.lock().pressured
+    }
+
     /// Bytes queued and not yet taken by a writer (what counts against the queue limit).
     pub(crate) fn queued_bytes(&self) -> usize {
         self.lock().queued

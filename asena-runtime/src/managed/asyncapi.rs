@@ -1,5 +1,6 @@
 //! The managed protocol in the AsyncAPI document: its system events beside the service's own
-//! (each `{"event": .., "data": ..}`), the requests they answer, and close codes 4001–4005.
+//! (each `{"event": .., "data": .., "id"?: ..}`, the answer to a request echoing its `id`),
+//! the requests they answer, and close codes 4001–4005.
 
 use serde_json::{Value, json};
 
@@ -110,6 +111,13 @@ pub(super) fn describe(spec: &mut ChannelSpec) {
         ),
         event(
             "send",
+            "disconnect",
+            "The server tells the client to go (`reason`), then closes the connection with 1000 and that reason.",
+            json!({ "type": "object", "properties": { "reason": { "type": "string" } } }),
+            json!({ "reason": "Signed out elsewhere" }),
+        ),
+        event(
+            "send",
             "error",
             "What went wrong with the client's last message (`Not authenticated`, a refused event with its `code` and `event`, an invalid message).",
             json!({ "type": "object", "required": ["message"], "properties": { "message": { "type": "string" }, "code": { "type": "string" }, "event": { "type": "string" } } }),
@@ -163,6 +171,10 @@ fn event(
         "properties": {
             "event": { "type": "string", "const": name },
             "data": data,
+            "id": {
+                "type": "string",
+                "description": "The client's id for a request; the server's answer to that request carries the same.",
+            },
         },
     });
     let example = json!({ "event": name, "data": example });
@@ -230,6 +242,7 @@ mod tests {
                 "receive.leave",
                 "receive.message",
                 "send.connected",
+                "send.disconnect",
                 "send.encrypted",
                 "send.error",
                 "send.join",

@@ -1,14 +1,17 @@
 //! One managed client: where it is in the authentication state machine, its user and
-//! metadata, and when it was last heard from.
+//! metadata, when it connected and was last heard from, and whether its send queue is
+//! backed up.
 
 use std::any::Any;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::SystemTime;
 
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::crypto::{Flow, Session};
 use super::gate::{Gate, OutboundTransform};
+use crate::connection::Conn;
 use crate::connection::seal::Seal;
 use crate::namespace::WebSocketData;
 
@@ -36,6 +39,11 @@ pub struct ManagedClient {
     /// What every message to the client passes through: withheld before it authenticates,
     /// then transformed or encrypted (also the connection's seal).
     gate: Arc<Gate>,
+    /// The wall-clock time of `connected_at` (the instants below are monotonic).
+    connected_wall: SystemTime,
+    /// The connection, whose send queue says whether the client is backpressured (weak: the
+    /// connection owns this value).
+    conn: OnceLock<Weak<Conn>>,
 }
 
 #[derive(Debug)]
@@ -75,6 +83,8 @@ impl Default for ManagedClient {
                 key_exchange: KeyExchange::default(),
             }),
             gate: Arc::default(),
+            connected_wall: SystemTime::now(),
+            conn: OnceLock::new(),
         }
     }
 }
@@ -102,6 +112,41 @@ impl ManagedClient {
     /// What the service's `authenticate` returned with the user (`null` before).
     pub fn metadata(&self) -> serde_json::Value {
         self.lock().metadata.clone()
+    }
+
+    /// When the client connected (Ignis's `connectedAt`).
+    #[doc(alias = "connectedAt")]
+    pub fn connected_at(&self) -> SystemTime {
+        self.connected_wall
+    }
+
+    /// When the client was last heard from: any message, a `heartbeat` included, and its
+    /// authentication (Ignis's `lastActivity`). The heartbeat timeout counts from here.
+    #[doc(alias = "lastActivity")]
+    pub fn last_activity(&self) -> SystemTime {
+        let inner = self.lock();
+        self.connected_wall + inner.last_activity.duration_since(inner.connected_at)
+    }
+
+    /// Whether the client's send queue is backed up (Ignis's `backpressured`): it went past
+    /// its high-water mark, half of the queue limit
+    /// ([`Limits::max_queued_bytes`](crate::config::Limits::max_queued_bytes)), and has not
+    /// emptied since. It clears when the queue drains, just before
+    /// [`ManagedService::on_drain`](super::ManagedService::on_drain) runs. Where Ignis sets
+    /// it when one `send` is refused by Bun, this reads the queue itself, so it is never
+    /// stale; messages pushed past the limit follow the app's
+    /// [`SlowConsumer`](crate::config::SlowConsumer) policy either way.
+    #[doc(alias = "backpressured")]
+    pub fn is_backpressured(&self) -> bool {
+        self.conn
+            .get()
+            .and_then(Weak::upgrade)
+            .is_some_and(|conn| conn.outbox.is_pressured())
+    }
+
+    /// Ties the client to its connection (once, when it opens).
+    pub(crate) fn attach(&self, conn: &Arc<Conn>) {
+        let _ = self.conn.set(Arc::downgrade(conn));
     }
 
     /// Gives this client an outbound transformer (once; later calls are ignored and return

@@ -5,7 +5,10 @@
 //!
 //! A service declared `#[websocket(path = "..", managed)]` speaks it, and implements
 //! [`ManagedService`] instead of `WebSocketService`. The wire, both ways, is the envelope
-//! `{"event": string, "data"?: any, "id"?: string}`:
+//! `{"event": string, "data"?: any, "id"?: string}`. A client's `id` names its request: the
+//! server's answer to that message (`connected`, `join`, `leave`, or the `error` it caused)
+//! carries the same `id`, so a client can tell which request it answers (Ignis leaves `id`
+//! to the application; sends from the service never carry one):
 //!
 //! | event | direction | data |
 //! |---|---|---|
@@ -13,19 +16,22 @@
 //! | `encrypted` | server → client | `{"serverPublicKey", "salt"}`: the answer to `encrypt`, the last plain message |
 //! | `encrypted` | both | `{"iv", "payload"}`: any other message, sealed, once a key is agreed |
 //! | `authenticate` | client → server | the credentials, handed to [`ManagedService::authenticate`] |
-//! | `connected` | server → client | `{"id", "userId", "time"}` after authenticating |
+//! | `connected` | server → client | `{"id", "userId", "time"}` after authenticating (plus what the service's [`handshake`](ManagedService::handshake) agreed) |
 //! | `heartbeat` | client → server | — (only keeps the client alive) |
 //! | `join` / `leave` | both | `{"rooms": [..]}`; the answer lists the rooms joined or left |
 //! | `error` | server → client | `{"message"}` |
 //! | `disconnect` | client → server | — (closes with 1000) |
+//! | `disconnect` | server → client | `{"reason"}`: [`Managed::disconnect`], then the server closes with 1000 and the reason |
 //! | anything else | both | application events: `receives` / `sends` of the service |
 //!
 //! Close codes ([`close`]): 4001 no `authenticate` within the authentication timeout (or the
-//! authenticator took three times as long), 4002 no message within the heartbeat timeout,
+//! authenticator and handshake took three times as long), 4002 no message within the
+//! heartbeat timeout (checked at the deadline, or on [`ManagedOptions::heartbeat_interval`]),
 //! 4003 authentication refused or failed, 4004 encryption required (the first message was
-//! not `encrypt` while [`ManagedOptions::require_encryption`] is set, or its `publicKey` is
-//! malformed), 4005 a message from an encrypting client that is not the next sealed one
-//! (plain, replayed, reordered, reflected, truncated or tampered), 1001 shutdown.
+//! not `encrypt` while [`ManagedOptions::require_encryption`] is set, its `publicKey` is
+//! malformed, or the service's [`handshake`](ManagedService::handshake) declined), 4005 a
+//! message from an encrypting client that is not the next sealed one (plain, replayed,
+//! reordered, reflected, truncated or tampered), 1001 shutdown.
 //!
 //! A client that wants encryption sends `encrypt` with its P-256 public key before anything
 //! else; the server answers `encrypted` with its own and a salt, both derive a key per
@@ -42,6 +48,15 @@
 //! Ignis's looser key exchange (`publicKey` inside `authenticate`, `connected` with the
 //! server's key in plain text, one key, no counter) is available as an explicit opt-in,
 //! [`ManagedOptions::ignis_key_exchange`], for Ignis's own clients.
+//!
+//! A client's view ([`ManagedClient`]) tells when it connected and was last heard from, and
+//! whether its send queue is past its high-water mark ([`ManagedClient::is_backpressured`]);
+//! [`ManagedService::on_drain`] runs when such a queue drained (Ignis's `drain`). The
+//! service's [`ManagedOptions`] carry Ignis's other settings: `heartbeatInterval`,
+//! `encryptedBatchLimit`, `identifier`, the service-wide `outboundTransformer`, and
+//! [`ManagedOptions::ignis`] Ignis's default rooms (`ws-default`, `ws-notification`).
+//! [`Managed::to_user`] reaches a user's sessions on every instance, where Ignis's
+//! `sendToUser` stays on its own: [`Managed::to_local_user`] is that one.
 //!
 //! Messages without `event` are dropped (and logged); application events before
 //! authentication get `error` "Not authenticated". Across instances the service uses
@@ -85,7 +100,8 @@ pub mod close {
     };
 }
 
-/// Timeouts and default rooms of a managed service.
+/// Timeouts, default rooms and delivery settings of a managed service (Ignis's server
+/// options; [`ManagedOptions::ignis`] gives Ignis's defaults where ours differ).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ManagedOptions {
@@ -118,7 +134,37 @@ pub struct ManagedOptions {
     /// or reflections are not detected: only for interoperating with Ignis's clients.
     /// `require_encryption` then means a `publicKey` in `authenticate`.
     pub ignis_key_exchange: bool,
+    /// How often an authenticated client's heartbeat timeout is checked (Ignis's
+    /// `heartbeatInterval`). `None` (the default) checks at the deadline itself, so a
+    /// silent client is closed exactly `heartbeat_timeout` after it was last heard from;
+    /// `Some(every)` checks on that tick instead, as Ignis does (every 30 s there), so a
+    /// silent client goes up to `every` later. The authentication deadlines stay exact.
+    /// Zero is refused when the app starts.
+    pub heartbeat_interval: Option<Duration>,
+    /// How many sealed (per-client) sends of one room or broadcast fan-out may run at once
+    /// (Ignis's `encryptedBatchLimit`, default 10). Sealing here is synchronous and in
+    /// order, inside the send: a fan-out seals for its encrypted members one after another
+    /// on the sending thread, so at most one runs at once whatever the limit, and a client
+    /// never gets two messages out of order. The value is kept for Ignis's configurations
+    /// (and logged when the service starts); it must be at least 1.
+    pub encrypted_batch_limit: usize,
+    /// The service's name in its logs (Ignis's `identifier`): the scope of the lines about
+    /// it and its clients' timeouts. Not the server id of the fleet's envelopes, which stays
+    /// a fresh UUID per instance ([`Managed::server_id`]): two instances sharing one would
+    /// take each other's messages for their own and drop them.
+    pub identifier: Option<String>,
+    /// The service-wide outbound transformer (Ignis's `outboundTransformer`): every client
+    /// that authenticates without one of its own (encryption, or one given with
+    /// [`ManagedClient::set_outbound`] in [`ManagedService::authenticate`] or
+    /// [`ManagedService::handshake`]) gets this one, from its `connected` event on. Like
+    /// Ignis's, it puts every client on the per-client path: a room's members no longer
+    /// share one encoded frame.
+    pub outbound_transform: Option<Arc<dyn OutboundTransform>>,
 }
+
+/// Ignis's default rooms (`ws-default`, `ws-notification`), which every client of an
+/// Ignis server joins when it authenticates; see [`ManagedOptions::ignis`].
+pub const IGNIS_DEFAULT_ROOMS: [&str; 2] = ["ws-default", "ws-notification"];
 
 impl Default for ManagedOptions {
     fn default() -> Self {
@@ -131,11 +177,27 @@ impl Default for ManagedOptions {
             max_rooms_per_client: 1_000,
             channel_prefix: "ws".to_owned(),
             ignis_key_exchange: false,
+            heartbeat_interval: None,
+            encrypted_batch_limit: 10,
+            identifier: None,
+            outbound_transform: None,
         }
     }
 }
 
 impl ManagedOptions {
+    /// Ignis's defaults where ours differ: clients join [`IGNIS_DEFAULT_ROOMS`] when they
+    /// authenticate, and heartbeat timeouts are checked every 30 s
+    /// ([`heartbeat_interval`](Self::heartbeat_interval)). The rest is [`Default`]: no
+    /// default rooms and exact heartbeat deadlines are ours. Ignis's key exchange is not
+    /// implied (see [`ignis_key_exchange`](Self::ignis_key_exchange)).
+    #[doc(alias = "defaultRooms")]
+    pub fn ignis() -> Self {
+        ManagedOptions::default()
+            .default_rooms(IGNIS_DEFAULT_ROOMS)
+            .heartbeat_interval(Some(Duration::from_secs(30)))
+    }
+
     /// The authentication timeout.
     pub fn auth_timeout(mut self, timeout: Duration) -> Self {
         self.auth_timeout = timeout;
@@ -183,6 +245,33 @@ impl ManagedOptions {
         self.ignis_key_exchange = ignis;
         self
     }
+
+    /// How often heartbeat timeouts are checked (`None`: at the deadline; see the field).
+    #[doc(alias = "heartbeatInterval")]
+    pub fn heartbeat_interval(mut self, every: Option<Duration>) -> Self {
+        self.heartbeat_interval = every;
+        self
+    }
+
+    /// How many sealed sends of one fan-out may run at once (see the field: one does here).
+    #[doc(alias = "encryptedBatchLimit")]
+    pub fn encrypted_batch_limit(mut self, limit: usize) -> Self {
+        self.encrypted_batch_limit = limit;
+        self
+    }
+
+    /// The service's name in its logs.
+    pub fn identifier(mut self, identifier: impl Into<String>) -> Self {
+        self.identifier = Some(identifier.into());
+        self
+    }
+
+    /// The service-wide outbound transformer (see the field).
+    #[doc(alias = "outboundTransformer")]
+    pub fn outbound_transform(mut self, transform: Arc<dyn OutboundTransform>) -> Self {
+        self.outbound_transform = Some(transform);
+        self
+    }
 }
 
 /// Who a client authenticated as: its user id and whatever the service keeps with it.
@@ -202,6 +291,26 @@ impl Authenticated {
             metadata: Value::Null,
         }
     }
+}
+
+/// What [`ManagedService::handshake`] agreed with a client that authenticated (Ignis's
+/// `handshakeFn` result).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum HandshakeOutcome {
+    /// The built-in encryption, as the options configure it: the channel's key agreement
+    /// (`encrypt` before `authenticate`), or Ignis's (`publicKey` in `authenticate`) under
+    /// [`ManagedOptions::ignis_key_exchange`].
+    BuiltIn,
+    /// The service agreed a key its own way and gave the client its transform
+    /// ([`ManagedClient::set_outbound`]); these fields are added to the `connected` event
+    /// (Ignis's `serverPublicKey` and `salt`, or whatever the client needs). The client
+    /// counts as encrypted for [`ManagedOptions::require_encryption`].
+    Agreed(serde_json::Map<String, Value>),
+    /// No encryption for this client (Ignis's `null`/`false`): closed with 4004 when
+    /// [`ManagedOptions::require_encryption`] is set and it has not agreed a key already,
+    /// admitted in plain text otherwise.
+    Declined,
 }
 
 /// A websocket service speaking the managed protocol (see the [module docs](self)).
@@ -275,6 +384,28 @@ pub trait ManagedService: Endpoint<Protocol = ManagedProtocol> {
         async { Vec::new() }
     }
 
+    /// The key agreement of a client the authenticator admitted (Ignis's `handshakeFn`),
+    /// given the same credentials; runs before `connected` goes out, within the same
+    /// deadline as the authenticator (three authentication timeouts, 4001 past it). The
+    /// default keeps the built-in encryption ([`HandshakeOutcome::BuiltIn`]).
+    ///
+    /// Where Ignis calls it only when `requireEncryption` is set, it runs here for every
+    /// client, so a service can agree a key with the clients that ask. A service that
+    /// requires its own encryption sets [`require_encryption`](ManagedOptions::require_encryption)
+    /// with [`ignis_key_exchange`](ManagedOptions::ignis_key_exchange), so the key is
+    /// agreed in `authenticate` (without it, the channel's key exchange demands `encrypt`
+    /// first); `Declined` then closes with 4004, as Ignis does when `handshakeFn` returns
+    /// nothing.
+    #[doc(alias = "handshakeFn")]
+    fn handshake(
+        &self,
+        ws: &Socket<Self>,
+        credentials: &Value,
+    ) -> impl Future<Output = Result<HandshakeOutcome>> + Send {
+        let _ = (ws, credentials);
+        async { Ok(HandshakeOutcome::BuiltIn) }
+    }
+
     /// A client authenticated (after `connected` went out).
     fn on_connected(&self, ws: &Socket<Self>) -> impl Future<Output = Result<()>> + Send {
         let _ = ws;
@@ -288,6 +419,16 @@ pub trait ManagedService: Endpoint<Protocol = ManagedProtocol> {
         ws: &Socket<Self>,
         event: Self::In,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// A backpressured client's send queue drained (Ignis's `drain` handler): it had gone
+    /// past its high-water mark ([`ManagedClient::is_backpressured`]) and is empty again,
+    /// so the service may resume what it held back. Runs on the client's writer, once per
+    /// episode; nothing by default.
+    #[doc(alias = "drain")]
+    fn on_drain(&self, ws: &Socket<Self>) -> impl Future<Output = ()> + Send {
+        let _ = ws;
+        async {}
+    }
 
     /// A client left (closed, timed out, refused, or the server shut down with 1001).
     /// Runs for every client that had connected, authenticated or not.
@@ -308,6 +449,16 @@ struct Envelope {
     event: Option<String>,
     #[serde(default)]
     data: Value,
+    /// The client's request id: a string is echoed on the server's answer to this message
+    /// (anything else is ignored, as Ignis types it a string).
+    #[serde(default)]
+    id: Value,
+}
+
+impl Envelope {
+    fn id(&self) -> Option<&str> {
+        self.id.as_str()
+    }
 }
 
 fn state<O>(ns: &Namespace<O>) -> Option<Arc<ManagedState>> {
@@ -319,10 +470,25 @@ fn error<O>(ws: &SocketRef<O>, message: &str) -> Result<()> {
     send_system(ws, "error", json!({"message": message}))
 }
 
+/// [`error`] in answer to the request `id` (echoed when there is one).
+fn error_to<O>(ws: &SocketRef<O>, id: Option<&str>, message: &str) -> Result<()> {
+    answer(ws, id, "error", json!({"message": message}))
+}
+
 /// Sends a protocol event to this client alone, authenticated or not, through its gate (so
 /// an encrypted client gets it encrypted).
 fn send_system<O>(ws: &SocketRef<O>, event: &str, data: Value) -> Result<()> {
-    let frame = crate::codec::Frame::json(&json!({"event": event, "data": data}))?;
+    answer(ws, None, event, data)
+}
+
+/// [`send_system`] in answer to the client's request `id`: `{"event", "data", "id"}`, so the
+/// client can tell which request it answers.
+fn answer<O>(ws: &SocketRef<O>, id: Option<&str>, event: &str, data: Value) -> Result<()> {
+    let message = match id {
+        Some(id) => json!({"event": event, "data": data, "id": id}),
+        None => json!({"event": event, "data": data}),
+    };
+    let frame = crate::codec::Frame::json(&message)?;
     if ws.conn.push_protocol(&frame).is_err() {
         tracing::debug!(target: "asena::managed", socket_id = %ws.id(), event, "protocol event not queued (closing or full)");
     }
@@ -354,38 +520,77 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
 
     async fn start(service: &S, ns: &Namespace, fleet: &Fleet) -> Result<()> {
         let state = state(ns).ok_or("the namespace already holds another protocol's state")?;
+        let options = service.options();
+        if options.encrypted_batch_limit == 0 {
+            return Err(format!("{}: encrypted_batch_limit must be at least 1", S::NAME).into());
+        }
+        if options.heartbeat_interval == Some(Duration::ZERO) {
+            return Err(format!("{}: heartbeat_interval must not be zero", S::NAME).into());
+        }
         // Every connection of the namespace sends through its client's gate.
         let _ = ns.shared().seal_for.set(client::seal_for);
-        bus::connect(
-            S::NAME,
-            ns,
-            &state,
-            fleet,
-            &service.options().channel_prefix,
-        )
+        tracing::info!(
+            target: "asena::managed",
+            identifier = %options.identifier.as_deref().unwrap_or(S::NAME),
+            path = %ns.path(),
+            server_id = %state.server_id,
+            heartbeat_interval = ?options.heartbeat_interval,
+            encrypted_batch_limit = options.encrypted_batch_limit,
+            "managed service started"
+        );
+        bus::connect(S::NAME, ns, &state, fleet, &options.channel_prefix)
     }
 
     async fn open(service: &S, ws: &Socket<S>) -> Result<()> {
         let options = service.options();
-        ws.data().values.set_key_exchange(client::KeyExchange {
+        let client = &ws.data().values;
+        client.attach(&ws.conn);
+        client.set_key_exchange(client::KeyExchange {
             required: options.require_encryption,
             ignis: options.ignis_key_exchange,
         });
         let watched = ws.clone();
-        let watchdog = tokio::spawn(tracing::Instrument::in_current_span(async move {
-            let client = &watched.data().values;
-            while let Some((deadline, code, reason)) =
-                client.deadline(options.auth_timeout, options.heartbeat_timeout)
-            {
-                let Some(deadline) = deadline else { return };
-                if tokio::time::Instant::now() >= deadline {
-                    tracing::info!(target: "asena::managed", socket_id = %watched.id(), code, reason, "closing");
-                    watched.close_with(code, reason);
-                    return;
-                }
-                tokio::time::sleep_until(deadline).await;
+        // The watchdog's lines are scoped by the service's identifier, when it has one.
+        let scope = match &options.identifier {
+            Some(identifier) => {
+                tracing::info_span!(target: "asena::managed", "managed", identifier = %identifier)
             }
-        }));
+            None => tracing::Span::current(),
+        };
+        let watchdog = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let client = &watched.data().values;
+                // Ignis's `heartbeatInterval`: the heartbeat deadline is checked on a tick.
+                let mut ticks = options.heartbeat_interval.map(|every| {
+                    let mut ticks =
+                        tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    ticks
+                });
+                // Whether the heartbeat deadline is being read on a tick (it is read only then).
+                let mut on_tick = false;
+                while let Some((deadline, code, reason)) =
+                    client.deadline(options.auth_timeout, options.heartbeat_timeout)
+                {
+                    let Some(deadline) = deadline else { return };
+                    let ticking = code == close::HEARTBEAT_TIMEOUT && ticks.is_some();
+                    if tokio::time::Instant::now() >= deadline && (on_tick || !ticking) {
+                        tracing::info!(target: "asena::managed", socket_id = %watched.id(), code, reason, "closing");
+                        watched.close_with(code, reason);
+                        return;
+                    }
+                    on_tick = false;
+                    match &mut ticks {
+                        Some(ticks) if ticking => {
+                            ticks.tick().await;
+                            on_tick = true;
+                        }
+                        _ => tokio::time::sleep_until(deadline).await,
+                    }
+                }
+            },
+            scope,
+        ));
         ws.data().values.set_watchdog(watchdog.abort_handle());
         Ok(())
     }
@@ -398,7 +603,9 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
         dispatch(service, ws, message)
     }
 
-    async fn drain(_service: &S, _ws: &Socket<S>) {}
+    fn drain(service: &S, ws: &Socket<S>) -> impl Future<Output = ()> + Send {
+        service.on_drain(ws)
+    }
 
     async fn close(service: &S, ws: &Socket<S>, code: u16, reason: &str) {
         let client = &ws.data().values;
@@ -468,6 +675,7 @@ async fn dispatch<S: ManagedService>(
             Some(Envelope {
                 event: Some(event),
                 data,
+                ..
             }) if event == "encrypted" => data,
             _ => return broken(ws, &"a plain message"),
         };
@@ -516,22 +724,26 @@ async fn dispatch<S: ManagedService>(
         tracing::debug!(target: "asena::managed", socket_id = %ws.id(), "message without `event` dropped");
         return Ok(());
     };
+    let id = envelope.id().map(str::to_owned);
+    let id = id.as_deref();
     match event.as_str() {
         "heartbeat" => Ok(()),
-        "authenticate" => authenticate(service, ws, envelope.data).await,
+        "authenticate" => authenticate(service, ws, envelope.data, id).await,
         "disconnect" => {
             ws.close_with(crate::close_code::NORMAL, "Client disconnected");
             Ok(())
         }
-        "encrypt" if client.is_encrypted() => error(ws, "Already encrypted"),
-        "encrypt" => error(ws, "Encryption is agreed before authenticate"),
-        _ if !client.is_authenticated() => error(ws, "Not authenticated"),
-        "join" => join(service, ws, &envelope.data).await,
-        "leave" => leave(service, ws, &envelope.data),
-        "connected" | "error" | "encrypted" => error(ws, &format!("Reserved event: {event}")),
+        "encrypt" if client.is_encrypted() => error_to(ws, id, "Already encrypted"),
+        "encrypt" => error_to(ws, id, "Encryption is agreed before authenticate"),
+        _ if !client.is_authenticated() => error_to(ws, id, "Not authenticated"),
+        "join" => join(service, ws, &envelope.data, id).await,
+        "leave" => leave(service, ws, &envelope.data, id),
+        "connected" | "error" | "encrypted" => {
+            error_to(ws, id, &format!("Reserved event: {event}"))
+        }
         _ => match S::In::decode(message) {
             Ok(event) => service.on_event(ws, event).await,
-            Err(e) => invalid(ws, &e),
+            Err(e) => invalid(ws, &e, id),
         },
     }
 }
@@ -566,11 +778,12 @@ fn encrypt<S: ManagedService>(ws: &Socket<S>, data: &Value) -> Result<()> {
     Ok(())
 }
 
-fn invalid<O>(ws: &SocketRef<O>, e: &DecodeError) -> Result<()> {
+fn invalid<O>(ws: &SocketRef<O>, e: &DecodeError, id: Option<&str>) -> Result<()> {
     ws.namespace().stats().record_invalid_message();
     tracing::debug!(target: "asena::managed", socket_id = %ws.id(), error = %e, "event did not decode");
-    send_system(
+    answer(
         ws,
+        id,
         "error",
         json!({"message": e.to_string(), "code": e.kind().code(), "path": e.path()}),
     )
@@ -580,10 +793,11 @@ async fn authenticate<S: ManagedService>(
     service: &S,
     ws: &Socket<S>,
     credentials: Value,
+    id: Option<&str>,
 ) -> Result<()> {
     let client = &ws.data().values;
     if !client.begin_authentication() {
-        return error(ws, "Already authenticated");
+        return error_to(ws, id, "Already authenticated");
     }
     let options = service.options();
     let key_exchange = client.key_exchange();
@@ -596,10 +810,17 @@ async fn authenticate<S: ManagedService>(
                 .cloned()
         })
         .flatten();
-    let outcome = tokio::time::timeout(
-        options.auth_timeout * 3,
-        service.authenticate(ws, credentials),
-    )
+    // The authenticator, then the handshake of a client it admitted, within one deadline.
+    let outcome = tokio::time::timeout(options.auth_timeout * 3, async {
+        let handshake_credentials = credentials.clone();
+        match service.authenticate(ws, credentials).await {
+            Ok(Some(admitted)) => {
+                let handshake = service.handshake(ws, &handshake_credentials).await;
+                Ok(Some((admitted, handshake)))
+            }
+            other => other.map(|_| None),
+        }
+    })
     .await;
     let admitted = match outcome {
         Err(_) => {
@@ -612,15 +833,41 @@ async fn authenticate<S: ManagedService>(
         }
         Ok(Ok(admitted)) => admitted,
     };
-    let Some(Authenticated { user_id, metadata }) = admitted else {
+    let Some((Authenticated { user_id, metadata }, handshake)) = admitted else {
         ws.close_with(close::AUTH_FAILED, "Authentication failed");
         return Ok(());
     };
+    let handshake = handshake.unwrap_or_else(|e| {
+        tracing::warn!(target: "asena::managed", socket_id = %ws.id(), error = %e, "handshake failed");
+        HandshakeOutcome::Declined
+    });
     let mut connected = json!({"id": ws.id(), "userId": user_id, "time": now_rfc3339()});
+    let built_in = match handshake {
+        HandshakeOutcome::BuiltIn => true,
+        HandshakeOutcome::Agreed(fields) => {
+            if let Value::Object(connected) = &mut connected {
+                // The protocol's own fields are not the handshake's to change.
+                for (key, value) in fields {
+                    if !matches!(key.as_str(), "id" | "userId" | "time") {
+                        connected.insert(key, value);
+                    }
+                }
+            }
+            false
+        }
+        HandshakeOutcome::Declined => {
+            if key_exchange.required && !client.is_encrypted() {
+                tracing::info!(target: "asena::managed", socket_id = %ws.id(), "handshake declined while encryption is required; closing with 4004");
+                ws.close_with(close::ENCRYPTION_REQUIRED, "Encryption required");
+                return Ok(());
+            }
+            false
+        }
+    };
     // Ignis's key exchange: `connected` carries the server's half in plain text, and the
     // session applies from the next message on.
     let mut ignis_session = None;
-    if key_exchange.ignis {
+    if key_exchange.ignis && built_in {
         match ignis_key_exchange(public_key.as_ref(), key_exchange.required) {
             Ok(None) => {}
             Ok(Some((session, handshake))) => {
@@ -635,9 +882,16 @@ async fn authenticate<S: ManagedService>(
             }
         }
     }
+    // The service-wide transformer, for a client without an outbound of its own (a failed
+    // set means it has one).
+    if ignis_session.is_none()
+        && let Some(transform) = &options.outbound_transform
+    {
+        client.set_outbound(transform.clone());
+    }
     // `connected` goes out before the client is deliverable, so nothing overtakes it (sealed
     // for a client that agreed a key with `encrypt`).
-    send_system(ws, "connected", connected)?;
+    answer(ws, id, "connected", connected)?;
     if let Some(session) = ignis_session
         && !client.set_encryption(Arc::new(session))
     {
@@ -749,21 +1003,32 @@ fn reserved_by_protocol(room: &str, prefix: &str) -> bool {
 }
 
 /// Answers a refused `join`/`leave` with an `error` event naming the limit.
-fn refuse<O>(ws: &SocketRef<O>, event: &str, refused: &RoomsRefused) -> Result<()> {
+fn refuse<O>(
+    ws: &SocketRef<O>,
+    event: &str,
+    refused: &RoomsRefused,
+    id: Option<&str>,
+) -> Result<()> {
     tracing::debug!(target: "asena::managed", socket_id = %ws.id(), event, reason = refused.code(), "room request refused");
-    send_system(
+    answer(
         ws,
+        id,
         "error",
         json!({"message": refused.message(), "code": refused.code(), "event": event}),
     )
 }
 
-async fn join<S: ManagedService>(service: &S, ws: &Socket<S>, data: &Value) -> Result<()> {
+async fn join<S: ManagedService>(
+    service: &S,
+    ws: &Socket<S>,
+    data: &Value,
+    id: Option<&str>,
+) -> Result<()> {
     let options = service.options();
     let requested =
         match requested_rooms(data, &options.channel_prefix, options.max_rooms_per_request) {
             Ok(rooms) => rooms,
-            Err(refused) => return refuse(ws, "join", &refused),
+            Err(refused) => return refuse(ws, "join", &refused, id),
         };
     let new = requested.iter().filter(|r| !ws.in_room(r)).count();
     let joined_before = ws.joined_count();
@@ -773,7 +1038,7 @@ async fn join<S: ManagedService>(service: &S, ws: &Socket<S>, data: &Value) -> R
             joined: joined_before,
             new,
         };
-        return refuse(ws, "join", &refused);
+        return refuse(ws, "join", &refused, id);
     }
     let allowed: std::collections::HashSet<String> = if requested.is_empty() {
         Default::default()
@@ -794,21 +1059,26 @@ async fn join<S: ManagedService>(service: &S, ws: &Socket<S>, data: &Value) -> R
     if !denied.is_empty() {
         tracing::debug!(target: "asena::managed", socket_id = %ws.id(), denied = denied.len(), first = ?first_names(&denied), "join denied");
     }
-    send_system(ws, "join", json!({"rooms": joined, "denied": denied}))
+    answer(ws, id, "join", json!({"rooms": joined, "denied": denied}))
 }
 
-fn leave<S: ManagedService>(service: &S, ws: &Socket<S>, data: &Value) -> Result<()> {
+fn leave<S: ManagedService>(
+    service: &S,
+    ws: &Socket<S>,
+    data: &Value,
+    id: Option<&str>,
+) -> Result<()> {
     let options = service.options();
     let requested =
         match requested_rooms(data, &options.channel_prefix, options.max_rooms_per_request) {
             Ok(rooms) => rooms,
-            Err(refused) => return refuse(ws, "leave", &refused),
+            Err(refused) => return refuse(ws, "leave", &refused, id),
         };
     let left: Vec<String> = requested
         .into_iter()
         .filter(|r| ws.unsubscribe(r))
         .collect();
-    send_system(ws, "leave", json!({"rooms": left}))
+    answer(ws, id, "leave", json!({"rooms": left}))
 }
 
 /// Now as RFC 3339 UTC with milliseconds (`2026-11-30T12:00:00.000Z`).

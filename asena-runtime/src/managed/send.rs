@@ -326,8 +326,68 @@ impl<O> Managed<O> {
     senders_to_one! {
         /// To one client, by id, wherever it is connected.
         to_client(client_id) => Client;
-        /// To every session of a user, on every instance.
+        /// To every session of a user, **on every instance** (`ws:user:{id}` on the fleet's
+        /// transport, like Ignis's `WebSocketEmitter.toUser`).
+        ///
+        /// Porting trap: Ignis's server-side `sendToUser` reaches only the user's sessions on
+        /// the instance that calls it; this one reaches them all. For Ignis's local-only
+        /// behaviour use [`to_local_user`](Self::to_local_user).
+        #[doc(alias = "sendToUser")]
+        #[doc(alias = "toUser")]
         to_user(user_id) => User;
+    }
+
+    /// To the sessions of a user connected to **this instance only**, as Ignis's server-side
+    /// `sendToUser` does (nothing goes on the fleet's transport). Returns how many received
+    /// it. [`to_user`](Self::to_user) reaches every instance.
+    #[doc(alias = "sendToUser")]
+    pub fn to_local_user(
+        &self,
+        user_id: &str,
+        message: impl EventMessage<O>,
+    ) -> Result<usize, SendError> {
+        let (event, data) = message
+            .into_event()
+            .map_err(|e| SendError::invalid_message(Some(self.ns.path()), e))?;
+        let delivery = Delivery {
+            target: Target::User(user_id),
+            event: &event,
+            data: &data,
+            exclude: &[],
+        };
+        self.state.deliver_local(&self.ns, delivery)
+    }
+
+    /// Tells a client connected to this instance to go (Ignis's `disconnect` system event,
+    /// server to client): it is sent `{"event":"disconnect","data":{"reason"}}` (sealed for
+    /// an encrypted client; sent before authentication too), then the socket closes with
+    /// 1000 and `reason` (cut to what a close frame holds, 123 bytes), after everything
+    /// already queued for it. [`ManagedService::on_disconnected`] runs with that code and
+    /// reason. Returns whether the client is connected here.
+    ///
+    /// Local only: Ignis's fleet envelope has no message type for it (`client`, `user`,
+    /// `room`, `broadcast`), so a client on another instance is told to go by that
+    /// instance (for example from a handler of an event sent with
+    /// [`to_client`](Self::to_client)).
+    #[doc(alias = "kick")]
+    pub fn disconnect(&self, client_id: &str, reason: &str) -> bool {
+        let Some(socket) = self.ns.socket(client_id) else {
+            return false;
+        };
+        let event = serde_json::json!({"event": "disconnect", "data": {"reason": reason}});
+        match Frame::json(&event) {
+            Ok(frame) => {
+                if socket.conn.push_protocol(&frame).is_err() {
+                    tracing::debug!(target: "asena::managed", socket_id = %client_id, "disconnect event not queued (closing or full)");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(target: "asena::managed", %error, "disconnect event not encoded");
+            }
+        }
+        tracing::info!(target: "asena::managed", socket_id = %client_id, reason, "server disconnects the client");
+        socket.close_with(crate::close_code::NORMAL, reason);
+        true
     }
 
     /// To every member of a room (a client id names that client's own room), on every

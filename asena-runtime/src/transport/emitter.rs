@@ -6,12 +6,14 @@
     allow(dead_code, unreachable_code, unused_imports, unused_variables)
 )]
 
-use asena_protocol::managed::{DEFAULT_PREFIX, EMITTER_SERVER_ID, ManagedEnvelope};
+use asena_protocol::managed::{EMITTER_SERVER_ID, ManagedEnvelope};
 
 use super::TransportError;
 use super::broker::{CONNECT_TIMEOUT, new_pod_id};
+use crate::channel::Raw;
 use crate::codec::{Frame, IntoFrame};
 use crate::error::BoxError;
+use crate::managed::EventMessage;
 use crate::wire::{self, Envelope};
 
 /// A connection to the Redis at `url`, within [`CONNECT_TIMEOUT`].
@@ -48,9 +50,13 @@ fn short(name: &str) -> String {
     name.chars().take(64).collect()
 }
 
-/// A managed message's `data` as JSON.
-fn to_data(data: impl serde::Serialize) -> Result<serde_json::Value, TransportError> {
-    serde_json::to_value(data).map_err(|e| TransportError::Other(Box::new(e)))
+/// A managed message's event and `data`.
+fn to_event(
+    message: impl EventMessage<Raw>,
+) -> Result<(String, serde_json::Value), TransportError> {
+    message
+        .into_event()
+        .map_err(|e| TransportError::Other(Box::new(e)))
 }
 
 /// Where [`Emitter::send`] sends.
@@ -77,10 +83,13 @@ enum Backend {
 /// (`nats://…`), with its own random pod id, so every instance delivers its messages to its
 /// local sockets.
 ///
-/// Managed services (Ignis's layout, see [`envelope`](crate::managed::envelope)) are reached, over Redis or NATS, with
-/// [`to_client`](Emitter::to_client), [`to_user`](Emitter::to_user),
-/// [`to_room_event`](Emitter::to_room_event) and [`broadcast_event`](Emitter::broadcast_event),
-/// which publish with the `serverId` [`EMITTER_SERVER_ID`](crate::managed::envelope::EMITTER_SERVER_ID).
+/// Asena services are reached with [`to_room`](Emitter::to_room),
+/// [`broadcast`](Emitter::broadcast) and [`to_socket`](Emitter::to_socket) (or a raw
+/// [`publish`](Emitter::publish)); managed services (Ignis's layout, see
+/// [`envelope`](crate::managed::envelope)) with the same verbs on
+/// [`emitter.managed(prefix)`](Emitter::managed): `to_room`, `broadcast`, `to_client` and
+/// `to_user`, over Redis or NATS, published with the `serverId`
+/// [`EMITTER_SERVER_ID`](crate::managed::envelope::EMITTER_SERVER_ID).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), asena_runtime::transport::TransportError> {
@@ -97,9 +106,12 @@ pub struct Emitter {
     backend: Backend,
     pod_id: String,
     channel: String,
-    /// The channel prefix of the managed services it sends to (`ws`, Ignis's).
-    managed_prefix: String,
+    /// Its name in logs (Ignis's `identifier`).
+    identifier: Option<String>,
 }
+
+/// An emitter's name in its logs when it was given none (Ignis's).
+const DEFAULT_IDENTIFIER: &str = "WebSocketEmitter";
 
 impl std::fmt::Debug for Emitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,6 +127,7 @@ impl std::fmt::Debug for Emitter {
             .field("backend", &kind)
             .field("pod_id", &self.pod_id)
             .field("channel", &self.channel)
+            .field("identifier", &self.identifier)
             .finish()
     }
 }
@@ -183,7 +196,7 @@ impl Emitter {
             backend,
             pod_id: new_pod_id(),
             channel: channel.to_owned(),
-            managed_prefix: DEFAULT_PREFIX.to_owned(),
+            identifier: None,
         })
     }
 
@@ -195,11 +208,12 @@ impl Emitter {
         self
     }
 
-    /// Sends the managed events (`to_client`, `to_user`, `to_room_event`,
-    /// `broadcast_event`) on the channels under `prefix` instead of Ignis's `ws`: the
-    /// `ManagedOptions::channel_prefix` of the service they are for.
-    pub fn managed_prefix(mut self, prefix: impl Into<String>) -> Emitter {
-        self.managed_prefix = prefix.into();
+    /// Names this emitter in its logs (Ignis's `identifier`, `WebSocketEmitter` when none
+    /// is given). Only a log scope: the envelopes it publishes to managed services carry the
+    /// `serverId` [`EMITTER_SERVER_ID`](crate::managed::envelope::EMITTER_SERVER_ID), as
+    /// Ignis's do, and its pod id stays random.
+    pub fn identifier(mut self, identifier: impl Into<String>) -> Emitter {
+        self.identifier = Some(identifier.into());
         self
     }
 
@@ -313,88 +327,51 @@ impl Emitter {
         Ok(())
     }
 
-    /// Sends `event` with `data` to one connection of a managed service, on whichever server
-    /// holds it (`ws:client:{client_id}`). Redis only.
-    pub async fn to_client(
-        &self,
-        client_id: &str,
-        event: &str,
-        data: impl serde::Serialize,
-    ) -> Result<(), TransportError> {
-        let data = to_data(data)?;
-        self.publish_managed(
-            "to_client",
-            ManagedEnvelope::client(EMITTER_SERVER_ID, client_id, event, data),
-        )
-        .await
-    }
-
-    /// Sends `event` with `data` to every session of a managed service's user, on every
-    /// server (`ws:user:{user_id}`). Redis only.
-    pub async fn to_user(
-        &self,
-        user_id: &str,
-        event: &str,
-        data: impl serde::Serialize,
-    ) -> Result<(), TransportError> {
-        let data = to_data(data)?;
-        self.publish_managed(
-            "to_user",
-            ManagedEnvelope::user(EMITTER_SERVER_ID, user_id, event, data),
-        )
-        .await
-    }
-
-    /// Sends `event` with `data` to the members of a managed service's `room`, on every
-    /// server, except the client ids in `exclude` (`ws:room:{room}`). Redis only.
+    /// The managed services under the channel prefix `prefix` (Ignis's layout, `ws` for a
+    /// service with the default [`ManagedOptions::channel_prefix`](crate::managed::ManagedOptions::channel_prefix),
+    /// [`DEFAULT_PREFIX`](crate::managed::envelope::DEFAULT_PREFIX)): the same verbs as
+    /// the Asena services' sends of this emitter and as [`Managed`](crate::managed::Managed),
+    /// `to_room`, `broadcast`, `to_client`, `to_user`.
     ///
-    /// The managed counterpart of [`to_room`](Emitter::to_room), which addresses an Asena
-    /// service's room.
-    pub async fn to_room_event(
-        &self,
-        room: &str,
-        event: &str,
-        data: impl serde::Serialize,
-        exclude: &[&str],
-    ) -> Result<(), TransportError> {
-        let data = to_data(data)?;
-        self.publish_managed(
-            "to_room_event",
-            ManagedEnvelope::room(EMITTER_SERVER_ID, room, event, data, exclude),
-        )
-        .await
+    /// ```no_run
+    /// # async fn run() -> Result<(), asena_runtime::transport::TransportError> {
+    /// use asena_runtime::transport::Emitter;
+    /// let emitter = Emitter::connect("redis://127.0.0.1:6379").await?;
+    /// let managed = emitter.managed("ws");
+    /// managed.to_user("u-42", ("notification", serde_json::json!({"message": "ready"}))).await?;
+    /// managed.to_room("lobby", ("update", 42.5), &["client-to-skip"]).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[doc(alias = "WebSocketEmitter")]
+    pub fn managed<'a>(&'a self, prefix: &'a str) -> ManagedEmitter<'a> {
+        ManagedEmitter {
+            emitter: self,
+            prefix,
+        }
     }
 
-    /// Sends `event` with `data` to every authenticated connection of the managed services,
-    /// on every server (`ws:broadcast`). Redis only.
-    ///
-    /// The managed counterpart of [`broadcast`](Emitter::broadcast).
-    pub async fn broadcast_event(
-        &self,
-        event: &str,
-        data: impl serde::Serialize,
-    ) -> Result<(), TransportError> {
-        let data = to_data(data)?;
-        self.publish_managed(
-            "broadcast_event",
-            ManagedEnvelope::broadcast(EMITTER_SERVER_ID, event, data),
-        )
-        .await
-    }
-
-    /// Publishes a managed envelope on its channel; returns once the broker has it.
+    /// Publishes a managed envelope on its channel under `prefix`; returns once the broker
+    /// has it.
     async fn publish_managed(
         &self,
+        prefix: &str,
         operation: &'static str,
         envelope: ManagedEnvelope,
     ) -> Result<(), TransportError> {
-        let channel = envelope.channel_under(&self.managed_prefix);
+        let channel = envelope.channel_under(prefix);
         self.send(
             Destination::Channel(&channel),
             envelope.encode().into_bytes(),
         )
         .await?;
-        tracing::debug!(target: "asena::transport", operation, channel = %short(&channel), "emitted a managed message");
+        tracing::debug!(
+            target: "asena::transport",
+            identifier = self.identifier.as_deref().unwrap_or(DEFAULT_IDENTIFIER),
+            operation,
+            channel = %short(&channel),
+            "emitted a managed message"
+        );
         Ok(())
     }
 
@@ -411,5 +388,88 @@ impl Emitter {
             #[cfg(not(any(feature = "redis", feature = "nats")))]
             Backend::None(n) => match n {},
         }
+    }
+}
+
+/// An [`Emitter`]'s sends to the managed services under one channel prefix (Ignis's
+/// `WebSocketEmitter`), from [`Emitter::managed`]. Messages are `(event, data)` pairs, as
+/// for an untyped [`Managed`](crate::managed::Managed). Each send returns once the broker
+/// has the message; every instance delivers it to its matching authenticated clients.
+#[derive(Debug, Clone, Copy)]
+pub struct ManagedEmitter<'a> {
+    emitter: &'a Emitter,
+    prefix: &'a str,
+}
+
+impl ManagedEmitter<'_> {
+    /// To one client, on whichever instance holds it (`{prefix}:client:{id}`).
+    #[doc(alias = "toClient")]
+    pub async fn to_client(
+        &self,
+        client_id: &str,
+        message: impl EventMessage<Raw>,
+    ) -> Result<(), TransportError> {
+        let (event, data) = to_event(message)?;
+        let envelope = ManagedEnvelope::client(EMITTER_SERVER_ID, client_id, event, data);
+        self.publish("to_client", envelope).await
+    }
+
+    /// To every session of a user, on every instance (`{prefix}:user:{id}`), as Ignis's
+    /// `WebSocketEmitter.toUser`. (Ignis's server-side `sendToUser` is local to its
+    /// instance; [`Managed::to_local_user`](crate::managed::Managed::to_local_user) is that
+    /// one.)
+    #[doc(alias = "toUser")]
+    #[doc(alias = "sendToUser")]
+    pub async fn to_user(
+        &self,
+        user_id: &str,
+        message: impl EventMessage<Raw>,
+    ) -> Result<(), TransportError> {
+        let (event, data) = to_event(message)?;
+        let envelope = ManagedEnvelope::user(EMITTER_SERVER_ID, user_id, event, data);
+        self.publish("to_user", envelope).await
+    }
+
+    /// To the members of `room`, on every instance, except the client ids in `exclude`
+    /// (`{prefix}:room:{room}`).
+    #[doc(alias = "toRoom")]
+    pub async fn to_room(
+        &self,
+        room: &str,
+        message: impl EventMessage<Raw>,
+        exclude: &[&str],
+    ) -> Result<(), TransportError> {
+        let (event, data) = to_event(message)?;
+        let envelope = ManagedEnvelope::room(EMITTER_SERVER_ID, room, event, data, exclude);
+        self.publish("to_room", envelope).await
+    }
+
+    /// To every authenticated client, on every instance, except the client ids in `exclude`
+    /// (`{prefix}:broadcast`).
+    pub async fn broadcast(
+        &self,
+        message: impl EventMessage<Raw>,
+        exclude: &[&str],
+    ) -> Result<(), TransportError> {
+        let (event, data) = to_event(message)?;
+        let mut envelope = ManagedEnvelope::broadcast(EMITTER_SERVER_ID, event, data);
+        envelope.exclude =
+            (!exclude.is_empty()).then(|| exclude.iter().map(|&id| id.to_owned()).collect());
+        self.publish("broadcast", envelope).await
+    }
+
+    /// The channel prefix it sends under.
+    pub fn prefix(&self) -> &str {
+        self.prefix
+    }
+
+    async fn publish(
+        &self,
+        operation: &'static str,
+        envelope: ManagedEnvelope,
+    ) -> Result<(), TransportError> {
+        self.emitter
+            .publish_managed(self.prefix, operation, envelope)
+            .await
     }
 }

@@ -41,7 +41,7 @@ mod publisher;
 mod subscriber;
 
 pub use counters::TransportStats;
-pub use emitter::Emitter;
+pub use emitter::{Emitter, ManagedEmitter};
 #[cfg(feature = "nats")]
 pub use nats::NatsTransport;
 #[cfg(feature = "redis")]
