@@ -53,8 +53,10 @@
 //! whether its send queue is past its high-water mark ([`ManagedClient::is_backpressured`]);
 //! [`ManagedService::on_drain`] runs when such a queue drained (Ignis's `drain`). The
 //! service's [`ManagedOptions`] carry Ignis's other settings: `heartbeatInterval`,
-//! `encryptedBatchLimit`, `identifier`, the service-wide `outboundTransformer`, and
-//! [`ManagedOptions::ignis`] Ignis's default rooms (`ws-default`, `ws-notification`).
+//! `identifier`, the service-wide `outboundTransformer`, and [`ManagedOptions::ignis`]
+//! Ignis's default rooms (`ws-default`, `ws-notification`). Ignis's `encryptedBatchLimit`
+//! bounds how many asynchronous encryptions of one fan-out run at once; sealing here is
+//! synchronous and in order inside the send, so there is nothing to bound.
 //! [`Managed::to_user`] reaches a user's sessions on every instance, where Ignis's
 //! `sendToUser` stays on its own: [`Managed::to_local_user`] is that one.
 //!
@@ -141,13 +143,6 @@ pub struct ManagedOptions {
     /// silent client goes up to `every` later. The authentication deadlines stay exact.
     /// Zero is refused when the app starts.
     pub heartbeat_interval: Option<Duration>,
-    /// How many sealed (per-client) sends of one room or broadcast fan-out may run at once
-    /// (Ignis's `encryptedBatchLimit`, default 10). Sealing here is synchronous and in
-    /// order, inside the send: a fan-out seals for its encrypted members one after another
-    /// on the sending thread, so at most one runs at once whatever the limit, and a client
-    /// never gets two messages out of order. The value is kept for Ignis's configurations
-    /// (and logged when the service starts); it must be at least 1.
-    pub encrypted_batch_limit: usize,
     /// The service's name in its logs (Ignis's `identifier`): the scope of the lines about
     /// it and its clients' timeouts. Not the server id of the fleet's envelopes, which stays
     /// a fresh UUID per instance ([`Managed::server_id`]): two instances sharing one would
@@ -178,7 +173,6 @@ impl Default for ManagedOptions {
             channel_prefix: "ws".to_owned(),
             ignis_key_exchange: false,
             heartbeat_interval: None,
-            encrypted_batch_limit: 10,
             identifier: None,
             outbound_transform: None,
         }
@@ -250,13 +244,6 @@ impl ManagedOptions {
     #[doc(alias = "heartbeatInterval")]
     pub fn heartbeat_interval(mut self, every: Option<Duration>) -> Self {
         self.heartbeat_interval = every;
-        self
-    }
-
-    /// How many sealed sends of one fan-out may run at once (see the field: one does here).
-    #[doc(alias = "encryptedBatchLimit")]
-    pub fn encrypted_batch_limit(mut self, limit: usize) -> Self {
-        self.encrypted_batch_limit = limit;
         self
     }
 
@@ -521,9 +508,6 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
     async fn start(service: &S, ns: &Namespace, fleet: &Fleet) -> Result<()> {
         let state = state(ns).ok_or("the namespace already holds another protocol's state")?;
         let options = service.options();
-        if options.encrypted_batch_limit == 0 {
-            return Err(format!("{}: encrypted_batch_limit must be at least 1", S::NAME).into());
-        }
         if options.heartbeat_interval == Some(Duration::ZERO) {
             return Err(format!("{}: heartbeat_interval must not be zero", S::NAME).into());
         }
@@ -535,7 +519,6 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
             path = %ns.path(),
             server_id = %state.server_id,
             heartbeat_interval = ?options.heartbeat_interval,
-            encrypted_batch_limit = options.encrypted_batch_limit,
             "managed service started"
         );
         bus::connect(S::NAME, ns, &state, fleet, &options.channel_prefix)
