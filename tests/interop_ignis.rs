@@ -183,13 +183,14 @@ async fn our_sends_reach_the_clients_of_a_real_ignis_server() -> anyhow::Result<
     })
     .await?;
 
-    let emitter = Emitter::connect(REDIS).await?.managed_prefix(prefix);
-    emitter.to_user("bob", "emit-user", 7).await?;
+    let connection = Emitter::connect(REDIS).await?;
+    let emitter = connection.managed(prefix);
+    emitter.to_user("bob", ("emit-user", 7)).await?;
     emitter
-        .to_room_event("lobby", "emit-room", 8, &[&alice_id])
+        .to_room("lobby", ("emit-room", 8), &[&alice_id])
         .await?;
-    emitter.to_client(&alice_id, "emit-client", 9).await?;
-    emitter.broadcast_event("emit-all", 10).await?;
+    emitter.to_client(&alice_id, ("emit-client", 9)).await?;
+    emitter.broadcast(("emit-all", 10), &[]).await?;
 
     assert_eq!(
         events_until(&mut alice, "emit-all").await?,
@@ -225,7 +226,7 @@ async fn our_sends_reach_the_clients_of_a_real_ignis_server() -> anyhow::Result<
             ("emit-all", 10)
         ])
     );
-    emitter.close().await;
+    connection.close().await;
     ours.stop().await
 }
 
