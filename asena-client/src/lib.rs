@@ -108,6 +108,7 @@ mod client;
 mod driver;
 mod error;
 mod event;
+pub mod managed;
 mod url;
 
 pub use backoff::Backoff;
