@@ -104,7 +104,11 @@ struct Realtime;
 
 impl ManagedService for Realtime {
     fn options(&self) -> ManagedOptions {
-        ManagedOptions::default().heartbeat_timeout(Some(HEARTBEAT_TIMEOUT))
+        // The authentication deadline is short too: the server's watchdog arms the heartbeat
+        // deadline once the authentication deadline has passed.
+        ManagedOptions::default()
+            .auth_timeout(Duration::from_millis(300))
+            .heartbeat_timeout(Some(HEARTBEAT_TIMEOUT))
     }
 
     async fn authenticate(
