@@ -258,6 +258,10 @@ pub struct Session {
     inner: Box<Inner>,
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxed as a whole by `Session`, the only holder"
+)]
 enum Inner {
     Channel(SealedChannel),
     Ignis(Aes256Gcm),
