@@ -27,7 +27,7 @@
 //!    [request timeout](ManagedBuilder::request_timeout). Asena answers both; Ignis answers
 //!    neither, so against Ignis they end with [`ClientError::NoAnswer`] (the request was
 //!    still sent).
-//! 5. **Reconnect** (the plain client's [`Backoff`]): after a lost connection the client
+//! 5. **Reconnect** (the plain client's [`Backoff`](crate::Backoff)): after a lost connection the client
 //!    connects again, agrees new keys, authenticates with the same credentials, asks to
 //!    join again the rooms it asked for (and was not denied or left), and yields
 //!    [`ManagedEvent::Reconnected`]. A refusal of the credentials (4003) or of the
@@ -344,7 +344,6 @@ impl ManagedSender {
     }
 
     /// See [`ManagedConnection::join`].
-    #[doc(alias = "joinRoom")]
     pub async fn join<I, S>(&self, rooms: I) -> Result<RoomsAnswer, ClientError>
     where
         I: IntoIterator<Item = S>,
@@ -355,7 +354,6 @@ impl ManagedSender {
     }
 
     /// See [`ManagedConnection::leave`].
-    #[doc(alias = "leaveRoom")]
     pub async fn leave<I, S>(&self, rooms: I) -> Result<RoomsAnswer, ClientError>
     where
         I: IntoIterator<Item = S>,
