@@ -63,6 +63,11 @@ async fn authenticate(credentials: &Value) -> Result<Option<Authenticated>> {
     Ok(match credentials["token"].as_str() {
         Some("alice-token") => Some(Authenticated::user("alice")),
         Some("bob-token") => Some(Authenticated::user("bob")),
+        Some("slow-token") => {
+            // Longer than three of `Realtime`'s authentication timeouts.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            Some(Authenticated::user("slow"))
+        }
         _ => None,
     })
 }
@@ -278,6 +283,22 @@ async fn refused_credentials_are_a_clear_error() {
         "{error:?}"
     );
     assert!(error.to_string().contains(".encrypt(true)"), "{error}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_authenticator_is_an_authentication_timeout() {
+    let server = Server::start().await;
+    let error = ManagedConnection::<RtOut>::builder(server.url("/rt"))
+        .token("slow-token")
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ClientError::AuthenticationTimeout { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("4001"), "{error}");
     server.stop().await;
 }
 
