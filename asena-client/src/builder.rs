@@ -12,12 +12,12 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
-use crate::driver::{Config, Driver};
+use crate::driver::{Config, Driver, Plain};
 use crate::url::{Base, fill_path};
 use crate::{Backoff, Client, ClientError, Sender};
 
 /// How many events wait for [`Client::next`] before the client stops reading the socket.
-const EVENT_BUFFER: usize = 256;
+pub(crate) const EVENT_BUFFER: usize = 256;
 
 /// Configures a [`Client`]; made by [`Client::builder`], finished by
 /// [`connect`](Self::connect).
@@ -168,6 +168,7 @@ impl<C: Channel> ClientBuilder<C> {
         let (close_tx, close) = oneshot::channel();
         let driver = Driver {
             config,
+            dialect: Plain(PhantomData),
             outgoing,
             events: events_tx,
             close,
@@ -201,20 +202,7 @@ impl<C: Channel> ClientBuilder<C> {
         } else {
             None
         };
-        let headers = self
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let bad = |reason: String| ClientError::BadHeader {
-                    name: name.clone(),
-                    reason,
-                };
-                Ok((
-                    HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(e.to_string()))?,
-                    HeaderValue::from_str(value).map_err(|e| bad(e.to_string()))?,
-                ))
-            })
-            .collect::<Result<_, ClientError>>()?;
+        let headers = parse_headers(&self.headers)?;
         Ok(Config {
             url,
             path: C::PATH,
@@ -227,9 +215,28 @@ impl<C: Channel> ClientBuilder<C> {
     }
 }
 
+/// The headers of the upgrade request, checked.
+pub(crate) fn parse_headers(
+    headers: &[(String, String)],
+) -> Result<Vec<(HeaderName, HeaderValue)>, ClientError> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let bad = |reason: String| ClientError::BadHeader {
+                name: name.clone(),
+                reason,
+            };
+            Ok((
+                HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(e.to_string()))?,
+                HeaderValue::from_str(value).map_err(|e| bad(e.to_string()))?,
+            ))
+        })
+        .collect()
+}
+
 /// The TLS configuration of `wss://`: Mozilla's roots and `extra` (DER or PEM), rustls on
 /// the `ring` provider, TLS 1.2 and 1.3.
-fn tls_config(extra: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+pub(crate) fn tls_config(extra: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, ClientError> {
     let bad = |reason: String| ClientError::BadCertificate { reason };
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),

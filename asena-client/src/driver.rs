@@ -1,5 +1,9 @@
-//! The background task behind a [`Client`](crate::Client): it owns the WebSocket, writes the
-//! queued messages, decodes what arrives into events, pings, and reconnects.
+//! The background task behind a [`Client`](crate::Client) and a
+//! [`ManagedConnection`](crate::managed::ManagedConnection): it owns the WebSocket, writes
+//! the queued messages, decodes what arrives into events, keeps the connection alive, and
+//! reconnects. What differs between the plain protocol and the managed one (the handshake
+//! after each connection, how a message is framed and read, what a heartbeat sends) is a
+//! [`Dialect`]; the loop, the liveness deadline and the reconnect policy are one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +90,96 @@ pub(crate) async fn connect(config: &Config) -> Result<Ws, ClientError> {
     }
 }
 
+/// What a message from the server comes to.
+pub(crate) enum Step<E> {
+    /// An event for the application.
+    Event(E),
+    /// Nothing to report (a protocol message handled inside the dialect).
+    Nothing,
+    /// The message breaks the protocol: close with `code` and `reason`.
+    Break { code: u16, reason: String },
+}
+
+/// What one protocol adds to the driver: the handshake after each connection, how queued
+/// messages are framed and incoming ones read, what a heartbeat sends, and its events.
+pub(crate) trait Dialect: Send + 'static {
+    /// What the event stream yields.
+    type Event: Send + 'static;
+    /// What the send queue holds.
+    type Outgoing: Send + 'static;
+
+    /// Runs right after a connection opened (`reconnected`: not the first one), before the
+    /// queue is served; returns the events to report. An error fails the connection (and,
+    /// on a reconnect, counts as a failed attempt).
+    fn open(
+        &mut self,
+        ws: &mut Ws,
+        reconnected: bool,
+    ) -> impl Future<Output = Result<Vec<Self::Event>, ClientError>> + Send;
+
+    /// Whether a failed [`open`](Self::open) ends reconnecting (retrying cannot help).
+    fn is_final(&self, error: &ClientError) -> bool;
+
+    /// The frame of a queued message (`None`: nothing to write); `Err` breaks the connection.
+    fn outgoing(&mut self, message: Self::Outgoing) -> Result<Option<WsMessage>, String>;
+
+    /// A text or binary message from the server.
+    fn incoming(&mut self, message: &[u8]) -> Step<Self::Event>;
+
+    /// The frames of one heartbeat.
+    fn heartbeat(&mut self) -> Vec<WsMessage>;
+
+    /// The connection was lost: the event that says so (the dialect forgets the connection).
+    fn disconnected(&mut self, code: Option<u16>, reason: String) -> Self::Event;
+
+    /// Reconnecting gave up after `attempts`.
+    fn gave_up(&mut self, attempts: u32, error: ClientError) -> Self::Event;
+}
+
+/// The plain protocol of a [`Client`](crate::Client): JSON messages as they are, pings.
+pub(crate) struct Plain<T>(pub(crate) std::marker::PhantomData<fn() -> T>);
+
+impl<T: DeserializeOwned + Send + 'static> Dialect for Plain<T> {
+    type Event = Event<T>;
+    type Outgoing = WsMessage;
+
+    async fn open(
+        &mut self,
+        _ws: &mut Ws,
+        reconnected: bool,
+    ) -> Result<Vec<Event<T>>, ClientError> {
+        Ok(if reconnected {
+            vec![Event::Reconnected]
+        } else {
+            Vec::new()
+        })
+    }
+
+    fn is_final(&self, _error: &ClientError) -> bool {
+        false
+    }
+
+    fn outgoing(&mut self, message: WsMessage) -> Result<Option<WsMessage>, String> {
+        Ok(Some(message))
+    }
+
+    fn incoming(&mut self, message: &[u8]) -> Step<Event<T>> {
+        Step::Event(decode_bytes(message))
+    }
+
+    fn heartbeat(&mut self) -> Vec<WsMessage> {
+        vec![WsMessage::Ping(Default::default())]
+    }
+
+    fn disconnected(&mut self, code: Option<u16>, reason: String) -> Event<T> {
+        Event::Disconnected { code, reason }
+    }
+
+    fn gave_up(&mut self, attempts: u32, error: ClientError) -> Event<T> {
+        Event::GaveUp { attempts, error }
+    }
+}
+
 /// How one connection ended.
 enum Ended {
     /// Lost: reconnect if the policy says so.
@@ -96,15 +190,16 @@ enum Ended {
 
 /// The task's state. Field order matters: when the task ends, `outgoing` is dropped before
 /// `events`, so once the event stream has ended every send fails with [`ClientError::Closed`].
-pub(crate) struct Driver<T> {
+pub(crate) struct Driver<D: Dialect> {
     pub(crate) config: Config,
-    pub(crate) outgoing: mpsc::Receiver<WsMessage>,
-    pub(crate) events: mpsc::Sender<Event<T>>,
+    pub(crate) dialect: D,
+    pub(crate) outgoing: mpsc::Receiver<D::Outgoing>,
+    pub(crate) events: mpsc::Sender<D::Event>,
     /// Resolves when the client asks to close (`Ok`) or is dropped (`Err`); both close.
     pub(crate) close: oneshot::Receiver<()>,
 }
 
-impl<T: DeserializeOwned + Send + 'static> Driver<T> {
+impl<D: Dialect> Driver<D> {
     /// Drives `ws`, and the connections that replace it, until the client closes or gives up.
     pub(crate) async fn run(mut self, mut ws: Ws) {
         loop {
@@ -120,22 +215,25 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
                 %reason,
                 "connection lost"
             );
-            if !self.emit(Event::Disconnected { code, reason }).await {
+            let lost = self.dialect.disconnected(code, reason);
+            if !self.emit(lost).await {
                 return;
             }
-            let Some(next) = self.reconnect().await else {
+            let Some((next, opened)) = self.reconnect().await else {
                 return;
             };
             ws = next;
             tracing::info!(target: "asena::client", url = %self.config.url, "reconnected");
-            if !self.emit(Event::Reconnected).await {
-                self.close_ws(&mut ws).await;
-                return;
+            for event in opened {
+                if !self.emit(event).await {
+                    self.close_ws(&mut ws).await;
+                    return;
+                }
             }
         }
     }
 
-    /// One connection: messages in and out, pings, the liveness deadline.
+    /// One connection: messages in and out, heartbeats, the liveness deadline.
     async fn drive(&mut self, ws: &mut Ws) -> Ended {
         // Without a heartbeat the timers exist but their branches are disabled.
         let heartbeat = self.config.heartbeat;
@@ -160,29 +258,20 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
                             };
                         }
                     };
-                    let event = match message {
-                        WsMessage::Text(text) => decode(text.as_str()),
-                        WsMessage::Binary(bytes) => decode_bytes(&bytes),
-                        WsMessage::Close(frame) => {
-                            // tungstenite queued the reply; reading on sends it.
-                            let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                                while let Some(Ok(_)) = ws.next().await {}
-                            })
-                            .await;
-                            return match frame {
-                                Some(frame) => Ended::Lost {
-                                    code: Some(frame.code.into()),
-                                    reason: frame.reason.to_string(),
-                                },
-                                None => Ended::Lost { code: None, reason: "closed by the server".to_owned() },
-                            };
-                        }
-                        WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => None,
+                    let step = match message {
+                        WsMessage::Text(text) => self.dialect.incoming(text.as_bytes()),
+                        WsMessage::Binary(bytes) => self.dialect.incoming(&bytes),
+                        WsMessage::Close(frame) => return closed_by_server(ws, frame).await,
+                        WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => Step::Nothing,
                     };
-                    if let Some(event) = event
-                        && !self.emit(event).await
-                    {
-                        return self.close_ws(ws).await;
+                    match step {
+                        Step::Event(event) => {
+                            if !self.emit(event).await {
+                                return self.close_ws(ws).await;
+                            }
+                        }
+                        Step::Nothing => {}
+                        Step::Break { code, reason } => return break_off(ws, code, reason).await,
                     }
                     dead.as_mut().reset(Instant::now() + silence);
                 }
@@ -191,13 +280,20 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
                         // Every sender is gone, so the client is too.
                         return self.close_ws(ws).await;
                     };
-                    if let Err(reason) = write(ws, message, heartbeat.map(|d| d * 2)).await {
+                    let frame = match self.dialect.outgoing(message) {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => continue,
+                        Err(reason) => return Ended::Lost { code: None, reason },
+                    };
+                    if let Err(reason) = write(ws, frame, heartbeat.map(|d| d * 2)).await {
                         return Ended::Lost { code: None, reason };
                     }
                 }
                 _ = ping.tick(), if heartbeat.is_some() => {
-                    if let Err(reason) = write(ws, WsMessage::Ping(Default::default()), heartbeat.map(|d| d * 2)).await {
-                        return Ended::Lost { code: None, reason };
+                    for frame in self.dialect.heartbeat() {
+                        if let Err(reason) = write(ws, frame, heartbeat.map(|d| d * 2)).await {
+                            return Ended::Lost { code: None, reason };
+                        }
                     }
                 }
                 () = &mut dead, if heartbeat.is_some() => {
@@ -216,7 +312,9 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
     async fn close_ws(&mut self, ws: &mut Ws) -> Ended {
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
             while let Ok(message) = self.outgoing.try_recv() {
-                ws.feed(message).await?;
+                if let Ok(Some(frame)) = self.dialect.outgoing(message) {
+                    ws.feed(frame).await?;
+                }
             }
             ws.close(Some(CloseFrame {
                 code: CloseCode::Normal,
@@ -230,54 +328,99 @@ impl<T: DeserializeOwned + Send + 'static> Driver<T> {
         Ended::Closed
     }
 
-    /// Waits, connects, and again, as the backoff says; `None` when closed or out of attempts.
-    async fn reconnect(&mut self) -> Option<Ws> {
+    /// Waits, connects and opens (the dialect's handshake), and again, as the backoff says;
+    /// `None` when closed, out of attempts, or the handshake failed for good.
+    async fn reconnect(&mut self) -> Option<(Ws, Vec<D::Event>)> {
         let mut delays = self.config.reconnect?.delays();
         let mut attempt = 0u32;
-        let config = &self.config;
         loop {
             let delay = delays.next()?;
             attempt = attempt.saturating_add(1);
+            let config = &self.config;
+            let dialect = &mut self.dialect;
             let result = tokio::select! {
                 biased;
                 _ = &mut self.close => return None,
                 result = async {
                     tokio::time::sleep(delay).await;
-                    connect(config).await
+                    let mut ws = connect(config).await?;
+                    match dialect.open(&mut ws, true).await {
+                        Ok(events) => Ok((ws, events)),
+                        Err(error) => {
+                            let _ = tokio::time::timeout(CLOSE_WAIT, ws.close(None)).await;
+                            Err(error)
+                        }
+                    }
                 } => result,
             };
             let error = match result {
-                Ok(ws) => return Some(ws),
+                Ok(opened) => return Some(opened),
                 Err(error) => error,
             };
             tracing::debug!(
                 target: "asena::client",
-                url = %config.url,
+                url = %self.config.url,
                 attempt,
                 error = %error,
                 "reconnect failed"
             );
-            if config.reconnect?.attempts_limit() == Some(attempt) {
+            let last = self.config.reconnect?.attempts_limit() == Some(attempt);
+            if last || self.dialect.is_final(&error) {
                 tracing::warn!(
                     target: "asena::client",
-                    url = %config.url,
+                    url = %self.config.url,
                     attempts = attempt,
                     error = %error,
                     "giving up reconnecting"
                 );
-                self.emit(Event::GaveUp {
-                    attempts: attempt,
-                    error,
-                })
-                .await;
+                let gave_up = self.dialect.gave_up(attempt, error);
+                self.emit(gave_up).await;
                 return None;
             }
         }
     }
 
     /// Hands an event to the client; `false` when the client is gone.
-    async fn emit(&self, event: Event<T>) -> bool {
+    async fn emit(&self, event: D::Event) -> bool {
         self.events.send(event).await.is_ok()
+    }
+}
+
+/// The server closed the connection: answers (bounded) and reports its code and reason.
+async fn closed_by_server(ws: &mut Ws, frame: Option<CloseFrame>) -> Ended {
+    // tungstenite queued the reply; reading on sends it.
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    match frame {
+        Some(frame) => Ended::Lost {
+            code: Some(frame.code.into()),
+            reason: frame.reason.to_string(),
+        },
+        None => Ended::Lost {
+            code: None,
+            reason: "closed by the server".to_owned(),
+        },
+    }
+}
+
+/// Closes the connection with `code` because the server broke the protocol.
+async fn break_off(ws: &mut Ws, code: u16, reason: String) -> Ended {
+    tracing::info!(target: "asena::client", code, %reason, "the server broke the protocol; closing");
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        ws.close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.clone().into(),
+        }))
+        .await?;
+        while let Some(Ok(_)) = ws.next().await {}
+        Ok::<(), tungstenite::Error>(())
+    })
+    .await;
+    Ended::Lost {
+        code: Some(code),
+        reason,
     }
 }
 
@@ -293,24 +436,15 @@ async fn write(ws: &mut Ws, message: WsMessage, limit: Option<Duration>) -> Resu
     result.map_err(|e| e.to_string())
 }
 
-fn decode<T: DeserializeOwned>(text: &str) -> Option<Event<T>> {
-    Some(match serde_json::from_str(text) {
-        Ok(message) => Event::Message(message),
-        Err(error) => Event::Undecodable {
-            text: text.to_owned(),
-            error,
-        },
-    })
-}
-
-fn decode_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Option<Event<T>> {
-    Some(match serde_json::from_slice(bytes) {
+/// A message from the server as JSON of `T`, or the text and serde's reason.
+pub(crate) fn decode_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Event<T> {
+    match serde_json::from_slice(bytes) {
         Ok(message) => Event::Message(message),
         Err(error) => Event::Undecodable {
             text: String::from_utf8_lossy(bytes).into_owned(),
             error,
         },
-    })
+    }
 }
 
 /// Whether an I/O error from the handshake is rustls's (tokio-rustls reports a refused

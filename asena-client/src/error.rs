@@ -137,6 +137,110 @@ pub enum ClientError {
     /// lost with reconnect off, or reconnecting gave up.
     #[error("the client is closed")]
     Closed,
+
+    /// The managed server closed the connection with 4001: it received no `authenticate` in
+    /// time, or its authenticator took too long.
+    #[error("the server closed the connection with 4001 (authentication timeout): {reason}")]
+    AuthenticationTimeout {
+        /// The close reason.
+        reason: String,
+    },
+
+    /// The managed server refused the credentials (close 4003).
+    #[error("the server refused the credentials (close 4003 {reason}){}", said(.message))]
+    AuthenticationFailed {
+        /// The close reason, e.g. `Authentication failed`.
+        reason: String,
+        /// The server's `error` event before the close (Ignis sends one), if any.
+        message: Option<String>,
+    },
+
+    /// The managed server requires encryption, or refused the client's key (close 4004).
+    #[error(
+        "the server requires encryption (close 4004 {reason})\nhint: agree keys with `.encrypt(true)`"
+    )]
+    EncryptionRequired {
+        /// The close reason.
+        reason: String,
+    },
+
+    /// The encrypted channel broke (4005): a message that was not the next sealed one, from
+    /// the server (the client closed with 4005) or from the client (the server did).
+    #[error("the encrypted channel broke (4005): {reason}")]
+    DecryptionFailed {
+        /// What was wrong, or the server's close reason.
+        reason: String,
+    },
+
+    /// The managed server closed the connection (or it broke) before `connected`, with a
+    /// code that is none of the above.
+    #[error("the connection ended during the managed handshake ({}): {reason}", code_text(*.code))]
+    HandshakeClosed {
+        /// The close code, `None` without a close frame.
+        code: Option<u16>,
+        /// The close reason, or what went wrong.
+        reason: String,
+    },
+
+    /// The server did not answer in time: `encrypted` or `connected` within the handshake
+    /// timeout, or `join` / `leave` within the request timeout (Ignis never answers those).
+    #[error("no `{waiting_for}` from the server within {after:?}")]
+    NoAnswer {
+        /// The event waited for.
+        waiting_for: &'static str,
+        /// How long the client waited.
+        after: Duration,
+    },
+
+    /// The connection was lost before the server answered the request.
+    #[error("the connection was lost before the server answered `{waiting_for}`")]
+    Lost {
+        /// The request's event.
+        waiting_for: &'static str,
+    },
+
+    /// The managed server answered a request with its `error` event.
+    #[error("the server refused the request: {message}")]
+    Server {
+        /// The server's message.
+        message: String,
+        /// Asena's machine-readable code (`too_many_rooms_in_request`), if any.
+        code: Option<String>,
+    },
+
+    /// The managed server broke the protocol (a malformed `connected`, ...).
+    #[error("the server broke the managed protocol: {reason}")]
+    Protocol {
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// The key agreement failed: the server's answer to `encrypt` holds no usable key or
+    /// salt, or the system's random number generator failed.
+    #[error("the key agreement failed")]
+    Crypto(#[source] asena_protocol::crypto::CryptoError),
+
+    /// What was given to send as a managed event is not `{"event": string, "data"?: any}`,
+    /// or the credentials do not serialize.
+    #[error("not a managed event: {reason}")]
+    NotAnEvent {
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn said(message: &Option<String>) -> String {
+    match message {
+        Some(message) => format!(": {message}"),
+        None => String::new(),
+    }
+}
+
+fn code_text(code: Option<u16>) -> String {
+    match code {
+        Some(code) => format!("close {code}"),
+        None => "no close code".to_owned(),
+    }
 }
 
 fn body_text(body: &str) -> &str {

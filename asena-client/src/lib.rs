@@ -1,4 +1,5 @@
-//! A typed client for Asena WebSocket services.
+//! A typed client for Asena WebSocket services, plain ([`Client`]) and managed
+//! ([`managed::ManagedConnection`]).
 //!
 //! A `#[websocket]` service declares its wire contract once — path, path parameters, what it
 //! receives and what it sends — as a [`Channel`] (the trait lives in `asena-protocol`, which
@@ -99,6 +100,54 @@
 //!   [`publish_on`] and [`subscribe_on`] do the same over a tokio-tungstenite socket the
 //!   application connected itself. Code generated from an AsyncAPI document calls them.
 //!
+//! # Managed services
+//!
+//! A `#[websocket(path = .., managed)]` service speaks the managed protocol (Ignis's model:
+//! `{"event","data"}` envelopes, in-band authentication, heartbeats, rooms the client asks
+//! to join). [`managed::ManagedConnection`] speaks it: optional encryption (the same
+//! sealed channel as the server's, from `asena_protocol::crypto`), `authenticate` and
+//! `connected`, `heartbeat` events, `join`/`leave` answered or timed out, application
+//! events typed both ways, and reconnects that agree new keys, authenticate again and
+//! rejoin the rooms. It runs on the same background task and [`Backoff`] as [`Client`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use asena_client::managed::{ManagedConnection, ManagedEvent};
+//! use serde::{Deserialize, Serialize};
+//!
+//! // The service's `receives` and `sends` types (or copies of them).
+//! #[derive(Serialize)]
+//! #[serde(tag = "event", content = "data", rename_all = "snake_case")]
+//! enum RealtimeIn { Say { room: String, text: String } }
+//!
+//! #[derive(Debug, Deserialize)]
+//! #[serde(tag = "event", content = "data", rename_all = "snake_case")]
+//! enum RealtimeOut { Said { room: String, from: String, text: String } }
+//!
+//! # async fn run() -> Result<(), asena_client::ClientError> {
+//! let mut conn = ManagedConnection::<RealtimeOut>::builder("ws://127.0.0.1:3000/ws")
+//!     .credentials(&serde_json::json!({"token": "alice-token"}))   // `authenticate`'s data
+//!     .encrypt(true)                                                // `encrypt` first
+//!     .heartbeat(Duration::from_secs(10))                           // under the server's timeout
+//!     .connect()
+//!     .await?;                                                      // after `connected`
+//! let answer = conn.join(["public-1", "secret"]).await?;            // {rooms, denied}
+//! println!("joined {:?}, denied {:?}", answer.rooms, answer.denied);
+//! conn.send(&RealtimeIn::Say { room: "public-1".into(), text: "hi".into() }).await?;
+//! while let Some(event) = conn.next().await {
+//!     match event {
+//!         ManagedEvent::Message(RealtimeOut::Said { from, text, .. }) => println!("{from}: {text}"),
+//!         ManagedEvent::Error { message, .. } => eprintln!("server: {message}"),
+//!         ManagedEvent::Disconnected { code, reason } => eprintln!("lost ({code:?}): {reason}"),
+//!         ManagedEvent::Reconnected { connected, rejoining } => {
+//!             eprintln!("back as {}, rejoining {rejoining:?}", connected.id)
+//!         }
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! The client needs a tokio runtime. Logs go to the `tracing` target `asena::client`.
 
 mod backoff;
@@ -108,6 +157,7 @@ mod client;
 mod driver;
 mod error;
 mod event;
+pub mod managed;
 mod url;
 
 pub use backoff::Backoff;

@@ -12,7 +12,13 @@
 //! | [`rules`] | JSON Schema constraints garde has no rule for (formats, `multipleOf`), for generated message types |
 //! | [`close_code`] | RFC 6455 close codes and the managed protocol's 4001–4005 |
 //! | [`wire`] | Asena's format between instances: topics, the JSON envelope, channel names |
+//! | `crypto` | the managed protocol's per-client encryption, both ends (feature `crypto`) |
 //! | [`managed`] | the managed protocol between servers (Ignis's layout): [`ManagedEnvelope`], [`TargetKind`], channel names |
+//!
+//! # Feature flags
+//!
+//! - `crypto` (off by default): the `crypto` module, the managed protocol's per-client
+//!   encryption (P-256, HKDF-SHA256, AES-256-GCM), for the server and the typed client.
 //!
 //! Encoding and decoding WebSocket frames (RFC 6455 framing, permessage-deflate) is the
 //! server's and the client library's business, not this crate's.
@@ -20,6 +26,8 @@
 
 pub mod channel;
 pub mod close_code;
+#[cfg(feature = "crypto")]
+pub mod crypto;
 pub mod decode;
 pub mod example;
 pub mod managed;

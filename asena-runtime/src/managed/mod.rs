@@ -628,7 +628,7 @@ pub(crate) fn fuzz_envelope(data: &[u8]) {
         }
         Some("encrypted") => {
             let (server, _client) = crypto::channel_pair([1; 32], [2; 32]);
-            assert!(server.open_data(&envelope.data).is_err());
+            assert!(server.open(&envelope.data).is_err());
         }
         _ => {}
     }
