@@ -213,6 +213,40 @@ async fn heartbeat_timeouts_are_checked_on_the_interval() -> anyhow::Result<()> 
     s.stop().await
 }
 
+#[websocket(path = "/quick-heartbeat", managed)]
+#[derive(Debug)]
+pub struct QuickHeartbeat;
+
+asena_tests::impl_token_service!(
+    QuickHeartbeat,
+    ManagedOptions::default()
+        .auth_timeout(Duration::from_secs(5))
+        .heartbeat_timeout(Some(Duration::from_millis(200))),
+    on_event = |_service, _ws, _event| async { Ok(()) }
+);
+
+/// A heartbeat timeout shorter than the authentication timeout holds from the moment the
+/// client authenticated, not from the end of its authentication window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_heartbeat_timeout_holds_right_after_authenticating() -> anyhow::Result<()> {
+    let s = start_service::<QuickHeartbeat>().await?;
+    let (mut client, _) =
+        managed_login(&s, "/quick-heartbeat", json!({"token": "u-token"})).await?;
+    let silent_since = Instant::now();
+    let (code, _) = tokio::time::timeout(Duration::from_secs(3), client.recv_close())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("not closed within 3 s of going silent (the 5 s authentication window)")
+        })??;
+    assert_eq!(code, 4002);
+    let waited = silent_since.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
+    s.stop().await
+}
+
 #[websocket(path = "/scoped", managed)]
 #[derive(Debug)]
 pub struct Scoped;

@@ -44,6 +44,9 @@ pub struct ManagedClient {
     /// The connection, whose send queue says whether the client is backpressured (weak: the
     /// connection owns this value).
     conn: OnceLock<Weak<Conn>>,
+    /// Woken when the client authenticates, so that the watchdog, asleep until the
+    /// authentication deadline, reads the heartbeat deadline at once.
+    authenticated: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -85,6 +88,7 @@ impl Default for ManagedClient {
             gate: Arc::default(),
             connected_wall: SystemTime::now(),
             conn: OnceLock::new(),
+            authenticated: tokio::sync::Notify::new(),
         }
     }
 }
@@ -220,7 +224,14 @@ impl ManagedClient {
         inner.user_id = Some(user_id);
         inner.metadata = metadata;
         inner.last_activity = Instant::now();
+        drop(inner);
+        self.authenticated.notify_one();
         true
+    }
+
+    /// Resolves once the client has authenticated (at once if it did since the last call).
+    pub(crate) async fn authenticated_now(&self) {
+        self.authenticated.notified().await;
     }
 
     /// Marks the client gone; returns its user id and stops its watchdog.

@@ -568,7 +568,10 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
                             ticks.tick().await;
                             on_tick = true;
                         }
-                        _ => tokio::time::sleep_until(deadline).await,
+                        _ => tokio::select! {
+                            () = tokio::time::sleep_until(deadline) => {}
+                            () = client.authenticated_now() => {}
+                        },
                     }
                 }
             },
