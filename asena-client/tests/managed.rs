@@ -104,60 +104,53 @@ fn public(rooms: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-#[websocket(path = "/rt", receives = RtIn, sends = RtOut, managed)]
-struct Realtime;
+/// A managed service at `path` with `options`: it admits by [`authenticate`], lets clients
+/// join the [`public`] rooms, and answers with [`handle`].
+macro_rules! rt_service {
+    ($name:ident, $path:literal, $options:expr) => {
+        #[websocket(path = $path, receives = RtIn, sends = RtOut, managed)]
+        struct $name;
 
-impl ManagedService for Realtime {
-    fn options(&self) -> ManagedOptions {
-        // The authentication deadline is short too: the server's watchdog arms the heartbeat
-        // deadline once the authentication deadline has passed.
-        ManagedOptions::default()
-            .auth_timeout(Duration::from_millis(300))
-            .heartbeat_timeout(Some(HEARTBEAT_TIMEOUT))
-    }
+        impl ManagedService for $name {
+            fn options(&self) -> ManagedOptions {
+                $options
+            }
 
-    async fn authenticate(
-        &self,
-        _ws: &Socket<Self>,
-        credentials: Value,
-    ) -> Result<Option<Authenticated>> {
-        authenticate(&credentials).await
-    }
+            async fn authenticate(
+                &self,
+                _ws: &Socket<Self>,
+                credentials: Value,
+            ) -> Result<Option<Authenticated>> {
+                authenticate(&credentials).await
+            }
 
-    async fn validate_rooms(&self, _ws: &Socket<Self>, rooms: Vec<String>) -> Vec<String> {
-        public(rooms)
-    }
+            async fn validate_rooms(&self, _ws: &Socket<Self>, rooms: Vec<String>) -> Vec<String> {
+                public(rooms)
+            }
 
-    async fn on_event(&self, ws: &Socket<Self>, event: RtIn) -> Result<()> {
-        handle(ws, event).await
-    }
+            async fn on_event(&self, ws: &Socket<Self>, event: RtIn) -> Result<()> {
+                handle(ws, event).await
+            }
+        }
+    };
 }
 
-/// The same service, but every client must agree keys first.
-#[websocket(path = "/sealed", receives = RtIn, sends = RtOut, managed)]
-struct Sealed;
+// The authentication deadline is short too: the server's watchdog arms the heartbeat
+// deadline once the authentication deadline has passed.
+rt_service!(
+    Realtime,
+    "/rt",
+    ManagedOptions::default()
+        .auth_timeout(Duration::from_millis(300))
+        .heartbeat_timeout(Some(HEARTBEAT_TIMEOUT))
+);
 
-impl ManagedService for Sealed {
-    fn options(&self) -> ManagedOptions {
-        ManagedOptions::default().require_encryption(true)
-    }
-
-    async fn authenticate(
-        &self,
-        _ws: &Socket<Self>,
-        credentials: Value,
-    ) -> Result<Option<Authenticated>> {
-        authenticate(&credentials).await
-    }
-
-    async fn validate_rooms(&self, _ws: &Socket<Self>, rooms: Vec<String>) -> Vec<String> {
-        public(rooms)
-    }
-
-    async fn on_event(&self, ws: &Socket<Self>, event: RtIn) -> Result<()> {
-        handle(ws, event).await
-    }
-}
+// The same service, but every client must agree keys first.
+rt_service!(
+    Sealed,
+    "/sealed",
+    ManagedOptions::default().require_encryption(true)
+);
 
 fn app() -> AsenaBuilder {
     Asena::builder()
@@ -194,15 +187,17 @@ impl Server {
     }
 }
 
+/// Reconnection attempts from 20 ms apart up to 200 ms.
+fn soon() -> Backoff {
+    Backoff::exponential(Duration::from_millis(20), Duration::from_millis(200))
+}
+
 /// A connection of `token` to `/rt`, typed by `RtOut`, that reconnects soon.
 async fn connect(server: &Server, token: &str) -> ManagedConnection<RtOut> {
     ManagedConnection::<RtOut>::builder(server.url("/rt"))
         .token(token)
         .heartbeat(Duration::from_millis(150))
-        .reconnect(Backoff::exponential(
-            Duration::from_millis(20),
-            Duration::from_millis(200),
-        ))
+        .reconnect(soon())
         .connect()
         .await
         .unwrap()
@@ -226,6 +221,41 @@ async fn next_message(conn: &mut ManagedConnection<RtOut>) -> RtOut {
     }
 }
 
+/// Asks the server who `conn` is, and checks it answers `user`, `encrypted`.
+async fn assert_whoami(conn: &mut ManagedConnection<RtOut>, user: &str, encrypted: bool) {
+    conn.send(&RtIn::Whoami).await.unwrap();
+    assert_eq!(
+        next_message(conn).await,
+        RtOut::You {
+            user: user.into(),
+            encrypted
+        }
+    );
+}
+
+/// `from` says `text` in `room`, and `to` hears it from `from`'s user.
+async fn assert_relayed(
+    from: &ManagedConnection<RtOut>,
+    to: &mut ManagedConnection<RtOut>,
+    room: &str,
+    text: &str,
+) {
+    from.send(&RtIn::Say {
+        room: room.into(),
+        text: text.into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        next_message(to).await,
+        RtOut::Said {
+            room: room.into(),
+            from: from.connected().unwrap().user_id,
+            text: text.into()
+        }
+    );
+}
+
 fn answer(rooms: &[&str], denied: &[&str]) -> RoomsAnswer {
     serde_json::from_value(json!({"rooms": rooms, "denied": denied})).unwrap()
 }
@@ -241,14 +271,7 @@ async fn authenticates_and_reports_connected() {
     assert_eq!(connected.user_id, "alice");
     assert!(!connected.id.is_empty());
     assert!(connected.time.is_some());
-    alice.send(&RtIn::Whoami).await.unwrap();
-    assert_eq!(
-        next_message(&mut alice).await,
-        RtOut::You {
-            user: "alice".into(),
-            encrypted: false
-        }
-    );
+    assert_whoami(&mut alice, "alice", false).await;
     alice.close().await.unwrap();
     server.stop().await;
 }
@@ -314,14 +337,7 @@ async fn an_encrypted_session_round_trips_and_the_server_sees_it_encrypted() {
     let mut alice = connect_sealed("alice-token").await.unwrap();
     let mut bob = connect_sealed("bob-token").await.unwrap();
     assert_eq!(alice.connected().unwrap().user_id, "alice");
-    alice.send(&RtIn::Whoami).await.unwrap();
-    assert_eq!(
-        next_message(&mut alice).await,
-        RtOut::You {
-            user: "alice".into(),
-            encrypted: true
-        }
-    );
+    assert_whoami(&mut alice, "alice", true).await;
     assert_eq!(
         alice.join(["public-1"]).await.unwrap(),
         answer(&["public-1"], &[])
@@ -332,21 +348,7 @@ async fn an_encrypted_session_round_trips_and_the_server_sees_it_encrypted() {
     );
     // Several messages each way: the counters of both directions move on together.
     for i in 0..3 {
-        let text = format!("sealed {i}");
-        bob.send(&RtIn::Say {
-            room: "public-1".into(),
-            text: text.clone(),
-        })
-        .await
-        .unwrap();
-        assert_eq!(
-            next_message(&mut alice).await,
-            RtOut::Said {
-                room: "public-1".into(),
-                from: "bob".into(),
-                text
-            }
-        );
+        assert_relayed(&bob, &mut alice, "public-1", &format!("sealed {i}")).await;
     }
     alice.close().await.unwrap();
     bob.close().await.unwrap();
@@ -383,14 +385,7 @@ async fn heartbeats_keep_the_client_alive_while_a_silent_socket_is_closed() {
     assert_eq!(code, Some(4002));
 
     // Alice has been authenticated longer than the heartbeat timeout, and is still there.
-    alice.send(&RtIn::Whoami).await.unwrap();
-    assert_eq!(
-        next_message(&mut alice).await,
-        RtOut::You {
-            user: "alice".into(),
-            encrypted: false
-        }
-    );
+    assert_whoami(&mut alice, "alice", false).await;
     alice.close().await.unwrap();
     server.stop().await;
 }
@@ -474,20 +469,7 @@ async fn typed_events_both_ways() {
     let bob = connect(&server, "bob-token").await;
     alice.join(["public-1"]).await.unwrap();
     bob.join(["public-1"]).await.unwrap();
-    bob.send(&RtIn::Say {
-        room: "public-1".into(),
-        text: "typed".into(),
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        next_message(&mut alice).await,
-        RtOut::Said {
-            room: "public-1".into(),
-            from: "bob".into(),
-            text: "typed".into()
-        }
-    );
+    assert_relayed(&bob, &mut alice, "public-1", "typed").await;
     // By name, from another task's handle.
     let sender = bob.sender();
     tokio::spawn(async move {
@@ -513,10 +495,7 @@ async fn reconnects_reauthenticates_and_rejoins() {
     let mut alice = ManagedConnection::<RtOut>::builder(server.url("/sealed"))
         .token("alice-token")
         .encrypt(true)
-        .reconnect(Backoff::exponential(
-            Duration::from_millis(20),
-            Duration::from_millis(200),
-        ))
+        .reconnect(soon())
         .connect()
         .await
         .unwrap();
@@ -554,28 +533,8 @@ async fn reconnects_reauthenticates_and_rejoins() {
     ));
 
     // The new connection is in the room again (and its keys are new).
-    bob.send(&RtIn::Say {
-        room: "public-1".into(),
-        text: "welcome back".into(),
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        next_message(&mut alice).await,
-        RtOut::Said {
-            room: "public-1".into(),
-            from: "bob".into(),
-            text: "welcome back".into()
-        }
-    );
-    alice.send(&RtIn::Whoami).await.unwrap();
-    assert_eq!(
-        next_message(&mut alice).await,
-        RtOut::You {
-            user: "alice".into(),
-            encrypted: true
-        }
-    );
+    assert_relayed(&bob, &mut alice, "public-1", "welcome back").await;
+    assert_whoami(&mut alice, "alice", true).await;
     alice.close().await.unwrap();
     server.stop().await;
 }
