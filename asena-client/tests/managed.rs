@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use asena_client::ClientError;
 use asena_client::managed::{ManagedConnection, ManagedEvent, RoomsAnswer};
-use asena_client::{Backoff, ClientError};
 use asena_protocol::crypto::{Flow, agree};
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
 use asena_runtime::prelude::*;
@@ -16,13 +16,13 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-/// How long any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
+mod support;
+
+use support::{Server, WAIT, soon};
 
 /// The server's heartbeat timeout: short, so that a silent client is closed soon.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(600);
@@ -159,48 +159,34 @@ fn app() -> AsenaBuilder {
         .websocket::<Sealed>()
 }
 
-struct Server {
-    app: Asena,
-    addr: SocketAddr,
-    task: JoinHandle<Result<(), asena_runtime::Error>>,
+/// Serves a fresh app on a free port.
+async fn start() -> Server {
+    Server::serve(app(), "127.0.0.1:0").await
 }
 
-impl Server {
-    async fn start() -> Server {
-        let app = app().build().await.unwrap();
-        let server = app.listen("127.0.0.1:0").await.unwrap();
-        let addr = server.local_addr();
-        Server {
-            app,
-            addr,
-            task: tokio::spawn(server.run()),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
-    }
-
-    async fn stop(self) {
-        timeout(WAIT, self.app.shutdown()).await.unwrap();
-        timeout(WAIT, self.task).await.unwrap().unwrap().unwrap();
-    }
-}
-
-/// Reconnection attempts from 20 ms apart up to 200 ms.
-fn soon() -> Backoff {
-    Backoff::exponential(Duration::from_millis(20), Duration::from_millis(200))
+/// The URL of `path` on `server`.
+fn url(server: &Server, path: &str) -> String {
+    format!("{}{path}", server.base())
 }
 
 /// A connection of `token` to `/rt`, typed by `RtOut`, that reconnects soon.
 async fn connect(server: &Server, token: &str) -> ManagedConnection<RtOut> {
-    ManagedConnection::<RtOut>::builder(server.url("/rt"))
+    ManagedConnection::<RtOut>::builder(url(&server, "/rt"))
         .token(token)
         .heartbeat(Duration::from_millis(150))
         .reconnect(soon())
         .connect()
         .await
         .unwrap()
+}
+
+/// Why a connection of `token` to `url` failed.
+async fn refusal(url: String, token: &str) -> ClientError {
+    ManagedConnection::<RtOut>::builder(url)
+        .token(token)
+        .connect()
+        .await
+        .unwrap_err()
 }
 
 async fn next(conn: &mut ManagedConnection<RtOut>) -> ManagedEvent<RtOut> {
@@ -265,7 +251,7 @@ fn answer(rooms: &[&str], denied: &[&str]) -> RoomsAnswer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authenticates_and_reports_connected() {
-    let server = Server::start().await;
+    let server = start().await;
     let mut alice = connect(&server, "alice-token").await;
     let connected = alice.connected().expect("connected");
     assert_eq!(connected.user_id, "alice");
@@ -278,8 +264,8 @@ async fn authenticates_and_reports_connected() {
 
 #[tokio::test]
 async fn refused_credentials_are_a_clear_error() {
-    let server = Server::start().await;
-    let error = ManagedConnection::<RtOut>::builder(server.url("/rt"))
+    let server = start().await;
+    let error = ManagedConnection::<RtOut>::builder(url(&server, "/rt"))
         .credentials(&json!({"token": "mallory-token"}))
         .connect()
         .await
@@ -296,11 +282,7 @@ async fn refused_credentials_are_a_clear_error() {
     );
 
     // A service that requires encryption refuses a plain client with 4004.
-    let error = ManagedConnection::<RtOut>::builder(server.url("/sealed"))
-        .token("alice-token")
-        .connect()
-        .await
-        .unwrap_err();
+    let error = refusal(url(&server, "/sealed"), "alice-token").await;
     assert!(
         matches!(error, ClientError::EncryptionRequired { .. }),
         "{error:?}"
@@ -311,12 +293,8 @@ async fn refused_credentials_are_a_clear_error() {
 
 #[tokio::test]
 async fn a_slow_authenticator_is_an_authentication_timeout() {
-    let server = Server::start().await;
-    let error = ManagedConnection::<RtOut>::builder(server.url("/rt"))
-        .token("slow-token")
-        .connect()
-        .await
-        .unwrap_err();
+    let server = start().await;
+    let error = refusal(url(&server, "/rt"), "slow-token").await;
     assert!(
         matches!(error, ClientError::AuthenticationTimeout { .. }),
         "{error:?}"
@@ -327,9 +305,9 @@ async fn a_slow_authenticator_is_an_authentication_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encrypted_session_round_trips_and_the_server_sees_it_encrypted() {
-    let server = Server::start().await;
+    let server = start().await;
     let connect_sealed = |token: &'static str| {
-        ManagedConnection::<RtOut>::builder(server.url("/sealed"))
+        ManagedConnection::<RtOut>::builder(url(&server, "/sealed"))
             .token(token)
             .encrypt(true)
             .connect()
@@ -357,11 +335,11 @@ async fn an_encrypted_session_round_trips_and_the_server_sees_it_encrypted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_the_client_alive_while_a_silent_socket_is_closed() {
-    let server = Server::start().await;
+    let server = start().await;
     let mut alice = connect(&server, "alice-token").await;
 
     // A raw socket that authenticates after alice did, then says nothing.
-    let (mut silent, _) = tokio_tungstenite::connect_async(server.url("/rt"))
+    let (mut silent, _) = tokio_tungstenite::connect_async(url(&server, "/rt"))
         .await
         .unwrap();
     silent
@@ -392,7 +370,7 @@ async fn heartbeats_keep_the_client_alive_while_a_silent_socket_is_closed() {
 
 #[tokio::test]
 async fn join_and_leave_return_the_servers_answers() {
-    let server = Server::start().await;
+    let server = start().await;
     let mut alice = connect(&server, "alice-token").await;
     let joined = alice.join(["public-1", "secret"]).await.unwrap();
     assert_eq!(joined, answer(&["public-1"], &["secret"]));
@@ -464,7 +442,7 @@ async fn a_join_the_server_never_answers_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_events_both_ways() {
-    let server = Server::start().await;
+    let server = start().await;
     let mut alice = connect(&server, "alice-token").await;
     let bob = connect(&server, "bob-token").await;
     alice.join(["public-1"]).await.unwrap();
@@ -491,15 +469,15 @@ async fn typed_events_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_reauthenticates_and_rejoins() {
-    let server = Server::start().await;
-    let mut alice = ManagedConnection::<RtOut>::builder(server.url("/sealed"))
+    let server = start().await;
+    let mut alice = ManagedConnection::<RtOut>::builder(url(&server, "/sealed"))
         .token("alice-token")
         .encrypt(true)
         .reconnect(soon())
         .connect()
         .await
         .unwrap();
-    let bob = ManagedConnection::<RtOut>::builder(server.url("/sealed"))
+    let bob = ManagedConnection::<RtOut>::builder(url(&server, "/sealed"))
         .token("bob-token")
         .encrypt(true)
         .connect()
