@@ -171,7 +171,7 @@ fn url(server: &Server, path: &str) -> String {
 
 /// A connection of `token` to `/rt`, typed by `RtOut`, that reconnects soon.
 async fn connect(server: &Server, token: &str) -> ManagedConnection<RtOut> {
-    ManagedConnection::<RtOut>::builder(url(&server, "/rt"))
+    ManagedConnection::<RtOut>::builder(url(server, "/rt"))
         .token(token)
         .heartbeat(Duration::from_millis(150))
         .reconnect(soon())
