@@ -2,16 +2,15 @@
 //! built from explicitly registered components (`.without_auto_registration()`, so every
 //! test sees only its own graph even though the whole binary's components are registered).
 
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use asena_runtime::di::{ContainerError, Problem};
 use asena_runtime::prelude::*;
 use asena_runtime::{Asena, Error};
-use asena_tests::{Client, WAIT, isolated, serve, stop_all};
+use asena_tests::{Captured, Client, WAIT, isolated, serve, stop_all};
 
 /// Builds and expects the graph to be rejected; returns the container error.
 async fn container_error(builder: asena_runtime::AsenaBuilder) -> anyhow::Result<ContainerError> {
@@ -19,40 +18,6 @@ async fn container_error(builder: asena_runtime::AsenaBuilder) -> anyhow::Result
         Ok(_) => bail!("the app was built, but the graph is invalid"),
         Err(Error::Container(e)) => Ok(e),
         Err(other) => bail!("expected a container error, got: {other}"),
-    }
-}
-
-/// Collects what `tracing` prints while a test runs (current-thread runtime only).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        let bytes = self.0.lock().expect("log buffer poisoned").clone();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let sink = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || sink.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .expect("log buffer poisoned")
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -555,7 +520,7 @@ async fn middleware_components_are_injected_and_run() -> anyhow::Result<()> {
 #[tokio::test(flavor = "current_thread")]
 async fn startup_logs_how_many_components_registered() -> anyhow::Result<()> {
     let logs = Captured::default();
-    let _guard = logs.install();
+    let _guard = tracing::subscriber::set_default(logs.subscriber("info"));
     let app = isolated()
         .websocket::<gated::Gated>()
         .middleware::<gated::Gate>()
@@ -883,7 +848,7 @@ async fn on_start_failure_aborts_build_with_the_component_name() -> anyhow::Resu
 async fn on_stop_timeout_and_panic_are_logged_and_the_rest_still_stop() -> anyhow::Result<()> {
     use lifecycle::*;
     let logs = Captured::default();
-    let _guard = logs.install();
+    let _guard = tracing::subscriber::set_default(logs.subscriber("info"));
     let app = isolated()
         .service::<Panics>()
         .service::<Hangs>()

@@ -16,7 +16,7 @@ use asena_runtime::managed::envelope::{
 };
 use asena_runtime::transport::{Emitter, NatsTransport, RedisTransport};
 use asena_tests::broker::{Broker, Kind, NATS, REDIS, Typed};
-use asena_tests::managed::{connected_id, raw_sender};
+use asena_tests::managed::{connected_id, next_event, raw_sender};
 use asena_tests::{
     Client, TestServer, WAIT, isolated, managed_login, managed_service, start, start_service_with,
     stop_all,
@@ -36,20 +36,6 @@ managed_service!(Malformed, "/malformed", "ignis-malformed");
 managed_service!(Emitted, "/emitted", "ignis-emitted");
 managed_service!(EmittedNats, "/emitted-nats", "ignis-emitted-nats");
 managed_service!(Restarted, "/restarted", "ignis-restarted");
-
-/// The next message of `client` whose event is `event`, skipping the others.
-async fn next_event(client: &mut Client, event: &str) -> anyhow::Result<Value> {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let message = client.recv_json().await?;
-            if message["event"] == event {
-                return Ok(message);
-            }
-        }
-    })
-    .await
-    .with_context(|| format!("no {event:?} event"))?
-}
 
 /// Joins `room` and waits for the answer.
 async fn join(client: &mut Client, room: &str) -> anyhow::Result<()> {

@@ -36,7 +36,8 @@ use std::sync::LazyLock;
 use anyhow::ensure;
 use asena_runtime::transport::{Emitter, RedisTransport};
 use asena_tests::broker::REDIS;
-use asena_tests::interop::{Ignis, next_event};
+use asena_tests::interop::Ignis;
+use asena_tests::managed::next_event;
 use asena_tests::managed::{connected_id, raw_sender};
 use asena_tests::{Client, TestServer, WAIT, isolated, managed_login, start, unique};
 use serde_json::{Value, json};
@@ -44,29 +45,26 @@ use serde_json::{Value, json};
 static OUTBOUND: LazyLock<String> = LazyLock::new(|| unique("ignis-out"));
 static INBOUND: LazyLock<String> = LazyLock::new(|| unique("ignis-in"));
 
-/// Our side of the outbound test: a managed service at Ignis's path, under its own prefix.
-#[asena_runtime::websocket(path = "/ws", managed)]
-#[derive(Debug)]
-struct Outbound;
+/// A managed service `$name` at Ignis's path, under the channel prefix `$prefix`, admitting
+/// `U-token` users to every room and ignoring their events.
+macro_rules! ignis_side {
+    ($name:ident, $prefix:expr) => {
+        #[asena_runtime::websocket(path = "/ws", managed)]
+        #[derive(Debug)]
+        struct $name;
 
-asena_tests::impl_token_service!(
-    Outbound,
-    asena_runtime::managed::ManagedOptions::default().channel_prefix(OUTBOUND.as_str()),
-    on_event = |_this, _ws, _event| async { Ok(()) },
-    rooms = every_room
-);
+        asena_tests::impl_token_service!(
+            $name,
+            asena_runtime::managed::ManagedOptions::default().channel_prefix($prefix.as_str()),
+            on_event = |_this, _ws, _event| async { Ok(()) },
+            rooms = every_room
+        );
+    };
+}
 
-/// Our side of the inbound test.
-#[asena_runtime::websocket(path = "/ws", managed)]
-#[derive(Debug)]
-struct Inbound;
-
-asena_tests::impl_token_service!(
-    Inbound,
-    asena_runtime::managed::ManagedOptions::default().channel_prefix(INBOUND.as_str()),
-    on_event = |_this, _ws, _event| async { Ok(()) },
-    rooms = every_room
-);
+// Our side of the outbound test, and of the inbound one.
+ignis_side!(Outbound, OUTBOUND);
+ignis_side!(Inbound, INBOUND);
 
 /// Every room a client asks for, as the Ignis app allows.
 fn every_room(rooms: Vec<String>) -> Vec<String> {

@@ -17,8 +17,8 @@ use asena_runtime::transport::{Emitter, RedisTransport};
 use asena_tests::broker::REDIS;
 use asena_tests::managed::{connected_id, raw_sender};
 use asena_tests::{
-    event, eventually, isolated, managed_login, managed_login_closed, managed_service, start,
-    start_service, start_service_with, stop_all, unique,
+    Captured, event, eventually, isolated, managed_login, managed_login_closed, managed_service,
+    start, start_service, start_service_with, stop_all, unique,
 };
 use serde_json::{Value, json};
 
@@ -260,41 +260,17 @@ asena_tests::impl_token_service!(
     on_event = |_service, _ws, _event| async { Ok(()) }
 );
 
-/// Everything a subscriber writes, for the test to read.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The identifier scopes the service's start line and its clients' timeout lines. (A
 /// current-thread runtime: the subscriber set for this thread sees every task.)
 #[tokio::test]
 async fn the_identifier_scopes_the_service_s_log_lines() -> anyhow::Result<()> {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("asena::managed=info")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _scope = tracing::subscriber::set_default(subscriber);
+    let _scope = tracing::subscriber::set_default(captured.subscriber("asena::managed=info"));
     let s = start_service::<Scoped>().await?;
     let (mut client, _) = managed_login(&s, "/scoped", json!({"token": "u-token"})).await?;
     assert_eq!(client.recv_close().await?.0, 4002);
     s.stop().await?;
-    let text =
-        String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    let text = captured.text();
     let started = text
         .lines()
         .find(|l| l.contains("managed service started"))

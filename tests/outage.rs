@@ -399,38 +399,6 @@ async fn a_nats_publish_larger_than_max_payload_is_refused_and_counted() -> anyh
 
 asena_tests::hall_service!(Hall, "/hall");
 
-/// A process killed on drop.
-struct Process(std::process::Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A private `redis-server` with `args`, on `port`.
-fn redis_process(port: u16, args: &[&str]) -> anyhow::Result<Process> {
-    let port = port.to_string();
-    let child = std::process::Command::new("redis-server")
-        .args(args)
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("cannot start redis-server (run scripts/services.sh)")?;
-    Ok(Process(child))
-}
-
 /// Asks the sentinel at `url` something, as a `redis-cli` would.
 async fn sentinel_cmd(url: &str, args: &[&str]) -> anyhow::Result<redis::Value> {
     let client = redis::Client::open(url)?;
@@ -458,6 +426,7 @@ async fn master_port(url: &str) -> anyhow::Result<Option<u16>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_transport_follows_a_failover() -> anyhow::Result<()> {
     use asena_runtime::transport::RedisTransport;
+    use asena_tests::broker::{Process, redis_server};
     use redis::sentinel::{SentinelClient, SentinelServerType};
 
     let (primary_port, replica_port, sentinel_port) = (
@@ -465,9 +434,9 @@ async fn a_sentinel_transport_follows_a_failover() -> anyhow::Result<()> {
         asena_tests::broker::free_port()?,
         asena_tests::broker::free_port()?,
     );
-    let mut primary = Some(redis_process(primary_port, &[])?);
+    let mut primary = Some(Process::spawn(&mut redis_server(primary_port))?);
     let primary_addr = format!("127.0.0.1 {primary_port}");
-    let _replica = redis_process(replica_port, &["--replicaof", &primary_addr])?;
+    let _replica = Process::spawn(redis_server(replica_port).args(["--replicaof", &primary_addr]))?;
     let dir = std::env::temp_dir().join(asena_tests::unique("asena-sentinel"));
     std::fs::create_dir_all(&dir)?;
     let conf = dir.join("sentinel.conf");
@@ -481,15 +450,11 @@ async fn a_sentinel_transport_follows_a_failover() -> anyhow::Result<()> {
             dir.display()
         ),
     )?;
-    let sentinel = Process(
+    let sentinel = Process::spawn(
         std::process::Command::new("redis-server")
             .arg(&conf)
-            .arg("--sentinel")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("cannot start redis-server --sentinel")?,
-    );
+            .arg("--sentinel"),
+    )?;
     let sentinel_url = format!("redis://127.0.0.1:{sentinel_port}");
     // The sentinel names the master and knows its replica (it must, to fail over).
     asena_tests::within(

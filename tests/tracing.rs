@@ -1,34 +1,9 @@
 //! Every log line of a connection carries its span (socket id, path, peer), the middleware
 //! chain logs inside a span of the upgrade, and the closing event has the code and reason.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use asena_runtime::prelude::*;
-use asena_tests::{isolated, serve, upgrade_request};
-
-/// Everything the subscriber writes, for the test to read.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use asena_tests::{Captured, isolated, serve, upgrade_request};
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Debug)]
 #[middleware]
@@ -58,12 +33,7 @@ impl WebSocketService for Fails {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_carry_the_connection_span() -> anyhow::Result<()> {
     let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("asena=debug")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    captured.subscriber("asena=debug").init();
 
     let app = isolated()
         .websocket::<Fails>()

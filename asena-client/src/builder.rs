@@ -9,7 +9,6 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
 use crate::driver::{Config, Driver, Plain};
@@ -35,25 +34,75 @@ pub(crate) const EVENT_BUFFER: usize = 256;
 pub struct ClientBuilder<C: Channel> {
     base: String,
     params: Option<Result<Value, serde_json::Error>>,
-    query: Vec<(String, String)>,
-    headers: Vec<(String, String)>,
-    reconnect: Option<Backoff>,
-    heartbeat: Option<Duration>,
-    connect_timeout: Duration,
-    queue: usize,
-    roots: Vec<Vec<u8>>,
+    options: ConnectOptions,
     channel: PhantomData<fn() -> C>,
 }
 
-/// Declares setters that set one field each: `name(argument: Type) => field = value`.
+/// Declares setters that set one field each: `name(argument: Type) => field = value`, where
+/// `field` may be a path (`options.queue`).
 macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty)?) => $field:ident = $value:expr;)+) => {$(
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty)?) => $($field:ident).+ = $value:expr;)+) => {$(
         $(#[$doc])*
         pub fn $name(mut self $(, $arg: $ty)?) -> Self {
-            self.$field = $value;
+            self.$($field).+ = $value;
             self
         }
     )+};
+}
+pub(crate) use setters;
+
+/// What [`ClientBuilder`] and [`ManagedBuilder`](crate::managed::ManagedBuilder) both
+/// configure about the connection itself: the URL's query, the upgrade request's headers,
+/// extra TLS roots, reconnecting, the heartbeat, the connect timeout and the send queue.
+pub(crate) struct ConnectOptions {
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) roots: Vec<Vec<u8>>,
+    pub(crate) reconnect: Option<Backoff>,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) queue: usize,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            query: Vec::new(),
+            headers: Vec::new(),
+            roots: Vec::new(),
+            reconnect: Some(Backoff::default()),
+            heartbeat: Some(Duration::from_secs(15)),
+            connect_timeout: Duration::from_secs(10),
+            queue: 64,
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// The driver's configuration for the server at `base` with `path` appended; `template`
+    /// is the channel's path before its parameters were filled in.
+    pub(crate) fn config(
+        &self,
+        base: &Base,
+        path: &str,
+        template: &'static str,
+    ) -> Result<Config, ClientError> {
+        let url = base.join(path, &self.query);
+        let tls = if base.is_tls() {
+            Some(tls_config(&self.roots)?)
+        } else {
+            None
+        };
+        Ok(Config {
+            url,
+            path: template,
+            headers: parse_headers(&self.headers)?,
+            reconnect: self.reconnect,
+            heartbeat: self.heartbeat,
+            connect_timeout: self.connect_timeout,
+            tls,
+        })
+    }
 }
 
 impl<C: Channel> ClientBuilder<C> {
@@ -61,13 +110,7 @@ impl<C: Channel> ClientBuilder<C> {
         ClientBuilder {
             base: base.to_owned(),
             params: None,
-            query: Vec::new(),
-            headers: Vec::new(),
-            reconnect: Some(Backoff::default()),
-            heartbeat: Some(Duration::from_secs(15)),
-            connect_timeout: Duration::from_secs(10),
-            queue: 64,
-            roots: Vec::new(),
+            options: ConnectOptions::default(),
             channel: PhantomData,
         }
     }
@@ -95,40 +138,40 @@ impl<C: Channel> ClientBuilder<C> {
 
     /// Adds a query pair (`?key=value`, form-encoded); repeat for more.
     pub fn query(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.query.push((key.into(), value.into()));
+        self.options.query.push((key.into(), value.into()));
         self
     }
 
     /// Adds a header to the upgrade request (and to every reconnect), e.g.
     /// `.header("authorization", "Bearer t0k3n")`.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.options.headers.push((name.into(), value.into()));
         self
     }
 
     setters! {
         /// Reconnects after a lost connection with this backoff (the default is
         /// [`Backoff::default`]).
-        reconnect(backoff: Backoff) => reconnect = Some(backoff);
+        reconnect(backoff: Backoff) => options.reconnect = Some(backoff);
 
         /// Never reconnects: after a lost connection the event stream yields
         /// [`Event::Disconnected`](crate::Event::Disconnected) and ends.
-        without_reconnect() => reconnect = None;
+        without_reconnect() => options.reconnect = None;
 
         /// Pings the server every `interval`; a connection on which no frame at all arrived for
         /// two intervals (and a write that stalls as long) counts as dead and is replaced.
-        heartbeat(interval: Duration) => heartbeat = Some(interval);
+        heartbeat(interval: Duration) => options.heartbeat = Some(interval);
 
         /// Never pings; a silent dead connection then goes unnoticed until the OS gives up on it.
-        without_heartbeat() => heartbeat = None;
+        without_heartbeat() => options.heartbeat = None;
 
         /// How long one connect attempt (TCP and handshake) may take.
-        connect_timeout(timeout: Duration) => connect_timeout = timeout;
+        connect_timeout(timeout: Duration) => options.connect_timeout = timeout;
 
         /// How many sent messages may wait for the connection (during a reconnect, or when the
         /// socket is slower than the sender). [`Client::send`] waits when the queue is full,
         /// [`Client::try_send`] fails with [`ClientError::QueueFull`]. At least 1.
-        queue(capacity: usize) => queue = capacity.max(1);
+        queue(capacity: usize) => options.queue = capacity.max(1);
     }
 
     /// Trusts `certificate` as a root for `wss://`, besides Mozilla's roots: a private CA's,
@@ -148,7 +191,7 @@ impl<C: Channel> ClientBuilder<C> {
     /// # Ok(()) }
     /// ```
     pub fn add_root_certificate(mut self, certificate: impl Into<Vec<u8>>) -> Self {
-        self.roots.push(certificate.into());
+        self.options.roots.push(certificate.into());
         self
     }
 
@@ -163,21 +206,11 @@ impl<C: Channel> ClientBuilder<C> {
         let ws = crate::driver::connect(&config).await?;
         tracing::debug!(target: "asena::client", url = %config.url, path = config.path, "connected");
         let url = config.url.clone();
-        let (tx, outgoing) = mpsc::channel(self.queue);
-        let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
-        let (close_tx, close) = oneshot::channel();
-        let driver = Driver {
-            config,
-            dialect: Plain(PhantomData),
-            outgoing,
-            events: events_tx,
-            close,
-        };
-        tokio::spawn(driver.run(ws));
+        let queue = self.options.queue;
+        let (tx, events) = Driver::spawn(config, Plain(PhantomData), ws, queue);
         Ok(Client {
-            sender: Sender::new(tx, self.queue),
+            sender: Sender::new(tx, queue),
             events,
-            close: Some(close_tx),
             url,
         })
     }
@@ -196,22 +229,7 @@ impl<C: Channel> ClientBuilder<C> {
             }
         };
         let path = fill_path(C::PATH, &params)?;
-        let url = base.join(&path, &self.query);
-        let tls = if base.is_tls() {
-            Some(tls_config(&self.roots)?)
-        } else {
-            None
-        };
-        let headers = parse_headers(&self.headers)?;
-        Ok(Config {
-            url,
-            path: C::PATH,
-            headers,
-            reconnect: self.reconnect,
-            heartbeat: self.heartbeat,
-            connect_timeout: self.connect_timeout,
-            tls,
-        })
+        self.options.config(&base, &path, C::PATH)
     }
 }
 
@@ -270,16 +288,21 @@ impl<C: Channel> std::fmt::Debug for ClientBuilder<C> {
         f.debug_struct("ClientBuilder")
             .field("channel", &C::NAME)
             .field("base", &self.base)
-            .field("query", &self.query)
+            .field("query", &self.options.query)
             .field(
                 "headers",
-                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                &self
+                    .options
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>(),
             )
-            .field("reconnect", &self.reconnect)
-            .field("heartbeat", &self.heartbeat)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("queue", &self.queue)
-            .field("extra_roots", &self.roots.len())
+            .field("reconnect", &self.options.reconnect)
+            .field("heartbeat", &self.options.heartbeat)
+            .field("connect_timeout", &self.options.connect_timeout)
+            .field("queue", &self.options.queue)
+            .field("extra_roots", &self.options.roots.len())
             .finish_non_exhaustive()
     }
 }

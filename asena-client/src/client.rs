@@ -8,9 +8,10 @@ use std::task::{Context, Poll};
 use asena_protocol::Channel;
 use futures_util::Stream;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use crate::driver::Events;
 use crate::{ClientBuilder, ClientError, Event};
 
 /// A typed WebSocket client for the channel `C` (a `#[websocket]` service): it sends only
@@ -58,8 +59,7 @@ use crate::{ClientBuilder, ClientError, Event};
 /// ```
 pub struct Client<C: Channel> {
     pub(crate) sender: Sender<C>,
-    pub(crate) events: mpsc::Receiver<Event<C::Out>>,
-    pub(crate) close: Option<oneshot::Sender<()>>,
+    pub(crate) events: Events<Event<C::Out>>,
     pub(crate) url: String,
 }
 
@@ -106,20 +106,14 @@ impl<C: Channel> Client<C> {
     /// The next event; `None` once the client is closed, the connection was lost with
     /// reconnect off, or reconnecting gave up.
     pub async fn next(&mut self) -> Option<Event<C::Out>> {
-        self.events.recv().await
+        self.events.next().await
     }
 
     /// Sends what is queued, closes the connection with 1000 and waits (about two seconds at
     /// most) for the server's answer. Events still unread are dropped; the stream then ends.
     /// Closing a closed client does nothing.
     pub async fn close(&mut self) -> Result<(), ClientError> {
-        let Some(close) = self.close.take() else {
-            return Ok(());
-        };
-        let _ = close.send(());
-        // The stream ends when the task does. Events are drained meanwhile: the task may be
-        // waiting to hand one over.
-        while self.events.recv().await.is_some() {}
+        self.events.close().await;
         Ok(())
     }
 }
@@ -128,7 +122,7 @@ impl<C: Channel> Stream for Client<C> {
     type Item = Event<C::Out>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().events.poll_recv(cx)
+        self.get_mut().events.poll_next(cx)
     }
 }
 
@@ -137,7 +131,7 @@ impl<C: Channel> std::fmt::Debug for Client<C> {
         f.debug_struct("Client")
             .field("channel", &C::NAME)
             .field("url", &self.url)
-            .field("closed", &self.close.is_none())
+            .field("closed", &self.events.is_closed())
             .finish_non_exhaustive()
     }
 }

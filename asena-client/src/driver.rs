@@ -6,6 +6,7 @@
 //! [`Dialect`]; the loop, the liveness deadline and the reconnect policy are one.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -20,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use crate::builder::EVENT_BUFFER;
 use crate::{Backoff, ClientError, Event};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -199,7 +201,68 @@ pub(crate) struct Driver<D: Dialect> {
     pub(crate) close: oneshot::Receiver<()>,
 }
 
+/// The client's end of a spawned [`Driver`]: the events it reports, and the request to close.
+pub(crate) struct Events<E> {
+    stream: mpsc::Receiver<E>,
+    close: Option<oneshot::Sender<()>>,
+}
+
+impl<E> Events<E> {
+    pub(crate) async fn next(&mut self) -> Option<E> {
+        self.stream.recv().await
+    }
+
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<E>> {
+        self.stream.poll_recv(cx)
+    }
+
+    /// Asks the task to close and waits until it has ended; a second call does nothing.
+    pub(crate) async fn close(&mut self) {
+        let Some(close) = self.close.take() else {
+            return;
+        };
+        let _ = close.send(());
+        // The stream ends when the task does. Events are drained meanwhile: the task may be
+        // waiting to hand one over.
+        while self.stream.recv().await.is_some() {}
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.close.is_none()
+    }
+}
+
 impl<D: Dialect> Driver<D> {
+    /// Spawns the task that drives `ws`, already open, with `dialect`; the returned sender
+    /// holds up to `queue` messages for it.
+    pub(crate) fn spawn(
+        config: Config,
+        dialect: D,
+        ws: Ws,
+        queue: usize,
+    ) -> (mpsc::Sender<D::Outgoing>, Events<D::Event>)
+    where
+        D: Sync,
+    {
+        let (tx, outgoing) = mpsc::channel(queue);
+        let (events_tx, stream) = mpsc::channel(EVENT_BUFFER);
+        let (close_tx, close) = oneshot::channel();
+        let driver = Driver {
+            config,
+            dialect,
+            outgoing,
+            events: events_tx,
+            close,
+        };
+        tokio::spawn(driver.run(ws));
+        let events = Events {
+            stream,
+            close: Some(close_tx),
+        };
+        (tx, events)
+    }
+
     /// Drives `ws`, and the connections that replace it, until the client closes or gives up.
     pub(crate) async fn run(mut self, mut ws: Ws) {
         loop {

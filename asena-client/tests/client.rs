@@ -16,8 +16,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-/// How long any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
+mod support;
+
+use support::{Server, WAIT, soon};
 
 // ---------------------------------------------------------------------------------------
 // The channel: what a `#[websocket(params = .., receives = .., sends = ..)]` service declares.
@@ -144,40 +145,14 @@ fn app() -> AsenaBuilder {
         .service::<Seen>()
 }
 
-struct Server {
-    app: Asena,
-    addr: SocketAddr,
-    task: JoinHandle<Result<(), asena_runtime::Error>>,
+/// Serves a fresh app on `addr` (`127.0.0.1:0` for any port).
+async fn start(addr: &str) -> Server {
+    Server::serve(app(), addr).await
 }
 
-impl Server {
-    /// Serves a fresh app on `addr` (`127.0.0.1:0` for any port).
-    async fn start(addr: &str) -> Server {
-        let app = app().build().await.unwrap();
-        let server = app.listen(addr).await.unwrap();
-        let addr = server.local_addr();
-        Server {
-            app,
-            addr,
-            task: tokio::spawn(server.run()),
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("ws://{}", self.addr)
-    }
-
-    fn seen(&self) -> Arc<Seen> {
-        self.app.get::<Seen>().unwrap()
-    }
-
-    /// Shuts down (sockets closed with 1001) and waits until the port is free; returns the
-    /// address, to start a server on again.
-    async fn stop(self) -> SocketAddr {
-        timeout(WAIT, self.app.shutdown()).await.unwrap();
-        timeout(WAIT, self.task).await.unwrap().unwrap().unwrap();
-        self.addr
-    }
+/// The connections `server`'s app has seen.
+fn seen(server: &Server) -> Arc<Seen> {
+    server.app.get::<Seen>().unwrap()
 }
 
 fn room(name: &str) -> RoomParams {
@@ -192,10 +167,7 @@ fn in_r1(base: impl AsRef<str>) -> ClientBuilder<Chat> {
 /// A client of the room `r1` on `server` that reconnects soon: after 20 ms, then doubling up
 /// to 200 ms.
 fn reconnecting(server: &Server) -> ClientBuilder<Chat> {
-    in_r1(server.base()).reconnect(Backoff::exponential(
-        Duration::from_millis(20),
-        Duration::from_millis(200),
-    ))
+    in_r1(server.base()).reconnect(soon())
 }
 
 /// The text of the next event, which must be a `Said` message.
@@ -223,7 +195,7 @@ async fn next_disconnect(client: &mut Client<Chat>) -> (Option<u16>, String) {
 
 /// Starts a server on `addr` again and waits until `client` has reconnected to it.
 async fn restart(addr: SocketAddr, client: &mut Client<Chat>) -> Server {
-    let server = Server::start(&addr.to_string()).await;
+    let server = start(&addr.to_string()).await;
     assert!(matches!(next_event(client).await, Event::Reconnected));
     server
 }
@@ -250,7 +222,7 @@ async fn assert_ended(client: &mut Client<Chat>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_round_trip_with_params_query_and_headers() {
-    let server = Server::start("127.0.0.1:0").await;
+    let server = start("127.0.0.1:0").await;
     let mut client = Client::<Chat>::builder(server.base())
         .params(&room("r 1/ü"))
         .query("username", "alice & bob")
@@ -266,7 +238,7 @@ async fn typed_round_trip_with_params_query_and_headers() {
         )
     );
 
-    let opened = server.seen().wait_for(1).await;
+    let opened = seen(&server).wait_for(1).await;
     assert_eq!(
         opened[0],
         Opened {
@@ -298,7 +270,7 @@ async fn typed_round_trip_with_params_query_and_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_message_is_reported_and_the_stream_goes_on() {
-    let server = Server::start("127.0.0.1:0").await;
+    let server = start("127.0.0.1:0").await;
     let mut client = in_r1(server.base()).connect().await.unwrap();
     client.send(&ChatIn::Garble).await.unwrap();
     match next_event(&mut client).await {
@@ -323,7 +295,7 @@ async fn an_undecodable_message_is_reported_and_the_stream_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_to_a_server_restarted_on_the_same_port() {
-    let first = Server::start("127.0.0.1:0").await;
+    let first = start("127.0.0.1:0").await;
     let mut client = reconnecting(&first).connect().await.unwrap();
     client.send(&ChatIn::Ping).await.unwrap();
     assert!(matches!(
@@ -336,7 +308,7 @@ async fn reconnects_to_a_server_restarted_on_the_same_port() {
 
     // The client retries against a closed port until the new server is up.
     let second = restart(addr, &mut client).await;
-    assert_eq!(second.seen().wait_for(1).await[0].room, "r1");
+    assert_eq!(seen(&second).wait_for(1).await[0].room, "r1");
     client
         .send(&ChatIn::Say {
             text: "again".into(),
@@ -348,7 +320,7 @@ async fn reconnects_to_a_server_restarted_on_the_same_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_while_disconnected_go_out_after_the_reconnect() {
-    let first = Server::start("127.0.0.1:0").await;
+    let first = start("127.0.0.1:0").await;
     let mut client = reconnecting(&first).queue(1).connect().await.unwrap();
     let addr = first.stop().await;
     next_disconnect(&mut client).await;
@@ -375,7 +347,7 @@ async fn messages_sent_while_disconnected_go_out_after_the_reconnect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_upgrade_names_status_and_body() {
-    let server = Server::start("127.0.0.1:0").await;
+    let server = start("127.0.0.1:0").await;
     let error = Client::<Chat>::builder(server.base())
         .params(&room("closed"))
         .connect()
@@ -432,7 +404,7 @@ async fn the_first_connect_fails_at_once_and_reconnecting_can_give_up() {
         format!("could not connect to ws://{addr}/chat/r1")
     );
 
-    let server = Server::start("127.0.0.1:0").await;
+    let server = start("127.0.0.1:0").await;
     let mut client = in_r1(server.base())
         .reconnect(
             Backoff::exponential(Duration::from_millis(5), Duration::from_millis(20))
@@ -455,7 +427,7 @@ async fn the_first_connect_fails_at_once_and_reconnecting_can_give_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_reconnect_the_stream_ends_after_the_disconnect() {
-    let server = Server::start("127.0.0.1:0").await;
+    let server = start("127.0.0.1:0").await;
     let mut client = in_r1(server.base())
         .without_reconnect()
         .connect()

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use asena_client::ClientError;
 use asena_client::managed::{ManagedConnection, ManagedEvent, RoomsAnswer};
-use asena_client::{Backoff, ClientError};
 use asena_protocol::crypto::{Flow, agree};
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
 use asena_runtime::prelude::*;
@@ -16,13 +16,13 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-/// How long any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
+mod support;
+
+use support::{Server, WAIT, soon};
 
 /// The server's heartbeat timeout: short, so that a silent client is closed soon.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(600);
@@ -104,60 +104,53 @@ fn public(rooms: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-#[websocket(path = "/rt", receives = RtIn, sends = RtOut, managed)]
-struct Realtime;
+/// A managed service at `path` with `options`: it admits by [`authenticate`], lets clients
+/// join the [`public`] rooms, and answers with [`handle`].
+macro_rules! rt_service {
+    ($name:ident, $path:literal, $options:expr) => {
+        #[websocket(path = $path, receives = RtIn, sends = RtOut, managed)]
+        struct $name;
 
-impl ManagedService for Realtime {
-    fn options(&self) -> ManagedOptions {
-        // The authentication deadline is short too: the server's watchdog arms the heartbeat
-        // deadline once the authentication deadline has passed.
-        ManagedOptions::default()
-            .auth_timeout(Duration::from_millis(300))
-            .heartbeat_timeout(Some(HEARTBEAT_TIMEOUT))
-    }
+        impl ManagedService for $name {
+            fn options(&self) -> ManagedOptions {
+                $options
+            }
 
-    async fn authenticate(
-        &self,
-        _ws: &Socket<Self>,
-        credentials: Value,
-    ) -> Result<Option<Authenticated>> {
-        authenticate(&credentials).await
-    }
+            async fn authenticate(
+                &self,
+                _ws: &Socket<Self>,
+                credentials: Value,
+            ) -> Result<Option<Authenticated>> {
+                authenticate(&credentials).await
+            }
 
-    async fn validate_rooms(&self, _ws: &Socket<Self>, rooms: Vec<String>) -> Vec<String> {
-        public(rooms)
-    }
+            async fn validate_rooms(&self, _ws: &Socket<Self>, rooms: Vec<String>) -> Vec<String> {
+                public(rooms)
+            }
 
-    async fn on_event(&self, ws: &Socket<Self>, event: RtIn) -> Result<()> {
-        handle(ws, event).await
-    }
+            async fn on_event(&self, ws: &Socket<Self>, event: RtIn) -> Result<()> {
+                handle(ws, event).await
+            }
+        }
+    };
 }
 
-/// The same service, but every client must agree keys first.
-#[websocket(path = "/sealed", receives = RtIn, sends = RtOut, managed)]
-struct Sealed;
+// The authentication deadline is short too: the server's watchdog arms the heartbeat
+// deadline once the authentication deadline has passed.
+rt_service!(
+    Realtime,
+    "/rt",
+    ManagedOptions::default()
+        .auth_timeout(Duration::from_millis(300))
+        .heartbeat_timeout(Some(HEARTBEAT_TIMEOUT))
+);
 
-impl ManagedService for Sealed {
-    fn options(&self) -> ManagedOptions {
-        ManagedOptions::default().require_encryption(true)
-    }
-
-    async fn authenticate(
-        &self,
-        _ws: &Socket<Self>,
-        credentials: Value,
-    ) -> Result<Option<Authenticated>> {
-        authenticate(&credentials).await
-    }
-
-    async fn validate_rooms(&self, _ws: &Socket<Self>, rooms: Vec<String>) -> Vec<String> {
-        public(rooms)
-    }
-
-    async fn on_event(&self, ws: &Socket<Self>, event: RtIn) -> Result<()> {
-        handle(ws, event).await
-    }
-}
+// The same service, but every client must agree keys first.
+rt_service!(
+    Sealed,
+    "/sealed",
+    ManagedOptions::default().require_encryption(true)
+);
 
 fn app() -> AsenaBuilder {
     Asena::builder()
@@ -166,46 +159,34 @@ fn app() -> AsenaBuilder {
         .websocket::<Sealed>()
 }
 
-struct Server {
-    app: Asena,
-    addr: SocketAddr,
-    task: JoinHandle<Result<(), asena_runtime::Error>>,
+/// Serves a fresh app on a free port.
+async fn start() -> Server {
+    Server::serve(app(), "127.0.0.1:0").await
 }
 
-impl Server {
-    async fn start() -> Server {
-        let app = app().build().await.unwrap();
-        let server = app.listen("127.0.0.1:0").await.unwrap();
-        let addr = server.local_addr();
-        Server {
-            app,
-            addr,
-            task: tokio::spawn(server.run()),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
-    }
-
-    async fn stop(self) {
-        timeout(WAIT, self.app.shutdown()).await.unwrap();
-        timeout(WAIT, self.task).await.unwrap().unwrap().unwrap();
-    }
+/// The URL of `path` on `server`.
+fn url(server: &Server, path: &str) -> String {
+    format!("{}{path}", server.base())
 }
 
 /// A connection of `token` to `/rt`, typed by `RtOut`, that reconnects soon.
 async fn connect(server: &Server, token: &str) -> ManagedConnection<RtOut> {
-    ManagedConnection::<RtOut>::builder(server.url("/rt"))
+    ManagedConnection::<RtOut>::builder(url(server, "/rt"))
         .token(token)
         .heartbeat(Duration::from_millis(150))
-        .reconnect(Backoff::exponential(
-            Duration::from_millis(20),
-            Duration::from_millis(200),
-        ))
+        .reconnect(soon())
         .connect()
         .await
         .unwrap()
+}
+
+/// Why a connection of `token` to `url` failed.
+async fn refusal(url: String, token: &str) -> ClientError {
+    ManagedConnection::<RtOut>::builder(url)
+        .token(token)
+        .connect()
+        .await
+        .unwrap_err()
 }
 
 async fn next(conn: &mut ManagedConnection<RtOut>) -> ManagedEvent<RtOut> {
@@ -226,6 +207,41 @@ async fn next_message(conn: &mut ManagedConnection<RtOut>) -> RtOut {
     }
 }
 
+/// Asks the server who `conn` is, and checks it answers `user`, `encrypted`.
+async fn assert_whoami(conn: &mut ManagedConnection<RtOut>, user: &str, encrypted: bool) {
+    conn.send(&RtIn::Whoami).await.unwrap();
+    assert_eq!(
+        next_message(conn).await,
+        RtOut::You {
+            user: user.into(),
+            encrypted
+        }
+    );
+}
+
+/// `from` says `text` in `room`, and `to` hears it from `from`'s user.
+async fn assert_relayed(
+    from: &ManagedConnection<RtOut>,
+    to: &mut ManagedConnection<RtOut>,
+    room: &str,
+    text: &str,
+) {
+    from.send(&RtIn::Say {
+        room: room.into(),
+        text: text.into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        next_message(to).await,
+        RtOut::Said {
+            room: room.into(),
+            from: from.connected().unwrap().user_id,
+            text: text.into()
+        }
+    );
+}
+
 fn answer(rooms: &[&str], denied: &[&str]) -> RoomsAnswer {
     serde_json::from_value(json!({"rooms": rooms, "denied": denied})).unwrap()
 }
@@ -235,28 +251,21 @@ fn answer(rooms: &[&str], denied: &[&str]) -> RoomsAnswer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authenticates_and_reports_connected() {
-    let server = Server::start().await;
+    let server = start().await;
     let mut alice = connect(&server, "alice-token").await;
     let connected = alice.connected().expect("connected");
     assert_eq!(connected.user_id, "alice");
     assert!(!connected.id.is_empty());
     assert!(connected.time.is_some());
-    alice.send(&RtIn::Whoami).await.unwrap();
-    assert_eq!(
-        next_message(&mut alice).await,
-        RtOut::You {
-            user: "alice".into(),
-            encrypted: false
-        }
-    );
+    assert_whoami(&mut alice, "alice", false).await;
     alice.close().await.unwrap();
     server.stop().await;
 }
 
 #[tokio::test]
 async fn refused_credentials_are_a_clear_error() {
-    let server = Server::start().await;
-    let error = ManagedConnection::<RtOut>::builder(server.url("/rt"))
+    let server = start().await;
+    let error = ManagedConnection::<RtOut>::builder(url(&server, "/rt"))
         .credentials(&json!({"token": "mallory-token"}))
         .connect()
         .await
@@ -273,11 +282,7 @@ async fn refused_credentials_are_a_clear_error() {
     );
 
     // A service that requires encryption refuses a plain client with 4004.
-    let error = ManagedConnection::<RtOut>::builder(server.url("/sealed"))
-        .token("alice-token")
-        .connect()
-        .await
-        .unwrap_err();
+    let error = refusal(url(&server, "/sealed"), "alice-token").await;
     assert!(
         matches!(error, ClientError::EncryptionRequired { .. }),
         "{error:?}"
@@ -288,12 +293,8 @@ async fn refused_credentials_are_a_clear_error() {
 
 #[tokio::test]
 async fn a_slow_authenticator_is_an_authentication_timeout() {
-    let server = Server::start().await;
-    let error = ManagedConnection::<RtOut>::builder(server.url("/rt"))
-        .token("slow-token")
-        .connect()
-        .await
-        .unwrap_err();
+    let server = start().await;
+    let error = refusal(url(&server, "/rt"), "slow-token").await;
     assert!(
         matches!(error, ClientError::AuthenticationTimeout { .. }),
         "{error:?}"
@@ -304,9 +305,9 @@ async fn a_slow_authenticator_is_an_authentication_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encrypted_session_round_trips_and_the_server_sees_it_encrypted() {
-    let server = Server::start().await;
+    let server = start().await;
     let connect_sealed = |token: &'static str| {
-        ManagedConnection::<RtOut>::builder(server.url("/sealed"))
+        ManagedConnection::<RtOut>::builder(url(&server, "/sealed"))
             .token(token)
             .encrypt(true)
             .connect()
@@ -314,14 +315,7 @@ async fn an_encrypted_session_round_trips_and_the_server_sees_it_encrypted() {
     let mut alice = connect_sealed("alice-token").await.unwrap();
     let mut bob = connect_sealed("bob-token").await.unwrap();
     assert_eq!(alice.connected().unwrap().user_id, "alice");
-    alice.send(&RtIn::Whoami).await.unwrap();
-    assert_eq!(
-        next_message(&mut alice).await,
-        RtOut::You {
-            user: "alice".into(),
-            encrypted: true
-        }
-    );
+    assert_whoami(&mut alice, "alice", true).await;
     assert_eq!(
         alice.join(["public-1"]).await.unwrap(),
         answer(&["public-1"], &[])
@@ -332,21 +326,7 @@ async fn an_encrypted_session_round_trips_and_the_server_sees_it_encrypted() {
     );
     // Several messages each way: the counters of both directions move on together.
     for i in 0..3 {
-        let text = format!("sealed {i}");
-        bob.send(&RtIn::Say {
-            room: "public-1".into(),
-            text: text.clone(),
-        })
-        .await
-        .unwrap();
-        assert_eq!(
-            next_message(&mut alice).await,
-            RtOut::Said {
-                room: "public-1".into(),
-                from: "bob".into(),
-                text
-            }
-        );
+        assert_relayed(&bob, &mut alice, "public-1", &format!("sealed {i}")).await;
     }
     alice.close().await.unwrap();
     bob.close().await.unwrap();
@@ -355,11 +335,11 @@ async fn an_encrypted_session_round_trips_and_the_server_sees_it_encrypted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_the_client_alive_while_a_silent_socket_is_closed() {
-    let server = Server::start().await;
+    let server = start().await;
     let mut alice = connect(&server, "alice-token").await;
 
     // A raw socket that authenticates after alice did, then says nothing.
-    let (mut silent, _) = tokio_tungstenite::connect_async(server.url("/rt"))
+    let (mut silent, _) = tokio_tungstenite::connect_async(url(&server, "/rt"))
         .await
         .unwrap();
     silent
@@ -383,21 +363,14 @@ async fn heartbeats_keep_the_client_alive_while_a_silent_socket_is_closed() {
     assert_eq!(code, Some(4002));
 
     // Alice has been authenticated longer than the heartbeat timeout, and is still there.
-    alice.send(&RtIn::Whoami).await.unwrap();
-    assert_eq!(
-        next_message(&mut alice).await,
-        RtOut::You {
-            user: "alice".into(),
-            encrypted: false
-        }
-    );
+    assert_whoami(&mut alice, "alice", false).await;
     alice.close().await.unwrap();
     server.stop().await;
 }
 
 #[tokio::test]
 async fn join_and_leave_return_the_servers_answers() {
-    let server = Server::start().await;
+    let server = start().await;
     let mut alice = connect(&server, "alice-token").await;
     let joined = alice.join(["public-1", "secret"]).await.unwrap();
     assert_eq!(joined, answer(&["public-1"], &["secret"]));
@@ -469,25 +442,12 @@ async fn a_join_the_server_never_answers_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_events_both_ways() {
-    let server = Server::start().await;
+    let server = start().await;
     let mut alice = connect(&server, "alice-token").await;
     let bob = connect(&server, "bob-token").await;
     alice.join(["public-1"]).await.unwrap();
     bob.join(["public-1"]).await.unwrap();
-    bob.send(&RtIn::Say {
-        room: "public-1".into(),
-        text: "typed".into(),
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        next_message(&mut alice).await,
-        RtOut::Said {
-            room: "public-1".into(),
-            from: "bob".into(),
-            text: "typed".into()
-        }
-    );
+    assert_relayed(&bob, &mut alice, "public-1", "typed").await;
     // By name, from another task's handle.
     let sender = bob.sender();
     tokio::spawn(async move {
@@ -509,18 +469,15 @@ async fn typed_events_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_reauthenticates_and_rejoins() {
-    let server = Server::start().await;
-    let mut alice = ManagedConnection::<RtOut>::builder(server.url("/sealed"))
+    let server = start().await;
+    let mut alice = ManagedConnection::<RtOut>::builder(url(&server, "/sealed"))
         .token("alice-token")
         .encrypt(true)
-        .reconnect(Backoff::exponential(
-            Duration::from_millis(20),
-            Duration::from_millis(200),
-        ))
+        .reconnect(soon())
         .connect()
         .await
         .unwrap();
-    let bob = ManagedConnection::<RtOut>::builder(server.url("/sealed"))
+    let bob = ManagedConnection::<RtOut>::builder(url(&server, "/sealed"))
         .token("bob-token")
         .encrypt(true)
         .connect()
@@ -554,28 +511,8 @@ async fn reconnects_reauthenticates_and_rejoins() {
     ));
 
     // The new connection is in the room again (and its keys are new).
-    bob.send(&RtIn::Say {
-        room: "public-1".into(),
-        text: "welcome back".into(),
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        next_message(&mut alice).await,
-        RtOut::Said {
-            room: "public-1".into(),
-            from: "bob".into(),
-            text: "welcome back".into()
-        }
-    );
-    alice.send(&RtIn::Whoami).await.unwrap();
-    assert_eq!(
-        next_message(&mut alice).await,
-        RtOut::You {
-            user: "alice".into(),
-            encrypted: true
-        }
-    );
+    assert_relayed(&bob, &mut alice, "public-1", "welcome back").await;
+    assert_whoami(&mut alice, "alice", true).await;
     alice.close().await.unwrap();
     server.stop().await;
 }

@@ -6,7 +6,6 @@
 use std::error::Error as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use asena_client::{Channel, Client, ClientError, Event};
 use futures_util::{SinkExt, StreamExt};
@@ -18,7 +17,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, pki_types::PrivateKeyDer};
 use tokio_tungstenite::tungstenite::Message;
 
-const WAIT: Duration = Duration::from_secs(10);
+mod support;
+
+use support::WAIT;
 
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema, garde::Validate)]
 #[serde(tag = "type", rename_all = "snake_case")]

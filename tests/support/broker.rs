@@ -39,6 +39,50 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// `redis-server` on 127.0.0.1:`port`, keeping nothing on disk; more arguments may follow.
+pub fn redis_server(port: u16) -> Command {
+    let mut c = Command::new("redis-server");
+    c.args([
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    c
+}
+
+/// A child process, its output discarded, killed and waited for on drop.
+#[derive(Debug)]
+pub struct Process(Child);
+
+impl Process {
+    /// Starts `cmd`.
+    pub fn spawn(cmd: &mut Command) -> anyhow::Result<Process> {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start {:?} (run scripts/services.sh)",
+                    cmd.get_program()
+                )
+            })?;
+        Ok(Process(child))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A private broker process on a free port, killed on drop.
 #[derive(Debug)]
 pub struct Broker {
@@ -48,7 +92,7 @@ pub struct Broker {
     pub monitor_port: u16,
     /// NATS's `max_payload`, when not the default.
     max_payload: Option<usize>,
-    child: Option<Child>,
+    child: Option<Process>,
 }
 
 impl Broker {
@@ -78,20 +122,7 @@ impl Broker {
     pub fn spawn(&mut self) -> anyhow::Result<()> {
         let port = self.port.to_string();
         let mut cmd = match self.kind {
-            Kind::Redis => {
-                let mut c = Command::new("redis-server");
-                c.args([
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    &port,
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ]);
-                c
-            }
+            Kind::Redis => redis_server(self.port),
             Kind::Nats => {
                 let bin = ["nats-server", "/usr/sbin/nats-server"]
                     .into_iter()
@@ -115,12 +146,7 @@ impl Broker {
                 c
             }
         };
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {:?} (run scripts/services.sh)", self.kind))?;
-        self.child = Some(child);
+        self.child = Some(Process::spawn(&mut cmd)?);
         Ok(())
     }
 
@@ -133,11 +159,9 @@ impl Broker {
         .await
     }
 
+    /// Kills the process (dropping it kills it too).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.child = None;
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::process::{Child, ChildStdout, Command};
 
 use crate::Client;
 use crate::broker::free_port;
+use crate::managed::next_event;
 
 /// How long a real server may take to print its ready line (Bun loads Ignis's whole module
 /// graph first).
@@ -176,19 +177,4 @@ impl Ignis {
         })
         .await
     }
-}
-
-/// The next message of `client` whose event is `event`, skipping the others, within
-/// [`WAIT`](crate::WAIT).
-pub async fn next_event(client: &mut Client, event: &str) -> anyhow::Result<Value> {
-    tokio::time::timeout(crate::WAIT, async {
-        loop {
-            let message = client.recv_json().await?;
-            if message["event"] == event {
-                return Ok(message);
-            }
-        }
-    })
-    .await
-    .with_context(|| format!("no {event:?} event"))?
 }

@@ -1,11 +1,12 @@
 //! Helpers for tests of managed services: the socket id a `connected` event carries, the
-//! `U-token` admission and logins, and the untyped sender of an app's managed service.
+//! `U-token` admission and logins, the untyped sender of an app's managed service, and the
+//! wait for one event of a managed connection.
 
 use anyhow::Context as _;
 use asena_runtime::managed::{Authenticated, Managed, ManagedService};
 use serde_json::Value;
 
-use crate::{Client, TestServer, in_order, managed_login};
+use crate::{Client, TestServer, WAIT, in_order, managed_login};
 
 /// The socket id of a managed `connected` event (its `data.id`).
 pub fn connected_id(connected: &Value) -> anyhow::Result<String> {
@@ -57,4 +58,19 @@ pub async fn with_token_users<const N: usize>(
     let tokens = users.map(|user| format!("{user}-token"));
     let clients = token_logins(&server, path, tokens.each_ref().map(String::as_str)).await?;
     Ok((server, clients))
+}
+
+/// The next message of `client` whose event is `event`, skipping the others, within
+/// [`WAIT`].
+pub async fn next_event(client: &mut Client, event: &str) -> anyhow::Result<Value> {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let message = client.recv_json().await?;
+            if message["event"] == event {
+                return Ok(message);
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("no {event:?} event"))?
 }

@@ -7,11 +7,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
 
 use super::dialect::{Managed, Settings};
 use super::{ManagedConnection, ManagedSender, Shared};
-use crate::builder::{EVENT_BUFFER, parse_headers, tls_config};
+use crate::builder::{ConnectOptions, setters};
 use crate::driver::{Config, Dialect, Driver};
 use crate::url::Base;
 use crate::{Backoff, ClientError};
@@ -31,46 +30,23 @@ use crate::{Backoff, ClientError};
 /// | [`queue`](Self::queue) | 64 messages wait while disconnected |
 pub struct ManagedBuilder<T> {
     url: String,
-    query: Vec<(String, String)>,
-    headers: Vec<(String, String)>,
-    roots: Vec<Vec<u8>>,
+    options: ConnectOptions,
     credentials: Result<Value, Arc<serde_json::Error>>,
     encrypt: bool,
-    heartbeat: Option<Duration>,
     handshake_timeout: Duration,
     request_timeout: Duration,
-    reconnect: Option<Backoff>,
-    connect_timeout: Duration,
-    queue: usize,
     events: PhantomData<fn() -> T>,
-}
-
-/// Declares setters that set one field each: `name(argument: Type) => field = value`.
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty)?) => $field:ident = $value:expr;)+) => {$(
-        $(#[$doc])*
-        pub fn $name(mut self $(, $arg: $ty)?) -> Self {
-            self.$field = $value;
-            self
-        }
-    )+};
 }
 
 impl<T: DeserializeOwned + Send + 'static> ManagedBuilder<T> {
     pub(crate) fn new(url: &str) -> Self {
         ManagedBuilder {
             url: url.to_owned(),
-            query: Vec::new(),
-            headers: Vec::new(),
-            roots: Vec::new(),
+            options: ConnectOptions::default(),
             credentials: Ok(Value::Null),
             encrypt: false,
-            heartbeat: Some(Duration::from_secs(15)),
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(5),
-            reconnect: Some(Backoff::default()),
-            connect_timeout: Duration::from_secs(10),
-            queue: 64,
             events: PhantomData,
         }
     }
@@ -91,20 +67,20 @@ impl<T: DeserializeOwned + Send + 'static> ManagedBuilder<T> {
 
     /// Adds a query pair to the URL (`?key=value`); repeat for more.
     pub fn query(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.query.push((key.into(), value.into()));
+        self.options.query.push((key.into(), value.into()));
         self
     }
 
     /// Adds a header to the upgrade request (and to every reconnect).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.options.headers.push((name.into(), value.into()));
         self
     }
 
     /// Trusts `certificate` (DER or PEM) as a root for `wss://`, besides Mozilla's roots; as
     /// [`ClientBuilder::add_root_certificate`](crate::ClientBuilder::add_root_certificate).
     pub fn add_root_certificate(mut self, certificate: impl Into<Vec<u8>>) -> Self {
-        self.roots.push(certificate.into());
+        self.options.roots.push(certificate.into());
         self
     }
 
@@ -116,10 +92,10 @@ impl<T: DeserializeOwned + Send + 'static> ManagedBuilder<T> {
         /// Sends a `heartbeat` event (and a WebSocket ping) every `interval`, which must be
         /// shorter than the server's heartbeat timeout (a third of it is a good value); two
         /// intervals without a frame from the server is a dead connection.
-        heartbeat(interval: Duration) => heartbeat = Some(interval);
+        heartbeat(interval: Duration) => options.heartbeat = Some(interval);
 
         /// Sends no heartbeat: the server then closes a quiet client (4002).
-        without_heartbeat() => heartbeat = None;
+        without_heartbeat() => options.heartbeat = None;
 
         /// How long the server may take to answer `encrypt` and `authenticate`.
         handshake_timeout(timeout: Duration) => handshake_timeout = timeout;
@@ -129,16 +105,16 @@ impl<T: DeserializeOwned + Send + 'static> ManagedBuilder<T> {
         request_timeout(timeout: Duration) => request_timeout = timeout;
 
         /// Reconnects after a lost connection with this backoff.
-        reconnect(backoff: Backoff) => reconnect = Some(backoff);
+        reconnect(backoff: Backoff) => options.reconnect = Some(backoff);
 
         /// Never reconnects: a lost connection ends the event stream.
-        without_reconnect() => reconnect = None;
+        without_reconnect() => options.reconnect = None;
 
         /// How long one connect attempt (TCP and WebSocket handshake) may take.
-        connect_timeout(timeout: Duration) => connect_timeout = timeout;
+        connect_timeout(timeout: Duration) => options.connect_timeout = timeout;
 
         /// How many messages and requests may wait for the connection. At least 1.
-        queue(capacity: usize) => queue = capacity.max(1);
+        queue(capacity: usize) => options.queue = capacity.max(1);
     }
 
     /// Connects, agrees keys (with [`encrypt`](Self::encrypt)), authenticates and waits for
@@ -162,17 +138,7 @@ impl<T: DeserializeOwned + Send + 'static> ManagedBuilder<T> {
         dialect.open(&mut ws, false).await?;
         tracing::debug!(target: "asena::client", url = %config.url, encrypted = self.encrypt, "managed connection authenticated");
         let url = config.url.clone();
-        let (tx, outgoing) = mpsc::channel(self.queue);
-        let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
-        let (close_tx, close) = oneshot::channel();
-        let driver = Driver {
-            config,
-            dialect,
-            outgoing,
-            events: events_tx,
-            close,
-        };
-        tokio::spawn(driver.run(ws));
+        let (tx, events) = Driver::spawn(config, dialect, ws, self.options.queue);
         Ok(ManagedConnection {
             sender: ManagedSender {
                 tx,
@@ -180,27 +146,12 @@ impl<T: DeserializeOwned + Send + 'static> ManagedBuilder<T> {
                 request_timeout: self.request_timeout,
             },
             events,
-            close: Some(close_tx),
             url,
         })
     }
 
     fn config(&self) -> Result<Config, ClientError> {
-        let base = Base::parse(&self.url)?;
-        let tls = if base.is_tls() {
-            Some(tls_config(&self.roots)?)
-        } else {
-            None
-        };
-        Ok(Config {
-            url: base.join("", &self.query),
-            path: "",
-            headers: parse_headers(&self.headers)?,
-            reconnect: self.reconnect,
-            heartbeat: self.heartbeat,
-            connect_timeout: self.connect_timeout,
-            tls,
-        })
+        self.options.config(&Base::parse(&self.url)?, "", "")
     }
 }
 
@@ -209,10 +160,10 @@ impl<T> std::fmt::Debug for ManagedBuilder<T> {
         f.debug_struct("ManagedBuilder")
             .field("url", &self.url)
             .field("encrypt", &self.encrypt)
-            .field("heartbeat", &self.heartbeat)
+            .field("heartbeat", &self.options.heartbeat)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("request_timeout", &self.request_timeout)
-            .field("reconnect", &self.reconnect)
+            .field("reconnect", &self.options.reconnect)
             .finish_non_exhaustive()
     }
 }

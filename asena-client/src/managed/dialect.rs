@@ -265,16 +265,23 @@ impl<T> Managed<T> {
 
     /// Sends `text` during the handshake.
     async fn write(&self, ws: &mut Ws, text: &str) -> Result<(), ClientError> {
-        let frame = self
-            .frame(text)
-            .map_err(|reason| ClientError::Protocol { reason })?;
-        ws.send(frame)
-            .await
-            .map_err(|e| ClientError::HandshakeClosed {
-                code: None,
-                reason: e.to_string(),
-            })
+        send_in_handshake(ws, self.frame(text)).await
     }
+}
+
+/// Sends `frame` during the handshake: a frame that could not be made is a protocol error, a
+/// failed send a closed handshake.
+async fn send_in_handshake(
+    ws: &mut Ws,
+    frame: Result<WsMessage, String>,
+) -> Result<(), ClientError> {
+    let frame = frame.map_err(|reason| ClientError::Protocol { reason })?;
+    ws.send(frame)
+        .await
+        .map_err(|e| ClientError::HandshakeClosed {
+            code: None,
+            reason: e.to_string(),
+        })
 }
 
 /// The error of a close during the handshake: what its code means.
@@ -326,21 +333,11 @@ impl<T: DeserializeOwned + Send + 'static> Dialect for Managed<T> {
             return Ok(Vec::new());
         }
         if !rooms.is_empty() {
-            let frame = self
-                .rooms_request(
-                    false,
-                    Pending {
-                        rooms: rooms.clone(),
-                        reply: None,
-                    },
-                )
-                .map_err(|reason| ClientError::Protocol { reason })?;
-            ws.send(frame)
-                .await
-                .map_err(|e| ClientError::HandshakeClosed {
-                    code: None,
-                    reason: e.to_string(),
-                })?;
+            let pending = Pending {
+                rooms: rooms.clone(),
+                reply: None,
+            };
+            send_in_handshake(ws, self.rooms_request(false, pending)).await?;
         }
         Ok(vec![ManagedEvent::Reconnected {
             connected,

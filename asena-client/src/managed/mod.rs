@@ -55,6 +55,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use builder::ManagedBuilder;
 
 use crate::ClientError;
+use crate::driver::Events;
 
 /// What the server's `connected` says: who the client is on this connection.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -207,8 +208,7 @@ pub(crate) fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> 
 /// ```
 pub struct ManagedConnection<T = Value> {
     sender: ManagedSender,
-    events: mpsc::Receiver<ManagedEvent<T>>,
-    close: Option<oneshot::Sender<()>>,
+    events: Events<ManagedEvent<T>>,
     url: String,
 }
 
@@ -279,17 +279,13 @@ impl<T> ManagedConnection<T> {
     /// The next event; `None` once the connection is closed, was lost with reconnect off, or
     /// reconnecting gave up.
     pub async fn next(&mut self) -> Option<ManagedEvent<T>> {
-        self.events.recv().await
+        self.events.next().await
     }
 
     /// Sends what is queued, closes with 1000 and waits (about two seconds at most) for the
     /// server's answer. Unread events are dropped; the stream then ends.
     pub async fn close(&mut self) -> Result<(), ClientError> {
-        let Some(close) = self.close.take() else {
-            return Ok(());
-        };
-        let _ = close.send(());
-        while self.events.recv().await.is_some() {}
+        self.events.close().await;
         Ok(())
     }
 }
@@ -298,7 +294,7 @@ impl<T> Stream for ManagedConnection<T> {
     type Item = ManagedEvent<T>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().events.poll_recv(cx)
+        self.get_mut().events.poll_next(cx)
     }
 }
 
@@ -307,7 +303,7 @@ impl<T> std::fmt::Debug for ManagedConnection<T> {
         f.debug_struct("ManagedConnection")
             .field("url", &self.url)
             .field("connected", &self.connected())
-            .field("closed", &self.close.is_none())
+            .field("closed", &self.events.is_closed())
             .finish_non_exhaustive()
     }
 }

@@ -409,9 +409,10 @@ impl ManagedEmitter<'_> {
         client_id: &str,
         message: impl EventMessage<Raw>,
     ) -> Result<(), TransportError> {
-        let (event, data) = to_event(message)?;
-        let envelope = ManagedEnvelope::client(EMITTER_SERVER_ID, client_id, event, data);
-        self.publish("to_client", envelope).await
+        self.publish("to_client", message, |event, data| {
+            ManagedEnvelope::client(EMITTER_SERVER_ID, client_id, event, data)
+        })
+        .await
     }
 
     /// To every session of a user, on every instance (`{prefix}:user:{id}`), as Ignis's
@@ -425,9 +426,10 @@ impl ManagedEmitter<'_> {
         user_id: &str,
         message: impl EventMessage<Raw>,
     ) -> Result<(), TransportError> {
-        let (event, data) = to_event(message)?;
-        let envelope = ManagedEnvelope::user(EMITTER_SERVER_ID, user_id, event, data);
-        self.publish("to_user", envelope).await
+        self.publish("to_user", message, |event, data| {
+            ManagedEnvelope::user(EMITTER_SERVER_ID, user_id, event, data)
+        })
+        .await
     }
 
     /// To the members of `room`, on every instance, except the client ids in `exclude`
@@ -439,9 +441,10 @@ impl ManagedEmitter<'_> {
         message: impl EventMessage<Raw>,
         exclude: &[&str],
     ) -> Result<(), TransportError> {
-        let (event, data) = to_event(message)?;
-        let envelope = ManagedEnvelope::room(EMITTER_SERVER_ID, room, event, data, exclude);
-        self.publish("to_room", envelope).await
+        self.publish("to_room", message, |event, data| {
+            ManagedEnvelope::room(EMITTER_SERVER_ID, room, event, data, exclude)
+        })
+        .await
     }
 
     /// To every authenticated client, on every instance, except the client ids in `exclude`
@@ -451,11 +454,13 @@ impl ManagedEmitter<'_> {
         message: impl EventMessage<Raw>,
         exclude: &[&str],
     ) -> Result<(), TransportError> {
-        let (event, data) = to_event(message)?;
-        let mut envelope = ManagedEnvelope::broadcast(EMITTER_SERVER_ID, event, data);
-        envelope.exclude =
-            (!exclude.is_empty()).then(|| exclude.iter().map(|&id| id.to_owned()).collect());
-        self.publish("broadcast", envelope).await
+        self.publish("broadcast", message, |event, data| {
+            let mut envelope = ManagedEnvelope::broadcast(EMITTER_SERVER_ID, event, data);
+            envelope.exclude =
+                (!exclude.is_empty()).then(|| exclude.iter().map(|&id| id.to_owned()).collect());
+            envelope
+        })
+        .await
     }
 
     /// The channel prefix it sends under.
@@ -463,13 +468,17 @@ impl ManagedEmitter<'_> {
         self.prefix
     }
 
+    /// Publishes `message` in the envelope `wrap` makes of its event and data; `operation`
+    /// names the send in the log.
     async fn publish(
         &self,
         operation: &'static str,
-        envelope: ManagedEnvelope,
+        message: impl EventMessage<Raw>,
+        wrap: impl FnOnce(String, serde_json::Value) -> ManagedEnvelope,
     ) -> Result<(), TransportError> {
+        let (event, data) = to_event(message)?;
         self.emitter
-            .publish_managed(self.prefix, operation, envelope)
+            .publish_managed(self.prefix, operation, wrap(event, data))
             .await
     }
 }
