@@ -16,6 +16,7 @@
 
 use schemars::JsonSchema;
 use serde::Serialize;
+use serde_json::Value;
 
 pub use asena_protocol::channel::{Channel, Raw, Receives, Sends, within_containers};
 pub use asena_protocol::decode::{DecodeError, DecodeErrorKind};
@@ -51,4 +52,42 @@ impl<O: Serialize + JsonSchema + Send + Sync + 'static> Encode<O> for O {
     fn encode(self) -> Result<Frame, serde_json::Error> {
         Frame::json(&self)
     }
+}
+
+/// A message for managed clients: `(event, data)` for an untyped service, the service's
+/// `sends` type (an enum with `#[serde(tag = "event", content = "data")]`) for a typed one.
+#[diagnostic::on_unimplemented(
+    message = "a managed service sending `{O}` cannot send `{Self}`",
+    note = "untyped managed services send `(\"event\", data)`; typed ones their `sends` type"
+)]
+pub trait EventMessage<O> {
+    /// The event name and its data.
+    fn into_event(self) -> Result<(String, Value), serde_json::Error>;
+}
+
+impl<D: Serialize> EventMessage<Raw> for (&str, D) {
+    fn into_event(self) -> Result<(String, Value), serde_json::Error> {
+        Ok((self.0.to_owned(), serde_json::to_value(self.1)?))
+    }
+}
+
+impl<O: Serialize + JsonSchema + Send + Sync + 'static> EventMessage<O> for &O {
+    fn into_event(self) -> Result<(String, Value), serde_json::Error> {
+        match serde_json::to_value(self)? {
+            Value::Object(mut map) => match map.remove("event") {
+                Some(Value::String(event)) => {
+                    Ok((event, map.remove("data").unwrap_or(Value::Null)))
+                }
+                _ => Err(not_an_event()),
+            },
+            _ => Err(not_an_event()),
+        }
+    }
+}
+
+fn not_an_event() -> serde_json::Error {
+    <serde_json::Error as serde::ser::Error>::custom(
+        "a managed service's `sends` type must serialize as {\"event\": .., \"data\": ..} \
+         (#[serde(tag = \"event\", content = \"data\")])",
+    )
 }

@@ -252,7 +252,7 @@ mod ulak;
 mod observe;
 mod app;
 
-pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, Server};
+pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, Middlewares, Server};
 pub use asena_macros::{middleware, service, websocket};
 /// The wire format between instances (topics, the JSON envelope, channel names), from
 /// `asena-protocol`: below every layer here.
@@ -261,9 +261,7 @@ pub use channel::{Channel, DecodeError, DecodeErrorKind, Encode, Raw, Receives, 
 pub use codec::{Frame, IntoFrame, Json, Message, close_code};
 pub use di::Lifecycle;
 pub use error::{BoxError, Result};
-pub use middleware::{
-    Context, IntoStatusCode, Middleware, Middlewares, Next, Refusal, Scope, TokenGuard,
-};
+pub use middleware::{Context, IntoStatusCode, Middleware, Next, Refusal, Scope, TokenGuard};
 pub use namespace::{Namespace, SendError, Socket, SocketRef};
 pub use observe::inspector::InspectorToken;
 pub use secret::secret_eq;

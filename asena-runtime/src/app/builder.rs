@@ -13,12 +13,13 @@ use axum::body::Body;
 use tokio::sync::watch;
 
 use super::extract::AppRef;
+use super::guarded::Middlewares;
 use super::router::{Assembled, Parts, RouteOptions, allow_list};
 use super::{Announcer, AppInner, Asena, Error, shutdown};
 use crate::asyncapi::{Info, ServerSpec};
 use crate::config::{Compression, Limits, RateLimit, SlowConsumer};
 use crate::di::{self, Component, ComponentKind, ComponentRecord, Container, Plan};
-use crate::middleware::{Middleware, Middlewares, Scope};
+use crate::middleware::{Middleware, Scope};
 use crate::namespace::Namespace;
 use crate::observe::inspector::{FleetState, InspectorConfig};
 use crate::protocol::Endpoint;

@@ -6,6 +6,7 @@
 mod builder;
 mod error;
 mod extract;
+mod guarded;
 mod router;
 mod serve;
 mod shutdown;
@@ -13,6 +14,7 @@ mod shutdown;
 pub use builder::AsenaBuilder;
 pub use error::Error;
 pub use extract::{AppValue, FromApp};
+pub use guarded::Middlewares;
 pub use serve::Server;
 
 use std::any::TypeId;

@@ -79,10 +79,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+pub use crate::channel::EventMessage;
 pub use client::{ClientState, ManagedClient};
 pub use gate::OutboundTransform;
+pub use send::Managed;
 pub(crate) use send::ManagedState;
-pub use send::{EventMessage, Managed};
 
 /// The managed protocol between servers: the envelope, its channels in Ignis's layout, and
 /// the emitters' server id (from `asena-protocol`).

@@ -5,11 +5,9 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use schemars::JsonSchema;
-use serde::Serialize;
 use serde_json::Value;
 
-use crate::channel::Raw;
+use crate::channel::{EventMessage, Raw};
 use crate::codec::Frame;
 use crate::namespace::{Namespace, SendError, Socket, SocketRef};
 
@@ -183,44 +181,6 @@ impl ManagedState {
 pub(crate) fn event_frame(ns: &Namespace, event: &str, data: &Value) -> Result<Frame, SendError> {
     Frame::json(&serde_json::json!({ "event": event, "data": data }))
         .map_err(|e| SendError::invalid_message(Some(ns.path()), e))
-}
-
-/// A message for managed clients: `(event, data)` for an untyped service, the service's
-/// `sends` type (an enum with `#[serde(tag = "event", content = "data")]`) for a typed one.
-#[diagnostic::on_unimplemented(
-    message = "a managed service sending `{O}` cannot send `{Self}`",
-    note = "untyped managed services send `(\"event\", data)`; typed ones their `sends` type"
-)]
-pub trait EventMessage<O> {
-    /// The event name and its data.
-    fn into_event(self) -> Result<(String, Value), serde_json::Error>;
-}
-
-impl<D: Serialize> EventMessage<Raw> for (&str, D) {
-    fn into_event(self) -> Result<(String, Value), serde_json::Error> {
-        Ok((self.0.to_owned(), serde_json::to_value(self.1)?))
-    }
-}
-
-impl<O: Serialize + JsonSchema + Send + Sync + 'static> EventMessage<O> for &O {
-    fn into_event(self) -> Result<(String, Value), serde_json::Error> {
-        match serde_json::to_value(self)? {
-            Value::Object(mut map) => match map.remove("event") {
-                Some(Value::String(event)) => {
-                    Ok((event, map.remove("data").unwrap_or(Value::Null)))
-                }
-                _ => Err(not_an_event()),
-            },
-            _ => Err(not_an_event()),
-        }
-    }
-}
-
-fn not_an_event() -> serde_json::Error {
-    <serde_json::Error as serde::ser::Error>::custom(
-        "a managed service's `sends` type must serialize as {\"event\": .., \"data\": ..} \
-         (#[serde(tag = \"event\", content = \"data\")])",
-    )
 }
 
 /// Sends to the clients of a managed service, on every instance. Get it with

@@ -70,7 +70,6 @@ use http::Response;
 pub use context::Context;
 pub use guard::TokenGuard;
 pub use refusal::{IntoStatusCode, Refusal};
-pub use routes::Middlewares;
 pub(crate) use routes::{Chain, guard as guard_http, remote_addr};
 pub use scope::Scope;
 pub(crate) use value::{TypeMismatch, WsValue};

@@ -1,6 +1,7 @@
 //! Middlewares guarding HTTP routes, as Asena's `@Controller({ middlewares: [..] })` does:
 //! the same [`Middleware`] chain that runs before an upgrade runs before the handlers of a
-//! router given to [`AsenaBuilder::guarded_router`](crate::AsenaBuilder::guarded_router).
+//! router given to [`AsenaBuilder::guarded_router`](crate::AsenaBuilder::guarded_router) (the
+//! list of middlewares, [`Middlewares`](crate::Middlewares), is the app's: it names components).
 //!
 //! For an HTTP request the chain behaves as before an upgrade — continue, refuse with any
 //! answer, 403 when a middleware neither continues nor refuses, 500 when one panics — and
@@ -17,38 +18,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use http::StatusCode;
 
-use super::{ChainOutcome, Context, ErasedMiddleware, Middleware, Refusal, run_chain};
-use crate::di::{Component, ComponentRecord};
+use super::{ChainOutcome, Context, ErasedMiddleware, Refusal, run_chain};
 use crate::request::{MAX_QUERY_PAIRS, parse_query_bounded};
-
-/// The middlewares that guard a router, in the order they run: one middleware type, or a
-/// tuple of up to four (`(Auth, RateLimit)`).
-pub trait Middlewares {
-    /// The registration records of the middlewares, in order.
-    #[doc(hidden)]
-    fn records() -> Vec<&'static ComponentRecord>;
-}
-
-impl<M: Component + Middleware> Middlewares for M {
-    fn records() -> Vec<&'static ComponentRecord> {
-        vec![M::record()]
-    }
-}
-
-macro_rules! middlewares_tuple {
-    ($($m:ident),+) => {
-        impl<$($m: Component + Middleware),+> Middlewares for ($($m,)+) {
-            fn records() -> Vec<&'static ComponentRecord> {
-                vec![$($m::record()),+]
-            }
-        }
-    };
-}
-
-middlewares_tuple!(A);
-middlewares_tuple!(A, B);
-middlewares_tuple!(A, B, C);
-middlewares_tuple!(A, B, C, D);
 
 /// The chain of one guarded router.
 pub(crate) type Chain = Arc<[Arc<dyn ErasedMiddleware>]>;

@@ -10,10 +10,10 @@ use asena_protocol::managed::{EMITTER_SERVER_ID, ManagedEnvelope};
 
 use super::TransportError;
 use super::broker::{CONNECT_TIMEOUT, new_pod_id};
+use crate::channel::EventMessage;
 use crate::channel::Raw;
 use crate::codec::{Frame, IntoFrame};
 use crate::error::BoxError;
-use crate::managed::EventMessage;
 use crate::wire::{self, Envelope};
 
 /// A connection to the Redis at `url`, within [`CONNECT_TIMEOUT`].
