@@ -445,7 +445,7 @@ async fn a_sentinel_transport_follows_a_failover() -> anyhow::Result<()> {
         format!(
             "port {sentinel_port}\nbind 127.0.0.1\ndir {}\n\
              sentinel monitor m 127.0.0.1 {primary_port} 1\n\
-             sentinel down-after-milliseconds m 1000\n\
+             sentinel down-after-milliseconds m 5000\n\
              sentinel failover-timeout m 10000\n",
             dir.display()
         ),
@@ -462,7 +462,18 @@ async fn a_sentinel_transport_follows_a_failover() -> anyhow::Result<()> {
         "the sentinel knows master and replica",
         async || {
             let replicas = sentinel_cmd(&sentinel_url, &["replicas", "m"]).await;
-            matches!(master_port(&sentinel_url).await, Ok(Some(p)) if p == primary_port)
+            // What a Sentinel client accepts: the named master, up and answering as one.
+            let named = match SentinelClient::build(
+                vec![sentinel_url.as_str()],
+                String::from("m"),
+                None,
+                SentinelServerType::Master,
+            ) {
+                Ok(mut client) => client.async_get_client().await.is_ok(),
+                Err(_) => false,
+            };
+            named
+                && matches!(master_port(&sentinel_url).await, Ok(Some(p)) if p == primary_port)
                 && matches!(replicas, Ok(redis::Value::Array(r)) if !r.is_empty())
         },
     )
