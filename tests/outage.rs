@@ -434,11 +434,18 @@ async fn a_sentinel_transport_follows_a_failover() -> anyhow::Result<()> {
         asena_tests::broker::free_port()?,
         asena_tests::broker::free_port()?,
     );
-    let mut primary = Some(Process::spawn(&mut redis_server(primary_port))?);
-    let primary_addr = format!("127.0.0.1 {primary_port}");
-    let _replica = Process::spawn(redis_server(replica_port).args(["--replicaof", &primary_addr]))?;
+    // Replication writes snapshots: they go to a directory of the test's own.
     let dir = std::env::temp_dir().join(asena_tests::unique("asena-sentinel"));
     std::fs::create_dir_all(&dir)?;
+    let mut primary = Some(Process::spawn(
+        redis_server(primary_port).current_dir(&dir),
+    )?);
+    let primary_addr = format!("127.0.0.1 {primary_port}");
+    let _replica = Process::spawn(
+        redis_server(replica_port)
+            .args(["--replicaof", &primary_addr])
+            .current_dir(&dir),
+    )?;
     let conf = dir.join("sentinel.conf");
     std::fs::write(
         &conf,
