@@ -453,24 +453,15 @@ fn state<O>(ns: &Namespace<O>) -> Option<Arc<ManagedState>> {
     ns.extension(ManagedState::default)
 }
 
-/// Sends `{"event":"error","data":{"message":..}}`.
-fn error<O>(ws: &SocketRef<O>, message: &str) -> Result<()> {
-    send_system(ws, "error", json!({"message": message}))
-}
-
-/// [`error`] in answer to the request `id` (echoed when there is one).
-fn error_to<O>(ws: &SocketRef<O>, id: Option<&str>, message: &str) -> Result<()> {
+/// Sends `{"event":"error","data":{"message":..}}`, in answer to the request `id` when there
+/// is one.
+fn error<O>(ws: &SocketRef<O>, id: Option<&str>, message: &str) -> Result<()> {
     answer(ws, id, "error", json!({"message": message}))
 }
 
 /// Sends a protocol event to this client alone, authenticated or not, through its gate (so
-/// an encrypted client gets it encrypted).
-fn send_system<O>(ws: &SocketRef<O>, event: &str, data: Value) -> Result<()> {
-    answer(ws, None, event, data)
-}
-
-/// [`send_system`] in answer to the client's request `id`: `{"event", "data", "id"}`, so the
-/// client can tell which request it answers.
+/// an encrypted client gets it encrypted): `{"event", "data"}`, with the client's request
+/// `id` when it answers one, so the client can tell which request it answers.
 fn answer<O>(ws: &SocketRef<O>, id: Option<&str>, event: &str, data: Value) -> Result<()> {
     let message = match id {
         Some(id) => json!({"event": event, "data": data, "id": id}),
@@ -671,13 +662,13 @@ async fn dispatch<S: ManagedService>(
             Err(e) => return broken(ws, &e),
         };
         let Some((text, inner)) = opened(plain) else {
-            return error(ws, "Invalid message format");
+            return error(ws, None, "Invalid message format");
         };
         message = text;
         inner
     } else {
         let Some(envelope) = envelope else {
-            return error(ws, "Invalid message format");
+            return error(ws, None, "Invalid message format");
         };
         let key_exchange = client.key_exchange();
         match (envelope.event.as_deref(), client.encryption()) {
@@ -695,11 +686,11 @@ async fn dispatch<S: ManagedService>(
                     Err(e) => {
                         tracing::debug!(target: "asena::managed", socket_id = %ws.id(), error = %e, "decryption failed");
                         ws.namespace().stats().record_invalid_message();
-                        return error(ws, "Decryption failed");
+                        return error(ws, None, "Decryption failed");
                     }
                 };
                 let Some((text, inner)) = opened(plain) else {
-                    return error(ws, "Invalid message format");
+                    return error(ws, None, "Invalid message format");
                 };
                 message = text;
                 inner
@@ -720,14 +711,12 @@ async fn dispatch<S: ManagedService>(
             ws.close_with(crate::close_code::NORMAL, "Client disconnected");
             Ok(())
         }
-        "encrypt" if client.is_encrypted() => error_to(ws, id, "Already encrypted"),
-        "encrypt" => error_to(ws, id, "Encryption is agreed before authenticate"),
-        _ if !client.is_authenticated() => error_to(ws, id, "Not authenticated"),
+        "encrypt" if client.is_encrypted() => error(ws, id, "Already encrypted"),
+        "encrypt" => error(ws, id, "Encryption is agreed before authenticate"),
+        _ if !client.is_authenticated() => error(ws, id, "Not authenticated"),
         "join" => join(service, ws, &envelope.data, id).await,
         "leave" => leave(service, ws, &envelope.data, id),
-        "connected" | "error" | "encrypted" => {
-            error_to(ws, id, &format!("Reserved event: {event}"))
-        }
+        "connected" | "error" | "encrypted" => error(ws, id, &format!("Reserved event: {event}")),
         _ => match S::In::decode(message) {
             Ok(event) => service.on_event(ws, event).await,
             Err(e) => invalid(ws, &e, id),
@@ -740,7 +729,7 @@ async fn dispatch<S: ManagedService>(
 fn encrypt<S: ManagedService>(ws: &Socket<S>, data: &Value) -> Result<()> {
     let client = &ws.data().values;
     if client.state() != ClientState::Unauthorized {
-        return error(ws, "Encryption is agreed before authenticate");
+        return error(ws, None, "Encryption is agreed before authenticate");
     }
     if client.outbound().is_some() {
         tracing::warn!(target: "asena::managed", socket_id = %ws.id(), "the service gave the client an outbound transformer; it cannot also be encrypted");
@@ -750,7 +739,7 @@ fn encrypt<S: ManagedService>(ws: &Socket<S>, data: &Value) -> Result<()> {
     let public_key = data.get("publicKey").unwrap_or(&Value::Null);
     match crypto::agree(public_key, crypto::Flow::Channel) {
         Ok((session, handshake)) => {
-            send_system(ws, "encrypted", handshake.to_json())?;
+            answer(ws, None, "encrypted", handshake.to_json())?;
             // Only this client's own dispatch sends it anything before it authenticates, so
             // nothing goes out between the answer and the session.
             if !client.set_encryption(Arc::new(session)) {
@@ -784,7 +773,7 @@ async fn authenticate<S: ManagedService>(
 ) -> Result<()> {
     let client = &ws.data().values;
     if !client.begin_authentication() {
-        return error_to(ws, id, "Already authenticated");
+        return error(ws, id, "Already authenticated");
     }
     let options = service.options();
     let key_exchange = client.key_exchange();
