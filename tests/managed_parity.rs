@@ -354,6 +354,31 @@ async fn a_request_id_is_echoed_on_the_answer() -> anyhow::Result<()> {
     s.stop().await
 }
 
+/// The worst id a client can send: one as large as a message may be. It comes back once, on
+/// the answer to its request (the answer no larger than the request and the id), and the
+/// socket keeps being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_as_large_as_a_message_comes_back_once() -> anyhow::Result<()> {
+    let s = start_service::<Plain>().await?;
+    let mut client = s.connect("/plain").await?;
+    let id = "i".repeat(1_000_000);
+    let request = json!({"event": "join", "data": {"rooms": ["a"]}, "id": id});
+    client.send_json(&request).await?;
+    let refused = client.recv_json().await?;
+    assert_eq!(refused["data"]["message"], "Not authenticated");
+    assert_eq!(refused["id"].as_str().map(str::len), Some(id.len()));
+    assert!(refused.to_string().len() <= request.to_string().len() + 64);
+    client
+        .send_json(&json!({"event": "authenticate", "data": {"user": "u"}, "id": "small"}))
+        .await?;
+    let connected = client.recv_json().await?;
+    assert_eq!(
+        (&connected["event"], &connected["id"]),
+        (&json!("connected"), &json!("small"))
+    );
+    s.stop().await
+}
+
 // ---------------------------------------------------------------------------------------
 // The handshake and the service-wide outbound transformer
 // ---------------------------------------------------------------------------------------
