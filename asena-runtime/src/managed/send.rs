@@ -334,16 +334,13 @@ impl<O> Managed<O> {
         let Some(socket) = self.ns.socket(client_id) else {
             return false;
         };
-        let event = serde_json::json!({"event": "disconnect", "data": {"reason": reason}});
-        match Frame::json(&event) {
-            Ok(frame) => {
-                if socket.conn.push_protocol(&frame).is_err() {
-                    tracing::debug!(target: "asena::managed", socket_id = %client_id, "disconnect event not queued (closing or full)");
-                }
-            }
-            Err(error) => {
-                tracing::warn!(target: "asena::managed", %error, "disconnect event not encoded");
-            }
+        if let Err(error) = super::answer(
+            &socket,
+            None,
+            "disconnect",
+            serde_json::json!({"reason": reason}),
+        ) {
+            tracing::warn!(target: "asena::managed", %error, "disconnect event not encoded");
         }
         tracing::info!(target: "asena::managed", socket_id = %client_id, reason, "server disconnects the client");
         socket.close_with(crate::close_code::NORMAL, reason);
