@@ -233,6 +233,7 @@ mod error;
 pub mod config;
 mod stats;
 mod shutdown;
+pub mod trace;
 mod request;
 mod rooms;
 mod codec;
@@ -478,6 +479,7 @@ pub mod __fuzz {
             &envelope.payload,
             envelope.binary,
             &envelope.origin,
+            envelope.trace,
         );
         assert_eq!(Envelope::decode(&raw).as_ref(), Ok(&envelope));
         for namespace in ["chat", "ws/notifications", ""] {

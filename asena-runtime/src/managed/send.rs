@@ -70,11 +70,15 @@ impl FleetBus {
             data: delivery.data.clone(),
             exclude: (!delivery.exclude.is_empty())
                 .then(|| delivery.exclude.iter().map(|c| (*c).to_owned()).collect()),
+            traceparent: None,
         };
-        self.transport.publish(Outbound::channel(
-            envelope.channel_under(&self.prefix),
-            envelope.encode().into(),
-        ));
+        let channel = envelope.channel_under(&self.prefix);
+        let envelope = ManagedEnvelope {
+            traceparent: crate::trace::hop(&channel),
+            ..envelope
+        };
+        self.transport
+            .publish(Outbound::channel(channel, envelope.encode().into()));
     }
 }
 

@@ -45,7 +45,9 @@ pub(crate) fn new_pod_id() -> String {
 /// envelope, a named channel's as it is.
 pub(crate) fn encode_outbound(msg: &Outbound, pod_id: &str) -> Vec<u8> {
     match &msg.route {
-        Route::Topic { topic, .. } => Envelope::encode(topic, &msg.payload, msg.binary, pod_id),
+        Route::Topic { topic, trace, .. } => {
+            Envelope::encode(topic, &msg.payload, msg.binary, pod_id, *trace)
+        }
         Route::Channel(_) => msg.payload.to_vec(),
     }
 }

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::BoxError;
+use crate::trace::TraceParent;
 
 mod backoff;
 mod broker;
@@ -102,6 +103,9 @@ pub enum Route {
         /// (see [`Transport::subscribe`]). False for broadcasts, messages to one socket and
         /// the fleet's announcements, which every instance receives.
         interest: bool,
+        /// The trace it was sent in ([`trace`](crate::trace)): carried in the envelope as
+        /// `tp`.
+        trace: Option<TraceParent>,
     },
     /// A named channel of a protocol's own layout, `<prefix>:<rest>` (the managed
     /// protocol's `ws:room:lobby`): the payload travels as it is, and reaches the
@@ -110,10 +114,16 @@ pub enum Route {
 }
 
 impl Outbound {
-    /// A message on an Asena topic.
+    /// A message on an Asena topic, in the current task's trace if it runs in one
+    /// ([`trace::current`](crate::trace::current)).
     pub fn topic(topic: String, payload: Bytes, binary: bool, interest: bool) -> Outbound {
+        let trace = crate::trace::hop(&topic);
         Outbound {
-            route: Route::Topic { topic, interest },
+            route: Route::Topic {
+                topic,
+                interest,
+                trace,
+            },
             payload,
             binary,
         }

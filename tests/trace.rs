@@ -1,0 +1,172 @@
+//! Trace context through the fleet, on a real Redis and a real NATS: an HTTP request with a
+//! `traceparent` makes a room message whose send (on one instance) and delivery (on the
+//! other) are logged in spans of the request's trace, linked by the sending span's id; a
+//! request without one, or with a malformed one, starts a new trace; the message arrives
+//! either way.
+
+use std::sync::OnceLock;
+
+use anyhow::Context as _;
+use asena_runtime::FromApp;
+use asena_runtime::prelude::*;
+use asena_runtime::trace::{self, TraceParent};
+use asena_runtime::transport::from_url;
+use asena_tests::broker::{NATS, REDIS};
+use asena_tests::{Captured, TestServer, http_request, isolated, join_hall, start, unique};
+use axum::extract::Path;
+use axum::routing::post;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+asena_tests::hall_service!(Traced, "/hall");
+
+/// Sends `hello` to a room from an HTTP route, in the request's trace.
+async fn notify(FromApp(ulak): FromApp<Ulak<Traced>>, Path(room): Path<String>) -> String {
+    match ulak.to(&room, "hello") {
+        Ok(n) => n.to_string(),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// The log of every test in this file (one subscriber per process); each test finds its
+/// own lines by its room's name.
+fn captured() -> &'static Captured {
+    static CAPTURED: OnceLock<Captured> = OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        captured.subscriber("asena::trace=debug").init();
+        captured
+    })
+}
+
+async fn instance(url: &str) -> anyhow::Result<TestServer> {
+    let routes = axum::Router::new()
+        .route("/notify/{room}", post(notify))
+        .layer(axum::middleware::from_fn(trace::propagate));
+    start(
+        isolated()
+            .websocket::<Traced>()
+            .router(routes)
+            .transport_arc(from_url(url)?),
+    )
+    .await
+}
+
+/// POSTs `/notify/{room}` to `server`, with `traceparent` when given.
+async fn post_notify(
+    server: &TestServer,
+    room: &str,
+    traceparent: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut request = hyper::Request::post(server.http_url(&format!("/notify/{room}")));
+    if let Some(value) = traceparent {
+        request = request.header("traceparent", value);
+    }
+    let response = http_request(request.body(Default::default())?).await?;
+    anyhow::ensure!(response.status == 200 && response.body == "0", "{response}");
+    Ok(())
+}
+
+/// The value of `field=` in `line`.
+fn field<'a>(line: &'a str, field: &str) -> Option<&'a str> {
+    let start = line.find(&format!("{field}="))? + field.len() + 1;
+    let rest = &line[start..];
+    let end = rest.find([' ', '}']).unwrap_or(rest.len());
+    Some(rest[..end].trim_matches('"'))
+}
+
+/// The `asena.send` and `asena.deliver` lines about `room`, once both are logged.
+async fn spans_of(room: &str) -> anyhow::Result<(String, String)> {
+    let both = || {
+        let text = captured().text();
+        let about = |span: &str| {
+            text.lines()
+                .find(|l| l.contains(span) && l.contains(&format!("address=hall.{room}")))
+                .map(str::to_owned)
+        };
+        Some((about("asena.send{")?, about("asena.deliver{")?))
+    };
+    asena_tests::until_some(
+        asena_tests::WAIT,
+        "the send and delivery spans",
+        async || Ok(both()),
+    )
+    .await
+}
+
+/// One fleet of two instances on `url`: the three ways a request can come.
+async fn trace_through(url: &str) -> anyhow::Result<()> {
+    let (a, b) = (instance(url).await?, instance(url).await?);
+
+    // 1. The caller's trace: the same trace id on both instances, and the delivery's parent
+    //    is the send's span.
+    let room = unique("traced");
+    let (mut client, _) = join_hall(&b, &room).await?;
+    asena_tests::subscribed(&b).await?;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    post_notify(&a, &room, Some(incoming)).await?;
+    assert_eq!(client.recv_text().await?, "hello");
+    let (send, deliver) = spans_of(&room).await?;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    assert_eq!(field(&send, "trace_id"), Some(trace_id), "{send}");
+    assert_eq!(
+        field(&send, "parent_id"),
+        Some("00f067aa0ba902b7"),
+        "{send}"
+    );
+    assert_eq!(field(&deliver, "trace_id"), Some(trace_id), "{deliver}");
+    let hop = field(&send, "span_id").context("no span id")?;
+    assert_ne!(hop, "00f067aa0ba902b7");
+    assert_eq!(field(&deliver, "parent_id"), Some(hop), "{deliver}");
+    assert!(deliver.contains("recipients=1"), "{deliver}");
+
+    // 2. and 3. No header, and a malformed one: a new trace, the same on both sides.
+    for header in [None, Some("00-NOT-A-TRACE-01")] {
+        let room = unique("traced");
+        let (mut client, _) = join_hall(&b, &room).await?;
+        asena_tests::subscribed(&b).await?;
+        post_notify(&a, &room, header).await?;
+        let got = client.recv_text().await.with_context(|| {
+            format!(
+                "a: {:?}, b: {:?}",
+                a.app.transport_stats(),
+                b.app.transport_stats()
+            )
+        })?;
+        assert_eq!(got, "hello");
+        let (send, deliver) = spans_of(&room).await?;
+        let started = field(&send, "trace_id").context("no trace id")?;
+        assert_eq!(started.len(), 32, "{send}");
+        assert_ne!(started, trace_id);
+        assert_eq!(field(&deliver, "trace_id"), Some(started), "{deliver}");
+    }
+    asena_tests::stop_all([a, b]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_trace_reaches_the_other_instance_through_redis() -> anyhow::Result<()> {
+    captured();
+    trace_through(REDIS).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_trace_reaches_the_other_instance_through_nats() -> anyhow::Result<()> {
+    captured();
+    trace_through(NATS).await
+}
+
+/// A task runs outside any trace unless `scope` gives it one; a started trace is sampled and
+/// reads back as a valid `traceparent`.
+#[tokio::test]
+async fn a_scope_sets_the_context_and_a_started_trace_is_valid() -> anyhow::Result<()> {
+    assert_eq!(trace::current(), None);
+    let parent = trace::start();
+    assert!(parent.sampled());
+    let inside = trace::scope(parent, async { trace::current() }).await;
+    assert_eq!(inside, Some(parent));
+    assert_eq!(
+        TraceParent::parse(&parent.to_string()),
+        Some(parent),
+        "a started trace is a valid traceparent"
+    );
+    Ok(())
+}
