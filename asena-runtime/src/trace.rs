@@ -11,8 +11,10 @@
 //!   `00-<trace id>-<that span id>-<flags>` in its envelope: `tp` in Asena's, `traceparent`
 //!   in the managed one (see [`asena_protocol::trace`]).
 //! - **Delivering.** The instance that receives it delivers in the span `asena.deliver`
-//!   (`trace_id`, `parent_id` — the sender's span — `address`, `pod`) and logs `delivered`
-//!   with the number of local recipients.
+//!   (`trace_id`, `parent_id` — the sender's span — `address`, and `pod`, the delivering
+//!   instance: its transport's pod id, or a managed service's `serverId`) and logs
+//!   `delivered` with the number of local recipients. On a transport with one channel for
+//!   everything every instance delivers, most of them to nobody (`recipients=0`).
 //!
 //! Both spans are at `DEBUG` under the target `asena::trace`. A message sent outside any
 //! context carries nothing and costs one task-local read; local deliveries never leave the
