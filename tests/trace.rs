@@ -8,10 +8,10 @@ use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use asena_runtime::FromApp;
 use asena_runtime::prelude::*;
 use asena_runtime::trace::{self, TraceParent};
 use asena_runtime::transport::{NatsTransport, RedisTransport};
+use asena_runtime::{FromApp, InspectorToken};
 use asena_tests::broker::{NATS, REDIS};
 use asena_tests::managed::{next_event, raw_sender};
 use asena_tests::{
@@ -47,22 +47,42 @@ fn captured() -> &'static Captured {
     })
 }
 
-/// An instance on `url` and its transport's pod id (what its delivery spans carry).
-async fn instance(url: &str) -> anyhow::Result<(TestServer, String)> {
+/// The inspector's token in these tests.
+const TOKEN: &str = "trace-inspector-token";
+
+/// An instance named `name` on `url`, in the fleet of the channel (or subject) `fleet`, with
+/// its inspector; and its transport's pod id (what its delivery spans carry).
+async fn instance(url: &str, fleet: &str, name: &str) -> anyhow::Result<(TestServer, String)> {
     let routes = axum::Router::new()
         .route("/notify/{room}", post(notify))
         .layer(axum::middleware::from_fn(trace::propagate));
-    let builder = isolated().websocket::<Traced>().router(routes);
+    let builder = isolated()
+        .websocket::<Traced>()
+        .router(routes)
+        .instance_name(name)
+        .inspector("/_asena", InspectorToken::new(TOKEN))
+        .announce_every(Duration::from_millis(100));
     let (builder, pod) = if url.starts_with("nats") {
-        let transport = NatsTransport::new(url);
+        let transport = NatsTransport::new(url).subject(fleet);
         let pod = transport.pod_id().to_owned();
         (builder.transport(transport), pod)
     } else {
-        let transport = RedisTransport::new(url);
+        let transport = RedisTransport::new(url).channel(fleet);
         let pod = transport.pod_id().to_owned();
         (builder.transport(transport), pod)
     };
     Ok((start(builder).await?, pod))
+}
+
+/// The inspector's traces view of `server`.
+async fn inspected_traces(server: &TestServer) -> anyhow::Result<Vec<serde_json::Value>> {
+    let request = hyper::Request::get(server.http_url("/_asena/api/traces"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Default::default())?;
+    let response = http_request(request).await?;
+    anyhow::ensure!(response.status == 200, "{response}");
+    let body: serde_json::Value = serde_json::from_str(&response.body)?;
+    Ok(body["traces"].as_array().cloned().unwrap_or_default())
 }
 
 /// Sends untraced probes from `from` to `room` until `client` hears one: the first message
@@ -151,7 +171,9 @@ async fn spans_at(address: &str, pod: Option<&str>) -> anyhow::Result<(String, S
 
 /// One fleet of two instances on `url`: the three ways a request can come.
 async fn trace_through(url: &str) -> anyhow::Result<()> {
-    let ((a, _), (b, pod)) = (instance(url).await?, instance(url).await?);
+    let fleet = unique("trace-fleet");
+    let (a, _) = instance(url, &fleet, "alpha").await?;
+    let (b, pod) = instance(url, &fleet, "beta").await?;
 
     // 1. The caller's trace: the same trace id on both instances, and the delivery's parent
     //    is the send's span.
@@ -174,6 +196,28 @@ async fn trace_through(url: &str) -> anyhow::Result<()> {
     assert_ne!(hop, "00f067aa0ba902b7");
     assert_eq!(field(&deliver, "parent_id"), Some(hop), "{deliver}");
     assert!(deliver.contains("recipients=1"), "{deliver}");
+    // The inspector links the send on alpha to the delivery on beta, from their
+    // announcements.
+    let linked = asena_tests::until_some(
+        asena_tests::WAIT,
+        "the trace in the inspector",
+        async || {
+            let traces = inspected_traces(&a).await?;
+            Ok(traces.into_iter().find(|t| {
+                t["traceId"] == trace_id
+                    && t["spanId"] == hop
+                    && !t["deliveries"].as_array().is_none_or(Vec::is_empty)
+            }))
+        },
+    )
+    .await?;
+    assert_eq!(linked["sentBy"], "alpha", "{linked}");
+    assert_eq!(linked["address"], format!("hall.{room}"), "{linked}");
+    assert_eq!(
+        linked["deliveries"],
+        serde_json::json!([{"instance": "beta", "recipients": 1, "at": linked["deliveries"][0]["at"]}]),
+        "{linked}"
+    );
 
     // 2. and 3. No header, and a malformed one: a new trace, the same on both sides.
     for header in [None, Some("00-NOT-A-TRACE-01")] {

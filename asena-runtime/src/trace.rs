@@ -44,7 +44,10 @@
 //!     .layer(axum::middleware::from_fn(trace::propagate));
 //! ```
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::Request;
 use axum::http::HeaderMap;
@@ -119,27 +122,87 @@ pub(crate) fn hop(address: &str) -> Option<TraceParent> {
 /// it carried one, for the delivery that follows; [`Delivering::done`] ends it.
 pub(crate) fn delivering(trace: Option<TraceParent>, address: &str, pod: &str) -> Delivering {
     Delivering(trace.map(|trace| {
-        tracing::debug_span!(
+        let span = tracing::debug_span!(
             target: "asena::trace",
             "asena.deliver",
             trace_id = %trace.trace_id(),
             parent_id = %trace.parent_id(),
             address = %Bounded(address),
             pod,
-        )
-        .entered()
+        );
+        (trace, span.entered())
     }))
 }
 
 /// A delivery under way in its trace's span (nothing for a message without a trace).
-pub(crate) struct Delivering(Option<tracing::span::EnteredSpan>);
+pub(crate) struct Delivering(Option<(TraceParent, tracing::span::EnteredSpan)>);
 
 impl Delivering {
-    /// The delivery reached `recipients` local sockets.
-    pub(crate) fn done(self, recipients: usize) {
-        if self.0.is_some() {
-            tracing::debug!(target: "asena::trace", recipients, "delivered");
+    /// The delivery of the message to `address` reached `recipients` local sockets; recorded
+    /// in `log` when given.
+    pub(crate) fn done(self, recipients: usize, address: &str, log: Option<&TraceLog>) {
+        let Some((trace, _span)) = self.0 else {
+            return;
+        };
+        tracing::debug!(target: "asena::trace", recipients, "delivered");
+        if let Some(log) = log {
+            log.record(trace, address, Some(recipients as u64));
         }
+    }
+}
+
+/// A message an instance sent to the fleet, or delivered from it, within a trace: what the
+/// inspector shows, linking a send to its deliveries on other instances by
+/// `(trace_id, span_id)`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct TracedMessage {
+    /// The trace (32 hex digits).
+    pub trace_id: String,
+    /// The span that sent the message (16 hex digits): the sender's `asena.send` span, the
+    /// `parent_id` of every `asena.deliver` span it caused.
+    pub span_id: String,
+    /// The topic or channel, at most 128 characters.
+    pub address: String,
+    /// `None` where it was sent; where it was delivered, to how many local sockets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<u64>,
+    /// When (ms since the Unix epoch, the instance's clock).
+    pub at: u64,
+}
+
+/// The last [`TraceLog::CAPACITY`] traced messages an instance sent or delivered (a ring:
+/// one short lock per traced message, nothing for the others).
+#[derive(Debug, Default)]
+pub(crate) struct TraceLog(Mutex<VecDeque<TracedMessage>>);
+
+impl TraceLog {
+    /// How many it keeps.
+    pub(crate) const CAPACITY: usize = 32;
+
+    /// Records a message of `trace` (whose parent is the sending span) to `address`.
+    pub(crate) fn record(&self, trace: TraceParent, address: &str, delivered: Option<u64>) {
+        let message = TracedMessage {
+            trace_id: trace.trace_id().to_string(),
+            span_id: trace.parent_id().to_string(),
+            address: Bounded(address).to_string(),
+            delivered,
+            at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        };
+        let mut ring = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if ring.len() == Self::CAPACITY {
+            ring.pop_front();
+        }
+        ring.push_back(message);
+    }
+
+    /// What it holds, oldest first.
+    pub(crate) fn recent(&self) -> Vec<TracedMessage> {
+        let ring = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        ring.iter().cloned().collect()
     }
 }
 
@@ -183,6 +246,21 @@ mod tests {
             from_headers(&headers).map(|t| t.to_string()).as_deref(),
             Some(valid)
         );
+    }
+
+    #[test]
+    fn the_log_keeps_the_last_messages() {
+        let log = TraceLog::default();
+        let trace = start();
+        for n in 0..TraceLog::CAPACITY + 5 {
+            log.record(trace, &format!("chat.{n}"), Some(n as u64));
+        }
+        let recent = log.recent();
+        assert_eq!(recent.len(), TraceLog::CAPACITY);
+        assert_eq!(recent[0].address, "chat.5");
+        assert_eq!(recent[0].span_id, trace.parent_id().to_string());
+        let last = recent.last().expect("full");
+        assert_eq!(last.delivered, Some(TraceLog::CAPACITY as u64 + 4));
     }
 
     #[test]

@@ -1127,7 +1127,7 @@ mod bus {
                 crate::trace::delivering(envelope.traceparent, channel, &state.server_id);
             match state.deliver_local(&self.ns, delivery) {
                 Ok(recipients) => {
-                    delivering.done(recipients);
+                    delivering.done(recipients, channel, None);
                     Heard::Delivered
                 }
                 Err(error) => Heard::Refused(error.to_string()),

@@ -73,12 +73,15 @@ impl FleetBus {
             traceparent: None,
         };
         let channel = envelope.channel_under(&self.prefix);
+        let trace = crate::trace::hop(&channel);
         let envelope = ManagedEnvelope {
-            traceparent: crate::trace::hop(&channel),
+            traceparent: trace,
             ..envelope
         };
-        self.transport
-            .publish(Outbound::channel(channel, envelope.encode().into()));
+        self.transport.publish(Outbound {
+            trace,
+            ..Outbound::channel(channel, envelope.encode().into())
+        });
     }
 }
 

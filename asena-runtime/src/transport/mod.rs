@@ -86,6 +86,9 @@ pub struct Outbound {
     pub payload: Bytes,
     /// Whether the message is binary.
     pub binary: bool,
+    /// The trace it was sent in ([`trace`](crate::trace)): on a topic the transport puts it
+    /// in the envelope (`tp`); a named channel's payload carries its own.
+    pub trace: Option<TraceParent>,
 }
 
 /// Where an [`Outbound`] message goes: one bus, two layouts of channels on it.
@@ -103,9 +106,6 @@ pub enum Route {
         /// (see [`Transport::subscribe`]). False for broadcasts, messages to one socket and
         /// the fleet's announcements, which every instance receives.
         interest: bool,
-        /// The trace it was sent in ([`trace`](crate::trace)): carried in the envelope as
-        /// `tp`.
-        trace: Option<TraceParent>,
     },
     /// A named channel of a protocol's own layout, `<prefix>:<rest>` (the managed
     /// protocol's `ws:room:lobby`): the payload travels as it is, and reaches the
@@ -119,11 +119,8 @@ impl Outbound {
     pub fn topic(topic: String, payload: Bytes, binary: bool, interest: bool) -> Outbound {
         let trace = crate::trace::hop(&topic);
         Outbound {
-            route: Route::Topic {
-                topic,
-                interest,
-                trace,
-            },
+            route: Route::Topic { topic, interest },
+            trace,
             payload,
             binary,
         }
@@ -135,6 +132,7 @@ impl Outbound {
             route: Route::Channel(channel),
             payload,
             binary: false,
+            trace: None,
         }
     }
 
@@ -188,6 +186,12 @@ pub trait Transport: Send + Sync + 'static {
     /// [`MessageTooLarge`](crate::namespace::SendErrorCode::MessageTooLarge).
     fn max_message_size(&self) -> Option<usize> {
         None
+    }
+
+    /// The last messages this instance sent or delivered within a trace (at most 32,
+    /// oldest first), for the inspector; empty for a transport that keeps none.
+    fn recent_traces(&self) -> Vec<crate::trace::TracedMessage> {
+        Vec::new()
     }
 
     /// True only for [`LocalTransport`]: the app then skips transports entirely.

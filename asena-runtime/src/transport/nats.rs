@@ -414,7 +414,6 @@ impl Publisher {
             Route::Topic {
                 topic,
                 interest: true,
-                ..
             } if self.by_interest => wire::nats_room_subject(&self.subject, topic)
                 .map_or_else(|| self.subject.clone(), async_nats::Subject::from),
             Route::Topic { .. } => self.subject.clone(),

@@ -290,7 +290,8 @@ impl<S: Subscription> SubscriberTask<S> {
             Ok(msg) => {
                 Counters::add(&self.counters.received, 1);
                 let delivering = crate::trace::delivering(msg.trace, &msg.topic, &self.pod_id);
-                delivering.done(self.inbound.deliver(&msg.topic, &msg.payload, msg.binary));
+                let recipients = self.inbound.deliver(&msg.topic, &msg.payload, msg.binary);
+                delivering.done(recipients, &msg.topic, Some(&self.counters.traces));
             }
             Err(error) => {
                 Counters::add(&self.counters.errors, 1);

@@ -114,7 +114,6 @@ impl Publisher {
                 Route::Topic {
                     topic,
                     interest: true,
-                    ..
                 } => ("SPUBLISH", wire::redis_room_channel(&self.channel, topic)),
                 Route::Topic { .. } => ("PUBLISH", self.channel.clone()),
                 Route::Channel(named) => ("PUBLISH", named.clone()),

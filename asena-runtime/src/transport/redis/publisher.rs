@@ -48,7 +48,6 @@ impl Publish for Publisher {
                 Route::Topic {
                     topic,
                     interest: true,
-                    ..
                 } if self.by_interest => cmd.arg(wire::redis_room_channel(&self.channel, topic)),
                 Route::Topic { .. } => cmd.arg(&self.channel),
                 Route::Channel(named) => cmd.arg(named),
