@@ -16,7 +16,10 @@
 //!   `delivered` with the number of local recipients. On a transport with one channel for
 //!   everything every instance delivers, most of them to nobody (`recipients=0`).
 //!
-//! Both spans are at `DEBUG` under the target `asena::trace`. A message sent outside any
+//! Both spans are at `DEBUG` under the target `asena::trace`. With the `opentelemetry`
+//! feature and `tracing-opentelemetry`'s layer installed, they are OpenTelemetry spans: a
+//! send inside one of the app's spans takes that span's context when no [`scope`] is set, the
+//! hop carries the `asena.send` span's own id, and `asena.deliver` is its remote child. A message sent outside any
 //! context carries nothing and costs one task-local read; local deliveries never leave the
 //! process and get no span. An invalid `traceparent` (from a request or an envelope) is no
 //! context, never an error.
@@ -60,9 +63,13 @@ tokio::task_local! {
     static CURRENT: TraceParent;
 }
 
-/// The trace context the current task runs in, if any.
+/// The trace context the current task runs in, if any: the one [`scope`] set, else (with
+/// the `opentelemetry` feature) the OpenTelemetry context of the current `tracing` span.
 pub fn current() -> Option<TraceParent> {
-    CURRENT.try_with(|parent| *parent).ok()
+    let scoped = CURRENT.try_with(|parent| *parent).ok();
+    #[cfg(feature = "opentelemetry")]
+    let scoped = scoped.or_else(otel::current_span);
+    scoped
 }
 
 /// Runs `future` within the trace context `parent`: what it sends to other instances belongs
@@ -105,16 +112,21 @@ fn span_id() -> [u8; 8] {
 /// new span id, logged as `asena.send`. `None` (and nothing logged) outside any trace.
 pub(crate) fn hop(address: &str) -> Option<TraceParent> {
     let parent = current()?;
-    let sent = parent.child(span_id());
-    tracing::debug_span!(
+    let span = tracing::debug_span!(
         target: "asena::trace",
         "asena.send",
-        trace_id = %sent.trace_id(),
-        span_id = %sent.parent_id(),
+        trace_id = %parent.trace_id(),
+        span_id = tracing::field::Empty,
         parent_id = %parent.parent_id(),
         address = %Bounded(address),
-    )
-    .in_scope(|| tracing::debug!(target: "asena::trace", "sent to the fleet"));
+    );
+    // With OpenTelemetry the hop's id is the exported span's own; else a random one.
+    #[cfg(feature = "opentelemetry")]
+    let sent = otel::adopt(&span, parent).unwrap_or_else(|| parent.child(span_id()));
+    #[cfg(not(feature = "opentelemetry"))]
+    let sent = parent.child(span_id());
+    span.record("span_id", tracing::field::display(sent.parent_id()));
+    span.in_scope(|| tracing::debug!(target: "asena::trace", "sent to the fleet"));
     Some(sent)
 }
 
@@ -130,6 +142,8 @@ pub(crate) fn delivering(trace: Option<TraceParent>, address: &str, pod: &str) -
             address = %Bounded(address),
             pod,
         );
+        #[cfg(feature = "opentelemetry")]
+        otel::adopt(&span, trace);
         (trace, span.entered())
     }))
 }
@@ -200,6 +214,7 @@ impl TraceLog {
     }
 
     /// What it holds, oldest first.
+    #[cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
     pub(crate) fn recent(&self) -> Vec<TracedMessage> {
         let ring = self.0.lock().unwrap_or_else(|p| p.into_inner());
         ring.iter().cloned().collect()
@@ -215,6 +230,50 @@ impl std::fmt::Display for Bounded<'_> {
             Some((end, _)) => write!(f, "{}…", &self.0[..end]),
             None => f.write_str(self.0),
         }
+    }
+}
+
+/// The bridge to OpenTelemetry through `tracing-opentelemetry`: what its layer knows of a
+/// span, read and set as [`TraceParent`]s.
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    use super::TraceParent;
+
+    /// The OpenTelemetry context of the current `tracing` span, when it has a valid one.
+    pub(super) fn current_span() -> Option<TraceParent> {
+        of(tracing::Span::current().context().span().span_context())
+    }
+
+    /// Makes `span` the child of the remote span `parent`, and returns what the span passes
+    /// on: the same trace with the span's own id. `None` when no OpenTelemetry layer records
+    /// the span (it is disabled, or the app exports nothing).
+    pub(super) fn adopt(span: &tracing::Span, parent: TraceParent) -> Option<TraceParent> {
+        let remote = SpanContext::new(
+            TraceId::from_bytes(parent.trace_id().to_bytes()),
+            SpanId::from_bytes(parent.parent_id().to_bytes()),
+            TraceFlags::new(parent.flags()),
+            true,
+            TraceState::default(),
+        );
+        span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote))
+            .ok()?;
+        of(span.context().span().span_context())
+    }
+
+    fn of(context: &SpanContext) -> Option<TraceParent> {
+        if !context.is_valid() {
+            return None;
+        }
+        TraceParent::new(
+            context.trace_id().to_bytes(),
+            context.span_id().to_bytes(),
+            context.trace_flags().to_u8(),
+        )
     }
 }
 
