@@ -245,6 +245,7 @@ mod secret;
 mod middleware;
 mod service;
 pub mod protocol;
+pub mod presence;
 mod ws;
 pub mod managed;
 pub mod di;
