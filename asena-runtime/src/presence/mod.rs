@@ -87,11 +87,8 @@ use crate::transport::{Heard, Listener, Outbound, Transport};
 
 use bus::{Entry, Kind, Message};
 
-/// The prefix of presence's named channel on the transport.
+/// The default prefix of presence's named channel on the transport.
 const PREFIX: &str = "asena-presence";
-
-/// The one channel presence uses.
-const CHANNEL: &str = "asena-presence:fleet";
 
 /// How many of its own intervals another instance may stay silent before its entries go.
 const SILENT_INTERVALS: u32 = 3;
@@ -117,6 +114,7 @@ pub struct PresenceOptions {
     max_entries_per_socket: usize,
     max_entries_per_room: usize,
     max_message_bytes: usize,
+    channel_prefix: String,
 }
 
 impl Default for PresenceOptions {
@@ -127,6 +125,7 @@ impl Default for PresenceOptions {
             max_entries_per_socket: 16,
             max_entries_per_room: 10_000,
             max_message_bytes: 1 << 20,
+            channel_prefix: PREFIX.to_owned(),
         }
     }
 }
@@ -162,6 +161,15 @@ impl PresenceOptions {
     /// sent in parts of at most half of it.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes.max(4096);
+        self
+    }
+
+    /// The prefix of the named channel presence uses on the transport (default
+    /// `asena-presence`, the channel `asena-presence:fleet`): fleets sharing a broker keep
+    /// apart with their own (on Redis a named channel is the same for every client of the
+    /// server). 1 to 64 ASCII letters, digits, `-` or `_`, else the app does not start.
+    pub fn channel_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.channel_prefix = prefix.into();
         self
     }
 
@@ -334,6 +342,8 @@ pub(crate) struct Hub {
     served: HashMap<Arc<str>, Served>,
     state: Mutex<State>,
     transport: std::sync::OnceLock<Arc<dyn Transport>>,
+    /// `<prefix>:fleet`.
+    channel: String,
     /// A state was asked for.
     wake: Notify,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -408,6 +418,7 @@ impl Hub {
             .collect();
         let hub = Arc::new(Hub {
             id: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+            channel: format!("{}:fleet", options.channel_prefix),
             options,
             served,
             state: Mutex::new(State::default()),
@@ -426,7 +437,8 @@ impl Hub {
         if fleet.transport().is_local() {
             return Ok(());
         }
-        fleet.listen(PREFIX, "presence", Arc::new(Ear(Arc::downgrade(self))))?;
+        let prefix = &self.options.channel_prefix;
+        fleet.listen(prefix, "presence", Arc::new(Ear(Arc::downgrade(self))))?;
         let _ = self.transport.set(fleet.transport().clone());
         Ok(())
     }
@@ -476,7 +488,7 @@ impl Hub {
 
     fn publish(&self, message: &Message) {
         if let Some(t) = self.transport.get() {
-            t.publish(Outbound::channel(CHANNEL.to_owned(), message.encode()));
+            t.publish(Outbound::channel(self.channel.clone(), message.encode()));
         }
     }
 
