@@ -14,7 +14,10 @@ use asena_runtime::prelude::*;
 use asena_runtime::presence::{PresenceDiff, PresenceOptions};
 use asena_runtime::transport::{NatsTransport, RedisTransport, Transport};
 use asena_tests::broker::{Kind, NATS, REDIS};
-use asena_tests::{Client, TestServer, WAIT, isolated, start, unique};
+use asena_tests::managed::next_event;
+use asena_tests::{
+    Client, TestServer, WAIT, event, isolated, managed_login, managed_service, start, unique,
+};
 use serde_json::Value;
 
 /// Tracks itself on open in `?room=` under `?key=` (its id by default) with `{"name": key}`;
@@ -438,4 +441,56 @@ async fn hostile_bus_messages_ignored() -> anyhow::Result<()> {
     a.server.stop().await?;
     on_b.until(&["bob"]).await?;
     b.server.stop().await
+}
+
+managed_service!(Desk, "/desk", on_event = desk_event);
+
+/// `{"event":"here","data":{"room":R,"name":N}}` tracks the client in R under N.
+async fn desk_event(ws: &Socket<Desk>, event: Message) -> Result<()> {
+    let envelope: Value = event.json()?;
+    let data = &envelope["data"];
+    if envelope["event"] == "here" {
+        let room = data["room"].as_str().unwrap_or_default();
+        let name = data["name"].as_str().unwrap_or_default();
+        ws.presence().track_as(room, name, &json!({"name": name}))?;
+    }
+    Ok(())
+}
+
+/// A managed service's clients get presence as events: `presence_state` and
+/// `presence_diff` with the same objects as `data`.
+#[tokio::test]
+async fn managed_clients_get_events() -> anyhow::Result<()> {
+    let server = start(
+        isolated()
+            .websocket::<Desk>()
+            .presence(PresenceOptions::default()),
+    )
+    .await?;
+    let (mut ada, _) = managed_login(&server, "/desk", json!({"user": "ada"})).await?;
+    let (mut bob, _) = managed_login(&server, "/desk", json!({"user": "bob"})).await?;
+    ada.send_json(&event("here", json!({"room": "desk", "name": "ada"})))
+        .await?;
+    let state = next_event(&mut ada, "presence_state").await?;
+    ensure!(state["data"]["room"] == "desk", "{state}");
+    ensure!(
+        state["data"]["state"]["ada"]["metas"][0]["name"] == "ada",
+        "{state}"
+    );
+    bob.send_json(&event("here", json!({"room": "desk", "name": "bob"})))
+        .await?;
+    let state = next_event(&mut bob, "presence_state").await?;
+    ensure!(
+        state["data"]["state"].as_object().unwrap().len() == 2,
+        "{state}"
+    );
+    let diff = next_event(&mut ada, "presence_diff").await?;
+    ensure!(
+        diff["data"]["joins"]["bob"]["metas"][0]["name"] == "bob",
+        "{diff}"
+    );
+    bob.close().await?;
+    let diff = next_event(&mut ada, "presence_diff").await?;
+    ensure!(diff["data"]["leaves"]["bob"]["metas"].is_array(), "{diff}");
+    server.stop().await
 }
