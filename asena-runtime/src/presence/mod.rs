@@ -1224,3 +1224,140 @@ impl<O> SocketPresence<'_, O> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Compression, Limits};
+
+    fn hub() -> Arc<Hub> {
+        let ns = Namespace::new(
+            "/chat",
+            "Chat",
+            Limits::default(),
+            Compression::default(),
+            None,
+            Arc::default(),
+        );
+        Hub::new(PresenceOptions::default(), &[ns])
+    }
+
+    fn message(kind: Kind, seq: u64) -> Message {
+        let mut m = Message::new("peer", kind);
+        m.seq = seq;
+        m.every_ms = 1000;
+        m
+    }
+
+    fn joined(phx_ref: &str, key: &str) -> Entry {
+        Entry {
+            ns: Arc::from("/chat"),
+            room: Arc::from("lobby"),
+            key: Arc::from(key),
+            phx_ref: Arc::from(phx_ref),
+            meta: Arc::default(),
+        }
+    }
+
+    fn hear(hub: &Hub, m: &Message) -> Heard {
+        hub.hear(&m.encode())
+    }
+
+    fn keys(hub: &Hub) -> Vec<String> {
+        hub.list("/chat", "lobby").into_keys().collect()
+    }
+
+    #[test]
+    fn diffs_apply_only_in_sequence_after_a_state() {
+        let hub = hub();
+        // Unknown instance: its diff is not applied (a state is asked for).
+        let mut diff = message(Kind::Diff, 1);
+        diff.entries = vec![joined("r1", "ada")];
+        assert_eq!(hear(&hub, &diff), Heard::Delivered);
+        assert!(keys(&hub).is_empty());
+
+        let mut state = message(Kind::State, 1);
+        state.last = true;
+        state.entries = vec![joined("r1", "ada")];
+        hear(&hub, &state);
+        assert_eq!(keys(&hub), ["ada"]);
+
+        // The next diff applies; a duplicate does nothing; a gap is not applied.
+        let mut next = message(Kind::Diff, 2);
+        next.entries = vec![joined("r2", "bob")];
+        hear(&hub, &next);
+        hear(&hub, &next);
+        assert_eq!(keys(&hub), ["ada", "bob"]);
+        let mut gap = message(Kind::Diff, 5);
+        gap.entries = vec![joined("r5", "cy")];
+        hear(&hub, &gap);
+        assert_eq!(keys(&hub), ["ada", "bob"]);
+
+        // A later state replaces what was known: leaves for what it lacks.
+        let mut state = message(Kind::State, 5);
+        state.last = true;
+        state.entries = vec![joined("r5", "cy")];
+        hear(&hub, &state);
+        assert_eq!(keys(&hub), ["cy"]);
+
+        hear(&hub, &message(Kind::Bye, 0));
+        assert!(keys(&hub).is_empty());
+    }
+
+    #[test]
+    fn hostile_messages_are_refused_with_bounded_reasons() {
+        let hub = hub();
+        let huge = vec![b'x'; (1 << 20) + 1];
+        let Heard::Refused(why) = hub.hear(&huge) else {
+            panic!("a huge message is refused")
+        };
+        assert!(why.contains("over the limit"), "{why}");
+
+        let long = format!(
+            "{{\"v\":1,\"from\":\"{}\",\"kind\":\"nope\"}}",
+            "y".repeat(10_000)
+        );
+        let Heard::Refused(why) = hub.hear(long.as_bytes()) else {
+            panic!("an unknown kind is refused")
+        };
+        assert!(why.chars().count() < 200, "{why}");
+
+        let mut m = message(Kind::Beat, 0);
+        m.from = "z".repeat(65);
+        assert!(matches!(hear(&hub, &m), Heard::Refused(_)));
+
+        // Entries of unknown namespaces, invalid rooms or keys are dropped.
+        let mut state = message(Kind::State, 1);
+        state.last = true;
+        let mut other_ns = joined("a", "ada");
+        other_ns.ns = Arc::from("/elsewhere");
+        let mut bad_room = joined("b", "bob");
+        bad_room.room = Arc::from("__");
+        let mut no_key = joined("c", "");
+        no_key.key = Arc::from("");
+        state.entries = vec![other_ns, bad_room, no_key];
+        hear(&hub, &state);
+        assert!(keys(&hub).is_empty());
+        assert!(lock(&hub.state).rooms.is_empty());
+    }
+
+    #[test]
+    fn another_instance_cannot_take_over_a_ref() {
+        let hub = hub();
+        let mut state = message(Kind::State, 1);
+        state.last = true;
+        state.entries = vec![joined("r1", "ada")];
+        hear(&hub, &state);
+        let mut thief = state.clone();
+        thief.from = "thief".to_owned();
+        thief.entries = vec![joined("r1", "mallory")];
+        hear(&hub, &thief);
+        assert_eq!(keys(&hub), ["ada"]);
+        // Its goodbye takes nothing of the writer's.
+        hear(&hub, &Message::new("thief", Kind::Bye));
+        assert_eq!(keys(&hub), ["ada"]);
+        hear(&hub, &message(Kind::Bye, 0));
+        assert!(keys(&hub).is_empty());
+        assert!(lock(&hub.state).rooms.is_empty());
+    }
+}
