@@ -21,6 +21,11 @@
 //!         ws.presence().track_as("lobby", &name, &json!({"typing": false}))?;
 //!         Ok(())
 //!     }
+//!     async fn on_message(&self, ws: &Socket<Self>, _msg: Message) -> Result<()> {
+//!         // who is in the lobby on every instance: key -> {"metas": [..]}
+//!         ws.send_json(&ws.namespace().presence().list("lobby"))?;
+//!         Ok(())
+//!     }
 //! }
 //! ```
 //!
