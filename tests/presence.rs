@@ -326,41 +326,39 @@ async fn bounds_refused() -> anyhow::Result<()> {
     )
     .await?;
     let big = "x".repeat(10_000);
-    ws.refused(
-        json!({"op":"track","room":room,"key":"k1","meta":{"name": big}}),
-        "over the limit of 64",
-    )
-    .await?;
-    ws.refused(
-        json!({"op":"track","room":room,"key":"k1","meta":[1, 2]}),
-        "JSON object",
-    )
-    .await?;
-    ws.refused(
-        json!({"op":"track","room":room,"key":"k".repeat(129),"meta":{}}),
-        "1 to 128 bytes",
-    )
-    .await?;
-    ws.refused(
-        json!({"op":"track","room":room,"key":"","meta":{}}),
-        "1 to 128 bytes",
-    )
-    .await?;
-    ws.refused(
-        json!({"op":"track","room":"__","key":"k1","meta":{}}),
-        "invalid room",
-    )
-    .await?;
-    ws.refused(
-        json!({"op":"track","room":room,"key":"k0","meta":{}}),
-        "already tracked",
-    )
-    .await?;
-    ws.refused(
-        json!({"op":"update","room":room,"key":"nobody","meta":{}}),
-        "not tracked",
-    )
-    .await?;
+    let refusals = [
+        (
+            json!({"op":"track","room":room,"key":"k1","meta":{"name": big}}),
+            "over the limit of 64",
+        ),
+        (
+            json!({"op":"track","room":room,"key":"k1","meta":[1, 2]}),
+            "JSON object",
+        ),
+        (
+            json!({"op":"track","room":room,"key":"k".repeat(129),"meta":{}}),
+            "1 to 128 bytes",
+        ),
+        (
+            json!({"op":"track","room":room,"key":"","meta":{}}),
+            "1 to 128 bytes",
+        ),
+        (
+            json!({"op":"track","room":"__","key":"k1","meta":{}}),
+            "invalid room",
+        ),
+        (
+            json!({"op":"track","room":room,"key":"k0","meta":{}}),
+            "already tracked",
+        ),
+        (
+            json!({"op":"update","room":room,"key":"nobody","meta":{}}),
+            "not tracked",
+        ),
+    ];
+    for (cmd, error) in refusals {
+        ws.refused(cmd, error).await?;
+    }
     let answer = ws
         .command(json!({"op":"track","room":"other","key":"k1","meta":{}}))
         .await?;

@@ -1071,10 +1071,8 @@ pub struct Presence {
 
 impl std::fmt::Debug for Presence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Presence")
-            .field("path", &self.ns.path())
-            .field("enabled", &self.hub.is_some())
-            .finish()
+        let state = if self.hub.is_some() { "on" } else { "off" };
+        write!(f, "Presence({}: {state})", self.ns.path())
     }
 }
 
@@ -1171,8 +1169,8 @@ impl<O> SocketPresence<'_, O> {
         key: &str,
         meta: &M,
     ) -> Result<String, PresenceError> {
-        let (hub, meta) = self.checked(key, meta)?;
         crate::namespace::validate_room(room)?;
+        let (hub, meta) = self.checked(key, meta)?;
         self.socket.subscribe(room)?;
         hub.track(self.socket, room, key, meta, false)
     }
