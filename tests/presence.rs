@@ -492,3 +492,30 @@ async fn managed_clients_get_events() -> anyhow::Result<()> {
     ensure!(diff["data"]["leaves"]["bob"]["metas"].is_array(), "{diff}");
     server.stop().await
 }
+
+/// With presence, the AsyncAPI document lists `presence_state` and `presence_diff` among
+/// what each service sends, in the form its sockets get them.
+#[tokio::test]
+async fn asyncapi_describes_presence() -> anyhow::Result<()> {
+    let server = start(
+        isolated()
+            .websocket::<Lobby>()
+            .websocket::<Desk>()
+            .presence(PresenceOptions::default()),
+    )
+    .await?;
+    let doc = server.app.asyncapi();
+    let messages = &doc["components"]["messages"];
+    for name in ["presence_state", "presence_diff"] {
+        let plain = &messages[format!("asena.{name}")]["payload"]["properties"];
+        ensure!(plain["type"]["const"] == name, "{plain}");
+        let managed = &messages[format!("managed.send.{name}")]["payload"]["properties"];
+        ensure!(managed["event"]["const"] == name, "{managed}");
+        ensure!(managed["data"]["required"][0] == "room", "{managed}");
+    }
+    let without = start(isolated().websocket::<Lobby>()).await?;
+    let doc = without.app.asyncapi();
+    ensure!(doc["components"]["messages"]["asena.presence_diff"].is_null());
+    without.stop().await?;
+    server.stop().await
+}

@@ -546,6 +546,7 @@ impl AsenaBuilder {
             fleet: fleet.as_ref(),
             live: &live,
             shutting_down: &shutting_down,
+            presence: self.presence.is_some(),
         });
 
         let (shutdown_tx, _) = watch::channel(false);

@@ -84,6 +84,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::asyncapi::{ChannelSpec, ProtocolMessage};
 use crate::codec::Frame;
 use crate::error::Result;
 use crate::namespace::{Departures, Namespace, RoomError, SocketRef};
@@ -985,11 +986,93 @@ fn push_state<O>(socket: &SocketRef<O>, room: &str, state: PresenceList) -> bool
     frame(&ns, "presence_state", &Body { room, state }).is_some_and(|f| socket.push(&f).is_ok())
 }
 
+/// Whether the sockets of `ns` speak the managed protocol's events (it seals their frames).
+fn speaks_events(ns: &Namespace) -> bool {
+    ns.shared().seal_for.get().is_some()
+}
+
+/// Adds `presence_state` and `presence_diff` to the AsyncAPI document of the service of `ns`,
+/// in the form its sockets receive them.
+pub(crate) fn describe(spec: &mut ChannelSpec, ns: &Namespace) {
+    let list = serde_json::json!({
+        "type": "object",
+        "description": "key → its entries, each the service's metadata with its `phx_ref`",
+        "additionalProperties": {
+            "type": "object",
+            "required": ["metas"],
+            "properties": { "metas": { "type": "array", "items": {
+                "type": "object",
+                "required": ["phx_ref"],
+                "properties": { "phx_ref": { "type": "string" } },
+            } } },
+        },
+    });
+    let metas =
+        serde_json::json!({ "ada": { "metas": [{ "typing": false, "phx_ref": "0190a1b2c3d4" }] } });
+    let messages = [
+        (
+            "presence_state",
+            "Who is in the room on every instance, sent to a socket that tracks itself in it.",
+            vec![("state", list.clone())],
+            serde_json::json!({ "room": "lobby", "state": metas }),
+        ),
+        (
+            "presence_diff",
+            "Entries that joined and left the room, sent to its members (Phoenix's `presence_diff`).",
+            vec![("joins", list.clone()), ("leaves", list)],
+            serde_json::json!({ "room": "lobby", "joins": metas, "leaves": {} }),
+        ),
+    ];
+    let managed = speaks_events(ns);
+    for (name, description, fields, example) in messages {
+        let mut properties = Map::new();
+        properties.insert("room".to_owned(), serde_json::json!({ "type": "string" }));
+        let mut required = vec!["room"];
+        for (field, schema) in fields {
+            properties.insert(field.to_owned(), schema);
+            required.push(field);
+        }
+        let body =
+            serde_json::json!({ "type": "object", "required": required, "properties": properties });
+        let message = if managed {
+            let payload = serde_json::json!({
+                "type": "object",
+                "required": ["event", "data"],
+                "properties": { "event": { "type": "string", "const": name }, "data": body },
+            });
+            let example = serde_json::json!({ "event": name, "data": example });
+            ProtocolMessage::new(
+                &format!("managed.send.{name}"),
+                name,
+                description,
+                payload,
+                example,
+            )
+        } else {
+            let mut payload = body;
+            payload["properties"]["type"] = serde_json::json!({ "type": "string", "const": name });
+            if let Some(required) = payload["required"].as_array_mut() {
+                required.insert(0, Value::from("type"));
+            }
+            let mut example = example;
+            example["type"] = Value::from(name);
+            ProtocolMessage::new(
+                &format!("asena.{name}"),
+                name,
+                description,
+                payload,
+                example,
+            )
+        };
+        spec.protocol.sends.push(message);
+    }
+}
+
 /// A frame for the sockets of `ns`: `{"type": kind, ..body}`, or for a managed service
 /// `{"event": kind, "data": body}`.
 fn frame<T: Serialize>(ns: &Namespace, kind: &str, body: &T) -> Option<Frame> {
     let value = serde_json::to_value(body).ok()?;
-    let message = if ns.shared().seal_for.get().is_some() {
+    let message = if speaks_events(ns) {
         serde_json::json!({ "event": kind, "data": value })
     } else {
         let mut object = Map::new();
