@@ -17,6 +17,7 @@ use asena_tests::broker::{Kind, NATS, REDIS};
 use asena_tests::managed::next_event;
 use asena_tests::{
     Client, TestServer, WAIT, event, isolated, managed_login, managed_service, start, unique,
+    validate_asyncapi,
 };
 use serde_json::Value;
 
@@ -505,6 +506,7 @@ async fn asyncapi_describes_presence() -> anyhow::Result<()> {
     )
     .await?;
     let doc = server.app.asyncapi();
+    validate_asyncapi(&[("presence", doc.clone())])?;
     let messages = &doc["components"]["messages"];
     for name in ["presence_state", "presence_diff"] {
         let plain = &messages[format!("asena.{name}")]["payload"]["properties"];
