@@ -461,12 +461,12 @@ impl Hub {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let Some(wake) = hub.upgrade() else { return };
+                let Some(live) = hub.upgrade() else { return };
                 tokio::select! {
-                    _ = tick.tick() => wake.beat(),
-                    () = wake.wake.notified() => {
-                        wake.send_state();
-                        drop(wake);
+                    _ = tick.tick() => live.beat(),
+                    () = live.wake.notified() => {
+                        live.send_state();
+                        drop(live);
                         // At most four states per interval, however often asked.
                         tokio::time::sleep(every / 4).await;
                     }
