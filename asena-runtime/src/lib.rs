@@ -241,6 +241,7 @@ mod error;
 pub mod config;
 mod stats;
 mod shutdown;
+pub mod trace;
 mod request;
 mod rooms;
 mod codec;
@@ -487,6 +488,7 @@ pub mod __fuzz {
             &envelope.payload,
             envelope.binary,
             &envelope.origin,
+            envelope.trace,
         );
         assert_eq!(Envelope::decode(&raw).as_ref(), Ok(&envelope));
         for namespace in ["chat", "ws/notifications", ""] {
