@@ -96,6 +96,13 @@
 //! sends by client, user, room or broadcast with `exclude` lists, on every instance through
 //! Ignis's layout of channels on the app's transport. See the [`managed`] module.
 //!
+//! ## Presence
+//! With [`AsenaBuilder::presence`], handlers track their socket in a room with metadata under
+//! a key (`ws.presence().track_as("lobby", user, &meta)?`), and `ns.presence().list(room)`
+//! tells who is present on every instance; the room's members get `presence_diff` frames.
+//! Instances exchange their own entries through the transport, with a heartbeat, so the
+//! entries of an instance that dies go after three intervals. See the [`presence`] module.
+//!
 //! ## Errors and limits
 //! A handler that fails (returns `Err` or panics) sends
 //! `{"type":"error","message":"Server error occurred"}` and closes that socket with 1011;
@@ -130,7 +137,7 @@
 //! the node that owns it.
 //!
 //! ## Logs
-//! Everything logs through `tracing` under six targets, for `RUST_LOG` (e.g.
+//! Everything logs through `tracing` under seven targets, for `RUST_LOG` (e.g.
 //! `RUST_LOG=asena::ws=debug,asena::transport=info`):
 //!
 //! | target | what |
@@ -139,6 +146,7 @@
 //! | `asena::middleware` | the middleware chain of each upgrade, refusals, origin checks |
 //! | `asena::managed` | the managed protocol: authentication, timeouts, joins, the fleet bus |
 //! | `asena::transport` | brokers: connects, reconnects, drops |
+//! | `asena::presence` | instances whose presence entries were removed (silent, or said goodbye), remote entries dropped |
 //! | `asena::di` | the component graph at startup |
 //! | `asena::inspector` | the inspector's guard and actions, instances joining and leaving the fleet view |
 //!
@@ -246,6 +254,7 @@ mod secret;
 mod middleware;
 mod service;
 pub mod protocol;
+pub mod presence;
 mod ws;
 pub mod managed;
 pub mod di;
