@@ -4,13 +4,10 @@
 //! span whose parent is the sending span, itself the child of the application's span — one
 //! trace across the fleet, through a real Redis.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
-use asena_runtime::prelude::*;
 use asena_runtime::transport::RedisTransport;
 use asena_tests::broker::REDIS;
-use asena_tests::{Client, TestServer, isolated, join_hall, start, unique};
+use asena_tests::{TestServer, isolated, join_hall, start, unique};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing_subscriber::Layer as _;
@@ -38,21 +35,6 @@ fn span<'a>(spans: &'a [SpanData], name: &str, address: &str) -> Option<&'a Span
     })
 }
 
-/// Sends untraced probes from `from` to `room` until `client` hears one.
-async fn until_heard(from: &TestServer, room: &str, client: &mut Client) -> anyhow::Result<()> {
-    let ulak = from.app.ulak::<Hall>().context("Hall is registered")?;
-    asena_tests::until_some(asena_tests::WAIT, "a probe crosses Redis", async || {
-        ulak.to(room, "probe")?;
-        let heard = tokio::time::timeout(Duration::from_millis(200), client.recv_text()).await;
-        Ok(heard
-            .ok()
-            .and_then(Result::ok)
-            .filter(|text| text == "probe"))
-    })
-    .await
-    .map(drop)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_message_is_one_opentelemetry_trace_across_instances() -> anyhow::Result<()> {
     let exporter = InMemorySpanExporter::default();
@@ -74,7 +56,7 @@ async fn a_room_message_is_one_opentelemetry_trace_across_instances() -> anyhow:
     let (a, b) = (instance(&channel).await?, instance(&channel).await?);
     let room = unique("otel-room");
     let (mut client, _) = join_hall(&b, &room).await?;
-    until_heard(&a, &room, &mut client).await?;
+    asena_tests::until_probe_heard::<Hall>(&a, &room, &mut client).await?;
 
     // The application's own span (an HTTP request, a job) around the send; no
     // `trace::scope`: the runtime takes the span's OpenTelemetry context.

@@ -85,26 +85,6 @@ async fn inspected_traces(server: &TestServer) -> anyhow::Result<Vec<serde_json:
     Ok(body["traces"].as_array().cloned().unwrap_or_default())
 }
 
-/// Sends untraced probes from `from` to `room` until `client` hears one: the first message
-/// across may race a subscription the broker is still recording.
-async fn until_heard(from: &TestServer, room: &str, client: &mut Client) -> anyhow::Result<()> {
-    let ulak = from.app.ulak::<Traced>().context("Traced is registered")?;
-    asena_tests::until_some(
-        asena_tests::WAIT,
-        "a probe crosses the broker",
-        async || {
-            ulak.to(room, "probe")?;
-            let heard = tokio::time::timeout(Duration::from_millis(200), client.recv_text()).await;
-            Ok(heard
-                .ok()
-                .and_then(Result::ok)
-                .filter(|text| text == "probe"))
-        },
-    )
-    .await
-    .map(drop)
-}
-
 /// The next message `client` gets that is not a probe.
 async fn after_probes(client: &mut Client) -> anyhow::Result<String> {
     loop {
@@ -179,7 +159,7 @@ async fn trace_through(url: &str) -> anyhow::Result<()> {
     //    is the send's span.
     let room = unique("traced");
     let (mut client, _) = join_hall(&b, &room).await?;
-    until_heard(&a, &room, &mut client).await?;
+    asena_tests::until_probe_heard::<Traced>(&a, &room, &mut client).await?;
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     post_notify(&a, &room, Some(incoming)).await?;
     assert_eq!(after_probes(&mut client).await?, "hello");
@@ -223,7 +203,7 @@ async fn trace_through(url: &str) -> anyhow::Result<()> {
     for header in [None, Some("00-NOT-A-TRACE-01")] {
         let room = unique("traced");
         let (mut client, _) = join_hall(&b, &room).await?;
-        until_heard(&a, &room, &mut client).await?;
+        asena_tests::until_probe_heard::<Traced>(&a, &room, &mut client).await?;
         post_notify(&a, &room, header).await?;
         assert_eq!(after_probes(&mut client).await?, "hello");
         let (send, deliver) = spans_of(&room, &pod).await?;

@@ -191,6 +191,15 @@ pub fn lenient<'de, D: serde::Deserializer<'de>>(
 /// Reads a `traceparent` from a string, and no context from any other JSON value.
 struct Lenient;
 
+/// Visitor methods of scalars that are no context.
+macro_rules! no_context {
+    ($($method:ident($scalar:ty)),+) => {$(
+        fn $method<E>(self, _: $scalar) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    )+};
+}
+
 impl<'de> serde::de::Visitor<'de> for Lenient {
     type Value = Option<TraceParent>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -199,18 +208,12 @@ impl<'de> serde::de::Visitor<'de> for Lenient {
     fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
         Ok(TraceParent::parse(value))
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    no_context!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_u64(u64),
+        visit_f64(f64)
+    );
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(None)
     }

@@ -439,6 +439,30 @@ macro_rules! hall_service {
     };
 }
 
+/// Sends untraced `probe`s from the instance `from` to `room` of its service `S` (a
+/// [`hall_service!`]) until `client` hears one: the first message across a broker may race a
+/// subscription the broker is still recording.
+pub async fn until_probe_heard<S: asena_runtime::protocol::Endpoint<Out = asena_runtime::Raw>>(
+    from: &TestServer,
+    room: &str,
+    client: &mut Client,
+) -> anyhow::Result<()> {
+    let ulak = from
+        .app
+        .ulak::<S>()
+        .with_context(|| format!("{} is registered", std::any::type_name::<S>()))?;
+    until_some(WAIT, "a probe crosses the broker", async || {
+        ulak.to(room, "probe")?;
+        let heard = tokio::time::timeout(Duration::from_millis(200), client.recv_text()).await;
+        Ok(heard
+            .ok()
+            .and_then(Result::ok)
+            .filter(|text| text == "probe"))
+    })
+    .await
+    .map(drop)
+}
+
 /// Connects to the [`hall_service!`] at `/hall`, in the rooms `rooms` (`a,b`), and returns
 /// the client, once it is ready, and its socket id.
 pub async fn join_hall(server: &TestServer, rooms: &str) -> anyhow::Result<(Client, String)> {
