@@ -241,6 +241,7 @@ pub mod asyncapi;
 mod connection;
 pub mod transport;
 pub mod namespace;
+pub mod ack;
 mod secret;
 mod middleware;
 mod service;
