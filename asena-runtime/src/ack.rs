@@ -485,8 +485,9 @@ pub trait Answer: Channel + Sized {
     ) -> impl Future<Output = Result<Self::Reply>> + Send;
 }
 
-/// What became of one request: the reply's JSON, or the failure to answer with (and, for a
-/// failing handler, its error, which closes the socket).
+/// What became of one request: the reply's JSON, or the failure to answer with: for a
+/// request that did not decode without an error, for a failing handler with its error
+/// (which closes the socket).
 pub(crate) type Answered = std::result::Result<String, (Failure, Option<BoxError>)>;
 
 type AnswerFn<S> = for<'a> fn(
@@ -542,11 +543,7 @@ fn answer<'a, S: Answer>(
     Box::pin(async move {
         let request = match S::Request::decode(request) {
             Ok(request) => request,
-            Err(e) => {
-                ws.ns.stats().record_invalid_message();
-                tracing::debug!(target: "asena::ws", socket_id = %ws.id(), code = e.kind().code(), error = %e, "request did not decode");
-                return Err((Failure::new(e.kind().code(), e.to_string()), None));
-            }
+            Err(e) => return Err((Failure::new(e.kind().code(), e.to_string()), None)),
         };
         let failed = |error: BoxError| {
             let failure = Failure::new("handler_failed", "Server error occurred");
@@ -584,12 +581,22 @@ pub(crate) async fn answer_request<S: Channel>(
     };
     let (frame, error) = match answer(service, ws, data).await {
         Ok(json) => (wire::reply_json(id, &json), None),
+        Err((failure, None)) => {
+            undecodable(ws, &failure);
+            (wire::failed(id, &failure), None)
+        }
         Err((failure, error)) => (wire::failed(id, &failure), error),
     };
     if ws.push(&Frame::text(&frame)).is_ok() {
         ws.ns.stats().record_send(1, false);
     }
     Some(error.map_or(Ok(()), Err))
+}
+
+/// A request that did not decode: counted as an invalid message, logged at DEBUG.
+pub(crate) fn undecodable<O>(ws: &SocketRef<O>, failure: &Failure) {
+    ws.ns.stats().record_invalid_message();
+    tracing::debug!(target: "asena::ws", socket_id = %ws.id(), code = %failure.code, error = %failure.message, "request did not decode");
 }
 
 /// The AsyncAPI messages of [`Answer`]: `request` (clients send it) and `reply` (its

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | request | server → client | `{"event": <event>, "data": .., "id": "<n>"}`: an ordinary event with an `id` ([`Managed::request`], [`Managed::request_room`]) |
 //! | reply | client → server | `{"event": "ack", "id": "<n>", "data": ..}`, or `{"event": "ack", "id": "<n>", "error": {"code", "message"}}` |
-//! | request | client → server | any application event with a string `id`, to a service whose `ANSWERS` is `Answers::ON_REQUEST` |
+//! | request | client → server | an application event with a string `id` that is one of the `Request` events of a service whose `ANSWERS` is `Answers::ON_REQUEST` (any other goes to `on_event`, as before) |
 //! | reply | server → client | `{"event": "ack", "data": .., "id": <the client's id>}`, or `{"event": "error", "data": {"message", "code"}, "id": ..}` |
 //!
 //! A client that ignores what it does not know (Ignis's) handles a request as the event it
@@ -85,9 +85,11 @@ pub(super) fn take_reply<O>(ws: &SocketRef<O>, envelope: &Envelope) -> bool {
     true
 }
 
-/// A client's application event with an `id`, to a service that answers requests: its
-/// reply goes back as `ack` with that `id`, a failure as `error` with it (and a failing
-/// handler then closes the socket with 1011). `None` when the service answers none.
+/// A client's application event with an `id`, to a service that answers requests, when it
+/// is one of the service's `Request` events: its reply goes back as `ack` with that `id`, a
+/// failure as `error` with it (and a failing handler then closes the socket with 1011).
+/// `Err(message)` hands it back when the service answers none, or the event is not one of
+/// its requests (an `unknown_variant`): it is then an ordinary event.
 pub(super) async fn answer_event<S: ManagedService>(
     service: &S,
     ws: &Socket<S>,
@@ -97,12 +99,16 @@ pub(super) async fn answer_event<S: ManagedService>(
     let Some(on_request) = <S as ManagedService>::ANSWERS.answer else {
         return Err(message);
     };
-    Ok(match on_request(service, ws, message).await {
+    Ok(match on_request(service, ws, message.clone()).await {
         Ok(json) => {
             let data = serde_json::from_str(&json).unwrap_or(Value::Null);
             answer(ws, Some(id), MANAGED_REPLY_EVENT, data)
         }
+        Err((failure, None)) if failure.code == "unknown_variant" => return Err(message),
         Err((failure, error)) => {
+            if error.is_none() {
+                ack::undecodable(ws, &failure);
+            }
             let sent = answer(
                 ws,
                 Some(id),
