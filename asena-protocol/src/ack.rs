@@ -193,6 +193,11 @@ pub fn request<T: Serialize + ?Sized>(id: u64, data: &T) -> Result<String, serde
     Ok(envelope("$req", id, &serde_json::to_string(data)?))
 }
 
+/// `{"$req":id,"data":<json>}` from a payload already encoded as JSON text.
+pub fn request_json(id: u64, json: &str) -> String {
+    envelope("$req", id, json)
+}
+
 /// `{"$ack":id,"data":<data>}`.
 pub fn reply<T: Serialize + ?Sized>(id: u64, data: &T) -> Result<String, serde_json::Error> {
     Ok(reply_json(id, &serde_json::to_string(data)?))

@@ -174,10 +174,7 @@ pub(crate) enum Body {
 impl Body {
     fn frame(&self, id: u64) -> std::result::Result<Frame, serde_json::Error> {
         match self {
-            Body::Channel(json) => {
-                let text = format!(r#"{{"$req":{id},"data":{json}}}"#);
-                Ok(Frame::text(&text))
-            }
+            Body::Channel(json) => Ok(Frame::text(&wire::request_json(id, json))),
             Body::Managed(event) => Frame::json(&serde_json::json!({
                 "event": event.0,
                 "data": event.1,
