@@ -114,22 +114,22 @@ type Queue =
 /// [`ClientError::Reply`] (the reply does not decode into `R`),
 /// [`ClientError::TooManyPending`] or [`ClientError::Closed`].
 #[must_use = "a request is sent when awaited"]
-pub struct Request<R> {
+pub struct ClientRequest<R> {
     pending: Arc<Pending>,
     send: Result<Queue, ClientError>,
     timeout: Duration,
     reply: PhantomData<fn() -> R>,
 }
 
-impl<R> std::fmt::Debug for Request<R> {
+impl<R> std::fmt::Debug for ClientRequest<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request")
+        f.debug_struct("ClientRequest")
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl<R> Request<R> {
+impl<R> ClientRequest<R> {
     /// A request that queues `frame(id)` on `tx`.
     pub(crate) fn new<O: Send + 'static>(
         tx: mpsc::Sender<O>,
@@ -141,7 +141,7 @@ impl<R> Request<R> {
                 Box::pin(async move { tx.send(frame(id)).await.map_err(|_| ClientError::Closed) })
             })
         });
-        Request {
+        ClientRequest {
             pending,
             send,
             timeout: DEFAULT_TIMEOUT,
@@ -156,7 +156,7 @@ impl<R> Request<R> {
     }
 }
 
-impl<R: DeserializeOwned + Send + 'static> IntoFuture for Request<R> {
+impl<R: DeserializeOwned + Send + 'static> IntoFuture for ClientRequest<R> {
     type Output = Result<R, ClientError>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use std::sync::Arc;
 
-use crate::ack::{Pending, Request};
+use crate::ack::{ClientRequest, Pending};
 use crate::driver::Events;
 use crate::{ClientBuilder, ClientError, Event};
 
@@ -115,7 +115,7 @@ impl<C: Channel> Client<C> {
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    pub fn request<R, Q: Serialize + ?Sized>(&self, payload: &Q) -> Request<R> {
+    pub fn request<R, Q: Serialize + ?Sized>(&self, payload: &Q) -> ClientRequest<R> {
         self.sender.request(payload)
     }
 
@@ -189,11 +189,11 @@ impl<C: Channel> Sender<C> {
     }
 
     /// See [`Client::request`].
-    pub fn request<R, Q: Serialize + ?Sized>(&self, payload: &Q) -> Request<R> {
+    pub fn request<R, Q: Serialize + ?Sized>(&self, payload: &Q) -> ClientRequest<R> {
         let frame = serde_json::to_string(payload)
             .map_err(ClientError::Encode)
             .map(|json| move |id| WsMessage::text(asena_protocol::ack::request_json(id, &json)));
-        Request::new(self.tx.clone(), self.pending.clone(), frame)
+        ClientRequest::new(self.tx.clone(), self.pending.clone(), frame)
     }
 
     /// See [`Client::send`].

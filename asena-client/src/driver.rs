@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use asena_protocol::ack::{self as wire, Failure, Frame as AckFrame};
+use asena_protocol::ack::{self as wire, Decoded, Failure};
 use asena_protocol::channel::decode_json;
 
 use crate::ack::{self, Handler, Pending};
@@ -183,15 +183,15 @@ impl<T: DeserializeOwned + Send + 'static> Dialect for Plain<T> {
     fn incoming(&mut self, message: &[u8]) -> Step<Event<T>> {
         if wire::is_reply(message) || wire::is_request(message) {
             match wire::decode(message) {
-                Ok(AckFrame::Reply { id, data }) => {
+                Ok(Decoded::Reply { id, data }) => {
                     self.pending.settle(id, Ok(data.get().into()));
                     return Step::Nothing;
                 }
-                Ok(AckFrame::Failed { id, failure }) => {
+                Ok(Decoded::Failed { id, failure }) => {
                     self.pending.settle(id, Err(failure));
                     return Step::Nothing;
                 }
-                Ok(AckFrame::Request { id, data }) => {
+                Ok(Decoded::Request { id, data }) => {
                     let request = decode_json::<T>(data.get().as_bytes())
                         .map_err(|e| Failure::new(e.kind().code(), e.to_string()));
                     ack::answer(

@@ -25,7 +25,7 @@
 //! (see the runtime's `managed` module).
 //!
 //! ```
-//! use asena_protocol::ack::{self, Frame};
+//! use asena_protocol::ack::{self, Decoded};
 //!
 //! let request = ack::request(7, &serde_json::json!({"q": "ready?"})).unwrap();
 //! assert_eq!(request, r#"{"$req":7,"data":{"q":"ready?"}}"#);
@@ -33,7 +33,7 @@
 //!
 //! let reply = ack::reply(7, &true).unwrap();
 //! match ack::decode(reply.as_bytes()).unwrap() {
-//!     Frame::Reply { id, data } => assert_eq!((id, data.get()), (7, "true")),
+//!     Decoded::Reply { id, data } => assert_eq!((id, data.get()), (7, "true")),
 //!     other => panic!("{other:?}"),
 //! }
 //! ```
@@ -102,7 +102,7 @@ fn cut(text: &mut String) {
 
 /// A request or a reply, decoded; the payload is borrowed from the message, as JSON text.
 #[derive(Debug)]
-pub enum Frame<'a> {
+pub enum Decoded<'a> {
     /// `{"$req":id,"data":..}`.
     Request {
         /// The asking side's id.
@@ -158,18 +158,18 @@ fn null() -> &'static RawValue {
 
 /// Decodes a request or a reply (linear in the message: one serde_json pass, the payload
 /// borrowed, not parsed).
-pub fn decode(bytes: &[u8]) -> Result<Frame<'_>, MalformedError> {
+pub fn decode(bytes: &[u8]) -> Result<Decoded<'_>, MalformedError> {
     let text = std::str::from_utf8(bytes).map_err(|_| MalformedError::NotAck)?;
     let wire: Wire<'_> = serde_json::from_str(text)?;
     let data = || wire.data.unwrap_or_else(|| null());
     match (wire.req, wire.ack) {
-        (Some(id), None) if is_request(bytes) => Ok(Frame::Request { id, data: data() }),
+        (Some(id), None) if is_request(bytes) => Ok(Decoded::Request { id, data: data() }),
         (None, Some(id)) if is_reply(bytes) => Ok(match wire.error {
-            Some(failure) => Frame::Failed {
+            Some(failure) => Decoded::Failed {
                 id,
                 failure: failure.bounded(),
             },
-            None => Frame::Reply { id, data: data() },
+            None => Decoded::Reply { id, data: data() },
         }),
         _ => Err(MalformedError::NotAck),
     }
@@ -228,7 +228,7 @@ mod tests {
     fn round_trips() {
         let r = request(1, &serde_json::json!([1, 2])).expect("json");
         assert!(
-            matches!(decode(r.as_bytes()), Ok(Frame::Request { id: 1, data }) if data.get() == "[1,2]")
+            matches!(decode(r.as_bytes()), Ok(Decoded::Request { id: 1, data }) if data.get() == "[1,2]")
         );
         let f = failed(u64::MAX, &Failure::new("handler_failed", "x"));
         assert_eq!(
@@ -237,11 +237,11 @@ mod tests {
         );
         assert!(matches!(
             decode(f.as_bytes()),
-            Ok(Frame::Failed { id: u64::MAX, .. })
+            Ok(Decoded::Failed { id: u64::MAX, .. })
         ));
         assert!(matches!(
             decode(br#"{"$ack":3}"#),
-            Ok(Frame::Reply { id: 3, data }) if data.get() == "null"
+            Ok(Decoded::Reply { id: 3, data }) if data.get() == "null"
         ));
     }
 
@@ -267,7 +267,7 @@ mod tests {
     fn a_long_failure_is_cut() {
         let long = "é".repeat(1000);
         let f = failed(1, &Failure::new(long.clone(), long));
-        let Ok(Frame::Failed { failure, .. }) = decode(f.as_bytes()) else {
+        let Ok(Decoded::Failed { failure, .. }) = decode(f.as_bytes()) else {
             panic!("a failed reply");
         };
         assert!(failure.code.len() <= MAX_ERROR_TEXT && failure.message.len() <= MAX_ERROR_TEXT);

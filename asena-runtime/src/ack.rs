@@ -24,7 +24,7 @@
 //! [`Limits::max_pending_requests`](crate::config::Limits::max_pending_requests) requests
 //! pending already) or [`Send`](AckError::Send). A typed service's socket sends its `sends`
 //! type as the request; the untyped handle sends any [`serde_json::Value`] or
-//! [`Json`]. Without [`timeout`](Request::timeout) a request waits
+//! [`Json`]. Without [`timeout`](SocketRequest::timeout) a request waits
 //! [`DEFAULT_TIMEOUT`].
 //!
 //! [`Namespace::request_room`] asks every local member of a room at once and collects each
@@ -74,7 +74,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use asena_protocol::ack::Failure;
-use asena_protocol::ack::{self as wire, Frame as AckFrame};
+use asena_protocol::ack::{self as wire, Decoded};
 
 use crate::asyncapi::{ChannelSpec, ProtocolMessage};
 use crate::channel::{Channel, DecodeError, Raw, Receives};
@@ -85,7 +85,7 @@ use crate::error::{BoxError, Result};
 use crate::namespace::{Namespace, SendError, Socket, SocketRef};
 use asena_protocol::channel::decode_json;
 
-/// How long a request waits for its reply unless [`Request::timeout`] says otherwise.
+/// How long a request waits for its reply unless [`SocketRequest::timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a request got no usable reply.
@@ -188,7 +188,7 @@ impl Body {
 /// ([`DEFAULT_TIMEOUT`] otherwise), `.await` gives the reply as `R`. See the [module
 /// docs](self).
 #[must_use = "a request is sent when awaited"]
-pub struct Request<R = Value> {
+pub struct SocketRequest<R = Value> {
     target: Asked,
     timeout: Duration,
     reply: PhantomData<fn() -> R>,
@@ -197,18 +197,18 @@ pub struct Request<R = Value> {
 /// Whom a request asks and what, or why it cannot be sent.
 type Asked = std::result::Result<(SocketRef, Body), SendError>;
 
-impl<R> std::fmt::Debug for Request<R> {
+impl<R> std::fmt::Debug for SocketRequest<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request")
+        f.debug_struct("SocketRequest")
             .field("socket", &self.target.as_ref().map(|(s, _)| s.id()).ok())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl<R> Request<R> {
+impl<R> SocketRequest<R> {
     pub(crate) fn new(target: Asked) -> Self {
-        Request {
+        SocketRequest {
             target,
             timeout: DEFAULT_TIMEOUT,
             reply: PhantomData,
@@ -222,7 +222,7 @@ impl<R> Request<R> {
     }
 }
 
-impl<R: DeserializeOwned + Send + 'static> IntoFuture for Request<R> {
+impl<R: DeserializeOwned + Send + 'static> IntoFuture for SocketRequest<R> {
     type Output = std::result::Result<R, AckError>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
@@ -278,12 +278,12 @@ impl<O> SocketRef<O> {
     /// Sends `payload` as a request and, when awaited, waits for the client's reply (see
     /// the [module docs](self)): `ws.request(&msg).timeout(d).await`, typed by the reply
     /// expected (`let reply: Pong = ..`, or `ws.request::<Pong>(..)`).
-    pub fn request<R>(&self, payload: impl Payload<O>) -> Request<R> {
+    pub fn request<R>(&self, payload: impl Payload<O>) -> SocketRequest<R> {
         let body = payload
             .to_json()
             .map(|json| (self.raw(), Body::Channel(Arc::from(json))))
             .map_err(|e| SendError::invalid_message(Some(self.ns.path()), e));
-        Request::new(body)
+        SocketRequest::new(body)
     }
 
     /// How many requests to this socket await a reply.
@@ -403,8 +403,8 @@ pub(crate) fn take_reply(conn: &Conn, bytes: &[u8]) -> bool {
         return false;
     }
     match wire::decode(bytes) {
-        Ok(AckFrame::Reply { id, data }) => settle(conn, id, Ok(data.get().into())),
-        Ok(AckFrame::Failed { id, failure }) => settle(conn, id, Err(failure)),
+        Ok(Decoded::Reply { id, data }) => settle(conn, id, Ok(data.get().into())),
+        Ok(Decoded::Failed { id, failure }) => settle(conn, id, Err(failure)),
         _ => stray(conn, None, "malformed"),
     }
     true
@@ -573,7 +573,7 @@ pub(crate) async fn answer_request<S: Channel>(
     message: &Message,
 ) -> Option<Result<()>> {
     let (id, data) = match wire::decode(message.as_bytes()) {
-        Ok(AckFrame::Request { id, data }) => (id, Message::Text(data.get().to_owned())),
+        Ok(Decoded::Request { id, data }) => (id, Message::Text(data.get().to_owned())),
         _ => return None,
     };
     let (frame, error) = match answer(service, ws, data).await {

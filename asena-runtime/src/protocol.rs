@@ -165,7 +165,7 @@ impl<S: WebSocketService> Protocol<S> for ChannelProtocol {
 
     /// A reply to a request of the server (only on a socket it asked something) goes to
     /// that request; a request of the client (only for a service that answers them) to
-    /// [`Answer::on_request`](crate::ack::Answer::on_request); see [`ack`](crate::ack).
+    /// [`Answer::on_request`](crate::ack::Answer::on_request); see [`crate::ack`].
     async fn receive(service: &S, ws: &Socket<S>, message: Message) -> Result<()> {
         if ack::take_reply(&ws.conn, message.as_bytes()) {
             return Ok(());

@@ -248,7 +248,7 @@ impl<T> ManagedConnection<T> {
     /// the server's `ack` (`.timeout(d)`; 10 s otherwise), its data decoded as `R`. A
     /// service that answers it replies `{"event":"ack","data":..,"id":..}`; a failure comes
     /// back as [`ClientError::Server`]. See [`ack`](crate::ack).
-    pub fn request<R, E: Serialize>(&self, event: &E) -> crate::ack::Request<R> {
+    pub fn request<R, E: Serialize>(&self, event: &E) -> crate::ack::ClientRequest<R> {
         self.sender.request(event)
     }
 
@@ -328,14 +328,14 @@ pub struct ManagedSender {
 
 impl ManagedSender {
     /// See [`ManagedConnection::request`].
-    pub fn request<R, E: Serialize>(&self, event: &E) -> crate::ack::Request<R> {
+    pub fn request<R, E: Serialize>(&self, event: &E) -> crate::ack::ClientRequest<R> {
         let frame = event_value(event).map(|mut value| {
             move |id: u64| {
                 value["id"] = Value::String(id.to_string());
                 Command::Event(value.to_string())
             }
         });
-        crate::ack::Request::new(self.tx.clone(), self.requests.clone(), frame)
+        crate::ack::ClientRequest::new(self.tx.clone(), self.requests.clone(), frame)
     }
 
     /// See [`ManagedConnection::send`].

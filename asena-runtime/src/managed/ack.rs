@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::{Envelope, ManagedService, answer};
-use crate::ack::{self, Body, Failure, Request, RoomRequest};
+use crate::ack::{self, Body, Failure, RoomRequest, SocketRequest};
 use crate::channel::EventMessage;
 use crate::codec::Message;
 use crate::error::Result;
@@ -34,7 +34,7 @@ impl<O> Managed<O> {
     /// when awaited, waits for its `ack` (`.timeout(d)`, [`DEFAULT_TIMEOUT`](crate::ack::DEFAULT_TIMEOUT)
     /// otherwise). A client elsewhere in the fleet fails with `SOCKET_NOT_FOUND`: its reply
     /// could only be read by the instance that holds it.
-    pub fn request<R>(&self, client_id: &str, message: impl EventMessage<O>) -> Request<R> {
+    pub fn request<R>(&self, client_id: &str, message: impl EventMessage<O>) -> SocketRequest<R> {
         let ns = self.ns();
         let target = match ns.socket(client_id) {
             None => Err(SendError::new(
@@ -44,7 +44,7 @@ impl<O> Managed<O> {
             )),
             Some(socket) => event(ns.path(), message).map(|e| (socket, Body::Managed(Arc::new(e)))),
         };
-        Request::new(target)
+        SocketRequest::new(target)
     }
 
     /// Sends `message` as a request to every client in `room` on **this instance** and,
