@@ -14,7 +14,7 @@ use asena_runtime::ack::{AckError, Answer, Answers};
 use asena_runtime::config::{Limits, RateLimit};
 use asena_runtime::prelude::*;
 use asena_runtime::{Namespace, SocketRef};
-use asena_tests::{Client, TestServer, WAIT, eventually, isolated, start};
+use asena_tests::{Client, TestServer, WAIT, ack_outcomes, eventually, isolated, start};
 use serde_json::{Value, json};
 
 /// Echoes every message back; a socket joins the room its query names.
@@ -437,18 +437,10 @@ async fn a_room_is_asked_at_once_and_each_socket_answers_under_one_deadline() ->
     let replies = asking.await?;
     let elapsed = started.elapsed();
     assert!(elapsed >= deadline && elapsed < deadline * 4, "{elapsed:?}");
-    assert_eq!(replies.len(), 3);
-    let mut outcomes: Vec<&str> = replies
-        .iter()
-        .map(|r| match &r.reply {
-            Ok(answer) if answer == "yes" => "yes",
-            Err(AckError::Failed(f)) if f.code == "no" => "no",
-            Err(AckError::Timeout(_)) => "timeout",
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    outcomes.sort_unstable();
-    assert_eq!(outcomes, ["no", "timeout", "yes"]);
+    assert_eq!(
+        ack_outcomes(&replies, "yes", |answer| answer == "yes"),
+        ["no", "timeout", "yes"]
+    );
     server.stop().await
 }
 
@@ -470,10 +462,63 @@ async fn the_asyncapi_document_has_the_request_and_its_reply() -> anyhow::Result
         request["payload"]["properties"]["data"]["properties"]["a"]["maximum"], 1000,
         "{request}"
     );
+    asena_tests::validate_asyncapi(&[("acks", doc.clone())])?;
     let reply = &doc["components"]["messages"]["Calc.reply"];
     assert_eq!(
         reply["payload"]["properties"]["data"]["type"], "integer",
         "{reply}"
+    );
+    server.stop().await
+}
+
+/// The ack round trip at 1,000 sockets, each answering at once: p50, p99 and the worst of
+/// 5,000 requests (five rounds of one concurrent request per socket). A measurement, not a
+/// check: `cargo test --release -p asena-tests --test acks -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, run by hand"]
+async fn ack_round_trip_at_1000_sockets() -> anyhow::Result<()> {
+    const SOCKETS: usize = 1_000;
+    let limits = Limits {
+        rate_limit: None,
+        ..Limits::default()
+    };
+    let server = start(isolated().websocket::<Echo>().limits_for("/echo", limits)).await?;
+    for _ in 0..SOCKETS {
+        let mut client = server.connect("/echo").await?;
+        tokio::spawn(async move {
+            while let Ok((id, data)) = next_request(&mut client).await {
+                if client
+                    .send_json(&json!({"$ack": id, "data": data}))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+    let ns = namespace(&server, "/echo")?;
+    eventually(|| ns.socket_count() == SOCKETS).await?;
+    let mut took = Vec::with_capacity(SOCKETS * 5);
+    for round in 0..5u32 {
+        let asks = ns.sockets().into_iter().map(|socket| async move {
+            let started = Instant::now();
+            let reply: u32 = socket.request(json!(round)).timeout(WAIT).await?;
+            anyhow::ensure!(reply == round);
+            Ok::<_, anyhow::Error>(started.elapsed())
+        });
+        for result in futures_util::future::join_all(asks).await {
+            took.push(result?);
+        }
+    }
+    took.sort_unstable();
+    let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
+    eprintln!(
+        "ack round trip, {SOCKETS} sockets, {} requests: p50 {:?}, p99 {:?}, max {:?}",
+        took.len(),
+        at(0.50),
+        at(0.99),
+        at(1.0)
     );
     server.stop().await
 }

@@ -6,13 +6,16 @@
 //! 1011 after a failing handler); `ack` from a client never asked stays an application
 //! event.
 
+use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use asena_runtime::ack::{AckError, Answer, Answers};
 use asena_runtime::managed::{Authenticated, ManagedService};
 use asena_runtime::prelude::*;
 use asena_runtime::{SendError, Ulak};
-use asena_tests::{Client, TestServer, WAIT, event, eventually, isolated, managed_login, start};
+use asena_tests::{
+    Client, TestServer, WAIT, ack_outcomes, event, eventually, isolated, managed_login, start,
+};
 use serde_json::{Value, json};
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema, Validate)]
@@ -30,20 +33,16 @@ enum Told {
     Seen { event: String },
 }
 
-/// Admits `{"user": U}`; lets clients join any room; answers `sum` requests; tells every
-/// other event back as `seen`.
+/// Admits anyone as `guest`; lets clients join any room; answers `sum` requests; tells
+/// every other event back as `seen`.
 #[websocket(path = "/desk", managed, sends = Told)]
 struct Desk;
 
 impl ManagedService for Desk {
     const ANSWERS: Answers<Self> = Answers::ON_REQUEST;
 
-    async fn authenticate(
-        &self,
-        _ws: &Socket<Self>,
-        credentials: Value,
-    ) -> Result<Option<Authenticated>> {
-        Ok(credentials["user"].as_str().map(Authenticated::user))
+    async fn authenticate(&self, _: &Socket<Self>, _: Value) -> Result<Option<Authenticated>> {
+        Ok(Some(Authenticated::user("guest")))
     }
 
     async fn validate_rooms(&self, _ws: &Socket<Self>, rooms: Vec<String>) -> Vec<String> {
@@ -78,6 +77,13 @@ async fn server() -> anyhow::Result<(TestServer, Ulak<Desk>)> {
     Ok((server, desk))
 }
 
+/// A server, its `Ulak<Desk>`, and a client signed in as `user` with its id.
+async fn signed_in(user: &str) -> anyhow::Result<(TestServer, Ulak<Desk>, Client, String)> {
+    let (server, desk) = server().await?;
+    let (client, id) = login(&server, user).await?;
+    Ok((server, desk, client, id))
+}
+
 /// A client signed in as `user`, and its id.
 async fn login(server: &TestServer, user: &str) -> anyhow::Result<(Client, String)> {
     let (client, connected) = managed_login(server, "/desk", json!({"user": user})).await?;
@@ -97,40 +103,39 @@ async fn next_request(client: &mut Client) -> anyhow::Result<(String, Value, Str
     }
 }
 
+/// The client's `poke` comes back as `seen`: nothing else came before it.
+async fn pokes(client: &mut Client) -> anyhow::Result<()> {
+    let seen = client.ask(&event("poke", json!(null))).await?;
+    anyhow::ensure!(
+        seen == json!({"event": "seen", "data": {"event": "poke"}}),
+        "{seen}"
+    );
+    Ok(())
+}
+
 fn ack(id: &str, data: Value) -> Value {
     json!({"event": "ack", "id": id, "data": data})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_asks_a_client_and_its_ack_comes_back_typed() -> anyhow::Result<()> {
-    let (server, desk) = server().await?;
-    let (mut client, id) = login(&server, "alice").await?;
-    let asking = tokio::spawn({
-        let desk = desk.clone();
-        async move {
-            desk.managed()
-                .request::<bool>(&id, &Told::Ready { round: 1 })
-                .timeout(WAIT)
-                .await
-        }
-    });
+    let (server, desk, mut client, id) = signed_in("alice").await?;
+    let asking = desk
+        .managed()
+        .request::<bool>(&id, &Told::Ready { round: 1 });
+    let asking = tokio::spawn(asking.timeout(WAIT).into_future());
     let (name, data, request_id) = next_request(&mut client).await?;
     assert_eq!((name.as_str(), data), ("ready", json!({"round": 1})));
     client.send_json(&ack(&request_id, json!(true))).await?;
     assert!(asking.await??);
     // An event after it is handled as before: the ack went to its request only.
-    client.send_json(&event("poke", json!(null))).await?;
-    assert_eq!(
-        client.recv_json().await?,
-        json!({"event": "seen", "data": {"event": "poke"}})
-    );
+    pokes(&mut client).await?;
     server.stop().await
 }
 
 #[tokio::test]
 async fn a_timeout_then_late_unknown_and_unnumbered_acks_reach_nobody() -> anyhow::Result<()> {
-    let (server, desk) = server().await?;
-    let (mut client, id) = login(&server, "bob").await?;
+    let (server, desk, mut client, id) = signed_in("bob").await?;
 
     // Never asked: `ack` is an application event.
     client.send_json(&ack("1", json!(1))).await?;
@@ -145,10 +150,7 @@ async fn a_timeout_then_late_unknown_and_unnumbered_acks_reach_nobody() -> anyho
         .raw()
         .request::<Value>(&id, ("question", json!("?")))
         .timeout(Duration::from_millis(200));
-    let (result, request) = tokio::join!(
-        std::future::IntoFuture::into_future(asked),
-        next_request(&mut client)
-    );
+    let (result, request) = tokio::join!(asked.into_future(), next_request(&mut client));
     assert!(matches!(result, Err(AckError::Timeout(_))), "{result:?}");
     assert!(started.elapsed() < WAIT);
     let (_, _, request_id) = request?;
@@ -161,11 +163,7 @@ async fn a_timeout_then_late_unknown_and_unnumbered_acks_reach_nobody() -> anyho
     ] {
         client.send_json(&stray).await?;
     }
-    client.send_json(&event("poke", json!(null))).await?;
-    assert_eq!(
-        client.recv_json().await?,
-        json!({"event": "seen", "data": {"event": "poke"}})
-    );
+    pokes(&mut client).await?;
     let stats = desk.stats();
     assert_eq!((stats.request_timeouts(), stats.stray_replies()), (1, 5));
     server.stop().await
@@ -206,18 +204,12 @@ async fn a_client_that_has_not_authenticated_is_not_asked() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_mid_request_fails_it_at_once() -> anyhow::Result<()> {
-    let (server, desk) = server().await?;
-    let (mut client, id) = login(&server, "dan").await?;
-    let asking = tokio::spawn({
-        let desk = desk.clone();
-        async move {
-            desk.managed()
-                .raw()
-                .request::<Value>(&id, ("question", json!(1)))
-                .timeout(WAIT * 4)
-                .await
-        }
-    });
+    let (server, desk, mut client, id) = signed_in("dan").await?;
+    let asking = desk
+        .managed()
+        .raw()
+        .request::<Value>(&id, ("question", json!(1)));
+    let asking = tokio::spawn(asking.timeout(WAIT * 4).into_future());
     next_request(&mut client).await?;
     let started = Instant::now();
     client.close().await?;
@@ -241,15 +233,10 @@ async fn a_room_of_managed_clients_is_asked_under_one_deadline() -> anyhow::Resu
     }
     let deadline = Duration::from_millis(300);
     let started = Instant::now();
-    let asking = tokio::spawn({
-        let desk = desk.clone();
-        async move {
-            desk.managed()
-                .request_room::<u32>("ops", &Told::Ready { round: 2 })
-                .timeout(deadline)
-                .await
-        }
-    });
+    let asking = desk
+        .managed()
+        .request_room::<u32>("ops", &Told::Ready { round: 2 });
+    let asking = tokio::spawn(asking.timeout(deadline).into_future());
     let (_, _, first) = next_request(&mut clients[0]).await?;
     clients[0].send_json(&ack(&first, json!(1))).await?;
     let (_, _, second) = next_request(&mut clients[1]).await?;
@@ -261,25 +248,17 @@ async fn a_room_of_managed_clients_is_asked_under_one_deadline() -> anyhow::Resu
     next_request(&mut clients[2]).await?;
     let replies = asking.await?;
     assert!(started.elapsed() >= deadline && started.elapsed() < deadline * 4);
-    let mut outcomes: Vec<&str> = replies
-        .iter()
-        .map(|r| match &r.reply {
-            Ok(1) => "one",
-            Err(AckError::Failed(f)) if f.code == "no" => "no",
-            Err(AckError::Timeout(_)) => "timeout",
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    outcomes.sort_unstable();
-    assert_eq!(outcomes, ["no", "one", "timeout"]);
+    assert_eq!(
+        ack_outcomes(&replies, "one", |answer| *answer == 1),
+        ["no", "one", "timeout"]
+    );
     server.stop().await
 }
 
 #[tokio::test]
 async fn a_clients_event_with_an_id_is_answered_with_ack_or_error_and_that_id() -> anyhow::Result<()>
 {
-    let (server, _desk) = server().await?;
-    let (mut client, _) = login(&server, "erin").await?;
+    let (server, _desk, mut client, _) = signed_in("erin").await?;
     let reply = client
         .ask(&json!({"event": "sum", "data": {"a": 2, "b": 40}, "id": "q1"}))
         .await?;

@@ -210,21 +210,24 @@ where
     })
 }
 
-/// Answers one request of the server in a task of its own: the handler's reply (or the
-/// failure `not_answered` without a handler, or the decode error's for a request that does
-/// not decode), framed by `reply` and queued on `outlet` unless the client is gone.
+/// Answers one request of the server in a task of its own: `request` (its JSON) decoded
+/// into `T` and handed to the handler, whose reply (or the failure `not_answered` without a
+/// handler, or the decode error's for a request that does not decode) is framed by `reply`
+/// and queued on `outlet` unless the client is gone.
 pub(crate) fn answer<T, O>(
     handler: Option<&Handler<T>>,
-    request: Result<T, Failure>,
+    request: &[u8],
     outlet: Option<&mpsc::WeakSender<O>>,
     reply: impl FnOnce(Result<Value, Failure>) -> Option<O> + Send + 'static,
 ) where
-    T: Send + 'static,
+    T: DeserializeOwned + Send + 'static,
     O: Send + 'static,
 {
     let Some(outlet) = outlet.cloned() else {
         return;
     };
+    let request = asena_protocol::channel::decode_json::<T>(request)
+        .map_err(|e| Failure::new(e.kind().code(), e.to_string()));
     let answering = match (handler, request) {
         (_, Err(failure)) => Err(failure),
         (None, Ok(_)) => Err(Failure::new(

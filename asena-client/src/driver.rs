@@ -21,8 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use asena_protocol::ack::{self as wire, Decoded, Failure};
-use asena_protocol::channel::decode_json;
+use asena_protocol::ack::{self as wire, Decoded};
 
 use crate::ack::{self, Handler, Pending};
 use crate::builder::EVENT_BUFFER;
@@ -192,18 +191,16 @@ impl<T: DeserializeOwned + Send + 'static> Dialect for Plain<T> {
                     return Step::Nothing;
                 }
                 Ok(Decoded::Request { id, data }) => {
-                    let request = decode_json::<T>(data.get().as_bytes())
-                        .map_err(|e| Failure::new(e.kind().code(), e.to_string()));
+                    let outlet = self.outlet.as_ref();
                     ack::answer(
                         self.handler.as_ref(),
-                        request,
-                        self.outlet.as_ref(),
+                        data.get().as_bytes(),
+                        outlet,
                         move |answered| {
-                            let text = match answered {
+                            Some(WsMessage::text(match answered {
                                 Ok(reply) => wire::reply(id, &reply).ok()?,
                                 Err(failure) => wire::failed(id, &failure),
-                            };
-                            Some(WsMessage::text(text))
+                            }))
                         },
                     );
                     return Step::Nothing;

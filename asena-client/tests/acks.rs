@@ -42,15 +42,15 @@ enum DeskOut {
     Hi,
 }
 
-/// Answers sums (`a == 13` fails); says hi; ignores nothing.
+/// Answers sums (`a == 13` fails); ignores its messages.
 #[websocket(path = "/desk", receives = DeskIn, sends = DeskOut)]
 struct Desk;
 
 impl WebSocketService for Desk {
     type Data = ();
     const ANSWERS: Answers<Self> = Answers::ON_REQUEST;
-    async fn on_message(&self, ws: &Socket<Self>, _: DeskIn) -> Result<()> {
-        ws.send(DeskOut::Hi)?;
+    async fn on_message(&self, _: &Socket<Self>, hello: DeskIn) -> Result<()> {
+        let DeskIn::Hello = hello;
         Ok(())
     }
 }
@@ -89,6 +89,18 @@ async fn serve() -> Server {
     .await
 }
 
+/// A client of `C` on `server` that does not reconnect.
+async fn once<C: asena_protocol::Channel>(server: &Server) -> Client<C>
+where
+    C::Out: serde::de::DeserializeOwned,
+{
+    Client::<C>::builder(server.base())
+        .without_reconnect()
+        .connect()
+        .await
+        .unwrap()
+}
+
 fn namespace(server: &Server, path: &str) -> Namespace {
     server.app.namespace(path).unwrap()
 }
@@ -107,11 +119,7 @@ async fn sockets(ns: &Namespace, count: usize) -> Vec<asena_runtime::SocketRef> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clients_request_is_answered_typed_or_failed() {
     let server = serve().await;
-    let client = Client::<Desk>::builder(server.base())
-        .without_reconnect()
-        .connect()
-        .await
-        .unwrap();
+    let client = once::<Desk>(&server).await;
     let sum: i64 = client
         .request(&Sum { a: 2, b: 40 })
         .timeout(WAIT)
@@ -154,11 +162,7 @@ async fn the_clients_request_is_answered_typed_or_failed() {
 #[tokio::test]
 async fn a_request_nobody_answers_times_out_and_a_reply_after_it_is_ignored() {
     let server = serve().await;
-    let mut client = Client::<Silent>::builder(server.base())
-        .without_reconnect()
-        .connect()
-        .await
-        .unwrap();
+    let mut client = once::<Silent>(&server).await;
     let started = Instant::now();
     let nothing = client
         .request::<i64, _>(&json!(1))
@@ -185,11 +189,7 @@ async fn a_request_nobody_answers_times_out_and_a_reply_after_it_is_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_lost_mid_request_fails_it_at_once() {
     let server = serve().await;
-    let client = Client::<Silent>::builder(server.base())
-        .without_reconnect()
-        .connect()
-        .await
-        .unwrap();
+    let client = once::<Silent>(&server).await;
     let socket = sockets(&namespace(&server, "/silent"), 1).await.remove(0);
     let asking = tokio::spawn({
         let sender = client.sender();
@@ -296,27 +296,17 @@ enum HallAsk {
     Sum { a: i64, b: i64 },
 }
 
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "event", content = "data", rename_all = "snake_case")]
-enum HallTell {
-    Ready { round: u32 },
-}
-
-/// A managed service that answers sums.
-#[websocket(path = "/hall", managed, sends = HallTell)]
+/// A managed service (untyped) that answers sums.
+#[websocket(path = "/hall", managed)]
 struct Hall;
 
 impl ManagedService for Hall {
     const ANSWERS: Answers<Self> = Answers::ON_REQUEST;
-    async fn authenticate(
-        &self,
-        _: &Socket<Self>,
-        credentials: Value,
-    ) -> Result<Option<Authenticated>> {
-        Ok(credentials["user"].as_str().map(Authenticated::user))
+    async fn authenticate(&self, _: &Socket<Self>, _: Value) -> Result<Option<Authenticated>> {
+        Ok(Some(Authenticated::user("ann")))
     }
-    async fn on_event(&self, _: &Socket<Self>, _: Message) -> Result<()> {
-        Ok(())
+    fn on_event(&self, _: &Socket<Self>, _: Message) -> impl Future<Output = Result<()>> + Send {
+        std::future::ready(Ok(()))
     }
 }
 
@@ -332,11 +322,12 @@ impl Answer for Hall {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_managed_client_asks_and_answers() {
     let server = serve().await;
-    let conn = ManagedConnection::<HallTell>::builder(format!("{}/hall", server.base()))
-        .credentials(&json!({"user": "ann"}))
-        .on_request(|told: HallTell| async move {
-            let HallTell::Ready { round } = told;
-            Ok(round * 10)
+    let conn = ManagedConnection::<Value>::builder(format!("{}/hall", server.base()))
+        .on_request(|told: Value| async move {
+            match told["data"]["round"].as_u64() {
+                Some(round) => Ok(round * 10),
+                None => Err(Failure::new("no_round", "a `ready` names its round")),
+            }
         })
         .connect()
         .await
@@ -351,7 +342,7 @@ async fn the_managed_client_asks_and_answers() {
     let hall = server.app.ulak::<Hall>().unwrap();
     let answer: u32 = hall
         .managed()
-        .request(&id, &HallTell::Ready { round: 4 })
+        .request(&id, ("ready", json!({"round": 4})))
         .timeout(WAIT)
         .await
         .unwrap();

@@ -453,23 +453,15 @@ impl<T: DeserializeOwned + Send + 'static> Dialect for Managed<T> {
                 "join" | "leave" | "error" | "connected" | "encrypted" | MANAGED_REPLY_EVENT
             )
         {
-            let request = asena_protocol::channel::decode_json::<T>(&plain)
-                .map_err(|e| Failure::new(e.kind().code(), e.to_string()));
-            let id = id.to_owned();
-            ack::answer(
-                self.handler.as_ref(),
-                request,
-                self.outlet.as_ref(),
-                move |answered| {
-                    let reply = match answered {
-                        Ok(data) => json!({"event": MANAGED_REPLY_EVENT, "id": id, "data": data}),
-                        Err(failure) => {
-                            json!({"event": MANAGED_REPLY_EVENT, "id": id, "error": failure})
-                        }
-                    };
-                    Some(Command::Event(reply.to_string()))
-                },
-            );
+            let mut reply = json!({"event": MANAGED_REPLY_EVENT, "id": id});
+            let outlet = self.outlet.as_ref();
+            ack::answer(self.handler.as_ref(), &plain, outlet, move |answered| {
+                match answered {
+                    Ok(data) => reply["data"] = data,
+                    Err(failure) => reply["error"] = serde_json::to_value(failure).ok()?,
+                }
+                Some(Command::Event(reply.to_string()))
+            });
             return Step::Nothing;
         }
         Step::Event(match event.as_str() {

@@ -22,7 +22,8 @@
 //! | `error` | server → client | `{"message"}` |
 //! | `disconnect` | client → server | — (closes with 1000) |
 //! | `disconnect` | server → client | `{"reason"}`: [`Managed::disconnect`], then the server closes with 1000 and the reason |
-//! | anything else | both | application events: `receives` / `sends` of the service |
+//! | `ack` | both | the reply to a request, with its `id`: `data`, or `error` `{"code","message"}` ([`crate::ack`]; from a client, only when the server asked it something) |
+//! | anything else | both | application events: `receives` / `sends` of the service; with an `id`, a request when the service answers requests ([`crate::ack`]) |
 //!
 //! Close codes ([`close`]): 4001 no `authenticate` within the authentication timeout (or the
 //! authenticator and handshake took three times as long), 4002 no message within the
