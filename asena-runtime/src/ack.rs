@@ -277,7 +277,9 @@ async fn ask<R: DeserializeOwned>(
 impl<O> SocketRef<O> {
     /// Sends `payload` as a request and, when awaited, waits for the client's reply (see
     /// the [module docs](self)): `ws.request(&msg).timeout(d).await`, typed by the reply
-    /// expected (`let reply: Pong = ..`, or `ws.request::<Pong>(..)`).
+    /// expected (`let reply: Pong = ..`, or `ws.request::<Pong>(..)`). This is the channel
+    /// protocol's `{"$req":..}`; a managed client is asked in its own envelope with
+    /// [`Managed::request`](crate::managed::Managed::request).
     pub fn request<R>(&self, payload: impl Payload<O>) -> SocketRequest<R> {
         let body = payload
             .to_json()

@@ -96,6 +96,15 @@
 //! sends by client, user, room or broadcast with `exclude` lists, on every instance through
 //! Ignis's layout of channels on the app's transport. See the [`managed`] module.
 //!
+//! ## Requests and replies
+//! Either side may ask and wait for the answer within a timeout ([`ack`]): the server with
+//! `ws.request(msg).timeout(d).await` on a socket or [`Namespace::request_room`] on a room
+//! (one deadline, each socket's result), a client with `{"$req":id,"data":..}` to a service
+//! that answers requests ([`ack::Answer`], `const ANSWERS: Answers<Self> =
+//! Answers::ON_REQUEST;`). Pending requests are bounded per socket
+//! ([`Limits::max_pending_requests`](crate::config::Limits::max_pending_requests)); replies
+//! nobody awaits are counted and dropped, never delivered to a handler.
+//!
 //! ## Errors and limits
 //! A handler that fails (returns `Err` or panics) sends
 //! `{"type":"error","message":"Server error occurred"}` and closes that socket with 1011;
