@@ -320,32 +320,35 @@ impl Answer for Hall {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_managed_client_asks_and_answers() {
+async fn the_managed_client_asks_and_answers_plain_and_encrypted() {
     let server = serve().await;
-    let conn = ManagedConnection::<Value>::builder(format!("{}/hall", server.base()))
-        .on_request(|told: Value| async move {
-            match told["data"]["round"].as_u64() {
-                Some(round) => Ok(round * 10),
-                None => Err(Failure::new("no_round", "a `ready` names its round")),
-            }
-        })
-        .connect()
-        .await
-        .unwrap();
-    let sum: i64 = conn
-        .request(&HallAsk::Sum { a: 40, b: 2 })
-        .timeout(WAIT)
-        .await
-        .unwrap();
-    assert_eq!(sum, 42);
-    let id = conn.connected().unwrap().id;
-    let hall = server.app.ulak::<Hall>().unwrap();
-    let answer: u32 = hall
-        .managed()
-        .request(&id, ("ready", json!({"round": 4})))
-        .timeout(WAIT)
-        .await
-        .unwrap();
-    assert_eq!(answer, 40);
+    for encrypt in [false, true] {
+        let conn = ManagedConnection::<Value>::builder(format!("{}/hall", server.base()))
+            .encrypt(encrypt)
+            .on_request(|told: Value| async move {
+                match told["data"]["round"].as_u64() {
+                    Some(round) => Ok(round * 10),
+                    None => Err(Failure::new("no_round", "a `ready` names its round")),
+                }
+            })
+            .connect()
+            .await
+            .unwrap();
+        let sum: i64 = conn
+            .request(&HallAsk::Sum { a: 40, b: 2 })
+            .timeout(WAIT)
+            .await
+            .unwrap();
+        assert_eq!(sum, 42);
+        let id = conn.connected().unwrap().id;
+        let hall = server.app.ulak::<Hall>().unwrap();
+        let ask = |data: Value| hall.managed().request::<u32>(&id, ("ready", data));
+        assert_eq!(ask(json!({"round": 4})).timeout(WAIT).await.unwrap(), 40);
+        let refused = ask(json!({})).timeout(WAIT).await;
+        assert!(
+            matches!(&refused, Err(AckError::Failed(f)) if f.code == "no_round"),
+            "{refused:?}"
+        );
+    }
     server.stop().await;
 }
