@@ -128,9 +128,8 @@ async fn leaving_notifies_the_room_and_defaults_apply() -> anyhow::Result<()> {
 #[tokio::test]
 async fn serves_the_browser_page() -> anyhow::Result<()> {
     let s = server().await?;
-    let (status, response) = asena_tests::upgrade_request(s.addr, "/", &[]).await?;
     // `/` is a plain page: the upgrade headers are ignored and HTML comes back.
-    assert_eq!(status, 200);
+    let response = s.upgrade_answered("/", 200).await?;
     for id in [
         "username", "room", "join", "message", "send", "messages", "users",
     ] {
@@ -166,8 +165,7 @@ async fn the_inspector_wants_the_token_as_a_bearer_never_in_the_query() -> anyho
     for path in ["/_asena?token=open-sesame", "/_asena/api/sockets?token="] {
         assert_eq!(get(path, None).await?.status, 400, "{path}");
     }
-    let (status, _) = asena_tests::upgrade_request(s.addr, "/_asena/ws", &[]).await?;
-    assert_eq!(status, 401);
+    s.upgrade_answered("/_asena/ws", 401).await?;
 
     let page = get("/_asena", Some("open-sesame")).await?;
     assert_eq!(page.status, 200);

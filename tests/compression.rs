@@ -10,7 +10,8 @@ use asena_runtime::AsenaBuilder;
 use asena_runtime::config::Compression;
 use asena_runtime::prelude::*;
 use asena_tests::{
-    TestServer, echo_service, isolated, masked_frame, raw_upgrade, read_frame, start,
+    TestServer, echo_service, impl_message_service, isolated, masked_frame, raw_upgrade,
+    read_frame, start,
 };
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress};
 use tokio::io::AsyncWriteExt;
@@ -22,15 +23,15 @@ use tokio::net::TcpStream;
 #[derive(Debug)]
 struct Zipped;
 
-impl WebSocketService for Zipped {
-    type Data = ();
-    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
+impl_message_service!(
+    Zipped,
+    open = |ws| {
         let room = ws.query("room").unwrap_or("r").to_owned();
         ws.subscribe(&room)?;
         ws.send("ready")?;
         Ok(())
-    }
-    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
+    },
+    |ws, msg| {
         match &msg {
             Message::Text(t) if t.starts_with("room:") => {
                 let room = ws.query("room").unwrap_or("r").to_owned();
@@ -41,7 +42,7 @@ impl WebSocketService for Zipped {
         }
         Ok(())
     }
-}
+);
 
 // An echo at another path, where compression is turned off.
 echo_service!(Plain, "/plain");

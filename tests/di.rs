@@ -21,6 +21,15 @@ async fn container_error(builder: asena_runtime::AsenaBuilder) -> anyhow::Result
     }
 }
 
+/// Builds and expects the graph to be rejected with exactly `message`.
+async fn assert_container_error(
+    builder: asena_runtime::AsenaBuilder,
+    message: &str,
+) -> anyhow::Result<()> {
+    assert_eq!(container_error(builder).await?.to_string(), message);
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // Injection across levels: Config <- Repo <- Users <- LevelSocket (4 levels).
 
@@ -351,17 +360,13 @@ async fn missing_provider_error_names_who_needs_what() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn duplicate_websocket_path_is_an_error() -> anyhow::Result<()> {
-    let err = container_error(
+    assert_container_error(
         isolated()
             .websocket::<duplicates::DupTwo>()
             .websocket::<duplicates::DupOne>(),
+        "duplicate websocket path `/dup`: `DupOne` and `DupTwo`",
     )
-    .await?;
-    assert_eq!(
-        err.to_string(),
-        "duplicate websocket path `/dup`: `DupOne` and `DupTwo`"
-    );
-    Ok(())
+    .await
 }
 
 #[tokio::test]
@@ -482,14 +487,13 @@ mod gated {
 
 #[tokio::test]
 async fn listed_middleware_must_be_registered() -> anyhow::Result<()> {
-    let err = container_error(
+    assert_container_error(
         isolated()
             .websocket::<gated::Gated>()
             .service::<levels::Config>(),
+        "Gated needs Gate, which is not registered",
     )
-    .await?;
-    assert_eq!(err.to_string(), "Gated needs Gate, which is not registered");
-    Ok(())
+    .await
 }
 
 #[tokio::test]
@@ -620,27 +624,22 @@ async fn ulak_injection_is_not_a_dependency_edge() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn arc_injection_between_service_and_socket_is_a_cycle() -> anyhow::Result<()> {
-    let err = container_error(
+    assert_container_error(
         isolated()
             .websocket::<ulak::LoopSocket>()
             .service::<ulak::LoopService>(),
+        "Circular dependency detected: LoopService -> LoopSocket -> LoopService",
     )
-    .await?;
-    assert_eq!(
-        err.to_string(),
-        "Circular dependency detected: LoopService -> LoopSocket -> LoopService"
-    );
-    Ok(())
+    .await
 }
 
 #[tokio::test]
 async fn ulak_of_an_unregistered_socket_is_an_error() -> anyhow::Result<()> {
-    let err = container_error(isolated().service::<ulak::Notifier>()).await?;
-    assert_eq!(
-        err.to_string(),
-        "Notifier injects Ulak<NotifySocket>, but NotifySocket is not a registered websocket service"
-    );
-    Ok(())
+    assert_container_error(
+        isolated().service::<ulak::Notifier>(),
+        "Notifier injects Ulak<NotifySocket>, but NotifySocket is not a registered websocket service",
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------

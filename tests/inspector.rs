@@ -625,6 +625,7 @@ async fn a_silent_instance_drops_off_the_fleet_view() -> anyhow::Result<()> {
         announcement.to_string().as_bytes(),
         false,
         "ghost-pod",
+        None,
     );
     let redis = redis::Client::open(REDIS)?;
     let mut conn = tokio::time::timeout(WAIT, redis.get_multiplexed_async_connection()).await??;
@@ -645,6 +646,7 @@ async fn a_silent_instance_drops_off_the_fleet_view() -> anyhow::Result<()> {
             b"{not json",
             false,
             "ghost-pod",
+            None,
         ))
         .query_async(&mut conn)
         .await?;

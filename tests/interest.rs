@@ -350,10 +350,7 @@ async fn on_a_redis_cluster_managed_users_span_nodes() -> anyhow::Result<()> {
     assert_eq!(got, json!({"event": "note", "data": "across"}));
     let stats = b.app.transport_stats().context("a broker transport")?;
     anyhow::ensure!(stats.received >= 1, "received counted: {stats:?}");
-    a.stop().await?;
-    b.stop().await?;
-    drop(cluster);
-    Ok(())
+    stop_all([a, b]).await
 }
 
 /// The app's own settings reach the cluster's clients: credentials the nodes do not expect
@@ -368,9 +365,7 @@ async fn a_cluster_transport_connects_with_the_apps_client_settings() -> anyhow:
     anyhow::ensure!(error.to_lowercase().contains("auth"), "{error}");
     let plain = RedisTransport::cluster([cluster.url(0)]).cluster_client(|builder| builder);
     let app = start(isolated().websocket::<Hall>().transport(plain)).await?;
-    app.stop().await?;
-    drop(cluster);
-    Ok(())
+    app.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -382,9 +377,7 @@ async fn on_a_redis_cluster_the_last_member_leaving_sunsubscribes() -> anyhow::R
         n += 1;
         sharded_instance(if n == 1 { &first } else { &second }, channel).await
     })
-    .await?;
-    drop(cluster);
-    Ok(())
+    .await
 }
 
 /// The last member leaving unsubscribes (after the linger) and a new one subscribes again;
@@ -821,9 +814,7 @@ async fn a_sharded_fleet_from_a_cluster_url_hears_the_emitter() -> anyhow::Resul
     // The emitter's room message took the fleet channel (classic pub/sub), as any Asena
     // emitter's would.
     assert_eq!(stats(&a).received, 1, "{:?}", stats(&a));
-    a.stop().await?;
-    drop(cluster);
-    Ok(())
+    a.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -166,7 +166,11 @@ async fn our_sends_reach_the_clients_of_a_real_ignis_server() -> anyhow::Result<
     let published = || ours.app.transport_stats().unwrap_or_default().published;
     let before = published();
     ensure!(managed.to_user("alice", ("to-user", 1))? == 1, "alice here");
-    managed.to_room("lobby", ("to-room", 2), &[&bob_id])?;
+    // Within a trace: the envelope carries a `traceparent`, which Ignis ignores.
+    asena_runtime::trace::scope(asena_runtime::trace::start(), async {
+        managed.to_room("lobby", ("to-room", 2), &[&bob_id])
+    })
+    .await?;
     managed.broadcast(("to-all", 3), &[])?;
     ensure!(
         managed.to_client(&bob_id, ("to-client", 4))? == 0,
@@ -184,9 +188,11 @@ async fn our_sends_reach_the_clients_of_a_real_ignis_server() -> anyhow::Result<
     let connection = Emitter::connect(REDIS).await?;
     let emitter = connection.managed(prefix);
     emitter.to_user("bob", ("emit-user", 7)).await?;
-    emitter
-        .to_room("lobby", ("emit-room", 8), &[&alice_id])
-        .await?;
+    asena_runtime::trace::scope(
+        asena_runtime::trace::start(),
+        emitter.to_room("lobby", ("emit-room", 8), &[&alice_id]),
+    )
+    .await?;
     emitter.to_client(&alice_id, ("emit-client", 9)).await?;
     emitter.broadcast(("emit-all", 10), &[]).await?;
 

@@ -14,18 +14,7 @@ pub struct ItemPath {
     pub id: u64,
 }
 
-#[middleware]
-#[derive(Debug)]
-pub struct NeedsName;
-
-impl Middleware for NeedsName {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
-        if ctx.query("name").is_none() {
-            return Err(Refusal::new(401));
-        }
-        next.run(ctx).await
-    }
-}
+asena_tests::needs_name_middleware!(NeedsName);
 
 /// Everyone is in `lobby`; every message goes to the lobby.
 #[websocket(path = "/lobby", middlewares = [NeedsName])]

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use asena_runtime::Scope;
 use asena_runtime::prelude::*;
 use asena_tests::{
-    Client, TestServer, body_of, eventually, header_values, isolated, json_body, start,
-    upgrade_request,
+    Client, HttpResponse, TestServer, body_of, eventually, header_values, isolated, json_body,
+    start, upgrade_request,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -225,12 +225,41 @@ impl Middleware for ParamReader {
 }
 
 /// A websocket service that counts `on_open` calls and sends its values, its id and its `id`
-/// path parameter on open.
+/// path parameter on open; `app()` is an isolated app of it and the middlewares it lists,
+/// `opened(&s)` how often it opened on `s`.
 macro_rules! socket {
-    ($name:ident, $data:ty, $($args:tt)*) => {
-        #[websocket($($args)*)]
+    ($name:ident, $data:ty, path = $path:literal $(, middlewares = [$($mw:ident),+])?) => {
+        #[websocket(path = $path $(, middlewares = [$($mw),+])?)]
         struct $name {
             opened: AtomicUsize,
+        }
+
+        // Not every test starts an app of every socket.
+        #[allow(dead_code)]
+        impl $name {
+            fn app() -> asena_runtime::AsenaBuilder {
+                isolated().websocket::<Self>()$($(.middleware::<$mw>())+)?
+            }
+
+            fn opened(s: &TestServer) -> usize {
+                let socket = s.app.get::<Self>().expect("registered");
+                socket.opened.load(Ordering::SeqCst)
+            }
+
+            /// Asserts that the app of `s` has no socket at this path, and never opened one.
+            fn assert_none_opened(s: &TestServer) {
+                let ns = s.app.namespace($path).expect("namespace");
+                assert_eq!((ns.socket_count(), Self::opened(s)), (0, 0), "{}", $path);
+            }
+
+            /// Starts its `app()`, whose answer to an upgrade of `path` (this path, with a
+            /// query) must be `status` and leave no socket; returns the server and the answer.
+            async fn refused(path: &str, status: u16) -> anyhow::Result<(TestServer, HttpResponse)> {
+                let s = start(Self::app()).await?;
+                let resp = s.upgrade_answered(path, status).await?;
+                Self::assert_none_opened(&s);
+                Ok((s, resp))
+            }
         }
 
         impl WebSocketService for $name {
@@ -292,22 +321,12 @@ socket!(
     middlewares = [ParamReader]
 );
 
-fn opened<T: asena_runtime::di::Component>(s: &TestServer, get: impl Fn(&T) -> usize) -> usize {
-    get(&s.app.get::<T>().expect("registered"))
-}
-
 // ---------------------------------------------------------------------------------------
 // Outcomes
 
 #[tokio::test]
 async fn continue_reaches_on_open_with_context_values() -> anyhow::Result<()> {
-    let s = start(
-        isolated()
-            .websocket::<CollectSocket>()
-            .middleware::<Collect>()
-            .service::<Greeter>(),
-    )
-    .await?;
+    let s = start(CollectSocket::app().service::<Greeter>()).await?;
     let mut c = Client::connect_with_headers(
         &s.ws_url("/collect?q=a%20b&q=second"),
         &[
@@ -331,37 +350,26 @@ async fn continue_reaches_on_open_with_context_values() -> anyhow::Result<()> {
             "greeting": "hello from an injected service",
         })
     );
-    assert_eq!(
-        opened::<CollectSocket>(&s, |t| t.opened.load(Ordering::SeqCst)),
-        1
-    );
+    assert_eq!(CollectSocket::opened(&s), 1);
     s.stop().await
 }
 
 #[tokio::test]
 async fn rejection_401_answers_json_and_creates_no_socket() -> anyhow::Result<()> {
-    let s = start(isolated().websocket::<Reject401>().middleware::<Deny401>()).await?;
+    let s = start(Reject401::app()).await?;
     for _ in 0..3 {
-        let (status, resp) = upgrade_request(s.addr, "/reject/401", &[]).await?;
-        assert_eq!(status, 401);
+        let resp = s.upgrade_answered("/reject/401", 401).await?;
         assert_eq!(json_body(&resp), json!({"error": "Unauthorized"}));
         assert_eq!(header_values(&resp, "content-type"), ["application/json"]);
     }
+    Reject401::assert_none_opened(&s);
     let ns = s.app.namespace("/reject/401").expect("namespace");
-    assert_eq!(ns.socket_count(), 0);
-    assert_eq!(
-        opened::<Reject401>(&s, |t| t.opened.load(Ordering::SeqCst)),
-        0
-    );
 
     // The same route lets a good request through: exactly one socket, one on_open.
     let mut c = s.connect("/reject/401?pass=yes").await?;
     c.recv_json().await?;
     eventually(|| ns.socket_count() == 1).await?;
-    assert_eq!(
-        opened::<Reject401>(&s, |t| t.opened.load(Ordering::SeqCst)),
-        1
-    );
+    assert_eq!(Reject401::opened(&s), 1);
     c.close().await?;
     eventually(|| ns.socket_count() == 0).await?;
     s.stop().await
@@ -369,18 +377,8 @@ async fn rejection_401_answers_json_and_creates_no_socket() -> anyhow::Result<()
 
 #[tokio::test]
 async fn neither_continue_nor_reject_is_403() -> anyhow::Result<()> {
-    let s = start(isolated().websocket::<Reject403>().middleware::<Silent>()).await?;
-    let (status, resp) = upgrade_request(s.addr, "/reject/403", &[]).await?;
-    assert_eq!(status, 403);
+    let (s, resp) = Reject403::refused("/reject/403", 403).await?;
     assert_eq!(json_body(&resp), json!({"error": "Forbidden"}));
-    assert_eq!(
-        s.app.namespace("/reject/403").expect("ns").socket_count(),
-        0
-    );
-    assert_eq!(
-        opened::<Reject403>(&s, |t| t.opened.load(Ordering::SeqCst)),
-        0
-    );
     // A real client is refused too.
     assert!(s.connect("/reject/403").await.is_err());
     s.stop().await
@@ -388,27 +386,16 @@ async fn neither_continue_nor_reject_is_403() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn rejection_429_keeps_status_headers_and_body() -> anyhow::Result<()> {
-    let s = start(isolated().websocket::<Reject429>().middleware::<TooMany>()).await?;
-    let (status, resp) = upgrade_request(s.addr, "/reject/429", &[]).await?;
-    assert_eq!(status, 429);
+    let (s, resp) = Reject429::refused("/reject/429", 429).await?;
     assert_eq!(header_values(&resp, "retry-after"), ["7"]);
     assert_eq!(json_body(&resp), json!({"error": "Too Many Requests"}));
-    assert_eq!(
-        s.app.namespace("/reject/429").expect("ns").socket_count(),
-        0
-    );
-    assert_eq!(
-        opened::<Reject429>(&s, |t| t.opened.load(Ordering::SeqCst)),
-        0
-    );
     s.stop().await
 }
 
 #[tokio::test]
 async fn rejection_with_any_status_and_text_body() -> anyhow::Result<()> {
-    let s = start(isolated().websocket::<Reject418>().middleware::<Teapot>()).await?;
-    let (status, resp) = upgrade_request(s.addr, "/reject/418", &[]).await?;
-    assert_eq!(status, 418);
+    let s = start(Reject418::app()).await?;
+    let resp = s.upgrade_answered("/reject/418", 418).await?;
     assert_eq!(body_of(&resp), "short and stout");
     assert_eq!(
         header_values(&resp, "content-type"),
@@ -419,9 +406,7 @@ async fn rejection_with_any_status_and_text_body() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn panic_is_500_without_leaking_and_server_keeps_running() -> anyhow::Result<()> {
-    let s = start(isolated().websocket::<Reject500>().middleware::<Panicker>()).await?;
-    let (status, resp) = upgrade_request(s.addr, "/reject/500?boom=1", &[]).await?;
-    assert_eq!(status, 500);
+    let (s, resp) = Reject500::refused("/reject/500?boom=1", 500).await?;
     assert_eq!(json_body(&resp), json!({"error": "Internal Server Error"}));
     // Neither a header nor the body carries it (the response rendered whole).
     let whole = resp.to_string();
@@ -429,21 +414,10 @@ async fn panic_is_500_without_leaking_and_server_keeps_running() -> anyhow::Resu
         !whole.contains("secret") && !whole.contains("hunter2"),
         "leaked: {resp}"
     );
-    assert_eq!(
-        s.app.namespace("/reject/500").expect("ns").socket_count(),
-        0
-    );
-    assert_eq!(
-        opened::<Reject500>(&s, |t| t.opened.load(Ordering::SeqCst)),
-        0
-    );
     // The same middleware serves the next request normally.
     let mut c = s.connect("/reject/500").await?;
     c.recv_json().await?;
-    assert_eq!(
-        opened::<Reject500>(&s, |t| t.opened.load(Ordering::SeqCst)),
-        1
-    );
+    assert_eq!(Reject500::opened(&s), 1);
     s.stop().await
 }
 
@@ -452,16 +426,8 @@ async fn panic_is_500_without_leaking_and_server_keeps_running() -> anyhow::Resu
 
 #[tokio::test]
 async fn three_middlewares_run_in_declared_order_and_unwind_in_reverse() -> anyhow::Result<()> {
-    let s = start(
-        isolated()
-            .websocket::<Ordered>()
-            .middleware::<First>()
-            .middleware::<Second>()
-            .middleware::<Third>(),
-    )
-    .await?;
-    let (status, resp) = upgrade_request(s.addr, "/ordered", &[]).await?;
-    assert_eq!(status, 101, "{resp}");
+    let s = start(Ordered::app()).await?;
+    let resp = s.upgrade_answered("/ordered", 101).await?;
     assert_eq!(
         header_values(&resp, "x-order"),
         ["first", "second", "third"]
@@ -473,27 +439,27 @@ async fn three_middlewares_run_in_declared_order_and_unwind_in_reverse() -> anyh
     s.stop().await
 }
 
+/// `/admin/panel` (with its own middleware), `/admin/public` and `/plain`, and the global
+/// middleware `G` where `scope` matches.
+fn admin_app<G: asena_runtime::di::Component + Middleware>(
+    scope: Scope,
+) -> asena_runtime::AsenaBuilder {
+    AdminPanel::app()
+        .websocket::<AdminPublic>()
+        .websocket::<Plain>()
+        .with_middleware::<G>(scope)
+}
+
 #[tokio::test]
 async fn global_middleware_include_exclude_patterns() -> anyhow::Result<()> {
-    let s = start(
-        isolated()
-            .websocket::<AdminPanel>()
-            .websocket::<AdminPublic>()
-            .websocket::<Plain>()
-            .middleware::<First>()
-            .with_middleware::<GlobalTag>(
-                Scope::all().include("/admin/*").exclude("/admin/public"),
-            ),
-    )
-    .await?;
+    let scope = Scope::all().include("/admin/*").exclude("/admin/public");
+    let s = start(admin_app::<GlobalTag>(scope)).await?;
     // Included: the global runs first, then the service's own list.
-    let (status, resp) = upgrade_request(s.addr, "/admin/panel", &[]).await?;
-    assert_eq!(status, 101, "{resp}");
+    let resp = s.upgrade_answered("/admin/panel", 101).await?;
     assert_eq!(header_values(&resp, "x-order"), ["global", "first"]);
     // Excluded, and outside the include pattern: the global does not run.
     for path in ["/admin/public", "/plain"] {
-        let (status, resp) = upgrade_request(s.addr, path, &[]).await?;
-        assert_eq!(status, 101, "{path}: {resp}");
+        let resp = s.upgrade_answered(path, 101).await?;
         assert!(header_values(&resp, "x-order").is_empty(), "{path}: {resp}");
     }
     s.stop().await
@@ -501,23 +467,12 @@ async fn global_middleware_include_exclude_patterns() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn global_rejection_applies_only_where_its_scope_matches() -> anyhow::Result<()> {
-    let s = start(
-        isolated()
-            .websocket::<AdminPanel>()
-            .websocket::<Plain>()
-            .middleware::<First>()
-            .with_middleware::<GlobalGate>(Scope::all().include("/admin/*")),
-    )
-    .await?;
-    let (status, resp) = upgrade_request(s.addr, "/admin/panel", &[]).await?;
-    assert_eq!(status, 401);
+    let s = start(admin_app::<GlobalGate>(Scope::all().include("/admin/*"))).await?;
+    let resp = s.upgrade_answered("/admin/panel", 401).await?;
     assert_eq!(json_body(&resp), json!({"error": "gate"}));
     // The service's own middleware never ran: the global rejected first.
     assert!(header_values(&resp, "x-order").is_empty());
-    assert_eq!(
-        opened::<AdminPanel>(&s, |t| t.opened.load(Ordering::SeqCst)),
-        0
-    );
+    assert_eq!(AdminPanel::opened(&s), 0);
     let mut c = s.connect("/plain").await?;
     c.recv_json().await?;
     s.stop().await
@@ -541,14 +496,7 @@ fn scope_patterns_match_the_path_with_its_leading_slash() {
 
 #[tokio::test]
 async fn last_value_wins_and_extensions_pass_between_middlewares() -> anyhow::Result<()> {
-    let s = start(
-        isolated()
-            .websocket::<Valued>()
-            .websocket::<Unvalued>()
-            .middleware::<SetA>()
-            .middleware::<SetB>(),
-    )
-    .await?;
+    let s = start(Valued::app().websocket::<Unvalued>()).await?;
     let mut c = s.connect("/values").await?;
     assert_eq!(
         c.recv_json().await?["values"],
@@ -565,26 +513,14 @@ async fn last_value_wins_and_extensions_pass_between_middlewares() -> anyhow::Re
 
 #[tokio::test]
 async fn value_type_mismatch_is_500_and_no_socket() -> anyhow::Result<()> {
-    let s = start(isolated().websocket::<Mismatch>().middleware::<SetString>()).await?;
-    let (status, resp) = upgrade_request(s.addr, "/mismatch", &[]).await?;
-    assert_eq!(status, 500);
+    let (s, resp) = Mismatch::refused("/mismatch", 500).await?;
     assert_eq!(json_body(&resp), json!({"error": "Internal Server Error"}));
-    assert_eq!(s.app.namespace("/mismatch").expect("ns").socket_count(), 0);
-    assert_eq!(
-        opened::<Mismatch>(&s, |t| t.opened.load(Ordering::SeqCst)),
-        0
-    );
     s.stop().await
 }
 
 #[tokio::test]
 async fn path_parameters_reach_middleware_and_socket() -> anyhow::Result<()> {
-    let s = start(
-        isolated()
-            .websocket::<UserEvents>()
-            .middleware::<ParamReader>(),
-    )
-    .await?;
+    let s = start(UserEvents::app()).await?;
     let mut c = s.connect("/user/42").await?;
     let open = c.recv_json().await?;
     assert_eq!(open["values"]["who"], "42");
@@ -603,8 +539,7 @@ async fn path_parameters_reach_middleware_and_socket() -> anyhow::Result<()> {
 #[tokio::test]
 async fn origin_allow_list_global_and_per_service() -> anyhow::Result<()> {
     let s = start(
-        isolated()
-            .websocket::<Plain>()
+        Plain::app()
             .websocket::<PlainB>()
             .allowed_origins(["https://good.example"])
             .allowed_origins_for("/plain-b", ["https://b.example"]),
@@ -628,12 +563,7 @@ async fn origin_allow_list_global_and_per_service() -> anyhow::Result<()> {
     }
     // Exactly the accepted requests opened sockets (on_open runs after the 101 is sent, so
     // wait for it), and all of them are gone once the raw clients hung up.
-    let count = |s: &TestServer| {
-        (
-            opened::<Plain>(s, |t| t.opened.load(Ordering::SeqCst)),
-            opened::<PlainB>(s, |t| t.opened.load(Ordering::SeqCst)),
-        )
-    };
+    let count = |s: &TestServer| (Plain::opened(s), PlainB::opened(s));
     eventually(|| count(&s) == (2, 1)).await?;
     let plain = s.app.namespace("/plain").expect("ns");
     eventually(|| plain.socket_count() == 0).await?;
@@ -686,24 +616,19 @@ async fn require_ticket(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tower_layer_sees_every_upgrade_request_and_may_refuse_it() -> anyhow::Result<()> {
     let s = start(
-        isolated()
-            .websocket::<Plain>()
+        Plain::app()
             .layer(axum::middleware::from_fn(require_ticket))
             .layer(axum::middleware::from_fn(record_upgrade)),
     )
     .await?;
 
     // The outer layer sees the refused request too, and its response.
-    let (status, resp) = upgrade_request(s.addr, "/plain", &[]).await?;
-    assert_eq!(status, 402);
+    let resp = s.upgrade_answered("/plain", 402).await?;
     assert_eq!(header_values(&resp, "x-layer"), ["outer"]);
-    let ns = s.app.namespace("/plain").expect("namespace");
-    assert_eq!(ns.socket_count(), 0);
-    assert_eq!(opened::<Plain>(&s, |t| t.opened.load(Ordering::SeqCst)), 0);
+    Plain::assert_none_opened(&s);
 
     // Let through, the upgrade completes and the layer's header is on the 101.
-    let (status, resp) = upgrade_request(s.addr, "/plain?ticket=1", &[]).await?;
-    assert_eq!(status, 101);
+    let resp = s.upgrade_answered("/plain?ticket=1", 101).await?;
     assert_eq!(header_values(&resp, "x-layer"), ["outer"]);
     let mut c = s.connect("/plain?ticket=1").await?;
     c.recv_json().await?;

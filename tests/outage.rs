@@ -45,26 +45,24 @@ const ROOM: &str = "stream";
 #[derive(Debug)]
 struct Stream;
 
-impl WebSocketService for Stream {
-    type Data = ();
-
-    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
+asena_tests::impl_message_service!(
+    Stream,
+    open = |ws| {
         if ws.query("listen").is_some() {
             ws.subscribe(ROOM)?;
         }
         ws.send("ready")?;
         Ok(())
-    }
-
-    /// Sends the message to the room; a send the namespace refuses is answered with
-    /// `refused:<code>`.
-    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
+    },
+    // Sends the message to the room; a send the namespace refuses is answered with
+    // `refused:<code>`.
+    |ws, msg| {
         if let Err(e) = ws.namespace().to(ROOM, msg) {
             ws.send(format!("refused:{}", e.code))?;
         }
         Ok(())
     }
-}
+);
 
 /// A TCP proxy to a broker whose gate, when closed, hangs up on new connections at once (an
 /// instance's reconnection attempts then fail until it opens). A broker that dies takes the

@@ -27,10 +27,9 @@ use serde_json::{Value, json};
 #[derive(Debug)]
 pub struct Rooms;
 
-impl WebSocketService for Rooms {
-    type Data = ();
-
-    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
+asena_tests::impl_message_service!(
+    Rooms,
+    open = |ws| {
         if let Some(room) = ws.query("room") {
             let room = room.to_owned();
             if let Err(e) = ws.subscribe(&room) {
@@ -39,9 +38,8 @@ impl WebSocketService for Rooms {
         }
         ws.send(format!("hello {}", ws.id()))?;
         Ok(())
-    }
-
-    async fn on_message(&self, ws: &Socket<Self>, message: Message) -> Result<()> {
+    },
+    |ws, message| {
         let text = message.as_text().unwrap_or_default().to_owned();
         if let Some(rest) = text.strip_prefix("pub:")
             && let Some((room, body)) = rest.split_once(':')
@@ -51,7 +49,7 @@ impl WebSocketService for Rooms {
         }
         Ok(())
     }
-}
+);
 
 async fn hello(c: &mut Client) -> anyhow::Result<String> {
     let text = c.recv_text().await?;

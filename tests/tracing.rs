@@ -5,30 +5,13 @@ use asena_runtime::prelude::*;
 use asena_tests::{Captured, isolated, serve, upgrade_request};
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-#[derive(Debug)]
-#[middleware]
-pub struct OnlyWithName;
+asena_tests::needs_name_middleware!(NeedsName);
 
-impl Middleware for OnlyWithName {
-    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
-        if ctx.query("name").is_none() {
-            tracing::warn!(target: "asena::middleware", "no name; refusing");
-            return Err(Refusal::new(401));
-        }
-        next.run(ctx).await
-    }
-}
-
-#[websocket(path = "/fails", middlewares = [OnlyWithName])]
+#[websocket(path = "/fails", middlewares = [NeedsName])]
 #[derive(Debug)]
 pub struct Fails;
 
-impl WebSocketService for Fails {
-    type Data = ();
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
-        Err("the database is down".into())
-    }
-}
+asena_tests::impl_message_service!(Fails, |_ws, _msg| Err("the database is down".into()));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_carry_the_connection_span() -> anyhow::Result<()> {
@@ -37,7 +20,7 @@ async fn log_lines_carry_the_connection_span() -> anyhow::Result<()> {
 
     let app = isolated()
         .websocket::<Fails>()
-        .middleware::<OnlyWithName>()
+        .middleware::<NeedsName>()
         .build()
         .await?;
     let s = serve(app).await?;

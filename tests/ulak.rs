@@ -151,6 +151,17 @@ async fn with_broker() -> anyhow::Result<(TestServer, UlakBroker)> {
     Ok((s, broker))
 }
 
+/// A server of [`app`], its `UlakBroker`, an [`alpha`] client in each of `rooms` and a
+/// `/beta` client.
+async fn broker_and_clients(
+    rooms: [&str; 2],
+) -> anyhow::Result<(TestServer, UlakBroker, [(Client, String); 2], Client)> {
+    let (s, broker) = with_broker().await?;
+    let alphas = alphas(&s, rooms).await?;
+    let b = s.connect("/beta").await?;
+    Ok((s, broker, alphas, b))
+}
+
 async fn alpha(s: &TestServer, rooms: &str) -> anyhow::Result<(Client, String)> {
     let mut c = s.connect(&format!("/alpha?rooms={rooms}")).await?;
     let open = c.recv_json().await?;
@@ -327,9 +338,7 @@ async fn broker_finds_namespaces_by_type_and_path() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn broker_sends_by_path_as_asenas_string_keyed_ulak() -> anyhow::Result<()> {
-    let (s, broker) = with_broker().await?;
-    let [(mut a1, a1_id), (mut a2, _)] = alphas(&s, ["r", ""]).await?;
-    let mut b = s.connect("/beta").await?;
+    let (s, broker, [(mut a1, a1_id), (mut a2, _)], mut b) = broker_and_clients(["r", ""]).await?;
 
     assert_eq!(broker.to("/alpha", "r", "to r")?, 1);
     assert_eq!(a1.recv_text().await?, "to r");
@@ -353,9 +362,7 @@ async fn broker_sends_by_path_as_asenas_string_keyed_ulak() -> anyhow::Result<()
 
 #[tokio::test]
 async fn broadcast_all_reaches_every_namespace_with_per_namespace_results() -> anyhow::Result<()> {
-    let (s, broker) = with_broker().await?;
-    let [(mut a1, _), (mut a2, _)] = alphas(&s, ["", ""]).await?;
-    let mut b = s.connect("/beta").await?;
+    let (s, broker, [(mut a1, _), (mut a2, _)], mut b) = broker_and_clients(["", ""]).await?;
 
     let result = broker.broadcast_all("everyone");
     assert_eq!((result.total, result.succeeded, result.failed), (2, 2, 0));

@@ -658,8 +658,7 @@ async fn path_parameters_reach_the_socket() -> anyhow::Result<()> {
 async fn plain_http_requests_are_answered_clearly() -> anyhow::Result<()> {
     let s = server().await?;
     // An upgrade to an unknown namespace says so.
-    let (status, resp) = asena_tests::upgrade_request(s.addr, "/nope", &[]).await?;
-    assert_eq!(status, 404);
+    let resp = s.upgrade_answered("/nope", 404).await?;
     assert_eq!(
         asena_tests::body_of(&resp),
         r#"{"error":"No WebSocket service at /nope"}"#

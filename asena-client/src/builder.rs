@@ -43,16 +43,27 @@ pub struct ClientBuilder<C: Channel> {
     channel: PhantomData<fn() -> C>,
 }
 
-/// Declares setters that set one field each: `name(argument: Type) => field = value`, where
-/// `field` may be a path (`options.queue`).
+/// Declares setters that change one field each: `name(argument: Type, ..) => field = value`
+/// sets it, `name(..) => field += value` pushes `value` onto it (a `Vec`); `field` may be a
+/// path (`options.queue`).
 macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty)?) => $($field:ident).+ = $value:expr;)+) => {$(
+    () => {};
+    ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) => $($field:ident).+ = $value:expr; $($rest:tt)*) => {
         $(#[$doc])*
-        pub fn $name(mut self $(, $arg: $ty)?) -> Self {
+        pub fn $name(mut self $(, $arg: $ty)*) -> Self {
             self.$($field).+ = $value;
             self
         }
-    )+};
+        setters! { $($rest)* }
+    };
+    ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) => $($field:ident).+ += $value:expr; $($rest:tt)*) => {
+        $(#[$doc])*
+        pub fn $name(mut self $(, $arg: $ty)*) -> Self {
+            self.$($field).+.push($value);
+            self
+        }
+        setters! { $($rest)* }
+    };
 }
 pub(crate) use setters;
 
@@ -169,20 +180,14 @@ impl<C: Channel> ClientBuilder<C> {
         self
     }
 
-    /// Adds a query pair (`?key=value`, form-encoded); repeat for more.
-    pub fn query(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.options.query.push((key.into(), value.into()));
-        self
-    }
-
-    /// Adds a header to the upgrade request (and to every reconnect), e.g.
-    /// `.header("authorization", "Bearer t0k3n")`.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.options.headers.push((name.into(), value.into()));
-        self
-    }
-
     setters! {
+        /// Adds a query pair (`?key=value`, form-encoded); repeat for more.
+        query(key: impl Into<String>, value: impl Into<String>) => options.query += (key.into(), value.into());
+
+        /// Adds a header to the upgrade request (and to every reconnect), e.g.
+        /// `.header("authorization", "Bearer t0k3n")`.
+        header(name: impl Into<String>, value: impl Into<String>) => options.headers += (name.into(), value.into());
+
         /// Reconnects after a lost connection with this backoff (the default is
         /// [`Backoff::default`]).
         reconnect(backoff: Backoff) => options.reconnect = Some(backoff);

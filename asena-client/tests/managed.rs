@@ -242,6 +242,21 @@ async fn assert_relayed(
     );
 }
 
+/// Asserts that `error` matches `pattern` and that its message contains `needle`.
+macro_rules! assert_error {
+    ($error:expr, $pattern:pat, $needle:expr) => {{
+        let error = &$error;
+        assert!(matches!(error, $pattern), "{error:?}");
+        assert!(error.to_string().contains($needle), "{error}");
+    }};
+}
+
+/// Closes `conn`, then stops `server`.
+async fn close_and_stop(mut conn: ManagedConnection<RtOut>, server: Server) {
+    conn.close().await.unwrap();
+    server.stop().await;
+}
+
 fn answer(rooms: &[&str], denied: &[&str]) -> RoomsAnswer {
     serde_json::from_value(json!({"rooms": rooms, "denied": denied})).unwrap()
 }
@@ -258,8 +273,7 @@ async fn authenticates_and_reports_connected() {
     assert!(!connected.id.is_empty());
     assert!(connected.time.is_some());
     assert_whoami(&mut alice, "alice", false).await;
-    alice.close().await.unwrap();
-    server.stop().await;
+    close_and_stop(alice, server).await;
 }
 
 #[tokio::test]
@@ -270,24 +284,19 @@ async fn refused_credentials_are_a_clear_error() {
         .connect()
         .await
         .unwrap_err();
-    assert!(
-        matches!(error, ClientError::AuthenticationFailed { .. }),
-        "{error:?}"
-    );
-    assert!(
-        error
-            .to_string()
-            .contains("refused the credentials (close 4003"),
-        "{error}"
+    assert_error!(
+        error,
+        ClientError::AuthenticationFailed { .. },
+        "refused the credentials (close 4003"
     );
 
     // A service that requires encryption refuses a plain client with 4004.
     let error = refusal(url(&server, "/sealed"), "alice-token").await;
-    assert!(
-        matches!(error, ClientError::EncryptionRequired { .. }),
-        "{error:?}"
+    assert_error!(
+        error,
+        ClientError::EncryptionRequired { .. },
+        ".encrypt(true)"
     );
-    assert!(error.to_string().contains(".encrypt(true)"), "{error}");
     server.stop().await;
 }
 
@@ -295,11 +304,7 @@ async fn refused_credentials_are_a_clear_error() {
 async fn a_slow_authenticator_is_an_authentication_timeout() {
     let server = start().await;
     let error = refusal(url(&server, "/rt"), "slow-token").await;
-    assert!(
-        matches!(error, ClientError::AuthenticationTimeout { .. }),
-        "{error:?}"
-    );
-    assert!(error.to_string().contains("4001"), "{error}");
+    assert_error!(error, ClientError::AuthenticationTimeout { .. }, "4001");
     server.stop().await;
 }
 
@@ -364,8 +369,7 @@ async fn heartbeats_keep_the_client_alive_while_a_silent_socket_is_closed() {
 
     // Alice has been authenticated longer than the heartbeat timeout, and is still there.
     assert_whoami(&mut alice, "alice", false).await;
-    alice.close().await.unwrap();
-    server.stop().await;
+    close_and_stop(alice, server).await;
 }
 
 #[tokio::test]
@@ -382,8 +386,7 @@ async fn join_and_leave_return_the_servers_answers() {
     assert_eq!(left, answer(&["public-1"], &[]));
     assert!(matches!(next(&mut alice).await, ManagedEvent::Left(a) if a == left));
     assert!(alice.rooms().is_empty());
-    alice.close().await.unwrap();
-    server.stop().await;
+    close_and_stop(alice, server).await;
 }
 
 /// A raw server that admits any client, records the events it receives, and answers
@@ -463,8 +466,7 @@ async fn typed_events_both_ways() {
     // Something that is not an event is refused before it is sent.
     let error = bob.send(&json!(["say"])).await.unwrap_err();
     assert!(matches!(error, ClientError::NotAnEvent { .. }), "{error:?}");
-    alice.close().await.unwrap();
-    server.stop().await;
+    close_and_stop(alice, server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -513,8 +515,7 @@ async fn reconnects_reauthenticates_and_rejoins() {
     // The new connection is in the room again (and its keys are new).
     assert_relayed(&bob, &mut alice, "public-1", "welcome back").await;
     assert_whoami(&mut alice, "alice", true).await;
-    alice.close().await.unwrap();
-    server.stop().await;
+    close_and_stop(alice, server).await;
 }
 
 /// The next text message of `ws`, as JSON.

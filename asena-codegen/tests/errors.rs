@@ -1,16 +1,11 @@
 //! What the generator refuses, and how: every error names the file and the JSON pointer of
 //! what it cannot represent, never a panic or a silent skip.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Writes `text` as `name` in a fresh directory; returns its path.
-fn document(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("asena-codegen-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write");
-    path
-}
+mod support;
+
+use support::document;
 
 fn error_of(path: &Path) -> asena_codegen::Error {
     asena_codegen::Builder::new(path)

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+mod support;
+
 fn snapshot(spec: &str, name: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let code = asena_codegen::Builder::new(root.join(spec))
@@ -52,14 +54,10 @@ fn kraken_request_reply_over_channels() {
 
 #[test]
 fn a_parameter_enum_does_not_take_the_modules_own_names() {
-    let dir = std::env::temp_dir().join(format!("asena-codegen-names-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let spec = dir.join("params.yaml");
-    std::fs::write(
-        &spec,
+    let spec = support::document(
+        "params.yaml",
         "asyncapi: 3.0.0\ninfo: {title: T, version: '1'}\nchannels:\n  c:\n    address: '/c/{params}'\n    parameters:\n      params: {enum: [a, b]}\n",
-    )
-    .expect("write");
+    );
     let code = asena_codegen::Builder::new(&spec)
         .to_source()
         .expect("generates");

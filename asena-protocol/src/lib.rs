@@ -12,6 +12,7 @@
 //! | [`message`] | [`Message`]: one text or binary message |
 //! | [`rules`] | JSON Schema constraints garde has no rule for (formats, `multipleOf`), for generated message types |
 //! | [`close_code`] | RFC 6455 close codes and the managed protocol's 4001–4005 |
+//! | [`trace`] | W3C Trace Context between instances: [`TraceParent`](trace::TraceParent) |
 //! | [`wire`] | Asena's format between instances: topics, the JSON envelope, channel names |
 //! | `crypto` | the managed protocol's per-client encryption, both ends (feature `crypto`) |
 //! | [`managed`] | the managed protocol between servers (Ignis's layout): [`ManagedEnvelope`], [`TargetKind`], channel names |
@@ -35,6 +36,7 @@ pub mod example;
 pub mod managed;
 pub mod message;
 pub mod rules;
+pub mod trace;
 pub mod wire;
 
 pub use channel::{Channel, Checked, Raw, Receives, Sends};

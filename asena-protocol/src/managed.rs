@@ -18,6 +18,9 @@
 //! ```
 //!
 //! `target` is absent for a broadcast, `exclude` is absent unless some clients are skipped.
+//! A message sent within a trace also carries `"traceparent"` (W3C Trace Context, see
+//! [`trace`]); Ignis ignores keys it does not know, and an invalid value is no
+//! context.
 //! A server drops envelopes carrying its own `serverId` (it delivered them locally before
 //! publishing); publishers without a server (an emitter) use [`EMITTER_SERVER_ID`], which no
 //! server has, so every server delivers their messages.
@@ -36,6 +39,8 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
+
+use crate::trace::{self, TraceParent};
 
 /// The `serverId` of messages from publishers that run no server (an emitter):
 /// no server has it, so every server delivers them.
@@ -93,6 +98,13 @@ pub struct ManagedEnvelope {
     /// Client ids to skip (rooms and broadcasts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude: Option<Vec<String>>,
+    /// The trace the message was sent in (`traceparent`), when it was.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "trace::lenient"
+    )]
+    pub traceparent: Option<TraceParent>,
 }
 
 /// Declares the constructors of messages to one target named by an id: `name(id) => kind`.
@@ -156,6 +168,7 @@ impl ManagedEnvelope {
             event: event.into(),
             data,
             exclude: None,
+            traceparent: None,
         }
     }
 
@@ -193,6 +206,43 @@ impl ManagedEnvelope {
     /// Parses a message as Ignis publishes it; unknown keys are ignored.
     pub fn decode(bytes: &[u8]) -> Result<ManagedEnvelope, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::*;
+
+    #[test]
+    fn the_trace_travels_as_traceparent_and_a_bad_one_is_no_context() {
+        let trace = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let envelope = ManagedEnvelope {
+            traceparent: trace,
+            ..ManagedEnvelope::broadcast("s", "e", serde_json::Value::Null)
+        };
+        let json: serde_json::Value = serde_json::from_str(&envelope.encode()).expect("json");
+        assert_eq!(
+            json["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(
+            ManagedEnvelope::decode(envelope.encode().as_bytes()).expect("decodes"),
+            envelope
+        );
+        // Without a trace the envelope is exactly Ignis's.
+        assert!(
+            !ManagedEnvelope::broadcast("s", "e", serde_json::Value::Null)
+                .encode()
+                .contains("traceparent")
+        );
+        let hostile =
+            r#"{"serverId":"x","type":"broadcast","event":"e","traceparent":{"deep":[1,2,3]}}"#;
+        assert_eq!(
+            ManagedEnvelope::decode(hostile.as_bytes())
+                .expect("decodes")
+                .traceparent,
+            None
+        );
     }
 }
 

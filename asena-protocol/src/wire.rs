@@ -21,12 +21,14 @@
 //!
 //! `t` is the topic, `o` the pod id of the publisher (receivers drop their own messages), and
 //! `b` is present (as `1`) only when `d` carries base64-encoded binary data. From other
-//! publishers `d` may be any JSON value; it is then delivered as its JSON text.
+//! publishers `d` may be any JSON value; it is then delivered as its JSON text. A message
+//! sent within a trace also carries `"tp"`, its W3C `traceparent` ([`trace`]);
+//! Asena ignores the field, and a value that is not a valid `traceparent` is no context.
 //!
 //! ```
 //! use asena_protocol::wire::{self, Envelope, Target};
 //!
-//! let raw = Envelope::encode(&wire::room_topic("chat", "general"), b"hi", false, "pod-1");
+//! let raw = Envelope::encode(&wire::room_topic("chat", "general"), b"hi", false, "pod-1", None);
 //! let envelope = Envelope::decode(&raw).unwrap();
 //! assert_eq!(envelope.topic, "chat.general");
 //! assert_eq!(wire::target(&envelope.topic, "chat"), Some(Target::Room("general")));
@@ -39,6 +41,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
+
+use crate::trace::{self, TraceParent};
 
 /// The Redis pub/sub channel every instance publishes to and listens on by default (Asena's
 /// default channel).
@@ -231,6 +235,8 @@ pub struct Envelope {
     pub payload: Vec<u8>,
     /// Whether the message is binary.
     pub binary: bool,
+    /// The trace the message was sent in (`tp`), when it was.
+    pub trace: Option<TraceParent>,
 }
 
 #[derive(Serialize)]
@@ -240,6 +246,8 @@ struct EnvelopeOut<'a> {
     o: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     b: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tp: Option<TraceParent>,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +257,8 @@ struct EnvelopeIn {
     o: String,
     #[serde(default)]
     b: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "trace::lenient")]
+    tp: Option<TraceParent>,
 }
 
 /// An envelope that could not be decoded.
@@ -257,8 +267,14 @@ struct EnvelopeIn {
 pub struct EnvelopeError(String);
 
 impl Envelope {
-    /// Encodes a message as the JSON envelope.
-    pub fn encode(topic: &str, payload: &[u8], binary: bool, origin: &str) -> Vec<u8> {
+    /// Encodes a message as the JSON envelope, with `trace` as its `tp` when there is one.
+    pub fn encode(
+        topic: &str,
+        payload: &[u8],
+        binary: bool,
+        origin: &str,
+        trace: Option<TraceParent>,
+    ) -> Vec<u8> {
         let (data, b) = if binary {
             (Cow::Owned(BASE64.encode(payload)), Some(1))
         } else {
@@ -270,6 +286,7 @@ impl Envelope {
             t: topic,
             o: origin,
             b,
+            tp: trace,
         };
         // Serialising strings into a Vec cannot fail.
         serde_json::to_vec(&envelope).unwrap_or_default()
@@ -299,6 +316,7 @@ impl Envelope {
             origin: env.o,
             payload,
             binary,
+            trace: env.tp,
         })
     }
 }
@@ -372,7 +390,7 @@ mod tests {
 
     #[test]
     fn text_round_trip() {
-        let raw = Envelope::encode("chat.general", b"{\"a\":1}", false, "pod-1");
+        let raw = Envelope::encode("chat.general", b"{\"a\":1}", false, "pod-1", None);
         let v: serde_json::Value = serde_json::from_slice(&raw).expect("json");
         assert_eq!(
             v,
@@ -387,13 +405,41 @@ mod tests {
 
     #[test]
     fn binary_round_trip() {
-        let raw = Envelope::encode("chat.__", &[0, 255, 7], true, "p");
+        let raw = Envelope::encode("chat.__", &[0, 255, 7], true, "p", None);
         let v: serde_json::Value = serde_json::from_slice(&raw).expect("json");
         assert_eq!(v["b"], 1);
         assert_eq!(v["d"], "AP8H");
         let d = Envelope::decode(&raw).expect("decode");
         assert_eq!(d.payload, vec![0, 255, 7]);
         assert!(d.binary);
+    }
+
+    #[test]
+    fn the_trace_travels_as_tp_and_a_bad_one_is_no_context() {
+        let trace = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let raw = Envelope::encode("chat.general", b"hi", false, "pod-1", trace);
+        let v: serde_json::Value = serde_json::from_slice(&raw).expect("json");
+        assert_eq!(
+            v["tp"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(Envelope::decode(&raw).expect("decode").trace, trace);
+        // A hostile `tp` (huge, malformed, another type) does not cost the message.
+        let huge = "0".repeat(1 << 20);
+        for tp in [
+            serde_json::json!(huge),
+            serde_json::json!("00-zz"),
+            serde_json::json!({"a": [1, 2]}),
+        ] {
+            let raw =
+                serde_json::to_vec(&serde_json::json!({"d": "hi", "t": "c.r", "o": "x", "tp": tp}))
+                    .expect("json");
+            let envelope = Envelope::decode(&raw).expect("delivered");
+            assert_eq!(
+                (envelope.payload.as_slice(), envelope.trace),
+                (&b"hi"[..], None)
+            );
+        }
     }
 
     #[test]
@@ -520,12 +566,14 @@ mod tests {
             text in any::<String>(),
             data in vec(any::<u8>(), 0..300),
             binary in any::<bool>(),
+            ids in proptest::option::of(any::<([u8; 16], [u8; 8], u8)>()),
         ) {
             let payload = if binary { data } else { text.into_bytes() };
-            let raw = Envelope::encode(&topic, &payload, binary, &origin);
+            let trace = ids.and_then(|(trace, span, flags)| TraceParent::new(trace, span, flags));
+            let raw = Envelope::encode(&topic, &payload, binary, &origin, trace);
             prop_assert_eq!(
                 Envelope::decode(&raw),
-                Ok(Envelope { topic, origin, payload, binary })
+                Ok(Envelope { topic, origin, payload, binary, trace })
             );
         }
 
@@ -566,6 +614,7 @@ mod tests {
                         origin: "other".into(),
                         payload: s.clone().into_bytes(),
                         binary: false,
+                        trace: None,
                     })
                 );
             }

@@ -105,6 +105,13 @@
 //! ([`Limits::max_pending_requests`](crate::config::Limits::max_pending_requests)); replies
 //! nobody awaits are counted and dropped, never delivered to a handler.
 //!
+//! ## Presence
+//! With [`AsenaBuilder::presence`], handlers track their socket in a room with metadata under
+//! a key (`ws.presence().track_as("lobby", user, &meta)?`), and `ns.presence().list(room)`
+//! tells who is present on every instance; the room's members get `presence_diff` frames.
+//! Instances exchange their own entries through the transport, with a heartbeat, so the
+//! entries of an instance that dies go after three intervals. See the [`presence`] module.
+//!
 //! ## Errors and limits
 //! A handler that fails (returns `Err` or panics) sends
 //! `{"type":"error","message":"Server error occurred"}` and closes that socket with 1011;
@@ -139,7 +146,7 @@
 //! the node that owns it.
 //!
 //! ## Logs
-//! Everything logs through `tracing` under six targets, for `RUST_LOG` (e.g.
+//! Everything logs through `tracing` under seven targets, for `RUST_LOG` (e.g.
 //! `RUST_LOG=asena::ws=debug,asena::transport=info`):
 //!
 //! | target | what |
@@ -148,6 +155,7 @@
 //! | `asena::middleware` | the middleware chain of each upgrade, refusals, origin checks |
 //! | `asena::managed` | the managed protocol: authentication, timeouts, joins, the fleet bus |
 //! | `asena::transport` | brokers: connects, reconnects, drops |
+//! | `asena::presence` | instances whose presence entries were removed (silent, or said goodbye), remote entries dropped |
 //! | `asena::di` | the component graph at startup |
 //! | `asena::inspector` | the inspector's guard and actions, instances joining and leaving the fleet view |
 //!
@@ -242,6 +250,7 @@ mod error;
 pub mod config;
 mod stats;
 mod shutdown;
+pub mod trace;
 mod request;
 mod rooms;
 mod codec;
@@ -255,6 +264,7 @@ mod secret;
 mod middleware;
 mod service;
 pub mod protocol;
+pub mod presence;
 mod ws;
 pub mod managed;
 pub mod di;
@@ -488,6 +498,7 @@ pub mod __fuzz {
             &envelope.payload,
             envelope.binary,
             &envelope.origin,
+            envelope.trace,
         );
         assert_eq!(Envelope::decode(&raw).as_ref(), Ok(&envelope));
         for namespace in ["chat", "ws/notifications", ""] {

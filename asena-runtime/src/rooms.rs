@@ -242,7 +242,6 @@ impl<M: Member> RoomIndex<M> {
     }
 
     /// Whether `key` is in `room`.
-    #[cfg(test)]
     pub fn contains(&self, room: &str, key: u64) -> bool {
         self.rooms
             .get(room)

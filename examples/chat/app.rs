@@ -287,8 +287,8 @@ pub fn builder() -> asena_runtime::AsenaBuilder {
         .router(routes())
         .asyncapi_info(asena_runtime::asyncapi::Info {
             title: "Asena chat".to_owned(),
-            version: "1.0.0".to_owned(),
             description: Some("Room-based chat: join with `?username=U&room=R`.".to_owned()),
+            ..asena_runtime::asyncapi::Info::default()
         })
         .serve_asyncapi("/asyncapi.json")
         .metrics_route("/metrics")

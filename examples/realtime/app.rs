@@ -205,14 +205,27 @@ impl Presence {
         self.counted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// `ws`'s session of a user opened (`opened`) or closed. Presence is a nicety: a failure
+    /// (Redis away) is logged, and the session goes on; a session without a user is not
+    /// counted.
+    async fn update(&self, ws: &Socket<Realtime>, opened: bool) {
+        let Some(user) = ws.data().values.user_id() else {
+            return;
+        };
+        let updated = if opened {
+            self.session_opened(ws, &user).await
+        } else {
+            self.session_closed(ws, &user).await
+        };
+        if let Err(error) = updated {
+            tracing::warn!(%error, user, "presence not updated");
+        }
+    }
+
     /// A session of `user` opened: everyone learns when the user came online, the session
     /// alone gets the list otherwise.
-    async fn session_opened(
-        &self,
-        managed: &Managed<RealtimeOut>,
-        session: &str,
-        user: &str,
-    ) -> Result<()> {
+    async fn session_opened(&self, ws: &Socket<Realtime>, user: &str) -> Result<()> {
+        let (managed, session) = (ws.managed(), ws.id());
         match self.store.get() {
             Some(Store::Redis { conn, key }) => {
                 let (count, version, mut online) = count(conn, key, user, 1).await?;
@@ -228,7 +241,7 @@ impl Presence {
             }
             _ => {
                 self.counted().insert(session.to_owned());
-                if let Some(unchanged) = self.local_presence(managed)? {
+                if let Some(unchanged) = self.local_presence(&managed)? {
                     managed.to_client(session, &unchanged)?;
                 }
             }
@@ -253,13 +266,9 @@ impl Presence {
         Ok(None)
     }
 
-    /// A session closed: everyone learns when it was the user's last one.
-    async fn session_closed(
-        &self,
-        managed: &Managed<RealtimeOut>,
-        session: &str,
-        user: &str,
-    ) -> Result<()> {
+    /// A session of `user` closed: everyone learns when it was the user's last one.
+    async fn session_closed(&self, ws: &Socket<Realtime>, user: &str) -> Result<()> {
+        let (managed, session) = (ws.managed(), ws.id());
         if !self.counted().remove(session) {
             return Ok(());
         }
@@ -272,7 +281,7 @@ impl Presence {
                 }
             }
             _ => {
-                self.local_presence(managed)?;
+                self.local_presence(&managed)?;
             }
         }
         Ok(())
@@ -299,6 +308,14 @@ async fn count(
     Ok(answer)
 }
 
+/// The room every session is in from the start.
+const LOBBY: &str = "lobby";
+
+/// Whether a client may join `room`: the lobby, and the rooms named `public-*`.
+fn joinable(room: &str) -> bool {
+    room == LOBBY || room.starts_with("public-")
+}
+
 /// The managed service at `/ws`.
 #[websocket(path = "/ws", receives = RealtimeIn, sends = RealtimeOut, managed)]
 #[derive(Debug)]
@@ -315,7 +332,7 @@ impl ManagedService for Realtime {
         ManagedOptions::default()
             .auth_timeout(options.auth_timeout)
             .heartbeat_timeout(Some(options.heartbeat_timeout))
-            .default_rooms(["lobby"])
+            .default_rooms([LOBBY])
     }
 
     async fn authenticate(
@@ -333,24 +350,12 @@ impl ManagedService for Realtime {
     }
 
     async fn validate_rooms(&self, _ws: &Socket<Self>, rooms: Vec<String>) -> Vec<String> {
-        rooms
-            .into_iter()
-            .filter(|r| r == "lobby" || r.starts_with("public-"))
-            .collect()
+        rooms.into_iter().filter(|r| joinable(r)).collect()
     }
 
     async fn on_connected(&self, ws: &Socket<Self>) -> Result<()> {
-        let Some(user) = ws.data().values.user_id() else {
-            return Ok(());
-        };
         // Presence is a nicety: when Redis is away the user still gets in.
-        if let Err(error) = self
-            .presence
-            .session_opened(&ws.managed(), ws.id(), &user)
-            .await
-        {
-            tracing::warn!(%error, user, "presence not updated");
-        }
+        self.presence.update(ws, true).await;
         Ok(())
     }
 
@@ -377,16 +382,7 @@ impl ManagedService for Realtime {
     }
 
     async fn on_disconnected(&self, ws: &Socket<Self>, _code: u16, _reason: &str) {
-        let Some(user) = ws.data().values.user_id() else {
-            return;
-        };
-        if let Err(error) = self
-            .presence
-            .session_closed(&ws.managed(), ws.id(), &user)
-            .await
-        {
-            tracing::warn!(%error, user, "presence not updated");
-        }
+        self.presence.update(ws, false).await;
     }
 }
 
@@ -433,12 +429,12 @@ pub fn builder() -> AsenaBuilder {
         .router(routes())
         .asyncapi_info(asena_runtime::asyncapi::Info {
             title: "Asena realtime".to_owned(),
-            version: "1.0.0".to_owned(),
             description: Some(
                 "The managed protocol: authenticate after open, heartbeats, rooms joined on \
                  request, presence and notifications."
                     .to_owned(),
             ),
+            ..asena_runtime::asyncapi::Info::default()
         })
         .serve_asyncapi("/asyncapi.json")
 }

@@ -151,6 +151,14 @@ impl TestServer {
         http_get(&self.http_url(path)).await
     }
 
+    /// An [`upgrade_request`] for `path` (no extra headers) that must be answered with
+    /// `status`; returns the answer.
+    pub async fn upgrade_answered(&self, path: &str, status: u16) -> anyhow::Result<HttpResponse> {
+        let (got, response) = upgrade_request(self.addr, path, &[]).await?;
+        assert_eq!(got, status, "the upgrade to {path}: {response}");
+        Ok(response)
+    }
+
     /// Sends `method path`, with `json` as the body when given, and reads the whole response
     /// ([`http_request`]).
     pub async fn request(
@@ -274,6 +282,12 @@ impl Client {
         self.recv_json().await
     }
 
+    /// Sends `value` as JSON and asserts that the answer is `value` itself.
+    pub async fn assert_echoed(&mut self, value: &Value) -> anyhow::Result<()> {
+        assert_eq!(self.ask(value).await?, *value);
+        Ok(())
+    }
+
     /// Skips messages until one whose `type` is `ty`.
     pub async fn recv_type(&mut self, ty: &str) -> anyhow::Result<Value> {
         loop {
@@ -347,15 +361,26 @@ macro_rules! echo_service {
 
 /// Implements `WebSocketService` for the service `$name` (declared by the caller), with no
 /// data per socket: `|ws, msg| handler` handles each message (the handler a `Result<()>`);
-/// without it, every message is ignored.
+/// without it, every message is ignored. With `open = |ws| opener` first, `opener` (a
+/// `Result<()>` too) opens each socket.
 #[macro_export]
 macro_rules! impl_message_service {
     ($name:ident) => {
         $crate::impl_message_service!($name, |_ws, _msg| Ok(()));
     };
     ($name:ident, |$ws:pat_param, $msg:pat_param| $handler:expr) => {
+        $crate::impl_message_service!($name, open = |_ws| Ok(()), |$ws, $msg| $handler);
+    };
+    ($name:ident, open = |$open_ws:pat_param| $opener:expr, |$ws:pat_param, $msg:pat_param| $handler:expr) => {
         impl ::asena_runtime::WebSocketService for $name {
             type Data = ();
+            async fn on_open(
+                &self,
+                ws: &::asena_runtime::Socket<Self>,
+            ) -> ::asena_runtime::Result<()> {
+                let $open_ws = ws;
+                $opener
+            }
             async fn on_message(
                 &self,
                 ws: &::asena_runtime::Socket<Self>,
@@ -939,6 +964,33 @@ macro_rules! generated {
                 include!(concat!(env!("OUT_DIR"), "/", $file));
             }
         )*
+    };
+}
+
+/// Declares a middleware `$name` that refuses an upgrade without `?name=` with 401, after a
+/// warning `no name; refusing` (target `asena::middleware`), and lets any other through.
+/// A macro, not a type of this crate: the crate registers no component of its own in the
+/// apps of the test binaries that link it.
+#[macro_export]
+macro_rules! needs_name_middleware {
+    ($name:ident) => {
+        #[::asena_runtime::middleware]
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl ::asena_runtime::Middleware for $name {
+            async fn handle(
+                &self,
+                ctx: &mut ::asena_runtime::Context,
+                next: ::asena_runtime::Next<'_>,
+            ) -> Result<(), ::asena_runtime::Refusal> {
+                if ctx.query("name").is_none() {
+                    ::tracing::warn!(target: "asena::middleware", "no name; refusing");
+                    return Err(::asena_runtime::Refusal::new(401));
+                }
+                next.run(ctx).await
+            }
+        }
     };
 }
 

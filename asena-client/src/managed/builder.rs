@@ -85,26 +85,17 @@ impl<T: DeserializeOwned + Send + 'static> ManagedBuilder<T> {
         self.credentials(&serde_json::json!({"type": "token", "token": token}))
     }
 
-    /// Adds a query pair to the URL (`?key=value`); repeat for more.
-    pub fn query(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.options.query.push((key.into(), value.into()));
-        self
-    }
-
-    /// Adds a header to the upgrade request (and to every reconnect).
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.options.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Trusts `certificate` (DER or PEM) as a root for `wss://`, besides Mozilla's roots; as
-    /// [`ClientBuilder::add_root_certificate`](crate::ClientBuilder::add_root_certificate).
-    pub fn add_root_certificate(mut self, certificate: impl Into<Vec<u8>>) -> Self {
-        self.options.roots.push(certificate.into());
-        self
-    }
-
     setters! {
+        /// Adds a query pair to the URL (`?key=value`); repeat for more.
+        query(key: impl Into<String>, value: impl Into<String>) => options.query += (key.into(), value.into());
+
+        /// Adds a header to the upgrade request (and to every reconnect).
+        header(name: impl Into<String>, value: impl Into<String>) => options.headers += (name.into(), value.into());
+
+        /// Trusts `certificate` (DER or PEM) as a root for `wss://`, besides Mozilla's roots; as
+        /// [`ClientBuilder::add_root_certificate`](crate::ClientBuilder::add_root_certificate).
+        add_root_certificate(certificate: impl Into<Vec<u8>>) => options.roots += certificate.into();
+
         /// Agrees keys with `encrypt` before anything else, so that every message after it
         /// (the credentials included) is sealed; on every reconnect too.
         encrypt(on: bool) => encrypt = on;

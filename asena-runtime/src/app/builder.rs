@@ -22,6 +22,7 @@ use crate::di::{self, Component, ComponentKind, ComponentRecord, Container, Plan
 use crate::middleware::{Middleware, Scope};
 use crate::namespace::Namespace;
 use crate::observe::inspector::{FleetState, InspectorConfig};
+use crate::presence::{Hub, PresenceOptions};
 use crate::protocol::Endpoint;
 use crate::shutdown::Tracker;
 use crate::transport::Transport;
@@ -47,6 +48,7 @@ pub struct AsenaBuilder {
     stop_timeout: Duration,
     announce_every: Option<Duration>,
     instance_name: Option<String>,
+    presence: Option<PresenceOptions>,
 }
 
 impl std::fmt::Debug for AsenaBuilder {
@@ -77,6 +79,7 @@ impl AsenaBuilder {
             stop_timeout: Duration::from_secs(5),
             announce_every: None,
             instance_name: None,
+            presence: None,
         }
     }
 
@@ -485,6 +488,15 @@ impl AsenaBuilder {
         self
     }
 
+    /// Turns on [presence](crate::presence) for every websocket service: sockets track
+    /// themselves in rooms with metadata (`ws.presence().track(..)`), and
+    /// `ns.presence().list(room)` tells who is in a room on every instance, through the
+    /// app's transport.
+    pub fn presence(mut self, options: PresenceOptions) -> Self {
+        self.presence = Some(options);
+        self
+    }
+
     /// Bound for each component's `on_stop` hook (default 5 s).
     pub fn stop_timeout(mut self, timeout: Duration) -> Self {
         self.stop_timeout = timeout;
@@ -534,6 +546,7 @@ impl AsenaBuilder {
             fleet: fleet.as_ref(),
             live: &live,
             shutting_down: &shutting_down,
+            presence: self.presence.is_some(),
         });
 
         let (shutdown_tx, _) = watch::channel(false);
@@ -554,6 +567,7 @@ impl AsenaBuilder {
             fleet: fleet.clone(),
             feed: feed.clone(),
             announcer: std::sync::OnceLock::new(),
+            presence: self.presence.map(|options| Hub::new(options, &ns_list)),
         });
         shutdown::start(&inner).await?;
         if let Some(state) = fleet {

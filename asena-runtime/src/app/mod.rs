@@ -57,6 +57,8 @@ pub(crate) struct AppInner {
     feed: Option<Namespace>,
     /// Announces the instance; set once the app has started.
     announcer: std::sync::OnceLock<Announcer>,
+    /// Presence, when the app has it.
+    presence: Option<Arc<crate::presence::Hub>>,
 }
 
 /// A websocket service, its namespace and its name.

@@ -62,6 +62,8 @@ pub(super) struct Parts<'a> {
     pub(super) fleet: Option<&'a Arc<FleetState>>,
     pub(super) live: &'a Arc<Tracker>,
     pub(super) shutting_down: &'a Arc<AtomicBool>,
+    /// Whether the app has presence (its messages go in the AsyncAPI document).
+    pub(super) presence: bool,
 }
 
 /// The assembled router and what the app keeps of the assembly.
@@ -104,6 +106,9 @@ impl RouteOptions {
                 .map(|(s, _, _)| s.clone())
                 .zip(queries)
                 .collect(),
+            presence: parts
+                .presence
+                .then(|| attached.iter().map(|(_, ns, _)| ns.clone()).collect()),
         });
         if let Some(path) = &self.asyncapi_route {
             let spec = spec.clone();
@@ -255,6 +260,8 @@ pub(super) struct AsyncApiSpec {
     info: Info,
     pub(super) servers: Vec<ServerSpec>,
     services: Vec<(Arc<dyn ErasedService>, Vec<QueryParam>)>,
+    /// With presence, each service's namespace (in the order of `services`).
+    presence: Option<Vec<Namespace>>,
 }
 
 impl AsyncApiSpec {
@@ -263,9 +270,13 @@ impl AsyncApiSpec {
         let channels: Vec<_> = self
             .services
             .iter()
-            .map(|(s, query)| {
+            .enumerate()
+            .map(|(i, (s, query))| {
                 let mut spec = s.describe(&mut generator);
                 spec.query = query.clone();
+                if let Some(ns) = self.presence.as_ref().and_then(|list| list.get(i)) {
+                    crate::presence::describe(&mut spec, ns);
+                }
                 spec
             })
             .collect();

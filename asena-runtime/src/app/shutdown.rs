@@ -69,6 +69,15 @@ pub(super) async fn start(inner: &AppInner) -> Result<(), Error> {
             });
         }
     }
+    if let Some(hub) = &inner.presence
+        && let Err(source) = hub.listen(&fleet)
+    {
+        release(inner, Hooks::RolledBack).await;
+        return Err(Error::Start {
+            component: "presence",
+            source,
+        });
+    }
     if let Some(t) = &inner.transport {
         let namespaces = Namespaces(inner.namespaces.clone());
         let local: Arc<dyn Deliver> = match &inner.fleet {
@@ -88,6 +97,9 @@ pub(super) async fn start(inner: &AppInner) -> Result<(), Error> {
         release(inner, Hooks::RolledBack).await;
         return Err(Error::Start { component, source });
     }
+    if let Some(hub) = &inner.presence {
+        hub.start();
+    }
     Ok(())
 }
 
@@ -105,6 +117,9 @@ async fn release(inner: &AppInner, hooks: Hooks) {
     }
     if let Some(announcer) = inner.announcer.get() {
         announcer.stop().await;
+    }
+    if let Some(hub) = &inner.presence {
+        hub.stop();
     }
     if let Some(t) = &inner.transport {
         t.destroy().await;

@@ -965,11 +965,18 @@ mod tests {
         Alerts,
     }
 
+    /// A channel named `name` at `path` that describes nothing else.
+    fn channel(name: &str, path: &str) -> ChannelSpec {
+        ChannelSpec {
+            name: name.into(),
+            path: path.into(),
+            ..ChannelSpec::default()
+        }
+    }
+
     fn doc() -> Value {
         let mut generator = generator();
         let chat = ChannelSpec {
-            name: "ChatSocket".into(),
-            path: "/chat/{room}".into(),
             protocol: ProtocolSpec {
                 sends: vec![error_message()],
                 ..ProtocolSpec::default()
@@ -983,20 +990,14 @@ mod tests {
             receives: Some(generator.subschema_for::<ChatIn>()),
             sends: Some(generator.subschema_for::<ChatOut>()),
             protocols: vec!["chat.v1".into(), "chat.v2".into()],
-            ..ChannelSpec::default()
+            ..channel("ChatSocket", "/chat/{room}")
         };
         let events = ChannelSpec {
-            name: "User Events".into(),
-            path: "/user/events/{user_id}/{kind}".into(),
             params: Some(generator.subschema_for::<EventParams>()),
             sends: Some(generator.subschema_for::<Notice>()),
-            ..ChannelSpec::default()
+            ..channel("User Events", "/user/events/{user_id}/{kind}")
         };
-        let echo = ChannelSpec {
-            name: "Echo".into(),
-            path: "/echo".into(),
-            ..ChannelSpec::default()
-        };
+        let echo = channel("Echo", "/echo");
         let info = Info {
             description: Some("A test app.".into()),
             ..Info::default()
@@ -1164,10 +1165,8 @@ mod tests {
     fn keys_are_valid_and_distinct() {
         let mut generator = generator();
         let mut spec = |name: &str| ChannelSpec {
-            name: name.into(),
-            path: "/files/{*rest}".into(),
             sends: Some(generator.subschema_for::<String>()),
-            ..ChannelSpec::default()
+            ..channel(name, "/files/{*rest}")
         };
         let specs = [spec("a/b"), spec("a:b")];
         let doc = document(&Info::default(), &[], &specs, generator);
@@ -1211,10 +1210,8 @@ mod tests {
         }
         let mut generator = generator();
         let spec = ChannelSpec {
-            name: "Numbers".into(),
-            path: "/n".into(),
             sends: Some(generator.subschema_for::<Numbers>()),
-            ..ChannelSpec::default()
+            ..channel("Numbers", "/n")
         };
         let doc = document(&Info::default(), &[], &[spec], generator);
         let mut found = Vec::new();
@@ -1268,10 +1265,8 @@ mod tests {
                 sends: vec![error_message()],
                 ..ProtocolSpec::default()
             },
-            name: "Jobs".into(),
-            path: "/jobs".into(),
             sends: Some(generator.subschema_for::<Out>()),
-            ..ChannelSpec::default()
+            ..channel("Jobs", "/jobs")
         };
         let doc = document(&Info::default(), &[], &[spec], generator);
         let send = doc["operations"]["Jobs.send"]["messages"]
@@ -1315,10 +1310,8 @@ mod tests {
     #[test]
     fn a_reply_to_an_unknown_message_is_left_out() {
         let spec = ChannelSpec {
-            name: "Echo".into(),
-            path: "/echo".into(),
             replies: vec![("nope".into(), "message".into())],
-            ..ChannelSpec::default()
+            ..channel("Echo", "/echo")
         };
         let doc = document(&Info::default(), &[], &[spec], generator());
         assert_eq!(

@@ -1145,8 +1145,13 @@ mod bus {
                 data: &envelope.data,
                 exclude: &exclude,
             };
+            let delivering =
+                crate::trace::delivering(envelope.traceparent, channel, &state.server_id);
             match state.deliver_local(&self.ns, delivery) {
-                Ok(_) => Heard::Delivered,
+                Ok(recipients) => {
+                    delivering.done(recipients, channel, None);
+                    Heard::Delivered
+                }
                 Err(error) => Heard::Refused(error.to_string()),
             }
         }

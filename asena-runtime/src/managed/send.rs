@@ -70,11 +70,18 @@ impl FleetBus {
             data: delivery.data.clone(),
             exclude: (!delivery.exclude.is_empty())
                 .then(|| delivery.exclude.iter().map(|c| (*c).to_owned()).collect()),
+            traceparent: None,
         };
-        self.transport.publish(Outbound::channel(
-            envelope.channel_under(&self.prefix),
-            envelope.encode().into(),
-        ));
+        let channel = envelope.channel_under(&self.prefix);
+        let trace = crate::trace::hop(&channel);
+        let envelope = ManagedEnvelope {
+            traceparent: trace,
+            ..envelope
+        };
+        self.transport.publish(Outbound {
+            trace,
+            ..Outbound::channel(channel, envelope.encode().into())
+        });
     }
 }
 

@@ -110,6 +110,20 @@ struct Inner {
     extension: OnceLock<Arc<dyn Any + Send + Sync>>,
     /// The liveness sweep is running (see `sweep.rs`).
     sweeping: AtomicBool,
+    /// Who hears of sockets leaving rooms and closing (presence), when the app has one.
+    departures: OnceLock<Arc<dyn Departures>>,
+}
+
+/// What a layer above the namespace hears of sockets leaving rooms and closing: presence
+/// untracks them. Set once when the app is built; called after the room index changed,
+/// outside its lock, and never on the fan-out path.
+pub(crate) trait Departures: Send + Sync + 'static {
+    /// `socket` left `room`.
+    fn left(&self, socket: &str, room: &str);
+    /// `socket` closed and left every room.
+    fn closed(&self, socket: &str);
+    /// The concrete type, for the layer that set it.
+    fn as_any(&self) -> &dyn Any;
 }
 
 impl<O> std::fmt::Debug for Namespace<O> {
@@ -158,6 +172,7 @@ impl Namespace {
                 transport,
                 extension: OnceLock::new(),
                 sweeping: AtomicBool::new(false),
+                departures: OnceLock::new(),
             }),
             _out: PhantomData,
         }
@@ -495,6 +510,11 @@ impl<O> Namespace<O> {
         {
             t.unsubscribe(&wire::room_topic(&self.inner.topic, room));
         }
+        if change != Change::None
+            && let Some(departures) = self.inner.departures.get()
+        {
+            departures.left(&conn.id, room);
+        }
         change != Change::None
     }
 
@@ -526,6 +546,9 @@ impl<O> Namespace<O> {
             }
         }
         write(&self.inner.sockets).remove(&conn.id);
+        if let Some(departures) = self.inner.departures.get() {
+            departures.closed(&conn.id);
+        }
     }
 
     /// Closes every local socket with `code`.
@@ -533,6 +556,21 @@ impl<O> Namespace<O> {
         for conn in read(&self.inner.sockets).values() {
             conn.close(code, reason);
         }
+    }
+
+    /// Sets who hears of departures (once; later calls are ignored).
+    pub(crate) fn set_departures(&self, departures: Arc<dyn Departures>) {
+        let _ = self.inner.departures.set(departures);
+    }
+
+    /// Who hears of departures, when someone does.
+    pub(crate) fn departures(&self) -> Option<&Arc<dyn Departures>> {
+        self.inner.departures.get()
+    }
+
+    /// Whether the connection `key` is a member of the named room `room`.
+    pub(crate) fn has_member(&self, room: &str, key: u64) -> bool {
+        read(&self.inner.rooms).contains(room, key)
     }
 
     /// Number of rooms in the index (for leak checks).

@@ -45,7 +45,9 @@ pub(crate) fn new_pod_id() -> String {
 /// envelope, a named channel's as it is.
 pub(crate) fn encode_outbound(msg: &Outbound, pod_id: &str) -> Vec<u8> {
     match &msg.route {
-        Route::Topic { topic, .. } => Envelope::encode(topic, &msg.payload, msg.binary, pod_id),
+        Route::Topic { topic, .. } => {
+            Envelope::encode(topic, &msg.payload, msg.binary, pod_id, msg.trace)
+        }
         Route::Channel(_) => msg.payload.to_vec(),
     }
 }
@@ -94,7 +96,7 @@ macro_rules! broker_methods {
 pub(crate) use broker_methods;
 
 /// Declares the `Transport` methods every broker transport has alike: its `name`, `init`
-/// (its own `start`) and `stats` (its counters).
+/// (its own `start`), `stats` (its counters) and `recent_traces`.
 macro_rules! broker_transport_methods {
     ($name:literal) => {
         fn name(&self) -> &'static str {
@@ -107,6 +109,10 @@ macro_rules! broker_transport_methods {
 
         fn stats(&self) -> Option<TransportStats> {
             Some(self.core.counters.snapshot())
+        }
+
+        fn recent_traces(&self) -> Vec<$crate::trace::TracedMessage> {
+            self.core.counters.traces.recent()
         }
     };
 }
@@ -230,8 +236,15 @@ impl<C: Send + 'static> BrokerCore<C> {
             Counters::add(&self.counters.dropped, 1);
             return;
         };
+        let traced = message
+            .trace
+            .map(|trace| (trace, message.address().to_owned()));
         match queue.try_send(message) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some((trace, address)) = traced {
+                    self.counters.traces.record(trace, &address, None);
+                }
+            }
             Err(TrySendError::Full(_)) => {
                 let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 if dropped.is_multiple_of(1000) {

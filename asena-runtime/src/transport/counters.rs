@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::trace::TraceLog;
+
 /// Declares [`TransportStats`] and the atomics behind it, [`Counters`], from one list of
 /// counters, and [`Counters::snapshot`], which reads the one into the other.
 macro_rules! counters {
@@ -19,10 +21,12 @@ macro_rules! counters {
             $($(#[$doc])* pub $name: u64,)+
         }
 
-        /// The atomics behind [`TransportStats`], shared by a transport and its tasks.
+        /// The atomics behind [`TransportStats`], shared by a transport and its tasks, and
+        /// the traced messages it sent and delivered last.
         #[derive(Debug, Default)]
         pub(crate) struct Counters {
             $(pub(crate) $name: AtomicU64,)+
+            pub(crate) traces: TraceLog,
         }
 
         impl Counters {

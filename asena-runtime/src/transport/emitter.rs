@@ -277,7 +277,14 @@ impl Emitter {
         let frame: Frame = message
             .into_frame()
             .map_err(|e| TransportError::Other(Box::new(e)))?;
-        let body = Envelope::encode(topic, frame.payload(), !frame.is_text(), &self.pod_id);
+        let trace = crate::trace::hop(topic);
+        let body = Envelope::encode(
+            topic,
+            frame.payload(),
+            !frame.is_text(),
+            &self.pod_id,
+            trace,
+        );
         self.send(Destination::Fleet, body).await
     }
 
@@ -360,6 +367,10 @@ impl Emitter {
         envelope: ManagedEnvelope,
     ) -> Result<(), TransportError> {
         let channel = envelope.channel_under(prefix);
+        let envelope = ManagedEnvelope {
+            traceparent: crate::trace::hop(&channel),
+            ..envelope
+        };
         self.send(
             Destination::Channel(&channel),
             envelope.encode().into_bytes(),

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::BoxError;
+use crate::trace::TraceParent;
 
 mod backoff;
 mod broker;
@@ -85,6 +86,9 @@ pub struct Outbound {
     pub payload: Bytes,
     /// Whether the message is binary.
     pub binary: bool,
+    /// The trace it was sent in ([`trace`](crate::trace)): on a topic the transport puts it
+    /// in the envelope (`tp`); a named channel's payload carries its own.
+    pub trace: Option<TraceParent>,
 }
 
 /// Where an [`Outbound`] message goes: one bus, two layouts of channels on it.
@@ -110,10 +114,13 @@ pub enum Route {
 }
 
 impl Outbound {
-    /// A message on an Asena topic.
+    /// A message on an Asena topic, in the current task's trace if it runs in one
+    /// ([`trace::current`](crate::trace::current)).
     pub fn topic(topic: String, payload: Bytes, binary: bool, interest: bool) -> Outbound {
+        let trace = crate::trace::hop(&topic);
         Outbound {
             route: Route::Topic { topic, interest },
+            trace,
             payload,
             binary,
         }
@@ -125,6 +132,7 @@ impl Outbound {
             route: Route::Channel(channel),
             payload,
             binary: false,
+            trace: None,
         }
     }
 
@@ -178,6 +186,12 @@ pub trait Transport: Send + Sync + 'static {
     /// [`MessageTooLarge`](crate::namespace::SendErrorCode::MessageTooLarge).
     fn max_message_size(&self) -> Option<usize> {
         None
+    }
+
+    /// The last messages this instance sent or delivered within a trace (at most 32,
+    /// oldest first), for the inspector; empty for a transport that keeps none.
+    fn recent_traces(&self) -> Vec<crate::trace::TracedMessage> {
+        Vec::new()
     }
 
     /// True only for [`LocalTransport`]: the app then skips transports entirely.

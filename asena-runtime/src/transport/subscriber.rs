@@ -289,7 +289,9 @@ impl<S: Subscription> SubscriberTask<S> {
             Ok(msg) if msg.origin == self.pod_id => {}
             Ok(msg) => {
                 Counters::add(&self.counters.received, 1);
-                self.inbound.deliver(&msg.topic, &msg.payload, msg.binary);
+                let delivering = crate::trace::delivering(msg.trace, &msg.topic, &self.pod_id);
+                let recipients = self.inbound.deliver(&msg.topic, &msg.payload, msg.binary);
+                delivering.done(recipients, &msg.topic, Some(&self.counters.traces));
             }
             Err(error) => {
                 Counters::add(&self.counters.errors, 1);

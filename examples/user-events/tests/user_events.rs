@@ -43,13 +43,17 @@ fn event(user: &str, email: &str) -> UserSignedUp {
     }
 }
 
-/// Publishes `event` as `client` (checked) and returns what comes back to it.
-async fn publish_and_hear(
+/// Publishes `user`'s sign-up with `email` as `client` (checked), and asserts that the next
+/// message that comes back to it is that event.
+async fn assert_hears_own_event(
     client: &mut asena_client::Client<user_events::UserEvents>,
-    event: &UserSignedUp,
-) -> anyhow::Result<UserSignedUp> {
-    user_events::publish(client, event, MessageOptions::default()).await?;
-    next_message(client).await
+    user: &str,
+    email: &str,
+) -> anyhow::Result<()> {
+    let sent = event(user, email);
+    user_events::publish(client, &sent, MessageOptions::default()).await?;
+    assert_eq!(next_message(client).await?, sent);
+    Ok(())
 }
 
 /// The next message the client decodes, within [`WAIT`].
@@ -80,9 +84,7 @@ async fn a_published_event_reaches_every_connection_of_that_user_only() -> anyho
     assert_eq!(next_message(&mut alice_too).await?, signed_up);
 
     // Bob's first message is his own event: alice's never reached /user/events/bob.
-    let bobs = event("bob", "bob@example.com");
-    assert_eq!(publish_and_hear(&mut bob, &bobs).await?, bobs);
-    Ok(())
+    assert_hears_own_event(&mut bob, "bob", "bob@example.com").await
 }
 
 #[tokio::test]
@@ -134,9 +136,7 @@ async fn a_client_does_not_publish_what_breaks_the_document() -> anyhow::Result<
     assert_eq!(frame["path"], "email");
 
     // The socket stays open: a valid event still goes through.
-    let good = event("alice", "alice@example.com");
-    assert_eq!(publish_and_hear(&mut alice, &good).await?, good);
-    Ok(())
+    assert_hears_own_event(&mut alice, "alice", "alice@example.com").await
 }
 
 #[tokio::test]
@@ -163,13 +163,8 @@ async fn the_server_refuses_what_breaks_the_document_before_the_handler() -> any
         (Some("constraint"), Some("userId"))
     );
     // Nothing was broadcast: the next message is the answer to a valid event.
-    raw.send_json(&json!({"userId": "carol", "email": "c@example.com"}))
-        .await?;
-    assert_eq!(
-        raw.recv_json().await?,
-        json!({"userId": "carol", "email": "c@example.com"})
-    );
-    Ok(())
+    raw.assert_echoed(&json!({"userId": "carol", "email": "c@example.com"}))
+        .await
 }
 
 #[tokio::test]
@@ -271,11 +266,6 @@ async fn a_container_bomb_costs_the_generated_server_one_pass() -> anyhow::Resul
     raw.send_text(&bomb).await?;
     let answer = raw.recv_json().await?;
     assert_eq!(answer["code"], "too_many_containers", "{answer}");
-    raw.send_json(&json!({"userId": "bomb", "email": "b@example.com"}))
-        .await?;
-    assert_eq!(
-        raw.recv_json().await?,
-        json!({"userId": "bomb", "email": "b@example.com"})
-    );
-    Ok(())
+    raw.assert_echoed(&json!({"userId": "bomb", "email": "b@example.com"}))
+        .await
 }

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::namespace::Namespace;
-use crate::transport::TransportStats;
+use crate::trace::TracedMessage;
+use crate::transport::{Transport, TransportStats};
 
 /// How many of its own intervals an instance may stay silent before it leaves the view.
 const SILENT_INTERVALS: u32 = 3;
@@ -56,6 +57,43 @@ pub(super) struct Announcement {
     /// Its transport's counters, when it has a broker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) transport: Option<TransportStats>,
+    /// The last messages it sent or delivered within a trace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) traces: Vec<TracedMessage>,
+}
+
+/// A traced message as the inspector shows it: where it was sent from and every delivery
+/// of it heard of, linked by its trace and sending span.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TraceView {
+    pub(super) trace_id: String,
+    pub(super) span_id: String,
+    pub(super) address: String,
+    /// The instance that sent it, when its announcement still lists the send.
+    pub(super) sent_by: Option<String>,
+    /// When it was sent, or first delivered when the send is not known.
+    pub(super) at: u64,
+    pub(super) deliveries: Vec<DeliveryView>,
+}
+
+/// One instance's delivery of a traced message.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DeliveryView {
+    pub(super) instance: String,
+    pub(super) recipients: u64,
+    pub(super) at: u64,
+}
+
+/// Whether a traced message from an announcement has the shape this crate writes: ids of
+/// hex digits of their lengths, an address of at most 129 characters. Others are dropped, so a
+/// hostile announcement costs what its JSON costs and no more.
+fn well_formed(message: &TracedMessage) -> bool {
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    hex(&message.trace_id, 32)
+        && hex(&message.span_id, 16)
+        && message.address.chars().nth(129).is_none()
 }
 
 /// A transport as the inspector shows it: its counters and its messages per second to and
@@ -331,6 +369,52 @@ impl Fleet {
         out.sort_by(|a, b| b.this.cmp(&a.this).then_with(|| a.name.cmp(&b.name)));
         out
     }
+
+    /// The traced messages every instance announced, each send with its deliveries, newest
+    /// first.
+    pub(super) fn traces(&self, now: Instant) -> Vec<TraceView> {
+        self.expire(now);
+        let members = self.lock();
+        let mut views: HashMap<(&str, &str), TraceView> = HashMap::new();
+        for member in members.values() {
+            let name = &member.last.name;
+            for message in member.last.traces.iter().filter(|m| well_formed(m)) {
+                let view = views
+                    .entry((&message.trace_id, &message.span_id))
+                    .or_insert_with(|| TraceView {
+                        trace_id: message.trace_id.clone(),
+                        span_id: message.span_id.clone(),
+                        address: message.address.clone(),
+                        sent_by: None,
+                        at: message.at,
+                        deliveries: Vec::new(),
+                    });
+                match message.delivered {
+                    None => {
+                        view.sent_by = Some(name.clone());
+                        view.at = message.at;
+                    }
+                    Some(recipients) => {
+                        if view.sent_by.is_none() {
+                            view.at = view.at.min(message.at);
+                        }
+                        view.deliveries.push(DeliveryView {
+                            instance: name.clone(),
+                            recipients,
+                            at: message.at,
+                        });
+                    }
+                }
+            }
+        }
+        let mut out: Vec<TraceView> = views.into_values().collect();
+        for view in &mut out {
+            view.deliveries
+                .sort_by(|a, b| a.instance.cmp(&b.instance).then(a.at.cmp(&b.at)));
+        }
+        out.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.trace_id.cmp(&b.trace_id)));
+        out
+    }
 }
 
 /// A new announcement of this instance.
@@ -341,7 +425,7 @@ pub(super) fn announcement(
     started_at: u64,
     every: Duration,
     namespaces: &[Namespace],
-    transport: Option<TransportStats>,
+    transport: Option<&dyn Transport>,
 ) -> Announcement {
     Announcement {
         v: VERSION,
@@ -353,7 +437,8 @@ pub(super) fn announcement(
         every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1),
         bye: false,
         namespaces: namespaces.iter().map(NamespaceCounts::of).collect(),
-        transport,
+        transport: transport.and_then(Transport::stats),
+        traces: transport.map(Transport::recent_traces).unwrap_or_default(),
     }
 }
 
@@ -384,7 +469,50 @@ mod tests {
             bye: false,
             namespaces: ns,
             transport: None,
+            traces: Vec::new(),
         }
+    }
+
+    fn traced(span: &str, address: &str, delivered: Option<u64>, at: u64) -> TracedMessage {
+        TracedMessage {
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".to_owned(),
+            span_id: span.to_owned(),
+            address: address.to_owned(),
+            delivered,
+            at,
+        }
+    }
+
+    #[test]
+    fn a_send_is_linked_to_its_deliveries_on_other_instances() {
+        let fleet = Fleet::new("a".into());
+        let now = Instant::now();
+        let span = "00f067aa0ba902b7";
+        let mut a = said("a", 1_000, 1000, Vec::new());
+        a.traces = vec![traced(span, "chat.lobby", None, 900)];
+        let mut b = said("b", 1_000, 1000, Vec::new());
+        b.traces = vec![
+            traced(span, "chat.lobby", Some(3), 950),
+            // Not this crate's shape: dropped.
+            traced("not-hex", "chat.lobby", Some(1), 960),
+            traced(span, &"x".repeat(500), Some(1), 970),
+        ];
+        let mut c = said("c", 1_000, 1000, Vec::new());
+        c.traces = vec![traced(span, "chat.lobby", Some(0), 940)];
+        for announcement in [a, b, c] {
+            fleet.record(announcement, now);
+        }
+        let traces = fleet.traces(now);
+        assert_eq!(traces.len(), 1, "{traces:?}");
+        let trace = &traces[0];
+        assert_eq!(trace.sent_by.as_deref(), Some("instance a"));
+        assert_eq!((trace.address.as_str(), trace.at), ("chat.lobby", 900));
+        let deliveries: Vec<(&str, u64)> = trace
+            .deliveries
+            .iter()
+            .map(|d| (d.instance.as_str(), d.recipients))
+            .collect();
+        assert_eq!(deliveries, [("instance b", 3), ("instance c", 0)]);
     }
 
     #[test]
