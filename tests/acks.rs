@@ -511,14 +511,27 @@ async fn ack_round_trip_at_1000_sockets() -> anyhow::Result<()> {
             took.push(result?);
         }
     }
+    report("all sockets at once, 5 rounds", took);
+    // One request at a time, socket after socket: the round trip alone.
+    let mut took = Vec::with_capacity(SOCKETS);
+    for socket in ns.sockets() {
+        let started = Instant::now();
+        let _: u32 = socket.request(json!(7)).timeout(WAIT).await?;
+        took.push(started.elapsed());
+    }
+    report("one at a time", took);
+    server.stop().await
+}
+
+/// Prints p50, p99 and the worst of `took`.
+fn report(what: &str, mut took: Vec<Duration>) {
     took.sort_unstable();
     let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
     eprintln!(
-        "ack round trip, {SOCKETS} sockets, {} requests: p50 {:?}, p99 {:?}, max {:?}",
+        "ack round trip, 1000 sockets, {what}, {} requests: p50 {:?}, p99 {:?}, max {:?}",
         took.len(),
         at(0.50),
         at(0.99),
         at(1.0)
     );
-    server.stop().await
 }

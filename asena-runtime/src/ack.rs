@@ -187,6 +187,7 @@ impl Body {
 /// A request to one socket, sent when awaited: `.timeout(d)` sets how long it waits
 /// ([`DEFAULT_TIMEOUT`] otherwise), `.await` gives the reply as `R`. See the [module
 /// docs](self).
+#[derive(Debug)]
 #[must_use = "a request is sent when awaited"]
 pub struct SocketRequest<R = Value> {
     target: Asked,
@@ -196,15 +197,6 @@ pub struct SocketRequest<R = Value> {
 
 /// Whom a request asks and what, or why it cannot be sent.
 type Asked = std::result::Result<(SocketRef, Body), SendError>;
-
-impl<R> std::fmt::Debug for SocketRequest<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SocketRequest")
-            .field("socket", &self.target.as_ref().map(|(s, _)| s.id()).ok())
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
 
 impl<R> SocketRequest<R> {
     pub(crate) fn new(target: Asked) -> Self {
@@ -306,21 +298,13 @@ pub struct SocketReply<R> {
 /// A request to every local member of a room, sent when awaited, with one deadline for
 /// all: `.await` gives every socket's [`SocketReply`], in the room's order, once each
 /// socket replied, failed or the deadline passed. See [`Namespace::request_room`].
+#[derive(Debug)]
 #[must_use = "a request is sent when awaited"]
 pub struct RoomRequest<R = Value> {
     sockets: Vec<SocketRef>,
     body: std::result::Result<Body, SendError>,
     timeout: Duration,
     reply: PhantomData<fn() -> R>,
-}
-
-impl<R> std::fmt::Debug for RoomRequest<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoomRequest")
-            .field("sockets", &self.sockets.len())
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
 }
 
 impl<R> RoomRequest<R> {
