@@ -10,7 +10,8 @@
 //!
 //! The server's requests go to the handler given to the builder (`on_request`), each in a
 //! task of its own, so a slow handler holds up neither the connection nor the next request;
-//! its reply (or its [`Failure`]) goes back with the request's id. Without a handler a
+//! its reply (or its [`Failure`]) goes back with the request's id. At most
+//! [`MAX_ANSWERING`] run at once: past it a request is answered `busy` at once. Without a handler a
 //! request is answered at once with the failure `not_answered`.
 
 use std::collections::HashMap;
@@ -31,6 +32,11 @@ use crate::ClientError;
 /// How many of the client's requests may await a reply at once; one more fails at once
 /// with [`ClientError::TooManyPending`].
 pub const MAX_PENDING: usize = 1024;
+
+/// How many of the server's requests the handler answers at once; one more is answered at
+/// once with the failure `busy`, so a server cannot make the client run handlers without
+/// bound.
+pub const MAX_ANSWERING: usize = 64;
 
 /// How long a request waits for its reply unless `.timeout(d)` says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -196,9 +202,18 @@ where
     Fut: Future<Output = Result<Rep, Failure>> + Send + 'static,
     Rep: Serialize,
 {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING));
     Arc::new(move |request| {
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            let busy = Failure::new(
+                "busy",
+                format!("the client is answering {MAX_ANSWERING} requests already"),
+            );
+            return Box::pin(std::future::ready(Err(busy)));
+        };
         let answer = f(request);
         Box::pin(async move {
+            let _permit = permit;
             let reply = answer.await?;
             serde_json::to_value(reply).map_err(|e| {
                 Failure::new(

@@ -15,6 +15,8 @@ use asena_runtime::managed::{Authenticated, ManagedService};
 use asena_runtime::prelude::*;
 use asena_runtime::{Asena, Namespace};
 use serde_json::{Value, json};
+use std::future::IntoFuture;
+
 use tokio::time::timeout;
 
 mod support;
@@ -99,6 +101,14 @@ where
         .connect()
         .await
         .unwrap()
+}
+
+/// `result` is the other side's failure with `code`.
+fn failed_with<R: std::fmt::Debug>(result: &Result<R, AckError>, code: &str) {
+    assert!(
+        matches!(result, Err(AckError::Failed(f)) if f.code == code),
+        "{result:?}"
+    );
 }
 
 fn namespace(server: &Server, path: &str) -> Namespace {
@@ -233,10 +243,7 @@ async fn the_servers_request_is_answered_by_the_clients_handler() {
         .unwrap();
     assert_eq!(loud, "HEY");
     let rude = socket.request::<String>(&DeskOut::Hi).timeout(WAIT).await;
-    assert!(
-        matches!(&rude, Err(AckError::Failed(f)) if f.code == "rude"),
-        "{rude:?}"
-    );
+    failed_with(&rude, "rude");
     // A client without a handler says so at once.
     let _plain = Client::<Silent>::builder(server.base())
         .connect()
@@ -247,10 +254,7 @@ async fn the_servers_request_is_answered_by_the_clients_handler() {
         .request::<String>(json!({"type": "hi"}))
         .timeout(WAIT)
         .await;
-    assert!(
-        matches!(&unanswered, Err(AckError::Failed(f)) if f.code == "not_answered"),
-        "{unanswered:?}"
-    );
+    failed_with(&unanswered, "not_answered");
     server.stop().await;
 }
 
@@ -345,10 +349,45 @@ async fn the_managed_client_asks_and_answers_plain_and_encrypted() {
         let ask = |data: Value| hall.managed().request::<u32>(&id, ("ready", data));
         assert_eq!(ask(json!({"round": 4})).timeout(WAIT).await.unwrap(), 40);
         let refused = ask(json!({})).timeout(WAIT).await;
-        assert!(
-            matches!(&refused, Err(AckError::Failed(f)) if f.code == "no_round"),
-            "{refused:?}"
-        );
+        failed_with(&refused, "no_round");
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_flooding_requests_gets_busy_past_the_clients_bound() {
+    let server = serve().await;
+    let _client = Client::<Desk>::builder(server.base())
+        .on_request(|_: DeskOut| async {
+            std::future::pending::<()>().await;
+            Ok(0)
+        })
+        .connect()
+        .await
+        .unwrap();
+    let socket = sockets(&namespace(&server, "/desk"), 1).await.remove(0);
+    let flood = 100;
+    let asks = (0..flood).map(|_| {
+        socket
+            .request::<u8>(json!({"type": "hi"}))
+            .timeout(Duration::from_millis(500))
+            .into_future()
+    });
+    let results = futures_util::future::join_all(asks).await;
+    let busy = results
+        .iter()
+        .filter(|r| matches!(r, Err(AckError::Failed(f)) if f.code == "busy"))
+        .count();
+    let timed_out = results
+        .iter()
+        .filter(|r| matches!(r, Err(AckError::Timeout(_))))
+        .count();
+    assert_eq!(
+        (busy, timed_out),
+        (
+            flood - asena_client::ack::MAX_ANSWERING,
+            asena_client::ack::MAX_ANSWERING
+        )
+    );
     server.stop().await;
 }
