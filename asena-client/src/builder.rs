@@ -11,6 +11,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 
+use asena_protocol::ack::Failure;
+use serde::Serialize;
+
+use crate::ack::{Handler, Pending};
 use crate::driver::{Config, Driver, Plain};
 use crate::url::{Base, fill_path};
 use crate::{Backoff, Client, ClientError, Sender};
@@ -35,6 +39,7 @@ pub struct ClientBuilder<C: Channel> {
     base: String,
     params: Option<Result<Value, serde_json::Error>>,
     options: ConnectOptions,
+    handler: Option<Handler<C::Out>>,
     channel: PhantomData<fn() -> C>,
 }
 
@@ -122,8 +127,36 @@ impl<C: Channel> ClientBuilder<C> {
             base: base.to_owned(),
             params: None,
             options: ConnectOptions::default(),
+            handler: None,
             channel: PhantomData,
         }
+    }
+
+    /// Answers the server's requests (`ws.request(..)` on the server): `f` gets each one as
+    /// the channel's `Out` and returns the reply, or a [`Failure`] to answer with. Each runs
+    /// in a task of its own. Without it every request is answered with the failure
+    /// `not_answered`; a request that does not decode into `Out` with the decode error's
+    /// code. See [`ack`](crate::ack).
+    ///
+    /// ```no_run
+    /// # use asena_client::Client;
+    /// # async fn run<C: asena_protocol::Channel<Params = ()>>() -> Result<(), asena_client::ClientError>
+    /// # where C::Out: serde::de::DeserializeOwned + Send {
+    /// let client = Client::<C>::builder("ws://127.0.0.1:3000")
+    ///     .on_request(|_asked: C::Out| async { Ok(true) })     // answers `true` to anything
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_request<F, Fut, Rep>(mut self, f: F) -> Self
+    where
+        F: Fn(C::Out) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Rep, Failure>> + Send + 'static,
+        Rep: Serialize,
+        C::Out: Send + 'static,
+    {
+        self.handler = Some(crate::ack::handler(f));
+        self
     }
 
     /// The path parameters: each field fills the `{field}` of the channel's path, as one
@@ -212,9 +245,15 @@ impl<C: Channel> ClientBuilder<C> {
         tracing::debug!(target: "asena::client", url = %config.url, path = config.path, "connected");
         let url = config.url.clone();
         let queue = self.options.queue;
-        let (tx, events) = Driver::spawn(config, Plain(PhantomData), ws, queue);
+        let pending = Arc::new(Pending::default());
+        let dialect = Plain {
+            pending: pending.clone(),
+            handler: self.handler,
+            outlet: None,
+        };
+        let (tx, events) = Driver::spawn(config, dialect, ws, queue);
         Ok(Client {
-            sender: Sender::new(tx, queue),
+            sender: Sender::new(tx, queue, pending),
             events,
             url,
         })

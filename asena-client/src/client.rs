@@ -11,6 +11,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use std::sync::Arc;
+
+use crate::ack::{ClientRequest, Pending};
 use crate::driver::Events;
 use crate::{ClientBuilder, ClientError, Event};
 
@@ -98,6 +101,24 @@ impl<C: Channel> Client<C> {
         self.sender.try_send(message)
     }
 
+    /// Sends `payload` as a request (`{"$req":id,"data":..}`) and, when awaited, waits for
+    /// the server's reply (`.timeout(d)`; 10 s otherwise), decoded as `R`: the server's
+    /// [`Answer`](https://docs.rs/asena-runtime) `Request` and `Reply` types. See
+    /// [`ack`](crate::ack) for the errors.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # async fn run<C: asena_protocol::Channel>(client: asena_client::Client<C>) -> Result<(), asena_client::ClientError> {
+    /// let sum: i64 = client
+    ///     .request(&serde_json::json!({"a": 2, "b": 3}))
+    ///     .timeout(Duration::from_secs(2))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn request<R, Q: Serialize + ?Sized>(&self, payload: &Q) -> ClientRequest<R> {
+        self.sender.request(payload)
+    }
+
     /// A cloneable handle that sends on this connection from other tasks.
     pub fn sender(&self) -> Sender<C> {
         self.sender.clone()
@@ -153,16 +174,26 @@ impl<C: Channel> std::fmt::Debug for Client<C> {
 pub struct Sender<C: Channel> {
     tx: mpsc::Sender<WsMessage>,
     capacity: usize,
+    pending: Arc<Pending>,
     channel: PhantomData<fn() -> C>,
 }
 
 impl<C: Channel> Sender<C> {
-    pub(crate) fn new(tx: mpsc::Sender<WsMessage>, capacity: usize) -> Self {
+    pub(crate) fn new(tx: mpsc::Sender<WsMessage>, capacity: usize, pending: Arc<Pending>) -> Self {
         Sender {
             tx,
             capacity,
+            pending,
             channel: PhantomData,
         }
+    }
+
+    /// See [`Client::request`].
+    pub fn request<R, Q: Serialize + ?Sized>(&self, payload: &Q) -> ClientRequest<R> {
+        let frame = serde_json::to_string(payload)
+            .map_err(ClientError::Encode)
+            .map(|json| move |id| WsMessage::text(asena_protocol::ack::request_json(id, &json)));
+        ClientRequest::new(self.tx.clone(), self.pending.clone(), frame)
     }
 
     /// See [`Client::send`].
@@ -202,7 +233,7 @@ fn encode<T: Serialize>(message: &T) -> Result<WsMessage, ClientError> {
 
 impl<C: Channel> Clone for Sender<C> {
     fn clone(&self) -> Self {
-        Sender::new(self.tx.clone(), self.capacity)
+        Sender::new(self.tx.clone(), self.capacity, self.pending.clone())
     }
 }
 

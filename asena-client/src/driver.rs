@@ -21,6 +21,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use asena_protocol::ack::{self as wire, Decoded};
+
+use crate::ack::{self, Handler, Pending};
 use crate::builder::EVENT_BUFFER;
 use crate::{Backoff, ClientError, Event};
 
@@ -136,10 +139,21 @@ pub(crate) trait Dialect: Send + 'static {
 
     /// Reconnecting gave up after `attempts`.
     fn gave_up(&mut self, attempts: u32, error: ClientError) -> Self::Event;
+
+    /// Where the dialect queues what it sends on its own (the answers to the server's
+    /// requests): the task's queue, held weakly so that the client's handles alone keep it.
+    fn outlet(&mut self, outlet: mpsc::WeakSender<Self::Outgoing>) {
+        let _ = outlet;
+    }
 }
 
-/// The plain protocol of a [`Client`](crate::Client): JSON messages as they are, pings.
-pub(crate) struct Plain<T>(pub(crate) std::marker::PhantomData<fn() -> T>);
+/// The plain protocol of a [`Client`](crate::Client): JSON messages as they are, pings;
+/// requests and replies ([`ack`](crate::ack)).
+pub(crate) struct Plain<T> {
+    pub(crate) pending: Arc<Pending>,
+    pub(crate) handler: Option<Handler<T>>,
+    pub(crate) outlet: Option<mpsc::WeakSender<WsMessage>>,
+}
 
 impl<T: DeserializeOwned + Send + 'static> Dialect for Plain<T> {
     type Event = Event<T>;
@@ -166,7 +180,40 @@ impl<T: DeserializeOwned + Send + 'static> Dialect for Plain<T> {
     }
 
     fn incoming(&mut self, message: &[u8]) -> Step<Event<T>> {
+        if wire::is_reply(message) || wire::is_request(message) {
+            match wire::decode(message) {
+                Ok(Decoded::Reply { id, data }) => {
+                    self.pending.settle(id, Ok(data.get().into()));
+                    return Step::Nothing;
+                }
+                Ok(Decoded::Failed { id, failure }) => {
+                    self.pending.settle(id, Err(failure));
+                    return Step::Nothing;
+                }
+                Ok(Decoded::Request { id, data }) => {
+                    let outlet = self.outlet.as_ref();
+                    ack::answer(
+                        self.handler.as_ref(),
+                        data.get().as_bytes(),
+                        outlet,
+                        move |answered| {
+                            Some(WsMessage::text(match answered {
+                                Ok(reply) => wire::reply(id, &reply).ok()?,
+                                Err(failure) => wire::failed(id, &failure),
+                            }))
+                        },
+                    );
+                    return Step::Nothing;
+                }
+                // Shaped like one but not one: an ordinary message.
+                Err(_) => {}
+            }
+        }
         Step::Event(decode_bytes(message))
+    }
+
+    fn outlet(&mut self, outlet: mpsc::WeakSender<WsMessage>) {
+        self.outlet = Some(outlet);
     }
 
     fn heartbeat(&mut self) -> Vec<WsMessage> {
@@ -174,6 +221,7 @@ impl<T: DeserializeOwned + Send + 'static> Dialect for Plain<T> {
     }
 
     fn disconnected(&mut self, code: Option<u16>, reason: String) -> Event<T> {
+        self.pending.lost();
         Event::Disconnected { code, reason }
     }
 
@@ -246,6 +294,8 @@ impl<D: Dialect> Driver<D> {
         D: Sync,
     {
         let (tx, outgoing) = mpsc::channel(queue);
+        let mut dialect = dialect;
+        dialect.outlet(tx.downgrade());
         let (events_tx, stream) = mpsc::channel(EVENT_BUFFER);
         let (close_tx, close) = oneshot::channel();
         let driver = Driver {

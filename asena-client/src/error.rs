@@ -199,7 +199,8 @@ pub enum ClientError {
         waiting_for: &'static str,
     },
 
-    /// The managed server answered a request with its `error` event.
+    /// The server answered a request with a failure: the managed `error` event, or a
+    /// failed reply (`{"$ack":id,"error":{"code","message"}}`).
     #[error("the server refused the request: {message}")]
     Server {
         /// The server's message.
@@ -207,6 +208,18 @@ pub enum ClientError {
         /// Asena's machine-readable code (`too_many_rooms_in_request`), if any.
         code: Option<String>,
     },
+
+    /// As many requests await a reply as [`MAX_PENDING`](crate::ack::MAX_PENDING) allows;
+    /// this one was not sent.
+    #[error("{limit} requests already await a reply")]
+    TooManyPending {
+        /// The limit.
+        limit: usize,
+    },
+
+    /// The server's reply to a request does not decode into the type asked for.
+    #[error("the reply does not decode: {0}")]
+    Reply(#[source] asena_protocol::DecodeError),
 
     /// The managed server broke the protocol (a malformed `connected`, ...).
     #[error("the server broke the managed protocol: {reason}")]

@@ -150,6 +150,7 @@
 //!
 //! The client needs a tokio runtime. Logs go to the `tracing` target `asena::client`.
 
+pub mod ack;
 mod backoff;
 mod builder;
 mod checked;

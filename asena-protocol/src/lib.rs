@@ -5,6 +5,7 @@
 //!
 //! | module | holds |
 //! |---|---|
+//! | [`ack`] | requests and replies (acknowledgements) on a connection, both ways: their wire format |
 //! | [`channel`] | [`Channel`] (a service's path, params, `In`, `Out`), [`Receives`], [`Sends`], [`Raw`], [`Checked`] |
 //! | [`decode`] | [`DecodeError`], [`DecodeErrorKind`]: a typed message that did not decode, bounded |
 //! | [`example`] | an example value made from a JSON Schema (documents, generated code's tests) |
@@ -25,6 +26,7 @@
 //! server's and the client library's business, not this crate's.
 #![warn(missing_docs)]
 
+pub mod ack;
 pub mod channel;
 pub mod close_code;
 #[cfg(feature = "crypto")]

@@ -47,6 +47,9 @@ pub struct Limits {
     /// [`RateLimit::default`]: 1,000 messages and 4 MiB a second, a second's worth as burst,
     /// over it closes with 1008); `None` disables it.
     pub rate_limit: Option<RateLimit>,
+    /// Requests the server may await replies to on one socket at once (default 256): one
+    /// more fails at once with [`AckError::TooManyPending`](crate::ack::AckError::TooManyPending).
+    pub max_pending_requests: usize,
 }
 
 impl Default for Limits {
@@ -60,6 +63,7 @@ impl Default for Limits {
             ping_timeout: Duration::from_secs(30),
             max_connections: None,
             rate_limit: Some(RateLimit::default()),
+            max_pending_requests: 256,
         }
     }
 }

@@ -96,6 +96,15 @@
 //! sends by client, user, room or broadcast with `exclude` lists, on every instance through
 //! Ignis's layout of channels on the app's transport. See the [`managed`] module.
 //!
+//! ## Requests and replies
+//! Either side may ask and wait for the answer within a timeout ([`ack`]): the server with
+//! `ws.request(msg).timeout(d).await` on a socket or [`Namespace::request_room`] on a room
+//! (one deadline, each socket's result), a client with `{"$req":id,"data":..}` to a service
+//! that answers requests ([`ack::Answer`], `const ANSWERS: Answers<Self> =
+//! Answers::ON_REQUEST;`). Pending requests are bounded per socket
+//! ([`Limits::max_pending_requests`](crate::config::Limits::max_pending_requests)); replies
+//! nobody awaits are counted and dropped, never delivered to a handler.
+//!
 //! ## Presence
 //! With [`AsenaBuilder::presence`], handlers track their socket in a room with metadata under
 //! a key (`ws.presence().track_as("lobby", user, &meta)?`), and `ns.presence().list(room)`
@@ -250,6 +259,7 @@ pub mod asyncapi;
 mod connection;
 pub mod transport;
 pub mod namespace;
+pub mod ack;
 mod secret;
 mod middleware;
 mod service;

@@ -17,6 +17,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::ack;
 use crate::asyncapi::{self, ChannelSpec};
 use crate::channel::{Channel, Receives};
 use crate::codec::Message;
@@ -159,9 +160,22 @@ impl<S: WebSocketService> Protocol<S> for ChannelProtocol {
             .iter()
             .map(|(request, answer)| ((*request).to_owned(), (*answer).to_owned()))
             .collect();
+        S::ANSWERS.describe(spec);
     }
 
+    /// A reply to a request of the server (only on a socket it asked something) goes to
+    /// that request; a request of the client (only for a service that answers them) to
+    /// [`Answer::on_request`](crate::ack::Answer::on_request); see [`crate::ack`].
     async fn receive(service: &S, ws: &Socket<S>, message: Message) -> Result<()> {
+        if ack::take_reply(&ws.conn, message.as_bytes()) {
+            return Ok(());
+        }
+        if let Some(answer) = S::ANSWERS.answer
+            && asena_protocol::ack::is_request(message.as_bytes())
+            && let Some(answered) = ack::answer_request(service, ws, answer, &message).await
+        {
+            return answered;
+        }
         match S::In::decode(message) {
             Ok(message) => service.on_message(ws, message).await,
             Err(error) => {
@@ -189,6 +203,7 @@ impl<S: WebSocketService> Protocol<S> for ChannelProtocol {
         code: u16,
         reason: &str,
     ) -> impl Future<Output = ()> + Send {
+        ack::closed(&ws.conn);
         service.on_close(ws, code, reason)
     }
 }

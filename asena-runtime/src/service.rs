@@ -3,6 +3,7 @@
 
 use std::future::Future;
 
+use crate::ack::Answers;
 use crate::channel::{Channel, DecodeError};
 use crate::error::Result;
 use crate::namespace::Socket;
@@ -122,6 +123,11 @@ pub trait WebSocketService: Channel + Sized {
     /// each as a request with a `reply`, so that clients generated from it can wait for the
     /// answer. The names are the messages' names in the document (a tagged enum's tag values).
     const REPLIES: &'static [(&'static str, &'static str)] = &[];
+
+    /// Whether the service answers its clients' requests (`{"$req":id,"data":..}`, see
+    /// [`ack`](crate::ack)): [`Answers::NONE`] by default, so such a message is an ordinary
+    /// one; `Answers::ON_REQUEST` with an [`Answer`](crate::ack::Answer) impl.
+    const ANSWERS: Answers<Self> = Answers::NONE;
 
     /// A socket connected (after every middleware passed).
     fn on_open(&self, ws: &Socket<Self>) -> impl Future<Output = Result<()>> + Send {

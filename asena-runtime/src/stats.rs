@@ -237,6 +237,8 @@ pub struct NamespaceStats {
     rate_limited: AtomicU64,
     opened: AtomicU64,
     too_large: AtomicU64,
+    request_timeouts: AtomicU64,
+    stray_replies: AtomicU64,
     /// Connections closed, by close code: once per connection, never per message.
     closed: Mutex<BTreeMap<u16, u64>>,
     /// Upgrade requests answered with an HTTP error instead of 101, by status.
@@ -343,6 +345,11 @@ counters! {
         rejected_connections => record_rejected;
         /// Connections that were admitted and started running.
         opened => record_opened;
+        /// Requests to sockets that got no reply within their timeout.
+        request_timeouts => record_request_timeout;
+        /// Replies from clients that answered no pending request (after its timeout, a
+        /// second time, an id never asked, or malformed): ignored, delivered to nobody.
+        stray_replies => record_stray_reply;
     }
 }
 

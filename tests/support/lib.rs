@@ -1031,3 +1031,24 @@ pub struct PortingFromAsena;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/porting-from-ignis.md")]
 pub struct PortingFromIgnis;
+
+/// Each socket's result of a request to a room, named and sorted: `answered` for a reply
+/// `is_answer` accepts, the failure's code, or `timeout` (anything else fails the test).
+pub fn ack_outcomes<R: std::fmt::Debug>(
+    replies: &[asena_runtime::ack::SocketReply<R>],
+    answered: &str,
+    is_answer: impl Fn(&R) -> bool,
+) -> Vec<String> {
+    use asena_runtime::ack::AckError;
+    let mut outcomes: Vec<String> = replies
+        .iter()
+        .map(|r| match &r.reply {
+            Ok(reply) if is_answer(reply) => answered.to_owned(),
+            Err(AckError::Failed(failure)) => failure.code.clone(),
+            Err(AckError::Timeout(_)) => "timeout".to_owned(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    outcomes.sort_unstable();
+    outcomes
+}

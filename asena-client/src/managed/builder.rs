@@ -8,8 +8,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use asena_protocol::ack::Failure;
+
 use super::dialect::{Managed, Settings};
 use super::{ManagedConnection, ManagedSender, Shared};
+use crate::ack::{Handler, Pending as Requests};
 use crate::builder::{ConnectOptions, setters};
 use crate::driver::{Config, Dialect, Driver};
 use crate::url::Base;
@@ -35,6 +38,7 @@ pub struct ManagedBuilder<T> {
     encrypt: bool,
     handshake_timeout: Duration,
     request_timeout: Duration,
+    handler: Option<Handler<T>>,
     events: PhantomData<fn() -> T>,
 }
 
@@ -47,8 +51,24 @@ impl<T: DeserializeOwned + Send + 'static> ManagedBuilder<T> {
             encrypt: false,
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(5),
+            handler: None,
             events: PhantomData,
         }
+    }
+
+    /// Answers the server's requests (an event with an `id`, from `managed().request(..)` on
+    /// the server): `f` gets each one as `T` and returns the reply, sent as
+    /// `{"event":"ack","id":..,"data":..}`, or a [`Failure`] (`"error": {"code","message"}`).
+    /// Each runs in a task of its own. Without it every request is answered with the
+    /// failure `not_answered`. See [`ack`](crate::ack).
+    pub fn on_request<F, Fut, Rep>(mut self, f: F) -> Self
+    where
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Rep, Failure>> + Send + 'static,
+        Rep: Serialize,
+    {
+        self.handler = Some(crate::ack::handler(f));
+        self
     }
 
     /// The data of `authenticate`, handed to the service's authenticator: any `Serialize`
@@ -117,6 +137,7 @@ impl<T: DeserializeOwned + Send + 'static> ManagedBuilder<T> {
             reason: format!("the credentials do not serialize: {e}"),
         })?;
         let shared = Arc::new(Mutex::new(Shared::default()));
+        let requests = Arc::new(Requests::default());
         let mut dialect = Managed::<T>::new(
             Settings {
                 credentials,
@@ -124,6 +145,7 @@ impl<T: DeserializeOwned + Send + 'static> ManagedBuilder<T> {
                 handshake_timeout: self.handshake_timeout,
             },
             Arc::clone(&shared),
+            (requests.clone(), self.handler),
         );
         let mut ws = crate::driver::connect(&config).await?;
         dialect.open(&mut ws, false).await?;
@@ -135,6 +157,7 @@ impl<T: DeserializeOwned + Send + 'static> ManagedBuilder<T> {
                 tx,
                 shared,
                 request_timeout: self.request_timeout,
+                requests,
             },
             events,
             url,

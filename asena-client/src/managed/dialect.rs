@@ -22,6 +22,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::{Command, Connected, ManagedEvent, RoomsAnswer, Shared, lock};
+use asena_protocol::ack::{Failure, MANAGED_REPLY_EVENT};
+use tokio::sync::mpsc;
+
+use crate::ack::{self, Handler, Pending as Requests};
 use crate::driver::{Dialect, Step, Ws, decode_bytes};
 use crate::{ClientError, Event};
 
@@ -52,6 +56,9 @@ struct Envelope {
     event: Option<String>,
     #[serde(default)]
     data: Value,
+    /// A request's id (the server's), or the id of the client's request an answer is for.
+    #[serde(default)]
+    id: Value,
 }
 
 /// The managed protocol's [`Dialect`].
@@ -62,17 +69,28 @@ pub(crate) struct Managed<T> {
     channel: Option<SealedChannel>,
     joins: VecDeque<Pending>,
     leaves: VecDeque<Pending>,
+    /// The client's requests awaiting `ack`, and the handler of the server's.
+    requests: Arc<Requests>,
+    handler: Option<Handler<T>>,
+    outlet: Option<mpsc::WeakSender<Command>>,
     events: PhantomData<fn() -> T>,
 }
 
 impl<T> Managed<T> {
-    pub(crate) fn new(settings: Settings, shared: Arc<Mutex<Shared>>) -> Self {
+    pub(crate) fn new(
+        settings: Settings,
+        shared: Arc<Mutex<Shared>>,
+        (requests, handler): (Arc<Requests>, Option<Handler<T>>),
+    ) -> Self {
         Managed {
             settings,
             shared,
             channel: None,
             joins: VecDeque::new(),
             leaves: VecDeque::new(),
+            requests,
+            handler,
+            outlet: None,
             events: PhantomData,
         }
     }
@@ -97,6 +115,7 @@ impl<T> Managed<T> {
             Ok(Envelope {
                 event: Some(event),
                 data,
+                ..
             }) if event == "encrypted" => channel.open(&data).map_err(|e| e.to_string()),
             _ => Err("a plain message on the encrypted channel".to_owned()),
         }
@@ -285,6 +304,15 @@ async fn send_in_handshake(
 }
 
 /// The error of a close during the handshake: what its code means.
+/// The `error` of a failed `ack`: `{"code","message"}`.
+fn plain_error(plain: &[u8]) -> Option<Failure> {
+    #[derive(Deserialize)]
+    struct Failed {
+        error: Option<Failure>,
+    }
+    serde_json::from_slice::<Failed>(plain).ok()?.error
+}
+
 fn closed(code: Option<u16>, reason: String, said: Option<String>) -> ClientError {
     match code {
         Some(AUTH_TIMEOUT) => ClientError::AuthenticationTimeout { reason },
@@ -382,11 +410,12 @@ impl<T: DeserializeOwned + Send + 'static> Dialect for Managed<T> {
             }
         };
         let envelope = serde_json::from_slice::<Envelope>(&plain).ok();
-        let (event, data) = match envelope {
+        let (event, data, id) = match envelope {
             Some(Envelope {
                 event: Some(event),
                 data,
-            }) => (event, data),
+                id,
+            }) => (event, data, id),
             _ => {
                 return Step::Event(match decode_bytes::<T>(&plain) {
                     Event::Message(message) => ManagedEvent::Message(message),
@@ -395,6 +424,46 @@ impl<T: DeserializeOwned + Send + 'static> Dialect for Managed<T> {
                 });
             }
         };
+        // The answer to one of the client's requests, by its (numeric) id.
+        let ours = id.as_str().and_then(|id| id.parse::<u64>().ok());
+        match (event.as_str(), ours) {
+            (MANAGED_REPLY_EVENT, Some(ours)) => {
+                let answered = match plain_error(&plain) {
+                    Some(failure) => Err(failure),
+                    None => Ok(data.to_string().into_boxed_str()),
+                };
+                self.requests.settle(ours, answered);
+                return Step::Nothing;
+            }
+            ("error", Some(ours)) => {
+                let failure = Failure::new(
+                    data["code"].as_str().unwrap_or("error"),
+                    data["message"].as_str().unwrap_or_default(),
+                );
+                if self.requests.settle(ours, Err(failure)) {
+                    return Step::Nothing;
+                }
+            }
+            _ => {}
+        }
+        // A request of the server: an application event with an `id`.
+        if let Some(id) = id.as_str()
+            && !matches!(
+                event.as_str(),
+                "join" | "leave" | "error" | "connected" | "encrypted" | MANAGED_REPLY_EVENT
+            )
+        {
+            let mut reply = json!({"event": MANAGED_REPLY_EVENT, "id": id});
+            let outlet = self.outlet.as_ref();
+            ack::answer(self.handler.as_ref(), &plain, outlet, move |answered| {
+                match answered {
+                    Ok(data) => reply["data"] = data,
+                    Err(failure) => reply["error"] = serde_json::to_value(failure).ok()?,
+                }
+                Some(Command::Event(reply.to_string()))
+            });
+            return Step::Nothing;
+        }
         Step::Event(match event.as_str() {
             "join" => self.answered(false, data),
             "leave" => self.answered(true, data),
@@ -422,8 +491,13 @@ impl<T: DeserializeOwned + Send + 'static> Dialect for Managed<T> {
         frames
     }
 
+    fn outlet(&mut self, outlet: mpsc::WeakSender<Command>) {
+        self.outlet = Some(outlet);
+    }
+
     fn disconnected(&mut self, code: Option<u16>, reason: String) -> ManagedEvent<T> {
         self.channel = None;
+        self.requests.lost();
         // Requests sent on the lost connection get no answer: their callers see `Lost`.
         self.joins.clear();
         self.leaves.clear();

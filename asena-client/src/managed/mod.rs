@@ -244,6 +244,14 @@ impl<T> ManagedConnection<T> {
         self.sender.send(event).await
     }
 
+    /// Sends an application event as a request (with an `id`) and, when awaited, waits for
+    /// the server's `ack` (`.timeout(d)`; 10 s otherwise), its data decoded as `R`. A
+    /// service that answers it replies `{"event":"ack","data":..,"id":..}`; a failure comes
+    /// back as [`ClientError::Server`]. See [`ack`](crate::ack).
+    pub fn request<R, E: Serialize>(&self, event: &E) -> crate::ack::ClientRequest<R> {
+        self.sender.request(event)
+    }
+
     /// Sends the application event `event` with `data`.
     pub async fn send_event<D: Serialize>(&self, event: &str, data: &D) -> Result<(), ClientError> {
         self.sender.send_event(event, data).await
@@ -315,20 +323,24 @@ pub struct ManagedSender {
     tx: mpsc::Sender<Command>,
     shared: Arc<Mutex<Shared>>,
     request_timeout: Duration,
+    requests: Arc<crate::ack::Pending>,
 }
 
 impl ManagedSender {
+    /// See [`ManagedConnection::request`].
+    pub fn request<R, E: Serialize>(&self, event: &E) -> crate::ack::ClientRequest<R> {
+        let frame = event_value(event).map(|mut value| {
+            move |id: u64| {
+                value["id"] = Value::String(id.to_string());
+                Command::Event(value.to_string())
+            }
+        });
+        crate::ack::ClientRequest::new(self.tx.clone(), self.requests.clone(), frame)
+    }
+
     /// See [`ManagedConnection::send`].
     pub async fn send<E: Serialize>(&self, event: &E) -> Result<(), ClientError> {
-        let value = serde_json::to_value(event).map_err(ClientError::Encode)?;
-        match value.get("event") {
-            Some(Value::String(_)) => {}
-            _ => {
-                return Err(ClientError::NotAnEvent {
-                    reason: "it has no string `event` (tag the type with `#[serde(tag = \"event\", content = \"data\")]`)".to_owned(),
-                });
-            }
-        }
+        let value = event_value(event)?;
         self.queue(Command::Event(value.to_string())).await
     }
 
@@ -399,6 +411,17 @@ impl ManagedSender {
 
     async fn queue(&self, command: Command) -> Result<(), ClientError> {
         self.tx.send(command).await.map_err(|_| ClientError::Closed)
+    }
+}
+
+/// An application event as JSON: `{"event": string, ..}`, or [`ClientError::NotAnEvent`].
+fn event_value<E: Serialize>(event: &E) -> Result<Value, ClientError> {
+    let value = serde_json::to_value(event).map_err(ClientError::Encode)?;
+    match value.get("event") {
+        Some(Value::String(_)) => Ok(value),
+        _ => Err(ClientError::NotAnEvent {
+            reason: "it has no string `event` (tag the type with `#[serde(tag = \"event\", content = \"data\")]`)".to_owned(),
+        }),
     }
 }
 

@@ -12,8 +12,9 @@
 //! is woken through a [`signal`](signal), and records when it last heard from the peer in
 //! its [`liveness`](liveness) timestamps, which the namespace's sweep reads. A protocol that
 //! must see (encrypt, withhold) every frame one connection is sent gives it a
-//! [`seal`](seal).
+//! [`seal`](seal). The requests the server awaits replies to are in [`ack`](ack).
 
+pub(crate) mod ack;
 pub(crate) mod flush;
 pub(crate) mod io;
 pub(crate) mod liveness;
@@ -118,6 +119,9 @@ pub(crate) struct Conn {
     /// The plain TCP stream, shared by the reader, the writer and the flushers (held here,
     /// not in an `Arc` of its own: one allocation less per connection).
     stream: OnceLock<TcpStream>,
+    /// The requests the server awaits replies to, made by the first one ([`ack`](ack)):
+    /// a socket never asked anything pays this empty slot.
+    pub(crate) acks: OnceLock<Box<ack::Acks>>,
 }
 
 impl Member for Conn {
@@ -155,7 +159,13 @@ impl Conn {
             close_written: AtomicBool::new(false),
             slow_reported: AtomicBool::new(false),
             stream: OnceLock::new(),
+            acks: OnceLock::new(),
         }
+    }
+
+    /// The connection's table of pending requests, made on first use.
+    pub(crate) fn acks(&self) -> &ack::Acks {
+        self.acks.get_or_init(Box::default)
     }
 
     /// The namespace path, for logs.

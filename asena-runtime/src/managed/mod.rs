@@ -22,7 +22,8 @@
 //! | `error` | server → client | `{"message"}` |
 //! | `disconnect` | client → server | — (closes with 1000) |
 //! | `disconnect` | server → client | `{"reason"}`: [`Managed::disconnect`], then the server closes with 1000 and the reason |
-//! | anything else | both | application events: `receives` / `sends` of the service |
+//! | `ack` | both | the reply to a request, with its `id`: `data`, or `error` `{"code","message"}` ([`crate::ack`]; from a client, only when the server asked it something) |
+//! | anything else | both | application events: `receives` / `sends` of the service; with an `id`, a request when the service answers requests ([`crate::ack`]) |
 //!
 //! Close codes ([`close`]): 4001 no `authenticate` within the authentication timeout (or the
 //! authenticator and handshake took three times as long), 4002 no message within the
@@ -66,6 +67,7 @@
 //! ([`AsenaBuilder::transport`](crate::AsenaBuilder::transport): Redis, a Redis Cluster or
 //! NATS), under its [`ManagedOptions::channel_prefix`].
 
+mod ack;
 mod asyncapi;
 mod client;
 pub mod crypto;
@@ -339,6 +341,12 @@ pub enum HandshakeOutcome {
     note = "a managed service implements `ManagedService` (authenticate, on_event, ...); without `managed` in `#[websocket(..)]` it implements `WebSocketService` instead"
 )]
 pub trait ManagedService: Endpoint<Protocol = ManagedProtocol> {
+    /// Whether the service answers its clients' requests (application events with an
+    /// `id`, answered with the event `ack`; see [`crate::ack`]): [`Answers::NONE`](crate::ack::Answers::NONE)
+    /// by default, so they go to [`on_event`](Self::on_event);
+    /// `Answers::ON_REQUEST` with an [`Answer`](crate::ack::Answer) impl.
+    const ANSWERS: crate::ack::Answers<Self> = crate::ack::Answers::NONE;
+
     /// Timeouts and default rooms (read once per connection).
     fn options(&self) -> ManagedOptions {
         ManagedOptions::default()
@@ -441,6 +449,9 @@ struct Envelope {
     /// (anything else is ignored, as Ignis types it a string).
     #[serde(default)]
     id: Value,
+    /// A failed reply's `{"code","message"}` (the event `ack` only).
+    #[serde(default)]
+    error: Value,
 }
 
 impl Envelope {
@@ -586,6 +597,7 @@ impl<S: ManagedService> Protocol<S> for ManagedProtocol {
     }
 
     async fn close(service: &S, ws: &Socket<S>, code: u16, reason: &str) {
+        crate::ack::closed(&ws.conn);
         let client = &ws.data().values;
         if let Some(user) = client.disconnected()
             && let Some(state) = state(ws.namespace())
@@ -714,13 +726,23 @@ async fn dispatch<S: ManagedService>(
         "encrypt" if client.is_encrypted() => error(ws, id, "Already encrypted"),
         "encrypt" => error(ws, id, "Encryption is agreed before authenticate"),
         _ if !client.is_authenticated() => error(ws, id, "Not authenticated"),
+        ack::MANAGED_REPLY_EVENT if ack::take_reply(ws, &envelope) => Ok(()),
         "join" => join(service, ws, &envelope.data, id).await,
         "leave" => leave(service, ws, &envelope.data, id),
         "connected" | "error" | "encrypted" => error(ws, id, &format!("Reserved event: {event}")),
-        _ => match S::In::decode(message) {
-            Ok(event) => service.on_event(ws, event).await,
-            Err(e) => invalid(ws, &e, id),
-        },
+        _ => {
+            let message = match id {
+                Some(id) => match ack::answer_event(service, ws, message, id).await {
+                    Ok(answered) => return answered,
+                    Err(message) => message,
+                },
+                None => message,
+            };
+            match S::In::decode(message) {
+                Ok(event) => service.on_event(ws, event).await,
+                Err(e) => invalid(ws, &e, id),
+            }
+        }
     }
 }
 

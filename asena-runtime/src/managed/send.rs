@@ -257,6 +257,11 @@ macro_rules! senders_to_one {
 }
 
 impl<O> Managed<O> {
+    /// The namespace it sends in.
+    pub(super) fn ns(&self) -> &Namespace {
+        &self.ns
+    }
+
     /// The untyped sender: any `(event, data)` pair, whatever the service declares it
     /// `sends`.
     pub fn raw(&self) -> Managed {
