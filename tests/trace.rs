@@ -186,7 +186,9 @@ async fn trace_through(url: &str) -> anyhow::Result<()> {
             Ok(traces.into_iter().find(|t| {
                 t["traceId"] == trace_id
                     && t["spanId"] == hop
-                    && !t["deliveries"].as_array().is_none_or(Vec::is_empty)
+                    && !t["deliveries"]
+                        .as_object()
+                        .is_none_or(serde_json::Map::is_empty)
             }))
         },
     )
@@ -195,7 +197,7 @@ async fn trace_through(url: &str) -> anyhow::Result<()> {
     assert_eq!(linked["address"], format!("hall.{room}"), "{linked}");
     assert_eq!(
         linked["deliveries"],
-        serde_json::json!([{"instance": "beta", "recipients": 1, "at": linked["deliveries"][0]["at"]}]),
+        serde_json::json!({"beta": 1}),
         "{linked}"
     );
 

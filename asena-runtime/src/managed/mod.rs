@@ -727,8 +727,31 @@ async fn dispatch<S: ManagedService>(
         "encrypt" => error(ws, id, "Encryption is agreed before authenticate"),
         _ if !client.is_authenticated() => error(ws, id, "Not authenticated"),
         ack::MANAGED_REPLY_EVENT if ack::take_reply(ws, &envelope) => Ok(()),
-        "join" => join(service, ws, &envelope.data, id).await,
-        "leave" => leave(service, ws, &envelope.data, id),
+        "join" => {
+            let data = &envelope.data;
+            join(
+                service,
+                ws,
+                RoomRequest {
+                    event: "join",
+                    data,
+                    id,
+                },
+            )
+            .await
+        }
+        "leave" => {
+            let data = &envelope.data;
+            leave(
+                service,
+                ws,
+                RoomRequest {
+                    event: "leave",
+                    data,
+                    id,
+                },
+            )
+        }
         "connected" | "error" | "encrypted" => error(ws, id, &format!("Reserved event: {event}")),
         _ => {
             let message = match id {
@@ -1016,18 +1039,40 @@ fn refuse<O>(
     )
 }
 
+/// A `join` or `leave`: the rooms it names, checked, or the refusal it was answered with.
+struct RoomRequest<'a> {
+    event: &'static str,
+    data: &'a Value,
+    id: Option<&'a str>,
+}
+
+impl RoomRequest<'_> {
+    /// The rooms named, or `Err` with the result of answering the refusal.
+    fn rooms<S: ManagedService>(
+        &self,
+        ws: &Socket<S>,
+        options: &ManagedOptions,
+    ) -> std::result::Result<Vec<String>, Result<()>> {
+        requested_rooms(
+            self.data,
+            &options.channel_prefix,
+            options.max_rooms_per_request,
+        )
+        .map_err(|refused| refuse(ws, self.event, &refused, self.id))
+    }
+}
+
 async fn join<S: ManagedService>(
     service: &S,
     ws: &Socket<S>,
-    data: &Value,
-    id: Option<&str>,
+    request: RoomRequest<'_>,
 ) -> Result<()> {
     let options = service.options();
-    let requested =
-        match requested_rooms(data, &options.channel_prefix, options.max_rooms_per_request) {
-            Ok(rooms) => rooms,
-            Err(refused) => return refuse(ws, "join", &refused, id),
-        };
+    let id = request.id;
+    let requested = match request.rooms(ws, &options) {
+        Ok(rooms) => rooms,
+        Err(answered) => return answered,
+    };
     let new = requested.iter().filter(|r| !ws.in_room(r)).count();
     let joined_before = ws.joined_count();
     if joined_before + new > options.max_rooms_per_client {
@@ -1060,23 +1105,12 @@ async fn join<S: ManagedService>(
     answer(ws, id, "join", json!({"rooms": joined, "denied": denied}))
 }
 
-fn leave<S: ManagedService>(
-    service: &S,
-    ws: &Socket<S>,
-    data: &Value,
-    id: Option<&str>,
-) -> Result<()> {
-    let options = service.options();
-    let requested =
-        match requested_rooms(data, &options.channel_prefix, options.max_rooms_per_request) {
-            Ok(rooms) => rooms,
-            Err(refused) => return refuse(ws, "leave", &refused, id),
-        };
-    let left: Vec<String> = requested
-        .into_iter()
-        .filter(|r| ws.unsubscribe(r))
-        .collect();
-    answer(ws, id, "leave", json!({"rooms": left}))
+fn leave<S: ManagedService>(service: &S, ws: &Socket<S>, request: RoomRequest<'_>) -> Result<()> {
+    let left: Vec<String> = match request.rooms(ws, &service.options()) {
+        Ok(rooms) => rooms.into_iter().filter(|r| ws.unsubscribe(r)).collect(),
+        Err(answered) => return answered,
+    };
+    answer(ws, request.id, "leave", json!({"rooms": left}))
 }
 
 /// Now as RFC 3339 UTC with milliseconds (`2026-11-30T12:00:00.000Z`).

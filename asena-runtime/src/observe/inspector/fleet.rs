@@ -5,7 +5,7 @@
 //! the difference between an instance's last two announcements, over the time between them by
 //! its own clock.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -74,16 +74,8 @@ pub(super) struct TraceView {
     pub(super) sent_by: Option<String>,
     /// When it was sent, or first delivered when the send is not known.
     pub(super) at: u64,
-    pub(super) deliveries: Vec<DeliveryView>,
-}
-
-/// One instance's delivery of a traced message.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct DeliveryView {
-    pub(super) instance: String,
-    pub(super) recipients: u64,
-    pub(super) at: u64,
+    /// The instances that delivered it (by name), each with its number of local recipients.
+    pub(super) deliveries: BTreeMap<String, u64>,
 }
 
 /// Whether a traced message from an announcement has the shape this crate writes: ids of
@@ -387,7 +379,7 @@ impl Fleet {
                         address: message.address.clone(),
                         sent_by: None,
                         at: message.at,
-                        deliveries: Vec::new(),
+                        deliveries: BTreeMap::new(),
                     });
                 match message.delivered {
                     None => {
@@ -398,20 +390,12 @@ impl Fleet {
                         if view.sent_by.is_none() {
                             view.at = view.at.min(message.at);
                         }
-                        view.deliveries.push(DeliveryView {
-                            instance: name.clone(),
-                            recipients,
-                            at: message.at,
-                        });
+                        view.deliveries.insert(name.clone(), recipients);
                     }
                 }
             }
         }
         let mut out: Vec<TraceView> = views.into_values().collect();
-        for view in &mut out {
-            view.deliveries
-                .sort_by(|a, b| a.instance.cmp(&b.instance).then(a.at.cmp(&b.at)));
-        }
         out.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.trace_id.cmp(&b.trace_id)));
         out
     }
@@ -510,7 +494,7 @@ mod tests {
         let deliveries: Vec<(&str, u64)> = trace
             .deliveries
             .iter()
-            .map(|d| (d.instance.as_str(), d.recipients))
+            .map(|(instance, recipients)| (instance.as_str(), *recipients))
             .collect();
         assert_eq!(deliveries, [("instance b", 3), ("instance c", 0)]);
     }

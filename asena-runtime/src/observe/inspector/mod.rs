@@ -9,7 +9,7 @@
 //! | `POST /_asena/login` `token=..` (a form) | `303` to the page with the login cookie set, when the guard admits the token (`session.rs`) |
 //! | `POST /_asena/logout` | `303` to the page, the cookie cleared |
 //! | `GET /_asena/api/fleet` | `{"self": id, "instances": [..]}`: every instance heard from, with its namespaces' counts and rates |
-//! | `GET /_asena/api/traces` | `{"traces": [{"traceId","spanId","address","sentBy","at","deliveries":[{"instance","recipients","at"}]}]}`: the messages sent to the fleet within a trace ([`trace`](crate::trace)) that the instances announced (each keeps its last 32), every send linked to its deliveries on other instances, newest first |
+//! | `GET /_asena/api/traces` | `{"traces": [{"traceId","spanId","address","sentBy","at","deliveries":{instance: recipients}}]}`: the messages sent to the fleet within a trace ([`trace`](crate::trace)) that the instances announced (each keeps its last 32), every send linked to its deliveries on other instances, newest first |
 //! | `GET /_asena/api/namespaces` | this instance's namespaces: `path`, `name`, `sockets`, `rooms` |
 //! | `GET /_asena/api/sockets?ns=/chat&q=&offset=0&limit=50` | one page of the namespace's local sockets, oldest first (`id`, `path`, `addr`, `rooms`, `connectedAt`, `queuedBytes`), filtered by `q` (part of the id, the address or a room name) |
 //! | `GET /_asena/api/rooms?ns=/chat&q=&offset=0&limit=50` | one page of its rooms (`name`, `size`), by name |
