@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::namespace::Namespace;
-use crate::trace::TracedMessage;
+use crate::trace::{TraceLog, TracedMessage};
 use crate::transport::{Transport, TransportStats};
 
 /// How many of its own intervals an instance may stay silent before it leaves the view.
@@ -79,8 +79,8 @@ pub(super) struct TraceView {
 }
 
 /// Whether a traced message from an announcement has the shape this crate writes: ids of
-/// hex digits of their lengths, an address of at most 129 characters. Others are dropped, so a
-/// hostile announcement costs what its JSON costs and no more.
+/// hex digits of their lengths, an address of at most 129 characters. Others are dropped when
+/// the announcement arrives, so a hostile one costs what its JSON costs and no more.
 fn well_formed(message: &TracedMessage) -> bool {
     let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
     hex(&message.trace_id, 32)
@@ -239,7 +239,11 @@ impl Fleet {
     }
 
     /// Records an announcement (a goodbye removes the instance).
-    pub(super) fn record(&self, announcement: Announcement, now: Instant) {
+    pub(super) fn record(&self, mut announcement: Announcement, now: Instant) {
+        // Kept as an instance of this crate announces them: at most the log's capacity, each
+        // of its shape.
+        announcement.traces.retain(well_formed);
+        announcement.traces.truncate(TraceLog::CAPACITY);
         let mut members = self.lock();
         if announcement.bye {
             if members.remove(&announcement.id).is_some() {
@@ -370,7 +374,7 @@ impl Fleet {
         let mut views: HashMap<(&str, &str), TraceView> = HashMap::new();
         for member in members.values() {
             let name = &member.last.name;
-            for message in member.last.traces.iter().filter(|m| well_formed(m)) {
+            for message in &member.last.traces {
                 let view = views
                     .entry((&message.trace_id, &message.span_id))
                     .or_insert_with(|| TraceView {
@@ -497,6 +501,19 @@ mod tests {
             .map(|(instance, recipients)| (instance.as_str(), *recipients))
             .collect();
         assert_eq!(deliveries, [("instance b", 3), ("instance c", 0)]);
+
+        // An instance that announces more than a log holds is kept to the log's capacity.
+        let mut d = said("d", 1_000, 1000, Vec::new());
+        d.traces = (0..1000)
+            .map(|n| traced(&format!("{n:016x}"), "chat.lobby", Some(1), 1_000 + n))
+            .collect();
+        fleet.record(d, now);
+        let from_d = fleet
+            .traces(now)
+            .iter()
+            .filter(|t| t.deliveries.contains_key("instance d"))
+            .count();
+        assert_eq!(from_d, TraceLog::CAPACITY);
     }
 
     #[test]
