@@ -265,6 +265,8 @@ mod middleware;
 mod service;
 pub mod protocol;
 pub mod presence;
+#[cfg(feature = "redis")]
+pub mod history;
 mod ws;
 pub mod managed;
 pub mod di;

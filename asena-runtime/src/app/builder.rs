@@ -49,6 +49,8 @@ pub struct AsenaBuilder {
     announce_every: Option<Duration>,
     instance_name: Option<String>,
     presence: Option<PresenceOptions>,
+    #[cfg(feature = "redis")]
+    history: Option<crate::history::HistoryOptions>,
 }
 
 impl std::fmt::Debug for AsenaBuilder {
@@ -80,6 +82,8 @@ impl AsenaBuilder {
             announce_every: None,
             instance_name: None,
             presence: None,
+            #[cfg(feature = "redis")]
+            history: None,
         }
     }
 
@@ -497,6 +501,15 @@ impl AsenaBuilder {
         self
     }
 
+    /// Turns on [history and recovery](crate::history): the rooms `options` picks keep their
+    /// last messages in Redis, number them, and replay what a client missed when it comes
+    /// back with its position.
+    #[cfg(feature = "redis")]
+    pub fn history(mut self, options: crate::history::HistoryOptions) -> Self {
+        self.history = Some(options);
+        self
+    }
+
     /// Bound for each component's `on_stop` hook (default 5 s).
     pub fn stop_timeout(mut self, timeout: Duration) -> Self {
         self.stop_timeout = timeout;
@@ -568,6 +581,10 @@ impl AsenaBuilder {
             feed: feed.clone(),
             announcer: std::sync::OnceLock::new(),
             presence: self.presence.map(|options| Hub::new(options, &ns_list)),
+            #[cfg(feature = "redis")]
+            history: self
+                .history
+                .map(|options| crate::history::Archive::new(options, &ns_list)),
         });
         shutdown::start(&inner).await?;
         if let Some(state) = fleet {

@@ -59,6 +59,8 @@ pub(crate) struct AppInner {
     announcer: std::sync::OnceLock<Announcer>,
     /// Presence, when the app has it.
     presence: Option<Arc<crate::presence::Hub>>,
+    #[cfg(feature = "redis")]
+    history: Option<Arc<crate::history::Archive>>,
 }
 
 /// A websocket service, its namespace and its name.

@@ -78,6 +78,16 @@ pub(super) async fn start(inner: &AppInner) -> Result<(), Error> {
             source,
         });
     }
+    #[cfg(feature = "redis")]
+    if let Some(archive) = &inner.history
+        && let Err(source) = archive.listen(&fleet).and_then(|()| archive.start())
+    {
+        release(inner, Hooks::RolledBack).await;
+        return Err(Error::Start {
+            component: "history",
+            source,
+        });
+    }
     if let Some(t) = &inner.transport {
         let namespaces = Namespaces(inner.namespaces.clone());
         let local: Arc<dyn Deliver> = match &inner.fleet {
@@ -120,6 +130,10 @@ async fn release(inner: &AppInner, hooks: Hooks) {
     }
     if let Some(hub) = &inner.presence {
         hub.stop();
+    }
+    #[cfg(feature = "redis")]
+    if let Some(archive) = &inner.history {
+        archive.stop();
     }
     if let Some(t) = &inner.transport {
         t.destroy().await;

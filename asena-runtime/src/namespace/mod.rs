@@ -112,6 +112,24 @@ struct Inner {
     sweeping: AtomicBool,
     /// Who hears of sockets leaving rooms and closing (presence), when the app has one.
     departures: OnceLock<Arc<dyn Departures>>,
+    /// Who keeps the history of rooms, when the app has one.
+    keeper: OnceLock<Arc<dyn Keeps>>,
+}
+
+/// What a layer above the namespace that keeps rooms' history does: messages to the rooms it
+/// keeps go through it instead of straight to the members (it numbers and delivers them), and
+/// a socket joining such a room is held out of its deliveries until positioned. Set once when
+/// the app is built.
+pub(crate) trait Keeps: Send + Sync + 'static {
+    /// Whether `room` keeps history.
+    fn keeps(&self, room: &str) -> bool;
+    /// Takes a text message to `room` (sent by the socket `except`, which does not receive
+    /// it); false when it cannot, and the message goes out as a plain one.
+    fn append(&self, room: &str, frame: &Frame, except: Option<u64>) -> bool;
+    /// `conn` is about to join `room`: hold it out of the room's deliveries.
+    fn arriving(&self, room: &str, conn: &Arc<Conn>);
+    /// `conn` joined `room`: position it, then let it receive.
+    fn joined(&self, room: &str, conn: &Arc<Conn>);
 }
 
 /// What a layer above the namespace hears of sockets leaving rooms and closing: presence
@@ -173,6 +191,7 @@ impl Namespace {
                 extension: OnceLock::new(),
                 sweeping: AtomicBool::new(false),
                 departures: OnceLock::new(),
+                keeper: OnceLock::new(),
             }),
             _out: PhantomData,
         }
@@ -436,9 +455,24 @@ impl<O> Namespace<O> {
         }
     }
 
-    /// Local fan-out to a room plus publication to other instances (one message sent). The
-    /// name was checked by the caller: it is never the broadcast room.
+    /// Local fan-out to a room plus publication to other instances (one message sent), or,
+    /// for a text message to a room that keeps history, to the keeper, which numbers and
+    /// delivers it (0 local recipients now). The name was checked by the caller: it is
+    /// never the broadcast room.
     pub(crate) fn emit_room(&self, room: &str, frame: &Frame, except: Option<u64>) -> usize {
+        if let Some(keeper) = self.inner.keeper.get()
+            && frame.is_text()
+            && keeper.keeps(room)
+            && keeper.append(room, frame, except)
+        {
+            self.stats().record_send(0, true);
+            return 0;
+        }
+        self.emit_plain(room, frame, except)
+    }
+
+    /// [`emit_room`](Self::emit_room) without history.
+    pub(crate) fn emit_plain(&self, room: &str, frame: &Frame, except: Option<u64>) -> usize {
         let n = self.deliver_room(room, frame, except);
         self.stats().record_send(n, true);
         if self.inner.transport.is_some() {
@@ -460,11 +494,22 @@ impl<O> Namespace<O> {
 
     /// Local-only fan-out to a room (or a personal room), skipping `except`.
     pub(crate) fn deliver_room(&self, room: &str, frame: &Frame, except: Option<u64>) -> usize {
+        self.deliver_room_unless(room, frame, |key| Some(key) == except)
+    }
+
+    /// Local-only fan-out to a room (or a personal room), skipping the connections whose key
+    /// `skip` picks.
+    pub(crate) fn deliver_room_unless(
+        &self,
+        room: &str,
+        frame: &Frame,
+        skip: impl Fn(u64) -> bool,
+    ) -> usize {
         let rooms = read(&self.inner.rooms);
         if let Some(r) = rooms.get(room) {
             let mut n = 0;
             for conn in r.members() {
-                if Some(conn.key) != except && conn.push(frame).is_ok() {
+                if !skip(conn.key) && conn.push(frame).is_ok() {
                     n += 1;
                 }
             }
@@ -472,9 +517,18 @@ impl<O> Namespace<O> {
         }
         drop(rooms);
         match read(&self.inner.sockets).get(room) {
-            Some(conn) if Some(conn.key) != except => usize::from(conn.push(frame).is_ok()),
+            Some(conn) if !skip(conn.key) => usize::from(conn.push(frame).is_ok()),
             _ => 0,
         }
+    }
+
+    /// Local members of the named room `room`.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "history needs redis")
+    )]
+    pub(crate) fn room_size(&self, room: &str) -> usize {
+        read(&self.inner.rooms).get(room).map_or(0, |r| r.len())
     }
 
     /// Local-only fan-out to every socket, skipping `except`.
@@ -488,6 +542,14 @@ impl<O> Namespace<O> {
     /// Adds `conn` to `room`; returns the room's name as the index holds it (for the
     /// connection's own list, so it costs no copy) when it was not a member yet.
     pub(crate) fn join(&self, room: &str, conn: &Arc<Conn>) -> Option<Arc<str>> {
+        let keeper = self
+            .inner
+            .keeper
+            .get()
+            .filter(|k| k.keeps(room) && !self.has_member(room, conn.key));
+        if let Some(keeper) = keeper {
+            keeper.arriving(room, conn);
+        }
         let (change, name) = {
             let mut index = write(&self.inner.rooms);
             let change = index.join(room, conn.clone());
@@ -498,6 +560,9 @@ impl<O> Namespace<O> {
             && wire::routes_by_interest(room)
         {
             t.subscribe(&wire::room_topic(&self.inner.topic, room));
+        }
+        if let Some(keeper) = keeper {
+            keeper.joined(room, conn);
         }
         name.filter(|_| change != Change::None)
     }
@@ -561,6 +626,15 @@ impl<O> Namespace<O> {
     /// Sets who hears of departures (once; later calls are ignored).
     pub(crate) fn set_departures(&self, departures: Arc<dyn Departures>) {
         let _ = self.inner.departures.set(departures);
+    }
+
+    /// Sets who keeps rooms' history (once; later calls are ignored).
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "history needs redis")
+    )]
+    pub(crate) fn set_keeper(&self, keeper: Arc<dyn Keeps>) {
+        let _ = self.inner.keeper.set(keeper);
     }
 
     /// Who hears of departures, when someone does.
