@@ -332,3 +332,90 @@ async fn hostile_positions_are_ignored() -> anyhow::Result<()> {
     }
     server.stop().await
 }
+
+/// What the typed service below sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]
+#[garde(allow_unvalidated)]
+struct Note {
+    n: u64,
+}
+
+/// [`Rooms`], typed: what `asena-client` talks to.
+#[websocket(path = "/history-typed", receives = Note, sends = Note)]
+#[derive(Debug)]
+struct Notes;
+
+impl WebSocketService for Notes {
+    type Data = ();
+
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
+        ws.subscribe(ws.query("rooms").unwrap_or("none"))?;
+        Ok(())
+    }
+
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Note) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The next event: a message's `n`, `resync <room>`, `disconnected` or `reconnected`.
+async fn next_note(client: &mut asena_client::Client<Notes>) -> anyhow::Result<String> {
+    let event = tokio::time::timeout(asena_tests::WAIT, client.next())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the client's stream ended"))?;
+    Ok(match event {
+        asena_client::Event::Message(note) => note.n.to_string(),
+        asena_client::Event::Resync { room } => format!("resync {room}"),
+        asena_client::Event::Disconnected { .. } => "disconnected".to_owned(),
+        asena_client::Event::Reconnected => "reconnected".to_owned(),
+        other => anyhow::bail!("unexpected {other:?}"),
+    })
+}
+
+/// `asena-client` keeps its positions and presents them when it reconnects: what was sent
+/// while it was away arrives first, in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asena_client_recovers_by_itself_after_a_reconnect() -> anyhow::Result<()> {
+    let server = start(isolated().websocket::<Notes>().history(history(100))).await?;
+    let room = unique("history-client");
+    let mut client = asena_client::Client::<Notes>::builder(format!("ws://{}", server.addr))
+        .query("rooms", &room)
+        .reconnect(asena_client::Backoff::exponential(
+            std::time::Duration::from_millis(300),
+            std::time::Duration::from_millis(300),
+        ))
+        .connect()
+        .await?;
+    let ulak = server.app.ulak::<Notes>().unwrap();
+    // Its position first (no event), then the messages.
+    tokio::time::timeout(asena_tests::WAIT, async {
+        while ulak.sockets_in(&room).is_empty() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await?;
+    for n in [1, 2] {
+        ulak.to(&room, Note { n }).unwrap();
+    }
+    assert_eq!(next_note(&mut client).await?, "1");
+    assert_eq!(next_note(&mut client).await?, "2");
+    for socket in ulak.sockets() {
+        socket.close_with(1012, "restart");
+    }
+    assert_eq!(next_note(&mut client).await?, "disconnected");
+    // Sent while it is away (it waits 300 ms before reconnecting).
+    for n in [3, 4] {
+        ulak.to(&room, Note { n }).unwrap();
+    }
+    assert_eq!(next_note(&mut client).await?, "reconnected");
+    assert_eq!(next_note(&mut client).await?, "3");
+    assert_eq!(next_note(&mut client).await?, "4");
+    ulak.to(&room, Note { n: 5 }).unwrap();
+    assert_eq!(
+        next_note(&mut client).await?,
+        "5",
+        "then the live ones, nothing twice"
+    );
+    client.close().await?;
+    server.stop().await
+}

@@ -250,6 +250,7 @@ impl<C: Channel> ClientBuilder<C> {
             pending: pending.clone(),
             handler: self.handler,
             outlet: None,
+            positions: Default::default(),
         };
         let (tx, events) = Driver::spawn(config, dialect, ws, queue);
         Ok(Client {

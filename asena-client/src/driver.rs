@@ -47,15 +47,25 @@ pub(crate) struct Config {
 
 /// Opens the WebSocket, turning an HTTP answer other than 101 into [`ClientError::Refused`].
 pub(crate) async fn connect(config: &Config) -> Result<Ws, ClientError> {
-    let mut request =
-        config
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ClientError::BadUrl {
-                url: config.url.clone(),
-                reason: e.to_string(),
-            })?;
+    connect_with(config, &[]).await
+}
+
+/// [`connect`] with `extra` query pairs added to the URL.
+async fn connect_with(config: &Config, extra: &[(String, String)]) -> Result<Ws, ClientError> {
+    let mut url = config.url.clone();
+    for (key, value) in extra {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.extend(url::form_urlencoded::byte_serialize(key.as_bytes()));
+        url.push('=');
+        url.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
+    }
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| ClientError::BadUrl {
+            url: config.url.clone(),
+            reason: e.to_string(),
+        })?;
     for (name, value) in &config.headers {
         request.headers_mut().append(name.clone(), value.clone());
     }
@@ -140,6 +150,12 @@ pub(crate) trait Dialect: Send + 'static {
     /// Reconnecting gave up after `attempts`.
     fn gave_up(&mut self, attempts: u32, error: ClientError) -> Self::Event;
 
+    /// Query pairs a reconnect adds to the URL (the plain protocol's positions in rooms
+    /// with history).
+    fn resume(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Where the dialect queues what it sends on its own (the answers to the server's
     /// requests): the task's queue, held weakly so that the client's handles alone keep it.
     fn outlet(&mut self, outlet: mpsc::WeakSender<Self::Outgoing>) {
@@ -153,6 +169,7 @@ pub(crate) struct Plain<T> {
     pub(crate) pending: Arc<Pending>,
     pub(crate) handler: Option<Handler<T>>,
     pub(crate) outlet: Option<mpsc::WeakSender<WsMessage>>,
+    pub(crate) positions: Positions,
 }
 
 impl<T: DeserializeOwned + Send + 'static> Dialect for Plain<T> {
@@ -180,6 +197,12 @@ impl<T: DeserializeOwned + Send + 'static> Dialect for Plain<T> {
     }
 
     fn incoming(&mut self, message: &[u8]) -> Step<Event<T>> {
+        match self.positions.read(message) {
+            Some(History::Message(data)) => return Step::Event(decode_bytes(data.as_bytes())),
+            Some(History::Position(None)) => return Step::Nothing,
+            Some(History::Position(Some(room))) => return Step::Event(Event::Resync { room }),
+            None => {}
+        }
         if wire::is_reply(message) || wire::is_request(message) {
             match wire::decode(message) {
                 Ok(Decoded::Reply { id, data }) => {
@@ -227,6 +250,86 @@ impl<T: DeserializeOwned + Send + 'static> Dialect for Plain<T> {
 
     fn gave_up(&mut self, attempts: u32, error: ClientError) -> Event<T> {
         Event::GaveUp { attempts, error }
+    }
+
+    fn resume(&self) -> Vec<(String, String)> {
+        self.positions.query()
+    }
+}
+
+/// The most rooms whose positions a client keeps (the server reads at most 64 query pairs).
+const MAX_POSITIONS: usize = 48;
+
+/// Where the client is in each room with history (the server's `history` module): the epoch
+/// and offset of the last message, from the `$history` and numbered frames; presented as
+/// `recover=<epoch>:<offset>:<room>` on every reconnect.
+#[derive(Debug, Default)]
+pub(crate) struct Positions(std::collections::BTreeMap<String, (String, u64)>);
+
+/// What a frame of a room with history was.
+enum History {
+    /// A numbered message: its `data` (or `text`, as a JSON string).
+    Message(String),
+    /// A position; `Some(room)` when the server could not replay what the client missed.
+    Position(Option<String>),
+}
+
+impl Positions {
+    /// Reads a `$history` or numbered frame; `None` for any other message.
+    fn read(&mut self, message: &[u8]) -> Option<History> {
+        #[derive(serde::Deserialize)]
+        struct Position {
+            room: String,
+            epoch: String,
+            offset: u64,
+            recovered: Option<bool>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Frame {
+            #[serde(rename = "$history")]
+            history: Option<Position>,
+            #[serde(rename = "$room")]
+            room: Option<String>,
+            #[serde(rename = "$offset")]
+            offset: Option<u64>,
+            data: Option<Box<serde_json::value::RawValue>>,
+            text: Option<String>,
+        }
+        if !(message.starts_with(b"{\"$history\"") || message.starts_with(b"{\"$room\"")) {
+            return None;
+        }
+        let frame: Frame = serde_json::from_slice(message).ok()?;
+        if let Some(p) = frame.history {
+            let resync = (p.recovered == Some(false)).then(|| p.room.clone());
+            self.keep(p.room, p.epoch, p.offset);
+            return Some(History::Position(resync));
+        }
+        let (room, offset) = (frame.room?, frame.offset?);
+        if let Some((_, last)) = self.0.get_mut(&room) {
+            *last = offset;
+        }
+        let data = match (frame.data, frame.text) {
+            (Some(data), _) => data.get().to_owned(),
+            (None, Some(text)) => serde_json::to_string(&text).ok()?,
+            (None, None) => return None,
+        };
+        Some(History::Message(data))
+    }
+
+    fn keep(&mut self, room: String, epoch: String, offset: u64) {
+        if self.0.len() < MAX_POSITIONS || self.0.contains_key(&room) {
+            self.0.insert(room, (epoch, offset));
+        }
+    }
+
+    /// The `recover` pairs of every room.
+    fn query(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|(room, (epoch, offset))| {
+                ("recover".to_owned(), format!("{epoch}:{offset}:{room}"))
+            })
+            .collect()
     }
 }
 
@@ -456,7 +559,7 @@ impl<D: Dialect> Driver<D> {
                 _ = &mut self.close => return None,
                 result = async {
                     tokio::time::sleep(delay).await;
-                    let mut ws = connect(config).await?;
+                    let mut ws = connect_with(config, &dialect.resume()).await?;
                     match dialect.open(&mut ws, true).await {
                         Ok(events) => Ok((ws, events)),
                         Err(error) => {

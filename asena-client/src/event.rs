@@ -32,6 +32,15 @@ pub enum Event<T> {
     /// `on_open` runs again, and whatever the old socket had (rooms joined later, its data)
     /// is gone, so resend what re-establishes it here.
     Reconnected,
+    /// The client came back to a room that keeps history (the server's `history` module), but
+    /// the server could not replay what it missed there: its position was of an earlier
+    /// history, or older than what the room keeps. Reload the room's state; its messages
+    /// go on from here. (When it could, the missed messages simply arrive first, in order,
+    /// as [`Message`](Event::Message)s.)
+    Resync {
+        /// The room.
+        room: String,
+    },
     /// Reconnecting failed `attempts` times in a row, the limit set by
     /// [`Backoff::max_attempts`](crate::Backoff::max_attempts). The stream ends next.
     GaveUp {
