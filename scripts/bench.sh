@@ -22,6 +22,7 @@
 # Only 127.0.0.1 is targeted; every step is bounded in time; servers are stopped by PID.
 # Never run from CI (it is a benchmark); CI only compiles the examples.
 #
+#   scripts/bench.sh history        # the cost of history on fan-out (about 2 minutes)
 #   scripts/bench.sh adversarial    # worst-case inputs (about 3 minutes)
 #
 # Sends 64 KiB, 256 KiB and 1 MiB worst-case inputs of each kind (examples/adversary: invalid
@@ -95,6 +96,58 @@ if [[ ${1:-} == adversarial ]]; then
     done
     echo
     echo "Servers: $BIN_DIR. Raw logs: $OUT/adv-*.log"
+    exit 0
+fi
+
+# ---- history mode -------------------------------------------------------------------------
+# The cost of history on fan-out: bench_server without and with BENCH_HISTORY (every room
+# keeps history in the Redis at HISTORY_REDIS: each message appended, numbered and wrapped),
+# the Rust loadgen's JSON chat (C=1000 S=100, and C=32 S=32 B=100), interleaved, median of
+# $RUNS runs; server on core 0, client on core 1.
+if [[ ${1:-} == history ]]; then
+    HISTORY_REDIS=${HISTORY_REDIS:-redis://127.0.0.1:6379}
+    H_PORT=${H_PORT:-4105}
+    log "building release examples (bench_server, loadgen)"
+    timeout 1200 cargo build --release --quiet --example bench_server --example loadgen
+    FW_BIN=${FW_BIN:-$ROOT/target/release/examples/bench_server}
+    LOADGEN=$ROOT/target/release/examples/loadgen
+    H_PID=
+    trap '[[ -n $H_PID ]] && { kill "$H_PID" 2>/dev/null; wait "$H_PID" 2>/dev/null; }; true' EXIT
+    hfield() { grep -o "$1=[0-9.]*" | tail -1 | cut -d= -f2; }
+    rm -f "$OUT"/history-*.txt
+    H_CONFIGS=("1000 100 1 4" "32 32 100 2")
+    for run in $(seq "$RUNS"); do
+        for mode in plain history; do
+            url=
+            [[ $mode == history ]] && url=$HISTORY_REDIS
+            BENCH_HISTORY=$url PORT=$H_PORT taskset -c 0 "$FW_BIN" >"$OUT/history-$mode.log" 2>&1 &
+            H_PID=$!
+            wait_port "$H_PORT" || { log "bench_server did not start"; cat "$OUT/history-$mode.log" >&2; exit 1; }
+            for cfg in "${H_CONFIGS[@]}"; do
+                read -r c sn b w <<<"$cfg"
+                line=$(timeout $(( DUR + 90 )) taskset -c 1 "$LOADGEN" chat "$H_PORT" "$c" -s "$sn" -b "$b" -w "$w" --json \
+                    -d "$DUR" -u /bench 2>"$OUT/history-$mode-$c-$run.err" | grep '^SUMMARY' || true)
+                v=$(hfield mean_deliveries/s <<<"$line" || true)
+                log "history: C=$c S=$sn B=$b $mode run $run: ${v:-FAILED} deliveries/s"
+                echo "${v:-0}" >> "$OUT/history-$mode-$c.txt"
+            done
+            kill "$H_PID" 2>/dev/null || true
+            wait "$H_PID" 2>/dev/null || true
+            H_PID=
+        done
+    done
+    echo
+    echo "## The cost of history on fan-out ($(nproc) cores; JSON messages; deliveries/s, median of $RUNS)"
+    echo
+    echo "| load | without history | with history (Redis) | with / without |"
+    echo "|---|---|---|---|"
+    for cfg in "${H_CONFIGS[@]}"; do
+        read -r c sn b w <<<"$cfg"
+        p=$(median < "$OUT/history-plain-$c.txt")
+        h=$(median < "$OUT/history-history-$c.txt")
+        echo "| C=$c S=$sn B=$b | $(awk -v v="$p" 'BEGIN { printf "%.2f M", v / 1e6 }') | $(awk -v v="$h" 'BEGIN { printf "%.2f M", v / 1e6 }') | $(awk -v a="$h" -v b="$p" 'BEGIN { if (b == 0) print "–"; else printf "%.2f×", a / b }') |"
+    done
+    rm -f "$OUT"/history-*.txt
     exit 0
 fi
 

@@ -20,6 +20,9 @@
 //! instead of routing rooms by interest, `BENCH_REDIS_INTEREST=1` makes Redis route rooms by
 //! interest (a channel per room) instead of using one channel, `BENCH_REDIS_CLUSTER=1` treats the
 //! Redis URL as a node of a Redis Cluster (`RedisTransport::cluster`: rooms on sharded pub/sub),
+//! `BENCH_HISTORY=redis://…` makes every room keep history there (`HistoryOptions`: each
+//! message numbered and appended to Redis, members receive `{"$room","$offset","data"}`;
+//! `scripts/bench.sh history` measures its cost),
 //! `/bench/rooms/{room}` puts each socket in the room
 //! its path names (every message goes to that room), and `/metrics` serves the counters
 //! (the broker messages each instance received among them).
@@ -212,6 +215,12 @@ async fn main() -> anyhow::Result<()> {
                 .transport(asena_runtime::transport::RedisTransport::new(url).route_by_interest())
         }
         _ => builder().transport_from_env()?,
+    };
+    let builder = match std::env::var("BENCH_HISTORY") {
+        Ok(url) if !url.is_empty() => {
+            builder.history(asena_runtime::history::HistoryOptions::redis(url))
+        }
+        _ => builder,
     };
     let app = builder.build().await?;
     eprintln!(

@@ -573,6 +573,11 @@ fn parse_hex16(b: &[u8]) -> Option<u64> {
 /// The send time at the end of a text message (before the closing `"}` of a `--json` one),
 /// if it ends in one.
 fn stamp_of(payload: &[u8]) -> Option<u64> {
+    // A room with history wraps the message: `{"$room":..,"$offset":..,"data":<message>}`.
+    let payload = payload
+        .strip_suffix(b"}")
+        .filter(|inner| inner.ends_with(JSON_TAIL))
+        .unwrap_or(payload);
     let payload = payload.strip_suffix(JSON_TAIL).unwrap_or(payload);
     payload
         .len()
