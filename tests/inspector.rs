@@ -1,6 +1,9 @@
 //! The live inspector: its page, JSON API and WebSocket feed refuse what the guard refuses,
 //! and the guard sees the path the client asked for; it lists a namespace's sockets and rooms
-//! a page at a time; its actions disconnect a socket and take one out of a room; and over a
+//! a page at a time, each socket with its data as its service shows it (a managed one with its
+//! user) and its pending requests, each room with who is present in it; it serves the last
+//! samples of every instance for its charts; its actions disconnect a socket and take one out
+//! of a room; and over a
 //! real Redis (127.0.0.1:6379) and a real NATS (127.0.0.1:4222), both started by the test
 //! command, two instances see each other in the fleet view, with their counts, until one
 //! stops or goes silent.
@@ -50,6 +53,72 @@ impl Middleware for Recording {
 }
 
 asena_tests::hall_service!(Hall, "/hall");
+asena_tests::managed_service!(Users, "/users");
+
+/// Who a desk socket is, as [`Badge`] stores it: the inspector is shown its name and notes,
+/// never its secret.
+#[derive(Debug, Clone, Default)]
+pub struct Staff {
+    name: String,
+    /// Held and never shown: the test checks the inspector does not see it.
+    #[allow(dead_code)]
+    secret: String,
+    notes: String,
+}
+
+/// Stores `?name=` and `?notes=` (repeated `?size=` times) as the socket's [`Staff`].
+#[middleware]
+#[derive(Debug)]
+pub struct Badge;
+
+impl Middleware for Badge {
+    async fn handle(&self, ctx: &mut Context, next: Next<'_>) -> Result<(), Refusal> {
+        let size = ctx.query("size").and_then(|n| n.parse().ok()).unwrap_or(1);
+        let staff = Staff {
+            name: ctx.query("name").unwrap_or("nobody").to_owned(),
+            secret: "s3cret".to_owned(),
+            notes: ctx.query("notes").unwrap_or("").repeat(size),
+        };
+        ctx.set_websocket_value(staff);
+        next.run(ctx).await
+    }
+}
+
+/// Joins room `desk` and, when the app has presence, is present in it under its name; on
+/// `ask`, asks its client something and waits (the request stays pending until the client
+/// answers, which the tests' clients never do).
+#[websocket(path = "/desk", middlewares = [Badge])]
+#[derive(Debug)]
+pub struct Desk;
+
+impl WebSocketService for Desk {
+    type Data = Staff;
+
+    fn inspect(staff: &Staff) -> Option<Value> {
+        Some(json!({"name": staff.name, "notes": staff.notes}))
+    }
+
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
+        ws.subscribe("desk")?;
+        if ws.namespace().presence().is_enabled() {
+            let name = ws.data().values.name.clone();
+            ws.presence()
+                .track_as("desk", &name, &json!({"role": "staff"}))?;
+        }
+        ws.send_json(&json!({"type": "ready", "id": ws.id()}))?;
+        Ok(())
+    }
+
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
+        if msg.as_text() == Some("ask") {
+            let request = ws.request::<Value>(json!("anyone there?")).timeout(WAIT);
+            tokio::spawn(async move {
+                let _ = request.await;
+            });
+        }
+        Ok(())
+    }
+}
 
 fn app() -> AsenaBuilder {
     isolated()
@@ -652,4 +721,220 @@ async fn a_silent_instance_drops_off_the_fleet_view() -> anyhow::Result<()> {
         .await?;
     assert_eq!(fleet_names(&a).await?, [("alpha".to_owned(), 0)]);
     a.stop().await
+}
+
+/// The rows of one page of `list` (`sockets`, `rooms`, `entries`) at `path`.
+async fn rows(server: &TestServer, path: &str, list: &str) -> anyhow::Result<Vec<Value>> {
+    let (status, page) = get(server, path, true).await?;
+    anyhow::ensure!(status == 200, "{path}: {status} {page}");
+    Ok(page[list].as_array().cloned().unwrap_or_default())
+}
+
+/// A socket of the desk as `name`, with `notes` repeated `size` times; its id.
+async fn join_desk(
+    server: &TestServer,
+    name: &str,
+    notes: &str,
+    size: usize,
+) -> anyhow::Result<(Client, String)> {
+    let mut client = server
+        .connect(&format!("/desk?name={name}&notes={notes}&size={size}"))
+        .await?;
+    let ready = client.recv_type("ready").await?;
+    let id = ready["id"].as_str().context("no id")?.to_owned();
+    Ok((client, id))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sockets_show_their_data_as_their_service_shows_it_and_their_pending_requests()
+-> anyhow::Result<()> {
+    let server = start(
+        app()
+            .websocket::<Desk>()
+            .middleware::<Badge>()
+            .websocket::<Users>(),
+    )
+    .await?;
+    let (mut ada, ada_id) = join_desk(&server, "ada", "on-call", 1).await?;
+    // Values over 2 KiB as JSON are left out, with their size.
+    let (_big, big_id) = join_desk(&server, "big", "x", 3000).await?;
+    let (_hall, _) = join_hall(&server, "").await?;
+    let (_bob, _) = asena_tests::managed_login(&server, "/users", json!({"user": "bob"})).await?;
+
+    let desk = rows(&server, "/_asena/api/sockets?ns=/desk", "sockets").await?;
+    let row = |id: &str| {
+        desk.iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let ada_row = row(&ada_id);
+    assert_eq!(
+        ada_row["data"]["values"],
+        json!({"name": "ada", "notes": "on-call"})
+    );
+    assert!(
+        ada_row["data"]["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("Staff")),
+        "{ada_row}"
+    );
+    assert!(
+        !ada_row.to_string().contains("s3cret"),
+        "only what inspect shows"
+    );
+    assert_eq!(ada_row["acksPending"], 0);
+    let big_row = row(&big_id);
+    assert_eq!(big_row["data"]["values"], Value::Null, "{big_row}");
+    assert!(
+        big_row["data"]["valuesBytes"]
+            .as_u64()
+            .is_some_and(|n| n > 3000)
+    );
+
+    // A service that does not opt in shows its data's type alone.
+    let hall = rows(&server, "/_asena/api/sockets?ns=/hall", "sockets").await?;
+    assert_eq!(hall[0]["data"], json!({"type": "()"}));
+
+    // A managed socket shows its user and state; the user is searchable.
+    let users = rows(&server, "/_asena/api/sockets?ns=/users&q=BOB", "sockets").await?;
+    assert_eq!(users.len(), 1, "{users:?}");
+    assert_eq!(users[0]["data"]["user"], "bob");
+    assert_eq!(users[0]["data"]["state"], "Authenticated");
+
+    // A request the client has not answered is pending.
+    ada.send_text("ask").await?;
+    assert_eq!(ada.recv_json().await?["data"], "anyone there?");
+    until_some(WAIT, "a pending request", async || {
+        let desk = rows(
+            &server,
+            &format!("/_asena/api/sockets?ns=/desk&q={ada_id}"),
+            "sockets",
+        )
+        .await?;
+        Ok((desk[0]["acksPending"] == 1).then_some(()))
+    })
+    .await?;
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rooms_show_who_is_present_on_every_instance() -> anyhow::Result<()> {
+    let server = start(
+        app()
+            .websocket::<Desk>()
+            .middleware::<Badge>()
+            .presence(asena_runtime::presence::PresenceOptions::default()),
+    )
+    .await?;
+    let (_ada, _) = join_desk(&server, "ada", "", 1).await?;
+    let (_ada_again, _) = join_desk(&server, "ada", "", 1).await?;
+    let (grace, _) = join_desk(&server, "grace", "", 1).await?;
+
+    let rooms = rows(&server, "/_asena/api/rooms?ns=/desk", "rooms").await?;
+    assert_eq!(
+        names_with(&Value::Array(rooms), "present"),
+        [("desk".to_owned(), 2)]
+    );
+    let entries = rows(
+        &server,
+        "/_asena/api/presence?ns=/desk&room=desk",
+        "entries",
+    )
+    .await?;
+    let keys: Vec<(&str, usize)> = entries
+        .iter()
+        .map(|e| {
+            let metas = e["metas"].as_array().map_or(0, Vec::len);
+            (e["key"].as_str().unwrap_or_default(), metas)
+        })
+        .collect();
+    assert_eq!(keys, [("ada", 2), ("grace", 1)], "two sessions of ada");
+    assert_eq!(entries[1]["metas"][0]["role"], "staff");
+    // Paged and searchable.
+    let (_, page) = get(
+        &server,
+        "/_asena/api/presence?ns=/desk&room=desk&q=GRA&limit=1",
+        true,
+    )
+    .await?;
+    assert_eq!(
+        (page["total"].clone(), page["matched"].clone()),
+        (json!(2), json!(1)),
+        "{page}"
+    );
+    assert_eq!(page["entries"][0]["key"], "grace");
+
+    grace.close().await?;
+    until_some(WAIT, "grace gone", async || {
+        let entries = rows(
+            &server,
+            "/_asena/api/presence?ns=/desk&room=desk",
+            "entries",
+        )
+        .await?;
+        Ok((entries.len() == 1).then_some(()))
+    })
+    .await?;
+    let (status, missing) = get(&server, "/_asena/api/presence?ns=/desk", true).await?;
+    assert_eq!(
+        (status, missing["error"].clone()),
+        (400, json!("Name a room: ?room="))
+    );
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_presence_rooms_have_no_present_count() -> anyhow::Result<()> {
+    let server = start(app()).await?;
+    let (_client, _) = join_hall(&server, "lobby").await?;
+    let rooms = rows(&server, "/_asena/api/rooms?ns=/hall", "rooms").await?;
+    assert_eq!(rooms, [json!({"name": "lobby", "size": 1})]);
+    let (_, page) = get(&server, "/_asena/api/presence?ns=/hall&room=lobby", true).await?;
+    assert_eq!(page["total"], 0, "{page}");
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_history_serves_the_last_samples_of_every_instance() -> anyhow::Result<()> {
+    let server = start(app()).await?;
+    let (mut client, _) = join_hall(&server, "lobby").await?;
+    client.send_text("hello").await?;
+    // Samples come at every interval (100 ms here), from the second announcement on.
+    let last = until_some(
+        WAIT,
+        "a sample with the socket and its message",
+        async || {
+            let (status, body) = get(&server, "/_asena/api/history", true).await?;
+            anyhow::ensure!(status == 200, "{body}");
+            assert_eq!(body["limit"], 300);
+            let me = &body["instances"][0];
+            assert_eq!(
+                (me["self"].clone(), me["id"].clone()),
+                (json!(true), body["self"].clone())
+            );
+            let samples = me["samples"].as_array().cloned().unwrap_or_default();
+            let received: f64 = samples.iter().filter_map(|s| s["received"].as_f64()).sum();
+            let last = samples.last().cloned();
+            Ok(last.filter(|l| l["sockets"] == 1 && received > 0.0))
+        },
+    )
+    .await?;
+    assert_eq!(last["namespaces"][0]["path"], "/hall", "{last}");
+    assert_eq!(last["broker"], Value::Null, "no transport");
+    assert!(last["at"].as_u64().is_some_and(|t| t > 1_700_000_000_000));
+    // `since` answers the newer samples only.
+    let at = last["at"].as_u64().unwrap_or_default();
+    let (_, newer) = get(&server, &format!("/_asena/api/history?since={at}"), true).await?;
+    let samples = newer["instances"][0]["samples"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        samples.iter().all(|s| s["at"].as_u64() > Some(at)),
+        "{newer}"
+    );
+    let (status, _) = get(&server, "/_asena/api/history", false).await?;
+    assert_eq!(status, 401);
+    server.stop().await
 }

@@ -86,6 +86,14 @@ pub trait Protocol<S: Channel>: Sized + Send + Sync + 'static {
     /// protocol says otherwise. Fixed text: a failure's details stay in the server's log.
     const FAILURE: &'static str = r#"{"type":"error","message":"Server error occurred"}"#;
 
+    /// What the live inspector shows of a connection's state: a JSON object with its
+    /// `type` name. [`ChannelProtocol`] adds the `values` the service opts in to show
+    /// ([`WebSocketService::inspect`]); the managed protocol its client's `user` and `state`.
+    fn inspect(data: &Self::Data) -> serde_json::Value {
+        let _ = data;
+        serde_json::json!({ "type": std::any::type_name::<Self::Data>() })
+    }
+
     /// The app was built: the service's namespace exists, no connection is accepted yet.
     /// Failing fails the build (every service started before is stopped again).
     fn start(
@@ -144,6 +152,14 @@ impl<S: WebSocketService> Protocol<S> for ChannelProtocol {
     type Data = S::Data;
     const SUBPROTOCOLS: &'static [&'static str] = S::PROTOCOLS;
     const REQUIRE_SUBPROTOCOL: bool = S::REQUIRE_PROTOCOL;
+
+    fn inspect(data: &S::Data) -> serde_json::Value {
+        let mut shown = serde_json::json!({ "type": std::any::type_name::<S::Data>() });
+        if let Some(values) = S::inspect(data) {
+            shown["values"] = values;
+        }
+        shown
+    }
 
     fn open(service: &S, ws: &Socket<S>) -> impl Future<Output = Result<()>> + Send {
         service.on_open(ws)

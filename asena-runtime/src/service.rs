@@ -129,6 +129,16 @@ pub trait WebSocketService: Channel + Sized {
     /// one; `Answers::ON_REQUEST` with an [`Answer`](crate::ack::Answer) impl.
     const ANSWERS: Answers<Self> = Answers::NONE;
 
+    /// What the live inspector ([`AsenaBuilder::inspector`](crate::AsenaBuilder::inspector))
+    /// shows of a socket's [`Data`](Self::Data) beside its type name: nothing by default, as
+    /// what middleware stored may hold secrets (tokens, sessions). A service opts in by
+    /// returning the values to show, e.g. `serde_json::to_value(data).ok()` for a `Serialize`
+    /// type, or only some fields of it. Shown when at most 2 KiB as JSON.
+    fn inspect(data: &Self::Data) -> Option<serde_json::Value> {
+        let _ = data;
+        None
+    }
+
     /// A socket connected (after every middleware passed).
     fn on_open(&self, ws: &Socket<Self>) -> impl Future<Output = Result<()>> + Send {
         let _ = ws;

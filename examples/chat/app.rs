@@ -26,9 +26,16 @@
 //! - On close the others in R get `{"type":"user_left","username":U}`.
 //! - `GET /asyncapi.json` serves the protocol as an AsyncAPI 3.0 document; `GET /metrics` the
 //!   Prometheus metrics.
-//! - [`builder_with_inspector`] adds the live inspector at `/_asena`, guarded by
-//!   [`InspectorToken`]: the token as `Authorization: Bearer <token>` or the login cookie a
-//!   browser gets from the inspector's login form, 401 `{"error":"Unauthorized"}` without it.
+//! - [`builder_with_inspector`] (the app as `main` runs it) adds the live inspector at
+//!   `/_asena`, guarded by [`InspectorToken`]: the token as `Authorization: Bearer <token>` or
+//!   the login cookie a browser gets from the inspector's login form, 401
+//!   `{"error":"Unauthorized"}` without it. The inspector shows each socket's username and
+//!   room ([`ChatSocket`]'s `inspect`).
+//! - It also turns on [presence](asena_runtime::presence): each socket is tracked in its room
+//!   under its username (`{"since": <ISO-8601>}`), on every instance; after its welcome it
+//!   gets `{"type":"presence_state","room":R,"state":{name:{"metas":[..]}}}` and then
+//!   `presence_diff`s as others come and go. The page's `#users` lists who is online from
+//!   them (`data-sessions`: how many tabs a name has open).
 //!
 //! The protocol is the two enums below, [`ChatIn`] and [`ChatOut`]: the service receives
 //! decoded `ChatIn` values and can send only `ChatOut`.
@@ -41,7 +48,7 @@ use axum::response::Html;
 use axum::routing::get;
 
 /// Who a socket is: read from the query by [`ChatQuery`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ChatUser {
     pub username: String,
     pub room: String,
@@ -176,15 +183,23 @@ impl WebSocketService for ChatSocket {
             message: format!("Welcome to {room}, {username}!"),
             users,
         })?;
-        let username = username.clone();
         ws.publish(
             room,
             ChatOut::UserJoined {
-                username,
+                username: username.clone(),
                 timestamp: now(),
             },
         )?;
+        if ws.namespace().presence().is_enabled() {
+            ws.presence()
+                .track_as(room, username, &json!({ "since": now() }))?;
+        }
         Ok(())
+    }
+
+    /// The inspector shows who a socket is: its name and room (nothing secret).
+    fn inspect(user: &ChatUser) -> Option<serde_json::Value> {
+        serde_json::to_value(user).ok()
     }
 
     async fn on_message(&self, ws: &Socket<Self>, msg: ChatIn) -> Result<()> {
@@ -273,10 +288,12 @@ pub const INSPECTOR_PATH: &str = "/_asena";
 /// login form sets in a browser, compared in constant time. Anything else gets 401.
 pub use asena_runtime::InspectorToken;
 
-/// The app as the example runs it: [`builder`] plus the inspector at [`INSPECTOR_PATH`],
-/// guarded by `token`.
+/// The app as the example runs it: [`builder`] plus presence and the inspector at
+/// [`INSPECTOR_PATH`], guarded by `token`.
 pub fn builder_with_inspector(token: &str) -> asena_runtime::AsenaBuilder {
-    builder().inspector(INSPECTOR_PATH, InspectorToken::new(token))
+    builder()
+        .presence(asena_runtime::presence::PresenceOptions::default())
+        .inspector(INSPECTOR_PATH, InspectorToken::new(token))
 }
 
 /// The app builder without the inspector (tests add `.without_auto_registration()` etc.).

@@ -1,5 +1,7 @@
 // Drives the chat page (examples/chat/index.html) in headless Chromium: alice and bob join
-// one room in two tabs and see each other in #users; bob's line (Enter) reaches alice, alice's
+// one room in two tabs and see each other online in #users (from presence: every entry has
+// its number of sessions); a second tab of alice counts 2 sessions in bob's #users, 1 again when
+// it closes; bob's line (Enter) reaches alice, alice's
 // typing shows in bob's #typing and her line (the #send button) reaches bob; carol joins and
 // navigates away, then bob closes his tab, and alice sees each leave (a "left" notice in
 // #messages, the name gone from #users). Screenshots go to OUT_DIR: chat.png on success,
@@ -16,9 +18,17 @@ const ROOM = 'lobby';
 
 // The names in #users, sorted.
 const users = (page) => page.$$eval('#users > *', (els) => els.map((e) => e.dataset.name).sort());
+// The names online, each with a session count (so the list comes from presence).
 const hasUsers = (page, names, timeout) => page.waitForFunction(
-  (want) => [...document.querySelectorAll('#users > *')].map((e) => e.dataset.name).sort().join(',') === want,
+  (want) => {
+    const users = [...document.querySelectorAll('#users > *')];
+    return users.every((e) => Number(e.dataset.sessions) >= 1)
+      && users.map((e) => e.dataset.name).sort().join(',') === want;
+  },
   [...names].sort().join(','), { timeout });
+const sessionsOf = (page, name, n) => page.waitForFunction(
+  ([user, want]) => document.querySelector(`#users > [data-name="${user}"]`)?.dataset.sessions === want,
+  [name, String(n)]);
 const hasLine = (page, text, timeout) => page.waitForFunction(
   (want) => [...document.querySelectorAll('#messages > *')].some((e) => e.textContent === want),
   text, { timeout });
@@ -42,6 +52,14 @@ run('chat', outDir, async (t) => {
     await hasUsers(b, ['alice', 'bob']);
   });
   await t.step('alice to see the notice "bob joined" in #messages', () => hasLine(a, 'bob joined'));
+  await t.step('a second tab of alice to show 2 sessions of alice in bob\'s #users, 1 once it closed', async () => {
+    const a2 = await t.page('alice-2');
+    await join(a2, 'alice');
+    await sessionsOf(b, 'alice', 2);
+    await hasUsers(b, ['alice', 'bob']);
+    await a2.close();
+    await sessionsOf(b, 'alice', 1);
+  });
 
   await t.step('bob\'s line sent with Enter to reach alice as "bob: hello from bob"', async () => {
     await b.fill('#message', 'hello from bob');

@@ -2,8 +2,11 @@
 // token the page is the login form (401), a token in the URL is refused (400) and a wrong one
 // is refused by the form; signed in with the form (an HttpOnly cookie), the inspector's feed
 // goes live and shows the one
-// instance with alice's and bob's sockets, each in the room they joined; a click takes bob out
-// of the room (his row and the rooms table show it); a click disconnects alice: her row goes,
+// instance with alice's and bob's sockets, each in the room they joined, with their data (name
+// and room, as the chat shows it) and no request pending; the charts of the last minutes draw
+// lines of samples (connections reaching 2); the rooms table counts 2 present in the room, and a
+// click on it lists alice and bob from presence; a click takes bob out of the room (his row,
+// the rooms table and the presence list show it); a click disconnects alice: her row goes,
 // her chat tab says "disconnected (1000)", and the fleet counts one socket. Screenshots go to
 // OUT_DIR: inspector.png on success, inspector-failure-<tab>.png for every tab on failure.
 // Usage: node inspector.js http://127.0.0.1:PORT/ TOKEN OUT_DIR
@@ -89,12 +92,41 @@ run('inspector', outDir, async (t) => {
       ?.children[1].textContent === '2', ROOM);
   });
 
+  await t.step('each socket\'s data cell to show its username and room, and 0 acks pending', async () => {
+    for (const [id, name] of [[alice, 'alice'], [bob, 'bob']]) {
+      await i.waitForFunction(([socket, want]) => {
+        const row = document.querySelector(`#sockets > tr[data-socket="${socket}"]`);
+        const values = row?.querySelector('td.data code.values')?.textContent;
+        return values && JSON.parse(values).username === want && JSON.parse(values).room === 'lobby'
+          && row.querySelector('td.acks').textContent === '0';
+      }, [id, name]);
+    }
+  });
+  await t.step('the charts to draw the samples, connections reaching 2', async () => {
+    await i.waitForFunction(() => {
+      const line = document.querySelector('svg[data-chart="connections"] polyline');
+      if (!line || Number(line.dataset.points) < 2) return false;
+      return ['in', 'out', 'deliveries', 'namespace'].every((id) => document.querySelector(`svg[data-chart="${id}"] polyline`))
+        && document.querySelector('#charts figure.chart b').textContent === '2';
+    });
+  });
+  await t.step(`the rooms table to count 2 present in ${ROOM}, and a click to list alice and bob`, async () => {
+    await i.waitForFunction((room) => document.querySelector(`#rooms > tr[data-room="${room}"] td.present`)
+      ?.textContent === '2', ROOM);
+    await i.click(`#rooms > tr[data-room="${ROOM}"] td.room-name`);
+    await i.waitForFunction(() => [...document.querySelectorAll('#presence > tr')]
+      .map((e) => e.dataset.key).sort().join() === 'alice,bob');
+  });
+
   await t.step('a click on × next to bob\'s room to take him out of it', async () => {
     await i.click(`#sockets > tr[data-socket="${bob}"] button.leave[data-room="${ROOM}"]`);
     await i.waitForFunction((id) => document.querySelector(`#sockets > tr[data-socket="${id}"] .rooms`)
       ?.children.length === 0, bob);
     await i.waitForFunction((room) => document.querySelector(`#rooms > tr[data-room="${room}"]`)
       ?.children[1].textContent === '1', ROOM);
+    // Leaving the room untracked him.
+    await i.waitForFunction(() => [...document.querySelectorAll('#presence > tr')]
+      .map((e) => e.dataset.key).join() === 'alice');
     // He is still connected.
     await b.waitForFunction(() => document.getElementById('status').textContent.startsWith('connected'));
   });

@@ -61,7 +61,14 @@ pub(crate) struct Shared {
     /// Where new connections find their [`seal`](seal), for a protocol that needs one (set
     /// once, when the app is built).
     pub(crate) seal_for: OnceLock<SealFor>,
+    /// What the inspector shows of a connection's state (its service's
+    /// [`Protocol::inspect`](crate::protocol::Protocol::inspect)), set once when the app is
+    /// built.
+    pub(crate) inspect: OnceLock<InspectData>,
 }
+
+/// Describes a connection's state (`Conn::data`) as JSON for the inspector.
+pub(crate) type InspectData = fn(&(dyn Any + Send + Sync)) -> serde_json::Value;
 
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

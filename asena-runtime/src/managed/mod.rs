@@ -501,6 +501,16 @@ pub enum ManagedProtocol {}
 impl<S: ManagedService> Protocol<S> for ManagedProtocol {
     type Data = ManagedClient;
 
+    /// The client's user and where it is in authentication; not the metadata `authenticate`
+    /// returned, which may hold what the service keeps to itself.
+    fn inspect(client: &ManagedClient) -> Value {
+        json!({
+            "type": "ManagedClient",
+            "user": client.user_id(),
+            "state": format!("{:?}", client.state()),
+        })
+    }
+
     /// The managed protocol's own `error` event (Ignis's shape), not Asena's.
     const FAILURE: &'static str = r#"{"event":"error","data":{"message":"Server error occurred"}}"#;
 

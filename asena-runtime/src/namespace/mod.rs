@@ -182,6 +182,7 @@ impl Namespace {
                     tracker,
                     runtime: OnceLock::new(),
                     seal_for: OnceLock::new(),
+                    inspect: OnceLock::new(),
                 }),
                 name: Arc::from(name),
                 topic: Arc::from(wire::namespace_topic(path)),

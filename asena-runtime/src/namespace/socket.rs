@@ -230,6 +230,17 @@ impl<O> SocketRef<O> {
         out
     }
 
+    /// What the inspector shows of its state: its service's
+    /// [`Protocol::inspect`](crate::protocol::Protocol::inspect) (null before the app started
+    /// the service).
+    pub(crate) fn inspected_data(&self) -> serde_json::Value {
+        self.conn
+            .shared
+            .inspect
+            .get()
+            .map_or(serde_json::Value::Null, |inspect| inspect(&*self.conn.data))
+    }
+
     /// Bytes queued for this socket and not yet handed to the kernel.
     pub fn queued_bytes(&self) -> usize {
         self.conn.outbox.queued_bytes()

@@ -138,6 +138,7 @@ impl<S: Endpoint> ErasedService for ServiceAdapter<S> {
         ns: &'a Namespace,
         fleet: &'a Fleet,
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+        let _ = ns.shared().inspect.set(inspect_data::<S>);
         Box::pin(S::Protocol::start(&self.0, ns, fleet))
     }
 
@@ -152,6 +153,15 @@ impl<S: Endpoint> ErasedService for ServiceAdapter<S> {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
         run::run(self.0.clone(), socket, io)
     }
+}
+
+/// The [`InspectData`](crate::connection::InspectData) of `S`'s namespace: its protocol's
+/// view of a connection's state.
+fn inspect_data<S: Endpoint>(data: &(dyn Any + Send + Sync)) -> serde_json::Value {
+    data.downcast_ref::<WebSocketData<DataOf<S>>>()
+        .map_or(serde_json::Value::Null, |data| {
+            <S::Protocol as Protocol<S>>::inspect(&data.values)
+        })
 }
 
 impl<S: Endpoint> ServiceAdapter<S> {

@@ -3,9 +3,10 @@
 //! (its own included) and drops an instance that has been silent for three of its intervals,
 //! or that said goodbye on shutdown. Rates (messages in and out, deliveries per second) are
 //! the difference between an instance's last two announcements, over the time between them by
-//! its own clock.
+//! its own clock. Each instance's rates and counts are also kept as a history: a ring of its
+//! last [`HISTORY`] samples, one per announcement from its second on, that the page charts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +19,14 @@ use crate::transport::{Transport, TransportStats};
 
 /// How many of its own intervals an instance may stay silent before it leaves the view.
 const SILENT_INTERVALS: u32 = 3;
+
+/// How many samples of each instance the history keeps: five minutes at the default
+/// interval of one second.
+pub(super) const HISTORY: usize = 300;
+
+/// How many of an instance's namespaces a sample keeps (its first, in its announcement's
+/// order), so an instance that announces many costs a bounded history.
+const SAMPLED_NAMESPACES: usize = 32;
 
 /// The version of the announcement format.
 const VERSION: u8 = 1;
@@ -97,6 +106,66 @@ pub(super) struct BrokerView {
     pub(super) counts: TransportStats,
     pub(super) published_rate: f64,
     pub(super) received_rate: f64,
+    pub(super) dropped_rate: f64,
+}
+
+/// Messages per second to and from the broker, and dropped, between two announcements.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct BrokerRates {
+    pub(super) published: f64,
+    pub(super) received: f64,
+    pub(super) dropped: f64,
+}
+
+impl BrokerRates {
+    fn between(before: &TransportStats, after: &TransportStats, seconds: f64) -> BrokerRates {
+        let per_s = |a: u64, b: u64| b.saturating_sub(a) as f64 / seconds;
+        BrokerRates {
+            published: per_s(before.published, after.published),
+            received: per_s(before.received, after.received),
+            dropped: per_s(before.dropped, after.dropped),
+        }
+    }
+}
+
+/// One point of an instance's history: its counts when it announced, and its rates since its
+/// announcement before.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Sample {
+    /// When the instance announced (ms since the epoch, its own clock).
+    pub(super) at: u64,
+    pub(super) sockets: u64,
+    /// The rates of all its namespaces together.
+    #[serde(flatten)]
+    pub(super) rates: Rates,
+    /// Its broker traffic, when it has a transport.
+    pub(super) broker: Option<BrokerRates>,
+    /// Its first [`SAMPLED_NAMESPACES`] namespaces.
+    pub(super) namespaces: Vec<NamespaceSample>,
+}
+
+/// One namespace in a [`Sample`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct NamespaceSample {
+    pub(super) path: String,
+    pub(super) sockets: u64,
+    #[serde(flatten)]
+    pub(super) rates: Rates,
+}
+
+/// An instance's history as the inspector serves it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct HistoryView {
+    pub(super) id: String,
+    pub(super) name: String,
+    #[serde(rename = "self")]
+    pub(super) this: bool,
+    /// Oldest first.
+    pub(super) samples: Vec<Sample>,
 }
 
 /// One namespace's counts in an announcement.
@@ -160,10 +229,12 @@ struct Member {
     last: Announcement,
     /// Rates per namespace path, from the last two announcements.
     rates: HashMap<String, Rates>,
-    /// Messages per second published to and received from the broker.
-    broker_rates: (f64, f64),
+    /// Messages per second published to, received from the broker and dropped.
+    broker_rates: BrokerRates,
     /// When the last announcement arrived, by our clock.
     seen: Instant,
+    /// Its last [`HISTORY`] samples, oldest first.
+    history: VecDeque<Sample>,
 }
 
 /// One instance as the inspector shows it.
@@ -256,7 +327,7 @@ impl Fleet {
             }
             return;
         }
-        let (rates, broker_rates) = match members.get(&announcement.id) {
+        let (rates, broker_rates, mut history) = match members.remove(&announcement.id) {
             Some(previous) if announcement.at > previous.last.at => {
                 let seconds = (announcement.at - previous.last.at) as f64 / 1000.0;
                 let rates = announcement
@@ -272,16 +343,16 @@ impl Fleet {
                     })
                     .collect();
                 let broker = match (previous.last.transport, announcement.transport) {
-                    (Some(before), Some(after)) => (
-                        after.published.saturating_sub(before.published) as f64 / seconds,
-                        after.received.saturating_sub(before.received) as f64 / seconds,
-                    ),
-                    _ => (0.0, 0.0),
+                    (Some(before), Some(after)) => BrokerRates::between(&before, &after, seconds),
+                    _ => BrokerRates::default(),
                 };
-                (rates, broker)
+                (rates, broker, Some(previous.history))
             }
             // An announcement older than what we have (reordered) is ignored.
-            Some(_) => return,
+            Some(previous) => {
+                members.insert(announcement.id.clone(), previous);
+                return;
+            }
             None => {
                 if announcement.id != self.own {
                     tracing::info!(
@@ -291,9 +362,16 @@ impl Fleet {
                         "instance joined the fleet"
                     );
                 }
-                (HashMap::new(), (0.0, 0.0))
+                (HashMap::new(), BrokerRates::default(), None)
             }
         };
+        // The first announcement has no rates yet: the history starts at the second.
+        if let Some(history) = &mut history {
+            if history.len() == HISTORY {
+                history.pop_front();
+            }
+            history.push_back(sample(&announcement, &rates, broker_rates));
+        }
         members.insert(
             announcement.id.clone(),
             Member {
@@ -301,6 +379,7 @@ impl Fleet {
                 rates,
                 broker_rates,
                 seen: now,
+                history: history.unwrap_or_default(),
             },
         );
     }
@@ -356,10 +435,34 @@ impl Fleet {
                     namespaces,
                     transport: m.last.transport.map(|counts| BrokerView {
                         counts,
-                        published_rate: m.broker_rates.0,
-                        received_rate: m.broker_rates.1,
+                        published_rate: m.broker_rates.published,
+                        received_rate: m.broker_rates.received,
+                        dropped_rate: m.broker_rates.dropped,
                     }),
                 }
+            })
+            .collect();
+        out.sort_by(|a, b| b.this.cmp(&a.this).then_with(|| a.name.cmp(&b.name)));
+        out
+    }
+
+    /// Every instance's samples taken after `since` (ms since the epoch, by each instance's
+    /// clock; all of them when `None`), in the order of [`view`](Self::view).
+    pub(super) fn history(&self, now: Instant, since: Option<u64>) -> Vec<HistoryView> {
+        self.expire(now);
+        let members = self.lock();
+        let mut out: Vec<HistoryView> = members
+            .values()
+            .map(|m| HistoryView {
+                id: m.last.id.clone(),
+                name: m.last.name.clone(),
+                this: m.last.id == self.own,
+                samples: m
+                    .history
+                    .iter()
+                    .filter(|s| since.is_none_or(|since| s.at > since))
+                    .cloned()
+                    .collect(),
             })
             .collect();
         out.sort_by(|a, b| b.this.cmp(&a.this).then_with(|| a.name.cmp(&b.name)));
@@ -402,6 +505,34 @@ impl Fleet {
         let mut out: Vec<TraceView> = views.into_values().collect();
         out.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.trace_id.cmp(&b.trace_id)));
         out
+    }
+}
+
+/// The sample of an announcement, with the rates since the one before.
+fn sample(
+    announcement: &Announcement,
+    rates: &HashMap<String, Rates>,
+    broker: BrokerRates,
+) -> Sample {
+    let mut total = Rates::default();
+    for r in rates.values() {
+        total.add(*r);
+    }
+    Sample {
+        at: announcement.at,
+        sockets: announcement.namespaces.iter().map(|n| n.sockets).sum(),
+        rates: total,
+        broker: announcement.transport.map(|_| broker),
+        namespaces: announcement
+            .namespaces
+            .iter()
+            .take(SAMPLED_NAMESPACES)
+            .map(|n| NamespaceSample {
+                path: n.path.clone(),
+                sockets: n.sockets,
+                rates: rates.get(&n.path).copied().unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 
@@ -539,6 +670,33 @@ mod tests {
         // A reordered, older announcement changes nothing.
         fleet.record(said("b", 11_000, 1000, vec![counts("/chat", 0, 0)]), t0);
         assert_eq!(fleet.view(t0)[0].rates.received, 25.0);
+    }
+
+    #[test]
+    fn the_history_keeps_the_last_samples_from_the_second_announcement() {
+        let fleet = Fleet::new("a".into());
+        let t0 = Instant::now();
+        fleet.record(said("b", 1_000, 1000, vec![counts("/chat", 0, 0)]), t0);
+        assert!(
+            fleet.history(t0, None)[0].samples.is_empty(),
+            "no rates yet"
+        );
+        for n in 1..=(HISTORY as u64 + 5) {
+            let ns = vec![counts("/chat", n * 10, n * 20)];
+            fleet.record(said("b", 1_000 + n * 1000, 1000, ns), t0);
+        }
+        let history = fleet.history(t0, None);
+        let samples = &history[0].samples;
+        assert_eq!(samples.len(), HISTORY, "bounded");
+        let last = samples.last().expect("samples");
+        assert_eq!(last.at, 1_000 + (HISTORY as u64 + 5) * 1000);
+        assert_eq!((last.rates.received, last.rates.deliveries), (10.0, 20.0));
+        assert_eq!(last.namespaces[0].path, "/chat");
+        assert_eq!(last.broker, None, "no transport");
+        assert_eq!(samples[0].at, 1_000 + 6 * 1000, "the oldest went first");
+        // Only what is newer than `since`.
+        let newer = fleet.history(t0, Some(last.at - 1500));
+        assert_eq!(newer[0].samples.len(), 2);
     }
 
     #[test]

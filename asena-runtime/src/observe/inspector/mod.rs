@@ -9,10 +9,12 @@
 //! | `POST /_asena/login` `token=..` (a form) | `303` to the page with the login cookie set, when the guard admits the token (`session.rs`) |
 //! | `POST /_asena/logout` | `303` to the page, the cookie cleared |
 //! | `GET /_asena/api/fleet` | `{"self": id, "instances": [..]}`: every instance heard from, with its namespaces' counts and rates |
+//! | `GET /_asena/api/history?since=ms` | `{"self": id, "limit": 300, "instances": [{"id","name","self","samples": [..]}]}`: each instance's last 300 samples (5 minutes at the default interval), oldest first, or those after `since` (its clock); a sample is `{at, sockets, received, sent, deliveries, broker: {published, received, dropped}?, namespaces: [{path, sockets, received, sent, deliveries}]}`, rates per second (`fleet.rs`) |
 //! | `GET /_asena/api/traces` | `{"traces": [{"traceId","spanId","address","sentBy","at","deliveries":{instance: recipients}}]}`: the messages sent to the fleet within a trace ([`trace`](crate::trace)) that the instances announced (each keeps its last 32), every send linked to its deliveries on other instances, newest first |
 //! | `GET /_asena/api/namespaces` | this instance's namespaces: `path`, `name`, `sockets`, `rooms` |
-//! | `GET /_asena/api/sockets?ns=/chat&q=&offset=0&limit=50` | one page of the namespace's local sockets, oldest first (`id`, `path`, `addr`, `rooms`, `connectedAt`, `queuedBytes`), filtered by `q` (part of the id, the address or a room name) |
-//! | `GET /_asena/api/rooms?ns=/chat&q=&offset=0&limit=50` | one page of its rooms (`name`, `size`), by name |
+//! | `GET /_asena/api/sockets?ns=/chat&q=&offset=0&limit=50` | one page of the namespace's local sockets, oldest first (`id`, `path`, `addr`, `rooms`, `connectedAt`, `queuedBytes`, `acksPending`: the server's requests awaiting its reply, `data`: its state as the service shows it), filtered by `q` (part of the id, the address, a room name or a managed user) |
+//! | `GET /_asena/api/rooms?ns=/chat&q=&offset=0&limit=50` | one page of its rooms (`name`, `size`, and `present`: the number of keys present in it on every instance, when the app has [presence](crate::presence)), by name |
+//! | `GET /_asena/api/presence?ns=/chat&room=lobby&q=&offset=0&limit=50` | one page of who is present in the room on every instance, by key (`key`, `metas`), filtered by `q` (part of a key); none without presence |
 //! | `POST /_asena/api/disconnect` `{"socket": id, "code"?: 1000, "reason"?: ".."}` | closes that socket |
 //! | `POST /_asena/api/leave` `{"socket": id, "room": ".."}` | takes it out of the room |
 //! | `GET /_asena/ws` (WebSocket) | `{"type":"fleet","at":ms,"self":id,"instances":[..]}` now and at every interval |
@@ -77,6 +79,9 @@ const PAGE: &str = include_str!("page.html");
 /// Rows a list answers by default, and at most.
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
+
+/// Largest JSON of a socket's values the sockets list shows.
+const MAX_VALUES: usize = 2048;
 
 /// Largest action body read.
 const MAX_BODY: usize = 16 * 1024;
@@ -379,10 +384,12 @@ impl Inspector {
         let guarded = Router::new()
             .route("/", get(page).fallback(use_get))
             .route("/api/fleet", get(fleet).fallback(use_get))
+            .route("/api/history", get(history).fallback(use_get))
             .route("/api/traces", get(traces).fallback(use_get))
             .route("/api/namespaces", get(namespaces).fallback(use_get))
             .route("/api/sockets", get(sockets).fallback(use_get))
             .route("/api/rooms", get(rooms).fallback(use_get))
+            .route("/api/presence", get(presence).fallback(use_get))
             .route("/api/disconnect", post(disconnect).fallback(use_post))
             .route("/api/leave", post(leave).fallback(use_post))
             .route(FEED_ROUTE, any(feed))
@@ -506,6 +513,16 @@ async fn fleet(State(inspector): State<Arc<Inspector>>) -> Response<Body> {
     }))
 }
 
+async fn history(State(inspector): State<Arc<Inspector>>, uri: Uri) -> Response<Body> {
+    let query = parse_query(uri.query());
+    let since = lookup(&query, "since").and_then(|v| v.parse::<u64>().ok());
+    ok(json!({
+        "self": inspector.state.fleet.own_id(),
+        "limit": fleet::HISTORY,
+        "instances": inspector.state.fleet.history(Instant::now(), since),
+    }))
+}
+
 async fn traces(State(inspector): State<Arc<Inspector>>) -> Response<Body> {
     ok(json!({ "traces": inspector.state.fleet.traces(Instant::now()) }))
 }
@@ -532,6 +549,10 @@ async fn sockets(State(inspector): State<Arc<Inspector>>, uri: Uri) -> Response<
 
 async fn rooms(State(inspector): State<Arc<Inspector>>, uri: Uri) -> Response<Body> {
     inspector.rooms(&parse_query(uri.query()))
+}
+
+async fn presence(State(inspector): State<Arc<Inspector>>, uri: Uri) -> Response<Body> {
+    inspector.presence(&parse_query(uri.query()))
 }
 
 async fn disconnect(State(inspector): State<Arc<Inspector>>, body: Body) -> Response<Body> {
@@ -616,9 +637,14 @@ impl Inspector {
             if !needle.is_empty() {
                 rooms.retain(|r| r.name.to_lowercase().contains(needle));
             }
-            let rows = rooms
-                .into_iter()
-                .map(|r| json!({"name": r.name, "size": r.size}));
+            let presence = ns.presence();
+            let rows = rooms.into_iter().map(move |r| {
+                let mut row = json!({"name": r.name, "size": r.size});
+                if presence.is_enabled() {
+                    row["present"] = presence.list(&r.name).len().into();
+                }
+                row
+            });
             (total, rows)
         })
     }
@@ -652,6 +678,26 @@ impl Inspector {
             "limit": limit,
             key: page,
         }))
+    }
+
+    /// One page of who is present in `?room=`, by key, on every instance.
+    fn presence(&self, query: &[(String, String)]) -> Response<Body> {
+        let Some(room) = lookup(query, "room").filter(|r| !r.is_empty()) else {
+            return error(StatusCode::BAD_REQUEST, "Name a room: ?room=".to_owned());
+        };
+        let room = room.to_owned();
+        self.list(query, "entries", |ns, needle| {
+            let presence = ns.presence();
+            let mut entries = presence.list(&room);
+            let total = entries.len();
+            if !needle.is_empty() {
+                entries.retain(|key, _| key.to_lowercase().contains(needle));
+            }
+            let rows = entries
+                .into_iter()
+                .map(|(key, metas)| json!({"key": key, "metas": metas.metas}));
+            (total, rows)
+        })
     }
 
     fn find(&self, id: &str) -> Option<SocketRef> {
@@ -757,6 +803,7 @@ fn socket_matches(socket: &SocketRef, needle: &str) -> bool {
             .remote_addr()
             .is_some_and(|a| a.to_string().contains(needle))
         || socket.path().to_lowercase().contains(needle)
+        || socket_user(socket).is_some_and(|u| u.to_lowercase().contains(needle))
         || joined_rooms(socket)
             .iter()
             .any(|r| r.to_lowercase().contains(needle))
@@ -777,7 +824,31 @@ fn socket_json(socket: &SocketRef) -> serde_json::Value {
         "rooms": joined_rooms(socket),
         "connectedAt": connected_at(socket.id()),
         "queuedBytes": socket.queued_bytes(),
+        "acksPending": socket.pending_requests(),
+        "data": socket_data(socket),
     })
+}
+
+/// A socket's state as its service shows it, its `values` left out (with their size) when
+/// their JSON is over [`MAX_VALUES`] bytes.
+fn socket_data(socket: &SocketRef) -> serde_json::Value {
+    let mut data = socket.inspected_data();
+    if let Some(values) = data.get("values") {
+        let size = values.to_string().len();
+        if size > MAX_VALUES {
+            data["values"] = serde_json::Value::Null;
+            data["valuesBytes"] = size.into();
+        }
+    }
+    data
+}
+
+/// The user a managed socket authenticated as.
+fn socket_user(socket: &SocketRef) -> Option<String> {
+    match socket.inspected_data().get("user") {
+        Some(serde_json::Value::String(user)) => Some(user.clone()),
+        _ => None,
+    }
 }
 
 /// When a socket connected (ms since the epoch), read from its UUID v7 id.
