@@ -9,7 +9,8 @@
 #   playwright-core downloads no browser; it drives Debian's.
 # Builds the examples with the flags of the test command's `cargo test` (so after it nothing
 # is rebuilt), then runs each test against freshly started servers on free loopback ports:
-# - chat: scripts/browser/chat.js against the chat example.
+# - chat: scripts/browser/chat.js against the chat example, its rooms keeping history in the
+#   Redis on 127.0.0.1:6379 (ASENA_HISTORY) and its inspector on (to drop a socket).
 # - inspector: scripts/browser/inspector.js against the chat example's inspector (/_asena),
 #   with a token set through ASENA_INSPECTOR_TOKEN, signing in through its login form.
 # - realtime: scripts/browser/realtime.js against two realtime instances sharing Redis on
@@ -125,10 +126,10 @@ node_test() {
 }
 
 run_chat() {
-    local port
+    local port token=browser-chat-token
     port=$(free_port)
-    serve chat chat "$port"
-    node_test chat.js "http://127.0.0.1:$port/" "$OUT"
+    serve chat chat "$port" ASENA_HISTORY=redis://127.0.0.1:${ASENA_REDIS_PORT:-6379} ASENA_INSPECTOR_TOKEN=$token
+    node_test chat.js "http://127.0.0.1:$port/" "$OUT" "$token"
 }
 
 run_inspector() {

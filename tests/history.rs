@@ -34,7 +34,11 @@ impl WebSocketService for Rooms {
         Ok(())
     }
 
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
+    /// `{"room": r, "n": n}` goes to the room `r`, the sender excepted.
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
+        let said: Value = serde_json::from_str(msg.as_text().unwrap_or("{}"))?;
+        let room = said["room"].as_str().unwrap_or_default();
+        ws.publish(room, json!({ "n": said["n"] }).to_string())?;
         Ok(())
     }
 }
@@ -261,6 +265,38 @@ async fn a_position_too_old_or_of_another_epoch_is_told_to_resync() -> anyhow::R
     // Those told to resync go on with the live messages.
     say(&server, &room, 13);
     assert_eq!(old.next(1).await?, [13]);
+    server.stop().await
+}
+
+/// A socket's own messages (`ws.publish`, the sender excepted) move its position without
+/// reaching it, so coming back never replays them to it.
+#[tokio::test]
+async fn a_sender_gets_its_position_not_its_message_and_no_replay_of_it() -> anyhow::Result<()> {
+    let server = instance(Kind::Redis, history(100)).await?;
+    let room = unique("history-own");
+    let (mut sender, _) = Member::join(&server, &room, None).await?;
+    let (mut other, _) = Member::join(&server, &room, None).await?;
+    sender
+        .client
+        .send_json(&json!({"room": room, "n": 1}))
+        .await?;
+    assert_eq!(other.next(1).await?, [1]);
+    let moved = sender.client.recv_json().await?;
+    assert_eq!(
+        moved["$history"]["offset"], 1,
+        "its position, not its message: {moved}"
+    );
+    let epoch = sender.epoch.clone();
+    sender.client.close().await?;
+    let (mut back, joined) = Member::join(&server, &room, Some((&epoch, 1))).await?;
+    assert_eq!(
+        joined["replayed"],
+        json!([]),
+        "its own message is not replayed: {joined}"
+    );
+    assert_eq!(joined["position"]["recovered"], true);
+    say(&server, &room, 2);
+    assert_eq!(back.next(1).await?, [2]);
     server.stop().await
 }
 

@@ -2,7 +2,9 @@
 //!
 //! `cargo run --example chat -- --asyncapi` prints the protocol as an AsyncAPI 3.0 document.
 //! `PORT` changes the port; `ASENA_TRANSPORT=redis://127.0.0.1:6379` (or `nats://…`) lets
-//! several instances share rooms.
+//! several instances share rooms; `ASENA_HISTORY=redis://127.0.0.1:6379` makes every room
+//! keep its last 100 messages there, and the page, when its connection drops, connects again
+//! and gets what it missed.
 //!
 //! The live inspector is at `/_asena`, guarded by the token in `ASENA_INSPECTOR_TOKEN` (its
 //! page asks for it); when it is unset a random token is made and printed at startup. Prometheus metrics are at `/metrics`.
@@ -20,10 +22,14 @@ async fn main() -> anyhow::Result<()> {
         Ok(token) if !token.trim().is_empty() => (token.trim().to_owned(), false),
         _ => (uuid::Uuid::new_v4().simple().to_string(), true),
     };
-    let app = app::builder_with_inspector(&token)
-        .transport_from_env()?
-        .build()
-        .await?;
+    let builder = app::builder_with_inspector(&token).transport_from_env()?;
+    let builder = match std::env::var("ASENA_HISTORY") {
+        Ok(url) if !url.trim().is_empty() => {
+            builder.history(asena_runtime::history::HistoryOptions::redis(url.trim()))
+        }
+        _ => builder,
+    };
+    let app = builder.build().await?;
     tracing::info!("chat on http://127.0.0.1:{port}/ (WebSocket /chat)");
     if generated {
         tracing::info!(

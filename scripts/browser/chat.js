@@ -4,14 +4,16 @@
 // it closes; bob's line (Enter) reaches alice, alice's
 // typing shows in bob's #typing and her line (the #send button) reaches bob; carol joins and
 // navigates away, then bob closes his tab, and alice sees each leave (a "left" notice in
-// #messages, the name gone from #users). Screenshots go to OUT_DIR: chat.png on success,
+// #messages, the name gone from #users). With the server keeping history (ASENA_HISTORY), the
+// inspector drops alice's socket (code 4000); her page reconnects by itself and shows bob's
+// line said while she was away, exactly once. Screenshots go to OUT_DIR: chat.png on success,
 // chat-failure-<tab>.png for every tab on failure.
-// Usage: node chat.js http://127.0.0.1:PORT/ OUT_DIR
+// Usage: node chat.js http://127.0.0.1:PORT/ OUT_DIR INSPECTOR_TOKEN
 const { run, texts } = require('./harness');
 
-const [base, outDir] = process.argv.slice(2);
-if (!base || !outDir) {
-  console.error('usage: node chat.js http://127.0.0.1:PORT/ OUT_DIR');
+const [base, outDir, token] = process.argv.slice(2);
+if (!base || !outDir || !token) {
+  console.error('usage: node chat.js http://127.0.0.1:PORT/ OUT_DIR INSPECTOR_TOKEN');
   process.exit(2);
 }
 const ROOM = 'lobby';
@@ -76,6 +78,28 @@ run('chat', outDir, async (t) => {
     await a.click('#send');
     await hasLine(b, 'alice: hi bob');
     await b.waitForFunction(() => document.getElementById('typing').textContent === '');
+  });
+
+  await t.step('alice dropped by the server to reconnect by herself and get bob\'s line said while she was away, once', async () => {
+    const id = await a.$eval('#status', (el) => el.dataset.socketId);
+    const res = await fetch(new URL('/_asena/api/disconnect', base), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ socket: id, code: 4000, reason: 'dropped by the browser test' }),
+    });
+    if (!res.ok) throw new Error(`disconnect answered ${res.status}: ${await res.text()}`);
+    await a.waitForFunction(() => document.getElementById('status').textContent.startsWith('reconnecting'));
+    await b.fill('#message', 'said while you were away');
+    await b.press('#message', 'Enter');
+    await hasLine(b, 'bob: said while you were away');
+    await a.waitForFunction((room) => document.getElementById('status').textContent === `connected to ${room}`, ROOM);
+    await hasLine(a, 'bob: said while you were away');
+    // A line after it: anything twice would have come before it.
+    await b.fill('#message', 'and now');
+    await b.press('#message', 'Enter');
+    await hasLine(a, 'bob: and now');
+    const seen = await a.$$eval('#messages > *', (els) => els.filter((e) => e.textContent === 'bob: said while you were away').length);
+    if (seen !== 1) throw new Error(`alice shows bob's missed line ${seen} times`);
   });
 
   const c = await t.page('carol');

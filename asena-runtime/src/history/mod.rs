@@ -39,6 +39,10 @@
 //! {"$history":{"room":"chat:general","epoch":"9f2c41d07ab3e815","offset":41,"recovered":true}}
 //! ```
 //!
+//! A socket that sent a message with [`Socket::publish`](crate::Socket::publish) (the sender
+//! excepted) gets that frame too, with the message's offset, instead of the message: its
+//! position moves past its own message, which is never replayed to it.
+//!
 //! When it connects again, the client adds one query parameter per room,
 //! `recover=<epoch>:<offset>:<room>` (`recover=9f2c41d07ab3e815:41:chat:general`). On the
 //! join, the messages after that offset come first, then the `$history` frame with
@@ -431,6 +435,23 @@ impl Archive {
         n
     }
 
+    /// Delivers the message at `offset` of `room`; its sender `except` (when it is here) gets
+    /// its position instead, so it never has its own message replayed.
+    fn deliver_numbered(
+        &self,
+        ns: usize,
+        room: &Arc<str>,
+        epoch: &str,
+        offset: u64,
+        payload: &[u8],
+        except: Option<u64>,
+    ) {
+        self.deliver(ns, room, &numbered(room, offset, payload), except);
+        if let Some(sender) = except.and_then(|key| self.served[ns].member(room, key)) {
+            let _ = sender.push(&position(room, epoch, offset, None));
+        }
+    }
+
     fn publish(&self, ns: usize, room: &str, epoch: &str, offset: u64, text: &str) {
         let Some(t) = self.transport.get() else {
             return;
@@ -531,10 +552,49 @@ struct Feed {
     epoch: Arc<str>,
     /// The next offset to deliver.
     next: u64,
-    /// Messages that came before their turn, by offset.
-    waiting: BTreeMap<u64, Bytes>,
+    /// Messages that came before their turn, by offset, with the socket that sent each (here).
+    waiting: BTreeMap<u64, (Bytes, Option<u64>)>,
     /// When the oldest of them came.
     since: Option<Instant>,
+}
+
+impl Feed {
+    /// Delivers `payload` as the message at `next` (sent by `except`, which gets its new
+    /// position instead), then every waiting message that follows it.
+    fn deliver(
+        &mut self,
+        archive: &Archive,
+        ns: usize,
+        room: &Arc<str>,
+        payload: &[u8],
+        except: Option<u64>,
+    ) {
+        archive.deliver_numbered(ns, room, &self.epoch, self.next, payload, except);
+        self.next += 1;
+        while let Some((payload, except)) = self.waiting.remove(&self.next) {
+            archive.deliver_numbered(ns, room, &self.epoch, self.next, &payload, except);
+            self.next += 1;
+        }
+        if self.waiting.is_empty() {
+            self.since = None;
+        }
+    }
+
+    /// Delivers what `entries` (read from Redis, in order) holds from `next` on.
+    fn catch_up(
+        &mut self,
+        archive: &Archive,
+        ns: usize,
+        room: &Arc<str>,
+        entries: &[(u64, Bytes)],
+    ) {
+        for (offset, payload) in entries {
+            if *offset == self.next {
+                let except = self.waiting.remove(offset).and_then(|(_, except)| except);
+                self.deliver(archive, ns, room, payload, except);
+            }
+        }
+    }
 }
 
 /// The task: appends, orders, delivers and positions.
@@ -684,7 +744,7 @@ impl Task {
             return;
         }
         if offset > feed.next {
-            feed.waiting.insert(offset, payload);
+            feed.waiting.insert(offset, (payload, except));
             if feed.since.is_none() {
                 let at = Instant::now() + GAP_WAIT;
                 feed.since = Some(at);
@@ -692,15 +752,7 @@ impl Task {
             }
             return;
         }
-        archive.deliver(ns, &room, &numbered(&room, offset, &payload), except);
-        feed.next += 1;
-        while let Some(payload) = feed.waiting.remove(&feed.next) {
-            archive.deliver(ns, &room, &numbered(&room, feed.next, &payload), None);
-            feed.next += 1;
-        }
-        if feed.waiting.is_empty() {
-            feed.since = None;
-        }
+        feed.deliver(archive, ns, &room, &payload, except);
     }
 
     /// Reads from Redis what the bus lost before the messages waiting past their time.
@@ -728,14 +780,12 @@ impl Task {
             if let Ok(read) = read
                 && *read.epoch == *feed.epoch
             {
-                for (offset, payload) in read.entries {
-                    if offset == feed.next {
-                        feed.waiting.remove(&offset);
-                        archive.deliver(ns, &room, &numbered(&room, offset, &payload), None);
-                        feed.next += 1;
-                        archive.counters.gaps_filled.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                let before = feed.next;
+                feed.catch_up(&archive, ns, &room, &read.entries);
+                archive
+                    .counters
+                    .gaps_filled
+                    .fetch_add(feed.next - before, Ordering::Relaxed);
                 missing = false;
             }
             // What is still missing is gone: members skip it and are told to resync.
@@ -744,10 +794,8 @@ impl Task {
             {
                 missing = true;
                 feed.next = first;
-            }
-            while let Some(payload) = feed.waiting.remove(&feed.next) {
-                archive.deliver(ns, &room, &numbered(&room, feed.next, &payload), None);
-                feed.next += 1;
+                let (payload, except) = feed.waiting.remove(&first).expect("invariant: first");
+                feed.deliver(&archive, ns, &room, &payload, except);
             }
             if missing {
                 tracing::warn!(target: "asena::history", room = %room, "messages lost before offset {}: members told to resync", feed.next);
@@ -807,13 +855,12 @@ impl Task {
         });
         let current = read.as_ref().filter(|read| *read.epoch == *feed.epoch);
         // The feed catches up with what Redis holds (the socket itself is still held).
-        for (offset, payload) in current.map_or(&[][..], |read| &read.entries) {
-            if *offset == feed.next {
-                feed.waiting.remove(offset);
-                archive.deliver(ns, &room, &numbered(&room, *offset, payload), None);
-                feed.next += 1;
-            }
-        }
+        feed.catch_up(
+            &archive,
+            ns,
+            &room,
+            current.map_or(&[][..], |read| &read.entries),
+        );
         let last = feed.next - 1;
         let recovered = asked.map(|(epoch, offset)| {
             let entries = current.map_or(&[][..], |read| &read.entries);

@@ -523,6 +523,20 @@ impl<O> Namespace<O> {
         }
     }
 
+    /// The local member `key` of the named room `room`.
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(dead_code, reason = "history needs redis")
+    )]
+    pub(crate) fn member(&self, room: &str, key: u64) -> Option<Arc<Conn>> {
+        read(&self.inner.rooms)
+            .get(room)?
+            .members()
+            .iter()
+            .find(|c| c.key == key)
+            .cloned()
+    }
+
     /// Local members of the named room `room`.
     #[cfg_attr(
         not(feature = "redis"),
