@@ -39,7 +39,7 @@
 //! {"$history":{"room":"chat:general","epoch":"9f2c41d07ab3e815","offset":41,"recovered":true}}
 //! ```
 //!
-//! A socket that sent a message with [`Socket::publish`](crate::Socket::publish) (the sender
+//! A socket that sent a message with [`SocketRef::publish`](crate::SocketRef::publish) (the sender
 //! excepted) gets that frame too, with the message's offset, instead of the message: its
 //! position moves past its own message, which is never replayed to it.
 //!
