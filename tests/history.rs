@@ -77,7 +77,17 @@ impl Member {
         room: &str,
         recover: Option<(&str, u64)>,
     ) -> anyhow::Result<(Member, Value)> {
-        let mut path = format!("/history?rooms={room}");
+        Member::join_at(server, "/history", room, recover).await
+    }
+
+    /// [`join`](Self::join) to the service at `path`.
+    async fn join_at(
+        server: &TestServer,
+        path: &str,
+        room: &str,
+        recover: Option<(&str, u64)>,
+    ) -> anyhow::Result<(Member, Value)> {
+        let mut path = format!("{path}?rooms={room}");
         if let Some((epoch, offset)) = recover {
             path.push_str(&format!("&recover={epoch}:{offset}:{room}"));
         }
@@ -453,5 +463,96 @@ async fn asena_client_recovers_by_itself_after_a_reconnect() -> anyhow::Result<(
         "then the live ones, nothing twice"
     );
     client.close().await?;
+    server.stop().await
+}
+
+/// A chat's messages, each choosing how it is delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[garde(allow_unvalidated)]
+enum Said {
+    Line { n: u64 },
+    Typing { n: u64 },
+}
+
+impl asena_runtime::Delivered for Said {
+    fn delivery(&self) -> asena_runtime::Delivery {
+        match self {
+            Said::Line { .. } => asena_runtime::Delivery::Recoverable,
+            Said::Typing { .. } => asena_runtime::Delivery::AtMostOnce,
+        }
+    }
+}
+
+#[websocket(path = "/history-said", sends = Said)]
+#[derive(Debug)]
+struct Lines;
+
+impl WebSocketService for Lines {
+    type Data = ();
+
+    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
+        ws.subscribe(ws.query("rooms").unwrap_or("none"))?;
+        Ok(())
+    }
+
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The policy a message type declares wins over the history's rule, both ways: a line is
+/// numbered in a room the rule leaves out, a typing notice is plain in a room it keeps.
+#[tokio::test]
+async fn a_message_type_chooses_its_delivery_over_the_rooms_rule() -> anyhow::Result<()> {
+    let server = start(
+        isolated()
+            .websocket::<Lines>()
+            .history(history(10).rooms(|_path, room| room.starts_with("kept-"))),
+    )
+    .await?;
+    let ulak = server.app.ulak::<Lines>().unwrap();
+    for room in [
+        format!("kept-{}", unique("r")),
+        format!("free-{}", unique("r")),
+    ] {
+        let mut client = server
+            .connect(&format!("/history-said?rooms={room}"))
+            .await?;
+        tokio::time::timeout(asena_tests::WAIT, async {
+            while ulak.sockets_in(&room).is_empty() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await?;
+        ulak.to(&room, Said::Typing { n: 1 }).unwrap();
+        ulak.to(&room, Said::Line { n: 2 }).unwrap();
+        let (mut frames, mut epoch) = (Vec::new(), String::new());
+        while frames.len() < 2 {
+            let frame = client.recv_json().await?;
+            match frame["$history"]["epoch"].as_str() {
+                Some(e) => epoch = e.to_owned(),
+                None => frames.push(frame),
+            }
+        }
+        assert_eq!(
+            frames[0],
+            json!({"type": "typing", "n": 1}),
+            "{room}: typing is plain"
+        );
+        assert_eq!(
+            frames[1]["$offset"], 1,
+            "{room}: a line is numbered: {}",
+            frames[1]
+        );
+        assert_eq!(frames[1]["data"], json!({"type": "line", "n": 2}));
+        // Whatever the rule says, a client that got numbered lines there recovers them.
+        client.close().await?;
+        ulak.to(&room, Said::Line { n: 3 }).unwrap();
+        let (_, joined) =
+            Member::join_at(&server, "/history-said", &room, Some((&epoch, 1))).await?;
+        assert_eq!(joined["position"]["recovered"], true, "{room}: {joined}");
+        assert_eq!(joined["replayed"], json!([3]), "{room}: {joined}");
+    }
     server.stop().await
 }

@@ -127,6 +127,17 @@ fn channel_types(args: &Args) -> (TokenStream, TokenStream, TokenStream) {
 fn socket_impls(args: &Args, ident: &syn::Ident, path: &TokenStream, name: &str) -> TokenStream {
     let (params, receives, sends) = channel_types(args);
     let protocol = protocol_type(args);
+    // A typed service's messages choose their delivery when their type implements
+    // `Delivered`; the probe says `None` for one that does not.
+    let delivery = (args.sends.is_some() && args.channel.is_none()).then(|| {
+        quote! {
+            fn delivery(message: &Self::Out) -> ::core::option::Option<__asena::Delivery> {
+                #[allow(unused_imports)]
+                use __asena::delivery_probe::{ByTrait as _, Undeclared as _};
+                (&&__asena::delivery_probe::Probe(message)).delivery()
+            }
+        }
+    });
     quote! {
         impl __asena::Channel for #ident {
             const PATH: &'static str = #path;
@@ -134,6 +145,7 @@ fn socket_impls(args: &Args, ident: &syn::Ident, path: &TokenStream, name: &str)
             type Params = #params;
             type In = #receives;
             type Out = #sends;
+            #delivery
         }
         impl __asena::Endpoint for #ident {
             type Protocol = #protocol;

@@ -42,6 +42,14 @@ pub trait Channel: Send + Sync + 'static {
     type In: Receives;
     /// What the service sends.
     type Out: Sends;
+
+    /// How `message` is delivered when its type chooses
+    /// ([`Delivered`](crate::delivery::Delivered)); `None` (the default): as the room's own
+    /// rules say. `#[websocket(sends = T)]` asks `T`.
+    fn delivery(message: &Self::Out) -> Option<crate::delivery::Delivery> {
+        let _ = message;
+        None
+    }
 }
 
 /// A type a service can receive: [`Message`] (raw) or any type that is `Deserialize`,

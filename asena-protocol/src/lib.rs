@@ -32,6 +32,7 @@ pub mod close_code;
 #[cfg(feature = "crypto")]
 pub mod crypto;
 pub mod decode;
+pub mod delivery;
 pub mod example;
 pub mod managed;
 pub mod message;

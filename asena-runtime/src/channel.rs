@@ -34,6 +34,12 @@ use crate::codec::{Frame, IntoFrame};
 pub trait Encode<O> {
     /// Encodes the message; fails only for JSON that cannot be serialised.
     fn encode(self) -> Result<Frame, serde_json::Error>;
+
+    /// The typed message, for its delivery policy ([`Delivered`](asena_protocol::delivery::Delivered)); `None` for what an
+    /// untyped handle sends.
+    fn message(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        None
+    }
 }
 
 impl<M: IntoFrame> Encode<Raw> for M {
@@ -46,11 +52,19 @@ impl<O: Serialize + JsonSchema + Send + Sync + 'static> Encode<O> for &O {
     fn encode(self) -> Result<Frame, serde_json::Error> {
         Frame::json(self)
     }
+
+    fn message(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        Some(*self)
+    }
 }
 
 impl<O: Serialize + JsonSchema + Send + Sync + 'static> Encode<O> for O {
     fn encode(self) -> Result<Frame, serde_json::Error> {
         Frame::json(&self)
+    }
+
+    fn message(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        Some(self)
     }
 }
 

@@ -276,6 +276,7 @@ mod app;
 
 pub use app::{AppValue, Asena, AsenaBuilder, Error, FromApp, Middlewares, Server};
 pub use asena_macros::{middleware, service, websocket};
+pub use asena_protocol::delivery::{Delivered, Delivery};
 /// The wire format between instances (topics, the JSON envelope, channel names), from
 /// `asena-protocol`: below every layer here.
 pub use asena_protocol::wire;
@@ -330,6 +331,7 @@ pub mod __private {
     };
     pub use crate::managed::ManagedProtocol;
     pub use crate::protocol::{ChannelProtocol, Endpoint};
+    pub use asena_protocol::delivery::{Delivery, probe as delivery_probe};
     pub use inventory;
 }
 

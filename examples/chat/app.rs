@@ -153,6 +153,21 @@ pub enum ChatOut {
     Error { message: String },
 }
 
+/// How each message reaches a room: what was said, and who came and went, is kept in the
+/// room's history when the app keeps one (`ASENA_HISTORY`), so a page that comes back gets
+/// it; a typing notice is worthless a moment later and never kept. The rest is sent to one
+/// socket, never to a room.
+impl asena_runtime::Delivered for ChatOut {
+    fn delivery(&self) -> asena_runtime::Delivery {
+        match self {
+            ChatOut::Message { .. } | ChatOut::UserJoined { .. } | ChatOut::UserLeft { .. } => {
+                asena_runtime::Delivery::Recoverable
+            }
+            _ => asena_runtime::Delivery::AtMostOnce,
+        }
+    }
+}
+
 #[websocket(path = "/chat", name = "ChatSocket", middlewares = [ChatQuery], receives = ChatIn, sends = ChatOut)]
 pub struct ChatSocket {
     /// The service's own sockets, typed: who is in a room, by name.

@@ -65,7 +65,14 @@ pub(crate) struct Shared {
     /// [`Protocol::inspect`](crate::protocol::Protocol::inspect)), set once when the app is
     /// built.
     pub(crate) inspect: OnceLock<InspectData>,
+    /// The delivery its service's messages choose (`Channel::delivery`), set once when the
+    /// app starts.
+    pub(crate) delivery: OnceLock<DeliveryOf>,
 }
+
+/// The delivery a typed message chooses, if its type does.
+pub(crate) type DeliveryOf =
+    fn(&(dyn std::any::Any + Send + Sync)) -> Option<asena_protocol::delivery::Delivery>;
 
 /// Describes a connection's state (`Conn::data`) as JSON for the inspector.
 pub(crate) type InspectData = fn(&(dyn Any + Send + Sync)) -> serde_json::Value;

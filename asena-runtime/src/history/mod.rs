@@ -55,6 +55,15 @@
 //! Binary messages to a room with history are delivered as usual, without an offset, and are
 //! not kept.
 //!
+//! # Which messages are kept
+//! The [`rooms`](HistoryOptions::rooms) rule picks rooms; a message type can overrule it,
+//! message by message, by implementing [`Delivered`](crate::Delivered):
+//! [`Delivery::Recoverable`](crate::Delivery::Recoverable) is kept in any named room,
+//! [`Delivery::AtMostOnce`](crate::Delivery::AtMostOnce) never. A socket joining a room the
+//! rule leaves out is positioned (and replayed to) when its client presents a position
+//! there. Numbered messages reach the members after Redis answered, so a plain message sent
+//! after a numbered one to the same room may arrive before it.
+//!
 //! # Order and exactly once, across instances
 //! Redis gives the offsets: an append is one Lua script that increments the room's counter
 //! and adds the message to its stream (`store.rs`). The appending instance publishes the
@@ -263,6 +272,10 @@ impl Keeps for Slot {
             archive.counters.fallbacks.fetch_add(1, Ordering::Relaxed);
         }
         sent.is_ok()
+    }
+
+    fn recovers(&self, room: &str, conn: &Conn) -> bool {
+        wire::routes_by_interest(room) && presented(&conn.request.query, room).is_some()
     }
 
     fn arriving(&self, room: &str, conn: &Arc<Conn>) {

@@ -51,6 +51,8 @@ pub use socket::{Socket, SocketRef, WebSocketData};
 pub use crate::rooms::{MAX_ROOM_NAME, RoomError, validate_room};
 pub use crate::stats::{FanoutHistogram, NamespaceStats};
 
+use asena_protocol::delivery::Delivery;
+
 use crate::channel::{Encode, Raw};
 use crate::codec::Frame;
 use crate::config::{Compression, Limits};
@@ -116,6 +118,18 @@ struct Inner {
     keeper: OnceLock<Arc<dyn Keeps>>,
 }
 
+/// Logs, once per process, that a recoverable message was sent where nothing keeps history.
+fn warn_unkept(path: &str) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            target: "asena::history",
+            path,
+            "a message whose type is Delivery::Recoverable was sent, but the app keeps no history (AsenaBuilder::history): delivered at most once"
+        );
+    }
+}
+
 /// What a layer above the namespace that keeps rooms' history does: messages to the rooms it
 /// keeps go through it instead of straight to the members (it numbers and delivers them), and
 /// a socket joining such a room is held out of its deliveries until positioned. Set once when
@@ -126,6 +140,9 @@ pub(crate) trait Keeps: Send + Sync + 'static {
     /// Takes a text message to `room` (sent by the socket `except`, which does not receive
     /// it); false when it cannot, and the message goes out as a plain one.
     fn append(&self, room: &str, frame: &Frame, except: Option<u64>) -> bool;
+    /// Whether `conn`'s client presented a position in `room` (it got numbered messages there,
+    /// whatever the rule says: a message type may choose to be kept).
+    fn recovers(&self, room: &str, conn: &Conn) -> bool;
     /// `conn` is about to join `room`: hold it out of the room's deliveries.
     fn arriving(&self, room: &str, conn: &Arc<Conn>);
     /// `conn` joined `room`: position it, then let it receive.
@@ -183,6 +200,7 @@ impl Namespace {
                     runtime: OnceLock::new(),
                     seal_for: OnceLock::new(),
                     inspect: OnceLock::new(),
+                    delivery: OnceLock::new(),
                 }),
                 name: Arc::from(name),
                 topic: Arc::from(wire::namespace_topic(path)),
@@ -335,6 +353,18 @@ impl<O> Namespace<O> {
         self.socket(room).into_iter().collect()
     }
 
+    /// Encodes a message once for a room, with the delivery its type chooses, if it does.
+    pub(crate) fn encode_for_room(
+        &self,
+        message: impl Encode<O>,
+    ) -> Result<(Frame, Option<Delivery>), SendError> {
+        let delivery = match (message.message(), self.shared().delivery.get()) {
+            (Some(typed), Some(delivery_of)) => delivery_of(typed),
+            _ => None,
+        };
+        Ok((self.encode(message)?, delivery))
+    }
+
     /// Encodes a message once, for any number of recipients.
     pub(crate) fn encode(&self, message: impl Encode<O>) -> Result<Frame, SendError> {
         message
@@ -349,9 +379,9 @@ impl<O> Namespace<O> {
     /// broadcast is [`broadcast`](Self::broadcast).
     pub fn to(&self, room: &str, message: impl Encode<O>) -> Result<usize, SendError> {
         self.check_target(room)?;
-        let frame = self.encode(message)?;
+        let (frame, delivery) = self.encode_for_room(message)?;
         self.check_fits(&frame)?;
-        Ok(self.emit_room(room, &frame, None))
+        Ok(self.emit_room(room, &frame, None, delivery))
     }
 
     /// Sends to each of `rooms` (like calling [`to`](Self::to) for each; a socket in two of
@@ -366,11 +396,11 @@ impl<O> Namespace<O> {
         for room in &rooms {
             self.check_target(room)?;
         }
-        let frame = self.encode(message)?;
+        let (frame, delivery) = self.encode_for_room(message)?;
         self.check_fits(&frame)?;
         Ok(rooms
             .into_iter()
-            .map(|room| self.emit_room(room, &frame, None))
+            .map(|room| self.emit_room(room, &frame, None, delivery))
             .sum())
     }
 
@@ -432,7 +462,7 @@ impl<O> Namespace<O> {
         }
         if self.inner.transport.is_some() && uuid::Uuid::try_parse(id).is_ok() {
             self.check_fits(&frame)?;
-            self.emit_room(id, &frame, None);
+            self.emit_room(id, &frame, None, None);
             return Ok(());
         }
         let shown: String = id.chars().take(64).collect();
@@ -460,10 +490,31 @@ impl<O> Namespace<O> {
     /// for a text message to a room that keeps history, to the keeper, which numbers and
     /// delivers it (0 local recipients now). The name was checked by the caller: it is
     /// never the broadcast room.
-    pub(crate) fn emit_room(&self, room: &str, frame: &Frame, except: Option<u64>) -> usize {
-        if let Some(keeper) = self.inner.keeper.get()
-            && frame.is_text()
-            && keeper.keeps(room)
+    ///
+    /// `delivery` is what the message's type chose, if it did: [`Delivery::AtMostOnce`] is
+    /// never kept, [`Delivery::Recoverable`] is kept in any named room; `None` leaves it to
+    /// the history's rule.
+    pub(crate) fn emit_room(
+        &self,
+        room: &str,
+        frame: &Frame,
+        except: Option<u64>,
+        delivery: Option<Delivery>,
+    ) -> usize {
+        let keeper = self.inner.keeper.get();
+        let kept = frame.is_text()
+            && match delivery {
+                None => keeper.is_some_and(|k| k.keeps(room)),
+                Some(Delivery::Recoverable) => {
+                    if keeper.is_none() {
+                        warn_unkept(self.path());
+                    }
+                    keeper.is_some() && wire::routes_by_interest(room)
+                }
+                Some(_) => false,
+            };
+        if kept
+            && let Some(keeper) = keeper
             && keeper.append(room, frame, except)
         {
             self.stats().record_send(0, true);
@@ -557,11 +608,9 @@ impl<O> Namespace<O> {
     /// Adds `conn` to `room`; returns the room's name as the index holds it (for the
     /// connection's own list, so it costs no copy) when it was not a member yet.
     pub(crate) fn join(&self, room: &str, conn: &Arc<Conn>) -> Option<Arc<str>> {
-        let keeper = self
-            .inner
-            .keeper
-            .get()
-            .filter(|k| k.keeps(room) && !self.has_member(room, conn.key));
+        let keeper = self.inner.keeper.get().filter(|k| {
+            (k.keeps(room) || k.recovers(room, conn)) && !self.has_member(room, conn.key)
+        });
         if let Some(keeper) = keeper {
             keeper.arriving(room, conn);
         }

@@ -218,9 +218,11 @@ impl<O> SocketRef<O> {
     /// [`InvalidRoom`](SendErrorCode::InvalidRoom) and reaches nobody.
     pub fn publish(&self, room: &str, message: impl Encode<O>) -> Result<usize, SendError> {
         validate_room(room).map_err(|e| SendError::invalid_room(Some(self.ns.path()), room, e))?;
-        let frame = self.ns.encode(message)?;
+        let (frame, delivery) = self.ns.encode_for_room(message)?;
         self.ns.check_fits(&frame)?;
-        Ok(self.ns.emit_room(room, &frame, Some(self.conn.key)))
+        Ok(self
+            .ns
+            .emit_room(room, &frame, Some(self.conn.key), delivery))
     }
 
     /// The rooms this socket joined, its personal room (its id) first.

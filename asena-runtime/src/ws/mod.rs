@@ -74,6 +74,13 @@ impl std::fmt::Debug for dyn ErasedService {
 
 struct ServiceAdapter<S>(Arc<S>);
 
+/// The delivery a message of `S` chooses ([`Channel::delivery`]).
+fn delivery_of<S: Endpoint>(
+    message: &(dyn Any + Send + Sync),
+) -> Option<asena_protocol::delivery::Delivery> {
+    message.downcast_ref::<S::Out>().and_then(S::delivery)
+}
+
 impl<S: Endpoint> ErasedService for ServiceAdapter<S> {
     fn make_data(
         &self,
@@ -139,6 +146,7 @@ impl<S: Endpoint> ErasedService for ServiceAdapter<S> {
         fleet: &'a Fleet,
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
         let _ = ns.shared().inspect.set(inspect_data::<S>);
+        let _ = ns.shared().delivery.set(delivery_of::<S>);
         Box::pin(S::Protocol::start(&self.0, ns, fleet))
     }
 
