@@ -32,6 +32,16 @@
 # ADV_REPEAT tries) and its peak memory (VmHWM) before and after. ADV_BIN_DIR=/path/to/
 # release/examples measures other builds of the servers (e.g. an older commit's). Each server
 # runs with its address space capped at ADV_MEM_KB (default 4 GiB).
+#
+#   scripts/bench.sh acks           # ack round trips at 1,000 sockets (about 1 minute)
+#
+# Measures the acknowledgement round trip on the channel protocol with ACK_CONNS sockets
+# (default 1,000) to bench_server's /bench-ack, server on CPU 0 and loadgen on CPU 1: the
+# server asking (SocketRef::request; the time from its request to the client's reply, on the
+# server's clock) and the client asking (its `{"$req":..}` to the service's Answer, timed by
+# the client), each with every socket asking at once (one request in flight per socket) and
+# one request at a time over all of them; prints p50/p99/max and requests/s, median of RUNS
+# runs of DUR seconds (the first second a warm-up), and a SUMMARY line.
 set -euo pipefail
 
 source "$(dirname "$0")/bench-lib.sh"
@@ -148,6 +158,72 @@ if [[ ${1:-} == history ]]; then
         echo "| C=$c S=$sn B=$b | $(awk -v v="$p" 'BEGIN { printf "%.2f M", v / 1e6 }') | $(awk -v v="$h" 'BEGIN { printf "%.2f M", v / 1e6 }') | $(awk -v a="$h" -v b="$p" 'BEGIN { if (b == 0) print "–"; else printf "%.2f×", a / b }') |"
     done
     rm -f "$OUT"/history-*.txt
+    exit 0
+fi
+
+# ---- acks mode ---------------------------------------------------------------------------
+if [[ ${1:-} == acks ]]; then
+    ACK_PORT=${ACK_PORT:-4105}
+    ACK_CONNS=${ACK_CONNS:-1000}
+    log "building release examples (bench_server, loadgen)"
+    timeout 1200 cargo build --release --quiet --example bench_server --example loadgen
+    LOADGEN=$ROOT/target/release/examples/loadgen
+    SRV_CPU=() CLI_CPU=()
+    if command -v taskset >/dev/null && (( $(nproc) >= 2 )); then
+        SRV_CPU=(taskset -c 0) CLI_CPU=(taskset -c 1)
+    else
+        log "taskset or a second core is missing: runs unpinned"
+    fi
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    PORT=$ACK_PORT "${SRV_CPU[@]}" "$ROOT/target/release/examples/bench_server" >"$OUT/acks-server.log" 2>&1 &
+    ACK_PID=$!
+    trap 'kill "$ACK_PID" 2>/dev/null; wait "$ACK_PID" 2>/dev/null; true' EXIT
+    wait_port "$ACK_PORT" || { log "bench_server did not start"; cat "$OUT/acks-server.log" >&2; exit 1; }
+    afield() { grep -o "$1=[0-9.]*" | tail -1 | cut -d= -f2; }
+    # CASE: who asks, and how many requests are in flight.
+    ACK_CASES=("server $ACK_CONNS" "server 1" "client $ACK_CONNS" "client 1")
+    declare -A ACK
+    for case in "${ACK_CASES[@]}"; do
+        read -r from inflight <<<"$case"
+        for k in rtt_p50_us rtt_p99_us rtt_max_us mean_requests errors; do : > "$OUT/acks-$from-$inflight-$k.txt"; done
+    done
+    for run in $(seq "$RUNS"); do
+        for case in "${ACK_CASES[@]}"; do
+            read -r from inflight <<<"$case"
+            log_file=$OUT/acks-$from-$inflight-$run.log
+            timeout $(( DUR + 90 )) "${CLI_CPU[@]}" "$LOADGEN" acks "$ACK_PORT" "$ACK_CONNS" \
+                -u /bench-ack -d "$DUR" --from "$from" --in-flight "$inflight" >"$log_file" 2>&1 || true
+            line=$(grep '^SUMMARY' "$log_file" || true)
+            log "acks from $from, $inflight in flight, run $run: ${line:-FAILED}"
+            for k in rtt_p50_us rtt_p99_us rtt_max_us mean_requests/s errors; do
+                echo "$(afield "$k" <<<"$line" || true)" >> "$OUT/acks-$from-$inflight-${k%%/*}.txt"
+            done
+        done
+    done
+    for case in "${ACK_CASES[@]}"; do
+        read -r from inflight <<<"$case"
+        for k in rtt_p50_us rtt_p99_us rtt_max_us mean_requests errors; do
+            ACK[$from,$inflight,$k]=$({ grep -v '^$' "$OUT/acks-$from-$inflight-$k.txt" || true; } | median)
+        done
+    done
+    ms() { awk -v v="$1" 'BEGIN { if (v == "" || v == "nan") print "–"; else printf "%.3f ms", v / 1000 }'; }
+    echo
+    echo "## Ack round trip, $ACK_CONNS sockets ($(nproc) cores; server on CPU 0, loadgen on CPU 1; median of $RUNS runs, ${DUR} s each)"
+    echo
+    echo "| who asks | in flight | p50 | p99 | max | requests/s | errors |"
+    echo "|---|---|---|---|---|---|---|"
+    for case in "${ACK_CASES[@]}"; do
+        read -r from inflight <<<"$case"
+        label=$([[ $from == server ]] && echo "server (SocketRef::request, server's clock)" || echo "client (Answer, client's clock)")
+        echo "| $label | $inflight | $(ms "${ACK[$from,$inflight,rtt_p50_us]}") | $(ms "${ACK[$from,$inflight,rtt_p99_us]}") | $(ms "${ACK[$from,$inflight,rtt_max_us]}") | ${ACK[$from,$inflight,mean_requests]} | ${ACK[$from,$inflight,errors]} |"
+    done
+    echo
+    echo "SUMMARY acks conns=$ACK_CONNS server_all_p50_us=${ACK[server,$ACK_CONNS,rtt_p50_us]}" \
+        "server_all_p99_us=${ACK[server,$ACK_CONNS,rtt_p99_us]} server_one_p50_us=${ACK[server,1,rtt_p50_us]}" \
+        "server_one_p99_us=${ACK[server,1,rtt_p99_us]} client_all_p50_us=${ACK[client,$ACK_CONNS,rtt_p50_us]}" \
+        "client_all_p99_us=${ACK[client,$ACK_CONNS,rtt_p99_us]} client_one_p50_us=${ACK[client,1,rtt_p50_us]}" \
+        "client_one_p99_us=${ACK[client,1,rtt_p99_us]}"
+    echo "Raw logs: $OUT/acks-*"
     exit 0
 fi
 

@@ -1,10 +1,13 @@
 //! Presence across instances: apps in one process sharing the real Redis and NATS, each
 //! with its own transport; clients are real WebSocket connections that keep the room's
-//! presence the way a Phoenix client does (the `presence_state`, then each `presence_diff`).
+//! presence the way a Phoenix client does (the `presence_state`, then each `presence_diff`);
+//! and one instance as its own OS process (tests/bin/presence_instance.rs) killed with
+//! SIGKILL, whose entries the survivor drops with leave diffs.
 //! Every wait is a receive with a timeout: a diff that never comes fails the test.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +23,7 @@ use asena_tests::{
     validate_asyncapi,
 };
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 /// Tracks itself on open in `?room=` under `?key=` (its id by default) with `{"name": key}`;
 /// commands: `{"op":"track","room","key","meta"}`, `{"op":"update","room","key","meta"}`,
@@ -257,6 +261,101 @@ async fn fleet_on_redis() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_on_nats() -> anyhow::Result<()> {
     fleet(Kind::Nats).await
+}
+
+/// One instance as its own OS process (tests/bin/presence_instance.rs), killed on drop.
+struct Process {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl Process {
+    /// Starts it on the broker of `kind` and waits (bounded) for the port it listens on.
+    async fn start(kind: Kind, prefix: &str, heartbeat: Duration) -> anyhow::Result<Process> {
+        let url = match kind {
+            Kind::Redis => REDIS,
+            Kind::Nats => NATS,
+        };
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_presence-instance"))
+            .args([url, prefix, &heartbeat.as_millis().to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start presence-instance")?;
+        let stdout = child.stdout.take().context("the child's stdout")?;
+        let line = tokio::time::timeout(WAIT, BufReader::new(stdout).lines().next_line())
+            .await
+            .context("presence-instance did not say its port in time")??
+            .context("presence-instance exited before listening")?;
+        let port = line
+            .strip_prefix("listening ")
+            .and_then(|port| port.parse().ok())
+            .with_context(|| format!("not `listening PORT`: {line:?}"))?;
+        Ok(Process { child, port })
+    }
+
+    async fn connect(&self, room: &str, key: &str) -> anyhow::Result<Watcher> {
+        let url = format!(
+            "ws://127.0.0.1:{}/presence?room={room}&key={key}",
+            self.port
+        );
+        Watcher::new(Client::connect(&url).await?).await
+    }
+
+    /// SIGKILL: the process says nothing more, no goodbye on the bus.
+    async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+}
+
+/// An instance in another process tracks three entries (two tabs of one key) beside the
+/// survivor's own; it is killed with SIGKILL, and the survivor's subscriber gets leave diffs
+/// for all three within three of the dead instance's heartbeats (plus one of the survivor's
+/// sweeps and a grace for a loaded machine); the list and a late socket's state hold no ghost.
+async fn killed_process(kind: Kind) -> anyhow::Result<()> {
+    let heartbeat = Duration::from_millis(200);
+    let prefix = unique("presence");
+    let room = unique("room");
+    let survivor = Instance::start(
+        kind,
+        &prefix,
+        PresenceOptions::default().heartbeat(heartbeat),
+    )
+    .await?;
+    let doomed = Process::start(kind, &prefix, heartbeat).await?;
+
+    let mut on_survivor = survivor.connect(&room, "bob").await?;
+    let mut tab1 = doomed.connect(&room, "ada").await?;
+    let _tab2 = doomed.connect(&room, "ada").await?;
+    let _eve = doomed.connect(&room, "eve").await?;
+    on_survivor.until(&["ada", "bob", "eve"]).await?;
+    while on_survivor.view["ada"].len() < 2 {
+        on_survivor.diff().await?;
+    }
+    tab1.until(&["ada", "bob", "eve"]).await?;
+    list_until(&survivor.ulak(), &room, &["ada", "bob", "eve"]).await?;
+
+    doomed.kill().await?;
+    let deadline = heartbeat * 4 + Duration::from_secs(2);
+    tokio::time::timeout(deadline, on_survivor.until(&["bob"]))
+        .await
+        .with_context(|| format!("no leaves within {deadline:?} of the kill"))??;
+    list_until(&survivor.ulak(), &room, &["bob"]).await?;
+    let late = survivor.connect(&room, "cy").await?;
+    ensure!(late.keys() == ["bob", "cy"], "ghosts: {:?}", late.view);
+    survivor.server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_process_on_redis() -> anyhow::Result<()> {
+    killed_process(Kind::Redis).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_process_on_nats() -> anyhow::Result<()> {
+    killed_process(Kind::Nats).await
 }
 
 /// Update is a leave of the old ref and a join of a new one; untrack and leaving the room

@@ -55,8 +55,8 @@ where
 }
 
 /// Hands every message `client` receives to `on_data`, checked, until the client's stream
-/// ends (closed, or reconnecting gave up). Connection events are left out; read the client
-/// itself to see them.
+/// ends (closed, or reconnecting gave up). Connection events and presence frames that are
+/// not `C::Out`s are left out; read the client itself to see them.
 pub async fn subscribe<C>(
     client: &mut Client<C>,
     options: MessageOptions,

@@ -25,6 +25,7 @@ use asena_protocol::ack::{self as wire, Decoded};
 
 use crate::ack::{self, Handler, Pending};
 use crate::builder::EVENT_BUFFER;
+use crate::presence::PresenceFrame;
 use crate::{Backoff, ClientError, Event};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -652,13 +653,17 @@ async fn write(ws: &mut Ws, message: WsMessage, limit: Option<Duration>) -> Resu
     result.map_err(|e| e.to_string())
 }
 
-/// A message from the server as JSON of `T`, or the text and serde's reason.
+/// A message from the server as JSON of `T`; else a presence frame; else the text and
+/// serde's reason.
 pub(crate) fn decode_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Event<T> {
     match serde_json::from_slice(bytes) {
         Ok(message) => Event::Message(message),
-        Err(error) => Event::Undecodable {
-            text: String::from_utf8_lossy(bytes).into_owned(),
-            error,
+        Err(error) => match PresenceFrame::parse(bytes) {
+            Some(frame) => Event::Presence(frame),
+            None => Event::Undecodable {
+                text: String::from_utf8_lossy(bytes).into_owned(),
+                error,
+            },
         },
     }
 }

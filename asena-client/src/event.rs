@@ -1,6 +1,7 @@
 //! What a client's event stream yields.
 
 use crate::ClientError;
+use crate::presence::PresenceFrame;
 
 /// One event from a [`Client`](crate::Client): a decoded server message, a message that did
 /// not decode, or a change of the connection.
@@ -11,6 +12,10 @@ use crate::ClientError;
 pub enum Event<T> {
     /// A message from the server, decoded from JSON (text or binary frames).
     Message(T),
+    /// A presence frame of a room (`presence_state` or `presence_diff`) that does not
+    /// decode into `T`; [`Presences::apply`](crate::presence::Presences::apply) keeps the
+    /// room's list from them.
+    Presence(PresenceFrame),
     /// A message from the server that does not decode into `T`. The stream goes on.
     Undecodable {
         /// The message as received (binary messages lossily decoded as UTF-8).

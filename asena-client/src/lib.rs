@@ -85,8 +85,9 @@
 //!   [`try_send`](Client::try_send) fails with [`ClientError::QueueFull`]. [`Client::sender`] gives
 //!   a cloneable handle for other tasks. Delivery is at most once.
 //! - **Receiving.** Text and binary messages are decoded from JSON into `C::Out`; one that
-//!   does not decode is an [`Event::Undecodable`] with the text and serde's error, and the
-//!   stream goes on. If events are not read, at most 256 wait; then the client stops
+//!   does not decode is an [`Event::Presence`] when it is a presence frame of a room
+//!   ([`presence::Presences`] keeps the room's list from them), else an
+//!   [`Event::Undecodable`] with the text and serde's error, and the stream goes on. If events are not read, at most 256 wait; then the client stops
 //!   reading the socket (TCP backpressure reaches the server).
 //! - **Heartbeat.** The client pings every [`heartbeat`](ClientBuilder::heartbeat) interval
 //!   (15 s); when no frame at all (message, ping, pong) arrived for two intervals the
@@ -160,6 +161,16 @@ mod error;
 mod event;
 pub mod managed;
 mod url;
+
+/// Who is in a room: the `presence_state` and `presence_diff` frames a service with presence
+/// sends ([`Event::Presence`], [`managed::ManagedEvent::Presence`]) and [`Presences`](presence::Presences),
+/// a room's list kept from them (re-exported from `asena_protocol`).
+pub mod presence {
+    pub use asena_protocol::presence::{
+        PresenceDiff, PresenceFrame, PresenceList, PresenceMeta, PresenceMetas, PresenceState,
+        Presences,
+    };
+}
 
 pub use backoff::Backoff;
 pub use builder::ClientBuilder;

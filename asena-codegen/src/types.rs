@@ -767,8 +767,15 @@ impl<'s> TypeSpace<'s> {
                         Num::Uint(v as u64)
                     }
                 };
-                // `u64` already says `minimum: 0`.
-                let min = min.filter(|m| signed || *m > 0.0);
+                // `u64` already says `minimum: 0`, and each type its own largest and smallest
+                // value (a bound past them would not even be a literal of the field's type).
+                let (lowest, highest) = if signed {
+                    (i64::MIN as f64, i64::MAX as f64)
+                } else {
+                    (0.0, u64::MAX as f64)
+                };
+                let min = min.filter(|m| *m > lowest);
+                let max = max.filter(|m| *m < highest);
                 if min.is_some() || max.is_some() {
                     rules.list.push(Rule::Range {
                         min: min.map(as_num),

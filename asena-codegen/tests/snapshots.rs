@@ -65,3 +65,20 @@ fn a_parameter_enum_does_not_take_the_modules_own_names() {
     assert!(code.contains("pub params: ParamsValue"), "{code}");
     syn::parse_file(&code).expect("the code parses");
 }
+
+#[test]
+fn an_integer_bounded_by_its_own_type_has_no_range() {
+    // What the server's documents say of a request's or reply's id: 0 to u64::MAX.
+    let spec = support::document(
+        "ids.yaml",
+        "asyncapi: 3.0.0\ninfo: {title: T, version: '1'}\nchannels:\n  c:\n    address: /c\n    messages:\n      m:\n        payload:\n          type: object\n          required: [id, small, signed]\n          properties:\n            id: {type: integer, minimum: 0, maximum: 18446744073709551615}\n            small: {type: integer, minimum: 0, maximum: 10}\n            signed: {type: integer, minimum: -9223372036854775808, maximum: 9223372036854775807}\noperations:\n  o:\n    action: send\n    channel: {$ref: '#/channels/c'}\n",
+    );
+    let code = asena_codegen::Builder::new(&spec)
+        .to_source()
+        .expect("generates");
+    assert!(code.contains("pub id: u64"), "{code}");
+    assert!(!code.contains("18446744073709551615"), "{code}");
+    assert!(!code.contains("9223372036854775807"), "{code}");
+    assert!(code.contains("range(max = 10)"), "{code}");
+    syn::parse_file(&code).expect("the code parses");
+}

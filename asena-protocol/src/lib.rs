@@ -15,6 +15,7 @@
 //! | [`trace`] | W3C Trace Context between instances: [`TraceParent`](trace::TraceParent) |
 //! | [`wire`] | Asena's format between instances: topics, the JSON envelope, channel names |
 //! | `crypto` | the managed protocol's per-client encryption, both ends (feature `crypto`) |
+//! | [`presence`] | who is in a room: the `presence_state` and `presence_diff` frames, and a client's view kept from them |
 //! | [`managed`] | the managed protocol between servers (Ignis's layout): [`ManagedEnvelope`], [`TargetKind`], channel names |
 //!
 //! # Feature flags
@@ -36,6 +37,7 @@ pub mod delivery;
 pub mod example;
 pub mod managed;
 pub mod message;
+pub mod presence;
 pub mod rules;
 pub mod trace;
 pub mod wire;

@@ -15,6 +15,13 @@
 //! (`typed: received=N serialized=M`, at most once a second): one serialization per room
 //! message, however many sockets receive it.
 //!
+//! Acknowledgement round trips at `/bench-ack` (`loadgen acks`, `scripts/bench.sh acks`), both
+//! ways on the channel protocol: a client's text `ask` makes the server request
+//! `{"$req":id,"data":null}` of it with `SocketRef::request` and, once the client replied,
+//! send it `{"took_ns":N}`, the time from the request to its reply on the server's clock (what
+//! a handler awaiting `request` waits), or `{"error":".."}`; a client's own request
+//! `{"$req":id,"data":..}` is answered `{"$ack":id,"data":true}`.
+//!
 //! For fleets (`scripts/fleet-bench.sh`): `ASENA_TRANSPORT` (`redis://…`, `nats://…`) joins
 //! the instance to a fleet, `BENCH_NATS_SINGLE=1` makes NATS use one subject for everything
 //! instead of routing rooms by interest, `BENCH_REDIS_INTEREST=1` makes Redis route rooms by
@@ -29,11 +36,13 @@
 
 use clap::Parser;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use asena_runtime::Asena;
+use asena_runtime::ack::{Answer, Answers};
 use asena_runtime::prelude::*;
 use serde::ser::SerializeStruct;
+use serde_json::Value;
 
 /// The one room every socket joins.
 const ROOM: &str = "room";
@@ -143,6 +152,50 @@ impl WebSocketService for TypedBenchSocket {
     }
 }
 
+/// How long the server waits for a client's reply to its request.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The acknowledgement benchmark: the server asks on `ask` and reports how long the reply
+/// took; it answers every request of the client (see the module docs).
+#[websocket(path = "/bench-ack")]
+#[derive(Debug)]
+pub struct AckBenchSocket;
+
+impl WebSocketService for AckBenchSocket {
+    type Data = ();
+    const ANSWERS: Answers<Self> = Answers::ON_REQUEST;
+
+    async fn on_message(&self, ws: &Socket<Self>, msg: Message) -> Result<()> {
+        if msg.as_text() == Some("ask") {
+            // In a task of its own: the reply is read only once this handler returned.
+            let socket = ws.raw();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let asked = socket
+                    .request::<Value>(Value::Null)
+                    .timeout(ACK_TIMEOUT)
+                    .await;
+                let report = match asked {
+                    Ok(_) => json!({"took_ns": started.elapsed().as_nanos() as u64}),
+                    Err(e) => json!({"error": e.to_string()}),
+                };
+                // (A socket that closed meanwhile needs no report.)
+                let _ = socket.send_json(&report);
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Answer for AckBenchSocket {
+    type Request = Message;
+    type Reply = bool;
+
+    async fn on_request(&self, _: &Socket<Self>, _: Message) -> Result<bool> {
+        Ok(true)
+    }
+}
+
 /// Prints the typed counters when they changed, at most once a second.
 async fn report_typed_counts() {
     let mut last = 0;
@@ -157,7 +210,7 @@ async fn report_typed_counts() {
     }
 }
 
-/// The benchmark app: both services, no idle timeout, no inbound rate limit; with
+/// The benchmark app: its services, no idle timeout, no inbound rate limit; with
 /// `BENCH_INSPECTOR_TOKEN` set, the inspector at `/_asena` too (to measure it with many
 /// sockets), guarded by [`InspectorToken`](asena_runtime::InspectorToken): the token as a
 /// bearer token.
@@ -167,6 +220,7 @@ pub fn builder() -> asena_runtime::AsenaBuilder {
         .websocket::<BenchSocket>()
         .websocket::<TypedBenchSocket>()
         .websocket::<RoomBenchSocket>()
+        .websocket::<AckBenchSocket>()
         .metrics_route("/metrics")
         // Idle benchmark connections must survive the whole run.
         .idle_timeout(None)
@@ -224,7 +278,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let app = builder.build().await?;
     eprintln!(
-        "bench_server pid {} listening ws://127.0.0.1:{port}/bench and /bench-typed",
+        "bench_server pid {} listening ws://127.0.0.1:{port}/bench, /bench-typed and /bench-ack",
         std::process::id()
     );
     tokio::spawn(report_typed_counts());

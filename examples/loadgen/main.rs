@@ -25,6 +25,12 @@
 //!     message size, whether deflate was negotiated, the frame bytes received per delivery
 //!     (`wire_bytes_per_msg`, headers included: the compression ratio shows here) and the
 //!     compressed messages that failed to inflate.
+//! loadgen acks  PORT CONNS [-u PATH] [-d SECS] [--in-flight N] [--from server|client]
+//!     the acknowledgement round trip on the channel protocol at CONNS sockets, N requests
+//!     in flight over all of them (default CONNS: one per socket; 1: one at a time), against
+//!     bench_server's `/bench-ack` (see `acks.rs`). Prints requests/s every second, then one
+//!     `SUMMARY` line with mean requests/s (first second skipped) and the round trip's
+//!     mean/p50/p99/max in microseconds.
 //! loadgen idle  PORT CONNS [-u PATH] [-d SECS] [--deflate]
 //!     opens CONNS connections and holds them for SECS seconds (server memory per connection).
 //! loadgen floor CONNS
@@ -43,6 +49,8 @@
 
 // A command-line tool: its report is its stdout.
 #![allow(clippy::print_stdout)]
+
+mod acks;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -94,6 +102,7 @@ enum Command {
 enum Mode {
     Chat,
     Idle,
+    Acks,
 }
 
 #[derive(Debug, Clone)]
@@ -116,10 +125,15 @@ struct Opts {
     deflate: bool,
     /// Send JSON objects (`{"text":..,"sent":..}`) instead of bare text.
     json: bool,
+    /// `acks`: requests in flight over all sockets (0 until given: CONNS).
+    in_flight: usize,
+    /// `acks`: who asks.
+    from: acks::Asker,
 }
 
 const USAGE: &str = "usage: loadgen chat|idle PORT CONNS [-u PATH] [-s SENDERS] [-b BURST] [-w WINDOW] \
                      [-d SECS] [-r RATE] [-t THREADS] [--size BYTES] [--deflate] [--json]\n       \
+                     loadgen acks PORT CONNS [-u PATH] [-d SECS] [--in-flight N] [--from server|client]\n       \
                      loadgen floor CONNS";
 
 fn usage() -> ! {
@@ -150,7 +164,7 @@ where
         Some(Value(mode)) => mode.string()?,
         Some(Short('h') | Long("help")) => return Ok(Command::Help),
         Some(other) => return Err(other.unexpected()),
-        None => return Err("missing the mode: chat, idle or floor".into()),
+        None => return Err("missing the mode: chat, idle, acks or floor".into()),
     };
     let mode = match mode.as_str() {
         "floor" => {
@@ -167,7 +181,8 @@ where
         }
         "chat" => Mode::Chat,
         "idle" => Mode::Idle,
-        other => return Err(format!("unknown mode {other:?}: chat, idle or floor").into()),
+        "acks" => Mode::Acks,
+        other => return Err(format!("unknown mode {other:?}: chat, idle, acks or floor").into()),
     };
     let (mut port, mut conns) = (None, None);
     let mut o = Opts {
@@ -185,6 +200,8 @@ where
         size: 0,
         deflate: false,
         json: false,
+        in_flight: 0,
+        from: acks::Asker::Server,
     };
     while let Some(arg) = p.next()? {
         match arg {
@@ -207,6 +224,8 @@ where
             Long("size") => o.size = num("--size", p.value()?)?,
             Long("deflate") => o.deflate = true,
             Long("json") => o.json = true,
+            Long("in-flight") => o.in_flight = num("--in-flight", p.value()?)?,
+            Long("from") => o.from = num("--from", p.value()?)?,
             Short('h') | Long("help") => return Ok(Command::Help),
             other => return Err(other.unexpected()),
         }
@@ -221,6 +240,21 @@ where
 fn check_bounds(mut o: Opts) -> Result<Opts, String> {
     if o.mode == Mode::Idle && (o.size != 0 || o.json) {
         return Err("--size, --json: idle sends no messages".into());
+    }
+    if o.mode == Mode::Acks && (o.size != 0 || o.json || o.deflate || o.rate.is_some()) {
+        return Err("--size, --json, --deflate, -r: acks sends its own small requests".into());
+    }
+    if o.mode != Mode::Acks && (o.in_flight != 0 || o.from != acks::Asker::Server) {
+        return Err("--in-flight, --from: acks only".into());
+    }
+    if o.mode == Mode::Acks && o.in_flight == 0 {
+        o.in_flight = o.conns;
+    }
+    if o.in_flight > o.conns {
+        return Err(format!(
+            "--in-flight {} is more than CONNS {}",
+            o.in_flight, o.conns
+        ));
     }
     let min_size = if o.json { JSON_MIN_LEN } else { PAYLOAD_LEN };
     if o.size == 0 {
@@ -287,6 +321,7 @@ fn main() {
         match opts.mode {
             Mode::Chat => chat(opts).await,
             Mode::Idle => idle(opts).await,
+            Mode::Acks => acks::run(opts).await,
         }
     });
     rt.shutdown_timeout(Duration::from_secs(1));
@@ -523,6 +558,22 @@ fn new_hist() -> Hist {
     Histogram::new_with_bounds(1, 60_000_000_000, 2).expect("invariant: valid histogram bounds")
 }
 
+/// `PREFIX_samples=N PREFIX_mean_us=.. PREFIX_p50_us=.. PREFIX_p99_us=.. PREFIX_max_us=..` of
+/// the nanoseconds in `hist`, for a `SUMMARY` line.
+fn quantiles(prefix: &str, hist: &Mutex<Hist>) -> String {
+    let hist = hist.lock().unwrap_or_else(|p| p.into_inner());
+    let us = |ns: f64| ns / 1000.0;
+    format!(
+        "{prefix}_samples={} {prefix}_mean_us={:.1} {prefix}_p50_us={:.1} {prefix}_p99_us={:.1} \
+         {prefix}_max_us={:.1}",
+        hist.len(),
+        us(hist.mean()),
+        us(hist.value_at_quantile(0.50) as f64),
+        us(hist.value_at_quantile(0.99) as f64),
+        us(hist.max() as f64),
+    )
+}
+
 /// State shared by the coordinator and the reader of every connection.
 #[derive(Debug)]
 struct Shared {
@@ -683,6 +734,24 @@ struct Scan {
     closed: bool,
 }
 
+/// The frame at the front of `buf` once it is whole: its first byte (FIN, RSV1, opcode), the
+/// length of its header and of its payload; `None` while bytes are missing.
+fn frame_at(buf: &[u8]) -> Option<(u8, usize, usize)> {
+    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+    let (len, mut hl): (usize, usize) = match b1 & 0x7f {
+        126 => (u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize, 4),
+        127 => {
+            let b: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
+            (usize::try_from(u64::from_be_bytes(b)).ok()?, 10)
+        }
+        n => (n as usize, 2),
+    };
+    if b1 & 0x80 != 0 {
+        hl += 4;
+    }
+    (buf.len() >= hl.checked_add(len)?).then_some((b0, hl, len))
+}
+
 /// Parses the whole server frames at the front of `buf`. Compressed messages (RSV1) are
 /// inflated with `inflate`; if `stamps`, `on_stamp` gets the send time at the end of every
 /// text message that ends in one.
@@ -703,27 +772,7 @@ fn scan(
     };
     let mut s = Scan::default();
     let mut pos = 0;
-    while buf.len() - pos >= 2 {
-        let b0 = buf[pos];
-        let b1 = buf[pos + 1];
-        let (len, mut hl) = match b1 & 0x7f {
-            126 if buf.len() - pos >= 4 => {
-                (u16::from_be_bytes([buf[pos + 2], buf[pos + 3]]) as usize, 4)
-            }
-            127 if buf.len() - pos >= 10 => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&buf[pos + 2..pos + 10]);
-                (u64::from_be_bytes(b) as usize, 10)
-            }
-            126 | 127 => break,
-            n => (n as usize, 2),
-        };
-        if b1 & 0x80 != 0 {
-            hl += 4;
-        }
-        if buf.len() - pos < hl + len {
-            break;
-        }
+    while let Some((b0, hl, len)) = frame_at(&buf[pos..]) {
         let payload = &buf[pos + hl..pos + hl + len];
         let (fin, rsv1) = (b0 & 0x80 != 0, b0 & 0x40 != 0);
         match b0 & 0x0f {
@@ -906,7 +955,14 @@ fn frame_len(size: usize) -> usize {
 /// Appends one masked (all-zero key) text frame: `head`, the current time, `tail` (see
 /// [`message_parts`]).
 fn push_message(out: &mut Vec<u8>, head: &[u8], tail: &[u8], now: u64) {
-    let size = head.len() + PAYLOAD_LEN + tail.len();
+    push_header(out, head.len() + PAYLOAD_LEN + tail.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(format!("{now:016x}").as_bytes());
+    out.extend_from_slice(tail);
+}
+
+/// Appends the header of one masked (all-zero key) text frame of `size` payload bytes.
+fn push_header(out: &mut Vec<u8>, size: usize) {
     match size {
         0..=125 => out.extend_from_slice(&[0x81, 0x80 | size as u8]),
         126..=0xffff => {
@@ -919,9 +975,72 @@ fn push_message(out: &mut Vec<u8>, head: &[u8], tail: &[u8], now: u64) {
         }
     }
     out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(head);
-    out.extend_from_slice(format!("{now:016x}").as_bytes());
-    out.extend_from_slice(tail);
+}
+
+/// What [`Seconds::tick`] saw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Tick {
+    /// Within a second.
+    Running,
+    /// A second is over: its rate, and whether it was the run's last.
+    Second { rate: f64, last: bool },
+    /// Nothing was counted for `STALL`.
+    Stalled,
+}
+
+/// The per-second rates of a run, from a running count, and whether it stalled.
+#[derive(Debug)]
+struct Seconds {
+    last_tick: Instant,
+    last_count: u64,
+    last_progress: Instant,
+    rates: Vec<f64>,
+}
+
+impl Seconds {
+    fn new() -> Seconds {
+        let now = Instant::now();
+        Seconds {
+            last_tick: now,
+            last_count: 0,
+            last_progress: now,
+            rates: Vec::new(),
+        }
+    }
+
+    /// Takes the running count of a run of `secs` seconds: the rate of the second just over
+    /// when one is, or whether the count stood still for `STALL`.
+    fn tick(&mut self, count: u64, secs: u64) -> Tick {
+        let now = Instant::now();
+        if count != self.last_count {
+            self.last_progress = now;
+        }
+        if now - self.last_tick >= Duration::from_secs(1) {
+            let rate = (count - self.last_count) as f64 / (now - self.last_tick).as_secs_f64();
+            self.rates.push(rate);
+            (self.last_count, self.last_tick) = (count, now);
+            let last = self.rates.len() as u64 >= secs;
+            Tick::Second { rate, last }
+        } else if now - self.last_progress > STALL {
+            Tick::Stalled
+        } else {
+            Tick::Running
+        }
+    }
+
+    /// How many seconds are over.
+    fn len(&self) -> usize {
+        self.rates.len()
+    }
+
+    /// The mean, least and largest rate, the first second (a warm-up) left out.
+    fn summary(&self) -> (f64, f64, f64) {
+        let measured = &self.rates[usize::from(self.rates.len() > 1)..];
+        let mean = measured.iter().sum::<f64>() / measured.len().max(1) as f64;
+        let min = measured.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = measured.iter().copied().fold(0.0, f64::max);
+        (mean, min, max)
+    }
 }
 
 /// Splits opened connections into write halves (`None` where none opened) and spawns a
@@ -1005,10 +1124,7 @@ async fn chat(o: Opts) -> i32 {
     }
 
     let t0 = Instant::now();
-    let mut samples: Vec<f64> = Vec::new();
-    let mut last_tick = t0;
-    let mut last_delivered = 0u64;
-    let mut last_progress = t0;
+    let mut seconds = Seconds::new();
     let mut started_rounds = 0u64;
     let mut sent_msgs = 0u64;
     let mut next_sender = 0usize;
@@ -1053,66 +1169,42 @@ async fn chat(o: Opts) -> i32 {
             let _ =
                 tokio::time::timeout(Duration::from_millis(5), shared.round_done.notified()).await;
         }
-        let now = Instant::now();
-        let delivered = shared.delivered.load(Ordering::Relaxed);
-        if delivered != last_delivered {
-            last_progress = now;
-        }
-        if now - last_tick >= Duration::from_secs(1) {
-            let rate = (delivered - last_delivered) as f64 / (now - last_tick).as_secs_f64();
-            samples.push(rate);
-            println!(
-                "t={:2} deliveries/s={rate:10.0} open={}",
-                samples.len(),
-                shared.open.load(Ordering::Relaxed)
-            );
-            last_delivered = delivered;
-            last_tick = now;
-            // Latencies are recorded after the warm-up second.
-            shared.measuring.store(true, Ordering::Relaxed);
-            if samples.len() as u64 >= o.secs {
+        match seconds.tick(shared.delivered.load(Ordering::Relaxed), o.secs) {
+            Tick::Second { rate, last } => {
+                let open = shared.open.load(Ordering::Relaxed);
+                println!("t={:2} deliveries/s={rate:10.0} open={open}", seconds.len());
+                // Latencies are recorded after the warm-up second.
+                shared.measuring.store(true, Ordering::Relaxed);
+                if last {
+                    break;
+                }
+            }
+            Tick::Stalled => {
+                println!("STALL: no frames for {} s", STALL.as_secs());
+                stalled = true;
                 break;
             }
-        }
-        if now - last_progress > STALL {
-            println!("STALL: no frames for {} s", STALL.as_secs());
-            stalled = true;
-            break;
+            Tick::Running => {}
         }
     }
     shared.measuring.store(false, Ordering::Relaxed);
     stop_readers(&stop_tx, writers, &mut readers).await;
 
-    let from = usize::from(samples.len() > 1);
-    let measured = &samples[from..];
-    let mean = measured.iter().sum::<f64>() / measured.len().max(1) as f64;
-    let min = measured.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = measured.iter().copied().fold(0.0, f64::max);
-    let hist = shared
-        .hist
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let us = |ns: u64| ns as f64 / 1000.0;
+    let (mean, min, max) = seconds.summary();
+    let latency = quantiles("lat", &shared.hist);
     let delivered = shared.delivered.load(Ordering::Relaxed);
     // NaN when nothing arrived.
     let wire_per_msg = shared.wire_bytes.load(Ordering::Relaxed) as f64 / delivered as f64;
     let inflate_errors = shared.inflate_errors.load(Ordering::Relaxed);
     println!(
         "SUMMARY conns={} senders={} burst={} window={} rate={} mean_deliveries/s={mean:.0} \
-         min={min:.0} max={max:.0} lat_samples={} lat_mean_us={:.1} lat_p50_us={:.1} \
-         lat_p99_us={:.1} lat_max_us={:.1} open={open_count} send_failures={send_failures} \
+         min={min:.0} max={max:.0} {latency} open={open_count} send_failures={send_failures} \
          size={} json={} deflate={} wire_bytes_per_msg={wire_per_msg:.1} inflate_errors={inflate_errors}",
         o.conns,
         o.senders,
         o.burst,
         o.window,
         o.rate.map_or("closed".to_string(), |r| format!("{r:.0}")),
-        hist.len(),
-        hist.mean() / 1000.0,
-        us(hist.value_at_quantile(0.50)),
-        us(hist.value_at_quantile(0.99)),
-        us(hist.max()),
         o.size,
         u8::from(o.json),
         u8::from(o.deflate),
@@ -1198,6 +1290,14 @@ mod tests {
             Ok(Command::Floor { conns: 1000 })
         ));
         assert!(matches!(parse("--help"), Ok(Command::Help)));
+        let o = check_bounds(run_opts("acks 4102 1000 -d 5 -u /bench-ack")).expect("in bounds");
+        assert_eq!(
+            (o.mode, o.conns, o.in_flight, o.from),
+            (Mode::Acks, 1000, 1000, acks::Asker::Server)
+        );
+        let o = run_opts("acks 4102 1000 --in-flight 1 --from client -u /bench-ack");
+        let o = check_bounds(o).expect("in bounds");
+        assert_eq!((o.in_flight, o.from), (1, acks::Asker::Client));
         let o = run_opts("idle 4101 10");
         let o = check_bounds(o).expect("within bounds");
         assert_eq!(
@@ -1209,8 +1309,11 @@ mod tests {
     #[test]
     fn bad_arguments_are_named() {
         for (args, says) in [
-            ("", "missing the mode: chat, idle or floor"),
-            ("walk 1 2", "unknown mode \"walk\": chat, idle or floor"),
+            ("", "missing the mode: chat, idle, acks or floor"),
+            (
+                "walk 1 2",
+                "unknown mode \"walk\": chat, idle, acks or floor",
+            ),
             ("chat 4101", "missing CONNS"),
             ("chat x 10", "PORT \"x\": invalid digit"),
             ("chat 4101,,4102 10", "PORT \"\": cannot parse"),
@@ -1228,6 +1331,21 @@ mod tests {
         }
         let o = run_opts("chat 4101 0");
         assert!(check_bounds(o).is_err_and(|e| e.starts_with("bounds:")));
+        for (args, says) in [
+            (
+                "acks 4101 10 --in-flight 11",
+                "--in-flight 11 is more than CONNS 10",
+            ),
+            ("acks 4101 10 --json", "--size, --json, --deflate, -r: acks"),
+            (
+                "chat 4101 10 --in-flight 1",
+                "--in-flight, --from: acks only",
+            ),
+        ] {
+            let e = check_bounds(run_opts(args)).expect_err(args);
+            assert!(e.starts_with(says), "{args}: {e}");
+        }
+        assert!(parse("acks 4101 10 --from both").is_err_and(|e| e.contains("neither")));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::ack::{self, Handler, Pending as Requests};
 use crate::driver::{Dialect, Step, Ws, decode_bytes};
+use crate::presence::PresenceFrame;
 use crate::{ClientError, Event};
 
 /// How many `join` (and `leave`) requests may wait for an answer. A server that never
@@ -419,6 +420,7 @@ impl<T: DeserializeOwned + Send + 'static> Dialect for Managed<T> {
             _ => {
                 return Step::Event(match decode_bytes::<T>(&plain) {
                     Event::Message(message) => ManagedEvent::Message(message),
+                    Event::Presence(frame) => ManagedEvent::Presence(frame),
                     Event::Undecodable { text, error } => ManagedEvent::Undecodable { text, error },
                     _ => return Step::Nothing,
                 });
@@ -474,7 +476,12 @@ impl<T: DeserializeOwned + Send + 'static> Dialect for Managed<T> {
             }
             _ => match decode_bytes::<T>(&plain) {
                 Event::Message(message) => ManagedEvent::Message(message),
-                Event::Undecodable { text, error } => ManagedEvent::Undecodable { text, error },
+                Event::Undecodable { text, error } => {
+                    match PresenceFrame::from_event(&event, data) {
+                        Some(frame) => ManagedEvent::Presence(frame),
+                        None => ManagedEvent::Undecodable { text, error },
+                    }
+                }
                 _ => return Step::Nothing,
             },
         })

@@ -56,6 +56,7 @@ pub use builder::ManagedBuilder;
 
 use crate::ClientError;
 use crate::driver::Events;
+use crate::presence::PresenceFrame;
 
 /// What the server's `connected` says: who the client is on this connection.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -91,6 +92,10 @@ pub struct RoomsAnswer {
 pub enum ManagedEvent<T> {
     /// An application event, decoded into `T` from its `{"event","data"}` JSON.
     Message(T),
+    /// A presence event of a room (`presence_state` or `presence_diff`, its `data` the
+    /// frame's fields) that does not decode into `T`;
+    /// [`Presences::apply`](crate::presence::Presences::apply) keeps the room's list from them.
+    Presence(PresenceFrame),
     /// An application event that does not decode into `T`. The stream goes on.
     Undecodable {
         /// The message as received (decrypted, on an encrypted connection).

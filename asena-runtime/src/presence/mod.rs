@@ -38,6 +38,10 @@
 //! {"type":"presence_diff","room":"lobby","joins":{"bob":{"metas":[…]}},"leaves":{}}
 //! ```
 //!
+//! These shapes are `asena_protocol::presence`'s (the frame types, re-exported here, are
+//! defined there), so the typed client reads them with the same types: `asena-client` yields
+//! them as `Event::Presence` and keeps a room's list with `Presences`.
+//!
 //! The room's members receive each diff (the socket whose own track it is excepted: it got
 //! the state, which holds its entry). An update is a leave of the old ref and a join of a new
 //! one, as in Phoenix.
@@ -229,38 +233,8 @@ pub enum PresenceError {
     Serialize(#[source] serde_json::Error),
 }
 
-/// One entry's metadata, with its `phx_ref` (unique to this track or update); serializes as
-/// the metadata's object with `phx_ref` added.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PresenceMeta {
-    /// The metadata the service gave.
-    #[serde(flatten)]
-    pub meta: Map<String, Value>,
-    /// The entry's reference.
-    pub phx_ref: String,
-}
-
-/// The entries of one key: `{"metas": [..]}`, Phoenix's shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct PresenceMetas {
-    /// One per tracked socket (tab, device), ordered by `phx_ref`.
-    pub metas: Vec<PresenceMeta>,
-}
-
-/// A room's presence: key → its entries.
-pub type PresenceList = BTreeMap<String, PresenceMetas>;
-
-/// What changed in a room: the entries that joined and left, keyed like Phoenix's
-/// `presence_diff`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct PresenceDiff {
-    /// The room.
-    pub room: String,
-    /// Entries that joined, by key.
-    pub joins: PresenceList,
-    /// Entries that left, by key.
-    pub leaves: PresenceList,
-}
+use asena_protocol::presence::PresenceState;
+pub use asena_protocol::presence::{PresenceDiff, PresenceList, PresenceMeta, PresenceMetas};
 
 /// A room of a namespace: (namespace path, room name).
 type RoomKey = (Arc<str>, Arc<str>);
@@ -977,13 +951,12 @@ fn list_in(state: &State, ns: &str, room: &str) -> PresenceList {
 
 /// Queues `{"type":"presence_state","room","state"}` on `socket`.
 fn push_state<O>(socket: &SocketRef<O>, room: &str, state: PresenceList) -> bool {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        room: &'a str,
-        state: PresenceList,
-    }
     let ns = socket.ns.raw();
-    frame(&ns, "presence_state", &Body { room, state }).is_some_and(|f| socket.push(&f).is_ok())
+    let body = PresenceState {
+        room: room.to_owned(),
+        state,
+    };
+    frame(&ns, "presence_state", &body).is_some_and(|f| socket.push(&f).is_ok())
 }
 
 /// Whether the sockets of `ns` speak the managed protocol's events (it seals their frames).
