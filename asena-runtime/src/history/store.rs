@@ -66,10 +66,19 @@ pub(super) struct Read {
     pub(super) entries: Vec<(u64, Bytes)>,
 }
 
-/// A connection to the Redis server holding the histories.
+/// A connection to the Redis server holding the histories, with the scripts loaded.
+struct Loaded {
+    conn: MultiplexedConnection,
+    /// The SHA-1 of [`APPEND`] and of [`READ`] in the server's script cache: an append sends
+    /// its hash, not the script (`EVALSHA`).
+    append: String,
+    read: String,
+}
+
+/// The Redis server holding the histories.
 pub(super) struct Store {
     client: Client,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Loaded>,
     /// Entries a stream keeps.
     size: u64,
     stream_ttl_ms: u64,
@@ -93,18 +102,28 @@ impl Store {
         })
     }
 
-    /// The connection, made again when lost (within 2 s).
-    async fn conn(&mut self) -> Result<&mut MultiplexedConnection, BoxError> {
+    /// The connection with the scripts loaded, made again when lost (within 2 s). A failed
+    /// call drops it, so a server that lost its script cache gets them again.
+    async fn conn(&mut self) -> Result<&mut Loaded, BoxError> {
         if self.conn.is_none() {
             let timeout = std::time::Duration::from_secs(2);
             let config = AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout));
-            let conn = self
+            let mut conn = self
                 .client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
-            self.conn = Some(conn);
+            let (append, read): (String, String) = redis::pipe()
+                .cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(APPEND)
+                .cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(READ)
+                .query_async(&mut conn)
+                .await?;
+            self.conn = Some(Loaded { conn, append, read });
         }
         Ok(self.conn.as_mut().expect("invariant: just connected"))
     }
@@ -124,11 +143,12 @@ impl Store {
     ) -> Result<Vec<(String, u64)>, BoxError> {
         let (size, stream_ttl) = (self.size, self.stream_ttl_ms);
         let meta_ttl = stream_ttl.saturating_add(META_EXTRA_MS);
+        let loaded = self.conn().await?;
         let mut pipe = redis::pipe();
         for (topic, message) in batch {
             let [stream, meta] = keys(topic);
-            pipe.cmd("EVAL")
-                .arg(APPEND)
+            pipe.cmd("EVALSHA")
+                .arg(&loaded.append)
                 .arg(2)
                 .arg(stream)
                 .arg(meta)
@@ -138,8 +158,7 @@ impl Store {
                 .arg(meta_ttl)
                 .arg(new_epoch);
         }
-        let conn = self.conn().await?;
-        match pipe.query_async::<Vec<(String, u64)>>(conn).await {
+        match pipe.query_async::<Vec<(String, u64)>>(&mut loaded.conn).await {
             Ok(positions) => Ok(positions),
             Err(e) => self.failed(e),
         }
@@ -156,9 +175,9 @@ impl Store {
         let [stream, meta] = keys(topic);
         let size = self.size;
         let meta_ttl = self.stream_ttl_ms.saturating_add(META_EXTRA_MS);
-        let conn = self.conn().await?;
-        let answer = redis::cmd("EVAL")
-            .arg(READ)
+        let loaded = self.conn().await?;
+        let answer = redis::cmd("EVALSHA")
+            .arg(&loaded.read)
             .arg(2)
             .arg(stream)
             .arg(meta)
@@ -166,7 +185,7 @@ impl Store {
             .arg(size)
             .arg(new_epoch)
             .arg(meta_ttl)
-            .query_async::<(String, u64, Vec<(String, Vec<Vec<u8>>)>)>(conn)
+            .query_async::<(String, u64, Vec<(String, Vec<Vec<u8>>)>)>(&mut loaded.conn)
             .await;
         let (epoch, top, raw) = match answer {
             Ok(answer) => answer,
