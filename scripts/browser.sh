@@ -14,10 +14,9 @@
 # - inspector: scripts/browser/inspector.js against the chat example's inspector (/_asena),
 #   with a token set through ASENA_INSPECTOR_TOKEN, signing in through its login form.
 # - realtime: scripts/browser/realtime.js against two realtime instances sharing Redis on
-#   127.0.0.1:6379 (scripts/services.sh starts it), with `emit --user alice` in between. It
-#   clears the presence keys (realtime:online, realtime:online:version) first: do not point it
-#   at a Redis a real fleet uses. REALTIME_CHECK_LOCAL=1 runs one instance without Redis and
-#   without the notification step.
+#   127.0.0.1:6379 (scripts/services.sh starts it), with `emit --user alice` in between; who
+#   is online comes from the runtime's presence, which the instances share through Redis.
+#   REALTIME_CHECK_LOCAL=1 runs one instance without Redis and without the notification step.
 # Server logs, screenshots (chat.png, realtime.png, inspector.png) and failure screenshots
 # (<test>-failure-<tab>.png) go to target/browser/.
 set -euo pipefail
@@ -149,9 +148,6 @@ run_realtime() {
     fi
     bash scripts/services.sh || fail "Redis is not running on 127.0.0.1:6379 (scripts/services.sh failed)"
     local redis=redis://127.0.0.1:6379
-    if command -v redis-cli >/dev/null 2>&1; then
-        redis-cli -h 127.0.0.1 -p 6379 DEL realtime:online realtime:online:version >/dev/null
-    fi
     local port1 port2
     port1=$(free_port)
     serve realtime-1 realtime "$port1" ASENA_TRANSPORT=$redis

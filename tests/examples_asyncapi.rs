@@ -479,7 +479,7 @@ async fn the_generated_realtime_client_speaks_the_managed_protocol() -> anyhow::
     publish(&c, &join, options).await?;
     let joined = loop {
         match next(&mut c).await? {
-            ServerMessage::Presence(_) => continue,
+            ServerMessage::PresenceState(_) | ServerMessage::PresenceDiff(_) => continue,
             other => break other,
         }
     };

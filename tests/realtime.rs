@@ -1,18 +1,20 @@
 //! The `realtime` example's contract (documented in `examples/realtime/app.rs`), over real
-//! sockets: tokens, the room validator, `say`, presence (one instance, and two sharing Redis),
-//! notifications to every session of a user, the served files, the configured timeouts, and
-//! two instances on the managed Redis bus (rooms, presence and `Emitter::to_user` across them).
+//! sockets: tokens, the room validator, `say`, who is online (the runtime's presence in the
+//! lobby), notifications to every session of a user, the served files, the configured
+//! timeouts, and two instances on Redis (rooms, who is online and `Emitter::to_user` across
+//! them).
 
 #[path = "../examples/realtime/app.rs"]
 #[allow(dead_code)]
 mod realtime;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use asena_tests::broker::REDIS;
 use asena_tests::managed::{raw_sender, with_token_users};
 use asena_tests::{
-    Client, TestServer, event, managed_login, managed_login_closed, serve, stop_all, unique,
+    Client, TestServer, event, managed_login, managed_login_closed, serve, stop_all,
     validate_asyncapi,
 };
 use realtime::Options;
@@ -36,24 +38,29 @@ async fn with_users<const N: usize>(users: [&str; N]) -> anyhow::Result<(TestSer
     with_token_users(server().await?, "/ws", users).await
 }
 
-/// The next message that is not a presence snapshot.
+/// Whether `m` is a presence event.
+fn is_presence(m: &Value) -> bool {
+    m["event"] == "presence_state" || m["event"] == "presence_diff"
+}
+
+/// The next message that is not a presence event.
 async fn next_not_presence(c: &mut Client) -> anyhow::Result<Value> {
     loop {
         let m = c.recv_json().await?;
-        if m["event"] != "presence" {
+        if !is_presence(&m) {
             return Ok(m);
         }
     }
 }
 
 /// Asks to join `rooms`; returns the answer, the next message that is not a presence
-/// snapshot.
+/// event.
 async fn join(c: &mut Client, rooms: &[&str]) -> anyhow::Result<Value> {
     c.send_json(&event("join", json!({"rooms": rooms}))).await?;
     next_not_presence(c).await
 }
 
-/// `from`, signed in as `name`, says `text` in `room`; `to` hears it next (presence snapshots
+/// `from`, signed in as `name`, says `text` in `room`; `to` hears it next (presence events
 /// aside).
 async fn say_to(
     from: &mut Client,
@@ -71,37 +78,79 @@ async fn say_to(
     Ok(())
 }
 
-/// The options of an instance keeping presence in a hash of the shared Redis that no other
-/// test uses.
-fn redis_presence() -> Options {
-    Options {
-        presence_redis: Some(REDIS.to_owned()),
-        presence_key: unique("realtime-test"),
-        ..Options::default()
+/// Who one client heard is online in the lobby: user → the refs of its sessions, from its
+/// `presence_state` and the `presence_diff`s after it.
+#[derive(Debug, Default)]
+struct Online(BTreeMap<String, BTreeSet<String>>);
+
+impl Online {
+    /// Reads `c`'s presence events until the lobby holds exactly `users` (each with its number
+    /// of sessions); any other message is an error.
+    async fn until(&mut self, c: &mut Client, users: &[(&str, usize)]) -> anyhow::Result<()> {
+        while self.users() != users {
+            let m = c.recv_json().await?;
+            anyhow::ensure!(is_presence(&m), "expected presence, got {m}");
+            let data = &m["data"];
+            assert_eq!(data["room"], "lobby", "{m}");
+            if m["event"] == "presence_state" {
+                self.0.clear();
+                self.add(&data["state"]);
+            } else {
+                self.remove(&data["leaves"]);
+                self.add(&data["joins"]);
+            }
+        }
+        Ok(())
     }
-}
 
-/// Deletes the presence hash of `options` (and its version) from Redis.
-async fn delete_presence(options: &Options) -> anyhow::Result<()> {
-    let mut redis = redis::Client::open(REDIS)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let key = &options.presence_key;
-    let () = redis::cmd("DEL")
-        .arg(key)
-        .arg(format!("{key}:version"))
-        .query_async(&mut redis)
-        .await?;
-    Ok(())
-}
+    fn users(&self) -> Vec<(&str, usize)> {
+        self.0
+            .iter()
+            .map(|(u, refs)| (u.as_str(), refs.len()))
+            .collect()
+    }
 
-/// The next presence snapshot's users (other messages are an error).
-async fn presence(c: &mut Client) -> anyhow::Result<(Vec<String>, u64)> {
-    let m = c.recv_json().await?;
-    anyhow::ensure!(m["event"] == "presence", "expected presence, got {m}");
-    let online = serde_json::from_value(m["data"]["online"].clone())?;
-    let version = m["data"]["version"].as_u64().unwrap_or_default();
-    Ok((online, version))
+    /// Each meta has the time it came online and its ref.
+    fn metas(list: &Value) -> impl Iterator<Item = (String, String)> + '_ {
+        list.as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(user, entry)| {
+                entry["metas"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(move |meta| {
+                        assert!(
+                            meta["since"]
+                                .as_u64()
+                                .is_some_and(|t| t > 1_700_000_000_000),
+                            "{meta}"
+                        );
+                        (
+                            user.clone(),
+                            meta["phx_ref"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+            })
+    }
+
+    fn add(&mut self, list: &Value) {
+        for (user, phx_ref) in Self::metas(list) {
+            self.0.entry(user).or_default().insert(phx_ref);
+        }
+    }
+
+    fn remove(&mut self, list: &Value) {
+        for (user, phx_ref) in Self::metas(list) {
+            if let Some(refs) = self.0.get_mut(&user) {
+                refs.remove(&phx_ref);
+                if refs.is_empty() {
+                    self.0.remove(&user);
+                }
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,26 +235,38 @@ async fn say_reaches_the_room_but_not_the_sender() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn presence_follows_users_not_sessions() -> anyhow::Result<()> {
+async fn who_is_online_follows_the_sessions_in_the_lobby() -> anyhow::Result<()> {
     let (s, [mut alice]) = with_users(["alice"]).await?;
-    let (online, v1) = presence(&mut alice).await?;
-    assert_eq!(online, vec!["alice"]);
+    let mut seen_by_alice = Online::default();
+    seen_by_alice.until(&mut alice, &[("alice", 1)]).await?;
 
     let (mut bob, _) = sign_in(&s, "bob-token").await?;
-    let (online, v2) = presence(&mut bob).await?;
-    assert_eq!(online, vec!["alice", "bob"]);
-    assert!(v2 > v1);
-    assert_eq!(presence(&mut alice).await?, (online.clone(), v2));
+    let mut seen_by_bob = Online::default();
+    seen_by_bob
+        .until(&mut bob, &[("alice", 1), ("bob", 1)])
+        .await?;
+    seen_by_alice
+        .until(&mut alice, &[("alice", 1), ("bob", 1)])
+        .await?;
 
-    // A second session of alice: only it gets the list; nobody else hears of it.
+    // A second session of alice is a second entry under her name.
     let (mut alice2, _) = sign_in(&s, "alice-token").await?;
-    assert_eq!(presence(&mut alice2).await?.0, vec!["alice", "bob"]);
+    Online::default()
+        .until(&mut alice2, &[("alice", 2), ("bob", 1)])
+        .await?;
+    seen_by_bob
+        .until(&mut bob, &[("alice", 2), ("bob", 1)])
+        .await?;
     alice2.close().await?;
-    // bob's next presence is alice going offline, not her second session.
+    seen_by_bob
+        .until(&mut bob, &[("alice", 1), ("bob", 1)])
+        .await?;
+    // Leaving the lobby takes a session off the list.
+    alice
+        .send_json(&event("leave", json!({"rooms": ["lobby"]})))
+        .await?;
+    seen_by_bob.until(&mut bob, &[("bob", 1)]).await?;
     alice.close().await?;
-    let (online, v3) = presence(&mut bob).await?;
-    assert_eq!(online, vec!["bob"]);
-    assert!(v3 > v2);
     s.stop().await
 }
 
@@ -277,7 +338,8 @@ async fn the_page_the_client_and_the_document_are_served() -> anyhow::Result<()>
     for expected in [
         "receive.say",
         "send.said",
-        "send.presence",
+        "send.presence_state",
+        "send.presence_diff",
         "send.notification",
     ] {
         assert!(
@@ -294,7 +356,6 @@ async fn the_timeouts_are_the_configured_ones() -> anyhow::Result<()> {
     let s = server_with(Options {
         auth_timeout: Duration::from_millis(200),
         heartbeat_timeout: Duration::from_millis(600),
-        ..Options::default()
     })
     .await?;
     let config = s.get("/config.json").await?;
@@ -326,58 +387,9 @@ async fn the_timeouts_are_the_configured_ones() -> anyhow::Result<()> {
     s.stop().await
 }
 
-/// A presence hash of this test alone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn presence_in_redis_spans_instances() -> anyhow::Result<()> {
-    let options = redis_presence();
-    let key = options.presence_key.clone();
-    let one = server_with(options.clone()).await?;
-    let two = server_with(options.clone()).await?;
-    let (mut alice, _) = sign_in(&one, "alice-token").await?;
-    assert_eq!(presence(&mut alice).await?.0, vec!["alice"]);
-    // bob, on the other instance, sees alice too.
-    let (mut bob, _) = sign_in(&two, "bob-token").await?;
-    let (online, _) = presence(&mut bob).await?;
-    assert_eq!(online, vec!["alice", "bob"]);
-    // A second session of alice on instance two is counted, not announced.
-    let (mut alice2, _) = sign_in(&two, "alice-token").await?;
-    assert_eq!(presence(&mut alice2).await?.0, vec!["alice", "bob"]);
-
-    let mut redis = redis::Client::open(REDIS)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let counts: std::collections::BTreeMap<String, i64> = redis::cmd("HGETALL")
-        .arg(&key)
-        .query_async(&mut redis)
-        .await?;
-    assert_eq!(counts, [("alice".into(), 2), ("bob".into(), 1)].into());
-
-    // Sessions closing are counted out; the hash empties with the last one.
-    alice.close().await?;
-    alice2.close().await?;
-    bob.close().await?;
-    asena_tests::until_some(Duration::from_secs(5), "no user online", async || {
-        let len: i64 = redis::cmd("HLEN").arg(&key).query_async(&mut redis).await?;
-        Ok((len == 0).then_some(()))
-    })
-    .await?;
-    delete_presence(&options).await?;
-    stop_all([one, two]).await
-}
-
-/// Skips messages until a presence snapshot listing exactly `users`.
-async fn presence_until(c: &mut Client, users: &[&str]) -> anyhow::Result<()> {
-    loop {
-        let m = c.recv_json().await?;
-        if m["event"] == "presence" && m["data"]["online"] == json!(users) {
-            return Ok(());
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Result<()> {
-    let options = redis_presence();
+    let options = Options::default();
     // What `ASENA_TRANSPORT=redis://…` gives `main`: the managed services' Redis bus.
     let instance = || async {
         let builder = realtime::builder()
@@ -389,11 +401,16 @@ async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Resul
     let two = instance().await?;
 
     let (mut alice, _) = sign_in(&one, "alice-token").await?;
-    presence_until(&mut alice, &["alice"]).await?;
+    let mut seen_by_alice = Online::default();
+    seen_by_alice.until(&mut alice, &[("alice", 1)]).await?;
     let (mut bob, _) = sign_in(&two, "bob-token").await?;
-    presence_until(&mut bob, &["alice", "bob"]).await?;
-    // bob coming online on instance two is broadcast to instance one.
-    presence_until(&mut alice, &["alice", "bob"]).await?;
+    Online::default()
+        .until(&mut bob, &[("alice", 1), ("bob", 1)])
+        .await?;
+    // bob coming online on instance two reaches instance one.
+    seen_by_alice
+        .until(&mut alice, &[("alice", 1), ("bob", 1)])
+        .await?;
 
     // A room spans the instances; the sender is still excluded.
     for c in [&mut alice, &mut bob] {
@@ -403,6 +420,9 @@ async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Resul
 
     // `emit --user alice --event notification`: every session of alice, on both instances.
     let (mut alice2, _) = sign_in(&two, "alice-token").await?;
+    seen_by_alice
+        .until(&mut alice, &[("alice", 2), ("bob", 1)])
+        .await?;
     let emitter = asena_runtime::transport::Emitter::connect(REDIS).await?;
     emitter
         .managed("ws")
@@ -417,13 +437,11 @@ async fn two_instances_share_rooms_presence_and_notifications() -> anyhow::Resul
         assert_eq!(join(c, &[]).await?["event"], "join");
     }
 
-    // bob leaving instance two is broadcast to instance one.
+    // bob leaving instance two reaches instance one (alice's second session joined between).
     bob.close().await?;
-    presence_until(&mut alice, &["alice"]).await?;
+    seen_by_alice.until(&mut alice, &[("alice", 2)]).await?;
 
     alice.close().await?;
     alice2.close().await?;
-    one.stop().await?;
-    two.stop().await?;
-    delete_presence(&options).await
+    stop_all([one, two]).await
 }

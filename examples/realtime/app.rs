@@ -1,5 +1,6 @@
 //! The realtime app: one managed-protocol service (Ignis's model) with users, rooms chosen by
-//! the client, presence across instances and notifications pushed from outside.
+//! the client, who is online across instances (the runtime's presence) and notifications
+//! pushed from outside.
 //!
 //! Contract (kept by `tests/realtime.rs`):
 //! - `GET /` serves the browser page, `GET /client.js` the JavaScript client it uses,
@@ -23,34 +24,29 @@
 //!   joined) → the other members of R, on every instance, get
 //!   `{"event":"said","data":{"room":R,"from":user,"text":T}}`. Saying into a room the sender
 //!   is not in answers `{"event":"error","data":{"message":"Not in room R"}}`.
-//! - Presence: `{"event":"presence","data":{"online":[users, sorted],"version":N}}` goes to
-//!   everyone when a user comes online (first session) or goes offline (last session), and to
-//!   a new session whose user was already online. `version` grows with every change; a client
-//!   keeps the snapshot with the highest version (broadcasts from different instances may
-//!   arrive out of order).
+//! - Who is online: every signed-in session is present in `lobby` under its user, with
+//!   `{"since": <ms since the epoch>}`, on every instance ([presence](asena_runtime::presence)).
+//!   It gets `{"event":"presence_state","data":{"room":"lobby","state":{user:{"metas":[..]}}}}`
+//!   once signed in, and the lobby's members get
+//!   `{"event":"presence_diff","data":{"room":"lobby","joins":{..},"leaves":{..}}}` as
+//!   sessions come and go (each meta with its `phx_ref`). A user is online while one of its
+//!   sessions is; leaving the lobby takes a session off the list.
 //! - Notifications come from outside the app: `cargo run --example emit -- --user alice
 //!   --event notification --data '{"message":"hi"}'` reaches every session of alice, on every
 //!   instance, as `{"event":"notification","data":{"message":"hi"}}`.
 //!
-//! Presence, the design: the framework knows the users of its own instance
-//! (`Managed::local_users`); the fleet's are kept here. With Redis (`ASENA_TRANSPORT=redis://…`)
-//! the hash `realtime:online` maps user → open sessions across the fleet; one Lua script
-//! increments or decrements it (removing users at zero) and bumps `realtime:online:version`,
-//! atomically, so concurrent changes on several instances cannot lose an update or reorder
-//! versions. The snapshot is broadcast through the managed Redis bus, which reaches every
-//! instance. Without Redis the online list is this instance's users. The price of the simple
-//! design: an instance that dies without closing its sockets (a crash, `kill -9`) leaves its
-//! sessions counted until the key is cleared; a graceful shutdown closes every socket (1001)
-//! and uncounts it.
+//! Who is online is the runtime's presence: each instance publishes its own sessions' entries
+//! through the transport, so with `ASENA_TRANSPORT=redis://…` every instance lists the
+//! fleet's users; an instance that dies without closing its sockets has its entries dropped
+//! by the others after three of its heartbeats.
 
-use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use asena_runtime::managed::Managed;
 use asena_runtime::managed::{Authenticated, ManagedOptions, ManagedService};
 use asena_runtime::prelude::*;
+use asena_runtime::presence::PresenceOptions;
 use asena_runtime::{Asena, AsenaBuilder, FromApp};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -79,23 +75,17 @@ pub enum RealtimeOut {
         from: String,
         text: String,
     },
-    /// Who is online, fleet-wide; the highest `version` is the newest.
-    Presence { online: Vec<String>, version: u64 },
     /// Pushed to a user from outside the app (`emit --user U --event notification`).
     Notification { message: String },
 }
 
-/// How the app runs: its timeouts and where presence is kept.
+/// How the app runs: its timeouts.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// How long a client may take to authenticate.
     pub auth_timeout: Duration,
     /// How long an authenticated client may stay silent.
     pub heartbeat_timeout: Duration,
-    /// The Redis server that keeps fleet-wide presence; `None`: this instance's users.
-    pub presence_redis: Option<String>,
-    /// The presence hash (its version counter is `<key>:version`).
-    pub presence_key: String,
 }
 
 impl Default for Options {
@@ -103,15 +93,12 @@ impl Default for Options {
         Options {
             auth_timeout: Duration::from_millis(5000),
             heartbeat_timeout: Duration::from_millis(30_000),
-            presence_redis: None,
-            presence_key: "realtime:online".to_owned(),
         }
     }
 }
 
 impl Options {
-    /// `AUTH_TIMEOUT_MS`, `HEARTBEAT_TIMEOUT_MS`, and presence in Redis when
-    /// `ASENA_TRANSPORT` is a `redis://` URL.
+    /// `AUTH_TIMEOUT_MS` and `HEARTBEAT_TIMEOUT_MS`.
     pub fn from_env() -> anyhow::Result<Self> {
         let millis = |name: &str, default: Duration| -> anyhow::Result<Duration> {
             match std::env::var(name) {
@@ -127,10 +114,6 @@ impl Options {
         Ok(Options {
             auth_timeout: millis("AUTH_TIMEOUT_MS", defaults.auth_timeout)?,
             heartbeat_timeout: millis("HEARTBEAT_TIMEOUT_MS", defaults.heartbeat_timeout)?,
-            presence_redis: std::env::var("ASENA_TRANSPORT")
-                .ok()
-                .filter(|url| url.starts_with("redis://")),
-            ..defaults
         })
     }
 }
@@ -149,165 +132,6 @@ impl Settings {
     }
 }
 
-/// Where the online count lives.
-#[derive(Debug)]
-enum Store {
-    Local,
-    Redis {
-        conn: redis::aio::ConnectionManager,
-        key: String,
-    },
-}
-
-/// Adds `ARGV[2]` to user `ARGV[1]`'s session count in hash `KEYS[1]` (removing the user at
-/// zero), bumps the version `KEYS[2]`; returns the new count, the version and the users.
-const COUNT_SCRIPT: &str = r"
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-local v = redis.call('INCR', KEYS[2])
-return {n, v, redis.call('HKEYS', KEYS[1])}
-";
-
-/// Who is online (see the module docs for the design).
-#[service]
-#[derive(Debug, Default)]
-pub struct Presence {
-    store: OnceLock<Store>,
-    /// Sessions of this instance counted in, so each is counted out exactly once.
-    counted: Mutex<HashSet<String>>,
-    /// Local store: the last snapshot sent and its version. Held while sending, so local
-    /// snapshots go out in order.
-    local: Mutex<(Vec<String>, u64)>,
-}
-
-impl Presence {
-    async fn connect(&self, options: &Options) -> anyhow::Result<()> {
-        let store = match &options.presence_redis {
-            None => Store::Local,
-            Some(url) => {
-                let client = redis::Client::open(url.as_str())
-                    .with_context(|| format!("bad presence Redis URL {url}"))?;
-                let conn = redis::aio::ConnectionManager::new(client)
-                    .await
-                    .with_context(|| format!("cannot reach the presence Redis at {url}"))?;
-                Store::Redis {
-                    conn,
-                    key: options.presence_key.clone(),
-                }
-            }
-        };
-        self.store
-            .set(store)
-            .map_err(|_| anyhow::anyhow!("presence is already connected"))
-    }
-
-    fn counted(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.counted.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// `ws`'s session of a user opened (`opened`) or closed. Presence is a nicety: a failure
-    /// (Redis away) is logged, and the session goes on; a session without a user is not
-    /// counted.
-    async fn update(&self, ws: &Socket<Realtime>, opened: bool) {
-        let Some(user) = ws.data().values.user_id() else {
-            return;
-        };
-        let updated = if opened {
-            self.session_opened(ws, &user).await
-        } else {
-            self.session_closed(ws, &user).await
-        };
-        if let Err(error) = updated {
-            tracing::warn!(%error, user, "presence not updated");
-        }
-    }
-
-    /// A session of `user` opened: everyone learns when the user came online, the session
-    /// alone gets the list otherwise.
-    async fn session_opened(&self, ws: &Socket<Realtime>, user: &str) -> Result<()> {
-        let (managed, session) = (ws.managed(), ws.id());
-        match self.store.get() {
-            Some(Store::Redis { conn, key }) => {
-                let (count, version, mut online) = count(conn, key, user, 1).await?;
-                // Counted in: from now on its close counts it out.
-                self.counted().insert(session.to_owned());
-                online.sort();
-                let snapshot = RealtimeOut::Presence { online, version };
-                if count == 1 {
-                    managed.broadcast(&snapshot, &[])?;
-                } else {
-                    managed.to_client(session, &snapshot)?;
-                }
-            }
-            _ => {
-                self.counted().insert(session.to_owned());
-                if let Some(unchanged) = self.local_presence(&managed)? {
-                    managed.to_client(session, &unchanged)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Without Redis: when the users online on this instance changed since the last
-    /// snapshot, everyone gets the new one and the answer is `None`; otherwise the answer is
-    /// the snapshot, unchanged.
-    fn local_presence(&self, managed: &Managed<RealtimeOut>) -> Result<Option<RealtimeOut>> {
-        let mut last = self.local.lock().unwrap_or_else(|p| p.into_inner());
-        let online = managed.local_users();
-        if online == last.0 {
-            let version = last.1;
-            return Ok(Some(RealtimeOut::Presence { online, version }));
-        }
-        last.0 = online.clone();
-        last.1 += 1;
-        let version = last.1;
-        managed.broadcast(&RealtimeOut::Presence { online, version }, &[])?;
-        Ok(None)
-    }
-
-    /// A session of `user` closed: everyone learns when it was the user's last one.
-    async fn session_closed(&self, ws: &Socket<Realtime>, user: &str) -> Result<()> {
-        let (managed, session) = (ws.managed(), ws.id());
-        if !self.counted().remove(session) {
-            return Ok(());
-        }
-        match self.store.get() {
-            Some(Store::Redis { conn, key }) => {
-                let (count, version, mut online) = count(conn, key, user, -1).await?;
-                if count <= 0 {
-                    online.sort();
-                    managed.broadcast(&RealtimeOut::Presence { online, version }, &[])?;
-                }
-            }
-            _ => {
-                self.local_presence(&managed)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Runs [`COUNT_SCRIPT`].
-async fn count(
-    conn: &redis::aio::ConnectionManager,
-    key: &str,
-    user: &str,
-    delta: i64,
-) -> Result<(i64, u64, Vec<String>)> {
-    let mut conn = conn.clone();
-    let answer = redis::cmd("EVAL")
-        .arg(COUNT_SCRIPT)
-        .arg(2)
-        .arg(key)
-        .arg(format!("{key}:version"))
-        .arg(user)
-        .arg(delta)
-        .query_async(&mut conn)
-        .await?;
-    Ok(answer)
-}
-
 /// The room every session is in from the start.
 const LOBBY: &str = "lobby";
 
@@ -322,8 +146,6 @@ fn joinable(room: &str) -> bool {
 pub struct Realtime {
     #[inject]
     settings: Arc<Settings>,
-    #[inject]
-    presence: Arc<Presence>,
 }
 
 impl ManagedService for Realtime {
@@ -354,8 +176,12 @@ impl ManagedService for Realtime {
     }
 
     async fn on_connected(&self, ws: &Socket<Self>) -> Result<()> {
-        // Presence is a nicety: when Redis is away the user still gets in.
-        self.presence.update(ws, true).await;
+        let user = ws.data().values.user_id().unwrap_or_default();
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        ws.presence()
+            .track_as(LOBBY, &user, &json!({ "since": since }))?;
         Ok(())
     }
 
@@ -379,10 +205,6 @@ impl ManagedService for Realtime {
             }
         }
         Ok(())
-    }
-
-    async fn on_disconnected(&self, ws: &Socket<Self>, _code: u16, _reason: &str) {
-        self.presence.update(ws, false).await;
     }
 }
 
@@ -425,7 +247,7 @@ pub fn builder() -> AsenaBuilder {
     Asena::builder()
         .websocket::<Realtime>()
         .service::<Settings>()
-        .service::<Presence>()
+        .presence(PresenceOptions::default())
         .router(routes())
         .asyncapi_info(asena_runtime::asyncapi::Info {
             title: "Asena realtime".to_owned(),
@@ -439,16 +261,12 @@ pub fn builder() -> AsenaBuilder {
         .serve_asyncapi("/asyncapi.json")
 }
 
-/// Builds the app and applies `options` (timeouts, the presence store).
+/// Builds the app and applies `options` (its timeouts).
 pub async fn build(builder: AsenaBuilder, options: Options) -> anyhow::Result<Asena> {
     let app = builder.build().await?;
     let settings = app
         .get::<Settings>()
         .context("Settings is not registered")?;
-    let presence = app
-        .get::<Presence>()
-        .context("Presence is not registered")?;
-    presence.connect(&options).await?;
     settings
         .options
         .set(options)

@@ -1,6 +1,8 @@
 // Drives the realtime page (examples/realtime/index.html) in headless Chromium across two
 // instances sharing Redis: alice signs in on tab A (instance 1) and tab B (instance 2), bob on
-// tab C (instance 2); every tab sees both online; A's join shows the denied room; a line alice
+// tab C (instance 2); every tab sees both online (from presence, alice with 2 sessions); a
+// second bob tab on instance 1 counts 2 sessions of bob on A and C, 1 again when it closes;
+// A's join shows the denied room; a line alice
 // says in public-1 reaches bob on the other instance; `emit --user alice --event notification`
 // shows in both alice tabs and not in bob's. Screenshots go to OUT_DIR: realtime.png on
 // success, realtime-failure-<tab>.png for every tab on failure.
@@ -37,11 +39,20 @@ run('realtime', outDir, async (t) => {
   await t.step('alice to sign in on instance 2', () => signIn(b, url2, 'alice-token', 'alice'));
   await t.step('bob to sign in on instance 2', () => signIn(c, url2, 'bob-token', 'bob'));
 
-  await t.step('#online on every tab to list alice,bob (A hears of bob from the other instance)', async () => {
-    for (const p of [a, b, c]) {
-      await p.waitForFunction(() => [...document.querySelectorAll('#online > *')]
-        .map((e) => e.dataset.user).join(',') === 'alice,bob');
-    }
+  // #online as `user:sessions,...`.
+  const hasOnline = (page, want) => page.waitForFunction((w) => [...document.querySelectorAll('#online > *')]
+    .map((e) => `${e.dataset.user}:${e.dataset.sessions}`).join(',') === w, want);
+  await t.step('#online on every tab to list alice (2 sessions) and bob (A hears of bob from the other instance)', async () => {
+    for (const p of [a, b, c]) await hasOnline(p, 'alice:2,bob:1');
+  });
+  await t.step('a second bob tab on instance 1 to appear on A (bob:2) and go when it closes', async () => {
+    const d = await t.page('D-bob@1');
+    await signIn(d, url1, 'bob-token', 'bob');
+    await hasOnline(a, 'alice:2,bob:2');
+    await hasOnline(c, 'alice:2,bob:2');
+    await d.close();
+    await hasOnline(a, 'alice:2,bob:1');
+    await hasOnline(c, 'alice:2,bob:1');
   });
 
   await t.step('joining "public-1 secret" on A to show "denied: secret" and #rooms "lobby, public-1"', async () => {
