@@ -7,6 +7,10 @@
 //!
 //! `ASENA_BLESS=1 cargo test -p asena-tests --test examples_asyncapi` rewrites the fixtures
 //! after an app's document changed on purpose.
+#![allow(
+    clippy::duplicate_mod,
+    reason = "the chat and the realtime apps each load the examples' shared script module"
+)]
 
 #[path = "../examples/chat/app.rs"]
 #[allow(dead_code)]

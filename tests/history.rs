@@ -379,38 +379,13 @@ async fn hostile_positions_are_ignored() -> anyhow::Result<()> {
     server.stop().await
 }
 
-/// What the typed service below sends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]
-#[garde(allow_unvalidated)]
-struct Note {
-    n: u64,
-}
-
-/// [`Rooms`], typed: what `asena-client` talks to.
-#[websocket(path = "/history-typed", receives = Note, sends = Note)]
-#[derive(Debug)]
-struct Notes;
-
-impl WebSocketService for Notes {
-    type Data = ();
-
-    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
-        ws.subscribe(ws.query("rooms").unwrap_or("none"))?;
-        Ok(())
-    }
-
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Note) -> Result<()> {
-        Ok(())
-    }
-}
-
 /// The next event: a message's `n`, `resync <room>`, `disconnected` or `reconnected`.
-async fn next_note(client: &mut asena_client::Client<Notes>) -> anyhow::Result<String> {
+async fn next_note(client: &mut asena_client::Client<Lines>) -> anyhow::Result<String> {
     let event = tokio::time::timeout(asena_tests::WAIT, client.next())
         .await?
         .ok_or_else(|| anyhow::anyhow!("the client's stream ended"))?;
     Ok(match event {
-        asena_client::Event::Message(note) => note.n.to_string(),
+        asena_client::Event::Message(Said::Line { n } | Said::Typing { n }) => n.to_string(),
         asena_client::Event::Resync { room } => format!("resync {room}"),
         asena_client::Event::Disconnected { .. } => "disconnected".to_owned(),
         asena_client::Event::Reconnected => "reconnected".to_owned(),
@@ -422,9 +397,9 @@ async fn next_note(client: &mut asena_client::Client<Notes>) -> anyhow::Result<S
 /// while it was away arrives first, in order, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asena_client_recovers_by_itself_after_a_reconnect() -> anyhow::Result<()> {
-    let server = start(isolated().websocket::<Notes>().history(history(100))).await?;
+    let server = start(isolated().websocket::<Lines>().history(history(100))).await?;
     let room = unique("history-client");
-    let mut client = asena_client::Client::<Notes>::builder(format!("ws://{}", server.addr))
+    let mut client = asena_client::Client::<Lines>::builder(format!("ws://{}", server.addr))
         .query("rooms", &room)
         .reconnect(asena_client::Backoff::exponential(
             std::time::Duration::from_millis(300),
@@ -432,16 +407,11 @@ async fn asena_client_recovers_by_itself_after_a_reconnect() -> anyhow::Result<(
         ))
         .connect()
         .await?;
-    let ulak = server.app.ulak::<Notes>().unwrap();
+    let ulak = server.app.ulak::<Lines>().unwrap();
     // Its position first (no event), then the messages.
-    tokio::time::timeout(asena_tests::WAIT, async {
-        while ulak.sockets_in(&room).is_empty() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await?;
+    joined(&ulak, &room).await?;
     for n in [1, 2] {
-        ulak.to(&room, Note { n }).unwrap();
+        ulak.to(&room, Said::Line { n }).unwrap();
     }
     assert_eq!(next_note(&mut client).await?, "1");
     assert_eq!(next_note(&mut client).await?, "2");
@@ -451,12 +421,12 @@ async fn asena_client_recovers_by_itself_after_a_reconnect() -> anyhow::Result<(
     assert_eq!(next_note(&mut client).await?, "disconnected");
     // Sent while it is away (it waits 300 ms before reconnecting).
     for n in [3, 4] {
-        ulak.to(&room, Note { n }).unwrap();
+        ulak.to(&room, Said::Line { n }).unwrap();
     }
     assert_eq!(next_note(&mut client).await?, "reconnected");
     assert_eq!(next_note(&mut client).await?, "3");
     assert_eq!(next_note(&mut client).await?, "4");
-    ulak.to(&room, Note { n: 5 }).unwrap();
+    ulak.to(&room, Said::Line { n: 5 }).unwrap();
     assert_eq!(
         next_note(&mut client).await?,
         "5",
@@ -484,7 +454,8 @@ impl asena_runtime::Delivered for Said {
     }
 }
 
-#[websocket(path = "/history-said", sends = Said)]
+/// Joins the room `?rooms=` names; sends [`Said`]. What `asena-client` talks to.
+#[websocket(path = "/history-said", receives = Said, sends = Said)]
 #[derive(Debug)]
 struct Lines;
 
@@ -496,9 +467,20 @@ impl WebSocketService for Lines {
         Ok(())
     }
 
-    async fn on_message(&self, _ws: &Socket<Self>, _msg: Message) -> Result<()> {
+    async fn on_message(&self, _ws: &Socket<Self>, _msg: Said) -> Result<()> {
         Ok(())
     }
+}
+
+/// Waits until a socket is in `room`.
+async fn joined(ulak: &asena_runtime::Ulak<Lines>, room: &str) -> anyhow::Result<()> {
+    tokio::time::timeout(asena_tests::WAIT, async {
+        while ulak.sockets_in(room).is_empty() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await?;
+    Ok(())
 }
 
 /// The policy a message type declares wins over the history's rule, both ways: a line is
@@ -519,12 +501,7 @@ async fn a_message_type_chooses_its_delivery_over_the_rooms_rule() -> anyhow::Re
         let mut client = server
             .connect(&format!("/history-said?rooms={room}"))
             .await?;
-        tokio::time::timeout(asena_tests::WAIT, async {
-            while ulak.sockets_in(&room).is_empty() {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await?;
+        joined(&ulak, &room).await?;
         ulak.to(&room, Said::Typing { n: 1 }).unwrap();
         ulak.to(&room, Said::Line { n: 2 }).unwrap();
         let (mut frames, mut epoch) = (Vec::new(), String::new());

@@ -94,7 +94,10 @@ mod tests {
     struct Plain;
 
     #[test]
-    #[allow(clippy::needless_borrow, reason = "the two references are what the probe needs")]
+    #[allow(
+        clippy::needless_borrow,
+        reason = "the two references are what the probe needs"
+    )]
     fn the_probe_finds_a_declared_policy_and_none_otherwise() {
         assert_eq!((&&Probe(&Kept)).delivery(), Some(Delivery::Recoverable));
         assert_eq!((&&Probe(&Plain)).delivery(), None);

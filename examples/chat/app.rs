@@ -290,9 +290,18 @@ impl WebSocketService for ChatSocket {
 /// The browser page, embedded in the binary.
 pub const PAGE: &str = include_str!("index.html");
 
-/// The HTTP routes next to the socket: the page at `/`.
+#[path = "../script.rs"]
+mod script;
+
+/// The HTTP routes next to the socket: the page at `/` and the presence list it keeps at
+/// `/presence.js`.
 pub fn routes() -> axum::Router {
-    axum::Router::new().route("/", get(|| async { Html(PAGE) }))
+    axum::Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route(
+            "/presence.js",
+            get(|| async { script::javascript(script::PRESENCE_JS) }),
+        )
 }
 
 /// Where the example serves the inspector.

@@ -208,6 +208,9 @@ impl ManagedService for Realtime {
     }
 }
 
+#[path = "../script.rs"]
+mod script;
+
 /// The browser page, embedded in the binary.
 pub const PAGE: &str = include_str!("index.html");
 
@@ -228,15 +231,11 @@ pub fn routes() -> axum::Router {
         .route("/", get(|| async { Html(PAGE) }))
         .route(
             "/client.js",
-            get(|| async {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/javascript; charset=utf-8",
-                    )],
-                    CLIENT_JS,
-                )
-            }),
+            get(|| async { script::javascript(CLIENT_JS) }),
+        )
+        .route(
+            "/presence.js",
+            get(|| async { script::javascript(script::PRESENCE_JS) }),
         )
         .route("/config.json", get(config))
 }

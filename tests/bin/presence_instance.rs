@@ -1,6 +1,6 @@
 //! One presence instance as its own OS process, for tests/presence.rs to kill with SIGKILL:
-//! a service at `/presence` that tracks each socket on open in `?room=` under `?key=` with
-//! `{"name": key}`, on the broker at `URL`, presence on channel prefix `PREFIX` with a
+//! the presence tests' `Lobby` at `/presence` (it tracks each socket on open in `?room=`
+//! under `?key=` with `{"name": key}`), on the broker at `URL`, presence on channel prefix `PREFIX` with a
 //! heartbeat of `HEARTBEAT_MS`. It serves on `127.0.0.1:0` and prints `listening PORT` on
 //! stdout once it accepts connections.
 //!
@@ -11,29 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use asena_runtime::Asena;
-use asena_runtime::prelude::*;
 use asena_runtime::presence::PresenceOptions;
-
-/// Tracks the socket on open; nothing else.
-#[websocket(path = "/presence")]
-struct Tracker;
-
-impl WebSocketService for Tracker {
-    type Data = ();
-
-    async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
-        if let Some(room) = ws.query("room") {
-            let key = ws.query("key").unwrap_or(ws.id()).to_owned();
-            ws.presence()
-                .track_as(room, &key, &json!({ "name": key }))?;
-        }
-        Ok(())
-    }
-
-    async fn on_message(&self, _: &Socket<Self>, _: Message) -> Result<()> {
-        Ok(())
-    }
-}
+use asena_tests::presence::Lobby;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -47,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
         .channel_prefix(prefix);
     let app = Asena::builder()
         .without_auto_registration()
-        .websocket::<Tracker>()
+        .websocket::<Lobby>()
         .transport_arc(asena_runtime::transport::from_url(&url)?)
         .presence(options)
         .build()

@@ -158,7 +158,10 @@ impl Store {
                 .arg(meta_ttl)
                 .arg(new_epoch);
         }
-        match pipe.query_async::<Vec<(String, u64)>>(&mut loaded.conn).await {
+        match pipe
+            .query_async::<Vec<(String, u64)>>(&mut loaded.conn)
+            .await
+        {
             Ok(positions) => Ok(positions),
             Err(e) => self.failed(e),
         }
