@@ -26,12 +26,7 @@ impl WebSocketService for Rooms {
     type Data = ();
 
     async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
-        for room in ws.query("rooms").unwrap_or_default().split(',') {
-            if !room.is_empty() {
-                ws.subscribe(room)?;
-            }
-        }
-        Ok(())
+        Ok(asena_tests::join_query_rooms(ws, "rooms")?)
     }
 
     /// `{"room": r, "n": n}` goes to the room `r`, the sender excepted.
@@ -206,15 +201,7 @@ async fn recovers_on_another_instance(kind: Kind) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_recovers_on_another_instance_over_redis() -> anyhow::Result<()> {
-    recovers_on_another_instance(Kind::Redis).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_recovers_on_another_instance_over_nats() -> anyhow::Result<()> {
-    recovers_on_another_instance(Kind::Nats).await
-}
+asena_tests::on_redis_and_nats!(recovers_on_another_instance => a_client_recovers_on_another_instance_over_redis, a_client_recovers_on_another_instance_over_nats);
 
 /// An instance without a bus appends but tells no one: the instance that hears the next
 /// message sees the gap and reads the missing one from Redis, in order, within the wait.
@@ -463,8 +450,7 @@ impl WebSocketService for Lines {
     type Data = ();
 
     async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
-        ws.subscribe(ws.query("rooms").unwrap_or("none"))?;
-        Ok(())
+        Ok(asena_tests::join_query_rooms(ws, "rooms")?)
     }
 
     async fn on_message(&self, _ws: &Socket<Self>, _msg: Said) -> Result<()> {

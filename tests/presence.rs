@@ -213,15 +213,7 @@ async fn fleet(kind: Kind) -> anyhow::Result<()> {
     a.server.stop().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fleet_on_redis() -> anyhow::Result<()> {
-    fleet(Kind::Redis).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fleet_on_nats() -> anyhow::Result<()> {
-    fleet(Kind::Nats).await
-}
+asena_tests::on_redis_and_nats!(fleet => fleet_on_redis, fleet_on_nats);
 
 /// One instance as its own OS process (tests/bin/presence_instance.rs), killed on drop.
 struct Process {
@@ -308,15 +300,7 @@ async fn killed_process(kind: Kind) -> anyhow::Result<()> {
     survivor.server.stop().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_process_on_redis() -> anyhow::Result<()> {
-    killed_process(Kind::Redis).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_process_on_nats() -> anyhow::Result<()> {
-    killed_process(Kind::Nats).await
-}
+asena_tests::on_redis_and_nats!(killed_process => killed_process_on_redis, killed_process_on_nats);
 
 /// Update is a leave of the old ref and a join of a new one; untrack and leaving the room
 /// both untrack, everywhere.

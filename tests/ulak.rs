@@ -48,11 +48,7 @@ impl WebSocketService for Alpha {
     type Data = ();
 
     async fn on_open(&self, ws: &Socket<Self>) -> Result<()> {
-        for room in ws.query("rooms").unwrap_or_default().split(',') {
-            if !room.is_empty() {
-                ws.subscribe(room)?;
-            }
-        }
+        asena_tests::join_query_rooms(ws, "rooms")?;
         ws.send_json(&json!({"type": "open", "id": ws.id()}))?;
         Ok(())
     }

@@ -83,13 +83,17 @@ async fn until(client: &mut Client<Lobby>, rooms: &mut Presences, keys: &[&str])
     }
 }
 
+/// Serves `app` (nothing registered automatically) with presence on `127.0.0.1:0`.
+async fn with_presence(app: asena_runtime::AsenaBuilder) -> Server {
+    let app = app
+        .without_auto_registration()
+        .presence(PresenceOptions::default());
+    Server::serve(app, "127.0.0.1:0").await
+}
+
 #[tokio::test]
 async fn presence_frames_keep_the_rooms_list() {
-    let app = Asena::builder()
-        .without_auto_registration()
-        .websocket::<Lobby>()
-        .presence(PresenceOptions::default());
-    let server = Server::serve(app, "127.0.0.1:0").await;
+    let server = with_presence(Asena::builder().websocket::<Lobby>()).await;
 
     // Ada: her welcome decodes as the channel's message, then her state.
     let mut ada = connect(&server, "ada").await;
@@ -186,11 +190,7 @@ async fn desk_until(conn: &mut ManagedConnection<DeskOut>, rooms: &mut Presences
 
 #[tokio::test]
 async fn managed_presence_events_keep_the_rooms_list() {
-    let app = Asena::builder()
-        .without_auto_registration()
-        .websocket::<Desk>()
-        .presence(PresenceOptions::default());
-    let server = Server::serve(app, "127.0.0.1:0").await;
+    let server = with_presence(Asena::builder().websocket::<Desk>()).await;
     let mut ada = desk(&server, "ada").await;
     let mut bob = desk(&server, "bob").await;
     let (mut on_ada, mut on_bob) = (Presences::default(), Presences::default());

@@ -200,3 +200,21 @@ impl Typed {
         }
     }
 }
+
+/// Two multi-threaded tests running the scenario `async fn scenario(Kind) -> anyhow::Result<()>`,
+/// one on the shared Redis and one on the shared NATS:
+/// `on_redis_and_nats!(fleet => fleet_on_redis, fleet_on_nats);`
+#[macro_export]
+macro_rules! on_redis_and_nats {
+    ($scenario:ident => $redis:ident, $nats:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $redis() -> anyhow::Result<()> {
+            $scenario($crate::broker::Kind::Redis).await
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $nats() -> anyhow::Result<()> {
+            $scenario($crate::broker::Kind::Nats).await
+        }
+    };
+}

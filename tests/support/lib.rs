@@ -32,6 +32,19 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// Joins `socket` to each room of its comma-separated query parameter `key` (none when it is
+/// absent), as the test services' `on_open` do with `?rooms=a,b`.
+pub fn join_query_rooms<O>(
+    socket: &asena_runtime::SocketRef<O>,
+    key: &str,
+) -> Result<(), asena_runtime::namespace::RoomError> {
+    let rooms = socket.query(key).unwrap_or_default().to_owned();
+    for room in rooms.split(',').filter(|room| !room.is_empty()) {
+        socket.subscribe(room)?;
+    }
+    Ok(())
+}
+
 /// Installs a test log subscriber once (RUST_LOG controls it).
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()

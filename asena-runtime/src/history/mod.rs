@@ -110,7 +110,7 @@ use crate::connection::Conn;
 use crate::error::Result;
 use crate::namespace::{Keeps, Namespace};
 use crate::protocol::Fleet;
-use crate::transport::{Heard, Listener, Outbound, Transport};
+use crate::transport::{Heard, Hears, Outbound, Transport, Weakly};
 use crate::wire;
 use store::Store;
 
@@ -320,14 +320,36 @@ struct BusMessage<'a> {
     d: Cow<'a, str>,
 }
 
-/// The archive's ear on the transport.
-struct Ear(Weak<Archive>);
-
-impl Listener for Ear {
-    fn deliver(&self, _channel: &str, payload: &[u8]) -> Heard {
-        match self.0.upgrade() {
-            Some(archive) => archive.hear(payload),
-            None => Heard::Refused("history stopped".to_owned()),
+impl Hears for Archive {
+    /// A numbered message from the bus.
+    fn hear(&self, payload: &[u8]) -> Heard {
+        let message: BusMessage<'_> = match serde_json::from_slice(payload) {
+            Ok(m) => m,
+            Err(e) => return Heard::Refused(e.to_string().chars().take(120).collect()),
+        };
+        if *message.from == *self.id {
+            return Heard::Own;
+        }
+        let Some(ns) = self.served.iter().position(|n| n.path() == message.ns) else {
+            return Heard::Refused("not a namespace served here".to_owned());
+        };
+        if message.offset == 0
+            || !valid_epoch(&message.epoch)
+            || crate::rooms::validate_target(&message.room).is_err()
+        {
+            return Heard::Refused("invalid room, epoch or offset".to_owned());
+        }
+        let event = Event::Live {
+            ns,
+            room: Arc::from(&*message.room),
+            epoch: Arc::from(&*message.epoch),
+            offset: message.offset,
+            payload: Bytes::copy_from_slice(message.d.as_bytes()),
+        };
+        // A message lost here is read from Redis when the next one shows the gap.
+        match self.events.try_send(event) {
+            Ok(()) => Heard::Delivered,
+            Err(_) => Heard::Refused("history queue full".to_owned()),
         }
     }
 }
@@ -363,7 +385,11 @@ impl Archive {
         if fleet.transport().is_local() {
             return Ok(());
         }
-        fleet.listen(PREFIX, "history", Arc::new(Ear(Arc::downgrade(self))))?;
+        fleet.listen(
+            PREFIX,
+            "history",
+            Arc::new(Weakly(Arc::downgrade(self), "history")),
+        )?;
         let _ = self.transport.set(fleet.transport().clone());
         Ok(())
     }
@@ -389,38 +415,6 @@ impl Archive {
     pub(crate) fn stop(&self) {
         if let Some(task) = lock(&self.task).take() {
             task.abort();
-        }
-    }
-
-    /// A numbered message from the bus.
-    fn hear(&self, payload: &[u8]) -> Heard {
-        let message: BusMessage<'_> = match serde_json::from_slice(payload) {
-            Ok(m) => m,
-            Err(e) => return Heard::Refused(e.to_string().chars().take(120).collect()),
-        };
-        if *message.from == *self.id {
-            return Heard::Own;
-        }
-        let Some(ns) = self.served.iter().position(|n| n.path() == message.ns) else {
-            return Heard::Refused("not a namespace served here".to_owned());
-        };
-        if message.offset == 0
-            || !valid_epoch(&message.epoch)
-            || crate::rooms::validate_target(&message.room).is_err()
-        {
-            return Heard::Refused("invalid room, epoch or offset".to_owned());
-        }
-        let event = Event::Live {
-            ns,
-            room: Arc::from(&*message.room),
-            epoch: Arc::from(&*message.epoch),
-            offset: message.offset,
-            payload: Bytes::copy_from_slice(message.d.as_bytes()),
-        };
-        // A message lost here is read from Redis when the next one shows the gap.
-        match self.events.try_send(event) {
-            Ok(()) => Heard::Delivered,
-            Err(_) => Heard::Refused("history queue full".to_owned()),
         }
     }
 

@@ -93,7 +93,7 @@ use crate::codec::Frame;
 use crate::error::Result;
 use crate::namespace::{Departures, Namespace, RoomError, SocketRef};
 use crate::protocol::Fleet;
-use crate::transport::{Heard, Listener, Outbound, Transport};
+use crate::transport::{Heard, Hears, Outbound, Transport, Weakly};
 
 use bus::{Entry, Kind, Message};
 
@@ -356,18 +356,6 @@ impl Departures for Slot {
     }
 }
 
-/// The hub's ear on the transport.
-struct Ear(Weak<Hub>);
-
-impl Listener for Ear {
-    fn deliver(&self, _channel: &str, payload: &[u8]) -> Heard {
-        match self.0.upgrade() {
-            Some(hub) => hub.hear(payload),
-            None => Heard::Refused("presence stopped".to_owned()),
-        }
-    }
-}
-
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state
         .lock()
@@ -381,6 +369,45 @@ fn millis(d: Duration) -> u64 {
 /// A new entry reference, unique across the fleet.
 fn new_ref() -> Arc<str> {
     Arc::from(uuid::Uuid::new_v4().simple().to_string())
+}
+
+impl Hears for Hub {
+    /// A message from the bus.
+    fn hear(&self, payload: &[u8]) -> Heard {
+        let limit = self.options.max_message_bytes;
+        if payload.len() > limit {
+            return Heard::Refused(format!(
+                "a presence message of {} bytes is over the limit of {limit}",
+                payload.len()
+            ));
+        }
+        let message: Message = match serde_json::from_slice(payload) {
+            Ok(message) => message,
+            Err(e) => {
+                return Heard::Refused(format!("malformed presence message: {}", bus::bounded(&e)));
+            }
+        };
+        if *message.from == *self.id {
+            return Heard::Own;
+        }
+        if message.v != bus::VERSION {
+            return Heard::Refused(format!("presence message of version {}", message.v));
+        }
+        if message.from.is_empty() || message.from.len() > bus::MAX_ID {
+            return Heard::Refused("presence message from an invalid instance id".to_owned());
+        }
+        if message.kind == Kind::Ask {
+            if message.to.as_deref().is_none_or(|to| to == &*self.id) {
+                self.wake.notify_one();
+            }
+            return Heard::Delivered;
+        }
+        let mut changes = Changes::default();
+        let mut state = lock(&self.state);
+        let heard = self.apply(&mut state, message, &mut changes);
+        self.emit(changes, None);
+        heard
+    }
 }
 
 impl Hub {
@@ -418,7 +445,11 @@ impl Hub {
             return Ok(());
         }
         let prefix = &self.options.channel_prefix;
-        fleet.listen(prefix, "presence", Arc::new(Ear(Arc::downgrade(self))))?;
+        fleet.listen(
+            prefix,
+            "presence",
+            Arc::new(Weakly(Arc::downgrade(self), "presence")),
+        )?;
         let _ = self.transport.set(fleet.transport().clone());
         Ok(())
     }
@@ -559,43 +590,6 @@ impl Hub {
             message.entries = part;
             self.publish(&message);
         }
-    }
-
-    /// A message from the bus.
-    fn hear(&self, payload: &[u8]) -> Heard {
-        let limit = self.options.max_message_bytes;
-        if payload.len() > limit {
-            return Heard::Refused(format!(
-                "a presence message of {} bytes is over the limit of {limit}",
-                payload.len()
-            ));
-        }
-        let message: Message = match serde_json::from_slice(payload) {
-            Ok(message) => message,
-            Err(e) => {
-                return Heard::Refused(format!("malformed presence message: {}", bus::bounded(&e)));
-            }
-        };
-        if *message.from == *self.id {
-            return Heard::Own;
-        }
-        if message.v != bus::VERSION {
-            return Heard::Refused(format!("presence message of version {}", message.v));
-        }
-        if message.from.is_empty() || message.from.len() > bus::MAX_ID {
-            return Heard::Refused("presence message from an invalid instance id".to_owned());
-        }
-        if message.kind == Kind::Ask {
-            if message.to.as_deref().is_none_or(|to| to == &*self.id) {
-                self.wake.notify_one();
-            }
-            return Heard::Delivered;
-        }
-        let mut changes = Changes::default();
-        let mut state = lock(&self.state);
-        let heard = self.apply(&mut state, message, &mut changes);
-        self.emit(changes, None);
-        heard
     }
 
     /// Applies a message of another instance (under the lock).

@@ -252,6 +252,26 @@ pub trait Listener: Send + Sync + 'static {
     fn deliver(&self, channel: &str, payload: &[u8]) -> Heard;
 }
 
+/// A layer that listens on a named channel but does not let its listener keep it alive
+/// (presence, history): [`Weakly`] hands it the messages while it lives.
+pub(crate) trait Hears: Send + Sync + 'static {
+    /// A message on the layer's channel.
+    fn hear(&self, payload: &[u8]) -> Heard;
+}
+
+/// A [`Listener`] holding its layer weakly; once the layer is gone, messages are refused as
+/// "`<name>` stopped".
+pub(crate) struct Weakly<T>(pub(crate) std::sync::Weak<T>, pub(crate) &'static str);
+
+impl<T: Hears> Listener for Weakly<T> {
+    fn deliver(&self, _channel: &str, payload: &[u8]) -> Heard {
+        match self.0.upgrade() {
+            Some(layer) => layer.hear(payload),
+            None => Heard::Refused(format!("{} stopped", self.1)),
+        }
+    }
+}
+
 /// What a [`Listener`] made of a message; the transport counts it
 /// ([`TransportStats::received`] or [`errors`](TransportStats::errors)).
 #[derive(Debug, Clone, PartialEq, Eq)]
