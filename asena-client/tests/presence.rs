@@ -69,14 +69,18 @@ async fn next_presence(client: &mut Client<Lobby>) -> PresenceFrame {
     .expect("a presence frame in time")
 }
 
+/// The keys present in `room`, as `rooms` keeps it.
+fn keys_in<'a>(rooms: &'a Presences, room: &str) -> Vec<&'a str> {
+    rooms
+        .room(room)
+        .map(|list| list.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
 /// Applies frames to `rooms` until the lobby's keys are `keys`.
 async fn until(client: &mut Client<Lobby>, rooms: &mut Presences, keys: &[&str]) {
     loop {
-        let have: Vec<&str> = rooms
-            .room("lobby")
-            .map(|list| list.keys().map(String::as_str).collect())
-            .unwrap_or_default();
-        if have == keys {
+        if keys_in(rooms, "lobby") == keys {
             return;
         }
         rooms.apply(next_presence(client).await);
@@ -174,11 +178,7 @@ async fn desk(server: &Server, token: &str) -> ManagedConnection<DeskOut> {
 /// Applies presence events to `rooms` until the room's keys are `keys`.
 async fn desk_until(conn: &mut ManagedConnection<DeskOut>, rooms: &mut Presences, keys: &[&str]) {
     loop {
-        let have: Vec<&str> = rooms
-            .room("desk")
-            .map(|list| list.keys().map(String::as_str).collect())
-            .unwrap_or_default();
-        if have == keys {
+        if keys_in(rooms, "desk") == keys {
             return;
         }
         match timeout(WAIT, conn.next()).await.expect("an event in time") {

@@ -24,8 +24,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::{
-    Conn, Hist, Opts, STALL, Seconds, Tick, frame_at, new_hist, now_ns, open_counted, push_header,
-    quantiles,
+    Conn, Hist, Opts, Seconds, frame_at, new_hist, now_ns, open_counted, push_header, quantiles,
 };
 
 /// Who asks, and so whose clock times the round trip.
@@ -242,25 +241,14 @@ pub(crate) async fn run(o: Opts) -> i32 {
     );
 
     let mut seconds = Seconds::new();
-    let mut stalled = false;
-    loop {
+    let stalled = loop {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        match seconds.tick(shared.done.load(Ordering::Relaxed), o.secs) {
-            Tick::Second { rate, last } => {
-                println!("t={:2} requests/s={rate:10.0}", seconds.len());
-                shared.measuring.store(true, Ordering::Relaxed);
-                if last {
-                    break;
-                }
-            }
-            Tick::Stalled => {
-                println!("STALL: no round trip for {} s", STALL.as_secs());
-                stalled = true;
-                break;
-            }
-            Tick::Running => {}
+        let count = shared.done.load(Ordering::Relaxed);
+        let line = |t, rate| format!("t={t:2} requests/s={rate:10.0}");
+        if let Some(stall) = seconds.step(count, o.secs, &shared.measuring, "round trip", line) {
+            break stall;
         }
-    }
+    };
     shared.measuring.store(false, Ordering::Relaxed);
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {

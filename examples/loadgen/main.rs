@@ -1010,6 +1010,32 @@ impl Seconds {
 
     /// Takes the running count of a run of `secs` seconds: the rate of the second just over
     /// when one is, or whether the count stood still for `STALL`.
+    /// One look at the running count: prints a second's rate (`line(t, rate)`) when one is
+    /// over and sets `measuring` (latencies are recorded after the warm-up second); `Some` when
+    /// the run is over, `Some(true)` when it stalled (nothing counted for `STALL`, "no
+    /// `what`" printed).
+    fn step(
+        &mut self,
+        count: u64,
+        secs: u64,
+        measuring: &AtomicBool,
+        what: &str,
+        line: impl FnOnce(usize, f64) -> String,
+    ) -> Option<bool> {
+        match self.tick(count, secs) {
+            Tick::Second { rate, last } => {
+                println!("{}", line(self.len(), rate));
+                measuring.store(true, Ordering::Relaxed);
+                last.then_some(false)
+            }
+            Tick::Stalled => {
+                println!("STALL: no {what} for {} s", STALL.as_secs());
+                Some(true)
+            }
+            Tick::Running => None,
+        }
+    }
+
     fn tick(&mut self, count: u64, secs: u64) -> Tick {
         let now = Instant::now();
         if count != self.last_count {
@@ -1129,9 +1155,8 @@ async fn chat(o: Opts) -> i32 {
     let mut sent_msgs = 0u64;
     let mut next_sender = 0usize;
     let mut batch = Vec::with_capacity(frame_len(o.size) * o.burst);
-    let mut stalled = false;
     let mut send_failures = 0u64;
-    loop {
+    let stalled = loop {
         if let Some(rate) = o.rate {
             // Open loop: send what the schedule owes so far, round-robin over the senders.
             let owed = (t0.elapsed().as_secs_f64() * rate) as u64;
@@ -1169,24 +1194,15 @@ async fn chat(o: Opts) -> i32 {
             let _ =
                 tokio::time::timeout(Duration::from_millis(5), shared.round_done.notified()).await;
         }
-        match seconds.tick(shared.delivered.load(Ordering::Relaxed), o.secs) {
-            Tick::Second { rate, last } => {
-                let open = shared.open.load(Ordering::Relaxed);
-                println!("t={:2} deliveries/s={rate:10.0} open={open}", seconds.len());
-                // Latencies are recorded after the warm-up second.
-                shared.measuring.store(true, Ordering::Relaxed);
-                if last {
-                    break;
-                }
-            }
-            Tick::Stalled => {
-                println!("STALL: no frames for {} s", STALL.as_secs());
-                stalled = true;
-                break;
-            }
-            Tick::Running => {}
+        let count = shared.delivered.load(Ordering::Relaxed);
+        let line = |t, rate| {
+            let open = shared.open.load(Ordering::Relaxed);
+            format!("t={t:2} deliveries/s={rate:10.0} open={open}")
+        };
+        if let Some(stall) = seconds.step(count, o.secs, &shared.measuring, "frames", line) {
+            break stall;
         }
-    }
+    };
     shared.measuring.store(false, Ordering::Relaxed);
     stop_readers(&stop_tx, writers, &mut readers).await;
 
