@@ -18,13 +18,15 @@ use asena_runtime::presence::{PresenceDiff, PresenceOptions};
 use asena_runtime::transport::{NatsTransport, RedisTransport, Transport};
 use asena_tests::broker::{Kind, NATS, REDIS};
 use asena_tests::managed::next_event;
-use asena_tests::presence::Lobby;
 use asena_tests::{
     Client, TestServer, WAIT, event, isolated, managed_login, managed_service, start, unique,
     validate_asyncapi,
 };
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+mod presence_lobby;
+use presence_lobby::Lobby;
 
 /// One instance: the app and its transport, kept to cut it off the bus abruptly.
 struct Instance {

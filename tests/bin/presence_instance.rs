@@ -12,7 +12,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use asena_runtime::Asena;
 use asena_runtime::presence::PresenceOptions;
-use asena_tests::presence::Lobby;
+
+#[path = "../presence_lobby.rs"]
+mod presence_lobby;
+use presence_lobby::Lobby;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -1034,7 +1034,6 @@ macro_rules! needs_name_middleware {
 pub mod chat;
 pub mod interop;
 pub mod managed;
-pub mod presence;
 
 /// The porting guide from Asena (TypeScript), compiled as doctests so its Rust stays true.
 #[cfg(doctest)]

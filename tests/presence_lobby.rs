@@ -1,5 +1,6 @@
-//! The presence service the presence tests run, in the test process and as a process of its
-//! own (`tests/bin/presence_instance.rs`, killed with SIGKILL).
+//! The presence service the presence tests run, in the test process (`tests/presence.rs`) and
+//! as a process of its own (`tests/bin/presence_instance.rs`, killed with SIGKILL). Not in
+//! the support crate: a `#[websocket]` there would register itself in every test binary.
 
 use asena_runtime::prelude::*;
 use serde_json::Value;
