@@ -23,7 +23,7 @@ use crate::channel::{Channel, Receives};
 use crate::codec::Message;
 use crate::error::Result;
 use crate::namespace::{Namespace, Socket, WebSocketData};
-use crate::transport::{Listener, Listeners, Transport, is_channel_prefix};
+use crate::transport::{Hears, Listener, Listeners, Transport, Weakly, is_channel_prefix};
 
 use crate::service::WebSocketService;
 
@@ -282,5 +282,25 @@ impl Fleet {
             )
             .into()
         })
+    }
+
+    /// [`listen`](Self::listen) for a layer of the runtime that the listener must not keep
+    /// alive (presence, history), named `service`: the transport it may publish on, or
+    /// `None` on a single instance, where there is nothing to listen to.
+    pub(crate) fn listen_weakly<T: Hears>(
+        &self,
+        prefix: &str,
+        service: &'static str,
+        layer: &Arc<T>,
+    ) -> Result<Option<Arc<dyn Transport>>> {
+        if self.transport.is_local() {
+            return Ok(None);
+        }
+        self.listen(
+            prefix,
+            service,
+            Arc::new(Weakly(Arc::downgrade(layer), service)),
+        )?;
+        Ok(Some(self.transport.clone()))
     }
 }

@@ -110,7 +110,7 @@ use crate::connection::Conn;
 use crate::error::Result;
 use crate::namespace::{Keeps, Namespace};
 use crate::protocol::Fleet;
-use crate::transport::{Heard, Hears, Outbound, Transport, Weakly};
+use crate::transport::{Heard, Hears, Outbound, Transport};
 use crate::wire;
 use store::Store;
 
@@ -382,15 +382,9 @@ impl Archive {
 
     /// Listens on the fleet's transport (nothing to do on a single instance).
     pub(crate) fn listen(self: &Arc<Self>, fleet: &Fleet) -> Result<()> {
-        if fleet.transport().is_local() {
-            return Ok(());
+        if let Some(transport) = fleet.listen_weakly(PREFIX, "history", self)? {
+            let _ = self.transport.set(transport);
         }
-        fleet.listen(
-            PREFIX,
-            "history",
-            Arc::new(Weakly(Arc::downgrade(self), "history")),
-        )?;
-        let _ = self.transport.set(fleet.transport().clone());
         Ok(())
     }
 

@@ -93,7 +93,7 @@ use crate::codec::Frame;
 use crate::error::Result;
 use crate::namespace::{Departures, Namespace, RoomError, SocketRef};
 use crate::protocol::Fleet;
-use crate::transport::{Heard, Hears, Outbound, Transport, Weakly};
+use crate::transport::{Heard, Hears, Outbound, Transport};
 
 use bus::{Entry, Kind, Message};
 
@@ -441,16 +441,10 @@ impl Hub {
 
     /// Listens on the fleet's transport (nothing to do on a single instance).
     pub(crate) fn listen(self: &Arc<Self>, fleet: &Fleet) -> Result<()> {
-        if fleet.transport().is_local() {
-            return Ok(());
-        }
         let prefix = &self.options.channel_prefix;
-        fleet.listen(
-            prefix,
-            "presence",
-            Arc::new(Weakly(Arc::downgrade(self), "presence")),
-        )?;
-        let _ = self.transport.set(fleet.transport().clone());
+        if let Some(transport) = fleet.listen_weakly(prefix, "presence", self)? {
+            let _ = self.transport.set(transport);
+        }
         Ok(())
     }
 
