@@ -54,7 +54,7 @@ async fn document(builder: AsenaBuilder) -> anyhow::Result<Value> {
 /// Every example app's document, by app.
 async fn documents() -> anyhow::Result<Vec<(&'static str, Value)>> {
     Ok(vec![
-        ("chat", document(chat::builder()).await?),
+        ("chat", document(chat::builder_with_presence()).await?),
         ("auth", document(auth::builder()).await?),
         ("notifications", document(notifications::builder()).await?),
         ("echo", document(echo::builder()).await?),
@@ -158,7 +158,7 @@ fn feeds_other_generators(app: &str, doc: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_query_parameters_and_the_managed_protocol_are_described() -> anyhow::Result<()> {
-    let chat = document(chat::builder()).await?;
+    let chat = document(chat::builder_with_presence()).await?;
     for (request, answer) in [("ping", "pong"), ("room_info", "room_info")] {
         let operation = &chat["operations"][format!("ChatSocket.{request}")];
         assert_eq!(
@@ -200,7 +200,7 @@ async fn requests_query_parameters_and_the_managed_protocol_are_described() -> a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_document_is_its_protocol() -> anyhow::Result<()> {
-    let doc = document(chat::builder()).await?;
+    let doc = document(chat::builder_with_presence()).await?;
     let channel = &doc["channels"]["ChatSocket"];
     assert_eq!(channel["address"], "/chat");
     let mut messages: Vec<&str> = channel["messages"]

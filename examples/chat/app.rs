@@ -312,12 +312,15 @@ pub const INSPECTOR_PATH: &str = "/_asena";
 /// login form sets in a browser, compared in constant time. Anything else gets 401.
 pub use asena_runtime::InspectorToken;
 
-/// The app as the example runs it: [`builder`] plus presence and the inspector at
+/// The app as the example runs it: [`builder_with_presence`] plus the inspector at
 /// [`INSPECTOR_PATH`], guarded by `token`.
 pub fn builder_with_inspector(token: &str) -> asena_runtime::AsenaBuilder {
-    builder()
-        .presence(asena_runtime::presence::PresenceOptions::default())
-        .inspector(INSPECTOR_PATH, InspectorToken::new(token))
+    builder_with_presence().inspector(INSPECTOR_PATH, InspectorToken::new(token))
+}
+
+/// [`builder`] plus presence: the protocol the example serves (`--asyncapi` prints it).
+pub fn builder_with_presence() -> asena_runtime::AsenaBuilder {
+    builder().presence(asena_runtime::presence::PresenceOptions::default())
 }
 
 /// The app builder without the inspector (tests add `.without_auto_registration()` etc.).

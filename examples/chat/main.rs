@@ -15,7 +15,7 @@ mod launch;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Some(port) = launch::start(app::builder, "info", "3000").await? else {
+    let Some(port) = launch::start(app::builder_with_presence, "info", "3000").await? else {
         return Ok(());
     };
     let (token, generated) = match std::env::var("ASENA_INSPECTOR_TOKEN") {
