@@ -195,7 +195,7 @@ enum Event {
     Append {
         ns: usize,
         room: Arc<str>,
-        payload: Bytes,
+        frame: Frame,
         except: Option<u64>,
     },
     /// A numbered message, from another instance.
@@ -265,7 +265,7 @@ impl Keeps for Slot {
         let sent = archive.events.try_send(Event::Append {
             ns: self.ns,
             room: Arc::from(room),
-            payload: frame.payload_bytes(),
+            frame: frame.clone(),
             except,
         });
         if sent.is_err() {
@@ -644,10 +644,10 @@ impl Task {
             .iter()
             .filter_map(|event| match event {
                 Event::Append {
-                    ns, room, payload, ..
+                    ns, room, frame, ..
                 } => Some((
                     wire::room_topic(archive.served[*ns].topic(), room),
-                    payload.clone(),
+                    frame.payload_bytes(),
                 )),
                 Event::Live { .. } => None,
             })
@@ -669,13 +669,14 @@ impl Task {
                 Event::Append {
                     ns,
                     room,
-                    payload,
+                    frame,
                     except,
                 } => match positions.next() {
                     Some((epoch, offset)) => {
                         archive.counters.appended.fetch_add(1, Ordering::Relaxed);
-                        let text = String::from_utf8_lossy(&payload);
+                        let text = String::from_utf8_lossy(frame.payload());
                         archive.publish(ns, &room, &epoch, offset, &text);
+                        let payload = frame.payload_bytes();
                         self.live(
                             &archive,
                             ns,
@@ -688,12 +689,7 @@ impl Task {
                     }
                     None => {
                         archive.counters.fallbacks.fetch_add(1, Ordering::Relaxed);
-                        let namespace = &archive.served[ns];
-                        namespace.emit_plain(
-                            &room,
-                            &Frame::text(&String::from_utf8_lossy(&payload)),
-                            except,
-                        );
+                        archive.served[ns].emit_plain(&room, &frame, except);
                     }
                 },
                 Event::Live {
